@@ -1,0 +1,178 @@
+//! The current transaction of a thread, so that table-scoped calls join an enclosing
+//! transaction, and the retry loop that runs a transaction's closure.
+
+use std::cell::{Cell, RefCell};
+use std::time::Duration;
+
+use crate::db::{self, Database};
+use crate::error::{Error, Result};
+use crate::tx::Tx;
+
+thread_local! {
+    static CURRENT: RefCell<Option<Tx>> = const { RefCell::new(None) };
+    static RNG: Cell<u64> = const { Cell::new(0) };
+}
+
+/// Whether the calling thread is inside a transaction.
+///
+/// ```
+/// let db = mnesia::Database::in_memory()?;
+/// assert!(!mnesia::is_transaction());
+/// db.transaction(|_| {
+///     assert!(mnesia::is_transaction());
+///     Ok::<_, mnesia::Error>(())
+/// })?;
+/// # Ok::<(), mnesia::Error>(())
+/// ```
+pub fn is_transaction() -> bool {
+    CURRENT.with(|c| c.borrow().is_some())
+}
+
+/// The database of the current transaction, else the thread's default.
+pub(crate) fn current_db() -> Result<Database> {
+    if let Some(db) = CURRENT.with(|c| c.borrow().as_ref().map(|tx| tx.db.clone())) {
+        return Ok(db);
+    }
+    db::current()
+}
+
+/// Runs `f` on the current transaction. Callers never run user code inside `f`.
+pub(crate) fn with_tx<R>(f: impl FnOnce(&mut Tx) -> Result<R>) -> Result<R> {
+    CURRENT.with(|c| match c.borrow_mut().as_mut() {
+        Some(tx) => f(tx),
+        None => Err(Error::Invalid("no transaction on this thread".into())),
+    })
+}
+
+/// Runs one table-scoped operation: inside the current transaction when there is one,
+/// else as a transaction of its own on the default database.
+pub(crate) fn run<R>(op: impl FnMut() -> Result<R>) -> Result<R> {
+    if is_transaction() {
+        let mut op = op;
+        return op();
+    }
+    let db = db::current()?;
+    transact(&db, op)
+}
+
+/// Removes the thread's transaction when dropped: on return and on unwind.
+struct Installed;
+
+impl Installed {
+    fn install(tx: Tx) -> Installed {
+        CURRENT.with(|c| *c.borrow_mut() = Some(tx));
+        Installed
+    }
+
+    fn take(self) -> Option<Tx> {
+        let tx = CURRENT.with(|c| c.borrow_mut().take());
+        std::mem::forget(self);
+        tx
+    }
+}
+
+impl Drop for Installed {
+    fn drop(&mut self) {
+        // Unwinding out of the closure: the transaction's writes are dropped, never applied.
+        let _ = CURRENT.with(|c| c.try_borrow_mut().map(|mut b| b.take()));
+    }
+}
+
+/// Runs `f` as a transaction on `db`, retrying it on conflicts. Inside a transaction of the
+/// same database, `f` simply joins it.
+pub(crate) fn transact<R, E: From<Error>>(db: &Database, mut f: impl FnMut() -> Result<R, E>) -> Result<R, E> {
+    if let Some(same) = CURRENT.with(|c| c.borrow().as_ref().map(|tx| tx.db.same(db))) {
+        if same {
+            return f();
+        }
+        return Err(Error::Invalid("a transaction on another database is already running on this thread".into()).into());
+    }
+    let attempts = db.config().retries();
+    for attempt in 1..=attempts {
+        let installed = Installed::install(Tx::new(db.clone()));
+        let result = f();
+        let Some(mut tx) = installed.take() else {
+            return Err(Error::Invalid("transaction state lost".into()).into());
+        };
+        match result {
+            Ok(value) => match tx.commit() {
+                Ok(()) => return Ok(value),
+                Err(Error::Conflict) => backoff(attempt),
+                Err(e) => return Err(e.into()),
+            },
+            // The closure may have failed because it saw a state that a concurrent commit was
+            // changing; if what it read has changed, it runs again instead.
+            Err(e) => {
+                if tx.reads_unchanged() {
+                    return Err(e);
+                }
+                backoff(attempt);
+            }
+        }
+    }
+    Err(Error::TooManyRetries { attempts }.into())
+}
+
+/// Waits a little before a retry: yields at first, then sleeps a random, growing time.
+fn backoff(attempt: u32) {
+    if attempt < 3 {
+        std::thread::yield_now();
+        return;
+    }
+    let r = RNG.with(|c| {
+        let mut x = c.get();
+        if x == 0 {
+            x = (c as *const Cell<u64> as u64) | 1;
+        }
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        c.set(x);
+        x
+    });
+    let cap = 1u64 << attempt.min(10);
+    std::thread::sleep(Duration::from_micros(r % cap + 1));
+}
+
+/// Runs `f` as one serializable transaction on the current database (see
+/// [`Database::transaction`]). Table-scoped calls inside join it; a transaction inside
+/// another joins the outermost one.
+///
+/// ```
+/// use mnesia::prelude::*;
+///
+/// #[derive(Table, Clone, Debug, Serialize, Deserialize)]
+/// struct Account { #[key] id: u32, balance: i64 }
+///
+/// let db = Database::in_memory()?;
+/// db.scope(|| -> mnesia::Result<()> {
+///     Account::create_table(TableOptions::new())?;
+///     Account::write(Account { id: 1, balance: 100 })?;
+///     Account::write(Account { id: 2, balance: 0 })?;
+///     mnesia::transaction(|| {
+///         Account::update(&1, |a| a.balance -= 30)?;
+///         Account::update(&2, |a| a.balance += 30)?;
+///         Ok::<_, mnesia::Error>(())
+///     })?;
+///     assert_eq!(Account::read(&2)?.map(|a| a.balance), Some(30));
+///     Ok(())
+/// })?;
+/// # Ok::<(), mnesia::Error>(())
+/// ```
+pub fn transaction<R, E: From<Error>>(f: impl FnMut() -> Result<R, E>) -> Result<R, E> {
+    let db = current_db()?;
+    transact(&db, f)
+}
+
+/// Like [`transaction`]. On one node it is the same; once tables have replicas on other
+/// nodes it returns only when every replica has applied the commit.
+///
+/// ```
+/// let db = mnesia::Database::in_memory()?;
+/// let v = db.scope(|| mnesia::sync_transaction(|| Ok::<_, mnesia::Error>(7)))?;
+/// assert_eq!(v, 7);
+/// # Ok::<(), mnesia::Error>(())
+/// ```
+pub fn sync_transaction<R, E: From<Error>>(f: impl FnMut() -> Result<R, E>) -> Result<R, E> {
+    transaction(f)
+}

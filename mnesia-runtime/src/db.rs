@@ -1,0 +1,588 @@
+//! The database: its tables, its configuration, and the default database that table-scoped
+//! functions (`User::write(..)`) use.
+
+use std::any::Any;
+use std::cell::RefCell;
+use std::collections::HashMap;
+use std::fmt;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+
+use arc_swap::{ArcSwap, ArcSwapOption};
+use crossbeam_utils::CachePadded;
+use parking_lot::Mutex;
+
+use crate::error::{Error, Result};
+use crate::index::IndexSpec;
+use crate::lock::{HeldLocks, LockReq, lock_order};
+use crate::store::{IndexList, TableStore};
+use crate::table::{StorageType, Table, TableInfo, TableOptions};
+
+/// How a database runs.
+///
+/// ```
+/// use mnesia::Config;
+/// let config = Config::default().max_retries(50);
+/// assert_eq!(config.retries(), 50);
+/// ```
+#[derive(Clone, Debug)]
+pub struct Config {
+    max_retries: u32,
+    node: String,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config { max_retries: 1000, node: "local@localhost".to_owned() }
+    }
+}
+
+impl Config {
+    /// How many times a transaction runs before giving up with [`Error::TooManyRetries`]
+    /// when it keeps conflicting with others (default 1000; at least 1).
+    ///
+    /// ```
+    /// let c = mnesia::Config::default().max_retries(3);
+    /// assert_eq!(c.retries(), 3);
+    /// ```
+    pub fn max_retries(mut self, n: u32) -> Self {
+        self.max_retries = n.max(1);
+        self
+    }
+
+    /// The configured retry bound.
+    ///
+    /// ```
+    /// assert_eq!(mnesia::Config::default().retries(), 1000);
+    /// ```
+    pub fn retries(&self) -> u32 {
+        self.max_retries
+    }
+
+    /// This node's name (`local@localhost` by default), as used in table copy options.
+    ///
+    /// ```
+    /// let c = mnesia::Config::default().node_name("a@host");
+    /// assert_eq!(c.node(), "a@host");
+    /// ```
+    pub fn node_name(mut self, name: impl Into<String>) -> Self {
+        self.node = name.into();
+        self
+    }
+
+    /// The node name.
+    ///
+    /// ```
+    /// assert_eq!(mnesia::Config::default().node(), "local@localhost");
+    /// ```
+    pub fn node(&self) -> &str {
+        &self.node
+    }
+}
+
+/// What the registry knows of a table without knowing its record type.
+pub(crate) trait AnyTable: Send + Sync {
+    fn as_any_arc(self: Arc<Self>) -> Arc<dyn Any + Send + Sync>;
+    fn type_name(&self) -> &'static str;
+    fn info(&self) -> TableInfo;
+}
+
+impl<T: Table> AnyTable for TableStore<T> {
+    fn as_any_arc(self: Arc<Self>) -> Arc<dyn Any + Send + Sync> {
+        self
+    }
+
+    fn type_name(&self) -> &'static str {
+        std::any::type_name::<T>()
+    }
+
+    fn info(&self) -> TableInfo {
+        let indexes = self.indexes.load();
+        TableInfo {
+            name: T::NAME.to_owned(),
+            size: self.len(),
+            memory: self.memory(),
+            table_type: self.kind,
+            storage_type: self.storage,
+            attributes: T::FIELDS.iter().map(|f| f.name.to_owned()).collect(),
+            key: T::FIELDS.get(T::KEY_POSITION).map(|f| f.name.to_owned()).unwrap_or_default(),
+            indexes: indexes.list.iter().map(|i| crate::table::IndexInfo { field: i.field().to_owned(), unique: i.unique() }).collect(),
+            auto_increment: T::AUTO_INCREMENT,
+        }
+    }
+}
+
+type TableMap = HashMap<String, Arc<dyn AnyTable>>;
+
+pub(crate) struct DbInner {
+    config: Config,
+    tables: ArcSwap<TableMap>,
+    /// Serializes schema changes (create, drop, index changes).
+    schema: Mutex<()>,
+    next_table_id: AtomicU32,
+    seq: CachePadded<AtomicU64>,
+}
+
+/// A database: a set of tables and the transactions over them. Cheap to clone (a handle).
+///
+/// Most programs start one with [`crate::start`] and use the table-scoped functions
+/// (`User::write(..)`); tests use [`Database::in_memory`] with [`Database::scope`] so that
+/// tests running in parallel do not share state.
+///
+/// ```
+/// use mnesia::prelude::*;
+///
+/// #[derive(Table, Clone, Debug, Serialize, Deserialize)]
+/// struct Item { #[key] id: u32, name: String }
+///
+/// let db = Database::in_memory()?;
+/// db.scope(|| -> mnesia::Result<()> {
+///     Item::create_table(TableOptions::new())?;
+///     Item::write(Item { id: 1, name: "pen".into() })?;
+///     assert_eq!(Item::count()?, 1);
+///     Ok(())
+/// })?;
+/// # Ok::<(), mnesia::Error>(())
+/// ```
+#[derive(Clone)]
+pub struct Database {
+    inner: Arc<DbInner>,
+}
+
+impl fmt::Debug for Database {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Database").field("node", &self.inner.config.node).finish_non_exhaustive()
+    }
+}
+
+impl Database {
+    /// Opens a database with this configuration.
+    ///
+    /// ```
+    /// let db = mnesia::Database::open(mnesia::Config::default())?;
+    /// assert!(db.tables().is_empty());
+    /// # Ok::<(), mnesia::Error>(())
+    /// ```
+    pub fn open(config: Config) -> Result<Database> {
+        Ok(Database {
+            inner: Arc::new(DbInner {
+                config,
+                tables: ArcSwap::from_pointee(HashMap::new()),
+                schema: Mutex::new(()),
+                next_table_id: AtomicU32::new(1),
+                seq: CachePadded::new(AtomicU64::new(0)),
+            }),
+        })
+    }
+
+    /// A fresh database that lives in memory only, with the default configuration.
+    ///
+    /// ```
+    /// let db = mnesia::Database::in_memory()?;
+    /// # Ok::<(), mnesia::Error>(())
+    /// ```
+    pub fn in_memory() -> Result<Database> {
+        Database::open(Config::default())
+    }
+
+    /// The configuration this database runs with.
+    ///
+    /// ```
+    /// let db = mnesia::Database::in_memory()?;
+    /// assert_eq!(db.config().retries(), 1000);
+    /// # Ok::<(), mnesia::Error>(())
+    /// ```
+    pub fn config(&self) -> &Config {
+        &self.inner.config
+    }
+
+    /// This node's name, for table copy options.
+    ///
+    /// ```
+    /// let db = mnesia::Database::in_memory()?;
+    /// assert_eq!(db.node(), "local@localhost");
+    /// # Ok::<(), mnesia::Error>(())
+    /// ```
+    pub fn node(&self) -> String {
+        self.inner.config.node.clone()
+    }
+
+    /// Runs `f` with this database as the default of the current thread: table-scoped
+    /// functions called inside use it. Scopes nest; the previous default comes back after.
+    ///
+    /// ```
+    /// let db = mnesia::Database::in_memory()?;
+    /// let n = db.scope(|| mnesia::system_tables().map(|t| t.len()))?;
+    /// assert_eq!(n, 0);
+    /// # Ok::<(), mnesia::Error>(())
+    /// ```
+    pub fn scope<R>(&self, f: impl FnOnce() -> R) -> R {
+        SCOPED.with(|s| s.borrow_mut().push(self.clone()));
+        struct Pop;
+        impl Drop for Pop {
+            fn drop(&mut self) {
+                SCOPED.with(|s| s.borrow_mut().pop());
+            }
+        }
+        let _pop = Pop;
+        f()
+    }
+
+    /// Whether two handles are the same database.
+    pub(crate) fn same(&self, other: &Database) -> bool {
+        Arc::ptr_eq(&self.inner, &other.inner)
+    }
+
+    pub(crate) fn next_seq(&self) -> u64 {
+        self.inner.seq.fetch_add(1, Ordering::AcqRel) + 1
+    }
+
+    /// The typed store of table `T`.
+    pub(crate) fn table<T: Table>(&self) -> Result<Arc<TableStore<T>>> {
+        let map = self.inner.tables.load();
+        let t = map.get(T::NAME).ok_or_else(|| Error::no_such_table(T::NAME))?;
+        let stored = t.type_name();
+        Arc::clone(t).as_any_arc().downcast::<TableStore<T>>().map_err(|_| Error::TypeMismatch {
+            table: T::NAME.to_owned(),
+            stored,
+            requested: std::any::type_name::<T>(),
+        })
+    }
+
+    /// The names of the tables, sorted.
+    ///
+    /// ```
+    /// let db = mnesia::Database::in_memory()?;
+    /// assert!(db.tables().is_empty());
+    /// # Ok::<(), mnesia::Error>(())
+    /// ```
+    pub fn tables(&self) -> Vec<String> {
+        let mut v: Vec<String> = self.inner.tables.load().keys().cloned().collect();
+        v.sort();
+        v
+    }
+
+    /// Creates table `T` (what `T::create_table` calls).
+    ///
+    /// ```
+    /// # use mnesia::prelude::*;
+    /// # #[derive(Table, Clone, Debug, Serialize, Deserialize)]
+    /// # struct Item { #[key] id: u32 }
+    /// let db = Database::in_memory()?;
+    /// db.create_table::<Item>(TableOptions::new())?;
+    /// assert!(db.create_table::<Item>(TableOptions::new()).is_err());
+    /// # Ok::<(), mnesia::Error>(())
+    /// ```
+    pub fn create_table<T: Table>(&self, options: TableOptions<T>) -> Result<()> {
+        let storage = options.storage_type();
+        if storage != StorageType::RamCopies {
+            return Err(Error::Invalid(format!(
+                "table {}: storage type {storage} needs a database directory, which this build does not support yet; use ram_copies",
+                T::NAME
+            )));
+        }
+        let mut specs: Vec<IndexSpec<T>> = T::indexes();
+        for s in options.indexes() {
+            if specs.iter().any(|x| x.field() == s.field()) {
+                return Err(Error::IndexExists { table: T::NAME.to_owned(), field: s.field() });
+            }
+            specs.push(s.clone());
+        }
+        for s in &specs {
+            if s.position() == T::KEY_POSITION {
+                return Err(Error::Invalid(format!("table {}: the key field {} cannot have a secondary index", T::NAME, s.field())));
+            }
+        }
+        let _schema = self.inner.schema.lock();
+        let map = self.inner.tables.load_full();
+        if map.contains_key(T::NAME) {
+            return Err(Error::TableExists { table: T::NAME.to_owned() });
+        }
+        let id = self.inner.next_table_id.fetch_add(1, Ordering::Relaxed);
+        let indexes = specs.iter().map(IndexSpec::build).collect();
+        let store: Arc<dyn AnyTable> = Arc::new(TableStore::<T>::new(id, T::TYPE, storage, indexes));
+        let mut next = (*map).clone();
+        next.insert(T::NAME.to_owned(), store);
+        self.inner.tables.store(Arc::new(next));
+        Ok(())
+    }
+
+    /// Whether table `T` exists.
+    ///
+    /// ```
+    /// # use mnesia::prelude::*;
+    /// # #[derive(Table, Clone, Debug, Serialize, Deserialize)]
+    /// # struct Item { #[key] id: u32 }
+    /// let db = Database::in_memory()?;
+    /// assert!(!db.exists::<Item>());
+    /// # Ok::<(), mnesia::Error>(())
+    /// ```
+    pub fn exists<T: Table>(&self) -> bool {
+        self.inner.tables.load().contains_key(T::NAME)
+    }
+
+    /// Deletes table `T` and all its records.
+    ///
+    /// ```
+    /// # use mnesia::prelude::*;
+    /// # #[derive(Table, Clone, Debug, Serialize, Deserialize)]
+    /// # struct Item { #[key] id: u32 }
+    /// let db = Database::in_memory()?;
+    /// db.create_table::<Item>(TableOptions::new())?;
+    /// db.drop_table::<Item>()?;
+    /// assert!(!db.exists::<Item>());
+    /// # Ok::<(), mnesia::Error>(())
+    /// ```
+    pub fn drop_table<T: Table>(&self) -> Result<()> {
+        let _schema = self.inner.schema.lock();
+        let store = self.table::<T>()?;
+        let indexes = store.indexes.load_full();
+        let held = lock_all(&store, &indexes);
+        store.mark_dropped_flag();
+        let mut next = (*self.inner.tables.load_full()).clone();
+        next.remove(T::NAME);
+        self.inner.tables.store(Arc::new(next));
+        drop(held);
+        Ok(())
+    }
+
+    /// Removes every record of table `T`, atomically.
+    ///
+    /// ```
+    /// # use mnesia::prelude::*;
+    /// # #[derive(Table, Clone, Debug, Serialize, Deserialize)]
+    /// # struct Item { #[key] id: u32 }
+    /// let db = Database::in_memory()?;
+    /// db.create_table::<Item>(TableOptions::new())?;
+    /// db.clear_table::<Item>()?;
+    /// # Ok::<(), mnesia::Error>(())
+    /// ```
+    pub fn clear_table<T: Table>(&self) -> Result<()> {
+        let store = self.table::<T>()?;
+        let indexes = store.indexes.load_full();
+        let held = lock_all(&store, &indexes);
+        let seq = self.next_seq();
+        store.clear_all(seq);
+        drop(held);
+        Ok(())
+    }
+
+    /// Facts about table `T`: size, memory, type, storage, attributes, indexes.
+    ///
+    /// ```
+    /// # use mnesia::prelude::*;
+    /// # #[derive(Table, Clone, Debug, Serialize, Deserialize)]
+    /// # struct Item { #[key] id: u32 }
+    /// let db = Database::in_memory()?;
+    /// db.create_table::<Item>(TableOptions::new())?;
+    /// assert_eq!(db.table_info::<Item>()?.size, 0);
+    /// # Ok::<(), mnesia::Error>(())
+    /// ```
+    pub fn table_info<T: Table>(&self) -> Result<TableInfo> {
+        Ok(self.table::<T>()?.info())
+    }
+
+    /// Facts about every table, sorted by name.
+    ///
+    /// ```
+    /// let db = mnesia::Database::in_memory()?;
+    /// assert!(db.table_infos().is_empty());
+    /// # Ok::<(), mnesia::Error>(())
+    /// ```
+    pub fn table_infos(&self) -> Vec<TableInfo> {
+        let mut v: Vec<TableInfo> = self.inner.tables.load().values().map(|t| t.info()).collect();
+        v.sort_by(|a, b| a.name.cmp(&b.name));
+        v
+    }
+
+    /// Adds an index on a field of table `T`, built online from the current records.
+    ///
+    /// ```
+    /// # use mnesia::prelude::*;
+    /// # #[derive(Table, Clone, Debug, Serialize, Deserialize)]
+    /// # struct Item { #[key] id: u32, color: String }
+    /// let db = Database::in_memory()?;
+    /// db.create_table::<Item>(TableOptions::new())?;
+    /// db.add_index(Item::COLOR.index_spec(false))?;
+    /// assert_eq!(db.table_info::<Item>()?.indexes.len(), 1);
+    /// # Ok::<(), mnesia::Error>(())
+    /// ```
+    pub fn add_index<T: Table>(&self, spec: IndexSpec<T>) -> Result<()> {
+        if spec.position() == T::KEY_POSITION {
+            return Err(Error::Invalid(format!("table {}: the key field {} cannot have a secondary index", T::NAME, spec.field())));
+        }
+        let _schema = self.inner.schema.lock();
+        let store = self.table::<T>()?;
+        let current = store.indexes.load_full();
+        if current.list.iter().any(|i| i.field() == spec.field()) {
+            return Err(Error::IndexExists { table: T::NAME.to_owned(), field: spec.field() });
+        }
+        let index = spec.build();
+        let held = lock_all(&store, &current);
+        let seq = self.next_seq();
+        let mut dup = None;
+        for shard in 0..store.shard_count() {
+            store.scan_shard(shard, |r| {
+                if index.unique() && dup.is_none() {
+                    let mut keys = Vec::new();
+                    index.lookup_by_record(r, &mut keys);
+                    if let Some(k) = keys.iter().find(|k| *k != r.key()) {
+                        dup = Some((index.value_debug(r), format!("{k:?}")));
+                    }
+                }
+                index.insert(r, seq);
+            });
+        }
+        if let Some((value, existing_key)) = dup {
+            drop(held);
+            return Err(Error::UniqueViolation { table: T::NAME.to_owned(), field: index.field(), value, existing_key });
+        }
+        let mut list = current.list.clone();
+        list.push(index);
+        store.indexes.store(Arc::new(IndexList { epoch: current.epoch + 1, list }));
+        drop(held);
+        Ok(())
+    }
+
+    /// Removes the index on a field of table `T`.
+    ///
+    /// ```
+    /// # use mnesia::prelude::*;
+    /// # #[derive(Table, Clone, Debug, Serialize, Deserialize)]
+    /// # struct Item { #[key] id: u32, #[index] color: String }
+    /// let db = Database::in_memory()?;
+    /// db.create_table::<Item>(TableOptions::new())?;
+    /// db.remove_index::<Item>("color")?;
+    /// assert!(db.table_info::<Item>()?.indexes.is_empty());
+    /// # Ok::<(), mnesia::Error>(())
+    /// ```
+    pub fn remove_index<T: Table>(&self, field: &'static str) -> Result<()> {
+        let _schema = self.inner.schema.lock();
+        let store = self.table::<T>()?;
+        let current = store.indexes.load_full();
+        if !current.list.iter().any(|i| i.field() == field) {
+            return Err(Error::NoSuchIndex { table: T::NAME.to_owned(), field });
+        }
+        let held = lock_all(&store, &current);
+        let list = current.list.iter().filter(|i| i.field() != field).cloned().collect();
+        store.indexes.store(Arc::new(IndexList { epoch: current.epoch + 1, list }));
+        drop(held);
+        Ok(())
+    }
+
+    /// Runs `f` as one serializable transaction on this database. `f` gets a handle with
+    /// the same operations as the table-scoped functions, which also join this transaction
+    /// when called inside it. On a conflict with another transaction `f` runs again (up to
+    /// [`Config::max_retries`] times); when `f` returns `Err` every write is rolled back and
+    /// the error is returned; a panic rolls back and propagates.
+    ///
+    /// ```
+    /// # use mnesia::prelude::*;
+    /// # #[derive(Table, Clone, Debug, Serialize, Deserialize)]
+    /// # struct Item { #[key] id: u32, n: i64 }
+    /// let db = Database::in_memory()?;
+    /// db.create_table::<Item>(TableOptions::new())?;
+    /// let total = db.transaction(|tx| {
+    ///     tx.write(Item { id: 1, n: 5 })?;
+    ///     tx.write(Item { id: 2, n: 7 })?;
+    ///     Ok::<_, mnesia::Error>(tx.list::<Item>()?.iter().map(|i| i.n).sum::<i64>())
+    /// })?;
+    /// assert_eq!(total, 12);
+    /// # Ok::<(), mnesia::Error>(())
+    /// ```
+    pub fn transaction<R, E: From<Error>>(&self, mut f: impl FnMut(&crate::Transaction) -> Result<R, E>) -> Result<R, E> {
+        let handle = crate::Transaction::new();
+        crate::context::transact(self, || f(&handle))
+    }
+}
+
+/// Locks every record shard and index shard of a table exclusively (for table-wide changes).
+fn lock_all<'a, T: Table>(store: &'a TableStore<T>, indexes: &'a IndexList<T>) -> HeldLocks<'a> {
+    let mut reqs: Vec<LockReq<'a>> = store
+        .all_commit_locks()
+        .map(|(i, l)| LockReq { order: lock_order(store.id, 0, u16::try_from(i).unwrap_or(u16::MAX)), exclusive: true, lock: l })
+        .collect();
+    for idx in &indexes.list {
+        let structure = u16::try_from(idx.position() + 1).unwrap_or(u16::MAX);
+        for s in 0..idx.shard_count() {
+            reqs.push(LockReq {
+                order: lock_order(store.id, structure, u16::try_from(s).unwrap_or(u16::MAX)),
+                exclusive: true,
+                lock: idx.commit_lock(s),
+            });
+        }
+    }
+    HeldLocks::acquire(reqs)
+}
+
+impl<T: Table> TableStore<T> {
+    fn mark_dropped_flag(&self) {
+        self.dropped.store(true, Ordering::Release);
+    }
+}
+
+static DEFAULT: ArcSwapOption<DbInner> = ArcSwapOption::const_empty();
+
+thread_local! {
+    static SCOPED: RefCell<Vec<Database>> = const { RefCell::new(Vec::new()) };
+}
+
+/// The database table-scoped functions use: the innermost [`Database::scope`] of this
+/// thread, else the one [`start`] installed.
+pub(crate) fn current() -> Result<Database> {
+    if let Some(db) = SCOPED.with(|s| s.borrow().last().cloned()) {
+        return Ok(db);
+    }
+    DEFAULT.load_full().map(|inner| Database { inner }).ok_or(Error::NoDatabase)
+}
+
+/// Starts a database and installs it as the process-wide default used by the table-scoped
+/// functions. Fails if one is already running (call [`stop`] first).
+///
+/// ```
+/// use mnesia::prelude::*;
+///
+/// #[derive(Table, Clone, Debug, Serialize, Deserialize)]
+/// struct Counter { #[key] name: String, value: i64 }
+///
+/// let db = mnesia::start(Config::default())?;
+/// Counter::create_table(TableOptions::new().ram_copies([db.node()]))?;
+/// Counter::write(Counter { name: "hits".into(), value: 1 })?;
+/// assert_eq!(Counter::read(&"hits".to_string())?.map(|c| c.value), Some(1));
+/// mnesia::stop()?;
+/// # Ok::<(), mnesia::Error>(())
+/// ```
+pub fn start(config: Config) -> Result<Database> {
+    let db = Database::open(config)?;
+    let prev = DEFAULT.compare_and_swap(&None::<Arc<DbInner>>, Some(Arc::clone(&db.inner)));
+    if prev.is_some() {
+        return Err(Error::Invalid("a database is already running: call mnesia::stop() first".into()));
+    }
+    Ok(db)
+}
+
+/// Stops the process-wide default database. Its tables are gone once no handle is left.
+///
+/// ```
+/// mnesia::start(mnesia::Config::default())?;
+/// mnesia::stop()?;
+/// assert!(mnesia::stop().is_err());
+/// # Ok::<(), mnesia::Error>(())
+/// ```
+pub fn stop() -> Result<()> {
+    match DEFAULT.swap(None) {
+        Some(_) => Ok(()),
+        None => Err(Error::NoDatabase),
+    }
+}
+
+/// Facts about every table of the current database.
+///
+/// ```
+/// let db = mnesia::Database::in_memory()?;
+/// assert!(db.scope(mnesia::system_tables)?.is_empty());
+/// # Ok::<(), mnesia::Error>(())
+/// ```
+pub fn system_tables() -> Result<Vec<TableInfo>> {
+    Ok(current()?.table_infos())
+}

@@ -1,0 +1,155 @@
+//! The one error type of the crate.
+
+use std::fmt;
+
+/// The result type of every fallible operation in this crate.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// Everything that can go wrong, as variants a caller can match on.
+///
+/// ```
+/// use mnesia::prelude::*;
+///
+/// #[derive(Table, Clone, Debug, Serialize, Deserialize)]
+/// struct Item { #[key] id: u32, name: String }
+///
+/// let db = Database::in_memory()?;
+/// db.scope(|| {
+///     // The table was never created.
+///     match Item::read(&1) {
+///         Err(mnesia::Error::NoSuchTable { table }) => assert_eq!(table, "item"),
+///         other => panic!("unexpected: {other:?}"),
+///     }
+/// });
+/// # Ok::<(), mnesia::Error>(())
+/// ```
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// The table does not exist (never created, or dropped).
+    #[error("no such table: {table}")]
+    NoSuchTable {
+        /// The table's name.
+        table: String,
+    },
+    /// `create_table` on a name that is already taken.
+    #[error("table already exists: {table}")]
+    TableExists {
+        /// The table's name.
+        table: String,
+    },
+    /// The table exists but was created by another Rust type.
+    #[error("table {table} holds records of type {stored}, not {requested}")]
+    TypeMismatch {
+        /// The table's name.
+        table: String,
+        /// The Rust type the table was created with.
+        stored: &'static str,
+        /// The Rust type the caller used.
+        requested: &'static str,
+    },
+    /// `update` (or another operation that needs a record) found none.
+    #[error("no record with key {key} in table {table}")]
+    NotFound {
+        /// The table's name.
+        table: String,
+        /// The key, formatted with `Debug`.
+        key: String,
+    },
+    /// `insert` with a key that is already taken.
+    #[error("a record with key {key} already exists in table {table}")]
+    AlreadyExists {
+        /// The table's name.
+        table: String,
+        /// The key, formatted with `Debug`.
+        key: String,
+    },
+    /// A write would give two records the same value of a unique index.
+    #[error("unique index {table}.{field} already holds the value {value} (for key {existing_key})")]
+    UniqueViolation {
+        /// The table's name.
+        table: String,
+        /// The indexed field.
+        field: &'static str,
+        /// The duplicated value, formatted with `Debug`.
+        value: String,
+        /// The key of the record that already holds the value, formatted with `Debug`.
+        existing_key: String,
+    },
+    /// The field has no index (`remove_index`), or the table has no such field.
+    #[error("table {table} has no index on field {field}")]
+    NoSuchIndex {
+        /// The table's name.
+        table: String,
+        /// The field.
+        field: &'static str,
+    },
+    /// `add_index` on a field that is already indexed.
+    #[error("table {table} already has an index on field {field}")]
+    IndexExists {
+        /// The table's name.
+        table: String,
+        /// The field.
+        field: &'static str,
+    },
+    /// A transaction kept conflicting with others and gave up after this many attempts.
+    #[error("transaction gave up after {attempts} attempts because of conflicts")]
+    TooManyRetries {
+        /// How many times the transaction ran.
+        attempts: u32,
+    },
+    /// The transaction was aborted on purpose (see [`Error::abort`]).
+    #[error("transaction aborted: {0}")]
+    Aborted(#[source] Box<dyn std::error::Error + Send + Sync + 'static>),
+    /// No database is running: call `mnesia::start`, or run inside `db.scope(..)`.
+    #[error("no database: call mnesia::start(Config) or run inside db.scope(..)")]
+    NoDatabase,
+    /// An operation that this table, key or state does not allow.
+    #[error("invalid operation: {0}")]
+    Invalid(String),
+    /// Encoding or decoding a record failed.
+    #[error("codec error: {0}")]
+    Codec(String),
+    /// An internal conflict signal: the transaction is retried. Callers only see it from
+    /// code running outside a transaction's retry loop.
+    #[error("transaction conflict")]
+    Conflict,
+}
+
+/// A plain abort reason, used by [`Error::abort`].
+#[derive(Debug)]
+struct AbortReason(String);
+
+impl fmt::Display for AbortReason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for AbortReason {}
+
+impl Error {
+    /// An [`Error::Aborted`] carrying a plain reason, like Mnesia's `abort(Reason)`.
+    ///
+    /// ```
+    /// let err = mnesia::Error::abort("insufficient funds");
+    /// assert_eq!(err.to_string(), "transaction aborted: insufficient funds");
+    /// ```
+    pub fn abort(reason: impl fmt::Display) -> Error {
+        Error::Aborted(Box::new(AbortReason(reason.to_string())))
+    }
+
+    /// An [`Error::Aborted`] carrying a user error, recoverable with `downcast_ref`.
+    ///
+    /// ```
+    /// let err = mnesia::Error::abort_with(std::io::Error::other("disk"));
+    /// assert!(matches!(err, mnesia::Error::Aborted(_)));
+    /// ```
+    pub fn abort_with(err: impl std::error::Error + Send + Sync + 'static) -> Error {
+        Error::Aborted(Box::new(err))
+    }
+
+    pub(crate) fn no_such_table(table: &str) -> Error {
+        Error::NoSuchTable { table: table.to_owned() }
+    }
+}

@@ -1,0 +1,304 @@
+//! Conditions on records: built from typed fields, combined with `&`, `|` and `!`.
+
+use std::any::Any;
+use std::cmp::Ordering;
+use std::fmt;
+use std::ops::{BitAnd, BitOr, Not};
+use std::sync::Arc;
+
+/// The comparison a condition makes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Op {
+    Eq,
+    Ne,
+    Gt,
+    Ge,
+    Lt,
+    Le,
+    Between,
+    In,
+    StartsWith,
+    Contains,
+    IsSome,
+    IsNone,
+}
+
+/// One comparison of one field.
+pub(crate) struct Cond<T> {
+    pub(crate) field: &'static str,
+    pub(crate) position: usize,
+    pub(crate) op: Op,
+    /// The compared values, typed as the field's type, for the planner (key and index use).
+    pub(crate) values: Vec<Arc<dyn Any + Send + Sync>>,
+    pub(crate) test: Arc<dyn Fn(&T) -> bool + Send + Sync>,
+}
+
+impl<T> Clone for Cond<T> {
+    fn clone(&self) -> Self {
+        Cond {
+            field: self.field,
+            position: self.position,
+            op: self.op,
+            values: self.values.clone(),
+            test: Arc::clone(&self.test),
+        }
+    }
+}
+
+pub(crate) enum Node<T> {
+    All,
+    Cond(Cond<T>),
+    And(Vec<Node<T>>),
+    Or(Vec<Node<T>>),
+    Not(Box<Node<T>>),
+}
+
+impl<T> Clone for Node<T> {
+    fn clone(&self) -> Self {
+        match self {
+            Node::All => Node::All,
+            Node::Cond(c) => Node::Cond(c.clone()),
+            Node::And(v) => Node::And(v.clone()),
+            Node::Or(v) => Node::Or(v.clone()),
+            Node::Not(n) => Node::Not(n.clone()),
+        }
+    }
+}
+
+impl<T> Node<T> {
+    fn matches(&self, rec: &T) -> bool {
+        match self {
+            Node::All => true,
+            Node::Cond(c) => (c.test)(rec),
+            Node::And(v) => v.iter().all(|n| n.matches(rec)),
+            Node::Or(v) => v.iter().any(|n| n.matches(rec)),
+            Node::Not(n) => !n.matches(rec),
+        }
+    }
+
+    fn describe(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let join = |f: &mut fmt::Formatter<'_>, v: &[Node<T>], sep: &str| -> fmt::Result {
+            f.write_str("(")?;
+            for (i, n) in v.iter().enumerate() {
+                if i > 0 {
+                    f.write_str(sep)?;
+                }
+                n.describe(f)?;
+            }
+            f.write_str(")")
+        };
+        match self {
+            Node::All => f.write_str("true"),
+            Node::Cond(c) => write!(f, "{} {:?}", c.field, c.op),
+            Node::And(v) => join(f, v, " & "),
+            Node::Or(v) => join(f, v, " | "),
+            Node::Not(n) => {
+                f.write_str("!")?;
+                n.describe(f)
+            }
+        }
+    }
+}
+
+/// A condition on records of `T`: a field comparison, or several combined with `&` (and),
+/// `|` (or) and `!` (not). A `Vec` or array of filters means all of them.
+///
+/// ```
+/// use mnesia::prelude::*;
+///
+/// #[derive(Table, Clone, Debug, Serialize, Deserialize)]
+/// struct User { #[key] id: u64, name: String, age: u32 }
+///
+/// let adult_a = User::AGE.ge(18) & User::NAME.starts_with("A");
+/// let teen_or_senior = User::AGE.between(13, 19) | User::AGE.ge(65);
+/// let ann = User { id: 1, name: "Ann".into(), age: 30 };
+/// assert!(adult_a.matches(&ann));
+/// assert!(!teen_or_senior.matches(&ann));
+/// assert!((!teen_or_senior).matches(&ann));
+/// ```
+pub struct Filter<T> {
+    pub(crate) node: Node<T>,
+}
+
+impl<T> Clone for Filter<T> {
+    fn clone(&self) -> Self {
+        Filter { node: self.node.clone() }
+    }
+}
+
+impl<T> fmt::Debug for Filter<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Filter ")?;
+        self.node.describe(f)
+    }
+}
+
+impl<T> Filter<T> {
+    /// A filter that every record passes.
+    ///
+    /// ```
+    /// # use mnesia::prelude::*;
+    /// # #[derive(Table, Clone, Debug, Serialize, Deserialize)]
+    /// # struct User { #[key] id: u64 }
+    /// assert!(Filter::<User>::all().matches(&User { id: 1 }));
+    /// ```
+    pub fn all() -> Self {
+        Filter { node: Node::All }
+    }
+
+    pub(crate) fn from_cond(c: Cond<T>) -> Self {
+        Filter { node: Node::Cond(c) }
+    }
+
+    /// Whether `record` passes this filter.
+    ///
+    /// ```
+    /// # use mnesia::prelude::*;
+    /// # #[derive(Table, Clone, Debug, Serialize, Deserialize)]
+    /// # struct User { #[key] id: u64, age: u32 }
+    /// assert!(User::AGE.lt(10).matches(&User { id: 1, age: 9 }));
+    /// ```
+    pub fn matches(&self, record: &T) -> bool {
+        self.node.matches(record)
+    }
+
+    /// The top-level conjuncts: the conditions every match must pass.
+    pub(crate) fn conjuncts(&self) -> Vec<&Cond<T>> {
+        fn walk<'a, T>(n: &'a Node<T>, out: &mut Vec<&'a Cond<T>>) {
+            match n {
+                Node::Cond(c) => out.push(c),
+                Node::And(v) => v.iter().for_each(|n| walk(n, out)),
+                _ => {}
+            }
+        }
+        let mut out = Vec::new();
+        walk(&self.node, &mut out);
+        out
+    }
+}
+
+fn and<T>(a: Node<T>, b: Node<T>) -> Node<T> {
+    match (a, b) {
+        (Node::All, x) | (x, Node::All) => x,
+        (Node::And(mut v), Node::And(w)) => {
+            v.extend(w);
+            Node::And(v)
+        }
+        (Node::And(mut v), x) => {
+            v.push(x);
+            Node::And(v)
+        }
+        (x, Node::And(mut v)) => {
+            v.insert(0, x);
+            Node::And(v)
+        }
+        (x, y) => Node::And(vec![x, y]),
+    }
+}
+
+impl<T> BitAnd for Filter<T> {
+    type Output = Filter<T>;
+    fn bitand(self, rhs: Filter<T>) -> Filter<T> {
+        Filter { node: and(self.node, rhs.node) }
+    }
+}
+
+impl<T> BitOr for Filter<T> {
+    type Output = Filter<T>;
+    fn bitor(self, rhs: Filter<T>) -> Filter<T> {
+        let node = match (self.node, rhs.node) {
+            (Node::All, _) | (_, Node::All) => Node::All,
+            (Node::Or(mut v), Node::Or(w)) => {
+                v.extend(w);
+                Node::Or(v)
+            }
+            (Node::Or(mut v), x) => {
+                v.push(x);
+                Node::Or(v)
+            }
+            (x, y) => Node::Or(vec![x, y]),
+        };
+        Filter { node }
+    }
+}
+
+impl<T> Not for Filter<T> {
+    type Output = Filter<T>;
+    fn not(self) -> Filter<T> {
+        let node = match self.node {
+            Node::Not(inner) => *inner,
+            n => Node::Not(Box::new(n)),
+        };
+        Filter { node }
+    }
+}
+
+impl<T> From<Vec<Filter<T>>> for Filter<T> {
+    fn from(v: Vec<Filter<T>>) -> Self {
+        v.into_iter().fold(Filter::all(), |acc, f| acc & f)
+    }
+}
+
+impl<T, const N: usize> From<[Filter<T>; N]> for Filter<T> {
+    fn from(v: [Filter<T>; N]) -> Self {
+        v.into_iter().fold(Filter::all(), |acc, f| acc & f)
+    }
+}
+
+/// A sort order on one field, made by `Field::asc()` or `Field::desc()`.
+///
+/// ```
+/// # use mnesia::prelude::*;
+/// # #[derive(Table, Clone, Debug, Serialize, Deserialize)]
+/// # struct User { #[key] id: u64, age: u32 }
+/// let order: Order<User> = User::AGE.desc();
+/// assert_eq!(order.field(), "age");
+/// ```
+pub struct Order<T> {
+    field: &'static str,
+    cmp: Arc<dyn Fn(&T, &T) -> Ordering + Send + Sync>,
+}
+
+impl<T> Clone for Order<T> {
+    fn clone(&self) -> Self {
+        Order { field: self.field, cmp: Arc::clone(&self.cmp) }
+    }
+}
+
+impl<T> fmt::Debug for Order<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Order").field("field", &self.field).finish()
+    }
+}
+
+impl<T> Order<T> {
+    pub(crate) fn new(field: &'static str, cmp: Arc<dyn Fn(&T, &T) -> Ordering + Send + Sync>) -> Self {
+        Order { field, cmp }
+    }
+
+    /// The field this order sorts by.
+    ///
+    /// ```
+    /// # use mnesia::prelude::*;
+    /// # #[derive(Table, Clone, Debug, Serialize, Deserialize)]
+    /// # struct User { #[key] id: u64, age: u32 }
+    /// assert_eq!(User::AGE.asc().field(), "age");
+    /// ```
+    pub fn field(&self) -> &'static str {
+        self.field
+    }
+
+    /// Compares two records in this order.
+    ///
+    /// ```
+    /// # use mnesia::prelude::*;
+    /// # use std::cmp::Ordering;
+    /// # #[derive(Table, Clone, Debug, Serialize, Deserialize)]
+    /// # struct User { #[key] id: u64, age: u32 }
+    /// let (a, b) = (User { id: 1, age: 1 }, User { id: 2, age: 2 });
+    /// assert_eq!(User::AGE.desc().compare(&a, &b), Ordering::Greater);
+    /// ```
+    pub fn compare(&self, a: &T, b: &T) -> Ordering {
+        (self.cmp)(a, b)
+    }
+}

@@ -1,0 +1,44 @@
+//! The engine of [`mnesia`](https://docs.rs/mnesia): typed in-memory table stores,
+//! serializable optimistic transactions, secondary indexes and a query planner.
+//!
+//! Users depend on the `mnesia` crate, which re-exports everything here together with
+//! `#[derive(Table)]`. The engine's layout:
+//!
+//! - [`Table`] (`table.rs`): the trait the derive implements, whose provided functions are
+//!   the table-scoped API; they call `ops.rs`, as does the explicit [`Transaction`] handle.
+//! - `context.rs`: the thread's current transaction and the retry loop.
+//! - `tx.rs`: read and write sets, and the commit protocol; `lock.rs`: commit locks taken
+//!   in one global order.
+//! - `store.rs`: records in shards; `index.rs`: secondary indexes.
+//! - `field.rs`, `filter.rs`, `plan.rs`, `select.rs`, `query.rs`: typed conditions, the
+//!   planner and the planned reads.
+//! - `db.rs`: the database, its tables and the default database.
+#![deny(missing_docs)]
+#![warn(unreachable_pub)]
+
+mod context;
+mod db;
+mod error;
+mod field;
+mod filter;
+mod handle;
+mod index;
+mod lock;
+mod ops;
+mod plan;
+mod query;
+mod select;
+mod store;
+mod table;
+mod tx;
+
+pub use context::{is_transaction, sync_transaction, transaction};
+pub use db::{Config, Database, start, stop, system_tables};
+pub use error::{Error, Result};
+pub use field::{Compare, Field, FieldValue};
+pub use filter::{Filter, Order};
+pub use handle::Transaction;
+pub use index::IndexSpec;
+pub use plan::Plan;
+pub use query::{Query, QueryIter};
+pub use table::{FieldInfo, IndexInfo, Key, StorageType, Table, TableInfo, TableOptions, TableType, Upserted};

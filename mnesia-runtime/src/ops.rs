@@ -1,0 +1,242 @@
+//! The table-scoped operations. `Table`'s provided functions and the explicit transaction
+//! handle both call these, so there is one code path under both.
+
+use crate::context::{self, run, with_tx};
+use crate::error::{Error, Result};
+use crate::field::{Compare, Field, FieldValue};
+use crate::filter::Filter;
+use crate::store::Write;
+use crate::table::{Table, TableType, Upserted};
+use crate::tx::Tx;
+
+fn not_found<T: Table>(key: &T::Key) -> Error {
+    Error::NotFound { table: T::NAME.to_owned(), key: format!("{key:?}") }
+}
+
+fn no_bag<T: Table>(what: &str) -> Result<()> {
+    if T::TYPE == TableType::Bag {
+        return Err(Error::Invalid(format!("{what} is not defined on bag table {}", T::NAME)));
+    }
+    Ok(())
+}
+
+/// Writes a record: replaces the key's record (bag: adds it to the key's records).
+pub(crate) fn write<T: Table>(rec: T) -> Result<T> {
+    run(|| with_tx(|tx| put(tx, rec.clone())))?;
+    Ok(rec)
+}
+
+fn put<T: Table>(tx: &mut Tx, rec: T) -> Result<()> {
+    let part = tx.table::<T>()?;
+    if T::AUTO_INCREMENT {
+        if let Some(id) = rec.auto_id() {
+            part.store.counter.fetch_max(id, std::sync::atomic::Ordering::AcqRel);
+        }
+    }
+    part.put(rec)
+}
+
+/// Inserts a new record: assigns the next id to an `#[auto_increment]` key left at 0;
+/// refuses a key that exists (except on bags, which add).
+pub(crate) fn insert<T: Table>(mut rec: T) -> Result<T> {
+    run(|| {
+        with_tx(|tx| {
+            let part = tx.table::<T>()?;
+            if T::AUTO_INCREMENT && rec.auto_id() == Some(0) {
+                let id = part.store.counter.fetch_add(1, std::sync::atomic::Ordering::AcqRel) + 1;
+                rec.set_auto_id(id)?;
+            } else if T::TYPE != TableType::Bag && part.exists(rec.key()) {
+                return Err(Error::AlreadyExists { table: T::NAME.to_owned(), key: format!("{:?}", rec.key()) });
+            }
+            put(tx, rec.clone())
+        })
+    })?;
+    Ok(rec)
+}
+
+pub(crate) fn read<T: Table>(key: &T::Key) -> Result<Option<T>> {
+    run(|| with_tx(|tx| Ok(tx.table::<T>()?.read_one(key))))
+}
+
+pub(crate) fn read_all<T: Table>(key: &T::Key) -> Result<Vec<T>> {
+    run(|| with_tx(|tx| Ok(tx.table::<T>()?.read_group(key))))
+}
+
+pub(crate) fn update<T: Table>(key: &T::Key, mut f: impl FnMut(&mut T)) -> Result<T> {
+    no_bag::<T>("update")?;
+    run(|| {
+        let mut rec = read::<T>(key)?.ok_or_else(|| not_found::<T>(key))?;
+        f(&mut rec);
+        if rec.key() != key {
+            return Err(Error::Invalid(format!("update must not change the key of a record of table {}", T::NAME)));
+        }
+        with_tx(|tx| put(tx, rec.clone()))?;
+        Ok(rec)
+    })
+}
+
+pub(crate) fn delete<T: Table>(key: &T::Key) -> Result<Option<T>> {
+    run(|| {
+        with_tx(|tx| {
+            let part = tx.table::<T>()?;
+            let old = part.read_group(key);
+            if old.is_empty() {
+                return Ok(None);
+            }
+            part.set(key.clone(), Write::Delete);
+            Ok(old.into_iter().next())
+        })
+    })
+}
+
+pub(crate) fn delete_object<T: Table>(rec: &T) -> Result<bool> {
+    let bytes = postcard::to_allocvec(rec).map_err(|e| Error::Codec(e.to_string()))?;
+    run(|| {
+        with_tx(|tx| {
+            let part = tx.table::<T>()?;
+            let group = part.read_group(rec.key());
+            let before = group.len();
+            let mut rest = Vec::with_capacity(before);
+            for r in group {
+                if postcard::to_allocvec(&r).map_err(|e| Error::Codec(e.to_string()))? != bytes {
+                    rest.push(r);
+                }
+            }
+            if rest.len() == before {
+                return Ok(false);
+            }
+            let write = if T::TYPE == TableType::Bag { Write::Group(rest) } else { Write::Delete };
+            part.set(rec.key().clone(), write);
+            Ok(true)
+        })
+    })
+}
+
+pub(crate) fn upsert<T: Table>(rec: T) -> Result<Upserted<T>> {
+    run(|| {
+        with_tx(|tx| {
+            let old = tx.table::<T>()?.read_one(rec.key());
+            put(tx, rec.clone())?;
+            Ok(match old {
+                Some(old) if T::TYPE != TableType::Bag => Upserted::Replaced { new: rec.clone(), old },
+                _ => Upserted::Inserted(rec.clone()),
+            })
+        })
+    })
+}
+
+pub(crate) fn select<T: Table>(filter: &Filter<T>) -> Result<Vec<T>> {
+    run(|| with_tx(|tx| Ok(tx.table::<T>()?.select_with(filter, T::clone))))
+}
+
+pub(crate) fn get_by<T: Table, V: FieldValue>(field: Field<T, V>, value: impl Compare<V>) -> Result<Option<T>> {
+    let filter = field.eq(value);
+    run(|| {
+        with_tx(|tx| {
+            let mut all = tx.table::<T>()?.select_with(&filter, T::clone);
+            all.sort_by(|a, b| a.key().cmp(b.key()));
+            Ok(all.into_iter().next())
+        })
+    })
+}
+
+pub(crate) fn all_keys<T: Table>() -> Result<Vec<T::Key>> {
+    let all = Filter::all();
+    run(|| {
+        with_tx(|tx| {
+            let mut keys = tx.table::<T>()?.select_with(&all, |r| r.key().clone());
+            if T::TYPE == TableType::Bag {
+                keys.sort();
+                keys.dedup();
+            }
+            Ok(keys)
+        })
+    })
+}
+
+pub(crate) fn count<T: Table>() -> Result<usize> {
+    run(|| with_tx(|tx| Ok(tx.table::<T>()?.count())))
+}
+
+pub(crate) fn batch_write<T: Table>(recs: impl IntoIterator<Item = T>) -> Result<Vec<T>> {
+    let recs: Vec<T> = recs.into_iter().collect();
+    run(|| {
+        with_tx(|tx| {
+            for r in &recs {
+                put(tx, r.clone())?;
+            }
+            Ok(())
+        })
+    })?;
+    Ok(recs)
+}
+
+pub(crate) fn batch_delete<T: Table>(keys: impl IntoIterator<Item = T::Key>) -> Result<Vec<T>> {
+    let keys: Vec<T::Key> = keys.into_iter().collect();
+    run(|| {
+        with_tx(|tx| {
+            let part = tx.table::<T>()?;
+            let mut removed = Vec::new();
+            for k in &keys {
+                let old = part.read_group(k);
+                if !old.is_empty() {
+                    part.set(k.clone(), Write::Delete);
+                    removed.extend(old);
+                }
+            }
+            Ok(removed)
+        })
+    })
+}
+
+/// Runs `f` in a transaction of its own, outside any transaction of the thread, applied
+/// without validation: what the `dirty_*` operations do.
+fn dirty<R>(f: impl FnOnce(&mut Tx) -> Result<R>) -> Result<R> {
+    let db = context::current_db()?;
+    let mut tx = Tx::new(db);
+    let r = f(&mut tx)?;
+    tx.commit_dirty()?;
+    Ok(r)
+}
+
+pub(crate) fn dirty_write<T: Table>(rec: T) -> Result<T> {
+    dirty(|tx| put(tx, rec.clone()))?;
+    Ok(rec)
+}
+
+pub(crate) fn dirty_read<T: Table>(key: &T::Key) -> Result<Option<T>> {
+    let store = context::current_db()?.table::<T>()?;
+    let hash = store.hash(key);
+    Ok(store.get_with(key, hash, |_, recs| recs.first().cloned()))
+}
+
+pub(crate) fn dirty_update<T: Table>(key: &T::Key, f: impl FnOnce(&mut T)) -> Result<T> {
+    no_bag::<T>("dirty_update")?;
+    let mut rec = dirty_read::<T>(key)?.ok_or_else(|| not_found::<T>(key))?;
+    f(&mut rec);
+    if rec.key() != key {
+        return Err(Error::Invalid(format!("update must not change the key of a record of table {}", T::NAME)));
+    }
+    dirty_write(rec)
+}
+
+pub(crate) fn dirty_delete<T: Table>(key: &T::Key) -> Result<Option<T>> {
+    let old = dirty_read::<T>(key)?;
+    dirty(|tx| {
+        tx.table::<T>()?.set(key.clone(), Write::Delete);
+        Ok(())
+    })?;
+    Ok(old)
+}
+
+pub(crate) fn dirty_select<T: Table>(filter: &Filter<T>) -> Result<Vec<T>> {
+    let db = context::current_db()?;
+    let mut tx = Tx::new(db);
+    Ok(tx.table::<T>()?.select_with(filter, T::clone))
+}
+
+pub(crate) fn dirty_get_by<T: Table, V: FieldValue>(field: Field<T, V>, value: impl Compare<V>) -> Result<Option<T>> {
+    let mut all = dirty_select(&field.eq(value))?;
+    all.sort_by(|a, b| a.key().cmp(b.key()));
+    Ok(all.into_iter().next())
+}

@@ -1,0 +1,151 @@
+//! The query planner: picks how a filter reads a table.
+//!
+//! Among the top-level conditions (those joined by `&`) it takes, in this order: equality
+//! or `is_in` on the key (point reads); equality or `is_in` on an indexed field (a unique
+//! index first); a key range on an `ordered_set`; otherwise a scan of the whole table.
+//! Whatever the access, every candidate record is then checked against the whole filter.
+
+use std::any::Any;
+use std::fmt;
+use std::ops::Bound;
+use std::sync::Arc;
+
+use crate::filter::{Filter, Op};
+use crate::index::TableIndex;
+use crate::store::IndexList;
+use crate::table::{Table, TableType};
+
+/// How a query reads its table, as told by `query().explain()`.
+///
+/// ```
+/// use mnesia::prelude::*;
+///
+/// #[derive(Table, Clone, Debug, Serialize, Deserialize)]
+/// struct User { #[key] id: u64, #[index(unique)] email: String, age: u32 }
+///
+/// let db = Database::in_memory()?;
+/// db.scope(|| -> mnesia::Result<()> {
+///     User::create_table(TableOptions::new())?;
+///     assert_eq!(User::query().filter(User::ID.eq(7)).explain()?, Plan::KeyLookup { keys: 1 });
+///     assert_eq!(
+///         User::query().filter(User::EMAIL.eq("a@x.io")).explain()?,
+///         Plan::IndexLookup { field: "email", values: 1 }
+///     );
+///     assert_eq!(User::query().filter(User::AGE.gt(3)).explain()?, Plan::FullScan);
+///     Ok(())
+/// })?;
+/// # Ok::<(), mnesia::Error>(())
+/// ```
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Plan {
+    /// Point reads of this many keys.
+    KeyLookup {
+        /// How many keys are read.
+        keys: usize,
+    },
+    /// A range of keys of an `ordered_set`, in key order.
+    KeyRange,
+    /// Lookups of this many values in the index on `field`.
+    IndexLookup {
+        /// The indexed field.
+        field: &'static str,
+        /// How many values are looked up.
+        values: usize,
+    },
+    /// Every record of the table.
+    FullScan,
+}
+
+impl fmt::Display for Plan {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Plan::KeyLookup { keys } => write!(f, "key lookup ({keys} keys)"),
+            Plan::KeyRange => f.write_str("key range"),
+            Plan::IndexLookup { field, values } => write!(f, "index lookup on {field} ({values} values)"),
+            Plan::FullScan => f.write_str("full scan"),
+        }
+    }
+}
+
+/// The chosen access path.
+pub(crate) enum Access<T: Table> {
+    Keys(Vec<T::Key>),
+    Range(Bound<T::Key>, Bound<T::Key>),
+    Index(Arc<dyn TableIndex<T>>, Vec<Arc<dyn Any + Send + Sync>>),
+    Scan,
+}
+
+impl<T: Table> Access<T> {
+    pub(crate) fn plan(&self) -> Plan {
+        match self {
+            Access::Keys(k) => Plan::KeyLookup { keys: k.len() },
+            Access::Range(..) => Plan::KeyRange,
+            Access::Index(i, v) => Plan::IndexLookup { field: i.field(), values: v.len() },
+            Access::Scan => Plan::FullScan,
+        }
+    }
+}
+
+fn keys_of<T: Table>(values: &[Arc<dyn Any + Send + Sync>]) -> Option<Vec<T::Key>> {
+    values.iter().map(|v| v.downcast_ref::<T::Key>().cloned()).collect()
+}
+
+/// Chooses the access path for `filter` on a table of this type with these indexes.
+pub(crate) fn plan<T: Table>(filter: &Filter<T>, kind: TableType, indexes: &IndexList<T>) -> Access<T> {
+    let conds = filter.conjuncts();
+    // 1. The key, by equality.
+    for c in &conds {
+        if c.position == T::KEY_POSITION && matches!(c.op, Op::Eq | Op::In) {
+            if let Some(mut keys) = keys_of::<T>(&c.values) {
+                keys.sort();
+                keys.dedup();
+                return Access::Keys(keys);
+            }
+        }
+    }
+    // 2. An index, by equality; a unique index first.
+    let mut best: Option<(bool, Access<T>)> = None;
+    for c in &conds {
+        if !matches!(c.op, Op::Eq | Op::In) {
+            continue;
+        }
+        if let Some(idx) = indexes.list.iter().find(|i| i.position() == c.position) {
+            if best.as_ref().is_none_or(|(unique, _)| !*unique && idx.unique()) {
+                best = Some((idx.unique(), Access::Index(Arc::clone(idx), c.values.clone())));
+            }
+        }
+    }
+    if let Some((_, access)) = best {
+        return access;
+    }
+    // 3. A key range on an ordered_set.
+    if kind == TableType::OrderedSet {
+        let (mut lo, mut hi) = (Bound::Unbounded, Bound::Unbounded);
+        for c in &conds {
+            if c.position != T::KEY_POSITION {
+                continue;
+            }
+            let Some(v) = keys_of::<T>(&c.values) else { continue };
+            match (c.op, v.as_slice()) {
+                (Op::Gt, [x]) if matches!(lo, Bound::Unbounded) => lo = Bound::Excluded(x.clone()),
+                (Op::Ge, [x]) if matches!(lo, Bound::Unbounded) => lo = Bound::Included(x.clone()),
+                (Op::Lt, [x]) if matches!(hi, Bound::Unbounded) => hi = Bound::Excluded(x.clone()),
+                (Op::Le, [x]) if matches!(hi, Bound::Unbounded) => hi = Bound::Included(x.clone()),
+                (Op::Between, [a, b]) => {
+                    if matches!(lo, Bound::Unbounded) {
+                        lo = Bound::Included(a.clone());
+                    }
+                    if matches!(hi, Bound::Unbounded) {
+                        hi = Bound::Included(b.clone());
+                    }
+                }
+                _ => {}
+            }
+        }
+        if !matches!((&lo, &hi), (Bound::Unbounded, Bound::Unbounded)) {
+            return Access::Range(lo, hi);
+        }
+    }
+    Access::Scan
+}

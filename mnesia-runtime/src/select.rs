@@ -1,0 +1,189 @@
+//! Planned reads inside a transaction: what `select`, `get_by`, `count`, `all_keys` and the
+//! query builder run. Each read is recorded for validation at commit, and the transaction's
+//! own pending writes are laid over the committed records (read-your-writes).
+
+use std::ops::Bound;
+
+use crate::filter::Filter;
+use crate::plan::{Access, plan};
+use crate::table::{Table, TableType};
+use crate::tx::TxTable;
+
+/// Where a chunked scan goes on from.
+#[derive(Clone, Debug)]
+pub(crate) enum Cursor<K> {
+    /// The next shard to read (`set`, `bag`).
+    Shard(usize),
+    /// After this key (`ordered_set`); `None`: from the start.
+    After(Option<K>),
+    /// Committed records are done; the transaction's pending records come next.
+    Pending,
+    Done,
+}
+
+impl<T: Table> TxTable<T> {
+    /// Plans `filter` against the table's current indexes.
+    pub(crate) fn access(&self, filter: &Filter<T>) -> Access<T> {
+        plan(filter, self.store.kind, &self.store.indexes.load())
+    }
+
+    /// Every record passing `filter`, mapped by `f`; in key order on an `ordered_set`.
+    pub(crate) fn select_with<X>(&mut self, filter: &Filter<T>, mut f: impl FnMut(&T) -> X) -> Vec<X> {
+        let access = self.access(filter);
+        let ordered = self.store.kind == TableType::OrderedSet;
+        let mut out: Vec<(Option<T::Key>, X)> = Vec::new();
+        let mut push = |r: &T, out: &mut Vec<(Option<T::Key>, X)>| {
+            out.push((ordered.then(|| r.key().clone()), f(r)));
+        };
+        match access {
+            Access::Keys(keys) => {
+                for k in keys {
+                    for r in self.read_group(&k) {
+                        if filter.matches(&r) {
+                            push(&r, &mut out);
+                        }
+                    }
+                }
+                return out.into_iter().map(|(_, x)| x).collect();
+            }
+            Access::Index(idx, values) => {
+                let mut keys = Vec::new();
+                for v in &values {
+                    if let Some((shard, version)) = idx.lookup(v.as_ref(), &mut keys) {
+                        self.note_index(&idx, shard, version);
+                    }
+                }
+                keys.sort();
+                keys.dedup();
+                for k in keys {
+                    if self.writes().get(&k).is_some() {
+                        continue;
+                    }
+                    let store = &self.store;
+                    let hash = store.hash(&k);
+                    let version = store.get_with(&k, hash, |v, recs| {
+                        for r in recs {
+                            if filter.matches(r) {
+                                push(r, &mut out);
+                            }
+                        }
+                        v
+                    });
+                    self.note_read(&k, hash, version);
+                }
+            }
+            Access::Range(lo, hi) => {
+                let writes = self.writes.get_mut();
+                let version = self.store.scan_range(lo.as_ref(), hi.as_ref(), |r| {
+                    if writes.get(r.key()).is_none() && filter.matches(r) {
+                        push(r, &mut out);
+                    }
+                    true
+                });
+                self.note_shard(0, version);
+            }
+            Access::Scan => {
+                for shard in 0..self.store.shard_count() {
+                    let writes = self.writes.get_mut();
+                    let version = self.store.scan_shard(shard, |r| {
+                        if writes.get(r.key()).is_none() && filter.matches(r) {
+                            push(r, &mut out);
+                        }
+                    });
+                    self.note_shard(shard, version);
+                }
+            }
+        }
+        let committed = out.len();
+        for e in self.writes.get_mut().iter() {
+            for r in e.write.records() {
+                if filter.matches(r) {
+                    push(r, &mut out);
+                }
+            }
+        }
+        if ordered && out.len() > committed {
+            out.sort_by(|a, b| a.0.cmp(&b.0));
+        }
+        out.into_iter().map(|(_, x)| x).collect()
+    }
+
+    /// How many records the table holds, as this transaction sees it.
+    pub(crate) fn count(&mut self) -> usize {
+        let mut n: usize = 0;
+        for shard in 0..self.store.shard_count() {
+            let mut c = 0;
+            let version = self.store.scan_shard(shard, |_| c += 1);
+            n += c;
+            self.note_shard(shard, version);
+        }
+        let pending: Vec<(T::Key, usize)> = self.writes().iter().map(|e| (e.key.clone(), e.write.records().len())).collect();
+        for (k, now) in pending {
+            let hash = self.store.hash(&k);
+            let before = self.store.get_with(&k, hash, |_, recs| recs.len());
+            n = n.saturating_sub(before) + now;
+        }
+        n
+    }
+
+    /// The next chunk of records passing `filter`, about `size` of them, and where to go on.
+    pub(crate) fn chunk(&mut self, filter: &Filter<T>, cursor: Cursor<T::Key>, size: usize) -> (Vec<T>, Cursor<T::Key>) {
+        let size = size.max(1);
+        match cursor {
+            Cursor::Shard(mut shard) => {
+                let mut out = Vec::new();
+                while shard < self.store.shard_count() && out.len() < size {
+                    let writes = self.writes.get_mut();
+                    let version = self.store.scan_shard(shard, |r| {
+                        if writes.get(r.key()).is_none() && filter.matches(r) {
+                            out.push(r.clone());
+                        }
+                    });
+                    self.note_shard(shard, version);
+                    shard += 1;
+                }
+                let next = if shard < self.store.shard_count() { Cursor::Shard(shard) } else { Cursor::Pending };
+                (out, next)
+            }
+            Cursor::After(after) => {
+                let lo = after.as_ref().map_or(Bound::Unbounded, Bound::Excluded);
+                let mut committed: Vec<T> = Vec::new();
+                let mut last: Option<T::Key> = None;
+                let writes = self.writes.get_mut();
+                let version = self.store.scan_range(lo, Bound::Unbounded, |r| {
+                    last = Some(r.key().clone());
+                    if writes.get(r.key()).is_none() && filter.matches(r) {
+                        committed.push(r.clone());
+                    }
+                    committed.len() < size
+                });
+                self.note_shard(0, version);
+                let exhausted = committed.len() < size;
+                let hi = if exhausted { None } else { last.clone() };
+                let mut out = committed;
+                for e in self.writes.get_mut().iter() {
+                    let above = after.as_ref().is_none_or(|a| e.key > *a);
+                    let below = hi.as_ref().is_none_or(|h| e.key <= *h);
+                    if above && below {
+                        out.extend(e.write.records().iter().filter(|r| filter.matches(r)).cloned());
+                    }
+                }
+                out.sort_by(|a, b| a.key().cmp(b.key()));
+                let next = if exhausted { Cursor::Done } else { Cursor::After(last) };
+                (out, next)
+            }
+            Cursor::Pending => {
+                let out = self
+                    .writes
+                    .get_mut()
+                    .iter()
+                    .flat_map(|e| e.write.records().iter())
+                    .filter(|r| filter.matches(r))
+                    .cloned()
+                    .collect();
+                (out, Cursor::Done)
+            }
+            Cursor::Done => (Vec::new(), Cursor::Done),
+        }
+    }
+}

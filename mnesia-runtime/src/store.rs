@@ -1,0 +1,341 @@
+//! The typed in-memory store of one table: records in shards, each shard a hash table
+//! (`set`), a B-tree (`ordered_set`) or a hash table of record groups (`bag`).
+//!
+//! Invariants kept here:
+//! - every record (or bag group) carries the commit sequence number that last wrote it; a
+//!   shard carries the number of the last commit that changed anything in it. Transactions
+//!   validate what they read against these numbers.
+//! - only a commit holding the shard's commit lock exclusively changes a shard (see `tx`).
+
+use std::collections::BTreeMap;
+use std::hash::BuildHasher;
+use std::ops::Bound;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+
+use arc_swap::ArcSwap;
+use crossbeam_utils::CachePadded;
+use hashbrown::HashTable;
+use hashbrown::hash_table::Entry;
+use parking_lot::RwLock;
+
+use crate::index::TableIndex;
+use crate::lock::CommitLock;
+use crate::table::{StorageType, Table, TableType};
+
+/// Shards of a `set` or `bag` table; an `ordered_set` keeps one shard so that it stays one
+/// ordered structure.
+pub(crate) const SHARDS: usize = 64;
+
+pub(crate) type Hasher = hashbrown::DefaultHashBuilder;
+
+/// A record (or a bag's record group) with the sequence number of the commit that wrote it.
+pub(crate) struct Slot<R> {
+    pub(crate) version: u64,
+    pub(crate) rec: R,
+}
+
+/// What a commit does to one key.
+pub(crate) enum Write<T> {
+    /// Set or replace the record (`set`, `ordered_set`).
+    Put(T),
+    /// Replace the key's whole record group (`bag`); empty removes the key.
+    Group(Vec<T>),
+    /// Remove the key.
+    Delete,
+}
+
+impl<T> Write<T> {
+    /// The records the key holds after this write.
+    pub(crate) fn records(&self) -> &[T] {
+        match self {
+            Write::Put(r) => std::slice::from_ref(r),
+            Write::Group(v) => v,
+            Write::Delete => &[],
+        }
+    }
+}
+
+enum ShardMap<T: Table> {
+    Set(HashTable<Slot<T>>),
+    Ordered(BTreeMap<T::Key, Slot<T>>),
+    Bag(HashTable<Slot<Vec<T>>>),
+}
+
+pub(crate) struct ShardData<T: Table> {
+    pub(crate) version: u64,
+    map: ShardMap<T>,
+}
+
+pub(crate) struct Shard<T: Table> {
+    pub(crate) commit: CommitLock,
+    pub(crate) data: RwLock<ShardData<T>>,
+}
+
+/// The indexes of a table, replaced as a whole when one is added or removed.
+pub(crate) struct IndexList<T: Table> {
+    pub(crate) epoch: u64,
+    pub(crate) list: Vec<Arc<dyn TableIndex<T>>>,
+}
+
+/// One table's records, indexes and auto-increment counter.
+pub(crate) struct TableStore<T: Table> {
+    pub(crate) id: u32,
+    pub(crate) kind: TableType,
+    pub(crate) storage: StorageType,
+    hasher: Hasher,
+    shards: Box<[CachePadded<Shard<T>>]>,
+    pub(crate) indexes: ArcSwap<IndexList<T>>,
+    /// The highest id handed out or written for an `#[auto_increment]` key.
+    pub(crate) counter: AtomicU64,
+    pub(crate) dropped: AtomicBool,
+}
+
+fn key_of<T: Table>(s: &Slot<T>) -> &T::Key {
+    s.rec.key()
+}
+
+fn group_key<T: Table>(s: &Slot<Vec<T>>) -> Option<&T::Key> {
+    s.rec.first().map(Table::key)
+}
+
+impl<T: Table> TableStore<T> {
+    pub(crate) fn new(id: u32, kind: TableType, storage: StorageType, indexes: Vec<Arc<dyn TableIndex<T>>>) -> Self {
+        let count = if kind == TableType::OrderedSet { 1 } else { SHARDS };
+        let shards = (0..count)
+            .map(|_| {
+                let map = match kind {
+                    TableType::Set => ShardMap::Set(HashTable::new()),
+                    TableType::OrderedSet => ShardMap::Ordered(BTreeMap::new()),
+                    TableType::Bag => ShardMap::Bag(HashTable::new()),
+                };
+                CachePadded::new(Shard { commit: CommitLock::new(), data: RwLock::new(ShardData { version: 0, map }) })
+            })
+            .collect();
+        TableStore {
+            id,
+            kind,
+            storage,
+            hasher: Hasher::default(),
+            shards,
+            indexes: ArcSwap::from_pointee(IndexList { epoch: 0, list: indexes }),
+            counter: AtomicU64::new(0),
+            dropped: AtomicBool::new(false),
+        }
+    }
+
+    pub(crate) fn hash(&self, key: &T::Key) -> u64 {
+        self.hasher.hash_one(key)
+    }
+
+    pub(crate) fn shard_count(&self) -> usize {
+        self.shards.len()
+    }
+
+    /// The shard of a key hash. Uses bits that the hash tables inside a shard do not use for
+    /// their bucket position or tag, so keys spread evenly within each shard too.
+    pub(crate) fn shard_of(&self, hash: u64) -> usize {
+        ((hash >> 40) as usize) & (self.shards.len() - 1)
+    }
+
+    pub(crate) fn shard(&self, i: usize) -> &Shard<T> {
+        &self.shards[i]
+    }
+
+    /// Reads a key: the version (0 when absent) and a view of its records.
+    pub(crate) fn get_with<R>(&self, key: &T::Key, hash: u64, f: impl FnOnce(u64, &[T]) -> R) -> R {
+        let data = self.shards[self.shard_of(hash)].data.read();
+        match &data.map {
+            ShardMap::Set(t) => match t.find(hash, |s| key_of(s) == key) {
+                Some(s) => f(s.version, std::slice::from_ref(&s.rec)),
+                None => f(0, &[]),
+            },
+            ShardMap::Ordered(m) => match m.get(key) {
+                Some(s) => f(s.version, std::slice::from_ref(&s.rec)),
+                None => f(0, &[]),
+            },
+            ShardMap::Bag(t) => match t.find(hash, |s| group_key(s) == Some(key)) {
+                Some(s) => f(s.version, &s.rec),
+                None => f(0, &[]),
+            },
+        }
+    }
+
+    /// The version of a key (0 when absent).
+    pub(crate) fn version_of(&self, key: &T::Key, hash: u64) -> u64 {
+        self.get_with(key, hash, |v, _| v)
+    }
+
+    /// Visits every record of one shard; returns the shard's version.
+    pub(crate) fn scan_shard(&self, shard: usize, mut f: impl FnMut(&T)) -> u64 {
+        let data = self.shards[shard].data.read();
+        match &data.map {
+            ShardMap::Set(t) => t.iter().for_each(|s| f(&s.rec)),
+            ShardMap::Ordered(m) => m.values().for_each(|s| f(&s.rec)),
+            ShardMap::Bag(t) => t.iter().for_each(|s| s.rec.iter().for_each(&mut f)),
+        }
+        data.version
+    }
+
+    /// Visits the records of an `ordered_set` in key order within bounds, until `f` returns
+    /// false; returns the shard's version. Other table types visit everything unordered.
+    pub(crate) fn scan_range(&self, lo: Bound<&T::Key>, hi: Bound<&T::Key>, mut f: impl FnMut(&T) -> bool) -> u64 {
+        let data = self.shards[0].data.read();
+        if let ShardMap::Ordered(m) = &data.map {
+            if range_is_empty(lo, hi) {
+                return data.version;
+            }
+            for s in m.range((lo, hi)).map(|(_, s)| s) {
+                if !f(&s.rec) {
+                    break;
+                }
+            }
+            return data.version;
+        }
+        drop(data);
+        for i in 0..self.shards.len() {
+            self.scan_shard(i, |r| {
+                f(r);
+            });
+        }
+        0
+    }
+
+    /// The version of one shard.
+    pub(crate) fn shard_version(&self, shard: usize) -> u64 {
+        self.shards[shard].data.read().version
+    }
+
+    /// Number of records (bag: all records of all groups).
+    pub(crate) fn len(&self) -> usize {
+        self.shards
+            .iter()
+            .map(|s| {
+                let d = s.data.read();
+                match &d.map {
+                    ShardMap::Set(t) => t.len(),
+                    ShardMap::Ordered(m) => m.len(),
+                    ShardMap::Bag(t) => t.iter().map(|s| s.rec.len()).sum(),
+                }
+            })
+            .sum()
+    }
+
+    /// Bytes held by the table's own structures (records inline, hash tables, tree nodes,
+    /// indexes), not counting heap data owned by the records' fields.
+    pub(crate) fn memory(&self) -> usize {
+        let records: usize = self
+            .shards
+            .iter()
+            .map(|s| {
+                let d = s.data.read();
+                match &d.map {
+                    ShardMap::Set(t) => t.capacity() * (size_of::<Slot<T>>() + 1),
+                    ShardMap::Ordered(m) => m.len() * (size_of::<Slot<T>>() + size_of::<T::Key>() + 16),
+                    ShardMap::Bag(t) => {
+                        t.capacity() * (size_of::<Slot<Vec<T>>>() + 1)
+                            + t.iter().map(|s| s.rec.capacity() * size_of::<T>()).sum::<usize>()
+                    }
+                }
+            })
+            .sum();
+        let indexes: usize = self.indexes.load().list.iter().map(|i| i.memory()).sum();
+        records + indexes
+    }
+
+    /// Applies one write to its shard. The caller holds the shard's commit lock exclusively.
+    pub(crate) fn install(&self, key: &T::Key, hash: u64, write: Write<T>, seq: u64) {
+        let mut data = self.shards[self.shard_of(hash)].data.write();
+        data.version = seq;
+        let hasher = &self.hasher;
+        match (&mut data.map, write) {
+            (ShardMap::Set(t), Write::Put(rec)) => {
+                match t.entry(hash, |s| key_of(s) == key, |s| hasher.hash_one(key_of(s))) {
+                    Entry::Occupied(mut e) => {
+                        let slot = e.get_mut();
+                        slot.version = seq;
+                        slot.rec = rec;
+                    }
+                    Entry::Vacant(e) => {
+                        e.insert(Slot { version: seq, rec });
+                    }
+                }
+            }
+            (ShardMap::Set(t), _) => {
+                if let Ok(e) = t.find_entry(hash, |s| key_of(s) == key) {
+                    e.remove();
+                }
+            }
+            (ShardMap::Ordered(m), Write::Put(rec)) => {
+                m.insert(key.clone(), Slot { version: seq, rec });
+            }
+            (ShardMap::Ordered(m), _) => {
+                m.remove(key);
+            }
+            (ShardMap::Bag(t), Write::Group(recs)) if !recs.is_empty() => {
+                match t.entry(hash, |s| group_key(s) == Some(key), |s| group_key(s).map_or(0, |k| hasher.hash_one(k))) {
+                    Entry::Occupied(mut e) => {
+                        let slot = e.get_mut();
+                        slot.version = seq;
+                        slot.rec = recs;
+                    }
+                    Entry::Vacant(e) => {
+                        e.insert(Slot { version: seq, rec: recs });
+                    }
+                }
+            }
+            (ShardMap::Bag(t), Write::Put(rec)) => {
+                // A single record replaces the group.
+                match t.entry(hash, |s| group_key(s) == Some(key), |s| group_key(s).map_or(0, |k| hasher.hash_one(k))) {
+                    Entry::Occupied(mut e) => {
+                        let slot = e.get_mut();
+                        slot.version = seq;
+                        slot.rec = vec![rec];
+                    }
+                    Entry::Vacant(e) => {
+                        e.insert(Slot { version: seq, rec: vec![rec] });
+                    }
+                }
+            }
+            (ShardMap::Bag(t), _) => {
+                if let Ok(e) = t.find_entry(hash, |s| group_key(s) == Some(key)) {
+                    e.remove();
+                }
+            }
+        }
+    }
+
+    /// Removes every record. The caller holds every shard's commit lock exclusively.
+    pub(crate) fn clear_all(&self, seq: u64) {
+        for s in self.shards.iter() {
+            let mut d = s.data.write();
+            d.version = seq;
+            match &mut d.map {
+                ShardMap::Set(t) => *t = HashTable::new(),
+                ShardMap::Ordered(m) => m.clear(),
+                ShardMap::Bag(t) => *t = HashTable::new(),
+            }
+        }
+        for i in self.indexes.load().list.iter() {
+            i.clear(seq);
+        }
+    }
+
+    /// The commit locks of every record shard, for table-wide operations.
+    pub(crate) fn all_commit_locks(&self) -> impl Iterator<Item = (usize, &CommitLock)> {
+        self.shards.iter().enumerate().map(|(i, s)| (i, &s.commit))
+    }
+
+    /// Increments the dropped flag check.
+    pub(crate) fn is_dropped(&self) -> bool {
+        self.dropped.load(Ordering::Acquire)
+    }
+}
+
+fn range_is_empty<K: Ord>(lo: Bound<&K>, hi: Bound<&K>) -> bool {
+    match (lo, hi) {
+        (Bound::Included(a), Bound::Included(b)) => a > b,
+        (Bound::Included(a) | Bound::Excluded(a), Bound::Excluded(b)) | (Bound::Excluded(a), Bound::Included(b)) => a >= b,
+        _ => false,
+    }
+}

@@ -1,0 +1,1006 @@
+//! The `Table` trait that `#[derive(Table)]` implements, and the types describing tables.
+
+use std::fmt;
+use std::hash::Hash;
+
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+use crate::error::{Error, Result};
+use crate::field::{Compare, Field, FieldValue};
+use crate::filter::Filter;
+use crate::index::IndexSpec;
+use crate::ops;
+use crate::query::Query;
+
+/// What a key type needs: `Clone + Ord + Hash + Debug + Serialize + DeserializeOwned`,
+/// shareable between threads. Blanket-implemented; tuples of such types are keys too.
+///
+/// ```
+/// fn key<K: mnesia::Key>() {}
+/// key::<u64>();
+/// key::<String>();
+/// key::<(String, u32)>();
+/// ```
+pub trait Key: Clone + Ord + Hash + fmt::Debug + Serialize + DeserializeOwned + Send + Sync + 'static {}
+impl<K: Clone + Ord + Hash + fmt::Debug + Serialize + DeserializeOwned + Send + Sync + 'static> Key for K {}
+
+/// How a table keeps records per key (Mnesia's table types).
+///
+/// ```
+/// use mnesia::TableType;
+/// assert_eq!(TableType::default(), TableType::Set);
+/// assert_eq!(TableType::OrderedSet.to_string(), "ordered_set");
+/// ```
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TableType {
+    /// One record per key, no order (a hash table).
+    #[default]
+    Set,
+    /// One record per key, iterated in key order (a B-tree).
+    OrderedSet,
+    /// Several distinct records per key.
+    Bag,
+}
+
+impl fmt::Display for TableType {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            TableType::Set => "set",
+            TableType::OrderedSet => "ordered_set",
+            TableType::Bag => "bag",
+        })
+    }
+}
+
+/// Where a table's copy lives on a node (Mnesia's storage types).
+///
+/// ```
+/// use mnesia::StorageType;
+/// assert_eq!(StorageType::default(), StorageType::RamCopies);
+/// assert_eq!(StorageType::DiscCopies.to_string(), "disc_copies");
+/// ```
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum StorageType {
+    /// In memory only: lost when the process ends.
+    #[default]
+    RamCopies,
+    /// In memory, and logged to disc.
+    DiscCopies,
+    /// On disc only.
+    DiscOnlyCopies,
+}
+
+impl fmt::Display for StorageType {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            StorageType::RamCopies => "ram_copies",
+            StorageType::DiscCopies => "disc_copies",
+            StorageType::DiscOnlyCopies => "disc_only_copies",
+        })
+    }
+}
+
+/// One field of a record type, as the derive describes it.
+///
+/// ```
+/// # use mnesia::prelude::*;
+/// # #[derive(Table, Clone, Debug, Serialize, Deserialize)]
+/// # struct User { #[key] id: u64, age: u32 }
+/// let f: &FieldInfo = &User::FIELDS[1];
+/// assert_eq!((f.name, f.ty), ("age", "u32"));
+/// ```
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct FieldInfo {
+    /// The field's name.
+    pub name: &'static str,
+    /// The field's Rust type, as written.
+    pub ty: &'static str,
+}
+
+/// Options for `create_table`.
+///
+/// ```
+/// # use mnesia::prelude::*;
+/// # #[derive(Table, Clone, Debug, Serialize, Deserialize)]
+/// # struct User { #[key] id: u64, age: u32 }
+/// let opts = TableOptions::<User>::new().ram_copies(["local@localhost"]).index(User::AGE);
+/// assert_eq!(opts.storage_type(), StorageType::RamCopies);
+/// ```
+pub struct TableOptions<T: Table> {
+    storage: StorageType,
+    nodes: Vec<String>,
+    indexes: Vec<IndexSpec<T>>,
+}
+
+impl<T: Table> Clone for TableOptions<T> {
+    fn clone(&self) -> Self {
+        TableOptions { storage: self.storage, nodes: self.nodes.clone(), indexes: self.indexes.clone() }
+    }
+}
+
+impl<T: Table> fmt::Debug for TableOptions<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("TableOptions")
+            .field("storage", &self.storage)
+            .field("nodes", &self.nodes)
+            .field("indexes", &self.indexes)
+            .finish()
+    }
+}
+
+impl<T: Table> Default for TableOptions<T> {
+    fn default() -> Self {
+        TableOptions { storage: StorageType::RamCopies, nodes: Vec::new(), indexes: Vec::new() }
+    }
+}
+
+impl<T: Table> TableOptions<T> {
+    /// Default options: `ram_copies` on this node, only the indexes the struct declares.
+    ///
+    /// ```
+    /// # use mnesia::prelude::*;
+    /// # #[derive(Table, Clone, Debug, Serialize, Deserialize)]
+    /// # struct User { #[key] id: u64 }
+    /// let opts = TableOptions::<User>::new();
+    /// assert_eq!(opts.storage_type(), StorageType::RamCopies);
+    /// ```
+    pub fn new() -> Self {
+        TableOptions::default()
+    }
+
+    fn copies(mut self, storage: StorageType, nodes: impl IntoIterator<Item = impl Into<String>>) -> Self {
+        self.storage = storage;
+        self.nodes = nodes.into_iter().map(Into::into).collect();
+        self
+    }
+
+    /// Keeps the table in memory on these nodes.
+    ///
+    /// ```
+    /// # use mnesia::prelude::*;
+    /// # #[derive(Table, Clone, Debug, Serialize, Deserialize)]
+    /// # struct User { #[key] id: u64 }
+    /// let opts = TableOptions::<User>::new().ram_copies(["local@localhost"]);
+    /// assert_eq!(opts.nodes(), ["local@localhost"]);
+    /// ```
+    pub fn ram_copies(self, nodes: impl IntoIterator<Item = impl Into<String>>) -> Self {
+        self.copies(StorageType::RamCopies, nodes)
+    }
+
+    /// Keeps the table in memory and logged to disc on these nodes (needs a database
+    /// directory).
+    ///
+    /// ```
+    /// # use mnesia::prelude::*;
+    /// # #[derive(Table, Clone, Debug, Serialize, Deserialize)]
+    /// # struct User { #[key] id: u64 }
+    /// let opts = TableOptions::<User>::new().disc_copies(["local@localhost"]);
+    /// assert_eq!(opts.storage_type(), StorageType::DiscCopies);
+    /// ```
+    pub fn disc_copies(self, nodes: impl IntoIterator<Item = impl Into<String>>) -> Self {
+        self.copies(StorageType::DiscCopies, nodes)
+    }
+
+    /// Keeps the table on disc only on these nodes (needs a database directory).
+    ///
+    /// ```
+    /// # use mnesia::prelude::*;
+    /// # #[derive(Table, Clone, Debug, Serialize, Deserialize)]
+    /// # struct User { #[key] id: u64 }
+    /// let opts = TableOptions::<User>::new().disc_only_copies(["local@localhost"]);
+    /// assert_eq!(opts.storage_type(), StorageType::DiscOnlyCopies);
+    /// ```
+    pub fn disc_only_copies(self, nodes: impl IntoIterator<Item = impl Into<String>>) -> Self {
+        self.copies(StorageType::DiscOnlyCopies, nodes)
+    }
+
+    /// Adds a secondary index on a field, besides those the struct declares.
+    ///
+    /// ```
+    /// # use mnesia::prelude::*;
+    /// # #[derive(Table, Clone, Debug, Serialize, Deserialize)]
+    /// # struct User { #[key] id: u64, age: u32 }
+    /// let opts = TableOptions::<User>::new().index(User::AGE);
+    /// # let _ = opts;
+    /// ```
+    pub fn index<V: FieldValue + Hash + Eq>(mut self, field: Field<T, V>) -> Self {
+        self.indexes.push(field.index_spec(false));
+        self
+    }
+
+    /// Adds a unique secondary index on a field.
+    ///
+    /// ```
+    /// # use mnesia::prelude::*;
+    /// # #[derive(Table, Clone, Debug, Serialize, Deserialize)]
+    /// # struct User { #[key] id: u64, email: String }
+    /// let opts = TableOptions::<User>::new().unique_index(User::EMAIL);
+    /// # let _ = opts;
+    /// ```
+    pub fn unique_index<V: FieldValue + Hash + Eq>(mut self, field: Field<T, V>) -> Self {
+        self.indexes.push(field.index_spec(true));
+        self
+    }
+
+    /// The chosen storage type.
+    ///
+    /// ```
+    /// # use mnesia::prelude::*;
+    /// # #[derive(Table, Clone, Debug, Serialize, Deserialize)]
+    /// # struct User { #[key] id: u64 }
+    /// assert_eq!(TableOptions::<User>::new().storage_type(), StorageType::RamCopies);
+    /// ```
+    pub fn storage_type(&self) -> StorageType {
+        self.storage
+    }
+
+    /// The nodes holding a copy (empty: this node).
+    ///
+    /// ```
+    /// # use mnesia::prelude::*;
+    /// # #[derive(Table, Clone, Debug, Serialize, Deserialize)]
+    /// # struct User { #[key] id: u64 }
+    /// assert!(TableOptions::<User>::new().nodes().is_empty());
+    /// ```
+    pub fn nodes(&self) -> &[String] {
+        &self.nodes
+    }
+
+    pub(crate) fn indexes(&self) -> &[IndexSpec<T>] {
+        &self.indexes
+    }
+}
+
+/// One index of a table, as `table_info` reports it.
+///
+/// ```
+/// let i = mnesia::IndexInfo { field: "email".into(), unique: true };
+/// assert!(i.unique);
+/// ```
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct IndexInfo {
+    /// The indexed field.
+    pub field: String,
+    /// Whether the index refuses duplicate values.
+    pub unique: bool,
+}
+
+/// Facts about a table (Mnesia's `table_info`).
+///
+/// `memory` counts the bytes of the table's own structures (records held inline, hash
+/// tables, tree nodes, indexes); heap data owned by record fields (a `String`'s text) is not
+/// counted.
+///
+/// ```
+/// # use mnesia::prelude::*;
+/// # #[derive(Table, Clone, Debug, Serialize, Deserialize)]
+/// # struct User { #[key] id: u64, #[index] age: u32 }
+/// let db = Database::in_memory()?;
+/// db.scope(|| -> mnesia::Result<()> {
+///     User::create_table(TableOptions::new())?;
+///     User::write(User { id: 1, age: 3 })?;
+///     let info = User::table_info()?;
+///     assert_eq!((info.size, info.table_type, info.storage_type), (1, TableType::Set, StorageType::RamCopies));
+///     assert_eq!(info.attributes, ["id", "age"]);
+///     assert_eq!(info.indexes[0].field, "age");
+///     assert!(info.memory > 0);
+///     Ok(())
+/// })?;
+/// # Ok::<(), mnesia::Error>(())
+/// ```
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[non_exhaustive]
+pub struct TableInfo {
+    /// The table's name.
+    pub name: String,
+    /// Number of records.
+    pub size: usize,
+    /// Bytes held by the table's structures.
+    pub memory: usize,
+    /// `set`, `ordered_set` or `bag`.
+    pub table_type: TableType,
+    /// Where the table lives.
+    pub storage_type: StorageType,
+    /// The record's fields, in order.
+    pub attributes: Vec<String>,
+    /// The key field.
+    pub key: String,
+    /// The secondary indexes.
+    pub indexes: Vec<IndexInfo>,
+    /// Whether the key is assigned by `insert`.
+    pub auto_increment: bool,
+}
+
+/// What `upsert` did.
+///
+/// ```
+/// use mnesia::Upserted;
+/// let u: Upserted<u32> = Upserted::Replaced { new: 2, old: 1 };
+/// assert_eq!(u.record(), &2);
+/// assert!(!u.inserted());
+/// ```
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Upserted<T> {
+    /// No record had the key: this one was inserted.
+    Inserted(T),
+    /// A record had the key: it was replaced.
+    Replaced {
+        /// The record now stored.
+        new: T,
+        /// The record it replaced.
+        old: T,
+    },
+}
+
+impl<T> Upserted<T> {
+    /// The record now stored.
+    ///
+    /// ```
+    /// assert_eq!(mnesia::Upserted::Inserted(5).record(), &5);
+    /// ```
+    pub fn record(&self) -> &T {
+        match self {
+            Upserted::Inserted(r) | Upserted::Replaced { new: r, .. } => r,
+        }
+    }
+
+    /// Whether the record was inserted rather than replacing another.
+    ///
+    /// ```
+    /// assert!(mnesia::Upserted::Inserted(5).inserted());
+    /// ```
+    pub fn inserted(&self) -> bool {
+        matches!(self, Upserted::Inserted(_))
+    }
+
+    /// The stored record, by value.
+    ///
+    /// ```
+    /// assert_eq!(mnesia::Upserted::Inserted(5).into_record(), 5);
+    /// ```
+    pub fn into_record(self) -> T {
+        match self {
+            Upserted::Inserted(r) | Upserted::Replaced { new: r, .. } => r,
+        }
+    }
+}
+
+/// A record type stored in a table. Implement it with `#[derive(Table)]`, which also
+/// generates a typed [`Field`] constant per field (`User::AGE`).
+///
+/// The provided functions are the table-scoped API. Each runs inside the calling thread's
+/// transaction when there is one, and as a transaction of its own otherwise; the `dirty_*`
+/// ones never use a transaction. They use the thread's default database (see
+/// [`crate::start`] and [`crate::Database::scope`]).
+///
+/// ```
+/// use mnesia::prelude::*;
+///
+/// #[derive(Table, Clone, Debug, PartialEq, Serialize, Deserialize)]
+/// #[table(name = "users")]
+/// struct User {
+///     #[key]
+///     #[auto_increment]
+///     id: u64,
+///     name: String,
+///     #[index(unique)]
+///     email: String,
+///     age: u32,
+/// }
+///
+/// let db = Database::in_memory()?;
+/// db.scope(|| -> mnesia::Result<()> {
+///     User::create_table(TableOptions::new())?;
+///     let ann = User::insert(User { id: 0, name: "Ann".into(), email: "ann@x.io".into(), age: 30 })?;
+///     assert_eq!(ann.id, 1);
+///     assert_eq!(User::get_by(User::EMAIL, "ann@x.io")?, Some(ann.clone()));
+///     let older = User::update(&1, |u| u.age += 1)?;
+///     assert_eq!(older.age, 31);
+///     assert_eq!(User::select(User::AGE.ge(18) & User::NAME.starts_with("A"))?.len(), 1);
+///     assert_eq!(User::delete(&1)?.map(|u| u.name), Some("Ann".into()));
+///     Ok(())
+/// })?;
+/// # Ok::<(), mnesia::Error>(())
+/// ```
+pub trait Table: Clone + Send + Sync + Serialize + DeserializeOwned + 'static {
+    /// The key's type: the type of the `#[key]` field.
+    type Key: Key;
+    /// The table's name (`#[table(name = ..)]`, else the struct's name in snake_case).
+    const NAME: &'static str;
+    /// The table's type (`#[table(type = ..)]`, else `set`).
+    const TYPE: TableType;
+    /// The record's fields, in order.
+    const FIELDS: &'static [FieldInfo];
+    /// The position of the `#[key]` field in `FIELDS`.
+    const KEY_POSITION: usize;
+    /// Whether the key is `#[auto_increment]`.
+    const AUTO_INCREMENT: bool;
+
+    /// The record's key.
+    fn key(&self) -> &Self::Key;
+
+    /// The indexes the struct declares with `#[index]`.
+    fn indexes() -> Vec<IndexSpec<Self>>;
+
+    /// An `#[auto_increment]` key as an id (`None` for other keys, or a negative one).
+    fn auto_id(&self) -> Option<u64> {
+        None
+    }
+
+    /// Sets an `#[auto_increment]` key from an id.
+    fn set_auto_id(&mut self, id: u64) -> Result<()> {
+        let _ = id;
+        Err(Error::Invalid(format!("table {} has no #[auto_increment] key", Self::NAME)))
+    }
+
+    /// Creates the table in the default database.
+    ///
+    /// ```
+    /// # use mnesia::prelude::*;
+    /// # #[derive(Table, Clone, Debug, Serialize, Deserialize)]
+    /// # struct User { #[key] id: u64 }
+    /// # let db = Database::in_memory()?;
+    /// # db.scope(|| -> mnesia::Result<()> {
+    /// User::create_table(TableOptions::new())?;
+    /// assert!(matches!(User::create_table(TableOptions::new()), Err(mnesia::Error::TableExists { .. })));
+    /// # Ok(()) })?;
+    /// # Ok::<(), mnesia::Error>(())
+    /// ```
+    fn create_table(options: TableOptions<Self>) -> Result<()> {
+        crate::context::current_db()?.create_table::<Self>(options)
+    }
+
+    /// Whether the table exists.
+    ///
+    /// ```
+    /// # use mnesia::prelude::*;
+    /// # #[derive(Table, Clone, Debug, Serialize, Deserialize)]
+    /// # struct User { #[key] id: u64 }
+    /// # let db = Database::in_memory()?;
+    /// # db.scope(|| -> mnesia::Result<()> {
+    /// assert!(!User::exists()?);
+    /// User::create_table(TableOptions::new())?;
+    /// assert!(User::exists()?);
+    /// # Ok(()) })?;
+    /// # Ok::<(), mnesia::Error>(())
+    /// ```
+    fn exists() -> Result<bool> {
+        Ok(crate::context::current_db()?.exists::<Self>())
+    }
+
+    /// Deletes the table and its records.
+    ///
+    /// ```
+    /// # use mnesia::prelude::*;
+    /// # #[derive(Table, Clone, Debug, Serialize, Deserialize)]
+    /// # struct User { #[key] id: u64 }
+    /// # let db = Database::in_memory()?;
+    /// # db.scope(|| -> mnesia::Result<()> {
+    /// User::create_table(TableOptions::new())?;
+    /// User::drop_table()?;
+    /// assert!(matches!(User::drop_table(), Err(mnesia::Error::NoSuchTable { .. })));
+    /// # Ok(()) })?;
+    /// # Ok::<(), mnesia::Error>(())
+    /// ```
+    fn drop_table() -> Result<()> {
+        crate::context::current_db()?.drop_table::<Self>()
+    }
+
+    /// Removes every record, atomically.
+    ///
+    /// ```
+    /// # use mnesia::prelude::*;
+    /// # #[derive(Table, Clone, Debug, Serialize, Deserialize)]
+    /// # struct User { #[key] id: u64 }
+    /// # let db = Database::in_memory()?;
+    /// # db.scope(|| -> mnesia::Result<()> {
+    /// User::create_table(TableOptions::new())?;
+    /// User::write(User { id: 1 })?;
+    /// User::clear()?;
+    /// assert_eq!(User::count()?, 0);
+    /// # Ok(()) })?;
+    /// # Ok::<(), mnesia::Error>(())
+    /// ```
+    fn clear() -> Result<()> {
+        crate::context::current_db()?.clear_table::<Self>()
+    }
+
+    /// Facts about the table: size, memory, type, storage type, attributes, indexes.
+    ///
+    /// ```
+    /// # use mnesia::prelude::*;
+    /// # #[derive(Table, Clone, Debug, Serialize, Deserialize)]
+    /// # struct User { #[key] id: u64 }
+    /// # let db = Database::in_memory()?;
+    /// # db.scope(|| -> mnesia::Result<()> {
+    /// User::create_table(TableOptions::new())?;
+    /// assert_eq!(User::table_info()?.name, "user");
+    /// # Ok(()) })?;
+    /// # Ok::<(), mnesia::Error>(())
+    /// ```
+    fn table_info() -> Result<TableInfo> {
+        crate::context::current_db()?.table_info::<Self>()
+    }
+
+    /// Adds a secondary index on a field, built online from the current records.
+    ///
+    /// ```
+    /// # use mnesia::prelude::*;
+    /// # #[derive(Table, Clone, Debug, Serialize, Deserialize)]
+    /// # struct User { #[key] id: u64, age: u32 }
+    /// # let db = Database::in_memory()?;
+    /// # db.scope(|| -> mnesia::Result<()> {
+    /// User::create_table(TableOptions::new())?;
+    /// User::add_index(User::AGE)?;
+    /// assert_eq!(User::query().filter(User::AGE.eq(3)).explain()?, Plan::IndexLookup { field: "age", values: 1 });
+    /// # Ok(()) })?;
+    /// # Ok::<(), mnesia::Error>(())
+    /// ```
+    fn add_index<V: FieldValue + Hash + Eq>(field: Field<Self, V>) -> Result<()> {
+        crate::context::current_db()?.add_index(field.index_spec(false))
+    }
+
+    /// Adds a unique secondary index on a field; fails if two records share a value.
+    ///
+    /// ```
+    /// # use mnesia::prelude::*;
+    /// # #[derive(Table, Clone, Debug, Serialize, Deserialize)]
+    /// # struct User { #[key] id: u64, email: String }
+    /// # let db = Database::in_memory()?;
+    /// # db.scope(|| -> mnesia::Result<()> {
+    /// User::create_table(TableOptions::new())?;
+    /// User::add_unique_index(User::EMAIL)?;
+    /// # Ok(()) })?;
+    /// # Ok::<(), mnesia::Error>(())
+    /// ```
+    fn add_unique_index<V: FieldValue + Hash + Eq>(field: Field<Self, V>) -> Result<()> {
+        crate::context::current_db()?.add_index(field.index_spec(true))
+    }
+
+    /// Removes the secondary index on a field.
+    ///
+    /// ```
+    /// # use mnesia::prelude::*;
+    /// # #[derive(Table, Clone, Debug, Serialize, Deserialize)]
+    /// # struct User { #[key] id: u64, #[index] age: u32 }
+    /// # let db = Database::in_memory()?;
+    /// # db.scope(|| -> mnesia::Result<()> {
+    /// User::create_table(TableOptions::new())?;
+    /// User::remove_index(User::AGE)?;
+    /// assert_eq!(User::query().filter(User::AGE.eq(3)).explain()?, Plan::FullScan);
+    /// # Ok(()) })?;
+    /// # Ok::<(), mnesia::Error>(())
+    /// ```
+    fn remove_index<V>(field: Field<Self, V>) -> Result<()> {
+        crate::context::current_db()?.remove_index::<Self>(field.name())
+    }
+
+    /// Where the table lives.
+    ///
+    /// ```
+    /// # use mnesia::prelude::*;
+    /// # #[derive(Table, Clone, Debug, Serialize, Deserialize)]
+    /// # struct User { #[key] id: u64 }
+    /// # let db = Database::in_memory()?;
+    /// # db.scope(|| -> mnesia::Result<()> {
+    /// User::create_table(TableOptions::new())?;
+    /// assert_eq!(User::storage_type()?, StorageType::RamCopies);
+    /// # Ok(()) })?;
+    /// # Ok::<(), mnesia::Error>(())
+    /// ```
+    fn storage_type() -> Result<StorageType> {
+        Ok(Self::table_info()?.storage_type)
+    }
+
+    /// Writes a record, replacing the one with the same key (a `bag` adds it next to the
+    /// key's other records, unless an identical one is there). Returns the record.
+    ///
+    /// ```
+    /// # use mnesia::prelude::*;
+    /// # #[derive(Table, Clone, Debug, Serialize, Deserialize)]
+    /// # struct User { #[key] id: u64, name: String }
+    /// # let db = Database::in_memory()?;
+    /// # db.scope(|| -> mnesia::Result<()> {
+    /// User::create_table(TableOptions::new())?;
+    /// User::write(User { id: 1, name: "a".into() })?;
+    /// User::write(User { id: 1, name: "b".into() })?;
+    /// assert_eq!(User::read(&1)?.map(|u| u.name), Some("b".into()));
+    /// # Ok(()) })?;
+    /// # Ok::<(), mnesia::Error>(())
+    /// ```
+    fn write(record: Self) -> Result<Self> {
+        ops::write(record)
+    }
+
+    /// Inserts a new record. An `#[auto_increment]` key left at 0 gets the table's next id
+    /// (ids increase and are never reused; a manual id above the counter moves it past that
+    /// id; ids taken by a transaction that aborts are skipped, leaving gaps). A key that
+    /// exists is refused with [`Error::AlreadyExists`] (a `bag` adds instead).
+    ///
+    /// ```
+    /// # use mnesia::prelude::*;
+    /// # #[derive(Table, Clone, Debug, Serialize, Deserialize)]
+    /// # struct Post { #[key] #[auto_increment] id: u64, title: String }
+    /// # let db = Database::in_memory()?;
+    /// # db.scope(|| -> mnesia::Result<()> {
+    /// Post::create_table(TableOptions::new())?;
+    /// assert_eq!(Post::insert(Post { id: 0, title: "a".into() })?.id, 1);
+    /// assert_eq!(Post::insert(Post { id: 100, title: "b".into() })?.id, 100);
+    /// assert_eq!(Post::insert(Post { id: 0, title: "c".into() })?.id, 101);
+    /// assert!(matches!(Post::insert(Post { id: 1, title: "d".into() }), Err(mnesia::Error::AlreadyExists { .. })));
+    /// # Ok(()) })?;
+    /// # Ok::<(), mnesia::Error>(())
+    /// ```
+    fn insert(record: Self) -> Result<Self> {
+        ops::insert(record)
+    }
+
+    /// Reads the record with this key (a `bag`: the first one).
+    ///
+    /// ```
+    /// # use mnesia::prelude::*;
+    /// # #[derive(Table, Clone, Debug, Serialize, Deserialize)]
+    /// # struct User { #[key] id: u64 }
+    /// # let db = Database::in_memory()?;
+    /// # db.scope(|| -> mnesia::Result<()> {
+    /// User::create_table(TableOptions::new())?;
+    /// assert!(User::read(&1)?.is_none());
+    /// # Ok(()) })?;
+    /// # Ok::<(), mnesia::Error>(())
+    /// ```
+    fn read(key: &Self::Key) -> Result<Option<Self>> {
+        ops::read(key)
+    }
+
+    /// Reads every record with this key (one at most, but for a `bag`).
+    ///
+    /// ```
+    /// # use mnesia::prelude::*;
+    /// # #[derive(Table, Clone, Debug, Serialize, Deserialize)]
+    /// # #[table(type = "bag")]
+    /// # struct Tag { #[key] item: u32, tag: String }
+    /// # let db = Database::in_memory()?;
+    /// # db.scope(|| -> mnesia::Result<()> {
+    /// Tag::create_table(TableOptions::new())?;
+    /// Tag::write(Tag { item: 1, tag: "red".into() })?;
+    /// Tag::write(Tag { item: 1, tag: "big".into() })?;
+    /// assert_eq!(Tag::read_all(&1)?.len(), 2);
+    /// # Ok(()) })?;
+    /// # Ok::<(), mnesia::Error>(())
+    /// ```
+    fn read_all(key: &Self::Key) -> Result<Vec<Self>> {
+        ops::read_all(key)
+    }
+
+    /// Changes the record with this key with `f` and writes it back, atomically; returns the
+    /// new record, or [`Error::NotFound`]. `f` may run more than once when the transaction
+    /// is retried. Not defined on `bag` tables.
+    ///
+    /// ```
+    /// # use mnesia::prelude::*;
+    /// # #[derive(Table, Clone, Debug, Serialize, Deserialize)]
+    /// # struct User { #[key] id: u64, age: u32 }
+    /// # let db = Database::in_memory()?;
+    /// # db.scope(|| -> mnesia::Result<()> {
+    /// User::create_table(TableOptions::new())?;
+    /// User::write(User { id: 1, age: 1 })?;
+    /// assert_eq!(User::update(&1, |u| u.age = 2)?.age, 2);
+    /// assert!(matches!(User::update(&9, |u| u.age = 2), Err(mnesia::Error::NotFound { .. })));
+    /// # Ok(()) })?;
+    /// # Ok::<(), mnesia::Error>(())
+    /// ```
+    fn update(key: &Self::Key, f: impl FnMut(&mut Self)) -> Result<Self> {
+        ops::update(key, f)
+    }
+
+    /// Deletes the record(s) with this key; returns the removed record (a `bag`: the first).
+    ///
+    /// ```
+    /// # use mnesia::prelude::*;
+    /// # #[derive(Table, Clone, Debug, Serialize, Deserialize)]
+    /// # struct User { #[key] id: u64 }
+    /// # let db = Database::in_memory()?;
+    /// # db.scope(|| -> mnesia::Result<()> {
+    /// User::create_table(TableOptions::new())?;
+    /// User::write(User { id: 1 })?;
+    /// assert!(User::delete(&1)?.is_some());
+    /// assert!(User::delete(&1)?.is_none());
+    /// # Ok(()) })?;
+    /// # Ok::<(), mnesia::Error>(())
+    /// ```
+    fn delete(key: &Self::Key) -> Result<Option<Self>> {
+        ops::delete(key)
+    }
+
+    /// Deletes exactly this record (for a `bag`: this one of the key's records); returns
+    /// whether it was there.
+    ///
+    /// ```
+    /// # use mnesia::prelude::*;
+    /// # #[derive(Table, Clone, Debug, Serialize, Deserialize)]
+    /// # #[table(type = "bag")]
+    /// # struct Tag { #[key] item: u32, tag: String }
+    /// # let db = Database::in_memory()?;
+    /// # db.scope(|| -> mnesia::Result<()> {
+    /// Tag::create_table(TableOptions::new())?;
+    /// Tag::write(Tag { item: 1, tag: "red".into() })?;
+    /// Tag::write(Tag { item: 1, tag: "big".into() })?;
+    /// assert!(Tag::delete_object(&Tag { item: 1, tag: "red".into() })?);
+    /// assert_eq!(Tag::read_all(&1)?.len(), 1);
+    /// # Ok(()) })?;
+    /// # Ok::<(), mnesia::Error>(())
+    /// ```
+    fn delete_object(record: &Self) -> Result<bool> {
+        ops::delete_object(record)
+    }
+
+    /// Writes a record and tells whether it was inserted or replaced another.
+    ///
+    /// ```
+    /// # use mnesia::prelude::*;
+    /// # #[derive(Table, Clone, Debug, Serialize, Deserialize)]
+    /// # struct User { #[key] id: u64, age: u32 }
+    /// # let db = Database::in_memory()?;
+    /// # db.scope(|| -> mnesia::Result<()> {
+    /// User::create_table(TableOptions::new())?;
+    /// assert!(User::upsert(User { id: 1, age: 1 })?.inserted());
+    /// assert!(!User::upsert(User { id: 1, age: 2 })?.inserted());
+    /// # Ok(()) })?;
+    /// # Ok::<(), mnesia::Error>(())
+    /// ```
+    fn upsert(record: Self) -> Result<Upserted<Self>> {
+        ops::upsert(record)
+    }
+
+    /// The first record (in key order) whose field equals `value`; uses the field's index
+    /// when there is one.
+    ///
+    /// ```
+    /// # use mnesia::prelude::*;
+    /// # #[derive(Table, Clone, Debug, Serialize, Deserialize)]
+    /// # struct User { #[key] id: u64, #[index(unique)] email: String }
+    /// # let db = Database::in_memory()?;
+    /// # db.scope(|| -> mnesia::Result<()> {
+    /// User::create_table(TableOptions::new())?;
+    /// User::write(User { id: 1, email: "a@x.io".into() })?;
+    /// assert_eq!(User::get_by(User::EMAIL, "a@x.io")?.map(|u| u.id), Some(1));
+    /// # Ok(()) })?;
+    /// # Ok::<(), mnesia::Error>(())
+    /// ```
+    fn get_by<V: FieldValue>(field: Field<Self, V>, value: impl Compare<V>) -> Result<Option<Self>> {
+        ops::get_by(field, value)
+    }
+
+    /// Every record passing `filter`: a condition, conditions combined with `&`, `|`, `!`,
+    /// or a `Vec` or array of conditions that must all hold.
+    ///
+    /// ```
+    /// # use mnesia::prelude::*;
+    /// # #[derive(Table, Clone, Debug, Serialize, Deserialize)]
+    /// # struct User { #[key] id: u64, age: u32 }
+    /// # let db = Database::in_memory()?;
+    /// # db.scope(|| -> mnesia::Result<()> {
+    /// User::create_table(TableOptions::new())?;
+    /// User::batch_write((1..=10).map(|id| User { id, age: id as u32 * 10 }))?;
+    /// assert_eq!(User::select([User::AGE.gt(20), User::AGE.lt(60)])?.len(), 3);
+    /// assert_eq!(User::select(User::AGE.le(20) | User::AGE.ge(90))?.len(), 4);
+    /// # Ok(()) })?;
+    /// # Ok::<(), mnesia::Error>(())
+    /// ```
+    fn select(filter: impl Into<Filter<Self>>) -> Result<Vec<Self>> {
+        ops::select(&filter.into())
+    }
+
+    /// A query builder on the table.
+    ///
+    /// ```
+    /// # use mnesia::prelude::*;
+    /// # #[derive(Table, Clone, Debug, Serialize, Deserialize)]
+    /// # struct User { #[key] id: u64, age: u32 }
+    /// let q = User::query().filter(User::AGE.gt(1)).order_by(User::AGE.asc()).limit(5);
+    /// # let _ = q;
+    /// ```
+    fn query() -> Query<Self> {
+        Query::new()
+    }
+
+    /// Every key (on an `ordered_set`, in order).
+    ///
+    /// ```
+    /// # use mnesia::prelude::*;
+    /// # #[derive(Table, Clone, Debug, Serialize, Deserialize)]
+    /// # #[table(type = "ordered_set")]
+    /// # struct User { #[key] id: u64 }
+    /// # let db = Database::in_memory()?;
+    /// # db.scope(|| -> mnesia::Result<()> {
+    /// User::create_table(TableOptions::new())?;
+    /// User::batch_write([User { id: 3 }, User { id: 1 }])?;
+    /// assert_eq!(User::all_keys()?, vec![1, 3]);
+    /// # Ok(()) })?;
+    /// # Ok::<(), mnesia::Error>(())
+    /// ```
+    fn all_keys() -> Result<Vec<Self::Key>> {
+        ops::all_keys::<Self>()
+    }
+
+    /// Every record (on an `ordered_set`, in key order).
+    ///
+    /// ```
+    /// # use mnesia::prelude::*;
+    /// # #[derive(Table, Clone, Debug, Serialize, Deserialize)]
+    /// # struct User { #[key] id: u64 }
+    /// # let db = Database::in_memory()?;
+    /// # db.scope(|| -> mnesia::Result<()> {
+    /// User::create_table(TableOptions::new())?;
+    /// User::write(User { id: 1 })?;
+    /// assert_eq!(User::list()?.len(), 1);
+    /// # Ok(()) })?;
+    /// # Ok::<(), mnesia::Error>(())
+    /// ```
+    fn list() -> Result<Vec<Self>> {
+        ops::select(&Filter::all())
+    }
+
+    /// Number of records.
+    ///
+    /// ```
+    /// # use mnesia::prelude::*;
+    /// # #[derive(Table, Clone, Debug, Serialize, Deserialize)]
+    /// # struct User { #[key] id: u64 }
+    /// # let db = Database::in_memory()?;
+    /// # db.scope(|| -> mnesia::Result<()> {
+    /// User::create_table(TableOptions::new())?;
+    /// assert_eq!(User::count()?, 0);
+    /// # Ok(()) })?;
+    /// # Ok::<(), mnesia::Error>(())
+    /// ```
+    fn count() -> Result<usize> {
+        ops::count::<Self>()
+    }
+
+    /// Writes every record in one transaction: all or none.
+    ///
+    /// ```
+    /// # use mnesia::prelude::*;
+    /// # #[derive(Table, Clone, Debug, Serialize, Deserialize)]
+    /// # struct User { #[key] id: u64 }
+    /// # let db = Database::in_memory()?;
+    /// # db.scope(|| -> mnesia::Result<()> {
+    /// User::create_table(TableOptions::new())?;
+    /// assert_eq!(User::batch_write((1..=3).map(|id| User { id }))?.len(), 3);
+    /// # Ok(()) })?;
+    /// # Ok::<(), mnesia::Error>(())
+    /// ```
+    fn batch_write(records: impl IntoIterator<Item = Self>) -> Result<Vec<Self>> {
+        ops::batch_write(records)
+    }
+
+    /// Deletes every key in one transaction; returns the removed records.
+    ///
+    /// ```
+    /// # use mnesia::prelude::*;
+    /// # #[derive(Table, Clone, Debug, Serialize, Deserialize)]
+    /// # struct User { #[key] id: u64 }
+    /// # let db = Database::in_memory()?;
+    /// # db.scope(|| -> mnesia::Result<()> {
+    /// User::create_table(TableOptions::new())?;
+    /// User::batch_write((1..=3).map(|id| User { id }))?;
+    /// assert_eq!(User::batch_delete([1, 2, 7])?.len(), 2);
+    /// # Ok(()) })?;
+    /// # Ok::<(), mnesia::Error>(())
+    /// ```
+    fn batch_delete(keys: impl IntoIterator<Item = Self::Key>) -> Result<Vec<Self>> {
+        ops::batch_delete::<Self>(keys)
+    }
+
+    /// Writes without a transaction: the fastest path. Indexes stay consistent and unique
+    /// indexes are enforced; nothing else is checked, and a surrounding transaction is
+    /// ignored (the write is applied at once, even if that transaction aborts).
+    ///
+    /// ```
+    /// # use mnesia::prelude::*;
+    /// # #[derive(Table, Clone, Debug, Serialize, Deserialize)]
+    /// # struct User { #[key] id: u64 }
+    /// # let db = Database::in_memory()?;
+    /// # db.scope(|| -> mnesia::Result<()> {
+    /// User::create_table(TableOptions::new())?;
+    /// User::dirty_write(User { id: 1 })?;
+    /// assert!(User::dirty_read(&1)?.is_some());
+    /// # Ok(()) })?;
+    /// # Ok::<(), mnesia::Error>(())
+    /// ```
+    fn dirty_write(record: Self) -> Result<Self> {
+        ops::dirty_write(record)
+    }
+
+    /// Reads the committed record without a transaction.
+    ///
+    /// ```
+    /// # use mnesia::prelude::*;
+    /// # #[derive(Table, Clone, Debug, Serialize, Deserialize)]
+    /// # struct User { #[key] id: u64 }
+    /// # let db = Database::in_memory()?;
+    /// # db.scope(|| -> mnesia::Result<()> {
+    /// User::create_table(TableOptions::new())?;
+    /// assert!(User::dirty_read(&1)?.is_none());
+    /// # Ok(()) })?;
+    /// # Ok::<(), mnesia::Error>(())
+    /// ```
+    fn dirty_read(key: &Self::Key) -> Result<Option<Self>> {
+        ops::dirty_read(key)
+    }
+
+    /// Reads, changes and writes a record without a transaction (not atomic: a concurrent
+    /// write in between is lost).
+    ///
+    /// ```
+    /// # use mnesia::prelude::*;
+    /// # #[derive(Table, Clone, Debug, Serialize, Deserialize)]
+    /// # struct User { #[key] id: u64, n: u32 }
+    /// # let db = Database::in_memory()?;
+    /// # db.scope(|| -> mnesia::Result<()> {
+    /// User::create_table(TableOptions::new())?;
+    /// User::dirty_write(User { id: 1, n: 0 })?;
+    /// assert_eq!(User::dirty_update(&1, |u| u.n += 1)?.n, 1);
+    /// # Ok(()) })?;
+    /// # Ok::<(), mnesia::Error>(())
+    /// ```
+    fn dirty_update(key: &Self::Key, f: impl FnOnce(&mut Self)) -> Result<Self> {
+        ops::dirty_update(key, f)
+    }
+
+    /// Deletes without a transaction; returns the removed record.
+    ///
+    /// ```
+    /// # use mnesia::prelude::*;
+    /// # #[derive(Table, Clone, Debug, Serialize, Deserialize)]
+    /// # struct User { #[key] id: u64 }
+    /// # let db = Database::in_memory()?;
+    /// # db.scope(|| -> mnesia::Result<()> {
+    /// User::create_table(TableOptions::new())?;
+    /// assert!(User::dirty_delete(&1)?.is_none());
+    /// # Ok(()) })?;
+    /// # Ok::<(), mnesia::Error>(())
+    /// ```
+    fn dirty_delete(key: &Self::Key) -> Result<Option<Self>> {
+        ops::dirty_delete(key)
+    }
+
+    /// `select` without a transaction: each shard is read consistently, the whole is not a
+    /// snapshot.
+    ///
+    /// ```
+    /// # use mnesia::prelude::*;
+    /// # #[derive(Table, Clone, Debug, Serialize, Deserialize)]
+    /// # struct User { #[key] id: u64, age: u32 }
+    /// # let db = Database::in_memory()?;
+    /// # db.scope(|| -> mnesia::Result<()> {
+    /// User::create_table(TableOptions::new())?;
+    /// assert!(User::dirty_select(User::AGE.gt(1))?.is_empty());
+    /// # Ok(()) })?;
+    /// # Ok::<(), mnesia::Error>(())
+    /// ```
+    fn dirty_select(filter: impl Into<Filter<Self>>) -> Result<Vec<Self>> {
+        ops::dirty_select(&filter.into())
+    }
+
+    /// `get_by` without a transaction.
+    ///
+    /// ```
+    /// # use mnesia::prelude::*;
+    /// # #[derive(Table, Clone, Debug, Serialize, Deserialize)]
+    /// # struct User { #[key] id: u64, #[index] name: String }
+    /// # let db = Database::in_memory()?;
+    /// # db.scope(|| -> mnesia::Result<()> {
+    /// User::create_table(TableOptions::new())?;
+    /// assert!(User::dirty_get_by(User::NAME, "x")?.is_none());
+    /// # Ok(()) })?;
+    /// # Ok::<(), mnesia::Error>(())
+    /// ```
+    fn dirty_get_by<V: FieldValue>(field: Field<Self, V>, value: impl Compare<V>) -> Result<Option<Self>> {
+        ops::dirty_get_by(field, value)
+    }
+}

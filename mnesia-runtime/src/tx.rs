@@ -1,0 +1,465 @@
+//! Transactions: buffered writes, recorded reads, and the commit protocol.
+//!
+//! Concurrency control is optimistic (in the manner of Silo): a transaction reads committed
+//! records directly and records the version it saw; it buffers its writes. Commit then
+//!
+//! 1. *prepares*: notes the current version of every key it writes and the index shards its
+//!    old and new records live in;
+//! 2. *locks* the commit locks of every shard it read (shared) or writes (exclusive), of
+//!    records and of indexes, in one global order — so commits never deadlock;
+//! 3. *validates*: every version it read or prepared is unchanged, every shard or index shard
+//!    it scanned is unchanged (no phantom), unique indexes stay unique;
+//! 4. *installs* its writes under one new commit sequence number, then unlocks.
+//!
+//! While a commit holds a shard's lock exclusively no other commit validates against that
+//! shard, so validation and installation happen at one point of a serial order.
+
+use std::any::{Any, TypeId};
+use std::cell::RefCell;
+use std::sync::Arc;
+
+use crate::db::Database;
+use crate::error::{Error, Result};
+use crate::index::TableIndex;
+use crate::lock::{HeldLocks, LockReq, lock_order};
+use crate::store::{IndexList, TableStore, Write};
+use crate::table::{Table, TableType};
+
+/// One key a transaction writes.
+pub(crate) struct WriteEntry<T: Table> {
+    pub(crate) key: T::Key,
+    pub(crate) hash: u64,
+    pub(crate) write: Write<T>,
+}
+
+/// The buffered writes of one table, at most one entry per key.
+pub(crate) struct WriteSet<T: Table> {
+    entries: Vec<WriteEntry<T>>,
+    by_key: Option<hashbrown::HashMap<T::Key, usize>>,
+}
+
+const WRITE_SET_LINEAR: usize = 12;
+
+impl<T: Table> WriteSet<T> {
+    fn new() -> Self {
+        WriteSet { entries: Vec::new(), by_key: None }
+    }
+
+    pub(crate) fn get(&self, key: &T::Key) -> Option<&Write<T>> {
+        self.position(key).map(|i| &self.entries[i].write)
+    }
+
+    fn position(&self, key: &T::Key) -> Option<usize> {
+        match &self.by_key {
+            Some(m) => m.get(key).copied(),
+            None => self.entries.iter().position(|e| e.key == *key),
+        }
+    }
+
+    fn set(&mut self, key: T::Key, hash: u64, write: Write<T>) {
+        if let Some(i) = self.position(&key) {
+            self.entries[i].write = write;
+            return;
+        }
+        if let Some(m) = &mut self.by_key {
+            m.insert(key.clone(), self.entries.len());
+        } else if self.entries.len() >= WRITE_SET_LINEAR {
+            let mut m: hashbrown::HashMap<T::Key, usize> =
+                self.entries.iter().enumerate().map(|(i, e)| (e.key.clone(), i)).collect();
+            m.insert(key.clone(), self.entries.len());
+            self.by_key = Some(m);
+        }
+        self.entries.push(WriteEntry { key, hash, write });
+    }
+
+    pub(crate) fn iter(&self) -> impl Iterator<Item = &WriteEntry<T>> {
+        self.entries.iter()
+    }
+
+    pub(crate) fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+}
+
+/// What a commit prepared for one table before locking.
+struct Prepared<T: Table> {
+    indexes: Arc<IndexList<T>>,
+    /// Version of each written key when prepared, in write-set order.
+    peeked: Vec<u64>,
+    /// `(structure, shard)` of every index shard whose entries the commit changes.
+    index_shards: Vec<(u16, u16)>,
+}
+
+/// A transaction's view of one table: what it read and what it will write.
+pub(crate) struct TxTable<T: Table> {
+    pub(crate) store: Arc<TableStore<T>>,
+    epoch: u64,
+    /// Point reads: key, its hash, the version seen (0: absent).
+    reads: Vec<(T::Key, u64, u64)>,
+    /// Scanned record shards and the version seen.
+    shard_reads: Vec<(usize, u64)>,
+    /// Index lookups: the index, the shard and its version seen.
+    index_reads: Vec<(Arc<dyn TableIndex<T>>, usize, u64)>,
+    pub(crate) writes: RefCell<WriteSet<T>>,
+    prepared: Option<Prepared<T>>,
+}
+
+fn structure_of(position: usize) -> u16 {
+    u16::try_from(position + 1).unwrap_or(u16::MAX)
+}
+
+fn shard_u16(shard: usize) -> u16 {
+    u16::try_from(shard).unwrap_or(u16::MAX)
+}
+
+impl<T: Table> TxTable<T> {
+    pub(crate) fn new(store: Arc<TableStore<T>>) -> Self {
+        let epoch = store.indexes.load().epoch;
+        TxTable {
+            store,
+            epoch,
+            reads: Vec::new(),
+            shard_reads: Vec::new(),
+            index_reads: Vec::new(),
+            writes: RefCell::new(WriteSet::new()),
+            prepared: None,
+        }
+    }
+
+    pub(crate) fn writes(&mut self) -> &WriteSet<T> {
+        self.writes.get_mut()
+    }
+
+    /// The records a key holds as this transaction sees them (its own writes first).
+    pub(crate) fn read_group(&mut self, key: &T::Key) -> Vec<T> {
+        if let Some(w) = self.writes.get_mut().get(key) {
+            return w.records().to_vec();
+        }
+        let hash = self.store.hash(key);
+        let (version, recs) = self.store.get_with(key, hash, |v, recs| (v, recs.to_vec()));
+        self.reads.push((key.clone(), hash, version));
+        recs
+    }
+
+    /// The first record of a key as this transaction sees it.
+    pub(crate) fn read_one(&mut self, key: &T::Key) -> Option<T> {
+        if let Some(w) = self.writes.get_mut().get(key) {
+            return w.records().first().cloned();
+        }
+        let hash = self.store.hash(key);
+        let (version, rec) = self.store.get_with(key, hash, |v, recs| (v, recs.first().cloned()));
+        self.reads.push((key.clone(), hash, version));
+        rec
+    }
+
+    /// Whether the key holds a record, as this transaction sees it.
+    pub(crate) fn exists(&mut self, key: &T::Key) -> bool {
+        if let Some(w) = self.writes.get_mut().get(key) {
+            return !w.records().is_empty();
+        }
+        let hash = self.store.hash(key);
+        let version = self.store.version_of(key, hash);
+        self.reads.push((key.clone(), hash, version));
+        version != 0
+    }
+
+    /// Buffers a write of the key's new content.
+    pub(crate) fn set(&mut self, key: T::Key, write: Write<T>) {
+        let hash = self.store.hash(&key);
+        self.writes.get_mut().set(key, hash, write);
+    }
+
+    /// Writes a record: replaces the key's record (`set`, `ordered_set`) or adds it to the
+    /// key's group unless an identical record is there (`bag`). Returns whether the key (set)
+    /// or the identical record (bag) was there before.
+    pub(crate) fn put(&mut self, rec: T) -> Result<()> {
+        let key = rec.key().clone();
+        if self.store.kind == TableType::Bag {
+            let mut group = self.read_group(&key);
+            let bytes = encode(&rec)?;
+            let mut present = false;
+            for r in &group {
+                if encode(r)? == bytes {
+                    present = true;
+                    break;
+                }
+            }
+            if !present {
+                group.push(rec);
+            }
+            self.set(key, Write::Group(group));
+        } else {
+            self.set(key, Write::Put(rec));
+        }
+        Ok(())
+    }
+
+    /// Records that a record shard was scanned.
+    pub(crate) fn note_shard(&mut self, shard: usize, version: u64) {
+        self.shard_reads.push((shard, version));
+    }
+
+    /// Records an index lookup.
+    pub(crate) fn note_index(&mut self, index: &Arc<dyn TableIndex<T>>, shard: usize, version: u64) {
+        self.index_reads.push((Arc::clone(index), shard, version));
+    }
+
+    /// Records a point read made outside `read_one` (by a planned access).
+    pub(crate) fn note_read(&mut self, key: &T::Key, hash: u64, version: u64) {
+        self.reads.push((key.clone(), hash, version));
+    }
+
+    fn reads_unchanged(&self) -> bool {
+        self.reads.iter().all(|(k, h, v)| self.store.version_of(k, *h) == *v)
+            && self.shard_reads.iter().all(|(s, v)| self.store.shard_version(*s) == *v)
+            && self.index_reads.iter().all(|(i, s, v)| i.shard_version(*s) == *v)
+    }
+
+    fn read_count(&self) -> usize {
+        self.reads.len() + self.shard_reads.len() + self.index_reads.len()
+    }
+}
+
+fn encode<T: serde::Serialize>(rec: &T) -> Result<Vec<u8>> {
+    postcard::to_allocvec(rec).map_err(|e| Error::Codec(e.to_string()))
+}
+
+/// The part of a transaction that touches one table, whatever its record type.
+pub(crate) trait TxPart: Any {
+    fn record_type(&self) -> TypeId;
+    fn as_any_mut(&mut self) -> &mut dyn Any;
+    fn has_writes(&self) -> bool;
+    fn read_count(&self) -> usize;
+    fn prepare(&mut self);
+    fn collect_locks<'a>(&'a self, out: &mut Vec<LockReq<'a>>);
+    fn validate(&self, check_reads: bool) -> Result<()>;
+    fn install(&self, seq: u64);
+    fn reads_unchanged(&self) -> bool;
+}
+
+impl<T: Table> TxPart for TxTable<T> {
+    fn record_type(&self) -> TypeId {
+        TypeId::of::<T>()
+    }
+
+    fn as_any_mut(&mut self) -> &mut dyn Any {
+        self
+    }
+
+    fn has_writes(&self) -> bool {
+        !self.writes.borrow().is_empty()
+    }
+
+    fn read_count(&self) -> usize {
+        TxTable::read_count(self)
+    }
+
+    fn prepare(&mut self) {
+        let indexes = self.store.indexes.load_full();
+        let writes = self.writes.get_mut();
+        let mut peeked = Vec::with_capacity(writes.entries.len());
+        let mut index_shards = Vec::new();
+        for e in &writes.entries {
+            let version = self.store.get_with(&e.key, e.hash, |v, old| {
+                for idx in &indexes.list {
+                    let structure = structure_of(idx.position());
+                    for r in old.iter().chain(e.write.records()) {
+                        index_shards.push((structure, shard_u16(idx.shard_of_record(r))));
+                    }
+                }
+                v
+            });
+            peeked.push(version);
+        }
+        self.prepared = Some(Prepared { indexes, peeked, index_shards });
+    }
+
+    fn collect_locks<'a>(&'a self, out: &mut Vec<LockReq<'a>>) {
+        let store = &self.store;
+        let table = store.id;
+        let req = |structure: u16, shard: usize, exclusive: bool, lock| LockReq {
+            order: lock_order(table, structure, shard_u16(shard)),
+            exclusive,
+            lock,
+        };
+        for (_, h, _) in &self.reads {
+            let s = store.shard_of(*h);
+            out.push(req(0, s, false, &store.shard(s).commit));
+        }
+        for (s, _) in &self.shard_reads {
+            out.push(req(0, *s, false, &store.shard(*s).commit));
+        }
+        for (idx, s, _) in &self.index_reads {
+            out.push(req(structure_of(idx.position()), *s, false, idx.commit_lock(*s)));
+        }
+        // SAFETY of the borrow: `writes` is only borrowed mutably by `install`, which runs
+        // after the locks are collected and does not overlap with this shared borrow.
+        let writes = self.writes.borrow();
+        for e in &writes.entries {
+            let s = store.shard_of(e.hash);
+            out.push(req(0, s, true, &store.shard(s).commit));
+        }
+        if let Some(p) = &self.prepared {
+            for (structure, shard) in &p.index_shards {
+                if let Some(idx) = p.indexes.list.iter().find(|i| structure_of(i.position()) == *structure) {
+                    out.push(req(*structure, usize::from(*shard), true, idx.commit_lock(usize::from(*shard))));
+                }
+            }
+        }
+    }
+
+    fn validate(&self, check_reads: bool) -> Result<()> {
+        let store = &self.store;
+        if store.is_dropped() {
+            return Err(Error::NoSuchTable { table: T::NAME.to_owned() });
+        }
+        let epoch = store.indexes.load().epoch;
+        // An index added or removed since this transaction started: its index reads and
+        // prepared index locks may be stale.
+        if check_reads && (epoch != self.epoch || !self.reads_unchanged()) {
+            return Err(Error::Conflict);
+        }
+        let Some(p) = &self.prepared else { return Ok(()) };
+        if p.indexes.epoch != epoch {
+            return Err(Error::Conflict);
+        }
+        let writes = self.writes.borrow();
+        for (e, v) in writes.entries.iter().zip(&p.peeked) {
+            if store.version_of(&e.key, e.hash) != *v {
+                return Err(Error::Conflict);
+            }
+        }
+        let unique: Vec<&Arc<dyn TableIndex<T>>> = p.indexes.list.iter().filter(|i| i.unique()).collect();
+        if unique.is_empty() {
+            return Ok(());
+        }
+        let puts: Vec<(&T::Key, &T)> =
+            writes.entries.iter().flat_map(|e| e.write.records().iter().map(move |r| (&e.key, r))).collect();
+        for idx in unique {
+            let gives_up = |owner: &T::Key, rec: &T| match writes.get(owner) {
+                Some(w) => !w.records().iter().any(|r| idx.same_value(r, rec)),
+                None => false,
+            };
+            if let Err(d) = idx.check_unique(&puts, &gives_up) {
+                return Err(Error::UniqueViolation {
+                    table: T::NAME.to_owned(),
+                    field: idx.field(),
+                    value: d.value,
+                    existing_key: d.existing_key,
+                });
+            }
+        }
+        Ok(())
+    }
+
+    fn install(&self, seq: u64) {
+        let Some(p) = &self.prepared else { return };
+        let mut writes = self.writes.borrow_mut();
+        let entries = std::mem::take(&mut writes.entries);
+        writes.by_key = None;
+        for e in entries {
+            if !p.indexes.list.is_empty() {
+                let new = e.write.records();
+                self.store.get_with(&e.key, e.hash, |_, old| {
+                    for idx in &p.indexes.list {
+                        for r in old {
+                            if !new.iter().any(|n| idx.same_value(n, r)) {
+                                idx.remove(r, seq);
+                            }
+                        }
+                        for n in new {
+                            if !old.iter().any(|r| idx.same_value(n, r)) {
+                                idx.insert(n, seq);
+                            }
+                        }
+                    }
+                });
+            }
+            self.store.install(&e.key, e.hash, e.write, seq);
+        }
+    }
+
+    fn reads_unchanged(&self) -> bool {
+        TxTable::reads_unchanged(self)
+    }
+}
+
+/// A transaction in progress: one part per table it touched.
+pub(crate) struct Tx {
+    pub(crate) db: Database,
+    parts: Vec<Box<dyn TxPart>>,
+}
+
+impl Tx {
+    pub(crate) fn new(db: Database) -> Tx {
+        Tx { db, parts: Vec::new() }
+    }
+
+    /// This transaction's part for table `T`, created on first use.
+    pub(crate) fn table<T: Table>(&mut self) -> Result<&mut TxTable<T>> {
+        let ty = TypeId::of::<T>();
+        let i = match self.parts.iter().position(|p| p.record_type() == ty) {
+            Some(i) => i,
+            None => {
+                let store = self.db.table::<T>()?;
+                self.parts.push(Box::new(TxTable::new(store)));
+                self.parts.len() - 1
+            }
+        };
+        self.parts[i]
+            .as_any_mut()
+            .downcast_mut::<TxTable<T>>()
+            .ok_or_else(|| Error::Invalid("transaction part of another type".into()))
+    }
+
+    /// Whether what this transaction read is still what is committed (checked without locks:
+    /// used to tell a conflict from a real error when the transaction's closure fails).
+    pub(crate) fn reads_unchanged(&self) -> bool {
+        self.parts.iter().all(|p| p.reads_unchanged())
+    }
+
+    /// Validates and installs the transaction. `Err(Error::Conflict)` means: run it again.
+    pub(crate) fn commit(&mut self) -> Result<()> {
+        let writes = self.parts.iter().any(|p| p.has_writes());
+        if !writes && self.parts.iter().map(|p| p.read_count()).sum::<usize>() <= 1 {
+            // A single read is atomic on its own: nothing to validate.
+            return Ok(());
+        }
+        self.apply(true)
+    }
+
+    /// Installs the writes without checking what was read (dirty operations). Unique
+    /// indexes are still enforced; a race with a concurrent commit on the same key is
+    /// retried here.
+    pub(crate) fn commit_dirty(&mut self) -> Result<()> {
+        loop {
+            match self.apply(false) {
+                Err(Error::Conflict) => std::thread::yield_now(),
+                other => return other,
+            }
+        }
+    }
+
+    fn apply(&mut self, check_reads: bool) -> Result<()> {
+        let writes = self.parts.iter().any(|p| p.has_writes());
+        for p in &mut self.parts {
+            p.prepare();
+        }
+        let mut reqs = Vec::new();
+        for p in &self.parts {
+            p.collect_locks(&mut reqs);
+        }
+        let held = HeldLocks::acquire(reqs);
+        for p in &self.parts {
+            p.validate(check_reads)?;
+        }
+        if writes {
+            let seq = self.db.next_seq();
+            for p in &self.parts {
+                p.install(seq);
+            }
+        }
+        drop(held);
+        Ok(())
+    }
+}

@@ -1,0 +1,95 @@
+//! # mnesia — a typed, embedded, transactional database for Rust
+//!
+//! Tables live inside your process and are declared by deriving [`Table`] on plain structs,
+//! in the spirit of Erlang/OTP's Mnesia and the Elixir wrapper MnesiaEx.
+//!
+//! ```
+//! use mnesia::prelude::*;
+//!
+//! #[derive(Table, Clone, Debug, PartialEq, Serialize, Deserialize)]
+//! #[table(name = "users")]
+//! struct User {
+//!     #[key]
+//!     #[auto_increment]
+//!     id: u64,
+//!     name: String,
+//!     #[index(unique)]
+//!     email: String,
+//!     age: u32,
+//! }
+//!
+//! let db = Database::in_memory()?;
+//! db.scope(|| -> mnesia::Result<()> {
+//!     User::create_table(TableOptions::new())?;
+//!     let ann = User::insert(User { id: 0, name: "Ann".into(), email: "ann@x.io".into(), age: 30 })?;
+//!     let bob = User::insert(User { id: 0, name: "Bob".into(), email: "bob@x.io".into(), age: 17 })?;
+//!     assert_eq!((ann.id, bob.id), (1, 2));
+//!
+//!     // Typed, compile-time-checked conditions; the planner uses the unique index.
+//!     assert_eq!(User::get_by(User::EMAIL, "bob@x.io")?, Some(bob));
+//!     let adults = User::select(User::AGE.ge(18))?;
+//!     assert_eq!(adults, vec![ann]);
+//!
+//!     // All or nothing; table-scoped calls inside join the transaction.
+//!     mnesia::transaction(|| {
+//!         User::update(&1, |u| u.age += 1)?;
+//!         User::delete(&2)?;
+//!         Ok::<_, mnesia::Error>(())
+//!     })?;
+//!     assert_eq!(User::count()?, 1);
+//!     Ok(())
+//! })?;
+//! # Ok::<(), mnesia::Error>(())
+//! ```
+//!
+//! See the README for the guide and the MnesiaEx-to-Rust map.
+#![deny(missing_docs)]
+
+pub use mnesia_runtime::*;
+
+/// `#[derive(Table)]`: makes a struct with named fields a table's record type.
+///
+/// Attributes:
+/// - `#[key]` on exactly one field: the record's key (`Clone + Ord + Hash + Debug +
+///   Serialize + DeserializeOwned`; tuples work);
+/// - `#[auto_increment]` on an integer key: `insert` assigns the next id to a key left at 0;
+/// - `#[index]` / `#[index(unique)]` on other fields: secondary indexes;
+/// - `#[table(name = "users", type = "set" | "ordered_set" | "bag")]` on the struct
+///   (defaults: the struct's name in snake_case, `set`).
+///
+/// It implements [`Table`] and adds a typed [`Field`] constant per field, named after the
+/// field in upper case (`age` gives `User::AGE: Field<User, u32>`).
+///
+/// ```
+/// use mnesia::prelude::*;
+///
+/// #[derive(Table, Clone, Debug, Serialize, Deserialize)]
+/// #[table(type = "ordered_set")]
+/// struct Reading { #[key] at: (u32, u32), #[index] sensor: String, value: f64 }
+///
+/// assert_eq!(Reading::NAME, "reading");
+/// assert_eq!(Reading::TYPE, TableType::OrderedSet);
+/// assert_eq!(Reading::SENSOR.name(), "sensor");
+/// ```
+pub use mnesia_derive::Table;
+
+/// What most programs need: `use mnesia::prelude::*;`.
+///
+/// ```
+/// use mnesia::prelude::*;
+/// let _db: Database = Database::in_memory()?;
+/// # Ok::<(), mnesia::Error>(())
+/// ```
+pub mod prelude {
+    pub use mnesia_derive::Table;
+    pub use mnesia_runtime::{
+        Config, Database, Field, Filter, Order, Plan, Query, QueryIter, StorageType, Table, TableInfo,
+        TableOptions, TableType, Transaction, Upserted,
+    };
+    pub use serde::{Deserialize, Serialize};
+}
+
+#[doc(hidden)]
+pub mod __private {
+    pub use mnesia_runtime::*;
+}
