@@ -1,4 +1,26 @@
-//! placeholder
+//! `#[derive(Table)]` for the `mnesia` crate. Use it through `mnesia::prelude::*`.
+//!
+//! The macro works in three steps, like `serde_derive` and `thiserror-impl`:
+//! [`ast`] parses the struct and its attributes into a model and checks it, collecting every
+//! error with the span it belongs to; [`expand`] turns a valid model into the `Table` impl
+//! and the field constants; on errors, [`fallback`] emits the errors together with stub
+//! items, so that one mistake gives one error rather than a cascade.
+#![deny(missing_docs)]
+
+mod ast;
+mod case;
+mod expand;
+mod fallback;
+
 use proc_macro::TokenStream;
+use syn::{DeriveInput, parse_macro_input};
+
+/// Implements `mnesia::Table` for a struct with named fields. See the `mnesia` crate.
 #[proc_macro_derive(Table, attributes(key, index, auto_increment, table))]
-pub fn derive_table(_input: TokenStream) -> TokenStream { TokenStream::new() }
+pub fn derive_table(input: TokenStream) -> TokenStream {
+    let input = parse_macro_input!(input as DeriveInput);
+    match ast::Input::from_syn(&input) {
+        Ok(model) => expand::expand(&model).into(),
+        Err(errors) => fallback::expand(&input, &errors).into(),
+    }
+}

@@ -1,0 +1,260 @@
+//! The derive's model of a table struct, parsed and checked.
+
+use proc_macro2::Span;
+use syn::spanned::Spanned;
+use syn::{Attribute, Data, DeriveInput, Fields, Ident, LitStr, Type, Visibility};
+
+use crate::case;
+
+/// A table type, as named in `#[table(type = "..")]`.
+#[derive(Clone, Copy)]
+pub(crate) enum Kind {
+    Set,
+    OrderedSet,
+    Bag,
+}
+
+/// A secondary index declared on a field.
+#[derive(Clone, Copy)]
+pub(crate) struct IndexDecl {
+    pub(crate) unique: bool,
+    pub(crate) span: Span,
+}
+
+pub(crate) struct Field<'a> {
+    pub(crate) ident: &'a Ident,
+    pub(crate) ty: &'a Type,
+    pub(crate) index: Option<IndexDecl>,
+}
+
+pub(crate) struct Input<'a> {
+    pub(crate) ident: &'a Ident,
+    pub(crate) vis: &'a Visibility,
+    pub(crate) name: String,
+    pub(crate) kind: Kind,
+    pub(crate) fields: Vec<Field<'a>>,
+    pub(crate) key: usize,
+    pub(crate) auto_increment: bool,
+}
+
+/// Collects errors so that all of them are reported at once.
+#[derive(Default)]
+pub(crate) struct Errors(Option<syn::Error>);
+
+impl Errors {
+    fn push(&mut self, e: syn::Error) {
+        match &mut self.0 {
+            Some(all) => all.combine(e),
+            None => self.0 = Some(e),
+        }
+    }
+
+    fn at(&mut self, span: impl Spanned, msg: &str) {
+        self.push(syn::Error::new(span.span(), msg));
+    }
+
+    pub(crate) fn to_compile_errors(&self) -> proc_macro2::TokenStream {
+        self.0.as_ref().map(syn::Error::to_compile_error).unwrap_or_default()
+    }
+}
+
+const INTEGERS: &[&str] = &["u8", "u16", "u32", "u64", "u128", "usize", "i8", "i16", "i32", "i64", "i128", "isize"];
+
+fn is_integer(ty: &Type) -> bool {
+    match ty {
+        Type::Path(p) if p.qself.is_none() => {
+            p.path.segments.last().is_some_and(|s| s.arguments.is_none() && INTEGERS.contains(&s.ident.to_string().as_str()))
+        }
+        Type::Group(g) => is_integer(&g.elem),
+        Type::Paren(p) => is_integer(&p.elem),
+        _ => false,
+    }
+}
+
+fn is(attr: &Attribute, name: &str) -> bool {
+    attr.path().is_ident(name)
+}
+
+/// Parses `#[table(name = "..", type = "..")]` attributes of the struct.
+fn table_options(attrs: &[Attribute], errors: &mut Errors, default_name: String) -> (String, Kind) {
+    let mut name: Option<String> = None;
+    let mut kind: Option<Kind> = None;
+    for attr in attrs {
+        if is(attr, "key") || is(attr, "index") || is(attr, "auto_increment") {
+            let n = attr.path().get_ident().map(ToString::to_string).unwrap_or_default();
+            errors.at(attr, &format!("#[{n}] belongs on a field of the struct, not on the struct"));
+            continue;
+        }
+        if !is(attr, "table") {
+            continue;
+        }
+        let parsed = attr.parse_nested_meta(|meta| {
+            if meta.path.is_ident("name") {
+                let lit: LitStr = meta.value()?.parse()?;
+                if name.is_some() {
+                    return Err(meta.error("duplicate `name` option in #[table(..)]"));
+                }
+                let value = lit.value();
+                if value.is_empty() {
+                    return Err(syn::Error::new(lit.span(), "the table name must not be empty"));
+                }
+                name = Some(value);
+                Ok(())
+            } else if meta.path.is_ident("type") {
+                let lit: LitStr = meta.value()?.parse()?;
+                if kind.is_some() {
+                    return Err(meta.error("duplicate `type` option in #[table(..)]"));
+                }
+                kind = Some(match lit.value().as_str() {
+                    "set" => Kind::Set,
+                    "ordered_set" => Kind::OrderedSet,
+                    "bag" => Kind::Bag,
+                    other => {
+                        return Err(syn::Error::new(
+                            lit.span(),
+                            format!("unknown table type `{other}`: expected \"set\", \"ordered_set\" or \"bag\""),
+                        ));
+                    }
+                });
+                Ok(())
+            } else {
+                let option = meta.path.get_ident().map(ToString::to_string).unwrap_or_else(|| "?".into());
+                Err(meta.error(format!("unknown option `{option}` in #[table(..)]: expected `name = \"..\"` or `type = \"..\"`")))
+            }
+        });
+        if let Err(e) = parsed {
+            errors.push(e);
+        }
+    }
+    (name.unwrap_or(default_name), kind.unwrap_or(Kind::Set))
+}
+
+/// What the attributes of one field say.
+#[derive(Default)]
+struct FieldAttrs {
+    key: Option<Span>,
+    auto_increment: Option<Span>,
+    index: Option<IndexDecl>,
+}
+
+fn field_attrs(attrs: &[Attribute], errors: &mut Errors) -> FieldAttrs {
+    let mut out = FieldAttrs::default();
+    for attr in attrs {
+        if is(attr, "key") || is(attr, "auto_increment") {
+            let n = if is(attr, "key") { "key" } else { "auto_increment" };
+            if let Err(e) = attr.meta.require_path_only() {
+                errors.push(syn::Error::new(e.span(), format!("#[{n}] takes no arguments: write #[{n}]")));
+                continue;
+            }
+            let slot = if n == "key" { &mut out.key } else { &mut out.auto_increment };
+            if slot.is_some() {
+                errors.at(attr, &format!("duplicate #[{n}] on this field"));
+            }
+            *slot = Some(attr.span());
+        } else if is(attr, "index") {
+            if out.index.is_some() {
+                errors.at(attr, "duplicate #[index] on this field");
+                continue;
+            }
+            let mut unique = false;
+            if let syn::Meta::List(_) = &attr.meta {
+                let parsed = attr.parse_nested_meta(|meta| {
+                    if meta.path.is_ident("unique") {
+                        unique = true;
+                        Ok(())
+                    } else {
+                        let option = meta.path.get_ident().map(ToString::to_string).unwrap_or_else(|| "?".into());
+                        Err(meta.error(format!("unknown option `{option}` in #[index(..)]: write #[index] or #[index(unique)]")))
+                    }
+                });
+                if let Err(e) = parsed {
+                    errors.push(e);
+                    continue;
+                }
+            } else if let syn::Meta::NameValue(nv) = &attr.meta {
+                errors.at(nv, "write #[index] or #[index(unique)]");
+                continue;
+            }
+            out.index = Some(IndexDecl { unique, span: attr.span() });
+        } else if is(attr, "table") {
+            errors.at(attr, "#[table(..)] belongs on the struct, not on a field");
+        }
+    }
+    out
+}
+
+impl<'a> Input<'a> {
+    /// Parses and checks the struct; returns every error found.
+    pub(crate) fn from_syn(input: &'a DeriveInput) -> Result<Input<'a>, Errors> {
+        let mut errors = Errors::default();
+        let named = match &input.data {
+            Data::Struct(s) => match &s.fields {
+                Fields::Named(n) => Some(n),
+                Fields::Unnamed(_) => {
+                    errors.at(&input.ident, "#[derive(Table)] needs a struct with named fields, not a tuple struct: name each field");
+                    None
+                }
+                Fields::Unit => {
+                    errors.at(&input.ident, "#[derive(Table)] needs a struct with named fields: a unit struct has no key");
+                    None
+                }
+            },
+            Data::Enum(e) => {
+                errors.at(e.enum_token, "#[derive(Table)] needs a struct with named fields, not an enum: wrap the enum in a struct field");
+                None
+            }
+            Data::Union(u) => {
+                errors.at(u.union_token, "#[derive(Table)] needs a struct with named fields, not a union");
+                None
+            }
+        };
+        if !input.generics.params.is_empty() {
+            errors.at(&input.generics, "#[derive(Table)] does not support generic structs: a table stores one concrete type");
+        }
+        let (name, kind) = table_options(&input.attrs, &mut errors, case::snake(&input.ident.to_string()));
+        let mut fields = Vec::new();
+        let mut key: Option<(usize, Span)> = None;
+        let mut auto_increment = false;
+        if let Some(named) = named {
+            for (i, f) in named.named.iter().enumerate() {
+                let Some(ident) = f.ident.as_ref() else { continue };
+                let attrs = field_attrs(&f.attrs, &mut errors);
+                if let Some(span) = attrs.key {
+                    if key.is_some() {
+                        errors.push(syn::Error::new(
+                            span,
+                            "only one field can be the #[key]: for a key made of several values use one field of a tuple type",
+                        ));
+                    } else {
+                        key = Some((i, span));
+                    }
+                    if let Some(idx) = attrs.index {
+                        errors.push(syn::Error::new(idx.span, "the #[key] field needs no #[index]: lookups by key are already direct"));
+                    }
+                }
+                if let Some(span) = attrs.auto_increment {
+                    if attrs.key.is_none() {
+                        errors.push(syn::Error::new(span, "#[auto_increment] goes on the #[key] field: add #[key] to this field"));
+                    } else if !is_integer(&f.ty) {
+                        errors.push(syn::Error::new(
+                            f.ty.span(),
+                            "#[auto_increment] needs an integer key (u8..u128, i8..i128, usize or isize)",
+                        ));
+                    } else {
+                        auto_increment = true;
+                    }
+                }
+                fields.push(Field { ident, ty: &f.ty, index: if attrs.key.is_some() { None } else { attrs.index } });
+            }
+            if key.is_none() {
+                errors.at(&input.ident, "a table needs a key: mark one field with #[key]");
+            }
+        }
+        match (errors.0.is_some(), key) {
+            (false, Some((key, _))) => {
+                Ok(Input { ident: &input.ident, vis: &input.vis, name, kind, fields, key, auto_increment })
+            }
+            _ => Err(errors),
+        }
+    }
+}

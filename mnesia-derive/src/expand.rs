@@ -1,0 +1,103 @@
+//! Turns a checked model into the `Table` impl and the typed field constants. Every path in
+//! the output is absolute (`::mnesia::..`, `::core::..`), so user items of the same names
+//! cannot capture it.
+
+use proc_macro2::TokenStream;
+use quote::{format_ident, quote, quote_spanned};
+use syn::spanned::Spanned;
+
+use crate::ast::{Input, Kind};
+use crate::case;
+
+/// The type as written, without the spaces the token printer puts in.
+fn type_string(ty: &syn::Type) -> String {
+    let s = quote!(#ty).to_string();
+    s.replace(" < ", "<").replace("< ", "<").replace(" <", "<").replace(" >", ">").replace(" ,", ",").replace(" :: ", "::").replace(":: ", "::").replace(" & ", "&").replace("& ", "&")
+}
+
+/// The field constants: `pub const AGE: ::mnesia::Field<User, u32> = ..;`.
+pub(crate) fn field_consts(ident: &syn::Ident, vis: &syn::Visibility, fields: &[(&syn::Ident, &syn::Type)]) -> TokenStream {
+    let consts = fields.iter().enumerate().map(|(i, (f, ty))| {
+        let name = f.to_string().trim_start_matches("r#").to_owned();
+        let konst = format_ident!("{}", case::screaming(&name), span = f.span());
+        let doc = format!("The typed field `{name}` of [`{ident}`], for conditions and indexes.");
+        quote! {
+            #[doc = #doc]
+            #[allow(dead_code)]
+            #vis const #konst: ::mnesia::Field<#ident, #ty> = ::mnesia::Field::new(#name, #i, |record: &#ident| &record.#f);
+        }
+    });
+    quote! {
+        #[automatically_derived]
+        impl #ident {
+            #(#consts)*
+        }
+    }
+}
+
+pub(crate) fn expand(input: &Input<'_>) -> TokenStream {
+    let ident = input.ident;
+    let name = &input.name;
+    let key = &input.fields[input.key];
+    let key_ident = key.ident;
+    let key_ty = key.ty;
+    let key_pos = input.key;
+    let kind = match input.kind {
+        Kind::Set => quote!(::mnesia::TableType::Set),
+        Kind::OrderedSet => quote!(::mnesia::TableType::OrderedSet),
+        Kind::Bag => quote!(::mnesia::TableType::Bag),
+    };
+    let infos = input.fields.iter().map(|f| {
+        let n = f.ident.to_string().trim_start_matches("r#").to_owned();
+        let t = type_string(f.ty);
+        quote!(::mnesia::FieldInfo { name: #n, ty: #t })
+    });
+    let indexes = input.fields.iter().filter_map(|f| {
+        let decl = f.index?;
+        let konst = format_ident!("{}", case::screaming(f.ident.to_string().trim_start_matches("r#")));
+        let unique = decl.unique;
+        // Spanned at the field's type: a type that cannot be indexed is reported there.
+        Some(quote_spanned! {f.ty.span()=> <#ident>::#konst.index_spec(#unique) })
+    });
+    let auto = input.auto_increment;
+    let auto_fns = auto.then(|| {
+        let msg = format!("id {{}} does not fit the key type {} of table {name}", type_string(key_ty));
+        quote! {
+            fn auto_id(&self) -> ::core::option::Option<u64> {
+                ::core::convert::TryFrom::try_from(self.#key_ident).ok()
+            }
+
+            fn set_auto_id(&mut self, id: u64) -> ::mnesia::Result<()> {
+                self.#key_ident = ::core::convert::TryFrom::try_from(id)
+                    .map_err(|_| ::mnesia::Error::Invalid(::std::format!(#msg, id)))?;
+                ::core::result::Result::Ok(())
+            }
+        }
+    });
+    let key_assoc = quote_spanned! {key_ty.span()=> type Key = #key_ty; };
+    let pairs: Vec<(&syn::Ident, &syn::Type)> = input.fields.iter().map(|f| (f.ident, f.ty)).collect();
+    let consts = field_consts(ident, input.vis, &pairs);
+    quote! {
+        #[automatically_derived]
+        impl ::mnesia::Table for #ident {
+            #key_assoc
+            const NAME: &'static str = #name;
+            const TYPE: ::mnesia::TableType = #kind;
+            const FIELDS: &'static [::mnesia::FieldInfo] = &[#(#infos),*];
+            const KEY_POSITION: usize = #key_pos;
+            const AUTO_INCREMENT: bool = #auto;
+
+            fn key(&self) -> &<Self as ::mnesia::Table>::Key {
+                &self.#key_ident
+            }
+
+            fn indexes() -> ::std::vec::Vec<::mnesia::IndexSpec<Self>> {
+                ::std::vec![#(#indexes),*]
+            }
+
+            #auto_fns
+        }
+
+        #consts
+    }
+}

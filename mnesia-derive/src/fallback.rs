@@ -1,0 +1,50 @@
+//! What the derive emits when the struct has errors: the errors, plus stub items (the field
+//! constants and a `Table` impl) so that code using the table reports no follow-up errors.
+
+use proc_macro2::TokenStream;
+use quote::quote;
+use syn::{Data, DeriveInput, Fields};
+
+use crate::ast::Errors;
+use crate::expand::field_consts;
+
+pub(crate) fn expand(input: &DeriveInput, errors: &Errors) -> TokenStream {
+    let compile_errors = errors.to_compile_errors();
+    let ident = &input.ident;
+    let named = match &input.data {
+        Data::Struct(s) => match &s.fields {
+            Fields::Named(n) => Some(n),
+            _ => None,
+        },
+        _ => None,
+    };
+    let (Some(named), true) = (named, input.generics.params.is_empty()) else {
+        return compile_errors;
+    };
+    let pairs: Vec<(&syn::Ident, &syn::Type)> =
+        named.named.iter().filter_map(|f| f.ident.as_ref().map(|i| (i, &f.ty))).collect();
+    let consts = field_consts(ident, &input.vis, &pairs);
+    quote! {
+        #compile_errors
+
+        #[automatically_derived]
+        impl ::mnesia::Table for #ident {
+            type Key = ();
+            const NAME: &'static str = "";
+            const TYPE: ::mnesia::TableType = ::mnesia::TableType::Set;
+            const FIELDS: &'static [::mnesia::FieldInfo] = &[];
+            const KEY_POSITION: usize = 0;
+            const AUTO_INCREMENT: bool = false;
+
+            fn key(&self) -> &() {
+                &()
+            }
+
+            fn indexes() -> ::std::vec::Vec<::mnesia::IndexSpec<Self>> {
+                ::std::vec::Vec::new()
+            }
+        }
+
+        #consts
+    }
+}
