@@ -1,1 +1,296 @@
-fn main() {}
+//! Benchmarks every headline operation against a floor measured in the same run, and prints
+//! one JSON object: `{"figures": {"<name>": {"ns_per_op", "floor_ns_per_op", "ratio"}}}`.
+//! `ratio` is ours / floor (lower is better) except for `concurrent_tx_write`, where it is
+//! the throughput of 2 threads over 1 (higher is better).
+//!
+//! Run: `cargo run --release -p bench -- --json` (`--quick` for a short run).
+
+mod alloc;
+mod floor;
+
+use std::hint::black_box;
+use std::time::Instant;
+
+use mnesia::prelude::*;
+use serde_json::{Map, Value, json};
+
+use crate::floor::Floor;
+
+#[global_allocator]
+static ALLOC: alloc::Counting = alloc::Counting;
+
+#[derive(Table, Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[table(name = "users")]
+pub struct User {
+    #[key]
+    id: u64,
+    name: String,
+    #[index(unique)]
+    email: String,
+    age: u32,
+}
+
+fn user(id: u64) -> User {
+    User {
+        id,
+        name: format!("user {id}"),
+        email: format!("u{id}@example.com"),
+        age: (id % 100) as u32,
+    }
+}
+
+/// Nanoseconds per operation of `f(i)` over `n` operations, best of `rounds`.
+fn time_per_op(n: u64, rounds: u32, mut f: impl FnMut(u64)) -> f64 {
+    let mut best = f64::MAX;
+    for _ in 0..rounds {
+        let t = Instant::now();
+        for i in 0..n {
+            f(i);
+        }
+        best = best.min(t.elapsed().as_nanos() as f64 / n as f64);
+    }
+    best
+}
+
+struct Report {
+    figures: Map<String, Value>,
+}
+
+impl Report {
+    fn add(&mut self, name: &str, ours: f64, floor: f64) {
+        let ratio = ours / floor;
+        eprintln!("{name:<22} {ours:>10.1} ns/op   floor {floor:>10.1} ns/op   ratio {ratio:>6.2}");
+        self.figures.insert(name.into(), json!({ "ns_per_op": round(ours), "floor_ns_per_op": round(floor), "ratio": round(ratio) }));
+    }
+}
+
+fn round(x: f64) -> f64 {
+    (x * 100.0).round() / 100.0
+}
+
+fn main() -> mnesia::Result<()> {
+    let quick = std::env::args().any(|a| a == "--quick");
+    let records: u64 = if quick { 20_000 } else { 100_000 };
+    let ops: u64 = if quick { 50_000 } else { 200_000 };
+    let rounds = 3;
+    let mut report = Report {
+        figures: Map::new(),
+    };
+
+    let db = Database::in_memory()?;
+    let floor = Floor::default();
+    db.scope(|| -> mnesia::Result<()> {
+        User::create_table(TableOptions::new())?;
+        User::batch_write((0..records).map(user))?;
+        floor.write_many((0..records).map(user).collect());
+        let prepared: Vec<User> = (0..records).map(|i| user(i)).collect();
+        let pick = |i: u64| (i.wrapping_mul(7919)) % records;
+
+        let ours = time_per_op(ops, rounds, |i| {
+            black_box(User::write(prepared[pick(i) as usize].clone()).ok());
+        });
+        let base = time_per_op(ops, rounds, |i| {
+            black_box(floor.write(prepared[pick(i) as usize].clone()));
+        });
+        report.add("tx_write", ours, base);
+
+        let ours = time_per_op(ops, rounds, |i| {
+            black_box(User::read(&pick(i)).ok());
+        });
+        let base = time_per_op(ops, rounds, |i| {
+            black_box(floor.read(pick(i)));
+        });
+        report.add("tx_read", ours, base);
+
+        let ours = time_per_op(ops, rounds, |i| {
+            black_box(User::update(&pick(i), |u| u.age = u.age.wrapping_add(1)).ok());
+        });
+        let base = time_per_op(ops, rounds, |i| {
+            black_box(floor.update(pick(i), |u| u.age = u.age.wrapping_add(1)));
+        });
+        report.add("tx_update", ours, base);
+
+        let ours = time_per_op(ops, rounds, |i| {
+            black_box(User::dirty_write(prepared[pick(i) as usize].clone()).ok());
+        });
+        let base = time_per_op(ops, rounds, |i| {
+            black_box(floor.write(prepared[pick(i) as usize].clone()));
+        });
+        report.add("dirty_write", ours, base);
+
+        let ours = time_per_op(ops, rounds, |i| {
+            black_box(User::dirty_read(&pick(i)).ok());
+        });
+        let base = time_per_op(ops, rounds, |i| {
+            black_box(floor.read(pick(i)));
+        });
+        report.add("dirty_read", ours, base);
+
+        let batch = 1000u64;
+        let batches = (ops / batch).max(1);
+        let ours = time_per_op(batches, rounds, |b| {
+            let recs: Vec<User> = (0..batch)
+                .map(|j| prepared[pick(b * batch + j) as usize].clone())
+                .collect();
+            black_box(User::batch_write(recs).ok());
+        }) / batch as f64;
+        let base = time_per_op(batches, rounds, |b| {
+            let recs: Vec<User> = (0..batch)
+                .map(|j| prepared[pick(b * batch + j) as usize].clone())
+                .collect();
+            floor.write_many(recs);
+        }) / batch as f64;
+        report.add("batch_write", ours, base);
+
+        let emails: Vec<String> = (0..records).map(|i| format!("u{i}@example.com")).collect();
+        let ours = time_per_op(ops, rounds, |i| {
+            black_box(User::get_by(User::EMAIL, &emails[pick(i) as usize]).ok());
+        });
+        let base = time_per_op(ops, rounds, |i| {
+            black_box(floor.by_email(&emails[pick(i) as usize]));
+        });
+        report.add("index_get", ours, base);
+
+        let scans = if quick { 5 } else { 20 };
+        let ours = time_per_op(scans, rounds, |_| {
+            black_box(User::select(User::AGE.ge(50)).ok());
+        });
+        let base = time_per_op(scans, rounds, |_| {
+            black_box(floor.select(|u| u.age >= 50));
+        });
+        report.add("select_scan", ours, base);
+        Ok(())
+    })?;
+
+    concurrent(&db, &mut report, records, ops)?;
+    contended(&mut report, ops / 4)?;
+    bytes_per_record(&mut report, if quick { 100_000 } else { 1_000_000 })?;
+
+    let out = json!({
+        "figures": report.figures,
+        "records": records,
+        "ops_per_figure": ops,
+        "notes": "ratio = ours / floor in time per op (lower is better); concurrent_tx_write ratio = throughput of 2 threads / 1 thread (higher is better); bytes_per_record figures are bytes, not ns",
+    });
+    println!("{}", serde_json::to_string_pretty(&out).unwrap_or_default());
+    Ok(())
+}
+
+/// Throughput of single-record write transactions on disjoint keys: 1 thread, then 2.
+fn concurrent(db: &Database, report: &mut Report, records: u64, ops: u64) -> mnesia::Result<()> {
+    let run = |threads: u64| -> f64 {
+        let per = ops / threads;
+        let t = Instant::now();
+        std::thread::scope(|s| {
+            for th in 0..threads {
+                let db = db.clone();
+                s.spawn(move || {
+                    db.scope(|| {
+                        for i in 0..per {
+                            let id = (th * per + i) % records;
+                            black_box(User::write(user(id)).ok());
+                        }
+                    })
+                });
+            }
+        });
+        t.elapsed().as_nanos() as f64 / (per * threads) as f64
+    };
+    let (mut one, mut two) = (f64::MAX, f64::MAX);
+    for _ in 0..3 {
+        one = one.min(run(1));
+        two = two.min(run(2));
+    }
+    let ratio = one / two;
+    eprintln!(
+        "concurrent_tx_write    {two:>10.1} ns/op (2 threads)   1 thread {one:>10.1} ns/op   scaling {ratio:>6.2}"
+    );
+    report.figures.insert(
+        "concurrent_tx_write".into(),
+        json!({ "ns_per_op": round(two), "floor_ns_per_op": round(one), "ratio": round(ratio) }),
+    );
+    Ok(())
+}
+
+/// Two threads incrementing one record in transactions, against the floor doing the same.
+fn contended(report: &mut Report, ops: u64) -> mnesia::Result<()> {
+    let db = Database::in_memory()?;
+    db.scope(|| -> mnesia::Result<()> {
+        User::create_table(TableOptions::new())?;
+        User::write(user(1))?;
+        Ok(())
+    })?;
+    let floor = Floor::default();
+    floor.write(user(1));
+    let per = ops / 2;
+    let t = Instant::now();
+    std::thread::scope(|s| {
+        for _ in 0..2 {
+            let db = db.clone();
+            s.spawn(move || {
+                db.scope(|| {
+                    for _ in 0..per {
+                        black_box(User::update(&1, |u| u.age += 1).ok());
+                    }
+                })
+            });
+        }
+    });
+    let ours = t.elapsed().as_nanos() as f64 / (per * 2) as f64;
+    let expected = 1 + 2 * per as u32;
+    let got = db.scope(|| User::read(&1))?.map(|u| u.age).unwrap_or(0);
+    if got != expected {
+        return Err(mnesia::Error::Invalid(format!(
+            "contended_increment lost updates: {got} != {expected}"
+        )));
+    }
+    let t = Instant::now();
+    std::thread::scope(|s| {
+        for _ in 0..2 {
+            s.spawn(|| {
+                for _ in 0..per {
+                    black_box(floor.update(1, |u| u.age += 1));
+                }
+            });
+        }
+    });
+    let base = t.elapsed().as_nanos() as f64 / (per * 2) as f64;
+    report.add("contended_increment", ours, base);
+    Ok(())
+}
+
+/// Live heap bytes per record of a table of `n` records, against the floor's.
+fn bytes_per_record(report: &mut Report, n: u64) -> mnesia::Result<()> {
+    let recs: Vec<User> = (0..n).map(user).collect();
+    let (db, ours) = alloc::retained(|| -> mnesia::Result<Database> {
+        let db = Database::in_memory()?;
+        db.scope(|| -> mnesia::Result<()> {
+            User::create_table(TableOptions::new())?;
+            for chunk in recs.chunks(10_000) {
+                User::batch_write(chunk.iter().cloned())?;
+            }
+            Ok(())
+        })?;
+        Ok(db)
+    });
+    let db = db?;
+    let (floor, base) = alloc::retained(|| {
+        let f = Floor::default();
+        for chunk in recs.chunks(10_000) {
+            f.write_many(chunk.to_vec());
+        }
+        f
+    });
+    let (ours, base) = (ours as f64 / n as f64, base as f64 / n as f64);
+    let ratio = ours / base;
+    eprintln!(
+        "bytes_per_record       {ours:>10.1} B        floor {base:>10.1} B        ratio {ratio:>6.2}"
+    );
+    report.figures.insert(
+        "bytes_per_record".into(),
+        json!({ "bytes": round(ours), "floor_bytes": round(base), "ratio": round(ratio) }),
+    );
+    drop(db);
+    drop(floor);
+    Ok(())
+}

@@ -15,9 +15,17 @@ struct User {
 fn main() -> mnesia::Result<()> {
     let db = mnesia::start(Config::default())?;
     User::create_table(TableOptions::new().ram_copies([db.node()]))?;
-    let a = User::insert(User { id: 0, name: "Alice".into(), email: "a@x.io".into(), age: 30 })?;
+    let a = User::insert(User {
+        id: 0,
+        name: "Alice".into(),
+        email: "a@x.io".into(),
+        age: 30,
+    })?;
     println!("{a:?}");
     println!("{:?}", User::get_by(User::EMAIL, "a@x.io")?);
-    println!("{:?}", User::select(User::AGE.ge(18) & User::NAME.starts_with("A"))?);
+    println!(
+        "{:?}",
+        User::select(User::AGE.ge(18) & User::NAME.starts_with("A"))?
+    );
     Ok(())
 }

@@ -54,17 +54,22 @@ impl Errors {
     }
 
     pub(crate) fn to_compile_errors(&self) -> proc_macro2::TokenStream {
-        self.0.as_ref().map(syn::Error::to_compile_error).unwrap_or_default()
+        self.0
+            .as_ref()
+            .map(syn::Error::to_compile_error)
+            .unwrap_or_default()
     }
 }
 
-const INTEGERS: &[&str] = &["u8", "u16", "u32", "u64", "u128", "usize", "i8", "i16", "i32", "i64", "i128", "isize"];
+const INTEGERS: &[&str] = &[
+    "u8", "u16", "u32", "u64", "u128", "usize", "i8", "i16", "i32", "i64", "i128", "isize",
+];
 
 fn is_integer(ty: &Type) -> bool {
     match ty {
-        Type::Path(p) if p.qself.is_none() => {
-            p.path.segments.last().is_some_and(|s| s.arguments.is_none() && INTEGERS.contains(&s.ident.to_string().as_str()))
-        }
+        Type::Path(p) if p.qself.is_none() => p.path.segments.last().is_some_and(|s| {
+            s.arguments.is_none() && INTEGERS.contains(&s.ident.to_string().as_str())
+        }),
         Type::Group(g) => is_integer(&g.elem),
         Type::Paren(p) => is_integer(&p.elem),
         _ => false,
@@ -81,8 +86,15 @@ fn table_options(attrs: &[Attribute], errors: &mut Errors, default_name: String)
     let mut kind: Option<Kind> = None;
     for attr in attrs {
         if is(attr, "key") || is(attr, "index") || is(attr, "auto_increment") {
-            let n = attr.path().get_ident().map(ToString::to_string).unwrap_or_default();
-            errors.at(attr, &format!("#[{n}] belongs on a field of the struct, not on the struct"));
+            let n = attr
+                .path()
+                .get_ident()
+                .map(ToString::to_string)
+                .unwrap_or_default();
+            errors.at(
+                attr,
+                &format!("#[{n}] belongs on a field of the struct, not on the struct"),
+            );
             continue;
         }
         if !is(attr, "table") {
@@ -141,12 +153,23 @@ fn field_attrs(attrs: &[Attribute], errors: &mut Errors) -> FieldAttrs {
     let mut out = FieldAttrs::default();
     for attr in attrs {
         if is(attr, "key") || is(attr, "auto_increment") {
-            let n = if is(attr, "key") { "key" } else { "auto_increment" };
+            let n = if is(attr, "key") {
+                "key"
+            } else {
+                "auto_increment"
+            };
             if let Err(e) = attr.meta.require_path_only() {
-                errors.push(syn::Error::new(e.span(), format!("#[{n}] takes no arguments: write #[{n}]")));
+                errors.push(syn::Error::new(
+                    e.span(),
+                    format!("#[{n}] takes no arguments: write #[{n}]"),
+                ));
                 continue;
             }
-            let slot = if n == "key" { &mut out.key } else { &mut out.auto_increment };
+            let slot = if n == "key" {
+                &mut out.key
+            } else {
+                &mut out.auto_increment
+            };
             if slot.is_some() {
                 errors.at(attr, &format!("duplicate #[{n}] on this field"));
             }
@@ -175,7 +198,10 @@ fn field_attrs(attrs: &[Attribute], errors: &mut Errors) -> FieldAttrs {
                 errors.at(nv, "write #[index] or #[index(unique)]");
                 continue;
             }
-            out.index = Some(IndexDecl { unique, span: attr.span() });
+            out.index = Some(IndexDecl {
+                unique,
+                span: attr.span(),
+            });
         } else if is(attr, "table") {
             errors.at(attr, "#[table(..)] belongs on the struct, not on a field");
         }
@@ -204,20 +230,29 @@ impl<'a> Input<'a> {
                 None
             }
             Data::Union(u) => {
-                errors.at(u.union_token, "#[derive(Table)] needs a struct with named fields, not a union");
+                errors.at(
+                    u.union_token,
+                    "#[derive(Table)] needs a struct with named fields, not a union",
+                );
                 None
             }
         };
         if !input.generics.params.is_empty() {
             errors.at(&input.generics, "#[derive(Table)] does not support generic structs: a table stores one concrete type");
         }
-        let (name, kind) = table_options(&input.attrs, &mut errors, case::snake(&input.ident.to_string()));
+        let (name, kind) = table_options(
+            &input.attrs,
+            &mut errors,
+            case::snake(&input.ident.to_string()),
+        );
         let mut fields = Vec::new();
         let mut key: Option<(usize, Span)> = None;
         let mut auto_increment = false;
         if let Some(named) = named {
             for (i, f) in named.named.iter().enumerate() {
-                let Some(ident) = f.ident.as_ref() else { continue };
+                let Some(ident) = f.ident.as_ref() else {
+                    continue;
+                };
                 let attrs = field_attrs(&f.attrs, &mut errors);
                 if let Some(span) = attrs.key {
                     if key.is_some() {
@@ -229,12 +264,18 @@ impl<'a> Input<'a> {
                         key = Some((i, span));
                     }
                     if let Some(idx) = attrs.index {
-                        errors.push(syn::Error::new(idx.span, "the #[key] field needs no #[index]: lookups by key are already direct"));
+                        errors.push(syn::Error::new(
+                            idx.span,
+                            "the #[key] field needs no #[index]: lookups by key are already direct",
+                        ));
                     }
                 }
                 if let Some(span) = attrs.auto_increment {
                     if attrs.key.is_none() {
-                        errors.push(syn::Error::new(span, "#[auto_increment] goes on the #[key] field: add #[key] to this field"));
+                        errors.push(syn::Error::new(
+                            span,
+                            "#[auto_increment] goes on the #[key] field: add #[key] to this field",
+                        ));
                     } else if !is_integer(&f.ty) {
                         errors.push(syn::Error::new(
                             f.ty.span(),
@@ -244,16 +285,33 @@ impl<'a> Input<'a> {
                         auto_increment = true;
                     }
                 }
-                fields.push(Field { ident, ty: &f.ty, index: if attrs.key.is_some() { None } else { attrs.index } });
+                fields.push(Field {
+                    ident,
+                    ty: &f.ty,
+                    index: if attrs.key.is_some() {
+                        None
+                    } else {
+                        attrs.index
+                    },
+                });
             }
             if key.is_none() {
-                errors.at(&input.ident, "a table needs a key: mark one field with #[key]");
+                errors.at(
+                    &input.ident,
+                    "a table needs a key: mark one field with #[key]",
+                );
             }
         }
         match (errors.0.is_some(), key) {
-            (false, Some((key, _))) => {
-                Ok(Input { ident: &input.ident, vis: &input.vis, name, kind, fields, key, auto_increment })
-            }
+            (false, Some((key, _))) => Ok(Input {
+                ident: &input.ident,
+                vis: &input.vis,
+                name,
+                kind,
+                fields,
+                key,
+                auto_increment,
+            }),
             _ => Err(errors),
         }
     }

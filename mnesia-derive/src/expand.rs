@@ -12,11 +12,23 @@ use crate::case;
 /// The type as written, without the spaces the token printer puts in.
 fn type_string(ty: &syn::Type) -> String {
     let s = quote!(#ty).to_string();
-    s.replace(" < ", "<").replace("< ", "<").replace(" <", "<").replace(" >", ">").replace(" ,", ",").replace(" :: ", "::").replace(":: ", "::").replace(" & ", "&").replace("& ", "&")
+    s.replace(" < ", "<")
+        .replace("< ", "<")
+        .replace(" <", "<")
+        .replace(" >", ">")
+        .replace(" ,", ",")
+        .replace(" :: ", "::")
+        .replace(":: ", "::")
+        .replace(" & ", "&")
+        .replace("& ", "&")
 }
 
 /// The field constants: `pub const AGE: ::mnesia::Field<User, u32> = ..;`.
-pub(crate) fn field_consts(ident: &syn::Ident, vis: &syn::Visibility, fields: &[(&syn::Ident, &syn::Type)]) -> TokenStream {
+pub(crate) fn field_consts(
+    ident: &syn::Ident,
+    vis: &syn::Visibility,
+    fields: &[(&syn::Ident, &syn::Type)],
+) -> TokenStream {
     let consts = fields.iter().enumerate().map(|(i, (f, ty))| {
         let name = f.to_string().trim_start_matches("r#").to_owned();
         let konst = format_ident!("{}", case::screaming(&name), span = f.span());
@@ -54,14 +66,20 @@ pub(crate) fn expand(input: &Input<'_>) -> TokenStream {
     });
     let indexes = input.fields.iter().filter_map(|f| {
         let decl = f.index?;
-        let konst = format_ident!("{}", case::screaming(f.ident.to_string().trim_start_matches("r#")));
+        let konst = format_ident!(
+            "{}",
+            case::screaming(f.ident.to_string().trim_start_matches("r#"))
+        );
         let unique = decl.unique;
         // Spanned at the field's type: a type that cannot be indexed is reported there.
         Some(quote_spanned! {f.ty.span()=> <#ident>::#konst.index_spec(#unique) })
     });
     let auto = input.auto_increment;
     let auto_fns = auto.then(|| {
-        let msg = format!("id {{}} does not fit the key type {} of table {name}", type_string(key_ty));
+        let msg = format!(
+            "id {{}} does not fit the key type {} of table {name}",
+            type_string(key_ty)
+        );
         quote! {
             fn auto_id(&self) -> ::core::option::Option<u64> {
                 ::core::convert::TryFrom::try_from(self.#key_ident).ok()
@@ -75,7 +93,8 @@ pub(crate) fn expand(input: &Input<'_>) -> TokenStream {
         }
     });
     let key_assoc = quote_spanned! {key_ty.span()=> type Key = #key_ty; };
-    let pairs: Vec<(&syn::Ident, &syn::Type)> = input.fields.iter().map(|f| (f.ident, f.ty)).collect();
+    let pairs: Vec<(&syn::Ident, &syn::Type)> =
+        input.fields.iter().map(|f| (f.ident, f.ty)).collect();
     let consts = field_consts(ident, input.vis, &pairs);
     quote! {
         #[automatically_derived]

@@ -80,12 +80,18 @@ impl Drop for Installed {
 
 /// Runs `f` as a transaction on `db`, retrying it on conflicts. Inside a transaction of the
 /// same database, `f` simply joins it.
-pub(crate) fn transact<R, E: From<Error>>(db: &Database, mut f: impl FnMut() -> Result<R, E>) -> Result<R, E> {
+pub(crate) fn transact<R, E: From<Error>>(
+    db: &Database,
+    mut f: impl FnMut() -> Result<R, E>,
+) -> Result<R, E> {
     if let Some(same) = CURRENT.with(|c| c.borrow().as_ref().map(|tx| tx.db.same(db))) {
         if same {
             return f();
         }
-        return Err(Error::Invalid("a transaction on another database is already running on this thread".into()).into());
+        return Err(Error::Invalid(
+            "a transaction on another database is already running on this thread".into(),
+        )
+        .into());
     }
     let attempts = db.config().retries();
     for attempt in 1..=attempts {

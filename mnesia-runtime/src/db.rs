@@ -33,7 +33,10 @@ pub struct Config {
 
 impl Default for Config {
     fn default() -> Self {
-        Config { max_retries: 1000, node: "local@localhost".to_owned() }
+        Config {
+            max_retries: 1000,
+            node: "local@localhost".to_owned(),
+        }
     }
 }
 
@@ -105,8 +108,18 @@ impl<T: Table> AnyTable for TableStore<T> {
             table_type: self.kind,
             storage_type: self.storage,
             attributes: T::FIELDS.iter().map(|f| f.name.to_owned()).collect(),
-            key: T::FIELDS.get(T::KEY_POSITION).map(|f| f.name.to_owned()).unwrap_or_default(),
-            indexes: indexes.list.iter().map(|i| crate::table::IndexInfo { field: i.field().to_owned(), unique: i.unique() }).collect(),
+            key: T::FIELDS
+                .get(T::KEY_POSITION)
+                .map(|f| f.name.to_owned())
+                .unwrap_or_default(),
+            indexes: indexes
+                .list
+                .iter()
+                .map(|i| crate::table::IndexInfo {
+                    field: i.field().to_owned(),
+                    unique: i.unique(),
+                })
+                .collect(),
             auto_increment: T::AUTO_INCREMENT,
         }
     }
@@ -151,7 +164,9 @@ pub struct Database {
 
 impl fmt::Debug for Database {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Database").field("node", &self.inner.config.node).finish_non_exhaustive()
+        f.debug_struct("Database")
+            .field("node", &self.inner.config.node)
+            .finish_non_exhaustive()
     }
 }
 
@@ -240,13 +255,18 @@ impl Database {
     /// The typed store of table `T`.
     pub(crate) fn table<T: Table>(&self) -> Result<Arc<TableStore<T>>> {
         let map = self.inner.tables.load();
-        let t = map.get(T::NAME).ok_or_else(|| Error::no_such_table(T::NAME))?;
+        let t = map
+            .get(T::NAME)
+            .ok_or_else(|| Error::no_such_table(T::NAME))?;
         let stored = t.type_name();
-        Arc::clone(t).as_any_arc().downcast::<TableStore<T>>().map_err(|_| Error::TypeMismatch {
-            table: T::NAME.to_owned(),
-            stored,
-            requested: std::any::type_name::<T>(),
-        })
+        Arc::clone(t)
+            .as_any_arc()
+            .downcast::<TableStore<T>>()
+            .map_err(|_| Error::TypeMismatch {
+                table: T::NAME.to_owned(),
+                stored,
+                requested: std::any::type_name::<T>(),
+            })
     }
 
     /// The names of the tables, sorted.
@@ -284,23 +304,33 @@ impl Database {
         let mut specs: Vec<IndexSpec<T>> = T::indexes();
         for s in options.indexes() {
             if specs.iter().any(|x| x.field() == s.field()) {
-                return Err(Error::IndexExists { table: T::NAME.to_owned(), field: s.field() });
+                return Err(Error::IndexExists {
+                    table: T::NAME.to_owned(),
+                    field: s.field(),
+                });
             }
             specs.push(s.clone());
         }
         for s in &specs {
             if s.position() == T::KEY_POSITION {
-                return Err(Error::Invalid(format!("table {}: the key field {} cannot have a secondary index", T::NAME, s.field())));
+                return Err(Error::Invalid(format!(
+                    "table {}: the key field {} cannot have a secondary index",
+                    T::NAME,
+                    s.field()
+                )));
             }
         }
         let _schema = self.inner.schema.lock();
         let map = self.inner.tables.load_full();
         if map.contains_key(T::NAME) {
-            return Err(Error::TableExists { table: T::NAME.to_owned() });
+            return Err(Error::TableExists {
+                table: T::NAME.to_owned(),
+            });
         }
         let id = self.inner.next_table_id.fetch_add(1, Ordering::Relaxed);
         let indexes = specs.iter().map(IndexSpec::build).collect();
-        let store: Arc<dyn AnyTable> = Arc::new(TableStore::<T>::new(id, T::TYPE, storage, indexes));
+        let store: Arc<dyn AnyTable> =
+            Arc::new(TableStore::<T>::new(id, T::TYPE, storage, indexes));
         let mut next = (*map).clone();
         next.insert(T::NAME.to_owned(), store);
         self.inner.tables.store(Arc::new(next));
@@ -390,7 +420,13 @@ impl Database {
     /// # Ok::<(), mnesia::Error>(())
     /// ```
     pub fn table_infos(&self) -> Vec<TableInfo> {
-        let mut v: Vec<TableInfo> = self.inner.tables.load().values().map(|t| t.info()).collect();
+        let mut v: Vec<TableInfo> = self
+            .inner
+            .tables
+            .load()
+            .values()
+            .map(|t| t.info())
+            .collect();
         v.sort_by(|a, b| a.name.cmp(&b.name));
         v
     }
@@ -409,13 +445,20 @@ impl Database {
     /// ```
     pub fn add_index<T: Table>(&self, spec: IndexSpec<T>) -> Result<()> {
         if spec.position() == T::KEY_POSITION {
-            return Err(Error::Invalid(format!("table {}: the key field {} cannot have a secondary index", T::NAME, spec.field())));
+            return Err(Error::Invalid(format!(
+                "table {}: the key field {} cannot have a secondary index",
+                T::NAME,
+                spec.field()
+            )));
         }
         let _schema = self.inner.schema.lock();
         let store = self.table::<T>()?;
         let current = store.indexes.load_full();
         if current.list.iter().any(|i| i.field() == spec.field()) {
-            return Err(Error::IndexExists { table: T::NAME.to_owned(), field: spec.field() });
+            return Err(Error::IndexExists {
+                table: T::NAME.to_owned(),
+                field: spec.field(),
+            });
         }
         let index = spec.build();
         let held = lock_all(&store, &current);
@@ -435,11 +478,19 @@ impl Database {
         }
         if let Some((value, existing_key)) = dup {
             drop(held);
-            return Err(Error::UniqueViolation { table: T::NAME.to_owned(), field: index.field(), value, existing_key });
+            return Err(Error::UniqueViolation {
+                table: T::NAME.to_owned(),
+                field: index.field(),
+                value,
+                existing_key,
+            });
         }
         let mut list = current.list.clone();
         list.push(index);
-        store.indexes.store(Arc::new(IndexList { epoch: current.epoch + 1, list }));
+        store.indexes.store(Arc::new(IndexList {
+            epoch: current.epoch + 1,
+            list,
+        }));
         drop(held);
         Ok(())
     }
@@ -461,11 +512,22 @@ impl Database {
         let store = self.table::<T>()?;
         let current = store.indexes.load_full();
         if !current.list.iter().any(|i| i.field() == field) {
-            return Err(Error::NoSuchIndex { table: T::NAME.to_owned(), field });
+            return Err(Error::NoSuchIndex {
+                table: T::NAME.to_owned(),
+                field,
+            });
         }
         let held = lock_all(&store, &current);
-        let list = current.list.iter().filter(|i| i.field() != field).cloned().collect();
-        store.indexes.store(Arc::new(IndexList { epoch: current.epoch + 1, list }));
+        let list = current
+            .list
+            .iter()
+            .filter(|i| i.field() != field)
+            .cloned()
+            .collect();
+        store.indexes.store(Arc::new(IndexList {
+            epoch: current.epoch + 1,
+            list,
+        }));
         drop(held);
         Ok(())
     }
@@ -490,7 +552,10 @@ impl Database {
     /// assert_eq!(total, 12);
     /// # Ok::<(), mnesia::Error>(())
     /// ```
-    pub fn transaction<R, E: From<Error>>(&self, mut f: impl FnMut(&crate::Transaction) -> Result<R, E>) -> Result<R, E> {
+    pub fn transaction<R, E: From<Error>>(
+        &self,
+        mut f: impl FnMut(&crate::Transaction) -> Result<R, E>,
+    ) -> Result<R, E> {
         let handle = crate::Transaction::new();
         crate::context::transact(self, || f(&handle))
     }
@@ -500,7 +565,11 @@ impl Database {
 fn lock_all<'a, T: Table>(store: &'a TableStore<T>, indexes: &'a IndexList<T>) -> HeldLocks<'a> {
     let mut reqs: Vec<LockReq<'a>> = store
         .all_commit_locks()
-        .map(|(i, l)| LockReq { order: lock_order(store.id, 0, u16::try_from(i).unwrap_or(u16::MAX)), exclusive: true, lock: l })
+        .map(|(i, l)| LockReq {
+            order: lock_order(store.id, 0, u16::try_from(i).unwrap_or(u16::MAX)),
+            exclusive: true,
+            lock: l,
+        })
         .collect();
     for idx in &indexes.list {
         let structure = u16::try_from(idx.position() + 1).unwrap_or(u16::MAX);
@@ -533,7 +602,10 @@ pub(crate) fn current() -> Result<Database> {
     if let Some(db) = SCOPED.with(|s| s.borrow().last().cloned()) {
         return Ok(db);
     }
-    DEFAULT.load_full().map(|inner| Database { inner }).ok_or(Error::NoDatabase)
+    DEFAULT
+        .load_full()
+        .map(|inner| Database { inner })
+        .ok_or(Error::NoDatabase)
 }
 
 /// Starts a database and installs it as the process-wide default used by the table-scoped
@@ -556,7 +628,9 @@ pub fn start(config: Config) -> Result<Database> {
     let db = Database::open(config)?;
     let prev = DEFAULT.compare_and_swap(&None::<Arc<DbInner>>, Some(Arc::clone(&db.inner)));
     if prev.is_some() {
-        return Err(Error::Invalid("a database is already running: call mnesia::stop() first".into()));
+        return Err(Error::Invalid(
+            "a database is already running: call mnesia::stop() first".into(),
+        ));
     }
     Ok(db)
 }

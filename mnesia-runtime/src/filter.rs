@@ -122,7 +122,9 @@ pub struct Filter<T> {
 
 impl<T> Clone for Filter<T> {
     fn clone(&self) -> Self {
-        Filter { node: self.node.clone() }
+        Filter {
+            node: self.node.clone(),
+        }
     }
 }
 
@@ -147,7 +149,9 @@ impl<T> Filter<T> {
     }
 
     pub(crate) fn from_cond(c: Cond<T>) -> Self {
-        Filter { node: Node::Cond(c) }
+        Filter {
+            node: Node::Cond(c),
+        }
     }
 
     /// Whether `record` passes this filter.
@@ -199,7 +203,9 @@ fn and<T>(a: Node<T>, b: Node<T>) -> Node<T> {
 impl<T> BitAnd for Filter<T> {
     type Output = Filter<T>;
     fn bitand(self, rhs: Filter<T>) -> Filter<T> {
-        Filter { node: and(self.node, rhs.node) }
+        Filter {
+            node: and(self.node, rhs.node),
+        }
     }
 }
 
@@ -261,7 +267,10 @@ pub struct Order<T> {
 
 impl<T> Clone for Order<T> {
     fn clone(&self) -> Self {
-        Order { field: self.field, cmp: Arc::clone(&self.cmp) }
+        Order {
+            field: self.field,
+            cmp: Arc::clone(&self.cmp),
+        }
     }
 }
 
@@ -272,7 +281,10 @@ impl<T> fmt::Debug for Order<T> {
 }
 
 impl<T> Order<T> {
-    pub(crate) fn new(field: &'static str, cmp: Arc<dyn Fn(&T, &T) -> Ordering + Send + Sync>) -> Self {
+    pub(crate) fn new(
+        field: &'static str,
+        cmp: Arc<dyn Fn(&T, &T) -> Ordering + Send + Sync>,
+    ) -> Self {
         Order { field, cmp }
     }
 

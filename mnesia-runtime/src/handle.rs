@@ -36,7 +36,9 @@ pub struct Transaction {
 
 impl Transaction {
     pub(crate) fn new() -> Self {
-        Transaction { _not_send: PhantomData }
+        Transaction {
+            _not_send: PhantomData,
+        }
     }
 
     /// See [`Table::write`].
@@ -175,7 +177,11 @@ impl Transaction {
     /// assert!(db.transaction(|tx| tx.get_by(User::NAME, "x"))?.is_none());
     /// # Ok::<(), mnesia::Error>(())
     /// ```
-    pub fn get_by<T: Table, V: FieldValue>(&self, field: Field<T, V>, value: impl Compare<V>) -> Result<Option<T>> {
+    pub fn get_by<T: Table, V: FieldValue>(
+        &self,
+        field: Field<T, V>,
+        value: impl Compare<V>,
+    ) -> Result<Option<T>> {
         ops::get_by(field, value)
     }
 

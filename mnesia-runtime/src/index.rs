@@ -40,13 +40,21 @@ pub struct IndexSpec<T: Table> {
 
 impl<T: Table> Clone for IndexSpec<T> {
     fn clone(&self) -> Self {
-        IndexSpec { field: self.field, position: self.position, unique: self.unique, build: Arc::clone(&self.build) }
+        IndexSpec {
+            field: self.field,
+            position: self.position,
+            unique: self.unique,
+            build: Arc::clone(&self.build),
+        }
     }
 }
 
 impl<T: Table> fmt::Debug for IndexSpec<T> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("IndexSpec").field("field", &self.field).field("unique", &self.unique).finish()
+        f.debug_struct("IndexSpec")
+            .field("field", &self.field)
+            .field("unique", &self.unique)
+            .finish()
     }
 }
 
@@ -56,7 +64,9 @@ impl<T: Table> IndexSpec<T> {
             field: field.name(),
             position: field.position(),
             unique,
-            build: Arc::new(move || Arc::new(TypedIndex::new(field, unique)) as Arc<dyn TableIndex<T>>),
+            build: Arc::new(move || {
+                Arc::new(TypedIndex::new(field, unique)) as Arc<dyn TableIndex<T>>
+            }),
         }
     }
 
@@ -122,7 +132,11 @@ pub(crate) trait TableIndex<T: Table>: Send + Sync {
     /// key. `rewritten(k)` tells whether key `k` is rewritten by the same commit with another
     /// value (so it gives its current value up). The caller holds the commit locks of the
     /// shards of every new value.
-    fn check_unique(&self, puts: &[(&T::Key, &T)], gives_up: &dyn Fn(&T::Key, &T) -> bool) -> Result<(), Duplicate>;
+    fn check_unique(
+        &self,
+        puts: &[(&T::Key, &T)],
+        gives_up: &dyn Fn(&T::Key, &T) -> bool,
+    ) -> Result<(), Duplicate>;
     fn insert(&self, rec: &T, seq: u64);
     fn remove(&self, rec: &T, seq: u64);
     fn clear(&self, seq: u64);
@@ -158,11 +172,19 @@ impl<T: Table, V: FieldValue + Hash + Eq> TypedIndex<T, V> {
             .map(|_| {
                 CachePadded::new(IndexShard {
                     commit: CommitLock::new(),
-                    data: RwLock::new(IndexShardData { version: 0, map: HashMap::with_hasher(Hasher::default()) }),
+                    data: RwLock::new(IndexShardData {
+                        version: 0,
+                        map: HashMap::with_hasher(Hasher::default()),
+                    }),
                 })
             })
             .collect();
-        TypedIndex { field, unique, hasher: Hasher::default(), shards }
+        TypedIndex {
+            field,
+            unique,
+            hasher: Hasher::default(),
+            shards,
+        }
     }
 
     fn shard_of(&self, v: &V) -> usize {
@@ -229,11 +251,19 @@ impl<T: Table, V: FieldValue + Hash + Eq> TableIndex<T> for TypedIndex<T, V> {
         self.field.get(a) == self.field.get(b)
     }
 
-    fn check_unique(&self, puts: &[(&T::Key, &T)], gives_up: &dyn Fn(&T::Key, &T) -> bool) -> Result<(), Duplicate> {
-        let dup = |v: &V, k: &T::Key| Duplicate { value: format!("{v:?}"), existing_key: format!("{k:?}") };
+    fn check_unique(
+        &self,
+        puts: &[(&T::Key, &T)],
+        gives_up: &dyn Fn(&T::Key, &T) -> bool,
+    ) -> Result<(), Duplicate> {
+        let dup = |v: &V, k: &T::Key| Duplicate {
+            value: format!("{v:?}"),
+            existing_key: format!("{k:?}"),
+        };
         // Two records of the same commit claiming one value under different keys.
         if puts.len() > 1 {
-            let mut seen: HashMap<&V, &T::Key, Hasher> = HashMap::with_capacity_and_hasher(puts.len(), Hasher::default());
+            let mut seen: HashMap<&V, &T::Key, Hasher> =
+                HashMap::with_capacity_and_hasher(puts.len(), Hasher::default());
             for (k, rec) in puts {
                 let v = self.field.get(rec);
                 if let Some(other) = seen.insert(v, k) {
@@ -325,6 +355,9 @@ impl<T: Table, V: FieldValue + Hash + Eq> TableIndex<T> for TypedIndex<T, V> {
 
     fn memory(&self) -> usize {
         let entry = size_of::<V>() + size_of::<Owners<T::Key>>() + 1;
-        self.shards.iter().map(|s| s.data.read().map.capacity() * entry).sum()
+        self.shards
+            .iter()
+            .map(|s| s.data.read().map.capacity() * entry)
+            .sum()
     }
 }

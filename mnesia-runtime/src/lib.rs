@@ -41,4 +41,6 @@ pub use handle::Transaction;
 pub use index::IndexSpec;
 pub use plan::Plan;
 pub use query::{Query, QueryIter};
-pub use table::{FieldInfo, IndexInfo, Key, StorageType, Table, TableInfo, TableOptions, TableType, Upserted};
+pub use table::{
+    FieldInfo, IndexInfo, Key, StorageType, Table, TableInfo, TableOptions, TableType, Upserted,
+};

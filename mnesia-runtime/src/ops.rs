@@ -10,12 +10,18 @@ use crate::table::{Table, TableType, Upserted};
 use crate::tx::Tx;
 
 fn not_found<T: Table>(key: &T::Key) -> Error {
-    Error::NotFound { table: T::NAME.to_owned(), key: format!("{key:?}") }
+    Error::NotFound {
+        table: T::NAME.to_owned(),
+        key: format!("{key:?}"),
+    }
 }
 
 fn no_bag<T: Table>(what: &str) -> Result<()> {
     if T::TYPE == TableType::Bag {
-        return Err(Error::Invalid(format!("{what} is not defined on bag table {}", T::NAME)));
+        return Err(Error::Invalid(format!(
+            "{what} is not defined on bag table {}",
+            T::NAME
+        )));
     }
     Ok(())
 }
@@ -30,7 +36,9 @@ fn put<T: Table>(tx: &mut Tx, rec: T) -> Result<()> {
     let part = tx.table::<T>()?;
     if T::AUTO_INCREMENT {
         if let Some(id) = rec.auto_id() {
-            part.store.counter.fetch_max(id, std::sync::atomic::Ordering::AcqRel);
+            part.store
+                .counter
+                .fetch_max(id, std::sync::atomic::Ordering::AcqRel);
         }
     }
     part.put(rec)
@@ -43,10 +51,17 @@ pub(crate) fn insert<T: Table>(mut rec: T) -> Result<T> {
         with_tx(|tx| {
             let part = tx.table::<T>()?;
             if T::AUTO_INCREMENT && rec.auto_id() == Some(0) {
-                let id = part.store.counter.fetch_add(1, std::sync::atomic::Ordering::AcqRel) + 1;
+                let id = part
+                    .store
+                    .counter
+                    .fetch_add(1, std::sync::atomic::Ordering::AcqRel)
+                    + 1;
                 rec.set_auto_id(id)?;
             } else if T::TYPE != TableType::Bag && part.exists(rec.key()) {
-                return Err(Error::AlreadyExists { table: T::NAME.to_owned(), key: format!("{:?}", rec.key()) });
+                return Err(Error::AlreadyExists {
+                    table: T::NAME.to_owned(),
+                    key: format!("{:?}", rec.key()),
+                });
             }
             put(tx, rec.clone())
         })
@@ -68,7 +83,10 @@ pub(crate) fn update<T: Table>(key: &T::Key, mut f: impl FnMut(&mut T)) -> Resul
         let mut rec = read::<T>(key)?.ok_or_else(|| not_found::<T>(key))?;
         f(&mut rec);
         if rec.key() != key {
-            return Err(Error::Invalid(format!("update must not change the key of a record of table {}", T::NAME)));
+            return Err(Error::Invalid(format!(
+                "update must not change the key of a record of table {}",
+                T::NAME
+            )));
         }
         with_tx(|tx| put(tx, rec.clone()))?;
         Ok(rec)
@@ -105,7 +123,11 @@ pub(crate) fn delete_object<T: Table>(rec: &T) -> Result<bool> {
             if rest.len() == before {
                 return Ok(false);
             }
-            let write = if T::TYPE == TableType::Bag { Write::Group(rest) } else { Write::Delete };
+            let write = if T::TYPE == TableType::Bag {
+                Write::Group(rest)
+            } else {
+                Write::Delete
+            };
             part.set(rec.key().clone(), write);
             Ok(true)
         })
@@ -118,7 +140,10 @@ pub(crate) fn upsert<T: Table>(rec: T) -> Result<Upserted<T>> {
             let old = tx.table::<T>()?.read_one(rec.key());
             put(tx, rec.clone())?;
             Ok(match old {
-                Some(old) if T::TYPE != TableType::Bag => Upserted::Replaced { new: rec.clone(), old },
+                Some(old) if T::TYPE != TableType::Bag => Upserted::Replaced {
+                    new: rec.clone(),
+                    old,
+                },
                 _ => Upserted::Inserted(rec.clone()),
             })
         })
@@ -129,7 +154,10 @@ pub(crate) fn select<T: Table>(filter: &Filter<T>) -> Result<Vec<T>> {
     run(|| with_tx(|tx| Ok(tx.table::<T>()?.select_with(filter, T::clone))))
 }
 
-pub(crate) fn get_by<T: Table, V: FieldValue>(field: Field<T, V>, value: impl Compare<V>) -> Result<Option<T>> {
+pub(crate) fn get_by<T: Table, V: FieldValue>(
+    field: Field<T, V>,
+    value: impl Compare<V>,
+) -> Result<Option<T>> {
     let filter = field.eq(value);
     run(|| {
         with_tx(|tx| {
@@ -215,7 +243,10 @@ pub(crate) fn dirty_update<T: Table>(key: &T::Key, f: impl FnOnce(&mut T)) -> Re
     let mut rec = dirty_read::<T>(key)?.ok_or_else(|| not_found::<T>(key))?;
     f(&mut rec);
     if rec.key() != key {
-        return Err(Error::Invalid(format!("update must not change the key of a record of table {}", T::NAME)));
+        return Err(Error::Invalid(format!(
+            "update must not change the key of a record of table {}",
+            T::NAME
+        )));
     }
     dirty_write(rec)
 }
@@ -235,7 +266,10 @@ pub(crate) fn dirty_select<T: Table>(filter: &Filter<T>) -> Result<Vec<T>> {
     Ok(tx.table::<T>()?.select_with(filter, T::clone))
 }
 
-pub(crate) fn dirty_get_by<T: Table, V: FieldValue>(field: Field<T, V>, value: impl Compare<V>) -> Result<Option<T>> {
+pub(crate) fn dirty_get_by<T: Table, V: FieldValue>(
+    field: Field<T, V>,
+    value: impl Compare<V>,
+) -> Result<Option<T>> {
     let mut all = dirty_select(&field.eq(value))?;
     all.sort_by(|a, b| a.key().cmp(b.key()));
     Ok(all.into_iter().next())

@@ -62,7 +62,9 @@ impl fmt::Display for Plan {
         match self {
             Plan::KeyLookup { keys } => write!(f, "key lookup ({keys} keys)"),
             Plan::KeyRange => f.write_str("key range"),
-            Plan::IndexLookup { field, values } => write!(f, "index lookup on {field} ({values} values)"),
+            Plan::IndexLookup { field, values } => {
+                write!(f, "index lookup on {field} ({values} values)")
+            }
             Plan::FullScan => f.write_str("full scan"),
         }
     }
@@ -81,18 +83,28 @@ impl<T: Table> Access<T> {
         match self {
             Access::Keys(k) => Plan::KeyLookup { keys: k.len() },
             Access::Range(..) => Plan::KeyRange,
-            Access::Index(i, v) => Plan::IndexLookup { field: i.field(), values: v.len() },
+            Access::Index(i, v) => Plan::IndexLookup {
+                field: i.field(),
+                values: v.len(),
+            },
             Access::Scan => Plan::FullScan,
         }
     }
 }
 
 fn keys_of<T: Table>(values: &[Arc<dyn Any + Send + Sync>]) -> Option<Vec<T::Key>> {
-    values.iter().map(|v| v.downcast_ref::<T::Key>().cloned()).collect()
+    values
+        .iter()
+        .map(|v| v.downcast_ref::<T::Key>().cloned())
+        .collect()
 }
 
 /// Chooses the access path for `filter` on a table of this type with these indexes.
-pub(crate) fn plan<T: Table>(filter: &Filter<T>, kind: TableType, indexes: &IndexList<T>) -> Access<T> {
+pub(crate) fn plan<T: Table>(
+    filter: &Filter<T>,
+    kind: TableType,
+    indexes: &IndexList<T>,
+) -> Access<T> {
     let conds = filter.conjuncts();
     // 1. The key, by equality.
     for c in &conds {
@@ -111,8 +123,14 @@ pub(crate) fn plan<T: Table>(filter: &Filter<T>, kind: TableType, indexes: &Inde
             continue;
         }
         if let Some(idx) = indexes.list.iter().find(|i| i.position() == c.position) {
-            if best.as_ref().is_none_or(|(unique, _)| !*unique && idx.unique()) {
-                best = Some((idx.unique(), Access::Index(Arc::clone(idx), c.values.clone())));
+            if best
+                .as_ref()
+                .is_none_or(|(unique, _)| !*unique && idx.unique())
+            {
+                best = Some((
+                    idx.unique(),
+                    Access::Index(Arc::clone(idx), c.values.clone()),
+                ));
             }
         }
     }
@@ -126,7 +144,9 @@ pub(crate) fn plan<T: Table>(filter: &Filter<T>, kind: TableType, indexes: &Inde
             if c.position != T::KEY_POSITION {
                 continue;
             }
-            let Some(v) = keys_of::<T>(&c.values) else { continue };
+            let Some(v) = keys_of::<T>(&c.values) else {
+                continue;
+            };
             match (c.op, v.as_slice()) {
                 (Op::Gt, [x]) if matches!(lo, Bound::Unbounded) => lo = Bound::Excluded(x.clone()),
                 (Op::Ge, [x]) if matches!(lo, Bound::Unbounded) => lo = Bound::Included(x.clone()),

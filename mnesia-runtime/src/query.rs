@@ -45,7 +45,13 @@ pub struct Query<T: Table> {
 
 impl<T: Table> Clone for Query<T> {
     fn clone(&self) -> Self {
-        Query { filter: self.filter.clone(), order: self.order.clone(), limit: self.limit, offset: self.offset, chunk: self.chunk }
+        Query {
+            filter: self.filter.clone(),
+            order: self.order.clone(),
+            limit: self.limit,
+            offset: self.offset,
+            chunk: self.chunk,
+        }
     }
 }
 
@@ -63,7 +69,13 @@ impl<T: Table> std::fmt::Debug for Query<T> {
 
 impl<T: Table> Default for Query<T> {
     fn default() -> Self {
-        Query { filter: Filter::all(), order: Vec::new(), limit: None, offset: 0, chunk: 1000 }
+        Query {
+            filter: Filter::all(),
+            order: Vec::new(),
+            limit: None,
+            offset: 0,
+            chunk: 1000,
+        }
     }
 }
 
@@ -174,10 +186,17 @@ impl<T: Table> Query<T> {
     fn sorted(&self, mut recs: Vec<T>) -> Vec<T> {
         if !self.order.is_empty() {
             recs.sort_by(|a, b| {
-                self.order.iter().map(|o| o.compare(a, b)).find(|o| o.is_ne()).unwrap_or_else(|| a.key().cmp(b.key()))
+                self.order
+                    .iter()
+                    .map(|o| o.compare(a, b))
+                    .find(|o| o.is_ne())
+                    .unwrap_or_else(|| a.key().cmp(b.key()))
             });
         }
-        recs.into_iter().skip(self.offset).take(self.limit.unwrap_or(usize::MAX)).collect()
+        recs.into_iter()
+            .skip(self.offset)
+            .take(self.limit.unwrap_or(usize::MAX))
+            .collect()
     }
 
     /// Every matching record, sorted, after `offset`, at most `limit`.
@@ -236,7 +255,8 @@ impl<T: Table> Query<T> {
     /// ```
     pub fn count(&self) -> Result<usize> {
         let n = run(|| with_tx(|tx| Ok(tx.table::<T>()?.select_with(&self.filter, |_| ()).len())))?;
-        Ok(n.saturating_sub(self.offset).min(self.limit.unwrap_or(usize::MAX)))
+        Ok(n.saturating_sub(self.offset)
+            .min(self.limit.unwrap_or(usize::MAX)))
     }
 
     /// The keys of the records `all` returns, in the same order.
@@ -258,8 +278,18 @@ impl<T: Table> Query<T> {
     /// ```
     pub fn keys(&self) -> Result<Vec<T::Key>> {
         if self.order.is_empty() {
-            let keys = run(|| with_tx(|tx| Ok(tx.table::<T>()?.select_with(&self.filter, |r| r.key().clone()))))?;
-            return Ok(keys.into_iter().skip(self.offset).take(self.limit.unwrap_or(usize::MAX)).collect());
+            let keys = run(|| {
+                with_tx(|tx| {
+                    Ok(tx
+                        .table::<T>()?
+                        .select_with(&self.filter, |r| r.key().clone()))
+                })
+            })?;
+            return Ok(keys
+                .into_iter()
+                .skip(self.offset)
+                .take(self.limit.unwrap_or(usize::MAX))
+                .collect());
         }
         Ok(self.all()?.into_iter().map(|r| r.key().clone()).collect())
     }
@@ -289,10 +319,18 @@ impl<T: Table> Query<T> {
     /// # Ok::<(), mnesia::Error>(())
     /// ```
     pub fn iter(&self) -> QueryIter<T> {
-        let start = if T::TYPE == TableType::OrderedSet { Cursor::After(None) } else { Cursor::Shard(0) };
+        let start = if T::TYPE == TableType::OrderedSet {
+            Cursor::After(None)
+        } else {
+            Cursor::Shard(0)
+        };
         QueryIter {
             query: self.clone(),
-            cursor: if self.order.is_empty() { start } else { Cursor::Pending },
+            cursor: if self.order.is_empty() {
+                start
+            } else {
+                Cursor::Pending
+            },
             sorted: !self.order.is_empty(),
             buffer: std::collections::VecDeque::new(),
             skipped: 0,
@@ -329,7 +367,9 @@ pub struct QueryIter<T: Table> {
 
 impl<T: Table> std::fmt::Debug for QueryIter<T> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("QueryIter").field("query", &self.query).finish_non_exhaustive()
+        f.debug_struct("QueryIter")
+            .field("query", &self.query)
+            .finish_non_exhaustive()
     }
 }
 
@@ -346,7 +386,8 @@ impl<T: Table> QueryIter<T> {
             let cursor = std::mem::replace(&mut self.cursor, Cursor::Done);
             let filter = &self.query.filter;
             let size = self.query.chunk;
-            let (chunk, next) = run(|| with_tx(|tx| Ok(tx.table::<T>()?.chunk(filter, cursor.clone(), size))))?;
+            let (chunk, next) =
+                run(|| with_tx(|tx| Ok(tx.table::<T>()?.chunk(filter, cursor.clone(), size))))?;
             self.cursor = next;
             self.buffer.extend(chunk);
         }

@@ -28,7 +28,11 @@ impl<T: Table> TxTable<T> {
     }
 
     /// Every record passing `filter`, mapped by `f`; in key order on an `ordered_set`.
-    pub(crate) fn select_with<X>(&mut self, filter: &Filter<T>, mut f: impl FnMut(&T) -> X) -> Vec<X> {
+    pub(crate) fn select_with<X>(
+        &mut self,
+        filter: &Filter<T>,
+        mut f: impl FnMut(&T) -> X,
+    ) -> Vec<X> {
         let access = self.access(filter);
         let ordered = self.store.kind == TableType::OrderedSet;
         let mut out: Vec<(Option<T::Key>, X)> = Vec::new();
@@ -117,7 +121,11 @@ impl<T: Table> TxTable<T> {
             n += c;
             self.note_shard(shard, version);
         }
-        let pending: Vec<(T::Key, usize)> = self.writes().iter().map(|e| (e.key.clone(), e.write.records().len())).collect();
+        let pending: Vec<(T::Key, usize)> = self
+            .writes()
+            .iter()
+            .map(|e| (e.key.clone(), e.write.records().len()))
+            .collect();
         for (k, now) in pending {
             let hash = self.store.hash(&k);
             let before = self.store.get_with(&k, hash, |_, recs| recs.len());
@@ -127,7 +135,12 @@ impl<T: Table> TxTable<T> {
     }
 
     /// The next chunk of records passing `filter`, about `size` of them, and where to go on.
-    pub(crate) fn chunk(&mut self, filter: &Filter<T>, cursor: Cursor<T::Key>, size: usize) -> (Vec<T>, Cursor<T::Key>) {
+    pub(crate) fn chunk(
+        &mut self,
+        filter: &Filter<T>,
+        cursor: Cursor<T::Key>,
+        size: usize,
+    ) -> (Vec<T>, Cursor<T::Key>) {
         let size = size.max(1);
         match cursor {
             Cursor::Shard(mut shard) => {
@@ -142,7 +155,11 @@ impl<T: Table> TxTable<T> {
                     self.note_shard(shard, version);
                     shard += 1;
                 }
-                let next = if shard < self.store.shard_count() { Cursor::Shard(shard) } else { Cursor::Pending };
+                let next = if shard < self.store.shard_count() {
+                    Cursor::Shard(shard)
+                } else {
+                    Cursor::Pending
+                };
                 (out, next)
             }
             Cursor::After(after) => {
@@ -165,11 +182,21 @@ impl<T: Table> TxTable<T> {
                     let above = after.as_ref().is_none_or(|a| e.key > *a);
                     let below = hi.as_ref().is_none_or(|h| e.key <= *h);
                     if above && below {
-                        out.extend(e.write.records().iter().filter(|r| filter.matches(r)).cloned());
+                        out.extend(
+                            e.write
+                                .records()
+                                .iter()
+                                .filter(|r| filter.matches(r))
+                                .cloned(),
+                        );
                     }
                 }
                 out.sort_by(|a, b| a.key().cmp(b.key()));
-                let next = if exhausted { Cursor::Done } else { Cursor::After(last) };
+                let next = if exhausted {
+                    Cursor::Done
+                } else {
+                    Cursor::After(last)
+                };
                 (out, next)
             }
             Cursor::Pending => {

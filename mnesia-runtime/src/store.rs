@@ -100,8 +100,17 @@ fn group_key<T: Table>(s: &Slot<Vec<T>>) -> Option<&T::Key> {
 }
 
 impl<T: Table> TableStore<T> {
-    pub(crate) fn new(id: u32, kind: TableType, storage: StorageType, indexes: Vec<Arc<dyn TableIndex<T>>>) -> Self {
-        let count = if kind == TableType::OrderedSet { 1 } else { SHARDS };
+    pub(crate) fn new(
+        id: u32,
+        kind: TableType,
+        storage: StorageType,
+        indexes: Vec<Arc<dyn TableIndex<T>>>,
+    ) -> Self {
+        let count = if kind == TableType::OrderedSet {
+            1
+        } else {
+            SHARDS
+        };
         let shards = (0..count)
             .map(|_| {
                 let map = match kind {
@@ -109,7 +118,10 @@ impl<T: Table> TableStore<T> {
                     TableType::OrderedSet => ShardMap::Ordered(BTreeMap::new()),
                     TableType::Bag => ShardMap::Bag(HashTable::new()),
                 };
-                CachePadded::new(Shard { commit: CommitLock::new(), data: RwLock::new(ShardData { version: 0, map }) })
+                CachePadded::new(Shard {
+                    commit: CommitLock::new(),
+                    data: RwLock::new(ShardData { version: 0, map }),
+                })
             })
             .collect();
         TableStore {
@@ -118,7 +130,10 @@ impl<T: Table> TableStore<T> {
             storage,
             hasher: Hasher::default(),
             shards,
-            indexes: ArcSwap::from_pointee(IndexList { epoch: 0, list: indexes }),
+            indexes: ArcSwap::from_pointee(IndexList {
+                epoch: 0,
+                list: indexes,
+            }),
             counter: AtomicU64::new(0),
             dropped: AtomicBool::new(false),
         }
@@ -179,7 +194,12 @@ impl<T: Table> TableStore<T> {
 
     /// Visits the records of an `ordered_set` in key order within bounds, until `f` returns
     /// false; returns the shard's version. Other table types visit everything unordered.
-    pub(crate) fn scan_range(&self, lo: Bound<&T::Key>, hi: Bound<&T::Key>, mut f: impl FnMut(&T) -> bool) -> u64 {
+    pub(crate) fn scan_range(
+        &self,
+        lo: Bound<&T::Key>,
+        hi: Bound<&T::Key>,
+        mut f: impl FnMut(&T) -> bool,
+    ) -> u64 {
         let data = self.shards[0].data.read();
         if let ShardMap::Ordered(m) = &data.map {
             if range_is_empty(lo, hi) {
@@ -231,10 +251,14 @@ impl<T: Table> TableStore<T> {
                 let d = s.data.read();
                 match &d.map {
                     ShardMap::Set(t) => t.capacity() * (size_of::<Slot<T>>() + 1),
-                    ShardMap::Ordered(m) => m.len() * (size_of::<Slot<T>>() + size_of::<T::Key>() + 16),
+                    ShardMap::Ordered(m) => {
+                        m.len() * (size_of::<Slot<T>>() + size_of::<T::Key>() + 16)
+                    }
                     ShardMap::Bag(t) => {
                         t.capacity() * (size_of::<Slot<Vec<T>>>() + 1)
-                            + t.iter().map(|s| s.rec.capacity() * size_of::<T>()).sum::<usize>()
+                            + t.iter()
+                                .map(|s| s.rec.capacity() * size_of::<T>())
+                                .sum::<usize>()
                     }
                 }
             })
@@ -273,27 +297,41 @@ impl<T: Table> TableStore<T> {
                 m.remove(key);
             }
             (ShardMap::Bag(t), Write::Group(recs)) if !recs.is_empty() => {
-                match t.entry(hash, |s| group_key(s) == Some(key), |s| group_key(s).map_or(0, |k| hasher.hash_one(k))) {
+                match t.entry(
+                    hash,
+                    |s| group_key(s) == Some(key),
+                    |s| group_key(s).map_or(0, |k| hasher.hash_one(k)),
+                ) {
                     Entry::Occupied(mut e) => {
                         let slot = e.get_mut();
                         slot.version = seq;
                         slot.rec = recs;
                     }
                     Entry::Vacant(e) => {
-                        e.insert(Slot { version: seq, rec: recs });
+                        e.insert(Slot {
+                            version: seq,
+                            rec: recs,
+                        });
                     }
                 }
             }
             (ShardMap::Bag(t), Write::Put(rec)) => {
                 // A single record replaces the group.
-                match t.entry(hash, |s| group_key(s) == Some(key), |s| group_key(s).map_or(0, |k| hasher.hash_one(k))) {
+                match t.entry(
+                    hash,
+                    |s| group_key(s) == Some(key),
+                    |s| group_key(s).map_or(0, |k| hasher.hash_one(k)),
+                ) {
                     Entry::Occupied(mut e) => {
                         let slot = e.get_mut();
                         slot.version = seq;
                         slot.rec = vec![rec];
                     }
                     Entry::Vacant(e) => {
-                        e.insert(Slot { version: seq, rec: vec![rec] });
+                        e.insert(Slot {
+                            version: seq,
+                            rec: vec![rec],
+                        });
                     }
                 }
             }
@@ -335,7 +373,8 @@ impl<T: Table> TableStore<T> {
 fn range_is_empty<K: Ord>(lo: Bound<&K>, hi: Bound<&K>) -> bool {
     match (lo, hi) {
         (Bound::Included(a), Bound::Included(b)) => a > b,
-        (Bound::Included(a) | Bound::Excluded(a), Bound::Excluded(b)) | (Bound::Excluded(a), Bound::Included(b)) => a >= b,
+        (Bound::Included(a) | Bound::Excluded(a), Bound::Excluded(b))
+        | (Bound::Excluded(a), Bound::Included(b)) => a >= b,
         _ => false,
     }
 }

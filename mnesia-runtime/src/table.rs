@@ -22,8 +22,14 @@ use crate::query::Query;
 /// key::<String>();
 /// key::<(String, u32)>();
 /// ```
-pub trait Key: Clone + Ord + Hash + fmt::Debug + Serialize + DeserializeOwned + Send + Sync + 'static {}
-impl<K: Clone + Ord + Hash + fmt::Debug + Serialize + DeserializeOwned + Send + Sync + 'static> Key for K {}
+pub trait Key:
+    Clone + Ord + Hash + fmt::Debug + Serialize + DeserializeOwned + Send + Sync + 'static
+{
+}
+impl<K: Clone + Ord + Hash + fmt::Debug + Serialize + DeserializeOwned + Send + Sync + 'static> Key
+    for K
+{
+}
 
 /// How a table keeps records per key (Mnesia's table types).
 ///
@@ -32,7 +38,9 @@ impl<K: Clone + Ord + Hash + fmt::Debug + Serialize + DeserializeOwned + Send + 
 /// assert_eq!(TableType::default(), TableType::Set);
 /// assert_eq!(TableType::OrderedSet.to_string(), "ordered_set");
 /// ```
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize,
+)]
 #[serde(rename_all = "snake_case")]
 pub enum TableType {
     /// One record per key, no order (a hash table).
@@ -61,7 +69,9 @@ impl fmt::Display for TableType {
 /// assert_eq!(StorageType::default(), StorageType::RamCopies);
 /// assert_eq!(StorageType::DiscCopies.to_string(), "disc_copies");
 /// ```
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize,
+)]
 #[serde(rename_all = "snake_case")]
 pub enum StorageType {
     /// In memory only: lost when the process ends.
@@ -89,7 +99,7 @@ impl fmt::Display for StorageType {
 /// # use mnesia::prelude::*;
 /// # #[derive(Table, Clone, Debug, Serialize, Deserialize)]
 /// # struct User { #[key] id: u64, age: u32 }
-/// let f: &FieldInfo = &User::FIELDS[1];
+/// let f: &mnesia::FieldInfo = &User::FIELDS[1];
 /// assert_eq!((f.name, f.ty), ("age", "u32"));
 /// ```
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -117,7 +127,11 @@ pub struct TableOptions<T: Table> {
 
 impl<T: Table> Clone for TableOptions<T> {
     fn clone(&self) -> Self {
-        TableOptions { storage: self.storage, nodes: self.nodes.clone(), indexes: self.indexes.clone() }
+        TableOptions {
+            storage: self.storage,
+            nodes: self.nodes.clone(),
+            indexes: self.indexes.clone(),
+        }
     }
 }
 
@@ -133,7 +147,11 @@ impl<T: Table> fmt::Debug for TableOptions<T> {
 
 impl<T: Table> Default for TableOptions<T> {
     fn default() -> Self {
-        TableOptions { storage: StorageType::RamCopies, nodes: Vec::new(), indexes: Vec::new() }
+        TableOptions {
+            storage: StorageType::RamCopies,
+            nodes: Vec::new(),
+            indexes: Vec::new(),
+        }
     }
 }
 
@@ -151,7 +169,11 @@ impl<T: Table> TableOptions<T> {
         TableOptions::default()
     }
 
-    fn copies(mut self, storage: StorageType, nodes: impl IntoIterator<Item = impl Into<String>>) -> Self {
+    fn copies(
+        mut self,
+        storage: StorageType,
+        nodes: impl IntoIterator<Item = impl Into<String>>,
+    ) -> Self {
         self.storage = storage;
         self.nodes = nodes.into_iter().map(Into::into).collect();
         self
@@ -433,7 +455,10 @@ pub trait Table: Clone + Send + Sync + Serialize + DeserializeOwned + 'static {
     /// Sets an `#[auto_increment]` key from an id.
     fn set_auto_id(&mut self, id: u64) -> Result<()> {
         let _ = id;
-        Err(Error::Invalid(format!("table {} has no #[auto_increment] key", Self::NAME)))
+        Err(Error::Invalid(format!(
+            "table {} has no #[auto_increment] key",
+            Self::NAME
+        )))
     }
 
     /// Creates the table in the default database.
@@ -770,7 +795,10 @@ pub trait Table: Clone + Send + Sync + Serialize + DeserializeOwned + 'static {
     /// # Ok(()) })?;
     /// # Ok::<(), mnesia::Error>(())
     /// ```
-    fn get_by<V: FieldValue>(field: Field<Self, V>, value: impl Compare<V>) -> Result<Option<Self>> {
+    fn get_by<V: FieldValue>(
+        field: Field<Self, V>,
+        value: impl Compare<V>,
+    ) -> Result<Option<Self>> {
         ops::get_by(field, value)
     }
 
@@ -1000,7 +1028,10 @@ pub trait Table: Clone + Send + Sync + Serialize + DeserializeOwned + 'static {
     /// # Ok(()) })?;
     /// # Ok::<(), mnesia::Error>(())
     /// ```
-    fn dirty_get_by<V: FieldValue>(field: Field<Self, V>, value: impl Compare<V>) -> Result<Option<Self>> {
+    fn dirty_get_by<V: FieldValue>(
+        field: Field<Self, V>,
+        value: impl Compare<V>,
+    ) -> Result<Option<Self>> {
         ops::dirty_get_by(field, value)
     }
 }

@@ -42,7 +42,10 @@ const WRITE_SET_LINEAR: usize = 12;
 
 impl<T: Table> WriteSet<T> {
     fn new() -> Self {
-        WriteSet { entries: Vec::new(), by_key: None }
+        WriteSet {
+            entries: Vec::new(),
+            by_key: None,
+        }
     }
 
     pub(crate) fn get(&self, key: &T::Key) -> Option<&Write<T>> {
@@ -64,8 +67,12 @@ impl<T: Table> WriteSet<T> {
         if let Some(m) = &mut self.by_key {
             m.insert(key.clone(), self.entries.len());
         } else if self.entries.len() >= WRITE_SET_LINEAR {
-            let mut m: hashbrown::HashMap<T::Key, usize> =
-                self.entries.iter().enumerate().map(|(i, e)| (e.key.clone(), i)).collect();
+            let mut m: hashbrown::HashMap<T::Key, usize> = self
+                .entries
+                .iter()
+                .enumerate()
+                .map(|(i, e)| (e.key.clone(), i))
+                .collect();
             m.insert(key.clone(), self.entries.len());
             self.by_key = Some(m);
         }
@@ -147,7 +154,9 @@ impl<T: Table> TxTable<T> {
             return w.records().first().cloned();
         }
         let hash = self.store.hash(key);
-        let (version, rec) = self.store.get_with(key, hash, |v, recs| (v, recs.first().cloned()));
+        let (version, rec) = self
+            .store
+            .get_with(key, hash, |v, recs| (v, recs.first().cloned()));
         self.reads.push((key.clone(), hash, version));
         rec
     }
@@ -200,7 +209,12 @@ impl<T: Table> TxTable<T> {
     }
 
     /// Records an index lookup.
-    pub(crate) fn note_index(&mut self, index: &Arc<dyn TableIndex<T>>, shard: usize, version: u64) {
+    pub(crate) fn note_index(
+        &mut self,
+        index: &Arc<dyn TableIndex<T>>,
+        shard: usize,
+        version: u64,
+    ) {
         self.index_reads.push((Arc::clone(index), shard, version));
     }
 
@@ -210,9 +224,17 @@ impl<T: Table> TxTable<T> {
     }
 
     fn reads_unchanged(&self) -> bool {
-        self.reads.iter().all(|(k, h, v)| self.store.version_of(k, *h) == *v)
-            && self.shard_reads.iter().all(|(s, v)| self.store.shard_version(*s) == *v)
-            && self.index_reads.iter().all(|(i, s, v)| i.shard_version(*s) == *v)
+        self.reads
+            .iter()
+            .all(|(k, h, v)| self.store.version_of(k, *h) == *v)
+            && self
+                .shard_reads
+                .iter()
+                .all(|(s, v)| self.store.shard_version(*s) == *v)
+            && self
+                .index_reads
+                .iter()
+                .all(|(i, s, v)| i.shard_version(*s) == *v)
     }
 
     fn read_count(&self) -> usize {
@@ -271,7 +293,11 @@ impl<T: Table> TxPart for TxTable<T> {
             });
             peeked.push(version);
         }
-        self.prepared = Some(Prepared { indexes, peeked, index_shards });
+        self.prepared = Some(Prepared {
+            indexes,
+            peeked,
+            index_shards,
+        });
     }
 
     fn collect_locks<'a>(&'a self, out: &mut Vec<LockReq<'a>>) {
@@ -290,7 +316,12 @@ impl<T: Table> TxPart for TxTable<T> {
             out.push(req(0, *s, false, &store.shard(*s).commit));
         }
         for (idx, s, _) in &self.index_reads {
-            out.push(req(structure_of(idx.position()), *s, false, idx.commit_lock(*s)));
+            out.push(req(
+                structure_of(idx.position()),
+                *s,
+                false,
+                idx.commit_lock(*s),
+            ));
         }
         // SAFETY of the borrow: `writes` is only borrowed mutably by `install`, which runs
         // after the locks are collected and does not overlap with this shared borrow.
@@ -301,8 +332,18 @@ impl<T: Table> TxPart for TxTable<T> {
         }
         if let Some(p) = &self.prepared {
             for (structure, shard) in &p.index_shards {
-                if let Some(idx) = p.indexes.list.iter().find(|i| structure_of(i.position()) == *structure) {
-                    out.push(req(*structure, usize::from(*shard), true, idx.commit_lock(usize::from(*shard))));
+                if let Some(idx) = p
+                    .indexes
+                    .list
+                    .iter()
+                    .find(|i| structure_of(i.position()) == *structure)
+                {
+                    out.push(req(
+                        *structure,
+                        usize::from(*shard),
+                        true,
+                        idx.commit_lock(usize::from(*shard)),
+                    ));
                 }
             }
         }
@@ -311,7 +352,9 @@ impl<T: Table> TxPart for TxTable<T> {
     fn validate(&self, check_reads: bool) -> Result<()> {
         let store = &self.store;
         if store.is_dropped() {
-            return Err(Error::NoSuchTable { table: T::NAME.to_owned() });
+            return Err(Error::NoSuchTable {
+                table: T::NAME.to_owned(),
+            });
         }
         let epoch = store.indexes.load().epoch;
         // An index added or removed since this transaction started: its index reads and
@@ -319,7 +362,9 @@ impl<T: Table> TxPart for TxTable<T> {
         if check_reads && (epoch != self.epoch || !self.reads_unchanged()) {
             return Err(Error::Conflict);
         }
-        let Some(p) = &self.prepared else { return Ok(()) };
+        let Some(p) = &self.prepared else {
+            return Ok(());
+        };
         if p.indexes.epoch != epoch {
             return Err(Error::Conflict);
         }
@@ -329,12 +374,16 @@ impl<T: Table> TxPart for TxTable<T> {
                 return Err(Error::Conflict);
             }
         }
-        let unique: Vec<&Arc<dyn TableIndex<T>>> = p.indexes.list.iter().filter(|i| i.unique()).collect();
+        let unique: Vec<&Arc<dyn TableIndex<T>>> =
+            p.indexes.list.iter().filter(|i| i.unique()).collect();
         if unique.is_empty() {
             return Ok(());
         }
-        let puts: Vec<(&T::Key, &T)> =
-            writes.entries.iter().flat_map(|e| e.write.records().iter().map(move |r| (&e.key, r))).collect();
+        let puts: Vec<(&T::Key, &T)> = writes
+            .entries
+            .iter()
+            .flat_map(|e| e.write.records().iter().map(move |r| (&e.key, r)))
+            .collect();
         for idx in unique {
             let gives_up = |owner: &T::Key, rec: &T| match writes.get(owner) {
                 Some(w) => !w.records().iter().any(|r| idx.same_value(r, rec)),
@@ -392,7 +441,10 @@ pub(crate) struct Tx {
 
 impl Tx {
     pub(crate) fn new(db: Database) -> Tx {
-        Tx { db, parts: Vec::new() }
+        Tx {
+            db,
+            parts: Vec::new(),
+        }
     }
 
     /// This transaction's part for table `T`, created on first use.

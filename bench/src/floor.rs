@@ -1,0 +1,74 @@
+//! The floor every figure is compared with: a `HashMap` of records plus a `HashMap` from
+//! email to id, under one `RwLock`, doing the same work (clone on read).
+
+use std::collections::HashMap;
+
+use parking_lot::RwLock;
+
+use crate::User;
+
+#[derive(Default)]
+pub struct Floor {
+    inner: RwLock<(HashMap<u64, User>, HashMap<String, u64>)>,
+}
+
+impl Floor {
+    pub fn write(&self, u: User) -> User {
+        let mut g = self.inner.write();
+        let (users, emails) = &mut *g;
+        if let Some(old) = users.get(&u.id) {
+            if old.email != u.email {
+                emails.remove(&old.email);
+                emails.insert(u.email.clone(), u.id);
+            }
+        } else {
+            emails.insert(u.email.clone(), u.id);
+        }
+        users.insert(u.id, u.clone());
+        u
+    }
+
+    pub fn write_many(&self, us: Vec<User>) {
+        let mut g = self.inner.write();
+        let (users, emails) = &mut *g;
+        for u in us {
+            if let Some(old) = users.get(&u.id) {
+                if old.email != u.email {
+                    emails.remove(&old.email);
+                    emails.insert(u.email.clone(), u.id);
+                }
+            } else {
+                emails.insert(u.email.clone(), u.id);
+            }
+            users.insert(u.id, u);
+        }
+    }
+
+    pub fn read(&self, id: u64) -> Option<User> {
+        self.inner.read().0.get(&id).cloned()
+    }
+
+    pub fn update(&self, id: u64, f: impl FnOnce(&mut User)) -> Option<User> {
+        let mut g = self.inner.write();
+        let mut u = g.0.get(&id)?.clone();
+        f(&mut u);
+        g.0.insert(id, u.clone());
+        Some(u)
+    }
+
+    pub fn by_email(&self, email: &str) -> Option<User> {
+        let g = self.inner.read();
+        let id = g.1.get(email)?;
+        g.0.get(id).cloned()
+    }
+
+    pub fn select(&self, pred: impl Fn(&User) -> bool) -> Vec<User> {
+        self.inner
+            .read()
+            .0
+            .values()
+            .filter(|u| pred(u))
+            .cloned()
+            .collect()
+    }
+}
