@@ -63,12 +63,6 @@ impl Floor {
     }
 
     pub fn select(&self, pred: impl Fn(&User) -> bool) -> Vec<User> {
-        self.inner
-            .read()
-            .0
-            .values()
-            .filter(|u| pred(u))
-            .cloned()
-            .collect()
+        self.inner.read().0.values().filter(|u| pred(u)).cloned().collect()
     }
 }

@@ -31,12 +31,7 @@ pub struct User {
 }
 
 fn user(id: u64) -> User {
-    User {
-        id,
-        name: format!("user {id}"),
-        email: format!("u{id}@example.com"),
-        age: (id % 100) as u32,
-    }
+    User { id, name: format!("user {id}"), email: format!("u{id}@example.com"), age: (id % 100) as u32 }
 }
 
 /// Nanoseconds per operation of `f(i)` over `n` operations, best of `rounds`.
@@ -60,7 +55,10 @@ impl Report {
     fn add(&mut self, name: &str, ours: f64, floor: f64) {
         let ratio = ours / floor;
         eprintln!("{name:<22} {ours:>10.1} ns/op   floor {floor:>10.1} ns/op   ratio {ratio:>6.2}");
-        self.figures.insert(name.into(), json!({ "ns_per_op": round(ours), "floor_ns_per_op": round(floor), "ratio": round(ratio) }));
+        self.figures.insert(
+            name.into(),
+            json!({ "ns_per_op": round(ours), "floor_ns_per_op": round(floor), "ratio": round(ratio) }),
+        );
     }
 }
 
@@ -73,9 +71,7 @@ fn main() -> mnesia::Result<()> {
     let records: u64 = if quick { 20_000 } else { 100_000 };
     let ops: u64 = if quick { 50_000 } else { 200_000 };
     let rounds = 3;
-    let mut report = Report {
-        figures: Map::new(),
-    };
+    let mut report = Report { figures: Map::new() };
 
     let db = Database::in_memory()?;
     let floor = Floor::default();
@@ -83,7 +79,7 @@ fn main() -> mnesia::Result<()> {
         User::create_table(TableOptions::new())?;
         User::batch_write((0..records).map(user))?;
         floor.write_many((0..records).map(user).collect());
-        let prepared: Vec<User> = (0..records).map(|i| user(i)).collect();
+        let prepared: Vec<User> = (0..records).map(user).collect();
         let pick = |i: u64| (i.wrapping_mul(7919)) % records;
 
         let ours = time_per_op(ops, rounds, |i| {
@@ -129,15 +125,13 @@ fn main() -> mnesia::Result<()> {
         let batch = 1000u64;
         let batches = (ops / batch).max(1);
         let ours = time_per_op(batches, rounds, |b| {
-            let recs: Vec<User> = (0..batch)
-                .map(|j| prepared[pick(b * batch + j) as usize].clone())
-                .collect();
+            let recs: Vec<User> =
+                (0..batch).map(|j| prepared[pick(b * batch + j) as usize].clone()).collect();
             black_box(User::batch_write(recs).ok());
         }) / batch as f64;
         let base = time_per_op(batches, rounds, |b| {
-            let recs: Vec<User> = (0..batch)
-                .map(|j| prepared[pick(b * batch + j) as usize].clone())
-                .collect();
+            let recs: Vec<User> =
+                (0..batch).map(|j| prepared[pick(b * batch + j) as usize].clone()).collect();
             floor.write_many(recs);
         }) / batch as f64;
         report.add("batch_write", ours, base);
@@ -240,9 +234,7 @@ fn contended(report: &mut Report, ops: u64) -> mnesia::Result<()> {
     let expected = 1 + 2 * per as u32;
     let got = db.scope(|| User::read(&1))?.map(|u| u.age).unwrap_or(0);
     if got != expected {
-        return Err(mnesia::Error::Invalid(format!(
-            "contended_increment lost updates: {got} != {expected}"
-        )));
+        return Err(mnesia::Error::Invalid(format!("contended_increment lost updates: {got} != {expected}")));
     }
     let t = Instant::now();
     std::thread::scope(|s| {
@@ -283,9 +275,7 @@ fn bytes_per_record(report: &mut Report, n: u64) -> mnesia::Result<()> {
     });
     let (ours, base) = (ours as f64 / n as f64, base as f64 / n as f64);
     let ratio = ours / base;
-    eprintln!(
-        "bytes_per_record       {ours:>10.1} B        floor {base:>10.1} B        ratio {ratio:>6.2}"
-    );
+    eprintln!("bytes_per_record       {ours:>10.1} B        floor {base:>10.1} B        ratio {ratio:>6.2}");
     report.figures.insert(
         "bytes_per_record".into(),
         json!({ "bytes": round(ours), "floor_bytes": round(base), "ratio": round(ratio) }),

@@ -54,22 +54,20 @@ impl Errors {
     }
 
     pub(crate) fn to_compile_errors(&self) -> proc_macro2::TokenStream {
-        self.0
-            .as_ref()
-            .map(syn::Error::to_compile_error)
-            .unwrap_or_default()
+        self.0.as_ref().map(syn::Error::to_compile_error).unwrap_or_default()
     }
 }
 
-const INTEGERS: &[&str] = &[
-    "u8", "u16", "u32", "u64", "u128", "usize", "i8", "i16", "i32", "i64", "i128", "isize",
-];
+const INTEGERS: &[&str] =
+    &["u8", "u16", "u32", "u64", "u128", "usize", "i8", "i16", "i32", "i64", "i128", "isize"];
 
 fn is_integer(ty: &Type) -> bool {
     match ty {
-        Type::Path(p) if p.qself.is_none() => p.path.segments.last().is_some_and(|s| {
-            s.arguments.is_none() && INTEGERS.contains(&s.ident.to_string().as_str())
-        }),
+        Type::Path(p) if p.qself.is_none() => p
+            .path
+            .segments
+            .last()
+            .is_some_and(|s| s.arguments.is_none() && INTEGERS.contains(&s.ident.to_string().as_str())),
         Type::Group(g) => is_integer(&g.elem),
         Type::Paren(p) => is_integer(&p.elem),
         _ => false,
@@ -86,15 +84,8 @@ fn table_options(attrs: &[Attribute], errors: &mut Errors, default_name: String)
     let mut kind: Option<Kind> = None;
     for attr in attrs {
         if is(attr, "key") || is(attr, "index") || is(attr, "auto_increment") {
-            let n = attr
-                .path()
-                .get_ident()
-                .map(ToString::to_string)
-                .unwrap_or_default();
-            errors.at(
-                attr,
-                &format!("#[{n}] belongs on a field of the struct, not on the struct"),
-            );
+            let n = attr.path().get_ident().map(ToString::to_string).unwrap_or_default();
+            errors.at(attr, &format!("#[{n}] belongs on a field of the struct, not on the struct"));
             continue;
         }
         if !is(attr, "table") {
@@ -124,14 +115,18 @@ fn table_options(attrs: &[Attribute], errors: &mut Errors, default_name: String)
                     other => {
                         return Err(syn::Error::new(
                             lit.span(),
-                            format!("unknown table type `{other}`: expected \"set\", \"ordered_set\" or \"bag\""),
+                            format!(
+                                "unknown table type `{other}`: expected \"set\", \"ordered_set\" or \"bag\""
+                            ),
                         ));
                     }
                 });
                 Ok(())
             } else {
                 let option = meta.path.get_ident().map(ToString::to_string).unwrap_or_else(|| "?".into());
-                Err(meta.error(format!("unknown option `{option}` in #[table(..)]: expected `name = \"..\"` or `type = \"..\"`")))
+                Err(meta.error(format!(
+                    "unknown option `{option}` in #[table(..)]: expected `name = \"..\"` or `type = \"..\"`"
+                )))
             }
         });
         if let Err(e) = parsed {
@@ -153,23 +148,12 @@ fn field_attrs(attrs: &[Attribute], errors: &mut Errors) -> FieldAttrs {
     let mut out = FieldAttrs::default();
     for attr in attrs {
         if is(attr, "key") || is(attr, "auto_increment") {
-            let n = if is(attr, "key") {
-                "key"
-            } else {
-                "auto_increment"
-            };
+            let n = if is(attr, "key") { "key" } else { "auto_increment" };
             if let Err(e) = attr.meta.require_path_only() {
-                errors.push(syn::Error::new(
-                    e.span(),
-                    format!("#[{n}] takes no arguments: write #[{n}]"),
-                ));
+                errors.push(syn::Error::new(e.span(), format!("#[{n}] takes no arguments: write #[{n}]")));
                 continue;
             }
-            let slot = if n == "key" {
-                &mut out.key
-            } else {
-                &mut out.auto_increment
-            };
+            let slot = if n == "key" { &mut out.key } else { &mut out.auto_increment };
             if slot.is_some() {
                 errors.at(attr, &format!("duplicate #[{n}] on this field"));
             }
@@ -186,8 +170,11 @@ fn field_attrs(attrs: &[Attribute], errors: &mut Errors) -> FieldAttrs {
                         unique = true;
                         Ok(())
                     } else {
-                        let option = meta.path.get_ident().map(ToString::to_string).unwrap_or_else(|| "?".into());
-                        Err(meta.error(format!("unknown option `{option}` in #[index(..)]: write #[index] or #[index(unique)]")))
+                        let option =
+                            meta.path.get_ident().map(ToString::to_string).unwrap_or_else(|| "?".into());
+                        Err(meta.error(format!(
+                            "unknown option `{option}` in #[index(..)]: write #[index] or #[index(unique)]"
+                        )))
                     }
                 });
                 if let Err(e) = parsed {
@@ -198,10 +185,7 @@ fn field_attrs(attrs: &[Attribute], errors: &mut Errors) -> FieldAttrs {
                 errors.at(nv, "write #[index] or #[index(unique)]");
                 continue;
             }
-            out.index = Some(IndexDecl {
-                unique,
-                span: attr.span(),
-            });
+            out.index = Some(IndexDecl { unique, span: attr.span() });
         } else if is(attr, "table") {
             errors.at(attr, "#[table(..)] belongs on the struct, not on a field");
         }
@@ -221,7 +205,10 @@ impl<'a> Input<'a> {
                     None
                 }
                 Fields::Unit => {
-                    errors.at(&input.ident, "#[derive(Table)] needs a struct with named fields: a unit struct has no key");
+                    errors.at(
+                        &input.ident,
+                        "#[derive(Table)] needs a struct with named fields: a unit struct has no key",
+                    );
                     None
                 }
             },
@@ -230,21 +217,17 @@ impl<'a> Input<'a> {
                 None
             }
             Data::Union(u) => {
-                errors.at(
-                    u.union_token,
-                    "#[derive(Table)] needs a struct with named fields, not a union",
-                );
+                errors.at(u.union_token, "#[derive(Table)] needs a struct with named fields, not a union");
                 None
             }
         };
         if !input.generics.params.is_empty() {
-            errors.at(&input.generics, "#[derive(Table)] does not support generic structs: a table stores one concrete type");
+            errors.at(
+                &input.generics,
+                "#[derive(Table)] does not support generic structs: a table stores one concrete type",
+            );
         }
-        let (name, kind) = table_options(
-            &input.attrs,
-            &mut errors,
-            case::snake(&input.ident.to_string()),
-        );
+        let (name, kind) = table_options(&input.attrs, &mut errors, case::snake(&input.ident.to_string()));
         let mut fields = Vec::new();
         let mut key: Option<(usize, Span)> = None;
         let mut auto_increment = false;
@@ -288,30 +271,17 @@ impl<'a> Input<'a> {
                 fields.push(Field {
                     ident,
                     ty: &f.ty,
-                    index: if attrs.key.is_some() {
-                        None
-                    } else {
-                        attrs.index
-                    },
+                    index: if attrs.key.is_some() { None } else { attrs.index },
                 });
             }
             if key.is_none() {
-                errors.at(
-                    &input.ident,
-                    "a table needs a key: mark one field with #[key]",
-                );
+                errors.at(&input.ident, "a table needs a key: mark one field with #[key]");
             }
         }
         match (errors.0.is_some(), key) {
-            (false, Some((key, _))) => Ok(Input {
-                ident: &input.ident,
-                vis: &input.vis,
-                name,
-                kind,
-                fields,
-                key,
-                auto_increment,
-            }),
+            (false, Some((key, _))) => {
+                Ok(Input { ident: &input.ident, vis: &input.vis, name, kind, fields, key, auto_increment })
+            }
             _ => Err(errors),
         }
     }

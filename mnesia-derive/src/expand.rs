@@ -66,20 +66,14 @@ pub(crate) fn expand(input: &Input<'_>) -> TokenStream {
     });
     let indexes = input.fields.iter().filter_map(|f| {
         let decl = f.index?;
-        let konst = format_ident!(
-            "{}",
-            case::screaming(f.ident.to_string().trim_start_matches("r#"))
-        );
+        let konst = format_ident!("{}", case::screaming(f.ident.to_string().trim_start_matches("r#")));
         let unique = decl.unique;
         // Spanned at the field's type: a type that cannot be indexed is reported there.
         Some(quote_spanned! {f.ty.span()=> <#ident>::#konst.index_spec(#unique) })
     });
     let auto = input.auto_increment;
     let auto_fns = auto.then(|| {
-        let msg = format!(
-            "id {{}} does not fit the key type {} of table {name}",
-            type_string(key_ty)
-        );
+        let msg = format!("id {{}} does not fit the key type {} of table {name}", type_string(key_ty));
         quote! {
             fn auto_id(&self) -> ::core::option::Option<u64> {
                 ::core::convert::TryFrom::try_from(self.#key_ident).ok()
@@ -93,8 +87,7 @@ pub(crate) fn expand(input: &Input<'_>) -> TokenStream {
         }
     });
     let key_assoc = quote_spanned! {key_ty.span()=> type Key = #key_ty; };
-    let pairs: Vec<(&syn::Ident, &syn::Type)> =
-        input.fields.iter().map(|f| (f.ident, f.ty)).collect();
+    let pairs: Vec<(&syn::Ident, &syn::Type)> = input.fields.iter().map(|f| (f.ident, f.ty)).collect();
     let consts = field_consts(ident, input.vis, &pairs);
     quote! {
         #[automatically_derived]

@@ -21,11 +21,8 @@ pub(crate) fn expand(input: &DeriveInput, errors: &Errors) -> TokenStream {
     let (Some(named), true) = (named, input.generics.params.is_empty()) else {
         return compile_errors;
     };
-    let pairs: Vec<(&syn::Ident, &syn::Type)> = named
-        .named
-        .iter()
-        .filter_map(|f| f.ident.as_ref().map(|i| (i, &f.ty)))
-        .collect();
+    let pairs: Vec<(&syn::Ident, &syn::Type)> =
+        named.named.iter().filter_map(|f| f.ident.as_ref().map(|i| (i, &f.ty))).collect();
     let consts = field_consts(ident, &input.vis, &pairs);
     quote! {
         #compile_errors

@@ -33,10 +33,7 @@ pub struct Config {
 
 impl Default for Config {
     fn default() -> Self {
-        Config {
-            max_retries: 1000,
-            node: "local@localhost".to_owned(),
-        }
+        Config { max_retries: 1000, node: "local@localhost".to_owned() }
     }
 }
 
@@ -108,17 +105,11 @@ impl<T: Table> AnyTable for TableStore<T> {
             table_type: self.kind,
             storage_type: self.storage,
             attributes: T::FIELDS.iter().map(|f| f.name.to_owned()).collect(),
-            key: T::FIELDS
-                .get(T::KEY_POSITION)
-                .map(|f| f.name.to_owned())
-                .unwrap_or_default(),
+            key: T::FIELDS.get(T::KEY_POSITION).map(|f| f.name.to_owned()).unwrap_or_default(),
             indexes: indexes
                 .list
                 .iter()
-                .map(|i| crate::table::IndexInfo {
-                    field: i.field().to_owned(),
-                    unique: i.unique(),
-                })
+                .map(|i| crate::table::IndexInfo { field: i.field().to_owned(), unique: i.unique() })
                 .collect(),
             auto_increment: T::AUTO_INCREMENT,
         }
@@ -164,9 +155,7 @@ pub struct Database {
 
 impl fmt::Debug for Database {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Database")
-            .field("node", &self.inner.config.node)
-            .finish_non_exhaustive()
+        f.debug_struct("Database").field("node", &self.inner.config.node).finish_non_exhaustive()
     }
 }
 
@@ -255,18 +244,13 @@ impl Database {
     /// The typed store of table `T`.
     pub(crate) fn table<T: Table>(&self) -> Result<Arc<TableStore<T>>> {
         let map = self.inner.tables.load();
-        let t = map
-            .get(T::NAME)
-            .ok_or_else(|| Error::no_such_table(T::NAME))?;
+        let t = map.get(T::NAME).ok_or_else(|| Error::no_such_table(T::NAME))?;
         let stored = t.type_name();
-        Arc::clone(t)
-            .as_any_arc()
-            .downcast::<TableStore<T>>()
-            .map_err(|_| Error::TypeMismatch {
-                table: T::NAME.to_owned(),
-                stored,
-                requested: std::any::type_name::<T>(),
-            })
+        Arc::clone(t).as_any_arc().downcast::<TableStore<T>>().map_err(|_| Error::TypeMismatch {
+            table: T::NAME.to_owned(),
+            stored,
+            requested: std::any::type_name::<T>(),
+        })
     }
 
     /// The names of the tables, sorted.
@@ -304,10 +288,7 @@ impl Database {
         let mut specs: Vec<IndexSpec<T>> = T::indexes();
         for s in options.indexes() {
             if specs.iter().any(|x| x.field() == s.field()) {
-                return Err(Error::IndexExists {
-                    table: T::NAME.to_owned(),
-                    field: s.field(),
-                });
+                return Err(Error::IndexExists { table: T::NAME.to_owned(), field: s.field() });
             }
             specs.push(s.clone());
         }
@@ -323,14 +304,11 @@ impl Database {
         let _schema = self.inner.schema.lock();
         let map = self.inner.tables.load_full();
         if map.contains_key(T::NAME) {
-            return Err(Error::TableExists {
-                table: T::NAME.to_owned(),
-            });
+            return Err(Error::TableExists { table: T::NAME.to_owned() });
         }
         let id = self.inner.next_table_id.fetch_add(1, Ordering::Relaxed);
         let indexes = specs.iter().map(IndexSpec::build).collect();
-        let store: Arc<dyn AnyTable> =
-            Arc::new(TableStore::<T>::new(id, T::TYPE, storage, indexes));
+        let store: Arc<dyn AnyTable> = Arc::new(TableStore::<T>::new(id, T::TYPE, storage, indexes));
         let mut next = (*map).clone();
         next.insert(T::NAME.to_owned(), store);
         self.inner.tables.store(Arc::new(next));
@@ -420,13 +398,7 @@ impl Database {
     /// # Ok::<(), mnesia::Error>(())
     /// ```
     pub fn table_infos(&self) -> Vec<TableInfo> {
-        let mut v: Vec<TableInfo> = self
-            .inner
-            .tables
-            .load()
-            .values()
-            .map(|t| t.info())
-            .collect();
+        let mut v: Vec<TableInfo> = self.inner.tables.load().values().map(|t| t.info()).collect();
         v.sort_by(|a, b| a.name.cmp(&b.name));
         v
     }
@@ -455,10 +427,7 @@ impl Database {
         let store = self.table::<T>()?;
         let current = store.indexes.load_full();
         if current.list.iter().any(|i| i.field() == spec.field()) {
-            return Err(Error::IndexExists {
-                table: T::NAME.to_owned(),
-                field: spec.field(),
-            });
+            return Err(Error::IndexExists { table: T::NAME.to_owned(), field: spec.field() });
         }
         let index = spec.build();
         let held = lock_all(&store, &current);
@@ -487,10 +456,7 @@ impl Database {
         }
         let mut list = current.list.clone();
         list.push(index);
-        store.indexes.store(Arc::new(IndexList {
-            epoch: current.epoch + 1,
-            list,
-        }));
+        store.indexes.store(Arc::new(IndexList { epoch: current.epoch + 1, list }));
         drop(held);
         Ok(())
     }
@@ -512,22 +478,11 @@ impl Database {
         let store = self.table::<T>()?;
         let current = store.indexes.load_full();
         if !current.list.iter().any(|i| i.field() == field) {
-            return Err(Error::NoSuchIndex {
-                table: T::NAME.to_owned(),
-                field,
-            });
+            return Err(Error::NoSuchIndex { table: T::NAME.to_owned(), field });
         }
         let held = lock_all(&store, &current);
-        let list = current
-            .list
-            .iter()
-            .filter(|i| i.field() != field)
-            .cloned()
-            .collect();
-        store.indexes.store(Arc::new(IndexList {
-            epoch: current.epoch + 1,
-            list,
-        }));
+        let list = current.list.iter().filter(|i| i.field() != field).cloned().collect();
+        store.indexes.store(Arc::new(IndexList { epoch: current.epoch + 1, list }));
         drop(held);
         Ok(())
     }
@@ -602,10 +557,7 @@ pub(crate) fn current() -> Result<Database> {
     if let Some(db) = SCOPED.with(|s| s.borrow().last().cloned()) {
         return Ok(db);
     }
-    DEFAULT
-        .load_full()
-        .map(|inner| Database { inner })
-        .ok_or(Error::NoDatabase)
+    DEFAULT.load_full().map(|inner| Database { inner }).ok_or(Error::NoDatabase)
 }
 
 /// Starts a database and installs it as the process-wide default used by the table-scoped
@@ -628,9 +580,7 @@ pub fn start(config: Config) -> Result<Database> {
     let db = Database::open(config)?;
     let prev = DEFAULT.compare_and_swap(&None::<Arc<DbInner>>, Some(Arc::clone(&db.inner)));
     if prev.is_some() {
-        return Err(Error::Invalid(
-            "a database is already running: call mnesia::stop() first".into(),
-        ));
+        return Err(Error::Invalid("a database is already running: call mnesia::stop() first".into()));
     }
     Ok(db)
 }

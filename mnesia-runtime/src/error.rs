@@ -65,9 +65,7 @@ pub enum Error {
         key: String,
     },
     /// A write would give two records the same value of a unique index.
-    #[error(
-        "unique index {table}.{field} already holds the value {value} (for key {existing_key})"
-    )]
+    #[error("unique index {table}.{field} already holds the value {value} (for key {existing_key})")]
     UniqueViolation {
         /// The table's name.
         table: String,
@@ -152,8 +150,6 @@ impl Error {
     }
 
     pub(crate) fn no_such_table(table: &str) -> Error {
-        Error::NoSuchTable {
-            table: table.to_owned(),
-        }
+        Error::NoSuchTable { table: table.to_owned() }
     }
 }

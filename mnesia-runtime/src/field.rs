@@ -43,10 +43,7 @@ impl<T, V> Copy for Field<T, V> {}
 
 impl<T, V> fmt::Debug for Field<T, V> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Field")
-            .field("name", &self.name)
-            .field("position", &self.position)
-            .finish()
+        f.debug_struct("Field").field("name", &self.name).field("position", &self.position).finish()
     }
 }
 
@@ -109,11 +106,7 @@ impl<T, V> Field<T, V> {
     /// assert_eq!(X.get(&P { x: 4 }), &4);
     /// ```
     pub const fn new(name: &'static str, position: usize, get: fn(&T) -> &V) -> Self {
-        Field {
-            name,
-            position,
-            get,
-        }
+        Field { name, position, get }
     }
 
     /// The field's name, as written in the struct.
@@ -210,10 +203,7 @@ impl<T: Table, V: FieldValue> Field<T, V> {
     /// ```
     pub fn is_in<X: Compare<V>>(self, values: impl IntoIterator<Item = X>) -> Filter<T> {
         let vs: Vec<V> = values.into_iter().map(Compare::into_field_value).collect();
-        let shared = vs
-            .iter()
-            .map(|v| Arc::new(v.clone()) as Arc<dyn Any + Send + Sync>)
-            .collect();
+        let shared = vs.iter().map(|v| Arc::new(v.clone()) as Arc<dyn Any + Send + Sync>).collect();
         self.cond(Op::In, shared, move |x| vs.contains(x))
     }
 
@@ -230,10 +220,7 @@ impl<T: Table, V: FieldValue> Field<T, V> {
         V: PartialOrd,
     {
         let get = self.get;
-        Order::new(
-            self.name,
-            Arc::new(move |a: &T, b: &T| cmp_partial(get(a), get(b))),
-        )
+        Order::new(self.name, Arc::new(move |a: &T, b: &T| cmp_partial(get(a), get(b))))
     }
 
     /// Sorts descending by this field (for `query().order_by(..)`).
@@ -249,10 +236,7 @@ impl<T: Table, V: FieldValue> Field<T, V> {
         V: PartialOrd,
     {
         let get = self.get;
-        Order::new(
-            self.name,
-            Arc::new(move |a: &T, b: &T| cmp_partial(get(b), get(a))),
-        )
+        Order::new(self.name, Arc::new(move |a: &T, b: &T| cmp_partial(get(b), get(a))))
     }
 
     /// Describes an index on this field; used by the derive for `#[index]`.
@@ -278,16 +262,8 @@ fn cmp_partial<V: PartialOrd>(a: &V, b: &V) -> Ordering {
 }
 
 impl<T: Table, V: FieldValue + PartialOrd> Field<T, V> {
-    fn range(
-        self,
-        op: Op,
-        bounds: Vec<V>,
-        test: impl Fn(&V) -> bool + Send + Sync + 'static,
-    ) -> Filter<T> {
-        let shared = bounds
-            .into_iter()
-            .map(|v| Arc::new(v) as Arc<dyn Any + Send + Sync>)
-            .collect();
+    fn range(self, op: Op, bounds: Vec<V>, test: impl Fn(&V) -> bool + Send + Sync + 'static) -> Filter<T> {
+        let shared = bounds.into_iter().map(|v| Arc::new(v) as Arc<dyn Any + Send + Sync>).collect();
         self.cond(op, shared, test)
     }
 
@@ -353,9 +329,7 @@ impl<T: Table, V: FieldValue + PartialOrd> Field<T, V> {
     /// ```
     pub fn between(self, low: impl Compare<V>, high: impl Compare<V>) -> Filter<T> {
         let (lo, hi) = (low.into_field_value(), high.into_field_value());
-        self.range(Op::Between, vec![lo.clone(), hi.clone()], move |x| {
-            *x >= lo && *x <= hi
-        })
+        self.range(Op::Between, vec![lo.clone(), hi.clone()], move |x| *x >= lo && *x <= hi)
     }
 }
 
@@ -370,9 +344,7 @@ impl<T: Table> Field<T, String> {
     /// ```
     pub fn starts_with(self, prefix: impl Into<String>) -> Filter<T> {
         let p = prefix.into();
-        self.cond(Op::StartsWith, Vec::new(), move |x| {
-            x.starts_with(p.as_str())
-        })
+        self.cond(Op::StartsWith, Vec::new(), move |x| x.starts_with(p.as_str()))
     }
 
     /// The string field contains `needle`.

@@ -122,9 +122,7 @@ pub struct Filter<T> {
 
 impl<T> Clone for Filter<T> {
     fn clone(&self) -> Self {
-        Filter {
-            node: self.node.clone(),
-        }
+        Filter { node: self.node.clone() }
     }
 }
 
@@ -149,9 +147,7 @@ impl<T> Filter<T> {
     }
 
     pub(crate) fn from_cond(c: Cond<T>) -> Self {
-        Filter {
-            node: Node::Cond(c),
-        }
+        Filter { node: Node::Cond(c) }
     }
 
     /// Whether `record` passes this filter.
@@ -203,9 +199,7 @@ fn and<T>(a: Node<T>, b: Node<T>) -> Node<T> {
 impl<T> BitAnd for Filter<T> {
     type Output = Filter<T>;
     fn bitand(self, rhs: Filter<T>) -> Filter<T> {
-        Filter {
-            node: and(self.node, rhs.node),
-        }
+        Filter { node: and(self.node, rhs.node) }
     }
 }
 
@@ -251,6 +245,9 @@ impl<T, const N: usize> From<[Filter<T>; N]> for Filter<T> {
     }
 }
 
+/// Compares two records by one field.
+pub(crate) type Comparator<T> = Arc<dyn Fn(&T, &T) -> Ordering + Send + Sync>;
+
 /// A sort order on one field, made by `Field::asc()` or `Field::desc()`.
 ///
 /// ```
@@ -262,15 +259,12 @@ impl<T, const N: usize> From<[Filter<T>; N]> for Filter<T> {
 /// ```
 pub struct Order<T> {
     field: &'static str,
-    cmp: Arc<dyn Fn(&T, &T) -> Ordering + Send + Sync>,
+    cmp: Comparator<T>,
 }
 
 impl<T> Clone for Order<T> {
     fn clone(&self) -> Self {
-        Order {
-            field: self.field,
-            cmp: Arc::clone(&self.cmp),
-        }
+        Order { field: self.field, cmp: Arc::clone(&self.cmp) }
     }
 }
 
@@ -281,10 +275,7 @@ impl<T> fmt::Debug for Order<T> {
 }
 
 impl<T> Order<T> {
-    pub(crate) fn new(
-        field: &'static str,
-        cmp: Arc<dyn Fn(&T, &T) -> Ordering + Send + Sync>,
-    ) -> Self {
+    pub(crate) fn new(field: &'static str, cmp: Comparator<T>) -> Self {
         Order { field, cmp }
     }
 

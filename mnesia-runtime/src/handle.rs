@@ -36,9 +36,7 @@ pub struct Transaction {
 
 impl Transaction {
     pub(crate) fn new() -> Self {
-        Transaction {
-            _not_send: PhantomData,
-        }
+        Transaction { _not_send: PhantomData }
     }
 
     /// See [`Table::write`].

@@ -51,10 +51,7 @@ impl<T: Table> Clone for IndexSpec<T> {
 
 impl<T: Table> fmt::Debug for IndexSpec<T> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("IndexSpec")
-            .field("field", &self.field)
-            .field("unique", &self.unique)
-            .finish()
+        f.debug_struct("IndexSpec").field("field", &self.field).field("unique", &self.unique).finish()
     }
 }
 
@@ -64,9 +61,7 @@ impl<T: Table> IndexSpec<T> {
             field: field.name(),
             position: field.position(),
             unique,
-            build: Arc::new(move || {
-                Arc::new(TypedIndex::new(field, unique)) as Arc<dyn TableIndex<T>>
-            }),
+            build: Arc::new(move || Arc::new(TypedIndex::new(field, unique)) as Arc<dyn TableIndex<T>>),
         }
     }
 
@@ -159,11 +154,13 @@ struct IndexShard<V, K> {
     data: RwLock<IndexShardData<V, K>>,
 }
 
+type Shards<V, K> = Box<[CachePadded<IndexShard<V, K>>]>;
+
 struct TypedIndex<T: Table, V> {
     field: Field<T, V>,
     unique: bool,
     hasher: Hasher,
-    shards: Box<[CachePadded<IndexShard<V, T::Key>>]>,
+    shards: Shards<V, T::Key>,
 }
 
 impl<T: Table, V: FieldValue + Hash + Eq> TypedIndex<T, V> {
@@ -179,12 +176,7 @@ impl<T: Table, V: FieldValue + Hash + Eq> TypedIndex<T, V> {
                 })
             })
             .collect();
-        TypedIndex {
-            field,
-            unique,
-            hasher: Hasher::default(),
-            shards,
-        }
+        TypedIndex { field, unique, hasher: Hasher::default(), shards }
     }
 
     fn shard_of(&self, v: &V) -> usize {
@@ -256,10 +248,7 @@ impl<T: Table, V: FieldValue + Hash + Eq> TableIndex<T> for TypedIndex<T, V> {
         puts: &[(&T::Key, &T)],
         gives_up: &dyn Fn(&T::Key, &T) -> bool,
     ) -> Result<(), Duplicate> {
-        let dup = |v: &V, k: &T::Key| Duplicate {
-            value: format!("{v:?}"),
-            existing_key: format!("{k:?}"),
-        };
+        let dup = |v: &V, k: &T::Key| Duplicate { value: format!("{v:?}"), existing_key: format!("{k:?}") };
         // Two records of the same commit claiming one value under different keys.
         if puts.len() > 1 {
             let mut seen: HashMap<&V, &T::Key, Hasher> =
@@ -355,9 +344,6 @@ impl<T: Table, V: FieldValue + Hash + Eq> TableIndex<T> for TypedIndex<T, V> {
 
     fn memory(&self) -> usize {
         let entry = size_of::<V>() + size_of::<Owners<T::Key>>() + 1;
-        self.shards
-            .iter()
-            .map(|s| s.data.read().map.capacity() * entry)
-            .sum()
+        self.shards.iter().map(|s| s.data.read().map.capacity() * entry).sum()
     }
 }

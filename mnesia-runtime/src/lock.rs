@@ -80,21 +80,9 @@ mod tests {
         let a = CommitLock::new();
         let b = CommitLock::new();
         let reqs = vec![
-            LockReq {
-                order: 2,
-                exclusive: false,
-                lock: &b,
-            },
-            LockReq {
-                order: 1,
-                exclusive: false,
-                lock: &a,
-            },
-            LockReq {
-                order: 1,
-                exclusive: true,
-                lock: &a,
-            },
+            LockReq { order: 2, exclusive: false, lock: &b },
+            LockReq { order: 1, exclusive: false, lock: &a },
+            LockReq { order: 1, exclusive: true, lock: &a },
         ];
         let held = HeldLocks::acquire(reqs);
         assert_eq!(held.held.len(), 2);

@@ -10,35 +10,47 @@ use crate::table::{Table, TableType, Upserted};
 use crate::tx::Tx;
 
 fn not_found<T: Table>(key: &T::Key) -> Error {
-    Error::NotFound {
-        table: T::NAME.to_owned(),
-        key: format!("{key:?}"),
-    }
+    Error::NotFound { table: T::NAME.to_owned(), key: format!("{key:?}") }
 }
 
 fn no_bag<T: Table>(what: &str) -> Result<()> {
     if T::TYPE == TableType::Bag {
-        return Err(Error::Invalid(format!(
-            "{what} is not defined on bag table {}",
-            T::NAME
-        )));
+        return Err(Error::Invalid(format!("{what} is not defined on bag table {}", T::NAME)));
     }
     Ok(())
 }
 
-/// Writes a record: replaces the key's record (bag: adds it to the key's records).
-pub(crate) fn write<T: Table>(rec: T) -> Result<T> {
-    run(|| with_tx(|tx| put(tx, rec.clone())))?;
+/// Writes a record: replaces the key's record (bag: adds it to the key's records). An
+/// `#[auto_increment]` key left at 0 gets the next id.
+pub(crate) fn write<T: Table>(mut rec: T) -> Result<T> {
+    run(|| {
+        with_tx(|tx| {
+            assign_id(tx, &mut rec)?;
+            put(tx, rec.clone())
+        })
+    })?;
     Ok(rec)
+}
+
+/// Gives an `#[auto_increment]` key left at 0 the table's next id. Ids come from an atomic
+/// counter outside the transaction: they are unique even across concurrent transactions,
+/// and an aborted transaction leaves a gap.
+fn assign_id<T: Table>(tx: &mut Tx, rec: &mut T) -> Result<bool> {
+    if T::AUTO_INCREMENT && rec.auto_id() == Some(0) {
+        let part = tx.table::<T>()?;
+        let id = part.store.counter.fetch_add(1, std::sync::atomic::Ordering::AcqRel) + 1;
+        rec.set_auto_id(id)?;
+        return Ok(true);
+    }
+    Ok(false)
 }
 
 fn put<T: Table>(tx: &mut Tx, rec: T) -> Result<()> {
     let part = tx.table::<T>()?;
     if T::AUTO_INCREMENT {
         if let Some(id) = rec.auto_id() {
-            part.store
-                .counter
-                .fetch_max(id, std::sync::atomic::Ordering::AcqRel);
+            // Every id written moves the counter past it, so a new id never exists.
+            part.store.counter.fetch_max(id, std::sync::atomic::Ordering::AcqRel);
         }
     }
     part.put(rec)
@@ -49,15 +61,8 @@ fn put<T: Table>(tx: &mut Tx, rec: T) -> Result<()> {
 pub(crate) fn insert<T: Table>(mut rec: T) -> Result<T> {
     run(|| {
         with_tx(|tx| {
-            let part = tx.table::<T>()?;
-            if T::AUTO_INCREMENT && rec.auto_id() == Some(0) {
-                let id = part
-                    .store
-                    .counter
-                    .fetch_add(1, std::sync::atomic::Ordering::AcqRel)
-                    + 1;
-                rec.set_auto_id(id)?;
-            } else if T::TYPE != TableType::Bag && part.exists(rec.key()) {
+            let assigned = assign_id(tx, &mut rec)?;
+            if !assigned && T::TYPE != TableType::Bag && tx.table::<T>()?.exists(rec.key()) {
                 return Err(Error::AlreadyExists {
                     table: T::NAME.to_owned(),
                     key: format!("{:?}", rec.key()),
@@ -123,27 +128,21 @@ pub(crate) fn delete_object<T: Table>(rec: &T) -> Result<bool> {
             if rest.len() == before {
                 return Ok(false);
             }
-            let write = if T::TYPE == TableType::Bag {
-                Write::Group(rest)
-            } else {
-                Write::Delete
-            };
+            let write = if T::TYPE == TableType::Bag { Write::Group(rest) } else { Write::Delete };
             part.set(rec.key().clone(), write);
             Ok(true)
         })
     })
 }
 
-pub(crate) fn upsert<T: Table>(rec: T) -> Result<Upserted<T>> {
+pub(crate) fn upsert<T: Table>(mut rec: T) -> Result<Upserted<T>> {
     run(|| {
         with_tx(|tx| {
+            assign_id(tx, &mut rec)?;
             let old = tx.table::<T>()?.read_one(rec.key());
             put(tx, rec.clone())?;
             Ok(match old {
-                Some(old) if T::TYPE != TableType::Bag => Upserted::Replaced {
-                    new: rec.clone(),
-                    old,
-                },
+                Some(old) if T::TYPE != TableType::Bag => Upserted::Replaced { new: rec.clone(), old },
                 _ => Upserted::Inserted(rec.clone()),
             })
         })
@@ -187,10 +186,11 @@ pub(crate) fn count<T: Table>() -> Result<usize> {
 }
 
 pub(crate) fn batch_write<T: Table>(recs: impl IntoIterator<Item = T>) -> Result<Vec<T>> {
-    let recs: Vec<T> = recs.into_iter().collect();
+    let mut recs: Vec<T> = recs.into_iter().collect();
     run(|| {
         with_tx(|tx| {
-            for r in &recs {
+            for r in &mut recs {
+                assign_id(tx, r)?;
                 put(tx, r.clone())?;
             }
             Ok(())
@@ -227,8 +227,11 @@ fn dirty<R>(f: impl FnOnce(&mut Tx) -> Result<R>) -> Result<R> {
     Ok(r)
 }
 
-pub(crate) fn dirty_write<T: Table>(rec: T) -> Result<T> {
-    dirty(|tx| put(tx, rec.clone()))?;
+pub(crate) fn dirty_write<T: Table>(mut rec: T) -> Result<T> {
+    dirty(|tx| {
+        assign_id(tx, &mut rec)?;
+        put(tx, rec.clone())
+    })?;
     Ok(rec)
 }
 

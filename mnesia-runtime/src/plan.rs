@@ -83,28 +83,18 @@ impl<T: Table> Access<T> {
         match self {
             Access::Keys(k) => Plan::KeyLookup { keys: k.len() },
             Access::Range(..) => Plan::KeyRange,
-            Access::Index(i, v) => Plan::IndexLookup {
-                field: i.field(),
-                values: v.len(),
-            },
+            Access::Index(i, v) => Plan::IndexLookup { field: i.field(), values: v.len() },
             Access::Scan => Plan::FullScan,
         }
     }
 }
 
 fn keys_of<T: Table>(values: &[Arc<dyn Any + Send + Sync>]) -> Option<Vec<T::Key>> {
-    values
-        .iter()
-        .map(|v| v.downcast_ref::<T::Key>().cloned())
-        .collect()
+    values.iter().map(|v| v.downcast_ref::<T::Key>().cloned()).collect()
 }
 
 /// Chooses the access path for `filter` on a table of this type with these indexes.
-pub(crate) fn plan<T: Table>(
-    filter: &Filter<T>,
-    kind: TableType,
-    indexes: &IndexList<T>,
-) -> Access<T> {
+pub(crate) fn plan<T: Table>(filter: &Filter<T>, kind: TableType, indexes: &IndexList<T>) -> Access<T> {
     let conds = filter.conjuncts();
     // 1. The key, by equality.
     for c in &conds {
@@ -123,14 +113,8 @@ pub(crate) fn plan<T: Table>(
             continue;
         }
         if let Some(idx) = indexes.list.iter().find(|i| i.position() == c.position) {
-            if best
-                .as_ref()
-                .is_none_or(|(unique, _)| !*unique && idx.unique())
-            {
-                best = Some((
-                    idx.unique(),
-                    Access::Index(Arc::clone(idx), c.values.clone()),
-                ));
+            if best.as_ref().is_none_or(|(unique, _)| !*unique && idx.unique()) {
+                best = Some((idx.unique(), Access::Index(Arc::clone(idx), c.values.clone())));
             }
         }
     }

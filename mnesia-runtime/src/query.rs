@@ -69,13 +69,7 @@ impl<T: Table> std::fmt::Debug for Query<T> {
 
 impl<T: Table> Default for Query<T> {
     fn default() -> Self {
-        Query {
-            filter: Filter::all(),
-            order: Vec::new(),
-            limit: None,
-            offset: 0,
-            chunk: 1000,
-        }
+        Query { filter: Filter::all(), order: Vec::new(), limit: None, offset: 0, chunk: 1000 }
     }
 }
 
@@ -193,10 +187,7 @@ impl<T: Table> Query<T> {
                     .unwrap_or_else(|| a.key().cmp(b.key()))
             });
         }
-        recs.into_iter()
-            .skip(self.offset)
-            .take(self.limit.unwrap_or(usize::MAX))
-            .collect()
+        recs.into_iter().skip(self.offset).take(self.limit.unwrap_or(usize::MAX)).collect()
     }
 
     /// Every matching record, sorted, after `offset`, at most `limit`.
@@ -255,8 +246,7 @@ impl<T: Table> Query<T> {
     /// ```
     pub fn count(&self) -> Result<usize> {
         let n = run(|| with_tx(|tx| Ok(tx.table::<T>()?.select_with(&self.filter, |_| ()).len())))?;
-        Ok(n.saturating_sub(self.offset)
-            .min(self.limit.unwrap_or(usize::MAX)))
+        Ok(n.saturating_sub(self.offset).min(self.limit.unwrap_or(usize::MAX)))
     }
 
     /// The keys of the records `all` returns, in the same order.
@@ -278,18 +268,9 @@ impl<T: Table> Query<T> {
     /// ```
     pub fn keys(&self) -> Result<Vec<T::Key>> {
         if self.order.is_empty() {
-            let keys = run(|| {
-                with_tx(|tx| {
-                    Ok(tx
-                        .table::<T>()?
-                        .select_with(&self.filter, |r| r.key().clone()))
-                })
-            })?;
-            return Ok(keys
-                .into_iter()
-                .skip(self.offset)
-                .take(self.limit.unwrap_or(usize::MAX))
-                .collect());
+            let keys =
+                run(|| with_tx(|tx| Ok(tx.table::<T>()?.select_with(&self.filter, |r| r.key().clone()))))?;
+            return Ok(keys.into_iter().skip(self.offset).take(self.limit.unwrap_or(usize::MAX)).collect());
         }
         Ok(self.all()?.into_iter().map(|r| r.key().clone()).collect())
     }
@@ -319,18 +300,10 @@ impl<T: Table> Query<T> {
     /// # Ok::<(), mnesia::Error>(())
     /// ```
     pub fn iter(&self) -> QueryIter<T> {
-        let start = if T::TYPE == TableType::OrderedSet {
-            Cursor::After(None)
-        } else {
-            Cursor::Shard(0)
-        };
+        let start = if T::TYPE == TableType::OrderedSet { Cursor::After(None) } else { Cursor::Shard(0) };
         QueryIter {
             query: self.clone(),
-            cursor: if self.order.is_empty() {
-                start
-            } else {
-                Cursor::Pending
-            },
+            cursor: if self.order.is_empty() { start } else { Cursor::Pending },
             sorted: !self.order.is_empty(),
             buffer: std::collections::VecDeque::new(),
             skipped: 0,
@@ -367,9 +340,7 @@ pub struct QueryIter<T: Table> {
 
 impl<T: Table> std::fmt::Debug for QueryIter<T> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("QueryIter")
-            .field("query", &self.query)
-            .finish_non_exhaustive()
+        f.debug_struct("QueryIter").field("query", &self.query).finish_non_exhaustive()
     }
 }
 

@@ -28,11 +28,7 @@ impl<T: Table> TxTable<T> {
     }
 
     /// Every record passing `filter`, mapped by `f`; in key order on an `ordered_set`.
-    pub(crate) fn select_with<X>(
-        &mut self,
-        filter: &Filter<T>,
-        mut f: impl FnMut(&T) -> X,
-    ) -> Vec<X> {
+    pub(crate) fn select_with<X>(&mut self, filter: &Filter<T>, mut f: impl FnMut(&T) -> X) -> Vec<X> {
         let access = self.access(filter);
         let ordered = self.store.kind == TableType::OrderedSet;
         let mut out: Vec<(Option<T::Key>, X)> = Vec::new();
@@ -121,11 +117,8 @@ impl<T: Table> TxTable<T> {
             n += c;
             self.note_shard(shard, version);
         }
-        let pending: Vec<(T::Key, usize)> = self
-            .writes()
-            .iter()
-            .map(|e| (e.key.clone(), e.write.records().len()))
-            .collect();
+        let pending: Vec<(T::Key, usize)> =
+            self.writes().iter().map(|e| (e.key.clone(), e.write.records().len())).collect();
         for (k, now) in pending {
             let hash = self.store.hash(&k);
             let before = self.store.get_with(&k, hash, |_, recs| recs.len());
@@ -155,11 +148,8 @@ impl<T: Table> TxTable<T> {
                     self.note_shard(shard, version);
                     shard += 1;
                 }
-                let next = if shard < self.store.shard_count() {
-                    Cursor::Shard(shard)
-                } else {
-                    Cursor::Pending
-                };
+                let next =
+                    if shard < self.store.shard_count() { Cursor::Shard(shard) } else { Cursor::Pending };
                 (out, next)
             }
             Cursor::After(after) => {
@@ -182,21 +172,11 @@ impl<T: Table> TxTable<T> {
                     let above = after.as_ref().is_none_or(|a| e.key > *a);
                     let below = hi.as_ref().is_none_or(|h| e.key <= *h);
                     if above && below {
-                        out.extend(
-                            e.write
-                                .records()
-                                .iter()
-                                .filter(|r| filter.matches(r))
-                                .cloned(),
-                        );
+                        out.extend(e.write.records().iter().filter(|r| filter.matches(r)).cloned());
                     }
                 }
                 out.sort_by(|a, b| a.key().cmp(b.key()));
-                let next = if exhausted {
-                    Cursor::Done
-                } else {
-                    Cursor::After(last)
-                };
+                let next = if exhausted { Cursor::Done } else { Cursor::After(last) };
                 (out, next)
             }
             Cursor::Pending => {

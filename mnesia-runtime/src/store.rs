@@ -106,11 +106,7 @@ impl<T: Table> TableStore<T> {
         storage: StorageType,
         indexes: Vec<Arc<dyn TableIndex<T>>>,
     ) -> Self {
-        let count = if kind == TableType::OrderedSet {
-            1
-        } else {
-            SHARDS
-        };
+        let count = if kind == TableType::OrderedSet { 1 } else { SHARDS };
         let shards = (0..count)
             .map(|_| {
                 let map = match kind {
@@ -130,10 +126,7 @@ impl<T: Table> TableStore<T> {
             storage,
             hasher: Hasher::default(),
             shards,
-            indexes: ArcSwap::from_pointee(IndexList {
-                epoch: 0,
-                list: indexes,
-            }),
+            indexes: ArcSwap::from_pointee(IndexList { epoch: 0, list: indexes }),
             counter: AtomicU64::new(0),
             dropped: AtomicBool::new(false),
         }
@@ -251,14 +244,10 @@ impl<T: Table> TableStore<T> {
                 let d = s.data.read();
                 match &d.map {
                     ShardMap::Set(t) => t.capacity() * (size_of::<Slot<T>>() + 1),
-                    ShardMap::Ordered(m) => {
-                        m.len() * (size_of::<Slot<T>>() + size_of::<T::Key>() + 16)
-                    }
+                    ShardMap::Ordered(m) => m.len() * (size_of::<Slot<T>>() + size_of::<T::Key>() + 16),
                     ShardMap::Bag(t) => {
                         t.capacity() * (size_of::<Slot<Vec<T>>>() + 1)
-                            + t.iter()
-                                .map(|s| s.rec.capacity() * size_of::<T>())
-                                .sum::<usize>()
+                            + t.iter().map(|s| s.rec.capacity() * size_of::<T>()).sum::<usize>()
                     }
                 }
             })
@@ -308,10 +297,7 @@ impl<T: Table> TableStore<T> {
                         slot.rec = recs;
                     }
                     Entry::Vacant(e) => {
-                        e.insert(Slot {
-                            version: seq,
-                            rec: recs,
-                        });
+                        e.insert(Slot { version: seq, rec: recs });
                     }
                 }
             }
@@ -328,10 +314,7 @@ impl<T: Table> TableStore<T> {
                         slot.rec = vec![rec];
                     }
                     Entry::Vacant(e) => {
-                        e.insert(Slot {
-                            version: seq,
-                            rec: vec![rec],
-                        });
+                        e.insert(Slot { version: seq, rec: vec![rec] });
                     }
                 }
             }

@@ -26,10 +26,7 @@ pub trait Key:
     Clone + Ord + Hash + fmt::Debug + Serialize + DeserializeOwned + Send + Sync + 'static
 {
 }
-impl<K: Clone + Ord + Hash + fmt::Debug + Serialize + DeserializeOwned + Send + Sync + 'static> Key
-    for K
-{
-}
+impl<K: Clone + Ord + Hash + fmt::Debug + Serialize + DeserializeOwned + Send + Sync + 'static> Key for K {}
 
 /// How a table keeps records per key (Mnesia's table types).
 ///
@@ -38,9 +35,7 @@ impl<K: Clone + Ord + Hash + fmt::Debug + Serialize + DeserializeOwned + Send + 
 /// assert_eq!(TableType::default(), TableType::Set);
 /// assert_eq!(TableType::OrderedSet.to_string(), "ordered_set");
 /// ```
-#[derive(
-    Clone, Copy, Debug, Default, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize,
-)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum TableType {
     /// One record per key, no order (a hash table).
@@ -69,9 +64,7 @@ impl fmt::Display for TableType {
 /// assert_eq!(StorageType::default(), StorageType::RamCopies);
 /// assert_eq!(StorageType::DiscCopies.to_string(), "disc_copies");
 /// ```
-#[derive(
-    Clone, Copy, Debug, Default, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize,
-)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum StorageType {
     /// In memory only: lost when the process ends.
@@ -127,11 +120,7 @@ pub struct TableOptions<T: Table> {
 
 impl<T: Table> Clone for TableOptions<T> {
     fn clone(&self) -> Self {
-        TableOptions {
-            storage: self.storage,
-            nodes: self.nodes.clone(),
-            indexes: self.indexes.clone(),
-        }
+        TableOptions { storage: self.storage, nodes: self.nodes.clone(), indexes: self.indexes.clone() }
     }
 }
 
@@ -147,11 +136,7 @@ impl<T: Table> fmt::Debug for TableOptions<T> {
 
 impl<T: Table> Default for TableOptions<T> {
     fn default() -> Self {
-        TableOptions {
-            storage: StorageType::RamCopies,
-            nodes: Vec::new(),
-            indexes: Vec::new(),
-        }
+        TableOptions { storage: StorageType::RamCopies, nodes: Vec::new(), indexes: Vec::new() }
     }
 }
 
@@ -169,11 +154,7 @@ impl<T: Table> TableOptions<T> {
         TableOptions::default()
     }
 
-    fn copies(
-        mut self,
-        storage: StorageType,
-        nodes: impl IntoIterator<Item = impl Into<String>>,
-    ) -> Self {
+    fn copies(mut self, storage: StorageType, nodes: impl IntoIterator<Item = impl Into<String>>) -> Self {
         self.storage = storage;
         self.nodes = nodes.into_iter().map(Into::into).collect();
         self
@@ -455,10 +436,7 @@ pub trait Table: Clone + Send + Sync + Serialize + DeserializeOwned + 'static {
     /// Sets an `#[auto_increment]` key from an id.
     fn set_auto_id(&mut self, id: u64) -> Result<()> {
         let _ = id;
-        Err(Error::Invalid(format!(
-            "table {} has no #[auto_increment] key",
-            Self::NAME
-        )))
+        Err(Error::Invalid(format!("table {} has no #[auto_increment] key", Self::NAME)))
     }
 
     /// Creates the table in the default database.
@@ -621,7 +599,9 @@ pub trait Table: Clone + Send + Sync + Serialize + DeserializeOwned + 'static {
     }
 
     /// Writes a record, replacing the one with the same key (a `bag` adds it next to the
-    /// key's other records, unless an identical one is there). Returns the record.
+    /// key's other records, unless an identical one is there). Returns the record as
+    /// stored: an `#[auto_increment]` key left at 0 gets the table's next id, as with
+    /// [`Table::insert`].
     ///
     /// ```
     /// # use mnesia::prelude::*;
@@ -795,10 +775,7 @@ pub trait Table: Clone + Send + Sync + Serialize + DeserializeOwned + 'static {
     /// # Ok(()) })?;
     /// # Ok::<(), mnesia::Error>(())
     /// ```
-    fn get_by<V: FieldValue>(
-        field: Field<Self, V>,
-        value: impl Compare<V>,
-    ) -> Result<Option<Self>> {
+    fn get_by<V: FieldValue>(field: Field<Self, V>, value: impl Compare<V>) -> Result<Option<Self>> {
         ops::get_by(field, value)
     }
 
@@ -889,7 +866,8 @@ pub trait Table: Clone + Send + Sync + Serialize + DeserializeOwned + 'static {
         ops::count::<Self>()
     }
 
-    /// Writes every record in one transaction: all or none.
+    /// Writes every record in one transaction: all or none. `#[auto_increment]` keys left
+    /// at 0 get the next ids, in order.
     ///
     /// ```
     /// # use mnesia::prelude::*;
@@ -1028,10 +1006,7 @@ pub trait Table: Clone + Send + Sync + Serialize + DeserializeOwned + 'static {
     /// # Ok(()) })?;
     /// # Ok::<(), mnesia::Error>(())
     /// ```
-    fn dirty_get_by<V: FieldValue>(
-        field: Field<Self, V>,
-        value: impl Compare<V>,
-    ) -> Result<Option<Self>> {
+    fn dirty_get_by<V: FieldValue>(field: Field<Self, V>, value: impl Compare<V>) -> Result<Option<Self>> {
         ops::dirty_get_by(field, value)
     }
 }

@@ -42,10 +42,7 @@ const WRITE_SET_LINEAR: usize = 12;
 
 impl<T: Table> WriteSet<T> {
     fn new() -> Self {
-        WriteSet {
-            entries: Vec::new(),
-            by_key: None,
-        }
+        WriteSet { entries: Vec::new(), by_key: None }
     }
 
     pub(crate) fn get(&self, key: &T::Key) -> Option<&Write<T>> {
@@ -67,12 +64,8 @@ impl<T: Table> WriteSet<T> {
         if let Some(m) = &mut self.by_key {
             m.insert(key.clone(), self.entries.len());
         } else if self.entries.len() >= WRITE_SET_LINEAR {
-            let mut m: hashbrown::HashMap<T::Key, usize> = self
-                .entries
-                .iter()
-                .enumerate()
-                .map(|(i, e)| (e.key.clone(), i))
-                .collect();
+            let mut m: hashbrown::HashMap<T::Key, usize> =
+                self.entries.iter().enumerate().map(|(i, e)| (e.key.clone(), i)).collect();
             m.insert(key.clone(), self.entries.len());
             self.by_key = Some(m);
         }
@@ -154,9 +147,7 @@ impl<T: Table> TxTable<T> {
             return w.records().first().cloned();
         }
         let hash = self.store.hash(key);
-        let (version, rec) = self
-            .store
-            .get_with(key, hash, |v, recs| (v, recs.first().cloned()));
+        let (version, rec) = self.store.get_with(key, hash, |v, recs| (v, recs.first().cloned()));
         self.reads.push((key.clone(), hash, version));
         rec
     }
@@ -209,12 +200,7 @@ impl<T: Table> TxTable<T> {
     }
 
     /// Records an index lookup.
-    pub(crate) fn note_index(
-        &mut self,
-        index: &Arc<dyn TableIndex<T>>,
-        shard: usize,
-        version: u64,
-    ) {
+    pub(crate) fn note_index(&mut self, index: &Arc<dyn TableIndex<T>>, shard: usize, version: u64) {
         self.index_reads.push((Arc::clone(index), shard, version));
     }
 
@@ -224,17 +210,9 @@ impl<T: Table> TxTable<T> {
     }
 
     fn reads_unchanged(&self) -> bool {
-        self.reads
-            .iter()
-            .all(|(k, h, v)| self.store.version_of(k, *h) == *v)
-            && self
-                .shard_reads
-                .iter()
-                .all(|(s, v)| self.store.shard_version(*s) == *v)
-            && self
-                .index_reads
-                .iter()
-                .all(|(i, s, v)| i.shard_version(*s) == *v)
+        self.reads.iter().all(|(k, h, v)| self.store.version_of(k, *h) == *v)
+            && self.shard_reads.iter().all(|(s, v)| self.store.shard_version(*s) == *v)
+            && self.index_reads.iter().all(|(i, s, v)| i.shard_version(*s) == *v)
     }
 
     fn read_count(&self) -> usize {
@@ -293,11 +271,7 @@ impl<T: Table> TxPart for TxTable<T> {
             });
             peeked.push(version);
         }
-        self.prepared = Some(Prepared {
-            indexes,
-            peeked,
-            index_shards,
-        });
+        self.prepared = Some(Prepared { indexes, peeked, index_shards });
     }
 
     fn collect_locks<'a>(&'a self, out: &mut Vec<LockReq<'a>>) {
@@ -316,12 +290,7 @@ impl<T: Table> TxPart for TxTable<T> {
             out.push(req(0, *s, false, &store.shard(*s).commit));
         }
         for (idx, s, _) in &self.index_reads {
-            out.push(req(
-                structure_of(idx.position()),
-                *s,
-                false,
-                idx.commit_lock(*s),
-            ));
+            out.push(req(structure_of(idx.position()), *s, false, idx.commit_lock(*s)));
         }
         // SAFETY of the borrow: `writes` is only borrowed mutably by `install`, which runs
         // after the locks are collected and does not overlap with this shared borrow.
@@ -332,12 +301,7 @@ impl<T: Table> TxPart for TxTable<T> {
         }
         if let Some(p) = &self.prepared {
             for (structure, shard) in &p.index_shards {
-                if let Some(idx) = p
-                    .indexes
-                    .list
-                    .iter()
-                    .find(|i| structure_of(i.position()) == *structure)
-                {
+                if let Some(idx) = p.indexes.list.iter().find(|i| structure_of(i.position()) == *structure) {
                     out.push(req(
                         *structure,
                         usize::from(*shard),
@@ -352,9 +316,7 @@ impl<T: Table> TxPart for TxTable<T> {
     fn validate(&self, check_reads: bool) -> Result<()> {
         let store = &self.store;
         if store.is_dropped() {
-            return Err(Error::NoSuchTable {
-                table: T::NAME.to_owned(),
-            });
+            return Err(Error::NoSuchTable { table: T::NAME.to_owned() });
         }
         let epoch = store.indexes.load().epoch;
         // An index added or removed since this transaction started: its index reads and
@@ -374,16 +336,12 @@ impl<T: Table> TxPart for TxTable<T> {
                 return Err(Error::Conflict);
             }
         }
-        let unique: Vec<&Arc<dyn TableIndex<T>>> =
-            p.indexes.list.iter().filter(|i| i.unique()).collect();
+        let unique: Vec<&Arc<dyn TableIndex<T>>> = p.indexes.list.iter().filter(|i| i.unique()).collect();
         if unique.is_empty() {
             return Ok(());
         }
-        let puts: Vec<(&T::Key, &T)> = writes
-            .entries
-            .iter()
-            .flat_map(|e| e.write.records().iter().map(move |r| (&e.key, r)))
-            .collect();
+        let puts: Vec<(&T::Key, &T)> =
+            writes.entries.iter().flat_map(|e| e.write.records().iter().map(move |r| (&e.key, r))).collect();
         for idx in unique {
             let gives_up = |owner: &T::Key, rec: &T| match writes.get(owner) {
                 Some(w) => !w.records().iter().any(|r| idx.same_value(r, rec)),
@@ -441,10 +399,7 @@ pub(crate) struct Tx {
 
 impl Tx {
     pub(crate) fn new(db: Database) -> Tx {
-        Tx {
-            db,
-            parts: Vec::new(),
-        }
+        Tx { db, parts: Vec::new() }
     }
 
     /// This transaction's part for table `T`, created on first use.

@@ -98,7 +98,7 @@ fn bank_transfers_keep_the_total() {
         }
         stop.store(true, Ordering::Relaxed);
     });
-    let sum: i64 = db.scope(|| Account::list()).expect("list").iter().map(|a| a.balance).sum();
+    let sum: i64 = db.scope(Account::list).expect("list").iter().map(|a| a.balance).sum();
     assert_eq!(sum, total);
 }
 
@@ -215,7 +215,11 @@ fn parallel_inserts_get_distinct_ids() {
             .map(|_| {
                 let db = db.clone();
                 s.spawn(move || {
-                    db.scope(|| (0..per).map(|_| Booking::insert(Booking { id: 0, room: 1 }).expect("insert").id).collect())
+                    db.scope(|| {
+                        (0..per)
+                            .map(|_| Booking::insert(Booking { id: 0, room: 1 }).expect("insert").id)
+                            .collect()
+                    })
                 })
             })
             .collect();

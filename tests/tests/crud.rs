@@ -196,7 +196,10 @@ fn get_by_select_and_lists() {
         let mut adults: Vec<u64> = User::select(User::AGE.ge(18))?.into_iter().map(|u| u.id).collect();
         adults.sort();
         assert_eq!(adults, [1, 3, 4]);
-        let mut a: Vec<u64> = User::select([User::AGE.ge(18), User::NAME.starts_with("A")])?.into_iter().map(|u| u.id).collect();
+        let mut a: Vec<u64> = User::select([User::AGE.ge(18), User::NAME.starts_with("A")])?
+            .into_iter()
+            .map(|u| u.id)
+            .collect();
         a.sort();
         assert_eq!(a, [1, 4]);
         let mut keys = User::all_keys()?;
@@ -239,13 +242,18 @@ fn dirty_operations() {
 fn ordered_set_keeps_key_order() {
     with_db(|| {
         for (a, b) in [(3, 1), (1, 2), (2, 9), (1, 1), (10, 0)] {
-            Event::write(Event { at: (a, b), kind: if a % 2 == 0 { "even".into() } else { "odd".into() }, note: None })?;
+            Event::write(Event {
+                at: (a, b),
+                kind: if a.is_multiple_of(2) { "even".into() } else { "odd".into() },
+                note: None,
+            })?;
         }
         let keys = Event::all_keys()?;
         assert_eq!(keys, [(1, 1), (1, 2), (2, 9), (3, 1), (10, 0)]);
         let list: Vec<(u32, u32)> = Event::list()?.into_iter().map(|e| e.at).collect();
         assert_eq!(list, keys);
-        let range: Vec<(u32, u32)> = Event::select(Event::AT.between((1, 2), (3, 1)))?.into_iter().map(|e| e.at).collect();
+        let range: Vec<(u32, u32)> =
+            Event::select(Event::AT.between((1, 2), (3, 1)))?.into_iter().map(|e| e.at).collect();
         assert_eq!(range, [(1, 2), (2, 9), (3, 1)]);
         assert_eq!(Event::query().filter(Event::AT.gt((2, 0))).explain()?, Plan::KeyRange);
         let odd: Vec<(u32, u32)> = Event::select(Event::KIND.eq("odd"))?.into_iter().map(|e| e.at).collect();
@@ -295,7 +303,10 @@ fn online_index_changes() {
         assert_eq!(User::query().filter(User::NAME.eq("n1")).explain()?, Plan::FullScan);
         User::add_index(User::NAME)?;
         assert!(matches!(User::add_index(User::NAME), Err(Error::IndexExists { .. })));
-        assert_eq!(User::query().filter(User::NAME.eq("n1")).explain()?, Plan::IndexLookup { field: "name", values: 1 });
+        assert_eq!(
+            User::query().filter(User::NAME.eq("n1")).explain()?,
+            Plan::IndexLookup { field: "name", values: 1 }
+        );
         assert_eq!(User::select(User::NAME.eq("n1"))?.len(), 10);
         User::write(named(51, "n1".into()))?;
         assert_eq!(User::select(User::NAME.eq("n1"))?.len(), 11);

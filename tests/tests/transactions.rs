@@ -68,8 +68,16 @@ fn read_your_writes_everywhere() {
             Account::update(&1, |a| a.owner = "bob".into())?;
             assert_eq!(Account::read(&2)?.map(|a| a.balance), Some(20));
             assert_eq!(Account::count()?, 2);
-            assert_eq!(Account::select(Account::OWNER.eq("bob"))?.len(), 2, "index lookup sees pending writes");
-            assert_eq!(Account::select(Account::OWNER.eq("ann"))?.len(), 0, "and pending changes of old values");
+            assert_eq!(
+                Account::select(Account::OWNER.eq("bob"))?.len(),
+                2,
+                "index lookup sees pending writes"
+            );
+            assert_eq!(
+                Account::select(Account::OWNER.eq("ann"))?.len(),
+                0,
+                "and pending changes of old values"
+            );
             assert_eq!(Account::get_by(Account::OWNER, "bob")?.map(|a| a.id), Some(1));
             assert_eq!(Account::select(Account::BALANCE.gt(15))?.len(), 1, "scans too");
             Account::delete(&2)?;
@@ -218,7 +226,10 @@ fn retries_stop_at_the_configured_bound() {
         let a = tx.read::<Account>(&1)?.expect("exists");
         // Another thread commits a change to what this transaction read: a conflict, every time.
         std::thread::scope(|s| {
-            s.spawn(|| db.scope(|| Account::update(&1, |a| a.balance += 1))).join().expect("join").expect("update");
+            s.spawn(|| db.scope(|| Account::update(&1, |a| a.balance += 1)))
+                .join()
+                .expect("join")
+                .expect("update");
         });
         tx.write(acct(2, "bob", a.balance))?;
         Ok::<_, Error>(())
