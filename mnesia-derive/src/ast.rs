@@ -1,7 +1,6 @@
 //! The derive's model of a table struct, parsed and checked.
 
-use proc_macro2::Span;
-use syn::spanned::Spanned;
+use quote::ToTokens;
 use syn::{Attribute, Data, DeriveInput, Fields, Ident, LitStr, Type, Visibility};
 
 use crate::case;
@@ -16,15 +15,15 @@ pub(crate) enum Kind {
 
 /// A secondary index declared on a field.
 #[derive(Clone, Copy)]
-pub(crate) struct IndexDecl {
+pub(crate) struct IndexDecl<'a> {
     pub(crate) unique: bool,
-    pub(crate) span: Span,
+    pub(crate) attr: &'a Attribute,
 }
 
 pub(crate) struct Field<'a> {
     pub(crate) ident: &'a Ident,
     pub(crate) ty: &'a Type,
-    pub(crate) index: Option<IndexDecl>,
+    pub(crate) index: Option<IndexDecl<'a>>,
 }
 
 pub(crate) struct Input<'a> {
@@ -49,8 +48,9 @@ impl Errors {
         }
     }
 
-    fn at(&mut self, span: impl Spanned, msg: &str) {
-        self.push(syn::Error::new(span.span(), msg));
+    /// An error covering all of `tokens` (an attribute's whole `#[..]`, not just its `#`).
+    fn at(&mut self, tokens: impl ToTokens, msg: &str) {
+        self.push(syn::Error::new_spanned(tokens, msg));
     }
 
     pub(crate) fn to_compile_errors(&self) -> proc_macro2::TokenStream {
@@ -79,13 +79,16 @@ fn is(attr: &Attribute, name: &str) -> bool {
 }
 
 /// Parses `#[table(name = "..", type = "..")]` attributes of the struct.
-fn table_options(attrs: &[Attribute], errors: &mut Errors, default_name: String) -> (String, Kind) {
+/// Also reports field attributes put on the struct; returns whether a `#[key]` was among them.
+fn table_options(attrs: &[Attribute], errors: &mut Errors, default_name: String) -> (String, Kind, bool) {
+    let mut misplaced_key = false;
     let mut name: Option<String> = None;
     let mut kind: Option<Kind> = None;
     for attr in attrs {
         if is(attr, "key") || is(attr, "index") || is(attr, "auto_increment") {
             let n = attr.path().get_ident().map(ToString::to_string).unwrap_or_default();
             errors.at(attr, &format!("#[{n}] belongs on a field of the struct, not on the struct"));
+            misplaced_key |= n == "key";
             continue;
         }
         if !is(attr, "table") {
@@ -133,31 +136,31 @@ fn table_options(attrs: &[Attribute], errors: &mut Errors, default_name: String)
             errors.push(e);
         }
     }
-    (name.unwrap_or(default_name), kind.unwrap_or(Kind::Set))
+    (name.unwrap_or(default_name), kind.unwrap_or(Kind::Set), misplaced_key)
 }
 
 /// What the attributes of one field say.
 #[derive(Default)]
-struct FieldAttrs {
-    key: Option<Span>,
-    auto_increment: Option<Span>,
-    index: Option<IndexDecl>,
+struct FieldAttrs<'a> {
+    key: Option<&'a Attribute>,
+    auto_increment: Option<&'a Attribute>,
+    index: Option<IndexDecl<'a>>,
 }
 
-fn field_attrs(attrs: &[Attribute], errors: &mut Errors) -> FieldAttrs {
+fn field_attrs<'a>(attrs: &'a [Attribute], errors: &mut Errors) -> FieldAttrs<'a> {
     let mut out = FieldAttrs::default();
     for attr in attrs {
         if is(attr, "key") || is(attr, "auto_increment") {
             let n = if is(attr, "key") { "key" } else { "auto_increment" };
-            if let Err(e) = attr.meta.require_path_only() {
-                errors.push(syn::Error::new(e.span(), format!("#[{n}] takes no arguments: write #[{n}]")));
-                continue;
+            if !matches!(attr.meta, syn::Meta::Path(_)) {
+                // Reported, but the field still counts as marked: no follow-up errors.
+                errors.at(attr, &format!("#[{n}] takes no arguments: write #[{n}]"));
             }
             let slot = if n == "key" { &mut out.key } else { &mut out.auto_increment };
             if slot.is_some() {
                 errors.at(attr, &format!("duplicate #[{n}] on this field"));
             }
-            *slot = Some(attr.span());
+            *slot = Some(attr);
         } else if is(attr, "index") {
             if out.index.is_some() {
                 errors.at(attr, "duplicate #[index] on this field");
@@ -185,7 +188,7 @@ fn field_attrs(attrs: &[Attribute], errors: &mut Errors) -> FieldAttrs {
                 errors.at(nv, "write #[index] or #[index(unique)]");
                 continue;
             }
-            out.index = Some(IndexDecl { unique, span: attr.span() });
+            out.index = Some(IndexDecl { unique, attr });
         } else if is(attr, "table") {
             errors.at(attr, "#[table(..)] belongs on the struct, not on a field");
         }
@@ -227,9 +230,10 @@ impl<'a> Input<'a> {
                 "#[derive(Table)] does not support generic structs: a table stores one concrete type",
             );
         }
-        let (name, kind) = table_options(&input.attrs, &mut errors, case::snake(&input.ident.to_string()));
+        let (name, kind, misplaced_key) =
+            table_options(&input.attrs, &mut errors, case::snake(&input.ident.to_string()));
         let mut fields = Vec::new();
-        let mut key: Option<(usize, Span)> = None;
+        let mut key: Option<usize> = None;
         let mut auto_increment = false;
         if let Some(named) = named {
             for (i, f) in named.named.iter().enumerate() {
@@ -237,33 +241,31 @@ impl<'a> Input<'a> {
                     continue;
                 };
                 let attrs = field_attrs(&f.attrs, &mut errors);
-                if let Some(span) = attrs.key {
+                if let Some(attr) = attrs.key {
                     if key.is_some() {
-                        errors.push(syn::Error::new(
-                            span,
+                        errors.at(
+                            attr,
                             "only one field can be the #[key]: for a key made of several values use one field of a tuple type",
-                        ));
+                        );
                     } else {
-                        key = Some((i, span));
+                        key = Some(i);
                     }
                     if let Some(idx) = attrs.index {
-                        errors.push(syn::Error::new(
-                            idx.span,
+                        errors.at(
+                            idx.attr,
                             "the #[key] field needs no #[index]: lookups by key are already direct",
-                        ));
+                        );
                     }
                 }
-                if let Some(span) = attrs.auto_increment {
+                if let Some(attr) = attrs.auto_increment {
                     if attrs.key.is_none() {
-                        errors.push(syn::Error::new(
-                            span,
-                            "#[auto_increment] goes on the #[key] field: add #[key] to this field",
-                        ));
+                        errors
+                            .at(attr, "#[auto_increment] goes on the #[key] field: add #[key] to this field");
                     } else if !is_integer(&f.ty) {
-                        errors.push(syn::Error::new(
-                            f.ty.span(),
+                        errors.at(
+                            &f.ty,
                             "#[auto_increment] needs an integer key (u8..u128, i8..i128, usize or isize)",
-                        ));
+                        );
                     } else {
                         auto_increment = true;
                     }
@@ -274,12 +276,12 @@ impl<'a> Input<'a> {
                     index: if attrs.key.is_some() { None } else { attrs.index },
                 });
             }
-            if key.is_none() {
+            if key.is_none() && !misplaced_key {
                 errors.at(&input.ident, "a table needs a key: mark one field with #[key]");
             }
         }
         match (errors.0.is_some(), key) {
-            (false, Some((key, _))) => {
+            (false, Some(key)) => {
                 Ok(Input { ident: &input.ident, vis: &input.vis, name, kind, fields, key, auto_increment })
             }
             _ => Err(errors),

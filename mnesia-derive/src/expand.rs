@@ -66,7 +66,11 @@ pub(crate) fn expand(input: &Input<'_>) -> TokenStream {
     });
     let indexes = input.fields.iter().filter_map(|f| {
         let decl = f.index?;
-        let konst = format_ident!("{}", case::screaming(f.ident.to_string().trim_start_matches("r#")));
+        let konst = format_ident!(
+            "{}",
+            case::screaming(f.ident.to_string().trim_start_matches("r#")),
+            span = f.ty.span()
+        );
         let unique = decl.unique;
         // Spanned at the field's type: a type that cannot be indexed is reported there.
         Some(quote_spanned! {f.ty.span()=> <#ident>::#konst.index_spec(#unique) })

@@ -84,6 +84,21 @@ impl Compare<String> for &String {
     }
 }
 
+/// What an indexed field's type needs: `Hash + Eq` (with [`FieldValue`]).
+///
+/// ```
+/// fn check<V: mnesia::Indexable>() {}
+/// check::<String>();
+/// check::<(u32, bool)>();
+/// ```
+#[diagnostic::on_unimplemented(
+    message = "a field of type `{Self}` cannot be indexed",
+    label = "this type is not `Hash + Eq`",
+    note = "an index looks values up by hash: index a field whose type implements `Hash` and `Eq` (floats do not), or remove #[index]"
+)]
+pub trait Indexable: Hash + Eq {}
+impl<V: Hash + Eq> Indexable for V {}
+
 /// Bounds a field's type needs to be used in conditions.
 ///
 /// Blanket-implemented for every `Clone + PartialEq + Debug + Send + Sync + 'static` type.
@@ -251,7 +266,7 @@ impl<T: Table, V: FieldValue> Field<T, V> {
     /// ```
     pub fn index_spec(self, unique: bool) -> IndexSpec<T>
     where
-        V: Hash + Eq,
+        V: Indexable,
     {
         IndexSpec::new(self, unique)
     }

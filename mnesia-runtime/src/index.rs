@@ -11,7 +11,8 @@ use std::hash::{BuildHasher, Hash};
 use std::sync::Arc;
 
 use crossbeam_utils::CachePadded;
-use hashbrown::HashMap;
+use hashbrown::HashTable;
+use hashbrown::hash_table::Entry;
 use parking_lot::RwLock;
 
 use crate::field::{Field, FieldValue};
@@ -138,15 +139,128 @@ pub(crate) trait TableIndex<T: Table>: Send + Sync {
     fn memory(&self) -> usize;
 }
 
-struct IndexShardData<V, K> {
-    version: u64,
-    map: HashMap<V, Owners<K>, Hasher>,
-}
-
-/// The keys holding one value: almost always one.
+/// The keys holding one value of a non-unique index: almost always one.
 enum Owners<K> {
     One(K),
     Many(BTreeSet<K>),
+}
+
+/// One shard's entries. A unique index maps a value to one key (no room spent on sets);
+/// a plain index maps it to the keys holding it, in key order. Entries are found by the
+/// value's hash, computed once per operation (it also picks the shard).
+enum Entries<V, K> {
+    Unique(HashTable<(V, K)>),
+    Multi(HashTable<(V, Owners<K>)>),
+}
+
+impl<V: Hash + Eq, K: Ord + Clone> Entries<V, K> {
+    fn keys(&self, hash: u64, v: &V, out: &mut Vec<K>) {
+        match self {
+            Entries::Unique(t) => {
+                if let Some((_, k)) = t.find(hash, |(x, _)| x == v) {
+                    out.push(k.clone());
+                }
+            }
+            Entries::Multi(t) => match t.find(hash, |(x, _)| x == v) {
+                Some((_, Owners::One(k))) => out.push(k.clone()),
+                Some((_, Owners::Many(ks))) => out.extend(ks.iter().cloned()),
+                None => {}
+            },
+        }
+    }
+
+    /// Whether some key other than those `keeps` accepts holds `v`; returns the first one.
+    fn other_owner(&self, hash: u64, v: &V, mut ok: impl FnMut(&K) -> bool) -> Option<K> {
+        match self {
+            Entries::Unique(t) => t.find(hash, |(x, _)| x == v).map(|(_, k)| k).filter(|k| !ok(k)).cloned(),
+            Entries::Multi(t) => match t.find(hash, |(x, _)| x == v) {
+                Some((_, Owners::One(k))) => (!ok(k)).then(|| k.clone()),
+                Some((_, Owners::Many(ks))) => ks.iter().find(|k| !ok(k)).cloned(),
+                None => None,
+            },
+        }
+    }
+
+    fn insert(&mut self, hash: u64, v: &V, key: &K, rehash: impl Fn(&V) -> u64)
+    where
+        V: Clone,
+    {
+        match self {
+            Entries::Unique(t) => match t.entry(hash, |(x, _)| x == v, |(x, _)| rehash(x)) {
+                Entry::Occupied(mut e) => e.get_mut().1 = key.clone(),
+                Entry::Vacant(e) => {
+                    e.insert((v.clone(), key.clone()));
+                }
+            },
+            Entries::Multi(t) => match t.entry(hash, |(x, _)| x == v, |(x, _)| rehash(x)) {
+                Entry::Occupied(mut e) => {
+                    let owners = &mut e.get_mut().1;
+                    match owners {
+                        Owners::One(k) if k == key => {}
+                        Owners::One(k) => {
+                            let first = k.clone();
+                            *owners = Owners::Many(BTreeSet::from([first, key.clone()]));
+                        }
+                        Owners::Many(set) => {
+                            set.insert(key.clone());
+                        }
+                    }
+                }
+                Entry::Vacant(e) => {
+                    e.insert((v.clone(), Owners::One(key.clone())));
+                }
+            },
+        }
+    }
+
+    fn remove(&mut self, hash: u64, v: &V, key: &K) {
+        match self {
+            Entries::Unique(t) => {
+                if let Ok(e) = t.find_entry(hash, |(x, k)| x == v && k == key) {
+                    e.remove();
+                }
+            }
+            Entries::Multi(t) => {
+                let Ok(mut e) = t.find_entry(hash, |(x, _)| x == v) else { return };
+                let gone = match &mut e.get_mut().1 {
+                    Owners::One(k) => k == key,
+                    Owners::Many(set) => {
+                        set.remove(key);
+                        if set.len() == 1 {
+                            if let Some(last) = set.pop_first() {
+                                e.get_mut().1 = Owners::One(last);
+                            }
+                            false
+                        } else {
+                            set.is_empty()
+                        }
+                    }
+                };
+                if gone {
+                    e.remove();
+                }
+            }
+        }
+    }
+
+    fn empty_like(&self) -> Self {
+        match self {
+            Entries::Unique(_) => Entries::Unique(HashTable::new()),
+            Entries::Multi(_) => Entries::Multi(HashTable::new()),
+        }
+    }
+
+    fn memory(&self) -> usize {
+        match self {
+            Entries::Unique(t) => t.capacity() * (size_of::<(V, K)>() + 1),
+            Entries::Multi(t) => t.capacity() * (size_of::<(V, Owners<K>)>() + 1),
+        }
+    }
+}
+
+struct IndexShardData<V, K> {
+    version: u64,
+    entries: Entries<V, K>,
 }
 
 struct IndexShard<V, K> {
@@ -167,20 +281,31 @@ impl<T: Table, V: FieldValue + Hash + Eq> TypedIndex<T, V> {
     fn new(field: Field<T, V>, unique: bool) -> Self {
         let shards = (0..INDEX_SHARDS)
             .map(|_| {
+                let entries =
+                    if unique { Entries::Unique(HashTable::new()) } else { Entries::Multi(HashTable::new()) };
                 CachePadded::new(IndexShard {
                     commit: CommitLock::new(),
-                    data: RwLock::new(IndexShardData {
-                        version: 0,
-                        map: HashMap::with_hasher(Hasher::default()),
-                    }),
+                    data: RwLock::new(IndexShardData { version: 0, entries }),
                 })
             })
             .collect();
         TypedIndex { field, unique, hasher: Hasher::default(), shards }
     }
 
-    fn shard_of(&self, v: &V) -> usize {
-        ((self.hasher.hash_one(v) >> 40) as usize) & (INDEX_SHARDS - 1)
+    fn hash(&self, v: &V) -> u64 {
+        self.hasher.hash_one(v)
+    }
+
+    fn shard_of(hash: u64) -> usize {
+        ((hash >> 40) as usize) & (INDEX_SHARDS - 1)
+    }
+
+    fn keys(&self, v: &V, out: &mut Vec<T::Key>) -> (usize, u64) {
+        let hash = self.hash(v);
+        let shard = Self::shard_of(hash);
+        let data = self.shards[shard].data.read();
+        data.entries.keys(hash, v, out);
+        (shard, data.version)
     }
 }
 
@@ -202,7 +327,7 @@ impl<T: Table, V: FieldValue + Hash + Eq> TableIndex<T> for TypedIndex<T, V> {
     }
 
     fn shard_of_record(&self, rec: &T) -> usize {
-        self.shard_of(self.field.get(rec))
+        Self::shard_of(self.hash(self.field.get(rec)))
     }
 
     fn commit_lock(&self, shard: usize) -> &CommitLock {
@@ -215,24 +340,11 @@ impl<T: Table, V: FieldValue + Hash + Eq> TableIndex<T> for TypedIndex<T, V> {
 
     fn lookup(&self, value: &dyn Any, out: &mut Vec<T::Key>) -> Option<(usize, u64)> {
         let v = value.downcast_ref::<V>()?;
-        let shard = self.shard_of(v);
-        let data = self.shards[shard].data.read();
-        match data.map.get(v) {
-            Some(Owners::One(k)) => out.push(k.clone()),
-            Some(Owners::Many(ks)) => out.extend(ks.iter().cloned()),
-            None => {}
-        }
-        Some((shard, data.version))
+        Some(self.keys(v, out))
     }
 
     fn lookup_by_record(&self, rec: &T, out: &mut Vec<T::Key>) {
-        let v = self.field.get(rec);
-        let data = self.shards[self.shard_of(v)].data.read();
-        match data.map.get(v) {
-            Some(Owners::One(k)) => out.push(k.clone()),
-            Some(Owners::Many(ks)) => out.extend(ks.iter().cloned()),
-            None => {}
-        }
+        self.keys(self.field.get(rec), out);
     }
 
     fn value_debug(&self, rec: &T) -> String {
@@ -251,8 +363,8 @@ impl<T: Table, V: FieldValue + Hash + Eq> TableIndex<T> for TypedIndex<T, V> {
         let dup = |v: &V, k: &T::Key| Duplicate { value: format!("{v:?}"), existing_key: format!("{k:?}") };
         // Two records of the same commit claiming one value under different keys.
         if puts.len() > 1 {
-            let mut seen: HashMap<&V, &T::Key, Hasher> =
-                HashMap::with_capacity_and_hasher(puts.len(), Hasher::default());
+            let mut seen: hashbrown::HashMap<&V, &T::Key, Hasher> =
+                hashbrown::HashMap::with_capacity_and_hasher(puts.len(), Hasher::default());
             for (k, rec) in puts {
                 let v = self.field.get(rec);
                 if let Some(other) = seen.insert(v, k) {
@@ -264,16 +376,10 @@ impl<T: Table, V: FieldValue + Hash + Eq> TableIndex<T> for TypedIndex<T, V> {
         }
         for (k, rec) in puts {
             let v = self.field.get(rec);
-            let data = self.shards[self.shard_of(v)].data.read();
-            let owners: Vec<&T::Key> = match data.map.get(v) {
-                Some(Owners::One(o)) => vec![o],
-                Some(Owners::Many(os)) => os.iter().collect(),
-                None => continue,
-            };
-            for owner in owners {
-                if owner != *k && !gives_up(owner, rec) {
-                    return Err(dup(v, owner));
-                }
+            let hash = self.hash(v);
+            let data = self.shards[Self::shard_of(hash)].data.read();
+            if let Some(owner) = data.entries.other_owner(hash, v, |o| o == *k || gives_up(o, rec)) {
+                return Err(dup(v, &owner));
             }
         }
         Ok(())
@@ -281,69 +387,29 @@ impl<T: Table, V: FieldValue + Hash + Eq> TableIndex<T> for TypedIndex<T, V> {
 
     fn insert(&self, rec: &T, seq: u64) {
         let v = self.field.get(rec);
-        let key = rec.key();
-        let mut data = self.shards[self.shard_of(v)].data.write();
+        let hash = self.hash(v);
+        let mut data = self.shards[Self::shard_of(hash)].data.write();
         data.version = seq;
-        if self.unique {
-            // Validation made the value free (or held by a key giving it up in this commit).
-            data.map.insert(v.clone(), Owners::One(key.clone()));
-            return;
-        }
-        match data.map.get_mut(v) {
-            None => {
-                data.map.insert(v.clone(), Owners::One(key.clone()));
-            }
-            Some(Owners::One(k)) if k == key => {}
-            Some(o @ Owners::One(_)) => {
-                let Owners::One(first) = std::mem::replace(o, Owners::Many(BTreeSet::new())) else {
-                    return;
-                };
-                if let Owners::Many(set) = o {
-                    set.insert(first);
-                    set.insert(key.clone());
-                }
-            }
-            Some(Owners::Many(set)) => {
-                set.insert(key.clone());
-            }
-        }
+        data.entries.insert(hash, v, rec.key(), |x| self.hasher.hash_one(x));
     }
 
     fn remove(&self, rec: &T, seq: u64) {
         let v = self.field.get(rec);
-        let key = rec.key();
-        let mut data = self.shards[self.shard_of(v)].data.write();
+        let hash = self.hash(v);
+        let mut data = self.shards[Self::shard_of(hash)].data.write();
         data.version = seq;
-        let empty = match data.map.get_mut(v) {
-            None => false,
-            Some(Owners::One(k)) => k == key,
-            Some(Owners::Many(set)) => {
-                set.remove(key);
-                if set.len() == 1 {
-                    if let Some(last) = set.pop_first() {
-                        data.map.insert(v.clone(), Owners::One(last));
-                    }
-                    false
-                } else {
-                    set.is_empty()
-                }
-            }
-        };
-        if empty {
-            data.map.remove(v);
-        }
+        data.entries.remove(hash, v, rec.key());
     }
 
     fn clear(&self, seq: u64) {
         for s in self.shards.iter() {
             let mut d = s.data.write();
             d.version = seq;
-            d.map = HashMap::with_hasher(Hasher::default());
+            d.entries = d.entries.empty_like();
         }
     }
 
     fn memory(&self) -> usize {
-        let entry = size_of::<V>() + size_of::<Owners<T::Key>>() + 1;
-        self.shards.iter().map(|s| s.data.read().map.capacity() * entry).sum()
+        self.shards.iter().map(|s| s.data.read().entries.memory()).sum()
     }
 }

@@ -35,7 +35,7 @@ mod tx;
 pub use context::{is_transaction, sync_transaction, transaction};
 pub use db::{Config, Database, start, stop, system_tables};
 pub use error::{Error, Result};
-pub use field::{Compare, Field, FieldValue};
+pub use field::{Compare, Field, FieldValue, Indexable};
 pub use filter::{Filter, Order};
 pub use handle::Transaction;
 pub use index::IndexSpec;

@@ -7,7 +7,7 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use crate::error::{Error, Result};
-use crate::field::{Compare, Field, FieldValue};
+use crate::field::{Compare, Field, FieldValue, Indexable};
 use crate::filter::Filter;
 use crate::index::IndexSpec;
 use crate::ops;
@@ -209,7 +209,7 @@ impl<T: Table> TableOptions<T> {
     /// let opts = TableOptions::<User>::new().index(User::AGE);
     /// # let _ = opts;
     /// ```
-    pub fn index<V: FieldValue + Hash + Eq>(mut self, field: Field<T, V>) -> Self {
+    pub fn index<V: FieldValue + Indexable>(mut self, field: Field<T, V>) -> Self {
         self.indexes.push(field.index_spec(false));
         self
     }
@@ -223,7 +223,7 @@ impl<T: Table> TableOptions<T> {
     /// let opts = TableOptions::<User>::new().unique_index(User::EMAIL);
     /// # let _ = opts;
     /// ```
-    pub fn unique_index<V: FieldValue + Hash + Eq>(mut self, field: Field<T, V>) -> Self {
+    pub fn unique_index<V: FieldValue + Indexable>(mut self, field: Field<T, V>) -> Self {
         self.indexes.push(field.index_spec(true));
         self
     }
@@ -542,7 +542,7 @@ pub trait Table: Clone + Send + Sync + Serialize + DeserializeOwned + 'static {
     /// # Ok(()) })?;
     /// # Ok::<(), mnesia::Error>(())
     /// ```
-    fn add_index<V: FieldValue + Hash + Eq>(field: Field<Self, V>) -> Result<()> {
+    fn add_index<V: FieldValue + Indexable>(field: Field<Self, V>) -> Result<()> {
         crate::context::current_db()?.add_index(field.index_spec(false))
     }
 
@@ -559,7 +559,7 @@ pub trait Table: Clone + Send + Sync + Serialize + DeserializeOwned + 'static {
     /// # Ok(()) })?;
     /// # Ok::<(), mnesia::Error>(())
     /// ```
-    fn add_unique_index<V: FieldValue + Hash + Eq>(field: Field<Self, V>) -> Result<()> {
+    fn add_unique_index<V: FieldValue + Indexable>(field: Field<Self, V>) -> Result<()> {
         crate::context::current_db()?.add_index(field.index_spec(true))
     }
 

@@ -1,0 +1,11 @@
+use mnesia::prelude::*;
+
+#[derive(Table, Clone, Debug, Serialize, Deserialize)]
+struct User {
+    #[key]
+    id: u64,
+    #[index(sorted)]
+    name: String,
+}
+
+fn main() {}

@@ -1,0 +1,10 @@
+use mnesia::prelude::*;
+
+#[derive(Table, Clone, Debug, Serialize, Deserialize)]
+struct User {
+    #[key(x)]
+    id: u64,
+    name: String,
+}
+
+fn main() {}

@@ -1,0 +1,9 @@
+use mnesia::prelude::*;
+
+#[derive(Table, Clone, Debug, Serialize, Deserialize)]
+struct User {
+    id: u64,
+    name: String,
+}
+
+fn main() {}
