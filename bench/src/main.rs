@@ -3,7 +3,8 @@
 //! `ratio` is ours / floor (lower is better) except for `concurrent_tx_write`, where it is
 //! the throughput of 2 threads over 1 (higher is better).
 //!
-//! Run: `cargo run --release -p bench -- --json` (`--quick` for a short run).
+//! Run: `cargo run --release -p bench -- --json` (`--quick` for a short run, `--only NAME`
+//! for one figure).
 
 mod alloc;
 mod floor;
@@ -49,9 +50,15 @@ fn time_per_op(n: u64, rounds: u32, mut f: impl FnMut(u64)) -> f64 {
 
 struct Report {
     figures: Map<String, Value>,
+    only: Option<String>,
 }
 
 impl Report {
+    /// Whether figure `name` is to be measured (`--only NAME` restricts the run to one).
+    fn wants(&self, name: &str) -> bool {
+        self.only.as_deref().is_none_or(|o| o == name)
+    }
+
     fn add(&mut self, name: &str, ours: f64, floor: f64) {
         let ratio = ours / floor;
         eprintln!("{name:<22} {ours:>10.1} ns/op   floor {floor:>10.1} ns/op   ratio {ratio:>6.2}");
@@ -71,7 +78,9 @@ fn main() -> mnesia::Result<()> {
     let records: u64 = if quick { 20_000 } else { 100_000 };
     let ops: u64 = if quick { 50_000 } else { 200_000 };
     let rounds = 3;
-    let mut report = Report { figures: Map::new() };
+    let args: Vec<String> = std::env::args().collect();
+    let only = args.iter().position(|a| a == "--only").and_then(|i| args.get(i + 1)).cloned();
+    let mut report = Report { figures: Map::new(), only };
 
     let db = Database::in_memory()?;
     let floor = Floor::default();
@@ -82,83 +91,105 @@ fn main() -> mnesia::Result<()> {
         let prepared: Vec<User> = (0..records).map(user).collect();
         let pick = |i: u64| (i.wrapping_mul(7919)) % records;
 
-        let ours = time_per_op(ops, rounds, |i| {
-            black_box(User::write(prepared[pick(i) as usize].clone()).ok());
-        });
-        let base = time_per_op(ops, rounds, |i| {
-            black_box(floor.write(prepared[pick(i) as usize].clone()));
-        });
-        report.add("tx_write", ours, base);
+        if report.wants("tx_write") {
+            let ours = time_per_op(ops, rounds, |i| {
+                black_box(User::write(prepared[pick(i) as usize].clone()).ok());
+            });
+            let base = time_per_op(ops, rounds, |i| {
+                black_box(floor.write(prepared[pick(i) as usize].clone()));
+            });
+            report.add("tx_write", ours, base);
+        }
 
-        let ours = time_per_op(ops, rounds, |i| {
-            black_box(User::read(&pick(i)).ok());
-        });
-        let base = time_per_op(ops, rounds, |i| {
-            black_box(floor.read(pick(i)));
-        });
-        report.add("tx_read", ours, base);
+        if report.wants("tx_read") {
+            let ours = time_per_op(ops, rounds, |i| {
+                black_box(User::read(&pick(i)).ok());
+            });
+            let base = time_per_op(ops, rounds, |i| {
+                black_box(floor.read(pick(i)));
+            });
+            report.add("tx_read", ours, base);
+        }
 
-        let ours = time_per_op(ops, rounds, |i| {
-            black_box(User::update(&pick(i), |u| u.age = u.age.wrapping_add(1)).ok());
-        });
-        let base = time_per_op(ops, rounds, |i| {
-            black_box(floor.update(pick(i), |u| u.age = u.age.wrapping_add(1)));
-        });
-        report.add("tx_update", ours, base);
+        if report.wants("tx_update") {
+            let ours = time_per_op(ops, rounds, |i| {
+                black_box(User::update(&pick(i), |u| u.age = u.age.wrapping_add(1)).ok());
+            });
+            let base = time_per_op(ops, rounds, |i| {
+                black_box(floor.update(pick(i), |u| u.age = u.age.wrapping_add(1)));
+            });
+            report.add("tx_update", ours, base);
+        }
 
-        let ours = time_per_op(ops, rounds, |i| {
-            black_box(User::dirty_write(prepared[pick(i) as usize].clone()).ok());
-        });
-        let base = time_per_op(ops, rounds, |i| {
-            black_box(floor.write(prepared[pick(i) as usize].clone()));
-        });
-        report.add("dirty_write", ours, base);
+        if report.wants("dirty_write") {
+            let ours = time_per_op(ops, rounds, |i| {
+                black_box(User::dirty_write(prepared[pick(i) as usize].clone()).ok());
+            });
+            let base = time_per_op(ops, rounds, |i| {
+                black_box(floor.write(prepared[pick(i) as usize].clone()));
+            });
+            report.add("dirty_write", ours, base);
+        }
 
-        let ours = time_per_op(ops, rounds, |i| {
-            black_box(User::dirty_read(&pick(i)).ok());
-        });
-        let base = time_per_op(ops, rounds, |i| {
-            black_box(floor.read(pick(i)));
-        });
-        report.add("dirty_read", ours, base);
+        if report.wants("dirty_read") {
+            let ours = time_per_op(ops, rounds, |i| {
+                black_box(User::dirty_read(&pick(i)).ok());
+            });
+            let base = time_per_op(ops, rounds, |i| {
+                black_box(floor.read(pick(i)));
+            });
+            report.add("dirty_read", ours, base);
+        }
 
         let batch = 1000u64;
         let batches = (ops / batch).max(1);
-        let ours = time_per_op(batches, rounds, |b| {
-            let recs: Vec<User> =
-                (0..batch).map(|j| prepared[pick(b * batch + j) as usize].clone()).collect();
-            black_box(User::batch_write(recs).ok());
-        }) / batch as f64;
-        let base = time_per_op(batches, rounds, |b| {
-            let recs: Vec<User> =
-                (0..batch).map(|j| prepared[pick(b * batch + j) as usize].clone()).collect();
-            floor.write_many(recs);
-        }) / batch as f64;
-        report.add("batch_write", ours, base);
+        if report.wants("batch_write") {
+            let ours = time_per_op(batches, rounds, |b| {
+                let recs: Vec<User> =
+                    (0..batch).map(|j| prepared[pick(b * batch + j) as usize].clone()).collect();
+                black_box(User::batch_write(recs).ok());
+            }) / batch as f64;
+            let base = time_per_op(batches, rounds, |b| {
+                let recs: Vec<User> =
+                    (0..batch).map(|j| prepared[pick(b * batch + j) as usize].clone()).collect();
+                floor.write_many(recs);
+            }) / batch as f64;
+            report.add("batch_write", ours, base);
+        }
 
         let emails: Vec<String> = (0..records).map(|i| format!("u{i}@example.com")).collect();
-        let ours = time_per_op(ops, rounds, |i| {
-            black_box(User::get_by(User::EMAIL, &emails[pick(i) as usize]).ok());
-        });
-        let base = time_per_op(ops, rounds, |i| {
-            black_box(floor.by_email(&emails[pick(i) as usize]));
-        });
-        report.add("index_get", ours, base);
+        if report.wants("index_get") {
+            let ours = time_per_op(ops, rounds, |i| {
+                black_box(User::get_by(User::EMAIL, &emails[pick(i) as usize]).ok());
+            });
+            let base = time_per_op(ops, rounds, |i| {
+                black_box(floor.by_email(&emails[pick(i) as usize]));
+            });
+            report.add("index_get", ours, base);
+        }
 
         let scans = if quick { 5 } else { 20 };
-        let ours = time_per_op(scans, rounds, |_| {
-            black_box(User::select(User::AGE.ge(50)).ok());
-        });
-        let base = time_per_op(scans, rounds, |_| {
-            black_box(floor.select(|u| u.age >= 50));
-        });
-        report.add("select_scan", ours, base);
+        if report.wants("select_scan") {
+            let ours = time_per_op(scans, rounds, |_| {
+                black_box(User::select(User::AGE.ge(50)).ok());
+            });
+            let base = time_per_op(scans, rounds, |_| {
+                black_box(floor.select(|u| u.age >= 50));
+            });
+            report.add("select_scan", ours, base);
+        }
         Ok(())
     })?;
 
-    concurrent(&db, &mut report, records, ops)?;
-    contended(&mut report, ops / 4)?;
-    bytes_per_record(&mut report, if quick { 100_000 } else { 1_000_000 })?;
+    if report.wants("concurrent_tx_write") {
+        concurrent(&db, &mut report, records, ops)?;
+    }
+    if report.wants("contended_increment") {
+        contended(&mut report, ops / 4)?;
+    }
+    if report.wants("bytes_per_record") {
+        bytes_per_record(&mut report, if quick { 100_000 } else { 1_000_000 })?;
+    }
 
     let out = json!({
         "figures": report.figures,

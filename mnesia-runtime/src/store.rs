@@ -256,8 +256,17 @@ impl<T: Table> TableStore<T> {
         records + indexes
     }
 
-    /// Applies one write to its shard. The caller holds the shard's commit lock exclusively.
-    pub(crate) fn install(&self, key: &T::Key, hash: u64, write: Write<T>, seq: u64) {
+    /// Applies one write to its shard, calling `on_change(old, new)` with the key's records
+    /// before and after, while the shard is locked (to keep indexes in step). The caller
+    /// holds the shard's commit lock exclusively.
+    pub(crate) fn install(
+        &self,
+        key: &T::Key,
+        hash: u64,
+        write: Write<T>,
+        seq: u64,
+        on_change: impl FnOnce(&[T], &[T]),
+    ) {
         let mut data = self.shards[self.shard_of(hash)].data.write();
         data.version = seq;
         let hasher = &self.hasher;
@@ -266,61 +275,63 @@ impl<T: Table> TableStore<T> {
                 match t.entry(hash, |s| key_of(s) == key, |s| hasher.hash_one(key_of(s))) {
                     Entry::Occupied(mut e) => {
                         let slot = e.get_mut();
+                        on_change(std::slice::from_ref(&slot.rec), std::slice::from_ref(&rec));
                         slot.version = seq;
                         slot.rec = rec;
                     }
                     Entry::Vacant(e) => {
+                        on_change(&[], std::slice::from_ref(&rec));
                         e.insert(Slot { version: seq, rec });
                     }
                 }
             }
             (ShardMap::Set(t), _) => {
                 if let Ok(e) = t.find_entry(hash, |s| key_of(s) == key) {
+                    on_change(std::slice::from_ref(&e.get().rec), &[]);
                     e.remove();
                 }
             }
-            (ShardMap::Ordered(m), Write::Put(rec)) => {
-                m.insert(key.clone(), Slot { version: seq, rec });
-            }
+            (ShardMap::Ordered(m), Write::Put(rec)) => match m.get_mut(key) {
+                Some(slot) => {
+                    on_change(std::slice::from_ref(&slot.rec), std::slice::from_ref(&rec));
+                    slot.version = seq;
+                    slot.rec = rec;
+                }
+                None => {
+                    on_change(&[], std::slice::from_ref(&rec));
+                    m.insert(key.clone(), Slot { version: seq, rec });
+                }
+            },
             (ShardMap::Ordered(m), _) => {
-                m.remove(key);
-            }
-            (ShardMap::Bag(t), Write::Group(recs)) if !recs.is_empty() => {
-                match t.entry(
-                    hash,
-                    |s| group_key(s) == Some(key),
-                    |s| group_key(s).map_or(0, |k| hasher.hash_one(k)),
-                ) {
-                    Entry::Occupied(mut e) => {
-                        let slot = e.get_mut();
-                        slot.version = seq;
-                        slot.rec = recs;
-                    }
-                    Entry::Vacant(e) => {
-                        e.insert(Slot { version: seq, rec: recs });
-                    }
+                if let Some(old) = m.remove(key) {
+                    on_change(std::slice::from_ref(&old.rec), &[]);
                 }
             }
-            (ShardMap::Bag(t), Write::Put(rec)) => {
-                // A single record replaces the group.
-                match t.entry(
-                    hash,
-                    |s| group_key(s) == Some(key),
-                    |s| group_key(s).map_or(0, |k| hasher.hash_one(k)),
-                ) {
+            (ShardMap::Bag(t), write) => {
+                let recs = match write {
+                    Write::Put(rec) => vec![rec],
+                    Write::Group(recs) => recs,
+                    Write::Delete => Vec::new(),
+                };
+                let entry =
+                    t.entry(hash, |s| group_key(s) == Some(key), |s| group_key(s).map_or(0, |k| hasher.hash_one(k)));
+                match entry {
                     Entry::Occupied(mut e) => {
-                        let slot = e.get_mut();
-                        slot.version = seq;
-                        slot.rec = vec![rec];
+                        on_change(&e.get().rec, &recs);
+                        if recs.is_empty() {
+                            e.remove();
+                        } else {
+                            let slot = e.get_mut();
+                            slot.version = seq;
+                            slot.rec = recs;
+                        }
                     }
                     Entry::Vacant(e) => {
-                        e.insert(Slot { version: seq, rec: vec![rec] });
+                        on_change(&[], &recs);
+                        if !recs.is_empty() {
+                            e.insert(Slot { version: seq, rec: recs });
+                        }
                     }
-                }
-            }
-            (ShardMap::Bag(t), _) => {
-                if let Ok(e) = t.find_entry(hash, |s| group_key(s) == Some(key)) {
-                    e.remove();
                 }
             }
         }

@@ -86,6 +86,9 @@ struct Prepared<T: Table> {
     indexes: Arc<IndexList<T>>,
     /// Version of each written key when prepared, in write-set order.
     peeked: Vec<u64>,
+    /// For each written key, the indexes (bits by position in `indexes`) whose entries for
+    /// the key change.
+    changed: Vec<u64>,
     /// `(structure, shard)` of every index shard whose entries the commit changes.
     index_shards: Vec<(u16, u16)>,
 }
@@ -102,6 +105,11 @@ pub(crate) struct TxTable<T: Table> {
     index_reads: Vec<(Arc<dyn TableIndex<T>>, usize, u64)>,
     pub(crate) writes: RefCell<WriteSet<T>>,
     prepared: Option<Prepared<T>>,
+}
+
+/// The bit of index `i` in a change mask; indexes past the 64th share the last bit.
+fn index_bit(i: usize) -> u64 {
+    1u64 << i.min(63)
 }
 
 fn structure_of(position: usize) -> u16 {
@@ -258,20 +266,30 @@ impl<T: Table> TxPart for TxTable<T> {
         let indexes = self.store.indexes.load_full();
         let writes = self.writes.get_mut();
         let mut peeked = Vec::with_capacity(writes.entries.len());
+        let mut changed = Vec::with_capacity(writes.entries.len());
         let mut index_shards = Vec::new();
         for e in &writes.entries {
-            let version = self.store.get_with(&e.key, e.hash, |v, old| {
-                for idx in &indexes.list {
+            let new = e.write.records();
+            let (version, mask) = self.store.get_with(&e.key, e.hash, |v, old| {
+                let mut mask = 0u64;
+                for (i, idx) in indexes.list.iter().enumerate() {
+                    let same = old.len() == new.len() && old.iter().zip(new).all(|(a, b)| idx.same_value(a, b));
+                    if same {
+                        // The index keeps its entries for this key: no lock, no check.
+                        continue;
+                    }
+                    mask |= index_bit(i);
                     let structure = structure_of(idx.position());
-                    for r in old.iter().chain(e.write.records()) {
+                    for r in old.iter().chain(new) {
                         index_shards.push((structure, shard_u16(idx.shard_of_record(r))));
                     }
                 }
-                v
+                (v, mask)
             });
             peeked.push(version);
+            changed.push(mask);
         }
-        self.prepared = Some(Prepared { indexes, peeked, index_shards });
+        self.prepared = Some(Prepared { indexes, peeked, changed, index_shards });
     }
 
     fn collect_locks<'a>(&'a self, out: &mut Vec<LockReq<'a>>) {
@@ -336,13 +354,21 @@ impl<T: Table> TxPart for TxTable<T> {
                 return Err(Error::Conflict);
             }
         }
-        let unique: Vec<&Arc<dyn TableIndex<T>>> = p.indexes.list.iter().filter(|i| i.unique()).collect();
-        if unique.is_empty() {
-            return Ok(());
-        }
-        let puts: Vec<(&T::Key, &T)> =
-            writes.entries.iter().flat_map(|e| e.write.records().iter().map(move |r| (&e.key, r))).collect();
-        for idx in unique {
+        for (i, idx) in p.indexes.list.iter().enumerate() {
+            if !idx.unique() {
+                continue;
+            }
+            // Only the records whose value of this field changes can break uniqueness.
+            let puts: Vec<(&T::Key, &T)> = writes
+                .entries
+                .iter()
+                .zip(&p.changed)
+                .filter(|(_, mask)| *mask & index_bit(i) != 0)
+                .flat_map(|(e, _)| e.write.records().iter().map(move |r| (&e.key, r)))
+                .collect();
+            if puts.is_empty() {
+                continue;
+            }
             let gives_up = |owner: &T::Key, rec: &T| match writes.get(owner) {
                 Some(w) => !w.records().iter().any(|r| idx.same_value(r, rec)),
                 None => false,
@@ -364,25 +390,28 @@ impl<T: Table> TxPart for TxTable<T> {
         let mut writes = self.writes.borrow_mut();
         let entries = std::mem::take(&mut writes.entries);
         writes.by_key = None;
-        for e in entries {
-            if !p.indexes.list.is_empty() {
-                let new = e.write.records();
-                self.store.get_with(&e.key, e.hash, |_, old| {
-                    for idx in &p.indexes.list {
-                        for r in old {
-                            if !new.iter().any(|n| idx.same_value(n, r)) {
-                                idx.remove(r, seq);
-                            }
-                        }
-                        for n in new {
-                            if !old.iter().any(|r| idx.same_value(n, r)) {
-                                idx.insert(n, seq);
-                            }
+        for (e, mask) in entries.into_iter().zip(&p.changed) {
+            let mask = *mask;
+            self.store.install(&e.key, e.hash, e.write, seq, |old, new| {
+                if mask == 0 {
+                    return;
+                }
+                for (i, idx) in p.indexes.list.iter().enumerate() {
+                    if mask & index_bit(i) == 0 {
+                        continue;
+                    }
+                    for r in old {
+                        if !new.iter().any(|n| idx.same_value(n, r)) {
+                            idx.remove(r, seq);
                         }
                     }
-                });
-            }
-            self.store.install(&e.key, e.hash, e.write, seq);
+                    for n in new {
+                        if !old.iter().any(|r| idx.same_value(n, r)) {
+                            idx.insert(n, seq);
+                        }
+                    }
+                }
+            });
         }
     }
 
