@@ -211,8 +211,10 @@ fn concurrent(db: &Database, report: &mut Report, records: u64, ops: u64) -> mne
                 let db = db.clone();
                 s.spawn(move || {
                     db.scope(|| {
+                        // Each thread writes its own slice of the keys.
+                        let slice = records / threads;
                         for i in 0..per {
-                            let id = (th * per + i) % records;
+                            let id = th * slice + i % slice;
                             black_box(User::write(user(id)).ok());
                         }
                     })

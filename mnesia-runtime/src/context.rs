@@ -51,8 +51,7 @@ pub(crate) fn run<R>(op: impl FnMut() -> Result<R>) -> Result<R> {
         let mut op = op;
         return op();
     }
-    let db = db::current()?;
-    transact(&db, op)
+    transact(db::current()?, op)
 }
 
 /// Removes the thread's transaction when dropped: on return and on unwind.
@@ -80,11 +79,8 @@ impl Drop for Installed {
 
 /// Runs `f` as a transaction on `db`, retrying it on conflicts. Inside a transaction of the
 /// same database, `f` simply joins it.
-pub(crate) fn transact<R, E: From<Error>>(
-    db: &Database,
-    mut f: impl FnMut() -> Result<R, E>,
-) -> Result<R, E> {
-    if let Some(same) = CURRENT.with(|c| c.borrow().as_ref().map(|tx| tx.db.same(db))) {
+pub(crate) fn transact<R, E: From<Error>>(db: Database, mut f: impl FnMut() -> Result<R, E>) -> Result<R, E> {
+    if let Some(same) = CURRENT.with(|c| c.borrow().as_ref().map(|tx| tx.db.same(&db))) {
         if same {
             return f();
         }
@@ -94,28 +90,31 @@ pub(crate) fn transact<R, E: From<Error>>(
         .into());
     }
     let attempts = db.config().retries();
+    let mut db = db;
     for attempt in 1..=attempts {
-        let installed = Installed::install(Tx::new(db.clone()));
+        let installed = Installed::install(Tx::new(db));
         let result = f();
         let Some(mut tx) = installed.take() else {
             return Err(Error::Invalid("transaction state lost".into()).into());
         };
-        match result {
+        let outcome = match result {
             Ok(value) => match tx.commit() {
-                Ok(()) => return Ok(value),
-                Err(Error::Conflict) => backoff(attempt),
-                Err(e) => return Err(e.into()),
+                Ok(()) => Some(Ok(value)),
+                Err(Error::Conflict) => None,
+                Err(e) => Some(Err(e.into())),
             },
             // The closure may have failed because it saw a state that a concurrent commit was
             // changing; if what it read has changed, it runs again instead.
-            Err(e) => {
-                if tx.reads_unchanged() {
-                    return Err(e);
-                }
-                backoff(attempt);
-            }
+            Err(e) => tx.reads_unchanged().then_some(Err(e)),
+        };
+        db = tx.finish();
+        if let Some(done) = outcome {
+            db::release(db);
+            return done;
         }
+        backoff(attempt);
     }
+    db::release(db);
     Err(Error::TooManyRetries { attempts }.into())
 }
 
@@ -166,8 +165,7 @@ fn backoff(attempt: u32) {
 /// # Ok::<(), mnesia::Error>(())
 /// ```
 pub fn transaction<R, E: From<Error>>(f: impl FnMut() -> Result<R, E>) -> Result<R, E> {
-    let db = current_db()?;
-    transact(&db, f)
+    transact(current_db()?, f)
 }
 
 /// Like [`transaction`]. On one node it is the same; once tables have replicas on other

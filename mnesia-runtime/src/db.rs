@@ -119,6 +119,8 @@ impl<T: Table> AnyTable for TableStore<T> {
 type TableMap = HashMap<String, Arc<dyn AnyTable>>;
 
 pub(crate) struct DbInner {
+    /// Unique among the databases of the process.
+    id: u64,
     config: Config,
     tables: ArcSwap<TableMap>,
     /// Serializes schema changes (create, drop, index changes).
@@ -170,6 +172,7 @@ impl Database {
     pub fn open(config: Config) -> Result<Database> {
         Ok(Database {
             inner: Arc::new(DbInner {
+                id: NEXT_DB_ID.fetch_add(1, Ordering::Relaxed),
                 config,
                 tables: ArcSwap::from_pointee(HashMap::new()),
                 schema: Mutex::new(()),
@@ -235,6 +238,10 @@ impl Database {
     /// Whether two handles are the same database.
     pub(crate) fn same(&self, other: &Database) -> bool {
         Arc::ptr_eq(&self.inner, &other.inner)
+    }
+
+    pub(crate) fn id(&self) -> u64 {
+        self.inner.id
     }
 
     pub(crate) fn next_seq(&self) -> u64 {
@@ -308,7 +315,8 @@ impl Database {
         }
         let id = self.inner.next_table_id.fetch_add(1, Ordering::Relaxed);
         let indexes = specs.iter().map(IndexSpec::build).collect();
-        let store: Arc<dyn AnyTable> = Arc::new(TableStore::<T>::new(id, T::TYPE, storage, indexes));
+        let store: Arc<dyn AnyTable> =
+            Arc::new(TableStore::<T>::new(self.id(), id, T::TYPE, storage, indexes));
         let mut next = (*map).clone();
         next.insert(T::NAME.to_owned(), store);
         self.inner.tables.store(Arc::new(next));
@@ -512,7 +520,7 @@ impl Database {
         mut f: impl FnMut(&crate::Transaction) -> Result<R, E>,
     ) -> Result<R, E> {
         let handle = crate::Transaction::new();
-        crate::context::transact(self, || f(&handle))
+        crate::context::transact(self.clone(), || f(&handle))
     }
 }
 
@@ -545,19 +553,55 @@ impl<T: Table> TableStore<T> {
     }
 }
 
+static NEXT_DB_ID: AtomicU64 = AtomicU64::new(1);
+
 static DEFAULT: ArcSwapOption<DbInner> = ArcSwapOption::const_empty();
 
 thread_local! {
     static SCOPED: RefCell<Vec<Database>> = const { RefCell::new(Vec::new()) };
+    static SPARE_DB: RefCell<Option<Database>> = const { RefCell::new(None) };
 }
 
 /// The database table-scoped functions use: the innermost [`Database::scope`] of this
 /// thread, else the one [`start`] installed.
 pub(crate) fn current() -> Result<Database> {
-    if let Some(db) = SCOPED.with(|s| s.borrow().last().cloned()) {
+    if let Some(db) = SCOPED.with(|s| s.borrow().last().map(|d| spare_or_clone(&d.inner))) {
         return Ok(db);
     }
-    DEFAULT.load_full().map(|inner| Database { inner }).ok_or(Error::NoDatabase)
+    let default = DEFAULT.load();
+    match &*default {
+        Some(inner) => Ok(spare_or_clone(inner)),
+        None => Err(Error::NoDatabase),
+    }
+}
+
+/// This thread's spare handle on `db` if it has one, else a new handle. Transactions hand
+/// their handle back with [`release`] when they end: a thread running one transaction after
+/// another on one database does not touch the handle's shared reference count.
+fn spare_or_clone(inner: &Arc<DbInner>) -> Database {
+    SPARE_DB
+        .try_with(|spare| {
+            let mut spare = spare.try_borrow_mut().ok()?;
+            match spare.take() {
+                Some(s) if Arc::ptr_eq(&s.inner, inner) => Some(s),
+                other => {
+                    *spare = other;
+                    None
+                }
+            }
+        })
+        .ok()
+        .flatten()
+        .unwrap_or_else(|| Database { inner: Arc::clone(inner) })
+}
+
+/// Keeps a handle for this thread's next transaction (see [`spare_or_clone`]).
+pub(crate) fn release(db: Database) {
+    let _ = SPARE_DB.try_with(|spare| {
+        if let Ok(mut spare) = spare.try_borrow_mut() {
+            *spare = Some(db);
+        }
+    });
 }
 
 /// Starts a database and installs it as the process-wide default used by the table-scoped

@@ -7,7 +7,7 @@ use crate::field::{Compare, Field, FieldValue};
 use crate::filter::Filter;
 use crate::store::Write;
 use crate::table::{Table, TableType, Upserted};
-use crate::tx::Tx;
+use crate::tx::{Tx, TxTable};
 
 fn not_found<T: Table>(key: &T::Key) -> Error {
     Error::NotFound { table: T::NAME.to_owned(), key: format!("{key:?}") }
@@ -157,14 +157,23 @@ pub(crate) fn get_by<T: Table, V: FieldValue>(
     field: Field<T, V>,
     value: impl Compare<V>,
 ) -> Result<Option<T>> {
-    let filter = field.eq(value);
-    run(|| {
-        with_tx(|tx| {
-            let mut all = tx.table::<T>()?.select_with(&filter, T::clone);
-            all.sort_by(|a, b| a.key().cmp(b.key()));
-            Ok(all.into_iter().next())
-        })
-    })
+    let value = value.into_field_value();
+    run(|| with_tx(|tx| first_by(tx.table::<T>()?, field, &value)))
+}
+
+/// The first record in key order whose field equals `value`: through the field's index, or
+/// else as a planned query.
+fn first_by<T: Table, V: FieldValue>(
+    part: &mut TxTable<T>,
+    field: Field<T, V>,
+    value: &V,
+) -> Result<Option<T>> {
+    if let Some(found) = part.first_by_index(field, value) {
+        return Ok(found);
+    }
+    let mut all = part.select_with(&field.eq(value.clone()), T::clone);
+    all.sort_by(|a, b| a.key().cmp(b.key()));
+    Ok(all.into_iter().next())
 }
 
 pub(crate) fn all_keys<T: Table>() -> Result<Vec<T::Key>> {
@@ -220,10 +229,10 @@ pub(crate) fn batch_delete<T: Table>(keys: impl IntoIterator<Item = T::Key>) -> 
 /// Runs `f` in a transaction of its own, outside any transaction of the thread, applied
 /// without validation: what the `dirty_*` operations do.
 fn dirty<R>(f: impl FnOnce(&mut Tx) -> Result<R>) -> Result<R> {
-    let db = context::current_db()?;
-    let mut tx = Tx::new(db);
+    let mut tx = Tx::new(context::current_db()?);
     let r = f(&mut tx)?;
     tx.commit_dirty()?;
+    crate::db::release(tx.finish());
     Ok(r)
 }
 
@@ -273,7 +282,7 @@ pub(crate) fn dirty_get_by<T: Table, V: FieldValue>(
     field: Field<T, V>,
     value: impl Compare<V>,
 ) -> Result<Option<T>> {
-    let mut all = dirty_select(&field.eq(value))?;
-    all.sort_by(|a, b| a.key().cmp(b.key()));
-    Ok(all.into_iter().next())
+    let value = value.into_field_value();
+    let mut tx = Tx::new(context::current_db()?);
+    first_by(tx.table::<T>()?, field, &value)
 }

@@ -4,6 +4,7 @@
 
 use std::ops::Bound;
 
+use crate::field::{Field, FieldValue};
 use crate::filter::Filter;
 use crate::plan::{Access, plan};
 use crate::table::{Table, TableType};
@@ -22,6 +23,44 @@ pub(crate) enum Cursor<K> {
 }
 
 impl<T: Table> TxTable<T> {
+    /// The first record, in key order, whose `field` equals `value`, through the field's
+    /// index; `None` when the field has no index (the caller then plans a query).
+    pub(crate) fn first_by_index<V: FieldValue>(
+        &mut self,
+        field: Field<T, V>,
+        value: &V,
+    ) -> Option<Option<T>> {
+        let indexes = self.store.indexes.load_full();
+        let idx = indexes.list.iter().find(|i| i.position() == field.position())?;
+        let mut keys = Vec::new();
+        let (shard, version) = idx.lookup(value, &mut keys)?;
+        self.note_index(idx, shard, version);
+        let mut best: Option<T> = None;
+        // Keys come in key order: the first committed match not rewritten here wins.
+        for k in keys {
+            if self.writes.get_mut().get(&k).is_some() {
+                continue;
+            }
+            let hash = self.store.hash(&k);
+            let (v, found) = self
+                .store
+                .get_with(&k, hash, |v, recs| (v, recs.iter().find(|r| field.get(r) == value).cloned()));
+            self.note_read(&k, hash, v);
+            if found.is_some() {
+                best = found;
+                break;
+            }
+        }
+        for e in self.writes.get_mut().iter() {
+            for r in e.write.records() {
+                if field.get(r) == value && best.as_ref().is_none_or(|b| r.key() < b.key()) {
+                    best = Some(r.clone());
+                }
+            }
+        }
+        Some(best)
+    }
+
     /// Plans `filter` against the table's current indexes.
     pub(crate) fn access(&self, filter: &Filter<T>) -> Access<T> {
         plan(filter, self.store.kind, &self.store.indexes.load())

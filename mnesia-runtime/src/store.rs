@@ -80,6 +80,8 @@ pub(crate) struct IndexList<T: Table> {
 
 /// One table's records, indexes and auto-increment counter.
 pub(crate) struct TableStore<T: Table> {
+    /// The database holding the table.
+    pub(crate) db_id: u64,
     pub(crate) id: u32,
     pub(crate) kind: TableType,
     pub(crate) storage: StorageType,
@@ -101,6 +103,7 @@ fn group_key<T: Table>(s: &Slot<Vec<T>>) -> Option<&T::Key> {
 
 impl<T: Table> TableStore<T> {
     pub(crate) fn new(
+        db_id: u64,
         id: u32,
         kind: TableType,
         storage: StorageType,
@@ -121,6 +124,7 @@ impl<T: Table> TableStore<T> {
             })
             .collect();
         TableStore {
+            db_id,
             id,
             kind,
             storage,
@@ -313,8 +317,11 @@ impl<T: Table> TableStore<T> {
                     Write::Group(recs) => recs,
                     Write::Delete => Vec::new(),
                 };
-                let entry =
-                    t.entry(hash, |s| group_key(s) == Some(key), |s| group_key(s).map_or(0, |k| hasher.hash_one(k)));
+                let entry = t.entry(
+                    hash,
+                    |s| group_key(s) == Some(key),
+                    |s| group_key(s).map_or(0, |k| hasher.hash_one(k)),
+                );
                 match entry {
                     Entry::Occupied(mut e) => {
                         on_change(&e.get().rec, &recs);
@@ -370,5 +377,24 @@ fn range_is_empty<K: Ord>(lo: Bound<&K>, hi: Bound<&K>) -> bool {
         (Bound::Included(a) | Bound::Excluded(a), Bound::Excluded(b))
         | (Bound::Excluded(a), Bound::Included(b)) => a >= b,
         _ => false,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Consecutive integer keys must spread over every shard, or concurrent commits on
+    /// different keys would contend for a few shard locks.
+    #[test]
+    fn integer_keys_spread_over_shards() {
+        let hasher = Hasher::default();
+        let mut counts = [0u32; SHARDS];
+        for k in 0u64..64_000 {
+            counts[((hasher.hash_one(k) >> 40) as usize) & (SHARDS - 1)] += 1;
+        }
+        let (min, max) =
+            (counts.iter().min().copied().unwrap_or(0), counts.iter().max().copied().unwrap_or(0));
+        assert!(min > 700 && max < 1300, "uneven shards: {counts:?}");
     }
 }

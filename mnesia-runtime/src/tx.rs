@@ -83,7 +83,8 @@ impl<T: Table> WriteSet<T> {
 
 /// What a commit prepared for one table before locking.
 struct Prepared<T: Table> {
-    indexes: Arc<IndexList<T>>,
+    /// The index list, held through a guard: no shared reference count is touched.
+    indexes: arc_swap::Guard<Arc<IndexList<T>>>,
     /// Version of each written key when prepared, in write-set order.
     peeked: Vec<u64>,
     /// For each written key, the indexes (bits by position in `indexes`) whose entries for
@@ -243,6 +244,15 @@ pub(crate) trait TxPart: Any {
     fn validate(&self, check_reads: bool) -> Result<()>;
     fn install(&self, seq: u64);
     fn reads_unchanged(&self) -> bool;
+    /// The database the part's table belongs to.
+    fn db_id(&self) -> u64;
+    /// Empties the part for reuse by a later transaction of this thread; false if its table
+    /// was dropped (the part is then discarded).
+    fn recycle(&mut self) -> bool;
+    /// Makes a recycled part ready for a new transaction.
+    fn restart(&mut self);
+    /// Whether the part's table still exists.
+    fn is_live(&self) -> bool;
 }
 
 impl<T: Table> TxPart for TxTable<T> {
@@ -263,8 +273,12 @@ impl<T: Table> TxPart for TxTable<T> {
     }
 
     fn prepare(&mut self) {
-        let indexes = self.store.indexes.load_full();
         let writes = self.writes.get_mut();
+        if writes.entries.is_empty() {
+            self.prepared = None;
+            return;
+        }
+        let indexes = self.store.indexes.load();
         let mut peeked = Vec::with_capacity(writes.entries.len());
         let mut changed = Vec::with_capacity(writes.entries.len());
         let mut index_shards = Vec::new();
@@ -273,7 +287,8 @@ impl<T: Table> TxPart for TxTable<T> {
             let (version, mask) = self.store.get_with(&e.key, e.hash, |v, old| {
                 let mut mask = 0u64;
                 for (i, idx) in indexes.list.iter().enumerate() {
-                    let same = old.len() == new.len() && old.iter().zip(new).all(|(a, b)| idx.same_value(a, b));
+                    let same =
+                        old.len() == new.len() && old.iter().zip(new).all(|(a, b)| idx.same_value(a, b));
                     if same {
                         // The index keeps its entries for this key: no lock, no check.
                         continue;
@@ -418,12 +433,48 @@ impl<T: Table> TxPart for TxTable<T> {
     fn reads_unchanged(&self) -> bool {
         TxTable::reads_unchanged(self)
     }
+
+    fn db_id(&self) -> u64 {
+        self.store.db_id
+    }
+
+    fn recycle(&mut self) -> bool {
+        if self.reads.capacity() > 4096 || self.writes.get_mut().entries.capacity() > 4096 {
+            // A big transaction: do not keep its buffers around.
+            return false;
+        }
+        self.reads.clear();
+        self.shard_reads.clear();
+        self.index_reads.clear();
+        let writes = self.writes.get_mut();
+        writes.entries.clear();
+        writes.by_key = None;
+        self.prepared = None;
+        !self.store.is_dropped()
+    }
+
+    fn restart(&mut self) {
+        self.epoch = self.store.indexes.load().epoch;
+    }
+
+    fn is_live(&self) -> bool {
+        !self.store.is_dropped()
+    }
 }
 
 /// A transaction in progress: one part per table it touched.
 pub(crate) struct Tx {
     pub(crate) db: Database,
     parts: Vec<Box<dyn TxPart>>,
+}
+
+/// How many emptied parts a thread keeps for its next transactions.
+const SPARE_PARTS: usize = 8;
+
+thread_local! {
+    /// Parts of this thread's finished transactions, kept with their buffers and their
+    /// table, so that the next transaction on the same table allocates and looks up nothing.
+    static SPARE: RefCell<Vec<Box<dyn TxPart>>> = const { RefCell::new(Vec::new()) };
 }
 
 impl Tx {
@@ -437,8 +488,25 @@ impl Tx {
         let i = match self.parts.iter().position(|p| p.record_type() == ty) {
             Some(i) => i,
             None => {
-                let store = self.db.table::<T>()?;
-                self.parts.push(Box::new(TxTable::new(store)));
+                let db = self.db.id();
+                let spare = SPARE
+                    .try_with(|s| {
+                        let mut s = s.borrow_mut();
+                        // Parts of dropped tables must not serve, nor keep their table alive.
+                        s.retain(|p| p.is_live());
+                        let at = s.iter().position(|p| p.record_type() == ty && p.db_id() == db)?;
+                        Some(s.swap_remove(at))
+                    })
+                    .ok()
+                    .flatten();
+                let part = match spare {
+                    Some(mut part) => {
+                        part.restart();
+                        part
+                    }
+                    None => Box::new(TxTable::new(self.db.table::<T>()?)) as Box<dyn TxPart>,
+                };
+                self.parts.push(part);
                 self.parts.len() - 1
             }
         };
@@ -446,6 +514,24 @@ impl Tx {
             .as_any_mut()
             .downcast_mut::<TxTable<T>>()
             .ok_or_else(|| Error::Invalid("transaction part of another type".into()))
+    }
+
+    /// Ends the transaction (committed or not): hands its parts back to the thread for
+    /// later transactions, and returns the database handle.
+    pub(crate) fn finish(self) -> Database {
+        let Tx { db, parts } = self;
+        let _ = SPARE.try_with(|s| {
+            let Ok(mut s) = s.try_borrow_mut() else { return };
+            for mut p in parts {
+                if p.recycle() {
+                    if s.len() == SPARE_PARTS {
+                        s.remove(0);
+                    }
+                    s.push(p);
+                }
+            }
+        });
+        db
     }
 
     /// Whether what this transaction read is still what is committed (checked without locks:
