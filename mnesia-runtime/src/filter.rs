@@ -305,3 +305,40 @@ impl<T> Order<T> {
         (self.cmp)(a, b)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::testing::{Rec, rec};
+
+    #[test]
+    fn combinators_follow_boolean_logic() {
+        let a = rec(1, "x", 5);
+        assert!((Rec::TAG.eq("x") & Rec::N.gt(4)).matches(&a));
+        assert!(!(Rec::TAG.eq("x") & Rec::N.gt(5)).matches(&a));
+        assert!((Rec::TAG.eq("y") | Rec::N.le(5)).matches(&a));
+        assert!(!(!Rec::TAG.eq("x")).matches(&a));
+        assert!((!!Rec::TAG.eq("x")).matches(&a));
+        assert!(Filter::from(vec![Rec::N.ge(5), Rec::N.le(5)]).matches(&a));
+        assert!(!Filter::from([Rec::N.ge(5), Rec::N.lt(5)]).matches(&a));
+        assert!(Filter::from(Vec::<Filter<Rec>>::new()).matches(&a), "no condition: everything passes");
+        assert!((Filter::all() | Rec::N.eq(0)).matches(&a));
+    }
+
+    #[test]
+    fn conjuncts_are_the_top_level_and() {
+        let f = Rec::TAG.eq("x") & (Rec::N.gt(1) & Rec::ID.eq(2));
+        let names: Vec<&str> = f.conjuncts().iter().map(|c| c.field).collect();
+        assert_eq!(names, ["tag", "n", "id"]);
+        assert!((Rec::TAG.eq("x") | Rec::N.gt(1)).conjuncts().is_empty());
+        assert_eq!(format!("{:?}", Rec::TAG.eq("x") & !Rec::N.gt(1)), "Filter (tag Eq & !n Gt)");
+    }
+
+    #[test]
+    fn orders_compare_by_field() {
+        let (a, b) = (rec(1, "b", 1), rec(2, "a", 2));
+        assert_eq!(Rec::TAG.asc().compare(&a, &b), Ordering::Greater);
+        assert_eq!(Rec::TAG.desc().compare(&a, &b), Ordering::Less);
+        assert_eq!(Rec::N.asc().compare(&a, &a), Ordering::Equal);
+    }
+}

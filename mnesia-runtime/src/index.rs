@@ -413,3 +413,54 @@ impl<T: Table, V: FieldValue + Hash + Eq> TableIndex<T> for TypedIndex<T, V> {
         self.shards.iter().map(|s| s.data.read().entries.memory()).sum()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::testing::{Rec, rec};
+
+    fn keys(idx: &dyn TableIndex<Rec>, v: &str) -> Vec<u32> {
+        let mut out = Vec::new();
+        idx.lookup(&v.to_string(), &mut out);
+        out
+    }
+
+    #[test]
+    fn plain_index_keeps_keys_in_order_and_collapses() {
+        let idx = Rec::TAG.index_spec(false).build();
+        for id in [5, 1, 3] {
+            idx.insert(&rec(id, "x", 0), 1);
+        }
+        idx.insert(&rec(1, "x", 0), 2); // idempotent
+        assert_eq!(keys(idx.as_ref(), "x"), [1, 3, 5]);
+        idx.remove(&rec(3, "x", 0), 3);
+        idx.remove(&rec(5, "x", 0), 4);
+        assert_eq!(keys(idx.as_ref(), "x"), [1]);
+        idx.remove(&rec(1, "x", 0), 5);
+        assert!(keys(idx.as_ref(), "x").is_empty());
+        assert!(idx.lookup(&7u8, &mut Vec::new()).is_none(), "a value of another type is refused");
+    }
+
+    #[test]
+    fn unique_index_checks_owners_and_swaps() {
+        let idx = Rec::TAG.index_spec(true).build();
+        idx.insert(&rec(1, "a", 0), 1);
+        idx.insert(&rec(2, "b", 0), 1);
+        let r = rec(3, "a", 0);
+        let err = idx.check_unique(&[(&3, &r)], &|_, _| false).err().map(|d| d.existing_key);
+        assert_eq!(err.as_deref(), Some("1"));
+        // Key 1 gives "a" up in the same commit: allowed.
+        assert!(idx.check_unique(&[(&3, &r)], &|k, _| *k == 1).is_ok());
+        // The same key keeping its value is fine.
+        let same = rec(1, "a", 9);
+        assert!(idx.check_unique(&[(&1, &same)], &|_, _| false).is_ok());
+        // Two new records of one commit with one value are refused.
+        let (x, y) = (rec(7, "z", 0), rec(8, "z", 0));
+        assert!(idx.check_unique(&[(&7, &x), (&8, &y)], &|_, _| false).is_err());
+        // Removing checks the owner: a stale remove does not drop another key's entry.
+        idx.remove(&rec(9, "b", 0), 2);
+        assert_eq!(keys(idx.as_ref(), "b"), [2]);
+        idx.clear(3);
+        assert!(keys(idx.as_ref(), "a").is_empty());
+    }
+}

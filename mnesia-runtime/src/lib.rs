@@ -30,6 +30,8 @@ mod query;
 mod select;
 mod store;
 mod table;
+#[cfg(test)]
+mod testing;
 mod tx;
 
 pub use context::{is_transaction, sync_transaction, transaction};

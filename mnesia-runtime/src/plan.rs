@@ -153,3 +153,57 @@ pub(crate) fn plan<T: Table>(filter: &Filter<T>, kind: TableType, indexes: &Inde
     }
     Access::Scan
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::testing::Rec;
+
+    fn indexes(unique_n: bool) -> IndexList<Rec> {
+        let mut list = vec![Rec::TAG.index_spec(false).build()];
+        if unique_n {
+            list.push(Rec::N.index_spec(true).build());
+        }
+        IndexList { epoch: 0, list }
+    }
+
+    fn plan_of(f: Filter<Rec>, kind: TableType) -> Plan {
+        plan(&f, kind, &indexes(true)).plan()
+    }
+
+    #[test]
+    fn key_equality_wins_and_keys_are_deduplicated() {
+        assert_eq!(plan_of(Rec::ID.eq(1) & Rec::TAG.eq("a"), TableType::Set), Plan::KeyLookup { keys: 1 });
+        assert_eq!(plan_of(Rec::ID.is_in([3, 1, 3]), TableType::Set), Plan::KeyLookup { keys: 2 });
+        match plan(&Rec::ID.is_in([3, 1, 3]), TableType::Set, &indexes(false)) {
+            Access::Keys(k) => assert_eq!(k, vec![1, 3]),
+            _ => panic!("expected keys"),
+        }
+    }
+
+    #[test]
+    fn a_unique_index_is_preferred_and_or_scans() {
+        assert_eq!(plan_of(Rec::TAG.eq("a"), TableType::Set), Plan::IndexLookup { field: "tag", values: 1 });
+        assert_eq!(
+            plan_of(Rec::TAG.eq("a") & Rec::N.eq(4), TableType::Set),
+            Plan::IndexLookup { field: "n", values: 1 }
+        );
+        assert_eq!(plan_of(Rec::TAG.eq("a") | Rec::N.eq(4), TableType::Set), Plan::FullScan);
+        assert_eq!(plan_of(!Rec::TAG.eq("a"), TableType::Set), Plan::FullScan);
+        assert_eq!(plan_of(Rec::TAG.ne("a"), TableType::Set), Plan::FullScan);
+    }
+
+    #[test]
+    fn key_ranges_only_on_ordered_sets() {
+        assert_eq!(plan_of(Rec::ID.gt(3), TableType::Set), Plan::FullScan);
+        assert_eq!(plan_of(Rec::ID.gt(3), TableType::OrderedSet), Plan::KeyRange);
+        match plan(&(Rec::ID.ge(3) & Rec::ID.lt(9)), TableType::OrderedSet, &indexes(false)) {
+            Access::Range(lo, hi) => assert_eq!((lo, hi), (Bound::Included(3), Bound::Excluded(9))),
+            _ => panic!("expected a range"),
+        }
+        match plan(&Rec::ID.between(2, 5), TableType::OrderedSet, &indexes(false)) {
+            Access::Range(lo, hi) => assert_eq!((lo, hi), (Bound::Included(2), Bound::Included(5))),
+            _ => panic!("expected a range"),
+        }
+    }
+}

@@ -585,3 +585,30 @@ impl Tx {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::testing::{Rec, rec};
+
+    #[test]
+    fn write_set_keeps_one_entry_per_key_past_the_linear_size() {
+        let mut ws: WriteSet<Rec> = WriteSet::new();
+        for round in 0..2 {
+            for id in 0..40u32 {
+                ws.set(id, u64::from(id), Write::Put(rec(id, "t", round)));
+            }
+        }
+        assert_eq!(ws.iter().count(), 40);
+        assert!(ws.by_key.is_some());
+        for id in 0..40u32 {
+            match ws.get(&id) {
+                Some(Write::Put(r)) => assert_eq!(r.n, 1, "the last write wins"),
+                _ => panic!("missing {id}"),
+            }
+        }
+        ws.set(3, 3, Write::Delete);
+        assert!(matches!(ws.get(&3), Some(Write::Delete)));
+        assert!(ws.get(&99).is_none());
+    }
+}

@@ -1,0 +1,46 @@
+//! A record type with a hand-written `Table` impl, for the unit tests of this crate (the
+//! derive emits `::mnesia` paths, which this crate cannot name).
+
+use serde::{Deserialize, Serialize};
+
+use crate::field::Field;
+use crate::index::IndexSpec;
+use crate::table::{FieldInfo, Table, TableType};
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub(crate) struct Rec {
+    pub(crate) id: u32,
+    pub(crate) tag: String,
+    pub(crate) n: i64,
+}
+
+impl Rec {
+    pub(crate) const ID: Field<Rec, u32> = Field::new("id", 0, |r: &Rec| &r.id);
+    pub(crate) const TAG: Field<Rec, String> = Field::new("tag", 1, |r: &Rec| &r.tag);
+    pub(crate) const N: Field<Rec, i64> = Field::new("n", 2, |r: &Rec| &r.n);
+}
+
+pub(crate) fn rec(id: u32, tag: &str, n: i64) -> Rec {
+    Rec { id, tag: tag.into(), n }
+}
+
+impl Table for Rec {
+    type Key = u32;
+    const NAME: &'static str = "rec";
+    const TYPE: TableType = TableType::Set;
+    const FIELDS: &'static [FieldInfo] = &[
+        FieldInfo { name: "id", ty: "u32" },
+        FieldInfo { name: "tag", ty: "String" },
+        FieldInfo { name: "n", ty: "i64" },
+    ];
+    const KEY_POSITION: usize = 0;
+    const AUTO_INCREMENT: bool = false;
+
+    fn key(&self) -> &u32 {
+        &self.id
+    }
+
+    fn indexes() -> Vec<IndexSpec<Self>> {
+        vec![Rec::TAG.index_spec(false)]
+    }
+}
