@@ -16,15 +16,7 @@ impl Floor {
     pub fn write(&self, u: User) -> User {
         let mut g = self.inner.write();
         let (users, emails) = &mut *g;
-        if let Some(old) = users.get(&u.id) {
-            if old.email != u.email {
-                emails.remove(&old.email);
-                emails.insert(u.email.clone(), u.id);
-            }
-        } else {
-            emails.insert(u.email.clone(), u.id);
-        }
-        users.insert(u.id, u.clone());
+        put(users, emails, u.clone());
         u
     }
 
@@ -32,15 +24,7 @@ impl Floor {
         let mut g = self.inner.write();
         let (users, emails) = &mut *g;
         for u in us {
-            if let Some(old) = users.get(&u.id) {
-                if old.email != u.email {
-                    emails.remove(&old.email);
-                    emails.insert(u.email.clone(), u.id);
-                }
-            } else {
-                emails.insert(u.email.clone(), u.id);
-            }
-            users.insert(u.id, u);
+            put(users, emails, u);
         }
     }
 
@@ -65,4 +49,19 @@ impl Floor {
     pub fn select(&self, pred: impl Fn(&User) -> bool) -> Vec<User> {
         self.inner.read().0.values().filter(|u| pred(u)).cloned().collect()
     }
+}
+
+/// Inserts or replaces a record and keeps the email map in step.
+fn put(users: &mut HashMap<u64, User>, emails: &mut HashMap<String, u64>, u: User) {
+    match users.get(&u.id) {
+        Some(old) if old.email == u.email => {}
+        Some(old) => {
+            emails.remove(&old.email);
+            emails.insert(u.email.clone(), u.id);
+        }
+        None => {
+            emails.insert(u.email.clone(), u.id);
+        }
+    }
+    users.insert(u.id, u);
 }
