@@ -90,6 +90,17 @@ pub(crate) fn expand(input: &Input<'_>) -> TokenStream {
             }
         }
     });
+    let probes = input.fields.iter().map(|f| {
+        let n = f.ident.to_string().trim_start_matches("r#").to_owned();
+        let konst = format_ident!("{}", case::screaming(&n));
+        quote! {
+            #n => {
+                #[allow(unused_imports)]
+                use ::mnesia::{ProbeIndexable as _, ProbeNotIndexable as _};
+                (&&::mnesia::IndexProbe(<#ident>::#konst)).spec(unique)
+            }
+        }
+    });
     let key_assoc = quote_spanned! {key_ty.span()=> type Key = #key_ty; };
     let pairs: Vec<(&syn::Ident, &syn::Type)> = input.fields.iter().map(|f| (f.ident, f.ty)).collect();
     let consts = field_consts(ident, input.vis, &pairs);
@@ -109,6 +120,13 @@ pub(crate) fn expand(input: &Input<'_>) -> TokenStream {
 
             fn indexes() -> ::std::vec::Vec<::mnesia::IndexSpec<Self>> {
                 ::std::vec![#(#indexes),*]
+            }
+
+            fn index_spec_for(field: &str, unique: bool) -> ::core::option::Option<::mnesia::IndexSpec<Self>> {
+                match field {
+                    #(#probes)*
+                    _ => ::core::option::Option::None,
+                }
             }
 
             #auto_fns

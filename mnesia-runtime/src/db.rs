@@ -5,6 +5,7 @@ use std::any::Any;
 use std::cell::RefCell;
 use std::collections::HashMap;
 use std::fmt;
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 
@@ -12,11 +13,15 @@ use arc_swap::{ArcSwap, ArcSwapOption};
 use crossbeam_utils::CachePadded;
 use parking_lot::Mutex;
 
+use crate::disk::Disk;
+use crate::disk::record::TableOps;
+use crate::disk::schema::TableDef;
+use crate::disk::wal::Durability;
 use crate::error::{Error, Result};
-use crate::index::IndexSpec;
+use crate::index::{IndexSpec, TableIndex};
 use crate::lock::{HeldLocks, LockReq, lock_order};
 use crate::store::{IndexList, TableStore};
-use crate::table::{StorageType, Table, TableInfo, TableOptions};
+use crate::table::{IndexInfo, StorageType, Table, TableInfo, TableOptions};
 
 /// How a database runs.
 ///
@@ -29,11 +34,20 @@ use crate::table::{StorageType, Table, TableInfo, TableOptions};
 pub struct Config {
     max_retries: u32,
     node: String,
+    dir: Option<PathBuf>,
+    durability: Durability,
+    checkpoint_bytes: u64,
 }
 
 impl Default for Config {
     fn default() -> Self {
-        Config { max_retries: 1000, node: "local@localhost".to_owned() }
+        Config {
+            max_retries: 1000,
+            node: "local@localhost".to_owned(),
+            dir: None,
+            durability: Durability::Immediate,
+            checkpoint_bytes: 64 << 20,
+        }
     }
 }
 
@@ -78,6 +92,60 @@ impl Config {
     pub fn node(&self) -> &str {
         &self.node
     }
+
+    /// The database directory, made with [`crate::Schema::create`]: `disc_copies` tables
+    /// live there. Without one the database is in memory only.
+    ///
+    /// ```
+    /// let c = mnesia::Config::default().dir("data");
+    /// assert_eq!(c.directory(), Some(std::path::Path::new("data")));
+    /// ```
+    pub fn dir(mut self, dir: impl Into<PathBuf>) -> Self {
+        self.dir = Some(dir.into());
+        self
+    }
+
+    /// The database directory, if any.
+    ///
+    /// ```
+    /// assert!(mnesia::Config::default().directory().is_none());
+    /// ```
+    pub fn directory(&self) -> Option<&std::path::Path> {
+        self.dir.as_deref()
+    }
+
+    /// When commits to disc tables become durable (default [`Durability::Immediate`]).
+    ///
+    /// ```
+    /// use mnesia::{Config, Durability};
+    /// let c = Config::default().durability(Durability::None);
+    /// assert_eq!(c.durability_mode(), Durability::None);
+    /// ```
+    pub fn durability(mut self, durability: Durability) -> Self {
+        self.durability = durability;
+        self
+    }
+
+    /// The configured durability.
+    ///
+    /// ```
+    /// assert_eq!(mnesia::Config::default().durability_mode(), mnesia::Durability::Immediate);
+    /// ```
+    pub fn durability_mode(&self) -> Durability {
+        self.durability
+    }
+
+    /// Log size past which a checkpoint folds the log into table snapshots (default 64 MiB;
+    /// like Mnesia's `dump_log_write_threshold`).
+    ///
+    /// ```
+    /// let c = mnesia::Config::default().checkpoint_after_bytes(1 << 20);
+    /// # let _ = c;
+    /// ```
+    pub fn checkpoint_after_bytes(mut self, bytes: u64) -> Self {
+        self.checkpoint_bytes = bytes.max(1);
+        self
+    }
 }
 
 /// What the registry knows of a table without knowing its record type.
@@ -85,6 +153,8 @@ pub(crate) trait AnyTable: Send + Sync {
     fn as_any_arc(self: Arc<Self>) -> Arc<dyn Any + Send + Sync>;
     fn type_name(&self) -> &'static str;
     fn info(&self) -> TableInfo;
+    /// The table's records encoded for a snapshot, if it is a disc table.
+    fn snapshot(&self) -> Option<Result<(u64, Vec<crate::disk::record::SnapshotEntry>)>>;
 }
 
 impl<T: Table> AnyTable for TableStore<T> {
@@ -94,6 +164,12 @@ impl<T: Table> AnyTable for TableStore<T> {
 
     fn type_name(&self) -> &'static str {
         std::any::type_name::<T>()
+    }
+
+    fn snapshot(&self) -> Option<Result<(u64, Vec<crate::disk::record::SnapshotEntry>)>> {
+        // The counter first: ids handed out while the copy is taken are above it anyway.
+        let counter = self.counter.load(Ordering::Acquire);
+        self.disk_id.get().map(|_| self.snapshot_entries().map(|e| (counter, e)))
     }
 
     fn info(&self) -> TableInfo {
@@ -127,6 +203,17 @@ pub(crate) struct DbInner {
     schema: Mutex<()>,
     next_table_id: AtomicU32,
     seq: CachePadded<AtomicU64>,
+    /// The directory side, for a database opened with `Config::dir`.
+    disk: Option<Disk>,
+}
+
+impl Drop for DbInner {
+    fn drop(&mut self) {
+        if let Some(disk) = &self.disk {
+            // Whatever the durability mode, what was committed reaches the disc on close.
+            let _ = disk.wal.sync();
+        }
+    }
 }
 
 /// A database: a set of tables and the transactions over them. Cheap to clone (a handle).
@@ -170,16 +257,94 @@ impl Database {
     /// # Ok::<(), mnesia::Error>(())
     /// ```
     pub fn open(config: Config) -> Result<Database> {
-        Ok(Database {
+        let (disk, seq) = match config.directory() {
+            Some(dir) => {
+                let (disk, seq) = Disk::open(dir, config.durability)?;
+                (Some(disk), seq)
+            }
+            None => (None, 0),
+        };
+        let db = Database {
             inner: Arc::new(DbInner {
                 id: NEXT_DB_ID.fetch_add(1, Ordering::Relaxed),
                 config,
                 tables: ArcSwap::from_pointee(HashMap::new()),
                 schema: Mutex::new(()),
                 next_table_id: AtomicU32::new(1),
-                seq: CachePadded::new(AtomicU64::new(0)),
+                seq: CachePadded::new(AtomicU64::new(seq)),
+                disk,
             }),
-        })
+        };
+        if db.inner.disk.is_some() {
+            db.start_checkpointer()?;
+        }
+        Ok(db)
+    }
+
+    /// A thread that writes a checkpoint whenever the log has grown past the threshold. It
+    /// holds the database weakly and ends with it.
+    fn start_checkpointer(&self) -> Result<()> {
+        let weak = Arc::downgrade(&self.inner);
+        let dir = self.inner.config.dir.clone().unwrap_or_default();
+        std::thread::Builder::new()
+            .name("mnesia-checkpointer".into())
+            .spawn(move || {
+                loop {
+                    std::thread::sleep(std::time::Duration::from_millis(200));
+                    let Some(inner) = weak.upgrade() else { return };
+                    let db = Database { inner };
+                    let grown = db
+                        .disk()
+                        .is_some_and(|d| d.wal.current_segment_bytes() > db.inner.config.checkpoint_bytes);
+                    if grown {
+                        let _ = db.checkpoint();
+                    }
+                }
+            })
+            .map_err(|e| crate::disk::frame::io_error(&dir, e))?;
+        Ok(())
+    }
+
+    pub(crate) fn disk(&self) -> Option<&Disk> {
+        self.inner.disk.as_ref()
+    }
+
+    /// Writes a checkpoint now: folds the log into table snapshots, so that the next open
+    /// reads less log. Runs on its own in the background too; a no-op in memory.
+    ///
+    /// ```
+    /// let db = mnesia::Database::in_memory()?;
+    /// db.checkpoint()?;
+    /// # Ok::<(), mnesia::Error>(())
+    /// ```
+    pub fn checkpoint(&self) -> Result<()> {
+        let Some(disk) = self.disk() else { return Ok(()) };
+        if disk.is_closed() {
+            return Ok(());
+        }
+        let seq = self.inner.seq.load(Ordering::Acquire);
+        let tables = self.inner.tables.load_full();
+        disk.checkpoint(seq, |name| tables.get(name).and_then(|t| t.snapshot()))
+    }
+
+    /// Makes everything committed durable, writes a checkpoint (so that the next open is
+    /// fast) and releases the directory. Disc tables accept no more writes afterwards; the
+    /// directory can be opened again. Also done by [`crate::stop`]. A no-op in memory.
+    ///
+    /// ```
+    /// let db = mnesia::Database::in_memory()?;
+    /// db.close()?;
+    /// # Ok::<(), mnesia::Error>(())
+    /// ```
+    pub fn close(&self) -> Result<()> {
+        let Some(disk) = self.disk() else { return Ok(()) };
+        if disk.is_closed() {
+            return Ok(());
+        }
+        self.checkpoint()?;
+        disk.wal.sync()?;
+        disk.release();
+        Ok(())
     }
 
     /// A fresh database that lives in memory only, with the default configuration.
@@ -251,13 +416,55 @@ impl Database {
     /// The typed store of table `T`.
     pub(crate) fn table<T: Table>(&self) -> Result<Arc<TableStore<T>>> {
         let map = self.inner.tables.load();
-        let t = map.get(T::NAME).ok_or_else(|| Error::no_such_table(T::NAME))?;
+        let t = match map.get(T::NAME) {
+            Some(t) => Arc::clone(t),
+            None => {
+                drop(map);
+                self.register::<T>()?
+            }
+        };
         let stored = t.type_name();
-        Arc::clone(t).as_any_arc().downcast::<TableStore<T>>().map_err(|_| Error::TypeMismatch {
+        t.as_any_arc().downcast::<TableStore<T>>().map_err(|_| Error::TypeMismatch {
             table: T::NAME.to_owned(),
             stored,
             requested: std::any::type_name::<T>(),
         })
+    }
+
+    /// Claims a disc table recovered from the directory for its Rust type `T` (Mnesia's
+    /// `wait_for_tables`): checks `T` against the stored definition, decodes the records and
+    /// builds the indexes. Nothing changes if `T` does not match.
+    fn register<T: Table>(&self) -> Result<Arc<dyn AnyTable>> {
+        let _schema = self.inner.schema.lock();
+        if let Some(t) = self.inner.tables.load().get(T::NAME) {
+            return Ok(Arc::clone(t)); // registered meanwhile
+        }
+        let disk = self.disk().ok_or_else(|| Error::no_such_table(T::NAME))?;
+        let mut pending = disk.pending.lock();
+        let p = pending.get(T::NAME).ok_or_else(|| Error::no_such_table(T::NAME))?;
+        let differences = p.def.differences::<T>();
+        if !differences.is_empty() {
+            return Err(Error::SchemaMismatch { table: T::NAME.to_owned(), differences });
+        }
+        // The declared indexes, and those added online before (when the field can be indexed).
+        let mut specs = T::indexes();
+        for info in &p.def.indexes {
+            if !specs.iter().any(|s| s.field() == info.field) {
+                specs.extend(T::index_spec_for(&info.field, info.unique));
+            }
+        }
+        let indexes: Vec<_> = specs.iter().map(IndexSpec::build).collect();
+        let id = self.inner.next_table_id.fetch_add(1, Ordering::Relaxed);
+        let store = TableStore::<T>::new(self.id(), id, T::TYPE, p.def.storage, indexes);
+        let _ = store.disk_id.set(p.def.id);
+        store.load(&p.rows)?;
+        store.counter.fetch_max(p.counter, Ordering::AcqRel);
+        pending.remove(T::NAME);
+        let store: Arc<dyn AnyTable> = Arc::new(store);
+        let mut next = (*self.inner.tables.load_full()).clone();
+        next.insert(T::NAME.to_owned(), Arc::clone(&store));
+        self.inner.tables.store(Arc::new(next));
+        Ok(store)
     }
 
     /// The names of the tables, sorted.
@@ -286,11 +493,20 @@ impl Database {
     /// ```
     pub fn create_table<T: Table>(&self, options: TableOptions<T>) -> Result<()> {
         let storage = options.storage_type();
-        if storage != StorageType::RamCopies {
-            return Err(Error::Invalid(format!(
-                "table {}: storage type {storage} needs a database directory, which this build does not support yet; use ram_copies",
-                T::NAME
-            )));
+        match (storage, self.disk()) {
+            (StorageType::RamCopies, _) | (StorageType::DiscCopies, Some(_)) => {}
+            (StorageType::DiscCopies, None) => {
+                return Err(Error::Invalid(format!(
+                    "table {}: disc_copies needs a database directory: open the database with Config::default().dir(..)",
+                    T::NAME
+                )));
+            }
+            (StorageType::DiscOnlyCopies, _) => {
+                return Err(Error::Invalid(format!(
+                    "table {}: disc_only_copies is not supported yet; use disc_copies",
+                    T::NAME
+                )));
+            }
         }
         let mut specs: Vec<IndexSpec<T>> = T::indexes();
         for s in options.indexes() {
@@ -310,13 +526,27 @@ impl Database {
         }
         let _schema = self.inner.schema.lock();
         let map = self.inner.tables.load_full();
-        if map.contains_key(T::NAME) {
+        let on_disc = self.disk().is_some_and(|d| d.pending.lock().contains_key(T::NAME));
+        if map.contains_key(T::NAME) || on_disc {
             return Err(Error::TableExists { table: T::NAME.to_owned() });
         }
         let id = self.inner.next_table_id.fetch_add(1, Ordering::Relaxed);
         let indexes = specs.iter().map(IndexSpec::build).collect();
-        let store: Arc<dyn AnyTable> =
-            Arc::new(TableStore::<T>::new(self.id(), id, T::TYPE, storage, indexes));
+        let store = TableStore::<T>::new(self.id(), id, T::TYPE, storage, indexes);
+        if let (StorageType::DiscCopies, Some(disk)) = (storage, self.disk()) {
+            let infos = specs
+                .iter()
+                .map(|s| IndexInfo { field: s.field().to_owned(), unique: s.is_unique() })
+                .collect();
+            let disk_id = disk.update_schema(|schema| {
+                let disk_id = schema.next_table_id;
+                schema.next_table_id += 1;
+                schema.tables.push(TableDef::of::<T>(disk_id, storage, infos));
+                disk_id
+            })?;
+            let _ = store.disk_id.set(disk_id);
+        }
+        let store: Arc<dyn AnyTable> = Arc::new(store);
         let mut next = (*map).clone();
         next.insert(T::NAME.to_owned(), store);
         self.inner.tables.store(Arc::new(next));
@@ -335,6 +565,7 @@ impl Database {
     /// ```
     pub fn exists<T: Table>(&self) -> bool {
         self.inner.tables.load().contains_key(T::NAME)
+            || self.disk().is_some_and(|d| d.pending.lock().contains_key(T::NAME))
     }
 
     /// Deletes table `T` and all its records.
@@ -350,10 +581,16 @@ impl Database {
     /// # Ok::<(), mnesia::Error>(())
     /// ```
     pub fn drop_table<T: Table>(&self) -> Result<()> {
-        let _schema = self.inner.schema.lock();
         let store = self.table::<T>()?;
+        let _schema = self.inner.schema.lock();
+        if store.is_dropped() {
+            return Err(Error::no_such_table(T::NAME));
+        }
         let indexes = store.indexes.load_full();
         let held = lock_all(&store, &indexes);
+        if let (Some(id), Some(disk)) = (store.disk_id.get(), self.disk()) {
+            disk.update_schema(|schema| schema.tables.retain(|t| t.id != *id))?;
+        }
         store.mark_dropped_flag();
         let mut next = (*self.inner.tables.load_full()).clone();
         next.remove(T::NAME);
@@ -377,7 +614,14 @@ impl Database {
         let store = self.table::<T>()?;
         let indexes = store.indexes.load_full();
         let held = lock_all(&store, &indexes);
-        let seq = self.next_seq();
+        let seq = match (store.disk_id.get(), self.disk()) {
+            (Some(id), Some(disk)) => {
+                let counter = store.counter.load(Ordering::Acquire);
+                let clear = TableOps { table: *id, clear: true, counter, writes: Vec::new() };
+                disk.log_commit(|| self.next_seq(), &[clear])?
+            }
+            _ => self.next_seq(),
+        };
         store.clear_all(seq);
         drop(held);
         Ok(())
@@ -407,6 +651,9 @@ impl Database {
     /// ```
     pub fn table_infos(&self) -> Vec<TableInfo> {
         let mut v: Vec<TableInfo> = self.inner.tables.load().values().map(|t| t.info()).collect();
+        if let Some(disk) = self.disk() {
+            v.extend(disk.pending.lock().values().map(|p| p.info()));
+        }
         v.sort_by(|a, b| a.name.cmp(&b.name));
         v
     }
@@ -431,8 +678,8 @@ impl Database {
                 spec.field()
             )));
         }
-        let _schema = self.inner.schema.lock();
         let store = self.table::<T>()?;
+        let _schema = self.inner.schema.lock();
         let current = store.indexes.load_full();
         if current.list.iter().any(|i| i.field() == spec.field()) {
             return Err(Error::IndexExists { table: T::NAME.to_owned(), field: spec.field() });
@@ -464,9 +711,26 @@ impl Database {
         }
         let mut list = current.list.clone();
         list.push(index);
+        self.persist_indexes(&store, &list)?;
         store.indexes.store(Arc::new(IndexList { epoch: current.epoch + 1, list }));
         drop(held);
         Ok(())
+    }
+
+    /// Records a disc table's indexes in the schema, so they are rebuilt on the next open.
+    fn persist_indexes<T: Table>(
+        &self,
+        store: &TableStore<T>,
+        list: &[Arc<dyn TableIndex<T>>],
+    ) -> Result<()> {
+        let (Some(id), Some(disk)) = (store.disk_id.get(), self.disk()) else { return Ok(()) };
+        let infos: Vec<IndexInfo> =
+            list.iter().map(|i| IndexInfo { field: i.field().to_owned(), unique: i.unique() }).collect();
+        disk.update_schema(|schema| {
+            if let Some(def) = schema.tables.iter_mut().find(|t| t.id == *id) {
+                def.indexes = infos;
+            }
+        })
     }
 
     /// Removes the index on a field of table `T`.
@@ -482,14 +746,15 @@ impl Database {
     /// # Ok::<(), mnesia::Error>(())
     /// ```
     pub fn remove_index<T: Table>(&self, field: &'static str) -> Result<()> {
-        let _schema = self.inner.schema.lock();
         let store = self.table::<T>()?;
+        let _schema = self.inner.schema.lock();
         let current = store.indexes.load_full();
         if !current.list.iter().any(|i| i.field() == field) {
             return Err(Error::NoSuchIndex { table: T::NAME.to_owned(), field });
         }
         let held = lock_all(&store, &current);
-        let list = current.list.iter().filter(|i| i.field() != field).cloned().collect();
+        let list: Vec<_> = current.list.iter().filter(|i| i.field() != field).cloned().collect();
+        self.persist_indexes(&store, &list)?;
         store.indexes.store(Arc::new(IndexList { epoch: current.epoch + 1, list }));
         drop(held);
         Ok(())
@@ -629,7 +894,8 @@ pub fn start(config: Config) -> Result<Database> {
     Ok(db)
 }
 
-/// Stops the process-wide default database. Its tables are gone once no handle is left.
+/// Stops the process-wide default database: closes it (see [`Database::close`]). Its
+/// in-memory tables are gone once no handle is left.
 ///
 /// ```
 /// mnesia::start(mnesia::Config::default())?;
@@ -639,7 +905,7 @@ pub fn start(config: Config) -> Result<Database> {
 /// ```
 pub fn stop() -> Result<()> {
     match DEFAULT.swap(None) {
-        Some(_) => Ok(()),
+        Some(inner) => Database { inner }.close(),
         None => Err(Error::NoDatabase),
     }
 }

@@ -110,6 +110,56 @@ pub enum Error {
     /// Encoding or decoding a record failed.
     #[error("codec error: {0}")]
     Codec(String),
+    /// A file could not be read or written.
+    #[error("i/o error on {path}: {source}")]
+    Io {
+        /// The file or directory.
+        path: std::path::PathBuf,
+        /// What the operating system said.
+        #[source]
+        source: std::io::Error,
+    },
+    /// A file holds damaged data (not a torn last record, which recovery cuts off). The data
+    /// before `offset` is intact; see the README's recovery section for what to do.
+    #[error("corrupt data in {file} at byte {offset}: {reason}")]
+    Corrupt {
+        /// The damaged file.
+        file: std::path::PathBuf,
+        /// Where the damage starts.
+        offset: u64,
+        /// What is wrong.
+        reason: String,
+    },
+    /// A file written by another version of this crate, in a format this one cannot read.
+    #[error("{file} has format version {found}; this build reads version {supported}")]
+    UnsupportedFormat {
+        /// The file.
+        file: std::path::PathBuf,
+        /// The file's format version.
+        found: String,
+        /// The version this build reads.
+        supported: String,
+    },
+    /// The struct no longer matches the table stored on disc. Nothing was changed.
+    #[error("table {table} on disc does not match the struct: {}", differences.join("; "))]
+    SchemaMismatch {
+        /// The table's name.
+        table: String,
+        /// Each difference, in words.
+        differences: Vec<String>,
+    },
+    /// `Schema::create` where a schema already exists (it is never overwritten).
+    #[error("a schema already exists in {dir}")]
+    SchemaExists {
+        /// The directory.
+        dir: std::path::PathBuf,
+    },
+    /// No schema in the directory.
+    #[error("no schema in {dir}: create one with mnesia::Schema::create")]
+    NoSchema {
+        /// The directory.
+        dir: std::path::PathBuf,
+    },
     /// An internal conflict signal: the transaction is retried. Callers only see it from
     /// code running outside a transaction's retry loop.
     #[error("transaction conflict")]

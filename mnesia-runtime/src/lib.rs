@@ -18,6 +18,7 @@
 
 mod context;
 mod db;
+mod disk;
 mod error;
 mod field;
 mod filter;
@@ -27,6 +28,7 @@ mod lock;
 mod ops;
 mod plan;
 mod query;
+mod schema;
 mod select;
 mod store;
 mod table;
@@ -36,13 +38,17 @@ mod tx;
 
 pub use context::{is_transaction, sync_transaction, transaction};
 pub use db::{Config, Database, start, stop, system_tables};
+pub use disk::wal::Durability;
 pub use error::{Error, Result};
 pub use field::{Compare, Field, FieldValue, Indexable};
 pub use filter::{Filter, Order};
 pub use handle::Transaction;
 pub use index::IndexSpec;
+#[doc(hidden)]
+pub use index::{IndexProbe, ProbeIndexable, ProbeNotIndexable};
 pub use plan::Plan;
 pub use query::{Query, QueryIter};
+pub use schema::{Schema, SchemaInfo};
 pub use table::{
     FieldInfo, IndexInfo, Key, StorageType, Table, TableInfo, TableOptions, TableType, Upserted,
 };

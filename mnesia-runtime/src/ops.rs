@@ -47,11 +47,11 @@ fn assign_id<T: Table>(tx: &mut Tx, rec: &mut T) -> Result<bool> {
 
 fn put<T: Table>(tx: &mut Tx, rec: T) -> Result<()> {
     let part = tx.table::<T>()?;
-    if T::AUTO_INCREMENT {
-        if let Some(id) = rec.auto_id() {
-            // Every id written moves the counter past it, so a new id never exists.
-            part.store.counter.fetch_max(id, std::sync::atomic::Ordering::AcqRel);
-        }
+    if T::AUTO_INCREMENT
+        && let Some(id) = rec.auto_id()
+    {
+        // Every id written moves the counter past it, so a new id never exists.
+        part.store.counter.fetch_max(id, std::sync::atomic::Ordering::AcqRel);
     }
     part.put(rec)
 }

@@ -98,12 +98,13 @@ pub(crate) fn plan<T: Table>(filter: &Filter<T>, kind: TableType, indexes: &Inde
     let conds = filter.conjuncts();
     // 1. The key, by equality.
     for c in &conds {
-        if c.position == T::KEY_POSITION && matches!(c.op, Op::Eq | Op::In) {
-            if let Some(mut keys) = keys_of::<T>(&c.values) {
-                keys.sort();
-                keys.dedup();
-                return Access::Keys(keys);
-            }
+        if c.position == T::KEY_POSITION
+            && matches!(c.op, Op::Eq | Op::In)
+            && let Some(mut keys) = keys_of::<T>(&c.values)
+        {
+            keys.sort();
+            keys.dedup();
+            return Access::Keys(keys);
         }
     }
     // 2. An index, by equality; a unique index first.
@@ -112,10 +113,10 @@ pub(crate) fn plan<T: Table>(filter: &Filter<T>, kind: TableType, indexes: &Inde
         if !matches!(c.op, Op::Eq | Op::In) {
             continue;
         }
-        if let Some(idx) = indexes.list.iter().find(|i| i.position() == c.position) {
-            if best.as_ref().is_none_or(|(unique, _)| !*unique && idx.unique()) {
-                best = Some((idx.unique(), Access::Index(Arc::clone(idx), c.values.clone())));
-            }
+        if let Some(idx) = indexes.list.iter().find(|i| i.position() == c.position)
+            && best.as_ref().is_none_or(|(unique, _)| !*unique && idx.unique())
+        {
+            best = Some((idx.unique(), Access::Index(Arc::clone(idx), c.values.clone())));
         }
     }
     if let Some((_, access)) = best {

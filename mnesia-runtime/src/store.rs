@@ -10,8 +10,8 @@
 use std::collections::BTreeMap;
 use std::hash::BuildHasher;
 use std::ops::Bound;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, OnceLock};
 
 use arc_swap::ArcSwap;
 use crossbeam_utils::CachePadded;
@@ -19,8 +19,10 @@ use hashbrown::HashTable;
 use hashbrown::hash_table::Entry;
 use parking_lot::RwLock;
 
+use crate::disk::record::{Logged, SnapshotEntry, encode};
+use crate::error::{Error, Result};
 use crate::index::TableIndex;
-use crate::lock::CommitLock;
+use crate::lock::{CommitLock, HeldLocks, LockReq, lock_order};
 use crate::table::{StorageType, Table, TableType};
 
 /// Shards of a `set` or `bag` table; an `ordered_set` keeps one shard so that it stays one
@@ -82,6 +84,8 @@ pub(crate) struct IndexList<T: Table> {
 pub(crate) struct TableStore<T: Table> {
     /// The database holding the table.
     pub(crate) db_id: u64,
+    /// The table's id in the directory's schema, for a disc table.
+    pub(crate) disk_id: OnceLock<u64>,
     pub(crate) id: u32,
     pub(crate) kind: TableType,
     pub(crate) storage: StorageType,
@@ -125,6 +129,7 @@ impl<T: Table> TableStore<T> {
             .collect();
         TableStore {
             db_id,
+            disk_id: OnceLock::new(),
             id,
             kind,
             storage,
@@ -342,6 +347,87 @@ impl<T: Table> TableStore<T> {
                 }
             }
         }
+    }
+
+    /// Fills a new table with records recovered from disc, building its indexes.
+    pub(crate) fn load(&self, rows: &std::collections::HashMap<Vec<u8>, (u64, Logged)>) -> Result<()> {
+        let bad = |e: postcard::Error| {
+            Error::Codec(format!(
+                "table {}: a stored record does not decode as {}: {e}",
+                T::NAME,
+                std::any::type_name::<T>()
+            ))
+        };
+        let indexes = self.indexes.load();
+        let mut max_id = 0;
+        for (kb, (version, value)) in rows {
+            let key: T::Key = postcard::from_bytes(kb).map_err(bad)?;
+            let write = match value {
+                Logged::Put(b) => Write::Put(postcard::from_bytes::<T>(b).map_err(bad)?),
+                Logged::Group(bs) => Write::Group(
+                    bs.iter().map(|b| postcard::from_bytes(b)).collect::<Result<_, _>>().map_err(bad)?,
+                ),
+                Logged::Delete => continue,
+            };
+            for r in write.records() {
+                max_id = max_id.max(r.auto_id().unwrap_or(0));
+            }
+            let hash = self.hash(&key);
+            self.install(&key, hash, write, *version, |_, new| {
+                for idx in &indexes.list {
+                    for r in new {
+                        idx.insert(r, *version);
+                    }
+                }
+            });
+        }
+        self.counter.fetch_max(max_id, Ordering::AcqRel);
+        Ok(())
+    }
+
+    /// Every record encoded for a snapshot, with the version that wrote it. Taken shard by
+    /// shard while writers go on: each shard is read under its commit lock, so a commit is
+    /// either wholly in a shard's copy or (being later) replayed from the log.
+    pub(crate) fn snapshot_entries(&self) -> Result<Vec<SnapshotEntry>> {
+        let mut out = Vec::new();
+        for (i, shard) in self.shards.iter().enumerate() {
+            let req =
+                LockReq { order: lock_order(self.id, 0, i as u16), exclusive: false, lock: &shard.commit };
+            let _held = HeldLocks::acquire(vec![req]);
+            let data = shard.data.read();
+            match &data.map {
+                ShardMap::Set(t) => {
+                    for s in t.iter() {
+                        out.push(SnapshotEntry {
+                            key: encode(s.rec.key())?,
+                            version: s.version,
+                            value: Logged::Put(encode(&s.rec)?),
+                        });
+                    }
+                }
+                ShardMap::Ordered(m) => {
+                    for (k, s) in m {
+                        out.push(SnapshotEntry {
+                            key: encode(k)?,
+                            version: s.version,
+                            value: Logged::Put(encode(&s.rec)?),
+                        });
+                    }
+                }
+                ShardMap::Bag(t) => {
+                    for s in t.iter() {
+                        let Some(first) = s.rec.first() else { continue };
+                        let group = s.rec.iter().map(encode).collect::<Result<_>>()?;
+                        out.push(SnapshotEntry {
+                            key: encode(first.key())?,
+                            version: s.version,
+                            value: Logged::Group(group),
+                        });
+                    }
+                }
+            }
+        }
+        Ok(out)
     }
 
     /// Removes every record. The caller holds every shard's commit lock exclusively.

@@ -19,6 +19,7 @@ use std::cell::RefCell;
 use std::sync::Arc;
 
 use crate::db::Database;
+use crate::disk::record::{Logged, TableOps, encode};
 use crate::error::{Error, Result};
 use crate::index::TableIndex;
 use crate::lock::{HeldLocks, LockReq, lock_order};
@@ -229,10 +230,6 @@ impl<T: Table> TxTable<T> {
     }
 }
 
-fn encode<T: serde::Serialize>(rec: &T) -> Result<Vec<u8>> {
-    postcard::to_allocvec(rec).map_err(|e| Error::Codec(e.to_string()))
-}
-
 /// The part of a transaction that touches one table, whatever its record type.
 pub(crate) trait TxPart: Any {
     fn record_type(&self) -> TypeId;
@@ -253,6 +250,8 @@ pub(crate) trait TxPart: Any {
     fn restart(&mut self);
     /// Whether the part's table still exists.
     fn is_live(&self) -> bool;
+    /// The part's writes encoded for the commit log, if its table is on disc.
+    fn log_ops(&self) -> Result<Option<TableOps>>;
 }
 
 impl<T: Table> TxPart for TxTable<T> {
@@ -460,6 +459,26 @@ impl<T: Table> TxPart for TxTable<T> {
     fn is_live(&self) -> bool {
         !self.store.is_dropped()
     }
+
+    fn log_ops(&self) -> Result<Option<TableOps>> {
+        let Some(table) = self.store.disk_id.get() else { return Ok(None) };
+        let writes = self.writes.borrow();
+        if writes.is_empty() {
+            return Ok(None);
+        }
+        let mut out = Vec::with_capacity(writes.entries.len());
+        for e in &writes.entries {
+            let value = match &e.write {
+                Write::Put(r) => Logged::Put(encode(r)?),
+                Write::Group(rs) if rs.is_empty() => Logged::Delete,
+                Write::Group(rs) => Logged::Group(rs.iter().map(encode).collect::<Result<_>>()?),
+                Write::Delete => Logged::Delete,
+            };
+            out.push((encode(&e.key)?, value));
+        }
+        let counter = self.store.counter.load(std::sync::atomic::Ordering::Acquire);
+        Ok(Some(TableOps { table: *table, clear: false, counter, writes: out }))
+    }
 }
 
 /// A transaction in progress: one part per table it touched.
@@ -576,7 +595,16 @@ impl Tx {
             p.validate(check_reads)?;
         }
         if writes {
-            let seq = self.db.next_seq();
+            // Disc tables: logged (and, by the durability mode, synced) before anyone can
+            // see the writes, while the commit locks keep conflicting commits waiting.
+            let mut ops = Vec::new();
+            for p in &self.parts {
+                ops.extend(p.log_ops()?);
+            }
+            let seq = match (ops.is_empty(), self.db.disk()) {
+                (false, Some(disk)) => disk.log_commit(|| self.db.next_seq(), &ops)?,
+                _ => self.db.next_seq(),
+            };
             for p in &self.parts {
                 p.install(seq);
             }

@@ -1,0 +1,230 @@
+//! Length- and checksum-framed records, the unit of every file the database writes.
+//!
+//! A file starts with an 8-byte magic that names its kind and format version, followed by
+//! frames: `[payload length: u32 LE][crc32 of payload: u32 LE][payload]`.
+//!
+//! Reading tells a *torn tail* — the last frame of a file cut short or garbled by a crash
+//! while it was being appended, which was never acknowledged — from *corruption*: a bad
+//! frame followed by more data. The first is cut off; the second is an error naming the file
+//! and the offset.
+
+use std::fs::File;
+use std::io::{self, Read, Write};
+use std::path::Path;
+
+use crate::error::{Error, Result};
+
+/// The frame header: length and checksum.
+pub(crate) const HEADER: usize = 8;
+/// Frames larger than this are refused (and a length field above it is damage).
+pub(crate) const MAX_FRAME: usize = 1 << 30;
+
+/// Appends one frame to `out`.
+pub(crate) fn encode_frame(payload: &[u8], out: &mut Vec<u8>) {
+    encode_frame_parts(&[payload], out);
+}
+
+/// Appends one frame whose payload is the concatenation of `parts`.
+pub(crate) fn encode_frame_parts(parts: &[&[u8]], out: &mut Vec<u8>) {
+    let len: usize = parts.iter().map(|p| p.len()).sum();
+    let mut crc = crc32fast::Hasher::new();
+    parts.iter().for_each(|p| crc.update(p));
+    out.extend_from_slice(&u32::try_from(len).unwrap_or(u32::MAX).to_le_bytes());
+    out.extend_from_slice(&crc.finalize().to_le_bytes());
+    parts.iter().for_each(|p| out.extend_from_slice(p));
+}
+
+/// The magic of a file kind at the current format version, e.g. `MNSWAL01`.
+pub(crate) fn magic(kind: &[u8; 6], version: u8) -> [u8; 8] {
+    let mut m = [0u8; 8];
+    m[..6].copy_from_slice(kind);
+    m[6] = b'0' + version / 10;
+    m[7] = b'0' + version % 10;
+    m
+}
+
+pub(crate) fn io_error(path: &Path, e: io::Error) -> Error {
+    Error::Io { path: path.to_path_buf(), source: e }
+}
+
+/// How a file's frames ended.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum End {
+    /// Every byte belonged to a whole, valid frame.
+    Clean,
+    /// The bytes from this offset on are a torn last frame.
+    Torn(u64),
+}
+
+/// The frames of one file, read whole.
+#[derive(Debug)]
+pub(crate) struct Frames {
+    /// Each frame's offset in the file and its payload.
+    pub(crate) frames: Vec<(u64, Vec<u8>)>,
+    pub(crate) end: End,
+}
+
+/// Reads a file of frames of the given kind. A damaged frame followed by more data is
+/// corruption (an error naming the file and offset); a damaged frame at the end is a torn
+/// tail (reported in [`Frames::end`]).
+pub(crate) fn read_frames(path: &Path, kind: &[u8; 6], version: u8) -> Result<Frames> {
+    let mut bytes = Vec::new();
+    File::open(path).and_then(|mut f| f.read_to_end(&mut bytes)).map_err(|e| io_error(path, e))?;
+    parse_frames(path, &bytes, kind, version)
+}
+
+/// [`read_frames`] over bytes already in memory (also what the fuzz target drives).
+pub(crate) fn parse_frames(path: &Path, bytes: &[u8], kind: &[u8; 6], version: u8) -> Result<Frames> {
+    let corrupt = |offset: usize, reason: String| Error::Corrupt {
+        file: path.to_path_buf(),
+        offset: offset as u64,
+        reason,
+    };
+    if bytes.len() < 8 {
+        if bytes.is_empty() || magic(kind, version).starts_with(bytes) {
+            // Created but never completely written: nothing was ever acknowledged in it.
+            return Ok(Frames { frames: Vec::new(), end: End::Torn(0) });
+        }
+        return Err(corrupt(0, "not a file of this kind".into()));
+    }
+    if bytes[..6] != kind[..] {
+        return Err(corrupt(0, format!("expected a {} file", String::from_utf8_lossy(kind))));
+    }
+    if bytes[6..8] != magic(kind, version)[6..8] {
+        return Err(Error::UnsupportedFormat {
+            file: path.to_path_buf(),
+            found: String::from_utf8_lossy(&bytes[6..8]).into_owned(),
+            supported: String::from_utf8_lossy(&magic(kind, version)[6..8]).into_owned(),
+        });
+    }
+    let mut frames = Vec::new();
+    let mut at = 8usize;
+    while at < bytes.len() {
+        let rest = bytes.len() - at;
+        if rest < HEADER {
+            return Ok(Frames { frames, end: End::Torn(at as u64) });
+        }
+        let len = u32::from_le_bytes([bytes[at], bytes[at + 1], bytes[at + 2], bytes[at + 3]]) as usize;
+        let crc = u32::from_le_bytes([bytes[at + 4], bytes[at + 5], bytes[at + 6], bytes[at + 7]]);
+        let body = at + HEADER;
+        if len > MAX_FRAME || len > bytes.len() - body {
+            // The frame runs past the end of the file: cut short while being appended.
+            return Ok(Frames { frames, end: End::Torn(at as u64) });
+        }
+        let payload = &bytes[body..body + len];
+        if crc32fast::hash(payload) != crc {
+            if body + len == bytes.len() {
+                return Ok(Frames { frames, end: End::Torn(at as u64) });
+            }
+            return Err(corrupt(at, "checksum mismatch".into()));
+        }
+        frames.push((at as u64, payload.to_vec()));
+        at = body + len;
+    }
+    Ok(Frames { frames, end: End::Clean })
+}
+
+/// Writes a whole file of frames atomically: to a temporary file, synced, then renamed over
+/// `path`, and the directory synced. A crash leaves either the old file or the new one.
+pub(crate) fn write_file_atomically(
+    path: &Path,
+    kind: &[u8; 6],
+    version: u8,
+    frames: &[Vec<u8>],
+) -> Result<()> {
+    let mut bytes = Vec::with_capacity(8 + frames.iter().map(|f| f.len() + HEADER).sum::<usize>());
+    bytes.extend_from_slice(&magic(kind, version));
+    for f in frames {
+        encode_frame(f, &mut bytes);
+    }
+    write_bytes_atomically(path, &bytes)
+}
+
+/// Writes `bytes` to `path` atomically (see [`write_file_atomically`]).
+pub(crate) fn write_bytes_atomically(path: &Path, bytes: &[u8]) -> Result<()> {
+    let tmp = path.with_extension("tmp");
+    let mut f = File::create(&tmp).map_err(|e| io_error(&tmp, e))?;
+    f.write_all(bytes).and_then(|_| f.sync_all()).map_err(|e| io_error(&tmp, e))?;
+    drop(f);
+    std::fs::rename(&tmp, path).map_err(|e| io_error(path, e))?;
+    sync_dir(path)
+}
+
+/// Makes a rename or a new file in `path`'s directory durable.
+pub(crate) fn sync_dir(path: &Path) -> Result<()> {
+    let dir = path.parent().unwrap_or(Path::new("."));
+    File::open(dir).and_then(|d| d.sync_all()).map_err(|e| io_error(dir, e))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const KIND: &[u8; 6] = b"MNSTST";
+
+    fn file(frames: &[&[u8]]) -> Vec<u8> {
+        let mut b = magic(KIND, 1).to_vec();
+        for f in frames {
+            encode_frame(f, &mut b);
+        }
+        b
+    }
+
+    fn parse(bytes: &[u8]) -> Result<Frames> {
+        parse_frames(Path::new("t"), bytes, KIND, 1)
+    }
+
+    #[test]
+    fn round_trip() {
+        let f = parse(&file(&[b"a", b"", b"hello"])).expect("parse");
+        let payloads: Vec<&[u8]> = f.frames.iter().map(|(_, p)| p.as_slice()).collect();
+        assert_eq!(payloads, [&b"a"[..], b"", b"hello"]);
+        assert_eq!(f.end, End::Clean);
+        assert_eq!(f.frames[1].0, 8 + 9);
+    }
+
+    #[test]
+    fn every_truncation_of_the_last_frame_is_a_torn_tail() {
+        let whole = file(&[b"first", b"second record"]);
+        let last = 8 + HEADER + 5;
+        for cut in last..whole.len() {
+            let f = parse(&whole[..cut]).expect("torn tail is not an error");
+            assert_eq!(f.frames.len(), 1, "cut at {cut}");
+            assert_eq!(f.end, if cut == last { End::Clean } else { End::Torn(last as u64) });
+        }
+        for cut in 0..8 {
+            let f = parse(&whole[..cut]).expect("a header cut short");
+            assert!(f.frames.is_empty());
+        }
+    }
+
+    #[test]
+    fn damage_before_the_end_is_corruption_with_its_offset() {
+        let whole = file(&[b"first", b"second", b"third"]);
+        let second = 8 + HEADER + 5;
+        let mut bad = whole.clone();
+        bad[second + HEADER + 2] ^= 0x40;
+        match parse(&bad) {
+            Err(Error::Corrupt { offset, .. }) => assert_eq!(offset, second as u64),
+            other => panic!("{other:?}"),
+        }
+        // Damage in the last frame is a torn tail: it was being written.
+        let mut tail = whole.clone();
+        let n = tail.len();
+        tail[n - 1] ^= 1;
+        assert_eq!(parse(&tail).expect("tail").frames.len(), 2);
+    }
+
+    #[test]
+    fn other_kinds_and_future_versions_are_refused() {
+        let mut other = file(&[b"x"]);
+        other[0] = b'X';
+        assert!(matches!(parse(&other), Err(Error::Corrupt { offset: 0, .. })));
+        let future = {
+            let mut b = magic(KIND, 2).to_vec();
+            encode_frame(b"x", &mut b);
+            b
+        };
+        assert!(matches!(parse(&future), Err(Error::UnsupportedFormat { .. })));
+    }
+}

@@ -1,0 +1,285 @@
+//! Disc storage: the schema file, the commit log, checkpoints and recovery.
+//!
+//! A database directory holds:
+//!
+//! | file | what |
+//! |---|---|
+//! | `schema.json` | the tables and their definitions |
+//! | `NNNNNNNN.wal` | log segments: every commit touching a disc table, in commit order |
+//! | `table-ID.snap` | the last checkpoint's copy of each disc table |
+//! | `checkpoint.json` | which log segment the last checkpoint starts the replay from |
+//! | `LOCK` | held by the process that has the database open |
+//!
+//! Recovery loads the snapshots, then replays the log from the checkpoint's segment on. A
+//! snapshot is taken while writers run, so it may already hold a write that the log replays
+//! again: each key carries the sequence number of the commit that wrote it, and a replayed
+//! write no newer than what the key holds is skipped. Replay is idempotent, so a crash during
+//! recovery (or during a checkpoint) is harmless.
+
+pub(crate) mod frame;
+pub(crate) mod record;
+pub(crate) mod schema;
+pub(crate) mod snapshot;
+pub(crate) mod wal;
+
+use std::collections::HashMap;
+use std::fs::File;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use parking_lot::Mutex;
+use serde::{Deserialize, Serialize};
+
+use self::frame::io_error;
+use self::record::{Logged, SnapshotEntry, TableOps};
+use self::schema::{SchemaFile, TableDef};
+use self::wal::{Durability, Wal};
+use crate::error::{Error, Result};
+
+const CHECKPOINT: &str = "checkpoint.json";
+const LOCK: &str = "LOCK";
+
+/// What the last checkpoint left.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+struct Checkpoint {
+    /// Replay the log from this segment on.
+    segment: u64,
+    /// The commit sequence number when the checkpoint started.
+    seq: u64,
+    /// The tables that have a snapshot.
+    tables: Vec<u64>,
+}
+
+/// A disc table recovered from the directory but not yet claimed by its Rust type: its
+/// records are kept encoded until the program names the type.
+pub(crate) struct Pending {
+    pub(crate) def: TableDef,
+    pub(crate) rows: HashMap<Vec<u8>, (u64, Logged)>,
+    /// The highest auto-increment counter seen.
+    pub(crate) counter: u64,
+}
+
+impl Pending {
+    fn apply(&mut self, seq: u64, ops: TableOps) {
+        self.counter = self.counter.max(ops.counter);
+        if ops.clear {
+            self.rows.retain(|_, (v, _)| *v > seq);
+        }
+        for (key, value) in ops.writes {
+            if self.rows.get(&key).is_some_and(|(v, _)| *v >= seq) {
+                continue; // the snapshot already holds this write or a later one
+            }
+            match value {
+                Logged::Delete => {
+                    self.rows.remove(&key);
+                }
+                v => {
+                    self.rows.insert(key, (seq, v));
+                }
+            }
+        }
+    }
+
+    /// What `table_info` tells of a table not yet claimed by its type.
+    pub(crate) fn info(&self) -> crate::table::TableInfo {
+        let d = &self.def;
+        crate::table::TableInfo {
+            name: d.name.clone(),
+            size: self
+                .rows
+                .values()
+                .map(|(_, v)| match v {
+                    Logged::Group(g) => g.len(),
+                    _ => 1,
+                })
+                .sum(),
+            memory: 0,
+            table_type: d.table_type,
+            storage_type: d.storage,
+            attributes: d.attributes.iter().map(|(n, _)| n.clone()).collect(),
+            key: d.attributes.get(d.key).map(|(n, _)| n.clone()).unwrap_or_default(),
+            indexes: d.indexes.clone(),
+            auto_increment: d.auto_increment,
+        }
+    }
+
+    /// The rows as snapshot entries.
+    pub(crate) fn entries(&self) -> Vec<SnapshotEntry> {
+        self.rows
+            .iter()
+            .map(|(k, (v, value))| SnapshotEntry { key: k.clone(), version: *v, value: value.clone() })
+            .collect()
+    }
+}
+
+/// The disc side of an open database.
+pub(crate) struct Disk {
+    pub(crate) dir: PathBuf,
+    pub(crate) wal: Arc<Wal>,
+    pub(crate) schema: Mutex<SchemaFile>,
+    pub(crate) pending: Mutex<HashMap<String, Pending>>,
+    /// Serializes checkpoints.
+    checkpointing: Mutex<()>,
+    /// The directory's lock, held while the database is open.
+    lock: Mutex<Option<File>>,
+}
+
+fn decode_commit(rec: &wal::LogRecord) -> Result<(u64, Vec<TableOps>)> {
+    let corrupt = |reason: String| Error::Corrupt { file: rec.file.clone(), offset: rec.offset, reason };
+    let (seq, body) =
+        rec.payload.split_at_checked(8).ok_or_else(|| corrupt("a commit record too short".into()))?;
+    let seq = u64::from_le_bytes(seq.try_into().map_err(|_| corrupt("bad sequence number".into()))?);
+    let ops: Vec<TableOps> =
+        postcard::from_bytes(body).map_err(|e| corrupt(format!("bad commit record: {e}")))?;
+    Ok((seq, ops))
+}
+
+/// Takes the directory's lock file, or says who has it.
+fn lock_dir(dir: &Path) -> Result<File> {
+    let p = dir.join(LOCK);
+    let f = File::options().create(true).truncate(false).write(true).open(&p).map_err(|e| io_error(&p, e))?;
+    match f.try_lock() {
+        Ok(()) => Ok(f),
+        Err(std::fs::TryLockError::WouldBlock) => {
+            Err(Error::Invalid(format!("the database in {} is open in another process", dir.display())))
+        }
+        Err(std::fs::TryLockError::Error(e)) => Err(io_error(&p, e)),
+    }
+}
+
+/// Whether a process has the database in `dir` open.
+pub(crate) fn is_running(dir: &Path) -> bool {
+    let Ok(f) = File::options().write(true).open(dir.join(LOCK)) else { return false };
+    matches!(f.try_lock(), Err(std::fs::TryLockError::WouldBlock))
+}
+
+impl Disk {
+    /// Opens the directory: takes its lock, recovers every disc table from the last
+    /// checkpoint and the log, and opens the log for appending. Returns the highest commit
+    /// sequence number seen.
+    pub(crate) fn open(dir: &Path, durability: Durability) -> Result<(Disk, u64)> {
+        let schema = schema::load(dir)?;
+        let lock = lock_dir(dir)?;
+        let cp_path = dir.join(CHECKPOINT);
+        let checkpoint: Checkpoint = match std::fs::read(&cp_path) {
+            Ok(b) => serde_json::from_slice(&b).map_err(|e| Error::Corrupt {
+                file: cp_path.clone(),
+                offset: 0,
+                reason: e.to_string(),
+            })?,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Checkpoint::default(),
+            Err(e) => return Err(io_error(&cp_path, e)),
+        };
+        let mut max_seq = checkpoint.seq;
+        let mut pending = HashMap::new();
+        let mut by_id: HashMap<u64, String> = HashMap::new();
+        for def in &schema.tables {
+            let mut rows = HashMap::new();
+            let mut counter = 0;
+            if checkpoint.tables.contains(&def.id) {
+                let (c, entries) = snapshot::read(dir, def.id)?;
+                counter = c;
+                for e in entries {
+                    max_seq = max_seq.max(e.version);
+                    rows.insert(e.key, (e.version, e.value));
+                }
+            }
+            by_id.insert(def.id, def.name.clone());
+            pending.insert(def.name.clone(), Pending { def: def.clone(), rows, counter });
+        }
+        let (records, last) = wal::read_from(dir, checkpoint.segment)?;
+        for rec in &records {
+            let (seq, ops) = decode_commit(rec)?;
+            max_seq = max_seq.max(seq);
+            for op in ops {
+                // Records of dropped tables are skipped: their ids are never reused.
+                if let Some(p) = by_id.get(&op.table).and_then(|n| pending.get_mut(n)) {
+                    p.apply(seq, op);
+                }
+            }
+        }
+        let wal = Wal::open(dir, last, durability)?;
+        let disk = Disk {
+            dir: dir.to_path_buf(),
+            wal,
+            schema: Mutex::new(schema),
+            pending: Mutex::new(pending),
+            checkpointing: Mutex::new(()),
+            lock: Mutex::new(Some(lock)),
+        };
+        Ok((disk, max_seq))
+    }
+
+    /// Appends a commit touching disc tables and waits until it is as durable as the mode
+    /// promises. Returns the commit's sequence number.
+    pub(crate) fn log_commit(&self, next_seq: impl FnOnce() -> u64, ops: &[TableOps]) -> Result<u64> {
+        if self.is_closed() {
+            return Err(Error::Invalid(format!("the database in {} is closed", self.dir.display())));
+        }
+        let body = postcard::to_allocvec(ops).map_err(|e| Error::Codec(e.to_string()))?;
+        let (seq, lsn) = self.wal.append(next_seq, &body)?;
+        self.wal.commit(lsn)?;
+        Ok(seq)
+    }
+
+    pub(crate) fn is_closed(&self) -> bool {
+        self.lock.lock().is_none()
+    }
+
+    /// Releases the directory: it accepts no more commits, and another process (or this
+    /// one) may open it.
+    pub(crate) fn release(&self) {
+        self.lock.lock().take();
+    }
+
+    /// Changes the schema and writes it.
+    pub(crate) fn update_schema<R>(&self, f: impl FnOnce(&mut SchemaFile) -> R) -> Result<R> {
+        let mut s = self.schema.lock();
+        let mut next = s.clone();
+        let r = f(&mut next);
+        schema::store(&self.dir, &next)?;
+        *s = next;
+        Ok(r)
+    }
+
+    /// Writes a checkpoint: a new log segment, a snapshot of every disc table (taken by
+    /// `snapshot_of` for the tables in use, from the recovered rows for the others), then
+    /// the checkpoint file, then removes the log segments the checkpoint covers.
+    pub(crate) fn checkpoint(
+        &self,
+        seq: u64,
+        mut snapshot_of: impl FnMut(&str) -> Option<Result<(u64, Vec<SnapshotEntry>)>>,
+    ) -> Result<()> {
+        let _one = self.checkpointing.lock();
+        let segment = self.wal.roll()?;
+        let defs: Vec<TableDef> = self.schema.lock().tables.clone();
+        let mut tables = Vec::new();
+        for def in &defs {
+            let (counter, entries) = match snapshot_of(&def.name) {
+                Some(snapshot) => snapshot?,
+                None => match self.pending.lock().get(&def.name) {
+                    Some(p) => (p.counter, p.entries()),
+                    None => continue,
+                },
+            };
+            snapshot::write(&self.dir, def.id, counter, &entries)?;
+            tables.push(def.id);
+        }
+        let cp = Checkpoint { segment, seq, tables };
+        let bytes = serde_json::to_vec_pretty(&cp).map_err(|e| Error::Codec(e.to_string()))?;
+        frame::write_bytes_atomically(&self.dir.join(CHECKPOINT), &bytes)?;
+        self.wal.remove_before(segment)?;
+        // Snapshots of dropped tables.
+        for e in std::fs::read_dir(&self.dir).map_err(|e| io_error(&self.dir, e))?.flatten() {
+            let name = e.file_name().to_string_lossy().into_owned();
+            let id = name
+                .strip_prefix("table-")
+                .and_then(|n| n.strip_suffix(".snap"))
+                .and_then(|n| n.parse::<u64>().ok());
+            if id.is_some_and(|id| !cp.tables.contains(&id)) {
+                let _ = std::fs::remove_file(e.path());
+            }
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,125 @@
+//! The schema file: which tables a directory holds and how they are defined.
+
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use super::frame::{io_error, write_bytes_atomically};
+use crate::error::{Error, Result};
+use crate::table::{IndexInfo, StorageType, Table, TableType};
+
+pub(crate) const FILE: &str = "schema.json";
+/// The schema format this build writes and reads.
+pub(crate) const FORMAT: u32 = 1;
+
+/// A table as stored in the schema.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct TableDef {
+    pub(crate) name: String,
+    pub(crate) id: u64,
+    pub(crate) table_type: TableType,
+    pub(crate) storage: StorageType,
+    /// Field names and Rust types, in order.
+    pub(crate) attributes: Vec<(String, String)>,
+    pub(crate) key: usize,
+    pub(crate) auto_increment: bool,
+    pub(crate) indexes: Vec<IndexInfo>,
+}
+
+impl TableDef {
+    pub(crate) fn of<T: Table>(id: u64, storage: StorageType, indexes: Vec<IndexInfo>) -> TableDef {
+        TableDef {
+            name: T::NAME.to_owned(),
+            id,
+            table_type: T::TYPE,
+            storage,
+            attributes: T::FIELDS.iter().map(|f| (f.name.to_owned(), f.ty.to_owned())).collect(),
+            key: T::KEY_POSITION,
+            auto_increment: T::AUTO_INCREMENT,
+            indexes,
+        }
+    }
+
+    /// How `T` differs from this stored definition, in words (empty: it matches).
+    pub(crate) fn differences<T: Table>(&self) -> Vec<String> {
+        let mut out = Vec::new();
+        if self.table_type != T::TYPE {
+            out.push(format!("type is {} on disc, {} in the struct", self.table_type, T::TYPE));
+        }
+        let fields: Vec<(&str, &str)> = T::FIELDS.iter().map(|f| (f.name, f.ty)).collect();
+        for (name, ty) in &self.attributes {
+            match fields.iter().find(|(n, _)| n == name) {
+                None => out.push(format!("field `{name}: {ty}` is on disc but not in the struct")),
+                Some((_, t)) if t != ty => {
+                    out.push(format!("field `{name}` is `{ty}` on disc but `{t}` in the struct"))
+                }
+                Some(_) => {}
+            }
+        }
+        for (name, ty) in &fields {
+            if !self.attributes.iter().any(|(n, _)| n == name) {
+                out.push(format!("field `{name}: {ty}` is in the struct but not on disc"));
+            }
+        }
+        if out.is_empty() {
+            let stored: Vec<&str> = self.attributes.iter().map(|(n, _)| n.as_str()).collect();
+            let now: Vec<&str> = fields.iter().map(|(n, _)| *n).collect();
+            if stored != now {
+                out.push(format!("fields are in the order {stored:?} on disc but {now:?} in the struct"));
+            }
+        }
+        if out.is_empty() && self.key != T::KEY_POSITION {
+            let name = |i: usize| self.attributes.get(i).map(|(n, _)| n.clone()).unwrap_or_default();
+            out.push(format!(
+                "the key is `{}` on disc but `{}` in the struct",
+                name(self.key),
+                name(T::KEY_POSITION)
+            ));
+        }
+        out
+    }
+}
+
+/// The schema of a database directory.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct SchemaFile {
+    pub(crate) format: u32,
+    pub(crate) node: String,
+    pub(crate) next_table_id: u64,
+    pub(crate) tables: Vec<TableDef>,
+}
+
+pub(crate) fn path(dir: &Path) -> PathBuf {
+    dir.join(FILE)
+}
+
+/// Reads the schema of `dir`.
+pub(crate) fn load(dir: &Path) -> Result<SchemaFile> {
+    let p = path(dir);
+    let bytes = match std::fs::read(&p) {
+        Ok(b) => b,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            return Err(Error::NoSchema { dir: dir.to_path_buf() });
+        }
+        Err(e) => return Err(io_error(&p, e)),
+    };
+    let schema: SchemaFile = serde_json::from_slice(&bytes).map_err(|e| Error::Corrupt {
+        file: p.clone(),
+        offset: 0,
+        reason: format!("not a schema: {e}"),
+    })?;
+    if schema.format != FORMAT {
+        return Err(Error::UnsupportedFormat {
+            file: p,
+            found: schema.format.to_string(),
+            supported: FORMAT.to_string(),
+        });
+    }
+    Ok(schema)
+}
+
+/// Writes the schema of `dir` atomically.
+pub(crate) fn store(dir: &Path, schema: &SchemaFile) -> Result<()> {
+    let bytes = serde_json::to_vec_pretty(schema).map_err(|e| Error::Codec(e.to_string()))?;
+    write_bytes_atomically(&path(dir), &bytes)
+}

@@ -1,0 +1,243 @@
+//! disc_copies tables: what is committed survives a close and reopen, with its indexes;
+//! the schema is checked against the struct.
+
+use mnesia::prelude::*;
+use mnesia::{Durability, Error, Schema};
+
+#[derive(Table, Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[table(name = "users")]
+struct User {
+    #[key]
+    #[auto_increment]
+    id: u64,
+    name: String,
+    #[index(unique)]
+    email: String,
+    age: u32,
+}
+
+#[derive(Table, Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[table(type = "bag")]
+struct Tag {
+    #[key]
+    item: u32,
+    tag: String,
+}
+
+#[derive(Table, Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[table(type = "ordered_set")]
+struct Temp {
+    #[key]
+    at: u64,
+    celsius: i32,
+}
+
+fn user(name: &str, age: u32) -> User {
+    User { id: 0, name: name.into(), email: format!("{name}@x.io"), age }
+}
+
+fn open(dir: &std::path::Path) -> Database {
+    Database::open(Config::default().dir(dir)).expect("open")
+}
+
+fn disc<T: Table>() -> TableOptions<T> {
+    TableOptions::new().disc_copies(["local@localhost"])
+}
+
+#[test]
+fn committed_data_survives_reopen() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    Schema::create(dir.path()).expect("schema");
+    let db = open(dir.path());
+    db.scope(|| -> mnesia::Result<()> {
+        User::create_table(disc())?;
+        Tag::create_table(disc())?;
+        Temp::create_table(disc())?;
+        User::insert(user("ann", 30))?;
+        User::insert(user("bob", 40))?;
+        User::update(&2, |u| u.age = 41)?;
+        User::insert(user("cy", 50))?;
+        User::delete(&3)?;
+        Tag::write(Tag { item: 1, tag: "a".into() })?;
+        Tag::write(Tag { item: 1, tag: "b".into() })?;
+        Temp::batch_write((0..100).map(|at| Temp { at, celsius: at as i32 - 50 }))?;
+        let r: mnesia::Result<()> = mnesia::transaction(|| {
+            User::insert(user("ghost", 1))?;
+            Err(Error::abort("rolled back"))
+        });
+        assert!(r.is_err());
+        Ok(())
+    })
+    .expect("first run");
+    db.close().expect("close");
+    assert!(matches!(db.scope(|| User::insert(user("late", 1))), Err(Error::Invalid(_))), "closed");
+    drop(db);
+
+    let db = open(dir.path());
+    db.scope(|| -> mnesia::Result<()> {
+        assert!(User::exists()?);
+        assert_eq!(User::count()?, 2);
+        assert_eq!(User::read(&2)?.map(|u| u.age), Some(41));
+        assert_eq!(User::read(&3)?, None);
+        assert_eq!(User::get_by(User::EMAIL, "ann@x.io")?.map(|u| u.id), Some(1), "indexes are rebuilt");
+        assert!(User::get_by(User::EMAIL, "ghost@x.io")?.is_none());
+        assert_eq!(User::insert(user("dan", 9))?.id, 5, "ids continue after the highest ever issued");
+        assert_eq!(Tag::read_all(&1)?.len(), 2);
+        assert_eq!(Temp::all_keys()?, (0..100).collect::<Vec<_>>());
+        assert_eq!(User::storage_type()?, StorageType::DiscCopies);
+        assert!(matches!(User::create_table(disc()), Err(Error::TableExists { .. })));
+        Ok(())
+    })
+    .expect("second run");
+    db.close().expect("close");
+}
+
+#[test]
+fn the_log_alone_recovers_without_a_checkpoint() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    Schema::create(dir.path()).expect("schema");
+    {
+        let db = open(dir.path());
+        db.scope(|| -> mnesia::Result<()> {
+            Temp::create_table(disc())?;
+            for at in 0..500 {
+                Temp::write(Temp { at, celsius: 1 })?;
+            }
+            Temp::clear()?;
+            Temp::write(Temp { at: 7, celsius: 7 })?;
+            Temp::dirty_write(Temp { at: 8, celsius: 8 })?;
+            Ok(())
+        })
+        .expect("write");
+        // No close: like a crash after the commits returned (Immediate: already synced).
+        std::mem::forget(db);
+    }
+    // The forgotten handle still holds the directory lock in this process: release it the
+    // way the end of the process would, by copying the files elsewhere.
+    let copy = tempfile::tempdir().expect("tempdir");
+    for e in std::fs::read_dir(dir.path()).expect("ls").flatten() {
+        if e.file_name() != "LOCK" {
+            std::fs::copy(e.path(), copy.path().join(e.file_name())).expect("copy");
+        }
+    }
+    let db = open(copy.path());
+    let temps = db.scope(Temp::list).expect("list");
+    assert_eq!(temps, vec![Temp { at: 7, celsius: 7 }, Temp { at: 8, celsius: 8 }]);
+    db.close().expect("close");
+}
+
+#[test]
+fn a_checkpoint_and_more_log_recover_together() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    Schema::create(dir.path()).expect("schema");
+    let db = open(dir.path());
+    db.scope(|| -> mnesia::Result<()> {
+        User::create_table(disc())?;
+        for i in 0..50 {
+            User::insert(user(&format!("u{i}"), i))?;
+        }
+        Ok(())
+    })
+    .expect("write");
+    db.checkpoint().expect("checkpoint");
+    db.scope(|| -> mnesia::Result<()> {
+        User::update(&1, |u| u.age = 100)?;
+        User::delete(&2)?;
+        User::add_index(User::AGE)?;
+        Ok(())
+    })
+    .expect("more");
+    db.close().expect("close");
+    drop(db);
+    let db = open(dir.path());
+    db.scope(|| -> mnesia::Result<()> {
+        assert_eq!(User::count()?, 49);
+        assert_eq!(User::read(&1)?.map(|u| u.age), Some(100));
+        assert_eq!(
+            User::query().filter(User::AGE.eq(100)).explain()?,
+            Plan::IndexLookup { field: "age", values: 1 }
+        );
+        assert_eq!(User::select(User::AGE.eq(100))?.len(), 1);
+        Ok(())
+    })
+    .expect("reopen");
+    db.close().expect("close");
+}
+
+#[test]
+fn a_struct_that_changed_is_refused_and_the_data_stays() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    Schema::create(dir.path()).expect("schema");
+    let db = open(dir.path());
+    db.scope(|| User::create_table(disc()).and_then(|_| User::insert(user("ann", 3)))).expect("write");
+    db.close().expect("close");
+    drop(db);
+
+    #[derive(Table, Clone, Debug, Serialize, Deserialize)]
+    #[table(name = "users")]
+    struct UserV2 {
+        #[key]
+        id: u64,
+        name: String,
+        email: String,
+        age: u64,
+        nickname: String,
+    }
+    let db = open(dir.path());
+    let err = db.scope(|| UserV2::read(&1)).expect_err("mismatch");
+    match &err {
+        Error::SchemaMismatch { table, differences } => {
+            assert_eq!(table, "users");
+            let all = differences.join("\n");
+            assert!(all.contains("`age` is `u32` on disc but `u64`"), "{all}");
+            assert!(all.contains("`nickname: String` is in the struct but not on disc"), "{all}");
+        }
+        other => panic!("{other}"),
+    }
+    // The original struct still reads everything.
+    assert_eq!(db.scope(|| User::read(&1)).expect("read").map(|u| u.name), Some("ann".into()));
+    db.close().expect("close");
+}
+
+#[test]
+fn schema_functions() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("db");
+    assert!(!Schema::exists(&path).expect("exists"));
+    assert!(matches!(Database::open(Config::default().dir(&path)), Err(Error::NoSchema { .. })));
+    Schema::create(&path).expect("create");
+    assert!(matches!(Schema::create(&path), Err(Error::SchemaExists { .. })));
+    let db = open(&path);
+    db.scope(|| User::create_table(disc())).expect("table");
+    let info = Schema::info(&path).expect("info");
+    assert_eq!(info.tables, ["users"]);
+    assert!(info.running);
+    assert!(Schema::delete(&path).is_err(), "not while open");
+    assert!(
+        matches!(Database::open(Config::default().dir(&path)), Err(Error::Invalid(_))),
+        "one process at a time"
+    );
+    db.close().expect("close");
+    assert!(!Schema::info(&path).expect("info").running);
+    Schema::delete(&path).expect("delete");
+    assert!(!Schema::exists(&path).expect("exists"));
+}
+
+#[test]
+fn relaxed_and_none_modes_keep_data_on_close() {
+    for mode in [Durability::Relaxed { interval: std::time::Duration::from_millis(5) }, Durability::None] {
+        let dir = tempfile::tempdir().expect("tempdir");
+        Schema::create(dir.path()).expect("schema");
+        let db = Database::open(Config::default().dir(dir.path()).durability(mode)).expect("open");
+        db.scope(|| {
+            Temp::create_table(disc())?;
+            Temp::batch_write((0..10).map(|at| Temp { at, celsius: 0 }))
+        })
+        .expect("write");
+        db.close().expect("close");
+        drop(db);
+        let db = open(dir.path());
+        assert_eq!(db.scope(Temp::count).expect("count"), 10, "{mode:?}");
+        db.close().expect("close");
+    }
+}
