@@ -22,13 +22,13 @@ pub(crate) struct IndexDecl<'a> {
 
 pub(crate) struct Field<'a> {
     pub(crate) ident: &'a Ident,
+    pub(crate) vis: &'a Visibility,
     pub(crate) ty: &'a Type,
     pub(crate) index: Option<IndexDecl<'a>>,
 }
 
 pub(crate) struct Input<'a> {
     pub(crate) ident: &'a Ident,
-    pub(crate) vis: &'a Visibility,
     pub(crate) name: String,
     pub(crate) kind: Kind,
     pub(crate) fields: Vec<Field<'a>>,
@@ -272,6 +272,7 @@ impl<'a> Input<'a> {
                 }
                 fields.push(Field {
                     ident,
+                    vis: &f.vis,
                     ty: &f.ty,
                     index: if attrs.key.is_some() { None } else { attrs.index },
                 });
@@ -281,9 +282,7 @@ impl<'a> Input<'a> {
             }
         }
         match (errors.0.is_some(), key) {
-            (false, Some(key)) => {
-                Ok(Input { ident: &input.ident, vis: &input.vis, name, kind, fields, key, auto_increment })
-            }
+            (false, Some(key)) => Ok(Input { ident: &input.ident, name, kind, fields, key, auto_increment }),
             _ => Err(errors),
         }
     }

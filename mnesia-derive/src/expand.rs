@@ -23,13 +23,13 @@ fn type_string(ty: &syn::Type) -> String {
         .replace("& ", "&")
 }
 
-/// The field constants: `pub const AGE: ::mnesia::Field<User, u32> = ..;`.
+/// The field constants: `pub const AGE: ::mnesia::Field<User, u32> = ..;`. Each has its
+/// field's own visibility: a private field's constant is private too.
 pub(crate) fn field_consts(
     ident: &syn::Ident,
-    vis: &syn::Visibility,
-    fields: &[(&syn::Ident, &syn::Type)],
+    fields: &[(&syn::Ident, &syn::Type, &syn::Visibility)],
 ) -> TokenStream {
-    let consts = fields.iter().enumerate().map(|(i, (f, ty))| {
+    let consts = fields.iter().enumerate().map(|(i, (f, ty, vis))| {
         let name = f.to_string().trim_start_matches("r#").to_owned();
         let konst = format_ident!("{}", case::screaming(&name), span = f.span());
         let doc = format!("The typed field `{name}` of [`{ident}`], for conditions and indexes.");
@@ -102,8 +102,8 @@ pub(crate) fn expand(input: &Input<'_>) -> TokenStream {
         }
     });
     let key_assoc = quote_spanned! {key_ty.span()=> type Key = #key_ty; };
-    let pairs: Vec<(&syn::Ident, &syn::Type)> = input.fields.iter().map(|f| (f.ident, f.ty)).collect();
-    let consts = field_consts(ident, input.vis, &pairs);
+    let fields: Vec<_> = input.fields.iter().map(|f| (f.ident, f.ty, f.vis)).collect();
+    let consts = field_consts(ident, &fields);
     quote! {
         #[automatically_derived]
         impl ::mnesia::Table for #ident {

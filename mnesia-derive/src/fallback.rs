@@ -21,9 +21,9 @@ pub(crate) fn expand(input: &DeriveInput, errors: &Errors) -> TokenStream {
     let (Some(named), true) = (named, input.generics.params.is_empty()) else {
         return compile_errors;
     };
-    let pairs: Vec<(&syn::Ident, &syn::Type)> =
-        named.named.iter().filter_map(|f| f.ident.as_ref().map(|i| (i, &f.ty))).collect();
-    let consts = field_consts(ident, &input.vis, &pairs);
+    let fields: Vec<_> =
+        named.named.iter().filter_map(|f| f.ident.as_ref().map(|i| (i, &f.ty, &f.vis))).collect();
+    let consts = field_consts(ident, &fields);
     quote! {
         #compile_errors
 

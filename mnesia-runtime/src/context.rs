@@ -82,7 +82,17 @@ impl Drop for Installed {
 pub(crate) fn transact<R, E: From<Error>>(db: Database, mut f: impl FnMut() -> Result<R, E>) -> Result<R, E> {
     if let Some(same) = CURRENT.with(|c| c.borrow().as_ref().map(|tx| tx.db.same(&db))) {
         if same {
-            return f();
+            // A nested transaction joins the outer one; if it fails, its own writes are
+            // undone, and the outer one decides what to do with the error.
+            let savepoint = with_tx(|tx| Ok(tx.savepoint()))?;
+            let result = f();
+            if result.is_err() {
+                with_tx(|tx| {
+                    tx.rollback_to(savepoint);
+                    Ok(())
+                })?;
+            }
+            return result;
         }
         return Err(Error::Invalid(
             "a transaction on another database is already running on this thread".into(),
@@ -93,28 +103,34 @@ pub(crate) fn transact<R, E: From<Error>>(db: Database, mut f: impl FnMut() -> R
     let mut db = db;
     for attempt in 1..=attempts {
         let installed = Installed::install(Tx::new(db));
-        let result = f();
+        let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(&mut f));
         let Some(mut tx) = installed.take() else {
             return Err(Error::Invalid("transaction state lost".into()).into());
         };
         let outcome = match result {
-            Ok(value) => match tx.commit() {
+            Ok(Ok(value)) => match tx.commit() {
                 Ok(()) => Some(Ok(value)),
                 Err(Error::Conflict) => None,
                 Err(e) => Some(Err(e.into())),
             },
-            // The closure may have failed because it saw a state that a concurrent commit was
-            // changing; if what it read has changed, it runs again instead.
-            Err(e) => tx.reads_unchanged().then_some(Err(e)),
+            // The closure may have failed because it saw a state that never existed (reads
+            // from before and after a concurrent commit): if what it read has changed, it
+            // runs again instead, and the failure never reaches the caller.
+            Ok(Err(e)) => tx.reads_unchanged().then_some(Err(e)),
+            Err(panic) => {
+                if tx.reads_unchanged() {
+                    drop(tx);
+                    std::panic::resume_unwind(panic);
+                }
+                None
+            }
         };
         db = tx.finish();
         if let Some(done) = outcome {
-            db::release(db);
             return done;
         }
         backoff(attempt);
     }
-    db::release(db);
     Err(Error::TooManyRetries { attempts }.into())
 }
 

@@ -824,49 +824,15 @@ static DEFAULT: ArcSwapOption<DbInner> = ArcSwapOption::const_empty();
 
 thread_local! {
     static SCOPED: RefCell<Vec<Database>> = const { RefCell::new(Vec::new()) };
-    static SPARE_DB: RefCell<Option<Database>> = const { RefCell::new(None) };
 }
 
 /// The database table-scoped functions use: the innermost [`Database::scope`] of this
 /// thread, else the one [`start`] installed.
 pub(crate) fn current() -> Result<Database> {
-    if let Some(db) = SCOPED.with(|s| s.borrow().last().map(|d| spare_or_clone(&d.inner))) {
+    if let Some(db) = SCOPED.with(|s| s.borrow().last().cloned()) {
         return Ok(db);
     }
-    let default = DEFAULT.load();
-    match &*default {
-        Some(inner) => Ok(spare_or_clone(inner)),
-        None => Err(Error::NoDatabase),
-    }
-}
-
-/// This thread's spare handle on `db` if it has one, else a new handle. Transactions hand
-/// their handle back with [`release`] when they end: a thread running one transaction after
-/// another on one database does not touch the handle's shared reference count.
-fn spare_or_clone(inner: &Arc<DbInner>) -> Database {
-    SPARE_DB
-        .try_with(|spare| {
-            let mut spare = spare.try_borrow_mut().ok()?;
-            match spare.take() {
-                Some(s) if Arc::ptr_eq(&s.inner, inner) => Some(s),
-                other => {
-                    *spare = other;
-                    None
-                }
-            }
-        })
-        .ok()
-        .flatten()
-        .unwrap_or_else(|| Database { inner: Arc::clone(inner) })
-}
-
-/// Keeps a handle for this thread's next transaction (see [`spare_or_clone`]).
-pub(crate) fn release(db: Database) {
-    let _ = SPARE_DB.try_with(|spare| {
-        if let Ok(mut spare) = spare.try_borrow_mut() {
-            *spare = Some(db);
-        }
-    });
+    DEFAULT.load_full().map(|inner| Database { inner }).ok_or(Error::NoDatabase)
 }
 
 /// Starts a database and installs it as the process-wide default used by the table-scoped

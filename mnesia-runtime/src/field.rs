@@ -272,8 +272,13 @@ impl<T: Table, V: FieldValue> Field<T, V> {
     }
 }
 
+/// A total order over a partial one: values that do not compare with themselves (a float's
+/// NaN) sort after all others, so sorting never sees an inconsistent comparison.
 fn cmp_partial<V: PartialOrd>(a: &V, b: &V) -> Ordering {
-    a.partial_cmp(b).unwrap_or(Ordering::Equal)
+    a.partial_cmp(b).unwrap_or_else(|| {
+        let odd = |v: &V| v.partial_cmp(v).is_none();
+        odd(a).cmp(&odd(b))
+    })
 }
 
 impl<T: Table, V: FieldValue + PartialOrd> Field<T, V> {

@@ -414,6 +414,35 @@ impl<T: Table, V: FieldValue + Hash + Eq> TableIndex<T> for TypedIndex<T, V> {
     }
 }
 
+/// Support for the derive's `index_spec_for`: `(&&IndexProbe(field)).spec(unique)` is an
+/// index spec when the field's type can be indexed and `None` otherwise, chosen at compile
+/// time by method resolution (the impl on `&IndexProbe` is tried before the one on
+/// `IndexProbe`).
+#[doc(hidden)]
+pub struct IndexProbe<T, V>(pub Field<T, V>);
+
+#[doc(hidden)]
+pub trait ProbeIndexable<T: Table> {
+    fn spec(&self, unique: bool) -> Option<IndexSpec<T>>;
+}
+
+impl<T: Table, V: FieldValue + crate::field::Indexable> ProbeIndexable<T> for &IndexProbe<T, V> {
+    fn spec(&self, unique: bool) -> Option<IndexSpec<T>> {
+        Some(IndexSpec::new(self.0, unique))
+    }
+}
+
+#[doc(hidden)]
+pub trait ProbeNotIndexable<T: Table> {
+    fn spec(&self, unique: bool) -> Option<IndexSpec<T>>;
+}
+
+impl<T: Table, V> ProbeNotIndexable<T> for IndexProbe<T, V> {
+    fn spec(&self, _unique: bool) -> Option<IndexSpec<T>> {
+        None
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -462,34 +491,5 @@ mod tests {
         assert_eq!(keys(idx.as_ref(), "b"), [2]);
         idx.clear(3);
         assert!(keys(idx.as_ref(), "a").is_empty());
-    }
-}
-
-/// Support for the derive's `index_spec_for`: `(&&IndexProbe(field)).spec(unique)` is an
-/// index spec when the field's type can be indexed and `None` otherwise, chosen at compile
-/// time by method resolution (the impl on `&IndexProbe` is tried before the one on
-/// `IndexProbe`).
-#[doc(hidden)]
-pub struct IndexProbe<T, V>(pub Field<T, V>);
-
-#[doc(hidden)]
-pub trait ProbeIndexable<T: Table> {
-    fn spec(&self, unique: bool) -> Option<IndexSpec<T>>;
-}
-
-impl<T: Table, V: FieldValue + crate::field::Indexable> ProbeIndexable<T> for &IndexProbe<T, V> {
-    fn spec(&self, unique: bool) -> Option<IndexSpec<T>> {
-        Some(IndexSpec::new(self.0, unique))
-    }
-}
-
-#[doc(hidden)]
-pub trait ProbeNotIndexable<T: Table> {
-    fn spec(&self, unique: bool) -> Option<IndexSpec<T>>;
-}
-
-impl<T: Table, V> ProbeNotIndexable<T> for IndexProbe<T, V> {
-    fn spec(&self, _unique: bool) -> Option<IndexSpec<T>> {
-        None
     }
 }

@@ -35,14 +35,19 @@ pub(crate) fn write<T: Table>(mut rec: T) -> Result<T> {
 /// Gives an `#[auto_increment]` key left at 0 the table's next id. Ids come from an atomic
 /// counter outside the transaction: they are unique even across concurrent transactions,
 /// and an aborted transaction leaves a gap.
-fn assign_id<T: Table>(tx: &mut Tx, rec: &mut T) -> Result<bool> {
+fn assign_id<T: Table>(tx: &mut Tx, rec: &mut T) -> Result<()> {
     if T::AUTO_INCREMENT && rec.auto_id() == Some(0) {
         let part = tx.table::<T>()?;
-        let id = part.store.counter.fetch_add(1, std::sync::atomic::Ordering::AcqRel) + 1;
-        rec.set_auto_id(id)?;
-        return Ok(true);
+        let previous = part
+            .store
+            .counter
+            .fetch_update(std::sync::atomic::Ordering::AcqRel, std::sync::atomic::Ordering::Acquire, |c| {
+                c.checked_add(1)
+            })
+            .map_err(|_| Error::Invalid(format!("table {}: auto-increment ids are exhausted", T::NAME)))?;
+        rec.set_auto_id(previous + 1)?;
     }
-    Ok(false)
+    Ok(())
 }
 
 fn put<T: Table>(tx: &mut Tx, rec: T) -> Result<()> {
@@ -61,8 +66,9 @@ fn put<T: Table>(tx: &mut Tx, rec: T) -> Result<()> {
 pub(crate) fn insert<T: Table>(mut rec: T) -> Result<T> {
     run(|| {
         with_tx(|tx| {
-            let assigned = assign_id(tx, &mut rec)?;
-            if !assigned && T::TYPE != TableType::Bag && tx.table::<T>()?.exists(rec.key()) {
+            assign_id(tx, &mut rec)?;
+            // Assigned ids are new unless a record was written with that id meanwhile.
+            if T::TYPE != TableType::Bag && tx.table::<T>()?.exists(rec.key()) {
                 return Err(Error::AlreadyExists {
                     table: T::NAME.to_owned(),
                     key: format!("{:?}", rec.key()),
@@ -226,14 +232,24 @@ pub(crate) fn batch_delete<T: Table>(keys: impl IntoIterator<Item = T::Key>) -> 
     })
 }
 
-/// Runs `f` in a transaction of its own, outside any transaction of the thread, applied
-/// without validation: what the `dirty_*` operations do.
-fn dirty<R>(f: impl FnOnce(&mut Tx) -> Result<R>) -> Result<R> {
-    let mut tx = Tx::new(context::current_db()?);
-    let r = f(&mut tx)?;
-    tx.commit_dirty()?;
-    crate::db::release(tx.finish());
-    Ok(r)
+/// Runs `f` in a transaction of its own, outside any transaction of the thread: what the
+/// `dirty_*` writes do. They read nothing but what a `bag` write merges with, so they
+/// conflict only with a concurrent change of that same group, and then run again.
+fn dirty<R>(mut f: impl FnMut(&mut Tx) -> Result<R>) -> Result<R> {
+    let mut db = context::current_db()?;
+    loop {
+        let mut tx = Tx::new(db);
+        let r = f(&mut tx);
+        let committed = match r {
+            Ok(r) => tx.commit().map(|_| r),
+            Err(e) => Err(e),
+        };
+        db = tx.finish();
+        match committed {
+            Err(Error::Conflict) => std::thread::yield_now(),
+            other => return other,
+        }
+    }
 }
 
 pub(crate) fn dirty_write<T: Table>(mut rec: T) -> Result<T> {

@@ -184,11 +184,15 @@ impl<T: Table> TxTable<T> {
                             out.push(r.clone());
                         }
                     });
+                    // The transaction's own records of this shard come with it: a record the
+                    // caller changes after its shard was visited is not visited again.
+                    for e in writes.iter().filter(|e| self.store.shard_of(e.hash) == shard) {
+                        out.extend(e.write.records().iter().filter(|r| filter.matches(r)).cloned());
+                    }
                     self.note_shard(shard, version);
                     shard += 1;
                 }
-                let next =
-                    if shard < self.store.shard_count() { Cursor::Shard(shard) } else { Cursor::Pending };
+                let next = if shard < self.store.shard_count() { Cursor::Shard(shard) } else { Cursor::Done };
                 (out, next)
             }
             Cursor::After(after) => {

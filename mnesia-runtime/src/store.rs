@@ -38,6 +38,7 @@ pub(crate) struct Slot<R> {
 }
 
 /// What a commit does to one key.
+#[derive(Clone)]
 pub(crate) enum Write<T> {
     /// Set or replace the record (`set`, `ordered_set`).
     Put(T),

@@ -27,6 +27,7 @@ use crate::store::{IndexList, TableStore, Write};
 use crate::table::{Table, TableType};
 
 /// One key a transaction writes.
+#[derive(Clone)]
 pub(crate) struct WriteEntry<T: Table> {
     pub(crate) key: T::Key,
     pub(crate) hash: u64,
@@ -34,6 +35,7 @@ pub(crate) struct WriteEntry<T: Table> {
 }
 
 /// The buffered writes of one table, at most one entry per key.
+#[derive(Clone)]
 pub(crate) struct WriteSet<T: Table> {
     entries: Vec<WriteEntry<T>>,
     by_key: Option<hashbrown::HashMap<T::Key, usize>>,
@@ -238,20 +240,24 @@ pub(crate) trait TxPart: Any {
     fn read_count(&self) -> usize;
     fn prepare(&mut self);
     fn collect_locks<'a>(&'a self, out: &mut Vec<LockReq<'a>>);
-    fn validate(&self, check_reads: bool) -> Result<()>;
+    /// Checks, under the commit locks, that what the part read and the keys it writes are
+    /// unchanged: `Err(Conflict)` otherwise.
+    fn validate(&self) -> Result<()>;
+    /// Checks, under the commit locks and once every part validated, that unique indexes
+    /// stay unique.
+    fn check_unique(&self) -> Result<()>;
     fn install(&self, seq: u64);
     fn reads_unchanged(&self) -> bool;
-    /// The database the part's table belongs to.
-    fn db_id(&self) -> u64;
-    /// Empties the part for reuse by a later transaction of this thread; false if its table
-    /// was dropped (the part is then discarded).
-    fn recycle(&mut self) -> bool;
-    /// Makes a recycled part ready for a new transaction.
-    fn restart(&mut self);
-    /// Whether the part's table still exists.
-    fn is_live(&self) -> bool;
+    /// Empties the part for reuse by a later transaction of this thread. The spare keeps its
+    /// buffers but holds its table weakly: a thread's spares never keep a table or a
+    /// database alive.
+    fn recycle(self: Box<Self>) -> Option<Box<dyn Spare>>;
     /// The part's writes encoded for the commit log, if its table is on disc.
     fn log_ops(&self) -> Result<Option<TableOps>>;
+    /// A copy of the buffered writes, for a nested transaction's savepoint.
+    fn save_writes(&self) -> Box<dyn Any>;
+    /// Puts back writes saved by `save_writes` (or drops all with `None`).
+    fn restore_writes(&mut self, saved: Option<Box<dyn Any>>);
 }
 
 impl<T: Table> TxPart for TxTable<T> {
@@ -345,7 +351,7 @@ impl<T: Table> TxPart for TxTable<T> {
         }
     }
 
-    fn validate(&self, check_reads: bool) -> Result<()> {
+    fn validate(&self) -> Result<()> {
         let store = &self.store;
         if store.is_dropped() {
             return Err(Error::NoSuchTable { table: T::NAME.to_owned() });
@@ -353,7 +359,7 @@ impl<T: Table> TxPart for TxTable<T> {
         let epoch = store.indexes.load().epoch;
         // An index added or removed since this transaction started: its index reads and
         // prepared index locks may be stale.
-        if check_reads && (epoch != self.epoch || !self.reads_unchanged()) {
+        if epoch != self.epoch || !self.reads_unchanged() {
             return Err(Error::Conflict);
         }
         let Some(p) = &self.prepared else {
@@ -368,6 +374,14 @@ impl<T: Table> TxPart for TxTable<T> {
                 return Err(Error::Conflict);
             }
         }
+        Ok(())
+    }
+
+    fn check_unique(&self) -> Result<()> {
+        let Some(p) = &self.prepared else {
+            return Ok(());
+        };
+        let writes = self.writes.borrow();
         for (i, idx) in p.indexes.list.iter().enumerate() {
             if !idx.unique() {
                 continue;
@@ -433,31 +447,35 @@ impl<T: Table> TxPart for TxTable<T> {
         TxTable::reads_unchanged(self)
     }
 
-    fn db_id(&self) -> u64 {
-        self.store.db_id
-    }
-
-    fn recycle(&mut self) -> bool {
-        if self.reads.capacity() > 4096 || self.writes.get_mut().entries.capacity() > 4096 {
-            // A big transaction: do not keep its buffers around.
-            return false;
+    fn recycle(self: Box<Self>) -> Option<Box<dyn Spare>> {
+        let TxTable { store, mut reads, mut shard_reads, mut index_reads, writes, .. } = *self;
+        let mut writes = writes.into_inner();
+        if store.is_dropped() || reads.capacity() > 4096 || writes.entries.capacity() > 4096 {
+            // A dropped table, or a big transaction whose buffers are not worth keeping.
+            return None;
         }
-        self.reads.clear();
-        self.shard_reads.clear();
-        self.index_reads.clear();
-        let writes = self.writes.get_mut();
+        reads.clear();
+        shard_reads.clear();
+        index_reads.clear();
         writes.entries.clear();
         writes.by_key = None;
-        self.prepared = None;
-        !self.store.is_dropped()
+        Some(Box::new(SpareTable {
+            db_id: store.db_id,
+            store: Arc::downgrade(&store),
+            reads,
+            shard_reads,
+            index_reads,
+            writes,
+        }))
     }
 
-    fn restart(&mut self) {
-        self.epoch = self.store.indexes.load().epoch;
+    fn save_writes(&self) -> Box<dyn Any> {
+        Box::new(self.writes.borrow().clone())
     }
 
-    fn is_live(&self) -> bool {
-        !self.store.is_dropped()
+    fn restore_writes(&mut self, saved: Option<Box<dyn Any>>) {
+        let saved = saved.and_then(|b| b.downcast::<WriteSet<T>>().ok());
+        *self.writes.get_mut() = saved.map_or_else(WriteSet::new, |b| *b);
     }
 
     fn log_ops(&self) -> Result<Option<TableOps>> {
@@ -481,6 +499,48 @@ impl<T: Table> TxPart for TxTable<T> {
     }
 }
 
+/// The buffers of a finished transaction's part, kept by its thread for the next one.
+pub(crate) trait Spare: Any {
+    fn record_type(&self) -> TypeId;
+    fn db_id(&self) -> u64;
+    /// A part for a new transaction, if the table still exists.
+    fn revive(self: Box<Self>) -> Option<Box<dyn TxPart>>;
+}
+
+struct SpareTable<T: Table> {
+    db_id: u64,
+    store: std::sync::Weak<TableStore<T>>,
+    reads: Vec<(T::Key, u64, u64)>,
+    shard_reads: Vec<(usize, u64)>,
+    index_reads: Vec<(Arc<dyn TableIndex<T>>, usize, u64)>,
+    writes: WriteSet<T>,
+}
+
+impl<T: Table> Spare for SpareTable<T> {
+    fn record_type(&self) -> TypeId {
+        TypeId::of::<T>()
+    }
+
+    fn db_id(&self) -> u64 {
+        self.db_id
+    }
+
+    fn revive(self: Box<Self>) -> Option<Box<dyn TxPart>> {
+        let SpareTable { store, reads, shard_reads, index_reads, writes, .. } = *self;
+        let store = store.upgrade().filter(|s| !s.is_dropped())?;
+        let epoch = store.indexes.load().epoch;
+        Some(Box::new(TxTable {
+            store,
+            epoch,
+            reads,
+            shard_reads,
+            index_reads,
+            writes: RefCell::new(writes),
+            prepared: None,
+        }))
+    }
+}
+
 /// A transaction in progress: one part per table it touched.
 pub(crate) struct Tx {
     pub(crate) db: Database,
@@ -493,7 +553,7 @@ const SPARE_PARTS: usize = 8;
 thread_local! {
     /// Parts of this thread's finished transactions, kept with their buffers and their
     /// table, so that the next transaction on the same table allocates and looks up nothing.
-    static SPARE: RefCell<Vec<Box<dyn TxPart>>> = const { RefCell::new(Vec::new()) };
+    static SPARE: RefCell<Vec<Box<dyn Spare>>> = const { RefCell::new(Vec::new()) };
 }
 
 impl Tx {
@@ -510,19 +570,14 @@ impl Tx {
                 let db = self.db.id();
                 let spare = SPARE
                     .try_with(|s| {
-                        let mut s = s.borrow_mut();
-                        // Parts of dropped tables must not serve, nor keep their table alive.
-                        s.retain(|p| p.is_live());
+                        let mut s = s.try_borrow_mut().ok()?;
                         let at = s.iter().position(|p| p.record_type() == ty && p.db_id() == db)?;
-                        Some(s.swap_remove(at))
+                        s.swap_remove(at).revive()
                     })
                     .ok()
                     .flatten();
                 let part = match spare {
-                    Some(mut part) => {
-                        part.restart();
-                        part
-                    }
+                    Some(part) => part,
                     None => Box::new(TxTable::new(self.db.table::<T>()?)) as Box<dyn TxPart>,
                 };
                 self.parts.push(part);
@@ -541,21 +596,41 @@ impl Tx {
         let Tx { db, parts } = self;
         let _ = SPARE.try_with(|s| {
             let Ok(mut s) = s.try_borrow_mut() else { return };
-            for mut p in parts {
-                if p.recycle() {
+            for p in parts {
+                if let Some(spare) = p.recycle() {
                     if s.len() == SPARE_PARTS {
                         s.remove(0);
                     }
-                    s.push(p);
+                    s.push(spare);
                 }
             }
         });
         db
     }
 
-    /// Whether what this transaction read is still what is committed (checked without locks:
-    /// used to tell a conflict from a real error when the transaction's closure fails).
-    pub(crate) fn reads_unchanged(&self) -> bool {
+    /// The buffered writes as they are now, to roll a nested transaction back to.
+    pub(crate) fn savepoint(&self) -> Vec<Box<dyn Any>> {
+        self.parts.iter().map(|p| p.save_writes()).collect()
+    }
+
+    /// Drops the writes buffered since `savepoint` (what it read stays recorded: that only
+    /// makes validation stricter).
+    pub(crate) fn rollback_to(&mut self, savepoint: Vec<Box<dyn Any>>) {
+        let mut saved = savepoint.into_iter();
+        for p in &mut self.parts {
+            p.restore_writes(saved.next());
+        }
+    }
+
+    /// Whether what this transaction read is still what is committed, checked under the
+    /// commit locks (so no commit is half installed meanwhile): tells a conflict from a real
+    /// failure when the transaction's closure returns an error or panics.
+    pub(crate) fn reads_unchanged(&mut self) -> bool {
+        let mut reqs = Vec::new();
+        for p in &self.parts {
+            p.collect_locks(&mut reqs);
+        }
+        let _held = HeldLocks::acquire(reqs);
         self.parts.iter().all(|p| p.reads_unchanged())
     }
 
@@ -566,22 +641,10 @@ impl Tx {
             // A single read is atomic on its own: nothing to validate.
             return Ok(());
         }
-        self.apply(true)
+        self.apply()
     }
 
-    /// Installs the writes without checking what was read (dirty operations). Unique
-    /// indexes are still enforced; a race with a concurrent commit on the same key is
-    /// retried here.
-    pub(crate) fn commit_dirty(&mut self) -> Result<()> {
-        loop {
-            match self.apply(false) {
-                Err(Error::Conflict) => std::thread::yield_now(),
-                other => return other,
-            }
-        }
-    }
-
-    fn apply(&mut self, check_reads: bool) -> Result<()> {
+    fn apply(&mut self) -> Result<()> {
         let writes = self.parts.iter().any(|p| p.has_writes());
         for p in &mut self.parts {
             p.prepare();
@@ -591,8 +654,12 @@ impl Tx {
             p.collect_locks(&mut reqs);
         }
         let held = HeldLocks::acquire(reqs);
+        // Every read first: a stale read means "run again", whatever else fails.
         for p in &self.parts {
-            p.validate(check_reads)?;
+            p.validate()?;
+        }
+        for p in &self.parts {
+            p.check_unique()?;
         }
         if writes {
             // Disc tables: logged (and, by the durability mode, synced) before anyone can

@@ -114,7 +114,10 @@ fn every_acknowledged_commit_survives_sigkill() {
         let db = Database::open(Config::default().dir(dir.path())).expect("reopen after SIGKILL");
         db.scope(|| -> mnesia::Result<()> {
             if !Account::exists()? {
-                assert!(acknowledged.is_empty(), "killed before the tables existed, yet commits were acknowledged");
+                assert!(
+                    acknowledged.is_empty(),
+                    "killed before the tables existed, yet commits were acknowledged"
+                );
                 return Ok(());
             }
             let accounts = Account::list()?;
@@ -129,7 +132,11 @@ fn every_acknowledged_commit_survives_sigkill() {
                 expected[t.to as usize] += t.amount;
             }
             for a in &accounts {
-                assert_eq!(a.balance, expected[a.id as usize], "run {run}: account {} disagrees with the transfers", a.id);
+                assert_eq!(
+                    a.balance, expected[a.id as usize],
+                    "run {run}: account {} disagrees with the transfers",
+                    a.id
+                );
             }
             for token in &acknowledged {
                 let t = Transfer::get_by(Transfer::TOKEN, token)?;
@@ -150,5 +157,9 @@ fn every_acknowledged_commit_survives_sigkill() {
         }
         db.close().expect("close");
     }
-    assert!(acknowledged.len() > rounds, "the children committed too little to prove anything: {}", acknowledged.len());
+    assert!(
+        acknowledged.len() > rounds,
+        "the children committed too little to prove anything: {}",
+        acknowledged.len()
+    );
 }
