@@ -7,6 +7,7 @@
 //! for one figure).
 
 mod alloc;
+mod disc;
 mod floor;
 
 use std::hint::black_box;
@@ -31,7 +32,7 @@ pub struct User {
     age: u32,
 }
 
-fn user(id: u64) -> User {
+pub fn user(id: u64) -> User {
     User { id, name: format!("user {id}"), email: format!("u{id}@example.com"), age: (id % 100) as u32 }
 }
 
@@ -48,18 +49,18 @@ fn time_per_op(n: u64, rounds: u32, mut f: impl FnMut(u64)) -> f64 {
     best
 }
 
-struct Report {
-    figures: Map<String, Value>,
+pub struct Report {
+    pub figures: Map<String, Value>,
     only: Option<String>,
 }
 
 impl Report {
     /// Whether figure `name` is to be measured (`--only NAME` restricts the run to one).
-    fn wants(&self, name: &str) -> bool {
+    pub fn wants(&self, name: &str) -> bool {
         self.only.as_deref().is_none_or(|o| o == name)
     }
 
-    fn add(&mut self, name: &str, ours: f64, floor: f64) {
+    pub fn add(&mut self, name: &str, ours: f64, floor: f64) {
         let ratio = ours / floor;
         eprintln!("{name:<22} {ours:>10.1} ns/op   floor {floor:>10.1} ns/op   ratio {ratio:>6.2}");
         self.figures.insert(
@@ -69,7 +70,7 @@ impl Report {
     }
 }
 
-fn round(x: f64) -> f64 {
+pub fn round(x: f64) -> f64 {
     (x * 100.0).round() / 100.0
 }
 
@@ -190,6 +191,8 @@ fn main() -> mnesia::Result<()> {
     if report.wants("bytes_per_record") {
         bytes_per_record(&mut report, if quick { 100_000 } else { 1_000_000 })?;
     }
+    let tx_write_floor = report.figures.get("tx_write").and_then(|f| f["ns_per_op"].as_f64()).unwrap_or(1000.0);
+    disc::figures(&mut report, quick, tx_write_floor)?;
 
     let out = json!({
         "figures": report.figures,

@@ -137,6 +137,8 @@ pub(crate) trait TableIndex<T: Table>: Send + Sync {
     fn remove(&self, rec: &T, seq: u64);
     fn clear(&self, seq: u64);
     fn memory(&self) -> usize;
+    /// Makes room for about `n` more values.
+    fn reserve(&self, n: usize);
 }
 
 /// The keys holding one value of a non-unique index: almost always one.
@@ -411,6 +413,17 @@ impl<T: Table, V: FieldValue + Hash + Eq> TableIndex<T> for TypedIndex<T, V> {
 
     fn memory(&self) -> usize {
         self.shards.iter().map(|s| s.data.read().entries.memory()).sum()
+    }
+
+    fn reserve(&self, n: usize) {
+        let per_shard = n / INDEX_SHARDS + 1;
+        for s in self.shards.iter() {
+            let rehash = |v: &V| self.hasher.hash_one(v);
+            match &mut s.data.write().entries {
+                Entries::Unique(t) => t.reserve(per_shard, |(v, _)| rehash(v)),
+                Entries::Multi(t) => t.reserve(per_shard, |(v, _)| rehash(v)),
+            }
+        }
     }
 }
 

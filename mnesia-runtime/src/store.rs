@@ -351,7 +351,7 @@ impl<T: Table> TableStore<T> {
     }
 
     /// Fills a new table with records recovered from disc, building its indexes.
-    pub(crate) fn load(&self, rows: &std::collections::HashMap<Vec<u8>, (u64, Logged)>) -> Result<()> {
+    pub(crate) fn load(&self, rows: &crate::disk::Rows) -> Result<()> {
         let bad = |e: postcard::Error| {
             Error::Codec(format!(
                 "table {}: a stored record does not decode as {}: {e}",
@@ -360,6 +360,18 @@ impl<T: Table> TableStore<T> {
             ))
         };
         let indexes = self.indexes.load();
+        // Sized once: no rehashing while a million records go in.
+        let per_shard = rows.len() / self.shards.len() + 1;
+        for s in self.shards.iter() {
+            match &mut s.data.write().map {
+                ShardMap::Set(t) => t.reserve(per_shard, |s| self.hasher.hash_one(key_of(s))),
+                ShardMap::Bag(t) => t.reserve(per_shard, |s| group_key(s).map_or(0, |k| self.hasher.hash_one(k))),
+                ShardMap::Ordered(_) => {}
+            }
+        }
+        for idx in &indexes.list {
+            idx.reserve(rows.len());
+        }
         let mut max_id = 0;
         for (kb, (version, value)) in rows {
             let key: T::Key = postcard::from_bytes(kb).map_err(bad)?;

@@ -59,9 +59,22 @@ pub(crate) enum End {
 /// The frames of one file, read whole.
 #[derive(Debug)]
 pub(crate) struct Frames {
-    /// Each frame's offset in the file and its payload.
-    pub(crate) frames: Vec<(u64, Vec<u8>)>,
+    bytes: Vec<u8>,
+    /// Each frame's offset in the file and where its payload is in `bytes`.
+    frames: Vec<(u64, std::ops::Range<usize>)>,
     pub(crate) end: End,
+}
+
+impl Frames {
+    /// Each frame's offset in the file and its payload.
+    pub(crate) fn iter(&self) -> impl Iterator<Item = (u64, &[u8])> {
+        self.frames.iter().map(|(at, r)| (*at, &self.bytes[r.clone()]))
+    }
+
+    #[cfg(test)]
+    pub(crate) fn len(&self) -> usize {
+        self.frames.len()
+    }
 }
 
 /// Reads a file of frames of the given kind. A damaged frame followed by more data is
@@ -70,11 +83,15 @@ pub(crate) struct Frames {
 pub(crate) fn read_frames(path: &Path, kind: &[u8; 6], version: u8) -> Result<Frames> {
     let mut bytes = Vec::new();
     File::open(path).and_then(|mut f| f.read_to_end(&mut bytes)).map_err(|e| io_error(path, e))?;
-    parse_frames(path, &bytes, kind, version)
+    let (frames, end) = parse_frames(path, &bytes, kind, version)?;
+    Ok(Frames { bytes, frames, end })
 }
 
+/// Where each frame's payload is, and how the frames ended.
+pub(crate) type Parsed = (Vec<(u64, std::ops::Range<usize>)>, End);
+
 /// [`read_frames`] over bytes already in memory (also what the fuzz target drives).
-pub(crate) fn parse_frames(path: &Path, bytes: &[u8], kind: &[u8; 6], version: u8) -> Result<Frames> {
+pub(crate) fn parse_frames(path: &Path, bytes: &[u8], kind: &[u8; 6], version: u8) -> Result<Parsed> {
     let corrupt = |offset: usize, reason: String| Error::Corrupt {
         file: path.to_path_buf(),
         offset: offset as u64,
@@ -83,7 +100,7 @@ pub(crate) fn parse_frames(path: &Path, bytes: &[u8], kind: &[u8; 6], version: u
     if bytes.len() < 8 {
         if bytes.is_empty() || magic(kind, version).starts_with(bytes) {
             // Created but never completely written: nothing was ever acknowledged in it.
-            return Ok(Frames { frames: Vec::new(), end: End::Torn(0) });
+            return Ok((Vec::new(), End::Torn(0)));
         }
         return Err(corrupt(0, "not a file of this kind".into()));
     }
@@ -102,26 +119,26 @@ pub(crate) fn parse_frames(path: &Path, bytes: &[u8], kind: &[u8; 6], version: u
     while at < bytes.len() {
         let rest = bytes.len() - at;
         if rest < HEADER {
-            return Ok(Frames { frames, end: End::Torn(at as u64) });
+            return Ok((frames, End::Torn(at as u64)));
         }
         let len = u32::from_le_bytes([bytes[at], bytes[at + 1], bytes[at + 2], bytes[at + 3]]) as usize;
         let crc = u32::from_le_bytes([bytes[at + 4], bytes[at + 5], bytes[at + 6], bytes[at + 7]]);
         let body = at + HEADER;
         if len > MAX_FRAME || len > bytes.len() - body {
             // The frame runs past the end of the file: cut short while being appended.
-            return Ok(Frames { frames, end: End::Torn(at as u64) });
+            return Ok((frames, End::Torn(at as u64)));
         }
         let payload = &bytes[body..body + len];
         if crc32fast::hash(payload) != crc {
             if body + len == bytes.len() {
-                return Ok(Frames { frames, end: End::Torn(at as u64) });
+                return Ok((frames, End::Torn(at as u64)));
             }
             return Err(corrupt(at, "checksum mismatch".into()));
         }
-        frames.push((at as u64, payload.to_vec()));
+        frames.push((at as u64, body..body + len));
         at = body + len;
     }
-    Ok(Frames { frames, end: End::Clean })
+    Ok((frames, End::Clean))
 }
 
 /// Writes a whole file of frames atomically: to a temporary file, synced, then renamed over
@@ -171,16 +188,17 @@ mod tests {
     }
 
     fn parse(bytes: &[u8]) -> Result<Frames> {
-        parse_frames(Path::new("t"), bytes, KIND, 1)
+        let (frames, end) = parse_frames(Path::new("t"), bytes, KIND, 1)?;
+        Ok(Frames { bytes: bytes.to_vec(), frames, end })
     }
 
     #[test]
     fn round_trip() {
         let f = parse(&file(&[b"a", b"", b"hello"])).expect("parse");
-        let payloads: Vec<&[u8]> = f.frames.iter().map(|(_, p)| p.as_slice()).collect();
+        let payloads: Vec<&[u8]> = f.iter().map(|(_, p)| p).collect();
         assert_eq!(payloads, [&b"a"[..], b"", b"hello"]);
         assert_eq!(f.end, End::Clean);
-        assert_eq!(f.frames[1].0, 8 + 9);
+        assert_eq!(f.iter().nth(1).map(|(at, _)| at), Some(8 + 9));
     }
 
     #[test]
@@ -189,12 +207,12 @@ mod tests {
         let last = 8 + HEADER + 5;
         for cut in last..whole.len() {
             let f = parse(&whole[..cut]).expect("torn tail is not an error");
-            assert_eq!(f.frames.len(), 1, "cut at {cut}");
+            assert_eq!(f.len(), 1, "cut at {cut}");
             assert_eq!(f.end, if cut == last { End::Clean } else { End::Torn(last as u64) });
         }
         for cut in 0..8 {
             let f = parse(&whole[..cut]).expect("a header cut short");
-            assert!(f.frames.is_empty());
+            assert_eq!(f.len(), 0);
         }
     }
 
@@ -212,7 +230,7 @@ mod tests {
         let mut tail = whole.clone();
         let n = tail.len();
         tail[n - 1] ^= 1;
-        assert_eq!(parse(&tail).expect("tail").frames.len(), 2);
+        assert_eq!(parse(&tail).expect("tail").len(), 2);
     }
 
     #[test]

@@ -50,11 +50,14 @@ struct Checkpoint {
     tables: Vec<u64>,
 }
 
+/// Encoded key to the version and content of a recovered table's records.
+pub(crate) type Rows = hashbrown::HashMap<Vec<u8>, (u64, Logged)>;
+
 /// A disc table recovered from the directory but not yet claimed by its Rust type: its
 /// records are kept encoded until the program names the type.
 pub(crate) struct Pending {
     pub(crate) def: TableDef,
-    pub(crate) rows: HashMap<Vec<u8>, (u64, Logged)>,
+    pub(crate) rows: Rows,
     /// The highest auto-increment counter seen.
     pub(crate) counter: u64,
 }
@@ -174,11 +177,12 @@ impl Disk {
         let mut pending = HashMap::new();
         let mut by_id: HashMap<u64, String> = HashMap::new();
         for def in &schema.tables {
-            let mut rows = HashMap::new();
+            let mut rows = Rows::default();
             let mut counter = 0;
             if checkpoint.tables.contains(&def.id) {
                 let (c, entries) = snapshot::read(dir, def.id)?;
                 counter = c;
+                rows.reserve(entries.len());
                 for e in entries {
                     max_seq = max_seq.max(e.version);
                     rows.insert(e.key, (e.version, e.value));

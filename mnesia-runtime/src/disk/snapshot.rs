@@ -51,17 +51,17 @@ pub(crate) fn parse(p: &Path, table: u64, frames: frame::Frames) -> Result<(u64,
     if let End::Torn(at) = frames.end {
         return Err(corrupt(at, "the snapshot ends in the middle of a record".into()));
     }
-    let mut it = frames.frames.into_iter();
+    let mut it = frames.iter();
     let Some((at, head)) = it.next() else {
         return Err(corrupt(8, "the snapshot has no header".into()));
     };
-    let header: Header = postcard::from_bytes(&head).map_err(|e| corrupt(at, format!("bad header: {e}")))?;
+    let header: Header = postcard::from_bytes(head).map_err(|e| corrupt(at, format!("bad header: {e}")))?;
     if header.table != table {
         return Err(corrupt(at, format!("the snapshot is of table {}, not {table}", header.table)));
     }
     let mut out = Vec::with_capacity(usize::try_from(header.entries).unwrap_or(0).min(1 << 24));
     for (at, payload) in it {
-        out.push(postcard::from_bytes(&payload).map_err(|e| corrupt(at, format!("bad record: {e}")))?);
+        out.push(postcard::from_bytes(payload).map_err(|e| corrupt(at, format!("bad record: {e}")))?);
     }
     if out.len() as u64 != header.entries {
         return Err(corrupt(

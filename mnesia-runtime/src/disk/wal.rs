@@ -309,10 +309,10 @@ pub(crate) fn read_from(dir: &Path, first: u64) -> Result<(Vec<LogRecord>, Optio
                 f.set_len(at).and_then(|_| f.sync_all()).map_err(|e| io_error(&path, e))?;
             }
         }
-        records.extend(frames.frames.into_iter().map(|(offset, payload)| LogRecord {
+        records.extend(frames.iter().map(|(offset, payload)| LogRecord {
             file: path.clone(),
             offset,
-            payload,
+            payload: payload.to_vec(),
         }));
     }
     Ok((records, all.last().copied()))
