@@ -18,6 +18,8 @@ use crate::error::{Error, Result};
 
 pub(crate) const KIND: &[u8; 6] = b"MNSWAL";
 pub(crate) const VERSION: u8 = 1;
+/// How many times a sync leader lets arriving commits join its sync.
+const GATHER_ROUNDS: usize = 64;
 /// A segment is closed and a new one started past this size.
 const SEGMENT_BYTES: u64 = 64 << 20;
 
@@ -181,8 +183,22 @@ impl Wal {
                 self.flushed.wait(&mut s);
                 continue;
             }
-            // Lead: take everything buffered, write it outside the lock, sync once.
+            // Lead: take everything buffered, write it outside the lock, sync once. Before
+            // taking the buffer, give the committers that are about to append (those the
+            // previous sync just released) a moment: as long as appends keep arriving, the
+            // sync waits a little for them, so that it carries them too.
             s.flushing = true;
+            let mut quiet = 0;
+            for _ in 0..GATHER_ROUNDS {
+                let before = s.appended;
+                drop(s);
+                std::thread::yield_now();
+                s = self.state.lock();
+                quiet = if s.appended == before { quiet + 1 } else { 0 };
+                if quiet == 2 {
+                    break;
+                }
+            }
             let bytes = std::mem::take(&mut s.buffer);
             let target = s.appended;
             let roll = s.segment_bytes >= SEGMENT_BYTES;
