@@ -71,7 +71,9 @@ pub fn figures(report: &mut Report, quick: bool, tx_write_floor: f64) -> mnesia:
         report.add("disc_tx_write_immediate", one, floor);
         let eight = durable_writes(&db, 8, n / 2);
         let scaling = one / eight;
-        eprintln!("disc_tx_write_immediate_8 {eight:>7.1} ns/op (8 writers)  1 writer {one:>10.1} ns/op   scaling {scaling:>6.2}");
+        eprintln!(
+            "disc_tx_write_immediate_8 {eight:>7.1} ns/op (8 writers)  1 writer {one:>10.1} ns/op   scaling {scaling:>6.2}"
+        );
         report.figures.insert(
             "disc_tx_write_immediate_8".into(),
             json!({ "ns_per_op": round(eight), "floor_ns_per_op": round(one), "ratio": round(scaling) }),
@@ -88,7 +90,10 @@ pub fn figures(report: &mut Report, quick: bool, tx_write_floor: f64) -> mnesia:
         db.close()?;
     }
 
-    if report.wants("recovery_1m_ms") || report.wants("recovery_1m_crash_ms") || report.wants("disk_bytes_per_record") {
+    if report.wants("recovery_1m_ms")
+        || report.wants("recovery_1m_crash_ms")
+        || report.wants("disk_bytes_per_record")
+    {
         let records: u64 = if quick { 100_000 } else { 1_000_000 };
         let dir = tempfile::tempdir().map_err(io)?;
         let db = open(dir.path(), Durability::Relaxed { interval: Duration::from_millis(50) })?;
@@ -108,12 +113,19 @@ pub fn figures(report: &mut Report, quick: bool, tx_write_floor: f64) -> mnesia:
         db.close()?;
         drop(db);
 
-        let encoded: usize = (0..records).map(|i| postcard::to_allocvec(&user(i)).map_or(0, |v| v.len())).sum();
+        let encoded: usize =
+            (0..records).map(|i| postcard::to_allocvec(&user(i)).map_or(0, |v| v.len())).sum();
         let on_disc = dir_bytes(dir.path()).map_err(io)?;
         let per = on_disc as f64 / records as f64;
         let floor = encoded as f64 / records as f64;
-        eprintln!("disk_bytes_per_record  {per:>10.1} B        floor {floor:>10.1} B        ratio {:>6.2}", per / floor);
-        report.figures.insert("disk_bytes_per_record".into(), json!({ "bytes": round(per), "floor_bytes": round(floor), "ratio": round(per / floor) }));
+        eprintln!(
+            "disk_bytes_per_record  {per:>10.1} B        floor {floor:>10.1} B        ratio {:>6.2}",
+            per / floor
+        );
+        report.figures.insert(
+            "disk_bytes_per_record".into(),
+            json!({ "bytes": round(per), "floor_bytes": round(floor), "ratio": round(per / floor) }),
+        );
 
         for (name, path) in [("recovery_1m_ms", dir.path()), ("recovery_1m_crash_ms", crashed.path())] {
             let floor = {

@@ -191,7 +191,8 @@ fn main() -> mnesia::Result<()> {
     if report.wants("bytes_per_record") {
         bytes_per_record(&mut report, if quick { 100_000 } else { 1_000_000 })?;
     }
-    let tx_write_floor = report.figures.get("tx_write").and_then(|f| f["ns_per_op"].as_f64()).unwrap_or(1000.0);
+    let tx_write_floor =
+        report.figures.get("tx_write").and_then(|f| f["ns_per_op"].as_f64()).unwrap_or(1000.0);
     disc::figures(&mut report, quick, tx_write_floor)?;
 
     let out = json!({

@@ -37,7 +37,10 @@ fn main() -> mnesia::Result<()> {
     let db = mnesia::start(Config::default().dir(&dir).durability(Durability::Immediate))?;
     if Visit::exists()? {
         let info = Visit::table_info()?;
-        println!("found table `{}` ({}, {}) with {} records:", info.name, info.table_type, info.storage_type, info.size);
+        println!(
+            "found table `{}` ({}, {}) with {} records:",
+            info.name, info.table_type, info.storage_type, info.size
+        );
         let mut visits = Visit::list()?;
         visits.sort_by_key(|v| v.id);
         for v in &visits {

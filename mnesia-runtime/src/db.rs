@@ -169,7 +169,7 @@ impl<T: Table> AnyTable for TableStore<T> {
     fn snapshot(&self) -> Option<Result<(u64, Vec<crate::disk::record::SnapshotEntry>)>> {
         // The counter first: ids handed out while the copy is taken are above it anyway.
         let counter = self.counter.load(Ordering::Acquire);
-        self.disk_id.get().map(|_| self.snapshot_entries().map(|e| (counter, e)))
+        self.disk_id().map(|_| self.snapshot_entries().map(|e| (counter, e)))
     }
 
     fn info(&self) -> TableInfo {
@@ -179,7 +179,7 @@ impl<T: Table> AnyTable for TableStore<T> {
             size: self.len(),
             memory: self.memory(),
             table_type: self.kind,
-            storage_type: self.storage,
+            storage_type: self.storage(),
             attributes: T::FIELDS.iter().map(|f| f.name.to_owned()).collect(),
             key: T::FIELDS.get(T::KEY_POSITION).map(|f| f.name.to_owned()).unwrap_or_default(),
             indexes: indexes
@@ -455,8 +455,8 @@ impl Database {
         }
         let indexes: Vec<_> = specs.iter().map(IndexSpec::build).collect();
         let id = self.inner.next_table_id.fetch_add(1, Ordering::Relaxed);
-        let store = TableStore::<T>::new(self.id(), id, T::TYPE, p.def.storage, indexes);
-        let _ = store.disk_id.set(p.def.id);
+        let store = TableStore::<T>::new(self.id(), id, T::TYPE, indexes);
+        store.disk_id.store(p.def.id, Ordering::Release);
         store.load(&p.rows)?;
         store.counter.fetch_max(p.counter, Ordering::AcqRel);
         pending.remove(T::NAME);
@@ -532,7 +532,7 @@ impl Database {
         }
         let id = self.inner.next_table_id.fetch_add(1, Ordering::Relaxed);
         let indexes = specs.iter().map(IndexSpec::build).collect();
-        let store = TableStore::<T>::new(self.id(), id, T::TYPE, storage, indexes);
+        let store = TableStore::<T>::new(self.id(), id, T::TYPE, indexes);
         if let (StorageType::DiscCopies, Some(disk)) = (storage, self.disk()) {
             let infos = specs
                 .iter()
@@ -544,7 +544,7 @@ impl Database {
                 schema.tables.push(TableDef::of::<T>(disk_id, storage, infos));
                 disk_id
             })?;
-            let _ = store.disk_id.set(disk_id);
+            store.disk_id.store(disk_id, Ordering::Release);
         }
         let store: Arc<dyn AnyTable> = Arc::new(store);
         let mut next = (*map).clone();
@@ -588,8 +588,8 @@ impl Database {
         }
         let indexes = store.indexes.load_full();
         let held = lock_all(&store, &indexes);
-        if let (Some(id), Some(disk)) = (store.disk_id.get(), self.disk()) {
-            disk.update_schema(|schema| schema.tables.retain(|t| t.id != *id))?;
+        if let (Some(id), Some(disk)) = (store.disk_id(), self.disk()) {
+            disk.update_schema(|schema| schema.tables.retain(|t| t.id != id))?;
         }
         store.mark_dropped_flag();
         let mut next = (*self.inner.tables.load_full()).clone();
@@ -614,10 +614,10 @@ impl Database {
         let store = self.table::<T>()?;
         let indexes = store.indexes.load_full();
         let held = lock_all(&store, &indexes);
-        let seq = match (store.disk_id.get(), self.disk()) {
+        let seq = match (store.disk_id(), self.disk()) {
             (Some(id), Some(disk)) => {
                 let counter = store.counter.load(Ordering::Acquire);
-                let clear = TableOps { table: *id, clear: true, counter, writes: Vec::new() };
+                let clear = TableOps { table: id, clear: true, counter, writes: Vec::new() };
                 disk.log_commit(|| self.next_seq(), &[clear])?
             }
             _ => self.next_seq(),
@@ -717,17 +717,88 @@ impl Database {
         Ok(())
     }
 
+    /// Moves table `T` between storage types on this node, online and atomically: from
+    /// `ram_copies` to `disc_copies` its records are logged in one commit (the table is then
+    /// durable), from `disc_copies` to `ram_copies` it leaves the directory. Commits to the
+    /// table wait while it moves. (`disc_only_copies` is not supported yet.)
+    ///
+    /// ```
+    /// # use mnesia::prelude::*;
+    /// # #[derive(Table, Clone, Debug, Serialize, Deserialize)]
+    /// # struct Item { #[key] id: u32 }
+    /// let db = Database::in_memory()?;
+    /// db.create_table::<Item>(TableOptions::new())?;
+    /// // An in-memory database has no directory to move the table to.
+    /// assert!(db.change_table_copy_type::<Item>(StorageType::DiscCopies).is_err());
+    /// db.change_table_copy_type::<Item>(StorageType::RamCopies)?; // already there
+    /// # Ok::<(), mnesia::Error>(())
+    /// ```
+    pub fn change_table_copy_type<T: Table>(&self, to: StorageType) -> Result<()> {
+        let store = self.table::<T>()?;
+        let _schema = self.inner.schema.lock();
+        if store.storage() == to {
+            return Ok(());
+        }
+        let disk = match (to, self.disk()) {
+            (StorageType::DiscOnlyCopies, _) => {
+                return Err(Error::Invalid(format!(
+                    "table {}: disc_only_copies is not supported yet",
+                    T::NAME
+                )));
+            }
+            (_, Some(disk)) => disk,
+            (_, None) => {
+                return Err(Error::Invalid(format!(
+                    "table {}: disc_copies needs a database directory: open the database with Config::default().dir(..)",
+                    T::NAME
+                )));
+            }
+        };
+        let indexes = store.indexes.load_full();
+        let held = lock_all(&store, &indexes);
+        match store.disk_id() {
+            None => {
+                let infos: Vec<IndexInfo> = indexes
+                    .list
+                    .iter()
+                    .map(|i| IndexInfo { field: i.field().to_owned(), unique: i.unique() })
+                    .collect();
+                let id = disk.update_schema(|schema| {
+                    let id = schema.next_table_id;
+                    schema.next_table_id += 1;
+                    schema.tables.push(TableDef::of::<T>(id, StorageType::DiscCopies, infos));
+                    id
+                })?;
+                // The records so far were never logged: one commit brings them all.
+                let counter = store.counter.load(Ordering::Acquire);
+                let writes = store.entries_locked()?.into_iter().map(|e| (e.key, e.value)).collect();
+                let ops = TableOps { table: id, clear: true, counter, writes };
+                if let Err(e) = disk.log_commit(|| self.next_seq(), &[ops]) {
+                    let _ = disk.update_schema(|schema| schema.tables.retain(|t| t.id != id));
+                    return Err(e);
+                }
+                store.disk_id.store(id, Ordering::Release);
+            }
+            Some(id) => {
+                disk.update_schema(|schema| schema.tables.retain(|t| t.id != id))?;
+                store.disk_id.store(0, Ordering::Release);
+            }
+        }
+        drop(held);
+        Ok(())
+    }
+
     /// Records a disc table's indexes in the schema, so they are rebuilt on the next open.
     fn persist_indexes<T: Table>(
         &self,
         store: &TableStore<T>,
         list: &[Arc<dyn TableIndex<T>>],
     ) -> Result<()> {
-        let (Some(id), Some(disk)) = (store.disk_id.get(), self.disk()) else { return Ok(()) };
+        let (Some(id), Some(disk)) = (store.disk_id(), self.disk()) else { return Ok(()) };
         let infos: Vec<IndexInfo> =
             list.iter().map(|i| IndexInfo { field: i.field().to_owned(), unique: i.unique() }).collect();
         disk.update_schema(|schema| {
-            if let Some(def) = schema.tables.iter_mut().find(|t| t.id == *id) {
+            if let Some(def) = schema.tables.iter_mut().find(|t| t.id == id) {
                 def.indexes = infos;
             }
         })

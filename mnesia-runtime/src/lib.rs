@@ -38,6 +38,7 @@ mod tx;
 
 pub use context::{is_transaction, sync_transaction, transaction};
 pub use db::{Config, Database, start, stop, system_tables};
+pub use disk::fuzzing;
 pub use disk::wal::Durability;
 pub use error::{Error, Result};
 pub use field::{Compare, Field, FieldValue, Indexable};

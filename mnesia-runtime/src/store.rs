@@ -10,8 +10,8 @@
 use std::collections::BTreeMap;
 use std::hash::BuildHasher;
 use std::ops::Bound;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, OnceLock};
 
 use arc_swap::ArcSwap;
 use crossbeam_utils::CachePadded;
@@ -85,11 +85,11 @@ pub(crate) struct IndexList<T: Table> {
 pub(crate) struct TableStore<T: Table> {
     /// The database holding the table.
     pub(crate) db_id: u64,
-    /// The table's id in the directory's schema, for a disc table.
-    pub(crate) disk_id: OnceLock<u64>,
+    /// The table's id in the directory's schema for a disc table, 0 for a table in memory.
+    /// Changed only while every commit lock of the table is held.
+    pub(crate) disk_id: AtomicU64,
     pub(crate) id: u32,
     pub(crate) kind: TableType,
-    pub(crate) storage: StorageType,
     hasher: Hasher,
     shards: Box<[CachePadded<Shard<T>>]>,
     pub(crate) indexes: ArcSwap<IndexList<T>>,
@@ -107,13 +107,7 @@ fn group_key<T: Table>(s: &Slot<Vec<T>>) -> Option<&T::Key> {
 }
 
 impl<T: Table> TableStore<T> {
-    pub(crate) fn new(
-        db_id: u64,
-        id: u32,
-        kind: TableType,
-        storage: StorageType,
-        indexes: Vec<Arc<dyn TableIndex<T>>>,
-    ) -> Self {
+    pub(crate) fn new(db_id: u64, id: u32, kind: TableType, indexes: Vec<Arc<dyn TableIndex<T>>>) -> Self {
         let count = if kind == TableType::OrderedSet { 1 } else { SHARDS };
         let shards = (0..count)
             .map(|_| {
@@ -130,16 +124,24 @@ impl<T: Table> TableStore<T> {
             .collect();
         TableStore {
             db_id,
-            disk_id: OnceLock::new(),
+            disk_id: AtomicU64::new(0),
             id,
             kind,
-            storage,
             hasher: Hasher::default(),
             shards,
             indexes: ArcSwap::from_pointee(IndexList { epoch: 0, list: indexes }),
             counter: AtomicU64::new(0),
             dropped: AtomicBool::new(false),
         }
+    }
+
+    /// The table's id in the schema, if it is on disc.
+    pub(crate) fn disk_id(&self) -> Option<u64> {
+        Some(self.disk_id.load(Ordering::Acquire)).filter(|id| *id != 0)
+    }
+
+    pub(crate) fn storage(&self) -> StorageType {
+        if self.disk_id().is_some() { StorageType::DiscCopies } else { StorageType::RamCopies }
     }
 
     pub(crate) fn hash(&self, key: &T::Key) -> u64 {
@@ -365,7 +367,9 @@ impl<T: Table> TableStore<T> {
         for s in self.shards.iter() {
             match &mut s.data.write().map {
                 ShardMap::Set(t) => t.reserve(per_shard, |s| self.hasher.hash_one(key_of(s))),
-                ShardMap::Bag(t) => t.reserve(per_shard, |s| group_key(s).map_or(0, |k| self.hasher.hash_one(k))),
+                ShardMap::Bag(t) => {
+                    t.reserve(per_shard, |s| group_key(s).map_or(0, |k| self.hasher.hash_one(k)))
+                }
                 ShardMap::Ordered(_) => {}
             }
         }
@@ -402,11 +406,20 @@ impl<T: Table> TableStore<T> {
     /// shard while writers go on: each shard is read under its commit lock, so a commit is
     /// either wholly in a shard's copy or (being later) replayed from the log.
     pub(crate) fn snapshot_entries(&self) -> Result<Vec<SnapshotEntry>> {
+        self.entries(true)
+    }
+
+    /// [`Self::snapshot_entries`] for a caller that holds every commit lock already.
+    pub(crate) fn entries_locked(&self) -> Result<Vec<SnapshotEntry>> {
+        self.entries(false)
+    }
+
+    fn entries(&self, lock: bool) -> Result<Vec<SnapshotEntry>> {
         let mut out = Vec::new();
         for (i, shard) in self.shards.iter().enumerate() {
             let req =
                 LockReq { order: lock_order(self.id, 0, i as u16), exclusive: false, lock: &shard.commit };
-            let _held = HeldLocks::acquire(vec![req]);
+            let _held = lock.then(|| HeldLocks::acquire(vec![req]));
             let data = shard.data.read();
             match &data.map {
                 ShardMap::Set(t) => {

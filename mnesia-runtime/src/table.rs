@@ -606,6 +606,32 @@ pub trait Table: Clone + Send + Sync + Serialize + DeserializeOwned + 'static {
         Ok(Self::table_info()?.storage_type)
     }
 
+    /// Moves the table between storage types on `node` (this node: copies on other nodes
+    /// come with distribution), online: see [`crate::Database::change_table_copy_type`].
+    ///
+    /// ```
+    /// # use mnesia::prelude::*;
+    /// # #[derive(Table, Clone, Debug, Serialize, Deserialize)]
+    /// # struct User { #[key] id: u64 }
+    /// # let db = Database::in_memory()?;
+    /// # db.scope(|| -> mnesia::Result<()> {
+    /// User::create_table(TableOptions::new())?;
+    /// User::change_table_copy_type(&db.node(), StorageType::RamCopies)?;
+    /// assert!(User::change_table_copy_type("other@host", StorageType::RamCopies).is_err());
+    /// # Ok(()) })?;
+    /// # Ok::<(), mnesia::Error>(())
+    /// ```
+    fn change_table_copy_type(node: &str, to: StorageType) -> Result<()> {
+        let db = crate::context::current_db()?;
+        if node != db.config().node() {
+            return Err(Error::Invalid(format!(
+                "node {node} is not this node ({}): copies on other nodes come with distribution",
+                db.config().node()
+            )));
+        }
+        db.change_table_copy_type::<Self>(to)
+    }
+
     /// Writes a record, replacing the one with the same key (a `bag` adds it next to the
     /// key's other records, unless an identical one is there). Returns the record as
     /// stored: an `#[auto_increment]` key left at 0 gets the table's next id, as with

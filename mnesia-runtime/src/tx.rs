@@ -479,7 +479,7 @@ impl<T: Table> TxPart for TxTable<T> {
     }
 
     fn log_ops(&self) -> Result<Option<TableOps>> {
-        let Some(table) = self.store.disk_id.get() else { return Ok(None) };
+        let Some(table) = self.store.disk_id() else { return Ok(None) };
         let writes = self.writes.borrow();
         if writes.is_empty() {
             return Ok(None);
@@ -495,7 +495,7 @@ impl<T: Table> TxPart for TxTable<T> {
             out.push((encode(&e.key)?, value));
         }
         let counter = self.store.counter.load(std::sync::atomic::Ordering::Acquire);
-        Ok(Some(TableOps { table: *table, clear: false, counter, writes: out }))
+        Ok(Some(TableOps { table, clear: false, counter, writes: out }))
     }
 }
 

@@ -241,3 +241,43 @@ fn relaxed_and_none_modes_keep_data_on_close() {
         db.close().expect("close");
     }
 }
+
+#[test]
+fn tables_move_between_memory_and_disc() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    Schema::create(dir.path()).expect("schema");
+    let db = open(dir.path());
+    db.scope(|| -> mnesia::Result<()> {
+        User::create_table(TableOptions::new())?; // ram_copies in a disc database
+        User::insert(user("ann", 1))?;
+        User::insert(user("bob", 2))?;
+        assert_eq!(User::storage_type()?, StorageType::RamCopies);
+        User::change_table_copy_type(&db.node(), StorageType::DiscCopies)?;
+        assert_eq!(User::storage_type()?, StorageType::DiscCopies);
+        User::insert(user("cy", 3))?;
+        assert!(matches!(
+            User::change_table_copy_type(&db.node(), StorageType::DiscOnlyCopies),
+            Err(Error::Invalid(_))
+        ));
+        Ok(())
+    })
+    .expect("first run");
+    db.close().expect("close");
+    drop(db);
+
+    let db = open(dir.path());
+    db.scope(|| -> mnesia::Result<()> {
+        assert_eq!(User::count()?, 3, "records from before and after the move survive");
+        assert_eq!(User::get_by(User::EMAIL, "bob@x.io")?.map(|u| u.id), Some(2));
+        User::change_table_copy_type(&db.node(), StorageType::RamCopies)?;
+        assert_eq!(User::count()?, 3, "moving to memory keeps the records");
+        Ok(())
+    })
+    .expect("second run");
+    db.close().expect("close");
+    drop(db);
+
+    let db = open(dir.path());
+    assert!(!db.scope(User::exists).expect("exists"), "a ram_copies table does not outlive the process");
+    db.close().expect("close");
+}

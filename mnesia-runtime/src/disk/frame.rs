@@ -66,6 +66,12 @@ pub(crate) struct Frames {
 }
 
 impl Frames {
+    /// Parses a whole file's bytes.
+    pub(crate) fn parse(path: &Path, bytes: Vec<u8>, kind: &[u8; 6], version: u8) -> Result<Frames> {
+        let (frames, end) = parse_frames(path, &bytes, kind, version)?;
+        Ok(Frames { bytes, frames, end })
+    }
+
     /// Each frame's offset in the file and its payload.
     pub(crate) fn iter(&self) -> impl Iterator<Item = (u64, &[u8])> {
         self.frames.iter().map(|(at, r)| (*at, &self.bytes[r.clone()]))
@@ -83,8 +89,7 @@ impl Frames {
 pub(crate) fn read_frames(path: &Path, kind: &[u8; 6], version: u8) -> Result<Frames> {
     let mut bytes = Vec::new();
     File::open(path).and_then(|mut f| f.read_to_end(&mut bytes)).map_err(|e| io_error(path, e))?;
-    let (frames, end) = parse_frames(path, &bytes, kind, version)?;
-    Ok(Frames { bytes, frames, end })
+    Frames::parse(path, bytes, kind, version)
 }
 
 /// Where each frame's payload is, and how the frames ended.
@@ -188,8 +193,7 @@ mod tests {
     }
 
     fn parse(bytes: &[u8]) -> Result<Frames> {
-        let (frames, end) = parse_frames(Path::new("t"), bytes, KIND, 1)?;
-        Ok(Frames { bytes: bytes.to_vec(), frames, end })
+        Frames::parse(Path::new("t"), bytes.to_vec(), KIND, 1)
     }
 
     #[test]
