@@ -221,6 +221,13 @@ impl Disk {
             return Err(Error::Invalid(format!("the database in {} is closed", self.dir.display())));
         }
         let body = postcard::to_allocvec(ops).map_err(|e| Error::Codec(e.to_string()))?;
+        if body.len() + 8 > frame::MAX_FRAME {
+            return Err(Error::Invalid(format!(
+                "a commit of {} bytes is larger than the log's limit of {} bytes: split it",
+                body.len(),
+                frame::MAX_FRAME
+            )));
+        }
         let (seq, lsn) = self.wal.append(next_seq, &body)?;
         self.wal.commit(lsn)?;
         Ok(seq)

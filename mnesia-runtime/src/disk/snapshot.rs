@@ -59,7 +59,8 @@ pub(crate) fn parse(p: &Path, table: u64, frames: frame::Frames) -> Result<(u64,
     if header.table != table {
         return Err(corrupt(at, format!("the snapshot is of table {}, not {table}", header.table)));
     }
-    let mut out = Vec::with_capacity(usize::try_from(header.entries).unwrap_or(0).min(1 << 24));
+    // Sized by the frames really there, never by a count read from the file.
+    let mut out = Vec::with_capacity(frames.iter().count().saturating_sub(1));
     for (at, payload) in it {
         out.push(postcard::from_bytes(payload).map_err(|e| corrupt(at, format!("bad record: {e}")))?);
     }
