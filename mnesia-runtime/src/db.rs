@@ -155,6 +155,8 @@ pub(crate) trait AnyTable: Send + Sync {
     fn info(&self) -> TableInfo;
     /// The table's records encoded for a snapshot, if it is a disc table.
     fn snapshot(&self) -> Option<Result<(u64, Vec<crate::disk::record::SnapshotEntry>)>>;
+    /// The table's id in the schema, if it is on disc.
+    fn disk_id(&self) -> Option<u64>;
 }
 
 impl<T: Table> AnyTable for TableStore<T> {
@@ -164,6 +166,10 @@ impl<T: Table> AnyTable for TableStore<T> {
 
     fn type_name(&self) -> &'static str {
         std::any::type_name::<T>()
+    }
+
+    fn disk_id(&self) -> Option<u64> {
+        TableStore::disk_id(self)
     }
 
     fn snapshot(&self) -> Option<Result<(u64, Vec<crate::disk::record::SnapshotEntry>)>> {
@@ -295,7 +301,7 @@ impl Database {
                     let db = Database { inner };
                     let grown = db
                         .disk()
-                        .is_some_and(|d| d.wal.current_segment_bytes() > db.inner.config.checkpoint_bytes);
+                        .is_some_and(|d| d.wal.bytes_since_roll() > db.inner.config.checkpoint_bytes);
                     if grown {
                         let _ = db.checkpoint();
                     }
@@ -319,12 +325,18 @@ impl Database {
     /// ```
     pub fn checkpoint(&self) -> Result<()> {
         let Some(disk) = self.disk() else { return Ok(()) };
-        if disk.is_closed() {
-            return Ok(());
-        }
+        // No table is created, claimed, dropped or moved while the checkpoint runs.
+        let _schema = self.inner.schema.lock();
         let seq = self.inner.seq.load(Ordering::Acquire);
-        let tables = self.inner.tables.load_full();
-        disk.checkpoint(seq, |name| tables.get(name).and_then(|t| t.snapshot()))
+        disk.checkpoint(seq, |def| self.snapshot_of(def))
+    }
+
+    /// The snapshot of a disc table in use, looked up now (not from an older list: a table
+    /// may have been created, claimed, dropped or moved meanwhile).
+    fn snapshot_of(&self, def: &TableDef) -> Option<Result<crate::disk::Snapshot>> {
+        let tables = self.inner.tables.load();
+        let table = tables.get(&def.name).filter(|t| t.disk_id() == Some(def.id))?;
+        table.snapshot()
     }
 
     /// Makes everything committed durable, writes a checkpoint (so that the next open is
@@ -338,13 +350,9 @@ impl Database {
     /// ```
     pub fn close(&self) -> Result<()> {
         let Some(disk) = self.disk() else { return Ok(()) };
-        if disk.is_closed() {
-            return Ok(());
-        }
-        self.checkpoint()?;
-        disk.wal.sync()?;
-        disk.release();
-        Ok(())
+        let _schema = self.inner.schema.lock();
+        let seq = self.inner.seq.load(Ordering::Acquire);
+        disk.close(seq, |def| self.snapshot_of(def))
     }
 
     /// A fresh database that lives in memory only, with the default configuration.
@@ -539,11 +547,10 @@ impl Database {
                 .map(|s| IndexInfo { field: s.field().to_owned(), unique: s.is_unique() })
                 .collect();
             let disk_id = disk.update_schema(|schema| {
-                let disk_id = schema.next_table_id;
-                schema.next_table_id += 1;
+                let disk_id = schema.allocate_id()?;
                 schema.tables.push(TableDef::of::<T>(disk_id, storage, infos));
-                disk_id
-            })?;
+                Ok(disk_id)
+            })??;
             store.disk_id.store(disk_id, Ordering::Release);
         }
         let store: Arc<dyn AnyTable> = Arc::new(store);
@@ -590,6 +597,7 @@ impl Database {
         let held = lock_all(&store, &indexes);
         if let (Some(id), Some(disk)) = (store.disk_id(), self.disk()) {
             disk.update_schema(|schema| schema.tables.retain(|t| t.id != id))?;
+            store.disk_id.store(0, Ordering::Release);
         }
         store.mark_dropped_flag();
         let mut next = (*self.inner.tables.load_full()).clone();
@@ -764,11 +772,10 @@ impl Database {
                     .map(|i| IndexInfo { field: i.field().to_owned(), unique: i.unique() })
                     .collect();
                 let id = disk.update_schema(|schema| {
-                    let id = schema.next_table_id;
-                    schema.next_table_id += 1;
+                    let id = schema.allocate_id()?;
                     schema.tables.push(TableDef::of::<T>(id, StorageType::DiscCopies, infos));
-                    id
-                })?;
+                    Ok(id)
+                })??;
                 // The records so far were never logged: one commit brings them all.
                 let counter = store.counter.load(Ordering::Acquire);
                 let writes = store.entries_locked()?.into_iter().map(|e| (e.key, e.value)).collect();

@@ -61,10 +61,10 @@ fn last_record(dir: &Path) -> (PathBuf, usize) {
         let bytes = std::fs::read(&seg).expect("read");
         let mut at = 8;
         let mut last = None;
-        while at + 8 <= bytes.len() {
+        while at + 12 <= bytes.len() {
             let len = u32::from_le_bytes(bytes[at..at + 4].try_into().expect("len")) as usize;
             last = Some(at);
-            at += 8 + len;
+            at += 12 + len;
         }
         if let Some(last) = last {
             return (seg, last);
@@ -154,9 +154,20 @@ fn a_flipped_byte_in_a_snapshot_is_reported() {
 fn empty_and_foreign_files() {
     let dir = logged_dir(3);
     // An empty segment after the others (created, never written): harmless.
-    let next = dir.path().join("99999999.wal");
+    let last = segments(dir.path()).len();
+    let next = dir.path().join(format!("{:08}.wal", last + 1));
     std::fs::write(&next, b"").expect("write");
     assert_eq!(count(dir.path()).expect("recovers"), 3);
+    // A gap in the numbering is a lost segment: refused, not replayed around.
+    let gap = segments(dir.path()).into_iter().next().expect("segment");
+    let moved = dir.path().join("moved.bak");
+    std::fs::rename(&gap, &moved).expect("hide a segment");
+    std::fs::write(&gap, b"").expect("placeholder");
+    std::fs::remove_file(&gap).expect("remove");
+    if segments(dir.path()).len() > 1 {
+        assert!(matches!(open(dir.path()), Err(Error::Corrupt { .. })));
+    }
+    std::fs::rename(&moved, &gap).expect("put it back");
     // A file from a future format version is refused, not misread.
     let seg = segments(dir.path()).into_iter().next().expect("segment");
     let mut bytes = std::fs::read(&seg).expect("read");

@@ -1,12 +1,14 @@
 //! Length- and checksum-framed records, the unit of every file the database writes.
 //!
 //! A file starts with an 8-byte magic that names its kind and format version, followed by
-//! frames: `[payload length: u32 LE][crc32 of payload: u32 LE][payload]`.
+//! frames: `[payload length: u32 LE][crc32 of the length: u32 LE][crc32 of the payload: u32
+//! LE][payload]`. The length has a checksum of its own, so a damaged length is never
+//! mistaken for a record that runs past the end of the file.
 //!
-//! Reading tells a *torn tail* — the last frame of a file cut short or garbled by a crash
-//! while it was being appended, which was never acknowledged — from *corruption*: a bad
-//! frame followed by more data. The first is cut off; the second is an error naming the file
-//! and the offset.
+//! Reading tells a *torn tail* — the last frame of a file cut short, zero-filled or garbled
+//! by a crash while it was being appended, which was never acknowledged — from
+//! *corruption*: a bad frame followed by a valid one. The first is cut off; the second is an
+//! error naming the file and the offset.
 
 use std::fs::File;
 use std::io::{self, Read, Write};
@@ -14,8 +16,8 @@ use std::path::Path;
 
 use crate::error::{Error, Result};
 
-/// The frame header: length and checksum.
-pub(crate) const HEADER: usize = 8;
+/// The frame header: length, its checksum, the payload's checksum.
+pub(crate) const HEADER: usize = 12;
 /// Frames larger than this are refused (and a length field above it is damage).
 pub(crate) const MAX_FRAME: usize = 1 << 30;
 
@@ -27,11 +29,39 @@ pub(crate) fn encode_frame(payload: &[u8], out: &mut Vec<u8>) {
 /// Appends one frame whose payload is the concatenation of `parts`.
 pub(crate) fn encode_frame_parts(parts: &[&[u8]], out: &mut Vec<u8>) {
     let len: usize = parts.iter().map(|p| p.len()).sum();
+    let len = u32::try_from(len).unwrap_or(u32::MAX).to_le_bytes();
     let mut crc = crc32fast::Hasher::new();
     parts.iter().for_each(|p| crc.update(p));
-    out.extend_from_slice(&u32::try_from(len).unwrap_or(u32::MAX).to_le_bytes());
+    out.extend_from_slice(&len);
+    out.extend_from_slice(&crc32fast::hash(&len).to_le_bytes());
     out.extend_from_slice(&crc.finalize().to_le_bytes());
     parts.iter().for_each(|p| out.extend_from_slice(p));
+}
+
+fn u32_at(bytes: &[u8], at: usize) -> u32 {
+    u32::from_le_bytes([bytes[at], bytes[at + 1], bytes[at + 2], bytes[at + 3]])
+}
+
+/// The whole valid frame starting at `at`, if there is one.
+fn frame_at(bytes: &[u8], at: usize) -> Option<std::ops::Range<usize>> {
+    if bytes.len() - at < HEADER {
+        return None;
+    }
+    if crc32fast::hash(&bytes[at..at + 4]) != u32_at(bytes, at + 4) {
+        return None;
+    }
+    let len = u32_at(bytes, at) as usize;
+    let body = at + HEADER;
+    if len > MAX_FRAME || len > bytes.len() - body {
+        return None;
+    }
+    (crc32fast::hash(&bytes[body..body + len]) == u32_at(bytes, at + 8)).then_some(body..body + len)
+}
+
+/// Whether a valid frame starts anywhere after `at`: then the damage at `at` is in the
+/// middle of the file, not a torn tail.
+fn valid_frame_after(bytes: &[u8], at: usize) -> bool {
+    (at + 1..bytes.len().saturating_sub(HEADER - 1)).any(|p| frame_at(bytes, p).is_some())
 }
 
 /// The magic of a file kind at the current format version, e.g. `MNSWAL01`.
@@ -122,26 +152,17 @@ pub(crate) fn parse_frames(path: &Path, bytes: &[u8], kind: &[u8; 6], version: u
     let mut frames = Vec::new();
     let mut at = 8usize;
     while at < bytes.len() {
-        let rest = bytes.len() - at;
-        if rest < HEADER {
-            return Ok((frames, End::Torn(at as u64)));
+        if let Some(body) = frame_at(bytes, at) {
+            at = body.end;
+            frames.push(((body.start - HEADER) as u64, body));
+            continue;
         }
-        let len = u32::from_le_bytes([bytes[at], bytes[at + 1], bytes[at + 2], bytes[at + 3]]) as usize;
-        let crc = u32::from_le_bytes([bytes[at + 4], bytes[at + 5], bytes[at + 6], bytes[at + 7]]);
-        let body = at + HEADER;
-        if len > MAX_FRAME || len > bytes.len() - body {
-            // The frame runs past the end of the file: cut short while being appended.
-            return Ok((frames, End::Torn(at as u64)));
+        // A damaged frame: the end of the file being appended when the process died (cut
+        // short, zero-filled, garbled), unless a valid frame follows it.
+        if valid_frame_after(bytes, at) {
+            return Err(corrupt(at, "a damaged record followed by valid ones".into()));
         }
-        let payload = &bytes[body..body + len];
-        if crc32fast::hash(payload) != crc {
-            if body + len == bytes.len() {
-                return Ok((frames, End::Torn(at as u64)));
-            }
-            return Err(corrupt(at, "checksum mismatch".into()));
-        }
-        frames.push((at as u64, body..body + len));
-        at = body + len;
+        return Ok((frames, End::Torn(at as u64)));
     }
     Ok((frames, End::Clean))
 }
@@ -202,7 +223,7 @@ mod tests {
         let payloads: Vec<&[u8]> = f.iter().map(|(_, p)| p).collect();
         assert_eq!(payloads, [&b"a"[..], b"", b"hello"]);
         assert_eq!(f.end, End::Clean);
-        assert_eq!(f.iter().nth(1).map(|(at, _)| at), Some(8 + 9));
+        assert_eq!(f.iter().nth(1).map(|(at, _)| at), Some((8 + HEADER + 1) as u64));
     }
 
     #[test]
@@ -235,6 +256,22 @@ mod tests {
         let n = tail.len();
         tail[n - 1] ^= 1;
         assert_eq!(parse(&tail).expect("tail").len(), 2);
+    }
+
+    #[test]
+    fn a_damaged_length_is_corruption_and_a_zero_filled_tail_is_torn() {
+        let whole = file(&[b"first", b"second", b"third"]);
+        let second = 8 + HEADER + 5;
+        let mut bad = whole.clone();
+        bad[second + 2] ^= 0x01; // the length of the second record, now far too large
+        match parse(&bad) {
+            Err(Error::Corrupt { offset, .. }) => assert_eq!(offset, second as u64),
+            other => panic!("{other:?}"),
+        }
+        let mut zeros = whole.clone();
+        zeros.extend_from_slice(&[0u8; 64]);
+        let f = parse(&zeros).expect("a zero-filled tail is torn");
+        assert_eq!((f.len(), f.end), (3, End::Torn(whole.len() as u64)));
     }
 
     #[test]

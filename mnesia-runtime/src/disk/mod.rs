@@ -161,8 +161,10 @@ impl Disk {
     /// checkpoint and the log, and opens the log for appending. Returns the highest commit
     /// sequence number seen.
     pub(crate) fn open(dir: &Path, durability: Durability) -> Result<(Disk, u64)> {
-        let schema = schema::load(dir)?;
+        schema::load(dir)?; // "no schema here" before creating a lock file
         let lock = lock_dir(dir)?;
+        // Read under the lock: no other process changes it from now on.
+        let schema = schema::load(dir)?;
         let cp_path = dir.join(CHECKPOINT);
         let checkpoint: Checkpoint = match std::fs::read(&cp_path) {
             Ok(b) => serde_json::from_slice(&b).map_err(|e| Error::Corrupt {
@@ -191,8 +193,8 @@ impl Disk {
             by_id.insert(def.id, def.name.clone());
             pending.insert(def.name.clone(), Pending { def: def.clone(), rows, counter });
         }
-        let (records, last) = wal::read_from(dir, checkpoint.segment)?;
-        for rec in &records {
+        let log = wal::read_from(dir, checkpoint.segment)?;
+        for rec in &log.records {
             let (seq, ops) = decode_commit(rec)?;
             max_seq = max_seq.max(seq);
             for op in ops {
@@ -202,7 +204,16 @@ impl Disk {
                 }
             }
         }
-        let wal = Wal::open(dir, last, durability)?;
+        // Every record decoded: now the torn tail (never acknowledged) can go.
+        if let Some((path, at)) = &log.torn {
+            wal::cut_torn_tail(path, *at)?;
+        }
+        let next = log
+            .last
+            .unwrap_or(checkpoint.segment)
+            .checked_add(1)
+            .ok_or_else(|| Error::Invalid("log segment numbers exhausted".into()))?;
+        let wal = Wal::open(dir, next, durability)?;
         let disk = Disk {
             dir: dir.to_path_buf(),
             wal,
@@ -217,9 +228,6 @@ impl Disk {
     /// Appends a commit touching disc tables and waits until it is as durable as the mode
     /// promises. Returns the commit's sequence number.
     pub(crate) fn log_commit(&self, next_seq: impl FnOnce() -> u64, ops: &[TableOps]) -> Result<u64> {
-        if self.is_closed() {
-            return Err(Error::Invalid(format!("the database in {} is closed", self.dir.display())));
-        }
         let body = postcard::to_allocvec(ops).map_err(|e| Error::Codec(e.to_string()))?;
         if body.len() + 8 > frame::MAX_FRAME {
             return Err(Error::Invalid(format!(
@@ -234,18 +242,15 @@ impl Disk {
     }
 
     pub(crate) fn is_closed(&self) -> bool {
-        self.lock.lock().is_none()
-    }
-
-    /// Releases the directory: it accepts no more commits, and another process (or this
-    /// one) may open it.
-    pub(crate) fn release(&self) {
-        self.lock.lock().take();
+        self.wal.is_closed()
     }
 
     /// Changes the schema and writes it.
     pub(crate) fn update_schema<R>(&self, f: impl FnOnce(&mut SchemaFile) -> R) -> Result<R> {
         let mut s = self.schema.lock();
+        if self.is_closed() {
+            return Err(Error::Invalid(format!("the database in {} is closed", self.dir.display())));
+        }
         let mut next = s.clone();
         let r = f(&mut next);
         schema::store(&self.dir, &next)?;
@@ -253,47 +258,95 @@ impl Disk {
         Ok(r)
     }
 
-    /// Writes a checkpoint: a new log segment, a snapshot of every disc table (taken by
-    /// `snapshot_of` for the tables in use, from the recovered rows for the others), then
-    /// the checkpoint file, then removes the log segments the checkpoint covers.
+    /// Writes a checkpoint: a new log segment, a snapshot of every disc table in the schema
+    /// (from `snapshot_of` for the tables in use, from the recovered rows for the others),
+    /// the checkpoint file, then removes the log segments the checkpoint covers. A no-op
+    /// once closed.
     pub(crate) fn checkpoint(
         &self,
         seq: u64,
-        mut snapshot_of: impl FnMut(&str) -> Option<Result<(u64, Vec<SnapshotEntry>)>>,
+        snapshot_of: impl FnMut(&TableDef) -> Option<Result<Snapshot>>,
     ) -> Result<()> {
         let _one = self.checkpointing.lock();
+        if self.is_closed() {
+            return Ok(());
+        }
+        self.checkpoint_locked(seq, snapshot_of)
+    }
+
+    /// A last checkpoint, then the directory is released: no more commits, and another
+    /// process (or this one) may open it.
+    pub(crate) fn close(
+        &self,
+        seq: u64,
+        snapshot_of: impl FnMut(&TableDef) -> Option<Result<Snapshot>>,
+    ) -> Result<()> {
+        let _one = self.checkpointing.lock();
+        if self.is_closed() {
+            return Ok(());
+        }
+        self.checkpoint_locked(seq, snapshot_of)?;
+        self.wal.close();
+        self.wal.sync()?;
+        self.lock.lock().take();
+        Ok(())
+    }
+
+    fn checkpoint_locked(
+        &self,
+        seq: u64,
+        mut snapshot_of: impl FnMut(&TableDef) -> Option<Result<Snapshot>>,
+    ) -> Result<()> {
         let segment = self.wal.roll()?;
+        // The schema as it is now, after the roll: a table created before the roll is in it,
+        // and one created after has all its commits in the new segment.
         let defs: Vec<TableDef> = self.schema.lock().tables.clone();
-        let mut tables = Vec::new();
+        let mut snapshots = Vec::with_capacity(defs.len());
         for def in &defs {
-            let (counter, entries) = match snapshot_of(&def.name) {
+            let snapshot = match snapshot_of(def) {
                 Some(snapshot) => snapshot?,
-                None => match self.pending.lock().get(&def.name) {
+                None => match self.pending.lock().get(&def.name).filter(|p| p.def.id == def.id) {
                     Some(p) => (p.counter, p.entries()),
-                    None => continue,
+                    None => {
+                        return Err(Error::Invalid(format!(
+                            "checkpoint skipped: table {} is changing; the next one will include it",
+                            def.name
+                        )));
+                    }
                 },
             };
-            snapshot::write(&self.dir, def.id, counter, &entries)?;
-            tables.push(def.id);
+            snapshots.push((def.id, snapshot));
+        }
+        // The snapshots may hold commits appended after the roll: those must be durable in
+        // the log before any snapshot is (so what survives a crash is a prefix of the commit
+        // order, also under relaxed durability).
+        self.wal.sync()?;
+        let mut tables = Vec::with_capacity(snapshots.len());
+        for (id, (counter, entries)) in &snapshots {
+            snapshot::write(&self.dir, *id, *counter, entries)?;
+            tables.push(*id);
         }
         let cp = Checkpoint { segment, seq, tables };
         let bytes = serde_json::to_vec_pretty(&cp).map_err(|e| Error::Codec(e.to_string()))?;
         frame::write_bytes_atomically(&self.dir.join(CHECKPOINT), &bytes)?;
         self.wal.remove_before(segment)?;
-        // Snapshots of dropped tables.
+        // Snapshots of tables no longer in the schema.
         for e in std::fs::read_dir(&self.dir).map_err(|e| io_error(&self.dir, e))?.flatten() {
             let name = e.file_name().to_string_lossy().into_owned();
             let id = name
                 .strip_prefix("table-")
                 .and_then(|n| n.strip_suffix(".snap"))
                 .and_then(|n| n.parse::<u64>().ok());
-            if id.is_some_and(|id| !cp.tables.contains(&id)) {
+            if id.is_some_and(|id| !defs.iter().any(|d| d.id == id)) {
                 let _ = std::fs::remove_file(e.path());
             }
         }
         Ok(())
     }
 }
+
+/// A table's auto-increment counter and its records, as a checkpoint writes them.
+pub(crate) type Snapshot = (u64, Vec<SnapshotEntry>);
 
 /// Entry points for fuzzing the decoders of files read from disc (`fuzz/`). Each takes any
 /// bytes and must return (an error, usually), never panic.

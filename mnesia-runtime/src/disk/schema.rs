@@ -89,6 +89,15 @@ pub(crate) struct SchemaFile {
     pub(crate) tables: Vec<TableDef>,
 }
 
+impl SchemaFile {
+    /// A new table id, never used before in this directory.
+    pub(crate) fn allocate_id(&mut self) -> Result<u64> {
+        let id = self.next_table_id;
+        self.next_table_id = id.checked_add(1).ok_or_else(|| Error::Invalid("table ids exhausted".into()))?;
+        Ok(id)
+    }
+}
+
 pub(crate) fn path(dir: &Path) -> PathBuf {
     dir.join(FILE)
 }

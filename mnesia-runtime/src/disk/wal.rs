@@ -72,18 +72,28 @@ pub(crate) fn segments(dir: &Path) -> Result<Vec<u64>> {
 struct State {
     /// Whole frames appended and not yet written.
     buffer: Vec<u8>,
-    /// Bytes ever appended (the log sequence number of the last append's end).
+    /// Bytes ever appended (the log position of the last append's end).
     appended: u64,
-    /// Bytes known written (and synced, if the mode syncs).
-    durable: u64,
+    /// Bytes known written to the file.
+    written: u64,
+    /// Bytes known synced to the disc.
+    synced: u64,
     /// A leader is writing; the file is in its hands.
     flushing: bool,
     file: Option<File>,
     segment: u64,
     segment_bytes: u64,
+    /// The next flush starts a new segment first (asked for by a checkpoint).
+    roll_next: bool,
+    /// The segment the last requested roll started.
+    rolled_to: u64,
+    /// `appended` when the last requested roll was asked for.
+    appended_at_roll: u64,
     /// A write or sync failed: the log accepts nothing more (the data is safe up to
-    /// `durable`, and what follows was never acknowledged).
+    /// `synced`, and what follows was never acknowledged).
     failed: Option<String>,
+    /// Closed: no more appends.
+    closed: bool,
 }
 
 /// The log of one database directory.
@@ -95,9 +105,8 @@ pub(crate) struct Wal {
 }
 
 impl Wal {
-    /// Opens the log for appending, in a new segment after `last`.
-    pub(crate) fn open(dir: &Path, last: Option<u64>, durability: Durability) -> Result<Arc<Wal>> {
-        let segment = last.map_or(1, |n| n + 1);
+    /// Opens the log for appending, in a new segment numbered `segment`.
+    pub(crate) fn open(dir: &Path, segment: u64, durability: Durability) -> Result<Arc<Wal>> {
         let file = create_segment(dir, segment)?;
         let wal = Arc::new(Wal {
             dir: dir.to_path_buf(),
@@ -105,12 +114,17 @@ impl Wal {
             state: Mutex::new(State {
                 buffer: Vec::new(),
                 appended: 0,
-                durable: 0,
+                written: 0,
+                synced: 0,
                 flushing: false,
                 file: Some(file),
                 segment,
                 segment_bytes: 8,
+                roll_next: false,
+                rolled_to: segment,
+                appended_at_roll: 0,
                 failed: None,
+                closed: false,
             }),
             flushed: Condvar::new(),
         });
@@ -145,6 +159,9 @@ impl Wal {
                 "the commit log failed earlier and accepts no more commits: {f}"
             )));
         }
+        if s.closed {
+            return Err(Error::Invalid(format!("the database in {} is closed", self.dir.display())));
+        }
         let seq = next_seq();
         let before = s.buffer.len();
         encode_frame_parts(&[&seq.to_le_bytes(), body], &mut s.buffer);
@@ -158,7 +175,7 @@ impl Wal {
         if self.durability == Durability::Immediate { self.wait(lsn, true) } else { Ok(()) }
     }
 
-    /// Writes and syncs everything appended so far.
+    /// Writes everything appended so far, and syncs it unless the mode is `None`.
     pub(crate) fn flush(&self) -> Result<()> {
         let lsn = self.state.lock().appended;
         self.wait(lsn, self.durability != Durability::None)
@@ -170,10 +187,19 @@ impl Wal {
         self.wait(lsn, true)
     }
 
+    /// No more appends; what was appended stays to be written by `sync`.
+    pub(crate) fn close(&self) {
+        self.state.lock().closed = true;
+    }
+
+    pub(crate) fn is_closed(&self) -> bool {
+        self.state.lock().closed
+    }
+
     fn wait(&self, lsn: u64, sync: bool) -> Result<()> {
         let mut s = self.state.lock();
         loop {
-            if s.durable >= lsn {
+            if (if sync { s.synced } else { s.written }) >= lsn {
                 return Ok(());
             }
             if let Some(f) = &s.failed {
@@ -201,15 +227,25 @@ impl Wal {
             }
             let bytes = std::mem::take(&mut s.buffer);
             let target = s.appended;
-            let roll = s.segment_bytes >= SEGMENT_BYTES;
+            let forced = s.roll_next;
+            let roll = forced || s.segment_bytes >= SEGMENT_BYTES;
+            s.roll_next = false;
             let mut file = s.file.take();
             let mut segment = s.segment;
             drop(s);
             let mut result = Ok(());
             if roll {
-                segment += 1;
-                match create_segment(&self.dir, segment) {
-                    Ok(f) => file = Some(f),
+                match segment
+                    .checked_add(1)
+                    .ok_or_else(|| Error::Invalid("log segment numbers exhausted".into()))
+                {
+                    Ok(next) => match create_segment(&self.dir, next) {
+                        Ok(f) => {
+                            file = Some(f);
+                            segment = next;
+                        }
+                        Err(e) => result = Err(e),
+                    },
                     Err(e) => result = Err(e),
                 }
             }
@@ -217,7 +253,9 @@ impl Wal {
             if result.is_ok()
                 && let Some(f) = file.as_mut()
             {
-                result = f.write_all(&bytes).map_err(|e| io_error(&path, e));
+                if !bytes.is_empty() {
+                    result = f.write_all(&bytes).map_err(|e| io_error(&path, e));
+                }
                 if result.is_ok() && sync {
                     result = f.sync_data().map_err(|e| io_error(&path, e));
                 }
@@ -225,13 +263,21 @@ impl Wal {
             s = self.state.lock();
             s.flushing = false;
             s.file = file;
-            if roll {
+            if roll && result.is_ok() {
                 s.segment = segment;
                 s.segment_bytes = 8;
+                if forced {
+                    s.rolled_to = segment;
+                }
             }
             s.segment_bytes += bytes.len() as u64;
             match &result {
-                Ok(()) => s.durable = s.durable.max(target),
+                Ok(()) => {
+                    s.written = s.written.max(target);
+                    if sync {
+                        s.synced = s.synced.max(target);
+                    }
+                }
                 Err(e) => s.failed = Some(e.to_string()),
             }
             self.flushed.notify_all();
@@ -239,27 +285,43 @@ impl Wal {
         }
     }
 
-    /// Starts a new segment for the records appended from now on; returns its number. Every
-    /// record appended before is written (not necessarily synced) to earlier segments.
+    /// Starts a new segment: every record appended from now on goes to it or a later one
+    /// (records appended just before may go there too). Returns its number. Everything
+    /// appended before is synced.
     pub(crate) fn roll(&self) -> Result<u64> {
-        self.sync()?;
+        let target = {
+            let mut s = self.state.lock();
+            s.roll_next = true;
+            s.appended_at_roll = s.appended;
+            s.appended
+        };
+        // The flush that writes `target` starts with the new segment.
+        self.wait(target, true)?;
         let mut s = self.state.lock();
         while s.flushing {
             self.flushed.wait(&mut s);
         }
-        if !s.buffer.is_empty() {
-            // Appended after the sync above: write it to the old segment first.
-            let bytes = std::mem::take(&mut s.buffer);
-            let path = self.dir.join(segment_name(s.segment));
-            if let Some(f) = s.file.as_mut() {
-                f.write_all(&bytes).and_then(|_| f.sync_data()).map_err(|e| io_error(&path, e))?;
+        if s.roll_next {
+            // Nothing was waiting to be written: start the segment here.
+            let next = s
+                .segment
+                .checked_add(1)
+                .ok_or_else(|| Error::Invalid("log segment numbers exhausted".into()))?;
+            match create_segment(&self.dir, next) {
+                Ok(f) => {
+                    s.file = Some(f);
+                    s.segment = next;
+                    s.segment_bytes = 8;
+                    s.rolled_to = next;
+                    s.roll_next = false;
+                }
+                Err(e) => {
+                    s.failed = Some(e.to_string());
+                    return Err(e);
+                }
             }
-            s.durable = s.appended;
         }
-        s.segment += 1;
-        s.file = Some(create_segment(&self.dir, s.segment)?);
-        s.segment_bytes = 8;
-        Ok(s.segment)
+        Ok(s.rolled_to)
     }
 
     /// Deletes the segments before `first_kept`.
@@ -273,10 +335,10 @@ impl Wal {
         Ok(())
     }
 
-    /// Bytes in the segment being appended to.
-    pub(crate) fn current_segment_bytes(&self) -> u64 {
+    /// Bytes appended since the last checkpoint's roll.
+    pub(crate) fn bytes_since_roll(&self) -> u64 {
         let s = self.state.lock();
-        s.segment_bytes + s.buffer.len() as u64
+        s.appended - s.appended_at_roll
     }
 }
 
@@ -300,14 +362,33 @@ pub(crate) struct LogRecord {
     pub(crate) payload: Vec<u8>,
 }
 
-/// Reads the records of every segment from `first` on, in order. A torn tail is allowed only
-/// at the end of the last segment, which is then cut there (so recovery can run again).
-pub(crate) fn read_from(dir: &Path, first: u64) -> Result<(Vec<LogRecord>, Option<u64>)> {
-    let all = segments(dir)?;
-    let kept: Vec<u64> = all.iter().copied().filter(|n| *n >= first).collect();
+/// What the log holds from a checkpoint on.
+pub(crate) struct LogContents {
+    pub(crate) records: Vec<LogRecord>,
+    /// Where the last segment's torn tail starts, to be cut once the records are applied.
+    pub(crate) torn: Option<(PathBuf, u64)>,
+    /// The number of the last segment.
+    pub(crate) last: Option<u64>,
+}
+
+/// Reads the records of the segments from `first` on (`first` = 0: from the first segment
+/// ever, numbered 1). The segments must follow one another without a gap; a torn tail is
+/// allowed only at the end of the last one. Nothing is changed on disc.
+pub(crate) fn read_from(dir: &Path, first: u64) -> Result<LogContents> {
+    let kept: Vec<u64> = segments(dir)?.into_iter().filter(|n| *n >= first).collect();
+    let expected_first = first.max(1);
     let mut records = Vec::new();
+    let mut torn = None;
     for (i, n) in kept.iter().enumerate() {
         let path = dir.join(segment_name(*n));
+        let expected = expected_first + i as u64;
+        if *n != expected {
+            return Err(Error::Corrupt {
+                file: dir.join(segment_name(expected)),
+                offset: 0,
+                reason: "a log segment is missing: the log has a gap".into(),
+            });
+        }
         let frames = frame::read_frames(&path, KIND, VERSION)?;
         if let End::Torn(at) = frames.end {
             if i + 1 != kept.len() {
@@ -317,13 +398,7 @@ pub(crate) fn read_from(dir: &Path, first: u64) -> Result<(Vec<LogRecord>, Optio
                     reason: "a record cut short before the last segment".into(),
                 });
             }
-            // Cut the torn record off, so that a second recovery reads the same log.
-            if at < 8 {
-                frame::write_file_atomically(&path, KIND, VERSION, &[])?;
-            } else {
-                let f = OpenOptions::new().write(true).open(&path).map_err(|e| io_error(&path, e))?;
-                f.set_len(at).and_then(|_| f.sync_all()).map_err(|e| io_error(&path, e))?;
-            }
+            torn = Some((path.clone(), at));
         }
         records.extend(frames.iter().map(|(offset, payload)| LogRecord {
             file: path.clone(),
@@ -331,5 +406,21 @@ pub(crate) fn read_from(dir: &Path, first: u64) -> Result<(Vec<LogRecord>, Optio
             payload: payload.to_vec(),
         }));
     }
-    Ok((records, all.last().copied()))
+    if first > 0 && kept.first() != Some(&first) {
+        return Err(Error::Corrupt {
+            file: dir.join(segment_name(first)),
+            offset: 0,
+            reason: "the log segment the last checkpoint starts from is missing".into(),
+        });
+    }
+    Ok(LogContents { records, torn, last: kept.last().copied() })
+}
+
+/// Cuts a torn tail off, so that the next recovery reads the same log.
+pub(crate) fn cut_torn_tail(path: &Path, at: u64) -> Result<()> {
+    if at < 8 {
+        return frame::write_file_atomically(path, KIND, VERSION, &[]);
+    }
+    let f = OpenOptions::new().write(true).open(path).map_err(|e| io_error(path, e))?;
+    f.set_len(at).and_then(|_| f.sync_all()).map_err(|e| io_error(path, e))
 }
