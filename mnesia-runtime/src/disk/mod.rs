@@ -267,11 +267,7 @@ impl Disk {
         seq: u64,
         snapshot_of: impl FnMut(&TableDef) -> Option<Result<Snapshot>>,
     ) -> Result<()> {
-        let _one = self.checkpointing.lock();
-        if self.is_closed() {
-            return Ok(());
-        }
-        self.checkpoint_locked(seq, snapshot_of)
+        self.checkpoint_then(seq, snapshot_of, false)
     }
 
     /// A last checkpoint, then the directory is released: no more commits, and another
@@ -281,14 +277,25 @@ impl Disk {
         seq: u64,
         snapshot_of: impl FnMut(&TableDef) -> Option<Result<Snapshot>>,
     ) -> Result<()> {
+        self.checkpoint_then(seq, snapshot_of, true)
+    }
+
+    fn checkpoint_then(
+        &self,
+        seq: u64,
+        snapshot_of: impl FnMut(&TableDef) -> Option<Result<Snapshot>>,
+        close: bool,
+    ) -> Result<()> {
         let _one = self.checkpointing.lock();
         if self.is_closed() {
             return Ok(());
         }
         self.checkpoint_locked(seq, snapshot_of)?;
-        self.wal.close();
-        self.wal.sync()?;
-        self.lock.lock().take();
+        if close {
+            self.wal.close();
+            self.wal.sync()?;
+            self.lock.lock().take();
+        }
         Ok(())
     }
 
