@@ -467,6 +467,8 @@ impl Database {
         store.disk_id.store(p.def.id, Ordering::Release);
         store.load(&p.rows)?;
         store.counter.fetch_max(p.counter, Ordering::AcqRel);
+        // The indexes as now built (declared ones included) are what the next open rebuilds.
+        self.persist_indexes(&store, &store.indexes.load().list)?;
         pending.remove(T::NAME);
         let store: Arc<dyn AnyTable> = Arc::new(store);
         let mut next = (*self.inner.tables.load_full()).clone();
@@ -484,6 +486,9 @@ impl Database {
     /// ```
     pub fn tables(&self) -> Vec<String> {
         let mut v: Vec<String> = self.inner.tables.load().keys().cloned().collect();
+        if let Some(disk) = self.disk() {
+            v.extend(disk.pending.lock().keys().cloned());
+        }
         v.sort();
         v
     }
@@ -501,6 +506,13 @@ impl Database {
     /// ```
     pub fn create_table<T: Table>(&self, options: TableOptions<T>) -> Result<()> {
         let storage = options.storage_type();
+        if let Some(node) = options.nodes().iter().find(|n| n.as_str() != self.inner.config.node) {
+            return Err(Error::Invalid(format!(
+                "table {}: node {node} is not this node ({}): copies on other nodes come with distribution",
+                T::NAME,
+                self.inner.config.node
+            )));
+        }
         match (storage, self.disk()) {
             (StorageType::RamCopies, _) | (StorageType::DiscCopies, Some(_)) => {}
             (StorageType::DiscCopies, None) => {

@@ -274,6 +274,15 @@ impl<T> fmt::Debug for Order<T> {
     }
 }
 
+impl<T: crate::table::Table, V: crate::field::FieldValue + PartialOrd> From<crate::field::Field<T, V>>
+    for Order<T>
+{
+    /// A field alone sorts ascending: `order_by(User::AGE)` is `order_by(User::AGE.asc())`.
+    fn from(field: crate::field::Field<T, V>) -> Self {
+        field.asc()
+    }
+}
+
 impl<T> Order<T> {
     pub(crate) fn new(field: &'static str, cmp: Comparator<T>) -> Self {
         Order { field, cmp }

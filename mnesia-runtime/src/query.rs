@@ -111,8 +111,8 @@ impl<T: Table> Query<T> {
     /// let q = User::query().order_by(User::AGE.desc()).order_by(User::NAME.asc());
     /// # let _ = q;
     /// ```
-    pub fn order_by(mut self, order: Order<T>) -> Self {
-        self.order.push(order);
+    pub fn order_by(mut self, order: impl Into<Order<T>>) -> Self {
+        self.order.push(order.into());
         self
     }
 

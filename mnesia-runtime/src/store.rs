@@ -389,6 +389,23 @@ impl<T: Table> TableStore<T> {
             for r in write.records() {
                 max_id = max_id.max(r.auto_id().unwrap_or(0));
             }
+            // A unique index declared since the records were stored may not hold for them.
+            for idx in indexes.list.iter().filter(|i| i.unique()) {
+                for r in write.records() {
+                    let mut owners = Vec::new();
+                    idx.lookup_by_record(r, &mut owners);
+                    if let Some(other) = owners.iter().find(|k| *k != &key) {
+                        return Err(Error::SchemaMismatch {
+                            table: T::NAME.to_owned(),
+                            differences: vec![format!(
+                                "the struct declares a unique index on `{}`, but the stored records with keys {other:?} and {key:?} share the value {}",
+                                idx.field(),
+                                idx.value_debug(r)
+                            )],
+                        });
+                    }
+                }
+            }
             let hash = self.hash(&key);
             self.install(&key, hash, write, *version, |_, new| {
                 for idx in &indexes.list {

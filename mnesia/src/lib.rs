@@ -83,8 +83,8 @@ pub use mnesia_derive::Table;
 pub mod prelude {
     pub use mnesia_derive::Table;
     pub use mnesia_runtime::{
-        Config, Database, Field, Filter, Order, Plan, Query, QueryIter, StorageType, Table, TableInfo,
-        TableOptions, TableType, Transaction, Upserted,
+        Config, Database, Durability, Field, Filter, Order, Plan, Query, QueryIter, Schema, StorageType,
+        Table, TableInfo, TableOptions, TableType, Transaction, Upserted,
     };
     pub use serde::{Deserialize, Serialize};
 }

@@ -281,3 +281,45 @@ fn tables_move_between_memory_and_disc() {
     assert!(!db.scope(User::exists).expect("exists"), "a ram_copies table does not outlive the process");
     db.close().expect("close");
 }
+
+#[test]
+fn a_unique_index_declared_over_duplicates_is_refused_on_open() {
+    #[derive(Table, Clone, Debug, PartialEq, Serialize, Deserialize)]
+    #[table(name = "people")]
+    struct Person {
+        #[key]
+        id: u32,
+        name: String,
+    }
+    #[derive(Table, Clone, Debug, PartialEq, Serialize, Deserialize)]
+    #[table(name = "people")]
+    struct UniquePerson {
+        #[key]
+        id: u32,
+        #[index(unique)]
+        name: String,
+    }
+    let dir = tempfile::tempdir().expect("tempdir");
+    Schema::create(dir.path()).expect("schema");
+    let db = open(dir.path());
+    db.scope(|| {
+        Person::create_table(TableOptions::new().disc_copies(["local@localhost"]))?;
+        Person::batch_write(
+            (0..6).map(|id| Person { id, name: if id < 3 { "n".into() } else { format!("m{id}") } }),
+        )
+    })
+    .expect("write");
+    db.close().expect("close");
+    drop(db);
+    let db = open(dir.path());
+    match db.scope(|| UniquePerson::select(UniquePerson::NAME.eq("n"))) {
+        Err(Error::SchemaMismatch { differences, .. }) => {
+            assert!(differences[0].contains("unique index on `name`"), "{differences:?}");
+        }
+        other => panic!("expected a schema mismatch, got {other:?}"),
+    }
+    // The data is untouched and the original struct reads all of it.
+    assert_eq!(db.scope(|| Person::select(Person::NAME.eq("n"))).expect("select").len(), 3);
+    assert_eq!(db.tables(), ["people"]);
+    db.close().expect("close");
+}
