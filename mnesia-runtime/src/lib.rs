@@ -13,6 +13,10 @@
 //! - `field.rs`, `filter.rs`, `plan.rs`, `select.rs`, `query.rs`: typed conditions, the
 //!   planner and the planned reads.
 //! - `db.rs`: the database, its tables and the default database.
+//! - `disk/`: the directory of a database with `disc_copies` tables — the schema file
+//!   (`schema.rs`), the commit log with group commit (`wal.rs`), framing and checksums
+//!   (`frame.rs`), snapshots and checkpoints, recovery (`mod.rs`); `schema.rs` at the top is
+//!   the public `Schema` API.
 #![deny(missing_docs)]
 #![warn(unreachable_pub)]
 
