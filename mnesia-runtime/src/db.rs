@@ -21,7 +21,7 @@ use crate::error::{Error, Result};
 use crate::index::{IndexSpec, TableIndex};
 use crate::lock::{HeldLocks, LockReq, lock_order};
 use crate::store::{IndexList, TableStore};
-use crate::table::{IndexInfo, StorageType, Table, TableInfo, TableOptions};
+use crate::table::{IndexInfo, StorageType, Table, TableInfo, TableOptions, TableType};
 
 /// How a database runs.
 ///
@@ -463,9 +463,14 @@ impl Database {
         }
         let indexes: Vec<_> = specs.iter().map(IndexSpec::build).collect();
         let id = self.inner.next_table_id.fetch_add(1, Ordering::Relaxed);
-        let store = TableStore::<T>::new(self.id(), id, T::TYPE, indexes);
+        let mut store = TableStore::<T>::new(self.id(), id, T::TYPE, indexes);
         store.disk_id.store(p.def.id, Ordering::Release);
-        store.load(&p.rows)?;
+        if p.def.storage == StorageType::DiscOnlyCopies {
+            store = store.into_disc_only(disk.disc_only()?, p.def.id);
+            store.load_disc_only()?;
+        } else {
+            store.load(&p.rows)?;
+        }
         store.counter.fetch_max(p.counter, Ordering::AcqRel);
         // The indexes as now built (declared ones included) are what the next open rebuilds.
         self.persist_indexes(&store, &store.indexes.load().list)?;
@@ -515,15 +520,16 @@ impl Database {
         }
         match (storage, self.disk()) {
             (StorageType::RamCopies, _) | (StorageType::DiscCopies, Some(_)) => {}
-            (StorageType::DiscCopies, None) => {
+            (StorageType::DiscOnlyCopies, Some(_)) if T::TYPE != TableType::OrderedSet => {}
+            (StorageType::DiscOnlyCopies, Some(_)) => {
                 return Err(Error::Invalid(format!(
-                    "table {}: disc_copies needs a database directory: open the database with Config::default().dir(..)",
+                    "table {}: disc_only_copies tables are set or bag (as in Mnesia); use disc_copies for an ordered_set",
                     T::NAME
                 )));
             }
-            (StorageType::DiscOnlyCopies, _) => {
+            (_, None) => {
                 return Err(Error::Invalid(format!(
-                    "table {}: disc_only_copies is not supported yet; use disc_copies",
+                    "table {}: {storage} needs a database directory: open the database with Config::default().dir(..)",
                     T::NAME
                 )));
             }
@@ -552,8 +558,8 @@ impl Database {
         }
         let id = self.inner.next_table_id.fetch_add(1, Ordering::Relaxed);
         let indexes = specs.iter().map(IndexSpec::build).collect();
-        let store = TableStore::<T>::new(self.id(), id, T::TYPE, indexes);
-        if let (StorageType::DiscCopies, Some(disk)) = (storage, self.disk()) {
+        let mut store = TableStore::<T>::new(self.id(), id, T::TYPE, indexes);
+        if let (StorageType::DiscCopies | StorageType::DiscOnlyCopies, Some(disk)) = (storage, self.disk()) {
             let infos = specs
                 .iter()
                 .map(|s| IndexInfo { field: s.field().to_owned(), unique: s.is_unique() })
@@ -564,6 +570,9 @@ impl Database {
                 Ok(disk_id)
             })??;
             store.disk_id.store(disk_id, Ordering::Release);
+            if storage == StorageType::DiscOnlyCopies {
+                store = store.into_disc_only(disk.disc_only()?, disk_id);
+            }
         }
         let store: Arc<dyn AnyTable> = Arc::new(store);
         let mut next = (*map).clone();
@@ -609,6 +618,9 @@ impl Database {
         let held = lock_all(&store, &indexes);
         if let (Some(id), Some(disk)) = (store.disk_id(), self.disk()) {
             disk.update_schema(|schema| schema.tables.retain(|t| t.id != id))?;
+            if store.storage() == StorageType::DiscOnlyCopies {
+                disk.disc_only()?.drop_table(id)?;
+            }
             store.disk_id.store(0, Ordering::Release);
         }
         store.mark_dropped_flag();
@@ -756,13 +768,14 @@ impl Database {
     pub fn change_table_copy_type<T: Table>(&self, to: StorageType) -> Result<()> {
         let store = self.table::<T>()?;
         let _schema = self.inner.schema.lock();
-        if store.storage() == to {
+        let from = store.storage();
+        if from == to {
             return Ok(());
         }
         let disk = match (to, self.disk()) {
-            (StorageType::DiscOnlyCopies, _) => {
+            _ if from == StorageType::DiscOnlyCopies || to == StorageType::DiscOnlyCopies => {
                 return Err(Error::Invalid(format!(
-                    "table {}: disc_only_copies is not supported yet",
+                    "table {}: moving a table to or from disc_only_copies is not supported yet",
                     T::NAME
                 )));
             }

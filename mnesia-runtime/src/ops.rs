@@ -263,7 +263,9 @@ pub(crate) fn dirty_write<T: Table>(mut rec: T) -> Result<T> {
 pub(crate) fn dirty_read<T: Table>(key: &T::Key) -> Result<Option<T>> {
     let store = context::current_db()?.table::<T>()?;
     let hash = store.hash(key);
-    Ok(store.get_with(key, hash, |_, recs| recs.first().cloned()))
+    let found = store.get_with(key, hash, |_, recs| recs.first().cloned());
+    store.healthy()?;
+    Ok(found)
 }
 
 pub(crate) fn dirty_update<T: Table>(key: &T::Key, f: impl FnOnce(&mut T)) -> Result<T> {

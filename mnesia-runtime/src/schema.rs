@@ -123,6 +123,7 @@ impl Schema {
             let ours = name == "schema.json"
                 || name == "checkpoint.json"
                 || name == "LOCK"
+                || name == crate::disk::only::FILE
                 || name.ends_with(".wal")
                 || name.ends_with(".snap")
                 || name.ends_with(".tmp");

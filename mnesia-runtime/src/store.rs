@@ -19,6 +19,7 @@ use hashbrown::HashTable;
 use hashbrown::hash_table::Entry;
 use parking_lot::RwLock;
 
+use crate::disk::only::DiscOnly;
 use crate::disk::record::{Logged, SnapshotEntry, encode};
 use crate::error::{Error, Result};
 use crate::index::TableIndex;
@@ -63,6 +64,8 @@ enum ShardMap<T: Table> {
     Set(HashTable<Slot<T>>),
     Ordered(BTreeMap<T::Key, Slot<T>>),
     Bag(HashTable<Slot<Vec<T>>>),
+    /// A `disc_only_copies` table: the records are in the directory's redb file.
+    Disc(Arc<DiscOnly>),
 }
 
 pub(crate) struct ShardData<T: Table> {
@@ -96,6 +99,9 @@ pub(crate) struct TableStore<T: Table> {
     /// The highest id handed out or written for an `#[auto_increment]` key.
     pub(crate) counter: AtomicU64,
     pub(crate) dropped: AtomicBool,
+    /// A `disc_only_copies` table failed to read or write its file: every later operation on
+    /// it fails with this error (the commit log holds every commit; reopening replays it).
+    poisoned: parking_lot::Mutex<Option<String>>,
 }
 
 fn key_of<T: Table>(s: &Slot<T>) -> &T::Key {
@@ -132,6 +138,7 @@ impl<T: Table> TableStore<T> {
             indexes: ArcSwap::from_pointee(IndexList { epoch: 0, list: indexes }),
             counter: AtomicU64::new(0),
             dropped: AtomicBool::new(false),
+            poisoned: parking_lot::Mutex::new(None),
         }
     }
 
@@ -140,8 +147,65 @@ impl<T: Table> TableStore<T> {
         Some(self.disk_id.load(Ordering::Acquire)).filter(|id| *id != 0)
     }
 
+    /// Makes this new table a `disc_only_copies` one, kept in `disc` under its schema id.
+    pub(crate) fn into_disc_only(mut self, disc: Arc<DiscOnly>, disk_id: u64) -> Self {
+        self.disk_id.store(disk_id, Ordering::Release);
+        self.shards = Box::new([CachePadded::new(Shard {
+            commit: CommitLock::new(),
+            data: RwLock::new(ShardData { version: 0, map: ShardMap::Disc(disc) }),
+        })]);
+        self
+    }
+
+    fn disc_only(&self) -> Option<Arc<DiscOnly>> {
+        match &self.shards[0].data.read().map {
+            ShardMap::Disc(d) => Some(Arc::clone(d)),
+            _ => None,
+        }
+    }
+
     pub(crate) fn storage(&self) -> StorageType {
-        if self.disk_id().is_some() { StorageType::DiscCopies } else { StorageType::RamCopies }
+        if self.disc_only().is_some() {
+            StorageType::DiscOnlyCopies
+        } else if self.disk_id().is_some() {
+            StorageType::DiscCopies
+        } else {
+            StorageType::RamCopies
+        }
+    }
+
+    /// `Err` once a disc-only table's file failed (see `poisoned`).
+    pub(crate) fn healthy(&self) -> Result<()> {
+        match &*self.poisoned.lock() {
+            Some(e) => Err(Error::Invalid(format!("table {} is unusable until reopened: {e}", T::NAME))),
+            None => Ok(()),
+        }
+    }
+
+    fn poison(&self, e: Error) {
+        let mut p = self.poisoned.lock();
+        if p.is_none() {
+            *p = Some(e.to_string());
+        }
+    }
+
+    /// A disc-only key's version and records.
+    fn disc_get(&self, disc: &DiscOnly, key: &T::Key) -> Result<(u64, Vec<T>)> {
+        let Some(id) = self.disk_id() else { return Ok((0, Vec::new())) };
+        match disc.get(id, &encode(key)?)? {
+            Some((version, value)) => Ok((version, decode_records::<T>(&value)?)),
+            None => Ok((0, Vec::new())),
+        }
+    }
+
+    /// Visits a disc-only table's records.
+    fn disc_scan(&self, disc: &DiscOnly, mut f: impl FnMut(&T::Key, u64, &[T])) -> Result<()> {
+        let Some(id) = self.disk_id() else { return Ok(()) };
+        disc.scan(id, |kb, version, value| {
+            let key: T::Key = postcard::from_bytes(kb).map_err(|e| Error::Codec(e.to_string()))?;
+            f(&key, version, &decode_records::<T>(&value)?);
+            Ok(())
+        })
     }
 
     pub(crate) fn hash(&self, key: &T::Key) -> u64 {
@@ -178,6 +242,13 @@ impl<T: Table> TableStore<T> {
                 Some(s) => f(s.version, &s.rec),
                 None => f(0, &[]),
             },
+            ShardMap::Disc(d) => match self.disc_get(d, key) {
+                Ok((version, recs)) => f(version, &recs),
+                Err(e) => {
+                    self.poison(e);
+                    f(0, &[])
+                }
+            },
         }
     }
 
@@ -193,6 +264,11 @@ impl<T: Table> TableStore<T> {
             ShardMap::Set(t) => t.iter().for_each(|s| f(&s.rec)),
             ShardMap::Ordered(m) => m.values().for_each(|s| f(&s.rec)),
             ShardMap::Bag(t) => t.iter().for_each(|s| s.rec.iter().for_each(&mut f)),
+            ShardMap::Disc(d) => {
+                if let Err(e) = self.disc_scan(d, |_, _, recs| recs.iter().for_each(&mut f)) {
+                    self.poison(e);
+                }
+            }
         }
         data.version
     }
@@ -241,6 +317,13 @@ impl<T: Table> TableStore<T> {
                     ShardMap::Set(t) => t.len(),
                     ShardMap::Ordered(m) => m.len(),
                     ShardMap::Bag(t) => t.iter().map(|s| s.rec.len()).sum(),
+                    ShardMap::Disc(d) => {
+                        let mut n = 0;
+                        if let Err(e) = self.disc_scan(d, |_, _, recs| n += recs.len()) {
+                            self.poison(e);
+                        }
+                        n
+                    }
                 }
             })
             .sum()
@@ -257,6 +340,7 @@ impl<T: Table> TableStore<T> {
                 match &d.map {
                     ShardMap::Set(t) => t.capacity() * (size_of::<Slot<T>>() + 1),
                     ShardMap::Ordered(m) => m.len() * (size_of::<Slot<T>>() + size_of::<T::Key>() + 16),
+                    ShardMap::Disc(_) => 0,
                     ShardMap::Bag(t) => {
                         t.capacity() * (size_of::<Slot<Vec<T>>>() + 1)
                             + t.iter().map(|s| s.rec.capacity() * size_of::<T>()).sum::<usize>()
@@ -319,6 +403,25 @@ impl<T: Table> TableStore<T> {
                     on_change(std::slice::from_ref(&old.rec), &[]);
                 }
             }
+            (ShardMap::Disc(d), write) => {
+                let result = (|| -> Result<()> {
+                    let (_, old) = self.disc_get(d, key)?;
+                    on_change(&old, write.records());
+                    let value = match &write {
+                        Write::Put(r) => Logged::Put(encode(r)?),
+                        Write::Group(rs) if rs.is_empty() => Logged::Delete,
+                        Write::Group(rs) => Logged::Group(rs.iter().map(encode).collect::<Result<_>>()?),
+                        Write::Delete => Logged::Delete,
+                    };
+                    let id = self
+                        .disk_id()
+                        .ok_or_else(|| Error::Invalid("a disc-only table without an id".into()))?;
+                    d.apply(id, None, &[(encode(key)?, seq, value)], false)
+                })();
+                if let Err(e) = result {
+                    self.poison(e);
+                }
+            }
             (ShardMap::Bag(t), write) => {
                 let recs = match write {
                     Write::Put(rec) => vec![rec],
@@ -370,7 +473,7 @@ impl<T: Table> TableStore<T> {
                 ShardMap::Bag(t) => {
                     t.reserve(per_shard, |s| group_key(s).map_or(0, |k| self.hasher.hash_one(k)))
                 }
-                ShardMap::Ordered(_) => {}
+                ShardMap::Ordered(_) | ShardMap::Disc(_) => {}
             }
         }
         for idx in &indexes.list {
@@ -419,6 +522,38 @@ impl<T: Table> TableStore<T> {
         Ok(())
     }
 
+    /// Builds a disc-only table's indexes and counter from its file.
+    pub(crate) fn load_disc_only(&self) -> Result<()> {
+        let Some(disc) = self.disc_only() else { return Ok(()) };
+        let indexes = self.indexes.load();
+        let mut max_id = 0;
+        let mut dup = None;
+        self.disc_scan(&disc, |key, version, recs| {
+            for r in recs {
+                max_id = max_id.max(r.auto_id().unwrap_or(0));
+                for idx in &indexes.list {
+                    if idx.unique() && dup.is_none() {
+                        let mut owners = Vec::new();
+                        idx.lookup_by_record(r, &mut owners);
+                        if let Some(other) = owners.iter().find(|k| *k != key) {
+                            dup = Some(format!(
+                                "the struct declares a unique index on `{}`, but the stored records with keys {other:?} and {key:?} share the value {}",
+                                idx.field(),
+                                idx.value_debug(r)
+                            ));
+                        }
+                    }
+                    idx.insert(r, version);
+                }
+            }
+        })?;
+        if let Some(d) = dup {
+            return Err(Error::SchemaMismatch { table: T::NAME.to_owned(), differences: vec![d] });
+        }
+        self.counter.fetch_max(max_id, Ordering::AcqRel);
+        Ok(())
+    }
+
     /// Every record encoded for a snapshot, with the version that wrote it. Taken shard by
     /// shard while writers go on: each shard is read under its commit lock, so a commit is
     /// either wholly in a shard's copy or (being later) replayed from the log.
@@ -439,6 +574,8 @@ impl<T: Table> TableStore<T> {
             let _held = lock.then(|| HeldLocks::acquire(vec![req]));
             let data = shard.data.read();
             match &data.map {
+                // Its records are in its file: made durable here, nothing to copy.
+                ShardMap::Disc(d) => d.sync()?,
                 ShardMap::Set(t) => {
                     for s in t.iter() {
                         out.push(SnapshotEntry {
@@ -482,6 +619,13 @@ impl<T: Table> TableStore<T> {
                 ShardMap::Set(t) => *t = HashTable::new(),
                 ShardMap::Ordered(m) => m.clear(),
                 ShardMap::Bag(t) => *t = HashTable::new(),
+                ShardMap::Disc(d) => {
+                    if let Some(id) = self.disk_id()
+                        && let Err(e) = d.apply(id, Some(u64::MAX), &[], false)
+                    {
+                        self.poison(e);
+                    }
+                }
             }
         }
         for i in self.indexes.load().list.iter() {
@@ -506,6 +650,17 @@ fn range_is_empty<K: Ord>(lo: Bound<&K>, hi: Bound<&K>) -> bool {
         (Bound::Included(a) | Bound::Excluded(a), Bound::Excluded(b))
         | (Bound::Excluded(a), Bound::Included(b)) => a >= b,
         _ => false,
+    }
+}
+
+/// The records of a key's encoded content.
+fn decode_records<T: Table>(value: &Logged) -> Result<Vec<T>> {
+    let bad =
+        |e: postcard::Error| Error::Codec(format!("table {}: a stored record does not decode: {e}", T::NAME));
+    match value {
+        Logged::Put(b) => Ok(vec![postcard::from_bytes(b).map_err(bad)?]),
+        Logged::Group(bs) => bs.iter().map(|b| postcard::from_bytes(b).map_err(bad)).collect(),
+        Logged::Delete => Ok(Vec::new()),
     }
 }
 

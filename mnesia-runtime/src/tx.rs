@@ -246,6 +246,8 @@ pub(crate) trait TxPart: Any {
     /// Checks, under the commit locks and once every part validated, that unique indexes
     /// stay unique.
     fn check_unique(&self) -> Result<()>;
+    /// `Err` if the table's disc-only file failed.
+    fn healthy(&self) -> Result<()>;
     fn install(&self, seq: u64);
     fn reads_unchanged(&self) -> bool;
     /// Empties the part for reuse by a later transaction of this thread. The spare keeps its
@@ -356,6 +358,7 @@ impl<T: Table> TxPart for TxTable<T> {
         if store.is_dropped() {
             return Err(Error::NoSuchTable { table: T::NAME.to_owned() });
         }
+        store.healthy()?;
         let epoch = store.indexes.load().epoch;
         // An index added or removed since this transaction started: its index reads and
         // prepared index locks may be stale.
@@ -375,6 +378,10 @@ impl<T: Table> TxPart for TxTable<T> {
             }
         }
         Ok(())
+    }
+
+    fn healthy(&self) -> Result<()> {
+        self.store.healthy()
     }
 
     fn check_unique(&self) -> Result<()> {
@@ -638,7 +645,11 @@ impl Tx {
     pub(crate) fn commit(&mut self) -> Result<()> {
         let writes = self.parts.iter().any(|p| p.has_writes());
         if !writes && self.parts.iter().map(|p| p.read_count()).sum::<usize>() <= 1 {
-            // A single read is atomic on its own: nothing to validate.
+            // A single read is atomic on its own: nothing to validate (but a read that failed
+            // on a disc-only table's file must not pass for "absent").
+            for p in &self.parts {
+                p.healthy()?;
+            }
             return Ok(());
         }
         self.apply()

@@ -30,6 +30,15 @@ struct Transfer {
     amount: i64,
 }
 
+/// A disc_only_copies table written in the same transactions: one row per transfer.
+#[derive(Table, Clone, Debug, PartialEq, Serialize, Deserialize)]
+struct Receipt {
+    #[key]
+    token: String,
+    #[index]
+    amount: i64,
+}
+
 const ACCOUNTS: u32 = 8;
 const TOTAL: i64 = ACCOUNTS as i64 * 1000;
 const CHILD_ENV: &str = "MNESIA_CRASH_CHILD_DIR";
@@ -48,6 +57,7 @@ fn crash_child() {
         if !Account::exists()? {
             Account::create_table(disc())?;
             Transfer::create_table(disc())?;
+            Receipt::create_table(TableOptions::new().disc_only_copies(["local@localhost"]))?;
             Account::batch_write((0..ACCOUNTS).map(|id| Account { id, balance: 1000 }))?;
         }
         let mut seed = run * 7919 + 17;
@@ -61,6 +71,7 @@ fn crash_child() {
                 Account::update(&from, |a| a.balance -= amount)?;
                 Account::update(&to, |a| a.balance += amount)?;
                 Transfer::insert(Transfer { id: 0, token: token.clone(), from, to, amount })?;
+                Receipt::write(Receipt { token: token.clone(), amount })?;
                 Ok::<_, Error>(())
             })?;
             // Acknowledged: the commit returned.
@@ -141,7 +152,14 @@ fn every_acknowledged_commit_survives_sigkill() {
             for token in &acknowledged {
                 let t = Transfer::get_by(Transfer::TOKEN, token)?;
                 assert!(t.is_some(), "run {run}: acknowledged commit {token} is lost");
+                assert!(Receipt::read(token)?.is_some(), "run {run}: the disc_only part of {token} is lost");
             }
+            // Both tables hold the same commits: no transaction is half applied across them.
+            assert_eq!(
+                Receipt::count()?,
+                Transfer::count()?,
+                "run {run}: disc_only and disc_copies disagree"
+            );
             // The unique index agrees with the data, both ways.
             for t in &transfers {
                 assert_eq!(Transfer::get_by(Transfer::TOKEN, &t.token)?.as_ref(), Some(t));

@@ -17,6 +17,7 @@
 //! recovery (or during a checkpoint) is harmless.
 
 pub(crate) mod frame;
+pub(crate) mod only;
 pub(crate) mod record;
 pub(crate) mod schema;
 pub(crate) mod snapshot;
@@ -35,6 +36,7 @@ use self::record::{Logged, SnapshotEntry, TableOps};
 use self::schema::{SchemaFile, TableDef};
 use self::wal::{Durability, Wal};
 use crate::error::{Error, Result};
+use crate::table::StorageType;
 
 const CHECKPOINT: &str = "checkpoint.json";
 const LOCK: &str = "LOCK";
@@ -123,6 +125,8 @@ pub(crate) struct Disk {
     pub(crate) pending: Mutex<HashMap<String, Pending>>,
     /// Serializes checkpoints.
     checkpointing: Mutex<()>,
+    /// The file of the `disc_only_copies` tables, opened when first needed.
+    disc_only: Mutex<Option<Arc<only::DiscOnly>>>,
     /// The directory's lock, held while the database is open.
     lock: Mutex<Option<File>>,
 }
@@ -194,15 +198,37 @@ impl Disk {
             pending.insert(def.name.clone(), Pending { def: def.clone(), rows, counter });
         }
         let log = wal::read_from(dir, checkpoint.segment)?;
+        let mut disc_only_ops: Vec<(u64, TableOps)> = Vec::new();
         for rec in &log.records {
             let (seq, ops) = decode_commit(rec)?;
             max_seq = max_seq.max(seq);
             for op in ops {
                 // Records of dropped tables are skipped: their ids are never reused.
-                if let Some(p) = by_id.get(&op.table).and_then(|n| pending.get_mut(n)) {
+                let Some(p) = by_id.get(&op.table).and_then(|n| pending.get_mut(n)) else { continue };
+                if p.def.storage == StorageType::DiscOnlyCopies {
+                    // Replayed into the table's file below; only the counter is kept here.
+                    p.counter = p.counter.max(op.counter);
+                    disc_only_ops.push((seq, op));
+                } else {
                     p.apply(seq, op);
                 }
             }
+        }
+        let has_disc_only = schema.tables.iter().any(|d| d.storage == StorageType::DiscOnlyCopies);
+        let disc_only = if has_disc_only || dir.join(only::FILE).exists() {
+            Some(Arc::new(only::DiscOnly::open(dir)?))
+        } else {
+            None
+        };
+        if let Some(disc) = &disc_only
+            && !disc_only_ops.is_empty()
+        {
+            for (seq, op) in disc_only_ops {
+                let writes: Vec<(Vec<u8>, u64, Logged)> =
+                    op.writes.into_iter().map(|(k, v)| (k, seq, v)).collect();
+                disc.apply(op.table, op.clear.then_some(seq), &writes, true)?;
+            }
+            disc.sync()?;
         }
         // Every record decoded: now the torn tail (never acknowledged) can go.
         if let Some((path, at)) = &log.torn {
@@ -220,6 +246,7 @@ impl Disk {
             schema: Mutex::new(schema),
             pending: Mutex::new(pending),
             checkpointing: Mutex::new(()),
+            disc_only: Mutex::new(disc_only),
             lock: Mutex::new(Some(lock)),
         };
         Ok((disk, max_seq))
@@ -239,6 +266,17 @@ impl Disk {
         let (seq, lsn) = self.wal.append(next_seq, &body)?;
         self.wal.commit(lsn)?;
         Ok(seq)
+    }
+
+    /// The file of the `disc_only_copies` tables, created on first use.
+    pub(crate) fn disc_only(&self) -> Result<Arc<only::DiscOnly>> {
+        let mut d = self.disc_only.lock();
+        if let Some(d) = &*d {
+            return Ok(Arc::clone(d));
+        }
+        let disc = Arc::new(only::DiscOnly::open(&self.dir)?);
+        *d = Some(Arc::clone(&disc));
+        Ok(disc)
     }
 
     pub(crate) fn is_closed(&self) -> bool {
@@ -294,6 +332,9 @@ impl Disk {
         if close {
             self.wal.close();
             self.wal.sync()?;
+            if let Some(disc) = self.disc_only.lock().take() {
+                disc.close();
+            }
             self.lock.lock().take();
         }
         Ok(())

@@ -1,0 +1,165 @@
+//! The on-disc store of `disc_only_copies` tables: one redb file per directory, a redb table
+//! per disc-only table, from encoded key to `[version: u64 LE][content encoded]`.
+//!
+//! The commit log stays the single source of truth: a commit is logged (and synced) first,
+//! then applied here without a sync of its own; a checkpoint syncs this file before the log
+//! segments it covers are removed, and recovery replays the log's tail into it with the same
+//! version check as for snapshots, so replaying twice is harmless.
+
+use std::path::{Path, PathBuf};
+
+use redb::{Durability, ReadableDatabase, ReadableTable, TableDefinition};
+
+use super::record::Logged;
+use crate::error::{Error, Result};
+
+pub(crate) const FILE: &str = "disc_only.redb";
+
+/// The redb file of a directory.
+pub(crate) struct DiscOnly {
+    path: PathBuf,
+    /// `None` once closed: the file is released (redb holds a lock on it while open).
+    db: parking_lot::RwLock<Option<redb::Database>>,
+}
+
+fn table_name(table: u64) -> String {
+    format!("t{table}")
+}
+
+fn decode_value(path: &Path, bytes: &[u8]) -> Result<(u64, Logged)> {
+    let corrupt = |reason: String| Error::Corrupt { file: path.to_path_buf(), offset: 0, reason };
+    let (v, rest) = bytes.split_at_checked(8).ok_or_else(|| corrupt("a value too short".into()))?;
+    let version = u64::from_le_bytes(v.try_into().map_err(|_| corrupt("bad version".into()))?);
+    let value = postcard::from_bytes(rest).map_err(|e| corrupt(format!("bad value: {e}")))?;
+    Ok((version, value))
+}
+
+fn encode_value(version: u64, value: &Logged) -> Result<Vec<u8>> {
+    let mut out = version.to_le_bytes().to_vec();
+    out.extend(postcard::to_allocvec(value).map_err(|e| Error::Codec(e.to_string()))?);
+    Ok(out)
+}
+
+impl DiscOnly {
+    pub(crate) fn open(dir: &Path) -> Result<DiscOnly> {
+        let path = dir.join(FILE);
+        let db = redb::Database::create(&path).map_err(|e| storage(&path, e))?;
+        Ok(DiscOnly { path, db: parking_lot::RwLock::new(Some(db)) })
+    }
+
+    /// Releases the file; every later use fails.
+    pub(crate) fn close(&self) {
+        self.db.write().take();
+    }
+
+    fn db(&self) -> Result<parking_lot::MappedRwLockReadGuard<'_, redb::Database>> {
+        parking_lot::RwLockReadGuard::try_map(self.db.read(), Option::as_ref)
+            .map_err(|_| Error::Invalid(format!("{} is closed", self.path.display())))
+    }
+
+    fn err(&self, e: impl Into<redb::Error>) -> Error {
+        storage(&self.path, e)
+    }
+
+    /// A key's version and content.
+    pub(crate) fn get(&self, table: u64, key: &[u8]) -> Result<Option<(u64, Logged)>> {
+        let name = table_name(table);
+        let def: TableDefinition<'_, &[u8], &[u8]> = TableDefinition::new(&name);
+        let r = self.db()?.begin_read().map_err(|e| self.err(e))?;
+        let t = match r.open_table(def) {
+            Ok(t) => t,
+            Err(redb::TableError::TableDoesNotExist(_)) => return Ok(None),
+            Err(e) => return Err(self.err(e)),
+        };
+        match t.get(key).map_err(|e| self.err(e))? {
+            Some(v) => decode_value(&self.path, v.value()).map(Some),
+            None => Ok(None),
+        }
+    }
+
+    /// Visits every key with its version and content.
+    pub(crate) fn scan(&self, table: u64, mut f: impl FnMut(&[u8], u64, Logged) -> Result<()>) -> Result<()> {
+        let name = table_name(table);
+        let def: TableDefinition<'_, &[u8], &[u8]> = TableDefinition::new(&name);
+        let r = self.db()?.begin_read().map_err(|e| self.err(e))?;
+        let t = match r.open_table(def) {
+            Ok(t) => t,
+            Err(redb::TableError::TableDoesNotExist(_)) => return Ok(()),
+            Err(e) => return Err(self.err(e)),
+        };
+        for entry in t.iter().map_err(|e| self.err(e))? {
+            let (k, v) = entry.map_err(|e| self.err(e))?;
+            let (version, value) = decode_value(&self.path, v.value())?;
+            f(k.value(), version, value)?;
+        }
+        Ok(())
+    }
+
+    /// Applies writes in one redb transaction, not synced (the commit log is). With
+    /// `only_newer`, a write no newer than what a key holds is skipped (log replay).
+    pub(crate) fn apply(
+        &self,
+        table: u64,
+        clear_before: Option<u64>,
+        writes: &[(Vec<u8>, u64, Logged)],
+        only_newer: bool,
+    ) -> Result<()> {
+        let name = table_name(table);
+        let def: TableDefinition<'_, &[u8], &[u8]> = TableDefinition::new(&name);
+        let mut w = self.db()?.begin_write().map_err(|e| self.err(e))?;
+        w.set_durability(Durability::None).map_err(|e| self.err(e))?;
+        {
+            let mut t = w.open_table(def).map_err(|e| self.err(e))?;
+            if let Some(seq) = clear_before {
+                // Keep only what a later commit wrote (replaying over newer data).
+                let mut doomed = Vec::new();
+                for entry in t.iter().map_err(|e| self.err(e))? {
+                    let (k, v) = entry.map_err(|e| self.err(e))?;
+                    if decode_value(&self.path, v.value())?.0 <= seq {
+                        doomed.push(k.value().to_vec());
+                    }
+                }
+                for k in doomed {
+                    t.remove(k.as_slice()).map_err(|e| self.err(e))?;
+                }
+            }
+            for (key, version, value) in writes {
+                if only_newer
+                    && let Some(old) = t.get(key.as_slice()).map_err(|e| self.err(e))?
+                    && decode_value(&self.path, old.value())?.0 >= *version
+                {
+                    continue;
+                }
+                match value {
+                    Logged::Delete => {
+                        t.remove(key.as_slice()).map_err(|e| self.err(e))?;
+                    }
+                    v => {
+                        let bytes = encode_value(*version, v)?;
+                        t.insert(key.as_slice(), bytes.as_slice()).map_err(|e| self.err(e))?;
+                    }
+                }
+            }
+        }
+        w.commit().map_err(|e| self.err(e))
+    }
+
+    /// Removes a table.
+    pub(crate) fn drop_table(&self, table: u64) -> Result<()> {
+        let name = table_name(table);
+        let def: TableDefinition<'_, &[u8], &[u8]> = TableDefinition::new(&name);
+        let w = self.db()?.begin_write().map_err(|e| self.err(e))?;
+        w.delete_table(def).map_err(|e| self.err(e))?;
+        w.commit().map_err(|e| self.err(e))
+    }
+
+    /// Makes everything applied so far durable.
+    pub(crate) fn sync(&self) -> Result<()> {
+        let w = self.db()?.begin_write().map_err(|e| self.err(e))?;
+        w.commit().map_err(|e| self.err(e))
+    }
+}
+
+fn storage(path: &Path, e: impl Into<redb::Error>) -> Error {
+    Error::Io { path: path.to_path_buf(), source: std::io::Error::other(e.into().to_string()) }
+}
