@@ -57,7 +57,7 @@ fn io(e: std::io::Error) -> mnesia::Error {
     mnesia::Error::Invalid(e.to_string())
 }
 
-pub fn figures(report: &mut Report, quick: bool, tx_write_floor: f64) -> mnesia::Result<()> {
+pub fn figures(report: &mut Report, quick: bool, tx_write_floor: f64, tx_read_floor: f64) -> mnesia::Result<()> {
     let n: u64 = if quick { 300 } else { 2000 };
     // Commit record: sequence, table id, key and record, with frame header.
     let record_bytes = 8 + 8 + 16 + postcard::to_allocvec(&user(1)).map_or(64, |v| v.len());
@@ -78,6 +78,25 @@ pub fn figures(report: &mut Report, quick: bool, tx_write_floor: f64) -> mnesia:
             "disc_tx_write_immediate_8".into(),
             json!({ "ns_per_op": round(eight), "floor_ns_per_op": round(one), "ratio": round(scaling) }),
         );
+        db.close()?;
+    }
+
+    if report.wants("disc_only_tx_write") || report.wants("disc_only_read") {
+        let dir = tempfile::tempdir().map_err(io)?;
+        let db = open(dir.path(), Durability::Immediate)?;
+        db.scope(|| User::create_table(TableOptions::new().disc_only_copies(["local@localhost"])))?;
+        let ours = durable_writes(&db, 1, n);
+        let floor = raw_synced_appends(dir.path(), record_bytes, n).map_err(io)?;
+        report.add("disc_only_tx_write", ours, floor);
+        let reads = n * 20;
+        let ours = db.scope(|| {
+            let t = Instant::now();
+            for i in 0..reads {
+                black_box(User::read(&(i % n)).ok());
+            }
+            t.elapsed().as_nanos() as f64 / reads as f64
+        });
+        report.add("disc_only_read", ours, tx_read_floor);
         db.close()?;
     }
 

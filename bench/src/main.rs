@@ -193,7 +193,8 @@ fn main() -> mnesia::Result<()> {
     }
     let tx_write_floor =
         report.figures.get("tx_write").and_then(|f| f["ns_per_op"].as_f64()).unwrap_or(1000.0);
-    disc::figures(&mut report, quick, tx_write_floor)?;
+    let tx_read_floor = report.figures.get("tx_read").and_then(|f| f["ns_per_op"].as_f64()).unwrap_or(350.0);
+    disc::figures(&mut report, quick, tx_write_floor, tx_read_floor)?;
 
     let out = json!({
         "figures": report.figures,
