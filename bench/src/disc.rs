@@ -57,7 +57,12 @@ fn io(e: std::io::Error) -> mnesia::Error {
     mnesia::Error::Invalid(e.to_string())
 }
 
-pub fn figures(report: &mut Report, quick: bool, tx_write_floor: f64, tx_read_floor: f64) -> mnesia::Result<()> {
+pub fn figures(
+    report: &mut Report,
+    quick: bool,
+    tx_write_floor: f64,
+    tx_read_floor: f64,
+) -> mnesia::Result<()> {
     let n: u64 = if quick { 300 } else { 2000 };
     // Commit record: sequence, table id, key and record, with frame header.
     let record_bytes = 8 + 8 + 16 + postcard::to_allocvec(&user(1)).map_or(64, |v| v.len());

@@ -749,10 +749,10 @@ impl Database {
         Ok(())
     }
 
-    /// Moves table `T` between storage types on this node, online and atomically: from
-    /// `ram_copies` to `disc_copies` its records are logged in one commit (the table is then
-    /// durable), from `disc_copies` to `ram_copies` it leaves the directory. Commits to the
-    /// table wait while it moves. (`disc_only_copies` is not supported yet.)
+    /// Moves table `T` between storage types on this node, online and atomically: its
+    /// records reach their new home (and are durable there) before the schema says the table
+    /// lives there. Commits to the table wait while it moves; a transaction that was running
+    /// meanwhile runs again. `disc_only_copies` takes `set` and `bag` tables.
     ///
     /// ```
     /// # use mnesia::prelude::*;
@@ -773,9 +773,9 @@ impl Database {
             return Ok(());
         }
         let disk = match (to, self.disk()) {
-            _ if from == StorageType::DiscOnlyCopies || to == StorageType::DiscOnlyCopies => {
+            (StorageType::DiscOnlyCopies, Some(_)) if T::TYPE == TableType::OrderedSet => {
                 return Err(Error::Invalid(format!(
-                    "table {}: moving a table to or from disc_only_copies is not supported yet",
+                    "table {}: disc_only_copies tables are set or bag (as in Mnesia)",
                     T::NAME
                 )));
             }
@@ -789,6 +789,9 @@ impl Database {
         };
         let indexes = store.indexes.load_full();
         let held = lock_all(&store, &indexes);
+        if from == StorageType::DiscOnlyCopies || to == StorageType::DiscOnlyCopies {
+            return self.move_disc_only(&store, &indexes, disk, to);
+        }
         match store.disk_id() {
             None => {
                 let infos: Vec<IndexInfo> = indexes
@@ -817,6 +820,83 @@ impl Database {
             }
         }
         drop(held);
+        Ok(())
+    }
+
+    /// Moves a table to or from `disc_only_copies` (the caller holds every commit lock): the
+    /// records go to their new home and are durable there before the schema, rewritten in one
+    /// step, says where the table lives; then a new store takes the old one's place.
+    fn move_disc_only<T: Table>(
+        &self,
+        store: &TableStore<T>,
+        indexes: &IndexList<T>,
+        disk: &Disk,
+        to: StorageType,
+    ) -> Result<()> {
+        let entries = store.entries_locked()?;
+        let counter = store.counter.load(Ordering::Acquire);
+        let infos: Vec<IndexInfo> = indexes
+            .list
+            .iter()
+            .map(|i| IndexInfo { field: i.field().to_owned(), unique: i.unique() })
+            .collect();
+        let new_id = match to {
+            StorageType::RamCopies => None,
+            _ => Some(disk.update_schema(|schema| schema.allocate_id())??),
+        };
+        match (to, new_id) {
+            (StorageType::DiscOnlyCopies, Some(id)) => {
+                let disc = disk.disc_only()?;
+                let writes: Vec<_> =
+                    entries.iter().map(|e| (e.key.clone(), e.version, e.value.clone())).collect();
+                disc.apply(id, Some(u64::MAX), &writes, false)?;
+                disc.sync()?;
+            }
+            (StorageType::DiscCopies, Some(id)) => {
+                let writes = entries.iter().map(|e| (e.key.clone(), e.value.clone())).collect();
+                disk.log_commit(|| self.next_seq(), &[TableOps { table: id, clear: true, counter, writes }])?;
+            }
+            _ => {}
+        }
+        let old_id = store.disk_id();
+        disk.update_schema(|schema| {
+            schema.tables.retain(|t| Some(t.id) != old_id);
+            if let Some(id) = new_id {
+                schema.tables.push(TableDef::of::<T>(id, to, infos.clone()));
+            }
+        })?;
+        if let (Some(id), StorageType::DiscOnlyCopies) = (old_id, store.storage()) {
+            disk.disc_only()?.drop_table(id)?;
+        }
+        // The new store, with indexes of its own.
+        let mut specs = T::indexes();
+        for info in &infos {
+            if !specs.iter().any(|s| s.field() == info.field) {
+                specs.extend(T::index_spec_for(&info.field, info.unique));
+            }
+        }
+        let id = self.inner.next_table_id.fetch_add(1, Ordering::Relaxed);
+        let mut fresh =
+            TableStore::<T>::new(self.id(), id, T::TYPE, specs.iter().map(IndexSpec::build).collect());
+        match (to, new_id) {
+            (StorageType::DiscOnlyCopies, Some(id)) => {
+                fresh = fresh.into_disc_only(disk.disc_only()?, id);
+                fresh.load_disc_only()?;
+            }
+            _ => {
+                if let Some(id) = new_id {
+                    fresh.disk_id.store(id, Ordering::Release);
+                }
+                let rows: crate::disk::Rows =
+                    entries.into_iter().map(|e| (e.key, (e.version, e.value))).collect();
+                fresh.load(&rows)?;
+            }
+        }
+        fresh.counter.fetch_max(counter, Ordering::AcqRel);
+        store.mark_replaced();
+        let mut next = (*self.inner.tables.load_full()).clone();
+        next.insert(T::NAME.to_owned(), Arc::new(fresh));
+        self.inner.tables.store(Arc::new(next));
         Ok(())
     }
 

@@ -99,6 +99,8 @@ pub(crate) struct TableStore<T: Table> {
     /// The highest id handed out or written for an `#[auto_increment]` key.
     pub(crate) counter: AtomicU64,
     pub(crate) dropped: AtomicBool,
+    /// Dropped because a new store took its place (see `mark_replaced`).
+    replaced: AtomicBool,
     /// A `disc_only_copies` table failed to read or write its file: every later operation on
     /// it fails with this error (the commit log holds every commit; reopening replays it).
     poisoned: parking_lot::Mutex<Option<String>>,
@@ -138,6 +140,7 @@ impl<T: Table> TableStore<T> {
             indexes: ArcSwap::from_pointee(IndexList { epoch: 0, list: indexes }),
             counter: AtomicU64::new(0),
             dropped: AtomicBool::new(false),
+            replaced: AtomicBool::new(false),
             poisoned: parking_lot::Mutex::new(None),
         }
     }
@@ -561,9 +564,27 @@ impl<T: Table> TableStore<T> {
         self.entries(true)
     }
 
-    /// [`Self::snapshot_entries`] for a caller that holds every commit lock already.
+    /// Every record encoded, wherever it lives, for a caller that holds every commit lock
+    /// (moving the table to another storage type).
     pub(crate) fn entries_locked(&self) -> Result<Vec<SnapshotEntry>> {
-        self.entries(false)
+        let (Some(disc), Some(id)) = (self.disc_only(), self.disk_id()) else { return self.entries(false) };
+        let mut out = Vec::new();
+        disc.scan(id, |key, version, value| {
+            out.push(SnapshotEntry { key: key.to_vec(), version, value });
+            Ok(())
+        })?;
+        Ok(out)
+    }
+
+    /// Marks a table whose place was taken by a new store of the same table (moved to
+    /// another storage type): transactions holding the old one run again on the new one.
+    pub(crate) fn mark_replaced(&self) {
+        self.replaced.store(true, Ordering::Release);
+        self.dropped.store(true, Ordering::Release);
+    }
+
+    pub(crate) fn is_replaced(&self) -> bool {
+        self.replaced.load(Ordering::Acquire)
     }
 
     fn entries(&self, lock: bool) -> Result<Vec<SnapshotEntry>> {

@@ -356,7 +356,12 @@ impl<T: Table> TxPart for TxTable<T> {
     fn validate(&self) -> Result<()> {
         let store = &self.store;
         if store.is_dropped() {
-            return Err(Error::NoSuchTable { table: T::NAME.to_owned() });
+            // Moved to another storage type meanwhile: run again on the new store.
+            return Err(if store.is_replaced() {
+                Error::Conflict
+            } else {
+                Error::NoSuchTable { table: T::NAME.to_owned() }
+            });
         }
         store.healthy()?;
         let epoch = store.indexes.load().epoch;

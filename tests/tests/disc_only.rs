@@ -152,15 +152,85 @@ fn what_disc_only_does_not_do() {
             matches!(Ordered::create_table(only()), Err(Error::Invalid(_))),
             "no ordered_set, as in Mnesia"
         );
-        Archived::create_table(only())?;
-        assert!(matches!(
-            Archived::change_table_copy_type(&db.node(), StorageType::RamCopies),
-            Err(Error::Invalid(_))
-        ));
         Ok(())
     })
     .expect("checks");
     db.close().expect("close");
     let mem = Database::in_memory().expect("db");
     assert!(matches!(mem.scope(|| Archived::create_table(only())), Err(Error::Invalid(_))));
+}
+
+#[test]
+fn tables_move_to_and_from_disc_only() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    Schema::create(dir.path()).expect("schema");
+    let db = open(dir.path());
+    let node = db.node();
+    db.scope(|| -> mnesia::Result<()> {
+        Archived::create_table(TableOptions::new())?;
+        for i in 0..30 {
+            Archived::insert(doc(if i < 10 { "ann" } else { "bob" }, &format!("s{i}")))?;
+        }
+        for (to, label) in [
+            (StorageType::DiscOnlyCopies, "ram -> disc_only"),
+            (StorageType::DiscCopies, "disc_only -> disc_copies"),
+            (StorageType::DiscOnlyCopies, "disc_copies -> disc_only"),
+        ] {
+            Archived::change_table_copy_type(&node, to)?;
+            assert_eq!(Archived::storage_type()?, to, "{label}");
+            assert_eq!(Archived::count()?, 30, "{label}");
+            assert_eq!(Archived::select(Archived::OWNER.eq("ann"))?.len(), 10, "{label}: index rebuilt");
+            assert!(matches!(Archived::write(doc("x", "s3")), Err(Error::UniqueViolation { .. })), "{label}");
+        }
+        Archived::insert(doc("cy", "after"))?;
+        Ok(())
+    })
+    .expect("moves");
+    db.close().expect("close");
+    drop(db);
+    let db = open(dir.path());
+    db.scope(|| -> mnesia::Result<()> {
+        assert_eq!(Archived::storage_type()?, StorageType::DiscOnlyCopies);
+        assert_eq!(Archived::count()?, 31);
+        assert!(Archived::insert(doc("dan", "later"))?.id > 31, "ids continue past every id handed out");
+        Archived::change_table_copy_type(&db.node(), StorageType::RamCopies)?;
+        assert_eq!(Archived::count()?, 32);
+        Ok(())
+    })
+    .expect("reopen");
+    db.close().expect("close");
+    drop(db);
+    let db = open(dir.path());
+    assert!(!db.scope(Archived::exists).expect("exists"), "moved to memory: gone after a restart");
+    db.close().expect("close");
+}
+
+#[test]
+fn a_transaction_running_across_a_move_runs_again_on_the_new_store() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    Schema::create(dir.path()).expect("schema");
+    let db = open(dir.path());
+    db.scope(|| Archived::create_table(TableOptions::new()).and_then(|_| Archived::insert(doc("ann", "a"))))
+        .expect("setup");
+    let mut runs = 0;
+    db.scope(|| {
+        mnesia::transaction(|| {
+            runs += 1;
+            let a = Archived::read(&1)?;
+            if runs == 1 {
+                // Another thread moves the table while this transaction runs.
+                let db2 = db.clone();
+                std::thread::spawn(move || {
+                    db2.change_table_copy_type::<Archived>(StorageType::DiscOnlyCopies)
+                })
+                .join()
+                .expect("join")?;
+            }
+            Archived::write(Archived { body: "changed".into(), ..a.expect("exists") })
+        })
+    })
+    .expect("transaction");
+    assert_eq!(runs, 2);
+    assert_eq!(db.scope(|| Archived::read(&1)).expect("read").map(|a| a.body), Some("changed".into()));
+    db.close().expect("close");
 }
