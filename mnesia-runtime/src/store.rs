@@ -104,6 +104,8 @@ pub(crate) struct TableStore<T: Table> {
     /// A `disc_only_copies` table failed to read or write its file: every later operation on
     /// it fails with this error (the commit log holds every commit; reopening replays it).
     poisoned: parking_lot::Mutex<Option<String>>,
+    /// `poisoned` holds an error: checked on every operation without taking the mutex.
+    is_poisoned: AtomicBool,
 }
 
 fn key_of<T: Table>(s: &Slot<T>) -> &T::Key {
@@ -142,6 +144,7 @@ impl<T: Table> TableStore<T> {
             dropped: AtomicBool::new(false),
             replaced: AtomicBool::new(false),
             poisoned: parking_lot::Mutex::new(None),
+            is_poisoned: AtomicBool::new(false),
         }
     }
 
@@ -179,6 +182,9 @@ impl<T: Table> TableStore<T> {
 
     /// `Err` once a disc-only table's file failed (see `poisoned`).
     pub(crate) fn healthy(&self) -> Result<()> {
+        if !self.is_poisoned.load(Ordering::Acquire) {
+            return Ok(());
+        }
         match &*self.poisoned.lock() {
             Some(e) => Err(Error::Invalid(format!("table {} is unusable until reopened: {e}", T::NAME))),
             None => Ok(()),
@@ -190,6 +196,7 @@ impl<T: Table> TableStore<T> {
         if p.is_none() {
             *p = Some(e.to_string());
         }
+        self.is_poisoned.store(true, Ordering::Release);
     }
 
     /// A disc-only key's version and records.

@@ -221,7 +221,7 @@ impl Wal {
                 std::thread::yield_now();
                 s = self.state.lock();
                 quiet = if s.appended == before { quiet + 1 } else { 0 };
-                if quiet == 2 {
+                if quiet == 3 {
                     break;
                 }
             }
