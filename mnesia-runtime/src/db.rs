@@ -849,7 +849,7 @@ impl Database {
                 let disc = disk.disc_only()?;
                 let writes: Vec<_> =
                     entries.iter().map(|e| (e.key.clone(), e.version, e.value.clone())).collect();
-                disc.apply(id, Some(u64::MAX), &writes, false)?;
+                disc.apply(id, true, &writes, false)?;
                 disc.sync()?;
             }
             (StorageType::DiscCopies, Some(id)) => {

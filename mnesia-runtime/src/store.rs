@@ -426,7 +426,7 @@ impl<T: Table> TableStore<T> {
                     let id = self
                         .disk_id()
                         .ok_or_else(|| Error::Invalid("a disc-only table without an id".into()))?;
-                    d.apply(id, None, &[(encode(key)?, seq, value)], false)
+                    d.apply(id, false, &[(encode(key)?, seq, value)], false)
                 })();
                 if let Err(e) = result {
                     self.poison(e);
@@ -649,7 +649,7 @@ impl<T: Table> TableStore<T> {
                 ShardMap::Bag(t) => *t = HashTable::new(),
                 ShardMap::Disc(d) => {
                     if let Some(id) = self.disk_id()
-                        && let Err(e) = d.apply(id, Some(u64::MAX), &[], false)
+                        && let Err(e) = d.apply(id, true, &[], false)
                     {
                         self.poison(e);
                     }

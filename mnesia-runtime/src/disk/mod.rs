@@ -220,15 +220,22 @@ impl Disk {
         } else {
             None
         };
-        if let Some(disc) = &disc_only
-            && !disc_only_ops.is_empty()
-        {
+        if let Some(disc) = &disc_only {
+            let keep: Vec<u64> = schema
+                .tables
+                .iter()
+                .filter(|d| d.storage == StorageType::DiscOnlyCopies)
+                .map(|d| d.id)
+                .collect();
+            disc.remove_orphans(&keep)?;
             for (seq, op) in disc_only_ops {
                 let writes: Vec<(Vec<u8>, u64, Logged)> =
                     op.writes.into_iter().map(|(k, v)| (k, seq, v)).collect();
-                disc.apply(op.table, op.clear.then_some(seq), &writes, true)?;
+                disc.apply(op.table, op.clear, &writes, true)?;
             }
             disc.sync()?;
+            // Commit numbers go on above anything the file holds.
+            max_seq = max_seq.max(disc.max_version()?);
         }
         // Every record decoded: now the torn tail (never acknowledged) can go.
         if let Some((path, at)) = &log.torn {
@@ -240,6 +247,9 @@ impl Disk {
             .checked_add(1)
             .ok_or_else(|| Error::Invalid("log segment numbers exhausted".into()))?;
         let wal = Wal::open(dir, next, durability)?;
+        if let Some(disc) = &disc_only {
+            disc.attach_log(&wal);
+        }
         let disk = Disk {
             dir: dir.to_path_buf(),
             wal,
@@ -275,6 +285,7 @@ impl Disk {
             return Ok(Arc::clone(d));
         }
         let disc = Arc::new(only::DiscOnly::open(&self.dir)?);
+        disc.attach_log(&self.wal);
         *d = Some(Arc::clone(&disc));
         Ok(disc)
     }

@@ -1,10 +1,14 @@
 //! The on-disc store of `disc_only_copies` tables: one redb file per directory, a redb table
 //! per disc-only table, from encoded key to `[version: u64 LE][content encoded]`.
 //!
-//! The commit log stays the single source of truth: a commit is logged (and synced) first,
-//! then applied here without a sync of its own; a checkpoint syncs this file before the log
-//! segments it covers are removed, and recovery replays the log's tail into it with the same
-//! version check as for snapshots, so replaying twice is harmless.
+//! The commit log stays the single source of truth: a commit is logged first, then applied
+//! here without a sync of its own. Invariant: *what is durable in this file is durable in the
+//! log* — every durable commit of this file (checkpoint, drop, move) first syncs the log while
+//! it holds redb's single write transaction, so no apply slips in between. Recovery replays
+//! the log's tail into the file with the same version check as for snapshots (replaying
+//! twice is harmless), and a clear in the log empties the whole table (whatever the file
+//! holds past it is in the log too and is replayed after it). The file keeps the highest
+//! version it ever held, so that commit numbers restart above it.
 
 use std::path::{Path, PathBuf};
 
@@ -20,7 +24,12 @@ pub(crate) struct DiscOnly {
     path: PathBuf,
     /// `None` once closed: the file is released (redb holds a lock on it while open).
     db: parking_lot::RwLock<Option<redb::Database>>,
+    /// The commit log, synced before this file is (set once the log is open).
+    log: std::sync::OnceLock<std::sync::Weak<super::wal::Wal>>,
 }
+
+const META: TableDefinition<'static, &str, u64> = TableDefinition::new("mnesia_meta");
+const MAX_VERSION: &str = "max_version";
 
 fn table_name(table: u64) -> String {
     format!("t{table}")
@@ -44,7 +53,58 @@ impl DiscOnly {
     pub(crate) fn open(dir: &Path) -> Result<DiscOnly> {
         let path = dir.join(FILE);
         let db = redb::Database::create(&path).map_err(|e| storage(&path, e))?;
-        Ok(DiscOnly { path, db: parking_lot::RwLock::new(Some(db)) })
+        Ok(DiscOnly { path, db: parking_lot::RwLock::new(Some(db)), log: std::sync::OnceLock::new() })
+    }
+
+    /// The log to sync before this file.
+    pub(crate) fn attach_log(&self, wal: &std::sync::Arc<super::wal::Wal>) {
+        let _ = self.log.set(std::sync::Arc::downgrade(wal));
+    }
+
+    /// A durable commit of this file: the log is synced first, while redb's one write
+    /// transaction keeps applies out (see the module's invariant).
+    fn durable_commit(&self, mut w: redb::WriteTransaction) -> Result<()> {
+        if let Some(wal) = self.log.get().and_then(std::sync::Weak::upgrade) {
+            wal.sync()?;
+        }
+        w.set_durability(Durability::Immediate).map_err(|e| self.err(e))?;
+        w.commit().map_err(|e| self.err(e))
+    }
+
+    /// The highest version the file ever held.
+    pub(crate) fn max_version(&self) -> Result<u64> {
+        let r = self.db()?.begin_read().map_err(|e| self.err(e))?;
+        match r.open_table(META) {
+            Ok(t) => Ok(t.get(MAX_VERSION).map_err(|e| self.err(e))?.map_or(0, |v| v.value())),
+            Err(redb::TableError::TableDoesNotExist(_)) => Ok(0),
+            Err(e) => Err(self.err(e)),
+        }
+    }
+
+    /// Removes the tables whose id is not in `keep` (left by a crash in the middle of a
+    /// drop or a move).
+    pub(crate) fn remove_orphans(&self, keep: &[u64]) -> Result<()> {
+        let orphans: Vec<String> = {
+            let r = self.db()?.begin_read().map_err(|e| self.err(e))?;
+            let tables = r.list_tables().map_err(|e| self.err(e))?;
+            tables
+                .map(|t| redb::TableHandle::name(&t).to_owned())
+                .filter(|n| {
+                    n.strip_prefix('t')
+                        .and_then(|id| id.parse::<u64>().ok())
+                        .is_some_and(|id| !keep.contains(&id))
+                })
+                .collect()
+        };
+        if orphans.is_empty() {
+            return Ok(());
+        }
+        let w = self.db()?.begin_write().map_err(|e| self.err(e))?;
+        for name in &orphans {
+            let def: TableDefinition<'_, &[u8], &[u8]> = TableDefinition::new(name);
+            w.delete_table(def).map_err(|e| self.err(e))?;
+        }
+        self.durable_commit(w)
     }
 
     /// Releases the file; every later use fails.
@@ -96,11 +156,12 @@ impl DiscOnly {
     }
 
     /// Applies writes in one redb transaction, not synced (the commit log is). With
-    /// `only_newer`, a write no newer than what a key holds is skipped (log replay).
+    /// `clear`, the table is emptied first. With `only_newer`, a write no newer than what a
+    /// key holds is skipped (log replay).
     pub(crate) fn apply(
         &self,
         table: u64,
-        clear_before: Option<u64>,
+        clear: bool,
         writes: &[(Vec<u8>, u64, Logged)],
         only_newer: bool,
     ) -> Result<()> {
@@ -108,21 +169,11 @@ impl DiscOnly {
         let def: TableDefinition<'_, &[u8], &[u8]> = TableDefinition::new(&name);
         let mut w = self.db()?.begin_write().map_err(|e| self.err(e))?;
         w.set_durability(Durability::None).map_err(|e| self.err(e))?;
+        if clear {
+            w.delete_table(def).map_err(|e| self.err(e))?;
+        }
         {
             let mut t = w.open_table(def).map_err(|e| self.err(e))?;
-            if let Some(seq) = clear_before {
-                // Keep only what a later commit wrote (replaying over newer data).
-                let mut doomed = Vec::new();
-                for entry in t.iter().map_err(|e| self.err(e))? {
-                    let (k, v) = entry.map_err(|e| self.err(e))?;
-                    if decode_value(&self.path, v.value())?.0 <= seq {
-                        doomed.push(k.value().to_vec());
-                    }
-                }
-                for k in doomed {
-                    t.remove(k.as_slice()).map_err(|e| self.err(e))?;
-                }
-            }
             for (key, version, value) in writes {
                 if only_newer
                     && let Some(old) = t.get(key.as_slice()).map_err(|e| self.err(e))?
@@ -141,25 +192,31 @@ impl DiscOnly {
                 }
             }
         }
+        if let Some(top) = writes.iter().map(|(_, v, _)| *v).max() {
+            let mut meta = w.open_table(META).map_err(|e| self.err(e))?;
+            let held = meta.get(MAX_VERSION).map_err(|e| self.err(e))?.map_or(0, |v| v.value());
+            if top > held {
+                meta.insert(MAX_VERSION, top).map_err(|e| self.err(e))?;
+            }
+        }
         w.commit().map_err(|e| self.err(e))
     }
 
-    /// Removes a table.
+    /// Removes a table, durably.
     pub(crate) fn drop_table(&self, table: u64) -> Result<()> {
         let name = table_name(table);
         let def: TableDefinition<'_, &[u8], &[u8]> = TableDefinition::new(&name);
         let w = self.db()?.begin_write().map_err(|e| self.err(e))?;
         w.delete_table(def).map_err(|e| self.err(e))?;
-        w.commit().map_err(|e| self.err(e))
+        self.durable_commit(w)
     }
 
-    /// Makes everything applied so far durable.
+    /// Makes everything applied so far durable (after the log: see the module's invariant).
     pub(crate) fn sync(&self) -> Result<()> {
         let w = self.db()?.begin_write().map_err(|e| self.err(e))?;
-        w.commit().map_err(|e| self.err(e))
+        self.durable_commit(w)
     }
 }
-
 fn storage(path: &Path, e: impl Into<redb::Error>) -> Error {
     Error::Io { path: path.to_path_buf(), source: std::io::Error::other(e.into().to_string()) }
 }
