@@ -1,9 +1,9 @@
 //! `#[derive(Table)]` for the `mnesia` crate. Use it through `mnesia::prelude::*`.
 //!
 //! The macro works in three steps, like `serde_derive` and `thiserror-impl`:
-//! [`ast`] parses the struct and its attributes into a model and checks it, collecting every
-//! error with the span it belongs to; [`expand`] turns a valid model into the `Table` impl
-//! and the field constants; on errors, [`fallback`] emits the errors together with stub
+//! `ast` parses the struct and its attributes into a model and checks it, collecting every
+//! error with the span it belongs to; `expand` turns a valid model into the `Table` impl
+//! and the field constants; on errors, `fallback` emits the errors together with stub
 //! items, so that one mistake gives one error rather than a cascade.
 #![deny(missing_docs)]
 
