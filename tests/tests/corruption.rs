@@ -86,12 +86,7 @@ fn a_torn_last_record_is_cut_off_at_every_offset() {
     let (seg, last) = last_record(dir.path());
     let whole = std::fs::read(&seg).expect("read");
     for cut in last..whole.len() {
-        let copy = tempfile::tempdir().expect("tempdir");
-        for e in std::fs::read_dir(dir.path()).expect("ls").flatten() {
-            if e.file_name() != "LOCK" {
-                std::fs::copy(e.path(), copy.path().join(e.file_name())).expect("copy");
-            }
-        }
+        let copy = tests::crash_image(dir.path());
         let torn = copy.path().join(seg.file_name().expect("name"));
         std::fs::write(&torn, &whole[..cut]).expect("truncate");
         assert_eq!(count(copy.path()).expect("recovers"), 4, "cut at {cut}");

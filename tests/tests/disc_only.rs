@@ -120,12 +120,7 @@ fn the_log_replays_into_the_file_after_a_crash() {
     })
     .expect("write");
     // A crash: the files as they are now, without a close.
-    let image = tempfile::tempdir().expect("tempdir");
-    for e in std::fs::read_dir(dir.path()).expect("ls").flatten() {
-        if e.file_name() != "LOCK" {
-            std::fs::copy(e.path(), image.path().join(e.file_name())).expect("copy");
-        }
-    }
+    let image = tests::crash_image(dir.path());
     db.close().expect("close");
     let db2 = open(image.path());
     db2.scope(|| -> mnesia::Result<()> {

@@ -1,7 +1,6 @@
 //! Regression tests for disc_only_copies bugs found in review: each states a promise of the
 //! README that a crash at a particular moment once broke.
 
-use std::path::Path;
 use std::time::Duration;
 
 use mnesia::prelude::*;
@@ -42,15 +41,7 @@ fn fresh() -> tempfile::TempDir {
 }
 
 /// What a crash (SIGKILL) at this moment would leave: a copy of every file but the lock.
-fn crash_image(dir: &Path) -> tempfile::TempDir {
-    let copy = tempfile::tempdir().expect("tempdir");
-    for e in std::fs::read_dir(dir).expect("ls").flatten() {
-        if e.file_name() != "LOCK" {
-            std::fs::copy(e.path(), copy.path().join(e.file_name())).expect("copy");
-        }
-    }
-    copy
-}
+use tests::crash_image;
 
 // Recovery computes the next commit sequence number from the checkpoint, the snapshots and
 // the log, never from the versions stored in disc_only.redb. A table moved from ram_copies

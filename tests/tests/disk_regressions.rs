@@ -47,15 +47,7 @@ fn fresh() -> tempfile::TempDir {
 }
 
 /// What a crash (SIGKILL) at this moment would leave: a copy of every file but the lock.
-fn crash_image(dir: &Path) -> tempfile::TempDir {
-    let copy = tempfile::tempdir().expect("tempdir");
-    for e in std::fs::read_dir(dir).expect("ls").flatten() {
-        if e.file_name() != "LOCK" {
-            std::fs::copy(e.path(), copy.path().join(e.file_name())).expect("copy");
-        }
-    }
-    copy
-}
+use tests::crash_image;
 
 fn segments(dir: &Path) -> Vec<PathBuf> {
     let mut v: Vec<PathBuf> = std::fs::read_dir(dir)

@@ -112,14 +112,9 @@ fn the_log_alone_recovers_without_a_checkpoint() {
         // No close: like a crash after the commits returned (Immediate: already synced).
         std::mem::forget(db);
     }
-    // The forgotten handle still holds the directory lock in this process: release it the
-    // way the end of the process would, by copying the files elsewhere.
-    let copy = tempfile::tempdir().expect("tempdir");
-    for e in std::fs::read_dir(dir.path()).expect("ls").flatten() {
-        if e.file_name() != "LOCK" {
-            std::fs::copy(e.path(), copy.path().join(e.file_name())).expect("copy");
-        }
-    }
+    // The forgotten handle still holds the directory lock in this process: open a copy, as
+    // the end of the process would release it.
+    let copy = tests::crash_image(dir.path());
     let db = open(copy.path());
     let temps = db.scope(Temp::list).expect("list");
     assert_eq!(temps, vec![Temp { at: 7, celsius: 7 }, Temp { at: 8, celsius: 8 }]);
