@@ -102,6 +102,12 @@ pub(crate) fn transact<R, E: From<Error>>(db: Database, mut f: impl FnMut() -> R
     let attempts = db.config().retries();
     let mut db = db;
     for attempt in 1..=attempts {
+        // Lets a sync leader of the log wait a little for this transaction's commit; the
+        // registration ends with the attempt, also on unwind.
+        if let Some(disk) = db.disk() {
+            crate::disk::wal::announce(&disk.wal);
+        }
+        let _withdraw = Withdraw;
         let installed = Installed::install(Tx::new(db));
         let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(&mut f));
         let Some(mut tx) = installed.take() else {
@@ -132,6 +138,15 @@ pub(crate) fn transact<R, E: From<Error>>(db: Database, mut f: impl FnMut() -> R
         backoff(attempt);
     }
     Err(Error::TooManyRetries { attempts }.into())
+}
+
+/// Ends the thread's registration with the commit log when dropped.
+struct Withdraw;
+
+impl Drop for Withdraw {
+    fn drop(&mut self) {
+        crate::disk::wal::withdraw();
+    }
 }
 
 /// Waits a little before a retry: yields at first, then sleeps a random, growing time.

@@ -273,7 +273,10 @@ impl Disk {
                 frame::MAX_FRAME
             )));
         }
-        let (seq, lsn) = self.wal.append(next_seq, &body)?;
+        let appended = self.wal.append(next_seq, &body);
+        // Appended (or failed): a sync leader has nothing more to wait for from this thread.
+        wal::withdraw();
+        let (seq, lsn) = appended?;
         self.wal.commit(lsn)?;
         Ok(seq)
     }

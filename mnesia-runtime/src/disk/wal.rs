@@ -9,6 +9,7 @@ use std::fs::{File, OpenOptions};
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use parking_lot::{Condvar, Mutex};
@@ -102,6 +103,36 @@ pub(crate) struct Wal {
     durability: Durability,
     state: Mutex<State>,
     flushed: Condvar,
+    /// Transactions that hold their commit locks and are about to append.
+    committing: AtomicUsize,
+}
+
+/// Registers a transaction that may soon append to the log, so that a sync leader waits a
+/// little for it; unregisters when dropped (it appended, or ended without appending).
+pub(crate) struct Committing(Arc<Wal>);
+
+impl Drop for Committing {
+    fn drop(&mut self) {
+        self.0.committing.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+thread_local! {
+    /// The running transaction's registration (see [`Committing`]).
+    static ANNOUNCED: std::cell::RefCell<Option<Committing>> = const { std::cell::RefCell::new(None) };
+}
+
+/// Registers the calling thread's transaction with `wal` until [`withdraw`] (or the next
+/// `announce`).
+pub(crate) fn announce(wal: &Arc<Wal>) {
+    wal.committing.fetch_add(1, Ordering::AcqRel);
+    let c = Committing(Arc::clone(wal));
+    let _ = ANNOUNCED.try_with(|a| a.borrow_mut().replace(c));
+}
+
+/// Ends the calling thread's registration, if any.
+pub(crate) fn withdraw() {
+    let _ = ANNOUNCED.try_with(|a| a.borrow_mut().take());
 }
 
 impl Wal {
@@ -127,6 +158,7 @@ impl Wal {
                 closed: false,
             }),
             flushed: Condvar::new(),
+            committing: AtomicUsize::new(0),
         });
         let interval = match durability {
             Durability::Immediate => None,
@@ -221,7 +253,9 @@ impl Wal {
                 std::thread::yield_now();
                 s = self.state.lock();
                 quiet = if s.appended == before { quiet + 1 } else { 0 };
-                if quiet == 3 {
+                // Commits that are on their way to the log (see `Committing`) are worth the
+                // wait; otherwise a few quiet rounds end it.
+                if quiet >= 3 && self.committing.load(Ordering::Acquire) == 0 {
                     break;
                 }
             }
