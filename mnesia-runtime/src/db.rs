@@ -157,6 +157,8 @@ pub(crate) trait AnyTable: Send + Sync {
     fn snapshot(&self) -> Option<Result<(u64, Vec<crate::disk::record::SnapshotEntry>)>>;
     /// The table's id in the schema, if it is on disc.
     fn disk_id(&self) -> Option<u64>;
+    /// Empties the table (it is dropped, or its database is gone).
+    fn release(&self);
 }
 
 impl<T: Table> AnyTable for TableStore<T> {
@@ -170,6 +172,10 @@ impl<T: Table> AnyTable for TableStore<T> {
 
     fn disk_id(&self) -> Option<u64> {
         TableStore::disk_id(self)
+    }
+
+    fn release(&self) {
+        TableStore::release(self);
     }
 
     fn snapshot(&self) -> Option<Result<(u64, Vec<crate::disk::record::SnapshotEntry>)>> {
@@ -215,6 +221,10 @@ pub(crate) struct DbInner {
 
 impl Drop for DbInner {
     fn drop(&mut self) {
+        // Threads may still hold the stores in their spare transaction parts: empty them.
+        for t in self.tables.load().values() {
+            t.release();
+        }
         if let Some(disk) = &self.disk {
             // Whatever the durability mode, what was committed reaches the disc on close.
             let _ = disk.wal.sync();
@@ -623,7 +633,7 @@ impl Database {
             }
             store.disk_id.store(0, Ordering::Release);
         }
-        store.mark_dropped_flag();
+        store.release();
         let mut next = (*self.inner.tables.load_full()).clone();
         next.remove(T::NAME);
         self.inner.tables.store(Arc::new(next));
@@ -894,6 +904,7 @@ impl Database {
         }
         fresh.counter.fetch_max(counter, Ordering::AcqRel);
         store.mark_replaced();
+        store.release();
         let mut next = (*self.inner.tables.load_full()).clone();
         next.insert(T::NAME.to_owned(), Arc::new(fresh));
         self.inner.tables.store(Arc::new(next));
@@ -993,12 +1004,6 @@ fn lock_all<'a, T: Table>(store: &'a TableStore<T>, indexes: &'a IndexList<T>) -
         }
     }
     HeldLocks::acquire(reqs)
-}
-
-impl<T: Table> TableStore<T> {
-    fn mark_dropped_flag(&self) {
-        self.dropped.store(true, Ordering::Release);
-    }
 }
 
 static NEXT_DB_ID: AtomicU64 = AtomicU64::new(1);

@@ -583,6 +583,23 @@ impl<T: Table> TableStore<T> {
         Ok(out)
     }
 
+    /// Drops the table's records and indexes and marks it dropped: what a dropped table, or
+    /// one of a closed database, keeps in memory is an empty shell (threads may still hold
+    /// it in their spare transaction parts).
+    pub(crate) fn release(&self) {
+        self.dropped.store(true, Ordering::Release);
+        for s in self.shards.iter() {
+            let mut d = s.data.write();
+            d.map = match &d.map {
+                ShardMap::Ordered(_) => ShardMap::Ordered(BTreeMap::new()),
+                ShardMap::Bag(_) => ShardMap::Bag(HashTable::new()),
+                ShardMap::Set(_) | ShardMap::Disc(_) => ShardMap::Set(HashTable::new()),
+            };
+        }
+        let epoch = self.indexes.load().epoch + 1;
+        self.indexes.store(Arc::new(IndexList { epoch, list: Vec::new() }));
+    }
+
     /// Marks a table whose place was taken by a new store of the same table (moved to
     /// another storage type): transactions holding the old one run again on the new one.
     pub(crate) fn mark_replaced(&self) {

@@ -471,14 +471,7 @@ impl<T: Table> TxPart for TxTable<T> {
         index_reads.clear();
         writes.entries.clear();
         writes.by_key = None;
-        Some(Box::new(SpareTable {
-            db_id: store.db_id,
-            store: Arc::downgrade(&store),
-            reads,
-            shard_reads,
-            index_reads,
-            writes,
-        }))
+        Some(Box::new(SpareTable { store, reads, shard_reads, index_reads, writes }))
     }
 
     fn save_writes(&self) -> Box<dyn Any> {
@@ -520,8 +513,10 @@ pub(crate) trait Spare: Any {
 }
 
 struct SpareTable<T: Table> {
-    db_id: u64,
-    store: std::sync::Weak<TableStore<T>>,
+    /// Held strongly (a weak handle would cost a shared reference count update per
+    /// transaction): a dropped table or a closed database empties its store, so a spare
+    /// keeps at most an empty shell alive.
+    store: Arc<TableStore<T>>,
     reads: Vec<(T::Key, u64, u64)>,
     shard_reads: Vec<(usize, u64)>,
     index_reads: Vec<(Arc<dyn TableIndex<T>>, usize, u64)>,
@@ -534,12 +529,14 @@ impl<T: Table> Spare for SpareTable<T> {
     }
 
     fn db_id(&self) -> u64 {
-        self.db_id
+        self.store.db_id
     }
 
     fn revive(self: Box<Self>) -> Option<Box<dyn TxPart>> {
-        let SpareTable { store, reads, shard_reads, index_reads, writes, .. } = *self;
-        let store = store.upgrade().filter(|s| !s.is_dropped())?;
+        let SpareTable { store, reads, shard_reads, index_reads, writes } = *self;
+        if store.is_dropped() {
+            return None;
+        }
         let epoch = store.indexes.load().epoch;
         Some(Box::new(TxTable {
             store,
