@@ -79,6 +79,10 @@ pub(crate) fn expand(input: &Input<'_>) -> TokenStream {
     let auto_fns = auto.then(|| {
         let msg = format!("id {{}} does not fit the key type {} of table {name}", type_string(key_ty));
         quote! {
+            fn key_for_id(id: u64) -> ::core::option::Option<<Self as ::mnesia::Table>::Key> {
+                ::core::convert::TryFrom::try_from(id).ok()
+            }
+
             fn auto_id(&self) -> ::core::option::Option<u64> {
                 ::core::convert::TryFrom::try_from(self.#key_ident).ok()
             }

@@ -21,6 +21,7 @@
 #![warn(unreachable_pub)]
 
 mod context;
+mod counters;
 mod db;
 mod disk;
 mod error;
@@ -41,6 +42,7 @@ mod testing;
 mod tx;
 
 pub use context::{is_transaction, sync_transaction, transaction};
+pub use counters::{current_value, dirty_update_counter, has_counter, next_id, reset_counter};
 pub use db::{Config, Database, start, stop, system_tables};
 pub use disk::fuzzing;
 pub use disk::wal::Durability;

@@ -37,17 +37,31 @@ pub(crate) fn write<T: Table>(mut rec: T) -> Result<T> {
 /// and an aborted transaction leaves a gap.
 fn assign_id<T: Table>(tx: &mut Tx, rec: &mut T) -> Result<()> {
     if T::AUTO_INCREMENT && rec.auto_id() == Some(0) {
-        let part = tx.table::<T>()?;
-        let previous = part
-            .store
-            .counter
-            .fetch_update(std::sync::atomic::Ordering::AcqRel, std::sync::atomic::Ordering::Acquire, |c| {
-                c.checked_add(1)
-            })
-            .map_err(|_| Error::Invalid(format!("table {}: auto-increment ids are exhausted", T::NAME)))?;
-        rec.set_auto_id(previous + 1)?;
+        let id = take_id(&tx.table::<T>()?.store)?;
+        rec.set_auto_id(id)?;
     }
     Ok(())
+}
+
+/// The next id of a table's auto-increment counter.
+fn take_id<T: Table>(store: &crate::store::TableStore<T>) -> Result<u64> {
+    let previous = store
+        .counter
+        .fetch_update(std::sync::atomic::Ordering::AcqRel, std::sync::atomic::Ordering::Acquire, |c| {
+            c.checked_add(1)
+        })
+        .map_err(|_| Error::Invalid(format!("table {}: auto-increment ids are exhausted", T::NAME)))?;
+    Ok(previous + 1)
+}
+
+/// Takes the table's next auto-increment id, as a key.
+pub(crate) fn next_table_id<T: Table>() -> Result<T::Key> {
+    if !T::AUTO_INCREMENT {
+        return Err(Error::Invalid(format!("table {} has no #[auto_increment] key", T::NAME)));
+    }
+    let id = take_id(&*context::current_db()?.table::<T>()?)?;
+    T::key_for_id(id)
+        .ok_or_else(|| Error::Invalid(format!("table {}: id {id} does not fit the key type", T::NAME)))
 }
 
 fn put<T: Table>(tx: &mut Tx, rec: T) -> Result<()> {
@@ -235,7 +249,7 @@ pub(crate) fn batch_delete<T: Table>(keys: impl IntoIterator<Item = T::Key>) -> 
 /// Runs `f` in a transaction of its own, outside any transaction of the thread: what the
 /// `dirty_*` writes do. They read nothing but what a `bag` write merges with, so they
 /// conflict only with a concurrent change of that same group, and then run again.
-fn dirty<R>(mut f: impl FnMut(&mut Tx) -> Result<R>) -> Result<R> {
+pub(crate) fn dirty<R>(mut f: impl FnMut(&mut Tx) -> Result<R>) -> Result<R> {
     let mut db = context::current_db()?;
     loop {
         let mut tx = Tx::new(db);

@@ -433,6 +433,14 @@ pub trait Table: Clone + Send + Sync + Serialize + DeserializeOwned + 'static {
         None
     }
 
+    /// An `#[auto_increment]` key made from an id (`None` for other keys, or an id that does
+    /// not fit).
+    #[doc(hidden)]
+    fn key_for_id(id: u64) -> Option<Self::Key> {
+        let _ = id;
+        None
+    }
+
     /// Sets an `#[auto_increment]` key from an id.
     fn set_auto_id(&mut self, id: u64) -> Result<()> {
         let _ = id;
@@ -630,6 +638,74 @@ pub trait Table: Clone + Send + Sync + Serialize + DeserializeOwned + 'static {
             )));
         }
         db.change_table_copy_type::<Self>(to)
+    }
+
+    /// Takes the next id of the table's `#[auto_increment]` key, as `insert` would (the id is
+    /// used up even if no record gets it).
+    ///
+    /// ```
+    /// # use mnesia::prelude::*;
+    /// # #[derive(Table, Clone, Debug, Serialize, Deserialize)]
+    /// # struct Post { #[key] #[auto_increment] id: u32 }
+    /// # let db = Database::in_memory()?;
+    /// # db.scope(|| -> mnesia::Result<()> {
+    /// Post::create_table(TableOptions::new())?;
+    /// assert_eq!(Post::next_id()?, 1);
+    /// assert_eq!(Post::insert(Post { id: 0 })?.id, 2);
+    /// assert_eq!(Post::current_id()?, 2);
+    /// Post::reset_counter(10)?;
+    /// assert_eq!(Post::insert(Post { id: 0 })?.id, 10);
+    /// # Ok(()) })?;
+    /// # Ok::<(), mnesia::Error>(())
+    /// ```
+    fn next_id() -> Result<Self::Key> {
+        ops::next_table_id::<Self>()
+    }
+
+    /// The last id the table's `#[auto_increment]` key handed out or was written with (0 for
+    /// none).
+    ///
+    /// ```
+    /// # use mnesia::prelude::*;
+    /// # #[derive(Table, Clone, Debug, Serialize, Deserialize)]
+    /// # struct Post { #[key] #[auto_increment] id: u32 }
+    /// # let db = Database::in_memory()?;
+    /// # db.scope(|| -> mnesia::Result<()> {
+    /// Post::create_table(TableOptions::new())?;
+    /// assert_eq!(Post::current_id()?, 0);
+    /// # Ok(()) })?;
+    /// # Ok::<(), mnesia::Error>(())
+    /// ```
+    fn current_id() -> Result<u64> {
+        Ok(crate::context::current_db()?.table::<Self>()?.counter.load(std::sync::atomic::Ordering::Acquire))
+    }
+
+    /// Makes `next` the next id `insert` hands out (at least 1). An id that a record already
+    /// has is never overwritten: `insert` refuses it with [`Error::AlreadyExists`]. After a
+    /// restart the counter is at least the highest id ever handed out.
+    ///
+    /// ```
+    /// # use mnesia::prelude::*;
+    /// # #[derive(Table, Clone, Debug, Serialize, Deserialize)]
+    /// # struct Post { #[key] #[auto_increment] id: u32 }
+    /// # let db = Database::in_memory()?;
+    /// # db.scope(|| -> mnesia::Result<()> {
+    /// Post::create_table(TableOptions::new())?;
+    /// Post::reset_counter(50)?;
+    /// assert_eq!(Post::insert(Post { id: 0 })?.id, 50);
+    /// # Ok(()) })?;
+    /// # Ok::<(), mnesia::Error>(())
+    /// ```
+    fn reset_counter(next: u64) -> Result<()> {
+        if !Self::AUTO_INCREMENT || next == 0 {
+            return Err(Error::Invalid(format!(
+                "table {}: reset_counter needs an #[auto_increment] key and a next id of at least 1",
+                Self::NAME
+            )));
+        }
+        let store = crate::context::current_db()?.table::<Self>()?;
+        store.counter.store(next - 1, std::sync::atomic::Ordering::Release);
+        Ok(())
     }
 
     /// Writes a record, replacing the one with the same key (a `bag` adds it next to the
