@@ -37,6 +37,7 @@ pub struct Config {
     dir: Option<PathBuf>,
     durability: Durability,
     checkpoint_bytes: u64,
+    event_buffer: usize,
 }
 
 impl Default for Config {
@@ -47,6 +48,7 @@ impl Default for Config {
             dir: None,
             durability: Durability::Immediate,
             checkpoint_bytes: 64 << 20,
+            event_buffer: 10_000,
         }
     }
 }
@@ -133,6 +135,27 @@ impl Config {
     /// ```
     pub fn durability_mode(&self) -> Durability {
         self.durability
+    }
+
+    /// How many events a subscriber's buffer holds before further ones are dropped and
+    /// counted (`Event::Lagged`); default 10 000.
+    ///
+    /// ```
+    /// let c = mnesia::Config::default().event_buffer(100);
+    /// assert_eq!(c.events_buffered(), 100);
+    /// ```
+    pub fn event_buffer(mut self, events: usize) -> Self {
+        self.event_buffer = events.max(1);
+        self
+    }
+
+    /// The configured subscriber buffer.
+    ///
+    /// ```
+    /// assert_eq!(mnesia::Config::default().events_buffered(), 10_000);
+    /// ```
+    pub fn events_buffered(&self) -> usize {
+        self.event_buffer
     }
 
     /// Log size past which a checkpoint folds the log into table snapshots (default 64 MiB;
@@ -665,6 +688,7 @@ impl Database {
             _ => self.next_seq(),
         };
         store.clear_all(seq);
+        store.subs.deliver(&[crate::events::Event::Cleared]);
         drop(held);
         Ok(())
     }

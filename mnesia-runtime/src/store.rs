@@ -106,6 +106,8 @@ pub(crate) struct TableStore<T: Table> {
     poisoned: parking_lot::Mutex<Option<String>>,
     /// `poisoned` holds an error: checked on every operation without taking the mutex.
     is_poisoned: AtomicBool,
+    /// The table's change subscribers.
+    pub(crate) subs: Arc<crate::events::Subscribers<T>>,
 }
 
 fn key_of<T: Table>(s: &Slot<T>) -> &T::Key {
@@ -145,6 +147,7 @@ impl<T: Table> TableStore<T> {
             replaced: AtomicBool::new(false),
             poisoned: parking_lot::Mutex::new(None),
             is_poisoned: AtomicBool::new(false),
+            subs: Arc::new(crate::events::Subscribers::default()),
         }
     }
 

@@ -708,6 +708,56 @@ pub trait Table: Clone + Send + Sync + Serialize + DeserializeOwned + 'static {
         Ok(())
     }
 
+    /// Subscribes to the table's changes: every committed write and delete (dirty ones and
+    /// batches too), after the commit, in commit order, each commit's events together; never
+    /// an aborted one. Events carry the new record (`Event::Write { old: None, .. }`). A
+    /// subscriber that falls behind by more than `Config::event_buffer` events is told how
+    /// many it missed (`Event::Lagged`); writers never wait for it. Dropping the
+    /// subscription unsubscribes. A table with subscribers commits one transaction at a time.
+    ///
+    /// ```
+    /// # use mnesia::prelude::*;
+    /// # #[derive(Table, Clone, Debug, Serialize, Deserialize)]
+    /// # struct User { #[key] id: u64 }
+    /// # let db = Database::in_memory()?;
+    /// # db.scope(|| -> mnesia::Result<()> {
+    /// User::create_table(TableOptions::new())?;
+    /// let events = User::subscribe()?;
+    /// User::write(User { id: 1 })?;
+    /// assert!(matches!(events.try_recv(), Some(mnesia::Event::Write { .. })));
+    /// # Ok(()) })?;
+    /// # Ok::<(), mnesia::Error>(())
+    /// ```
+    fn subscribe() -> Result<crate::Subscription<Self>> {
+        let db = crate::context::current_db()?;
+        Ok(db.table::<Self>()?.subs.add(false, db.config().events_buffered()))
+    }
+
+    /// Like [`Table::subscribe`], and each event also carries the record it replaced or
+    /// deleted (`old`).
+    ///
+    /// ```
+    /// # use mnesia::prelude::*;
+    /// # #[derive(Table, Clone, Debug, Serialize, Deserialize)]
+    /// # struct User { #[key] id: u64, n: u32 }
+    /// # let db = Database::in_memory()?;
+    /// # db.scope(|| -> mnesia::Result<()> {
+    /// User::create_table(TableOptions::new())?;
+    /// User::write(User { id: 1, n: 1 })?;
+    /// let events = User::subscribe_detailed()?;
+    /// User::update(&1, |u| u.n = 2)?;
+    /// match events.try_recv() {
+    ///     Some(mnesia::Event::Write { new, old: Some(old) }) => assert_eq!((old.n, new.n), (1, 2)),
+    ///     other => panic!("{other:?}"),
+    /// }
+    /// # Ok(()) })?;
+    /// # Ok::<(), mnesia::Error>(())
+    /// ```
+    fn subscribe_detailed() -> Result<crate::Subscription<Self>> {
+        let db = crate::context::current_db()?;
+        Ok(db.table::<Self>()?.subs.add(true, db.config().events_buffered()))
+    }
+
     /// Writes a record, replacing the one with the same key (a `bag` adds it next to the
     /// key's other records, unless an identical one is there). Returns the record as
     /// stored: an `#[auto_increment]` key left at 0 gets the table's next id, as with

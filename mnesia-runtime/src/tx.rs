@@ -21,6 +21,7 @@ use std::sync::Arc;
 use crate::db::Database;
 use crate::disk::record::{Logged, TableOps, encode};
 use crate::error::{Error, Result};
+use crate::events::{DeleteCause, Event};
 use crate::index::TableIndex;
 use crate::lock::{HeldLocks, LockReq, lock_order};
 use crate::store::{IndexList, TableStore, Write};
@@ -32,6 +33,31 @@ pub(crate) struct WriteEntry<T: Table> {
     pub(crate) key: T::Key,
     pub(crate) hash: u64,
     pub(crate) write: Write<T>,
+}
+
+/// The events of one key's change: a write per record now there that was not before, or a
+/// delete when the key is left empty.
+fn change_events<T: Table>(key: T::Key, old: &[T], new: &[T], detailed: bool, out: &mut Vec<Event<T>>) {
+    if new.is_empty() {
+        if let Some(first) = old.first() {
+            out.push(Event::Delete {
+                key,
+                old: detailed.then(|| first.clone()),
+                cause: DeleteCause::Explicit,
+            });
+        }
+        return;
+    }
+    let encoded = |r: &T| encode(r).unwrap_or_default();
+    let before: Vec<Vec<u8>> =
+        if T::TYPE == TableType::Bag { old.iter().map(encoded).collect() } else { Vec::new() };
+    for n in new {
+        if T::TYPE == TableType::Bag && before.contains(&encoded(n)) {
+            continue; // a bag record that was already there
+        }
+        let replaced = if T::TYPE == TableType::Bag { None } else { old.first() };
+        out.push(Event::Write { new: n.clone(), old: detailed.then(|| replaced.cloned()).flatten() });
+    }
 }
 
 /// The buffered writes of one table, at most one entry per key.
@@ -235,6 +261,7 @@ impl<T: Table> TxTable<T> {
 /// The part of a transaction that touches one table, whatever its record type.
 pub(crate) trait TxPart: Any {
     fn record_type(&self) -> TypeId;
+    fn table_id(&self) -> u32;
     fn as_any_mut(&mut self) -> &mut dyn Any;
     fn has_writes(&self) -> bool;
     fn read_count(&self) -> usize;
@@ -248,7 +275,11 @@ pub(crate) trait TxPart: Any {
     fn check_unique(&self) -> Result<()>;
     /// `Err` if the table's disc-only file failed.
     fn healthy(&self) -> Result<()>;
-    fn install(&self, seq: u64);
+    /// The table's id and publish lock, if it has subscribers and this part writes.
+    fn publish_lock(&self) -> Option<(u32, &parking_lot::Mutex<()>)>;
+    /// Installs the writes; with `publish`, also delivers their events to the table's
+    /// subscribers (the caller holds the table's publish lock).
+    fn install(&self, seq: u64, publish: bool);
     fn reads_unchanged(&self) -> bool;
     /// Empties the part for reuse by a later transaction of this thread. The spare keeps its
     /// buffers but holds its table weakly: a thread's spares never keep a table or a
@@ -265,6 +296,10 @@ pub(crate) trait TxPart: Any {
 impl<T: Table> TxPart for TxTable<T> {
     fn record_type(&self) -> TypeId {
         TypeId::of::<T>()
+    }
+
+    fn table_id(&self) -> u32 {
+        self.store.id
     }
 
     fn as_any_mut(&mut self) -> &mut dyn Any {
@@ -389,6 +424,11 @@ impl<T: Table> TxPart for TxTable<T> {
         self.store.healthy()
     }
 
+    fn publish_lock(&self) -> Option<(u32, &parking_lot::Mutex<()>)> {
+        (self.store.subs.any() && !self.writes.borrow().is_empty())
+            .then(|| (self.store.id, &self.store.subs.publishing))
+    }
+
     fn check_unique(&self) -> Result<()> {
         let Some(p) = &self.prepared else {
             return Ok(());
@@ -425,14 +465,20 @@ impl<T: Table> TxPart for TxTable<T> {
         Ok(())
     }
 
-    fn install(&self, seq: u64) {
+    fn install(&self, seq: u64, publish: bool) {
         let Some(p) = &self.prepared else { return };
         let mut writes = self.writes.borrow_mut();
         let entries = std::mem::take(&mut writes.entries);
         writes.by_key = None;
+        let detailed = publish && self.store.subs.any_detailed();
+        let mut events = Vec::new();
         for (e, mask) in entries.into_iter().zip(&p.changed) {
             let mask = *mask;
+            let key = publish.then(|| e.key.clone());
             self.store.install(&e.key, e.hash, e.write, seq, |old, new| {
+                if let Some(key) = key {
+                    change_events(key, old, new, detailed, &mut events);
+                }
                 if mask == 0 {
                     return;
                 }
@@ -452,6 +498,9 @@ impl<T: Table> TxPart for TxTable<T> {
                     }
                 }
             });
+        }
+        if publish {
+            self.store.subs.deliver(&events);
         }
     }
 
@@ -681,12 +730,18 @@ impl Tx {
             for p in &self.parts {
                 ops.extend(p.log_ops()?);
             }
+            // Tables with subscribers: their events go out in commit order, so the publish
+            // locks are held from the sequence number to the delivery (in table order).
+            let mut publishing: Vec<(u32, &parking_lot::Mutex<()>)> =
+                self.parts.iter().filter_map(|p| p.publish_lock()).collect();
+            publishing.sort_by_key(|(id, _)| *id);
+            let _published: Vec<_> = publishing.iter().map(|(_, m)| m.lock()).collect();
             let seq = match (ops.is_empty(), self.db.disk()) {
                 (false, Some(disk)) => disk.log_commit(|| self.db.next_seq(), &ops)?,
                 _ => self.db.next_seq(),
             };
             for p in &self.parts {
-                p.install(seq);
+                p.install(seq, publishing.iter().any(|(id, _)| *id == p.table_id()));
             }
         }
         drop(held);

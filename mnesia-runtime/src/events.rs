@@ -1,0 +1,319 @@
+//! Change events: `User::subscribe()` hands out a [`Subscription`] that receives every
+//! committed write and delete of the table, after the commit, in commit order.
+//!
+//! Each subscriber has a bounded buffer: a subscriber that does not keep up never slows the
+//! writers; the events it could not hold are dropped, and once it has read what its buffer
+//! held it is told how many with an [`Event::Lagged`], before any later event.
+
+use std::collections::VecDeque;
+use std::fmt;
+use std::sync::{Arc, Weak};
+use std::time::{Duration, Instant};
+
+use parking_lot::{Condvar, Mutex};
+
+use crate::table::Table;
+
+/// Why a record was deleted.
+///
+/// ```
+/// assert_eq!(mnesia::DeleteCause::Explicit, mnesia::DeleteCause::Explicit);
+/// ```
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum DeleteCause {
+    /// `delete`, `delete_object`, `batch_delete`, `dirty_delete`, or an empty bag group.
+    Explicit,
+}
+
+/// One change of a table, as a subscriber receives it.
+///
+/// ```
+/// use mnesia::prelude::*;
+/// use mnesia::Event;
+///
+/// #[derive(Table, Clone, Debug, PartialEq, Serialize, Deserialize)]
+/// struct User { #[key] id: u32, name: String }
+///
+/// let db = Database::in_memory()?;
+/// db.scope(|| -> mnesia::Result<()> {
+///     User::create_table(TableOptions::new())?;
+///     let events = User::subscribe_detailed()?;
+///     User::write(User { id: 1, name: "a".into() })?;
+///     User::write(User { id: 1, name: "b".into() })?;
+///     User::delete(&1)?;
+///     match events.try_recv() {
+///         Some(Event::Write { new, old: None }) => assert_eq!(new.name, "a"),
+///         other => panic!("{other:?}"),
+///     }
+///     match events.try_recv() {
+///         Some(Event::Write { new, old: Some(old) }) => assert_eq!((new.name, old.name), ("b".into(), "a".into())),
+///         other => panic!("{other:?}"),
+///     }
+///     assert!(matches!(events.try_recv(), Some(Event::Delete { key: 1, .. })));
+///     Ok(())
+/// })?;
+/// # Ok::<(), mnesia::Error>(())
+/// ```
+#[derive(Clone, Debug, PartialEq)]
+#[non_exhaustive]
+pub enum Event<T: Table> {
+    /// A record was written. `old` is the record it replaced (detailed subscriptions only).
+    Write {
+        /// The record now stored.
+        new: T,
+        /// The record replaced, in a detailed subscription.
+        old: Option<T>,
+    },
+    /// A key's records were deleted. `old` is the first record deleted (detailed only).
+    Delete {
+        /// The key.
+        key: T::Key,
+        /// The record deleted, in a detailed subscription.
+        old: Option<T>,
+        /// Why.
+        cause: DeleteCause,
+    },
+    /// Every record was removed (`clear`).
+    Cleared,
+    /// The subscriber's buffer was full: this many events were dropped before the next one.
+    Lagged {
+        /// How many events were dropped.
+        missed: u64,
+    },
+}
+
+struct Queue<T: Table> {
+    events: VecDeque<Event<T>>,
+    missed: u64,
+}
+
+/// The shared end of a subscription.
+pub(crate) struct Sub<T: Table> {
+    detailed: bool,
+    capacity: usize,
+    queue: Mutex<Queue<T>>,
+    ready: Condvar,
+}
+
+impl<T: Table> Sub<T> {
+    /// Delivers one commit's events together, or counts them as missed.
+    pub(crate) fn deliver(&self, events: &[Event<T>]) {
+        let mut q = self.queue.lock();
+        for e in events {
+            // Once one event is missed, the next ones are too until the subscriber has
+            // drained its buffer and been told: the notice stands where the gap is.
+            if q.missed > 0 || q.events.len() >= self.capacity {
+                q.missed += 1;
+            } else {
+                q.events.push_back(e.clone());
+            }
+        }
+        drop(q);
+        self.ready.notify_one();
+    }
+}
+
+/// The subscribers of one table.
+pub(crate) struct Subscribers<T: Table> {
+    list: arc_swap::ArcSwap<Vec<Arc<Sub<T>>>>,
+    /// Held from a commit's sequence number to the delivery of its events, so that a table's
+    /// events are delivered in commit order.
+    pub(crate) publishing: Mutex<()>,
+}
+
+impl<T: Table> Default for Subscribers<T> {
+    fn default() -> Self {
+        Subscribers { list: arc_swap::ArcSwap::from_pointee(Vec::new()), publishing: Mutex::new(()) }
+    }
+}
+
+impl<T: Table> Subscribers<T> {
+    pub(crate) fn any(&self) -> bool {
+        !self.list.load().is_empty()
+    }
+
+    /// Whether some subscriber wants the old records.
+    pub(crate) fn any_detailed(&self) -> bool {
+        self.list.load().iter().any(|s| s.detailed)
+    }
+
+    pub(crate) fn deliver(&self, events: &[Event<T>]) {
+        if events.is_empty() {
+            return;
+        }
+        for s in self.list.load().iter() {
+            if s.detailed {
+                s.deliver(events);
+            } else {
+                let simple: Vec<Event<T>> = events.iter().map(simplify).collect();
+                s.deliver(&simple);
+            }
+        }
+    }
+
+    pub(crate) fn add(self: &Arc<Self>, detailed: bool, capacity: usize) -> Subscription<T> {
+        let sub = Arc::new(Sub {
+            detailed,
+            capacity: capacity.max(1),
+            queue: Mutex::new(Queue { events: VecDeque::new(), missed: 0 }),
+            ready: Condvar::new(),
+        });
+        self.list.rcu(|l| {
+            let mut next = (**l).clone();
+            next.push(Arc::clone(&sub));
+            next
+        });
+        Subscription { sub, table: Arc::downgrade(self) }
+    }
+
+    fn remove(&self, sub: &Arc<Sub<T>>) {
+        self.list.rcu(|l| l.iter().filter(|s| !Arc::ptr_eq(s, sub)).cloned().collect::<Vec<_>>());
+    }
+}
+
+fn simplify<T: Table>(e: &Event<T>) -> Event<T> {
+    match e {
+        Event::Write { new, .. } => Event::Write { new: new.clone(), old: None },
+        Event::Delete { key, cause, .. } => Event::Delete { key: key.clone(), old: None, cause: *cause },
+        other => other.clone(),
+    }
+}
+
+/// A subscription to a table's changes: a blocking iterator, with `recv_timeout` and
+/// `try_recv`. Dropping it unsubscribes.
+///
+/// ```
+/// use std::time::Duration;
+/// use mnesia::prelude::*;
+/// use mnesia::Event;
+///
+/// #[derive(Table, Clone, Debug, Serialize, Deserialize)]
+/// struct Item { #[key] id: u32 }
+///
+/// let db = Database::in_memory()?;
+/// db.scope(|| -> mnesia::Result<()> {
+///     Item::create_table(TableOptions::new())?;
+///     let events = Item::subscribe()?;
+///     assert!(events.try_recv().is_none());
+///     Item::write(Item { id: 7 })?;
+///     assert!(matches!(events.recv_timeout(Duration::from_secs(1)), Some(Event::Write { .. })));
+///     Ok(())
+/// })?;
+/// # Ok::<(), mnesia::Error>(())
+/// ```
+pub struct Subscription<T: Table> {
+    sub: Arc<Sub<T>>,
+    table: Weak<Subscribers<T>>,
+}
+
+impl<T: Table> fmt::Debug for Subscription<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Subscription").field("table", &T::NAME).field("detailed", &self.sub.detailed).finish()
+    }
+}
+
+impl<T: Table> Subscription<T> {
+    fn take(&self, deadline: Option<Instant>, wait: bool) -> Option<Event<T>> {
+        let mut q = self.sub.queue.lock();
+        loop {
+            if let Some(e) = q.events.pop_front() {
+                return Some(e);
+            }
+            if q.missed > 0 {
+                let missed = std::mem::take(&mut q.missed);
+                return Some(Event::Lagged { missed });
+            }
+            if !wait {
+                return None;
+            }
+            match deadline {
+                Some(d) => {
+                    if self.sub.ready.wait_until(&mut q, d).timed_out()
+                        && q.events.is_empty()
+                        && q.missed == 0
+                    {
+                        return None;
+                    }
+                }
+                None => self.sub.ready.wait(&mut q),
+            }
+        }
+    }
+
+    /// The next event, waiting for one.
+    ///
+    /// ```
+    /// # use mnesia::prelude::*;
+    /// # #[derive(Table, Clone, Debug, Serialize, Deserialize)]
+    /// # struct Item { #[key] id: u32 }
+    /// # let db = Database::in_memory()?;
+    /// # db.scope(|| -> mnesia::Result<()> {
+    /// # Item::create_table(TableOptions::new())?;
+    /// let events = Item::subscribe()?;
+    /// Item::write(Item { id: 1 })?;
+    /// let _event = events.recv();
+    /// # Ok(()) })?;
+    /// # Ok::<(), mnesia::Error>(())
+    /// ```
+    pub fn recv(&self) -> Event<T> {
+        loop {
+            if let Some(e) = self.take(None, true) {
+                return e;
+            }
+        }
+    }
+
+    /// The next event, waiting at most `timeout`.
+    ///
+    /// ```
+    /// # use mnesia::prelude::*;
+    /// # #[derive(Table, Clone, Debug, Serialize, Deserialize)]
+    /// # struct Item { #[key] id: u32 }
+    /// # let db = Database::in_memory()?;
+    /// # db.scope(|| -> mnesia::Result<()> {
+    /// # Item::create_table(TableOptions::new())?;
+    /// let events = Item::subscribe()?;
+    /// assert!(events.recv_timeout(std::time::Duration::from_millis(1)).is_none());
+    /// # Ok(()) })?;
+    /// # Ok::<(), mnesia::Error>(())
+    /// ```
+    pub fn recv_timeout(&self, timeout: Duration) -> Option<Event<T>> {
+        self.take(Some(Instant::now() + timeout), true)
+    }
+
+    /// The next event if one is waiting.
+    ///
+    /// ```
+    /// # use mnesia::prelude::*;
+    /// # #[derive(Table, Clone, Debug, Serialize, Deserialize)]
+    /// # struct Item { #[key] id: u32 }
+    /// # let db = Database::in_memory()?;
+    /// # db.scope(|| -> mnesia::Result<()> {
+    /// # Item::create_table(TableOptions::new())?;
+    /// let events = Item::subscribe()?;
+    /// assert!(events.try_recv().is_none());
+    /// # Ok(()) })?;
+    /// # Ok::<(), mnesia::Error>(())
+    /// ```
+    pub fn try_recv(&self) -> Option<Event<T>> {
+        self.take(None, false)
+    }
+}
+
+impl<T: Table> Iterator for Subscription<T> {
+    type Item = Event<T>;
+
+    /// Waits for the next event (the iteration does not end by itself).
+    fn next(&mut self) -> Option<Event<T>> {
+        Some(self.recv())
+    }
+}
+
+impl<T: Table> Drop for Subscription<T> {
+    fn drop(&mut self) {
+        if let Some(table) = self.table.upgrade() {
+            table.remove(&self.sub);
+        }
+    }
+}
