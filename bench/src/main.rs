@@ -198,6 +198,9 @@ fn main() -> mnesia::Result<()> {
     if report.wants("bytes_per_record") {
         bytes_per_record(&mut report, if quick { 100_000 } else { 1_000_000 })?;
     }
+    if report.wants("event_fanout") {
+        event_fanout(&mut report, ops)?;
+    }
     let tx_write_floor =
         report.figures.get("tx_write").and_then(|f| f["ns_per_op"].as_f64()).unwrap_or(1000.0);
     let tx_read_floor = report.figures.get("tx_read").and_then(|f| f["ns_per_op"].as_f64()).unwrap_or(350.0);
@@ -257,6 +260,40 @@ fn concurrent(db: &Database, report: &mut Report, records: u64, ops: u64) -> mne
             black_box(Ticket::insert(Ticket { id: 0, note: format!("ticket {i}") }).ok());
         });
     }
+    Ok(())
+}
+
+/// One writer, 4 subscribers draining their events, against the same writes with none.
+fn event_fanout(report: &mut Report, ops: u64) -> mnesia::Result<()> {
+    let db = Database::in_memory()?;
+    db.scope(|| Ticket::create_table(TableOptions::new()))?;
+    let write = |n: u64| {
+        let t = Instant::now();
+        db.scope(|| {
+            for i in 0..n {
+                black_box(Ticket::write(Ticket { id: i % 10_000 + 1, note: "x".into() }).ok());
+            }
+        });
+        t.elapsed().as_nanos() as f64 / n as f64
+    };
+    let n = ops / 2;
+    let base = (0..3).map(|_| write(n)).fold(f64::MAX, f64::min);
+    let stop = std::sync::atomic::AtomicBool::new(false);
+    let ours = std::thread::scope(|s| -> mnesia::Result<f64> {
+        for _ in 0..4 {
+            let events = db.scope(Ticket::subscribe)?;
+            let stop = &stop;
+            s.spawn(move || {
+                while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    black_box(events.recv_timeout(std::time::Duration::from_millis(10)));
+                }
+            });
+        }
+        let ours = (0..3).map(|_| write(n)).fold(f64::MAX, f64::min);
+        stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        Ok(ours)
+    })?;
+    report.add("event_fanout", ours, base);
     Ok(())
 }
 
