@@ -100,6 +100,8 @@ impl<T: Table> Sub<T> {
     /// Delivers one commit's events together, or counts them as missed.
     pub(crate) fn deliver(&self, events: &[Event<T>]) {
         let mut q = self.queue.lock();
+        // Only a subscriber that had nothing to read can be asleep: wake it once.
+        let was_idle = q.events.is_empty() && q.missed == 0;
         for e in events {
             // Once one event is missed, the next ones are too until the subscriber has
             // drained its buffer and been told: the notice stands where the gap is.
@@ -110,7 +112,9 @@ impl<T: Table> Sub<T> {
             }
         }
         drop(q);
-        self.ready.notify_one();
+        if was_idle {
+            self.ready.notify_one();
+        }
     }
 }
 
