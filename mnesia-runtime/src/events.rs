@@ -86,6 +86,8 @@ pub enum Event<T: Table> {
 struct Queue<T: Table> {
     events: VecDeque<Event<T>>,
     missed: u64,
+    /// An async reader waiting for the next event.
+    waker: Option<std::task::Waker>,
 }
 
 /// The shared end of a subscription.
@@ -111,9 +113,13 @@ impl<T: Table> Sub<T> {
                 q.events.push_back(e.clone());
             }
         }
+        let waker = q.waker.take();
         drop(q);
         if was_idle {
             self.ready.notify_one();
+        }
+        if let Some(w) = waker {
+            w.wake();
         }
     }
 }
@@ -160,7 +166,7 @@ impl<T: Table> Subscribers<T> {
         let sub = Arc::new(Sub {
             detailed,
             capacity: capacity.max(1),
-            queue: Mutex::new(Queue { events: VecDeque::new(), missed: 0 }),
+            queue: Mutex::new(Queue { events: VecDeque::new(), missed: 0, waker: None }),
             ready: Condvar::new(),
         });
         self.list.rcu(|l| {
@@ -311,6 +317,35 @@ impl<T: Table> Iterator for Subscription<T> {
     /// Waits for the next event (the iteration does not end by itself).
     fn next(&mut self) -> Option<Event<T>> {
         Some(self.recv())
+    }
+}
+
+/// With the `tokio` feature, a subscription is also a stream of events (for any executor).
+///
+/// ```ignore
+/// use futures_util::StreamExt;
+/// let mut events = User::subscribe()?;
+/// while let Some(event) = events.next().await { .. }
+/// ```
+#[cfg(feature = "tokio")]
+impl<T: Table> futures_core::Stream for Subscription<T> {
+    type Item = Event<T>;
+
+    fn poll_next(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Event<T>>> {
+        let mut q = self.sub.queue.lock();
+        if let Some(e) = q.events.pop_front() {
+            return std::task::Poll::Ready(Some(e));
+        }
+        if q.missed > 0 {
+            let missed = std::mem::take(&mut q.missed);
+            return std::task::Poll::Ready(Some(Event::Lagged { missed }));
+        }
+        // Registered under the queue's lock: the next delivery sees it.
+        q.waker = Some(cx.waker().clone());
+        std::task::Poll::Pending
     }
 }
 
