@@ -682,7 +682,7 @@ impl Database {
         let seq = match (store.disk_id(), self.disk()) {
             (Some(id), Some(disk)) => {
                 let counter = store.counter.load(Ordering::Acquire);
-                let clear = TableOps { table: id, clear: true, counter, writes: Vec::new() };
+                let clear = TableOps { table: id, clear: true, counter, reset: false, writes: Vec::new() };
                 disk.log_commit(|| self.next_seq(), &[clear])?
             }
             _ => self.next_seq(),
@@ -841,7 +841,7 @@ impl Database {
                 // The records so far were never logged: one commit brings them all.
                 let counter = store.counter.load(Ordering::Acquire);
                 let writes = store.entries_locked()?.into_iter().map(|e| (e.key, e.value)).collect();
-                let ops = TableOps { table: id, clear: true, counter, writes };
+                let ops = TableOps { table: id, clear: true, counter, reset: false, writes };
                 if let Err(e) = disk.log_commit(|| self.next_seq(), &[ops]) {
                     let _ = disk.update_schema(|schema| schema.tables.retain(|t| t.id != id));
                     return Err(e);
@@ -888,7 +888,10 @@ impl Database {
             }
             (StorageType::DiscCopies, Some(id)) => {
                 let writes = entries.iter().map(|e| (e.key.clone(), e.value.clone())).collect();
-                disk.log_commit(|| self.next_seq(), &[TableOps { table: id, clear: true, counter, writes }])?;
+                disk.log_commit(
+                    || self.next_seq(),
+                    &[TableOps { table: id, clear: true, counter, reset: false, writes }],
+                )?;
             }
             _ => {}
         }

@@ -102,21 +102,21 @@ impl<T: Table> Sub<T> {
     /// Delivers one commit's events together, or counts them as missed.
     pub(crate) fn deliver(&self, events: &[Event<T>]) {
         let mut q = self.queue.lock();
-        // Only a subscriber that had nothing to read can be asleep: wake it once.
+        // Only readers that had nothing to read can be asleep: wake them.
         let was_idle = q.events.is_empty() && q.missed == 0;
-        for e in events {
-            // Once one event is missed, the next ones are too until the subscriber has
-            // drained its buffer and been told: the notice stands where the gap is.
-            if q.missed > 0 || q.events.len() >= self.capacity {
-                q.missed += 1;
-            } else {
-                q.events.push_back(e.clone());
-            }
+        // A commit's events go in whole or not at all (one larger than the buffer goes into
+        // an empty buffer). Once events are missed, later ones are too until the subscriber
+        // has drained its buffer and been told: the notice stands where the gap is.
+        let fits = q.events.is_empty() || q.events.len() + events.len() <= self.capacity;
+        if q.missed > 0 || !fits {
+            q.missed += events.len() as u64;
+        } else {
+            q.events.extend(events.iter().cloned());
         }
         let waker = q.waker.take();
         drop(q);
         if was_idle {
-            self.ready.notify_one();
+            self.ready.notify_all();
         }
         if let Some(w) = waker {
             w.wake();
@@ -191,7 +191,9 @@ fn simplify<T: Table>(e: &Event<T>) -> Event<T> {
 }
 
 /// A subscription to a table's changes: a blocking iterator, with `recv_timeout` and
-/// `try_recv`. Dropping it unsubscribes.
+/// `try_recv`. Dropping it unsubscribes. It has one reader at a time (share the events, not
+/// the subscription; subscribe again for a second reader). A commit that starts publishing
+/// before `subscribe` returns may be missing from it.
 ///
 /// ```
 /// use std::time::Duration;

@@ -59,9 +59,26 @@ pub(crate) fn next_table_id<T: Table>() -> Result<T::Key> {
     if !T::AUTO_INCREMENT {
         return Err(Error::Invalid(format!("table {} has no #[auto_increment] key", T::NAME)));
     }
-    let id = take_id(&*context::current_db()?.table::<T>()?)?;
+    let db = context::current_db()?;
+    let store = db.table::<T>()?;
+    let id = take_id(&*store)?;
+    // An id handed out without a record: on disc the counter is logged now, so that it is
+    // never handed out again after a crash.
+    log_counter(&db, &store, false)?;
     T::key_for_id(id)
         .ok_or_else(|| Error::Invalid(format!("table {}: id {id} does not fit the key type", T::NAME)))
+}
+
+/// Logs a disc table's counter on its own (`reset`: set to it, rather than raised to it).
+pub(crate) fn log_counter<T: Table>(
+    db: &crate::db::Database,
+    store: &crate::store::TableStore<T>,
+    reset: bool,
+) -> Result<()> {
+    let (Some(table), Some(disk)) = (store.disk_id(), db.disk()) else { return Ok(()) };
+    let counter = store.counter.load(std::sync::atomic::Ordering::Acquire);
+    let ops = crate::disk::record::TableOps { table, clear: false, counter, reset, writes: Vec::new() };
+    disk.log_commit(|| db.next_seq(), &[ops]).map(|_| ())
 }
 
 fn put<T: Table>(tx: &mut Tx, rec: T) -> Result<()> {

@@ -680,9 +680,10 @@ pub trait Table: Clone + Send + Sync + Serialize + DeserializeOwned + 'static {
         Ok(crate::context::current_db()?.table::<Self>()?.counter.load(std::sync::atomic::Ordering::Acquire))
     }
 
-    /// Makes `next` the next id `insert` hands out (at least 1). An id that a record already
-    /// has is never overwritten: `insert` refuses it with [`Error::AlreadyExists`]. After a
-    /// restart the counter is at least the highest id ever handed out.
+    /// Makes `next` the next id `insert` hands out (at least 1), durably on a disc table. An id
+    /// that a record already has is never overwritten: `insert` refuses it with
+    /// [`Error::AlreadyExists`]. After a restart the counter is at least the highest id that a
+    /// stored record has.
     ///
     /// ```
     /// # use mnesia::prelude::*;
@@ -703,9 +704,10 @@ pub trait Table: Clone + Send + Sync + Serialize + DeserializeOwned + 'static {
                 Self::NAME
             )));
         }
-        let store = crate::context::current_db()?.table::<Self>()?;
+        let db = crate::context::current_db()?;
+        let store = db.table::<Self>()?;
         store.counter.store(next - 1, std::sync::atomic::Ordering::Release);
-        Ok(())
+        ops::log_counter(&db, &store, true)
     }
 
     /// Subscribes to the table's changes: every committed write and delete (dirty ones and

@@ -549,7 +549,7 @@ impl<T: Table> TxPart for TxTable<T> {
             out.push((encode(&e.key)?, value));
         }
         let counter = self.store.counter.load(std::sync::atomic::Ordering::Acquire);
-        Ok(Some(TableOps { table, clear: false, counter, writes: out }))
+        Ok(Some(TableOps { table, clear: false, counter, reset: false, writes: out }))
     }
 }
 

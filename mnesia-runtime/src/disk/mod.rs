@@ -66,7 +66,7 @@ pub(crate) struct Pending {
 
 impl Pending {
     fn apply(&mut self, seq: u64, ops: TableOps) {
-        self.counter = self.counter.max(ops.counter);
+        self.counter = if ops.reset { ops.counter } else { self.counter.max(ops.counter) };
         if ops.clear {
             self.rows.retain(|_, (v, _)| *v > seq);
         }
@@ -207,7 +207,7 @@ impl Disk {
                 let Some(p) = by_id.get(&op.table).and_then(|n| pending.get_mut(n)) else { continue };
                 if p.def.storage == StorageType::DiscOnlyCopies {
                     // Replayed into the table's file below; only the counter is kept here.
-                    p.counter = p.counter.max(op.counter);
+                    p.counter = if op.reset { op.counter } else { p.counter.max(op.counter) };
                     disc_only_ops.push((seq, op));
                 } else {
                     p.apply(seq, op);
@@ -455,6 +455,7 @@ mod tests {
                 table: 1,
                 clear: false,
                 counter: 0,
+                reset: false,
                 writes: vec![(vec![1, 2], Logged::Put(vec![3; 10]))],
             }];
             let mut payload = seq.to_le_bytes().to_vec();

@@ -30,8 +30,11 @@ pub(crate) struct TableOps {
     /// The commit emptied the table first.
     pub(crate) clear: bool,
     /// The table's auto-increment counter when the commit was logged (0 if it has none), so
-    /// that no id is handed out twice after a restart.
+    /// that no id is handed out twice after a restart. Replay keeps the highest, unless
+    /// `reset` says the counter was set to this value on purpose.
     pub(crate) counter: u64,
+    /// The counter was reset (`reset_counter`): replay sets it rather than raising it.
+    pub(crate) reset: bool,
     /// Encoded key and its new content.
     pub(crate) writes: Vec<(Vec<u8>, Logged)>,
 }
