@@ -116,7 +116,7 @@ fn review_shared_subscription_loses_a_wakeup() {
     db.scope(|| {
         Item::create_table(TableOptions::new()).expect("table");
     });
-    let sub = Arc::new(db.scope(|| Item::subscribe()).expect("sub"));
+    let sub = Arc::new(db.scope(Item::subscribe).expect("sub"));
     let waiters: Vec<_> = (0..2)
         .map(|_| {
             let sub = Arc::clone(&sub);
