@@ -190,6 +190,9 @@ fn simplify<T: Table>(e: &Event<T>) -> Event<T> {
     }
 }
 
+/// How many times a reader with nothing to read yields its thread before it sleeps.
+const IDLE_YIELDS: u32 = 32;
+
 /// A subscription to a table's changes: a blocking iterator, with `recv_timeout` and
 /// `try_recv`. Dropping it unsubscribes. It has one reader at a time (share the events, not
 /// the subscription; subscribe again for a second reader). A commit that starts publishing
@@ -228,6 +231,7 @@ impl<T: Table> fmt::Debug for Subscription<T> {
 impl<T: Table> Subscription<T> {
     fn take(&self, deadline: Option<Instant>, wait: bool) -> Option<Event<T>> {
         let mut q = self.sub.queue.lock();
+        let mut idle_rounds = 0;
         loop {
             if let Some(e) = q.events.pop_front() {
                 return Some(e);
@@ -238,6 +242,14 @@ impl<T: Table> Subscription<T> {
             }
             if !wait {
                 return None;
+            }
+            if idle_rounds < IDLE_YIELDS {
+                // Let the writers run before going to sleep: the next wake-up then finds a
+                // batch of events instead of one, and a busy table does not cost a sleep
+                // and a wake-up per commit.
+                idle_rounds += 1;
+                parking_lot::MutexGuard::unlocked(&mut q, std::thread::yield_now);
+                continue;
             }
             match deadline {
                 Some(d) => {
