@@ -13,3 +13,11 @@ pub fn crash_image(dir: &Path) -> tempfile::TempDir {
     }
     copy
 }
+
+/// A fresh directory holding an empty database schema (`Schema::create`), removed when the
+/// returned value drops.
+pub fn schema_dir() -> tempfile::TempDir {
+    let dir = tempfile::tempdir().expect("tempdir");
+    mnesia::Schema::create(dir.path()).expect("schema");
+    dir
+}

@@ -3,8 +3,8 @@
 
 use std::path::{Path, PathBuf};
 
+use mnesia::Error;
 use mnesia::prelude::*;
-use mnesia::{Error, Schema};
 
 #[derive(Table, Clone, Debug, PartialEq, Serialize, Deserialize)]
 struct Item {
@@ -23,8 +23,7 @@ fn open(dir: &Path) -> mnesia::Result<Database> {
 
 /// A directory whose log holds `n` single-record commits (no checkpoint).
 fn logged_dir(n: u32) -> tempfile::TempDir {
-    let dir = tempfile::tempdir().expect("tempdir");
-    Schema::create(dir.path()).expect("schema");
+    let dir = tests::schema_dir();
     let db = open(dir.path()).expect("open");
     db.scope(|| -> mnesia::Result<()> {
         Item::create_table(disc())?;
@@ -117,8 +116,7 @@ fn a_flipped_byte_inside_the_log_is_reported_with_file_and_offset() {
 
 #[test]
 fn a_flipped_byte_in_a_snapshot_is_reported() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    Schema::create(dir.path()).expect("schema");
+    let dir = tests::schema_dir();
     let db = open(dir.path()).expect("open");
     db.scope(|| {
         Item::create_table(disc())

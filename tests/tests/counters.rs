@@ -1,7 +1,7 @@
 //! Counters: auto-increment keys per table, named counters, MnesiaEx's counter behaviours.
 
+use mnesia::Error;
 use mnesia::prelude::*;
-use mnesia::{Error, Schema};
 
 #[derive(Table, Clone, Debug, PartialEq, Serialize, Deserialize)]
 struct Post {
@@ -149,8 +149,7 @@ fn concurrent_counters_lose_nothing() {
 
 #[test]
 fn counters_persist_and_are_never_reissued_after_a_crash() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    Schema::create(dir.path()).expect("schema");
+    let dir = tests::schema_dir();
     let db = Database::open(Config::default().dir(dir.path())).expect("open");
     db.scope(|| -> mnesia::Result<()> {
         Post::create_table(TableOptions::new().disc_copies([db.node()]))?;

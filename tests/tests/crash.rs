@@ -7,8 +7,8 @@ use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+use mnesia::Error;
 use mnesia::prelude::*;
-use mnesia::{Error, Schema};
 
 #[derive(Table, Clone, Debug, PartialEq, Serialize, Deserialize)]
 struct Account {
@@ -84,8 +84,7 @@ fn crash_child() {
 
 #[test]
 fn every_acknowledged_commit_survives_sigkill() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    Schema::create(dir.path()).expect("schema");
+    let dir = tests::schema_dir();
     let exe = std::env::current_exe().expect("test binary");
     let mut acknowledged: Vec<String> = Vec::new();
     let mut seed = 0x9e37_79b9_7f4a_7c15u64;

@@ -1,8 +1,8 @@
 //! disc_only_copies tables: records on disc only (the directory's redb file), same API,
 //! same transactions, recovered from the file plus the commit log.
 
+use mnesia::Error;
 use mnesia::prelude::*;
-use mnesia::{Error, Schema};
 
 #[derive(Table, Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[table(name = "archive")]
@@ -46,8 +46,7 @@ fn open(dir: &std::path::Path) -> Database {
 
 #[test]
 fn the_whole_api_on_disc_only_tables_survives_reopen() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    Schema::create(dir.path()).expect("schema");
+    let dir = tests::schema_dir();
     let db = open(dir.path());
     db.scope(|| -> mnesia::Result<()> {
         Archived::create_table(only())?;
@@ -107,8 +106,7 @@ fn the_whole_api_on_disc_only_tables_survives_reopen() {
 
 #[test]
 fn the_log_replays_into_the_file_after_a_crash() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    Schema::create(dir.path()).expect("schema");
+    let dir = tests::schema_dir();
     let db = open(dir.path());
     db.scope(|| -> mnesia::Result<()> {
         Archived::create_table(only())?;
@@ -139,8 +137,7 @@ fn the_log_replays_into_the_file_after_a_crash() {
 
 #[test]
 fn what_disc_only_does_not_do() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    Schema::create(dir.path()).expect("schema");
+    let dir = tests::schema_dir();
     let db = open(dir.path());
     db.scope(|| -> mnesia::Result<()> {
         assert!(
@@ -157,8 +154,7 @@ fn what_disc_only_does_not_do() {
 
 #[test]
 fn tables_move_to_and_from_disc_only() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    Schema::create(dir.path()).expect("schema");
+    let dir = tests::schema_dir();
     let db = open(dir.path());
     let node = db.node();
     db.scope(|| -> mnesia::Result<()> {
@@ -202,8 +198,7 @@ fn tables_move_to_and_from_disc_only() {
 
 #[test]
 fn a_transaction_running_across_a_move_runs_again_on_the_new_store() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    Schema::create(dir.path()).expect("schema");
+    let dir = tests::schema_dir();
     let db = open(dir.path());
     db.scope(|| Archived::create_table(TableOptions::new()).and_then(|_| Archived::insert(doc("ann", "a"))))
         .expect("setup");

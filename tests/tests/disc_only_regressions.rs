@@ -3,8 +3,8 @@
 
 use std::time::Duration;
 
+use mnesia::Durability;
 use mnesia::prelude::*;
-use mnesia::{Durability, Schema};
 
 #[derive(Table, Clone, Debug, PartialEq, Serialize, Deserialize)]
 struct Small {
@@ -34,13 +34,6 @@ fn disc<T: Table>() -> TableOptions<T> {
     TableOptions::new().disc_copies(["local@localhost"])
 }
 
-fn fresh() -> tempfile::TempDir {
-    let dir = tempfile::tempdir().expect("tempdir");
-    Schema::create(dir.path()).expect("schema");
-    dir
-}
-
-/// What a crash (SIGKILL) at this moment would leave: a copy of every file but the lock.
 use tests::crash_image;
 
 // Recovery computes the next commit sequence number from the checkpoint, the snapshots and
@@ -50,7 +43,7 @@ use tests::crash_image;
 // replay's "only newer" check skips it: the acknowledged write is lost.
 #[test]
 fn acknowledged_write_survives_after_ram_to_disc_only_move_and_two_crashes() {
-    let dir = fresh();
+    let dir = tests::schema_dir();
     let db = Database::open(Config::default().dir(dir.path())).expect("open");
     db.scope(|| -> mnesia::Result<()> {
         Small::create_table(TableOptions::new())?;
@@ -83,7 +76,7 @@ fn acknowledged_write_survives_after_ram_to_disc_only_move_and_two_crashes() {
 // makes it durable. A crash then keeps half of a transaction.
 #[test]
 fn relaxed_crash_never_keeps_half_a_transaction() {
-    let dir = fresh();
+    let dir = tests::schema_dir();
     let relaxed = Durability::Relaxed { interval: Duration::from_secs(3600) };
     let db = Database::open(Config::default().dir(dir.path()).durability(relaxed)).expect("open");
     db.scope(|| -> mnesia::Result<()> {

@@ -7,7 +7,7 @@ use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
 use mnesia::prelude::*;
-use mnesia::{Durability, Error, Schema};
+use mnesia::{Durability, Error};
 
 #[derive(Table, Clone, Debug, PartialEq, Serialize, Deserialize)]
 struct Big {
@@ -40,13 +40,6 @@ fn open(dir: &Path) -> mnesia::Result<Database> {
     Database::open(Config::default().dir(dir))
 }
 
-fn fresh() -> tempfile::TempDir {
-    let dir = tempfile::tempdir().expect("tempdir");
-    Schema::create(dir.path()).expect("schema");
-    dir
-}
-
-/// What a crash (SIGKILL) at this moment would leave: a copy of every file but the lock.
 use tests::crash_image;
 
 fn segments(dir: &Path) -> Vec<PathBuf> {
@@ -84,7 +77,7 @@ fn count_small(dir: &Path) -> usize {
 // checkpoint recovers the table empty.
 #[test]
 fn claiming_a_recovered_table_during_a_checkpoint_loses_it() {
-    let dir = fresh();
+    let dir = tests::schema_dir();
     let db = open(dir.path()).expect("open");
     with_big(&db);
     db.scope(|| {
@@ -115,7 +108,7 @@ fn claiming_a_recovered_table_during_a_checkpoint_loses_it() {
 // while the table itself is skipped (not in the stale map, not pending).
 #[test]
 fn commits_to_a_table_created_while_a_checkpoint_waits_are_lost() {
-    let dir = fresh();
+    let dir = tests::schema_dir();
     let db = open(dir.path()).expect("open");
     with_big(&db);
     let a = db.clone();
@@ -141,7 +134,7 @@ fn commits_to_a_table_created_while_a_checkpoint_waits_are_lost() {
 // snapshot is made durable. A crash then recovers later commits without earlier ones.
 #[test]
 fn relaxed_checkpoint_recovers_a_prefix_of_the_commit_order() {
-    let dir = fresh();
+    let dir = tests::schema_dir();
     let relaxed = Durability::Relaxed { interval: Duration::from_secs(3600) };
     let db = Database::open(Config::default().dir(dir.path()).durability(relaxed)).expect("open");
     db.scope(|| {
@@ -187,7 +180,7 @@ fn relaxed_checkpoint_recovers_a_prefix_of_the_commit_order() {
 
 /// A directory whose log holds `n` single-record commits to `Small` (no checkpoint).
 fn logged_dir(n: u32) -> tempfile::TempDir {
-    let dir = fresh();
+    let dir = tests::schema_dir();
     let db = open(dir.path()).expect("open");
     db.scope(|| -> mnesia::Result<()> {
         Small::create_table(disc())?;
@@ -263,7 +256,7 @@ fn a_zero_filled_tail_is_cut_off_like_a_torn_tail() {
 // replays the segments around the hole and silently serves a state that never existed.
 #[test]
 fn a_missing_log_segment_is_detected() {
-    let dir = fresh();
+    let dir = tests::schema_dir();
     for round in 0..3u32 {
         let db = open(dir.path()).expect("open");
         db.scope(|| -> mnesia::Result<()> {
@@ -294,7 +287,7 @@ fn a_missing_log_segment_is_detected() {
 // deletes segments in a directory another opener may already hold.
 #[test]
 fn nothing_touches_the_directory_after_close_returns() {
-    let dir = fresh();
+    let dir = tests::schema_dir();
     let db = open(dir.path()).expect("open");
     with_big(&db);
     let a = db.clone();
@@ -331,7 +324,7 @@ struct Blob {
 // grows without bound (and every open replays all of it, holding it in memory).
 #[test]
 fn the_background_checkpoint_runs_once_the_log_passes_the_threshold() {
-    let dir = fresh();
+    let dir = tests::schema_dir();
     let db = open(dir.path()).expect("open");
     db.scope(|| -> mnesia::Result<()> {
         Blob::create_table(disc())?;
@@ -363,7 +356,7 @@ fn the_background_checkpoint_runs_once_the_log_passes_the_threshold() {
 // recovery (until a checkpoint happens to rescue them).
 #[test]
 fn commits_after_a_missing_checkpoint_segment_are_not_silently_dropped() {
-    let dir = fresh();
+    let dir = tests::schema_dir();
     let db = open(dir.path()).expect("open");
     db.scope(|| {
         Small::create_table(disc())
@@ -412,7 +405,7 @@ fn a_segment_numbered_u64_max_does_not_panic_the_open() {
 // the dropped table's records and misses its own.
 #[test]
 fn a_table_recreated_while_a_checkpoint_waits_gets_the_dropped_records() {
-    let dir = fresh();
+    let dir = tests::schema_dir();
     let db = open(dir.path()).expect("open");
     with_big(&db);
     db.scope(|| {

@@ -4,8 +4,8 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use mnesia::Event;
 use mnesia::prelude::*;
-use mnesia::{Event, Schema};
 
 #[derive(Table, Clone, Debug, PartialEq, Serialize, Deserialize)]
 struct Post {
@@ -30,8 +30,7 @@ fn disc_db(dir: &std::path::Path) -> Database {
 /// same id is handed out again (README: "never handing out an id twice").
 #[test]
 fn review_table_next_id_is_reissued_after_a_crash() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    Schema::create(dir.path()).expect("schema");
+    let dir = tests::schema_dir();
     let db = disc_db(dir.path());
     let mut taken = 0;
     db.scope(|| -> mnesia::Result<()> {
@@ -59,8 +58,7 @@ fn review_table_next_id_is_reissued_after_a_crash() {
 /// `Post::reset_counter` only stores the atomic: a crash right after forgets it.
 #[test]
 fn review_table_reset_counter_is_lost_after_a_crash() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    Schema::create(dir.path()).expect("schema");
+    let dir = tests::schema_dir();
     let db = disc_db(dir.path());
     db.scope(|| -> mnesia::Result<()> {
         Post::create_table(TableOptions::new().disc_copies([db.node()]))?;
@@ -84,8 +82,7 @@ fn review_table_reset_counter_is_lost_after_a_crash() {
 /// takes the maximum counter of every logged commit.
 #[test]
 fn review_table_reset_counter_down_is_undone_by_restart() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    Schema::create(dir.path()).expect("schema");
+    let dir = tests::schema_dir();
     let db = disc_db(dir.path());
     db.scope(|| -> mnesia::Result<()> {
         Post::create_table(TableOptions::new().disc_copies([db.node()]))?;

@@ -46,8 +46,7 @@ fn disc<T: Table>() -> TableOptions<T> {
 
 #[test]
 fn committed_data_survives_reopen() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    Schema::create(dir.path()).expect("schema");
+    let dir = tests::schema_dir();
     let db = open(dir.path());
     db.scope(|| -> mnesia::Result<()> {
         User::create_table(disc())?;
@@ -94,8 +93,7 @@ fn committed_data_survives_reopen() {
 
 #[test]
 fn the_log_alone_recovers_without_a_checkpoint() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    Schema::create(dir.path()).expect("schema");
+    let dir = tests::schema_dir();
     {
         let db = open(dir.path());
         db.scope(|| -> mnesia::Result<()> {
@@ -123,8 +121,7 @@ fn the_log_alone_recovers_without_a_checkpoint() {
 
 #[test]
 fn a_checkpoint_and_more_log_recover_together() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    Schema::create(dir.path()).expect("schema");
+    let dir = tests::schema_dir();
     let db = open(dir.path());
     db.scope(|| -> mnesia::Result<()> {
         User::create_table(disc())?;
@@ -161,8 +158,7 @@ fn a_checkpoint_and_more_log_recover_together() {
 
 #[test]
 fn a_struct_that_changed_is_refused_and_the_data_stays() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    Schema::create(dir.path()).expect("schema");
+    let dir = tests::schema_dir();
     let db = open(dir.path());
     db.scope(|| User::create_table(disc()).and_then(|_| User::insert(user("ann", 3)))).expect("write");
     db.close().expect("close");
@@ -221,8 +217,7 @@ fn schema_functions() {
 #[test]
 fn relaxed_and_none_modes_keep_data_on_close() {
     for mode in [Durability::Relaxed { interval: std::time::Duration::from_millis(5) }, Durability::None] {
-        let dir = tempfile::tempdir().expect("tempdir");
-        Schema::create(dir.path()).expect("schema");
+        let dir = tests::schema_dir();
         let db = Database::open(Config::default().dir(dir.path()).durability(mode)).expect("open");
         db.scope(|| {
             Temp::create_table(disc())?;
@@ -239,8 +234,7 @@ fn relaxed_and_none_modes_keep_data_on_close() {
 
 #[test]
 fn tables_move_between_memory_and_disc() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    Schema::create(dir.path()).expect("schema");
+    let dir = tests::schema_dir();
     let db = open(dir.path());
     db.scope(|| -> mnesia::Result<()> {
         User::create_table(TableOptions::new())?; // ram_copies in a disc database
@@ -290,8 +284,7 @@ fn a_unique_index_declared_over_duplicates_is_refused_on_open() {
         #[index(unique)]
         name: String,
     }
-    let dir = tempfile::tempdir().expect("tempdir");
-    Schema::create(dir.path()).expect("schema");
+    let dir = tests::schema_dir();
     let db = open(dir.path());
     db.scope(|| {
         Person::create_table(TableOptions::new().disc_copies(["local@localhost"]))?;
