@@ -4,6 +4,7 @@ use quote::ToTokens;
 use syn::{Attribute, Data, DeriveInput, Fields, Ident, LitStr, Type, Visibility};
 
 use crate::case;
+use crate::duration;
 
 /// A table type, as named in `#[table(type = "..")]`.
 #[derive(Clone, Copy)]
@@ -34,6 +35,10 @@ pub(crate) struct Input<'a> {
     pub(crate) fields: Vec<Field<'a>>,
     pub(crate) key: usize,
     pub(crate) auto_increment: bool,
+    /// The `#[ttl]` field's position.
+    pub(crate) ttl: Option<usize>,
+    /// `#[table(ttl = "..")]`, in milliseconds.
+    pub(crate) default_ttl_ms: Option<u64>,
 }
 
 /// Collects errors so that all of them are reported at once.
@@ -78,14 +83,25 @@ fn is(attr: &Attribute, name: &str) -> bool {
     attr.path().is_ident(name)
 }
 
-/// Parses `#[table(name = "..", type = "..")]` attributes of the struct.
-/// Also reports field attributes put on the struct; returns whether a `#[key]` was among them.
-fn table_options(attrs: &[Attribute], errors: &mut Errors, default_name: String) -> (String, Kind, bool) {
+/// What `#[table(..)]` says.
+struct TableOptions {
+    name: String,
+    kind: Kind,
+    /// `ttl = ".."`: the lifetime in milliseconds, and the literal (for errors).
+    ttl: Option<(u64, LitStr)>,
+    /// A `#[key]` was put on the struct (reported already).
+    misplaced_key: bool,
+}
+
+/// Parses `#[table(name = "..", type = "..", ttl = "..")]` attributes of the struct.
+/// Also reports field attributes put on the struct.
+fn table_options(attrs: &[Attribute], errors: &mut Errors, default_name: String) -> TableOptions {
     let mut misplaced_key = false;
     let mut name: Option<String> = None;
     let mut kind: Option<Kind> = None;
+    let mut ttl: Option<(u64, LitStr)> = None;
     for attr in attrs {
-        if is(attr, "key") || is(attr, "index") || is(attr, "auto_increment") {
+        if is(attr, "key") || is(attr, "index") || is(attr, "auto_increment") || is(attr, "ttl") {
             let n = attr.path().get_ident().map(ToString::to_string).unwrap_or_default();
             errors.at(attr, &format!("#[{n}] belongs on a field of the struct, not on the struct"));
             misplaced_key |= n == "key";
@@ -125,10 +141,18 @@ fn table_options(attrs: &[Attribute], errors: &mut Errors, default_name: String)
                     }
                 });
                 Ok(())
+            } else if meta.path.is_ident("ttl") {
+                let lit: LitStr = meta.value()?.parse()?;
+                if ttl.is_some() {
+                    return Err(meta.error("duplicate `ttl` option in #[table(..)]"));
+                }
+                let ms = duration::parse_millis(&lit.value()).map_err(|e| syn::Error::new(lit.span(), e))?;
+                ttl = Some((ms, lit));
+                Ok(())
             } else {
                 let option = meta.path.get_ident().map(ToString::to_string).unwrap_or_else(|| "?".into());
                 Err(meta.error(format!(
-                    "unknown option `{option}` in #[table(..)]: expected `name = \"..\"` or `type = \"..\"`"
+                    "unknown option `{option}` in #[table(..)]: expected `name = \"..\"`, `type = \"..\"` or `ttl = \"..\"`"
                 )))
             }
         });
@@ -136,7 +160,7 @@ fn table_options(attrs: &[Attribute], errors: &mut Errors, default_name: String)
             errors.push(e);
         }
     }
-    (name.unwrap_or(default_name), kind.unwrap_or(Kind::Set), misplaced_key)
+    TableOptions { name: name.unwrap_or(default_name), kind: kind.unwrap_or(Kind::Set), ttl, misplaced_key }
 }
 
 /// What the attributes of one field say.
@@ -144,19 +168,29 @@ fn table_options(attrs: &[Attribute], errors: &mut Errors, default_name: String)
 struct FieldAttrs<'a> {
     key: Option<&'a Attribute>,
     auto_increment: Option<&'a Attribute>,
+    ttl: Option<&'a Attribute>,
     index: Option<IndexDecl<'a>>,
 }
 
 fn field_attrs<'a>(attrs: &'a [Attribute], errors: &mut Errors) -> FieldAttrs<'a> {
     let mut out = FieldAttrs::default();
     for attr in attrs {
-        if is(attr, "key") || is(attr, "auto_increment") {
-            let n = if is(attr, "key") { "key" } else { "auto_increment" };
+        if is(attr, "key") || is(attr, "auto_increment") || is(attr, "ttl") {
+            let n = attr.path().get_ident().map(ToString::to_string).unwrap_or_default();
             if !matches!(attr.meta, syn::Meta::Path(_)) {
                 // Reported, but the field still counts as marked: no follow-up errors.
-                errors.at(attr, &format!("#[{n}] takes no arguments: write #[{n}]"));
+                let hint = if n == "ttl" {
+                    " (a table's default lifetime goes on the struct: #[table(ttl = \"30m\")])"
+                } else {
+                    ""
+                };
+                errors.at(attr, &format!("#[{n}] takes no arguments: write #[{n}]{hint}"));
             }
-            let slot = if n == "key" { &mut out.key } else { &mut out.auto_increment };
+            let slot = match n.as_str() {
+                "key" => &mut out.key,
+                "auto_increment" => &mut out.auto_increment,
+                _ => &mut out.ttl,
+            };
             if slot.is_some() {
                 errors.at(attr, &format!("duplicate #[{n}] on this field"));
             }
@@ -230,11 +264,12 @@ impl<'a> Input<'a> {
                 "#[derive(Table)] does not support generic structs: a table stores one concrete type",
             );
         }
-        let (name, kind, misplaced_key) =
+        let TableOptions { name, kind, ttl: default_ttl, misplaced_key } =
             table_options(&input.attrs, &mut errors, case::snake(&input.ident.to_string()));
         let mut fields = Vec::new();
         let mut key: Option<usize> = None;
         let mut auto_increment = false;
+        let mut ttl: Option<usize> = None;
         if let Some(named) = named {
             for (i, f) in named.named.iter().enumerate() {
                 let Some(ident) = f.ident.as_ref() else {
@@ -270,6 +305,15 @@ impl<'a> Input<'a> {
                         auto_increment = true;
                     }
                 }
+                if let Some(attr) = attrs.ttl {
+                    if attrs.key.is_some() {
+                        errors.at(attr, "the #[key] cannot be the #[ttl] field: add a field for the deadline, such as `#[ttl] expires_at: Option<SystemTime>`");
+                    } else if ttl.is_some() {
+                        errors.at(attr, "only one field can be the #[ttl]: a record has one deadline");
+                    } else {
+                        ttl = Some(i);
+                    }
+                }
                 fields.push(Field {
                     ident,
                     vis: &f.vis,
@@ -280,9 +324,22 @@ impl<'a> Input<'a> {
             if key.is_none() && !misplaced_key {
                 errors.at(&input.ident, "a table needs a key: mark one field with #[key]");
             }
+            if let (Some((_, lit)), None) = (&default_ttl, ttl) {
+                errors.at(lit, "a default lifetime needs a field to hold each record's deadline: add `#[ttl] expires_at: Option<SystemTime>` to the struct");
+            }
         }
+        let default_ttl_ms = default_ttl.map(|(ms, _)| ms);
         match (errors.0.is_some(), key) {
-            (false, Some(key)) => Ok(Input { ident: &input.ident, name, kind, fields, key, auto_increment }),
+            (false, Some(key)) => Ok(Input {
+                ident: &input.ident,
+                name,
+                kind,
+                fields,
+                key,
+                auto_increment,
+                ttl,
+                default_ttl_ms,
+            }),
             _ => Err(errors),
         }
     }

@@ -105,6 +105,39 @@ pub(crate) fn expand(input: &Input<'_>) -> TokenStream {
             }
         }
     });
+    let ttl = input.ttl.map(|i| {
+        let f = &input.fields[i];
+        let (field, ty) = (f.ident, f.ty);
+        let n = field.to_string().trim_start_matches("r#").to_owned();
+        let default = match input.default_ttl_ms {
+            Some(ms) => quote!(::core::option::Option::Some(::core::time::Duration::from_millis(#ms))),
+            None => quote!(::core::option::Option::None),
+        };
+        // Spanned at the field's type: a type that is not a deadline is reported there.
+        let get = quote_spanned! {ty.span()=> <#ty as ::mnesia::Deadline>::deadline(&self.#field) };
+        let set = quote_spanned! {ty.span()=> <#ty as ::mnesia::Deadline>::set_deadline(&mut self.#field, deadline) };
+        quote! {
+            const TTL_FIELD: ::core::option::Option<&'static str> = ::core::option::Option::Some(#n);
+            const DEFAULT_TTL: ::core::option::Option<::core::time::Duration> = #default;
+
+            fn deadline(&self) -> ::core::option::Option<::std::time::SystemTime> {
+                #get
+            }
+
+            fn set_deadline(
+                &mut self,
+                deadline: ::core::option::Option<::std::time::SystemTime>,
+            ) -> ::mnesia::Result<()> {
+                #set
+            }
+        }
+    });
+    let expiring = input.ttl.map(|_| {
+        quote! {
+            #[automatically_derived]
+            impl ::mnesia::Expiring for #ident {}
+        }
+    });
     let key_assoc = quote_spanned! {key_ty.span()=> type Key = #key_ty; };
     let fields: Vec<_> = input.fields.iter().map(|f| (f.ident, f.ty, f.vis)).collect();
     let consts = field_consts(ident, &fields);
@@ -134,8 +167,10 @@ pub(crate) fn expand(input: &Input<'_>) -> TokenStream {
             }
 
             #auto_fns
+            #ttl
         }
 
+        #expiring
         #consts
     }
 }

@@ -24,6 +24,14 @@ pub(crate) fn expand(input: &DeriveInput, errors: &Errors) -> TokenStream {
     let fields: Vec<_> =
         named.named.iter().filter_map(|f| f.ident.as_ref().map(|i| (i, &f.ty, &f.vis))).collect();
     let consts = field_consts(ident, &fields);
+    // A struct with a #[ttl] field gets the expiry functions too: no follow-up errors.
+    let has_ttl = named.named.iter().any(|f| f.attrs.iter().any(|a| a.path().is_ident("ttl")));
+    let expiring = has_ttl.then(|| {
+        quote! {
+            #[automatically_derived]
+            impl ::mnesia::Expiring for #ident {}
+        }
+    });
     quote! {
         #compile_errors
 
@@ -45,6 +53,7 @@ pub(crate) fn expand(input: &DeriveInput, errors: &Errors) -> TokenStream {
             }
         }
 
+        #expiring
         #consts
     }
 }

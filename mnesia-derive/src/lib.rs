@@ -9,6 +9,7 @@
 
 mod ast;
 mod case;
+mod duration;
 mod expand;
 mod fallback;
 
@@ -16,7 +17,7 @@ use proc_macro::TokenStream;
 use syn::{DeriveInput, parse_macro_input};
 
 /// Implements `mnesia::Table` for a struct with named fields. See the `mnesia` crate.
-#[proc_macro_derive(Table, attributes(key, index, auto_increment, table))]
+#[proc_macro_derive(Table, attributes(key, index, auto_increment, ttl, table))]
 pub fn derive_table(input: TokenStream) -> TokenStream {
     let input = parse_macro_input!(input as DeriveInput);
     match ast::Input::from_syn(&input) {

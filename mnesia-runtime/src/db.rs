@@ -6,8 +6,9 @@ use std::cell::RefCell;
 use std::collections::HashMap;
 use std::fmt;
 use std::path::PathBuf;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::sync::{Arc, Weak};
+use std::time::Duration;
 
 use arc_swap::{ArcSwap, ArcSwapOption};
 use crossbeam_utils::CachePadded;
@@ -38,6 +39,8 @@ pub struct Config {
     durability: Durability,
     checkpoint_bytes: u64,
     event_buffer: usize,
+    cleanup_interval: Duration,
+    auto_cleanup: bool,
 }
 
 impl Default for Config {
@@ -49,6 +52,8 @@ impl Default for Config {
             durability: Durability::Immediate,
             checkpoint_bytes: 64 << 20,
             event_buffer: 10_000,
+            cleanup_interval: Duration::from_secs(1),
+            auto_cleanup: true,
         }
     }
 }
@@ -169,6 +174,50 @@ impl Config {
         self.checkpoint_bytes = bytes.max(1);
         self
     }
+
+    /// How often the reaper removes expired records (default 1 s). Reads never return an
+    /// expired record in between: the interval only bounds how long one takes up memory.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// let c = mnesia::Config::default().cleanup_interval(Duration::from_millis(100));
+    /// assert_eq!(c.cleanup_every(), Duration::from_millis(100));
+    /// ```
+    pub fn cleanup_interval(mut self, every: Duration) -> Self {
+        self.cleanup_interval = every.max(Duration::from_millis(1));
+        self
+    }
+
+    /// The reaper's interval.
+    ///
+    /// ```
+    /// assert_eq!(mnesia::Config::default().cleanup_every(), std::time::Duration::from_secs(1));
+    /// ```
+    pub fn cleanup_every(&self) -> Duration {
+        self.cleanup_interval
+    }
+
+    /// Whether a reaper thread removes expired records on its own (default `true`). When
+    /// off, [`Database::cleanup_expired`] does it on demand; reads never return an expired
+    /// record either way.
+    ///
+    /// ```
+    /// let c = mnesia::Config::default().auto_cleanup(false);
+    /// assert!(!c.cleans_up());
+    /// ```
+    pub fn auto_cleanup(mut self, on: bool) -> Self {
+        self.auto_cleanup = on;
+        self
+    }
+
+    /// Whether the reaper thread runs.
+    ///
+    /// ```
+    /// assert!(mnesia::Config::default().cleans_up());
+    /// ```
+    pub fn cleans_up(&self) -> bool {
+        self.auto_cleanup
+    }
 }
 
 /// What the registry knows of a table without knowing its record type.
@@ -182,6 +231,8 @@ pub(crate) trait AnyTable: Send + Sync {
     fn disk_id(&self) -> Option<u64>;
     /// Empties the table (it is dropped, or its database is gone).
     fn release(&self);
+    /// Removes the table's expired records; returns how many.
+    fn reap(&self, db: &Database) -> Result<usize>;
 }
 
 impl<T: Table> AnyTable for TableStore<T> {
@@ -199,6 +250,13 @@ impl<T: Table> AnyTable for TableStore<T> {
 
     fn release(&self) {
         TableStore::release(self);
+    }
+
+    fn reap(&self, db: &Database) -> Result<usize> {
+        if self.expiry.is_none() {
+            return Ok(0);
+        }
+        crate::expiring::reap::<T>(db)
     }
 
     fn snapshot(&self) -> Option<Result<(u64, Vec<crate::disk::record::SnapshotEntry>)>> {
@@ -223,6 +281,9 @@ impl<T: Table> AnyTable for TableStore<T> {
                 .map(|i| crate::table::IndexInfo { field: i.field().to_owned(), unique: i.unique() })
                 .collect(),
             auto_increment: T::AUTO_INCREMENT,
+            ttl_field: T::TTL_FIELD.map(str::to_owned),
+            default_ttl: T::DEFAULT_TTL,
+            expiring: self.expiry.as_ref().map_or(0, crate::ttl::ExpiryIndex::len),
         }
     }
 }
@@ -240,10 +301,12 @@ pub(crate) struct DbInner {
     seq: CachePadded<AtomicU64>,
     /// The directory side, for a database opened with `Config::dir`.
     disk: Option<Disk>,
+    reaper: Arc<crate::expiring::Reaper>,
 }
 
 impl Drop for DbInner {
     fn drop(&mut self) {
+        self.reaper.stop();
         // Threads may still hold the stores in their spare transaction parts: empty them.
         for t in self.tables.load().values() {
             t.release();
@@ -312,6 +375,7 @@ impl Database {
                 next_table_id: AtomicU32::new(1),
                 seq: CachePadded::new(AtomicU64::new(seq)),
                 disk,
+                reaper: Arc::default(),
             }),
         };
         if db.inner.disk.is_some() {
@@ -383,6 +447,7 @@ impl Database {
     /// ```
     pub fn close(&self) -> Result<()> {
         let Some(disk) = self.disk() else { return Ok(()) };
+        self.inner.reaper.stop();
         let _schema = self.inner.schema.lock();
         let seq = self.inner.seq.load(Ordering::Acquire);
         disk.close(seq, |def| self.snapshot_of(def))
@@ -439,6 +504,48 @@ impl Database {
         }
         let _pop = Pop;
         f()
+    }
+
+    pub(crate) fn downgrade(&self) -> Weak<DbInner> {
+        Arc::downgrade(&self.inner)
+    }
+
+    pub(crate) fn upgrade(weak: &Weak<DbInner>) -> Option<Database> {
+        weak.upgrade().map(|inner| Database { inner })
+    }
+
+    pub(crate) fn reaper(&self) -> Arc<crate::expiring::Reaper> {
+        Arc::clone(&self.inner.reaper)
+    }
+
+    /// Starts the reaper thread for a table with a `#[ttl]` field (once per database).
+    fn needs_reaper<T: Table>(&self) -> Result<()> {
+        if T::TTL_FIELD.is_some() && self.inner.config.auto_cleanup {
+            self.inner.reaper.start(self, self.inner.config.cleanup_interval)?;
+        }
+        Ok(())
+    }
+
+    /// Removes every expired record of every table now, rather than at the reaper's next
+    /// run; returns how many. Tables of a directory not yet claimed by their type wait.
+    ///
+    /// ```
+    /// let db = mnesia::Database::in_memory()?;
+    /// assert_eq!(db.cleanup_expired()?, 0);
+    /// # Ok::<(), mnesia::Error>(())
+    /// ```
+    pub fn cleanup_expired(&self) -> Result<usize> {
+        let tables = self.inner.tables.load_full();
+        let mut removed = 0;
+        for t in tables.values() {
+            match t.reap(self) {
+                Ok(n) => removed += n,
+                // Dropped meanwhile.
+                Err(Error::NoSuchTable { .. }) => {}
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(removed)
     }
 
     /// Whether two handles are the same database.
@@ -512,6 +619,7 @@ impl Database {
         let mut next = (*self.inner.tables.load_full()).clone();
         next.insert(T::NAME.to_owned(), Arc::clone(&store));
         self.inner.tables.store(Arc::new(next));
+        self.needs_reaper::<T>()?;
         Ok(store)
     }
 
@@ -611,7 +719,7 @@ impl Database {
         let mut next = (*map).clone();
         next.insert(T::NAME.to_owned(), store);
         self.inner.tables.store(Arc::new(next));
-        Ok(())
+        self.needs_reaper::<T>()
     }
 
     /// Whether table `T` exists.
@@ -1100,4 +1208,16 @@ pub fn stop() -> Result<()> {
 /// ```
 pub fn system_tables() -> Result<Vec<TableInfo>> {
     Ok(current()?.table_infos())
+}
+
+/// Removes every expired record of the current database's tables now; returns how many.
+/// See [`Database::cleanup_expired`].
+///
+/// ```
+/// let db = mnesia::Database::in_memory()?;
+/// assert_eq!(db.scope(mnesia::cleanup_expired)?, 0);
+/// # Ok::<(), mnesia::Error>(())
+/// ```
+pub fn cleanup_expired() -> Result<usize> {
+    current()?.cleanup_expired()
 }

@@ -22,8 +22,11 @@ use crate::table::Table;
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum DeleteCause {
-    /// `delete`, `delete_object`, `batch_delete`, `dirty_delete`, or an empty bag group.
+    /// `delete`, `delete_object`, `batch_delete`, `dirty_delete`, or a bag record replaced
+    /// by its group's rewrite.
     Explicit,
+    /// The record's deadline passed and the reaper removed it.
+    Expired,
 }
 
 /// One change of a table, as a subscriber receives it.
@@ -65,7 +68,8 @@ pub enum Event<T: Table> {
         /// The record replaced, in a detailed subscription.
         old: Option<T>,
     },
-    /// A key's records were deleted. `old` is the first record deleted (detailed only).
+    /// A key's records were deleted (in a bag, one record of the key when others remain).
+    /// `old` is the (first) record deleted, in a detailed subscription.
     Delete {
         /// The key.
         key: T::Key,

@@ -26,6 +26,7 @@ mod db;
 mod disk;
 mod error;
 mod events;
+mod expiring;
 mod field;
 mod filter;
 mod handle;
@@ -40,15 +41,17 @@ mod store;
 mod table;
 #[cfg(test)]
 mod testing;
+mod ttl;
 mod tx;
 
 pub use context::{is_transaction, sync_transaction, transaction};
 pub use counters::{current_value, dirty_update_counter, has_counter, next_id, reset_counter};
-pub use db::{Config, Database, start, stop, system_tables};
+pub use db::{Config, Database, cleanup_expired, start, stop, system_tables};
 pub use disk::fuzzing;
 pub use disk::wal::Durability;
 pub use error::{Error, Result};
 pub use events::{DeleteCause, Event, Subscription};
+pub use expiring::Expiring;
 pub use field::{Compare, Field, FieldValue, Indexable};
 pub use filter::{Filter, Order};
 pub use handle::Transaction;
@@ -61,3 +64,4 @@ pub use schema::{Schema, SchemaInfo};
 pub use table::{
     FieldInfo, IndexInfo, Key, StorageType, Table, TableInfo, TableOptions, TableType, Upserted,
 };
+pub use ttl::Deadline;

@@ -9,7 +9,7 @@ use crate::store::Write;
 use crate::table::{Table, TableType, Upserted};
 use crate::tx::{Tx, TxTable};
 
-fn not_found<T: Table>(key: &T::Key) -> Error {
+pub(crate) fn not_found<T: Table>(key: &T::Key) -> Error {
     Error::NotFound { table: T::NAME.to_owned(), key: format!("{key:?}") }
 }
 
@@ -35,12 +35,14 @@ pub(crate) fn write<T: Table>(mut rec: T) -> Result<T> {
 /// Gives an `#[auto_increment]` key left at 0 the table's next id. Ids come from an atomic
 /// counter outside the transaction: they are unique even across concurrent transactions,
 /// and an aborted transaction leaves a gap.
+///
+/// Also gives a record without a deadline the table's default lifetime, if it has one.
 fn assign_id<T: Table>(tx: &mut Tx, rec: &mut T) -> Result<()> {
     if T::AUTO_INCREMENT && rec.auto_id() == Some(0) {
         let id = take_id(&tx.table::<T>()?.store)?;
         rec.set_auto_id(id)?;
     }
-    Ok(())
+    crate::expiring::apply_default(rec)
 }
 
 /// The next id of a table's auto-increment counter.
@@ -130,6 +132,7 @@ pub(crate) fn update<T: Table>(key: &T::Key, mut f: impl FnMut(&mut T)) -> Resul
                 T::NAME
             )));
         }
+        crate::expiring::apply_default(&mut rec)?;
         with_tx(|tx| put(tx, rec.clone()))?;
         Ok(rec)
     })
@@ -266,8 +269,12 @@ pub(crate) fn batch_delete<T: Table>(keys: impl IntoIterator<Item = T::Key>) -> 
 /// Runs `f` in a transaction of its own, outside any transaction of the thread: what the
 /// `dirty_*` writes do. They read nothing but what a `bag` write merges with, so they
 /// conflict only with a concurrent change of that same group, and then run again.
-pub(crate) fn dirty<R>(mut f: impl FnMut(&mut Tx) -> Result<R>) -> Result<R> {
-    let mut db = context::current_db()?;
+pub(crate) fn dirty<R>(f: impl FnMut(&mut Tx) -> Result<R>) -> Result<R> {
+    dirty_in(context::current_db()?, f)
+}
+
+/// [`dirty`] on a given database.
+pub(crate) fn dirty_in<R>(mut db: crate::db::Database, mut f: impl FnMut(&mut Tx) -> Result<R>) -> Result<R> {
     loop {
         let mut tx = Tx::new(db);
         let r = f(&mut tx);
@@ -294,7 +301,8 @@ pub(crate) fn dirty_write<T: Table>(mut rec: T) -> Result<T> {
 pub(crate) fn dirty_read<T: Table>(key: &T::Key) -> Result<Option<T>> {
     let store = context::current_db()?.table::<T>()?;
     let hash = store.hash(key);
-    let found = store.get_with(key, hash, |_, recs| recs.first().cloned());
+    let alive = crate::ttl::Alive::now::<T>();
+    let found = store.get_with(key, hash, |_, recs| recs.iter().find(|r| alive.keeps(*r)).cloned());
     store.healthy()?;
     Ok(found)
 }

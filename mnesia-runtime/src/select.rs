@@ -8,6 +8,7 @@ use crate::field::{Field, FieldValue};
 use crate::filter::Filter;
 use crate::plan::{Access, plan};
 use crate::table::{Table, TableType};
+use crate::ttl::Alive;
 use crate::tx::TxTable;
 
 /// Where a chunked scan goes on from.
@@ -35,6 +36,7 @@ impl<T: Table> TxTable<T> {
         let mut keys = Vec::new();
         let (shard, version) = idx.lookup(value, &mut keys)?;
         self.note_index(idx, shard, version);
+        let alive = Alive::now::<T>();
         let mut best: Option<T> = None;
         // Keys come in key order: the first committed match not rewritten here wins.
         for k in keys {
@@ -42,9 +44,9 @@ impl<T: Table> TxTable<T> {
                 continue;
             }
             let hash = self.store.hash(&k);
-            let (v, found) = self
-                .store
-                .get_with(&k, hash, |v, recs| (v, recs.iter().find(|r| field.get(r) == value).cloned()));
+            let (v, found) = self.store.get_with(&k, hash, |v, recs| {
+                (v, recs.iter().find(|r| field.get(r) == value && alive.keeps(*r)).cloned())
+            });
             self.note_read(&k, hash, v);
             if found.is_some() {
                 best = found;
@@ -53,7 +55,8 @@ impl<T: Table> TxTable<T> {
         }
         for e in self.writes.get_mut().iter() {
             for r in e.write.records() {
-                if field.get(r) == value && best.as_ref().is_none_or(|b| r.key() < b.key()) {
+                let earlier = best.as_ref().is_none_or(|b| r.key() < b.key());
+                if field.get(r) == value && earlier && alive.keeps(r) {
                     best = Some(r.clone());
                 }
             }
@@ -71,8 +74,11 @@ impl<T: Table> TxTable<T> {
         let access = self.access(filter);
         let ordered = self.store.kind == TableType::OrderedSet;
         let mut out: Vec<(Option<T::Key>, X)> = Vec::new();
+        let alive = Alive::now::<T>();
         let mut push = |r: &T, out: &mut Vec<(Option<T::Key>, X)>| {
-            out.push((ordered.then(|| r.key().clone()), f(r)));
+            if alive.keeps(r) {
+                out.push((ordered.then(|| r.key().clone()), f(r)));
+            }
         };
         match access {
             Access::Keys(keys) => {
@@ -149,18 +155,20 @@ impl<T: Table> TxTable<T> {
 
     /// How many records the table holds, as this transaction sees it.
     pub(crate) fn count(&mut self) -> usize {
+        let alive = Alive::now::<T>();
+        let live = |recs: &[T]| recs.iter().filter(|r| alive.keeps(*r)).count();
         let mut n: usize = 0;
         for shard in 0..self.store.shard_count() {
             let mut c = 0;
-            let version = self.store.scan_shard(shard, |_| c += 1);
+            let version = self.store.scan_shard(shard, |r| c += usize::from(alive.keeps(r)));
             n += c;
             self.note_shard(shard, version);
         }
         let pending: Vec<(T::Key, usize)> =
-            self.writes().iter().map(|e| (e.key.clone(), e.write.records().len())).collect();
+            self.writes().iter().map(|e| (e.key.clone(), live(e.write.records()))).collect();
         for (k, now) in pending {
             let hash = self.store.hash(&k);
-            let before = self.store.get_with(&k, hash, |_, recs| recs.len());
+            let before = self.store.get_with(&k, hash, |_, recs| live(recs));
             n = n.saturating_sub(before) + now;
         }
         n
@@ -174,20 +182,27 @@ impl<T: Table> TxTable<T> {
         size: usize,
     ) -> (Vec<T>, Cursor<T::Key>) {
         let size = size.max(1);
+        let alive = Alive::now::<T>();
         match cursor {
             Cursor::Shard(mut shard) => {
                 let mut out = Vec::new();
                 while shard < self.store.shard_count() && out.len() < size {
                     let writes = self.writes.get_mut();
                     let version = self.store.scan_shard(shard, |r| {
-                        if writes.get(r.key()).is_none() && filter.matches(r) {
+                        if writes.get(r.key()).is_none() && filter.matches(r) && alive.keeps(r) {
                             out.push(r.clone());
                         }
                     });
                     // The transaction's own records of this shard come with it: a record the
                     // caller changes after its shard was visited is not visited again.
                     for e in writes.iter().filter(|e| self.store.shard_of(e.hash) == shard) {
-                        out.extend(e.write.records().iter().filter(|r| filter.matches(r)).cloned());
+                        out.extend(
+                            e.write
+                                .records()
+                                .iter()
+                                .filter(|r| filter.matches(r) && alive.keeps(*r))
+                                .cloned(),
+                        );
                     }
                     self.note_shard(shard, version);
                     shard += 1;
@@ -202,7 +217,7 @@ impl<T: Table> TxTable<T> {
                 let writes = self.writes.get_mut();
                 let version = self.store.scan_range(lo, Bound::Unbounded, |r| {
                     last = Some(r.key().clone());
-                    if writes.get(r.key()).is_none() && filter.matches(r) {
+                    if writes.get(r.key()).is_none() && filter.matches(r) && alive.keeps(r) {
                         committed.push(r.clone());
                     }
                     committed.len() < size
@@ -215,7 +230,13 @@ impl<T: Table> TxTable<T> {
                     let above = after.as_ref().is_none_or(|a| e.key > *a);
                     let below = hi.as_ref().is_none_or(|h| e.key <= *h);
                     if above && below {
-                        out.extend(e.write.records().iter().filter(|r| filter.matches(r)).cloned());
+                        out.extend(
+                            e.write
+                                .records()
+                                .iter()
+                                .filter(|r| filter.matches(r) && alive.keeps(*r))
+                                .cloned(),
+                        );
                     }
                 }
                 out.sort_by(|a, b| a.key().cmp(b.key()));
@@ -228,7 +249,7 @@ impl<T: Table> TxTable<T> {
                     .get_mut()
                     .iter()
                     .flat_map(|e| e.write.records().iter())
-                    .filter(|r| filter.matches(r))
+                    .filter(|r| filter.matches(r) && alive.keeps(*r))
                     .cloned()
                     .collect();
                 (out, Cursor::Done)

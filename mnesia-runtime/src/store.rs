@@ -25,6 +25,7 @@ use crate::error::{Error, Result};
 use crate::index::TableIndex;
 use crate::lock::{CommitLock, HeldLocks, LockReq, lock_order};
 use crate::table::{StorageType, Table, TableType};
+use crate::ttl::ExpiryIndex;
 
 /// Shards of a `set` or `bag` table; an `ordered_set` keeps one shard so that it stays one
 /// ordered structure.
@@ -47,6 +48,8 @@ pub(crate) enum Write<T> {
     Group(Vec<T>),
     /// Remove the key.
     Delete,
+    /// Remove the key's expired records, keeping these (the reaper's write).
+    Expire(Vec<T>),
 }
 
 impl<T> Write<T> {
@@ -54,9 +57,29 @@ impl<T> Write<T> {
     pub(crate) fn records(&self) -> &[T] {
         match self {
             Write::Put(r) => std::slice::from_ref(r),
-            Write::Group(v) => v,
+            Write::Group(v) | Write::Expire(v) => v,
             Write::Delete => &[],
         }
+    }
+
+    /// The records the key holds after this write, by value.
+    fn into_records(self) -> Vec<T> {
+        match self {
+            Write::Put(r) => vec![r],
+            Write::Group(v) | Write::Expire(v) => v,
+            Write::Delete => Vec::new(),
+        }
+    }
+}
+
+impl<T: serde::Serialize> Write<T> {
+    /// The write as the log and the disc-only file keep it.
+    pub(crate) fn logged(&self) -> Result<Logged> {
+        Ok(match self.records() {
+            [] => Logged::Delete,
+            [r] if matches!(self, Write::Put(_)) => Logged::Put(encode(r)?),
+            rs => Logged::Group(rs.iter().map(encode).collect::<Result<_>>()?),
+        })
     }
 }
 
@@ -108,6 +131,8 @@ pub(crate) struct TableStore<T: Table> {
     is_poisoned: AtomicBool,
     /// The table's change subscribers.
     pub(crate) subs: Arc<crate::events::Subscribers<T>>,
+    /// The records with a deadline, by deadline (tables with a `#[ttl]` field).
+    pub(crate) expiry: Option<ExpiryIndex<T::Key>>,
 }
 
 fn key_of<T: Table>(s: &Slot<T>) -> &T::Key {
@@ -148,6 +173,7 @@ impl<T: Table> TableStore<T> {
             poisoned: parking_lot::Mutex::new(None),
             is_poisoned: AtomicBool::new(false),
             subs: Arc::new(crate::events::Subscribers::default()),
+            expiry: T::TTL_FIELD.map(|_| ExpiryIndex::new()),
         }
     }
 
@@ -362,7 +388,7 @@ impl<T: Table> TableStore<T> {
             })
             .sum();
         let indexes: usize = self.indexes.load().list.iter().map(|i| i.memory()).sum();
-        records + indexes
+        records + indexes + self.expiry.as_ref().map_or(0, ExpiryIndex::memory)
     }
 
     /// Applies one write to its shard, calling `on_change(old, new)` with the key's records
@@ -376,6 +402,12 @@ impl<T: Table> TableStore<T> {
         seq: u64,
         on_change: impl FnOnce(&[T], &[T]),
     ) {
+        let on_change = |old: &[T], new: &[T]| {
+            if let Some(expiry) = &self.expiry {
+                expiry.change(key, old, new);
+            }
+            on_change(old, new);
+        };
         let mut data = self.shards[self.shard_of(hash)].data.write();
         data.version = seq;
         let hasher = &self.hasher;
@@ -420,12 +452,7 @@ impl<T: Table> TableStore<T> {
                 let result = (|| -> Result<()> {
                     let (_, old) = self.disc_get(d, key)?;
                     on_change(&old, write.records());
-                    let value = match &write {
-                        Write::Put(r) => Logged::Put(encode(r)?),
-                        Write::Group(rs) if rs.is_empty() => Logged::Delete,
-                        Write::Group(rs) => Logged::Group(rs.iter().map(encode).collect::<Result<_>>()?),
-                        Write::Delete => Logged::Delete,
-                    };
+                    let value = write.logged()?;
                     let id = self
                         .disk_id()
                         .ok_or_else(|| Error::Invalid("a disc-only table without an id".into()))?;
@@ -436,11 +463,7 @@ impl<T: Table> TableStore<T> {
                 }
             }
             (ShardMap::Bag(t), write) => {
-                let recs = match write {
-                    Write::Put(rec) => vec![rec],
-                    Write::Group(recs) => recs,
-                    Write::Delete => Vec::new(),
-                };
+                let recs = write.into_records();
                 let entry = t.entry(
                     hash,
                     |s| group_key(s) == Some(key),
@@ -542,6 +565,9 @@ impl<T: Table> TableStore<T> {
         let mut max_id = 0;
         let mut dup = None;
         self.disc_scan(&disc, |key, version, recs| {
+            if let Some(expiry) = &self.expiry {
+                expiry.change(key, &[], recs);
+            }
             for r in recs {
                 max_id = max_id.max(r.auto_id().unwrap_or(0));
                 for idx in &indexes.list {
@@ -601,6 +627,9 @@ impl<T: Table> TableStore<T> {
         }
         let epoch = self.indexes.load().epoch + 1;
         self.indexes.store(Arc::new(IndexList { epoch, list: Vec::new() }));
+        if let Some(expiry) = &self.expiry {
+            expiry.clear();
+        }
     }
 
     /// Marks a table whose place was taken by a new store of the same table (moved to
@@ -678,6 +707,9 @@ impl<T: Table> TableStore<T> {
         }
         for i in self.indexes.load().list.iter() {
             i.clear(seq);
+        }
+        if let Some(expiry) = &self.expiry {
+            expiry.clear();
         }
     }
 

@@ -19,13 +19,14 @@ use std::cell::RefCell;
 use std::sync::Arc;
 
 use crate::db::Database;
-use crate::disk::record::{Logged, TableOps, encode};
+use crate::disk::record::{TableOps, encode};
 use crate::error::{Error, Result};
 use crate::events::{DeleteCause, Event};
 use crate::index::TableIndex;
 use crate::lock::{HeldLocks, LockReq, lock_order};
 use crate::store::{IndexList, TableStore, Write};
 use crate::table::{Table, TableType};
+use crate::ttl::Alive;
 
 /// One key a transaction writes.
 #[derive(Clone)]
@@ -35,28 +36,42 @@ pub(crate) struct WriteEntry<T: Table> {
     pub(crate) write: Write<T>,
 }
 
-/// The events of one key's change: a write per record now there that was not before, or a
-/// delete when the key is left empty.
-fn change_events<T: Table>(key: T::Key, old: &[T], new: &[T], detailed: bool, out: &mut Vec<Event<T>>) {
+/// The events of one key's change: a delete when the key is left empty; otherwise a write
+/// per record now there that was not before and, in a bag, a delete per record removed.
+fn change_events<T: Table>(
+    key: T::Key,
+    old: &[T],
+    new: &[T],
+    detailed: bool,
+    cause: DeleteCause,
+    out: &mut Vec<Event<T>>,
+) {
+    let delete = |key: T::Key, r: &T| Event::Delete { key, old: detailed.then(|| r.clone()), cause };
     if new.is_empty() {
         if let Some(first) = old.first() {
-            out.push(Event::Delete {
-                key,
-                old: detailed.then(|| first.clone()),
-                cause: DeleteCause::Explicit,
-            });
+            out.push(delete(key, first));
         }
         return;
     }
-    let encoded = |r: &T| encode(r).unwrap_or_default();
-    let before: Vec<Vec<u8>> =
-        if T::TYPE == TableType::Bag { old.iter().map(encoded).collect() } else { Vec::new() };
-    for n in new {
-        if T::TYPE == TableType::Bag && before.contains(&encoded(n)) {
-            continue; // a bag record that was already there
+    if T::TYPE != TableType::Bag {
+        for n in new {
+            out.push(Event::Write { new: n.clone(), old: detailed.then(|| old.first().cloned()).flatten() });
         }
-        let replaced = if T::TYPE == TableType::Bag { None } else { old.first() };
-        out.push(Event::Write { new: n.clone(), old: detailed.then(|| replaced.cloned()).flatten() });
+        return;
+    }
+    // Bag records are told apart by their encoding.
+    let encoded = |r: &T| encode(r).unwrap_or_default();
+    let before: Vec<Vec<u8>> = old.iter().map(encoded).collect();
+    let after: Vec<Vec<u8>> = new.iter().map(encoded).collect();
+    for (r, b) in old.iter().zip(&before) {
+        if !after.contains(b) {
+            out.push(delete(key.clone(), r));
+        }
+    }
+    for (n, a) in new.iter().zip(&after) {
+        if !before.contains(a) {
+            out.push(Event::Write { new: n.clone(), old: None });
+        }
     }
 }
 
@@ -170,28 +185,35 @@ impl<T: Table> TxTable<T> {
 
     /// The records a key holds as this transaction sees them (its own writes first).
     pub(crate) fn read_group(&mut self, key: &T::Key) -> Vec<T> {
+        let alive = Alive::now::<T>();
+        let live = |recs: &[T]| recs.iter().filter(|r| alive.keeps(*r)).cloned().collect();
         if let Some(w) = self.writes.get_mut().get(key) {
-            return w.records().to_vec();
+            return live(w.records());
         }
         let hash = self.store.hash(key);
-        let (version, recs) = self.store.get_with(key, hash, |v, recs| (v, recs.to_vec()));
+        let (version, recs) = self.store.get_with(key, hash, |v, recs| (v, live(recs)));
         self.reads.push((key.clone(), hash, version));
         recs
     }
 
     /// The first record of a key as this transaction sees it.
     pub(crate) fn read_one(&mut self, key: &T::Key) -> Option<T> {
+        let alive = Alive::now::<T>();
         if let Some(w) = self.writes.get_mut().get(key) {
-            return w.records().first().cloned();
+            return w.records().iter().find(|r| alive.keeps(*r)).cloned();
         }
         let hash = self.store.hash(key);
-        let (version, rec) = self.store.get_with(key, hash, |v, recs| (v, recs.first().cloned()));
+        let (version, rec) =
+            self.store.get_with(key, hash, |v, recs| (v, recs.iter().find(|r| alive.keeps(*r)).cloned()));
         self.reads.push((key.clone(), hash, version));
         rec
     }
 
     /// Whether the key holds a record, as this transaction sees it.
     pub(crate) fn exists(&mut self, key: &T::Key) -> bool {
+        if T::TTL_FIELD.is_some() {
+            return !self.read_group(key).is_empty();
+        }
         if let Some(w) = self.writes.get_mut().get(key) {
             return !w.records().is_empty();
         }
@@ -329,8 +351,13 @@ impl<T: Table> TxPart for TxTable<T> {
             let (version, mask) = self.store.get_with(&e.key, e.hash, |v, old| {
                 let mut mask = 0u64;
                 for (i, idx) in indexes.list.iter().enumerate() {
-                    let same =
-                        old.len() == new.len() && old.iter().zip(new).all(|(a, b)| idx.same_value(a, b));
+                    // A new deadline counts as a change: a unique value held by an expired
+                    // record is free (see `check_unique`), so reviving one must lock it.
+                    let same = old.len() == new.len()
+                        && old
+                            .iter()
+                            .zip(new)
+                            .all(|(a, b)| idx.same_value(a, b) && a.deadline() == b.deadline());
                     if same {
                         // The index keeps its entries for this key: no lock, no check.
                         continue;
@@ -449,8 +476,17 @@ impl<T: Table> TxPart for TxTable<T> {
             if puts.is_empty() {
                 continue;
             }
+            let alive = Alive::now::<T>();
+            // An owner gives a value up when this transaction changes it, or when its record
+            // holding the value has expired (the reaper has not removed it yet).
             let gives_up = |owner: &T::Key, rec: &T| match writes.get(owner) {
                 Some(w) => !w.records().iter().any(|r| idx.same_value(r, rec)),
+                None if T::TTL_FIELD.is_some() => {
+                    let hash = self.store.hash(owner);
+                    self.store.get_with(owner, hash, |_, recs| {
+                        !recs.iter().any(|r| idx.same_value(r, rec) && alive.keeps(r))
+                    })
+                }
                 None => false,
             };
             if let Err(d) = idx.check_unique(&puts, &gives_up) {
@@ -475,9 +511,14 @@ impl<T: Table> TxPart for TxTable<T> {
         for (e, mask) in entries.into_iter().zip(&p.changed) {
             let mask = *mask;
             let key = publish.then(|| e.key.clone());
+            let cause = if matches!(e.write, Write::Expire(_)) {
+                DeleteCause::Expired
+            } else {
+                DeleteCause::Explicit
+            };
             self.store.install(&e.key, e.hash, e.write, seq, |old, new| {
                 if let Some(key) = key {
-                    change_events(key, old, new, detailed, &mut events);
+                    change_events(key, old, new, detailed, cause, &mut events);
                 }
                 if mask == 0 {
                     return;
@@ -540,13 +581,7 @@ impl<T: Table> TxPart for TxTable<T> {
         }
         let mut out = Vec::with_capacity(writes.entries.len());
         for e in &writes.entries {
-            let value = match &e.write {
-                Write::Put(r) => Logged::Put(encode(r)?),
-                Write::Group(rs) if rs.is_empty() => Logged::Delete,
-                Write::Group(rs) => Logged::Group(rs.iter().map(encode).collect::<Result<_>>()?),
-                Write::Delete => Logged::Delete,
-            };
-            out.push((encode(&e.key)?, value));
+            out.push((encode(&e.key)?, e.write.logged()?));
         }
         let counter = self.store.counter.load(std::sync::atomic::Ordering::Acquire);
         Ok(Some(TableOps { table, clear: false, counter, reset: false, writes: out }))

@@ -54,8 +54,15 @@ pub use mnesia_runtime::*;
 ///   Serialize + DeserializeOwned`; tuples work);
 /// - `#[auto_increment]` on an integer key: `insert` assigns the next id to a key left at 0;
 /// - `#[index]` / `#[index(unique)]` on other fields: secondary indexes;
-/// - `#[table(name = "users", type = "set" | "ordered_set" | "bag")]` on the struct
-///   (defaults: the struct's name in snake_case, `set`).
+/// - `#[ttl]` on one field of type `SystemTime` or `Option<SystemTime>`: the record's expiry
+///   deadline. Reads never return a record past its deadline, and the reaper removes it;
+///   the table also gets the [`Expiring`] functions (`write_with_ttl`, `ttl`, `expire`,
+///   `persist`);
+/// - `#[table(name = "users", type = "set" | "ordered_set" | "bag", ttl = "30m")]` on the
+///   struct (defaults: the struct's name in snake_case, `set`, no lifetime). `ttl` gives a
+///   record written without a deadline that lifetime: whole numbers with the units `ms`,
+///   `s`, `m`, `h`, `d`, `w`, as in `"500ms"`, `"1h30m"` or `"7d"`; it needs a `#[ttl]`
+///   field.
 ///
 /// It implements [`Table`] and adds a typed [`Field`] constant per field, named after the
 /// field in upper case (`age` gives `User::AGE: Field<User, u32>`).
@@ -83,8 +90,8 @@ pub use mnesia_derive::Table;
 pub mod prelude {
     pub use mnesia_derive::Table;
     pub use mnesia_runtime::{
-        Config, Database, Durability, Field, Filter, Order, Plan, Query, QueryIter, Schema, StorageType,
-        Table, TableInfo, TableOptions, TableType, Transaction, Upserted,
+        Config, Database, Durability, Expiring, Field, Filter, Order, Plan, Query, QueryIter, Schema,
+        StorageType, Table, TableInfo, TableOptions, TableType, Transaction, Upserted,
     };
     pub use serde::{Deserialize, Serialize};
 }

@@ -105,6 +105,10 @@ impl Pending {
             key: d.attributes.get(d.key).map(|(n, _)| n.clone()).unwrap_or_default(),
             indexes: d.indexes.clone(),
             auto_increment: d.auto_increment,
+            // Known once the program names the table's type.
+            ttl_field: None,
+            default_ttl: None,
+            expiring: 0,
         }
     }
 

@@ -1,0 +1,299 @@
+//! The table-scoped expiry API (`Session::write_with_ttl(..)`) and the reaper that deletes
+//! expired records.
+//!
+//! A record's deadline is its `#[ttl]` field. Reads never return a record whose deadline
+//! has passed (see `ttl::Alive`); the reaper removes such records later, in batches taken
+//! from the table's expiry index, as ordinary commits: logged for disc tables and published
+//! as `Event::Delete` with the cause `DeleteCause::Expired`.
+
+use std::time::{Duration, SystemTime};
+
+use crate::context::{run, with_tx};
+use crate::db::Database;
+use crate::error::{Error, Result};
+use crate::ops;
+use crate::store::Write;
+use crate::table::{Table, TableType};
+use crate::ttl;
+
+/// How many expired records one reaper commit removes at most.
+pub(crate) const REAP_BATCH: usize = 1000;
+
+/// The expiry functions of a table whose struct has a `#[ttl]` field; `#[derive(Table)]`
+/// implements it for such a struct only, so calling them on another table does not
+/// compile. Each joins the calling thread's transaction like the rest of the table API.
+///
+/// ```
+/// use mnesia::prelude::*;
+/// use std::time::{Duration, SystemTime};
+///
+/// #[derive(Table, Clone, Debug, Serialize, Deserialize)]
+/// struct Session { #[key] token: String, user: u64, #[ttl] expires_at: Option<SystemTime> }
+///
+/// let db = Database::in_memory()?;
+/// db.scope(|| -> mnesia::Result<()> {
+///     Session::create_table(TableOptions::new())?;
+///     let s = Session { token: "t1".into(), user: 7, expires_at: None };
+///     Session::write_with_ttl(s, Duration::from_secs(3600))?;
+///     let left = Session::ttl(&"t1".into())?.expect("a deadline");
+///     assert!(left > Duration::from_secs(3590) && left <= Duration::from_secs(3600));
+///     Session::persist(&"t1".into())?;
+///     assert_eq!(Session::ttl(&"t1".into())?, None);
+///     Ok(())
+/// })?;
+/// # Ok::<(), mnesia::Error>(())
+/// ```
+pub trait Expiring: Table {
+    /// Writes the record with a deadline `ttl` from now (its `#[ttl]` field is set to it).
+    ///
+    /// ```
+    /// # use mnesia::prelude::*;
+    /// # use std::time::{Duration, SystemTime};
+    /// # #[derive(Table, Clone, Debug, Serialize, Deserialize)]
+    /// # struct Session { #[key] token: String, #[ttl] expires_at: Option<SystemTime> }
+    /// # let db = Database::in_memory()?;
+    /// # db.scope(|| -> mnesia::Result<()> {
+    /// # Session::create_table(TableOptions::new())?;
+    /// let s = Session::write_with_ttl(Session { token: "t".into(), expires_at: None }, Duration::from_millis(20))?;
+    /// assert!(s.expires_at.is_some());
+    /// std::thread::sleep(Duration::from_millis(30));
+    /// assert!(Session::read(&"t".into())?.is_none()); // expired: never returned
+    /// # Ok(()) })?;
+    /// # Ok::<(), mnesia::Error>(())
+    /// ```
+    fn write_with_ttl(mut rec: Self, ttl: Duration) -> Result<Self> {
+        rec.set_deadline(Some(deadline_in::<Self>(ttl)?))?;
+        ops::write(rec)
+    }
+
+    /// The time the key's record has left (a bag: its earliest deadline); `None` when it has
+    /// no deadline. [`Error::NotFound`] when there is no record (or it expired).
+    ///
+    /// ```
+    /// # use mnesia::prelude::*;
+    /// # use std::time::SystemTime;
+    /// # #[derive(Table, Clone, Debug, Serialize, Deserialize)]
+    /// # struct Session { #[key] token: String, #[ttl] expires_at: Option<SystemTime> }
+    /// # let db = Database::in_memory()?;
+    /// # db.scope(|| -> mnesia::Result<()> {
+    /// # Session::create_table(TableOptions::new())?;
+    /// Session::write(Session { token: "t".into(), expires_at: None })?;
+    /// assert_eq!(Session::ttl(&"t".into())?, None);
+    /// assert!(matches!(Session::ttl(&"u".into()), Err(mnesia::Error::NotFound { .. })));
+    /// # Ok(()) })?;
+    /// # Ok::<(), mnesia::Error>(())
+    /// ```
+    fn ttl(key: &Self::Key) -> Result<Option<Duration>> {
+        let recs = ops::read_all::<Self>(key)?;
+        if recs.is_empty() {
+            return Err(ops::not_found::<Self>(key));
+        }
+        let now = ttl::now();
+        Ok(recs
+            .iter()
+            .filter_map(Table::deadline)
+            .min()
+            .map(|d| d.duration_since(now).unwrap_or(Duration::ZERO)))
+    }
+
+    /// Gives the key's record (a bag: each of its records) a new deadline `ttl` from now.
+    /// [`Error::NotFound`] when there is no record.
+    ///
+    /// ```
+    /// # use mnesia::prelude::*;
+    /// # use std::time::{Duration, SystemTime};
+    /// # #[derive(Table, Clone, Debug, Serialize, Deserialize)]
+    /// # struct Session { #[key] token: String, #[ttl] expires_at: Option<SystemTime> }
+    /// # let db = Database::in_memory()?;
+    /// # db.scope(|| -> mnesia::Result<()> {
+    /// # Session::create_table(TableOptions::new())?;
+    /// Session::write(Session { token: "t".into(), expires_at: None })?;
+    /// Session::expire(&"t".into(), Duration::from_secs(60))?;
+    /// assert!(Session::ttl(&"t".into())?.is_some());
+    /// # Ok(()) })?;
+    /// # Ok::<(), mnesia::Error>(())
+    /// ```
+    fn expire(key: &Self::Key, ttl: Duration) -> Result<()> {
+        let deadline = deadline_in::<Self>(ttl)?;
+        set_deadlines::<Self>(key, Some(deadline))
+    }
+
+    /// Clears the key's deadline (a bag: of each of its records): it no longer expires.
+    /// Refused when the `#[ttl]` field is a plain `SystemTime`, or the table gives every
+    /// record a lifetime (`#[table(ttl = "..")]`). [`Error::NotFound`] when there is no record.
+    ///
+    /// ```
+    /// # use mnesia::prelude::*;
+    /// # use std::time::{Duration, SystemTime};
+    /// # #[derive(Table, Clone, Debug, Serialize, Deserialize)]
+    /// # struct Session { #[key] token: String, #[ttl] expires_at: Option<SystemTime> }
+    /// # let db = Database::in_memory()?;
+    /// # db.scope(|| -> mnesia::Result<()> {
+    /// # Session::create_table(TableOptions::new())?;
+    /// Session::write_with_ttl(Session { token: "t".into(), expires_at: None }, Duration::from_secs(60))?;
+    /// Session::persist(&"t".into())?;
+    /// assert_eq!(Session::ttl(&"t".into())?, None);
+    /// # Ok(()) })?;
+    /// # Ok::<(), mnesia::Error>(())
+    /// ```
+    fn persist(key: &Self::Key) -> Result<()> {
+        if let Some(lifetime) = Self::DEFAULT_TTL {
+            return Err(Error::Invalid(format!(
+                "table {} gives every record a lifetime of {lifetime:?}: a record cannot be kept forever; use expire to move its deadline",
+                Self::NAME
+            )));
+        }
+        set_deadlines::<Self>(key, None)
+    }
+
+    /// Removes this table's expired records now, rather than at the reaper's next run;
+    /// returns how many. (`Database::cleanup_expired` does every table.)
+    ///
+    /// ```
+    /// # use mnesia::prelude::*;
+    /// # use std::time::{Duration, SystemTime};
+    /// # #[derive(Table, Clone, Debug, Serialize, Deserialize)]
+    /// # struct Session { #[key] token: String, #[ttl] expires_at: Option<SystemTime> }
+    /// # let db = Database::open(Config::default().auto_cleanup(false))?;
+    /// # db.scope(|| -> mnesia::Result<()> {
+    /// # Session::create_table(TableOptions::new())?;
+    /// Session::write_with_ttl(Session { token: "t".into(), expires_at: None }, Duration::from_millis(1))?;
+    /// std::thread::sleep(Duration::from_millis(5));
+    /// assert_eq!(Session::table_info()?.size, 1); // invisible, but still stored
+    /// assert_eq!(Session::cleanup_expired()?, 1);
+    /// assert_eq!(Session::table_info()?.size, 0);
+    /// # Ok(()) })?;
+    /// # Ok::<(), mnesia::Error>(())
+    /// ```
+    fn cleanup_expired() -> Result<usize> {
+        reap::<Self>(&crate::context::current_db()?)
+    }
+}
+
+/// The deadline `ttl` from now.
+fn deadline_in<T: Table>(ttl: Duration) -> Result<SystemTime> {
+    ttl::now()
+        .checked_add(ttl)
+        .ok_or_else(|| Error::Invalid(format!("table {}: a lifetime of {ttl:?} is too long", T::NAME)))
+}
+
+/// Gives a record written without a deadline the table's default lifetime.
+pub(crate) fn apply_default<T: Table>(rec: &mut T) -> Result<()> {
+    if let Some(lifetime) = T::DEFAULT_TTL
+        && rec.deadline().is_none()
+    {
+        rec.set_deadline(Some(deadline_in::<T>(lifetime)?))?;
+    }
+    Ok(())
+}
+
+/// Sets (or clears) the deadline of every record of a key.
+fn set_deadlines<T: Table>(key: &T::Key, deadline: Option<SystemTime>) -> Result<()> {
+    run(|| {
+        with_tx(|tx| {
+            let part = tx.table::<T>()?;
+            let mut recs = part.read_group(key);
+            if recs.is_empty() {
+                return Err(ops::not_found::<T>(key));
+            }
+            for r in &mut recs {
+                r.set_deadline(deadline)?;
+            }
+            let write = match (T::TYPE, recs.len()) {
+                (TableType::Bag, _) => Write::Group(recs),
+                (_, _) => Write::Put(recs.swap_remove(0)),
+            };
+            part.set(key.clone(), write);
+            Ok(())
+        })
+    })
+}
+
+/// Removes table `T`'s expired records, in commits of at most [`REAP_BATCH`]; returns how
+/// many. Only keys the expiry index lists as due are read.
+pub(crate) fn reap<T: Table>(db: &Database) -> Result<usize> {
+    let store = db.table::<T>()?;
+    let Some(expiry) = &store.expiry else { return Ok(0) };
+    let mut removed = 0;
+    loop {
+        let now = ttl::now();
+        // Deadlines are rounded up and `now` down: every key listed has expired.
+        let keys = expiry.due(ttl::millis_floor(now), REAP_BATCH);
+        if keys.is_empty() {
+            return Ok(removed);
+        }
+        let n = ops::dirty_in(db.clone(), |tx| {
+            let part = tx.table::<T>()?;
+            let mut n = 0;
+            for key in &keys {
+                let hash = part.store.hash(key);
+                let (version, rest, gone) = part.store.get_with(key, hash, |v, recs| {
+                    let rest: Vec<T> = recs.iter().filter(|r| ttl::alive(*r, now)).cloned().collect();
+                    let gone = recs.len() - rest.len();
+                    (v, rest, gone)
+                });
+                part.note_read(key, hash, version);
+                if gone > 0 {
+                    n += gone;
+                    part.set(key.clone(), Write::Expire(rest));
+                }
+            }
+            Ok(n)
+        })?;
+        removed += n;
+        // Keys listed but rewritten meanwhile (with a later deadline) left the index.
+        if keys.len() < REAP_BATCH || n == 0 {
+            return Ok(removed);
+        }
+    }
+}
+
+/// The database's reaper thread: started with the first table that has a `#[ttl]` field
+/// (unless `Config::auto_cleanup(false)`), stopped when the database closes or is dropped.
+#[derive(Default)]
+pub(crate) struct Reaper {
+    started: std::sync::atomic::AtomicBool,
+    stop: parking_lot::Mutex<bool>,
+    wake: parking_lot::Condvar,
+}
+
+impl Reaper {
+    /// Starts the thread once. It holds the database weakly, running
+    /// `Database::cleanup_expired` every `interval`.
+    pub(crate) fn start(&self, db: &Database, interval: Duration) -> Result<()> {
+        use std::sync::atomic::Ordering;
+        if self.started.swap(true, Ordering::AcqRel) {
+            return Ok(());
+        }
+        let weak = db.downgrade();
+        std::thread::Builder::new()
+            .name("mnesia-reaper".into())
+            .spawn(move || {
+                loop {
+                    let Some(db) = Database::upgrade(&weak) else { return };
+                    let reaper = db.reaper();
+                    // The database is held weakly while the thread waits.
+                    drop(db);
+                    let mut stop = reaper.stop.lock();
+                    if !*stop {
+                        reaper.wake.wait_for(&mut stop, interval);
+                    }
+                    if *stop {
+                        return;
+                    }
+                    drop(stop);
+                    let Some(db) = Database::upgrade(&weak) else { return };
+                    // A failure (a disc table closed meanwhile) is retried at the next run.
+                    let _ = db.cleanup_expired();
+                }
+            })
+            .map_err(|e| Error::Invalid(format!("cannot start the reaper thread: {e}")))?;
+        Ok(())
+    }
+
+    /// Ends the thread (it may finish a run first).
+    pub(crate) fn stop(&self) {
+        *self.stop.lock() = true;
+        self.wake.notify_all();
+    }
+}
