@@ -79,6 +79,16 @@ fn is_integer(ty: &Type) -> bool {
     }
 }
 
+/// Whether the type is written as an `Option<..>`.
+fn is_option(ty: &Type) -> bool {
+    match ty {
+        Type::Path(p) if p.qself.is_none() => p.path.segments.last().is_some_and(|s| s.ident == "Option"),
+        Type::Group(g) => is_option(&g.elem),
+        Type::Paren(p) => is_option(&p.elem),
+        _ => false,
+    }
+}
+
 fn is(attr: &Attribute, name: &str) -> bool {
     attr.path().is_ident(name)
 }
@@ -324,8 +334,13 @@ impl<'a> Input<'a> {
             if key.is_none() && !misplaced_key {
                 errors.at(&input.ident, "a table needs a key: mark one field with #[key]");
             }
-            if let (Some((_, lit)), None) = (&default_ttl, ttl) {
-                errors.at(lit, "a default lifetime needs a field to hold each record's deadline: add `#[ttl] expires_at: Option<SystemTime>` to the struct");
+            match (&default_ttl, ttl) {
+                (Some((_, lit)), None) => errors.at(lit, "a default lifetime needs a field to hold each record's deadline: add `#[ttl] expires_at: Option<SystemTime>` to the struct"),
+                (Some(_), Some(i)) if !is_option(fields[i].ty) => errors.at(
+                    fields[i].ty,
+                    "with #[table(ttl = \"..\")] the #[ttl] field is an `Option<SystemTime>`: the default lifetime is for records written without a deadline (None)",
+                ),
+                _ => {}
             }
         }
         let default_ttl_ms = default_ttl.map(|(ms, _)| ms);

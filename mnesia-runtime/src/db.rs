@@ -447,7 +447,8 @@ impl Database {
     /// ```
     pub fn close(&self) -> Result<()> {
         let Some(disk) = self.disk() else { return Ok(()) };
-        self.inner.reaper.stop();
+        // No expiry delete runs into a closed log.
+        self.inner.reaper.stop_and_wait();
         let _schema = self.inner.schema.lock();
         let seq = self.inner.seq.load(Ordering::Acquire);
         disk.close(seq, |def| self.snapshot_of(def))
@@ -588,6 +589,7 @@ impl Database {
             return Ok(Arc::clone(t)); // registered meanwhile
         }
         let disk = self.disk().ok_or_else(|| Error::no_such_table(T::NAME))?;
+        self.needs_reaper::<T>()?;
         let mut pending = disk.pending.lock();
         let p = pending.get(T::NAME).ok_or_else(|| Error::no_such_table(T::NAME))?;
         let differences = p.def.differences::<T>();
@@ -619,7 +621,6 @@ impl Database {
         let mut next = (*self.inner.tables.load_full()).clone();
         next.insert(T::NAME.to_owned(), Arc::clone(&store));
         self.inner.tables.store(Arc::new(next));
-        self.needs_reaper::<T>()?;
         Ok(store)
     }
 
@@ -691,6 +692,7 @@ impl Database {
                 )));
             }
         }
+        self.needs_reaper::<T>()?;
         let _schema = self.inner.schema.lock();
         let map = self.inner.tables.load_full();
         let on_disc = self.disk().is_some_and(|d| d.pending.lock().contains_key(T::NAME));
@@ -719,7 +721,7 @@ impl Database {
         let mut next = (*map).clone();
         next.insert(T::NAME.to_owned(), store);
         self.inner.tables.store(Arc::new(next));
-        self.needs_reaper::<T>()
+        Ok(())
     }
 
     /// Whether table `T` exists.

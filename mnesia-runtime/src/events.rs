@@ -25,7 +25,8 @@ pub enum DeleteCause {
     /// `delete`, `delete_object`, `batch_delete`, `dirty_delete`, or a bag record replaced
     /// by its group's rewrite.
     Explicit,
-    /// The record's deadline passed and the reaper removed it.
+    /// The record's deadline (`#[ttl]`) had passed when it was removed: by the reaper, or
+    /// by a write that took its key or its unique value.
     Expired,
 }
 
@@ -68,8 +69,9 @@ pub enum Event<T: Table> {
         /// The record replaced, in a detailed subscription.
         old: Option<T>,
     },
-    /// A key's records were deleted (in a bag, one record of the key when others remain).
-    /// `old` is the (first) record deleted, in a detailed subscription.
+    /// A key's records were deleted. `old` is the (first) record deleted, in a detailed
+    /// subscription. In a bag, when a record goes and others of its key remain, there is
+    /// one such event per record removed and `old` carries it in every subscription.
     Delete {
         /// The key.
         key: T::Key,

@@ -199,9 +199,20 @@ fn set_deadlines<T: Table>(key: &T::Key, deadline: Option<SystemTime>) -> Result
             for r in &mut recs {
                 r.set_deadline(deadline)?;
             }
-            let write = match (T::TYPE, recs.len()) {
-                (TableType::Bag, _) => Write::Group(recs),
-                (_, _) => Write::Put(recs.swap_remove(0)),
+            let write = if T::TYPE == TableType::Bag {
+                // Records that differed only by their deadline are now one record.
+                let mut seen = Vec::with_capacity(recs.len());
+                let mut group = Vec::with_capacity(recs.len());
+                for r in recs {
+                    let bytes = crate::disk::record::encode(&r)?;
+                    if !seen.contains(&bytes) {
+                        seen.push(bytes);
+                        group.push(r);
+                    }
+                }
+                Write::Group(group)
+            } else {
+                Write::Put(recs.swap_remove(0))
             };
             part.set(key.clone(), write);
             Ok(())
@@ -216,57 +227,69 @@ pub(crate) fn reap<T: Table>(db: &Database) -> Result<usize> {
     let Some(expiry) = &store.expiry else { return Ok(0) };
     let mut removed = 0;
     loop {
-        let now = ttl::now();
-        // Deadlines are rounded up and `now` down: every key listed has expired.
-        let keys = expiry.due(ttl::millis_floor(now), REAP_BATCH);
+        // Deadlines are rounded up and `now` down: every key listed has expired, unless
+        // rewritten since (`reap_keys` checks again).
+        let keys = expiry.due(ttl::millis_floor(ttl::now()), REAP_BATCH);
         if keys.is_empty() {
             return Ok(removed);
         }
-        let n = ops::dirty_in(db.clone(), |tx| {
-            let part = tx.table::<T>()?;
-            let mut n = 0;
-            for key in &keys {
-                let hash = part.store.hash(key);
-                let (version, rest, gone) = part.store.get_with(key, hash, |v, recs| {
-                    let rest: Vec<T> = recs.iter().filter(|r| ttl::alive(*r, now)).cloned().collect();
-                    let gone = recs.len() - rest.len();
-                    (v, rest, gone)
-                });
-                part.note_read(key, hash, version);
-                if gone > 0 {
-                    n += gone;
-                    part.set(key.clone(), Write::Expire(rest));
-                }
-            }
-            Ok(n)
-        })?;
+        let n = reap_keys::<T>(db, &keys)?;
         removed += n;
-        // Keys listed but rewritten meanwhile (with a later deadline) left the index.
-        if keys.len() < REAP_BATCH || n == 0 {
+        if n == 0 {
+            // Every key listed was rewritten meanwhile (and left the index).
             return Ok(removed);
         }
     }
+}
+
+/// Removes the expired records of these keys in one commit; returns how many. A key whose
+/// records are all alive is not read into the commit, so rewriting it concurrently does
+/// not make the commit run again.
+pub(crate) fn reap_keys<T: Table>(db: &Database, keys: &[T::Key]) -> Result<usize> {
+    ops::dirty_in(db.clone(), |tx| {
+        let now = ttl::now();
+        let part = tx.table::<T>()?;
+        let mut n = 0;
+        for key in keys {
+            let hash = part.store.hash(key);
+            let (version, gone, rest) = part.store.get_with(key, hash, |v, recs| {
+                let gone = recs.iter().filter(|r| !ttl::alive(*r, now)).count();
+                let rest: Vec<T> = match gone {
+                    0 => Vec::new(),
+                    _ => recs.iter().filter(|r| ttl::alive(*r, now)).cloned().collect(),
+                };
+                (v, gone, rest)
+            });
+            if gone == 0 {
+                continue;
+            }
+            part.note_read(key, hash, version);
+            n += gone;
+            part.set(key.clone(), Write::Expire(rest));
+        }
+        Ok(n)
+    })
 }
 
 /// The database's reaper thread: started with the first table that has a `#[ttl]` field
 /// (unless `Config::auto_cleanup(false)`), stopped when the database closes or is dropped.
 #[derive(Default)]
 pub(crate) struct Reaper {
-    started: std::sync::atomic::AtomicBool,
+    thread: parking_lot::Mutex<Option<std::thread::JoinHandle<()>>>,
     stop: parking_lot::Mutex<bool>,
     wake: parking_lot::Condvar,
 }
 
 impl Reaper {
-    /// Starts the thread once. It holds the database weakly, running
-    /// `Database::cleanup_expired` every `interval`.
+    /// Starts the thread unless it runs (or ran: a stopped reaper stays stopped). It holds
+    /// the database weakly, running `Database::cleanup_expired` every `interval`.
     pub(crate) fn start(&self, db: &Database, interval: Duration) -> Result<()> {
-        use std::sync::atomic::Ordering;
-        if self.started.swap(true, Ordering::AcqRel) {
+        let mut thread = self.thread.lock();
+        if thread.is_some() || *self.stop.lock() {
             return Ok(());
         }
         let weak = db.downgrade();
-        std::thread::Builder::new()
+        let handle = std::thread::Builder::new()
             .name("mnesia-reaper".into())
             .spawn(move || {
                 loop {
@@ -288,12 +311,24 @@ impl Reaper {
                 }
             })
             .map_err(|e| Error::Invalid(format!("cannot start the reaper thread: {e}")))?;
+        *thread = Some(handle);
         Ok(())
     }
 
-    /// Ends the thread (it may finish a run first).
+    /// Asks the thread to end (it may finish a run first).
     pub(crate) fn stop(&self) {
         *self.stop.lock() = true;
         self.wake.notify_all();
+    }
+
+    /// Stops the thread and waits until it has ended, unless called on that thread.
+    pub(crate) fn stop_and_wait(&self) {
+        self.stop();
+        let handle = self.thread.lock().take();
+        if let Some(h) = handle
+            && h.thread().id() != std::thread::current().id()
+        {
+            let _ = h.join();
+        }
     }
 }

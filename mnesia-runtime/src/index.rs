@@ -100,9 +100,12 @@ impl<T: Table> IndexSpec<T> {
 }
 
 /// A value that is already owned by another key of a unique index.
-pub(crate) struct Duplicate {
+pub(crate) struct Duplicate<K> {
     pub(crate) value: String,
-    pub(crate) existing_key: String,
+    /// The key already holding the value.
+    pub(crate) owner: K,
+    /// The owner holds it in the committed records (not in this commit's own writes).
+    pub(crate) committed: bool,
 }
 
 /// An index as the engine sees it, whatever the field's type.
@@ -132,7 +135,7 @@ pub(crate) trait TableIndex<T: Table>: Send + Sync {
         &self,
         puts: &[(&T::Key, &T)],
         gives_up: &dyn Fn(&T::Key, &T) -> bool,
-    ) -> Result<(), Duplicate>;
+    ) -> Result<(), Duplicate<T::Key>>;
     fn insert(&self, rec: &T, seq: u64);
     fn remove(&self, rec: &T, seq: u64);
     fn clear(&self, seq: u64);
@@ -361,8 +364,12 @@ impl<T: Table, V: FieldValue + Hash + Eq> TableIndex<T> for TypedIndex<T, V> {
         &self,
         puts: &[(&T::Key, &T)],
         gives_up: &dyn Fn(&T::Key, &T) -> bool,
-    ) -> Result<(), Duplicate> {
-        let dup = |v: &V, k: &T::Key| Duplicate { value: format!("{v:?}"), existing_key: format!("{k:?}") };
+    ) -> Result<(), Duplicate<T::Key>> {
+        let dup = |v: &V, k: &T::Key, committed: bool| Duplicate {
+            value: format!("{v:?}"),
+            owner: k.clone(),
+            committed,
+        };
         // Two records of the same commit claiming one value under different keys.
         if puts.len() > 1 {
             let mut seen: hashbrown::HashMap<&V, &T::Key, Hasher> =
@@ -372,7 +379,7 @@ impl<T: Table, V: FieldValue + Hash + Eq> TableIndex<T> for TypedIndex<T, V> {
                 if let Some(other) = seen.insert(v, k)
                     && other != *k
                 {
-                    return Err(dup(v, other));
+                    return Err(dup(v, other, false));
                 }
             }
         }
@@ -381,7 +388,7 @@ impl<T: Table, V: FieldValue + Hash + Eq> TableIndex<T> for TypedIndex<T, V> {
             let hash = self.hash(v);
             let data = self.shards[Self::shard_of(hash)].data.read();
             if let Some(owner) = data.entries.other_owner(hash, v, |o| o == *k || gives_up(o, rec)) {
-                return Err(dup(v, &owner));
+                return Err(dup(v, &owner, true));
             }
         }
         Ok(())
@@ -489,7 +496,7 @@ mod tests {
         idx.insert(&rec(1, "a", 0), 1);
         idx.insert(&rec(2, "b", 0), 1);
         let r = rec(3, "a", 0);
-        let err = idx.check_unique(&[(&3, &r)], &|_, _| false).err().map(|d| d.existing_key);
+        let err = idx.check_unique(&[(&3, &r)], &|_, _| false).err().map(|d| format!("{:?}", d.owner));
         assert_eq!(err.as_deref(), Some("1"));
         // Key 1 gives "a" up in the same commit: allowed.
         assert!(idx.check_unique(&[(&3, &r)], &|k, _| *k == 1).is_ok());

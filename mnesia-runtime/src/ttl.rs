@@ -1,34 +1,48 @@
 //! Record expiry: the clock, the deadline types a `#[ttl]` field may have, and the expiry
 //! index a table keeps so that the reaper deletes exactly what expired without scanning.
 //!
-//! Clock policy: the database's clock is the wall clock read once, when the process first
-//! needs it, advanced from then on by the monotonic clock. A wall clock stepped backwards or
-//! forwards while the process runs changes nothing: an expired record never comes back and
-//! no record dies early. Deadlines are wall-clock times (`SystemTime`), so they keep their
-//! meaning across restarts; a process started after the wall clock was stepped reads it
-//! again.
+//! Clock policy: the database's clock is the wall clock (`SystemTime::now()`), held so that
+//! it never goes backwards: when the wall clock is stepped back, the database's clock stays
+//! at the latest time it read (to the millisecond) until the wall clock passes it again.
+//! So a record that has expired never comes back, and no record expires early because of
+//! the step. Deadlines are wall-clock times, so they keep their meaning across restarts and
+//! agree with deadlines a program computes from `SystemTime::now()`. (A wall clock stepped
+//! forwards makes records expire sooner, as it would any wall-clock deadline; a process
+//! started after the wall clock was stepped back starts from the wall clock again.)
 
-use std::collections::BTreeSet;
-use std::sync::OnceLock;
-use std::time::{Instant, SystemTime, UNIX_EPOCH};
+use std::collections::BTreeMap;
+use std::hash::Hash;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use parking_lot::Mutex;
 
 use crate::error::{Error, Result};
 use crate::table::Table;
 
-/// The wall clock when first read, and the monotonic instant of that reading.
-struct Anchor {
-    wall: SystemTime,
-    mono: Instant,
+/// The latest wall-clock reading, in nanoseconds since the epoch, stored at most once
+/// per millisecond so that readers on many threads rarely write the shared line.
+static LATEST: AtomicU64 = AtomicU64::new(0);
+
+/// The database's clock: the wall clock, never going backwards (see the module's policy).
+pub(crate) fn now() -> SystemTime {
+    let wall = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX));
+    UNIX_EPOCH + Duration::from_nanos(held(&LATEST, wall))
 }
 
-static ANCHOR: OnceLock<Anchor> = OnceLock::new();
-
-/// The database's clock: never goes backwards, unaffected by wall-clock steps.
-pub(crate) fn now() -> SystemTime {
-    let a = ANCHOR.get_or_init(|| Anchor { wall: SystemTime::now(), mono: Instant::now() });
-    a.wall + a.mono.elapsed()
+/// The clock's time for a wall-clock reading, in nanoseconds: the reading, or the latest
+/// time stored when the wall clock is behind it.
+fn held(latest: &AtomicU64, wall: u64) -> u64 {
+    let last = latest.load(Ordering::Relaxed);
+    if wall < last {
+        return last;
+    }
+    if wall - last >= 1_000_000 {
+        latest.fetch_max(wall, Ordering::Relaxed);
+    }
+    wall
 }
 
 /// A deadline as whole milliseconds since the epoch, rounded up (0 before the epoch).
@@ -124,62 +138,94 @@ impl Deadline for Option<SystemTime> {
     }
 }
 
-/// A table's records with a deadline, ordered by deadline (milliseconds, rounded up). Kept
-/// exact by every commit: an entry exists exactly while a record of that key has that
-/// deadline.
+/// Deadlines are grouped in buckets of 64 ms (`ms >> BUCKET_SHIFT`).
+const BUCKET_SHIFT: u32 = 6;
+
+/// A table's records with a deadline, grouped by deadline: a few ordered buckets (one per
+/// 64 ms in which some deadline falls), each a hash table counting the records of each
+/// (key, deadline in ms). Kept exact by every commit, so the reaper reads only keys that
+/// expired; a commit pays a hash update rather than a walk down one large tree.
 pub(crate) struct ExpiryIndex<K> {
-    entries: Mutex<BTreeSet<(u64, K)>>,
+    inner: Mutex<Buckets<K>>,
 }
 
-impl<K: Ord + Clone> ExpiryIndex<K> {
+type Entries<K> = hashbrown::HashMap<(K, u64), u32, crate::store::Hasher>;
+
+struct Buckets<K> {
+    by_bucket: BTreeMap<u64, Entries<K>>,
+    records: usize,
+}
+
+impl<K: Hash + Ord + Clone> ExpiryIndex<K> {
     pub(crate) fn new() -> Self {
-        ExpiryIndex { entries: Mutex::new(BTreeSet::new()) }
+        ExpiryIndex { inner: Mutex::new(Buckets { by_bucket: BTreeMap::new(), records: 0 }) }
     }
 
     /// Keeps the index in step with one key's change from `old` to `new` records.
     pub(crate) fn change<T: Table<Key = K>>(&self, key: &K, old: &[T], new: &[T]) {
-        let gone = old.iter().filter_map(|r| r.deadline()).map(millis_ceil);
-        let came: Vec<u64> = new.iter().filter_map(|r| r.deadline()).map(millis_ceil).collect();
-        let mut gone = gone.filter(|d| !came.contains(d)).peekable();
-        if gone.peek().is_none() && came.is_empty() {
+        let ms = |r: &T| r.deadline().map(millis_ceil);
+        if !old.iter().chain(new).any(|r| r.deadline().is_some()) {
             return;
         }
-        let mut entries = self.entries.lock();
-        for d in gone {
-            entries.remove(&(d, key.clone()));
+        let mut b = self.inner.lock();
+        for at in old.iter().filter_map(ms) {
+            let bucket = at >> BUCKET_SHIFT;
+            let Some(entries) = b.by_bucket.get_mut(&bucket) else { continue };
+            let entry = (key.clone(), at);
+            let Some(n) = entries.get_mut(&entry) else { continue };
+            *n -= 1;
+            if *n == 0 {
+                entries.remove(&entry);
+                if entries.is_empty() {
+                    b.by_bucket.remove(&bucket);
+                }
+            }
+            b.records -= 1;
         }
-        for d in came {
-            entries.insert((d, key.clone()));
+        for at in new.iter().filter_map(ms) {
+            *b.by_bucket.entry(at >> BUCKET_SHIFT).or_default().entry((key.clone(), at)).or_insert(0) += 1;
+            b.records += 1;
         }
     }
 
-    /// Up to `limit` keys whose deadline is before `before_ms`, earliest first.
-    pub(crate) fn due(&self, before_ms: u64, limit: usize) -> Vec<K> {
-        let entries = self.entries.lock();
-        let mut keys: Vec<K> =
-            entries.iter().take_while(|(d, _)| *d < before_ms).take(limit).map(|(_, k)| k.clone()).collect();
+    /// Up to `limit` distinct keys with a record whose deadline (rounded up to the
+    /// millisecond) is before `now_ms`, from the earliest buckets.
+    pub(crate) fn due(&self, now_ms: u64, limit: usize) -> Vec<K> {
+        let b = self.inner.lock();
+        let mut keys = Vec::new();
+        for (bucket, entries) in &b.by_bucket {
+            if bucket << BUCKET_SHIFT >= now_ms || keys.len() >= limit {
+                break;
+            }
+            let room = limit - keys.len();
+            keys.extend(entries.keys().filter(|(_, at)| *at < now_ms).map(|(k, _)| k.clone()).take(room));
+        }
+        // A bag key may have several deadlines.
+        keys.sort_unstable();
         keys.dedup();
         keys
     }
 
+    /// How many records have a deadline.
     pub(crate) fn len(&self) -> usize {
-        self.entries.lock().len()
+        self.inner.lock().records
     }
 
     pub(crate) fn clear(&self) {
-        self.entries.lock().clear();
+        let mut b = self.inner.lock();
+        b.by_bucket.clear();
+        b.records = 0;
     }
 
-    /// Bytes held, roughly (a B-tree entry and its share of node overhead).
+    /// Bytes held, roughly (a hash-table entry per record with a deadline).
     pub(crate) fn memory(&self) -> usize {
-        self.len() * (size_of::<(u64, K)>() + 8)
+        self.len() * (size_of::<((K, u64), u32)>() + 8)
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::time::Duration;
 
     #[test]
     fn the_clock_never_goes_backwards() {
@@ -192,11 +238,84 @@ mod tests {
     }
 
     #[test]
+    fn a_wall_clock_stepped_back_holds_the_clock_where_it_was() {
+        let latest = AtomicU64::new(0);
+        let ms = 1_000_000;
+        assert_eq!(held(&latest, 100 * ms), 100 * ms);
+        assert_eq!(held(&latest, 200 * ms), 200 * ms);
+        // Stepped back by 150 ms: the clock stays at 200 ms until the wall clock passes it.
+        assert_eq!(held(&latest, 50 * ms), 200 * ms);
+        assert_eq!(held(&latest, 199 * ms), 200 * ms);
+        assert_eq!(held(&latest, 201 * ms), 201 * ms);
+        // Within a millisecond of the latest stored time, readings pass through as they are.
+        assert_eq!(held(&latest, 201 * ms + 10), 201 * ms + 10);
+    }
+
+    #[test]
     fn millis_round_so_that_nothing_expires_early() {
         let t = UNIX_EPOCH + Duration::from_micros(1_500);
         assert_eq!((millis_ceil(t), millis_floor(t)), (2, 1));
         let exact = UNIX_EPOCH + Duration::from_millis(7);
         assert_eq!((millis_ceil(exact), millis_floor(exact)), (7, 7));
         assert_eq!(millis_ceil(UNIX_EPOCH - Duration::from_secs(1)), 0);
+    }
+
+    #[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
+    struct Rec {
+        key: u32,
+        at: Option<SystemTime>,
+    }
+
+    impl Table for Rec {
+        type Key = u32;
+        const NAME: &'static str = "rec";
+        const TYPE: crate::TableType = crate::TableType::Bag;
+        const FIELDS: &'static [crate::FieldInfo] = &[];
+        const KEY_POSITION: usize = 0;
+        const AUTO_INCREMENT: bool = false;
+        const TTL_FIELD: Option<&'static str> = Some("at");
+
+        fn key(&self) -> &u32 {
+            &self.key
+        }
+
+        fn indexes() -> Vec<crate::IndexSpec<Self>> {
+            Vec::new()
+        }
+
+        fn deadline(&self) -> Option<SystemTime> {
+            self.at
+        }
+    }
+
+    fn rec(key: u32, ms: u64) -> Rec {
+        Rec { key, at: Some(UNIX_EPOCH + Duration::from_millis(ms)) }
+    }
+
+    #[test]
+    fn the_expiry_index_lists_exactly_the_keys_due() {
+        let x = ExpiryIndex::new();
+        x.change(&1, &[], &[rec(1, 100)]);
+        x.change(&2, &[], &[rec(2, 101), rec(2, 5_000)]);
+        x.change(&3, &[], &[rec(3, 5_000)]);
+        x.change(&4, &[], &[Rec { key: 4, at: None }]);
+        assert_eq!(x.len(), 4);
+        assert_eq!(x.due(100, 10), Vec::<u32>::new(), "a deadline at 100 ms is not before 100 ms");
+        assert_eq!(x.due(101, 10), vec![1]);
+        assert_eq!(x.due(102, 10), vec![1, 2]);
+        assert_eq!(x.due(10_000, 10), vec![1, 2, 3], "a key with two deadlines is listed once");
+        assert_eq!(x.due(10_000, 1).len(), 1);
+        // Key 2's early record goes; its later one stays.
+        x.change(&2, &[rec(2, 101), rec(2, 5_000)], &[rec(2, 5_000)]);
+        assert_eq!(x.due(1_000, 10), vec![1]);
+        // Two records of key 1 with one deadline: the key stays due until both go.
+        x.change(&1, &[rec(1, 100)], &[rec(1, 100), rec(1, 100)]);
+        x.change(&1, &[rec(1, 100), rec(1, 100)], &[rec(1, 100)]);
+        assert_eq!(x.due(1_000, 10), vec![1]);
+        x.change(&1, &[rec(1, 100)], &[]);
+        assert_eq!(x.due(1_000, 10), Vec::<u32>::new());
+        assert_eq!(x.len(), 2);
+        x.clear();
+        assert_eq!((x.len(), x.due(u64::MAX, 10)), (0, Vec::new()));
     }
 }

@@ -37,25 +37,39 @@ pub(crate) struct WriteEntry<T: Table> {
 }
 
 /// The events of one key's change: a delete when the key is left empty; otherwise a write
-/// per record now there that was not before and, in a bag, a delete per record removed.
+/// per record now there that was not before and, in a bag, a delete per record removed
+/// (carrying that record, whatever the subscription). A removed record whose deadline had
+/// passed is a delete with the cause `Expired` (before the write that took its key, which
+/// does not report it as its `old`).
 fn change_events<T: Table>(
     key: T::Key,
-    old: &[T],
-    new: &[T],
+    change: (&[T], &[T]),
     detailed: bool,
     cause: DeleteCause,
+    alive: Alive,
     out: &mut Vec<Event<T>>,
 ) {
-    let delete = |key: T::Key, r: &T| Event::Delete { key, old: detailed.then(|| r.clone()), cause };
+    let (old, new) = change;
+    let cause_of = |r: &T| if alive.keeps(r) { cause } else { DeleteCause::Expired };
     if new.is_empty() {
         if let Some(first) = old.first() {
-            out.push(delete(key, first));
+            let cause = if old.iter().any(|r| alive.keeps(r)) { cause } else { DeleteCause::Expired };
+            out.push(Event::Delete { key, old: detailed.then(|| first.clone()), cause });
         }
         return;
     }
     if T::TYPE != TableType::Bag {
+        let replaced = old.first().filter(|r| alive.keeps(*r));
+        if let Some(gone) = old.first().filter(|r| !alive.keeps(*r)) {
+            // The expired record a write took the key of goes first.
+            out.push(Event::Delete {
+                key: key.clone(),
+                old: detailed.then(|| gone.clone()),
+                cause: DeleteCause::Expired,
+            });
+        }
         for n in new {
-            out.push(Event::Write { new: n.clone(), old: detailed.then(|| old.first().cloned()).flatten() });
+            out.push(Event::Write { new: n.clone(), old: detailed.then(|| replaced.cloned()).flatten() });
         }
         return;
     }
@@ -65,7 +79,7 @@ fn change_events<T: Table>(
     let after: Vec<Vec<u8>> = new.iter().map(encoded).collect();
     for (r, b) in old.iter().zip(&before) {
         if !after.contains(b) {
-            out.push(delete(key.clone(), r));
+            out.push(Event::Delete { key: key.clone(), old: Some(r.clone()), cause: cause_of(r) });
         }
     }
     for (n, a) in new.iter().zip(&after) {
@@ -74,6 +88,18 @@ fn change_events<T: Table>(
         }
     }
 }
+
+/// Why a commit's unique check failed.
+pub(crate) enum UniqueFailure {
+    /// A value another live record holds.
+    Violation(Error),
+    /// A value held by a record that has expired: the commit removes that record (as the
+    /// reaper would) once its locks are released, then runs again.
+    ExpiredOwner(RemoveExpired),
+}
+
+/// Removes an expired record (see [`UniqueFailure::ExpiredOwner`]).
+pub(crate) type RemoveExpired = Box<dyn FnOnce(&crate::db::Database) -> Result<()>>;
 
 /// The buffered writes of one table, at most one entry per key.
 #[derive(Clone)]
@@ -294,7 +320,7 @@ pub(crate) trait TxPart: Any {
     fn validate(&self) -> Result<()>;
     /// Checks, under the commit locks and once every part validated, that unique indexes
     /// stay unique.
-    fn check_unique(&self) -> Result<()>;
+    fn check_unique(&self) -> std::result::Result<(), UniqueFailure>;
     /// `Err` if the table's disc-only file failed.
     fn healthy(&self) -> Result<()>;
     /// The table's id and publish lock, if it has subscribers and this part writes.
@@ -351,13 +377,8 @@ impl<T: Table> TxPart for TxTable<T> {
             let (version, mask) = self.store.get_with(&e.key, e.hash, |v, old| {
                 let mut mask = 0u64;
                 for (i, idx) in indexes.list.iter().enumerate() {
-                    // A new deadline counts as a change: a unique value held by an expired
-                    // record is free (see `check_unique`), so reviving one must lock it.
-                    let same = old.len() == new.len()
-                        && old
-                            .iter()
-                            .zip(new)
-                            .all(|(a, b)| idx.same_value(a, b) && a.deadline() == b.deadline());
+                    let same =
+                        old.len() == new.len() && old.iter().zip(new).all(|(a, b)| idx.same_value(a, b));
                     if same {
                         // The index keeps its entries for this key: no lock, no check.
                         continue;
@@ -456,7 +477,7 @@ impl<T: Table> TxPart for TxTable<T> {
             .then(|| (self.store.id, &self.store.subs.publishing))
     }
 
-    fn check_unique(&self) -> Result<()> {
+    fn check_unique(&self) -> std::result::Result<(), UniqueFailure> {
         let Some(p) = &self.prepared else {
             return Ok(());
         };
@@ -476,26 +497,36 @@ impl<T: Table> TxPart for TxTable<T> {
             if puts.is_empty() {
                 continue;
             }
-            let alive = Alive::now::<T>();
-            // An owner gives a value up when this transaction changes it, or when its record
-            // holding the value has expired (the reaper has not removed it yet).
             let gives_up = |owner: &T::Key, rec: &T| match writes.get(owner) {
                 Some(w) => !w.records().iter().any(|r| idx.same_value(r, rec)),
-                None if T::TTL_FIELD.is_some() => {
-                    let hash = self.store.hash(owner);
-                    self.store.get_with(owner, hash, |_, recs| {
-                        !recs.iter().any(|r| idx.same_value(r, rec) && alive.keeps(r))
-                    })
-                }
                 None => false,
             };
             if let Err(d) = idx.check_unique(&puts, &gives_up) {
-                return Err(Error::UniqueViolation {
+                if d.committed && T::TTL_FIELD.is_some() {
+                    // An owner whose record has expired (the reaper has not removed it yet)
+                    // gives the value up once removed: remove it, then run again.
+                    let alive = Alive::now::<T>();
+                    let hash = self.store.hash(&d.owner);
+                    let holds = |r: &T| puts.iter().any(|(_, p)| idx.same_value(r, p));
+                    let expired = self.store.get_with(&d.owner, hash, |_, recs| {
+                        recs.iter().any(|r| holds(r) && !alive.keeps(r))
+                            && !recs.iter().any(|r| holds(r) && alive.keeps(r))
+                    });
+                    if expired {
+                        let owner = d.owner;
+                        return Err(UniqueFailure::ExpiredOwner(Box::new(
+                            move |db: &crate::db::Database| {
+                                crate::expiring::reap_keys::<T>(db, std::slice::from_ref(&owner)).map(|_| ())
+                            },
+                        )));
+                    }
+                }
+                return Err(UniqueFailure::Violation(Error::UniqueViolation {
                     table: T::NAME.to_owned(),
                     field: idx.field(),
                     value: d.value,
-                    existing_key: d.existing_key,
-                });
+                    existing_key: format!("{:?}", d.owner),
+                }));
             }
         }
         Ok(())
@@ -507,6 +538,7 @@ impl<T: Table> TxPart for TxTable<T> {
         let entries = std::mem::take(&mut writes.entries);
         writes.by_key = None;
         let detailed = publish && self.store.subs.any_detailed();
+        let alive = Alive::now::<T>();
         let mut events = Vec::new();
         for (e, mask) in entries.into_iter().zip(&p.changed) {
             let mask = *mask;
@@ -518,7 +550,7 @@ impl<T: Table> TxPart for TxTable<T> {
             };
             self.store.install(&e.key, e.hash, e.write, seq, |old, new| {
                 if let Some(key) = key {
-                    change_events(key, old, new, detailed, cause, &mut events);
+                    change_events(key, (old, new), detailed, cause, alive, &mut events);
                 }
                 if mask == 0 {
                     return;
@@ -756,7 +788,15 @@ impl Tx {
             p.validate()?;
         }
         for p in &self.parts {
-            p.check_unique()?;
+            match p.check_unique() {
+                Ok(()) => {}
+                Err(UniqueFailure::Violation(e)) => return Err(e),
+                Err(UniqueFailure::ExpiredOwner(remove)) => {
+                    drop(held);
+                    remove(&self.db)?;
+                    return Err(Error::Conflict);
+                }
+            }
         }
         if writes {
             // Disc tables: logged (and, by the durability mode, synced) before anyone can

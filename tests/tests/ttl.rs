@@ -238,16 +238,26 @@ fn an_expired_records_unique_value_is_free_for_another_key() {
     let db = manual();
     db.scope(|| -> mnesia::Result<()> {
         Session::create_table(TableOptions::new())?;
+        let events = Session::subscribe()?;
         Session::write_with_ttl(Session { handle: "ann".into(), ..session("a", 1) }, SHORT)?;
         assert!(matches!(
             Session::write(Session { handle: "ann".into(), ..session("b", 2) }),
             Err(Error::UniqueViolation { .. })
         ));
         past_short();
+        // The write removes the expired holder of the value first, as the reaper would.
         Session::write(Session { handle: "ann".into(), ..session("b", 2) })?;
         assert_eq!(Session::get_by(Session::HANDLE, "ann")?.map(|s| s.token), Some(key("b")));
-        assert_eq!(db.cleanup_expired()?, 1);
-        assert_eq!(Session::get_by(Session::HANDLE, "ann")?.map(|s| s.token), Some(key("b")));
+        assert_eq!(Session::table_info()?.size, 1);
+        assert_eq!(db.cleanup_expired()?, 0);
+        let got: Vec<Event<Session>> = std::iter::from_fn(|| events.try_recv()).collect();
+        assert!(
+            matches!(
+                got.as_slice(),
+                [Event::Write { .. }, Event::Delete { cause: DeleteCause::Expired, .. }, Event::Write { .. }]
+            ),
+            "{got:?}"
+        );
         // The unique value stays taken by the live record.
         assert!(matches!(
             Session::write(Session { handle: "ann".into(), ..session("c", 3) }),
@@ -256,6 +266,57 @@ fn an_expired_records_unique_value_is_free_for_another_key() {
         Ok(())
     })
     .expect("body");
+}
+
+#[test]
+fn a_write_over_an_expired_record_reports_the_expiry_first() {
+    let db = manual();
+    db.scope(|| -> mnesia::Result<()> {
+        Session::create_table(TableOptions::new())?;
+        Mark::create_table(TableOptions::new())?;
+        let events = Session::subscribe_detailed()?;
+        Session::write_with_ttl(session("a", 1), SHORT)?;
+        past_short();
+        Session::write(session("a", 2))?;
+        let got: Vec<Event<Session>> = std::iter::from_fn(|| events.try_recv()).collect();
+        match got.as_slice() {
+            [
+                Event::Write { old: None, .. },
+                Event::Delete { old: Some(gone), cause: DeleteCause::Expired, .. },
+                Event::Write { new, old: None },
+            ] => assert_eq!((gone.user, new.user), (1, 2)),
+            other => panic!("{other:?}"),
+        }
+        // Bag records that differ only by their deadline become one record.
+        Mark::write_with_ttl(Mark { item: 1, label: "x".into(), expires_at: None }, Duration::from_secs(60))?;
+        Mark::write_with_ttl(Mark { item: 1, label: "x".into(), expires_at: None }, Duration::from_secs(90))?;
+        assert_eq!(Mark::read_all(&1)?.len(), 2);
+        Mark::persist(&1)?;
+        assert_eq!(Mark::read_all(&1)?, vec![Mark { item: 1, label: "x".into(), expires_at: None }]);
+        Ok(())
+    })
+    .expect("body");
+}
+
+#[test]
+fn closing_stops_the_reaper_so_the_directory_opens_again_at_once() {
+    let dir = tests::schema_dir();
+    for round in 0..3 {
+        let db = Database::open(Config::default().dir(dir.path()).cleanup_interval(Duration::from_millis(1)))
+            .expect("open");
+        db.scope(|| -> mnesia::Result<()> {
+            if round == 0 {
+                Session::create_table(TableOptions::new().disc_copies(["local@localhost"]))?;
+            }
+            for i in 0..200 {
+                Session::write_with_ttl(session(&format!("{round}-{i}"), i), Duration::from_millis(1))?;
+            }
+            Ok(())
+        })
+        .expect("body");
+        db.close().expect("close");
+        drop(db);
+    }
 }
 
 #[test]
