@@ -25,6 +25,8 @@ fn user(name: &str, age: u32) -> User {
 
 fn main() -> mnesia::Result<()> {
     let db = mnesia::start(Config::default())?;
+    // System events: tables created and dropped, checkpoints, an overloaded log.
+    let system = db.subscribe_system();
     User::create_table(TableOptions::new())?;
 
     // A detailed subscription: events also carry the record replaced or deleted.
@@ -40,6 +42,7 @@ fn main() -> mnesia::Result<()> {
                     println!("  event: deleted key {key} ({cause:?}): {old:?}")
                 }
                 Event::Cleared => println!("  event: the table was cleared"),
+                Event::Dropped => println!("  event: the table was dropped"),
                 Event::Lagged { missed } => println!("  event: fell behind, {missed} events missed"),
                 other => println!("  event: {other:?}"),
             }
@@ -60,12 +63,16 @@ fn main() -> mnesia::Result<()> {
     println!("batch write and batch delete");
     let batch = User::batch_write([user("Cy", 40), user("Di", 41)])?;
     User::batch_delete(batch.iter().map(|u| u.id))?;
-    println!("delete Bob, then clear");
+    println!("delete Bob, clear, then drop the table");
     User::delete(&2)?;
     User::clear()?;
+    User::drop_table()?;
 
     let seen = listener.join().unwrap_or(0);
     println!("the subscriber received {seen} events");
+    for event in std::iter::from_fn(|| system.try_recv()) {
+        println!("  system event: {event:?}");
+    }
     drop(db);
     mnesia::stop()?;
     Ok(())

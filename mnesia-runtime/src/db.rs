@@ -302,6 +302,7 @@ pub(crate) struct DbInner {
     /// The directory side, for a database opened with `Config::dir`.
     disk: Option<Disk>,
     reaper: Arc<crate::expiring::Reaper>,
+    system: Arc<crate::system::SystemHub>,
 }
 
 impl Drop for DbInner {
@@ -376,6 +377,7 @@ impl Database {
                 seq: CachePadded::new(AtomicU64::new(seq)),
                 disk,
                 reaper: Arc::default(),
+                system: Arc::default(),
             }),
         };
         if db.inner.disk.is_some() {
@@ -396,10 +398,12 @@ impl Database {
                     std::thread::sleep(std::time::Duration::from_millis(200));
                     let Some(inner) = weak.upgrade() else { return };
                     let db = Database { inner };
-                    let grown = db
-                        .disk()
-                        .is_some_and(|d| d.wal.bytes_since_roll() > db.inner.config.checkpoint_bytes);
-                    if grown {
+                    let threshold = db.inner.config.checkpoint_bytes;
+                    let log_bytes = db.disk().map_or(0, |d| d.wal.bytes_since_roll());
+                    if log_bytes > threshold.saturating_mul(2) {
+                        db.inner.system.overload(log_bytes);
+                    }
+                    if log_bytes > threshold {
                         let _ = db.checkpoint();
                     }
                 }
@@ -425,7 +429,22 @@ impl Database {
         // No table is created, claimed, dropped or moved while the checkpoint runs.
         let _schema = self.inner.schema.lock();
         let seq = self.inner.seq.load(Ordering::Acquire);
-        disk.checkpoint(seq, |def| self.snapshot_of(def))
+        disk.checkpoint(seq, |def| self.snapshot_of(def))?;
+        self.inner.system.publish(crate::system::SystemEvent::CheckpointDone { seq });
+        Ok(())
+    }
+
+    /// Subscribes to the database's [`crate::SystemEvent`]s: tables created and dropped,
+    /// checkpoints, an overloaded log.
+    ///
+    /// ```
+    /// let db = mnesia::Database::in_memory()?;
+    /// let events = db.subscribe_system();
+    /// # let _ = events;
+    /// # Ok::<(), mnesia::Error>(())
+    /// ```
+    pub fn subscribe_system(&self) -> crate::system::SystemSubscription {
+        self.inner.system.add(self.inner.config.event_buffer)
     }
 
     /// The snapshot of a disc table in use, looked up now (not from an older list: a table
@@ -721,6 +740,9 @@ impl Database {
         let mut next = (*map).clone();
         next.insert(T::NAME.to_owned(), store);
         self.inner.tables.store(Arc::new(next));
+        self.inner
+            .system
+            .publish(crate::system::SystemEvent::TableCreated { table: T::NAME.to_owned(), storage });
         Ok(())
     }
 
@@ -770,7 +792,10 @@ impl Database {
         let mut next = (*self.inner.tables.load_full()).clone();
         next.remove(T::NAME);
         self.inner.tables.store(Arc::new(next));
+        // While every commit lock is held: after every event of the table.
+        store.subs.deliver(&[crate::events::Event::Dropped]);
         drop(held);
+        self.inner.system.publish(crate::system::SystemEvent::TableDropped { table: T::NAME.to_owned() });
         Ok(())
     }
 

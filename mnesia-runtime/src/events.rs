@@ -82,6 +82,8 @@ pub enum Event<T: Table> {
     },
     /// Every record was removed (`clear`).
     Cleared,
+    /// The table was dropped: no event follows.
+    Dropped,
     /// The subscriber's buffer was full: this many events were dropped before the next one.
     Lagged {
         /// How many events were dropped.
@@ -89,24 +91,48 @@ pub enum Event<T: Table> {
     },
 }
 
-struct Queue<T: Table> {
-    events: VecDeque<Event<T>>,
+/// What a subscriber's queue holds: events, and a notice of how many were dropped.
+pub(crate) trait Notice: Clone + Send + 'static {
+    /// The notice that `missed` events were dropped.
+    fn lagged(missed: u64) -> Self;
+}
+
+impl<T: Table> Notice for Event<T> {
+    fn lagged(missed: u64) -> Self {
+        Event::Lagged { missed }
+    }
+}
+
+struct Queue<E> {
+    events: VecDeque<E>,
     missed: u64,
     /// An async reader waiting for the next event.
     waker: Option<std::task::Waker>,
 }
 
-/// The shared end of a subscription.
-pub(crate) struct Sub<T: Table> {
+/// How many times a reader with nothing to read yields its thread before it sleeps.
+const IDLE_YIELDS: u32 = 32;
+
+/// The shared end of a subscription: a bounded queue of events.
+pub(crate) struct Sub<E> {
     detailed: bool,
     capacity: usize,
-    queue: Mutex<Queue<T>>,
+    queue: Mutex<Queue<E>>,
     ready: Condvar,
 }
 
-impl<T: Table> Sub<T> {
+impl<E: Notice> Sub<E> {
+    fn new(detailed: bool, capacity: usize) -> Self {
+        Sub {
+            detailed,
+            capacity: capacity.max(1),
+            queue: Mutex::new(Queue { events: VecDeque::new(), missed: 0, waker: None }),
+            ready: Condvar::new(),
+        }
+    }
+
     /// Delivers one commit's events together, or counts them as missed.
-    pub(crate) fn deliver(&self, events: &[Event<T>]) {
+    pub(crate) fn deliver(&self, events: &[E]) {
         let mut q = self.queue.lock();
         // Only readers that had nothing to read can be asleep: wake them.
         let was_idle = q.events.is_empty() && q.missed == 0;
@@ -128,11 +154,108 @@ impl<T: Table> Sub<T> {
             w.wake();
         }
     }
+
+    /// The next event or lag notice: waiting until `deadline` (forever when `None`) if
+    /// `wait`, else only what is there.
+    pub(crate) fn take(&self, deadline: Option<Instant>, wait: bool) -> Option<E> {
+        let mut q = self.queue.lock();
+        let mut idle_rounds = 0;
+        loop {
+            if let Some(e) = q.events.pop_front() {
+                return Some(e);
+            }
+            if q.missed > 0 {
+                let missed = std::mem::take(&mut q.missed);
+                return Some(E::lagged(missed));
+            }
+            if !wait {
+                return None;
+            }
+            if idle_rounds < IDLE_YIELDS {
+                // Let the writers run before going to sleep: the next wake-up then finds a
+                // batch of events instead of one, and a busy table does not cost a sleep
+                // and a wake-up per commit.
+                idle_rounds += 1;
+                parking_lot::MutexGuard::unlocked(&mut q, std::thread::yield_now);
+                continue;
+            }
+            match deadline {
+                Some(d) => {
+                    if self.ready.wait_until(&mut q, d).timed_out() && q.events.is_empty() && q.missed == 0 {
+                        return None;
+                    }
+                }
+                None => self.ready.wait(&mut q),
+            }
+        }
+    }
+
+    pub(crate) fn recv(&self) -> E {
+        loop {
+            if let Some(e) = self.take(None, true) {
+                return e;
+            }
+        }
+    }
+
+    /// The next event for an async reader, or `Pending` with its waker registered.
+    #[cfg(feature = "tokio")]
+    pub(crate) fn poll(&self, cx: &mut std::task::Context<'_>) -> std::task::Poll<Option<E>> {
+        let mut q = self.queue.lock();
+        if let Some(e) = q.events.pop_front() {
+            return std::task::Poll::Ready(Some(e));
+        }
+        if q.missed > 0 {
+            let missed = std::mem::take(&mut q.missed);
+            return std::task::Poll::Ready(Some(E::lagged(missed)));
+        }
+        // Registered under the queue's lock: the next delivery sees it.
+        q.waker = Some(cx.waker().clone());
+        std::task::Poll::Pending
+    }
+}
+
+/// The subscribers of one source of events.
+pub(crate) struct Hub<E> {
+    list: arc_swap::ArcSwap<Vec<Arc<Sub<E>>>>,
+}
+
+impl<E: Notice> Default for Hub<E> {
+    fn default() -> Self {
+        Hub { list: arc_swap::ArcSwap::from_pointee(Vec::new()) }
+    }
+}
+
+impl<E: Notice> Hub<E> {
+    pub(crate) fn add(&self, detailed: bool, capacity: usize) -> Arc<Sub<E>> {
+        let sub = Arc::new(Sub::new(detailed, capacity));
+        self.list.rcu(|l| {
+            let mut next = (**l).clone();
+            next.push(Arc::clone(&sub));
+            next
+        });
+        sub
+    }
+
+    pub(crate) fn remove(&self, sub: &Arc<Sub<E>>) {
+        self.list.rcu(|l| l.iter().filter(|s| !Arc::ptr_eq(s, sub)).cloned().collect::<Vec<_>>());
+    }
+
+    pub(crate) fn any(&self) -> bool {
+        !self.list.load().is_empty()
+    }
+
+    /// Delivers events to every subscriber.
+    pub(crate) fn deliver(&self, events: &[E]) {
+        for s in self.list.load().iter() {
+            s.deliver(events);
+        }
+    }
 }
 
 /// The subscribers of one table.
 pub(crate) struct Subscribers<T: Table> {
-    list: arc_swap::ArcSwap<Vec<Arc<Sub<T>>>>,
+    hub: Hub<Event<T>>,
     /// Held from a commit's sequence number to the delivery of its events, so that a table's
     /// events are delivered in commit order.
     pub(crate) publishing: Mutex<()>,
@@ -140,51 +263,38 @@ pub(crate) struct Subscribers<T: Table> {
 
 impl<T: Table> Default for Subscribers<T> {
     fn default() -> Self {
-        Subscribers { list: arc_swap::ArcSwap::from_pointee(Vec::new()), publishing: Mutex::new(()) }
+        Subscribers { hub: Hub::default(), publishing: Mutex::new(()) }
     }
 }
 
 impl<T: Table> Subscribers<T> {
     pub(crate) fn any(&self) -> bool {
-        !self.list.load().is_empty()
+        self.hub.any()
     }
 
     /// Whether some subscriber wants the old records.
     pub(crate) fn any_detailed(&self) -> bool {
-        self.list.load().iter().any(|s| s.detailed)
+        self.hub.list.load().iter().any(|s| s.detailed)
     }
 
     pub(crate) fn deliver(&self, events: &[Event<T>]) {
         if events.is_empty() {
             return;
         }
-        for s in self.list.load().iter() {
+        let list = self.hub.list.load();
+        // The simple form is made once, for every simple subscriber.
+        let mut simple: Option<Vec<Event<T>>> = None;
+        for s in list.iter() {
             if s.detailed {
                 s.deliver(events);
             } else {
-                let simple: Vec<Event<T>> = events.iter().map(simplify).collect();
-                s.deliver(&simple);
+                s.deliver(simple.get_or_insert_with(|| events.iter().map(simplify).collect()));
             }
         }
     }
 
     pub(crate) fn add(self: &Arc<Self>, detailed: bool, capacity: usize) -> Subscription<T> {
-        let sub = Arc::new(Sub {
-            detailed,
-            capacity: capacity.max(1),
-            queue: Mutex::new(Queue { events: VecDeque::new(), missed: 0, waker: None }),
-            ready: Condvar::new(),
-        });
-        self.list.rcu(|l| {
-            let mut next = (**l).clone();
-            next.push(Arc::clone(&sub));
-            next
-        });
-        Subscription { sub, table: Arc::downgrade(self) }
-    }
-
-    fn remove(&self, sub: &Arc<Sub<T>>) {
-        self.list.rcu(|l| l.iter().filter(|s| !Arc::ptr_eq(s, sub)).cloned().collect::<Vec<_>>());
+        Subscription { sub: self.hub.add(detailed, capacity), table: Arc::downgrade(self) }
     }
 }
 
@@ -195,9 +305,6 @@ fn simplify<T: Table>(e: &Event<T>) -> Event<T> {
         other => other.clone(),
     }
 }
-
-/// How many times a reader with nothing to read yields its thread before it sleeps.
-const IDLE_YIELDS: u32 = 32;
 
 /// A subscription to a table's changes: a blocking iterator, with `recv_timeout` and
 /// `try_recv`. Dropping it unsubscribes. It has one reader at a time (share the events, not
@@ -224,7 +331,7 @@ const IDLE_YIELDS: u32 = 32;
 /// # Ok::<(), mnesia::Error>(())
 /// ```
 pub struct Subscription<T: Table> {
-    sub: Arc<Sub<T>>,
+    sub: Arc<Sub<Event<T>>>,
     table: Weak<Subscribers<T>>,
 }
 
@@ -235,42 +342,6 @@ impl<T: Table> fmt::Debug for Subscription<T> {
 }
 
 impl<T: Table> Subscription<T> {
-    fn take(&self, deadline: Option<Instant>, wait: bool) -> Option<Event<T>> {
-        let mut q = self.sub.queue.lock();
-        let mut idle_rounds = 0;
-        loop {
-            if let Some(e) = q.events.pop_front() {
-                return Some(e);
-            }
-            if q.missed > 0 {
-                let missed = std::mem::take(&mut q.missed);
-                return Some(Event::Lagged { missed });
-            }
-            if !wait {
-                return None;
-            }
-            if idle_rounds < IDLE_YIELDS {
-                // Let the writers run before going to sleep: the next wake-up then finds a
-                // batch of events instead of one, and a busy table does not cost a sleep
-                // and a wake-up per commit.
-                idle_rounds += 1;
-                parking_lot::MutexGuard::unlocked(&mut q, std::thread::yield_now);
-                continue;
-            }
-            match deadline {
-                Some(d) => {
-                    if self.sub.ready.wait_until(&mut q, d).timed_out()
-                        && q.events.is_empty()
-                        && q.missed == 0
-                    {
-                        return None;
-                    }
-                }
-                None => self.sub.ready.wait(&mut q),
-            }
-        }
-    }
-
     /// The next event, waiting for one.
     ///
     /// ```
@@ -287,11 +358,7 @@ impl<T: Table> Subscription<T> {
     /// # Ok::<(), mnesia::Error>(())
     /// ```
     pub fn recv(&self) -> Event<T> {
-        loop {
-            if let Some(e) = self.take(None, true) {
-                return e;
-            }
-        }
+        self.sub.recv()
     }
 
     /// The next event, waiting at most `timeout`.
@@ -309,7 +376,7 @@ impl<T: Table> Subscription<T> {
     /// # Ok::<(), mnesia::Error>(())
     /// ```
     pub fn recv_timeout(&self, timeout: Duration) -> Option<Event<T>> {
-        self.take(Some(Instant::now() + timeout), true)
+        self.sub.take(Some(Instant::now() + timeout), true)
     }
 
     /// The next event if one is waiting.
@@ -327,7 +394,7 @@ impl<T: Table> Subscription<T> {
     /// # Ok::<(), mnesia::Error>(())
     /// ```
     pub fn try_recv(&self) -> Option<Event<T>> {
-        self.take(None, false)
+        self.sub.take(None, false)
     }
 }
 
@@ -355,24 +422,14 @@ impl<T: Table> futures_core::Stream for Subscription<T> {
         self: std::pin::Pin<&mut Self>,
         cx: &mut std::task::Context<'_>,
     ) -> std::task::Poll<Option<Event<T>>> {
-        let mut q = self.sub.queue.lock();
-        if let Some(e) = q.events.pop_front() {
-            return std::task::Poll::Ready(Some(e));
-        }
-        if q.missed > 0 {
-            let missed = std::mem::take(&mut q.missed);
-            return std::task::Poll::Ready(Some(Event::Lagged { missed }));
-        }
-        // Registered under the queue's lock: the next delivery sees it.
-        q.waker = Some(cx.waker().clone());
-        std::task::Poll::Pending
+        self.sub.poll(cx)
     }
 }
 
 impl<T: Table> Drop for Subscription<T> {
     fn drop(&mut self) {
         if let Some(table) = self.table.upgrade() {
-            table.remove(&self.sub);
+            table.hub.remove(&self.sub);
         }
     }
 }

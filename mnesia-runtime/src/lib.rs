@@ -38,6 +38,7 @@ mod query;
 mod schema;
 mod select;
 mod store;
+mod system;
 mod table;
 #[cfg(test)]
 mod testing;
@@ -61,6 +62,7 @@ pub use index::{IndexProbe, ProbeIndexable, ProbeNotIndexable};
 pub use plan::Plan;
 pub use query::{Query, QueryIter};
 pub use schema::{Schema, SchemaInfo};
+pub use system::{SystemEvent, SystemSubscription};
 pub use table::{
     FieldInfo, IndexInfo, Key, StorageType, Table, TableInfo, TableOptions, TableType, Upserted,
 };

@@ -1,0 +1,186 @@
+//! System events (`db.subscribe_system()`): tables created and dropped, checkpoints, and an
+//! overloaded commit log, as Mnesia's `subscribe(system)` tells them.
+
+use std::fmt;
+use std::sync::{Arc, Weak};
+use std::time::{Duration, Instant};
+
+use crate::events::{Hub, Notice, Sub};
+use crate::table::StorageType;
+
+/// An event of the database as a whole.
+///
+/// ```
+/// use mnesia::prelude::*;
+/// use mnesia::SystemEvent;
+///
+/// #[derive(Table, Clone, Debug, Serialize, Deserialize)]
+/// struct Item { #[key] id: u32 }
+///
+/// let db = Database::in_memory()?;
+/// let events = db.subscribe_system();
+/// db.create_table::<Item>(TableOptions::new())?;
+/// db.drop_table::<Item>()?;
+/// assert_eq!(
+///     events.try_recv(),
+///     Some(SystemEvent::TableCreated { table: "item".into(), storage: StorageType::RamCopies })
+/// );
+/// assert_eq!(events.try_recv(), Some(SystemEvent::TableDropped { table: "item".into() }));
+/// # Ok::<(), mnesia::Error>(())
+/// ```
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum SystemEvent {
+    /// A table was created.
+    TableCreated {
+        /// Its name.
+        table: String,
+        /// Where it lives.
+        storage: StorageType,
+    },
+    /// A table was dropped.
+    TableDropped {
+        /// Its name.
+        table: String,
+    },
+    /// A checkpoint folded the commit log into table snapshots.
+    CheckpointDone {
+        /// The last commit it includes.
+        seq: u64,
+    },
+    /// The commit log has grown past twice the checkpoint threshold: checkpoints do not keep
+    /// up with the writers (Mnesia's `mnesia_overload`). Told at most once a second.
+    Overload {
+        /// Bytes of log since the last checkpoint.
+        log_bytes: u64,
+    },
+    /// The subscriber's buffer was full: this many events were dropped before the next one.
+    Lagged {
+        /// How many events were dropped.
+        missed: u64,
+    },
+}
+
+impl Notice for SystemEvent {
+    fn lagged(missed: u64) -> Self {
+        SystemEvent::Lagged { missed }
+    }
+}
+
+/// The system event subscribers of a database.
+#[derive(Default)]
+pub(crate) struct SystemHub {
+    hub: Hub<SystemEvent>,
+    last_overload: parking_lot::Mutex<Option<Instant>>,
+}
+
+impl SystemHub {
+    pub(crate) fn publish(&self, event: SystemEvent) {
+        if self.hub.any() {
+            self.hub.deliver(std::slice::from_ref(&event));
+        }
+    }
+
+    /// Tells of an overloaded log, at most once a second.
+    pub(crate) fn overload(&self, log_bytes: u64) {
+        let mut last = self.last_overload.lock();
+        if last.is_some_and(|t| t.elapsed() < Duration::from_secs(1)) {
+            return;
+        }
+        *last = Some(Instant::now());
+        drop(last);
+        self.publish(SystemEvent::Overload { log_bytes });
+    }
+
+    pub(crate) fn add(self: &Arc<Self>, capacity: usize) -> SystemSubscription {
+        SystemSubscription { sub: self.hub.add(false, capacity), hub: Arc::downgrade(self) }
+    }
+}
+
+/// A subscription to a database's [`SystemEvent`]s: a blocking iterator with
+/// `recv_timeout` and `try_recv`, bounded like a table's (`Config::event_buffer`, then a
+/// `Lagged` notice). Dropping it unsubscribes.
+///
+/// ```
+/// let db = mnesia::Database::in_memory()?;
+/// let events = db.subscribe_system();
+/// assert!(events.try_recv().is_none());
+/// # Ok::<(), mnesia::Error>(())
+/// ```
+pub struct SystemSubscription {
+    sub: Arc<Sub<SystemEvent>>,
+    hub: Weak<SystemHub>,
+}
+
+impl fmt::Debug for SystemSubscription {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SystemSubscription").finish_non_exhaustive()
+    }
+}
+
+impl SystemSubscription {
+    /// The next event, waiting for one.
+    ///
+    /// ```no_run
+    /// let db = mnesia::Database::in_memory()?;
+    /// let events = db.subscribe_system();
+    /// let _next = events.recv();
+    /// # Ok::<(), mnesia::Error>(())
+    /// ```
+    pub fn recv(&self) -> SystemEvent {
+        self.sub.recv()
+    }
+
+    /// The next event, waiting at most `timeout`.
+    ///
+    /// ```
+    /// let db = mnesia::Database::in_memory()?;
+    /// let events = db.subscribe_system();
+    /// assert!(events.recv_timeout(std::time::Duration::from_millis(1)).is_none());
+    /// # Ok::<(), mnesia::Error>(())
+    /// ```
+    pub fn recv_timeout(&self, timeout: Duration) -> Option<SystemEvent> {
+        self.sub.take(Some(Instant::now() + timeout), true)
+    }
+
+    /// The next event if one is waiting.
+    ///
+    /// ```
+    /// let db = mnesia::Database::in_memory()?;
+    /// assert!(db.subscribe_system().try_recv().is_none());
+    /// # Ok::<(), mnesia::Error>(())
+    /// ```
+    pub fn try_recv(&self) -> Option<SystemEvent> {
+        self.sub.take(None, false)
+    }
+}
+
+impl Iterator for SystemSubscription {
+    type Item = SystemEvent;
+
+    /// Waits for the next event (the iteration does not end by itself).
+    fn next(&mut self) -> Option<SystemEvent> {
+        Some(self.recv())
+    }
+}
+
+/// With the `tokio` feature, a system subscription is also a stream of events.
+#[cfg(feature = "tokio")]
+impl futures_core::Stream for SystemSubscription {
+    type Item = SystemEvent;
+
+    fn poll_next(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<SystemEvent>> {
+        self.sub.poll(cx)
+    }
+}
+
+impl Drop for SystemSubscription {
+    fn drop(&mut self) {
+        if let Some(hub) = self.hub.upgrade() {
+            hub.hub.remove(&self.sub);
+        }
+    }
+}
