@@ -793,7 +793,7 @@ impl Database {
         next.remove(T::NAME);
         self.inner.tables.store(Arc::new(next));
         // While every commit lock is held: after every event of the table.
-        store.subs.deliver(&[crate::events::Event::Dropped]);
+        store.subs.deliver(vec![crate::events::Event::Dropped]);
         drop(held);
         self.inner.system.publish(crate::system::SystemEvent::TableDropped { table: T::NAME.to_owned() });
         Ok(())
@@ -823,7 +823,7 @@ impl Database {
             _ => self.next_seq(),
         };
         store.clear_all(seq);
-        store.subs.deliver(&[crate::events::Event::Cleared]);
+        store.subs.deliver(vec![crate::events::Event::Cleared]);
         drop(held);
         Ok(())
     }

@@ -69,9 +69,9 @@ pub enum Event<T: Table> {
         /// The record replaced, in a detailed subscription.
         old: Option<T>,
     },
-    /// A key's records were deleted. `old` is the (first) record deleted, in a detailed
-    /// subscription. In a bag, when a record goes and others of its key remain, there is
-    /// one such event per record removed and `old` carries it in every subscription.
+    /// A key's records were deleted. `old` is the (first) record deleted: in a detailed
+    /// subscription, and in every subscription to a bag. In a bag, when a record goes and
+    /// others of its key remain, there is one such event per record removed.
     Delete {
         /// The key.
         key: T::Key,
@@ -103,22 +103,73 @@ impl<T: Table> Notice for Event<T> {
     }
 }
 
+/// One commit's events, shared by every subscriber that receives them: a commit costs a
+/// pointer per subscriber, and each reader copies an event out as it reads it.
+pub(crate) type Batch<E> = Arc<[E]>;
+
+/// Batches of events in delivery order, and how far the first one has been read.
+struct Batches<E> {
+    list: VecDeque<Batch<E>>,
+    read: usize,
+    /// Events in `list` not yet read.
+    len: usize,
+}
+
+impl<E: Clone> Batches<E> {
+    fn new() -> Self {
+        Batches { list: VecDeque::new(), read: 0, len: 0 }
+    }
+
+    fn pop(&mut self) -> Option<E> {
+        while let Some(first) = self.list.front() {
+            if let Some(e) = first.get(self.read) {
+                let e = e.clone();
+                self.read += 1;
+                self.len -= 1;
+                return Some(e);
+            }
+            self.list.pop_front();
+            self.read = 0;
+        }
+        None
+    }
+}
+
 struct Queue<E> {
-    events: VecDeque<E>,
+    events: Batches<E>,
     missed: u64,
+    reader: Reader,
     /// An async reader waiting for the next event.
     waker: Option<std::task::Waker>,
 }
 
-/// How many times a reader with nothing to read yields its thread before it sleeps.
-const IDLE_YIELDS: u32 = 32;
+/// A reader with nothing to read first yields its thread a few times, then naps: short
+/// timed waits that writers do not cut short unless `NAP_WAKE` events are waiting, then
+/// sleeps until a writer wakes it. On a busy table a reader thus wakes once per batch of
+/// commits, and a writer does not pay a wake-up per commit; an event waits at most `NAP`
+/// for a napping reader, and not at all for a sleeping one.
+const IDLE_YIELDS: u32 = 4;
+const NAPS: u32 = 5;
+const NAP: Duration = Duration::from_micros(200);
+const NAP_WAKE: usize = 256;
 
-/// The shared end of a subscription: a bounded queue of events.
+/// What the reader of a queue is doing, as writers see it.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Reader {
+    Busy,
+    Napping,
+    Sleeping,
+}
+
+/// The shared end of a subscription: a bounded queue of events, and the batches its reader
+/// has taken from it (so that the reader takes the writers' lock once per batch of
+/// commits, not once per event).
 pub(crate) struct Sub<E> {
     detailed: bool,
     capacity: usize,
     queue: Mutex<Queue<E>>,
     ready: Condvar,
+    taken: Mutex<Batches<E>>,
 }
 
 impl<E: Notice> Sub<E> {
@@ -126,28 +177,51 @@ impl<E: Notice> Sub<E> {
         Sub {
             detailed,
             capacity: capacity.max(1),
-            queue: Mutex::new(Queue { events: VecDeque::new(), missed: 0, waker: None }),
+            queue: Mutex::new(Queue { events: Batches::new(), missed: 0, reader: Reader::Busy, waker: None }),
             ready: Condvar::new(),
+            taken: Mutex::new(Batches::new()),
         }
     }
 
+    /// The next event of the queue, taking every waiting batch into the reader's; else the
+    /// lag notice. The caller holds the queue's lock and the reader's (empty) batches.
+    fn next_from(q: &mut Queue<E>, taken: &mut Batches<E>) -> Option<E> {
+        if q.events.len > 0 {
+            std::mem::swap(&mut q.events, taken);
+            return taken.pop();
+        }
+        if q.missed > 0 {
+            let missed = std::mem::take(&mut q.missed);
+            return Some(E::lagged(missed));
+        }
+        None
+    }
+
     /// Delivers one commit's events together, or counts them as missed.
-    pub(crate) fn deliver(&self, events: &[E]) {
+    pub(crate) fn deliver(&self, events: &Batch<E>) {
         let mut q = self.queue.lock();
-        // Only readers that had nothing to read can be asleep: wake them.
-        let was_idle = q.events.is_empty() && q.missed == 0;
         // A commit's events go in whole or not at all (one larger than the buffer goes into
         // an empty buffer). Once events are missed, later ones are too until the subscriber
         // has drained its buffer and been told: the notice stands where the gap is.
-        let fits = q.events.is_empty() || q.events.len() + events.len() <= self.capacity;
+        let fits = q.events.len == 0 || q.events.len + events.len() <= self.capacity;
         if q.missed > 0 || !fits {
             q.missed += events.len() as u64;
         } else {
-            q.events.extend(events.iter().cloned());
+            q.events.len += events.len();
+            q.events.list.push_back(Arc::clone(events));
+        }
+        let wake = match q.reader {
+            Reader::Busy => false,
+            Reader::Napping => q.events.len >= NAP_WAKE.min(self.capacity / 2 + 1) || q.missed > 0,
+            Reader::Sleeping => true,
+        };
+        if wake {
+            // Woken once: later commits do not pay for another wake-up.
+            q.reader = Reader::Busy;
         }
         let waker = q.waker.take();
         drop(q);
-        if was_idle {
+        if wake {
             self.ready.notify_all();
         }
         if let Some(w) = waker {
@@ -155,38 +229,48 @@ impl<E: Notice> Sub<E> {
         }
     }
 
-    /// The next event or lag notice: waiting until `deadline` (forever when `None`) if
+    /// The next event or lag notice: waiting at most `timeout` (forever when `None`) if
     /// `wait`, else only what is there.
-    pub(crate) fn take(&self, deadline: Option<Instant>, wait: bool) -> Option<E> {
+    pub(crate) fn take(&self, timeout: Option<Duration>, wait: bool) -> Option<E> {
+        let mut taken = self.taken.lock();
+        if let Some(e) = taken.pop() {
+            return Some(e);
+        }
         let mut q = self.queue.lock();
-        let mut idle_rounds = 0;
+        let mut rounds = 0;
+        // Read from the clock only once the reader is about to wait.
+        let mut deadline: Option<Option<Instant>> = None;
         loop {
-            if let Some(e) = q.events.pop_front() {
+            if let Some(e) = Self::next_from(&mut q, &mut taken) {
                 return Some(e);
-            }
-            if q.missed > 0 {
-                let missed = std::mem::take(&mut q.missed);
-                return Some(E::lagged(missed));
             }
             if !wait {
                 return None;
             }
-            if idle_rounds < IDLE_YIELDS {
-                // Let the writers run before going to sleep: the next wake-up then finds a
-                // batch of events instead of one, and a busy table does not cost a sleep
-                // and a wake-up per commit.
-                idle_rounds += 1;
+            rounds += 1;
+            if rounds <= IDLE_YIELDS {
                 parking_lot::MutexGuard::unlocked(&mut q, std::thread::yield_now);
                 continue;
             }
-            match deadline {
-                Some(d) => {
-                    if self.ready.wait_until(&mut q, d).timed_out() && q.events.is_empty() && q.missed == 0 {
-                        return None;
-                    }
-                }
-                None => self.ready.wait(&mut q),
+            let now = Instant::now();
+            let end = *deadline.get_or_insert_with(|| timeout.map(|t| now + t));
+            if end.is_some_and(|d| now >= d) {
+                return None;
             }
+            if rounds <= IDLE_YIELDS + NAPS {
+                let until = end.map_or(now + NAP, |d| d.min(now + NAP));
+                q.reader = Reader::Napping;
+                self.ready.wait_until(&mut q, until);
+            } else {
+                q.reader = Reader::Sleeping;
+                match end {
+                    Some(d) => {
+                        self.ready.wait_until(&mut q, d);
+                    }
+                    None => self.ready.wait(&mut q),
+                }
+            }
+            q.reader = Reader::Busy;
         }
     }
 
@@ -201,13 +285,13 @@ impl<E: Notice> Sub<E> {
     /// The next event for an async reader, or `Pending` with its waker registered.
     #[cfg(feature = "tokio")]
     pub(crate) fn poll(&self, cx: &mut std::task::Context<'_>) -> std::task::Poll<Option<E>> {
-        let mut q = self.queue.lock();
-        if let Some(e) = q.events.pop_front() {
+        let mut taken = self.taken.lock();
+        if let Some(e) = taken.pop() {
             return std::task::Poll::Ready(Some(e));
         }
-        if q.missed > 0 {
-            let missed = std::mem::take(&mut q.missed);
-            return std::task::Poll::Ready(Some(E::lagged(missed)));
+        let mut q = self.queue.lock();
+        if let Some(e) = Self::next_from(&mut q, &mut taken) {
+            return std::task::Poll::Ready(Some(e));
         }
         // Registered under the queue's lock: the next delivery sees it.
         q.waker = Some(cx.waker().clone());
@@ -245,8 +329,8 @@ impl<E: Notice> Hub<E> {
         !self.list.load().is_empty()
     }
 
-    /// Delivers events to every subscriber.
-    pub(crate) fn deliver(&self, events: &[E]) {
+    /// Delivers one batch of events to every subscriber.
+    pub(crate) fn deliver(&self, events: &Batch<E>) {
         for s in self.list.load().iter() {
             s.deliver(events);
         }
@@ -277,18 +361,26 @@ impl<T: Table> Subscribers<T> {
         self.hub.list.load().iter().any(|s| s.detailed)
     }
 
-    pub(crate) fn deliver(&self, events: &[Event<T>]) {
+    /// Delivers one commit's events (made for a detailed subscriber when there is one:
+    /// see `any_detailed`).
+    pub(crate) fn deliver(&self, events: Vec<Event<T>>) {
         if events.is_empty() {
             return;
         }
         let list = self.hub.list.load();
-        // The simple form is made once, for every simple subscriber.
-        let mut simple: Option<Vec<Event<T>>> = None;
+        let any_simple = list.iter().any(|s| !s.detailed);
+        let simple: Option<Batch<Event<T>>>;
+        let detailed: Option<Batch<Event<T>>>;
+        if list.iter().any(|s| s.detailed) {
+            simple = any_simple.then(|| events.iter().map(simplify).collect());
+            detailed = Some(events.into());
+        } else {
+            simple = Some(events.into());
+            detailed = None;
+        }
         for s in list.iter() {
-            if s.detailed {
-                s.deliver(events);
-            } else {
-                s.deliver(simple.get_or_insert_with(|| events.iter().map(simplify).collect()));
+            if let Some(batch) = if s.detailed { &detailed } else { &simple } {
+                s.deliver(batch);
             }
         }
     }
@@ -301,7 +393,11 @@ impl<T: Table> Subscribers<T> {
 fn simplify<T: Table>(e: &Event<T>) -> Event<T> {
     match e {
         Event::Write { new, .. } => Event::Write { new: new.clone(), old: None },
-        Event::Delete { key, cause, .. } => Event::Delete { key: key.clone(), old: None, cause: *cause },
+        Event::Delete { key, old, cause } => Event::Delete {
+            key: key.clone(),
+            old: if T::TYPE == crate::table::TableType::Bag { old.clone() } else { None },
+            cause: *cause,
+        },
         other => other.clone(),
     }
 }
@@ -376,7 +472,7 @@ impl<T: Table> Subscription<T> {
     /// # Ok::<(), mnesia::Error>(())
     /// ```
     pub fn recv_timeout(&self, timeout: Duration) -> Option<Event<T>> {
-        self.sub.take(Some(Instant::now() + timeout), true)
+        self.sub.take(Some(timeout), true)
     }
 
     /// The next event if one is waiting.

@@ -77,7 +77,7 @@ pub(crate) struct SystemHub {
 impl SystemHub {
     pub(crate) fn publish(&self, event: SystemEvent) {
         if self.hub.any() {
-            self.hub.deliver(std::slice::from_ref(&event));
+            self.hub.deliver(&Arc::from([event]));
         }
     }
 
@@ -140,7 +140,7 @@ impl SystemSubscription {
     /// # Ok::<(), mnesia::Error>(())
     /// ```
     pub fn recv_timeout(&self, timeout: Duration) -> Option<SystemEvent> {
-        self.sub.take(Some(Instant::now() + timeout), true)
+        self.sub.take(Some(timeout), true)
     }
 
     /// The next event if one is waiting.

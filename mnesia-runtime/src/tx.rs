@@ -38,7 +38,7 @@ pub(crate) struct WriteEntry<T: Table> {
 
 /// The events of one key's change: a delete when the key is left empty; otherwise a write
 /// per record now there that was not before and, in a bag, a delete per record removed
-/// (carrying that record, whatever the subscription). A removed record whose deadline had
+/// (a bag's deletes carry the record, whatever the subscription). A removed record whose deadline had
 /// passed is a delete with the cause `Expired` (before the write that took its key, which
 /// does not report it as its `old`).
 fn change_events<T: Table>(
@@ -54,7 +54,8 @@ fn change_events<T: Table>(
     if new.is_empty() {
         if let Some(first) = old.first() {
             let cause = if old.iter().any(|r| alive.keeps(r)) { cause } else { DeleteCause::Expired };
-            out.push(Event::Delete { key, old: detailed.then(|| first.clone()), cause });
+            let old = (detailed || T::TYPE == TableType::Bag).then(|| first.clone());
+            out.push(Event::Delete { key, old, cause });
         }
         return;
     }
@@ -573,7 +574,7 @@ impl<T: Table> TxPart for TxTable<T> {
             });
         }
         if publish {
-            self.store.subs.deliver(&events);
+            self.store.subs.deliver(events);
         }
     }
 
