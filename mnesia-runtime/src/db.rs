@@ -143,7 +143,8 @@ impl Config {
     }
 
     /// How many events a subscriber's buffer holds before further ones are dropped and
-    /// counted (`Event::Lagged`); default 10 000.
+    /// counted (`Event::Lagged`); default 10 000. The batch of events its reader has taken
+    /// and not read yet is not counted; `Cleared` and `Dropped` are never dropped.
     ///
     /// ```
     /// let c = mnesia::Config::default().event_buffer(100);
@@ -793,7 +794,7 @@ impl Database {
         next.remove(T::NAME);
         self.inner.tables.store(Arc::new(next));
         // While every commit lock is held: after every event of the table.
-        store.subs.deliver(vec![crate::events::Event::Dropped]);
+        store.subs.deliver(vec![crate::events::Event::Dropped], false);
         drop(held);
         self.inner.system.publish(crate::system::SystemEvent::TableDropped { table: T::NAME.to_owned() });
         Ok(())
@@ -823,7 +824,7 @@ impl Database {
             _ => self.next_seq(),
         };
         store.clear_all(seq);
-        store.subs.deliver(vec![crate::events::Event::Cleared]);
+        store.subs.deliver(vec![crate::events::Event::Cleared], false);
         drop(held);
         Ok(())
     }
@@ -1065,6 +1066,8 @@ impl Database {
             }
         }
         fresh.counter.fetch_max(counter, Ordering::AcqRel);
+        // The table's subscribers stay subscribed.
+        fresh.subs = Arc::clone(&store.subs);
         store.mark_replaced();
         store.release();
         let mut next = (*self.inner.tables.load_full()).clone();

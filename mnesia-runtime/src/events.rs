@@ -69,9 +69,9 @@ pub enum Event<T: Table> {
         /// The record replaced, in a detailed subscription.
         old: Option<T>,
     },
-    /// A key's records were deleted. `old` is the (first) record deleted: in a detailed
-    /// subscription, and in every subscription to a bag. In a bag, when a record goes and
-    /// others of its key remain, there is one such event per record removed.
+    /// A key's record was deleted. `old` is the record deleted: in a detailed subscription,
+    /// and in every subscription to a bag, where each record removed has an event of its
+    /// own.
     Delete {
         /// The key.
         key: T::Key,
@@ -95,11 +95,20 @@ pub enum Event<T: Table> {
 pub(crate) trait Notice: Clone + Send + 'static {
     /// The notice that `missed` events were dropped.
     fn lagged(missed: u64) -> Self;
+
+    /// An event never dropped for a full buffer (the table was cleared or dropped).
+    fn essential(&self) -> bool {
+        false
+    }
 }
 
 impl<T: Table> Notice for Event<T> {
     fn lagged(missed: u64) -> Self {
         Event::Lagged { missed }
+    }
+
+    fn essential(&self) -> bool {
+        matches!(self, Event::Cleared | Event::Dropped)
     }
 }
 
@@ -204,7 +213,16 @@ impl<E: Notice> Sub<E> {
         // an empty buffer). Once events are missed, later ones are too until the subscriber
         // has drained its buffer and been told: the notice stands where the gap is.
         let fits = q.events.len == 0 || q.events.len + events.len() <= self.capacity;
-        if q.missed > 0 || !fits {
+        if events.iter().any(E::essential) {
+            // Queued whatever the buffer holds, after the notice of what was missed.
+            if q.missed > 0 {
+                let missed = std::mem::take(&mut q.missed);
+                q.events.len += 1;
+                q.events.list.push_back(Arc::from([E::lagged(missed)]));
+            }
+            q.events.len += events.len();
+            q.events.list.push_back(Arc::clone(events));
+        } else if q.missed > 0 || !fits {
             q.missed += events.len() as u64;
         } else {
             q.events.len += events.len();
@@ -253,7 +271,8 @@ impl<E: Notice> Sub<E> {
                 continue;
             }
             let now = Instant::now();
-            let end = *deadline.get_or_insert_with(|| timeout.map(|t| now + t));
+            // A timeout too long to represent waits forever.
+            let end = *deadline.get_or_insert_with(|| timeout.and_then(|t| now.checked_add(t)));
             if end.is_some_and(|d| now >= d) {
                 return None;
             }
@@ -361,22 +380,22 @@ impl<T: Table> Subscribers<T> {
         self.hub.list.load().iter().any(|s| s.detailed)
     }
 
-    /// Delivers one commit's events (made for a detailed subscriber when there is one:
-    /// see `any_detailed`).
-    pub(crate) fn deliver(&self, events: Vec<Event<T>>) {
+    /// Delivers one commit's events; `built_detailed`: they carry the old records (made
+    /// when a detailed subscriber was there: see `any_detailed`).
+    pub(crate) fn deliver(&self, events: Vec<Event<T>>, built_detailed: bool) {
         if events.is_empty() {
             return;
         }
         let list = self.hub.list.load();
-        let any_simple = list.iter().any(|s| !s.detailed);
         let simple: Option<Batch<Event<T>>>;
         let detailed: Option<Batch<Event<T>>>;
-        if list.iter().any(|s| s.detailed) {
-            simple = any_simple.then(|| events.iter().map(simplify).collect());
+        if built_detailed {
+            simple = list.iter().any(|s| !s.detailed).then(|| events.iter().map(simplify).collect());
             detailed = Some(events.into());
         } else {
+            // A detailed subscriber that came meanwhile gets these without old records.
             simple = Some(events.into());
-            detailed = None;
+            detailed = simple.clone();
         }
         for s in list.iter() {
             if let Some(batch) = if s.detailed { &detailed } else { &simple } {

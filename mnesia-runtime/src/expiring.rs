@@ -235,7 +235,8 @@ pub(crate) fn reap<T: Table>(db: &Database) -> Result<usize> {
         }
         let n = reap_keys::<T>(db, &keys)?;
         removed += n;
-        if n == 0 {
+        // A closing database does not wait for a long backlog.
+        if n == 0 || db.reaper().stopping() {
             // Every key listed was rewritten meanwhile (and left the index).
             return Ok(removed);
         }
@@ -277,6 +278,8 @@ pub(crate) fn reap_keys<T: Table>(db: &Database, keys: &[T::Key]) -> Result<usiz
 pub(crate) struct Reaper {
     thread: parking_lot::Mutex<Option<std::thread::JoinHandle<()>>>,
     stop: parking_lot::Mutex<bool>,
+    /// `stop`, readable without the lock.
+    stopping: std::sync::atomic::AtomicBool,
     wake: parking_lot::Condvar,
 }
 
@@ -317,8 +320,14 @@ impl Reaper {
 
     /// Asks the thread to end (it may finish a run first).
     pub(crate) fn stop(&self) {
+        self.stopping.store(true, std::sync::atomic::Ordering::Release);
         *self.stop.lock() = true;
         self.wake.notify_all();
+    }
+
+    /// Whether the database is closing.
+    pub(crate) fn stopping(&self) -> bool {
+        self.stopping.load(std::sync::atomic::Ordering::Acquire)
     }
 
     /// Stops the thread and waits until it has ended, unless called on that thread.

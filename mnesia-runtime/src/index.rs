@@ -104,8 +104,6 @@ pub(crate) struct Duplicate<K> {
     pub(crate) value: String,
     /// The key already holding the value.
     pub(crate) owner: K,
-    /// The owner holds it in the committed records (not in this commit's own writes).
-    pub(crate) committed: bool,
 }
 
 /// An index as the engine sees it, whatever the field's type.
@@ -365,11 +363,7 @@ impl<T: Table, V: FieldValue + Hash + Eq> TableIndex<T> for TypedIndex<T, V> {
         puts: &[(&T::Key, &T)],
         gives_up: &dyn Fn(&T::Key, &T) -> bool,
     ) -> Result<(), Duplicate<T::Key>> {
-        let dup = |v: &V, k: &T::Key, committed: bool| Duplicate {
-            value: format!("{v:?}"),
-            owner: k.clone(),
-            committed,
-        };
+        let dup = |v: &V, k: &T::Key| Duplicate { value: format!("{v:?}"), owner: k.clone() };
         // Two records of the same commit claiming one value under different keys.
         if puts.len() > 1 {
             let mut seen: hashbrown::HashMap<&V, &T::Key, Hasher> =
@@ -379,7 +373,7 @@ impl<T: Table, V: FieldValue + Hash + Eq> TableIndex<T> for TypedIndex<T, V> {
                 if let Some(other) = seen.insert(v, k)
                     && other != *k
                 {
-                    return Err(dup(v, other, false));
+                    return Err(dup(v, other));
                 }
             }
         }
@@ -388,7 +382,7 @@ impl<T: Table, V: FieldValue + Hash + Eq> TableIndex<T> for TypedIndex<T, V> {
             let hash = self.hash(v);
             let data = self.shards[Self::shard_of(hash)].data.read();
             if let Some(owner) = data.entries.other_owner(hash, v, |o| o == *k || gives_up(o, rec)) {
-                return Err(dup(v, &owner, true));
+                return Err(dup(v, &owner));
             }
         }
         Ok(())

@@ -1,9 +1,9 @@
 //! Record expiry: the clock, the deadline types a `#[ttl]` field may have, and the expiry
 //! index a table keeps so that the reaper deletes exactly what expired without scanning.
 //!
-//! Clock policy: the database's clock is the wall clock (`SystemTime::now()`), held so that
-//! it never goes backwards: when the wall clock is stepped back, the database's clock stays
-//! at the latest time it read (to the millisecond) until the wall clock passes it again.
+//! Clock policy: the database's clock is the wall clock (`SystemTime::now()`) to the
+//! millisecond, held so that it never goes backwards: when the wall clock is stepped back,
+//! the database's clock stays at the latest time it told until the wall clock passes it.
 //! So a record that has expired never comes back, and no record expires early because of
 //! the step. Deadlines are wall-clock times, so they keep their meaning across restarts and
 //! agree with deadlines a program computes from `SystemTime::now()`. (A wall clock stepped
@@ -20,29 +20,25 @@ use parking_lot::Mutex;
 use crate::error::{Error, Result};
 use crate::table::Table;
 
-/// The latest wall-clock reading, in nanoseconds since the epoch, stored at most once
-/// per millisecond so that readers on many threads rarely write the shared line.
+/// The latest time the clock told, in whole milliseconds since the epoch.
 static LATEST: AtomicU64 = AtomicU64::new(0);
 
-/// The database's clock: the wall clock, never going backwards (see the module's policy).
+/// The database's clock, to the millisecond: the wall clock, never going backwards (see
+/// the module's policy).
 pub(crate) fn now() -> SystemTime {
-    let wall = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX));
-    UNIX_EPOCH + Duration::from_nanos(held(&LATEST, wall))
+    UNIX_EPOCH + Duration::from_millis(held(&LATEST, millis_floor(SystemTime::now())))
 }
 
-/// The clock's time for a wall-clock reading, in nanoseconds: the reading, or the latest
-/// time stored when the wall clock is behind it.
-fn held(latest: &AtomicU64, wall: u64) -> u64 {
+/// The clock's time for a wall-clock reading in milliseconds: the reading, or the latest
+/// time told when the wall clock is behind it.
+fn held(latest: &AtomicU64, wall_ms: u64) -> u64 {
     let last = latest.load(Ordering::Relaxed);
-    if wall < last {
+    if wall_ms <= last {
         return last;
     }
-    if wall - last >= 1_000_000 {
-        latest.fetch_max(wall, Ordering::Relaxed);
-    }
-    wall
+    // Stored once per millisecond (by the first reader to see it), so readers on many
+    // threads rarely write the shared line.
+    latest.fetch_max(wall_ms, Ordering::Relaxed).max(wall_ms)
 }
 
 /// A deadline as whole milliseconds since the epoch, rounded up (0 before the epoch).
@@ -240,15 +236,14 @@ mod tests {
     #[test]
     fn a_wall_clock_stepped_back_holds_the_clock_where_it_was() {
         let latest = AtomicU64::new(0);
-        let ms = 1_000_000;
-        assert_eq!(held(&latest, 100 * ms), 100 * ms);
-        assert_eq!(held(&latest, 200 * ms), 200 * ms);
+        assert_eq!(held(&latest, 100), 100);
+        assert_eq!(held(&latest, 200), 200);
         // Stepped back by 150 ms: the clock stays at 200 ms until the wall clock passes it.
-        assert_eq!(held(&latest, 50 * ms), 200 * ms);
-        assert_eq!(held(&latest, 199 * ms), 200 * ms);
-        assert_eq!(held(&latest, 201 * ms), 201 * ms);
-        // Within a millisecond of the latest stored time, readings pass through as they are.
-        assert_eq!(held(&latest, 201 * ms + 10), 201 * ms + 10);
+        assert_eq!(held(&latest, 50), 200);
+        assert_eq!(held(&latest, 199), 200);
+        assert_eq!(held(&latest, 200), 200);
+        assert_eq!(held(&latest, 201), 201);
+        assert_eq!(held(&latest, 201), 201);
     }
 
     #[test]

@@ -38,7 +38,7 @@ pub(crate) struct WriteEntry<T: Table> {
 
 /// The events of one key's change: a delete when the key is left empty; otherwise a write
 /// per record now there that was not before and, in a bag, a delete per record removed
-/// (a bag's deletes carry the record, whatever the subscription). A removed record whose deadline had
+/// (carrying the record, whatever the subscription). A removed record whose deadline had
 /// passed is a delete with the cause `Expired` (before the write that took its key, which
 /// does not report it as its `old`).
 fn change_events<T: Table>(
@@ -51,15 +51,13 @@ fn change_events<T: Table>(
 ) {
     let (old, new) = change;
     let cause_of = |r: &T| if alive.keeps(r) { cause } else { DeleteCause::Expired };
-    if new.is_empty() {
-        if let Some(first) = old.first() {
-            let cause = if old.iter().any(|r| alive.keeps(r)) { cause } else { DeleteCause::Expired };
-            let old = (detailed || T::TYPE == TableType::Bag).then(|| first.clone());
-            out.push(Event::Delete { key, old, cause });
-        }
-        return;
-    }
     if T::TYPE != TableType::Bag {
+        if new.is_empty() {
+            if let Some(gone) = old.first() {
+                out.push(Event::Delete { key, old: detailed.then(|| gone.clone()), cause: cause_of(gone) });
+            }
+            return;
+        }
         let replaced = old.first().filter(|r| alive.keeps(*r));
         if let Some(gone) = old.first().filter(|r| !alive.keeps(*r)) {
             // The expired record a write took the key of goes first.
@@ -71,6 +69,12 @@ fn change_events<T: Table>(
         }
         for n in new {
             out.push(Event::Write { new: n.clone(), old: detailed.then(|| replaced.cloned()).flatten() });
+        }
+        return;
+    }
+    if new.is_empty() {
+        for r in old {
+            out.push(Event::Delete { key: key.clone(), old: Some(r.clone()), cause: cause_of(r) });
         }
         return;
     }
@@ -94,13 +98,13 @@ fn change_events<T: Table>(
 pub(crate) enum UniqueFailure {
     /// A value another live record holds.
     Violation(Error),
-    /// A value held by a record that has expired: the commit removes that record (as the
-    /// reaper would) once its locks are released, then runs again.
-    ExpiredOwner(RemoveExpired),
+    /// Values held only by records that have expired: the commit removes those records (as
+    /// the reaper would) once its locks are released, then tries again.
+    ExpiredOwners(RemoveExpired),
 }
 
-/// Removes an expired record (see [`UniqueFailure::ExpiredOwner`]).
-pub(crate) type RemoveExpired = Box<dyn FnOnce(&crate::db::Database) -> Result<()>>;
+/// Removes expired records (see [`UniqueFailure::ExpiredOwners`]); returns how many.
+pub(crate) type RemoveExpired = Box<dyn FnOnce(&crate::db::Database) -> Result<usize>>;
 
 /// The buffered writes of one table, at most one entry per key.
 #[derive(Clone)]
@@ -483,6 +487,10 @@ impl<T: Table> TxPart for TxTable<T> {
             return Ok(());
         };
         let writes = self.writes.borrow();
+        let alive = Alive::now::<T>();
+        // Owners whose record holding a wanted value has expired (the reaper has not removed
+        // them yet): they give the value up once removed.
+        let expired_owners: RefCell<Vec<T::Key>> = RefCell::new(Vec::new());
         for (i, idx) in p.indexes.list.iter().enumerate() {
             if !idx.unique() {
                 continue;
@@ -498,30 +506,24 @@ impl<T: Table> TxPart for TxTable<T> {
             if puts.is_empty() {
                 continue;
             }
-            let gives_up = |owner: &T::Key, rec: &T| match writes.get(owner) {
-                Some(w) => !w.records().iter().any(|r| idx.same_value(r, rec)),
-                None => false,
+            let gives_up = |owner: &T::Key, rec: &T| {
+                if let Some(w) = writes.get(owner) {
+                    return !w.records().iter().any(|r| idx.same_value(r, rec));
+                }
+                if T::TTL_FIELD.is_none() {
+                    return false;
+                }
+                let hash = self.store.hash(owner);
+                let expired = self.store.get_with(owner, hash, |_, recs| {
+                    let holds = |r: &&T| idx.same_value(r, rec);
+                    recs.iter().filter(holds).all(|r| !alive.keeps(r)) && recs.iter().any(|r| holds(&r))
+                });
+                if expired {
+                    expired_owners.borrow_mut().push(owner.clone());
+                }
+                expired
             };
             if let Err(d) = idx.check_unique(&puts, &gives_up) {
-                if d.committed && T::TTL_FIELD.is_some() {
-                    // An owner whose record has expired (the reaper has not removed it yet)
-                    // gives the value up once removed: remove it, then run again.
-                    let alive = Alive::now::<T>();
-                    let hash = self.store.hash(&d.owner);
-                    let holds = |r: &T| puts.iter().any(|(_, p)| idx.same_value(r, p));
-                    let expired = self.store.get_with(&d.owner, hash, |_, recs| {
-                        recs.iter().any(|r| holds(r) && !alive.keeps(r))
-                            && !recs.iter().any(|r| holds(r) && alive.keeps(r))
-                    });
-                    if expired {
-                        let owner = d.owner;
-                        return Err(UniqueFailure::ExpiredOwner(Box::new(
-                            move |db: &crate::db::Database| {
-                                crate::expiring::reap_keys::<T>(db, std::slice::from_ref(&owner)).map(|_| ())
-                            },
-                        )));
-                    }
-                }
                 return Err(UniqueFailure::Violation(Error::UniqueViolation {
                     table: T::NAME.to_owned(),
                     field: idx.field(),
@@ -530,7 +532,13 @@ impl<T: Table> TxPart for TxTable<T> {
                 }));
             }
         }
-        Ok(())
+        let owners = expired_owners.into_inner();
+        if owners.is_empty() {
+            return Ok(());
+        }
+        Err(UniqueFailure::ExpiredOwners(Box::new(move |db: &crate::db::Database| {
+            crate::expiring::reap_keys::<T>(db, &owners)
+        })))
     }
 
     fn install(&self, seq: u64, publish: bool) {
@@ -574,7 +582,7 @@ impl<T: Table> TxPart for TxTable<T> {
             });
         }
         if publish {
-            self.store.subs.deliver(events);
+            self.store.subs.deliver(events, detailed);
         }
     }
 
@@ -776,29 +784,45 @@ impl Tx {
 
     fn apply(&mut self) -> Result<()> {
         let writes = self.parts.iter().any(|p| p.has_writes());
-        for p in &mut self.parts {
-            p.prepare();
-        }
-        let mut reqs = Vec::new();
-        for p in &self.parts {
-            p.collect_locks(&mut reqs);
-        }
-        let held = HeldLocks::acquire(reqs);
-        // Every read first: a stale read means "run again", whatever else fails.
-        for p in &self.parts {
-            p.validate()?;
-        }
-        for p in &self.parts {
-            match p.check_unique() {
-                Ok(()) => {}
-                Err(UniqueFailure::Violation(e)) => return Err(e),
-                Err(UniqueFailure::ExpiredOwner(remove)) => {
-                    drop(held);
-                    remove(&self.db)?;
-                    return Err(Error::Conflict);
+        loop {
+            for p in &mut self.parts {
+                p.prepare();
+            }
+            let mut reqs = Vec::new();
+            for p in &self.parts {
+                p.collect_locks(&mut reqs);
+            }
+            let held = HeldLocks::acquire(reqs);
+            // Every read first: a stale read means "run again", whatever else fails.
+            for p in &self.parts {
+                p.validate()?;
+            }
+            let mut removals = Vec::new();
+            for p in &self.parts {
+                match p.check_unique() {
+                    Ok(()) => {}
+                    Err(UniqueFailure::Violation(e)) => return Err(e),
+                    Err(UniqueFailure::ExpiredOwners(remove)) => removals.push(remove),
                 }
             }
+            if removals.is_empty() {
+                return self.install_all(writes, held);
+            }
+            // Expired records hold values this commit needs: remove them, then try again
+            // (the reads are validated again, so a transaction that read them runs again).
+            drop(held);
+            let mut removed = 0;
+            for remove in removals {
+                removed += remove(&self.db)?;
+            }
+            if removed == 0 {
+                return Err(Error::Conflict);
+            }
         }
+    }
+
+    /// Logs, numbers and installs the writes of a validated commit, under its locks.
+    fn install_all(&self, writes: bool, held: HeldLocks<'_>) -> Result<()> {
         if writes {
             // Disc tables: logged (and, by the durability mode, synced) before anyone can
             // see the writes, while the commit locks keep conflicting commits waiting.

@@ -161,3 +161,138 @@ fn review_commit_split_by_full_buffer() {
     })
     .expect("body");
 }
+
+mod ttl_and_events_review {
+    //! Findings of the review of expiry and the shared event batches.
+
+    use std::time::{Duration, SystemTime};
+
+    use mnesia::prelude::*;
+    use mnesia::{DeleteCause, Event};
+
+    #[derive(Table, Clone, Debug, PartialEq, Serialize, Deserialize)]
+    struct Account {
+        #[key]
+        id: u32,
+        #[index(unique)]
+        handle: String,
+        #[ttl]
+        expires_at: Option<SystemTime>,
+    }
+
+    #[derive(Table, Clone, Debug, PartialEq, Serialize, Deserialize)]
+    #[table(type = "bag")]
+    struct Tag {
+        #[key]
+        item: u32,
+        tag: String,
+    }
+
+    #[test]
+    fn many_expired_holders_of_unique_values_cost_no_retries() {
+        let db = Database::open(Config::default().auto_cleanup(false).max_retries(1)).expect("db");
+        db.scope(|| -> mnesia::Result<()> {
+            Account::create_table(TableOptions::new())?;
+            let gone = Some(SystemTime::UNIX_EPOCH);
+            Account::batch_write((0..50).map(|i| Account {
+                id: i,
+                handle: format!("h{i}"),
+                expires_at: gone,
+            }))?;
+            // New keys take the 50 values: one commit, with a single attempt allowed.
+            Account::batch_write((100..150).map(|i| Account {
+                id: i,
+                handle: format!("h{}", i - 100),
+                expires_at: None,
+            }))?;
+            assert_eq!(Account::table_info()?.size, 50);
+            assert_eq!(Account::get_by(Account::HANDLE, "h7")?.map(|a| a.id), Some(107));
+            Ok(())
+        })
+        .expect("body");
+    }
+
+    #[test]
+    fn cleared_and_dropped_reach_a_subscriber_whose_buffer_is_full() {
+        let db = Database::open(Config::default().event_buffer(1)).expect("db");
+        db.scope(|| -> mnesia::Result<()> {
+            Tag::create_table(TableOptions::new())?;
+            let events = Tag::subscribe()?;
+            for i in 0..3 {
+                Tag::write(Tag { item: i, tag: "t".into() })?;
+            }
+            Tag::clear()?;
+            Tag::drop_table()?;
+            let got: Vec<Event<Tag>> = std::iter::from_fn(|| events.try_recv()).collect();
+            assert!(
+                matches!(
+                    got.as_slice(),
+                    [Event::Write { .. }, Event::Lagged { missed: 2 }, Event::Cleared, Event::Dropped]
+                ),
+                "{got:?}"
+            );
+            Ok(())
+        })
+        .expect("body");
+    }
+
+    #[test]
+    fn deleting_a_bag_key_tells_each_record_removed() {
+        let db = Database::in_memory().expect("db");
+        db.scope(|| -> mnesia::Result<()> {
+            Tag::create_table(TableOptions::new())?;
+            Tag::write(Tag { item: 1, tag: "a".into() })?;
+            Tag::write(Tag { item: 1, tag: "b".into() })?;
+            let events = Tag::subscribe()?;
+            Tag::delete(&1)?;
+            let got: Vec<Event<Tag>> = std::iter::from_fn(|| events.try_recv()).collect();
+            let removed: Vec<&str> = got
+                .iter()
+                .filter_map(|e| match e {
+                    Event::Delete { key: 1, old: Some(t), cause: DeleteCause::Explicit } => {
+                        Some(t.tag.as_str())
+                    }
+                    _ => None,
+                })
+                .collect();
+            assert_eq!((removed.len(), got.len()), (2, 2), "{got:?}");
+            Ok(())
+        })
+        .expect("body");
+    }
+
+    #[test]
+    fn a_very_long_timeout_waits_rather_than_panics() {
+        let db = Database::in_memory().expect("db");
+        db.scope(|| -> mnesia::Result<()> {
+            Tag::create_table(TableOptions::new())?;
+            let events = Tag::subscribe()?;
+            let writer = {
+                let db = db.clone();
+                std::thread::spawn(move || {
+                    std::thread::sleep(Duration::from_millis(20));
+                    db.scope(|| Tag::write(Tag { item: 9, tag: "late".into() })).map(|_| ())
+                })
+            };
+            assert!(matches!(events.recv_timeout(Duration::MAX), Some(Event::Write { .. })));
+            writer.join().expect("writer")?;
+            Ok(())
+        })
+        .expect("body");
+    }
+
+    #[test]
+    fn subscribers_stay_subscribed_when_the_table_changes_storage() {
+        let dir = tests::schema_dir();
+        let db = Database::open(Config::default().dir(dir.path())).expect("db");
+        db.scope(|| -> mnesia::Result<()> {
+            Tag::create_table(TableOptions::new())?;
+            let events = Tag::subscribe()?;
+            Tag::change_table_copy_type(&db.node(), StorageType::DiscCopies)?;
+            Tag::write(Tag { item: 1, tag: "after".into() })?;
+            assert!(matches!(events.try_recv(), Some(Event::Write { .. })));
+            Ok(())
+        })
+        .expect("body");
+    }
+}
