@@ -142,9 +142,10 @@ impl Config {
         self.durability
     }
 
-    /// How many events a subscriber's buffer holds before further ones are dropped and
-    /// counted (`Event::Lagged`); default 10 000. The batch of events its reader has taken
-    /// and not read yet is not counted; `Cleared` and `Dropped` are never dropped.
+    /// How many unread events a table (or the system events) keeps for its subscribers
+    /// before the oldest are dropped and counted (`Event::Lagged`); default 10 000. Events a
+    /// reader has taken and not read yet are not counted; `Cleared` and `Dropped` are never
+    /// dropped.
     ///
     /// ```
     /// let c = mnesia::Config::default().event_buffer(100);

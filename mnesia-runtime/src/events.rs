@@ -1,16 +1,18 @@
 //! Change events: `User::subscribe()` hands out a [`Subscription`] that receives every
 //! committed write and delete of the table, after the commit, in commit order.
 //!
-//! Each subscriber has a bounded buffer: a subscriber that does not keep up never slows the
-//! writers; the events it could not hold are dropped, and once it has read what its buffer
-//! held it is told how many with an [`Event::Lagged`], before any later event.
+//! The events of a commit go once into a bounded ring that every subscriber reads from its
+//! own position (see `broadcast`): a subscriber that does not keep up never slows the
+//! writers; when it falls too far behind, the oldest events go and it is told how many with
+//! an [`Event::Lagged`] where they were.
 
-use std::collections::VecDeque;
 use std::fmt;
-use std::sync::{Arc, Weak};
-use std::time::{Duration, Instant};
+use std::sync::Arc;
+use std::time::Duration;
 
-use parking_lot::{Condvar, Mutex};
+use parking_lot::Mutex;
+
+use crate::broadcast::{Batch, Notice, Reader, Ring};
 
 use crate::table::Table;
 
@@ -84,7 +86,7 @@ pub enum Event<T: Table> {
     Cleared,
     /// The table was dropped: no event follows.
     Dropped,
-    /// The subscriber's buffer was full: this many events were dropped before the next one.
+    /// The subscriber fell too far behind: this many events were dropped here.
     Lagged {
         /// How many events were dropped.
         missed: u64,
@@ -92,16 +94,6 @@ pub enum Event<T: Table> {
 }
 
 /// What a subscriber's queue holds: events, and a notice of how many were dropped.
-pub(crate) trait Notice: Clone + Send + 'static {
-    /// The notice that `missed` events were dropped.
-    fn lagged(missed: u64) -> Self;
-
-    /// An event never dropped for a full buffer (the table was cleared or dropped).
-    fn essential(&self) -> bool {
-        false
-    }
-}
-
 impl<T: Table> Notice for Event<T> {
     fn lagged(missed: u64) -> Self {
         Event::Lagged { missed }
@@ -112,253 +104,10 @@ impl<T: Table> Notice for Event<T> {
     }
 }
 
-/// One commit's events, shared by every subscriber that receives them: a commit costs a
-/// pointer per subscriber, and each reader copies an event out as it reads it.
-pub(crate) type Batch<E> = Arc<[E]>;
-
-/// Batches of events in delivery order, and how far the first one has been read.
-struct Batches<E> {
-    list: VecDeque<Batch<E>>,
-    read: usize,
-    /// Events in `list` not yet read.
-    len: usize,
-}
-
-impl<E: Clone> Batches<E> {
-    fn new() -> Self {
-        Batches { list: VecDeque::new(), read: 0, len: 0 }
-    }
-
-    fn pop(&mut self) -> Option<E> {
-        while let Some(first) = self.list.front() {
-            if let Some(e) = first.get(self.read) {
-                let e = e.clone();
-                self.read += 1;
-                self.len -= 1;
-                return Some(e);
-            }
-            self.list.pop_front();
-            self.read = 0;
-        }
-        None
-    }
-}
-
-struct Queue<E> {
-    events: Batches<E>,
-    missed: u64,
-    reader: Reader,
-    /// An async reader waiting for the next event.
-    waker: Option<std::task::Waker>,
-}
-
-/// A reader with nothing to read first yields its thread a few times, then naps: short
-/// timed waits that writers do not cut short unless `NAP_WAKE` events are waiting, then
-/// sleeps until a writer wakes it. On a busy table a reader thus wakes once per batch of
-/// commits, and a writer does not pay a wake-up per commit; an event waits at most `NAP`
-/// for a napping reader, and not at all for a sleeping one.
-const IDLE_YIELDS: u32 = 4;
-const NAPS: u32 = 5;
-const NAP: Duration = Duration::from_micros(200);
-const NAP_WAKE: usize = 256;
-
-/// What the reader of a queue is doing, as writers see it.
-#[derive(Clone, Copy, PartialEq, Eq)]
-enum Reader {
-    Busy,
-    Napping,
-    Sleeping,
-}
-
-/// The shared end of a subscription: a bounded queue of events, and the batches its reader
-/// has taken from it (so that the reader takes the writers' lock once per batch of
-/// commits, not once per event).
-pub(crate) struct Sub<E> {
-    detailed: bool,
-    capacity: usize,
-    queue: Mutex<Queue<E>>,
-    ready: Condvar,
-    taken: Mutex<Batches<E>>,
-}
-
-impl<E: Notice> Sub<E> {
-    fn new(detailed: bool, capacity: usize) -> Self {
-        Sub {
-            detailed,
-            capacity: capacity.max(1),
-            queue: Mutex::new(Queue { events: Batches::new(), missed: 0, reader: Reader::Busy, waker: None }),
-            ready: Condvar::new(),
-            taken: Mutex::new(Batches::new()),
-        }
-    }
-
-    /// The next event of the queue, taking every waiting batch into the reader's; else the
-    /// lag notice. The caller holds the queue's lock and the reader's (empty) batches.
-    fn next_from(q: &mut Queue<E>, taken: &mut Batches<E>) -> Option<E> {
-        if q.events.len > 0 {
-            std::mem::swap(&mut q.events, taken);
-            return taken.pop();
-        }
-        if q.missed > 0 {
-            let missed = std::mem::take(&mut q.missed);
-            return Some(E::lagged(missed));
-        }
-        None
-    }
-
-    /// Delivers one commit's events together, or counts them as missed.
-    pub(crate) fn deliver(&self, events: &Batch<E>) {
-        let mut q = self.queue.lock();
-        // A commit's events go in whole or not at all (one larger than the buffer goes into
-        // an empty buffer). Once events are missed, later ones are too until the subscriber
-        // has drained its buffer and been told: the notice stands where the gap is.
-        let fits = q.events.len == 0 || q.events.len + events.len() <= self.capacity;
-        if events.iter().any(E::essential) {
-            // Queued whatever the buffer holds, after the notice of what was missed.
-            if q.missed > 0 {
-                let missed = std::mem::take(&mut q.missed);
-                q.events.len += 1;
-                q.events.list.push_back(Arc::from([E::lagged(missed)]));
-            }
-            q.events.len += events.len();
-            q.events.list.push_back(Arc::clone(events));
-        } else if q.missed > 0 || !fits {
-            q.missed += events.len() as u64;
-        } else {
-            q.events.len += events.len();
-            q.events.list.push_back(Arc::clone(events));
-        }
-        let wake = match q.reader {
-            Reader::Busy => false,
-            Reader::Napping => q.events.len >= NAP_WAKE.min(self.capacity / 2 + 1) || q.missed > 0,
-            Reader::Sleeping => true,
-        };
-        if wake {
-            // Woken once: later commits do not pay for another wake-up.
-            q.reader = Reader::Busy;
-        }
-        let waker = q.waker.take();
-        drop(q);
-        if wake {
-            self.ready.notify_all();
-        }
-        if let Some(w) = waker {
-            w.wake();
-        }
-    }
-
-    /// The next event or lag notice: waiting at most `timeout` (forever when `None`) if
-    /// `wait`, else only what is there.
-    pub(crate) fn take(&self, timeout: Option<Duration>, wait: bool) -> Option<E> {
-        let mut taken = self.taken.lock();
-        if let Some(e) = taken.pop() {
-            return Some(e);
-        }
-        let mut q = self.queue.lock();
-        let mut rounds = 0;
-        // Read from the clock only once the reader is about to wait.
-        let mut deadline: Option<Option<Instant>> = None;
-        loop {
-            if let Some(e) = Self::next_from(&mut q, &mut taken) {
-                return Some(e);
-            }
-            if !wait {
-                return None;
-            }
-            rounds += 1;
-            if rounds <= IDLE_YIELDS {
-                parking_lot::MutexGuard::unlocked(&mut q, std::thread::yield_now);
-                continue;
-            }
-            let now = Instant::now();
-            // A timeout too long to represent waits forever.
-            let end = *deadline.get_or_insert_with(|| timeout.and_then(|t| now.checked_add(t)));
-            if end.is_some_and(|d| now >= d) {
-                return None;
-            }
-            if rounds <= IDLE_YIELDS + NAPS {
-                let until = end.map_or(now + NAP, |d| d.min(now + NAP));
-                q.reader = Reader::Napping;
-                self.ready.wait_until(&mut q, until);
-            } else {
-                q.reader = Reader::Sleeping;
-                match end {
-                    Some(d) => {
-                        self.ready.wait_until(&mut q, d);
-                    }
-                    None => self.ready.wait(&mut q),
-                }
-            }
-            q.reader = Reader::Busy;
-        }
-    }
-
-    pub(crate) fn recv(&self) -> E {
-        loop {
-            if let Some(e) = self.take(None, true) {
-                return e;
-            }
-        }
-    }
-
-    /// The next event for an async reader, or `Pending` with its waker registered.
-    #[cfg(feature = "tokio")]
-    pub(crate) fn poll(&self, cx: &mut std::task::Context<'_>) -> std::task::Poll<Option<E>> {
-        let mut taken = self.taken.lock();
-        if let Some(e) = taken.pop() {
-            return std::task::Poll::Ready(Some(e));
-        }
-        let mut q = self.queue.lock();
-        if let Some(e) = Self::next_from(&mut q, &mut taken) {
-            return std::task::Poll::Ready(Some(e));
-        }
-        // Registered under the queue's lock: the next delivery sees it.
-        q.waker = Some(cx.waker().clone());
-        std::task::Poll::Pending
-    }
-}
-
-/// The subscribers of one source of events.
-pub(crate) struct Hub<E> {
-    list: arc_swap::ArcSwap<Vec<Arc<Sub<E>>>>,
-}
-
-impl<E: Notice> Default for Hub<E> {
-    fn default() -> Self {
-        Hub { list: arc_swap::ArcSwap::from_pointee(Vec::new()) }
-    }
-}
-
-impl<E: Notice> Hub<E> {
-    pub(crate) fn add(&self, detailed: bool, capacity: usize) -> Arc<Sub<E>> {
-        let sub = Arc::new(Sub::new(detailed, capacity));
-        self.list.rcu(|l| {
-            let mut next = (**l).clone();
-            next.push(Arc::clone(&sub));
-            next
-        });
-        sub
-    }
-
-    pub(crate) fn remove(&self, sub: &Arc<Sub<E>>) {
-        self.list.rcu(|l| l.iter().filter(|s| !Arc::ptr_eq(s, sub)).cloned().collect::<Vec<_>>());
-    }
-
-    pub(crate) fn any(&self) -> bool {
-        !self.list.load().is_empty()
-    }
-
-    /// Delivers one batch of events to every subscriber.
-    pub(crate) fn deliver(&self, events: &Batch<E>) {
-        for s in self.list.load().iter() {
-            s.deliver(events);
-        }
-    }
-}
-
-/// The subscribers of one table.
+/// The subscribers of one table: simple ones read one ring, detailed ones another.
 pub(crate) struct Subscribers<T: Table> {
-    hub: Hub<Event<T>>,
+    simple: Arc<Ring<Event<T>>>,
+    detailed: Arc<Ring<Event<T>>>,
     /// Held from a commit's sequence number to the delivery of its events, so that a table's
     /// events are delivered in commit order.
     pub(crate) publishing: Mutex<()>,
@@ -366,18 +115,18 @@ pub(crate) struct Subscribers<T: Table> {
 
 impl<T: Table> Default for Subscribers<T> {
     fn default() -> Self {
-        Subscribers { hub: Hub::default(), publishing: Mutex::new(()) }
+        Subscribers { simple: Arc::default(), detailed: Arc::default(), publishing: Mutex::new(()) }
     }
 }
 
 impl<T: Table> Subscribers<T> {
     pub(crate) fn any(&self) -> bool {
-        self.hub.any()
+        self.simple.has_readers() || self.detailed.has_readers()
     }
 
     /// Whether some subscriber wants the old records.
     pub(crate) fn any_detailed(&self) -> bool {
-        self.hub.list.load().iter().any(|s| s.detailed)
+        self.detailed.has_readers()
     }
 
     /// Delivers one commit's events; `built_detailed`: they carry the old records (made
@@ -386,26 +135,24 @@ impl<T: Table> Subscribers<T> {
         if events.is_empty() {
             return;
         }
-        let list = self.hub.list.load();
-        let simple: Option<Batch<Event<T>>>;
-        let detailed: Option<Batch<Event<T>>>;
         if built_detailed {
-            simple = list.iter().any(|s| !s.detailed).then(|| events.iter().map(simplify).collect());
-            detailed = Some(events.into());
+            if self.simple.has_readers() {
+                self.simple.append(events.iter().map(simplify).collect());
+            }
+            self.detailed.append(events.into());
         } else {
             // A detailed subscriber that came meanwhile gets these without old records.
-            simple = Some(events.into());
-            detailed = simple.clone();
-        }
-        for s in list.iter() {
-            if let Some(batch) = if s.detailed { &detailed } else { &simple } {
-                s.deliver(batch);
+            let batch: Batch<Event<T>> = events.into();
+            if self.detailed.has_readers() {
+                self.detailed.append(Arc::clone(&batch));
             }
+            self.simple.append(batch);
         }
     }
 
-    pub(crate) fn add(self: &Arc<Self>, detailed: bool, capacity: usize) -> Subscription<T> {
-        Subscription { sub: self.hub.add(detailed, capacity), table: Arc::downgrade(self) }
+    pub(crate) fn add(&self, detailed: bool, capacity: usize) -> Subscription<T> {
+        let ring = if detailed { &self.detailed } else { &self.simple };
+        Subscription { reader: ring.subscribe(capacity), detailed }
     }
 }
 
@@ -446,13 +193,13 @@ fn simplify<T: Table>(e: &Event<T>) -> Event<T> {
 /// # Ok::<(), mnesia::Error>(())
 /// ```
 pub struct Subscription<T: Table> {
-    sub: Arc<Sub<Event<T>>>,
-    table: Weak<Subscribers<T>>,
+    reader: Reader<Event<T>>,
+    detailed: bool,
 }
 
 impl<T: Table> fmt::Debug for Subscription<T> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Subscription").field("table", &T::NAME).field("detailed", &self.sub.detailed).finish()
+        f.debug_struct("Subscription").field("table", &T::NAME).field("detailed", &self.detailed).finish()
     }
 }
 
@@ -473,7 +220,7 @@ impl<T: Table> Subscription<T> {
     /// # Ok::<(), mnesia::Error>(())
     /// ```
     pub fn recv(&self) -> Event<T> {
-        self.sub.recv()
+        self.reader.recv()
     }
 
     /// The next event, waiting at most `timeout`.
@@ -491,7 +238,7 @@ impl<T: Table> Subscription<T> {
     /// # Ok::<(), mnesia::Error>(())
     /// ```
     pub fn recv_timeout(&self, timeout: Duration) -> Option<Event<T>> {
-        self.sub.take(Some(timeout), true)
+        self.reader.take(Some(timeout), true)
     }
 
     /// The next event if one is waiting.
@@ -509,7 +256,7 @@ impl<T: Table> Subscription<T> {
     /// # Ok::<(), mnesia::Error>(())
     /// ```
     pub fn try_recv(&self) -> Option<Event<T>> {
-        self.sub.take(None, false)
+        self.reader.take(None, false)
     }
 }
 
@@ -537,14 +284,6 @@ impl<T: Table> futures_core::Stream for Subscription<T> {
         self: std::pin::Pin<&mut Self>,
         cx: &mut std::task::Context<'_>,
     ) -> std::task::Poll<Option<Event<T>>> {
-        self.sub.poll(cx)
-    }
-}
-
-impl<T: Table> Drop for Subscription<T> {
-    fn drop(&mut self) {
-        if let Some(table) = self.table.upgrade() {
-            table.hub.remove(&self.sub);
-        }
+        self.reader.poll(cx)
     }
 }

@@ -20,6 +20,7 @@
 #![deny(missing_docs)]
 #![warn(unreachable_pub)]
 
+mod broadcast;
 mod context;
 mod counters;
 mod db;

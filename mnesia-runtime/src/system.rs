@@ -2,10 +2,10 @@
 //! overloaded commit log, as Mnesia's `subscribe(system)` tells them.
 
 use std::fmt;
-use std::sync::{Arc, Weak};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use crate::events::{Hub, Notice, Sub};
+use crate::broadcast::{Notice, Reader, Ring};
 use crate::table::StorageType;
 
 /// An event of the database as a whole.
@@ -54,7 +54,7 @@ pub enum SystemEvent {
         /// Bytes of log since the last checkpoint.
         log_bytes: u64,
     },
-    /// The subscriber's buffer was full: this many events were dropped before the next one.
+    /// The subscriber fell too far behind: this many events were dropped here.
     Lagged {
         /// How many events were dropped.
         missed: u64,
@@ -70,14 +70,14 @@ impl Notice for SystemEvent {
 /// The system event subscribers of a database.
 #[derive(Default)]
 pub(crate) struct SystemHub {
-    hub: Hub<SystemEvent>,
+    ring: Arc<Ring<SystemEvent>>,
     last_overload: parking_lot::Mutex<Option<Instant>>,
 }
 
 impl SystemHub {
     pub(crate) fn publish(&self, event: SystemEvent) {
-        if self.hub.any() {
-            self.hub.deliver(&Arc::from([event]));
+        if self.ring.has_readers() {
+            self.ring.append(Arc::from([event]));
         }
     }
 
@@ -92,8 +92,8 @@ impl SystemHub {
         self.publish(SystemEvent::Overload { log_bytes });
     }
 
-    pub(crate) fn add(self: &Arc<Self>, capacity: usize) -> SystemSubscription {
-        SystemSubscription { sub: self.hub.add(false, capacity), hub: Arc::downgrade(self) }
+    pub(crate) fn add(&self, capacity: usize) -> SystemSubscription {
+        SystemSubscription { reader: self.ring.subscribe(capacity) }
     }
 }
 
@@ -108,8 +108,7 @@ impl SystemHub {
 /// # Ok::<(), mnesia::Error>(())
 /// ```
 pub struct SystemSubscription {
-    sub: Arc<Sub<SystemEvent>>,
-    hub: Weak<SystemHub>,
+    reader: Reader<SystemEvent>,
 }
 
 impl fmt::Debug for SystemSubscription {
@@ -128,7 +127,7 @@ impl SystemSubscription {
     /// # Ok::<(), mnesia::Error>(())
     /// ```
     pub fn recv(&self) -> SystemEvent {
-        self.sub.recv()
+        self.reader.recv()
     }
 
     /// The next event, waiting at most `timeout`.
@@ -140,7 +139,7 @@ impl SystemSubscription {
     /// # Ok::<(), mnesia::Error>(())
     /// ```
     pub fn recv_timeout(&self, timeout: Duration) -> Option<SystemEvent> {
-        self.sub.take(Some(timeout), true)
+        self.reader.take(Some(timeout), true)
     }
 
     /// The next event if one is waiting.
@@ -151,7 +150,7 @@ impl SystemSubscription {
     /// # Ok::<(), mnesia::Error>(())
     /// ```
     pub fn try_recv(&self) -> Option<SystemEvent> {
-        self.sub.take(None, false)
+        self.reader.take(None, false)
     }
 }
 
@@ -173,14 +172,6 @@ impl futures_core::Stream for SystemSubscription {
         self: std::pin::Pin<&mut Self>,
         cx: &mut std::task::Context<'_>,
     ) -> std::task::Poll<Option<SystemEvent>> {
-        self.sub.poll(cx)
-    }
-}
-
-impl Drop for SystemSubscription {
-    fn drop(&mut self) {
-        if let Some(hub) = self.hub.upgrade() {
-            hub.hub.remove(&self.sub);
-        }
+        self.reader.poll(cx)
     }
 }

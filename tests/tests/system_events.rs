@@ -62,8 +62,8 @@ fn a_slow_system_subscriber_is_told_what_it_missed() {
     assert_eq!(
         drain(&events),
         vec![
-            SystemEvent::TableCreated { table: "item".into(), storage: StorageType::RamCopies },
             SystemEvent::Lagged { missed: 2 },
+            SystemEvent::TableCreated { table: "item".into(), storage: StorageType::RamCopies },
         ]
     );
 }
