@@ -160,6 +160,17 @@ pub enum Error {
         /// The directory.
         dir: std::path::PathBuf,
     },
+    /// Input to import is malformed or breaks a constraint; nothing was imported (unless
+    /// the import was asked to write in batches).
+    #[error("import failed at line {line}{}: {reason}", column.as_ref().map(|c| format!(", column `{c}`")).unwrap_or_default())]
+    Import {
+        /// The line of the input (1-based; for a JSON array, the line the record ends on).
+        line: u64,
+        /// The column (CSV) or field (JSON) concerned, when known.
+        column: Option<String>,
+        /// What is wrong.
+        reason: String,
+    },
     /// An internal conflict signal: the transaction is retried. Callers only see it from
     /// code running outside a transaction's retry loop.
     #[error("transaction conflict")]

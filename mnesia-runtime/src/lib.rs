@@ -43,6 +43,7 @@ mod system;
 mod table;
 #[cfg(test)]
 mod testing;
+mod transfer;
 mod ttl;
 mod tx;
 
@@ -67,4 +68,5 @@ pub use system::{SystemEvent, SystemSubscription};
 pub use table::{
     FieldInfo, IndexInfo, Key, StorageType, Table, TableInfo, TableOptions, TableType, Upserted,
 };
+pub use transfer::{Format, ImportOptions};
 pub use ttl::Deadline;

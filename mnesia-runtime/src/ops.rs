@@ -94,6 +94,16 @@ fn put<T: Table>(tx: &mut Tx, rec: T) -> Result<()> {
     part.put(rec)
 }
 
+/// Writes one imported record in the current transaction: an `#[auto_increment]` key left
+/// at 0 gets the next id; a key that exists is refused unless `replace` (a bag adds).
+pub(crate) fn import_record<T: Table>(tx: &mut Tx, mut rec: T, replace: bool) -> Result<()> {
+    assign_id(tx, &mut rec)?;
+    if !replace && T::TYPE != TableType::Bag && tx.table::<T>()?.exists(rec.key()) {
+        return Err(Error::AlreadyExists { table: T::NAME.to_owned(), key: format!("{:?}", rec.key()) });
+    }
+    put(tx, rec)
+}
+
 /// Inserts a new record: assigns the next id to an `#[auto_increment]` key left at 0;
 /// refuses a key that exists (except on bags, which add).
 pub(crate) fn insert<T: Table>(mut rec: T) -> Result<T> {

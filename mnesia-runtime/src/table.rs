@@ -1195,4 +1195,127 @@ pub trait Table: Clone + Send + Sync + Serialize + DeserializeOwned + 'static {
     fn dirty_get_by<V: FieldValue>(field: Field<Self, V>, value: impl Compare<V>) -> Result<Option<Self>> {
         ops::dirty_get_by(field, value)
     }
+
+    /// Writes every record to a file, in the format its extension names (`.json`, `.jsonl`,
+    /// `.csv`: see [`crate::Format`]); returns how many. Records are read in chunks, so the
+    /// table is never copied whole.
+    ///
+    /// ```
+    /// # use mnesia::prelude::*;
+    /// # #[derive(Table, Clone, Debug, PartialEq, Serialize, Deserialize)]
+    /// # struct User { #[key] id: u64, name: String }
+    /// # let db = Database::in_memory()?;
+    /// # db.scope(|| -> mnesia::Result<()> {
+    /// User::create_table(TableOptions::new())?;
+    /// User::write(User { id: 1, name: "Ann, \"the first\"".into() })?;
+    /// let file = std::env::temp_dir().join(format!("users-{}.csv", std::process::id()));
+    /// assert_eq!(User::export(&file)?, 1);
+    /// User::clear()?;
+    /// assert_eq!(User::import(&file)?, 1);
+    /// assert_eq!(User::read(&1)?.map(|u| u.name), Some("Ann, \"the first\"".into()));
+    /// # std::fs::remove_file(&file).ok();
+    /// # Ok(()) })?;
+    /// # Ok::<(), mnesia::Error>(())
+    /// ```
+    fn export(path: impl AsRef<std::path::Path>) -> Result<usize> {
+        let path = path.as_ref();
+        let format = crate::Format::from_path(path)?;
+        let file = std::fs::File::create(path).map_err(|e| crate::disk::frame::io_error(path, e))?;
+        crate::transfer::export_to::<Self>(file, format)
+    }
+
+    /// Writes every record to `out` in `format`; returns how many.
+    ///
+    /// ```
+    /// # use mnesia::prelude::*;
+    /// # #[derive(Table, Clone, Debug, PartialEq, Serialize, Deserialize)]
+    /// # struct User { #[key] id: u64, name: String }
+    /// # let db = Database::in_memory()?;
+    /// # db.scope(|| -> mnesia::Result<()> {
+    /// User::create_table(TableOptions::new())?;
+    /// User::write(User { id: 1, name: "Ann".into() })?;
+    /// let mut out = Vec::new();
+    /// User::export_to(&mut out, mnesia::Format::JsonLines)?;
+    /// assert_eq!(String::from_utf8(out).unwrap(), "{\"id\":1,\"name\":\"Ann\"}\n");
+    /// # Ok(()) })?;
+    /// # Ok::<(), mnesia::Error>(())
+    /// ```
+    fn export_to(out: impl std::io::Write, format: crate::Format) -> Result<usize> {
+        crate::transfer::export_to::<Self>(out, format)
+    }
+
+    /// Reads records from a file, in the format its extension names, and writes them in one
+    /// transaction: all or nothing. A malformed record gives [`Error::Import`] with its line
+    /// (and column or field); a key that exists, or a unique value taken, fails the import
+    /// too. Returns how many records were imported. See [`Table::import_with`] for options.
+    ///
+    /// ```
+    /// # use mnesia::prelude::*;
+    /// # #[derive(Table, Clone, Debug, PartialEq, Serialize, Deserialize)]
+    /// # struct User { #[key] id: u64, name: String }
+    /// # let db = Database::in_memory()?;
+    /// # db.scope(|| -> mnesia::Result<()> {
+    /// User::create_table(TableOptions::new())?;
+    /// let file = std::env::temp_dir().join(format!("bad-{}.jsonl", std::process::id()));
+    /// std::fs::write(&file, "{\"id\":1,\"name\":\"Ann\"}\n{\"id\":\"two\",\"name\":\"Bob\"}\n").unwrap();
+    /// match User::import(&file) {
+    ///     Err(mnesia::Error::Import { line: 2, column: Some(c), .. }) => assert_eq!(c, "id"),
+    ///     other => panic!("{other:?}"),
+    /// }
+    /// assert_eq!(User::count()?, 0); // nothing imported
+    /// # std::fs::remove_file(&file).ok();
+    /// # Ok(()) })?;
+    /// # Ok::<(), mnesia::Error>(())
+    /// ```
+    fn import(path: impl AsRef<std::path::Path>) -> Result<usize> {
+        Self::import_with(path, &crate::ImportOptions::new())
+    }
+
+    /// [`Table::import`] with options: replace existing keys, write in batches.
+    ///
+    /// ```
+    /// # use mnesia::prelude::*;
+    /// # #[derive(Table, Clone, Debug, PartialEq, Serialize, Deserialize)]
+    /// # struct User { #[key] id: u64, name: String }
+    /// # let db = Database::in_memory()?;
+    /// # db.scope(|| -> mnesia::Result<()> {
+    /// User::create_table(TableOptions::new())?;
+    /// User::write(User { id: 1, name: "old".into() })?;
+    /// let file = std::env::temp_dir().join(format!("new-{}.json", std::process::id()));
+    /// std::fs::write(&file, r#"[{"id": 1, "name": "new"}]"#).unwrap();
+    /// User::import_with(&file, &mnesia::ImportOptions::new().replace_existing(true))?;
+    /// assert_eq!(User::read(&1)?.map(|u| u.name), Some("new".into()));
+    /// # std::fs::remove_file(&file).ok();
+    /// # Ok(()) })?;
+    /// # Ok::<(), mnesia::Error>(())
+    /// ```
+    fn import_with(path: impl AsRef<std::path::Path>, options: &crate::ImportOptions) -> Result<usize> {
+        let path = path.as_ref();
+        let format = crate::Format::from_path(path)?;
+        let file = std::fs::File::open(path).map_err(|e| crate::disk::frame::io_error(path, e))?;
+        crate::transfer::import_from::<Self>(file, format, options)
+    }
+
+    /// Reads records from `input` in `format` and writes them (see [`Table::import_with`]).
+    ///
+    /// ```
+    /// # use mnesia::prelude::*;
+    /// # #[derive(Table, Clone, Debug, PartialEq, Serialize, Deserialize)]
+    /// # struct User { #[key] id: u64, name: String }
+    /// # let db = Database::in_memory()?;
+    /// # db.scope(|| -> mnesia::Result<()> {
+    /// User::create_table(TableOptions::new())?;
+    /// let csv = "id,name\n1,Ann\n2,\"Bob, Jr.\"\n";
+    /// User::import_from(csv.as_bytes(), mnesia::Format::Csv, &mnesia::ImportOptions::new())?;
+    /// assert_eq!(User::read(&2)?.map(|u| u.name), Some("Bob, Jr.".into()));
+    /// # Ok(()) })?;
+    /// # Ok::<(), mnesia::Error>(())
+    /// ```
+    fn import_from(
+        input: impl std::io::Read,
+        format: crate::Format,
+        options: &crate::ImportOptions,
+    ) -> Result<usize> {
+        crate::transfer::import_from::<Self>(input, format, options)
+    }
 }

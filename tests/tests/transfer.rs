@@ -1,0 +1,320 @@
+//! Export and import: JSON, JSON Lines and CSV round-trip every field type for the three
+//! table types; malformed input gives an error naming the line (and column) and imports
+//! nothing; key and unique constraints hold; auto-increment counters move past imported ids.
+
+use std::collections::BTreeMap;
+
+use mnesia::prelude::*;
+use mnesia::{Error, Format, ImportOptions};
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+struct Address {
+    city: String,
+    zip: Option<u32>,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+enum Status {
+    Active,
+    Banned { reason: String },
+}
+
+#[derive(Table, Clone, Debug, PartialEq, Serialize, Deserialize)]
+struct Person {
+    #[key]
+    #[auto_increment]
+    id: u64,
+    #[index(unique)]
+    email: String,
+    name: String,
+    nickname: Option<String>,
+    age: Option<u32>,
+    balance: i64,
+    big: u64,
+    score: f64,
+    admin: bool,
+    address: Address,
+    tags: Vec<String>,
+    status: Status,
+    extra: BTreeMap<String, i32>,
+}
+
+#[derive(Table, Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[table(type = "ordered_set")]
+struct Reading {
+    #[key]
+    at: (u32, u32),
+    value: f64,
+    note: String,
+}
+
+#[derive(Table, Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[table(type = "bag")]
+struct Tag {
+    #[key]
+    item: u32,
+    label: String,
+}
+
+fn people() -> Vec<Person> {
+    let tricky = [
+        "plain",
+        "comma, inside",
+        "a \"quoted\" word",
+        "two\nlines",
+        "crlf\r\nline",
+        "unicode: 日本語 🎉 é",
+        "",
+        "  spaces  ",
+        "123",
+        "null",
+        "[1,2]",
+    ];
+    tricky
+        .iter()
+        .enumerate()
+        .map(|(i, s)| {
+            let i = i as u64 + 1;
+            Person {
+                id: i,
+                email: format!("p{i}@x.io"),
+                name: (*s).to_owned(),
+                nickname: if i.is_multiple_of(2) { Some(format!("nick {s}")) } else { None },
+                age: if i.is_multiple_of(3) { None } else { Some(i as u32 * 7) },
+                balance: if i == 1 { i64::MIN } else { -(i as i64) * 1000 },
+                big: if i == 2 { u64::MAX } else { i * 1_000_000_007 },
+                score: i as f64 / 3.0,
+                admin: i % 2 == 1,
+                address: Address {
+                    city: format!("{s} city"),
+                    zip: (i.is_multiple_of(2)).then_some(10_000 + i as u32),
+                },
+                tags: (0..i % 3).map(|t| format!("t{t},{s}")).collect(),
+                status: if i.is_multiple_of(4) { Status::Banned { reason: (*s).to_owned() } } else { Status::Active },
+                extra: (0..i % 2).map(|k| (format!("k{k}"), k as i32 - 5)).collect(),
+            }
+        })
+        .collect()
+}
+
+fn sorted<T: Table>(mut v: Vec<T>) -> Vec<T> {
+    v.sort_by_key(|r| serde_json::to_string(r).unwrap_or_default());
+    v
+}
+
+fn round_trip<T: Table + PartialEq + std::fmt::Debug>(records: Vec<T>) {
+    for format in [Format::Json, Format::JsonLines, Format::Csv] {
+        let db = Database::in_memory().expect("db");
+        db.scope(|| -> mnesia::Result<()> {
+            T::create_table(TableOptions::new())?;
+            T::batch_write(records.clone())?;
+            let mut out = Vec::new();
+            assert_eq!(T::export_to(&mut out, format)?, records.len());
+            T::clear()?;
+            let n = T::import_from(out.as_slice(), format, &ImportOptions::new())?;
+            assert_eq!(n, records.len(), "{format:?}");
+            assert_eq!(
+                sorted(T::list()?),
+                sorted(records.clone()),
+                "{format:?}:\n{}",
+                String::from_utf8_lossy(&out)
+            );
+            Ok(())
+        })
+        .expect("round trip");
+    }
+}
+
+#[test]
+fn every_field_type_round_trips_in_every_format() {
+    round_trip(people());
+}
+
+#[test]
+fn ordered_sets_and_bags_round_trip() {
+    round_trip(
+        (0..20u32)
+            .map(|i| Reading {
+                at: (i / 5, i % 5),
+                value: f64::from(i) * 1.5 - 3.0,
+                note: format!("n,{i}\n\""),
+            })
+            .collect(),
+    );
+    round_trip(
+        (0..20u32).map(|i| Tag { item: i % 4, label: format!("label {i}, \"x\"") }).collect::<Vec<_>>(),
+    );
+}
+
+#[test]
+fn export_and_import_by_file_extension() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let db = Database::in_memory().expect("db");
+    db.scope(|| -> mnesia::Result<()> {
+        Person::create_table(TableOptions::new())?;
+        Person::batch_write(people())?;
+        for name in ["p.json", "p.jsonl", "p.ndjson", "p.csv"] {
+            let path = dir.path().join(name);
+            assert_eq!(Person::export(&path)?, people().len());
+            Person::clear()?;
+            assert_eq!(Person::import(&path)?, people().len());
+        }
+        assert!(matches!(Person::export(dir.path().join("p.xml")), Err(Error::Invalid(_))));
+        assert!(matches!(Person::import(dir.path().join("missing.csv")), Err(Error::Io { .. })));
+        Ok(())
+    })
+    .expect("body");
+}
+
+/// Imports `input` into a table holding one record, expecting a located error and no change.
+fn refused(format: Format, input: &str, line: u64, column: Option<&str>) {
+    let db = Database::in_memory().expect("db");
+    db.scope(|| -> mnesia::Result<()> {
+        Tag::create_table(TableOptions::new())?;
+        Reading::create_table(TableOptions::new())?;
+        Person::create_table(TableOptions::new())?;
+        let kept = people().remove(0);
+        Person::write(kept.clone())?;
+        match Person::import_from(input.as_bytes(), format, &ImportOptions::new()) {
+            Err(Error::Import { line: l, column: c, reason }) => {
+                assert_eq!((l, c.as_deref()), (line, column), "{reason}");
+            }
+            other => panic!("{format:?} {input:?}: {other:?}"),
+        }
+        assert_eq!(Person::list()?, vec![kept], "nothing imported");
+        Ok(())
+    })
+    .expect("body");
+}
+
+fn person_json(id: u64, email: &str) -> String {
+    let mut p = people().remove(1);
+    p.id = id;
+    p.email = email.into();
+    serde_json::to_string(&p).expect("json")
+}
+
+fn person_csv_rows(rows: &[(u64, &str)]) -> String {
+    let db = Database::in_memory().expect("db");
+    db.scope(|| {
+        Person::create_table(TableOptions::new()).expect("table");
+        for (id, email) in rows {
+            let mut p = people().remove(1);
+            p.id = *id;
+            p.email = (*email).into();
+            p.age = Some(4242);
+            Person::write(p).expect("write");
+        }
+        let mut out = Vec::new();
+        Person::export_to(&mut out, Format::Csv).expect("export");
+        String::from_utf8(out).expect("utf8")
+    })
+}
+
+#[test]
+fn malformed_input_is_refused_with_its_line_and_nothing_is_imported() {
+    // Bad JSON syntax.
+    let good = person_json(50, "a@x.io");
+    refused(Format::JsonLines, &format!("{good}\n{{\"id\": 51,\n"), 2, None);
+    refused(Format::Json, &format!("[\n{good},\n{good}\n"), 4, None);
+    // A wrong type in a field.
+    let wrong = good.replace("\"balance\":-2000", "\"balance\":\"lots\"");
+    assert_ne!(wrong, good);
+    refused(Format::JsonLines, &format!("{good}\n\n{wrong}\n"), 3, Some("balance"));
+    refused(Format::Json, &format!("[\n{},\n{wrong}\n]", person_json(52, "b@x.io")), 3, Some("[1].balance"));
+    // CSV: a wrong type in a cell, a wrong column count, an unknown column, a missing one.
+    let csv = person_csv_rows(&[(60, "c@x.io"), (61, "d@x.io")]);
+    let header = csv.lines().next().expect("header").to_owned();
+    // The second record's age (records are one line each: no cell here holds a newline).
+    let rows: Vec<&str> = csv.lines().collect();
+    assert_eq!(rows.len(), 3, "{csv}");
+    let bad_row = rows[2].replacen(",4242,", ",abc,", 1);
+    assert_ne!(bad_row, rows[2]);
+    refused(Format::Csv, &format!("{}\n{}\n{bad_row}\n", rows[0], rows[1]), 3, Some("age"));
+    refused(Format::Csv, &format!("{header}\n1,2,3\n"), 2, None);
+    refused(Format::Csv, &format!("{header},shoe_size\n"), 1, Some("shoe_size"));
+    refused(Format::Csv, "id,email\n1,a@x.io\n", 1, Some("name"));
+}
+
+#[test]
+fn key_and_unique_constraints_are_enforced_with_the_line() {
+    let taken = people().remove(0);
+    // The key of the stored record.
+    refused(
+        Format::JsonLines,
+        &format!("{}\n{}\n", person_json(70, "e@x.io"), person_json(taken.id, "f@x.io")),
+        2,
+        None,
+    );
+    // Its unique email.
+    refused(
+        Format::JsonLines,
+        &format!("{}\n{}\n", person_json(71, "g@x.io"), person_json(72, &taken.email)),
+        2,
+        Some("email"),
+    );
+    // Two lines of the file with one email.
+    refused(
+        Format::JsonLines,
+        &format!(
+            "{}\n{}\n{}\n",
+            person_json(73, "h@x.io"),
+            person_json(74, "i@x.io"),
+            person_json(75, "h@x.io")
+        ),
+        3,
+        Some("email"),
+    );
+    // The same key twice in the file.
+    refused(
+        Format::JsonLines,
+        &format!("{}\n{}\n", person_json(76, "j@x.io"), person_json(76, "k@x.io")),
+        2,
+        None,
+    );
+}
+
+#[test]
+fn imported_ids_move_the_counter_and_replace_and_batches_work() {
+    let db = Database::in_memory().expect("db");
+    db.scope(|| -> mnesia::Result<()> {
+        Person::create_table(TableOptions::new())?;
+        let input = format!("{}\n{}\n", person_json(100, "a@x.io"), person_json(0, "b@x.io"));
+        Person::import_from(input.as_bytes(), Format::JsonLines, &ImportOptions::new())?;
+        // The record with id 0 got the next id, and the counter is past 100.
+        assert!(Person::read(&101)?.is_some_and(|p| p.email == "b@x.io"));
+        let next = Person::insert(Person { email: "c@x.io".into(), ..people().remove(0) }.with_id(0))?;
+        assert_eq!(next.id, 102);
+        // Replacing.
+        let again = person_json(100, "z@x.io");
+        assert!(Person::import_from(again.as_bytes(), Format::JsonLines, &ImportOptions::new()).is_err());
+        Person::import_from(
+            again.as_bytes(),
+            Format::JsonLines,
+            &ImportOptions::new().replace_existing(true),
+        )?;
+        assert_eq!(Person::read(&100)?.map(|p| p.email), Some("z@x.io".into()));
+        // In batches: what came before the failing batch stays.
+        let input: String =
+            (200..210).map(|i| person_json(i, &format!("m{i}@x.io")) + "\n").collect::<String>()
+                + &person_json(100, "dup@x.io");
+        assert!(
+            Person::import_from(input.as_bytes(), Format::JsonLines, &ImportOptions::new().in_batches(5))
+                .is_err()
+        );
+        assert_eq!(Person::all_keys()?.iter().filter(|k| (200..210).contains(*k)).count(), 10);
+        Ok(())
+    })
+    .expect("body");
+}
+
+trait WithId {
+    fn with_id(self, id: u64) -> Self;
+}
+
+impl WithId for Person {
+    fn with_id(mut self, id: u64) -> Self {
+        self.id = id;
+        self
+    }
+}
