@@ -7,12 +7,14 @@ pub struct Counting;
 
 static ON: AtomicBool = AtomicBool::new(false);
 static LIVE: AtomicIsize = AtomicIsize::new(0);
+static PEAK: AtomicIsize = AtomicIsize::new(0);
 
 // SAFETY: delegates every call to the system allocator unchanged; only counts sizes.
 unsafe impl GlobalAlloc for Counting {
     unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
         if ON.load(Ordering::Relaxed) {
-            LIVE.fetch_add(layout.size() as isize, Ordering::Relaxed);
+            let live = LIVE.fetch_add(layout.size() as isize, Ordering::Relaxed) + layout.size() as isize;
+            PEAK.fetch_max(live, Ordering::Relaxed);
         }
         // SAFETY: same contract as the caller's.
         unsafe { System.alloc(layout) }
@@ -28,7 +30,9 @@ unsafe impl GlobalAlloc for Counting {
 
     unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
         if ON.load(Ordering::Relaxed) {
-            LIVE.fetch_add(new_size as isize - layout.size() as isize, Ordering::Relaxed);
+            let grow = new_size as isize - layout.size() as isize;
+            let live = LIVE.fetch_add(grow, Ordering::Relaxed) + grow;
+            PEAK.fetch_max(live, Ordering::Relaxed);
         }
         // SAFETY: same contract as the caller's.
         unsafe { System.realloc(ptr, layout, new_size) }
@@ -42,4 +46,14 @@ pub fn retained<R>(f: impl FnOnce() -> R) -> (R, isize) {
     let r = f();
     ON.store(false, Ordering::SeqCst);
     (r, LIVE.load(Ordering::SeqCst))
+}
+
+/// The most heap bytes `f` had allocated at once, above what was live before it.
+pub fn peak<R>(f: impl FnOnce() -> R) -> (R, isize) {
+    LIVE.store(0, Ordering::SeqCst);
+    PEAK.store(0, Ordering::SeqCst);
+    ON.store(true, Ordering::SeqCst);
+    let r = f();
+    ON.store(false, Ordering::SeqCst);
+    (r, PEAK.load(Ordering::SeqCst))
 }

@@ -9,6 +9,7 @@
 mod alloc;
 mod disc;
 mod floor;
+mod transfer;
 mod ttl;
 
 use std::hint::black_box;
@@ -203,6 +204,7 @@ fn main() -> mnesia::Result<()> {
         event_fanout(&mut report, ops)?;
     }
     ttl::figures(&mut report, records, ops)?;
+    transfer::figures(&mut report, quick)?;
     let tx_write_floor =
         report.figures.get("tx_write").and_then(|f| f["ns_per_op"].as_f64()).unwrap_or(1000.0);
     let tx_read_floor = report.figures.get("tx_read").and_then(|f| f["ns_per_op"].as_f64()).unwrap_or(350.0);

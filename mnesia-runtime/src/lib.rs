@@ -68,5 +68,7 @@ pub use system::{SystemEvent, SystemSubscription};
 pub use table::{
     FieldInfo, IndexInfo, Key, StorageType, Table, TableInfo, TableOptions, TableType, Upserted,
 };
+#[doc(hidden)]
+pub use transfer::fuzzing as import_fuzzing;
 pub use transfer::{Format, ImportOptions};
 pub use ttl::Deadline;

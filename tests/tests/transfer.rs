@@ -90,7 +90,11 @@ fn people() -> Vec<Person> {
                     zip: (i.is_multiple_of(2)).then_some(10_000 + i as u32),
                 },
                 tags: (0..i % 3).map(|t| format!("t{t},{s}")).collect(),
-                status: if i.is_multiple_of(4) { Status::Banned { reason: (*s).to_owned() } } else { Status::Active },
+                status: if i.is_multiple_of(4) {
+                    Status::Banned { reason: (*s).to_owned() }
+                } else {
+                    Status::Active
+                },
                 extra: (0..i % 2).map(|k| (format!("k{k}"), k as i32 - 5)).collect(),
             }
         })
