@@ -135,10 +135,30 @@ pub(crate) fn export_to<T: Table>(out: impl Write, format: Format) -> Result<usi
         })?,
         Format::Csv => {
             let csv_err = |e: csv::Error| Error::Codec(format!("table {}: {e}", T::NAME));
-            let mut w = csv::Writer::from_writer(&mut out);
+            // Each row is made in `w`, into `row`, then copied out.
+            let row = RowBuf::default();
+            let row_writer = || csv::WriterBuilder::new().has_headers(false).from_writer(row.clone());
+            let mut w = row_writer();
             w.write_record(T::FIELDS.iter().map(|f| f.name)).map_err(csv_err)?;
             let mut buf = Vec::new();
-            let n = each(&store, |rec, _| {
+            let copy_out = |w: &mut csv::Writer<RowBuf>, out: &mut std::io::BufWriter<_>| -> Result<()> {
+                w.flush().map_err(io_err)?;
+                let mut bytes = row.0.borrow_mut();
+                out.write_all(&bytes).map_err(io_err)?;
+                bytes.clear();
+                Ok(())
+            };
+            copy_out(&mut w, &mut out)?;
+            each(&store, |rec, _| {
+                // Flat records: the csv serializer writes the same cells, faster.
+                if w.serialize(rec).is_ok() {
+                    return copy_out(&mut w, &mut out);
+                }
+                // Something nested: cells from the record's JSON (a new writer: the failed
+                // one may hold half a row).
+                w = row_writer();
+                // Dropping the failed writer flushed its half row.
+                row.0.borrow_mut().clear();
                 buf.clear();
                 serde_json::to_writer(&mut buf, rec).map_err(json)?;
                 let fields: TopLevel<'_> = serde_json::from_slice(&buf).map_err(json)?;
@@ -155,15 +175,29 @@ pub(crate) fn export_to<T: Table>(out: impl Write, format: Format) -> Result<usi
                         Some(t) => w.write_field(t).map_err(csv_err)?,
                     }
                 }
-                w.write_record(std::iter::empty::<&[u8]>()).map_err(csv_err)
-            })?;
-            w.flush().map_err(io_err)?;
-            n
+                w.write_record(std::iter::empty::<&[u8]>()).map_err(csv_err)?;
+                copy_out(&mut w, &mut out)
+            })?
         }
     };
     store.healthy()?;
     out.flush().map_err(io_err)?;
     Ok(n)
+}
+
+/// A buffer the CSV writer writes a row into, shared with the code that copies it out.
+#[derive(Clone, Default)]
+struct RowBuf(std::rc::Rc<std::cell::RefCell<Vec<u8>>>);
+
+impl Write for RowBuf {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.borrow_mut().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
 }
 
 /// Calls `f` with every live record of the table and how many came before; returns how
