@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use crate::db::{self, Database};
 use crate::error::{Error, Result};
+use crate::info::Stat;
 use crate::tx::Tx;
 
 thread_local! {
@@ -100,6 +101,8 @@ pub(crate) fn transact<R, E: From<Error>>(db: Database, mut f: impl FnMut() -> R
         .into());
     }
     let attempts = db.config().retries();
+    let stats = db.stats();
+    stats.add(Stat::Start);
     let mut db = db;
     for attempt in 1..=attempts {
         // Lets a sync leader of the log wait a little for this transaction's commit; the
@@ -126,6 +129,7 @@ pub(crate) fn transact<R, E: From<Error>>(db: Database, mut f: impl FnMut() -> R
             Err(panic) => {
                 if tx.reads_unchanged() {
                     drop(tx);
+                    stats.add(Stat::Abort);
                     std::panic::resume_unwind(panic);
                 }
                 None
@@ -133,10 +137,13 @@ pub(crate) fn transact<R, E: From<Error>>(db: Database, mut f: impl FnMut() -> R
         };
         db = tx.finish();
         if let Some(done) = outcome {
+            stats.add(if done.is_ok() { Stat::Commit } else { Stat::Abort });
             return done;
         }
+        stats.add(Stat::Retry);
         backoff(attempt);
     }
+    stats.add(Stat::Abort);
     Err(Error::TooManyRetries { attempts }.into())
 }
 

@@ -305,6 +305,7 @@ pub(crate) struct DbInner {
     disk: Option<Disk>,
     reaper: Arc<crate::expiring::Reaper>,
     system: Arc<crate::system::SystemHub>,
+    stats: Arc<crate::info::Stats>,
 }
 
 impl Drop for DbInner {
@@ -380,6 +381,7 @@ impl Database {
                 disk,
                 reaper: Arc::default(),
                 system: Arc::default(),
+                stats: Arc::default(),
             }),
         };
         if db.inner.disk.is_some() {
@@ -568,6 +570,36 @@ impl Database {
             }
         }
         Ok(removed)
+    }
+
+    pub(crate) fn stats(&self) -> Arc<crate::info::Stats> {
+        Arc::clone(&self.inner.stats)
+    }
+
+    /// Facts about the database: version, node, directory, tables, what transactions did,
+    /// the commit log (Mnesia's `system_info`).
+    ///
+    /// ```
+    /// let db = mnesia::Database::in_memory()?;
+    /// let info = db.system_info();
+    /// assert_eq!((info.directory, info.log), (None, None));
+    /// # Ok::<(), mnesia::Error>(())
+    /// ```
+    pub fn system_info(&self) -> crate::info::SystemInfo {
+        let config = &self.inner.config;
+        let log = self.disk().map(|d| crate::info::LogInfo {
+            bytes_since_checkpoint: d.wal.bytes_since_roll(),
+            checkpoint_after_bytes: config.checkpoint_bytes,
+            durability: format!("{:?}", config.durability),
+        });
+        crate::info::SystemInfo::new(
+            config.node.clone(),
+            config.dir.clone(),
+            self.table_infos(),
+            self.inner.seq.load(Ordering::Acquire),
+            &self.inner.stats,
+            log,
+        )
     }
 
     /// Whether two handles are the same database.
@@ -1251,4 +1283,16 @@ pub fn system_tables() -> Result<Vec<TableInfo>> {
 /// ```
 pub fn cleanup_expired() -> Result<usize> {
     current()?.cleanup_expired()
+}
+
+/// Facts about the current database: see [`Database::system_info`].
+///
+/// ```
+/// let db = mnesia::Database::in_memory()?;
+/// let info = db.scope(mnesia::system_info)?;
+/// assert!(info.tables.is_empty());
+/// # Ok::<(), mnesia::Error>(())
+/// ```
+pub fn system_info() -> Result<crate::info::SystemInfo> {
+    Ok(current()?.system_info())
 }

@@ -32,6 +32,7 @@ mod field;
 mod filter;
 mod handle;
 mod index;
+mod info;
 mod lock;
 mod ops;
 mod plan;
@@ -49,7 +50,7 @@ mod tx;
 
 pub use context::{is_transaction, sync_transaction, transaction};
 pub use counters::{current_value, dirty_update_counter, has_counter, next_id, reset_counter};
-pub use db::{Config, Database, cleanup_expired, start, stop, system_tables};
+pub use db::{Config, Database, cleanup_expired, start, stop, system_info, system_tables};
 pub use disk::fuzzing;
 pub use disk::wal::Durability;
 pub use error::{Error, Result};
@@ -61,6 +62,7 @@ pub use handle::Transaction;
 pub use index::IndexSpec;
 #[doc(hidden)]
 pub use index::{IndexProbe, ProbeIndexable, ProbeNotIndexable};
+pub use info::{LogInfo, SystemInfo};
 pub use plan::Plan;
 pub use query::{Query, QueryIter};
 pub use schema::{Schema, SchemaInfo};

@@ -285,6 +285,7 @@ pub(crate) fn dirty<R>(f: impl FnMut(&mut Tx) -> Result<R>) -> Result<R> {
 
 /// [`dirty`] on a given database.
 pub(crate) fn dirty_in<R>(mut db: crate::db::Database, mut f: impl FnMut(&mut Tx) -> Result<R>) -> Result<R> {
+    let stats = db.stats();
     loop {
         let mut tx = Tx::new(db);
         let r = f(&mut tx);
@@ -294,8 +295,15 @@ pub(crate) fn dirty_in<R>(mut db: crate::db::Database, mut f: impl FnMut(&mut Tx
         };
         db = tx.finish();
         match committed {
-            Err(Error::Conflict) => std::thread::yield_now(),
-            other => return other,
+            Err(Error::Conflict) => {
+                stats.add(crate::info::Stat::Retry);
+                std::thread::yield_now();
+            }
+            other => {
+                stats.add(crate::info::Stat::Start);
+                stats.add(if other.is_ok() { crate::info::Stat::Commit } else { crate::info::Stat::Abort });
+                return other;
+            }
         }
     }
 }

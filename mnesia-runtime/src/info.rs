@@ -1,0 +1,237 @@
+//! System information (Mnesia's `system_info`): what the database holds and what it has
+//! done, as a plain struct that serializes and prints.
+
+use std::fmt;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+
+use crossbeam_utils::CachePadded;
+use serde::Serialize;
+
+use crate::table::TableInfo;
+
+/// What happened to transactions, counted per thread stripe so that counting costs a commit
+/// one uncontended add.
+pub(crate) struct Stats {
+    stripes: Box<[CachePadded<[AtomicU64; 4]>]>,
+}
+
+/// What [`Stats`] counts.
+#[derive(Clone, Copy)]
+pub(crate) enum Stat {
+    /// A transaction (or dirty operation) committed.
+    Commit = 0,
+    /// A transaction ended without committing (an error, a panic, too many retries).
+    Abort = 1,
+    /// A transaction ran again after a conflict.
+    Retry = 2,
+    /// A transaction started (those running are started minus committed minus aborted).
+    Start = 3,
+}
+
+const STRIPES: usize = 16;
+
+static NEXT_STRIPE: AtomicUsize = AtomicUsize::new(0);
+
+thread_local! {
+    static STRIPE: usize = NEXT_STRIPE.fetch_add(1, Ordering::Relaxed) % STRIPES;
+}
+
+impl Default for Stats {
+    fn default() -> Self {
+        Stats { stripes: (0..STRIPES).map(|_| CachePadded::new(Default::default())).collect() }
+    }
+}
+
+impl Stats {
+    pub(crate) fn add(&self, stat: Stat) {
+        let stripe = STRIPE.try_with(|s| *s).unwrap_or(0);
+        self.stripes[stripe][stat as usize].fetch_add(1, Ordering::Relaxed);
+    }
+
+    fn total(&self, stat: Stat) -> u64 {
+        self.stripes.iter().map(|s| s[stat as usize].load(Ordering::Relaxed)).sum()
+    }
+}
+
+/// The commit log of a database with a directory.
+///
+/// ```
+/// let dir = std::env::temp_dir().join(format!("mnesia-doc-loginfo-{}", std::process::id()));
+/// # let _ = mnesia::Schema::delete(&dir);
+/// mnesia::Schema::create(&dir)?;
+/// let db = mnesia::Database::open(mnesia::Config::default().dir(&dir))?;
+/// let log = db.system_info().log.expect("a database on disc has a log");
+/// assert!(log.bytes_since_checkpoint < log.checkpoint_after_bytes);
+/// # db.close()?; drop(db); mnesia::Schema::delete(&dir)?;
+/// # Ok::<(), mnesia::Error>(())
+/// ```
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[non_exhaustive]
+pub struct LogInfo {
+    /// Bytes appended since the last checkpoint (what the next open replays).
+    pub bytes_since_checkpoint: u64,
+    /// The size past which a checkpoint runs (`Config::checkpoint_after_bytes`).
+    pub checkpoint_after_bytes: u64,
+    /// When a commit is durable (`Config::durability`).
+    pub durability: String,
+}
+
+/// Facts about a running database (Mnesia's `system_info`).
+///
+/// ```
+/// use mnesia::prelude::*;
+///
+/// #[derive(Table, Clone, Debug, Serialize, Deserialize)]
+/// struct Item { #[key] id: u32 }
+///
+/// let db = Database::in_memory()?;
+/// db.scope(|| -> mnesia::Result<()> {
+///     Item::create_table(TableOptions::new())?;
+///     Item::write(Item { id: 1 })?;
+///     let info = mnesia::system_info()?;
+///     assert_eq!(info.tables.len(), 1);
+///     assert!(info.commits >= 1);
+///     assert!(info.to_string().contains("item"));
+///     Ok(())
+/// })?;
+/// # Ok::<(), mnesia::Error>(())
+/// ```
+#[derive(Clone, Debug, Serialize)]
+#[non_exhaustive]
+pub struct SystemInfo {
+    /// The version of this crate.
+    pub version: String,
+    /// This node's name.
+    pub node: String,
+    /// The nodes running the database now (this one until distribution comes).
+    pub running_nodes: Vec<String>,
+    /// The nodes the schema knows.
+    pub known_nodes: Vec<String>,
+    /// The database's directory, if it has one.
+    pub directory: Option<PathBuf>,
+    /// Every table, by name.
+    pub tables: Vec<TableInfo>,
+    /// The sequence number of the last commit.
+    pub last_commit: u64,
+    /// Transactions (and dirty operations) committed since the database opened.
+    pub commits: u64,
+    /// Transactions that ended without committing.
+    pub aborts: u64,
+    /// Times a transaction ran again after a conflict.
+    pub retries: u64,
+    /// Transactions running now.
+    pub running_transactions: u64,
+    /// The commit log, for a database with a directory.
+    pub log: Option<LogInfo>,
+}
+
+impl SystemInfo {
+    pub(crate) fn new(
+        node: String,
+        directory: Option<PathBuf>,
+        tables: Vec<TableInfo>,
+        last_commit: u64,
+        stats: &Stats,
+        log: Option<LogInfo>,
+    ) -> SystemInfo {
+        let commits = stats.total(Stat::Commit);
+        let aborts = stats.total(Stat::Abort);
+        let started = stats.total(Stat::Start);
+        SystemInfo {
+            version: env!("CARGO_PKG_VERSION").to_owned(),
+            running_nodes: vec![node.clone()],
+            known_nodes: vec![node.clone()],
+            node,
+            directory,
+            tables,
+            last_commit,
+            commits,
+            aborts,
+            retries: stats.total(Stat::Retry),
+            running_transactions: started.saturating_sub(commits + aborts),
+            log,
+        }
+    }
+}
+
+impl fmt::Display for SystemInfo {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        writeln!(f, "mnesia {} on {}", self.version, self.node)?;
+        match &self.directory {
+            Some(d) => writeln!(f, "directory:    {}", d.display())?,
+            None => writeln!(f, "directory:    none (in memory)")?,
+        }
+        writeln!(f, "nodes:        running {:?}, known {:?}", self.running_nodes, self.known_nodes)?;
+        writeln!(
+            f,
+            "transactions: {} committed, {} aborted, {} retries, {} running; last commit {}",
+            self.commits, self.aborts, self.retries, self.running_transactions, self.last_commit
+        )?;
+        if let Some(log) = &self.log {
+            writeln!(
+                f,
+                "log:          {} bytes since the last checkpoint (checkpoint at {}), durability {}",
+                log.bytes_since_checkpoint, log.checkpoint_after_bytes, log.durability
+            )?;
+        }
+        writeln!(f, "tables:       {}", self.tables.len())?;
+        for t in &self.tables {
+            write!(f, "  {}", t)?;
+        }
+        Ok(())
+    }
+}
+
+impl fmt::Display for TableInfo {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "{} ({}, {}): {} records, {} bytes; key {}",
+            self.name, self.table_type, self.storage_type, self.size, self.memory, self.key
+        )?;
+        if self.auto_increment {
+            write!(f, " (auto-increment)")?;
+        }
+        if !self.indexes.is_empty() {
+            let idx: Vec<String> = self
+                .indexes
+                .iter()
+                .map(|i| if i.unique { format!("{} (unique)", i.field) } else { i.field.clone() })
+                .collect();
+            write!(f, "; indexes {}", idx.join(", "))?;
+        }
+        if let Some(ttl) = &self.ttl_field {
+            write!(f, "; ttl field {ttl}, {} records with a deadline", self.expiring)?;
+            if let Some(d) = self.default_ttl {
+                write!(f, ", default lifetime {d:?}")?;
+            }
+        }
+        writeln!(f)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn counts_add_up_across_threads() {
+        let stats = std::sync::Arc::new(Stats::default());
+        let threads: Vec<_> = (0..4)
+            .map(|_| {
+                let stats = std::sync::Arc::clone(&stats);
+                std::thread::spawn(move || {
+                    for _ in 0..1000 {
+                        stats.add(Stat::Start);
+                        stats.add(Stat::Commit);
+                    }
+                })
+            })
+            .collect();
+        for t in threads {
+            t.join().expect("thread");
+        }
+        assert_eq!((stats.total(Stat::Start), stats.total(Stat::Commit)), (4000, 4000));
+    }
+}
