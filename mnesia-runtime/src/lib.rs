@@ -21,6 +21,7 @@
 #![warn(unreachable_pub)]
 
 mod broadcast;
+mod cells;
 mod context;
 mod counters;
 mod db;

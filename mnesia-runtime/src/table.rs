@@ -1197,8 +1197,11 @@ pub trait Table: Clone + Send + Sync + Serialize + DeserializeOwned + 'static {
     }
 
     /// Writes every record to a file, in the format its extension names (`.json`, `.jsonl`,
-    /// `.csv`: see [`crate::Format`]); returns how many. Records are read in chunks, so the
-    /// table is never copied whole.
+    /// `.csv`: see [`crate::Format`]); returns how many. Records are serialized a chunk at a
+    /// time, so the table is never copied whole. The file is written under a temporary name
+    /// and renamed when complete: a failed export leaves an earlier file of that name as it
+    /// was. The export is not one snapshot: a commit running meanwhile may show in some
+    /// chunks and not others (a backup is consistent).
     ///
     /// ```
     /// # use mnesia::prelude::*;
@@ -1218,10 +1221,7 @@ pub trait Table: Clone + Send + Sync + Serialize + DeserializeOwned + 'static {
     /// # Ok::<(), mnesia::Error>(())
     /// ```
     fn export(path: impl AsRef<std::path::Path>) -> Result<usize> {
-        let path = path.as_ref();
-        let format = crate::Format::from_path(path)?;
-        let file = std::fs::File::create(path).map_err(|e| crate::disk::frame::io_error(path, e))?;
-        crate::transfer::export_to::<Self>(file, format)
+        crate::transfer::export_file::<Self>(path.as_ref())
     }
 
     /// Writes every record to `out` in `format`; returns how many.
@@ -1245,7 +1245,7 @@ pub trait Table: Clone + Send + Sync + Serialize + DeserializeOwned + 'static {
     }
 
     /// Reads records from a file, in the format its extension names, and writes them in one
-    /// transaction: all or nothing. A malformed record gives [`Error::Import`] with its line
+    /// transaction: all or nothing (inside a transaction of the caller, it joins that one). A malformed record gives [`Error::Import`] with its line
     /// (and column or field); a key that exists, or a unique value taken, fails the import
     /// too. Returns how many records were imported. See [`Table::import_with`] for options.
     ///
