@@ -1,6 +1,7 @@
-//! Reading a CSV row as a record: a serde deserializer that gives each field what it asks
-//! for, so that the rules follow the field's type, whatever its name (an alias, a newtype,
-//! `Cow<str>`):
+//! CSV rows and records. Writing: `write_cells` serializes a record's fields into cells
+//! (scalars as text, `None` empty, a plain enum variant as its name, anything nested as its
+//! JSON text). Reading: a serde deserializer that gives each field what it asks for, so that
+//! the rules follow the field's type, whatever its name (an alias, a newtype, `Cow<str>`):
 //!
 //! - a string is the cell as it is (an empty cell: the empty string);
 //! - an `Option` is `None` when the cell is empty, else the cell read as its inner type;
@@ -12,6 +13,7 @@
 
 use serde::de::{self, DeserializeSeed, IntoDeserializer, MapAccess, Visitor};
 use serde::forward_to_deserialize_any;
+use serde::ser;
 use serde_json::Error;
 
 /// A CSV row: the header's names and the row's cells, in order.
@@ -215,6 +217,292 @@ impl<'de> de::Deserializer<'de> for Cell<'de> {
 
     fn deserialize_ignored_any<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, Error> {
         visitor.visit_unit()
+    }
+}
+
+/// Writes a record's top-level fields into `cells`, one per name in `names` (a field serde
+/// skips stays empty). Fails on a field the names do not list (a serde rename or flatten).
+pub(crate) fn write_cells<T: serde::Serialize>(
+    rec: &T,
+    names: &[&str],
+    cells: &mut [String],
+) -> Result<(), Error> {
+    for c in cells.iter_mut() {
+        c.clear();
+    }
+    rec.serialize(RowSer { names, cells })
+}
+
+fn not_a_struct() -> Error {
+    ser::Error::custom("a record must serialize as a struct of named fields")
+}
+
+struct RowSer<'a> {
+    names: &'a [&'a str],
+    cells: &'a mut [String],
+}
+
+impl ser::SerializeStruct for RowSer<'_> {
+    type Ok = ();
+    type Error = Error;
+
+    fn serialize_field<V: ser::Serialize + ?Sized>(
+        &mut self,
+        key: &'static str,
+        value: &V,
+    ) -> Result<(), Error> {
+        let Some(at) = self.names.iter().position(|n| *n == key) else {
+            return Err(ser::Error::custom(format!(
+                "the record serializes a field `{key}` the struct does not name (a serde rename or flatten): CSV columns are the struct's field names; export as JSON instead"
+            )));
+        };
+        let cell = &mut self.cells[at];
+        if value.serialize(CellSer(cell)).is_err() {
+            // Something nested: its JSON text.
+            cell.clear();
+            cell.push_str(&serde_json::to_string(value)?);
+        }
+        Ok(())
+    }
+
+    fn end(self) -> Result<(), Error> {
+        Ok(())
+    }
+}
+
+impl ser::Serializer for RowSer<'_> {
+    type Ok = ();
+    type Error = Error;
+    type SerializeSeq = ser::Impossible<(), Error>;
+    type SerializeTuple = ser::Impossible<(), Error>;
+    type SerializeTupleStruct = ser::Impossible<(), Error>;
+    type SerializeTupleVariant = ser::Impossible<(), Error>;
+    type SerializeMap = ser::Impossible<(), Error>;
+    type SerializeStruct = Self;
+    type SerializeStructVariant = ser::Impossible<(), Error>;
+
+    fn serialize_struct(self, _name: &'static str, _len: usize) -> Result<Self, Error> {
+        Ok(self)
+    }
+
+    fn serialize_bool(self, _: bool) -> Result<(), Error> {
+        Err(not_a_struct())
+    }
+    fn serialize_i64(self, _: i64) -> Result<(), Error> {
+        Err(not_a_struct())
+    }
+    fn serialize_i8(self, _: i8) -> Result<(), Error> {
+        Err(not_a_struct())
+    }
+    fn serialize_i16(self, _: i16) -> Result<(), Error> {
+        Err(not_a_struct())
+    }
+    fn serialize_i32(self, _: i32) -> Result<(), Error> {
+        Err(not_a_struct())
+    }
+    fn serialize_u8(self, _: u8) -> Result<(), Error> {
+        Err(not_a_struct())
+    }
+    fn serialize_u16(self, _: u16) -> Result<(), Error> {
+        Err(not_a_struct())
+    }
+    fn serialize_u32(self, _: u32) -> Result<(), Error> {
+        Err(not_a_struct())
+    }
+    fn serialize_u64(self, _: u64) -> Result<(), Error> {
+        Err(not_a_struct())
+    }
+    fn serialize_f32(self, _: f32) -> Result<(), Error> {
+        Err(not_a_struct())
+    }
+    fn serialize_f64(self, _: f64) -> Result<(), Error> {
+        Err(not_a_struct())
+    }
+    fn serialize_char(self, _: char) -> Result<(), Error> {
+        Err(not_a_struct())
+    }
+    fn serialize_str(self, _: &str) -> Result<(), Error> {
+        Err(not_a_struct())
+    }
+    fn serialize_bytes(self, _: &[u8]) -> Result<(), Error> {
+        Err(not_a_struct())
+    }
+    fn serialize_none(self) -> Result<(), Error> {
+        Err(not_a_struct())
+    }
+    fn serialize_some<V: ser::Serialize + ?Sized>(self, _: &V) -> Result<(), Error> {
+        Err(not_a_struct())
+    }
+    fn serialize_unit(self) -> Result<(), Error> {
+        Err(not_a_struct())
+    }
+    fn serialize_unit_struct(self, _: &'static str) -> Result<(), Error> {
+        Err(not_a_struct())
+    }
+    fn serialize_unit_variant(self, _: &'static str, _: u32, _: &'static str) -> Result<(), Error> {
+        Err(not_a_struct())
+    }
+    fn serialize_newtype_struct<V: ser::Serialize + ?Sized>(
+        self,
+        _: &'static str,
+        value: &V,
+    ) -> Result<(), Error> {
+        value.serialize(self)
+    }
+    fn serialize_newtype_variant<V: ser::Serialize + ?Sized>(
+        self,
+        _: &'static str,
+        _: u32,
+        _: &'static str,
+        _: &V,
+    ) -> Result<(), Error> {
+        Err(not_a_struct())
+    }
+    fn serialize_seq(self, _: Option<usize>) -> Result<Self::SerializeSeq, Error> {
+        Err(not_a_struct())
+    }
+    fn serialize_tuple(self, _: usize) -> Result<Self::SerializeTuple, Error> {
+        Err(not_a_struct())
+    }
+    fn serialize_tuple_struct(self, _: &'static str, _: usize) -> Result<Self::SerializeTupleStruct, Error> {
+        Err(not_a_struct())
+    }
+    fn serialize_tuple_variant(
+        self,
+        _: &'static str,
+        _: u32,
+        _: &'static str,
+        _: usize,
+    ) -> Result<Self::SerializeTupleVariant, Error> {
+        Err(not_a_struct())
+    }
+    fn serialize_map(self, _: Option<usize>) -> Result<Self::SerializeMap, Error> {
+        Err(not_a_struct())
+    }
+    fn serialize_struct_variant(
+        self,
+        _: &'static str,
+        _: u32,
+        _: &'static str,
+        _: usize,
+    ) -> Result<Self::SerializeStructVariant, Error> {
+        Err(not_a_struct())
+    }
+}
+
+/// One field's value as a cell: scalars as text, `None` and units empty, a plain variant
+/// as its name; anything nested fails here, and the caller writes its JSON text instead.
+struct CellSer<'a>(&'a mut String);
+
+fn nested() -> Error {
+    ser::Error::custom("nested")
+}
+
+macro_rules! shown {
+    ($($method:ident $ty:ty;)*) => {
+        $(fn $method(self, v: $ty) -> Result<(), Error> {
+            use std::fmt::Write as _;
+            let _ = write!(self.0, "{v}");
+            Ok(())
+        })*
+    };
+}
+
+impl ser::Serializer for CellSer<'_> {
+    type Ok = ();
+    type Error = Error;
+    type SerializeSeq = ser::Impossible<(), Error>;
+    type SerializeTuple = ser::Impossible<(), Error>;
+    type SerializeTupleStruct = ser::Impossible<(), Error>;
+    type SerializeTupleVariant = ser::Impossible<(), Error>;
+    type SerializeMap = ser::Impossible<(), Error>;
+    type SerializeStruct = ser::Impossible<(), Error>;
+    type SerializeStructVariant = ser::Impossible<(), Error>;
+
+    shown! {
+        serialize_bool bool; serialize_i8 i8; serialize_i16 i16; serialize_i32 i32; serialize_i64 i64;
+        serialize_i128 i128; serialize_u8 u8; serialize_u16 u16; serialize_u32 u32; serialize_u64 u64;
+        serialize_u128 u128; serialize_char char; serialize_str &str;
+    }
+
+    fn serialize_f32(self, v: f32) -> Result<(), Error> {
+        use std::fmt::Write as _;
+        // `{:?}`: the shortest text that reads back the same (`1.0`, `1e100`, `NaN`).
+        let _ = write!(self.0, "{v:?}");
+        Ok(())
+    }
+    fn serialize_f64(self, v: f64) -> Result<(), Error> {
+        use std::fmt::Write as _;
+        let _ = write!(self.0, "{v:?}");
+        Ok(())
+    }
+    fn serialize_bytes(self, _: &[u8]) -> Result<(), Error> {
+        Err(nested())
+    }
+    fn serialize_none(self) -> Result<(), Error> {
+        Ok(())
+    }
+    fn serialize_some<V: ser::Serialize + ?Sized>(self, value: &V) -> Result<(), Error> {
+        value.serialize(self)
+    }
+    fn serialize_unit(self) -> Result<(), Error> {
+        Ok(())
+    }
+    fn serialize_unit_struct(self, _: &'static str) -> Result<(), Error> {
+        Ok(())
+    }
+    fn serialize_unit_variant(self, _: &'static str, _: u32, variant: &'static str) -> Result<(), Error> {
+        self.0.push_str(variant);
+        Ok(())
+    }
+    fn serialize_newtype_struct<V: ser::Serialize + ?Sized>(
+        self,
+        _: &'static str,
+        value: &V,
+    ) -> Result<(), Error> {
+        value.serialize(self)
+    }
+    fn serialize_newtype_variant<V: ser::Serialize + ?Sized>(
+        self,
+        _: &'static str,
+        _: u32,
+        _: &'static str,
+        _: &V,
+    ) -> Result<(), Error> {
+        Err(nested())
+    }
+    fn serialize_seq(self, _: Option<usize>) -> Result<Self::SerializeSeq, Error> {
+        Err(nested())
+    }
+    fn serialize_tuple(self, _: usize) -> Result<Self::SerializeTuple, Error> {
+        Err(nested())
+    }
+    fn serialize_tuple_struct(self, _: &'static str, _: usize) -> Result<Self::SerializeTupleStruct, Error> {
+        Err(nested())
+    }
+    fn serialize_tuple_variant(
+        self,
+        _: &'static str,
+        _: u32,
+        _: &'static str,
+        _: usize,
+    ) -> Result<Self::SerializeTupleVariant, Error> {
+        Err(nested())
+    }
+    fn serialize_map(self, _: Option<usize>) -> Result<Self::SerializeMap, Error> {
+        Err(nested())
+    }
+    fn serialize_struct(self, _: &'static str, _: usize) -> Result<Self::SerializeStruct, Error> {
+        Err(nested())
+    }
+    fn serialize_struct_variant(
+        self,
+        _: &'static str,
+        _: u32,
+        _: &'static str,
+        _: usize,
+    ) -> Result<Self::SerializeStructVariant, Error> {
+        Err(nested())
     }
 }
 

@@ -174,35 +174,14 @@ pub(crate) fn export_to<T: Table>(out: impl Write, format: Format) -> Result<usi
             w.write_record(T::FIELDS.iter().map(|f| f.name)).map_err(csv_err)?;
             w.flush().map_err(io_err)?;
             write_out(&row.0.borrow_mut().split_off(0))?;
-            let mut buf = Vec::new();
+            let names: Vec<&str> = T::FIELDS.iter().map(|f| f.name).collect();
+            let mut cells = vec![String::new(); names.len()];
             each(
                 &store,
                 |rec, _, chunk| {
-                    buf.clear();
-                    serde_json::to_writer(&mut buf, rec).map_err(json)?;
-                    let fields: TopLevel<'_> = serde_json::from_slice(&buf).map_err(json)?;
-                    if let Some((extra, _)) =
-                        fields.0.iter().find(|(k, _)| !T::FIELDS.iter().any(|f| f.name == *k))
-                    {
-                        return Err(Error::Invalid(format!(
-                            "table {}: the record serializes a field `{extra}` the struct does not name (a serde rename or flatten): CSV columns are the struct's field names; export as JSON instead",
-                            T::NAME
-                        )));
-                    }
-                    for f in T::FIELDS {
-                        match fields.0.iter().find(|(k, _)| *k == f.name).map(|(_, v)| v.get()) {
-                            None | Some("null") => w.write_field("").map_err(csv_err)?,
-                            Some(t) if t.starts_with('"') && !t.contains('\\') => {
-                                w.write_field(&t[1..t.len() - 1]).map_err(csv_err)?;
-                            }
-                            Some(t) if t.starts_with('"') => {
-                                let s: String = serde_json::from_str(t).map_err(json)?;
-                                w.write_field(s).map_err(csv_err)?;
-                            }
-                            Some(t) => w.write_field(t).map_err(csv_err)?,
-                        }
-                    }
-                    w.write_record(std::iter::empty::<&[u8]>()).map_err(csv_err)?;
+                    crate::cells::write_cells(rec, &names, &mut cells)
+                        .map_err(|e| Error::Invalid(format!("table {}: {e}", T::NAME)))?;
+                    w.write_record(&cells).map_err(csv_err)?;
                     w.flush().map_err(io_err)?;
                     chunk.append(&mut row.0.borrow_mut());
                     Ok(())
@@ -281,34 +260,6 @@ fn each<T: Table>(
     match failed {
         Some(e) => Err(e),
         None => Ok(n),
-    }
-}
-
-/// A JSON object's top-level fields, as raw JSON text borrowed from the input.
-struct TopLevel<'a>(Vec<(&'a str, &'a serde_json::value::RawValue)>);
-
-impl<'de: 'a, 'a> serde::Deserialize<'de> for TopLevel<'a> {
-    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
-        struct Visit;
-        impl<'de> serde::de::Visitor<'de> for Visit {
-            type Value = TopLevel<'de>;
-
-            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-                f.write_str("a record as a JSON object")
-            }
-
-            fn visit_map<A: serde::de::MapAccess<'de>>(
-                self,
-                mut map: A,
-            ) -> std::result::Result<TopLevel<'de>, A::Error> {
-                let mut out = Vec::with_capacity(map.size_hint().unwrap_or(8));
-                while let Some(entry) = map.next_entry()? {
-                    out.push(entry);
-                }
-                Ok(TopLevel(out))
-            }
-        }
-        d.deserialize_map(Visit)
     }
 }
 
