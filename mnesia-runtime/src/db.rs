@@ -286,6 +286,8 @@ impl<T: Table> AnyTable for TableStore<T> {
             ttl_field: T::TTL_FIELD.map(str::to_owned),
             default_ttl: T::DEFAULT_TTL,
             expiring: self.expiry.as_ref().map_or(0, crate::ttl::ExpiryIndex::len),
+            counter: self.counter.load(Ordering::Acquire),
+            disk_bytes: None,
         }
     }
 }
@@ -874,7 +876,17 @@ impl Database {
     /// # Ok::<(), mnesia::Error>(())
     /// ```
     pub fn table_info<T: Table>(&self) -> Result<TableInfo> {
-        Ok(self.table::<T>()?.info())
+        let store = self.table::<T>()?;
+        Ok(self.with_disk_bytes(store.info(), store.disk_id()))
+    }
+
+    /// `info` with the size of the table's snapshot, for a `disc_copies` table.
+    fn with_disk_bytes(&self, mut info: TableInfo, disk_id: Option<u64>) -> TableInfo {
+        if let (Some(disk), Some(id), StorageType::DiscCopies) = (self.disk(), disk_id, info.storage_type) {
+            let snapshot = crate::disk::snapshot::path(&disk.dir, id);
+            info.disk_bytes = Some(std::fs::metadata(snapshot).map_or(0, |m| m.len()));
+        }
+        info
     }
 
     /// Facts about every table, sorted by name.
@@ -885,9 +897,10 @@ impl Database {
     /// # Ok::<(), mnesia::Error>(())
     /// ```
     pub fn table_infos(&self) -> Vec<TableInfo> {
-        let mut v: Vec<TableInfo> = self.inner.tables.load().values().map(|t| t.info()).collect();
+        let mut v: Vec<TableInfo> =
+            self.inner.tables.load().values().map(|t| self.with_disk_bytes(t.info(), t.disk_id())).collect();
         if let Some(disk) = self.disk() {
-            v.extend(disk.pending.lock().values().map(|p| p.info()));
+            v.extend(disk.pending.lock().values().map(|p| self.with_disk_bytes(p.info(), Some(p.def.id))));
         }
         v.sort_by(|a, b| a.name.cmp(&b.name));
         v

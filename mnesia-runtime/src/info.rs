@@ -191,7 +191,10 @@ impl fmt::Display for TableInfo {
             self.name, self.table_type, self.storage_type, self.size, self.memory, self.key
         )?;
         if self.auto_increment {
-            write!(f, " (auto-increment)")?;
+            write!(f, " (auto-increment, at {})", self.counter)?;
+        }
+        if let Some(bytes) = self.disk_bytes {
+            write!(f, "; {bytes} bytes on disc")?;
         }
         if !self.indexes.is_empty() {
             let idx: Vec<String> = self

@@ -322,6 +322,12 @@ pub struct TableInfo {
     pub default_ttl: Option<Duration>,
     /// How many records have a deadline (expired ones the reaper has not removed included).
     pub expiring: usize,
+    /// The highest `#[auto_increment]` id handed out or written (0 for other keys).
+    pub counter: u64,
+    /// Bytes of the table's last checkpoint on disc (`disc_copies`; the commit log since,
+    /// shared by every table, is not counted). `None` in memory, and for
+    /// `disc_only_copies`, whose records share one file.
+    pub disk_bytes: Option<u64>,
 }
 
 /// What `upsert` did.

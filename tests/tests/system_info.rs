@@ -88,7 +88,11 @@ fn a_database_on_disc_reports_its_directory_and_log() {
         assert!(log.bytes_since_checkpoint > 0);
         assert_eq!(log.durability, "Immediate");
         db.checkpoint()?;
-        assert_eq!(db.system_info().log.map(|l| l.bytes_since_checkpoint), Some(0));
+        let after = db.system_info();
+        assert_eq!(after.log.map(|l| l.bytes_since_checkpoint), Some(0));
+        let table = &after.tables[0];
+        assert!(table.disk_bytes.is_some_and(|b| b > 0), "{table:?}");
+        assert_eq!(table.counter, 1);
         assert!(info.to_string().contains("disc_copies"));
         Ok(())
     })

@@ -109,6 +109,8 @@ impl Pending {
             ttl_field: None,
             default_ttl: None,
             expiring: 0,
+            counter: self.counter,
+            disk_bytes: None,
         }
     }
 
