@@ -74,9 +74,21 @@ fn main() -> mnesia::Result<()> {
 
     println!("a cache entry gets the table's default lifetime of 2 s");
     let entry = CacheEntry::write(CacheEntry { key: "k".into(), value: "v".into(), expires_at: None })?;
-    println!("  stored with deadline {:?}", entry.expires_at);
+    println!("  it has a deadline: {}", entry.expires_at.is_some());
     println!("  time left {:?}", CacheEntry::ttl(&"k".to_owned())?);
 
-    println!("removing expired records by hand: {} removed", db.cleanup_expired()?);
+    // The reaper can also be run by hand (say with `Config::auto_cleanup(false)`).
+    println!("a cache entry for 50 ms, then the expired records removed by hand");
+    CacheEntry::write_with_ttl(
+        CacheEntry { key: "brief".into(), value: "v".into(), expires_at: None },
+        Duration::from_millis(50),
+    )?;
+    std::thread::sleep(Duration::from_millis(120));
+    println!("  read(brief) = {:?}", CacheEntry::read(&"brief".to_owned())?);
+    let removed = db.cleanup_expired()?;
+    println!(
+        "  removed {removed} (0 if the reaper got there first); stored now: {}",
+        CacheEntry::table_info()?.size
+    );
     mnesia::stop()
 }

@@ -57,11 +57,12 @@ struct Session {
     expires_at: Option<SystemTime>,
 }
 
-fn disc<T: Table>() -> TableOptions<T> {
-    TableOptions::new().disc_copies(["local@localhost"])
+fn disc<T: Table>(db: &Database) -> TableOptions<T> {
+    TableOptions::new().disc_copies([db.node()])
 }
 
-/// Signs a user up: one transaction, so a taken email leaves nothing behind.
+/// Signs a user up: one transaction, so a taken email leaves nothing behind (but a gap in
+/// the ids).
 fn sign_up(name: &str, email: &str) -> mnesia::Result<User> {
     User::insert(User { id: 0, email: email.into(), name: name.into() })
 }
@@ -91,10 +92,10 @@ fn main() -> mnesia::Result<()> {
         Schema::create(&dir)?;
     }
     let db = mnesia::start(Config::default().dir(&dir).cleanup_interval(Duration::from_millis(100)))?;
-    User::create_table(disc())?;
-    Post::create_table(disc())?;
-    Comment::create_table(disc())?;
-    Session::create_table(disc())?;
+    User::create_table(disc(&db))?;
+    Post::create_table(disc(&db))?;
+    Comment::create_table(disc(&db))?;
+    Session::create_table(disc(&db))?;
 
     // A moderation feed: every new comment, as it commits.
     let feed = Comment::subscribe()?;

@@ -97,7 +97,7 @@ pub trait Expiring: Table {
     }
 
     /// Gives the key's record (a bag: each of its records) a new deadline `ttl` from now.
-    /// [`Error::NotFound`] when there is no record.
+    /// [`Error::NotFound`] when there is no record (an expired record counts as none).
     ///
     /// ```
     /// # use mnesia::prelude::*;

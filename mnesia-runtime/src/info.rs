@@ -10,8 +10,8 @@ use serde::Serialize;
 
 use crate::table::TableInfo;
 
-/// What happened to transactions, counted per thread stripe so that counting costs a commit
-/// one uncontended add.
+/// What happened to transactions, counted in per-thread stripes so that counting costs a
+/// transaction two adds that other threads rarely contend for.
 pub(crate) struct Stats {
     stripes: Box<[CachePadded<[AtomicU64; 4]>]>,
 }

@@ -62,7 +62,7 @@ pub use mnesia_runtime::*;
 ///   struct (defaults: the struct's name in snake_case, `set`, no lifetime). `ttl` gives a
 ///   record written without a deadline that lifetime: whole numbers with the units `ms`,
 ///   `s`, `m`, `h`, `d`, `w`, as in `"500ms"`, `"1h30m"` or `"7d"`; it needs a `#[ttl]`
-///   field.
+///   field of type `Option<SystemTime>`.
 ///
 /// It implements [`Table`] and adds a typed [`Field`] constant per field, named after the
 /// field in upper case (`age` gives `User::AGE: Field<User, u32>`).
