@@ -450,3 +450,33 @@ fn deadlines_survive_a_restart_of_a_disc_table() {
         db.close().expect("close");
     }
 }
+
+#[test]
+fn expiry_deletes_and_deadlines_survive_a_crash() {
+    let dir = tests::schema_dir();
+    let db = Database::open(Config::default().dir(dir.path()).auto_cleanup(false)).expect("open");
+    db.scope(|| -> mnesia::Result<()> {
+        Session::create_table(TableOptions::new().disc_copies(["local@localhost"]))?;
+        for i in 0..50 {
+            Session::write_with_ttl(session(&format!("gone{i}"), i), Duration::from_millis(1))?;
+            Session::write_with_ttl(session(&format!("kept{i}"), i), Duration::from_secs(3600))?;
+        }
+        std::thread::sleep(Duration::from_millis(70));
+        assert_eq!(db.cleanup_expired()?, 50);
+        Ok(())
+    })
+    .expect("first run");
+    let kept = db.scope(|| Session::read(&key("kept7"))).expect("read").and_then(|s| s.expires_at);
+    // What a SIGKILL would leave: the files as they are, with the database still open.
+    let image = tests::crash_image(dir.path());
+    drop(db);
+    let db = Database::open(Config::default().dir(image.path()).auto_cleanup(false)).expect("reopen");
+    db.scope(|| -> mnesia::Result<()> {
+        let info = Session::table_info()?;
+        assert_eq!((info.size, info.expiring), (50, 50), "the expiry deletes were logged");
+        assert_eq!(Session::read(&key("kept7"))?.and_then(|s| s.expires_at), kept);
+        assert_eq!(db.cleanup_expired()?, 0);
+        Ok(())
+    })
+    .expect("after the crash");
+}
