@@ -310,8 +310,18 @@ pub(crate) fn parse<T: Table>(input: impl Read, format: Format) -> Result<Vec<(u
                     continue;
                 }
                 let mut de = serde_json::Deserializer::from_str(&line);
-                let rec = serde_path_to_error::deserialize::<_, T>(&mut de)
-                    .map_err(|e| bad(line_no, field_of(e.path()).as_deref(), json_reason(e.inner())))?;
+                let rec = match T::deserialize(&mut de) {
+                    Ok(rec) => rec,
+                    // Read again, tracking the path, to name the field.
+                    Err(first) => {
+                        let mut again = serde_json::Deserializer::from_str(&line);
+                        let e = match serde_path_to_error::deserialize::<_, T>(&mut again) {
+                            Ok(_) => return Err(bad(line_no, None, json_reason(&first))),
+                            Err(e) => e,
+                        };
+                        return Err(bad(line_no, field_of(e.path()).as_deref(), json_reason(e.inner())));
+                    }
+                };
                 de.end().map_err(|e| bad(line_no, None, json_reason(&e)))?;
                 out.push((line_no, rec));
             }
@@ -398,9 +408,18 @@ fn parse_csv<T: Table>(input: impl Read) -> Result<Vec<(u64, T)>> {
             Err(e) => return Err(located(e)),
         }
         let line = row.position().map_or(0, csv::Position::line);
-        let rec =
-            serde_path_to_error::deserialize::<_, T>(crate::cells::Row { headers: &headers, cells: &row })
-                .map_err(|e| bad(line, field_of(e.path()).as_deref(), message(e.inner())))?;
+        let rec = match T::deserialize(crate::cells::Row { headers: &headers, cells: &row }) {
+            Ok(rec) => rec,
+            // Read again, tracking the path, to name the field.
+            Err(first) => {
+                let again = crate::cells::Row { headers: &headers, cells: &row };
+                let e = match serde_path_to_error::deserialize::<_, T>(again) {
+                    Ok(_) => return Err(bad(line, None, message(&first))),
+                    Err(e) => e,
+                };
+                return Err(bad(line, field_of(e.path()).as_deref(), message(e.inner())));
+            }
+        };
         out.push((line, rec));
     }
     Ok(out)
