@@ -94,10 +94,11 @@ impl ImportOptions {
         self
     }
 
-    /// Writes in transactions of `records` each, rather than one, so that no transaction
-    /// grows with the input (the input is still read whole first); a failure leaves the
-    /// batches before it written. Inside a transaction of the caller, an import joins it
-    /// and this has no effect.
+    /// Writes in transactions of `records` each, rather than one, each batch as soon as it
+    /// is read (JSON Lines and CSV; a JSON array is read whole first): memory stays bounded
+    /// by the batch. A failure, in the input or in a write, leaves the batches before it
+    /// written. Inside a transaction of the caller, an import joins it and this has no
+    /// effect.
     ///
     /// ```
     /// let opts = mnesia::ImportOptions::new().in_batches(1000);
@@ -289,8 +290,13 @@ fn bad(line: u64, column: Option<&str>, reason: impl std::fmt::Display) -> Error
     Error::Import { line, column: column.map(str::to_owned), reason: reason.to_string() }
 }
 
-/// The records of `input` in `format`, each with its line (1-based; JSON: where it ends).
-pub(crate) fn parse<T: Table>(input: impl Read, format: Format) -> Result<Vec<(u64, T)>> {
+/// Hands each record of `input` in `format` to `emit`, with its line (1-based; JSON: where
+/// it ends), as it is read (a JSON array: once it is read whole).
+fn parse_each<T: Table>(
+    input: impl Read,
+    format: Format,
+    emit: &mut dyn FnMut(u64, T) -> Result<()>,
+) -> Result<()> {
     match format {
         Format::Json => {
             LINE.with(|l| l.set(1));
@@ -299,10 +305,9 @@ pub(crate) fn parse<T: Table>(input: impl Read, format: Format) -> Result<Vec<(u
                 bad(e.inner().line() as u64, field_of(e.path()).as_deref(), json_reason(e.inner()))
             })?;
             de.end().map_err(|e| bad(e.line() as u64, None, json_reason(&e)))?;
-            Ok(recs.0)
+            recs.0.into_iter().try_for_each(|(line, rec)| emit(line, rec))
         }
         Format::JsonLines => {
-            let mut out = Vec::new();
             for (i, line) in BufReader::new(input).lines().enumerate() {
                 let line_no = i as u64 + 1;
                 let line = line.map_err(|e| bad(line_no, None, e))?;
@@ -323,11 +328,11 @@ pub(crate) fn parse<T: Table>(input: impl Read, format: Format) -> Result<Vec<(u
                     }
                 };
                 de.end().map_err(|e| bad(line_no, None, json_reason(&e)))?;
-                out.push((line_no, rec));
+                emit(line_no, rec)?;
             }
-            Ok(out)
+            Ok(())
         }
-        Format::Csv => parse_csv(input),
+        Format::Csv => parse_csv(input, emit),
     }
 }
 
@@ -379,7 +384,7 @@ impl<'de, T: Table> serde::Deserialize<'de> for Records<T> {
     }
 }
 
-fn parse_csv<T: Table>(input: impl Read) -> Result<Vec<(u64, T)>> {
+fn parse_csv<T: Table>(input: impl Read, emit: &mut dyn FnMut(u64, T) -> Result<()>) -> Result<()> {
     let mut r = csv::ReaderBuilder::new().has_headers(true).from_reader(input);
     let located = |e: csv::Error| {
         let line = e.position().map_or(0, csv::Position::line);
@@ -399,7 +404,6 @@ fn parse_csv<T: Table>(input: impl Read) -> Result<Vec<(u64, T)>> {
     if let Some(missing) = T::FIELDS.iter().find(|f| !headers.iter().any(|h| h == f.name)) {
         return Err(bad(1, Some(missing.name), format!("no column for the field `{}`", missing.name)));
     }
-    let mut out = Vec::new();
     let mut row = csv::StringRecord::new();
     loop {
         match r.read_record(&mut row) {
@@ -420,17 +424,16 @@ fn parse_csv<T: Table>(input: impl Read) -> Result<Vec<(u64, T)>> {
                 return Err(bad(line, field_of(e.path()).as_deref(), message(e.inner())));
             }
         };
-        out.push((line, rec));
+        emit(line, rec)?;
     }
-    Ok(out)
+    Ok(())
 }
 
 /// Reads every record of `input` and writes them (see [`ImportOptions`]); returns how many.
+/// Without batches, the input is read whole before anything is written; with them, each
+/// batch is written as soon as it is read (a JSON array is still read whole first).
 pub(crate) fn import_from<T: Table>(input: impl Read, format: Format, opts: &ImportOptions) -> Result<usize> {
-    let recs = parse::<T>(input, format)?;
-    let n = recs.len();
-    let batch = opts.batch.unwrap_or(n.max(1));
-    for chunk in recs.chunks(batch) {
+    let write = |chunk: &[(u64, T)]| -> Result<()> {
         run(|| {
             with_tx(|tx| {
                 for (line, rec) in chunk {
@@ -442,7 +445,22 @@ pub(crate) fn import_from<T: Table>(input: impl Read, format: Format, opts: &Imp
                 Ok(())
             })
         })
-        .map_err(|e| locate_unique(e, chunk))?;
+        .map_err(|e| locate_unique(e, chunk))
+    };
+    let mut pending: Vec<(u64, T)> = Vec::new();
+    let mut n = 0;
+    parse_each::<T>(input, format, &mut |line, rec| {
+        pending.push((line, rec));
+        if opts.batch.is_some_and(|b| pending.len() >= b) {
+            write(&pending)?;
+            n += pending.len();
+            pending.clear();
+        }
+        Ok(())
+    })?;
+    if !pending.is_empty() {
+        write(&pending)?;
+        n += pending.len();
     }
     Ok(n)
 }

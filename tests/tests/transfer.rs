@@ -307,6 +307,17 @@ fn imported_ids_move_the_counter_and_replace_and_batches_work() {
                 .is_err()
         );
         assert_eq!(Person::all_keys()?.iter().filter(|k| (200..210).contains(*k)).count(), 10);
+        // A malformed line after two batches: the batches before it stay, nothing after.
+        let input: String =
+            (300..311).map(|i| person_json(i, &format!("q{i}@x.io")) + "\n").collect::<String>()
+                + "{not json\n"
+                + &person_json(400, "late@x.io");
+        match Person::import_from(input.as_bytes(), Format::JsonLines, &ImportOptions::new().in_batches(5)) {
+            Err(Error::Import { line: 12, .. }) => {}
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(Person::all_keys()?.iter().filter(|k| (300..311).contains(*k)).count(), 10);
+        assert!(Person::read(&400)?.is_none());
         Ok(())
     })
     .expect("body");
