@@ -133,6 +133,8 @@ pub(crate) struct TableStore<T: Table> {
     pub(crate) subs: Arc<crate::events::Subscribers<T>>,
     /// The records with a deadline, by deadline (tables with a `#[ttl]` field).
     pub(crate) expiry: Option<ExpiryIndex<T::Key>>,
+    /// How many times the table was transformed to a new record type.
+    pub(crate) version: std::sync::atomic::AtomicU32,
 }
 
 fn key_of<T: Table>(s: &Slot<T>) -> &T::Key {
@@ -174,6 +176,7 @@ impl<T: Table> TableStore<T> {
             is_poisoned: AtomicBool::new(false),
             subs: Arc::new(crate::events::Subscribers::default()),
             expiry: T::TTL_FIELD.map(|_| ExpiryIndex::new()),
+            version: std::sync::atomic::AtomicU32::new(0),
         }
     }
 

@@ -324,6 +324,8 @@ pub struct TableInfo {
     pub expiring: usize,
     /// The highest `#[auto_increment]` id handed out or written (0 for other keys).
     pub counter: u64,
+    /// How many times the table was transformed to a new record type (`T::transform`).
+    pub version: u32,
     /// Bytes of the table's last checkpoint on disc (`disc_copies`; the commit log since,
     /// shared by every table, is not counted). `None` in memory, and for
     /// `disc_only_copies`, whose records share one file.
@@ -1323,5 +1325,33 @@ pub trait Table: Clone + Send + Sync + Serialize + DeserializeOwned + 'static {
         options: &crate::ImportOptions,
     ) -> Result<usize> {
         crate::transfer::import_from::<Self>(input, format, options)
+    }
+
+    /// Converts every record of the table from its old record type `Old` (same table name)
+    /// into this one: see [`crate::Database::transform`].
+    ///
+    /// ```
+    /// use mnesia::prelude::*;
+    ///
+    /// #[derive(Table, Clone, Debug, Serialize, Deserialize)]
+    /// #[table(name = "items")]
+    /// struct ItemV1 { #[key] id: u32, price: u32 }
+    ///
+    /// #[derive(Table, Clone, Debug, Serialize, Deserialize)]
+    /// #[table(name = "items")]
+    /// struct Item { #[key] id: u32, cents: u64 }
+    ///
+    /// let db = Database::in_memory()?;
+    /// db.scope(|| -> mnesia::Result<()> {
+    ///     ItemV1::create_table(TableOptions::new())?;
+    ///     ItemV1::write(ItemV1 { id: 1, price: 3 })?;
+    ///     assert_eq!(Item::transform(|old: ItemV1| Ok(Item { id: old.id, cents: u64::from(old.price) * 100 }))?, 1);
+    ///     assert_eq!(Item::read(&1)?.map(|i| i.cents), Some(300));
+    ///     Ok(())
+    /// })?;
+    /// # Ok::<(), mnesia::Error>(())
+    /// ```
+    fn transform<Old: Table>(f: impl FnMut(Old) -> Result<Self>) -> Result<usize> {
+        crate::context::current_db()?.transform::<Old, Self>(f)
     }
 }

@@ -110,6 +110,7 @@ impl Pending {
             default_ttl: None,
             expiring: 0,
             counter: self.counter,
+            version: d.version,
             disk_bytes: None,
         }
     }

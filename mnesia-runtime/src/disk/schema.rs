@@ -24,6 +24,9 @@ pub(crate) struct TableDef {
     pub(crate) key: usize,
     pub(crate) auto_increment: bool,
     pub(crate) indexes: Vec<IndexInfo>,
+    /// How many times the table was transformed to a new record type.
+    #[serde(default)]
+    pub(crate) version: u32,
 }
 
 impl TableDef {
@@ -37,6 +40,7 @@ impl TableDef {
             key: T::KEY_POSITION,
             auto_increment: T::AUTO_INCREMENT,
             indexes,
+            version: 0,
         }
     }
 

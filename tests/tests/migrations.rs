@@ -1,0 +1,153 @@
+//! Migrations: `New::transform(|old: Old| ..)` converts every record, all or nothing, with
+//! the new struct's indexes and a version one higher; on disc it survives a reopen and a
+//! crash; a struct that no longer matches the stored table is refused until transformed.
+
+use mnesia::prelude::*;
+use mnesia::{Error, Event};
+
+#[derive(Table, Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[table(name = "people")]
+struct PersonV1 {
+    #[key]
+    id: u32,
+    name: String,
+    #[index]
+    city: String,
+}
+
+#[derive(Table, Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[table(name = "people")]
+struct Person {
+    #[key]
+    id: u32,
+    first: String,
+    last: String,
+    #[index(unique)]
+    email: String,
+    #[index]
+    city: String,
+}
+
+fn v1(id: u32) -> PersonV1 {
+    PersonV1 { id, name: format!("First{id} Last{id}"), city: format!("c{}", id % 10) }
+}
+
+fn upgrade(old: PersonV1) -> mnesia::Result<Person> {
+    let (first, last) = old.name.split_once(' ').ok_or_else(|| Error::abort("no last name"))?;
+    Ok(Person {
+        id: old.id,
+        first: first.into(),
+        last: last.into(),
+        email: format!("{}@x.io", old.id),
+        city: old.city,
+    })
+}
+
+#[test]
+fn every_record_is_converted_with_the_new_indexes() {
+    let db = Database::in_memory().expect("db");
+    db.scope(|| -> mnesia::Result<()> {
+        PersonV1::create_table(TableOptions::new())?;
+        for chunk in (0..100_000u32).collect::<Vec<_>>().chunks(10_000) {
+            PersonV1::batch_write(chunk.iter().map(|i| v1(*i)))?;
+        }
+        let watcher = PersonV1::subscribe()?;
+        assert_eq!(Person::transform(upgrade)?, 100_000);
+        assert_eq!(Person::count()?, 100_000);
+        assert_eq!(Person::read(&77)?.map(|p| (p.first, p.last)), Some(("First77".into(), "Last77".into())));
+        assert_eq!(Person::get_by(Person::EMAIL, "123@x.io")?.map(|p| p.id), Some(123));
+        assert_eq!(Person::select(Person::CITY.eq("c3"))?.len(), 10_000);
+        let info = Person::table_info()?;
+        assert_eq!(info.version, 1);
+        assert_eq!(info.indexes.len(), 2);
+        assert!(matches!(PersonV1::read(&1), Err(Error::TypeMismatch { .. })));
+        assert_eq!(watcher.try_recv(), Some(Event::Dropped));
+        // The unique index holds for new writes.
+        assert!(matches!(
+            Person::write(Person { id: 1, email: "2@x.io".into(), ..upgrade(v1(1))? }),
+            Err(Error::UniqueViolation { .. })
+        ));
+        Ok(())
+    })
+    .expect("body");
+}
+
+#[test]
+fn a_failed_conversion_changes_nothing() {
+    let db = Database::in_memory().expect("db");
+    db.scope(|| -> mnesia::Result<()> {
+        PersonV1::create_table(TableOptions::new())?;
+        PersonV1::batch_write((0..100).map(v1))?;
+        PersonV1::write(PersonV1 { id: 100, name: "Mononym".into(), city: "x".into() })?;
+        assert!(matches!(Person::transform(upgrade), Err(Error::Aborted(_))));
+        // Two records made into one key.
+        assert!(matches!(
+            Person::transform(|old: PersonV1| Ok(Person { id: old.id / 2, ..upgrade(v1(old.id))? })),
+            Err(Error::Invalid(_))
+        ));
+        // A unique value given twice.
+        assert!(matches!(
+            Person::transform(|old: PersonV1| Ok(Person { email: "same".into(), ..upgrade(v1(old.id))? })),
+            Err(Error::Invalid(m)) if m.contains("unique")
+        ));
+        assert_eq!(PersonV1::count()?, 101);
+        assert_eq!(PersonV1::read(&100)?.map(|p| p.name), Some("Mononym".into()));
+        assert_eq!(PersonV1::table_info()?.version, 0);
+        assert!(matches!(Person::read(&1), Err(Error::TypeMismatch { .. })));
+        Ok(())
+    })
+    .expect("body");
+}
+
+fn open(dir: &std::path::Path) -> Database {
+    Database::open(Config::default().dir(dir)).expect("open")
+}
+
+#[test]
+fn on_disc_the_new_shape_is_refused_until_transformed_then_survives_reopen_and_crash() {
+    let dir = tests::schema_dir();
+    let db = open(dir.path());
+    db.scope(|| -> mnesia::Result<()> {
+        PersonV1::create_table(TableOptions::new().disc_copies([db.node()]))?;
+        PersonV1::batch_write((0..500).map(v1))?;
+        Ok(())
+    })
+    .expect("first run");
+    db.close().expect("close");
+    drop(db);
+
+    let db = open(dir.path());
+    db.scope(|| -> mnesia::Result<()> {
+        match Person::read(&1) {
+            Err(Error::SchemaMismatch { differences, .. }) => {
+                let all = differences.join("; ");
+                assert!(all.contains("name") && all.contains("first"), "{all}");
+            }
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(Person::transform(upgrade)?, 500);
+        assert_eq!(Person::read(&499)?.map(|p| p.last), Some("Last499".into()));
+        Ok(())
+    })
+    .expect("transform");
+    // What a SIGKILL would leave right after the transform.
+    let image = tests::crash_image(dir.path());
+    db.close().expect("close");
+    drop(db);
+
+    for path in [dir.path(), image.path()] {
+        let db = open(path);
+        db.scope(|| -> mnesia::Result<()> {
+            assert_eq!(Person::count()?, 500);
+            assert_eq!(Person::get_by(Person::EMAIL, "7@x.io")?.map(|p| p.first), Some("First7".into()));
+            assert_eq!(Person::table_info()?.version, 1);
+            assert!(matches!(
+                PersonV1::read(&1),
+                Err(Error::SchemaMismatch { .. } | Error::TypeMismatch { .. })
+            ));
+            Ok(())
+        })
+        .expect("after reopen");
+        db.close().expect("close");
+    }
+}
