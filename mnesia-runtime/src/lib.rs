@@ -35,6 +35,7 @@ mod handle;
 mod index;
 mod info;
 mod lock;
+mod migrate;
 mod ops;
 mod plan;
 mod query;
