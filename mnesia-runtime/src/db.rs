@@ -235,6 +235,21 @@ pub(crate) trait AnyTable: Send + Sync {
     fn release(&self);
     /// Removes the table's expired records; returns how many.
     fn reap(&self, db: &Database) -> Result<usize>;
+    /// Shared requests for every commit lock of the table's records (a backup's cut).
+    fn backup_locks<'a>(&'a self, out: &mut Vec<LockReq<'a>>);
+    /// The table's definition, counter and records, for a caller holding its commit locks.
+    fn backup_copy(&self) -> Result<(crate::backup::BackupTable, Vec<crate::disk::record::SnapshotEntry>)>;
+    /// Whether records of the stored definition `def` can be restored into this table.
+    fn check_backup(&self, def: &TableDef) -> Result<()>;
+    /// Writes a backup's records into the transaction; returns how many.
+    fn restore_into(
+        &self,
+        tx: &mut crate::tx::Tx,
+        entries: &[crate::disk::record::SnapshotEntry],
+        mode: crate::backup::RestoreMode,
+    ) -> Result<u64>;
+    /// Moves the auto-increment counter past `counter`.
+    fn raise_counter(&self, counter: u64);
 }
 
 impl<T: Table> AnyTable for TableStore<T> {
@@ -252,6 +267,81 @@ impl<T: Table> AnyTable for TableStore<T> {
 
     fn release(&self) {
         TableStore::release(self);
+    }
+
+    fn backup_locks<'a>(&'a self, out: &mut Vec<LockReq<'a>>) {
+        for (i, lock) in self.all_commit_locks() {
+            let order = lock_order(self.id, 0, u16::try_from(i).unwrap_or(u16::MAX));
+            out.push(LockReq { order, exclusive: false, lock });
+        }
+    }
+
+    fn backup_copy(&self) -> Result<(crate::backup::BackupTable, Vec<crate::disk::record::SnapshotEntry>)> {
+        let infos = self
+            .indexes
+            .load()
+            .list
+            .iter()
+            .map(|i| IndexInfo { field: i.field().to_owned(), unique: i.unique() })
+            .collect();
+        let mut def = TableDef::of::<T>(self.disk_id().unwrap_or(0), self.storage(), infos);
+        def.version = self.version.load(Ordering::Acquire);
+        let entries = self.entries_locked()?;
+        let counter = self.counter.load(Ordering::Acquire);
+        Ok((crate::backup::BackupTable { def, counter, entries: entries.len() as u64 }, entries))
+    }
+
+    fn check_backup(&self, def: &TableDef) -> Result<()> {
+        let differences = def.differences::<T>();
+        if differences.is_empty() {
+            Ok(())
+        } else {
+            Err(Error::SchemaMismatch { table: T::NAME.to_owned(), differences })
+        }
+    }
+
+    fn restore_into(
+        &self,
+        tx: &mut crate::tx::Tx,
+        entries: &[crate::disk::record::SnapshotEntry],
+        mode: crate::backup::RestoreMode,
+    ) -> Result<u64> {
+        use crate::disk::record::Logged;
+        use crate::store::Write;
+        let bad = |e: postcard::Error| {
+            Error::Codec(format!("table {}: a record of the backup does not decode: {e}", T::NAME))
+        };
+        let part = tx.table::<T>()?;
+        let existing = if mode == crate::backup::RestoreMode::ClearAndLoad {
+            part.select_with(&crate::filter::Filter::all(), |r| r.key().clone())
+        } else {
+            Vec::new()
+        };
+        let mut restored = std::collections::HashSet::with_capacity(entries.len());
+        let mut n = 0;
+        for e in entries {
+            let key: T::Key = postcard::from_bytes(&e.key).map_err(bad)?;
+            let write = match &e.value {
+                Logged::Put(b) => Write::Put(postcard::from_bytes::<T>(b).map_err(bad)?),
+                Logged::Group(bs) => Write::Group(
+                    bs.iter().map(|b| postcard::from_bytes::<T>(b)).collect::<Result<_, _>>().map_err(bad)?,
+                ),
+                Logged::Delete => continue,
+            };
+            n += write.records().len() as u64;
+            restored.insert(key.clone());
+            part.set(key, write);
+        }
+        for k in existing {
+            if !restored.contains(&k) {
+                part.set(k, Write::Delete);
+            }
+        }
+        Ok(n)
+    }
+
+    fn raise_counter(&self, counter: u64) {
+        self.counter.fetch_max(counter, Ordering::AcqRel);
     }
 
     fn reap(&self, db: &Database) -> Result<usize> {
@@ -573,6 +663,91 @@ impl Database {
             }
         }
         Ok(removed)
+    }
+
+    /// Every table's definition and records at one point in commit order: every commit lock
+    /// of every table held shared while they are copied. Unclaimed disc tables come as they
+    /// are on disc (nothing can write them).
+    pub(crate) fn copy_for_backup(
+        &self,
+    ) -> Result<(u64, Vec<(crate::backup::BackupTable, Vec<crate::disk::record::SnapshotEntry>)>)> {
+        let _schema = self.inner.schema.lock();
+        let tables = self.inner.tables.load_full();
+        let mut names: Vec<&String> = tables.keys().collect();
+        names.sort();
+        let mut reqs = Vec::new();
+        for n in &names {
+            tables[*n].backup_locks(&mut reqs);
+        }
+        let held = HeldLocks::acquire(reqs);
+        // Every commit numbered so far is installed: each holds its locks until then.
+        let seq = self.inner.seq.load(Ordering::Acquire);
+        let mut out = Vec::with_capacity(names.len());
+        for n in &names {
+            out.push(tables[*n].backup_copy()?);
+        }
+        drop(held);
+        if let Some(disk) = self.disk() {
+            let pending = disk.pending.lock();
+            let mut names: Vec<&String> = pending.keys().collect();
+            names.sort();
+            for n in names {
+                let p = &pending[n];
+                let entries: Vec<crate::disk::record::SnapshotEntry> = p
+                    .rows
+                    .iter()
+                    .map(|(k, (v, value))| crate::disk::record::SnapshotEntry {
+                        key: k.clone(),
+                        version: *v,
+                        value: value.clone(),
+                    })
+                    .collect();
+                let t = crate::backup::BackupTable {
+                    def: p.def.clone(),
+                    counter: p.counter,
+                    entries: entries.len() as u64,
+                };
+                out.push((t, entries));
+            }
+        }
+        Ok((seq, out))
+    }
+
+    /// Writes a checked backup's tables in one transaction (see [`Database::restore`]).
+    pub(crate) fn load_backup(
+        &self,
+        tables: Vec<(crate::backup::BackupTable, Vec<crate::disk::record::SnapshotEntry>)>,
+        options: &crate::backup::RestoreOptions,
+    ) -> Result<u64> {
+        let registered = self.inner.tables.load_full();
+        let mut plan = Vec::new();
+        for (t, entries) in &tables {
+            let mode = options.mode_of(&t.def.name);
+            if mode == crate::backup::RestoreMode::Skip {
+                continue;
+            }
+            let Some(store) = registered.get(&t.def.name) else {
+                return Err(Error::Invalid(format!(
+                    "table {} of the backup is not open here: create it (on a directory, name its type once) or skip it",
+                    t.def.name
+                )));
+            };
+            store.check_backup(&t.def)?;
+            plan.push((Arc::clone(store), t, entries, mode));
+        }
+        let n = crate::context::transact(self.clone(), || {
+            crate::context::with_tx(|tx| {
+                let mut n = 0;
+                for (store, _, entries, mode) in &plan {
+                    n += store.restore_into(tx, entries, *mode)?;
+                }
+                Ok(n)
+            })
+        })?;
+        for (store, t, _, _) in &plan {
+            store.raise_counter(t.counter);
+        }
+        Ok(n)
     }
 
     pub(crate) fn stats(&self) -> Arc<crate::info::Stats> {

@@ -20,6 +20,7 @@
 #![deny(missing_docs)]
 #![warn(unreachable_pub)]
 
+mod backup;
 mod broadcast;
 mod cells;
 mod context;
@@ -50,6 +51,9 @@ mod transfer;
 mod ttl;
 mod tx;
 
+#[doc(hidden)]
+pub use backup::fuzz_backup_file;
+pub use backup::{BackupInfo, RestoreMode, RestoreOptions};
 pub use context::{is_transaction, sync_transaction, transaction};
 pub use counters::{current_value, dirty_update_counter, has_counter, next_id, reset_counter};
 pub use db::{Config, Database, cleanup_expired, start, stop, system_info, system_tables};
