@@ -30,6 +30,9 @@ pub(crate) struct BackupTable {
     pub(crate) entries: u64,
 }
 
+/// Every table of a backup with its entries.
+pub(crate) type Tables = Vec<(BackupTable, Vec<SnapshotEntry>)>;
+
 #[derive(Serialize, Deserialize)]
 struct Header {
     /// The last commit the backup holds.
@@ -158,12 +161,12 @@ pub(crate) fn write(
 }
 
 /// A backup read and checked whole: each table with its entries.
-pub(crate) fn read(path: &Path) -> Result<Vec<(BackupTable, Vec<SnapshotEntry>)>> {
+pub(crate) fn read(path: &Path) -> Result<Tables> {
     let frames = frame::read_frames(path, KIND, VERSION)?;
     parse(path, &frames)
 }
 
-fn parse(path: &Path, frames: &frame::Frames) -> Result<Vec<(BackupTable, Vec<SnapshotEntry>)>> {
+fn parse(path: &Path, frames: &frame::Frames) -> Result<Tables> {
     let corrupt = |offset: u64, reason: String| Error::Corrupt { file: path.to_path_buf(), offset, reason };
     if let End::Torn(at) = frames.end {
         return Err(corrupt(at, "the backup ends in the middle of a record".into()));
@@ -173,8 +176,7 @@ fn parse(path: &Path, frames: &frame::Frames) -> Result<Vec<(BackupTable, Vec<Sn
         return Err(corrupt(8, "the backup has no header".into()));
     };
     let header: Header = postcard::from_bytes(head).map_err(|e| corrupt(at, format!("bad header: {e}")))?;
-    let mut out: Vec<(BackupTable, Vec<SnapshotEntry>)> =
-        header.tables.into_iter().map(|t| (t, Vec::new())).collect();
+    let mut out: Tables = header.tables.into_iter().map(|t| (t, Vec::new())).collect();
     for (at, payload) in it {
         let (table, entry): (u32, SnapshotEntry) =
             postcard::from_bytes(payload).map_err(|e| corrupt(at, format!("bad record: {e}")))?;

@@ -668,9 +668,7 @@ impl Database {
     /// Every table's definition and records at one point in commit order: every commit lock
     /// of every table held shared while they are copied. Unclaimed disc tables come as they
     /// are on disc (nothing can write them).
-    pub(crate) fn copy_for_backup(
-        &self,
-    ) -> Result<(u64, Vec<(crate::backup::BackupTable, Vec<crate::disk::record::SnapshotEntry>)>)> {
+    pub(crate) fn copy_for_backup(&self) -> Result<(u64, crate::backup::Tables)> {
         let _schema = self.inner.schema.lock();
         let tables = self.inner.tables.load_full();
         let mut names: Vec<&String> = tables.keys().collect();
@@ -716,7 +714,7 @@ impl Database {
     /// Writes a checked backup's tables in one transaction (see [`Database::restore`]).
     pub(crate) fn load_backup(
         &self,
-        tables: Vec<(crate::backup::BackupTable, Vec<crate::disk::record::SnapshotEntry>)>,
+        tables: crate::backup::Tables,
         options: &crate::backup::RestoreOptions,
     ) -> Result<u64> {
         let registered = self.inner.tables.load_full();
