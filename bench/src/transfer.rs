@@ -1,7 +1,8 @@
-//! Export and import figures over 1M records (100k with `--quick`): `export_json_1m_ms`,
-//! `export_csv_1m_ms`, `import_csv_1m_ms`, each against the same rows written from (read
-//! into) a `Vec` by `serde_json` / `csv` to (from) a file in the same run, with the peak
-//! heap each used.
+//! Export, import, backup and restore figures over 1M records (100k with `--quick`):
+//! `export_json_1m_ms`, `export_csv_1m_ms`, `import_csv_1m_ms`, `backup_1m_ms`,
+//! `restore_1m_ms`, each against the same rows written from (read into) a `Vec` by
+//! `serde_json` / `csv` / `postcard` to (from) a file in the same run, with the peak heap
+//! each used.
 
 use std::fs::File;
 use std::io::{BufReader, BufWriter, Write};
@@ -44,7 +45,8 @@ fn add(report: &mut Report, name: &str, ours: (f64, isize), floor: (f64, isize),
 }
 
 pub fn figures(report: &mut Report, quick: bool) -> mnesia::Result<()> {
-    let names = ["export_json_1m_ms", "export_csv_1m_ms", "import_csv_1m_ms"];
+    let names =
+        ["export_json_1m_ms", "export_csv_1m_ms", "import_csv_1m_ms", "backup_1m_ms", "restore_1m_ms"];
     if !names.iter().any(|n| report.wants(n)) {
         return Ok(());
     }
@@ -80,6 +82,27 @@ pub fn figures(report: &mut Report, quick: bool) -> mnesia::Result<()> {
                 w.flush().map_err(io)
             })?;
             add(report, "export_csv_1m_ms", ours, floor, records);
+        }
+        if report.wants("backup_1m_ms") || report.wants("restore_1m_ms") {
+            let bak = dir.path().join("all.bak");
+            let ours = measure(|| mnesia::Database::backup(&db, &bak))?;
+            // The floor: the same rows written from a Vec by postcard to a file, and read back.
+            let floor = measure(|| {
+                let bytes = postcard::to_allocvec(&all).map_err(io)?;
+                std::fs::write(&floor_path, bytes).map_err(io)
+            })?;
+            if report.wants("backup_1m_ms") {
+                add(report, "backup_1m_ms", ours, floor, records);
+            }
+            if report.wants("restore_1m_ms") {
+                let ours = measure(|| db.restore(&bak, &mnesia::RestoreOptions::new()))?;
+                let floor = measure(|| {
+                    let bytes = std::fs::read(&floor_path).map_err(io)?;
+                    let rows: Vec<User> = postcard::from_bytes(&bytes).map_err(io)?;
+                    Ok(rows.len())
+                })?;
+                add(report, "restore_1m_ms", ours, floor, records);
+            }
         }
         if report.wants("import_csv_1m_ms") {
             User::clear()?;

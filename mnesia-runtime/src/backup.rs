@@ -136,23 +136,43 @@ impl RestoreOptions {
     }
 }
 
-/// Writes the backup file: the header, then one frame per entry tagged with its table.
-pub(crate) fn write(
-    path: &Path,
-    seq: u64,
-    tables: Vec<(BackupTable, Vec<SnapshotEntry>)>,
-) -> Result<BackupInfo> {
+/// Writes the backup file: the header, then one frame per entry tagged with its table,
+/// streamed to a temporary file that is synced and renamed into place when complete.
+pub(crate) fn write(path: &Path, seq: u64, tables: Tables) -> Result<BackupInfo> {
+    use std::io::Write as _;
     let header = Header { seq, tables: tables.iter().map(|(t, _)| t.clone()).collect() };
-    let mut frames = vec![encode(&header)?];
+    let mut tmp = path.as_os_str().to_owned();
+    tmp.push(".partial");
+    let tmp = std::path::PathBuf::from(tmp);
+    let io = |e: std::io::Error| frame::io_error(&tmp, e);
+    let file = std::fs::File::create(&tmp).map_err(io)?;
+    let mut out = std::io::BufWriter::new(file);
     let mut records = 0;
-    for (i, (_, entries)) in tables.iter().enumerate() {
-        let table = u32::try_from(i).map_err(|_| Error::Invalid("too many tables".into()))?;
-        for e in entries {
-            frames.push(encode(&(table, e))?);
-            records += 1;
+    let result = (|| -> Result<()> {
+        out.write_all(&frame::magic(KIND, VERSION)).map_err(io)?;
+        let mut buf = Vec::new();
+        let mut put = |payload: &[u8], out: &mut std::io::BufWriter<std::fs::File>| -> Result<()> {
+            buf.clear();
+            frame::encode_frame(payload, &mut buf);
+            out.write_all(&buf).map_err(io)
+        };
+        put(&encode(&header)?, &mut out)?;
+        for (i, (_, entries)) in tables.iter().enumerate() {
+            let table = u32::try_from(i).map_err(|_| Error::Invalid("too many tables".into()))?;
+            for e in entries {
+                put(&encode(&(table, e))?, &mut out)?;
+                records += 1;
+            }
         }
+        let file = out.into_inner().map_err(|e| io(e.into_error()))?;
+        file.sync_all().map_err(io)?;
+        std::fs::rename(&tmp, path).map_err(|e| frame::io_error(path, e))?;
+        frame::sync_dir(path)
+    })();
+    if result.is_err() {
+        let _ = std::fs::remove_file(&tmp);
     }
-    frame::write_file_atomically(path, KIND, VERSION, &frames)?;
+    result?;
     Ok(BackupInfo {
         tables: header.tables.iter().map(|t| t.def.name.clone()).collect(),
         records,
