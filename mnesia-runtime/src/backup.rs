@@ -1,11 +1,13 @@
 //! Backup and restore of a whole database (Mnesia's `backup` and `restore`).
 //!
-//! A backup is one file: a header frame (the format, the commit it was taken at, each
-//! table's definition, counter and record count), then one frame per key, each checked by
-//! its CRC. It is taken at one point in commit order: every commit lock of every table is
-//! held, shared, while the records are copied (writers wait for the copy, readers do not),
-//! then the file is written with the locks released, under a temporary name renamed when
-//! complete. A restore reads and checks the whole file before it changes anything, then
+//! A backup is one file: a header frame (the commit it was taken at, each table's
+//! definition and counter), one frame per key, and an end frame with each table's count,
+//! each frame checked by its CRC. It is taken at one point in commit order without stopping
+//! writers: every commit lock is held, shared, only for the moment of the cut; then the
+//! tables are copied shard by shard while commits go on, and a commit that changes a record
+//! in a shard not yet copied first saves the record as it was at the cut (copy on write).
+//! Memory holds one shard's copy and what commits changed meanwhile. The file is written
+//! under a temporary name renamed when complete. A restore reads and checks the whole file before it changes anything, then
 //! writes every table in one transaction.
 
 use std::collections::HashMap;
@@ -13,11 +15,15 @@ use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 
-use crate::db::Database;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+
+use crate::db::{AnyTable, Database};
 use crate::disk::frame::{self, End};
 use crate::disk::record::{SnapshotEntry, encode};
 use crate::disk::schema::TableDef;
 use crate::error::{Error, Result};
+use crate::lock::HeldLocks;
 
 const KIND: &[u8; 6] = b"MNSBAK";
 const VERSION: u8 = 1;
@@ -27,7 +33,13 @@ const VERSION: u8 = 1;
 pub(crate) struct BackupTable {
     pub(crate) def: TableDef,
     pub(crate) counter: u64,
-    pub(crate) entries: u64,
+}
+
+/// A frame after the header: one key's records, or the end with each table's count.
+#[derive(Serialize, Deserialize)]
+enum Body {
+    Entry(u32, SnapshotEntry),
+    End(Vec<u64>),
 }
 
 /// Every table of a backup with its entries.
@@ -136,48 +148,50 @@ impl RestoreOptions {
     }
 }
 
-/// Writes the backup file: the header, then one frame per entry tagged with its table,
-/// streamed to a temporary file that is synced and renamed into place when complete.
-pub(crate) fn write(path: &Path, seq: u64, tables: Tables) -> Result<BackupInfo> {
-    use std::io::Write as _;
-    let header = Header { seq, tables: tables.iter().map(|(t, _)| t.clone()).collect() };
-    let mut tmp = path.as_os_str().to_owned();
-    tmp.push(".partial");
-    let tmp = std::path::PathBuf::from(tmp);
-    let io = |e: std::io::Error| frame::io_error(&tmp, e);
-    let file = std::fs::File::create(&tmp).map_err(io)?;
-    let mut out = std::io::BufWriter::new(file);
-    let mut records = 0;
-    let result = (|| -> Result<()> {
-        out.write_all(&frame::magic(KIND, VERSION)).map_err(io)?;
-        let mut buf = Vec::new();
-        let mut put = |payload: &[u8], out: &mut std::io::BufWriter<std::fs::File>| -> Result<()> {
-            buf.clear();
-            frame::encode_frame(payload, &mut buf);
-            out.write_all(&buf).map_err(io)
-        };
-        put(&encode(&header)?, &mut out)?;
-        for (i, (_, entries)) in tables.iter().enumerate() {
-            let table = u32::try_from(i).map_err(|_| Error::Invalid("too many tables".into()))?;
-            for e in entries {
-                put(&encode(&(table, e))?, &mut out)?;
-                records += 1;
-            }
-        }
-        let file = out.into_inner().map_err(|e| io(e.into_error()))?;
-        file.sync_all().map_err(io)?;
-        std::fs::rename(&tmp, path).map_err(|e| frame::io_error(path, e))?;
-        frame::sync_dir(path)
-    })();
-    if result.is_err() {
-        let _ = std::fs::remove_file(&tmp);
+/// A backup file being written: frames streamed to a temporary file, synced and renamed
+/// into place by [`BackupWriter::finish`]; dropped unfinished, the temporary file goes.
+struct BackupWriter {
+    path: std::path::PathBuf,
+    tmp: std::path::PathBuf,
+    out: Option<std::io::BufWriter<std::fs::File>>,
+    buf: Vec<u8>,
+}
+
+impl BackupWriter {
+    fn create(path: &Path) -> Result<BackupWriter> {
+        use std::io::Write as _;
+        let mut tmp = path.as_os_str().to_owned();
+        tmp.push(".partial");
+        let tmp = std::path::PathBuf::from(tmp);
+        let file = std::fs::File::create(&tmp).map_err(|e| frame::io_error(&tmp, e))?;
+        let mut out = std::io::BufWriter::new(file);
+        out.write_all(&frame::magic(KIND, VERSION)).map_err(|e| frame::io_error(&tmp, e))?;
+        Ok(BackupWriter { path: path.to_path_buf(), tmp, out: Some(out), buf: Vec::new() })
     }
-    result?;
-    Ok(BackupInfo {
-        tables: header.tables.iter().map(|t| t.def.name.clone()).collect(),
-        records,
-        last_commit: seq,
-    })
+
+    fn frame(&mut self, payload: &[u8]) -> Result<()> {
+        use std::io::Write as _;
+        self.buf.clear();
+        frame::encode_frame(payload, &mut self.buf);
+        let out = self.out.as_mut().ok_or_else(|| Error::Invalid("the backup file is closed".into()))?;
+        out.write_all(&self.buf).map_err(|e| frame::io_error(&self.tmp, e))
+    }
+
+    fn finish(mut self) -> Result<()> {
+        let out = self.out.take().ok_or_else(|| Error::Invalid("the backup file is closed".into()))?;
+        let file = out.into_inner().map_err(|e| frame::io_error(&self.tmp, e.into_error()))?;
+        file.sync_all().map_err(|e| frame::io_error(&self.tmp, e))?;
+        std::fs::rename(&self.tmp, &self.path).map_err(|e| frame::io_error(&self.path, e))?;
+        frame::sync_dir(&self.path)
+    }
+}
+
+impl Drop for BackupWriter {
+    fn drop(&mut self) {
+        if self.out.take().is_some() {
+            let _ = std::fs::remove_file(&self.tmp);
+        }
+    }
 }
 
 /// A backup read and checked whole: each table with its entries.
@@ -197,21 +211,33 @@ fn parse(path: &Path, frames: &frame::Frames) -> Result<Tables> {
     };
     let header: Header = postcard::from_bytes(head).map_err(|e| corrupt(at, format!("bad header: {e}")))?;
     let mut out: Tables = header.tables.into_iter().map(|t| (t, Vec::new())).collect();
+    let mut ended = None;
     for (at, payload) in it {
-        let (table, entry): (u32, SnapshotEntry) =
-            postcard::from_bytes(payload).map_err(|e| corrupt(at, format!("bad record: {e}")))?;
-        let slot = out.get_mut(table as usize).ok_or_else(|| {
-            corrupt(at, format!("a record of table {table}, which the header does not list"))
-        })?;
-        slot.1.push(entry);
-    }
-    for (t, entries) in &out {
-        if entries.len() as u64 != t.entries {
-            return Err(corrupt(
-                8,
-                format!("table {} has {} records, its header says {}", t.def.name, entries.len(), t.entries),
-            ));
+        if ended.is_some() {
+            return Err(corrupt(at, "records after the end of the backup".into()));
         }
+        match postcard::from_bytes(payload).map_err(|e| corrupt(at, format!("bad record: {e}")))? {
+            Body::Entry(table, entry) => {
+                let slot = out.get_mut(table as usize).ok_or_else(|| {
+                    corrupt(at, format!("a record of table {table}, which the header does not list"))
+                })?;
+                slot.1.push(entry);
+            }
+            Body::End(counts) => ended = Some((at, counts)),
+        }
+    }
+    let Some((at, counts)) = ended else {
+        return Err(corrupt(
+            frames.iter().last().map_or(8, |(at, _)| at),
+            "the backup has no end: it was cut short".into(),
+        ));
+    };
+    let found: Vec<u64> = out.iter().map(|(_, e)| e.len() as u64).collect();
+    if found != counts {
+        return Err(corrupt(
+            at,
+            format!("the backup holds {found:?} records per table, its end says {counts:?}"),
+        ));
     }
     Ok(out)
 }
@@ -228,9 +254,11 @@ pub fn fuzz_backup_file(bytes: &[u8]) {
 impl Database {
     /// Writes a backup of every table to `path`: one file, taken at one point in commit
     /// order (no transaction half in it), checked by a CRC per record, and not tied to this
-    /// node or directory. Writers wait while the records are copied (readers do not); the
-    /// file is written after, under a temporary name renamed when complete. Tables of a
-    /// directory not yet claimed by their type are included as they are on disc.
+    /// node or directory. Writers go on while it runs (they wait only for the moment of the
+    /// cut); memory holds one shard's copy and the records commits changed meanwhile. The
+    /// file is written under a temporary name renamed when complete. Tables of a directory
+    /// not yet claimed by their type are included as they are on disc. Tables cannot be
+    /// created, dropped or moved while a backup runs.
     ///
     /// ```
     /// use mnesia::prelude::*;
@@ -254,8 +282,82 @@ impl Database {
     /// # Ok::<(), mnesia::Error>(())
     /// ```
     pub fn backup(&self, path: impl AsRef<Path>) -> Result<BackupInfo> {
-        let (seq, tables) = self.copy_for_backup()?;
-        write(path.as_ref(), seq, tables)
+        // No table is created, dropped or moved meanwhile.
+        let _schema = self.inner.schema.lock();
+        let tables = self.inner.tables.load_full();
+        let mut names: Vec<&String> = tables.keys().collect();
+        names.sort();
+        let open: Vec<&Arc<dyn AnyTable>> = names.iter().map(|n| &tables[*n]).collect();
+        // The cut: with every commit lock held shared, every commit numbered so far is
+        // installed and none after has started; from here on, a commit saves what it changes
+        // in a shard the backup has not copied yet.
+        let (seq, mut heads) = {
+            let mut reqs = Vec::new();
+            for t in &open {
+                t.backup_locks(&mut reqs);
+            }
+            let _held = HeldLocks::acquire(reqs);
+            let seq = self.inner.seq.load(Ordering::Acquire);
+            (seq, open.iter().map(|t| t.begin_backup(seq)).collect::<Vec<_>>())
+        };
+        struct EndCuts<'a>(&'a [&'a Arc<dyn AnyTable>]);
+        impl Drop for EndCuts<'_> {
+            fn drop(&mut self) {
+                for t in self.0 {
+                    t.end_backup();
+                }
+            }
+        }
+        let _end = EndCuts(&open);
+        // Tables of the directory not claimed by their type: nothing can change them.
+        let pending: Tables = match self.disk() {
+            Some(disk) => {
+                let pending = disk.pending.lock();
+                let mut v: Vec<_> = pending
+                    .values()
+                    .map(|p| {
+                        let entries = p
+                            .rows
+                            .iter()
+                            .map(|(k, (v, value))| SnapshotEntry {
+                                key: k.clone(),
+                                version: *v,
+                                value: value.clone(),
+                            })
+                            .collect();
+                        (BackupTable { def: p.def.clone(), counter: p.counter }, entries)
+                    })
+                    .collect();
+                v.sort_by(|a, b| a.0.def.name.cmp(&b.0.def.name));
+                v
+            }
+            None => Vec::new(),
+        };
+        heads.extend(pending.iter().map(|(t, _)| t.clone()));
+        let header = Header { seq, tables: heads };
+        let mut w = BackupWriter::create(path.as_ref())?;
+        w.frame(&encode(&header)?)?;
+        let mut counts = Vec::with_capacity(header.tables.len());
+        for (i, t) in open.iter().enumerate() {
+            let table = u32::try_from(i).map_err(|_| Error::Invalid("too many tables".into()))?;
+            counts.push(t.backup_stream(&mut |e| w.frame(&encode(&Body::Entry(table, e))?))?);
+        }
+        for (i, (_, entries)) in pending.into_iter().enumerate() {
+            let table =
+                u32::try_from(open.len() + i).map_err(|_| Error::Invalid("too many tables".into()))?;
+            counts.push(entries.len() as u64);
+            for e in entries {
+                w.frame(&encode(&Body::Entry(table, e))?)?;
+            }
+        }
+        let records = counts.iter().sum();
+        w.frame(&encode(&Body::End(counts))?)?;
+        w.finish()?;
+        Ok(BackupInfo {
+            tables: header.tables.iter().map(|t| t.def.name.clone()).collect(),
+            records,
+            last_commit: seq,
+        })
     }
 
     /// Restores a backup written by [`Database::backup`]: reads and checks the whole file

@@ -237,8 +237,17 @@ pub(crate) trait AnyTable: Send + Sync {
     fn reap(&self, db: &Database) -> Result<usize>;
     /// Shared requests for every commit lock of the table's records (a backup's cut).
     fn backup_locks<'a>(&'a self, out: &mut Vec<LockReq<'a>>);
-    /// The table's definition, counter and records, for a caller holding its commit locks.
-    fn backup_copy(&self) -> Result<(crate::backup::BackupTable, Vec<crate::disk::record::SnapshotEntry>)>;
+    /// Starts a backup cut at `seq` (the caller holds every commit lock of the table) and
+    /// returns the table's definition and counter.
+    fn begin_backup(&self, seq: u64) -> crate::backup::BackupTable;
+    /// Hands the table's records as they were at the cut to `f`, shard by shard; returns
+    /// how many.
+    fn backup_stream(
+        &self,
+        f: &mut dyn FnMut(crate::disk::record::SnapshotEntry) -> Result<()>,
+    ) -> Result<u64>;
+    /// Ends the backup.
+    fn end_backup(&self);
     /// Whether records of the stored definition `def` can be restored into this table.
     fn check_backup(&self, def: &TableDef) -> Result<()>;
     /// Writes a backup's records into the transaction; returns how many.
@@ -276,7 +285,7 @@ impl<T: Table> AnyTable for TableStore<T> {
         }
     }
 
-    fn backup_copy(&self) -> Result<(crate::backup::BackupTable, Vec<crate::disk::record::SnapshotEntry>)> {
+    fn begin_backup(&self, seq: u64) -> crate::backup::BackupTable {
         let infos = self
             .indexes
             .load()
@@ -286,9 +295,30 @@ impl<T: Table> AnyTable for TableStore<T> {
             .collect();
         let mut def = TableDef::of::<T>(self.disk_id().unwrap_or(0), self.storage(), infos);
         def.version = self.version.load(Ordering::Acquire);
-        let entries = self.entries_locked()?;
         let counter = self.counter.load(Ordering::Acquire);
-        Ok((crate::backup::BackupTable { def, counter, entries: entries.len() as u64 }, entries))
+        self.begin_cut(seq);
+        crate::backup::BackupTable { def, counter }
+    }
+
+    fn backup_stream(
+        &self,
+        f: &mut dyn FnMut(crate::disk::record::SnapshotEntry) -> Result<()>,
+    ) -> Result<u64> {
+        let Some(cut) = self.cut.load_full() else {
+            return Err(Error::Invalid(format!("table {}: no backup in progress", T::NAME)));
+        };
+        let mut n = 0;
+        for shard in 0..self.shard_count() {
+            for e in self.cut_shard(&cut, shard)? {
+                f(e)?;
+                n += 1;
+            }
+        }
+        Ok(n)
+    }
+
+    fn end_backup(&self) {
+        self.end_cut();
     }
 
     fn check_backup(&self, def: &TableDef) -> Result<()> {
@@ -393,7 +423,7 @@ pub(crate) struct DbInner {
     /// Serializes schema changes (create, drop, index changes).
     pub(crate) schema: Mutex<()>,
     pub(crate) next_table_id: AtomicU32,
-    seq: CachePadded<AtomicU64>,
+    pub(crate) seq: CachePadded<AtomicU64>,
     /// The directory side, for a database opened with `Config::dir`.
     disk: Option<Disk>,
     reaper: Arc<crate::expiring::Reaper>,
@@ -663,52 +693,6 @@ impl Database {
             }
         }
         Ok(removed)
-    }
-
-    /// Every table's definition and records at one point in commit order: every commit lock
-    /// of every table held shared while they are copied. Unclaimed disc tables come as they
-    /// are on disc (nothing can write them).
-    pub(crate) fn copy_for_backup(&self) -> Result<(u64, crate::backup::Tables)> {
-        let _schema = self.inner.schema.lock();
-        let tables = self.inner.tables.load_full();
-        let mut names: Vec<&String> = tables.keys().collect();
-        names.sort();
-        let mut reqs = Vec::new();
-        for n in &names {
-            tables[*n].backup_locks(&mut reqs);
-        }
-        let held = HeldLocks::acquire(reqs);
-        // Every commit numbered so far is installed: each holds its locks until then.
-        let seq = self.inner.seq.load(Ordering::Acquire);
-        let mut out = Vec::with_capacity(names.len());
-        for n in &names {
-            out.push(tables[*n].backup_copy()?);
-        }
-        drop(held);
-        if let Some(disk) = self.disk() {
-            let pending = disk.pending.lock();
-            let mut names: Vec<&String> = pending.keys().collect();
-            names.sort();
-            for n in names {
-                let p = &pending[n];
-                let entries: Vec<crate::disk::record::SnapshotEntry> = p
-                    .rows
-                    .iter()
-                    .map(|(k, (v, value))| crate::disk::record::SnapshotEntry {
-                        key: k.clone(),
-                        version: *v,
-                        value: value.clone(),
-                    })
-                    .collect();
-                let t = crate::backup::BackupTable {
-                    def: p.def.clone(),
-                    counter: p.counter,
-                    entries: entries.len() as u64,
-                };
-                out.push((t, entries));
-            }
-        }
-        Ok((seq, out))
     }
 
     /// Writes a checked backup's tables in one transaction (see [`Database::restore`]).

@@ -101,6 +101,17 @@ pub(crate) struct Shard<T: Table> {
     pub(crate) data: RwLock<ShardData<T>>,
 }
 
+/// A backup in progress on a table: the commit it was cut at, the shards it has copied,
+/// and the records — as they were at the cut — that later commits changed in shards it had
+/// not copied yet (copy on write).
+pub(crate) struct Cut {
+    pub(crate) seq: u64,
+    scanned: Box<[AtomicBool]>,
+    saved: parking_lot::Mutex<Vec<(usize, SnapshotEntry)>>,
+    /// A record could not be saved: the backup fails.
+    failed: AtomicBool,
+}
+
 /// The indexes of a table, replaced as a whole when one is added or removed.
 pub(crate) struct IndexList<T: Table> {
     pub(crate) epoch: u64,
@@ -135,6 +146,8 @@ pub(crate) struct TableStore<T: Table> {
     pub(crate) expiry: Option<ExpiryIndex<T::Key>>,
     /// How many times the table was transformed to a new record type.
     pub(crate) version: std::sync::atomic::AtomicU32,
+    /// The backup in progress, if any.
+    pub(crate) cut: arc_swap::ArcSwapOption<Cut>,
 }
 
 fn key_of<T: Table>(s: &Slot<T>) -> &T::Key {
@@ -177,6 +190,7 @@ impl<T: Table> TableStore<T> {
             subs: Arc::new(crate::events::Subscribers::default()),
             expiry: T::TTL_FIELD.map(|_| ExpiryIndex::new()),
             version: std::sync::atomic::AtomicU32::new(0),
+            cut: arc_swap::ArcSwapOption::empty(),
         }
     }
 
@@ -411,7 +425,13 @@ impl<T: Table> TableStore<T> {
             }
             on_change(old, new);
         };
-        let mut data = self.shards[self.shard_of(hash)].data.write();
+        let shard = self.shard_of(hash);
+        let mut data = self.shards[shard].data.write();
+        if let Some(cut) = self.cut.load().as_ref()
+            && !cut.scanned[shard].load(Ordering::Acquire)
+        {
+            self.save_for_cut(cut, shard, &data.map, key, hash);
+        }
         data.version = seq;
         let hasher = &self.hasher;
         match (&mut data.map, write) {
@@ -656,44 +676,161 @@ impl<T: Table> TableStore<T> {
             match &data.map {
                 // Its records are in its file: made durable here, nothing to copy.
                 ShardMap::Disc(d) => d.sync()?,
-                ShardMap::Set(t) => {
-                    for s in t.iter() {
-                        out.push(SnapshotEntry {
-                            key: encode(s.rec.key())?,
-                            version: s.version,
-                            value: Logged::Put(encode(&s.rec)?),
-                        });
-                    }
-                }
-                ShardMap::Ordered(m) => {
-                    for (k, s) in m {
-                        out.push(SnapshotEntry {
-                            key: encode(k)?,
-                            version: s.version,
-                            value: Logged::Put(encode(&s.rec)?),
-                        });
-                    }
-                }
-                ShardMap::Bag(t) => {
-                    for s in t.iter() {
-                        let Some(first) = s.rec.first() else { continue };
-                        let group = s.rec.iter().map(encode).collect::<Result<_>>()?;
-                        out.push(SnapshotEntry {
-                            key: encode(first.key())?,
-                            version: s.version,
-                            value: Logged::Group(group),
-                        });
-                    }
+                map => Self::map_entries(map, u64::MAX, &mut out)?,
+            }
+        }
+        Ok(out)
+    }
+
+    /// Every record of a shard in memory written by a commit up to `max_version`, encoded.
+    fn map_entries(map: &ShardMap<T>, max_version: u64, out: &mut Vec<SnapshotEntry>) -> Result<()> {
+        let put = |key: &T::Key, version: u64, value: Logged, out: &mut Vec<SnapshotEntry>| -> Result<()> {
+            if version <= max_version {
+                out.push(SnapshotEntry { key: encode(key)?, version, value });
+            }
+            Ok(())
+        };
+        match map {
+            ShardMap::Set(t) => {
+                for s in t.iter().filter(|s| s.version <= max_version) {
+                    put(s.rec.key(), s.version, Logged::Put(encode(&s.rec)?), out)?;
                 }
             }
+            ShardMap::Ordered(m) => {
+                for (k, s) in m.iter().filter(|(_, s)| s.version <= max_version) {
+                    put(k, s.version, Logged::Put(encode(&s.rec)?), out)?;
+                }
+            }
+            ShardMap::Bag(t) => {
+                for s in t.iter().filter(|s| s.version <= max_version) {
+                    let Some(first) = s.rec.first() else { continue };
+                    let group = s.rec.iter().map(encode).collect::<Result<_>>()?;
+                    put(first.key(), s.version, Logged::Group(group), out)?;
+                }
+            }
+            ShardMap::Disc(_) => {}
+        }
+        Ok(())
+    }
+
+    /// Starts a backup cut at commit `seq`. The caller holds every commit lock of the table
+    /// (shared), so every commit up to `seq` is installed and none after has started.
+    pub(crate) fn begin_cut(&self, seq: u64) -> Arc<Cut> {
+        let cut = Arc::new(Cut {
+            seq,
+            scanned: (0..self.shards.len()).map(|_| AtomicBool::new(false)).collect(),
+            saved: parking_lot::Mutex::new(Vec::new()),
+            failed: AtomicBool::new(false),
+        });
+        self.cut.store(Some(Arc::clone(&cut)));
+        cut
+    }
+
+    /// Ends the backup in progress.
+    pub(crate) fn end_cut(&self) {
+        self.cut.store(None);
+    }
+
+    /// Saves a key's records as they were at the cut, before a commit changes them.
+    fn save_for_cut(&self, cut: &Cut, shard: usize, map: &ShardMap<T>, key: &T::Key, hash: u64) {
+        let found: Result<Option<(u64, Logged)>> = (|| {
+            Ok(match map {
+                ShardMap::Set(t) => match t.find(hash, |s| key_of(s) == key) {
+                    Some(s) => Some((s.version, Logged::Put(encode(&s.rec)?))),
+                    None => None,
+                },
+                ShardMap::Ordered(m) => match m.get(key) {
+                    Some(s) => Some((s.version, Logged::Put(encode(&s.rec)?))),
+                    None => None,
+                },
+                ShardMap::Bag(t) => match t.find(hash, |s| group_key(s) == Some(key)) {
+                    Some(s) => {
+                        Some((s.version, Logged::Group(s.rec.iter().map(encode).collect::<Result<_>>()?)))
+                    }
+                    None => None,
+                },
+                ShardMap::Disc(d) => {
+                    let (version, recs) = self.disc_get(d, key)?;
+                    match recs.as_slice() {
+                        [] => None,
+                        [r] if self.kind != TableType::Bag => Some((version, Logged::Put(encode(r)?))),
+                        rs => Some((version, Logged::Group(rs.iter().map(encode).collect::<Result<_>>()?))),
+                    }
+                }
+            })
+        })();
+        match found.and_then(|f| f.map(|(v, value)| encode(key).map(|k| (v, k, value))).transpose()) {
+            // Changed since the cut already (its state at the cut was saved then), or absent.
+            Ok(Some((version, key, value))) if version <= cut.seq => {
+                cut.saved.lock().push((shard, SnapshotEntry { key, version, value }));
+            }
+            Ok(_) => {}
+            Err(_) => cut.failed.store(true, Ordering::Release),
+        }
+    }
+
+    /// A shard's records as they were at the cut: those not changed since, copied under the
+    /// shard's read lock (after which commits no longer save for it), and those saved.
+    pub(crate) fn cut_shard(&self, cut: &Cut, shard: usize) -> Result<Vec<SnapshotEntry>> {
+        let mut out = Vec::new();
+        {
+            let data = self.shards[shard].data.read();
+            match &data.map {
+                ShardMap::Disc(d) => {
+                    if let Some(id) = self.disk_id() {
+                        d.scan(id, |key, version, value| {
+                            if version <= cut.seq {
+                                out.push(SnapshotEntry { key: key.to_vec(), version, value });
+                            }
+                            Ok(())
+                        })?;
+                    }
+                }
+                map => Self::map_entries(map, cut.seq, &mut out)?,
+            }
+            cut.scanned[shard].store(true, Ordering::Release);
+        }
+        let mut saved = cut.saved.lock();
+        let (mine, rest): (Vec<_>, Vec<_>) =
+            std::mem::take(&mut *saved).into_iter().partition(|(s, _)| *s == shard);
+        *saved = rest;
+        drop(saved);
+        out.extend(mine.into_iter().map(|(_, e)| e));
+        if cut.failed.load(Ordering::Acquire) {
+            return Err(Error::Invalid(format!(
+                "table {}: a record changed during the backup could not be saved",
+                T::NAME
+            )));
         }
         Ok(out)
     }
 
     /// Removes every record. The caller holds every shard's commit lock exclusively.
     pub(crate) fn clear_all(&self, seq: u64) {
-        for s in self.shards.iter() {
+        let cut = self.cut.load_full();
+        for (i, s) in self.shards.iter().enumerate() {
             let mut d = s.data.write();
+            if let Some(cut) = &cut
+                && !cut.scanned[i].load(Ordering::Acquire)
+            {
+                // A backup has not copied this shard yet: it keeps the records of the cut.
+                let mut kept = Vec::new();
+                let copied = match &d.map {
+                    ShardMap::Disc(disc) => self.disk_id().map_or(Ok(()), |id| {
+                        disc.scan(id, |key, version, value| {
+                            if version <= cut.seq {
+                                kept.push(SnapshotEntry { key: key.to_vec(), version, value });
+                            }
+                            Ok(())
+                        })
+                    }),
+                    map => Self::map_entries(map, cut.seq, &mut kept),
+                };
+                match copied {
+                    Ok(()) => cut.saved.lock().extend(kept.into_iter().map(|e| (i, e))),
+                    Err(_) => cut.failed.store(true, Ordering::Release),
+                }
+            }
             d.version = seq;
             match &mut d.map {
                 ShardMap::Set(t) => *t = HashTable::new(),
@@ -750,6 +887,66 @@ fn decode_records<T: Table>(value: &Logged) -> Result<Vec<T>> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// What a backup cut sees: every record as it was at the cut, whatever commits do while
+    /// the shards are copied (updates, deletes, inserts, a clear).
+    #[test]
+    fn a_cut_keeps_the_records_as_they_were_whatever_commits_do_meanwhile() {
+        use crate::testing::{Rec, rec};
+        let store: TableStore<Rec> = TableStore::new(1, 1, TableType::Set, Vec::new());
+        for id in 0..200u32 {
+            store.install(&id, store.hash(&id), Write::Put(rec(id, "v1", 0)), 1, |_, _| {});
+        }
+        let collect = |store: &TableStore<Rec>, cut: &Cut, from: usize| -> Vec<(u32, String)> {
+            let mut out = Vec::new();
+            for shard in from..store.shard_count() {
+                for e in store.cut_shard(cut, shard).expect("shard") {
+                    let r: Rec = match e.value {
+                        Logged::Put(b) => postcard::from_bytes(&b).expect("record"),
+                        _ => panic!("a set table holds one record per key"),
+                    };
+                    out.push((r.id, r.tag));
+                }
+            }
+            out.sort();
+            out
+        };
+        let expected: Vec<(u32, String)> = (0..200).map(|id| (id, "v1".to_owned())).collect();
+
+        // Commits after the cut, some in shards already copied, most not.
+        let cut = store.begin_cut(1);
+        let mut got = Vec::new();
+        for shard in 0..8 {
+            got.extend(store.cut_shard(&cut, shard).expect("shard").into_iter().map(|e| e.key));
+        }
+        for (seq, id) in (2u64..).zip(0..200u32) {
+            let write = match id % 3 {
+                0 => Write::Put(rec(id, "v2", 0)),
+                1 => Write::Delete,
+                _ => Write::Put(rec(id + 1000, "new", 0)),
+            };
+            let key = if id % 3 == 2 { id + 1000 } else { id };
+            store.install(&key, store.hash(&key), write, seq, |_, _| {});
+        }
+        let mut all = collect(&store, &cut, 8);
+        for k in got {
+            let id: u32 = postcard::from_bytes(&k).expect("key");
+            all.push((id, "v1".to_owned()));
+        }
+        all.sort();
+        assert_eq!(all, expected);
+        store.end_cut();
+
+        // A clear after the cut.
+        let store: TableStore<Rec> = TableStore::new(1, 2, TableType::Set, Vec::new());
+        for id in 0..200u32 {
+            store.install(&id, store.hash(&id), Write::Put(rec(id, "v1", 0)), 1, |_, _| {});
+        }
+        let cut = store.begin_cut(1);
+        store.clear_all(2);
+        assert_eq!(collect(&store, &cut, 0), expected);
+        store.end_cut();
+    }
 
     /// Consecutive integer keys must spread over every shard, or concurrent commits on
     /// different keys would contend for a few shard locks.

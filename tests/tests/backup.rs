@@ -20,7 +20,7 @@ struct Tag {
     label: String,
 }
 
-const ACCOUNTS: u32 = 50;
+const ACCOUNTS: u32 = 2000;
 const TOTAL: i64 = ACCOUNTS as i64 * 100;
 
 fn bank(db: &Database) {
@@ -103,7 +103,7 @@ fn a_damaged_or_truncated_backup_is_refused_and_changes_nothing() {
     db.scope(|| -> mnesia::Result<()> {
         // The database now differs from the backup: a refused restore must leave it so.
         Account::write(Account { id: 0, balance: 42 })?;
-        Account::write(Account { id: 999, balance: 0 })?;
+        Account::write(Account { id: 9_999, balance: 0 })?;
         let before = Account::list()?;
         let bad = dir.path().join("bad.bak");
         let step = (good.len() / 97).max(1);
@@ -123,7 +123,7 @@ fn a_damaged_or_truncated_backup_is_refused_and_changes_nothing() {
         // The good one still restores.
         db.restore(&file, &RestoreOptions::new())?;
         assert_eq!(total(), TOTAL);
-        assert!(Account::read(&999)?.is_none());
+        assert!(Account::read(&9_999)?.is_none());
         Ok(())
     })
     .expect("body");
@@ -137,18 +137,18 @@ fn restore_modes_keep_skip_or_replace_each_table() {
     let file = dir.path().join("b.bak");
     db.backup(&file).expect("backup");
     db.scope(|| -> mnesia::Result<()> {
-        Account::write(Account { id: 500, balance: 1 })?;
+        Account::write(Account { id: 9_500, balance: 1 })?;
         Account::write(Account { id: 0, balance: 0 })?;
         Tag::write(Tag { item: 9, label: "new".into() })?;
-        // Keep and add: 500 stays, 0 comes back; tags skipped.
+        // Keep and add: 9500 stays, 0 comes back; tags skipped.
         let opts = RestoreOptions::new().all(RestoreMode::KeepAndAdd).table("tag", RestoreMode::Skip);
         db.restore(&file, &opts)?;
         assert_eq!(Account::read(&0)?.map(|a| a.balance), Some(100));
-        assert!(Account::read(&500)?.is_some());
+        assert!(Account::read(&9_500)?.is_some());
         assert_eq!(Tag::read_all(&9)?.len(), 1);
         // Clear and load: exactly the backup.
         db.restore(&file, &RestoreOptions::new())?;
-        assert!(Account::read(&500)?.is_none());
+        assert!(Account::read(&9_500)?.is_none());
         assert!(Tag::read_all(&9)?.is_empty());
         assert_eq!(Account::count()?, ACCOUNTS as usize);
         Ok(())
