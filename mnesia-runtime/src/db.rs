@@ -309,11 +309,14 @@ impl<T: Table> AnyTable for TableStore<T> {
         };
         let mut n = 0;
         for shard in 0..self.shard_count() {
+            // A disc-only table whose file failed lacks commits the log has.
+            self.healthy()?;
             for e in self.cut_shard(&cut, shard)? {
                 f(e)?;
                 n += 1;
             }
         }
+        self.healthy()?;
         Ok(n)
     }
 
@@ -351,15 +354,43 @@ impl<T: Table> AnyTable for TableStore<T> {
         let mut n = 0;
         for e in entries {
             let key: T::Key = postcard::from_bytes(&e.key).map_err(bad)?;
-            let write = match &e.value {
-                Logged::Put(b) => Write::Put(postcard::from_bytes::<T>(b).map_err(bad)?),
-                Logged::Group(bs) => Write::Group(
-                    bs.iter().map(|b| postcard::from_bytes::<T>(b)).collect::<Result<_, _>>().map_err(bad)?,
-                ),
+            let mut recs: Vec<T> = match &e.value {
+                Logged::Put(b) => vec![postcard::from_bytes::<T>(b).map_err(bad)?],
+                Logged::Group(bs) => {
+                    bs.iter().map(|b| postcard::from_bytes::<T>(b)).collect::<Result<_, _>>().map_err(bad)?
+                }
                 Logged::Delete => continue,
             };
-            n += write.records().len() as u64;
+            if recs.iter().any(|r| r.key() != &key) || (T::TYPE != TableType::Bag && recs.len() != 1) {
+                return Err(Error::Invalid(format!(
+                    "table {}: the backup's records under the key {key:?} do not fit the table",
+                    T::NAME
+                )));
+            }
+            for r in &recs {
+                // Ids written move the counter past them, as any write does.
+                if let Some(id) = r.auto_id() {
+                    self.counter.fetch_max(id, Ordering::AcqRel);
+                }
+            }
+            n += recs.len() as u64;
             restored.insert(key.clone());
+            let write = if T::TYPE != TableType::Bag {
+                Write::Put(recs.remove(0))
+            } else if mode == crate::backup::RestoreMode::KeepAndAdd {
+                // A bag keeps its records and adds the backup's.
+                let mut group = part.read_group(&key);
+                let have: Vec<Vec<u8>> =
+                    group.iter().map(crate::disk::record::encode).collect::<Result<_>>()?;
+                for r in recs {
+                    if !have.contains(&crate::disk::record::encode(&r)?) {
+                        group.push(r);
+                    }
+                }
+                Write::Group(group)
+            } else {
+                Write::Group(recs)
+            };
             part.set(key, write);
         }
         for k in existing {
@@ -717,7 +748,12 @@ impl Database {
             store.check_backup(&t.def)?;
             plan.push((Arc::clone(store), t, entries, mode));
         }
-        let n = crate::context::transact(self.clone(), || {
+        // Raised first (raising is always safe): an insert running meanwhile cannot take an
+        // id the backup's records use, and the commit logs the raised counter.
+        for (store, t, _, _) in &plan {
+            store.raise_counter(t.counter);
+        }
+        crate::context::transact(self.clone(), || {
             crate::context::with_tx(|tx| {
                 let mut n = 0;
                 for (store, _, entries, mode) in &plan {
@@ -725,11 +761,7 @@ impl Database {
                 }
                 Ok(n)
             })
-        })?;
-        for (store, t, _, _) in &plan {
-            store.raise_counter(t.counter);
-        }
-        Ok(n)
+        })
     }
 
     pub(crate) fn stats(&self) -> Arc<crate::info::Stats> {

@@ -146,10 +146,18 @@ fn restore_modes_keep_skip_or_replace_each_table() {
         assert_eq!(Account::read(&0)?.map(|a| a.balance), Some(100));
         assert!(Account::read(&9_500)?.is_some());
         assert_eq!(Tag::read_all(&9)?.len(), 1);
+        // Keep and add on a bag: the key keeps its records and gets the backup's.
+        Tag::write(Tag { item: 1, label: "extra".into() })?;
+        db.restore(
+            &file,
+            &RestoreOptions::new().all(RestoreMode::Skip).table("tag", RestoreMode::KeepAndAdd),
+        )?;
+        assert_eq!(Tag::read_all(&1)?.len(), 6);
         // Clear and load: exactly the backup.
         db.restore(&file, &RestoreOptions::new())?;
         assert!(Account::read(&9_500)?.is_none());
         assert!(Tag::read_all(&9)?.is_empty());
+        assert_eq!(Tag::read_all(&1)?.len(), 5);
         assert_eq!(Account::count()?, ACCOUNTS as usize);
         Ok(())
     })
