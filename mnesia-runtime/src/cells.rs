@@ -220,6 +220,118 @@ impl<'de> de::Deserializer<'de> for Cell<'de> {
     }
 }
 
+/// Methods of a `Serializer` that refuse every scalar with `$err()`.
+macro_rules! refuse_scalars {
+    ($err:ident) => {
+        fn serialize_bool(self, _: bool) -> Result<(), Error> {
+            Err($err())
+        }
+        fn serialize_i8(self, _: i8) -> Result<(), Error> {
+            Err($err())
+        }
+        fn serialize_i16(self, _: i16) -> Result<(), Error> {
+            Err($err())
+        }
+        fn serialize_i32(self, _: i32) -> Result<(), Error> {
+            Err($err())
+        }
+        fn serialize_i64(self, _: i64) -> Result<(), Error> {
+            Err($err())
+        }
+        fn serialize_u8(self, _: u8) -> Result<(), Error> {
+            Err($err())
+        }
+        fn serialize_u16(self, _: u16) -> Result<(), Error> {
+            Err($err())
+        }
+        fn serialize_u32(self, _: u32) -> Result<(), Error> {
+            Err($err())
+        }
+        fn serialize_u64(self, _: u64) -> Result<(), Error> {
+            Err($err())
+        }
+        fn serialize_f32(self, _: f32) -> Result<(), Error> {
+            Err($err())
+        }
+        fn serialize_f64(self, _: f64) -> Result<(), Error> {
+            Err($err())
+        }
+        fn serialize_char(self, _: char) -> Result<(), Error> {
+            Err($err())
+        }
+        fn serialize_str(self, _: &str) -> Result<(), Error> {
+            Err($err())
+        }
+        fn serialize_bytes(self, _: &[u8]) -> Result<(), Error> {
+            Err($err())
+        }
+        fn serialize_none(self) -> Result<(), Error> {
+            Err($err())
+        }
+        fn serialize_some<V: ser::Serialize + ?Sized>(self, _: &V) -> Result<(), Error> {
+            Err($err())
+        }
+        fn serialize_unit(self) -> Result<(), Error> {
+            Err($err())
+        }
+        fn serialize_unit_struct(self, _: &'static str) -> Result<(), Error> {
+            Err($err())
+        }
+        fn serialize_unit_variant(self, _: &'static str, _: u32, _: &'static str) -> Result<(), Error> {
+            Err($err())
+        }
+    };
+}
+
+/// Methods of a `Serializer` that refuse every compound value but a struct with `$err()`.
+macro_rules! refuse_compound {
+    ($err:ident) => {
+        fn serialize_newtype_variant<V: ser::Serialize + ?Sized>(
+            self,
+            _: &'static str,
+            _: u32,
+            _: &'static str,
+            _: &V,
+        ) -> Result<(), Error> {
+            Err($err())
+        }
+        fn serialize_seq(self, _: Option<usize>) -> Result<Self::SerializeSeq, Error> {
+            Err($err())
+        }
+        fn serialize_tuple(self, _: usize) -> Result<Self::SerializeTuple, Error> {
+            Err($err())
+        }
+        fn serialize_tuple_struct(
+            self,
+            _: &'static str,
+            _: usize,
+        ) -> Result<Self::SerializeTupleStruct, Error> {
+            Err($err())
+        }
+        fn serialize_tuple_variant(
+            self,
+            _: &'static str,
+            _: u32,
+            _: &'static str,
+            _: usize,
+        ) -> Result<Self::SerializeTupleVariant, Error> {
+            Err($err())
+        }
+        fn serialize_map(self, _: Option<usize>) -> Result<Self::SerializeMap, Error> {
+            Err($err())
+        }
+        fn serialize_struct_variant(
+            self,
+            _: &'static str,
+            _: u32,
+            _: &'static str,
+            _: usize,
+        ) -> Result<Self::SerializeStructVariant, Error> {
+            Err($err())
+        }
+    };
+}
+
 /// Writes a record's top-level fields into `cells`, one per name in `names` (a field serde
 /// skips stays empty). Fails on a field the names do not list (a serde rename or flatten).
 pub(crate) fn write_cells<T: serde::Serialize>(
@@ -285,63 +397,7 @@ impl ser::Serializer for RowSer<'_> {
         Ok(self)
     }
 
-    fn serialize_bool(self, _: bool) -> Result<(), Error> {
-        Err(not_a_struct())
-    }
-    fn serialize_i64(self, _: i64) -> Result<(), Error> {
-        Err(not_a_struct())
-    }
-    fn serialize_i8(self, _: i8) -> Result<(), Error> {
-        Err(not_a_struct())
-    }
-    fn serialize_i16(self, _: i16) -> Result<(), Error> {
-        Err(not_a_struct())
-    }
-    fn serialize_i32(self, _: i32) -> Result<(), Error> {
-        Err(not_a_struct())
-    }
-    fn serialize_u8(self, _: u8) -> Result<(), Error> {
-        Err(not_a_struct())
-    }
-    fn serialize_u16(self, _: u16) -> Result<(), Error> {
-        Err(not_a_struct())
-    }
-    fn serialize_u32(self, _: u32) -> Result<(), Error> {
-        Err(not_a_struct())
-    }
-    fn serialize_u64(self, _: u64) -> Result<(), Error> {
-        Err(not_a_struct())
-    }
-    fn serialize_f32(self, _: f32) -> Result<(), Error> {
-        Err(not_a_struct())
-    }
-    fn serialize_f64(self, _: f64) -> Result<(), Error> {
-        Err(not_a_struct())
-    }
-    fn serialize_char(self, _: char) -> Result<(), Error> {
-        Err(not_a_struct())
-    }
-    fn serialize_str(self, _: &str) -> Result<(), Error> {
-        Err(not_a_struct())
-    }
-    fn serialize_bytes(self, _: &[u8]) -> Result<(), Error> {
-        Err(not_a_struct())
-    }
-    fn serialize_none(self) -> Result<(), Error> {
-        Err(not_a_struct())
-    }
-    fn serialize_some<V: ser::Serialize + ?Sized>(self, _: &V) -> Result<(), Error> {
-        Err(not_a_struct())
-    }
-    fn serialize_unit(self) -> Result<(), Error> {
-        Err(not_a_struct())
-    }
-    fn serialize_unit_struct(self, _: &'static str) -> Result<(), Error> {
-        Err(not_a_struct())
-    }
-    fn serialize_unit_variant(self, _: &'static str, _: u32, _: &'static str) -> Result<(), Error> {
-        Err(not_a_struct())
-    }
+    refuse_scalars!(not_a_struct);
     fn serialize_newtype_struct<V: ser::Serialize + ?Sized>(
         self,
         _: &'static str,
@@ -349,45 +405,7 @@ impl ser::Serializer for RowSer<'_> {
     ) -> Result<(), Error> {
         value.serialize(self)
     }
-    fn serialize_newtype_variant<V: ser::Serialize + ?Sized>(
-        self,
-        _: &'static str,
-        _: u32,
-        _: &'static str,
-        _: &V,
-    ) -> Result<(), Error> {
-        Err(not_a_struct())
-    }
-    fn serialize_seq(self, _: Option<usize>) -> Result<Self::SerializeSeq, Error> {
-        Err(not_a_struct())
-    }
-    fn serialize_tuple(self, _: usize) -> Result<Self::SerializeTuple, Error> {
-        Err(not_a_struct())
-    }
-    fn serialize_tuple_struct(self, _: &'static str, _: usize) -> Result<Self::SerializeTupleStruct, Error> {
-        Err(not_a_struct())
-    }
-    fn serialize_tuple_variant(
-        self,
-        _: &'static str,
-        _: u32,
-        _: &'static str,
-        _: usize,
-    ) -> Result<Self::SerializeTupleVariant, Error> {
-        Err(not_a_struct())
-    }
-    fn serialize_map(self, _: Option<usize>) -> Result<Self::SerializeMap, Error> {
-        Err(not_a_struct())
-    }
-    fn serialize_struct_variant(
-        self,
-        _: &'static str,
-        _: u32,
-        _: &'static str,
-        _: usize,
-    ) -> Result<Self::SerializeStructVariant, Error> {
-        Err(not_a_struct())
-    }
+    refuse_compound!(not_a_struct);
 }
 
 /// One field's value as a cell: scalars as text, `None` and units empty, a plain variant
@@ -462,46 +480,8 @@ impl ser::Serializer for CellSer<'_> {
     ) -> Result<(), Error> {
         value.serialize(self)
     }
-    fn serialize_newtype_variant<V: ser::Serialize + ?Sized>(
-        self,
-        _: &'static str,
-        _: u32,
-        _: &'static str,
-        _: &V,
-    ) -> Result<(), Error> {
-        Err(nested())
-    }
-    fn serialize_seq(self, _: Option<usize>) -> Result<Self::SerializeSeq, Error> {
-        Err(nested())
-    }
-    fn serialize_tuple(self, _: usize) -> Result<Self::SerializeTuple, Error> {
-        Err(nested())
-    }
-    fn serialize_tuple_struct(self, _: &'static str, _: usize) -> Result<Self::SerializeTupleStruct, Error> {
-        Err(nested())
-    }
-    fn serialize_tuple_variant(
-        self,
-        _: &'static str,
-        _: u32,
-        _: &'static str,
-        _: usize,
-    ) -> Result<Self::SerializeTupleVariant, Error> {
-        Err(nested())
-    }
-    fn serialize_map(self, _: Option<usize>) -> Result<Self::SerializeMap, Error> {
-        Err(nested())
-    }
+    refuse_compound!(nested);
     fn serialize_struct(self, _: &'static str, _: usize) -> Result<Self::SerializeStruct, Error> {
-        Err(nested())
-    }
-    fn serialize_struct_variant(
-        self,
-        _: &'static str,
-        _: u32,
-        _: &'static str,
-        _: usize,
-    ) -> Result<Self::SerializeStructVariant, Error> {
         Err(nested())
     }
 }
