@@ -1,16 +1,17 @@
 //! Backup and restore of a whole database (Mnesia's `backup` and `restore`).
 //!
 //! A backup is one file: a header frame (the commit it was taken at, each table's
-//! definition and counter), one frame per key, and an end frame with each table's count,
-//! each frame checked by its CRC. It is taken at one point in commit order without stopping
-//! writers: every commit lock is held, shared, only for the moment of the cut; then the
-//! tables are copied shard by shard while commits go on, and a commit that changes a record
-//! in a shard not yet copied first saves the record as it was at the cut (copy on write).
-//! Memory holds one shard's copy and what commits changed meanwhile. The file is written
-//! under a temporary name renamed when complete. A restore reads and checks the whole file before it changes anything, then
-//! writes every table in one transaction.
+//! definition and counter), frames of entries (one entry per key, about 256 KiB of them a
+//! frame) and an end frame with each table's count, each frame checked by its CRC. It is
+//! taken at one point in commit order without stopping writers: every commit lock is held,
+//! shared, only for the moment of the cut; then the tables are copied shard by shard while
+//! commits go on, and a commit that changes a record in a shard not yet copied first saves
+//! the record as it was at the cut (copy on write). Memory holds one shard's copy and what
+//! commits changed meanwhile. The file is written under a temporary name renamed when
+//! complete. A restore reads the file a frame at a time (see `restore.rs`).
 
 use std::collections::HashMap;
+use std::io::Read;
 use std::path::Path;
 
 use serde::{Deserialize, Serialize};
@@ -19,31 +20,31 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
 use crate::db::{AnyTable, Database};
-use crate::disk::frame::{self, End};
-use crate::disk::record::{SnapshotEntry, encode};
+use crate::disk::frame::{self, FrameReader};
+use crate::disk::record::{EntryEncoder, EntryRef, encode, entries_in};
 use crate::disk::schema::TableDef;
 use crate::error::{Error, Result};
 use crate::lock::HeldLocks;
 
 const KIND: &[u8; 6] = b"MNSBAK";
-const VERSION: u8 = 1;
+const VERSION: u8 = 2;
 
 /// One table in a backup.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub(crate) struct BackupTable {
     pub(crate) def: TableDef,
     pub(crate) counter: u64,
+    /// About how many keys the table had at the cut (to size the restored table).
+    pub(crate) size_hint: u64,
 }
 
-/// A frame after the header: one key's records, or the end with each table's count.
+/// What a frame after the header holds: a run of one table's entries (the entries follow
+/// this head in the frame), or the end with each table's count of entries.
 #[derive(Serialize, Deserialize)]
-enum Body {
-    Entry(u32, SnapshotEntry),
+enum Head {
+    Entries(u32),
     End(Vec<u64>),
 }
-
-/// Every table of a backup with its entries.
-pub(crate) type Tables = Vec<(BackupTable, Vec<SnapshotEntry>)>;
 
 #[derive(Serialize, Deserialize)]
 struct Header {
@@ -164,17 +165,27 @@ impl BackupWriter {
         tmp.push(".partial");
         let tmp = std::path::PathBuf::from(tmp);
         let file = std::fs::File::create(&tmp).map_err(|e| frame::io_error(&tmp, e))?;
-        let mut out = std::io::BufWriter::new(file);
+        let mut out = std::io::BufWriter::with_capacity(1 << 20, file);
         out.write_all(&frame::magic(KIND, VERSION)).map_err(|e| frame::io_error(&tmp, e))?;
         Ok(BackupWriter { path: path.to_path_buf(), tmp, out: Some(out), buf: Vec::new() })
     }
 
-    fn frame(&mut self, payload: &[u8]) -> Result<()> {
+    fn frame(&mut self, parts: &[&[u8]]) -> Result<()> {
         use std::io::Write as _;
         self.buf.clear();
-        frame::encode_frame(payload, &mut self.buf);
+        frame::encode_frame_parts(parts, &mut self.buf);
         let out = self.out.as_mut().ok_or_else(|| Error::Invalid("the backup file is closed".into()))?;
         out.write_all(&self.buf).map_err(|e| frame::io_error(&self.tmp, e))
+    }
+
+    /// Writes the entries `enc` holds as frames of table `table`, and empties it.
+    fn entries(&mut self, table: u32, enc: &mut EntryEncoder) -> Result<()> {
+        let head = encode(&Head::Entries(table))?;
+        for run in enc.chunks() {
+            self.frame(&[&head, run])?;
+        }
+        enc.clear();
+        Ok(())
     }
 
     fn finish(mut self) -> Result<()> {
@@ -194,60 +205,94 @@ impl Drop for BackupWriter {
     }
 }
 
-/// A backup read and checked whole: each table with its entries.
-pub(crate) fn read(path: &Path) -> Result<Tables> {
-    let frames = frame::read_frames(path, KIND, VERSION)?;
-    parse(path, &frames)
+/// A backup being read a frame at a time: the header first, then every entry, each frame
+/// checked by its CRC, the counts checked against the end frame.
+pub(crate) struct BackupReader<R> {
+    frames: FrameReader<R>,
+    path: std::path::PathBuf,
+    tables: Vec<BackupTable>,
 }
 
-fn parse(path: &Path, frames: &frame::Frames) -> Result<Tables> {
-    let corrupt = |offset: u64, reason: String| Error::Corrupt { file: path.to_path_buf(), offset, reason };
-    if let End::Torn(at) = frames.end {
-        return Err(corrupt(at, "the backup ends in the middle of a record".into()));
+impl BackupReader<std::io::BufReader<std::fs::File>> {
+    /// Opens a backup file and reads its header.
+    pub(crate) fn open(path: &Path) -> Result<Self> {
+        let file = std::fs::File::open(path).map_err(|e| frame::io_error(path, e))?;
+        BackupReader::new(path, std::io::BufReader::with_capacity(1 << 20, file))
     }
-    let mut it = frames.iter();
-    let Some((at, head)) = it.next() else {
-        return Err(corrupt(8, "the backup has no header".into()));
-    };
-    let header: Header = postcard::from_bytes(head).map_err(|e| corrupt(at, format!("bad header: {e}")))?;
-    let mut out: Tables = header.tables.into_iter().map(|t| (t, Vec::new())).collect();
-    let mut ended = None;
-    for (at, payload) in it {
-        if ended.is_some() {
-            return Err(corrupt(at, "records after the end of the backup".into()));
-        }
-        match postcard::from_bytes(payload).map_err(|e| corrupt(at, format!("bad record: {e}")))? {
-            Body::Entry(table, entry) => {
-                let slot = out.get_mut(table as usize).ok_or_else(|| {
-                    corrupt(at, format!("a record of table {table}, which the header does not list"))
-                })?;
-                slot.1.push(entry);
+}
+
+impl<R: Read> BackupReader<R> {
+    /// Reads the header of the backup `input` holds (`path` names it in errors).
+    pub(crate) fn new(path: &Path, input: R) -> Result<Self> {
+        let mut frames = FrameReader::new(path, input, KIND, VERSION)?;
+        let corrupt =
+            |offset: u64, reason: String| Error::Corrupt { file: path.to_path_buf(), offset, reason };
+        let Some((at, head)) = frames.next_frame()? else {
+            return Err(corrupt(8, "the backup has no header".into()));
+        };
+        let header: Header =
+            postcard::from_bytes(head).map_err(|e| corrupt(at, format!("bad header: {e}")))?;
+        Ok(BackupReader { frames, path: path.to_path_buf(), tables: header.tables })
+    }
+
+    /// The backup's tables, in the order entries name them.
+    pub(crate) fn tables(&self) -> &[BackupTable] {
+        &self.tables
+    }
+
+    /// Reads every entry, handing each with its table's position to `f`; fails on any
+    /// damage, on entries of a table the header does not list, on a missing end frame and
+    /// on counts that differ from the end frame's.
+    pub(crate) fn for_each(mut self, mut f: impl FnMut(usize, EntryRef<'_>) -> Result<()>) -> Result<()> {
+        let path = self.path;
+        let corrupt = |offset: u64, reason: String| Error::Corrupt { file: path.clone(), offset, reason };
+        let mut found = vec![0u64; self.tables.len()];
+        let mut last = 8;
+        while let Some((at, payload)) = self.frames.next_frame()? {
+            last = at;
+            let (head, rest) = postcard::take_from_bytes::<Head>(payload)
+                .map_err(|e| corrupt(at, format!("bad record: {e}")))?;
+            match head {
+                Head::Entries(table) => {
+                    let table = table as usize;
+                    let count = found.get_mut(table).ok_or_else(|| {
+                        corrupt(at, format!("records of table {table}, which the header does not list"))
+                    })?;
+                    for e in entries_in(rest) {
+                        let e = e.map_err(|e| corrupt(at, format!("bad record: {e}")))?;
+                        *count += 1;
+                        f(table, e)?;
+                    }
+                }
+                Head::End(counts) => {
+                    if !rest.is_empty() {
+                        return Err(corrupt(at, "bytes after the end record".into()));
+                    }
+                    if found != counts {
+                        return Err(corrupt(
+                            at,
+                            format!("the backup holds {found:?} records per table, its end says {counts:?}"),
+                        ));
+                    }
+                    if let Some((at, _)) = self.frames.next_frame()? {
+                        return Err(corrupt(at, "records after the end of the backup".into()));
+                    }
+                    return Ok(());
+                }
             }
-            Body::End(counts) => ended = Some((at, counts)),
         }
+        Err(corrupt(last, "the backup has no end: it was cut short".into()))
     }
-    let Some((at, counts)) = ended else {
-        return Err(corrupt(
-            frames.iter().last().map_or(8, |(at, _)| at),
-            "the backup has no end: it was cut short".into(),
-        ));
-    };
-    let found: Vec<u64> = out.iter().map(|(_, e)| e.len() as u64).collect();
-    if found != counts {
-        return Err(corrupt(
-            at,
-            format!("the backup holds {found:?} records per table, its end says {counts:?}"),
-        ));
-    }
-    Ok(out)
 }
 
 /// Entry point for fuzzing the backup decoder (see `fuzz/`).
 #[doc(hidden)]
 pub fn fuzz_backup_file(bytes: &[u8]) {
-    let path = Path::new("fuzz.bak");
-    if let Ok(frames) = frame::Frames::parse(path, bytes.to_vec(), KIND, VERSION) {
-        let _ = parse(path, &frames);
+    if let Ok(reader) = BackupReader::new(Path::new("fuzz.bak"), bytes) {
+        let _ = reader.for_each(|_, e| {
+            let _ = e.to_owned();
+            Ok(())
+        });
     }
 }
 
@@ -310,48 +355,45 @@ impl Database {
         }
         let _end = EndCuts(&open);
         // Tables of the directory not claimed by their type: nothing can change them.
-        let pending: Tables = match self.disk() {
-            Some(disk) => {
-                let pending = disk.pending.lock();
-                let mut v: Vec<_> = pending
-                    .values()
-                    .map(|p| {
-                        let entries = p
-                            .rows
-                            .iter()
-                            .map(|(k, (v, value))| SnapshotEntry {
-                                key: k.clone(),
-                                version: *v,
-                                value: value.clone(),
-                            })
-                            .collect();
-                        (BackupTable { def: p.def.clone(), counter: p.counter }, entries)
-                    })
-                    .collect();
-                v.sort_by(|a, b| a.0.def.name.cmp(&b.0.def.name));
-                v
-            }
+        let mut pending: Vec<(BackupTable, EntryEncoder)> = match self.disk() {
+            Some(disk) => disk
+                .pending
+                .lock()
+                .values()
+                .map(|p| {
+                    let mut enc = EntryEncoder::default();
+                    for (k, (v, value)) in &p.rows {
+                        enc.entry(k, *v, value);
+                    }
+                    let table = BackupTable {
+                        def: p.def.clone(),
+                        counter: p.counter,
+                        size_hint: p.rows.len() as u64,
+                    };
+                    (table, enc)
+                })
+                .collect(),
             None => Vec::new(),
         };
+        pending.sort_by(|a, b| a.0.def.name.cmp(&b.0.def.name));
         heads.extend(pending.iter().map(|(t, _)| t.clone()));
         let header = Header { seq, tables: heads };
         let mut w = BackupWriter::create(path.as_ref())?;
-        w.frame(&encode(&header)?)?;
+        w.frame(&[&encode(&header)?])?;
         let mut counts = Vec::with_capacity(header.tables.len());
+        let mut enc = EntryEncoder::default();
         for (i, t) in open.iter().enumerate() {
             let table = u32::try_from(i).map_err(|_| Error::Invalid("too many tables".into()))?;
-            counts.push(t.backup_stream(&mut |e| w.frame(&encode(&Body::Entry(table, e))?))?);
+            counts.push(t.backup_stream(&mut enc, &mut |enc| w.entries(table, enc))?);
         }
-        for (i, (_, entries)) in pending.into_iter().enumerate() {
+        for (i, (_, mut enc)) in pending.into_iter().enumerate() {
             let table =
                 u32::try_from(open.len() + i).map_err(|_| Error::Invalid("too many tables".into()))?;
-            counts.push(entries.len() as u64);
-            for e in entries {
-                w.frame(&encode(&Body::Entry(table, e))?)?;
-            }
+            counts.push(enc.count);
+            w.entries(table, &mut enc)?;
         }
         let records = counts.iter().sum();
-        w.frame(&encode(&Body::End(counts))?)?;
+        w.frame(&[&encode(&Head::End(counts))?])?;
         w.finish()?;
         Ok(BackupInfo {
             tables: header.tables.iter().map(|t| t.def.name.clone()).collect(),
@@ -374,7 +416,6 @@ impl Database {
     /// # Ok::<(), mnesia::Error>(())
     /// ```
     pub fn restore(&self, path: impl AsRef<Path>, options: &RestoreOptions) -> Result<u64> {
-        let tables = read(path.as_ref())?;
-        self.load_backup(tables, options)
+        self.load_backup(BackupReader::open(path.as_ref())?, options)
     }
 }

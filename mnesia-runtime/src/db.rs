@@ -231,6 +231,8 @@ pub(crate) trait AnyTable: Send + Sync {
     fn snapshot(&self) -> Option<Result<(u64, Vec<crate::disk::record::SnapshotEntry>)>>;
     /// The table's id in the schema, if it is on disc.
     fn disk_id(&self) -> Option<u64>;
+    /// Where the table keeps its records.
+    fn storage(&self) -> StorageType;
     /// Empties the table (it is dropped, or its database is gone).
     fn release(&self);
     /// Removes the table's expired records; returns how many.
@@ -240,11 +242,12 @@ pub(crate) trait AnyTable: Send + Sync {
     /// Starts a backup cut at `seq` (the caller holds every commit lock of the table) and
     /// returns the table's definition and counter.
     fn begin_backup(&self, seq: u64) -> crate::backup::BackupTable;
-    /// Hands the table's records as they were at the cut to `f`, shard by shard; returns
-    /// how many.
+    /// Encodes the table's records as they were at the cut into `out`, handing it to
+    /// `flush` after each shard; returns how many entries.
     fn backup_stream(
         &self,
-        f: &mut dyn FnMut(crate::disk::record::SnapshotEntry) -> Result<()>,
+        out: &mut crate::disk::record::EntryEncoder,
+        flush: &mut dyn FnMut(&mut crate::disk::record::EntryEncoder) -> Result<()>,
     ) -> Result<u64>;
     /// Ends the backup.
     fn end_backup(&self);
@@ -259,6 +262,20 @@ pub(crate) trait AnyTable: Send + Sync {
     ) -> Result<u64>;
     /// Moves the auto-increment counter past `counter`.
     fn raise_counter(&self, counter: u64);
+    /// The table's index list, to lend to [`AnyTable::exclusive_locks`].
+    fn index_list(&self) -> Arc<dyn Any + Send + Sync>;
+    /// Exclusive requests for every commit lock of the table and of `indexes` (its
+    /// [`AnyTable::index_list`]).
+    fn exclusive_locks<'a>(&'a self, indexes: &'a (dyn Any + Send + Sync), out: &mut Vec<LockReq<'a>>);
+    /// A new store of the table, to be filled with a backup's records and put in the old
+    /// one's place (a restore that clears and loads). The caller holds the schema lock and
+    /// the table's [`AnyTable::exclusive_locks`].
+    fn restore_loader(
+        self: Arc<Self>,
+        db: &Database,
+        seq: u64,
+        backup: &crate::backup::BackupTable,
+    ) -> Result<Box<dyn crate::restore::Loader>>;
 }
 
 impl<T: Table> AnyTable for TableStore<T> {
@@ -272,6 +289,10 @@ impl<T: Table> AnyTable for TableStore<T> {
 
     fn disk_id(&self) -> Option<u64> {
         TableStore::disk_id(self)
+    }
+
+    fn storage(&self) -> StorageType {
+        TableStore::storage(self)
     }
 
     fn release(&self) {
@@ -296,28 +317,28 @@ impl<T: Table> AnyTable for TableStore<T> {
         let mut def = TableDef::of::<T>(self.disk_id().unwrap_or(0), self.storage(), infos);
         def.version = self.version.load(Ordering::Acquire);
         let counter = self.counter.load(Ordering::Acquire);
+        let size_hint = if def.storage == StorageType::DiscOnlyCopies { 0 } else { self.len() as u64 };
         self.begin_cut(seq);
-        crate::backup::BackupTable { def, counter }
+        crate::backup::BackupTable { def, counter, size_hint }
     }
 
     fn backup_stream(
         &self,
-        f: &mut dyn FnMut(crate::disk::record::SnapshotEntry) -> Result<()>,
+        out: &mut crate::disk::record::EntryEncoder,
+        flush: &mut dyn FnMut(&mut crate::disk::record::EntryEncoder) -> Result<()>,
     ) -> Result<u64> {
         let Some(cut) = self.cut.load_full() else {
             return Err(Error::Invalid(format!("table {}: no backup in progress", T::NAME)));
         };
-        let mut n = 0;
+        let start = out.count;
         for shard in 0..self.shard_count() {
             // A disc-only table whose file failed lacks commits the log has.
             self.healthy()?;
-            for e in self.cut_shard(&cut, shard)? {
-                f(e)?;
-                n += 1;
-            }
+            self.cut_shard(&cut, shard, out)?;
+            flush(out)?;
         }
         self.healthy()?;
-        Ok(n)
+        Ok(out.count - start)
     }
 
     fn end_backup(&self) {
@@ -405,6 +426,25 @@ impl<T: Table> AnyTable for TableStore<T> {
         self.counter.fetch_max(counter, Ordering::AcqRel);
     }
 
+    fn index_list(&self) -> Arc<dyn Any + Send + Sync> {
+        self.indexes.load_full()
+    }
+
+    fn exclusive_locks<'a>(&'a self, indexes: &'a (dyn Any + Send + Sync), out: &mut Vec<LockReq<'a>>) {
+        if let Some(indexes) = indexes.downcast_ref::<IndexList<T>>() {
+            push_exclusive_locks(self, indexes, out);
+        }
+    }
+
+    fn restore_loader(
+        self: Arc<Self>,
+        db: &Database,
+        seq: u64,
+        backup: &crate::backup::BackupTable,
+    ) -> Result<Box<dyn crate::restore::Loader>> {
+        Ok(Box::new(crate::restore::TableLoader::new(db, self, seq, backup)?))
+    }
+
     fn reap(&self, db: &Database) -> Result<usize> {
         if self.expiry.is_none() {
             return Ok(0);
@@ -444,7 +484,7 @@ impl<T: Table> AnyTable for TableStore<T> {
     }
 }
 
-type TableMap = HashMap<String, Arc<dyn AnyTable>>;
+pub(crate) type TableMap = HashMap<String, Arc<dyn AnyTable>>;
 
 pub(crate) struct DbInner {
     /// Unique among the databases of the process.
@@ -726,44 +766,6 @@ impl Database {
         Ok(removed)
     }
 
-    /// Writes a checked backup's tables in one transaction (see [`Database::restore`]).
-    pub(crate) fn load_backup(
-        &self,
-        tables: crate::backup::Tables,
-        options: &crate::backup::RestoreOptions,
-    ) -> Result<u64> {
-        let registered = self.inner.tables.load_full();
-        let mut plan = Vec::new();
-        for (t, entries) in &tables {
-            let mode = options.mode_of(&t.def.name);
-            if mode == crate::backup::RestoreMode::Skip {
-                continue;
-            }
-            let Some(store) = registered.get(&t.def.name) else {
-                return Err(Error::Invalid(format!(
-                    "table {} of the backup is not open here: create it (on a directory, name its type once) or skip it",
-                    t.def.name
-                )));
-            };
-            store.check_backup(&t.def)?;
-            plan.push((Arc::clone(store), t, entries, mode));
-        }
-        // Raised first (raising is always safe): an insert running meanwhile cannot take an
-        // id the backup's records use, and the commit logs the raised counter.
-        for (store, t, _, _) in &plan {
-            store.raise_counter(t.counter);
-        }
-        crate::context::transact(self.clone(), || {
-            crate::context::with_tx(|tx| {
-                let mut n = 0;
-                for (store, _, entries, mode) in &plan {
-                    n += store.restore_into(tx, entries, *mode)?;
-                }
-                Ok(n)
-            })
-        })
-    }
-
     pub(crate) fn stats(&self) -> Arc<crate::info::Stats> {
         Arc::clone(&self.inner.stats)
     }
@@ -842,12 +844,7 @@ impl Database {
             return Err(Error::SchemaMismatch { table: T::NAME.to_owned(), differences });
         }
         // The declared indexes, and those added online before (when the field can be indexed).
-        let mut specs = T::indexes();
-        for info in &p.def.indexes {
-            if !specs.iter().any(|s| s.field() == info.field) {
-                specs.extend(T::index_spec_for(&info.field, info.unique));
-            }
-        }
+        let specs = crate::index::specs_with::<T>(&p.def.indexes);
         let indexes: Vec<_> = specs.iter().map(IndexSpec::build).collect();
         let id = self.inner.next_table_id.fetch_add(1, Ordering::Relaxed);
         let mut store = TableStore::<T>::new(self.id(), id, T::TYPE, indexes);
@@ -1279,12 +1276,7 @@ impl Database {
             disk.disc_only()?.drop_table(id)?;
         }
         // The new store, with indexes of its own.
-        let mut specs = T::indexes();
-        for info in &infos {
-            if !specs.iter().any(|s| s.field() == info.field) {
-                specs.extend(T::index_spec_for(&info.field, info.unique));
-            }
-        }
+        let specs = crate::index::specs_with::<T>(&infos);
         let id = self.inner.next_table_id.fetch_add(1, Ordering::Relaxed);
         let mut fresh =
             TableStore::<T>::new(self.id(), id, T::TYPE, specs.iter().map(IndexSpec::build).collect());
@@ -1387,14 +1379,22 @@ impl Database {
 
 /// Locks every record shard and index shard of a table exclusively (for table-wide changes).
 pub(crate) fn lock_all<'a, T: Table>(store: &'a TableStore<T>, indexes: &'a IndexList<T>) -> HeldLocks<'a> {
-    let mut reqs: Vec<LockReq<'a>> = store
-        .all_commit_locks()
-        .map(|(i, l)| LockReq {
-            order: lock_order(store.id, 0, u16::try_from(i).unwrap_or(u16::MAX)),
-            exclusive: true,
-            lock: l,
-        })
-        .collect();
+    let mut reqs = Vec::new();
+    push_exclusive_locks(store, indexes, &mut reqs);
+    HeldLocks::acquire(reqs)
+}
+
+/// Exclusive requests for every record shard and index shard of a table.
+fn push_exclusive_locks<'a, T: Table>(
+    store: &'a TableStore<T>,
+    indexes: &'a IndexList<T>,
+    reqs: &mut Vec<LockReq<'a>>,
+) {
+    reqs.extend(store.all_commit_locks().map(|(i, l)| LockReq {
+        order: lock_order(store.id, 0, u16::try_from(i).unwrap_or(u16::MAX)),
+        exclusive: true,
+        lock: l,
+    }));
     for idx in &indexes.list {
         let structure = u16::try_from(idx.position() + 1).unwrap_or(u16::MAX);
         for s in 0..idx.shard_count() {
@@ -1405,7 +1405,6 @@ pub(crate) fn lock_all<'a, T: Table>(store: &'a TableStore<T>, indexes: &'a Inde
             });
         }
     }
-    HeldLocks::acquire(reqs)
 }
 
 static NEXT_DB_ID: AtomicU64 = AtomicU64::new(1);

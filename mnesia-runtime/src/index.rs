@@ -56,6 +56,18 @@ impl<T: Table> fmt::Debug for IndexSpec<T> {
     }
 }
 
+/// The specs of a table's indexes: the struct's declared ones, and those of `infos` (a
+/// stored table's, added at run time) the struct can index.
+pub(crate) fn specs_with<T: Table>(infos: &[crate::table::IndexInfo]) -> Vec<IndexSpec<T>> {
+    let mut specs = T::indexes();
+    for info in infos {
+        if !specs.iter().any(|s| s.field() == info.field) {
+            specs.extend(T::index_spec_for(&info.field, info.unique));
+        }
+    }
+    specs
+}
+
 impl<T: Table> IndexSpec<T> {
     pub(crate) fn new<V: FieldValue + Hash + Eq>(field: Field<T, V>, unique: bool) -> Self {
         IndexSpec {
@@ -135,6 +147,9 @@ pub(crate) trait TableIndex<T: Table>: Send + Sync {
         gives_up: &dyn Fn(&T::Key, &T) -> bool,
     ) -> Result<(), Duplicate<T::Key>>;
     fn insert(&self, rec: &T, seq: u64);
+    /// Adds a record's value to a table being loaded (recovery, restore): for a unique
+    /// index, a value another key holds is refused with that key, and nothing changes.
+    fn load(&self, rec: &T, seq: u64) -> Result<(), T::Key>;
     fn remove(&self, rec: &T, seq: u64);
     fn clear(&self, seq: u64);
     fn memory(&self) -> usize;
@@ -394,6 +409,25 @@ impl<T: Table, V: FieldValue + Hash + Eq> TableIndex<T> for TypedIndex<T, V> {
         let mut data = self.shards[Self::shard_of(hash)].data.write();
         data.version = seq;
         data.entries.insert(hash, v, rec.key(), |x| self.hasher.hash_one(x));
+    }
+
+    fn load(&self, rec: &T, seq: u64) -> Result<(), T::Key> {
+        let v = self.field.get(rec);
+        let hash = self.hash(v);
+        let mut data = self.shards[Self::shard_of(hash)].data.write();
+        data.version = seq;
+        if let Entries::Unique(t) = &mut data.entries {
+            return match t.entry(hash, |(x, _)| x == v, |(x, _)| self.hasher.hash_one(x)) {
+                Entry::Occupied(e) if &e.get().1 != rec.key() => Err(e.get().1.clone()),
+                Entry::Occupied(_) => Ok(()),
+                Entry::Vacant(e) => {
+                    e.insert((v.clone(), rec.key().clone()));
+                    Ok(())
+                }
+            };
+        }
+        data.entries.insert(hash, v, rec.key(), |x| self.hasher.hash_one(x));
+        Ok(())
     }
 
     fn remove(&self, rec: &T, seq: u64) {

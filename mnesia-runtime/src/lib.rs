@@ -40,6 +40,7 @@ mod migrate;
 mod ops;
 mod plan;
 mod query;
+mod restore;
 mod schema;
 mod select;
 mod store;

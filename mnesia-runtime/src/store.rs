@@ -20,7 +20,7 @@ use hashbrown::hash_table::Entry;
 use parking_lot::RwLock;
 
 use crate::disk::only::DiscOnly;
-use crate::disk::record::{Logged, SnapshotEntry, encode};
+use crate::disk::record::{EntryEncoder, Logged, SnapshotEntry, encode};
 use crate::error::{Error, Result};
 use crate::index::TableIndex;
 use crate::lock::{CommitLock, HeldLocks, LockReq, lock_order};
@@ -32,6 +32,9 @@ use crate::ttl::ExpiryIndex;
 pub(crate) const SHARDS: usize = 64;
 
 pub(crate) type Hasher = hashbrown::DefaultHashBuilder;
+
+/// A released table with this many keys or more is freed on a thread of its own.
+const FREE_APART: usize = 10_000;
 
 /// A record (or a bag's record group) with the sequence number of the commit that wrote it.
 pub(crate) struct Slot<R> {
@@ -514,6 +517,32 @@ impl<T: Table> TableStore<T> {
         }
     }
 
+    /// Makes room for about `n` more keys, in the shards and the indexes.
+    pub(crate) fn reserve(&self, n: usize) {
+        let per_shard = n / self.shards.len() + 1;
+        for s in self.shards.iter() {
+            match &mut s.data.write().map {
+                ShardMap::Set(t) => t.reserve(per_shard, |s| self.hasher.hash_one(key_of(s))),
+                ShardMap::Bag(t) => {
+                    t.reserve(per_shard, |s| group_key(s).map_or(0, |k| self.hasher.hash_one(k)))
+                }
+                ShardMap::Ordered(_) | ShardMap::Disc(_) => {}
+            }
+        }
+        for idx in &self.indexes.load().list {
+            idx.reserve(n);
+        }
+    }
+
+    /// The table's indexes as a schema names them.
+    pub(crate) fn index_infos(&self) -> Vec<crate::table::IndexInfo> {
+        let list = self.indexes.load();
+        list.list
+            .iter()
+            .map(|i| crate::table::IndexInfo { field: i.field().to_owned(), unique: i.unique() })
+            .collect()
+    }
+
     /// Fills a new table with records recovered from disc, building its indexes.
     pub(crate) fn load(&self, rows: &crate::disk::Rows) -> Result<()> {
         let bad = |e: postcard::Error| {
@@ -525,19 +554,7 @@ impl<T: Table> TableStore<T> {
         };
         let indexes = self.indexes.load();
         // Sized once: no rehashing while a million records go in.
-        let per_shard = rows.len() / self.shards.len() + 1;
-        for s in self.shards.iter() {
-            match &mut s.data.write().map {
-                ShardMap::Set(t) => t.reserve(per_shard, |s| self.hasher.hash_one(key_of(s))),
-                ShardMap::Bag(t) => {
-                    t.reserve(per_shard, |s| group_key(s).map_or(0, |k| self.hasher.hash_one(k)))
-                }
-                ShardMap::Ordered(_) | ShardMap::Disc(_) => {}
-            }
-        }
-        for idx in &indexes.list {
-            idx.reserve(rows.len());
-        }
+        self.reserve(rows.len());
         let mut max_id = 0;
         for (kb, (version, value)) in rows {
             let key: T::Key = postcard::from_bytes(kb).map_err(bad)?;
@@ -640,18 +657,38 @@ impl<T: Table> TableStore<T> {
     /// it in their spare transaction parts).
     pub(crate) fn release(&self) {
         self.dropped.store(true, Ordering::Release);
+        let mut records = 0;
+        let mut maps = Vec::with_capacity(self.shards.len());
         for s in self.shards.iter() {
             let mut d = s.data.write();
-            d.map = match &d.map {
-                ShardMap::Ordered(_) => ShardMap::Ordered(BTreeMap::new()),
-                ShardMap::Bag(_) => ShardMap::Bag(HashTable::new()),
-                ShardMap::Set(_) | ShardMap::Disc(_) => ShardMap::Set(HashTable::new()),
+            let empty = match &d.map {
+                ShardMap::Ordered(m) => {
+                    records += m.len();
+                    ShardMap::Ordered(BTreeMap::new())
+                }
+                ShardMap::Bag(t) => {
+                    records += t.len();
+                    ShardMap::Bag(HashTable::new())
+                }
+                ShardMap::Set(t) => {
+                    records += t.len();
+                    ShardMap::Set(HashTable::new())
+                }
+                ShardMap::Disc(_) => ShardMap::Set(HashTable::new()),
             };
+            maps.push(std::mem::replace(&mut d.map, empty));
         }
         let epoch = self.indexes.load().epoch + 1;
-        self.indexes.store(Arc::new(IndexList { epoch, list: Vec::new() }));
+        let indexes = self.indexes.swap(Arc::new(IndexList { epoch, list: Vec::new() }));
         if let Some(expiry) = &self.expiry {
             expiry.clear();
+        }
+        // Freeing a million records takes a while: the caller need not wait for it.
+        if records >= FREE_APART {
+            let _ = std::thread::Builder::new().name("mnesia-free".into()).spawn(move || {
+                drop(maps);
+                drop(indexes);
+            });
         }
     }
 
@@ -771,8 +808,7 @@ impl<T: Table> TableStore<T> {
 
     /// A shard's records as they were at the cut: those not changed since, copied under the
     /// shard's read lock (after which commits no longer save for it), and those saved.
-    pub(crate) fn cut_shard(&self, cut: &Cut, shard: usize) -> Result<Vec<SnapshotEntry>> {
-        let mut out = Vec::new();
+    pub(crate) fn cut_shard(&self, cut: &Cut, shard: usize, out: &mut EntryEncoder) -> Result<()> {
         {
             let data = self.shards[shard].data.read();
             match &data.map {
@@ -780,13 +816,29 @@ impl<T: Table> TableStore<T> {
                     if let Some(id) = self.disk_id() {
                         d.scan(id, |key, version, value| {
                             if version <= cut.seq {
-                                out.push(SnapshotEntry { key: key.to_vec(), version, value });
+                                out.entry(key, version, &value);
                             }
                             Ok(())
                         })?;
                     }
                 }
-                map => Self::map_entries(map, cut.seq, &mut out)?,
+                ShardMap::Set(t) => {
+                    for s in t.iter().filter(|s| s.version <= cut.seq) {
+                        out.record(s.rec.key(), s.version, &s.rec)?;
+                    }
+                }
+                ShardMap::Ordered(m) => {
+                    for (k, s) in m.iter().filter(|(_, s)| s.version <= cut.seq) {
+                        out.record(k, s.version, &s.rec)?;
+                    }
+                }
+                ShardMap::Bag(t) => {
+                    for s in t.iter().filter(|s| s.version <= cut.seq) {
+                        if let Some(first) = s.rec.first() {
+                            out.group(first.key(), s.version, &s.rec)?;
+                        }
+                    }
+                }
             }
             cut.scanned[shard].store(true, Ordering::Release);
         }
@@ -795,14 +847,16 @@ impl<T: Table> TableStore<T> {
             std::mem::take(&mut *saved).into_iter().partition(|(s, _)| *s == shard);
         *saved = rest;
         drop(saved);
-        out.extend(mine.into_iter().map(|(_, e)| e));
+        for (_, e) in mine {
+            out.entry(&e.key, e.version, &e.value);
+        }
         if cut.failed.load(Ordering::Acquire) {
             return Err(Error::Invalid(format!(
                 "table {}: a record changed during the backup could not be saved",
                 T::NAME
             )));
         }
-        Ok(out)
+        Ok(())
     }
 
     /// Removes every record. The caller holds every shard's commit lock exclusively.
@@ -897,10 +951,15 @@ mod tests {
         for id in 0..200u32 {
             store.install(&id, store.hash(&id), Write::Put(rec(id, "v1", 0)), 1, |_, _| {});
         }
+        let shard_entries = |store: &TableStore<Rec>, cut: &Cut, shard: usize| -> Vec<SnapshotEntry> {
+            let mut enc = EntryEncoder::default();
+            store.cut_shard(cut, shard, &mut enc).expect("shard");
+            crate::disk::record::entries_in(&enc.bytes).map(|e| e.expect("entry").to_owned()).collect()
+        };
         let collect = |store: &TableStore<Rec>, cut: &Cut, from: usize| -> Vec<(u32, String)> {
             let mut out = Vec::new();
             for shard in from..store.shard_count() {
-                for e in store.cut_shard(cut, shard).expect("shard") {
+                for e in shard_entries(store, cut, shard) {
                     let r: Rec = match e.value {
                         Logged::Put(b) => postcard::from_bytes(&b).expect("record"),
                         _ => panic!("a set table holds one record per key"),
@@ -917,7 +976,7 @@ mod tests {
         let cut = store.begin_cut(1);
         let mut got = Vec::new();
         for shard in 0..8 {
-            got.extend(store.cut_shard(&cut, shard).expect("shard").into_iter().map(|e| e.key));
+            got.extend(shard_entries(&store, &cut, shard).into_iter().map(|e| e.key));
         }
         for (seq, id) in (2u64..).zip(0..200u32) {
             let write = match id % 3 {

@@ -139,16 +139,7 @@ pub(crate) fn parse_frames(path: &Path, bytes: &[u8], kind: &[u8; 6], version: u
         }
         return Err(corrupt(0, "not a file of this kind".into()));
     }
-    if bytes[..6] != kind[..] {
-        return Err(corrupt(0, format!("expected a {} file", String::from_utf8_lossy(kind))));
-    }
-    if bytes[6..8] != magic(kind, version)[6..8] {
-        return Err(Error::UnsupportedFormat {
-            file: path.to_path_buf(),
-            found: String::from_utf8_lossy(&bytes[6..8]).into_owned(),
-            supported: String::from_utf8_lossy(&magic(kind, version)[6..8]).into_owned(),
-        });
-    }
+    check_magic(path, &bytes[..8], kind, version)?;
     let mut frames = Vec::new();
     let mut at = 8usize;
     while at < bytes.len() {
@@ -165,6 +156,98 @@ pub(crate) fn parse_frames(path: &Path, bytes: &[u8], kind: &[u8; 6], version: u
         return Ok((frames, End::Torn(at as u64)));
     }
     Ok((frames, End::Clean))
+}
+
+/// Checks a file's first 8 bytes: its kind and format version.
+fn check_magic(path: &Path, head: &[u8], kind: &[u8; 6], version: u8) -> Result<()> {
+    if head[..6] != kind[..] {
+        return Err(Error::Corrupt {
+            file: path.to_path_buf(),
+            offset: 0,
+            reason: format!("expected a {} file", String::from_utf8_lossy(kind)),
+        });
+    }
+    if head[6..8] != magic(kind, version)[6..8] {
+        return Err(Error::UnsupportedFormat {
+            file: path.to_path_buf(),
+            found: String::from_utf8_lossy(&head[6..8]).into_owned(),
+            supported: String::from_utf8_lossy(&magic(kind, version)[6..8]).into_owned(),
+        });
+    }
+    Ok(())
+}
+
+/// Reads a file of frames one at a time, for files written whole and renamed into place (a
+/// backup): any damage, a frame cut short included, is an error naming the offset.
+pub(crate) struct FrameReader<R> {
+    inner: R,
+    path: std::path::PathBuf,
+    /// Where the next frame starts.
+    offset: u64,
+    buf: Vec<u8>,
+}
+
+impl<R: Read> FrameReader<R> {
+    /// Reads and checks the magic.
+    pub(crate) fn new(path: &Path, mut inner: R, kind: &[u8; 6], version: u8) -> Result<Self> {
+        let mut head = [0u8; 8];
+        let got = read_full(&mut inner, &mut head).map_err(|e| io_error(path, e))?;
+        if got < 8 {
+            return Err(Error::Corrupt {
+                file: path.to_path_buf(),
+                offset: 0,
+                reason: "the file is too short to be of this kind".into(),
+            });
+        }
+        check_magic(path, &head, kind, version)?;
+        Ok(FrameReader { inner, path: path.to_path_buf(), offset: 8, buf: Vec::new() })
+    }
+
+    fn corrupt(&self, offset: u64, reason: &str) -> Error {
+        Error::Corrupt { file: self.path.clone(), offset, reason: reason.into() }
+    }
+
+    /// The next frame's offset and payload; `None` at the end of the file.
+    pub(crate) fn next_frame(&mut self) -> Result<Option<(u64, &[u8])>> {
+        let at = self.offset;
+        let mut head = [0u8; HEADER];
+        match read_full(&mut self.inner, &mut head).map_err(|e| io_error(&self.path, e))? {
+            0 => return Ok(None),
+            HEADER => {}
+            _ => return Err(self.corrupt(at, "the file ends in the middle of a record")),
+        }
+        if crc32fast::hash(&head[..4]) != u32_at(&head, 4) {
+            return Err(self.corrupt(at, "a damaged record header"));
+        }
+        let len = u32_at(&head, 0) as usize;
+        if len > MAX_FRAME {
+            return Err(self.corrupt(at, "a record larger than any written"));
+        }
+        self.buf.resize(len, 0);
+        let got = read_full(&mut self.inner, &mut self.buf).map_err(|e| io_error(&self.path, e))?;
+        if got < len {
+            return Err(self.corrupt(at, "the file ends in the middle of a record"));
+        }
+        if crc32fast::hash(&self.buf) != u32_at(&head, 8) {
+            return Err(self.corrupt(at, "a damaged record"));
+        }
+        self.offset = at + (HEADER + len) as u64;
+        Ok(Some((at, &self.buf)))
+    }
+}
+
+/// Reads until `buf` is full or the input ends; returns how many bytes were read.
+fn read_full(r: &mut impl Read, buf: &mut [u8]) -> io::Result<usize> {
+    let mut got = 0;
+    while got < buf.len() {
+        match r.read(&mut buf[got..]) {
+            Ok(0) => break,
+            Ok(n) => got += n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(got)
 }
 
 /// Writes a whole file of frames atomically: to a temporary file, synced, then renamed over
@@ -272,6 +355,37 @@ mod tests {
         zeros.extend_from_slice(&[0u8; 64]);
         let f = parse(&zeros).expect("a zero-filled tail is torn");
         assert_eq!((f.len(), f.end), (3, End::Torn(whole.len() as u64)));
+    }
+
+    #[test]
+    fn the_frame_reader_reads_whole_files_and_names_the_offset_of_any_damage() {
+        let whole = file(&[b"first", b"", b"third"]);
+        let read_all = |bytes: &[u8]| -> Result<Vec<(u64, Vec<u8>)>> {
+            let mut r = FrameReader::new(Path::new("t"), bytes, KIND, 1)?;
+            let mut out = Vec::new();
+            while let Some((at, p)) = r.next_frame()? {
+                out.push((at, p.to_vec()));
+            }
+            Ok(out)
+        };
+        let frames = read_all(&whole).expect("read");
+        let second = (8 + HEADER + 5) as u64;
+        assert_eq!(frames.iter().map(|(at, _)| *at).collect::<Vec<_>>(), [8, second, second + HEADER as u64]);
+        assert_eq!(frames[2].1, b"third");
+        for cut in 0..whole.len() {
+            let r = read_all(&whole[..cut]);
+            let boundary = [8, second as usize, second as usize + HEADER].contains(&cut);
+            assert_eq!(r.is_ok(), boundary, "cut at {cut}");
+        }
+        for at in 0..whole.len() {
+            let mut bad = whole.clone();
+            bad[at] ^= 0x10;
+            match read_all(&bad) {
+                Err(Error::Corrupt { offset, .. }) => assert!(offset <= at as u64, "flip at {at}"),
+                Err(Error::UnsupportedFormat { .. }) => assert!((6..8).contains(&at)),
+                other => panic!("flip at {at}: {other:?}"),
+            }
+        }
     }
 
     #[test]

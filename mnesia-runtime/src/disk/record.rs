@@ -50,3 +50,247 @@ pub(crate) struct SnapshotEntry {
     pub(crate) version: u64,
     pub(crate) value: Logged,
 }
+
+/// A [`SnapshotEntry`] read in place from a buffer: the same bytes, borrowed.
+#[derive(Debug, Deserialize)]
+pub(crate) struct EntryRef<'a> {
+    #[serde(borrow)]
+    pub(crate) key: &'a [u8],
+    pub(crate) version: u64,
+    #[serde(borrow)]
+    pub(crate) value: LoggedRef<'a>,
+}
+
+/// A [`Logged`] read in place.
+#[derive(Debug, Deserialize)]
+pub(crate) enum LoggedRef<'a> {
+    Put(&'a [u8]),
+    Group(#[serde(borrow)] Vec<&'a [u8]>),
+    Delete,
+}
+
+impl EntryRef<'_> {
+    /// The entry, owned.
+    pub(crate) fn to_owned(&self) -> SnapshotEntry {
+        SnapshotEntry { key: self.key.to_vec(), version: self.version, value: self.value.to_owned() }
+    }
+}
+
+impl LoggedRef<'_> {
+    /// The value, owned.
+    pub(crate) fn to_owned(&self) -> Logged {
+        match self {
+            LoggedRef::Put(b) => Logged::Put(b.to_vec()),
+            LoggedRef::Group(bs) => Logged::Group(bs.iter().map(|b| b.to_vec()).collect()),
+            LoggedRef::Delete => Logged::Delete,
+        }
+    }
+}
+
+/// Appends [`SnapshotEntry`] encodings to a buffer straight from keys and records, with no
+/// allocation per entry: the bytes are those postcard gives for the entry itself.
+#[derive(Default)]
+pub(crate) struct EntryEncoder {
+    /// The entries, one after another.
+    pub(crate) bytes: Vec<u8>,
+    scratch: Vec<u8>,
+    /// How many entries were appended.
+    pub(crate) count: u64,
+    /// Entry boundaries in `bytes`, about every [`CHUNK`] bytes: where a frame may end.
+    ends: Vec<usize>,
+}
+
+/// About how many bytes of entries go in one frame of a backup.
+pub(crate) const CHUNK: usize = 256 << 10;
+
+impl EntryEncoder {
+    /// An entry was appended.
+    fn done(&mut self) {
+        self.count += 1;
+        if self.bytes.len() - self.ends.last().copied().unwrap_or(0) >= CHUNK {
+            self.ends.push(self.bytes.len());
+        }
+    }
+
+    /// The bytes appended since the last [`EntryEncoder::clear`], in runs of whole entries
+    /// of about [`CHUNK`] bytes.
+    pub(crate) fn chunks(&self) -> impl Iterator<Item = &[u8]> {
+        let mut start = 0;
+        self.ends.iter().copied().chain(std::iter::once(self.bytes.len())).filter_map(move |end| {
+            let run = &self.bytes[start..end];
+            start = end;
+            (!run.is_empty()).then_some(run)
+        })
+    }
+
+    /// Forgets the bytes (the count stays).
+    pub(crate) fn clear(&mut self) {
+        self.bytes.clear();
+        self.ends.clear();
+    }
+
+    fn varint(&mut self, mut n: u64) {
+        while n >= 0x80 {
+            self.bytes.push((n as u8) | 0x80);
+            n >>= 7;
+        }
+        self.bytes.push(n as u8);
+    }
+
+    /// Appends `value` encoded, preceded by its length (as postcard writes a `Vec<u8>`).
+    fn nested<S: Serialize + ?Sized>(&mut self, value: &S) -> Result<()> {
+        let mut scratch = std::mem::take(&mut self.scratch);
+        scratch.clear();
+        let scratch = postcard::to_extend(value, scratch).map_err(|e| Error::Codec(e.to_string()))?;
+        self.varint(scratch.len() as u64);
+        self.bytes.extend_from_slice(&scratch);
+        self.scratch = scratch;
+        Ok(())
+    }
+
+    fn raw(&mut self, bytes: &[u8]) {
+        self.varint(bytes.len() as u64);
+        self.bytes.extend_from_slice(bytes);
+    }
+
+    /// Appends the entry of a key holding one record.
+    pub(crate) fn record<K: Serialize, R: Serialize>(
+        &mut self,
+        key: &K,
+        version: u64,
+        rec: &R,
+    ) -> Result<()> {
+        self.nested(key)?;
+        self.varint(version);
+        self.varint(0);
+        self.nested(rec)?;
+        self.done();
+        Ok(())
+    }
+
+    /// Appends the entry of a key holding a group of records (a bag).
+    pub(crate) fn group<K: Serialize, R: Serialize>(
+        &mut self,
+        key: &K,
+        version: u64,
+        recs: &[R],
+    ) -> Result<()> {
+        self.nested(key)?;
+        self.varint(version);
+        self.varint(1);
+        self.varint(recs.len() as u64);
+        for r in recs {
+            self.nested(r)?;
+        }
+        self.done();
+        Ok(())
+    }
+
+    /// Appends an entry already encoded in parts.
+    pub(crate) fn entry(&mut self, key: &[u8], version: u64, value: &Logged) {
+        self.raw(key);
+        self.varint(version);
+        match value {
+            Logged::Put(b) => {
+                self.varint(0);
+                self.raw(b);
+            }
+            Logged::Group(bs) => {
+                self.varint(1);
+                self.varint(bs.len() as u64);
+                for b in bs {
+                    self.raw(b);
+                }
+            }
+            Logged::Delete => self.varint(2),
+        }
+        self.done();
+    }
+}
+
+/// The entries of a buffer written by [`EntryEncoder`], read in place.
+pub(crate) fn entries_in(mut bytes: &[u8]) -> impl Iterator<Item = Result<EntryRef<'_>>> {
+    std::iter::from_fn(move || {
+        if bytes.is_empty() {
+            return None;
+        }
+        match postcard::take_from_bytes::<EntryRef<'_>>(bytes) {
+            Ok((e, rest)) => {
+                bytes = rest;
+                Some(Ok(e))
+            }
+            Err(e) => {
+                bytes = &[];
+                Some(Err(Error::Codec(e.to_string())))
+            }
+        }
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_encoder_writes_what_postcard_writes_and_entries_read_back_in_place() {
+        let mut enc = EntryEncoder::default();
+        let mut expected = Vec::new();
+        let long = "x".repeat(300);
+        for (i, version) in [0u64, 1, 127, 128, 300, u64::MAX].into_iter().enumerate() {
+            let key = (i as u32, format!("k{i}"));
+            let rec = (key.clone(), long.clone(), version);
+            enc.record(&key, version, &rec).expect("encode");
+            expected.extend(
+                encode(&SnapshotEntry {
+                    key: encode(&key).expect("key"),
+                    version,
+                    value: Logged::Put(encode(&rec).expect("rec")),
+                })
+                .expect("entry"),
+            );
+            let group = vec![rec.clone(), rec];
+            enc.group(&key, version, &group).expect("group");
+            let value = Logged::Group(group.iter().map(|r| encode(r).expect("rec")).collect());
+            let entry = SnapshotEntry { key: encode(&key).expect("key"), version, value };
+            expected.extend(encode(&entry).expect("entry"));
+            enc.entry(&entry.key, entry.version, &entry.value);
+            expected.extend(encode(&entry).expect("entry"));
+        }
+        enc.entry(b"gone", 9, &Logged::Delete);
+        expected.extend(
+            encode(&SnapshotEntry { key: b"gone".to_vec(), version: 9, value: Logged::Delete }).expect("e"),
+        );
+        assert_eq!(enc.bytes, expected);
+        assert_eq!(enc.count, 19);
+        let back: Vec<SnapshotEntry> =
+            entries_in(&enc.bytes).map(|e| e.map(|e| e.to_owned())).collect::<Result<_>>().expect("decode");
+        let mut rest = &expected[..];
+        for e in &back {
+            let (want, tail) = postcard::take_from_bytes::<SnapshotEntry>(rest).expect("entry");
+            assert_eq!(e, &want);
+            rest = tail;
+        }
+        assert!(rest.is_empty());
+        assert!(entries_in(&enc.bytes[..enc.bytes.len() - 1]).any(|e| e.is_err()));
+        assert_eq!(enc.chunks().collect::<Vec<_>>(), [&enc.bytes[..]]);
+    }
+
+    #[test]
+    fn chunks_are_runs_of_whole_entries() {
+        let mut enc = EntryEncoder::default();
+        let big = "y".repeat(1000);
+        for i in 0..2000u32 {
+            enc.record(&i, 1, &(i, &big)).expect("encode");
+        }
+        let chunks: Vec<&[u8]> = enc.chunks().collect();
+        assert!(chunks.len() >= 7, "{} chunks", chunks.len());
+        assert_eq!(chunks.concat(), enc.bytes);
+        let n: usize = chunks
+            .iter()
+            .map(|c| entries_in(c).collect::<Result<Vec<_>>>().expect("whole entries").len())
+            .sum();
+        assert_eq!(n, 2000);
+        enc.clear();
+        assert_eq!((enc.chunks().count(), enc.count), (0, 2000));
+    }
+}
