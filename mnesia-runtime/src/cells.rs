@@ -342,7 +342,7 @@ pub(crate) fn write_cells<T: serde::Serialize>(
     for c in cells.iter_mut() {
         c.clear();
     }
-    rec.serialize(RowSer { names, cells })
+    rec.serialize(RowSer { names, cells, next: 0 })
 }
 
 fn not_a_struct() -> Error {
@@ -352,6 +352,8 @@ fn not_a_struct() -> Error {
 struct RowSer<'a> {
     names: &'a [&'a str],
     cells: &'a mut [String],
+    /// Where the field after the last one written is in `names`.
+    next: usize,
 }
 
 impl ser::SerializeStruct for RowSer<'_> {
@@ -363,11 +365,17 @@ impl ser::SerializeStruct for RowSer<'_> {
         key: &'static str,
         value: &V,
     ) -> Result<(), Error> {
-        let Some(at) = self.names.iter().position(|n| *n == key) else {
+        // Fields come in the struct's order: the next name is almost always the one.
+        let at = match self.names.get(self.next) {
+            Some(n) if *n == key => Some(self.next),
+            _ => self.names.iter().position(|n| *n == key),
+        };
+        let Some(at) = at else {
             return Err(ser::Error::custom(format!(
                 "the record serializes a field `{key}` the struct does not name (a serde rename or flatten): CSV columns are the struct's field names; export as JSON instead"
             )));
         };
+        self.next = at + 1;
         let cell = &mut self.cells[at];
         if value.serialize(CellSer(cell)).is_err() {
             // Something nested: its JSON text.
@@ -416,6 +424,21 @@ fn nested() -> Error {
     ser::Error::custom("nested")
 }
 
+/// Appends `v` in decimal (what `Display` writes, without the formatting machinery).
+fn push_decimal(out: &mut String, mut v: u64) {
+    let mut digits = [0u8; 20];
+    let mut at = digits.len();
+    loop {
+        at -= 1;
+        digits[at] = b'0' + (v % 10) as u8;
+        v /= 10;
+        if v == 0 {
+            break;
+        }
+    }
+    out.extend(digits[at..].iter().map(|d| char::from(*d)));
+}
+
 macro_rules! shown {
     ($($method:ident $ty:ty;)*) => {
         $(fn $method(self, v: $ty) -> Result<(), Error> {
@@ -437,10 +460,40 @@ impl ser::Serializer for CellSer<'_> {
     type SerializeStruct = ser::Impossible<(), Error>;
     type SerializeStructVariant = ser::Impossible<(), Error>;
 
-    shown! {
-        serialize_bool bool; serialize_i8 i8; serialize_i16 i16; serialize_i32 i32; serialize_i64 i64;
-        serialize_i128 i128; serialize_u8 u8; serialize_u16 u16; serialize_u32 u32; serialize_u64 u64;
-        serialize_u128 u128; serialize_char char; serialize_str &str;
+    shown! { serialize_bool bool; serialize_i128 i128; serialize_u128 u128; serialize_char char; }
+
+    fn serialize_i8(self, v: i8) -> Result<(), Error> {
+        self.serialize_i64(v.into())
+    }
+    fn serialize_i16(self, v: i16) -> Result<(), Error> {
+        self.serialize_i64(v.into())
+    }
+    fn serialize_i32(self, v: i32) -> Result<(), Error> {
+        self.serialize_i64(v.into())
+    }
+    fn serialize_i64(self, v: i64) -> Result<(), Error> {
+        if v < 0 {
+            self.0.push('-');
+        }
+        push_decimal(self.0, v.unsigned_abs());
+        Ok(())
+    }
+    fn serialize_u8(self, v: u8) -> Result<(), Error> {
+        self.serialize_u64(v.into())
+    }
+    fn serialize_u16(self, v: u16) -> Result<(), Error> {
+        self.serialize_u64(v.into())
+    }
+    fn serialize_u32(self, v: u32) -> Result<(), Error> {
+        self.serialize_u64(v.into())
+    }
+    fn serialize_u64(self, v: u64) -> Result<(), Error> {
+        push_decimal(self.0, v);
+        Ok(())
+    }
+    fn serialize_str(self, v: &str) -> Result<(), Error> {
+        self.0.push_str(v);
+        Ok(())
     }
 
     fn serialize_f32(self, v: f32) -> Result<(), Error> {
@@ -527,6 +580,25 @@ mod tests {
         cells: &'a csv::StringRecord,
     ) -> Result<T, Error> {
         T::deserialize(Row { headers, cells })
+    }
+
+    #[test]
+    fn integers_are_written_as_display_writes_them() {
+        use serde::Serialize as _;
+        let cell = |v: &dyn Fn(CellSer<'_>) -> Result<(), Error>| {
+            let mut s = String::new();
+            v(CellSer(&mut s)).expect("cell");
+            s
+        };
+        for v in [0, 1, 9, 10, 99, 100, 12_345, i64::MAX, -1, -10, -987_654, i64::MIN] {
+            assert_eq!(cell(&|c| v.serialize(c)), v.to_string());
+        }
+        for v in [0, 7, 10, 1_000_000, u64::MAX] {
+            assert_eq!(cell(&|c| v.serialize(c)), v.to_string());
+        }
+        assert_eq!(cell(&|c| i8::MIN.serialize(c)), "-128");
+        assert_eq!(cell(&|c| u32::MAX.serialize(c)), "4294967295");
+        assert_eq!(cell(&|c| (-32768i16).serialize(c)), "-32768");
     }
 
     #[test]

@@ -39,6 +39,7 @@ mod lock;
 mod migrate;
 mod ops;
 mod plan;
+mod prefetch;
 mod query;
 mod restore;
 mod schema;

@@ -24,6 +24,7 @@ use crate::disk::record::{EntryEncoder, Logged, SnapshotEntry, encode};
 use crate::error::{Error, Result};
 use crate::index::TableIndex;
 use crate::lock::{CommitLock, HeldLocks, LockReq, lock_order};
+use crate::prefetch::{each_warmed, warm};
 use crate::table::{StorageType, Table, TableType};
 use crate::ttl::ExpiryIndex;
 
@@ -314,6 +315,29 @@ impl<T: Table> TableStore<T> {
     /// The version of a key (0 when absent).
     pub(crate) fn version_of(&self, key: &T::Key, hash: u64) -> u64 {
         self.get_with(key, hash, |v, _| v)
+    }
+
+    /// Visits every record of one shard, asking for each record's heap data a few records
+    /// before it is visited (for visits that read every field: export, copies).
+    pub(crate) fn scan_shard_warmed(&self, shard: usize, mut f: impl FnMut(&T)) {
+        let data = self.shards[shard].data.read();
+        let visit = |r: &T| {
+            f(r);
+            Ok(())
+        };
+        let _ = match &data.map {
+            ShardMap::Set(t) => each_warmed(t.iter().map(|s| &s.rec), warm, visit),
+            ShardMap::Ordered(m) => each_warmed(m.values().map(|s| &s.rec), warm, visit),
+            ShardMap::Bag(t) => {
+                let mut visit = visit;
+                each_warmed(t.iter().map(|s| &s.rec), warm, |g| g.iter().try_for_each(&mut visit))
+            }
+            ShardMap::Disc(_) => {
+                drop(data);
+                self.scan_shard(shard, f);
+                return;
+            }
+        };
     }
 
     /// Visits every record of one shard; returns the shard's version.
@@ -822,23 +846,24 @@ impl<T: Table> TableStore<T> {
                         })?;
                     }
                 }
-                ShardMap::Set(t) => {
-                    for s in t.iter().filter(|s| s.version <= cut.seq) {
-                        out.record(s.rec.key(), s.version, &s.rec)?;
-                    }
-                }
-                ShardMap::Ordered(m) => {
-                    for (k, s) in m.iter().filter(|(_, s)| s.version <= cut.seq) {
-                        out.record(k, s.version, &s.rec)?;
-                    }
-                }
-                ShardMap::Bag(t) => {
-                    for s in t.iter().filter(|s| s.version <= cut.seq) {
-                        if let Some(first) = s.rec.first() {
-                            out.group(first.key(), s.version, &s.rec)?;
-                        }
-                    }
-                }
+                ShardMap::Set(t) => each_warmed(
+                    t.iter().filter(|s| s.version <= cut.seq),
+                    |s| warm(&s.rec),
+                    |s| out.record(s.rec.key(), s.version, &s.rec),
+                )?,
+                ShardMap::Ordered(m) => each_warmed(
+                    m.values().filter(|s| s.version <= cut.seq),
+                    |s| warm(&s.rec),
+                    |s| out.record(s.rec.key(), s.version, &s.rec),
+                )?,
+                ShardMap::Bag(t) => each_warmed(
+                    t.iter().filter(|s| s.version <= cut.seq),
+                    |s| warm(&s.rec),
+                    |s| match s.rec.first() {
+                        Some(first) => out.group(first.key(), s.version, &s.rec),
+                        None => Ok(()),
+                    },
+                )?,
             }
             cut.scanned[shard].store(true, Ordering::Release);
         }

@@ -253,7 +253,7 @@ fn each<T: Table>(
         }
     } else {
         for shard in 0..store.shard_count() {
-            store.scan_shard(shard, |rec| visit(rec, &mut chunk));
+            store.scan_shard_warmed(shard, |rec| visit(rec, &mut chunk));
             flush(&chunk)?;
             chunk.clear();
         }
