@@ -240,27 +240,19 @@ mod tests {
         for n in 0..3 * DISTANCE {
             let items: Vec<String> = (0..n).map(|i| format!("item {i}")).collect();
             let mut seen = Vec::new();
-            each_warmed(
-                items.iter(),
-                |s| warm(s),
-                |s| {
-                    seen.push(s.clone());
-                    Ok(())
-                },
-            )
+            each_warmed(items.iter(), warm, |s| {
+                seen.push(s.clone());
+                Ok(())
+            })
             .expect("visit");
             assert_eq!(seen, items, "{n} items");
         }
         let items: Vec<u32> = (0..40).collect();
         let mut seen = 0;
-        let stopped = each_warmed(
-            items.iter(),
-            |i| warm(i),
-            |i| {
-                seen += 1;
-                if *i == 20 { Err(crate::error::Error::Invalid("stop".into())) } else { Ok(()) }
-            },
-        );
+        let stopped = each_warmed(items.iter(), warm, |i| {
+            seen += 1;
+            if *i == 20 { Err(crate::error::Error::Invalid("stop".into())) } else { Ok(()) }
+        });
         assert!(stopped.is_err());
         assert_eq!(seen, 21);
     }
