@@ -240,13 +240,31 @@ impl<R: Read> BackupReader<R> {
         &self.tables
     }
 
+    /// The file's path.
+    pub(crate) fn path(&self) -> &Path {
+        &self.path
+    }
+
     /// Reads every entry, handing each with its table's position to `f`; fails on any
     /// damage, on entries of a table the header does not list, on a missing end frame and
     /// on counts that differ from the end frame's.
-    pub(crate) fn for_each(mut self, mut f: impl FnMut(usize, EntryRef<'_>) -> Result<()>) -> Result<()> {
+    pub(crate) fn for_each(self, mut f: impl FnMut(usize, EntryRef<'_>) -> Result<()>) -> Result<()> {
+        let path = self.path.clone();
+        let mut found = vec![0u64; self.tables.len()];
+        let end = self.runs(|table, at, run| {
+            found[table] += each_entry(&path, at, run, |e| f(table, e))?;
+            Ok(())
+        })?;
+        end.check(&path, &found)
+    }
+
+    /// Reads every run of entries, handing each with its table's position and its frame's
+    /// offset to `f` (see [`each_entry`]); returns the end frame, having checked that
+    /// nothing follows it. Fails on any damage and on runs of a table the header does not
+    /// list.
+    pub(crate) fn runs(mut self, mut f: impl FnMut(usize, u64, &[u8]) -> Result<()>) -> Result<BackupEnd> {
         let path = self.path;
         let corrupt = |offset: u64, reason: String| Error::Corrupt { file: path.clone(), offset, reason };
-        let mut found = vec![0u64; self.tables.len()];
         let mut last = 8;
         while let Some((at, payload)) = self.frames.next_frame()? {
             last = at;
@@ -255,34 +273,68 @@ impl<R: Read> BackupReader<R> {
             match head {
                 Head::Entries(table) => {
                     let table = table as usize;
-                    let count = found.get_mut(table).ok_or_else(|| {
-                        corrupt(at, format!("records of table {table}, which the header does not list"))
-                    })?;
-                    for e in entries_in(rest) {
-                        let e = e.map_err(|e| corrupt(at, format!("bad record: {e}")))?;
-                        *count += 1;
-                        f(table, e)?;
+                    if table >= self.tables.len() {
+                        return Err(corrupt(
+                            at,
+                            format!("records of table {table}, which the header does not list"),
+                        ));
                     }
+                    f(table, at, rest)?;
                 }
                 Head::End(counts) => {
                     if !rest.is_empty() {
                         return Err(corrupt(at, "bytes after the end record".into()));
                     }
-                    if found != counts {
-                        return Err(corrupt(
-                            at,
-                            format!("the backup holds {found:?} records per table, its end says {counts:?}"),
-                        ));
-                    }
                     if let Some((at, _)) = self.frames.next_frame()? {
                         return Err(corrupt(at, "records after the end of the backup".into()));
                     }
-                    return Ok(());
+                    return Ok(BackupEnd { at, counts });
                 }
             }
         }
         Err(corrupt(last, "the backup has no end: it was cut short".into()))
     }
+}
+
+/// The end frame of a backup: where it is and how many entries it says each table has.
+pub(crate) struct BackupEnd {
+    at: u64,
+    counts: Vec<u64>,
+}
+
+impl BackupEnd {
+    /// Checks the entries found per table against the end frame's counts.
+    pub(crate) fn check(&self, path: &Path, found: &[u64]) -> Result<()> {
+        if found == self.counts {
+            return Ok(());
+        }
+        Err(Error::Corrupt {
+            file: path.to_path_buf(),
+            offset: self.at,
+            reason: format!("the backup holds {found:?} records per table, its end says {:?}", self.counts),
+        })
+    }
+}
+
+/// Hands each entry of a run (from the frame at `at` of the backup `path`) to `f`; returns
+/// how many there were.
+pub(crate) fn each_entry(
+    path: &Path,
+    at: u64,
+    run: &[u8],
+    mut f: impl FnMut(EntryRef<'_>) -> Result<()>,
+) -> Result<u64> {
+    let mut n = 0;
+    for e in entries_in(run) {
+        let e = e.map_err(|e| Error::Corrupt {
+            file: path.to_path_buf(),
+            offset: at,
+            reason: format!("bad record: {e}"),
+        })?;
+        n += 1;
+        f(e)?;
+    }
+    Ok(n)
 }
 
 /// Entry point for fuzzing the backup decoder (see `fuzz/`).
@@ -417,5 +469,60 @@ impl Database {
     /// ```
     pub fn restore(&self, path: impl AsRef<Path>, options: &RestoreOptions) -> Result<u64> {
         self.load_backup(BackupReader::open(path.as_ref())?, options)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::Table as _;
+    use crate::testing::{Rec, rec};
+
+    /// Writes a backup of table `rec` holding `recs` (keys as given, in order).
+    fn craft(path: &Path, db: &Database, recs: &[Rec]) {
+        let def = db.scope(|| db.table::<Rec>().map(|t| t.begin_backup(0))).expect("table");
+        db.scope(|| db.table::<Rec>().map(|t| t.end_backup())).expect("end");
+        let mut w = BackupWriter::create(path).expect("create");
+        w.frame(&[&encode(&Header { seq: 0, tables: vec![def] }).expect("header")]).expect("frame");
+        let mut enc = EntryEncoder::default();
+        for r in recs {
+            enc.record(&r.id, 1, r).expect("entry");
+        }
+        let n = enc.count;
+        w.entries(0, &mut enc).expect("entries");
+        w.frame(&[&encode(&Head::End(vec![n])).expect("end")]).expect("end frame");
+        w.finish().expect("finish");
+    }
+
+    #[test]
+    fn a_backup_holding_a_key_twice_or_a_unique_value_twice_is_refused_and_changes_nothing() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let db = Database::in_memory().expect("db");
+        db.scope(|| -> Result<()> {
+            db.create_table::<Rec>(crate::TableOptions::new())?;
+            db.add_index::<Rec>(Rec::N.index_spec(true))?;
+            Rec::write(rec(1, "kept", 10))?;
+            let cases = [
+                ("twice.bak", vec![rec(1, "a", 1), rec(2, "b", 2), rec(1, "c", 3)], "twice"),
+                ("unique.bak", vec![rec(1, "a", 7), rec(2, "b", 8), rec(3, "c", 7)], "unique index on `n`"),
+            ];
+            for (name, recs, says) in cases {
+                let file = dir.path().join(name);
+                craft(&file, &db, &recs);
+                match db.restore(&file, &RestoreOptions::new()) {
+                    Err(Error::Invalid(reason)) => assert!(reason.contains(says), "{reason}"),
+                    other => panic!("{name}: {other:?}"),
+                }
+                assert_eq!(Rec::list()?, vec![rec(1, "kept", 10)]);
+                assert_eq!(Rec::get_by(Rec::N, 10)?, Some(rec(1, "kept", 10)));
+            }
+            let good = dir.path().join("good.bak");
+            craft(&good, &db, &[rec(4, "d", 10), rec(5, "e", 11)]);
+            assert_eq!(db.restore(&good, &RestoreOptions::new())?, 2);
+            assert_eq!(Rec::get_by(Rec::N, 10)?, Some(rec(4, "d", 10)));
+            assert_eq!(Rec::read(&1)?, None);
+            Ok(())
+        })
+        .expect("body");
     }
 }

@@ -155,6 +155,8 @@ pub(crate) trait TableIndex<T: Table>: Send + Sync {
     fn memory(&self) -> usize;
     /// Makes room for about `n` more values.
     fn reserve(&self, n: usize);
+    /// A new, empty index of the same field and kind.
+    fn empty_copy(&self) -> Arc<dyn TableIndex<T>>;
 }
 
 /// The keys holding one value of a non-unique index: almost always one.
@@ -448,6 +450,10 @@ impl<T: Table, V: FieldValue + Hash + Eq> TableIndex<T> for TypedIndex<T, V> {
 
     fn memory(&self) -> usize {
         self.shards.iter().map(|s| s.data.read().entries.memory()).sum()
+    }
+
+    fn empty_copy(&self) -> Arc<dyn TableIndex<T>> {
+        Arc::new(TypedIndex::new(self.field, self.unique))
     }
 
     fn reserve(&self, n: usize) {
