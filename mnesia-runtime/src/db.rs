@@ -275,7 +275,7 @@ pub(crate) trait AnyTable: Send + Sync {
         db: &Database,
         seq: u64,
         backup: &crate::backup::BackupTable,
-    ) -> Result<Box<dyn crate::restore::Loader>>;
+    ) -> Result<Box<dyn crate::bulk::Loader>>;
 }
 
 impl<T: Table> AnyTable for TableStore<T> {
@@ -441,8 +441,8 @@ impl<T: Table> AnyTable for TableStore<T> {
         db: &Database,
         seq: u64,
         backup: &crate::backup::BackupTable,
-    ) -> Result<Box<dyn crate::restore::Loader>> {
-        Ok(Box::new(crate::restore::TableLoader::new(db, self, seq, backup)?))
+    ) -> Result<Box<dyn crate::bulk::Loader>> {
+        Ok(Box::new(crate::bulk::TableLoader::new(db, self, seq, backup.size_hint, backup.counter)?))
     }
 
     fn reap(&self, db: &Database) -> Result<usize> {

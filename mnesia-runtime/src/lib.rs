@@ -22,6 +22,7 @@
 
 mod backup;
 mod broadcast;
+mod bulk;
 mod cells;
 mod context;
 mod counters;

@@ -38,9 +38,14 @@ pub(crate) fn write<T: Table>(mut rec: T) -> Result<T> {
 ///
 /// Also gives a record without a deadline the table's default lifetime, if it has one.
 fn assign_id<T: Table>(tx: &mut Tx, rec: &mut T) -> Result<()> {
+    prepare_new(&tx.table::<T>()?.store, rec)
+}
+
+/// Readies a new record for `store`: an `#[auto_increment]` key left at 0 gets the next
+/// id; a `#[ttl]` left unset gets the table's default lifetime.
+pub(crate) fn prepare_new<T: Table>(store: &crate::store::TableStore<T>, rec: &mut T) -> Result<()> {
     if T::AUTO_INCREMENT && rec.auto_id() == Some(0) {
-        let id = take_id(&tx.table::<T>()?.store)?;
-        rec.set_auto_id(id)?;
+        rec.set_auto_id(take_id(store)?)?;
     }
     crate::expiring::apply_default(rec)
 }

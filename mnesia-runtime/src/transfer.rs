@@ -433,6 +433,105 @@ fn parse_csv<T: Table>(input: impl Read, emit: &mut dyn FnMut(u64, T) -> Result<
 /// Without batches, the input is read whole before anything is written; with them, each
 /// batch is written as soon as it is read (a JSON array is still read whole first).
 pub(crate) fn import_from<T: Table>(input: impl Read, format: Format, opts: &ImportOptions) -> Result<usize> {
+    let Some(db) = bulk_target::<T>(opts)? else { return import_in_tx::<T>(input, format, opts) };
+    let store = db.table::<T>()?;
+    // No table is created, dropped, moved or checkpointed meanwhile (see `bulk.rs`).
+    let _schema = db.inner.schema.lock();
+    if store.is_dropped() {
+        return Err(Error::no_such_table(T::NAME));
+    }
+    let indexes = store.indexes.load_full();
+    let held = crate::db::lock_all(&store, &indexes);
+    if store.len() != 0 {
+        drop((held, _schema));
+        return import_in_tx::<T>(input, format, opts);
+    }
+    let seq = db.next_seq();
+    let loader = crate::bulk::TableLoader::new(&db, std::sync::Arc::clone(&store), seq, 0, 0)?;
+    let (n, mut logs) = crate::bulk::fan_out(
+        crate::bulk::LogBatch::default,
+        |log, batch: Vec<(u64, T)>| {
+            for (line, rec) in batch {
+                let key = rec.key().clone();
+                loader.load(key, crate::store::Write::Put(rec), log).map_err(|c| located::<T>(c, line))?;
+                loader.log_if_full(log)?;
+            }
+            Ok(())
+        },
+        |hand| {
+            let mut batch = Vec::with_capacity(BULK_BATCH);
+            let mut n = 0;
+            parse_each::<T>(input, format, &mut |line, mut rec| {
+                // Ids are given in the input's order, here, and an id read moves the
+                // counter past it before the next is given.
+                crate::ops::prepare_new(loader.store(), &mut rec)?;
+                if let Some(id) = rec.auto_id() {
+                    loader.store().counter.fetch_max(id, std::sync::atomic::Ordering::AcqRel);
+                }
+                batch.push((line, rec));
+                n += 1;
+                if batch.len() == BULK_BATCH {
+                    hand(std::mem::replace(&mut batch, Vec::with_capacity(BULK_BATCH)))?;
+                }
+                Ok(())
+            })?;
+            if !batch.is_empty() {
+                hand(batch)?;
+            }
+            Ok(n)
+        },
+    )?;
+    for log in &mut logs {
+        loader.log(log)?;
+    }
+    crate::bulk::put_in_place(&db, loader.switch().into_iter().collect(), |tables| {
+        loader.install(tables, false)
+    })?;
+    drop(held);
+    Ok(n)
+}
+
+/// Records handed to a loading thread at a time.
+const BULK_BATCH: usize = 1024;
+
+/// The database of an import that loads a new store (see `bulk.rs`): one in a single
+/// piece, outside a transaction, that replaces nothing, of a `set` or `ordered_set` kept in
+/// memory. (Whether the table is empty is checked once it is locked.)
+fn bulk_target<T: Table>(opts: &ImportOptions) -> Result<Option<crate::db::Database>> {
+    if opts.batch.is_some()
+        || opts.replace
+        || T::TYPE == crate::table::TableType::Bag
+        || crate::is_transaction()
+    {
+        return Ok(None);
+    }
+    let db = crate::context::current_db()?;
+    let storage = db.table::<T>()?.storage();
+    Ok((storage != crate::table::StorageType::DiscOnlyCopies).then_some(db))
+}
+
+/// The located error of a record a bulk import could not load.
+fn located<T: Table>(c: crate::bulk::Conflict<T::Key>, line: u64) -> Error {
+    match c {
+        crate::bulk::Conflict::Twice(key) => {
+            bad(line, None, Error::AlreadyExists { table: T::NAME.to_owned(), key: format!("{key:?}") })
+        }
+        crate::bulk::Conflict::Unique { field, value, other } => bad(
+            line,
+            Some(field),
+            Error::UniqueViolation {
+                table: T::NAME.to_owned(),
+                field,
+                value,
+                existing_key: format!("{other:?}"),
+            },
+        ),
+        crate::bulk::Conflict::Failed(e) => e,
+    }
+}
+
+/// [`import_from`] in transactions: one, or one per batch.
+fn import_in_tx<T: Table>(input: impl Read, format: Format, opts: &ImportOptions) -> Result<usize> {
     let write = |chunk: &[(u64, T)]| -> Result<()> {
         run(|| {
             with_tx(|tx| {

@@ -171,21 +171,32 @@ fn export_and_import_by_file_extension() {
 }
 
 /// Imports `input` into a table holding one record, expecting a located error and no change.
+/// Refused into a table holding a record (imported in a transaction) and into an empty
+/// one (loaded into a new store), with the same line and column.
+fn refused_both(format: Format, input: &str, line: u64, column: Option<&str>) {
+    refused(format, input, line, column);
+    refused_into(false, format, input, line, column);
+}
+
 fn refused(format: Format, input: &str, line: u64, column: Option<&str>) {
+    refused_into(true, format, input, line, column);
+}
+
+fn refused_into(holding: bool, format: Format, input: &str, line: u64, column: Option<&str>) {
     let db = Database::in_memory().expect("db");
     db.scope(|| -> mnesia::Result<()> {
         Tag::create_table(TableOptions::new())?;
         Reading::create_table(TableOptions::new())?;
         Person::create_table(TableOptions::new())?;
-        let kept = people().remove(0);
-        Person::write(kept.clone())?;
+        let kept: Vec<Person> = if holding { vec![people().remove(0)] } else { Vec::new() };
+        Person::batch_write(kept.iter().cloned())?;
         match Person::import_from(input.as_bytes(), format, &ImportOptions::new()) {
             Err(Error::Import { line: l, column: c, reason }) => {
                 assert_eq!((l, c.as_deref()), (line, column), "{reason}");
             }
             other => panic!("{format:?} {input:?}: {other:?}"),
         }
-        assert_eq!(Person::list()?, vec![kept], "nothing imported");
+        assert_eq!(Person::list()?, kept, "nothing imported");
         Ok(())
     })
     .expect("body");
@@ -219,13 +230,18 @@ fn person_csv_rows(rows: &[(u64, &str)]) -> String {
 fn malformed_input_is_refused_with_its_line_and_nothing_is_imported() {
     // Bad JSON syntax.
     let good = person_json(50, "a@x.io");
-    refused(Format::JsonLines, &format!("{good}\n{{\"id\": 51,\n"), 2, None);
-    refused(Format::Json, &format!("[\n{good},\n{good}\n"), 4, None);
+    refused_both(Format::JsonLines, &format!("{good}\n{{\"id\": 51,\n"), 2, None);
+    refused_both(Format::Json, &format!("[\n{good},\n{good}\n"), 4, None);
     // A wrong type in a field.
     let wrong = good.replace("\"balance\":-2000", "\"balance\":\"lots\"");
     assert_ne!(wrong, good);
-    refused(Format::JsonLines, &format!("{good}\n\n{wrong}\n"), 3, Some("balance"));
-    refused(Format::Json, &format!("[\n{},\n{wrong}\n]", person_json(52, "b@x.io")), 3, Some("[1].balance"));
+    refused_both(Format::JsonLines, &format!("{good}\n\n{wrong}\n"), 3, Some("balance"));
+    refused_both(
+        Format::Json,
+        &format!("[\n{},\n{wrong}\n]", person_json(52, "b@x.io")),
+        3,
+        Some("[1].balance"),
+    );
     // CSV: a wrong type in a cell, a wrong column count, an unknown column, a missing one.
     let csv = person_csv_rows(&[(60, "c@x.io"), (61, "d@x.io")]);
     let header = csv.lines().next().expect("header").to_owned();
@@ -234,10 +250,10 @@ fn malformed_input_is_refused_with_its_line_and_nothing_is_imported() {
     assert_eq!(rows.len(), 3, "{csv}");
     let bad_row = rows[2].replacen(",4242,", ",abc,", 1);
     assert_ne!(bad_row, rows[2]);
-    refused(Format::Csv, &format!("{}\n{}\n{bad_row}\n", rows[0], rows[1]), 3, Some("age"));
-    refused(Format::Csv, &format!("{header}\n1,2,3\n"), 2, None);
-    refused(Format::Csv, &format!("{header},shoe_size\n"), 1, Some("shoe_size"));
-    refused(Format::Csv, "id,email\n1,a@x.io\n", 1, Some("name"));
+    refused_both(Format::Csv, &format!("{}\n{}\n{bad_row}\n", rows[0], rows[1]), 3, Some("age"));
+    refused_both(Format::Csv, &format!("{header}\n1,2,3\n"), 2, None);
+    refused_both(Format::Csv, &format!("{header},shoe_size\n"), 1, Some("shoe_size"));
+    refused_both(Format::Csv, "id,email\n1,a@x.io\n", 1, Some("name"));
 }
 
 #[test]
@@ -258,7 +274,7 @@ fn key_and_unique_constraints_are_enforced_with_the_line() {
         Some("email"),
     );
     // Two lines of the file with one email.
-    refused(
+    refused_both(
         Format::JsonLines,
         &format!(
             "{}\n{}\n{}\n",
@@ -270,7 +286,7 @@ fn key_and_unique_constraints_are_enforced_with_the_line() {
         Some("email"),
     );
     // The same key twice in the file.
-    refused(
+    refused_both(
         Format::JsonLines,
         &format!("{}\n{}\n", person_json(76, "j@x.io"), person_json(76, "k@x.io")),
         2,

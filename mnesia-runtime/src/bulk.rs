@@ -1,0 +1,354 @@
+//! Bulk loads (a restore that clears and loads, an import into an empty table): a new
+//! store is filled beside the live one, by several threads, while the live table's commit
+//! locks are held; then it takes the live one's place at once. A disc table's new records
+//! are logged under a new table id as they come, and one write of the schema switches to
+//! it, so a crash leaves the old table or the new one. Nothing is visible before the
+//! switch: a failure anywhere leaves everything as it was.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use crate::db::{AnyTable, Database, TableMap};
+use crate::disk::record::{EntryRef, Logged, LoggedRef, TableOps, encode};
+use crate::disk::schema::TableDef;
+use crate::error::{Error, Result};
+use crate::events::Event;
+use crate::store::{IndexList, TableStore, Write};
+use crate::table::{StorageType, Table, TableType};
+
+/// Log batches of a loaded disc table: about this many bytes a commit.
+const LOG_BATCH: usize = 8 << 20;
+
+/// Events of a loaded table go out in batches of this many.
+const EVENT_BATCH: usize = 4096;
+
+/// At most this many threads load.
+const MAX_WORKERS: usize = 4;
+
+/// Why a record could not be loaded.
+pub(crate) enum Conflict<K> {
+    /// Its key (given back) was loaded before.
+    Twice(K),
+    /// Another key holds its value of a unique index.
+    Unique { field: &'static str, value: String, other: K },
+    /// Anything else (encoding it for the log).
+    Failed(Error),
+}
+
+/// A disc table's records waiting to be logged under its new id.
+#[derive(Default)]
+pub(crate) struct LogBatch {
+    writes: Vec<(Vec<u8>, Logged)>,
+    bytes: usize,
+}
+
+/// A new store of table `T` being filled, to take the place of `old`.
+pub(crate) struct TableLoader<T: Table> {
+    db: Database,
+    old: Arc<TableStore<T>>,
+    fresh: TableStore<T>,
+    /// The new store's indexes (they do not change while it loads).
+    indexes: Arc<IndexList<T>>,
+    seq: u64,
+    /// The new table id of a disc table.
+    new_id: Option<u64>,
+}
+
+impl<T: Table> TableLoader<T> {
+    /// A loader of about `size_hint` keys, its counter starting at `counter`. The caller
+    /// holds the schema lock and every commit lock of `old`; `seq` numbers the records.
+    pub(crate) fn new(
+        db: &Database,
+        old: Arc<TableStore<T>>,
+        seq: u64,
+        size_hint: u64,
+        counter: u64,
+    ) -> Result<Self> {
+        let id = db.inner.next_table_id.fetch_add(1, Ordering::Relaxed);
+        let indexes = old.indexes.load().list.iter().map(|i| i.empty_copy()).collect();
+        let fresh = TableStore::<T>::new(db.id(), id, T::TYPE, indexes);
+        fresh.reserve(usize::try_from(size_hint).unwrap_or(0).min(1 << 28));
+        fresh.counter.store(counter.max(old.counter.load(Ordering::Acquire)), Ordering::Release);
+        let new_id = match (old.disk_id(), db.disk()) {
+            (Some(_), Some(disk)) => Some(disk.update_schema(|schema| schema.allocate_id())??),
+            _ => None,
+        };
+        let indexes = fresh.indexes.load_full();
+        Ok(TableLoader { db: db.clone(), old, fresh, indexes, seq, new_id })
+    }
+
+    /// The new store.
+    pub(crate) fn store(&self) -> &TableStore<T> {
+        &self.fresh
+    }
+
+    /// Adds one key's records, refusing a key loaded before and a unique value another key
+    /// holds; returns how many records. A disc table's write is added to `log`, logged
+    /// when it is large.
+    pub(crate) fn load(
+        &self,
+        key: T::Key,
+        write: Write<T>,
+        log: &mut LogBatch,
+    ) -> Result<u64, Conflict<T::Key>> {
+        let logged = match self.new_id {
+            Some(_) => {
+                Some((encode(&key).map_err(Conflict::Failed)?, write.logged().map_err(Conflict::Failed)?))
+            }
+            None => None,
+        };
+        let recs = write.records();
+        for r in recs {
+            if let Some(id) = r.auto_id() {
+                self.fresh.counter.fetch_max(id, Ordering::AcqRel);
+            }
+        }
+        let records = recs.len() as u64;
+        let seq = self.seq;
+        let hash = self.fresh.hash(&key);
+        let indexes = &self.indexes;
+        let mut conflict = None;
+        self.fresh.install(&key, hash, write, seq, |old, new| {
+            if !old.is_empty() {
+                conflict = Some(None);
+                return;
+            }
+            for idx in &indexes.list {
+                for r in new {
+                    if let Err(other) = idx.load(r, seq) {
+                        conflict.get_or_insert_with(|| {
+                            Some(Conflict::Unique { field: idx.field(), value: idx.value_debug(r), other })
+                        });
+                    }
+                }
+            }
+        });
+        match conflict {
+            Some(Some(c)) => return Err(c),
+            Some(None) => return Err(Conflict::Twice(key)),
+            None => {}
+        }
+        if let Some((key, value)) = logged {
+            log.bytes += key.len() + logged_len(&value);
+            log.writes.push((key, value));
+        }
+        Ok(records)
+    }
+
+    /// Logs a batch once it is large.
+    pub(crate) fn log_if_full(&self, log: &mut LogBatch) -> Result<()> {
+        if log.bytes >= LOG_BATCH { self.log(log) } else { Ok(()) }
+    }
+
+    /// Logs the writes of `log` under the new table id, and empties it.
+    pub(crate) fn log(&self, log: &mut LogBatch) -> Result<()> {
+        let (Some(id), Some(disk)) = (self.new_id, self.db.disk()) else { return Ok(()) };
+        if log.writes.is_empty() {
+            return Ok(());
+        }
+        // The id is new: nothing was logged under it before, so no commit clears it.
+        let ops = [TableOps {
+            table: id,
+            clear: false,
+            counter: self.fresh.counter.load(Ordering::Acquire),
+            reset: false,
+            writes: std::mem::take(&mut log.writes),
+        }];
+        log.bytes = 0;
+        disk.log_commit(|| self.db.next_seq(), &ops)?;
+        Ok(())
+    }
+
+    /// For a disc table, the old table's id and the definition the schema switches to.
+    pub(crate) fn switch(&self) -> Option<(u64, TableDef)> {
+        let (old_id, new_id) = (self.old.disk_id()?, self.new_id?);
+        let mut def = TableDef::of::<T>(new_id, StorageType::DiscCopies, self.old.index_infos());
+        def.version = self.old.version.load(Ordering::Acquire);
+        Some((old_id, def))
+    }
+
+    /// Puts the new store in the old one's place in `tables`. Subscribers get `Cleared`
+    /// (when `cleared`) and a write for each record.
+    pub(crate) fn install(self, tables: &mut TableMap, cleared: bool) {
+        let TableLoader { old, mut fresh, new_id, .. } = self;
+        fresh.subs = Arc::clone(&old.subs);
+        fresh.version.store(old.version.load(Ordering::Acquire), Ordering::Release);
+        // Ids handed out meanwhile (inserts take them before they commit) stay taken.
+        fresh.counter.fetch_max(old.counter.load(Ordering::Acquire), Ordering::AcqRel);
+        if let Some(id) = new_id {
+            fresh.disk_id.store(id, Ordering::Release);
+        }
+        let fresh = Arc::new(fresh);
+        if fresh.subs.any() {
+            let _order = fresh.subs.publishing.lock();
+            if cleared {
+                fresh.subs.deliver(vec![Event::Cleared], true);
+            }
+            for shard in 0..fresh.shard_count() {
+                let mut batch = Vec::new();
+                fresh.scan_shard(shard, |r| batch.push(Event::Write { new: r.clone(), old: None }));
+                for events in batch.chunks(EVENT_BATCH) {
+                    fresh.subs.deliver(events.to_vec(), true);
+                }
+            }
+        }
+        old.mark_replaced();
+        old.release();
+        tables.insert(T::NAME.to_owned(), fresh as Arc<dyn AnyTable>);
+    }
+}
+
+fn logged_len(value: &Logged) -> usize {
+    match value {
+        Logged::Put(b) => b.len(),
+        Logged::Group(bs) => bs.iter().map(Vec::len).sum(),
+        Logged::Delete => 0,
+    }
+}
+
+/// A [`TableLoader`] whatever its record type: what a restore holds for each table.
+pub(crate) trait Loader: Send + Sync {
+    /// Adds one entry of a backup; returns how many records it held.
+    fn push(&self, entry: EntryRef<'_>, log: &mut LogBatch) -> Result<u64>;
+    /// See [`TableLoader::log`].
+    fn log(&self, log: &mut LogBatch) -> Result<()>;
+    /// See [`TableLoader::switch`].
+    fn switch(&self) -> Option<(u64, TableDef)>;
+    /// See [`TableLoader::install`] (with `Cleared`).
+    fn install(self: Box<Self>, tables: &mut TableMap);
+}
+
+impl<T: Table> Loader for TableLoader<T> {
+    fn push(&self, entry: EntryRef<'_>, log: &mut LogBatch) -> Result<u64> {
+        let bad = |e: postcard::Error| {
+            Error::Codec(format!("table {}: a record of the backup does not decode: {e}", T::NAME))
+        };
+        let key: T::Key = postcard::from_bytes(entry.key).map_err(bad)?;
+        let write = match &entry.value {
+            LoggedRef::Put(b) if T::TYPE != TableType::Bag => {
+                Write::Put(postcard::from_bytes::<T>(b).map_err(bad)?)
+            }
+            LoggedRef::Group(bs) if T::TYPE == TableType::Bag && !bs.is_empty() => Write::Group(
+                bs.iter().map(|b| postcard::from_bytes::<T>(b)).collect::<Result<_, _>>().map_err(bad)?,
+            ),
+            _ => {
+                return Err(Error::Invalid(format!(
+                    "table {}: the backup's entry for the key {key:?} does not fit the table",
+                    T::NAME
+                )));
+            }
+        };
+        if write.records().iter().any(|r| r.key() != &key) {
+            return Err(Error::Invalid(format!(
+                "table {}: the backup holds a record under the key {key:?} that is not its own",
+                T::NAME
+            )));
+        }
+        let shown = format!("{key:?}");
+        let n = self.load(key, write, log).map_err(|c| {
+            Error::Invalid(match c {
+                Conflict::Twice(_) => format!("table {}: the backup holds the key {shown} twice", T::NAME),
+                Conflict::Unique { field, value, other } => format!(
+                    "table {}: the backup's records with keys {other:?} and {shown} share the value {value} of the unique index on `{field}`",
+                    T::NAME
+                ),
+                Conflict::Failed(e) => return e,
+            })
+        })?;
+        self.log_if_full(log)?;
+        Ok(n)
+    }
+
+    fn log(&self, log: &mut LogBatch) -> Result<()> {
+        TableLoader::log(self, log)
+    }
+
+    fn switch(&self) -> Option<(u64, TableDef)> {
+        TableLoader::switch(self)
+    }
+
+    fn install(self: Box<Self>, tables: &mut TableMap) {
+        TableLoader::install(*self, tables, true);
+    }
+}
+
+/// Switches the schema to the new disc tables of `switch` (old id, new definition) in one
+/// write, then puts every new store in place with `install`.
+pub(crate) fn put_in_place(
+    db: &Database,
+    switch: Vec<(u64, TableDef)>,
+    install: impl FnOnce(&mut TableMap),
+) -> Result<()> {
+    if let (false, Some(disk)) = (switch.is_empty(), db.disk()) {
+        disk.update_schema(|schema| {
+            schema.tables.retain(|t| !switch.iter().any(|(old, _)| *old == t.id));
+            schema.tables.extend(switch.into_iter().map(|(_, def)| def));
+        })?;
+    }
+    let mut next = (*db.inner.tables.load_full()).clone();
+    install(&mut next);
+    db.inner.tables.store(Arc::new(next));
+    Ok(())
+}
+
+/// Runs `produce` on this thread, handing what it makes to up to [`MAX_WORKERS`] threads
+/// (as many as there are cores), each of which hands it to `consume` with a state of its
+/// own made by `state`. Returns what `produce` returned and the states. With one core,
+/// everything runs here. The first error of a `consume` stops the others and `produce`,
+/// and is the one returned.
+pub(crate) fn fan_out<I: Send, S: Send, R>(
+    state: impl Fn() -> S + Sync,
+    consume: impl Fn(&mut S, I) -> Result<()> + Sync,
+    produce: impl FnOnce(&mut dyn FnMut(I) -> Result<()>) -> Result<R>,
+) -> Result<(R, Vec<S>)> {
+    let workers = std::thread::available_parallelism().map_or(1, |n| n.get()).min(MAX_WORKERS);
+    if workers < 2 {
+        let mut s = state();
+        let r = produce(&mut |item| consume(&mut s, item))?;
+        return Ok((r, vec![s]));
+    }
+    let (send, receive) = std::sync::mpsc::sync_channel::<I>(2 * workers);
+    let receive = parking_lot::Mutex::new(receive);
+    let failed = AtomicBool::new(false);
+    std::thread::scope(|scope| {
+        let handles: Vec<_> = (0..workers)
+            .map(|_| {
+                scope.spawn(|| -> Result<S> {
+                    let mut s = state();
+                    loop {
+                        let Ok(item) = receive.lock().recv() else { return Ok(s) };
+                        if let Err(e) = consume(&mut s, item) {
+                            failed.store(true, Ordering::Release);
+                            return Err(e);
+                        }
+                    }
+                })
+            })
+            .collect();
+        let produced = produce(&mut |item| {
+            if failed.load(Ordering::Acquire) {
+                return Err(Error::Invalid("stopped: another thread failed".into()));
+            }
+            send.send(item).map_err(|_| Error::Invalid("stopped: the loading threads are gone".into()))
+        });
+        drop(send);
+        let mut states = Vec::with_capacity(workers);
+        let mut first_error = None;
+        for h in handles {
+            match h.join() {
+                Ok(Ok(s)) => states.push(s),
+                Ok(Err(e)) => {
+                    first_error.get_or_insert(e);
+                }
+                Err(_) => {
+                    first_error.get_or_insert(Error::Invalid("a loading thread panicked".into()));
+                }
+            }
+        }
+        // A thread's error explains why `produce` stopped.
+        if let Some(e) = first_error {
+            return Err(e);
+        }
+        Ok((produced?, states))
+    })
+}
