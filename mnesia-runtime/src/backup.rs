@@ -25,6 +25,7 @@ use crate::disk::record::{EntryEncoder, EntryRef, encode, entries_in};
 use crate::disk::schema::TableDef;
 use crate::error::{Error, Result};
 use crate::lock::HeldLocks;
+use crate::progress::{Progress, Ticker};
 
 const KIND: &[u8; 6] = b"MNSBAK";
 const VERSION: u8 = 2;
@@ -104,6 +105,7 @@ pub enum RestoreMode {
 pub struct RestoreOptions {
     default: RestoreMode,
     tables: HashMap<String, RestoreMode>,
+    pub(crate) progress: Option<Progress>,
 }
 
 impl RestoreOptions {
@@ -146,6 +148,69 @@ impl RestoreOptions {
     /// ```
     pub fn mode_of(&self, table: &str) -> RestoreMode {
         self.tables.get(table).copied().unwrap_or(self.default)
+    }
+
+    /// Calls `f` with the number of records read so far, about every 10 000 records, and
+    /// with the number restored once the restore succeeded.
+    ///
+    /// ```
+    /// let opts = mnesia::RestoreOptions::new().progress(|n| eprintln!("{n} records"));
+    /// # let _ = opts;
+    /// ```
+    pub fn progress(mut self, f: impl Fn(u64) + Send + Sync + 'static) -> Self {
+        self.progress = Some(Progress::new(f));
+        self
+    }
+}
+
+/// Options for [`Database::backup_with`]: which tables, a progress callback.
+///
+/// ```
+/// let opts = mnesia::BackupOptions::new().tables(["users", "posts"]);
+/// # let _ = opts;
+/// ```
+#[derive(Clone, Debug, Default)]
+pub struct BackupOptions {
+    tables: Option<Vec<String>>,
+    progress: Option<Progress>,
+}
+
+impl BackupOptions {
+    /// Every table, no progress callback.
+    ///
+    /// ```
+    /// let opts = mnesia::BackupOptions::new();
+    /// # let _ = opts;
+    /// ```
+    pub fn new() -> Self {
+        BackupOptions::default()
+    }
+
+    /// Only these tables (each must exist).
+    ///
+    /// ```
+    /// let opts = mnesia::BackupOptions::new().tables(["users"]);
+    /// # let _ = opts;
+    /// ```
+    pub fn tables(mut self, names: impl IntoIterator<Item = impl Into<String>>) -> Self {
+        self.tables = Some(names.into_iter().map(Into::into).collect());
+        self
+    }
+
+    /// Calls `f` with the number of records written so far, about every 10 000 records,
+    /// and with the number backed up at the end.
+    ///
+    /// ```
+    /// let opts = mnesia::BackupOptions::new().progress(|n| eprintln!("{n} records"));
+    /// # let _ = opts;
+    /// ```
+    pub fn progress(mut self, f: impl Fn(u64) + Send + Sync + 'static) -> Self {
+        self.progress = Some(Progress::new(f));
+        self
+    }
+
+    fn wants(&self, table: &str) -> bool {
+        self.tables.as_ref().is_none_or(|t| t.iter().any(|n| n == table))
     }
 }
 
@@ -379,10 +444,45 @@ impl Database {
     /// # Ok::<(), mnesia::Error>(())
     /// ```
     pub fn backup(&self, path: impl AsRef<Path>) -> Result<BackupInfo> {
+        self.backup_with(path, &BackupOptions::new())
+    }
+
+    /// [`Database::backup`] with options: only some tables, a progress callback.
+    ///
+    /// ```
+    /// use mnesia::prelude::*;
+    /// use mnesia::{BackupOptions, RestoreOptions};
+    ///
+    /// #[derive(Table, Clone, Debug, PartialEq, Serialize, Deserialize)]
+    /// struct Item { #[key] id: u32 }
+    /// #[derive(Table, Clone, Debug, PartialEq, Serialize, Deserialize)]
+    /// struct Log { #[key] id: u32 }
+    ///
+    /// let file = std::env::temp_dir().join(format!("some-{}.bak", std::process::id()));
+    /// let db = Database::in_memory()?;
+    /// db.scope(|| -> mnesia::Result<()> {
+    ///     Item::create_table(TableOptions::new())?;
+    ///     Log::create_table(TableOptions::new())?;
+    ///     let info = db.backup_with(&file, &BackupOptions::new().tables(["item"]))?;
+    ///     assert_eq!(info.tables, ["item"]);
+    ///     assert!(db.backup_with(&file, &BackupOptions::new().tables(["nope"])).is_err());
+    ///     Ok(())
+    /// })?;
+    /// # std::fs::remove_file(&file).ok();
+    /// # Ok::<(), mnesia::Error>(())
+    /// ```
+    pub fn backup_with(&self, path: impl AsRef<Path>, options: &BackupOptions) -> Result<BackupInfo> {
         // No table is created, dropped or moved meanwhile.
         let _schema = self.inner.schema.lock();
         let tables = self.inner.tables.load_full();
-        let mut names: Vec<&String> = tables.keys().collect();
+        let pending_names: Vec<String> =
+            self.disk().map(|d| d.pending.lock().keys().cloned().collect()).unwrap_or_default();
+        for name in options.tables.iter().flatten() {
+            if !tables.contains_key(name) && !pending_names.contains(name) {
+                return Err(Error::no_such_table(name));
+            }
+        }
+        let mut names: Vec<&String> = tables.keys().filter(|n| options.wants(n)).collect();
         names.sort();
         let open: Vec<&Arc<dyn AnyTable>> = names.iter().map(|n| &tables[*n]).collect();
         // The cut: with every commit lock held shared, every commit numbered so far is
@@ -412,6 +512,7 @@ impl Database {
                 .pending
                 .lock()
                 .values()
+                .filter(|p| options.wants(&p.def.name))
                 .map(|p| {
                     let mut enc = EntryEncoder::default();
                     for (k, (v, value)) in &p.rows {
@@ -434,9 +535,14 @@ impl Database {
         w.frame(&[&encode(&header)?])?;
         let mut counts = Vec::with_capacity(header.tables.len());
         let mut enc = EntryEncoder::default();
+        let mut ticker = Ticker::new(options.progress.as_ref());
         for (i, t) in open.iter().enumerate() {
             let table = u32::try_from(i).map_err(|_| Error::Invalid("too many tables".into()))?;
-            counts.push(t.backup_stream(&mut enc, &mut |enc| w.entries(table, enc))?);
+            counts.push(t.backup_stream(&mut enc, &mut |enc| {
+                w.entries(table, enc)?;
+                ticker.at(enc.count);
+                Ok(())
+            })?);
         }
         for (i, (_, mut enc)) in pending.into_iter().enumerate() {
             let table =
@@ -447,6 +553,7 @@ impl Database {
         let records = counts.iter().sum();
         w.frame(&[&encode(&Head::End(counts))?])?;
         w.finish()?;
+        ticker.end(records);
         Ok(BackupInfo {
             tables: header.tables.iter().map(|t| t.def.name.clone()).collect(),
             records,

@@ -41,6 +41,7 @@ mod migrate;
 mod ops;
 mod plan;
 mod prefetch;
+mod progress;
 mod query;
 mod restore;
 mod schema;
@@ -56,7 +57,7 @@ mod tx;
 
 #[doc(hidden)]
 pub use backup::fuzz_backup_file;
-pub use backup::{BackupInfo, RestoreMode, RestoreOptions};
+pub use backup::{BackupInfo, BackupOptions, RestoreMode, RestoreOptions};
 pub use context::{is_transaction, sync_transaction, transaction};
 pub use counters::{current_value, dirty_update_counter, has_counter, next_id, reset_counter};
 pub use db::{Config, Database, cleanup_expired, start, stop, system_info, system_tables};
@@ -81,5 +82,5 @@ pub use table::{
 };
 #[doc(hidden)]
 pub use transfer::fuzzing as import_fuzzing;
-pub use transfer::{Format, ImportOptions};
+pub use transfer::{ExportOptions, Format, ImportOptions};
 pub use ttl::Deadline;

@@ -18,7 +18,9 @@ use crate::db::{AnyTable, Database};
 use crate::disk::record::SnapshotEntry;
 use crate::error::{Error, Result};
 use crate::lock::HeldLocks;
+use crate::progress::Ticker;
 use crate::table::StorageType;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 /// Loads runs of entries into the loaders of their tables: what one thread does. Counts
 /// the entries per table in `found` and the records loaded in `records`.
@@ -28,30 +30,35 @@ struct Worker<'a> {
     found: Vec<u64>,
     records: u64,
     logs: Vec<LogBatch>,
+    /// Records loaded by every worker, for the progress callback.
+    loaded: &'a AtomicU64,
 }
 
 impl<'a> Worker<'a> {
-    fn new(path: &'a std::path::Path, loaders: &'a [Option<Box<dyn Loader>>]) -> Self {
+    fn new(path: &'a std::path::Path, loaders: &'a [Option<Box<dyn Loader>>], loaded: &'a AtomicU64) -> Self {
         Worker {
             path,
             loaders,
             found: vec![0; loaders.len()],
             records: 0,
             logs: loaders.iter().map(|_| LogBatch::default()).collect(),
+            loaded,
         }
     }
 
     fn run(&mut self, table: usize, at: u64, entries: &[u8]) -> Result<()> {
         let log = &mut self.logs[table];
-        let records = &mut self.records;
+        let mut records = 0;
         let n = match &self.loaders[table] {
             Some(loader) => crate::backup::each_entry(self.path, at, entries, |e| {
-                *records += loader.push(e, log)?;
+                records += loader.push(e, log)?;
                 Ok(())
             })?,
             None => crate::backup::each_entry(self.path, at, entries, |_| Ok(()))?,
         };
         self.found[table] += n;
+        self.records += records;
+        self.loaded.fetch_add(records, Ordering::Relaxed);
         Ok(())
     }
 
@@ -69,12 +76,22 @@ impl<'a> Worker<'a> {
 /// Reads every run of the backup and loads it on other threads while this one reads the
 /// file (see [`fan_out`]); checks the entries found per table against the end frame;
 /// returns how many records were loaded.
-fn load_runs<R: Read>(reader: BackupReader<R>, loaders: &[Option<Box<dyn Loader>>]) -> Result<u64> {
+fn load_runs<R: Read>(
+    reader: BackupReader<R>,
+    loaders: &[Option<Box<dyn Loader>>],
+    ticker: &mut Ticker<'_>,
+) -> Result<u64> {
     let path = reader.path().to_path_buf();
+    let loaded = AtomicU64::new(0);
     let (end, mut workers) = fan_out(
-        || Worker::new(&path, loaders),
+        || Worker::new(&path, loaders, &loaded),
         |w, (table, at, entries): (usize, u64, Vec<u8>)| w.run(table, at, &entries),
-        |hand| reader.runs(|table, at, entries| hand((table, at, entries.to_vec()))),
+        |hand| {
+            reader.runs(|table, at, entries| {
+                ticker.at(loaded.load(Ordering::Relaxed));
+                hand((table, at, entries.to_vec()))
+            })
+        },
     )?;
     let mut found = vec![0u64; loaders.len()];
     let mut records = 0;
@@ -155,10 +172,12 @@ impl Database {
                 t.as_ref().map(|t| Arc::clone(t).restore_loader(self, seq, backup)).transpose()
             })
             .collect::<Result<_>>()?;
-        let restored = load_runs(reader, &loaders)?;
+        let mut ticker = Ticker::new(options.progress.as_ref());
+        let restored = load_runs(reader, &loaders, &mut ticker)?;
         let switch = loaders.iter().flatten().filter_map(|l| l.switch()).collect();
         put_in_place(self, switch, |tables| loaders.into_iter().flatten().for_each(|l| l.install(tables)))?;
         drop(held);
+        ticker.end(restored);
         Ok(restored)
     }
 
@@ -171,10 +190,14 @@ impl Database {
     ) -> Result<u64> {
         let backups = reader.tables().to_vec();
         let mut entries: Vec<Vec<SnapshotEntry>> = vec![Vec::new(); targets.len()];
+        let mut ticker = Ticker::new(options.progress.as_ref());
+        let mut read = 0;
         reader.for_each(|table, entry| {
             if let (Some(Some(_)), Some(list)) = (targets.get(table), entries.get_mut(table)) {
                 list.push(entry.to_owned());
             }
+            read += 1;
+            ticker.at(read);
             Ok(())
         })?;
         // Raised first (raising is always safe): an insert running meanwhile cannot take an
@@ -184,7 +207,7 @@ impl Database {
                 t.raise_counter(backup.counter);
             }
         }
-        crate::context::transact(self.clone(), || {
+        let restored = crate::context::transact(self.clone(), || {
             crate::context::with_tx(|tx| {
                 let mut n = 0;
                 for ((t, list), backup) in targets.iter().zip(&entries).zip(&backups) {
@@ -194,6 +217,8 @@ impl Database {
                 }
                 Ok(n)
             })
-        })
+        })?;
+        ticker.end(restored);
+        Ok(restored)
     }
 }

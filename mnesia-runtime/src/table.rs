@@ -1229,7 +1229,34 @@ pub trait Table: Clone + Send + Sync + Serialize + DeserializeOwned + 'static {
     /// # Ok::<(), mnesia::Error>(())
     /// ```
     fn export(path: impl AsRef<std::path::Path>) -> Result<usize> {
-        crate::transfer::export_file::<Self>(path.as_ref())
+        crate::transfer::export_file::<Self>(path.as_ref(), &crate::ExportOptions::new())
+    }
+
+    /// [`Table::export`] with options: a format whatever the extension, a progress
+    /// callback.
+    ///
+    /// ```
+    /// # use mnesia::prelude::*;
+    /// # #[derive(Table, Clone, Debug, PartialEq, Serialize, Deserialize)]
+    /// # struct User { #[key] id: u64, name: String }
+    /// # let db = Database::in_memory()?;
+    /// # db.scope(|| -> mnesia::Result<()> {
+    /// User::create_table(TableOptions::new())?;
+    /// User::write(User { id: 1, name: "Ann".into() })?;
+    /// let file = std::env::temp_dir().join(format!("users-{}.txt", std::process::id()));
+    /// let seen = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
+    /// let told = std::sync::Arc::clone(&seen);
+    /// let opts = mnesia::ExportOptions::new()
+    ///     .format(mnesia::Format::JsonLines)
+    ///     .progress(move |n| told.store(n, std::sync::atomic::Ordering::Relaxed));
+    /// assert_eq!(User::export_with(&file, &opts)?, 1);
+    /// assert_eq!(seen.load(std::sync::atomic::Ordering::Relaxed), 1);
+    /// # std::fs::remove_file(&file).ok();
+    /// # Ok(()) })?;
+    /// # Ok::<(), mnesia::Error>(())
+    /// ```
+    fn export_with(path: impl AsRef<std::path::Path>, options: &crate::ExportOptions) -> Result<usize> {
+        crate::transfer::export_file::<Self>(path.as_ref(), options)
     }
 
     /// Writes every record to `out` in `format`; returns how many.
@@ -1249,7 +1276,7 @@ pub trait Table: Clone + Send + Sync + Serialize + DeserializeOwned + 'static {
     /// # Ok::<(), mnesia::Error>(())
     /// ```
     fn export_to(out: impl std::io::Write, format: crate::Format) -> Result<usize> {
-        crate::transfer::export_to::<Self>(out, format)
+        crate::transfer::export_to::<Self>(out, format, None)
     }
 
     /// Reads records from a file, in the format its extension names, and writes them in one
@@ -1279,7 +1306,8 @@ pub trait Table: Clone + Send + Sync + Serialize + DeserializeOwned + 'static {
         Self::import_with(path, &crate::ImportOptions::new())
     }
 
-    /// [`Table::import`] with options: replace existing keys, write in batches.
+    /// [`Table::import`] with options: replace existing keys, write in batches, a progress
+    /// callback.
     ///
     /// ```
     /// # use mnesia::prelude::*;

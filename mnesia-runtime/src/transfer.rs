@@ -12,6 +12,7 @@ use std::path::Path;
 use crate::context::{run, with_tx};
 use crate::error::{Error, Result};
 use crate::ops;
+use crate::progress::{Progress, Ticker};
 use crate::store::TableStore;
 use crate::table::Table;
 use crate::ttl::Alive;
@@ -68,6 +69,7 @@ impl Format {
 pub struct ImportOptions {
     replace: bool,
     batch: Option<usize>,
+    progress: Option<Progress>,
 }
 
 impl ImportOptions {
@@ -108,22 +110,84 @@ impl ImportOptions {
         self.batch = Some(records.max(1));
         self
     }
+
+    /// Calls `f` with the number of records read so far, every 10 000 records, and with
+    /// the number imported once the import succeeded.
+    ///
+    /// ```
+    /// let opts = mnesia::ImportOptions::new().progress(|n| eprintln!("{n} records read"));
+    /// # let _ = opts;
+    /// ```
+    pub fn progress(mut self, f: impl Fn(u64) + Send + Sync + 'static) -> Self {
+        self.progress = Some(Progress::new(f));
+        self
+    }
+}
+
+/// How [`Table::export_with`] writes.
+///
+/// ```
+/// let opts = mnesia::ExportOptions::new().format(mnesia::Format::JsonLines);
+/// # let _ = opts;
+/// ```
+#[derive(Clone, Debug, Default)]
+pub struct ExportOptions {
+    format: Option<Format>,
+    progress: Option<Progress>,
+}
+
+impl ExportOptions {
+    /// The defaults: the format the file's extension names, no progress callback.
+    ///
+    /// ```
+    /// let opts = mnesia::ExportOptions::new();
+    /// # let _ = opts;
+    /// ```
+    pub fn new() -> Self {
+        ExportOptions::default()
+    }
+
+    /// Writes in `format`, whatever the file's extension.
+    ///
+    /// ```
+    /// let opts = mnesia::ExportOptions::new().format(mnesia::Format::Csv);
+    /// # let _ = opts;
+    /// ```
+    pub fn format(mut self, format: Format) -> Self {
+        self.format = Some(format);
+        self
+    }
+
+    /// Calls `f` with the number of records written so far, about every 10 000 records,
+    /// and with the number exported at the end.
+    ///
+    /// ```
+    /// let opts = mnesia::ExportOptions::new().progress(|n| eprintln!("{n} records written"));
+    /// # let _ = opts;
+    /// ```
+    pub fn progress(mut self, f: impl Fn(u64) + Send + Sync + 'static) -> Self {
+        self.progress = Some(Progress::new(f));
+        self
+    }
 }
 
 fn io_err(e: std::io::Error) -> Error {
     Error::Io { path: "<stream>".into(), source: e }
 }
 
-/// Exports to a file named by its format, through a temporary file renamed when complete.
-pub(crate) fn export_file<T: Table>(path: &Path) -> Result<usize> {
-    let format = Format::from_path(path)?;
+/// Exports to a file, through a temporary file renamed when complete.
+pub(crate) fn export_file<T: Table>(path: &Path, opts: &ExportOptions) -> Result<usize> {
+    let format = match opts.format {
+        Some(f) => f,
+        None => Format::from_path(path)?,
+    };
     let mut tmp = path.as_os_str().to_owned();
     tmp.push(".partial");
     let tmp = std::path::PathBuf::from(tmp);
     let result = std::fs::File::create(&tmp)
         .map_err(|e| crate::disk::frame::io_error(&tmp, e))
         .and_then(|file| {
-            let n = export_to::<T>(&file, format)?;
+            let n = export_to::<T>(&file, format, opts.progress.as_ref())?;
             file.sync_all().map_err(|e| crate::disk::frame::io_error(&tmp, e))?;
             Ok(n)
         })
@@ -140,8 +204,13 @@ pub(crate) fn export_file<T: Table>(path: &Path) -> Result<usize> {
 /// straight from the table, a chunk at a time (a shard; 1000 records of an
 /// `ordered_set`) under that chunk's read lock, and each chunk is written to `out` after the
 /// lock is released: no copy of the table is made, and a slow `out` never holds up writers.
-pub(crate) fn export_to<T: Table>(out: impl Write, format: Format) -> Result<usize> {
+pub(crate) fn export_to<T: Table>(
+    out: impl Write,
+    format: Format,
+    progress: Option<&Progress>,
+) -> Result<usize> {
     let store = crate::context::current_db()?.table::<T>()?;
+    let mut ticker = Ticker::new(progress);
     let json = |e: serde_json::Error| Error::Codec(format!("table {}: {e}", T::NAME));
     let csv_err = |e: csv::Error| Error::Codec(format!("table {}: {e}", T::NAME));
     let mut out = std::io::BufWriter::new(out);
@@ -155,6 +224,7 @@ pub(crate) fn export_to<T: Table>(out: impl Write, format: Format) -> Result<usi
                     serde_json::to_writer(chunk, rec).map_err(json)
                 },
                 &mut write_out,
+                &mut ticker,
             )?;
             write_out(if n == 0 { b"[\n]\n" } else { b"\n]\n" })?;
             n
@@ -167,6 +237,7 @@ pub(crate) fn export_to<T: Table>(out: impl Write, format: Format) -> Result<usi
                 Ok(())
             },
             &mut write_out,
+            &mut ticker,
         )?,
         Format::Csv => {
             // Each row is made by `w` in `row`, then moved to the chunk.
@@ -188,11 +259,13 @@ pub(crate) fn export_to<T: Table>(out: impl Write, format: Format) -> Result<usi
                     Ok(())
                 },
                 &mut write_out,
+                &mut ticker,
             )?
         }
     };
     store.healthy()?;
     out.flush().map_err(io_err)?;
+    ticker.end(n as u64);
     Ok(n)
 }
 
@@ -220,15 +293,16 @@ fn each<T: Table>(
     store: &TableStore<T>,
     mut f: impl FnMut(&T, usize, &mut Vec<u8>) -> Result<()>,
     flush: &mut dyn FnMut(&[u8]) -> Result<()>,
+    ticker: &mut Ticker<'_>,
 ) -> Result<usize> {
     let alive = Alive::now::<T>();
     let mut n = 0;
     let mut failed = None;
     let mut chunk = Vec::new();
-    let mut visit = |rec: &T, chunk: &mut Vec<u8>| {
+    let mut visit = |rec: &T, chunk: &mut Vec<u8>, n: &mut usize| {
         if failed.is_none() && alive.keeps(rec) {
-            match f(rec, n, chunk) {
-                Ok(()) => n += 1,
+            match f(rec, *n, chunk) {
+                Ok(()) => *n += 1,
                 Err(e) => failed = Some(e),
             }
         }
@@ -239,13 +313,14 @@ fn each<T: Table>(
             let (mut seen, mut last) = (0, None);
             let lo = after.as_ref().map_or(std::ops::Bound::Unbounded, std::ops::Bound::Excluded);
             store.scan_range(lo, std::ops::Bound::Unbounded, |rec| {
-                visit(rec, &mut chunk);
+                visit(rec, &mut chunk, &mut n);
                 last = Some(rec.key().clone());
                 seen += 1;
                 seen < CHUNK
             });
             flush(&chunk)?;
             chunk.clear();
+            ticker.at(n as u64);
             if seen < CHUNK {
                 break;
             }
@@ -253,9 +328,10 @@ fn each<T: Table>(
         }
     } else {
         for shard in 0..store.shard_count() {
-            store.scan_shard_warmed(shard, |rec| visit(rec, &mut chunk));
+            store.scan_shard_warmed(shard, |rec| visit(rec, &mut chunk, &mut n));
             flush(&chunk)?;
             chunk.clear();
+            ticker.at(n as u64);
         }
     }
     match failed {
@@ -461,6 +537,7 @@ pub(crate) fn import_from<T: Table>(input: impl Read, format: Format, opts: &Imp
         |hand| {
             let mut batch = Vec::with_capacity(BULK_BATCH);
             let mut n = 0;
+            let mut ticker = Ticker::new(opts.progress.as_ref());
             parse_each::<T>(input, format, &mut |line, mut rec| {
                 // Ids are given in the input's order, here, and an id read moves the
                 // counter past it before the next is given.
@@ -470,6 +547,7 @@ pub(crate) fn import_from<T: Table>(input: impl Read, format: Format, opts: &Imp
                 }
                 batch.push((line, rec));
                 n += 1;
+                ticker.at(n as u64);
                 if batch.len() == BULK_BATCH {
                     hand(std::mem::replace(&mut batch, Vec::with_capacity(BULK_BATCH)))?;
                 }
@@ -488,6 +566,7 @@ pub(crate) fn import_from<T: Table>(input: impl Read, format: Format, opts: &Imp
         loader.install(tables, false)
     })?;
     drop(held);
+    Ticker::new(opts.progress.as_ref()).end(n as u64);
     Ok(n)
 }
 
@@ -548,8 +627,12 @@ fn import_in_tx<T: Table>(input: impl Read, format: Format, opts: &ImportOptions
     };
     let mut pending: Vec<(u64, T)> = Vec::new();
     let mut n = 0;
+    let mut ticker = Ticker::new(opts.progress.as_ref());
+    let mut read = 0u64;
     parse_each::<T>(input, format, &mut |line, rec| {
         pending.push((line, rec));
+        read += 1;
+        ticker.at(read);
         if opts.batch.is_some_and(|b| pending.len() >= b) {
             write(&pending)?;
             n += pending.len();
@@ -561,6 +644,7 @@ fn import_in_tx<T: Table>(input: impl Read, format: Format, opts: &ImportOptions
         write(&pending)?;
         n += pending.len();
     }
+    ticker.end(n as u64);
     Ok(n)
 }
 

@@ -1,13 +1,14 @@
 //! Restores that clear and load stream into new tables put in place at once: transfers
 //! running meanwhile keep their total; subscribers see the restore and stay subscribed;
 //! counters stay past every id; a restore that fails half way through a disc table's log
-//! leaves the table, and the directory after a reopen, as they were.
+//! leaves the table, and the directory after a reopen, as they were; long runs report
+//! progress; a backup can hold some tables only.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use mnesia::prelude::*;
-use mnesia::{Error, Event, RestoreOptions};
+use mnesia::{BackupOptions, Error, Event, ExportOptions, Format, ImportOptions, RestoreOptions};
 
 #[derive(Table, Clone, Debug, PartialEq, Serialize, Deserialize)]
 struct Account {
@@ -193,4 +194,63 @@ fn a_restore_failing_after_part_of_a_disc_table_was_logged_changes_nothing() {
         assert_eq!(Blob::count().expect("count"), 200);
         assert_eq!(Blob::read(&7).expect("read"), Some(blob(7, "backup")));
     });
+}
+
+/// Every call of a progress callback, in order.
+fn recorder() -> (Arc<std::sync::Mutex<Vec<u64>>>, impl Fn(u64) + Send + Sync + 'static) {
+    let heard = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let sink = Arc::clone(&heard);
+    (heard, move |n| sink.lock().expect("lock").push(n))
+}
+
+fn assert_progress(heard: &std::sync::Mutex<Vec<u64>>, total: u64, at_least: usize, what: &str) {
+    let heard = heard.lock().expect("lock");
+    assert!(heard.len() >= at_least, "{what}: {heard:?}");
+    assert!(heard.windows(2).all(|w| w[0] <= w[1]), "{what}: {heard:?}");
+    assert_eq!(heard.last(), Some(&total), "{what}");
+}
+
+#[test]
+fn long_runs_report_progress_and_a_backup_can_hold_some_tables() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let db = Database::in_memory().expect("db");
+    db.scope(|| -> mnesia::Result<()> {
+        Account::create_table(TableOptions::new())?;
+        Ticket::create_table(TableOptions::new())?;
+        Account::batch_write((0..25_000).map(|id| Account { id, balance: 1 }))?;
+        Ticket::insert(Ticket { id: 0, what: "kept".into() })?;
+
+        let file = dir.path().join("accounts.bak");
+        let (heard, f) = recorder();
+        let info = db.backup_with(&file, &BackupOptions::new().tables(["account"]).progress(f))?;
+        assert_eq!((info.tables, info.records), (vec!["account".to_owned()], 25_000));
+        assert_progress(&heard, 25_000, 3, "backup");
+        assert!(matches!(
+            db.backup_with(&file, &BackupOptions::new().tables(["nothing"])),
+            Err(Error::NoSuchTable { .. })
+        ));
+
+        Account::clear()?;
+        Ticket::clear()?;
+        let (heard, f) = recorder();
+        assert_eq!(db.restore(&file, &RestoreOptions::new().progress(f))?, 25_000);
+        assert_progress(&heard, 25_000, 1, "restore");
+        assert_eq!(Account::count()?, 25_000);
+        assert_eq!(Ticket::count()?, 0, "a table the backup does not hold is left alone");
+
+        let csv = dir.path().join("accounts.txt");
+        let (heard, f) = recorder();
+        let opts = ExportOptions::new().format(Format::Csv).progress(f);
+        assert_eq!(Account::export_with(&csv, &opts)?, 25_000);
+        assert_progress(&heard, 25_000, 3, "export");
+
+        Account::clear()?;
+        let (heard, f) = recorder();
+        let file = std::fs::File::open(&csv).expect("open");
+        Account::import_from(file, Format::Csv, &ImportOptions::new().progress(f))?;
+        assert_progress(&heard, 25_000, 3, "import");
+        assert_eq!(Account::count()?, 25_000);
+        Ok(())
+    })
+    .expect("body");
 }
