@@ -1329,7 +1329,8 @@ pub trait Table: Clone + Send + Sync + Serialize + DeserializeOwned + 'static {
         let path = path.as_ref();
         let format = crate::Format::from_path(path)?;
         let file = std::fs::File::open(path).map_err(|e| crate::disk::frame::io_error(path, e))?;
-        crate::transfer::import_from::<Self>(file, format, options)
+        let len = file.metadata().ok().map(|m| m.len());
+        crate::transfer::import_from::<Self>(file, len, format, options)
     }
 
     /// Reads records from `input` in `format` and writes them (see [`Table::import_with`]).
@@ -1352,7 +1353,7 @@ pub trait Table: Clone + Send + Sync + Serialize + DeserializeOwned + 'static {
         format: crate::Format,
         options: &crate::ImportOptions,
     ) -> Result<usize> {
-        crate::transfer::import_from::<Self>(input, format, options)
+        crate::transfer::import_from::<Self>(input, None, format, options)
     }
 
     /// Converts every record of the table from its old record type `Old` (same table name)

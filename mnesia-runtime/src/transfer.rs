@@ -508,7 +508,14 @@ fn parse_csv<T: Table>(input: impl Read, emit: &mut dyn FnMut(u64, T) -> Result<
 /// Reads every record of `input` and writes them (see [`ImportOptions`]); returns how many.
 /// Without batches, the input is read whole before anything is written; with them, each
 /// batch is written as soon as it is read (a JSON array is still read whole first).
-pub(crate) fn import_from<T: Table>(input: impl Read, format: Format, opts: &ImportOptions) -> Result<usize> {
+/// `input_len`, when known (a file's), sizes the new store of a bulk load: once a first
+/// batch is read, the records to come are estimated from the bytes it took.
+pub(crate) fn import_from<T: Table>(
+    input: impl Read,
+    input_len: Option<u64>,
+    format: Format,
+    opts: &ImportOptions,
+) -> Result<usize> {
     let Some(db) = bulk_target::<T>(opts)? else { return import_in_tx::<T>(input, format, opts) };
     let store = db.table::<T>()?;
     // No table is created, dropped, moved or checkpointed meanwhile (see `bulk.rs`).
@@ -538,6 +545,8 @@ pub(crate) fn import_from<T: Table>(input: impl Read, format: Format, opts: &Imp
             let mut batch = Vec::with_capacity(BULK_BATCH);
             let mut n = 0;
             let mut ticker = Ticker::new(opts.progress.as_ref());
+            let read = std::cell::Cell::new(0u64);
+            let input = CountBytes { inner: input, read: &read };
             parse_each::<T>(input, format, &mut |line, mut rec| {
                 // Ids are given in the input's order, here, and an id read moves the
                 // counter past it before the next is given.
@@ -548,6 +557,15 @@ pub(crate) fn import_from<T: Table>(input: impl Read, format: Format, opts: &Imp
                 batch.push((line, rec));
                 n += 1;
                 ticker.at(n as u64);
+                if n == BULK_BATCH
+                    && let Some(len) = input_len
+                {
+                    // Sized once for the whole input: no rehashing as it grows.
+                    let per_record = (read.get() / n as u64).max(1);
+                    loader
+                        .store()
+                        .reserve(usize::try_from(len / per_record + len / per_record / 8).unwrap_or(0));
+                }
                 if batch.len() == BULK_BATCH {
                     hand(std::mem::replace(&mut batch, Vec::with_capacity(BULK_BATCH)))?;
                 }
@@ -572,6 +590,20 @@ pub(crate) fn import_from<T: Table>(input: impl Read, format: Format, opts: &Imp
 
 /// Records handed to a loading thread at a time.
 const BULK_BATCH: usize = 1024;
+
+/// Counts the bytes read through it.
+struct CountBytes<'a, R> {
+    inner: R,
+    read: &'a std::cell::Cell<u64>,
+}
+
+impl<R: Read> Read for CountBytes<'_, R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.read.set(self.read.get() + n as u64);
+        Ok(n)
+    }
+}
 
 /// The database of an import that loads a new store (see `bulk.rs`): one in a single
 /// piece, outside a transaction, that replaces nothing, of a `set` or `ordered_set` kept in
