@@ -301,7 +301,10 @@ impl<T: Table> TxTable<T> {
     }
 
     fn reads_unchanged(&self) -> bool {
-        self.reads.iter().all(|(k, h, v)| self.store.version_of(k, *h) == *v)
+        // A store put aside for a new one (a restore, a move, a transform) is emptied: what
+        // was read from it may be gone, though its versions now read as unchanged.
+        !self.store.is_replaced()
+            && self.reads.iter().all(|(k, h, v)| self.store.version_of(k, *h) == *v)
             && self.shard_reads.iter().all(|(s, v)| self.store.shard_version(*s) == *v)
             && self.index_reads.iter().all(|(i, s, v)| i.shard_version(*s) == *v)
     }
