@@ -32,7 +32,7 @@ use parking_lot::Mutex;
 use serde::{Deserialize, Serialize};
 
 use self::frame::io_error;
-use self::record::{Logged, SnapshotEntry, TableOps};
+use self::record::{Logged, LoggedRef, SnapshotEntry, TableOps, TableOpsRef};
 use self::schema::{SchemaFile, TableDef};
 use self::wal::{Durability, Wal};
 use crate::error::{Error, Result};
@@ -65,21 +65,22 @@ pub(crate) struct Pending {
 }
 
 impl Pending {
-    fn apply(&mut self, seq: u64, ops: TableOps) {
+    fn apply(&mut self, seq: u64, ops: &TableOpsRef<'_>) {
         self.counter = if ops.reset { ops.counter } else { self.counter.max(ops.counter) };
         if ops.clear {
             self.rows.retain(|_, (v, _)| *v > seq);
         }
-        for (key, value) in ops.writes {
-            if self.rows.get(&key).is_some_and(|(v, _)| *v >= seq) {
-                continue; // the snapshot already holds this write or a later one
-            }
-            match value {
-                Logged::Delete => {
-                    self.rows.remove(&key);
+        for (key, value) in &ops.writes {
+            match self.rows.get_mut(*key) {
+                // The snapshot already holds this write or a later one.
+                Some((v, _)) if *v >= seq => {}
+                Some(_) if matches!(value, LoggedRef::Delete) => {
+                    self.rows.remove(*key);
                 }
-                v => {
-                    self.rows.insert(key, (seq, v));
+                Some(row) => *row = (seq, value.to_owned()),
+                None if matches!(value, LoggedRef::Delete) => {}
+                None => {
+                    self.rows.insert(key.to_vec(), (seq, value.to_owned()));
                 }
             }
         }
@@ -138,12 +139,13 @@ pub(crate) struct Disk {
     lock: Mutex<Option<File>>,
 }
 
-fn decode_commit(rec: &wal::LogRecord) -> Result<(u64, Vec<TableOps>)> {
+/// A commit record's sequence number and table parts, read in place.
+fn decode_commit(rec: &wal::LogRecord) -> Result<(u64, Vec<TableOpsRef<'_>>)> {
     let corrupt = |reason: String| Error::Corrupt { file: rec.file.clone(), offset: rec.offset, reason };
     let (seq, body) =
         rec.payload.split_at_checked(8).ok_or_else(|| corrupt("a commit record too short".into()))?;
     let seq = u64::from_le_bytes(seq.try_into().map_err(|_| corrupt("bad sequence number".into()))?);
-    let ops: Vec<TableOps> =
+    let ops: Vec<TableOpsRef<'_>> =
         postcard::from_bytes(body).map_err(|e| corrupt(format!("bad commit record: {e}")))?;
     Ok((seq, ops))
 }
@@ -205,17 +207,28 @@ impl Disk {
             pending.insert(def.name.clone(), Pending { def: def.clone(), rows, counter });
         }
         let log = wal::read_from(dir, checkpoint.segment)?;
+        // Sized once for every write the log holds (a first pass reads the commits in place
+        // and counts them): no rehashing while a million go in.
+        let mut writes: HashMap<u64, usize> = HashMap::new();
+        for rec in &log.records {
+            for op in decode_commit(rec)?.1 {
+                *writes.entry(op.table).or_default() += op.writes.len();
+            }
+        }
+        for p in pending.values_mut() {
+            p.rows.reserve(writes.get(&p.def.id).copied().unwrap_or(0));
+        }
         let mut disc_only_ops: Vec<(u64, TableOps)> = Vec::new();
         for rec in &log.records {
             let (seq, ops) = decode_commit(rec)?;
             max_seq = max_seq.max(seq);
-            for op in ops {
+            for op in &ops {
                 // Records of dropped tables are skipped: their ids are never reused.
                 let Some(p) = by_id.get(&op.table).and_then(|n| pending.get_mut(n)) else { continue };
                 if p.def.storage == StorageType::DiscOnlyCopies {
                     // Replayed into the table's file below; only the counter is kept here.
                     p.counter = if op.reset { op.counter } else { p.counter.max(op.counter) };
-                    disc_only_ops.push((seq, op));
+                    disc_only_ops.push((seq, op.to_owned()));
                 } else {
                     p.apply(seq, op);
                 }
@@ -432,7 +445,9 @@ pub mod fuzzing {
         let Ok(frames) = Frames::parse(path, bytes.to_vec(), wal::KIND, wal::VERSION) else { return };
         for (offset, payload) in frames.iter() {
             let rec = wal::LogRecord { file: path.to_path_buf(), offset, payload: payload.to_vec() };
-            let _ = super::decode_commit(&rec);
+            if let Ok((_, ops)) = super::decode_commit(&rec) {
+                ops.iter().for_each(|op| drop(op.to_owned()));
+            }
         }
     }
 

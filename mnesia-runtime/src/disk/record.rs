@@ -51,6 +51,30 @@ pub(crate) struct SnapshotEntry {
     pub(crate) value: Logged,
 }
 
+/// A [`TableOps`] read in place from a commit record: the same bytes, borrowed.
+#[derive(Debug, Deserialize)]
+pub(crate) struct TableOpsRef<'a> {
+    pub(crate) table: u64,
+    pub(crate) clear: bool,
+    pub(crate) counter: u64,
+    pub(crate) reset: bool,
+    #[serde(borrow)]
+    pub(crate) writes: Vec<(&'a [u8], LoggedRef<'a>)>,
+}
+
+impl TableOpsRef<'_> {
+    /// The part, owned.
+    pub(crate) fn to_owned(&self) -> TableOps {
+        TableOps {
+            table: self.table,
+            clear: self.clear,
+            counter: self.counter,
+            reset: self.reset,
+            writes: self.writes.iter().map(|(k, v)| (k.to_vec(), v.to_owned())).collect(),
+        }
+    }
+}
+
 /// A [`SnapshotEntry`] read in place from a buffer: the same bytes, borrowed.
 #[derive(Debug, Deserialize)]
 pub(crate) struct EntryRef<'a> {
