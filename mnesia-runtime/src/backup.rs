@@ -151,7 +151,9 @@ impl RestoreOptions {
     }
 
     /// Calls `f` with the number of records read so far, about every 10 000 records, and
-    /// with the number restored once the restore succeeded.
+    /// with the number restored once the restore succeeded. `f` runs on the restoring
+    /// thread, which may hold the tables' locks: it must not use the tables restored nor
+    /// create, drop or move tables.
     ///
     /// ```
     /// let opts = mnesia::RestoreOptions::new().progress(|n| eprintln!("{n} records"));
@@ -198,7 +200,8 @@ impl BackupOptions {
     }
 
     /// Calls `f` with the number of records written so far, about every 10 000 records,
-    /// and with the number backed up at the end.
+    /// and with the number backed up at the end. `f` runs on the backing-up thread, which
+    /// holds the schema lock: it must not create, drop or move tables.
     ///
     /// ```
     /// let opts = mnesia::BackupOptions::new().progress(|n| eprintln!("{n} records"));
@@ -282,21 +285,31 @@ impl BackupReader<std::io::BufReader<std::fs::File>> {
     /// Opens a backup file and reads its header.
     pub(crate) fn open(path: &Path) -> Result<Self> {
         let file = std::fs::File::open(path).map_err(|e| frame::io_error(path, e))?;
-        BackupReader::new(path, std::io::BufReader::with_capacity(1 << 20, file))
+        let len = file.metadata().map_err(|e| frame::io_error(path, e))?.len();
+        BackupReader::new(path, std::io::BufReader::with_capacity(1 << 20, file), len)
     }
 }
 
 impl<R: Read> BackupReader<R> {
-    /// Reads the header of the backup `input` holds (`path` names it in errors).
-    pub(crate) fn new(path: &Path, input: R) -> Result<Self> {
+    /// Reads the header of the backup `input` holds (`path` names it in errors; `len` is its
+    /// length in bytes).
+    pub(crate) fn new(path: &Path, input: R, len: u64) -> Result<Self> {
         let mut frames = FrameReader::new(path, input, KIND, VERSION)?;
         let corrupt =
             |offset: u64, reason: String| Error::Corrupt { file: path.to_path_buf(), offset, reason };
         let Some((at, head)) = frames.next_frame()? else {
             return Err(corrupt(8, "the backup has no header".into()));
         };
-        let header: Header =
+        let mut header: Header =
             postcard::from_bytes(head).map_err(|e| corrupt(at, format!("bad header: {e}")))?;
+        let mut names = std::collections::HashSet::new();
+        for t in &mut header.tables {
+            if !names.insert(t.def.name.clone()) {
+                return Err(corrupt(at, format!("the header lists the table {} twice", t.def.name)));
+            }
+            // A hint that sizes the restored table: no more keys than the file has room for.
+            t.size_hint = t.size_hint.min(len / 16);
+        }
         Ok(BackupReader { frames, path: path.to_path_buf(), tables: header.tables })
     }
 
@@ -405,7 +418,7 @@ pub(crate) fn each_entry(
 /// Entry point for fuzzing the backup decoder (see `fuzz/`).
 #[doc(hidden)]
 pub fn fuzz_backup_file(bytes: &[u8]) {
-    if let Ok(reader) = BackupReader::new(Path::new("fuzz.bak"), bytes) {
+    if let Ok(reader) = BackupReader::new(Path::new("fuzz.bak"), bytes, bytes.len() as u64) {
         let _ = reader.for_each(|_, e| {
             let _ = e.to_owned();
             Ok(())

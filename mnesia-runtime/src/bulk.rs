@@ -30,7 +30,7 @@ pub(crate) enum Conflict<K> {
     /// Its key (given back) was loaded before.
     Twice(K),
     /// Another key holds its value of a unique index.
-    Unique { field: &'static str, value: String, other: K },
+    Unique { key: K, field: &'static str, value: String, other: K },
     /// Anything else (encoding it for the log).
     Failed(Error),
 }
@@ -55,8 +55,9 @@ pub(crate) struct TableLoader<T: Table> {
 }
 
 impl<T: Table> TableLoader<T> {
-    /// A loader of about `size_hint` keys, its counter starting at `counter`. The caller
-    /// holds the schema lock and every commit lock of `old`; `seq` numbers the records.
+    /// A loader of about `size_hint` keys (a hint: it only sizes the new store), the
+    /// table's counter first raised to `counter`. The caller holds the schema lock and
+    /// every commit lock of `old`; `seq` numbers the records.
     pub(crate) fn new(
         db: &Database,
         old: Arc<TableStore<T>>,
@@ -67,8 +68,11 @@ impl<T: Table> TableLoader<T> {
         let id = db.inner.next_table_id.fetch_add(1, Ordering::Relaxed);
         let indexes = old.indexes.load().list.iter().map(|i| i.empty_copy()).collect();
         let fresh = TableStore::<T>::new(db.id(), id, T::TYPE, indexes);
-        fresh.reserve(usize::try_from(size_hint).unwrap_or(0).min(1 << 28));
-        fresh.counter.store(counter.max(old.counter.load(Ordering::Acquire)), Ordering::Release);
+        fresh.reserve(usize::try_from(size_hint).unwrap_or(0));
+        // Raised on the live table first: ids it hands out meanwhile (`next_id` needs no
+        // lock) stay clear of the loaded ones.
+        old.counter.fetch_max(counter, Ordering::AcqRel);
+        fresh.counter.store(old.counter.load(Ordering::Acquire), Ordering::Release);
         let new_id = match (old.disk_id(), db.disk()) {
             (Some(_), Some(disk)) => Some(disk.update_schema(|schema| schema.allocate_id())??),
             _ => None,
@@ -83,19 +87,21 @@ impl<T: Table> TableLoader<T> {
     }
 
     /// Adds one key's records, refusing a key loaded before and a unique value another key
-    /// holds; returns how many records. A disc table's write is added to `log`, logged
-    /// when it is large.
+    /// holds; returns how many records. A disc table's write is added to `log` (`encoded`:
+    /// the key and records as the log keeps them, if the caller has them).
     pub(crate) fn load(
         &self,
         key: T::Key,
         write: Write<T>,
         log: &mut LogBatch,
+        encoded: Option<(Vec<u8>, Logged)>,
     ) -> Result<u64, Conflict<T::Key>> {
-        let logged = match self.new_id {
-            Some(_) => {
+        let logged = match (self.new_id, encoded) {
+            (None, _) => None,
+            (Some(_), Some(e)) => Some(e),
+            (Some(_), None) => {
                 Some((encode(&key).map_err(Conflict::Failed)?, write.logged().map_err(Conflict::Failed)?))
             }
-            None => None,
         };
         let recs = write.records();
         for r in recs {
@@ -116,15 +122,13 @@ impl<T: Table> TableLoader<T> {
             for idx in &indexes.list {
                 for r in new {
                     if let Err(other) = idx.load(r, seq) {
-                        conflict.get_or_insert_with(|| {
-                            Some(Conflict::Unique { field: idx.field(), value: idx.value_debug(r), other })
-                        });
+                        conflict.get_or_insert_with(|| Some((idx.field(), idx.value_debug(r), other)));
                     }
                 }
             }
         });
         match conflict {
-            Some(Some(c)) => return Err(c),
+            Some(Some((field, value, other))) => return Err(Conflict::Unique { key, field, value, other }),
             Some(None) => return Err(Conflict::Twice(key)),
             None => {}
         }
@@ -159,42 +163,60 @@ impl<T: Table> TableLoader<T> {
         Ok(())
     }
 
-    /// For a disc table, the old table's id and the definition the schema switches to.
-    pub(crate) fn switch(&self) -> Option<(u64, TableDef)> {
-        let (old_id, new_id) = (self.old.disk_id()?, self.new_id?);
+    /// For a disc table: logs its counter under the new id (so that no id handed out is
+    /// handed out again after a crash, even if nothing was loaded), then gives the old
+    /// table's id and the definition the schema switches to.
+    pub(crate) fn switch(&self) -> Result<Option<(u64, TableDef)>> {
+        let (Some(old_id), Some(new_id), Some(disk)) = (self.old.disk_id(), self.new_id, self.db.disk())
+        else {
+            return Ok(None);
+        };
+        let counter =
+            self.fresh.counter.load(Ordering::Acquire).max(self.old.counter.load(Ordering::Acquire));
+        let ops = [TableOps { table: new_id, clear: false, counter, reset: false, writes: Vec::new() }];
+        disk.log_commit(|| self.db.next_seq(), &ops)?;
         let mut def = TableDef::of::<T>(new_id, StorageType::DiscCopies, self.old.index_infos());
         def.version = self.old.version.load(Ordering::Acquire);
-        Some((old_id, def))
+        Ok(Some((old_id, def)))
     }
 
-    /// Puts the new store in the old one's place in `tables`. Subscribers get `Cleared`
-    /// (when `cleared`) and a write for each record.
-    pub(crate) fn install(self, tables: &mut TableMap, cleared: bool) {
+    /// Puts the new store in the old one's place in `tables`, the old one marked replaced
+    /// (transactions holding it run again). Returns what is left once `tables` is in use:
+    /// subscribers get `Cleared` (when `cleared`) and a write for each record, and the old
+    /// store is emptied.
+    pub(crate) fn install(self, tables: &mut TableMap, cleared: bool) -> Box<dyn FnOnce() + Send> {
         let TableLoader { old, mut fresh, new_id, .. } = self;
         fresh.subs = Arc::clone(&old.subs);
         fresh.version.store(old.version.load(Ordering::Acquire), Ordering::Release);
-        // Ids handed out meanwhile (inserts take them before they commit) stay taken.
-        fresh.counter.fetch_max(old.counter.load(Ordering::Acquire), Ordering::AcqRel);
         if let Some(id) = new_id {
             fresh.disk_id.store(id, Ordering::Release);
         }
+        old.mark_replaced();
+        // Ids handed out meanwhile stay taken. (Pairs with the fence of `take_id`: an id
+        // taken from the old store after this is refused there and taken again here.)
+        std::sync::atomic::fence(Ordering::SeqCst);
+        fresh.counter.fetch_max(old.counter.load(Ordering::Acquire), Ordering::AcqRel);
         let fresh = Arc::new(fresh);
-        if fresh.subs.any() {
-            let _order = fresh.subs.publishing.lock();
-            if cleared {
-                fresh.subs.deliver(vec![Event::Cleared], true);
-            }
-            for shard in 0..fresh.shard_count() {
-                let mut batch = Vec::new();
-                fresh.scan_shard(shard, |r| batch.push(Event::Write { new: r.clone(), old: None }));
-                for events in batch.chunks(EVENT_BATCH) {
-                    fresh.subs.deliver(events.to_vec(), true);
+        tables.insert(T::NAME.to_owned(), Arc::clone(&fresh) as Arc<dyn AnyTable>);
+        Box::new(move || {
+            if fresh.subs.any() {
+                let _order = fresh.subs.publishing.lock();
+                if cleared {
+                    fresh.subs.deliver(vec![Event::Cleared], true);
+                }
+                for shard in 0..fresh.shard_count() {
+                    let mut batch = Vec::with_capacity(EVENT_BATCH);
+                    fresh.scan_shard(shard, |r| {
+                        batch.push(Event::Write { new: r.clone(), old: None });
+                        if batch.len() == EVENT_BATCH {
+                            fresh.subs.deliver(std::mem::take(&mut batch), true);
+                        }
+                    });
+                    fresh.subs.deliver(batch, true);
                 }
             }
-        }
-        old.mark_replaced();
-        old.release();
-        tables.insert(T::NAME.to_owned(), fresh as Arc<dyn AnyTable>);
+            old.release();
+        })
     }
 }
 
@@ -213,9 +235,9 @@ pub(crate) trait Loader: Send + Sync {
     /// See [`TableLoader::log`].
     fn log(&self, log: &mut LogBatch) -> Result<()>;
     /// See [`TableLoader::switch`].
-    fn switch(&self) -> Option<(u64, TableDef)>;
+    fn switch(&self) -> Result<Option<(u64, TableDef)>>;
     /// See [`TableLoader::install`] (with `Cleared`).
-    fn install(self: Box<Self>, tables: &mut TableMap);
+    fn install(self: Box<Self>, tables: &mut TableMap) -> Box<dyn FnOnce() + Send>;
 }
 
 impl<T: Table> Loader for TableLoader<T> {
@@ -244,12 +266,12 @@ impl<T: Table> Loader for TableLoader<T> {
                 T::NAME
             )));
         }
-        let shown = format!("{key:?}");
-        let n = self.load(key, write, log).map_err(|c| {
+        let encoded = self.new_id.map(|_| (entry.key.to_vec(), entry.value.to_owned()));
+        let n = self.load(key, write, log, encoded).map_err(|c| {
             Error::Invalid(match c {
-                Conflict::Twice(_) => format!("table {}: the backup holds the key {shown} twice", T::NAME),
-                Conflict::Unique { field, value, other } => format!(
-                    "table {}: the backup's records with keys {other:?} and {shown} share the value {value} of the unique index on `{field}`",
+                Conflict::Twice(key) => format!("table {}: the backup holds the key {key:?} twice", T::NAME),
+                Conflict::Unique { key, field, value, other } => format!(
+                    "table {}: the backup's records with keys {other:?} and {key:?} share the value {value} of the unique index on `{field}`",
                     T::NAME
                 ),
                 Conflict::Failed(e) => return e,
@@ -263,31 +285,34 @@ impl<T: Table> Loader for TableLoader<T> {
         TableLoader::log(self, log)
     }
 
-    fn switch(&self) -> Option<(u64, TableDef)> {
+    fn switch(&self) -> Result<Option<(u64, TableDef)>> {
         TableLoader::switch(self)
     }
 
-    fn install(self: Box<Self>, tables: &mut TableMap) {
-        TableLoader::install(*self, tables, true);
+    fn install(self: Box<Self>, tables: &mut TableMap) -> Box<dyn FnOnce() + Send> {
+        TableLoader::install(*self, tables, true)
     }
 }
 
 /// Switches the schema to the new disc tables of `switch` (old id, new definition) in one
-/// write, then puts every new store in place with `install`.
+/// write, once the log holding their records is on disc whatever the durability mode; then
+/// puts every new store in place with `install`, and runs what it returns once they are.
 pub(crate) fn put_in_place(
     db: &Database,
     switch: Vec<(u64, TableDef)>,
-    install: impl FnOnce(&mut TableMap),
+    install: impl FnOnce(&mut TableMap) -> Vec<Box<dyn FnOnce() + Send>>,
 ) -> Result<()> {
     if let (false, Some(disk)) = (switch.is_empty(), db.disk()) {
+        disk.wal.sync()?;
         disk.update_schema(|schema| {
             schema.tables.retain(|t| !switch.iter().any(|(old, _)| *old == t.id));
             schema.tables.extend(switch.into_iter().map(|(_, def)| def));
         })?;
     }
     let mut next = (*db.inner.tables.load_full()).clone();
-    install(&mut next);
+    let after = install(&mut next);
     db.inner.tables.store(Arc::new(next));
+    after.into_iter().for_each(|f| f());
     Ok(())
 }
 
@@ -308,20 +333,41 @@ pub(crate) fn fan_out<I: Send, S: Send, R>(
         return Ok((r, vec![s]));
     }
     let (send, receive) = std::sync::mpsc::sync_channel::<I>(2 * workers);
-    let receive = parking_lot::Mutex::new(receive);
+    // Taken away (dropped) by the first thread to fail, so that `produce` is not left
+    // waiting on a full channel nobody reads.
+    let receive = parking_lot::Mutex::new(Some(receive));
     let failed = AtomicBool::new(false);
+    /// Marks the loading failed, and closes the channel, when a thread stops early (an
+    /// error or a panic).
+    struct Stop<'a, I> {
+        receive: &'a parking_lot::Mutex<Option<std::sync::mpsc::Receiver<I>>>,
+        failed: &'a AtomicBool,
+        armed: bool,
+    }
+    impl<I> Drop for Stop<'_, I> {
+        fn drop(&mut self) {
+            if self.armed {
+                self.failed.store(true, Ordering::Release);
+                drop(self.receive.lock().take());
+            }
+        }
+    }
     std::thread::scope(|scope| {
         let handles: Vec<_> = (0..workers)
             .map(|_| {
                 scope.spawn(|| -> Result<S> {
+                    let mut stop = Stop { receive: &receive, failed: &failed, armed: true };
                     let mut s = state();
                     loop {
-                        let Ok(item) = receive.lock().recv() else { return Ok(s) };
-                        if let Err(e) = consume(&mut s, item) {
-                            failed.store(true, Ordering::Release);
-                            return Err(e);
-                        }
+                        let item = match &*receive.lock() {
+                            Some(r) => r.recv(),
+                            None => break,
+                        };
+                        let Ok(item) = item else { break };
+                        consume(&mut s, item)?;
                     }
+                    stop.armed = false;
+                    Ok(s)
                 })
             })
             .collect();

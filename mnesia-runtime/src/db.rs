@@ -266,7 +266,11 @@ pub(crate) trait AnyTable: Send + Sync {
     fn index_list(&self) -> Arc<dyn Any + Send + Sync>;
     /// Exclusive requests for every commit lock of the table and of `indexes` (its
     /// [`AnyTable::index_list`]).
-    fn exclusive_locks<'a>(&'a self, indexes: &'a (dyn Any + Send + Sync), out: &mut Vec<LockReq<'a>>);
+    fn exclusive_locks<'a>(
+        &'a self,
+        indexes: &'a (dyn Any + Send + Sync),
+        out: &mut Vec<LockReq<'a>>,
+    ) -> Result<()>;
     /// A new store of the table, to be filled with a backup's records and put in the old
     /// one's place (a restore that clears and loads). The caller holds the schema lock and
     /// the table's [`AnyTable::exclusive_locks`].
@@ -307,13 +311,7 @@ impl<T: Table> AnyTable for TableStore<T> {
     }
 
     fn begin_backup(&self, seq: u64) -> crate::backup::BackupTable {
-        let infos = self
-            .indexes
-            .load()
-            .list
-            .iter()
-            .map(|i| IndexInfo { field: i.field().to_owned(), unique: i.unique() })
-            .collect();
+        let infos = self.index_infos();
         let mut def = TableDef::of::<T>(self.disk_id().unwrap_or(0), self.storage(), infos);
         def.version = self.version.load(Ordering::Acquire);
         let counter = self.counter.load(Ordering::Acquire);
@@ -430,10 +428,16 @@ impl<T: Table> AnyTable for TableStore<T> {
         self.indexes.load_full()
     }
 
-    fn exclusive_locks<'a>(&'a self, indexes: &'a (dyn Any + Send + Sync), out: &mut Vec<LockReq<'a>>) {
-        if let Some(indexes) = indexes.downcast_ref::<IndexList<T>>() {
-            push_exclusive_locks(self, indexes, out);
-        }
+    fn exclusive_locks<'a>(
+        &'a self,
+        indexes: &'a (dyn Any + Send + Sync),
+        out: &mut Vec<LockReq<'a>>,
+    ) -> Result<()> {
+        let indexes = indexes.downcast_ref::<IndexList<T>>().ok_or_else(|| {
+            Error::Invalid(format!("table {}: an index list of another table was given", T::NAME))
+        })?;
+        push_exclusive_locks(self, indexes, out);
+        Ok(())
     }
 
     fn restore_loader(
@@ -459,7 +463,6 @@ impl<T: Table> AnyTable for TableStore<T> {
     }
 
     fn info(&self) -> TableInfo {
-        let indexes = self.indexes.load();
         TableInfo {
             name: T::NAME.to_owned(),
             size: self.len(),
@@ -468,11 +471,7 @@ impl<T: Table> AnyTable for TableStore<T> {
             storage_type: self.storage(),
             attributes: T::FIELDS.iter().map(|f| f.name.to_owned()).collect(),
             key: T::FIELDS.get(T::KEY_POSITION).map(|f| f.name.to_owned()).unwrap_or_default(),
-            indexes: indexes
-                .list
-                .iter()
-                .map(|i| crate::table::IndexInfo { field: i.field().to_owned(), unique: i.unique() })
-                .collect(),
+            indexes: self.index_infos(),
             auto_increment: T::AUTO_INCREMENT,
             ttl_field: T::TTL_FIELD.map(str::to_owned),
             default_ttl: T::DEFAULT_TTL,
@@ -809,21 +808,20 @@ impl Database {
         self.inner.seq.fetch_add(1, Ordering::AcqRel) + 1
     }
 
+    /// The typed store of table `T` if its type has claimed it: for a caller holding the
+    /// schema lock (claiming takes it).
+    pub(crate) fn registered<T: Table>(&self) -> Result<Arc<TableStore<T>>> {
+        let t =
+            self.inner.tables.load().get(T::NAME).cloned().ok_or_else(|| Error::no_such_table(T::NAME))?;
+        typed(t)
+    }
+
     /// The typed store of table `T`.
     pub(crate) fn table<T: Table>(&self) -> Result<Arc<TableStore<T>>> {
-        let map = self.inner.tables.load();
-        let t = match map.get(T::NAME) {
-            Some(t) => Arc::clone(t),
-            None => {
-                drop(map);
-                self.register::<T>()?
-            }
-        };
-        let stored = t.type_name();
-        t.as_any_arc().downcast::<TableStore<T>>().map_err(|_| Error::TypeMismatch {
-            table: T::NAME.to_owned(),
-            stored,
-            requested: std::any::type_name::<T>(),
+        let known = self.inner.tables.load().get(T::NAME).cloned();
+        typed(match known {
+            Some(t) => t,
+            None => self.register::<T>()?,
         })
     }
 
@@ -1194,15 +1192,11 @@ impl Database {
         let indexes = store.indexes.load_full();
         let held = lock_all(&store, &indexes);
         if from == StorageType::DiscOnlyCopies || to == StorageType::DiscOnlyCopies {
-            return self.move_disc_only(&store, &indexes, disk, to);
+            return self.move_disc_only(&store, disk, to);
         }
         match store.disk_id() {
             None => {
-                let infos: Vec<IndexInfo> = indexes
-                    .list
-                    .iter()
-                    .map(|i| IndexInfo { field: i.field().to_owned(), unique: i.unique() })
-                    .collect();
+                let infos = store.index_infos();
                 let id = disk.update_schema(|schema| {
                     let id = schema.allocate_id()?;
                     schema.tables.push(TableDef::of::<T>(id, StorageType::DiscCopies, infos));
@@ -1230,20 +1224,10 @@ impl Database {
     /// Moves a table to or from `disc_only_copies` (the caller holds every commit lock): the
     /// records go to their new home and are durable there before the schema, rewritten in one
     /// step, says where the table lives; then a new store takes the old one's place.
-    fn move_disc_only<T: Table>(
-        &self,
-        store: &TableStore<T>,
-        indexes: &IndexList<T>,
-        disk: &Disk,
-        to: StorageType,
-    ) -> Result<()> {
+    fn move_disc_only<T: Table>(&self, store: &TableStore<T>, disk: &Disk, to: StorageType) -> Result<()> {
         let entries = store.entries_locked()?;
         let counter = store.counter.load(Ordering::Acquire);
-        let infos: Vec<IndexInfo> = indexes
-            .list
-            .iter()
-            .map(|i| IndexInfo { field: i.field().to_owned(), unique: i.unique() })
-            .collect();
+        let infos = store.index_infos();
         let new_id = match to {
             StorageType::RamCopies => None,
             _ => Some(disk.update_schema(|schema| schema.allocate_id())??),
@@ -1266,6 +1250,9 @@ impl Database {
             _ => {}
         }
         let old_id = store.disk_id();
+        // The new id's records are on disc before the schema names it, whatever the
+        // durability mode: a crash leaves the old table or the new one.
+        disk.wal.sync()?;
         disk.update_schema(|schema| {
             schema.tables.retain(|t| Some(t.id) != old_id);
             if let Some(id) = new_id {
@@ -1375,6 +1362,16 @@ impl Database {
         let handle = crate::Transaction::new();
         crate::context::transact(self.clone(), || f(&handle))
     }
+}
+
+/// A table's store as its record type `T`.
+fn typed<T: Table>(t: Arc<dyn AnyTable>) -> Result<Arc<TableStore<T>>> {
+    let stored = t.type_name();
+    t.as_any_arc().downcast::<TableStore<T>>().map_err(|_| Error::TypeMismatch {
+        table: T::NAME.to_owned(),
+        stored,
+        requested: std::any::type_name::<T>(),
+    })
 }
 
 /// Locks every record shard and index shard of a table exclusively (for table-wide changes).

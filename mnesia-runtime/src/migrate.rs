@@ -132,6 +132,9 @@ impl Database {
                 .collect();
             let mut def = TableDef::of::<New>(new_id, storage, infos);
             def.version = version;
+            // The new records are on disc before the schema names them, whatever the
+            // durability mode: a crash leaves the old table or the new one.
+            disk.wal.sync()?;
             disk.update_schema(|schema| {
                 schema.tables.retain(|t| t.id != old_id);
                 schema.tables.push(def);

@@ -50,7 +50,8 @@ pub(crate) fn prepare_new<T: Table>(store: &crate::store::TableStore<T>, rec: &m
     crate::expiring::apply_default(rec)
 }
 
-/// The next id of a table's auto-increment counter.
+/// The next id of a table's auto-increment counter. `Err(Conflict)` if the store was put
+/// aside for a new one meanwhile (the new one may not count this id): take it again there.
 fn take_id<T: Table>(store: &crate::store::TableStore<T>) -> Result<u64> {
     let previous = store
         .counter
@@ -58,6 +59,12 @@ fn take_id<T: Table>(store: &crate::store::TableStore<T>) -> Result<u64> {
             c.checked_add(1)
         })
         .map_err(|_| Error::Invalid(format!("table {}: auto-increment ids are exhausted", T::NAME)))?;
+    // Pairs with the fence of a bulk load's `install`: either it sees this id taken, or
+    // this sees the store replaced.
+    std::sync::atomic::fence(std::sync::atomic::Ordering::SeqCst);
+    if store.is_replaced() {
+        return Err(Error::Conflict);
+    }
     Ok(previous + 1)
 }
 
@@ -67,8 +74,13 @@ pub(crate) fn next_table_id<T: Table>() -> Result<T::Key> {
         return Err(Error::Invalid(format!("table {} has no #[auto_increment] key", T::NAME)));
     }
     let db = context::current_db()?;
-    let store = db.table::<T>()?;
-    let id = take_id(&*store)?;
+    let (store, id) = loop {
+        let store = db.table::<T>()?;
+        match take_id(&*store) {
+            Err(Error::Conflict) => continue,
+            taken => break (store, taken?),
+        }
+    };
     // An id handed out without a record: on disc the counter is logged now, so that it is
     // never handed out again after a crash.
     log_counter(&db, &store, false)?;

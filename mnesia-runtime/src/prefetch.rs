@@ -40,7 +40,7 @@ pub(crate) fn warm<R: Serialize + ?Sized>(rec: &R) {
 }
 
 fn touch(bytes: &[u8]) {
-    #[cfg(target_arch = "x86_64")]
+    #[cfg(all(target_arch = "x86_64", target_feature = "sse"))]
     {
         use core::arch::x86_64::{_MM_HINT_T0, _mm_prefetch};
         let p = bytes.as_ptr();
@@ -54,7 +54,7 @@ fn touch(bytes: &[u8]) {
             }
         }
     }
-    #[cfg(not(target_arch = "x86_64"))]
+    #[cfg(not(all(target_arch = "x86_64", target_feature = "sse")))]
     let _ = bytes;
 }
 

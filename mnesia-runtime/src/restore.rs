@@ -111,6 +111,8 @@ impl Database {
         reader: BackupReader<R>,
         options: &RestoreOptions,
     ) -> Result<u64> {
+        // Decided with the schema lock held: no table is created, dropped or moved meanwhile.
+        let schema = self.inner.schema.lock();
         let targets = self.restore_targets(reader.tables(), options)?;
         let stream = targets.iter().zip(reader.tables()).all(|(t, backup)| {
             t.as_ref().is_none_or(|t| {
@@ -119,8 +121,9 @@ impl Database {
             })
         });
         if stream {
-            self.restore_streaming(reader, options)
+            self.restore_streaming(reader, &targets, options, schema)
         } else {
+            drop(schema);
             self.restore_in_tx(reader, targets, options)
         }
     }
@@ -152,16 +155,20 @@ impl Database {
     }
 
     /// Clear and load of tables in memory: new stores filled from the stream, then put in
-    /// place at once.
-    fn restore_streaming<R: Read>(&self, reader: BackupReader<R>, options: &RestoreOptions) -> Result<u64> {
-        // No table is created, dropped or moved meanwhile, and no checkpoint runs (the new
-        // ids' log records must stay in the log until the schema names them).
-        let _schema = self.inner.schema.lock();
-        let targets = self.restore_targets(reader.tables(), options)?;
+    /// place at once. The caller holds the schema lock (`schema`) until the end: no table is
+    /// created, dropped or moved meanwhile, and no checkpoint runs (the new ids' log records
+    /// must stay in the log until the schema names them).
+    fn restore_streaming<R: Read>(
+        &self,
+        reader: BackupReader<R>,
+        targets: &[Option<Arc<dyn AnyTable>>],
+        options: &RestoreOptions,
+        schema: parking_lot::MutexGuard<'_, ()>,
+    ) -> Result<u64> {
         let lists: Vec<_> = targets.iter().flatten().map(|t| t.index_list()).collect();
         let mut reqs = Vec::new();
         for (t, list) in targets.iter().flatten().zip(&lists) {
-            t.exclusive_locks(list.as_ref(), &mut reqs);
+            t.exclusive_locks(list.as_ref(), &mut reqs)?;
         }
         let held = HeldLocks::acquire(reqs);
         let seq = self.next_seq();
@@ -174,9 +181,15 @@ impl Database {
             .collect::<Result<_>>()?;
         let mut ticker = Ticker::new(options.progress.as_ref());
         let restored = load_runs(reader, &loaders, &mut ticker)?;
-        let switch = loaders.iter().flatten().filter_map(|l| l.switch()).collect();
-        put_in_place(self, switch, |tables| loaders.into_iter().flatten().for_each(|l| l.install(tables)))?;
+        let mut switch = Vec::new();
+        for loader in loaders.iter().flatten() {
+            switch.extend(loader.switch()?);
+        }
+        put_in_place(self, switch, |tables| {
+            loaders.into_iter().flatten().map(|l| l.install(tables)).collect()
+        })?;
         drop(held);
+        drop(schema);
         ticker.end(restored);
         Ok(restored)
     }

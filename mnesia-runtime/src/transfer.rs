@@ -112,7 +112,9 @@ impl ImportOptions {
     }
 
     /// Calls `f` with the number of records read so far, every 10 000 records, and with
-    /// the number imported once the import succeeded.
+    /// the number imported once the import succeeded. `f` runs on the importing thread,
+    /// which may hold the table's locks: it must not use the table nor create, drop or move
+    /// tables.
     ///
     /// ```
     /// let opts = mnesia::ImportOptions::new().progress(|n| eprintln!("{n} records read"));
@@ -517,16 +519,14 @@ pub(crate) fn import_from<T: Table>(
     opts: &ImportOptions,
 ) -> Result<usize> {
     let Some(db) = bulk_target::<T>(opts)? else { return import_in_tx::<T>(input, format, opts) };
-    let store = db.table::<T>()?;
-    // No table is created, dropped, moved or checkpointed meanwhile (see `bulk.rs`).
-    let _schema = db.inner.schema.lock();
-    if store.is_dropped() {
-        return Err(Error::no_such_table(T::NAME));
-    }
+    // No table is created, dropped, moved or checkpointed meanwhile (see `bulk.rs`); the
+    // table is looked at again now that it cannot change.
+    let schema = db.inner.schema.lock();
+    let store = db.registered::<T>()?;
     let indexes = store.indexes.load_full();
     let held = crate::db::lock_all(&store, &indexes);
-    if store.len() != 0 {
-        drop((held, _schema));
+    if store.len() != 0 || store.storage() == crate::table::StorageType::DiscOnlyCopies {
+        drop((held, schema));
         return import_in_tx::<T>(input, format, opts);
     }
     let seq = db.next_seq();
@@ -536,7 +536,9 @@ pub(crate) fn import_from<T: Table>(
         |log, batch: Vec<(u64, T)>| {
             for (line, rec) in batch {
                 let key = rec.key().clone();
-                loader.load(key, crate::store::Write::Put(rec), log).map_err(|c| located::<T>(c, line))?;
+                loader
+                    .load(key, crate::store::Write::Put(rec), log, None)
+                    .map_err(|c| located::<T>(c, line))?;
                 loader.log_if_full(log)?;
             }
             Ok(())
@@ -548,11 +550,11 @@ pub(crate) fn import_from<T: Table>(
             let read = std::cell::Cell::new(0u64);
             let input = CountBytes { inner: input, read: &read };
             parse_each::<T>(input, format, &mut |line, mut rec| {
-                // Ids are given in the input's order, here, and an id read moves the
-                // counter past it before the next is given.
-                crate::ops::prepare_new(loader.store(), &mut rec)?;
+                // Ids are given in the input's order, here, from the live table's counter
+                // (which `next_id` also takes from meanwhile), and an id read moves it past.
+                crate::ops::prepare_new(&store, &mut rec)?;
                 if let Some(id) = rec.auto_id() {
-                    loader.store().counter.fetch_max(id, std::sync::atomic::Ordering::AcqRel);
+                    store.counter.fetch_max(id, std::sync::atomic::Ordering::AcqRel);
                 }
                 batch.push((line, rec));
                 n += 1;
@@ -560,11 +562,11 @@ pub(crate) fn import_from<T: Table>(
                 if n == BULK_BATCH
                     && let Some(len) = input_len
                 {
-                    // Sized once for the whole input: no rehashing as it grows.
-                    let per_record = (read.get() / n as u64).max(1);
-                    loader
-                        .store()
-                        .reserve(usize::try_from(len / per_record + len / per_record / 8).unwrap_or(0));
+                    // Sized once for the whole input: no rehashing as it grows. (A hint
+                    // only, kept to a record per 16 bytes of input.)
+                    let per_record = (read.get() / n as u64).max(16);
+                    let expected = len / per_record + len / per_record / 8;
+                    loader.store().reserve(usize::try_from(expected).unwrap_or(0));
                 }
                 if batch.len() == BULK_BATCH {
                     hand(std::mem::replace(&mut batch, Vec::with_capacity(BULK_BATCH)))?;
@@ -580,10 +582,9 @@ pub(crate) fn import_from<T: Table>(
     for log in &mut logs {
         loader.log(log)?;
     }
-    crate::bulk::put_in_place(&db, loader.switch().into_iter().collect(), |tables| {
-        loader.install(tables, false)
-    })?;
-    drop(held);
+    let switch = loader.switch()?.into_iter().collect();
+    crate::bulk::put_in_place(&db, switch, |tables| vec![loader.install(tables, false)])?;
+    drop((held, schema));
     Ticker::new(opts.progress.as_ref()).end(n as u64);
     Ok(n)
 }
@@ -627,7 +628,7 @@ fn located<T: Table>(c: crate::bulk::Conflict<T::Key>, line: u64) -> Error {
         crate::bulk::Conflict::Twice(key) => {
             bad(line, None, Error::AlreadyExists { table: T::NAME.to_owned(), key: format!("{key:?}") })
         }
-        crate::bulk::Conflict::Unique { field, value, other } => bad(
+        crate::bulk::Conflict::Unique { field, value, other, .. } => bad(
             line,
             Some(field),
             Error::UniqueViolation {

@@ -477,6 +477,10 @@ impl<T: Table> TxPart for TxTable<T> {
     }
 
     fn healthy(&self) -> Result<()> {
+        // A store put aside for a new one is emptied: a read of it may have found nothing.
+        if self.store.is_replaced() {
+            return Err(Error::Conflict);
+        }
         self.store.healthy()
     }
 
@@ -776,7 +780,8 @@ impl Tx {
         let writes = self.parts.iter().any(|p| p.has_writes());
         if !writes && self.parts.iter().map(|p| p.read_count()).sum::<usize>() <= 1 {
             // A single read is atomic on its own: nothing to validate (but a read that failed
-            // on a disc-only table's file must not pass for "absent").
+            // on a disc-only table's file, or of a store since replaced, must not pass for
+            // "absent").
             for p in &self.parts {
                 p.healthy()?;
             }

@@ -223,8 +223,12 @@ impl<R: Read> FrameReader<R> {
         if len > MAX_FRAME {
             return Err(self.corrupt(at, "a record larger than any written"));
         }
-        self.buf.resize(len, 0);
-        let got = read_full(&mut self.inner, &mut self.buf).map_err(|e| io_error(&self.path, e))?;
+        // Grown as the bytes come: a damaged length costs no more than the file holds.
+        self.buf.clear();
+        let got = (&mut self.inner)
+            .take(len as u64)
+            .read_to_end(&mut self.buf)
+            .map_err(|e| io_error(&self.path, e))?;
         if got < len {
             return Err(self.corrupt(at, "the file ends in the middle of a record"));
         }
