@@ -26,11 +26,13 @@ impl std::fmt::Debug for Progress {
 pub(crate) struct Ticker<'a> {
     progress: Option<&'a Progress>,
     next: u64,
+    /// The count last told.
+    told: Option<u64>,
 }
 
 impl<'a> Ticker<'a> {
     pub(crate) fn new(progress: Option<&'a Progress>) -> Self {
-        Ticker { progress, next: EVERY }
+        Ticker { progress, next: EVERY, told: None }
     }
 
     /// `done` records are handled.
@@ -39,14 +41,19 @@ impl<'a> Ticker<'a> {
             && let Some(p) = self.progress
         {
             (p.0)(done);
+            self.told = Some(done);
             self.next = (done / EVERY + 1) * EVERY;
         }
     }
 
-    /// The run ended, having handled `done` records.
+    /// The run ended, having handled `done` records (told unless that was the last count
+    /// told).
     pub(crate) fn end(&mut self, done: u64) {
-        if let Some(p) = self.progress {
+        if let Some(p) = self.progress
+            && self.told != Some(done)
+        {
             (p.0)(done);
+            self.told = Some(done);
         }
     }
 }
@@ -66,6 +73,10 @@ mod tests {
         }
         t.end(31_234);
         assert_eq!(*heard.lock(), [10_000, 25_000, 31_000, 31_234]);
+        let mut exact = Ticker::new(Some(&p));
+        exact.at(40_000);
+        exact.end(40_000);
+        assert_eq!(heard.lock().len(), 5, "the end is not told twice");
         let mut silent = Ticker::new(None);
         silent.at(50_000);
         silent.end(50_000);

@@ -531,6 +531,7 @@ pub(crate) fn import_from<T: Table>(
     }
     let seq = db.next_seq();
     let loader = crate::bulk::TableLoader::new(&db, std::sync::Arc::clone(&store), seq, 0, 0)?;
+    let mut ticker = Ticker::new(opts.progress.as_ref());
     let (n, mut logs) = crate::bulk::fan_out(
         crate::bulk::LogBatch::default,
         |log, batch: Vec<(u64, T)>| {
@@ -546,7 +547,6 @@ pub(crate) fn import_from<T: Table>(
         |hand| {
             let mut batch = Vec::with_capacity(BULK_BATCH);
             let mut n = 0;
-            let mut ticker = Ticker::new(opts.progress.as_ref());
             let read = std::cell::Cell::new(0u64);
             let input = CountBytes { inner: input, read: &read };
             parse_each::<T>(input, format, &mut |line, mut rec| {
@@ -585,7 +585,7 @@ pub(crate) fn import_from<T: Table>(
     let switch = loader.switch()?.into_iter().collect();
     crate::bulk::put_in_place(&db, switch, |tables| vec![loader.install(tables, false)])?;
     drop((held, schema));
-    Ticker::new(opts.progress.as_ref()).end(n as u64);
+    ticker.end(n as u64);
     Ok(n)
 }
 
