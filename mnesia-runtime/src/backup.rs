@@ -415,9 +415,27 @@ pub(crate) fn each_entry(
     Ok(n)
 }
 
-/// Entry point for fuzzing the backup decoder (see `fuzz/`).
+/// Entry point for fuzzing the backup decoder (see `fuzz/`). An even first byte makes
+/// the rest a list of frame payloads (each after a length byte), framed with valid
+/// checksums, so that the decoders behind the checksums see any bytes too; an odd one
+/// reads the rest as a whole file.
 #[doc(hidden)]
 pub fn fuzz_backup_file(bytes: &[u8]) {
+    let Some((first, rest)) = bytes.split_first() else { return };
+    let framed;
+    let bytes = if first % 2 == 0 {
+        let mut file = frame::magic(KIND, VERSION).to_vec();
+        let mut rest = rest;
+        while let Some((len, tail)) = rest.split_first() {
+            let (payload, tail) = tail.split_at(usize::from(*len).min(tail.len()));
+            frame::encode_frame(payload, &mut file);
+            rest = tail;
+        }
+        framed = file;
+        &framed[..]
+    } else {
+        rest
+    };
     if let Ok(reader) = BackupReader::new(Path::new("fuzz.bak"), bytes, bytes.len() as u64) {
         let _ = reader.for_each(|_, e| {
             let _ = e.to_owned();
