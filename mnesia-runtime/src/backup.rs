@@ -83,10 +83,15 @@ pub struct BackupInfo {
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum RestoreMode {
-    /// Remove the table's records, then load the backup's (Mnesia's `recreate_tables` /
-    /// `clear_tables`).
+    /// Remove the table's records, then load the backup's; the table keeps its indexes and
+    /// storage (Mnesia's `clear_tables`).
     #[default]
     ClearAndLoad,
+    /// Replace the table by the backup's: its records, its indexes (with those the struct
+    /// declares) and its storage, `ram_copies` or `disc_copies` (Mnesia's
+    /// `recreate_tables`). A table whose backup, or whose copy here, is
+    /// `disc_only_copies` is refused: restore it with `ClearAndLoad`, then move it.
+    Recreate,
     /// Keep the table's records and write the backup's over them (Mnesia's `keep_tables`).
     KeepAndAdd,
     /// Leave the table alone (Mnesia's `skip_tables`).

@@ -65,16 +65,53 @@ impl<T: Table> TableLoader<T> {
         size_hint: u64,
         counter: u64,
     ) -> Result<Self> {
+        Self::shaped(db, old, seq, size_hint, counter, None)
+    }
+
+    /// [`TableLoader::new`], the new table shaped as `shape` says (Mnesia's recreate): the
+    /// indexes the struct declares and those listed, kept in memory or on disc. Without a
+    /// shape it is the old table's.
+    pub(crate) fn shaped(
+        db: &Database,
+        old: Arc<TableStore<T>>,
+        seq: u64,
+        size_hint: u64,
+        counter: u64,
+        shape: Option<(&[crate::table::IndexInfo], StorageType)>,
+    ) -> Result<Self> {
         let id = db.inner.next_table_id.fetch_add(1, Ordering::Relaxed);
-        let indexes = old.indexes.load().list.iter().map(|i| i.empty_copy()).collect();
+        let (indexes, on_disc) = match shape {
+            None => {
+                (old.indexes.load().list.iter().map(|i| i.empty_copy()).collect(), old.disk_id().is_some())
+            }
+            Some((infos, storage)) => {
+                let on_disc = match (storage, db.disk()) {
+                    (StorageType::RamCopies, _) => false,
+                    (StorageType::DiscCopies, Some(_)) => true,
+                    _ => {
+                        return Err(Error::Invalid(format!(
+                            "table {}: recreating it as {storage:?} needs {}",
+                            T::NAME,
+                            if storage == StorageType::DiscCopies {
+                                "a database directory"
+                            } else {
+                                "a restore into disc_copies first, then change_table_copy_type"
+                            }
+                        )));
+                    }
+                };
+                let specs = crate::index::specs_with::<T>(infos);
+                (specs.iter().map(crate::index::IndexSpec::build).collect(), on_disc)
+            }
+        };
         let fresh = TableStore::<T>::new(db.id(), id, T::TYPE, indexes);
         fresh.reserve(usize::try_from(size_hint).unwrap_or(0));
         // Raised on the live table first: ids it hands out meanwhile (`next_id` needs no
         // lock) stay clear of the loaded ones.
         old.counter.fetch_max(counter, Ordering::AcqRel);
         fresh.counter.store(old.counter.load(Ordering::Acquire), Ordering::Release);
-        let new_id = match (old.disk_id(), db.disk()) {
-            (Some(_), Some(disk)) => Some(disk.update_schema(|schema| schema.allocate_id())??),
+        let new_id = match (on_disc, db.disk()) {
+            (true, Some(disk)) => Some(disk.update_schema(|schema| schema.allocate_id())??),
             _ => None,
         };
         let indexes = fresh.indexes.load_full();
@@ -163,21 +200,22 @@ impl<T: Table> TableLoader<T> {
         Ok(())
     }
 
-    /// For a disc table: logs its counter under the new id (so that no id handed out is
-    /// handed out again after a crash, even if nothing was loaded), then gives the old
-    /// table's id and the definition the schema switches to.
-    pub(crate) fn switch(&self) -> Result<Option<(u64, TableDef)>> {
-        let (Some(old_id), Some(new_id), Some(disk)) = (self.old.disk_id(), self.new_id, self.db.disk())
-        else {
-            return Ok(None);
-        };
-        let counter =
-            self.fresh.counter.load(Ordering::Acquire).max(self.old.counter.load(Ordering::Acquire));
-        let ops = [TableOps { table: new_id, clear: false, counter, reset: false, writes: Vec::new() }];
-        disk.log_commit(|| self.db.next_seq(), &ops)?;
-        let mut def = TableDef::of::<T>(new_id, StorageType::DiscCopies, self.old.index_infos());
-        def.version = self.old.version.load(Ordering::Acquire);
-        Ok(Some((old_id, def)))
+    /// What the schema changes: the old table's id leaves it (if it was on disc) and the
+    /// new table's definition enters it (if it goes on disc). A new disc table's counter is
+    /// logged under its id first, so that no id handed out is handed out again after a
+    /// crash, even if nothing was loaded.
+    pub(crate) fn switch(&self) -> Result<Switch> {
+        let mut def = None;
+        if let (Some(new_id), Some(disk)) = (self.new_id, self.db.disk()) {
+            let counter =
+                self.fresh.counter.load(Ordering::Acquire).max(self.old.counter.load(Ordering::Acquire));
+            let ops = [TableOps { table: new_id, clear: false, counter, reset: false, writes: Vec::new() }];
+            disk.log_commit(|| self.db.next_seq(), &ops)?;
+            let mut d = TableDef::of::<T>(new_id, StorageType::DiscCopies, self.fresh.index_infos());
+            d.version = self.old.version.load(Ordering::Acquire);
+            def = Some(d);
+        }
+        Ok(Switch { old: self.old.disk_id(), new: def })
     }
 
     /// Puts the new store in the old one's place in `tables`, the old one marked replaced
@@ -188,9 +226,7 @@ impl<T: Table> TableLoader<T> {
         let TableLoader { old, mut fresh, new_id, .. } = self;
         fresh.subs = Arc::clone(&old.subs);
         fresh.version.store(old.version.load(Ordering::Acquire), Ordering::Release);
-        if let Some(id) = new_id {
-            fresh.disk_id.store(id, Ordering::Release);
-        }
+        fresh.disk_id.store(new_id.unwrap_or(0), Ordering::Release);
         old.mark_replaced();
         // Ids handed out meanwhile stay taken. (Pairs with the fence of `take_id`: an id
         // taken from the old store after this is refused there and taken again here.)
@@ -235,7 +271,7 @@ pub(crate) trait Loader: Send + Sync {
     /// See [`TableLoader::log`].
     fn log(&self, log: &mut LogBatch) -> Result<()>;
     /// See [`TableLoader::switch`].
-    fn switch(&self) -> Result<Option<(u64, TableDef)>>;
+    fn switch(&self) -> Result<Switch>;
     /// See [`TableLoader::install`] (with `Cleared`).
     fn install(self: Box<Self>, tables: &mut TableMap) -> Box<dyn FnOnce() + Send>;
 }
@@ -285,7 +321,7 @@ impl<T: Table> Loader for TableLoader<T> {
         TableLoader::log(self, log)
     }
 
-    fn switch(&self) -> Result<Option<(u64, TableDef)>> {
+    fn switch(&self) -> Result<Switch> {
         TableLoader::switch(self)
     }
 
@@ -294,19 +330,28 @@ impl<T: Table> Loader for TableLoader<T> {
     }
 }
 
-/// Switches the schema to the new disc tables of `switch` (old id, new definition) in one
-/// write, once the log holding their records is on disc whatever the durability mode; then
-/// puts every new store in place with `install`, and runs what it returns once they are.
+/// What a bulk load changes in the schema for one table.
+pub(crate) struct Switch {
+    /// The old table's id, if it was on disc.
+    old: Option<u64>,
+    /// The new table's definition, if it goes on disc.
+    new: Option<TableDef>,
+}
+
+/// Switches the schema for every table of `switch` in one write, once the log holding the
+/// new tables' records is on disc whatever the durability mode; then puts every new store
+/// in place with `install`, and runs what it returns once they are.
 pub(crate) fn put_in_place(
     db: &Database,
-    switch: Vec<(u64, TableDef)>,
+    switch: Vec<Switch>,
     install: impl FnOnce(&mut TableMap) -> Vec<Box<dyn FnOnce() + Send>>,
 ) -> Result<()> {
-    if let (false, Some(disk)) = (switch.is_empty(), db.disk()) {
+    let changes = switch.iter().any(|s| s.old.is_some() || s.new.is_some());
+    if let (true, Some(disk)) = (changes, db.disk()) {
         disk.wal.sync()?;
         disk.update_schema(|schema| {
-            schema.tables.retain(|t| !switch.iter().any(|(old, _)| *old == t.id));
-            schema.tables.extend(switch.into_iter().map(|(_, def)| def));
+            schema.tables.retain(|t| !switch.iter().any(|s| s.old == Some(t.id)));
+            schema.tables.extend(switch.into_iter().filter_map(|s| s.new));
         })?;
     }
     let mut next = (*db.inner.tables.load_full()).clone();

@@ -279,6 +279,7 @@ pub(crate) trait AnyTable: Send + Sync {
         db: &Database,
         seq: u64,
         backup: &crate::backup::BackupTable,
+        recreate: bool,
     ) -> Result<Box<dyn crate::bulk::Loader>>;
 }
 
@@ -445,8 +446,17 @@ impl<T: Table> AnyTable for TableStore<T> {
         db: &Database,
         seq: u64,
         backup: &crate::backup::BackupTable,
+        recreate: bool,
     ) -> Result<Box<dyn crate::bulk::Loader>> {
-        Ok(Box::new(crate::bulk::TableLoader::new(db, self, seq, backup.size_hint, backup.counter)?))
+        let shape = recreate.then_some((backup.def.indexes.as_slice(), backup.def.storage));
+        Ok(Box::new(crate::bulk::TableLoader::shaped(
+            db,
+            self,
+            seq,
+            backup.size_hint,
+            backup.counter,
+            shape,
+        )?))
     }
 
     fn reap(&self, db: &Database) -> Result<usize> {

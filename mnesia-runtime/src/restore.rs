@@ -114,14 +114,29 @@ impl Database {
         // Decided with the schema lock held: no table is created, dropped or moved meanwhile.
         let schema = self.inner.schema.lock();
         let targets = self.restore_targets(reader.tables(), options)?;
-        let stream = targets.iter().zip(reader.tables()).all(|(t, backup)| {
-            t.as_ref().is_none_or(|t| {
-                options.mode_of(&backup.def.name) == RestoreMode::ClearAndLoad
-                    && t.storage() != StorageType::DiscOnlyCopies
-            })
-        });
+        let mut stream = true;
+        for (t, backup) in targets.iter().zip(reader.tables()) {
+            let Some(t) = t else { continue };
+            let mode = options.mode_of(&backup.def.name);
+            let here = t.storage();
+            if mode == RestoreMode::Recreate && here == StorageType::DiscOnlyCopies {
+                return Err(Error::Invalid(format!(
+                    "table {} is disc_only_copies here: move it to disc_copies (change_table_copy_type) to recreate it",
+                    backup.def.name
+                )));
+            }
+            stream &= matches!(mode, RestoreMode::ClearAndLoad | RestoreMode::Recreate)
+                && here != StorageType::DiscOnlyCopies;
+        }
         if stream {
             self.restore_streaming(reader, &targets, options, schema)
+        } else if let Some(t) =
+            reader.tables().iter().find(|t| options.mode_of(&t.def.name) == RestoreMode::Recreate)
+        {
+            Err(Error::Invalid(format!(
+                "table {}: a restore that recreates tables cannot also keep and add, or load a disc_only_copies table: restore those apart",
+                t.def.name
+            )))
         } else {
             drop(schema);
             self.restore_in_tx(reader, targets, options)
@@ -176,15 +191,13 @@ impl Database {
             .iter()
             .zip(reader.tables())
             .map(|(t, backup)| {
-                t.as_ref().map(|t| Arc::clone(t).restore_loader(self, seq, backup)).transpose()
+                let recreate = options.mode_of(&backup.def.name) == RestoreMode::Recreate;
+                t.as_ref().map(|t| Arc::clone(t).restore_loader(self, seq, backup, recreate)).transpose()
             })
             .collect::<Result<_>>()?;
         let mut ticker = Ticker::new(options.progress.as_ref());
         let restored = load_runs(reader, &loaders, &mut ticker)?;
-        let mut switch = Vec::new();
-        for loader in loaders.iter().flatten() {
-            switch.extend(loader.switch()?);
-        }
+        let switch = loaders.iter().flatten().map(|l| l.switch()).collect::<Result<_>>()?;
         put_in_place(self, switch, |tables| {
             loaders.into_iter().flatten().map(|l| l.install(tables)).collect()
         })?;

@@ -582,7 +582,7 @@ pub(crate) fn import_from<T: Table>(
     for log in &mut logs {
         loader.log(log)?;
     }
-    let switch = loader.switch()?.into_iter().collect();
+    let switch = vec![loader.switch()?];
     crate::bulk::put_in_place(&db, switch, |tables| vec![loader.install(tables, false)])?;
     drop((held, schema));
     ticker.end(n as u64);

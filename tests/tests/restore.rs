@@ -8,7 +8,9 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use mnesia::prelude::*;
-use mnesia::{BackupOptions, Error, Event, ExportOptions, Format, ImportOptions, RestoreOptions};
+use mnesia::{
+    BackupOptions, Error, Event, ExportOptions, Format, ImportOptions, RestoreMode, RestoreOptions,
+};
 
 #[derive(Table, Clone, Debug, PartialEq, Serialize, Deserialize)]
 struct Account {
@@ -380,4 +382,79 @@ fn a_crash_right_after_a_relaxed_disc_restore_keeps_the_restored_table() {
         assert_eq!(Account::count().expect("count"), ACCOUNTS as usize);
         assert_eq!(total(), TOTAL);
     });
+}
+
+#[derive(Table, Clone, Debug, PartialEq, Serialize, Deserialize)]
+struct Contact {
+    #[key]
+    id: u32,
+    email: String,
+    city: String,
+}
+
+#[test]
+fn recreate_takes_the_backups_indexes_and_storage() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let file = dir.path().join("contacts.bak");
+    let contact = |id: u32| Contact { id, email: format!("c{id}@x.io"), city: format!("city{}", id % 5) };
+    // The backup's table: on disc, with an index on `city` added at run time.
+    let data = tests::schema_dir();
+    let db = Database::open(Config::default().dir(data.path())).expect("open");
+    db.scope(|| -> mnesia::Result<()> {
+        Contact::create_table(TableOptions::new().disc_copies([db.node()]))?;
+        db.add_index::<Contact>(Contact::CITY.index_spec(false))?;
+        Contact::batch_write((0..500).map(contact))?;
+        db.backup(&file)?;
+        Ok(())
+    })
+    .expect("backup");
+    db.close().expect("close");
+
+    // Here: in memory, no index on `city`, other records.
+    let here = tests::schema_dir();
+    let db = Database::open(Config::default().dir(here.path())).expect("open");
+    db.scope(|| -> mnesia::Result<()> {
+        Contact::create_table(TableOptions::new())?;
+        Contact::write(contact(9_999))?;
+        // Keeping its shape, the table stays in memory without the index.
+        db.restore(&file, &RestoreOptions::new())?;
+        let info = Contact::table_info()?;
+        assert_eq!((info.storage_type, info.indexes.len()), (StorageType::RamCopies, 0));
+        // Recreated: on disc, with the index, and the backup's records only.
+        db.restore(&file, &RestoreOptions::new().table("contact", RestoreMode::Recreate))?;
+        let info = Contact::table_info()?;
+        assert_eq!(info.storage_type, StorageType::DiscCopies);
+        assert_eq!(info.indexes.iter().map(|i| i.field.as_str()).collect::<Vec<_>>(), ["city"]);
+        assert_eq!(Contact::count()?, 500);
+        let plan = Contact::query().filter(Contact::CITY.eq("city3".to_owned())).explain()?;
+        assert!(matches!(plan, mnesia::Plan::IndexLookup { .. }), "{plan:?}");
+        assert_eq!(Contact::select(Contact::CITY.eq("city3".to_owned()))?.len(), 100);
+        assert!(Contact::read(&9_999)?.is_none());
+        Ok(())
+    })
+    .expect("restore");
+    db.close().expect("close");
+    // And back into memory from a backup of a table kept in memory: after a reopen, the
+    // directory no longer holds it.
+    let memory = Database::in_memory().expect("db");
+    let ram_file = dir.path().join("ram.bak");
+    memory
+        .scope(|| -> mnesia::Result<()> {
+            Contact::create_table(TableOptions::new())?;
+            Contact::batch_write((0..3).map(contact))?;
+            memory.backup(&ram_file).map(drop)
+        })
+        .expect("ram backup");
+    let db = Database::open(Config::default().dir(here.path())).expect("reopen");
+    db.scope(|| -> mnesia::Result<()> {
+        assert_eq!(Contact::count()?, 500);
+        assert_eq!(Contact::table_info()?.storage_type, StorageType::DiscCopies);
+        db.restore(&ram_file, &RestoreOptions::new().all(RestoreMode::Recreate))?;
+        assert_eq!((Contact::count()?, Contact::table_info()?.storage_type), (3, StorageType::RamCopies));
+        Ok(())
+    })
+    .expect("back to memory");
+    db.close().expect("close");
+    let db = Database::open(Config::default().dir(here.path())).expect("reopen");
+    assert!(!db.exists::<Contact>());
 }
