@@ -308,12 +308,15 @@ impl<R: Read> BackupReader<R> {
         let mut header: Header =
             postcard::from_bytes(head).map_err(|e| corrupt(at, format!("bad header: {e}")))?;
         let mut names = std::collections::HashSet::new();
+        // Hints that size the restored tables: together no more keys than the file has room
+        // for (an entry takes at least 16 bytes).
+        let mut budget = len / 16;
         for t in &mut header.tables {
             if !names.insert(t.def.name.clone()) {
                 return Err(corrupt(at, format!("the header lists the table {} twice", t.def.name)));
             }
-            // A hint that sizes the restored table: no more keys than the file has room for.
-            t.size_hint = t.size_hint.min(len / 16);
+            t.size_hint = t.size_hint.min(budget);
+            budget -= t.size_hint;
         }
         Ok(BackupReader { frames, path: path.to_path_buf(), tables: header.tables })
     }

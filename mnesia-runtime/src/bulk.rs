@@ -13,7 +13,7 @@ use crate::disk::record::{EntryRef, Logged, LoggedRef, TableOps, encode};
 use crate::disk::schema::TableDef;
 use crate::error::{Error, Result};
 use crate::events::Event;
-use crate::store::{IndexList, TableStore, Write};
+use crate::store::{IndexList, Sealed, TableStore, Write};
 use crate::table::{StorageType, Table, TableType};
 
 /// Log batches of a loaded disc table: about this many bytes a commit.
@@ -52,6 +52,8 @@ pub(crate) struct TableLoader<T: Table> {
     seq: u64,
     /// The new table id of a disc table.
     new_id: Option<u64>,
+    /// The old store, sealed by [`TableLoader::switch`].
+    sealed: Option<Sealed<T>>,
 }
 
 impl<T: Table> TableLoader<T> {
@@ -115,7 +117,7 @@ impl<T: Table> TableLoader<T> {
             _ => None,
         };
         let indexes = fresh.indexes.load_full();
-        Ok(TableLoader { db: db.clone(), old, fresh, indexes, seq, new_id })
+        Ok(TableLoader { db: db.clone(), old, fresh, indexes, seq, new_id, sealed: None })
     }
 
     /// The new store.
@@ -200,15 +202,18 @@ impl<T: Table> TableLoader<T> {
         Ok(())
     }
 
-    /// What the schema changes: the old table's id leaves it (if it was on disc) and the
-    /// new table's definition enters it (if it goes on disc). A new disc table's counter is
-    /// logged under its id first, so that no id handed out is handed out again after a
-    /// crash, even if nothing was loaded.
-    pub(crate) fn switch(&self) -> Result<Switch> {
+    /// Seals the old store (its counter is final: see [`Sealed`]) and says what the schema
+    /// changes: the old table's id leaves it (if it was on disc) and the new table's
+    /// definition enters it (if it goes on disc). A new disc table's counter is logged under
+    /// its id first, so that no id handed out is handed out again after a crash, even if
+    /// nothing was loaded.
+    pub(crate) fn switch(&mut self) -> Result<Switch> {
+        let (sealed, counter) = Sealed::new(&self.old);
+        self.sealed = Some(sealed);
+        self.fresh.counter.fetch_max(counter, Ordering::AcqRel);
         let mut def = None;
         if let (Some(new_id), Some(disk)) = (self.new_id, self.db.disk()) {
-            let counter =
-                self.fresh.counter.load(Ordering::Acquire).max(self.old.counter.load(Ordering::Acquire));
+            let counter = self.fresh.counter.load(Ordering::Acquire);
             let ops = [TableOps { table: new_id, clear: false, counter, reset: false, writes: Vec::new() }];
             disk.log_commit(|| self.db.next_seq(), &ops)?;
             let mut d = TableDef::of::<T>(new_id, StorageType::DiscCopies, self.fresh.index_infos());
@@ -218,41 +223,38 @@ impl<T: Table> TableLoader<T> {
         Ok(Switch { old: self.old.disk_id(), new: def })
     }
 
-    /// Puts the new store in the old one's place in `tables`, the old one marked replaced
-    /// (transactions holding it run again). Returns what is left once `tables` is in use:
-    /// subscribers get `Cleared` (when `cleared`) and a write for each record, and the old
-    /// store is emptied.
+    /// Puts the new store in the old one's place in `tables` (after [`TableLoader::switch`]),
+    /// the old one marked replaced (transactions holding it run again); subscribers get
+    /// `Cleared` (when `cleared`) and a write for each record, before any commit of the new
+    /// store can publish. Returns what is left once `tables` is in use: emptying the old
+    /// store.
     pub(crate) fn install(self, tables: &mut TableMap, cleared: bool) -> Box<dyn FnOnce() + Send> {
-        let TableLoader { old, mut fresh, new_id, .. } = self;
+        let TableLoader { old, mut fresh, new_id, sealed, .. } = self;
         fresh.subs = Arc::clone(&old.subs);
         fresh.version.store(old.version.load(Ordering::Acquire), Ordering::Release);
         fresh.disk_id.store(new_id.unwrap_or(0), Ordering::Release);
         old.mark_replaced();
-        // Ids handed out meanwhile stay taken. (Pairs with the fence of `take_id`: an id
-        // taken from the old store after this is refused there and taken again here.)
-        std::sync::atomic::fence(Ordering::SeqCst);
-        fresh.counter.fetch_max(old.counter.load(Ordering::Acquire), Ordering::AcqRel);
-        let fresh = Arc::new(fresh);
-        tables.insert(T::NAME.to_owned(), Arc::clone(&fresh) as Arc<dyn AnyTable>);
-        Box::new(move || {
-            if fresh.subs.any() {
-                let _order = fresh.subs.publishing.lock();
-                if cleared {
-                    fresh.subs.deliver(vec![Event::Cleared], true);
-                }
-                for shard in 0..fresh.shard_count() {
-                    let mut batch = Vec::with_capacity(EVENT_BATCH);
-                    fresh.scan_shard(shard, |r| {
-                        batch.push(Event::Write { new: r.clone(), old: None });
-                        if batch.len() == EVENT_BATCH {
-                            fresh.subs.deliver(std::mem::take(&mut batch), true);
-                        }
-                    });
-                    fresh.subs.deliver(batch, true);
-                }
+        if let Some(sealed) = sealed {
+            sealed.keep();
+        }
+        if fresh.subs.any() {
+            let _order = fresh.subs.publishing.lock();
+            if cleared {
+                fresh.subs.deliver(vec![Event::Cleared], true);
             }
-            old.release();
-        })
+            for shard in 0..fresh.shard_count() {
+                let mut batch = Vec::with_capacity(EVENT_BATCH);
+                fresh.scan_shard(shard, |r| {
+                    batch.push(Event::Write { new: r.clone(), old: None });
+                    if batch.len() == EVENT_BATCH {
+                        fresh.subs.deliver(std::mem::take(&mut batch), true);
+                    }
+                });
+                fresh.subs.deliver(batch, true);
+            }
+        }
+        tables.insert(T::NAME.to_owned(), Arc::new(fresh) as Arc<dyn AnyTable>);
+        Box::new(move || old.release())
     }
 }
 
@@ -271,7 +273,7 @@ pub(crate) trait Loader: Send + Sync {
     /// See [`TableLoader::log`].
     fn log(&self, log: &mut LogBatch) -> Result<()>;
     /// See [`TableLoader::switch`].
-    fn switch(&self) -> Result<Switch>;
+    fn switch(&mut self) -> Result<Switch>;
     /// See [`TableLoader::install`] (with `Cleared`).
     fn install(self: Box<Self>, tables: &mut TableMap) -> Box<dyn FnOnce() + Send>;
 }
@@ -302,7 +304,12 @@ impl<T: Table> Loader for TableLoader<T> {
                 T::NAME
             )));
         }
-        let encoded = self.new_id.map(|_| (entry.key.to_vec(), entry.value.to_owned()));
+        // The key encoded anew: the log's rows are found by these bytes, and a key read from
+        // the file may carry bytes after it.
+        let encoded = match self.new_id {
+            Some(_) => Some((encode(&key)?, entry.value.to_owned())),
+            None => None,
+        };
         let n = self.load(key, write, log, encoded).map_err(|c| {
             Error::Invalid(match c {
                 Conflict::Twice(key) => format!("table {}: the backup holds the key {key:?} twice", T::NAME),
@@ -321,7 +328,7 @@ impl<T: Table> Loader for TableLoader<T> {
         TableLoader::log(self, log)
     }
 
-    fn switch(&self) -> Result<Switch> {
+    fn switch(&mut self) -> Result<Switch> {
         TableLoader::switch(self)
     }
 

@@ -1234,9 +1234,15 @@ impl Database {
     /// Moves a table to or from `disc_only_copies` (the caller holds every commit lock): the
     /// records go to their new home and are durable there before the schema, rewritten in one
     /// step, says where the table lives; then a new store takes the old one's place.
-    fn move_disc_only<T: Table>(&self, store: &TableStore<T>, disk: &Disk, to: StorageType) -> Result<()> {
+    fn move_disc_only<T: Table>(
+        &self,
+        store: &Arc<TableStore<T>>,
+        disk: &Disk,
+        to: StorageType,
+    ) -> Result<()> {
         let entries = store.entries_locked()?;
-        let counter = store.counter.load(Ordering::Acquire);
+        // The counter is final from here on (see `Sealed`), and the new store starts from it.
+        let (sealed, counter) = crate::store::Sealed::new(store);
         let infos = store.index_infos();
         let new_id = match to {
             StorageType::RamCopies => None,
@@ -1295,6 +1301,7 @@ impl Database {
         // The table's subscribers stay subscribed.
         fresh.subs = Arc::clone(&store.subs);
         store.mark_replaced();
+        sealed.keep();
         store.release();
         let mut next = (*self.inner.tables.load_full()).clone();
         next.insert(T::NAME.to_owned(), Arc::new(fresh));

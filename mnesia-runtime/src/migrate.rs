@@ -69,6 +69,9 @@ impl Database {
         }
         let old_indexes = old.indexes.load_full();
         let held = lock_all(&old, &old_indexes);
+        // The counter is final from here on (see `Sealed`): the new table starts from it, so
+        // that no id handed out, or of a record since deleted, is handed out again.
+        let (sealed, counter) = crate::store::Sealed::new(&old);
         // The live records, copied out shard by shard, then converted.
         let alive = crate::ttl::Alive::now::<Old>();
         let mut records: Vec<Old> = Vec::new();
@@ -116,6 +119,7 @@ impl Database {
             )),
             other => other,
         })?;
+        fresh.counter.fetch_max(counter, Ordering::AcqRel);
         let version = old.version.load(Ordering::Acquire) + 1;
         fresh.version.store(version, Ordering::Release);
         if let (Some(old_id), Some(disk)) = (old.disk_id(), self.disk()) {
@@ -144,6 +148,7 @@ impl Database {
         // Subscribers of the old type are told the table they watched is gone.
         old.subs.deliver(vec![crate::events::Event::Dropped], false);
         old.mark_replaced();
+        sealed.keep();
         old.release();
         let mut next = (*self.inner.tables.load_full()).clone();
         next.insert(New::NAME.to_owned(), Arc::new(fresh) as Arc<dyn AnyTable>);

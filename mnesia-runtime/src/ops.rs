@@ -38,34 +38,44 @@ pub(crate) fn write<T: Table>(mut rec: T) -> Result<T> {
 ///
 /// Also gives a record without a deadline the table's default lifetime, if it has one.
 fn assign_id<T: Table>(tx: &mut Tx, rec: &mut T) -> Result<()> {
-    prepare_new(&tx.table::<T>()?.store, rec)
+    let db = tx.db.clone();
+    prepare_new(&db, &tx.table::<T>()?.store, rec)
 }
 
 /// Readies a new record for `store`: an `#[auto_increment]` key left at 0 gets the next
 /// id; a `#[ttl]` left unset gets the table's default lifetime.
-pub(crate) fn prepare_new<T: Table>(store: &crate::store::TableStore<T>, rec: &mut T) -> Result<()> {
+pub(crate) fn prepare_new<T: Table>(
+    db: &crate::db::Database,
+    store: &crate::store::TableStore<T>,
+    rec: &mut T,
+) -> Result<()> {
     if T::AUTO_INCREMENT && rec.auto_id() == Some(0) {
-        rec.set_auto_id(take_id(store)?)?;
+        rec.set_auto_id(take_id(db, store)?)?;
     }
     crate::expiring::apply_default(rec)
 }
 
-/// The next id of a table's auto-increment counter. `Err(Conflict)` if the store was put
-/// aside for a new one meanwhile (the new one may not count this id): take it again there.
-fn take_id<T: Table>(store: &crate::store::TableStore<T>) -> Result<u64> {
-    let previous = store
-        .counter
-        .fetch_update(std::sync::atomic::Ordering::AcqRel, std::sync::atomic::Ordering::Acquire, |c| {
-            c.checked_add(1)
-        })
-        .map_err(|_| Error::Invalid(format!("table {}: auto-increment ids are exhausted", T::NAME)))?;
-    // Pairs with the fence of a bulk load's `install`: either it sees this id taken, or
-    // this sees the store replaced.
-    std::sync::atomic::fence(std::sync::atomic::Ordering::SeqCst);
-    if store.is_replaced() {
-        return Err(Error::Conflict);
+/// The next id of a table's auto-increment counter. `Err(Conflict)` if a new store took
+/// this one's place (take it again there): while one is about to (the store is sealed), it
+/// waits for the schema lock, which the change holds until it is done.
+fn take_id<T: Table>(db: &crate::db::Database, store: &crate::store::TableStore<T>) -> Result<u64> {
+    use std::sync::atomic::Ordering;
+    loop {
+        let previous = store
+            .counter
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |c| c.checked_add(1))
+            .map_err(|_| Error::Invalid(format!("table {}: auto-increment ids are exhausted", T::NAME)))?;
+        // Pairs with the fence of `TableStore::seal`: either it counts this id, or this sees
+        // the seal (and the id is not handed out: a gap).
+        std::sync::atomic::fence(Ordering::SeqCst);
+        if store.is_replaced() {
+            return Err(Error::Conflict);
+        }
+        if !store.is_sealed() {
+            return Ok(previous + 1);
+        }
+        drop(db.inner.schema.lock());
     }
-    Ok(previous + 1)
 }
 
 /// Takes the table's next auto-increment id, as a key.
@@ -76,7 +86,7 @@ pub(crate) fn next_table_id<T: Table>() -> Result<T::Key> {
     let db = context::current_db()?;
     let (store, id) = loop {
         let store = db.table::<T>()?;
-        match take_id(&*store) {
+        match take_id(&db, &store) {
             Err(Error::Conflict) => continue,
             taken => break (store, taken?),
         }

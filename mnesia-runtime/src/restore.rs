@@ -119,11 +119,23 @@ impl Database {
             let Some(t) = t else { continue };
             let mode = options.mode_of(&backup.def.name);
             let here = t.storage();
-            if mode == RestoreMode::Recreate && here == StorageType::DiscOnlyCopies {
-                return Err(Error::Invalid(format!(
-                    "table {} is disc_only_copies here: move it to disc_copies (change_table_copy_type) to recreate it",
-                    backup.def.name
-                )));
+            if mode == RestoreMode::Recreate {
+                let name = &backup.def.name;
+                let refused = match (here, backup.def.storage) {
+                    (StorageType::DiscOnlyCopies, _) => Some(format!(
+                        "table {name} is disc_only_copies here: move it to disc_copies (change_table_copy_type) to recreate it"
+                    )),
+                    (_, StorageType::DiscOnlyCopies) => Some(format!(
+                        "table {name} is disc_only_copies in the backup: restore it with ClearAndLoad, then move it"
+                    )),
+                    (_, StorageType::DiscCopies) if self.disk().is_none() => Some(format!(
+                        "table {name} is disc_copies in the backup: recreating it needs a database directory"
+                    )),
+                    _ => None,
+                };
+                if let Some(reason) = refused {
+                    return Err(Error::Invalid(reason));
+                }
             }
             stream &= matches!(mode, RestoreMode::ClearAndLoad | RestoreMode::Recreate)
                 && here != StorageType::DiscOnlyCopies;
@@ -187,7 +199,7 @@ impl Database {
         }
         let held = HeldLocks::acquire(reqs);
         let seq = self.next_seq();
-        let loaders: Vec<Option<Box<dyn Loader>>> = targets
+        let mut loaders: Vec<Option<Box<dyn Loader>>> = targets
             .iter()
             .zip(reader.tables())
             .map(|(t, backup)| {
@@ -197,7 +209,7 @@ impl Database {
             .collect::<Result<_>>()?;
         let mut ticker = Ticker::new(options.progress.as_ref());
         let restored = load_runs(reader, &loaders, &mut ticker)?;
-        let switch = loaders.iter().flatten().map(|l| l.switch()).collect::<Result<_>>()?;
+        let switch = loaders.iter_mut().flatten().map(|l| l.switch()).collect::<Result<_>>()?;
         put_in_place(self, switch, |tables| {
             loaders.into_iter().flatten().map(|l| l.install(tables)).collect()
         })?;

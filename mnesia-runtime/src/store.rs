@@ -105,6 +105,36 @@ pub(crate) struct Shard<T: Table> {
     pub(crate) data: RwLock<ShardData<T>>,
 }
 
+/// A store whose counter is fixed because a new store is about to take its place (the
+/// holder has the schema lock): an id taken from it meanwhile is not handed out
+/// (`ops::take_id` waits for the schema lock, then takes one from whichever store is in
+/// place). Dropped without [`Sealed::keep`] (the change failed), the store is unsealed.
+pub(crate) struct Sealed<T: Table>(Option<Arc<TableStore<T>>>);
+
+impl<T: Table> Sealed<T> {
+    /// Seals `store`; returns the guard and the final counter.
+    pub(crate) fn new(store: &Arc<TableStore<T>>) -> (Sealed<T>, u64) {
+        store.sealed.store(true, Ordering::SeqCst);
+        // Pairs with the fence of `take_id`: either it sees the seal, or this sees its id.
+        std::sync::atomic::fence(Ordering::SeqCst);
+        let counter = store.counter.load(Ordering::SeqCst);
+        (Sealed(Some(Arc::clone(store))), counter)
+    }
+
+    /// The new store took the old one's place: it stays sealed.
+    pub(crate) fn keep(mut self) {
+        self.0 = None;
+    }
+}
+
+impl<T: Table> Drop for Sealed<T> {
+    fn drop(&mut self) {
+        if let Some(store) = self.0.take() {
+            store.sealed.store(false, Ordering::SeqCst);
+        }
+    }
+}
+
 /// A backup in progress on a table: the commit it was cut at, the shards it has copied,
 /// and the records — as they were at the cut — that later commits changed in shards it had
 /// not copied yet (copy on write).
@@ -139,6 +169,8 @@ pub(crate) struct TableStore<T: Table> {
     pub(crate) dropped: AtomicBool,
     /// Dropped because a new store took its place (see `mark_replaced`).
     replaced: AtomicBool,
+    /// A new store is about to take this one's place: its counter is final (see `seal`).
+    sealed: AtomicBool,
     /// A `disc_only_copies` table failed to read or write its file: every later operation on
     /// it fails with this error (the commit log holds every commit; reopening replays it).
     poisoned: parking_lot::Mutex<Option<String>>,
@@ -189,6 +221,7 @@ impl<T: Table> TableStore<T> {
             counter: AtomicU64::new(0),
             dropped: AtomicBool::new(false),
             replaced: AtomicBool::new(false),
+            sealed: AtomicBool::new(false),
             poisoned: parking_lot::Mutex::new(None),
             is_poisoned: AtomicBool::new(false),
             subs: Arc::new(crate::events::Subscribers::default()),
@@ -725,6 +758,10 @@ impl<T: Table> TableStore<T> {
 
     pub(crate) fn is_replaced(&self) -> bool {
         self.replaced.load(Ordering::Acquire)
+    }
+
+    pub(crate) fn is_sealed(&self) -> bool {
+        self.sealed.load(Ordering::SeqCst)
     }
 
     fn entries(&self, lock: bool) -> Result<Vec<SnapshotEntry>> {

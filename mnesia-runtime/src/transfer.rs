@@ -530,7 +530,7 @@ pub(crate) fn import_from<T: Table>(
         return import_in_tx::<T>(input, format, opts);
     }
     let seq = db.next_seq();
-    let loader = crate::bulk::TableLoader::new(&db, std::sync::Arc::clone(&store), seq, 0, 0)?;
+    let mut loader = crate::bulk::TableLoader::new(&db, std::sync::Arc::clone(&store), seq, 0, 0)?;
     let mut ticker = Ticker::new(opts.progress.as_ref());
     let (n, mut logs) = crate::bulk::fan_out(
         crate::bulk::LogBatch::default,
@@ -552,7 +552,7 @@ pub(crate) fn import_from<T: Table>(
             parse_each::<T>(input, format, &mut |line, mut rec| {
                 // Ids are given in the input's order, here, from the live table's counter
                 // (which `next_id` also takes from meanwhile), and an id read moves it past.
-                crate::ops::prepare_new(&store, &mut rec)?;
+                crate::ops::prepare_new(&db, &store, &mut rec)?;
                 if let Some(id) = rec.auto_id() {
                     store.counter.fetch_max(id, std::sync::atomic::Ordering::AcqRel);
                 }

@@ -151,3 +151,46 @@ fn on_disc_the_new_shape_is_refused_until_transformed_then_survives_reopen_and_c
         db.close().expect("close");
     }
 }
+
+#[derive(Table, Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[table(name = "orders")]
+struct OrderV1 {
+    #[key]
+    #[auto_increment]
+    id: u64,
+    total: u32,
+}
+
+#[derive(Table, Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[table(name = "orders")]
+struct Order {
+    #[key]
+    #[auto_increment]
+    id: u64,
+    cents: u64,
+}
+
+#[test]
+fn ids_handed_out_before_a_transform_or_a_move_are_not_handed_out_again() {
+    let data = tests::schema_dir();
+    let db = Database::open(Config::default().dir(data.path())).expect("open");
+    db.scope(|| -> mnesia::Result<()> {
+        OrderV1::create_table(TableOptions::new())?;
+        for _ in 0..5 {
+            OrderV1::insert(OrderV1 { id: 0, total: 1 })?;
+        }
+        assert_eq!(OrderV1::next_id()?, 6); // handed out, never written
+        OrderV1::delete(&5)?;
+        Order::transform(|o: OrderV1| Ok(Order { id: o.id, cents: u64::from(o.total) * 100 }))?;
+        assert_eq!(Order::insert(Order { id: 0, cents: 1 })?.id, 7);
+        db.change_table_copy_type::<Order>(StorageType::DiscCopies)?;
+        assert_eq!(Order::next_id()?, 8);
+        db.change_table_copy_type::<Order>(StorageType::DiscOnlyCopies)?;
+        assert_eq!(Order::insert(Order { id: 0, cents: 2 })?.id, 9);
+        Ok(())
+    })
+    .expect("body");
+    db.close().expect("close");
+    let db = Database::open(Config::default().dir(data.path())).expect("reopen");
+    db.scope(|| assert_eq!(Order::insert(Order { id: 0, cents: 3 }).expect("insert").id, 10));
+}

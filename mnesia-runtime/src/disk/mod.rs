@@ -55,6 +55,9 @@ struct Checkpoint {
 /// Encoded key to the version and content of a recovered table's records.
 pub(crate) type Rows = hashbrown::HashMap<Vec<u8>, (u64, Logged)>;
 
+/// The most rows recovery reserves for a table's log writes at once (more grow as needed).
+const RESERVE_AT_MOST: usize = 4 << 20;
+
 /// A disc table recovered from the directory but not yet claimed by its Rust type: its
 /// records are kept encoded until the program names the type.
 pub(crate) struct Pending {
@@ -215,8 +218,10 @@ impl Disk {
                 *writes.entry(op.table).or_default() += op.writes.len();
             }
         }
-        for p in pending.values_mut() {
-            p.rows.reserve(writes.get(&p.def.id).copied().unwrap_or(0));
+        for p in pending.values_mut().filter(|p| p.def.storage != StorageType::DiscOnlyCopies) {
+            // Writes to one key count once each: a log of a few hot keys reserves no more
+            // than this.
+            p.rows.reserve(writes.get(&p.def.id).copied().unwrap_or(0).min(RESERVE_AT_MOST));
         }
         let mut disc_only_ops: Vec<(u64, TableOps)> = Vec::new();
         for rec in &log.records {
