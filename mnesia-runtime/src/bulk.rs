@@ -35,6 +35,10 @@ pub(crate) enum Conflict<K> {
     Failed(Error),
 }
 
+/// One key's records to load, with the key and records as the log keeps them if they are
+/// at hand.
+pub(crate) type Loadable<T> = (<T as Table>::Key, Write<T>, Option<(Vec<u8>, Logged)>);
+
 /// A disc table's records waiting to be logged under its new id.
 #[derive(Default)]
 pub(crate) struct LogBatch {
@@ -125,56 +129,55 @@ impl<T: Table> TableLoader<T> {
         &self.fresh
     }
 
-    /// Adds one key's records, refusing a key loaded before and a unique value another key
-    /// holds; returns how many records. A disc table's write is added to `log` (`encoded`:
-    /// the key and records as the log keeps them, if the caller has them).
-    pub(crate) fn load(
+    /// Adds keys' records (with the key and records as the log keeps them, if the caller
+    /// has them), refusing a key loaded before and a unique value another key holds; each
+    /// shard of the table and of its indexes is locked once, so that the inserts' memory
+    /// waits overlap. Returns how many records; a refusal gives the position in `items` of
+    /// the record refused. A disc table's writes are added to `log`.
+    pub(crate) fn load_batch(
         &self,
-        key: T::Key,
-        write: Write<T>,
+        items: Vec<Loadable<T>>,
         log: &mut LogBatch,
-        encoded: Option<(Vec<u8>, Logged)>,
-    ) -> Result<u64, Conflict<T::Key>> {
-        let logged = match (self.new_id, encoded) {
-            (None, _) => None,
-            (Some(_), Some(e)) => Some(e),
-            (Some(_), None) => {
-                Some((encode(&key).map_err(Conflict::Failed)?, write.logged().map_err(Conflict::Failed)?))
-            }
-        };
-        let recs = write.records();
-        for r in recs {
-            if let Some(id) = r.auto_id() {
-                self.fresh.counter.fetch_max(id, Ordering::AcqRel);
-            }
-        }
-        let records = recs.len() as u64;
+    ) -> Result<u64, (usize, Conflict<T::Key>)> {
         let seq = self.seq;
-        let hash = self.fresh.hash(&key);
-        let indexes = &self.indexes;
-        let mut conflict = None;
-        self.fresh.install(&key, hash, write, seq, |old, new| {
-            if !old.is_empty() {
-                conflict = Some(None);
-                return;
-            }
-            for idx in &indexes.list {
-                for r in new {
-                    if let Err(other) = idx.load(r, seq) {
-                        conflict.get_or_insert_with(|| Some((idx.field(), idx.value_debug(r), other)));
-                    }
+        let mut max_id = 0;
+        let records = {
+            // The indexes first: they only read the records, which then move into the table.
+            let mut recs: Vec<&T> = Vec::with_capacity(items.len());
+            let mut of_item: Vec<usize> = Vec::with_capacity(items.len());
+            for (at, (_, write, _)) in items.iter().enumerate() {
+                for r in write.records() {
+                    max_id = max_id.max(r.auto_id().unwrap_or(0));
+                    recs.push(r);
+                    of_item.push(at);
                 }
             }
-        });
-        match conflict {
-            Some(Some((field, value, other))) => return Err(Conflict::Unique { key, field, value, other }),
-            Some(None) => return Err(Conflict::Twice(key)),
-            None => {}
+            for idx in &self.indexes.list {
+                if let Err((i, other)) = idx.load_many(&recs, seq) {
+                    let at = of_item[i];
+                    let (field, value) = (idx.field(), idx.value_debug(recs[i]));
+                    return Err((at, Conflict::Unique { key: items[at].0.clone(), field, value, other }));
+                }
+            }
+            recs.len() as u64
+        };
+        self.fresh.counter.fetch_max(max_id, Ordering::AcqRel);
+        let mut keyed = Vec::with_capacity(items.len());
+        for (at, (key, write, encoded)) in items.into_iter().enumerate() {
+            if self.new_id.is_some() {
+                let (k, v) = match encoded {
+                    Some(e) => e,
+                    None => (
+                        encode(&key).map_err(|e| (at, Conflict::Failed(e)))?,
+                        write.logged().map_err(|e| (at, Conflict::Failed(e)))?,
+                    ),
+                };
+                log.bytes += k.len() + logged_len(&v);
+                log.writes.push((k, v));
+            }
+            keyed.push((key, write, seq));
         }
-        if let Some((key, value)) = logged {
-            log.bytes += key.len() + logged_len(&value);
-            log.writes.push((key, value));
-        }
+        self.fresh.insert_new(keyed).map_err(|(at, key)| (at, Conflict::Twice(key)))?;
         Ok(records)
     }
 
@@ -268,8 +271,10 @@ fn logged_len(value: &Logged) -> usize {
 
 /// A [`TableLoader`] whatever its record type: what a restore holds for each table.
 pub(crate) trait Loader: Send + Sync {
-    /// Adds one entry of a backup; returns how many records it held.
-    fn push(&self, entry: EntryRef<'_>, log: &mut LogBatch) -> Result<u64>;
+    /// Adds the entries of a run of a backup (`path`, the frame at `at`); returns how many
+    /// entries and how many records they held.
+    fn push_run(&self, path: &std::path::Path, at: u64, run: &[u8], log: &mut LogBatch)
+    -> Result<(u64, u64)>;
     /// See [`TableLoader::log`].
     fn log(&self, log: &mut LogBatch) -> Result<()>;
     /// See [`TableLoader::switch`].
@@ -278,8 +283,9 @@ pub(crate) trait Loader: Send + Sync {
     fn install(self: Box<Self>, tables: &mut TableMap) -> Box<dyn FnOnce() + Send>;
 }
 
-impl<T: Table> Loader for TableLoader<T> {
-    fn push(&self, entry: EntryRef<'_>, log: &mut LogBatch) -> Result<u64> {
+impl<T: Table> TableLoader<T> {
+    /// One entry of a backup, decoded and checked.
+    fn entry(&self, entry: EntryRef<'_>) -> Result<Loadable<T>> {
         let bad = |e: postcard::Error| {
             Error::Codec(format!("table {}: a record of the backup does not decode: {e}", T::NAME))
         };
@@ -310,7 +316,24 @@ impl<T: Table> Loader for TableLoader<T> {
             Some(_) => Some((encode(&key)?, entry.value.to_owned())),
             None => None,
         };
-        let n = self.load(key, write, log, encoded).map_err(|c| {
+        Ok((key, write, encoded))
+    }
+}
+
+impl<T: Table> Loader for TableLoader<T> {
+    fn push_run(
+        &self,
+        path: &std::path::Path,
+        at: u64,
+        run: &[u8],
+        log: &mut LogBatch,
+    ) -> Result<(u64, u64)> {
+        let mut items = Vec::new();
+        let entries = crate::backup::each_entry(path, at, run, |e| {
+            items.push(self.entry(e)?);
+            Ok(())
+        })?;
+        let records = self.load_batch(items, log).map_err(|(_, c)| {
             Error::Invalid(match c {
                 Conflict::Twice(key) => format!("table {}: the backup holds the key {key:?} twice", T::NAME),
                 Conflict::Unique { key, field, value, other } => format!(
@@ -321,7 +344,7 @@ impl<T: Table> Loader for TableLoader<T> {
             })
         })?;
         self.log_if_full(log)?;
-        Ok(n)
+        Ok((entries, records))
     }
 
     fn log(&self, log: &mut LogBatch) -> Result<()> {

@@ -147,9 +147,10 @@ pub(crate) trait TableIndex<T: Table>: Send + Sync {
         gives_up: &dyn Fn(&T::Key, &T) -> bool,
     ) -> Result<(), Duplicate<T::Key>>;
     fn insert(&self, rec: &T, seq: u64);
-    /// Adds a record's value to a table being loaded (recovery, restore): for a unique
-    /// index, a value another key holds is refused with that key, and nothing changes.
-    fn load(&self, rec: &T, seq: u64) -> Result<(), T::Key>;
+    /// Adds records' values to a table being loaded (a bulk load), each index shard locked
+    /// once: for a unique index, a value another key holds is refused with the record's
+    /// position in `recs` and the key holding the value.
+    fn load_many(&self, recs: &[&T], seq: u64) -> Result<(), (usize, T::Key)>;
     fn remove(&self, rec: &T, seq: u64);
     fn clear(&self, seq: u64);
     fn memory(&self) -> usize;
@@ -413,22 +414,31 @@ impl<T: Table, V: FieldValue + Hash + Eq> TableIndex<T> for TypedIndex<T, V> {
         data.entries.insert(hash, v, rec.key(), |x| self.hasher.hash_one(x));
     }
 
-    fn load(&self, rec: &T, seq: u64) -> Result<(), T::Key> {
-        let v = self.field.get(rec);
-        let hash = self.hash(v);
-        let mut data = self.shards[Self::shard_of(hash)].data.write();
-        data.version = seq;
-        if let Entries::Unique(t) = &mut data.entries {
-            return match t.entry(hash, |(x, _)| x == v, |(x, _)| self.hasher.hash_one(x)) {
-                Entry::Occupied(e) if &e.get().1 != rec.key() => Err(e.get().1.clone()),
-                Entry::Occupied(_) => Ok(()),
-                Entry::Vacant(e) => {
-                    e.insert((v.clone(), rec.key().clone()));
-                    Ok(())
-                }
-            };
+    fn load_many(&self, recs: &[&T], seq: u64) -> Result<(), (usize, T::Key)> {
+        let mut by_shard: Vec<Vec<(usize, u64)>> = (0..INDEX_SHARDS).map(|_| Vec::new()).collect();
+        for (at, rec) in recs.iter().enumerate() {
+            let hash = self.hash(self.field.get(rec));
+            by_shard[Self::shard_of(hash)].push((at, hash));
         }
-        data.entries.insert(hash, v, rec.key(), |x| self.hasher.hash_one(x));
+        for (shard, items) in by_shard.into_iter().enumerate().filter(|(_, v)| !v.is_empty()) {
+            let mut data = self.shards[shard].data.write();
+            data.version = seq;
+            for (at, hash) in items {
+                let rec = recs[at];
+                let v = self.field.get(rec);
+                if let Entries::Unique(t) = &mut data.entries {
+                    match t.entry(hash, |(x, _)| x == v, |(x, _)| self.hasher.hash_one(x)) {
+                        Entry::Occupied(e) if &e.get().1 != rec.key() => return Err((at, e.get().1.clone())),
+                        Entry::Occupied(_) => {}
+                        Entry::Vacant(e) => {
+                            e.insert((v.clone(), rec.key().clone()));
+                        }
+                    }
+                } else {
+                    data.entries.insert(hash, v, rec.key(), |x| self.hasher.hash_one(x));
+                }
+            }
+        }
         Ok(())
     }
 

@@ -48,13 +48,9 @@ impl<'a> Worker<'a> {
 
     fn run(&mut self, table: usize, at: u64, entries: &[u8]) -> Result<()> {
         let log = &mut self.logs[table];
-        let mut records = 0;
-        let n = match &self.loaders[table] {
-            Some(loader) => crate::backup::each_entry(self.path, at, entries, |e| {
-                records += loader.push(e, log)?;
-                Ok(())
-            })?,
-            None => crate::backup::each_entry(self.path, at, entries, |_| Ok(()))?,
+        let (n, records) = match &self.loaders[table] {
+            Some(loader) => loader.push_run(self.path, at, entries, log)?,
+            None => (crate::backup::each_entry(self.path, at, entries, |_| Ok(()))?, 0),
         };
         self.found[table] += n;
         self.records += records;

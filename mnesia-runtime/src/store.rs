@@ -34,6 +34,9 @@ pub(crate) const SHARDS: usize = 64;
 
 pub(crate) type Hasher = hashbrown::DefaultHashBuilder;
 
+/// Rows of a recovered table loaded at a time (see `TableStore::load`).
+const LOAD_CHUNK: usize = 1 << 16;
+
 /// A released table with this many keys or more is freed on a thread of its own.
 const FREE_APART: usize = 10_000;
 
@@ -574,6 +577,75 @@ impl<T: Table> TableStore<T> {
         }
     }
 
+    /// Adds keys that must be new to a store being filled (a bulk load: nobody else reads
+    /// or commits to it), grouped by shard so that each shard is locked once. Returns the
+    /// position in `items` of a key found already there, and the key.
+    /// Each item carries the sequence number of the commit that wrote it.
+    pub(crate) fn insert_new(
+        &self,
+        items: Vec<(T::Key, Write<T>, u64)>,
+    ) -> std::result::Result<(), (usize, T::Key)> {
+        // Each item with its position and hash, by shard.
+        type ByShard<T> = Vec<Vec<(usize, u64, <T as Table>::Key, Write<T>, u64)>>;
+        let mut by_shard: ByShard<T> = (0..self.shards.len()).map(|_| Vec::new()).collect();
+        for (at, (key, write, seq)) in items.into_iter().enumerate() {
+            let hash = self.hash(&key);
+            by_shard[self.shard_of(hash)].push((at, hash, key, write, seq));
+        }
+        let hasher = &self.hasher;
+        for (shard, items) in by_shard.into_iter().enumerate().filter(|(_, v)| !v.is_empty()) {
+            let mut data = self.shards[shard].data.write();
+            for (at, hash, key, write, seq) in items {
+                data.version = data.version.max(seq);
+                if let Some(expiry) = &self.expiry {
+                    expiry.change(&key, &[], write.records());
+                }
+                let taken = match (&mut data.map, write) {
+                    (ShardMap::Set(t), Write::Put(rec)) => {
+                        match t.entry(hash, |s| key_of(s) == &key, |s| hasher.hash_one(key_of(s))) {
+                            Entry::Vacant(e) => {
+                                e.insert(Slot { version: seq, rec });
+                                false
+                            }
+                            Entry::Occupied(_) => true,
+                        }
+                    }
+                    (ShardMap::Ordered(m), Write::Put(rec)) => {
+                        if m.contains_key(&key) {
+                            true
+                        } else {
+                            m.insert(key.clone(), Slot { version: seq, rec });
+                            false
+                        }
+                    }
+                    (ShardMap::Bag(t), write) => {
+                        let recs = write.into_records();
+                        match t.entry(
+                            hash,
+                            |s| group_key(s) == Some(&key),
+                            |s| group_key(s).map_or(0, |k| hasher.hash_one(k)),
+                        ) {
+                            Entry::Vacant(e) => {
+                                if !recs.is_empty() {
+                                    e.insert(Slot { version: seq, rec: recs });
+                                }
+                                false
+                            }
+                            Entry::Occupied(_) => true,
+                        }
+                    }
+                    // A set or ordered_set is given `Put`s only; disc-only stores are not
+                    // bulk loaded.
+                    _ => true,
+                };
+                if taken {
+                    return Err((at, key));
+                }
+            }
+        }
+        Ok(())
+    }
+
     /// Makes room for about `n` more keys, in the shards and the indexes.
     pub(crate) fn reserve(&self, n: usize) {
         let per_shard = n / self.shards.len() + 1;
@@ -600,7 +672,8 @@ impl<T: Table> TableStore<T> {
             .collect()
     }
 
-    /// Fills a new table with records recovered from disc, building its indexes.
+    /// Fills a new table with records recovered from disc, building its indexes: a chunk of
+    /// rows at a time, each shard of the table and of its indexes locked once per chunk.
     pub(crate) fn load(&self, rows: &crate::disk::Rows) -> Result<()> {
         let bad = |e: postcard::Error| {
             Error::Codec(format!(
@@ -613,43 +686,47 @@ impl<T: Table> TableStore<T> {
         // Sized once: no rehashing while a million records go in.
         self.reserve(rows.len());
         let mut max_id = 0;
-        for (kb, (version, value)) in rows {
-            let key: T::Key = postcard::from_bytes(kb).map_err(bad)?;
-            let write = match value {
-                Logged::Put(b) => Write::Put(postcard::from_bytes::<T>(b).map_err(bad)?),
-                Logged::Group(bs) => Write::Group(
-                    bs.iter().map(|b| postcard::from_bytes(b)).collect::<Result<_, _>>().map_err(bad)?,
-                ),
-                Logged::Delete => continue,
-            };
-            for r in write.records() {
-                max_id = max_id.max(r.auto_id().unwrap_or(0));
-            }
-            // A unique index declared since the records were stored may not hold for them.
-            for idx in indexes.list.iter().filter(|i| i.unique()) {
+        let mut rows = rows.iter();
+        loop {
+            let mut items = Vec::new();
+            let mut read = 0;
+            for (kb, (version, value)) in rows.by_ref().take(LOAD_CHUNK) {
+                read += 1;
+                let key: T::Key = postcard::from_bytes(kb).map_err(bad)?;
+                let write = match value {
+                    Logged::Put(b) => Write::Put(postcard::from_bytes::<T>(b).map_err(bad)?),
+                    Logged::Group(bs) => Write::Group(
+                        bs.iter().map(|b| postcard::from_bytes(b)).collect::<Result<_, _>>().map_err(bad)?,
+                    ),
+                    Logged::Delete => continue,
+                };
                 for r in write.records() {
-                    let mut owners = Vec::new();
-                    idx.lookup_by_record(r, &mut owners);
-                    if let Some(other) = owners.iter().find(|k| *k != &key) {
-                        return Err(Error::SchemaMismatch {
-                            table: T::NAME.to_owned(),
-                            differences: vec![format!(
-                                "the struct declares a unique index on `{}`, but the stored records with keys {other:?} and {key:?} share the value {}",
-                                idx.field(),
-                                idx.value_debug(r)
-                            )],
-                        });
-                    }
+                    max_id = max_id.max(r.auto_id().unwrap_or(0));
+                }
+                items.push((key, write, *version));
+            }
+            if read == 0 {
+                break;
+            }
+            let recs: Vec<&T> = items.iter().flat_map(|(_, w, _)| w.records()).collect();
+            let version = items.iter().map(|(_, _, v)| *v).max().unwrap_or(0);
+            for idx in &indexes.list {
+                // A unique index declared since the records were stored may not hold for them.
+                if let Err((i, other)) = idx.load_many(&recs, version) {
+                    return Err(Error::SchemaMismatch {
+                        table: T::NAME.to_owned(),
+                        differences: vec![format!(
+                            "the struct declares a unique index on `{}`, but the stored records with keys {other:?} and {:?} share the value {}",
+                            idx.field(),
+                            recs[i].key(),
+                            idx.value_debug(recs[i])
+                        )],
+                    });
                 }
             }
-            let hash = self.hash(&key);
-            self.install(&key, hash, write, *version, |_, new| {
-                for idx in &indexes.list {
-                    for r in new {
-                        idx.insert(r, *version);
-                    }
-                }
-            });
+            self.insert_new(items).map_err(|(_, key)| {
+                Error::Codec(format!("table {}: the key {key:?} is stored twice", T::NAME))
+            })?;
         }
         self.counter.fetch_max(max_id, Ordering::AcqRel);
         Ok(())

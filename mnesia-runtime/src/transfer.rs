@@ -535,14 +535,13 @@ pub(crate) fn import_from<T: Table>(
     let (n, mut logs) = crate::bulk::fan_out(
         crate::bulk::LogBatch::default,
         |log, batch: Vec<(u64, T)>| {
-            for (line, rec) in batch {
-                let key = rec.key().clone();
-                loader
-                    .load(key, crate::store::Write::Put(rec), log, None)
-                    .map_err(|c| located::<T>(c, line))?;
-                loader.log_if_full(log)?;
-            }
-            Ok(())
+            let lines: Vec<u64> = batch.iter().map(|(line, _)| *line).collect();
+            let items = batch
+                .into_iter()
+                .map(|(_, rec)| (rec.key().clone(), crate::store::Write::Put(rec), None))
+                .collect();
+            loader.load_batch(items, log).map_err(|(at, c)| located::<T>(c, lines[at]))?;
+            loader.log_if_full(log)
         },
         |hand| {
             let mut batch = Vec::with_capacity(BULK_BATCH);
