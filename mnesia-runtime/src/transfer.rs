@@ -589,7 +589,7 @@ pub(crate) fn import_from<T: Table>(
 }
 
 /// Records handed to a loading thread at a time.
-const BULK_BATCH: usize = 1024;
+const BULK_BATCH: usize = 4096;
 
 /// Counts the bytes read through it.
 struct CountBytes<'a, R> {
