@@ -1,9 +1,12 @@
-//! Bulk loads (a restore that clears and loads, an import into an empty table): a new
-//! store is filled beside the live one, by several threads, while the live table's commit
-//! locks are held; then it takes the live one's place at once. A disc table's new records
-//! are logged under a new table id as they come, and one write of the schema switches to
-//! it, so a crash leaves the old table or the new one. Nothing is visible before the
-//! switch: a failure anywhere leaves everything as it was.
+//! Bulk loads (a restore that clears and loads or recreates, an import into an empty
+//! table): a new store is filled beside the live one while the live table's commit locks
+//! and the schema lock are held, by several threads, a batch at a time (each shard of the
+//! table and of its indexes locked once per batch); then it takes the live one's place at
+//! once. A disc table's new records are logged under a new table id as they come; the log is
+//! synced and one write of the schema switches to it, so a crash leaves the old table or the
+//! new one. Nothing is visible before the switch: a failure anywhere leaves everything as
+//! it was. The old store is sealed before the switch (see `Sealed`), so that no
+//! auto-increment id is handed out twice.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
