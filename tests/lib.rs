@@ -21,3 +21,40 @@ pub fn schema_dir() -> tempfile::TempDir {
     mnesia::Schema::create(dir.path()).expect("schema");
     dir
 }
+
+/// Threads that run `step(i)` again and again in `db`'s scope, each with its own run of
+/// `i` (thread `w` of `n` takes `w`, `w + n`, `w + 2n`, ...), until [`Workers::stop`].
+pub struct Workers {
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    threads: Vec<std::thread::JoinHandle<()>>,
+}
+
+impl Workers {
+    /// Starts `n` threads.
+    pub fn start(db: &mnesia::Database, n: u32, step: impl Fn(u32) + Clone + Send + 'static) -> Workers {
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let threads = (0..n)
+            .map(|w| {
+                let (db, stop, step) = (db.clone(), std::sync::Arc::clone(&stop), step.clone());
+                std::thread::spawn(move || {
+                    db.scope(|| {
+                        let mut i = w;
+                        while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                            step(i);
+                            i += n;
+                        }
+                    })
+                })
+            })
+            .collect();
+        Workers { stop, threads }
+    }
+
+    /// Stops the threads and waits for them (a panic in one fails the caller).
+    pub fn stop(self) {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        for t in self.threads {
+            t.join().expect("worker");
+        }
+    }
+}

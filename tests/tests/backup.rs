@@ -34,6 +34,17 @@ fn bank(db: &Database) {
     .expect("bank");
 }
 
+/// One transfer between two accounts picked by `i`.
+fn transfer(i: u32) {
+    let (from, to) = (i % ACCOUNTS, (i * 7 + 3) % ACCOUNTS);
+    mnesia::transaction(|| {
+        Account::update(&from, |a| a.balance -= 1)?;
+        Account::update(&to, |a| a.balance += 1)?;
+        Ok::<_, Error>(())
+    })
+    .expect("transfer");
+}
+
 fn total() -> i64 {
     Account::list().expect("list").iter().map(|a| a.balance).sum()
 }
@@ -43,27 +54,7 @@ fn a_backup_taken_while_transfers_run_restores_to_the_exact_total() {
     let dir = tempfile::tempdir().expect("tempdir");
     let db = Database::in_memory().expect("db");
     bank(&db);
-    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
-    let workers: Vec<_> = (0..4u32)
-        .map(|w| {
-            let (db, stop) = (db.clone(), std::sync::Arc::clone(&stop));
-            std::thread::spawn(move || {
-                db.scope(|| {
-                    let mut i = w;
-                    while !stop.load(std::sync::atomic::Ordering::Relaxed) {
-                        let (from, to) = (i % ACCOUNTS, (i * 7 + 3) % ACCOUNTS);
-                        mnesia::transaction(|| {
-                            Account::update(&from, |a| a.balance -= 1)?;
-                            Account::update(&to, |a| a.balance += 1)?;
-                            Ok::<_, Error>(())
-                        })
-                        .expect("transfer");
-                        i += 4;
-                    }
-                })
-            })
-        })
-        .collect();
+    let workers = tests::Workers::start(&db, 4, transfer);
     let mut files = Vec::new();
     for n in 0..10 {
         let file = dir.path().join(format!("b{n}.bak"));
@@ -72,10 +63,7 @@ fn a_backup_taken_while_transfers_run_restores_to_the_exact_total() {
         files.push(file);
         std::thread::sleep(std::time::Duration::from_millis(5));
     }
-    stop.store(true, std::sync::atomic::Ordering::Relaxed);
-    for w in workers {
-        w.join().expect("worker");
-    }
+    workers.stop();
     for file in files {
         let fresh = Database::in_memory().expect("fresh");
         fresh

@@ -39,40 +39,28 @@ struct Ticket {
 const ACCOUNTS: u32 = 1000;
 const TOTAL: i64 = ACCOUNTS as i64 * 100;
 
+/// One transfer between two accounts picked by `i`.
+fn transfer(i: u32) {
+    let (from, to) = (i % ACCOUNTS, (i * 7 + 3) % ACCOUNTS);
+    mnesia::transaction(|| {
+        Account::update(&from, |a| a.balance -= 1)?;
+        Account::update(&to, |a| a.balance += 1)?;
+        Ok::<_, Error>(())
+    })
+    .expect("transfer");
+}
+
 fn total() -> i64 {
     Account::list().expect("list").iter().map(|a| a.balance).sum()
 }
 
 fn restore_while_transfers_run(db: &Database, file: &std::path::Path) {
-    let stop = Arc::new(AtomicBool::new(false));
-    let workers: Vec<_> = (0..4u32)
-        .map(|w| {
-            let (db, stop) = (db.clone(), Arc::clone(&stop));
-            std::thread::spawn(move || {
-                db.scope(|| {
-                    let mut i = w;
-                    while !stop.load(Ordering::Relaxed) {
-                        let (from, to) = (i % ACCOUNTS, (i * 7 + 3) % ACCOUNTS);
-                        mnesia::transaction(|| {
-                            Account::update(&from, |a| a.balance -= 1)?;
-                            Account::update(&to, |a| a.balance += 1)?;
-                            Ok::<_, Error>(())
-                        })
-                        .expect("transfer");
-                        i += 4;
-                    }
-                })
-            })
-        })
-        .collect();
+    let workers = tests::Workers::start(db, 4, transfer);
     for _ in 0..8 {
         assert_eq!(db.restore(file, &RestoreOptions::new()).expect("restore"), u64::from(ACCOUNTS));
         std::thread::sleep(std::time::Duration::from_millis(3));
     }
-    stop.store(true, Ordering::Relaxed);
-    for w in workers {
-        w.join().expect("worker");
-    }
+    workers.stop();
 }
 
 #[test]
@@ -356,7 +344,7 @@ fn ids_taken_while_an_import_runs_are_never_the_imported_ones() {
 fn a_crash_right_after_a_relaxed_disc_restore_keeps_the_restored_table() {
     let dir = tempfile::tempdir().expect("tempdir");
     let data = tests::schema_dir();
-    let image = tempfile::tempdir().expect("tempdir");
+
     let file = dir.path().join("bank.bak");
     let relaxed = mnesia::Durability::Relaxed { interval: std::time::Duration::from_secs(600) };
     let db = Database::open(Config::default().dir(data.path()).durability(relaxed)).expect("open");
@@ -371,11 +359,7 @@ fn a_crash_right_after_a_relaxed_disc_restore_keeps_the_restored_table() {
     })
     .expect("restore");
     // What the disc holds right now, as a crash would leave it.
-    for entry in std::fs::read_dir(data.path()).expect("dir") {
-        let entry = entry.expect("entry");
-        std::fs::copy(entry.path(), image.path().join(entry.file_name())).expect("copy");
-    }
-    let _ = std::fs::remove_file(image.path().join("LOCK"));
+    let image = tests::crash_image(data.path());
     drop(db);
     let db = Database::open(Config::default().dir(image.path())).expect("reopen the image");
     db.scope(|| {
