@@ -8,6 +8,7 @@
 
 mod alloc;
 mod disc;
+mod fairness;
 mod floor;
 mod transfer;
 mod ttl;
@@ -203,6 +204,7 @@ fn main() -> mnesia::Result<()> {
     if report.wants("event_fanout") {
         event_fanout(&mut report, ops)?;
     }
+    fairness::figures(&mut report, records)?;
     ttl::figures(&mut report, records, ops)?;
     transfer::figures(&mut report, quick)?;
     let tx_write_floor =

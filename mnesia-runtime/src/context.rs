@@ -2,11 +2,13 @@
 //! transaction, and the retry loop that runs a transaction's closure.
 
 use std::cell::{Cell, RefCell};
+use std::sync::Arc;
 use std::time::Duration;
 
 use crate::db::{self, Database};
 use crate::error::{Error, Result};
 use crate::info::Stat;
+use crate::priority::{Gate, merge};
 use crate::tx::Tx;
 
 thread_local! {
@@ -101,10 +103,22 @@ pub(crate) fn transact<R, E: From<Error>>(db: Database, mut f: impl FnMut() -> R
         .into());
     }
     let attempts = db.config().retries();
+    let escalate_after = db.config().escalation_threshold();
     let stats = db.stats();
     stats.add(Stat::Start);
     let mut db = db;
+    // Conflicts in a row, and the tables the attempts that lost touched.
+    let mut conflicts = 0;
+    let mut long = false;
+    let mut touched: Vec<Arc<dyn Gate>> = Vec::new();
     for attempt in 1..=attempts {
+        // A transaction that keeps losing runs with priority: writers to the tables it
+        // touched wait for it (see `priority.rs`). Taken before anything else, holding
+        // no lock; given back when the attempt ends, also on unwind.
+        let _priority = (conflicts >= escalate_after || (conflicts > 0 && long)).then(|| {
+            stats.add(Stat::Escalation);
+            db.priority().take(&touched)
+        });
         // Lets a sync leader of the log wait a little for this transaction's commit; the
         // registration ends with the attempt, also on unwind.
         if let Some(disk) = db.disk() {
@@ -135,13 +149,20 @@ pub(crate) fn transact<R, E: From<Error>>(db: Database, mut f: impl FnMut() -> R
                 None
             }
         };
+        if outcome.is_none() {
+            conflicts += 1;
+            long |= tx.long();
+            merge(&mut touched, tx.gates());
+        }
         db = tx.finish();
         if let Some(done) = outcome {
             stats.add(if done.is_ok() { Stat::Commit } else { Stat::Abort });
             return done;
         }
         stats.add(Stat::Retry);
-        backoff(attempt);
+        if _priority.is_none() {
+            backoff(attempt);
+        }
     }
     stats.add(Stat::Abort);
     Err(Error::TooManyRetries { attempts }.into())

@@ -34,6 +34,7 @@ use crate::table::{IndexInfo, StorageType, Table, TableInfo, TableOptions, Table
 #[derive(Clone, Debug)]
 pub struct Config {
     max_retries: u32,
+    escalate_after: u32,
     node: String,
     dir: Option<PathBuf>,
     durability: Durability,
@@ -47,6 +48,7 @@ impl Default for Config {
     fn default() -> Self {
         Config {
             max_retries: 1000,
+            escalate_after: 2,
             node: "local@localhost".to_owned(),
             dir: None,
             durability: Durability::Immediate,
@@ -78,6 +80,31 @@ impl Config {
     /// ```
     pub fn retries(&self) -> u32 {
         self.max_retries
+    }
+
+    /// After how many conflicts in a row a transaction *escalates* (default 2; at least 1):
+    /// its next attempts run with priority, and commits of other threads that write to
+    /// the tables its last attempt touched wait until it is done, so it cannot lose again
+    /// to them. A long transaction (one whose losing attempt scanned a table or read 64
+    /// records or more) escalates after its first conflict. One transaction of a database
+    /// holds the priority at a time; readers never wait for it.
+    ///
+    /// ```
+    /// let c = mnesia::Config::default().escalate_after(1);
+    /// assert_eq!(c.escalation_threshold(), 1);
+    /// ```
+    pub fn escalate_after(mut self, conflicts: u32) -> Self {
+        self.escalate_after = conflicts.max(1);
+        self
+    }
+
+    /// The configured escalation threshold.
+    ///
+    /// ```
+    /// assert_eq!(mnesia::Config::default().escalation_threshold(), 2);
+    /// ```
+    pub fn escalation_threshold(&self) -> u32 {
+        self.escalate_after
     }
 
     /// This node's name (`local@localhost` by default), as used in table copy options.
@@ -509,6 +536,8 @@ pub(crate) struct DbInner {
     reaper: Arc<crate::expiring::Reaper>,
     system: Arc<crate::system::SystemHub>,
     stats: Arc<crate::info::Stats>,
+    /// Which transaction, if any, runs with priority (see `priority.rs`).
+    priority: Arc<crate::priority::Priority>,
 }
 
 impl Drop for DbInner {
@@ -585,6 +614,7 @@ impl Database {
                 reaper: Arc::default(),
                 system: Arc::default(),
                 stats: Arc::default(),
+                priority: Arc::default(),
             }),
         };
         if db.inner.disk.is_some() {
@@ -773,6 +803,11 @@ impl Database {
             }
         }
         Ok(removed)
+    }
+
+    /// The database's priority, for transactions that keep losing.
+    pub(crate) fn priority(&self) -> &Arc<crate::priority::Priority> {
+        &self.inner.priority
     }
 
     pub(crate) fn stats(&self) -> Arc<crate::info::Stats> {

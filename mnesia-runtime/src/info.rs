@@ -13,7 +13,7 @@ use crate::table::TableInfo;
 /// What happened to transactions, counted in per-thread stripes so that counting costs a
 /// transaction two adds that other threads rarely contend for.
 pub(crate) struct Stats {
-    stripes: Box<[CachePadded<[AtomicU64; 4]>]>,
+    stripes: Box<[CachePadded<[AtomicU64; 5]>]>,
 }
 
 /// What [`Stats`] counts.
@@ -27,6 +27,8 @@ pub(crate) enum Stat {
     Retry = 2,
     /// A transaction started (those running are started minus committed minus aborted).
     Start = 3,
+    /// A transaction that kept losing ran an attempt with priority.
+    Escalation = 4,
 }
 
 const STRIPES: usize = 16;
@@ -120,6 +122,9 @@ pub struct SystemInfo {
     pub aborts: u64,
     /// Times a transaction ran again after a conflict.
     pub retries: u64,
+    /// Times a transaction that kept losing ran an attempt with priority (see
+    /// [`Config::escalate_after`](crate::Config::escalate_after)).
+    pub escalations: u64,
     /// Transactions running now.
     pub running_transactions: u64,
     /// The commit log, for a database with a directory.
@@ -149,6 +154,7 @@ impl SystemInfo {
             commits,
             aborts,
             retries: stats.total(Stat::Retry),
+            escalations: stats.total(Stat::Escalation),
             running_transactions: started.saturating_sub(commits + aborts),
             log,
         }
@@ -165,8 +171,13 @@ impl fmt::Display for SystemInfo {
         writeln!(f, "nodes:        running {:?}, known {:?}", self.running_nodes, self.known_nodes)?;
         writeln!(
             f,
-            "transactions: {} committed, {} aborted, {} retries, {} running; last commit {}",
-            self.commits, self.aborts, self.retries, self.running_transactions, self.last_commit
+            "transactions: {} committed, {} aborted, {} retries, {} escalated, {} running; last commit {}",
+            self.commits,
+            self.aborts,
+            self.retries,
+            self.escalations,
+            self.running_transactions,
+            self.last_commit
         )?;
         if let Some(log) = &self.log {
             writeln!(

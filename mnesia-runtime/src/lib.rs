@@ -8,7 +8,8 @@
 //!   the table-scoped API; they call `ops.rs`, as does the explicit [`Transaction`] handle.
 //! - `context.rs`: the thread's current transaction and the retry loop.
 //! - `tx.rs`: read and write sets, and the commit protocol; `lock.rs`: commit locks taken
-//!   in one global order.
+//!   in one global order; `priority.rs`: escalation, so that a transaction that keeps
+//!   losing finishes.
 //! - `store.rs`: records in shards; `index.rs`: secondary indexes.
 //! - `field.rs`, `filter.rs`, `plan.rs`, `select.rs`, `query.rs`: typed conditions, the
 //!   planner and the planned reads.
@@ -41,6 +42,7 @@ mod migrate;
 mod ops;
 mod plan;
 mod prefetch;
+mod priority;
 mod progress;
 mod query;
 mod restore;

@@ -187,6 +187,8 @@ pub(crate) struct TableStore<T: Table> {
     pub(crate) version: std::sync::atomic::AtomicU32,
     /// The backup in progress, if any.
     pub(crate) cut: arc_swap::ArcSwapOption<Cut>,
+    /// Closed while a transaction with priority works on the table (see `priority.rs`).
+    pub(crate) gate: crate::priority::GateState,
 }
 
 fn key_of<T: Table>(s: &Slot<T>) -> &T::Key {
@@ -231,6 +233,7 @@ impl<T: Table> TableStore<T> {
             expiry: T::TTL_FIELD.map(|_| ExpiryIndex::new()),
             version: std::sync::atomic::AtomicU32::new(0),
             cut: arc_swap::ArcSwapOption::empty(),
+            gate: crate::priority::GateState::default(),
         }
     }
 
@@ -1054,6 +1057,35 @@ impl<T: Table> TableStore<T> {
     /// Increments the dropped flag check.
     pub(crate) fn is_dropped(&self) -> bool {
         self.dropped.load(Ordering::Acquire)
+    }
+}
+
+impl<T: Table> crate::priority::Gate for TableStore<T> {
+    fn gate_id(&self) -> u32 {
+        self.id
+    }
+
+    fn raise(&self, owner: u64) {
+        self.gate.close(owner);
+    }
+
+    fn lower(&self) {
+        self.gate.open();
+    }
+
+    fn drain(&self) {
+        // Every commit that writes to the table holds the commit lock of a record shard
+        // exclusively while it installs: once each lock has been taken (shared, as readers
+        // do) and released, those commits are done, and later ones see the gate.
+        let reqs = self
+            .all_commit_locks()
+            .map(|(i, lock)| LockReq {
+                order: lock_order(self.id, 0, u16::try_from(i).unwrap_or(u16::MAX)),
+                exclusive: false,
+                lock,
+            })
+            .collect();
+        drop(HeldLocks::acquire(reqs));
     }
 }
 

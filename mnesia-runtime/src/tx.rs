@@ -24,6 +24,7 @@ use crate::error::{Error, Result};
 use crate::events::{DeleteCause, Event};
 use crate::index::TableIndex;
 use crate::lock::{HeldLocks, LockReq, lock_order};
+use crate::priority::Gate;
 use crate::store::{IndexList, TableStore, Write};
 use crate::table::{Table, TableType};
 use crate::ttl::Alive;
@@ -321,6 +322,8 @@ pub(crate) trait TxPart: Any {
     fn as_any_mut(&mut self) -> &mut dyn Any;
     fn has_writes(&self) -> bool;
     fn read_count(&self) -> usize;
+    /// Whether the part scanned records or read many: costly to run again.
+    fn long(&self) -> bool;
     fn prepare(&mut self);
     fn collect_locks<'a>(&'a self, out: &mut Vec<LockReq<'a>>);
     /// Checks, under the commit locks, that what the part read and the keys it writes are
@@ -337,6 +340,11 @@ pub(crate) trait TxPart: Any {
     /// subscribers (the caller holds the table's publish lock).
     fn install(&self, seq: u64, publish: bool);
     fn reads_unchanged(&self) -> bool;
+    /// The table, as a gate a transaction with priority closes.
+    fn gate(&self) -> Arc<dyn Gate>;
+    /// The thread holding the table's gate closed, if this part writes and it is not this
+    /// thread: the commit must wait for it.
+    fn gate_closed(&self) -> Option<u64>;
     /// Empties the part for reuse by a later transaction of this thread. The spare keeps its
     /// buffers but holds its table weakly: a thread's spares never keep a table or a
     /// database alive.
@@ -368,6 +376,10 @@ impl<T: Table> TxPart for TxTable<T> {
 
     fn read_count(&self) -> usize {
         TxTable::read_count(self)
+    }
+
+    fn long(&self) -> bool {
+        !self.shard_reads.is_empty() || self.read_count() >= crate::priority::LONG_ATTEMPT_READS
     }
 
     fn prepare(&mut self) {
@@ -597,6 +609,17 @@ impl<T: Table> TxPart for TxTable<T> {
         TxTable::reads_unchanged(self)
     }
 
+    fn gate(&self) -> Arc<dyn Gate> {
+        Arc::clone(&self.store) as Arc<dyn Gate>
+    }
+
+    fn gate_closed(&self) -> Option<u64> {
+        if self.writes.borrow().is_empty() {
+            return None;
+        }
+        self.store.gate.closed_to_me()
+    }
+
     fn recycle(self: Box<Self>) -> Option<Box<dyn Spare>> {
         let TxTable { store, mut reads, mut shard_reads, mut index_reads, writes, .. } = *self;
         let mut writes = writes.into_inner();
@@ -749,6 +772,17 @@ impl Tx {
         db
     }
 
+    /// The tables this transaction touched, as gates (see `priority.rs`).
+    pub(crate) fn gates(&self) -> Vec<Arc<dyn Gate>> {
+        self.parts.iter().map(|p| p.gate()).collect()
+    }
+
+    /// Whether the transaction scanned a table or read many records: costly to run again.
+    pub(crate) fn long(&self) -> bool {
+        self.parts.iter().any(|p| p.long())
+            || self.parts.iter().map(|p| p.read_count()).sum::<usize>() >= crate::priority::LONG_ATTEMPT_READS
+    }
+
     /// The buffered writes as they are now, to roll a nested transaction back to.
     pub(crate) fn savepoint(&self) -> Vec<Box<dyn Any>> {
         self.parts.iter().map(|p| p.save_writes()).collect()
@@ -801,6 +835,12 @@ impl Tx {
                 p.collect_locks(&mut reqs);
             }
             let held = HeldLocks::acquire(reqs);
+            // A table closed by a transaction with priority: wait for it, holding no lock.
+            if writes && let Some(owner) = self.parts.iter().find_map(|p| p.gate_closed()) {
+                drop(held);
+                self.db.priority().wait_for(owner);
+                continue;
+            }
             // Every read first: a stale read means "run again", whatever else fails.
             for p in &self.parts {
                 p.validate()?;

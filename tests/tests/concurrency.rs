@@ -1,4 +1,5 @@
-//! Serializability under contention, with 8 threads.
+//! Serializability under contention, with 8 threads, with the default escalation and with
+//! escalation from the first conflict.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 
@@ -38,7 +39,18 @@ fn rng(seed: &mut u64) -> u64 {
 
 #[test]
 fn bank_transfers_keep_the_total() {
-    let db = Database::in_memory().expect("db");
+    bank_transfers_keep_the_total_with(Config::default());
+}
+
+/// The same with escalation from the first conflict: a transaction that lost once runs
+/// with priority, and writers to its tables wait for it.
+#[test]
+fn bank_transfers_keep_the_total_escalating_at_once() {
+    bank_transfers_keep_the_total_with(Config::default().escalate_after(1));
+}
+
+fn bank_transfers_keep_the_total_with(config: Config) {
+    let db = Database::open(config.clone()).expect("db");
     let accounts = 10u32;
     db.scope(|| -> mnesia::Result<()> {
         Account::create_table(TableOptions::new())?;
@@ -104,7 +116,18 @@ fn bank_transfers_keep_the_total() {
 
 #[test]
 fn concurrent_increments_are_never_lost() {
-    let db = Database::in_memory().expect("db");
+    concurrent_increments_are_never_lost_with(Config::default());
+}
+
+/// The same with escalation from the first conflict: a transaction that lost once runs
+/// with priority, and writers to its tables wait for it.
+#[test]
+fn concurrent_increments_are_never_lost_escalating_at_once() {
+    concurrent_increments_are_never_lost_with(Config::default().escalate_after(1));
+}
+
+fn concurrent_increments_are_never_lost_with(config: Config) {
+    let db = Database::open(config.clone()).expect("db");
     db.scope(|| -> mnesia::Result<()> {
         Account::create_table(TableOptions::new())?;
         Account::write(Account { id: 1, balance: 0 })?;
@@ -130,10 +153,21 @@ fn concurrent_increments_are_never_lost() {
 
 #[test]
 fn write_skew_is_prevented() {
+    write_skew_is_prevented_with(Config::default());
+}
+
+/// The same with escalation from the first conflict: a transaction that lost once runs
+/// with priority, and writers to its tables wait for it.
+#[test]
+fn write_skew_is_prevented_escalating_at_once() {
+    write_skew_is_prevented_with(Config::default().escalate_after(1));
+}
+
+fn write_skew_is_prevented_with(config: Config) {
     // Two doctors on call; each transaction takes one off call if the other is still on.
     // Under snapshot isolation both could succeed and leave nobody on call.
     for round in 0..50 {
-        let db = Database::in_memory().expect("db");
+        let db = Database::open(config.clone()).expect("db");
         db.scope(|| -> mnesia::Result<()> {
             Doctor::create_table(TableOptions::new())?;
             Doctor::write(Doctor { name: "a".into(), on_call: true })?;
@@ -172,9 +206,20 @@ fn write_skew_is_prevented() {
 
 #[test]
 fn select_then_insert_phantom_is_prevented() {
+    select_then_insert_phantom_is_prevented_with(Config::default());
+}
+
+/// The same with escalation from the first conflict: a transaction that lost once runs
+/// with priority, and writers to its tables wait for it.
+#[test]
+fn select_then_insert_phantom_is_prevented_escalating_at_once() {
+    select_then_insert_phantom_is_prevented_with(Config::default().escalate_after(1));
+}
+
+fn select_then_insert_phantom_is_prevented_with(config: Config) {
     // Each transaction books room 7 only if a select finds no booking for it.
     for round in 0..50 {
-        let db = Database::in_memory().expect("db");
+        let db = Database::open(config.clone()).expect("db");
         db.scope(|| Booking::create_table(TableOptions::new())).expect("setup");
         let barrier = std::sync::Barrier::new(2);
         std::thread::scope(|s| {

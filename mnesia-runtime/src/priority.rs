@@ -1,0 +1,201 @@
+//! Priority for transactions that keep losing, so that every transaction finishes.
+//!
+//! Optimistic validation lets a long transaction (a report scanning a table) lose to every
+//! short commit that lands while it runs: without help it runs again and again and may never
+//! finish. A transaction that has lost often enough *escalates*: it takes its database's
+//! priority (one transaction at a time holds it) and raises a *gate* on every table its
+//! last attempt touched. A commit that writes to a gated table — from any other thread —
+//! waits at the gate, holding no lock, until the priority is given back. Commits already
+//! past the gate are drained first (the gate holder takes and releases every record-shard
+//! commit lock of the table), so from then on nothing it reads from those tables changes
+//! under it, and it commits on that attempt unless it strays into a table it did not touch
+//! before (the next attempt then gates that one too).
+//!
+//! No deadlock: the priority is taken only between attempts, when a transaction holds no
+//! lock; a commit waits at a gate only after releasing its locks; the priority holder never
+//! waits at a gate (its own gates let it through, and no one else holds one); commit locks
+//! are still taken in the one global order. Writers to a gated table wait for as long as the
+//! priority holder runs; readers never wait.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use parking_lot::{Condvar, Mutex};
+
+/// How many records an attempt must have read to count as long (a scan counts too): a long
+/// transaction that lost once escalates at once, as running it again unprotected would
+/// most likely lose again and cost as much.
+pub(crate) const LONG_ATTEMPT_READS: usize = 64;
+
+/// A table that a transaction with priority can close to other writers.
+pub(crate) trait Gate: Send + Sync {
+    /// The table's id in its database: gates are kept once per table.
+    fn gate_id(&self) -> u32;
+    /// Closes the table to commits of threads other than `owner`.
+    fn raise(&self, owner: u64);
+    /// Opens the table again.
+    fn lower(&self);
+    /// Waits for the commits already past the gate to finish installing.
+    fn drain(&self);
+}
+
+/// A table's gate: the thread token of the transaction with priority that closed it, or 0.
+#[derive(Default)]
+pub(crate) struct GateState(AtomicU64);
+
+impl GateState {
+    /// Whether a commit of the calling thread must wait: the gate is closed by another
+    /// thread. Returns the owner to wait for.
+    pub(crate) fn closed_to_me(&self) -> Option<u64> {
+        let owner = self.0.load(Ordering::Acquire);
+        (owner != 0 && owner != thread_token()).then_some(owner)
+    }
+
+    pub(crate) fn close(&self, owner: u64) {
+        self.0.store(owner, Ordering::SeqCst);
+    }
+
+    pub(crate) fn open(&self) {
+        self.0.store(0, Ordering::SeqCst);
+    }
+}
+
+static NEXT_TOKEN: AtomicU64 = AtomicU64::new(1);
+
+thread_local! {
+    static TOKEN: u64 = NEXT_TOKEN.fetch_add(1, Ordering::Relaxed);
+}
+
+/// A number unique to the calling thread (never 0).
+pub(crate) fn thread_token() -> u64 {
+    TOKEN.try_with(|t| *t).unwrap_or(u64::MAX)
+}
+
+/// A database's priority: which thread holds it (0: none).
+#[derive(Default)]
+pub(crate) struct Priority {
+    holder: Mutex<u64>,
+    released: Condvar,
+}
+
+impl Priority {
+    /// Takes the priority (waiting for the transaction holding it, if any) and closes the
+    /// gates of `tables`, draining the commits already past them.
+    pub(crate) fn take(self: &Arc<Self>, tables: &[Arc<dyn Gate>]) -> Escalated {
+        let me = thread_token();
+        {
+            let mut holder = self.holder.lock();
+            if *holder == me {
+                // Already this thread's (a transaction started by the holder's own commit):
+                // its gates stay as they are.
+                return Escalated { priority: Arc::clone(self), gated: Vec::new(), owns: false };
+            }
+            while *holder != 0 {
+                self.released.wait(&mut holder);
+            }
+            *holder = me;
+        }
+        for t in tables {
+            t.raise(me);
+        }
+        for t in tables {
+            t.drain();
+        }
+        Escalated { priority: Arc::clone(self), gated: tables.to_vec(), owns: true }
+    }
+
+    /// Waits while `owner` holds the priority (a commit stopped at one of its gates).
+    pub(crate) fn wait_for(&self, owner: u64) {
+        let mut holder = self.holder.lock();
+        while *holder == owner {
+            self.released.wait(&mut holder);
+        }
+    }
+}
+
+/// The priority, held by one transaction's attempt; given back (gates opened first) when
+/// dropped, also on unwind.
+pub(crate) struct Escalated {
+    priority: Arc<Priority>,
+    gated: Vec<Arc<dyn Gate>>,
+    /// Whether this attempt took the priority (and gives it back).
+    owns: bool,
+}
+
+impl Drop for Escalated {
+    fn drop(&mut self) {
+        if !self.owns {
+            return;
+        }
+        for t in &self.gated {
+            t.lower();
+        }
+        *self.priority.holder.lock() = 0;
+        self.priority.released.notify_all();
+    }
+}
+
+/// Adds `more` to `tables`, keeping one gate per table.
+pub(crate) fn merge(tables: &mut Vec<Arc<dyn Gate>>, more: Vec<Arc<dyn Gate>>) {
+    for t in more {
+        if !tables.iter().any(|x| x.gate_id() == t.gate_id()) {
+            tables.push(t);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::AtomicBool;
+
+    struct Probe {
+        state: GateState,
+        drained: AtomicBool,
+    }
+
+    impl Gate for Probe {
+        fn gate_id(&self) -> u32 {
+            7
+        }
+        fn raise(&self, owner: u64) {
+            self.state.close(owner);
+        }
+        fn lower(&self) {
+            self.state.open();
+        }
+        fn drain(&self) {
+            self.drained.store(true, Ordering::SeqCst);
+        }
+    }
+
+    #[test]
+    fn a_gate_stops_other_threads_only_while_the_priority_is_held() {
+        let probe = Arc::new(Probe { state: GateState::default(), drained: AtomicBool::new(false) });
+        let priority = Arc::new(Priority::default());
+        let held = priority.take(&[Arc::clone(&probe) as Arc<dyn Gate>]);
+        assert!(probe.drained.load(Ordering::SeqCst));
+        assert_eq!(probe.state.closed_to_me(), None, "the holder passes its own gate");
+        let owner = std::thread::scope(|s| s.spawn(|| probe.state.closed_to_me()).join().expect("thread"));
+        assert_eq!(owner, Some(thread_token()));
+        let waited = std::thread::scope(|s| {
+            let waiter = s.spawn(|| {
+                priority.wait_for(owner.expect("the gate is closed"));
+                probe.state.closed_to_me()
+            });
+            std::thread::sleep(std::time::Duration::from_millis(20));
+            drop(held);
+            waiter.join().expect("waiter")
+        });
+        assert_eq!(waited, None, "the gate is open once the priority is given back");
+    }
+
+    #[test]
+    fn merge_keeps_one_gate_per_table() {
+        let a: Arc<dyn Gate> =
+            Arc::new(Probe { state: GateState::default(), drained: AtomicBool::new(false) });
+        let mut tables = vec![Arc::clone(&a)];
+        merge(&mut tables, vec![Arc::clone(&a), a]);
+        assert_eq!(tables.len(), 1);
+    }
+}
