@@ -1,10 +1,12 @@
 //! CSV rows and records. Writing: `write_cells` serializes a record's fields into cells
 //! (scalars as text, `None` empty, a plain enum variant as its name, anything nested as its
-//! JSON text). Reading: a serde deserializer that gives each field what it asks for, so that
+//! JSON text, and a `Some` whose cell would be empty or begin with a quote as its JSON text). Reading: a serde deserializer that gives each field what it asks for, so that
 //! the rules follow the field's type, whatever its name (an alias, a newtype, `Cow<str>`):
 //!
 //! - a string is the cell as it is (an empty cell: the empty string);
-//! - an `Option` is `None` when the cell is empty, else the cell read as its inner type;
+//! - an `Option` is `None` when the cell is empty; a cell that starts with a quote and is a
+//!   JSON value is that value (so `Some("")`, written `""`, stays apart from `None`); else
+//!   the cell read as its inner type;
 //! - a number or a boolean is the cell parsed;
 //! - a plain enum variant is the cell's text (`Active`); an enum with data, a list, a map or
 //!   a struct is the cell read as JSON;
@@ -115,7 +117,15 @@ impl<'de> de::Deserializer<'de> for Cell<'de> {
         deserialize_u128 visit_u128 u128, "a non-negative integer";
         deserialize_f32 visit_f32 f32, "a number";
         deserialize_f64 visit_f64 f64, "a number";
-        deserialize_char visit_char char, "one character";
+    }
+
+    fn deserialize_char<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, Error> {
+        // As it is, not trimmed: a space or a tab is a character.
+        let mut chars = self.0.chars();
+        match (chars.next(), chars.next()) {
+            (Some(c), None) => visitor.visit_char(c),
+            _ => Err(de::Error::custom(format!("expected one character, found `{}`", self.0))),
+        }
     }
 
     fn deserialize_str<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, Error> {
@@ -131,7 +141,15 @@ impl<'de> de::Deserializer<'de> for Cell<'de> {
     }
 
     fn deserialize_option<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, Error> {
-        if self.0.is_empty() { visitor.visit_none() } else { visitor.visit_some(self) }
+        if self.0.is_empty() {
+            return visitor.visit_none();
+        }
+        // A value written as JSON text because it would otherwise be empty or begin with a
+        // quote (`""` for `Some("")`); a cell that is not such JSON is read as it is.
+        if self.0.starts_with('"') && serde_json::from_str::<de::IgnoredAny>(self.0).is_ok() {
+            return self.json(|de| visitor.visit_some(de));
+        }
+        visitor.visit_some(self)
     }
 
     fn deserialize_unit<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, Error> {
@@ -377,10 +395,16 @@ impl ser::SerializeStruct for RowSer<'_> {
         };
         self.next = at + 1;
         let cell = &mut self.cells[at];
-        if value.serialize(CellSer(cell)).is_err() {
-            // Something nested: its JSON text.
-            cell.clear();
-            cell.push_str(&serde_json::to_string(value)?);
+        match value.serialize(CellSer(cell)) {
+            Ok(()) => {}
+            Err(e) if e.to_string().starts_with(UNTELLABLE) => {
+                return Err(ser::Error::custom(format!("field `{key}`: {e}")));
+            }
+            Err(_) => {
+                // Something nested: its JSON text.
+                cell.clear();
+                cell.push_str(&serde_json::to_string(value)?);
+            }
         }
         Ok(())
     }
@@ -423,6 +447,9 @@ struct CellSer<'a>(&'a mut String);
 fn nested() -> Error {
     ser::Error::custom("nested")
 }
+
+/// How the error of a value that CSV cannot write apart from another begins.
+const UNTELLABLE: &str = "CSV cannot tell this value apart";
 
 /// Appends `v` in decimal (what `Display` writes, without the formatting machinery).
 fn push_decimal(out: &mut String, mut v: u64) {
@@ -514,7 +541,21 @@ impl ser::Serializer for CellSer<'_> {
         Ok(())
     }
     fn serialize_some<V: ser::Serialize + ?Sized>(self, value: &V) -> Result<(), Error> {
-        value.serialize(self)
+        let start = self.0.len();
+        value.serialize(CellSer(&mut *self.0))?;
+        // An empty cell reads back as `None`, and one that starts with a quote as a quoted
+        // value: such a value is written as its JSON text (`Some("")` as `""`).
+        if self.0.len() == start || self.0[start..].starts_with('"') {
+            let json = serde_json::to_string(value)?;
+            if json == "null" {
+                return Err(ser::Error::custom(format!(
+                    "{UNTELLABLE}: a `Some` whose value is `None` or a unit writes the same cell as `None`; export as JSON instead"
+                )));
+            }
+            self.0.truncate(start);
+            self.0.push_str(&json);
+        }
+        Ok(())
     }
     fn serialize_unit(self) -> Result<(), Error> {
         Ok(())

@@ -3,12 +3,12 @@
 
 use std::cell::{Cell, RefCell};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use crate::db::{self, Database};
 use crate::error::{Error, Result};
 use crate::info::Stat;
-use crate::priority::{Gate, merge};
+use crate::priority::{Gate, LEAST_PATIENCE, merge};
 use crate::tx::Tx;
 
 thread_local! {
@@ -111,14 +111,17 @@ pub(crate) fn transact<R, E: From<Error>>(db: Database, mut f: impl FnMut() -> R
     let mut conflicts = 0;
     let mut long = false;
     let mut touched: Vec<Arc<dyn Gate>> = Vec::new();
+    // How long the losing attempts took, without priority and with it.
+    let (mut lost_plain, mut lost_escalated) = (Duration::ZERO, Duration::ZERO);
     for attempt in 1..=attempts {
         // A transaction that keeps losing runs with priority: writers to the tables it
         // touched wait for it (see `priority.rs`). Taken before anything else, holding
         // no lock; given back when the attempt ends, also on unwind.
         let _priority = (conflicts >= escalate_after || (conflicts > 0 && long)).then(|| {
             stats.add(Stat::Escalation);
-            db.priority().take(&touched)
+            db.priority().take(&touched, patience(lost_plain, lost_escalated))
         });
+        let started = Instant::now();
         // Lets a sync leader of the log wait a little for this transaction's commit; the
         // registration ends with the attempt, also on unwind.
         if let Some(disk) = db.disk() {
@@ -152,6 +155,12 @@ pub(crate) fn transact<R, E: From<Error>>(db: Database, mut f: impl FnMut() -> R
         if outcome.is_none() {
             conflicts += 1;
             long |= tx.long();
+            let took = started.elapsed();
+            if _priority.is_some() {
+                lost_escalated = lost_escalated.max(took);
+            } else {
+                lost_plain = lost_plain.max(took);
+            }
             merge(&mut touched, tx.gates());
         }
         db = tx.finish();
@@ -166,6 +175,14 @@ pub(crate) fn transact<R, E: From<Error>>(db: Database, mut f: impl FnMut() -> R
     }
     stats.add(Stat::Abort);
     Err(Error::TooManyRetries { attempts }.into())
+}
+
+/// How long commits wait at the gates of an escalated attempt: four times the longest
+/// attempt that lost without priority (what the escalated one should take), and twice the
+/// longest that lost with it (one whose writers went past the gates because it ran longer
+/// than that), at least 20 ms.
+fn patience(lost_plain: Duration, lost_escalated: Duration) -> Duration {
+    (lost_plain * 4).max(lost_escalated * 2).max(LEAST_PATIENCE)
 }
 
 /// Ends the thread's registration with the commit log when dropped.

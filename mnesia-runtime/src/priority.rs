@@ -15,10 +15,14 @@
 //! lock; a commit waits at a gate only after releasing its locks; the priority holder never
 //! waits at a gate (its own gates let it through, and no one else holds one); commit locks
 //! are still taken in the one global order. Writers to a gated table wait for as long as the
-//! priority holder runs; readers never wait.
+//! priority holder runs, but at most its *patience* (four times its longest losing attempt,
+//! at least 20 ms; see `context.rs`): a closure that waits for another thread's write to one of its tables
+//! would otherwise wait forever; past the patience the write goes ahead, and the transaction
+//! with priority may lose again. Readers never wait.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
 
 use parking_lot::{Condvar, Mutex};
 
@@ -26,6 +30,9 @@ use parking_lot::{Condvar, Mutex};
 /// transaction that lost once escalates at once, as running it again unprotected would
 /// most likely lose again and cost as much.
 pub(crate) const LONG_ATTEMPT_READS: usize = 64;
+
+/// The least time a commit waits at a gate (see [`Priority::take`]).
+pub(crate) const LEAST_PATIENCE: Duration = Duration::from_millis(20);
 
 /// A table that a transaction with priority can close to other writers.
 pub(crate) trait Gate: Send + Sync {
@@ -71,29 +78,39 @@ pub(crate) fn thread_token() -> u64 {
     TOKEN.try_with(|t| *t).unwrap_or(u64::MAX)
 }
 
-/// A database's priority: which thread holds it (0: none).
+/// A database's priority: which thread holds it (0: none), and how long a commit waits at
+/// its gates.
 #[derive(Default)]
 pub(crate) struct Priority {
-    holder: Mutex<u64>,
+    holder: Mutex<Holder>,
     released: Condvar,
+}
+
+#[derive(Default)]
+struct Holder {
+    token: u64,
+    patience: Duration,
 }
 
 impl Priority {
     /// Takes the priority (waiting for the transaction holding it, if any) and closes the
     /// gates of `tables`, draining the commits already past them.
-    pub(crate) fn take(self: &Arc<Self>, tables: &[Arc<dyn Gate>]) -> Escalated {
+    /// A commit waits at the gates for at most `patience`, then goes ahead: a transaction
+    /// with priority that waits inside its closure for another thread's write to one of its
+    /// tables never deadlocks (it may lose again instead).
+    pub(crate) fn take(self: &Arc<Self>, tables: &[Arc<dyn Gate>], patience: Duration) -> Escalated {
         let me = thread_token();
         {
             let mut holder = self.holder.lock();
-            if *holder == me {
+            if holder.token == me {
                 // Already this thread's (a transaction started by the holder's own commit):
                 // its gates stay as they are.
                 return Escalated { priority: Arc::clone(self), gated: Vec::new(), owns: false };
             }
-            while *holder != 0 {
+            while holder.token != 0 {
                 self.released.wait(&mut holder);
             }
-            *holder = me;
+            *holder = Holder { token: me, patience };
         }
         for t in tables {
             t.raise(me);
@@ -104,12 +121,18 @@ impl Priority {
         Escalated { priority: Arc::clone(self), gated: tables.to_vec(), owns: true }
     }
 
-    /// Waits while `owner` holds the priority (a commit stopped at one of its gates).
-    pub(crate) fn wait_for(&self, owner: u64) {
+    /// Waits while `owner` holds the priority (a commit stopped at one of its gates), for
+    /// at most the holder's patience. Returns `false` if the patience ran out: the commit
+    /// then goes past the gates.
+    pub(crate) fn wait_for(&self, owner: u64) -> bool {
         let mut holder = self.holder.lock();
-        while *holder == owner {
-            self.released.wait(&mut holder);
+        let deadline = Instant::now() + holder.patience;
+        while holder.token == owner {
+            if self.released.wait_until(&mut holder, deadline).timed_out() {
+                return holder.token != owner;
+            }
         }
+        true
     }
 }
 
@@ -130,7 +153,7 @@ impl Drop for Escalated {
         for t in &self.gated {
             t.lower();
         }
-        *self.priority.holder.lock() = 0;
+        self.priority.holder.lock().token = 0;
         self.priority.released.notify_all();
     }
 }
@@ -173,21 +196,33 @@ mod tests {
     fn a_gate_stops_other_threads_only_while_the_priority_is_held() {
         let probe = Arc::new(Probe { state: GateState::default(), drained: AtomicBool::new(false) });
         let priority = Arc::new(Priority::default());
-        let held = priority.take(&[Arc::clone(&probe) as Arc<dyn Gate>]);
+        let held = priority.take(&[Arc::clone(&probe) as Arc<dyn Gate>], Duration::from_secs(60));
         assert!(probe.drained.load(Ordering::SeqCst));
         assert_eq!(probe.state.closed_to_me(), None, "the holder passes its own gate");
         let owner = std::thread::scope(|s| s.spawn(|| probe.state.closed_to_me()).join().expect("thread"));
         assert_eq!(owner, Some(thread_token()));
         let waited = std::thread::scope(|s| {
             let waiter = s.spawn(|| {
-                priority.wait_for(owner.expect("the gate is closed"));
-                probe.state.closed_to_me()
+                let released = priority.wait_for(owner.expect("the gate is closed"));
+                (released, probe.state.closed_to_me())
             });
             std::thread::sleep(std::time::Duration::from_millis(20));
             drop(held);
             waiter.join().expect("waiter")
         });
-        assert_eq!(waited, None, "the gate is open once the priority is given back");
+        assert_eq!(waited, (true, None), "the gate is open once the priority is given back");
+    }
+
+    #[test]
+    fn a_commit_waits_at_most_the_patience() {
+        let probe = Arc::new(Probe { state: GateState::default(), drained: AtomicBool::new(false) });
+        let priority = Arc::new(Priority::default());
+        let held = priority.take(&[Arc::clone(&probe) as Arc<dyn Gate>], Duration::from_millis(5));
+        let me = thread_token();
+        let released = std::thread::scope(|s| s.spawn(|| priority.wait_for(me)).join().expect("thread"));
+        assert!(!released, "the patience ran out while the priority was held");
+        drop(held);
+        assert!(priority.wait_for(me), "nothing to wait for once given back");
     }
 
     #[test]

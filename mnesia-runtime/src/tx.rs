@@ -826,6 +826,8 @@ impl Tx {
 
     fn apply(&mut self) -> Result<()> {
         let writes = self.parts.iter().any(|p| p.has_writes());
+        // Set once a wait at a gate ran out of patience: the commit goes ahead.
+        let mut past_gates = false;
         loop {
             for p in &mut self.parts {
                 p.prepare();
@@ -836,9 +838,12 @@ impl Tx {
             }
             let held = HeldLocks::acquire(reqs);
             // A table closed by a transaction with priority: wait for it, holding no lock.
-            if writes && let Some(owner) = self.parts.iter().find_map(|p| p.gate_closed()) {
+            if writes
+                && !past_gates
+                && let Some(owner) = self.parts.iter().find_map(|p| p.gate_closed())
+            {
                 drop(held);
-                self.db.priority().wait_for(owner);
+                past_gates = !self.db.priority().wait_for(owner);
                 continue;
             }
             // Every read first: a stale read means "run again", whatever else fails.

@@ -217,7 +217,18 @@ fn explicit_handle_shares_the_code_path() {
 
 #[test]
 fn retries_stop_at_the_configured_bound() {
-    let db = Database::open(Config::default().max_retries(5)).expect("db");
+    retries_stop_at_the_configured_bound_with(Config::default());
+}
+
+/// The same when the transaction escalates at once: the writer it waits for inside its
+/// closure waits at the gate for a while, then goes ahead (no deadlock).
+#[test]
+fn retries_stop_at_the_configured_bound_escalating_at_once() {
+    retries_stop_at_the_configured_bound_with(Config::default().escalate_after(1));
+}
+
+fn retries_stop_at_the_configured_bound_with(config: Config) {
+    let db = Database::open(config.max_retries(5)).expect("db");
     db.create_table::<Account>(TableOptions::new()).expect("table");
     db.scope(|| Account::write(acct(1, "ann", 0))).expect("seed");
     let runs = AtomicU32::new(0);
