@@ -117,7 +117,7 @@ pub(crate) fn transact<R, E: From<Error>>(db: Database, mut f: impl FnMut() -> R
         // A transaction that keeps losing runs with priority: writers to the tables it
         // touched wait for it (see `priority.rs`). Taken before anything else, holding
         // no lock; given back when the attempt ends, also on unwind.
-        let _priority = (conflicts >= escalate_after || (conflicts > 0 && long)).then(|| {
+        let escalated = (conflicts >= escalate_after || (conflicts > 0 && long)).then(|| {
             stats.add(Stat::Escalation);
             db.priority().take(&touched, patience(lost_plain, lost_escalated))
         });
@@ -156,7 +156,7 @@ pub(crate) fn transact<R, E: From<Error>>(db: Database, mut f: impl FnMut() -> R
             conflicts += 1;
             long |= tx.long();
             let took = started.elapsed();
-            if _priority.is_some() {
+            if escalated.is_some() {
                 lost_escalated = lost_escalated.max(took);
             } else {
                 lost_plain = lost_plain.max(took);
@@ -169,7 +169,7 @@ pub(crate) fn transact<R, E: From<Error>>(db: Database, mut f: impl FnMut() -> R
             return done;
         }
         stats.add(Stat::Retry);
-        if _priority.is_none() {
+        if escalated.is_none() {
             backoff(attempt);
         }
     }
