@@ -322,8 +322,8 @@ pub(crate) trait TxPart: Any {
     fn as_any_mut(&mut self) -> &mut dyn Any;
     fn has_writes(&self) -> bool;
     fn read_count(&self) -> usize;
-    /// Whether the part scanned records or read many: costly to run again.
-    fn long(&self) -> bool;
+    /// Whether the part scanned a shard of records.
+    fn scanned(&self) -> bool;
     fn prepare(&mut self);
     fn collect_locks<'a>(&'a self, out: &mut Vec<LockReq<'a>>);
     /// Checks, under the commit locks, that what the part read and the keys it writes are
@@ -378,8 +378,8 @@ impl<T: Table> TxPart for TxTable<T> {
         TxTable::read_count(self)
     }
 
-    fn long(&self) -> bool {
-        !self.shard_reads.is_empty() || self.read_count() >= crate::priority::LONG_ATTEMPT_READS
+    fn scanned(&self) -> bool {
+        !self.shard_reads.is_empty()
     }
 
     fn prepare(&mut self) {
@@ -779,7 +779,7 @@ impl Tx {
 
     /// Whether the transaction scanned a table or read many records: costly to run again.
     pub(crate) fn long(&self) -> bool {
-        self.parts.iter().any(|p| p.long())
+        self.parts.iter().any(|p| p.scanned())
             || self.parts.iter().map(|p| p.read_count()).sum::<usize>() >= crate::priority::LONG_ATTEMPT_READS
     }
 
