@@ -46,49 +46,71 @@ fn main() -> mnesia::Result<()> {
     let bob = User::insert(user("Bob", "bob@example.com", 17))?;
     let carol = User::write(User { id: 10, ..user("Carol", "carol@example.com", 45) })?;
     println!("inserted {alice:?}\ninserted {bob:?}\nwrote    {carol:?}");
-    println!("next auto id continues after 10: {:?}", User::insert(user("Dan", "dan@example.com", 52))?.id);
+    let dan = User::insert(user("Dan", "dan@example.com", 52))?;
+    println!("next auto id continues after 10: {:?}", dan.id);
+    assert_eq!((alice.id, bob.id, carol.id, dan.id), (1, 2, 10, 11));
 
     println!("\n== read");
     println!("read(1)   = {:?}", User::read(&1)?);
     println!("read(999) = {:?}", User::read(&999)?);
+    assert_eq!(User::read(&1)?.as_ref(), Some(&alice));
+    assert_eq!(User::read(&999)?, None);
 
     println!("\n== get_by (unique index on email)");
     println!("{:?}", User::get_by(User::EMAIL, "bob@example.com")?);
+    assert_eq!(User::get_by(User::EMAIL, "bob@example.com")?.as_ref(), Some(&bob));
     println!("plan: {}", User::query().filter(User::EMAIL.eq("bob@example.com")).explain()?);
 
     println!("\n== select");
     let adults = User::select(User::AGE.ge(18))?;
     println!("adults: {:?}", adults.iter().map(|u| &u.name).collect::<Vec<_>>());
+    let mut names: Vec<&str> = adults.iter().map(|u| u.name.as_str()).collect();
+    names.sort_unstable();
+    assert_eq!(names, ["Alice", "Carol", "Dan"]);
     let page = User::query().filter(User::AGE.between(18, 60)).order_by(User::AGE.desc()).limit(2).all()?;
     println!("two oldest adults: {:?}", page.iter().map(|u| (&u.name, u.age)).collect::<Vec<_>>());
+    assert_eq!(page, [dan.clone(), carol.clone()]);
 
     println!("\n== update / upsert");
     let older = User::update(&1, |u| u.age += 1)?;
     println!("updated: {older:?}");
+    assert_eq!(older.age, 31);
     match User::update(&999, |u| u.age += 1) {
-        Err(e) => println!("update of a missing key: {e}"),
-        Ok(u) => println!("unexpected: {u:?}"),
+        Err(e) => {
+            println!("update of a missing key: {e}");
+            assert!(matches!(e, mnesia::Error::NotFound { .. }), "{e:?}");
+        }
+        Ok(u) => panic!("unexpected: {u:?}"),
     }
     let up = User::upsert(User { id: 2, ..user("Bob", "bob@example.com", 18) })?;
     println!("upsert replaced an existing record: {}", !up.inserted());
+    assert!(!up.inserted());
+    assert_eq!(User::read(&2)?.map(|u| u.age), Some(18));
 
     println!("\n== unique index");
     match User::insert(user("Impostor", "alice@example.com", 99)) {
-        Err(e) => println!("refused: {e}"),
-        Ok(u) => println!("unexpected: {u:?}"),
+        Err(e) => {
+            println!("refused: {e}");
+            assert!(matches!(e, mnesia::Error::UniqueViolation { .. }), "{e:?}");
+        }
+        Ok(u) => panic!("unexpected: {u:?}"),
     }
 
     println!("\n== delete / all_keys / batches");
-    println!("deleted: {:?}", User::delete(&10)?);
+    let deleted = User::delete(&10)?;
+    println!("deleted: {deleted:?}");
+    assert_eq!(deleted, Some(carol));
     let mut keys = User::all_keys()?;
     keys.sort();
     println!("keys: {keys:?}");
+    assert_eq!(keys, [1, 2, 11]);
     let batch = User::batch_write(
         (0..3).map(|i| user(&format!("Bulk{i}"), &format!("bulk{i}@example.com"), 20 + i)),
     )?;
     println!("batch wrote {} records", batch.len());
     let removed = User::batch_delete(batch.iter().map(|u| u.id))?;
     println!("batch deleted {} records; {} users left", removed.len(), User::count()?);
+    assert_eq!((batch.len(), removed.len(), User::count()?), (3, 3, 3));
 
     println!("\n== a composite transaction");
     let (author, post) = mnesia::transaction(|| {
@@ -97,8 +119,16 @@ fn main() -> mnesia::Result<()> {
         Ok::<_, mnesia::Error>((author, post))
     })?;
     println!("{author:?} wrote {post:?}");
-    println!("posts by {}: {:?}", author.name, Post::select(Post::USER_ID.eq(author.id))?);
+    let by_author = Post::select(Post::USER_ID.eq(author.id))?;
+    println!("posts by {}: {:?}", author.name, by_author);
+    assert_eq!(by_author, [post]);
 
     mnesia::stop()?;
     Ok(())
+}
+
+/// `cargo test` runs the example: its assertions are the README's promises.
+#[test]
+fn the_example_holds() {
+    main().expect("example");
 }

@@ -6,8 +6,8 @@
 
 use std::time::Duration;
 
-use mnesia::Event;
 use mnesia::prelude::*;
+use mnesia::{Event, SystemEvent};
 
 #[derive(Table, Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[table(name = "users")]
@@ -32,9 +32,16 @@ fn main() -> mnesia::Result<()> {
     // A detailed subscription: events also carry the record replaced or deleted.
     let events = User::subscribe_detailed()?;
     let listener = std::thread::spawn(move || {
-        let mut seen = 0;
+        let mut seen = Vec::new();
         while let Some(event) = events.recv_timeout(Duration::from_millis(500)) {
-            seen += 1;
+            seen.push(match &event {
+                Event::Write { old: None, .. } => "insert",
+                Event::Write { old: Some(_), .. } => "update",
+                Event::Delete { .. } => "delete",
+                Event::Cleared => "cleared",
+                Event::Dropped => "dropped",
+                _ => "other",
+            });
             match event {
                 Event::Write { new, old: None } => println!("  event: inserted {new:?}"),
                 Event::Write { new, old: Some(old) } => println!("  event: {old:?} became {new:?}"),
@@ -68,12 +75,29 @@ fn main() -> mnesia::Result<()> {
     User::clear()?;
     User::drop_table()?;
 
-    let seen = listener.join().unwrap_or(0);
-    println!("the subscriber received {seen} events");
-    for event in std::iter::from_fn(|| system.try_recv()) {
+    let seen = listener.join().unwrap_or_default();
+    println!("the subscriber received {} events", seen.len());
+    // In commit order, and nothing of the aborted transaction.
+    assert_eq!(
+        seen,
+        [
+            "insert", "insert", "update", "insert", "insert", "delete", "delete", "delete", "cleared",
+            "dropped"
+        ]
+    );
+    let system_events: Vec<SystemEvent> = std::iter::from_fn(|| system.try_recv()).collect();
+    for event in &system_events {
         println!("  system event: {event:?}");
     }
+    assert!(matches!(system_events.first(), Some(SystemEvent::TableCreated { .. })), "{system_events:?}");
+    assert!(matches!(system_events.last(), Some(SystemEvent::TableDropped { .. })), "{system_events:?}");
     drop(db);
     mnesia::stop()?;
     Ok(())
+}
+
+/// `cargo test` runs the example: its assertions are the README's promises.
+#[test]
+fn the_example_holds() {
+    main().expect("example");
 }
