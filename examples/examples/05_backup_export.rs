@@ -64,32 +64,50 @@ fn main() -> mnesia::Result<()> {
     let backup = dir.join("all.bak");
     let info = db.backup(&backup)?;
     println!("backup of {:?}: {} records at commit {}", info.tables, info.records, info.last_commit);
+    assert_eq!(info.records, 3);
     let json = dir.join("products.json");
     let csv = dir.join("products.csv");
-    println!("exported {} to {}", Product::export(&json)?, json.display());
-    println!("exported {} to {}", Product::export(&csv)?, csv.display());
+    let (to_json, to_csv) = (Product::export(&json)?, Product::export(&csv)?);
+    println!("exported {to_json} to {}", json.display());
+    println!("exported {to_csv} to {}", csv.display());
+    assert_eq!((to_json, to_csv), (3, 3));
     let text = std::fs::read_to_string(&csv).map_err(|e| mnesia::Error::Invalid(e.to_string()))?;
     println!("the CSV file:\n{text}");
 
     Product::clear()?;
     println!("cleared: {} products", Product::count()?);
+    assert_eq!(Product::count()?, 0);
     db.restore(&backup, &RestoreOptions::new())?;
     println!("restored from the backup: same as before? {}", sorted(Product::list()?) == original);
+    assert_eq!(sorted(Product::list()?), original);
 
     Product::clear()?;
     Product::import(&json)?;
     println!("imported the JSON: same as before? {}", sorted(Product::list()?) == original);
+    assert_eq!(sorted(Product::list()?), original);
     Product::clear()?;
     Product::import_from(text.as_bytes(), Format::Csv, &ImportOptions::new())?;
     println!("imported the CSV: same as before? {}", sorted(Product::list()?) == original);
+    assert_eq!(sorted(Product::list()?), original);
 
     // A broken import changes nothing, and says where.
     let broken = text.replacen("150", "one fifty", 1);
     match Product::import_from(broken.as_bytes(), Format::Csv, &ImportOptions::new().replace_existing(true)) {
-        Err(e) => println!("a broken CSV: {e}"),
-        Ok(n) => println!("unexpected: imported {n}"),
+        Err(e) => {
+            println!("a broken CSV: {e}");
+            // The line of A-1's row, whichever it is; the column is named.
+            assert!(
+                matches!(&e, mnesia::Error::Import { column: Some(c), .. } if c == "price_cents"),
+                "{e:?}"
+            );
+        }
+        Ok(n) => panic!("unexpected: imported {n}"),
     }
-    println!("next id after the imports: {}", Product::insert(product("C-1", "Stapler", 800, &[]))?.id);
+    assert_eq!(sorted(Product::list()?), original, "the broken import changed nothing");
+    let next = Product::insert(product("C-1", "Stapler", 800, &[]))?.id;
+    println!("next id after the imports: {next}");
+    let highest = original.iter().map(|p| p.id).max().unwrap_or(0);
+    assert!(next > highest, "the counter moved past the imported ids");
 
     // A larger table, backed up alone and restored, with progress along the way.
     Reading::create_table(TableOptions::new())?;
@@ -102,12 +120,21 @@ fn main() -> mnesia::Result<()> {
     let opts = BackupOptions::new().tables(["readings"]).progress(|n| println!("  backed up {n} readings"));
     let info = db.backup_with(&readings, &opts)?;
     println!("backup of {:?}: {} records", info.tables, info.records);
+    assert_eq!((info.tables.as_slice(), info.records), (&["readings".to_owned()][..], 50_000));
     Reading::clear()?;
     let restored =
         db.restore(&readings, &RestoreOptions::new().progress(|n| println!("  restored {n} readings")))?;
     println!("restored {restored} readings; products untouched: {}", Product::count()? == original.len() + 1);
+    assert_eq!((restored, Reading::count()?), (50_000, 50_000));
+    assert_eq!(Product::count()?, original.len() + 1);
 
     let _ = std::fs::remove_dir_all(&dir);
     drop(db);
     mnesia::stop()
+}
+
+/// `cargo test` runs the example: its assertions are the README's promises.
+#[test]
+fn the_example_holds() {
+    main().expect("example");
 }

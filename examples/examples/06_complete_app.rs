@@ -105,14 +105,17 @@ fn main() -> mnesia::Result<()> {
     let bob = sign_up("Bob", "bob@blog.io")?;
     match sign_up("Impostor", "ann@blog.io") {
         Err(mnesia::Error::UniqueViolation { field, .. }) => println!("sign-up refused: {field} taken"),
-        other => println!("unexpected: {other:?}"),
+        other => panic!("unexpected: {other:?}"),
     }
     let mut users = User::list()?;
     users.sort_by_key(|u| u.id);
     println!("users: {:?}", users.iter().map(|u| (u.id, &u.name)).collect::<Vec<_>>());
+    assert_eq!(users, [ann.clone(), bob.clone()], "the refused sign-up left nothing behind");
 
     let session = log_in(&ann, "tok-ann")?;
-    println!("Ann logged in for {:?} (30 minutes by default)", Session::ttl(&session.token)?);
+    let left = Session::ttl(&session.token)?;
+    println!("Ann logged in for {left:?} (30 minutes by default)");
+    assert!(left.is_some_and(|d| d > Duration::from_secs(29 * 60) && d <= Duration::from_secs(30 * 60)));
     // Bob's session is a short one, to watch it expire.
     Session::write_with_ttl(
         Session { token: "tok-bob".into(), user_id: bob.id, expires_at: None },
@@ -129,28 +132,39 @@ fn main() -> mnesia::Result<()> {
 
     println!("Ann's posts, most viewed first:");
     let posts = Post::query().filter(Post::USER_ID.eq(ann.id)).order_by(Post::VIEWS.desc()).all()?;
+    let mut shown = Vec::new();
     for p in &posts {
         let comments = Comment::select(Comment::POST_ID.eq(p.id))?;
         println!("  #{} {:?}: {} views, {} comments", p.id, p.title, p.views, comments.len());
+        shown.push((p.title.as_str(), p.views, comments.len()));
     }
+    assert_eq!(shown, [("Why Rust", 3, 2), ("Hello", 1, 1)]);
     println!(
         "plan for comments of a post: {:?}",
         Comment::query().filter(Comment::POST_ID.eq(rust.id)).explain()?
     );
 
+    let mut fed = Vec::new();
     while let Some(Event::Write { new, .. }) = feed.try_recv() {
         println!("moderation feed: comment #{} on post #{}: {:?}", new.id, new.post_id, new.text);
+        fed.push(new.text);
     }
+    assert_eq!(fed, ["First!", "First!", "Agreed."], "every comment, in commit order");
 
     std::thread::sleep(Duration::from_millis(250));
     println!("after 250 ms, Bob's session: {:?}", Session::read(&"tok-bob".to_owned())?);
     println!("Ann's sessions: {}", Session::select(Session::USER_ID.eq(ann.id))?.len());
+    assert_eq!(Session::read(&"tok-bob".to_owned())?, None);
+    assert_eq!(Session::select(Session::USER_ID.eq(ann.id))?.len(), 1);
+    let mut reaped = None;
     while let Some(event) = sessions.recv_timeout(Duration::from_secs(5)) {
         if let Event::Delete { key, cause: DeleteCause::Expired, .. } = event {
             println!("the reaper removed session {key}");
+            reaped = Some(key);
             break;
         }
     }
+    assert_eq!(reaped.as_deref(), Some("tok-bob"));
 
     // Deleting a post takes its comments with it, in one transaction.
     mnesia::transaction(|| {
@@ -166,9 +180,17 @@ fn main() -> mnesia::Result<()> {
         Comment::count()?,
         Post::current_id()? + 1
     );
+    assert_eq!((Post::count()?, Comment::count()?), (1, 2));
+    assert_eq!(Post::read(&hello.id)?, None);
 
     drop(db);
     mnesia::stop()?;
     Schema::delete(&dir)?;
     Ok(())
+}
+
+/// `cargo test` runs the example: its assertions are the README's promises.
+#[test]
+fn the_example_holds() {
+    main().expect("example");
 }

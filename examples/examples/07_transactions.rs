@@ -86,10 +86,15 @@ fn main() -> Result<(), BankError> {
 
     let t = transfer(1, 2, 30)?;
     println!("transfer #{} done: {:?}", t.id, balances()?);
+    let owed = |a: i64, b: i64, c: i64| {
+        vec![("alice".to_owned(), a), ("bob".to_owned(), b), ("carol".to_owned(), c)]
+    };
+    assert_eq!((t.id, balances()?), (1, owed(70, 80, 0)));
 
     // Two transfers composed into one transaction: both or neither.
     let (a, b) = mnesia::transaction(|| Ok::<_, BankError>((transfer(2, 3, 20)?, transfer(3, 1, 5)?)))?;
     println!("composed #{} and #{}: {:?}", a.id, b.id, balances()?);
+    assert_eq!((a.id, b.id, balances()?), (2, 3, owed(75, 60, 15)));
 
     // A failing step rolls back everything, including the first step and its id.
     let failed = mnesia::transaction(|| {
@@ -97,18 +102,24 @@ fn main() -> Result<(), BankError> {
         transfer(3, 2, 1_000)
     });
     match failed {
-        Err(e) => println!("rolled back: {e}"),
-        Ok(t) => println!("unexpected: {t:?}"),
+        Err(e) => {
+            println!("rolled back: {e}");
+            assert!(matches!(e, BankError::Insufficient { account: 3, balance: 25, wanted: 1_000 }), "{e}");
+        }
+        Ok(t) => panic!("unexpected: {t:?}"),
     }
     println!("unchanged:        {:?}", balances()?);
     println!("transfers logged: {} (the aborted one left a gap in the ids)", Transfer::count()?);
+    assert_eq!((balances()?, Transfer::count()?), (owed(75, 60, 15), 3));
 
     // mnesia::Error::abort for a plain reason, like Mnesia's abort/1.
     let r: mnesia::Result<()> = mnesia::transaction(|| {
         Account::update(&1, |a| a.balance = 0)?;
         Err(mnesia::Error::abort("audit lock"))
     });
-    println!("abort: {}", r.map(|_| "committed".to_string()).unwrap_or_else(|e| e.to_string()));
+    println!("abort: {}", r.as_ref().map(|_| "committed".to_string()).unwrap_or_else(|e| e.to_string()));
+    assert!(matches!(r, Err(mnesia::Error::Aborted(_))), "{r:?}");
+    assert_eq!(balances()?, owed(75, 60, 15));
 
     // Contention: 4 threads move money around; conflicts are retried, the total holds.
     let db = _db.clone();
@@ -127,6 +138,13 @@ fn main() -> Result<(), BankError> {
     });
     let total: i64 = Account::list()?.iter().map(|a| a.balance).sum();
     println!("after 1000 concurrent transfers: {:?}, total {total}", balances()?);
+    assert_eq!(total, 150, "no transfer was lost or half applied");
     mnesia::stop()?;
     Ok(())
+}
+
+/// `cargo test` runs the example: its assertions are the README's promises.
+#[test]
+fn the_example_holds() {
+    main().expect("example");
 }
