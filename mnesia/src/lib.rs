@@ -96,6 +96,12 @@ pub mod prelude {
     pub use serde::{Deserialize, Serialize};
 }
 
+/// The README's Rust snippets, compiled and run as doc tests by `cargo test`: what the
+/// README shows must keep working.
+#[cfg(doctest)]
+#[doc = include_str!("../../README.md")]
+pub struct ReadmeDoctests;
+
 #[doc(hidden)]
 pub mod __private {
     pub use mnesia_runtime::*;

@@ -282,13 +282,21 @@ pub(crate) fn write_bytes_atomically(path: &Path, bytes: &[u8]) -> Result<()> {
 
 /// Makes a rename or a new file in `path`'s directory durable.
 pub(crate) fn sync_dir(path: &Path) -> Result<()> {
-    let dir = path.parent().unwrap_or(Path::new("."));
+    // A bare file name ("all.bak") has the empty path as its parent: the current directory.
+    let dir = path.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
     File::open(dir).and_then(|d| d.sync_all()).map_err(|e| io_error(dir, e))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_bare_file_name_syncs_the_current_directory() {
+        // Its parent is the empty path, which cannot be opened.
+        sync_dir(Path::new("all.bak")).expect("the current directory");
+        sync_dir(&std::env::temp_dir().join("x")).expect("a directory");
+    }
 
     const KIND: &[u8; 6] = b"MNSTST";
 
