@@ -48,7 +48,7 @@ impl Default for Config {
     fn default() -> Self {
         Config {
             max_retries: 1000,
-            escalate_after: 2,
+            escalate_after: 8,
             node: "local@localhost".to_owned(),
             dir: None,
             durability: Durability::Immediate,
@@ -82,7 +82,7 @@ impl Config {
         self.max_retries
     }
 
-    /// After how many conflicts in a row a transaction *escalates* (default 2; at least 1):
+    /// After how many conflicts in a row a transaction *escalates* (default 8; at least 1):
     /// its next attempts run with priority, and commits of other threads that write to
     /// the tables its last attempt touched wait until it is done, so it cannot lose again
     /// to them. A long transaction (one whose losing attempt scanned a table or read 64
@@ -101,7 +101,7 @@ impl Config {
     /// The configured escalation threshold.
     ///
     /// ```
-    /// assert_eq!(mnesia::Config::default().escalation_threshold(), 2);
+    /// assert_eq!(mnesia::Config::default().escalation_threshold(), 8);
     /// ```
     pub fn escalation_threshold(&self) -> u32 {
         self.escalate_after
