@@ -4,12 +4,13 @@
 //! the throughput of 2 threads over 1 (higher is better).
 //!
 //! Run: `cargo run --release -p bench -- --json` (`--quick` for a short run, `--only NAME`
-//! for one figure).
+//! for one figure, `--save` to also write `bench/results/DATE.json` with the machine).
 
 mod alloc;
 mod disc;
 mod fairness;
 mod floor;
+mod saved;
 mod transfer;
 mod ttl;
 
@@ -212,12 +213,17 @@ fn main() -> mnesia::Result<()> {
     let tx_read_floor = report.figures.get("tx_read").and_then(|f| f["ns_per_op"].as_f64()).unwrap_or(350.0);
     disc::figures(&mut report, quick, tx_write_floor, tx_read_floor)?;
 
-    let out = json!({
+    let mut out = json!({
         "figures": report.figures,
         "records": records,
         "ops_per_figure": ops,
         "notes": "ratio = ours / floor in time per op (lower is better); concurrent_tx_write, concurrent_insert and disc_tx_write_immediate_8 ratio = throughput of more threads / 1 thread (higher is better); bytes_per_record figures are bytes, not ns",
     });
+    if std::env::args().any(|a| a == "--save") {
+        let path =
+            saved::save(&mut out).map_err(|e| mnesia::Error::Invalid(format!("saving the results: {e}")))?;
+        eprintln!("saved to {}", path.display());
+    }
     println!("{}", serde_json::to_string_pretty(&out).unwrap_or_default());
     Ok(())
 }
