@@ -197,11 +197,20 @@ impl Config {
     ///
     /// ```
     /// let c = mnesia::Config::default().checkpoint_after_bytes(1 << 20);
-    /// # let _ = c;
+    /// assert_eq!(c.checkpoint_threshold(), 1 << 20);
     /// ```
     pub fn checkpoint_after_bytes(mut self, bytes: u64) -> Self {
         self.checkpoint_bytes = bytes.max(1);
         self
+    }
+
+    /// The configured checkpoint threshold, in bytes of log.
+    ///
+    /// ```
+    /// assert_eq!(mnesia::Config::default().checkpoint_threshold(), 64 << 20);
+    /// ```
+    pub fn checkpoint_threshold(&self) -> u64 {
+        self.checkpoint_bytes
     }
 
     /// How often the reaper removes expired records (default 1 s). Reads never return an

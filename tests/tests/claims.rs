@@ -380,3 +380,22 @@ fn system_info_counts_retries() {
     assert_eq!(after.retries - before.retries, 1);
     assert_eq!(db.scope(|| Ticket::read(&2)).expect("read").map(|t| t.title), Some("x!".to_owned()));
 }
+
+/// The reaper removes expired records "in commits of at most 1000 keys" (and
+/// `cleanup_expired` the same way).
+#[test]
+fn expired_records_are_removed_1000_a_commit() {
+    let db = Database::open(Config::default().auto_cleanup(false)).expect("db");
+    db.scope(|| -> mnesia::Result<()> {
+        Token::create_table(TableOptions::new())?;
+        for id in 0..2500 {
+            Token::write_with_ttl(Token { id, expires_at: None }, Duration::from_millis(1))?;
+        }
+        Ok(())
+    })
+    .expect("setup");
+    std::thread::sleep(Duration::from_millis(20));
+    let before = db.system_info().commits;
+    assert_eq!(db.cleanup_expired().expect("cleanup"), 2500);
+    assert_eq!(db.system_info().commits - before, 3, "1000 + 1000 + 500");
+}

@@ -172,3 +172,42 @@ fn empty_and_foreign_files() {
     std::fs::write(other.path().join("schema.json"), b"{ not json").expect("write");
     assert!(matches!(open(other.path()), Err(Error::Corrupt { .. })));
 }
+
+/// The README's recipe after `Error::Corrupt`: copy the directory, truncate the damaged
+/// segment at `offset` and open the copy: every commit before the damage is there, none
+/// after it.
+#[test]
+fn the_documented_recipe_keeps_the_commits_before_the_damage() {
+    let dir = logged_dir(20);
+    let (seg, _) = last_record(dir.path());
+    let mut bytes = std::fs::read(&seg).expect("read");
+    // The middle of the log: records follow the damage, so it is not a torn tail.
+    let middle = bytes.len() / 2;
+    bytes[middle] ^= 0x55;
+    std::fs::write(&seg, &bytes).expect("write");
+    let offset = match open(dir.path()) {
+        Err(Error::Corrupt { file, offset, .. }) => {
+            assert_eq!(file, seg);
+            offset
+        }
+        other => panic!("expected corruption, got {other:?}"),
+    };
+    let copy = tests::crash_image(dir.path());
+    let copied = copy.path().join(seg.file_name().expect("name"));
+    let f = std::fs::OpenOptions::new().write(true).open(&copied).expect("open copy");
+    f.set_len(offset).expect("truncate");
+    drop(f);
+    let db = open(copy.path()).expect("the copy opens");
+    let kept: Vec<u32> = db
+        .scope(Item::list)
+        .expect("list")
+        .into_iter()
+        .map(|i| i.id)
+        .collect::<std::collections::BTreeSet<u32>>()
+        .into_iter()
+        .collect();
+    // A prefix of the commit order, cut where the damage was.
+    let n = u32::try_from(kept.len()).expect("count");
+    assert!(n > 0 && n < 20, "{kept:?}");
+    assert_eq!(kept, (0..n).collect::<Vec<_>>());
+}

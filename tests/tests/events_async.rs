@@ -39,3 +39,19 @@ async fn an_async_task_receives_events() {
     writer.join().expect("writer");
     assert_eq!(got, vec![0, 1, 2, 3, 4]);
 }
+
+/// The system subscription is a `Stream` too.
+#[tokio::test]
+async fn an_async_task_receives_system_events() {
+    let db = Database::in_memory().expect("db");
+    let mut events = db.subscribe_system();
+    let creator = {
+        let db = db.clone();
+        std::thread::spawn(move || db.scope(|| Item::create_table(TableOptions::new())).expect("table"))
+    };
+    match poll_fn(|cx| Pin::new(&mut events).poll_next(cx)).await {
+        Some(mnesia::SystemEvent::TableCreated { table, .. }) => assert_eq!(table, "item"),
+        other => panic!("{other:?}"),
+    }
+    creator.join().expect("creator");
+}
