@@ -94,6 +94,20 @@ fn checkpoints_and_an_overloaded_log_are_told() {
             _ => None,
         });
         assert!(overload.is_some_and(|b| b > 32), "{seen:?}");
+        // The log stays overloaded while writes go on: it is told at most once a second.
+        let since = Instant::now();
+        let mut told = 0u64;
+        while since.elapsed() < Duration::from_millis(1500) {
+            i += 1;
+            Item::write(Item { id: i, note: "x".repeat(100) })?;
+            told +=
+                events.try_recv().into_iter().filter(|e| matches!(e, SystemEvent::Overload { .. })).count()
+                    as u64;
+        }
+        told += drain(&events).iter().filter(|e| matches!(e, SystemEvent::Overload { .. })).count() as u64;
+        let seconds = since.elapsed().as_secs();
+        eprintln!("overload told {told} times in {:?}", since.elapsed());
+        assert!(told <= seconds + 1, "{told} overload events in {:?}", since.elapsed());
         Ok(())
     })
     .expect("body");
