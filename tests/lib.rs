@@ -58,3 +58,65 @@ impl Workers {
         }
     }
 }
+
+/// A child process running one test of the calling test binary, with some environment
+/// variables set (the test acts only when they are there). Its output lines starting with
+/// `ACK ` are collected; it is killed when dropped, so a failing parent leaves no child.
+pub struct Child {
+    process: std::process::Child,
+    acks: Option<std::thread::JoinHandle<Vec<String>>>,
+}
+
+impl Child {
+    /// Starts test `test` of this binary with `env` set.
+    pub fn spawn(test: &str, env: &[(&str, &std::ffi::OsStr)]) -> Child {
+        use std::io::BufRead;
+        let exe = std::env::current_exe().expect("test binary");
+        let mut command = std::process::Command::new(exe);
+        command
+            .args([test, "--exact", "--nocapture", "--test-threads=1"])
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::null());
+        for (k, v) in env {
+            command.env(k, v);
+        }
+        let mut process = command.spawn().expect("spawn child");
+        let stdout = process.stdout.take().expect("stdout");
+        let acks = std::thread::spawn(move || {
+            std::io::BufReader::new(stdout)
+                .lines()
+                .map_while(Result::ok)
+                .filter_map(|l| l.strip_prefix("ACK ").map(str::to_owned))
+                .collect()
+        });
+        Child { process, acks: Some(acks) }
+    }
+
+    /// Lets the child run for `lifetime` (or until it ends), then kills it with SIGKILL.
+    /// Returns what followed `ACK ` on each line it printed, and the wall-clock time of the
+    /// kill.
+    pub fn kill_after(mut self, lifetime: std::time::Duration) -> (Vec<String>, std::time::SystemTime) {
+        let started = std::time::Instant::now();
+        while started.elapsed() < lifetime {
+            if self.process.try_wait().expect("wait").is_some() {
+                break;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(1));
+        }
+        let killed_at = std::time::SystemTime::now();
+        self.kill();
+        (self.acks.take().map(|r| r.join().expect("reader")).unwrap_or_default(), killed_at)
+    }
+
+    fn kill(&mut self) {
+        // std sends SIGKILL on Unix; an error means it has already ended.
+        let _ = self.process.kill();
+        let _ = self.process.wait();
+    }
+}
+
+impl Drop for Child {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}

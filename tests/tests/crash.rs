@@ -3,9 +3,7 @@
 //! moments, reopens the directory and checks that every acknowledged commit is there, that
 //! no transaction is half applied, and that indexes agree with the data.
 
-use std::io::{BufRead, BufReader};
-use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use mnesia::Error;
 use mnesia::prelude::*;
@@ -94,7 +92,6 @@ fn crash_child() {
 #[test]
 fn every_acknowledged_commit_survives_sigkill() {
     let dir = tests::schema_dir();
-    let exe = std::env::current_exe().expect("test binary");
     let mut acknowledged: Vec<String> = Vec::new();
     let mut seed = 0x9e37_79b9_7f4a_7c15u64;
     let rounds = 50;
@@ -103,32 +100,12 @@ fn every_acknowledged_commit_survives_sigkill() {
         seed ^= seed >> 7;
         seed ^= seed << 17;
         let lifetime = Duration::from_millis(5 + seed % 60);
-        let mut child = Command::new(&exe)
-            .args(["crash_child", "--exact", "--nocapture", "--test-threads=1"])
-            .env(CHILD_ENV, dir.path())
-            .env("MNESIA_CRASH_RUN", run.to_string())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("spawn child");
-        let stdout = child.stdout.take().expect("stdout");
-        let reader = std::thread::spawn(move || {
-            BufReader::new(stdout)
-                .lines()
-                .map_while(Result::ok)
-                .filter_map(|l| l.strip_prefix("ACK ").map(str::to_owned))
-                .collect::<Vec<String>>()
-        });
-        let started = Instant::now();
-        while started.elapsed() < lifetime {
-            if child.try_wait().expect("wait").is_some() {
-                break;
-            }
-            std::thread::sleep(Duration::from_millis(1));
-        }
-        child.kill().expect("SIGKILL"); // std sends SIGKILL on Unix
-        child.wait().expect("reap");
-        acknowledged.extend(reader.join().expect("reader"));
+        let run_env = run.to_string();
+        let child = tests::Child::spawn(
+            "crash_child",
+            &[(CHILD_ENV, dir.path().as_os_str()), ("MNESIA_CRASH_RUN", run_env.as_ref())],
+        );
+        acknowledged.extend(child.kill_after(lifetime).0);
 
         let db = Database::open(Config::default().dir(dir.path())).expect("reopen after SIGKILL");
         db.scope(|| -> mnesia::Result<()> {

@@ -8,9 +8,7 @@
 //!   survives. A second of slack covers a loaded machine: the check is that losses are
 //!   bounded by the last moments, not how tight the bound is.
 
-use std::io::{BufRead, BufReader};
-use std::process::{Command, Stdio};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use mnesia::prelude::*;
 
@@ -57,37 +55,19 @@ fn durability_child() {
 /// survived against what it acknowledged.
 fn kill_and_check(name: &str, lifetime: Duration) {
     let dir = tests::schema_dir();
-    let exe = std::env::current_exe().expect("test binary");
-    let mut child = Command::new(&exe)
-        .args(["durability_child", "--exact", "--nocapture", "--test-threads=1"])
-        .env(CHILD_DIR, dir.path())
-        .env(CHILD_MODE, name)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("spawn child");
-    let stdout = child.stdout.take().expect("stdout");
-    let reader = std::thread::spawn(move || {
-        BufReader::new(stdout)
-            .lines()
-            .map_while(Result::ok)
-            .filter_map(|l| {
-                let mut parts = l.strip_prefix("ACK ")?.split(' ');
-                Some((parts.next()?.parse::<u64>().ok()?, parts.next()?.parse::<u128>().ok()?))
-            })
-            .collect::<Vec<(u64, u128)>>()
-    });
-    let started = Instant::now();
-    while started.elapsed() < lifetime {
-        if child.try_wait().expect("wait").is_some() {
-            break;
-        }
-        std::thread::sleep(Duration::from_millis(5));
-    }
-    let killed_at = now_ms();
-    child.kill().expect("SIGKILL");
-    child.wait().expect("reap");
-    let acked = reader.join().expect("reader");
+    let child = tests::Child::spawn(
+        "durability_child",
+        &[(CHILD_DIR, dir.path().as_os_str()), (CHILD_MODE, std::ffi::OsStr::new(name))],
+    );
+    let (lines, killed_at) = child.kill_after(lifetime);
+    let killed_at = killed_at.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis());
+    let acked: Vec<(u64, u128)> = lines
+        .iter()
+        .filter_map(|l| {
+            let (n, at) = l.split_once(' ')?;
+            Some((n.parse().ok()?, at.parse().ok()?))
+        })
+        .collect();
     assert!(!acked.is_empty(), "{name}: the child acknowledged nothing");
 
     let db = Database::open(Config::default().dir(dir.path())).expect("reopen after SIGKILL");
