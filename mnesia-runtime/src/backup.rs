@@ -20,6 +20,7 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
 use crate::db::{AnyTable, Database};
+use crate::disk::files::{self, DiscFile, io_error};
 use crate::disk::frame::{self, FrameReader};
 use crate::disk::record::{EntryEncoder, EntryRef, encode, entries_in};
 use crate::disk::schema::TableDef;
@@ -227,7 +228,7 @@ impl BackupOptions {
 struct BackupWriter {
     path: std::path::PathBuf,
     tmp: std::path::PathBuf,
-    out: Option<std::io::BufWriter<std::fs::File>>,
+    out: Option<std::io::BufWriter<DiscFile>>,
     buf: Vec<u8>,
 }
 
@@ -237,10 +238,18 @@ impl BackupWriter {
         let mut tmp = path.as_os_str().to_owned();
         tmp.push(".partial");
         let tmp = std::path::PathBuf::from(tmp);
-        let file = std::fs::File::create(&tmp).map_err(|e| frame::io_error(&tmp, e))?;
-        let mut out = std::io::BufWriter::with_capacity(1 << 20, file);
-        out.write_all(&frame::magic(KIND, VERSION)).map_err(|e| frame::io_error(&tmp, e))?;
-        Ok(BackupWriter { path: path.to_path_buf(), tmp, out: Some(out), buf: Vec::new() })
+        let file = DiscFile::create(&tmp)?;
+        let mut writer = BackupWriter {
+            path: path.to_path_buf(),
+            tmp,
+            out: Some(std::io::BufWriter::with_capacity(1 << 20, file)),
+            buf: Vec::new(),
+        };
+        // From here on, a failure drops the writer, which removes the temporary file.
+        if let Some(out) = writer.out.as_mut() {
+            out.write_all(&frame::magic(KIND, VERSION)).map_err(|e| io_error(&writer.tmp, e))?;
+        }
+        Ok(writer)
     }
 
     fn frame(&mut self, parts: &[&[u8]]) -> Result<()> {
@@ -248,7 +257,7 @@ impl BackupWriter {
         self.buf.clear();
         frame::encode_frame_parts(parts, &mut self.buf);
         let out = self.out.as_mut().ok_or_else(|| Error::Invalid("the backup file is closed".into()))?;
-        out.write_all(&self.buf).map_err(|e| frame::io_error(&self.tmp, e))
+        out.write_all(&self.buf).map_err(|e| io_error(&self.tmp, e))
     }
 
     /// Writes the entries `enc` holds as frames of table `table`, and empties it.
@@ -262,11 +271,14 @@ impl BackupWriter {
     }
 
     fn finish(mut self) -> Result<()> {
-        let out = self.out.take().ok_or_else(|| Error::Invalid("the backup file is closed".into()))?;
-        let file = out.into_inner().map_err(|e| frame::io_error(&self.tmp, e.into_error()))?;
-        file.sync_all().map_err(|e| frame::io_error(&self.tmp, e))?;
-        std::fs::rename(&self.tmp, &self.path).map_err(|e| frame::io_error(&self.path, e))?;
-        frame::sync_dir(&self.path)
+        use std::io::Write as _;
+        let out = self.out.as_mut().ok_or_else(|| Error::Invalid("the backup file is closed".into()))?;
+        out.flush().map_err(|e| io_error(&self.tmp, e))?;
+        out.get_mut().sync_all()?;
+        files::rename(&self.tmp, &self.path)?;
+        // In place: nothing left to remove.
+        self.out = None;
+        files::sync_dir(&self.path)
     }
 }
 
@@ -286,11 +298,11 @@ pub(crate) struct BackupReader<R> {
     tables: Vec<BackupTable>,
 }
 
-impl BackupReader<std::io::BufReader<std::fs::File>> {
+impl BackupReader<std::io::BufReader<DiscFile>> {
     /// Opens a backup file and reads its header.
     pub(crate) fn open(path: &Path) -> Result<Self> {
-        let file = std::fs::File::open(path).map_err(|e| frame::io_error(path, e))?;
-        let len = file.metadata().map_err(|e| frame::io_error(path, e))?.len();
+        let len = std::fs::metadata(path).map_err(|e| io_error(path, e))?.len();
+        let file = DiscFile::open(path)?;
         BackupReader::new(path, std::io::BufReader::with_capacity(1 << 20, file), len)
     }
 }

@@ -611,6 +611,11 @@ impl Database {
             }
             None => (None, 0),
         };
+        let system: Arc<crate::system::SystemHub> = Arc::default();
+        if let Some(disk) = &disk {
+            let hub = Arc::clone(&system);
+            disk.wal.on_health(Box::new(move |health| hub.log_health(health)));
+        }
         let db = Database {
             inner: Arc::new(DbInner {
                 id: NEXT_DB_ID.fetch_add(1, Ordering::Relaxed),
@@ -621,7 +626,7 @@ impl Database {
                 seq: CachePadded::new(AtomicU64::new(seq)),
                 disk,
                 reaper: Arc::default(),
-                system: Arc::default(),
+                system,
                 stats: Arc::default(),
                 priority: Arc::default(),
             }),
@@ -654,7 +659,7 @@ impl Database {
                     }
                 }
             })
-            .map_err(|e| crate::disk::frame::io_error(&dir, e))?;
+            .map_err(|e| crate::disk::files::io_error(&dir, e))?;
         Ok(())
     }
 

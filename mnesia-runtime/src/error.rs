@@ -119,6 +119,21 @@ pub enum Error {
         #[source]
         source: std::io::Error,
     },
+    /// A commit was refused because the commit log cannot be written: an earlier write or
+    /// sync of the log failed (in the background, under `Relaxed` or `None` durability),
+    /// and writing it again failed too; `source` says why, with the operating system's
+    /// kind (`StorageFull` for a full disc). Nothing of the refused commit was applied. The
+    /// commits acknowledged before the failure are held in memory and written as soon as
+    /// the log works again (a crash before then loses them). Every commit tries again:
+    /// once the cause is gone, commits succeed without a reopen.
+    #[error("the commit log in {dir} is unavailable: {source}")]
+    LogUnavailable {
+        /// The database directory.
+        dir: std::path::PathBuf,
+        /// The failure of the last attempt to write the log.
+        #[source]
+        source: std::io::Error,
+    },
     /// A file holds damaged data (not a torn last record, which recovery cuts off). The data
     /// before `offset` is intact; see the README's recovery section for what to do.
     #[error("corrupt data in {file} at byte {offset}: {reason}")]
@@ -190,6 +205,25 @@ impl fmt::Display for AbortReason {
 impl std::error::Error for AbortReason {}
 
 impl Error {
+    /// The operating system's kind of an I/O failure ([`Error::Io`],
+    /// [`Error::LogUnavailable`]), e.g. `StorageFull` when the disc is full.
+    ///
+    /// ```
+    /// use std::io::ErrorKind;
+    /// let full = mnesia::Error::Io {
+    ///     path: "data/00000002.wal".into(),
+    ///     source: std::io::Error::new(ErrorKind::StorageFull, "no space left on device"),
+    /// };
+    /// assert_eq!(full.io_kind(), Some(ErrorKind::StorageFull));
+    /// assert_eq!(mnesia::Error::abort("no").io_kind(), None);
+    /// ```
+    pub fn io_kind(&self) -> Option<std::io::ErrorKind> {
+        match self {
+            Error::Io { source, .. } | Error::LogUnavailable { source, .. } => Some(source.kind()),
+            _ => None,
+        }
+    }
+
     /// An [`Error::Aborted`] carrying a plain reason, like Mnesia's `abort(Reason)`.
     ///
     /// ```

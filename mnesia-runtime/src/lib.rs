@@ -63,6 +63,8 @@ pub use backup::{BackupInfo, BackupOptions, RestoreMode, RestoreOptions};
 pub use context::{is_transaction, sync_transaction, transaction};
 pub use counters::{current_value, dirty_update_counter, has_counter, next_id, reset_counter};
 pub use db::{Config, Database, cleanup_expired, start, stop, system_info, system_tables};
+#[doc(hidden)]
+pub use disk::files::faults;
 pub use disk::fuzzing;
 pub use disk::wal::Durability;
 pub use error::{Error, Result};

@@ -4,7 +4,7 @@ use std::path::{Path, PathBuf};
 
 use serde::Serialize;
 
-use crate::disk::frame::io_error;
+use crate::disk::files::io_error;
 use crate::disk::schema::{self, FORMAT, SchemaFile};
 use crate::disk::{self};
 use crate::error::{Error, Result};

@@ -54,6 +54,20 @@ pub enum SystemEvent {
         /// Bytes of log since the last checkpoint.
         log_bytes: u64,
     },
+    /// Writing or syncing the commit log failed (a full disc, a failing device). Until it
+    /// is repaired, commits fail with the I/O error under `Immediate` durability; under
+    /// `Relaxed` and `None` the commits already acknowledged are held in memory and new
+    /// ones are refused with `Error::LogUnavailable`. Every flush and commit tries again.
+    /// Told once per failure, not per failed commit.
+    LogFailed {
+        /// The operating system's kind of the failure (`StorageFull` for a full disc).
+        kind: std::io::ErrorKind,
+        /// The error, in words (with the file).
+        reason: String,
+    },
+    /// The commit log works again after [`SystemEvent::LogFailed`]: what it holds is
+    /// durable.
+    LogRecovered,
     /// The subscriber fell too far behind: this many events were dropped here.
     Lagged {
         /// How many events were dropped.
@@ -90,6 +104,14 @@ impl SystemHub {
         *last = Some(Instant::now());
         drop(last);
         self.publish(SystemEvent::Overload { log_bytes });
+    }
+
+    /// Tells of the commit log failing or recovering.
+    pub(crate) fn log_health(&self, health: crate::disk::wal::Health) {
+        self.publish(match health {
+            crate::disk::wal::Health::Failed { kind, reason } => SystemEvent::LogFailed { kind, reason },
+            crate::disk::wal::Health::Recovered => SystemEvent::LogRecovered,
+        });
     }
 
     pub(crate) fn add(&self, capacity: usize) -> SystemSubscription {

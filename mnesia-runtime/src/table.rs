@@ -1328,8 +1328,8 @@ pub trait Table: Clone + Send + Sync + Serialize + DeserializeOwned + 'static {
     fn import_with(path: impl AsRef<std::path::Path>, options: &crate::ImportOptions) -> Result<usize> {
         let path = path.as_ref();
         let format = crate::Format::from_path(path)?;
-        let file = std::fs::File::open(path).map_err(|e| crate::disk::frame::io_error(path, e))?;
-        let len = file.metadata().ok().map(|m| m.len());
+        let len = std::fs::metadata(path).ok().map(|m| m.len());
+        let file = crate::disk::files::DiscFile::open(path)?;
         crate::transfer::import_from::<Self>(file, len, format, options)
     }
 

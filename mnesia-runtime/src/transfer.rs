@@ -186,16 +186,13 @@ pub(crate) fn export_file<T: Table>(path: &Path, opts: &ExportOptions) -> Result
     let mut tmp = path.as_os_str().to_owned();
     tmp.push(".partial");
     let tmp = std::path::PathBuf::from(tmp);
-    let result = std::fs::File::create(&tmp)
-        .map_err(|e| crate::disk::frame::io_error(&tmp, e))
-        .and_then(|file| {
-            let n = export_to::<T>(&file, format, opts.progress.as_ref())?;
-            file.sync_all().map_err(|e| crate::disk::frame::io_error(&tmp, e))?;
+    let result = crate::disk::files::DiscFile::create(&tmp)
+        .and_then(|mut file| {
+            let n = export_to::<T>(&mut file, format, opts.progress.as_ref())?;
+            file.sync_all()?;
             Ok(n)
         })
-        .and_then(|n| {
-            std::fs::rename(&tmp, path).map(|()| n).map_err(|e| crate::disk::frame::io_error(path, e))
-        });
+        .and_then(|n| crate::disk::files::rename(&tmp, path).map(|()| n));
     if result.is_err() {
         let _ = std::fs::remove_file(&tmp);
     }

@@ -10,10 +10,10 @@
 //! *corruption*: a bad frame followed by a valid one. The first is cut off; the second is an
 //! error naming the file and the offset.
 
-use std::fs::File;
-use std::io::{self, Read, Write};
+use std::io::{self, Read};
 use std::path::Path;
 
+use super::files::{self, DiscFile, io_error};
 use crate::error::{Error, Result};
 
 /// The frame header: length, its checksum, the payload's checksum.
@@ -73,10 +73,6 @@ pub(crate) fn magic(kind: &[u8; 6], version: u8) -> [u8; 8] {
     m
 }
 
-pub(crate) fn io_error(path: &Path, e: io::Error) -> Error {
-    Error::Io { path: path.to_path_buf(), source: e }
-}
-
 /// How a file's frames ended.
 #[derive(Debug, PartialEq, Eq)]
 pub(crate) enum End {
@@ -117,8 +113,7 @@ impl Frames {
 /// corruption (an error naming the file and offset); a damaged frame at the end is a torn
 /// tail (reported in [`Frames::end`]).
 pub(crate) fn read_frames(path: &Path, kind: &[u8; 6], version: u8) -> Result<Frames> {
-    let mut bytes = Vec::new();
-    File::open(path).and_then(|mut f| f.read_to_end(&mut bytes)).map_err(|e| io_error(path, e))?;
+    let bytes = DiscFile::open(path)?.read_to_end()?;
     Frames::parse(path, bytes, kind, version)
 }
 
@@ -267,36 +262,12 @@ pub(crate) fn write_file_atomically(
     for f in frames {
         encode_frame(f, &mut bytes);
     }
-    write_bytes_atomically(path, &bytes)
-}
-
-/// Writes `bytes` to `path` atomically (see [`write_file_atomically`]).
-pub(crate) fn write_bytes_atomically(path: &Path, bytes: &[u8]) -> Result<()> {
-    let tmp = path.with_extension("tmp");
-    let mut f = File::create(&tmp).map_err(|e| io_error(&tmp, e))?;
-    f.write_all(bytes).and_then(|_| f.sync_all()).map_err(|e| io_error(&tmp, e))?;
-    drop(f);
-    std::fs::rename(&tmp, path).map_err(|e| io_error(path, e))?;
-    sync_dir(path)
-}
-
-/// Makes a rename or a new file in `path`'s directory durable.
-pub(crate) fn sync_dir(path: &Path) -> Result<()> {
-    // A bare file name ("all.bak") has the empty path as its parent: the current directory.
-    let dir = path.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
-    File::open(dir).and_then(|d| d.sync_all()).map_err(|e| io_error(dir, e))
+    files::write_atomically(path, |f| f.write_all(&bytes))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn a_bare_file_name_syncs_the_current_directory() {
-        // Its parent is the empty path, which cannot be opened.
-        sync_dir(Path::new("all.bak")).expect("the current directory");
-        sync_dir(&std::env::temp_dir().join("x")).expect("a directory");
-    }
 
     const KIND: &[u8; 6] = b"MNSTST";
 

@@ -16,6 +16,7 @@
 //! write no newer than what the key holds is skipped. Replay is idempotent, so a crash during
 //! recovery (or during a checkpoint) is harmless.
 
+pub(crate) mod files;
 pub(crate) mod frame;
 pub(crate) mod only;
 pub(crate) mod record;
@@ -31,7 +32,7 @@ use std::sync::Arc;
 use parking_lot::Mutex;
 use serde::{Deserialize, Serialize};
 
-use self::frame::io_error;
+use self::files::io_error;
 use self::record::{Logged, LoggedRef, SnapshotEntry, TableOps, TableOpsRef};
 use self::schema::{SchemaFile, TableDef};
 use self::wal::{Durability, Wal};
@@ -182,14 +183,13 @@ impl Disk {
         // Read under the lock: no other process changes it from now on.
         let schema = schema::load(dir)?;
         let cp_path = dir.join(CHECKPOINT);
-        let checkpoint: Checkpoint = match std::fs::read(&cp_path) {
-            Ok(b) => serde_json::from_slice(&b).map_err(|e| Error::Corrupt {
+        let checkpoint: Checkpoint = match files::read_if_exists(&cp_path)? {
+            Some(b) => serde_json::from_slice(&b).map_err(|e| Error::Corrupt {
                 file: cp_path.clone(),
                 offset: 0,
                 reason: e.to_string(),
             })?,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Checkpoint::default(),
-            Err(e) => return Err(io_error(&cp_path, e)),
+            None => Checkpoint::default(),
         };
         let mut max_seq = checkpoint.seq;
         let mut pending = HashMap::new();
@@ -290,7 +290,7 @@ impl Disk {
     /// Appends a commit touching disc tables and waits until it is as durable as the mode
     /// promises. Returns the commit's sequence number.
     pub(crate) fn log_commit(&self, next_seq: impl FnOnce() -> u64, ops: &[TableOps]) -> Result<u64> {
-        let body = postcard::to_allocvec(ops).map_err(|e| Error::Codec(e.to_string()))?;
+        let body = record::encode(ops)?;
         if body.len() + 8 > frame::MAX_FRAME {
             return Err(Error::Invalid(format!(
                 "a commit of {} bytes is larger than the log's limit of {} bytes: split it",
@@ -370,7 +370,11 @@ impl Disk {
         self.checkpoint_locked(seq, snapshot_of)?;
         if close {
             self.wal.close();
-            self.wal.sync()?;
+            if let Err(e) = self.wal.sync() {
+                // Still open: the caller may free space and close again.
+                self.wal.reopen();
+                return Err(e);
+            }
             if let Some(disc) = self.disc_only.lock().take() {
                 disc.close();
             }
@@ -415,7 +419,7 @@ impl Disk {
         }
         let cp = Checkpoint { segment, seq, tables };
         let bytes = serde_json::to_vec_pretty(&cp).map_err(|e| Error::Codec(e.to_string()))?;
-        frame::write_bytes_atomically(&self.dir.join(CHECKPOINT), &bytes)?;
+        files::write_atomically(&self.dir.join(CHECKPOINT), |f| f.write_all(&bytes))?;
         self.wal.remove_before(segment)?;
         // Snapshots of tables no longer in the schema.
         for e in std::fs::read_dir(&self.dir).map_err(|e| io_error(&self.dir, e))?.flatten() {

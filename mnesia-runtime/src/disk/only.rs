@@ -52,7 +52,8 @@ fn encode_value(version: u64, value: &Logged) -> Result<Vec<u8>> {
 impl DiscOnly {
     pub(crate) fn open(dir: &Path) -> Result<DiscOnly> {
         let path = dir.join(FILE);
-        let db = redb::Database::create(&path).map_err(|e| storage(&path, e))?;
+        let file = super::files::RedbFile::open(&path)?;
+        let db = redb::Database::builder().create_with_backend(file).map_err(|e| storage(&path, e))?;
         Ok(DiscOnly { path, db: parking_lot::RwLock::new(Some(db)), log: std::sync::OnceLock::new() })
     }
 
@@ -217,6 +218,15 @@ impl DiscOnly {
         self.durable_commit(w)
     }
 }
+/// A redb failure as an I/O error on the file, keeping the operating system's kind when
+/// redb has one.
 fn storage(path: &Path, e: impl Into<redb::Error>) -> Error {
-    Error::Io { path: path.to_path_buf(), source: std::io::Error::other(e.into().to_string()) }
+    let source = match e.into() {
+        redb::Error::Io(io) => io,
+        redb::Error::PreviousIo => std::io::Error::other(
+            "an earlier I/O error on this file stopped its tables until the database is reopened",
+        ),
+        other => std::io::Error::other(other.to_string()),
+    };
+    Error::Io { path: path.to_path_buf(), source }
 }

@@ -5,9 +5,44 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
 
-/// Encodes a key or a record with postcard.
+/// Encodes a key, a record or a commit with postcard. Nothing larger than one record of a
+/// file may hold ([`super::frame::MAX_FRAME`]) is ever encoded whole: the encoding stops
+/// with an error as soon as it passes that size.
 pub(crate) fn encode<S: Serialize + ?Sized>(value: &S) -> Result<Vec<u8>> {
-    postcard::to_allocvec(value).map_err(|e| Error::Codec(e.to_string()))
+    postcard::serialize_with_flavor(value, Capped(Vec::new())).map_err(|e| match e {
+        postcard::Error::SerializeBufferFull => Error::Invalid(format!(
+            "a value larger than {} bytes (the most one record of the log holds) cannot be stored: split it",
+            super::frame::MAX_FRAME
+        )),
+        e => Error::Codec(e.to_string()),
+    })
+}
+
+/// A postcard output that refuses to grow past [`super::frame::MAX_FRAME`].
+struct Capped(Vec<u8>);
+
+impl postcard::ser_flavors::Flavor for Capped {
+    type Output = Vec<u8>;
+
+    fn try_extend(&mut self, data: &[u8]) -> postcard::Result<()> {
+        if data.len() > super::frame::MAX_FRAME - self.0.len() {
+            return Err(postcard::Error::SerializeBufferFull);
+        }
+        self.0.extend_from_slice(data);
+        Ok(())
+    }
+
+    fn try_push(&mut self, data: u8) -> postcard::Result<()> {
+        if self.0.len() >= super::frame::MAX_FRAME {
+            return Err(postcard::Error::SerializeBufferFull);
+        }
+        self.0.push(data);
+        Ok(())
+    }
+
+    fn finalize(self) -> postcard::Result<Vec<u8>> {
+        Ok(self.0)
+    }
 }
 
 /// A key's content after a write, encoded.

@@ -4,7 +4,7 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-use super::frame::{io_error, write_bytes_atomically};
+use super::files;
 use crate::error::{Error, Result};
 use crate::table::{IndexInfo, StorageType, Table, TableType};
 
@@ -109,12 +109,8 @@ pub(crate) fn path(dir: &Path) -> PathBuf {
 /// Reads the schema of `dir`.
 pub(crate) fn load(dir: &Path) -> Result<SchemaFile> {
     let p = path(dir);
-    let bytes = match std::fs::read(&p) {
-        Ok(b) => b,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            return Err(Error::NoSchema { dir: dir.to_path_buf() });
-        }
-        Err(e) => return Err(io_error(&p, e)),
+    let Some(bytes) = files::read_if_exists(&p)? else {
+        return Err(Error::NoSchema { dir: dir.to_path_buf() });
     };
     let schema: SchemaFile = serde_json::from_slice(&bytes).map_err(|e| Error::Corrupt {
         file: p.clone(),
@@ -134,5 +130,5 @@ pub(crate) fn load(dir: &Path) -> Result<SchemaFile> {
 /// Writes the schema of `dir` atomically.
 pub(crate) fn store(dir: &Path, schema: &SchemaFile) -> Result<()> {
     let bytes = serde_json::to_vec_pretty(schema).map_err(|e| Error::Codec(e.to_string()))?;
-    write_bytes_atomically(&path(dir), &bytes)
+    files::write_atomically(&path(dir), |f| f.write_all(&bytes))
 }

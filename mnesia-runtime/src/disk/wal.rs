@@ -5,8 +5,8 @@
 //! while the others wait for that one sync. One fsync thus covers every commit that arrived
 //! while the previous one ran.
 
-use std::fs::{File, OpenOptions};
-use std::io::Write;
+use std::collections::VecDeque;
+use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -14,7 +14,8 @@ use std::time::Duration;
 
 use parking_lot::{Condvar, Mutex};
 
-use super::frame::{self, End, encode_frame_parts, io_error};
+use super::files::{self, DiscFile, io_error};
+use super::frame::{self, End, encode_frame_parts};
 use crate::error::{Error, Result};
 
 pub(crate) const KIND: &[u8; 6] = b"MNSWAL";
@@ -70,32 +71,107 @@ pub(crate) fn segments(dir: &Path) -> Result<Vec<u64>> {
     Ok(out)
 }
 
+/// The segment being appended to. While a flush runs, the flush holds it.
+struct Segment {
+    file: DiscFile,
+    number: u64,
+    /// Bytes written to the file (the magic included).
+    bytes: u64,
+    /// Bytes of the file known durable: a failed write or sync cuts the file back to this.
+    synced_bytes: u64,
+}
+
+/// A write or sync of the log that failed, until a later flush repairs the log.
+#[derive(Clone, Debug)]
+struct Fault {
+    path: PathBuf,
+    kind: io::ErrorKind,
+    message: String,
+}
+
+impl Fault {
+    fn of(e: &Error) -> Fault {
+        match e {
+            Error::Io { path, source } => {
+                Fault { path: path.clone(), kind: source.kind(), message: source.to_string() }
+            }
+            other => Fault { path: PathBuf::new(), kind: io::ErrorKind::Other, message: other.to_string() },
+        }
+    }
+
+    fn io(&self) -> io::Error {
+        io::Error::new(self.kind, self.message.clone())
+    }
+}
+
+/// What the log tells about its health (as system events).
+#[derive(Clone, Debug)]
+pub(crate) enum Health {
+    /// A write or sync failed: commits fail (or, under relaxed durability, are held in
+    /// memory) until a later flush repairs the log.
+    Failed { kind: io::ErrorKind, reason: String },
+    /// The log was repaired: what it holds is durable again.
+    Recovered,
+}
+
 struct State {
-    /// Whole frames appended and not yet written.
+    /// Whole frames appended and not yet taken by a flush.
     buffer: Vec<u8>,
     /// Bytes ever appended (the log position of the last append's end).
     appended: u64,
+    /// Bytes ever taken by a flush.
+    taken: u64,
     /// Bytes known written to the file.
     written: u64,
     /// Bytes known synced to the disc.
     synced: u64,
-    /// A leader is writing; the file is in its hands.
+    /// A leader is writing; the segment is in its hands.
     flushing: bool,
-    file: Option<File>,
-    segment: u64,
-    segment_bytes: u64,
+    segment: Option<Segment>,
+    /// Batches written to the segment past its last good sync. Under `Relaxed` and `None`
+    /// they were acknowledged: after a failed write or sync they are written again (the
+    /// bytes in the file are never trusted after a failed sync).
+    unsynced: Vec<Vec<u8>>,
+    unsynced_bytes: usize,
     /// The next flush starts a new segment first (asked for by a checkpoint).
     roll_next: bool,
     /// The segment the last requested roll started.
     rolled_to: u64,
     /// `appended` when the last requested roll was asked for.
     appended_at_roll: u64,
-    /// A write or sync failed: the log accepts nothing more (the data is safe up to
-    /// `synced`, and what follows was never acknowledged).
-    failed: Option<String>,
+    /// The last flush failed: the next one repairs the segment first.
+    fault: Option<Fault>,
+    /// Log positions of batches that failed under `Immediate`: their commits were refused
+    /// and their bytes dropped. Adjacent ranges are merged; only the last few are kept
+    /// (a waiter learns its outcome as soon as the flush that carried it ends).
+    dropped: VecDeque<(u64, u64)>,
     /// Closed: no more appends.
     closed: bool,
 }
+
+impl State {
+    fn dropped(&self, lsn: u64) -> bool {
+        self.dropped.iter().any(|(from, to)| *from < lsn && lsn <= *to)
+    }
+
+    fn drop_batch(&mut self, from: u64, to: u64) {
+        match self.dropped.back_mut() {
+            Some(last) if last.1 == from => last.1 = to,
+            _ => {
+                if self.dropped.len() == DROPPED_KEPT {
+                    self.dropped.pop_front();
+                }
+                self.dropped.push_back((from, to));
+            }
+        }
+    }
+}
+
+/// How many failed batch ranges the log remembers.
+const DROPPED_KEPT: usize = 256;
+/// Under `None`, a flush also syncs once this much is written but not synced, which bounds
+/// what a failed write must write again from memory.
+const UNSYNCED_AT_MOST: usize = 8 << 20;
 
 /// The log of one database directory.
 pub(crate) struct Wal {
@@ -105,6 +181,8 @@ pub(crate) struct Wal {
     flushed: Condvar,
     /// Transactions that hold their commit locks and are about to append.
     committing: AtomicUsize,
+    /// Told when the log fails and when it recovers.
+    health: std::sync::OnceLock<Box<dyn Fn(Health) + Send + Sync>>,
 }
 
 /// Registers a transaction that may soon append to the log, so that a sync leader waits a
@@ -135,6 +213,16 @@ pub(crate) fn withdraw() {
     let _ = ANNOUNCED.try_with(|a| a.borrow_mut().take());
 }
 
+/// What one flush does, decided under the lock and carried out without it.
+struct Pass {
+    batch: Vec<u8>,
+    /// Cut the segment back to its last good sync and write `unsynced` again first.
+    repair: bool,
+    unsynced: Vec<Vec<u8>>,
+    roll: bool,
+    sync: bool,
+}
+
 impl Wal {
     /// Opens the log for appending, in a new segment numbered `segment`.
     pub(crate) fn open(dir: &Path, segment: u64, durability: Durability) -> Result<Arc<Wal>> {
@@ -145,20 +233,23 @@ impl Wal {
             state: Mutex::new(State {
                 buffer: Vec::new(),
                 appended: 0,
+                taken: 0,
                 written: 0,
                 synced: 0,
                 flushing: false,
-                file: Some(file),
-                segment,
-                segment_bytes: 8,
+                segment: Some(Segment { file, number: segment, bytes: 8, synced_bytes: 8 }),
+                unsynced: Vec::new(),
+                unsynced_bytes: 0,
                 roll_next: false,
                 rolled_to: segment,
                 appended_at_roll: 0,
-                failed: None,
+                fault: None,
+                dropped: VecDeque::new(),
                 closed: false,
             }),
             flushed: Condvar::new(),
             committing: AtomicUsize::new(0),
+            health: std::sync::OnceLock::new(),
         });
         let interval = match durability {
             Durability::Immediate => None,
@@ -171,6 +262,7 @@ impl Wal {
                 .name("mnesia-log-flusher".into())
                 .spawn(move || {
                     while let Some(wal) = weak.upgrade() {
+                        // A failure is told through `health` and to the next committer.
                         let _ = wal.flush();
                         drop(wal);
                         std::thread::sleep(interval);
@@ -181,15 +273,32 @@ impl Wal {
         Ok(wal)
     }
 
+    /// Where the log's failures and recoveries are told (once).
+    pub(crate) fn on_health(&self, tell: Box<dyn Fn(Health) + Send + Sync>) {
+        let _ = self.health.set(tell);
+    }
+
+    fn tell(&self, health: Health) {
+        if let Some(tell) = self.health.get() {
+            tell(health);
+        }
+    }
+
     /// Appends one commit record: its sequence number, taken from `next_seq` while the log
     /// is locked (so the log's order is the commit order), then `body`. Returns the sequence
     /// number and the log position to wait on.
+    ///
+    /// Under `Relaxed` and `None`, a commit is acknowledged once appended: if the last
+    /// flush failed, the log is repaired first, and the commit refused if that fails.
     pub(crate) fn append(&self, next_seq: impl FnOnce() -> u64, body: &[u8]) -> Result<(u64, u64)> {
         let mut s = self.state.lock();
-        if let Some(f) = &s.failed {
-            return Err(Error::Invalid(format!(
-                "the commit log failed earlier and accepts no more commits: {f}"
-            )));
+        if s.fault.is_some() && self.durability != Durability::Immediate {
+            drop(s);
+            self.sync().map_err(|e| match e {
+                Error::Io { source, .. } => Error::LogUnavailable { dir: self.dir.clone(), source },
+                other => other,
+            })?;
+            s = self.state.lock();
         }
         if s.closed {
             return Err(Error::Invalid(format!("the database in {} is closed", self.dir.display())));
@@ -224,99 +333,207 @@ impl Wal {
         self.state.lock().closed = true;
     }
 
+    /// Takes appends again after a close whose last sync failed.
+    pub(crate) fn reopen(&self) {
+        self.state.lock().closed = false;
+    }
+
     pub(crate) fn is_closed(&self) -> bool {
         self.state.lock().closed
     }
 
+    /// Waits until everything up to `lsn` is written (and synced, with `sync`), leading a
+    /// flush when no other thread is; also until a requested roll is done.
     fn wait(&self, lsn: u64, sync: bool) -> Result<()> {
         let mut s = self.state.lock();
         loop {
-            if (if sync { s.synced } else { s.written }) >= lsn {
-                return Ok(());
+            if s.dropped(lsn) {
+                let fault = s.fault.clone();
+                return Err(match fault {
+                    Some(f) => Error::Io { path: f.path.clone(), source: f.io() },
+                    None => Error::Io {
+                        path: self.dir.clone(),
+                        source: io::Error::other("the commit log failed to write this commit"),
+                    },
+                });
             }
-            if let Some(f) = &s.failed {
-                return Err(Error::Invalid(format!("the commit log failed: {f}")));
+            let done = if sync { s.synced } else { s.written } >= lsn;
+            if done && !s.roll_next {
+                return Ok(());
             }
             if s.flushing {
                 self.flushed.wait(&mut s);
                 continue;
             }
-            // Lead: take everything buffered, write it outside the lock, sync once. Before
-            // taking the buffer, give the committers that are about to append (those the
-            // previous sync just released) a moment: as long as appends keep arriving, the
-            // sync waits a little for them, so that it carries them too.
-            s.flushing = true;
-            let mut quiet = 0;
-            for _ in 0..GATHER_ROUNDS {
-                let before = s.appended;
-                drop(s);
-                std::thread::yield_now();
-                s = self.state.lock();
-                quiet = if s.appended == before { quiet + 1 } else { 0 };
-                // Commits that are on their way to the log (see `Committing`) are worth the
-                // wait; otherwise a few quiet rounds end it.
-                if quiet >= 3 && self.committing.load(Ordering::Acquire) == 0 {
-                    break;
-                }
-            }
-            let bytes = std::mem::take(&mut s.buffer);
-            let target = s.appended;
-            let forced = s.roll_next;
-            let roll = forced || s.segment_bytes >= SEGMENT_BYTES;
-            s.roll_next = false;
-            let mut file = s.file.take();
-            let mut segment = s.segment;
-            drop(s);
-            let mut result = Ok(());
-            if roll {
-                match segment
-                    .checked_add(1)
-                    .ok_or_else(|| Error::Invalid("log segment numbers exhausted".into()))
-                {
-                    Ok(next) => match create_segment(&self.dir, next) {
-                        Ok(f) => {
-                            file = Some(f);
-                            segment = next;
-                        }
-                        Err(e) => result = Err(e),
-                    },
-                    Err(e) => result = Err(e),
-                }
-            }
-            let path = self.dir.join(segment_name(segment));
-            if result.is_ok()
-                && let Some(f) = file.as_mut()
-            {
-                if !bytes.is_empty() {
-                    result = f.write_all(&bytes).map_err(|e| io_error(&path, e));
-                }
-                if result.is_ok() && sync {
-                    result = f.sync_data().map_err(|e| io_error(&path, e));
-                }
-            }
-            s = self.state.lock();
-            s.flushing = false;
-            s.file = file;
-            if roll && result.is_ok() {
-                s.segment = segment;
-                s.segment_bytes = 8;
-                if forced {
-                    s.rolled_to = segment;
-                }
-            }
-            s.segment_bytes += bytes.len() as u64;
-            match &result {
-                Ok(()) => {
-                    s.written = s.written.max(target);
-                    if sync {
-                        s.synced = s.synced.max(target);
-                    }
-                }
-                Err(e) => s.failed = Some(e.to_string()),
-            }
-            self.flushed.notify_all();
-            result?;
+            s = self.lead(s, sync)?;
         }
+    }
+
+    /// One flush: takes everything buffered, writes it outside the lock, syncs once.
+    fn lead<'a>(
+        &'a self,
+        mut s: parking_lot::MutexGuard<'a, State>,
+        sync: bool,
+    ) -> Result<parking_lot::MutexGuard<'a, State>> {
+        // Before taking the buffer, give the committers that are about to append (those the
+        // previous sync just released) a moment: as long as appends keep arriving, the sync
+        // waits a little for them, so that it carries them too.
+        s.flushing = true;
+        let mut quiet = 0;
+        for _ in 0..GATHER_ROUNDS {
+            let before = s.appended;
+            drop(s);
+            std::thread::yield_now();
+            s = self.state.lock();
+            quiet = if s.appended == before { quiet + 1 } else { 0 };
+            // Commits that are on their way to the log (see `Committing`) are worth the
+            // wait; otherwise a few quiet rounds end it.
+            if quiet >= 3 && self.committing.load(Ordering::Acquire) == 0 {
+                break;
+            }
+        }
+        let from = s.taken;
+        let target = s.appended;
+        s.taken = target;
+        let forced = s.roll_next;
+        s.roll_next = false;
+        let Some(mut segment) = s.segment.take() else {
+            s.flushing = false;
+            return Err(Error::Invalid("the commit log has no segment".into()));
+        };
+        let pass = Pass {
+            batch: std::mem::take(&mut s.buffer),
+            repair: s.fault.is_some(),
+            unsynced: std::mem::take(&mut s.unsynced),
+            roll: forced || segment.bytes >= SEGMENT_BYTES,
+            sync: sync || s.unsynced_bytes > UNSYNCED_AT_MOST,
+        };
+        let sync = pass.sync;
+        drop(s);
+        let (result, unsynced, rolled) = self.carry_out(&mut segment, pass);
+        let mut s = self.state.lock();
+        s.flushing = false;
+        if rolled && forced {
+            s.rolled_to = segment.number;
+        }
+        s.segment = Some(segment);
+        match &result {
+            Ok(()) => {
+                s.written = s.written.max(target);
+                if sync {
+                    s.synced = s.synced.max(target);
+                }
+                s.unsynced_bytes = unsynced.iter().map(Vec::len).sum();
+                s.unsynced = unsynced;
+                if s.fault.take().is_some() {
+                    self.tell(Health::Recovered);
+                }
+            }
+            Err(e) => {
+                if self.durability == Durability::Immediate {
+                    // Its committers are told it failed: the batch is dropped, never written
+                    // again. (Under `Immediate` every flush syncs, so nothing else is held.)
+                    s.drop_batch(from, target);
+                    s.unsynced = Vec::new();
+                    s.unsynced_bytes = 0;
+                } else {
+                    s.unsynced_bytes = unsynced.iter().map(Vec::len).sum();
+                    s.unsynced = unsynced;
+                }
+                if forced && !rolled {
+                    // The checkpoint that asked fails with this error; the roll is not owed.
+                    s.roll_next = false;
+                }
+                let first = s.fault.is_none();
+                s.fault = Some(Fault::of(e));
+                if first {
+                    self.tell(Health::Failed {
+                        kind: e.io_kind().unwrap_or(io::ErrorKind::Other),
+                        reason: e.to_string(),
+                    });
+                }
+            }
+        }
+        self.flushed.notify_all();
+        result.map(|()| s)
+    }
+
+    /// Does a flush's file work on `segment`. Returns the outcome, the batches in the
+    /// segment past its last good sync (to keep; the new batch included unless synced), and
+    /// whether a new segment was started.
+    fn carry_out(&self, segment: &mut Segment, pass: Pass) -> (Result<()>, Vec<Vec<u8>>, bool) {
+        let Pass { batch, repair, unsynced: mut held, roll, sync } = pass;
+        let mut rolled = false;
+        let result = (|| -> Result<()> {
+            if repair {
+                // What follows the last good sync is not trusted: cut it off and write the
+                // acknowledged batches again from memory.
+                segment.file.truncate_to(segment.synced_bytes)?;
+                segment.bytes = segment.synced_bytes;
+                for chunk in &held {
+                    segment.file.write_all(chunk)?;
+                    segment.bytes += chunk.len() as u64;
+                }
+            }
+            if roll {
+                if segment.bytes > segment.synced_bytes {
+                    segment.file.sync_data()?;
+                    segment.synced_bytes = segment.bytes;
+                    held.clear();
+                }
+                let next = segment
+                    .number
+                    .checked_add(1)
+                    .ok_or_else(|| Error::Invalid("log segment numbers exhausted".into()))?;
+                let created = create_segment(&self.dir, next)?;
+                *segment = Segment { file: created, number: next, bytes: 8, synced_bytes: 8 };
+                rolled = true;
+            }
+            if !batch.is_empty() {
+                segment.file.write_all(&batch)?;
+                segment.bytes += batch.len() as u64;
+            }
+            if sync && segment.bytes > segment.synced_bytes {
+                segment.file.sync_data()?;
+                segment.synced_bytes = segment.bytes;
+            }
+            Ok(())
+        })();
+        if !batch.is_empty() {
+            held.push(batch);
+        }
+        let result = match result {
+            Ok(()) => {
+                if segment.synced_bytes == segment.bytes {
+                    held.clear();
+                }
+                Ok(())
+            }
+            // Cut what may have reached the file off at once, before anyone is told: a
+            // commit refused now must not come back after a crash. (The held batches are
+            // written again by the next flush.)
+            Err(e) => {
+                match segment.file.truncate_to(segment.synced_bytes).and_then(|()| segment.file.sync_data()) {
+                    Ok(()) => {
+                        segment.bytes = segment.synced_bytes;
+                        Err(e)
+                    }
+                    Err(_) => Err(match e {
+                        Error::Io { path, source } => Error::Io {
+                            path,
+                            source: io::Error::new(
+                                source.kind(),
+                                format!(
+                                    "{source}; cutting the log back failed too, so the commit may still be in it"
+                                ),
+                            ),
+                        },
+                        other => other,
+                    }),
+                }
+            }
+        };
+        (result, held, rolled)
     }
 
     /// Starts a new segment: every record appended from now on goes to it or a later one
@@ -331,39 +548,14 @@ impl Wal {
         };
         // The flush that writes `target` starts with the new segment.
         self.wait(target, true)?;
-        let mut s = self.state.lock();
-        while s.flushing {
-            self.flushed.wait(&mut s);
-        }
-        if s.roll_next {
-            // Nothing was waiting to be written: start the segment here.
-            let next = s
-                .segment
-                .checked_add(1)
-                .ok_or_else(|| Error::Invalid("log segment numbers exhausted".into()))?;
-            match create_segment(&self.dir, next) {
-                Ok(f) => {
-                    s.file = Some(f);
-                    s.segment = next;
-                    s.segment_bytes = 8;
-                    s.rolled_to = next;
-                    s.roll_next = false;
-                }
-                Err(e) => {
-                    s.failed = Some(e.to_string());
-                    return Err(e);
-                }
-            }
-        }
-        Ok(s.rolled_to)
+        Ok(self.state.lock().rolled_to)
     }
 
     /// Deletes the segments before `first_kept`.
     pub(crate) fn remove_before(&self, first_kept: u64) -> Result<()> {
         for n in segments(&self.dir)? {
             if n < first_kept {
-                let p = self.dir.join(segment_name(n));
-                std::fs::remove_file(&p).map_err(|e| io_error(&p, e))?;
+                files::remove_file(&self.dir.join(segment_name(n)))?;
             }
         }
         Ok(())
@@ -376,16 +568,12 @@ impl Wal {
     }
 }
 
-fn create_segment(dir: &Path, n: u64) -> Result<File> {
+fn create_segment(dir: &Path, n: u64) -> Result<DiscFile> {
     let path = dir.join(segment_name(n));
-    let mut f = OpenOptions::new()
-        .create(true)
-        .write(true)
-        .truncate(true)
-        .open(&path)
-        .map_err(|e| io_error(&path, e))?;
-    f.write_all(&frame::magic(KIND, VERSION)).and_then(|_| f.sync_data()).map_err(|e| io_error(&path, e))?;
-    frame::sync_dir(&path)?;
+    let mut f = DiscFile::create(&path)?;
+    f.write_all(&frame::magic(KIND, VERSION))?;
+    f.sync_data()?;
+    files::sync_dir(&path)?;
     Ok(f)
 }
 
@@ -411,6 +599,21 @@ pub(crate) struct LogContents {
 pub(crate) fn read_from(dir: &Path, first: u64) -> Result<LogContents> {
     let kept: Vec<u64> = segments(dir)?.into_iter().filter(|n| *n >= first).collect();
     let expected_first = first.max(1);
+    if first == 0
+        && let Some(&start) = kept.first()
+        && start > 1
+    {
+        // Segments are removed only by a checkpoint, which leaves its file first.
+        return Err(Error::Corrupt {
+            file: dir.join("checkpoint.json"),
+            offset: 0,
+            reason: format!(
+                "missing: the log starts at segment {start}, so a checkpoint removed the older \
+                 segments, but its file (which says where replay starts, and which snapshots \
+                 to load) is gone"
+            ),
+        });
+    }
     let mut records = Vec::new();
     let mut torn = None;
     for (i, n) in kept.iter().enumerate() {
@@ -455,6 +658,7 @@ pub(crate) fn cut_torn_tail(path: &Path, at: u64) -> Result<()> {
     if at < 8 {
         return frame::write_file_atomically(path, KIND, VERSION, &[]);
     }
-    let f = OpenOptions::new().write(true).open(path).map_err(|e| io_error(path, e))?;
-    f.set_len(at).and_then(|_| f.sync_all()).map_err(|e| io_error(path, e))
+    let mut f = DiscFile::open_write(path)?;
+    f.truncate_to(at)?;
+    f.sync_all()
 }

@@ -1,0 +1,232 @@
+//! Storage faults: a full disc or a failing device costs an error, never a reopen and never
+//! an acknowledged commit. Faults are injected into the file layer with `mnesia::faults`
+//! (every file operation of a directory goes through it); one test also fills a real,
+//! small tmpfs when the machine allows mounting one.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use mnesia::faults::{self, Fault};
+use mnesia::prelude::*;
+use mnesia::{Durability, Error, SystemEvent};
+
+#[derive(Table, Clone, Debug, PartialEq, Serialize, Deserialize)]
+struct Note {
+    #[key]
+    id: u32,
+    text: String,
+}
+
+#[derive(Table, Clone, Debug, PartialEq, Serialize, Deserialize)]
+struct Page {
+    #[key]
+    id: u32,
+    text: String,
+}
+
+fn open(dir: &Path, durability: Durability) -> mnesia::Result<Database> {
+    Database::open(Config::default().dir(dir).durability(durability))
+}
+
+fn note(id: u32) -> Note {
+    Note { id, text: format!("note {id}") }
+}
+
+/// A fresh directory with the `Note` table on disc, closed.
+fn prepared() -> tempfile::TempDir {
+    let dir = tests::schema_dir();
+    let db = open(dir.path(), Durability::Immediate).expect("open");
+    db.create_table::<Note>(TableOptions::new().disc_copies([db.node()])).expect("create");
+    db.close().expect("close");
+    dir
+}
+
+/// Temporary files left in `dir` (by a failed atomic write, backup or export).
+fn leftovers(dir: &Path) -> Vec<String> {
+    std::fs::read_dir(dir)
+        .expect("ls")
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|n| n.ends_with(".tmp") || n.ends_with(".partial"))
+        .collect()
+}
+
+/// The notes stored in `dir`, read after a reopen.
+fn stored_notes(dir: &Path) -> BTreeMap<u32, Note> {
+    let db = open(dir, Durability::Immediate).expect("reopen once the fault is gone");
+    let notes = db.scope(Note::list).expect("read");
+    db.close().expect("close");
+    notes.into_iter().map(|n| (n.id, n)).collect()
+}
+
+/// Waits (boundedly) for a system event that `want` accepts.
+fn wait_for(events: &mnesia::SystemSubscription, want: impl Fn(&SystemEvent) -> bool) -> SystemEvent {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while Instant::now() < deadline {
+        if let Some(e) = events.recv_timeout(Duration::from_millis(100))
+            && want(&e)
+        {
+            return e;
+        }
+    }
+    panic!("the expected system event never came");
+}
+
+#[test]
+fn under_immediate_durability_a_full_disc_fails_each_commit_until_space_returns() {
+    let dir = prepared();
+    let db = open(dir.path(), Durability::Immediate).expect("open");
+    let events = db.subscribe_system();
+    db.scope(|| -> mnesia::Result<()> {
+        for id in 1..=3 {
+            Note::write(note(id))?;
+        }
+        {
+            let full = faults::inject(dir.path(), Fault::NoSpace, 0, None);
+            for id in 4..=6 {
+                let err = Note::write(note(id)).expect_err("the disc is full");
+                assert!(matches!(err, Error::Io { .. }), "{err:?}");
+                assert_eq!(err.io_kind(), Some(std::io::ErrorKind::StorageFull), "{err}");
+            }
+            // Reads go on; nothing refused is visible.
+            assert_eq!(Note::read(&1)?, Some(note(1)));
+            assert_eq!(Note::read(&4)?, None);
+            assert!(db.checkpoint().is_err());
+            assert!(db.close().is_err(), "close cannot sync a full disc");
+            assert!(full.fired() > 0);
+            assert!(leftovers(dir.path()).is_empty(), "{:?}", leftovers(dir.path()));
+        }
+        // Space is back: commits, a checkpoint and close succeed without a reopen.
+        Note::write(note(7))?;
+        db.checkpoint()?;
+        Note::write(note(8))?;
+        Ok(())
+    })
+    .expect("service goes on");
+    assert!(matches!(
+        wait_for(&events, |e| matches!(e, SystemEvent::LogFailed { .. })),
+        SystemEvent::LogFailed { kind: std::io::ErrorKind::StorageFull, .. }
+    ));
+    wait_for(&events, |e| *e == SystemEvent::LogRecovered);
+    db.close().expect("close");
+    let ids: Vec<u32> = stored_notes(dir.path()).into_keys().collect();
+    assert_eq!(ids, [1, 2, 3, 7, 8]);
+}
+
+#[test]
+fn under_relaxed_durability_a_failed_background_sync_is_told_and_the_held_commits_written_later() {
+    for durability in [Durability::Relaxed { interval: Duration::from_millis(10) }, Durability::None] {
+        let dir = prepared();
+        let db = open(dir.path(), durability).expect("open");
+        let events = db.subscribe_system();
+        db.scope(|| -> mnesia::Result<()> {
+            for id in 1..=3 {
+                Note::write(note(id))?;
+            }
+            {
+                let _full = faults::inject(dir.path(), Fault::NoSpace, 0, None);
+                // Acknowledged at once; the background write fails and is told.
+                Note::write(note(4))?;
+                wait_for(&events, |e| matches!(e, SystemEvent::LogFailed { .. }));
+                // The next commit learns of it: refused, as the log cannot be written.
+                let err = Note::write(note(5)).expect_err("the log is unavailable");
+                assert!(matches!(err, Error::LogUnavailable { .. }), "{err:?}");
+                assert_eq!(err.io_kind(), Some(std::io::ErrorKind::StorageFull));
+                assert_eq!(Note::read(&5)?, None);
+            }
+            // Space is back: the held commit 4 is written with the next ones.
+            Note::write(note(6))?;
+            wait_for(&events, |e| *e == SystemEvent::LogRecovered);
+            Ok(())
+        })
+        .expect("service goes on");
+        // Killed now (no close): what the log holds is what a crash keeps.
+        let image = tests::crash_image(dir.path());
+        drop(db);
+        let ids: Vec<u32> = stored_notes(image.path()).into_keys().collect();
+        // The held commit 4 was synced when the log recovered; 6 may still be in the
+        // interval a crash loses.
+        assert!(ids == [1, 2, 3, 4] || ids == [1, 2, 3, 4, 6], "{durability:?}: {ids:?}");
+        let ids: Vec<u32> = stored_notes(dir.path()).into_keys().collect();
+        assert_eq!(ids, [1, 2, 3, 4, 6], "{durability:?}, after the drop's sync");
+    }
+}
+
+/// What one run of the workload under a fault did.
+struct Run {
+    /// Each note written, and whether the acknowledged commits leave it in the table.
+    expected: BTreeMap<u32, bool>,
+    /// The database, if it opened and did not close.
+    db: Option<Database>,
+    /// What a crash just before the close would have left.
+    image: Option<tempfile::TempDir>,
+}
+
+/// Opens the directory, commits, checkpoints, backs up, commits again and closes, noting
+/// which commits were acknowledged; any step may fail (none may panic).
+fn workload(dir: &Path) -> Run {
+    let mut expected = BTreeMap::new();
+    let Ok(db) = open(dir, Durability::Immediate) else { return Run { expected, db: None, image: None } };
+    db.scope(|| {
+        for id in 0..4 {
+            expected.insert(id, Note::write(note(id)).is_ok());
+        }
+        let _ = db.checkpoint();
+        let _ = db.backup(dir.join("all.bak"));
+        for id in 4..8 {
+            expected.insert(id, Note::write(note(id)).is_ok());
+        }
+        if Note::delete(&0).is_ok() {
+            expected.insert(0, false);
+        }
+    });
+    let image = Some(tests::crash_image(dir));
+    let open = db.close().is_err().then_some(db);
+    Run { expected, db: open, image }
+}
+
+#[test]
+fn every_file_operation_failed_in_turn_loses_no_acknowledged_commit() {
+    let mut faults_injected = 0;
+    for fault in Fault::ALL {
+        for skip in 0.. {
+            assert!(skip < 400, "{fault:?}: the workload never ran out of file operations");
+            let dir = prepared();
+            let injected = faults::inject(dir.path(), fault, skip, Some(1));
+            let run = workload(dir.path());
+            let fired = injected.fired();
+            drop(injected);
+            if fired == 0 {
+                // The workload ran without reaching the `skip`th operation: all covered.
+                assert!(run.db.is_none(), "{fault:?} #{skip}: close failed with no fault");
+                break;
+            }
+            faults_injected += 1;
+            let at = format!("{fault:?} at operation #{skip}");
+            if let Some(image) = &run.image {
+                // A crash before the close keeps every acknowledged commit, and only those.
+                let stored = stored_notes(image.path());
+                let kept: Vec<u32> = stored.into_keys().collect();
+                let acked: Vec<u32> = run.expected.iter().filter(|(_, e)| **e).map(|(id, _)| *id).collect();
+                assert_eq!(kept, acked, "{at}: after a crash");
+            }
+            // Normal service once the fault is gone, without a reopen.
+            if let Some(db) = run.db {
+                db.scope(|| Note::write(note(100))).unwrap_or_else(|e| panic!("{at}: a commit after: {e}"));
+                db.checkpoint().unwrap_or_else(|e| panic!("{at}: a checkpoint after: {e}"));
+                db.close().unwrap_or_else(|e| panic!("{at}: close after: {e}"));
+            }
+            assert!(leftovers(dir.path()).is_empty(), "{at}: {:?}", leftovers(dir.path()));
+            let stored = stored_notes(dir.path());
+            for (id, expected) in &run.expected {
+                let present = stored.get(id) == Some(&note(*id));
+                assert_eq!(present, *expected, "{at}: note {id}");
+            }
+            let after = usize::from(stored.contains_key(&100));
+            assert_eq!(stored.len(), run.expected.values().filter(|e| **e).count() + after, "{at}");
+        }
+    }
+    eprintln!("{faults_injected} faults injected");
+    assert!(faults_injected > 20, "only {faults_injected} faults injected");
+}
