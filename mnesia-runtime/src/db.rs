@@ -878,10 +878,13 @@ impl Database {
     /// The typed store of table `T`.
     pub(crate) fn table<T: Table>(&self) -> Result<Arc<TableStore<T>>> {
         let known = self.inner.tables.load().get(T::NAME).cloned();
-        typed(match known {
+        let store = typed::<T>(match known {
             Some(t) => t,
             None => self.register::<T>()?,
-        })
+        })?;
+        // Every operation starts here, before it reads.
+        store.resume();
+        Ok(store)
     }
 
     /// Claims a disc table recovered from the directory for its Rust type `T` (Mnesia's

@@ -155,6 +155,13 @@ pub(crate) struct IndexList<T: Table> {
     pub(crate) list: Vec<Arc<dyn TableIndex<T>>>,
 }
 
+/// The failure that stopped a disc-only table.
+struct Poison {
+    /// The operating system's kind, for an I/O failure.
+    kind: Option<std::io::ErrorKind>,
+    error: String,
+}
+
 /// One table's records, indexes and auto-increment counter.
 pub(crate) struct TableStore<T: Table> {
     /// The database holding the table.
@@ -176,7 +183,7 @@ pub(crate) struct TableStore<T: Table> {
     sealed: AtomicBool,
     /// A `disc_only_copies` table failed to read or write its file: every later operation on
     /// it fails with this error (the commit log holds every commit; reopening replays it).
-    poisoned: parking_lot::Mutex<Option<String>>,
+    poisoned: parking_lot::Mutex<Option<Poison>>,
     /// `poisoned` holds an error: checked on every operation without taking the mutex.
     is_poisoned: AtomicBool,
     /// The table's change subscribers.
@@ -269,21 +276,45 @@ impl<T: Table> TableStore<T> {
         }
     }
 
-    /// `Err` once a disc-only table's file failed (see `poisoned`).
+    /// `Err` once a disc-only table's file failed (see `poisoned`), until an operation
+    /// that starts later finds the file working again ([`TableStore::resume`]).
     pub(crate) fn healthy(&self) -> Result<()> {
         if !self.is_poisoned.load(Ordering::Acquire) {
             return Ok(());
         }
-        match &*self.poisoned.lock() {
-            Some(e) => Err(Error::Invalid(format!("table {} is unusable until reopened: {e}", T::NAME))),
-            None => Ok(()),
+        let Some(p) = &*self.poisoned.lock() else { return Ok(()) };
+        let reason = format!(
+            "table {} stopped after a failure of its file ({}); the next operation tries to reopen it",
+            T::NAME,
+            p.error
+        );
+        Err(match (p.kind, self.disc_only()) {
+            (Some(kind), Some(d)) => {
+                Error::Io { path: d.path().to_path_buf(), source: std::io::Error::new(kind, reason) }
+            }
+            _ => Error::Invalid(reason),
+        })
+    }
+
+    /// Called as an operation starts, before it reads: a table stopped by a failure of its
+    /// disc-only file resumes if the file can be reopened (and brought up to date from the
+    /// log). Never called between a read and its `healthy` check, so a failed read is never
+    /// taken for "absent".
+    pub(crate) fn resume(&self) {
+        if !self.is_poisoned.load(Ordering::Acquire) {
+            return;
+        }
+        let mut poisoned = self.poisoned.lock();
+        if self.disc_only().is_some_and(|d| d.recover().is_ok()) {
+            *poisoned = None;
+            self.is_poisoned.store(false, Ordering::Release);
         }
     }
 
     fn poison(&self, e: Error) {
         let mut p = self.poisoned.lock();
         if p.is_none() {
-            *p = Some(e.to_string());
+            *p = Some(Poison { kind: e.io_kind(), error: e.to_string() });
         }
         self.is_poisoned.store(true, Ordering::Release);
     }

@@ -334,6 +334,9 @@ pub(crate) trait TxPart: Any {
     fn check_unique(&self) -> std::result::Result<(), UniqueFailure>;
     /// `Err` if the table's disc-only file failed.
     fn healthy(&self) -> Result<()>;
+    /// As an operation starts: a table stopped by its disc-only file resumes if the file
+    /// works again (see `TableStore::resume`).
+    fn resume(&self);
     /// The table's id and publish lock, if it has subscribers and this part writes.
     fn publish_lock(&self) -> Option<(u32, &parking_lot::Mutex<()>)>;
     /// Installs the writes; with `publish`, also delivers their events to the table's
@@ -486,6 +489,10 @@ impl<T: Table> TxPart for TxTable<T> {
             }
         }
         Ok(())
+    }
+
+    fn resume(&self) {
+        self.store.resume();
     }
 
     fn healthy(&self) -> Result<()> {
@@ -741,7 +748,11 @@ impl Tx {
                     .ok()
                     .flatten();
                 let part = match spare {
-                    Some(part) => part,
+                    Some(part) => {
+                        // What `Database::table` does as an operation starts.
+                        part.resume();
+                        part
+                    }
                     None => Box::new(TxTable::new(self.db.table::<T>()?)) as Box<dyn TxPart>,
                 };
                 self.parts.push(part);

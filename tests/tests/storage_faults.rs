@@ -33,11 +33,17 @@ fn note(id: u32) -> Note {
     Note { id, text: format!("note {id}") }
 }
 
-/// A fresh directory with the `Note` table on disc, closed.
+fn page(id: u32) -> Page {
+    Page { id, text: format!("page {id}") }
+}
+
+/// A fresh directory with the `Note` table on disc and the `Page` table on disc only,
+/// closed.
 fn prepared() -> tempfile::TempDir {
     let dir = tests::schema_dir();
     let db = open(dir.path(), Durability::Immediate).expect("open");
     db.create_table::<Note>(TableOptions::new().disc_copies([db.node()])).expect("create");
+    db.create_table::<Page>(TableOptions::new().disc_only_copies([db.node()])).expect("create");
     db.close().expect("close");
     dir
 }
@@ -54,10 +60,15 @@ fn leftovers(dir: &Path) -> Vec<String> {
 
 /// The notes stored in `dir`, read after a reopen.
 fn stored_notes(dir: &Path) -> BTreeMap<u32, Note> {
+    stored(dir).0
+}
+
+/// The notes and the pages stored in `dir`, read after a reopen.
+fn stored(dir: &Path) -> (BTreeMap<u32, Note>, BTreeMap<u32, Page>) {
     let db = open(dir, Durability::Immediate).expect("reopen once the fault is gone");
-    let notes = db.scope(Note::list).expect("read");
+    let (notes, pages) = db.scope(|| Ok::<_, mnesia::Error>((Note::list()?, Page::list()?))).expect("read");
     db.close().expect("close");
-    notes.into_iter().map(|n| (n.id, n)).collect()
+    (notes.into_iter().map(|n| (n.id, n)).collect(), pages.into_iter().map(|p| (p.id, p)).collect())
 }
 
 /// Waits (boundedly) for a system event that `want` accepts.
@@ -157,6 +168,8 @@ fn under_relaxed_durability_a_failed_background_sync_is_told_and_the_held_commit
 struct Run {
     /// Each note written, and whether the acknowledged commits leave it in the table.
     expected: BTreeMap<u32, bool>,
+    /// Each page written, and whether its commit was acknowledged.
+    pages: BTreeMap<u32, bool>,
     /// The database, if it opened and did not close.
     db: Option<Database>,
     /// What a crash just before the close would have left.
@@ -166,11 +179,14 @@ struct Run {
 /// Opens the directory, commits, checkpoints, backs up, commits again and closes, noting
 /// which commits were acknowledged; any step may fail (none may panic).
 fn workload(dir: &Path) -> Run {
-    let mut expected = BTreeMap::new();
-    let Ok(db) = open(dir, Durability::Immediate) else { return Run { expected, db: None, image: None } };
+    let (mut expected, mut pages) = (BTreeMap::new(), BTreeMap::new());
+    let Ok(db) = open(dir, Durability::Immediate) else {
+        return Run { expected, pages, db: None, image: None };
+    };
     db.scope(|| {
         for id in 0..4 {
             expected.insert(id, Note::write(note(id)).is_ok());
+            pages.insert(id, Page::write(page(id)).is_ok());
         }
         let _ = db.checkpoint();
         let _ = db.backup(dir.join("all.bak"));
@@ -183,7 +199,7 @@ fn workload(dir: &Path) -> Run {
     });
     let image = Some(tests::crash_image(dir));
     let open = db.close().is_err().then_some(db);
-    Run { expected, db: open, image }
+    Run { expected, pages, db: open, image }
 }
 
 #[test]
@@ -214,11 +230,16 @@ fn every_file_operation_failed_in_turn_loses_no_acknowledged_commit() {
             // Normal service once the fault is gone, without a reopen.
             if let Some(db) = run.db {
                 db.scope(|| Note::write(note(100))).unwrap_or_else(|e| panic!("{at}: a commit after: {e}"));
+                db.scope(|| Page::write(page(100)))
+                    .unwrap_or_else(|e| panic!("{at}: a disc-only commit after: {e}"));
                 db.checkpoint().unwrap_or_else(|e| panic!("{at}: a checkpoint after: {e}"));
                 db.close().unwrap_or_else(|e| panic!("{at}: close after: {e}"));
             }
             assert!(leftovers(dir.path()).is_empty(), "{at}: {:?}", leftovers(dir.path()));
-            let stored = stored_notes(dir.path());
+            let (stored, pages) = stored(dir.path());
+            for (id, acked) in &run.pages {
+                assert_eq!(pages.get(id) == Some(&page(*id)), *acked, "{at}: page {id}");
+            }
             for (id, expected) in &run.expected {
                 let present = stored.get(id) == Some(&note(*id));
                 assert_eq!(present, *expected, "{at}: note {id}");
@@ -229,4 +250,41 @@ fn every_file_operation_failed_in_turn_loses_no_acknowledged_commit() {
     }
     eprintln!("{faults_injected} faults injected");
     assert!(faults_injected > 20, "only {faults_injected} faults injected");
+}
+
+#[test]
+fn a_failing_disc_only_file_stops_its_table_until_it_can_be_reopened() {
+    let dir = prepared();
+    let file = dir.path().join("disc_only.redb");
+    let db = open(dir.path(), Durability::Immediate).expect("open");
+    db.scope(|| -> mnesia::Result<()> {
+        for id in 1..=3 {
+            Page::write(page(id))?;
+        }
+        {
+            let failing = faults::inject(&file, Fault::Eio, 0, None);
+            // Logged, so acknowledged (redb may keep it in its cache for now).
+            Page::write(page(4))?;
+            // A checkpoint must write and sync the file: it fails, and the table stops.
+            assert!(db.checkpoint().is_err(), "a checkpoint cannot sync the file");
+            let err = Page::read(&1).expect_err("the table stopped");
+            assert_eq!(err.io_kind(), Some(std::io::ErrorKind::Other), "{err}");
+            assert!(Page::read(&4).is_err());
+            assert!(Page::write(page(6)).is_err());
+            // The other tables go on.
+            Note::write(note(1))?;
+            assert!(failing.fired() > 0);
+        }
+        // The file works again: the next operation reopens it and replays the log.
+        assert_eq!(Page::read(&4)?, Some(page(4)));
+        assert_eq!(Page::read(&1)?, Some(page(1)));
+        Page::write(page(5))?;
+        db.checkpoint()?;
+        Ok(())
+    })
+    .expect("the table resumes without a reopen");
+    db.close().expect("close");
+    let (notes, pages) = stored(dir.path());
+    assert_eq!(pages.into_keys().collect::<Vec<_>>(), [1, 2, 3, 4, 5]);
+    assert_eq!(notes.into_keys().collect::<Vec<_>>(), [1]);
 }

@@ -154,6 +154,44 @@ fn decode_commit(rec: &wal::LogRecord) -> Result<(u64, Vec<TableOpsRef<'_>>)> {
     Ok((seq, ops))
 }
 
+/// The last checkpoint of `dir` (none yet: replay the whole log).
+fn read_checkpoint(dir: &Path) -> Result<Checkpoint> {
+    let path = dir.join(CHECKPOINT);
+    match files::read_if_exists(&path)? {
+        Some(b) => serde_json::from_slice(&b).map_err(|e| Error::Corrupt {
+            file: path,
+            offset: 0,
+            reason: e.to_string(),
+        }),
+        None => Ok(Checkpoint::default()),
+    }
+}
+
+/// Replays into a reopened `disc_only_copies` file the commits to its tables that the log
+/// holds since the last checkpoint (see [`only::DiscOnly::recover`]): `apply` gets each
+/// table part, with the commit's sequence number on every write.
+pub(crate) fn replay_disc_only(
+    dir: &Path,
+    mut apply: impl FnMut(u64, bool, &[(Vec<u8>, u64, Logged)]) -> Result<()>,
+) -> Result<()> {
+    let ids: Vec<u64> = schema::load(dir)?
+        .tables
+        .iter()
+        .filter(|d| d.storage == StorageType::DiscOnlyCopies)
+        .map(|d| d.id)
+        .collect();
+    let log = wal::read_from(dir, read_checkpoint(dir)?.segment)?;
+    for rec in &log.records {
+        let (seq, ops) = decode_commit(rec)?;
+        for op in ops.iter().filter(|op| ids.contains(&op.table)) {
+            let writes: Vec<(Vec<u8>, u64, Logged)> =
+                op.to_owned().writes.into_iter().map(|(k, v)| (k, seq, v)).collect();
+            apply(op.table, op.clear, &writes)?;
+        }
+    }
+    Ok(())
+}
+
 /// Takes the directory's lock file, or says who has it.
 fn lock_dir(dir: &Path) -> Result<File> {
     let p = dir.join(LOCK);
@@ -182,15 +220,7 @@ impl Disk {
         let lock = lock_dir(dir)?;
         // Read under the lock: no other process changes it from now on.
         let schema = schema::load(dir)?;
-        let cp_path = dir.join(CHECKPOINT);
-        let checkpoint: Checkpoint = match files::read_if_exists(&cp_path)? {
-            Some(b) => serde_json::from_slice(&b).map_err(|e| Error::Corrupt {
-                file: cp_path.clone(),
-                offset: 0,
-                reason: e.to_string(),
-            })?,
-            None => Checkpoint::default(),
-        };
+        let checkpoint = read_checkpoint(dir)?;
         let mut max_seq = checkpoint.seq;
         let mut pending = HashMap::new();
         let mut by_id: HashMap<u64, String> = HashMap::new();

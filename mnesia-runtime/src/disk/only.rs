@@ -11,6 +11,7 @@
 //! version it ever held, so that commit numbers restart above it.
 
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use redb::{Durability, ReadableDatabase, ReadableTable, TableDefinition};
 
@@ -26,6 +27,9 @@ pub(crate) struct DiscOnly {
     db: parking_lot::RwLock<Option<redb::Database>>,
     /// The commit log, synced before this file is (set once the log is open).
     log: std::sync::OnceLock<std::sync::Weak<super::wal::Wal>>,
+    /// A read or write of the file failed: redb refuses every later use until the file is
+    /// reopened, which [`DiscOnly::recover`] does.
+    broken: AtomicBool,
 }
 
 const META: TableDefinition<'static, &str, u64> = TableDefinition::new("mnesia_meta");
@@ -52,9 +56,50 @@ fn encode_value(version: u64, value: &Logged) -> Result<Vec<u8>> {
 impl DiscOnly {
     pub(crate) fn open(dir: &Path) -> Result<DiscOnly> {
         let path = dir.join(FILE);
-        let file = super::files::RedbFile::open(&path)?;
-        let db = redb::Database::builder().create_with_backend(file).map_err(|e| storage(&path, e))?;
-        Ok(DiscOnly { path, db: parking_lot::RwLock::new(Some(db)), log: std::sync::OnceLock::new() })
+        let db = open_file(&path)?;
+        Ok(DiscOnly {
+            path,
+            db: parking_lot::RwLock::new(Some(db)),
+            log: std::sync::OnceLock::new(),
+            broken: AtomicBool::new(false),
+        })
+    }
+
+    /// After a failed read or write: reopens the file and brings it up to date from the
+    /// commit log (what redb held only in memory is lost with the reopen, and is in the
+    /// log since the last checkpoint). A no-op while the file works.
+    pub(crate) fn recover(&self) -> Result<()> {
+        if !self.broken.load(Ordering::Acquire) {
+            return Ok(());
+        }
+        let mut held = self.db.write();
+        if !self.broken.load(Ordering::Acquire) {
+            return Ok(()); // another thread did it
+        }
+        let wal = self.log.get().and_then(std::sync::Weak::upgrade);
+        let Some(wal) = wal else {
+            return Err(Error::Invalid(format!("{} is closed", self.path.display())));
+        };
+        // Every commit logged so far is in the log's files, to be replayed.
+        wal.sync()?;
+        // Released first: redb holds a lock on the file while open.
+        drop(held.take());
+        let db = open_file(&self.path)?;
+        let dir = self.path.parent().unwrap_or(Path::new("."));
+        super::replay_disc_only(dir, |table, clear, writes| {
+            apply_to(&db, &self.path, table, clear, writes, true)
+        })?;
+        let mut w = db.begin_write().map_err(|e| storage(&self.path, e))?;
+        w.set_durability(Durability::Immediate).map_err(|e| storage(&self.path, e))?;
+        w.commit().map_err(|e| storage(&self.path, e))?;
+        *held = Some(db);
+        self.broken.store(false, Ordering::Release);
+        Ok(())
+    }
+
+    /// The file's path.
+    pub(crate) fn path(&self) -> &Path {
+        &self.path
     }
 
     /// The log to sync before this file.
@@ -114,11 +159,13 @@ impl DiscOnly {
     }
 
     fn db(&self) -> Result<parking_lot::MappedRwLockReadGuard<'_, redb::Database>> {
+        self.recover()?;
         parking_lot::RwLockReadGuard::try_map(self.db.read(), Option::as_ref)
             .map_err(|_| Error::Invalid(format!("{} is closed", self.path.display())))
     }
 
     fn err(&self, e: impl Into<redb::Error>) -> Error {
+        self.broken.store(true, Ordering::Release);
         storage(&self.path, e)
     }
 
@@ -166,41 +213,11 @@ impl DiscOnly {
         writes: &[(Vec<u8>, u64, Logged)],
         only_newer: bool,
     ) -> Result<()> {
-        let name = table_name(table);
-        let def: TableDefinition<'_, &[u8], &[u8]> = TableDefinition::new(&name);
-        let mut w = self.db()?.begin_write().map_err(|e| self.err(e))?;
-        w.set_durability(Durability::None).map_err(|e| self.err(e))?;
-        if clear {
-            w.delete_table(def).map_err(|e| self.err(e))?;
+        let applied = apply_to(&*self.db()?, &self.path, table, clear, writes, only_newer);
+        if matches!(applied, Err(Error::Io { .. })) {
+            self.broken.store(true, Ordering::Release);
         }
-        {
-            let mut t = w.open_table(def).map_err(|e| self.err(e))?;
-            for (key, version, value) in writes {
-                if only_newer
-                    && let Some(old) = t.get(key.as_slice()).map_err(|e| self.err(e))?
-                    && decode_value(&self.path, old.value())?.0 >= *version
-                {
-                    continue;
-                }
-                match value {
-                    Logged::Delete => {
-                        t.remove(key.as_slice()).map_err(|e| self.err(e))?;
-                    }
-                    v => {
-                        let bytes = encode_value(*version, v)?;
-                        t.insert(key.as_slice(), bytes.as_slice()).map_err(|e| self.err(e))?;
-                    }
-                }
-            }
-        }
-        if let Some(top) = writes.iter().map(|(_, v, _)| *v).max() {
-            let mut meta = w.open_table(META).map_err(|e| self.err(e))?;
-            let held = meta.get(MAX_VERSION).map_err(|e| self.err(e))?.map_or(0, |v| v.value());
-            if top > held {
-                meta.insert(MAX_VERSION, top).map_err(|e| self.err(e))?;
-            }
-        }
-        w.commit().map_err(|e| self.err(e))
+        applied
     }
 
     /// Removes a table, durably.
@@ -218,6 +235,59 @@ impl DiscOnly {
         self.durable_commit(w)
     }
 }
+/// Opens (or creates) the file, through the file layer.
+fn open_file(path: &Path) -> Result<redb::Database> {
+    let file = super::files::RedbFile::open(path)?;
+    redb::Database::builder().create_with_backend(file).map_err(|e| storage(path, e))
+}
+
+/// Applies writes to `db` in one redb transaction, not synced (see [`DiscOnly::apply`]).
+fn apply_to(
+    db: &redb::Database,
+    path: &Path,
+    table: u64,
+    clear: bool,
+    writes: &[(Vec<u8>, u64, Logged)],
+    only_newer: bool,
+) -> Result<()> {
+    let err = |e: redb::Error| storage(path, e);
+    let name = table_name(table);
+    let def: TableDefinition<'_, &[u8], &[u8]> = TableDefinition::new(&name);
+    let mut w = db.begin_write().map_err(|e| err(e.into()))?;
+    w.set_durability(Durability::None).map_err(|e| err(e.into()))?;
+    if clear {
+        w.delete_table(def).map_err(|e| err(e.into()))?;
+    }
+    {
+        let mut t = w.open_table(def).map_err(|e| err(e.into()))?;
+        for (key, version, value) in writes {
+            if only_newer
+                && let Some(old) = t.get(key.as_slice()).map_err(|e| err(e.into()))?
+                && decode_value(path, old.value())?.0 >= *version
+            {
+                continue;
+            }
+            match value {
+                Logged::Delete => {
+                    t.remove(key.as_slice()).map_err(|e| err(e.into()))?;
+                }
+                v => {
+                    let bytes = encode_value(*version, v)?;
+                    t.insert(key.as_slice(), bytes.as_slice()).map_err(|e| err(e.into()))?;
+                }
+            }
+        }
+    }
+    if let Some(top) = writes.iter().map(|(_, v, _)| *v).max() {
+        let mut meta = w.open_table(META).map_err(|e| err(e.into()))?;
+        let held = meta.get(MAX_VERSION).map_err(|e| err(e.into()))?.map_or(0, |v| v.value());
+        if top > held {
+            meta.insert(MAX_VERSION, top).map_err(|e| err(e.into()))?;
+        }
+    }
+    w.commit().map_err(|e| err(e.into()))
+}
+
 /// A redb failure as an I/O error on the file, keeping the operating system's kind when
 /// redb has one.
 fn storage(path: &Path, e: impl Into<redb::Error>) -> Error {
