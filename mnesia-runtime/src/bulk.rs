@@ -12,7 +12,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use crate::db::{AnyTable, Database, TableMap};
-use crate::disk::record::{EntryRef, Logged, LoggedRef, TableOps, encode};
+use crate::disk::record::{EntryRef, Logged, LoggedRef, TableOps, encode, logged_len};
 use crate::disk::schema::TableDef;
 use crate::error::{Error, Result};
 use crate::events::Event;
@@ -261,14 +261,6 @@ impl<T: Table> TableLoader<T> {
         }
         tables.insert(T::NAME.to_owned(), Arc::new(fresh) as Arc<dyn AnyTable>);
         Box::new(move || old.release())
-    }
-}
-
-fn logged_len(value: &Logged) -> usize {
-    match value {
-        Logged::Put(b) => b.len(),
-        Logged::Group(bs) => bs.iter().map(Vec::len).sum(),
-        Logged::Delete => 0,
     }
 }
 

@@ -283,12 +283,33 @@ impl Disk {
                 .map(|d| d.id)
                 .collect();
             disc.remove_orphans(&keep)?;
-            for (seq, op) in disc_only_ops {
-                let writes: Vec<(Vec<u8>, u64, Logged)> =
-                    op.writes.into_iter().map(|(k, v)| (k, seq, v)).collect();
-                disc.apply(op.table, op.clear, &writes, true)?;
-            }
-            disc.sync()?;
+            let replayed: usize = disc_only_ops
+                .iter()
+                .flat_map(|(_, op)| &op.writes)
+                .map(|(k, v)| k.len() + record::logged_len(v))
+                .sum();
+            let replay = || -> Result<()> {
+                for (seq, op) in disc_only_ops {
+                    let writes: Vec<(Vec<u8>, u64, Logged)> =
+                        op.writes.into_iter().map(|(k, v)| (k, seq, v)).collect();
+                    disc.apply(op.table, op.clear, &writes, true)?;
+                }
+                disc.sync()
+            };
+            replay().map_err(|e| match e {
+                Error::Io { path, source } if source.kind() == std::io::ErrorKind::StorageFull => Error::Io {
+                    path,
+                    source: std::io::Error::new(
+                        source.kind(),
+                        format!(
+                            "{source}: replaying the log's {replayed} bytes of disc-only commits into this \
+                             file needs about that much free space (more for redb's pages); free some and \
+                             open again"
+                        ),
+                    ),
+                },
+                other => other,
+            })?;
             // Commit numbers go on above anything the file holds.
             max_seq = max_seq.max(disc.max_version()?);
         }

@@ -56,6 +56,15 @@ pub(crate) enum Logged {
     Delete,
 }
 
+/// The bytes of a key's encoded content.
+pub(crate) fn logged_len(value: &Logged) -> usize {
+    match value {
+        Logged::Put(b) => b.len(),
+        Logged::Group(bs) => bs.iter().map(Vec::len).sum(),
+        Logged::Delete => 0,
+    }
+}
+
 /// One table's part of a commit.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub(crate) struct TableOps {
