@@ -60,7 +60,10 @@ fn leftovers(dir: &Path) -> Vec<String> {
 
 /// The notes stored in `dir`, read after a reopen.
 fn stored_notes(dir: &Path) -> BTreeMap<u32, Note> {
-    stored(dir).0
+    let db = open(dir, Durability::Immediate).expect("reopen once the fault is gone");
+    let notes = db.scope(Note::list).expect("read");
+    db.close().expect("close");
+    notes.into_iter().map(|n| (n.id, n)).collect()
 }
 
 /// The notes and the pages stored in `dir`, read after a reopen.
@@ -287,4 +290,69 @@ fn a_failing_disc_only_file_stops_its_table_until_it_can_be_reopened() {
     let (notes, pages) = stored(dir.path());
     assert_eq!(pages.into_keys().collect::<Vec<_>>(), [1, 2, 3, 4, 5]);
     assert_eq!(notes.into_keys().collect::<Vec<_>>(), [1]);
+}
+
+#[test]
+fn under_immediate_durability_a_commit_is_invisible_until_its_log_sync_returns() {
+    let dir = prepared();
+    let db = open(dir.path(), Durability::Immediate).expect("open");
+    // The table claimed by its type first (which writes the schema file).
+    assert_eq!(db.scope(Note::count).expect("count"), 0);
+    // The next sync, the commit's in the log, waits until `hold` is dropped.
+    let hold = faults::inject(dir.path(), Fault::Hold, 0, Some(1));
+    let writer = {
+        let db = db.clone();
+        std::thread::spawn(move || db.scope(|| Note::write(note(1)).map(drop)))
+    };
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while hold.fired() == 0 {
+        assert!(Instant::now() < deadline, "the writer never reached its sync");
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    // Written to the log, not yet synced: no reader sees it.
+    db.scope(|| -> mnesia::Result<()> {
+        assert_eq!(Note::read(&1)?, None);
+        assert_eq!(Note::dirty_read(&1)?, None);
+        // (A scan would wait for the commit: it holds its shard's commit lock until synced.)
+        Ok(())
+    })
+    .expect("read");
+    assert!(!writer.is_finished());
+    drop(hold);
+    writer.join().expect("writer").expect("the commit");
+    assert_eq!(db.scope(|| Note::read(&1)).expect("read"), Some(note(1)));
+    db.close().expect("close");
+}
+
+#[test]
+fn a_record_or_a_table_move_past_the_log_limit_is_refused_and_nothing_changes() {
+    let dir = prepared();
+    let db = open(dir.path(), Durability::Immediate).expect("open");
+    db.scope(|| -> mnesia::Result<()> {
+        Note::write(note(1))?;
+        let err = Note::write(Note { id: 2, text: "x".repeat((1 << 30) + 1) }).expect_err("too large");
+        assert!(matches!(err, Error::Invalid(_)) && err.to_string().contains("split it"), "{err}");
+        assert_eq!(Note::read(&2)?, None);
+        Note::write(note(3))?;
+        Ok(())
+    })
+    .expect("service goes on");
+    // A ram table of more than 1 GiB cannot move to disc_copies in one commit.
+    db.drop_table::<Page>().expect("drop the disc-only table");
+    db.create_table::<Page>(TableOptions::new()).expect("a ram table");
+    db.scope(|| -> mnesia::Result<()> {
+        for id in 0..2 {
+            Page::write(Page { id, text: "y".repeat(600 << 20) })?;
+        }
+        Ok(())
+    })
+    .expect("fill");
+    let err =
+        db.change_table_copy_type::<Page>(mnesia::StorageType::DiscCopies).expect_err("too large to move");
+    assert!(err.to_string().contains("moved to disc_copies"), "{err}");
+    let info = db.table_info::<Page>().expect("info");
+    assert_eq!((info.storage_type, info.size), (mnesia::StorageType::RamCopies, 2));
+    db.close().expect("close");
+    let ids: Vec<u32> = stored_notes(dir.path()).into_keys().collect();
+    assert_eq!(ids, [1, 3]);
 }

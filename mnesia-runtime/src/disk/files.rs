@@ -330,6 +330,9 @@ pub mod faults {
         FailedSync,
         /// A rename fails.
         FailedRename,
+        /// A sync waits until the injection is dropped (at most 10 s), then succeeds: the
+        /// moment between a commit's write and its sync, held open for a test to look.
+        Hold,
     }
 
     impl Fault {
@@ -344,6 +347,7 @@ pub mod faults {
                 Fault::ShortWrite => op == Op::Write,
                 Fault::FailedSync => op == Op::Sync,
                 Fault::FailedRename => op == Op::Rename,
+                Fault::Hold => op == Op::Sync,
             }
         }
     }
@@ -354,7 +358,7 @@ pub mod faults {
                 io::Error::new(io::ErrorKind::StorageFull, "no space left on device (injected)")
             }
             Fault::ShortWrite => io::Error::new(io::ErrorKind::WriteZero, "short write (injected)"),
-            Fault::Eio | Fault::FailedSync | Fault::FailedRename => {
+            Fault::Eio | Fault::FailedSync | Fault::FailedRename | Fault::Hold => {
                 io::Error::other(format!("input/output error (injected {fault:?})"))
             }
         }
@@ -369,6 +373,8 @@ pub mod faults {
         /// Failures still to inject (`u64::MAX`: until removed).
         left: AtomicU64,
         fired: AtomicU64,
+        /// The injection was dropped (ends a [`Fault::Hold`]).
+        dropped: std::sync::atomic::AtomicBool,
     }
 
     static ARMED: AtomicUsize = AtomicUsize::new(0);
@@ -389,6 +395,7 @@ pub mod faults {
 
     impl Drop for Injected {
         fn drop(&mut self) {
+            self.plan.dropped.store(true, Ordering::Release);
             let mut plans = PLANS.lock();
             plans.retain(|p| p.id != self.plan.id);
             ARMED.store(plans.len(), Ordering::Release);
@@ -407,6 +414,7 @@ pub mod faults {
             skip: AtomicU64::new(skip),
             left: AtomicU64::new(times.unwrap_or(u64::MAX)),
             fired: AtomicU64::new(0),
+            dropped: std::sync::atomic::AtomicBool::new(false),
         });
         let mut plans = PLANS.lock();
         plans.push(Arc::clone(&plan));
@@ -414,8 +422,21 @@ pub mod faults {
         Injected { plan }
     }
 
-    /// The fault to inject into this operation, if any.
+    /// The fault to inject into this operation, if any (a [`Fault::Hold`] is waited out
+    /// here and injects nothing).
     fn fire(op: Op, path: &Path) -> Option<Fault> {
+        let (fault, plan) = pick(op, path)?;
+        if fault != Fault::Hold {
+            return Some(fault);
+        }
+        let until = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        while !plan.dropped.load(Ordering::Acquire) && std::time::Instant::now() < until {
+            std::thread::sleep(std::time::Duration::from_millis(1));
+        }
+        None
+    }
+
+    fn pick(op: Op, path: &Path) -> Option<(Fault, Arc<Plan>)> {
         if ARMED.load(Ordering::Acquire) == 0 {
             return None;
         }
@@ -433,7 +454,7 @@ pub mod faults {
                 p.left.store(left - 1, Ordering::Release);
             }
             p.fired.fetch_add(1, Ordering::AcqRel);
-            return Some(p.fault);
+            return Some((p.fault, Arc::clone(p)));
         }
         None
     }

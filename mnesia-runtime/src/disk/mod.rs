@@ -341,13 +341,18 @@ impl Disk {
     /// Appends a commit touching disc tables and waits until it is as durable as the mode
     /// promises. Returns the commit's sequence number.
     pub(crate) fn log_commit(&self, next_seq: impl FnOnce() -> u64, ops: &[TableOps]) -> Result<u64> {
-        let body = record::encode(ops)?;
-        if body.len() + 8 > frame::MAX_FRAME {
-            return Err(Error::Invalid(format!(
-                "a commit of {} bytes is larger than the log's limit of {} bytes: split it",
-                body.len(),
+        let too_large = || {
+            Error::Invalid(format!(
+                "a commit larger than the log's limit of {} bytes encoded cannot be logged: split it \
+                 (a table moved to disc_copies is logged as one commit)",
                 frame::MAX_FRAME
-            )));
+            ))
+        };
+        // The encoding stops at the limit: a huge commit costs no more than that.
+        let body =
+            record::encode(ops).map_err(|e| if matches!(e, Error::Invalid(_)) { too_large() } else { e })?;
+        if body.len() + 8 > frame::MAX_FRAME {
+            return Err(too_large());
         }
         let appended = self.wal.append(next_seq, &body);
         // Appended (or failed): a sync leader has nothing more to wait for from this thread.

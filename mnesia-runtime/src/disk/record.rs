@@ -49,9 +49,9 @@ impl postcard::ser_flavors::Flavor for Capped {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub(crate) enum Logged {
     /// The key's one record (`set`, `ordered_set`).
-    Put(Vec<u8>),
+    Put(#[serde(serialize_with = "bytes::one")] Vec<u8>),
     /// The key's records (`bag`).
-    Group(Vec<Vec<u8>>),
+    Group(#[serde(serialize_with = "bytes::many")] Vec<Vec<u8>>),
     /// The key is gone.
     Delete,
 }
@@ -80,7 +80,56 @@ pub(crate) struct TableOps {
     /// The counter was reset (`reset_counter`): replay sets it rather than raising it.
     pub(crate) reset: bool,
     /// Encoded key and its new content.
+    #[serde(serialize_with = "bytes::keyed")]
     pub(crate) writes: Vec<(Vec<u8>, Logged)>,
+}
+
+/// Encoded bytes written as one byte string rather than byte by byte: the same postcard
+/// encoding (a length, then the bytes), in one copy.
+mod bytes {
+    use serde::ser::{SerializeSeq, SerializeTuple};
+    use serde::{Serialize, Serializer};
+
+    /// Bytes, serialized as a byte string.
+    struct Raw<'a>(&'a [u8]);
+
+    impl Serialize for Raw<'_> {
+        fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+            s.serialize_bytes(self.0)
+        }
+    }
+
+    /// A key and its content.
+    struct Keyed<'a>(&'a (Vec<u8>, super::Logged));
+
+    impl Serialize for Keyed<'_> {
+        fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+            let mut t = s.serialize_tuple(2)?;
+            t.serialize_element(&Raw(&self.0.0))?;
+            t.serialize_element(&self.0.1)?;
+            t.end()
+        }
+    }
+
+    pub(super) fn one<S: Serializer>(v: &[u8], s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_bytes(v)
+    }
+
+    pub(super) fn many<S: Serializer>(v: &[Vec<u8>], s: S) -> Result<S::Ok, S::Error> {
+        let mut seq = s.serialize_seq(Some(v.len()))?;
+        for b in v {
+            seq.serialize_element(&Raw(b))?;
+        }
+        seq.end()
+    }
+
+    pub(super) fn keyed<S: Serializer>(v: &[(Vec<u8>, super::Logged)], s: S) -> Result<S::Ok, S::Error> {
+        let mut seq = s.serialize_seq(Some(v.len()))?;
+        for w in v {
+            seq.serialize_element(&Keyed(w))?;
+        }
+        seq.end()
+    }
 }
 
 // A commit record in the log is the commit's sequence number (8 bytes, little endian)
@@ -90,6 +139,7 @@ pub(crate) struct TableOps {
 /// its content.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub(crate) struct SnapshotEntry {
+    #[serde(serialize_with = "bytes::one")]
     pub(crate) key: Vec<u8>,
     pub(crate) version: u64,
     pub(crate) value: Logged,
@@ -298,6 +348,66 @@ pub(crate) fn entries_in(mut bytes: &[u8]) -> impl Iterator<Item = Result<EntryR
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The same types with serde's derived, byte-by-byte encoding of `Vec<u8>`: the format
+    /// files written before were in.
+    mod plain {
+        #[derive(serde::Serialize)]
+        pub enum Logged {
+            Put(Vec<u8>),
+            Group(Vec<Vec<u8>>),
+            Delete,
+        }
+        #[derive(serde::Serialize)]
+        pub struct TableOps {
+            pub table: u64,
+            pub clear: bool,
+            pub counter: u64,
+            pub reset: bool,
+            pub writes: Vec<(Vec<u8>, Logged)>,
+        }
+        #[derive(serde::Serialize)]
+        pub struct SnapshotEntry {
+            pub key: Vec<u8>,
+            pub version: u64,
+            pub value: Logged,
+        }
+    }
+
+    #[test]
+    fn byte_strings_encode_as_the_derived_byte_sequences_did() {
+        let long: Vec<u8> = (0..=255).cycle().take(300).collect();
+        let ops = vec![TableOps {
+            table: 7,
+            clear: true,
+            counter: 300,
+            reset: false,
+            writes: vec![
+                (vec![1, 2], Logged::Put(long.clone())),
+                (vec![], Logged::Group(vec![vec![9], long.clone(), vec![]])),
+                (long.clone(), Logged::Delete),
+            ],
+        }];
+        let plain_ops = vec![plain::TableOps {
+            table: 7,
+            clear: true,
+            counter: 300,
+            reset: false,
+            writes: vec![
+                (vec![1, 2], plain::Logged::Put(long.clone())),
+                (vec![], plain::Logged::Group(vec![vec![9], long.clone(), vec![]])),
+                (long.clone(), plain::Logged::Delete),
+            ],
+        }];
+        assert_eq!(encode(&ops).expect("new"), postcard::to_allocvec(&plain_ops).expect("old"));
+        let entry = SnapshotEntry { key: long.clone(), version: 5, value: Logged::Put(vec![3; 200]) };
+        let plain_entry =
+            plain::SnapshotEntry { key: long.clone(), version: 5, value: plain::Logged::Put(vec![3; 200]) };
+        assert_eq!(encode(&entry).expect("new"), postcard::to_allocvec(&plain_entry).expect("old"));
+        // And they read back as before.
+        let back: SnapshotEntry = postcard::from_bytes(&encode(&entry).expect("encode")).expect("decode");
+        assert_eq!(back, entry);
+    }
 
     #[test]
     fn the_encoder_writes_what_postcard_writes_and_entries_read_back_in_place() {
