@@ -48,7 +48,8 @@ pub enum Durability {
         interval: Duration,
     },
     /// Commits return at once; the log is written every 100 ms and synced only at
-    /// checkpoints and on close. For data you can rebuild.
+    /// checkpoints, on close and whenever 8 MiB are written but not synced (what a failed
+    /// write must write again from memory). For data you can rebuild.
     None,
 }
 
@@ -142,8 +143,10 @@ struct State {
     /// The last flush failed: the next one repairs the segment first.
     fault: Option<Fault>,
     /// Log positions of batches that failed under `Immediate`: their commits were refused
-    /// and their bytes dropped. Adjacent ranges are merged; only the last few are kept
-    /// (a waiter learns its outcome as soon as the flush that carried it ends).
+    /// and their bytes dropped. Adjacent ranges are merged (a full disc fails batch after
+    /// batch: one range), and the last [`DROPPED_KEPT`] kept: a waiter is woken as soon as
+    /// the flush that carried it ends, long before thousands of failures alternate with
+    /// successes.
     dropped: VecDeque<(u64, u64)>,
     /// Closed: no more appends.
     closed: bool,
@@ -168,7 +171,7 @@ impl State {
 }
 
 /// How many failed batch ranges the log remembers.
-const DROPPED_KEPT: usize = 256;
+const DROPPED_KEPT: usize = 4096;
 /// Under `None`, a flush also syncs once this much is written but not synced, which bounds
 /// what a failed write must write again from memory.
 const UNSYNCED_AT_MOST: usize = 8 << 20;
