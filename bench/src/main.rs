@@ -10,6 +10,7 @@ mod alloc;
 mod disc;
 mod fairness;
 mod floor;
+mod readme;
 mod saved;
 mod transfer;
 mod ttl;
@@ -87,7 +88,31 @@ pub fn round(x: f64) -> f64 {
     (x * 100.0).round() / 100.0
 }
 
+/// `--readme FILE.json`: writes the README's performance table from a saved run, measuring
+/// nothing. Returns whether it was asked for.
+fn readme_from_saved_run() -> mnesia::Result<bool> {
+    let args: Vec<String> = std::env::args().collect();
+    let Some(file) = args.iter().position(|a| a == "--readme").and_then(|i| args.get(i + 1)) else {
+        return Ok(false);
+    };
+    if !file.ends_with(".json") {
+        return Ok(false);
+    }
+    let fail = |e: String| mnesia::Error::Invalid(e);
+    let run: Value = std::fs::read(file)
+        .map_err(|e| e.to_string())
+        .and_then(|b| serde_json::from_slice(&b).map_err(|e| e.to_string()))
+        .map_err(|e| fail(format!("{file}: {e}")))?;
+    let source = saved::relative(std::path::Path::new(file));
+    readme::rewrite(&saved::readme(), &run, &source).map_err(fail)?;
+    eprintln!("README table written from {source}");
+    Ok(true)
+}
+
 fn main() -> mnesia::Result<()> {
+    if readme_from_saved_run()? {
+        return Ok(());
+    }
     let quick = std::env::args().any(|a| a == "--quick");
     let records: u64 = if quick { 20_000 } else { 100_000 };
     let ops: u64 = if quick { 50_000 } else { 200_000 };
@@ -223,6 +248,11 @@ fn main() -> mnesia::Result<()> {
         let path =
             saved::save(&mut out).map_err(|e| mnesia::Error::Invalid(format!("saving the results: {e}")))?;
         eprintln!("saved to {}", path.display());
+        if std::env::args().any(|a| a == "--readme") {
+            readme::rewrite(&saved::readme(), &out, &saved::relative(&path))
+                .map_err(mnesia::Error::Invalid)?;
+            eprintln!("README table written");
+        }
     }
     println!("{}", serde_json::to_string_pretty(&out).unwrap_or_default());
     Ok(())

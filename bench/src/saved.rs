@@ -62,3 +62,16 @@ pub fn save(out: &mut Value) -> std::io::Result<PathBuf> {
     std::fs::write(&path, serde_json::to_string_pretty(out).unwrap_or_default() + "\n")?;
     Ok(path)
 }
+
+/// The repository's README.
+pub fn readme() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../README.md")
+}
+
+/// `path` as the README names it: from the repository's root.
+pub fn relative(path: &std::path::Path) -> String {
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..");
+    let (root, full) =
+        (root.canonicalize().unwrap_or(root), path.canonicalize().unwrap_or(path.to_path_buf()));
+    full.strip_prefix(&root).unwrap_or(&full).display().to_string()
+}

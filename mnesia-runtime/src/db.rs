@@ -718,10 +718,15 @@ impl Database {
     pub fn close(&self) -> Result<()> {
         let Some(disk) = self.disk() else { return Ok(()) };
         // No expiry delete runs into a closed log.
-        self.inner.reaper.stop_and_wait();
+        let reaping = self.inner.reaper.stop_and_wait();
         let _schema = self.inner.schema.lock();
         let seq = self.inner.seq.load(Ordering::Acquire);
-        disk.close(seq, |def| self.snapshot_of(def))
+        let closed = disk.close(seq, |def| self.snapshot_of(def));
+        if closed.is_err() && reaping {
+            // Still open (a full disc, say): expiry goes on until a close succeeds.
+            self.inner.reaper.restart(self, self.inner.config.cleanup_interval)?;
+        }
+        closed
     }
 
     /// A fresh database that lives in memory only, with the default configuration.

@@ -331,13 +331,23 @@ impl Reaper {
     }
 
     /// Stops the thread and waits until it has ended, unless called on that thread.
-    pub(crate) fn stop_and_wait(&self) {
+    /// Returns whether a thread was running.
+    pub(crate) fn stop_and_wait(&self) -> bool {
         self.stop();
         let handle = self.thread.lock().take();
+        let ran = handle.is_some();
         if let Some(h) = handle
             && h.thread().id() != std::thread::current().id()
         {
             let _ = h.join();
         }
+        ran
+    }
+
+    /// Starts the thread again after `stop_and_wait` (a close that failed).
+    pub(crate) fn restart(&self, db: &Database, interval: Duration) -> Result<()> {
+        self.stopping.store(false, std::sync::atomic::Ordering::Release);
+        *self.stop.lock() = false;
+        self.start(db, interval)
     }
 }

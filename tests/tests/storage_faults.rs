@@ -179,7 +179,7 @@ struct Run {
     image: Option<tempfile::TempDir>,
 }
 
-/// Opens the directory, commits, checkpoints, backs up, commits again and closes, noting
+/// Opens the directory, commits, checkpoints, backs up, exports, commits again and closes, noting
 /// which commits were acknowledged; any step may fail (none may panic).
 fn workload(dir: &Path) -> Run {
     let (mut expected, mut pages) = (BTreeMap::new(), BTreeMap::new());
@@ -193,6 +193,7 @@ fn workload(dir: &Path) -> Run {
         }
         let _ = db.checkpoint();
         let _ = db.backup(dir.join("all.bak"));
+        let _ = Note::export(dir.join("notes.json"));
         for id in 4..8 {
             expected.insert(id, Note::write(note(id)).is_ok());
         }
@@ -355,4 +356,55 @@ fn a_record_or_a_table_move_past_the_log_limit_is_refused_and_nothing_changes() 
     db.close().expect("close");
     let ids: Vec<u32> = stored_notes(dir.path()).into_keys().collect();
     assert_eq!(ids, [1, 3]);
+}
+
+#[test]
+fn a_deleted_checkpoint_file_is_named_not_taken_for_a_gap_in_the_log() {
+    let dir = prepared();
+    let db = open(dir.path(), Durability::Immediate).expect("open");
+    db.scope(|| -> mnesia::Result<()> {
+        Note::write(note(1))?;
+        db.checkpoint()?;
+        Note::write(note(2))?;
+        Ok(())
+    })
+    .expect("write");
+    drop(db);
+    std::fs::remove_file(dir.path().join("checkpoint.json")).expect("delete");
+    match Database::open(Config::default().dir(dir.path())) {
+        Err(Error::Corrupt { file, reason, .. }) => {
+            assert_eq!(file, dir.path().join("checkpoint.json"));
+            assert!(reason.contains("missing"), "{reason}");
+        }
+        other => panic!("{:?}", other.map(drop)),
+    }
+}
+
+#[derive(Table, Clone, Debug, PartialEq, Serialize, Deserialize)]
+struct Session {
+    #[key]
+    id: u32,
+    #[ttl]
+    expires_at: Option<std::time::SystemTime>,
+}
+
+#[test]
+fn a_close_that_fails_leaves_the_database_open_and_its_reaper_running() {
+    let dir = tests::schema_dir();
+    let config = Config::default().dir(dir.path()).cleanup_interval(Duration::from_millis(10));
+    let db = Database::open(config).expect("open");
+    db.create_table::<Session>(TableOptions::new().disc_copies([db.node()])).expect("create");
+    {
+        let _full = faults::inject(dir.path(), Fault::NoSpace, 0, None);
+        assert!(db.close().is_err());
+    }
+    // Open still: a record that expires is removed by the reaper (its delete logged).
+    let soon = std::time::SystemTime::now() + Duration::from_millis(50);
+    db.scope(|| Session::write(Session { id: 1, expires_at: Some(soon) })).expect("write");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while db.table_info::<Session>().expect("info").size > 0 {
+        assert!(Instant::now() < deadline, "the reaper never removed the expired record");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    db.close().expect("close");
 }
