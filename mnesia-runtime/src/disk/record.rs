@@ -353,24 +353,24 @@ mod tests {
     /// files written before were in.
     mod plain {
         #[derive(serde::Serialize)]
-        pub enum Logged {
+        pub(super) enum Logged {
             Put(Vec<u8>),
             Group(Vec<Vec<u8>>),
             Delete,
         }
         #[derive(serde::Serialize)]
-        pub struct TableOps {
-            pub table: u64,
-            pub clear: bool,
-            pub counter: u64,
-            pub reset: bool,
-            pub writes: Vec<(Vec<u8>, Logged)>,
+        pub(super) struct TableOps {
+            pub(super) table: u64,
+            pub(super) clear: bool,
+            pub(super) counter: u64,
+            pub(super) reset: bool,
+            pub(super) writes: Vec<(Vec<u8>, Logged)>,
         }
         #[derive(serde::Serialize)]
-        pub struct SnapshotEntry {
-            pub key: Vec<u8>,
-            pub version: u64,
-            pub value: Logged,
+        pub(super) struct SnapshotEntry {
+            pub(super) key: Vec<u8>,
+            pub(super) version: u64,
+            pub(super) value: Logged,
         }
     }
 
