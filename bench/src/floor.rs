@@ -49,6 +49,24 @@ impl Floor {
     pub fn select(&self, pred: impl Fn(&User) -> bool) -> Vec<User> {
         self.inner.read().0.values().filter(|u| pred(u)).cloned().collect()
     }
+
+    /// The first `n` matches, in the map's order.
+    pub fn first_n(&self, n: usize, pred: impl Fn(&User) -> bool) -> Vec<User> {
+        self.inner.read().0.values().filter(|u| pred(u)).take(n).cloned().collect()
+    }
+
+    /// The `n` youngest (then lowest id), through a heap of `n`: only the winners cloned.
+    pub fn youngest(&self, n: usize) -> Vec<User> {
+        let g = self.inner.read();
+        let mut heap = std::collections::BinaryHeap::with_capacity(n + 1);
+        for u in g.0.values() {
+            heap.push((u.age, u.id));
+            if heap.len() > n {
+                heap.pop();
+            }
+        }
+        heap.into_sorted_vec().iter().filter_map(|(_, id)| g.0.get(id).cloned()).collect()
+    }
 }
 
 /// Inserts or replaces a record and keeps the email map in step.

@@ -217,6 +217,28 @@ fn main() -> mnesia::Result<()> {
             });
             report.add("select_scan", ours, base);
         }
+
+        if report.wants("query_limit_10") {
+            let q = User::query().filter(User::AGE.ge(50)).limit(10);
+            let ours = time_per_op(ops / 20, rounds, |_| {
+                black_box(q.all().ok());
+            });
+            let base = time_per_op(ops / 20, rounds, |_| {
+                black_box(floor.first_n(10, |u| u.age >= 50));
+            });
+            report.add("query_limit_10", ours, base);
+        }
+
+        if report.wants("query_order_limit_10") {
+            let q = User::query().order_by(User::AGE.asc()).limit(10);
+            let ours = time_per_op(scans, rounds, |_| {
+                black_box(q.all().ok());
+            });
+            let base = time_per_op(scans, rounds, |_| {
+                black_box(floor.youngest(10));
+            });
+            report.add("query_order_limit_10", ours, base);
+        }
         Ok(())
     })?;
 

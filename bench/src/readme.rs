@@ -42,6 +42,16 @@ const ROWS: &[Row] = &[
     row("batch_write", "per record, 1000 per transaction", Target::AtMost(2.0)),
     row("index_get", "unique index", Target::AtMost(2.0)),
     row("select_scan", "age ≥ 50 over 100k", Target::AtMost(3.0)),
+    row(
+        "query_limit_10",
+        "`query().filter(age ≥ 50).limit(10).all()` over 100k; floor: the first 10 matches of the `HashMap`",
+        Target::AtMost(3.0),
+    ),
+    row(
+        "query_order_limit_10",
+        "`query().order_by(age).limit(10).all()` over 100k; floor: a heap of 10 over the `HashMap`, cloning the winners",
+        Target::AtMost(3.0),
+    ),
     row("concurrent_tx_write", "2 threads' throughput over 1 thread's", Target::AtLeast(1.6)),
     row("concurrent_insert", "auto-increment inserts, 2 threads over 1", Target::AtLeast(1.3)),
     row(

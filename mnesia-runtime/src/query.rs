@@ -9,6 +9,10 @@ use crate::plan::Plan;
 use crate::select::Cursor;
 use crate::table::{Table, TableType};
 
+/// Above this many wanted matches (`offset + limit`), an ordered query sorts every match
+/// rather than keeping the best few.
+const TOP_K_AT_MOST: usize = 1 << 16;
+
 /// A query on table `T`, built step by step and run by `all`, `first`, `count`, `keys` or
 /// `iter`. Inside a transaction it runs in it; outside, in a transaction of its own.
 ///
@@ -179,13 +183,7 @@ impl<T: Table> Query<T> {
 
     fn sorted(&self, mut recs: Vec<T>) -> Vec<T> {
         if !self.order.is_empty() {
-            recs.sort_by(|a, b| {
-                self.order
-                    .iter()
-                    .map(|o| o.compare(a, b))
-                    .find(|o| o.is_ne())
-                    .unwrap_or_else(|| a.key().cmp(b.key()))
-            });
+            recs.sort_by(|a, b| self.compare(a, b));
         }
         recs.into_iter().skip(self.offset).take(self.limit.unwrap_or(usize::MAX)).collect()
     }
@@ -206,8 +204,41 @@ impl<T: Table> Query<T> {
     /// # Ok::<(), mnesia::Error>(())
     /// ```
     pub fn all(&self) -> Result<Vec<T>> {
-        let recs = run(|| with_tx(|tx| Ok(tx.table::<T>()?.select_with(&self.filter, T::clone))))?;
+        // Matches needed: `offset + limit`; reading stops there without an order, and with
+        // one only that many are kept (a bounded selection, not a copy of every match).
+        let wanted = self.limit.map(|l| l.saturating_add(self.offset));
+        let recs = match wanted {
+            Some(k) if self.order.is_empty() => {
+                run(|| with_tx(|tx| Ok(tx.table::<T>()?.select_up_to(&self.filter, k, T::clone))))?
+            }
+            Some(k) if k <= TOP_K_AT_MOST => run(|| with_tx(|tx| Ok(self.top(tx.table::<T>()?, k))))?,
+            _ => run(|| with_tx(|tx| Ok(tx.table::<T>()?.select_with(&self.filter, T::clone))))?,
+        };
         Ok(self.sorted(recs))
+    }
+
+    /// How two records compare in the query's order (then by key).
+    fn compare(&self, a: &T, b: &T) -> std::cmp::Ordering {
+        self.order.iter().map(|o| o.compare(a, b)).find(|o| o.is_ne()).unwrap_or_else(|| a.key().cmp(b.key()))
+    }
+
+    /// The `k` first matches in the query's order, keeping at most `2k` copies at a time.
+    fn top(&self, part: &mut crate::tx::TxTable<T>, k: usize) -> Vec<T> {
+        let mut best: Vec<T> = Vec::new();
+        // After a compaction, `best[..k]` is sorted and `best[k - 1]` is the bar to pass.
+        let mut compacted = false;
+        part.select_with(&self.filter, |r| {
+            if k == 0 || (compacted && self.compare(r, &best[k - 1]).is_ge()) {
+                return;
+            }
+            best.push(r.clone());
+            if best.len() >= 2 * k {
+                best.sort_by(|a, b| self.compare(a, b));
+                best.truncate(k);
+                compacted = true;
+            }
+        });
+        best
     }
 
     /// The first record of `all`, if any.
@@ -227,7 +258,10 @@ impl<T: Table> Query<T> {
     /// # Ok::<(), mnesia::Error>(())
     /// ```
     pub fn first(&self) -> Result<Option<T>> {
-        Ok(self.clone().limit(1).all()?.into_iter().next())
+        // Stops at the first match (or keeps the best one, with an order); `limit(0)`
+        // leaves `all` empty, so nothing comes first.
+        let one = self.limit.map_or(1, |l| l.min(1));
+        Ok(self.clone().limit(one).all()?.into_iter().next())
     }
 
     /// How many records match (after `offset`, at most `limit`).
@@ -245,7 +279,8 @@ impl<T: Table> Query<T> {
     /// # Ok::<(), mnesia::Error>(())
     /// ```
     pub fn count(&self) -> Result<usize> {
-        let n = run(|| with_tx(|tx| Ok(tx.table::<T>()?.select_with(&self.filter, |_| ()).len())))?;
+        let wanted = self.limit.map_or(usize::MAX, |l| l.saturating_add(self.offset));
+        let n = run(|| with_tx(|tx| Ok(tx.table::<T>()?.select_up_to(&self.filter, wanted, |_| ()).len())))?;
         Ok(n.saturating_sub(self.offset).min(self.limit.unwrap_or(usize::MAX)))
     }
 
@@ -268,8 +303,10 @@ impl<T: Table> Query<T> {
     /// ```
     pub fn keys(&self) -> Result<Vec<T::Key>> {
         if self.order.is_empty() {
-            let keys =
-                run(|| with_tx(|tx| Ok(tx.table::<T>()?.select_with(&self.filter, |r| r.key().clone()))))?;
+            let wanted = self.limit.map_or(usize::MAX, |l| l.saturating_add(self.offset));
+            let keys = run(|| {
+                with_tx(|tx| Ok(tx.table::<T>()?.select_up_to(&self.filter, wanted, |r| r.key().clone())))
+            })?;
             return Ok(keys.into_iter().skip(self.offset).take(self.limit.unwrap_or(usize::MAX)).collect());
         }
         Ok(self.all()?.into_iter().map(|r| r.key().clone()).collect())

@@ -70,7 +70,20 @@ impl<T: Table> TxTable<T> {
     }
 
     /// Every record passing `filter`, mapped by `f`; in key order on an `ordered_set`.
-    pub(crate) fn select_with<X>(&mut self, filter: &Filter<T>, mut f: impl FnMut(&T) -> X) -> Vec<X> {
+    pub(crate) fn select_with<X>(&mut self, filter: &Filter<T>, f: impl FnMut(&T) -> X) -> Vec<X> {
+        self.select_up_to(filter, usize::MAX, f)
+    }
+
+    /// As [`TxTable::select_with`], but the committed records are read only until `want`
+    /// of them matched: any `want` matches (the first `want` in key order on an
+    /// `ordered_set`), then the transaction's own pending matches. Only what was read is
+    /// validated at commit: a `limit` without an order reads no more than it returns.
+    pub(crate) fn select_up_to<X>(
+        &mut self,
+        filter: &Filter<T>,
+        want: usize,
+        mut f: impl FnMut(&T) -> X,
+    ) -> Vec<X> {
         let access = self.access(filter);
         let ordered = self.store.kind == TableType::OrderedSet;
         let mut out: Vec<(Option<T::Key>, X)> = Vec::new();
@@ -83,6 +96,9 @@ impl<T: Table> TxTable<T> {
         match access {
             Access::Keys(keys) => {
                 for k in keys {
+                    if out.len() >= want {
+                        break;
+                    }
                     for r in self.read_group(&k) {
                         if filter.matches(&r) {
                             push(&r, &mut out);
@@ -101,6 +117,9 @@ impl<T: Table> TxTable<T> {
                 keys.sort();
                 keys.dedup();
                 for k in keys {
+                    if out.len() >= want {
+                        break;
+                    }
                     if self.writes().get(&k).is_some() {
                         continue;
                     }
@@ -123,17 +142,21 @@ impl<T: Table> TxTable<T> {
                     if writes.get(r.key()).is_none() && filter.matches(r) {
                         push(r, &mut out);
                     }
-                    true
+                    out.len() < want
                 });
                 self.note_shard(0, version);
             }
             Access::Scan => {
                 for shard in 0..self.store.shard_count() {
+                    if out.len() >= want {
+                        break;
+                    }
                     let writes = self.writes.get_mut();
-                    let version = self.store.scan_shard(shard, |r| {
+                    let version = self.store.scan_shard_while(shard, |r| {
                         if writes.get(r.key()).is_none() && filter.matches(r) {
                             push(r, &mut out);
                         }
+                        out.len() < want
                     });
                     self.note_shard(shard, version);
                 }

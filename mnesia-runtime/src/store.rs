@@ -412,13 +412,35 @@ impl<T: Table> TableStore<T> {
 
     /// Visits every record of one shard; returns the shard's version.
     pub(crate) fn scan_shard(&self, shard: usize, mut f: impl FnMut(&T)) -> u64 {
+        self.scan_shard_while(shard, |r| {
+            f(r);
+            true
+        })
+    }
+
+    /// Visits the records of one shard until `f` returns false; returns the shard's
+    /// version.
+    pub(crate) fn scan_shard_while(&self, shard: usize, mut f: impl FnMut(&T) -> bool) -> u64 {
         let data = self.shards[shard].data.read();
         match &data.map {
-            ShardMap::Set(t) => t.iter().for_each(|s| f(&s.rec)),
-            ShardMap::Ordered(m) => m.values().for_each(|s| f(&s.rec)),
-            ShardMap::Bag(t) => t.iter().for_each(|s| s.rec.iter().for_each(&mut f)),
+            ShardMap::Set(t) => {
+                let _ = t.iter().try_for_each(|s| if f(&s.rec) { Ok(()) } else { Err(()) });
+            }
+            ShardMap::Ordered(m) => {
+                let _ = m.values().try_for_each(|s| if f(&s.rec) { Ok(()) } else { Err(()) });
+            }
+            ShardMap::Bag(t) => {
+                let _ =
+                    t.iter().flat_map(|s| s.rec.iter()).try_for_each(|r| if f(r) { Ok(()) } else { Err(()) });
+            }
             ShardMap::Disc(d) => {
-                if let Err(e) = self.disc_scan(d, |_, _, recs| recs.iter().for_each(&mut f)) {
+                let mut going = true;
+                let scanned = self.disc_scan(d, |_, _, recs| {
+                    for r in recs.iter() {
+                        going = going && f(r);
+                    }
+                });
+                if let Err(e) = scanned {
                     self.poison(e);
                 }
             }
