@@ -131,6 +131,15 @@ pub(crate) trait TableIndex<T: Table>: Send + Sync {
     /// Appends the keys holding `value` (in key order) and returns the shard's version;
     /// `None` if `value` is not a `V`.
     fn lookup(&self, value: &dyn Any, out: &mut Vec<T::Key>) -> Option<(usize, u64)>;
+    /// As [`TableIndex::lookup`], but only the first `n` keys after `after` (in key order):
+    /// a large group is walked a piece at a time, never copied whole.
+    fn lookup_from(
+        &self,
+        value: &dyn Any,
+        after: Option<&T::Key>,
+        n: usize,
+        out: &mut Vec<T::Key>,
+    ) -> Option<(usize, u64)>;
     /// Appends the keys holding the value that `rec` holds.
     fn lookup_by_record(&self, rec: &T, out: &mut Vec<T::Key>);
     /// The record's value of this field, formatted with `Debug`.
@@ -186,6 +195,26 @@ impl<V: Hash + Eq, K: Ord + Clone> Entries<V, K> {
                 Some((_, Owners::One(k))) => out.push(k.clone()),
                 Some((_, Owners::Many(ks))) => out.extend(ks.iter().cloned()),
                 None => {}
+            },
+        }
+    }
+
+    /// The first `n` keys holding `v` after `after`, in key order.
+    fn keys_from(&self, hash: u64, v: &V, after: Option<&K>, n: usize, out: &mut Vec<K>) {
+        let past = |k: &K| after.is_none_or(|a| k > a);
+        match self {
+            Entries::Unique(t) => {
+                if let Some((_, k)) = t.find(hash, |(x, _)| x == v).filter(|(_, k)| past(k) && n > 0) {
+                    out.push(k.clone());
+                }
+            }
+            Entries::Multi(t) => match t.find(hash, |(x, _)| x == v) {
+                Some((_, Owners::One(k))) if past(k) && n > 0 => out.push(k.clone()),
+                Some((_, Owners::Many(ks))) => {
+                    let from = after.map_or(std::ops::Bound::Unbounded, std::ops::Bound::Excluded);
+                    out.extend(ks.range((from, std::ops::Bound::Unbounded)).take(n).cloned());
+                }
+                _ => {}
             },
         }
     }
@@ -362,6 +391,21 @@ impl<T: Table, V: FieldValue + Hash + Eq> TableIndex<T> for TypedIndex<T, V> {
     fn lookup(&self, value: &dyn Any, out: &mut Vec<T::Key>) -> Option<(usize, u64)> {
         let v = value.downcast_ref::<V>()?;
         Some(self.keys(v, out))
+    }
+
+    fn lookup_from(
+        &self,
+        value: &dyn Any,
+        after: Option<&T::Key>,
+        n: usize,
+        out: &mut Vec<T::Key>,
+    ) -> Option<(usize, u64)> {
+        let v = value.downcast_ref::<V>()?;
+        let hash = self.hash(v);
+        let shard = Self::shard_of(hash);
+        let data = self.shards[shard].data.read();
+        data.entries.keys_from(hash, v, after, n, out);
+        Some((shard, data.version))
     }
 
     fn lookup_by_record(&self, rec: &T, out: &mut Vec<T::Key>) {

@@ -248,9 +248,14 @@ fn first_by<T: Table, V: FieldValue>(
     if let Some(found) = part.first_by_index(field, value) {
         return Ok(found);
     }
-    let mut all = part.select_with(&field.eq(value.clone()), T::clone);
-    all.sort_by(|a, b| a.key().cmp(b.key()));
-    Ok(all.into_iter().next())
+    // Only a better match than the best so far is copied.
+    let mut best: Option<T> = None;
+    part.select_with(&field.eq(value.clone()), |r| {
+        if best.as_ref().is_none_or(|b| r.key() < b.key()) {
+            best = Some(r.clone());
+        }
+    });
+    Ok(best)
 }
 
 pub(crate) fn all_keys<T: Table>() -> Result<Vec<T::Key>> {

@@ -11,6 +11,9 @@ use crate::table::{Table, TableType};
 use crate::ttl::Alive;
 use crate::tx::TxTable;
 
+/// How many keys of an index group are read at a time when only the first few are needed.
+const INDEX_PIECE: usize = 64;
+
 /// Where a chunked scan goes on from.
 #[derive(Clone, Debug)]
 pub(crate) enum Cursor<K> {
@@ -33,23 +36,33 @@ impl<T: Table> TxTable<T> {
     ) -> Option<Option<T>> {
         let indexes = self.store.indexes.load_full();
         let idx = indexes.list.iter().find(|i| i.position() == field.position())?;
-        let mut keys = Vec::new();
-        let (shard, version) = idx.lookup(value, &mut keys)?;
-        self.note_index(idx, shard, version);
         let alive = Alive::now::<T>();
         let mut best: Option<T> = None;
-        // Keys come in key order: the first committed match not rewritten here wins.
-        for k in keys {
-            if self.writes.get_mut().get(&k).is_some() {
-                continue;
+        // Keys come in key order, a few at a time: the first committed match not rewritten
+        // here wins, and a large group is never copied whole.
+        let mut after: Option<T::Key> = None;
+        'walk: loop {
+            let mut keys = Vec::with_capacity(INDEX_PIECE);
+            let (shard, version) = idx.lookup_from(value, after.as_ref(), INDEX_PIECE, &mut keys)?;
+            self.note_index(idx, shard, version);
+            let last = keys.len() < INDEX_PIECE;
+            for k in keys {
+                if self.writes.get_mut().get(&k).is_some() {
+                    after = Some(k);
+                    continue;
+                }
+                let hash = self.store.hash(&k);
+                let (v, found) = self.store.get_with(&k, hash, |v, recs| {
+                    (v, recs.iter().find(|r| field.get(r) == value && alive.keeps(*r)).cloned())
+                });
+                self.note_read(&k, hash, v);
+                if found.is_some() {
+                    best = found;
+                    break 'walk;
+                }
+                after = Some(k);
             }
-            let hash = self.store.hash(&k);
-            let (v, found) = self.store.get_with(&k, hash, |v, recs| {
-                (v, recs.iter().find(|r| field.get(r) == value && alive.keeps(*r)).cloned())
-            });
-            self.note_read(&k, hash, v);
-            if found.is_some() {
-                best = found;
+            if last {
                 break;
             }
         }
@@ -109,13 +122,50 @@ impl<T: Table> TxTable<T> {
             }
             Access::Index(idx, values) => {
                 let mut keys = Vec::new();
-                for v in &values {
-                    if let Some((shard, version)) = idx.lookup(v.as_ref(), &mut keys) {
+                if let ([v], true) = (values.as_slice(), want < usize::MAX) {
+                    // One value and a limit: the group is walked a piece at a time.
+                    let mut after: Option<T::Key> = None;
+                    while out.len() < want {
+                        keys.clear();
+                        let Some((shard, version)) =
+                            idx.lookup_from(v.as_ref(), after.as_ref(), INDEX_PIECE, &mut keys)
+                        else {
+                            break;
+                        };
                         self.note_index(&idx, shard, version);
+                        for k in &keys {
+                            if out.len() >= want {
+                                break;
+                            }
+                            if self.writes().get(k).is_some() {
+                                continue;
+                            }
+                            let hash = self.store.hash(k);
+                            let version = self.store.get_with(k, hash, |v, recs| {
+                                for r in recs {
+                                    if filter.matches(r) {
+                                        push(r, &mut out);
+                                    }
+                                }
+                                v
+                            });
+                            self.note_read(k, hash, version);
+                        }
+                        if keys.len() < INDEX_PIECE {
+                            break;
+                        }
+                        after = keys.last().cloned();
                     }
+                    keys.clear();
+                } else {
+                    for v in &values {
+                        if let Some((shard, version)) = idx.lookup(v.as_ref(), &mut keys) {
+                            self.note_index(&idx, shard, version);
+                        }
+                    }
+                    keys.sort();
+                    keys.dedup();
                 }
-                keys.sort();
-                keys.dedup();
                 for k in keys {
                     if out.len() >= want {
                         break;
