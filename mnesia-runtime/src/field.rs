@@ -235,7 +235,12 @@ impl<T: Table, V: FieldValue> Field<T, V> {
         V: PartialOrd,
     {
         let get = self.get;
-        Order::new(self.name, Arc::new(move |a: &T, b: &T| cmp_partial(get(a), get(b))))
+        Order::new(
+            self.name,
+            self.position(),
+            true,
+            Arc::new(move |a: &T, b: &T| cmp_partial(get(a), get(b))),
+        )
     }
 
     /// Sorts descending by this field (for `query().order_by(..)`).
@@ -251,7 +256,12 @@ impl<T: Table, V: FieldValue> Field<T, V> {
         V: PartialOrd,
     {
         let get = self.get;
-        Order::new(self.name, Arc::new(move |a: &T, b: &T| cmp_partial(get(b), get(a))))
+        Order::new(
+            self.name,
+            self.position(),
+            false,
+            Arc::new(move |a: &T, b: &T| cmp_partial(get(b), get(a))),
+        )
     }
 
     /// Describes an index on this field; used by the derive for `#[index]`.

@@ -259,12 +259,19 @@ pub(crate) type Comparator<T> = Arc<dyn Fn(&T, &T) -> Ordering + Send + Sync>;
 /// ```
 pub struct Order<T> {
     field: &'static str,
+    position: usize,
+    ascending: bool,
     cmp: Comparator<T>,
 }
 
 impl<T> Clone for Order<T> {
     fn clone(&self) -> Self {
-        Order { field: self.field, cmp: Arc::clone(&self.cmp) }
+        Order {
+            field: self.field,
+            position: self.position,
+            ascending: self.ascending,
+            cmp: Arc::clone(&self.cmp),
+        }
     }
 }
 
@@ -284,8 +291,13 @@ impl<T: crate::table::Table, V: crate::field::FieldValue + PartialOrd> From<crat
 }
 
 impl<T> Order<T> {
-    pub(crate) fn new(field: &'static str, cmp: Comparator<T>) -> Self {
-        Order { field, cmp }
+    pub(crate) fn new(field: &'static str, position: usize, ascending: bool, cmp: Comparator<T>) -> Self {
+        Order { field, position, ascending, cmp }
+    }
+
+    /// Whether this order is the key's, ascending: an `ordered_set`'s own order.
+    pub(crate) fn is_key_ascending(&self, key_position: usize) -> bool {
+        self.ascending && self.position == key_position
     }
 
     /// The field this order sorts by.

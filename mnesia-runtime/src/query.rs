@@ -208,13 +208,62 @@ impl<T: Table> Query<T> {
         // one only that many are kept (a bounded selection, not a copy of every match).
         let wanted = self.limit.map(|l| l.saturating_add(self.offset));
         let recs = match wanted {
-            Some(k) if self.order.is_empty() => {
+            Some(k) if self.in_key_order() => {
                 run(|| with_tx(|tx| Ok(tx.table::<T>()?.select_up_to(&self.filter, k, T::clone))))?
             }
             Some(k) if k <= TOP_K_AT_MOST => run(|| with_tx(|tx| Ok(self.top(tx.table::<T>()?, k))))?,
             _ => run(|| with_tx(|tx| Ok(tx.table::<T>()?.select_with(&self.filter, T::clone))))?,
         };
         Ok(self.sorted(recs))
+    }
+
+    /// Whether the records come as the query wants them without sorting: no order, or the
+    /// key's ascending order on an `ordered_set` (which is read in key order).
+    fn in_key_order(&self) -> bool {
+        match self.order.as_slice() {
+            [] => true,
+            [o] => T::TYPE == TableType::OrderedSet && o.is_key_ascending(T::KEY_POSITION),
+            _ => false,
+        }
+    }
+
+    /// Only the records whose key comes after `key`: keyset pagination. With no order on
+    /// an `ordered_set` (read in key order), `after(&last).limit(n)` reads one page from the
+    /// key on, whatever page it is; `offset(n)` reads and skips `n` records each time.
+    ///
+    /// ```
+    /// # use mnesia::prelude::*;
+    /// # #[derive(Table, Clone, Debug, Serialize, Deserialize)]
+    /// # #[table(type = "ordered_set")]
+    /// # struct Event { #[key] id: u64, kind: String }
+    /// let db = Database::in_memory()?;
+    /// db.scope(|| -> mnesia::Result<()> {
+    ///     Event::create_table(TableOptions::new())?;
+    ///     Event::batch_write((0..25).map(|id| Event { id, kind: "click".into() }))?;
+    ///     let mut pages = 0;
+    ///     let mut last = None;
+    ///     loop {
+    ///         let q = Event::query().limit(10);
+    ///         let page = match &last { Some(k) => q.after(k).all()?, None => q.all()? };
+    ///         let Some(tail) = page.last() else { break };
+    ///         last = Some(tail.id);
+    ///         pages += 1;
+    ///     }
+    ///     assert_eq!(pages, 3);
+    ///     Ok(())
+    /// })?;
+    /// # Ok::<(), mnesia::Error>(())
+    /// ```
+    pub fn after(self, key: &T::Key) -> Self {
+        let bar = key.clone();
+        let cond = crate::filter::Cond {
+            field: T::FIELDS.get(T::KEY_POSITION).map_or("key", |f| f.name),
+            position: T::KEY_POSITION,
+            op: crate::filter::Op::Gt,
+            values: vec![std::sync::Arc::new(key.clone())],
+            test: std::sync::Arc::new(move |r: &T| r.key() > &bar),
+        };
+        self.filter(Filter::from_cond(cond))
     }
 
     /// How two records compare in the query's order (then by key).
@@ -302,7 +351,7 @@ impl<T: Table> Query<T> {
     /// # Ok::<(), mnesia::Error>(())
     /// ```
     pub fn keys(&self) -> Result<Vec<T::Key>> {
-        if self.order.is_empty() {
+        if self.in_key_order() {
             let wanted = self.limit.map_or(usize::MAX, |l| l.saturating_add(self.offset));
             let keys = run(|| {
                 with_tx(|tx| Ok(tx.table::<T>()?.select_up_to(&self.filter, wanted, |r| r.key().clone())))
