@@ -10,6 +10,7 @@ mod alloc;
 mod disc;
 mod fairness;
 mod floor;
+mod queries;
 mod readme;
 mod saved;
 mod transfer;
@@ -253,6 +254,7 @@ fn main() -> mnesia::Result<()> {
         event_fanout(&mut report, ops)?;
     }
     fairness::figures(&mut report, records)?;
+    queries::figures(&mut report, quick)?;
     ttl::figures(&mut report, records, ops)?;
     transfer::figures(&mut report, quick)?;
     let tx_write_floor =

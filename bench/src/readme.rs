@@ -17,6 +17,8 @@ enum Target {
     AtLeast(f64),
     /// The figure's own time at most this many milliseconds.
     WithinMs(f64),
+    /// The figure's own time per operation at most this many microseconds.
+    WithinUs(f64),
     /// No target: shown for comparison.
     None,
 }
@@ -51,6 +53,31 @@ const ROWS: &[Row] = &[
         "query_order_limit_10",
         "`query().order_by(age).limit(10).all()` over 100k; floor: a heap of 10 over the `HashMap`, cloning the winners",
         Target::AtMost(3.0),
+    ),
+    row(
+        "query_top10_1m",
+        "`order_by(val).limit(10)` over 1M; floor: a heap of 10 over a `Vec` of the records",
+        Target::AtMost(3.0),
+    ),
+    row(
+        "query_first_1m",
+        "`filter(val ≥ 500).first()` over 1M; floor: `find` on a `Vec`",
+        Target::WithinUs(10.0),
+    ),
+    row(
+        "query_limit10_1m",
+        "`filter(val ≥ 500).limit(10)` over 1M; floor: `filter().take(10)` on a `Vec`",
+        Target::WithinUs(10.0),
+    ),
+    row(
+        "query_page_deep_1m",
+        "`after(&900_000).limit(10)` on a 1M `ordered_set`; floor: a `BTreeMap` range",
+        Target::WithinUs(10.0),
+    ),
+    row(
+        "get_by_low_cardinality",
+        "`get_by` on an index of 2 values over 1M; floor: the first key of a hand-made group",
+        Target::WithinUs(2.0),
     ),
     row("concurrent_tx_write", "2 threads' throughput over 1 thread's", Target::AtLeast(1.6)),
     row("concurrent_insert", "auto-increment inserts, 2 threads over 1", Target::AtLeast(1.3)),
@@ -157,6 +184,7 @@ fn target_cell(target: &Target, f: &Value) -> String {
         Target::AtMost(t) => (format!("≤ {t}"), ratio.map(|r| r <= t)),
         Target::AtLeast(t) => (format!("≥ {t}"), ratio.map(|r| r >= t)),
         Target::WithinMs(t) => (format!("≤ {t} ms"), num(f, "value").map(|ms| ms <= t)),
+        Target::WithinUs(t) => (format!("≤ {t} µs"), num(f, "ns_per_op").map(|ns| ns <= t * 1e3)),
         Target::None => return "—".into(),
     };
     match met {
