@@ -79,6 +79,11 @@ const ROWS: &[Row] = &[
         "`get_by` on an index of 2 values over 1M; floor: the first key of a hand-made group",
         Target::WithinUs(2.0),
     ),
+    row(
+        "select_unselective_1m",
+        "`select(flag == 0)`, 500k of 1M holding one value of a 2-value index, which the planner passes over for a scan (through the index: about 12 times slower); floor: `filter` on a `Vec` of plain records",
+        Target::None,
+    ),
     row("concurrent_tx_write", "2 threads' throughput over 1 thread's", Target::AtLeast(1.6)),
     row("concurrent_insert", "auto-increment inserts, 2 threads over 1", Target::AtLeast(1.3)),
     row(

@@ -131,6 +131,8 @@ pub(crate) trait TableIndex<T: Table>: Send + Sync {
     /// Appends the keys holding `value` (in key order) and returns the shard's version;
     /// `None` if `value` is not a `V`.
     fn lookup(&self, value: &dyn Any, out: &mut Vec<T::Key>) -> Option<(usize, u64)>;
+    /// How many keys hold `value` (0 if it is not a `V`): what a lookup would read.
+    fn group_size(&self, value: &dyn Any) -> usize;
     /// As [`TableIndex::lookup`], but only the first `n` keys after `after` (in key order):
     /// a large group is walked a piece at a time, never copied whole.
     fn lookup_from(
@@ -391,6 +393,20 @@ impl<T: Table, V: FieldValue + Hash + Eq> TableIndex<T> for TypedIndex<T, V> {
     fn lookup(&self, value: &dyn Any, out: &mut Vec<T::Key>) -> Option<(usize, u64)> {
         let v = value.downcast_ref::<V>()?;
         Some(self.keys(v, out))
+    }
+
+    fn group_size(&self, value: &dyn Any) -> usize {
+        let Some(v) = value.downcast_ref::<V>() else { return 0 };
+        let hash = self.hash(v);
+        let data = self.shards[Self::shard_of(hash)].data.read();
+        match &data.entries {
+            Entries::Unique(t) => usize::from(t.find(hash, |(x, _)| x == v).is_some()),
+            Entries::Multi(t) => match t.find(hash, |(x, _)| x == v) {
+                Some((_, Owners::One(_))) => 1,
+                Some((_, Owners::Many(ks))) => ks.len(),
+                None => 0,
+            },
+        }
     }
 
     fn lookup_from(

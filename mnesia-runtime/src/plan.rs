@@ -2,7 +2,8 @@
 //!
 //! Among the top-level conditions (those joined by `&`) it takes, in this order: equality
 //! or `is_in` on the key (point reads); equality or `is_in` on an indexed field (a unique
-//! index first); a key range on an `ordered_set`; otherwise a scan of the whole table.
+//! index first); a key range on an `ordered_set`; otherwise a scan of the whole table. An
+//! index lookup that would read more than a quarter of a large table gives way to a scan.
 //! Whatever the access, every candidate record is then checked against the whole filter.
 
 use std::any::Any;
@@ -55,6 +56,18 @@ pub enum Plan {
     },
     /// Every record of the table.
     FullScan,
+    /// Every record of the table, because the index on `field` would read too much of it:
+    /// the values looked up are held by `estimate` of its `records` keys (more than a
+    /// quarter, in a table of at least 10,000), and reading them one by one through the
+    /// index costs more than a scan.
+    FullScanOverIndex {
+        /// The indexed field not used.
+        field: &'static str,
+        /// How many keys hold the values looked up.
+        estimate: usize,
+        /// How many keys the table holds.
+        records: usize,
+    },
 }
 
 impl fmt::Display for Plan {
@@ -66,6 +79,9 @@ impl fmt::Display for Plan {
                 write!(f, "index lookup on {field} ({values} values)")
             }
             Plan::FullScan => f.write_str("full scan"),
+            Plan::FullScanOverIndex { field, estimate, records } => {
+                write!(f, "full scan (the index on {field} would read {estimate} of {records} records)")
+            }
         }
     }
 }
@@ -76,6 +92,12 @@ pub(crate) enum Access<T: Table> {
     Range(Bound<T::Key>, Bound<T::Key>),
     Index(Arc<dyn TableIndex<T>>, Vec<Arc<dyn Any + Send + Sync>>),
     Scan,
+    /// A scan chosen over an index that would read too much of the table.
+    ScanOverIndex {
+        field: &'static str,
+        estimate: usize,
+        records: usize,
+    },
 }
 
 impl<T: Table> Access<T> {
@@ -85,6 +107,9 @@ impl<T: Table> Access<T> {
             Access::Range(..) => Plan::KeyRange,
             Access::Index(i, v) => Plan::IndexLookup { field: i.field(), values: v.len() },
             Access::Scan => Plan::FullScan,
+            Access::ScanOverIndex { field, estimate, records } => {
+                Plan::FullScanOverIndex { field, estimate: *estimate, records: *records }
+            }
         }
     }
 }
@@ -93,8 +118,19 @@ fn keys_of<T: Table>(values: &[Arc<dyn Any + Send + Sync>]) -> Option<Vec<T::Key
     values.iter().map(|v| v.downcast_ref::<T::Key>().cloned()).collect()
 }
 
+/// Tables with fewer keys than this use any index that applies, without weighing it.
+const WEIGH_FROM: usize = 10_000;
+
 /// Chooses the access path for `filter` on a table of this type with these indexes.
-pub(crate) fn plan<T: Table>(filter: &Filter<T>, kind: TableType, indexes: &IndexList<T>) -> Access<T> {
+/// `records` tells how many keys the table holds (`None`: unknown, e.g. on disc), asked only
+/// when an index lookup would read many keys: one that reads more than a quarter of a large
+/// table gives way to a scan.
+pub(crate) fn plan<T: Table>(
+    filter: &Filter<T>,
+    kind: TableType,
+    indexes: &IndexList<T>,
+    records: &dyn Fn() -> Option<usize>,
+) -> Access<T> {
     let conds = filter.conjuncts();
     // 1. The key, by equality.
     for c in &conds {
@@ -119,8 +155,19 @@ pub(crate) fn plan<T: Table>(filter: &Filter<T>, kind: TableType, indexes: &Inde
             best = Some((idx.unique(), Access::Index(Arc::clone(idx), c.values.clone())));
         }
     }
-    if let Some((_, access)) = best {
-        return access;
+    let mut fallback = Access::Scan;
+    match best {
+        Some((_, Access::Index(idx, values))) => {
+            let estimate: usize = values.iter().map(|v| idx.group_size(v.as_ref())).sum();
+            match (estimate >= WEIGH_FROM / 4).then(records).flatten() {
+                Some(records) if records >= WEIGH_FROM && estimate > records / 4 => {
+                    fallback = Access::ScanOverIndex { field: idx.field(), estimate, records };
+                }
+                _ => return Access::Index(idx, values),
+            }
+        }
+        Some((_, access)) => return access,
+        None => {}
     }
     // 3. A key range on an ordered_set.
     if kind == TableType::OrderedSet {
@@ -152,7 +199,7 @@ pub(crate) fn plan<T: Table>(filter: &Filter<T>, kind: TableType, indexes: &Inde
             return Access::Range(lo, hi);
         }
     }
-    Access::Scan
+    fallback
 }
 
 #[cfg(test)]
@@ -169,14 +216,40 @@ mod tests {
     }
 
     fn plan_of(f: Filter<Rec>, kind: TableType) -> Plan {
-        plan(&f, kind, &indexes(true)).plan()
+        plan(&f, kind, &indexes(true), &|| None).plan()
+    }
+
+    #[test]
+    fn an_index_that_would_read_over_a_quarter_of_a_large_table_gives_way_to_a_scan() {
+        let list = indexes(false);
+        for id in 0..3000u32 {
+            list.list[0].insert(&crate::testing::rec(id, "common", 0), 1);
+        }
+        list.list[0].insert(&crate::testing::rec(9999, "rare", 0), 1);
+        let with = |records: usize, f: Filter<Rec>| plan(&f, TableType::Set, &list, &|| Some(records)).plan();
+        assert_eq!(
+            with(10_000, Rec::TAG.eq("common")),
+            Plan::FullScanOverIndex { field: "tag", estimate: 3000, records: 10_000 }
+        );
+        assert_eq!(with(20_000, Rec::TAG.eq("common")), Plan::IndexLookup { field: "tag", values: 1 });
+        assert_eq!(with(10_000, Rec::TAG.eq("rare")), Plan::IndexLookup { field: "tag", values: 1 });
+        // Small groups are never weighed, nor tables under 10,000 keys.
+        assert_eq!(with(9_000, Rec::TAG.eq("common")), Plan::IndexLookup { field: "tag", values: 1 });
+        assert_eq!(
+            with(11_000, Rec::TAG.is_in(["common", "rare"])),
+            Plan::FullScanOverIndex { field: "tag", estimate: 3001, records: 11_000 }
+        );
+        assert_eq!(
+            with(10_000, Rec::TAG.eq("common")).to_string(),
+            "full scan (the index on tag would read 3000 of 10000 records)"
+        );
     }
 
     #[test]
     fn key_equality_wins_and_keys_are_deduplicated() {
         assert_eq!(plan_of(Rec::ID.eq(1) & Rec::TAG.eq("a"), TableType::Set), Plan::KeyLookup { keys: 1 });
         assert_eq!(plan_of(Rec::ID.is_in([3, 1, 3]), TableType::Set), Plan::KeyLookup { keys: 2 });
-        match plan(&Rec::ID.is_in([3, 1, 3]), TableType::Set, &indexes(false)) {
+        match plan(&Rec::ID.is_in([3, 1, 3]), TableType::Set, &indexes(false), &|| None) {
             Access::Keys(k) => assert_eq!(k, vec![1, 3]),
             _ => panic!("expected keys"),
         }
@@ -198,11 +271,11 @@ mod tests {
     fn key_ranges_only_on_ordered_sets() {
         assert_eq!(plan_of(Rec::ID.gt(3), TableType::Set), Plan::FullScan);
         assert_eq!(plan_of(Rec::ID.gt(3), TableType::OrderedSet), Plan::KeyRange);
-        match plan(&(Rec::ID.ge(3) & Rec::ID.lt(9)), TableType::OrderedSet, &indexes(false)) {
+        match plan(&(Rec::ID.ge(3) & Rec::ID.lt(9)), TableType::OrderedSet, &indexes(false), &|| None) {
             Access::Range(lo, hi) => assert_eq!((lo, hi), (Bound::Included(3), Bound::Excluded(9))),
             _ => panic!("expected a range"),
         }
-        match plan(&Rec::ID.between(2, 5), TableType::OrderedSet, &indexes(false)) {
+        match plan(&Rec::ID.between(2, 5), TableType::OrderedSet, &indexes(false), &|| None) {
             Access::Range(lo, hi) => assert_eq!((lo, hi), (Bound::Included(2), Bound::Included(5))),
             _ => panic!("expected a range"),
         }

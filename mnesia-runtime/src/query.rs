@@ -178,7 +178,7 @@ impl<T: Table> Query<T> {
     /// ```
     pub fn explain(&self) -> Result<Plan> {
         let store = crate::context::current_db()?.table::<T>()?;
-        Ok(crate::plan::plan(&self.filter, store.kind, &store.indexes.load()).plan())
+        Ok(crate::plan::plan(&self.filter, store.kind, &store.indexes.load(), &|| store.key_count()).plan())
     }
 
     fn sorted(&self, mut recs: Vec<T>) -> Vec<T> {

@@ -77,9 +77,9 @@ impl<T: Table> TxTable<T> {
         Some(best)
     }
 
-    /// Plans `filter` against the table's current indexes.
+    /// Plans `filter` against the table's current indexes and size.
     pub(crate) fn access(&self, filter: &Filter<T>) -> Access<T> {
-        plan(filter, self.store.kind, &self.store.indexes.load())
+        plan(filter, self.store.kind, &self.store.indexes.load(), &|| self.store.key_count())
     }
 
     /// Every record passing `filter`, mapped by `f`; in key order on an `ordered_set`.
@@ -196,7 +196,7 @@ impl<T: Table> TxTable<T> {
                 });
                 self.note_shard(0, version);
             }
-            Access::Scan => {
+            Access::Scan | Access::ScanOverIndex { .. } => {
                 for shard in 0..self.store.shard_count() {
                     if out.len() >= want {
                         break;

@@ -483,6 +483,21 @@ impl<T: Table> TableStore<T> {
     }
 
     /// Number of records (bag: all records of all groups).
+    /// How many keys the table holds, cheaply (a look at each shard's map); `None` for a
+    /// `disc_only_copies` table, whose count reads the file.
+    pub(crate) fn key_count(&self) -> Option<usize> {
+        let mut n = 0;
+        for s in &self.shards {
+            n += match &s.data.read().map {
+                ShardMap::Set(t) => t.len(),
+                ShardMap::Ordered(m) => m.len(),
+                ShardMap::Bag(t) => t.len(),
+                ShardMap::Disc(_) => return None,
+            };
+        }
+        Some(n)
+    }
+
     pub(crate) fn len(&self) -> usize {
         self.shards
             .iter()

@@ -269,3 +269,27 @@ fn a_large_index_group_is_walked_past_its_first_pieces() {
     })
     .expect("run");
 }
+
+/// The planner weighs an index: a value held by half of a large table is read by a scan,
+/// a rare one through the index, with the same answers either way.
+#[test]
+fn an_unselective_index_value_is_read_by_a_scan_and_a_rare_one_by_the_index() {
+    let db = Database::in_memory().expect("db");
+    db.scope(|| -> mnesia::Result<()> {
+        Row::create_table(TableOptions::new())?;
+        Row::batch_write((0..20_000).map(|id| Row { id, group: if id < 10 { 2 } else { (id % 2) as u8 }, val: 0 }))?;
+        let common = Row::query().filter(Row::GROUP.eq(0));
+        assert!(
+            matches!(common.explain()?, mnesia::Plan::FullScanOverIndex { field: "group", estimate, records: 20_000 } if estimate > 9_000),
+            "{}",
+            common.explain()?
+        );
+        assert_eq!(common.count()?, 9_995);
+        assert!(common.all()?.iter().all(|r| r.group == 0));
+        let rare = Row::query().filter(Row::GROUP.eq(2));
+        assert_eq!(rare.explain()?, mnesia::Plan::IndexLookup { field: "group", values: 1 });
+        assert_eq!(rare.keys()?.len(), 10);
+        Ok(())
+    })
+    .expect("run");
+}
