@@ -42,6 +42,15 @@ impl Tmpfs {
     }
 }
 
+impl Tmpfs {
+    /// [`Tmpfs::mount`], or `None` after saying why the test is skipped.
+    fn mount_or_skip(at: &Path, size: &str) -> Option<Tmpfs> {
+        Tmpfs::mount(at, size)
+            .map_err(|why| eprintln!("skipped: cannot mount a small tmpfs here ({why})"))
+            .ok()
+    }
+}
+
 impl Drop for Tmpfs {
     fn drop(&mut self) {
         let _ = Command::new("umount").arg("-l").arg(&self.0).status();
@@ -51,13 +60,7 @@ impl Drop for Tmpfs {
 #[test]
 fn a_full_filesystem_fails_commits_until_space_is_freed_then_service_goes_on() {
     let base = tempfile::tempdir().expect("tempdir");
-    let fs = match Tmpfs::mount(&base.path().join("fs"), "8m") {
-        Ok(fs) => fs,
-        Err(why) => {
-            eprintln!("skipped: cannot mount a small tmpfs here ({why})");
-            return;
-        }
-    };
+    let Some(fs) = Tmpfs::mount_or_skip(&base.path().join("fs"), "8m") else { return };
     let dir = fs.0.join("db");
     // Space to give back later.
     let filler = fs.0.join("filler");
@@ -113,13 +116,7 @@ fn a_full_filesystem_fails_commits_until_space_is_freed_then_service_goes_on() {
 #[test]
 fn reopening_on_a_full_filesystem_says_space_is_needed_and_opens_once_it_is_freed() {
     let base = tempfile::tempdir().expect("tempdir");
-    let fs = match Tmpfs::mount(&base.path().join("fs"), "16m") {
-        Ok(fs) => fs,
-        Err(why) => {
-            eprintln!("skipped: cannot mount a small tmpfs here ({why})");
-            return;
-        }
-    };
+    let Some(fs) = Tmpfs::mount_or_skip(&base.path().join("fs"), "16m") else { return };
     // A disc-only table whose commits are only in the log: the process died before the
     // redb file had any of them.
     let origin = tests::schema_dir();

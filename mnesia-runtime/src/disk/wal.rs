@@ -443,10 +443,6 @@ impl Wal {
                     s.unsynced_bytes = unsynced.iter().map(Vec::len).sum();
                     s.unsynced = unsynced;
                 }
-                if forced && !rolled {
-                    // The checkpoint that asked fails with this error; the roll is not owed.
-                    s.roll_next = false;
-                }
                 let first = s.fault.is_none();
                 s.fault = Some(Fault::of(e));
                 if first {
