@@ -290,6 +290,38 @@ impl<T: Table> Query<T> {
         best
     }
 
+    /// The values of some fields of the records `all` returns, in the same order: one
+    /// field, or a tuple of fields (MnesiaEx's `return_fields`). Without an order, only the
+    /// chosen fields are copied.
+    ///
+    /// ```
+    /// # use mnesia::prelude::*;
+    /// # #[derive(Table, Clone, Debug, Serialize, Deserialize)]
+    /// # struct User { #[key] id: u64, name: String, age: u32 }
+    /// let db = Database::in_memory()?;
+    /// db.scope(|| -> mnesia::Result<()> {
+    ///     User::create_table(TableOptions::new())?;
+    ///     User::write(User { id: 1, name: "Ann".into(), age: 30 })?;
+    ///     User::write(User { id: 2, name: "Bob".into(), age: 20 })?;
+    ///     let rows: Vec<(String, u32)> =
+    ///         User::query().order_by(User::AGE).select((User::NAME, User::AGE))?;
+    ///     assert_eq!(rows, [("Bob".to_string(), 20), ("Ann".to_string(), 30)]);
+    ///     assert_eq!(User::query().filter(User::AGE.gt(25)).select(User::ID)?, [1]);
+    ///     Ok(())
+    /// })?;
+    /// # Ok::<(), mnesia::Error>(())
+    /// ```
+    pub fn select<P: crate::projection::Projection<T>>(&self, fields: P) -> Result<Vec<P::Output>> {
+        if !self.in_key_order() {
+            return Ok(self.all()?.iter().map(|r| fields.project(r)).collect());
+        }
+        let wanted = self.limit.map_or(usize::MAX, |l| l.saturating_add(self.offset));
+        let values = run(|| {
+            with_tx(|tx| Ok(tx.table::<T>()?.select_up_to(&self.filter, wanted, |r| fields.project(r))))
+        })?;
+        Ok(values.into_iter().skip(self.offset).take(self.limit.unwrap_or(usize::MAX)).collect())
+    }
+
     /// The first record of `all`, if any.
     ///
     /// ```

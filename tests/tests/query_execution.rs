@@ -144,6 +144,7 @@ macro_rules! check {
                     q = q.limit(l);
                 }
                 let got: Vec<Model> = q.all()?.iter().map(|r| (r.id, r.group, r.val)).collect();
+                let projected: Vec<Model> = q.select((<$t>::ID, <$t>::GROUP, <$t>::VAL))?;
                 let keys: Vec<u32> = q.keys()?;
                 assert_eq!(q.count()?, want, "count {a:?}");
                 let first = q.first()?.map(|r| (r.id, r.group, r.val));
@@ -153,11 +154,14 @@ macro_rules! check {
                 assert_eq!(by, model_by, "get_by {a:?}");
                 if a.order != 0 || $ordered_by_key {
                     assert_eq!(got, expected, "{a:?}");
+                    assert_eq!(projected, expected, "select {a:?}");
                     assert_eq!(keys, expected.iter().map(|r| r.0).collect::<Vec<_>>(), "keys {a:?}");
                     assert_eq!(first, expected.first().copied(), "first {a:?}");
                 } else {
                     // Any `want` distinct matches, in no particular order.
                     assert_eq!(got.len(), want, "{a:?}");
+                    assert_eq!(projected.len(), want, "select {a:?}");
+                    assert!(projected.iter().all(|r| all.contains(r)), "select {a:?}");
                     let mut ids: Vec<u32> = got.iter().map(|r| r.0).collect();
                     ids.sort_unstable();
                     ids.dedup();
