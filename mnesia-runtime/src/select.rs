@@ -98,7 +98,9 @@ impl<T: Table> TxTable<T> {
         mut f: impl FnMut(&T) -> X,
     ) -> Vec<X> {
         let access = self.access(filter);
-        let ordered = self.store.kind == TableType::OrderedSet;
+        // An ordered_set is read in key order; its keys are kept beside the values only to
+        // merge the transaction's own pending records into that order.
+        let ordered = self.store.kind == TableType::OrderedSet && !self.writes.get_mut().is_empty();
         let mut out: Vec<(Option<T::Key>, X)> = Vec::new();
         let alive = Alive::now::<T>();
         let mut push = |r: &T, out: &mut Vec<(Option<T::Key>, X)>| {
