@@ -159,6 +159,8 @@ pub(crate) struct IndexList<T: Table> {
 struct Poison {
     /// The operating system's kind, for an I/O failure.
     kind: Option<std::io::ErrorKind>,
+    /// The file, for an I/O failure.
+    path: Option<std::path::PathBuf>,
     error: String,
 }
 
@@ -186,6 +188,8 @@ pub(crate) struct TableStore<T: Table> {
     poisoned: parking_lot::Mutex<Option<Poison>>,
     /// `poisoned` holds an error: checked on every operation without taking the mutex.
     is_poisoned: AtomicBool,
+    /// Failures of the disc-only file so far (a `resume` clears only what it recovered).
+    poisonings: AtomicU64,
     /// The table's change subscribers.
     pub(crate) subs: Arc<crate::events::Subscribers<T>>,
     /// The records with a deadline, by deadline (tables with a `#[ttl]` field).
@@ -236,6 +240,7 @@ impl<T: Table> TableStore<T> {
             sealed: AtomicBool::new(false),
             poisoned: parking_lot::Mutex::new(None),
             is_poisoned: AtomicBool::new(false),
+            poisonings: AtomicU64::new(0),
             subs: Arc::new(crate::events::Subscribers::default()),
             expiry: T::TTL_FIELD.map(|_| ExpiryIndex::new()),
             version: std::sync::atomic::AtomicU32::new(0),
@@ -282,39 +287,55 @@ impl<T: Table> TableStore<T> {
         if !self.is_poisoned.load(Ordering::Acquire) {
             return Ok(());
         }
+        // No other lock is taken under this one (callers may hold shard locks).
         let Some(p) = &*self.poisoned.lock() else { return Ok(()) };
         let reason = format!(
             "table {} stopped after a failure of its file ({}); the next operation tries to reopen it",
             T::NAME,
             p.error
         );
-        Err(match (p.kind, self.disc_only()) {
-            (Some(kind), Some(d)) => {
-                Error::Io { path: d.path().to_path_buf(), source: std::io::Error::new(kind, reason) }
+        Err(match (p.kind, &p.path) {
+            (Some(kind), Some(path)) => {
+                Error::Io { path: path.clone(), source: std::io::Error::new(kind, reason) }
             }
             _ => Error::Invalid(reason),
         })
     }
 
-    /// Called as an operation starts, before it reads: a table stopped by a failure of its
-    /// disc-only file resumes if the file can be reopened (and brought up to date from the
-    /// log). Never called between a read and its `healthy` check, so a failed read is never
-    /// taken for "absent".
+    /// Called as an operation starts, holding no lock, before it reads: a table stopped by
+    /// an I/O failure of its disc-only file resumes if the file can be reopened and brought
+    /// up to date from the log. Never called between a read and its `healthy` check, so a
+    /// failed read is never taken for "absent". (Damaged data stops the table until the
+    /// database is reopened.)
     pub(crate) fn resume(&self) {
         if !self.is_poisoned.load(Ordering::Acquire) {
             return;
         }
-        let mut poisoned = self.poisoned.lock();
-        if self.disc_only().is_some_and(|d| d.recover().is_ok()) {
-            *poisoned = None;
+        let before = self.poisonings.load(Ordering::Acquire);
+        if !self.poisoned.lock().as_ref().is_some_and(|p| p.kind.is_some()) {
+            return;
+        }
+        let Some(disc) = self.disc_only() else { return };
+        if disc.recover().is_err() {
+            return;
+        }
+        let mut p = self.poisoned.lock();
+        // Unless the file failed again meanwhile.
+        if self.poisonings.load(Ordering::Acquire) == before {
+            *p = None;
             self.is_poisoned.store(false, Ordering::Release);
         }
     }
 
     fn poison(&self, e: Error) {
         let mut p = self.poisoned.lock();
+        self.poisonings.fetch_add(1, Ordering::AcqRel);
         if p.is_none() {
-            *p = Some(Poison { kind: e.io_kind(), error: e.to_string() });
+            let path = match &e {
+                Error::Io { path, .. } => Some(path.clone()),
+                _ => None,
+            };
+            *p = Some(Poison { kind: e.io_kind(), path, error: e.to_string() });
         }
         self.is_poisoned.store(true, Ordering::Release);
     }

@@ -408,3 +408,38 @@ fn a_close_that_fails_leaves_the_database_open_and_its_reaper_running() {
     }
     db.close().expect("close");
 }
+
+#[test]
+fn a_checkpoint_whose_new_segment_fails_leaves_no_segment_behind() {
+    let dir = prepared();
+    let db = open(dir.path(), Durability::Immediate).expect("open");
+    db.scope(|| Note::write(note(1))).expect("write");
+    let wal_files = || {
+        let mut v: Vec<String> = std::fs::read_dir(dir.path())
+            .expect("ls")
+            .flatten()
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .filter(|n| n.ends_with(".wal"))
+            .collect();
+        v.sort();
+        v
+    };
+    let before = wal_files();
+    {
+        // The roll creates the next segment; its sync fails.
+        let _failing = faults::inject(dir.path(), Fault::FailedSync, 0, Some(1));
+        assert!(db.checkpoint().is_err());
+    }
+    assert_eq!(wal_files(), before, "the half-made segment is removed");
+    // Service goes on; a crash now (a torn record at the end of the log) still opens.
+    db.scope(|| Note::write(note(2))).expect("write after");
+    let image = tests::crash_image(dir.path());
+    let last = image.path().join(wal_files().last().expect("a segment"));
+    let mut bytes = std::fs::read(&last).expect("read");
+    bytes.extend_from_slice(&[7, 0, 0, 0, 1, 2]);
+    std::fs::write(&last, bytes).expect("torn tail");
+    let ids: Vec<u32> = stored_notes(image.path()).into_keys().collect();
+    assert_eq!(ids, [1, 2]);
+    db.checkpoint().expect("a checkpoint after");
+    db.close().expect("close");
+}

@@ -147,9 +147,13 @@ pub(crate) fn sync_dir(path: &Path) -> Result<()> {
         .map_err(|e| io_error(dir, e))
 }
 
-/// Writes `bytes` to `path` atomically: to a temporary file beside it, synced, then renamed
-/// over `path`, and the directory synced. A crash leaves the old file or the new one; a
-/// failure leaves the old one and no temporary file.
+/// Writes a file atomically: to a temporary file beside it, synced, then renamed over
+/// `path`, and the directory synced. A crash leaves the old file or the new one; an error
+/// leaves the old one and no temporary file. The rename is the point of no return: once it
+/// is done the new file is in place and `Ok` is returned, even if the directory sync fails
+/// (a crash may then bring the old file back, as it may anyway before the sync). A caller
+/// that must know the rename durable before going on (a checkpoint, before it removes the
+/// log) syncs the directory itself.
 pub(crate) fn write_atomically(path: &Path, write: impl FnOnce(&mut DiscFile) -> Result<()>) -> Result<()> {
     let tmp = path.with_extension("tmp");
     let written = DiscFile::create(&tmp).and_then(|mut f| {
@@ -160,7 +164,8 @@ pub(crate) fn write_atomically(path: &Path, write: impl FnOnce(&mut DiscFile) ->
         let _ = std::fs::remove_file(&tmp);
         return Err(e);
     }
-    sync_dir(path)
+    let _ = sync_dir(path);
+    Ok(())
 }
 
 /// The `disc_only_copies` file's storage for redb: its file, through this layer.
@@ -507,6 +512,21 @@ mod tests {
             assert_eq!(names, ["state.json"], "{fault:?}");
             write_atomically(&path, |f| f.write_all(b"old")).expect("after the fault");
         }
+    }
+
+    #[test]
+    fn once_renamed_the_new_file_stays_even_if_the_directory_sync_fails() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("state.json");
+        write_atomically(&path, |f| f.write_all(b"old")).expect("first write");
+        // The second sync is the directory's, after the rename.
+        let injected = inject(dir.path(), Fault::FailedSync, 1, Some(1));
+        write_atomically(&path, |f| f.write_all(b"new")).expect("in place: not an error");
+        assert_eq!(injected.fired(), 1);
+        assert_eq!(std::fs::read(&path).expect("read"), b"new");
+        let names: Vec<_> =
+            std::fs::read_dir(dir.path()).expect("ls").flatten().map(|e| e.file_name()).collect();
+        assert_eq!(names, ["state.json"]);
     }
 
     #[test]

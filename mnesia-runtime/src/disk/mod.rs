@@ -168,10 +168,12 @@ fn read_checkpoint(dir: &Path) -> Result<Checkpoint> {
 }
 
 /// Replays into a reopened `disc_only_copies` file the commits to its tables that the log
-/// holds since the last checkpoint (see [`only::DiscOnly::recover`]): `apply` gets each
-/// table part, with the commit's sequence number on every write.
+/// holds since the last checkpoint (see [`only::DiscOnly::recover`]), up to `end` (a
+/// segment and how many of its bytes are durable: what lies past it may still be cut off):
+/// `apply` gets each table part, with the commit's sequence number on every write.
 pub(crate) fn replay_disc_only(
     dir: &Path,
+    end: Option<(u64, u64)>,
     mut apply: impl FnMut(u64, bool, &[(Vec<u8>, u64, Logged)]) -> Result<()>,
 ) -> Result<()> {
     let ids: Vec<u64> = schema::load(dir)?
@@ -182,6 +184,12 @@ pub(crate) fn replay_disc_only(
         .collect();
     let log = wal::read_from(dir, read_checkpoint(dir)?.segment)?;
     for rec in &log.records {
+        let ends = rec.offset + (frame::HEADER + rec.payload.len()) as u64;
+        if end
+            .is_some_and(|(segment, bytes)| rec.segment > segment || (rec.segment == segment && ends > bytes))
+        {
+            break;
+        }
         let (seq, ops) = decode_commit(rec)?;
         for op in ops.iter().filter(|op| ids.contains(&op.table)) {
             let writes: Vec<(Vec<u8>, u64, Logged)> =
@@ -475,7 +483,11 @@ impl Disk {
         }
         let cp = Checkpoint { segment, seq, tables };
         let bytes = serde_json::to_vec_pretty(&cp).map_err(|e| Error::Codec(e.to_string()))?;
-        files::write_atomically(&self.dir.join(CHECKPOINT), |f| f.write_all(&bytes))?;
+        let cp_path = self.dir.join(CHECKPOINT);
+        files::write_atomically(&cp_path, |f| f.write_all(&bytes))?;
+        // The new checkpoint file (and the snapshots it names) durable before any segment
+        // it replaces goes.
+        files::sync_dir(&cp_path)?;
         self.wal.remove_before(segment)?;
         // Snapshots of tables no longer in the schema.
         for e in std::fs::read_dir(&self.dir).map_err(|e| io_error(&self.dir, e))?.flatten() {
@@ -509,7 +521,8 @@ pub mod fuzzing {
         let path = Path::new("fuzz.wal");
         let Ok(frames) = Frames::parse(path, bytes.to_vec(), wal::KIND, wal::VERSION) else { return };
         for (offset, payload) in frames.iter() {
-            let rec = wal::LogRecord { file: path.to_path_buf(), offset, payload: payload.to_vec() };
+            let rec =
+                wal::LogRecord { segment: 1, file: path.to_path_buf(), offset, payload: payload.to_vec() };
             if let Ok((_, ops)) = super::decode_commit(&rec) {
                 ops.iter().for_each(|op| drop(op.to_owned()));
             }

@@ -80,13 +80,16 @@ impl DiscOnly {
         let Some(wal) = wal else {
             return Err(Error::Invalid(format!("{} is closed", self.path.display())));
         };
-        // Every commit logged so far is in the log's files, to be replayed.
+        // Every commit logged so far is durable in the log's files, to be replayed; what
+        // is appended from now on is applied after this (its apply waits for the lock held
+        // here), and nothing past the durable end is read (it may yet be cut off).
         wal.sync()?;
+        let end = wal.durable_end();
         // Released first: redb holds a lock on the file while open.
         drop(held.take());
         let db = open_file(&self.path)?;
         let dir = self.path.parent().unwrap_or(Path::new("."));
-        super::replay_disc_only(dir, |table, clear, writes| {
+        super::replay_disc_only(dir, end, |table, clear, writes| {
             apply_to(&db, &self.path, table, clear, writes, true)
         })?;
         let mut w = db.begin_write().map_err(|e| storage(&self.path, e))?;
@@ -95,11 +98,6 @@ impl DiscOnly {
         *held = Some(db);
         self.broken.store(false, Ordering::Release);
         Ok(())
-    }
-
-    /// The file's path.
-    pub(crate) fn path(&self) -> &Path {
-        &self.path
     }
 
     /// The log to sync before this file.

@@ -136,6 +136,11 @@ struct State {
     unsynced_bytes: usize,
     /// The next flush starts a new segment first (asked for by a checkpoint).
     roll_next: bool,
+    /// Rolls asked for so far; the last one a flush carried out, and the last one whose
+    /// flush failed before the new segment existed.
+    rolls_asked: u64,
+    rolls_done: u64,
+    rolls_failed: u64,
     /// The segment the last requested roll started.
     rolled_to: u64,
     /// `appended` when the last requested roll was asked for.
@@ -244,6 +249,9 @@ impl Wal {
                 unsynced: Vec::new(),
                 unsynced_bytes: 0,
                 roll_next: false,
+                rolls_asked: 0,
+                rolls_done: 0,
+                rolls_failed: 0,
                 rolled_to: segment,
                 appended_at_roll: 0,
                 fault: None,
@@ -316,19 +324,19 @@ impl Wal {
     /// Waits until the record ending at `lsn` is durable as the mode promises: written and
     /// synced for `Immediate`; nothing to wait for otherwise.
     pub(crate) fn commit(&self, lsn: u64) -> Result<()> {
-        if self.durability == Durability::Immediate { self.wait(lsn, true) } else { Ok(()) }
+        if self.durability == Durability::Immediate { self.wait(lsn, true, None) } else { Ok(()) }
     }
 
     /// Writes everything appended so far, and syncs it unless the mode is `None`.
     pub(crate) fn flush(&self) -> Result<()> {
         let lsn = self.state.lock().appended;
-        self.wait(lsn, self.durability != Durability::None)
+        self.wait(lsn, self.durability != Durability::None, None)
     }
 
     /// Writes and syncs everything appended so far, whatever the mode (checkpoints, close).
     pub(crate) fn sync(&self) -> Result<()> {
         let lsn = self.state.lock().appended;
-        self.wait(lsn, true)
+        self.wait(lsn, true, None)
     }
 
     /// No more appends; what was appended stays to be written by `sync`.
@@ -346,11 +354,12 @@ impl Wal {
     }
 
     /// Waits until everything up to `lsn` is written (and synced, with `sync`), leading a
-    /// flush when no other thread is; also until a requested roll is done.
-    fn wait(&self, lsn: u64, sync: bool) -> Result<()> {
+    /// flush when no other thread is; with `roll`, also until that roll is done (or failed).
+    fn wait(&self, lsn: u64, sync: bool, roll: Option<u64>) -> Result<()> {
         let mut s = self.state.lock();
         loop {
-            if s.dropped(lsn) {
+            let roll_failed = roll.is_some_and(|r| s.rolls_failed >= r && s.rolls_done < r);
+            if s.dropped(lsn) || roll_failed {
                 let fault = s.fault.clone();
                 return Err(match fault {
                     Some(f) => Error::Io { path: f.path.clone(), source: f.io() },
@@ -361,7 +370,7 @@ impl Wal {
                 });
             }
             let done = if sync { s.synced } else { s.written } >= lsn;
-            if done && !s.roll_next {
+            if done && roll.is_none_or(|r| s.rolls_done >= r) {
                 return Ok(());
             }
             if s.flushing {
@@ -399,6 +408,7 @@ impl Wal {
         let target = s.appended;
         s.taken = target;
         let forced = s.roll_next;
+        let roll_asked = s.rolls_asked;
         s.roll_next = false;
         let Some(mut segment) = s.segment.take() else {
             s.flushing = false;
@@ -416,8 +426,13 @@ impl Wal {
         let (result, unsynced, rolled) = self.carry_out(&mut segment, pass);
         let mut s = self.state.lock();
         s.flushing = false;
-        if rolled && forced {
-            s.rolled_to = segment.number;
+        if forced {
+            if rolled {
+                s.rolled_to = segment.number;
+                s.rolls_done = roll_asked;
+            } else if result.is_err() {
+                s.rolls_failed = roll_asked;
+            }
         }
         s.segment = Some(segment);
         match &result {
@@ -539,15 +554,32 @@ impl Wal {
     /// (records appended just before may go there too). Returns its number. Everything
     /// appended before is synced.
     pub(crate) fn roll(&self) -> Result<u64> {
-        let target = {
+        let (target, asked, before) = {
             let mut s = self.state.lock();
             s.roll_next = true;
-            s.appended_at_roll = s.appended;
-            s.appended
+            s.rolls_asked += 1;
+            let appended = s.appended;
+            let before = std::mem::replace(&mut s.appended_at_roll, appended);
+            (s.appended, s.rolls_asked, before)
         };
         // The flush that writes `target` starts with the new segment.
-        self.wait(target, true)?;
+        if let Err(e) = self.wait(target, true, Some(asked)) {
+            // No checkpoint came of it: the log still counts from the last one.
+            self.state.lock().appended_at_roll = before;
+            return Err(e);
+        }
         Ok(self.state.lock().rolled_to)
+    }
+
+    /// The segment being appended to and how many of its bytes are known durable, once no
+    /// flush is running: what a replay of the log may read without reading a commit that
+    /// might still be refused.
+    pub(crate) fn durable_end(&self) -> Option<(u64, u64)> {
+        let mut s = self.state.lock();
+        while s.flushing {
+            self.flushed.wait(&mut s);
+        }
+        s.segment.as_ref().map(|seg| (seg.number, seg.synced_bytes))
     }
 
     /// Deletes the segments before `first_kept`.
@@ -570,14 +602,23 @@ impl Wal {
 fn create_segment(dir: &Path, n: u64) -> Result<DiscFile> {
     let path = dir.join(segment_name(n));
     let mut f = DiscFile::create(&path)?;
-    f.write_all(&frame::magic(KIND, VERSION))?;
-    f.sync_data()?;
-    files::sync_dir(&path)?;
+    let made = f
+        .write_all(&frame::magic(KIND, VERSION))
+        .and_then(|()| f.sync_data())
+        .and_then(|()| files::sync_dir(&path));
+    if let Err(e) = made {
+        // Not left behind: a later crash would leave a torn segment before it.
+        drop(f);
+        let _ = std::fs::remove_file(&path);
+        return Err(e);
+    }
     Ok(f)
 }
 
 /// A record read back from the log, with where it was.
 pub(crate) struct LogRecord {
+    /// The number of the segment it is in.
+    pub(crate) segment: u64,
     pub(crate) file: PathBuf,
     pub(crate) offset: u64,
     pub(crate) payload: Vec<u8>,
@@ -637,6 +678,7 @@ pub(crate) fn read_from(dir: &Path, first: u64) -> Result<LogContents> {
             torn = Some((path.clone(), at));
         }
         records.extend(frames.iter().map(|(offset, payload)| LogRecord {
+            segment: *n,
             file: path.clone(),
             offset,
             payload: payload.to_vec(),
