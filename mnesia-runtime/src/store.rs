@@ -312,7 +312,8 @@ impl<T: Table> TableStore<T> {
             return;
         }
         let before = self.poisonings.load(Ordering::Acquire);
-        if !self.poisoned.lock().as_ref().is_some_and(|p| p.kind.is_some()) {
+        // Damaged data is no I/O failure: reopening the file would not mend it.
+        if self.poisoned.lock().as_ref().is_none_or(|p| p.kind.is_none()) {
             return;
         }
         let Some(disc) = self.disc_only() else { return };
