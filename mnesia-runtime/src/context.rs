@@ -113,11 +113,17 @@ pub(crate) fn transact<R, E: From<Error>>(db: Database, mut f: impl FnMut() -> R
     let mut touched: Vec<Arc<dyn Gate>> = Vec::new();
     // How long the losing attempts took, without priority and with it.
     let (mut lost_plain, mut lost_escalated) = (Duration::ZERO, Duration::ZERO);
+    // Whether the attempts that lost wrote anything.
+    let mut wrote = false;
     for attempt in 1..=attempts {
+        // One that lost without writing runs again at a snapshot, where it cannot lose
+        // unless it writes this time (see `snapshots.rs`).
+        let at_snapshot = conflicts > 0 && !wrote;
         // A transaction that keeps losing runs with priority: writers to the tables it
         // touched wait for it (see `priority.rs`). Taken before anything else, holding
         // no lock; given back when the attempt ends, also on unwind.
-        let escalated = (conflicts >= escalate_after || (conflicts > 0 && long)).then(|| {
+        let escalate = conflicts >= escalate_after || (conflicts > 0 && long);
+        let escalated = (escalate && !at_snapshot).then(|| {
             stats.add(Stat::Escalation);
             db.priority().take(&touched, patience(lost_plain, lost_escalated))
         });
@@ -128,7 +134,11 @@ pub(crate) fn transact<R, E: From<Error>>(db: Database, mut f: impl FnMut() -> R
             crate::disk::wal::announce(&disk.wal);
         }
         let _withdraw = Withdraw;
-        let installed = Installed::install(Tx::new(db));
+        let mut tx = Tx::new(db);
+        if escalated.is_none() && !wrote {
+            tx.allow_snapshot(at_snapshot);
+        }
+        let installed = Installed::install(tx);
         let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(&mut f));
         let Some(mut tx) = installed.take() else {
             return Err(Error::Invalid("transaction state lost".into()).into());
@@ -154,6 +164,7 @@ pub(crate) fn transact<R, E: From<Error>>(db: Database, mut f: impl FnMut() -> R
         };
         if outcome.is_none() {
             conflicts += 1;
+            wrote |= tx.wrote();
             long |= tx.long();
             let took = started.elapsed();
             if escalated.is_some() {

@@ -271,6 +271,8 @@ pub(crate) trait AnyTable: Send + Sync {
     fn storage(&self) -> StorageType;
     /// Empties the table (it is dropped, or its database is gone).
     fn release(&self);
+    /// Drops the record versions kept for snapshots that `floor` says no open one needs.
+    fn prune_history(&self, floor: &dyn Fn() -> u64);
     /// Removes the table's expired records; returns how many.
     fn reap(&self, db: &Database) -> Result<usize>;
     /// Shared requests for every commit lock of the table's records (a backup's cut).
@@ -338,6 +340,10 @@ impl<T: Table> AnyTable for TableStore<T> {
 
     fn release(&self) {
         TableStore::release(self);
+    }
+
+    fn prune_history(&self, floor: &dyn Fn() -> u64) {
+        TableStore::prune_history(self, floor);
     }
 
     fn backup_locks<'a>(&'a self, out: &mut Vec<LockReq<'a>>) {
@@ -547,6 +553,26 @@ pub(crate) struct DbInner {
     stats: Arc<crate::info::Stats>,
     /// Which transaction, if any, runs with priority (see `priority.rs`).
     priority: Arc<crate::priority::Priority>,
+    /// The snapshots transactions read at (see `snapshots.rs`).
+    snapshots: crate::snapshots::Snapshots,
+}
+
+/// An open snapshot of a database (see `snapshots.rs`): closed on drop, which prunes the
+/// versions kept for it once no other snapshot needs them.
+pub(crate) struct SnapshotGuard {
+    db: Database,
+    pub(crate) at: u64,
+}
+
+impl Drop for SnapshotGuard {
+    fn drop(&mut self) {
+        let snapshots = &self.db.inner.snapshots;
+        if snapshots.end(self.at) {
+            for t in self.db.inner.tables.load().values() {
+                t.prune_history(&|| snapshots.floor());
+            }
+        }
+    }
 }
 
 impl Drop for DbInner {
@@ -629,6 +655,7 @@ impl Database {
                 system,
                 stats: Arc::default(),
                 priority: Arc::default(),
+                snapshots: crate::snapshots::Snapshots::default(),
             }),
         };
         if db.inner.disk.is_some() {
@@ -868,8 +895,20 @@ impl Database {
         self.inner.id
     }
 
+    /// Takes the next commit sequence number. (`SeqCst`: see `snapshots.rs`.)
     pub(crate) fn next_seq(&self) -> u64 {
-        self.inner.seq.fetch_add(1, Ordering::AcqRel) + 1
+        self.inner.seq.fetch_add(1, Ordering::SeqCst) + 1
+    }
+
+    /// The database's open snapshots.
+    pub(crate) fn snapshots(&self) -> &crate::snapshots::Snapshots {
+        &self.inner.snapshots
+    }
+
+    /// Opens a snapshot at the last commit; it closes when the guard is dropped.
+    pub(crate) fn open_snapshot(&self) -> SnapshotGuard {
+        let at = self.inner.snapshots.begin(&self.inner.seq);
+        SnapshotGuard { db: self.clone(), at }
     }
 
     /// The typed store of table `T` if its type has claimed it: for a caller holding the
@@ -1111,7 +1150,7 @@ impl Database {
             }
             _ => self.next_seq(),
         };
-        store.clear_all(seq);
+        store.clear_all(seq, self.snapshots().floor());
         store.subs.deliver(vec![crate::events::Event::Cleared], false);
         drop(held);
         Ok(())

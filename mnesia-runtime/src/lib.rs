@@ -49,6 +49,7 @@ mod query;
 mod restore;
 mod schema;
 mod select;
+mod snapshots;
 mod store;
 mod system;
 mod table;

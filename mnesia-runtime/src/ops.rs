@@ -7,7 +7,7 @@ use crate::field::{Compare, Field, FieldValue};
 use crate::filter::Filter;
 use crate::store::Write;
 use crate::table::{Table, TableType, Upserted};
-use crate::tx::{Tx, TxTable};
+use crate::tx::Tx;
 
 pub(crate) fn not_found<T: Table>(key: &T::Key) -> Error {
     Error::NotFound { table: T::NAME.to_owned(), key: format!("{key:?}") }
@@ -227,7 +227,7 @@ pub(crate) fn upsert<T: Table>(mut rec: T) -> Result<Upserted<T>> {
 }
 
 pub(crate) fn select<T: Table>(filter: &Filter<T>) -> Result<Vec<T>> {
-    run(|| with_tx(|tx| Ok(tx.table::<T>()?.select_with(filter, T::clone))))
+    run(|| with_tx(|tx| tx.select(filter, usize::MAX, T::clone)))
 }
 
 pub(crate) fn get_by<T: Table, V: FieldValue>(
@@ -235,26 +235,22 @@ pub(crate) fn get_by<T: Table, V: FieldValue>(
     value: impl Compare<V>,
 ) -> Result<Option<T>> {
     let value = value.into_field_value();
-    run(|| with_tx(|tx| first_by(tx.table::<T>()?, field, &value)))
+    run(|| with_tx(|tx| first_by(tx, field, &value)))
 }
 
 /// The first record in key order whose field equals `value`: through the field's index, or
 /// else as a planned query.
-fn first_by<T: Table, V: FieldValue>(
-    part: &mut TxTable<T>,
-    field: Field<T, V>,
-    value: &V,
-) -> Result<Option<T>> {
-    if let Some(found) = part.first_by_index(field, value) {
+fn first_by<T: Table, V: FieldValue>(tx: &mut Tx, field: Field<T, V>, value: &V) -> Result<Option<T>> {
+    if let Some(found) = tx.table::<T>()?.first_by_index(field, value) {
         return Ok(found);
     }
     // Only a better match than the best so far is copied.
     let mut best: Option<T> = None;
-    part.select_with(&field.eq(value.clone()), |r| {
+    tx.select(&field.eq(value.clone()), usize::MAX, |r| {
         if best.as_ref().is_none_or(|b| r.key() < b.key()) {
             best = Some(r.clone());
         }
-    });
+    })?;
     Ok(best)
 }
 
@@ -262,7 +258,7 @@ pub(crate) fn all_keys<T: Table>() -> Result<Vec<T::Key>> {
     let all = Filter::all();
     run(|| {
         with_tx(|tx| {
-            let mut keys = tx.table::<T>()?.select_with(&all, |r| r.key().clone());
+            let mut keys = tx.select(&all, usize::MAX, |r: &T| r.key().clone())?;
             if T::TYPE == TableType::Bag {
                 keys.sort();
                 keys.dedup();
@@ -273,7 +269,7 @@ pub(crate) fn all_keys<T: Table>() -> Result<Vec<T::Key>> {
 }
 
 pub(crate) fn count<T: Table>() -> Result<usize> {
-    run(|| with_tx(|tx| Ok(tx.table::<T>()?.count())))
+    run(|| with_tx(|tx| Ok(tx.table_to_scan::<T>()?.count())))
 }
 
 pub(crate) fn batch_write<T: Table>(recs: impl IntoIterator<Item = T>) -> Result<Vec<T>> {
@@ -391,5 +387,5 @@ pub(crate) fn dirty_get_by<T: Table, V: FieldValue>(
 ) -> Result<Option<T>> {
     let value = value.into_field_value();
     let mut tx = Tx::new(context::current_db()?);
-    first_by(tx.table::<T>()?, field, &value)
+    first_by(&mut tx, field, &value)
 }

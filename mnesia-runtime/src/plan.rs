@@ -101,6 +101,12 @@ pub(crate) enum Access<T: Table> {
 }
 
 impl<T: Table> Access<T> {
+    /// Whether the access reads much of the table (a transaction that has written nothing
+    /// then reads at a snapshot).
+    pub(crate) fn reads_many(&self) -> bool {
+        matches!(self, Access::Scan | Access::ScanOverIndex { .. } | Access::Range(..))
+    }
+
     pub(crate) fn plan(&self) -> Plan {
         match self {
             Access::Keys(k) => Plan::KeyLookup { keys: k.len() },

@@ -208,11 +208,9 @@ impl<T: Table> Query<T> {
         // one only that many are kept (a bounded selection, not a copy of every match).
         let wanted = self.limit.map(|l| l.saturating_add(self.offset));
         let recs = match wanted {
-            Some(k) if self.in_key_order() => {
-                run(|| with_tx(|tx| Ok(tx.table::<T>()?.select_up_to(&self.filter, k, T::clone))))?
-            }
-            Some(k) if k <= TOP_K_AT_MOST => run(|| with_tx(|tx| Ok(self.top(tx.table::<T>()?, k))))?,
-            _ => run(|| with_tx(|tx| Ok(tx.table::<T>()?.select_with(&self.filter, T::clone))))?,
+            Some(k) if self.in_key_order() => run(|| with_tx(|tx| tx.select(&self.filter, k, T::clone)))?,
+            Some(k) if k <= TOP_K_AT_MOST => run(|| with_tx(|tx| self.top(tx, k)))?,
+            _ => run(|| with_tx(|tx| tx.select(&self.filter, usize::MAX, T::clone)))?,
         };
         Ok(self.sorted(recs))
     }
@@ -272,11 +270,11 @@ impl<T: Table> Query<T> {
     }
 
     /// The `k` first matches in the query's order, keeping at most `2k` copies at a time.
-    fn top(&self, part: &mut crate::tx::TxTable<T>, k: usize) -> Vec<T> {
+    fn top(&self, tx: &mut crate::tx::Tx, k: usize) -> Result<Vec<T>> {
         let mut best: Vec<T> = Vec::new();
         // After a compaction, `best[..k]` is sorted and `best[k - 1]` is the bar to pass.
         let mut compacted = false;
-        part.select_with(&self.filter, |r| {
+        tx.select(&self.filter, usize::MAX, |r| {
             if k == 0 || (compacted && self.compare(r, &best[k - 1]).is_ge()) {
                 return;
             }
@@ -286,8 +284,8 @@ impl<T: Table> Query<T> {
                 best.truncate(k);
                 compacted = true;
             }
-        });
-        best
+        })?;
+        Ok(best)
     }
 
     /// The values of some fields of the records `all` returns, in the same order: one
@@ -316,9 +314,7 @@ impl<T: Table> Query<T> {
             return Ok(self.all()?.iter().map(|r| fields.project(r)).collect());
         }
         let wanted = self.limit.map_or(usize::MAX, |l| l.saturating_add(self.offset));
-        let values = run(|| {
-            with_tx(|tx| Ok(tx.table::<T>()?.select_up_to(&self.filter, wanted, |r| fields.project(r))))
-        })?;
+        let values = run(|| with_tx(|tx| tx.select(&self.filter, wanted, |r| fields.project(r))))?;
         Ok(values.into_iter().skip(self.offset).take(self.limit.unwrap_or(usize::MAX)).collect())
     }
 
@@ -361,7 +357,7 @@ impl<T: Table> Query<T> {
     /// ```
     pub fn count(&self) -> Result<usize> {
         let wanted = self.limit.map_or(usize::MAX, |l| l.saturating_add(self.offset));
-        let n = run(|| with_tx(|tx| Ok(tx.table::<T>()?.select_up_to(&self.filter, wanted, |_| ()).len())))?;
+        let n = run(|| with_tx(|tx| Ok(tx.select(&self.filter, wanted, |_| ())?.len())))?;
         Ok(n.saturating_sub(self.offset).min(self.limit.unwrap_or(usize::MAX)))
     }
 
@@ -385,9 +381,7 @@ impl<T: Table> Query<T> {
     pub fn keys(&self) -> Result<Vec<T::Key>> {
         if self.in_key_order() {
             let wanted = self.limit.map_or(usize::MAX, |l| l.saturating_add(self.offset));
-            let keys = run(|| {
-                with_tx(|tx| Ok(tx.table::<T>()?.select_up_to(&self.filter, wanted, |r| r.key().clone())))
-            })?;
+            let keys = run(|| with_tx(|tx| tx.select(&self.filter, wanted, |r| r.key().clone())))?;
             return Ok(keys.into_iter().skip(self.offset).take(self.limit.unwrap_or(usize::MAX)).collect());
         }
         Ok(self.all()?.into_iter().map(|r| r.key().clone()).collect())
@@ -476,7 +470,7 @@ impl<T: Table> QueryIter<T> {
             let filter = &self.query.filter;
             let size = self.query.chunk;
             let (chunk, next) =
-                run(|| with_tx(|tx| Ok(tx.table::<T>()?.chunk(filter, cursor.clone(), size))))?;
+                run(|| with_tx(|tx| Ok(tx.table_to_scan::<T>()?.chunk(filter, cursor.clone(), size))))?;
             self.cursor = next;
             self.buffer.extend(chunk);
         }

@@ -34,6 +34,10 @@ impl<T: Table> TxTable<T> {
         field: Field<T, V>,
         value: &V,
     ) -> Option<Option<T>> {
+        if self.at().is_some() {
+            // At a snapshot, the index (which is current) gives only some of the keys.
+            return None;
+        }
         let indexes = self.store.indexes.load_full();
         let idx = indexes.list.iter().find(|i| i.position() == field.position())?;
         let alive = Alive::now::<T>();
@@ -95,9 +99,21 @@ impl<T: Table> TxTable<T> {
         &mut self,
         filter: &Filter<T>,
         want: usize,
-        mut f: impl FnMut(&T) -> X,
+        f: impl FnMut(&T) -> X,
     ) -> Vec<X> {
         let access = self.access(filter);
+        self.select_planned(access, filter, want, f)
+    }
+
+    /// As [`TxTable::select_up_to`], with `filter` planned as `access`.
+    pub(crate) fn select_planned<X>(
+        &mut self,
+        access: Access<T>,
+        filter: &Filter<T>,
+        want: usize,
+        mut f: impl FnMut(&T) -> X,
+    ) -> Vec<X> {
+        let at = self.at();
         // An ordered_set is read in key order; its keys are kept beside the values only to
         // merge the transaction's own pending records into that order.
         let ordered = self.store.kind == TableType::OrderedSet && !self.writes.get_mut().is_empty();
@@ -124,7 +140,7 @@ impl<T: Table> TxTable<T> {
             }
             Access::Index(idx, values) => {
                 let mut keys = Vec::new();
-                if let ([v], true) = (values.as_slice(), want < usize::MAX) {
+                if let ([v], true, None) = (values.as_slice(), want < usize::MAX, at) {
                     // One value and a limit: the group is walked a piece at a time.
                     let mut after: Option<T::Key> = None;
                     while out.len() < want {
@@ -165,6 +181,11 @@ impl<T: Table> TxTable<T> {
                             self.note_index(&idx, shard, version);
                         }
                     }
+                    // At a snapshot: also every key changed since (looked up after the
+                    // index, so that a key changed meanwhile is in one or the other).
+                    if let Some(at) = at {
+                        self.store.changed_since(at, &mut keys);
+                    }
                     keys.sort();
                     keys.dedup();
                 }
@@ -177,7 +198,7 @@ impl<T: Table> TxTable<T> {
                     }
                     let store = &self.store;
                     let hash = store.hash(&k);
-                    let version = store.get_with(&k, hash, |v, recs| {
+                    let version = store.get_at(&k, hash, at, |v, recs| {
                         for r in recs {
                             if filter.matches(r) {
                                 push(r, &mut out);
@@ -190,7 +211,7 @@ impl<T: Table> TxTable<T> {
             }
             Access::Range(lo, hi) => {
                 let writes = self.writes.get_mut();
-                let version = self.store.scan_range(lo.as_ref(), hi.as_ref(), |r| {
+                let version = self.store.scan_range_at(lo.as_ref(), hi.as_ref(), at, |r| {
                     if writes.get(r.key()).is_none() && filter.matches(r) {
                         push(r, &mut out);
                     }
@@ -204,7 +225,7 @@ impl<T: Table> TxTable<T> {
                         break;
                     }
                     let writes = self.writes.get_mut();
-                    let version = self.store.scan_shard_while(shard, |r| {
+                    let version = self.store.scan_shard_while_at(shard, at, |r| {
                         if writes.get(r.key()).is_none() && filter.matches(r) {
                             push(r, &mut out);
                         }
@@ -230,12 +251,13 @@ impl<T: Table> TxTable<T> {
 
     /// How many records the table holds, as this transaction sees it.
     pub(crate) fn count(&mut self) -> usize {
+        let at = self.at();
         let alive = Alive::now::<T>();
         let live = |recs: &[T]| recs.iter().filter(|r| alive.keeps(*r)).count();
         let mut n: usize = 0;
         for shard in 0..self.store.shard_count() {
             let mut c = 0;
-            let version = self.store.scan_shard(shard, |r| c += usize::from(alive.keeps(r)));
+            let version = self.store.scan_shard_at(shard, at, |r| c += usize::from(alive.keeps(r)));
             n += c;
             self.note_shard(shard, version);
         }
@@ -243,7 +265,7 @@ impl<T: Table> TxTable<T> {
             self.writes().iter().map(|e| (e.key.clone(), live(e.write.records()))).collect();
         for (k, now) in pending {
             let hash = self.store.hash(&k);
-            let before = self.store.get_with(&k, hash, |_, recs| live(recs));
+            let before = self.store.get_at(&k, hash, at, |_, recs| live(recs));
             n = n.saturating_sub(before) + now;
         }
         n
@@ -257,13 +279,14 @@ impl<T: Table> TxTable<T> {
         size: usize,
     ) -> (Vec<T>, Cursor<T::Key>) {
         let size = size.max(1);
+        let at = self.at();
         let alive = Alive::now::<T>();
         match cursor {
             Cursor::Shard(mut shard) => {
                 let mut out = Vec::new();
                 while shard < self.store.shard_count() && out.len() < size {
                     let writes = self.writes.get_mut();
-                    let version = self.store.scan_shard(shard, |r| {
+                    let version = self.store.scan_shard_at(shard, at, |r| {
                         if writes.get(r.key()).is_none() && filter.matches(r) && alive.keeps(r) {
                             out.push(r.clone());
                         }
@@ -290,7 +313,7 @@ impl<T: Table> TxTable<T> {
                 let mut committed: Vec<T> = Vec::new();
                 let mut last: Option<T::Key> = None;
                 let writes = self.writes.get_mut();
-                let version = self.store.scan_range(lo, Bound::Unbounded, |r| {
+                let version = self.store.scan_range_at(lo, Bound::Unbounded, at, |r| {
                     last = Some(r.key().clone());
                     if writes.get(r.key()).is_none() && filter.matches(r) && alive.keeps(r) {
                         committed.push(r.clone());

@@ -18,7 +18,7 @@ use std::any::{Any, TypeId};
 use std::cell::RefCell;
 use std::sync::Arc;
 
-use crate::db::Database;
+use crate::db::{Database, SnapshotGuard};
 use crate::disk::record::{TableOps, encode};
 use crate::error::{Error, Result};
 use crate::events::{DeleteCause, Event};
@@ -182,6 +182,19 @@ pub(crate) struct TxTable<T: Table> {
     index_reads: Vec<(Arc<dyn TableIndex<T>>, usize, u64)>,
     pub(crate) writes: RefCell<WriteSet<T>>,
     prepared: Option<Prepared<T>>,
+    /// The snapshot this part reads at, once its transaction has one.
+    snapshot: Option<SnapshotReads>,
+}
+
+/// Where a part's reads at a snapshot begin: the number of each kind of read made before.
+/// A transaction that writes nothing validates only those earlier reads (what it read at
+/// the snapshot is consistent); one that writes validates all.
+#[derive(Clone, Copy)]
+struct SnapshotReads {
+    at: u64,
+    reads: usize,
+    shard_reads: usize,
+    index_reads: usize,
 }
 
 /// The bit of index `i` in a change mask; indexes past the 64th share the last bit.
@@ -208,7 +221,13 @@ impl<T: Table> TxTable<T> {
             index_reads: Vec::new(),
             writes: RefCell::new(WriteSet::new()),
             prepared: None,
+            snapshot: None,
         }
+    }
+
+    /// The snapshot this part reads at, if any.
+    pub(crate) fn at(&self) -> Option<u64> {
+        self.snapshot.map(|s| s.at)
     }
 
     pub(crate) fn writes(&mut self) -> &WriteSet<T> {
@@ -223,7 +242,7 @@ impl<T: Table> TxTable<T> {
             return live(w.records());
         }
         let hash = self.store.hash(key);
-        let (version, recs) = self.store.get_with(key, hash, |v, recs| (v, live(recs)));
+        let (version, recs) = self.store.get_at(key, hash, self.at(), |v, recs| (v, live(recs)));
         self.reads.push((key.clone(), hash, version));
         recs
     }
@@ -235,8 +254,9 @@ impl<T: Table> TxTable<T> {
             return w.records().iter().find(|r| alive.keeps(*r)).cloned();
         }
         let hash = self.store.hash(key);
-        let (version, rec) =
-            self.store.get_with(key, hash, |v, recs| (v, recs.iter().find(|r| alive.keeps(*r)).cloned()));
+        let (version, rec) = self
+            .store
+            .get_at(key, hash, self.at(), |v, recs| (v, recs.iter().find(|r| alive.keeps(*r)).cloned()));
         self.reads.push((key.clone(), hash, version));
         rec
     }
@@ -250,9 +270,9 @@ impl<T: Table> TxTable<T> {
             return !w.records().is_empty();
         }
         let hash = self.store.hash(key);
-        let version = self.store.version_of(key, hash);
+        let (version, present) = self.store.get_at(key, hash, self.at(), |v, recs| (v, !recs.is_empty()));
         self.reads.push((key.clone(), hash, version));
-        version != 0
+        present
     }
 
     /// Buffers a write of the key's new content.
@@ -301,13 +321,31 @@ impl<T: Table> TxTable<T> {
         self.reads.push((key.clone(), hash, version));
     }
 
-    fn reads_unchanged(&self) -> bool {
+    /// The reads to validate: all of them, or (`all` false) those made before the part
+    /// read at a snapshot.
+    #[allow(clippy::type_complexity)]
+    fn to_validate(
+        &self,
+        all: bool,
+    ) -> (&[(T::Key, u64, u64)], &[(usize, u64)], &[(Arc<dyn TableIndex<T>>, usize, u64)]) {
+        match self.snapshot {
+            Some(s) if !all => (
+                &self.reads[..s.reads],
+                &self.shard_reads[..s.shard_reads],
+                &self.index_reads[..s.index_reads],
+            ),
+            _ => (&self.reads, &self.shard_reads, &self.index_reads),
+        }
+    }
+
+    fn reads_unchanged(&self, all: bool) -> bool {
+        let (reads, shard_reads, index_reads) = self.to_validate(all);
         // A store put aside for a new one (a restore, a move, a transform) is emptied: what
         // was read from it may be gone, though its versions now read as unchanged.
         !self.store.is_replaced()
-            && self.reads.iter().all(|(k, h, v)| self.store.version_of(k, *h) == *v)
-            && self.shard_reads.iter().all(|(s, v)| self.store.shard_version(*s) == *v)
-            && self.index_reads.iter().all(|(i, s, v)| i.shard_version(*s) == *v)
+            && reads.iter().all(|(k, h, v)| self.store.version_of(k, *h) == *v)
+            && shard_reads.iter().all(|(s, v)| self.store.shard_version(*s) == *v)
+            && index_reads.iter().all(|(i, s, v)| i.shard_version(*s) == *v)
     }
 
     fn read_count(&self) -> usize {
@@ -325,10 +363,14 @@ pub(crate) trait TxPart: Any {
     /// Whether the part scanned a shard of records.
     fn scanned(&self) -> bool;
     fn prepare(&mut self);
-    fn collect_locks<'a>(&'a self, out: &mut Vec<LockReq<'a>>);
+    /// Lock requests for the reads to validate (see [`TxPart::validate`]) and the writes.
+    fn collect_locks<'a>(&'a self, all_reads: bool, out: &mut Vec<LockReq<'a>>);
+    /// Starts reading at snapshot `at`: waits for the commits installing in this table,
+    /// then reads at `at` from now on.
+    fn read_at(&mut self, at: u64);
     /// Checks, under the commit locks, that what the part read and the keys it writes are
     /// unchanged: `Err(Conflict)` otherwise.
-    fn validate(&self) -> Result<()>;
+    fn validate(&self, all_reads: bool) -> Result<()>;
     /// Checks, under the commit locks and once every part validated, that unique indexes
     /// stay unique.
     fn check_unique(&self) -> std::result::Result<(), UniqueFailure>;
@@ -341,8 +383,8 @@ pub(crate) trait TxPart: Any {
     fn publish_lock(&self) -> Option<(u32, &parking_lot::Mutex<()>)>;
     /// Installs the writes; with `publish`, also delivers their events to the table's
     /// subscribers (the caller holds the table's publish lock).
-    fn install(&self, seq: u64, publish: bool);
-    fn reads_unchanged(&self) -> bool;
+    fn install(&self, seq: u64, floor: u64, publish: bool);
+    fn reads_unchanged(&self, all: bool) -> bool;
     /// The table, as a gate a transaction with priority closes.
     fn gate(&self) -> Arc<dyn Gate>;
     /// The thread holding the table's gate closed, if this part writes and it is not this
@@ -420,7 +462,21 @@ impl<T: Table> TxPart for TxTable<T> {
         self.prepared = Some(Prepared { indexes, peeked, changed, index_shards });
     }
 
-    fn collect_locks<'a>(&'a self, out: &mut Vec<LockReq<'a>>) {
+    fn read_at(&mut self, at: u64) {
+        if self.snapshot.is_some() {
+            return;
+        }
+        crate::priority::Gate::drain(&*self.store);
+        self.snapshot = Some(SnapshotReads {
+            at,
+            reads: self.reads.len(),
+            shard_reads: self.shard_reads.len(),
+            index_reads: self.index_reads.len(),
+        });
+    }
+
+    fn collect_locks<'a>(&'a self, all_reads: bool, out: &mut Vec<LockReq<'a>>) {
+        let (reads, shard_reads, index_reads) = self.to_validate(all_reads);
         let store = &self.store;
         let table = store.id;
         let req = |structure: u16, shard: usize, exclusive: bool, lock| LockReq {
@@ -428,14 +484,14 @@ impl<T: Table> TxPart for TxTable<T> {
             exclusive,
             lock,
         };
-        for (_, h, _) in &self.reads {
+        for (_, h, _) in reads {
             let s = store.shard_of(*h);
             out.push(req(0, s, false, &store.shard(s).commit));
         }
-        for (s, _) in &self.shard_reads {
+        for (s, _) in shard_reads {
             out.push(req(0, *s, false, &store.shard(*s).commit));
         }
-        for (idx, s, _) in &self.index_reads {
+        for (idx, s, _) in index_reads {
             out.push(req(structure_of(idx.position()), *s, false, idx.commit_lock(*s)));
         }
         // SAFETY of the borrow: `writes` is only borrowed mutably by `install`, which runs
@@ -459,7 +515,7 @@ impl<T: Table> TxPart for TxTable<T> {
         }
     }
 
-    fn validate(&self) -> Result<()> {
+    fn validate(&self, all_reads: bool) -> Result<()> {
         let store = &self.store;
         if store.is_dropped() {
             // Moved to another storage type meanwhile: run again on the new store.
@@ -473,7 +529,7 @@ impl<T: Table> TxPart for TxTable<T> {
         let epoch = store.indexes.load().epoch;
         // An index added or removed since this transaction started: its index reads and
         // prepared index locks may be stale.
-        if epoch != self.epoch || !self.reads_unchanged() {
+        if epoch != self.epoch || !self.reads_unchanged(all_reads) {
             return Err(Error::Conflict);
         }
         let Some(p) = &self.prepared else {
@@ -567,7 +623,7 @@ impl<T: Table> TxPart for TxTable<T> {
         })))
     }
 
-    fn install(&self, seq: u64, publish: bool) {
+    fn install(&self, seq: u64, floor: u64, publish: bool) {
         let Some(p) = &self.prepared else { return };
         let mut writes = self.writes.borrow_mut();
         let entries = std::mem::take(&mut writes.entries);
@@ -583,7 +639,7 @@ impl<T: Table> TxPart for TxTable<T> {
             } else {
                 DeleteCause::Explicit
             };
-            self.store.install(&e.key, e.hash, e.write, seq, |old, new| {
+            self.store.install(&e.key, e.hash, e.write, seq, floor, |old, new| {
                 if let Some(key) = key {
                     change_events(key, (old, new), detailed, cause, alive, &mut events);
                 }
@@ -612,8 +668,8 @@ impl<T: Table> TxPart for TxTable<T> {
         }
     }
 
-    fn reads_unchanged(&self) -> bool {
-        TxTable::reads_unchanged(self)
+    fn reads_unchanged(&self, all: bool) -> bool {
+        TxTable::reads_unchanged(self, all)
     }
 
     fn gate(&self) -> Arc<dyn Gate> {
@@ -708,6 +764,7 @@ impl<T: Table> Spare for SpareTable<T> {
             index_reads,
             writes: RefCell::new(writes),
             prepared: None,
+            snapshot: None,
         }))
     }
 }
@@ -716,7 +773,18 @@ impl<T: Table> Spare for SpareTable<T> {
 pub(crate) struct Tx {
     pub(crate) db: Database,
     parts: Vec<Box<dyn TxPart>>,
+    /// The snapshot the transaction reads at, once it has one (see `snapshots.rs`).
+    snapshot: Option<SnapshotGuard>,
+    /// Whether it may take one: only transactions (not dirty operations), and not an
+    /// attempt with priority or one after an attempt that wrote.
+    may_snapshot: bool,
+    /// Operations so far: a transaction that makes many, writing nothing, takes a snapshot.
+    ops: usize,
 }
+
+/// A transaction writing nothing that makes this many operations reads at a snapshot from
+/// then on (one that scans does at its first scan).
+const SNAPSHOT_AFTER_OPS: usize = crate::priority::LONG_ATTEMPT_READS;
 
 /// How many emptied parts a thread keeps for its next transactions.
 const SPARE_PARTS: usize = 8;
@@ -729,11 +797,64 @@ thread_local! {
 
 impl Tx {
     pub(crate) fn new(db: Database) -> Tx {
-        Tx { db, parts: Vec::new() }
+        Tx { db, parts: Vec::new(), snapshot: None, may_snapshot: false, ops: 0 }
+    }
+
+    /// Lets this transaction read at a snapshot once it turns out to read much and write
+    /// nothing; `now`: from its start.
+    pub(crate) fn allow_snapshot(&mut self, now: bool) {
+        self.may_snapshot = true;
+        if now {
+            self.read_at_snapshot();
+        }
+    }
+
+    /// Whether the transaction has buffered writes.
+    pub(crate) fn wrote(&self) -> bool {
+        self.parts.iter().any(|p| p.has_writes())
+    }
+
+    /// From now on, reads at a snapshot if the transaction may and has written nothing.
+    fn read_at_snapshot(&mut self) {
+        if !self.may_snapshot || self.snapshot.is_some() || self.wrote() {
+            return;
+        }
+        let snapshot = self.db.open_snapshot();
+        for p in &mut self.parts {
+            p.read_at(snapshot.at);
+        }
+        self.snapshot = Some(snapshot);
+    }
+
+    /// This transaction's part for table `T`, for a read of many records (a scan, a
+    /// query): a transaction that has written nothing reads at a snapshot from now on.
+    pub(crate) fn table_to_scan<T: Table>(&mut self) -> Result<&mut TxTable<T>> {
+        self.read_at_snapshot();
+        self.table::<T>()
+    }
+
+    /// The records of `T` passing `filter`, mapped by `f`, up to `want` of them (see
+    /// [`TxTable::select_up_to`]); a transaction that has written nothing reads at a
+    /// snapshot from a scan or a range on.
+    pub(crate) fn select<T: Table, X>(
+        &mut self,
+        filter: &crate::filter::Filter<T>,
+        want: usize,
+        f: impl FnMut(&T) -> X,
+    ) -> Result<Vec<X>> {
+        let access = self.table::<T>()?.access(filter);
+        if access.reads_many() {
+            self.read_at_snapshot();
+        }
+        Ok(self.table::<T>()?.select_planned(access, filter, want, f))
     }
 
     /// This transaction's part for table `T`, created on first use.
     pub(crate) fn table<T: Table>(&mut self) -> Result<&mut TxTable<T>> {
+        self.ops += 1;
+        if self.ops == SNAPSHOT_AFTER_OPS {
+            self.read_at_snapshot();
+        }
         let ty = TypeId::of::<T>();
         let i = match self.parts.iter().position(|p| p.record_type() == ty) {
             Some(i) => i,
@@ -747,7 +868,7 @@ impl Tx {
                     })
                     .ok()
                     .flatten();
-                let part = match spare {
+                let mut part = match spare {
                     Some(part) => {
                         // What `Database::table` does as an operation starts.
                         part.resume();
@@ -755,6 +876,9 @@ impl Tx {
                     }
                     None => Box::new(TxTable::new(self.db.table::<T>()?)) as Box<dyn TxPart>,
                 };
+                if let Some(snapshot) = &self.snapshot {
+                    part.read_at(snapshot.at);
+                }
                 self.parts.push(part);
                 self.parts.len() - 1
             }
@@ -768,7 +892,7 @@ impl Tx {
     /// Ends the transaction (committed or not): hands its parts back to the thread for
     /// later transactions, and returns the database handle.
     pub(crate) fn finish(self) -> Database {
-        let Tx { db, parts } = self;
+        let Tx { db, parts, .. } = self;
         let _ = SPARE.try_with(|s| {
             let Ok(mut s) = s.try_borrow_mut() else { return };
             for p in parts {
@@ -811,19 +935,23 @@ impl Tx {
     /// Whether what this transaction read is still what is committed, checked under the
     /// commit locks (so no commit is half installed meanwhile): tells a conflict from a real
     /// failure when the transaction's closure returns an error or panics.
+    /// What it read at a snapshot is consistent: only the reads made before are checked.
     pub(crate) fn reads_unchanged(&mut self) -> bool {
         let mut reqs = Vec::new();
         for p in &self.parts {
-            p.collect_locks(&mut reqs);
+            p.collect_locks(false, &mut reqs);
         }
         let _held = HeldLocks::acquire(reqs);
-        self.parts.iter().all(|p| p.reads_unchanged())
+        self.parts.iter().all(|p| p.reads_unchanged(false))
     }
 
     /// Validates and installs the transaction. `Err(Error::Conflict)` means: run it again.
     pub(crate) fn commit(&mut self) -> Result<()> {
-        let writes = self.parts.iter().any(|p| p.has_writes());
-        if !writes && self.parts.iter().map(|p| p.read_count()).sum::<usize>() <= 1 {
+        let writes = self.wrote();
+        // (With a snapshot, a read before it must be validated: it may not be what the
+        // snapshot holds.)
+        if !writes && self.snapshot.is_none() && self.parts.iter().map(|p| p.read_count()).sum::<usize>() <= 1
+        {
             // A single read is atomic on its own: nothing to validate (but a read that failed
             // on a disc-only table's file, or of a store since replaced, must not pass for
             // "absent").
@@ -836,7 +964,7 @@ impl Tx {
     }
 
     fn apply(&mut self) -> Result<()> {
-        let writes = self.parts.iter().any(|p| p.has_writes());
+        let writes = self.wrote();
         // Set once a wait at a gate ran out of patience: the commit goes ahead.
         let mut past_gates = false;
         loop {
@@ -845,7 +973,7 @@ impl Tx {
             }
             let mut reqs = Vec::new();
             for p in &self.parts {
-                p.collect_locks(&mut reqs);
+                p.collect_locks(writes, &mut reqs);
             }
             let held = HeldLocks::acquire(reqs);
             // A table closed by a transaction with priority: wait for it, holding no lock.
@@ -859,7 +987,7 @@ impl Tx {
             }
             // Every read first: a stale read means "run again", whatever else fails.
             for p in &self.parts {
-                p.validate()?;
+                p.validate(writes)?;
             }
             let mut removals = Vec::new();
             for p in &self.parts {
@@ -904,8 +1032,10 @@ impl Tx {
                 (false, Some(disk)) => disk.log_commit(|| self.db.next_seq(), &ops)?,
                 _ => self.db.next_seq(),
             };
+            // Read after the number was taken (see `snapshots.rs`).
+            let floor = self.db.snapshots().floor();
             for p in &self.parts {
-                p.install(seq, publishing.iter().any(|(id, _)| *id == p.table_id()));
+                p.install(seq, floor, publishing.iter().any(|(id, _)| *id == p.table_id()));
             }
         }
         drop(held);

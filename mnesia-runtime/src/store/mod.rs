@@ -28,6 +28,8 @@ use crate::prefetch::{each_warmed, warm};
 use crate::table::{StorageType, Table, TableType};
 use crate::ttl::ExpiryIndex;
 
+mod history;
+
 /// Shards of a `set` or `bag` table; an `ordered_set` keeps one shard so that it stays one
 /// ordered structure.
 pub(crate) const SHARDS: usize = 64;
@@ -101,6 +103,8 @@ enum ShardMap<T: Table> {
 pub(crate) struct ShardData<T: Table> {
     pub(crate) version: u64,
     map: ShardMap<T>,
+    /// Versions replaced while snapshots were open (see `history.rs`).
+    history: Option<Box<history::History<T>>>,
 }
 
 pub(crate) struct Shard<T: Table> {
@@ -200,6 +204,8 @@ pub(crate) struct TableStore<T: Table> {
     pub(crate) cut: arc_swap::ArcSwapOption<Cut>,
     /// Closed while a transaction with priority works on the table (see `priority.rs`).
     pub(crate) gate: crate::priority::GateState,
+    /// Some shard keeps replaced versions for snapshots (see `history.rs`).
+    has_history: AtomicBool,
 }
 
 fn key_of<T: Table>(s: &Slot<T>) -> &T::Key {
@@ -222,7 +228,7 @@ impl<T: Table> TableStore<T> {
                 };
                 CachePadded::new(Shard {
                     commit: CommitLock::new(),
-                    data: RwLock::new(ShardData { version: 0, map }),
+                    data: RwLock::new(ShardData { version: 0, map, history: None }),
                 })
             })
             .collect();
@@ -246,6 +252,7 @@ impl<T: Table> TableStore<T> {
             version: std::sync::atomic::AtomicU32::new(0),
             cut: arc_swap::ArcSwapOption::empty(),
             gate: crate::priority::GateState::default(),
+            has_history: AtomicBool::new(false),
         }
     }
 
@@ -259,7 +266,7 @@ impl<T: Table> TableStore<T> {
         self.disk_id.store(disk_id, Ordering::Release);
         self.shards = Box::new([CachePadded::new(Shard {
             commit: CommitLock::new(),
-            data: RwLock::new(ShardData { version: 0, map: ShardMap::Disc(disc) }),
+            data: RwLock::new(ShardData { version: 0, map: ShardMap::Disc(disc), history: None }),
         })]);
         self
     }
@@ -566,13 +573,15 @@ impl<T: Table> TableStore<T> {
 
     /// Applies one write to its shard, calling `on_change(old, new)` with the key's records
     /// before and after, while the shard is locked (to keep indexes in step). The caller
-    /// holds the shard's commit lock exclusively.
+    /// holds the shard's commit lock exclusively. `floor` is the snapshot registry's, read
+    /// after `seq` was taken: with a snapshot open, the replaced records are kept for it.
     pub(crate) fn install(
         &self,
         key: &T::Key,
         hash: u64,
         write: Write<T>,
         seq: u64,
+        floor: u64,
         on_change: impl FnOnce(&[T], &[T]),
     ) {
         let on_change = |old: &[T], new: &[T]| {
@@ -582,22 +591,28 @@ impl<T: Table> TableStore<T> {
             on_change(old, new);
         };
         let shard = self.shard_of(hash);
-        let mut data = self.shards[shard].data.write();
+        let mut guard = self.shards[shard].data.write();
         if let Some(cut) = self.cut.load().as_ref()
             && !cut.scanned[shard].load(Ordering::Acquire)
         {
-            self.save_for_cut(cut, shard, &data.map, key, hash);
+            self.save_for_cut(cut, shard, &guard.map, key, hash);
         }
+        let data = &mut *guard;
         data.version = seq;
         let hasher = &self.hasher;
+        // With a snapshot open: the key's records as they were and the commit that wrote
+        // them, if it held any.
+        let keeping = floor != crate::snapshots::NONE_OPEN;
+        let mut replaced: Option<(u64, Vec<T>)> = None;
+        let one = |version: u64, old: T| keeping.then(|| (version, vec![old]));
         match (&mut data.map, write) {
             (ShardMap::Set(t), Write::Put(rec)) => {
                 match t.entry(hash, |s| key_of(s) == key, |s| hasher.hash_one(key_of(s))) {
                     Entry::Occupied(mut e) => {
                         let slot = e.get_mut();
                         on_change(std::slice::from_ref(&slot.rec), std::slice::from_ref(&rec));
-                        slot.version = seq;
-                        slot.rec = rec;
+                        let old = std::mem::replace(&mut slot.rec, rec);
+                        replaced = one(std::mem::replace(&mut slot.version, seq), old);
                     }
                     Entry::Vacant(e) => {
                         on_change(&[], std::slice::from_ref(&rec));
@@ -608,14 +623,15 @@ impl<T: Table> TableStore<T> {
             (ShardMap::Set(t), _) => {
                 if let Ok(e) = t.find_entry(hash, |s| key_of(s) == key) {
                     on_change(std::slice::from_ref(&e.get().rec), &[]);
-                    e.remove();
+                    let (old, _) = e.remove();
+                    replaced = one(old.version, old.rec);
                 }
             }
             (ShardMap::Ordered(m), Write::Put(rec)) => match m.get_mut(key) {
                 Some(slot) => {
                     on_change(std::slice::from_ref(&slot.rec), std::slice::from_ref(&rec));
-                    slot.version = seq;
-                    slot.rec = rec;
+                    let old = std::mem::replace(&mut slot.rec, rec);
+                    replaced = one(std::mem::replace(&mut slot.version, seq), old);
                 }
                 None => {
                     on_change(&[], std::slice::from_ref(&rec));
@@ -625,17 +641,20 @@ impl<T: Table> TableStore<T> {
             (ShardMap::Ordered(m), _) => {
                 if let Some(old) = m.remove(key) {
                     on_change(std::slice::from_ref(&old.rec), &[]);
+                    replaced = one(old.version, old.rec);
                 }
             }
             (ShardMap::Disc(d), write) => {
                 let result = (|| -> Result<()> {
-                    let (_, old) = self.disc_get(d, key)?;
+                    let (version, old) = self.disc_get(d, key)?;
                     on_change(&old, write.records());
                     let value = write.logged()?;
                     let id = self
                         .disk_id()
                         .ok_or_else(|| Error::Invalid("a disc-only table without an id".into()))?;
-                    d.apply(id, false, &[(encode(key)?, seq, value)], false)
+                    d.apply(id, false, &[(encode(key)?, seq, value)], false)?;
+                    replaced = Some((version, old));
+                    Ok(())
                 })();
                 if let Err(e) = result {
                     self.poison(e);
@@ -652,11 +671,12 @@ impl<T: Table> TableStore<T> {
                     Entry::Occupied(mut e) => {
                         on_change(&e.get().rec, &recs);
                         if recs.is_empty() {
-                            e.remove();
+                            let (old, _) = e.remove();
+                            replaced = Some((old.version, old.rec));
                         } else {
                             let slot = e.get_mut();
-                            slot.version = seq;
-                            slot.rec = recs;
+                            let old = std::mem::replace(&mut slot.rec, recs);
+                            replaced = Some((std::mem::replace(&mut slot.version, seq), old));
                         }
                     }
                     Entry::Vacant(e) => {
@@ -667,6 +687,14 @@ impl<T: Table> TableStore<T> {
                     }
                 }
             }
+        }
+        if !keeping {
+            if data.history.is_some() {
+                data.history = None;
+            }
+        } else if let Some((version, old)) = replaced {
+            data.keep(key, version, seq, old, floor);
+            self.has_history.store(true, Ordering::Release);
         }
     }
 
@@ -904,6 +932,7 @@ impl<T: Table> TableStore<T> {
                 ShardMap::Disc(_) => ShardMap::Set(HashTable::new()),
             };
             maps.push(std::mem::replace(&mut d.map, empty));
+            d.history = None;
         }
         let epoch = self.indexes.load().epoch + 1;
         let indexes = self.indexes.swap(Arc::new(IndexList { epoch, list: Vec::new() }));
@@ -1091,8 +1120,10 @@ impl<T: Table> TableStore<T> {
         Ok(())
     }
 
-    /// Removes every record. The caller holds every shard's commit lock exclusively.
-    pub(crate) fn clear_all(&self, seq: u64) {
+    /// Removes every record. The caller holds every shard's commit lock exclusively;
+    /// `floor` is the snapshot registry's, read after `seq` was taken (with a snapshot
+    /// open, the records are kept for it).
+    pub(crate) fn clear_all(&self, seq: u64, floor: u64) {
         let cut = self.cut.load_full();
         for (i, s) in self.shards.iter().enumerate() {
             let mut d = s.data.write();
@@ -1118,6 +1149,11 @@ impl<T: Table> TableStore<T> {
                 }
             }
             d.version = seq;
+            if floor != crate::snapshots::NONE_OPEN {
+                self.keep_all(&mut d, seq, floor);
+            } else {
+                d.history = None;
+            }
             match &mut d.map {
                 ShardMap::Set(t) => *t = HashTable::new(),
                 ShardMap::Ordered(m) => m.clear(),
@@ -1202,6 +1238,7 @@ fn decode_records<T: Table>(value: &Logged) -> Result<Vec<T>> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::snapshots::NONE_OPEN;
 
     /// What a backup cut sees: every record as it was at the cut, whatever commits do while
     /// the shards are copied (updates, deletes, inserts, a clear).
@@ -1210,7 +1247,7 @@ mod tests {
         use crate::testing::{Rec, rec};
         let store: TableStore<Rec> = TableStore::new(1, 1, TableType::Set, Vec::new());
         for id in 0..200u32 {
-            store.install(&id, store.hash(&id), Write::Put(rec(id, "v1", 0)), 1, |_, _| {});
+            store.install(&id, store.hash(&id), Write::Put(rec(id, "v1", 0)), 1, NONE_OPEN, |_, _| {});
         }
         let shard_entries = |store: &TableStore<Rec>, cut: &Cut, shard: usize| -> Vec<SnapshotEntry> {
             let mut enc = EntryEncoder::default();
@@ -1246,7 +1283,7 @@ mod tests {
                 _ => Write::Put(rec(id + 1000, "new", 0)),
             };
             let key = if id % 3 == 2 { id + 1000 } else { id };
-            store.install(&key, store.hash(&key), write, seq, |_, _| {});
+            store.install(&key, store.hash(&key), write, seq, NONE_OPEN, |_, _| {});
         }
         let mut all = collect(&store, &cut, 8);
         for k in got {
@@ -1260,10 +1297,10 @@ mod tests {
         // A clear after the cut.
         let store: TableStore<Rec> = TableStore::new(1, 2, TableType::Set, Vec::new());
         for id in 0..200u32 {
-            store.install(&id, store.hash(&id), Write::Put(rec(id, "v1", 0)), 1, |_, _| {});
+            store.install(&id, store.hash(&id), Write::Put(rec(id, "v1", 0)), 1, NONE_OPEN, |_, _| {});
         }
         let cut = store.begin_cut(1);
-        store.clear_all(2);
+        store.clear_all(2, NONE_OPEN);
         assert_eq!(collect(&store, &cut, 0), expected);
         store.end_cut();
     }
