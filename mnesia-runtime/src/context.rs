@@ -49,12 +49,24 @@ pub(crate) fn with_tx<R>(f: impl FnOnce(&mut Tx) -> Result<R>) -> Result<R> {
 
 /// Runs one table-scoped operation: inside the current transaction when there is one,
 /// else as a transaction of its own on the default database.
+///
+/// A single operation reads at a snapshot only if it lost once: opening one costs more than
+/// most single reads, and an operation that runs again without writing cannot lose twice.
 pub(crate) fn run<R>(op: impl FnMut() -> Result<R>) -> Result<R> {
     if is_transaction() {
         let mut op = op;
         return op();
     }
-    transact(db::current()?, op)
+    transact_with(db::current()?, SnapshotFrom::Retry, op)
+}
+
+/// When a transaction that has written nothing starts reading at a snapshot.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum SnapshotFrom {
+    /// At its first scan, or once it has made many operations.
+    FirstScan,
+    /// Only on a run after one that lost.
+    Retry,
 }
 
 /// Removes the thread's transaction when dropped: on return and on unwind.
@@ -82,7 +94,16 @@ impl Drop for Installed {
 
 /// Runs `f` as a transaction on `db`, retrying it on conflicts. Inside a transaction of the
 /// same database, `f` simply joins it.
-pub(crate) fn transact<R, E: From<Error>>(db: Database, mut f: impl FnMut() -> Result<R, E>) -> Result<R, E> {
+pub(crate) fn transact<R, E: From<Error>>(db: Database, f: impl FnMut() -> Result<R, E>) -> Result<R, E> {
+    transact_with(db, SnapshotFrom::FirstScan, f)
+}
+
+/// As [`transact`], with a snapshot opened as `snapshot_from` says.
+fn transact_with<R, E: From<Error>>(
+    db: Database,
+    snapshot_from: SnapshotFrom,
+    mut f: impl FnMut() -> Result<R, E>,
+) -> Result<R, E> {
     if let Some(same) = CURRENT.with(|c| c.borrow().as_ref().map(|tx| tx.db.same(&db))) {
         if same {
             // A nested transaction joins the outer one; if it fails, its own writes are
@@ -135,7 +156,7 @@ pub(crate) fn transact<R, E: From<Error>>(db: Database, mut f: impl FnMut() -> R
         }
         let _withdraw = Withdraw;
         let mut tx = Tx::new(db);
-        if escalated.is_none() && !wrote {
+        if escalated.is_none() && !wrote && (at_snapshot || snapshot_from == SnapshotFrom::FirstScan) {
             tx.allow_snapshot(at_snapshot);
         }
         let installed = Installed::install(tx);
@@ -229,6 +250,11 @@ fn backoff(attempt: u32) {
 /// Runs `f` as one serializable transaction on the current database (see
 /// [`Database::transaction`]). Table-scoped calls inside join it; a transaction inside
 /// another joins the outermost one.
+///
+/// A transaction that scans, or makes many operations, having written nothing reads a
+/// snapshot from then on and commits on its first run whatever commits land meanwhile; one
+/// that keeps losing to other commits takes priority over them (see the README's
+/// "Every transaction finishes").
 ///
 /// ```
 /// use mnesia::prelude::*;

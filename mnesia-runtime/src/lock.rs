@@ -11,6 +11,14 @@ impl CommitLock {
     pub(crate) const fn new() -> Self {
         CommitLock(RawRwLock::INIT)
     }
+
+    /// Waits for the commit holding this lock exclusively, if any, to let go: takes the
+    /// lock shared, as readers do, and releases it. Called holding no commit lock.
+    pub(crate) fn wait_for_holder(&self) {
+        self.0.lock_shared();
+        // SAFETY: taken shared just above by this thread, and released once.
+        unsafe { self.0.unlock_shared() };
+    }
 }
 
 /// One lock a commit needs: where it sits in the global order and in which mode.

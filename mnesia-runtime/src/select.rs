@@ -113,7 +113,12 @@ impl<T: Table> TxTable<T> {
         want: usize,
         mut f: impl FnMut(&T) -> X,
     ) -> Vec<X> {
-        let at = self.at();
+        // An index lookup or a range at a snapshot waits for every shard to settle; a scan
+        // settles each shard as it comes to it.
+        let at = match access {
+            Access::Index(..) | Access::Range(..) => self.at_all(),
+            _ => self.at(),
+        };
         // An ordered_set is read in key order; its keys are kept beside the values only to
         // merge the transaction's own pending records into that order.
         let ordered = self.store.kind == TableType::OrderedSet && !self.writes.get_mut().is_empty();
@@ -224,6 +229,7 @@ impl<T: Table> TxTable<T> {
                     if out.len() >= want {
                         break;
                     }
+                    let at = self.at_shard(shard);
                     let writes = self.writes.get_mut();
                     let version = self.store.scan_shard_while_at(shard, at, |r| {
                         if writes.get(r.key()).is_none() && filter.matches(r) {
@@ -251,12 +257,12 @@ impl<T: Table> TxTable<T> {
 
     /// How many records the table holds, as this transaction sees it.
     pub(crate) fn count(&mut self) -> usize {
-        let at = self.at();
         let alive = Alive::now::<T>();
         let live = |recs: &[T]| recs.iter().filter(|r| alive.keeps(*r)).count();
         let mut n: usize = 0;
         for shard in 0..self.store.shard_count() {
             let mut c = 0;
+            let at = self.at_shard(shard);
             let version = self.store.scan_shard_at(shard, at, |r| c += usize::from(alive.keeps(r)));
             n += c;
             self.note_shard(shard, version);
@@ -265,6 +271,7 @@ impl<T: Table> TxTable<T> {
             self.writes().iter().map(|e| (e.key.clone(), live(e.write.records()))).collect();
         for (k, now) in pending {
             let hash = self.store.hash(&k);
+            let at = self.at_shard(self.store.shard_of(hash));
             let before = self.store.get_at(&k, hash, at, |_, recs| live(recs));
             n = n.saturating_sub(before) + now;
         }
@@ -279,12 +286,12 @@ impl<T: Table> TxTable<T> {
         size: usize,
     ) -> (Vec<T>, Cursor<T::Key>) {
         let size = size.max(1);
-        let at = self.at();
         let alive = Alive::now::<T>();
         match cursor {
             Cursor::Shard(mut shard) => {
                 let mut out = Vec::new();
                 while shard < self.store.shard_count() && out.len() < size {
+                    let at = self.at_shard(shard);
                     let writes = self.writes.get_mut();
                     let version = self.store.scan_shard_at(shard, at, |r| {
                         if writes.get(r.key()).is_none() && filter.matches(r) && alive.keeps(r) {
@@ -312,6 +319,7 @@ impl<T: Table> TxTable<T> {
                 let lo = after.as_ref().map_or(Bound::Unbounded, Bound::Excluded);
                 let mut committed: Vec<T> = Vec::new();
                 let mut last: Option<T::Key> = None;
+                let at = self.at_all();
                 let writes = self.writes.get_mut();
                 let version = self.store.scan_range_at(lo, Bound::Unbounded, at, |r| {
                     last = Some(r.key().clone());

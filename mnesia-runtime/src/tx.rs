@@ -195,7 +195,14 @@ struct SnapshotReads {
     reads: usize,
     shard_reads: usize,
     index_reads: usize,
+    /// The record shards whose commits numbered up to `at` are known to be installed (bit
+    /// per shard): before its first read of a shard, the part waits for the commit holding
+    /// the shard's commit lock (see `snapshots.rs`).
+    settled: u64,
 }
+
+/// Every shard settled.
+const ALL_SETTLED: u64 = u64::MAX;
 
 /// The bit of index `i` in a change mask; indexes past the 64th share the last bit.
 fn index_bit(i: usize) -> u64 {
@@ -230,6 +237,32 @@ impl<T: Table> TxTable<T> {
         self.snapshot.map(|s| s.at)
     }
 
+    /// The snapshot to read record shard `shard` at, if any, once the shard is settled.
+    pub(crate) fn at_shard(&mut self, shard: usize) -> Option<u64> {
+        let s = self.snapshot.as_mut()?;
+        let bit = 1u64 << shard.min(63);
+        if s.settled & bit == 0 {
+            self.store.shard(shard).commit.wait_for_holder();
+            s.settled |= bit;
+        }
+        Some(s.at)
+    }
+
+    /// The snapshot to read at, if any, once every record shard is settled: before an
+    /// index lookup or a range, whose answers depend on every shard's commits.
+    pub(crate) fn at_all(&mut self) -> Option<u64> {
+        let s = self.snapshot.as_mut()?;
+        if s.settled != ALL_SETTLED {
+            for (i, lock) in self.store.all_commit_locks() {
+                if s.settled & (1u64 << i.min(63)) == 0 {
+                    lock.wait_for_holder();
+                }
+            }
+            s.settled = ALL_SETTLED;
+        }
+        Some(s.at)
+    }
+
     pub(crate) fn writes(&mut self) -> &WriteSet<T> {
         self.writes.get_mut()
     }
@@ -242,7 +275,8 @@ impl<T: Table> TxTable<T> {
             return live(w.records());
         }
         let hash = self.store.hash(key);
-        let (version, recs) = self.store.get_at(key, hash, self.at(), |v, recs| (v, live(recs)));
+        let at = self.at_shard(self.store.shard_of(hash));
+        let (version, recs) = self.store.get_at(key, hash, at, |v, recs| (v, live(recs)));
         self.reads.push((key.clone(), hash, version));
         recs
     }
@@ -254,9 +288,9 @@ impl<T: Table> TxTable<T> {
             return w.records().iter().find(|r| alive.keeps(*r)).cloned();
         }
         let hash = self.store.hash(key);
-        let (version, rec) = self
-            .store
-            .get_at(key, hash, self.at(), |v, recs| (v, recs.iter().find(|r| alive.keeps(*r)).cloned()));
+        let at = self.at_shard(self.store.shard_of(hash));
+        let (version, rec) =
+            self.store.get_at(key, hash, at, |v, recs| (v, recs.iter().find(|r| alive.keeps(*r)).cloned()));
         self.reads.push((key.clone(), hash, version));
         rec
     }
@@ -270,7 +304,8 @@ impl<T: Table> TxTable<T> {
             return !w.records().is_empty();
         }
         let hash = self.store.hash(key);
-        let (version, present) = self.store.get_at(key, hash, self.at(), |v, recs| (v, !recs.is_empty()));
+        let at = self.at_shard(self.store.shard_of(hash));
+        let (version, present) = self.store.get_at(key, hash, at, |v, recs| (v, !recs.is_empty()));
         self.reads.push((key.clone(), hash, version));
         present
     }
@@ -365,8 +400,8 @@ pub(crate) trait TxPart: Any {
     fn prepare(&mut self);
     /// Lock requests for the reads to validate (see [`TxPart::validate`]) and the writes.
     fn collect_locks<'a>(&'a self, all_reads: bool, out: &mut Vec<LockReq<'a>>);
-    /// Starts reading at snapshot `at`: waits for the commits installing in this table,
-    /// then reads at `at` from now on.
+    /// Reads at snapshot `at` from now on (each record shard once its commits numbered up
+    /// to `at` are installed).
     fn read_at(&mut self, at: u64);
     /// Checks, under the commit locks, that what the part read and the keys it writes are
     /// unchanged: `Err(Conflict)` otherwise.
@@ -466,12 +501,12 @@ impl<T: Table> TxPart for TxTable<T> {
         if self.snapshot.is_some() {
             return;
         }
-        crate::priority::Gate::drain(&*self.store);
         self.snapshot = Some(SnapshotReads {
             at,
             reads: self.reads.len(),
             shard_reads: self.shard_reads.len(),
             index_reads: self.index_reads.len(),
+            settled: 0,
         });
     }
 
