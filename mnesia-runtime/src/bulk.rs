@@ -381,7 +381,7 @@ pub(crate) fn put_in_place(
     }
     let mut next = (*db.inner.tables.load_full()).clone();
     let after = install(&mut next);
-    db.inner.tables.store(Arc::new(next));
+    db.put_tables(next);
     after.into_iter().for_each(|f| f());
     Ok(())
 }

@@ -63,7 +63,7 @@ pub(crate) fn run<R>(op: impl FnMut() -> Result<R>) -> Result<R> {
 /// When a transaction that has written nothing starts reading at a snapshot.
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum SnapshotFrom {
-    /// At its first scan, or once it has made many operations.
+    /// At its first scan, or once it has made many point reads.
     FirstScan,
     /// Only on a run after one that lost.
     Retry,
@@ -251,7 +251,7 @@ fn backoff(attempt: u32) {
 /// [`Database::transaction`]). Table-scoped calls inside join it; a transaction inside
 /// another joins the outermost one.
 ///
-/// A transaction that scans, or makes many operations, having written nothing reads a
+/// A transaction that scans, or makes many point reads, having written nothing reads a
 /// snapshot from then on and commits on its first run whatever commits land meanwhile; one
 /// that keeps losing to other commits takes priority over them (see the README's
 /// "Every transaction finishes").

@@ -555,6 +555,9 @@ pub(crate) struct DbInner {
     priority: Arc<crate::priority::Priority>,
     /// The snapshots transactions read at (see `snapshots.rs`).
     snapshots: crate::snapshots::Snapshots,
+    /// The last commit number at which a table's store took its place (created, dropped,
+    /// restored, transformed, moved): a snapshot older than that cannot read the table.
+    placed_at: AtomicU64,
 }
 
 /// An open snapshot of a database (see `snapshots.rs`): closed on drop, which prunes the
@@ -656,6 +659,7 @@ impl Database {
                 stats: Arc::default(),
                 priority: Arc::default(),
                 snapshots: crate::snapshots::Snapshots::default(),
+                placed_at: AtomicU64::new(0),
             }),
         };
         if db.inner.disk.is_some() {
@@ -905,6 +909,21 @@ impl Database {
         &self.inner.snapshots
     }
 
+    /// Puts a new table map in place (a store created, dropped or replaced).
+    pub(crate) fn put_tables(&self, next: TableMap) {
+        // A number of its own (dropping and creating a table number nothing else), taken
+        // before the stores are reachable: a snapshot opened before, which may have seen
+        // the old stores, is older than it.
+        self.inner.placed_at.fetch_max(self.next_seq(), Ordering::SeqCst);
+        self.inner.tables.store(Arc::new(next));
+    }
+
+    /// Whether a snapshot at `at` may read the stores now in place: none took its place
+    /// after `at` (its records would be numbered after the snapshot, without their history).
+    pub(crate) fn stores_older_than(&self, at: u64) -> bool {
+        self.inner.placed_at.load(Ordering::SeqCst) <= at
+    }
+
     /// Opens a snapshot at the last commit; it closes when the guard is dropped.
     pub(crate) fn open_snapshot(&self) -> SnapshotGuard {
         let at = self.inner.snapshots.begin(&self.inner.seq);
@@ -967,7 +986,7 @@ impl Database {
         let store: Arc<dyn AnyTable> = Arc::new(store);
         let mut next = (*self.inner.tables.load_full()).clone();
         next.insert(T::NAME.to_owned(), Arc::clone(&store));
-        self.inner.tables.store(Arc::new(next));
+        self.put_tables(next);
         Ok(store)
     }
 
@@ -1067,7 +1086,7 @@ impl Database {
         let store: Arc<dyn AnyTable> = Arc::new(store);
         let mut next = (*map).clone();
         next.insert(T::NAME.to_owned(), store);
-        self.inner.tables.store(Arc::new(next));
+        self.put_tables(next);
         self.inner
             .system
             .publish(crate::system::SystemEvent::TableCreated { table: T::NAME.to_owned(), storage });
@@ -1119,7 +1138,7 @@ impl Database {
         store.release();
         let mut next = (*self.inner.tables.load_full()).clone();
         next.remove(T::NAME);
-        self.inner.tables.store(Arc::new(next));
+        self.put_tables(next);
         // While every commit lock is held: after every event of the table.
         store.subs.deliver(vec![crate::events::Event::Dropped], false);
         drop(held);
@@ -1401,7 +1420,7 @@ impl Database {
         store.release();
         let mut next = (*self.inner.tables.load_full()).clone();
         next.insert(T::NAME.to_owned(), Arc::new(fresh));
-        self.inner.tables.store(Arc::new(next));
+        self.put_tables(next);
         Ok(())
     }
 

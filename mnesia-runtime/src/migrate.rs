@@ -152,7 +152,7 @@ impl Database {
         old.release();
         let mut next = (*self.inner.tables.load_full()).clone();
         next.insert(New::NAME.to_owned(), Arc::new(fresh) as Arc<dyn AnyTable>);
-        self.inner.tables.store(Arc::new(next));
+        self.put_tables(next);
         drop(held);
         self.needs_reaper::<New>()?;
         Ok(converted.len())

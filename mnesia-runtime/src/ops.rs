@@ -151,11 +151,11 @@ pub(crate) fn insert<T: Table>(mut rec: T) -> Result<T> {
 }
 
 pub(crate) fn read<T: Table>(key: &T::Key) -> Result<Option<T>> {
-    run(|| with_tx(|tx| Ok(tx.table::<T>()?.read_one(key))))
+    run(|| with_tx(|tx| Ok(tx.table_to_read::<T>()?.read_one(key))))
 }
 
 pub(crate) fn read_all<T: Table>(key: &T::Key) -> Result<Vec<T>> {
-    run(|| with_tx(|tx| Ok(tx.table::<T>()?.read_group(key))))
+    run(|| with_tx(|tx| Ok(tx.table_to_read::<T>()?.read_group(key))))
 }
 
 pub(crate) fn update<T: Table>(key: &T::Key, mut f: impl FnMut(&mut T)) -> Result<T> {

@@ -813,13 +813,15 @@ pub(crate) struct Tx {
     /// Whether it may take one: only transactions (not dirty operations), and not an
     /// attempt with priority or one after an attempt that wrote.
     may_snapshot: bool,
-    /// Operations so far: a transaction that makes many, writing nothing, takes a snapshot.
-    ops: usize,
+    /// Reads so far: a transaction that makes many, writing nothing, takes a snapshot.
+    reads: usize,
+    /// It met a table whose store took its place after its snapshot: it must run again.
+    stale: bool,
 }
 
-/// A transaction writing nothing that makes this many operations reads at a snapshot from
-/// then on (one that scans does at its first scan).
-const SNAPSHOT_AFTER_OPS: usize = crate::priority::LONG_ATTEMPT_READS;
+/// A transaction writing nothing that makes this many reads reads at a snapshot from then
+/// on (one that scans does at its first scan).
+const SNAPSHOT_AFTER_READS: usize = crate::priority::LONG_ATTEMPT_READS;
 
 /// How many emptied parts a thread keeps for its next transactions.
 const SPARE_PARTS: usize = 8;
@@ -832,7 +834,7 @@ thread_local! {
 
 impl Tx {
     pub(crate) fn new(db: Database) -> Tx {
-        Tx { db, parts: Vec::new(), snapshot: None, may_snapshot: false, ops: 0 }
+        Tx { db, parts: Vec::new(), snapshot: None, may_snapshot: false, reads: 0, stale: false }
     }
 
     /// Lets this transaction read at a snapshot once it turns out to read much and write
@@ -854,6 +856,7 @@ impl Tx {
         if !self.may_snapshot || self.snapshot.is_some() || self.wrote() {
             return;
         }
+        // (A part whose store has been replaced since it was made fails validation.)
         let snapshot = self.db.open_snapshot();
         for p in &mut self.parts {
             p.read_at(snapshot.at);
@@ -868,6 +871,21 @@ impl Tx {
         self.table::<T>()
     }
 
+    /// This transaction's part for table `T`, for a point read: after many, a transaction
+    /// that has written nothing reads at a snapshot.
+    pub(crate) fn table_to_read<T: Table>(&mut self) -> Result<&mut TxTable<T>> {
+        self.count_read();
+        self.table::<T>()
+    }
+
+    /// Counts a point read (or a lookup): the one that makes many opens a snapshot.
+    fn count_read(&mut self) {
+        self.reads += 1;
+        if self.reads == SNAPSHOT_AFTER_READS {
+            self.read_at_snapshot();
+        }
+    }
+
     /// The records of `T` passing `filter`, mapped by `f`, up to `want` of them (see
     /// [`TxTable::select_up_to`]); a transaction that has written nothing reads at a
     /// snapshot from a scan or a range on.
@@ -880,16 +898,14 @@ impl Tx {
         let access = self.table::<T>()?.access(filter);
         if access.reads_many() {
             self.read_at_snapshot();
+        } else {
+            self.count_read();
         }
         Ok(self.table::<T>()?.select_planned(access, filter, want, f))
     }
 
     /// This transaction's part for table `T`, created on first use.
     pub(crate) fn table<T: Table>(&mut self) -> Result<&mut TxTable<T>> {
-        self.ops += 1;
-        if self.ops == SNAPSHOT_AFTER_OPS {
-            self.read_at_snapshot();
-        }
         let ty = TypeId::of::<T>();
         let i = match self.parts.iter().position(|p| p.record_type() == ty) {
             Some(i) => i,
@@ -912,7 +928,13 @@ impl Tx {
                     None => Box::new(TxTable::new(self.db.table::<T>()?)) as Box<dyn TxPart>,
                 };
                 if let Some(snapshot) = &self.snapshot {
-                    part.read_at(snapshot.at);
+                    if self.db.stores_older_than(snapshot.at) {
+                        part.read_at(snapshot.at);
+                    } else {
+                        // Its records are numbered after the snapshot: it reads them as they
+                        // are now, and runs again (at a new snapshot) whatever it returns.
+                        self.stale = true;
+                    }
                 }
                 self.parts.push(part);
                 self.parts.len() - 1
@@ -972,6 +994,9 @@ impl Tx {
     /// failure when the transaction's closure returns an error or panics.
     /// What it read at a snapshot is consistent: only the reads made before are checked.
     pub(crate) fn reads_unchanged(&mut self) -> bool {
+        if self.stale {
+            return false;
+        }
         let mut reqs = Vec::new();
         for p in &self.parts {
             p.collect_locks(false, &mut reqs);
@@ -982,6 +1007,9 @@ impl Tx {
 
     /// Validates and installs the transaction. `Err(Error::Conflict)` means: run it again.
     pub(crate) fn commit(&mut self) -> Result<()> {
+        if self.stale {
+            return Err(Error::Conflict);
+        }
         let writes = self.wrote();
         // (With a snapshot, a read before it must be validated: it may not be what the
         // snapshot holds.)

@@ -75,6 +75,10 @@ struct Views {
     first_by_bucket: Vec<Option<(u32, u8)>>,
     reads: Vec<(u32, u8, u32)>,
     range: Vec<(u32, u8, u32)>,
+    /// `list()` in key order (always true for a `set` or a `bag`).
+    listed_in_key_order: bool,
+    /// The key `query().limit(1)` returns first on an `ordered_set` (else `None`).
+    first_key: Option<u32>,
 }
 
 /// What the tests need of the three record types.
@@ -134,7 +138,7 @@ fn apply(model: &mut Vec<(u32, u8, u32)>, bag: bool, c: &Change) {
     model.sort();
 }
 
-fn expected(model: &[(u32, u8, u32)], lo: u32, hi: u32) -> Views {
+fn expected(model: &[(u32, u8, u32)], lo: u32, hi: u32, ordered: bool) -> Views {
     let by_bucket: Vec<Vec<_>> =
         (0..BUCKETS).map(|b| model.iter().copied().filter(|r| r.1 == b).collect()).collect();
     Views {
@@ -144,6 +148,8 @@ fn expected(model: &[(u32, u8, u32)], lo: u32, hi: u32) -> Views {
         by_bucket,
         reads: model.to_vec(),
         range: model.iter().copied().filter(|r| (lo..=hi).contains(&r.0)).collect(),
+        listed_in_key_order: true,
+        first_key: if ordered { model.first().map(|r| r.0) } else { None },
     }
 }
 
@@ -168,7 +174,8 @@ fn read_while_changing<T: Rec>(
     for &(id, b, v) in initial {
         apply(&mut model, bag, &Change::Write(id, b, v));
     }
-    let at_start = expected(&model, lo, hi);
+    let ordered = T::TYPE == TableType::OrderedSet;
+    let at_start = expected(&model, lo, hi, ordered);
     let started = Barrier::new(2);
     let changed = Barrier::new(2);
     let runs = AtomicU32::new(0);
@@ -206,8 +213,16 @@ fn read_while_changing<T: Rec>(
                     by_bucket.push(sorted(T::by_bucket(b)?));
                     first_by_bucket.push(T::first_in_bucket(b)?.map(|r| (r.parts().0, r.parts().1)));
                 }
+                let listed = T::list()?;
+                let keys: Vec<u32> = listed.iter().map(|r| r.parts().0).collect();
+                let first_key = match ordered {
+                    true => T::query().limit(1).all()?.first().map(|r| r.parts().0),
+                    false => None,
+                };
                 let after = Views {
-                    list: sorted(T::list()?),
+                    listed_in_key_order: !ordered || keys.windows(2).all(|w| w[0] <= w[1]),
+                    first_key,
+                    list: sorted(listed),
                     count: T::count()?,
                     by_bucket,
                     first_by_bucket,
@@ -408,4 +423,115 @@ fn audits_across_two_tables_see_the_exact_total_on_their_first_run() {
         })
         .expect("sum");
     assert_eq!(end, total, "the transfers kept the total");
+}
+
+/// Two snapshots overlap while a writer keeps rewriting the same records: each keeps
+/// seeing its own state after the older one closed (the versions only the older needed
+/// are pruned, those the newer needs stay).
+#[test]
+fn overlapping_snapshots_each_keep_their_state_through_pruning() {
+    use std::sync::mpsc;
+    let db = Database::open(Config::default()).expect("db");
+    db.scope(|| -> mnesia::Result<()> {
+        Item::create_table(TableOptions::new())?;
+        Item::batch_write((0..10).map(|id| Item { id, bucket: 0, val: 0 })).map(drop)
+    })
+    .expect("fill");
+    let rewrite = |val: u32| {
+        db.scope(|| -> mnesia::Result<()> {
+            for round in 0..30 {
+                for id in 0..10 {
+                    Item::write(Item { id, bucket: (round % 3) as u8, val })?;
+                }
+            }
+            Ok(())
+        })
+        .expect("rewrite")
+    };
+    let vals = |items: Vec<Item>| items.iter().map(|i| i.val).collect::<Vec<_>>();
+    // A reader: lists once (its snapshot opens), reports, and lists again on each signal.
+    let reader = |go: mpsc::Receiver<bool>, seen: mpsc::Sender<Vec<u32>>| {
+        let db = db.clone();
+        move || {
+            db.scope(|| {
+                mnesia::transaction(|| {
+                    seen.send(vals(Item::list()?)).expect("send");
+                    while go.recv().unwrap_or(false) {
+                        let mut by_bucket = 0;
+                        for b in 0..3 {
+                            by_bucket += Item::select(Item::BUCKET.eq(b))?.len();
+                        }
+                        assert_eq!(by_bucket, 10);
+                        seen.send(vals(Item::list()?)).expect("send");
+                    }
+                    Ok::<_, Error>(())
+                })
+            })
+        }
+    };
+    std::thread::scope(|s| {
+        let (go_a, rx_a) = mpsc::channel();
+        let (tx_a, seen_a) = mpsc::channel();
+        let a = s.spawn(reader(rx_a, tx_a));
+        assert_eq!(seen_a.recv().expect("a"), vec![0; 10]);
+        rewrite(1);
+        let (go_b, rx_b) = mpsc::channel();
+        let (tx_b, seen_b) = mpsc::channel();
+        let b = s.spawn(reader(rx_b, tx_b));
+        assert_eq!(seen_b.recv().expect("b"), vec![1; 10]);
+        rewrite(2);
+        go_a.send(true).expect("go");
+        assert_eq!(seen_a.recv().expect("a"), vec![0; 10], "the older snapshot");
+        go_a.send(false).expect("stop");
+        a.join().expect("a").expect("a's transaction");
+        // The older one closed: what only it needed may go; the newer one's state stays.
+        rewrite(3);
+        for _ in 0..2 {
+            go_b.send(true).expect("go");
+            assert_eq!(seen_b.recv().expect("b"), vec![1; 10], "the newer snapshot");
+            rewrite(4);
+        }
+        go_b.send(false).expect("stop");
+        b.join().expect("b").expect("b's transaction");
+    });
+    assert_eq!(db.scope(|| Item::list().map(vals)).expect("list"), vec![4; 10]);
+}
+
+/// A table dropped and created again after a transaction's snapshot opened holds records
+/// numbered after the snapshot: the transaction runs again, at a new snapshot, and sees it.
+#[test]
+fn a_table_replaced_after_the_snapshot_makes_the_reader_run_again() {
+    let db = Database::open(Config::default()).expect("db");
+    db.scope(|| -> mnesia::Result<()> {
+        Item::create_table(TableOptions::new())?;
+        Line::create_table(TableOptions::new())?;
+        Item::write(Item { id: 1, bucket: 0, val: 0 })?;
+        Line::write(Line { id: 1, bucket: 0, val: 0 }).map(drop)
+    })
+    .expect("setup");
+    let runs = AtomicU32::new(0);
+    let seen = db
+        .scope(|| {
+            mnesia::transaction(|| {
+                let first = runs.fetch_add(1, Ordering::SeqCst) == 0;
+                let items = Item::list()?.len();
+                if first {
+                    let db = db.clone();
+                    std::thread::spawn(move || {
+                        db.scope(|| -> mnesia::Result<()> {
+                            Line::drop_table()?;
+                            Line::create_table(TableOptions::new())?;
+                            Line::batch_write((0..5).map(|id| Line { id, bucket: 1, val: 9 })).map(drop)
+                        })
+                    })
+                    .join()
+                    .expect("replace")
+                    .expect("replaced");
+                }
+                Ok::<_, Error>((items, Line::list()?.len(), Line::select(Line::BUCKET.eq(1))?.len()))
+            })
+        })
+        .expect("reader");
+    assert_eq!(seen, (1, 5, 5));
+    assert_eq!(runs.load(Ordering::SeqCst), 2);
 }

@@ -140,6 +140,37 @@ impl<T: Table> ShardData<T> {
     }
 }
 
+/// Visits an `ordered_set` shard's records within bounds as they were at `at`, in key
+/// order, until `f` returns false: two key-ordered walks merged, the records unchanged since
+/// the snapshot and the kept ones visible at it (a key is in at most one of them).
+fn in_key_order_at<T: Table>(
+    data: &ShardData<T>,
+    map: &BTreeMap<T::Key, super::Slot<T>>,
+    lo: Bound<&T::Key>,
+    hi: Bound<&T::Key>,
+    at: u64,
+    f: &mut impl FnMut(&T) -> bool,
+) {
+    let mut live = map.range::<T::Key, _>((lo, hi)).filter(|(_, s)| s.version <= at).peekable();
+    let mut kept = data.kept_visible(lo, hi, at).peekable();
+    loop {
+        let take_live = match (live.peek(), kept.peek()) {
+            (Some((a, _)), Some((b, _))) => *a < *b,
+            (Some(_), None) => true,
+            (None, Some(_)) => false,
+            (None, None) => break,
+        };
+        let going = if take_live {
+            live.next().is_none_or(|(_, s)| f(&s.rec))
+        } else {
+            kept.next().is_none_or(|(_, recs)| recs.iter().all(&mut *f))
+        };
+        if !going {
+            break;
+        }
+    }
+}
+
 impl<T: Table> TableStore<T> {
     /// Reads a key as it was at snapshot `at` (or as it is, without one): the version to
     /// record for validation and a view of its records. The version is the record's when
@@ -194,6 +225,11 @@ impl<T: Table> TableStore<T> {
     ) -> u64 {
         let Some(at) = at else { return self.scan_shard_while(shard, f) };
         let data = self.shards[shard].data.read();
+        if let ShardMap::Ordered(m) = &data.map {
+            // In key order, as without a snapshot.
+            in_key_order_at(&data, m, Bound::Unbounded, Bound::Unbounded, at, &mut f);
+            return data.version_at(at);
+        }
         let mut going = true;
         let mut visit = |recs: &[T]| {
             for r in recs {
@@ -205,9 +241,8 @@ impl<T: Table> TableStore<T> {
             ShardMap::Set(t) => {
                 t.iter().filter(|s| s.version <= at).all(|s| visit(std::slice::from_ref(&s.rec)))
             }
-            ShardMap::Ordered(m) => {
-                m.values().filter(|s| s.version <= at).all(|s| visit(std::slice::from_ref(&s.rec)))
-            }
+            // Visited above.
+            ShardMap::Ordered(_) => true,
             ShardMap::Bag(t) => t.iter().filter(|s| s.version <= at).all(|s| visit(&s.rec)),
             ShardMap::Disc(d) => {
                 let mut going = true;
@@ -261,28 +296,8 @@ impl<T: Table> TableStore<T> {
             }
             return 0;
         };
-        if range_is_empty(lo, hi) {
-            return data.version_at(at);
-        }
-        // Two key-ordered walks merged: the records unchanged since the snapshot and the
-        // kept ones visible at it (a key is in at most one of them).
-        let mut live = m.range::<T::Key, _>((lo, hi)).filter(|(_, s)| s.version <= at).peekable();
-        let mut kept = data.kept_visible(lo, hi, at).peekable();
-        loop {
-            let take_live = match (live.peek(), kept.peek()) {
-                (Some((a, _)), Some((b, _))) => *a < *b,
-                (Some(_), None) => true,
-                (None, Some(_)) => false,
-                (None, None) => break,
-            };
-            let going = if take_live {
-                live.next().is_none_or(|(_, s)| f(&s.rec))
-            } else {
-                kept.next().is_none_or(|(_, recs)| recs.iter().all(&mut f))
-            };
-            if !going {
-                break;
-            }
+        if !range_is_empty(lo, hi) {
+            in_key_order_at(&data, m, lo, hi, at, &mut f);
         }
         data.version_at(at)
     }
@@ -326,7 +341,8 @@ impl<T: Table> TableStore<T> {
 
     /// Drops the kept versions no open snapshot needs (`floor` as the registry tells it).
     pub(crate) fn prune_history(&self, floor: &dyn Fn() -> u64) {
-        if !self.has_history.swap(false, Ordering::AcqRel) {
+        // Read first: most tables keep nothing, and their flag's line stays shared.
+        if !self.has_history.load(Ordering::Acquire) || !self.has_history.swap(false, Ordering::AcqRel) {
             return;
         }
         for shard in self.shards.iter() {
