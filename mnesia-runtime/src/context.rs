@@ -104,24 +104,48 @@ fn transact_with<R, E: From<Error>>(
     snapshot_from: SnapshotFrom,
     mut f: impl FnMut() -> Result<R, E>,
 ) -> Result<R, E> {
+    // What the closure returned last; the attempts themselves run in code compiled once.
+    let mut out: Option<Result<R, E>> = None;
+    let mut attempt = || {
+        let r = f();
+        let ok = r.is_ok();
+        out = Some(r);
+        ok
+    };
+    match attempts(db, snapshot_from, &mut attempt) {
+        Ok(()) => out.unwrap_or_else(|| Err(Error::Invalid("transaction state lost".into()).into())),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// What an attempt came to.
+enum Outcome {
+    Committed,
+    /// The closure returned an error, having seen a consistent state.
+    Failed,
+    /// The commit failed.
+    Error(Error),
+}
+
+/// Runs attempts of `f` (which tells whether the closure returned `Ok`) until one commits
+/// or fails for good. `Ok(())`: the closure's last result is the transaction's.
+fn attempts(db: Database, snapshot_from: SnapshotFrom, f: &mut dyn FnMut() -> bool) -> Result<(), Error> {
     if let Some(same) = CURRENT.with(|c| c.borrow().as_ref().map(|tx| tx.db.same(&db))) {
         if same {
             // A nested transaction joins the outer one; if it fails, its own writes are
             // undone, and the outer one decides what to do with the error.
             let savepoint = with_tx(|tx| Ok(tx.savepoint()))?;
-            let result = f();
-            if result.is_err() {
+            if !f() {
                 with_tx(|tx| {
                     tx.rollback_to(savepoint);
                     Ok(())
                 })?;
             }
-            return result;
+            return Ok(());
         }
         return Err(Error::Invalid(
             "a transaction on another database is already running on this thread".into(),
-        )
-        .into());
+        ));
     }
     let attempts = db.config().retries();
     let escalate_after = db.config().escalation_threshold();
@@ -160,20 +184,20 @@ fn transact_with<R, E: From<Error>>(
             tx.allow_snapshot(at_snapshot);
         }
         let installed = Installed::install(tx);
-        let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(&mut f));
+        let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(&mut *f));
         let Some(mut tx) = installed.take() else {
-            return Err(Error::Invalid("transaction state lost".into()).into());
+            return Err(Error::Invalid("transaction state lost".into()));
         };
         let outcome = match result {
-            Ok(Ok(value)) => match tx.commit() {
-                Ok(()) => Some(Ok(value)),
+            Ok(true) => match tx.commit() {
+                Ok(()) => Some(Outcome::Committed),
                 Err(Error::Conflict) => None,
-                Err(e) => Some(Err(e.into())),
+                Err(e) => Some(Outcome::Error(e)),
             },
             // The closure may have failed because it saw a state that never existed (reads
             // from before and after a concurrent commit): if what it read has changed, it
             // runs again instead, and the failure never reaches the caller.
-            Ok(Err(e)) => tx.reads_unchanged().then_some(Err(e)),
+            Ok(false) => tx.reads_unchanged().then_some(Outcome::Failed),
             Err(panic) => {
                 if tx.reads_unchanged() {
                     drop(tx);
@@ -196,9 +220,20 @@ fn transact_with<R, E: From<Error>>(
             merge(&mut touched, tx.gates());
         }
         db = tx.finish();
-        if let Some(done) = outcome {
-            stats.add(if done.is_ok() { Stat::Commit } else { Stat::Abort });
-            return done;
+        match outcome {
+            Some(Outcome::Committed) => {
+                stats.add(Stat::Commit);
+                return Ok(());
+            }
+            Some(Outcome::Failed) => {
+                stats.add(Stat::Abort);
+                return Ok(());
+            }
+            Some(Outcome::Error(e)) => {
+                stats.add(Stat::Abort);
+                return Err(e);
+            }
+            None => {}
         }
         stats.add(Stat::Retry);
         if escalated.is_none() {
@@ -206,7 +241,7 @@ fn transact_with<R, E: From<Error>>(
         }
     }
     stats.add(Stat::Abort);
-    Err(Error::TooManyRetries { attempts }.into())
+    Err(Error::TooManyRetries { attempts })
 }
 
 /// How long commits wait at the gates of an escalated attempt: four times the longest

@@ -21,6 +21,9 @@ use crate::error::{Error, Result};
 pub(crate) const FILE: &str = "disc_only.redb";
 
 /// The redb file of a directory.
+/// A visitor of [`DiscOnly::scan`]: encoded key, version and content.
+type ScanVisitor<'a> = dyn FnMut(&[u8], u64, Logged) -> Result<()> + 'a;
+
 pub(crate) struct DiscOnly {
     path: PathBuf,
     /// `None` once closed: the file is released (redb holds a lock on it while open).
@@ -185,6 +188,11 @@ impl DiscOnly {
 
     /// Visits every key with its version and content.
     pub(crate) fn scan(&self, table: u64, mut f: impl FnMut(&[u8], u64, Logged) -> Result<()>) -> Result<()> {
+        self.scan_dyn(table, &mut f)
+    }
+
+    /// [`DiscOnly::scan`], compiled once rather than once per visitor of every record type.
+    fn scan_dyn(&self, table: u64, f: &mut ScanVisitor<'_>) -> Result<()> {
         let name = table_name(table);
         let def: TableDefinition<'_, &[u8], &[u8]> = TableDefinition::new(&name);
         let r = self.db()?.begin_read().map_err(|e| self.err(e))?;

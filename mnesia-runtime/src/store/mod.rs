@@ -359,6 +359,12 @@ impl<T: Table> TableStore<T> {
 
     /// Visits a disc-only table's records.
     fn disc_scan(&self, disc: &DiscOnly, mut f: impl FnMut(&T::Key, u64, &[T])) -> Result<()> {
+        self.disc_scan_dyn(disc, &mut f)
+    }
+
+    /// [`TableStore::disc_scan`], compiled once per record type rather than per visitor.
+    #[allow(clippy::type_complexity)]
+    fn disc_scan_dyn(&self, disc: &DiscOnly, f: &mut dyn FnMut(&T::Key, u64, &[T])) -> Result<()> {
         let Some(id) = self.disk_id() else { return Ok(()) };
         disc.scan(id, |kb, version, value| {
             let key: T::Key = postcard::from_bytes(kb).map_err(|e| Error::Codec(e.to_string()))?;
