@@ -113,7 +113,7 @@ impl<T: Table> TableLoader<T> {
                 (specs.iter().map(crate::index::IndexSpec::build).collect(), on_disc)
             }
         };
-        let fresh = TableStore::<T>::new(db.id(), id, T::TYPE, indexes);
+        let fresh = TableStore::<T>::new(db.id(), db.clock().clone(), id, T::TYPE, indexes);
         fresh.reserve(usize::try_from(size_hint).unwrap_or(0));
         // Raised on the live table first: ids it hands out meanwhile (`next_id` needs no
         // lock) stay clear of the loaded ones.

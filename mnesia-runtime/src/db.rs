@@ -14,6 +14,7 @@ use arc_swap::{ArcSwap, ArcSwapOption};
 use crossbeam_utils::CachePadded;
 use parking_lot::Mutex;
 
+use crate::clock::Clock;
 use crate::disk::Disk;
 use crate::disk::record::TableOps;
 use crate::disk::schema::TableDef;
@@ -42,6 +43,7 @@ pub struct Config {
     event_buffer: usize,
     cleanup_interval: Duration,
     auto_cleanup: bool,
+    clock: Clock,
 }
 
 impl Default for Config {
@@ -56,6 +58,7 @@ impl Default for Config {
             event_buffer: 10_000,
             cleanup_interval: Duration::from_secs(1),
             auto_cleanup: true,
+            clock: Clock::system(),
         }
     }
 }
@@ -255,6 +258,22 @@ impl Config {
     /// ```
     pub fn cleans_up(&self) -> bool {
         self.auto_cleanup
+    }
+
+    /// The clock that decides when `#[ttl]` records expire (default: the wall clock, see
+    /// [`Clock::system`]). A [`ManualClock`](crate::ManualClock) makes expiry exact and
+    /// instant in tests.
+    ///
+    /// ```
+    /// use std::time::{Duration, SystemTime};
+    /// let at = SystemTime::UNIX_EPOCH + Duration::from_secs(60);
+    /// let db = mnesia::Database::open(mnesia::Config::default().clock(mnesia::ManualClock::new(at)))?;
+    /// assert_eq!(db.clock().now(), at);
+    /// # Ok::<(), mnesia::Error>(())
+    /// ```
+    pub fn clock(mut self, clock: impl Into<Clock>) -> Self {
+        self.clock = clock.into();
+        self
     }
 }
 
@@ -781,6 +800,17 @@ impl Database {
         &self.inner.config
     }
 
+    /// The clock this database goes by (see [`Config::clock`]).
+    ///
+    /// ```
+    /// let db = mnesia::Database::in_memory()?;
+    /// assert!(db.clock().now() > std::time::SystemTime::UNIX_EPOCH);
+    /// # Ok::<(), mnesia::Error>(())
+    /// ```
+    pub fn clock(&self) -> &Clock {
+        &self.inner.config.clock
+    }
+
     /// This node's name, for table copy options.
     ///
     /// ```
@@ -970,7 +1000,7 @@ impl Database {
         let specs = crate::index::specs_with::<T>(&p.def.indexes);
         let indexes: Vec<_> = specs.iter().map(IndexSpec::build).collect();
         let id = self.inner.next_table_id.fetch_add(1, Ordering::Relaxed);
-        let mut store = TableStore::<T>::new(self.id(), id, T::TYPE, indexes);
+        let mut store = TableStore::<T>::new(self.id(), self.clock().clone(), id, T::TYPE, indexes);
         store.disk_id.store(p.def.id, Ordering::Release);
         store.version.store(p.def.version, Ordering::Release);
         if p.def.storage == StorageType::DiscOnlyCopies {
@@ -1067,7 +1097,7 @@ impl Database {
         }
         let id = self.inner.next_table_id.fetch_add(1, Ordering::Relaxed);
         let indexes = specs.iter().map(IndexSpec::build).collect();
-        let mut store = TableStore::<T>::new(self.id(), id, T::TYPE, indexes);
+        let mut store = TableStore::<T>::new(self.id(), self.clock().clone(), id, T::TYPE, indexes);
         if let (StorageType::DiscCopies | StorageType::DiscOnlyCopies, Some(disk)) = (storage, self.disk()) {
             let infos = specs
                 .iter()
@@ -1396,8 +1426,13 @@ impl Database {
         // The new store, with indexes of its own.
         let specs = crate::index::specs_with::<T>(&infos);
         let id = self.inner.next_table_id.fetch_add(1, Ordering::Relaxed);
-        let mut fresh =
-            TableStore::<T>::new(self.id(), id, T::TYPE, specs.iter().map(IndexSpec::build).collect());
+        let mut fresh = TableStore::<T>::new(
+            self.id(),
+            self.clock().clone(),
+            id,
+            T::TYPE,
+            specs.iter().map(IndexSpec::build).collect(),
+        );
         match (to, new_id) {
             (StorageType::DiscOnlyCopies, Some(id)) => {
                 fresh = fresh.into_disc_only(disk.disc_only()?, id);

@@ -88,7 +88,7 @@ pub trait Expiring: Table {
         if recs.is_empty() {
             return Err(ops::not_found::<Self>(key));
         }
-        let now = ttl::now();
+        let now = crate::context::current_db()?.clock().now();
         Ok(recs
             .iter()
             .filter_map(Table::deadline)
@@ -170,19 +170,26 @@ pub trait Expiring: Table {
     }
 }
 
-/// The deadline `ttl` from now.
+/// The deadline `ttl` from now, by the clock of the current database.
 fn deadline_in<T: Table>(ttl: Duration) -> Result<SystemTime> {
-    ttl::now()
+    deadline_after::<T>(&crate::context::current_db()?, ttl)
+}
+
+/// The deadline `ttl` from now, by `db`'s clock.
+fn deadline_after<T: Table>(db: &Database, ttl: Duration) -> Result<SystemTime> {
+    db.clock()
+        .now()
         .checked_add(ttl)
         .ok_or_else(|| Error::Invalid(format!("table {}: a lifetime of {ttl:?} is too long", T::NAME)))
 }
 
-/// Gives a record written without a deadline the table's default lifetime.
-pub(crate) fn apply_default<T: Table>(rec: &mut T) -> Result<()> {
+/// Gives a record written without a deadline the table's default lifetime, from now by
+/// `db`'s clock.
+pub(crate) fn apply_default<T: Table>(db: &Database, rec: &mut T) -> Result<()> {
     if let Some(lifetime) = T::DEFAULT_TTL
         && rec.deadline().is_none()
     {
-        rec.set_deadline(Some(deadline_in::<T>(lifetime)?))?;
+        rec.set_deadline(Some(deadline_after::<T>(db, lifetime)?))?;
     }
     Ok(())
 }
@@ -229,7 +236,7 @@ pub(crate) fn reap<T: Table>(db: &Database) -> Result<usize> {
     loop {
         // Deadlines are rounded up and `now` down: every key listed has expired, unless
         // rewritten since (`reap_keys` checks again).
-        let keys = expiry.due(ttl::millis_floor(ttl::now()), REAP_BATCH);
+        let keys = expiry.due(store.clock.now_ms(), REAP_BATCH);
         if keys.is_empty() {
             return Ok(removed);
         }
@@ -248,7 +255,7 @@ pub(crate) fn reap<T: Table>(db: &Database) -> Result<usize> {
 /// not make the commit run again.
 pub(crate) fn reap_keys<T: Table>(db: &Database, keys: &[T::Key]) -> Result<usize> {
     ops::dirty_in(db.clone(), |tx| {
-        let now = ttl::now();
+        let now = db.clock().now();
         let part = tx.table::<T>()?;
         let mut n = 0;
         for key in keys {

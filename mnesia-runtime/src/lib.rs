@@ -25,6 +25,7 @@ mod backup;
 mod broadcast;
 mod bulk;
 mod cells;
+mod clock;
 mod context;
 mod counters;
 mod db;
@@ -62,6 +63,7 @@ mod tx;
 #[doc(hidden)]
 pub use backup::fuzz_backup_file;
 pub use backup::{BackupInfo, BackupOptions, RestoreMode, RestoreOptions};
+pub use clock::{Clock, ManualClock};
 pub use context::{is_transaction, sync_transaction, transaction};
 pub use counters::{current_value, dirty_update_counter, has_counter, next_id, reset_counter};
 pub use db::{Config, Database, cleanup_expired, start, stop, system_info, system_tables};

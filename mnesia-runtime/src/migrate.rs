@@ -73,7 +73,7 @@ impl Database {
         // that no id handed out, or of a record since deleted, is handed out again.
         let (sealed, counter) = crate::store::Sealed::new(&old);
         // The live records, copied out shard by shard, then converted.
-        let alive = crate::ttl::Alive::now::<Old>();
+        let alive = old.alive();
         let mut records: Vec<Old> = Vec::new();
         for shard in 0..old.shard_count() {
             old.scan_shard(shard, |r| {
@@ -108,8 +108,13 @@ impl Database {
         }
         let specs = New::indexes();
         let id = self.inner.next_table_id.fetch_add(1, Ordering::Relaxed);
-        let fresh =
-            TableStore::<New>::new(self.id(), id, New::TYPE, specs.iter().map(IndexSpec::build).collect());
+        let fresh = TableStore::<New>::new(
+            self.id(),
+            self.clock().clone(),
+            id,
+            New::TYPE,
+            specs.iter().map(IndexSpec::build).collect(),
+        );
         // Checks the unique indexes; nothing is written yet.
         fresh.load(&rows).map_err(|e| match e {
             Error::SchemaMismatch { differences, .. } => Error::Invalid(format!(

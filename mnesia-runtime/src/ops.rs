@@ -52,7 +52,7 @@ pub(crate) fn prepare_new<T: Table>(
     if T::AUTO_INCREMENT && rec.auto_id() == Some(0) {
         rec.set_auto_id(take_id(db, store)?)?;
     }
-    crate::expiring::apply_default(rec)
+    crate::expiring::apply_default(db, rec)
 }
 
 /// The next id of a table's auto-increment counter. `Err(Conflict)` if a new store took
@@ -169,8 +169,10 @@ pub(crate) fn update<T: Table>(key: &T::Key, mut f: impl FnMut(&mut T)) -> Resul
                 T::NAME
             )));
         }
-        crate::expiring::apply_default(&mut rec)?;
-        with_tx(|tx| put(tx, rec.clone()))?;
+        with_tx(|tx| {
+            crate::expiring::apply_default(&tx.db, &mut rec)?;
+            put(tx, rec.clone())
+        })?;
         Ok(rec)
     })
 }
@@ -347,7 +349,7 @@ pub(crate) fn dirty_write<T: Table>(mut rec: T) -> Result<T> {
 pub(crate) fn dirty_read<T: Table>(key: &T::Key) -> Result<Option<T>> {
     let store = context::current_db()?.table::<T>()?;
     let hash = store.hash(key);
-    let alive = crate::ttl::Alive::now::<T>();
+    let alive = store.alive();
     let found = store.get_with(key, hash, |_, recs| recs.iter().find(|r| alive.keeps(*r)).cloned());
     store.healthy()?;
     Ok(found)

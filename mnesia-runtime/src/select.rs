@@ -8,7 +8,6 @@ use crate::field::{Field, FieldValue};
 use crate::filter::Filter;
 use crate::plan::{Access, plan};
 use crate::table::{Table, TableType};
-use crate::ttl::Alive;
 use crate::tx::TxTable;
 
 /// How many keys of an index group are read at a time when only the first few are needed.
@@ -40,7 +39,7 @@ impl<T: Table> TxTable<T> {
         }
         let indexes = self.store.indexes.load_full();
         let idx = indexes.list.iter().find(|i| i.position() == field.position())?;
-        let alive = Alive::now::<T>();
+        let alive = self.store.alive();
         let mut best: Option<T> = None;
         // Keys come in key order, a few at a time: the first committed match not rewritten
         // here wins, and a large group is never copied whole.
@@ -123,7 +122,7 @@ impl<T: Table> TxTable<T> {
         // merge the transaction's own pending records into that order.
         let ordered = self.store.kind == TableType::OrderedSet && !self.writes.get_mut().is_empty();
         let mut out: Vec<(Option<T::Key>, X)> = Vec::new();
-        let alive = Alive::now::<T>();
+        let alive = self.store.alive();
         let mut push = |r: &T, out: &mut Vec<(Option<T::Key>, X)>| {
             if alive.keeps(r) {
                 out.push((ordered.then(|| r.key().clone()), f(r)));
@@ -257,7 +256,7 @@ impl<T: Table> TxTable<T> {
 
     /// How many records the table holds, as this transaction sees it.
     pub(crate) fn count(&mut self) -> usize {
-        let alive = Alive::now::<T>();
+        let alive = self.store.alive();
         let live = |recs: &[T]| recs.iter().filter(|r| alive.keeps(*r)).count();
         let mut n: usize = 0;
         for shard in 0..self.store.shard_count() {
@@ -286,7 +285,7 @@ impl<T: Table> TxTable<T> {
         size: usize,
     ) -> (Vec<T>, Cursor<T::Key>) {
         let size = size.max(1);
-        let alive = Alive::now::<T>();
+        let alive = self.store.alive();
         match cursor {
             Cursor::Shard(mut shard) => {
                 let mut out = Vec::new();

@@ -15,7 +15,6 @@ use crate::ops;
 use crate::progress::{Progress, Ticker};
 use crate::store::TableStore;
 use crate::table::Table;
-use crate::ttl::Alive;
 
 /// A file format for [`Table::export`] and [`Table::import`].
 ///
@@ -294,7 +293,7 @@ fn each<T: Table>(
     flush: &mut dyn FnMut(&[u8]) -> Result<()>,
     ticker: &mut Ticker<'_>,
 ) -> Result<usize> {
-    let alive = Alive::now::<T>();
+    let alive = store.alive();
     let mut n = 0;
     let mut failed = None;
     let mut chunk = Vec::new();

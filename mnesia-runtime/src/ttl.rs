@@ -1,45 +1,17 @@
-//! Record expiry: the clock, the deadline types a `#[ttl]` field may have, and the expiry
+//! Record expiry: the deadline types a `#[ttl]` field may have, and the expiry
 //! index a table keeps so that the reaper deletes exactly what expired without scanning.
 //!
-//! Clock policy: the database's clock is the wall clock (`SystemTime::now()`) to the
-//! millisecond, held so that it never goes backwards: when the wall clock is stepped back,
-//! the database's clock stays at the latest time it told until the wall clock passes it.
-//! So a record that has expired never comes back, and no record expires early because of
-//! the step. Deadlines are wall-clock times, so they keep their meaning across restarts and
-//! agree with deadlines a program computes from `SystemTime::now()`. (A wall clock stepped
-//! forwards makes records expire sooner, as it would any wall-clock deadline; a process
-//! started after the wall clock was stepped back starts from the wall clock again.)
+//! The clock itself, and its policy, are in `clock.rs`.
 
 use std::collections::BTreeMap;
 use std::hash::Hash;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use std::time::{SystemTime, UNIX_EPOCH};
 
 use parking_lot::Mutex;
 
 use crate::error::{Error, Result};
 use crate::table::Table;
-
-/// The latest time the clock told, in whole milliseconds since the epoch.
-static LATEST: AtomicU64 = AtomicU64::new(0);
-
-/// The database's clock, to the millisecond: the wall clock, never going backwards (see
-/// the module's policy).
-pub(crate) fn now() -> SystemTime {
-    UNIX_EPOCH + Duration::from_millis(held(&LATEST, millis_floor(SystemTime::now())))
-}
-
-/// The clock's time for a wall-clock reading in milliseconds: the reading, or the latest
-/// time told when the wall clock is behind it.
-fn held(latest: &AtomicU64, wall_ms: u64) -> u64 {
-    let last = latest.load(Ordering::Relaxed);
-    if wall_ms <= last {
-        return last;
-    }
-    // Stored once per millisecond (by the first reader to see it), so readers on many
-    // threads rarely write the shared line.
-    latest.fetch_max(wall_ms, Ordering::Relaxed).max(wall_ms)
-}
 
 /// A deadline as whole milliseconds since the epoch, rounded up (0 before the epoch).
 pub(crate) fn millis_ceil(t: SystemTime) -> u64 {
@@ -50,11 +22,6 @@ pub(crate) fn millis_ceil(t: SystemTime) -> u64 {
         }
         Err(_) => 0,
     }
-}
-
-/// A time as whole milliseconds since the epoch, rounded down.
-pub(crate) fn millis_floor(t: SystemTime) -> u64 {
-    t.duration_since(UNIX_EPOCH).map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
 }
 
 /// Whether a record is still alive at `now`: it has no deadline, or its deadline is later.
@@ -68,8 +35,10 @@ pub(crate) fn alive<T: Table>(rec: &T, now: SystemTime) -> bool {
 pub(crate) struct Alive(Option<SystemTime>);
 
 impl Alive {
-    /// The filter for a read of table `T` starting now.
-    pub(crate) fn now<T: Table>() -> Alive {
+    /// The filter for a read of table `T` starting at `now` (read from the clock only
+    /// when the table has a `#[ttl]` field).
+    #[inline]
+    pub(crate) fn at<T: Table>(now: impl FnOnce() -> SystemTime) -> Alive {
         Alive(T::TTL_FIELD.map(|_| now()))
     }
 
@@ -185,16 +154,17 @@ impl<K: Hash + Ord + Clone> ExpiryIndex<K> {
     }
 
     /// Up to `limit` distinct keys with a record whose deadline (rounded up to the
-    /// millisecond) is before `now_ms`, from the earliest buckets.
+    /// millisecond) is at or before `now_ms`, from the earliest buckets: expired, as a read
+    /// at `now_ms` sees it (a record is alive only before its deadline).
     pub(crate) fn due(&self, now_ms: u64, limit: usize) -> Vec<K> {
         let b = self.inner.lock();
         let mut keys = Vec::new();
         for (bucket, entries) in &b.by_bucket {
-            if bucket << BUCKET_SHIFT >= now_ms || keys.len() >= limit {
+            if bucket << BUCKET_SHIFT > now_ms || keys.len() >= limit {
                 break;
             }
             let room = limit - keys.len();
-            keys.extend(entries.keys().filter(|(_, at)| *at < now_ms).map(|(k, _)| k.clone()).take(room));
+            keys.extend(entries.keys().filter(|(_, at)| *at <= now_ms).map(|(k, _)| k.clone()).take(room));
         }
         // A bag key may have several deadlines.
         keys.sort_unstable();
@@ -222,36 +192,14 @@ impl<K: Hash + Ord + Clone> ExpiryIndex<K> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn the_clock_never_goes_backwards() {
-        let mut last = now();
-        for _ in 0..10_000 {
-            let t = now();
-            assert!(t >= last);
-            last = t;
-        }
-    }
-
-    #[test]
-    fn a_wall_clock_stepped_back_holds_the_clock_where_it_was() {
-        let latest = AtomicU64::new(0);
-        assert_eq!(held(&latest, 100), 100);
-        assert_eq!(held(&latest, 200), 200);
-        // Stepped back by 150 ms: the clock stays at 200 ms until the wall clock passes it.
-        assert_eq!(held(&latest, 50), 200);
-        assert_eq!(held(&latest, 199), 200);
-        assert_eq!(held(&latest, 200), 200);
-        assert_eq!(held(&latest, 201), 201);
-        assert_eq!(held(&latest, 201), 201);
-    }
+    use std::time::Duration;
 
     #[test]
     fn millis_round_so_that_nothing_expires_early() {
         let t = UNIX_EPOCH + Duration::from_micros(1_500);
-        assert_eq!((millis_ceil(t), millis_floor(t)), (2, 1));
+        assert_eq!((millis_ceil(t), crate::clock::millis_floor(t)), (2, 1));
         let exact = UNIX_EPOCH + Duration::from_millis(7);
-        assert_eq!((millis_ceil(exact), millis_floor(exact)), (7, 7));
+        assert_eq!((millis_ceil(exact), crate::clock::millis_floor(exact)), (7, 7));
         assert_eq!(millis_ceil(UNIX_EPOCH - Duration::from_secs(1)), 0);
     }
 
@@ -295,9 +243,9 @@ mod tests {
         x.change(&3, &[], &[rec(3, 5_000)]);
         x.change(&4, &[], &[Rec { key: 4, at: None }]);
         assert_eq!(x.len(), 4);
-        assert_eq!(x.due(100, 10), Vec::<u32>::new(), "a deadline at 100 ms is not before 100 ms");
-        assert_eq!(x.due(101, 10), vec![1]);
-        assert_eq!(x.due(102, 10), vec![1, 2]);
+        assert_eq!(x.due(99, 10), Vec::<u32>::new(), "a deadline at 100 ms is not due at 99 ms");
+        assert_eq!(x.due(100, 10), vec![1], "a record expires at its deadline");
+        assert_eq!(x.due(101, 10), vec![1, 2]);
         assert_eq!(x.due(10_000, 10), vec![1, 2, 3], "a key with two deadlines is listed once");
         assert_eq!(x.due(10_000, 1).len(), 1);
         // Key 2's early record goes; its later one stays.

@@ -17,6 +17,7 @@
 use std::any::{Any, TypeId};
 use std::cell::RefCell;
 use std::sync::Arc;
+use std::time::SystemTime;
 
 use crate::db::{Database, SnapshotGuard};
 use crate::disk::record::{TableOps, encode};
@@ -269,7 +270,7 @@ impl<T: Table> TxTable<T> {
 
     /// The records a key holds as this transaction sees them (its own writes first).
     pub(crate) fn read_group(&mut self, key: &T::Key) -> Vec<T> {
-        let alive = Alive::now::<T>();
+        let alive = self.store.alive();
         let live = |recs: &[T]| recs.iter().filter(|r| alive.keeps(*r)).cloned().collect();
         if let Some(w) = self.writes.get_mut().get(key) {
             return live(w.records());
@@ -283,7 +284,7 @@ impl<T: Table> TxTable<T> {
 
     /// The first record of a key as this transaction sees it.
     pub(crate) fn read_one(&mut self, key: &T::Key) -> Option<T> {
-        let alive = Alive::now::<T>();
+        let alive = self.store.alive();
         if let Some(w) = self.writes.get_mut().get(key) {
             return w.records().iter().find(|r| alive.keeps(*r)).cloned();
         }
@@ -407,8 +408,8 @@ pub(crate) trait TxPart: Any {
     /// unchanged: `Err(Conflict)` otherwise.
     fn validate(&self, all_reads: bool) -> Result<()>;
     /// Checks, under the commit locks and once every part validated, that unique indexes
-    /// stay unique.
-    fn check_unique(&self) -> std::result::Result<(), UniqueFailure>;
+    /// stay unique, at the commit's time `now` (a record expired by then holds no value).
+    fn check_unique(&self, now: SystemTime) -> std::result::Result<(), UniqueFailure>;
     /// `Err` if the table's disc-only file failed.
     fn healthy(&self) -> Result<()>;
     /// As an operation starts: a table stopped by its disc-only file resumes if the file
@@ -417,8 +418,8 @@ pub(crate) trait TxPart: Any {
     /// The table's id and publish lock, if it has subscribers and this part writes.
     fn publish_lock(&self) -> Option<(u32, &parking_lot::Mutex<()>)>;
     /// Installs the writes; with `publish`, also delivers their events to the table's
-    /// subscribers (the caller holds the table's publish lock).
-    fn install(&self, seq: u64, floor: u64, publish: bool);
+    /// subscribers (the caller holds the table's publish lock). `now`: the commit's time.
+    fn install(&self, seq: u64, floor: u64, publish: bool, now: SystemTime);
     fn reads_unchanged(&self, all: bool) -> bool;
     /// The table, as a gate a transaction with priority closes.
     fn gate(&self) -> Arc<dyn Gate>;
@@ -599,12 +600,12 @@ impl<T: Table> TxPart for TxTable<T> {
             .then(|| (self.store.id, &self.store.subs.publishing))
     }
 
-    fn check_unique(&self) -> std::result::Result<(), UniqueFailure> {
+    fn check_unique(&self, now: SystemTime) -> std::result::Result<(), UniqueFailure> {
         let Some(p) = &self.prepared else {
             return Ok(());
         };
         let writes = self.writes.borrow();
-        let alive = Alive::now::<T>();
+        let alive = Alive::at::<T>(|| now);
         // Owners whose record holding a wanted value has expired (the reaper has not removed
         // them yet): they give the value up once removed.
         let expired_owners: RefCell<Vec<T::Key>> = RefCell::new(Vec::new());
@@ -658,13 +659,13 @@ impl<T: Table> TxPart for TxTable<T> {
         })))
     }
 
-    fn install(&self, seq: u64, floor: u64, publish: bool) {
+    fn install(&self, seq: u64, floor: u64, publish: bool, now: SystemTime) {
         let Some(p) = &self.prepared else { return };
         let mut writes = self.writes.borrow_mut();
         let entries = std::mem::take(&mut writes.entries);
         writes.by_key = None;
         let detailed = publish && self.store.subs.any_detailed();
-        let alive = Alive::now::<T>();
+        let alive = Alive::at::<T>(|| now);
         let mut events = Vec::new();
         for (e, mask) in entries.into_iter().zip(&p.changed) {
             let mask = *mask;
@@ -1028,6 +1029,9 @@ impl Tx {
 
     fn apply(&mut self) -> Result<()> {
         let writes = self.wrote();
+        // The commit's time, read once: it decides what has expired for the unique check
+        // and for the events, however long the commit waits for its locks.
+        let now = self.db.clock().now();
         // Set once a wait at a gate ran out of patience: the commit goes ahead.
         let mut past_gates = false;
         loop {
@@ -1054,14 +1058,14 @@ impl Tx {
             }
             let mut removals = Vec::new();
             for p in &self.parts {
-                match p.check_unique() {
+                match p.check_unique(now) {
                     Ok(()) => {}
                     Err(UniqueFailure::Violation(e)) => return Err(e),
                     Err(UniqueFailure::ExpiredOwners(remove)) => removals.push(remove),
                 }
             }
             if removals.is_empty() {
-                return self.install_all(writes, held);
+                return self.install_all(writes, held, now);
             }
             // Expired records hold values this commit needs: remove them, then try again
             // (the reads are validated again, so a transaction that read them runs again).
@@ -1077,7 +1081,7 @@ impl Tx {
     }
 
     /// Logs, numbers and installs the writes of a validated commit, under its locks.
-    fn install_all(&self, writes: bool, held: HeldLocks<'_>) -> Result<()> {
+    fn install_all(&self, writes: bool, held: HeldLocks<'_>, now: SystemTime) -> Result<()> {
         if writes {
             // Disc tables: logged (and, by the durability mode, synced) before anyone can
             // see the writes, while the commit locks keep conflicting commits waiting.
@@ -1098,7 +1102,7 @@ impl Tx {
             // Read after the number was taken (see `snapshots.rs`).
             let floor = self.db.snapshots().floor();
             for p in &self.parts {
-                p.install(seq, floor, publishing.iter().any(|(id, _)| *id == p.table_id()));
+                p.install(seq, floor, publishing.iter().any(|(id, _)| *id == p.table_id()), now);
             }
         }
         drop(held);

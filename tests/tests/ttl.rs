@@ -6,7 +6,7 @@
 use std::time::{Duration, SystemTime};
 
 use mnesia::prelude::*;
-use mnesia::{DeleteCause, Error, Event};
+use mnesia::{DeleteCause, Error, Event, ManualClock};
 
 #[derive(Table, Clone, Debug, PartialEq, Serialize, Deserialize)]
 struct Session {
@@ -55,9 +55,11 @@ fn session(token: &str, user: u64) -> Session {
     Session { token: token.into(), user, handle: format!("h-{token}"), expires_at: None }
 }
 
-/// A database whose reaper runs only when asked.
-fn manual() -> Database {
-    Database::open(Config::default().auto_cleanup(false)).expect("db")
+/// A database whose reaper runs only when asked, on a clock that moves only when told.
+fn manual() -> (Database, ManualClock) {
+    let clock = ManualClock::starting_now();
+    let db = Database::open(Config::default().auto_cleanup(false).clock(clock.clone())).expect("db");
+    (db, clock)
 }
 
 fn key(s: &str) -> String {
@@ -66,13 +68,14 @@ fn key(s: &str) -> String {
 
 const SHORT: Duration = Duration::from_millis(50);
 
-fn past_short() {
-    std::thread::sleep(SHORT + Duration::from_millis(20));
+/// Moves the clock past [`SHORT`]: what was written with it has expired.
+fn past_short(clock: &ManualClock) {
+    clock.advance(SHORT + Duration::from_millis(1));
 }
 
 #[test]
 fn an_expired_record_is_invisible_to_every_read_then_gone_after_the_reaper() {
-    let db = manual();
+    let (db, clock) = manual();
     db.scope(|| -> mnesia::Result<()> {
         Session::create_table(TableOptions::new())?;
         Session::write_with_ttl(session("a", 1), SHORT)?;
@@ -80,7 +83,7 @@ fn an_expired_record_is_invisible_to_every_read_then_gone_after_the_reaper() {
         let before = Session::table_info()?;
         assert_eq!(Session::count()?, 2);
         assert!(Session::read(&key("a"))?.is_some());
-        past_short();
+        past_short(&clock);
 
         assert_eq!(Session::read(&key("a"))?, None);
         assert_eq!(Session::dirty_read(&key("a"))?, None);
@@ -133,9 +136,38 @@ fn the_reaper_thread_removes_expired_records_on_its_own() {
     .expect("body");
 }
 
+/// The reaper and every read go by the database's clock, not the wall clock: with a manual
+/// clock, nothing expires until the clock passes the deadline, however long the reaper runs.
+#[test]
+fn the_reaper_goes_by_the_databases_clock() {
+    let clock = ManualClock::starting_now();
+    let db =
+        Database::open(Config::default().cleanup_interval(Duration::from_millis(2)).clock(clock.clone()))
+            .expect("db");
+    db.scope(|| -> mnesia::Result<()> {
+        Session::create_table(TableOptions::new())?;
+        Session::write_with_ttl(session("a", 1), Duration::from_millis(1))?;
+        // Many reaper passes on the wall clock, none on the database's.
+        std::thread::sleep(Duration::from_millis(50));
+        assert!(Session::read(&key("a"))?.is_some());
+        assert_eq!(Session::table_info()?.size, 1);
+        clock.advance(Duration::from_millis(1));
+        assert_eq!(Session::read(&key("a"))?, None, "expired at its deadline exactly");
+        for _ in 0..1000 {
+            if Session::table_info()?.size == 0 {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        assert_eq!(Session::table_info()?.size, 0, "the reaper removed it");
+        Ok(())
+    })
+    .expect("body");
+}
+
 #[test]
 fn ttl_expire_and_persist_set_read_and_clear_the_deadline() {
-    let db = manual();
+    let (db, clock) = manual();
     db.scope(|| -> mnesia::Result<()> {
         Session::create_table(TableOptions::new())?;
         Session::write(session("a", 1))?;
@@ -153,9 +185,9 @@ fn ttl_expire_and_persist_set_read_and_clear_the_deadline() {
         assert!(matches!(Session::ttl(&key("zz")), Err(Error::NotFound { .. })));
         // A deadline set by the caller in the field works the same.
         let mut s = session("c", 3);
-        s.expires_at = Some(SystemTime::now() + SHORT);
+        s.expires_at = Some(clock.now() + SHORT);
         Session::insert(s)?;
-        past_short();
+        past_short(&clock);
         assert_eq!(Session::read(&key("c"))?, None);
         // A new record may take an expired record's key.
         Session::insert(session("c", 4))?;
@@ -168,7 +200,7 @@ fn ttl_expire_and_persist_set_read_and_clear_the_deadline() {
 
 #[test]
 fn expiry_functions_are_transactional() {
-    let db = manual();
+    let (db, clock) = manual();
     db.scope(|| -> mnesia::Result<()> {
         Session::create_table(TableOptions::new())?;
         Session::write(session("a", 1))?;
@@ -178,7 +210,7 @@ fn expiry_functions_are_transactional() {
             Err(Error::Invalid("abort".into()))
         });
         assert!(r.is_err());
-        std::thread::sleep(Duration::from_millis(10));
+        clock.advance(Duration::from_millis(10));
         assert!(Session::read(&key("a"))?.is_some_and(|s| s.expires_at.is_none()));
         assert_eq!(Session::read(&key("b"))?, None);
         assert_eq!(Session::table_info()?.expiring, 0);
@@ -189,16 +221,16 @@ fn expiry_functions_are_transactional() {
 
 #[test]
 fn a_plain_systemtime_deadline_cannot_be_cleared() {
-    let db = manual();
+    let (db, clock) = manual();
     db.scope(|| -> mnesia::Result<()> {
         Lease::create_table(TableOptions::new())?;
-        Lease::write(Lease { id: 1, until: SystemTime::now() + Duration::from_secs(60) })?;
-        Lease::write(Lease { id: 2, until: SystemTime::now() + SHORT })?;
+        Lease::write(Lease { id: 1, until: clock.now() + Duration::from_secs(60) })?;
+        Lease::write(Lease { id: 2, until: clock.now() + SHORT })?;
         Lease::write(Lease { id: 3, until: SystemTime::UNIX_EPOCH })?;
         assert!(matches!(Lease::persist(&1), Err(Error::Invalid(_))));
         assert!(Lease::ttl(&1)?.is_some());
         assert_eq!(Lease::all_keys()?, vec![1, 2], "a deadline in the past is expired at once");
-        past_short();
+        past_short(&clock);
         assert_eq!(Lease::all_keys()?, vec![1]);
         assert_eq!(Lease::query().first()?.map(|l| l.id), Some(1));
         assert_eq!(db.cleanup_expired()?, 2);
@@ -209,22 +241,22 @@ fn a_plain_systemtime_deadline_cannot_be_cleared() {
 
 #[test]
 fn a_default_lifetime_applies_to_records_written_without_a_deadline() {
-    let db = manual();
+    let (db, clock) = manual();
     db.scope(|| -> mnesia::Result<()> {
         Cache::create_table(TableOptions::new())?;
         assert_eq!(Cache::DEFAULT_TTL, Some(Duration::from_secs(3600)));
         let c = Cache::write(Cache { id: 1, value: "v".into(), expires_at: None })?;
         assert!(c.expires_at.is_some(), "the returned record shows its deadline");
-        let left = Cache::ttl(&1)?.expect("default deadline");
-        assert!(left > Duration::from_secs(3500) && left <= Duration::from_secs(3600));
+        assert_eq!(Cache::ttl(&1)?, Some(Duration::from_secs(3600)), "the default deadline");
         // A record's own deadline wins.
         Cache::write_with_ttl(Cache { id: 2, value: "w".into(), expires_at: None }, SHORT)?;
-        assert!(Cache::ttl(&2)?.is_some_and(|d| d <= SHORT));
-        // An update keeps the deadline; clearing it gives the default again.
+        assert_eq!(Cache::ttl(&2)?, Some(SHORT));
+        // An update keeps the deadline; clearing it gives the default again, from now.
+        clock.advance(Duration::from_millis(10));
         Cache::update(&2, |c| c.value = "x".into())?;
-        assert!(Cache::ttl(&2)?.is_some_and(|d| d <= SHORT));
+        assert_eq!(Cache::ttl(&2)?, Some(SHORT - Duration::from_millis(10)));
         Cache::update(&1, |c| c.expires_at = None)?;
-        assert!(Cache::ttl(&1)?.is_some());
+        assert_eq!(Cache::ttl(&1)?, Some(Duration::from_secs(3600)));
         assert!(matches!(Cache::persist(&1), Err(Error::Invalid(_))));
         let info = Cache::table_info()?;
         assert_eq!((info.ttl_field.as_deref(), info.default_ttl), (Some("expires_at"), Cache::DEFAULT_TTL));
@@ -235,7 +267,7 @@ fn a_default_lifetime_applies_to_records_written_without_a_deadline() {
 
 #[test]
 fn an_expired_records_unique_value_is_free_for_another_key() {
-    let db = manual();
+    let (db, clock) = manual();
     db.scope(|| -> mnesia::Result<()> {
         Session::create_table(TableOptions::new())?;
         let events = Session::subscribe()?;
@@ -244,7 +276,7 @@ fn an_expired_records_unique_value_is_free_for_another_key() {
             Session::write(Session { handle: "ann".into(), ..session("b", 2) }),
             Err(Error::UniqueViolation { .. })
         ));
-        past_short();
+        past_short(&clock);
         // The write removes the expired holder of the value first, as the reaper would.
         Session::write(Session { handle: "ann".into(), ..session("b", 2) })?;
         assert_eq!(Session::get_by(Session::HANDLE, "ann")?.map(|s| s.token), Some(key("b")));
@@ -270,13 +302,13 @@ fn an_expired_records_unique_value_is_free_for_another_key() {
 
 #[test]
 fn a_write_over_an_expired_record_reports_the_expiry_first() {
-    let db = manual();
+    let (db, clock) = manual();
     db.scope(|| -> mnesia::Result<()> {
         Session::create_table(TableOptions::new())?;
         Mark::create_table(TableOptions::new())?;
         let events = Session::subscribe_detailed()?;
         Session::write_with_ttl(session("a", 1), SHORT)?;
-        past_short();
+        past_short(&clock);
         Session::write(session("a", 2))?;
         let got: Vec<Event<Session>> = std::iter::from_fn(|| events.try_recv()).collect();
         match got.as_slice() {
@@ -321,7 +353,7 @@ fn closing_stops_the_reaper_so_the_directory_opens_again_at_once() {
 
 #[test]
 fn expiry_deletes_reach_subscribers_with_the_cause_expired() {
-    let db = manual();
+    let (db, clock) = manual();
     db.scope(|| -> mnesia::Result<()> {
         Session::create_table(TableOptions::new())?;
         Mark::create_table(TableOptions::new())?;
@@ -331,7 +363,7 @@ fn expiry_deletes_reach_subscribers_with_the_cause_expired() {
         Session::write(session("b", 1))?;
         Mark::write_with_ttl(Mark { item: 1, label: "short".into(), expires_at: None }, SHORT)?;
         Mark::write(Mark { item: 1, label: "long".into(), expires_at: None })?;
-        past_short();
+        past_short(&clock);
         assert_eq!(Mark::read_all(&1)?.len(), 1);
         assert_eq!(db.cleanup_expired()?, 2);
         let got: Vec<Event<Session>> = std::iter::from_fn(|| sessions.try_recv()).collect();
@@ -363,13 +395,13 @@ fn expiry_deletes_reach_subscribers_with_the_cause_expired() {
 
 #[test]
 fn the_reaper_removes_100k_in_batches_while_writers_commit() {
-    let db = manual();
+    let (db, clock) = manual();
     db.scope(|| -> mnesia::Result<()> {
         Session::create_table(TableOptions::new())?;
         let n = 100_000u64;
         let chunk: Vec<u64> = (0..n).collect();
         for part in chunk.chunks(10_000) {
-            let deadline = Some(SystemTime::now());
+            let deadline = Some(clock.now());
             Session::batch_write(part.iter().map(|i| Session {
                 token: format!("old{i}"),
                 user: *i,
@@ -377,7 +409,7 @@ fn the_reaper_removes_100k_in_batches_while_writers_commit() {
                 expires_at: deadline,
             }))?;
         }
-        std::thread::sleep(Duration::from_millis(5));
+        clock.advance(Duration::from_millis(5));
         assert_eq!(Session::count()?, 0);
         let writers: Vec<_> = (0..2)
             .map(|w| {
@@ -411,8 +443,12 @@ fn deadlines_survive_a_restart_of_a_disc_table() {
         StorageType::DiscOnlyCopies => TableOptions::<Session>::new().disc_only_copies(["local@localhost"]),
         _ => TableOptions::<Session>::new().disc_copies(["local@localhost"]),
     };
+    let clock = ManualClock::starting_now();
     for storage in [StorageType::DiscCopies, StorageType::DiscOnlyCopies] {
-        let open = || Database::open(Config::default().dir(dir.path()).auto_cleanup(false)).expect("open");
+        let open = || {
+            Database::open(Config::default().dir(dir.path()).auto_cleanup(false).clock(clock.clone()))
+                .expect("open")
+        };
         let db = open();
         db.scope(|| -> mnesia::Result<()> {
             Session::create_table(disc(storage))?;
@@ -426,7 +462,7 @@ fn deadlines_survive_a_restart_of_a_disc_table() {
             db.scope(|| Session::read(&key("long"))).expect("read").and_then(|s| s.expires_at);
         db.close().expect("close");
         drop(db);
-        past_short();
+        past_short(&clock);
 
         let db = open();
         db.scope(|| -> mnesia::Result<()> {
@@ -454,14 +490,16 @@ fn deadlines_survive_a_restart_of_a_disc_table() {
 #[test]
 fn expiry_deletes_and_deadlines_survive_a_crash() {
     let dir = tests::schema_dir();
-    let db = Database::open(Config::default().dir(dir.path()).auto_cleanup(false)).expect("open");
+    let clock = ManualClock::starting_now();
+    let db = Database::open(Config::default().dir(dir.path()).auto_cleanup(false).clock(clock.clone()))
+        .expect("open");
     db.scope(|| -> mnesia::Result<()> {
         Session::create_table(TableOptions::new().disc_copies(["local@localhost"]))?;
         for i in 0..50 {
             Session::write_with_ttl(session(&format!("gone{i}"), i), Duration::from_millis(1))?;
             Session::write_with_ttl(session(&format!("kept{i}"), i), Duration::from_secs(3600))?;
         }
-        std::thread::sleep(Duration::from_millis(70));
+        clock.advance(Duration::from_millis(70));
         assert_eq!(db.cleanup_expired()?, 50);
         Ok(())
     })
@@ -470,7 +508,8 @@ fn expiry_deletes_and_deadlines_survive_a_crash() {
     // What a SIGKILL would leave: the files as they are, with the database still open.
     let image = tests::crash_image(dir.path());
     drop(db);
-    let db = Database::open(Config::default().dir(image.path()).auto_cleanup(false)).expect("reopen");
+    let db =
+        Database::open(Config::default().dir(image.path()).auto_cleanup(false).clock(clock)).expect("reopen");
     db.scope(|| -> mnesia::Result<()> {
         let info = Session::table_info()?;
         assert_eq!((info.size, info.expiring), (50, 50), "the expiry deletes were logged");

@@ -367,7 +367,7 @@ mod tests {
     use crate::testing::{Rec, rec};
 
     fn store(kind: TableType) -> Arc<TableStore<Rec>> {
-        Arc::new(TableStore::new(0, 1, kind, Vec::new()))
+        Arc::new(TableStore::new(0, crate::clock::Clock::system(), 1, kind, Vec::new()))
     }
 
     fn put(s: &TableStore<Rec>, id: u32, name: &str, seq: u64, floor: u64) {

@@ -19,6 +19,7 @@ use hashbrown::HashTable;
 use hashbrown::hash_table::Entry;
 use parking_lot::RwLock;
 
+use crate::clock::Clock;
 use crate::disk::only::DiscOnly;
 use crate::disk::record::{EntryEncoder, Logged, SnapshotEntry, encode};
 use crate::error::{Error, Result};
@@ -172,6 +173,8 @@ struct Poison {
 pub(crate) struct TableStore<T: Table> {
     /// The database holding the table.
     pub(crate) db_id: u64,
+    /// The database's clock.
+    pub(crate) clock: Clock,
     /// The table's id in the directory's schema for a disc table, 0 for a table in memory.
     /// Changed only while every commit lock of the table is held.
     pub(crate) disk_id: AtomicU64,
@@ -217,7 +220,20 @@ fn group_key<T: Table>(s: &Slot<Vec<T>>) -> Option<&T::Key> {
 }
 
 impl<T: Table> TableStore<T> {
-    pub(crate) fn new(db_id: u64, id: u32, kind: TableType, indexes: Vec<Arc<dyn TableIndex<T>>>) -> Self {
+    /// The filter for a read of this table starting now (the clock is read only when the
+    /// table has a `#[ttl]` field).
+    #[inline]
+    pub(crate) fn alive(&self) -> crate::ttl::Alive {
+        crate::ttl::Alive::at::<T>(|| self.clock.now())
+    }
+
+    pub(crate) fn new(
+        db_id: u64,
+        clock: Clock,
+        id: u32,
+        kind: TableType,
+        indexes: Vec<Arc<dyn TableIndex<T>>>,
+    ) -> Self {
         let count = if kind == TableType::OrderedSet { 1 } else { SHARDS };
         let shards = (0..count)
             .map(|_| {
@@ -234,6 +250,7 @@ impl<T: Table> TableStore<T> {
             .collect();
         TableStore {
             db_id,
+            clock,
             disk_id: AtomicU64::new(0),
             id,
             kind,
@@ -1251,7 +1268,7 @@ mod tests {
     #[test]
     fn a_cut_keeps_the_records_as_they_were_whatever_commits_do_meanwhile() {
         use crate::testing::{Rec, rec};
-        let store: TableStore<Rec> = TableStore::new(1, 1, TableType::Set, Vec::new());
+        let store: TableStore<Rec> = TableStore::new(1, Clock::system(), 1, TableType::Set, Vec::new());
         for id in 0..200u32 {
             store.install(&id, store.hash(&id), Write::Put(rec(id, "v1", 0)), 1, NONE_OPEN, |_, _| {});
         }
@@ -1301,7 +1318,7 @@ mod tests {
         store.end_cut();
 
         // A clear after the cut.
-        let store: TableStore<Rec> = TableStore::new(1, 2, TableType::Set, Vec::new());
+        let store: TableStore<Rec> = TableStore::new(1, Clock::system(), 2, TableType::Set, Vec::new());
         for id in 0..200u32 {
             store.install(&id, store.hash(&id), Write::Put(rec(id, "v1", 0)), 1, NONE_OPEN, |_, _| {});
         }
