@@ -191,7 +191,7 @@ impl<T: Table> TableLoader<T> {
 
     /// Logs the writes of `log` under the new table id, and empties it.
     pub(crate) fn log(&self, log: &mut LogBatch) -> Result<()> {
-        let (Some(id), Some(disk)) = (self.new_id, self.db.disk()) else { return Ok(()) };
+        let (Some(id), Some(_)) = (self.new_id, self.db.disk()) else { return Ok(()) };
         if log.writes.is_empty() {
             return Ok(());
         }
@@ -204,7 +204,7 @@ impl<T: Table> TableLoader<T> {
             writes: std::mem::take(&mut log.writes),
         }];
         log.bytes = 0;
-        disk.log_commit(|| self.db.next_seq(), &ops)?;
+        self.db.sequence(&ops)?;
         Ok(())
     }
 
@@ -218,10 +218,10 @@ impl<T: Table> TableLoader<T> {
         self.sealed = Some(sealed);
         self.fresh.counter.fetch_max(counter, Ordering::AcqRel);
         let mut def = None;
-        if let (Some(new_id), Some(disk)) = (self.new_id, self.db.disk()) {
+        if let (Some(new_id), Some(_)) = (self.new_id, self.db.disk()) {
             let counter = self.fresh.counter.load(Ordering::Acquire);
             let ops = [TableOps { table: new_id, clear: false, counter, reset: false, writes: Vec::new() }];
-            disk.log_commit(|| self.db.next_seq(), &ops)?;
+            self.db.sequence(&ops)?;
             let mut d = TableDef::of::<T>(new_id, StorageType::DiscCopies, self.fresh.index_infos());
             d.version = self.old.version.load(Ordering::Acquire);
             def = Some(d);

@@ -934,6 +934,18 @@ impl Database {
         self.inner.seq.fetch_add(1, Ordering::SeqCst) + 1
     }
 
+    /// The one door through which every change to the tables' contents is numbered: a
+    /// commit with writes to disc tables (`ops`, one per table) is appended to the log and
+    /// made as durable as the mode promises, then gets its number; one without gets a number
+    /// at once. Transactions, dirty operations, clears, counters, bulk loads, restore,
+    /// transform and storage moves all come through here.
+    pub(crate) fn sequence(&self, ops: &[TableOps]) -> Result<u64> {
+        match (ops.is_empty(), self.disk()) {
+            (false, Some(disk)) => disk.log_commit(|| self.next_seq(), ops),
+            _ => Ok(self.next_seq()),
+        }
+    }
+
     /// The database's open snapshots.
     pub(crate) fn snapshots(&self) -> &crate::snapshots::Snapshots {
         &self.inner.snapshots
@@ -1191,14 +1203,11 @@ impl Database {
         let store = self.table::<T>()?;
         let indexes = store.indexes.load_full();
         let held = lock_all(&store, &indexes);
-        let seq = match (store.disk_id(), self.disk()) {
-            (Some(id), Some(disk)) => {
-                let counter = store.counter.load(Ordering::Acquire);
-                let clear = TableOps { table: id, clear: true, counter, reset: false, writes: Vec::new() };
-                disk.log_commit(|| self.next_seq(), &[clear])?
-            }
-            _ => self.next_seq(),
-        };
+        let logged = store.disk_id().map(|id| {
+            let counter = store.counter.load(Ordering::Acquire);
+            TableOps { table: id, clear: true, counter, reset: false, writes: Vec::new() }
+        });
+        let seq = self.sequence(logged.as_slice())?;
         store.clear_all(seq, self.snapshots().floor());
         store.subs.deliver(vec![crate::events::Event::Cleared], false);
         drop(held);
@@ -1361,7 +1370,7 @@ impl Database {
                 let counter = store.counter.load(Ordering::Acquire);
                 let writes = store.entries_locked()?.into_iter().map(|e| (e.key, e.value)).collect();
                 let ops = TableOps { table: id, clear: true, counter, reset: false, writes };
-                if let Err(e) = disk.log_commit(|| self.next_seq(), &[ops]) {
+                if let Err(e) = self.sequence(&[ops]) {
                     let _ = disk.update_schema(|schema| schema.tables.retain(|t| t.id != id));
                     return Err(e);
                 }
@@ -1403,10 +1412,7 @@ impl Database {
             }
             (StorageType::DiscCopies, Some(id)) => {
                 let writes = entries.iter().map(|e| (e.key.clone(), e.value.clone())).collect();
-                disk.log_commit(
-                    || self.next_seq(),
-                    &[TableOps { table: id, clear: true, counter, reset: false, writes }],
-                )?;
+                self.sequence(&[TableOps { table: id, clear: true, counter, reset: false, writes }])?;
             }
             _ => {}
         }

@@ -131,10 +131,7 @@ impl Database {
             let new_id = disk.update_schema(|schema| schema.allocate_id())??;
             let counter = fresh.counter.load(Ordering::Acquire);
             let writes = rows.into_iter().map(|(k, (_, v))| (k, v)).collect();
-            disk.log_commit(
-                || self.next_seq(),
-                &[TableOps { table: new_id, clear: true, counter, reset: false, writes }],
-            )?;
+            self.sequence(&[TableOps { table: new_id, clear: true, counter, reset: false, writes }])?;
             let infos = specs
                 .iter()
                 .map(|s| IndexInfo { field: s.field().to_owned(), unique: s.is_unique() })

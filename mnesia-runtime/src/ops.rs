@@ -104,10 +104,10 @@ pub(crate) fn log_counter<T: Table>(
     store: &crate::store::TableStore<T>,
     reset: bool,
 ) -> Result<()> {
-    let (Some(table), Some(disk)) = (store.disk_id(), db.disk()) else { return Ok(()) };
+    let (Some(table), Some(_)) = (store.disk_id(), db.disk()) else { return Ok(()) };
     let counter = store.counter.load(std::sync::atomic::Ordering::Acquire);
     let ops = crate::disk::record::TableOps { table, clear: false, counter, reset, writes: Vec::new() };
-    disk.log_commit(|| db.next_seq(), &[ops]).map(|_| ())
+    db.sequence(&[ops]).map(|_| ())
 }
 
 fn put<T: Table>(tx: &mut Tx, rec: T) -> Result<()> {

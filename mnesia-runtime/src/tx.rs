@@ -1095,10 +1095,7 @@ impl Tx {
                 self.parts.iter().filter_map(|p| p.publish_lock()).collect();
             publishing.sort_by_key(|(id, _)| *id);
             let _published: Vec<_> = publishing.iter().map(|(_, m)| m.lock()).collect();
-            let seq = match (ops.is_empty(), self.db.disk()) {
-                (false, Some(disk)) => disk.log_commit(|| self.db.next_seq(), &ops)?,
-                _ => self.db.next_seq(),
-            };
+            let seq = self.db.sequence(&ops)?;
             // Read after the number was taken (see `snapshots.rs`).
             let floor = self.db.snapshots().floor();
             for p in &self.parts {
