@@ -6,6 +6,7 @@
 //! and the field constants; on errors, `fallback` emits the errors together with stub
 //! items, so that one mistake gives one error rather than a cascade.
 #![deny(missing_docs)]
+#![forbid(unsafe_code)]
 
 mod ast;
 mod case;

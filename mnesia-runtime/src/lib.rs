@@ -19,6 +19,7 @@
 //!   (`frame.rs`), snapshots and checkpoints, recovery (`mod.rs`); `schema.rs` at the top is
 //!   the public `Schema` API.
 #![deny(missing_docs)]
+#![deny(unsafe_code)]
 #![warn(unreachable_pub)]
 
 mod backup;

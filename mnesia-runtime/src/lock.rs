@@ -1,24 +1,28 @@
 //! Commit locks: reader-writer locks taken only by committing transactions, always in one
 //! global order, so two commits can never wait for each other in a cycle (no deadlock).
 
-use lock_api::RawRwLock as _;
-use parking_lot::RawRwLock;
+use parking_lot::{RwLock, RwLockReadGuard, RwLockWriteGuard};
 
-/// A raw reader-writer lock guarding one shard of a table or of an index at commit time.
-pub(crate) struct CommitLock(RawRwLock);
+/// A reader-writer lock guarding one shard of a table or of an index at commit time.
+pub(crate) struct CommitLock(RwLock<()>);
 
 impl CommitLock {
     pub(crate) const fn new() -> Self {
-        CommitLock(RawRwLock::INIT)
+        CommitLock(RwLock::new(()))
     }
 
     /// Waits for the commit holding this lock exclusively, if any, to let go: takes the
     /// lock shared, as readers do, and releases it. Called holding no commit lock.
     pub(crate) fn wait_for_holder(&self) {
-        self.0.lock_shared();
-        // SAFETY: taken shared just above by this thread, and released once.
-        unsafe { self.0.unlock_shared() };
+        drop(self.0.read());
     }
+}
+
+/// One lock held, in its mode; released when dropped.
+enum Held<'a> {
+    // The guards are held for their drop only.
+    Shared(#[allow(dead_code)] RwLockReadGuard<'a, ()>),
+    Exclusive(#[allow(dead_code)] RwLockWriteGuard<'a, ()>),
 }
 
 /// One lock a commit needs: where it sits in the global order and in which mode.
@@ -34,9 +38,10 @@ pub(crate) fn lock_order(table: u32, structure: u16, shard: u16) -> u64 {
     (u64::from(table) << 32) | (u64::from(structure) << 16) | u64::from(shard)
 }
 
-/// Locks held by one commit; released when dropped, also on unwind.
+/// Locks held by one commit; released when dropped (last taken, first released), also on
+/// unwind.
 pub(crate) struct HeldLocks<'a> {
-    held: Vec<(&'a CommitLock, bool)>,
+    held: Vec<Held<'a>>,
 }
 
 impl<'a> HeldLocks<'a> {
@@ -44,7 +49,7 @@ impl<'a> HeldLocks<'a> {
     /// acquires them one by one.
     pub(crate) fn acquire(mut reqs: Vec<LockReq<'a>>) -> HeldLocks<'a> {
         reqs.sort_unstable_by(|a, b| a.order.cmp(&b.order).then(b.exclusive.cmp(&a.exclusive)));
-        let mut held: Vec<(&'a CommitLock, bool)> = Vec::with_capacity(reqs.len());
+        let mut held: Vec<Held<'a>> = Vec::with_capacity(reqs.len());
         let mut last = None;
         for r in reqs {
             if last == Some(r.order) {
@@ -52,12 +57,11 @@ impl<'a> HeldLocks<'a> {
                 continue;
             }
             last = Some(r.order);
-            if r.exclusive {
-                r.lock.0.lock_exclusive();
+            held.push(if r.exclusive {
+                Held::Exclusive(r.lock.0.write())
             } else {
-                r.lock.0.lock_shared();
-            }
-            held.push((r.lock, r.exclusive));
+                Held::Shared(r.lock.0.read())
+            });
         }
         HeldLocks { held }
     }
@@ -65,16 +69,8 @@ impl<'a> HeldLocks<'a> {
 
 impl Drop for HeldLocks<'_> {
     fn drop(&mut self) {
-        for (lock, exclusive) in self.held.drain(..).rev() {
-            // SAFETY: `acquire` took this lock in this mode and nothing released it since:
-            // `HeldLocks` is the only owner of the acquisition.
-            unsafe {
-                if exclusive {
-                    lock.0.unlock_exclusive();
-                } else {
-                    lock.0.unlock_shared();
-                }
-            }
+        while let Some(held) = self.held.pop() {
+            drop(held);
         }
     }
 }
@@ -94,14 +90,12 @@ mod tests {
         ];
         let held = HeldLocks::acquire(reqs);
         assert_eq!(held.held.len(), 2);
-        assert!(held.held[0].1, "exclusive request must win");
-        assert!(!a.0.try_lock_shared());
-        assert!(b.0.try_lock_shared());
-        // SAFETY: taken just above.
-        unsafe { b.0.unlock_shared() };
+        assert!(matches!(held.held[0], Held::Exclusive(_)), "exclusive request must win");
+        assert!(a.0.try_read().is_none());
+        assert!(b.0.try_read().is_some());
+        assert!(b.0.try_write().is_none(), "held shared");
         drop(held);
-        assert!(a.0.try_lock_exclusive());
-        // SAFETY: taken just above.
-        unsafe { a.0.unlock_exclusive() };
+        assert!(a.0.try_write().is_some());
+        assert!(b.0.try_write().is_some());
     }
 }

@@ -44,6 +44,7 @@
 //!
 //! See the README for the guide and the MnesiaEx-to-Rust map.
 #![deny(missing_docs)]
+#![deny(unsafe_code)]
 
 pub use mnesia_runtime::*;
 
