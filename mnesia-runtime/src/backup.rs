@@ -557,28 +557,26 @@ impl Database {
             }
         }
         let _end = EndCuts(&open);
-        // Tables of the directory not claimed by their type: nothing can change them.
-        let mut pending: Vec<(BackupTable, EntryEncoder)> = match self.disk() {
-            Some(disk) => disk
-                .pending
-                .lock()
-                .values()
-                .filter(|p| options.wants(&p.def.name))
-                .map(|p| {
-                    let mut enc = EntryEncoder::default();
+        // Tables of the directory not claimed by their type: nothing can change them. A
+        // disc-only table's records are in its file, not among the recovered rows.
+        let mut pending: Vec<(BackupTable, EntryEncoder)> = Vec::new();
+        if let Some(disk) = self.disk() {
+            for p in disk.pending.lock().values().filter(|p| options.wants(&p.def.name)) {
+                let mut enc = EntryEncoder::default();
+                if p.def.storage == crate::table::StorageType::DiscOnlyCopies {
+                    disk.disc_only()?.scan(p.def.id, |k, v, value| {
+                        enc.entry(k, v, &value);
+                        Ok(())
+                    })?;
+                } else {
                     for (k, (v, value)) in &p.rows {
                         enc.entry(k, *v, value);
                     }
-                    let table = BackupTable {
-                        def: p.def.clone(),
-                        counter: p.counter,
-                        size_hint: p.rows.len() as u64,
-                    };
-                    (table, enc)
-                })
-                .collect(),
-            None => Vec::new(),
-        };
+                }
+                let table = BackupTable { def: p.def.clone(), counter: p.counter, size_hint: enc.count };
+                pending.push((table, enc));
+            }
+        }
         pending.sort_by(|a, b| a.0.def.name.cmp(&b.0.def.name));
         heads.extend(pending.iter().map(|(t, _)| t.clone()));
         let header = Header { seq, tables: heads };

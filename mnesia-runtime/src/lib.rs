@@ -39,6 +39,7 @@ mod filter;
 mod handle;
 mod index;
 mod info;
+mod inspect;
 mod lock;
 mod migrate;
 mod ops;
@@ -82,6 +83,9 @@ pub use index::IndexSpec;
 #[doc(hidden)]
 pub use index::{IndexProbe, ProbeIndexable, ProbeNotIndexable};
 pub use info::{LogInfo, SystemInfo};
+pub use inspect::{
+    CheckedFile, CheckpointInfo, Damage, DirectoryInfo, SegmentInfo, StoredLog, StoredTable, VerifyReport,
+};
 pub use plan::Plan;
 pub use projection::Projection;
 pub use query::{Query, QueryIter};

@@ -39,18 +39,18 @@ use self::wal::{Durability, Wal};
 use crate::error::{Error, Result};
 use crate::table::StorageType;
 
-const CHECKPOINT: &str = "checkpoint.json";
+pub(crate) const CHECKPOINT: &str = "checkpoint.json";
 const LOCK: &str = "LOCK";
 
 /// What the last checkpoint left.
 #[derive(Clone, Debug, Default, Serialize, Deserialize)]
-struct Checkpoint {
+pub(crate) struct Checkpoint {
     /// Replay the log from this segment on.
-    segment: u64,
+    pub(crate) segment: u64,
     /// The commit sequence number when the checkpoint started.
-    seq: u64,
+    pub(crate) seq: u64,
     /// The tables that have a snapshot.
-    tables: Vec<u64>,
+    pub(crate) tables: Vec<u64>,
 }
 
 /// Encoded key to the version and content of a recovered table's records.
@@ -69,7 +69,7 @@ pub(crate) struct Pending {
 }
 
 impl Pending {
-    fn apply(&mut self, seq: u64, ops: &TableOpsRef<'_>) {
+    pub(crate) fn apply(&mut self, seq: u64, ops: &TableOpsRef<'_>) {
         self.counter = if ops.reset { ops.counter } else { self.counter.max(ops.counter) };
         if ops.clear {
             self.rows.retain(|_, (v, _)| *v > seq);
@@ -144,7 +144,7 @@ pub(crate) struct Disk {
 }
 
 /// A commit record's sequence number and table parts, read in place.
-fn decode_commit(rec: &wal::LogRecord) -> Result<(u64, Vec<TableOpsRef<'_>>)> {
+pub(crate) fn decode_commit(rec: &wal::LogRecord) -> Result<(u64, Vec<TableOpsRef<'_>>)> {
     let corrupt = |reason: String| Error::Corrupt { file: rec.file.clone(), offset: rec.offset, reason };
     let (seq, body) =
         rec.payload.split_at_checked(8).ok_or_else(|| corrupt("a commit record too short".into()))?;
@@ -155,7 +155,7 @@ fn decode_commit(rec: &wal::LogRecord) -> Result<(u64, Vec<TableOpsRef<'_>>)> {
 }
 
 /// The last checkpoint of `dir` (none yet: replay the whole log).
-fn read_checkpoint(dir: &Path) -> Result<Checkpoint> {
+pub(crate) fn read_checkpoint(dir: &Path) -> Result<Checkpoint> {
     let path = dir.join(CHECKPOINT);
     match files::read_if_exists(&path)? {
         Some(b) => serde_json::from_slice(&b).map_err(|e| Error::Corrupt {
@@ -201,7 +201,7 @@ pub(crate) fn replay_disc_only(
 }
 
 /// Takes the directory's lock file, or says who has it.
-fn lock_dir(dir: &Path) -> Result<File> {
+pub(crate) fn lock_dir(dir: &Path) -> Result<File> {
     let p = dir.join(LOCK);
     let f = File::options().create(true).truncate(false).write(true).open(&p).map_err(|e| io_error(&p, e))?;
     match f.try_lock() {

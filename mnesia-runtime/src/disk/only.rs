@@ -13,7 +13,7 @@
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use redb::{Durability, ReadableDatabase, ReadableTable, TableDefinition};
+use redb::{Durability, ReadableDatabase, ReadableTable, TableDefinition, TableHandle};
 
 use super::record::Logged;
 use crate::error::{Error, Result};
@@ -242,6 +242,37 @@ impl DiscOnly {
     }
 }
 /// Opens (or creates) the file, through the file layer.
+/// Counts, per table id, the keys and records of a directory's `disc_only_copies` file,
+/// opened read-only (`None`: there is no file), decoding every value: a value that does not
+/// decode is reported as [`Error::Corrupt`]. For tools; the database must not be open.
+pub(crate) fn census(dir: &Path) -> Result<Option<std::collections::HashMap<u64, (u64, u64)>>> {
+    let path = dir.join(FILE);
+    if !path.exists() {
+        return Ok(None);
+    }
+    let err = |e: redb::Error| storage(&path, e);
+    let db = redb::ReadOnlyDatabase::open(&path).map_err(|e| err(e.into()))?;
+    let r = db.begin_read().map_err(|e| err(e.into()))?;
+    let mut out = std::collections::HashMap::new();
+    for handle in r.list_tables().map_err(|e| err(e.into()))? {
+        let Some(id) = handle.name().strip_prefix('t').and_then(|n| n.parse::<u64>().ok()) else { continue };
+        let def: TableDefinition<'_, &[u8], &[u8]> = TableDefinition::new(handle.name());
+        let t = r.open_table(def).map_err(|e| err(e.into()))?;
+        let (mut keys, mut records) = (0u64, 0u64);
+        for item in t.iter().map_err(|e| err(e.into()))? {
+            let (_, v) = item.map_err(|e| err(e.into()))?;
+            keys += 1;
+            records += match decode_value(&path, v.value())?.1 {
+                Logged::Group(g) => g.len() as u64,
+                Logged::Put(_) => 1,
+                Logged::Delete => 0,
+            };
+        }
+        out.insert(id, (keys, records));
+    }
+    Ok(Some(out))
+}
+
 fn open_file(path: &Path) -> Result<redb::Database> {
     let file = super::files::RedbFile::open(path)?;
     redb::Database::builder().create_with_backend(file).map_err(|e| storage(path, e))

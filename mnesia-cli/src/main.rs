@@ -1,0 +1,126 @@
+//! `mnesia`: the command line for a database directory. It looks into one without the
+//! program's Rust types (`info`, `log`), checks every file of it (`verify`), and runs the
+//! operator's chores (`checkpoint`, `backup`).
+//!
+//! A directory that a process has open is refused (its lock): the read-only commands would
+//! read a moving target, the others would fight the process for it.
+//!
+//! Exit status: 0 on success; 1 when the command failed (one line on stderr says why) or
+//! `verify` found damage; 2 for a command line that does not parse.
+
+mod report;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+/// Look into, check, checkpoint and back up a mnesia database directory.
+#[derive(Parser, Debug)]
+#[command(name = "mnesia", version, about, long_about = None)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// The tables (type, storage, keys, records, indexes, counter), the last checkpoint and
+    /// the log, read without the program's types.
+    Info {
+        /// The database directory.
+        dir: PathBuf,
+        /// Print JSON instead of text.
+        #[arg(long)]
+        json: bool,
+    },
+    /// The commit log since the last checkpoint: segments, commits per table, the last
+    /// sequence number, a torn tail left by a crash.
+    Log {
+        /// The database directory.
+        dir: PathBuf,
+        /// Print JSON instead of text.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Checks every file: the schema, the checkpoint, every log segment (each commit
+    /// decoded), every snapshot and the disc-only file. Exits with 1 when any is damaged,
+    /// naming the file and the byte offset.
+    Verify {
+        /// The database directory.
+        dir: PathBuf,
+        /// Print JSON instead of text.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Writes a snapshot of every disc table and drops the log before it, so that the next
+    /// open replays nothing.
+    Checkpoint {
+        /// The database directory.
+        dir: PathBuf,
+    },
+    /// Writes a backup file of every table of the directory (restored with
+    /// `Database::restore` in a program that names the tables' types).
+    Backup {
+        /// The database directory.
+        dir: PathBuf,
+        /// The backup file to write (replaced only once it is complete).
+        file: PathBuf,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match run(cli.command) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("mnesia: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Runs one command; `Err` is the one line printed on failure.
+fn run(command: Command) -> Result<ExitCode, String> {
+    let out = &mut std::io::stdout().lock();
+    match command {
+        Command::Info { dir, json } => {
+            let info = mnesia::Schema::inspect(&dir).map_err(|e| e.to_string())?;
+            report::print(out, json, &info, report::info)?;
+        }
+        Command::Log { dir, json } => {
+            let info = mnesia::Schema::inspect(&dir).map_err(|e| e.to_string())?;
+            report::print(out, json, &info.log, |out, log| report::log(out, log, &info.tables))?;
+        }
+        Command::Verify { dir, json } => {
+            let found = mnesia::Schema::verify(&dir).map_err(|e| e.to_string())?;
+            report::print(out, json, &found, report::verify)?;
+            if !found.is_sound() {
+                return Ok(ExitCode::FAILURE);
+            }
+        }
+        Command::Checkpoint { dir } => {
+            let db = open(&dir)?;
+            db.checkpoint().map_err(|e| e.to_string())?;
+            db.close().map_err(|e| e.to_string())?;
+            let info = mnesia::Schema::inspect(&dir).map_err(|e| e.to_string())?;
+            report::print(out, false, &info, |out, info| report::checkpointed(out, info))?;
+        }
+        Command::Backup { dir, file } => {
+            let db = open(&dir)?;
+            let made = db.backup(&file).map_err(|e| e.to_string())?;
+            db.close().map_err(|e| e.to_string())?;
+            report::print(out, false, &made, |out, made| report::backed_up(out, made, &file))?;
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Opens the database of `dir` (its tables stay unclaimed: no types are needed to
+/// checkpoint or back them up). No reaper: nothing changes but what the command does.
+fn open(dir: &std::path::Path) -> Result<mnesia::Database, String> {
+    if !mnesia::Schema::exists(dir).map_err(|e| e.to_string())? {
+        return Err(mnesia::Error::NoSchema { dir: dir.to_path_buf() }.to_string());
+    }
+    mnesia::Database::open(mnesia::Config::default().dir(dir).auto_cleanup(false)).map_err(|e| e.to_string())
+}
