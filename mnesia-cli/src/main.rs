@@ -1,5 +1,5 @@
 //! `mnesia`: the command line for a database directory. It looks into one without the
-//! program's Rust types (`info`, `log`), checks every file of it (`verify`), and runs the
+//! program's Rust types (`info`, `log`, `dump`), checks every file of it (`verify`), and runs the
 //! operator's chores (`checkpoint`, `backup`).
 //!
 //! A directory that a process has open is refused (its lock): the read-only commands would
@@ -53,6 +53,20 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Prints a table's records as the program's own export would (JSON, JSON Lines or CSV),
+    /// decoded through the record format the directory keeps: no Rust types needed.
+    Dump {
+        /// The database directory.
+        dir: PathBuf,
+        /// The table's name.
+        table: String,
+        /// The output format.
+        #[arg(long, value_enum, default_value_t = DumpFormat::Json)]
+        format: DumpFormat,
+        /// At most this many records (the first in key order).
+        #[arg(long)]
+        limit: Option<usize>,
+    },
     /// Writes a snapshot of every disc table and drops the log before it, so that the next
     /// open replays nothing.
     Checkpoint {
@@ -67,6 +81,17 @@ enum Command {
         /// The backup file to write (replaced only once it is complete).
         file: PathBuf,
     },
+}
+
+/// The formats of `mnesia dump`.
+#[derive(Clone, Copy, Debug, clap::ValueEnum)]
+enum DumpFormat {
+    /// One JSON array of objects.
+    Json,
+    /// One JSON object per line.
+    Jsonl,
+    /// A header row of field names, then one row per record.
+    Csv,
 }
 
 fn main() -> ExitCode {
@@ -98,6 +123,14 @@ fn run(command: Command) -> Result<ExitCode, String> {
             if !found.is_sound() {
                 return Ok(ExitCode::FAILURE);
             }
+        }
+        Command::Dump { dir, table, format, limit } => {
+            let format = match format {
+                DumpFormat::Json => mnesia::Format::Json,
+                DumpFormat::Jsonl => mnesia::Format::JsonLines,
+                DumpFormat::Csv => mnesia::Format::Csv,
+            };
+            mnesia::Schema::dump(&dir, &table, format, limit, out).map_err(|e| e.to_string())?;
         }
         Command::Checkpoint { dir } => {
             let db = open(&dir)?;

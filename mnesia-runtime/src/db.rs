@@ -1024,6 +1024,17 @@ impl Database {
         store.counter.fetch_max(p.counter, Ordering::AcqRel);
         // The indexes as now built (declared ones included) are what the next open rebuilds.
         self.persist_indexes(&store, &store.indexes.load().list)?;
+        // A table stored before record formats were kept gets its type's now.
+        if p.def.format.is_none()
+            && let Some(format) = crate::disk::format::RecordFormat::stored::<T>()
+        {
+            let id = p.def.id;
+            disk.update_schema(|schema| {
+                if let Some(def) = schema.tables.iter_mut().find(|t| t.id == id) {
+                    def.format = Some(format);
+                }
+            })?;
+        }
         pending.remove(T::NAME);
         let store: Arc<dyn AnyTable> = Arc::new(store);
         let mut next = (*self.inner.tables.load_full()).clone();

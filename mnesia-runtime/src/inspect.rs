@@ -269,90 +269,55 @@ impl Schema {
     /// ```
     pub fn inspect(dir: impl AsRef<Path>) -> Result<DirectoryInfo> {
         let dir = dir.as_ref();
-        let schema = schema::load(dir)?;
+        schema::load(dir)?; // "no schema here" before taking the lock
         let _lock = disk::lock_dir(dir)?;
-        let has_checkpoint = dir.join(disk::CHECKPOINT).exists();
-        let checkpoint = disk::read_checkpoint(dir)?;
-        let mut pending: Vec<Pending> = schema
-            .tables
-            .iter()
-            .map(|d| Pending { def: d.clone(), rows: Rows::default(), counter: 0 })
-            .collect();
-        let mut snapshot_bytes = HashMap::new();
-        for p in &mut pending {
-            if checkpoint.tables.contains(&p.def.id) {
-                let (counter, entries) = snapshot::read(dir, p.def.id)?;
-                p.counter = counter;
-                p.rows.extend(entries.into_iter().map(|e| (e.key, (e.version, e.value))));
-                let path = snapshot::path(dir, p.def.id);
-                let bytes =
-                    std::fs::metadata(&path).map_err(|e| crate::disk::files::io_error(&path, e))?.len();
-                snapshot_bytes.insert(p.def.id, bytes);
-            }
-        }
-        let by_id: HashMap<u64, usize> = pending.iter().enumerate().map(|(i, p)| (p.def.id, i)).collect();
-        let contents = wal::read_from(dir, checkpoint.segment)?;
-        let mut log_counts: HashMap<u64, (u64, u64)> = HashMap::new();
-        let mut segments: Vec<SegmentInfo> = Vec::new();
-        let mut last_seq = None;
-        for rec in &contents.records {
-            let (seq, ops) = disk::decode_commit(rec)?;
-            last_seq = Some(seq);
-            segment_entry(&mut segments, rec.segment, &rec.file, seq);
-            for op in &ops {
-                let counts = log_counts.entry(op.table).or_default();
-                counts.0 += 1;
-                counts.1 += op.writes.len() as u64;
-                let Some(&i) = by_id.get(&op.table) else { continue };
-                apply(&mut pending[i], seq, op);
-            }
-        }
-        for n in wal::segments(dir)?.into_iter().filter(|n| *n >= checkpoint.segment) {
+        let read = Recovered::read(dir)?;
+        let mut segments = read.segments;
+        for n in wal::segments(dir)?.into_iter().filter(|n| *n >= read.checkpoint.segment) {
             let file = dir.join(wal::segment_name(n));
             let at = segments.binary_search_by_key(&n, |s| s.number).unwrap_or_else(|at| {
-                segments.insert(
-                    at,
-                    SegmentInfo {
-                        number: n,
-                        file: file.clone(),
-                        bytes: 0,
-                        commits: 0,
-                        first_seq: None,
-                        last_seq: None,
-                    },
-                );
+                let empty = SegmentInfo {
+                    number: n,
+                    file: file.clone(),
+                    bytes: 0,
+                    commits: 0,
+                    first_seq: None,
+                    last_seq: None,
+                };
+                segments.insert(at, empty);
                 at
             });
             segments[at].bytes =
                 std::fs::metadata(&file).map_err(|e| crate::disk::files::io_error(&file, e))?.len();
         }
         let disc_only = only::census(dir)?.unwrap_or_default();
-        let tables = pending
+        let tables = read
+            .tables
             .into_iter()
             .map(|p| {
                 let (keys, records) = match p.def.storage {
                     StorageType::DiscOnlyCopies => disc_only.get(&p.def.id).copied().unwrap_or((0, 0)),
                     _ => (p.rows.len() as u64, p.info().size as u64),
                 };
-                let (log_commits, log_writes) = log_counts.get(&p.def.id).copied().unwrap_or((0, 0));
-                let snapshot = snapshot_bytes.get(&p.def.id).copied();
+                let (log_commits, log_writes) = read.log_counts.get(&p.def.id).copied().unwrap_or((0, 0));
+                let snapshot = read.snapshot_bytes.get(&p.def.id).copied();
                 stored_table(p.def, p.counter, keys, records, snapshot, log_commits, log_writes)
             })
             .collect();
         Ok(DirectoryInfo {
             directory: dir.to_path_buf(),
             tables,
-            checkpoint: has_checkpoint.then_some(CheckpointInfo {
-                segment: checkpoint.segment,
-                seq: checkpoint.seq,
-                tables: checkpoint.tables.len(),
+            checkpoint: read.has_checkpoint.then_some(CheckpointInfo {
+                segment: read.checkpoint.segment,
+                seq: read.checkpoint.seq,
+                tables: read.checkpoint.tables.len(),
             }),
             log: StoredLog {
                 commits: segments.iter().map(|s| s.commits).sum(),
                 bytes: segments.iter().map(|s| s.bytes).sum(),
                 segments,
-                last_seq,
-                torn_tail: contents.torn.map(|(_, at)| at),
+                last_seq: read.last_seq,
+                torn_tail: read.torn_tail,
             },
         })
     }
@@ -441,6 +406,73 @@ impl Schema {
             Err(e) => report.damage.push(Damage::of(&disc_only_path, e)),
         }
         Ok(report)
+    }
+}
+
+/// A directory's disc tables as recovery would rebuild them (snapshots, then the log
+/// replayed), and what the log holds, read without changing anything.
+pub(crate) struct Recovered {
+    pub(crate) tables: Vec<Pending>,
+    has_checkpoint: bool,
+    checkpoint: disk::Checkpoint,
+    snapshot_bytes: HashMap<u64, u64>,
+    /// Per table id: commits and writes in the log.
+    log_counts: HashMap<u64, (u64, u64)>,
+    segments: Vec<SegmentInfo>,
+    last_seq: Option<u64>,
+    torn_tail: Option<u64>,
+}
+
+impl Recovered {
+    /// Reads `dir` (its lock held by the caller).
+    pub(crate) fn read(dir: &Path) -> Result<Recovered> {
+        let schema = schema::load(dir)?;
+        let has_checkpoint = dir.join(disk::CHECKPOINT).exists();
+        let checkpoint = disk::read_checkpoint(dir)?;
+        let mut tables: Vec<Pending> = schema
+            .tables
+            .iter()
+            .map(|d| Pending { def: d.clone(), rows: Rows::default(), counter: 0 })
+            .collect();
+        let mut snapshot_bytes = HashMap::new();
+        for p in &mut tables {
+            if checkpoint.tables.contains(&p.def.id) {
+                let (counter, entries) = snapshot::read(dir, p.def.id)?;
+                p.counter = counter;
+                p.rows.extend(entries.into_iter().map(|e| (e.key, (e.version, e.value))));
+                let path = snapshot::path(dir, p.def.id);
+                let bytes =
+                    std::fs::metadata(&path).map_err(|e| crate::disk::files::io_error(&path, e))?.len();
+                snapshot_bytes.insert(p.def.id, bytes);
+            }
+        }
+        let by_id: HashMap<u64, usize> = tables.iter().enumerate().map(|(i, p)| (p.def.id, i)).collect();
+        let contents = wal::read_from(dir, checkpoint.segment)?;
+        let mut log_counts: HashMap<u64, (u64, u64)> = HashMap::new();
+        let mut segments: Vec<SegmentInfo> = Vec::new();
+        let mut last_seq = None;
+        for rec in &contents.records {
+            let (seq, ops) = disk::decode_commit(rec)?;
+            last_seq = Some(seq);
+            segment_entry(&mut segments, rec.segment, &rec.file, seq);
+            for op in &ops {
+                let counts = log_counts.entry(op.table).or_default();
+                counts.0 += 1;
+                counts.1 += op.writes.len() as u64;
+                let Some(&i) = by_id.get(&op.table) else { continue };
+                apply(&mut tables[i], seq, op);
+            }
+        }
+        Ok(Recovered {
+            tables,
+            has_checkpoint,
+            checkpoint,
+            snapshot_bytes,
+            log_counts,
+            segments,
+            last_seq,
+            torn_tail: contents.torn.map(|(_, at)| at),
+        })
     }
 }
 

@@ -31,6 +31,7 @@ mod context;
 mod counters;
 mod db;
 mod disk;
+mod dump;
 mod error;
 mod events;
 mod expiring;

@@ -190,6 +190,37 @@ fn a_struct_that_changed_is_refused_and_the_data_stays() {
     db.close().expect("close");
 }
 
+/// A field type spelled another way (`std::string::String` for `String`, an alias) is the
+/// same type when the records' serde format is: the stored format decides, not the spelling.
+#[test]
+fn a_type_spelled_differently_with_the_same_format_is_accepted() {
+    let dir = tests::schema_dir();
+    let db = open(dir.path());
+    db.scope(|| User::create_table(disc()).and_then(|_| User::insert(user("ann", 3)))).expect("write");
+    db.close().expect("close");
+    drop(db);
+
+    type Years = u32;
+    #[derive(Table, Clone, Debug, Serialize, Deserialize)]
+    #[table(name = "users")]
+    struct Spelled {
+        #[key]
+        #[auto_increment]
+        id: u64,
+        name: std::string::String,
+        #[index(unique)]
+        email: String,
+        age: Years,
+    }
+    let db = open(dir.path());
+    let read = db.scope(|| Spelled::read(&1)).expect("the same format: accepted");
+    assert_eq!(read.map(|u| (u.name, u.age)), Some(("ann".to_owned(), 3)));
+    db.close().expect("close");
+    // The record format is in the schema file for tools to read.
+    let records = Schema::records(dir.path(), "users", None).expect("records");
+    assert_eq!(records[0]["name"], "ann");
+}
+
 #[test]
 fn schema_functions() {
     let dir = tempfile::tempdir().expect("tempdir");

@@ -17,6 +17,7 @@
 //! recovery (or during a checkpoint) is harmless.
 
 pub(crate) mod files;
+pub(crate) mod format;
 pub(crate) mod frame;
 pub(crate) mod only;
 pub(crate) mod record;
@@ -526,6 +527,43 @@ pub mod fuzzing {
             if let Ok((_, ops)) = super::decode_commit(&rec) {
                 ops.iter().for_each(|op| drop(op.to_owned()));
             }
+        }
+    }
+
+    /// Decodes the bytes after the first 0 byte as a record of the stored record format given
+    /// as JSON before it (the schema file's form), and as a record of a fixed rich format.
+    pub fn stored_record(bytes: &[u8]) {
+        use super::format::{RecordFormat, decode};
+        #[derive(serde::Deserialize)]
+        #[allow(dead_code)]
+        enum Shape {
+            Dot,
+            Circle(f64),
+            Pair(i16, char),
+            Named { label: String, inner: Option<Box<Shape>> },
+        }
+        #[derive(serde::Deserialize)]
+        #[allow(dead_code)]
+        struct Rich {
+            id: u128,
+            n: i64,
+            f: f32,
+            flag: bool,
+            text: String,
+            list: Vec<Option<u16>>,
+            map: std::collections::BTreeMap<String, [u8; 3]>,
+            shape: Shape,
+        }
+        if let Some(rich) = RecordFormat::of::<Rich>() {
+            let _ = decode(bytes, &rich);
+        }
+        let (head, body) = match bytes.iter().position(|b| *b == 0) {
+            Some(at) => (&bytes[..at], &bytes[at + 1..]),
+            None => (bytes, &[][..]),
+        };
+        let Ok(stored) = serde_json::from_slice::<serde_json::Value>(head) else { return };
+        if let Ok(format) = RecordFormat::from_stored(&stored) {
+            let _ = decode(body, &format);
         }
     }
 

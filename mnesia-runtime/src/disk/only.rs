@@ -273,6 +273,31 @@ pub(crate) fn census(dir: &Path) -> Result<Option<std::collections::HashMap<u64,
     Ok(Some(out))
 }
 
+/// The records of table `table` in a directory's `disc_only_copies` file, opened
+/// read-only: encoded key and content. For tools; the database must not be open.
+pub(crate) fn rows(dir: &Path, table: u64) -> Result<Vec<(Vec<u8>, Logged)>> {
+    let path = dir.join(FILE);
+    if !path.exists() {
+        return Ok(Vec::new());
+    }
+    let err = |e: redb::Error| storage(&path, e);
+    let db = redb::ReadOnlyDatabase::open(&path).map_err(|e| err(e.into()))?;
+    let r = db.begin_read().map_err(|e| err(e.into()))?;
+    let name = table_name(table);
+    let def: TableDefinition<'_, &[u8], &[u8]> = TableDefinition::new(&name);
+    let t = match r.open_table(def) {
+        Ok(t) => t,
+        Err(redb::TableError::TableDoesNotExist(_)) => return Ok(Vec::new()),
+        Err(e) => return Err(err(e.into())),
+    };
+    let mut out = Vec::new();
+    for item in t.iter().map_err(|e| err(e.into()))? {
+        let (k, v) = item.map_err(|e| err(e.into()))?;
+        out.push((k.value().to_vec(), decode_value(&path, v.value())?.1));
+    }
+    Ok(out)
+}
+
 fn open_file(path: &Path) -> Result<redb::Database> {
     let file = super::files::RedbFile::open(path)?;
     redb::Database::builder().create_with_backend(file).map_err(|e| storage(path, e))

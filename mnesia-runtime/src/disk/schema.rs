@@ -5,6 +5,7 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 
 use super::files;
+use super::format::RecordFormat;
 use crate::error::{Error, Result};
 use crate::table::{IndexInfo, StorageType, Table, TableType};
 
@@ -27,6 +28,11 @@ pub(crate) struct TableDef {
     /// How many times the table was transformed to a new record type.
     #[serde(default)]
     pub(crate) version: u32,
+    /// The record type's serde format, for tools that read records without the type
+    /// (absent in directories written before it was kept, and for types it cannot be
+    /// traced from). Kept in the schema file only (see `stored_tables`), not in backups.
+    #[serde(skip)]
+    pub(crate) format: Option<serde_json::Value>,
 }
 
 impl TableDef {
@@ -41,6 +47,16 @@ impl TableDef {
             auto_increment: T::AUTO_INCREMENT,
             indexes,
             version: 0,
+            format: RecordFormat::stored::<T>(),
+        }
+    }
+
+    /// Whether `T`'s records have the same serde format as the stored ones.
+    fn same_format<T: Table>(&self) -> bool {
+        let stored = self.format.as_ref().and_then(|f| RecordFormat::from_stored(f).ok());
+        match (stored, RecordFormat::of::<T>()) {
+            (Some(stored), Some(now)) => stored.same_shape(&now),
+            _ => false,
         }
     }
 
@@ -51,11 +67,17 @@ impl TableDef {
             out.push(format!("type is {} on disc, {} in the struct", self.table_type, T::TYPE));
         }
         let fields: Vec<(&str, &str)> = T::FIELDS.iter().map(|f| (f.name, f.ty)).collect();
+        // Types spelled differently (`String`, `std::string::String`) are the same when the
+        // records' serde format is: the bytes on disc decode the same.
+        let mut same_format = None;
         for (name, ty) in &self.attributes {
             match fields.iter().find(|(n, _)| n == name) {
                 None => out.push(format!("field `{name}: {ty}` is on disc but not in the struct")),
                 Some((_, t)) if t != ty => {
-                    out.push(format!("field `{name}` is `{ty}` on disc but `{t}` in the struct"))
+                    let same = *same_format.get_or_insert_with(|| self.same_format::<T>());
+                    if !same {
+                        out.push(format!("field `{name}` is `{ty}` on disc but `{t}` in the struct"));
+                    }
                 }
                 Some(_) => {}
             }
@@ -90,7 +112,40 @@ pub(crate) struct SchemaFile {
     pub(crate) format: u32,
     pub(crate) node: String,
     pub(crate) next_table_id: u64,
+    #[serde(with = "stored_tables")]
     pub(crate) tables: Vec<TableDef>,
+}
+
+/// The tables as the schema file keeps them: each definition with its record format.
+mod stored_tables {
+    use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+    use super::TableDef;
+
+    #[derive(Serialize)]
+    struct Out<'a> {
+        #[serde(flatten)]
+        def: &'a TableDef,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        format: &'a Option<serde_json::Value>,
+    }
+
+    #[derive(Deserialize)]
+    struct In {
+        #[serde(flatten)]
+        def: TableDef,
+        #[serde(default)]
+        format: Option<serde_json::Value>,
+    }
+
+    pub(super) fn serialize<S: Serializer>(tables: &[TableDef], s: S) -> Result<S::Ok, S::Error> {
+        s.collect_seq(tables.iter().map(|def| Out { def, format: &def.format }))
+    }
+
+    pub(super) fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<TableDef>, D::Error> {
+        let tables: Vec<In> = Vec::deserialize(d)?;
+        Ok(tables.into_iter().map(|t| TableDef { format: t.format, ..t.def }).collect())
+    }
 }
 
 impl SchemaFile {
