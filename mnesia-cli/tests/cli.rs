@@ -193,6 +193,11 @@ fn verify_passes_a_sound_directory_and_names_the_offset_of_damage() {
         .find(|l| l.starts_with("DAMAGED") && l.contains(".snap"))
         .unwrap_or_else(|| panic!("{text}"));
     assert!(line.contains(" at byte "), "{line}");
+
+    // A missing file the checkpoint names is damage too.
+    std::fs::remove_file(&segment).expect("remove");
+    let text = stdout(&mnesia(&["verify", path(dir.path())]));
+    assert!(text.contains("the log segment the last checkpoint starts from is missing"), "{text}");
 }
 
 #[test]

@@ -609,6 +609,11 @@ mod tests {
         fn decoders_never_panic(noise in proptest::collection::vec(any::<u8>(), 0..256), at in any::<usize>(), bit in 0u8..8) {
             fuzzing::log_segment(&noise);
             fuzzing::snapshot_file(&noise);
+            fuzzing::stored_record(&noise);
+            let mut stored = br#"{"root":{"SEQ":{"OPTION":"STR"}},"registry":{}}"#.to_vec();
+            stored.push(0);
+            stored.extend(&noise);
+            fuzzing::stored_record(&stored);
             let mut seg = valid_segment();
             let i = at % seg.len();
             seg[i] ^= 1 << bit;
