@@ -17,7 +17,7 @@
 use std::any::{Any, TypeId};
 use std::cell::RefCell;
 use std::sync::Arc;
-use std::time::SystemTime;
+use std::time::{SystemTime, UNIX_EPOCH};
 
 use crate::db::{Database, SnapshotGuard};
 use crate::disk::record::{TableOps, encode};
@@ -393,6 +393,8 @@ impl<T: Table> TxTable<T> {
 pub(crate) trait TxPart: Any {
     fn record_type(&self) -> TypeId;
     fn table_id(&self) -> u32;
+    /// Whether the table's records can expire (it has a `#[ttl]` field).
+    fn expires(&self) -> bool;
     fn as_any_mut(&mut self) -> &mut dyn Any;
     fn has_writes(&self) -> bool;
     fn read_count(&self) -> usize;
@@ -441,6 +443,10 @@ pub(crate) trait TxPart: Any {
 impl<T: Table> TxPart for TxTable<T> {
     fn record_type(&self) -> TypeId {
         TypeId::of::<T>()
+    }
+
+    fn expires(&self) -> bool {
+        T::TTL_FIELD.is_some()
     }
 
     fn table_id(&self) -> u32 {
@@ -1030,8 +1036,9 @@ impl Tx {
     fn apply(&mut self) -> Result<()> {
         let writes = self.wrote();
         // The commit's time, read once: it decides what has expired for the unique check
-        // and for the events, however long the commit waits for its locks.
-        let now = self.db.clock().now();
+        // and for the events, however long the commit waits for its locks. (Not read when
+        // nothing the commit touches can expire.)
+        let now = if self.parts.iter().any(|p| p.expires()) { self.db.clock().now() } else { UNIX_EPOCH };
         // Set once a wait at a gate ran out of patience: the commit goes ahead.
         let mut past_gates = false;
         loop {
