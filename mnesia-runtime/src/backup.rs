@@ -256,7 +256,7 @@ impl BackupWriter {
         use std::io::Write as _;
         self.buf.clear();
         frame::encode_frame_parts(parts, &mut self.buf);
-        let out = self.out.as_mut().ok_or_else(|| Error::Invalid("the backup file is closed".into()))?;
+        let out = self.out.as_mut().ok_or_else(|| Error::Closed { what: "the backup file".into() })?;
         out.write_all(&self.buf).map_err(|e| io_error(&self.tmp, e))
     }
 
@@ -272,7 +272,7 @@ impl BackupWriter {
 
     fn finish(mut self) -> Result<()> {
         use std::io::Write as _;
-        let out = self.out.as_mut().ok_or_else(|| Error::Invalid("the backup file is closed".into()))?;
+        let out = self.out.as_mut().ok_or_else(|| Error::Closed { what: "the backup file".into() })?;
         out.flush().map_err(|e| io_error(&self.tmp, e))?;
         out.get_mut().sync_all()?;
         files::rename(&self.tmp, &self.path)?;
@@ -586,7 +586,8 @@ impl Database {
         let mut enc = EntryEncoder::default();
         let mut ticker = Ticker::new(options.progress.as_ref());
         for (i, t) in open.iter().enumerate() {
-            let table = u32::try_from(i).map_err(|_| Error::Invalid("too many tables".into()))?;
+            let table = u32::try_from(i)
+                .map_err(|_| Error::Exhausted { what: "table numbers of a backup".into() })?;
             counts.push(t.backup_stream(&mut enc, &mut |enc| {
                 w.entries(table, enc)?;
                 ticker.at(enc.count);
@@ -594,8 +595,8 @@ impl Database {
             })?);
         }
         for (i, (_, mut enc)) in pending.into_iter().enumerate() {
-            let table =
-                u32::try_from(open.len() + i).map_err(|_| Error::Invalid("too many tables".into()))?;
+            let table = u32::try_from(open.len() + i)
+                .map_err(|_| Error::Exhausted { what: "table numbers of a backup".into() })?;
             counts.push(enc.count);
             w.entries(table, &mut enc)?;
         }

@@ -282,7 +282,7 @@ impl<T: Table> TableLoader<T> {
     /// One entry of a backup, decoded and checked.
     fn entry(&self, entry: EntryRef<'_>) -> Result<Loadable<T>> {
         let bad = |e: postcard::Error| {
-            Error::Codec(format!("table {}: a record of the backup does not decode: {e}", T::NAME))
+            Error::codec(format!("table {}: a record of the backup does not decode", T::NAME), e)
         };
         let key: T::Key = postcard::from_bytes(entry.key).map_err(bad)?;
         let write = match &entry.value {
@@ -443,9 +443,9 @@ pub(crate) fn fan_out<I: Send, S: Send, R>(
             .collect();
         let produced = produce(&mut |item| {
             if failed.load(Ordering::Acquire) {
-                return Err(Error::Invalid("stopped: another thread failed".into()));
+                return Err(Error::Internal("stopped: another thread failed".into()));
             }
-            send.send(item).map_err(|_| Error::Invalid("stopped: the loading threads are gone".into()))
+            send.send(item).map_err(|_| Error::Internal("stopped: the loading threads are gone".into()))
         });
         drop(send);
         let mut states = Vec::with_capacity(workers);
@@ -457,7 +457,7 @@ pub(crate) fn fan_out<I: Send, S: Send, R>(
                     first_error.get_or_insert(e);
                 }
                 Err(_) => {
-                    first_error.get_or_insert(Error::Invalid("a loading thread panicked".into()));
+                    first_error.get_or_insert(Error::Internal("a loading thread panicked".into()));
                 }
             }
         }

@@ -43,7 +43,7 @@ pub(crate) fn current_db() -> Result<Database> {
 pub(crate) fn with_tx<R>(f: impl FnOnce(&mut Tx) -> Result<R>) -> Result<R> {
     CURRENT.with(|c| match c.borrow_mut().as_mut() {
         Some(tx) => f(tx),
-        None => Err(Error::Invalid("no transaction on this thread".into())),
+        None => Err(Error::NoTransaction),
     })
 }
 
@@ -113,7 +113,7 @@ fn transact_with<R, E: From<Error>>(
         ok
     };
     match attempts(db, snapshot_from, &mut attempt) {
-        Ok(()) => out.unwrap_or_else(|| Err(Error::Invalid("transaction state lost".into()).into())),
+        Ok(()) => out.unwrap_or_else(|| Err(Error::Internal("transaction state lost".into()).into())),
         Err(e) => Err(e.into()),
     }
 }
@@ -186,7 +186,7 @@ fn attempts(db: Database, snapshot_from: SnapshotFrom, f: &mut dyn FnMut() -> bo
         let installed = Installed::install(tx);
         let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(&mut *f));
         let Some(mut tx) = installed.take() else {
-            return Err(Error::Invalid("transaction state lost".into()));
+            return Err(Error::Internal("transaction state lost".into()));
         };
         let outcome = match result {
             Ok(true) => match tx.commit() {

@@ -55,9 +55,8 @@ fn add(name: &str, incr: i64) -> impl FnMut(&mut crate::tx::Tx) -> Result<i64> +
         let part = tx.table::<NamedCounter>()?;
         let key = name.to_owned();
         let current = part.read_one(&key).map_or(0, |c| c.value);
-        let value = current
-            .checked_add(incr)
-            .ok_or_else(|| Error::Invalid(format!("counter {name} would overflow")))?;
+        let value =
+            current.checked_add(incr).ok_or_else(|| Error::Exhausted { what: format!("counter {name}") })?;
         part.put(NamedCounter { name: key, value })?;
         Ok(value)
     }

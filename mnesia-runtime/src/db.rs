@@ -388,7 +388,7 @@ impl<T: Table> AnyTable for TableStore<T> {
         flush: &mut dyn FnMut(&mut crate::disk::record::EntryEncoder) -> Result<()>,
     ) -> Result<u64> {
         let Some(cut) = self.cut.load_full() else {
-            return Err(Error::Invalid(format!("table {}: no backup in progress", T::NAME)));
+            return Err(Error::Internal(format!("table {}: no backup in progress", T::NAME)));
         };
         let start = out.count;
         for shard in 0..self.shard_count() {
@@ -423,7 +423,7 @@ impl<T: Table> AnyTable for TableStore<T> {
         use crate::disk::record::Logged;
         use crate::store::Write;
         let bad = |e: postcard::Error| {
-            Error::Codec(format!("table {}: a record of the backup does not decode: {e}", T::NAME))
+            Error::codec(format!("table {}: a record of the backup does not decode", T::NAME), e)
         };
         let part = tx.table::<T>()?;
         let existing = if mode == crate::backup::RestoreMode::ClearAndLoad {
@@ -1625,7 +1625,7 @@ pub fn start(config: Config) -> Result<Database> {
     let db = Database::open(config)?;
     let prev = DEFAULT.compare_and_swap(&None::<Arc<DbInner>>, Some(Arc::clone(&db.inner)));
     if prev.is_some() {
-        return Err(Error::Invalid("a database is already running: call mnesia::stop() first".into()));
+        return Err(Error::AlreadyRunning);
     }
     Ok(db)
 }

@@ -93,20 +93,20 @@ impl Schema {
             Format::Json => {
                 for (i, r) in records.iter().enumerate() {
                     out.write_all(if i == 0 { b"[\n" } else { b",\n" }).map_err(io)?;
-                    serde_json::to_writer(&mut *out, r).map_err(|e| Error::Codec(e.to_string()))?;
+                    serde_json::to_writer(&mut *out, r).map_err(|e| Error::codec("writing JSON", e))?;
                 }
                 out.write_all(if records.is_empty() { b"[\n]\n" } else { b"\n]\n" }).map_err(io)?;
             }
             Format::JsonLines => {
                 for r in &records {
-                    serde_json::to_writer(&mut *out, r).map_err(|e| Error::Codec(e.to_string()))?;
+                    serde_json::to_writer(&mut *out, r).map_err(|e| Error::codec("writing JSON", e))?;
                     out.write_all(b"\n").map_err(io)?;
                 }
             }
             Format::Csv => {
                 let fields = top_fields(&shape)?;
                 let mut w = csv::Writer::from_writer(&mut *out);
-                let csv_err = |e: csv::Error| Error::Codec(format!("table {table}: {e}"));
+                let csv_err = |e: csv::Error| Error::codec(format!("table {table}"), e);
                 w.write_record(fields.iter().map(|(n, _)| n.as_str())).map_err(csv_err)?;
                 for r in &records {
                     w.write_record(fields.iter().map(|(name, optional)| cell(&r[name.as_str()], *optional)))

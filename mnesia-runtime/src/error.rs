@@ -107,9 +107,63 @@ pub enum Error {
     /// An operation that this table, key or state does not allow.
     #[error("invalid operation: {0}")]
     Invalid(String),
-    /// Encoding or decoding a record failed.
-    #[error("codec error: {0}")]
-    Codec(String),
+    /// Encoding or decoding failed: what was being done, and the codec's own error when
+    /// there is one (postcard's, serde_json's, csv's), as the `source`.
+    #[error("codec error: {context}")]
+    Codec {
+        /// What failed, in words (with the codec's message).
+        context: String,
+        /// The codec's error.
+        #[source]
+        source: Option<Box<dyn std::error::Error + Send + Sync + 'static>>,
+    },
+    /// The database, or a file of it, was closed: open the database again.
+    #[error("{what} is closed")]
+    Closed {
+        /// What is closed (the database in its directory, a file).
+        what: String,
+    },
+    /// The database directory is already open (its lock is held, by another process or by
+    /// another handle in this one).
+    #[error("the database in {} is already open in another process or handle: close it there first", dir.display())]
+    Locked {
+        /// The directory.
+        dir: std::path::PathBuf,
+    },
+    /// `mnesia::start` while a default database is running.
+    #[error("a database is already running: call mnesia::stop() first")]
+    AlreadyRunning,
+    /// An operation that needs the current transaction, called outside one.
+    #[error("no transaction on this thread")]
+    NoTransaction,
+    /// A number the database hands out has reached its type's end (auto-increment ids,
+    /// named counters, table ids, log segment numbers).
+    #[error("exhausted: {what}")]
+    Exhausted {
+        /// What ran out, in words.
+        what: String,
+    },
+    /// A commit or a record larger than the log holds.
+    #[error("too large: {what}")]
+    TooLarge {
+        /// What, and the limit, in words.
+        what: String,
+    },
+    /// A `disc_only_copies` table stopped after its file failed in a way that is not an
+    /// I/O error (those are [`Error::Io`]); the next operation tries to reopen the file.
+    #[error(
+        "table {table} stopped after a failure of its file ({reason}); the next operation tries to reopen it"
+    )]
+    TableStopped {
+        /// The table.
+        table: String,
+        /// The failure.
+        reason: String,
+    },
+    /// A state the database should never be in: a bug. Nothing was changed by the
+    /// operation that met it; please report it with the message.
+    #[error("internal error (a bug, please report it): {0}")]
+    Internal(String),
     /// A file could not be read or written.
     #[error("i/o error on {path}: {source}")]
     Io {
@@ -242,6 +296,19 @@ impl Error {
     /// ```
     pub fn abort_with(err: impl std::error::Error + Send + Sync + 'static) -> Error {
         Error::Aborted(Box::new(err))
+    }
+
+    /// An [`Error::Codec`] with the codec's error as its source.
+    pub(crate) fn codec(
+        context: impl fmt::Display,
+        source: impl std::error::Error + Send + Sync + 'static,
+    ) -> Error {
+        Error::Codec { context: format!("{context}: {source}"), source: Some(Box::new(source)) }
+    }
+
+    /// An [`Error::Codec`] that no codec error caused (a decoded value that does not fit).
+    pub(crate) fn codec_msg(context: impl Into<String>) -> Error {
+        Error::Codec { context: context.into(), source: None }
     }
 
     pub(crate) fn no_such_table(table: &str) -> Error {

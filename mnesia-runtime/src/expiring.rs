@@ -320,7 +320,7 @@ impl Reaper {
                     let _ = db.cleanup_expired();
                 }
             })
-            .map_err(|e| Error::Invalid(format!("cannot start the reaper thread: {e}")))?;
+            .map_err(|e| Error::Io { path: "the reaper thread".into(), source: e })?;
         *thread = Some(handle);
         Ok(())
     }

@@ -64,7 +64,7 @@ fn take_id<T: Table>(db: &crate::db::Database, store: &crate::store::TableStore<
         let previous = store
             .counter
             .fetch_update(Ordering::AcqRel, Ordering::Acquire, |c| c.checked_add(1))
-            .map_err(|_| Error::Invalid(format!("table {}: auto-increment ids are exhausted", T::NAME)))?;
+            .map_err(|_| Error::Exhausted { what: format!("auto-increment ids of table {}", T::NAME) })?;
         // Pairs with the fence of `TableStore::seal`: either it counts this id, or this sees
         // the seal (and the id is not handed out: a gap).
         std::sync::atomic::fence(Ordering::SeqCst);
@@ -192,7 +192,7 @@ pub(crate) fn delete<T: Table>(key: &T::Key) -> Result<Option<T>> {
 }
 
 pub(crate) fn delete_object<T: Table>(rec: &T) -> Result<bool> {
-    let bytes = postcard::to_allocvec(rec).map_err(|e| Error::Codec(e.to_string()))?;
+    let bytes = postcard::to_allocvec(rec).map_err(|e| Error::codec("encoding a record", e))?;
     run(|| {
         with_tx(|tx| {
             let part = tx.table::<T>()?;
@@ -200,7 +200,7 @@ pub(crate) fn delete_object<T: Table>(rec: &T) -> Result<bool> {
             let before = group.len();
             let mut rest = Vec::with_capacity(before);
             for r in group {
-                if postcard::to_allocvec(&r).map_err(|e| Error::Codec(e.to_string()))? != bytes {
+                if postcard::to_allocvec(&r).map_err(|e| Error::codec("encoding a record", e))? != bytes {
                     rest.push(r);
                 }
             }

@@ -115,7 +115,7 @@ impl Schema {
         let dir = dir.as_ref();
         schema::load(dir)?;
         if disk::is_running(dir) {
-            return Err(Error::Invalid(format!("the database in {} is open: stop it first", dir.display())));
+            return Err(Error::Locked { dir: dir.to_path_buf() });
         }
         for e in std::fs::read_dir(dir).map_err(|e| io_error(dir, e))? {
             let e = e.map_err(|e| io_error(dir, e))?;

@@ -209,8 +209,8 @@ pub(crate) fn export_to<T: Table>(
 ) -> Result<usize> {
     let store = crate::context::current_db()?.table::<T>()?;
     let mut ticker = Ticker::new(progress);
-    let json = |e: serde_json::Error| Error::Codec(format!("table {}: {e}", T::NAME));
-    let csv_err = |e: csv::Error| Error::Codec(format!("table {}: {e}", T::NAME));
+    let json = |e: serde_json::Error| Error::codec(format!("table {}", T::NAME), e);
+    let csv_err = |e: csv::Error| Error::codec(format!("table {}", T::NAME), e);
     let mut out = std::io::BufWriter::new(out);
     let mut write_out = |chunk: &[u8]| out.write_all(chunk).map_err(io_err);
     let n = match format {

@@ -950,7 +950,7 @@ impl Tx {
         self.parts[i]
             .as_any_mut()
             .downcast_mut::<TxTable<T>>()
-            .ok_or_else(|| Error::Invalid("transaction part of another type".into()))
+            .ok_or_else(|| Error::Internal("transaction part of another type".into()))
     }
 
     /// Ends the transaction (committed or not): hands its parts back to the thread for

@@ -263,7 +263,7 @@ fn a_directory_open_elsewhere_is_refused() {
     let dir = tests::schema_dir();
     let db = Database::open(Config::default().dir(dir.path())).expect("open");
     match Database::open(Config::default().dir(dir.path())) {
-        Err(Error::Invalid(m)) => assert!(m.contains("open in another process"), "{m}"),
+        Err(e @ Error::Locked { .. }) => assert!(e.to_string().contains("open in another process"), "{e}"),
         other => panic!("{other:?}"),
     }
     db.close().expect("close");

@@ -69,7 +69,7 @@ fn committed_data_survives_reopen() {
     })
     .expect("first run");
     db.close().expect("close");
-    assert!(matches!(db.scope(|| User::insert(user("late", 1))), Err(Error::Invalid(_))), "closed");
+    assert!(matches!(db.scope(|| User::insert(user("late", 1))), Err(Error::Closed { .. })), "closed");
     drop(db);
 
     let db = open(dir.path());
@@ -234,9 +234,9 @@ fn schema_functions() {
     let info = Schema::info(&path).expect("info");
     assert_eq!(info.tables, ["users"]);
     assert!(info.running);
-    assert!(Schema::delete(&path).is_err(), "not while open");
+    assert!(matches!(Schema::delete(&path), Err(Error::Locked { .. })), "not while open");
     assert!(
-        matches!(Database::open(Config::default().dir(&path)), Err(Error::Invalid(_))),
+        matches!(Database::open(Config::default().dir(&path)), Err(Error::Locked { .. })),
         "one process at a time"
     );
     db.close().expect("close");

@@ -294,7 +294,11 @@ fn a_backup_none_of_whose_records_decode_fails_without_hanging_and_changes_nothi
     db.scope(|| -> mnesia::Result<()> {
         Doc::create_table(TableOptions::new())?;
         Doc::write(Doc { id: 1, kind: Kind::B })?;
-        assert!(matches!(db.restore(&file, &RestoreOptions::new()), Err(Error::Codec(_))));
+        let err = db.restore(&file, &RestoreOptions::new()).expect_err("does not decode");
+        assert!(matches!(err, Error::Codec { .. }), "{err}");
+        // The codec's own error is kept as the source.
+        let source = std::error::Error::source(&err).expect("a source");
+        assert!(err.to_string().ends_with(&source.to_string()), "{err} / {source}");
         assert_eq!(Doc::list()?, vec![Doc { id: 1, kind: Kind::B }]);
         // The table still takes writes.
         Doc::write(Doc { id: 2, kind: Kind::A })?;

@@ -332,7 +332,7 @@ fn a_record_or_a_table_move_past_the_log_limit_is_refused_and_nothing_changes() 
     db.scope(|| -> mnesia::Result<()> {
         Note::write(note(1))?;
         let err = Note::write(Note { id: 2, text: "x".repeat((1 << 30) + 1) }).expect_err("too large");
-        assert!(matches!(err, Error::Invalid(_)) && err.to_string().contains("split it"), "{err}");
+        assert!(matches!(err, Error::TooLarge { .. }) && err.to_string().contains("split it"), "{err}");
         assert_eq!(Note::read(&2)?, None);
         Note::write(note(3))?;
         Ok(())

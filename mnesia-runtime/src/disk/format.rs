@@ -51,7 +51,7 @@ impl RecordFormat {
 
     /// A format kept by the schema file.
     pub(crate) fn from_stored(stored: &Value) -> Result<RecordFormat> {
-        RecordFormat::deserialize(stored).map_err(|e| Error::Codec(format!("a stored record format: {e}")))
+        RecordFormat::deserialize(stored).map_err(|e| Error::codec("a stored record format", e))
     }
 }
 
@@ -209,7 +209,7 @@ struct Reader<'a> {
 
 impl Reader<'_> {
     fn error(&self, what: &str) -> Error {
-        Error::Codec(format!("a record does not match its stored format at byte {}: {what}", self.at))
+        Error::codec_msg(format!("a record does not match its stored format at byte {}: {what}", self.at))
     }
 
     fn take(&mut self, n: usize) -> Result<&[u8]> {

@@ -207,9 +207,7 @@ pub(crate) fn lock_dir(dir: &Path) -> Result<File> {
     let f = File::options().create(true).truncate(false).write(true).open(&p).map_err(|e| io_error(&p, e))?;
     match f.try_lock() {
         Ok(()) => Ok(f),
-        Err(std::fs::TryLockError::WouldBlock) => {
-            Err(Error::Invalid(format!("the database in {} is open in another process", dir.display())))
-        }
+        Err(std::fs::TryLockError::WouldBlock) => Err(Error::Locked { dir: dir.to_path_buf() }),
         Err(std::fs::TryLockError::Error(e)) => Err(io_error(&p, e)),
     }
 }
@@ -330,7 +328,7 @@ impl Disk {
             .last
             .unwrap_or(checkpoint.segment)
             .checked_add(1)
-            .ok_or_else(|| Error::Invalid("log segment numbers exhausted".into()))?;
+            .ok_or_else(|| Error::Exhausted { what: "log segment numbers".into() })?;
         let wal = Wal::open(dir, next, durability)?;
         if let Some(disc) = &disc_only {
             disc.attach_log(&wal);
@@ -350,16 +348,16 @@ impl Disk {
     /// Appends a commit touching disc tables and waits until it is as durable as the mode
     /// promises. Returns the commit's sequence number.
     pub(crate) fn log_commit(&self, next_seq: impl FnOnce() -> u64, ops: &[TableOps]) -> Result<u64> {
-        let too_large = || {
-            Error::Invalid(format!(
+        let too_large = || Error::TooLarge {
+            what: format!(
                 "a commit larger than the log's limit of {} bytes encoded cannot be logged: split it \
-                 (a table moved to disc_copies is logged as one commit)",
+                     (a table moved to disc_copies is logged as one commit)",
                 frame::MAX_FRAME
-            ))
+            ),
         };
         // The encoding stops at the limit: a huge commit costs no more than that.
-        let body =
-            record::encode(ops).map_err(|e| if matches!(e, Error::Invalid(_)) { too_large() } else { e })?;
+        let body = record::encode(ops)
+            .map_err(|e| if matches!(e, Error::TooLarge { .. }) { too_large() } else { e })?;
         if body.len() + 8 > frame::MAX_FRAME {
             return Err(too_large());
         }
@@ -391,7 +389,7 @@ impl Disk {
     pub(crate) fn update_schema<R>(&self, f: impl FnOnce(&mut SchemaFile) -> R) -> Result<R> {
         let mut s = self.schema.lock();
         if self.is_closed() {
-            return Err(Error::Invalid(format!("the database in {} is closed", self.dir.display())));
+            return Err(Error::Closed { what: format!("the database in {}", self.dir.display()) });
         }
         let mut next = s.clone();
         let r = f(&mut next);
@@ -483,7 +481,8 @@ impl Disk {
             tables.push(*id);
         }
         let cp = Checkpoint { segment, seq, tables };
-        let bytes = serde_json::to_vec_pretty(&cp).map_err(|e| Error::Codec(e.to_string()))?;
+        let bytes =
+            serde_json::to_vec_pretty(&cp).map_err(|e| Error::codec("writing the checkpoint file", e))?;
         let cp_path = self.dir.join(CHECKPOINT);
         files::write_atomically(&cp_path, |f| f.write_all(&bytes))?;
         // The new checkpoint file (and the snapshots it names) durable before any segment

@@ -52,7 +52,7 @@ fn decode_value(path: &Path, bytes: &[u8]) -> Result<(u64, Logged)> {
 
 fn encode_value(version: u64, value: &Logged) -> Result<Vec<u8>> {
     let mut out = version.to_le_bytes().to_vec();
-    out.extend(postcard::to_allocvec(value).map_err(|e| Error::Codec(e.to_string()))?);
+    out.extend(postcard::to_allocvec(value).map_err(|e| Error::codec("encoding a value", e))?);
     Ok(out)
 }
 
@@ -81,7 +81,7 @@ impl DiscOnly {
         }
         let wal = self.log.get().and_then(std::sync::Weak::upgrade);
         let Some(wal) = wal else {
-            return Err(Error::Invalid(format!("{} is closed", self.path.display())));
+            return Err(Error::Closed { what: self.path.display().to_string() });
         };
         // Every commit logged so far is durable in the log's files, to be replayed; what
         // is appended from now on is applied after this (its apply waits for the lock held
@@ -162,7 +162,7 @@ impl DiscOnly {
     fn db(&self) -> Result<parking_lot::MappedRwLockReadGuard<'_, redb::Database>> {
         self.recover()?;
         parking_lot::RwLockReadGuard::try_map(self.db.read(), Option::as_ref)
-            .map_err(|_| Error::Invalid(format!("{} is closed", self.path.display())))
+            .map_err(|_| Error::Closed { what: self.path.display().to_string() })
     }
 
     fn err(&self, e: impl Into<redb::Error>) -> Error {

@@ -10,11 +10,13 @@ use crate::error::{Error, Result};
 /// with an error as soon as it passes that size.
 pub(crate) fn encode<S: Serialize + ?Sized>(value: &S) -> Result<Vec<u8>> {
     postcard::serialize_with_flavor(value, Capped(Vec::new())).map_err(|e| match e {
-        postcard::Error::SerializeBufferFull => Error::Invalid(format!(
-            "a value larger than {} bytes (the most one record of the log holds) cannot be stored: split it",
-            super::frame::MAX_FRAME
-        )),
-        e => Error::Codec(e.to_string()),
+        postcard::Error::SerializeBufferFull => Error::TooLarge {
+            what: format!(
+                "a value larger than {} bytes (the most one record of the log holds) cannot be stored: split it",
+                super::frame::MAX_FRAME
+            ),
+        },
+        e => Error::codec("encoding", e),
     })
 }
 
@@ -259,7 +261,7 @@ impl EntryEncoder {
     fn nested<S: Serialize + ?Sized>(&mut self, value: &S) -> Result<()> {
         let mut scratch = std::mem::take(&mut self.scratch);
         scratch.clear();
-        let scratch = postcard::to_extend(value, scratch).map_err(|e| Error::Codec(e.to_string()))?;
+        let scratch = postcard::to_extend(value, scratch).map_err(|e| Error::codec("encoding", e))?;
         self.varint(scratch.len() as u64);
         self.bytes.extend_from_slice(&scratch);
         self.scratch = scratch;
@@ -339,7 +341,7 @@ pub(crate) fn entries_in(mut bytes: &[u8]) -> impl Iterator<Item = Result<EntryR
             }
             Err(e) => {
                 bytes = &[];
-                Some(Err(Error::Codec(e.to_string())))
+                Some(Err(Error::codec("decoding an entry", e)))
             }
         }
     })

@@ -152,7 +152,8 @@ impl SchemaFile {
     /// A new table id, never used before in this directory.
     pub(crate) fn allocate_id(&mut self) -> Result<u64> {
         let id = self.next_table_id;
-        self.next_table_id = id.checked_add(1).ok_or_else(|| Error::Invalid("table ids exhausted".into()))?;
+        self.next_table_id =
+            id.checked_add(1).ok_or_else(|| Error::Exhausted { what: "table ids".into() })?;
         Ok(id)
     }
 }
@@ -184,6 +185,6 @@ pub(crate) fn load(dir: &Path) -> Result<SchemaFile> {
 
 /// Writes the schema of `dir` atomically.
 pub(crate) fn store(dir: &Path, schema: &SchemaFile) -> Result<()> {
-    let bytes = serde_json::to_vec_pretty(schema).map_err(|e| Error::Codec(e.to_string()))?;
+    let bytes = serde_json::to_vec_pretty(schema).map_err(|e| Error::codec("writing the schema file", e))?;
     files::write_atomically(&path(dir), |f| f.write_all(&bytes))
 }

@@ -24,7 +24,7 @@ pub(crate) fn path(dir: &Path, table: u64) -> PathBuf {
 }
 
 fn encode<T: Serialize>(v: &T) -> Result<Vec<u8>> {
-    postcard::to_allocvec(v).map_err(|e| Error::Codec(e.to_string()))
+    postcard::to_allocvec(v).map_err(|e| Error::codec("encoding a snapshot", e))
 }
 
 /// Writes a table's snapshot atomically.

@@ -312,7 +312,7 @@ impl Wal {
             s = self.state.lock();
         }
         if s.closed {
-            return Err(Error::Invalid(format!("the database in {} is closed", self.dir.display())));
+            return Err(Error::Closed { what: format!("the database in {}", self.dir.display()) });
         }
         let seq = next_seq();
         let before = s.buffer.len();
@@ -412,7 +412,7 @@ impl Wal {
         s.roll_next = false;
         let Some(mut segment) = s.segment.take() else {
             s.flushing = false;
-            return Err(Error::Invalid("the commit log has no segment".into()));
+            return Err(Error::Internal("the commit log has no segment".into()));
         };
         let pass = Pass {
             batch: std::mem::take(&mut s.buffer),
@@ -498,7 +498,7 @@ impl Wal {
                 let next = segment
                     .number
                     .checked_add(1)
-                    .ok_or_else(|| Error::Invalid("log segment numbers exhausted".into()))?;
+                    .ok_or_else(|| Error::Exhausted { what: "log segment numbers".into() })?;
                 let created = create_segment(&self.dir, next)?;
                 *segment = Segment { file: created, number: next, bytes: 8, synced_bytes: 8 };
                 rolled = true;

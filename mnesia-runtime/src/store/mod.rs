@@ -322,7 +322,7 @@ impl<T: Table> TableStore<T> {
             (Some(kind), Some(path)) => {
                 Error::Io { path: path.clone(), source: std::io::Error::new(kind, reason) }
             }
-            _ => Error::Invalid(reason),
+            _ => Error::TableStopped { table: T::NAME.to_owned(), reason: p.error.to_string() },
         })
     }
 
@@ -384,7 +384,8 @@ impl<T: Table> TableStore<T> {
     fn disc_scan_dyn(&self, disc: &DiscOnly, f: &mut dyn FnMut(&T::Key, u64, &[T])) -> Result<()> {
         let Some(id) = self.disk_id() else { return Ok(()) };
         disc.scan(id, |kb, version, value| {
-            let key: T::Key = postcard::from_bytes(kb).map_err(|e| Error::Codec(e.to_string()))?;
+            let key: T::Key =
+                postcard::from_bytes(kb).map_err(|e| Error::codec("decoding a stored key", e))?;
             f(&key, version, &decode_records::<T>(&value)?);
             Ok(())
         })
@@ -674,7 +675,7 @@ impl<T: Table> TableStore<T> {
                     let value = write.logged()?;
                     let id = self
                         .disk_id()
-                        .ok_or_else(|| Error::Invalid("a disc-only table without an id".into()))?;
+                        .ok_or_else(|| Error::Internal("a disc-only table without an id".into()))?;
                     d.apply(id, false, &[(encode(key)?, seq, value)], false)?;
                     replaced = Some((version, old));
                     Ok(())
@@ -820,11 +821,14 @@ impl<T: Table> TableStore<T> {
     /// rows at a time, each shard of the table and of its indexes locked once per chunk.
     pub(crate) fn load(&self, rows: &crate::disk::Rows) -> Result<()> {
         let bad = |e: postcard::Error| {
-            Error::Codec(format!(
-                "table {}: a stored record does not decode as {}: {e}",
-                T::NAME,
-                std::any::type_name::<T>()
-            ))
+            Error::codec(
+                format!(
+                    "table {}: a stored record does not decode as {}",
+                    T::NAME,
+                    std::any::type_name::<T>()
+                ),
+                e,
+            )
         };
         let indexes = self.indexes.load();
         // Sized once: no rehashing while a million records go in.
@@ -869,7 +873,7 @@ impl<T: Table> TableStore<T> {
                 }
             }
             self.insert_new(items).map_err(|(_, key)| {
-                Error::Codec(format!("table {}: the key {key:?} is stored twice", T::NAME))
+                Error::codec_msg(format!("table {}: the key {key:?} is stored twice", T::NAME))
             })?;
         }
         self.counter.fetch_max(max_id, Ordering::AcqRel);
@@ -1250,7 +1254,7 @@ fn range_is_empty<K: Ord>(lo: Bound<&K>, hi: Bound<&K>) -> bool {
 /// The records of a key's encoded content.
 fn decode_records<T: Table>(value: &Logged) -> Result<Vec<T>> {
     let bad =
-        |e: postcard::Error| Error::Codec(format!("table {}: a stored record does not decode: {e}", T::NAME));
+        |e: postcard::Error| Error::codec(format!("table {}: a stored record does not decode", T::NAME), e);
     match value {
         Logged::Put(b) => Ok(vec![postcard::from_bytes(b).map_err(bad)?]),
         Logged::Group(bs) => bs.iter().map(|b| postcard::from_bytes(b).map_err(bad)).collect(),
