@@ -604,6 +604,14 @@ impl Database {
         w.frame(&[&encode(&Head::End(counts))?])?;
         w.finish()?;
         ticker.end(records);
+        tracing::info!(
+            target: "mnesia::backup",
+            path = %path.as_ref().display(),
+            tables = header.tables.len(),
+            records,
+            last_commit = seq,
+            "backup written"
+        );
         Ok(BackupInfo {
             tables: header.tables.iter().map(|t| t.def.name.clone()).collect(),
             records,
@@ -625,7 +633,16 @@ impl Database {
     /// # Ok::<(), mnesia::Error>(())
     /// ```
     pub fn restore(&self, path: impl AsRef<Path>, options: &RestoreOptions) -> Result<u64> {
-        self.load_backup(BackupReader::open(path.as_ref())?, options)
+        let started = std::time::Instant::now();
+        let restored = self.load_backup(BackupReader::open(path.as_ref())?, options)?;
+        tracing::info!(
+            target: "mnesia::backup",
+            path = %path.as_ref().display(),
+            records = restored,
+            took_ms = started.elapsed().as_secs_f64() * 1e3,
+            "backup restored"
+        );
+        Ok(restored)
     }
 }
 

@@ -160,6 +160,8 @@ fn attempts(db: Database, snapshot_from: SnapshotFrom, f: &mut dyn FnMut() -> bo
     let (mut lost_plain, mut lost_escalated) = (Duration::ZERO, Duration::ZERO);
     // Whether the attempts that lost wrote anything.
     let mut wrote = false;
+    // Measured only when a subscriber listens for slow transactions.
+    let began = tracing::enabled!(target: "mnesia::transaction", tracing::Level::WARN).then(Instant::now);
     for attempt in 1..=attempts {
         // One that lost without writing runs again at a snapshot, where it cannot lose
         // unless it writes this time (see `snapshots.rs`).
@@ -223,6 +225,9 @@ fn attempts(db: Database, snapshot_from: SnapshotFrom, f: &mut dyn FnMut() -> bo
         match outcome {
             Some(Outcome::Committed) => {
                 stats.add(Stat::Commit);
+                if let Some(began) = began {
+                    report_if_slow(&db, began, attempt);
+                }
                 return Ok(());
             }
             Some(Outcome::Failed) => {
@@ -236,12 +241,34 @@ fn attempts(db: Database, snapshot_from: SnapshotFrom, f: &mut dyn FnMut() -> bo
             None => {}
         }
         stats.add(Stat::Retry);
+        if conflicts == db.config().conflicts_reported_after() {
+            tracing::warn!(
+                target: "mnesia::transaction",
+                conflicts,
+                wrote,
+                escalated = escalated.is_some(),
+                "a transaction keeps losing to concurrent commits and runs again"
+            );
+        }
         if escalated.is_none() {
             backoff(attempt);
         }
     }
     stats.add(Stat::Abort);
     Err(Error::TooManyRetries { attempts })
+}
+
+/// Reports a committed transaction that took longer than the configured threshold.
+fn report_if_slow(db: &Database, began: Instant, attempts: u32) {
+    let took = began.elapsed();
+    if took >= db.config().slow_transaction_threshold() {
+        tracing::warn!(
+            target: "mnesia::transaction",
+            took_ms = took.as_secs_f64() * 1e3,
+            attempts,
+            "a slow transaction committed"
+        );
+    }
 }
 
 /// How long commits wait at the gates of an escalated attempt: four times the longest

@@ -44,6 +44,8 @@ pub struct Config {
     cleanup_interval: Duration,
     auto_cleanup: bool,
     clock: Clock,
+    slow_transaction: Duration,
+    conflicts_to_report: u32,
 }
 
 impl Default for Config {
@@ -59,6 +61,8 @@ impl Default for Config {
             cleanup_interval: Duration::from_secs(1),
             auto_cleanup: true,
             clock: Clock::system(),
+            slow_transaction: Duration::from_millis(100),
+            conflicts_to_report: 10,
         }
     }
 }
@@ -274,6 +278,50 @@ impl Config {
     pub fn clock(mut self, clock: impl Into<Clock>) -> Self {
         self.clock = clock.into();
         self
+    }
+
+    /// A transaction that takes this long or longer, from its first attempt to its commit,
+    /// is reported as a `tracing` warning (target `mnesia::transaction`; default 100 ms).
+    /// Nothing is measured when no subscriber listens.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// let c = mnesia::Config::default().slow_transaction(Duration::from_millis(20));
+    /// assert_eq!(c.slow_transaction_threshold(), Duration::from_millis(20));
+    /// ```
+    pub fn slow_transaction(mut self, after: Duration) -> Self {
+        self.slow_transaction = after;
+        self
+    }
+
+    /// The duration past which a transaction is reported as slow.
+    ///
+    /// ```
+    /// assert_eq!(mnesia::Config::default().slow_transaction_threshold(), std::time::Duration::from_millis(100));
+    /// ```
+    pub fn slow_transaction_threshold(&self) -> Duration {
+        self.slow_transaction
+    }
+
+    /// A transaction that has lost this many conflicts in a row is reported as a `tracing`
+    /// warning (target `mnesia::transaction`, once per transaction; default 10; at least 1).
+    ///
+    /// ```
+    /// let c = mnesia::Config::default().report_conflicts_after(3);
+    /// assert_eq!(c.conflicts_reported_after(), 3);
+    /// ```
+    pub fn report_conflicts_after(mut self, conflicts: u32) -> Self {
+        self.conflicts_to_report = conflicts.max(1);
+        self
+    }
+
+    /// How many conflicts in a row make a transaction reported.
+    ///
+    /// ```
+    /// assert_eq!(mnesia::Config::default().conflicts_reported_after(), 10);
+    /// ```
+    pub fn conflicts_reported_after(&self) -> u32 {
+        self.conflicts_to_report
     }
 }
 

@@ -230,6 +230,15 @@ fn set_deadlines<T: Table>(key: &T::Key, deadline: Option<SystemTime>) -> Result
 /// Removes table `T`'s expired records, in commits of at most [`REAP_BATCH`]; returns how
 /// many. Only keys the expiry index lists as due are read.
 pub(crate) fn reap<T: Table>(db: &Database) -> Result<usize> {
+    let removed = reap_due::<T>(db)?;
+    if removed > 0 {
+        tracing::debug!(target: "mnesia::reaper", table = T::NAME, removed, "expired records removed");
+    }
+    Ok(removed)
+}
+
+/// [`reap`]'s work.
+fn reap_due<T: Table>(db: &Database) -> Result<usize> {
     let store = db.table::<T>()?;
     let Some(expiry) = &store.expiry else { return Ok(0) };
     let mut removed = 0;

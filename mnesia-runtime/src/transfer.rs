@@ -207,6 +207,23 @@ pub(crate) fn export_to<T: Table>(
     format: Format,
     progress: Option<&Progress>,
 ) -> Result<usize> {
+    let started = std::time::Instant::now();
+    let exported = export_records::<T>(out, format, progress);
+    if let Ok(records) = &exported {
+        tracing::info!(
+            target: "mnesia::transfer",
+            table = T::NAME,
+            records,
+            format = ?format,
+            took_ms = started.elapsed().as_secs_f64() * 1e3,
+            "exported"
+        );
+    }
+    exported
+}
+
+/// [`export_to`]'s work.
+fn export_records<T: Table>(out: impl Write, format: Format, progress: Option<&Progress>) -> Result<usize> {
     let store = crate::context::current_db()?.table::<T>()?;
     let mut ticker = Ticker::new(progress);
     let json = |e: serde_json::Error| Error::codec(format!("table {}", T::NAME), e);
@@ -509,6 +526,28 @@ fn parse_csv<T: Table>(input: impl Read, emit: &mut dyn FnMut(u64, T) -> Result<
 /// `input_len`, when known (a file's), sizes the new store of a bulk load: once a first
 /// batch is read, the records to come are estimated from the bytes it took.
 pub(crate) fn import_from<T: Table>(
+    input: impl Read,
+    input_len: Option<u64>,
+    format: Format,
+    opts: &ImportOptions,
+) -> Result<usize> {
+    let started = std::time::Instant::now();
+    let imported = import_records::<T>(input, input_len, format, opts);
+    if let Ok(records) = &imported {
+        tracing::info!(
+            target: "mnesia::transfer",
+            table = T::NAME,
+            records,
+            format = ?format,
+            took_ms = started.elapsed().as_secs_f64() * 1e3,
+            "imported"
+        );
+    }
+    imported
+}
+
+/// [`import_from`]'s work.
+fn import_records<T: Table>(
     input: impl Read,
     input_len: Option<u64>,
     format: Format,

@@ -223,6 +223,7 @@ impl Disk {
     /// checkpoint and the log, and opens the log for appending. Returns the highest commit
     /// sequence number seen.
     pub(crate) fn open(dir: &Path, durability: Durability) -> Result<(Disk, u64)> {
+        let started = std::time::Instant::now();
         schema::load(dir)?; // "no schema here" before creating a lock file
         let lock = lock_dir(dir)?;
         // Read under the lock: no other process changes it from now on.
@@ -329,6 +330,17 @@ impl Disk {
             .unwrap_or(checkpoint.segment)
             .checked_add(1)
             .ok_or_else(|| Error::Exhausted { what: "log segment numbers".into() })?;
+        tracing::info!(
+            target: "mnesia::recovery",
+            dir = %dir.display(),
+            tables = schema.tables.len(),
+            snapshots = checkpoint.tables.len(),
+            commits_replayed = log.records.len(),
+            torn_tail = log.torn.is_some(),
+            last_commit = max_seq,
+            took_ms = started.elapsed().as_secs_f64() * 1e3,
+            "recovered"
+        );
         let wal = Wal::open(dir, next, durability)?;
         if let Some(disc) = &disc_only {
             disc.attach_log(&wal);
@@ -451,6 +463,7 @@ impl Disk {
         seq: u64,
         mut snapshot_of: impl FnMut(&TableDef) -> Option<Result<Snapshot>>,
     ) -> Result<()> {
+        let started = std::time::Instant::now();
         let segment = self.wal.roll()?;
         // The schema as it is now, after the roll: a table created before the roll is in it,
         // and one created after has all its commits in the new segment.
@@ -489,6 +502,14 @@ impl Disk {
         // it replaces goes.
         files::sync_dir(&cp_path)?;
         self.wal.remove_before(segment)?;
+        tracing::info!(
+            target: "mnesia::checkpoint",
+            dir = %self.dir.display(),
+            seq,
+            tables = snapshots.len(),
+            took_ms = started.elapsed().as_secs_f64() * 1e3,
+            "checkpoint written"
+        );
         // Snapshots of tables no longer in the schema.
         for e in std::fs::read_dir(&self.dir).map_err(|e| io_error(&self.dir, e))?.flatten() {
             let name = e.file_name().to_string_lossy().into_owned();
