@@ -8,6 +8,7 @@
 //! Exit status: 0 on success; 1 when the command failed (one line on stderr says why) or
 //! `verify` found damage; 2 for a command line that does not parse.
 
+mod progress;
 mod report;
 
 use std::path::PathBuf;
@@ -134,14 +135,25 @@ fn run(command: Command) -> Result<ExitCode, String> {
         }
         Command::Checkpoint { dir } => {
             let db = open(&dir)?;
+            let working = progress::spinner("writing the checkpoint");
             db.checkpoint().map_err(|e| e.to_string())?;
+            progress::finish(working);
             db.close().map_err(|e| e.to_string())?;
             let info = mnesia::Schema::inspect(&dir).map_err(|e| e.to_string())?;
             report::print(out, false, &info, |out, info| report::checkpointed(out, info))?;
         }
         Command::Backup { dir, file } => {
             let db = open(&dir)?;
-            let made = db.backup(&file).map_err(|e| e.to_string())?;
+            let counter = progress::counter("records backed up");
+            let options = match &counter {
+                Some(bar) => {
+                    let bar = bar.clone();
+                    mnesia::BackupOptions::new().progress(move |done| bar.set_position(done))
+                }
+                None => mnesia::BackupOptions::new(),
+            };
+            let made = db.backup_with(&file, &options).map_err(|e| e.to_string())?;
+            progress::finish(counter);
             db.close().map_err(|e| e.to_string())?;
             report::print(out, false, &made, |out, made| report::backed_up(out, made, &file))?;
         }
