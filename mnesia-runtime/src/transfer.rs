@@ -210,16 +210,21 @@ pub(crate) fn export_to<T: Table>(
     let started = std::time::Instant::now();
     let exported = export_records::<T>(out, format, progress);
     if let Ok(records) = &exported {
-        tracing::info!(
-            target: "mnesia::transfer",
-            table = T::NAME,
-            records,
-            format = ?format,
-            took_ms = started.elapsed().as_secs_f64() * 1e3,
-            "exported"
-        );
+        finished("exported", T::NAME, format, *records, started);
     }
     exported
+}
+
+/// Tells a `tracing` subscriber that a table was exported or imported.
+fn finished(done: &'static str, table: &str, format: Format, records: usize, started: std::time::Instant) {
+    tracing::info!(
+        target: "mnesia::transfer",
+        table,
+        records,
+        format = ?format,
+        took_ms = started.elapsed().as_secs_f64() * 1e3,
+        "{done}"
+    );
 }
 
 /// [`export_to`]'s work.
@@ -534,14 +539,7 @@ pub(crate) fn import_from<T: Table>(
     let started = std::time::Instant::now();
     let imported = import_records::<T>(input, input_len, format, opts);
     if let Ok(records) = &imported {
-        tracing::info!(
-            target: "mnesia::transfer",
-            table = T::NAME,
-            records,
-            format = ?format,
-            took_ms = started.elapsed().as_secs_f64() * 1e3,
-            "imported"
-        );
+        finished("imported", T::NAME, format, *records, started);
     }
     imported
 }
