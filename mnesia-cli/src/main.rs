@@ -131,7 +131,11 @@ fn run(command: Command) -> Result<ExitCode, String> {
                 DumpFormat::Jsonl => mnesia::Format::JsonLines,
                 DumpFormat::Csv => mnesia::Format::Csv,
             };
-            mnesia::Schema::dump(&dir, &table, format, limit, out).map_err(|e| e.to_string())?;
+            match mnesia::Schema::dump(&dir, &table, format, limit, out) {
+                // The reader went away (`mnesia dump .. | head`): not a failure.
+                Err(e) if e.io_kind() == Some(std::io::ErrorKind::BrokenPipe) => {}
+                other => drop(other.map_err(|e| e.to_string())?),
+            }
         }
         Command::Checkpoint { dir } => {
             let db = open(&dir)?;

@@ -14,12 +14,16 @@ pub(crate) fn print<T: serde::Serialize + ?Sized>(
 ) -> Result<(), String> {
     let written = if json {
         serde_json::to_writer_pretty(&mut *out, value)
-            .map_err(std::io::Error::other)
+            .map_err(std::io::Error::from)
             .and_then(|()| writeln!(out))
     } else {
         text(out, value)
     };
-    written.map_err(|e| format!("cannot write the output: {e}"))
+    match written {
+        // The reader went away (`mnesia info DIR | head`): not a failure.
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
+        other => other.map_err(|e| format!("cannot write the output: {e}")),
+    }
 }
 
 /// `mnesia info`.

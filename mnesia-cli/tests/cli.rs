@@ -77,10 +77,12 @@ fn populated() -> tempfile::TempDir {
             Archive::write(Archive { id, body: format!("body {id}") })?;
         }
         db.checkpoint()?;
-        // After the checkpoint: in the log only.
+        // After the checkpoint: in the log (and, for the disc-only table, its file).
         Tag::write(Tag { item: 2, label: "green".into() })?;
         User::delete(&1)?;
         User::insert(User { id: 0, email: "d@x".into(), age: 50 })?;
+        Archive::delete(&0)?;
+        Archive::write(Archive { id: 5, body: "body 5".into() })?;
         Ok(())
     })
     .expect("populate");
@@ -111,7 +113,7 @@ fn info_tells_each_table_and_the_log_without_the_programs_types() {
     let archive = table(&info, "archive");
     assert_eq!((archive["storage"].as_str(), archive["keys"].as_u64()), (Some("disc_only_copies"), Some(5)));
     assert!(info["checkpoint"].is_object());
-    assert_eq!(info["log"]["commits"].as_u64(), Some(3));
+    assert_eq!(info["log"]["commits"].as_u64(), Some(5));
     assert!(info["log"]["torn_tail"].is_null());
 
     let text = mnesia(&["info", path(dir.path())]);
@@ -138,10 +140,10 @@ fn log_lists_segments_and_commits_per_table() {
     let dir = populated();
     let log = json(&mnesia(&["log", path(dir.path()), "--json"]));
     let segments = log["segments"].as_array().expect("segments");
-    assert_eq!(segments.iter().map(|s| s["commits"].as_u64().unwrap_or(0)).sum::<u64>(), 3);
+    assert_eq!(segments.iter().map(|s| s["commits"].as_u64().unwrap_or(0)).sum::<u64>(), 5);
     assert!(log["last_seq"].as_u64().is_some_and(|s| s >= 3));
     let text = stdout(&mnesia(&["log", path(dir.path())]));
-    assert!(text.contains("3 commits since the checkpoint"), "{text}");
+    assert!(text.contains("5 commits since the checkpoint"), "{text}");
     assert!(text.lines().any(|l| l.starts_with("users") && l.contains("disc_copies")), "{text}");
 }
 
@@ -218,7 +220,7 @@ fn verify_reports_a_torn_tail_as_a_note_not_damage() {
     assert_eq!(report["notes"].as_array().map(Vec::len), Some(1), "{report}");
     let info = json(&mnesia(&["info", path(dir.path()), "--json"]));
     assert!(info["log"]["torn_tail"].as_u64().is_some(), "{info}");
-    assert_eq!(info["log"]["commits"].as_u64(), Some(2), "the torn commit is not counted");
+    assert_eq!(info["log"]["commits"].as_u64(), Some(4), "the torn commit is not counted");
     // Nothing was cut: the file is as it was.
     assert_eq!(std::fs::metadata(&segment).expect("meta").len(), len - 2);
 }
@@ -452,7 +454,7 @@ fn dump_reads_bags_and_disc_only_tables_and_refuses_what_it_cannot() {
     labels.sort_unstable();
     assert_eq!(labels, ["blue", "green", "red"]);
     let archive = json(&mnesia(&["dump", path(dir.path()), "archive", "--limit", "2"]));
-    assert_eq!(archive, serde_json::json!([{"id": 0, "body": "body 0"}, {"id": 1, "body": "body 1"}]));
+    assert_eq!(archive, serde_json::json!([{"id": 1, "body": "body 1"}, {"id": 2, "body": "body 2"}]));
     let users = stdout(&mnesia(&["dump", path(dir.path()), "users", "--format", "jsonl"]));
     let ids: Vec<u64> = users
         .lines()
@@ -464,4 +466,65 @@ fn dump_reads_bags_and_disc_only_tables_and_refuses_what_it_cannot() {
     assert!(stderr(&missing).contains("no such table"), "{}", stderr(&missing));
     let bad = mnesia(&["dump", path(dir.path()), "tag", "--format", "xml"]);
     assert_eq!(bad.status.code(), Some(2));
+}
+
+/// The files as a crash leaves them (copied while the database is open, with commits since
+/// the checkpoint): what the tools tell includes every commit the log holds, or they say
+/// the directory must be opened once first; after that, they do.
+#[test]
+fn a_directory_left_by_a_crash_is_told_with_every_logged_commit() {
+    let dir = populated();
+    let db = Database::open(Config::default().dir(dir.path())).expect("open");
+    db.scope(|| Archive::write(Archive { id: 9, body: "body 9".into() })).expect("write");
+    let image = tempfile::tempdir().expect("tempdir");
+    for e in std::fs::read_dir(dir.path()).expect("dir").flatten() {
+        if e.file_name() != "LOCK" {
+            std::fs::copy(e.path(), image.path().join(e.file_name())).expect("copy");
+        }
+    }
+    drop(db);
+    let archive_ids = |image: &Path| -> Option<Vec<u64>> {
+        let o = mnesia(&["dump", path(image), "archive", "--format", "jsonl"]);
+        if !o.status.success() {
+            assert!(stderr(&o).contains("not closed cleanly"), "{}", stderr(&o));
+            return None;
+        }
+        Some(
+            stdout(&o)
+                .lines()
+                .filter_map(|l| serde_json::from_str::<Value>(l).ok()?["id"].as_u64())
+                .collect(),
+        )
+    };
+    let verify = mnesia(&["verify", path(image.path())]);
+    assert!(verify.status.success(), "{}", stdout(&verify));
+    let ids = match archive_ids(image.path()) {
+        Some(ids) => ids,
+        None => {
+            assert!(mnesia(&["checkpoint", path(image.path())]).status.success());
+            archive_ids(image.path()).expect("readable once opened")
+        }
+    };
+    assert_eq!(ids, [1, 2, 3, 4, 5, 9]);
+    let info = json(&mnesia(&["info", path(image.path()), "--json"]));
+    assert_eq!(table(&info, "archive")["keys"].as_u64(), Some(6), "{info}");
+}
+
+/// Without a checkpoint the log must start at segment 1: a lost first segment is damage.
+#[test]
+fn verify_finds_a_lost_first_segment() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    mnesia::Schema::create(dir.path()).expect("schema");
+    let db = Database::open(Config::default().dir(dir.path())).expect("open");
+    db.scope(|| {
+        Tag::create_table(TableOptions::new().disc_copies([NODE]))?;
+        Tag::write(Tag { item: 1, label: "a".into() })
+    })
+    .expect("write");
+    drop(db);
+    assert!(mnesia(&["verify", path(dir.path())]).status.success());
+    std::fs::rename(dir.path().join("00000001.wal"), dir.path().join("00000002.wal")).expect("rename");
+    let o = mnesia(&["verify", path(dir.path())]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(stdout(&o).contains("the log starts at segment 2"), "{}", stdout(&o));
 }

@@ -107,6 +107,8 @@ fn transact_with<R, E: From<Error>>(
     // What the closure returned last; the attempts themselves run in code compiled once.
     let mut out: Option<Result<R, E>> = None;
     let mut attempt = || {
+        // The last attempt's result is not kept while the next one runs.
+        out = None;
         let r = f();
         let ok = r.is_ok();
         out = Some(r);
@@ -225,17 +227,17 @@ fn attempts(db: Database, snapshot_from: SnapshotFrom, f: &mut dyn FnMut() -> bo
         match outcome {
             Some(Outcome::Committed) => {
                 stats.add(Stat::Commit);
-                if let Some(began) = began {
-                    report_if_slow(&db, began, attempt);
-                }
+                report_if_slow(&db, began, attempt, "committed");
                 return Ok(());
             }
             Some(Outcome::Failed) => {
                 stats.add(Stat::Abort);
+                report_if_slow(&db, began, attempt, "failed");
                 return Ok(());
             }
             Some(Outcome::Error(e)) => {
                 stats.add(Stat::Abort);
+                report_if_slow(&db, began, attempt, "failed");
                 return Err(e);
             }
             None => {}
@@ -255,18 +257,22 @@ fn attempts(db: Database, snapshot_from: SnapshotFrom, f: &mut dyn FnMut() -> bo
         }
     }
     stats.add(Stat::Abort);
+    report_if_slow(&db, began, attempts, "gave up");
     Err(Error::TooManyRetries { attempts })
 }
 
-/// Reports a committed transaction that took longer than the configured threshold.
-fn report_if_slow(db: &Database, began: Instant, attempts: u32) {
+/// Reports a transaction that took the configured threshold or longer, however it ended
+/// (`began`: when it started, if a subscriber listens).
+fn report_if_slow(db: &Database, began: Option<Instant>, attempts: u32, ended: &'static str) {
+    let Some(began) = began else { return };
     let took = began.elapsed();
     if took >= db.config().slow_transaction_threshold() {
         tracing::warn!(
             target: "mnesia::transaction",
             took_ms = took.as_secs_f64() * 1e3,
             attempts,
-            "a slow transaction committed"
+            ended,
+            "a slow transaction {ended}"
         );
     }
 }

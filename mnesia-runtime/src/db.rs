@@ -422,7 +422,7 @@ impl<T: Table> AnyTable for TableStore<T> {
 
     fn begin_backup(&self, seq: u64) -> crate::backup::BackupTable {
         let infos = self.index_infos();
-        let mut def = TableDef::of::<T>(self.disk_id().unwrap_or(0), self.storage(), infos);
+        let mut def = TableDef::untraced::<T>(self.disk_id().unwrap_or(0), self.storage(), infos);
         def.version = self.version.load(Ordering::Acquire);
         let counter = self.counter.load(Ordering::Acquire);
         let size_hint = if def.storage == StorageType::DiscOnlyCopies { 0 } else { self.len() as u64 };
@@ -982,11 +982,12 @@ impl Database {
         self.inner.seq.fetch_add(1, Ordering::SeqCst) + 1
     }
 
-    /// The one door through which every change to the tables' contents is numbered: a
-    /// commit with writes to disc tables (`ops`, one per table) is appended to the log and
-    /// made as durable as the mode promises, then gets its number; one without gets a number
-    /// at once. Transactions, dirty operations, clears, counters, bulk loads, restore,
-    /// transform and storage moves all come through here.
+    /// The one door through which commits are logged and numbered: a commit with writes
+    /// to disc tables (`ops`, one per table) is appended to the log and made as durable as
+    /// the mode promises, then gets its number; one without gets a number at once.
+    /// Transactions, dirty operations, clears, counters, bulk loads, restore, transform and
+    /// storage moves log through here. (Bulk loads, restore, transform and `add_index` also
+    /// take a bare number from `next_seq` to stamp the versions of what they load.)
     pub(crate) fn sequence(&self, ops: &[TableOps]) -> Result<u64> {
         match (ops.is_empty(), self.disk()) {
             (false, Some(disk)) => disk.log_commit(|| self.next_seq(), ops),
@@ -1072,16 +1073,19 @@ impl Database {
         store.counter.fetch_max(p.counter, Ordering::AcqRel);
         // The indexes as now built (declared ones included) are what the next open rebuilds.
         self.persist_indexes(&store, &store.indexes.load().list)?;
-        // A table stored before record formats were kept gets its type's now.
-        if p.def.format.is_none()
-            && let Some(format) = crate::disk::format::RecordFormat::stored::<T>()
+        // The stored record format follows the type: a table stored before formats were
+        // kept gets one, and one whose type changed shape compatibly (an enum gained a
+        // variant) gets the new one. Only for tools: a failure to write it is not the
+        // program's, and the next open tries again.
+        if let Some(format) = crate::disk::format::RecordFormat::stored::<T>()
+            && p.def.format.as_ref() != Some(&format)
         {
             let id = p.def.id;
-            disk.update_schema(|schema| {
+            let _ = disk.update_schema(|schema| {
                 if let Some(def) = schema.tables.iter_mut().find(|t| t.id == id) {
                     def.format = Some(format);
                 }
-            })?;
+            });
         }
         pending.remove(T::NAME);
         let store: Arc<dyn AnyTable> = Arc::new(store);

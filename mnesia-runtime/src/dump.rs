@@ -10,7 +10,7 @@ use serde_reflection::{ContainerFormat, Format as Shape};
 
 use crate::disk::format::{self, RecordFormat};
 use crate::disk::record::Logged;
-use crate::disk::{self, only, schema};
+use crate::disk::{self, schema};
 use crate::error::{Error, Result};
 use crate::inspect::Recovered;
 use crate::schema::Schema;
@@ -88,25 +88,37 @@ impl Schema {
     ) -> Result<usize> {
         let dir = dir.as_ref();
         let (records, shape) = read(dir, table, limit)?;
-        let io = |e: std::io::Error| Error::Io { path: dir.to_path_buf(), source: e };
+        // A failure to write is the output's (a closed pipe, a full disc), not the codec's.
+        let io = |e: std::io::Error| Error::Io { path: "the output".into(), source: e };
+        let json =
+            |e: serde_json::Error| if e.is_io() { io(e.into()) } else { Error::codec("writing JSON", e) };
         match format {
             Format::Json => {
                 for (i, r) in records.iter().enumerate() {
                     out.write_all(if i == 0 { b"[\n" } else { b",\n" }).map_err(io)?;
-                    serde_json::to_writer(&mut *out, r).map_err(|e| Error::codec("writing JSON", e))?;
+                    serde_json::to_writer(&mut *out, r).map_err(json)?;
                 }
                 out.write_all(if records.is_empty() { b"[\n]\n" } else { b"\n]\n" }).map_err(io)?;
             }
             Format::JsonLines => {
                 for r in &records {
-                    serde_json::to_writer(&mut *out, r).map_err(|e| Error::codec("writing JSON", e))?;
+                    serde_json::to_writer(&mut *out, r).map_err(json)?;
                     out.write_all(b"\n").map_err(io)?;
                 }
             }
             Format::Csv => {
                 let fields = top_fields(&shape)?;
                 let mut w = csv::Writer::from_writer(&mut *out);
-                let csv_err = |e: csv::Error| Error::codec(format!("table {table}"), e);
+                let csv_err = |e: csv::Error| {
+                    if e.is_io_error() {
+                        match e.into_kind() {
+                            csv::ErrorKind::Io(e) => io(e),
+                            _ => Error::Internal("a csv i/o error without its i/o error".into()),
+                        }
+                    } else {
+                        Error::codec(format!("table {table}"), e)
+                    }
+                };
                 w.write_record(fields.iter().map(|(n, _)| n.as_str())).map_err(csv_err)?;
                 for r in &records {
                     w.write_record(fields.iter().map(|(name, optional)| cell(&r[name.as_str()], *optional)))
@@ -123,9 +135,10 @@ impl Schema {
 fn read(dir: &Path, table: &str, limit: Option<usize>) -> Result<(Vec<Value>, RecordFormat)> {
     schema::load(dir)?;
     let _lock = disk::lock_dir(dir)?;
-    let read = Recovered::read(dir)?;
-    let p =
-        read.tables.into_iter().find(|p| p.def.name == table).ok_or_else(|| Error::no_such_table(table))?;
+    let mut read = Recovered::read(dir)?;
+    let at =
+        read.tables.iter().position(|p| p.def.name == table).ok_or_else(|| Error::no_such_table(table))?;
+    let p = read.tables.swap_remove(at);
     let stored = p.def.format.as_ref().ok_or_else(|| {
         Error::Invalid(format!(
             "table {table} has no stored record format: its type's serde format could not be traced \
@@ -135,7 +148,9 @@ fn read(dir: &Path, table: &str, limit: Option<usize>) -> Result<(Vec<Value>, Re
     })?;
     let shape = RecordFormat::from_stored(stored)?;
     let rows: Vec<(Vec<u8>, Logged)> = match p.def.storage {
-        StorageType::DiscOnlyCopies => only::rows(dir, p.def.id)?,
+        StorageType::DiscOnlyCopies => {
+            read.disc_only_rows(dir, p.def.id)?.into_iter().map(|(k, (_, v))| (k, v)).collect()
+        }
         _ => p.rows.into_iter().map(|(k, (_, v))| (k, v)).collect(),
     };
     let mut out = Vec::new();

@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 
 use serde::Serialize;
 
-use crate::disk::record::TableOpsRef;
+use crate::disk::record::TableOps;
 use crate::disk::schema::{self, TableDef};
 use crate::disk::{self, Pending, Rows, frame, only, snapshot, wal};
 use crate::error::{Error, Result};
@@ -272,6 +272,7 @@ impl Schema {
         schema::load(dir)?; // "no schema here" before taking the lock
         let _lock = disk::lock_dir(dir)?;
         let read = Recovered::read(dir)?;
+        let disc_only = read.disc_only_counts(dir)?;
         let mut segments = read.segments;
         for n in wal::segments(dir)?.into_iter().filter(|n| *n >= read.checkpoint.segment) {
             let file = dir.join(wal::segment_name(n));
@@ -290,7 +291,6 @@ impl Schema {
             segments[at].bytes =
                 std::fs::metadata(&file).map_err(|e| crate::disk::files::io_error(&file, e))?.len();
         }
-        let disc_only = only::census(dir)?.unwrap_or_default();
         let tables = read
             .tables
             .into_iter()
@@ -393,7 +393,17 @@ impl Schema {
             }
         }
         let disc_only_path = dir.join(only::FILE);
-        match only::census(dir) {
+        match only::ReadOnly::open(dir).and_then(|f| match f {
+            only::Opened::File(f) => f.census().map(Some),
+            only::Opened::Missing => Ok(None),
+            only::Opened::NeedsRecovery(path) => {
+                report.notes.push(format!(
+                    "{} was not closed cleanly (a crash): the next open repairs it and replays the log into it; its contents were not checked",
+                    path.display()
+                ));
+                Ok(None)
+            }
+        }) {
             Ok(Some(census)) => report.checked.push(CheckedFile {
                 file: disc_only_path,
                 holds: format!(
@@ -421,6 +431,9 @@ pub(crate) struct Recovered {
     segments: Vec<SegmentInfo>,
     last_seq: Option<u64>,
     torn_tail: Option<u64>,
+    /// Per disc-only table id, its commits in the log since the checkpoint: the file may
+    /// not hold them yet (it is written without syncing; the log is what is durable).
+    disc_only_log: HashMap<u64, Vec<(u64, TableOps)>>,
 }
 
 impl Recovered {
@@ -451,6 +464,7 @@ impl Recovered {
         let mut log_counts: HashMap<u64, (u64, u64)> = HashMap::new();
         let mut segments: Vec<SegmentInfo> = Vec::new();
         let mut last_seq = None;
+        let mut disc_only_log: HashMap<u64, Vec<(u64, TableOps)>> = HashMap::new();
         for rec in &contents.records {
             let (seq, ops) = disk::decode_commit(rec)?;
             last_seq = Some(seq);
@@ -460,7 +474,14 @@ impl Recovered {
                 counts.0 += 1;
                 counts.1 += op.writes.len() as u64;
                 let Some(&i) = by_id.get(&op.table) else { continue };
-                apply(&mut tables[i], seq, op);
+                let p = &mut tables[i];
+                if p.def.storage == StorageType::DiscOnlyCopies {
+                    // Its records are in its file; only the counter is kept here.
+                    p.counter = if op.reset { op.counter } else { p.counter.max(op.counter) };
+                    disc_only_log.entry(op.table).or_default().push((seq, op.to_owned()));
+                } else {
+                    p.apply(seq, op);
+                }
             }
         }
         Ok(Recovered {
@@ -472,7 +493,81 @@ impl Recovered {
             segments,
             last_seq,
             torn_tail: contents.torn.map(|(_, at)| at),
+            disc_only_log,
         })
+    }
+
+    /// The disc-only file, opened read-only; an error saying what to do if it needs the
+    /// recovery only the database's open performs.
+    fn disc_only_file(dir: &Path) -> Result<Option<only::ReadOnly>> {
+        match only::ReadOnly::open(dir)? {
+            only::Opened::Missing => Ok(None),
+            only::Opened::File(f) => Ok(Some(f)),
+            only::Opened::NeedsRecovery(path) => Err(Error::Invalid(format!(
+                "{} was not closed cleanly (a crash): open the database once (the program, or `mnesia checkpoint`) so that it recovers, then look again",
+                path.display()
+            ))),
+        }
+    }
+
+    /// Per disc-only table id, its keys and records: the file's, with the log's commits
+    /// since the checkpoint laid over them.
+    pub(crate) fn disc_only_counts(&self, dir: &Path) -> Result<HashMap<u64, (u64, u64)>> {
+        let has_disc_only = self.tables.iter().any(|p| p.def.storage == StorageType::DiscOnlyCopies);
+        let Some(file) = has_disc_only.then(|| Recovered::disc_only_file(dir)).transpose()?.flatten() else {
+            return Ok(HashMap::new());
+        };
+        let mut counts = file.census()?;
+        for (id, ops) in &self.disc_only_log {
+            if ops.iter().any(|(_, op)| op.clear) {
+                // A clear is rare: the table's rows are read whole.
+                let rows = self.disc_only_rows_in(&file, *id)?;
+                counts.insert(*id, (rows.len() as u64, rows.values().map(|(_, v)| v.records()).sum()));
+                continue;
+            }
+            let (mut keys, mut records) = counts.get(id).copied().unwrap_or((0, 0));
+            // Each key the log writes: its version and record count as of the last write seen.
+            let mut seen: HashMap<&[u8], (u64, u64)> = HashMap::new();
+            for (seq, op) in ops {
+                for (key, value) in &op.writes {
+                    let (version, had) = match seen.get(key.as_slice()) {
+                        Some(v) => *v,
+                        None => file.get(*id, key)?.map_or((0, 0), |(v, l)| (v, l.records())),
+                    };
+                    if version >= *seq {
+                        continue;
+                    }
+                    let has = value.records();
+                    keys = keys - u64::from(had > 0) + u64::from(has > 0);
+                    records = records - had + has;
+                    seen.insert(key, (*seq, has));
+                }
+            }
+            counts.insert(*id, (keys, records));
+        }
+        Ok(counts)
+    }
+
+    /// A disc-only table's rows: the file's, with the log's commits laid over them.
+    pub(crate) fn disc_only_rows(&self, dir: &Path, id: u64) -> Result<Rows> {
+        match Recovered::disc_only_file(dir)? {
+            Some(file) => self.disc_only_rows_in(&file, id),
+            None => {
+                let mut rows = Rows::default();
+                for (seq, op) in self.disc_only_log.get(&id).into_iter().flatten() {
+                    disk::replay(&mut rows, *seq, &op.as_ref());
+                }
+                Ok(rows)
+            }
+        }
+    }
+
+    fn disc_only_rows_in(&self, file: &only::ReadOnly, id: u64) -> Result<Rows> {
+        let mut rows = file.rows(id)?;
+        for (seq, op) in self.disc_only_log.get(&id).into_iter().flatten() {
+            disk::replay(&mut rows, *seq, &op.as_ref());
+        }
+        Ok(rows)
     }
 }
 
@@ -485,6 +580,19 @@ fn verify_log(dir: &Path, from: u64, report: &mut VerifyReport) -> Result<()> {
             file: dir.join(wal::segment_name(from)),
             offset: 0,
             reason: "the log segment the last checkpoint starts from is missing".into(),
+        });
+    }
+    if from == 0
+        && let Some(&first) = numbers.first()
+        && first > 1
+    {
+        // Only a checkpoint removes segments, and it leaves its file first.
+        report.damage.push(Damage {
+            file: dir.join(wal::segment_name(1)),
+            offset: 0,
+            reason: format!(
+                "missing: the log starts at segment {first}, and no checkpoint says where replay starts"
+            ),
         });
     }
     for (i, n) in numbers.iter().enumerate() {
@@ -560,16 +668,6 @@ fn segment_entry(segments: &mut Vec<SegmentInfo>, number: u64, file: &Path, seq:
     if let Some(s) = segments.last_mut() {
         s.commits += 1;
         s.last_seq = Some(seq);
-    }
-}
-
-/// Replays a commit onto a table read from the directory (a disc-only table keeps only its
-/// counter here: its records are counted in its file).
-fn apply(p: &mut Pending, seq: u64, op: &TableOpsRef<'_>) {
-    if p.def.storage == StorageType::DiscOnlyCopies {
-        p.counter = if op.reset { op.counter } else { p.counter.max(op.counter) };
-    } else {
-        p.apply(seq, op);
     }
 }
 

@@ -321,7 +321,8 @@ impl Reader<'_> {
             },
             Format::Seq(item) => {
                 let n = self.len()?;
-                let mut out = Vec::with_capacity(n);
+                // Not sized by the length read: nested sequences would each reserve it.
+                let mut out = Vec::with_capacity(n.min(64));
                 for _ in 0..n {
                     out.push(self.value(item, d)?);
                 }

@@ -69,26 +69,32 @@ pub(crate) struct Pending {
     pub(crate) counter: u64,
 }
 
+/// Replays one commit's writes to a table onto its rows: a row already holding this commit
+/// or a later one (from a snapshot taken while writers ran) is left as it is.
+pub(crate) fn replay(rows: &mut Rows, seq: u64, ops: &TableOpsRef<'_>) {
+    if ops.clear {
+        rows.retain(|_, (v, _)| *v > seq);
+    }
+    for (key, value) in &ops.writes {
+        match rows.get_mut(*key) {
+            // The snapshot already holds this write or a later one.
+            Some((v, _)) if *v >= seq => {}
+            Some(_) if matches!(value, LoggedRef::Delete) => {
+                rows.remove(*key);
+            }
+            Some(row) => *row = (seq, value.to_owned()),
+            None if matches!(value, LoggedRef::Delete) => {}
+            None => {
+                rows.insert(key.to_vec(), (seq, value.to_owned()));
+            }
+        }
+    }
+}
+
 impl Pending {
     pub(crate) fn apply(&mut self, seq: u64, ops: &TableOpsRef<'_>) {
         self.counter = if ops.reset { ops.counter } else { self.counter.max(ops.counter) };
-        if ops.clear {
-            self.rows.retain(|_, (v, _)| *v > seq);
-        }
-        for (key, value) in &ops.writes {
-            match self.rows.get_mut(*key) {
-                // The snapshot already holds this write or a later one.
-                Some((v, _)) if *v >= seq => {}
-                Some(_) if matches!(value, LoggedRef::Delete) => {
-                    self.rows.remove(*key);
-                }
-                Some(row) => *row = (seq, value.to_owned()),
-                None if matches!(value, LoggedRef::Delete) => {}
-                None => {
-                    self.rows.insert(key.to_vec(), (seq, value.to_owned()));
-                }
-            }
-        }
+        replay(&mut self.rows, seq, ops);
     }
 
     /// What `table_info` tells of a table not yet claimed by its type.

@@ -241,63 +241,102 @@ impl DiscOnly {
         self.durable_commit(w)
     }
 }
-/// Opens (or creates) the file, through the file layer.
-/// Counts, per table id, the keys and records of a directory's `disc_only_copies` file,
-/// opened read-only (`None`: there is no file), decoding every value: a value that does not
-/// decode is reported as [`Error::Corrupt`]. For tools; the database must not be open.
-pub(crate) fn census(dir: &Path) -> Result<Option<std::collections::HashMap<u64, (u64, u64)>>> {
-    let path = dir.join(FILE);
-    if !path.exists() {
-        return Ok(None);
-    }
-    let err = |e: redb::Error| storage(&path, e);
-    let db = redb::ReadOnlyDatabase::open(&path).map_err(|e| err(e.into()))?;
-    let r = db.begin_read().map_err(|e| err(e.into()))?;
-    let mut out = std::collections::HashMap::new();
-    for handle in r.list_tables().map_err(|e| err(e.into()))? {
-        let Some(id) = handle.name().strip_prefix('t').and_then(|n| n.parse::<u64>().ok()) else { continue };
-        let def: TableDefinition<'_, &[u8], &[u8]> = TableDefinition::new(handle.name());
-        let t = r.open_table(def).map_err(|e| err(e.into()))?;
-        let (mut keys, mut records) = (0u64, 0u64);
-        for item in t.iter().map_err(|e| err(e.into()))? {
-            let (_, v) = item.map_err(|e| err(e.into()))?;
-            keys += 1;
-            records += match decode_value(&path, v.value())?.1 {
-                Logged::Group(g) => g.len() as u64,
-                Logged::Put(_) => 1,
-                Logged::Delete => 0,
-            };
+/// A directory's `disc_only_copies` file opened read-only, for tools (the database must
+/// not be open).
+pub(crate) struct ReadOnly {
+    path: std::path::PathBuf,
+    db: redb::ReadOnlyDatabase,
+}
+
+/// What [`ReadOnly::open`] found.
+pub(crate) enum Opened {
+    /// There is no disc-only file.
+    Missing,
+    /// The file was not closed cleanly (a crash): only the database's next open, which
+    /// repairs it and replays the log into it, makes it readable.
+    NeedsRecovery(std::path::PathBuf),
+    /// The file, open.
+    File(ReadOnly),
+}
+
+impl ReadOnly {
+    pub(crate) fn open(dir: &Path) -> Result<Opened> {
+        let path = dir.join(FILE);
+        if !path.exists() {
+            return Ok(Opened::Missing);
         }
-        out.insert(id, (keys, records));
+        match redb::ReadOnlyDatabase::open(&path) {
+            Ok(db) => Ok(Opened::File(ReadOnly { path, db })),
+            Err(redb::DatabaseError::RepairAborted) => Ok(Opened::NeedsRecovery(path)),
+            Err(e) => Err(storage(&path, e)),
+        }
     }
-    Ok(Some(out))
+
+    fn read(&self) -> Result<redb::ReadTransaction> {
+        self.db.begin_read().map_err(|e| storage(&self.path, e))
+    }
+
+    /// Per table id, the keys and records the file holds, each value decoded (one that
+    /// does not decode is [`Error::Corrupt`]).
+    pub(crate) fn census(&self) -> Result<std::collections::HashMap<u64, (u64, u64)>> {
+        let err = |e: redb::Error| storage(&self.path, e);
+        let r = self.read()?;
+        let mut out = std::collections::HashMap::new();
+        for handle in r.list_tables().map_err(|e| err(e.into()))? {
+            let Some(id) = handle.name().strip_prefix('t').and_then(|n| n.parse::<u64>().ok()) else {
+                continue;
+            };
+            let def: TableDefinition<'_, &[u8], &[u8]> = TableDefinition::new(handle.name());
+            let t = r.open_table(def).map_err(|e| err(e.into()))?;
+            let (mut keys, mut records) = (0u64, 0u64);
+            for item in t.iter().map_err(|e| err(e.into()))? {
+                let (_, v) = item.map_err(|e| err(e.into()))?;
+                keys += 1;
+                records += decode_value(&self.path, v.value())?.1.records();
+            }
+            out.insert(id, (keys, records));
+        }
+        Ok(out)
+    }
+
+    /// Table `table`'s rows: encoded key to version and content.
+    pub(crate) fn rows(&self, table: u64) -> Result<super::Rows> {
+        let err = |e: redb::Error| storage(&self.path, e);
+        let r = self.read()?;
+        let name = table_name(table);
+        let def: TableDefinition<'_, &[u8], &[u8]> = TableDefinition::new(&name);
+        let t = match r.open_table(def) {
+            Ok(t) => t,
+            Err(redb::TableError::TableDoesNotExist(_)) => return Ok(super::Rows::default()),
+            Err(e) => return Err(err(e.into())),
+        };
+        let mut out = super::Rows::default();
+        for item in t.iter().map_err(|e| err(e.into()))? {
+            let (k, v) = item.map_err(|e| err(e.into()))?;
+            out.insert(k.value().to_vec(), decode_value(&self.path, v.value())?);
+        }
+        Ok(out)
+    }
+
+    /// One key's version and content in table `table`.
+    pub(crate) fn get(&self, table: u64, key: &[u8]) -> Result<Option<(u64, Logged)>> {
+        let err = |e: redb::Error| storage(&self.path, e);
+        let r = self.read()?;
+        let name = table_name(table);
+        let def: TableDefinition<'_, &[u8], &[u8]> = TableDefinition::new(&name);
+        let t = match r.open_table(def) {
+            Ok(t) => t,
+            Err(redb::TableError::TableDoesNotExist(_)) => return Ok(None),
+            Err(e) => return Err(err(e.into())),
+        };
+        match t.get(key).map_err(|e| err(e.into()))? {
+            Some(v) => decode_value(&self.path, v.value()).map(Some),
+            None => Ok(None),
+        }
+    }
 }
 
-/// The records of table `table` in a directory's `disc_only_copies` file, opened
-/// read-only: encoded key and content. For tools; the database must not be open.
-pub(crate) fn rows(dir: &Path, table: u64) -> Result<Vec<(Vec<u8>, Logged)>> {
-    let path = dir.join(FILE);
-    if !path.exists() {
-        return Ok(Vec::new());
-    }
-    let err = |e: redb::Error| storage(&path, e);
-    let db = redb::ReadOnlyDatabase::open(&path).map_err(|e| err(e.into()))?;
-    let r = db.begin_read().map_err(|e| err(e.into()))?;
-    let name = table_name(table);
-    let def: TableDefinition<'_, &[u8], &[u8]> = TableDefinition::new(&name);
-    let t = match r.open_table(def) {
-        Ok(t) => t,
-        Err(redb::TableError::TableDoesNotExist(_)) => return Ok(Vec::new()),
-        Err(e) => return Err(err(e.into())),
-    };
-    let mut out = Vec::new();
-    for item in t.iter().map_err(|e| err(e.into()))? {
-        let (k, v) = item.map_err(|e| err(e.into()))?;
-        out.push((k.value().to_vec(), decode_value(&path, v.value())?.1));
-    }
-    Ok(out)
-}
-
+/// Opens (or creates) the file, through the file layer.
 fn open_file(path: &Path) -> Result<redb::Database> {
     let file = super::files::RedbFile::open(path)?;
     redb::Database::builder().create_with_backend(file).map_err(|e| storage(path, e))

@@ -158,6 +158,39 @@ pub(crate) struct TableOpsRef<'a> {
     pub(crate) writes: Vec<(&'a [u8], LoggedRef<'a>)>,
 }
 
+impl TableOps {
+    /// The part, borrowed.
+    pub(crate) fn as_ref(&self) -> TableOpsRef<'_> {
+        TableOpsRef {
+            table: self.table,
+            clear: self.clear,
+            counter: self.counter,
+            reset: self.reset,
+            writes: self.writes.iter().map(|(k, v)| (k.as_slice(), v.as_ref())).collect(),
+        }
+    }
+}
+
+impl Logged {
+    /// The value, borrowed.
+    pub(crate) fn as_ref(&self) -> LoggedRef<'_> {
+        match self {
+            Logged::Put(b) => LoggedRef::Put(b),
+            Logged::Group(bs) => LoggedRef::Group(bs.iter().map(Vec::as_slice).collect()),
+            Logged::Delete => LoggedRef::Delete,
+        }
+    }
+
+    /// How many records the value holds.
+    pub(crate) fn records(&self) -> u64 {
+        match self {
+            Logged::Put(_) => 1,
+            Logged::Group(g) => g.len() as u64,
+            Logged::Delete => 0,
+        }
+    }
+}
+
 impl TableOpsRef<'_> {
     /// The part, owned.
     pub(crate) fn to_owned(&self) -> TableOps {

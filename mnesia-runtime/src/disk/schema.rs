@@ -36,7 +36,14 @@ pub(crate) struct TableDef {
 }
 
 impl TableDef {
+    /// `T`'s definition as the schema file keeps it, its record format traced.
     pub(crate) fn of<T: Table>(id: u64, storage: StorageType, indexes: Vec<IndexInfo>) -> TableDef {
+        TableDef { format: RecordFormat::stored::<T>(), ..TableDef::untraced::<T>(id, storage, indexes) }
+    }
+
+    /// `T`'s definition without its record format (a backup's header does not keep it, and
+    /// tracing is not done under the commit locks a backup holds).
+    pub(crate) fn untraced<T: Table>(id: u64, storage: StorageType, indexes: Vec<IndexInfo>) -> TableDef {
         TableDef {
             name: T::NAME.to_owned(),
             id,
@@ -47,7 +54,7 @@ impl TableDef {
             auto_increment: T::AUTO_INCREMENT,
             indexes,
             version: 0,
-            format: RecordFormat::stored::<T>(),
+            format: None,
         }
     }
 
