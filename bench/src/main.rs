@@ -4,7 +4,8 @@
 //! the throughput of 2 threads over 1 (higher is better).
 //!
 //! Run: `cargo run --release -p bench -- --json` (`--quick` for a short run, `--only NAME`
-//! for one figure, `--save` to also write `bench/results/DATE.json` with the machine).
+//! for one figure, `--save` to also write `bench/results/DATE.json` with the machine,
+//! `--tracing` to measure with a `tracing` subscriber listening to the database's warnings).
 
 mod alloc;
 mod disc;
@@ -110,9 +111,31 @@ fn readme_from_saved_run() -> mnesia::Result<bool> {
     Ok(true)
 }
 
+/// A `tracing` subscriber that listens to the database's warnings and drops them: with
+/// `--tracing`, the figures are measured as a program with a subscriber sees them.
+struct Listening;
+
+impl tracing::Subscriber for Listening {
+    fn enabled(&self, metadata: &tracing::Metadata<'_>) -> bool {
+        metadata.target().starts_with("mnesia") && *metadata.level() <= tracing::Level::WARN
+    }
+    fn new_span(&self, _: &tracing::span::Attributes<'_>) -> tracing::span::Id {
+        tracing::span::Id::from_u64(1)
+    }
+    fn record(&self, _: &tracing::span::Id, _: &tracing::span::Record<'_>) {}
+    fn record_follows_from(&self, _: &tracing::span::Id, _: &tracing::span::Id) {}
+    fn event(&self, _: &tracing::Event<'_>) {}
+    fn enter(&self, _: &tracing::span::Id) {}
+    fn exit(&self, _: &tracing::span::Id) {}
+}
+
 fn main() -> mnesia::Result<()> {
     if readme_from_saved_run()? {
         return Ok(());
+    }
+    if std::env::args().any(|a| a == "--tracing") {
+        tracing::subscriber::set_global_default(Listening)
+            .map_err(|e| mnesia::Error::Invalid(format!("a tracing subscriber is already set: {e}")))?;
     }
     let quick = std::env::args().any(|a| a == "--quick");
     let records: u64 = if quick { 20_000 } else { 100_000 };

@@ -162,8 +162,10 @@ fn attempts(db: Database, snapshot_from: SnapshotFrom, f: &mut dyn FnMut() -> bo
     let (mut lost_plain, mut lost_escalated) = (Duration::ZERO, Duration::ZERO);
     // Whether the attempts that lost wrote anything.
     let mut wrote = false;
-    // Measured only when a subscriber listens for slow transactions.
-    let began = tracing::enabled!(target: "mnesia::transaction", tracing::Level::WARN).then(Instant::now);
+    // Measured only when a subscriber listens for slow transactions (from the first
+    // attempt's start, which is read anyway).
+    let timed = tracing::enabled!(target: "mnesia::transaction", tracing::Level::WARN);
+    let mut began: Option<Instant> = None;
     for attempt in 1..=attempts {
         // One that lost without writing runs again at a snapshot, where it cannot lose
         // unless it writes this time (see `snapshots.rs`).
@@ -177,6 +179,9 @@ fn attempts(db: Database, snapshot_from: SnapshotFrom, f: &mut dyn FnMut() -> bo
             db.priority().take(&touched, patience(lost_plain, lost_escalated))
         });
         let started = Instant::now();
+        if timed && began.is_none() {
+            began = Some(started);
+        }
         // Lets a sync leader of the log wait a little for this transaction's commit; the
         // registration ends with the attempt, also on unwind.
         if let Some(disk) = db.disk() {
