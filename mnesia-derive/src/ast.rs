@@ -39,6 +39,34 @@ pub(crate) struct Input<'a> {
     pub(crate) ttl: Option<usize>,
     /// `#[table(ttl = "..")]`, in milliseconds.
     pub(crate) default_ttl_ms: Option<u64>,
+    /// The path of the `mnesia` crate: `::mnesia`, or `#[table(crate = "..")]`'s.
+    pub(crate) krate: proc_macro2::TokenStream,
+}
+
+/// The path every item of the output is reached through.
+fn crate_path(krate: Option<&syn::Path>) -> proc_macro2::TokenStream {
+    match krate {
+        Some(path) => quote::quote!(#path),
+        None => quote::quote!(::mnesia),
+    }
+}
+
+/// `#[table(crate = "..")]`'s path among `attrs`, whatever else is wrong with them (for the
+/// stub items emitted with errors).
+pub(crate) fn crate_of(attrs: &[Attribute]) -> proc_macro2::TokenStream {
+    let mut krate = None;
+    for attr in attrs.iter().filter(|a| is(a, "table")) {
+        let _ = attr.parse_nested_meta(|meta| {
+            if meta.path.is_ident("crate") {
+                let lit: LitStr = meta.value()?.parse()?;
+                krate = lit.parse::<syn::Path>().ok();
+            } else if meta.input.peek(syn::Token![=]) {
+                let _: syn::Expr = meta.value()?.parse()?;
+            }
+            Ok(())
+        });
+    }
+    crate_path(krate.as_ref())
 }
 
 /// Collects errors so that all of them are reported at once.
@@ -101,6 +129,8 @@ struct TableOptions {
     ttl: Option<(u64, LitStr)>,
     /// A `#[key]` was put on the struct (reported already).
     misplaced_key: bool,
+    /// `crate = ".."`: the path of the `mnesia` crate.
+    krate: Option<syn::Path>,
 }
 
 /// Parses `#[table(name = "..", type = "..", ttl = "..")]` attributes of the struct.
@@ -110,6 +140,7 @@ fn table_options(attrs: &[Attribute], errors: &mut Errors, default_name: String)
     let mut name: Option<String> = None;
     let mut kind: Option<Kind> = None;
     let mut ttl: Option<(u64, LitStr)> = None;
+    let mut krate: Option<syn::Path> = None;
     for attr in attrs {
         if is(attr, "key") || is(attr, "index") || is(attr, "auto_increment") || is(attr, "ttl") {
             let n = attr.path().get_ident().map(ToString::to_string).unwrap_or_default();
@@ -159,10 +190,22 @@ fn table_options(attrs: &[Attribute], errors: &mut Errors, default_name: String)
                 let ms = duration::parse_millis(&lit.value()).map_err(|e| syn::Error::new(lit.span(), e))?;
                 ttl = Some((ms, lit));
                 Ok(())
+            } else if meta.path.is_ident("crate") {
+                let lit: LitStr = meta.value()?.parse()?;
+                if krate.is_some() {
+                    return Err(meta.error("duplicate `crate` option in #[table(..)]"));
+                }
+                krate = Some(lit.parse().map_err(|_| {
+                    syn::Error::new(
+                        lit.span(),
+                        format!("`{}` is not a path: `crate = \"..\"` names the mnesia crate, as in `crate = \"my_facade::mnesia\"`", lit.value()),
+                    )
+                })?);
+                Ok(())
             } else {
                 let option = meta.path.get_ident().map(ToString::to_string).unwrap_or_else(|| "?".into());
                 Err(meta.error(format!(
-                    "unknown option `{option}` in #[table(..)]: expected `name = \"..\"`, `type = \"..\"` or `ttl = \"..\"`"
+                    "unknown option `{option}` in #[table(..)]: expected `name = \"..\"`, `type = \"..\"`, `ttl = \"..\"` or `crate = \"..\"`"
                 )))
             }
         });
@@ -170,7 +213,13 @@ fn table_options(attrs: &[Attribute], errors: &mut Errors, default_name: String)
             errors.push(e);
         }
     }
-    TableOptions { name: name.unwrap_or(default_name), kind: kind.unwrap_or(Kind::Set), ttl, misplaced_key }
+    TableOptions {
+        name: name.unwrap_or(default_name),
+        kind: kind.unwrap_or(Kind::Set),
+        ttl,
+        misplaced_key,
+        krate,
+    }
 }
 
 /// What the attributes of one field say.
@@ -274,7 +323,7 @@ impl<'a> Input<'a> {
                 "#[derive(Table)] does not support generic structs: a table stores one concrete type",
             );
         }
-        let TableOptions { name, kind, ttl: default_ttl, misplaced_key } =
+        let TableOptions { name, kind, ttl: default_ttl, misplaced_key, krate } =
             table_options(&input.attrs, &mut errors, case::snake(&input.ident.to_string()));
         let mut fields = Vec::new();
         let mut key: Option<usize> = None;
@@ -354,6 +403,7 @@ impl<'a> Input<'a> {
                 auto_increment,
                 ttl,
                 default_ttl_ms,
+                krate: crate_path(krate.as_ref()),
             }),
             _ => Err(errors),
         }

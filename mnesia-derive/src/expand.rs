@@ -26,6 +26,7 @@ fn type_string(ty: &syn::Type) -> String {
 /// The field constants: `pub const AGE: ::mnesia::Field<User, u32> = ..;`. Each has its
 /// field's own visibility: a private field's constant is private too.
 pub(crate) fn field_consts(
+    krate: &TokenStream,
     ident: &syn::Ident,
     fields: &[(&syn::Ident, &syn::Type, &syn::Visibility)],
 ) -> TokenStream {
@@ -36,7 +37,7 @@ pub(crate) fn field_consts(
         quote! {
             #[doc = #doc]
             #[allow(dead_code)]
-            #vis const #konst: ::mnesia::Field<#ident, #ty> = ::mnesia::Field::new(#name, #i, |record: &#ident| &record.#f);
+            #vis const #konst: #krate::Field<#ident, #ty> = #krate::Field::new(#name, #i, |record: &#ident| &record.#f);
         }
     });
     quote! {
@@ -48,6 +49,7 @@ pub(crate) fn field_consts(
 }
 
 pub(crate) fn expand(input: &Input<'_>) -> TokenStream {
+    let krate = &input.krate;
     let ident = input.ident;
     let name = &input.name;
     let key = &input.fields[input.key];
@@ -55,14 +57,14 @@ pub(crate) fn expand(input: &Input<'_>) -> TokenStream {
     let key_ty = key.ty;
     let key_pos = input.key;
     let kind = match input.kind {
-        Kind::Set => quote!(::mnesia::TableType::Set),
-        Kind::OrderedSet => quote!(::mnesia::TableType::OrderedSet),
-        Kind::Bag => quote!(::mnesia::TableType::Bag),
+        Kind::Set => quote!(#krate::TableType::Set),
+        Kind::OrderedSet => quote!(#krate::TableType::OrderedSet),
+        Kind::Bag => quote!(#krate::TableType::Bag),
     };
     let infos = input.fields.iter().map(|f| {
         let n = f.ident.to_string().trim_start_matches("r#").to_owned();
         let t = type_string(f.ty);
-        quote!(::mnesia::FieldInfo { name: #n, ty: #t })
+        quote!(#krate::FieldInfo { name: #n, ty: #t })
     });
     let indexes = input.fields.iter().filter_map(|f| {
         let decl = f.index?;
@@ -79,7 +81,7 @@ pub(crate) fn expand(input: &Input<'_>) -> TokenStream {
     let auto_fns = auto.then(|| {
         let msg = format!("id {{}} does not fit the key type {} of table {name}", type_string(key_ty));
         quote! {
-            fn key_for_id(id: u64) -> ::core::option::Option<<Self as ::mnesia::Table>::Key> {
+            fn key_for_id(id: u64) -> ::core::option::Option<<Self as #krate::Table>::Key> {
                 ::core::convert::TryFrom::try_from(id).ok()
             }
 
@@ -87,9 +89,9 @@ pub(crate) fn expand(input: &Input<'_>) -> TokenStream {
                 ::core::convert::TryFrom::try_from(self.#key_ident).ok()
             }
 
-            fn set_auto_id(&mut self, id: u64) -> ::mnesia::Result<()> {
+            fn set_auto_id(&mut self, id: u64) -> #krate::Result<()> {
                 self.#key_ident = ::core::convert::TryFrom::try_from(id)
-                    .map_err(|_| ::mnesia::Error::Invalid(::std::format!(#msg, id)))?;
+                    .map_err(|_| #krate::Error::Invalid(::std::format!(#msg, id)))?;
                 ::core::result::Result::Ok(())
             }
         }
@@ -100,8 +102,8 @@ pub(crate) fn expand(input: &Input<'_>) -> TokenStream {
         quote! {
             #n => {
                 #[allow(unused_imports)]
-                use ::mnesia::{ProbeIndexable as _, ProbeNotIndexable as _};
-                (&&::mnesia::IndexProbe(<#ident>::#konst)).spec(unique)
+                use #krate::{ProbeIndexable as _, ProbeNotIndexable as _};
+                (&&#krate::IndexProbe(<#ident>::#konst)).spec(unique)
             }
         }
     });
@@ -114,8 +116,9 @@ pub(crate) fn expand(input: &Input<'_>) -> TokenStream {
             None => quote!(::core::option::Option::None),
         };
         // Spanned at the field's type: a type that is not a deadline is reported there.
-        let get = quote_spanned! {ty.span()=> <#ty as ::mnesia::Deadline>::deadline(&self.#field) };
-        let set = quote_spanned! {ty.span()=> <#ty as ::mnesia::Deadline>::set_deadline(&mut self.#field, deadline) };
+        let get = quote_spanned! {ty.span()=> <#ty as #krate::Deadline>::deadline(&self.#field) };
+        let set =
+            quote_spanned! {ty.span()=> <#ty as #krate::Deadline>::set_deadline(&mut self.#field, deadline) };
         quote! {
             const TTL_FIELD: ::core::option::Option<&'static str> = ::core::option::Option::Some(#n);
             const DEFAULT_TTL: ::core::option::Option<::core::time::Duration> = #default;
@@ -127,7 +130,7 @@ pub(crate) fn expand(input: &Input<'_>) -> TokenStream {
             fn set_deadline(
                 &mut self,
                 deadline: ::core::option::Option<::std::time::SystemTime>,
-            ) -> ::mnesia::Result<()> {
+            ) -> #krate::Result<()> {
                 #set
             }
         }
@@ -135,31 +138,31 @@ pub(crate) fn expand(input: &Input<'_>) -> TokenStream {
     let expiring = input.ttl.map(|_| {
         quote! {
             #[automatically_derived]
-            impl ::mnesia::Expiring for #ident {}
+            impl #krate::Expiring for #ident {}
         }
     });
     let key_assoc = quote_spanned! {key_ty.span()=> type Key = #key_ty; };
     let fields: Vec<_> = input.fields.iter().map(|f| (f.ident, f.ty, f.vis)).collect();
-    let consts = field_consts(ident, &fields);
+    let consts = field_consts(krate, ident, &fields);
     quote! {
         #[automatically_derived]
-        impl ::mnesia::Table for #ident {
+        impl #krate::Table for #ident {
             #key_assoc
             const NAME: &'static str = #name;
-            const TYPE: ::mnesia::TableType = #kind;
-            const FIELDS: &'static [::mnesia::FieldInfo] = &[#(#infos),*];
+            const TYPE: #krate::TableType = #kind;
+            const FIELDS: &'static [#krate::FieldInfo] = &[#(#infos),*];
             const KEY_POSITION: usize = #key_pos;
             const AUTO_INCREMENT: bool = #auto;
 
-            fn key(&self) -> &<Self as ::mnesia::Table>::Key {
+            fn key(&self) -> &<Self as #krate::Table>::Key {
                 &self.#key_ident
             }
 
-            fn indexes() -> ::std::vec::Vec<::mnesia::IndexSpec<Self>> {
+            fn indexes() -> ::std::vec::Vec<#krate::IndexSpec<Self>> {
                 ::std::vec![#(#indexes),*]
             }
 
-            fn index_spec_for(field: &str, unique: bool) -> ::core::option::Option<::mnesia::IndexSpec<Self>> {
+            fn index_spec_for(field: &str, unique: bool) -> ::core::option::Option<#krate::IndexSpec<Self>> {
                 match field {
                     #(#probes)*
                     _ => ::core::option::Option::None,

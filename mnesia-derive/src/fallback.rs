@@ -10,6 +10,7 @@ use crate::expand::field_consts;
 
 pub(crate) fn expand(input: &DeriveInput, errors: &Errors) -> TokenStream {
     let compile_errors = errors.to_compile_errors();
+    let krate = &crate::ast::crate_of(&input.attrs);
     let ident = &input.ident;
     let named = match &input.data {
         Data::Struct(s) => match &s.fields {
@@ -23,24 +24,24 @@ pub(crate) fn expand(input: &DeriveInput, errors: &Errors) -> TokenStream {
     };
     let fields: Vec<_> =
         named.named.iter().filter_map(|f| f.ident.as_ref().map(|i| (i, &f.ty, &f.vis))).collect();
-    let consts = field_consts(ident, &fields);
+    let consts = field_consts(krate, ident, &fields);
     // A struct with a #[ttl] field gets the expiry functions too: no follow-up errors.
     let has_ttl = named.named.iter().any(|f| f.attrs.iter().any(|a| a.path().is_ident("ttl")));
     let expiring = has_ttl.then(|| {
         quote! {
             #[automatically_derived]
-            impl ::mnesia::Expiring for #ident {}
+            impl #krate::Expiring for #ident {}
         }
     });
     quote! {
         #compile_errors
 
         #[automatically_derived]
-        impl ::mnesia::Table for #ident {
+        impl #krate::Table for #ident {
             type Key = ();
             const NAME: &'static str = "";
-            const TYPE: ::mnesia::TableType = ::mnesia::TableType::Set;
-            const FIELDS: &'static [::mnesia::FieldInfo] = &[];
+            const TYPE: #krate::TableType = #krate::TableType::Set;
+            const FIELDS: &'static [#krate::FieldInfo] = &[];
             const KEY_POSITION: usize = 0;
             const AUTO_INCREMENT: bool = false;
 
@@ -48,7 +49,7 @@ pub(crate) fn expand(input: &DeriveInput, errors: &Errors) -> TokenStream {
                 &()
             }
 
-            fn indexes() -> ::std::vec::Vec<::mnesia::IndexSpec<Self>> {
+            fn indexes() -> ::std::vec::Vec<#krate::IndexSpec<Self>> {
                 ::std::vec::Vec::new()
             }
         }
