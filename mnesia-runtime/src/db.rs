@@ -280,8 +280,8 @@ impl Config {
         self
     }
 
-    /// A transaction that takes this long or longer, from its first attempt to its commit,
-    /// is reported as a `tracing` warning (target `mnesia::transaction`; default 100 ms).
+    /// A transaction that takes this long or longer, from its first attempt to its end
+    /// (committed, failed or given up), is reported as a `tracing` warning (target `mnesia::transaction`; default 100 ms).
     /// Nothing is measured when no subscriber listens.
     ///
     /// ```

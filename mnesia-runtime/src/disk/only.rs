@@ -245,7 +245,9 @@ impl DiscOnly {
 /// not be open).
 pub(crate) struct ReadOnly {
     path: std::path::PathBuf,
-    db: redb::ReadOnlyDatabase,
+    /// One read transaction for every read: the file does not change while a tool holds the
+    /// directory's lock.
+    read: redb::ReadTransaction,
 }
 
 /// What [`ReadOnly::open`] found.
@@ -265,29 +267,36 @@ impl ReadOnly {
         if !path.exists() {
             return Ok(Opened::Missing);
         }
-        match redb::ReadOnlyDatabase::open(&path) {
-            Ok(db) => Ok(Opened::File(ReadOnly { path, db })),
-            Err(redb::DatabaseError::RepairAborted) => Ok(Opened::NeedsRecovery(path)),
-            Err(e) => Err(storage(&path, e)),
-        }
+        let db = match redb::ReadOnlyDatabase::open(&path) {
+            Ok(db) => db,
+            Err(redb::DatabaseError::RepairAborted) => return Ok(Opened::NeedsRecovery(path)),
+            Err(e) => return Err(storage(&path, e)),
+        };
+        let read = db.begin_read().map_err(|e| storage(&path, e))?;
+        Ok(Opened::File(ReadOnly { path, read }))
     }
 
-    fn read(&self) -> Result<redb::ReadTransaction> {
-        self.db.begin_read().map_err(|e| storage(&self.path, e))
+    /// Table `table` of the file, if it has one.
+    fn table(&self, table: u64) -> Result<Option<redb::ReadOnlyTable<&'static [u8], &'static [u8]>>> {
+        let name = table_name(table);
+        let def: TableDefinition<'_, &[u8], &[u8]> = TableDefinition::new(&name);
+        match self.read.open_table(def) {
+            Ok(t) => Ok(Some(t)),
+            Err(redb::TableError::TableDoesNotExist(_)) => Ok(None),
+            Err(e) => Err(storage(&self.path, e)),
+        }
     }
 
     /// Per table id, the keys and records the file holds, each value decoded (one that
     /// does not decode is [`Error::Corrupt`]).
     pub(crate) fn census(&self) -> Result<std::collections::HashMap<u64, (u64, u64)>> {
         let err = |e: redb::Error| storage(&self.path, e);
-        let r = self.read()?;
         let mut out = std::collections::HashMap::new();
-        for handle in r.list_tables().map_err(|e| err(e.into()))? {
+        for handle in self.read.list_tables().map_err(|e| err(e.into()))? {
             let Some(id) = handle.name().strip_prefix('t').and_then(|n| n.parse::<u64>().ok()) else {
                 continue;
             };
-            let def: TableDefinition<'_, &[u8], &[u8]> = TableDefinition::new(handle.name());
-            let t = r.open_table(def).map_err(|e| err(e.into()))?;
+            let Some(t) = self.table(id)? else { continue };
             let (mut keys, mut records) = (0u64, 0u64);
             for item in t.iter().map_err(|e| err(e.into()))? {
                 let (_, v) = item.map_err(|e| err(e.into()))?;
@@ -302,14 +311,7 @@ impl ReadOnly {
     /// Table `table`'s rows: encoded key to version and content.
     pub(crate) fn rows(&self, table: u64) -> Result<super::Rows> {
         let err = |e: redb::Error| storage(&self.path, e);
-        let r = self.read()?;
-        let name = table_name(table);
-        let def: TableDefinition<'_, &[u8], &[u8]> = TableDefinition::new(&name);
-        let t = match r.open_table(def) {
-            Ok(t) => t,
-            Err(redb::TableError::TableDoesNotExist(_)) => return Ok(super::Rows::default()),
-            Err(e) => return Err(err(e.into())),
-        };
+        let Some(t) = self.table(table)? else { return Ok(super::Rows::default()) };
         let mut out = super::Rows::default();
         for item in t.iter().map_err(|e| err(e.into()))? {
             let (k, v) = item.map_err(|e| err(e.into()))?;
@@ -320,16 +322,8 @@ impl ReadOnly {
 
     /// One key's version and content in table `table`.
     pub(crate) fn get(&self, table: u64, key: &[u8]) -> Result<Option<(u64, Logged)>> {
-        let err = |e: redb::Error| storage(&self.path, e);
-        let r = self.read()?;
-        let name = table_name(table);
-        let def: TableDefinition<'_, &[u8], &[u8]> = TableDefinition::new(&name);
-        let t = match r.open_table(def) {
-            Ok(t) => t,
-            Err(redb::TableError::TableDoesNotExist(_)) => return Ok(None),
-            Err(e) => return Err(err(e.into())),
-        };
-        match t.get(key).map_err(|e| err(e.into()))? {
+        let Some(t) = self.table(table)? else { return Ok(None) };
+        match t.get(key).map_err(|e| storage(&self.path, e))? {
             Some(v) => decode_value(&self.path, v.value()).map(Some),
             None => Ok(None),
         }
