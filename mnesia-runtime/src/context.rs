@@ -162,9 +162,10 @@ fn attempts(db: Database, snapshot_from: SnapshotFrom, f: &mut dyn FnMut() -> bo
     let (mut lost_plain, mut lost_escalated) = (Duration::ZERO, Duration::ZERO);
     // Whether the attempts that lost wrote anything.
     let mut wrote = false;
-    // Measured only when a subscriber listens for slow transactions (from the first
-    // attempt's start, which is read anyway).
-    let timed = tracing::enabled!(target: "mnesia::transaction", tracing::Level::WARN);
+    // Measured only when latencies are recorded or a subscriber listens for slow
+    // transactions (from the first attempt's start, which is read anyway).
+    let timed =
+        stats.latencies.on() || tracing::enabled!(target: "mnesia::transaction", tracing::Level::WARN);
     let mut began: Option<Instant> = None;
     for attempt in 1..=attempts {
         // One that lost without writing runs again at a snapshot, where it cannot lose
@@ -232,17 +233,17 @@ fn attempts(db: Database, snapshot_from: SnapshotFrom, f: &mut dyn FnMut() -> bo
         match outcome {
             Some(Outcome::Committed) => {
                 stats.add(Stat::Commit);
-                report_if_slow(&db, began, attempt, "committed");
+                timed_end(&db, &stats, began, attempt, "committed");
                 return Ok(());
             }
             Some(Outcome::Failed) => {
                 stats.add(Stat::Abort);
-                report_if_slow(&db, began, attempt, "failed");
+                timed_end(&db, &stats, began, attempt, "failed");
                 return Ok(());
             }
             Some(Outcome::Error(e)) => {
                 stats.add(Stat::Abort);
-                report_if_slow(&db, began, attempt, "failed");
+                timed_end(&db, &stats, began, attempt, "failed");
                 return Err(e);
             }
             None => {}
@@ -262,15 +263,24 @@ fn attempts(db: Database, snapshot_from: SnapshotFrom, f: &mut dyn FnMut() -> bo
         }
     }
     stats.add(Stat::Abort);
-    report_if_slow(&db, began, attempts, "gave up");
+    timed_end(&db, &stats, began, attempts, "gave up");
     Err(Error::TooManyRetries { attempts })
 }
 
-/// Reports a transaction that took the configured threshold or longer, however it ended
-/// (`began`: when it started, if a subscriber listens).
-fn report_if_slow(db: &Database, began: Option<Instant>, attempts: u32, ended: &'static str) {
+/// Records how long a timed transaction took, and reports it if it took the configured
+/// threshold or longer, however it ended (`began`: when it started, if it is timed).
+fn timed_end(
+    db: &Database,
+    stats: &crate::info::Stats,
+    began: Option<Instant>,
+    attempts: u32,
+    ended: &'static str,
+) {
     let Some(began) = began else { return };
     let took = began.elapsed();
+    if stats.latencies.on() {
+        stats.latencies.record(took);
+    }
     if took >= db.config().slow_transaction_threshold() {
         tracing::warn!(
             target: "mnesia::transaction",

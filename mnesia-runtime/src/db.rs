@@ -369,6 +369,10 @@ pub(crate) trait AnyTable: Send + Sync {
     fn raise_counter(&self, counter: u64);
     /// The table's index list, to lend to [`AnyTable::exclusive_locks`].
     fn index_list(&self) -> Arc<dyn Any + Send + Sync>;
+    /// A page of records as JSON (in the database's scope).
+    fn browse(&self, browse: &crate::browse::Browse) -> Result<crate::browse::Page>;
+    /// A subscription to the table's events, as JSON.
+    fn subscribe_json(&self, capacity: usize) -> crate::browse::JsonSubscription;
     /// Exclusive requests for every commit lock of the table and of `indexes` (its
     /// [`AnyTable::index_list`]).
     fn exclusive_locks<'a>(
@@ -573,6 +577,14 @@ impl<T: Table> AnyTable for TableStore<T> {
             return Ok(0);
         }
         crate::expiring::reap::<T>(db)
+    }
+
+    fn browse(&self, browse: &crate::browse::Browse) -> Result<crate::browse::Page> {
+        crate::browse::page::<T>(browse)
+    }
+
+    fn subscribe_json(&self, capacity: usize) -> crate::browse::JsonSubscription {
+        crate::browse::JsonSubscription::new(self.subs.add(false, capacity))
     }
 
     fn snapshot(&self) -> Option<Result<(u64, Vec<crate::disk::record::SnapshotEntry>)>> {
@@ -962,10 +974,15 @@ impl Database {
             config.node.clone(),
             config.dir.clone(),
             self.table_infos(),
-            self.inner.seq.load(Ordering::Acquire),
+            self.last_commit(),
             &self.inner.stats,
             log,
         )
+    }
+
+    /// The sequence number of the last commit.
+    pub(crate) fn last_commit(&self) -> u64 {
+        self.inner.seq.load(Ordering::Acquire)
     }
 
     /// Whether two handles are the same database.
@@ -1109,6 +1126,20 @@ impl Database {
         }
         v.sort();
         v
+    }
+
+    /// The table named `name`, whatever its type; a table on disc that no type has claimed
+    /// yet is an error that says so.
+    pub(crate) fn any_table(&self, name: &str) -> Result<Arc<dyn AnyTable>> {
+        if let Some(t) = self.inner.tables.load().get(name) {
+            return Ok(Arc::clone(t));
+        }
+        if self.disk().is_some_and(|d| d.pending.lock().contains_key(name)) {
+            return Err(Error::Invalid(format!(
+                "table {name} is on disc but no record type has claimed it in this program yet"
+            )));
+        }
+        Err(Error::NoSuchTable { table: name.to_owned() })
     }
 
     /// Creates table `T` (what `T::create_table` calls).

@@ -277,6 +277,14 @@ impl<T: Table> Iterator for Subscription<T> {
 /// while let Some(event) = events.next().await { .. }
 /// ```
 #[cfg(feature = "tokio")]
+impl<T: Table> Subscription<T> {
+    /// The next event for an async reader, or `Pending` with its waker registered.
+    pub(crate) fn poll_event(&self, cx: &mut std::task::Context<'_>) -> std::task::Poll<Option<Event<T>>> {
+        self.reader.poll(cx)
+    }
+}
+
+#[cfg(feature = "tokio")]
 impl<T: Table> futures_core::Stream for Subscription<T> {
     type Item = Event<T>;
 

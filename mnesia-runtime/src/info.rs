@@ -14,6 +14,8 @@ use crate::table::TableInfo;
 /// transaction two adds that other threads rarely contend for.
 pub(crate) struct Stats {
     stripes: Box<[CachePadded<[AtomicU64; 5]>]>,
+    /// How long transactions took, while someone asks (`Database::record_latencies`).
+    pub(crate) latencies: crate::activity::Latencies,
 }
 
 /// What [`Stats`] counts.
@@ -39,20 +41,35 @@ thread_local! {
     static STRIPE: usize = NEXT_STRIPE.fetch_add(1, Ordering::Relaxed) % STRIPES;
 }
 
+/// This thread's stripe of striped counters (0 to 15).
+pub(crate) fn stripe() -> usize {
+    STRIPE.try_with(|s| *s).unwrap_or(0)
+}
+
 impl Default for Stats {
     fn default() -> Self {
-        Stats { stripes: (0..STRIPES).map(|_| CachePadded::new(Default::default())).collect() }
+        Stats {
+            stripes: (0..STRIPES).map(|_| CachePadded::new(Default::default())).collect(),
+            latencies: Default::default(),
+        }
     }
 }
 
 impl Stats {
     pub(crate) fn add(&self, stat: Stat) {
-        let stripe = STRIPE.try_with(|s| *s).unwrap_or(0);
-        self.stripes[stripe][stat as usize].fetch_add(1, Ordering::Relaxed);
+        self.stripes[stripe()][stat as usize].fetch_add(1, Ordering::Relaxed);
     }
 
-    fn total(&self, stat: Stat) -> u64 {
+    pub(crate) fn total(&self, stat: Stat) -> u64 {
         self.stripes.iter().map(|s| s[stat as usize].load(Ordering::Relaxed)).sum()
+    }
+
+    /// Transactions committed, aborted, and running now.
+    pub(crate) fn outcomes(&self) -> (u64, u64, u64) {
+        let commits = self.total(Stat::Commit);
+        let aborts = self.total(Stat::Abort);
+        let started = self.total(Stat::Start);
+        (commits, aborts, started.saturating_sub(commits + aborts))
     }
 }
 
@@ -140,9 +157,7 @@ impl SystemInfo {
         stats: &Stats,
         log: Option<LogInfo>,
     ) -> SystemInfo {
-        let commits = stats.total(Stat::Commit);
-        let aborts = stats.total(Stat::Abort);
-        let started = stats.total(Stat::Start);
+        let (commits, aborts, running_transactions) = stats.outcomes();
         SystemInfo {
             version: env!("CARGO_PKG_VERSION").to_owned(),
             running_nodes: vec![node.clone()],
@@ -155,7 +170,7 @@ impl SystemInfo {
             aborts,
             retries: stats.total(Stat::Retry),
             escalations: stats.total(Stat::Escalation),
-            running_transactions: started.saturating_sub(commits + aborts),
+            running_transactions,
             log,
         }
     }

@@ -22,8 +22,10 @@
 #![deny(unsafe_code)]
 #![warn(unreachable_pub)]
 
+mod activity;
 mod backup;
 mod broadcast;
+mod browse;
 mod bulk;
 mod cells;
 mod clock;
@@ -64,8 +66,10 @@ mod ttl;
 mod tx;
 
 #[doc(hidden)]
+pub use activity::{Activity, Histogram};
 pub use backup::fuzz_backup_file;
 pub use backup::{BackupInfo, BackupOptions, RestoreMode, RestoreOptions};
+pub use browse::{Browse, JsonSubscription, Page};
 pub use clock::{Clock, ManualClock};
 pub use context::{is_transaction, sync_transaction, transaction};
 pub use counters::{current_value, dirty_update_counter, has_counter, next_id, reset_counter};

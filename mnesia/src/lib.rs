@@ -81,6 +81,17 @@ pub use mnesia_runtime::*;
 /// ```
 pub use mnesia_derive::Table;
 
+/// The observer (cargo feature `observer`): a read-only web page and JSON API watching a
+/// running database, served on a thread of its own. See [`observer::serve`].
+///
+/// ```ignore
+/// let db = mnesia::Database::in_memory()?;
+/// let observer = mnesia::observer::serve(&db, "127.0.0.1:8080")?;
+/// // open http://127.0.0.1:8080/ while the program runs
+/// ```
+#[cfg(feature = "observer")]
+pub use mnesia_observer as observer;
+
 /// What most programs need: `use mnesia::prelude::*;`.
 ///
 /// ```
