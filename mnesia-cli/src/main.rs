@@ -74,13 +74,26 @@ enum Command {
         /// The database directory.
         dir: PathBuf,
     },
-    /// Writes a backup file of every table of the directory (restored with
-    /// `Database::restore` in a program that names the tables' types).
+    /// Writes a backup file of every table of the directory (restored with `mnesia restore`
+    /// or with `Database::restore` in a program that names the tables' types).
     Backup {
         /// The database directory.
         dir: PathBuf,
         /// The backup file to write (replaced only once it is complete).
         file: PathBuf,
+    },
+    /// Replaces the records of the directory's tables with a backup's (clear and load),
+    /// without the program's types: the whole file and every record are checked first
+    /// (definitions, record formats, keys, unique indexes), and a failure changes nothing.
+    /// Each table must exist in the directory and be `disc_copies` (skip the others).
+    Restore {
+        /// The database directory.
+        dir: PathBuf,
+        /// The backup file.
+        file: PathBuf,
+        /// A table of the backup to leave as it is (may be given several times).
+        #[arg(long, value_name = "TABLE")]
+        skip: Vec<String>,
     },
 }
 
@@ -160,6 +173,22 @@ fn run(command: Command) -> Result<ExitCode, String> {
             progress::finish(counter);
             db.close().map_err(|e| e.to_string())?;
             report::print(out, false, &made, |out, made| report::backed_up(out, made, &file))?;
+        }
+        Command::Restore { dir, file, skip } => {
+            let db = open(&dir)?;
+            let counter = progress::counter("records restored");
+            let mut options = mnesia::RestoreOptions::new();
+            for table in &skip {
+                options = options.table(table, mnesia::RestoreMode::Skip);
+            }
+            if let Some(bar) = &counter {
+                let bar = bar.clone();
+                options = options.progress(move |done| bar.set_position(done));
+            }
+            let restored = db.restore(&file, &options).map_err(|e| e.to_string())?;
+            progress::finish(counter);
+            db.close().map_err(|e| e.to_string())?;
+            report::print(out, false, &restored, |out, n| report::restored(out, *n, &file))?;
         }
     }
     Ok(ExitCode::SUCCESS)

@@ -170,6 +170,11 @@ pub(crate) fn backed_up(out: &mut dyn Write, made: &BackupInfo, file: &Path) -> 
     )
 }
 
+/// `mnesia restore`.
+pub(crate) fn restored(out: &mut dyn Write, records: u64, file: &Path) -> std::io::Result<()> {
+    writeln!(out, "restored {} from {}", plural(records, "record"), file.display())
+}
+
 /// Prints rows under a header, each column as wide as its widest cell.
 fn columns(out: &mut dyn Write, header: &[&str], rows: &[Vec<String>]) -> std::io::Result<()> {
     let mut widths: Vec<usize> = header.iter().map(|h| h.len()).collect();

@@ -453,6 +453,10 @@ fn dump_reads_bags_and_disc_only_tables_and_refuses_what_it_cannot() {
         tags.as_array().expect("array").iter().filter_map(|t| t["label"].as_str()).collect();
     labels.sort_unstable();
     assert_eq!(labels, ["blue", "green", "red"]);
+    let first_two = json(&mnesia(&["dump", path(dir.path()), "tag", "--limit", "2"]));
+    let items: Vec<u64> =
+        first_two.as_array().expect("array").iter().filter_map(|t| t["item"].as_u64()).collect();
+    assert_eq!(items, [1, 1], "a bag's key holds two records: the limit counts records");
     let archive = json(&mnesia(&["dump", path(dir.path()), "archive", "--limit", "2"]));
     assert_eq!(archive, serde_json::json!([{"id": 1, "body": "body 1"}, {"id": 2, "body": "body 2"}]));
     let users = stdout(&mnesia(&["dump", path(dir.path()), "users", "--format", "jsonl"]));
@@ -527,4 +531,92 @@ fn verify_finds_a_lost_first_segment() {
     let o = mnesia(&["verify", path(dir.path())]);
     assert_eq!(o.status.code(), Some(1));
     assert!(stdout(&o).contains("the log starts at segment 2"), "{}", stdout(&o));
+}
+
+#[test]
+fn restore_replaces_a_directorys_tables_without_its_types_and_survives_a_reopen() {
+    let dir = populated();
+    let file = dir.path().join("then.backup");
+    let made = mnesia(&["backup", path(dir.path()), path(&file)]);
+    assert!(made.status.success(), "{}", stderr(&made));
+    let before_users = json(&mnesia(&["dump", path(dir.path()), "users"]));
+    let before_tags = json(&mnesia(&["dump", path(dir.path()), "tag"]));
+    // Changes after the backup, which the restore undoes.
+    let db = Database::open(Config::default().dir(dir.path())).expect("open");
+    db.scope(|| -> mnesia::Result<()> {
+        User::insert(User { id: 0, email: "late@x".into(), age: 1 })?;
+        User::delete(&2)?;
+        Tag::write(Tag { item: 9, label: "late".into() })?;
+        Tag::delete(&1)?;
+        Ok(())
+    })
+    .expect("changes");
+    db.close().expect("close");
+    drop(db);
+
+    // A disc-only table cannot be restored without its type: refused, nothing changed.
+    let refused = mnesia(&["restore", path(dir.path()), path(&file)]);
+    assert_eq!(refused.status.code(), Some(1));
+    assert!(stderr(&refused).contains("archive"), "{}", stderr(&refused));
+    let unchanged = json(&mnesia(&["dump", path(dir.path()), "users"])).to_string();
+    assert!(unchanged.contains("late@x") && !unchanged.contains("b@x"), "{unchanged}");
+
+    let done = mnesia(&["restore", path(dir.path()), path(&file), "--skip", "archive"]);
+    assert!(done.status.success(), "{}", stderr(&done));
+    assert!(stdout(&done).contains("restored 6 records"), "{}", stdout(&done));
+    assert_eq!(json(&mnesia(&["dump", path(dir.path()), "users"])), before_users);
+    assert_eq!(json(&mnesia(&["dump", path(dir.path()), "tag"])), before_tags);
+    let verified = mnesia(&["verify", path(dir.path())]);
+    assert!(verified.status.success(), "{}", stdout(&verified));
+
+    // The program reopens it with its types: the restored records, indexes and counter.
+    let db = Database::open(Config::default().dir(dir.path())).expect("reopen");
+    db.scope(|| -> mnesia::Result<()> {
+        assert_eq!(User::count()?, 3);
+        assert_eq!(User::get_by(User::EMAIL, "d@x".to_string())?.map(|u| u.age), Some(50));
+        assert_eq!(User::get_by(User::EMAIL, "late@x".to_string())?, None);
+        assert!(User::insert(User { id: 0, email: "d@x".into(), age: 2 }).is_err(), "the unique index holds");
+        let next = User::insert(User { id: 0, email: "new@x".into(), age: 2 })?;
+        assert!(next.id > 5, "no id handed out twice: {}", next.id);
+        assert_eq!(Tag::read_all(&1)?.len(), 2);
+        assert!(Tag::read_all(&9)?.is_empty());
+        Ok(())
+    })
+    .expect("typed");
+}
+
+#[test]
+fn restore_checks_the_backup_against_the_directory_first() {
+    let dir = populated();
+    let file = dir.path().join("then.backup");
+    assert!(mnesia(&["backup", path(dir.path()), path(&file)]).status.success());
+    let other = tempfile::tempdir().expect("tempdir");
+    mnesia::Schema::create(other.path()).expect("schema");
+    // A directory whose `tag` table has other fields, and no `users` table.
+    #[derive(Table, Clone, Debug, PartialEq, Serialize, Deserialize)]
+    #[table(name = "tag", type = "bag")]
+    struct OtherTag {
+        #[key]
+        item: u32,
+        colour: String,
+    }
+    let db = Database::open(Config::default().dir(other.path())).expect("open");
+    db.scope(|| OtherTag::create_table(TableOptions::new().disc_copies([NODE]))).expect("create");
+    db.close().expect("close");
+    drop(db);
+    let mismatch =
+        mnesia(&["restore", path(other.path()), path(&file), "--skip", "archive", "--skip", "users"]);
+    assert_eq!(mismatch.status.code(), Some(1));
+    assert!(stderr(&mismatch).contains("colour"), "{}", stderr(&mismatch));
+    let missing = mnesia(&["restore", path(other.path()), path(&file), "--skip", "archive", "--skip", "tag"]);
+    assert!(stderr(&missing).contains("users"), "{}", stderr(&missing));
+    // A damaged backup: refused before anything changes.
+    let mut bytes = std::fs::read(&file).expect("read");
+    let at = bytes.len() / 2;
+    bytes[at] ^= 0x55;
+    std::fs::write(&file, bytes).expect("write");
+    let damaged = mnesia(&["restore", path(dir.path()), path(&file), "--skip", "archive"]);
+    assert_eq!(damaged.status.code(), Some(1));
+    assert!(stderr(&damaged).contains("then.backup"), "{}", stderr(&damaged));
+    assert_eq!(json(&mnesia(&["dump", path(dir.path()), "users"])).as_array().map(Vec::len), Some(3));
 }

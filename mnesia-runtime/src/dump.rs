@@ -21,7 +21,8 @@ impl Schema {
     /// The records of table `table` of the database directory `dir`, each as the JSON
     /// value serde_json gives for it (what `T::export` writes), decoded through the record
     /// format the schema keeps: no Rust type is needed. In key order (by the key's JSON
-    /// value); at most `limit`. Refused while a process has the database open; changes
+    /// value); at most `limit` (every key is decoded to sort them, only the records within
+    /// the limit are; the files are read whole, as recovery reads them). Refused while a process has the database open; changes
     /// nothing on disc. A table whose type's format could not be traced (see the README)
     /// cannot be read this way.
     ///
@@ -153,23 +154,44 @@ fn read(dir: &Path, table: &str, limit: Option<usize>) -> Result<(Vec<Value>, Re
         }
         _ => p.rows.into_iter().map(|(k, (_, v))| (k, v)).collect(),
     };
+    // Keys decoded alone and sorted; only the records within the limit are decoded.
+    let key_shape = key_format(&shape, p.def.key)?;
+    let mut keyed = rows
+        .into_iter()
+        .map(|(k, v)| Ok((format::decode_as(&k, &key_shape, &shape)?, v)))
+        .collect::<Result<Vec<(Value, Logged)>>>()?;
+    keyed.sort_by(|a, b| json_order(&a.0, &b.0));
+    let limit = limit.unwrap_or(usize::MAX);
     let mut out = Vec::new();
-    for (_, value) in rows {
+    for (_, value) in keyed {
         let records = match value {
             Logged::Put(b) => vec![b],
             Logged::Group(g) => g,
             Logged::Delete => Vec::new(),
         };
-        for r in records {
-            out.push(format::decode(&r, &shape)?);
+        for r in records.iter().take(limit - out.len()) {
+            out.push(format::decode(r, &shape)?);
+        }
+        if out.len() == limit {
+            break;
         }
     }
-    let key = p.def.attributes.get(p.def.key).map(|(n, _)| n.clone()).unwrap_or_default();
-    out.sort_by(|a, b| json_order(&a[&key], &b[&key]));
-    if let Some(limit) = limit {
-        out.truncate(limit);
-    }
     Ok((out, shape))
+}
+
+/// The format of the record's field at `position` (its key).
+fn key_format(shape: &RecordFormat, position: usize) -> Result<Shape> {
+    let Shape::TypeName(name) = &shape.root else {
+        return Err(Error::Invalid("the stored record format is not a struct with named fields".into()));
+    };
+    match shape.registry.get(name) {
+        Some(ContainerFormat::Struct(fields)) => {
+            fields.get(position).map(|f| f.value.clone()).ok_or_else(|| {
+                Error::Invalid(format!("the stored record format has no field {position} (the key)"))
+            })
+        }
+        _ => Err(Error::Invalid("the stored record format is not a struct with named fields".into())),
+    }
 }
 
 /// The record's fields, in order, each with whether it is an `Option`.

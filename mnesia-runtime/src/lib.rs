@@ -53,6 +53,7 @@ mod progress;
 mod projection;
 mod query;
 mod restore;
+mod restore_unclaimed;
 mod schema;
 mod select;
 mod snapshots;

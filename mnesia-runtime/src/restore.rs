@@ -109,6 +109,9 @@ impl Database {
     ) -> Result<u64> {
         // Decided with the schema lock held: no table is created, dropped or moved meanwhile.
         let schema = self.inner.schema.lock();
+        if !self.unclaimed_in(reader.tables(), options).is_empty() {
+            return self.restore_unclaimed(reader, options, schema);
+        }
         let targets = self.restore_targets(reader.tables(), options)?;
         let mut stream = true;
         for (t, backup) in targets.iter().zip(reader.tables()) {

@@ -189,9 +189,14 @@ fn same_container(
 /// Decodes one record's postcard bytes by `format`, as the JSON value serde_json gives
 /// for it. Damaged bytes are an error, never a panic or a huge allocation.
 pub(crate) fn decode(bytes: &[u8], format: &RecordFormat) -> Result<Value> {
+    decode_as(bytes, &format.root, format)
+}
+
+/// Decodes `bytes` as a value of `root`, a format within `format` (a field's: the key's).
+pub(crate) fn decode_as(bytes: &[u8], root: &Format, format: &RecordFormat) -> Result<Value> {
     let budget = bytes.len().saturating_mul(VALUES_PER_BYTE).saturating_add(VALUES_AT_LEAST);
     let mut r = Reader { bytes, at: 0, registry: &format.registry, budget };
-    let value = r.value(&format.root, 0)?;
+    let value = r.value(root, 0)?;
     if r.at != bytes.len() {
         return Err(r.error("bytes left over after the record"));
     }
