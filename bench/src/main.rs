@@ -5,7 +5,8 @@
 //!
 //! Run: `cargo run --release -p bench -- --json` (`--quick` for a short run, `--only NAME`
 //! for one figure, `--save` to also write `bench/results/DATE.json` with the machine,
-//! `--tracing` to measure with a `tracing` subscriber listening to the database's warnings).
+//! `--tracing` to measure with a `tracing` subscriber listening to the database's warnings,
+//! `--latencies` to measure with transaction latencies recorded, as while an observer runs).
 
 mod alloc;
 mod disc;
@@ -146,6 +147,7 @@ fn main() -> mnesia::Result<()> {
     let mut report = Report { figures: Map::new(), only };
 
     let db = Database::in_memory()?;
+    db.record_latencies(std::env::args().any(|a| a == "--latencies"));
     let floor = Floor::default();
     db.scope(|| -> mnesia::Result<()> {
         User::create_table(TableOptions::new())?;
