@@ -27,17 +27,27 @@ const MAX_TAILS: usize = 32;
 /// Records a page may ask for.
 const MAX_PAGE: usize = 1000;
 
+/// Table reads (pages of records, table facts) running at once; more wait their turn.
+const READERS: usize = 4;
+
 /// What every request handler shares.
 pub(crate) struct State {
     db: Database,
     token: Option<String>,
     history: parking_lot::Mutex<History>,
     tails: AtomicUsize,
+    readers: tokio::sync::Semaphore,
 }
 
 impl State {
     pub(crate) fn new(db: Database, token: Option<String>, keep: usize) -> Self {
-        State { db, token, history: parking_lot::Mutex::new(History::new(keep)), tails: AtomicUsize::new(0) }
+        State {
+            db,
+            token,
+            history: parking_lot::Mutex::new(History::new(keep)),
+            tails: AtomicUsize::new(0),
+            readers: tokio::sync::Semaphore::new(READERS),
+        }
     }
 }
 
@@ -110,17 +120,24 @@ fn failed(e: Error) -> Response {
     let status = match &e {
         Error::NoSuchTable { .. } => StatusCode::NOT_FOUND,
         Error::Invalid(_) => StatusCode::BAD_REQUEST,
-        Error::Closed { .. } => StatusCode::SERVICE_UNAVAILABLE,
+        Error::Closed { .. } | Error::Conflict | Error::TooManyRetries { .. } => {
+            StatusCode::SERVICE_UNAVAILABLE
+        }
         _ => StatusCode::INTERNAL_SERVER_ERROR,
     };
     problem(status, e.to_string())
 }
 
-/// Runs `f` on the database off the server's thread (a table read can take a while).
+/// Runs `f` on the database off the server's thread (a table read can take a while, and
+/// may wait for a lock), at most [`READERS`] at once.
 async fn blocking<R: Send + 'static>(
     state: &Shared,
     f: impl FnOnce(&Database) -> R + Send + 'static,
 ) -> Result<R, Response> {
+    let _turn =
+        state.readers.acquire().await.map_err(|e| {
+            problem(StatusCode::SERVICE_UNAVAILABLE, format!("the observer is stopping: {e}"))
+        })?;
     let db = state.db.clone();
     tokio::task::spawn_blocking(move || f(&db))
         .await
@@ -155,7 +172,7 @@ async fn overview(With(state): With<Shared>) -> Response {
                 "running": info.running_nodes.contains(n),
                 "role": if info.known_nodes.len() == 1 { "standalone" } else { "member" },
                 "leader": Value::Null,
-                "lag": 0,
+                "lag": Value::Null,
             })
         })
         .collect();
@@ -202,7 +219,12 @@ async fn records(
         browse = browse.contains(text);
     }
     match blocking(&state, move |db| db.browse(&table, &browse)).await {
-        Ok(Ok(page)) => Json(page).into_response(),
+        // `after`: the next key as JSON text, to send back as it is (a page's script would
+        // round integers past 2^53 in `next`).
+        Ok(Ok(page)) => {
+            let after = page.next.as_ref().map(Value::to_string);
+            Json(json!({ "records": page.records, "next": page.next, "after": after })).into_response()
+        }
         Ok(Err(e)) => failed(e),
         Err(r) => r,
     }
@@ -223,13 +245,18 @@ async fn events(With(state): With<Shared>, Path(table): Path<String>) -> Respons
         return problem(StatusCode::SERVICE_UNAVAILABLE, format!("{MAX_TAILS} event tails are open already"));
     }
     let tail = Tail(Arc::clone(&state));
-    let events = match state.db.subscribe_json(&table) {
-        Ok(events) => events,
-        Err(e) => return failed(e),
+    let events = match blocking(&state, move |db| db.subscribe_json(&table)).await {
+        Ok(Ok(events)) => events,
+        Ok(Err(e)) => return failed(e),
+        Err(r) => return r,
     };
-    let stream = futures_util::stream::unfold((events, tail), |(mut events, tail)| async move {
+    // Ends after the table's `dropped` event: nothing follows it.
+    let stream = futures_util::stream::unfold(Some((events, tail)), |open| async move {
+        let (mut events, tail) = open?;
         let event = events.next().await?;
-        Some((Ok::<_, Infallible>(SseEvent::default().data(event.to_string())), (events, tail)))
+        let dropped = event["event"] == "dropped";
+        let sent = Ok::<_, Infallible>(SseEvent::default().data(event.to_string()));
+        Some((sent, (!dropped).then_some((events, tail))))
     });
     Sse::new(stream).keep_alive(KeepAlive::new().interval(Duration::from_secs(10))).into_response()
 }

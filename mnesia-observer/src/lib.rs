@@ -108,7 +108,7 @@ impl Options {
 
     /// Serves the observer of `db` on `addr` (port 0 picks a free one), until the returned
     /// [`Observer`] is stopped or dropped. Switches on the database's latency recording
-    /// ([`Database::record_latencies`]).
+    /// ([`Database::record_latencies`]) while it serves.
     ///
     /// Errors: an address that is not loopback without a token (`Error::Invalid`); an
     /// address that cannot be bound (`Error::Io`).
@@ -143,12 +143,20 @@ impl Options {
         let state = Arc::new(api::State::new(db.clone(), self.token, self.keep));
         let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
         let every = self.sample_every;
+        let served = db.clone();
         let thread = std::thread::Builder::new()
             .name("mnesia-observer".into())
-            .spawn(move || runtime.block_on(api::run(state, listener, every, stop_rx)))
-            .map_err(|e| io("start the observer's thread", e))?;
+            .spawn(move || {
+                runtime.block_on(api::run(state, listener, every, stop_rx));
+                // A table read still running is not waited for long.
+                runtime.shutdown_timeout(Duration::from_millis(200));
+            })
+            .map_err(|e| {
+                db.record_latencies(false);
+                io("start the observer's thread", e)
+            })?;
         tracing::info!(target: "mnesia::observer", addr = %local, "observer serving");
-        Ok(Observer { addr: local, stop: Some(stop_tx), thread: Some(thread) })
+        Ok(Observer { addr: local, db: served, stop: Some(stop_tx), thread: Some(thread) })
     }
 }
 
@@ -184,6 +192,7 @@ pub fn serve(db: &Database, addr: impl ToSocketAddrs) -> Result<Observer> {
 #[derive(Debug)]
 pub struct Observer {
     addr: SocketAddr,
+    db: Database,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
     thread: Option<JoinHandle<()>>,
 }
@@ -221,6 +230,7 @@ impl Observer {
         }
         if let Some(thread) = self.thread.take() {
             let _ = thread.join();
+            self.db.record_latencies(false);
         }
     }
 }

@@ -30,6 +30,14 @@ struct Ticket {
     expires: Option<std::time::SystemTime>,
 }
 
+#[derive(Table, Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[table(type = "bag")]
+struct Tag {
+    #[key]
+    item: u32,
+    label: String,
+}
+
 const TIMEOUT: Duration = Duration::from_secs(20);
 
 /// A response: status, headers (lower-cased names), body.
@@ -78,6 +86,15 @@ fn request(addr: SocketAddr, method: &str, path: &str, extra: &[(&str, &str)]) -
     Reply { status, headers, body }
 }
 
+/// Sends `text` as it is; the whole answer.
+fn raw(addr: SocketAddr, text: &str) -> String {
+    let mut s = connect(addr);
+    s.write_all(text.as_bytes()).expect("send");
+    let mut out = String::new();
+    s.read_to_string(&mut out).expect("read");
+    out
+}
+
 fn get(addr: SocketAddr, path: &str) -> Reply {
     request(addr, "GET", path, &[])
 }
@@ -102,6 +119,10 @@ fn database() -> Database {
         Ticket::create_table(TableOptions::new())?;
         User::batch_write((0..25).map(|id| User { id, name: format!("user {id}"), age: 20 + id % 7 }))?;
         Ticket::insert(Ticket { id: 0, code: "A-1".into(), expires: None })?;
+        Tag::create_table(TableOptions::new())?;
+        Tag::batch_write(
+            (0..5).flat_map(|item| (0..3).map(move |l| Tag { item, label: format!("{item}-{l}") })),
+        )?;
         Ok(())
     })
     .expect("tables");
@@ -124,18 +145,18 @@ fn overview_tables_and_metrics_tell_what_the_database_holds_and_does() {
     assert_eq!(ov["nodes"][0]["name"], db.node());
     assert_eq!(ov["nodes"][0]["role"], "standalone");
     assert_eq!(ov["system"]["node"], db.node());
-    assert_eq!(ov["tables"], 2);
+    assert_eq!(ov["tables"], 3);
     assert!(ov["system"]["commits"].as_u64().expect("commits") >= 1);
     assert!(ov["system"].get("tables").is_none(), "the tables have an endpoint of their own");
 
     let tables = get(addr, "/api/tables").json();
     let names: Vec<&str> =
         tables.as_array().expect("list").iter().filter_map(|t| t["name"].as_str()).collect();
-    assert_eq!(names, ["ticket", "user"]);
-    let user = &tables[1];
+    assert_eq!(names, ["tag", "ticket", "user"]);
+    let user = &tables[2];
     assert_eq!((user["size"].as_u64(), user["table_type"].as_str()), (Some(25), Some("ordered_set")));
     assert_eq!(user["indexes"][0]["field"], "name");
-    let ticket = &tables[0];
+    let ticket = &tables[1];
     assert_eq!((ticket["auto_increment"].as_bool(), ticket["counter"].as_u64()), (Some(true), Some(1)));
     assert_eq!(ticket["ttl_field"], "expires");
     assert_eq!(ticket["indexes"][0]["unique"], true);
@@ -226,12 +247,21 @@ fn with_a_token_every_request_must_carry_it() {
     assert_eq!(get(addr, "/api/tables?token=s3cret%20t").status, 200);
     assert_eq!(request(addr, "GET", "/api/tables", &[("Authorization", "Bearer s3cret t")]).status, 200);
     assert_eq!(request(addr, "GET", "/api/tables", &[("Authorization", "Bearer s3cret")]).status, 401);
+    assert_eq!(request(addr, "GET", "/api/tables", &[("Authorization", "bearer s3cret t")]).status, 200);
     let page = get(addr, "/?token=s3cret%20t");
     assert_eq!(page.status, 200);
     assert!(page.body.contains("<svg id=\"rates\""));
     assert!(page.header("content-security-policy").is_some_and(|p| p.contains("default-src 'none'")));
 
-    // Only loopback goes without a token.
+    // Only loopback goes without a token, and only for requests naming a loopback host (a
+    // page whose name was rebound to 127.0.0.1 sends its own).
+    let open = mnesia_observer::serve(&db, "127.0.0.1:0").expect("serve");
+    let rebound =
+        raw(open.local_addr(), "GET /api/tables HTTP/1.1\r\nHost: evil.example\r\nConnection: close\r\n\r\n");
+    assert!(rebound.starts_with("HTTP/1.1 401"), "{rebound}");
+    let local =
+        raw(open.local_addr(), "GET /api/tables HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n");
+    assert!(local.starts_with("HTTP/1.1 200"), "{local}");
     let refused = mnesia_observer::serve(&db, "0.0.0.0:0");
     assert!(matches!(refused, Err(mnesia::Error::Invalid(ref m)) if m.contains("token")), "{refused:?}");
 }
@@ -280,9 +310,18 @@ fn the_event_tail_streams_a_tables_changes_as_they_commit() {
     assert_eq!((events[1]["event"].as_str(), events[1]["key"].as_u64()), (Some("delete"), Some(500)));
     assert_eq!(events[1]["cause"], "explicit");
     assert_eq!(events[2]["event"], "cleared");
-    drop(reader);
 
     assert_eq!(get(addr, "/api/tables/nothing/events").status, 404);
-    observer.stop();
+    // Stopping does not wait for the stream still open.
+    let (done_tx, done_rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        observer.stop();
+        let _ = done_tx.send(());
+    });
+    done_rx.recv_timeout(TIMEOUT).expect("the observer stops with a stream open");
     assert!(TcpStream::connect_timeout(&addr, Duration::from_secs(2)).is_err(), "stopped serving");
+    // The stream was closed: reading ends.
+    let mut rest = String::new();
+    let _ = reader.read_to_string(&mut rest);
+    drop(reader);
 }

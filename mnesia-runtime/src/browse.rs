@@ -10,6 +10,7 @@ use serde_json::{Value, json};
 
 use crate::events::{DeleteCause, Event, Subscription};
 use crate::filter::{Cond, Filter, Op, Order};
+use crate::table::TableType;
 use crate::{Database, Error, Result, Table};
 
 /// Which records of a table [`Database::browse`] returns: those after a key, in key order,
@@ -74,7 +75,7 @@ impl Browse {
         self.limit
     }
 
-    /// Looks for [`Browse::contains`]'s text in this field only.
+    /// Looks for [`Browse::contains`]'s text in this field only (alone, it filters nothing).
     ///
     /// ```
     /// let only_names = mnesia::Browse::new().field("name").contains("a");
@@ -109,11 +110,13 @@ impl Browse {
 pub struct Page {
     /// The records, as the table's export writes them.
     pub records: Vec<Value>,
-    /// The key to pass to [`Browse::after`] for the next page; `None` on the last.
+    /// The key to pass to [`Browse::after`] for the next page; `None` on the last. (A
+    /// `bag`'s page ends with all of its last key's records, so it may hold more than the
+    /// limit.)
     pub next: Option<Value>,
 }
 
-/// The records of `T` that `browse` asks for.
+/// The records of `T` that `browse` asks for, read in one transaction.
 pub(crate) fn page<T: Table>(browse: &Browse) -> Result<Page> {
     let by_key = Order::new(
         T::FIELDS.get(T::KEY_POSITION).map_or("key", |f| f.name),
@@ -121,19 +124,40 @@ pub(crate) fn page<T: Table>(browse: &Browse) -> Result<Page> {
         true,
         Arc::new(|a: &T, b: &T| a.key().cmp(b.key())),
     );
-    let mut query = T::query().order_by(by_key).limit(browse.limit);
-    if let Some(text) = &browse.contains {
-        query = query.filter(contains_filter::<T>(browse.field.as_deref(), text)?);
+    let contains = browse
+        .contains
+        .as_deref()
+        .map(|text| contains_filter::<T>(browse.field.as_deref(), text))
+        .transpose()?;
+    let mut query = T::query().order_by(by_key);
+    if let Some(filter) = &contains {
+        query = query.filter(filter.clone());
     }
     if let Some(after) = &browse.after {
         let key: T::Key = serde_json::from_value(after.clone())
             .map_err(|e| Error::Invalid(format!("{after} is not a key of table {}: {e}", T::NAME)))?;
         query = query.after(&key);
     }
-    let found = query.all()?;
+    let (found, more) = crate::context::transaction(|| -> Result<(Vec<T>, bool)> {
+        // One more than the page: whether another page follows.
+        let mut found = query.clone().limit(browse.limit.saturating_add(1)).all()?;
+        let mut more = found.len() > browse.limit;
+        found.truncate(browse.limit);
+        if more && T::TYPE == TableType::Bag {
+            // A key's records are never split between pages (the next page starts after
+            // the key): the page ends with all of its last key's records.
+            if let Some(last) = found.last().map(|r| r.key().clone()) {
+                found.retain(|r| r.key() != &last);
+                let rest = T::read_all(&last)?;
+                found.extend(rest.into_iter().filter(|r| contains.as_ref().is_none_or(|f| f.matches(r))));
+                more = query.clone().after(&last).first()?.is_some();
+            }
+        }
+        Ok((found, more))
+    })?;
     let json = |e| Error::codec(format!("table {}", T::NAME), e);
     let next = match found.last() {
-        Some(last) if found.len() == browse.limit => Some(serde_json::to_value(last.key()).map_err(json)?),
+        Some(last) if more => Some(serde_json::to_value(last.key()).map_err(json)?),
         _ => None,
     };
     let records =
@@ -341,8 +365,9 @@ fn event_json<T: Table>(event: Event<T>) -> Value {
 impl Database {
     /// A page of a table's records as JSON, in key order, for tools that do not know its
     /// Rust type: those after [`Browse::after`]'s key (a `Page::next`), at most its limit,
-    /// filtered by [`Browse::contains`]. Read in a transaction of its own; a filtered or
-    /// unordered table is read whole for each page, keeping only twice the page's records.
+    /// filtered by [`Browse::contains`]. Read in a transaction of its own. An `ordered_set`
+    /// is read from the key on, until the page is full; a `set` or `bag` is read whole for
+    /// each page, keeping only twice the page's records.
     ///
     /// ```
     /// use mnesia::prelude::*;

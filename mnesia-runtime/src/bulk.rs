@@ -20,7 +20,7 @@ use crate::store::{IndexList, Sealed, TableStore, Write};
 use crate::table::{StorageType, Table, TableType};
 
 /// Log batches of a loaded disc table: about this many bytes a commit.
-const LOG_BATCH: usize = 8 << 20;
+pub(crate) const LOG_BATCH: usize = 8 << 20;
 
 /// Events of a loaded table go out in batches of this many.
 const EVENT_BATCH: usize = 4096;

@@ -210,8 +210,10 @@ fn attempts(db: Database, snapshot_from: SnapshotFrom, f: &mut dyn FnMut() -> bo
             Ok(false) => tx.reads_unchanged().then_some(Outcome::Failed),
             Err(panic) => {
                 if tx.reads_unchanged() {
+                    let db = tx.db.clone();
                     drop(tx);
                     stats.add(Stat::Abort);
+                    timed_end(&db, &stats, began, attempt, "panicked");
                     std::panic::resume_unwind(panic);
                 }
                 None

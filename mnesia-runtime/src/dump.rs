@@ -155,10 +155,11 @@ fn read(dir: &Path, table: &str, limit: Option<usize>) -> Result<(Vec<Value>, Re
         _ => p.rows.into_iter().map(|(k, (_, v))| (k, v)).collect(),
     };
     // Keys decoded alone and sorted; only the records within the limit are decoded.
-    let key_shape = key_format(&shape, p.def.key)?;
+    let key = p.def.attributes.get(p.def.key).map(|(n, _)| n.clone()).unwrap_or_default();
+    let key_shape = shape.field(&key)?;
     let mut keyed = rows
         .into_iter()
-        .map(|(k, v)| Ok((format::decode_as(&k, &key_shape, &shape)?, v)))
+        .map(|(k, v)| Ok((format::decode_as(&k, key_shape, &shape)?, v)))
         .collect::<Result<Vec<(Value, Logged)>>>()?;
     keyed.sort_by(|a, b| json_order(&a.0, &b.0));
     let limit = limit.unwrap_or(usize::MAX);
@@ -177,21 +178,6 @@ fn read(dir: &Path, table: &str, limit: Option<usize>) -> Result<(Vec<Value>, Re
         }
     }
     Ok((out, shape))
-}
-
-/// The format of the record's field at `position` (its key).
-fn key_format(shape: &RecordFormat, position: usize) -> Result<Shape> {
-    let Shape::TypeName(name) = &shape.root else {
-        return Err(Error::Invalid("the stored record format is not a struct with named fields".into()));
-    };
-    match shape.registry.get(name) {
-        Some(ContainerFormat::Struct(fields)) => {
-            fields.get(position).map(|f| f.value.clone()).ok_or_else(|| {
-                Error::Invalid(format!("the stored record format has no field {position} (the key)"))
-            })
-        }
-        _ => Err(Error::Invalid("the stored record format is not a struct with named fields".into())),
-    }
 }
 
 /// The record's fields, in order, each with whether it is an `Option`.

@@ -269,13 +269,6 @@ impl<T: Table> Iterator for Subscription<T> {
     }
 }
 
-/// With the `tokio` feature, a subscription is also a stream of events (for any executor).
-///
-/// ```ignore
-/// use futures_util::StreamExt;
-/// let mut events = User::subscribe()?;
-/// while let Some(event) = events.next().await { .. }
-/// ```
 #[cfg(feature = "tokio")]
 impl<T: Table> Subscription<T> {
     /// The next event for an async reader, or `Pending` with its waker registered.
@@ -284,6 +277,13 @@ impl<T: Table> Subscription<T> {
     }
 }
 
+/// With the `tokio` feature, a subscription is also a stream of events (for any executor).
+///
+/// ```ignore
+/// use futures_util::StreamExt;
+/// let mut events = User::subscribe()?;
+/// while let Some(event) = events.next().await { .. }
+/// ```
 #[cfg(feature = "tokio")]
 impl<T: Table> futures_core::Stream for Subscription<T> {
     type Item = Event<T>;

@@ -66,8 +66,8 @@ mod transfer;
 mod ttl;
 mod tx;
 
-#[doc(hidden)]
 pub use activity::{Activity, Histogram};
+#[doc(hidden)]
 pub use backup::fuzz_backup_file;
 pub use backup::{BackupInfo, BackupOptions, RestoreMode, RestoreOptions};
 pub use browse::{Browse, JsonSubscription, Page};

@@ -9,7 +9,7 @@
 //! schema switches to it in one write once the log is on disc, and the recovered rows are
 //! replaced. A crash before the switch leaves the old table; after it, the new one.
 
-use std::collections::HashSet;
+use std::collections::HashMap;
 use std::io::Read;
 
 use crate::backup::{BackupReader, BackupTable, RestoreMode, RestoreOptions};
@@ -21,20 +21,21 @@ use crate::error::{Error, Result};
 use crate::progress::Ticker;
 use crate::table::{StorageType, TableType};
 
-/// Bytes of records logged per commit record.
-const LOG_BATCH: usize = 8 << 20;
+use crate::bulk::LOG_BATCH;
 
 /// One table being restored: where its records go and what they must satisfy.
 struct Target {
     /// The table as the schema has it now.
     def: TableDef,
     counter: u64,
-    format: Option<RecordFormat>,
-    /// Positions of the fields with a unique index.
-    unique: Vec<usize>,
+    format: RecordFormat,
+    /// The key field's name.
+    key: String,
+    /// The fields with a unique index.
+    unique: Vec<String>,
     rows: Rows,
-    /// For each unique index, the values seen (as JSON text).
-    seen: Vec<HashSet<String>>,
+    /// For each unique index, the values seen (as JSON text) and the key holding each.
+    seen: Vec<HashMap<String, Vec<u8>>>,
     /// The version the restored rows get.
     version: u64,
 }
@@ -147,24 +148,22 @@ impl Database {
             if !differences.is_empty() {
                 return Err(Error::SchemaMismatch { table: name.clone(), differences });
             }
-            let format = here.def.format.as_ref().map(RecordFormat::from_stored).transpose()?;
-            let unique: Vec<usize> = here
-                .def
-                .indexes
-                .iter()
-                .filter(|i| i.unique)
-                .filter_map(|i| here.def.attributes.iter().position(|(n, _)| *n == i.field))
-                .collect();
-            if format.is_none() && !unique.is_empty() {
-                return Err(Error::Invalid(format!(
-                    "table {name} has a unique index and no stored record format to check it with: restore it with the program's types"
-                )));
-            }
+            let stored = here.def.format.as_ref().ok_or_else(|| {
+                Error::Invalid(format!(
+                    "table {name} has no stored record format to check the backup's records with: restore it with the program's types"
+                ))
+            })?;
+            let format = RecordFormat::from_stored(stored)?;
+            let key = here.def.attributes.get(here.def.key).map(|(n, _)| n.clone()).unwrap_or_default();
+            format.field(&key)?;
+            let unique: Vec<String> =
+                here.def.indexes.iter().filter(|i| i.unique).map(|i| i.field.clone()).collect();
             targets.push(Some(Target {
                 counter: here.counter.max(backup.counter),
                 def: here.def.clone(),
                 format,
-                seen: vec![HashSet::new(); unique.len()],
+                key,
+                seen: vec![HashMap::new(); unique.len()],
                 unique,
                 version,
                 rows: Rows::with_capacity(usize::try_from(backup.size_hint).unwrap_or(0).min(1 << 20)),
@@ -221,7 +220,7 @@ impl Target {
             return Err(Error::Invalid(format!("table {name}: a key without records in the backup")));
         }
         for r in &records {
-            self.check(r)?;
+            self.check(key, r)?;
         }
         if self.rows.contains_key(key) {
             return Err(Error::Invalid(format!("table {name}: the backup holds a key twice")));
@@ -235,20 +234,30 @@ impl Target {
         Ok(count)
     }
 
-    /// Checks a record against the stored format and the unique indexes.
-    fn check(&mut self, record: &[u8]) -> Result<()> {
-        let Some(format) = &self.format else { return Ok(()) };
-        let decoded = format::decode(record, format).map_err(|e| {
-            Error::Invalid(format!("table {}: a record of the backup does not decode: {e}", self.def.name))
-        })?;
-        for (seen, &at) in self.seen.iter_mut().zip(&self.unique) {
-            let field = &self.def.attributes[at].0;
+    /// Checks a record against the stored format, its entry's key (`key`, which must be the
+    /// record's key field encoded alone, nothing after it) and the unique indexes.
+    fn check(&mut self, key: &[u8], record: &[u8]) -> Result<()> {
+        let name = &self.def.name;
+        let bad = |what: String| Error::Invalid(format!("table {name}: {what} in the backup"));
+        let decoded = format::decode(record, &self.format)
+            .map_err(|e| bad(format!("a record that does not decode ({e})")))?;
+        let key_format = self.format.field(&self.key)?;
+        let decoded_key = format::decode_as(key, key_format, &self.format)
+            .map_err(|e| bad(format!("a key that does not decode ({e})")))?;
+        if decoded.get(&self.key) != Some(&decoded_key) {
+            return Err(bad(format!("a record filed under the key {decoded_key}, which is not its own")));
+        }
+        for (seen, field) in self.seen.iter_mut().zip(&self.unique) {
             let value = decoded.get(field).map(ToString::to_string).unwrap_or_default();
-            if !seen.insert(value.clone()) {
-                return Err(Error::Invalid(format!(
-                    "table {}: the backup holds {value} twice in the unique index on `{field}`",
-                    self.def.name
-                )));
+            // A bag's records of one key may share a value; other keys may not.
+            match seen.get(&value) {
+                Some(holder) if holder.as_slice() != key => {
+                    return Err(bad(format!("the value {value} twice in the unique index on `{field}`")));
+                }
+                Some(_) => {}
+                None => {
+                    seen.insert(value, key.to_vec());
+                }
             }
         }
         Ok(())

@@ -192,6 +192,23 @@ pub(crate) fn decode(bytes: &[u8], format: &RecordFormat) -> Result<Value> {
     decode_as(bytes, &format.root, format)
 }
 
+impl RecordFormat {
+    /// The format of the record's field named `name` (a struct's field: the key's, say).
+    pub(crate) fn field(&self, name: &str) -> Result<&Format> {
+        let not_struct =
+            || Error::Invalid("the stored record format is not a struct with named fields".into());
+        let Format::TypeName(root) = &self.root else { return Err(not_struct()) };
+        match self.registry.get(root) {
+            Some(ContainerFormat::Struct(fields)) => fields
+                .iter()
+                .find(|f| f.name == name)
+                .map(|f| &f.value)
+                .ok_or_else(|| Error::Invalid(format!("the stored record format has no field `{name}`"))),
+            _ => Err(not_struct()),
+        }
+    }
+}
+
 /// Decodes `bytes` as a value of `root`, a format within `format` (a field's: the key's).
 pub(crate) fn decode_as(bytes: &[u8], root: &Format, format: &RecordFormat) -> Result<Value> {
     let budget = bytes.len().saturating_mul(VALUES_PER_BYTE).saturating_add(VALUES_AT_LEAST);
