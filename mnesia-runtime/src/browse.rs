@@ -8,6 +8,9 @@ use std::time::Duration;
 
 use serde_json::{Value, json};
 
+use crate::disk::format::{self, RecordFormat};
+use crate::disk::record::Logged;
+use crate::dump::json_order;
 use crate::events::{DeleteCause, Event, Subscription};
 use crate::filter::{Cond, Filter, Op, Order};
 use crate::table::TableType;
@@ -162,6 +165,64 @@ pub(crate) fn page<T: Table>(browse: &Browse) -> Result<Page> {
     };
     let records =
         found.iter().map(serde_json::to_value).collect::<std::result::Result<_, _>>().map_err(json)?;
+    Ok(Page { records, next })
+}
+
+/// The page of a disc table no type has claimed: its recovered rows decoded through the
+/// stored record format (as `mnesia dump` reads them), keys ordered by their JSON values.
+fn unclaimed_page(p: &crate::disk::Pending, browse: &Browse) -> Result<Page> {
+    let name = &p.def.name;
+    if p.def.storage == crate::table::StorageType::DiscOnlyCopies {
+        return Err(Error::Invalid(format!(
+            "table {name} is disc_only_copies and no record type has claimed it in this program yet"
+        )));
+    }
+    let stored = p.def.format.as_ref().ok_or_else(|| {
+        Error::Invalid(format!(
+            "table {name} has no stored record format and no record type has claimed it in this program yet"
+        ))
+    })?;
+    let shape = RecordFormat::from_stored(stored)?;
+    let key_name = p.def.attributes.get(p.def.key).map(|(n, _)| n.as_str()).unwrap_or_default();
+    let key_shape = shape.field(key_name)?;
+    let mut keyed = Vec::with_capacity(p.rows.len());
+    for (key, (_, value)) in &p.rows {
+        let key = format::decode_as(key, key_shape, &shape)?;
+        if browse.after.as_ref().is_none_or(|after| json_order(&key, after).is_gt()) {
+            keyed.push((key, value));
+        }
+    }
+    keyed.sort_by(|a, b| json_order(&a.0, &b.0));
+    let mut records = Vec::new();
+    let (mut next, mut last_key) = (None, None);
+    for (key, value) in keyed {
+        let stored: Vec<&[u8]> = match value {
+            Logged::Put(r) => vec![r],
+            Logged::Group(g) => g.iter().map(Vec::as_slice).collect(),
+            Logged::Delete => Vec::new(),
+        };
+        let mut matching = Vec::new();
+        for r in stored {
+            let record = format::decode(r, &shape)?;
+            if browse
+                .contains
+                .as_deref()
+                .is_none_or(|text| json_contains(&record, browse.field.as_deref(), text))
+            {
+                matching.push(record);
+            }
+        }
+        if matching.is_empty() {
+            continue;
+        }
+        if records.len() >= browse.limit {
+            // Another key follows: the page ends at the last one taken.
+            next = last_key;
+            break;
+        }
+        records.extend(matching);
+        last_key = Some(key);
+    }
     Ok(Page { records, next })
 }
 
@@ -365,7 +426,10 @@ fn event_json<T: Table>(event: Event<T>) -> Value {
 impl Database {
     /// A page of a table's records as JSON, in key order, for tools that do not know its
     /// Rust type: those after [`Browse::after`]'s key (a `Page::next`), at most its limit,
-    /// filtered by [`Browse::contains`]. Read in a transaction of its own. An `ordered_set`
+    /// filtered by [`Browse::contains`]. Read in a transaction of its own. A disc table no
+    /// record type has claimed yet in this program is read through its stored record
+    /// format, as `mnesia dump` reads it (keys other than numbers and strings ordered by
+    /// their JSON text). An `ordered_set`
     /// is read from the key on, until the page is full; a `set` or `bag` is read whole for
     /// each page, keeping only twice the page's records.
     ///
@@ -387,6 +451,14 @@ impl Database {
     /// # Ok::<(), mnesia::Error>(())
     /// ```
     pub fn browse(&self, table: &str, browse: &Browse) -> Result<Page> {
+        // A disc table no record type has claimed yet: its recovered rows, decoded through
+        // the stored record format.
+        if let Some(disk) = self.disk()
+            && !self.inner.tables.load().contains_key(table)
+            && let Some(p) = disk.pending.lock().get(table)
+        {
+            return unclaimed_page(p, browse);
+        }
         let store = self.any_table(table)?;
         self.scope(|| store.browse(browse))
     }

@@ -1136,7 +1136,7 @@ impl Database {
         }
         if self.disk().is_some_and(|d| d.pending.lock().contains_key(name)) {
             return Err(Error::Invalid(format!(
-                "table {name} is on disc but no record type has claimed it in this program yet"
+                "table {name} is on disc but no record type has claimed it in this program yet (its events begin once one does)"
             )));
         }
         Err(Error::NoSuchTable { table: name.to_owned() })

@@ -207,7 +207,7 @@ fn cell(value: &Value, optional: bool) -> String {
 
 /// The order of keys given as JSON values: numbers by value, strings as text, anything
 /// else by its JSON text.
-fn json_order(a: &serde_json::Value, b: &serde_json::Value) -> std::cmp::Ordering {
+pub(crate) fn json_order(a: &serde_json::Value, b: &serde_json::Value) -> std::cmp::Ordering {
     use serde_json::Value;
     match (a, b) {
         (Value::Number(x), Value::Number(y)) => match (x.as_i64(), y.as_i64(), x.as_u64(), y.as_u64()) {
