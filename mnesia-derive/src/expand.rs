@@ -102,8 +102,8 @@ pub(crate) fn expand(input: &Input<'_>) -> TokenStream {
         quote! {
             #n => {
                 #[allow(unused_imports)]
-                use #krate::{ProbeIndexable as _, ProbeNotIndexable as _};
-                (&&#krate::IndexProbe(<#ident>::#konst)).spec(unique)
+                use #krate::__private::{ProbeIndexable as _, ProbeNotIndexable as _};
+                (&&#krate::__private::IndexProbe(<#ident>::#konst)).spec(unique)
             }
         }
     });

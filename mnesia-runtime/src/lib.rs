@@ -86,8 +86,11 @@ pub use field::{Compare, Field, FieldValue, Indexable};
 pub use filter::{Filter, Order};
 pub use handle::Transaction;
 pub use index::IndexSpec;
+/// What the derive's output reaches and nothing else should: not part of the API.
 #[doc(hidden)]
-pub use index::{IndexProbe, ProbeIndexable, ProbeNotIndexable};
+pub mod __private {
+    pub use crate::index::{IndexProbe, ProbeIndexable, ProbeNotIndexable};
+}
 pub use info::{LogInfo, SystemInfo};
 pub use inspect::{
     CheckedFile, CheckpointInfo, Damage, DirectoryInfo, SegmentInfo, StoredLog, StoredTable, VerifyReport,

@@ -114,7 +114,8 @@ pub mod prelude {
 #[doc = include_str!("../../README.md")]
 pub struct ReadmeDoctests;
 
+/// What the derive's output reaches and nothing else should: not part of the API.
 #[doc(hidden)]
 pub mod __private {
-    pub use mnesia_runtime::*;
+    pub use mnesia_runtime::__private::*;
 }
