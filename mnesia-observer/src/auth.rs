@@ -113,6 +113,33 @@ mod tests {
         assert!(allowed(Some("t0k"), &bearer, None), "the scheme's case does not matter");
     }
 
+    proptest::proptest! {
+        /// Any query value, escaped as a browser escapes it, decodes back to itself; any
+        /// bytes at all decode without a panic.
+        #[test]
+        fn escaped_values_decode_to_themselves(value in ".*", junk in ".*") {
+            let escaped: String = value
+                .bytes()
+                .map(|b| if b.is_ascii_alphanumeric() { (b as char).to_string() } else { format!("%{b:02X}") })
+                .collect();
+            proptest::prop_assert_eq!(percent_decoded(&escaped), value);
+            let _ = percent_decoded(&junk);
+        }
+
+        /// Any `Host` header is judged without a panic, and only loopback names pass.
+        #[test]
+        fn any_host_is_judged(host in "[ -~]{0,40}") {
+            let mut headers = HeaderMap::new();
+            if let Ok(v) = host.parse() {
+                headers.insert(header::HOST, v);
+                if allowed(None, &headers, None) {
+                    let lower = host.to_ascii_lowercase();
+                    proptest::prop_assert!(lower.starts_with("localhost") || lower.starts_with("127.") || lower.starts_with("[::1]") || lower.starts_with("::1") || lower.starts_with("0:0:0:0:0:0:0:1") || lower.starts_with("[0:"), "{}", host);
+                }
+            }
+        }
+    }
+
     #[test]
     fn malformed_escapes_are_kept() {
         assert_eq!(percent_decoded("%+F"), "% F", "a sign is no hex digit");
