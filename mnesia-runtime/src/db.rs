@@ -373,6 +373,8 @@ pub(crate) trait AnyTable: Send + Sync {
     fn browse(&self, browse: &crate::browse::Browse) -> Result<crate::browse::Page>;
     /// A subscription to the table's events, as JSON.
     fn subscribe_json(&self, capacity: usize) -> crate::browse::JsonSubscription;
+    /// Writes a commit record's changes to this table into the transaction.
+    fn apply_change(&self, tx: &mut crate::tx::Tx, writes: &[crate::commit::KeyChange]) -> Result<()>;
     /// Exclusive requests for every commit lock of the table and of `indexes` (its
     /// [`AnyTable::index_list`]).
     fn exclusive_locks<'a>(
@@ -587,6 +589,45 @@ impl<T: Table> AnyTable for TableStore<T> {
         crate::browse::JsonSubscription::new(self.subs.add(false, capacity))
     }
 
+    fn apply_change(&self, tx: &mut crate::tx::Tx, writes: &[crate::commit::KeyChange]) -> Result<()> {
+        use crate::disk::record::Logged;
+        use crate::store::Write;
+        let misfit = |e: postcard::Error| crate::commit::misfit(T::NAME, e);
+        let part = tx.table::<T>()?;
+        for w in writes {
+            let key: T::Key = postcard::from_bytes(&w.key).map_err(misfit)?;
+            let records: Vec<T> = match &w.value {
+                Logged::Put(b) => vec![postcard::from_bytes(b).map_err(misfit)?],
+                Logged::Group(bs) => {
+                    bs.iter().map(|b| postcard::from_bytes(b)).collect::<Result<_, _>>().map_err(misfit)?
+                }
+                Logged::Delete => Vec::new(),
+            };
+            if records.iter().any(|r| r.key() != &key) {
+                return Err(crate::commit::misfit(
+                    T::NAME,
+                    format!("a record filed under another key than {key:?}"),
+                ));
+            }
+            for r in &records {
+                if let Some(id) = r.auto_id() {
+                    self.counter.fetch_max(id, Ordering::AcqRel);
+                }
+            }
+            let write = match (&w.value, w.expired) {
+                (_, true) => Write::Expire(records),
+                (Logged::Delete, false) => Write::Delete,
+                (Logged::Put(_), false) => match records.into_iter().next() {
+                    Some(r) => Write::Put(r),
+                    None => Write::Delete,
+                },
+                (Logged::Group(_), false) => Write::Group(records),
+            };
+            part.set(key, write);
+        }
+        Ok(())
+    }
+
     fn snapshot(&self) -> Option<Result<(u64, Vec<crate::disk::record::SnapshotEntry>)>> {
         // The counter first: ids handed out while the copy is taken are above it anyway.
         let counter = self.counter.load(Ordering::Acquire);
@@ -634,6 +675,10 @@ pub(crate) struct DbInner {
     priority: Arc<crate::priority::Priority>,
     /// The snapshots transactions read at (see `snapshots.rs`).
     snapshots: crate::snapshots::Snapshots,
+    /// Where commits are handed as records, if anywhere (see `commit.rs`).
+    pub(crate) sink: ArcSwapOption<crate::commit::Sink>,
+    /// Whether `sink` holds one (checked first: the common case pays no more).
+    pub(crate) has_sink: std::sync::atomic::AtomicBool,
     /// The last commit number at which a table's store took its place (created, dropped,
     /// restored, transformed, moved): a snapshot older than that cannot read the table.
     placed_at: AtomicU64,
@@ -739,6 +784,8 @@ impl Database {
                 priority: Arc::default(),
                 snapshots: crate::snapshots::Snapshots::default(),
                 placed_at: AtomicU64::new(0),
+                sink: ArcSwapOption::empty(),
+                has_sink: std::sync::atomic::AtomicBool::new(false),
             }),
         };
         if db.inner.disk.is_some() {

@@ -419,6 +419,13 @@ pub(crate) trait TxPart: Any {
     fn resume(&self);
     /// The table's id and publish lock, if it has subscribers and this part writes.
     fn publish_lock(&self) -> Option<(u32, &parking_lot::Mutex<()>)>;
+    /// The table's id and publish lock if this part writes, subscribers or not: what
+    /// orders the commit records handed to a sink (see `commit.rs`).
+    fn order_lock(&self) -> Option<(u32, &parking_lot::Mutex<()>)>;
+    /// Whether the table has subscribers.
+    fn has_subscribers(&self) -> bool;
+    /// The part's writes for a commit record, if it writes.
+    fn change(&self) -> Result<Option<crate::commit::TableChange>>;
     /// Installs the writes; with `publish`, also delivers their events to the table's
     /// subscribers (the caller holds the table's publish lock). `now`: the commit's time.
     fn install(&self, seq: u64, floor: u64, publish: bool, now: SystemTime);
@@ -604,6 +611,30 @@ impl<T: Table> TxPart for TxTable<T> {
     fn publish_lock(&self) -> Option<(u32, &parking_lot::Mutex<()>)> {
         (self.store.subs.any() && !self.writes.borrow().is_empty())
             .then(|| (self.store.id, &self.store.subs.publishing))
+    }
+
+    fn has_subscribers(&self) -> bool {
+        self.store.subs.any()
+    }
+
+    fn order_lock(&self) -> Option<(u32, &parking_lot::Mutex<()>)> {
+        (!self.writes.borrow().is_empty()).then(|| (self.store.id, &self.store.subs.publishing))
+    }
+
+    fn change(&self) -> Result<Option<crate::commit::TableChange>> {
+        let writes = self.writes.borrow();
+        if writes.is_empty() {
+            return Ok(None);
+        }
+        let mut out = Vec::with_capacity(writes.entries.len());
+        for e in &writes.entries {
+            out.push(crate::commit::KeyChange {
+                key: encode(&e.key)?,
+                value: e.write.logged()?,
+                expired: matches!(e.write, Write::Expire(_)),
+            });
+        }
+        Ok(Some(crate::commit::TableChange { table: T::NAME.to_owned(), writes: out }))
     }
 
     fn check_unique(&self, now: SystemTime) -> std::result::Result<(), UniqueFailure> {
@@ -824,6 +855,9 @@ pub(crate) struct Tx {
     reads: usize,
     /// It met a table whose store took its place after its snapshot: it must run again.
     stale: bool,
+    /// The commit's time, when it is given rather than read from the clock: a commit
+    /// record applied from another database commits at that database's time.
+    commit_time: Option<SystemTime>,
 }
 
 /// A transaction writing nothing that makes this many reads reads at a snapshot from then
@@ -841,7 +875,15 @@ thread_local! {
 
 impl Tx {
     pub(crate) fn new(db: Database) -> Tx {
-        Tx { db, parts: Vec::new(), snapshot: None, may_snapshot: false, reads: 0, stale: false }
+        Tx {
+            db,
+            parts: Vec::new(),
+            snapshot: None,
+            may_snapshot: false,
+            reads: 0,
+            stale: false,
+            commit_time: None,
+        }
     }
 
     /// Lets this transaction read at a snapshot once it turns out to read much and write
@@ -1012,6 +1054,11 @@ impl Tx {
         self.parts.iter().all(|p| p.reads_unchanged(false))
     }
 
+    /// Commits at `at` instead of the clock's time (see `commit.rs`).
+    pub(crate) fn commit_at(&mut self, at: SystemTime) {
+        self.commit_time = Some(at);
+    }
+
     /// Validates and installs the transaction. `Err(Error::Conflict)` means: run it again.
     pub(crate) fn commit(&mut self) -> Result<()> {
         if self.stale {
@@ -1038,7 +1085,11 @@ impl Tx {
         // The commit's time, read once: it decides what has expired for the unique check
         // and for the events, however long the commit waits for its locks. (Not read when
         // nothing the commit touches can expire.)
-        let now = if self.parts.iter().any(|p| p.expires()) { self.db.clock().now() } else { UNIX_EPOCH };
+        let now = match self.commit_time {
+            Some(at) => at,
+            None if self.parts.iter().any(|p| p.expires()) => self.db.clock().now(),
+            None => UNIX_EPOCH,
+        };
         // Set once a wait at a gate ran out of patience: the commit goes ahead.
         let mut past_gates = false;
         loop {
@@ -1096,17 +1147,38 @@ impl Tx {
             for p in &self.parts {
                 ops.extend(p.log_ops()?);
             }
+            // With a sink, the commit's record, encoded before the writes are installed.
+            let sink = self.db.sink();
+            let changes = match &sink {
+                Some(_) => self
+                    .parts
+                    .iter()
+                    .map(|p| p.change())
+                    .filter_map(Result::transpose)
+                    .collect::<Result<Vec<_>>>()?,
+                None => Vec::new(),
+            };
             // Tables with subscribers: their events go out in commit order, so the publish
             // locks are held from the sequence number to the delivery (in table order).
-            let mut publishing: Vec<(u32, &parking_lot::Mutex<()>)> =
-                self.parts.iter().filter_map(|p| p.publish_lock()).collect();
+            // With a sink, every table written: its records go out in commit order too.
+            let mut publishing: Vec<(u32, &parking_lot::Mutex<()>)> = if sink.is_some() {
+                self.parts.iter().filter_map(|p| p.order_lock()).collect()
+            } else {
+                self.parts.iter().filter_map(|p| p.publish_lock()).collect()
+            };
             publishing.sort_by_key(|(id, _)| *id);
             let _published: Vec<_> = publishing.iter().map(|(_, m)| m.lock()).collect();
             let seq = self.db.sequence(&ops)?;
             // Read after the number was taken (see `snapshots.rs`).
             let floor = self.db.snapshots().floor();
             for p in &self.parts {
-                p.install(seq, floor, publishing.iter().any(|(id, _)| *id == p.table_id()), now);
+                // Events only for a table whose publish lock this commit holds (taken
+                // because it had subscribers, or for the sink and it has some).
+                let held = publishing.iter().any(|(id, _)| *id == p.table_id());
+                p.install(seq, floor, held && (sink.is_none() || p.has_subscribers()), now);
+            }
+            if let Some(sink) = sink {
+                sink(&crate::commit::CommitRecord { seq, time: now, changes });
             }
         }
         drop(held);
