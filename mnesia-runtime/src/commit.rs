@@ -2,10 +2,13 @@
 //! database commits them ([`Database::replicate_to`]) and applied to another database
 //! ([`Database::apply_commit`]). The seam replication is built on.
 //!
-//! What goes through it today: every transaction, dirty operation and batch, and the
-//! reaper's removals of expired records, on tables of any storage and type. Not yet: table
-//! creation and other schema changes, `clear_table`, bulk loads, restores, transforms and
-//! named counters (a replica is given its tables and does not run these).
+//! What goes through it today: every transaction, dirty operation and batch, named
+//! counters, and the reaper's removals of expired records, on tables of any storage and
+//! type. Not yet: table creation and other schema changes, `clear_table`, `drop_table`,
+//! bulk loads, restores that load new stores, transforms (refused while a sink is
+//! attached), and ids handed out by `next_id` without a write. A replica is given its
+//! tables, and runs with `Config::auto_cleanup(false)`: its expiries come from the
+//! primary's reaper.
 
 use std::fmt;
 use std::sync::Arc;
@@ -15,6 +18,12 @@ use serde::{Deserialize, Serialize};
 
 use crate::disk::record::Logged;
 use crate::{Database, Error, Result};
+
+thread_local! {
+    /// The database whose sink this thread is running, if any: a commit to it from inside
+    /// its own sink is refused (it would wait for locks the commit calling the sink holds).
+    static IN_SINK: std::cell::Cell<Option<u64>> = const { std::cell::Cell::new(None) };
+}
 
 /// One committed transaction's writes, encoded as the log encodes them, in the order the
 /// database committed it (see [`Database::replicate_to`]). Serializable (serde), to cross a
@@ -56,8 +65,59 @@ pub(crate) struct TableChange {
 #[derive(Clone, PartialEq, Serialize, Deserialize)]
 pub(crate) struct KeyChange {
     pub(crate) key: Vec<u8>,
-    pub(crate) value: Logged,
+    pub(crate) value: Content,
     pub(crate) expired: bool,
+}
+
+/// A key's encoded records after a commit. (Plain byte sequences, not serde's bytes: a
+/// record must round-trip through any serde format, those with a bytes type of their own
+/// included.)
+#[derive(Clone, PartialEq, Serialize, Deserialize)]
+pub(crate) enum Content {
+    /// The key's one record (`set`, `ordered_set`).
+    Put(Vec<u8>),
+    /// The key's records (`bag`).
+    Group(Vec<Vec<u8>>),
+    /// The key is gone.
+    Delete,
+}
+
+impl From<Logged> for Content {
+    fn from(logged: Logged) -> Self {
+        match logged {
+            Logged::Put(r) => Content::Put(r),
+            Logged::Group(g) => Content::Group(g),
+            Logged::Delete => Content::Delete,
+        }
+    }
+}
+
+/// Hands `record` to `sink`, for database `db`: a panic of the sink is caught (the commit
+/// has happened: it must not look failed), reported, and ends the replication.
+pub(crate) fn deliver(db: &Database, sink: &Sink, record: &CommitRecord) {
+    let before = IN_SINK.with(|s| s.replace(Some(db.id())));
+    let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| sink(record)));
+    IN_SINK.with(|s| s.set(before));
+    if result.is_err() {
+        db.stop_replicating();
+        tracing::error!(
+            target: "mnesia::replication",
+            seq = record.seq,
+            "the commit-record sink panicked: replication stopped (the commit itself stands)"
+        );
+    }
+}
+
+/// `Err` when this thread is running the sink of `db`: a commit to `db` from there would
+/// wait for the locks of the commit that called the sink.
+pub(crate) fn refuse_in_own_sink(db: &Database) -> Result<()> {
+    if IN_SINK.with(|s| s.get()) == Some(db.id()) {
+        return Err(Error::Invalid(
+            "a commit-record sink must not write to the database it serves (hand the record to another thread or database)"
+                .into(),
+        ));
+    }
+    Ok(())
 }
 
 impl CommitRecord {
@@ -111,11 +171,24 @@ pub(crate) type Sink = Arc<dyn Fn(&CommitRecord) + Send + Sync>;
 
 impl Database {
     /// Hands every commit from now on to `sink`, as a [`CommitRecord`], once it is
-    /// installed here: commits that touch a table in common reach it in their commit order
-    /// (the sink is called under the tables' commit order), others in any order (they
-    /// commute). A database with a sink pays, on each commit, the encoding of its writes
-    /// and the call. Replaces an earlier sink. See the module's scope: schema changes,
-    /// clears, bulk loads, restores and transforms do not go through it yet.
+    /// installed here. Commits that write a table in common reach it in their commit order;
+    /// others may come in any order (their writes commute, but a reader outside a
+    /// transaction may have seen one before the other). Replaces an earlier sink.
+    ///
+    /// The sink runs on the committing thread while the commit holds the locks of the
+    /// tables it wrote: it must be quick (send the record to a channel or apply it to
+    /// another database) and must not use this database; a write to it from the sink is
+    /// refused with [`Error::Invalid`]. While a sink is attached, writers of one table
+    /// commit one at a time, including the wait for the log's sync on disc. A sink that
+    /// panics is dropped (replication stops, with an error on the `mnesia::replication`
+    /// tracing target); the commit stands.
+    ///
+    /// What goes through it: transactions, dirty operations, batches, named counters and
+    /// the reaper's removals. While it is attached, what does not go through it yet is
+    /// refused rather than missed: `clear_table`, `drop_table`, `transform`, and restores
+    /// that would load new stores (a restore that writes in one transaction, and imports,
+    /// go through it). Ids handed out by `next_id` without a write, and table creation,
+    /// are not told: create the replica's tables yourself.
     ///
     /// ```
     /// let db = mnesia::Database::in_memory()?;
@@ -140,7 +213,22 @@ impl Database {
         self.inner.sink.store(None);
     }
 
-    /// The sink, if commits are handed to one (without one, a commit pays a relaxed load).
+    /// Whether a sink is attached.
+    pub(crate) fn replicating(&self) -> bool {
+        self.inner.has_sink.load(std::sync::atomic::Ordering::Acquire)
+    }
+
+    /// `Err` for an operation that does not go through the sink yet, while one is attached.
+    pub(crate) fn refuse_while_replicating(&self, what: &str) -> Result<()> {
+        if self.replicating() {
+            return Err(Error::Invalid(format!(
+                "{what} does not reach the commit-record sink yet: refused while commits are replicated (stop_replicating first)"
+            )));
+        }
+        Ok(())
+    }
+
+    /// The sink, if commits are handed to one (without one, a commit pays one load).
     pub(crate) fn sink(&self) -> Option<Sink> {
         if !self.inner.has_sink.load(std::sync::atomic::Ordering::Acquire) {
             return None;
@@ -170,6 +258,14 @@ impl Database {
     /// # Ok::<(), mnesia::Error>(())
     /// ```
     pub fn apply_commit(&self, record: &CommitRecord) -> Result<()> {
+        if crate::context::is_transaction() {
+            return Err(Error::Invalid(
+                "apply_commit runs a transaction of its own: call it outside one".into(),
+            ));
+        }
+        if record.changes.iter().any(|c| c.table == crate::counters::COUNTERS_TABLE) {
+            crate::counters::ensure(self)?;
+        }
         let tables = record.changes.iter().map(|c| self.any_table(&c.table)).collect::<Result<Vec<_>>>()?;
         crate::context::transact(self.clone(), || {
             crate::context::with_tx(|tx| {

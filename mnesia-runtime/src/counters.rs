@@ -17,9 +17,12 @@ pub(crate) struct NamedCounter {
     value: i64,
 }
 
+/// The table named counters live in.
+pub(crate) const COUNTERS_TABLE: &str = "mnesia_counters";
+
 impl Table for NamedCounter {
     type Key = String;
-    const NAME: &'static str = "mnesia_counters";
+    const NAME: &'static str = COUNTERS_TABLE;
     const TYPE: TableType = TableType::Set;
     const FIELDS: &'static [FieldInfo] =
         &[FieldInfo { name: "name", ty: "String" }, FieldInfo { name: "value", ty: "i64" }];
@@ -36,7 +39,7 @@ impl Table for NamedCounter {
 }
 
 /// Creates the counters table on first use: on disc when the database has a directory.
-fn ensure(db: &Database) -> Result<()> {
+pub(crate) fn ensure(db: &Database) -> Result<()> {
     if db.exists::<NamedCounter>() {
         return Ok(());
     }

@@ -590,39 +590,50 @@ impl<T: Table> AnyTable for TableStore<T> {
     }
 
     fn apply_change(&self, tx: &mut crate::tx::Tx, writes: &[crate::commit::KeyChange]) -> Result<()> {
-        use crate::disk::record::Logged;
+        use crate::commit::{Content, misfit};
         use crate::store::Write;
-        let misfit = |e: postcard::Error| crate::commit::misfit(T::NAME, e);
-        let part = tx.table::<T>()?;
+        /// Decodes one value, refusing bytes left over (a record of a shorter type).
+        fn whole<V: serde::de::DeserializeOwned>(table: &str, bytes: &[u8]) -> Result<V> {
+            match postcard::take_from_bytes::<V>(bytes) {
+                Ok((v, [])) => Ok(v),
+                Ok(_) => Err(misfit(table, "bytes left over after a value: another record type")),
+                Err(e) => Err(misfit(table, e)),
+            }
+        }
+        let bag = T::TYPE == TableType::Bag;
+        // Every write decoded and checked before any is made.
+        let mut decoded = Vec::with_capacity(writes.len());
         for w in writes {
-            let key: T::Key = postcard::from_bytes(&w.key).map_err(misfit)?;
+            let key: T::Key = whole::<T::Key>(T::NAME, &w.key)?;
             let records: Vec<T> = match &w.value {
-                Logged::Put(b) => vec![postcard::from_bytes(b).map_err(misfit)?],
-                Logged::Group(bs) => {
-                    bs.iter().map(|b| postcard::from_bytes(b)).collect::<Result<_, _>>().map_err(misfit)?
+                Content::Put(_) if bag => return Err(misfit(T::NAME, "one record for a key of a bag")),
+                Content::Group(_) if !bag => {
+                    return Err(misfit(T::NAME, "a group of records for a key of a set"));
                 }
-                Logged::Delete => Vec::new(),
+                Content::Put(b) => vec![whole(T::NAME, b)?],
+                Content::Group(bs) => bs.iter().map(|b| whole(T::NAME, b)).collect::<Result<_>>()?,
+                Content::Delete => Vec::new(),
             };
             if records.iter().any(|r| r.key() != &key) {
-                return Err(crate::commit::misfit(
-                    T::NAME,
-                    format!("a record filed under another key than {key:?}"),
-                ));
-            }
-            for r in &records {
-                if let Some(id) = r.auto_id() {
-                    self.counter.fetch_max(id, Ordering::AcqRel);
-                }
+                return Err(misfit(T::NAME, format!("a record filed under another key than {key:?}")));
             }
             let write = match (&w.value, w.expired) {
                 (_, true) => Write::Expire(records),
-                (Logged::Delete, false) => Write::Delete,
-                (Logged::Put(_), false) => match records.into_iter().next() {
+                (Content::Delete, false) => Write::Delete,
+                (Content::Put(_), false) => match records.into_iter().next() {
                     Some(r) => Write::Put(r),
                     None => Write::Delete,
                 },
-                (Logged::Group(_), false) => Write::Group(records),
+                (Content::Group(_), false) => Write::Group(records),
             };
+            decoded.push((key, write));
+        }
+        let part = tx.table::<T>()?;
+        for (key, write) in decoded {
+            // Ids written move the counter past them, as any write does.
+            for id in write.records().iter().filter_map(Table::auto_id) {
+                part.store.counter.fetch_max(id, Ordering::AcqRel);
+            }
             part.set(key, write);
         }
         Ok(())
@@ -1304,6 +1315,7 @@ impl Database {
     /// # Ok::<(), mnesia::Error>(())
     /// ```
     pub fn drop_table<T: Table>(&self) -> Result<()> {
+        self.refuse_while_replicating("drop_table")?;
         let store = self.table::<T>()?;
         let _schema = self.inner.schema.lock();
         if store.is_dropped() {
@@ -1341,6 +1353,7 @@ impl Database {
     /// # Ok::<(), mnesia::Error>(())
     /// ```
     pub fn clear_table<T: Table>(&self) -> Result<()> {
+        self.refuse_while_replicating("clear_table")?;
         let store = self.table::<T>()?;
         let indexes = store.indexes.load_full();
         let held = lock_all(&store, &indexes);

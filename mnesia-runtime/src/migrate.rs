@@ -48,6 +48,7 @@ impl Database {
     /// # Ok::<(), mnesia::Error>(())
     /// ```
     pub fn transform<Old: Table, New: Table>(&self, mut f: impl FnMut(Old) -> Result<New>) -> Result<usize> {
+        self.refuse_while_replicating("transform")?;
         if Old::NAME != New::NAME {
             return Err(Error::Invalid(format!(
                 "transform converts a table's records in place: {} and {} name different tables",

@@ -110,6 +110,7 @@ impl Database {
         // Decided with the schema lock held: no table is created, dropped or moved meanwhile.
         let schema = self.inner.schema.lock();
         if !self.unclaimed_in(reader.tables(), options).is_empty() {
+            self.refuse_while_replicating("a restore into tables no type has claimed")?;
             return self.restore_unclaimed(reader, options, schema);
         }
         let targets = self.restore_targets(reader.tables(), options)?;
@@ -139,7 +140,14 @@ impl Database {
             stream &= matches!(mode, RestoreMode::ClearAndLoad | RestoreMode::Recreate)
                 && here != StorageType::DiscOnlyCopies;
         }
-        if stream {
+        if stream && self.replicating() {
+            // Loading new stores does not reach the commit-record sink: one transaction does.
+            if reader.tables().iter().any(|t| options.mode_of(&t.def.name) == RestoreMode::Recreate) {
+                self.refuse_while_replicating("a restore that recreates tables")?;
+            }
+            drop(schema);
+            self.restore_in_tx(reader, targets, options)
+        } else if stream {
             self.restore_streaming(reader, &targets, options, schema)
         } else if let Some(t) =
             reader.tables().iter().find(|t| options.mode_of(&t.def.name) == RestoreMode::Recreate)

@@ -630,7 +630,7 @@ impl<T: Table> TxPart for TxTable<T> {
         for e in &writes.entries {
             out.push(crate::commit::KeyChange {
                 key: encode(&e.key)?,
-                value: e.write.logged()?,
+                value: e.write.logged()?.into(),
                 expired: matches!(e.write, Write::Expire(_)),
             });
         }
@@ -1065,6 +1065,9 @@ impl Tx {
             return Err(Error::Conflict);
         }
         let writes = self.wrote();
+        if writes {
+            crate::commit::refuse_in_own_sink(&self.db)?;
+        }
         // (With a snapshot, a read before it must be validated: it may not be what the
         // snapshot holds.)
         if !writes && self.snapshot.is_none() && self.parts.iter().map(|p| p.read_count()).sum::<usize>() <= 1
@@ -1178,7 +1181,11 @@ impl Tx {
                 p.install(seq, floor, held && (sink.is_none() || p.has_subscribers()), now);
             }
             if let Some(sink) = sink {
-                sink(&crate::commit::CommitRecord { seq, time: now, changes });
+                crate::commit::deliver(
+                    &self.db,
+                    &sink,
+                    &crate::commit::CommitRecord { seq, time: now, changes },
+                );
             }
         }
         drop(held);

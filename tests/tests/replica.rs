@@ -137,7 +137,10 @@ fn step(w: u32, n: u32, clock: &ManualClock) -> mnesia::Result<()> {
     }
 }
 
-fn replicate(disc: bool) {
+/// Runs the workload on a primary replicating to a replica; with `later`, the records are
+/// applied only once the workload is over (the clock then stands past many deadlines: the
+/// replica must decide expiry at each record's time, not its own).
+fn replicate(disc: bool, later: bool) {
     let dir = tempfile::tempdir().expect("tempdir");
     let clock = ManualClock::new(SystemTime::UNIX_EPOCH + Duration::from_secs(1_000_000));
     let config = |c: Config| c.clock(clock.clone()).auto_cleanup(false);
@@ -160,8 +163,19 @@ fn replicate(disc: bool) {
     let applier = {
         let replica = replica.clone();
         std::thread::spawn(move || -> usize {
+            let records: Box<dyn Iterator<Item = CommitRecord>> = if later {
+                Box::new(records.iter().collect::<Vec<_>>().into_iter())
+            } else {
+                Box::new(records.iter())
+            };
+            // Records of one table arrive in commit order.
+            let mut last: std::collections::HashMap<String, u64> = std::collections::HashMap::new();
             let mut n = 0;
             for r in records {
+                for t in r.tables() {
+                    let before = last.insert(t.to_owned(), r.seq()).unwrap_or(0);
+                    assert!(r.seq() > before, "table {t}: commit {} arrived after {before}", r.seq());
+                }
                 replica.apply_commit(&r).expect("applies");
                 n += 1;
             }
@@ -221,12 +235,89 @@ fn replicate(disc: bool) {
 
 #[test]
 fn a_replica_fed_the_commit_records_of_ram_tables_matches_the_primary() {
-    replicate(false);
+    replicate(false, false);
 }
 
 #[test]
 fn a_replica_fed_the_commit_records_of_disc_tables_matches_the_primary() {
-    replicate(true);
+    replicate(true, false);
+}
+
+#[test]
+fn a_replica_applying_the_records_late_decides_expiry_at_each_commits_time() {
+    replicate(false, true);
+}
+
+#[test]
+fn records_cross_a_serde_format_and_named_counters_replicate() {
+    let primary = Database::in_memory().expect("db");
+    let replica = Database::in_memory().expect("replica");
+    create(&primary, false);
+    create(&replica, false);
+    let (tx, rx) = mpsc::channel::<String>();
+    primary.replicate_to(move |r: &CommitRecord| {
+        let _ = tx.send(serde_json::to_string(r).expect("to JSON"));
+    });
+    primary
+        .scope(|| -> mnesia::Result<()> {
+            Member::insert(Member { id: 0, email: "a@x".into(), level: 1 })?;
+            Label::write(Label { item: 1, text: "one".into() })?;
+            mnesia::dirty_update_counter("hits", 5)?;
+            mnesia::dirty_update_counter("hits", 2)?;
+            Ok(())
+        })
+        .expect("writes");
+    for text in rx.try_iter() {
+        let record: CommitRecord = serde_json::from_str(&text).expect("from JSON");
+        replica.apply_commit(&record).expect("applies");
+    }
+    replica
+        .scope(|| -> mnesia::Result<()> {
+            assert_eq!(Member::read(&1)?.map(|m| m.email), Some("a@x".to_string()));
+            assert_eq!(Label::read_all(&1)?.len(), 1);
+            assert_eq!(mnesia::current_value("hits")?, 7);
+            Ok(())
+        })
+        .expect("replica");
+}
+
+#[test]
+fn a_sink_that_writes_to_its_own_database_is_refused_and_one_that_panics_stops_replication() {
+    let db = Database::in_memory().expect("db");
+    create(&db, false);
+    let inner = db.clone();
+    let (tx, rx) = mpsc::channel::<String>();
+    db.replicate_to(move |r: &CommitRecord| {
+        if r.tables() == ["label"] {
+            let refused = inner.scope(|| Label::write(Label { item: 9, text: "from the sink".into() }));
+            let _ = tx.send(format!("{refused:?}"));
+        }
+    });
+    db.scope(|| Label::write(Label { item: 1, text: "x".into() })).expect("the commit stands");
+    let said = rx.try_recv().expect("the sink ran");
+    assert!(said.contains("must not write to the database it serves"), "{said}");
+    assert_eq!(db.scope(|| Label::read_all(&9)).expect("read"), Vec::<Label>::new());
+
+    db.replicate_to(|_: &CommitRecord| panic!("a sink that fails"));
+    db.scope(|| Label::write(Label { item: 2, text: "y".into() })).expect("the commit stands");
+    assert_eq!(db.scope(|| Label::read_all(&2)).expect("read").len(), 1);
+    // Replication stopped: what it cannot tell is allowed again.
+    db.scope(Label::clear).expect("clear without a sink");
+}
+
+#[test]
+fn what_does_not_reach_the_sink_yet_is_refused_while_one_is_attached() {
+    let db = Database::in_memory().expect("db");
+    create(&db, false);
+    db.replicate_to(|_: &CommitRecord| {});
+    let refused = |r: mnesia::Result<()>, what: &str| match r {
+        Err(Error::Invalid(m)) => assert!(m.contains(what), "{m}"),
+        other => panic!("{what}: {other:?}"),
+    };
+    refused(db.clear_table::<Label>(), "clear_table");
+    refused(db.drop_table::<Label>(), "drop_table");
+    db.stop_replicating();
+    db.clear_table::<Label>().expect("clear once stopped");
 }
 
 #[test]
@@ -254,4 +345,19 @@ fn a_record_for_a_missing_table_or_with_bytes_that_do_not_decode_changes_nothing
     other.create_table::<Other>(TableOptions::new()).expect("create");
     assert!(other.apply_commit(&record).is_err());
     assert_eq!(other.scope(Other::count).expect("count"), 0);
+    // A shorter type whose fields are a prefix of the record's: bytes are left over.
+    #[derive(Table, Clone, Debug, PartialEq, Serialize, Deserialize)]
+    #[table(name = "member")]
+    struct Short {
+        #[key]
+        id: u64,
+        email: String,
+    }
+    let short = Database::in_memory().expect("short");
+    short.create_table::<Short>(TableOptions::new()).expect("create");
+    match short.apply_commit(&record) {
+        Err(Error::Invalid(m)) => assert!(m.contains("left over"), "{m}"),
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(short.scope(Short::count).expect("count"), 0);
 }
