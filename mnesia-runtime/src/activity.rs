@@ -1,5 +1,5 @@
 //! What transactions have done, for monitors: the running totals and, when asked for, a
-//! histogram of how long transactions took ([`Database::activity`]). A monitor takes two
+//! histogram of how long transactions took ([`crate::Database::activity`], in `info.rs`). A monitor takes two
 //! readings and subtracts them ([`Activity::since`]) for the rates and percentiles of the
 //! time between.
 
@@ -10,11 +10,20 @@ use std::time::Duration;
 use crossbeam_utils::CachePadded;
 use serde::Serialize;
 
-use crate::Database;
-
 /// Buckets of the latency histogram: 8 exact ones for 0..8 ns, then four per power of two
 /// up to 2^64 ns (each bucket's width is a seventh to a quarter of its lower bound).
 const BUCKETS: usize = 8 + 61 * 4;
+
+static NEXT_STRIPE: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+
+thread_local! {
+    static STRIPE: usize = NEXT_STRIPE.fetch_add(1, Ordering::Relaxed);
+}
+
+/// This thread's stripe of striped counters (a number to take modulo the stripe count).
+pub(crate) fn stripe() -> usize {
+    STRIPE.try_with(|s| *s).unwrap_or(0)
+}
 
 /// Stripes of the histogram, so that threads rarely contend for a bucket's cache line.
 const STRIPES: usize = 8;
@@ -56,7 +65,7 @@ impl Latencies {
         self.on.load(Ordering::Relaxed)
     }
 
-    fn switch(&self, on: bool) {
+    pub(crate) fn switch(&self, on: bool) {
         if on {
             self.stripes.get_or_init(|| {
                 (0..STRIPES).map(|_| CachePadded::new(std::array::from_fn(|_| AtomicU64::new(0)))).collect()
@@ -69,11 +78,11 @@ impl Latencies {
     pub(crate) fn record(&self, took: Duration) {
         let Some(stripes) = self.stripes.get() else { return };
         let ns = u64::try_from(took.as_nanos()).unwrap_or(u64::MAX);
-        let stripe = crate::info::stripe() % STRIPES;
+        let stripe = stripe() % STRIPES;
         stripes[stripe][bucket(ns)].fetch_add(1, Ordering::Relaxed);
     }
 
-    fn histogram(&self) -> Histogram {
+    pub(crate) fn histogram(&self) -> Histogram {
         let mut counts = vec![0u64; BUCKETS];
         if let Some(stripes) = self.stripes.get() {
             for stripe in stripes.iter() {
@@ -162,7 +171,7 @@ impl Histogram {
 }
 
 /// What transactions have done since the database opened: running totals, and the
-/// latency histogram while [`Database::record_latencies`] is on.
+/// latency histogram while [`crate::Database::record_latencies`] is on.
 ///
 /// ```
 /// let db = mnesia::Database::in_memory()?;
@@ -187,7 +196,7 @@ pub struct Activity {
     pub last_commit: u64,
     /// How long transactions took, from their first attempt's start to their end, however
     /// they ended (dirty operations are not timed; empty while
-    /// [`Database::record_latencies`] is off).
+    /// [`crate::Database::record_latencies`] is off).
     pub latency: Histogram,
 }
 
@@ -209,46 +218,6 @@ impl Activity {
             last_commit: self.last_commit,
             latency: self.latency.since(&earlier.latency),
         }
-    }
-}
-
-impl Database {
-    /// What transactions have done since the database opened (see [`Activity`]). Cheap: a
-    /// few sums over counters.
-    ///
-    /// ```
-    /// let db = mnesia::Database::in_memory()?;
-    /// assert_eq!(db.activity().commits, 0);
-    /// # Ok::<(), mnesia::Error>(())
-    /// ```
-    pub fn activity(&self) -> Activity {
-        let stats = self.stats();
-        let (commits, aborts, running) = stats.outcomes();
-        Activity {
-            commits,
-            aborts,
-            retries: stats.total(crate::info::Stat::Retry),
-            running,
-            last_commit: self.last_commit(),
-            latency: stats.latencies.histogram(),
-        }
-    }
-
-    /// Times every transaction from now on into [`Activity::latency`] (off by default; the
-    /// observer switches it on). A timed transaction costs one more reading of the monotonic
-    /// clock and an atomic add.
-    ///
-    /// ```
-    /// let db = mnesia::Database::in_memory()?;
-    /// db.record_latencies(true);
-    /// db.transaction(|_| Ok::<_, mnesia::Error>(()))?;
-    /// db.record_latencies(false);
-    /// db.transaction(|_| Ok::<_, mnesia::Error>(()))?;
-    /// assert_eq!(db.activity().latency.count(), 1);
-    /// # Ok::<(), mnesia::Error>(())
-    /// ```
-    pub fn record_latencies(&self, on: bool) {
-        self.stats().latencies.switch(on);
     }
 }
 

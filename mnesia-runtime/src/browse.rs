@@ -10,7 +10,6 @@ use serde_json::{Value, json};
 
 use crate::disk::format::{self, RecordFormat};
 use crate::disk::record::Logged;
-use crate::dump::json_order;
 use crate::events::{DeleteCause, Event, Subscription};
 use crate::filter::{Cond, Filter, Op, Order};
 use crate::table::TableType;
@@ -188,11 +187,11 @@ fn unclaimed_page(p: &crate::disk::Pending, browse: &Browse) -> Result<Page> {
     let mut keyed = Vec::with_capacity(p.rows.len());
     for (key, (_, value)) in &p.rows {
         let key = format::decode_as(key, key_shape, &shape)?;
-        if browse.after.as_ref().is_none_or(|after| json_order(&key, after).is_gt()) {
+        if browse.after.as_ref().is_none_or(|after| format::json_order(&key, after).is_gt()) {
             keyed.push((key, value));
         }
     }
-    keyed.sort_by(|a, b| json_order(&a.0, &b.0));
+    keyed.sort_by(|a, b| format::json_order(&a.0, &b.0));
     let mut records = Vec::new();
     let (mut next, mut last_key) = (None, None);
     for (key, value) in keyed {

@@ -161,7 +161,7 @@ fn read(dir: &Path, table: &str, limit: Option<usize>) -> Result<(Vec<Value>, Re
         .into_iter()
         .map(|(k, v)| Ok((format::decode_as(&k, key_shape, &shape)?, v)))
         .collect::<Result<Vec<(Value, Logged)>>>()?;
-    keyed.sort_by(|a, b| json_order(&a.0, &b.0));
+    keyed.sort_by(|a, b| format::json_order(&a.0, &b.0));
     let limit = limit.unwrap_or(usize::MAX);
     let mut out = Vec::new();
     for (_, value) in keyed {
@@ -202,20 +202,5 @@ fn cell(value: &Value, optional: bool) -> String {
         Value::String(s) => s.clone(),
         Value::Bool(_) | Value::Number(_) => value.to_string(),
         Value::Array(_) | Value::Object(_) => value.to_string(),
-    }
-}
-
-/// The order of keys given as JSON values: numbers by value, strings as text, anything
-/// else by its JSON text.
-pub(crate) fn json_order(a: &serde_json::Value, b: &serde_json::Value) -> std::cmp::Ordering {
-    use serde_json::Value;
-    match (a, b) {
-        (Value::Number(x), Value::Number(y)) => match (x.as_i64(), y.as_i64(), x.as_u64(), y.as_u64()) {
-            (Some(x), Some(y), _, _) => x.cmp(&y),
-            (_, _, Some(x), Some(y)) => x.cmp(&y),
-            _ => x.as_f64().unwrap_or(0.0).total_cmp(&y.as_f64().unwrap_or(0.0)),
-        },
-        (Value::String(x), Value::String(y)) => x.cmp(y),
-        _ => a.to_string().cmp(&b.to_string()),
     }
 }

@@ -3,9 +3,11 @@
 
 use std::fmt;
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use crossbeam_utils::CachePadded;
+
+use crate::activity::{Activity, stripe};
 use serde::Serialize;
 
 use crate::table::TableInfo;
@@ -35,17 +37,6 @@ pub(crate) enum Stat {
 
 const STRIPES: usize = 16;
 
-static NEXT_STRIPE: AtomicUsize = AtomicUsize::new(0);
-
-thread_local! {
-    static STRIPE: usize = NEXT_STRIPE.fetch_add(1, Ordering::Relaxed) % STRIPES;
-}
-
-/// This thread's stripe of striped counters (0 to 15).
-pub(crate) fn stripe() -> usize {
-    STRIPE.try_with(|s| *s).unwrap_or(0)
-}
-
 impl Default for Stats {
     fn default() -> Self {
         Stats {
@@ -57,7 +48,7 @@ impl Default for Stats {
 
 impl Stats {
     pub(crate) fn add(&self, stat: Stat) {
-        self.stripes[stripe()][stat as usize].fetch_add(1, Ordering::Relaxed);
+        self.stripes[stripe() % STRIPES][stat as usize].fetch_add(1, Ordering::Relaxed);
     }
 
     pub(crate) fn total(&self, stat: Stat) -> u64 {
@@ -237,6 +228,46 @@ impl fmt::Display for TableInfo {
             }
         }
         writeln!(f)
+    }
+}
+
+impl crate::Database {
+    /// What transactions have done since the database opened (see [`Activity`]). Cheap: a
+    /// few sums over counters.
+    ///
+    /// ```
+    /// let db = mnesia::Database::in_memory()?;
+    /// assert_eq!(db.activity().commits, 0);
+    /// # Ok::<(), mnesia::Error>(())
+    /// ```
+    pub fn activity(&self) -> Activity {
+        let stats = self.stats();
+        let (commits, aborts, running) = stats.outcomes();
+        Activity {
+            commits,
+            aborts,
+            retries: stats.total(crate::info::Stat::Retry),
+            running,
+            last_commit: self.last_commit(),
+            latency: stats.latencies.histogram(),
+        }
+    }
+
+    /// Times every transaction from now on into [`Activity::latency`] (off by default; the
+    /// observer switches it on). A timed transaction costs one more reading of the monotonic
+    /// clock and an atomic add.
+    ///
+    /// ```
+    /// let db = mnesia::Database::in_memory()?;
+    /// db.record_latencies(true);
+    /// db.transaction(|_| Ok::<_, mnesia::Error>(()))?;
+    /// db.record_latencies(false);
+    /// db.transaction(|_| Ok::<_, mnesia::Error>(()))?;
+    /// assert_eq!(db.activity().latency.count(), 1);
+    /// # Ok::<(), mnesia::Error>(())
+    /// ```
+    pub fn record_latencies(&self, on: bool) {
+        self.stats().latencies.switch(on);
     }
 }
 
