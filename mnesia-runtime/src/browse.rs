@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use serde_json::{Value, json};
 
-use crate::disk::format::{self, RecordFormat};
+use crate::disk::format;
 use crate::disk::record::Logged;
 use crate::events::{DeleteCause, Event, Subscription};
 use crate::filter::{Cond, Filter, Op, Order};
@@ -176,14 +176,8 @@ fn unclaimed_page(p: &crate::disk::Pending, browse: &Browse) -> Result<Page> {
             "table {name} is disc_only_copies and no record type has claimed it in this program yet"
         )));
     }
-    let stored = p.def.format.as_ref().ok_or_else(|| {
-        Error::Invalid(format!(
-            "table {name} has no stored record format and no record type has claimed it in this program yet"
-        ))
-    })?;
-    let shape = RecordFormat::from_stored(stored)?;
-    let key_name = p.def.attributes.get(p.def.key).map(|(n, _)| n.as_str()).unwrap_or_default();
-    let key_shape = shape.field(key_name)?;
+    let shape = p.def.record_format("to browse it before a record type claims it")?;
+    let key_shape = shape.field(p.def.key_name())?;
     let mut keyed = Vec::with_capacity(p.rows.len());
     for (key, (_, value)) in &p.rows {
         let key = format::decode_as(key, key_shape, &shape)?;

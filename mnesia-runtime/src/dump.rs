@@ -6,7 +6,7 @@ use std::io::Write;
 use std::path::Path;
 
 use serde_json::Value;
-use serde_reflection::{ContainerFormat, Format as Shape};
+use serde_reflection::Format as Shape;
 
 use crate::disk::format::{self, RecordFormat};
 use crate::disk::record::Logged;
@@ -140,14 +140,7 @@ fn read(dir: &Path, table: &str, limit: Option<usize>) -> Result<(Vec<Value>, Re
     let at =
         read.tables.iter().position(|p| p.def.name == table).ok_or_else(|| Error::no_such_table(table))?;
     let p = read.tables.swap_remove(at);
-    let stored = p.def.format.as_ref().ok_or_else(|| {
-        Error::Invalid(format!(
-            "table {table} has no stored record format: its type's serde format could not be traced \
-             (a hand-written Deserialize, #[serde(flatten)], an untagged enum), or the directory predates \
-             stored formats and the program has not opened the table since"
-        ))
-    })?;
-    let shape = RecordFormat::from_stored(stored)?;
+    let shape = p.def.record_format("to read it without its type")?;
     let rows: Vec<(Vec<u8>, Logged)> = match p.def.storage {
         StorageType::DiscOnlyCopies => {
             read.disc_only_rows(dir, p.def.id)?.into_iter().map(|(k, (_, v))| (k, v)).collect()
@@ -155,8 +148,7 @@ fn read(dir: &Path, table: &str, limit: Option<usize>) -> Result<(Vec<Value>, Re
         _ => p.rows.into_iter().map(|(k, (_, v))| (k, v)).collect(),
     };
     // Keys decoded alone and sorted; only the records within the limit are decoded.
-    let key = p.def.attributes.get(p.def.key).map(|(n, _)| n.clone()).unwrap_or_default();
-    let key_shape = shape.field(&key)?;
+    let key_shape = shape.field(p.def.key_name())?;
     let mut keyed = rows
         .into_iter()
         .map(|(k, v)| Ok((format::decode_as(&k, key_shape, &shape)?, v)))
@@ -182,14 +174,7 @@ fn read(dir: &Path, table: &str, limit: Option<usize>) -> Result<(Vec<Value>, Re
 
 /// The record's fields, in order, each with whether it is an `Option`.
 fn top_fields(shape: &RecordFormat) -> Result<Vec<(String, bool)>> {
-    let not_struct = || Error::Invalid("the stored record format is not a struct with named fields".into());
-    let Shape::TypeName(name) = &shape.root else { return Err(not_struct()) };
-    match shape.registry.get(name) {
-        Some(ContainerFormat::Struct(fields)) => {
-            Ok(fields.iter().map(|f| (f.name.clone(), matches!(f.value, Shape::Option(_)))).collect())
-        }
-        _ => Err(not_struct()),
-    }
+    Ok(shape.fields()?.iter().map(|f| (f.name.clone(), matches!(f.value, Shape::Option(_)))).collect())
 }
 
 /// A CSV cell as the typed export writes it: scalars as text, `None` empty, a plain enum

@@ -682,7 +682,7 @@ fn stored_table(
     log_writes: u64,
 ) -> StoredTable {
     StoredTable {
-        key: def.attributes.get(def.key).map(|(n, _)| n.clone()).unwrap_or_default(),
+        key: def.key_name().to_owned(),
         name: def.name,
         id: def.id,
         table_type: def.table_type,

@@ -148,13 +148,8 @@ impl Database {
             if !differences.is_empty() {
                 return Err(Error::SchemaMismatch { table: name.clone(), differences });
             }
-            let stored = here.def.format.as_ref().ok_or_else(|| {
-                Error::Invalid(format!(
-                    "table {name} has no stored record format to check the backup's records with: restore it with the program's types"
-                ))
-            })?;
-            let format = RecordFormat::from_stored(stored)?;
-            let key = here.def.attributes.get(here.def.key).map(|(n, _)| n.clone()).unwrap_or_default();
+            let format = here.def.record_format("to check the backup's records without the table's type")?;
+            let key = here.def.key_name().to_owned();
             format.field(&key)?;
             let unique: Vec<String> =
                 here.def.indexes.iter().filter(|i| i.unique).map(|i| i.field.clone()).collect();

@@ -193,19 +193,24 @@ pub(crate) fn decode(bytes: &[u8], format: &RecordFormat) -> Result<Value> {
 }
 
 impl RecordFormat {
-    /// The format of the record's field named `name` (a struct's field: the key's, say).
-    pub(crate) fn field(&self, name: &str) -> Result<&Format> {
+    /// The record's fields, in order (the record is a struct with named fields).
+    pub(crate) fn fields(&self) -> Result<&[Named<Format>]> {
         let not_struct =
             || Error::Invalid("the stored record format is not a struct with named fields".into());
         let Format::TypeName(root) = &self.root else { return Err(not_struct()) };
         match self.registry.get(root) {
-            Some(ContainerFormat::Struct(fields)) => fields
-                .iter()
-                .find(|f| f.name == name)
-                .map(|f| &f.value)
-                .ok_or_else(|| Error::Invalid(format!("the stored record format has no field `{name}`"))),
+            Some(ContainerFormat::Struct(fields)) => Ok(fields),
             _ => Err(not_struct()),
         }
+    }
+
+    /// The format of the record's field named `name` (the key's, say).
+    pub(crate) fn field(&self, name: &str) -> Result<&Format> {
+        self.fields()?
+            .iter()
+            .find(|f| f.name == name)
+            .map(|f| &f.value)
+            .ok_or_else(|| Error::Invalid(format!("the stored record format has no field `{name}`")))
     }
 }
 

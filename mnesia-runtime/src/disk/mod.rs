@@ -114,7 +114,7 @@ impl Pending {
             table_type: d.table_type,
             storage_type: d.storage,
             attributes: d.attributes.iter().map(|(n, _)| n.clone()).collect(),
-            key: d.attributes.get(d.key).map(|(n, _)| n.clone()).unwrap_or_default(),
+            key: d.key_name().to_owned(),
             indexes: d.indexes.clone(),
             auto_increment: d.auto_increment,
             // Known once the program names the table's type.

@@ -36,6 +36,25 @@ pub(crate) struct TableDef {
 }
 
 impl TableDef {
+    /// The key field's name.
+    pub(crate) fn key_name(&self) -> &str {
+        self.attributes.get(self.key).map_or("", |(n, _)| n.as_str())
+    }
+
+    /// The record format the schema keeps for the table, to read its records without its
+    /// type; an error saying why there is none, and what it prevents (`needed_for`).
+    pub(crate) fn record_format(&self, needed_for: &str) -> Result<RecordFormat> {
+        let stored = self.format.as_ref().ok_or_else(|| {
+            Error::Invalid(format!(
+                "table {} has no stored record format, needed {needed_for}: its type's serde format could not be \
+                 traced (a hand-written Deserialize, #[serde(flatten)], an untagged enum), or the directory \
+                 predates stored formats and the program has not opened the table since",
+                self.name
+            ))
+        })?;
+        RecordFormat::from_stored(stored)
+    }
+
     /// `T`'s definition as the schema file keeps it, its record format traced.
     pub(crate) fn of<T: Table>(id: u64, storage: StorageType, indexes: Vec<IndexInfo>) -> TableDef {
         TableDef { format: RecordFormat::stored::<T>(), ..TableDef::untraced::<T>(id, storage, indexes) }
