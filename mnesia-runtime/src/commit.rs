@@ -51,6 +51,11 @@ pub struct CommitRecord {
     /// commit touched no table with a `#[ttl]` field.
     pub(crate) time: SystemTime,
     pub(crate) changes: Vec<TableChange>,
+    /// Ordered commits (see `ordered.rs`): the place of the shared order the transaction
+    /// read from (0 for a record handed to a sink).
+    pub(crate) based_on: u64,
+    /// Ordered commits: what the transaction read, table by table (empty for a sink's).
+    pub(crate) reads: Vec<crate::ordered::TableReads>,
 }
 
 /// One table's writes in a [`CommitRecord`].
@@ -223,6 +228,11 @@ impl Database {
         if self.replicating() {
             return Err(Error::Invalid(format!(
                 "{what} does not reach the commit-record sink yet: refused while commits are replicated (stop_replicating first)"
+            )));
+        }
+        if self.ordering() {
+            return Err(Error::Invalid(format!(
+                "{what} is not ordered yet: refused while commits are ordered (stop_ordering first)"
             )));
         }
         Ok(())

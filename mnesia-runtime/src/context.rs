@@ -174,7 +174,9 @@ fn attempts(db: Database, snapshot_from: SnapshotFrom, f: &mut dyn FnMut() -> bo
         // A transaction that keeps losing runs with priority: writers to the tables it
         // touched wait for it (see `priority.rs`). Taken before anything else, holding
         // no lock; given back when the attempt ends, also on unwind.
-        let escalate = conflicts >= escalate_after || (conflicts > 0 && long);
+        // (Not with ordered commits: the other copies' writers do not wait at this one's
+        // gates, and the applier of the order must not.)
+        let escalate = (conflicts >= escalate_after || (conflicts > 0 && long)) && !db.ordering();
         let escalated = (escalate && !at_snapshot).then(|| {
             stats.add(Stat::Escalation);
             db.priority().take(&touched, patience(lost_plain, lost_escalated))

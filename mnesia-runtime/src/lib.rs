@@ -47,6 +47,7 @@ mod inspect;
 mod lock;
 mod migrate;
 mod ops;
+mod ordered;
 mod plan;
 mod prefetch;
 mod priority;
@@ -88,6 +89,7 @@ pub use field::{Compare, Field, FieldValue, Indexable};
 pub use filter::{Filter, Order};
 pub use handle::Transaction;
 pub use index::IndexSpec;
+pub use ordered::Sequencer;
 /// What the derive's output reaches and nothing else should: not part of the API.
 #[doc(hidden)]
 pub mod __private {

@@ -23,9 +23,10 @@ fn no_bag<T: Table>(what: &str) -> Result<()> {
 /// Writes a record: replaces the key's record (bag: adds it to the key's records). An
 /// `#[auto_increment]` key left at 0 gets the next id.
 pub(crate) fn write<T: Table>(mut rec: T) -> Result<T> {
+    let fresh = wants_id(&rec);
     run(|| {
         with_tx(|tx| {
-            assign_id(tx, &mut rec)?;
+            assign_id(tx, &mut rec, fresh)?;
             put(tx, rec.clone())
         })
     })?;
@@ -37,9 +38,28 @@ pub(crate) fn write<T: Table>(mut rec: T) -> Result<T> {
 /// and an aborted transaction leaves a gap.
 ///
 /// Also gives a record without a deadline the table's default lifetime, if it has one.
-fn assign_id<T: Table>(tx: &mut Tx, rec: &mut T) -> Result<()> {
+///
+/// `fresh`: the caller's record asked for an id ([`wants_id`] before the first attempt).
+/// With ordered commits, an attempt that runs again takes a new id: the one it took may be
+/// another copy's.
+fn assign_id<T: Table>(tx: &mut Tx, rec: &mut T, fresh: bool) -> Result<()> {
     let db = tx.db.clone();
-    prepare_new(&db, &tx.table::<T>()?.store, rec)
+    if fresh && db.ordering() {
+        rec.set_auto_id(0)?;
+    }
+    let assigning = wants_id(rec);
+    prepare_new(&db, &tx.table::<T>()?.store, rec)?;
+    if assigning && db.ordering() {
+        // Another copy may hand out the same id meanwhile: a read of the key makes the
+        // later of the two commits conflict (and take a new id) instead of overwriting.
+        tx.table::<T>()?.exists(rec.key());
+    }
+    Ok(())
+}
+
+/// Whether `rec` asks for an id: an `#[auto_increment]` key left at 0.
+fn wants_id<T: Table>(rec: &T) -> bool {
+    T::AUTO_INCREMENT && rec.auto_id() == Some(0)
 }
 
 /// Readies a new record for `store`: an `#[auto_increment]` key left at 0 gets the next
@@ -124,7 +144,7 @@ fn put<T: Table>(tx: &mut Tx, rec: T) -> Result<()> {
 /// Writes one imported record in the current transaction: an `#[auto_increment]` key left
 /// at 0 gets the next id; a key that exists is refused unless `replace` (a bag adds).
 pub(crate) fn import_record<T: Table>(tx: &mut Tx, mut rec: T, replace: bool) -> Result<()> {
-    assign_id(tx, &mut rec)?;
+    assign_id(tx, &mut rec, false)?;
     if !replace && T::TYPE != TableType::Bag && tx.table::<T>()?.exists(rec.key()) {
         return Err(Error::AlreadyExists { table: T::NAME.to_owned(), key: format!("{:?}", rec.key()) });
     }
@@ -134,9 +154,10 @@ pub(crate) fn import_record<T: Table>(tx: &mut Tx, mut rec: T, replace: bool) ->
 /// Inserts a new record: assigns the next id to an `#[auto_increment]` key left at 0;
 /// refuses a key that exists (except on bags, which add).
 pub(crate) fn insert<T: Table>(mut rec: T) -> Result<T> {
+    let fresh = wants_id(&rec);
     run(|| {
         with_tx(|tx| {
-            assign_id(tx, &mut rec)?;
+            assign_id(tx, &mut rec, fresh)?;
             // Assigned ids are new unless a record was written with that id meanwhile.
             if T::TYPE != TableType::Bag && tx.table::<T>()?.exists(rec.key()) {
                 return Err(Error::AlreadyExists {
@@ -215,9 +236,10 @@ pub(crate) fn delete_object<T: Table>(rec: &T) -> Result<bool> {
 }
 
 pub(crate) fn upsert<T: Table>(mut rec: T) -> Result<Upserted<T>> {
+    let fresh = wants_id(&rec);
     run(|| {
         with_tx(|tx| {
-            assign_id(tx, &mut rec)?;
+            assign_id(tx, &mut rec, fresh)?;
             let old = tx.table::<T>()?.read_one(rec.key());
             put(tx, rec.clone())?;
             Ok(match old {
@@ -276,10 +298,11 @@ pub(crate) fn count<T: Table>() -> Result<usize> {
 
 pub(crate) fn batch_write<T: Table>(recs: impl IntoIterator<Item = T>) -> Result<Vec<T>> {
     let mut recs: Vec<T> = recs.into_iter().collect();
+    let fresh: Vec<bool> = if T::AUTO_INCREMENT { recs.iter().map(wants_id).collect() } else { Vec::new() };
     run(|| {
         with_tx(|tx| {
-            for r in &mut recs {
-                assign_id(tx, r)?;
+            for (i, r) in recs.iter_mut().enumerate() {
+                assign_id(tx, r, fresh.get(i).copied().unwrap_or(false))?;
                 put(tx, r.clone())?;
             }
             Ok(())
@@ -339,8 +362,9 @@ pub(crate) fn dirty_in<R>(mut db: crate::db::Database, mut f: impl FnMut(&mut Tx
 }
 
 pub(crate) fn dirty_write<T: Table>(mut rec: T) -> Result<T> {
+    let fresh = wants_id(&rec);
     dirty(|tx| {
-        assign_id(tx, &mut rec)?;
+        assign_id(tx, &mut rec, fresh)?;
         put(tx, rec.clone())
     })?;
     Ok(rec)

@@ -426,6 +426,8 @@ pub(crate) trait TxPart: Any {
     fn has_subscribers(&self) -> bool;
     /// The part's writes for a commit record, if it writes.
     fn change(&self) -> Result<Option<crate::commit::TableChange>>;
+    /// What the part read, as any copy can check it (see `ordered.rs`).
+    fn read_summary(&self) -> Result<Option<crate::ordered::TableReads>>;
     /// Installs the writes; with `publish`, also delivers their events to the table's
     /// subscribers (the caller holds the table's publish lock). `now`: the commit's time.
     fn install(&self, seq: u64, floor: u64, publish: bool, now: SystemTime);
@@ -635,6 +637,20 @@ impl<T: Table> TxPart for TxTable<T> {
             });
         }
         Ok(Some(crate::commit::TableChange { table: T::NAME.to_owned(), writes: out }))
+    }
+
+    fn read_summary(&self) -> Result<Option<crate::ordered::TableReads>> {
+        let whole = !self.shard_reads.is_empty() || !self.index_reads.is_empty();
+        if self.reads.is_empty() && !whole {
+            return Ok(None);
+        }
+        let mut buckets = Vec::with_capacity(self.reads.len());
+        for (key, _, _) in &self.reads {
+            buckets.push(crate::ordered::bucket(&encode(key)?));
+        }
+        buckets.sort_unstable();
+        buckets.dedup();
+        Ok(Some(crate::ordered::TableReads { table: T::NAME.to_owned(), buckets, whole }))
     }
 
     fn check_unique(&self, now: SystemTime) -> std::result::Result<(), UniqueFailure> {
@@ -858,6 +874,9 @@ pub(crate) struct Tx {
     /// The commit's time, when it is given rather than read from the clock: a commit
     /// record applied from another database commits at that database's time.
     commit_time: Option<SystemTime>,
+    /// The place of the shared order of commits that the transaction reads from (see
+    /// `ordered.rs`): the last record applied when it started.
+    based_on: u64,
 }
 
 /// A transaction writing nothing that makes this many reads reads at a snapshot from then
@@ -875,7 +894,9 @@ thread_local! {
 
 impl Tx {
     pub(crate) fn new(db: Database) -> Tx {
+        let based_on = db.inner.ordered.applied();
         Tx {
+            based_on,
             db,
             parts: Vec::new(),
             snapshot: None,
@@ -1067,6 +1088,9 @@ impl Tx {
         let writes = self.wrote();
         if writes {
             crate::commit::refuse_in_own_sink(&self.db)?;
+            if let Some(sequencer) = self.db.sequencer() {
+                return self.propose(&**sequencer);
+            }
         }
         // (With a snapshot, a read before it must be validated: it may not be what the
         // snapshot holds.)
@@ -1083,16 +1107,38 @@ impl Tx {
         self.apply()
     }
 
-    fn apply(&mut self) -> Result<()> {
-        let writes = self.wrote();
-        // The commit's time, read once: it decides what has expired for the unique check
-        // and for the events, however long the commit waits for its locks. (Not read when
-        // nothing the commit touches can expire.)
-        let now = match self.commit_time {
+    /// The commit's time, read once: it decides what has expired for the unique check and
+    /// for the events, however long the commit waits for its locks. (Not read when nothing
+    /// the commit touches can expire.)
+    fn time(&self) -> SystemTime {
+        match self.commit_time {
             Some(at) => at,
             None if self.parts.iter().any(|p| p.expires()) => self.db.clock().now(),
             None => UNIX_EPOCH,
-        };
+        }
+    }
+
+    /// Hands the commit to the sequencer, which has it applied here in its order (see
+    /// `ordered.rs`).
+    fn propose(&mut self, sequencer: &dyn crate::ordered::Sequencer) -> Result<()> {
+        // A read already overwritten here was overwritten after the transaction's start in
+        // the shared order too: it would conflict there.
+        if !self.reads_unchanged() {
+            return Err(Error::Conflict);
+        }
+        let time = self.time();
+        let mut changes = Vec::new();
+        let mut reads = Vec::new();
+        for p in &self.parts {
+            changes.extend(p.change()?);
+            reads.extend(p.read_summary()?);
+        }
+        sequencer.order(crate::commit::CommitRecord { seq: 0, time, changes, based_on: self.based_on, reads })
+    }
+
+    fn apply(&mut self) -> Result<()> {
+        let writes = self.wrote();
+        let now = self.time();
         // Set once a wait at a gate ran out of patience: the commit goes ahead.
         let mut past_gates = false;
         loop {
@@ -1105,8 +1151,11 @@ impl Tx {
             }
             let held = HeldLocks::acquire(reqs);
             // A table closed by a transaction with priority: wait for it, holding no lock.
+            // (Not for a commit record made elsewhere: it is decided, and the transaction
+            // holding the gate may be waiting for it, applied in order.)
             if writes
                 && !past_gates
+                && self.commit_time.is_none()
                 && let Some(owner) = self.parts.iter().find_map(|p| p.gate_closed())
             {
                 drop(held);
@@ -1184,7 +1233,7 @@ impl Tx {
                 crate::commit::deliver(
                     &self.db,
                     &sink,
-                    &crate::commit::CommitRecord { seq, time: now, changes },
+                    &crate::commit::CommitRecord { seq, time: now, changes, based_on: 0, reads: Vec::new() },
                 );
             }
         }

@@ -1,0 +1,308 @@
+//! Ordered commits: the commit protocol of a replicated database, without the network.
+//!
+//! A database given a [`Sequencer`] no longer installs its writing commits itself. A
+//! transaction runs on the local copy as always; at commit, its writes, a summary of what it
+//! read and the point of the shared order its reads started from ([`CommitRecord`]) go to
+//! the sequencer, which places the record in one order shared by every copy. Each copy then
+//! applies the records in that order ([`Database::apply_ordered`]), and decides each one
+//! the same way from the record and the order alone: the record conflicts if a key bucket
+//! it read (or a table it scanned) was written by a record ordered after its starting
+//! point. A conflicting transaction runs again; a committed one returns once its copy has
+//! applied it.
+//!
+//! Every copy keeps, from the order alone, the last record writing each of a table's key
+//! buckets and the table as a whole ([`Versions`]): a few kilobytes per table, whatever its
+//! size. Two keys sharing a bucket, or a scan (an index lookup counts as one), can make a
+//! transaction run again when it would not have to; never the other way round.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use serde::{Deserialize, Serialize};
+
+use crate::commit::CommitRecord;
+use crate::{Database, Error, Result};
+
+/// Places commit records in the one order that every copy of a replicated database applies
+/// (the cluster's replicated log, or any other). See [`Database::order_commits_with`].
+///
+/// ```
+/// use mnesia::{CommitRecord, Database, Result, Sequencer};
+/// use std::sync::{Arc, Mutex};
+///
+/// /// One copy, ordered by a counter: every commit is applied as soon as it is ordered.
+/// struct Alone { db: Database, last: Mutex<u64> }
+/// impl Sequencer for Alone {
+///     fn order(&self, record: CommitRecord) -> Result<()> {
+///         let mut last = self.last.lock().expect("lock");
+///         *last += 1;
+///         self.db.apply_ordered(*last, &record)
+///     }
+/// }
+///
+/// let db = Database::in_memory()?;
+/// db.order_commits_with(Alone { db: db.clone(), last: Mutex::new(0) });
+/// # db.stop_ordering();
+/// # Ok::<(), mnesia::Error>(())
+/// ```
+pub trait Sequencer: Send + Sync + 'static {
+    /// Places `record` in the shared order and returns the verdict once this database has
+    /// applied it ([`Database::apply_ordered`]'s result at the record's place):
+    /// `Err(Error::Conflict)` makes the transaction run again, another error fails it.
+    /// Called on the committing thread, holding no lock of the database.
+    fn order(&self, record: CommitRecord) -> Result<()>;
+}
+
+/// What a committed transaction read of one table, as every copy can check it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct TableReads {
+    pub(crate) table: String,
+    /// The key buckets read (see [`bucket`]), sorted, once each.
+    pub(crate) buckets: Vec<u32>,
+    /// Whether it scanned the table or looked an index up: any write to it conflicts.
+    pub(crate) whole: bool,
+}
+
+/// Key buckets per table: a power of two.
+const BUCKETS: usize = 4096;
+
+/// The bucket of an encoded key: FNV-1a, the same on every copy and every build.
+pub(crate) fn bucket(key: &[u8]) -> u32 {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in key {
+        h ^= u64::from(*b);
+        h = h.wrapping_mul(0x0100_0000_01b3);
+    }
+    // (The low bits of FNV mix the last bytes least: fold the high half in.)
+    ((h ^ (h >> 32)) as usize & (BUCKETS - 1)) as u32
+}
+
+/// The last record writing each bucket of one table, and the table.
+struct TableVersions {
+    last: u64,
+    buckets: Box<[u64]>,
+}
+
+impl TableVersions {
+    fn new() -> TableVersions {
+        TableVersions { last: 0, buckets: vec![0; BUCKETS].into_boxed_slice() }
+    }
+}
+
+/// The version summary of every table, kept from the order alone.
+#[derive(Default)]
+pub(crate) struct Versions {
+    tables: HashMap<String, TableVersions>,
+}
+
+impl Versions {
+    /// Whether `record`'s reads were overwritten by a record placed after its start.
+    fn conflicts(&self, record: &CommitRecord) -> bool {
+        let since = record.based_on;
+        record.reads.iter().any(|r| {
+            let Some(t) = self.tables.get(&r.table) else { return false };
+            (r.whole && t.last > since) || r.buckets.iter().any(|b| t.buckets[*b as usize] > since)
+        })
+    }
+
+    /// Notes the writes of `record`, committed at `index`.
+    fn note(&mut self, index: u64, record: &CommitRecord) {
+        for change in &record.changes {
+            let t = self.tables.entry(change.table.clone()).or_insert_with(TableVersions::new);
+            t.last = index;
+            for w in &change.writes {
+                t.buckets[bucket(&w.key) as usize] = index;
+            }
+        }
+    }
+}
+
+/// A database's side of ordered commits.
+#[derive(Default)]
+pub(crate) struct Ordered {
+    /// Whether `sequencer` holds one (checked first: a commit without one pays one load).
+    on: std::sync::atomic::AtomicBool,
+    sequencer: arc_swap::ArcSwapOption<Box<dyn Sequencer>>,
+    /// The place of the last record applied here.
+    applied: AtomicU64,
+    /// Held while a record is applied: one at a time, in order.
+    versions: parking_lot::Mutex<Versions>,
+}
+
+thread_local! {
+    /// The database this thread is applying an ordered record to: its commits there are
+    /// the record's own, installed here and not ordered again.
+    static APPLYING: std::cell::Cell<Option<u64>> = const { std::cell::Cell::new(None) };
+}
+
+impl Ordered {
+    /// The place of the last record applied: what a transaction starting now reads from.
+    pub(crate) fn applied(&self) -> u64 {
+        self.applied.load(Ordering::Acquire)
+    }
+}
+
+/// Whether an error applying a record is the record's verdict (every copy meets it, in the
+/// same state) rather than this copy's own trouble (its disc, a bug).
+fn is_verdict(e: &Error) -> bool {
+    !matches!(
+        e,
+        Error::Io { .. }
+            | Error::LogUnavailable { .. }
+            | Error::Closed { .. }
+            | Error::TableStopped { .. }
+            | Error::Internal(_)
+            | Error::Locked { .. }
+    )
+}
+
+impl Database {
+    /// From now on, hands every commit that writes to `sequencer` instead of installing it:
+    /// the commit is installed when the sequencer has it applied here, in its order, by
+    /// [`Database::apply_ordered`] (which decides conflicts). Dirty operations, batches,
+    /// counters and the reaper's removals are ordered too. Replaces an earlier sequencer.
+    ///
+    /// Not ordered yet, and refused while a sequencer is attached: `clear_table`,
+    /// `drop_table`, `transform` and restores that load new stores. Create the tables on
+    /// every copy before ordering. Ids handed out by `next_id` come from this copy alone;
+    /// a record written with an `#[auto_increment]` id conflicts with another copy's
+    /// record given the same one, and runs again with a new id.
+    ///
+    /// ```
+    /// # use mnesia::{CommitRecord, Database, Result, Sequencer};
+    /// # struct Alone { db: Database, last: std::sync::Mutex<u64> }
+    /// # impl Sequencer for Alone {
+    /// #     fn order(&self, record: CommitRecord) -> Result<()> {
+    /// #         let mut last = self.last.lock().expect("lock");
+    /// #         *last += 1;
+    /// #         self.db.apply_ordered(*last, &record)
+    /// #     }
+    /// # }
+    /// use mnesia::prelude::*;
+    /// #[derive(Table, Clone, Debug, PartialEq, Serialize, Deserialize)]
+    /// struct Item { #[key] id: u32, n: i64 }
+    ///
+    /// let db = Database::in_memory()?;
+    /// db.create_table::<Item>(TableOptions::new())?;
+    /// db.order_commits_with(Alone { db: db.clone(), last: std::sync::Mutex::new(0) });
+    /// db.scope(|| Item::write(Item { id: 1, n: 5 }))?;
+    /// assert_eq!(db.applied_index(), 1);
+    /// assert_eq!(db.scope(|| Item::read(&1))?, Some(Item { id: 1, n: 5 }));
+    /// # db.stop_ordering();
+    /// # Ok::<(), mnesia::Error>(())
+    /// ```
+    pub fn order_commits_with(&self, sequencer: impl Sequencer) {
+        self.inner.ordered.sequencer.store(Some(Arc::new(Box::new(sequencer))));
+        self.inner.ordered.on.store(true, Ordering::Release);
+    }
+
+    /// Installs commits here again, as without [`Database::order_commits_with`] (the
+    /// sequencer is dropped).
+    ///
+    /// ```
+    /// let db = mnesia::Database::in_memory()?;
+    /// db.stop_ordering();
+    /// # Ok::<(), mnesia::Error>(())
+    /// ```
+    pub fn stop_ordering(&self) {
+        self.inner.ordered.on.store(false, Ordering::Release);
+        self.inner.ordered.sequencer.store(None);
+    }
+
+    /// The place, in the shared order, of the last record this database applied (0 before
+    /// the first).
+    ///
+    /// ```
+    /// assert_eq!(mnesia::Database::in_memory()?.applied_index(), 0);
+    /// # Ok::<(), mnesia::Error>(())
+    /// ```
+    pub fn applied_index(&self) -> u64 {
+        self.inner.ordered.applied()
+    }
+
+    /// Applies the record placed at `index` of the shared order (the place after
+    /// [`Database::applied_index`]), and returns its verdict, the same on every copy:
+    /// `Ok(())` when it committed; `Err(Error::Conflict)` when a record placed after the
+    /// one its transaction read from wrote what it read (nothing changes); another error
+    /// that every copy meets alike (a unique index already holding a value, a table this
+    /// database does not have) leaves everything as it was too. Either way the record's
+    /// place is taken. An error of this copy alone (its disc) leaves the place free: apply
+    /// the record again once the cause is gone.
+    ///
+    /// ```
+    /// use mnesia::prelude::*;
+    /// #[derive(Table, Clone, Debug, PartialEq, Serialize, Deserialize)]
+    /// struct Item { #[key] id: u32 }
+    ///
+    /// let (primary, copy) = (Database::in_memory()?, Database::in_memory()?);
+    /// primary.create_table::<Item>(TableOptions::new())?;
+    /// copy.create_table::<Item>(TableOptions::new())?;
+    /// let (tx, rx) = std::sync::mpsc::channel();
+    /// primary.replicate_to(move |r: &mnesia::CommitRecord| { let _ = tx.send(r.clone()); });
+    /// primary.scope(|| Item::write(Item { id: 7 }))?;
+    /// let record = rx.recv().expect("a record");
+    /// copy.apply_ordered(1, &record)?;
+    /// assert_eq!(copy.scope(|| Item::read(&7))?, Some(Item { id: 7 }));
+    /// assert_eq!(copy.applied_index(), 1);
+    /// // Not the next place: refused.
+    /// assert!(copy.apply_ordered(5, &record).is_err());
+    /// # Ok::<(), mnesia::Error>(())
+    /// ```
+    pub fn apply_ordered(&self, index: u64, record: &CommitRecord) -> Result<()> {
+        let ordered = &self.inner.ordered;
+        let mut versions = ordered.versions.lock();
+        let applied = ordered.applied.load(Ordering::Acquire);
+        if index != applied.saturating_add(1) {
+            return Err(Error::Invalid(format!(
+                "ordered record {index} applied after record {applied}: records are applied at the next place"
+            )));
+        }
+        let verdict = if versions.conflicts(record) {
+            Err(Error::Conflict)
+        } else {
+            let before = APPLYING.with(|a| a.replace(Some(self.id())));
+            let applied = self.apply_commit(record);
+            APPLYING.with(|a| a.set(before));
+            applied
+        };
+        match &verdict {
+            Err(e) if !is_verdict(e) => return verdict,
+            Ok(()) => versions.note(index, record),
+            Err(_) => {}
+        }
+        // After the writes are installed: a transaction reading from here on reads them.
+        ordered.applied.store(index, Ordering::Release);
+        verdict
+    }
+
+    /// The sequencer, unless this thread is applying an ordered record here.
+    pub(crate) fn sequencer(&self) -> Option<Arc<Box<dyn Sequencer>>> {
+        if !self.ordering() {
+            return None;
+        }
+        let sequencer = self.inner.ordered.sequencer.load_full()?;
+        (APPLYING.with(|a| a.get()) != Some(self.id())).then_some(sequencer)
+    }
+
+    /// Whether commits are ordered by a sequencer.
+    pub(crate) fn ordering(&self) -> bool {
+        self.inner.ordered.on.load(Ordering::Acquire)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn buckets_spread_and_stay_put() {
+        assert_eq!(bucket(b""), bucket(b""));
+        let used: std::collections::HashSet<u32> = (0u32..10_000).map(|i| bucket(&i.to_le_bytes())).collect();
+        assert!(used.len() > BUCKETS / 2, "{} buckets used", used.len());
+        assert!(used.iter().all(|b| (*b as usize) < BUCKETS));
+        // Fixed forever: copies of other builds must agree.
+        assert_eq!(bucket(b"alice"), bucket(b"alice"));
+        assert_eq!(bucket(&[1, 2, 3]), 1971);
+    }
+}

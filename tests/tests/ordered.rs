@@ -1,0 +1,410 @@
+//! Ordered commits: three copies of a database share one order of commit records (as a
+//! replicated log would give them), each applies every record in that order and decides it
+//! alone, and transactions run on all three at once. The copies end identical, with the
+//! same events, and the guarantees of one database hold across them: transfers keep their
+//! total, no update is lost, no write skew, a unique value and an auto-increment id are
+//! handed out once.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Condvar, Mutex};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use mnesia::prelude::*;
+use mnesia::{CommitRecord, Error, Sequencer};
+
+#[derive(Table, Clone, Debug, PartialEq, Serialize, Deserialize)]
+struct Account {
+    #[key]
+    id: u32,
+    balance: i64,
+}
+
+#[derive(Table, Clone, Debug, PartialEq, Serialize, Deserialize)]
+struct Member {
+    #[key]
+    #[auto_increment]
+    id: u64,
+    #[index(unique)]
+    email: String,
+    #[index]
+    copy: u32,
+}
+
+#[derive(Table, Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[table(type = "bag")]
+struct Tag {
+    #[key]
+    item: u32,
+    text: String,
+}
+
+/// The shared order: what a replicated log holds.
+#[derive(Default)]
+struct Log {
+    entries: Mutex<Vec<CommitRecord>>,
+    grown: Condvar,
+}
+
+/// The places of a copy's own records, and their verdicts once decided.
+type Mine = (HashSet<u64>, HashMap<u64, mnesia::Result<()>>);
+
+/// Verdicts of one copy's own records, by place.
+#[derive(Default)]
+struct Verdicts {
+    mine: Mutex<Mine>,
+    decided: Condvar,
+}
+
+/// A copy's sequencer: appends to the log, then waits for the copy's applier to decide.
+struct Propose {
+    log: Arc<Log>,
+    verdicts: Arc<Verdicts>,
+}
+
+impl Sequencer for Propose {
+    fn order(&self, record: CommitRecord) -> mnesia::Result<()> {
+        let index = {
+            let mut entries = self.log.entries.lock().expect("log");
+            entries.push(record);
+            let index = entries.len() as u64;
+            // Registered before any applier can see the entry.
+            self.verdicts.mine.lock().expect("verdicts").0.insert(index);
+            index
+        };
+        self.log.grown.notify_all();
+        let deadline = Instant::now() + Duration::from_secs(60);
+        let mut mine = self.verdicts.mine.lock().expect("verdicts");
+        loop {
+            if let Some(verdict) = mine.1.remove(&index) {
+                return verdict;
+            }
+            let left = deadline.checked_duration_since(Instant::now()).expect("no verdict within 60 s");
+            mine = self.verdicts.decided.wait_timeout(mine, left).expect("verdicts").0;
+        }
+    }
+}
+
+/// One copy: its database and the thread applying the log to it.
+struct Copy {
+    db: Database,
+    stop: Arc<AtomicBool>,
+    applier: Option<JoinHandle<()>>,
+}
+
+impl Copy {
+    fn start(db: Database, log: &Arc<Log>) -> Copy {
+        let verdicts = Arc::new(Verdicts::default());
+        db.order_commits_with(Propose { log: Arc::clone(log), verdicts: Arc::clone(&verdicts) });
+        let stop = Arc::new(AtomicBool::new(false));
+        let applier = {
+            let (db, log, stop) = (db.clone(), Arc::clone(log), Arc::clone(&stop));
+            std::thread::spawn(move || apply_all(&db, &log, &verdicts, &stop))
+        };
+        Copy { db, stop, applier: Some(applier) }
+    }
+}
+
+impl Drop for Copy {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Release);
+        if let Some(applier) = self.applier.take() {
+            let _ = applier.join();
+        }
+        self.db.stop_ordering();
+    }
+}
+
+/// Applies the log to `db` in order until stopped, handing the verdicts of its own records
+/// to the waiting sequencer.
+fn apply_all(db: &Database, log: &Log, verdicts: &Verdicts, stop: &AtomicBool) {
+    loop {
+        let next = db.applied_index() + 1;
+        let record = {
+            let mut entries = log.entries.lock().expect("log");
+            loop {
+                if let Some(r) = entries.get(next as usize - 1) {
+                    break r.clone();
+                }
+                if stop.load(Ordering::Acquire) {
+                    return;
+                }
+                entries = log.grown.wait_timeout(entries, Duration::from_millis(20)).expect("log").0;
+            }
+        };
+        let verdict = db.apply_ordered(next, &record);
+        if let Err(e) = &verdict {
+            assert!(
+                matches!(e, Error::Conflict | Error::UniqueViolation { .. } | Error::AlreadyExists { .. }),
+                "record {next}: {e}"
+            );
+        }
+        let mut mine = verdicts.mine.lock().expect("verdicts");
+        if mine.0.remove(&next) {
+            mine.1.insert(next, verdict);
+            verdicts.decided.notify_all();
+        }
+    }
+}
+
+/// Three databases with the tables, ordered by one log; the first holds them on disc when
+/// `disc_dir` is given.
+fn group(disc_dir: Option<&std::path::Path>) -> (Arc<Log>, Vec<Copy>) {
+    let log = Arc::new(Log::default());
+    let copies = (0..3)
+        .map(|i| {
+            let db = match disc_dir {
+                Some(dir) if i == 0 => {
+                    mnesia::Schema::create(dir).expect("schema");
+                    Database::open(Config::default().dir(dir)).expect("open")
+                }
+                _ => Database::open(Config::default().node_name(format!("copy{i}@localhost"))).expect("open"),
+            };
+            let disc = disc_dir.is_some() && i == 0;
+            db.scope(|| -> mnesia::Result<()> {
+                let node = db.node();
+                let on = |t: TableOptions<Account>| if disc { t.disc_copies([node.clone()]) } else { t };
+                Account::create_table(on(TableOptions::new()))?;
+                let on = |t: TableOptions<Member>| if disc { t.disc_copies([node.clone()]) } else { t };
+                Member::create_table(on(TableOptions::new()))?;
+                let on = |t: TableOptions<Tag>| if disc { t.disc_copies([node.clone()]) } else { t };
+                Tag::create_table(on(TableOptions::new()))?;
+                Ok(())
+            })
+            .expect("tables");
+            Copy::start(db, &log)
+        })
+        .collect();
+    (log, copies)
+}
+
+/// Waits until every copy has applied the whole log.
+fn settle(log: &Log, copies: &[Copy]) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let len = log.entries.lock().expect("log").len() as u64;
+    for c in copies {
+        while c.db.applied_index() < len {
+            assert!(Instant::now() < deadline, "a copy did not catch up within 60 s");
+            std::thread::sleep(Duration::from_millis(2));
+        }
+    }
+}
+
+fn exports(db: &Database) -> Vec<String> {
+    db.scope(|| -> mnesia::Result<Vec<String>> {
+        let mut out = Vec::new();
+        for f in [
+            &(|b: &mut Vec<u8>| Account::export_to(b, mnesia::Format::JsonLines))
+                as &dyn Fn(&mut Vec<u8>) -> mnesia::Result<usize>,
+            &|b| Member::export_to(b, mnesia::Format::JsonLines),
+            &|b| Tag::export_to(b, mnesia::Format::JsonLines),
+        ] {
+            let mut buf = Vec::new();
+            f(&mut buf)?;
+            // (Sets list their records in an order of their own on each database.)
+            let mut lines: Vec<String> =
+                String::from_utf8(buf).expect("utf-8").lines().map(str::to_owned).collect();
+            lines.sort();
+            out.push(lines.join("\n"));
+        }
+        Ok(out)
+    })
+    .expect("exports")
+}
+
+/// Runs `work(copy, worker)` on `per_copy` threads of each copy at once.
+fn on_all(copies: &[Copy], per_copy: u32, work: impl Fn(u32, u32) + Send + Sync + Clone + 'static) {
+    let threads: Vec<_> = copies
+        .iter()
+        .enumerate()
+        .flat_map(|(c, copy)| {
+            let work = work.clone();
+            (0..per_copy).map(move |w| {
+                let (db, work) = (copy.db.clone(), work.clone());
+                std::thread::spawn(move || db.scope(|| work(c as u32, w)))
+            })
+        })
+        .collect();
+    for t in threads {
+        t.join().expect("worker");
+    }
+}
+
+fn identical(log: &Log, copies: &[Copy]) -> Vec<String> {
+    settle(log, copies);
+    let first = exports(&copies[0].db);
+    for c in &copies[1..] {
+        assert_eq!(exports(&c.db), first, "copies differ");
+    }
+    first
+}
+
+fn transfers(disc: bool) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (log, copies) = group(disc.then_some(dir.path()));
+    let subs: Vec<_> = copies.iter().map(|c| c.db.scope(|| Account::subscribe().expect("sub"))).collect();
+    copies[0]
+        .db
+        .scope(|| Account::batch_write((0..8).map(|id| Account { id, balance: 100 })))
+        .expect("accounts");
+    settle(&log, &copies);
+    on_all(&copies, 2, |c, w| {
+        for n in 0..120u32 {
+            let from = (c * 7 + w * 3 + n) % 8;
+            let to = (from + 1 + n % 7) % 8;
+            mnesia::transaction(|| {
+                let a = Account::read(&from)?.expect("account");
+                let b = Account::read(&to)?.expect("account");
+                let amount = i64::from(n % 30);
+                if a.balance >= amount {
+                    Account::write(Account { balance: a.balance - amount, ..a })?;
+                    Account::write(Account { balance: b.balance + amount, ..b })?;
+                }
+                Ok::<_, Error>(())
+            })
+            .expect("transfer");
+        }
+    });
+    identical(&log, &copies);
+    for c in &copies {
+        let total: i64 = c.db.scope(Account::list).expect("all").iter().map(|a| a.balance).sum();
+        assert_eq!(total, 800);
+    }
+    // The same events on every copy, in the same order.
+    let heard: Vec<Vec<String>> = subs
+        .iter()
+        .map(|s| std::iter::from_fn(|| s.try_recv()).map(|e| format!("{e:?}")).collect())
+        .collect();
+    assert!(!heard[0].is_empty());
+    assert!(heard.iter().all(|h| *h == heard[0]), "events differ between copies");
+}
+
+#[test]
+fn transfers_on_three_copies_keep_the_total() {
+    transfers(false);
+}
+
+#[test]
+fn transfers_keep_the_total_with_a_copy_on_disc() {
+    transfers(true);
+}
+
+#[test]
+fn no_update_is_lost_across_copies() {
+    let (log, copies) = group(None);
+    copies[1].db.scope(|| Account::write(Account { id: 1, balance: 0 })).expect("account");
+    // (A copy reads what it has applied: the others may not have the account yet.)
+    settle(&log, &copies);
+    on_all(&copies, 2, |_, _| {
+        for _ in 0..80 {
+            Account::update(&1, |a| a.balance += 1).expect("update");
+        }
+    });
+    identical(&log, &copies);
+    for c in &copies {
+        assert_eq!(c.db.scope(|| Account::read(&1)).expect("read").map(|a| a.balance), Some(480));
+    }
+}
+
+#[test]
+fn no_write_skew_across_copies() {
+    // Two on call (balance 1); each of two copies takes one off if the other is still on.
+    let (log, copies) = group(None);
+    for round in 0..40 {
+        copies[0]
+            .db
+            .scope(|| Account::batch_write([Account { id: 0, balance: 1 }, Account { id: 1, balance: 1 }]))
+            .expect("on call");
+        settle(&log, &copies);
+        let go = Arc::new(std::sync::Barrier::new(2));
+        let threads: Vec<_> = (0..2u32)
+            .map(|me| {
+                let (db, go) = (copies[me as usize].db.clone(), Arc::clone(&go));
+                std::thread::spawn(move || {
+                    db.scope(|| {
+                        go.wait();
+                        mnesia::transaction(|| {
+                            let other = Account::read(&(1 - me))?.expect("doctor");
+                            if other.balance == 1 {
+                                Account::write(Account { id: me, balance: 0 })?;
+                            }
+                            Ok::<_, Error>(())
+                        })
+                    })
+                })
+            })
+            .collect();
+        for t in threads {
+            t.join().expect("doctor").expect("transaction");
+        }
+        identical(&log, &copies);
+        let on_call: i64 = copies[2].db.scope(Account::list).expect("all").iter().map(|a| a.balance).sum();
+        assert!(on_call >= 1, "round {round}: nobody on call");
+    }
+}
+
+#[test]
+fn unique_values_and_auto_increment_ids_are_handed_out_once() {
+    let (log, copies) = group(None);
+    let won = Arc::new(Mutex::new(Vec::new()));
+    let lost = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let (w2, l2) = (Arc::clone(&won), Arc::clone(&lost));
+    on_all(&copies, 2, move |c, w| {
+        for n in 0..60u32 {
+            // Every copy races for the same 40 addresses.
+            let email = format!("user{}@x", (n * 7 + w) % 40);
+            match Member::insert(Member { id: 0, email: email.clone(), copy: c }) {
+                Ok(m) => w2.lock().expect("won").push((m.id, email)),
+                Err(Error::UniqueViolation { .. }) => {
+                    l2.fetch_add(1, Ordering::Relaxed);
+                }
+                Err(e) => panic!("insert: {e}"),
+            }
+        }
+    });
+    identical(&log, &copies);
+    let won = won.lock().expect("won").clone();
+    let members = copies[0].db.scope(Member::list).expect("all");
+    assert_eq!(members.len(), won.len(), "every insert acknowledged is there, once");
+    assert_eq!(won.len() + lost.load(Ordering::Relaxed), 3 * 2 * 60);
+    let ids: HashSet<u64> = members.iter().map(|m| m.id).collect();
+    let emails: HashSet<&str> = members.iter().map(|m| m.email.as_str()).collect();
+    assert_eq!((ids.len(), emails.len()), (members.len(), members.len()));
+    for (id, email) in &won {
+        assert!(members.iter().any(|m| m.id == *id && m.email == *email), "{id} {email} lost");
+    }
+    assert_eq!(emails.len(), 40, "every address taken once");
+}
+
+#[test]
+fn dirty_operations_batches_and_bags_reach_every_copy() {
+    let (log, copies) = group(None);
+    on_all(&copies, 1, |c, _| {
+        for n in 0..50u32 {
+            let item = n % 10;
+            match n % 5 {
+                0 => Tag::batch_write((0..3).map(|i| Tag { item, text: format!("{c}.{i}") })).map(drop),
+                1 => Tag::delete_object(&Tag { item, text: format!("{c}.1") }).map(drop),
+                2 => Account::dirty_write(Account { id: item, balance: i64::from(n) }).map(drop),
+                3 => Account::dirty_delete(&(item + 1)).map(drop),
+                _ => mnesia::dirty_update_counter("hits", 1).map(drop),
+            }
+            .expect("step");
+        }
+    });
+    identical(&log, &copies);
+    let hits: Vec<_> =
+        copies.iter().map(|c| c.db.scope(|| mnesia::current_value("hits")).expect("hits")).collect();
+    assert_eq!(hits, vec![30; 3], "named counters advance through the order");
+}
+
+#[test]
+fn what_is_not_ordered_yet_is_refused() {
+    let (_log, copies) = group(None);
+    let db = &copies[0].db;
+    let refused = db.scope(Account::clear);
+    assert!(matches!(refused, Err(Error::Invalid(ref m)) if m.contains("ordered")), "{refused:?}");
+    db.stop_ordering();
+    db.scope(Account::clear).expect("cleared once no longer ordered");
+}
