@@ -240,6 +240,15 @@ pub enum Error {
         /// What is wrong.
         reason: String,
     },
+    /// A commit of a replicated database was not known to reach a majority of its copies
+    /// within the time allowed (this node is cut off from the others, or too many are
+    /// down). Its fate is unknown: if the cluster heals before another node leads, it may
+    /// still commit. Reads go on answering from this copy (possibly stale).
+    #[error("no majority of the cluster confirmed the commit within {waited:?}")]
+    NoMajority {
+        /// How long the commit waited.
+        waited: std::time::Duration,
+    },
     /// An internal conflict signal: the transaction is retried. Callers only see it from
     /// code running outside a transaction's retry loop.
     #[error("transaction conflict")]

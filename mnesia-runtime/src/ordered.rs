@@ -221,8 +221,9 @@ impl Database {
         self.inner.ordered.applied()
     }
 
-    /// Applies the record placed at `index` of the shared order (the place after
-    /// [`Database::applied_index`]), and returns its verdict, the same on every copy:
+    /// Applies the record placed at `index` of the shared order (a place after
+    /// [`Database::applied_index`]: places may be skipped, as a replicated log's entries
+    /// that are not commits, but never applied twice or out of order), and returns its verdict, the same on every copy:
     /// `Ok(())` when it committed; `Err(Error::Conflict)` when a record placed after the
     /// one its transaction read from wrote what it read (nothing changes); another error
     /// that every copy meets alike (a unique index already holding a value, a table this
@@ -245,17 +246,17 @@ impl Database {
     /// copy.apply_ordered(1, &record)?;
     /// assert_eq!(copy.scope(|| Item::read(&7))?, Some(Item { id: 7 }));
     /// assert_eq!(copy.applied_index(), 1);
-    /// // Not the next place: refused.
-    /// assert!(copy.apply_ordered(5, &record).is_err());
+    /// // A place already taken: refused.
+    /// assert!(copy.apply_ordered(1, &record).is_err());
     /// # Ok::<(), mnesia::Error>(())
     /// ```
     pub fn apply_ordered(&self, index: u64, record: &CommitRecord) -> Result<()> {
         let ordered = &self.inner.ordered;
         let mut versions = ordered.versions.lock();
         let applied = ordered.applied.load(Ordering::Acquire);
-        if index != applied.saturating_add(1) {
+        if index <= applied {
             return Err(Error::Invalid(format!(
-                "ordered record {index} applied after record {applied}: records are applied at the next place"
+                "ordered record {index} applied after record {applied}: records are applied in their order, once"
             )));
         }
         let verdict = if versions.conflicts(record) {

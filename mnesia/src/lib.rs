@@ -92,6 +92,11 @@ pub use mnesia_derive::Table;
 #[cfg(feature = "observer")]
 pub use mnesia_observer as observer;
 
+/// The cluster (cargo feature `cluster`): nodes that authenticate with a cookie and order
+/// every commit through Raft, each applying it to its own copy. See [`cluster::Node`].
+#[cfg(feature = "cluster")]
+pub use mnesia_cluster as cluster;
+
 /// What most programs need: `use mnesia::prelude::*;`.
 ///
 /// ```

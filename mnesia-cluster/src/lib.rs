@@ -1,0 +1,36 @@
+//! Replication for `mnesia`: several processes hold copies of a database, and every commit
+//! is ordered among them by Raft ([openraft](https://docs.rs/openraft)), so a transaction
+//! started on any node commits on all of them or on none, and a side of a partition without
+//! a majority cannot commit (nothing diverges).
+//!
+//! Each node runs a [`Node`] for its [`Database`](mnesia_runtime::Database): nodes
+//! authenticate each other with a shared cookie (HMAC-SHA256 challenge and response, both
+//! ways) before any other frame, then exchange length-prefixed postcard frames over TCP. A
+//! writing commit becomes a [`CommitRecord`](mnesia_runtime::CommitRecord) holding its
+//! writes and a summary of its reads; the leader appends it to the Raft log; once a majority
+//! holds it, every node applies it to its copy in log order and decides it the same way
+//! (a conflict makes the transaction run again). Reads answer from the local copy.
+//!
+//! What is not there yet: nodes joining or leaving a running cluster, a durable Raft log
+//! (a node that stops does not come back; its copy is not recovered from the log), catch-up
+//! by snapshot, tables replicated on some nodes only (every table is on every node), and
+//! TLS.
+//!
+//! ```no_run
+//! use mnesia_cluster::{Node, Options};
+//! let db = mnesia::Database::in_memory()?;
+//! let node = Node::start(&db, Options::new(1, "cookie"))?;
+//! node.initialize([(1, node.local_addr())])?;
+//! node.wait_for_leader(std::time::Duration::from_secs(5))?;
+//! # Ok::<(), mnesia::Error>(())
+//! ```
+
+#![deny(missing_docs)]
+#![deny(unsafe_code)]
+
+mod net;
+mod node;
+mod raft;
+mod wire;
+
+pub use node::{Node, Options, Status};

@@ -1,0 +1,198 @@
+//! The nodes' connections: the requests one node makes of another, the client side (one
+//! connection per peer, opened on demand, opened again after a failure) and the server
+//! side (every connection authenticated before its first request).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use mnesia_runtime::CommitRecord;
+use openraft::BasicNode;
+use openraft::error::{InstallSnapshotError, NetworkError, RPCError, RaftError, RemoteError, Unreachable};
+use openraft::network::{RPCOption, RaftNetwork, RaftNetworkFactory};
+use openraft::raft::{
+    AppendEntriesRequest, AppendEntriesResponse, InstallSnapshotRequest, InstallSnapshotResponse,
+    VoteRequest, VoteResponse,
+};
+use serde::{Deserialize, Serialize};
+use tokio::net::{TcpListener, TcpStream};
+
+use crate::raft::{Types, Verdict};
+use crate::wire::{self, MAX_FRAME, WireError};
+
+/// What one node asks of another.
+#[derive(Serialize, Deserialize)]
+pub(crate) enum Request {
+    Append(AppendEntriesRequest<Types>),
+    Vote(VoteRequest<u64>),
+    Snapshot(InstallSnapshotRequest<Types>),
+    /// Order this commit record (sent to the leader by a follower's commit).
+    Propose(CommitRecord),
+}
+
+/// The answer to a [`Request`].
+#[derive(Serialize, Deserialize)]
+pub(crate) enum Response {
+    Append(Result<AppendEntriesResponse<u64>, RaftError<u64>>),
+    Vote(Result<VoteResponse<u64>, RaftError<u64>>),
+    Snapshot(Result<InstallSnapshotResponse<u64>, RaftError<u64, InstallSnapshotError>>),
+    /// The record's place in the log and its verdict, or why it was not ordered here.
+    Proposed(Result<(u64, Verdict), String>),
+}
+
+/// How long a request may wait for its answer.
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// How long a connection may take to open.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// An authenticated connection to a peer.
+pub(crate) struct Peer {
+    me: u64,
+    addr: String,
+    cookie: Arc<[u8]>,
+    stream: Option<TcpStream>,
+}
+
+impl Peer {
+    pub(crate) fn new(me: u64, addr: String, cookie: Arc<[u8]>) -> Peer {
+        Peer { me, addr, cookie, stream: None }
+    }
+
+    /// Sends `request` and reads its answer, opening the connection first if needed; a
+    /// failure closes it (the next request opens a new one).
+    pub(crate) async fn call(&mut self, request: &Request, timeout: Duration) -> Result<Response, WireError> {
+        let result =
+            tokio::time::timeout(timeout, self.exchange(request)).await.unwrap_or(Err(WireError::Timeout));
+        if result.is_err() {
+            self.stream = None;
+        }
+        result
+    }
+
+    async fn exchange(&mut self, request: &Request) -> Result<Response, WireError> {
+        if self.stream.is_none() {
+            let mut s = tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(&self.addr))
+                .await
+                .map_err(|_| WireError::Timeout)??;
+            s.set_nodelay(true)?;
+            wire::dial(&mut s, &self.cookie, self.me).await?;
+            self.stream = Some(s);
+        }
+        let Some(s) = self.stream.as_mut() else { return Err(WireError::Timeout) };
+        wire::write_frame(s, request).await?;
+        wire::read_frame(s, MAX_FRAME).await
+    }
+}
+
+/// Makes the connections of one node's Raft.
+pub(crate) struct Network {
+    pub(crate) me: u64,
+    pub(crate) cookie: Arc<[u8]>,
+}
+
+/// Raft's connection to one peer.
+pub(crate) struct PeerLink {
+    target: u64,
+    peer: Peer,
+}
+
+impl RaftNetworkFactory<Types> for Network {
+    type Network = PeerLink;
+
+    async fn new_client(&mut self, target: u64, node: &BasicNode) -> PeerLink {
+        PeerLink { target, peer: Peer::new(self.me, node.addr.clone(), Arc::clone(&self.cookie)) }
+    }
+}
+
+type RpcError<E = openraft::error::Infallible> = RPCError<u64, BasicNode, RaftError<u64, E>>;
+
+impl PeerLink {
+    async fn call(&mut self, request: Request, option: &RPCOption) -> Result<Response, WireError> {
+        self.peer.call(&request, option.hard_ttl().min(REQUEST_TIMEOUT)).await
+    }
+
+    fn unreachable<E: std::error::Error>(e: WireError) -> RPCError<u64, BasicNode, RaftError<u64, E>> {
+        RPCError::Unreachable(Unreachable::new(&e))
+    }
+
+    fn wrong<E: std::error::Error>(what: &str) -> RPCError<u64, BasicNode, RaftError<u64, E>> {
+        RPCError::Network(NetworkError::new(&std::io::Error::other(format!("unexpected answer to {what}"))))
+    }
+}
+
+impl RaftNetwork<Types> for PeerLink {
+    async fn append_entries(
+        &mut self,
+        rpc: AppendEntriesRequest<Types>,
+        option: RPCOption,
+    ) -> Result<AppendEntriesResponse<u64>, RpcError> {
+        match self.call(Request::Append(rpc), &option).await.map_err(Self::unreachable)? {
+            Response::Append(r) => r.map_err(|e| RPCError::RemoteError(RemoteError::new(self.target, e))),
+            _ => Err(Self::wrong("append_entries")),
+        }
+    }
+
+    async fn install_snapshot(
+        &mut self,
+        rpc: InstallSnapshotRequest<Types>,
+        option: RPCOption,
+    ) -> Result<InstallSnapshotResponse<u64>, RpcError<InstallSnapshotError>> {
+        match self.call(Request::Snapshot(rpc), &option).await.map_err(Self::unreachable)? {
+            Response::Snapshot(r) => r.map_err(|e| RPCError::RemoteError(RemoteError::new(self.target, e))),
+            _ => Err(Self::wrong("install_snapshot")),
+        }
+    }
+
+    async fn vote(
+        &mut self,
+        rpc: VoteRequest<u64>,
+        option: RPCOption,
+    ) -> Result<VoteResponse<u64>, RpcError> {
+        match self.call(Request::Vote(rpc), &option).await.map_err(Self::unreachable)? {
+            Response::Vote(r) => r.map_err(|e| RPCError::RemoteError(RemoteError::new(self.target, e))),
+            _ => Err(Self::wrong("vote")),
+        }
+    }
+}
+
+/// Serves the node's port: each connection is authenticated, then answered request by
+/// request until it closes or fails. Every refusal is logged and ends that connection
+/// alone.
+pub(crate) async fn serve(listener: TcpListener, node: Arc<crate::node::Shared>) {
+    loop {
+        let (stream, from) = match listener.accept().await {
+            Ok(c) => c,
+            Err(e) => {
+                tracing::warn!(target: "mnesia::cluster", error = %e, "accepting a connection failed");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                continue;
+            }
+        };
+        let node = Arc::clone(&node);
+        tokio::spawn(async move {
+            if let Err(e) = connection(stream, &node).await {
+                match e {
+                    WireError::Io(ref io) if io.kind() == std::io::ErrorKind::UnexpectedEof => {}
+                    e => {
+                        tracing::warn!(target: "mnesia::cluster", %from, error = %e, "connection refused or ended")
+                    }
+                }
+            }
+        });
+    }
+}
+
+async fn connection(mut stream: TcpStream, node: &crate::node::Shared) -> Result<(), WireError> {
+    stream.set_nodelay(true)?;
+    wire::accept(&mut stream, &node.cookie, node.id).await?;
+    loop {
+        let request: Request = wire::read_frame(&mut stream, MAX_FRAME).await?;
+        let response = match request {
+            Request::Append(rpc) => Response::Append(node.raft.append_entries(rpc).await),
+            Request::Vote(rpc) => Response::Vote(node.raft.vote(rpc).await),
+            Request::Snapshot(rpc) => Response::Snapshot(node.raft.install_snapshot(rpc).await),
+            Request::Propose(record) => Response::Proposed(node.write_here(record).await),
+        };
+        wire::write_frame(&mut stream, &response).await?;
+    }
+}

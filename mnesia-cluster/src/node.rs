@@ -1,0 +1,382 @@
+//! A cluster node: its Raft, its port, and the sequencer that sends its database's commits
+//! through the Raft log.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use mnesia_runtime::{CommitRecord, Database, Error, Result, Sequencer};
+use openraft::error::{ClientWriteError, RaftError};
+use openraft::{BasicNode, Raft, SnapshotPolicy};
+use tokio::sync::watch;
+
+use crate::net::{Network, Peer, Request, Response};
+use crate::raft::{LogStore, StateMachine, Types, Verdict};
+
+/// How a node joins its cluster: its id, its port, the cookie and the timings.
+///
+/// ```
+/// let options = mnesia_cluster::Options::new(1, "a shared secret")
+///     .listen("127.0.0.1:0".parse().expect("address"))
+///     .write_timeout(std::time::Duration::from_secs(2));
+/// assert_eq!(options.node_id(), 1);
+/// ```
+#[derive(Clone, Debug)]
+pub struct Options {
+    id: u64,
+    cookie: Arc<[u8]>,
+    listen: SocketAddr,
+    write_timeout: Duration,
+    heartbeat: Duration,
+    election: (Duration, Duration),
+}
+
+impl Options {
+    /// A node numbered `id` (unique in its cluster), proving with `cookie` that it belongs
+    /// (every node of a cluster has the same; a node with another is refused). It listens on
+    /// 127.0.0.1 on a port the system picks unless told otherwise ([`Options::listen`]).
+    ///
+    /// ```
+    /// let options = mnesia_cluster::Options::new(7, b"cookie".to_vec());
+    /// assert_eq!(options.node_id(), 7);
+    /// ```
+    pub fn new(id: u64, cookie: impl Into<Vec<u8>>) -> Options {
+        Options {
+            id,
+            cookie: cookie.into().into(),
+            listen: SocketAddr::from(([127, 0, 0, 1], 0)),
+            write_timeout: Duration::from_secs(5),
+            heartbeat: Duration::from_millis(100),
+            election: (Duration::from_millis(400), Duration::from_millis(800)),
+        }
+    }
+
+    /// The address to listen on for the other nodes.
+    ///
+    /// ```
+    /// let options = mnesia_cluster::Options::new(1, "c").listen("127.0.0.1:4370".parse().expect("address"));
+    /// # let _ = options;
+    /// ```
+    pub fn listen(mut self, addr: SocketAddr) -> Options {
+        self.listen = addr;
+        self
+    }
+
+    /// How long a commit waits for a majority of the nodes before it fails with
+    /// [`Error::NoMajority`] (5 s unless told).
+    ///
+    /// ```
+    /// let options = mnesia_cluster::Options::new(1, "c").write_timeout(std::time::Duration::from_secs(1));
+    /// # let _ = options;
+    /// ```
+    pub fn write_timeout(mut self, timeout: Duration) -> Options {
+        self.write_timeout = timeout;
+        self
+    }
+
+    /// The leader's heartbeat, and the range a follower waits without one before it calls
+    /// an election (100 ms, 400–800 ms unless told).
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// let options = mnesia_cluster::Options::new(1, "c")
+    ///     .timings(Duration::from_millis(50), (Duration::from_millis(200), Duration::from_millis(400)));
+    /// # let _ = options;
+    /// ```
+    pub fn timings(mut self, heartbeat: Duration, election: (Duration, Duration)) -> Options {
+        self.heartbeat = heartbeat;
+        self.election = election;
+        self
+    }
+
+    /// The node's id.
+    ///
+    /// ```
+    /// assert_eq!(mnesia_cluster::Options::new(3, "c").node_id(), 3);
+    /// ```
+    pub fn node_id(&self) -> u64 {
+        self.id
+    }
+
+    fn raft_config(&self) -> Result<openraft::Config> {
+        let ms = |d: Duration| u64::try_from(d.as_millis()).unwrap_or(u64::MAX);
+        openraft::Config {
+            cluster_name: "mnesia".into(),
+            heartbeat_interval: ms(self.heartbeat),
+            election_timeout_min: ms(self.election.0),
+            election_timeout_max: ms(self.election.1),
+            // The log is kept whole: a node catches up from entries, not snapshots (yet).
+            snapshot_policy: SnapshotPolicy::Never,
+            ..Default::default()
+        }
+        .validate()
+        .map_err(|e| Error::Invalid(format!("cluster timings: {e}")))
+    }
+}
+
+/// What a node knows of its cluster.
+///
+/// ```no_run
+/// # fn show(node: &mnesia_cluster::Node) {
+/// let status = node.status();
+/// println!("node {} sees leader {:?} in term {}", status.node, status.leader, status.term);
+/// # }
+/// ```
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Status {
+    /// This node's id.
+    pub node: u64,
+    /// The leader, if one is known.
+    pub leader: Option<u64>,
+    /// The current term.
+    pub term: u64,
+    /// The index of the last log entry applied to this node's database.
+    pub last_applied: u64,
+    /// The voting members.
+    pub members: BTreeSet<u64>,
+}
+
+/// What the node's tasks share.
+pub(crate) struct Shared {
+    pub(crate) id: u64,
+    pub(crate) cookie: Arc<[u8]>,
+    pub(crate) raft: Raft<Types>,
+    applied: watch::Receiver<u64>,
+    /// The errors of records refused here, by log index, until their commit takes them.
+    refused: Arc<parking_lot::Mutex<BTreeMap<u64, Error>>>,
+    /// The connection to the leader, for commits made on a follower.
+    leader: tokio::sync::Mutex<Option<(u64, Peer)>>,
+}
+
+impl Shared {
+    /// Orders `record` through this node's Raft, if it leads: its log index and verdict.
+    pub(crate) async fn write_here(
+        &self,
+        record: CommitRecord,
+    ) -> std::result::Result<(u64, Verdict), String> {
+        match self.raft.client_write(record).await {
+            Ok(r) => Ok((r.log_id.index, r.data)),
+            Err(e) => Err(e.to_string()),
+        }
+    }
+
+    /// Orders `record` through the leader, wherever it is (bounded by the caller's timeout).
+    async fn propose(&self, record: CommitRecord) -> std::result::Result<(u64, Verdict), String> {
+        loop {
+            let forward = match self.raft.client_write(record.clone()).await {
+                Ok(r) => return Ok((r.log_id.index, r.data)),
+                Err(RaftError::APIError(ClientWriteError::ForwardToLeader(f))) => f,
+                Err(e) => return Err(e.to_string()),
+            };
+            if let (Some(id), Some(node)) = (forward.leader_id, forward.leader_node) {
+                let mut leader = self.leader.lock().await;
+                if leader.as_ref().map(|(l, _)| *l) != Some(id) {
+                    *leader = Some((id, Peer::new(self.id, node.addr, Arc::clone(&self.cookie))));
+                }
+                if let Some((_, peer)) = leader.as_mut() {
+                    let request = Request::Propose(record.clone());
+                    if let Ok(Response::Proposed(Ok(placed))) =
+                        peer.call(&request, Duration::from_secs(10)).await
+                    {
+                        return Ok(placed);
+                    }
+                }
+            }
+            // No leader yet, or it just changed: ask again shortly.
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+}
+
+/// Sends a database's commits through the cluster's log.
+struct ClusterSequencer {
+    shared: Arc<Shared>,
+    handle: tokio::runtime::Handle,
+    timeout: Duration,
+}
+
+impl Sequencer for ClusterSequencer {
+    fn order(&self, record: CommitRecord) -> Result<()> {
+        let (tx, rx) = std::sync::mpsc::sync_channel(1);
+        let shared = Arc::clone(&self.shared);
+        let timeout = self.timeout;
+        self.handle.spawn(async move {
+            let placed = tokio::time::timeout(timeout, async {
+                let (index, verdict) = shared.propose(record).await?;
+                // Returns once this node has it too: a read here sees the commit.
+                let mut applied = shared.applied.clone();
+                applied.wait_for(|a| *a >= index).await.map_err(|_| "the node stopped".to_owned())?;
+                Ok::<_, String>((index, verdict))
+            })
+            .await;
+            let _ = tx.send(placed);
+        });
+        match rx.recv() {
+            Ok(Ok(Ok((_, Verdict::Committed)))) => Ok(()),
+            Ok(Ok(Ok((_, Verdict::Conflict)))) => Err(Error::Conflict),
+            // The same error this node met applying it, with its details.
+            Ok(Ok(Ok((index, Verdict::Refused(why))))) => {
+                Err(self.shared.refused.lock().remove(&index).unwrap_or(Error::Invalid(why)))
+            }
+            Ok(Ok(Err(why))) => Err(Error::Invalid(format!("the cluster did not order the commit: {why}"))),
+            Ok(Err(_)) => Err(Error::NoMajority { waited: timeout }),
+            Err(_) => Err(Error::Closed { what: "the cluster node".into() }),
+        }
+    }
+}
+
+/// A running cluster node: a database whose commits are ordered by Raft among the nodes.
+///
+/// Every writing commit of the database (transactions, dirty operations, batches,
+/// counters) goes through the Raft log; each node applies the log to its own copy in
+/// order, and every node decides each commit the same way. A commit returns once a
+/// majority holds it and this node has applied it. Reads answer from this node's copy.
+///
+/// ```no_run
+/// use mnesia_cluster::{Node, Options};
+/// let db = mnesia::Database::in_memory()?;
+/// let node = Node::start(&db, Options::new(1, "cookie"))?;
+/// node.initialize([(1, node.local_addr())])?;
+/// node.wait_for_leader(std::time::Duration::from_secs(5))?;
+/// # Ok::<(), mnesia::Error>(())
+/// ```
+pub struct Node {
+    shared: Arc<Shared>,
+    addr: SocketAddr,
+    runtime: Option<tokio::runtime::Runtime>,
+}
+
+impl Node {
+    /// Starts node `options.node_id()` for `db`: listens for the other nodes and from now
+    /// on orders the database's commits through the cluster (a node that is in no cluster
+    /// yet commits nothing: see [`Node::initialize`]). Create the tables on every node
+    /// first, alike.
+    ///
+    /// ```no_run
+    /// let db = mnesia::Database::in_memory()?;
+    /// let node = mnesia_cluster::Node::start(&db, mnesia_cluster::Options::new(1, "cookie"))?;
+    /// println!("listening on {}", node.local_addr());
+    /// # Ok::<(), mnesia::Error>(())
+    /// ```
+    pub fn start(db: &Database, options: Options) -> Result<Node> {
+        let config = Arc::new(options.raft_config()?);
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .thread_name("mnesia-cluster")
+            .enable_all()
+            .build()
+            .map_err(|e| Error::Io { path: "cluster runtime".into(), source: e })?;
+        let listener = runtime
+            .block_on(tokio::net::TcpListener::bind(options.listen))
+            .map_err(|e| Error::Io { path: options.listen.to_string().into(), source: e })?;
+        let addr = listener
+            .local_addr()
+            .map_err(|e| Error::Io { path: options.listen.to_string().into(), source: e })?;
+        let (applied_tx, applied) = watch::channel(db.applied_index());
+        let refused = Arc::new(parking_lot::Mutex::new(BTreeMap::new()));
+        let machine = StateMachine::new(db.clone(), applied_tx, Arc::clone(&refused));
+        let network = Network { me: options.id, cookie: Arc::clone(&options.cookie) };
+        let raft = runtime
+            .block_on(Raft::new(options.id, config, network, LogStore::default(), machine))
+            .map_err(|e| Error::Internal(format!("starting the cluster node: {e}")))?;
+        let shared = Arc::new(Shared {
+            id: options.id,
+            cookie: options.cookie,
+            raft,
+            applied,
+            refused,
+            leader: tokio::sync::Mutex::new(None),
+        });
+        runtime.spawn(crate::net::serve(listener, Arc::clone(&shared)));
+        db.order_commits_with(ClusterSequencer {
+            shared: Arc::clone(&shared),
+            handle: runtime.handle().clone(),
+            timeout: options.write_timeout,
+        });
+        Ok(Node { shared, addr, runtime: Some(runtime) })
+    }
+
+    /// The address the node listens on.
+    ///
+    /// ```no_run
+    /// # let node: mnesia_cluster::Node = unimplemented!();
+    /// println!("{}", node.local_addr());
+    /// ```
+    pub fn local_addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// Forms a new cluster of `members` (node id and address, this node among them): call
+    /// it on one node, once. The nodes elect a leader among themselves.
+    ///
+    /// ```no_run
+    /// # let (a, b): (mnesia_cluster::Node, mnesia_cluster::Node) = unimplemented!();
+    /// a.initialize([(1, a.local_addr()), (2, b.local_addr())])?;
+    /// # Ok::<(), mnesia::Error>(())
+    /// ```
+    pub fn initialize(&self, members: impl IntoIterator<Item = (u64, SocketAddr)>) -> Result<()> {
+        let members: BTreeMap<u64, BasicNode> =
+            members.into_iter().map(|(id, addr)| (id, BasicNode { addr: addr.to_string() })).collect();
+        self.block_on(self.shared.raft.initialize(members))
+            .map_err(|e| Error::Invalid(format!("forming the cluster: {e}")))
+    }
+
+    /// What this node knows of the cluster.
+    ///
+    /// ```no_run
+    /// # let node: mnesia_cluster::Node = unimplemented!();
+    /// assert_eq!(node.status().node, 1);
+    /// ```
+    pub fn status(&self) -> Status {
+        let m = self.shared.raft.metrics().borrow().clone();
+        Status {
+            node: self.shared.id,
+            leader: m.current_leader,
+            term: m.current_term,
+            last_applied: m.last_applied.map_or(0, |l| l.index),
+            members: m.membership_config.membership().voter_ids().collect(),
+        }
+    }
+
+    /// Waits until the node knows a leader, and returns it.
+    ///
+    /// ```no_run
+    /// # let node: mnesia_cluster::Node = unimplemented!();
+    /// let leader = node.wait_for_leader(std::time::Duration::from_secs(5))?;
+    /// # Ok::<(), mnesia::Error>(())
+    /// ```
+    pub fn wait_for_leader(&self, timeout: Duration) -> Result<u64> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Some(leader) = self.status().leader {
+                return Ok(leader);
+            }
+            if Instant::now() >= deadline {
+                return Err(Error::NoMajority { waited: timeout });
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+
+    fn block_on<F: std::future::Future>(&self, f: F) -> F::Output {
+        match &self.runtime {
+            Some(rt) => rt.block_on(f),
+            None => unreachable!("the runtime lives as long as the node"),
+        }
+    }
+}
+
+impl Drop for Node {
+    /// Stops the node and closes its port. The database's writing commits then fail with
+    /// [`Error::Closed`] until [`Database::stop_ordering`] lets it commit on its own.
+    fn drop(&mut self) {
+        if let Some(rt) = self.runtime.take() {
+            let raft = self.shared.raft.clone();
+            let _ = rt
+                .block_on(async move { tokio::time::timeout(Duration::from_secs(2), raft.shutdown()).await });
+            rt.shutdown_timeout(Duration::from_secs(1));
+        }
+    }
+}

@@ -1,0 +1,265 @@
+//! The Raft side: the types openraft orders, the log it keeps, and the state machine that
+//! applies each commit record to the node's database.
+
+use std::collections::BTreeMap;
+use std::fmt::Debug;
+use std::io::Cursor;
+use std::ops::RangeBounds;
+use std::sync::Arc;
+
+use mnesia_runtime::{CommitRecord, Database, Error};
+use openraft::storage::{LogFlushed, LogState, RaftLogStorage, RaftStateMachine, Snapshot};
+use openraft::{
+    BasicNode, Entry, EntryPayload, LogId, RaftLogReader, RaftSnapshotBuilder, SnapshotMeta, StorageError,
+    StorageIOError, StoredMembership, Vote,
+};
+use serde::{Deserialize, Serialize};
+use tokio::sync::watch;
+
+openraft::declare_raft_types!(
+    /// The types of the cluster's Raft.
+    pub(crate) Types:
+        D = CommitRecord,
+        R = Verdict,
+        NodeId = u64,
+        Node = BasicNode,
+        Entry = Entry<Types>,
+        SnapshotData = Cursor<Vec<u8>>,
+);
+
+/// What applying a commit record decided, the same on every node.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub(crate) enum Verdict {
+    /// Applied.
+    Committed,
+    /// What it read was overwritten first: run the transaction again.
+    Conflict,
+    /// Refused alike everywhere (a unique value taken, ...): the error, in words.
+    Refused(String),
+}
+
+impl Verdict {
+    fn of(result: &mnesia_runtime::Result<()>) -> Verdict {
+        match result {
+            Ok(()) => Verdict::Committed,
+            Err(Error::Conflict) => Verdict::Conflict,
+            Err(e) => Verdict::Refused(e.to_string()),
+        }
+    }
+}
+
+/// The log: in memory, with the vote.
+#[derive(Default)]
+struct LogInner {
+    entries: BTreeMap<u64, Entry<Types>>,
+    last_purged: Option<LogId<u64>>,
+    vote: Option<Vote<u64>>,
+    committed: Option<LogId<u64>>,
+}
+
+/// The Raft log of a node, shared with its readers.
+#[derive(Clone, Default)]
+pub(crate) struct LogStore {
+    inner: Arc<parking_lot::Mutex<LogInner>>,
+}
+
+impl RaftLogReader<Types> for LogStore {
+    async fn try_get_log_entries<RB: RangeBounds<u64> + Clone + Debug + Send>(
+        &mut self,
+        range: RB,
+    ) -> Result<Vec<Entry<Types>>, StorageError<u64>> {
+        Ok(self.inner.lock().entries.range(range).map(|(_, e)| e.clone()).collect())
+    }
+}
+
+impl RaftLogStorage<Types> for LogStore {
+    type LogReader = LogStore;
+
+    async fn get_log_state(&mut self) -> Result<LogState<Types>, StorageError<u64>> {
+        let inner = self.inner.lock();
+        let last = inner.entries.values().next_back().map(|e| e.log_id).or(inner.last_purged);
+        Ok(LogState { last_purged_log_id: inner.last_purged, last_log_id: last })
+    }
+
+    async fn get_log_reader(&mut self) -> Self::LogReader {
+        self.clone()
+    }
+
+    async fn save_vote(&mut self, vote: &Vote<u64>) -> Result<(), StorageError<u64>> {
+        self.inner.lock().vote = Some(*vote);
+        Ok(())
+    }
+
+    async fn read_vote(&mut self) -> Result<Option<Vote<u64>>, StorageError<u64>> {
+        Ok(self.inner.lock().vote)
+    }
+
+    async fn save_committed(&mut self, committed: Option<LogId<u64>>) -> Result<(), StorageError<u64>> {
+        self.inner.lock().committed = committed;
+        Ok(())
+    }
+
+    async fn read_committed(&mut self) -> Result<Option<LogId<u64>>, StorageError<u64>> {
+        Ok(self.inner.lock().committed)
+    }
+
+    async fn append<I>(&mut self, entries: I, callback: LogFlushed<Types>) -> Result<(), StorageError<u64>>
+    where
+        I: IntoIterator<Item = Entry<Types>> + Send,
+        I::IntoIter: Send,
+    {
+        {
+            let mut inner = self.inner.lock();
+            for e in entries {
+                inner.entries.insert(e.log_id.index, e);
+            }
+        }
+        callback.log_io_completed(Ok(()));
+        Ok(())
+    }
+
+    async fn truncate(&mut self, log_id: LogId<u64>) -> Result<(), StorageError<u64>> {
+        self.inner.lock().entries.split_off(&log_id.index);
+        Ok(())
+    }
+
+    async fn purge(&mut self, log_id: LogId<u64>) -> Result<(), StorageError<u64>> {
+        let mut inner = self.inner.lock();
+        let keep = inner.entries.split_off(&(log_id.index + 1));
+        inner.entries = keep;
+        inner.last_purged = Some(log_id);
+        Ok(())
+    }
+}
+
+/// The state machine: the node's database, fed each committed record in log order.
+pub(crate) struct StateMachine {
+    pub(crate) db: Database,
+    last_applied: Option<LogId<u64>>,
+    membership: StoredMembership<u64, BasicNode>,
+    /// The index of the last entry applied, for the commits waiting to see theirs here.
+    applied: watch::Sender<u64>,
+    /// The errors of the records refused here, for their commits (the latest ones).
+    refused: Arc<parking_lot::Mutex<BTreeMap<u64, Error>>>,
+}
+
+/// How many refused records' errors are kept for their commits to take.
+const REFUSED_KEPT: usize = 1024;
+
+impl StateMachine {
+    pub(crate) fn new(
+        db: Database,
+        applied: watch::Sender<u64>,
+        refused: Arc<parking_lot::Mutex<BTreeMap<u64, Error>>>,
+    ) -> StateMachine {
+        StateMachine { db, last_applied: None, membership: StoredMembership::default(), applied, refused }
+    }
+}
+
+fn unsupported(what: &str) -> StorageError<u64> {
+    StorageError::IO {
+        source: StorageIOError::read_snapshot(
+            None,
+            openraft::AnyError::error(format!("{what}: snapshots are not supported yet")),
+        ),
+    }
+}
+
+impl RaftStateMachine<Types> for StateMachine {
+    type SnapshotBuilder = NoSnapshots;
+
+    async fn applied_state(
+        &mut self,
+    ) -> Result<(Option<LogId<u64>>, StoredMembership<u64, BasicNode>), StorageError<u64>> {
+        Ok((self.last_applied, self.membership.clone()))
+    }
+
+    async fn apply<I>(&mut self, entries: I) -> Result<Vec<Verdict>, StorageError<u64>>
+    where
+        I: IntoIterator<Item = Entry<Types>> + Send,
+        I::IntoIter: Send,
+    {
+        let mut out = Vec::new();
+        for entry in entries {
+            let id = entry.log_id;
+            let verdict = match entry.payload {
+                EntryPayload::Blank => Verdict::Committed,
+                EntryPayload::Membership(m) => {
+                    self.membership = StoredMembership::new(Some(id), m);
+                    Verdict::Committed
+                }
+                EntryPayload::Normal(record) => {
+                    // Applying takes the table locks and, on disc, the log's sync.
+                    let db = self.db.clone();
+                    let result = tokio::task::block_in_place(|| db.apply_ordered(id.index, &record));
+                    match &result {
+                        // This node's own trouble (its disc): it cannot go on applying.
+                        Err(e) if !is_verdict(e) => {
+                            return Err(StorageError::IO {
+                                source: StorageIOError::apply(id, openraft::AnyError::error(e.to_string())),
+                            });
+                        }
+                        Err(e) if !matches!(e, Error::Conflict) => {
+                            let verdict = Verdict::Refused(e.to_string());
+                            let mut refused = self.refused.lock();
+                            if let Err(e) = result {
+                                refused.insert(id.index, e);
+                            }
+                            while refused.len() > REFUSED_KEPT {
+                                refused.pop_first();
+                            }
+                            verdict
+                        }
+                        _ => Verdict::of(&result),
+                    }
+                }
+            };
+            self.last_applied = Some(id);
+            self.applied.send_replace(id.index);
+            out.push(verdict);
+        }
+        Ok(out)
+    }
+
+    async fn get_snapshot_builder(&mut self) -> Self::SnapshotBuilder {
+        NoSnapshots
+    }
+
+    async fn begin_receiving_snapshot(&mut self) -> Result<Box<Cursor<Vec<u8>>>, StorageError<u64>> {
+        Err(unsupported("receiving a snapshot"))
+    }
+
+    async fn install_snapshot(
+        &mut self,
+        _meta: &SnapshotMeta<u64, BasicNode>,
+        _snapshot: Box<Cursor<Vec<u8>>>,
+    ) -> Result<(), StorageError<u64>> {
+        Err(unsupported("installing a snapshot"))
+    }
+
+    async fn get_current_snapshot(&mut self) -> Result<Option<Snapshot<Types>>, StorageError<u64>> {
+        Ok(None)
+    }
+}
+
+/// Whether an error of `apply_ordered` is the record's verdict (every node meets it)
+/// rather than this node's own trouble.
+fn is_verdict(e: &Error) -> bool {
+    !matches!(
+        e,
+        Error::Io { .. }
+            | Error::LogUnavailable { .. }
+            | Error::Closed { .. }
+            | Error::TableStopped { .. }
+            | Error::Internal(_)
+    )
+}
+
+/// Snapshots are not built yet: the log is kept whole (the snapshot policy is `Never`).
+pub(crate) struct NoSnapshots;
+
+impl RaftSnapshotBuilder<Types> for NoSnapshots {
+    async fn build_snapshot(&mut self) -> Result<Snapshot<Types>, StorageError<u64>> {
+        Err(unsupported("building a snapshot"))
+    }
+}

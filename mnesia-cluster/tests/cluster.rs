@@ -1,0 +1,250 @@
+//! Three nodes on 127.0.0.1, in one process, each with its own database: commits made on
+//! any of them are ordered by Raft and applied on all; the total of concurrent transfers is
+//! kept; the leader stops and the other two go on; a node left alone cannot commit; a wrong
+//! cookie and garbage on the port are refused.
+
+use std::collections::HashSet;
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::time::{Duration, Instant};
+
+use mnesia::Error;
+use mnesia::prelude::*;
+use mnesia_cluster::{Node, Options};
+
+#[derive(Table, Clone, Debug, PartialEq, Serialize, Deserialize)]
+struct Account {
+    #[key]
+    id: u32,
+    balance: i64,
+}
+
+#[derive(Table, Clone, Debug, PartialEq, Serialize, Deserialize)]
+struct Member {
+    #[key]
+    #[auto_increment]
+    id: u64,
+    #[index(unique)]
+    email: String,
+}
+
+const COOKIE: &str = "a test cookie";
+
+fn quick(id: u64) -> Options {
+    Options::new(id, COOKIE)
+        .timings(Duration::from_millis(50), (Duration::from_millis(200), Duration::from_millis(400)))
+        .write_timeout(Duration::from_secs(3))
+}
+
+struct Running {
+    dbs: Vec<Database>,
+    nodes: Vec<Option<Node>>,
+}
+
+/// Three nodes with the tables, formed into one cluster with a leader.
+fn three() -> Running {
+    let dbs: Vec<Database> = (1..=3)
+        .map(|i| {
+            let db = Database::open(Config::default().node_name(format!("n{i}@127.0.0.1"))).expect("open");
+            db.scope(|| -> mnesia::Result<()> {
+                Account::create_table(TableOptions::new())?;
+                Member::create_table(TableOptions::new())?;
+                Ok(())
+            })
+            .expect("tables");
+            db
+        })
+        .collect();
+    let nodes: Vec<Node> =
+        dbs.iter().zip(1..).map(|(db, id)| Node::start(db, quick(id)).expect("node")).collect();
+    nodes[0].initialize(nodes.iter().zip(1..).map(|(n, id)| (id, n.local_addr()))).expect("initialize");
+    for n in &nodes {
+        n.wait_for_leader(Duration::from_secs(10)).expect("a leader");
+    }
+    Running { dbs, nodes: nodes.into_iter().map(Some).collect() }
+}
+
+impl Running {
+    fn live(&self) -> Vec<(usize, &Database)> {
+        self.dbs.iter().enumerate().filter(|(i, _)| self.nodes[*i].is_some()).collect()
+    }
+
+    /// Waits until every live node has applied as far as the most advanced one.
+    fn settle(&self) {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            let applied: Vec<u64> = self.live().iter().map(|(_, db)| db.applied_index()).collect();
+            if applied.iter().all(|a| *a == applied[0]) {
+                // Nothing on its way: a second look agrees.
+                std::thread::sleep(Duration::from_millis(150));
+                let again: Vec<u64> = self.live().iter().map(|(_, db)| db.applied_index()).collect();
+                if again == applied {
+                    return;
+                }
+            }
+            assert!(Instant::now() < deadline, "nodes did not converge: {applied:?}");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    fn accounts(&self, i: usize) -> Vec<Account> {
+        let mut all = self.dbs[i].scope(Account::list).expect("list");
+        all.sort_by_key(|a| a.id);
+        all
+    }
+
+    fn leader(&self) -> usize {
+        let n = self.nodes.iter().flatten().next().expect("a live node");
+        let leader = n.wait_for_leader(Duration::from_secs(10)).expect("leader");
+        (leader - 1) as usize
+    }
+}
+
+fn transfers(run: &Running, per_node: u32, rounds: u32) {
+    let threads: Vec<_> = run
+        .live()
+        .into_iter()
+        .flat_map(|(i, db)| {
+            (0..per_node).map(move |w| {
+                let db = db.clone();
+                std::thread::spawn(move || {
+                    db.scope(|| {
+                        for n in 0..rounds {
+                            let from = (i as u32 * 5 + w * 3 + n) % 8;
+                            let to = (from + 1 + n % 7) % 8;
+                            mnesia::transaction(|| {
+                                let a = Account::read(&from)?.expect("account");
+                                let b = Account::read(&to)?.expect("account");
+                                let amount = i64::from(n % 20);
+                                if a.balance >= amount {
+                                    Account::write(Account { balance: a.balance - amount, ..a })?;
+                                    Account::write(Account { balance: b.balance + amount, ..b })?;
+                                }
+                                Ok::<_, Error>(())
+                            })
+                            .expect("transfer");
+                        }
+                    })
+                })
+            })
+        })
+        .collect();
+    for t in threads {
+        t.join().expect("worker");
+    }
+}
+
+#[test]
+fn commits_on_any_node_reach_all_and_survive_the_leader_stopping() {
+    let mut run = three();
+    run.dbs[1]
+        .scope(|| Account::batch_write((0..8).map(|id| Account { id, balance: 100 })))
+        .expect("accounts");
+    // A commit returns once its node has applied it; the others follow.
+    assert_eq!(run.accounts(1).len(), 8);
+    run.settle();
+    transfers(&run, 2, 40);
+    run.settle();
+    let first = run.accounts(0);
+    assert_eq!(first.iter().map(|a| a.balance).sum::<i64>(), 800);
+    assert_eq!(run.accounts(1), first);
+    assert_eq!(run.accounts(2), first);
+
+    // The leader stops: the other two elect another and go on.
+    let leader = run.leader();
+    run.nodes[leader] = None;
+    transfers(&run, 2, 20);
+    run.settle();
+    let live: Vec<usize> = run.live().iter().map(|(i, _)| *i).collect();
+    let after = run.accounts(live[0]);
+    assert_eq!(after.iter().map(|a| a.balance).sum::<i64>(), 800);
+    assert_eq!(run.accounts(live[1]), after);
+    // The stopped node's database refuses writes rather than diverge.
+    let refused = run.dbs[leader].scope(|| Account::write(Account { id: 99, balance: 1 }));
+    assert!(matches!(refused, Err(Error::Closed { .. })), "{refused:?}");
+}
+
+#[test]
+fn unique_values_and_ids_are_decided_alike_on_every_node() {
+    let run = three();
+    let threads: Vec<_> = run
+        .dbs
+        .iter()
+        .enumerate()
+        .map(|(i, db)| {
+            let db = db.clone();
+            std::thread::spawn(move || {
+                db.scope(|| {
+                    let mut won = Vec::new();
+                    for n in 0..20u32 {
+                        match Member::insert(Member { id: 0, email: format!("u{}@x", (n + i as u32) % 15) }) {
+                            Ok(m) => won.push(m.id),
+                            Err(Error::UniqueViolation { .. }) => {}
+                            Err(e) => panic!("insert: {e}"),
+                        }
+                    }
+                    won
+                })
+            })
+        })
+        .collect();
+    let won: Vec<u64> = threads.into_iter().flat_map(|t| t.join().expect("worker")).collect();
+    run.settle();
+    let members: Vec<Vec<Member>> = (0..3)
+        .map(|i| {
+            let mut m = run.dbs[i].scope(Member::list).expect("list");
+            m.sort_by_key(|m| m.id);
+            m
+        })
+        .collect();
+    assert_eq!(members[0].len(), 15, "every address once");
+    assert_eq!(members[0].len(), won.len(), "every acknowledged insert, once");
+    assert_eq!(won.iter().collect::<HashSet<_>>().len(), won.len(), "ids handed out once");
+    assert!(members.iter().all(|m| *m == members[0]), "nodes differ");
+}
+
+#[test]
+fn a_node_alone_cannot_commit() {
+    let mut run = three();
+    run.dbs[0].scope(|| Account::write(Account { id: 1, balance: 5 })).expect("write");
+    run.settle();
+    // Two of three stop: the last cannot reach a majority.
+    let leader = run.leader();
+    let alone = (leader + 1) % 3;
+    for i in 0..3 {
+        if i != alone {
+            run.nodes[i] = None;
+        }
+    }
+    let started = Instant::now();
+    let refused = run.dbs[alone].scope(|| Account::write(Account { id: 1, balance: 6 }));
+    assert!(matches!(refused, Err(Error::NoMajority { .. })), "{refused:?}");
+    assert!(started.elapsed() < Duration::from_secs(30), "bounded");
+    // Reads still answer from the local copy.
+    assert_eq!(run.dbs[alone].scope(|| Account::read(&1)).expect("read").map(|a| a.balance), Some(5));
+}
+
+#[test]
+fn a_wrong_cookie_and_garbage_are_refused() {
+    let run = three();
+    let addr = run.nodes[0].as_ref().expect("node").local_addr();
+    // Garbage: the node closes the connection.
+    let mut s = TcpStream::connect(addr).expect("connect");
+    s.set_read_timeout(Some(Duration::from_secs(10))).expect("timeout");
+    s.write_all(&[0xff; 64]).expect("write");
+    let mut buf = [0u8; 16];
+    assert!(matches!(s.read(&mut buf), Ok(0) | Err(_)), "closed");
+    // A node with another cookie never gets an answer to a request.
+    let stranger_db = Database::in_memory().expect("db");
+    stranger_db.scope(|| Account::create_table(TableOptions::new())).expect("table");
+    let stranger =
+        Node::start(&stranger_db, Options::new(9, "another cookie").write_timeout(Duration::from_secs(1)))
+            .expect("node");
+    let refused = stranger.initialize([(9, stranger.local_addr()), (1, addr)]);
+    // It may form its own one-member view, but cannot win a vote from node 1, nor write.
+    let _ = refused;
+    let write = stranger_db.scope(|| Account::write(Account { id: 1, balance: 1 }));
+    assert!(write.is_err(), "{write:?}");
+    // The real cluster still works.
+    run.dbs[2].scope(|| Account::write(Account { id: 3, balance: 3 })).expect("still writes");
+}
