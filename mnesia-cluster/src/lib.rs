@@ -28,6 +28,7 @@
 #![deny(missing_docs)]
 #![deny(unsafe_code)]
 
+mod log_file;
 mod net;
 mod node;
 mod raft;

@@ -27,6 +27,7 @@ pub struct Options {
     id: u64,
     cookie: Arc<[u8]>,
     listen: SocketAddr,
+    dir: Option<std::path::PathBuf>,
     write_timeout: Duration,
     heartbeat: Duration,
     election: (Duration, Duration),
@@ -46,6 +47,7 @@ impl Options {
             id,
             cookie: cookie.into().into(),
             listen: SocketAddr::from(([127, 0, 0, 1], 0)),
+            dir: None,
             write_timeout: Duration::from_secs(5),
             heartbeat: Duration::from_millis(100),
             election: (Duration::from_millis(400), Duration::from_millis(800)),
@@ -60,6 +62,22 @@ impl Options {
     /// ```
     pub fn listen(mut self, addr: SocketAddr) -> Options {
         self.listen = addr;
+        self
+    }
+
+    /// Keeps the node's Raft log (its entries and its vote) in `dir`, synced before Raft
+    /// counts on them: a node stopped (or killed) and started again with the same `dir`
+    /// and id comes back as itself, fills its database from the log and catches up from
+    /// the leader. Without it the log is in memory, and a node that stops must not come
+    /// back under the same id. The database itself must then be one without a directory
+    /// (its copies are filled from the log, not from its own files).
+    ///
+    /// ```
+    /// let options = mnesia_cluster::Options::new(1, "c").dir("/var/lib/myapp/raft");
+    /// # let _ = options;
+    /// ```
+    pub fn dir(mut self, dir: impl Into<std::path::PathBuf>) -> Options {
+        self.dir = Some(dir.into());
         self
     }
 
@@ -262,6 +280,16 @@ impl Node {
     /// ```
     pub fn start(db: &Database, options: Options) -> Result<Node> {
         let config = Arc::new(options.raft_config()?);
+        let log = match &options.dir {
+            Some(dir) if db.config().directory().is_some() => {
+                return Err(Error::Invalid(format!(
+                    "a node keeping its Raft log in {} fills its database from that log: give it a database without a directory",
+                    dir.display()
+                )));
+            }
+            Some(dir) => LogStore::open(dir).map_err(|e| Error::Io { path: dir.clone(), source: e })?,
+            None => LogStore::default(),
+        };
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)
             .thread_name("mnesia-cluster")
@@ -279,7 +307,7 @@ impl Node {
         let machine = StateMachine::new(db.clone(), applied_tx, Arc::clone(&refused));
         let network = Network { me: options.id, cookie: Arc::clone(&options.cookie) };
         let raft = runtime
-            .block_on(Raft::new(options.id, config, network, LogStore::default(), machine))
+            .block_on(Raft::new(options.id, config, network, log, machine))
             .map_err(|e| Error::Internal(format!("starting the cluster node: {e}")))?;
         let shared = Arc::new(Shared {
             id: options.id,

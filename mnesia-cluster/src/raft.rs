@@ -16,6 +16,8 @@ use openraft::{
 use serde::{Deserialize, Serialize};
 use tokio::sync::watch;
 
+use crate::log_file::{LogFile, LogOp};
+
 openraft::declare_raft_types!(
     /// The types of the cluster's Raft.
     pub(crate) Types:
@@ -48,19 +50,68 @@ impl Verdict {
     }
 }
 
-/// The log: in memory, with the vote.
+/// The log, with the vote, as Raft sees it.
 #[derive(Default)]
 struct LogInner {
     entries: BTreeMap<u64, Entry<Types>>,
     last_purged: Option<LogId<u64>>,
     vote: Option<Vote<u64>>,
     committed: Option<LogId<u64>>,
+    /// Where every change is written first, when the log is durable.
+    file: Option<LogFile>,
+}
+
+impl LogInner {
+    /// Writes `op` to the file, if any, then makes it to the log in memory.
+    // (The error type is openraft's, as every storage method returns it.)
+    #[allow(clippy::result_large_err)]
+    fn change(&mut self, op: LogOp) -> Result<(), StorageError<u64>> {
+        if let Some(file) = &mut self.file {
+            // (A sync: off the runtime's async work.)
+            tokio::task::block_in_place(|| file.write(&op))
+                .map_err(|e| StorageError::IO { source: StorageIOError::write_logs(&e) })?;
+        }
+        self.apply(op);
+        Ok(())
+    }
+
+    fn apply(&mut self, op: LogOp) {
+        match op {
+            LogOp::Append(entries) => {
+                for e in entries {
+                    self.entries.insert(e.log_id.index, e);
+                }
+            }
+            LogOp::Vote(v) => self.vote = Some(v),
+            LogOp::Committed(c) => self.committed = c,
+            LogOp::Truncate(from) => {
+                self.entries.split_off(&from);
+            }
+            LogOp::Purge(upto) => {
+                self.entries = self.entries.split_off(&(upto.index + 1));
+                self.last_purged = Some(upto);
+            }
+        }
+    }
 }
 
 /// The Raft log of a node, shared with its readers.
 #[derive(Clone, Default)]
 pub(crate) struct LogStore {
     inner: Arc<parking_lot::Mutex<LogInner>>,
+}
+
+impl LogStore {
+    /// The log kept in `dir`, as the node left it.
+    pub(crate) fn open(dir: &std::path::Path) -> std::io::Result<LogStore> {
+        let (file, ops) = LogFile::open(dir)?;
+        let mut inner = LogInner::default();
+        for op in ops {
+            inner.apply(op);
+        }
+        inner.file = Some(file);
+        Ok(LogStore { inner: Arc::new(parking_lot::Mutex::new(inner)) })
+    }
 }
 
 impl RaftLogReader<Types> for LogStore {
@@ -86,8 +137,7 @@ impl RaftLogStorage<Types> for LogStore {
     }
 
     async fn save_vote(&mut self, vote: &Vote<u64>) -> Result<(), StorageError<u64>> {
-        self.inner.lock().vote = Some(*vote);
-        Ok(())
+        self.inner.lock().change(LogOp::Vote(*vote))
     }
 
     async fn read_vote(&mut self) -> Result<Option<Vote<u64>>, StorageError<u64>> {
@@ -95,8 +145,7 @@ impl RaftLogStorage<Types> for LogStore {
     }
 
     async fn save_committed(&mut self, committed: Option<LogId<u64>>) -> Result<(), StorageError<u64>> {
-        self.inner.lock().committed = committed;
-        Ok(())
+        self.inner.lock().change(LogOp::Committed(committed))
     }
 
     async fn read_committed(&mut self) -> Result<Option<LogId<u64>>, StorageError<u64>> {
@@ -108,27 +157,19 @@ impl RaftLogStorage<Types> for LogStore {
         I: IntoIterator<Item = Entry<Types>> + Send,
         I::IntoIter: Send,
     {
-        {
-            let mut inner = self.inner.lock();
-            for e in entries {
-                inner.entries.insert(e.log_id.index, e);
-            }
-        }
-        callback.log_io_completed(Ok(()));
-        Ok(())
+        let entries: Vec<Entry<Types>> = entries.into_iter().collect();
+        let result = self.inner.lock().change(LogOp::Append(entries));
+        callback
+            .log_io_completed(result.as_ref().map(|_| ()).map_err(|e| std::io::Error::other(e.to_string())));
+        result
     }
 
     async fn truncate(&mut self, log_id: LogId<u64>) -> Result<(), StorageError<u64>> {
-        self.inner.lock().entries.split_off(&log_id.index);
-        Ok(())
+        self.inner.lock().change(LogOp::Truncate(log_id.index))
     }
 
     async fn purge(&mut self, log_id: LogId<u64>) -> Result<(), StorageError<u64>> {
-        let mut inner = self.inner.lock();
-        let keep = inner.entries.split_off(&(log_id.index + 1));
-        inner.entries = keep;
-        inner.last_purged = Some(log_id);
-        Ok(())
+        self.inner.lock().change(LogOp::Purge(log_id))
     }
 }
 

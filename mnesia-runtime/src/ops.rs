@@ -50,9 +50,13 @@ fn assign_id<T: Table>(tx: &mut Tx, rec: &mut T, fresh: bool) -> Result<()> {
     let assigning = wants_id(rec);
     prepare_new(&db, &tx.table::<T>()?.store, rec)?;
     if assigning && db.ordering() {
-        // Another copy may hand out the same id meanwhile: a read of the key makes the
-        // later of the two commits conflict (and take a new id) instead of overwriting.
-        tx.table::<T>()?.exists(rec.key());
+        // Another copy may hand out the same id: ids this copy already holds are skipped,
+        // and the read of the key makes the later of two commits taking the same id
+        // conflict (and take a new one) instead of overwriting.
+        while tx.table::<T>()?.exists(rec.key()) {
+            rec.set_auto_id(0)?;
+            prepare_new(&db, &tx.table::<T>()?.store, rec)?;
+        }
     }
     Ok(())
 }

@@ -1,0 +1,150 @@
+//! The Raft log on disc: an append-only file of checksummed records (entries appended, the
+//! vote, the committed point, truncations), replayed when the node starts again. Each write
+//! is synced before Raft is told it is done, so a vote is never forgotten and an entry a
+//! majority counted on is never lost.
+//!
+//! A record is `u32` length, `u32` CRC-32 of the payload, then the payload (postcard). A
+//! torn or damaged tail (a crash in the middle of a write) ends the replay and is cut off.
+
+use std::fs::{File, OpenOptions};
+use std::io::{self, Read, Seek, SeekFrom, Write};
+use std::path::Path;
+
+use openraft::{Entry, LogId, Vote};
+use serde::{Deserialize, Serialize};
+
+use crate::raft::Types;
+
+/// One change to the log's state.
+#[derive(Serialize, Deserialize)]
+pub(crate) enum LogOp {
+    Append(Vec<Entry<Types>>),
+    Vote(Vote<u64>),
+    Committed(Option<LogId<u64>>),
+    /// Entries from this index on are gone.
+    Truncate(u64),
+    /// Entries up to this one are gone.
+    Purge(LogId<u64>),
+}
+
+/// The file, open for appending.
+pub(crate) struct LogFile {
+    file: File,
+}
+
+/// The largest record replayed: a bigger length is damage.
+const MAX_RECORD: u32 = 256 << 20;
+
+impl LogFile {
+    /// Opens (or creates) `dir/raft.log`, and returns it with every intact record in order.
+    pub(crate) fn open(dir: &Path) -> io::Result<(LogFile, Vec<LogOp>)> {
+        std::fs::create_dir_all(dir)?;
+        let path = dir.join("raft.log");
+        let mut file = OpenOptions::new().read(true).append(true).create(true).open(&path)?;
+        let mut bytes = Vec::new();
+        file.read_to_end(&mut bytes)?;
+        let (ops, good) = replay(&bytes);
+        if good < bytes.len() {
+            tracing::warn!(
+                target: "mnesia::cluster",
+                path = %path.display(),
+                cut = bytes.len() - good,
+                "the Raft log ends in a torn record: cut off"
+            );
+            file.set_len(good as u64)?;
+            file.seek(SeekFrom::End(0))?;
+            file.sync_all()?;
+        }
+        // The directory entry of a new file, too.
+        if let Ok(d) = File::open(dir) {
+            let _ = d.sync_all();
+        }
+        Ok((LogFile { file }, ops))
+    }
+
+    /// Appends `op` and syncs it.
+    pub(crate) fn write(&mut self, op: &LogOp) -> io::Result<()> {
+        let payload = postcard::to_allocvec(op).map_err(io::Error::other)?;
+        let len =
+            u32::try_from(payload.len()).map_err(|_| io::Error::other("a Raft log record over 4 GiB"))?;
+        let mut record = Vec::with_capacity(payload.len() + 8);
+        record.extend_from_slice(&len.to_le_bytes());
+        record.extend_from_slice(&crc32fast::hash(&payload).to_le_bytes());
+        record.extend_from_slice(&payload);
+        self.file.write_all(&record)?;
+        self.file.sync_data()
+    }
+}
+
+/// The intact records of `bytes`, and where they end.
+fn replay(bytes: &[u8]) -> (Vec<LogOp>, usize) {
+    let mut ops = Vec::new();
+    let mut at = 0;
+    while let Some(head) = bytes.get(at..at + 8) {
+        let len = u32::from_le_bytes([head[0], head[1], head[2], head[3]]);
+        let crc = u32::from_le_bytes([head[4], head[5], head[6], head[7]]);
+        if len > MAX_RECORD {
+            break;
+        }
+        let Some(payload) = bytes.get(at + 8..at + 8 + len as usize) else { break };
+        if crc32fast::hash(payload) != crc {
+            break;
+        }
+        match postcard::from_bytes::<LogOp>(payload) {
+            Ok(op) => ops.push(op),
+            Err(_) => break,
+        }
+        at += 8 + len as usize;
+    }
+    (ops, at)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn vote(term: u64) -> LogOp {
+        LogOp::Vote(Vote::new(term, 1))
+    }
+
+    #[test]
+    fn records_come_back_and_a_torn_tail_is_cut() {
+        let dir = tempfile::tempdir().expect("dir");
+        {
+            let (mut log, ops) = LogFile::open(dir.path()).expect("open");
+            assert!(ops.is_empty());
+            log.write(&vote(1)).expect("write");
+            log.write(&LogOp::Truncate(7)).expect("write");
+        }
+        // A crash in the middle of a third record.
+        let path = dir.path().join("raft.log");
+        let whole = std::fs::metadata(&path).expect("meta").len();
+        let mut f = OpenOptions::new().append(true).open(&path).expect("file");
+        f.write_all(&[40, 0, 0, 0, 1, 2]).expect("torn");
+        drop(f);
+        let (mut log, ops) = LogFile::open(dir.path()).expect("reopen");
+        assert_eq!(ops.len(), 2);
+        assert!(matches!(ops[1], LogOp::Truncate(7)));
+        assert_eq!(std::fs::metadata(&path).expect("meta").len(), whole, "cut back");
+        log.write(&vote(2)).expect("write after the cut");
+        let (_, ops) = LogFile::open(dir.path()).expect("reopen");
+        assert!(matches!(ops.last(), Some(LogOp::Vote(v)) if *v == Vote::new(2, 1)));
+    }
+
+    #[test]
+    fn a_damaged_record_ends_the_replay() {
+        let dir = tempfile::tempdir().expect("dir");
+        {
+            let (mut log, _) = LogFile::open(dir.path()).expect("open");
+            log.write(&vote(1)).expect("write");
+            log.write(&vote(2)).expect("write");
+        }
+        let path = dir.path().join("raft.log");
+        let mut bytes = std::fs::read(&path).expect("read");
+        let last = bytes.len() - 1;
+        bytes[last] ^= 0xff;
+        std::fs::write(&path, &bytes).expect("write");
+        let (_, ops) = LogFile::open(dir.path()).expect("reopen");
+        assert_eq!(ops.len(), 1);
+    }
+}
