@@ -9,6 +9,7 @@
 //! `--latencies` to measure with transaction latencies recorded, as while an observer runs).
 
 mod alloc;
+mod cluster;
 mod disc;
 mod fairness;
 mod floor;
@@ -286,6 +287,7 @@ fn main() -> mnesia::Result<()> {
         report.figures.get("tx_write").and_then(|f| f["ns_per_op"].as_f64()).unwrap_or(1000.0);
     let tx_read_floor = report.figures.get("tx_read").and_then(|f| f["ns_per_op"].as_f64()).unwrap_or(350.0);
     disc::figures(&mut report, quick, tx_write_floor, tx_read_floor)?;
+    cluster::figures(&mut report, quick, tx_write_floor)?;
 
     let mut out = json!({
         "figures": report.figures,

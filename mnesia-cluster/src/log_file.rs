@@ -62,7 +62,9 @@ impl LogFile {
         Ok((LogFile { file }, ops))
     }
 
-    /// Appends `op` and syncs it.
+    /// Appends `op` and syncs it, unless it is only the committed point: that one is a
+    /// hint (the leader tells it again), not worth a sync of its own; it is synced with the
+    /// next record that is.
     pub(crate) fn write(&mut self, op: &LogOp) -> io::Result<()> {
         let payload = postcard::to_allocvec(op).map_err(io::Error::other)?;
         let len =
@@ -72,6 +74,9 @@ impl LogFile {
         record.extend_from_slice(&crc32fast::hash(&payload).to_le_bytes());
         record.extend_from_slice(&payload);
         self.file.write_all(&record)?;
+        if matches!(op, LogOp::Committed(_)) {
+            return Ok(());
+        }
         self.file.sync_data()
     }
 }

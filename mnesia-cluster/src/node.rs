@@ -164,9 +164,16 @@ pub(crate) struct Shared {
     applied: watch::Receiver<u64>,
     /// The errors of records refused here, by log index, until their commit takes them.
     refused: Arc<parking_lot::Mutex<BTreeMap<u64, Error>>>,
-    /// The connection to the leader, for commits made on a follower.
-    leader: tokio::sync::Mutex<Option<(u64, Peer)>>,
+    /// Connections to the leader, for commits made on a follower (several, so that the
+    /// commits of many writers travel together).
+    leader: parking_lot::Mutex<Option<(u64, Links)>>,
 }
+
+/// Connections to one node.
+type Links = Arc<[tokio::sync::Mutex<Peer>]>;
+
+/// Connections a follower keeps to the leader.
+const LEADER_LINKS: usize = 8;
 
 impl Shared {
     /// Orders `record` through this node's Raft, if it leads: its log index and verdict.
@@ -189,17 +196,34 @@ impl Shared {
                 Err(e) => return Err(e.to_string()),
             };
             if let (Some(id), Some(node)) = (forward.leader_id, forward.leader_node) {
-                let mut leader = self.leader.lock().await;
-                if leader.as_ref().map(|(l, _)| *l) != Some(id) {
-                    *leader = Some((id, Peer::new(self.id, node.addr, Arc::clone(&self.cookie))));
-                }
-                if let Some((_, peer)) = leader.as_mut() {
-                    let request = Request::Propose(record.clone());
-                    if let Ok(Response::Proposed(Ok(placed))) =
-                        peer.call(&request, Duration::from_secs(10)).await
-                    {
-                        return Ok(placed);
+                let links = {
+                    let mut leader = self.leader.lock();
+                    match leader.as_ref() {
+                        Some((l, links)) if *l == id => Arc::clone(links),
+                        _ => {
+                            let links: Links = (0..LEADER_LINKS)
+                                .map(|_| {
+                                    tokio::sync::Mutex::new(Peer::new(
+                                        self.id,
+                                        node.addr.clone(),
+                                        Arc::clone(&self.cookie),
+                                    ))
+                                })
+                                .collect();
+                            *leader = Some((id, Arc::clone(&links)));
+                            links
+                        }
                     }
+                };
+                // A free connection, else the first to come free.
+                let mut peer = match links.iter().find_map(|l| l.try_lock().ok()) {
+                    Some(peer) => peer,
+                    None => links[0].lock().await,
+                };
+                let request = Request::Propose(record.clone());
+                if let Ok(Response::Proposed(Ok(placed))) = peer.call(&request, Duration::from_secs(10)).await
+                {
+                    return Ok(placed);
                 }
             }
             // No leader yet, or it just changed: ask again shortly.
@@ -315,7 +339,7 @@ impl Node {
             raft,
             applied,
             refused,
-            leader: tokio::sync::Mutex::new(None),
+            leader: parking_lot::Mutex::new(None),
         });
         runtime.spawn(crate::net::serve(listener, Arc::clone(&shared)));
         db.order_commits_with(ClusterSequencer {
