@@ -28,10 +28,12 @@
 #![deny(missing_docs)]
 #![deny(unsafe_code)]
 
+mod faults;
 mod log_file;
 mod net;
 mod node;
 mod raft;
 mod wire;
 
+pub use faults::Faults;
 pub use node::{Node, Options, Status};

@@ -16,6 +16,7 @@ use openraft::raft::{
 use serde::{Deserialize, Serialize};
 use tokio::net::{TcpListener, TcpStream};
 
+use crate::faults::Faults;
 use crate::raft::{Types, Verdict};
 use crate::wire::{self, MAX_FRAME, WireError};
 
@@ -48,19 +49,25 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
 /// An authenticated connection to a peer.
 pub(crate) struct Peer {
     me: u64,
+    target: u64,
     addr: String,
+    faults: Faults,
     cookie: Arc<[u8]>,
     stream: Option<TcpStream>,
 }
 
 impl Peer {
-    pub(crate) fn new(me: u64, addr: String, cookie: Arc<[u8]>) -> Peer {
-        Peer { me, addr, cookie, stream: None }
+    pub(crate) fn new(me: u64, target: u64, addr: String, cookie: Arc<[u8]>, faults: Faults) -> Peer {
+        Peer { me, target, addr, faults, cookie, stream: None }
     }
 
     /// Sends `request` and reads its answer, opening the connection first if needed; a
     /// failure closes it (the next request opens a new one).
     pub(crate) async fn call(&mut self, request: &Request, timeout: Duration) -> Result<Response, WireError> {
+        if self.faults.is_cut(self.me, self.target) {
+            self.stream = None;
+            return Err(WireError::Io(std::io::ErrorKind::ConnectionRefused.into()));
+        }
         let result =
             tokio::time::timeout(timeout, self.exchange(request)).await.unwrap_or(Err(WireError::Timeout));
         if result.is_err() {
@@ -88,6 +95,7 @@ impl Peer {
 pub(crate) struct Network {
     pub(crate) me: u64,
     pub(crate) cookie: Arc<[u8]>,
+    pub(crate) faults: Faults,
 }
 
 /// Raft's connection to one peer.
@@ -100,7 +108,9 @@ impl RaftNetworkFactory<Types> for Network {
     type Network = PeerLink;
 
     async fn new_client(&mut self, target: u64, node: &BasicNode) -> PeerLink {
-        PeerLink { target, peer: Peer::new(self.me, node.addr.clone(), Arc::clone(&self.cookie)) }
+        let peer =
+            Peer::new(self.me, target, node.addr.clone(), Arc::clone(&self.cookie), self.faults.clone());
+        PeerLink { target, peer }
     }
 }
 
@@ -184,9 +194,12 @@ pub(crate) async fn serve(listener: TcpListener, node: Arc<crate::node::Shared>)
 
 async fn connection(mut stream: TcpStream, node: &crate::node::Shared) -> Result<(), WireError> {
     stream.set_nodelay(true)?;
-    wire::accept(&mut stream, &node.cookie, node.id).await?;
+    let from = wire::accept(&mut stream, &node.cookie, node.id).await?;
     loop {
         let request: Request = wire::read_frame(&mut stream, MAX_FRAME).await?;
+        if node.faults.is_cut(from, node.id) {
+            return Ok(());
+        }
         let response = match request {
             Request::Append(rpc) => Response::Append(node.raft.append_entries(rpc).await),
             Request::Vote(rpc) => Response::Vote(node.raft.vote(rpc).await),

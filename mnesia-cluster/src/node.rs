@@ -11,6 +11,7 @@ use openraft::error::{ClientWriteError, RaftError};
 use openraft::{BasicNode, Raft, SnapshotPolicy};
 use tokio::sync::watch;
 
+use crate::faults::Faults;
 use crate::net::{Network, Peer, Request, Response};
 use crate::raft::{LogStore, StateMachine, Types, Verdict};
 
@@ -31,6 +32,7 @@ pub struct Options {
     write_timeout: Duration,
     heartbeat: Duration,
     election: (Duration, Duration),
+    faults: Faults,
 }
 
 impl Options {
@@ -51,6 +53,7 @@ impl Options {
             write_timeout: Duration::from_secs(5),
             heartbeat: Duration::from_millis(100),
             election: (Duration::from_millis(400), Duration::from_millis(800)),
+            faults: Faults::default(),
         }
     }
 
@@ -108,6 +111,19 @@ impl Options {
         self
     }
 
+    /// Network faults to obey (for tests): links the given [`Faults`] cut lose what
+    /// this node sends over them and receives from them.
+    ///
+    /// ```
+    /// let faults = mnesia_cluster::Faults::new();
+    /// let options = mnesia_cluster::Options::new(1, "c").faults(faults.clone());
+    /// # let _ = options;
+    /// ```
+    pub fn faults(mut self, faults: Faults) -> Options {
+        self.faults = faults;
+        self
+    }
+
     /// The node's id.
     ///
     /// ```
@@ -160,6 +176,7 @@ pub struct Status {
 pub(crate) struct Shared {
     pub(crate) id: u64,
     pub(crate) cookie: Arc<[u8]>,
+    pub(crate) faults: Faults,
     pub(crate) raft: Raft<Types>,
     applied: watch::Receiver<u64>,
     /// The errors of records refused here, by log index, until their commit takes them.
@@ -205,8 +222,10 @@ impl Shared {
                                 .map(|_| {
                                     tokio::sync::Mutex::new(Peer::new(
                                         self.id,
+                                        id,
                                         node.addr.clone(),
                                         Arc::clone(&self.cookie),
+                                        self.faults.clone(),
                                     ))
                                 })
                                 .collect();
@@ -329,13 +348,15 @@ impl Node {
         let (applied_tx, applied) = watch::channel(db.applied_index());
         let refused = Arc::new(parking_lot::Mutex::new(BTreeMap::new()));
         let machine = StateMachine::new(db.clone(), applied_tx, Arc::clone(&refused));
-        let network = Network { me: options.id, cookie: Arc::clone(&options.cookie) };
+        let network =
+            Network { me: options.id, cookie: Arc::clone(&options.cookie), faults: options.faults.clone() };
         let raft = runtime
             .block_on(Raft::new(options.id, config, network, log, machine))
             .map_err(|e| Error::Internal(format!("starting the cluster node: {e}")))?;
         let shared = Arc::new(Shared {
             id: options.id,
             cookie: options.cookie,
+            faults: options.faults,
             raft,
             applied,
             refused,

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use mnesia::Error;
 use mnesia::prelude::*;
-use mnesia_cluster::{Node, Options};
+use mnesia_cluster::{Faults, Node, Options};
 
 #[derive(Table, Clone, Debug, PartialEq, Serialize, Deserialize)]
 struct Account {
@@ -43,6 +43,11 @@ struct Running {
 
 /// Three nodes with the tables, formed into one cluster with a leader.
 fn three() -> Running {
+    three_with(&Faults::new())
+}
+
+/// [`three`], the nodes obeying `faults`.
+fn three_with(faults: &Faults) -> Running {
     let dbs: Vec<Database> = (1..=3)
         .map(|i| {
             let db = Database::open(Config::default().node_name(format!("n{i}@127.0.0.1"))).expect("open");
@@ -55,8 +60,11 @@ fn three() -> Running {
             db
         })
         .collect();
-    let nodes: Vec<Node> =
-        dbs.iter().zip(1..).map(|(db, id)| Node::start(db, quick(id)).expect("node")).collect();
+    let nodes: Vec<Node> = dbs
+        .iter()
+        .zip(1..)
+        .map(|(db, id)| Node::start(db, quick(id).faults(faults.clone())).expect("node"))
+        .collect();
     nodes[0].initialize(nodes.iter().zip(1..).map(|(n, id)| (id, n.local_addr()))).expect("initialize");
     for n in &nodes {
         n.wait_for_leader(Duration::from_secs(10)).expect("a leader");
@@ -247,4 +255,38 @@ fn a_wrong_cookie_and_garbage_are_refused() {
     assert!(write.is_err(), "{write:?}");
     // The real cluster still works.
     run.dbs[2].scope(|| Account::write(Account { id: 3, balance: 3 })).expect("still writes");
+}
+
+#[test]
+fn a_leader_cut_off_cannot_commit_and_the_majority_goes_on() {
+    let faults = Faults::new();
+    let run = three_with(&faults);
+    run.dbs[0].scope(|| Account::write(Account { id: 1, balance: 10 })).expect("write");
+    run.settle();
+    // The leader is cut off from both others.
+    let leader = run.leader();
+    let id = leader as u64 + 1;
+    faults.isolate(id, (1..=3).filter(|n| *n != id));
+    let started = Instant::now();
+    let refused = run.dbs[leader].scope(|| Account::write(Account { id: 2, balance: 99 }));
+    assert!(matches!(refused, Err(Error::NoMajority { .. })), "{refused:?}");
+    assert!(started.elapsed() < Duration::from_secs(30), "bounded");
+    // The other two elect a leader of their own and commit.
+    let other = (leader + 1) % 3;
+    run.dbs[other].scope(|| Account::write(Account { id: 3, balance: 30 })).expect("the majority commits");
+    // Reads on the cut-off side answer from its copy (stale).
+    assert_eq!(run.dbs[leader].scope(|| Account::read(&3)).expect("read"), None);
+    // Joined again: it follows the new leader, and the write it could not commit is gone.
+    faults.heal();
+    run.settle();
+    for i in 0..3 {
+        let accounts = run.accounts(i);
+        assert_eq!(
+            accounts,
+            vec![Account { id: 1, balance: 10 }, Account { id: 3, balance: 30 }],
+            "node {}",
+            i + 1
+        );
+    }
+    run.dbs[leader].scope(|| Account::write(Account { id: 4, balance: 4 })).expect("writes again");
 }

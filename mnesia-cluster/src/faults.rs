@@ -1,0 +1,79 @@
+//! Network faults between nodes, for tests: links cut on purpose, and healed.
+
+use std::collections::HashSet;
+use std::sync::Arc;
+
+/// Links between nodes that are cut: what one node sends another over a cut link is lost
+/// (its connection fails), in both directions. Give the same `Faults` to the nodes of a
+/// test ([`Options::faults`](crate::Options::faults)) to cut them apart and join them again.
+///
+/// ```
+/// let faults = mnesia_cluster::Faults::new();
+/// faults.isolate(3, [1, 2]);
+/// assert!(faults.is_cut(1, 3) && faults.is_cut(3, 2) && !faults.is_cut(1, 2));
+/// faults.heal();
+/// assert!(!faults.is_cut(1, 3));
+/// ```
+#[derive(Clone, Debug, Default)]
+pub struct Faults {
+    cut: Arc<parking_lot::RwLock<HashSet<(u64, u64)>>>,
+}
+
+impl Faults {
+    /// No link cut.
+    ///
+    /// ```
+    /// assert!(!mnesia_cluster::Faults::new().is_cut(1, 2));
+    /// ```
+    pub fn new() -> Faults {
+        Faults::default()
+    }
+
+    /// Cuts the link between `a` and `b`, both ways.
+    ///
+    /// ```
+    /// let faults = mnesia_cluster::Faults::new();
+    /// faults.cut(1, 2);
+    /// assert!(faults.is_cut(2, 1));
+    /// ```
+    pub fn cut(&self, a: u64, b: u64) {
+        let mut cut = self.cut.write();
+        cut.insert((a, b));
+        cut.insert((b, a));
+    }
+
+    /// Cuts `node` off from each of `others`.
+    ///
+    /// ```
+    /// let faults = mnesia_cluster::Faults::new();
+    /// faults.isolate(1, [2, 3]);
+    /// assert!(faults.is_cut(3, 1));
+    /// ```
+    pub fn isolate(&self, node: u64, others: impl IntoIterator<Item = u64>) {
+        for other in others {
+            self.cut(node, other);
+        }
+    }
+
+    /// Joins every link again.
+    ///
+    /// ```
+    /// let faults = mnesia_cluster::Faults::new();
+    /// faults.cut(1, 2);
+    /// faults.heal();
+    /// assert!(!faults.is_cut(1, 2));
+    /// ```
+    pub fn heal(&self) {
+        self.cut.write().clear();
+    }
+
+    /// Whether what `from` sends `to` is lost.
+    ///
+    /// ```
+    /// assert!(!mnesia_cluster::Faults::new().is_cut(1, 2));
+    /// ```
+    pub fn is_cut(&self, from: u64, to: u64) -> bool {
+        let cut = self.cut.read();
+        !cut.is_empty() && cut.contains(&(from, to))
+    }
+}
