@@ -29,6 +29,8 @@
 #![deny(unsafe_code)]
 
 mod faults;
+#[doc(hidden)]
+pub mod fuzzing;
 mod log_file;
 mod net;
 mod node;

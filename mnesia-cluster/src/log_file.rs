@@ -82,7 +82,7 @@ impl LogFile {
 }
 
 /// The intact records of `bytes`, and where they end.
-fn replay(bytes: &[u8]) -> (Vec<LogOp>, usize) {
+pub(crate) fn replay(bytes: &[u8]) -> (Vec<LogOp>, usize) {
     let mut ops = Vec::new();
     let mut at = 0;
     while let Some(head) = bytes.get(at..at + 8) {

@@ -442,7 +442,8 @@ impl Node {
 }
 
 impl Drop for Node {
-    /// Stops the node and closes its port. The database's writing commits then fail with
+    /// Stops the node and closes its port (waiting for its tasks: drop it outside an
+    /// async context). The database's writing commits then fail with
     /// [`Error::Closed`] until [`Database::stop_ordering`] lets it commit on its own.
     fn drop(&mut self) {
         if let Some(rt) = self.runtime.take() {

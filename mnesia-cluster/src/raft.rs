@@ -235,7 +235,7 @@ impl RaftStateMachine<Types> for StateMachine {
                     let result = tokio::task::block_in_place(|| db.apply_ordered(id.index, &record));
                     match &result {
                         // This node's own trouble (its disc): it cannot go on applying.
-                        Err(e) if !is_verdict(e) => {
+                        Err(e) if e.is_local_failure() => {
                             return Err(StorageError::IO {
                                 source: StorageIOError::apply(id, openraft::AnyError::error(e.to_string())),
                             });
@@ -281,19 +281,6 @@ impl RaftStateMachine<Types> for StateMachine {
     async fn get_current_snapshot(&mut self) -> Result<Option<Snapshot<Types>>, StorageError<u64>> {
         Ok(None)
     }
-}
-
-/// Whether an error of `apply_ordered` is the record's verdict (every node meets it)
-/// rather than this node's own trouble.
-fn is_verdict(e: &Error) -> bool {
-    !matches!(
-        e,
-        Error::Io { .. }
-            | Error::LogUnavailable { .. }
-            | Error::Closed { .. }
-            | Error::TableStopped { .. }
-            | Error::Internal(_)
-    )
 }
 
 /// Snapshots are not built yet: the log is kept whole (the snapshot policy is `Never`).

@@ -1,6 +1,7 @@
 //! Commit records: a committed transaction's writes, encoded, handed to a sink as the
 //! database commits them ([`Database::replicate_to`]) and applied to another database
-//! ([`Database::apply_commit`]). The seam replication is built on.
+//! ([`Database::apply_commit`]). The seam replication is built on; ordered commits
+//! (`ordered.rs`) carry the same records, with what the transaction read.
 //!
 //! What goes through it today: every transaction, dirty operation and batch, named
 //! counters, and the reaper's removals of expired records, on tables of any storage and

@@ -287,6 +287,29 @@ impl Error {
         }
     }
 
+    /// Whether this is the trouble of this database alone — its disc, a closed database, a
+    /// bug — rather than an answer about the request that every copy of a replicated
+    /// database would give alike (a conflict, a unique value taken, a missing table).
+    /// [`Database::apply_ordered`](crate::Database::apply_ordered) leaves a record's place
+    /// free on such an error.
+    ///
+    /// ```
+    /// use mnesia::Error;
+    /// assert!(Error::Closed { what: "the database".into() }.is_local_failure());
+    /// assert!(!Error::Conflict.is_local_failure());
+    /// ```
+    pub fn is_local_failure(&self) -> bool {
+        matches!(
+            self,
+            Error::Io { .. }
+                | Error::LogUnavailable { .. }
+                | Error::Closed { .. }
+                | Error::TableStopped { .. }
+                | Error::Internal(_)
+                | Error::Locked { .. }
+        )
+    }
+
     /// An [`Error::Aborted`] carrying a plain reason, like Mnesia's `abort(Reason)`.
     ///
     /// ```

@@ -136,25 +136,26 @@ thread_local! {
     static APPLYING: std::cell::Cell<Option<u64>> = const { std::cell::Cell::new(None) };
 }
 
+/// This thread applies an ordered record to a database until dropped (also on unwind).
+struct Applying(Option<u64>);
+
+impl Applying {
+    fn enter(db: u64) -> Applying {
+        Applying(APPLYING.with(|a| a.replace(Some(db))))
+    }
+}
+
+impl Drop for Applying {
+    fn drop(&mut self) {
+        APPLYING.with(|a| a.set(self.0));
+    }
+}
+
 impl Ordered {
     /// The place of the last record applied: what a transaction starting now reads from.
     pub(crate) fn applied(&self) -> u64 {
         self.applied.load(Ordering::Acquire)
     }
-}
-
-/// Whether an error applying a record is the record's verdict (every copy meets it, in the
-/// same state) rather than this copy's own trouble (its disc, a bug).
-fn is_verdict(e: &Error) -> bool {
-    !matches!(
-        e,
-        Error::Io { .. }
-            | Error::LogUnavailable { .. }
-            | Error::Closed { .. }
-            | Error::TableStopped { .. }
-            | Error::Internal(_)
-            | Error::Locked { .. }
-    )
 }
 
 impl Database {
@@ -262,13 +263,11 @@ impl Database {
         let verdict = if versions.conflicts(record) {
             Err(Error::Conflict)
         } else {
-            let before = APPLYING.with(|a| a.replace(Some(self.id())));
-            let applied = self.apply_commit(record);
-            APPLYING.with(|a| a.set(before));
-            applied
+            let _applying = Applying::enter(self.id());
+            self.apply_commit(record)
         };
         match &verdict {
-            Err(e) if !is_verdict(e) => return verdict,
+            Err(e) if e.is_local_failure() => return verdict,
             Ok(()) => versions.note(index, record),
             Err(_) => {}
         }
