@@ -219,6 +219,12 @@ impl Database {
         self.inner.sink.store(None);
     }
 
+    /// Whether this database's commits are handed elsewhere (a sink, a sequencer): what
+    /// would change a store without a commit record (bulk loads, new stores) is not done.
+    pub(crate) fn commits_elsewhere(&self) -> bool {
+        self.replicating() || self.ordering()
+    }
+
     /// Whether a sink is attached.
     pub(crate) fn replicating(&self) -> bool {
         self.inner.has_sink.load(std::sync::atomic::Ordering::Acquire)

@@ -1426,6 +1426,8 @@ impl Database {
     /// # Ok::<(), mnesia::Error>(())
     /// ```
     pub fn add_index<T: Table>(&self, spec: IndexSpec<T>) -> Result<()> {
+        // (An index on one copy only would decide unique checks differently.)
+        self.refuse_while_replicating("add_index")?;
         if spec.position() == T::KEY_POSITION {
             return Err(Error::Invalid(format!(
                 "table {}: the key field {} cannot have a secondary index",
@@ -1489,6 +1491,7 @@ impl Database {
     /// # Ok::<(), mnesia::Error>(())
     /// ```
     pub fn change_table_copy_type<T: Table>(&self, to: StorageType) -> Result<()> {
+        self.refuse_while_replicating("change_table_copy_type")?;
         let store = self.table::<T>()?;
         let _schema = self.inner.schema.lock();
         let from = store.storage();
@@ -1651,6 +1654,7 @@ impl Database {
     /// # Ok::<(), mnesia::Error>(())
     /// ```
     pub fn remove_index<T: Table>(&self, field: &'static str) -> Result<()> {
+        self.refuse_while_replicating("remove_index")?;
         let store = self.table::<T>()?;
         let _schema = self.inner.schema.lock();
         let current = store.indexes.load_full();

@@ -299,14 +299,18 @@ impl Error {
     /// assert!(!Error::Conflict.is_local_failure());
     /// ```
     pub fn is_local_failure(&self) -> bool {
-        matches!(
+        // The answers a commit record gets alike on every copy in the same state; anything
+        // else (a disc, a closed database, a commit that kept losing, a bug) is this one's.
+        !matches!(
             self,
-            Error::Io { .. }
-                | Error::LogUnavailable { .. }
-                | Error::Closed { .. }
-                | Error::TableStopped { .. }
-                | Error::Internal(_)
-                | Error::Locked { .. }
+            Error::Conflict
+                | Error::UniqueViolation { .. }
+                | Error::AlreadyExists { .. }
+                | Error::NotFound { .. }
+                | Error::NoSuchTable { .. }
+                | Error::TypeMismatch { .. }
+                | Error::Codec { .. }
+                | Error::Invalid(_)
         )
     }
 

@@ -249,7 +249,7 @@ fn reap_due<T: Table>(db: &Database) -> Result<usize> {
         if keys.is_empty() {
             return Ok(removed);
         }
-        let n = reap_keys::<T>(db, &keys)?;
+        let n = reap_keys::<T>(db, &keys, None)?;
         removed += n;
         // A closing database does not wait for a long backlog.
         if n == 0 || db.reaper().stopping() {
@@ -262,9 +262,9 @@ fn reap_due<T: Table>(db: &Database) -> Result<usize> {
 /// Removes the expired records of these keys in one commit; returns how many. A key whose
 /// records are all alive is not read into the commit, so rewriting it concurrently does
 /// not make the commit run again.
-pub(crate) fn reap_keys<T: Table>(db: &Database, keys: &[T::Key]) -> Result<usize> {
+pub(crate) fn reap_keys<T: Table>(db: &Database, keys: &[T::Key], at: Option<SystemTime>) -> Result<usize> {
     ops::dirty_in(db.clone(), |tx| {
-        let now = db.clock().now();
+        let now = at.unwrap_or_else(|| db.clock().now());
         let part = tx.table::<T>()?;
         let mut n = 0;
         for key in keys {

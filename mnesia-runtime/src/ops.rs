@@ -162,8 +162,17 @@ pub(crate) fn insert<T: Table>(mut rec: T) -> Result<T> {
     run(|| {
         with_tx(|tx| {
             assign_id(tx, &mut rec, fresh)?;
-            // Assigned ids are new unless a record was written with that id meanwhile.
-            if T::TYPE != TableType::Bag && tx.table::<T>()?.exists(rec.key()) {
+            if T::TYPE == TableType::Bag {
+                return put(tx, rec.clone());
+            }
+            // Assigned ids are new unless a record was written with that id (an explicit
+            // key) meanwhile: then the insert takes the next one. (The counter has moved
+            // past every id written, so this ends.)
+            while fresh && tx.table::<T>()?.exists(rec.key()) {
+                rec.set_auto_id(0)?;
+                assign_id(tx, &mut rec, false)?;
+            }
+            if !fresh && tx.table::<T>()?.exists(rec.key()) {
                 return Err(Error::AlreadyExists {
                     table: T::NAME.to_owned(),
                     key: format!("{:?}", rec.key()),

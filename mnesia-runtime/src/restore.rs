@@ -140,7 +140,7 @@ impl Database {
             stream &= matches!(mode, RestoreMode::ClearAndLoad | RestoreMode::Recreate)
                 && here != StorageType::DiscOnlyCopies;
         }
-        if stream && self.replicating() {
+        if stream && self.commits_elsewhere() {
             // Loading new stores does not reach the commit-record sink: one transaction does.
             if reader.tables().iter().any(|t| options.mode_of(&t.def.name) == RestoreMode::Recreate) {
                 self.refuse_while_replicating("a restore that recreates tables")?;

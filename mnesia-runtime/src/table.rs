@@ -713,8 +713,8 @@ pub trait Table: Clone + Send + Sync + Serialize + DeserializeOwned + 'static {
     }
 
     /// Makes `next` the next id `insert` hands out (at least 1), durably on a disc table. An id
-    /// that a record already has is never overwritten: `insert` refuses it with
-    /// [`Error::AlreadyExists`]. After a restart the counter is at least the highest id that a
+    /// that a record already has is never overwritten: `insert` skips it and takes the next
+    /// free one. After a restart the counter is at least the highest id that a
     /// stored record has.
     ///
     /// ```

@@ -651,9 +651,9 @@ fn bulk_target<T: Table>(opts: &ImportOptions) -> Result<Option<crate::db::Datab
     }
     let db = crate::context::current_db()?;
     let storage = db.table::<T>()?.storage();
-    // A bulk load does not reach a commit-record sink: with one, the import commits in
-    // transactions instead.
-    Ok((storage != crate::table::StorageType::DiscOnlyCopies && !db.replicating()).then_some(db))
+    // A bulk load does not reach a commit-record sink or a sequencer: with one, the import
+    // commits in transactions instead.
+    Ok((storage != crate::table::StorageType::DiscOnlyCopies && !db.commits_elsewhere()).then_some(db))
 }
 
 /// The located error of a record a bulk import could not load.

@@ -707,8 +707,10 @@ impl<T: Table> TxPart for TxTable<T> {
         if owners.is_empty() {
             return Ok(());
         }
+        // Expired as of the commit's time, not the clock's: a commit record applied on
+        // another copy decides alike.
         Err(UniqueFailure::ExpiredOwners(Box::new(move |db: &crate::db::Database| {
-            crate::expiring::reap_keys::<T>(db, &owners)
+            crate::expiring::reap_keys::<T>(db, &owners, Some(now))
         })))
     }
 
