@@ -24,7 +24,7 @@ pub fn handshake(bytes: &[u8]) {
     });
 }
 
-/// Replays `bytes` as a Raft log file: the intact records, never a panic.
+/// Replays `bytes` as a Raft log file: the intact records or an error, never a panic.
 pub fn log_file(bytes: &[u8]) {
     let _ = crate::log_file::replay(bytes);
 }

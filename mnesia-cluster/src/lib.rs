@@ -1,7 +1,9 @@
 //! Replication for `mnesia`: several processes hold copies of a database, and every commit
 //! is ordered among them by Raft ([openraft](https://docs.rs/openraft)), so a transaction
-//! started on any node commits on all of them or on none, and a side of a partition without
-//! a majority cannot commit (nothing diverges).
+//! started on any node is applied by all of them or by none, and a side of a partition
+//! without a majority cannot commit (nothing diverges). A commit that fails with
+//! `Error::NoMajority` has an unknown fate: it may still commit if the cluster heals before
+//! another leader is elected.
 //!
 //! Each node runs a [`Node`] for its [`Database`](mnesia_runtime::Database): nodes
 //! authenticate each other with a shared cookie (HMAC-SHA256 challenge and response, both
@@ -11,10 +13,14 @@
 //! holds it, every node applies it to its copy in log order and decides it the same way
 //! (a conflict makes the transaction run again). Reads answer from the local copy.
 //!
-//! What is not there yet: nodes joining or leaving a running cluster, a durable Raft log
-//! (a node that stops does not come back; its copy is not recovered from the log), catch-up
-//! by snapshot, tables replicated on some nodes only (every table is on every node), and
-//! TLS.
+//! A record proposed again after its answer was lost (a leader killed, a connection cut)
+//! is applied once: every proposal carries an id, and the nodes remember the verdicts of
+//! the last 100,000 log entries' proposals. With [`Options::dir`] the Raft log is durable
+//! and a node that stops comes back and catches up.
+//!
+//! What is not there yet: nodes joining or leaving a running cluster, catch-up by snapshot
+//! (the log is kept whole, in memory and on disc), tables replicated on some nodes only
+//! (every table is on every node), disc copies recovered from their own files, and TLS.
 //!
 //! ```no_run
 //! use mnesia_cluster::{Node, Options};

@@ -4,7 +4,10 @@
 //! majority counted on is never lost.
 //!
 //! A record is `u32` length, `u32` CRC-32 of the payload, then the payload (postcard). A
-//! torn or damaged tail (a crash in the middle of a write) ends the replay and is cut off.
+//! torn tail (a crash in the middle of a write: a record that runs past the end of the
+//! file, or zeros where the file system had not written yet) ends the replay and is cut
+//! off. A damaged record with the whole of it in the file is not a torn write: the node
+//! refuses to start rather than forget what follows it (a vote, entries it acknowledged).
 
 use std::fs::{File, OpenOptions};
 use std::io::{self, Read, Seek, SeekFrom, Write};
@@ -43,7 +46,8 @@ impl LogFile {
         let mut file = OpenOptions::new().read(true).append(true).create(true).open(&path)?;
         let mut bytes = Vec::new();
         file.read_to_end(&mut bytes)?;
-        let (ops, good) = replay(&bytes);
+        let (ops, good) = replay(&bytes)
+            .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, format!("{}: {e}", path.display())))?;
         if good < bytes.len() {
             tracing::warn!(
                 target: "mnesia::cluster",
@@ -67,8 +71,9 @@ impl LogFile {
     /// next record that is.
     pub(crate) fn write(&mut self, op: &LogOp) -> io::Result<()> {
         let payload = postcard::to_allocvec(op).map_err(io::Error::other)?;
-        let len =
-            u32::try_from(payload.len()).map_err(|_| io::Error::other("a Raft log record over 4 GiB"))?;
+        let len = u32::try_from(payload.len()).ok().filter(|len| *len <= MAX_RECORD).ok_or_else(|| {
+            io::Error::other(format!("a Raft log record of {} bytes is over the limit", payload.len()))
+        })?;
         let mut record = Vec::with_capacity(payload.len() + 8);
         record.extend_from_slice(&len.to_le_bytes());
         record.extend_from_slice(&crc32fast::hash(&payload).to_le_bytes());
@@ -81,27 +86,36 @@ impl LogFile {
     }
 }
 
-/// The intact records of `bytes`, and where they end.
-pub(crate) fn replay(bytes: &[u8]) -> (Vec<LogOp>, usize) {
+/// The intact records of `bytes`, and where they end (before a torn tail); an error for
+/// a damaged record that is not the tail.
+pub(crate) fn replay(bytes: &[u8]) -> Result<(Vec<LogOp>, usize), String> {
     let mut ops = Vec::new();
     let mut at = 0;
-    while let Some(head) = bytes.get(at..at + 8) {
+    while at < bytes.len() {
+        let rest = &bytes[at..];
+        // Zeros to the end: space the file system gave the file before a crash.
+        if rest.iter().all(|b| *b == 0) {
+            break;
+        }
+        let Some(head) = rest.get(..8) else { break };
         let len = u32::from_le_bytes([head[0], head[1], head[2], head[3]]);
         let crc = u32::from_le_bytes([head[4], head[5], head[6], head[7]]);
         if len > MAX_RECORD {
-            break;
+            return Err(format!("a record at byte {at} claims {len} bytes"));
         }
-        let Some(payload) = bytes.get(at + 8..at + 8 + len as usize) else { break };
+        let end = 8 + len as usize;
+        // Runs past the end: the write a crash interrupted.
+        let Some(payload) = rest.get(8..end) else { break };
         if crc32fast::hash(payload) != crc {
-            break;
+            return Err(format!("the record at byte {at} fails its checksum"));
         }
         match postcard::from_bytes::<LogOp>(payload) {
             Ok(op) => ops.push(op),
-            Err(_) => break,
+            Err(e) => return Err(format!("the record at byte {at} does not decode: {e}")),
         }
-        at += 8 + len as usize;
+        at += end;
     }
-    (ops, at)
+    Ok((ops, at))
 }
 
 #[cfg(test)]
@@ -137,7 +151,7 @@ mod tests {
     }
 
     #[test]
-    fn a_damaged_record_ends_the_replay() {
+    fn a_damaged_record_before_the_end_is_refused_not_cut() {
         let dir = tempfile::tempdir().expect("dir");
         {
             let (mut log, _) = LogFile::open(dir.path()).expect("open");
@@ -149,7 +163,16 @@ mod tests {
         let last = bytes.len() - 1;
         bytes[last] ^= 0xff;
         std::fs::write(&path, &bytes).expect("write");
+        let refused = LogFile::open(dir.path()).map(|_| ()).expect_err("damage is not a torn tail");
+        assert_eq!(refused.kind(), io::ErrorKind::InvalidData);
+        assert_eq!(std::fs::read(&path).expect("read"), bytes, "nothing cut");
+        // Zeros after the last record are a torn tail.
+        bytes[last] ^= 0xff;
+        let whole = bytes.len();
+        bytes.extend_from_slice(&[0; 100]);
+        std::fs::write(&path, &bytes).expect("write");
         let (_, ops) = LogFile::open(dir.path()).expect("reopen");
-        assert_eq!(ops.len(), 1);
+        assert_eq!(ops.len(), 2);
+        assert_eq!(std::fs::metadata(&path).expect("meta").len(), whole as u64);
     }
 }

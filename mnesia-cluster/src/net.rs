@@ -5,7 +5,6 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use mnesia_runtime::CommitRecord;
 use openraft::BasicNode;
 use openraft::error::{InstallSnapshotError, NetworkError, RPCError, RaftError, RemoteError, Unreachable};
 use openraft::network::{RPCOption, RaftNetwork, RaftNetworkFactory};
@@ -17,7 +16,7 @@ use serde::{Deserialize, Serialize};
 use tokio::net::{TcpListener, TcpStream};
 
 use crate::faults::Faults;
-use crate::raft::{Types, Verdict};
+use crate::raft::{Proposal, Types, Verdict};
 use crate::wire::{self, MAX_FRAME, WireError};
 
 /// What one node asks of another.
@@ -27,7 +26,7 @@ pub(crate) enum Request {
     Vote(VoteRequest<u64>),
     Snapshot(InstallSnapshotRequest<Types>),
     /// Order this commit record (sent to the leader by a follower's commit).
-    Propose(CommitRecord),
+    Propose(Proposal),
 }
 
 /// The answer to a [`Request`].
@@ -63,31 +62,37 @@ impl Peer {
 
     /// Sends `request` and reads its answer, opening the connection first if needed; a
     /// failure closes it (the next request opens a new one).
+    ///
+    /// The connection is taken out while a request is on it and put back only once its
+    /// answer has been read whole: a call cancelled halfway (its caller timed out) drops the
+    /// connection with it, so no later request can read another's answer.
     pub(crate) async fn call(&mut self, request: &Request, timeout: Duration) -> Result<Response, WireError> {
         if self.faults.is_cut(self.me, self.target) {
             self.stream = None;
             return Err(WireError::Io(std::io::ErrorKind::ConnectionRefused.into()));
         }
-        let result =
-            tokio::time::timeout(timeout, self.exchange(request)).await.unwrap_or(Err(WireError::Timeout));
-        if result.is_err() {
-            self.stream = None;
-        }
-        result
-    }
-
-    async fn exchange(&mut self, request: &Request) -> Result<Response, WireError> {
-        if self.stream.is_none() {
-            let mut s = tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(&self.addr))
-                .await
-                .map_err(|_| WireError::Timeout)??;
-            s.set_nodelay(true)?;
-            wire::dial(&mut s, &self.cookie, self.me).await?;
-            self.stream = Some(s);
-        }
-        let Some(s) = self.stream.as_mut() else { return Err(WireError::Timeout) };
-        wire::write_frame(s, request).await?;
-        wire::read_frame(s, MAX_FRAME).await
+        let stream = self.stream.take();
+        let (me, addr, cookie) = (self.me, self.addr.as_str(), &*self.cookie);
+        let exchange = async move {
+            let mut s = match stream {
+                Some(s) => s,
+                None => {
+                    let mut s = tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(addr))
+                        .await
+                        .map_err(|_| WireError::Timeout)??;
+                    s.set_nodelay(true)?;
+                    wire::dial(&mut s, cookie, me).await?;
+                    s
+                }
+            };
+            wire::write_frame(&mut s, request).await?;
+            let response = wire::read_frame(&mut s, MAX_FRAME).await?;
+            Ok::<_, WireError>((s, response))
+        };
+        let (s, response) =
+            tokio::time::timeout(timeout, exchange).await.map_err(|_| WireError::Timeout)??;
+        self.stream = Some(s);
+        Ok(response)
     }
 }
 
@@ -204,7 +209,7 @@ async fn connection(mut stream: TcpStream, node: &crate::node::Shared) -> Result
             Request::Append(rpc) => Response::Append(node.raft.append_entries(rpc).await),
             Request::Vote(rpc) => Response::Vote(node.raft.vote(rpc).await),
             Request::Snapshot(rpc) => Response::Snapshot(node.raft.install_snapshot(rpc).await),
-            Request::Propose(record) => Response::Proposed(node.write_here(record).await),
+            Request::Propose(proposal) => Response::Proposed(node.write_here(proposal).await),
         };
         wire::write_frame(&mut stream, &response).await?;
     }

@@ -13,7 +13,7 @@ use tokio::sync::watch;
 
 use crate::faults::Faults;
 use crate::net::{Network, Peer, Request, Response};
-use crate::raft::{LogStore, StateMachine, Types, Verdict};
+use crate::raft::{LogStore, Proposal, ProposalId, StateMachine, Types, Verdict};
 
 /// How a node joins its cluster: its id, its port, the cookie and the timings.
 ///
@@ -142,6 +142,7 @@ impl Options {
             election_timeout_max: ms(self.election.1),
             // The log is kept whole: a node catches up from entries, not snapshots (yet).
             snapshot_policy: SnapshotPolicy::Never,
+            max_payload_entries: PAYLOAD_ENTRIES,
             ..Default::default()
         }
         .validate()
@@ -181,6 +182,10 @@ pub(crate) struct Shared {
     applied: watch::Receiver<u64>,
     /// The errors of records refused here, by log index, until their commit takes them.
     refused: Arc<parking_lot::Mutex<BTreeMap<u64, Error>>>,
+    /// This node's life: drawn when it starts, so that its proposals' ids are new.
+    life: u64,
+    /// Proposals made in this life.
+    proposals: std::sync::atomic::AtomicU64,
     /// Connections to the leader, for commits made on a follower (several, so that the
     /// commits of many writers travel together).
     leader: parking_lot::Mutex<Option<(u64, Links)>>,
@@ -194,20 +199,17 @@ const LEADER_LINKS: usize = 8;
 
 impl Shared {
     /// Orders `record` through this node's Raft, if it leads: its log index and verdict.
-    pub(crate) async fn write_here(
-        &self,
-        record: CommitRecord,
-    ) -> std::result::Result<(u64, Verdict), String> {
-        match self.raft.client_write(record).await {
+    pub(crate) async fn write_here(&self, proposal: Proposal) -> std::result::Result<(u64, Verdict), String> {
+        match self.raft.client_write(proposal).await {
             Ok(r) => Ok((r.log_id.index, r.data)),
             Err(e) => Err(e.to_string()),
         }
     }
 
     /// Orders `record` through the leader, wherever it is (bounded by the caller's timeout).
-    async fn propose(&self, record: CommitRecord) -> std::result::Result<(u64, Verdict), String> {
+    async fn propose(&self, proposal: Proposal) -> std::result::Result<(u64, Verdict), String> {
         loop {
-            let forward = match self.raft.client_write(record.clone()).await {
+            let forward = match self.raft.client_write(proposal.clone()).await {
                 Ok(r) => return Ok((r.log_id.index, r.data)),
                 Err(RaftError::APIError(ClientWriteError::ForwardToLeader(f))) => f,
                 Err(e) => return Err(e.to_string()),
@@ -239,7 +241,7 @@ impl Shared {
                     Some(peer) => peer,
                     None => links[0].lock().await,
                 };
-                let request = Request::Propose(record.clone());
+                let request = Request::Propose(proposal.clone());
                 if let Ok(Response::Proposed(Ok(placed))) = peer.call(&request, Duration::from_secs(10)).await
                 {
                     return Ok(placed);
@@ -258,33 +260,84 @@ struct ClusterSequencer {
     timeout: Duration,
 }
 
+/// The largest commit record the cluster orders (encoded): with at most
+/// [`PAYLOAD_ENTRIES`] in one append, an append stays well under a frame's limit.
+const MAX_PROPOSAL: usize = 1 << 20;
+
+/// Log entries sent in one append at most.
+const PAYLOAD_ENTRIES: u64 = 48;
+
+/// How long a commit that the cluster has decided waits for this node to apply it.
+const APPLY_WAIT: Duration = Duration::from_secs(300);
+
+/// What became of a proposal.
+enum Outcome {
+    /// Decided, and applied here.
+    Decided(u64, Verdict),
+    /// Not ordered: why.
+    Refused(String),
+    /// No majority within the time allowed.
+    NoMajority,
+    /// Decided, but this node did not apply it in time (it stopped, or fell behind).
+    NotApplied,
+}
+
 impl Sequencer for ClusterSequencer {
     fn order(&self, record: CommitRecord) -> Result<()> {
-        let (tx, rx) = std::sync::mpsc::sync_channel(1);
+        let size = postcard::to_allocvec(&record).map(|b| b.len()).unwrap_or(usize::MAX);
+        if size > MAX_PROPOSAL {
+            return Err(Error::TooLarge {
+                what: format!(
+                    "a commit of {size} bytes; a cluster orders commits of at most {MAX_PROPOSAL} bytes"
+                ),
+            });
+        }
         let shared = Arc::clone(&self.shared);
+        let n = shared.proposals.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let proposal = Proposal { id: ProposalId { node: shared.id, life: shared.life, n }, record };
+        let (tx, rx) = std::sync::mpsc::sync_channel(1);
         let timeout = self.timeout;
         self.handle.spawn(async move {
-            let placed = tokio::time::timeout(timeout, async {
-                let (index, verdict) = shared.propose(record).await?;
-                // Returns once this node has it too: a read here sees the commit.
-                let mut applied = shared.applied.clone();
-                applied.wait_for(|a| *a >= index).await.map_err(|_| "the node stopped".to_owned())?;
-                Ok::<_, String>((index, verdict))
-            })
-            .await;
-            let _ = tx.send(placed);
+            let outcome = match tokio::time::timeout(timeout, shared.propose(proposal)).await {
+                Err(_) => Outcome::NoMajority,
+                Ok(Err(why)) => Outcome::Refused(why),
+                // Returns once this node has it too, so that a read here sees the commit
+                // (waiting longer than for the majority: the commit is decided).
+                Ok(Ok((index, verdict))) => {
+                    let mut applied = shared.applied.clone();
+                    match tokio::time::timeout(APPLY_WAIT, applied.wait_for(|a| *a >= index)).await {
+                        Ok(Ok(_)) => Outcome::Decided(index, verdict),
+                        _ => Outcome::NotApplied,
+                    }
+                }
+            };
+            let _ = tx.send(outcome);
         });
         match rx.recv() {
-            Ok(Ok(Ok((_, Verdict::Committed)))) => Ok(()),
-            Ok(Ok(Ok((_, Verdict::Conflict)))) => Err(Error::Conflict),
+            Ok(Outcome::Decided(_, Verdict::Committed)) => Ok(()),
+            Ok(Outcome::Decided(_, Verdict::Conflict)) => Err(Error::Conflict),
             // The same error this node met applying it, with its details.
-            Ok(Ok(Ok((index, Verdict::Refused(why))))) => {
+            Ok(Outcome::Decided(index, Verdict::Refused(why))) => {
                 Err(self.shared.refused.lock().remove(&index).unwrap_or(Error::Invalid(why)))
             }
-            Ok(Ok(Err(why))) => Err(Error::Invalid(format!("the cluster did not order the commit: {why}"))),
-            Ok(Err(_)) => Err(Error::NoMajority { waited: timeout }),
+            Ok(Outcome::Refused(why)) => {
+                Err(Error::Invalid(format!("the cluster did not order the commit: {why}")))
+            }
+            Ok(Outcome::NoMajority) => Err(Error::NoMajority { waited: timeout }),
+            Ok(Outcome::NotApplied) => Err(Error::Closed {
+                what: "this cluster node (a commit was decided but the node did not apply it)".into(),
+            }),
             Err(_) => Err(Error::Closed { what: "the cluster node".into() }),
         }
+    }
+}
+
+/// The sequencer while a node starts: commits wait for none, they are refused.
+struct Starting;
+
+impl Sequencer for Starting {
+    fn order(&self, _record: CommitRecord) -> Result<()> {
+        Err(Error::Closed { what: "the cluster node (it is starting)".into() })
     }
 }
 
@@ -322,6 +375,13 @@ impl Node {
     /// # Ok::<(), mnesia::Error>(())
     /// ```
     pub fn start(db: &Database, options: Options) -> Result<Node> {
+        // From now on nothing commits on this copy alone: the log replayed below, then the
+        // cluster, decide every commit (unless the node does not start).
+        db.order_commits_with(Starting);
+        Node::start_ordered(db, options).inspect_err(|_| db.stop_ordering())
+    }
+
+    fn start_ordered(db: &Database, options: Options) -> Result<Node> {
         let config = Arc::new(options.raft_config()?);
         let log = match &options.dir {
             Some(dir) if db.config().directory().is_some() => {
@@ -357,6 +417,8 @@ impl Node {
             id: options.id,
             cookie: options.cookie,
             faults: options.faults,
+            life: life()?,
+            proposals: std::sync::atomic::AtomicU64::new(0),
             raft,
             applied,
             refused,
@@ -453,4 +515,11 @@ impl Drop for Node {
             rt.shutdown_timeout(Duration::from_secs(1));
         }
     }
+}
+
+/// A random number for a node's life.
+fn life() -> Result<u64> {
+    let mut bytes = [0u8; 8];
+    getrandom::fill(&mut bytes).map_err(|e| Error::Internal(format!("no random numbers: {e}")))?;
+    Ok(u64::from_le_bytes(bytes))
 }

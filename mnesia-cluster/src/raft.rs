@@ -21,13 +21,35 @@ use crate::log_file::{LogFile, LogOp};
 openraft::declare_raft_types!(
     /// The types of the cluster's Raft.
     pub(crate) Types:
-        D = CommitRecord,
+        D = Proposal,
         R = Verdict,
         NodeId = u64,
         Node = BasicNode,
         Entry = Entry<Types>,
         SnapshotData = Cursor<Vec<u8>>,
 );
+
+/// A commit record as the log holds it, with the id of its proposal: a record proposed
+/// again (the answer to the first proposal was lost with a leader or a connection) is
+/// applied once, and the second answer is the first one's.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub(crate) struct Proposal {
+    pub(crate) id: ProposalId,
+    pub(crate) record: CommitRecord,
+}
+
+/// Who proposed a record: the node, that node's life (a random number drawn when it
+/// starts), and the proposal's number in that life.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub(crate) struct ProposalId {
+    pub(crate) node: u64,
+    pub(crate) life: u64,
+    pub(crate) n: u64,
+}
+
+/// How many log entries back a proposal is recognised when proposed again (far more than
+/// a commit's time allowed: `Options::write_timeout`).
+const SEEN_WINDOW: u64 = 100_000;
 
 /// What applying a commit record decided, the same on every node.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -38,16 +60,6 @@ pub(crate) enum Verdict {
     Conflict,
     /// Refused alike everywhere (a unique value taken, ...): the error, in words.
     Refused(String),
-}
-
-impl Verdict {
-    fn of(result: &mnesia_runtime::Result<()>) -> Verdict {
-        match result {
-            Ok(()) => Verdict::Committed,
-            Err(Error::Conflict) => Verdict::Conflict,
-            Err(e) => Verdict::Refused(e.to_string()),
-        }
-    }
 }
 
 /// The log, with the vote, as Raft sees it.
@@ -182,6 +194,10 @@ pub(crate) struct StateMachine {
     applied: watch::Sender<u64>,
     /// The errors of the records refused here, for their commits (the latest ones).
     refused: Arc<parking_lot::Mutex<BTreeMap<u64, Error>>>,
+    /// The verdicts of the proposals applied in the last [`SEEN_WINDOW`] entries, and
+    /// their order (the same on every node: kept from the log alone).
+    seen: std::collections::HashMap<ProposalId, Verdict>,
+    seen_order: std::collections::VecDeque<(u64, ProposalId)>,
 }
 
 /// How many refused records' errors are kept for their commits to take.
@@ -193,7 +209,15 @@ impl StateMachine {
         applied: watch::Sender<u64>,
         refused: Arc<parking_lot::Mutex<BTreeMap<u64, Error>>>,
     ) -> StateMachine {
-        StateMachine { db, last_applied: None, membership: StoredMembership::default(), applied, refused }
+        StateMachine {
+            db,
+            last_applied: None,
+            membership: StoredMembership::default(),
+            applied,
+            refused,
+            seen: std::collections::HashMap::new(),
+            seen_order: std::collections::VecDeque::new(),
+        }
     }
 }
 
@@ -203,6 +227,48 @@ fn unsupported(what: &str) -> StorageError<u64> {
             None,
             openraft::AnyError::error(format!("{what}: snapshots are not supported yet")),
         ),
+    }
+}
+
+impl StateMachine {
+    /// Applies one proposal, unless it was applied already (then its first verdict).
+    #[allow(clippy::result_large_err)]
+    fn apply_proposal(&mut self, id: LogId<u64>, proposal: Proposal) -> Result<Verdict, StorageError<u64>> {
+        if let Some(verdict) = self.seen.get(&proposal.id) {
+            return Ok(verdict.clone());
+        }
+        // Applying takes the table locks and, on disc, the log's sync.
+        let db = self.db.clone();
+        let result = tokio::task::block_in_place(|| db.apply_ordered(id.index, &proposal.record));
+        let verdict = match result {
+            Ok(()) => Verdict::Committed,
+            Err(Error::Conflict) => Verdict::Conflict,
+            // This node's own trouble (its disc): it cannot go on applying.
+            Err(e) if e.is_local_failure() => {
+                return Err(StorageError::IO {
+                    source: StorageIOError::apply(id, openraft::AnyError::error(e.to_string())),
+                });
+            }
+            Err(e) => {
+                let verdict = Verdict::Refused(e.to_string());
+                let mut refused = self.refused.lock();
+                refused.insert(id.index, e);
+                while refused.len() > REFUSED_KEPT {
+                    refused.pop_first();
+                }
+                verdict
+            }
+        };
+        self.seen.insert(proposal.id, verdict.clone());
+        self.seen_order.push_back((id.index, proposal.id));
+        while let Some((at, old)) = self.seen_order.front().copied() {
+            if at.saturating_add(SEEN_WINDOW) > id.index {
+                break;
+            }
+            self.seen.remove(&old);
+            self.seen_order.pop_front();
+        }
+        Ok(verdict)
     }
 }
 
@@ -229,31 +295,7 @@ impl RaftStateMachine<Types> for StateMachine {
                     self.membership = StoredMembership::new(Some(id), m);
                     Verdict::Committed
                 }
-                EntryPayload::Normal(record) => {
-                    // Applying takes the table locks and, on disc, the log's sync.
-                    let db = self.db.clone();
-                    let result = tokio::task::block_in_place(|| db.apply_ordered(id.index, &record));
-                    match &result {
-                        // This node's own trouble (its disc): it cannot go on applying.
-                        Err(e) if e.is_local_failure() => {
-                            return Err(StorageError::IO {
-                                source: StorageIOError::apply(id, openraft::AnyError::error(e.to_string())),
-                            });
-                        }
-                        Err(e) if !matches!(e, Error::Conflict) => {
-                            let verdict = Verdict::Refused(e.to_string());
-                            let mut refused = self.refused.lock();
-                            if let Err(e) = result {
-                                refused.insert(id.index, e);
-                            }
-                            while refused.len() > REFUSED_KEPT {
-                                refused.pop_first();
-                            }
-                            verdict
-                        }
-                        _ => Verdict::of(&result),
-                    }
-                }
+                EntryPayload::Normal(proposal) => self.apply_proposal(id, proposal)?,
             };
             self.last_applied = Some(id);
             self.applied.send_replace(id.index);
@@ -289,5 +331,64 @@ pub(crate) struct NoSnapshots;
 impl RaftSnapshotBuilder<Types> for NoSnapshots {
     async fn build_snapshot(&mut self) -> Result<Snapshot<Types>, StorageError<u64>> {
         Err(unsupported("building a snapshot"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use mnesia::prelude::*;
+
+    #[derive(Table, Clone, Debug, PartialEq, Serialize, Deserialize)]
+    struct Item {
+        #[key]
+        id: u32,
+        n: i64,
+    }
+
+    /// The record of writing `item` on a database of its own.
+    fn record_of(item: Item) -> CommitRecord {
+        let db = Database::in_memory().expect("db");
+        db.create_table::<Item>(TableOptions::new()).expect("table");
+        let (tx, rx) = std::sync::mpsc::channel();
+        db.replicate_to(move |r: &CommitRecord| {
+            let _ = tx.send(r.clone());
+        });
+        db.scope(|| Item::write(item)).expect("write");
+        rx.try_recv().expect("a record")
+    }
+
+    #[test]
+    fn a_proposal_made_twice_is_applied_once() {
+        let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(1).build().expect("runtime");
+        rt.block_on(async {
+            let db = Database::in_memory().expect("db");
+            db.create_table::<Item>(TableOptions::new()).expect("table");
+            let (applied, _) = watch::channel(0);
+            let mut machine = StateMachine::new(db.clone(), applied, Arc::default());
+            let at = |index| LogId::new(openraft::CommittedLeaderId::new(1, 1), index);
+            let first = Proposal {
+                id: ProposalId { node: 1, life: 7, n: 0 },
+                record: record_of(Item { id: 1, n: 5 }),
+            };
+            assert_eq!(machine.apply_proposal(at(1), first.clone()).expect("apply"), Verdict::Committed);
+            // Another write in between, then the first proposal again (its answer was lost).
+            let other = Proposal {
+                id: ProposalId { node: 2, life: 7, n: 0 },
+                record: record_of(Item { id: 1, n: 6 }),
+            };
+            assert_eq!(machine.apply_proposal(at(2), other).expect("apply"), Verdict::Committed);
+            assert_eq!(machine.apply_proposal(at(3), first.clone()).expect("apply"), Verdict::Committed);
+            assert_eq!(db.applied_index(), 2, "not applied again");
+            assert_eq!(
+                db.scope(|| Item::read(&1)).expect("read"),
+                Some(Item { id: 1, n: 6 }),
+                "not overwritten"
+            );
+            // Another life of the same node is another proposal.
+            let again = Proposal { id: ProposalId { life: 8, ..first.id }, record: first.record };
+            assert_eq!(machine.apply_proposal(at(4), again).expect("apply"), Verdict::Committed);
+            assert_eq!(db.applied_index(), 4);
+        });
     }
 }

@@ -242,17 +242,24 @@ fn a_wrong_cookie_and_garbage_are_refused() {
     s.write_all(&[0xff; 64]).expect("write");
     let mut buf = [0u8; 16];
     assert!(matches!(s.read(&mut buf), Ok(0) | Err(_)), "closed");
-    // A node with another cookie never gets an answer to a request.
+    // A node with another cookie asks node 1 for its vote, term after term: were its
+    // requests read, node 1 would move to the stranger's higher terms.
+    let term = run.nodes[0].as_ref().expect("node").status().term;
     let stranger_db = Database::in_memory().expect("db");
     stranger_db.scope(|| Account::create_table(TableOptions::new())).expect("table");
-    let stranger =
-        Node::start(&stranger_db, Options::new(9, "another cookie").write_timeout(Duration::from_secs(1)))
-            .expect("node");
-    let refused = stranger.initialize([(9, stranger.local_addr()), (1, addr)]);
-    // It may form its own one-member view, but cannot win a vote from node 1, nor write.
-    let _ = refused;
+    let stranger = Node::start(
+        &stranger_db,
+        Options::new(9, "another cookie")
+            .timings(Duration::from_millis(50), (Duration::from_millis(150), Duration::from_millis(300)))
+            .write_timeout(Duration::from_secs(1)),
+    )
+    .expect("node");
+    stranger.initialize([(9, stranger.local_addr()), (1, addr)]).expect("its own view");
+    std::thread::sleep(Duration::from_secs(2));
+    assert!(stranger.status().term > term + 2, "the stranger kept calling elections");
+    assert_eq!(run.nodes[0].as_ref().expect("node").status().term, term, "node 1 never heard it");
     let write = stranger_db.scope(|| Account::write(Account { id: 1, balance: 1 }));
-    assert!(write.is_err(), "{write:?}");
+    assert!(matches!(write, Err(Error::NoMajority { .. })), "{write:?}");
     // The real cluster still works.
     run.dbs[2].scope(|| Account::write(Account { id: 3, balance: 3 })).expect("still writes");
 }

@@ -25,6 +25,15 @@ struct Account {
     balance: i64,
 }
 
+/// How many transfers of a node committed, counted by the transfers themselves: equal to
+/// the node's receipts unless a commit was applied twice.
+#[derive(Table, Clone, Debug, PartialEq, Serialize, Deserialize)]
+struct Tally {
+    #[key]
+    node: u64,
+    count: u64,
+}
+
 /// One per acknowledged transfer, written by it: `(node, number)`.
 #[derive(Table, Clone, Debug, PartialEq, Serialize, Deserialize)]
 struct Receipt {
@@ -46,6 +55,7 @@ fn node_process() {
     db.scope(|| -> mnesia::Result<()> {
         Account::create_table(TableOptions::new())?;
         Receipt::create_table(TableOptions::new())?;
+        Tally::create_table(TableOptions::new())?;
         Ok(())
     })
     .expect("tables");
@@ -110,6 +120,8 @@ fn node_process() {
                                             Account::write(Account { balance: b.balance + amount, ..b })?;
                                         }
                                         Receipt::write(Receipt { id: (id, seq) })?;
+                                        let count = Tally::read(&id)?.map_or(0, |t| t.count);
+                                        Tally::write(Tally { node: id, count: count + 1 })?;
                                         Ok::<_, Error>(())
                                     });
                                     let mut o = out.lock().expect("stdout");

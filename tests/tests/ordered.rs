@@ -401,10 +401,21 @@ fn dirty_operations_batches_and_bags_reach_every_copy() {
 
 #[test]
 fn what_is_not_ordered_yet_is_refused() {
-    let (_log, copies) = group(None);
+    let (log, copies) = group(None);
     let db = &copies[0].db;
     let refused = db.scope(Account::clear);
     assert!(matches!(refused, Err(Error::Invalid(ref m)) if m.contains("ordered")), "{refused:?}");
+    // An index on one copy only would decide unique checks differently.
+    let refused = db.add_index(Account::BALANCE.index_spec(false));
+    assert!(matches!(refused, Err(Error::Invalid(ref m)) if m.contains("ordered")), "{refused:?}");
+    // An import into an empty table is not a bulk load of this copy alone: it is ordered.
+    let lines = "{\"id\":1,\"balance\":7}\n{\"id\":2,\"balance\":8}\n";
+    let imported = db.scope(|| {
+        Account::import_from(lines.as_bytes(), mnesia::Format::JsonLines, &mnesia::ImportOptions::default())
+    });
+    assert_eq!(imported.expect("import"), 2);
+    identical(&log, &copies);
+    assert_eq!(copies[2].db.scope(Account::count).expect("count"), 2);
     db.stop_ordering();
     db.scope(Account::clear).expect("cleared once no longer ordered");
 }
