@@ -262,10 +262,10 @@ struct ClusterSequencer {
 
 /// The largest commit record the cluster orders (encoded): with at most
 /// [`PAYLOAD_ENTRIES`] in one append, an append stays well under a frame's limit.
-const MAX_PROPOSAL: usize = 1 << 20;
+const MAX_PROPOSAL: usize = 512 << 10;
 
 /// Log entries sent in one append at most.
-const PAYLOAD_ENTRIES: u64 = 48;
+const PAYLOAD_ENTRIES: u64 = 120;
 
 /// How long a commit that the cluster has decided waits for this node to apply it.
 const APPLY_WAIT: Duration = Duration::from_secs(300);
