@@ -188,11 +188,15 @@ pub(crate) struct Shared {
     proposals: std::sync::atomic::AtomicU64,
     /// Connections to the leader, for commits made on a follower (several, so that the
     /// commits of many writers travel together).
-    leader: parking_lot::Mutex<Option<(u64, Links)>>,
+    leader: parking_lot::Mutex<Option<(u64, Arc<Links>)>>,
 }
 
-/// Connections to one node.
-type Links = Arc<[tokio::sync::Mutex<Peer>]>;
+/// Connections to one node, and a permit for each: a writer holding a permit finds one of
+/// them free.
+struct Links {
+    peers: Box<[tokio::sync::Mutex<Peer>]>,
+    free: tokio::sync::Semaphore,
+}
 
 /// Connections a follower keeps to the leader.
 const LEADER_LINKS: usize = 8;
@@ -220,7 +224,7 @@ impl Shared {
                     match leader.as_ref() {
                         Some((l, links)) if *l == id => Arc::clone(links),
                         _ => {
-                            let links: Links = (0..LEADER_LINKS)
+                            let peers = (0..LEADER_LINKS)
                                 .map(|_| {
                                     tokio::sync::Mutex::new(Peer::new(
                                         self.id,
@@ -231,15 +235,18 @@ impl Shared {
                                     ))
                                 })
                                 .collect();
+                            let links =
+                                Arc::new(Links { peers, free: tokio::sync::Semaphore::new(LEADER_LINKS) });
                             *leader = Some((id, Arc::clone(&links)));
                             links
                         }
                     }
                 };
-                // A free connection, else the first to come free.
-                let mut peer = match links.iter().find_map(|l| l.try_lock().ok()) {
+                // A connection as soon as one is free.
+                let Ok(_permit) = links.free.acquire().await else { return Err("the node stopped".into()) };
+                let mut peer = match links.peers.iter().find_map(|l| l.try_lock().ok()) {
                     Some(peer) => peer,
-                    None => links[0].lock().await,
+                    None => links.peers[0].lock().await,
                 };
                 let request = Request::Propose(proposal.clone());
                 if let Ok(Response::Proposed(Ok(placed))) = peer.call(&request, Duration::from_secs(10)).await
