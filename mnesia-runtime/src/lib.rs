@@ -59,6 +59,7 @@ mod restore_unclaimed;
 mod schema;
 mod select;
 mod snapshots;
+mod sort;
 mod store;
 mod system;
 mod table;

@@ -183,7 +183,7 @@ impl<T: Table> Query<T> {
 
     fn sorted(&self, mut recs: Vec<T>) -> Vec<T> {
         if !self.order.is_empty() {
-            recs.sort_by(|a, b| self.compare(a, b));
+            crate::sort::sort_by(&mut recs, |a, b| self.compare(a, b));
         }
         recs.into_iter().skip(self.offset).take(self.limit.unwrap_or(usize::MAX)).collect()
     }
@@ -280,7 +280,7 @@ impl<T: Table> Query<T> {
             }
             best.push(r.clone());
             if best.len() >= 2 * k {
-                best.sort_by(|a, b| self.compare(a, b));
+                crate::sort::sort_by(&mut best, |a, b| self.compare(a, b));
                 best.truncate(k);
                 compacted = true;
             }

@@ -249,7 +249,7 @@ impl<T: Table> TxTable<T> {
             }
         }
         if ordered && out.len() > committed {
-            out.sort_by(|a, b| a.0.cmp(&b.0));
+            crate::sort::sort_by(&mut out, |a, b| a.0.cmp(&b.0));
         }
         out.into_iter().map(|(_, x)| x).collect()
     }
@@ -344,7 +344,7 @@ impl<T: Table> TxTable<T> {
                         );
                     }
                 }
-                out.sort_by(|a, b| a.key().cmp(b.key()));
+                crate::sort::sort_by(&mut out, |a, b| a.key().cmp(b.key()));
                 let next = if exhausted { Cursor::Done } else { Cursor::After(last) };
                 (out, next)
             }

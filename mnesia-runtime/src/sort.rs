@@ -1,0 +1,38 @@
+//! A stable sort compiled once: positions are sorted with the comparison behind `dyn`, then
+//! the values are moved into that order. Sorting a `Vec<T>` directly would compile the
+//! standard library's sort (some 2,000 lines of LLVM IR) again for every record type and
+//! every comparison closure.
+
+use std::cmp::Ordering;
+
+/// Sorts `v` by `cmp`, stably (equal values keep their order).
+pub(crate) fn sort_by<X>(v: &mut Vec<X>, cmp: impl Fn(&X, &X) -> Ordering) {
+    if v.len() < 2 {
+        return;
+    }
+    let mut order: Vec<usize> = (0..v.len()).collect();
+    sort_positions(&mut order, &|a, b| cmp(&v[a], &v[b]));
+    let mut slots: Vec<Option<X>> = v.drain(..).map(Some).collect();
+    v.extend(order.into_iter().filter_map(|i| slots[i].take()));
+}
+
+fn sort_positions(order: &mut [usize], cmp: &dyn Fn(usize, usize) -> Ordering) {
+    order.sort_by(|a, b| cmp(*a, *b));
+}
+
+#[cfg(test)]
+mod tests {
+    use proptest::prelude::*;
+
+    proptest! {
+        /// The same order as the standard library's stable sort, equal keys included.
+        #[test]
+        fn sorts_as_the_standard_stable_sort(v in proptest::collection::vec((0u8..8, any::<u32>()), 0..200)) {
+            let mut ours = v.clone();
+            super::sort_by(&mut ours, |a, b| a.0.cmp(&b.0));
+            let mut std = v;
+            std.sort_by(|a, b| a.0.cmp(&b.0));
+            prop_assert_eq!(ours, std);
+        }
+    }
+}
