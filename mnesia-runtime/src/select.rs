@@ -13,6 +13,12 @@ use crate::tx::TxTable;
 /// How many keys of an index group are read at a time when only the first few are needed.
 const INDEX_PIECE: usize = 64;
 
+/// How many records a visit passed on, and their keys when they are to be ordered.
+struct Visited<K> {
+    n: usize,
+    keys: Vec<K>,
+}
+
 /// Where a chunked scan goes on from.
 #[derive(Clone, Debug)]
 pub(crate) enum Cursor<K> {
@@ -112,6 +118,24 @@ impl<T: Table> TxTable<T> {
         want: usize,
         mut f: impl FnMut(&T) -> X,
     ) -> Vec<X> {
+        let mut xs = Vec::new();
+        if let Some(keys) = self.select_visit(access, filter, want, &mut |r| xs.push(f(r))) {
+            crate::sort::sort_by_keys(&mut xs, &keys);
+        }
+        xs
+    }
+
+    /// Calls `f` on every record passing `filter`, as [`TxTable::select_planned`] reads
+    /// them (compiled once per record type, not once per caller). Returns the key of each
+    /// record visited when they must be put in key order (an `ordered_set`'s own pending
+    /// records came after the committed ones), else `None`.
+    fn select_visit(
+        &mut self,
+        access: Access<T>,
+        filter: &Filter<T>,
+        want: usize,
+        f: &mut dyn FnMut(&T),
+    ) -> Option<Vec<T::Key>> {
         // An index lookup or a range at a snapshot waits for every shard to settle; a scan
         // settles each shard as it comes to it.
         let at = match access {
@@ -121,17 +145,21 @@ impl<T: Table> TxTable<T> {
         // An ordered_set is read in key order; its keys are kept beside the values only to
         // merge the transaction's own pending records into that order.
         let ordered = self.store.kind == TableType::OrderedSet && !self.writes.get_mut().is_empty();
-        let mut out: Vec<(Option<T::Key>, X)> = Vec::new();
+        let mut out = Visited { n: 0, keys: Vec::new() };
         let alive = self.store.alive();
-        let mut push = |r: &T, out: &mut Vec<(Option<T::Key>, X)>| {
+        let mut push = |r: &T, out: &mut Visited<T::Key>| {
             if alive.keeps(r) {
-                out.push((ordered.then(|| r.key().clone()), f(r)));
+                if ordered {
+                    out.keys.push(r.key().clone());
+                }
+                out.n += 1;
+                f(r);
             }
         };
         match access {
             Access::Keys(keys) => {
                 for k in keys {
-                    if out.len() >= want {
+                    if out.n >= want {
                         break;
                     }
                     for r in self.read_group(&k) {
@@ -140,14 +168,14 @@ impl<T: Table> TxTable<T> {
                         }
                     }
                 }
-                return out.into_iter().map(|(_, x)| x).collect();
+                return None;
             }
             Access::Index(idx, values) => {
                 let mut keys = Vec::new();
                 if let ([v], true, None) = (values.as_slice(), want < usize::MAX, at) {
                     // One value and a limit: the group is walked a piece at a time.
                     let mut after: Option<T::Key> = None;
-                    while out.len() < want {
+                    while out.n < want {
                         keys.clear();
                         let Some((shard, version)) =
                             idx.lookup_from(v.as_ref(), after.as_ref(), INDEX_PIECE, &mut keys)
@@ -156,7 +184,7 @@ impl<T: Table> TxTable<T> {
                         };
                         self.note_index(&idx, shard, version);
                         for k in &keys {
-                            if out.len() >= want {
+                            if out.n >= want {
                                 break;
                             }
                             if self.writes().get(k).is_some() {
@@ -194,7 +222,7 @@ impl<T: Table> TxTable<T> {
                     keys.dedup();
                 }
                 for k in keys {
-                    if out.len() >= want {
+                    if out.n >= want {
                         break;
                     }
                     if self.writes().get(&k).is_some() {
@@ -219,13 +247,13 @@ impl<T: Table> TxTable<T> {
                     if writes.get(r.key()).is_none() && filter.matches(r) {
                         push(r, &mut out);
                     }
-                    out.len() < want
+                    out.n < want
                 });
                 self.note_shard(0, version);
             }
             Access::Scan | Access::ScanOverIndex { .. } => {
                 for shard in 0..self.store.shard_count() {
-                    if out.len() >= want {
+                    if out.n >= want {
                         break;
                     }
                     let at = self.at_shard(shard);
@@ -234,13 +262,13 @@ impl<T: Table> TxTable<T> {
                         if writes.get(r.key()).is_none() && filter.matches(r) {
                             push(r, &mut out);
                         }
-                        out.len() < want
+                        out.n < want
                     });
                     self.note_shard(shard, version);
                 }
             }
         }
-        let committed = out.len();
+        let committed = out.n;
         for e in self.writes.get_mut().iter() {
             for r in e.write.records() {
                 if filter.matches(r) {
@@ -248,10 +276,7 @@ impl<T: Table> TxTable<T> {
                 }
             }
         }
-        if ordered && out.len() > committed {
-            crate::sort::sort_by(&mut out, |a, b| a.0.cmp(&b.0));
-        }
-        out.into_iter().map(|(_, x)| x).collect()
+        (ordered && out.n > committed).then_some(out.keys)
     }
 
     /// How many records the table holds, as this transaction sees it.

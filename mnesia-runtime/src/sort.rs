@@ -12,6 +12,21 @@ pub(crate) fn sort_by<X>(v: &mut Vec<X>, cmp: impl Fn(&X, &X) -> Ordering) {
     }
     let mut order: Vec<usize> = (0..v.len()).collect();
     sort_positions(&mut order, &|a, b| cmp(&v[a], &v[b]));
+    permute(v, order);
+}
+
+/// Sorts `v` by `keys` (the key of each value, at the same position), stably.
+pub(crate) fn sort_by_keys<X, K: Ord>(v: &mut Vec<X>, keys: &[K]) {
+    if v.len() < 2 || keys.len() != v.len() {
+        return;
+    }
+    let mut order: Vec<usize> = (0..v.len()).collect();
+    sort_positions(&mut order, &|a, b| keys[a].cmp(&keys[b]));
+    permute(v, order);
+}
+
+/// Puts `v` in `order` (the positions of its values, each once).
+fn permute<X>(v: &mut Vec<X>, order: Vec<usize>) {
     let mut slots: Vec<Option<X>> = v.drain(..).map(Some).collect();
     v.extend(order.into_iter().filter_map(|i| slots[i].take()));
 }
