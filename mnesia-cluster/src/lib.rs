@@ -37,6 +37,7 @@
 mod faults;
 #[doc(hidden)]
 pub mod fuzzing;
+mod liveness;
 mod log_file;
 mod net;
 mod node;

@@ -16,6 +16,7 @@ use serde::{Deserialize, Serialize};
 use tokio::net::{TcpListener, TcpStream};
 
 use crate::faults::Faults;
+use crate::liveness::Liveness;
 use crate::raft::{Proposal, Types, Verdict};
 use crate::wire::{self, MAX_FRAME, WireError};
 
@@ -27,6 +28,8 @@ pub(crate) enum Request {
     Snapshot(InstallSnapshotRequest<Types>),
     /// Order this commit record (sent to the leader by a follower's commit).
     Propose(Proposal),
+    /// Are you there (sent to a peer nothing came from for a heartbeat)?
+    Ping,
 }
 
 /// The answer to a [`Request`].
@@ -37,6 +40,8 @@ pub(crate) enum Response {
     Snapshot(Result<InstallSnapshotResponse<u64>, RaftError<u64, InstallSnapshotError>>),
     /// The record's place in the log and its verdict, or why it was not ordered here.
     Proposed(Result<(u64, Verdict), String>),
+    /// The answer to [`Request::Ping`].
+    Pong,
 }
 
 /// How long a request may wait for its answer.
@@ -53,11 +58,32 @@ pub(crate) struct Peer {
     faults: Faults,
     cookie: Arc<[u8]>,
     stream: Option<TcpStream>,
+    /// Where each call's outcome is told, if anywhere.
+    liveness: Option<Arc<Liveness>>,
 }
 
 impl Peer {
-    pub(crate) fn new(me: u64, target: u64, addr: String, cookie: Arc<[u8]>, faults: Faults) -> Peer {
-        Peer { me, target, addr, faults, cookie, stream: None }
+    pub(crate) fn new(
+        me: u64,
+        target: u64,
+        addr: String,
+        cookie: Arc<[u8]>,
+        faults: Faults,
+        liveness: Option<Arc<Liveness>>,
+    ) -> Peer {
+        Peer { me, target, addr, faults, cookie, stream: None, liveness }
+    }
+
+    /// As [`Peer::exchange`], telling the outcome to the node's liveness.
+    pub(crate) async fn call(&mut self, request: &Request, timeout: Duration) -> Result<Response, WireError> {
+        let result = self.exchange(request, timeout).await;
+        if let Some(liveness) = &self.liveness {
+            match &result {
+                Ok(_) => liveness.heard(self.target),
+                Err(_) => liveness.lost(self.target),
+            }
+        }
+        result
     }
 
     /// Sends `request` and reads its answer, opening the connection first if needed; a
@@ -66,7 +92,7 @@ impl Peer {
     /// The connection is taken out while a request is on it and put back only once its
     /// answer has been read whole: a call cancelled halfway (its caller timed out) drops the
     /// connection with it, so no later request can read another's answer.
-    pub(crate) async fn call(&mut self, request: &Request, timeout: Duration) -> Result<Response, WireError> {
+    async fn exchange(&mut self, request: &Request, timeout: Duration) -> Result<Response, WireError> {
         if self.faults.is_cut(self.me, self.target) {
             self.stream = None;
             return Err(WireError::Io(std::io::ErrorKind::ConnectionRefused.into()));
@@ -101,6 +127,7 @@ pub(crate) struct Network {
     pub(crate) me: u64,
     pub(crate) cookie: Arc<[u8]>,
     pub(crate) faults: Faults,
+    pub(crate) liveness: Arc<Liveness>,
 }
 
 /// Raft's connection to one peer.
@@ -113,8 +140,14 @@ impl RaftNetworkFactory<Types> for Network {
     type Network = PeerLink;
 
     async fn new_client(&mut self, target: u64, node: &BasicNode) -> PeerLink {
-        let peer =
-            Peer::new(self.me, target, node.addr.clone(), Arc::clone(&self.cookie), self.faults.clone());
+        let peer = Peer::new(
+            self.me,
+            target,
+            node.addr.clone(),
+            Arc::clone(&self.cookie),
+            self.faults.clone(),
+            Some(Arc::clone(&self.liveness)),
+        );
         PeerLink { target, peer }
     }
 }
@@ -205,11 +238,13 @@ async fn connection(mut stream: TcpStream, node: &crate::node::Shared) -> Result
         if node.faults.is_cut(from, node.id) {
             return Ok(());
         }
+        node.liveness.heard(from);
         let response = match request {
             Request::Append(rpc) => Response::Append(node.raft.append_entries(rpc).await),
             Request::Vote(rpc) => Response::Vote(node.raft.vote(rpc).await),
             Request::Snapshot(rpc) => Response::Snapshot(node.raft.install_snapshot(rpc).await),
             Request::Propose(proposal) => Response::Proposed(node.write_here(proposal).await),
+            Request::Ping => Response::Pong,
         };
         wire::write_frame(&mut stream, &response).await?;
     }

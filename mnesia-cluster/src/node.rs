@@ -12,6 +12,7 @@ use openraft::{BasicNode, Raft, SnapshotPolicy};
 use tokio::sync::watch;
 
 use crate::faults::Faults;
+use crate::liveness::Liveness;
 use crate::net::{Network, Peer, Request, Response};
 use crate::raft::{LogStore, Proposal, ProposalId, StateMachine, Types, Verdict};
 
@@ -171,6 +172,8 @@ pub struct Status {
     pub last_applied: u64,
     /// The voting members.
     pub members: BTreeSet<u64>,
+    /// The other nodes that answer this one (see [`ClusterEvent`](mnesia_runtime::ClusterEvent)).
+    pub up: BTreeSet<u64>,
 }
 
 /// What the node's tasks share.
@@ -179,6 +182,8 @@ pub(crate) struct Shared {
     pub(crate) cookie: Arc<[u8]>,
     pub(crate) faults: Faults,
     pub(crate) raft: Raft<Types>,
+    /// Which peers answer, told to the database's system event subscribers.
+    pub(crate) liveness: Arc<Liveness>,
     applied: watch::Receiver<u64>,
     /// The errors of records refused here, by log index, until their commit takes them.
     refused: Arc<parking_lot::Mutex<BTreeMap<u64, Error>>>,
@@ -232,6 +237,7 @@ impl Shared {
                                         node.addr.clone(),
                                         Arc::clone(&self.cookie),
                                         self.faults.clone(),
+                                        Some(Arc::clone(&self.liveness)),
                                     ))
                                 })
                                 .collect();
@@ -415,8 +421,14 @@ impl Node {
         let (applied_tx, applied) = watch::channel(db.applied_index());
         let refused = Arc::new(parking_lot::Mutex::new(BTreeMap::new()));
         let machine = StateMachine::new(db.clone(), applied_tx, Arc::clone(&refused));
-        let network =
-            Network { me: options.id, cookie: Arc::clone(&options.cookie), faults: options.faults.clone() };
+        // A peer nothing came from for three of the longest election timeouts is down.
+        let liveness = Arc::new(Liveness::new(db.clone(), options.election.1 * 3));
+        let network = Network {
+            me: options.id,
+            cookie: Arc::clone(&options.cookie),
+            faults: options.faults.clone(),
+            liveness: Arc::clone(&liveness),
+        };
         let raft = runtime
             .block_on(Raft::new(options.id, config, network, log, machine))
             .map_err(|e| Error::Internal(format!("starting the cluster node: {e}")))?;
@@ -427,11 +439,21 @@ impl Node {
             life: life()?,
             proposals: std::sync::atomic::AtomicU64::new(0),
             raft,
+            liveness,
             applied,
             refused,
             leader: parking_lot::Mutex::new(None),
         });
         runtime.spawn(crate::net::serve(listener, Arc::clone(&shared)));
+        runtime.spawn(crate::liveness::watch_leader(shared.raft.clone(), db.clone()));
+        runtime.spawn(crate::liveness::watch_peers(
+            shared.raft.clone(),
+            shared.id,
+            Arc::clone(&shared.cookie),
+            shared.faults.clone(),
+            Arc::clone(&shared.liveness),
+            options.heartbeat,
+        ));
         db.order_commits_with(ClusterSequencer {
             shared: Arc::clone(&shared),
             handle: runtime.handle().clone(),
@@ -479,6 +501,7 @@ impl Node {
             term: m.current_term,
             last_applied: m.last_applied.map_or(0, |l| l.index),
             members: m.membership_config.membership().voter_ids().collect(),
+            up: self.shared.liveness.up(),
         }
     }
 

@@ -8,8 +8,8 @@ use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::time::{Duration, Instant};
 
-use mnesia::Error;
 use mnesia::prelude::*;
+use mnesia::{ClusterEvent, Error, SystemEvent};
 use mnesia_cluster::{Faults, Node, Options};
 
 #[derive(Table, Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -296,4 +296,47 @@ fn a_leader_cut_off_cannot_commit_and_the_majority_goes_on() {
         );
     }
     run.dbs[leader].scope(|| Account::write(Account { id: 4, balance: 4 })).expect("writes again");
+}
+
+/// Waits (at most 20 s) for a system event that `want` accepts.
+fn wait_for_event(events: &mnesia::SystemSubscription, want: impl Fn(&SystemEvent) -> bool) -> SystemEvent {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let mut seen = Vec::new();
+    while Instant::now() < deadline {
+        if let Some(e) = events.recv_timeout(Duration::from_millis(100)) {
+            if want(&e) {
+                return e;
+            }
+            seen.push(e);
+        }
+    }
+    panic!("the event never came; seen: {seen:?}");
+}
+
+#[test]
+fn peers_going_and_coming_back_and_a_new_leader_are_system_events() {
+    let faults = Faults::new();
+    let mut run = three_with(&faults);
+    let leader = run.leader();
+    let (watcher, third) = ((leader + 1) % 3, (leader + 2) % 3);
+    let (leader_id, watcher_id, third_id) = (leader as u64 + 1, watcher as u64 + 1, third as u64 + 1);
+    let events = run.dbs[watcher].subscribe_system();
+    let watching = run.nodes[watcher].as_ref().expect("watcher");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while watching.status().up != [leader_id, third_id].into() {
+        assert!(Instant::now() < deadline, "{:?}", watching.status());
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    // The third node cut off from the watcher alone: the watcher sees it go, and come back.
+    faults.cut(watcher_id, third_id);
+    wait_for_event(&events, |e| *e == SystemEvent::Cluster(ClusterEvent::NodeDown { node: third_id }));
+    faults.heal();
+    wait_for_event(&events, |e| *e == SystemEvent::Cluster(ClusterEvent::NodeUp { node: third_id }));
+    // The leader stops: the watcher sees it go and learns of another leader.
+    run.nodes[leader] = None;
+    wait_for_event(&events, |e| *e == SystemEvent::Cluster(ClusterEvent::NodeDown { node: leader_id }));
+    wait_for_event(
+        &events,
+        |e| matches!(e, SystemEvent::Cluster(ClusterEvent::LeaderChanged { leader: Some(l), .. }) if *l != leader_id),
+    );
 }

@@ -869,6 +869,21 @@ impl Database {
         self.inner.system.add(self.inner.config.event_buffer)
     }
 
+    /// Tells this database's system event subscribers of a change in its cluster (what the
+    /// replication layer calls; see [`ClusterEvent`](crate::ClusterEvent)).
+    ///
+    /// ```
+    /// # use mnesia::prelude::*;
+    /// let db = Database::in_memory()?;
+    /// let events = db.subscribe_system();
+    /// db.report_cluster_event(mnesia::ClusterEvent::LeaderChanged { leader: Some(1), term: 2 });
+    /// assert!(events.try_recv().is_some());
+    /// # Ok::<(), mnesia::Error>(())
+    /// ```
+    pub fn report_cluster_event(&self, event: crate::system::ClusterEvent) {
+        self.inner.system.publish(crate::system::SystemEvent::Cluster(event));
+    }
+
     /// The snapshot of a disc table in use, looked up now (not from an older list: a table
     /// may have been created, claimed, dropped or moved meanwhile).
     fn snapshot_of(&self, def: &TableDef) -> Option<Result<crate::disk::Snapshot>> {

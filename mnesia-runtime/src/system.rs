@@ -68,10 +68,51 @@ pub enum SystemEvent {
     /// The commit log works again after [`SystemEvent::LogFailed`]: what it holds is
     /// durable.
     LogRecovered,
+    /// A change in the cluster this database's node belongs to, as the node sees it
+    /// (`mnesia::cluster`).
+    Cluster(ClusterEvent),
     /// The subscriber fell too far behind: this many events were dropped here.
     Lagged {
         /// How many events were dropped.
         missed: u64,
+    },
+}
+
+/// A change in a cluster as one node sees it: told to that node's database by the
+/// replication layer (the facade's `cluster` feature) through
+/// [`Database::report_cluster_event`](crate::Database::report_cluster_event), and to its
+/// system event subscribers as [`SystemEvent::Cluster`].
+///
+/// ```
+/// use mnesia::prelude::*;
+/// use mnesia::{ClusterEvent, SystemEvent};
+///
+/// let db = Database::in_memory()?;
+/// let events = db.subscribe_system();
+/// db.report_cluster_event(ClusterEvent::NodeDown { node: 3 });
+/// assert_eq!(events.try_recv(), Some(SystemEvent::Cluster(ClusterEvent::NodeDown { node: 3 })));
+/// # Ok::<(), mnesia::Error>(())
+/// ```
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum ClusterEvent {
+    /// Another node answers (first contact, or again after [`ClusterEvent::NodeDown`]).
+    NodeUp {
+        /// Its id.
+        node: u64,
+    },
+    /// Another node stopped answering: a request to it failed, or nothing came from it for
+    /// several heartbeats.
+    NodeDown {
+        /// Its id.
+        node: u64,
+    },
+    /// The node learned of another leader, or of none (an election is under way).
+    LeaderChanged {
+        /// The leader's id, `None` while there is none.
+        leader: Option<u64>,
+        /// The Raft term.
+        term: u64,
     },
 }
 
