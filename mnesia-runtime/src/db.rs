@@ -404,11 +404,11 @@ impl<T: Table> AnyTable for TableStore<T> {
     }
 
     fn disk_id(&self) -> Option<u64> {
-        crate::store::Store::disk_id(self)
+        TableStore::disk_id(self)
     }
 
     fn storage(&self) -> StorageType {
-        crate::store::Store::storage(self)
+        TableStore::storage(self)
     }
 
     fn release(&self) {
@@ -416,7 +416,7 @@ impl<T: Table> AnyTable for TableStore<T> {
     }
 
     fn prune_history(&self, floor: &dyn Fn() -> u64) {
-        crate::store::Store::prune_history(self, floor);
+        TableStore::prune_history(self, floor);
     }
 
     fn backup_locks<'a>(&'a self, out: &mut Vec<LockReq<'a>>) {

@@ -10,11 +10,9 @@ use std::collections::BTreeMap;
 use std::ops::Bound;
 use std::sync::atomic::Ordering;
 
-use parking_lot::RwLockReadGuard;
-
-use super::row::{AnyKey, AnyRows, OwnedKey, Rows};
-use super::{Found, ShardData, ShardMap, Store, range_is_empty};
+use super::{ShardData, ShardMap, TableStore, group_key, key_of, range_is_empty};
 use crate::snapshots::NONE_OPEN;
+use crate::table::Table;
 
 /// The version a read at a snapshot records for something changed since the snapshot: it
 /// matches no version, so a transaction that read it and writes runs again.
@@ -25,36 +23,36 @@ pub(crate) const CHANGED: u64 = u64::MAX;
 const FIRST_PRUNE: usize = 64;
 
 /// One replaced version of a key's records.
-struct Kept {
+struct Kept<T> {
     /// The commit that wrote it.
     version: u64,
     /// The commit that replaced it.
     replaced_at: u64,
-    recs: Rows,
+    recs: Vec<T>,
 }
 
-impl Kept {
+impl<T> Kept<T> {
     fn visible_at(&self, at: u64) -> bool {
         self.version <= at && at < self.replaced_at
     }
 }
 
 /// The replaced versions of a shard's keys, oldest first for each key.
-pub(super) struct History {
-    kept: BTreeMap<OwnedKey, Vec<Kept>>,
+pub(super) struct History<T: Table> {
+    kept: BTreeMap<T::Key, Vec<Kept<T>>>,
     len: usize,
     prune_at: usize,
 }
 
-impl History {
+impl<T: Table> History<T> {
     fn new() -> Self {
         History { kept: BTreeMap::new(), len: 0, prune_at: FIRST_PRUNE }
     }
 
     /// Keeps `recs`, the key's records written by commit `version`, replaced by commit
     /// `seq`; prunes what no snapshot at or after `floor` needs when many are kept.
-    fn keep(&mut self, key: &dyn AnyKey, version: u64, seq: u64, recs: Rows, floor: u64) {
-        if recs.count() == 0 {
+    fn keep(&mut self, key: &T::Key, version: u64, seq: u64, recs: Vec<T>, floor: u64) {
+        if recs.is_empty() {
             // An absent key needs no version: a read at a snapshot finds nothing visible.
             return;
         }
@@ -62,7 +60,7 @@ impl History {
         match self.kept.get_mut(key) {
             Some(list) => list.push(kept),
             None => {
-                self.kept.insert(OwnedKey(key.to_box()), vec![kept]);
+                self.kept.insert(key.clone(), vec![kept]);
             }
         }
         self.len += 1;
@@ -84,29 +82,28 @@ impl History {
     }
 
     /// The key's records visible at `at` among the kept ones.
-    fn at(&self, key: &dyn AnyKey, at: u64) -> Option<&dyn AnyRows> {
-        self.kept.get(key)?.iter().find(|k| k.visible_at(at)).map(|k| &*k.recs)
+    fn at(&self, key: &T::Key, at: u64) -> Option<&[T]> {
+        self.kept.get(key)?.iter().find(|k| k.visible_at(at)).map(|k| k.recs.as_slice())
     }
 
     /// The keys with a kept version visible at `at`, and those records, in key order.
     fn visible<'a>(
         &'a self,
-        lo: Bound<&'a dyn AnyKey>,
-        hi: Bound<&'a dyn AnyKey>,
+        lo: Bound<&'a T::Key>,
+        hi: Bound<&'a T::Key>,
         at: u64,
-    ) -> impl Iterator<Item = (&'a dyn AnyKey, &'a dyn AnyRows)> + 'a {
-        let range =
-            if range_is_empty(lo, hi) { None } else { Some(self.kept.range::<dyn AnyKey, _>((lo, hi))) };
+    ) -> impl Iterator<Item = (&'a T::Key, &'a [T])> + 'a {
+        let range = if range_is_empty(lo, hi) { None } else { Some(self.kept.range::<T::Key, _>((lo, hi))) };
         range.into_iter().flatten().filter_map(move |(key, list)| {
-            list.iter().find(|k| k.visible_at(at)).map(|k| (&*key.0, &*k.recs))
+            list.iter().find(|k| k.visible_at(at)).map(|k| (key, k.recs.as_slice()))
         })
     }
 }
 
-impl ShardData {
+impl<T: Table> ShardData<T> {
     /// Keeps `recs`, written by commit `version` and replaced by commit `seq`, for the
     /// snapshots open (the oldest at `floor` or after).
-    pub(super) fn keep(&mut self, key: &dyn AnyKey, version: u64, seq: u64, recs: Rows, floor: u64) {
+    pub(super) fn keep(&mut self, key: &T::Key, version: u64, seq: u64, recs: Vec<T>, floor: u64) {
         self.history.get_or_insert_with(|| Box::new(History::new())).keep(key, version, seq, recs, floor);
     }
 
@@ -124,16 +121,16 @@ impl ShardData {
         }
     }
 
-    fn kept_at(&self, key: &dyn AnyKey, at: u64) -> Option<&dyn AnyRows> {
+    fn kept_at(&self, key: &T::Key, at: u64) -> Option<&[T]> {
         self.history.as_ref().and_then(|h| h.at(key, at))
     }
 
     fn kept_visible<'a>(
         &'a self,
-        lo: Bound<&'a dyn AnyKey>,
-        hi: Bound<&'a dyn AnyKey>,
+        lo: Bound<&'a T::Key>,
+        hi: Bound<&'a T::Key>,
         at: u64,
-    ) -> impl Iterator<Item = (&'a dyn AnyKey, &'a dyn AnyRows)> + 'a {
+    ) -> impl Iterator<Item = (&'a T::Key, &'a [T])> + 'a {
         self.history.iter().flat_map(move |h| h.visible(lo, hi, at))
     }
 
@@ -146,27 +143,27 @@ impl ShardData {
 /// Visits an `ordered_set` shard's records within bounds as they were at `at`, in key
 /// order, until `f` returns false: two key-ordered walks merged, the records unchanged since
 /// the snapshot and the kept ones visible at it (a key is in at most one of them).
-fn in_key_order_at(
-    data: &ShardData,
-    map: &BTreeMap<OwnedKey, super::Slot>,
-    lo: Bound<&dyn AnyKey>,
-    hi: Bound<&dyn AnyKey>,
+fn in_key_order_at<T: Table>(
+    data: &ShardData<T>,
+    map: &BTreeMap<T::Key, super::Slot<T>>,
+    lo: Bound<&T::Key>,
+    hi: Bound<&T::Key>,
     at: u64,
-    f: &mut dyn FnMut(&dyn AnyRows) -> bool,
+    f: &mut impl FnMut(&T) -> bool,
 ) {
-    let mut live = map.range::<dyn AnyKey, _>((lo, hi)).filter(|(_, s)| s.version <= at).peekable();
+    let mut live = map.range::<T::Key, _>((lo, hi)).filter(|(_, s)| s.version <= at).peekable();
     let mut kept = data.kept_visible(lo, hi, at).peekable();
     loop {
         let take_live = match (live.peek(), kept.peek()) {
-            (Some((a, _)), Some((b, _))) => &*a.0 < *b,
+            (Some((a, _)), Some((b, _))) => *a < *b,
             (Some(_), None) => true,
             (None, Some(_)) => false,
             (None, None) => break,
         };
         let going = if take_live {
-            live.next().is_none_or(|(_, s)| f(&*s.rec))
+            live.next().is_none_or(|(_, s)| f(&s.rec))
         } else {
-            kept.next().is_none_or(|(_, recs)| f(recs))
+            kept.next().is_none_or(|(_, recs)| recs.iter().all(&mut *f))
         };
         if !going {
             break;
@@ -174,124 +171,171 @@ fn in_key_order_at(
     }
 }
 
-impl Store {
-    /// Reads a key as it was at snapshot `at` (as it is, without one): the version to
-    /// record for validation and its records. The version is the record's when it has not
-    /// changed since the snapshot, 0 when the key was and is absent, else [`CHANGED`].
-    pub(crate) fn get_at(&self, key: &dyn AnyKey, hash: u64, at: Option<u64>) -> (u64, Found<'_>) {
-        let Some(at) = at else { return self.get(key, hash) };
+impl<T: Table> TableStore<T> {
+    /// Reads a key as it was at snapshot `at` (or as it is, without one): the version to
+    /// record for validation and a view of its records. The version is the record's when
+    /// it has not changed since the snapshot, 0 when the key was and is absent, else
+    /// [`CHANGED`].
+    pub(crate) fn get_at<R>(
+        &self,
+        key: &T::Key,
+        hash: u64,
+        at: Option<u64>,
+        f: impl FnOnce(u64, &[T]) -> R,
+    ) -> R {
+        let Some(at) = at else { return self.get_with(key, hash, f) };
         let data = self.shards[self.shard_of(hash)].data.read();
-        let live: Option<(u64, Option<Rows>)> = match &data.map {
+        let live: Option<(u64, Vec<T>)>;
+        let found = match &data.map {
+            ShardMap::Set(t) => {
+                t.find(hash, |s| key_of(s) == key).map(|s| (s.version, std::slice::from_ref(&s.rec)))
+            }
+            ShardMap::Ordered(m) => m.get(key).map(|s| (s.version, std::slice::from_ref(&s.rec))),
+            ShardMap::Bag(t) => {
+                t.find(hash, |s| group_key(s) == Some(key)).map(|s| (s.version, s.rec.as_slice()))
+            }
             ShardMap::Disc(d) => match self.disc_get(d, key) {
                 Ok((0, _)) => None,
-                Ok(got) => Some(got),
+                Ok(got) => {
+                    live = Some(got);
+                    live.as_ref().map(|(v, recs)| (*v, recs.as_slice()))
+                }
                 Err(e) => {
                     self.poison(e);
-                    return (0, Found::None);
+                    return f(0, &[]);
                 }
             },
-            map => map.get(key, hash).map(|s| (s.version, None)),
         };
-        match live {
-            Some((version, Some(rows))) if version <= at => (version, Found::Owned { rows, _lock: data }),
-            Some((version, None)) if version <= at => {
-                let found = RwLockReadGuard::try_map(data, |d| d.map.get(key, hash).map(|s| &*s.rec));
-                (version, found.map_or(Found::None, Found::Held))
-            }
-            live => match RwLockReadGuard::try_map(data, |d| d.kept_at(key, at)) {
-                Ok(kept) => (CHANGED, Found::Held(kept)),
-                // Absent then and now, or written since the snapshot and absent at it.
-                Err(_) => (if live.is_some() { CHANGED } else { 0 }, Found::None),
-            },
+        match (found, data.kept_at(key, at)) {
+            (Some((version, recs)), _) if version <= at => f(version, recs),
+            (_, Some(recs)) => f(CHANGED, recs),
+            (None, None) => f(0, &[]),
+            // Written since the snapshot, absent at it.
+            (Some(_), None) => f(CHANGED, &[]),
         }
     }
 
-    /// Visits what the keys of one shard held at snapshot `at` (hold, without one) until
-    /// `f` returns false; returns the version to record for the shard.
+    /// Visits the records of one shard as they were at snapshot `at` (as they are, without
+    /// one) until `f` returns false; returns the version to record for the shard.
     pub(crate) fn scan_shard_while_at(
         &self,
         shard: usize,
         at: Option<u64>,
-        f: &mut dyn FnMut(&dyn AnyRows) -> bool,
+        mut f: impl FnMut(&T) -> bool,
     ) -> u64 {
         let Some(at) = at else { return self.scan_shard_while(shard, f) };
         let data = self.shards[shard].data.read();
         if let ShardMap::Ordered(m) = &data.map {
             // In key order, as without a snapshot.
-            in_key_order_at(&data, m, Bound::Unbounded, Bound::Unbounded, at, f);
+            in_key_order_at(&data, m, Bound::Unbounded, Bound::Unbounded, at, &mut f);
             return data.version_at(at);
         }
+        let mut going = true;
+        let mut visit = |recs: &[T]| {
+            for r in recs {
+                going = going && f(r);
+            }
+            going
+        };
         let done = match &data.map {
+            ShardMap::Set(t) => {
+                t.iter().filter(|s| s.version <= at).all(|s| visit(std::slice::from_ref(&s.rec)))
+            }
+            // Visited above.
+            ShardMap::Ordered(_) => true,
+            ShardMap::Bag(t) => t.iter().filter(|s| s.version <= at).all(|s| visit(&s.rec)),
             ShardMap::Disc(d) => {
                 let mut going = true;
-                self.disc_scan_or_poison(d, &mut |_, version, recs| {
+                let scanned = self.disc_scan(d, |_, version, recs| {
                     if going && version <= at {
-                        going = f(recs);
+                        going = visit(recs);
                     }
                 });
+                if let Err(e) = scanned {
+                    self.poison(e);
+                }
                 going
             }
-            map => map.slots().filter(|s| s.version <= at).all(|s| f(&*s.rec)),
         };
         if done {
-            let _ = data.kept_visible(Bound::Unbounded, Bound::Unbounded, at).all(|(_, recs)| f(recs));
+            for (_, recs) in data.kept_visible(Bound::Unbounded, Bound::Unbounded, at) {
+                if !visit(recs) {
+                    break;
+                }
+            }
         }
         data.version_at(at)
     }
 
-    /// Visits what the keys of an `ordered_set` within bounds held at snapshot `at` (hold,
-    /// without one), in key order, until `f` returns false; returns the version to record.
-    /// Other table types visit everything, unordered.
+    /// As [`TableStore::scan_shard_while_at`], visiting every record.
+    pub(crate) fn scan_shard_at(&self, shard: usize, at: Option<u64>, mut f: impl FnMut(&T)) -> u64 {
+        self.scan_shard_while_at(shard, at, |r| {
+            f(r);
+            true
+        })
+    }
+
+    /// Visits the records of an `ordered_set` within bounds, in key order, as they were at
+    /// snapshot `at` (as they are, without one), until `f` returns false; returns the
+    /// version to record. Other table types visit every record, unordered.
     pub(crate) fn scan_range_at(
         &self,
-        lo: Bound<&dyn AnyKey>,
-        hi: Bound<&dyn AnyKey>,
+        lo: Bound<&T::Key>,
+        hi: Bound<&T::Key>,
         at: Option<u64>,
-        f: &mut dyn FnMut(&dyn AnyRows) -> bool,
+        mut f: impl FnMut(&T) -> bool,
     ) -> u64 {
         let Some(at) = at else { return self.scan_range(lo, hi, f) };
         let data = self.shards[0].data.read();
         let ShardMap::Ordered(m) = &data.map else {
             drop(data);
             for i in 0..self.shards.len() {
-                self.scan_shard_while_at(i, Some(at), &mut |r| {
+                self.scan_shard_at(i, Some(at), |r| {
                     f(r);
-                    true
                 });
             }
             return 0;
         };
         if !range_is_empty(lo, hi) {
-            in_key_order_at(&data, m, lo, hi, at, f);
+            in_key_order_at(&data, m, lo, hi, at, &mut f);
         }
         data.version_at(at)
     }
 
     /// Keeps every record of a shard that a clear (commit `seq`) is about to remove, for
     /// the snapshots open (the oldest at `floor` or after).
-    pub(super) fn keep_all(&self, data: &mut ShardData, seq: u64, floor: u64) {
-        let mut kept: Vec<(Box<dyn AnyKey>, u64, Rows)> = Vec::new();
+    pub(super) fn keep_all(&self, data: &mut ShardData<T>, seq: u64, floor: u64) {
+        let mut kept = Vec::new();
         match &data.map {
-            ShardMap::Disc(d) => self.disc_scan_or_poison(d, &mut |k, version, recs| {
-                kept.push((k.to_box(), version, recs.to_box()))
-            }),
-            map => kept
-                .extend(map.slots().filter_map(|s| Some((s.rec.key()?.to_box(), s.version, s.rec.to_box())))),
+            ShardMap::Set(t) => {
+                kept.extend(t.iter().map(|s| (key_of(s).clone(), s.version, vec![s.rec.clone()])))
+            }
+            ShardMap::Ordered(m) => {
+                kept.extend(m.iter().map(|(k, s)| (k.clone(), s.version, vec![s.rec.clone()])))
+            }
+            ShardMap::Bag(t) => {
+                kept.extend(t.iter().filter_map(|s| Some((group_key(s)?.clone(), s.version, s.rec.clone()))))
+            }
+            ShardMap::Disc(d) => {
+                if let Err(e) =
+                    self.disc_scan(d, |k, version, recs| kept.push((k.clone(), version, recs.to_vec())))
+                {
+                    self.poison(e);
+                }
+            }
         }
         for (key, version, recs) in kept {
-            data.keep(&*key, version, seq, recs, floor);
+            data.keep(&key, version, seq, recs, floor);
         }
         self.has_history.store(true, Ordering::Release);
     }
 
-    /// Visits the keys changed since snapshot `at` that held records at it: with an index
+    /// Appends the keys changed since snapshot `at` that held records at it: with an index
     /// lookup made before, every key that may have held a value at the snapshot.
-    pub(crate) fn changed_since(&self, at: u64, f: &mut dyn FnMut(&dyn AnyKey)) {
+    pub(crate) fn changed_since(&self, at: u64, out: &mut Vec<T::Key>) {
         for shard in self.shards.iter() {
             let data = shard.data.read();
-            for (k, _) in data.kept_visible(Bound::Unbounded, Bound::Unbounded, at) {
-                f(k);
-            }
+            out.extend(data.kept_visible(Bound::Unbounded, Bound::Unbounded, at).map(|(k, _)| k.clone()));
         }
     }
 
@@ -318,7 +362,7 @@ mod tests {
     use std::sync::Arc;
 
     use super::*;
-    use crate::store::{TableStore, Write};
+    use crate::store::Write;
     use crate::table::TableType;
     use crate::testing::{Rec, rec};
 

@@ -1,7 +1,5 @@
-//! The in-memory store of one table, compiled once for every record type: records in
-//! shards, each shard a hash table (`set`), a B-tree (`ordered_set`) or a hash table of
-//! record groups (`bag`), or a `disc_only_copies` table's file. Keys and records are trait
-//! objects (`row.rs`); `typed.rs` is the thin typed edge the rest of the runtime uses.
+//! The typed in-memory store of one table: records in shards, each shard a hash table
+//! (`set`), a B-tree (`ordered_set`) or a hash table of record groups (`bag`).
 //!
 //! Invariants kept here:
 //! - every record (or bag group) carries the commit sequence number that last wrote it; a
@@ -10,29 +8,28 @@
 //! - only a commit holding the shard's commit lock exclusively changes a shard (see `tx`).
 
 use std::collections::BTreeMap;
+use std::hash::BuildHasher;
 use std::ops::Bound;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
+use arc_swap::ArcSwap;
 use crossbeam_utils::CachePadded;
 use hashbrown::HashTable;
 use hashbrown::hash_table::Entry;
-use parking_lot::{MappedRwLockReadGuard, RwLock, RwLockReadGuard};
+use parking_lot::RwLock;
 
 use crate::clock::Clock;
 use crate::disk::only::DiscOnly;
-use crate::disk::record::{EntryEncoder, Logged, SnapshotEntry};
+use crate::disk::record::{EntryEncoder, Logged, SnapshotEntry, encode};
 use crate::error::{Error, Result};
+use crate::index::TableIndex;
 use crate::lock::{CommitLock, HeldLocks, LockReq, lock_order};
-use crate::prefetch::each_warmed;
-use crate::table::{StorageType, TableType};
+use crate::prefetch::{each_warmed, warm};
+use crate::table::{StorageType, Table, TableType};
+use crate::ttl::ExpiryIndex;
 
 mod history;
-pub(crate) mod row;
-mod typed;
-
-use row::{AnyKey, AnyRows, OwnedKey, RowType, Rows};
-pub(crate) use typed::{IndexList, Sealed, TableStore, Write};
 
 /// Shards of a `set` or `bag` table; an `ordered_set` keeps one shard so that it stays one
 /// ordered structure.
@@ -40,75 +37,110 @@ pub(crate) const SHARDS: usize = 64;
 
 pub(crate) type Hasher = hashbrown::DefaultHashBuilder;
 
+/// Rows of a recovered table loaded at a time (see `TableStore::load`).
+const LOAD_CHUNK: usize = 1 << 16;
+
 /// A released table with this many keys or more is freed on a thread of its own.
 const FREE_APART: usize = 10_000;
 
-/// A key's records with the sequence number of the commit that wrote them.
-pub(crate) struct Slot {
+/// A record (or a bag's record group) with the sequence number of the commit that wrote it.
+pub(crate) struct Slot<R> {
     pub(crate) version: u64,
-    pub(crate) rec: Rows,
+    pub(crate) rec: R,
 }
 
-enum ShardMap {
-    Set(HashTable<Slot>),
-    Ordered(BTreeMap<OwnedKey, Slot>),
-    Bag(HashTable<Slot>),
+/// What a commit does to one key.
+#[derive(Clone)]
+pub(crate) enum Write<T> {
+    /// Set or replace the record (`set`, `ordered_set`).
+    Put(T),
+    /// Replace the key's whole record group (`bag`); empty removes the key.
+    Group(Vec<T>),
+    /// Remove the key.
+    Delete,
+    /// Remove the key's expired records, keeping these (the reaper's write).
+    Expire(Vec<T>),
+}
+
+impl<T> Write<T> {
+    /// The records the key holds after this write.
+    pub(crate) fn records(&self) -> &[T] {
+        match self {
+            Write::Put(r) => std::slice::from_ref(r),
+            Write::Group(v) | Write::Expire(v) => v,
+            Write::Delete => &[],
+        }
+    }
+
+    /// The records the key holds after this write, by value.
+    fn into_records(self) -> Vec<T> {
+        match self {
+            Write::Put(r) => vec![r],
+            Write::Group(v) | Write::Expire(v) => v,
+            Write::Delete => Vec::new(),
+        }
+    }
+}
+
+impl<T: serde::Serialize> Write<T> {
+    /// The write as the log and the disc-only file keep it.
+    pub(crate) fn logged(&self) -> Result<Logged> {
+        Ok(match self.records() {
+            [] => Logged::Delete,
+            [r] if matches!(self, Write::Put(_)) => Logged::Put(encode(r)?),
+            rs => Logged::Group(rs.iter().map(encode).collect::<Result<_>>()?),
+        })
+    }
+}
+
+enum ShardMap<T: Table> {
+    Set(HashTable<Slot<T>>),
+    Ordered(BTreeMap<T::Key, Slot<T>>),
+    Bag(HashTable<Slot<Vec<T>>>),
     /// A `disc_only_copies` table: the records are in the directory's redb file.
     Disc(Arc<DiscOnly>),
 }
 
-impl ShardMap {
-    fn new(kind: TableType) -> ShardMap {
-        match kind {
-            TableType::Set => ShardMap::Set(HashTable::new()),
-            TableType::OrderedSet => ShardMap::Ordered(BTreeMap::new()),
-            TableType::Bag => ShardMap::Bag(HashTable::new()),
-        }
-    }
-
-    /// The slot of a key held in memory (`None` for a disc-only table).
-    fn get(&self, key: &dyn AnyKey, hash: u64) -> Option<&Slot> {
-        let any = key.as_any();
-        match self {
-            ShardMap::Set(t) | ShardMap::Bag(t) => t.find(hash, |s| s.rec.key_is(any)),
-            ShardMap::Ordered(m) => m.get(key),
-            ShardMap::Disc(_) => None,
-        }
-    }
-
-    /// Every slot held in memory, in key order for an `ordered_set`.
-    fn slots(&self) -> Box<dyn Iterator<Item = &Slot> + '_> {
-        match self {
-            ShardMap::Set(t) | ShardMap::Bag(t) => Box::new(t.iter()),
-            ShardMap::Ordered(m) => Box::new(m.values()),
-            ShardMap::Disc(_) => Box::new(std::iter::empty()),
-        }
-    }
-
-    fn len(&self) -> Option<usize> {
-        match self {
-            ShardMap::Set(t) | ShardMap::Bag(t) => Some(t.len()),
-            ShardMap::Ordered(m) => Some(m.len()),
-            ShardMap::Disc(_) => None,
-        }
-    }
-}
-
-/// The hash of the key a slot holds.
-fn rehash(hasher: &Hasher) -> impl Fn(&Slot) -> u64 + '_ {
-    move |s: &Slot| s.rec.key().map_or(0, |k| k.dyn_hash(hasher))
-}
-
-pub(crate) struct ShardData {
+pub(crate) struct ShardData<T: Table> {
     pub(crate) version: u64,
-    map: ShardMap,
+    map: ShardMap<T>,
     /// Versions replaced while snapshots were open (see `history.rs`).
-    history: Option<Box<history::History>>,
+    history: Option<Box<history::History<T>>>,
 }
 
-pub(crate) struct Shard {
+pub(crate) struct Shard<T: Table> {
     pub(crate) commit: CommitLock,
-    pub(crate) data: RwLock<ShardData>,
+    pub(crate) data: RwLock<ShardData<T>>,
+}
+
+/// A store whose counter is fixed because a new store is about to take its place (the
+/// holder has the schema lock): an id taken from it meanwhile is not handed out
+/// (`ops::take_id` waits for the schema lock, then takes one from whichever store is in
+/// place). Dropped without [`Sealed::keep`] (the change failed), the store is unsealed.
+pub(crate) struct Sealed<T: Table>(Option<Arc<TableStore<T>>>);
+
+impl<T: Table> Sealed<T> {
+    /// Seals `store`; returns the guard and the final counter.
+    pub(crate) fn new(store: &Arc<TableStore<T>>) -> (Sealed<T>, u64) {
+        store.sealed.store(true, Ordering::SeqCst);
+        // Pairs with the fence of `take_id`: either it sees the seal, or this sees its id.
+        std::sync::atomic::fence(Ordering::SeqCst);
+        let counter = store.counter.load(Ordering::SeqCst);
+        (Sealed(Some(Arc::clone(store))), counter)
+    }
+
+    /// The new store took the old one's place: it stays sealed.
+    pub(crate) fn keep(mut self) {
+        self.0 = None;
+    }
+}
+
+impl<T: Table> Drop for Sealed<T> {
+    fn drop(&mut self) {
+        if let Some(store) = self.0.take() {
+            store.sealed.store(false, Ordering::SeqCst);
+        }
+    }
 }
 
 /// A backup in progress on a table: the commit it was cut at, the shards it has copied,
@@ -122,6 +154,12 @@ pub(crate) struct Cut {
     failed: AtomicBool,
 }
 
+/// The indexes of a table, replaced as a whole when one is added or removed.
+pub(crate) struct IndexList<T: Table> {
+    pub(crate) epoch: u64,
+    pub(crate) list: Vec<Arc<dyn TableIndex<T>>>,
+}
+
 /// The failure that stopped a disc-only table.
 struct Poison {
     /// The operating system's kind, for an I/O failure.
@@ -131,34 +169,8 @@ struct Poison {
     error: String,
 }
 
-/// A key's records as a read found them: in the shard (its read lock held until this is
-/// dropped), decoded from a disc-only file, or none.
-pub(crate) enum Found<'a> {
-    Held(MappedRwLockReadGuard<'a, dyn AnyRows>),
-    /// Decoded from a disc-only file, the shard's read lock held.
-    Owned {
-        rows: Rows,
-        _lock: RwLockReadGuard<'a, ShardData>,
-    },
-    None,
-}
-
-impl Found<'_> {
-    /// The records found.
-    pub(crate) fn rows(&self) -> Option<&dyn AnyRows> {
-        match self {
-            Found::Held(g) => Some(&**g),
-            Found::Owned { rows, .. } => Some(&**rows),
-            Found::None => None,
-        }
-    }
-}
-
-/// A change a write made to a key: its records before and after.
-pub(crate) type OnChange<'a> = &'a mut dyn FnMut(Option<&dyn AnyRows>, Option<&dyn AnyRows>);
-
-/// One table's records and auto-increment counter, whatever its record type.
-pub(crate) struct Store {
+/// One table's records, indexes and auto-increment counter.
+pub(crate) struct TableStore<T: Table> {
     /// The database holding the table.
     pub(crate) db_id: u64,
     /// The database's clock.
@@ -168,17 +180,16 @@ pub(crate) struct Store {
     pub(crate) disk_id: AtomicU64,
     pub(crate) id: u32,
     pub(crate) kind: TableType,
-    /// The record type, for decoding and errors.
-    row: &'static dyn RowType,
-    pub(crate) hasher: Hasher,
-    shards: Box<[CachePadded<Shard>]>,
+    hasher: Hasher,
+    shards: Box<[CachePadded<Shard<T>>]>,
+    pub(crate) indexes: ArcSwap<IndexList<T>>,
     /// The highest id handed out or written for an `#[auto_increment]` key.
     pub(crate) counter: AtomicU64,
     pub(crate) dropped: AtomicBool,
     /// Dropped because a new store took its place (see `mark_replaced`).
     replaced: AtomicBool,
-    /// A new store is about to take this one's place: its counter is final (see `Sealed`).
-    pub(crate) sealed: AtomicBool,
+    /// A new store is about to take this one's place: its counter is final (see `seal`).
+    sealed: AtomicBool,
     /// A `disc_only_copies` table failed to read or write its file: every later operation on
     /// it fails with this error (the commit log holds every commit; reopening replays it).
     poisoned: parking_lot::Mutex<Option<Poison>>,
@@ -186,6 +197,10 @@ pub(crate) struct Store {
     is_poisoned: AtomicBool,
     /// Failures of the disc-only file so far (a `resume` clears only what it recovered).
     poisonings: AtomicU64,
+    /// The table's change subscribers.
+    pub(crate) subs: Arc<crate::events::Subscribers<T>>,
+    /// The records with a deadline, by deadline (tables with a `#[ttl]` field).
+    pub(crate) expiry: Option<ExpiryIndex<T::Key>>,
     /// How many times the table was transformed to a new record type.
     pub(crate) version: std::sync::atomic::AtomicU32,
     /// The backup in progress, if any.
@@ -196,26 +211,52 @@ pub(crate) struct Store {
     has_history: AtomicBool,
 }
 
-impl Store {
-    pub(crate) fn new(db_id: u64, clock: Clock, id: u32, kind: TableType, row: &'static dyn RowType) -> Self {
+fn key_of<T: Table>(s: &Slot<T>) -> &T::Key {
+    s.rec.key()
+}
+
+fn group_key<T: Table>(s: &Slot<Vec<T>>) -> Option<&T::Key> {
+    s.rec.first().map(Table::key)
+}
+
+impl<T: Table> TableStore<T> {
+    /// The filter for a read of this table starting now (the clock is read only when the
+    /// table has a `#[ttl]` field).
+    #[inline]
+    pub(crate) fn alive(&self) -> crate::ttl::Alive {
+        crate::ttl::Alive::at::<T>(|| self.clock.now())
+    }
+
+    pub(crate) fn new(
+        db_id: u64,
+        clock: Clock,
+        id: u32,
+        kind: TableType,
+        indexes: Vec<Arc<dyn TableIndex<T>>>,
+    ) -> Self {
         let count = if kind == TableType::OrderedSet { 1 } else { SHARDS };
         let shards = (0..count)
             .map(|_| {
+                let map = match kind {
+                    TableType::Set => ShardMap::Set(HashTable::new()),
+                    TableType::OrderedSet => ShardMap::Ordered(BTreeMap::new()),
+                    TableType::Bag => ShardMap::Bag(HashTable::new()),
+                };
                 CachePadded::new(Shard {
                     commit: CommitLock::new(),
-                    data: RwLock::new(ShardData { version: 0, map: ShardMap::new(kind), history: None }),
+                    data: RwLock::new(ShardData { version: 0, map, history: None }),
                 })
             })
             .collect();
-        Store {
+        TableStore {
             db_id,
             clock,
             disk_id: AtomicU64::new(0),
             id,
             kind,
-            row,
             hasher: Hasher::default(),
             shards,
+            indexes: ArcSwap::from_pointee(IndexList { epoch: 0, list: indexes }),
             counter: AtomicU64::new(0),
             dropped: AtomicBool::new(false),
             replaced: AtomicBool::new(false),
@@ -223,16 +264,13 @@ impl Store {
             poisoned: parking_lot::Mutex::new(None),
             is_poisoned: AtomicBool::new(false),
             poisonings: AtomicU64::new(0),
+            subs: Arc::new(crate::events::Subscribers::default()),
+            expiry: T::TTL_FIELD.map(|_| ExpiryIndex::new()),
             version: std::sync::atomic::AtomicU32::new(0),
             cut: arc_swap::ArcSwapOption::empty(),
             gate: crate::priority::GateState::default(),
             has_history: AtomicBool::new(false),
         }
-    }
-
-    /// The table's name.
-    pub(crate) fn name(&self) -> &'static str {
-        self.row.name()
     }
 
     /// The table's id in the schema, if it is on disc.
@@ -241,15 +279,16 @@ impl Store {
     }
 
     /// Makes this new table a `disc_only_copies` one, kept in `disc` under its schema id.
-    pub(crate) fn make_disc_only(&mut self, disc: Arc<DiscOnly>, disk_id: u64) {
+    pub(crate) fn into_disc_only(mut self, disc: Arc<DiscOnly>, disk_id: u64) -> Self {
         self.disk_id.store(disk_id, Ordering::Release);
         self.shards = Box::new([CachePadded::new(Shard {
             commit: CommitLock::new(),
             data: RwLock::new(ShardData { version: 0, map: ShardMap::Disc(disc), history: None }),
         })]);
+        self
     }
 
-    pub(crate) fn disc_only(&self) -> Option<Arc<DiscOnly>> {
+    fn disc_only(&self) -> Option<Arc<DiscOnly>> {
         match &self.shards[0].data.read().map {
             ShardMap::Disc(d) => Some(Arc::clone(d)),
             _ => None,
@@ -267,7 +306,7 @@ impl Store {
     }
 
     /// `Err` once a disc-only table's file failed (see `poisoned`), until an operation
-    /// that starts later finds the file working again ([`Store::resume`]).
+    /// that starts later finds the file working again ([`TableStore::resume`]).
     pub(crate) fn healthy(&self) -> Result<()> {
         if !self.is_poisoned.load(Ordering::Acquire) {
             return Ok(());
@@ -276,14 +315,14 @@ impl Store {
         let Some(p) = &*self.poisoned.lock() else { return Ok(()) };
         let reason = format!(
             "table {} stopped after a failure of its file ({}); the next operation tries to reopen it",
-            self.name(),
+            T::NAME,
             p.error
         );
         Err(match (p.kind, &p.path) {
             (Some(kind), Some(path)) => {
                 Error::Io { path: path.clone(), source: std::io::Error::new(kind, reason) }
             }
-            _ => Error::TableStopped { table: self.name().to_owned(), reason: p.error.to_string() },
+            _ => Error::TableStopped { table: T::NAME.to_owned(), reason: p.error.to_string() },
         })
     }
 
@@ -326,36 +365,34 @@ impl Store {
         self.is_poisoned.store(true, Ordering::Release);
     }
 
-    /// A disc-only key's version and records (version 0 when absent).
-    fn disc_get(&self, disc: &DiscOnly, key: &dyn AnyKey) -> Result<(u64, Option<Rows>)> {
-        let Some(id) = self.disk_id() else { return Ok((0, None)) };
-        match disc.get(id, &key.encode()?)? {
-            Some((version, value)) => Ok((version, self.row.decode(self.kind, &value)?)),
-            None => Ok((0, None)),
+    /// A disc-only key's version and records.
+    fn disc_get(&self, disc: &DiscOnly, key: &T::Key) -> Result<(u64, Vec<T>)> {
+        let Some(id) = self.disk_id() else { return Ok((0, Vec::new())) };
+        match disc.get(id, &encode(key)?)? {
+            Some((version, value)) => Ok((version, decode_records::<T>(&value)?)),
+            None => Ok((0, Vec::new())),
         }
     }
 
-    /// Visits a disc-only table's keys, with their versions and records.
-    pub(crate) fn disc_scan(
-        &self,
-        disc: &DiscOnly,
-        f: &mut dyn FnMut(&dyn AnyKey, u64, &dyn AnyRows),
-    ) -> Result<()> {
+    /// Visits a disc-only table's records.
+    fn disc_scan(&self, disc: &DiscOnly, mut f: impl FnMut(&T::Key, u64, &[T])) -> Result<()> {
+        self.disc_scan_dyn(disc, &mut f)
+    }
+
+    /// [`TableStore::disc_scan`], compiled once per record type rather than per visitor.
+    #[allow(clippy::type_complexity)]
+    fn disc_scan_dyn(&self, disc: &DiscOnly, f: &mut dyn FnMut(&T::Key, u64, &[T])) -> Result<()> {
         let Some(id) = self.disk_id() else { return Ok(()) };
         disc.scan(id, |kb, version, value| {
-            let key = self.row.decode_key(kb)?;
-            if let Some(rows) = self.row.decode(self.kind, &value)? {
-                f(&*key, version, &*rows);
-            }
+            let key: T::Key =
+                postcard::from_bytes(kb).map_err(|e| Error::codec("decoding a stored key", e))?;
+            f(&key, version, &decode_records::<T>(&value)?);
             Ok(())
         })
     }
 
-    /// Visits a disc-only table's records, keeping the first failure of its file.
-    fn disc_scan_or_poison(&self, disc: &DiscOnly, f: &mut dyn FnMut(&dyn AnyKey, u64, &dyn AnyRows)) {
-        if let Err(e) = self.disc_scan(disc, f) {
-            self.poison(e);
-        }
+    pub(crate) fn hash(&self, key: &T::Key) -> u64 {
+        self.hasher.hash_one(key)
     }
 
     pub(crate) fn shard_count(&self) -> usize {
@@ -368,99 +405,126 @@ impl Store {
         ((hash >> 40) as usize) & (self.shards.len() - 1)
     }
 
-    pub(crate) fn shard(&self, i: usize) -> &Shard {
+    pub(crate) fn shard(&self, i: usize) -> &Shard<T> {
         &self.shards[i]
     }
 
-    /// Reads a key: the version (0 when absent) and its records.
-    pub(crate) fn get(&self, key: &dyn AnyKey, hash: u64) -> (u64, Found<'_>) {
+    /// Reads a key: the version (0 when absent) and a view of its records.
+    pub(crate) fn get_with<R>(&self, key: &T::Key, hash: u64, f: impl FnOnce(u64, &[T]) -> R) -> R {
         let data = self.shards[self.shard_of(hash)].data.read();
-        if let ShardMap::Disc(d) = &data.map {
-            return match self.disc_get(d, key) {
-                Ok((version, Some(rows))) => (version, Found::Owned { rows, _lock: data }),
-                Ok((version, None)) => (version, Found::None),
+        match &data.map {
+            ShardMap::Set(t) => match t.find(hash, |s| key_of(s) == key) {
+                Some(s) => f(s.version, std::slice::from_ref(&s.rec)),
+                None => f(0, &[]),
+            },
+            ShardMap::Ordered(m) => match m.get(key) {
+                Some(s) => f(s.version, std::slice::from_ref(&s.rec)),
+                None => f(0, &[]),
+            },
+            ShardMap::Bag(t) => match t.find(hash, |s| group_key(s) == Some(key)) {
+                Some(s) => f(s.version, &s.rec),
+                None => f(0, &[]),
+            },
+            ShardMap::Disc(d) => match self.disc_get(d, key) {
+                Ok((version, recs)) => f(version, &recs),
                 Err(e) => {
                     self.poison(e);
-                    (0, Found::None)
+                    f(0, &[])
                 }
-            };
-        }
-        let mut version = 0;
-        match RwLockReadGuard::try_map(data, |d| {
-            d.map.get(key, hash).map(|s| {
-                version = s.version;
-                &*s.rec
-            })
-        }) {
-            Ok(rows) => (version, Found::Held(rows)),
-            Err(_) => (0, Found::None),
+            },
         }
     }
 
     /// The version of a key (0 when absent).
-    pub(crate) fn version_of(&self, key: &dyn AnyKey, hash: u64) -> u64 {
-        self.get(key, hash).0
+    pub(crate) fn version_of(&self, key: &T::Key, hash: u64) -> u64 {
+        self.get_with(key, hash, |v, _| v)
     }
 
-    /// Visits what every key of one shard holds, asking for each record's heap data a few
-    /// keys before it is visited (for visits that read every field: export, copies).
-    pub(crate) fn scan_shard_warmed(&self, shard: usize, f: &mut dyn FnMut(&dyn AnyRows)) {
+    /// Visits every record of one shard, asking for each record's heap data a few records
+    /// before it is visited (for visits that read every field: export, copies).
+    pub(crate) fn scan_shard_warmed(&self, shard: usize, mut f: impl FnMut(&T)) {
         let data = self.shards[shard].data.read();
-        if let ShardMap::Disc(_) = &data.map {
-            drop(data);
-            self.scan_shard_while(shard, &mut |r| {
-                f(r);
-                true
-            });
-            return;
-        }
-        let _ = each_warmed(
-            data.map.slots(),
-            |s| s.rec.warm(),
-            |s| {
-                f(&*s.rec);
-                Ok(())
-            },
-        );
+        let visit = |r: &T| {
+            f(r);
+            Ok(())
+        };
+        let _ = match &data.map {
+            ShardMap::Set(t) => each_warmed(t.iter().map(|s| &s.rec), warm, visit),
+            ShardMap::Ordered(m) => each_warmed(m.values().map(|s| &s.rec), warm, visit),
+            ShardMap::Bag(t) => {
+                let mut visit = visit;
+                each_warmed(t.iter().map(|s| &s.rec), warm, |g| g.iter().try_for_each(&mut visit))
+            }
+            ShardMap::Disc(_) => {
+                drop(data);
+                self.scan_shard(shard, f);
+                return;
+            }
+        };
     }
 
-    /// Visits what the keys of one shard hold until `f` returns false; returns the shard's
+    /// Visits every record of one shard; returns the shard's version.
+    pub(crate) fn scan_shard(&self, shard: usize, mut f: impl FnMut(&T)) -> u64 {
+        self.scan_shard_while(shard, |r| {
+            f(r);
+            true
+        })
+    }
+
+    /// Visits the records of one shard until `f` returns false; returns the shard's
     /// version.
-    pub(crate) fn scan_shard_while(&self, shard: usize, f: &mut dyn FnMut(&dyn AnyRows) -> bool) -> u64 {
+    pub(crate) fn scan_shard_while(&self, shard: usize, mut f: impl FnMut(&T) -> bool) -> u64 {
         let data = self.shards[shard].data.read();
         match &data.map {
+            ShardMap::Set(t) => {
+                let _ = t.iter().try_for_each(|s| if f(&s.rec) { Ok(()) } else { Err(()) });
+            }
+            ShardMap::Ordered(m) => {
+                let _ = m.values().try_for_each(|s| if f(&s.rec) { Ok(()) } else { Err(()) });
+            }
+            ShardMap::Bag(t) => {
+                let _ =
+                    t.iter().flat_map(|s| s.rec.iter()).try_for_each(|r| if f(r) { Ok(()) } else { Err(()) });
+            }
             ShardMap::Disc(d) => {
                 let mut going = true;
-                self.disc_scan_or_poison(d, &mut |_, _, rows| going = going && f(rows));
-            }
-            map => {
-                let _ = map.slots().all(|s| f(&*s.rec));
+                let scanned = self.disc_scan(d, |_, _, recs| {
+                    for r in recs.iter() {
+                        going = going && f(r);
+                    }
+                });
+                if let Err(e) = scanned {
+                    self.poison(e);
+                }
             }
         }
         data.version
     }
 
-    /// Visits what the keys of an `ordered_set` hold, in key order within bounds, until `f`
-    /// returns false; returns the shard's version. Other table types visit everything
-    /// unordered.
+    /// Visits the records of an `ordered_set` in key order within bounds, until `f` returns
+    /// false; returns the shard's version. Other table types visit everything unordered.
     pub(crate) fn scan_range(
         &self,
-        lo: Bound<&dyn AnyKey>,
-        hi: Bound<&dyn AnyKey>,
-        f: &mut dyn FnMut(&dyn AnyRows) -> bool,
+        lo: Bound<&T::Key>,
+        hi: Bound<&T::Key>,
+        mut f: impl FnMut(&T) -> bool,
     ) -> u64 {
         let data = self.shards[0].data.read();
         if let ShardMap::Ordered(m) = &data.map {
-            if !range_is_empty(lo, hi) {
-                let _ = m.range::<dyn AnyKey, _>((lo, hi)).all(|(_, s)| f(&*s.rec));
+            if range_is_empty(lo, hi) {
+                return data.version;
+            }
+            for s in m.range((lo, hi)).map(|(_, s)| s) {
+                if !f(&s.rec) {
+                    break;
+                }
             }
             return data.version;
         }
         drop(data);
         for i in 0..self.shards.len() {
-            self.scan_shard_while(i, &mut |r| {
+            self.scan_shard(i, |r| {
                 f(r);
-                true
             });
         }
         0
@@ -471,13 +535,22 @@ impl Store {
         self.shards[shard].data.read().version
     }
 
+    /// Number of records (bag: all records of all groups).
     /// How many keys the table holds, cheaply (a look at each shard's map); `None` for a
     /// `disc_only_copies` table, whose count reads the file.
     pub(crate) fn key_count(&self) -> Option<usize> {
-        self.shards.iter().map(|s| s.data.read().map.len()).sum()
+        let mut n = 0;
+        for s in &self.shards {
+            n += match &s.data.read().map {
+                ShardMap::Set(t) => t.len(),
+                ShardMap::Ordered(m) => m.len(),
+                ShardMap::Bag(t) => t.len(),
+                ShardMap::Disc(_) => return None,
+            };
+        }
+        Some(n)
     }
 
-    /// Number of records (bag: all records of all groups).
     pub(crate) fn len(&self) -> usize {
         self.shards
             .iter()
@@ -486,10 +559,12 @@ impl Store {
                 match &d.map {
                     ShardMap::Set(t) => t.len(),
                     ShardMap::Ordered(m) => m.len(),
-                    ShardMap::Bag(t) => t.iter().map(|s| s.rec.count()).sum(),
-                    ShardMap::Disc(disc) => {
+                    ShardMap::Bag(t) => t.iter().map(|s| s.rec.len()).sum(),
+                    ShardMap::Disc(d) => {
                         let mut n = 0;
-                        self.disc_scan_or_poison(disc, &mut |_, _, rows| n += rows.count());
+                        if let Err(e) = self.disc_scan(d, |_, _, recs| n += recs.len()) {
+                            self.poison(e);
+                        }
                         n
                     }
                 }
@@ -497,41 +572,48 @@ impl Store {
             .sum()
     }
 
-    /// Bytes held by the table's records and maps (records inline, hash tables, tree
-    /// nodes), not counting heap data owned by the records' fields.
+    /// Bytes held by the table's own structures (records inline, hash tables, tree nodes,
+    /// indexes), not counting heap data owned by the records' fields.
     pub(crate) fn memory(&self) -> usize {
-        let (rec, key) = self.row.sizes();
-        let slot = size_of::<Slot>();
-        self.shards
+        let records: usize = self
+            .shards
             .iter()
             .map(|s| {
                 let d = s.data.read();
                 match &d.map {
-                    ShardMap::Set(t) => t.capacity() * (slot + 1) + t.len() * rec,
-                    ShardMap::Ordered(m) => m.len() * (slot + rec + 2 * key + 16),
-                    ShardMap::Bag(t) => {
-                        t.capacity() * (slot + 1) + t.iter().map(|s| s.rec.bytes()).sum::<usize>()
-                    }
+                    ShardMap::Set(t) => t.capacity() * (size_of::<Slot<T>>() + 1),
+                    ShardMap::Ordered(m) => m.len() * (size_of::<Slot<T>>() + size_of::<T::Key>() + 16),
                     ShardMap::Disc(_) => 0,
+                    ShardMap::Bag(t) => {
+                        t.capacity() * (size_of::<Slot<Vec<T>>>() + 1)
+                            + t.iter().map(|s| s.rec.capacity() * size_of::<T>()).sum::<usize>()
+                    }
                 }
             })
-            .sum()
+            .sum();
+        let indexes: usize = self.indexes.load().list.iter().map(|i| i.memory()).sum();
+        records + indexes + self.expiry.as_ref().map_or(0, ExpiryIndex::memory)
     }
 
-    /// Applies one write (`None`: the key is removed) to its shard, calling
-    /// `on_change(old, new)` with the key's records before and after, while the shard is
-    /// locked (to keep indexes in step). The caller holds the shard's commit lock
-    /// exclusively. `floor` is the snapshot registry's, read after `seq` was taken: with a
-    /// snapshot open, the replaced records are kept for it.
+    /// Applies one write to its shard, calling `on_change(old, new)` with the key's records
+    /// before and after, while the shard is locked (to keep indexes in step). The caller
+    /// holds the shard's commit lock exclusively. `floor` is the snapshot registry's, read
+    /// after `seq` was taken: with a snapshot open, the replaced records are kept for it.
     pub(crate) fn install(
         &self,
-        key: &dyn AnyKey,
+        key: &T::Key,
         hash: u64,
-        write: Option<Rows>,
+        write: Write<T>,
         seq: u64,
         floor: u64,
-        on_change: OnChange<'_>,
+        on_change: impl FnOnce(&[T], &[T]),
     ) {
+        let on_change = |old: &[T], new: &[T]| {
+            if let Some(expiry) = &self.expiry {
+                expiry.change(key, old, new);
+            }
+            on_change(old, new);
+        };
         let shard = self.shard_of(hash);
         let mut guard = self.shards[shard].data.write();
         if let Some(cut) = self.cut.load().as_ref()
@@ -541,69 +623,92 @@ impl Store {
         }
         let data = &mut *guard;
         data.version = seq;
+        let hasher = &self.hasher;
         // With a snapshot open: the key's records as they were and the commit that wrote
         // them, if it held any.
         let keeping = floor != crate::snapshots::NONE_OPEN;
-        let mut replaced: Option<(u64, Rows)> = None;
-        let any = key.as_any();
-        match &mut data.map {
-            ShardMap::Set(t) | ShardMap::Bag(t) => match write {
-                Some(rec) => match t.entry(hash, |s| s.rec.key_is(any), rehash(&self.hasher)) {
+        let mut replaced: Option<(u64, Vec<T>)> = None;
+        let one = |version: u64, old: T| keeping.then(|| (version, vec![old]));
+        match (&mut data.map, write) {
+            (ShardMap::Set(t), Write::Put(rec)) => {
+                match t.entry(hash, |s| key_of(s) == key, |s| hasher.hash_one(key_of(s))) {
                     Entry::Occupied(mut e) => {
                         let slot = e.get_mut();
-                        on_change(Some(&*slot.rec), Some(&*rec));
+                        on_change(std::slice::from_ref(&slot.rec), std::slice::from_ref(&rec));
                         let old = std::mem::replace(&mut slot.rec, rec);
-                        replaced = Some((std::mem::replace(&mut slot.version, seq), old));
+                        replaced = one(std::mem::replace(&mut slot.version, seq), old);
                     }
                     Entry::Vacant(e) => {
-                        on_change(None, Some(&*rec));
+                        on_change(&[], std::slice::from_ref(&rec));
                         e.insert(Slot { version: seq, rec });
                     }
-                },
+                }
+            }
+            (ShardMap::Set(t), _) => {
+                if let Ok(e) = t.find_entry(hash, |s| key_of(s) == key) {
+                    on_change(std::slice::from_ref(&e.get().rec), &[]);
+                    let (old, _) = e.remove();
+                    replaced = one(old.version, old.rec);
+                }
+            }
+            (ShardMap::Ordered(m), Write::Put(rec)) => match m.get_mut(key) {
+                Some(slot) => {
+                    on_change(std::slice::from_ref(&slot.rec), std::slice::from_ref(&rec));
+                    let old = std::mem::replace(&mut slot.rec, rec);
+                    replaced = one(std::mem::replace(&mut slot.version, seq), old);
+                }
                 None => {
-                    if let Ok(e) = t.find_entry(hash, |s| s.rec.key_is(any)) {
-                        on_change(Some(&*e.get().rec), None);
-                        let (old, _) = e.remove();
-                        replaced = Some((old.version, old.rec));
-                    }
+                    on_change(&[], std::slice::from_ref(&rec));
+                    m.insert(key.clone(), Slot { version: seq, rec });
                 }
             },
-            ShardMap::Ordered(m) => match write {
-                Some(rec) => match m.get_mut(key) {
-                    Some(slot) => {
-                        on_change(Some(&*slot.rec), Some(&*rec));
-                        let old = std::mem::replace(&mut slot.rec, rec);
-                        replaced = Some((std::mem::replace(&mut slot.version, seq), old));
-                    }
-                    None => {
-                        on_change(None, Some(&*rec));
-                        m.insert(OwnedKey(key.to_box()), Slot { version: seq, rec });
-                    }
-                },
-                None => {
-                    if let Some(old) = m.remove(key) {
-                        on_change(Some(&*old.rec), None);
-                        replaced = Some((old.version, old.rec));
-                    }
+            (ShardMap::Ordered(m), _) => {
+                if let Some(old) = m.remove(key) {
+                    on_change(std::slice::from_ref(&old.rec), &[]);
+                    replaced = one(old.version, old.rec);
                 }
-            },
-            ShardMap::Disc(d) => {
+            }
+            (ShardMap::Disc(d), write) => {
                 let result = (|| -> Result<()> {
                     let (version, old) = self.disc_get(d, key)?;
-                    on_change(old.as_deref(), write.as_deref());
-                    let value = match &write {
-                        Some(rows) => rows.logged()?,
-                        None => Logged::Delete,
-                    };
+                    on_change(&old, write.records());
+                    let value = write.logged()?;
                     let id = self
                         .disk_id()
                         .ok_or_else(|| Error::Internal("a disc-only table without an id".into()))?;
-                    d.apply(id, false, &[(key.encode()?, seq, value)], false)?;
-                    replaced = old.map(|old| (version, old));
+                    d.apply(id, false, &[(encode(key)?, seq, value)], false)?;
+                    replaced = Some((version, old));
                     Ok(())
                 })();
                 if let Err(e) = result {
                     self.poison(e);
+                }
+            }
+            (ShardMap::Bag(t), write) => {
+                let recs = write.into_records();
+                let entry = t.entry(
+                    hash,
+                    |s| group_key(s) == Some(key),
+                    |s| group_key(s).map_or(0, |k| hasher.hash_one(k)),
+                );
+                match entry {
+                    Entry::Occupied(mut e) => {
+                        on_change(&e.get().rec, &recs);
+                        if recs.is_empty() {
+                            let (old, _) = e.remove();
+                            replaced = Some((old.version, old.rec));
+                        } else {
+                            let slot = e.get_mut();
+                            let old = std::mem::replace(&mut slot.rec, recs);
+                            replaced = Some((std::mem::replace(&mut slot.version, seq), old));
+                        }
+                    }
+                    Entry::Vacant(e) => {
+                        on_change(&[], &recs);
+                        if !recs.is_empty() {
+                            e.insert(Slot { version: seq, rec: recs });
+                        }
+                    }
                 }
             }
         }
@@ -618,25 +723,31 @@ impl Store {
     }
 
     /// Adds keys that must be new to a store being filled (a bulk load: nobody else reads
-    /// or commits to it), grouped by shard so that each shard is locked once. Each item is
-    /// its position, key hash, key, records and the sequence number of the commit that
-    /// wrote it. Returns the position of a key found already there.
+    /// or commits to it), grouped by shard so that each shard is locked once. Returns the
+    /// position in `items` of a key found already there, and the key.
+    /// Each item carries the sequence number of the commit that wrote it.
     pub(crate) fn insert_new(
         &self,
-        items: Vec<(usize, u64, &dyn AnyKey, Rows, u64)>,
-    ) -> std::result::Result<(), usize> {
-        let mut by_shard: Vec<Vec<_>> = (0..self.shards.len()).map(|_| Vec::new()).collect();
-        for item in items {
-            by_shard[self.shard_of(item.1)].push(item);
+        items: Vec<(T::Key, Write<T>, u64)>,
+    ) -> std::result::Result<(), (usize, T::Key)> {
+        // Each item with its position and hash, by shard.
+        type ByShard<T> = Vec<Vec<(usize, u64, <T as Table>::Key, Write<T>, u64)>>;
+        let mut by_shard: ByShard<T> = (0..self.shards.len()).map(|_| Vec::new()).collect();
+        for (at, (key, write, seq)) in items.into_iter().enumerate() {
+            let hash = self.hash(&key);
+            by_shard[self.shard_of(hash)].push((at, hash, key, write, seq));
         }
+        let hasher = &self.hasher;
         for (shard, items) in by_shard.into_iter().enumerate().filter(|(_, v)| !v.is_empty()) {
             let mut data = self.shards[shard].data.write();
-            for (at, hash, key, rec, seq) in items {
+            for (at, hash, key, write, seq) in items {
                 data.version = data.version.max(seq);
-                let any = key.as_any();
-                let taken = match &mut data.map {
-                    ShardMap::Set(t) | ShardMap::Bag(t) => {
-                        match t.entry(hash, |s| s.rec.key_is(any), rehash(&self.hasher)) {
+                if let Some(expiry) = &self.expiry {
+                    expiry.change(&key, &[], write.records());
+                }
+                let taken = match (&mut data.map, write) {
+                    (ShardMap::Set(t), Write::Put(rec)) => {
+                        match t.entry(hash, |s| key_of(s) == &key, |s| hasher.hash_one(key_of(s))) {
                             Entry::Vacant(e) => {
                                 e.insert(Slot { version: seq, rec });
                                 false
@@ -644,34 +755,164 @@ impl Store {
                             Entry::Occupied(_) => true,
                         }
                     }
-                    ShardMap::Ordered(m) => {
-                        if m.contains_key(key) {
+                    (ShardMap::Ordered(m), Write::Put(rec)) => {
+                        if m.contains_key(&key) {
                             true
                         } else {
-                            m.insert(OwnedKey(key.to_box()), Slot { version: seq, rec });
+                            m.insert(key.clone(), Slot { version: seq, rec });
                             false
                         }
                     }
-                    // Disc-only stores are not bulk loaded.
-                    ShardMap::Disc(_) => true,
+                    (ShardMap::Bag(t), write) => {
+                        let recs = write.into_records();
+                        match t.entry(
+                            hash,
+                            |s| group_key(s) == Some(&key),
+                            |s| group_key(s).map_or(0, |k| hasher.hash_one(k)),
+                        ) {
+                            Entry::Vacant(e) => {
+                                if !recs.is_empty() {
+                                    e.insert(Slot { version: seq, rec: recs });
+                                }
+                                false
+                            }
+                            Entry::Occupied(_) => true,
+                        }
+                    }
+                    // A set or ordered_set is given `Put`s only; disc-only stores are not
+                    // bulk loaded.
+                    _ => true,
                 };
                 if taken {
-                    return Err(at);
+                    return Err((at, key));
                 }
             }
         }
         Ok(())
     }
 
-    /// Makes room for about `n` more keys.
+    /// Makes room for about `n` more keys, in the shards and the indexes.
     pub(crate) fn reserve(&self, n: usize) {
         let per_shard = n / self.shards.len() + 1;
         for s in self.shards.iter() {
             match &mut s.data.write().map {
-                ShardMap::Set(t) | ShardMap::Bag(t) => t.reserve(per_shard, rehash(&self.hasher)),
+                ShardMap::Set(t) => t.reserve(per_shard, |s| self.hasher.hash_one(key_of(s))),
+                ShardMap::Bag(t) => {
+                    t.reserve(per_shard, |s| group_key(s).map_or(0, |k| self.hasher.hash_one(k)))
+                }
                 ShardMap::Ordered(_) | ShardMap::Disc(_) => {}
             }
         }
+        for idx in &self.indexes.load().list {
+            idx.reserve(n);
+        }
+    }
+
+    /// The table's indexes as a schema names them.
+    pub(crate) fn index_infos(&self) -> Vec<crate::table::IndexInfo> {
+        let list = self.indexes.load();
+        list.list
+            .iter()
+            .map(|i| crate::table::IndexInfo { field: i.field().to_owned(), unique: i.unique() })
+            .collect()
+    }
+
+    /// Fills a new table with records recovered from disc, building its indexes: a chunk of
+    /// rows at a time, each shard of the table and of its indexes locked once per chunk.
+    pub(crate) fn load(&self, rows: &crate::disk::Rows) -> Result<()> {
+        let bad = |e: postcard::Error| {
+            Error::codec(
+                format!(
+                    "table {}: a stored record does not decode as {}",
+                    T::NAME,
+                    std::any::type_name::<T>()
+                ),
+                e,
+            )
+        };
+        let indexes = self.indexes.load();
+        // Sized once: no rehashing while a million records go in.
+        self.reserve(rows.len());
+        let mut max_id = 0;
+        let mut rows = rows.iter();
+        loop {
+            let mut items = Vec::new();
+            let mut read = 0;
+            for (kb, (version, value)) in rows.by_ref().take(LOAD_CHUNK) {
+                read += 1;
+                let key: T::Key = postcard::from_bytes(kb).map_err(bad)?;
+                let write = match value {
+                    Logged::Put(b) => Write::Put(postcard::from_bytes::<T>(b).map_err(bad)?),
+                    Logged::Group(bs) => Write::Group(
+                        bs.iter().map(|b| postcard::from_bytes(b)).collect::<Result<_, _>>().map_err(bad)?,
+                    ),
+                    Logged::Delete => continue,
+                };
+                for r in write.records() {
+                    max_id = max_id.max(r.auto_id().unwrap_or(0));
+                }
+                items.push((key, write, *version));
+            }
+            if read == 0 {
+                break;
+            }
+            let recs: Vec<&T> = items.iter().flat_map(|(_, w, _)| w.records()).collect();
+            let version = items.iter().map(|(_, _, v)| *v).max().unwrap_or(0);
+            for idx in &indexes.list {
+                // A unique index declared since the records were stored may not hold for them.
+                if let Err((i, other)) = idx.load_many(&recs, version) {
+                    return Err(Error::SchemaMismatch {
+                        table: T::NAME.to_owned(),
+                        differences: vec![format!(
+                            "the struct declares a unique index on `{}`, but the stored records with keys {other:?} and {:?} share the value {}",
+                            idx.field(),
+                            recs[i].key(),
+                            idx.value_debug(recs[i])
+                        )],
+                    });
+                }
+            }
+            self.insert_new(items).map_err(|(_, key)| {
+                Error::codec_msg(format!("table {}: the key {key:?} is stored twice", T::NAME))
+            })?;
+        }
+        self.counter.fetch_max(max_id, Ordering::AcqRel);
+        Ok(())
+    }
+
+    /// Builds a disc-only table's indexes and counter from its file.
+    pub(crate) fn load_disc_only(&self) -> Result<()> {
+        let Some(disc) = self.disc_only() else { return Ok(()) };
+        let indexes = self.indexes.load();
+        let mut max_id = 0;
+        let mut dup = None;
+        self.disc_scan(&disc, |key, version, recs| {
+            if let Some(expiry) = &self.expiry {
+                expiry.change(key, &[], recs);
+            }
+            for r in recs {
+                max_id = max_id.max(r.auto_id().unwrap_or(0));
+                for idx in &indexes.list {
+                    if idx.unique() && dup.is_none() {
+                        let mut owners = Vec::new();
+                        idx.lookup_by_record(r, &mut owners);
+                        if let Some(other) = owners.iter().find(|k| *k != key) {
+                            dup = Some(format!(
+                                "the struct declares a unique index on `{}`, but the stored records with keys {other:?} and {key:?} share the value {}",
+                                idx.field(),
+                                idx.value_debug(r)
+                            ));
+                        }
+                    }
+                    idx.insert(r, version);
+                }
+            }
+        })?;
+        if let Some(d) = dup {
+            return Err(Error::SchemaMismatch { table: T::NAME.to_owned(), differences: vec![d] });
+        }
+        self.counter.fetch_max(max_id, Ordering::AcqRel);
+        Ok(())
     }
 
     /// Every record encoded for a snapshot, with the version that wrote it. Taken shard by
@@ -693,26 +934,43 @@ impl Store {
         Ok(out)
     }
 
-    /// Drops the table's records and marks it dropped, with `also` (its indexes): what a
-    /// dropped table, or one of a closed database, keeps in memory is an empty shell
-    /// (threads may still hold it in their spare transaction parts).
-    pub(crate) fn release(&self, also: Box<dyn Send>) {
+    /// Drops the table's records and indexes and marks it dropped: what a dropped table, or
+    /// one of a closed database, keeps in memory is an empty shell (threads may still hold
+    /// it in their spare transaction parts).
+    pub(crate) fn release(&self) {
         self.dropped.store(true, Ordering::Release);
         let mut records = 0;
         let mut maps = Vec::with_capacity(self.shards.len());
         for s in self.shards.iter() {
             let mut d = s.data.write();
-            records += d.map.len().unwrap_or(0);
-            let empty =
-                ShardMap::new(if matches!(d.map, ShardMap::Disc(_)) { TableType::Set } else { self.kind });
+            let empty = match &d.map {
+                ShardMap::Ordered(m) => {
+                    records += m.len();
+                    ShardMap::Ordered(BTreeMap::new())
+                }
+                ShardMap::Bag(t) => {
+                    records += t.len();
+                    ShardMap::Bag(HashTable::new())
+                }
+                ShardMap::Set(t) => {
+                    records += t.len();
+                    ShardMap::Set(HashTable::new())
+                }
+                ShardMap::Disc(_) => ShardMap::Set(HashTable::new()),
+            };
             maps.push(std::mem::replace(&mut d.map, empty));
             d.history = None;
+        }
+        let epoch = self.indexes.load().epoch + 1;
+        let indexes = self.indexes.swap(Arc::new(IndexList { epoch, list: Vec::new() }));
+        if let Some(expiry) = &self.expiry {
+            expiry.clear();
         }
         // Freeing a million records takes a while: the caller need not wait for it.
         if records >= FREE_APART {
             let _ = std::thread::Builder::new().name("mnesia-free".into()).spawn(move || {
                 drop(maps);
-                drop(also);
+                drop(indexes);
             });
         }
     }
@@ -749,10 +1007,32 @@ impl Store {
     }
 
     /// Every record of a shard in memory written by a commit up to `max_version`, encoded.
-    fn map_entries(map: &ShardMap, max_version: u64, out: &mut Vec<SnapshotEntry>) -> Result<()> {
-        for s in map.slots().filter(|s| s.version <= max_version) {
-            let Some(key) = s.rec.key() else { continue };
-            out.push(SnapshotEntry { key: key.encode()?, version: s.version, value: s.rec.logged()? });
+    fn map_entries(map: &ShardMap<T>, max_version: u64, out: &mut Vec<SnapshotEntry>) -> Result<()> {
+        let put = |key: &T::Key, version: u64, value: Logged, out: &mut Vec<SnapshotEntry>| -> Result<()> {
+            if version <= max_version {
+                out.push(SnapshotEntry { key: encode(key)?, version, value });
+            }
+            Ok(())
+        };
+        match map {
+            ShardMap::Set(t) => {
+                for s in t.iter().filter(|s| s.version <= max_version) {
+                    put(s.rec.key(), s.version, Logged::Put(encode(&s.rec)?), out)?;
+                }
+            }
+            ShardMap::Ordered(m) => {
+                for (k, s) in m.iter().filter(|(_, s)| s.version <= max_version) {
+                    put(k, s.version, Logged::Put(encode(&s.rec)?), out)?;
+                }
+            }
+            ShardMap::Bag(t) => {
+                for s in t.iter().filter(|s| s.version <= max_version) {
+                    let Some(first) = s.rec.first() else { continue };
+                    let group = s.rec.iter().map(encode).collect::<Result<_>>()?;
+                    put(first.key(), s.version, Logged::Group(group), out)?;
+                }
+            }
+            ShardMap::Disc(_) => {}
         }
         Ok(())
     }
@@ -776,20 +1056,34 @@ impl Store {
     }
 
     /// Saves a key's records as they were at the cut, before a commit changes them.
-    fn save_for_cut(&self, cut: &Cut, shard: usize, map: &ShardMap, key: &dyn AnyKey, hash: u64) {
+    fn save_for_cut(&self, cut: &Cut, shard: usize, map: &ShardMap<T>, key: &T::Key, hash: u64) {
         let found: Result<Option<(u64, Logged)>> = (|| {
             Ok(match map {
-                ShardMap::Disc(d) => match self.disc_get(d, key)? {
-                    (version, Some(rows)) => Some((version, rows.logged()?)),
-                    (_, None) => None,
-                },
-                map => match map.get(key, hash) {
-                    Some(s) => Some((s.version, s.rec.logged()?)),
+                ShardMap::Set(t) => match t.find(hash, |s| key_of(s) == key) {
+                    Some(s) => Some((s.version, Logged::Put(encode(&s.rec)?))),
                     None => None,
                 },
+                ShardMap::Ordered(m) => match m.get(key) {
+                    Some(s) => Some((s.version, Logged::Put(encode(&s.rec)?))),
+                    None => None,
+                },
+                ShardMap::Bag(t) => match t.find(hash, |s| group_key(s) == Some(key)) {
+                    Some(s) => {
+                        Some((s.version, Logged::Group(s.rec.iter().map(encode).collect::<Result<_>>()?)))
+                    }
+                    None => None,
+                },
+                ShardMap::Disc(d) => {
+                    let (version, recs) = self.disc_get(d, key)?;
+                    match recs.as_slice() {
+                        [] => None,
+                        [r] if self.kind != TableType::Bag => Some((version, Logged::Put(encode(r)?))),
+                        rs => Some((version, Logged::Group(rs.iter().map(encode).collect::<Result<_>>()?))),
+                    }
+                }
             })
         })();
-        match found.and_then(|f| f.map(|(v, value)| key.encode().map(|k| (v, k, value))).transpose()) {
+        match found.and_then(|f| f.map(|(v, value)| encode(key).map(|k| (v, k, value))).transpose()) {
             // Changed since the cut already (its state at the cut was saved then), or absent.
             Ok(Some((version, key, value))) if version <= cut.seq => {
                 cut.saved.lock().push((shard, SnapshotEntry { key, version, value }));
@@ -815,10 +1109,23 @@ impl Store {
                         })?;
                     }
                 }
-                map => each_warmed(
-                    map.slots().filter(|s| s.version <= cut.seq),
-                    |s| s.rec.warm(),
-                    |s| s.rec.encode_into(s.version, out),
+                ShardMap::Set(t) => each_warmed(
+                    t.iter().filter(|s| s.version <= cut.seq),
+                    |s| warm(&s.rec),
+                    |s| out.record(s.rec.key(), s.version, &s.rec),
+                )?,
+                ShardMap::Ordered(m) => each_warmed(
+                    m.values().filter(|s| s.version <= cut.seq),
+                    |s| warm(&s.rec),
+                    |s| out.record(s.rec.key(), s.version, &s.rec),
+                )?,
+                ShardMap::Bag(t) => each_warmed(
+                    t.iter().filter(|s| s.version <= cut.seq),
+                    |s| warm(&s.rec),
+                    |s| match s.rec.first() {
+                        Some(first) => out.group(first.key(), s.version, &s.rec),
+                        None => Ok(()),
+                    },
                 )?,
             }
             cut.scanned[shard].store(true, Ordering::Release);
@@ -834,7 +1141,7 @@ impl Store {
         if cut.failed.load(Ordering::Acquire) {
             return Err(Error::Invalid(format!(
                 "table {}: a record changed during the backup could not be saved",
-                self.name()
+                T::NAME
             )));
         }
         Ok(())
@@ -875,8 +1182,9 @@ impl Store {
                 d.history = None;
             }
             match &mut d.map {
-                ShardMap::Set(t) | ShardMap::Bag(t) => *t = HashTable::new(),
+                ShardMap::Set(t) => *t = HashTable::new(),
                 ShardMap::Ordered(m) => m.clear(),
+                ShardMap::Bag(t) => *t = HashTable::new(),
                 ShardMap::Disc(d) => {
                     if let Some(id) = self.disk_id()
                         && let Err(e) = d.apply(id, true, &[], false)
@@ -886,6 +1194,12 @@ impl Store {
                 }
             }
         }
+        for i in self.indexes.load().list.iter() {
+            i.clear(seq);
+        }
+        if let Some(expiry) = &self.expiry {
+            expiry.clear();
+        }
     }
 
     /// The commit locks of every record shard, for table-wide operations.
@@ -893,13 +1207,13 @@ impl Store {
         self.shards.iter().enumerate().map(|(i, s)| (i, &s.commit))
     }
 
-    /// Whether the table was dropped (or its database closed).
+    /// Increments the dropped flag check.
     pub(crate) fn is_dropped(&self) -> bool {
         self.dropped.load(Ordering::Acquire)
     }
 }
 
-impl crate::priority::Gate for Store {
+impl<T: Table> crate::priority::Gate for TableStore<T> {
     fn gate_id(&self) -> u32 {
         self.id
     }
@@ -928,12 +1242,23 @@ impl crate::priority::Gate for Store {
     }
 }
 
-fn range_is_empty<K: Ord + ?Sized>(lo: Bound<&K>, hi: Bound<&K>) -> bool {
+fn range_is_empty<K: Ord>(lo: Bound<&K>, hi: Bound<&K>) -> bool {
     match (lo, hi) {
         (Bound::Included(a), Bound::Included(b)) => a > b,
         (Bound::Included(a) | Bound::Excluded(a), Bound::Excluded(b))
         | (Bound::Excluded(a), Bound::Included(b)) => a >= b,
         _ => false,
+    }
+}
+
+/// The records of a key's encoded content.
+fn decode_records<T: Table>(value: &Logged) -> Result<Vec<T>> {
+    let bad =
+        |e: postcard::Error| Error::codec(format!("table {}: a stored record does not decode", T::NAME), e);
+    match value {
+        Logged::Put(b) => Ok(vec![postcard::from_bytes(b).map_err(bad)?]),
+        Logged::Group(bs) => bs.iter().map(|b| postcard::from_bytes(b).map_err(bad)).collect(),
+        Logged::Delete => Ok(Vec::new()),
     }
 }
 
@@ -1011,7 +1336,6 @@ mod tests {
     /// different keys would contend for a few shard locks.
     #[test]
     fn integer_keys_spread_over_shards() {
-        use std::hash::BuildHasher;
         let hasher = Hasher::default();
         let mut counts = [0u32; SHARDS];
         for k in 0u64..64_000 {

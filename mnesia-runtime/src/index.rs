@@ -1,23 +1,26 @@
-//! Secondary indexes: a hash index per indexed field, sharded like the records; the
-//! entries are untyped (`raw.rs`, compiled once), `TypedIndex<T, V>` is the typed edge.
+//! Secondary indexes: a typed hash index per indexed field, sharded like the records.
 //!
 //! Invariant: after every commit, for every record `r` of the table and every index on field
 //! `f`, the index maps `f(r)` to `r`'s key, and maps nothing else. A unique index maps each
 //! value to exactly one key.
 
 use std::any::Any;
+use std::collections::BTreeSet;
 use std::fmt;
 use std::hash::{BuildHasher, Hash};
 use std::sync::Arc;
 
+use crossbeam_utils::CachePadded;
+use hashbrown::HashTable;
+use hashbrown::hash_table::Entry;
+use parking_lot::RwLock;
+
 use crate::field::{Field, FieldValue};
 use crate::lock::CommitLock;
-use crate::store::row::AnyKey;
-use crate::table::{Key, Table};
+use crate::store::Hasher;
+use crate::table::Table;
 
-mod raw;
-
-use raw::{AnyValue, INDEX_SHARDS, PairTypeOf, RawIndex};
+const INDEX_SHARDS: usize = 64;
 
 /// How to build an index on one field: made by `Field::index_spec`, used by the derive for
 /// `#[index]` and by `add_index`.
@@ -168,33 +171,193 @@ pub(crate) trait TableIndex<T: Table>: Send + Sync {
     fn empty_copy(&self) -> Arc<dyn TableIndex<T>>;
 }
 
-struct TypedIndex<T: Table, V> {
-    field: Field<T, V>,
-    raw: RawIndex,
+/// The keys holding one value of a non-unique index: almost always one.
+enum Owners<K> {
+    One(K),
+    Many(BTreeSet<K>),
 }
 
-/// The keys a visit of the raw index finds, as `T::Key`s.
-fn push_to<K: Key>(out: &mut Vec<K>) -> impl FnMut(&dyn AnyKey) + '_ {
-    move |k| {
-        if let Some(k) = k.as_any().downcast_ref::<K>() {
-            out.push(k.clone());
+/// One shard's entries. A unique index maps a value to one key (no room spent on sets);
+/// a plain index maps it to the keys holding it, in key order. Entries are found by the
+/// value's hash, computed once per operation (it also picks the shard).
+enum Entries<V, K> {
+    Unique(HashTable<(V, K)>),
+    Multi(HashTable<(V, Owners<K>)>),
+}
+
+impl<V: Hash + Eq, K: Ord + Clone> Entries<V, K> {
+    fn keys(&self, hash: u64, v: &V, out: &mut Vec<K>) {
+        match self {
+            Entries::Unique(t) => {
+                if let Some((_, k)) = t.find(hash, |(x, _)| x == v) {
+                    out.push(k.clone());
+                }
+            }
+            Entries::Multi(t) => match t.find(hash, |(x, _)| x == v) {
+                Some((_, Owners::One(k))) => out.push(k.clone()),
+                Some((_, Owners::Many(ks))) => out.extend(ks.iter().cloned()),
+                None => {}
+            },
+        }
+    }
+
+    /// The first `n` keys holding `v` after `after`, in key order.
+    fn keys_from(&self, hash: u64, v: &V, after: Option<&K>, n: usize, out: &mut Vec<K>) {
+        let past = |k: &K| after.is_none_or(|a| k > a);
+        match self {
+            Entries::Unique(t) => {
+                if let Some((_, k)) = t.find(hash, |(x, _)| x == v).filter(|(_, k)| past(k) && n > 0) {
+                    out.push(k.clone());
+                }
+            }
+            Entries::Multi(t) => match t.find(hash, |(x, _)| x == v) {
+                Some((_, Owners::One(k))) if past(k) && n > 0 => out.push(k.clone()),
+                Some((_, Owners::Many(ks))) => {
+                    let from = after.map_or(std::ops::Bound::Unbounded, std::ops::Bound::Excluded);
+                    out.extend(ks.range((from, std::ops::Bound::Unbounded)).take(n).cloned());
+                }
+                _ => {}
+            },
+        }
+    }
+
+    /// Whether some key other than those `keeps` accepts holds `v`; returns the first one.
+    fn other_owner(&self, hash: u64, v: &V, mut ok: impl FnMut(&K) -> bool) -> Option<K> {
+        match self {
+            Entries::Unique(t) => t.find(hash, |(x, _)| x == v).map(|(_, k)| k).filter(|k| !ok(k)).cloned(),
+            Entries::Multi(t) => match t.find(hash, |(x, _)| x == v) {
+                Some((_, Owners::One(k))) => (!ok(k)).then(|| k.clone()),
+                Some((_, Owners::Many(ks))) => ks.iter().find(|k| !ok(k)).cloned(),
+                None => None,
+            },
+        }
+    }
+
+    fn insert(&mut self, hash: u64, v: &V, key: &K, rehash: impl Fn(&V) -> u64)
+    where
+        V: Clone,
+    {
+        match self {
+            Entries::Unique(t) => match t.entry(hash, |(x, _)| x == v, |(x, _)| rehash(x)) {
+                Entry::Occupied(mut e) => e.get_mut().1 = key.clone(),
+                Entry::Vacant(e) => {
+                    e.insert((v.clone(), key.clone()));
+                }
+            },
+            Entries::Multi(t) => match t.entry(hash, |(x, _)| x == v, |(x, _)| rehash(x)) {
+                Entry::Occupied(mut e) => {
+                    let owners = &mut e.get_mut().1;
+                    match owners {
+                        Owners::One(k) if k == key => {}
+                        Owners::One(k) => {
+                            let first = k.clone();
+                            *owners = Owners::Many(BTreeSet::from([first, key.clone()]));
+                        }
+                        Owners::Many(set) => {
+                            set.insert(key.clone());
+                        }
+                    }
+                }
+                Entry::Vacant(e) => {
+                    e.insert((v.clone(), Owners::One(key.clone())));
+                }
+            },
+        }
+    }
+
+    fn remove(&mut self, hash: u64, v: &V, key: &K) {
+        match self {
+            Entries::Unique(t) => {
+                if let Ok(e) = t.find_entry(hash, |(x, k)| x == v && k == key) {
+                    e.remove();
+                }
+            }
+            Entries::Multi(t) => {
+                let Ok(mut e) = t.find_entry(hash, |(x, _)| x == v) else { return };
+                let gone = match &mut e.get_mut().1 {
+                    Owners::One(k) => k == key,
+                    Owners::Many(set) => {
+                        set.remove(key);
+                        if set.len() == 1 {
+                            if let Some(last) = set.pop_first() {
+                                e.get_mut().1 = Owners::One(last);
+                            }
+                            false
+                        } else {
+                            set.is_empty()
+                        }
+                    }
+                };
+                if gone {
+                    e.remove();
+                }
+            }
+        }
+    }
+
+    fn empty_like(&self) -> Self {
+        match self {
+            Entries::Unique(_) => Entries::Unique(HashTable::new()),
+            Entries::Multi(_) => Entries::Multi(HashTable::new()),
+        }
+    }
+
+    fn memory(&self) -> usize {
+        match self {
+            Entries::Unique(t) => t.capacity() * (size_of::<(V, K)>() + 1),
+            Entries::Multi(t) => t.capacity() * (size_of::<(V, Owners<K>)>() + 1),
         }
     }
 }
 
-/// A key the raw index found, as a `T::Key` (an index holds keys of its table only).
-fn typed_key<K: Key>(k: &dyn AnyKey) -> Option<K> {
-    k.as_any().downcast_ref::<K>().cloned()
+struct IndexShardData<V, K> {
+    version: u64,
+    entries: Entries<V, K>,
+}
+
+struct IndexShard<V, K> {
+    commit: CommitLock,
+    data: RwLock<IndexShardData<V, K>>,
+}
+
+type Shards<V, K> = Box<[CachePadded<IndexShard<V, K>>]>;
+
+struct TypedIndex<T: Table, V> {
+    field: Field<T, V>,
+    unique: bool,
+    hasher: Hasher,
+    shards: Shards<V, T::Key>,
 }
 
 impl<T: Table, V: FieldValue + Hash + Eq> TypedIndex<T, V> {
     fn new(field: Field<T, V>, unique: bool) -> Self {
-        TypedIndex { field, raw: RawIndex::new(unique, PairTypeOf::<V, T::Key>::REF) }
+        let shards = (0..INDEX_SHARDS)
+            .map(|_| {
+                let entries =
+                    if unique { Entries::Unique(HashTable::new()) } else { Entries::Multi(HashTable::new()) };
+                CachePadded::new(IndexShard {
+                    commit: CommitLock::new(),
+                    data: RwLock::new(IndexShardData { version: 0, entries }),
+                })
+            })
+            .collect();
+        TypedIndex { field, unique, hasher: Hasher::default(), shards }
     }
 
-    #[inline]
     fn hash(&self, v: &V) -> u64 {
-        self.raw.hasher.hash_one(v)
+        self.hasher.hash_one(v)
+    }
+
+    fn shard_of(hash: u64) -> usize {
+        ((hash >> 40) as usize) & (INDEX_SHARDS - 1)
+    }
+
+    fn keys(&self, v: &V, out: &mut Vec<T::Key>) -> (usize, u64) {
+        let hash = self.hash(v);
+        let shard = Self::shard_of(hash);
+        let data = self.shards[shard].data.read();
+        data.entries.keys(hash, v, out);
+        (shard, data.version)
     }
 }
 
@@ -208,7 +371,7 @@ impl<T: Table, V: FieldValue + Hash + Eq> TableIndex<T> for TypedIndex<T, V> {
     }
 
     fn unique(&self) -> bool {
-        self.raw.unique
+        self.unique
     }
 
     fn shard_count(&self) -> usize {
@@ -216,25 +379,34 @@ impl<T: Table, V: FieldValue + Hash + Eq> TableIndex<T> for TypedIndex<T, V> {
     }
 
     fn shard_of_record(&self, rec: &T) -> usize {
-        RawIndex::shard_of(self.hash(self.field.get(rec)))
+        Self::shard_of(self.hash(self.field.get(rec)))
     }
 
     fn commit_lock(&self, shard: usize) -> &CommitLock {
-        self.raw.commit_lock(shard)
+        &self.shards[shard].commit
     }
 
     fn shard_version(&self, shard: usize) -> u64 {
-        self.raw.shard_version(shard)
+        self.shards[shard].data.read().version
     }
 
     fn lookup(&self, value: &dyn Any, out: &mut Vec<T::Key>) -> Option<(usize, u64)> {
         let v = value.downcast_ref::<V>()?;
-        Some(self.raw.keys(self.hash(v), v, &mut push_to(out)))
+        Some(self.keys(v, out))
     }
 
     fn group_size(&self, value: &dyn Any) -> usize {
         let Some(v) = value.downcast_ref::<V>() else { return 0 };
-        self.raw.group_size(self.hash(v), v)
+        let hash = self.hash(v);
+        let data = self.shards[Self::shard_of(hash)].data.read();
+        match &data.entries {
+            Entries::Unique(t) => usize::from(t.find(hash, |(x, _)| x == v).is_some()),
+            Entries::Multi(t) => match t.find(hash, |(x, _)| x == v) {
+                Some((_, Owners::One(_))) => 1,
+                Some((_, Owners::Many(ks))) => ks.len(),
+                None => 0,
+            },
+        }
     }
 
     fn lookup_from(
@@ -245,12 +417,15 @@ impl<T: Table, V: FieldValue + Hash + Eq> TableIndex<T> for TypedIndex<T, V> {
         out: &mut Vec<T::Key>,
     ) -> Option<(usize, u64)> {
         let v = value.downcast_ref::<V>()?;
-        Some(self.raw.keys_from(self.hash(v), v, after.map(|k| k as &dyn AnyKey), n, &mut push_to(out)))
+        let hash = self.hash(v);
+        let shard = Self::shard_of(hash);
+        let data = self.shards[shard].data.read();
+        data.entries.keys_from(hash, v, after, n, out);
+        Some((shard, data.version))
     }
 
     fn lookup_by_record(&self, rec: &T, out: &mut Vec<T::Key>) {
-        let v = self.field.get(rec);
-        self.raw.keys(self.hash(v), v, &mut push_to(out));
+        self.keys(self.field.get(rec), out);
     }
 
     fn value_debug(&self, rec: &T) -> String {
@@ -266,29 +441,26 @@ impl<T: Table, V: FieldValue + Hash + Eq> TableIndex<T> for TypedIndex<T, V> {
         puts: &[(&T::Key, &T)],
         gives_up: &dyn Fn(&T::Key, &T) -> bool,
     ) -> Result<(), Duplicate<T::Key>> {
-        let dup = |value: String, owner: &dyn AnyKey| match typed_key(owner) {
-            Some(owner) => Err(Duplicate { value, owner }),
-            None => Ok(()),
-        };
+        let dup = |v: &V, k: &T::Key| Duplicate { value: format!("{v:?}"), owner: k.clone() };
         // Two records of the same commit claiming one value under different keys.
         if puts.len() > 1 {
-            let items: Vec<(u64, &dyn AnyValue, &dyn AnyKey)> = puts
-                .iter()
-                .map(|(k, rec)| {
-                    let v = self.field.get(rec);
-                    (self.hash(v), v as &dyn AnyValue, *k as &dyn AnyKey)
-                })
-                .collect();
-            if let Some((value, owner)) = self.raw.same_value_twice(&items) {
-                dup(value, &*owner)?;
+            let mut seen: hashbrown::HashMap<&V, &T::Key, Hasher> =
+                hashbrown::HashMap::with_capacity_and_hasher(puts.len(), Hasher::default());
+            for (k, rec) in puts {
+                let v = self.field.get(rec);
+                if let Some(other) = seen.insert(v, k)
+                    && other != *k
+                {
+                    return Err(dup(v, other));
+                }
             }
         }
         for (k, rec) in puts {
             let v = self.field.get(rec);
-            let mut ok =
-                |o: &dyn AnyKey| typed_key::<T::Key>(o).is_none_or(|o| o == **k || gives_up(&o, rec));
-            if let Some(owner) = self.raw.other_owner(self.hash(v), v, &mut ok) {
-                dup(format!("{v:?}"), &*owner)?;
+            let hash = self.hash(v);
+            let data = self.shards[Self::shard_of(hash)].data.read();
+            if let Some(owner) = data.entries.other_owner(hash, v, |o| o == *k || gives_up(o, rec)) {
+                return Err(dup(v, &owner));
             }
         }
         Ok(())
@@ -296,42 +468,73 @@ impl<T: Table, V: FieldValue + Hash + Eq> TableIndex<T> for TypedIndex<T, V> {
 
     fn insert(&self, rec: &T, seq: u64) {
         let v = self.field.get(rec);
-        self.raw.insert(self.hash(v), v, rec.key(), seq);
+        let hash = self.hash(v);
+        let mut data = self.shards[Self::shard_of(hash)].data.write();
+        data.version = seq;
+        data.entries.insert(hash, v, rec.key(), |x| self.hasher.hash_one(x));
     }
 
     fn load_many(&self, recs: &[&T], seq: u64) -> Result<(), (usize, T::Key)> {
-        let items = recs
-            .iter()
-            .enumerate()
-            .map(|(at, rec)| {
+        let mut by_shard: Vec<Vec<(usize, u64)>> = (0..INDEX_SHARDS).map(|_| Vec::new()).collect();
+        for (at, rec) in recs.iter().enumerate() {
+            let hash = self.hash(self.field.get(rec));
+            by_shard[Self::shard_of(hash)].push((at, hash));
+        }
+        for (shard, items) in by_shard.into_iter().enumerate().filter(|(_, v)| !v.is_empty()) {
+            let mut data = self.shards[shard].data.write();
+            data.version = seq;
+            for (at, hash) in items {
+                let rec = recs[at];
                 let v = self.field.get(rec);
-                (at, self.hash(v), v as &dyn AnyValue, rec.key() as &dyn AnyKey)
-            })
-            .collect();
-        self.raw
-            .load_many(items, seq)
-            .map_err(|(at, owner)| (at, typed_key(&*owner).unwrap_or_else(|| recs[at].key().clone())))
+                if let Entries::Unique(t) = &mut data.entries {
+                    match t.entry(hash, |(x, _)| x == v, |(x, _)| self.hasher.hash_one(x)) {
+                        Entry::Occupied(e) if &e.get().1 != rec.key() => return Err((at, e.get().1.clone())),
+                        Entry::Occupied(_) => {}
+                        Entry::Vacant(e) => {
+                            e.insert((v.clone(), rec.key().clone()));
+                        }
+                    }
+                } else {
+                    data.entries.insert(hash, v, rec.key(), |x| self.hasher.hash_one(x));
+                }
+            }
+        }
+        Ok(())
     }
 
     fn remove(&self, rec: &T, seq: u64) {
         let v = self.field.get(rec);
-        self.raw.remove(self.hash(v), v, rec.key(), seq);
+        let hash = self.hash(v);
+        let mut data = self.shards[Self::shard_of(hash)].data.write();
+        data.version = seq;
+        data.entries.remove(hash, v, rec.key());
     }
 
     fn clear(&self, seq: u64) {
-        self.raw.clear(seq);
+        for s in self.shards.iter() {
+            let mut d = s.data.write();
+            d.version = seq;
+            d.entries = d.entries.empty_like();
+        }
     }
 
     fn memory(&self) -> usize {
-        self.raw.memory()
+        self.shards.iter().map(|s| s.data.read().entries.memory()).sum()
     }
 
     fn empty_copy(&self) -> Arc<dyn TableIndex<T>> {
-        Arc::new(TypedIndex::new(self.field, self.raw.unique))
+        Arc::new(TypedIndex::new(self.field, self.unique))
     }
 
     fn reserve(&self, n: usize) {
-        self.raw.reserve(n);
+        let per_shard = n / INDEX_SHARDS + 1;
+        for s in self.shards.iter() {
+            let rehash = |v: &V| self.hasher.hash_one(v);
+            match &mut s.data.write().entries {
+                Entries::Unique(t) => t.reserve(per_shard, |(v, _)| rehash(v)),
+                Entries::Multi(t) => t.reserve(per_shard, |(v, _)| rehash(v)),
+            }
+        }
     }
 }
 
