@@ -30,6 +30,8 @@ pub(crate) enum Request {
     Propose(Proposal),
     /// Are you there (sent to a peer nothing came from for a heartbeat)?
     Ping,
+    /// The leader's read index (see `Node::sync_reads`).
+    ReadIndex,
 }
 
 /// The answer to a [`Request`].
@@ -42,6 +44,8 @@ pub(crate) enum Response {
     Proposed(Result<(u64, Verdict), String>),
     /// The answer to [`Request::Ping`].
     Pong,
+    /// The answer to [`Request::ReadIndex`], or why this node could not give it.
+    ReadIndex(Result<u64, String>),
 }
 
 /// How long a request may wait for its answer.
@@ -245,6 +249,7 @@ async fn connection(mut stream: TcpStream, node: &crate::node::Shared) -> Result
             Request::Snapshot(rpc) => Response::Snapshot(node.raft.install_snapshot(rpc).await),
             Request::Propose(proposal) => Response::Proposed(node.write_here(proposal).await),
             Request::Ping => Response::Pong,
+            Request::ReadIndex => Response::ReadIndex(node.read_index_here().await),
         };
         wire::write_frame(&mut stream, &response).await?;
     }

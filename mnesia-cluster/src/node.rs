@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use mnesia_runtime::{CommitRecord, Database, Error, Result, Sequencer};
-use openraft::error::{ClientWriteError, RaftError};
+use openraft::error::{CheckIsLeaderError, ClientWriteError, RaftError};
 use openraft::{BasicNode, Raft, SnapshotPolicy};
 use tokio::sync::watch;
 
@@ -224,45 +224,84 @@ impl Shared {
                 Err(e) => return Err(e.to_string()),
             };
             if let (Some(id), Some(node)) = (forward.leader_id, forward.leader_node) {
-                let links = {
-                    let mut leader = self.leader.lock();
-                    match leader.as_ref() {
-                        Some((l, links)) if *l == id => Arc::clone(links),
-                        _ => {
-                            let peers = (0..LEADER_LINKS)
-                                .map(|_| {
-                                    tokio::sync::Mutex::new(Peer::new(
-                                        self.id,
-                                        id,
-                                        node.addr.clone(),
-                                        Arc::clone(&self.cookie),
-                                        self.faults.clone(),
-                                        Some(Arc::clone(&self.liveness)),
-                                    ))
-                                })
-                                .collect();
-                            let links =
-                                Arc::new(Links { peers, free: tokio::sync::Semaphore::new(LEADER_LINKS) });
-                            *leader = Some((id, Arc::clone(&links)));
-                            links
-                        }
-                    }
-                };
-                // A connection as soon as one is free.
-                let Ok(_permit) = links.free.acquire().await else { return Err("the node stopped".into()) };
-                let mut peer = match links.peers.iter().find_map(|l| l.try_lock().ok()) {
-                    Some(peer) => peer,
-                    None => links.peers[0].lock().await,
-                };
                 let request = Request::Propose(proposal.clone());
-                if let Ok(Response::Proposed(Ok(placed))) = peer.call(&request, Duration::from_secs(10)).await
-                {
+                if let Ok(Response::Proposed(Ok(placed))) = self.ask(id, &node, &request).await? {
                     return Ok(placed);
                 }
             }
             // No leader yet, or it just changed: ask again shortly.
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
+    }
+
+    /// The index of the log up to which this node, if it leads, has decided every entry, its
+    /// leadership confirmed by a majority (Raft's read index).
+    pub(crate) async fn read_index_here(&self) -> std::result::Result<u64, String> {
+        match self.raft.get_read_log_id().await {
+            Ok((read, _)) => Ok(read.map_or(0, |l| l.index)),
+            Err(e) => Err(e.to_string()),
+        }
+    }
+
+    /// The leader's read index, wherever the leader is (bounded by the caller's timeout).
+    async fn read_index(&self) -> std::result::Result<u64, String> {
+        loop {
+            let forward = match self.raft.get_read_log_id().await {
+                Ok((read, _)) => return Ok(read.map_or(0, |l| l.index)),
+                Err(RaftError::APIError(CheckIsLeaderError::ForwardToLeader(f))) => f,
+                Err(RaftError::APIError(CheckIsLeaderError::QuorumNotEnough(_))) => {
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                    continue;
+                }
+                Err(e) => return Err(e.to_string()),
+            };
+            if let (Some(id), Some(node)) = (forward.leader_id, forward.leader_node)
+                && let Ok(Response::ReadIndex(Ok(index))) = self.ask(id, &node, &Request::ReadIndex).await?
+            {
+                return Ok(index);
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    /// Sends `request` to the leader `id` over one of the connections kept to it. `Err`:
+    /// the node stopped.
+    async fn ask(
+        &self,
+        id: u64,
+        node: &BasicNode,
+        request: &Request,
+    ) -> std::result::Result<std::result::Result<Response, crate::wire::WireError>, String> {
+        let links = {
+            let mut leader = self.leader.lock();
+            match leader.as_ref() {
+                Some((l, links)) if *l == id => Arc::clone(links),
+                _ => {
+                    let peers = (0..LEADER_LINKS)
+                        .map(|_| {
+                            tokio::sync::Mutex::new(Peer::new(
+                                self.id,
+                                id,
+                                node.addr.clone(),
+                                Arc::clone(&self.cookie),
+                                self.faults.clone(),
+                                Some(Arc::clone(&self.liveness)),
+                            ))
+                        })
+                        .collect();
+                    let links = Arc::new(Links { peers, free: tokio::sync::Semaphore::new(LEADER_LINKS) });
+                    *leader = Some((id, Arc::clone(&links)));
+                    links
+                }
+            }
+        };
+        // A connection as soon as one is free.
+        let Ok(_permit) = links.free.acquire().await else { return Err("the node stopped".into()) };
+        let mut peer = match links.peers.iter().find_map(|l| l.try_lock().ok()) {
+            Some(peer) => peer,
+            None => links.peers[0].lock().await,
+        };
+        Ok(peer.call(request, Duration::from_secs(10)).await)
     }
 }
 
@@ -503,6 +542,41 @@ impl Node {
             members: m.membership_config.membership().voter_ids().collect(),
             up: self.shared.liveness.up(),
         }
+    }
+
+    /// Waits until this node's database holds every commit decided before the call, as the
+    /// leader confirms with a majority (Raft's read index): a read made on this node
+    /// afterwards sees every write acknowledged anywhere in the cluster before the call.
+    /// Reads without it answer at once from this node's copy, possibly stale. Fails with
+    /// [`Error::NoMajority`] when, within `timeout`, no leader confirmed the index with a
+    /// majority or this node did not apply the log that far.
+    ///
+    /// ```no_run
+    /// # use mnesia::prelude::*;
+    /// # #[derive(Table, Clone, Debug, Serialize, Deserialize)]
+    /// # struct Account { #[key] id: u32, balance: i64 }
+    /// # let (db, node): (Database, mnesia_cluster::Node) = unimplemented!();
+    /// node.sync_reads(std::time::Duration::from_secs(5))?;
+    /// let current = db.scope(|| Account::read(&1))?;
+    /// # Ok::<(), mnesia::Error>(())
+    /// ```
+    pub fn sync_reads(&self, timeout: Duration) -> Result<()> {
+        let shared = Arc::clone(&self.shared);
+        let started = Instant::now();
+        self.block_on(async move {
+            let no_majority = || Error::NoMajority { waited: timeout };
+            let index = tokio::time::timeout(timeout, shared.read_index())
+                .await
+                .map_err(|_| no_majority())?
+                .map_err(|reason| Error::Closed { what: format!("the cluster node ({reason})") })?;
+            let mut applied = shared.applied.clone();
+            let left = timeout.saturating_sub(started.elapsed());
+            match tokio::time::timeout(left, applied.wait_for(|a| *a >= index)).await {
+                Ok(Ok(_)) => Ok(()),
+                Ok(Err(_)) => Err(Error::Closed { what: "the cluster node".into() }),
+                Err(_) => Err(no_majority()),
+            }
+        })
     }
 
     /// Waits until the node knows a leader, and returns it.

@@ -340,3 +340,32 @@ fn peers_going_and_coming_back_and_a_new_leader_are_system_events() {
         |e| matches!(e, SystemEvent::Cluster(ClusterEvent::LeaderChanged { leader: Some(l), .. }) if *l != leader_id),
     );
 }
+
+#[test]
+fn synced_reads_see_every_acknowledged_write_or_fail() {
+    let faults = Faults::new();
+    let run = three_with(&faults);
+    run.dbs[0].scope(|| Account::write(Account { id: 1, balance: 1 })).expect("write");
+    // On every node, the leader's and the followers' (whose ask goes to the leader).
+    for (i, node) in run.nodes.iter().enumerate() {
+        node.as_ref().expect("node").sync_reads(Duration::from_secs(10)).expect("synced");
+        let read = run.dbs[i].scope(|| Account::read(&1)).expect("read");
+        assert_eq!(read, Some(Account { id: 1, balance: 1 }), "node {}", i + 1);
+    }
+    // A follower cut off cannot confirm that it is current: it says so in bounded time.
+    let follower = (run.leader() + 1) % 3;
+    let id = follower as u64 + 1;
+    faults.isolate(id, (1..=3).filter(|n| *n != id));
+    let other = (follower + 1) % 3;
+    run.dbs[other].scope(|| Account::write(Account { id: 1, balance: 2 })).expect("the majority writes");
+    let cut_off = run.nodes[follower].as_ref().expect("follower");
+    let refused = cut_off.sync_reads(Duration::from_millis(800));
+    assert!(matches!(refused, Err(Error::NoMajority { .. })), "{refused:?}");
+    // Its plain read is its own copy's (stale); once healed, a synced read is current.
+    let stale = run.dbs[follower].scope(|| Account::read(&1)).expect("read");
+    assert_eq!(stale.map(|a| a.balance), Some(1));
+    faults.heal();
+    cut_off.sync_reads(Duration::from_secs(20)).expect("synced after healing");
+    let current = run.dbs[follower].scope(|| Account::read(&1)).expect("read");
+    assert_eq!(current.map(|a| a.balance), Some(2));
+}
