@@ -33,6 +33,11 @@ impl Liveness {
         Liveness { db, silence, peers: Mutex::new(HashMap::new()) }
     }
 
+    /// The node's database.
+    pub(crate) fn database(&self) -> &Database {
+        &self.db
+    }
+
     /// Something came from `node`, or it answered.
     pub(crate) fn heard(&self, node: u64) {
         let mut peers = self.peers.lock();
@@ -121,8 +126,9 @@ pub(crate) async fn watch_peers(
     }
 }
 
-/// Tells the database of each change of leader this node learns of, until the Raft stops.
-pub(crate) async fn watch_leader(raft: openraft::Raft<Types>, db: Database) {
+/// Tells the database of each change of leader this node learns of, and lets its reaper
+/// run only while this node leads (its deletions reach every copy), until the Raft stops.
+pub(crate) async fn watch_leader(raft: openraft::Raft<Types>, me: u64, db: Database) {
     let mut metrics = raft.metrics();
     let mut told: Option<Option<u64>> = None;
     loop {
@@ -132,6 +138,7 @@ pub(crate) async fn watch_leader(raft: openraft::Raft<Types>, db: Database) {
         };
         if told != Some(leader) {
             told = Some(leader);
+            db.set_reaping(leader == Some(me));
             db.report_cluster_event(ClusterEvent::LeaderChanged { leader, term });
         }
         if metrics.changed().await.is_err() {

@@ -484,7 +484,7 @@ impl Node {
             leader: parking_lot::Mutex::new(None),
         });
         runtime.spawn(crate::net::serve(listener, Arc::clone(&shared)));
-        runtime.spawn(crate::liveness::watch_leader(shared.raft.clone(), db.clone()));
+        runtime.spawn(crate::liveness::watch_leader(shared.raft.clone(), shared.id, db.clone()));
         runtime.spawn(crate::liveness::watch_peers(
             shared.raft.clone(),
             shared.id,
@@ -618,6 +618,8 @@ impl Drop for Node {
                 .block_on(async move { tokio::time::timeout(Duration::from_secs(2), raft.shutdown()).await });
             rt.shutdown_timeout(Duration::from_secs(1));
         }
+        // The database's own reaper again (its commits fail until the ordering stops).
+        self.shared.liveness.database().set_reaping(true);
     }
 }
 

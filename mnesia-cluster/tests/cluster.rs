@@ -369,3 +369,51 @@ fn synced_reads_see_every_acknowledged_write_or_fail() {
     let current = run.dbs[follower].scope(|| Account::read(&1)).expect("read");
     assert_eq!(current.map(|a| a.balance), Some(2));
 }
+
+#[derive(Table, Clone, Debug, PartialEq, Serialize, Deserialize)]
+struct Session {
+    #[key]
+    token: u32,
+    #[ttl]
+    expires_at: Option<std::time::SystemTime>,
+}
+
+#[test]
+fn only_the_leader_reaps_and_its_deletions_reach_every_copy() {
+    let run = three();
+    for db in &run.dbs {
+        db.scope(|| Session::create_table(TableOptions::new())).expect("table");
+    }
+    let leader = run.leader();
+    let want: Vec<bool> = (0..3).map(|i| i == leader).collect();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let reaping: Vec<bool> = run.dbs.iter().map(Database::reaping).collect();
+        if reaping == want {
+            break;
+        }
+        assert!(Instant::now() < deadline, "reaping {reaping:?}, leader {}", leader + 1);
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    // Events on a follower: the expired sessions' deletions arrive there once each.
+    let follower = (leader + 1) % 3;
+    let events = run.dbs[follower].scope(Session::subscribe).expect("subscribe");
+    let soon = std::time::SystemTime::now() + Duration::from_millis(200);
+    run.dbs[follower]
+        .scope(|| Session::batch_write((0..20).map(|token| Session { token, expires_at: Some(soon) })))
+        .expect("write");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let mut deleted = HashSet::new();
+    while deleted.len() < 20 {
+        assert!(Instant::now() < deadline, "deleted so far: {deleted:?}");
+        if let Some(e) = events.recv_timeout(Duration::from_millis(100))
+            && let mnesia::Event::Delete { key, .. } = e
+        {
+            assert!(deleted.insert(key), "deleted twice");
+        }
+    }
+    run.settle();
+    for (i, db) in run.dbs.iter().enumerate() {
+        assert_eq!(db.scope(Session::count).expect("count"), 0, "node {}", i + 1);
+    }
+}

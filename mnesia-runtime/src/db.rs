@@ -999,6 +999,32 @@ impl Database {
         Ok(())
     }
 
+    /// Whether this database's reaper removes expired records at its runs (`true` unless
+    /// told otherwise). A replication layer turns it off on every copy but one (the
+    /// cluster's leader): that copy's deletions reach the others. Reads never return an
+    /// expired record either way, and [`Database::cleanup_expired`] works regardless.
+    ///
+    /// ```
+    /// let db = mnesia::Database::in_memory()?;
+    /// db.set_reaping(false);
+    /// assert!(!db.reaping());
+    /// # Ok::<(), mnesia::Error>(())
+    /// ```
+    pub fn set_reaping(&self, on: bool) {
+        self.inner.reaper.pause(!on);
+    }
+
+    /// Whether this database's reaper removes expired records at its runs (see
+    /// [`Database::set_reaping`]).
+    ///
+    /// ```
+    /// assert!(mnesia::Database::in_memory()?.reaping());
+    /// # Ok::<(), mnesia::Error>(())
+    /// ```
+    pub fn reaping(&self) -> bool {
+        !self.inner.reaper.paused()
+    }
+
     /// Removes every expired record of every table now, rather than at the reaper's next
     /// run; returns how many. Tables of a directory not yet claimed by their type wait.
     ///

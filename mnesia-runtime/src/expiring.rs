@@ -296,6 +296,8 @@ pub(crate) struct Reaper {
     stop: parking_lot::Mutex<bool>,
     /// `stop`, readable without the lock.
     stopping: std::sync::atomic::AtomicBool,
+    /// Runs leave the records alone (another copy's reaper removes them).
+    paused: std::sync::atomic::AtomicBool,
     wake: parking_lot::Condvar,
 }
 
@@ -325,6 +327,9 @@ impl Reaper {
                     }
                     drop(stop);
                     let Some(db) = Database::upgrade(&weak) else { return };
+                    if db.reaper().paused() {
+                        continue;
+                    }
                     // A failure (a disc table closed meanwhile) is retried at the next run.
                     let _ = db.cleanup_expired();
                 }
@@ -339,6 +344,16 @@ impl Reaper {
         self.stopping.store(true, std::sync::atomic::Ordering::Release);
         *self.stop.lock() = true;
         self.wake.notify_all();
+    }
+
+    /// Pauses the runs (or resumes them).
+    pub(crate) fn pause(&self, paused: bool) {
+        self.paused.store(paused, std::sync::atomic::Ordering::Release);
+    }
+
+    /// Whether the runs are paused.
+    pub(crate) fn paused(&self) -> bool {
+        self.paused.load(std::sync::atomic::Ordering::Acquire)
     }
 
     /// Whether the database is closing.
