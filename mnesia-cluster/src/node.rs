@@ -125,6 +125,77 @@ impl Options {
         self
     }
 
+    /// Options from the process's environment, for deployments: `MNESIA_NODE_ID` (the id)
+    /// and `MNESIA_COOKIE` (or `MNESIA_COOKIE_FILE`, a file holding it) are required;
+    /// `MNESIA_LISTEN` (an address), `MNESIA_RAFT_DIR` (see [`Options::dir`]) and
+    /// `MNESIA_WRITE_TIMEOUT_MS` are optional. A variable missing or malformed is an
+    /// [`Error::Invalid`] naming it. See [`Options::from_vars`] for the rules.
+    ///
+    /// ```no_run
+    /// let options = mnesia_cluster::Options::from_env()?;
+    /// # Ok::<(), mnesia::Error>(())
+    /// ```
+    pub fn from_env() -> Result<Options> {
+        Options::from_vars(|name| std::env::var(name).ok())
+    }
+
+    /// Options from variables looked up by name (what [`Options::from_env`] reads from the
+    /// environment).
+    ///
+    /// ```
+    /// use std::collections::HashMap;
+    /// let vars: HashMap<&str, &str> = HashMap::from([
+    ///     ("MNESIA_NODE_ID", "2"),
+    ///     ("MNESIA_COOKIE", "a shared secret"),
+    ///     ("MNESIA_LISTEN", "127.0.0.1:4370"),
+    ///     ("MNESIA_WRITE_TIMEOUT_MS", "1500"),
+    /// ]);
+    /// let options = mnesia_cluster::Options::from_vars(|k| vars.get(k).map(|v| v.to_string()))?;
+    /// assert_eq!(options.node_id(), 2);
+    ///
+    /// let bad: HashMap<&str, &str> = HashMap::from([("MNESIA_NODE_ID", "two")]);
+    /// let refused = mnesia_cluster::Options::from_vars(|k| bad.get(k).map(|v| v.to_string()));
+    /// assert!(refused.unwrap_err().to_string().contains("MNESIA_NODE_ID"));
+    /// # Ok::<(), mnesia::Error>(())
+    /// ```
+    pub fn from_vars(var: impl Fn(&str) -> Option<String>) -> Result<Options> {
+        fn parsed<X: std::str::FromStr>(name: &str, value: &str) -> Result<X>
+        where
+            X::Err: std::fmt::Display,
+        {
+            value.trim().parse().map_err(|e| Error::Invalid(format!("{name}={value:?}: {e}")))
+        }
+        let required = |name: &str| var(name).ok_or_else(|| Error::Invalid(format!("{name} is not set")));
+        let id: u64 = parsed("MNESIA_NODE_ID", &required("MNESIA_NODE_ID")?)?;
+        let cookie = match (var("MNESIA_COOKIE"), var("MNESIA_COOKIE_FILE")) {
+            (Some(cookie), _) => cookie.into_bytes(),
+            (None, Some(path)) => {
+                let bytes =
+                    std::fs::read(&path).map_err(|e| Error::Io { path: path.clone().into(), source: e })?;
+                // A trailing newline, as editors leave, is not part of the cookie.
+                let end = bytes.iter().rposition(|b| !b.is_ascii_whitespace()).map_or(0, |i| i + 1);
+                bytes[..end].to_vec()
+            }
+            (None, None) => {
+                return Err(Error::Invalid("MNESIA_COOKIE or MNESIA_COOKIE_FILE must be set".into()));
+            }
+        };
+        if cookie.is_empty() {
+            return Err(Error::Invalid("the cookie (MNESIA_COOKIE or MNESIA_COOKIE_FILE) is empty".into()));
+        }
+        let mut options = Options::new(id, cookie);
+        if let Some(listen) = var("MNESIA_LISTEN") {
+            options = options.listen(parsed("MNESIA_LISTEN", &listen)?);
+        }
+        if let Some(dir) = var("MNESIA_RAFT_DIR") {
+            options = options.dir(dir);
+        }
+        if let Some(ms) = var("MNESIA_WRITE_TIMEOUT_MS") {
+            options = options.write_timeout(Duration::from_millis(parsed("MNESIA_WRITE_TIMEOUT_MS", &ms)?));
+        }
+        Ok(options)
+    }
+
     /// The node's id.
     ///
     /// ```
@@ -628,4 +699,50 @@ fn life() -> Result<u64> {
     let mut bytes = [0u8; 8];
     getrandom::fill(&mut bytes).map_err(|e| Error::Internal(format!("no random numbers: {e}")))?;
     Ok(u64::from_le_bytes(bytes))
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashMap;
+
+    use super::*;
+
+    fn from(vars: &[(&str, &str)]) -> Result<Options> {
+        let vars: HashMap<String, String> =
+            vars.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        Options::from_vars(|k| vars.get(k).cloned())
+    }
+
+    #[test]
+    fn options_from_variables_name_what_is_missing_or_malformed() {
+        let refused = |vars: &[(&str, &str)], named: &str| match from(vars) {
+            Err(Error::Invalid(why)) => assert!(why.contains(named), "{why}"),
+            other => panic!("{other:?}"),
+        };
+        refused(&[], "MNESIA_NODE_ID");
+        refused(&[("MNESIA_NODE_ID", "1")], "MNESIA_COOKIE");
+        refused(&[("MNESIA_NODE_ID", "1"), ("MNESIA_COOKIE", "")], "empty");
+        refused(
+            &[("MNESIA_NODE_ID", "1"), ("MNESIA_COOKIE", "c"), ("MNESIA_LISTEN", "nowhere")],
+            "MNESIA_LISTEN",
+        );
+        refused(
+            &[("MNESIA_NODE_ID", "1"), ("MNESIA_COOKIE", "c"), ("MNESIA_WRITE_TIMEOUT_MS", "-1")],
+            "MNESIA_WRITE_TIMEOUT_MS",
+        );
+        let dir = tempfile::tempdir().expect("dir");
+        let file = dir.path().join("cookie");
+        std::fs::write(&file, "from a file\n").expect("write");
+        let options = from(&[
+            ("MNESIA_NODE_ID", " 7 "),
+            ("MNESIA_COOKIE_FILE", file.to_str().expect("path")),
+            ("MNESIA_RAFT_DIR", "/tmp/raft"),
+        ])
+        .expect("options");
+        assert_eq!(options.node_id(), 7);
+        assert_eq!(&*options.cookie, b"from a file");
+        assert_eq!(options.dir.as_deref(), Some(std::path::Path::new("/tmp/raft")));
+        let missing = from(&[("MNESIA_NODE_ID", "1"), ("MNESIA_COOKIE_FILE", "/nonexistent/cookie")]);
+        assert!(matches!(missing, Err(Error::Io { .. })), "{missing:?}");
+    }
 }
