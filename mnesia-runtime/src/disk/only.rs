@@ -332,8 +332,39 @@ impl ReadOnly {
 
 /// Opens (or creates) the file, through the file layer.
 fn open_file(path: &Path) -> Result<redb::Database> {
+    // A file of no bytes holds nothing: one whose creation was cut short before this file
+    // was made beside it and renamed into place.
+    let absent = std::fs::metadata(path).map(|m| m.len() == 0).unwrap_or(true);
+    if absent {
+        create_file(path)?;
+    }
     let file = super::files::RedbFile::open(path)?;
     redb::Database::builder().create_with_backend(file).map_err(|e| storage(path, e))
+}
+
+/// Creates the redb file whole or not at all: made beside it, its header synced by a first
+/// durable commit, then renamed into place and the directory synced. A process killed
+/// meanwhile leaves at most the temporary file, which the next creation replaces.
+fn create_file(path: &Path) -> Result<()> {
+    let tmp = path.with_extension("redb.tmp");
+    let created = (|| {
+        if tmp.exists() {
+            super::files::remove_file(&tmp)?;
+        }
+        let db = redb::Database::builder()
+            .create_with_backend(super::files::RedbFile::open(&tmp)?)
+            .map_err(|e| storage(&tmp, e))?;
+        let mut w = db.begin_write().map_err(|e| storage(&tmp, e))?;
+        w.set_durability(Durability::Immediate).map_err(|e| storage(&tmp, e))?;
+        w.commit().map_err(|e| storage(&tmp, e))?;
+        drop(db);
+        super::files::rename(&tmp, path)
+    })();
+    if created.is_err() {
+        let _ = std::fs::remove_file(&tmp);
+    }
+    created?;
+    super::files::sync_dir(path)
 }
 
 /// Applies writes to `db` in one redb transaction, not synced (see [`DiscOnly::apply`]).
@@ -394,4 +425,33 @@ fn storage(path: &Path, e: impl Into<redb::Error>) -> Error {
         other => std::io::Error::other(other.to_string()),
     };
     Error::Io { path: path.to_path_buf(), source }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A process killed while it created the file leaves no half-made file behind: a
+    /// leftover temporary file or an empty file (from before files were created whole) is
+    /// made again; a file with anything else in it is refused, never replaced.
+    #[test]
+    fn a_file_cut_short_at_creation_is_made_again_and_a_damaged_one_refused() {
+        let dir = tempfile::tempdir().expect("dir");
+        let path = dir.path().join(FILE);
+        std::fs::write(path.with_extension("redb.tmp"), b"half a header").expect("tmp");
+        std::fs::write(&path, b"").expect("empty");
+        let disc = DiscOnly::open(dir.path()).expect("an empty file is made again");
+        disc.apply(1, false, &[(b"k".to_vec(), 1, Logged::Put(b"v".to_vec()))], false).expect("apply");
+        disc.sync().expect("sync");
+        assert!(disc.get(1, b"k").expect("get").is_some());
+        drop(disc);
+        assert!(!path.with_extension("redb.tmp").exists(), "the temporary file is gone");
+        assert!(DiscOnly::open(dir.path()).expect("reopen").get(1, b"k").expect("get").is_some());
+
+        let other = tempfile::tempdir().expect("dir");
+        std::fs::write(other.path().join(FILE), b"not a redb file at all").expect("garbage");
+        assert!(DiscOnly::open(other.path()).is_err(), "damage is refused");
+        let kept = std::fs::read(other.path().join(FILE)).expect("read");
+        assert_eq!(kept, b"not a redb file at all", "and left as it was");
+    }
 }
