@@ -4,14 +4,12 @@
 //! and one silent for `silence` is down.
 
 use std::collections::HashMap;
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use mnesia_runtime::{ClusterEvent, Database};
 use parking_lot::Mutex;
 
-use crate::faults::Faults;
-use crate::net::{Peer, Request, Response};
+use crate::net::{Dialer, Peer, Request, Response};
 use crate::raft::Types;
 
 /// What this node last knew of a peer.
@@ -90,19 +88,13 @@ impl Liveness {
 
 /// Pings the members nothing came from for a heartbeat, and sweeps the silent ones, until
 /// the Raft stops.
-pub(crate) async fn watch_peers(
-    raft: openraft::Raft<Types>,
-    me: u64,
-    cookie: Arc<[u8]>,
-    faults: Faults,
-    liveness: Arc<Liveness>,
-    heartbeat: Duration,
-) {
+pub(crate) async fn watch_peers(raft: openraft::Raft<Types>, dialer: Dialer, heartbeat: Duration) {
     let mut pingers: HashMap<u64, Peer> = HashMap::new();
     let mut tick = tokio::time::interval(heartbeat);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let metrics = raft.metrics();
     let wait = (heartbeat * 2).max(Duration::from_millis(100));
+    let liveness = &dialer.liveness;
     loop {
         tick.tick().await;
         if metrics.has_changed().is_err() {
@@ -113,12 +105,10 @@ pub(crate) async fn watch_peers(
             m.membership_config.membership().nodes().map(|(id, node)| (*id, node.addr.clone())).collect()
         };
         for (id, addr) in members {
-            if id == me || !liveness.quiet(id, heartbeat) {
+            if id == dialer.me || !liveness.quiet(id, heartbeat) {
                 continue;
             }
-            let peer = pingers.entry(id).or_insert_with(|| {
-                Peer::new(me, id, addr, Arc::clone(&cookie), faults.clone(), Some(Arc::clone(&liveness)))
-            });
+            let peer = pingers.entry(id).or_insert_with(|| dialer.peer(id, addr));
             // The answer (or its absence) is recorded by the call itself.
             let _ = matches!(peer.call(&Request::Ping, wait).await, Ok(Response::Pong));
         }

@@ -54,38 +54,40 @@ const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long a connection may take to open.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
 
+/// What a node opens connections to its peers with.
+#[derive(Clone)]
+pub(crate) struct Dialer {
+    /// This node's id.
+    pub(crate) me: u64,
+    pub(crate) cookie: Arc<[u8]>,
+    /// The faults to obey (tests).
+    pub(crate) faults: Faults,
+    /// Where each call's outcome is told.
+    pub(crate) liveness: Arc<Liveness>,
+}
+
+impl Dialer {
+    /// A connection to node `target` at `addr`, opened at its first call.
+    pub(crate) fn peer(&self, target: u64, addr: String) -> Peer {
+        Peer { dialer: self.clone(), target, addr, stream: None }
+    }
+}
+
 /// An authenticated connection to a peer.
 pub(crate) struct Peer {
-    me: u64,
+    dialer: Dialer,
     target: u64,
     addr: String,
-    faults: Faults,
-    cookie: Arc<[u8]>,
     stream: Option<TcpStream>,
-    /// Where each call's outcome is told, if anywhere.
-    liveness: Option<Arc<Liveness>>,
 }
 
 impl Peer {
-    pub(crate) fn new(
-        me: u64,
-        target: u64,
-        addr: String,
-        cookie: Arc<[u8]>,
-        faults: Faults,
-        liveness: Option<Arc<Liveness>>,
-    ) -> Peer {
-        Peer { me, target, addr, faults, cookie, stream: None, liveness }
-    }
-
     /// As [`Peer::exchange`], telling the outcome to the node's liveness.
     pub(crate) async fn call(&mut self, request: &Request, timeout: Duration) -> Result<Response, WireError> {
         let result = self.exchange(request, timeout).await;
-        if let Some(liveness) = &self.liveness {
-            match &result {
-                Ok(_) => liveness.heard(self.target),
-                Err(_) => liveness.lost(self.target),
-            }
+        match &result {
+            Ok(_) => self.dialer.liveness.heard(self.target),
+            Err(_) => self.dialer.liveness.lost(self.target),
         }
         result
     }
@@ -97,12 +99,12 @@ impl Peer {
     /// answer has been read whole: a call cancelled halfway (its caller timed out) drops the
     /// connection with it, so no later request can read another's answer.
     async fn exchange(&mut self, request: &Request, timeout: Duration) -> Result<Response, WireError> {
-        if self.faults.is_cut(self.me, self.target) {
+        if self.dialer.faults.is_cut(self.dialer.me, self.target) {
             self.stream = None;
             return Err(WireError::Io(std::io::ErrorKind::ConnectionRefused.into()));
         }
         let stream = self.stream.take();
-        let (me, addr, cookie) = (self.me, self.addr.as_str(), &*self.cookie);
+        let (me, addr, cookie) = (self.dialer.me, self.addr.as_str(), &*self.dialer.cookie);
         let exchange = async move {
             let mut s = match stream {
                 Some(s) => s,
@@ -128,10 +130,7 @@ impl Peer {
 
 /// Makes the connections of one node's Raft.
 pub(crate) struct Network {
-    pub(crate) me: u64,
-    pub(crate) cookie: Arc<[u8]>,
-    pub(crate) faults: Faults,
-    pub(crate) liveness: Arc<Liveness>,
+    pub(crate) dialer: Dialer,
 }
 
 /// Raft's connection to one peer.
@@ -144,15 +143,7 @@ impl RaftNetworkFactory<Types> for Network {
     type Network = PeerLink;
 
     async fn new_client(&mut self, target: u64, node: &BasicNode) -> PeerLink {
-        let peer = Peer::new(
-            self.me,
-            target,
-            node.addr.clone(),
-            Arc::clone(&self.cookie),
-            self.faults.clone(),
-            Some(Arc::clone(&self.liveness)),
-        );
-        PeerLink { target, peer }
+        PeerLink { target, peer: self.dialer.peer(target, node.addr.clone()) }
     }
 }
 
@@ -236,13 +227,13 @@ pub(crate) async fn serve(listener: TcpListener, node: Arc<crate::node::Shared>)
 
 async fn connection(mut stream: TcpStream, node: &crate::node::Shared) -> Result<(), WireError> {
     stream.set_nodelay(true)?;
-    let from = wire::accept(&mut stream, &node.cookie, node.id).await?;
+    let from = wire::accept(&mut stream, &node.dialer.cookie, node.id).await?;
     loop {
         let request: Request = wire::read_frame(&mut stream, MAX_FRAME).await?;
-        if node.faults.is_cut(from, node.id) {
+        if node.dialer.faults.is_cut(from, node.id) {
             return Ok(());
         }
-        node.liveness.heard(from);
+        node.dialer.liveness.heard(from);
         let response = match request {
             Request::Append(rpc) => Response::Append(node.raft.append_entries(rpc).await),
             Request::Vote(rpc) => Response::Vote(node.raft.vote(rpc).await),

@@ -13,7 +13,7 @@ use tokio::sync::watch;
 
 use crate::faults::Faults;
 use crate::liveness::Liveness;
-use crate::net::{Network, Peer, Request, Response};
+use crate::net::{Dialer, Network, Peer, Request, Response};
 use crate::raft::{LogStore, Proposal, ProposalId, StateMachine, Types, Verdict};
 
 /// How a node joins its cluster: its id, its port, the cookie and the timings.
@@ -250,11 +250,10 @@ pub struct Status {
 /// What the node's tasks share.
 pub(crate) struct Shared {
     pub(crate) id: u64,
-    pub(crate) cookie: Arc<[u8]>,
-    pub(crate) faults: Faults,
+    /// How it opens connections (its liveness: which peers answer, told to the database's
+    /// system event subscribers).
+    pub(crate) dialer: Dialer,
     pub(crate) raft: Raft<Types>,
-    /// Which peers answer, told to the database's system event subscribers.
-    pub(crate) liveness: Arc<Liveness>,
     applied: watch::Receiver<u64>,
     /// The errors of records refused here, by log index, until their commit takes them.
     refused: Arc<parking_lot::Mutex<BTreeMap<u64, Error>>>,
@@ -349,16 +348,7 @@ impl Shared {
                 Some((l, links)) if *l == id => Arc::clone(links),
                 _ => {
                     let peers = (0..LEADER_LINKS)
-                        .map(|_| {
-                            tokio::sync::Mutex::new(Peer::new(
-                                self.id,
-                                id,
-                                node.addr.clone(),
-                                Arc::clone(&self.cookie),
-                                self.faults.clone(),
-                                Some(Arc::clone(&self.liveness)),
-                            ))
-                        })
+                        .map(|_| tokio::sync::Mutex::new(self.dialer.peer(id, node.addr.clone())))
                         .collect();
                     let links = Arc::new(Links { peers, free: tokio::sync::Semaphore::new(LEADER_LINKS) });
                     *leader = Some((id, Arc::clone(&links)));
@@ -532,24 +522,22 @@ impl Node {
         let refused = Arc::new(parking_lot::Mutex::new(BTreeMap::new()));
         let machine = StateMachine::new(db.clone(), applied_tx, Arc::clone(&refused));
         // A peer nothing came from for three of the longest election timeouts is down.
-        let liveness = Arc::new(Liveness::new(db.clone(), options.election.1 * 3));
-        let network = Network {
+        let dialer = Dialer {
             me: options.id,
-            cookie: Arc::clone(&options.cookie),
-            faults: options.faults.clone(),
-            liveness: Arc::clone(&liveness),
+            cookie: options.cookie,
+            faults: options.faults,
+            liveness: Arc::new(Liveness::new(db.clone(), options.election.1 * 3)),
         };
+        let network = Network { dialer: dialer.clone() };
         let raft = runtime
             .block_on(Raft::new(options.id, config, network, log, machine))
             .map_err(|e| Error::Internal(format!("starting the cluster node: {e}")))?;
         let shared = Arc::new(Shared {
             id: options.id,
-            cookie: options.cookie,
-            faults: options.faults,
+            dialer,
             life: life()?,
             proposals: std::sync::atomic::AtomicU64::new(0),
             raft,
-            liveness,
             applied,
             refused,
             leader: parking_lot::Mutex::new(None),
@@ -558,10 +546,7 @@ impl Node {
         runtime.spawn(crate::liveness::watch_leader(shared.raft.clone(), shared.id, db.clone()));
         runtime.spawn(crate::liveness::watch_peers(
             shared.raft.clone(),
-            shared.id,
-            Arc::clone(&shared.cookie),
-            shared.faults.clone(),
-            Arc::clone(&shared.liveness),
+            shared.dialer.clone(),
             options.heartbeat,
         ));
         db.order_commits_with(ClusterSequencer {
@@ -611,7 +596,7 @@ impl Node {
             term: m.current_term,
             last_applied: m.last_applied.map_or(0, |l| l.index),
             members: m.membership_config.membership().voter_ids().collect(),
-            up: self.shared.liveness.up(),
+            up: self.shared.dialer.liveness.up(),
         }
     }
 
@@ -690,7 +675,7 @@ impl Drop for Node {
             rt.shutdown_timeout(Duration::from_secs(1));
         }
         // The database's own reaper again (its commits fail until the ordering stops).
-        self.shared.liveness.database().set_reaping(true);
+        self.shared.dialer.liveness.database().set_reaping(true);
     }
 }
 
