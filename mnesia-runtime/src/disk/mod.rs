@@ -207,14 +207,26 @@ pub(crate) fn replay_disc_only(
     Ok(())
 }
 
+/// How long the directory's lock is waited for before `Locked`: a process that starts a
+/// program (fork, then exec) while it has a database open lends the child its lock until
+/// the exec closes it, so a database closed and opened again at once may find the lock
+/// held for that instant.
+const LOCK_PATIENCE: std::time::Duration = std::time::Duration::from_millis(250);
+
 /// Takes the directory's lock file, or says who has it.
 pub(crate) fn lock_dir(dir: &Path) -> Result<File> {
     let p = dir.join(LOCK);
     let f = File::options().create(true).truncate(false).write(true).open(&p).map_err(|e| io_error(&p, e))?;
-    match f.try_lock() {
-        Ok(()) => Ok(f),
-        Err(std::fs::TryLockError::WouldBlock) => Err(Error::Locked { dir: dir.to_path_buf() }),
-        Err(std::fs::TryLockError::Error(e)) => Err(io_error(&p, e)),
+    let deadline = std::time::Instant::now() + LOCK_PATIENCE;
+    loop {
+        match f.try_lock() {
+            Ok(()) => return Ok(f),
+            Err(std::fs::TryLockError::WouldBlock) if std::time::Instant::now() < deadline => {
+                std::thread::sleep(std::time::Duration::from_millis(5));
+            }
+            Err(std::fs::TryLockError::WouldBlock) => return Err(Error::Locked { dir: dir.to_path_buf() }),
+            Err(std::fs::TryLockError::Error(e)) => return Err(io_error(&p, e)),
+        }
     }
 }
 
