@@ -223,41 +223,24 @@ impl BackupOptions {
     }
 }
 
-/// A backup file being written: frames streamed to a temporary file, synced and renamed
-/// into place by [`BackupWriter::finish`]; dropped unfinished, the temporary file goes.
-struct BackupWriter {
-    path: std::path::PathBuf,
-    tmp: std::path::PathBuf,
-    out: Option<std::io::BufWriter<DiscFile>>,
+/// A backup being written: its frames, streamed to `out` (`name` names it in errors).
+pub(crate) struct BackupWriter<W> {
+    name: std::path::PathBuf,
+    out: W,
     buf: Vec<u8>,
 }
 
-impl BackupWriter {
-    fn create(path: &Path) -> Result<BackupWriter> {
-        use std::io::Write as _;
-        let mut tmp = path.as_os_str().to_owned();
-        tmp.push(".partial");
-        let tmp = std::path::PathBuf::from(tmp);
-        let file = DiscFile::create(&tmp)?;
-        let mut writer = BackupWriter {
-            path: path.to_path_buf(),
-            tmp,
-            out: Some(std::io::BufWriter::with_capacity(1 << 20, file)),
-            buf: Vec::new(),
-        };
-        // From here on, a failure drops the writer, which removes the temporary file.
-        if let Some(out) = writer.out.as_mut() {
-            out.write_all(&frame::magic(KIND, VERSION)).map_err(|e| io_error(&writer.tmp, e))?;
-        }
-        Ok(writer)
+impl<W: std::io::Write> BackupWriter<W> {
+    /// Starts a backup in `out`: writes the magic.
+    pub(crate) fn new(name: &Path, mut out: W) -> Result<BackupWriter<W>> {
+        out.write_all(&frame::magic(KIND, VERSION)).map_err(|e| io_error(name, e))?;
+        Ok(BackupWriter { name: name.to_path_buf(), out, buf: Vec::new() })
     }
 
     fn frame(&mut self, parts: &[&[u8]]) -> Result<()> {
-        use std::io::Write as _;
         self.buf.clear();
         frame::encode_frame_parts(parts, &mut self.buf);
-        let out = self.out.as_mut().ok_or_else(|| Error::Closed { what: "the backup file".into() })?;
-        out.write_all(&self.buf).map_err(|e| io_error(&self.tmp, e))
+        self.out.write_all(&self.buf).map_err(|e| io_error(&self.name, e))
     }
 
     /// Writes the entries `enc` holds as frames of table `table`, and empties it.
@@ -270,10 +253,43 @@ impl BackupWriter {
         Ok(())
     }
 
+    /// The output, every frame written to it.
+    pub(crate) fn into_inner(self) -> W {
+        self.out
+    }
+}
+
+/// A file written under a temporary name beside its place, synced and renamed into place
+/// by [`PartialFile::finish`]; dropped unfinished, the temporary file goes.
+struct PartialFile {
+    path: std::path::PathBuf,
+    tmp: std::path::PathBuf,
+    out: Option<std::io::BufWriter<DiscFile>>,
+}
+
+impl PartialFile {
+    fn create(path: &Path) -> Result<PartialFile> {
+        let mut tmp = path.as_os_str().to_owned();
+        tmp.push(".partial");
+        let tmp = std::path::PathBuf::from(tmp);
+        let file = DiscFile::create(&tmp)?;
+        // From here on, a failure drops it, which removes the temporary file.
+        Ok(PartialFile {
+            path: path.to_path_buf(),
+            tmp,
+            out: Some(std::io::BufWriter::with_capacity(1 << 20, file)),
+        })
+    }
+
+    fn out(&mut self) -> std::io::Result<&mut std::io::BufWriter<DiscFile>> {
+        self.out.as_mut().ok_or_else(|| std::io::Error::other("the file is closed"))
+    }
+
     fn finish(mut self) -> Result<()> {
         use std::io::Write as _;
-        let out = self.out.as_mut().ok_or_else(|| Error::Closed { what: "the backup file".into() })?;
-        out.flush().map_err(|e| io_error(&self.tmp, e))?;
+        let tmp = self.tmp.clone();
+        let out = self.out().map_err(|e| io_error(&tmp, e))?;
+        out.flush().map_err(|e| io_error(&tmp, e))?;
         out.get_mut().sync_all()?;
         files::rename(&self.tmp, &self.path)?;
         // In place: nothing left to remove.
@@ -282,7 +298,21 @@ impl BackupWriter {
     }
 }
 
-impl Drop for BackupWriter {
+impl std::io::Write for PartialFile {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.out()?.write(buf)
+    }
+
+    fn write_all(&mut self, buf: &[u8]) -> std::io::Result<()> {
+        self.out()?.write_all(buf)
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.out()?.flush()
+    }
+}
+
+impl Drop for PartialFile {
     fn drop(&mut self) {
         if self.out.take().is_some() {
             let _ = std::fs::remove_file(&self.tmp);
@@ -523,6 +553,30 @@ impl Database {
     /// # Ok::<(), mnesia::Error>(())
     /// ```
     pub fn backup_with(&self, path: impl AsRef<Path>, options: &BackupOptions) -> Result<BackupInfo> {
+        let path = path.as_ref();
+        let mut w = BackupWriter::new(path, PartialFile::create(path)?)?;
+        let info = self.backup_into(&mut w, options, || ())?;
+        w.into_inner().finish()?;
+        tracing::info!(
+            target: "mnesia::backup",
+            path = %path.display(),
+            tables = info.tables.len(),
+            records = info.records,
+            last_commit = info.last_commit,
+            "backup written"
+        );
+        Ok(info)
+    }
+
+    /// Writes a backup of the tables `options` names into `w`. `at_cut` is called once, with
+    /// the schema lock held, just before the commit locks are taken for the cut; what it
+    /// returns is dropped once the cut is made (a lock it took is held across the cut).
+    pub(crate) fn backup_into<W: std::io::Write, G>(
+        &self,
+        w: &mut BackupWriter<W>,
+        options: &BackupOptions,
+        at_cut: impl FnOnce() -> G,
+    ) -> Result<BackupInfo> {
         // No table is created, dropped or moved meanwhile.
         let _schema = self.inner.schema.lock();
         let tables = self.inner.tables.load_full();
@@ -540,6 +594,7 @@ impl Database {
         // installed and none after has started; from here on, a commit saves what it changes
         // in a shard the backup has not copied yet.
         let (seq, mut heads) = {
+            let _around = at_cut();
             let mut reqs = Vec::new();
             for t in &open {
                 t.backup_locks(&mut reqs);
@@ -580,7 +635,6 @@ impl Database {
         pending.sort_by(|a, b| a.0.def.name.cmp(&b.0.def.name));
         heads.extend(pending.iter().map(|(t, _)| t.clone()));
         let header = Header { seq, tables: heads };
-        let mut w = BackupWriter::create(path.as_ref())?;
         w.frame(&[&encode(&header)?])?;
         let mut counts = Vec::with_capacity(header.tables.len());
         let mut enc = EntryEncoder::default();
@@ -602,16 +656,7 @@ impl Database {
         }
         let records = counts.iter().sum();
         w.frame(&[&encode(&Head::End(counts))?])?;
-        w.finish()?;
         ticker.end(records);
-        tracing::info!(
-            target: "mnesia::backup",
-            path = %path.as_ref().display(),
-            tables = header.tables.len(),
-            records,
-            last_commit = seq,
-            "backup written"
-        );
         Ok(BackupInfo {
             tables: header.tables.iter().map(|t| t.def.name.clone()).collect(),
             records,
@@ -656,7 +701,7 @@ mod tests {
     fn craft(path: &Path, db: &Database, recs: &[Rec]) {
         let def = db.scope(|| db.table::<Rec>().map(|t| t.begin_backup(0))).expect("table");
         db.scope(|| db.table::<Rec>().map(|t| t.end_backup())).expect("end");
-        let mut w = BackupWriter::create(path).expect("create");
+        let mut w = BackupWriter::new(path, PartialFile::create(path).expect("create")).expect("start");
         w.frame(&[&encode(&Header { seq: 0, tables: vec![def] }).expect("header")]).expect("frame");
         let mut enc = EntryEncoder::default();
         for r in recs {
@@ -665,7 +710,7 @@ mod tests {
         let n = enc.count;
         w.entries(0, &mut enc).expect("entries");
         w.frame(&[&encode(&Head::End(vec![n])).expect("end")]).expect("end frame");
-        w.finish().expect("finish");
+        w.into_inner().finish().expect("finish");
     }
 
     #[test]

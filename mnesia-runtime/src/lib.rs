@@ -48,6 +48,7 @@ mod lock;
 mod migrate;
 mod ops;
 mod ordered;
+mod ordered_snapshot;
 mod plan;
 mod prefetch;
 mod priority;
@@ -91,6 +92,7 @@ pub use filter::{Filter, Order};
 pub use handle::Transaction;
 pub use index::IndexSpec;
 pub use ordered::Sequencer;
+pub use ordered_snapshot::OrderedSnapshot;
 /// What the derive's output reaches and nothing else should: not part of the API.
 #[doc(hidden)]
 pub mod __private {

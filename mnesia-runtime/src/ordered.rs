@@ -118,6 +118,45 @@ impl Versions {
     }
 }
 
+/// [`Versions`] as a snapshot keeps them: per table (by name, in order), the last record
+/// writing it and the buckets some record wrote, with the record.
+#[derive(Serialize, Deserialize)]
+pub(crate) struct VersionsImage(Vec<(String, u64, Vec<(u32, u64)>)>);
+
+impl Versions {
+    /// What a snapshot keeps of them.
+    pub(crate) fn image(&self) -> VersionsImage {
+        let mut tables: Vec<_> = self
+            .tables
+            .iter()
+            .map(|(name, t)| {
+                let written = (0u32..).zip(t.buckets.iter()).filter(|(_, at)| **at != 0);
+                (name.clone(), t.last, written.map(|(b, at)| (b, *at)).collect())
+            })
+            .collect();
+        tables.sort_by(|a, b| a.0.cmp(&b.0));
+        VersionsImage(tables)
+    }
+}
+
+impl VersionsImage {
+    /// The versions again; an error for a bucket out of range.
+    pub(crate) fn into_versions(self) -> std::result::Result<Versions, String> {
+        let mut versions = Versions::default();
+        for (name, last, written) in self.0 {
+            let mut t = TableVersions::new();
+            t.last = last;
+            for (b, at) in written {
+                let slot =
+                    t.buckets.get_mut(b as usize).ok_or_else(|| format!("bucket {b} of table {name}"))?;
+                *slot = at;
+            }
+            versions.tables.insert(name, t);
+        }
+        Ok(versions)
+    }
+}
+
 /// A database's side of ordered commits.
 #[derive(Default)]
 pub(crate) struct Ordered {
@@ -125,9 +164,9 @@ pub(crate) struct Ordered {
     on: std::sync::atomic::AtomicBool,
     sequencer: arc_swap::ArcSwapOption<Box<dyn Sequencer>>,
     /// The place of the last record applied here.
-    applied: AtomicU64,
+    pub(crate) applied: AtomicU64,
     /// Held while a record is applied: one at a time, in order.
-    versions: parking_lot::Mutex<Versions>,
+    pub(crate) versions: parking_lot::Mutex<Versions>,
 }
 
 thread_local! {

@@ -162,6 +162,29 @@ impl Database {
         }
     }
 
+    /// Restores `reader` into new stores put in place at once, whether or not commits are
+    /// ordered or replicated elsewhere (a snapshot of an ordered copy: see
+    /// `ordered_snapshot.rs`): every table of the backup cleared and loaded.
+    pub(crate) fn load_backup_here<R: Read>(
+        &self,
+        reader: BackupReader<R>,
+        options: &RestoreOptions,
+    ) -> Result<u64> {
+        let schema = self.inner.schema.lock();
+        let targets = self.restore_targets(reader.tables(), options)?;
+        let here = targets.iter().zip(reader.tables());
+        if let Some((_, t)) = here
+            .filter_map(|(s, t)| Some((s.as_ref()?, t)))
+            .find(|(s, _)| s.storage() == StorageType::DiscOnlyCopies)
+        {
+            return Err(Error::Invalid(format!(
+                "table {} is disc_only_copies: a snapshot loads tables kept in memory",
+                t.def.name
+            )));
+        }
+        self.restore_streaming(reader, &targets, options, schema)
+    }
+
     fn not_open(table: &str) -> Error {
         Error::Invalid(format!(
             "table {table} of the backup is not open here: create it (on a directory, name its type once) or skip it"
