@@ -29,6 +29,16 @@ pub fn log_file(bytes: &[u8]) {
     let _ = crate::log_file::replay(bytes);
 }
 
+/// Reads `bytes` as a snapshot file, as a snapshot's body and as a database snapshot
+/// loaded into an empty database: an error or a result, never a panic.
+pub fn snapshot(bytes: &[u8]) {
+    let _ = crate::snapshot::decode(bytes);
+    let _ = postcard::from_bytes::<crate::snapshot::Body>(bytes);
+    if let Ok(db) = mnesia_runtime::Database::in_memory() {
+        let _ = db.load_ordered_snapshot(bytes);
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use proptest::prelude::*;
@@ -41,6 +51,7 @@ mod tests {
             super::frames(&bytes);
             super::handshake(&bytes);
             super::log_file(&bytes);
+            super::snapshot(&bytes);
         }
     }
 }

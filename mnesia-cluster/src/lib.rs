@@ -42,6 +42,7 @@ mod log_file;
 mod net;
 mod node;
 mod raft;
+mod snapshot;
 mod wire;
 
 pub use faults::Faults;

@@ -33,7 +33,11 @@ pub(crate) enum LogOp {
 /// The file, open for appending.
 pub(crate) struct LogFile {
     file: File,
+    dir: std::path::PathBuf,
 }
+
+/// Entries per record when the file is rewritten.
+const REWRITE_ENTRIES: usize = 100;
 
 /// The largest record replayed: a bigger length is damage.
 const MAX_RECORD: u32 = 256 << 20;
@@ -63,13 +67,57 @@ impl LogFile {
         if let Ok(d) = File::open(dir) {
             let _ = d.sync_all();
         }
-        Ok((LogFile { file }, ops))
+        Ok((LogFile { file, dir: dir.to_path_buf() }, ops))
+    }
+
+    /// Replaces the file by one holding only `state` (the vote, the committed point, the
+    /// last entry purged) and `entries`, when entries before them went: written beside it,
+    /// synced, renamed into place, the directory synced. A crash leaves the old file or the
+    /// new one, both the same log.
+    pub(crate) fn rewrite<'a>(
+        &mut self,
+        state: &[LogOp],
+        entries: impl Iterator<Item = &'a Entry<Types>>,
+    ) -> io::Result<()> {
+        let tmp = self.dir.join("raft.log.tmp");
+        let mut fresh = LogFile {
+            file: OpenOptions::new().write(true).create(true).truncate(true).open(&tmp)?,
+            dir: self.dir.clone(),
+        };
+        for op in state {
+            fresh.append(op)?;
+        }
+        let mut chunk = Vec::with_capacity(REWRITE_ENTRIES);
+        for e in entries {
+            chunk.push(e.clone());
+            if chunk.len() == REWRITE_ENTRIES {
+                fresh.append(&LogOp::Append(std::mem::take(&mut chunk)))?;
+            }
+        }
+        if !chunk.is_empty() {
+            fresh.append(&LogOp::Append(chunk))?;
+        }
+        fresh.file.sync_all()?;
+        // Appends go to the new file from the rename on (opened for appending before it).
+        let appender = OpenOptions::new().append(true).open(&tmp)?;
+        std::fs::rename(&tmp, self.dir.join("raft.log"))?;
+        self.file = appender;
+        File::open(&self.dir)?.sync_all()
     }
 
     /// Appends `op` and syncs it, unless it is only the committed point: that one is a
     /// hint (the leader tells it again), not worth a sync of its own; it is synced with the
     /// next record that is.
     pub(crate) fn write(&mut self, op: &LogOp) -> io::Result<()> {
+        self.append(op)?;
+        if matches!(op, LogOp::Committed(_)) {
+            return Ok(());
+        }
+        self.file.sync_data()
+    }
+
+    /// Appends `op`, not synced.
+    fn append(&mut self, op: &LogOp) -> io::Result<()> {
         let payload = postcard::to_allocvec(op).map_err(io::Error::other)?;
         let len = u32::try_from(payload.len()).ok().filter(|len| *len <= MAX_RECORD).ok_or_else(|| {
             io::Error::other(format!("a Raft log record of {} bytes is over the limit", payload.len()))
@@ -78,11 +126,7 @@ impl LogFile {
         record.extend_from_slice(&len.to_le_bytes());
         record.extend_from_slice(&crc32fast::hash(&payload).to_le_bytes());
         record.extend_from_slice(&payload);
-        self.file.write_all(&record)?;
-        if matches!(op, LogOp::Committed(_)) {
-            return Ok(());
-        }
-        self.file.sync_data()
+        self.file.write_all(&record)
     }
 }
 
@@ -124,6 +168,38 @@ mod tests {
 
     fn vote(term: u64) -> LogOp {
         LogOp::Vote(Vote::new(term, 1))
+    }
+
+    fn entry(index: u64) -> Entry<Types> {
+        Entry {
+            log_id: LogId::new(openraft::CommittedLeaderId::new(1, 1), index),
+            payload: openraft::EntryPayload::Blank,
+        }
+    }
+
+    #[test]
+    fn a_rewritten_file_holds_the_state_and_entries_given_and_takes_appends() {
+        let dir = tempfile::tempdir().expect("dir");
+        let (mut log, _) = LogFile::open(dir.path()).expect("open");
+        log.write(&LogOp::Append((1..=250).map(entry).collect())).expect("append");
+        let before = std::fs::metadata(dir.path().join("raft.log")).expect("meta").len();
+        let kept: Vec<Entry<Types>> = (201..=250).map(entry).collect();
+        let purged = entry(200).log_id;
+        log.rewrite(&[vote(3), LogOp::Purge(purged)], kept.iter()).expect("rewrite");
+        log.write(&LogOp::Append(vec![entry(251)])).expect("append after");
+        assert!(std::fs::metadata(dir.path().join("raft.log")).expect("meta").len() < before);
+        assert!(!dir.path().join("raft.log.tmp").exists());
+        let (_, ops) = LogFile::open(dir.path()).expect("reopen");
+        assert!(matches!(ops[0], LogOp::Vote(v) if v == Vote::new(3, 1)));
+        assert!(matches!(ops[1], LogOp::Purge(p) if p == purged));
+        let indexes: Vec<u64> = ops[2..]
+            .iter()
+            .flat_map(|op| match op {
+                LogOp::Append(es) => es.iter().map(|e| e.log_id.index).collect(),
+                _ => Vec::new(),
+            })
+            .collect();
+        assert_eq!(indexes, (201..=251).collect::<Vec<_>>());
     }
 
     #[test]

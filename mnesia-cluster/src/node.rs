@@ -33,8 +33,17 @@ pub struct Options {
     write_timeout: Duration,
     heartbeat: Duration,
     election: (Duration, Duration),
+    /// Log entries applied since the last snapshot that make a new one, and entries kept
+    /// before a snapshot.
+    snapshots: (u64, u64),
     faults: Faults,
 }
+
+/// Entries since the last snapshot that make a new one, unless told.
+const SNAPSHOT_EVERY: u64 = 10_000;
+/// Entries kept before a snapshot, unless told (a follower a little behind catches up from
+/// them rather than from the whole snapshot).
+const SNAPSHOT_KEEP: u64 = 1_000;
 
 impl Options {
     /// A node numbered `id` (unique in its cluster), proving with `cookie` that it belongs
@@ -54,6 +63,7 @@ impl Options {
             write_timeout: Duration::from_secs(5),
             heartbeat: Duration::from_millis(100),
             election: (Duration::from_millis(400), Duration::from_millis(800)),
+            snapshots: (SNAPSHOT_EVERY, SNAPSHOT_KEEP),
             faults: Faults::default(),
         }
     }
@@ -109,6 +119,23 @@ impl Options {
     pub fn timings(mut self, heartbeat: Duration, election: (Duration, Duration)) -> Options {
         self.heartbeat = heartbeat;
         self.election = election;
+        self
+    }
+
+    /// How the log is kept short: once `every` entries were applied since the last
+    /// snapshot, the node takes a snapshot of its database (applying waits meanwhile) and
+    /// the log before it goes, but for the last `keep` entries (a follower a little behind
+    /// catches up from them; one further behind, or a new node, is sent the snapshot).
+    /// 10,000 and 1,000 unless told; `every` is at least 1. With [`Options::dir`] the
+    /// snapshot is kept there (`raft.snapshot`), and the log file is rewritten without
+    /// the entries it replaces.
+    ///
+    /// ```
+    /// let options = mnesia_cluster::Options::new(1, "c").snapshots(50_000, 5_000);
+    /// # let _ = options;
+    /// ```
+    pub fn snapshots(mut self, every: u64, keep: u64) -> Options {
+        self.snapshots = (every.max(1), keep);
         self
     }
 
@@ -212,8 +239,8 @@ impl Options {
             heartbeat_interval: ms(self.heartbeat),
             election_timeout_min: ms(self.election.0),
             election_timeout_max: ms(self.election.1),
-            // The log is kept whole: a node catches up from entries, not snapshots (yet).
-            snapshot_policy: SnapshotPolicy::Never,
+            snapshot_policy: SnapshotPolicy::LogsSinceLast(self.snapshots.0),
+            max_in_snapshot_log_to_keep: self.snapshots.1,
             max_payload_entries: PAYLOAD_ENTRIES,
             ..Default::default()
         }
@@ -245,6 +272,10 @@ pub struct Status {
     pub members: BTreeSet<u64>,
     /// The other nodes that answer this one (see [`ClusterEvent`](mnesia_runtime::ClusterEvent)).
     pub up: BTreeSet<u64>,
+    /// The last log entry the latest snapshot holds (see [`Options::snapshots`]).
+    pub snapshot: Option<u64>,
+    /// The last log entry purged: the log holds the entries after it.
+    pub purged: Option<u64>,
 }
 
 /// What the node's tasks share.
@@ -520,7 +551,16 @@ impl Node {
             .map_err(|e| Error::Io { path: options.listen.to_string().into(), source: e })?;
         let (applied_tx, applied) = watch::channel(db.applied_index());
         let refused = Arc::new(parking_lot::Mutex::new(BTreeMap::new()));
-        let machine = StateMachine::new(db.clone(), applied_tx, Arc::clone(&refused));
+        let mut machine =
+            StateMachine::new(db.clone(), options.dir.clone(), applied_tx, Arc::clone(&refused));
+        if let Some(dir) = &options.dir
+            && let Some(saved) =
+                crate::snapshot::load(dir).map_err(|e| Error::Io { path: dir.clone(), source: e })?
+        {
+            machine
+                .start_from(saved)
+                .map_err(|why| Error::Invalid(format!("the snapshot in {}: {why}", dir.display())))?;
+        }
         // A peer nothing came from for three of the longest election timeouts is down.
         let dialer = Dialer {
             me: options.id,
@@ -597,6 +637,8 @@ impl Node {
             last_applied: m.last_applied.map_or(0, |l| l.index),
             members: m.membership_config.membership().voter_ids().collect(),
             up: self.shared.dialer.liveness.up(),
+            snapshot: m.snapshot.map(|l| l.index),
+            purged: m.purged.map(|l| l.index),
         }
     }
 

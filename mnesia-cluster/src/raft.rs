@@ -17,6 +17,7 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::watch;
 
 use crate::log_file::{LogFile, LogOp};
+use crate::snapshot::{Body, Saved};
 
 openraft::declare_raft_types!(
     /// The types of the cluster's Raft.
@@ -83,7 +84,16 @@ impl LogInner {
             tokio::task::block_in_place(|| file.write(&op))
                 .map_err(|e| StorageError::IO { source: StorageIOError::write_logs(&e) })?;
         }
+        let purged = matches!(op, LogOp::Purge(_));
         self.apply(op);
+        if purged && let Some(file) = &mut self.file {
+            // The entries purged leave the file too (once per snapshot).
+            let mut state: Vec<LogOp> = self.vote.map(LogOp::Vote).into_iter().collect();
+            state.push(LogOp::Committed(self.committed));
+            state.extend(self.last_purged.map(LogOp::Purge));
+            tokio::task::block_in_place(|| file.rewrite(&state, self.entries.values()))
+                .map_err(|e| StorageError::IO { source: StorageIOError::write_logs(&e) })?;
+        }
         Ok(())
     }
 
@@ -188,6 +198,10 @@ impl RaftLogStorage<Types> for LogStore {
 /// The state machine: the node's database, fed each committed record in log order.
 pub(crate) struct StateMachine {
     pub(crate) db: Database,
+    /// Where the latest snapshot is kept, if the node has a directory.
+    dir: Option<std::path::PathBuf>,
+    /// The latest snapshot built or installed here.
+    current: Option<Saved>,
     last_applied: Option<LogId<u64>>,
     membership: StoredMembership<u64, BasicNode>,
     /// The index of the last entry applied, for the commits waiting to see theirs here.
@@ -206,11 +220,14 @@ const REFUSED_KEPT: usize = 1024;
 impl StateMachine {
     pub(crate) fn new(
         db: Database,
+        dir: Option<std::path::PathBuf>,
         applied: watch::Sender<u64>,
         refused: Arc<parking_lot::Mutex<BTreeMap<u64, Error>>>,
     ) -> StateMachine {
         StateMachine {
             db,
+            dir,
+            current: None,
             last_applied: None,
             membership: StoredMembership::default(),
             applied,
@@ -218,15 +235,6 @@ impl StateMachine {
             seen: std::collections::HashMap::new(),
             seen_order: std::collections::VecDeque::new(),
         }
-    }
-}
-
-fn unsupported(what: &str) -> StorageError<u64> {
-    StorageError::IO {
-        source: StorageIOError::read_snapshot(
-            None,
-            openraft::AnyError::error(format!("{what}: snapshots are not supported yet")),
-        ),
     }
 }
 
@@ -273,7 +281,7 @@ impl StateMachine {
 }
 
 impl RaftStateMachine<Types> for StateMachine {
-    type SnapshotBuilder = NoSnapshots;
+    type SnapshotBuilder = Built;
 
     async fn applied_state(
         &mut self,
@@ -305,32 +313,123 @@ impl RaftStateMachine<Types> for StateMachine {
     }
 
     async fn get_snapshot_builder(&mut self) -> Self::SnapshotBuilder {
-        NoSnapshots
+        Built(self.snapshot_now())
     }
 
     async fn begin_receiving_snapshot(&mut self) -> Result<Box<Cursor<Vec<u8>>>, StorageError<u64>> {
-        Err(unsupported("receiving a snapshot"))
+        Ok(Box::new(Cursor::new(Vec::new())))
     }
 
     async fn install_snapshot(
         &mut self,
-        _meta: &SnapshotMeta<u64, BasicNode>,
-        _snapshot: Box<Cursor<Vec<u8>>>,
+        meta: &SnapshotMeta<u64, BasicNode>,
+        snapshot: Box<Cursor<Vec<u8>>>,
     ) -> Result<(), StorageError<u64>> {
-        Err(unsupported("installing a snapshot"))
+        let saved = Saved { meta: meta.clone(), data: snapshot.into_inner() };
+        let machine = &mut *self;
+        tokio::task::block_in_place(|| machine.restore(&saved))
+            .map_err(|why| snapshot_error(Some(meta), why))?;
+        // Kept before openraft purges the log it replaces.
+        self.keep(&saved)?;
+        tracing::info!(
+            target: "mnesia::cluster",
+            last_index = meta.last_log_id.map_or(0, |l| l.index),
+            "snapshot installed"
+        );
+        Ok(())
     }
 
     async fn get_current_snapshot(&mut self) -> Result<Option<Snapshot<Types>>, StorageError<u64>> {
-        Ok(None)
+        Ok(self.current.as_ref().map(|saved| Snapshot {
+            meta: saved.meta.clone(),
+            snapshot: Box::new(Cursor::new(saved.data.clone())),
+        }))
     }
 }
 
-/// Snapshots are not built yet: the log is kept whole (the snapshot policy is `Never`).
-pub(crate) struct NoSnapshots;
+/// A snapshot built when openraft asks for the builder (applying waits meanwhile: the
+/// database's cut and the proposals' verdicts must be those of one log entry).
+pub(crate) struct Built(Result<Snapshot<Types>, StorageError<u64>>);
 
-impl RaftSnapshotBuilder<Types> for NoSnapshots {
+impl RaftSnapshotBuilder<Types> for Built {
     async fn build_snapshot(&mut self) -> Result<Snapshot<Types>, StorageError<u64>> {
-        Err(unsupported("building a snapshot"))
+        std::mem::replace(&mut self.0, Err(snapshot_error(None, "built once".into())))
+    }
+}
+
+/// A snapshot's error as openraft takes it.
+fn snapshot_error(meta: Option<&SnapshotMeta<u64, BasicNode>>, why: String) -> StorageError<u64> {
+    StorageError::IO {
+        source: StorageIOError::read_snapshot(meta.map(|m| m.signature()), openraft::AnyError::error(why)),
+    }
+}
+
+impl StateMachine {
+    /// A snapshot of the database at the last entry applied, kept as the current one (and
+    /// in the directory, before the log before it may go).
+    #[allow(clippy::result_large_err)]
+    fn snapshot_now(&mut self) -> Result<Snapshot<Types>, StorageError<u64>> {
+        let mut db_bytes = Vec::new();
+        let db = self.db.clone();
+        tokio::task::block_in_place(|| db.write_ordered_snapshot(&mut db_bytes))
+            .map_err(|e| snapshot_error(None, format!("snapshot of the database: {e}")))?;
+        let seen = self.seen_order.iter().filter_map(|(at, id)| Some((*at, *id, self.seen.get(id)?.clone())));
+        let body = Body { seen: seen.collect(), db: db_bytes };
+        let data = postcard::to_allocvec(&body).map_err(|e| snapshot_error(None, e.to_string()))?;
+        let snapshot_id = match self.last_applied {
+            Some(l) => format!("{}-{}-{}", l.leader_id.term, l.index, std::process::id()),
+            None => format!("0-0-{}", std::process::id()),
+        };
+        let meta = SnapshotMeta {
+            last_log_id: self.last_applied,
+            last_membership: self.membership.clone(),
+            snapshot_id,
+        };
+        let saved = Saved { meta: meta.clone(), data };
+        self.keep(&saved)?;
+        tracing::info!(
+            target: "mnesia::cluster",
+            last_index = self.last_applied.map_or(0, |l| l.index),
+            bytes = saved.data.len(),
+            "snapshot built"
+        );
+        Ok(Snapshot { meta, snapshot: Box::new(Cursor::new(saved.data)) })
+    }
+
+    /// Makes `saved` the current snapshot, in the directory first.
+    #[allow(clippy::result_large_err)]
+    fn keep(&mut self, saved: &Saved) -> Result<(), StorageError<u64>> {
+        if let Some(dir) = &self.dir {
+            tokio::task::block_in_place(|| crate::snapshot::save(dir, saved)).map_err(|e| {
+                StorageError::IO { source: StorageIOError::write_snapshot(Some(saved.meta.signature()), &e) }
+            })?;
+        }
+        self.current = Some(saved.clone());
+        Ok(())
+    }
+
+    /// Starts from the snapshot a node kept in its directory.
+    pub(crate) fn start_from(&mut self, saved: Saved) -> std::result::Result<(), String> {
+        self.restore(&saved)?;
+        self.current = Some(saved);
+        Ok(())
+    }
+
+    /// Replaces the database and what was applied by the snapshot `saved`.
+    fn restore(&mut self, saved: &Saved) -> std::result::Result<(), String> {
+        let body: Body =
+            postcard::from_bytes(&saved.data).map_err(|e| format!("the snapshot does not decode: {e}"))?;
+        self.db.load_ordered_snapshot(&body.db[..]).map_err(|e| format!("the snapshot's database: {e}"))?;
+        self.seen.clear();
+        self.seen_order.clear();
+        for (at, id, verdict) in body.seen {
+            self.seen.insert(id, verdict);
+            self.seen_order.push_back((at, id));
+        }
+        self.last_applied = saved.meta.last_log_id;
+        self.membership = saved.meta.last_membership.clone();
+        self.applied.send_replace(self.last_applied.map_or(0, |l| l.index));
+        Ok(())
     }
 }
 
@@ -365,7 +464,7 @@ mod tests {
             let db = Database::in_memory().expect("db");
             db.create_table::<Item>(TableOptions::new()).expect("table");
             let (applied, _) = watch::channel(0);
-            let mut machine = StateMachine::new(db.clone(), applied, Arc::default());
+            let mut machine = StateMachine::new(db.clone(), None, applied, Arc::default());
             let at = |index| LogId::new(openraft::CommittedLeaderId::new(1, 1), index);
             let first = Proposal {
                 id: ProposalId { node: 1, life: 7, n: 0 },

@@ -48,6 +48,11 @@ fn three() -> Running {
 
 /// [`three`], the nodes obeying `faults`.
 fn three_with(faults: &Faults) -> Running {
+    three_options(|id| quick(id).faults(faults.clone()))
+}
+
+/// [`three`], node `id` started with `options(id)`.
+fn three_options(options: impl Fn(u64) -> Options) -> Running {
     let dbs: Vec<Database> = (1..=3)
         .map(|i| {
             let db = Database::open(Config::default().node_name(format!("n{i}@127.0.0.1"))).expect("open");
@@ -60,11 +65,8 @@ fn three_with(faults: &Faults) -> Running {
             db
         })
         .collect();
-    let nodes: Vec<Node> = dbs
-        .iter()
-        .zip(1..)
-        .map(|(db, id)| Node::start(db, quick(id).faults(faults.clone())).expect("node"))
-        .collect();
+    let nodes: Vec<Node> =
+        dbs.iter().zip(1..).map(|(db, id)| Node::start(db, options(id)).expect("node")).collect();
     nodes[0].initialize(nodes.iter().zip(1..).map(|(n, id)| (id, n.local_addr()))).expect("initialize");
     for n in &nodes {
         n.wait_for_leader(Duration::from_secs(10)).expect("a leader");
@@ -416,4 +418,99 @@ fn only_the_leader_reaps_and_its_deletions_reach_every_copy() {
     for (i, db) in run.dbs.iter().enumerate() {
         assert_eq!(db.scope(Session::count).expect("count"), 0, "node {}", i + 1);
     }
+}
+
+/// Waits until `check` holds, for 20 s at most.
+fn eventually(what: &str, check: impl Fn() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !check() {
+        assert!(Instant::now() < deadline, "{what}: not within 20 s");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+#[test]
+fn a_node_behind_the_purged_log_is_sent_a_snapshot_and_converges() {
+    let faults = Faults::new();
+    let run = three_options(|id| quick(id).faults(faults.clone()).snapshots(20, 5));
+    let leader = run.leader();
+    let behind = (leader + 1) % 3;
+    let others: Vec<u64> = (1..=3).filter(|id| *id != behind as u64 + 1).collect();
+    faults.isolate(behind as u64 + 1, others);
+    let stale = run.dbs[behind].applied_index();
+    let db = &run.dbs[leader];
+    for id in 0..150 {
+        db.scope(|| Account::write(Account { id, balance: i64::from(id) })).expect("write");
+    }
+    // Transfers that read what the snapshot holds: decided alike once it is loaded.
+    db.scope(|| {
+        mnesia::transaction(|| {
+            let a = Account::read(&3)?.expect("account");
+            Account::write(Account { balance: a.balance + 1, ..a })
+        })
+    })
+    .expect("transfer");
+    // (The leader purges once no append to the node cut off is on its way.)
+    let leader_node = run.nodes[leader].as_ref().expect("leader");
+    eventually("the leader purges the entries the node lacks", || {
+        leader_node.status().purged.is_some_and(|p| p > stale)
+    });
+    let status = leader_node.status();
+    assert!(status.snapshot > status.purged, "{status:?}");
+    faults.heal();
+    run.settle();
+    assert_eq!(run.accounts(behind), run.accounts(leader));
+    assert_eq!(run.accounts(behind).len(), 150);
+    let node = run.nodes[behind].as_ref().expect("node");
+    eventually("the node holds a snapshot", || node.status().snapshot.is_some());
+    // It goes on with the others.
+    run.dbs[behind]
+        .scope(|| Account::write(Account { id: 1000, balance: 7 }))
+        .expect("write on the node that caught up");
+    run.settle();
+    for (i, _) in run.live() {
+        assert_eq!(run.accounts(i), run.accounts(leader), "node {}", i + 1);
+    }
+}
+
+#[test]
+fn a_node_starts_again_from_its_snapshot_and_the_rest_of_its_log() {
+    let dir = tempfile::tempdir().expect("dir");
+    let start = |db: &Database| Node::start(db, quick(1).dir(dir.path()).snapshots(20, 5)).expect("node");
+    let fresh = || {
+        let db = Database::in_memory().expect("db");
+        db.scope(|| Account::create_table(TableOptions::new())).expect("table");
+        db
+    };
+    let db = fresh();
+    let node = start(&db);
+    node.initialize([(1, node.local_addr())]).expect("initialize");
+    node.wait_for_leader(Duration::from_secs(10)).expect("leader");
+    let log_size = || std::fs::metadata(dir.path().join("raft.log")).expect("log").len();
+    let mut early = 0;
+    for id in 0..95 {
+        db.scope(|| Account::write(Account { id, balance: i64::from(id) })).expect("write");
+        if id == 9 {
+            early = log_size();
+        }
+    }
+    let status = node.status();
+    assert!(status.purged.is_some(), "{status:?}");
+    let log = log_size();
+    drop(node);
+    let mut before = db.scope(Account::list).expect("list");
+    before.sort_by_key(|a| a.id);
+    assert_eq!(before.len(), 95);
+
+    let db = fresh();
+    let node = start(&db);
+    node.wait_for_leader(Duration::from_secs(10)).expect("leader");
+    eventually("the node applied its log again", || db.applied_index() >= 95);
+    let mut after = db.scope(Account::list).expect("list");
+    after.sort_by_key(|a| a.id);
+    assert_eq!(after, before);
+    db.scope(|| Account::write(Account { id: 500, balance: 1 })).expect("write after the restart");
+    // The log file holds the entries after the snapshot (at most 20 + 5), not the 95
+    // written: less than 5 times its size after the first 10.
+    assert!(log < early * 5, "the log file is {log} bytes, {early} after 10 entries");
 }

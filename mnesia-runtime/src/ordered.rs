@@ -121,7 +121,10 @@ impl Versions {
 /// [`Versions`] as a snapshot keeps them: per table (by name, in order), the last record
 /// writing it and the buckets some record wrote, with the record.
 #[derive(Serialize, Deserialize)]
-pub(crate) struct VersionsImage(Vec<(String, u64, Vec<(u32, u64)>)>);
+pub(crate) struct VersionsImage(Vec<TableImage>);
+
+/// One table in a [`VersionsImage`]: its name, its last record, its buckets written.
+type TableImage = (String, u64, Vec<(u32, u64)>);
 
 impl Versions {
     /// What a snapshot keeps of them.
