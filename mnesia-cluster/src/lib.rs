@@ -18,9 +18,13 @@
 //! the last 100,000 log entries' proposals. With [`Options::dir`] the Raft log is durable
 //! and a node that stops comes back and catches up.
 //!
-//! What is not there yet: nodes joining or leaving a running cluster, catch-up by snapshot
-//! (the log is kept whole, in memory and on disc), tables replicated on some nodes only
-//! (every table is on every node), disc copies recovered from their own files, and TLS.
+//! Snapshots keep the log short ([`Options::snapshots`]): a node snapshots its database
+//! every so many entries and the entries before go; a node whose missing entries are gone
+//! is sent the snapshot.
+//!
+//! What is not there yet: nodes joining or leaving a running cluster, tables replicated on
+//! some nodes only (every table is on every node), disc copies recovered from their own
+//! files, and TLS.
 //!
 //! ```no_run
 //! use mnesia_cluster::{Node, Options};
@@ -39,6 +43,7 @@ mod faults;
 pub mod fuzzing;
 mod liveness;
 mod log_file;
+mod members;
 mod net;
 mod node;
 mod raft;

@@ -32,6 +32,8 @@ pub(crate) enum Request {
     Ping,
     /// The leader's read index (see `Node::sync_reads`).
     ReadIndex,
+    /// Change the cluster's members (sent by a node joining to its seed, or to the leader).
+    Change(crate::members::Change),
 }
 
 /// The answer to a [`Request`].
@@ -46,6 +48,8 @@ pub(crate) enum Response {
     Pong,
     /// The answer to [`Request::ReadIndex`], or why this node could not give it.
     ReadIndex(Result<u64, String>),
+    /// The answer to [`Request::Change`]: done, or why not.
+    Changed(Result<(), String>),
 }
 
 /// How long a request may wait for its answer.
@@ -70,6 +74,20 @@ impl Dialer {
     /// A connection to node `target` at `addr`, opened at its first call.
     pub(crate) fn peer(&self, target: u64, addr: String) -> Peer {
         Peer { dialer: self.clone(), target, addr, stream: None }
+    }
+
+    /// Sends one request to the node listening at `addr`, whose id this node does not know
+    /// (a seed it joins through), on a connection of its own.
+    pub(crate) async fn ask_at(
+        &self,
+        addr: &str,
+        request: &Request,
+        timeout: Duration,
+    ) -> Result<Response, WireError> {
+        // (Its liveness is not told: the node is no peer yet.)
+        Peer { dialer: self.clone(), target: self.me, addr: addr.into(), stream: None }
+            .exchange(request, timeout)
+            .await
     }
 }
 
@@ -241,6 +259,7 @@ async fn connection(mut stream: TcpStream, node: &crate::node::Shared) -> Result
             Request::Propose(proposal) => Response::Proposed(node.write_here(proposal).await),
             Request::Ping => Response::Pong,
             Request::ReadIndex => Response::ReadIndex(node.read_index_here().await),
+            Request::Change(change) => Response::Changed(node.change_members(change).await),
         };
         wire::write_frame(&mut stream, &response).await?;
     }

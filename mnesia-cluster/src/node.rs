@@ -367,7 +367,7 @@ impl Shared {
 
     /// Sends `request` to the leader `id` over one of the connections kept to it. `Err`:
     /// the node stopped.
-    async fn ask(
+    pub(crate) async fn ask(
         &self,
         id: u64,
         node: &BasicNode,
@@ -501,8 +501,8 @@ impl Sequencer for Starting {
 /// # Ok::<(), mnesia::Error>(())
 /// ```
 pub struct Node {
-    shared: Arc<Shared>,
-    addr: SocketAddr,
+    pub(crate) shared: Arc<Shared>,
+    pub(crate) addr: SocketAddr,
     runtime: Option<tokio::runtime::Runtime>,
 }
 
@@ -697,7 +697,7 @@ impl Node {
         }
     }
 
-    fn block_on<F: std::future::Future>(&self, f: F) -> F::Output {
+    pub(crate) fn block_on<F: std::future::Future>(&self, f: F) -> F::Output {
         match &self.runtime {
             Some(rt) => rt.block_on(f),
             None => unreachable!("the runtime lives as long as the node"),

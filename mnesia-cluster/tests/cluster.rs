@@ -514,3 +514,79 @@ fn a_node_starts_again_from_its_snapshot_and_the_rest_of_its_log() {
     // written: less than 5 times its size after the first 10.
     assert!(log < early * 5, "the log file is {log} bytes, {early} after 10 entries");
 }
+
+#[test]
+fn a_node_joins_a_running_cluster_and_members_leave_or_are_removed() {
+    let options = |id| quick(id).snapshots(20, 5);
+    let mut run = three_options(options);
+    for id in 0..60 {
+        run.dbs[0].scope(|| Account::write(Account { id, balance: 10 })).expect("write");
+    }
+    // A fourth node, with the same tables, joins through a follower; the log it would need
+    // is purged, so it is sent a snapshot.
+    let leader = run.leader();
+    let leader_node = run.nodes[leader].as_ref().expect("leader");
+    eventually("the leader purges its log", || leader_node.status().purged.is_some());
+    let seed = run.nodes[(leader + 1) % 3].as_ref().expect("seed").local_addr();
+    let db = Database::open(Config::default().node_name("n4@127.0.0.1")).expect("open");
+    db.scope(|| -> mnesia::Result<()> {
+        Account::create_table(TableOptions::new())?;
+        Member::create_table(TableOptions::new())?;
+        Ok(())
+    })
+    .expect("tables");
+    let node = Node::start(&db, options(4)).expect("node");
+    node.join(seed, Duration::from_secs(20)).expect("join");
+    run.dbs.push(db);
+    run.nodes.push(Some(node));
+    let members = |run: &Running, i: usize| run.nodes[i].as_ref().expect("node").status().members;
+    for i in 0..4 {
+        eventually("every node counts four members", || members(&run, i) == [1, 2, 3, 4].into());
+    }
+    run.settle();
+    assert_eq!(run.accounts(3), run.accounts(0));
+    assert_eq!(run.accounts(3).len(), 60);
+    run.dbs[3].scope(|| Account::write(Account { id: 100, balance: 1 })).expect("write on the new node");
+    run.settle();
+    assert_eq!(run.accounts(0), run.accounts(3));
+
+    // A follower leaves; another node is stopped and removed by the others: two remain,
+    // and commit.
+    let leader = run.leader();
+    let (leaving, gone) = {
+        let followers: Vec<usize> = (0..4).filter(|i| *i != leader).collect();
+        (followers[0], followers[1])
+    };
+    run.nodes[leaving].as_ref().expect("node").leave(Duration::from_secs(10)).expect("leave");
+    run.nodes[leaving] = None;
+    run.nodes[gone] = None;
+    let remover = run.live()[0].0;
+    run.nodes[remover]
+        .as_ref()
+        .expect("node")
+        .remove(gone as u64 + 1, Duration::from_secs(10))
+        .expect("remove");
+    let left: std::collections::BTreeSet<u64> = run.live().iter().map(|(i, _)| *i as u64 + 1).collect();
+    for (i, _) in run.live() {
+        eventually("the members left", || members(&run, i) == left);
+    }
+    for (i, db) in run.live() {
+        db.scope(|| Account::write(Account { id: 200 + i as u32, balance: 2 }))
+            .expect("write with two members");
+    }
+    run.settle();
+    let (a, b) = (run.live()[0].0, run.live()[1].0);
+    assert_eq!(run.accounts(a), run.accounts(b));
+    assert_eq!(run.accounts(a).len(), 63);
+}
+
+#[test]
+fn a_node_with_another_cookie_cannot_join() {
+    let run = three();
+    let db = Database::in_memory().expect("db");
+    let stranger = Node::start(&db, Options::new(9, "another cookie")).expect("node");
+    let seed = run.nodes[0].as_ref().expect("seed").local_addr();
+    assert!(matches!(stranger.join(seed, Duration::from_millis(800)), Err(Error::NoMajority { .. })));
+    let status = run.nodes[0].as_ref().expect("node").status();
+    assert_eq!(status.members, [1, 2, 3].into());
+}

@@ -1,0 +1,136 @@
+//! The cluster's members changing while it runs: a node joins through any member (it is
+//! added as a learner, catches up from the log or a snapshot, then votes), and a member is
+//! removed (it left, or it is gone for good). Each change is a Raft membership change
+//! decided by a majority (openraft's joint consensus), made by the leader wherever it is
+//! asked.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use mnesia_runtime::{Error, Result};
+use openraft::error::{ClientWriteError, RaftError};
+use openraft::{BasicNode, ChangeMembers};
+use serde::{Deserialize, Serialize};
+
+use crate::net::{Request, Response};
+use crate::node::{Node, Shared};
+
+/// A change to the cluster's members.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub(crate) enum Change {
+    /// Node `id`, listening at `addr`: a learner until it has caught up, then a voter.
+    Add { id: u64, addr: String },
+    /// Node `id` no longer a member.
+    Remove { id: u64 },
+}
+
+type ChangeError = RaftError<u64, ClientWriteError<u64, BasicNode>>;
+
+impl Shared {
+    /// Makes `change`, if this node leads.
+    async fn change_here(&self, change: &Change) -> std::result::Result<(), ChangeError> {
+        match change {
+            Change::Add { id, addr } => {
+                // Returns once the learner holds the log (from entries or a snapshot).
+                self.raft.add_learner(*id, BasicNode { addr: addr.clone() }, true).await?;
+                self.raft.change_membership(ChangeMembers::AddVoterIds([*id].into()), false).await?;
+            }
+            Change::Remove { id } => {
+                self.raft.change_membership(ChangeMembers::RemoveVoters([*id].into()), false).await?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Makes `change` through the leader, wherever it is (bounded by the caller's timeout).
+    pub(crate) async fn change_members(&self, change: Change) -> std::result::Result<(), String> {
+        loop {
+            let forward = match self.change_here(&change).await {
+                Ok(()) => return Ok(()),
+                Err(RaftError::APIError(ClientWriteError::ForwardToLeader(f))) => f,
+                Err(e) => return Err(e.to_string()),
+            };
+            if let (Some(id), Some(node)) = (forward.leader_id, forward.leader_node)
+                && let Ok(Response::Changed(result)) =
+                    self.ask(id, &node, &Request::Change(change.clone())).await?
+            {
+                return result;
+            }
+            // No leader yet, or it just changed: ask again shortly.
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+}
+
+impl Node {
+    /// Joins the cluster that the node at `seed` belongs to (any member): this node, started
+    /// with the same tables and cookie and in no cluster yet (not [`Node::initialize`]d), is
+    /// added as a learner, is sent the log (or a snapshot of the database when the log
+    /// before it is gone), then becomes a voting member. Returns once it is one; fails with
+    /// [`Error::NoMajority`] when that did not happen within `timeout`, and with
+    /// [`Error::Invalid`] when the cluster refused.
+    ///
+    /// ```no_run
+    /// # let (node, seed): (mnesia_cluster::Node, std::net::SocketAddr) = unimplemented!();
+    /// node.join(seed, std::time::Duration::from_secs(30))?;
+    /// # Ok::<(), mnesia::Error>(())
+    /// ```
+    pub fn join(&self, seed: SocketAddr, timeout: Duration) -> Result<()> {
+        let change = Request::Change(Change::Add { id: self.shared.id, addr: self.addr.to_string() });
+        let shared = &self.shared;
+        let asked = self.block_on(async {
+            tokio::time::timeout(timeout, async {
+            // The seed may be starting, or between leaders: ask again until the time is up.
+            loop {
+                match shared.dialer.ask_at(&seed.to_string(), &change, timeout).await {
+                    Ok(Response::Changed(result)) => return result,
+                    Ok(_) => return Err("an unexpected answer".to_string()),
+                    Err(e) => {
+                        tracing::debug!(target: "mnesia::cluster", %seed, error = %e, "joining: the seed did not answer");
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                    }
+                }
+            }
+            })
+            .await
+        });
+        match asked {
+            Err(_) => Err(Error::NoMajority { waited: timeout }),
+            Ok(Err(why)) => Err(Error::Invalid(format!("joining the cluster through {seed}: {why}"))),
+            Ok(Ok(())) => Ok(()),
+        }
+    }
+
+    /// Removes node `id` from the cluster's members (it left, or it is gone for good): the
+    /// others no longer count it in a majority nor send it the log. Made by the leader
+    /// wherever this node asks; fails with [`Error::NoMajority`] when the change was not
+    /// decided within `timeout`, and with [`Error::Invalid`] when it was refused.
+    ///
+    /// ```no_run
+    /// # let node: mnesia_cluster::Node = unimplemented!();
+    /// node.remove(3, std::time::Duration::from_secs(10))?;
+    /// # Ok::<(), mnesia::Error>(())
+    /// ```
+    pub fn remove(&self, id: u64, timeout: Duration) -> Result<()> {
+        let shared = &self.shared;
+        let change = shared.change_members(Change::Remove { id });
+        match self.block_on(async { tokio::time::timeout(timeout, change).await }) {
+            Err(_) => Err(Error::NoMajority { waited: timeout }),
+            Ok(Err(why)) => Err(Error::Invalid(format!("removing node {id}: {why}"))),
+            Ok(Ok(())) => Ok(()),
+        }
+    }
+
+    /// Removes this node from the cluster's members ([`Node::remove`] of its own id): drop
+    /// it afterwards; its database keeps the records it had, and its writing commits fail.
+    ///
+    /// ```no_run
+    /// # let node: mnesia_cluster::Node = unimplemented!();
+    /// node.leave(std::time::Duration::from_secs(10))?;
+    /// drop(node);
+    /// # Ok::<(), mnesia::Error>(())
+    /// ```
+    pub fn leave(&self, timeout: Duration) -> Result<()> {
+        self.remove(self.shared.id, timeout)
+    }
+}
