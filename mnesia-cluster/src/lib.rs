@@ -22,9 +22,11 @@
 //! every so many entries and the entries before go; a node whose missing entries are gone
 //! is sent the snapshot.
 //!
-//! What is not there yet: nodes joining or leaving a running cluster, tables replicated on
-//! some nodes only (every table is on every node), disc copies recovered from their own
-//! files, and TLS.
+//! Members change while the cluster runs: a node joins through any member
+//! ([`Node::join`]), and members leave or are removed ([`Node::leave`], [`Node::remove`]).
+//!
+//! What is not there yet: tables replicated on some nodes only (every table is on every
+//! node), disc copies recovered from their own files, and TLS.
 //!
 //! ```no_run
 //! use mnesia_cluster::{Node, Options};
