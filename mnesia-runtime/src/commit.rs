@@ -86,6 +86,9 @@ pub(crate) enum Content {
     Group(Vec<Vec<u8>>),
     /// The key is gone.
     Delete,
+    /// No record: the id the key holds is handed out (`next_id` on an ordered copy), and
+    /// the table's counter moves past it on every copy.
+    Claim(u64),
 }
 
 impl From<Logged> for Content {

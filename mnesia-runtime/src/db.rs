@@ -603,8 +603,16 @@ impl<T: Table> AnyTable for TableStore<T> {
         let bag = T::TYPE == TableType::Bag;
         // Every write decoded and checked before any is made.
         let mut decoded = Vec::with_capacity(writes.len());
+        let mut claims = Vec::new();
         for w in writes {
             let key: T::Key = whole::<T::Key>(T::NAME, &w.key)?;
+            if let Content::Claim(id) = w.value {
+                if T::key_for_id(id).as_ref() != Some(&key) {
+                    return Err(misfit(T::NAME, format!("id {id} claimed under the key {key:?}")));
+                }
+                claims.push(id);
+                continue;
+            }
             let records: Vec<T> = match &w.value {
                 Content::Put(_) if bag => return Err(misfit(T::NAME, "one record for a key of a bag")),
                 Content::Group(_) if !bag => {
@@ -612,7 +620,7 @@ impl<T: Table> AnyTable for TableStore<T> {
                 }
                 Content::Put(b) => vec![whole(T::NAME, b)?],
                 Content::Group(bs) => bs.iter().map(|b| whole(T::NAME, b)).collect::<Result<_>>()?,
-                Content::Delete => Vec::new(),
+                Content::Delete | Content::Claim(_) => Vec::new(),
             };
             if records.iter().any(|r| r.key() != &key) {
                 return Err(misfit(T::NAME, format!("a record filed under another key than {key:?}")));
@@ -625,10 +633,14 @@ impl<T: Table> AnyTable for TableStore<T> {
                     None => Write::Delete,
                 },
                 (Content::Group(_), false) => Write::Group(records),
+                (Content::Claim(_), false) => continue,
             };
             decoded.push((key, write));
         }
         let part = tx.table::<T>()?;
+        for id in claims {
+            part.store.counter.fetch_max(id, Ordering::AcqRel);
+        }
         for (key, write) in decoded {
             // Ids written move the counter past them, as any write does.
             for id in write.records().iter().filter_map(Table::auto_id) {

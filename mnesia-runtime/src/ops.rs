@@ -108,6 +108,9 @@ pub(crate) fn next_table_id<T: Table>() -> Result<T::Key> {
         return Err(Error::Invalid(format!("table {} has no #[auto_increment] key", T::NAME)));
     }
     let db = context::current_db()?;
+    if let Some(sequencer) = db.sequencer() {
+        return claim_ordered_id::<T>(&db, &**sequencer);
+    }
     let (store, id) = loop {
         let store = db.table::<T>()?;
         match take_id(&db, &store) {
@@ -120,6 +123,57 @@ pub(crate) fn next_table_id<T: Table>() -> Result<T::Key> {
     log_counter(&db, &store, false)?;
     T::key_for_id(id)
         .ok_or_else(|| Error::Invalid(format!("table {}: id {id} does not fit the key type", T::NAME)))
+}
+
+/// How many times an ordered copy tries to claim an id that other copies keep taking first.
+const CLAIM_ATTEMPTS: u32 = 10_000;
+
+/// Takes the table's next auto-increment id on a copy whose commits are ordered: the id is
+/// claimed through the order (a record that raises the table's counter on every copy and
+/// reads and writes the id's key bucket), so that no two copies hand it out, and no record
+/// written with it by another copy commits (an `insert` reads its new key: one of the two
+/// conflicts and runs again with a new id).
+fn claim_ordered_id<T: Table>(db: &crate::db::Database, sequencer: &dyn crate::Sequencer) -> Result<T::Key> {
+    use crate::commit::{CommitRecord, Content, KeyChange, TableChange};
+    if context::is_transaction() {
+        return Err(Error::Invalid(format!(
+            "{}::next_id inside a transaction of a replicated database: take the id before the transaction, or let insert give it",
+            T::NAME
+        )));
+    }
+    for _ in 0..CLAIM_ATTEMPTS {
+        // Before the id is taken: a record applied after this place that wrote its key
+        // makes the claim conflict.
+        let based_on = db.applied_index();
+        let store = db.table::<T>()?;
+        let id = match take_id(db, &store) {
+            Err(Error::Conflict) => continue,
+            taken => taken?,
+        };
+        let key = T::key_for_id(id)
+            .ok_or_else(|| Error::Invalid(format!("table {}: id {id} does not fit the key type", T::NAME)))?;
+        let encoded = crate::disk::record::encode(&key)?;
+        let record = CommitRecord {
+            seq: 0,
+            time: std::time::UNIX_EPOCH,
+            changes: vec![TableChange {
+                table: T::NAME.to_owned(),
+                writes: vec![KeyChange { key: encoded.clone(), value: Content::Claim(id), expired: false }],
+            }],
+            based_on,
+            reads: vec![crate::ordered::TableReads {
+                table: T::NAME.to_owned(),
+                buckets: vec![crate::ordered::bucket(&encoded)],
+                whole: false,
+            }],
+        };
+        match sequencer.order(record) {
+            Ok(()) => return Ok(key),
+            Err(Error::Conflict) => continue,
+            Err(e) => return Err(e),
+        }
+    }
+    Err(Error::Conflict)
 }
 
 /// Logs a disc table's counter on its own (`reset`: set to it, rather than raised to it).

@@ -208,9 +208,11 @@ impl Database {
     ///
     /// Not ordered yet, and refused while a sequencer is attached: `clear_table`,
     /// `drop_table`, `transform` and restores that load new stores. Create the tables on
-    /// every copy before ordering. Ids handed out by `next_id` come from this copy alone;
-    /// a record written with an `#[auto_increment]` id conflicts with another copy's
-    /// record given the same one, and runs again with a new id.
+    /// every copy before ordering. A record written with an `#[auto_increment]` id
+    /// conflicts with another copy's record given the same one, and runs again with a new
+    /// id; `next_id` claims its id through the order (a record that moves the table's
+    /// counter on every copy), so that no two copies hand one out, and is refused inside a
+    /// transaction (the claim would wait for the transaction's own locks).
     ///
     /// ```
     /// # use mnesia::{CommitRecord, Database, Result, Sequencer};

@@ -378,6 +378,37 @@ fn unique_values_and_auto_increment_ids_are_handed_out_once() {
 }
 
 #[test]
+fn next_id_never_hands_out_an_id_twice_across_copies_nor_one_an_insert_took() {
+    let (log, copies) = group(None);
+    let taken = Arc::new(Mutex::new(Vec::new()));
+    let t2 = Arc::clone(&taken);
+    on_all(&copies, 2, move |c, w| {
+        for n in 0..40u32 {
+            if (n + w) % 2 == 0 {
+                let id = Member::next_id().expect("next_id");
+                t2.lock().expect("taken").push(id);
+            } else {
+                let m = Member::insert(Member { id: 0, email: format!("{c}-{w}-{n}@x"), copy: c })
+                    .expect("insert");
+                t2.lock().expect("taken").push(m.id);
+            }
+        }
+    });
+    identical(&log, &copies);
+    let taken = taken.lock().expect("taken").clone();
+    let distinct: HashSet<u64> = taken.iter().copied().collect();
+    assert_eq!(distinct.len(), taken.len(), "an id handed out twice");
+    // Every copy's counter is past every id handed out anywhere.
+    let highest = taken.iter().copied().max().expect("ids");
+    for c in &copies {
+        assert!(c.db.scope(Member::current_id).expect("current_id") >= highest);
+    }
+    // Inside a transaction it is refused (the claim would wait for this copy's own locks).
+    let inside = copies[0].db.scope(|| mnesia::transaction(|| Member::next_id()));
+    assert!(matches!(inside, Err(Error::Invalid(_))), "{inside:?}");
+}
+
+#[test]
 fn dirty_operations_batches_and_bags_reach_every_copy() {
     let (log, copies) = group(None);
     on_all(&copies, 1, |c, _| {
