@@ -1,7 +1,8 @@
-//! Network faults between nodes, for tests: links cut on purpose, and healed.
+//! Network faults between nodes, for tests: links cut or slowed on purpose, and healed.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
+use std::time::Duration;
 
 /// Links between nodes that are cut: what one node sends another over a cut link is lost
 /// (its connection fails), in both directions. Give the same `Faults` to the nodes of a
@@ -17,6 +18,8 @@ use std::sync::Arc;
 #[derive(Clone, Debug, Default)]
 pub struct Faults {
     cut: Arc<parking_lot::RwLock<HashSet<(u64, u64)>>>,
+    /// Links whose requests wait before they leave, one way.
+    slow: Arc<parking_lot::RwLock<HashMap<(u64, u64), Duration>>>,
 }
 
 impl Faults {
@@ -55,7 +58,33 @@ impl Faults {
         }
     }
 
-    /// Joins every link again.
+    /// Makes every request `from` sends `to` wait `delay` before it leaves (one way).
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// let faults = mnesia_cluster::Faults::new();
+    /// faults.delay(1, 3, Duration::from_millis(300));
+    /// assert_eq!(faults.delay_of(1, 3), Duration::from_millis(300));
+    /// assert_eq!(faults.delay_of(3, 1), Duration::ZERO);
+    /// ```
+    pub fn delay(&self, from: u64, to: u64, delay: Duration) {
+        self.slow.write().insert((from, to), delay);
+    }
+
+    /// How long a request `from` sends `to` waits before it leaves.
+    ///
+    /// ```
+    /// assert!(mnesia_cluster::Faults::new().delay_of(1, 2).is_zero());
+    /// ```
+    pub fn delay_of(&self, from: u64, to: u64) -> Duration {
+        let slow = self.slow.read();
+        if slow.is_empty() {
+            return Duration::ZERO;
+        }
+        slow.get(&(from, to)).copied().unwrap_or_default()
+    }
+
+    /// Joins every link again, and takes every delay away.
     ///
     /// ```
     /// let faults = mnesia_cluster::Faults::new();
@@ -65,6 +94,7 @@ impl Faults {
     /// ```
     pub fn heal(&self) {
         self.cut.write().clear();
+        self.slow.write().clear();
     }
 
     /// Whether what `from` sends `to` is lost.

@@ -34,6 +34,8 @@ pub(crate) enum Request {
     ReadIndex,
     /// Change the cluster's members (sent by a node joining to its seed, or to the leader).
     Change(crate::members::Change),
+    /// How far has this node applied the log (asked by a `sync_transaction`)?
+    Applied,
 }
 
 /// The answer to a [`Request`].
@@ -50,6 +52,8 @@ pub(crate) enum Response {
     ReadIndex(Result<u64, String>),
     /// The answer to [`Request::Change`]: done, or why not.
     Changed(Result<(), String>),
+    /// The answer to [`Request::Applied`]: the index of the last entry applied.
+    Applied(u64),
 }
 
 /// How long a request may wait for its answer.
@@ -123,7 +127,11 @@ impl Peer {
         }
         let stream = self.stream.take();
         let (me, addr, cookie) = (self.dialer.me, self.addr.as_str(), &*self.dialer.cookie);
+        let delay = self.dialer.faults.delay_of(me, self.target);
         let exchange = async move {
+            if !delay.is_zero() {
+                tokio::time::sleep(delay).await;
+            }
             let mut s = match stream {
                 Some(s) => s,
                 None => {
@@ -260,6 +268,7 @@ async fn connection(mut stream: TcpStream, node: &crate::node::Shared) -> Result
             Request::Ping => Response::Pong,
             Request::ReadIndex => Response::ReadIndex(node.read_index_here().await),
             Request::Change(change) => Response::Changed(node.change_members(change).await),
+            Request::Applied => Response::Applied(node.applied_here()),
         };
         wire::write_frame(&mut stream, &response).await?;
     }

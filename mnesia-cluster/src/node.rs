@@ -295,6 +295,8 @@ pub(crate) struct Shared {
     /// Connections to the leader, for commits made on a follower (several, so that the
     /// commits of many writers travel together).
     leader: parking_lot::Mutex<Option<(u64, Arc<Links>)>>,
+    /// A connection to each member, for `sync_transaction`'s questions.
+    sync_links: parking_lot::Mutex<BTreeMap<u64, Arc<tokio::sync::Mutex<Peer>>>>,
 }
 
 /// Connections to one node, and a permit for each: a writer holding a permit finds one of
@@ -362,6 +364,47 @@ impl Shared {
                 return Ok(index);
             }
             tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    /// The index of the last log entry applied here.
+    pub(crate) fn applied_here(&self) -> u64 {
+        *self.applied.borrow()
+    }
+
+    /// Waits until every other member this node sees up has applied the log up to `index`
+    /// (each given until `deadline`: one that has not by then is taken for one not live).
+    async fn synced_everywhere(&self, index: u64, deadline: tokio::time::Instant) {
+        let members: Vec<(u64, BasicNode)> = {
+            let m = self.raft.metrics().borrow().clone();
+            let membership = m.membership_config.membership();
+            membership.nodes().filter(|(id, _)| **id != self.id).map(|(id, n)| (*id, n.clone())).collect()
+        };
+        let up = self.dialer.liveness.up();
+        for (id, node) in members.into_iter().filter(|(id, _)| up.contains(id)) {
+            let peer = {
+                let mut links = self.sync_links.lock();
+                Arc::clone(links.entry(id).or_insert_with(|| {
+                    Arc::new(tokio::sync::Mutex::new(self.dialer.peer(id, node.addr.clone())))
+                }))
+            };
+            let mut peer = peer.lock().await;
+            loop {
+                let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+                match peer.call(&Request::Applied, left).await {
+                    Ok(Response::Applied(at)) if at >= index => break,
+                    Ok(_) if !left.is_zero() => tokio::time::sleep(Duration::from_millis(2)).await,
+                    _ => {
+                        tracing::warn!(
+                            target: "mnesia::cluster",
+                            node = id,
+                            index,
+                            "a sync_transaction did not see a live node apply its commit in time"
+                        );
+                        break;
+                    }
+                }
+            }
         }
     }
 
@@ -474,6 +517,20 @@ impl Sequencer for ClusterSequencer {
             Err(_) => Err(Error::Closed { what: "the cluster node".into() }),
         }
     }
+
+    /// Waits until every other member this node sees up has applied as far as this node
+    /// (each given the write timeout).
+    fn sync(&self) -> Result<()> {
+        let shared = Arc::clone(&self.shared);
+        let index = shared.applied_here();
+        let timeout = self.timeout;
+        let (tx, rx) = std::sync::mpsc::sync_channel(1);
+        self.handle.spawn(async move {
+            shared.synced_everywhere(index, tokio::time::Instant::now() + timeout).await;
+            let _ = tx.send(());
+        });
+        rx.recv().map_err(|_| Error::Closed { what: "the cluster node".into() })
+    }
 }
 
 /// The sequencer while a node starts: commits wait for none, they are refused.
@@ -581,6 +638,7 @@ impl Node {
             applied,
             refused,
             leader: parking_lot::Mutex::new(None),
+            sync_links: parking_lot::Mutex::new(BTreeMap::new()),
         });
         runtime.spawn(crate::net::serve(listener, Arc::clone(&shared)));
         runtime.spawn(crate::liveness::watch_leader(shared.raft.clone(), shared.id, db.clone()));

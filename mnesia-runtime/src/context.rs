@@ -368,8 +368,12 @@ pub fn transaction<R, E: From<Error>>(f: impl FnMut() -> Result<R, E>) -> Result
     transact(current_db()?, f)
 }
 
-/// Like [`transaction`]. On one node it is the same; once tables have replicas on other
-/// nodes it returns only when every replica has applied the commit.
+/// Like [`transaction`], and returns only once every live copy of the database has
+/// applied the commit: on one node it is the same; on a cluster node (any database whose
+/// commits are [ordered](crate::Database::order_commits_with)) it then waits until every
+/// other node it sees up has applied as far as this one ([`Sequencer::sync`](crate::Sequencer::sync)).
+/// Inside another transaction it joins that one and does not wait (the commit is the
+/// outermost one's).
 ///
 /// ```
 /// let db = mnesia::Database::in_memory()?;
@@ -378,5 +382,11 @@ pub fn transaction<R, E: From<Error>>(f: impl FnMut() -> Result<R, E>) -> Result
 /// # Ok::<(), mnesia::Error>(())
 /// ```
 pub fn sync_transaction<R, E: From<Error>>(f: impl FnMut() -> Result<R, E>) -> Result<R, E> {
-    transaction(f)
+    let db = current_db()?;
+    let outermost = !is_transaction();
+    let result = transact(db.clone(), f)?;
+    if outermost && let Some(sequencer) = db.sequencer() {
+        sequencer.sync()?;
+    }
+    Ok(result)
 }

@@ -52,6 +52,14 @@ pub trait Sequencer: Send + Sync + 'static {
     /// `Err(Error::Conflict)` makes the transaction run again, another error fails it.
     /// Called on the committing thread, holding no lock of the database.
     fn order(&self, record: CommitRecord) -> Result<()>;
+
+    /// Returns once every other live copy has applied the records this copy has applied
+    /// ([`sync_transaction`](crate::sync_transaction) calls it after its commit). A copy
+    /// that does not within the sequencer's own time limit is taken for one that is not
+    /// live. Without other copies there is nothing to wait for: the default returns at once.
+    fn sync(&self) -> Result<()> {
+        Ok(())
+    }
 }
 
 /// What a committed transaction read of one table, as every copy can check it.
