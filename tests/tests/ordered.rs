@@ -404,7 +404,7 @@ fn next_id_never_hands_out_an_id_twice_across_copies_nor_one_an_insert_took() {
         assert!(c.db.scope(Member::current_id).expect("current_id") >= highest);
     }
     // Inside a transaction it is refused (the claim would wait for this copy's own locks).
-    let inside = copies[0].db.scope(|| mnesia::transaction(|| Member::next_id()));
+    let inside = copies[0].db.scope(|| mnesia::transaction(Member::next_id));
     assert!(matches!(inside, Err(Error::Invalid(_))), "{inside:?}");
 }
 
