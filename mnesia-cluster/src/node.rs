@@ -6,7 +6,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use mnesia_runtime::{CommitRecord, Database, Error, Result, Sequencer};
+use mnesia_runtime::{CommitRecord, Database, Error, OrderFuture, Result, Sequencer};
 use openraft::error::{CheckIsLeaderError, ClientWriteError, RaftError};
 use openraft::{BasicNode, Raft, SnapshotPolicy};
 use tokio::sync::watch;
@@ -469,8 +469,10 @@ enum Outcome {
     NotApplied,
 }
 
-impl Sequencer for ClusterSequencer {
-    fn order(&self, record: CommitRecord) -> Result<()> {
+impl ClusterSequencer {
+    /// Proposes `record` through the cluster, on the node's runtime; `reply` is given what
+    /// became of it.
+    fn start(&self, record: CommitRecord, reply: impl FnOnce(Outcome) + Send + 'static) -> Result<()> {
         let size = postcard::to_allocvec(&record).map(|b| b.len()).unwrap_or(usize::MAX);
         if size > MAX_PROPOSAL {
             return Err(Error::TooLarge {
@@ -482,7 +484,6 @@ impl Sequencer for ClusterSequencer {
         let shared = Arc::clone(&self.shared);
         let n = shared.proposals.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let proposal = Proposal { id: ProposalId { node: shared.id, life: shared.life, n }, record };
-        let (tx, rx) = std::sync::mpsc::sync_channel(1);
         let timeout = self.timeout;
         self.handle.spawn(async move {
             let outcome = match tokio::time::timeout(timeout, shared.propose(proposal)).await {
@@ -498,24 +499,50 @@ impl Sequencer for ClusterSequencer {
                     }
                 }
             };
-            let _ = tx.send(outcome);
+            reply(outcome);
         });
-        match rx.recv() {
-            Ok(Outcome::Decided(_, Verdict::Committed)) => Ok(()),
-            Ok(Outcome::Decided(_, Verdict::Conflict)) => Err(Error::Conflict),
-            // The same error this node met applying it, with its details.
-            Ok(Outcome::Decided(index, Verdict::Refused(why))) => {
-                Err(self.shared.refused.lock().remove(&index).unwrap_or(Error::Invalid(why)))
-            }
-            Ok(Outcome::Refused(why)) => {
-                Err(Error::Invalid(format!("the cluster did not order the commit: {why}")))
-            }
-            Ok(Outcome::NoMajority) => Err(Error::NoMajority { waited: timeout }),
-            Ok(Outcome::NotApplied) => Err(Error::Closed {
-                what: "this cluster node (a commit was decided but the node did not apply it)".into(),
-            }),
-            Err(_) => Err(Error::Closed { what: "the cluster node".into() }),
+        Ok(())
+    }
+}
+
+/// The verdict of a proposal from what became of it (`None`: the node stopped first).
+fn verdict(shared: &Shared, timeout: Duration, outcome: Option<Outcome>) -> Result<()> {
+    match outcome {
+        Some(Outcome::Decided(_, Verdict::Committed)) => Ok(()),
+        Some(Outcome::Decided(_, Verdict::Conflict)) => Err(Error::Conflict),
+        // The same error this node met applying it, with its details.
+        Some(Outcome::Decided(index, Verdict::Refused(why))) => {
+            Err(shared.refused.lock().remove(&index).unwrap_or(Error::Invalid(why)))
         }
+        Some(Outcome::Refused(why)) => {
+            Err(Error::Invalid(format!("the cluster did not order the commit: {why}")))
+        }
+        Some(Outcome::NoMajority) => Err(Error::NoMajority { waited: timeout }),
+        Some(Outcome::NotApplied) => Err(Error::Closed {
+            what: "this cluster node (a commit was decided but the node did not apply it)".into(),
+        }),
+        None => Err(Error::Closed { what: "the cluster node".into() }),
+    }
+}
+
+impl Sequencer for ClusterSequencer {
+    fn order(&self, record: CommitRecord) -> Result<()> {
+        let (tx, rx) = std::sync::mpsc::sync_channel(1);
+        self.start(record, move |outcome| {
+            let _ = tx.send(outcome);
+        })?;
+        verdict(&self.shared, self.timeout, rx.recv().ok())
+    }
+
+    fn order_async(&self, record: CommitRecord) -> OrderFuture {
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        if let Err(e) = self.start(record, move |outcome| {
+            let _ = tx.send(outcome);
+        }) {
+            return Box::pin(std::future::ready(Err(e)));
+        }
+        let (shared, timeout) = (Arc::clone(&self.shared), self.timeout);
+        Box::pin(async move { verdict(&shared, timeout, rx.await.ok()) })
     }
 
     /// Waits until every other member this node sees up has applied as far as this node

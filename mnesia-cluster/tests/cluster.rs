@@ -616,3 +616,67 @@ fn sync_transaction_returns_once_every_live_node_applied_it() {
     let db = &run.dbs[leader];
     db.scope(|| mnesia::sync_transaction(|| Account::write(Account { id: 9, balance: 1 }))).expect("commit");
 }
+
+#[test]
+fn an_async_commit_waits_for_the_cluster_without_blocking_the_executor() {
+    let faults = Faults::new();
+    let run = three_options(|id| quick(id).faults(faults.clone()));
+    let leader = run.leader();
+    let follower = (leader + 1) % 3;
+    // The follower's commits reach the leader 30 ms late.
+    faults.delay(follower as u64 + 1, leader as u64 + 1, Duration::from_millis(30));
+    let db = run.dbs[follower].clone();
+    let rt = tokio::runtime::Builder::new_current_thread().enable_time().build().expect("runtime");
+    rt.block_on(async {
+        // Another task of the same single-threaded executor: it runs only while the commit
+        // below is pending without holding the thread.
+        let ticks = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
+        let ticker = {
+            let ticks = std::sync::Arc::clone(&ticks);
+            tokio::spawn(async move {
+                loop {
+                    ticks.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    tokio::time::sleep(Duration::from_millis(1)).await;
+                }
+            })
+        };
+        tokio::task::yield_now().await;
+        for id in 0..3 {
+            let before = ticks.load(std::sync::atomic::Ordering::Relaxed);
+            let written = db.scope(|| Account::write_async(Account { id, balance: 5 })).await.expect("write");
+            assert_eq!(written.balance, 5);
+            let during = ticks.load(std::sync::atomic::Ordering::Relaxed) - before;
+            assert!(during > 0, "the executor's thread was held through the commit");
+        }
+        ticker.abort();
+    });
+    faults.heal();
+    run.settle();
+    for (i, _) in run.live() {
+        assert_eq!(run.accounts(i).len(), 3, "node {}", i + 1);
+    }
+}
+
+#[test]
+fn async_updates_on_every_node_at_once_lose_nothing() {
+    let run = three();
+    run.dbs[0].scope(|| Account::write(Account { id: 0, balance: 0 })).expect("write");
+    run.settle();
+    let rt =
+        tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_time().build().expect("runtime");
+    rt.block_on(async {
+        let tasks: Vec<_> = (0..30)
+            .map(|n| {
+                let db = run.dbs[n % 3].clone();
+                tokio::spawn(db.scope(|| Account::update_async(0, |a| a.balance += 1)))
+            })
+            .collect();
+        for t in tasks {
+            t.await.expect("task").expect("update");
+        }
+    });
+    run.settle();
+    for (i, _) in run.live() {
+        assert_eq!(run.accounts(i), vec![Account { id: 0, balance: 30 }], "node {}", i + 1);
+    }
+}

@@ -23,6 +23,7 @@
 #![warn(unreachable_pub)]
 
 mod activity;
+mod async_tx;
 mod backup;
 mod broadcast;
 mod browse;
@@ -71,6 +72,7 @@ mod ttl;
 mod tx;
 
 pub use activity::{Activity, Histogram};
+pub use async_tx::transaction_async;
 #[doc(hidden)]
 pub use backup::fuzz_backup_file;
 pub use backup::{BackupInfo, BackupOptions, RestoreMode, RestoreOptions};
@@ -91,11 +93,12 @@ pub use field::{Compare, Field, FieldValue, Indexable};
 pub use filter::{Filter, Order};
 pub use handle::Transaction;
 pub use index::IndexSpec;
-pub use ordered::Sequencer;
+pub use ordered::{OrderFuture, Sequencer};
 pub use ordered_snapshot::OrderedSnapshot;
 /// What the derive's output reaches and nothing else should: not part of the API.
 #[doc(hidden)]
 pub mod __private {
+    pub use crate::async_tx::block_on;
     pub use crate::index::{IndexProbe, ProbeIndexable, ProbeNotIndexable};
 }
 pub use info::{LogInfo, SystemInfo};

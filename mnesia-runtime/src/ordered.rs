@@ -60,7 +60,19 @@ pub trait Sequencer: Send + Sync + 'static {
     fn sync(&self) -> Result<()> {
         Ok(())
     }
+
+    /// [`Sequencer::order`] as a future, for callers that must not block their thread
+    /// ([`transaction_async`](crate::transaction_async)): it resolves to the verdict once
+    /// this database has applied the record. The default orders at once, on the calling
+    /// thread.
+    fn order_async(&self, record: CommitRecord) -> OrderFuture {
+        let verdict = self.order(record);
+        Box::pin(std::future::ready(verdict))
+    }
 }
+
+/// What [`Sequencer::order_async`] returns: the record's verdict, once applied here.
+pub type OrderFuture = std::pin::Pin<Box<dyn std::future::Future<Output = Result<()>> + Send + 'static>>;
 
 /// What a committed transaction read of one table, as every copy can check it.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]

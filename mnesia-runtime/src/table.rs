@@ -914,6 +914,81 @@ pub trait Table: Clone + Send + Sync + Serialize + DeserializeOwned + 'static {
         ops::delete(key)
     }
 
+    /// [`Table::write`] for async code, as a transaction of its own through
+    /// [`transaction_async`](crate::transaction_async): on a cluster node the wait for the
+    /// cluster does not block the executor's thread. The current database is taken when
+    /// this is called.
+    ///
+    /// ```
+    /// # use mnesia::prelude::*;
+    /// # #[derive(Table, Clone, Debug, PartialEq, Serialize, Deserialize)]
+    /// # struct User { #[key] id: u64, name: String }
+    /// # let db = Database::in_memory()?;
+    /// # db.create_table::<User>(TableOptions::new())?;
+    /// let written = db.scope(|| User::write_async(User { id: 1, name: "a".into() }));
+    /// // In an async fn: `written.await?`.
+    /// mnesia::__private::block_on(written)?;
+    /// assert_eq!(db.scope(|| User::read(&1))?.map(|u| u.name), Some("a".into()));
+    /// # Ok::<(), mnesia::Error>(())
+    /// ```
+    fn write_async(record: Self) -> impl std::future::Future<Output = Result<Self>> + Send {
+        crate::async_tx::transaction_async(move || ops::write(record.clone()))
+    }
+
+    /// [`Table::insert`] for async code (see [`Table::write_async`]).
+    ///
+    /// ```
+    /// # use mnesia::prelude::*;
+    /// # #[derive(Table, Clone, Debug, Serialize, Deserialize)]
+    /// # struct Post { #[key] #[auto_increment] id: u64 }
+    /// # let db = Database::in_memory()?;
+    /// # db.create_table::<Post>(TableOptions::new())?;
+    /// let post = mnesia::__private::block_on(db.scope(|| Post::insert_async(Post { id: 0 })))?;
+    /// assert_eq!(post.id, 1);
+    /// # Ok::<(), mnesia::Error>(())
+    /// ```
+    fn insert_async(record: Self) -> impl std::future::Future<Output = Result<Self>> + Send {
+        crate::async_tx::transaction_async(move || ops::insert(record.clone()))
+    }
+
+    /// [`Table::update`] for async code (see [`Table::write_async`]); `f` may run more than
+    /// once.
+    ///
+    /// ```
+    /// # use mnesia::prelude::*;
+    /// # #[derive(Table, Clone, Debug, Serialize, Deserialize)]
+    /// # struct User { #[key] id: u64, age: u32 }
+    /// # let db = Database::in_memory()?;
+    /// # db.create_table::<User>(TableOptions::new())?;
+    /// # db.scope(|| User::write(User { id: 1, age: 1 }))?;
+    /// let older = db.scope(|| User::update_async(1, |u| u.age += 1));
+    /// assert_eq!(mnesia::__private::block_on(older)?.age, 2);
+    /// # Ok::<(), mnesia::Error>(())
+    /// ```
+    fn update_async(
+        key: Self::Key,
+        mut f: impl FnMut(&mut Self) + Send,
+    ) -> impl std::future::Future<Output = Result<Self>> + Send {
+        crate::async_tx::transaction_async(move || ops::update(&key, &mut f))
+    }
+
+    /// [`Table::delete`] for async code (see [`Table::write_async`]).
+    ///
+    /// ```
+    /// # use mnesia::prelude::*;
+    /// # #[derive(Table, Clone, Debug, Serialize, Deserialize)]
+    /// # struct User { #[key] id: u64 }
+    /// # let db = Database::in_memory()?;
+    /// # db.create_table::<User>(TableOptions::new())?;
+    /// # db.scope(|| User::write(User { id: 1 }))?;
+    /// let removed = mnesia::__private::block_on(db.scope(|| User::delete_async(1)))?;
+    /// assert!(removed.is_some());
+    /// # Ok::<(), mnesia::Error>(())
+    /// ```
+    fn delete_async(key: Self::Key) -> impl std::future::Future<Output = Result<Option<Self>>> + Send {
+        crate::async_tx::transaction_async(move || ops::delete(&key))
+    }
+
     /// Deletes exactly this record (for a `bag`: this one of the key's records); returns
     /// whether it was there.
     ///

@@ -1091,7 +1091,7 @@ impl Tx {
         if writes {
             crate::commit::refuse_in_own_sink(&self.db)?;
             if let Some(sequencer) = self.db.sequencer() {
-                return self.propose(&**sequencer);
+                return self.propose(&sequencer);
             }
         }
         // (With a snapshot, a read before it must be validated: it may not be what the
@@ -1122,7 +1122,9 @@ impl Tx {
 
     /// Hands the commit to the sequencer, which has it applied here in its order (see
     /// `ordered.rs`).
-    fn propose(&mut self, sequencer: &dyn crate::ordered::Sequencer) -> Result<()> {
+    /// Within [`transaction_async`](crate::transaction_async), the record is left for it to
+    /// order, and the commit reports done.
+    fn propose(&mut self, sequencer: &Arc<Box<dyn crate::ordered::Sequencer>>) -> Result<()> {
         // A read already overwritten here was overwritten after the transaction's start in
         // the shared order too: it would conflict there.
         if !self.reads_unchanged() {
@@ -1135,7 +1137,11 @@ impl Tx {
             changes.extend(p.change()?);
             reads.extend(p.read_summary()?);
         }
-        sequencer.order(crate::commit::CommitRecord { seq: 0, time, changes, based_on: self.based_on, reads })
+        let record = crate::commit::CommitRecord { seq: 0, time, changes, based_on: self.based_on, reads };
+        match crate::async_tx::defer(sequencer, record) {
+            None => Ok(()),
+            Some(record) => sequencer.order(record),
+        }
     }
 
     fn apply(&mut self) -> Result<()> {
