@@ -25,8 +25,11 @@
 //! Members change while the cluster runs: a node joins through any member
 //! ([`Node::join`]), and members leave or are removed ([`Node::leave`], [`Node::remove`]).
 //!
+//! With the `tls` feature, every connection is TLS (`Options::tls`): each node proves
+//! itself with a certificate of the cluster's CA, both ways, before the cookie's handshake.
+//!
 //! What is not there yet: tables replicated on some nodes only (every table is on every
-//! node), disc copies recovered from their own files, and TLS.
+//! node), and disc copies recovered from their own files.
 //!
 //! ```no_run
 //! use mnesia_cluster::{Node, Options};
@@ -50,7 +53,11 @@ mod net;
 mod node;
 mod raft;
 mod snapshot;
+#[cfg(feature = "tls")]
+mod tls;
 mod wire;
 
 pub use faults::Faults;
 pub use node::{Node, Options, Status};
+#[cfg(feature = "tls")]
+pub use tls::Tls;

@@ -72,6 +72,41 @@ pub(crate) struct Dialer {
     pub(crate) faults: Faults,
     /// Where each call's outcome is told.
     pub(crate) liveness: Arc<Liveness>,
+    /// TLS for every connection, when configured.
+    #[cfg(feature = "tls")]
+    pub(crate) tls: Option<crate::tls::Tls>,
+}
+
+/// A connection to or from a peer: TCP, or TLS over it.
+pub(crate) trait Conn: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + Sync {}
+impl<T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + Sync> Conn for T {}
+
+impl Dialer {
+    /// The connection over `tcp`, dialled by this node: TLS first, when configured.
+    async fn client_side(&self, tcp: TcpStream) -> Result<Box<dyn Conn>, WireError> {
+        #[cfg(feature = "tls")]
+        if let Some(tls) = &self.tls {
+            let run = tls.connector.connect(tls.server_name(), tcp);
+            let stream = tokio::time::timeout(wire::HANDSHAKE_TIMEOUT, run)
+                .await
+                .map_err(|_| WireError::Timeout)??;
+            return Ok(Box::new(stream));
+        }
+        Ok(Box::new(tcp))
+    }
+
+    /// The connection over `tcp`, accepted by this node: TLS first, when configured.
+    async fn server_side(&self, tcp: TcpStream) -> Result<Box<dyn Conn>, WireError> {
+        #[cfg(feature = "tls")]
+        if let Some(tls) = &self.tls {
+            let run = tls.acceptor.accept(tcp);
+            let stream = tokio::time::timeout(wire::HANDSHAKE_TIMEOUT, run)
+                .await
+                .map_err(|_| WireError::Timeout)??;
+            return Ok(Box::new(stream));
+        }
+        Ok(Box::new(tcp))
+    }
 }
 
 impl Dialer {
@@ -100,7 +135,7 @@ pub(crate) struct Peer {
     dialer: Dialer,
     target: u64,
     addr: String,
-    stream: Option<TcpStream>,
+    stream: Option<Box<dyn Conn>>,
 }
 
 impl Peer {
@@ -128,6 +163,7 @@ impl Peer {
         let stream = self.stream.take();
         let (me, addr, cookie) = (self.dialer.me, self.addr.as_str(), &*self.dialer.cookie);
         let delay = self.dialer.faults.delay_of(me, self.target);
+        let dialer = &self.dialer;
         let exchange = async move {
             if !delay.is_zero() {
                 tokio::time::sleep(delay).await;
@@ -135,10 +171,11 @@ impl Peer {
             let mut s = match stream {
                 Some(s) => s,
                 None => {
-                    let mut s = tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(addr))
+                    let tcp = tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(addr))
                         .await
                         .map_err(|_| WireError::Timeout)??;
-                    s.set_nodelay(true)?;
+                    tcp.set_nodelay(true)?;
+                    let mut s = dialer.client_side(tcp).await?;
                     wire::dial(&mut s, cookie, me).await?;
                     s
                 }
@@ -251,8 +288,9 @@ pub(crate) async fn serve(listener: TcpListener, node: Arc<crate::node::Shared>)
     }
 }
 
-async fn connection(mut stream: TcpStream, node: &crate::node::Shared) -> Result<(), WireError> {
-    stream.set_nodelay(true)?;
+async fn connection(tcp: TcpStream, node: &crate::node::Shared) -> Result<(), WireError> {
+    tcp.set_nodelay(true)?;
+    let mut stream = node.dialer.server_side(tcp).await?;
     let from = wire::accept(&mut stream, &node.dialer.cookie, node.id).await?;
     loop {
         let request: Request = wire::read_frame(&mut stream, MAX_FRAME).await?;

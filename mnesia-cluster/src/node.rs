@@ -37,6 +37,8 @@ pub struct Options {
     /// before a snapshot.
     snapshots: (u64, u64),
     faults: Faults,
+    #[cfg(feature = "tls")]
+    tls: Option<crate::tls::Tls>,
 }
 
 /// Entries since the last snapshot that make a new one, unless told.
@@ -65,6 +67,8 @@ impl Options {
             election: (Duration::from_millis(400), Duration::from_millis(800)),
             snapshots: (SNAPSHOT_EVERY, SNAPSHOT_KEEP),
             faults: Faults::default(),
+            #[cfg(feature = "tls")]
+            tls: None,
         }
     }
 
@@ -139,6 +143,24 @@ impl Options {
         self
     }
 
+    /// Every connection of this node in TLS (feature `tls`): it proves itself with `tls`'s
+    /// certificate and accepts only peers whose certificate comes from the same CA, before
+    /// the cookie's handshake. Every node of the cluster must use TLS.
+    ///
+    /// ```
+    /// # let ca = rcgen::generate_simple_self_signed(vec!["mnesia".into()]).expect("a certificate");
+    /// # let (cert, key) = (ca.cert.pem(), ca.key_pair.serialize_pem());
+    /// let tls = mnesia_cluster::Tls::from_pem(cert.as_bytes(), key.as_bytes(), cert.as_bytes())?;
+    /// let options = mnesia_cluster::Options::new(1, "c").tls(tls);
+    /// # let _ = options;
+    /// # Ok::<(), mnesia::Error>(())
+    /// ```
+    #[cfg(feature = "tls")]
+    pub fn tls(mut self, tls: crate::tls::Tls) -> Options {
+        self.tls = Some(tls);
+        self
+    }
+
     /// Network faults to obey (for tests): links the given [`Faults`] cut lose what
     /// this node sends over them and receives from them.
     ///
@@ -154,8 +176,10 @@ impl Options {
 
     /// Options from the process's environment, for deployments: `MNESIA_NODE_ID` (the id)
     /// and `MNESIA_COOKIE` (or `MNESIA_COOKIE_FILE`, a file holding it) are required;
-    /// `MNESIA_LISTEN` (an address), `MNESIA_RAFT_DIR` (see [`Options::dir`]) and
-    /// `MNESIA_WRITE_TIMEOUT_MS` are optional. A variable missing or malformed is an
+    /// `MNESIA_LISTEN` (an address), `MNESIA_RAFT_DIR` (see [`Options::dir`]),
+    /// `MNESIA_WRITE_TIMEOUT_MS`, and for TLS (feature `tls`) `MNESIA_TLS_CERT`,
+    /// `MNESIA_TLS_KEY`, `MNESIA_TLS_CA` (PEM files, all three or none) and
+    /// `MNESIA_TLS_NAME` are optional. A variable missing or malformed is an
     /// [`Error::Invalid`] naming it. See [`Options::from_vars`] for the rules.
     ///
     /// ```no_run
@@ -219,6 +243,30 @@ impl Options {
         }
         if let Some(ms) = var("MNESIA_WRITE_TIMEOUT_MS") {
             options = options.write_timeout(Duration::from_millis(parsed("MNESIA_WRITE_TIMEOUT_MS", &ms)?));
+        }
+        const TLS: [&str; 3] = ["MNESIA_TLS_CERT", "MNESIA_TLS_KEY", "MNESIA_TLS_CA"];
+        let files: Vec<Option<String>> = TLS.iter().map(|name| var(name)).collect();
+        match files.as_slice() {
+            [None, None, None] => {}
+            #[cfg(feature = "tls")]
+            [Some(cert), Some(key), Some(ca)] => {
+                let mut tls = crate::tls::Tls::from_pem_files(cert, key, ca)?;
+                if let Some(name) = var("MNESIA_TLS_NAME") {
+                    tls = tls.with_name(&name)?;
+                }
+                options = options.tls(tls);
+            }
+            #[cfg(not(feature = "tls"))]
+            [Some(_), Some(_), Some(_)] => {
+                return Err(Error::Invalid(
+                    "MNESIA_TLS_CERT, MNESIA_TLS_KEY and MNESIA_TLS_CA are set, but this program was built without TLS (the `tls` feature)".into(),
+                ));
+            }
+            _ => {
+                let missing: Vec<&str> =
+                    TLS.iter().zip(&files).filter(|(_, v)| v.is_none()).map(|(n, _)| *n).collect();
+                return Err(Error::Invalid(format!("TLS needs {} too", missing.join(" and "))));
+            }
         }
         Ok(options)
     }
@@ -651,6 +699,8 @@ impl Node {
             cookie: options.cookie,
             faults: options.faults,
             liveness: Arc::new(Liveness::new(db.clone(), options.election.1 * 3)),
+            #[cfg(feature = "tls")]
+            tls: options.tls.clone(),
         };
         let network = Network { dialer: dialer.clone() };
         let raft = runtime
@@ -856,5 +906,24 @@ mod tests {
         assert_eq!(options.dir.as_deref(), Some(std::path::Path::new("/tmp/raft")));
         let missing = from(&[("MNESIA_NODE_ID", "1"), ("MNESIA_COOKIE_FILE", "/nonexistent/cookie")]);
         assert!(matches!(missing, Err(Error::Io { .. })), "{missing:?}");
+        // TLS: all three files or none.
+        refused(
+            &[("MNESIA_NODE_ID", "1"), ("MNESIA_COOKIE", "c"), ("MNESIA_TLS_CERT", "node.pem")],
+            "MNESIA_TLS_KEY and MNESIA_TLS_CA",
+        );
+        let tls = |cert: &str| {
+            from(&[
+                ("MNESIA_NODE_ID", "1"),
+                ("MNESIA_COOKIE", "c"),
+                ("MNESIA_TLS_CERT", cert),
+                ("MNESIA_TLS_KEY", "/nonexistent/node.key"),
+                ("MNESIA_TLS_CA", "/nonexistent/ca.pem"),
+            ])
+        };
+        let outcome = tls("/nonexistent/node.pem");
+        #[cfg(feature = "tls")]
+        assert!(matches!(outcome, Err(Error::Io { .. })), "{outcome:?}");
+        #[cfg(not(feature = "tls"))]
+        assert!(matches!(outcome, Err(Error::Invalid(_))), "{outcome:?}");
     }
 }

@@ -1,0 +1,149 @@
+//! TLS for the nodes' connections (feature `tls`): rustls, both ways. Every node holds a
+//! certificate signed by the cluster's CA and naming the cluster (one DNS name every node
+//! certificate carries, `mnesia` unless told); a connection is TLS from its first byte, each
+//! side checks the other's certificate against the CA, and then the cookie's handshake runs
+//! inside it as without TLS.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use mnesia_runtime::{Error, Result};
+use rustls_pki_types::pem::PemObject;
+use rustls_pki_types::{CertificateDer, PrivateKeyDer, ServerName};
+use tokio_rustls::rustls::{self, ClientConfig, RootCertStore, ServerConfig};
+
+/// A node's TLS settings: its certificate and key, and the CA every node's certificate
+/// must come from ([`Options::tls`](crate::Options::tls)).
+///
+/// ```
+/// let ca = rcgen::generate_simple_self_signed(vec!["mnesia".into()]).expect("a certificate");
+/// let (cert, key) = (ca.cert.pem(), ca.key_pair.serialize_pem());
+/// let tls = mnesia_cluster::Tls::from_pem(cert.as_bytes(), key.as_bytes(), cert.as_bytes())?;
+/// assert_eq!(tls.name(), "mnesia");
+/// assert!(mnesia_cluster::Tls::from_pem(b"garbage", key.as_bytes(), cert.as_bytes()).is_err());
+/// # Ok::<(), mnesia::Error>(())
+/// ```
+#[derive(Clone)]
+pub struct Tls {
+    pub(crate) acceptor: tokio_rustls::TlsAcceptor,
+    pub(crate) connector: tokio_rustls::TlsConnector,
+    name: ServerName<'static>,
+}
+
+fn invalid(what: &str, e: impl std::fmt::Display) -> Error {
+    Error::Invalid(format!("TLS: {what}: {e}"))
+}
+
+impl Tls {
+    /// From PEM: this node's certificate chain (its certificate first), its private key,
+    /// and the certificates of the CA (one or more) that sign every node's certificate.
+    /// The certificates must name `mnesia` (a DNS name), unless [`Tls::with_name`] says
+    /// otherwise.
+    ///
+    /// ```
+    /// let ca = rcgen::generate_simple_self_signed(vec!["mnesia".into()]).expect("a certificate");
+    /// let pem = ca.cert.pem();
+    /// mnesia_cluster::Tls::from_pem(pem.as_bytes(), ca.key_pair.serialize_pem().as_bytes(), pem.as_bytes())?;
+    /// # Ok::<(), mnesia::Error>(())
+    /// ```
+    pub fn from_pem(cert_chain: &[u8], key: &[u8], ca: &[u8]) -> Result<Tls> {
+        let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_slice_iter(cert_chain)
+            .collect::<std::result::Result<_, _>>()
+            .map_err(|e| invalid("the certificate chain", e))?;
+        if certs.is_empty() {
+            return Err(invalid("the certificate chain", "no certificate in it"));
+        }
+        let key = PrivateKeyDer::from_pem_slice(key).map_err(|e| invalid("the private key", e))?;
+        let mut roots = RootCertStore::empty();
+        for cert in CertificateDer::pem_slice_iter(ca) {
+            roots.add(cert.map_err(|e| invalid("the CA", e))?).map_err(|e| invalid("the CA", e))?;
+        }
+        if roots.is_empty() {
+            return Err(invalid("the CA", "no certificate in it"));
+        }
+        let roots = Arc::new(roots);
+        // ring: it builds with a C compiler alone (aws-lc-rs, with the post-quantum key
+        // exchange rustls now prefers, needs more of the build machine).
+        #[allow(deprecated)]
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let clients = rustls::server::WebPkiClientVerifier::builder_with_provider(
+            Arc::clone(&roots),
+            Arc::clone(&provider),
+        )
+        .build()
+        .map_err(|e| invalid("the CA", e))?;
+        let server = ServerConfig::builder_with_provider(Arc::clone(&provider))
+            .with_safe_default_protocol_versions()
+            .map_err(|e| invalid("the protocol versions", e))?
+            .with_client_cert_verifier(clients)
+            .with_single_cert(certs.clone(), key.clone_key())
+            .map_err(|e| invalid("the certificate and key", e))?;
+        let client = ClientConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .map_err(|e| invalid("the protocol versions", e))?
+            .with_root_certificates(roots)
+            .with_client_auth_cert(certs, key)
+            .map_err(|e| invalid("the certificate and key", e))?;
+        Ok(Tls {
+            acceptor: tokio_rustls::TlsAcceptor::from(Arc::new(server)),
+            connector: tokio_rustls::TlsConnector::from(Arc::new(client)),
+            name: ServerName::try_from("mnesia").map_err(|e| invalid("the name", e))?,
+        })
+    }
+
+    /// [`Tls::from_pem`] from three files (each PEM).
+    ///
+    /// ```no_run
+    /// let tls = mnesia_cluster::Tls::from_pem_files("node.pem", "node.key", "ca.pem")?;
+    /// # Ok::<(), mnesia::Error>(())
+    /// ```
+    pub fn from_pem_files(
+        cert_chain: impl AsRef<Path>,
+        key: impl AsRef<Path>,
+        ca: impl AsRef<Path>,
+    ) -> Result<Tls> {
+        let read = |path: &Path| {
+            std::fs::read(path).map_err(|source| Error::Io { path: path.to_path_buf(), source })
+        };
+        Tls::from_pem(&read(cert_chain.as_ref())?, &read(key.as_ref())?, &read(ca.as_ref())?)
+    }
+
+    /// The DNS name every node's certificate carries, checked on each connection (`mnesia`
+    /// unless told).
+    ///
+    /// ```
+    /// # let ca = rcgen::generate_simple_self_signed(vec!["db.internal".into()]).expect("a certificate");
+    /// # let (cert, key) = (ca.cert.pem(), ca.key_pair.serialize_pem());
+    /// let tls = mnesia_cluster::Tls::from_pem(cert.as_bytes(), key.as_bytes(), cert.as_bytes())?
+    ///     .with_name("db.internal")?;
+    /// assert_eq!(tls.name(), "db.internal");
+    /// # Ok::<(), mnesia::Error>(())
+    /// ```
+    pub fn with_name(mut self, name: &str) -> Result<Tls> {
+        self.name = ServerName::try_from(name.to_owned()).map_err(|e| invalid("the name", e))?;
+        Ok(self)
+    }
+
+    /// The name the nodes' certificates must carry.
+    ///
+    /// ```
+    /// # let ca = rcgen::generate_simple_self_signed(vec!["mnesia".into()]).expect("a certificate");
+    /// # let (cert, key) = (ca.cert.pem(), ca.key_pair.serialize_pem());
+    /// # let tls = mnesia_cluster::Tls::from_pem(cert.as_bytes(), key.as_bytes(), cert.as_bytes())?;
+    /// assert_eq!(tls.name(), "mnesia");
+    /// # Ok::<(), mnesia::Error>(())
+    /// ```
+    pub fn name(&self) -> String {
+        self.name.to_str().into_owned()
+    }
+
+    pub(crate) fn server_name(&self) -> ServerName<'static> {
+        self.name.clone()
+    }
+}
+
+impl std::fmt::Debug for Tls {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Tls").field("name", &self.name()).finish_non_exhaustive()
+    }
+}
