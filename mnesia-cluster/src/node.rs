@@ -415,6 +415,27 @@ impl Shared {
         }
     }
 
+    /// What this node knows of its cluster, for the database's `system_info`.
+    fn report(&self) -> mnesia_runtime::ClusterInfo {
+        let m = self.raft.metrics().borrow().clone();
+        let up = self.dialer.liveness.up();
+        let members = m
+            .membership_config
+            .membership()
+            .nodes()
+            .map(|(id, node)| {
+                mnesia_runtime::ClusterMember::new(*id, node.addr.clone(), *id == self.id || up.contains(id))
+            })
+            .collect();
+        mnesia_runtime::ClusterInfo::new(
+            self.id,
+            m.current_leader,
+            m.current_term,
+            m.last_applied.map_or(0, |l| l.index),
+            members,
+        )
+    }
+
     /// The index of the last log entry applied here.
     pub(crate) fn applied_here(&self) -> u64 {
         *self.applied.borrow()
@@ -724,6 +745,8 @@ impl Node {
             shared.dialer.clone(),
             options.heartbeat,
         ));
+        let reporting = Arc::downgrade(&shared);
+        db.report_cluster_with(move || Some(reporting.upgrade()?.report()));
         db.order_commits_with(ClusterSequencer {
             shared: Arc::clone(&shared),
             handle: runtime.handle().clone(),
@@ -852,7 +875,9 @@ impl Drop for Node {
             rt.shutdown_timeout(Duration::from_secs(1));
         }
         // The database's own reaper again (its commits fail until the ordering stops).
-        self.shared.dialer.liveness.database().set_reaping(true);
+        let db = self.shared.dialer.liveness.database();
+        db.set_reaping(true);
+        db.stop_reporting_cluster();
     }
 }
 

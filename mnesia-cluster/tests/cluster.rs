@@ -680,3 +680,22 @@ fn async_updates_on_every_node_at_once_lose_nothing() {
         assert_eq!(run.accounts(i), vec![Account { id: 0, balance: 30 }], "node {}", i + 1);
     }
 }
+
+#[test]
+fn system_info_reports_the_cluster() {
+    let run = three();
+    let leader = run.leader() as u64 + 1;
+    for (i, db) in run.live() {
+        eventually("every member answers", || db.system_info().running_nodes.len() == 3);
+        let info = db.system_info();
+        let cluster = info.cluster.clone().expect("a cluster node reports its cluster");
+        assert_eq!((cluster.node, cluster.leader), (i as u64 + 1, Some(leader)));
+        assert_eq!(cluster.members.iter().map(|m| m.id).collect::<Vec<_>>(), [1, 2, 3]);
+        assert_eq!(info.known_nodes.len(), 3);
+        assert!(info.to_string().contains(&format!("leader {leader}")), "{info}");
+    }
+    let mut run = run;
+    let db = run.dbs[0].clone();
+    run.nodes[0] = None;
+    assert!(db.system_info().cluster.is_none(), "a node stopped reports no cluster");
+}

@@ -896,6 +896,35 @@ impl Database {
         self.inner.system.publish(crate::system::SystemEvent::Cluster(event));
     }
 
+    /// Has [`Database::system_info`] ask `report` for the cluster this database is a node
+    /// of (what the replication layer calls; `None` from it: no report now). Replaces an
+    /// earlier one; [`Database::stop_reporting_cluster`] removes it.
+    ///
+    /// ```
+    /// let db = mnesia::Database::in_memory()?;
+    /// db.report_cluster_with(|| Some(mnesia::ClusterInfo::new(1, Some(1), 1, 0, Vec::new())));
+    /// assert_eq!(db.system_info().cluster.map(|c| c.leader), Some(Some(1)));
+    /// db.stop_reporting_cluster();
+    /// assert!(db.system_info().cluster.is_none());
+    /// # Ok::<(), mnesia::Error>(())
+    /// ```
+    pub fn report_cluster_with(
+        &self,
+        report: impl Fn() -> Option<crate::system::ClusterInfo> + Send + Sync + 'static,
+    ) {
+        self.inner.system.report_cluster_with(Box::new(report));
+    }
+
+    /// Removes the cluster report given to [`Database::report_cluster_with`].
+    ///
+    /// ```
+    /// mnesia::Database::in_memory()?.stop_reporting_cluster();
+    /// # Ok::<(), mnesia::Error>(())
+    /// ```
+    pub fn stop_reporting_cluster(&self) {
+        self.inner.system.stop_reporting_cluster();
+    }
+
     /// The snapshot of a disc table in use, looked up now (not from an older list: a table
     /// may have been created, claimed, dropped or moved meanwhile).
     fn snapshot_of(&self, def: &TableDef) -> Option<Result<crate::disk::Snapshot>> {
@@ -1091,6 +1120,7 @@ impl Database {
             self.last_commit(),
             &self.inner.stats,
             log,
+            self.inner.system.cluster(),
         )
     }
 

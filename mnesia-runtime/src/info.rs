@@ -114,9 +114,10 @@ pub struct SystemInfo {
     pub version: String,
     /// This node's name.
     pub node: String,
-    /// The nodes running the database now (this one until distribution comes).
+    /// The nodes running the database now: this one, and in a cluster the members that
+    /// answer it (as `id@address`).
     pub running_nodes: Vec<String>,
-    /// The nodes the schema knows.
+    /// The nodes the database knows: this one, and in a cluster every member.
     pub known_nodes: Vec<String>,
     /// The database's directory, if it has one.
     pub directory: Option<PathBuf>,
@@ -137,6 +138,9 @@ pub struct SystemInfo {
     pub running_transactions: u64,
     /// The commit log, for a database with a directory.
     pub log: Option<LogInfo>,
+    /// The cluster, for a cluster node: the leader, the term, the last entry applied, the
+    /// members and which of them answer.
+    pub cluster: Option<crate::system::ClusterInfo>,
 }
 
 impl SystemInfo {
@@ -147,12 +151,22 @@ impl SystemInfo {
         last_commit: u64,
         stats: &Stats,
         log: Option<LogInfo>,
+        cluster: Option<crate::system::ClusterInfo>,
     ) -> SystemInfo {
         let (commits, aborts, running_transactions) = stats.outcomes();
+        let (mut running_nodes, mut known_nodes) = (vec![node.clone()], vec![node.clone()]);
+        if let Some(c) = &cluster {
+            for m in c.members.iter().filter(|m| m.id != c.node) {
+                known_nodes.push(m.to_string());
+                if m.up {
+                    running_nodes.push(m.to_string());
+                }
+            }
+        }
         SystemInfo {
             version: env!("CARGO_PKG_VERSION").to_owned(),
-            running_nodes: vec![node.clone()],
-            known_nodes: vec![node.clone()],
+            running_nodes,
+            known_nodes,
             node,
             directory,
             tables,
@@ -163,6 +177,7 @@ impl SystemInfo {
             escalations: stats.total(Stat::Escalation),
             running_transactions,
             log,
+            cluster,
         }
     }
 }
@@ -175,6 +190,14 @@ impl fmt::Display for SystemInfo {
             None => writeln!(f, "directory:    none (in memory)")?,
         }
         writeln!(f, "nodes:        running {:?}, known {:?}", self.running_nodes, self.known_nodes)?;
+        if let Some(c) = &self.cluster {
+            let leader = c.leader.map_or("none".to_owned(), |l| l.to_string());
+            writeln!(
+                f,
+                "cluster:      node {}, leader {leader}, term {}, last applied {}",
+                c.node, c.term, c.last_applied
+            )?;
+        }
         writeln!(
             f,
             "transactions: {} committed, {} aborted, {} retries, {} escalated, {} running; last commit {}",

@@ -109,7 +109,7 @@ pub use plan::Plan;
 pub use projection::Projection;
 pub use query::{Query, QueryIter};
 pub use schema::{Schema, SchemaInfo};
-pub use system::{ClusterEvent, SystemEvent, SystemSubscription};
+pub use system::{ClusterEvent, ClusterInfo, ClusterMember, SystemEvent, SystemSubscription};
 pub use table::{
     FieldInfo, IndexInfo, Key, StorageType, Table, TableInfo, TableOptions, TableType, Upserted,
 };

@@ -122,11 +122,90 @@ impl Notice for SystemEvent {
     }
 }
 
-/// The system event subscribers of a database.
+/// What a cluster node reports of its cluster, in [`SystemInfo`](crate::SystemInfo)
+/// (see [`Database::report_cluster_with`](crate::Database::report_cluster_with)).
+///
+/// ```
+/// use mnesia::{ClusterInfo, ClusterMember};
+/// let info = ClusterInfo::new(1, Some(2), 3, 40, vec![ClusterMember::new(2, "127.0.0.1:4371", true)]);
+/// assert_eq!((info.leader, info.members[0].up), (Some(2), true));
+/// ```
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+#[non_exhaustive]
+pub struct ClusterInfo {
+    /// This node's id.
+    pub node: u64,
+    /// The leader, if one is known.
+    pub leader: Option<u64>,
+    /// The current term.
+    pub term: u64,
+    /// The index of the last log entry applied here.
+    pub last_applied: u64,
+    /// The members, this node among them.
+    pub members: Vec<ClusterMember>,
+}
+
+impl ClusterInfo {
+    /// A report: this node, the leader, the term, the last entry applied, the members.
+    ///
+    /// ```
+    /// let info = mnesia::ClusterInfo::new(1, None, 0, 0, Vec::new());
+    /// assert_eq!(info.node, 1);
+    /// ```
+    pub fn new(
+        node: u64,
+        leader: Option<u64>,
+        term: u64,
+        last_applied: u64,
+        members: Vec<ClusterMember>,
+    ) -> Self {
+        ClusterInfo { node, leader, term, last_applied, members }
+    }
+}
+
+/// One member of a cluster, in a [`ClusterInfo`].
+///
+/// ```
+/// let member = mnesia::ClusterMember::new(2, "127.0.0.1:4371", false);
+/// assert_eq!(member.to_string(), "2@127.0.0.1:4371");
+/// ```
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+#[non_exhaustive]
+pub struct ClusterMember {
+    /// Its id.
+    pub id: u64,
+    /// The address it listens on.
+    pub addr: String,
+    /// Whether it answers this node (this node itself: always).
+    pub up: bool,
+}
+
+impl ClusterMember {
+    /// A member: its id, its address, whether it answers.
+    ///
+    /// ```
+    /// assert!(mnesia::ClusterMember::new(1, "127.0.0.1:4370", true).up);
+    /// ```
+    pub fn new(id: u64, addr: impl Into<String>, up: bool) -> Self {
+        ClusterMember { id, addr: addr.into(), up }
+    }
+}
+
+impl fmt::Display for ClusterMember {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}@{}", self.id, self.addr)
+    }
+}
+
+/// What a database asks for its cluster's report.
+type ClusterReporter = Box<dyn Fn() -> Option<ClusterInfo> + Send + Sync>;
+
+/// The system event subscribers of a database, and who reports its cluster.
 #[derive(Default)]
 pub(crate) struct SystemHub {
     ring: Arc<Ring<SystemEvent>>,
     last_overload: parking_lot::Mutex<Option<Instant>>,
+    cluster: arc_swap::ArcSwapOption<ClusterReporter>,
 }
 
 impl SystemHub {
@@ -153,6 +232,19 @@ impl SystemHub {
             crate::disk::wal::Health::Failed { kind, reason } => SystemEvent::LogFailed { kind, reason },
             crate::disk::wal::Health::Recovered => SystemEvent::LogRecovered,
         });
+    }
+
+    pub(crate) fn report_cluster_with(&self, report: ClusterReporter) {
+        self.cluster.store(Some(Arc::new(report)));
+    }
+
+    pub(crate) fn stop_reporting_cluster(&self) {
+        self.cluster.store(None);
+    }
+
+    /// The cluster's report, when a cluster node reports one.
+    pub(crate) fn cluster(&self) -> Option<ClusterInfo> {
+        self.cluster.load().as_deref().and_then(|report| report())
     }
 
     pub(crate) fn add(&self, capacity: usize) -> SystemSubscription {
