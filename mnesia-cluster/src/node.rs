@@ -436,6 +436,24 @@ impl Shared {
         )
     }
 
+    /// Waits until this node has applied every entry decided before the call, as the leader
+    /// confirms with a majority (see `Node::sync_reads`).
+    async fn current(&self, timeout: Duration) -> Result<()> {
+        let started = Instant::now();
+        let no_majority = || Error::NoMajority { waited: timeout };
+        let index = tokio::time::timeout(timeout, self.read_index())
+            .await
+            .map_err(|_| no_majority())?
+            .map_err(|reason| Error::Closed { what: format!("the cluster node ({reason})") })?;
+        let mut applied = self.applied.clone();
+        let left = timeout.saturating_sub(started.elapsed());
+        match tokio::time::timeout(left, applied.wait_for(|a| *a >= index)).await {
+            Ok(Ok(_)) => Ok(()),
+            Ok(Err(_)) => Err(Error::Closed { what: "the cluster node".into() }),
+            Err(_) => Err(no_majority()),
+        }
+    }
+
     /// The index of the last log entry applied here.
     pub(crate) fn applied_here(&self) -> u64 {
         *self.applied.borrow()
@@ -612,6 +630,16 @@ impl Sequencer for ClusterSequencer {
         }
         let (shared, timeout) = (Arc::clone(&self.shared), self.timeout);
         Box::pin(async move { verdict(&shared, timeout, rx.await.ok()) })
+    }
+
+    /// Waits until this node holds every entry decided before the call.
+    fn catch_up(&self, timeout: Duration) -> Result<()> {
+        let shared = Arc::clone(&self.shared);
+        let (tx, rx) = std::sync::mpsc::sync_channel(1);
+        self.handle.spawn(async move {
+            let _ = tx.send(shared.current(timeout).await);
+        });
+        rx.recv().map_err(|_| Error::Closed { what: "the cluster node".into() })?
     }
 
     /// Waits until every other member this node sees up has applied as far as this node
@@ -818,21 +846,7 @@ impl Node {
     /// ```
     pub fn sync_reads(&self, timeout: Duration) -> Result<()> {
         let shared = Arc::clone(&self.shared);
-        let started = Instant::now();
-        self.block_on(async move {
-            let no_majority = || Error::NoMajority { waited: timeout };
-            let index = tokio::time::timeout(timeout, shared.read_index())
-                .await
-                .map_err(|_| no_majority())?
-                .map_err(|reason| Error::Closed { what: format!("the cluster node ({reason})") })?;
-            let mut applied = shared.applied.clone();
-            let left = timeout.saturating_sub(started.elapsed());
-            match tokio::time::timeout(left, applied.wait_for(|a| *a >= index)).await {
-                Ok(Ok(_)) => Ok(()),
-                Ok(Err(_)) => Err(Error::Closed { what: "the cluster node".into() }),
-                Err(_) => Err(no_majority()),
-            }
-        })
+        self.block_on(async move { shared.current(timeout).await })
     }
 
     /// Waits until the node knows a leader, and returns it.

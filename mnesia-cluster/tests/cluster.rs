@@ -699,3 +699,22 @@ fn system_info_reports_the_cluster() {
     run.nodes[0] = None;
     assert!(db.system_info().cluster.is_none(), "a node stopped reports no cluster");
 }
+
+#[test]
+fn wait_for_tables_returns_once_the_node_is_current_or_fails_cut_off() {
+    let faults = Faults::new();
+    let run = three_with(&faults);
+    let follower = (run.leader() + 1) % 3;
+    let id = follower as u64 + 1;
+    faults.isolate(id, (1..=3).filter(|n| *n != id));
+    let other = (follower + 1) % 3;
+    run.dbs[other].scope(|| Account::write(Account { id: 1, balance: 2 })).expect("the majority writes");
+    let db = &run.dbs[follower];
+    let refused = db.wait_for_tables(&["account"], Duration::from_millis(800));
+    assert!(matches!(refused, Err(Error::NoMajority { .. })), "{refused:?}");
+    let missing = db.wait_for_tables(&["nope"], Duration::from_secs(1));
+    assert!(matches!(missing, Err(Error::NoSuchTable { .. })), "{missing:?}");
+    faults.heal();
+    db.wait_for_tables(&["account", "member"], Duration::from_secs(20)).expect("current after healing");
+    assert_eq!(db.scope(|| Account::read(&1)).expect("read").map(|a| a.balance), Some(2));
+}

@@ -61,6 +61,15 @@ pub trait Sequencer: Send + Sync + 'static {
         Ok(())
     }
 
+    /// Returns once this copy holds every record placed in the shared order before the
+    /// call ([`Database::wait_for_tables`] calls it), or fails within `timeout` (a copy
+    /// cut off from the others cannot know that it is current). Without other copies this
+    /// one is current: the default returns at once.
+    fn catch_up(&self, timeout: std::time::Duration) -> Result<()> {
+        let _ = timeout;
+        Ok(())
+    }
+
     /// [`Sequencer::order`] as a future, for callers that must not block their thread
     /// ([`transaction_async`](crate::transaction_async)): it resolves to the verdict once
     /// this database has applied the record. The default orders at once, on the calling
