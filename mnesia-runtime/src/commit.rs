@@ -9,7 +9,8 @@
 //! bulk loads, restores that load new stores, transforms (refused while a sink is
 //! attached), and ids handed out by `next_id` without a write. A replica is given its
 //! tables, and runs with `Config::auto_cleanup(false)`: its expiries come from the
-//! primary's reaper.
+//! primary's reaper. (Ordered commits also carry `clear_table` and the ids `next_id` hands
+//! out.)
 
 use std::fmt;
 use std::sync::Arc;
@@ -89,6 +90,9 @@ pub(crate) enum Content {
     /// No record: the id the key holds is handed out (`next_id` on an ordered copy), and
     /// the table's counter moves past it on every copy.
     Claim(u64),
+    /// Every record of the table removed (`clear_table` on an ordered copy; the record's
+    /// only change, under an empty key).
+    Clear,
 }
 
 impl From<Logged> for Content {
@@ -130,6 +134,30 @@ pub(crate) fn refuse_in_own_sink(db: &Database) -> Result<()> {
 }
 
 impl CommitRecord {
+    /// The record of `clear_table` on table `table` of an ordered copy, made at `based_on`.
+    pub(crate) fn clear(table: &str, based_on: u64) -> CommitRecord {
+        CommitRecord {
+            seq: 0,
+            time: std::time::UNIX_EPOCH,
+            changes: vec![TableChange {
+                table: table.to_owned(),
+                writes: vec![KeyChange { key: Vec::new(), value: Content::Clear, expired: false }],
+            }],
+            based_on,
+            reads: Vec::new(),
+        }
+    }
+
+    /// The table this record clears, if it is a clear.
+    pub(crate) fn cleared(&self) -> Option<&str> {
+        match self.changes.as_slice() {
+            [change] if matches!(change.writes.as_slice(), [KeyChange { value: Content::Clear, .. }]) => {
+                Some(&change.table)
+            }
+            _ => None,
+        }
+    }
+
     /// The commit's number on the database that made it.
     ///
     /// ```
@@ -287,6 +315,9 @@ impl Database {
             crate::counters::ensure(self)?;
         }
         let tables = record.changes.iter().map(|c| self.any_table(&c.table)).collect::<Result<Vec<_>>>()?;
+        if let (Some(_), [table]) = (record.cleared(), tables.as_slice()) {
+            return table.clear(self);
+        }
         crate::context::transact(self.clone(), || {
             crate::context::with_tx(|tx| {
                 tx.commit_at(record.time);

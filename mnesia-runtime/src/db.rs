@@ -338,6 +338,8 @@ pub(crate) trait AnyTable: Send + Sync {
     fn storage(&self) -> StorageType;
     /// Empties the table (it is dropped, or its database is gone).
     fn release(&self);
+    /// Removes every record, at one commit of `db` (see [`Database::clear_table`]).
+    fn clear(&self, db: &Database) -> Result<()>;
     /// Drops the record versions kept for snapshots that `floor` says no open one needs.
     fn prune_history(&self, floor: &dyn Fn() -> u64);
     /// Removes the table's expired records; returns how many.
@@ -413,6 +415,10 @@ impl<T: Table> AnyTable for TableStore<T> {
 
     fn release(&self) {
         TableStore::release(self);
+    }
+
+    fn clear(&self, db: &Database) -> Result<()> {
+        db.clear_store(self)
     }
 
     fn prune_history(&self, floor: &dyn Fn() -> u64) {
@@ -606,6 +612,9 @@ impl<T: Table> AnyTable for TableStore<T> {
         let mut claims = Vec::new();
         for w in writes {
             let key: T::Key = whole::<T::Key>(T::NAME, &w.key)?;
+            if w.value == Content::Clear {
+                return Err(misfit(T::NAME, "a clear among other writes"));
+            }
             if let Content::Claim(id) = w.value {
                 if T::key_for_id(id).as_ref() != Some(&key) {
                     return Err(misfit(T::NAME, format!("id {id} claimed under the key {key:?}")));
@@ -620,7 +629,7 @@ impl<T: Table> AnyTable for TableStore<T> {
                 }
                 Content::Put(b) => vec![whole(T::NAME, b)?],
                 Content::Group(bs) => bs.iter().map(|b| whole(T::NAME, b)).collect::<Result<_>>()?,
-                Content::Delete | Content::Claim(_) => Vec::new(),
+                Content::Delete | Content::Claim(_) | Content::Clear => Vec::new(),
             };
             if records.iter().any(|r| r.key() != &key) {
                 return Err(misfit(T::NAME, format!("a record filed under another key than {key:?}")));
@@ -633,7 +642,7 @@ impl<T: Table> AnyTable for TableStore<T> {
                     None => Write::Delete,
                 },
                 (Content::Group(_), false) => Write::Group(records),
-                (Content::Claim(_), false) => continue,
+                (Content::Claim(_) | Content::Clear, false) => continue,
             };
             decoded.push((key, write));
         }
@@ -1471,8 +1480,18 @@ impl Database {
     /// # Ok::<(), mnesia::Error>(())
     /// ```
     pub fn clear_table<T: Table>(&self) -> Result<()> {
+        if let Some(sequencer) = self.sequencer().filter(|_| !self.replicating()) {
+            self.table::<T>()?;
+            // Every copy clears it at the clear's place in the shared order.
+            return sequencer.order(crate::commit::CommitRecord::clear(T::NAME, self.applied_index()));
+        }
         self.refuse_while_replicating("clear_table")?;
-        let store = self.table::<T>()?;
+        self.table::<T>()?.clear(self)
+    }
+
+    /// Clears `store` here: every record removed at one commit (logged on disc), the
+    /// `Cleared` event delivered.
+    pub(crate) fn clear_store<T: Table>(&self, store: &TableStore<T>) -> Result<()> {
         let indexes = store.indexes.load_full();
         let held = lock_all(&store, &indexes);
         let logged = store.disk_id().map(|id| {

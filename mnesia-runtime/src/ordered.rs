@@ -137,6 +137,13 @@ impl Versions {
 
     /// Notes the writes of `record`, committed at `index`.
     fn note(&mut self, index: u64, record: &CommitRecord) {
+        if let Some(table) = record.cleared() {
+            // Every key written: whatever a transaction read of the table conflicts.
+            let t = self.tables.entry(table.to_owned()).or_insert_with(TableVersions::new);
+            t.last = index;
+            t.buckets.fill(index);
+            return;
+        }
         for change in &record.changes {
             let t = self.tables.entry(change.table.clone()).or_insert_with(TableVersions::new);
             t.last = index;
@@ -235,9 +242,11 @@ impl Database {
     /// [`Database::apply_ordered`] (which decides conflicts). Dirty operations, batches,
     /// counters and the reaper's removals are ordered too. Replaces an earlier sequencer.
     ///
-    /// Not ordered yet, and refused while a sequencer is attached: `clear_table`,
-    /// `drop_table`, `transform` and restores that load new stores. Create the tables on
-    /// every copy before ordering. A record written with an `#[auto_increment]` id
+    /// `clear_table` is ordered too: every copy clears the table at the clear's place, and
+    /// a transaction that read the table before it and commits after conflicts. Not
+    /// ordered yet, and refused while a sequencer is attached: `drop_table`, `transform`,
+    /// index changes and restores that load new stores. Create the tables on every copy
+    /// before ordering. A record written with an `#[auto_increment]` id
     /// conflicts with another copy's record given the same one, and runs again with a new
     /// id; `next_id` claims its id through the order (a record that moves the table's
     /// counter on every copy), so that no two copies hand one out, and is refused inside a

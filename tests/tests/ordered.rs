@@ -434,8 +434,6 @@ fn dirty_operations_batches_and_bags_reach_every_copy() {
 fn what_is_not_ordered_yet_is_refused() {
     let (log, copies) = group(None);
     let db = &copies[0].db;
-    let refused = db.scope(Account::clear);
-    assert!(matches!(refused, Err(Error::Invalid(ref m)) if m.contains("ordered")), "{refused:?}");
     // An index on one copy only would decide unique checks differently.
     let refused = db.add_index(Account::BALANCE.index_spec(false));
     assert!(matches!(refused, Err(Error::Invalid(ref m)) if m.contains("ordered")), "{refused:?}");
@@ -448,5 +446,63 @@ fn what_is_not_ordered_yet_is_refused() {
     identical(&log, &copies);
     assert_eq!(copies[2].db.scope(Account::count).expect("count"), 2);
     db.stop_ordering();
-    db.scope(Account::clear).expect("cleared once no longer ordered");
+    db.add_index(Account::BALANCE.index_spec(false)).expect("added once no longer ordered");
+}
+
+#[test]
+fn a_clear_reaches_every_copy_at_its_place_and_conflicts_with_what_read_the_table() {
+    let (log, copies) = group(Some(tempfile::tempdir().expect("dir").path()));
+    let events: Vec<_> = copies.iter().map(|c| c.db.scope(Account::subscribe).expect("subscribe")).collect();
+    copies[1]
+        .db
+        .scope(|| -> mnesia::Result<()> {
+            for id in 0..20 {
+                Account::write(Account { id, balance: 1 })?;
+            }
+            Ok(())
+        })
+        .expect("writes");
+    settle(&log, &copies);
+    // Transfers on every copy while copy 0 clears the table: each transfer sees the table
+    // whole or empty (a transfer that read before the clear and commits after runs again).
+    let db0 = copies[0].db.clone();
+    let clearing = std::thread::spawn(move || {
+        std::thread::sleep(Duration::from_millis(5));
+        db0.scope(Account::clear).expect("clear");
+    });
+    on_all(&copies, 2, |c, w| {
+        for n in 0..20u32 {
+            mnesia::transaction(|| {
+                let (from, to) = ((c * 7 + w * 3 + n) % 20, (c * 7 + w * 3 + n + 1) % 20);
+                match (Account::read(&from)?, Account::read(&to)?) {
+                    (Some(a), Some(b)) => {
+                        Account::write(Account { balance: a.balance - 1, ..a })?;
+                        Account::write(Account { balance: b.balance + 1, ..b })?;
+                    }
+                    // Both gone, or both there: never one of the two.
+                    (None, None) => {}
+                    (a, b) => panic!("a transfer saw half a clear: {a:?} {b:?}"),
+                }
+                Ok::<_, Error>(())
+            })
+            .expect("transfer");
+        }
+    });
+    clearing.join().expect("clearing thread");
+    identical(&log, &copies);
+    // In any serial order the table ends empty: a transfer after the clear reads nothing
+    // and writes nothing, and one that read before it and committed after would bring two
+    // accounts back (it must conflict and run again). Every copy heard the clear.
+    let left = copies[2].db.scope(Account::list).expect("list");
+    assert!(left.is_empty(), "accounts written back after the clear: {left:?}");
+    for e in &events {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        let mut cleared = false;
+        while !cleared && Instant::now() < deadline {
+            if let Some(event) = e.recv_timeout(Duration::from_millis(100)) {
+                cleared = matches!(event, mnesia::Event::Cleared);
+            }
+        }
+        assert!(cleared, "a copy did not see the clear");
+    }
 }
