@@ -1493,7 +1493,7 @@ impl Database {
     /// `Cleared` event delivered.
     pub(crate) fn clear_store<T: Table>(&self, store: &TableStore<T>) -> Result<()> {
         let indexes = store.indexes.load_full();
-        let held = lock_all(&store, &indexes);
+        let held = lock_all(store, &indexes);
         let logged = store.disk_id().map(|id| {
             let counter = store.counter.load(Ordering::Acquire);
             TableOps { table: id, clear: true, counter, reset: false, writes: Vec::new() }
