@@ -718,3 +718,17 @@ fn wait_for_tables_returns_once_the_node_is_current_or_fails_cut_off() {
     db.wait_for_tables(&["account", "member"], Duration::from_secs(20)).expect("current after healing");
     assert_eq!(db.scope(|| Account::read(&1)).expect("read").map(|a| a.balance), Some(2));
 }
+
+#[test]
+fn a_table_cleared_on_one_node_is_cleared_on_every_node() {
+    let run = three();
+    for id in 0..10 {
+        run.dbs[0].scope(|| Account::write(Account { id, balance: 1 })).expect("write");
+    }
+    run.dbs[2].scope(Account::clear).expect("clear");
+    run.dbs[1].scope(|| Account::write(Account { id: 99, balance: 1 })).expect("write after");
+    run.settle();
+    for (i, _) in run.live() {
+        assert_eq!(run.accounts(i), vec![Account { id: 99, balance: 1 }], "node {}", i + 1);
+    }
+}
