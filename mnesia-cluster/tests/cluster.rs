@@ -59,6 +59,7 @@ fn three_options(options: impl Fn(u64) -> Options) -> Running {
             db.scope(|| -> mnesia::Result<()> {
                 Account::create_table(TableOptions::new())?;
                 Member::create_table(TableOptions::new())?;
+                Session::create_table(TableOptions::new())?;
                 Ok(())
             })
             .expect("tables");
@@ -383,9 +384,6 @@ struct Session {
 #[test]
 fn only_the_leader_reaps_and_its_deletions_reach_every_copy() {
     let run = three();
-    for db in &run.dbs {
-        db.scope(|| Session::create_table(TableOptions::new())).expect("table");
-    }
     let leader = run.leader();
     let want: Vec<bool> = (0..3).map(|i| i == leader).collect();
     let deadline = Instant::now() + Duration::from_secs(10);
@@ -532,6 +530,7 @@ fn a_node_joins_a_running_cluster_and_members_leave_or_are_removed() {
     db.scope(|| -> mnesia::Result<()> {
         Account::create_table(TableOptions::new())?;
         Member::create_table(TableOptions::new())?;
+        Session::create_table(TableOptions::new())?;
         Ok(())
     })
     .expect("tables");

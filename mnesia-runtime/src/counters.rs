@@ -47,7 +47,7 @@ pub(crate) fn ensure(db: &Database) -> Result<()> {
         Some(_) => TableOptions::new().disc_copies([db.node()]),
         None => TableOptions::new(),
     };
-    match db.create_table::<NamedCounter>(options) {
+    match db.create_table_here::<NamedCounter>(options) {
         Ok(()) | Err(Error::TableExists { .. }) => Ok(()),
         Err(e) => Err(e),
     }

@@ -1327,7 +1327,9 @@ impl Database {
         Err(Error::NoSuchTable { table: name.to_owned() })
     }
 
-    /// Creates table `T` (what `T::create_table` calls).
+    /// Creates table `T` (what `T::create_table` calls). Refused while commits are
+    /// [ordered](Database::order_commits_with) (on a cluster node: create the tables, alike
+    /// on every node, before it starts).
     ///
     /// ```
     /// # use mnesia::prelude::*;
@@ -1339,6 +1341,18 @@ impl Database {
     /// # Ok::<(), mnesia::Error>(())
     /// ```
     pub fn create_table<T: Table>(&self, options: TableOptions<T>) -> Result<()> {
+        if self.ordering() {
+            return Err(Error::Invalid(format!(
+                "table {}: created while commits are ordered (a cluster node), it would be on this copy alone and the copies would diverge: create the tables, alike on every copy, before ordering (before the cluster node starts)",
+                T::NAME
+            )));
+        }
+        self.create_table_here(options)
+    }
+
+    /// [`Database::create_table`] on this copy, ordered or not (the named counters' table,
+    /// which every copy creates when a record first needs it).
+    pub(crate) fn create_table_here<T: Table>(&self, options: TableOptions<T>) -> Result<()> {
         let storage = options.storage_type();
         if let Some(node) = options.nodes().iter().find(|n| n.as_str() != self.inner.config.node) {
             return Err(Error::Invalid(format!(

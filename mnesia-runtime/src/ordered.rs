@@ -244,9 +244,9 @@ impl Database {
     ///
     /// `clear_table` is ordered too: every copy clears the table at the clear's place, and
     /// a transaction that read the table before it and commits after conflicts. Not
-    /// ordered yet, and refused while a sequencer is attached: `drop_table`, `transform`,
-    /// index changes and restores that load new stores. Create the tables on every copy
-    /// before ordering. A record written with an `#[auto_increment]` id
+    /// ordered yet, and refused while a sequencer is attached: `create_table`, `drop_table`,
+    /// `transform`, index changes and restores that load new stores. Create the tables on
+    /// every copy before ordering. A record written with an `#[auto_increment]` id
     /// conflicts with another copy's record given the same one, and runs again with a new
     /// id; `next_id` claims its id through the order (a record that moves the table's
     /// counter on every copy), so that no two copies hand one out, and is refused inside a

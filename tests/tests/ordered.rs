@@ -40,6 +40,13 @@ struct Tag {
     text: String,
 }
 
+/// A table no copy has before ordering starts.
+#[derive(Table, Clone, Debug, PartialEq, Serialize, Deserialize)]
+struct Late {
+    #[key]
+    id: u32,
+}
+
 /// The shared order: what a replicated log holds.
 #[derive(Default)]
 struct Log {
@@ -434,6 +441,9 @@ fn dirty_operations_batches_and_bags_reach_every_copy() {
 fn what_is_not_ordered_yet_is_refused() {
     let (log, copies) = group(None);
     let db = &copies[0].db;
+    // A table created on one copy alone would make the copies diverge.
+    let refused = db.create_table::<Late>(TableOptions::new());
+    assert!(matches!(refused, Err(Error::Invalid(ref m)) if m.contains("before ordering")), "{refused:?}");
     // An index on one copy only would decide unique checks differently.
     let refused = db.add_index(Account::BALANCE.index_spec(false));
     assert!(matches!(refused, Err(Error::Invalid(ref m)) if m.contains("ordered")), "{refused:?}");
@@ -447,6 +457,7 @@ fn what_is_not_ordered_yet_is_refused() {
     assert_eq!(copies[2].db.scope(Account::count).expect("count"), 2);
     db.stop_ordering();
     db.add_index(Account::BALANCE.index_spec(false)).expect("added once no longer ordered");
+    db.create_table::<Late>(TableOptions::new()).expect("created once no longer ordered");
 }
 
 #[test]
