@@ -288,8 +288,11 @@ impl Error {
     }
 
     /// Whether this is the trouble of this database alone — its disc, a closed database, a
-    /// bug — rather than an answer about the request that every copy of a replicated
-    /// database would give alike (a conflict, a unique value taken, a missing table).
+    /// bug, a table the other copies have and this one lacks — rather than an answer about
+    /// the request that every copy of a replicated database would give alike (a conflict, a
+    /// unique value taken, a record not found). (Tables cannot be created or dropped while
+    /// commits are ordered: a record naming a table this copy lacks means that this copy's
+    /// program has other tables than the one that made the record.)
     /// [`Database::apply_ordered`](crate::Database::apply_ordered) leaves a record's place
     /// free on such an error.
     ///
@@ -297,6 +300,7 @@ impl Error {
     /// use mnesia::Error;
     /// assert!(Error::Closed { what: "the database".into() }.is_local_failure());
     /// assert!(!Error::Conflict.is_local_failure());
+    /// assert!(Error::NoSuchTable { table: "users".into() }.is_local_failure());
     /// ```
     pub fn is_local_failure(&self) -> bool {
         // The answers a commit record gets alike on every copy in the same state; anything
@@ -307,7 +311,6 @@ impl Error {
                 | Error::UniqueViolation { .. }
                 | Error::AlreadyExists { .. }
                 | Error::NotFound { .. }
-                | Error::NoSuchTable { .. }
                 | Error::TypeMismatch { .. }
                 | Error::Codec { .. }
                 | Error::Invalid(_)

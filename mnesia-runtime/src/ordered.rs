@@ -309,10 +309,11 @@ impl Database {
     /// that are not commits, but never applied twice or out of order), and returns its verdict, the same on every copy:
     /// `Ok(())` when it committed; `Err(Error::Conflict)` when a record placed after the
     /// one its transaction read from wrote what it read (nothing changes); another error
-    /// that every copy meets alike (a unique index already holding a value, a table this
-    /// database does not have) leaves everything as it was too. Either way the record's
-    /// place is taken. An error of this copy alone (its disc) leaves the place free: apply
-    /// the record again once the cause is gone.
+    /// that every copy meets alike (a unique index already holding a value) leaves
+    /// everything as it was too. Either way the record's place is taken. An error of this
+    /// copy alone ([`Error::is_local_failure`]: its disc, a table the record names that
+    /// this copy lacks) leaves the place free: apply the record again once the cause is
+    /// gone.
     ///
     /// ```
     /// use mnesia::prelude::*;
@@ -376,6 +377,27 @@ impl Database {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_record_naming_a_table_this_copy_lacks_leaves_its_place_free() {
+        use crate::Table as _;
+        use crate::testing::{Rec, rec};
+        let primary = Database::in_memory().expect("db");
+        primary.create_table::<Rec>(crate::TableOptions::new()).expect("table");
+        let (tx, rx) = std::sync::mpsc::channel();
+        primary.replicate_to(move |r: &CommitRecord| {
+            let _ = tx.send(r.clone());
+        });
+        primary.scope(|| Rec::write(rec(1, "a", 1))).expect("write");
+        let record = rx.try_recv().expect("a record");
+        let copy = Database::in_memory().expect("db");
+        let lacking = copy.apply_ordered(1, &record);
+        assert!(matches!(lacking, Err(Error::NoSuchTable { .. })), "{lacking:?}");
+        assert_eq!(copy.applied_index(), 0, "the place is still free");
+        copy.create_table::<Rec>(crate::TableOptions::new()).expect("table");
+        copy.apply_ordered(1, &record).expect("applied once the table is there");
+        assert_eq!(copy.applied_index(), 1);
+    }
 
     #[test]
     fn buckets_spread_and_stay_put() {
