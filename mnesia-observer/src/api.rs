@@ -163,19 +163,37 @@ async fn overview(With(state): With<Shared>) -> Response {
     if let Some(o) = system.as_object_mut() {
         o.remove("tables");
     }
-    let nodes: Vec<Value> = info
-        .known_nodes
-        .iter()
-        .map(|n| {
-            json!({
-                "name": n,
-                "running": info.running_nodes.contains(n),
-                "role": if info.known_nodes.len() == 1 { "standalone" } else { "member" },
-                "leader": Value::Null,
-                "lag": Value::Null,
+    let nodes: Vec<Value> = match &info.cluster {
+        // A cluster node: every member, its role, whether it answers, the leader. (How far
+        // behind each one is, only the leader knows: not shown.)
+        Some(cluster) => cluster
+            .members
+            .iter()
+            .map(|m| {
+                let name = if m.id == cluster.node { format!("{} ({m})", info.node) } else { m.to_string() };
+                json!({
+                    "name": name,
+                    "running": m.up,
+                    "role": if cluster.leader == Some(m.id) { "leader" } else { "follower" },
+                    "leader": cluster.leader,
+                    "lag": Value::Null,
+                })
             })
-        })
-        .collect();
+            .collect(),
+        None => info
+            .known_nodes
+            .iter()
+            .map(|n| {
+                json!({
+                    "name": n,
+                    "running": info.running_nodes.contains(n),
+                    "role": "standalone",
+                    "leader": Value::Null,
+                    "lag": Value::Null,
+                })
+            })
+            .collect(),
+    };
     Json(json!({ "system": system, "nodes": nodes, "tables": info.tables.len() })).into_response()
 }
 

@@ -145,6 +145,31 @@ fn overview_tables_and_metrics_tell_what_the_database_holds_and_does() {
     assert_eq!(ov["nodes"][0]["name"], db.node());
     assert_eq!(ov["nodes"][0]["role"], "standalone");
     assert_eq!(ov["system"]["node"], db.node());
+    // On a cluster node (what the cluster reports): each member, its role and the leader.
+    db.report_cluster_with(|| {
+        Some(mnesia::ClusterInfo::new(
+            1,
+            Some(2),
+            4,
+            17,
+            vec![
+                mnesia::ClusterMember::new(1, "127.0.0.1:4370", true),
+                mnesia::ClusterMember::new(2, "127.0.0.1:4371", true),
+                mnesia::ClusterMember::new(3, "127.0.0.1:4372", false),
+            ],
+        ))
+    });
+    let clustered = get(addr, "/api/overview").json();
+    let roles: Vec<(&str, bool)> = clustered["nodes"]
+        .as_array()
+        .expect("nodes")
+        .iter()
+        .map(|n| (n["role"].as_str().expect("role"), n["running"].as_bool().expect("running")))
+        .collect();
+    assert_eq!(roles, [("follower", true), ("leader", true), ("follower", false)]);
+    assert_eq!(clustered["nodes"][2]["name"], "3@127.0.0.1:4372");
+    assert_eq!(clustered["system"]["cluster"]["term"], 4);
+    db.stop_reporting_cluster();
     assert_eq!(ov["tables"], 3);
     assert!(ov["system"]["commits"].as_u64().expect("commits") >= 1);
     assert!(ov["system"].get("tables").is_none(), "the tables have an endpoint of their own");
