@@ -3,6 +3,8 @@
 //!   majority and applied on its node, against the same transaction on one database alone;
 //! - `cluster_tx_write_32`: commits per second of 32 writers spread over the three nodes
 //!   (`value`), against one writer's;
+//! - `cluster_snapshot_100k_ms`: a node's snapshot of a copy of 100k records (writing it,
+//!   and `load_ms`, loading it on another), beside a backup file of the same copy;
 //! - `cluster_catch_up_100k_ms`: a node stopped while 100k records are written (in
 //!   transactions of 100) starts again on its log; the time until it holds them (`value`).
 //!
@@ -60,7 +62,8 @@ fn run(report: &mut Report, quick: bool, tx_write_floor: f64, durable: bool) -> 
     let name = |n: &str| format!("{n}{suffix}");
     let wanted = |r: &Report, n: &str| r.wants(&name(n));
     let commits = ["cluster_tx_write", "cluster_tx_write_32"].iter().any(|n| wanted(report, n));
-    let catch_up = durable && report.wants("cluster_catch_up_100k_ms");
+    let catch_up =
+        durable && ["cluster_catch_up_100k_ms", "cluster_snapshot_100k_ms"].iter().any(|n| report.wants(n));
     if !commits && !catch_up {
         return Ok(());
     }
@@ -143,6 +146,48 @@ fn run(report: &mut Report, quick: bool, tx_write_floor: f64, durable: bool) -> 
             json!({ "value": round(ms), "records": records, "reference_mnesia_ms": [380, 750] }),
         );
         nodes[2] = Some(back);
+    }
+
+    if durable && report.wants("cluster_snapshot_100k_ms") {
+        // What a snapshot costs the node that takes it (applying waits meanwhile) and the
+        // node that loads it, on a copy holding at least 100k records; the floor: the same
+        // records written as a backup file (the same copy, to a file, synced).
+        let records: u64 = if quick { 20_000 } else { 100_000 };
+        dbs[0].scope(|| -> mnesia::Result<()> {
+            let held = User::count()? as u64;
+            for chunk in (held..records).collect::<Vec<_>>().chunks(100) {
+                User::batch_write(chunk.iter().map(|i| user(300_000 + i)))?;
+            }
+            Ok(())
+        })?;
+        let mut bytes = Vec::new();
+        let t = Instant::now();
+        let taken = dbs[0].write_ordered_snapshot(&mut bytes)?;
+        let write_ms = t.elapsed().as_secs_f64() * 1000.0;
+        let copy = database()?;
+        let t = Instant::now();
+        copy.load_ordered_snapshot(&bytes[..])?;
+        let load_ms = t.elapsed().as_secs_f64() * 1000.0;
+        let file = dir.path().join("floor.bak");
+        let t = Instant::now();
+        dbs[0].backup(&file)?;
+        let backup_ms = t.elapsed().as_secs_f64() * 1000.0;
+        eprintln!(
+            "cluster_snapshot_100k_ms write {write_ms:>8.1} ms, load {load_ms:>8.1} ms ({} records, {} bytes); backup file {backup_ms:>8.1} ms",
+            taken.records,
+            bytes.len()
+        );
+        report.figures.insert(
+            "cluster_snapshot_100k_ms".into(),
+            json!({
+                "value": round(write_ms),
+                "load_ms": round(load_ms),
+                "floor_backup_file_ms": round(backup_ms),
+                "ratio": round(write_ms / backup_ms),
+                "records": taken.records,
+                "bytes": bytes.len(),
+            }),
+        );
     }
     drop(nodes);
     Ok(())
