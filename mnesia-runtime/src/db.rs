@@ -701,7 +701,7 @@ pub(crate) struct DbInner {
     /// The directory side, for a database opened with `Config::dir`.
     disk: Option<Disk>,
     reaper: Arc<crate::expiring::Reaper>,
-    system: Arc<crate::system::SystemHub>,
+    pub(crate) system: Arc<crate::system::SystemHub>,
     stats: Arc<crate::info::Stats>,
     /// Which transaction, if any, runs with priority (see `priority.rs`).
     priority: Arc<crate::priority::Priority>,
@@ -888,50 +888,6 @@ impl Database {
     /// ```
     pub fn subscribe_system(&self) -> crate::system::SystemSubscription {
         self.inner.system.add(self.inner.config.event_buffer)
-    }
-
-    /// Tells this database's system event subscribers of a change in its cluster (what the
-    /// replication layer calls; see [`ClusterEvent`](crate::ClusterEvent)).
-    ///
-    /// ```
-    /// # use mnesia::prelude::*;
-    /// let db = Database::in_memory()?;
-    /// let events = db.subscribe_system();
-    /// db.report_cluster_event(mnesia::ClusterEvent::LeaderChanged { leader: Some(1), term: 2 });
-    /// assert!(events.try_recv().is_some());
-    /// # Ok::<(), mnesia::Error>(())
-    /// ```
-    pub fn report_cluster_event(&self, event: crate::system::ClusterEvent) {
-        self.inner.system.publish(crate::system::SystemEvent::Cluster(event));
-    }
-
-    /// Has [`Database::system_info`] ask `report` for the cluster this database is a node
-    /// of (what the replication layer calls; `None` from it: no report now). Replaces an
-    /// earlier one; [`Database::stop_reporting_cluster`] removes it.
-    ///
-    /// ```
-    /// let db = mnesia::Database::in_memory()?;
-    /// db.report_cluster_with(|| Some(mnesia::ClusterInfo::new(1, Some(1), 1, 0, Vec::new())));
-    /// assert_eq!(db.system_info().cluster.map(|c| c.leader), Some(Some(1)));
-    /// db.stop_reporting_cluster();
-    /// assert!(db.system_info().cluster.is_none());
-    /// # Ok::<(), mnesia::Error>(())
-    /// ```
-    pub fn report_cluster_with(
-        &self,
-        report: impl Fn() -> Option<crate::system::ClusterInfo> + Send + Sync + 'static,
-    ) {
-        self.inner.system.report_cluster_with(Box::new(report));
-    }
-
-    /// Removes the cluster report given to [`Database::report_cluster_with`].
-    ///
-    /// ```
-    /// mnesia::Database::in_memory()?.stop_reporting_cluster();
-    /// # Ok::<(), mnesia::Error>(())
-    /// ```
-    pub fn stop_reporting_cluster(&self) {
-        self.inner.system.stop_reporting_cluster();
     }
 
     /// The snapshot of a disc table in use, looked up now (not from an older list: a table
@@ -1283,38 +1239,6 @@ impl Database {
 
     /// The table named `name`, whatever its type; a table on disc that no type has claimed
     /// yet is an error that says so.
-    /// Waits until the tables `names` can be read here with every committed write in them
-    /// (Mnesia's `wait_for_tables`). Each must exist ([`Error::NoSuchTable`] otherwise; a
-    /// disc table recovered from the directory counts once the program has named its type,
-    /// as it must before reading it). On one database they are ready at once; on a cluster
-    /// node (a database whose commits are [ordered](Database::order_commits_with)) this waits
-    /// until the node holds every commit decided in the cluster before the call (a node
-    /// that restarted: until it has caught up), and fails with [`Error::NoMajority`] when
-    /// that is not confirmed within `timeout`.
-    ///
-    /// ```
-    /// use mnesia::prelude::*;
-    /// #[derive(Table, Clone, Debug, Serialize, Deserialize)]
-    /// struct Item { #[key] id: u32 }
-    /// let db = Database::in_memory()?;
-    /// db.create_table::<Item>(TableOptions::new())?;
-    /// db.wait_for_tables(&["item"], std::time::Duration::from_secs(5))?;
-    /// assert!(matches!(
-    ///     db.wait_for_tables(&["nope"], std::time::Duration::from_secs(5)),
-    ///     Err(mnesia::Error::NoSuchTable { .. })
-    /// ));
-    /// # Ok::<(), mnesia::Error>(())
-    /// ```
-    pub fn wait_for_tables(&self, names: &[&str], timeout: std::time::Duration) -> Result<()> {
-        for name in names {
-            self.any_table(name)?;
-        }
-        match self.sequencer() {
-            Some(sequencer) => sequencer.catch_up(timeout),
-            None => Ok(()),
-        }
-    }
-
     pub(crate) fn any_table(&self, name: &str) -> Result<Arc<dyn AnyTable>> {
         if let Some(t) = self.inner.tables.load().get(name) {
             return Ok(Arc::clone(t));

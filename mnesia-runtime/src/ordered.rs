@@ -359,6 +359,38 @@ impl Database {
         verdict
     }
 
+    /// Waits until the tables `names` can be read here with every committed write in them
+    /// (Mnesia's `wait_for_tables`). Each must exist ([`Error::NoSuchTable`] otherwise; a
+    /// disc table recovered from the directory counts once the program has named its type,
+    /// as it must before reading it). On one database they are ready at once; on a cluster
+    /// node (a database whose commits are [ordered](Database::order_commits_with)) this waits
+    /// until the node holds every commit decided in the cluster before the call (a node
+    /// that restarted: until it has caught up), and fails with [`Error::NoMajority`] when
+    /// that is not confirmed within `timeout`.
+    ///
+    /// ```
+    /// use mnesia::prelude::*;
+    /// #[derive(Table, Clone, Debug, Serialize, Deserialize)]
+    /// struct Item { #[key] id: u32 }
+    /// let db = Database::in_memory()?;
+    /// db.create_table::<Item>(TableOptions::new())?;
+    /// db.wait_for_tables(&["item"], std::time::Duration::from_secs(5))?;
+    /// assert!(matches!(
+    ///     db.wait_for_tables(&["nope"], std::time::Duration::from_secs(5)),
+    ///     Err(mnesia::Error::NoSuchTable { .. })
+    /// ));
+    /// # Ok::<(), mnesia::Error>(())
+    /// ```
+    pub fn wait_for_tables(&self, names: &[&str], timeout: std::time::Duration) -> Result<()> {
+        for name in names {
+            self.any_table(name)?;
+        }
+        match self.sequencer() {
+            Some(sequencer) => sequencer.catch_up(timeout),
+            None => Ok(()),
+        }
+    }
+
     /// The sequencer, unless this thread is applying an ordered record here.
     pub(crate) fn sequencer(&self) -> Option<Arc<Box<dyn Sequencer>>> {
         if !self.ordering() {
