@@ -6,6 +6,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crate::broadcast::{Notice, Reader, Ring};
+use crate::Database;
 use crate::table::StorageType;
 
 /// An event of the database as a whole.
@@ -331,7 +332,7 @@ impl futures_core::Stream for SystemSubscription {
     }
 }
 
-impl crate::Database {
+impl Database {
     /// Tells this database's system event subscribers of a change in its cluster (what the
     /// replication layer calls; see [`ClusterEvent`](crate::ClusterEvent)).
     ///
