@@ -335,6 +335,11 @@ impl Database {
     /// # Ok::<(), mnesia::Error>(())
     /// ```
     pub fn apply_ordered(&self, index: u64, record: &CommitRecord) -> Result<()> {
+        // Before the versions' lock (the schema lock comes first on every path): the named
+        // counters' table, which a copy creates when a record first needs it.
+        if record.changes.iter().any(|c| c.table == crate::counters::COUNTERS_TABLE) {
+            crate::counters::ensure(self)?;
+        }
         let ordered = &self.inner.ordered;
         let mut versions = ordered.versions.lock();
         let applied = ordered.applied.load(Ordering::Acquire);

@@ -130,8 +130,15 @@ impl Database {
             postcard::from_bytes(bytes).map_err(|e| corrupt(at, format!("bad head: {e}")))?
         };
         let versions = head.versions.into_versions().map_err(|reason| corrupt(8, reason))?;
+        let reader = BackupReader::new(name, input, u64::MAX)?;
+        // The named counters' table, which a copy creates when a record first needs it.
+        if reader.tables().iter().any(|t| t.def.name == crate::counters::COUNTERS_TABLE) {
+            crate::counters::ensure(self)?;
+        }
         let ordered = &self.inner.ordered;
-        // Held throughout: no record is applied meanwhile.
+        // Held throughout, in the order every path takes them (schema, then the versions,
+        // then commit locks): no table changes and no record is applied meanwhile.
+        let schema = self.inner.schema.lock();
         let mut current = ordered.versions.lock();
         let applied = ordered.applied();
         if applied > head.applied {
@@ -140,8 +147,7 @@ impl Database {
                 head.applied
             )));
         }
-        let reader = BackupReader::new(name, input, u64::MAX)?;
-        self.load_backup_here(reader, &RestoreOptions::new().all(RestoreMode::ClearAndLoad))?;
+        self.load_backup_here(reader, &RestoreOptions::new().all(RestoreMode::ClearAndLoad), schema)?;
         *current = versions;
         ordered.applied.store(head.applied, Ordering::Release);
         Ok(head.applied)
@@ -235,6 +241,17 @@ mod tests {
             assert!(matches!(db.apply_ordered(52, &late), Err(Error::Conflict)));
         }
         assert_eq!(records(&copy), records(&primary));
+
+        // A copy that has not used named counters yet loads their table too.
+        let counted = database();
+        counted.order_commits_with(Alone { db: counted.clone(), last: parking_lot::Mutex::new(0) });
+        counted.scope(|| crate::counters::dirty_update_counter("hits", 3)).expect("counter");
+        let mut with_counters = Vec::new();
+        counted.write_ordered_snapshot(&mut with_counters).expect("snapshot");
+        counted.stop_ordering();
+        let fresh = database();
+        fresh.load_ordered_snapshot(&with_counters[..]).expect("load");
+        assert_eq!(fresh.scope(|| crate::counters::current_value("hits")).expect("value"), 3);
 
         // A copy past the snapshot refuses it; damage is refused and changes nothing.
         assert!(matches!(copy.load_ordered_snapshot(&bytes[..]), Err(Error::Invalid(_))));

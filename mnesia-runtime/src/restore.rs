@@ -165,12 +165,13 @@ impl Database {
     /// Restores `reader` into new stores put in place at once, whether or not commits are
     /// ordered or replicated elsewhere (a snapshot of an ordered copy: see
     /// `ordered_snapshot.rs`): every table of the backup cleared and loaded.
+    /// The caller holds the schema lock (`schema`).
     pub(crate) fn load_backup_here<R: Read>(
         &self,
         reader: BackupReader<R>,
         options: &RestoreOptions,
+        schema: parking_lot::MutexGuard<'_, ()>,
     ) -> Result<u64> {
-        let schema = self.inner.schema.lock();
         let targets = self.restore_targets(reader.tables(), options)?;
         let here = targets.iter().zip(reader.tables());
         if let Some((_, t)) = here

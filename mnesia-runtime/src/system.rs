@@ -5,8 +5,8 @@ use std::fmt;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use crate::broadcast::{Notice, Reader, Ring};
 use crate::Database;
+use crate::broadcast::{Notice, Reader, Ring};
 use crate::table::StorageType;
 
 /// An event of the database as a whole.
