@@ -2,12 +2,13 @@
 //! database whose commits are ordered (a cluster node), the wait for the order's verdict
 //! is a future, so the executor's thread goes on with other tasks meanwhile.
 //!
-//! An attempt runs with deferral on (a thread-local flag, set and cleared within one poll):
-//! a commit handed to the sequencer leaves its record here instead of waiting; the future
-//! then awaits [`Sequencer::order_async`](crate::Sequencer::order_async) and runs the
-//! transaction again on a conflict.
+//! The transaction it starts takes a thread-local flag (set and cleared within one poll):
+//! its commit, handed to the sequencer, leaves its record here instead of waiting (a dirty
+//! operation inside it orders its own commit at once); the future then awaits
+//! [`Sequencer::order_async`](crate::Sequencer::order_async) and runs the transaction
+//! again on a conflict.
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::future::Future;
 use std::sync::Arc;
 
@@ -20,42 +21,47 @@ use crate::ordered::Sequencer;
 type Deferred = (Arc<Box<dyn Sequencer>>, CommitRecord);
 
 thread_local! {
-    /// `Some` while an attempt of `transaction_async` runs on this thread: the slot a
-    /// commit to order leaves its record in.
-    static DEFERRING: RefCell<Option<Option<Deferred>>> = const { RefCell::new(None) };
+    /// Set by `transaction_async` just before it starts its transaction: the next
+    /// transaction to start on this thread takes it (see [`take_armed`]).
+    static ARMED: Cell<bool> = const { Cell::new(false) };
+    /// The commit that transaction left to order, with the sequencer to order it.
+    static LEFT: RefCell<Option<Deferred>> = const { RefCell::new(None) };
 }
 
-/// Hands `record` to the running `transaction_async` instead of ordering it now: `None`
-/// when taken (the caller reports the commit done: the future orders it), `Some` back when
-/// no async transaction runs on this thread (or one was taken already: order it now).
-pub(crate) fn defer(sequencer: &Arc<Box<dyn Sequencer>>, record: CommitRecord) -> Option<CommitRecord> {
-    DEFERRING.with(|d| match &mut *d.borrow_mut() {
-        Some(slot @ None) => {
-            *slot = Some((Arc::clone(sequencer), record));
-            None
-        }
-        _ => Some(record),
-    })
+/// Whether the transaction starting now is `transaction_async`'s own: its commit is then
+/// left to the future ([`leave`]) instead of waited for. Taken once: a transaction started
+/// inside it (a dirty operation's) orders its own commit at once.
+pub(crate) fn take_armed() -> bool {
+    ARMED.with(|a| a.replace(false))
 }
 
-/// Deferral on for this thread until dropped (also on unwind), and what it caught.
-struct Deferral(Option<Option<Deferred>>);
+/// Leaves `record` for the running `transaction_async` to order.
+pub(crate) fn leave(sequencer: &Arc<Box<dyn Sequencer>>, record: CommitRecord) {
+    LEFT.with(|l| *l.borrow_mut() = Some((Arc::clone(sequencer), record)));
+}
+
+/// Arms this thread for `transaction_async`'s transaction until dropped (also on unwind).
+struct Deferral {
+    armed: bool,
+    left: Option<Deferred>,
+}
 
 impl Deferral {
     fn on() -> Deferral {
-        Deferral(DEFERRING.with(|d| d.borrow_mut().replace(None)))
+        Deferral { armed: ARMED.with(|a| a.replace(true)), left: LEFT.with(|l| l.borrow_mut().take()) }
     }
 
     /// The commit left to order, if any.
     fn take(&self) -> Option<Deferred> {
-        DEFERRING.with(|d| d.borrow_mut().as_mut().and_then(Option::take))
+        LEFT.with(|l| l.borrow_mut().take())
     }
 }
 
 impl Drop for Deferral {
     fn drop(&mut self) {
-        let before = self.0.take();
-        DEFERRING.with(|d| *d.borrow_mut() = before);
+        ARMED.with(|a| a.set(self.armed));
+        let left = self.left.take();
+        LEFT.with(|l| *l.borrow_mut() = left);
     }
 }
 
@@ -65,6 +71,9 @@ impl Drop for Deferral {
 /// cluster node the wait for the cluster's verdict does not block that thread (the other
 /// tasks of the executor go on), and a conflict runs `f` again. On a single node the
 /// commit is made at once, within the poll (on disc, with its log sync, as `transaction`).
+/// A dirty operation inside `f` commits on its own, at once (as inside `transaction`).
+/// Dropping the future once its commit went to the cluster does not take the commit back:
+/// its fate is then unknown, as that of a commit that failed with `NoMajority`.
 ///
 /// ```
 /// use mnesia::prelude::*;

@@ -132,6 +132,8 @@ enum Outcome {
 /// Runs attempts of `f` (which tells whether the closure returned `Ok`) until one commits
 /// or fails for good. `Ok(())`: the closure's last result is the transaction's.
 fn attempts(db: Database, snapshot_from: SnapshotFrom, f: &mut dyn FnMut() -> bool) -> Result<(), Error> {
+    // Whether this is `transaction_async`'s transaction (taken before anything runs inside).
+    let defer = crate::async_tx::take_armed();
     if let Some(same) = CURRENT.with(|c| c.borrow().as_ref().map(|tx| tx.db.same(&db))) {
         if same {
             // A nested transaction joins the outer one; if it fails, its own writes are
@@ -192,6 +194,7 @@ fn attempts(db: Database, snapshot_from: SnapshotFrom, f: &mut dyn FnMut() -> bo
         }
         let _withdraw = Withdraw;
         let mut tx = Tx::new(db);
+        tx.defer = defer;
         if escalated.is_none() && !wrote && (at_snapshot || snapshot_from == SnapshotFrom::FirstScan) {
             tx.allow_snapshot(at_snapshot);
         }

@@ -863,6 +863,8 @@ impl<T: Table> Spare for SpareTable<T> {
 /// A transaction in progress: one part per table it touched.
 pub(crate) struct Tx {
     pub(crate) db: Database,
+    /// `transaction_async`'s transaction: an ordered commit leaves its record to it.
+    pub(crate) defer: bool,
     parts: Vec<Box<dyn TxPart>>,
     /// The snapshot the transaction reads at, once it has one (see `snapshots.rs`).
     snapshot: Option<SnapshotGuard>,
@@ -899,6 +901,7 @@ impl Tx {
         let based_on = db.inner.ordered.applied();
         Tx {
             based_on,
+            defer: false,
             db,
             parts: Vec::new(),
             snapshot: None,
@@ -1122,8 +1125,8 @@ impl Tx {
 
     /// Hands the commit to the sequencer, which has it applied here in its order (see
     /// `ordered.rs`).
-    /// Within [`transaction_async`](crate::transaction_async), the record is left for it to
-    /// order, and the commit reports done.
+    /// For [`transaction_async`](crate::transaction_async)'s transaction, the record is left
+    /// for it to order, and the commit reports done.
     fn propose(&mut self, sequencer: &Arc<Box<dyn crate::ordered::Sequencer>>) -> Result<()> {
         // A read already overwritten here was overwritten after the transaction's start in
         // the shared order too: it would conflict there.
@@ -1138,10 +1141,11 @@ impl Tx {
             reads.extend(p.read_summary()?);
         }
         let record = crate::commit::CommitRecord { seq: 0, time, changes, based_on: self.based_on, reads };
-        match crate::async_tx::defer(sequencer, record) {
-            None => Ok(()),
-            Some(record) => sequencer.order(record),
+        if self.defer {
+            crate::async_tx::leave(sequencer, record);
+            return Ok(());
         }
+        sequencer.order(record)
     }
 
     fn apply(&mut self) -> Result<()> {

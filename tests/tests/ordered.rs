@@ -416,6 +416,52 @@ fn next_id_never_hands_out_an_id_twice_across_copies_nor_one_an_insert_took() {
 }
 
 #[test]
+fn an_async_transaction_orders_its_own_commit_once_and_a_dirty_one_inside_at_once() {
+    let (log, copies) = group(None);
+    let db = copies[0].db.clone();
+    // The other copies bump the same counter meanwhile: the dirty bumps inside the async
+    // transactions race with theirs.
+    let stop = Arc::new(AtomicBool::new(false));
+    let bumpers: Vec<_> = copies[1..]
+        .iter()
+        .map(|c| {
+            let (db, stop) = (c.db.clone(), Arc::clone(&stop));
+            std::thread::spawn(move || {
+                let mut bumps = 0i64;
+                while !stop.load(Ordering::Relaxed) && bumps < 2_000 {
+                    db.scope(|| mnesia::dirty_update_counter("hits", 1)).expect("bump");
+                    bumps += 1;
+                }
+                bumps
+            })
+        })
+        .collect();
+    for n in 0..30u32 {
+        let done = db.scope(|| {
+            mnesia::transaction_async(move || {
+                mnesia::dirty_update_counter("hits", 1)?;
+                let a = Account::read(&n)?.unwrap_or(Account { id: n, balance: 0 });
+                Account::write(Account { balance: a.balance + 1, ..a })?;
+                Ok::<_, Error>(n)
+            })
+        });
+        assert_eq!(mnesia::__private::block_on(done).expect("async transaction"), n);
+    }
+    stop.store(true, Ordering::Relaxed);
+    let others: i64 = bumpers.into_iter().map(|b| b.join().expect("bumper")).sum();
+    identical(&log, &copies);
+    for c in &copies {
+        // Each transaction's write committed once (a rerun would have added 1 again); the
+        // dirty bumps inside it count at least once each (a rerun bumps again).
+        let accounts = c.db.scope(Account::list).expect("list");
+        assert_eq!(accounts.len(), 30);
+        assert!(accounts.iter().all(|a| a.balance == 1), "{accounts:?}");
+        let hits = c.db.scope(|| mnesia::current_value("hits")).expect("value");
+        assert!(hits >= others + 30, "{hits} < {others} + 30");
+    }
+}
+
+#[test]
 fn dirty_operations_batches_and_bags_reach_every_copy() {
     let (log, copies) = group(None);
     on_all(&copies, 1, |c, _| {
