@@ -59,6 +59,9 @@ pub(crate) enum Response {
 /// How long a request may wait for its answer.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
 
+/// How long a node works on a membership change asked by another (see `members.rs`).
+const CHANGE_TIMEOUT: Duration = Duration::from_secs(30);
+
 /// How long a connection may take to open.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
 
@@ -155,7 +158,11 @@ impl Peer {
     /// The connection is taken out while a request is on it and put back only once its
     /// answer has been read whole: a call cancelled halfway (its caller timed out) drops the
     /// connection with it, so no later request can read another's answer.
-    async fn exchange(&mut self, request: &Request, timeout: Duration) -> Result<Response, WireError> {
+    pub(crate) async fn exchange(
+        &mut self,
+        request: &Request,
+        timeout: Duration,
+    ) -> Result<Response, WireError> {
         if self.dialer.faults.is_cut(self.dialer.me, self.target) {
             self.stream = None;
             return Err(WireError::Io(std::io::ErrorKind::ConnectionRefused.into()));
@@ -305,7 +312,12 @@ async fn connection(tcp: TcpStream, node: &crate::node::Shared) -> Result<(), Wi
             Request::Propose(proposal) => Response::Proposed(node.write_here(proposal).await),
             Request::Ping => Response::Pong,
             Request::ReadIndex => Response::ReadIndex(node.read_index_here().await),
-            Request::Change(change) => Response::Changed(node.change_members(change).await),
+            // Bounded: a joining node that gave up (or died) leaves no task behind.
+            Request::Change(change) => Response::Changed(
+                tokio::time::timeout(CHANGE_TIMEOUT, node.change_members(change))
+                    .await
+                    .unwrap_or_else(|_| Err(format!("not done within {CHANGE_TIMEOUT:?}"))),
+            ),
             Request::Applied => Response::Applied(node.applied_here()),
         };
         wire::write_frame(&mut stream, &response).await?;

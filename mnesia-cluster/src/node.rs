@@ -343,8 +343,9 @@ pub(crate) struct Shared {
     /// Connections to the leader, for commits made on a follower (several, so that the
     /// commits of many writers travel together).
     leader: parking_lot::Mutex<Option<(u64, Arc<Links>)>>,
-    /// A connection to each member, for `sync_transaction`'s questions.
-    sync_links: parking_lot::Mutex<BTreeMap<u64, Arc<tokio::sync::Mutex<Peer>>>>,
+    /// A connection to each member (with the address it was opened to), for
+    /// `sync_transaction`'s questions.
+    sync_links: parking_lot::Mutex<BTreeMap<u64, SyncLink>>,
 }
 
 /// Connections to one node, and a permit for each: a writer holding a permit finds one of
@@ -353,6 +354,9 @@ struct Links {
     peers: Box<[tokio::sync::Mutex<Peer>]>,
     free: tokio::sync::Semaphore,
 }
+
+/// A member's address and the connection to it that `sync_transaction` uses.
+type SyncLink = (String, Arc<tokio::sync::Mutex<Option<Peer>>>);
 
 /// Connections a follower keeps to the leader.
 const LEADER_LINKS: usize = 8;
@@ -462,34 +466,45 @@ impl Shared {
     /// Waits until every other member this node sees up has applied the log up to `index`
     /// (each given until `deadline`: one that has not by then is taken for one not live).
     async fn synced_everywhere(&self, index: u64, deadline: tokio::time::Instant) {
-        let members: Vec<(u64, BasicNode)> = {
+        let voters: Vec<(u64, BasicNode)> = {
             let m = self.raft.metrics().borrow().clone();
             let membership = m.membership_config.membership();
-            membership.nodes().filter(|(id, _)| **id != self.id).map(|(id, n)| (*id, n.clone())).collect()
+            let voters: BTreeSet<u64> = membership.voter_ids().collect();
+            membership
+                .nodes()
+                .filter(|(id, _)| **id != self.id && voters.contains(id))
+                .map(|(id, n)| (*id, n.clone()))
+                .collect()
         };
         let up = self.dialer.liveness.up();
-        for (id, node) in members.into_iter().filter(|(id, _)| up.contains(id)) {
+        for (id, node) in voters.into_iter().filter(|(id, _)| up.contains(id)) {
             let peer = {
                 let mut links = self.sync_links.lock();
-                Arc::clone(links.entry(id).or_insert_with(|| {
-                    Arc::new(tokio::sync::Mutex::new(self.dialer.peer(id, node.addr.clone())))
-                }))
+                let link = links.entry(id).or_insert_with(|| (String::new(), Arc::default()));
+                if link.0 != node.addr {
+                    // A new member under this id, or one that moved: a new connection.
+                    *link = (node.addr.clone(), Arc::new(tokio::sync::Mutex::new(None)));
+                }
+                Arc::clone(&link.1)
             };
             let mut peer = peer.lock().await;
+            let peer = peer.get_or_insert_with(|| self.dialer.peer(id, node.addr.clone()));
             loop {
                 let left = deadline.saturating_duration_since(tokio::time::Instant::now());
-                match peer.call(&Request::Applied, left).await {
+                if left.is_zero() {
+                    tracing::warn!(
+                        target: "mnesia::cluster",
+                        node = id,
+                        index,
+                        "a sync_transaction did not see a live node apply its commit in time"
+                    );
+                    break;
+                }
+                // (Not told to the liveness: a slow answer here is no sign of a node down.)
+                match peer.exchange(&Request::Applied, left).await {
                     Ok(Response::Applied(at)) if at >= index => break,
-                    Ok(_) if !left.is_zero() => tokio::time::sleep(Duration::from_millis(2)).await,
-                    _ => {
-                        tracing::warn!(
-                            target: "mnesia::cluster",
-                            node = id,
-                            index,
-                            "a sync_transaction did not see a live node apply its commit in time"
-                        );
-                        break;
-                    }
+                    // Not there yet, or the connection failed (a new one is opened): again.
+                    _ => tokio::time::sleep(Duration::from_millis(2)).await,
                 }
             }
         }

@@ -1,8 +1,10 @@
 //! TLS for the nodes' connections (feature `tls`): rustls, both ways. Every node holds a
 //! certificate signed by the cluster's CA and naming the cluster (one DNS name every node
 //! certificate carries, `mnesia` unless told); a connection is TLS from its first byte, each
-//! side checks the other's certificate against the CA, and then the cookie's handshake runs
-//! inside it as without TLS.
+//! side checks the other's certificate against the CA (the dialing side also checks the
+//! name; the accepting side checks the chain alone, so the CA must be the cluster's own,
+//! not one that signs other certificates), and then the cookie's handshake runs inside it
+//! as without TLS.
 
 use std::path::Path;
 use std::sync::Arc;
