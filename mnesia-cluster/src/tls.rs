@@ -1,18 +1,21 @@
 //! TLS for the nodes' connections (feature `tls`): rustls, both ways. Every node holds a
 //! certificate signed by the cluster's CA and naming the cluster (one DNS name every node
 //! certificate carries, `mnesia` unless told); a connection is TLS from its first byte, each
-//! side checks the other's certificate against the CA (the dialing side also checks the
-//! name; the accepting side checks the chain alone, so the CA must be the cluster's own,
-//! not one that signs other certificates), and then the cookie's handshake runs inside it
-//! as without TLS.
+//! side checks the other's certificate against the CA and the name, and then the cookie's
+//! handshake runs inside it as without TLS.
 
 use std::path::Path;
 use std::sync::Arc;
 
 use mnesia_runtime::{Error, Result};
 use rustls_pki_types::pem::PemObject;
-use rustls_pki_types::{CertificateDer, PrivateKeyDer, ServerName};
-use tokio_rustls::rustls::{self, ClientConfig, RootCertStore, ServerConfig};
+use rustls_pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime};
+use tokio_rustls::rustls::client::danger::HandshakeSignatureValid;
+use tokio_rustls::rustls::server::danger::{ClientCertVerified, ClientCertVerifier};
+use tokio_rustls::rustls::{
+    self, ClientConfig, DigitallySignedStruct, DistinguishedName, RootCertStore, ServerConfig,
+    SignatureScheme,
+};
 
 /// A node's TLS settings: its certificate and key, and the CA every node's certificate
 /// must come from ([`Options::tls`](crate::Options::tls)).
@@ -30,6 +33,14 @@ pub struct Tls {
     pub(crate) acceptor: tokio_rustls::TlsAcceptor,
     pub(crate) connector: tokio_rustls::TlsConnector,
     name: ServerName<'static>,
+    parts: Arc<Parts>,
+}
+
+/// What a node's TLS is made of.
+struct Parts {
+    certs: Vec<CertificateDer<'static>>,
+    key: PrivateKeyDer<'static>,
+    roots: Arc<RootCertStore>,
 }
 
 fn invalid(what: &str, e: impl std::fmt::Display) -> Error {
@@ -63,33 +74,40 @@ impl Tls {
         if roots.is_empty() {
             return Err(invalid("the CA", "no certificate in it"));
         }
-        let roots = Arc::new(roots);
+        let name = ServerName::try_from("mnesia").map_err(|e| invalid("the name", e))?;
+        Tls::build(Arc::new(Parts { certs, key, roots: Arc::new(roots) }), name)
+    }
+
+    /// The configurations of both sides, for certificates naming `name`.
+    fn build(parts: Arc<Parts>, name: ServerName<'static>) -> Result<Tls> {
         // ring: it builds with a C compiler alone (aws-lc-rs, with the post-quantum key
         // exchange rustls now prefers, needs more of the build machine).
         #[allow(deprecated)]
         let provider = Arc::new(rustls::crypto::ring::default_provider());
-        let clients = rustls::server::WebPkiClientVerifier::builder_with_provider(
-            Arc::clone(&roots),
+        let chain = rustls::server::WebPkiClientVerifier::builder_with_provider(
+            Arc::clone(&parts.roots),
             Arc::clone(&provider),
         )
         .build()
         .map_err(|e| invalid("the CA", e))?;
+        let clients = Arc::new(NamedClients { chain, name: name.clone() });
         let server = ServerConfig::builder_with_provider(Arc::clone(&provider))
             .with_safe_default_protocol_versions()
             .map_err(|e| invalid("the protocol versions", e))?
             .with_client_cert_verifier(clients)
-            .with_single_cert(certs.clone(), key.clone_key())
+            .with_single_cert(parts.certs.clone(), parts.key.clone_key())
             .map_err(|e| invalid("the certificate and key", e))?;
         let client = ClientConfig::builder_with_provider(provider)
             .with_safe_default_protocol_versions()
             .map_err(|e| invalid("the protocol versions", e))?
-            .with_root_certificates(roots)
-            .with_client_auth_cert(certs, key)
+            .with_root_certificates(Arc::clone(&parts.roots))
+            .with_client_auth_cert(parts.certs.clone(), parts.key.clone_key())
             .map_err(|e| invalid("the certificate and key", e))?;
         Ok(Tls {
             acceptor: tokio_rustls::TlsAcceptor::from(Arc::new(server)),
             connector: tokio_rustls::TlsConnector::from(Arc::new(client)),
-            name: ServerName::try_from("mnesia").map_err(|e| invalid("the name", e))?,
+            name,
+            parts,
         })
     }
 
@@ -121,9 +139,9 @@ impl Tls {
     /// assert_eq!(tls.name(), "db.internal");
     /// # Ok::<(), mnesia::Error>(())
     /// ```
-    pub fn with_name(mut self, name: &str) -> Result<Tls> {
-        self.name = ServerName::try_from(name.to_owned()).map_err(|e| invalid("the name", e))?;
-        Ok(self)
+    pub fn with_name(self, name: &str) -> Result<Tls> {
+        let name = ServerName::try_from(name.to_owned()).map_err(|e| invalid("the name", e))?;
+        Tls::build(self.parts, name)
     }
 
     /// The name the nodes' certificates must carry.
@@ -147,5 +165,55 @@ impl Tls {
 impl std::fmt::Debug for Tls {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Tls").field("name", &self.name()).finish_non_exhaustive()
+    }
+}
+
+/// Checks a dialing node's certificate: its chain to the CA (rustls' verifier), then that
+/// it names the cluster.
+#[derive(Debug)]
+struct NamedClients {
+    chain: Arc<dyn ClientCertVerifier>,
+    name: ServerName<'static>,
+}
+
+impl ClientCertVerifier for NamedClients {
+    fn root_hint_subjects(&self) -> &[DistinguishedName] {
+        self.chain.root_hint_subjects()
+    }
+
+    fn verify_client_cert(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        intermediates: &[CertificateDer<'_>],
+        now: UnixTime,
+    ) -> std::result::Result<ClientCertVerified, rustls::Error> {
+        let verified = self.chain.verify_client_cert(end_entity, intermediates, now)?;
+        let cert = webpki::EndEntityCert::try_from(end_entity)
+            .map_err(|_| rustls::Error::InvalidCertificate(rustls::CertificateError::BadEncoding))?;
+        cert.verify_is_valid_for_subject_name(&self.name)
+            .map_err(|_| rustls::Error::InvalidCertificate(rustls::CertificateError::NotValidForName))?;
+        Ok(verified)
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> std::result::Result<HandshakeSignatureValid, rustls::Error> {
+        self.chain.verify_tls12_signature(message, cert, dss)
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> std::result::Result<HandshakeSignatureValid, rustls::Error> {
+        self.chain.verify_tls13_signature(message, cert, dss)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.chain.supported_verify_schemes()
     }
 }

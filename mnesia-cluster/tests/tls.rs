@@ -1,6 +1,7 @@
 //! Nodes whose connections are TLS (feature `tls`): three nodes with certificates of one CA
-//! form a cluster and commit; a node whose certificate comes from another CA, and a node
-//! without TLS, are refused; plain bytes on a TLS port are refused and the node goes on.
+//! form a cluster and commit; a node whose certificate comes from another CA or names
+//! another cluster, and a node without TLS, are refused; plain bytes on a TLS port are
+//! refused and the node goes on.
 
 #![cfg(feature = "tls")]
 
@@ -36,8 +37,13 @@ impl Ca {
 
     /// A node's TLS settings: a certificate naming `mnesia`, signed by this CA.
     fn node(&self) -> Tls {
+        self.node_named("mnesia")
+    }
+
+    /// A node's TLS settings: a certificate naming `name`, signed by this CA.
+    fn node_named(&self, name: &str) -> Tls {
         let key = rcgen::KeyPair::generate().expect("key");
-        let params = rcgen::CertificateParams::new(vec!["mnesia".to_string()]).expect("params");
+        let params = rcgen::CertificateParams::new(vec![name.to_string()]).expect("params");
         let cert = params.signed_by(&key, &self.cert, &self.key).expect("node certificate");
         let ca = self.cert.pem();
         Tls::from_pem(cert.pem().as_bytes(), key.serialize_pem().as_bytes(), ca.as_bytes()).expect("tls")
@@ -97,6 +103,10 @@ fn nodes_with_certificates_of_one_ca_commit_and_others_are_refused() {
     assert!(matches!(stranger.join(seed, Duration::from_millis(800)), Err(mnesia::Error::NoMajority { .. })));
     let plain = Node::start(&database(), options(8)).expect("node");
     assert!(matches!(plain.join(seed, Duration::from_millis(800)), Err(mnesia::Error::NoMajority { .. })));
+    // A certificate of the right CA that names something else: the node it dials refuses
+    // it (the joiner, dialling, finds the seed's certificate in order).
+    let misnamed = Node::start(&database(), options(6).tls(ca.node_named("not-the-cluster"))).expect("node");
+    assert!(matches!(misnamed.join(seed, Duration::from_millis(800)), Err(mnesia::Error::NoMajority { .. })));
     assert_eq!(nodes[0].status().members, [1, 2, 3].into());
 
     // The cluster goes on.
