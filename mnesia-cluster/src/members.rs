@@ -18,19 +18,71 @@ use crate::node::{Node, Shared};
 /// A change to the cluster's members.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub(crate) enum Change {
-    /// Node `id`, listening at `addr`: a learner until it has caught up, then a voter.
-    Add { id: u64, addr: String },
+    /// Node `id`, listening at `addr`, with these tables: a learner until it has caught up,
+    /// then a voter.
+    Add { id: u64, addr: String, tables: Vec<TableShape> },
     /// Node `id` no longer a member.
     Remove { id: u64 },
 }
 
 type ChangeError = RaftError<u64, ClientWriteError<u64, BasicNode>>;
 
+/// What of a table every copy must have alike to decide every commit alike: its name,
+/// type, fields, key, indexes (a unique index decides commits) and auto-increment key.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct TableShape {
+    name: String,
+    table_type: String,
+    attributes: Vec<String>,
+    key: String,
+    indexes: Vec<(String, bool)>,
+    auto_increment: bool,
+}
+
+/// The shapes of `db`'s tables, by name.
+pub(crate) fn shapes(db: &mnesia_runtime::Database) -> Vec<TableShape> {
+    db.table_infos()
+        .into_iter()
+        // (The named counters' table, `mnesia_counters`, is made by each copy when a
+        // record first needs it: not part of the comparison.)
+        .filter(|t| t.name != "mnesia_counters")
+        .map(|t| {
+            let mut indexes: Vec<(String, bool)> =
+                t.indexes.iter().map(|i| (i.field.clone(), i.unique)).collect();
+            indexes.sort();
+            TableShape {
+                name: t.name,
+                table_type: format!("{:?}", t.table_type),
+                attributes: t.attributes,
+                key: t.key,
+                indexes,
+                auto_increment: t.auto_increment,
+            }
+        })
+        .collect()
+}
+
+/// Why a node with the tables `theirs` cannot join a node with `ours`, if it cannot.
+fn mismatch(ours: &[TableShape], theirs: &[TableShape]) -> Option<String> {
+    let missing = ours.iter().find(|o| !theirs.iter().any(|t| t.name == o.name));
+    let extra = theirs.iter().find(|t| !ours.iter().any(|o| o.name == t.name));
+    let differs = ours.iter().find(|o| theirs.iter().any(|t| t.name == o.name && t != *o));
+    match (missing, extra, differs) {
+        (Some(o), _, _) => Some(format!("the joining node lacks table {}", o.name)),
+        (_, Some(t), _) => Some(format!("the joining node has table {}, which the cluster lacks", t.name)),
+        (_, _, Some(o)) => Some(format!(
+            "table {} differs (type, fields, key, indexes or auto-increment) between the joining node and the cluster",
+            o.name
+        )),
+        _ => None,
+    }
+}
+
 impl Shared {
     /// Makes `change`, if this node leads.
     async fn change_here(&self, change: &Change) -> std::result::Result<(), ChangeError> {
         match change {
-            Change::Add { id, addr } => {
+            Change::Add { id, addr, .. } => {
                 // Returns once the learner holds the log (from entries or a snapshot).
                 self.raft.add_learner(*id, BasicNode { addr: addr.clone() }, true).await?;
                 self.raft.change_membership(ChangeMembers::AddVoterIds([*id].into()), false).await?;
@@ -44,6 +96,12 @@ impl Shared {
 
     /// Makes `change` through the leader, wherever it is (bounded by the caller's timeout).
     pub(crate) async fn change_members(&self, change: Change) -> std::result::Result<(), String> {
+        // A node whose tables differ would decide commits differently: refused at once.
+        if let Change::Add { tables, .. } = &change
+            && let Some(why) = mismatch(&shapes(self.dialer.liveness.database()), tables)
+        {
+            return Err(why);
+        }
         loop {
             let forward = match self.change_here(&change).await {
                 Ok(()) => return Ok(()),
@@ -68,7 +126,8 @@ impl Node {
     /// added as a learner, is sent the log (or a snapshot of the database when the log
     /// before it is gone), then becomes a voting member. Returns once it is one; fails with
     /// [`Error::NoMajority`] when that did not happen within `timeout`, and with
-    /// [`Error::Invalid`] when the cluster refused.
+    /// [`Error::Invalid`] when the cluster refused (its tables differ from this node's: the
+    /// same names, types, fields, keys, indexes and auto-increment keys are required).
     ///
     /// ```no_run
     /// # let (node, seed): (mnesia_cluster::Node, std::net::SocketAddr) = unimplemented!();
@@ -76,7 +135,8 @@ impl Node {
     /// # Ok::<(), mnesia::Error>(())
     /// ```
     pub fn join(&self, seed: SocketAddr, timeout: Duration) -> Result<()> {
-        let change = Request::Change(Change::Add { id: self.shared.id, addr: self.addr.to_string() });
+        let tables = shapes(self.shared.dialer.liveness.database());
+        let change = Request::Change(Change::Add { id: self.shared.id, addr: self.addr.to_string(), tables });
         let shared = &self.shared;
         let asked = self.block_on(async {
             tokio::time::timeout(timeout, async {

@@ -731,3 +731,40 @@ fn a_table_cleared_on_one_node_is_cleared_on_every_node() {
         assert_eq!(run.accounts(i), vec![Account { id: 99, balance: 1 }], "node {}", i + 1);
     }
 }
+
+#[test]
+fn a_node_with_other_tables_cannot_join() {
+    let run = three();
+    let seed = run.nodes[0].as_ref().expect("seed").local_addr();
+    // One table missing.
+    let fewer = Database::in_memory().expect("db");
+    fewer
+        .scope(|| -> mnesia::Result<()> {
+            Account::create_table(TableOptions::new())?;
+            Session::create_table(TableOptions::new())?;
+            Ok(())
+        })
+        .expect("tables");
+    let node = Node::start(&fewer, quick(5)).expect("node");
+    match node.join(seed, Duration::from_secs(5)) {
+        Err(Error::Invalid(why)) => assert!(why.contains("lacks table member"), "{why}"),
+        other => panic!("{other:?}"),
+    }
+    // The same tables, one with an index the others lack.
+    let indexed = Database::in_memory().expect("db");
+    indexed
+        .scope(|| -> mnesia::Result<()> {
+            Account::create_table(TableOptions::new())?;
+            Member::create_table(TableOptions::new())?;
+            Session::create_table(TableOptions::new())?;
+            Ok(())
+        })
+        .expect("tables");
+    indexed.add_index(Account::BALANCE.index_spec(false)).expect("index");
+    let node = Node::start(&indexed, quick(6)).expect("node");
+    match node.join(seed, Duration::from_secs(5)) {
+        Err(Error::Invalid(why)) => assert!(why.contains("table account differs"), "{why}"),
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(run.nodes[0].as_ref().expect("node").status().members, [1, 2, 3].into());
+}
