@@ -330,7 +330,12 @@ impl Database {
     }
 }
 
-/// The error of a commit record that does not fit the table it names.
+/// The error of a commit record that does not fit the table it names: this copy's struct
+/// is not the one that made the record (a local failure, see
+/// [`Error::is_local_failure`]: an ordered copy stops rather than decide otherwise).
 pub(crate) fn misfit(table: &str, what: impl fmt::Display) -> Error {
-    Error::Invalid(format!("a commit record does not fit table {table}: {what}"))
+    Error::SchemaMismatch {
+        table: table.to_owned(),
+        differences: vec![format!("a commit record does not fit it: {what}")],
+    }
 }

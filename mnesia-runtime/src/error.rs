@@ -209,8 +209,9 @@ pub enum Error {
         /// The version this build reads.
         supported: String,
     },
-    /// The struct no longer matches the table stored on disc. Nothing was changed.
-    #[error("table {table} on disc does not match the struct: {}", differences.join("; "))]
+    /// The struct no longer matches the table stored on disc, or a commit record made by
+    /// another copy (a program with another struct for the table). Nothing was changed.
+    #[error("table {table} does not match the struct: {}", differences.join("; "))]
     SchemaMismatch {
         /// The table's name.
         table: String,
