@@ -593,7 +593,7 @@ fn a_node_with_another_cookie_cannot_join() {
 #[test]
 fn sync_transaction_returns_once_every_live_node_applied_it() {
     let faults = Faults::new();
-    let run = three_options(|id| quick(id).faults(faults.clone()));
+    let run = three_with(&faults);
     let leader = run.leader();
     let slow = (leader + 1) % 3;
     // What the leader sends the slow node leaves 30 ms late (within the heartbeat, the time
@@ -619,7 +619,7 @@ fn sync_transaction_returns_once_every_live_node_applied_it() {
 #[test]
 fn an_async_commit_waits_for_the_cluster_without_blocking_the_executor() {
     let faults = Faults::new();
-    let run = three_options(|id| quick(id).faults(faults.clone()));
+    let run = three_with(&faults);
     let leader = run.leader();
     let follower = (leader + 1) % 3;
     // The follower's commits reach the leader 30 ms late.
