@@ -733,6 +733,7 @@ impl Node {
             Some(dir) => LogStore::open(dir).map_err(|e| Error::Io { path: dir.clone(), source: e })?,
             None => LogStore::default(),
         };
+        // Two workers: one may be applying a commit (see `StateMachine::apply_proposal`).
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)
             .thread_name("mnesia-cluster")
