@@ -423,12 +423,27 @@ impl Shared {
     fn report(&self) -> mnesia_runtime::ClusterInfo {
         let m = self.raft.metrics().borrow().clone();
         let up = self.dialer.liveness.up();
+        // On the leader: what each member holds of its log.
+        let last = m.last_log_index.unwrap_or(0);
+        let behind = |id: &u64| {
+            let matched = m.replication.as_ref()?.get(id).map(|l| l.map_or(0, |l| l.index));
+            // (The leader is not among the followers it replicates to.)
+            Some(last.saturating_sub(matched.unwrap_or(last)))
+        };
         let members = m
             .membership_config
             .membership()
             .nodes()
             .map(|(id, node)| {
-                mnesia_runtime::ClusterMember::new(*id, node.addr.clone(), *id == self.id || up.contains(id))
+                let member = mnesia_runtime::ClusterMember::new(
+                    *id,
+                    node.addr.clone(),
+                    *id == self.id || up.contains(id),
+                );
+                match behind(id) {
+                    Some(entries) => member.with_behind(entries),
+                    None => member,
+                }
             })
             .collect();
         mnesia_runtime::ClusterInfo::new(

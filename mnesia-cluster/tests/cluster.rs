@@ -700,6 +700,31 @@ fn system_info_reports_the_cluster() {
 }
 
 #[test]
+fn the_leader_reports_how_far_behind_each_member_is() {
+    let faults = Faults::new();
+    let run = three_with(&faults);
+    let leader = run.leader();
+    let behind = |i: usize| -> Vec<Option<u64>> {
+        let cluster = run.dbs[i].system_info().cluster.expect("a cluster");
+        cluster.members.iter().map(|m| m.behind).collect()
+    };
+    run.dbs[leader].scope(|| Account::write(Account { id: 1, balance: 1 })).expect("write");
+    eventually("every member holds the leader's log", || behind(leader) == [Some(0); 3]);
+    let follower = (leader + 1) % 3;
+    assert!(behind(follower).iter().all(Option::is_none), "only the leader knows: {:?}", behind(follower));
+    // A follower cut off falls behind by the entries committed without it.
+    let cut = follower as u64 + 1;
+    faults.isolate(cut, (1..=3).filter(|n| *n != cut));
+    for n in 0..5 {
+        run.dbs[leader].scope(|| Account::write(Account { id: 2, balance: n })).expect("the majority writes");
+    }
+    let lagging = behind(leader)[follower].expect("reported by the leader");
+    assert!(lagging >= 5, "{lagging} entries behind");
+    faults.heal();
+    eventually("the follower caught up", || behind(leader) == [Some(0); 3]);
+}
+
+#[test]
 fn wait_for_tables_returns_once_the_node_is_current_or_fails_cut_off() {
     let faults = Faults::new();
     let run = three_with(&faults);

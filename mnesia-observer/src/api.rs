@@ -164,8 +164,8 @@ async fn overview(With(state): With<Shared>) -> Response {
         o.remove("tables");
     }
     let nodes: Vec<Value> = match &info.cluster {
-        // A cluster node: every member, its role, whether it answers, the leader. (How far
-        // behind each one is, only the leader knows: not shown.)
+        // A cluster node: every member, its role, whether it answers, the leader, and (on
+        // the leader, the only node that knows) how many entries of its log each lacks.
         Some(cluster) => cluster
             .members
             .iter()
@@ -176,7 +176,7 @@ async fn overview(With(state): With<Shared>) -> Response {
                     "running": m.up,
                     "role": if cluster.leader == Some(m.id) { "leader" } else { "follower" },
                     "leader": cluster.leader,
-                    "lag": Value::Null,
+                    "lag": m.behind,
                 })
             })
             .collect(),

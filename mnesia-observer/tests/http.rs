@@ -145,7 +145,8 @@ fn overview_tables_and_metrics_tell_what_the_database_holds_and_does() {
     assert_eq!(ov["nodes"][0]["name"], db.node());
     assert_eq!(ov["nodes"][0]["role"], "standalone");
     assert_eq!(ov["system"]["node"], db.node());
-    // On a cluster node (what the cluster reports): each member, its role and the leader.
+    // On a cluster node (what the cluster reports): each member, its role, the leader, and
+    // how far behind each is where the report knows it.
     db.report_cluster_with(|| {
         Some(mnesia::ClusterInfo::new(
             1,
@@ -153,8 +154,8 @@ fn overview_tables_and_metrics_tell_what_the_database_holds_and_does() {
             4,
             17,
             vec![
-                mnesia::ClusterMember::new(1, "127.0.0.1:4370", true),
-                mnesia::ClusterMember::new(2, "127.0.0.1:4371", true),
+                mnesia::ClusterMember::new(1, "127.0.0.1:4370", true).with_behind(2),
+                mnesia::ClusterMember::new(2, "127.0.0.1:4371", true).with_behind(0),
                 mnesia::ClusterMember::new(3, "127.0.0.1:4372", false),
             ],
         ))
@@ -167,6 +168,9 @@ fn overview_tables_and_metrics_tell_what_the_database_holds_and_does() {
         .map(|n| (n["role"].as_str().expect("role"), n["running"].as_bool().expect("running")))
         .collect();
     assert_eq!(roles, [("follower", true), ("leader", true), ("follower", false)]);
+    let lags: Vec<&serde_json::Value> =
+        clustered["nodes"].as_array().expect("nodes").iter().map(|n| &n["lag"]).collect();
+    assert_eq!(lags, [&serde_json::json!(2), &serde_json::json!(0), &serde_json::Value::Null]);
     assert_eq!(clustered["nodes"][2]["name"], "3@127.0.0.1:4372");
     assert_eq!(clustered["system"]["cluster"]["term"], 4);
     db.stop_reporting_cluster();

@@ -179,6 +179,10 @@ pub struct ClusterMember {
     pub addr: String,
     /// Whether it answers this node (this node itself: always).
     pub up: bool,
+    /// How many entries of the leader's log it does not hold yet, as far as the leader
+    /// knows (0 for the leader itself). Known on the leader only: `None` in the report of
+    /// another node.
+    pub behind: Option<u64>,
 }
 
 impl ClusterMember {
@@ -188,7 +192,19 @@ impl ClusterMember {
     /// assert!(mnesia::ClusterMember::new(1, "127.0.0.1:4370", true).up);
     /// ```
     pub fn new(id: u64, addr: impl Into<String>, up: bool) -> Self {
-        ClusterMember { id, addr: addr.into(), up }
+        ClusterMember { id, addr: addr.into(), up, behind: None }
+    }
+
+    /// The member, with how many entries of the leader's log it lacks (see
+    /// [`ClusterMember::behind`](ClusterMember#structfield.behind)).
+    ///
+    /// ```
+    /// let member = mnesia::ClusterMember::new(2, "127.0.0.1:4371", true).with_behind(3);
+    /// assert_eq!(member.behind, Some(3));
+    /// ```
+    pub fn with_behind(mut self, entries: u64) -> Self {
+        self.behind = Some(entries);
+        self
     }
 }
 
