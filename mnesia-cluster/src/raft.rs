@@ -256,8 +256,9 @@ impl StateMachine {
         let verdict = match result {
             Ok(()) => Verdict::Committed,
             Err(Error::Conflict) => Verdict::Conflict,
-            // This node's own trouble (its disc): it cannot go on applying.
-            Err(e) if e.is_local_failure() => {
+            // This node's own trouble (its disc, a table or struct the others do not share):
+            // the entry's place is still free, and the node cannot go on applying.
+            Err(e) if self.db.applied_index() < id.index => {
                 return Err(StorageError::IO {
                     source: StorageIOError::apply(id, openraft::AnyError::error(e.to_string())),
                 });

@@ -758,6 +758,42 @@ fn a_table_cleared_on_one_node_is_cleared_on_every_node() {
 }
 
 #[test]
+fn index_changes_and_drops_made_on_one_node_reach_every_node() {
+    let run = three();
+    for id in 0..10 {
+        run.dbs[0].scope(|| Account::write(Account { id, balance: i64::from(id % 5) })).expect("write");
+    }
+    // Refused alike on every node: two accounts share each balance.
+    let unique = run.dbs[1].add_index(Account::BALANCE.index_spec(true));
+    assert!(matches!(unique, Err(Error::UniqueViolation { .. })), "{unique:?}");
+    run.dbs[1].add_index(Account::BALANCE.index_spec(false)).expect("add_index");
+    run.settle();
+    for (i, db) in run.live() {
+        let indexes = db.table_info::<Account>().expect("info").indexes;
+        assert_eq!(
+            indexes.iter().map(|x| (x.field.as_str(), x.unique)).collect::<Vec<_>>(),
+            [("balance", false)]
+        );
+        let found = db.scope(|| Account::get_by(Account::BALANCE, 4)).expect("get_by");
+        assert_eq!(found.map(|a| a.id), Some(4), "node {}", i + 1);
+    }
+    run.dbs[2].remove_index::<Account>("balance").expect("remove_index");
+    run.dbs[0].drop_table::<Account>().expect("drop_table");
+    run.settle();
+    for (i, db) in run.live() {
+        assert!(!db.exists::<Account>(), "node {} kept the dropped table", i + 1);
+    }
+    let gone = run.dbs[1].scope(|| Account::write(Account { id: 1, balance: 1 }));
+    assert!(matches!(gone, Err(Error::NoSuchTable { .. })), "{gone:?}");
+    // Every node goes on applying.
+    run.dbs[2].scope(|| Member::insert(Member { id: 0, email: "after@drop".into() })).expect("insert");
+    run.settle();
+    for (_, db) in run.live() {
+        assert_eq!(db.scope(Member::count).expect("count"), 1);
+    }
+}
+
+#[test]
 fn a_node_with_other_tables_cannot_join() {
     let run = three();
     let seed = run.nodes[0].as_ref().expect("seed").local_addr();

@@ -9,8 +9,8 @@
 //! bulk loads, restores that load new stores, transforms (refused while a sink is
 //! attached), and ids handed out by `next_id` without a write. A replica is given its
 //! tables, and runs with `Config::auto_cleanup(false)`: its expiries come from the
-//! primary's reaper. (Ordered commits also carry `clear_table` and the ids `next_id` hands
-//! out.)
+//! primary's reaper. (Ordered commits also carry `clear_table`, `drop_table`, index changes
+//! and the ids `next_id` hands out.)
 
 use std::fmt;
 use std::sync::Arc;
@@ -90,9 +90,31 @@ pub(crate) enum Content {
     /// No record: the id the key holds is handed out (`next_id` on an ordered copy), and
     /// the table's counter moves past it on every copy.
     Claim(u64),
-    /// Every record of the table removed (`clear_table` on an ordered copy; the record's
-    /// only change, under an empty key).
+    /// A change to the table as a whole (on an ordered copy: the record's only change,
+    /// under an empty key).
+    Whole(WholeTable),
+}
+
+/// A change to a table as a whole, made on an ordered copy by a record of its own, at the
+/// same place of the order on every copy.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub(crate) enum WholeTable {
+    /// Every record removed (`clear_table`).
     Clear,
+    /// The table gone (`drop_table`).
+    Drop,
+    /// An index added on a field (`add_index`).
+    AddIndex {
+        /// The field.
+        field: String,
+        /// Whether it is unique.
+        unique: bool,
+    },
+    /// The index on a field removed (`remove_index`).
+    RemoveIndex {
+        /// The field.
+        field: String,
+    },
 }
 
 impl From<Logged> for Content {
@@ -134,26 +156,27 @@ pub(crate) fn refuse_in_own_sink(db: &Database) -> Result<()> {
 }
 
 impl CommitRecord {
-    /// The record of `clear_table` on table `table` of an ordered copy, made at `based_on`.
-    pub(crate) fn clear(table: &str, based_on: u64) -> CommitRecord {
+    /// The record of `op` on table `table` of an ordered copy, made at `based_on`.
+    pub(crate) fn whole(table: &str, op: WholeTable, based_on: u64) -> CommitRecord {
         CommitRecord {
             seq: 0,
             time: std::time::UNIX_EPOCH,
             changes: vec![TableChange {
                 table: table.to_owned(),
-                writes: vec![KeyChange { key: Vec::new(), value: Content::Clear, expired: false }],
+                writes: vec![KeyChange { key: Vec::new(), value: Content::Whole(op), expired: false }],
             }],
             based_on,
             reads: Vec::new(),
         }
     }
 
-    /// The table this record clears, if it is a clear.
-    pub(crate) fn cleared(&self) -> Option<&str> {
+    /// The table this record changes as a whole, and how, if it is such a record.
+    pub(crate) fn whole_table(&self) -> Option<(&str, &WholeTable)> {
         match self.changes.as_slice() {
-            [change] if matches!(change.writes.as_slice(), [KeyChange { value: Content::Clear, .. }]) => {
-                Some(&change.table)
-            }
+            [change] => match change.writes.as_slice() {
+                [KeyChange { value: Content::Whole(op), .. }] => Some((&change.table, op)),
+                _ => None,
+            },
             _ => None,
         }
     }
@@ -315,8 +338,8 @@ impl Database {
             crate::counters::ensure(self)?;
         }
         let tables = record.changes.iter().map(|c| self.any_table(&c.table)).collect::<Result<Vec<_>>>()?;
-        if let (Some(_), [table]) = (record.cleared(), tables.as_slice()) {
-            return table.clear(self);
+        if let (Some((_, op)), [table]) = (record.whole_table(), tables.as_slice()) {
+            return Arc::clone(table).change_whole(self, op);
         }
         crate::context::transact(self.clone(), || {
             crate::context::with_tx(|tx| {

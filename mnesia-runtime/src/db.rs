@@ -338,8 +338,9 @@ pub(crate) trait AnyTable: Send + Sync {
     fn storage(&self) -> StorageType;
     /// Empties the table (it is dropped, or its database is gone).
     fn release(&self);
-    /// Removes every record, at one commit of `db` (see [`Database::clear_table`]).
-    fn clear(&self, db: &Database) -> Result<()>;
+    /// Changes the table as a whole, here (an ordered copy applying the change's record):
+    /// clears it, drops it, adds or removes an index.
+    fn change_whole(self: Arc<Self>, db: &Database, op: &crate::commit::WholeTable) -> Result<()>;
     /// Drops the record versions kept for snapshots that `floor` says no open one needs.
     fn prune_history(&self, floor: &dyn Fn() -> u64);
     /// Removes the table's expired records; returns how many.
@@ -417,8 +418,19 @@ impl<T: Table> AnyTable for TableStore<T> {
         TableStore::release(self);
     }
 
-    fn clear(&self, db: &Database) -> Result<()> {
-        db.clear_store(self)
+    fn change_whole(self: Arc<Self>, db: &Database, op: &crate::commit::WholeTable) -> Result<()> {
+        use crate::commit::WholeTable;
+        match op {
+            WholeTable::Clear => db.clear_store(&self),
+            WholeTable::Drop => db.drop_store(&self),
+            WholeTable::AddIndex { field, unique } => {
+                let spec = T::index_spec_for(field, *unique).ok_or_else(|| {
+                    crate::commit::misfit(T::NAME, format!("an index on `{field}`, which it cannot index"))
+                })?;
+                db.add_index_to(&self, spec)
+            }
+            WholeTable::RemoveIndex { field } => db.remove_index_from(&self, field),
+        }
     }
 
     fn prune_history(&self, floor: &dyn Fn() -> u64) {
@@ -612,8 +624,8 @@ impl<T: Table> AnyTable for TableStore<T> {
         let mut claims = Vec::new();
         for w in writes {
             let key: T::Key = whole::<T::Key>(T::NAME, &w.key)?;
-            if w.value == Content::Clear {
-                return Err(misfit(T::NAME, "a clear among other writes"));
+            if let Content::Whole(op) = &w.value {
+                return Err(misfit(T::NAME, format!("{op:?} among other writes")));
             }
             if let Content::Claim(id) = w.value {
                 if T::key_for_id(id).as_ref() != Some(&key) {
@@ -629,7 +641,7 @@ impl<T: Table> AnyTable for TableStore<T> {
                 }
                 Content::Put(b) => vec![whole(T::NAME, b)?],
                 Content::Group(bs) => bs.iter().map(|b| whole(T::NAME, b)).collect::<Result<_>>()?,
-                Content::Delete | Content::Claim(_) | Content::Clear => Vec::new(),
+                Content::Delete | Content::Claim(_) | Content::Whole(_) => Vec::new(),
             };
             if records.iter().any(|r| r.key() != &key) {
                 return Err(misfit(T::NAME, format!("a record filed under another key than {key:?}")));
@@ -642,7 +654,7 @@ impl<T: Table> AnyTable for TableStore<T> {
                     None => Write::Delete,
                 },
                 (Content::Group(_), false) => Write::Group(records),
-                (Content::Claim(_) | Content::Clear, false) => continue,
+                (Content::Claim(_) | Content::Whole(_), false) => continue,
             };
             decoded.push((key, write));
         }
@@ -1380,14 +1392,30 @@ impl Database {
     /// # Ok::<(), mnesia::Error>(())
     /// ```
     pub fn drop_table<T: Table>(&self) -> Result<()> {
-        self.refuse_while_replicating("drop_table")?;
         let store = self.table::<T>()?;
+        if let Some(ordered) = self.order_whole(T::NAME, crate::commit::WholeTable::Drop) {
+            return ordered;
+        }
+        self.refuse_while_replicating("drop_table")?;
+        self.drop_store(&store)
+    }
+
+    /// On an ordered copy, `op` on table `table` goes through the shared order as a record
+    /// of its own, and every copy makes it at the record's place: its verdict. `None`
+    /// elsewhere (or on the thread applying a record here).
+    fn order_whole(&self, table: &str, op: crate::commit::WholeTable) -> Option<Result<()>> {
+        let sequencer = self.sequencer().filter(|_| !self.replicating())?;
+        Some(sequencer.order(crate::commit::CommitRecord::whole(table, op, self.applied_index())))
+    }
+
+    /// Drops `store`'s table here.
+    pub(crate) fn drop_store<T: Table>(&self, store: &TableStore<T>) -> Result<()> {
         let _schema = self.inner.schema.lock();
         if store.is_dropped() {
             return Err(Error::no_such_table(T::NAME));
         }
         let indexes = store.indexes.load_full();
-        let held = lock_all(&store, &indexes);
+        let held = lock_all(store, &indexes);
         if let (Some(id), Some(disk)) = (store.disk_id(), self.disk()) {
             disk.update_schema(|schema| schema.tables.retain(|t| t.id != id))?;
             if store.storage() == StorageType::DiscOnlyCopies {
@@ -1418,13 +1446,12 @@ impl Database {
     /// # Ok::<(), mnesia::Error>(())
     /// ```
     pub fn clear_table<T: Table>(&self) -> Result<()> {
-        if let Some(sequencer) = self.sequencer().filter(|_| !self.replicating()) {
-            self.table::<T>()?;
-            // Every copy clears it at the clear's place in the shared order.
-            return sequencer.order(crate::commit::CommitRecord::clear(T::NAME, self.applied_index()));
+        let store = self.table::<T>()?;
+        if let Some(ordered) = self.order_whole(T::NAME, crate::commit::WholeTable::Clear) {
+            return ordered;
         }
         self.refuse_while_replicating("clear_table")?;
-        self.table::<T>()?.clear(self)
+        self.clear_store(&store)
     }
 
     /// Clears `store` here: every record removed at one commit (logged on disc), the
@@ -1498,8 +1525,6 @@ impl Database {
     /// # Ok::<(), mnesia::Error>(())
     /// ```
     pub fn add_index<T: Table>(&self, spec: IndexSpec<T>) -> Result<()> {
-        // (An index on one copy only would decide unique checks differently.)
-        self.refuse_while_replicating("add_index")?;
         if spec.position() == T::KEY_POSITION {
             return Err(Error::Invalid(format!(
                 "table {}: the key field {} cannot have a secondary index",
@@ -1508,13 +1533,26 @@ impl Database {
             )));
         }
         let store = self.table::<T>()?;
+        // (An index on one copy only would decide unique checks differently: on an ordered
+        // copy every copy adds it, at one place of the order.)
+        let whole =
+            crate::commit::WholeTable::AddIndex { field: spec.field().to_owned(), unique: spec.is_unique() };
+        if let Some(ordered) = self.order_whole(T::NAME, whole) {
+            return ordered;
+        }
+        self.refuse_while_replicating("add_index")?;
+        self.add_index_to(&store, spec)
+    }
+
+    /// Adds the index `spec` to `store`'s table here.
+    pub(crate) fn add_index_to<T: Table>(&self, store: &TableStore<T>, spec: IndexSpec<T>) -> Result<()> {
         let _schema = self.inner.schema.lock();
         let current = store.indexes.load_full();
         if current.list.iter().any(|i| i.field() == spec.field()) {
             return Err(Error::IndexExists { table: T::NAME.to_owned(), field: spec.field() });
         }
         let index = spec.build();
-        let held = lock_all(&store, &current);
+        let held = lock_all(store, &current);
         let seq = self.next_seq();
         let mut dup = None;
         for shard in 0..store.shard_count() {
@@ -1540,7 +1578,7 @@ impl Database {
         }
         let mut list = current.list.clone();
         list.push(index);
-        self.persist_indexes(&store, &list)?;
+        self.persist_indexes(store, &list)?;
         store.indexes.store(Arc::new(IndexList { epoch: current.epoch + 1, list }));
         drop(held);
         Ok(())
@@ -1726,16 +1764,26 @@ impl Database {
     /// # Ok::<(), mnesia::Error>(())
     /// ```
     pub fn remove_index<T: Table>(&self, field: &'static str) -> Result<()> {
-        self.refuse_while_replicating("remove_index")?;
         let store = self.table::<T>()?;
+        let whole = crate::commit::WholeTable::RemoveIndex { field: field.to_owned() };
+        if let Some(ordered) = self.order_whole(T::NAME, whole) {
+            return ordered;
+        }
+        self.refuse_while_replicating("remove_index")?;
+        self.remove_index_from(&store, field)
+    }
+
+    /// Removes the index on `field` from `store`'s table here.
+    pub(crate) fn remove_index_from<T: Table>(&self, store: &TableStore<T>, field: &str) -> Result<()> {
         let _schema = self.inner.schema.lock();
         let current = store.indexes.load_full();
-        if !current.list.iter().any(|i| i.field() == field) {
+        let Some(field) = current.list.iter().map(|i| i.field()).find(|f| *f == field) else {
+            let field = T::FIELDS.iter().map(|f| f.name).find(|f| *f == field).unwrap_or("?");
             return Err(Error::NoSuchIndex { table: T::NAME.to_owned(), field });
-        }
-        let held = lock_all(&store, &current);
+        };
+        let held = lock_all(store, &current);
         let list: Vec<_> = current.list.iter().filter(|i| i.field() != field).cloned().collect();
-        self.persist_indexes(&store, &list)?;
+        self.persist_indexes(store, &list)?;
         store.indexes.store(Arc::new(IndexList { epoch: current.epoch + 1, list }));
         drop(held);
         Ok(())

@@ -21,7 +21,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use serde::{Deserialize, Serialize};
 
-use crate::commit::CommitRecord;
+use crate::commit::{CommitRecord, WholeTable};
 use crate::{Database, Error, Result};
 
 /// Places commit records in the one order that every copy of a replicated database applies
@@ -107,15 +107,23 @@ pub(crate) fn bucket(key: &[u8]) -> u32 {
     ((h ^ (h >> 32)) as usize & (BUCKETS - 1)) as u32
 }
 
-/// The last record writing each bucket of one table, and the table.
+/// The last record writing each bucket of one table, and the table; whether the order
+/// dropped it.
 struct TableVersions {
     last: u64,
     buckets: Box<[u64]>,
+    dropped: bool,
 }
 
 impl TableVersions {
     fn new() -> TableVersions {
-        TableVersions { last: 0, buckets: vec![0; BUCKETS].into_boxed_slice() }
+        TableVersions { last: 0, buckets: vec![0; BUCKETS].into_boxed_slice(), dropped: false }
+    }
+
+    /// Every key written at `index`: whatever a transaction read of the table conflicts.
+    fn fill(&mut self, index: u64) {
+        self.last = index;
+        self.buckets.fill(index);
     }
 }
 
@@ -135,13 +143,32 @@ impl Versions {
         })
     }
 
+    /// A table `record` writes that an earlier record dropped: the record is refused alike
+    /// on every copy (whether or not this copy has a table of that name again).
+    fn dropped<'r>(&self, record: &'r CommitRecord) -> Option<&'r str> {
+        let changes = record.changes.iter().map(|c| c.table.as_str());
+        changes.into_iter().find(|name| self.tables.get(*name).is_some_and(|t| t.dropped))
+    }
+
+    /// The tables the order dropped.
+    pub(crate) fn dropped_tables(&self) -> Vec<String> {
+        self.tables.iter().filter(|(_, t)| t.dropped).map(|(name, _)| name.clone()).collect()
+    }
+
     /// Notes the writes of `record`, committed at `index`.
     fn note(&mut self, index: u64, record: &CommitRecord) {
-        if let Some(table) = record.cleared() {
-            // Every key written: whatever a transaction read of the table conflicts.
+        if let Some((table, op)) = record.whole_table() {
             let t = self.tables.entry(table.to_owned()).or_insert_with(TableVersions::new);
-            t.last = index;
-            t.buckets.fill(index);
+            match op {
+                WholeTable::Clear => t.fill(index),
+                WholeTable::Drop => {
+                    t.fill(index);
+                    t.dropped = true;
+                }
+                // The records stay as they were (a unique index added decides the commits
+                // after it, alike on every copy, where the check is made).
+                WholeTable::AddIndex { .. } | WholeTable::RemoveIndex { .. } => {}
+            }
             return;
         }
         for change in &record.changes {
@@ -155,12 +182,13 @@ impl Versions {
 }
 
 /// [`Versions`] as a snapshot keeps them: per table (by name, in order), the last record
-/// writing it and the buckets some record wrote, with the record.
+/// writing it, the buckets some record wrote, with the record, and whether it was dropped.
 #[derive(Serialize, Deserialize)]
 pub(crate) struct VersionsImage(Vec<TableImage>);
 
-/// One table in a [`VersionsImage`]: its name, its last record, its buckets written.
-type TableImage = (String, u64, Vec<(u32, u64)>);
+/// One table in a [`VersionsImage`]: its name, its last record, its buckets written,
+/// whether the order dropped it.
+type TableImage = (String, u64, Vec<(u32, u64)>, bool);
 
 impl Versions {
     /// What a snapshot keeps of them.
@@ -170,7 +198,7 @@ impl Versions {
             .iter()
             .map(|(name, t)| {
                 let written = (0u32..).zip(t.buckets.iter()).filter(|(_, at)| **at != 0);
-                (name.clone(), t.last, written.map(|(b, at)| (b, *at)).collect())
+                (name.clone(), t.last, written.map(|(b, at)| (b, *at)).collect(), t.dropped)
             })
             .collect();
         tables.sort_by(|a, b| a.0.cmp(&b.0));
@@ -182,9 +210,10 @@ impl VersionsImage {
     /// The versions again; an error for a bucket out of range.
     pub(crate) fn into_versions(self) -> std::result::Result<Versions, String> {
         let mut versions = Versions::default();
-        for (name, last, written) in self.0 {
+        for (name, last, written, dropped) in self.0 {
             let mut t = TableVersions::new();
             t.last = last;
+            t.dropped = dropped;
             for (b, at) in written {
                 let slot =
                     t.buckets.get_mut(b as usize).ok_or_else(|| format!("bucket {b} of table {name}"))?;
@@ -242,10 +271,13 @@ impl Database {
     /// [`Database::apply_ordered`] (which decides conflicts). Dirty operations, batches,
     /// counters and the reaper's removals are ordered too. Replaces an earlier sequencer.
     ///
-    /// `clear_table` is ordered too: every copy clears the table at the clear's place, and
-    /// a transaction that read the table before it and commits after conflicts. Not
-    /// ordered yet, and refused while a sequencer is attached: `create_table`, `drop_table`,
-    /// `transform`, index changes and restores that load new stores. Create the tables on
+    /// `clear_table`, `drop_table`, `add_index` and `remove_index` are ordered too, each as
+    /// a record of its own: every copy makes the change at the record's place (a unique
+    /// index that the records break is refused alike on every copy); a transaction that
+    /// read the table before a clear or a drop and commits after conflicts, and a record
+    /// writing a table the order dropped is refused on every copy. Not ordered yet, and
+    /// refused while a sequencer is attached: `create_table`, `transform`,
+    /// `change_table_copy_type` and restores that load new stores. Create the tables on
     /// every copy before ordering. A record written with an `#[auto_increment]` id
     /// conflicts with another copy's record given the same one, and runs again with a new
     /// id; `next_id` claims its id through the order (a record that moves the table's
@@ -309,11 +341,11 @@ impl Database {
     /// that are not commits, but never applied twice or out of order), and returns its verdict, the same on every copy:
     /// `Ok(())` when it committed; `Err(Error::Conflict)` when a record placed after the
     /// one its transaction read from wrote what it read (nothing changes); another error
-    /// that every copy meets alike (a unique index already holding a value) leaves
-    /// everything as it was too. Either way the record's place is taken. An error of this
-    /// copy alone ([`Error::is_local_failure`]: its disc, a table the record names that
-    /// this copy lacks) leaves the place free: apply the record again once the cause is
-    /// gone.
+    /// that every copy meets alike (a unique index already holding a value, a table an
+    /// earlier record dropped) leaves everything as it was too. Either way the record's
+    /// place is taken (`applied_index()` is `index` after the call). An error of this copy
+    /// alone ([`Error::is_local_failure`]: its disc, a table the record names that this
+    /// copy lacks) leaves the place free: apply the record again once the cause is gone.
     ///
     /// ```
     /// use mnesia::prelude::*;
@@ -350,6 +382,10 @@ impl Database {
         }
         let verdict = if versions.conflicts(record) {
             Err(Error::Conflict)
+        } else if let Some(dropped) = versions.dropped(record) {
+            // Decided by the order: the same on every copy, the place taken.
+            ordered.applied.store(index, Ordering::Release);
+            return Err(Error::no_such_table(dropped));
         } else {
             let _applying = Applying::enter(self.id());
             self.apply_commit(record)

@@ -148,8 +148,17 @@ impl Database {
             )));
         }
         self.load_backup_here(reader, &RestoreOptions::new().all(RestoreMode::ClearAndLoad), schema)?;
+        let dropped = versions.dropped_tables();
         *current = versions;
         ordered.applied.store(head.applied, Ordering::Release);
+        drop(current);
+        // Tables the order dropped before the snapshot, that this copy has (its program
+        // created them again when it started): gone here too.
+        for name in dropped {
+            if let Ok(table) = self.any_table(&name) {
+                table.change_whole(self, &crate::commit::WholeTable::Drop)?;
+            }
+        }
         Ok(head.applied)
     }
 }

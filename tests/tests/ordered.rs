@@ -143,9 +143,18 @@ fn apply_all(db: &Database, log: &Log, verdicts: &Verdicts, stop: &AtomicBool) {
         let verdict = db.apply_ordered(next, &record);
         if let Err(e) = &verdict {
             assert!(
-                matches!(e, Error::Conflict | Error::UniqueViolation { .. } | Error::AlreadyExists { .. }),
+                matches!(
+                    e,
+                    Error::Conflict
+                        | Error::UniqueViolation { .. }
+                        | Error::AlreadyExists { .. }
+                        | Error::IndexExists { .. }
+                        | Error::NoSuchTable { .. }
+                ),
                 "record {next}: {e}"
             );
+            // A verdict, the same on every copy: the place is taken.
+            assert_eq!(db.applied_index(), next, "record {next}: {e} is this copy's own failure");
         }
         let mut mine = verdicts.mine.lock().expect("verdicts");
         if mine.0.remove(&next) {
@@ -490,8 +499,8 @@ fn what_is_not_ordered_yet_is_refused() {
     // A table created on one copy alone would make the copies diverge.
     let refused = db.create_table::<Late>(TableOptions::new());
     assert!(matches!(refused, Err(Error::Invalid(ref m)) if m.contains("before ordering")), "{refused:?}");
-    // An index on one copy only would decide unique checks differently.
-    let refused = db.add_index(Account::BALANCE.index_spec(false));
+    // Moving a table between storage types is this copy's own business: not ordered.
+    let refused = db.change_table_copy_type::<Account>(mnesia::StorageType::RamCopies);
     assert!(matches!(refused, Err(Error::Invalid(ref m)) if m.contains("ordered")), "{refused:?}");
     // An import into an empty table is not a bulk load of this copy alone: it is ordered.
     let lines = "{\"id\":1,\"balance\":7}\n{\"id\":2,\"balance\":8}\n";
@@ -502,13 +511,102 @@ fn what_is_not_ordered_yet_is_refused() {
     identical(&log, &copies);
     assert_eq!(copies[2].db.scope(Account::count).expect("count"), 2);
     db.stop_ordering();
-    db.add_index(Account::BALANCE.index_spec(false)).expect("added once no longer ordered");
     db.create_table::<Late>(TableOptions::new()).expect("created once no longer ordered");
+}
+
+/// The indexes of `db`'s accounts table: (field, unique).
+fn account_indexes(db: &Database) -> Vec<(String, bool)> {
+    let info = db.table_info::<Account>().expect("info");
+    info.indexes.iter().map(|i| (i.field.clone(), i.unique)).collect()
+}
+
+#[test]
+fn index_changes_reach_every_copy_at_their_place_and_a_unique_one_is_refused_alike() {
+    let dir = tempfile::tempdir().expect("dir");
+    let (log, copies) = group(Some(dir.path()));
+    copies[0]
+        .db
+        .scope(|| -> mnesia::Result<()> {
+            for id in 0..10 {
+                Account::write(Account { id, balance: i64::from(id % 5) })?;
+            }
+            Ok(())
+        })
+        .expect("writes");
+    // Two accounts share each balance: a unique index is refused, on every copy.
+    let refused = copies[1].db.add_index(Account::BALANCE.index_spec(true));
+    assert!(matches!(refused, Err(Error::UniqueViolation { .. })), "{refused:?}");
+    settle(&log, &copies);
+    assert!(copies.iter().all(|c| account_indexes(&c.db).is_empty()), "no copy kept the unique index");
+    // Added on one copy, there on every copy, and used there.
+    copies[1].db.add_index(Account::BALANCE.index_spec(false)).expect("add_index");
+    settle(&log, &copies);
+    for c in &copies {
+        assert_eq!(account_indexes(&c.db), [("balance".to_owned(), false)]);
+        let found = c.db.scope(|| Account::get_by(Account::BALANCE, 3)).expect("get_by");
+        assert_eq!(found.map(|a| a.id), Some(3));
+    }
+    let again = copies[2].db.add_index(Account::BALANCE.index_spec(false));
+    assert!(matches!(again, Err(Error::IndexExists { .. })), "{again:?}");
+    copies[2].db.remove_index::<Account>("balance").expect("remove_index");
+    settle(&log, &copies);
+    assert!(copies.iter().all(|c| account_indexes(&c.db).is_empty()), "removed everywhere");
+    identical(&log, &copies);
+}
+
+#[test]
+fn a_drop_reaches_every_copy_and_what_writes_the_table_after_it_is_refused_alike() {
+    let (log, copies) = group(None);
+    let events: Vec<_> = copies.iter().map(|c| c.db.subscribe_system()).collect();
+    let db0 = copies[0].db.clone();
+    let dropping = std::thread::spawn(move || {
+        std::thread::sleep(Duration::from_millis(5));
+        db0.drop_table::<Account>().expect("drop_table");
+    });
+    // Writers on every copy until the table is gone (a bounded loop): each write either
+    // commits before the drop or is refused, never half.
+    let refusals = Arc::new(Mutex::new(0u32));
+    let counted = Arc::clone(&refusals);
+    on_all(&copies, 2, move |c, w| {
+        for n in 0..1_000_000u32 {
+            match Account::write(Account { id: c * 100 + w, balance: i64::from(n) }) {
+                Ok(_) => {}
+                Err(Error::NoSuchTable { .. }) => {
+                    *counted.lock().expect("count") += 1;
+                    return;
+                }
+                Err(e) => panic!("write: {e:?}"),
+            }
+        }
+    });
+    dropping.join().expect("dropping thread");
+    settle(&log, &copies);
+    for c in &copies {
+        assert!(!c.db.exists::<Account>(), "a copy kept the dropped table");
+        assert_eq!(c.db.applied_index(), copies[0].db.applied_index());
+    }
+    assert_eq!(*refusals.lock().expect("count"), 6, "every writer went on until the drop");
+    for e in &events {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        let mut dropped = false;
+        while !dropped && Instant::now() < deadline {
+            if let Some(event) = e.recv_timeout(Duration::from_millis(100)) {
+                dropped =
+                    matches!(event, mnesia::SystemEvent::TableDropped { ref table } if table == "account");
+            }
+        }
+        assert!(dropped, "a copy did not tell of the drop");
+    }
+    // The other tables go on.
+    copies[2].db.scope(|| Tag::write(Tag { item: 1, text: "after".into() })).expect("write");
+    settle(&log, &copies);
+    assert!(copies.iter().all(|c| c.db.scope(Tag::count).expect("count") == 1));
 }
 
 #[test]
 fn a_clear_reaches_every_copy_at_its_place_and_conflicts_with_what_read_the_table() {
-    let (log, copies) = group(Some(tempfile::tempdir().expect("dir").path()));
+    let dir = tempfile::tempdir().expect("dir");
+    let (log, copies) = group(Some(dir.path()));
     let events: Vec<_> = copies.iter().map(|c| c.db.scope(Account::subscribe).expect("subscribe")).collect();
     copies[1]
         .db
