@@ -221,6 +221,31 @@ mod tests {
     }
 
     #[test]
+    fn a_table_dropped_before_the_snapshot_is_dropped_on_the_copy_and_refused_after() {
+        let primary = database();
+        primary.order_commits_with(Alone { db: primary.clone(), last: parking_lot::Mutex::new(0) });
+        primary.scope(|| Rec::write(rec(1, "x", 1))).expect("write");
+        // A blind write, made after the drop's place (else it conflicts with the drop).
+        let mut later = record(&database(), 1, rec(2, "late", 2));
+        later.reads.clear();
+        later.based_on = 2;
+        primary.drop_table::<Rec>().expect("drop");
+        assert_eq!(primary.applied_index(), 2);
+        let mut bytes = Vec::new();
+        primary.write_ordered_snapshot(&mut bytes).expect("snapshot");
+        primary.stop_ordering();
+        // A copy whose program created the table again when it started.
+        let copy = database();
+        assert_eq!(copy.load_ordered_snapshot(&bytes[..]).expect("load"), 2);
+        assert!(!copy.exists::<Rec>(), "the dropped table is gone on the copy");
+        for db in [&primary, &copy] {
+            let refused = db.apply_ordered(3, &later);
+            assert!(matches!(refused, Err(Error::NoSuchTable { .. })), "{refused:?}");
+            assert_eq!(db.applied_index(), 3, "a refusal decided by the order takes the place");
+        }
+    }
+
+    #[test]
     fn a_copy_loaded_from_a_snapshot_decides_later_records_as_the_original() {
         let primary = database();
         primary.order_commits_with(Alone { db: primary.clone(), last: parking_lot::Mutex::new(0) });
