@@ -793,6 +793,29 @@ fn index_changes_and_drops_made_on_one_node_reach_every_node() {
     }
 }
 
+/// A table the nodes' program creates once the cluster runs.
+#[derive(Table, Clone, Debug, PartialEq, Serialize, Deserialize)]
+struct Later {
+    #[key]
+    id: u32,
+    #[index]
+    n: u32,
+}
+
+#[test]
+fn a_table_created_on_one_running_node_is_created_on_every_node() {
+    let run = three();
+    run.dbs[1].scope(|| Later::create_table(TableOptions::new())).expect("create_table");
+    run.dbs[2].scope(|| Later::write(Later { id: 1, n: 5 })).expect("write on another node");
+    run.settle();
+    for (i, db) in run.live() {
+        let found = db.scope(|| Later::get_by(Later::N, 5)).expect("get_by");
+        assert_eq!(found, Some(Later { id: 1, n: 5 }), "node {}", i + 1);
+    }
+    let again = run.dbs[0].scope(|| Later::create_table(TableOptions::new()));
+    assert!(matches!(again, Err(Error::TableExists { .. })), "{again:?}");
+}
+
 #[test]
 fn a_node_with_other_tables_cannot_join() {
     let run = three();

@@ -175,5 +175,8 @@ pub(crate) fn expand(input: &Input<'_>) -> TokenStream {
 
         #expiring
         #consts
+
+        // Found by name on a copy that applies a `create_table` another copy ordered.
+        #krate::__private::inventory::submit! { #krate::__private::TableKind::of::<#ident>() }
     }
 }

@@ -9,8 +9,8 @@
 //! bulk loads, restores that load new stores, transforms (refused while a sink is
 //! attached), and ids handed out by `next_id` without a write. A replica is given its
 //! tables, and runs with `Config::auto_cleanup(false)`: its expiries come from the
-//! primary's reaper. (Ordered commits also carry `clear_table`, `drop_table`, index changes
-//! and the ids `next_id` hands out.)
+//! primary's reaper. (Ordered commits also carry `create_table`, `clear_table`,
+//! `drop_table`, index changes and the ids `next_id` hands out.)
 
 use std::fmt;
 use std::sync::Arc;
@@ -99,6 +99,15 @@ pub(crate) enum Content {
 /// same place of the order on every copy.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub(crate) enum WholeTable {
+    /// The table created (`create_table`), as ram copies, with the indexes its struct
+    /// declares and `indexes` besides: each copy makes it with its own program's type of
+    /// that shape (or finds it there already, of that shape).
+    Create {
+        /// What the table's struct must be on every copy.
+        shape: crate::kinds::RecordShape,
+        /// The indexes besides the struct's: (field, unique).
+        indexes: Vec<(String, bool)>,
+    },
     /// Every record removed (`clear_table`).
     Clear,
     /// The table gone (`drop_table`).
@@ -337,6 +346,9 @@ impl Database {
         if record.changes.iter().any(|c| c.table == crate::counters::COUNTERS_TABLE) {
             crate::counters::ensure(self)?;
         }
+        if let Some((_, WholeTable::Create { shape, indexes })) = record.whole_table() {
+            return self.create_ordered_here(shape, indexes);
+        }
         let tables = record.changes.iter().map(|c| self.any_table(&c.table)).collect::<Result<Vec<_>>>()?;
         if let (Some((_, op)), [table]) = (record.whole_table(), tables.as_slice()) {
             return Arc::clone(table).change_whole(self, op);
@@ -350,6 +362,26 @@ impl Database {
                 Ok(())
             })
         })
+    }
+}
+
+impl Database {
+    /// Makes, here, the table an ordered `create_table` created: with this program's type
+    /// of `shape`, unless the table is here already (of that shape: nothing to do; of
+    /// another: this copy's failure, [`Error::SchemaMismatch`]).
+    fn create_ordered_here(
+        &self,
+        shape: &crate::kinds::RecordShape,
+        indexes: &[(String, bool)],
+    ) -> Result<()> {
+        match self.any_table(shape.name()) {
+            Ok(table) if crate::kinds::RecordShape::of_info(&table.info()) == *shape => Ok(()),
+            Ok(_) => Err(Error::SchemaMismatch {
+                table: shape.name().to_owned(),
+                differences: vec!["created on another copy with another struct".into()],
+            }),
+            Err(_) => crate::kinds::create_declared(self, shape, indexes),
+        }
     }
 }
 

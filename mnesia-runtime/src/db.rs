@@ -421,6 +421,8 @@ impl<T: Table> AnyTable for TableStore<T> {
     fn change_whole(self: Arc<Self>, db: &Database, op: &crate::commit::WholeTable) -> Result<()> {
         use crate::commit::WholeTable;
         match op {
+            // (Made by `Database::apply_commit`: there is no table to ask yet.)
+            WholeTable::Create { .. } => Err(Error::TableExists { table: T::NAME.to_owned() }),
             WholeTable::Clear => db.clear_store(&self),
             WholeTable::Drop => db.drop_store(&self),
             WholeTable::AddIndex { field, unique } => {
@@ -1278,12 +1280,39 @@ impl Database {
     /// ```
     pub fn create_table<T: Table>(&self, options: TableOptions<T>) -> Result<()> {
         if self.ordering() {
+            return self.order_create(options);
+        }
+        self.create_table_here(options)
+    }
+
+    /// `create_table` on an ordered copy (a cluster node): a record of its own, made at its
+    /// place on every copy, each with its own program's type for the table.
+    fn order_create<T: Table>(&self, options: TableOptions<T>) -> Result<()> {
+        if self.exists::<T>() {
+            return Err(Error::TableExists { table: T::NAME.to_owned() });
+        }
+        if options.storage_type() != StorageType::RamCopies || !options.nodes().is_empty() {
             return Err(Error::Invalid(format!(
-                "table {}: created while commits are ordered (a cluster node), it would be on this copy alone and the copies would diverge: create the tables, alike on every copy, before ordering (before the cluster node starts)",
+                "table {}: a table created while commits are ordered (on a running cluster node) is ram_copies, on every copy: create disc tables before ordering",
                 T::NAME
             )));
         }
-        self.create_table_here(options)
+        let shape = crate::kinds::RecordShape::of::<T>();
+        if !crate::kinds::declared(&shape) {
+            return Err(Error::Invalid(format!(
+                "table {}: created while commits are ordered, the other copies make it with their program's type for it, found through #[derive(Table)], which {} does not use",
+                T::NAME,
+                std::any::type_name::<T>()
+            )));
+        }
+        let indexes = options.indexes().iter().map(|s| (s.field().to_owned(), s.is_unique())).collect();
+        let create = crate::commit::WholeTable::Create { shape, indexes };
+        self.order_whole(T::NAME, create).unwrap_or_else(|| {
+            Err(Error::Invalid(format!(
+                "table {}: not created from the thread applying the shared order",
+                T::NAME
+            )))
+        })
     }
 
     /// [`Database::create_table`] on this copy, ordered or not (the named counters' table,

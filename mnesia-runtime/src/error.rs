@@ -291,11 +291,11 @@ impl Error {
     /// Whether this is the trouble of this database alone — its disc, a closed database, a
     /// bug, a table the other copies have and this one lacks — rather than an answer about
     /// the request that every copy of a replicated database would give alike (a conflict, a
-    /// unique value taken, a record not found, an index already there). (Tables cannot be
-    /// created while commits are ordered: a record naming a table this copy lacks means that
-    /// this copy's program has other tables than the one that made the record; a table
-    /// the order itself dropped is refused alike on every copy, and that refusal takes the
-    /// record's place.)
+    /// unique value taken, a record not found, an index already there). (Tables created
+    /// while commits are ordered are created on every copy: a record naming a table this
+    /// copy lacks means that this copy's program has other tables than the one that made
+    /// the record; a table the order itself dropped is refused alike on every copy, and
+    /// that refusal takes the record's place.)
     /// [`Database::apply_ordered`](crate::Database::apply_ordered) leaves a record's place
     /// free on such an error.
     ///

@@ -45,6 +45,7 @@ mod handle;
 mod index;
 mod info;
 mod inspect;
+mod kinds;
 mod lock;
 mod migrate;
 mod ops;
@@ -100,6 +101,8 @@ pub use ordered_snapshot::OrderedSnapshot;
 pub mod __private {
     pub use crate::async_tx::block_on;
     pub use crate::index::{IndexProbe, ProbeIndexable, ProbeNotIndexable};
+    pub use crate::kinds::TableKind;
+    pub use inventory;
 }
 pub use info::{LogInfo, SystemInfo};
 pub use inspect::{

@@ -144,8 +144,12 @@ impl Versions {
     }
 
     /// A table `record` writes that an earlier record dropped: the record is refused alike
-    /// on every copy (whether or not this copy has a table of that name again).
+    /// on every copy (whether or not this copy has a table of that name again), unless it
+    /// creates the table again.
     fn dropped<'r>(&self, record: &'r CommitRecord) -> Option<&'r str> {
+        if let Some((_, WholeTable::Create { .. })) = record.whole_table() {
+            return None;
+        }
         let changes = record.changes.iter().map(|c| c.table.as_str());
         changes.into_iter().find(|name| self.tables.get(*name).is_some_and(|t| t.dropped))
     }
@@ -160,6 +164,7 @@ impl Versions {
         if let Some((table, op)) = record.whole_table() {
             let t = self.tables.entry(table.to_owned()).or_insert_with(TableVersions::new);
             match op {
+                WholeTable::Create { .. } => t.dropped = false,
                 WholeTable::Clear => t.fill(index),
                 WholeTable::Drop => {
                     t.fill(index);
@@ -271,14 +276,17 @@ impl Database {
     /// [`Database::apply_ordered`] (which decides conflicts). Dirty operations, batches,
     /// counters and the reaper's removals are ordered too. Replaces an earlier sequencer.
     ///
-    /// `clear_table`, `drop_table`, `add_index` and `remove_index` are ordered too, each as
-    /// a record of its own: every copy makes the change at the record's place (a unique
-    /// index that the records break is refused alike on every copy); a transaction that
-    /// read the table before a clear or a drop and commits after conflicts, and a record
-    /// writing a table the order dropped is refused on every copy. Not ordered yet, and
-    /// refused while a sequencer is attached: `create_table`, `transform`,
-    /// `change_table_copy_type` and restores that load new stores. Create the tables on
-    /// every copy before ordering. A record written with an `#[auto_increment]` id
+    /// `create_table`, `clear_table`, `drop_table`, `add_index` and `remove_index` are
+    /// ordered too, each as a record of its own: every copy makes the change at the
+    /// record's place (a unique index that the records break is refused alike on every
+    /// copy); a transaction that read the table before a clear or a drop and commits after
+    /// conflicts, and a record writing a table the order dropped is refused on every copy.
+    /// A table created while ordering is `ram_copies` on every copy, each making it with its
+    /// own program's type of the same name and shape (every `#[derive(Table)]` registers
+    /// its type, so a copy need not have named it yet; a copy whose program has none stops
+    /// applying, [`Error::SchemaMismatch`]). Not ordered yet, and refused while a sequencer
+    /// is attached: `transform`, `change_table_copy_type` and restores that load new
+    /// stores. A record written with an `#[auto_increment]` id
     /// conflicts with another copy's record given the same one, and runs again with a new
     /// id; `next_id` claims its id through the order (a record that moves the table's
     /// counter on every copy), so that no two copies hand one out, and is refused inside a
@@ -373,13 +381,11 @@ impl Database {
             crate::counters::ensure(self)?;
         }
         let ordered = &self.inner.ordered;
-        let mut versions = ordered.versions.lock();
-        let applied = ordered.applied.load(Ordering::Acquire);
-        if index <= applied {
-            return Err(Error::Invalid(format!(
-                "ordered record {index} applied after record {applied}: records are applied in their order, once"
-            )));
+        if record.whole_table().is_some() {
+            return self.apply_whole(index, record);
         }
+        let mut versions = ordered.versions.lock();
+        next_place(index, ordered.applied())?;
         let verdict = if versions.conflicts(record) {
             Err(Error::Conflict)
         } else if let Some(dropped) = versions.dropped(record) {
@@ -396,6 +402,34 @@ impl Database {
             Err(_) => {}
         }
         // After the writes are installed: a transaction reading from here on reads them.
+        ordered.applied.store(index, Ordering::Release);
+        verdict
+    }
+
+    /// [`Database::apply_ordered`] of a record changing a table as a whole (it reads
+    /// nothing: it never conflicts). The change takes the schema lock, which every path
+    /// takes before the versions' lock: it is made without the versions locked, they are
+    /// locked only to decide and to note (records are applied one at a time, in order).
+    fn apply_whole(&self, index: u64, record: &CommitRecord) -> Result<()> {
+        let ordered = &self.inner.ordered;
+        {
+            let versions = ordered.versions.lock();
+            next_place(index, ordered.applied())?;
+            if let Some(dropped) = versions.dropped(record) {
+                ordered.applied.store(index, Ordering::Release);
+                return Err(Error::no_such_table(dropped));
+            }
+        }
+        let verdict = {
+            let _applying = Applying::enter(self.id());
+            self.apply_commit(record)
+        };
+        let mut versions = ordered.versions.lock();
+        match &verdict {
+            Err(e) if e.is_local_failure() => return verdict,
+            Ok(()) => versions.note(index, record),
+            Err(_) => {}
+        }
         ordered.applied.store(index, Ordering::Release);
         verdict
     }
@@ -445,6 +479,16 @@ impl Database {
     pub(crate) fn ordering(&self) -> bool {
         self.inner.ordered.on.load(Ordering::Acquire)
     }
+}
+
+/// `Err` unless `index` is a place after `applied`, the last one taken.
+fn next_place(index: u64, applied: u64) -> Result<()> {
+    if index <= applied {
+        return Err(Error::Invalid(format!(
+            "ordered record {index} applied after record {applied}: records are applied in their order, once"
+        )));
+    }
+    Ok(())
 }
 
 #[cfg(test)]

@@ -215,6 +215,12 @@ impl<T: Table> TableOptions<T> {
         self
     }
 
+    /// Adds the index `spec`.
+    pub(crate) fn with_index(mut self, spec: IndexSpec<T>) -> Self {
+        self.indexes.push(spec);
+        self
+    }
+
     /// Adds a unique secondary index on a field.
     ///
     /// ```

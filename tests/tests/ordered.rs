@@ -47,6 +47,17 @@ struct Late {
     id: u32,
 }
 
+/// Another one, with an index and an auto-increment key.
+#[derive(Table, Clone, Debug, PartialEq, Serialize, Deserialize)]
+struct Later {
+    #[key]
+    #[auto_increment]
+    id: u64,
+    #[index]
+    n: u32,
+    text: String,
+}
+
 /// The shared order: what a replicated log holds.
 #[derive(Default)]
 struct Log {
@@ -496,9 +507,6 @@ fn dirty_operations_batches_and_bags_reach_every_copy() {
 fn what_is_not_ordered_yet_is_refused() {
     let (log, copies) = group(None);
     let db = &copies[0].db;
-    // A table created on one copy alone would make the copies diverge.
-    let refused = db.create_table::<Late>(TableOptions::new());
-    assert!(matches!(refused, Err(Error::Invalid(ref m)) if m.contains("before ordering")), "{refused:?}");
     // Moving a table between storage types is this copy's own business: not ordered.
     let refused = db.change_table_copy_type::<Account>(mnesia::StorageType::RamCopies);
     assert!(matches!(refused, Err(Error::Invalid(ref m)) if m.contains("ordered")), "{refused:?}");
@@ -660,4 +668,47 @@ fn a_clear_reaches_every_copy_at_its_place_and_conflicts_with_what_read_the_tabl
         }
         assert!(cleared, "a copy did not see the clear");
     }
+}
+
+#[test]
+fn a_table_created_on_one_copy_is_created_on_every_copy_with_its_program_type() {
+    let (log, copies) = group(None);
+    copies[0].db.create_table::<Late>(TableOptions::new()).expect("create_table");
+    let indexed = TableOptions::new().unique_index(Later::TEXT);
+    copies[1].db.create_table::<Later>(indexed).expect("create_table");
+    settle(&log, &copies);
+    for c in &copies {
+        assert!(c.db.exists::<Late>() && c.db.exists::<Later>(), "a copy lacks a created table");
+        let indexes = c.db.table_info::<Later>().expect("info").indexes;
+        let fields: Vec<(&str, bool)> = indexes.iter().map(|i| (i.field.as_str(), i.unique)).collect();
+        assert_eq!(fields, [("n", false), ("text", true)]);
+    }
+    // Written on one copy, read on the others.
+    copies[2].db.scope(|| Late::write(Late { id: 7 })).expect("write");
+    copies[0].db.scope(|| Later::insert(Later { id: 0, n: 1, text: "a".into() })).expect("insert");
+    let dup = copies[2].db.scope(|| Later::insert(Later { id: 0, n: 2, text: "a".into() }));
+    assert!(matches!(dup, Err(Error::UniqueViolation { .. })), "{dup:?}");
+    settle(&log, &copies);
+    for c in &copies {
+        assert_eq!(c.db.scope(|| Late::read(&7)).expect("read"), Some(Late { id: 7 }));
+        assert_eq!(c.db.scope(Later::count).expect("count"), 1);
+    }
+    // There already: refused here, without going through the order.
+    let again = copies[1].db.create_table::<Late>(TableOptions::new());
+    assert!(matches!(again, Err(Error::TableExists { .. })), "{again:?}");
+    // Tables made while ordering are ram copies on every copy.
+    copies[1].db.drop_table::<Later>().expect("drop_table");
+    let node = copies[1].db.node();
+    let disc = copies[1].db.create_table::<Later>(TableOptions::new().disc_copies([node]));
+    assert!(matches!(disc, Err(Error::Invalid(ref m)) if m.contains("ram_copies")), "{disc:?}");
+    // Dropped, then created again (empty) from another copy.
+    copies[2].db.create_table::<Later>(TableOptions::new()).expect("created again");
+    copies[0].db.scope(|| Later::insert(Later { id: 0, n: 3, text: "b".into() })).expect("insert");
+    settle(&log, &copies);
+    for c in &copies {
+        let all = c.db.scope(Later::list).expect("list");
+        assert_eq!(all.iter().map(|l| l.text.as_str()).collect::<Vec<_>>(), ["b"]);
+        assert!(c.db.table_info::<Later>().expect("info").indexes.iter().all(|i| i.field == "n"));
+    }
+    identical(&log, &copies);
 }

@@ -1,0 +1,110 @@
+//! The table types of this program, found by name: every `#[derive(Table)]` registers its
+//! type (through `inventory`, before `main` runs), so that a copy applying a
+//! `create_table` that another copy ordered makes the table with this program's type for
+//! it, before the program names the type here.
+
+use serde::{Deserialize, Serialize};
+
+use crate::{Database, Error, Result, Table, TableInfo, TableOptions};
+
+/// Indexes besides a struct's: (field, unique).
+type ExtraIndexes = [(String, bool)];
+
+/// A table type this program declares (registered by the derive; not for use by hand).
+#[doc(hidden)]
+pub struct TableKind {
+    name: &'static str,
+    shape: fn() -> RecordShape,
+    create: fn(&Database, &ExtraIndexes) -> Result<()>,
+}
+
+inventory::collect!(TableKind);
+
+impl TableKind {
+    /// The registration of `T`.
+    ///
+    /// ```
+    /// # use mnesia::prelude::*;
+    /// # #[derive(Table, Clone, Debug, Serialize, Deserialize)]
+    /// # struct Item { #[key] id: u32 }
+    /// // What `#[derive(Table)]` submits for `Item`.
+    /// let _kind = mnesia::__private::TableKind::of::<Item>();
+    /// ```
+    pub const fn of<T: Table>() -> TableKind {
+        TableKind { name: T::NAME, shape: RecordShape::of::<T>, create: create_as::<T> }
+    }
+}
+
+/// Creates table `T` here (ram copies) with the struct's indexes and `indexes` besides.
+fn create_as<T: Table>(db: &Database, indexes: &ExtraIndexes) -> Result<()> {
+    let mut options = TableOptions::<T>::new();
+    for (field, unique) in indexes {
+        let spec = T::index_spec_for(field, *unique).ok_or_else(|| {
+            crate::commit::misfit(T::NAME, format!("an index on `{field}`, which it cannot index"))
+        })?;
+        options = options.with_index(spec);
+    }
+    db.create_table_here(options)
+}
+
+/// What makes two record types one table on two copies: the table's name and type, its
+/// fields, its key and whether the key is an auto-increment id (as the cluster's join
+/// compares them).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct RecordShape {
+    name: String,
+    table_type: String,
+    attributes: Vec<String>,
+    key: String,
+    auto_increment: bool,
+}
+
+impl RecordShape {
+    /// The shape of `T`'s table.
+    pub(crate) fn of<T: Table>() -> RecordShape {
+        let attributes: Vec<String> = T::FIELDS.iter().map(|f| f.name.to_owned()).collect();
+        RecordShape {
+            name: T::NAME.to_owned(),
+            table_type: format!("{:?}", T::TYPE),
+            key: attributes.get(T::KEY_POSITION).cloned().unwrap_or_default(),
+            attributes,
+            auto_increment: T::AUTO_INCREMENT,
+        }
+    }
+
+    /// The shape of a table this database holds.
+    pub(crate) fn of_info(info: &TableInfo) -> RecordShape {
+        RecordShape {
+            name: info.name.clone(),
+            table_type: format!("{:?}", info.table_type),
+            attributes: info.attributes.clone(),
+            key: info.key.clone(),
+            auto_increment: info.auto_increment,
+        }
+    }
+
+    /// The table's name.
+    pub(crate) fn name(&self) -> &str {
+        &self.name
+    }
+}
+
+/// Creates, here, the table of shape `shape` with `indexes` besides its struct's, with the
+/// one type this program declares for it; an error of this copy's own
+/// ([`Error::SchemaMismatch`]) when it declares none.
+pub(crate) fn create_declared(db: &Database, shape: &RecordShape, indexes: &ExtraIndexes) -> Result<()> {
+    let kind = inventory::iter::<TableKind>
+        .into_iter()
+        .find(|k| k.name == shape.name && (k.shape)() == *shape)
+        .ok_or_else(|| Error::SchemaMismatch {
+            table: shape.name.clone(),
+            differences: vec!["this program has no record type of the table's shape for it".into()],
+        })?;
+    (kind.create)(db, indexes)
+}
+
+/// Whether this program declares a type of shape `shape` (a type with a hand-written
+/// `Table` impl is not registered).
+pub(crate) fn declared(shape: &RecordShape) -> bool {
+    inventory::iter::<TableKind>.into_iter().any(|k| k.name == shape.name && (k.shape)() == *shape)
+}
