@@ -35,10 +35,15 @@ impl TableKind {
     }
 }
 
-/// Creates table `T` here (ram copies) with the struct's indexes and `indexes` besides.
+/// Creates table `T` here (ram copies) with the struct's indexes and those of `indexes`
+/// it does not declare.
 fn create_as<T: Table>(db: &Database, indexes: &ExtraIndexes) -> Result<()> {
     let mut options = TableOptions::<T>::new();
+    let declared = T::indexes();
     for (field, unique) in indexes {
+        if declared.iter().any(|s| s.field() == field) {
+            continue;
+        }
         let spec = T::index_spec_for(field, *unique).ok_or_else(|| {
             crate::commit::misfit(T::NAME, format!("an index on `{field}`, which it cannot index"))
         })?;
@@ -80,6 +85,17 @@ impl RecordShape {
             attributes: info.attributes.clone(),
             key: info.key.clone(),
             auto_increment: info.auto_increment,
+        }
+    }
+
+    /// The shape of a table as a backup defines it.
+    pub(crate) fn of_def(def: &crate::disk::schema::TableDef) -> RecordShape {
+        RecordShape {
+            name: def.name.clone(),
+            table_type: format!("{:?}", def.table_type),
+            attributes: def.attributes.iter().map(|(name, _)| name.clone()).collect(),
+            key: def.key_name().to_owned(),
+            auto_increment: def.auto_increment,
         }
     }
 

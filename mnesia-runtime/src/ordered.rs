@@ -440,8 +440,9 @@ impl Database {
     /// as it must before reading it). On one database they are ready at once; on a cluster
     /// node (a database whose commits are [ordered](Database::order_commits_with)) this waits
     /// until the node holds every commit decided in the cluster before the call (a node
-    /// that restarted: until it has caught up), and fails with [`Error::NoMajority`] when
-    /// that is not confirmed within `timeout`.
+    /// that restarted: until it has caught up; a table another node created: until it is
+    /// here too), and fails with [`Error::NoMajority`] when that is not confirmed within
+    /// `timeout`.
     ///
     /// ```
     /// use mnesia::prelude::*;
@@ -457,13 +458,13 @@ impl Database {
     /// # Ok::<(), mnesia::Error>(())
     /// ```
     pub fn wait_for_tables(&self, names: &[&str], timeout: std::time::Duration) -> Result<()> {
+        if let Some(sequencer) = self.sequencer() {
+            sequencer.catch_up(timeout)?;
+        }
         for name in names {
             self.any_table(name)?;
         }
-        match self.sequencer() {
-            Some(sequencer) => sequencer.catch_up(timeout),
-            None => Ok(()),
-        }
+        Ok(())
     }
 
     /// The sequencer, unless this thread is applying an ordered record here.

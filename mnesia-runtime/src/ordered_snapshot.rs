@@ -131,9 +131,17 @@ impl Database {
         };
         let versions = head.versions.into_versions().map_err(|reason| corrupt(8, reason))?;
         let reader = BackupReader::new(name, input, u64::MAX)?;
-        // The named counters' table, which a copy creates when a record first needs it.
-        if reader.tables().iter().any(|t| t.def.name == crate::counters::COUNTERS_TABLE) {
-            crate::counters::ensure(self)?;
+        // The named counters' table, which a copy creates when a record first needs it, and
+        // tables created through the order that this copy's program has not created (the
+        // snapshot holds their creation): made with this program's types for them.
+        for t in reader.tables() {
+            if t.def.name == crate::counters::COUNTERS_TABLE {
+                crate::counters::ensure(self)?;
+            } else if self.any_table(&t.def.name).is_err() {
+                let indexes: Vec<(String, bool)> =
+                    t.def.indexes.iter().map(|i| (i.field.clone(), i.unique)).collect();
+                crate::kinds::create_declared(self, &crate::kinds::RecordShape::of_def(&t.def), &indexes)?;
+            }
         }
         let ordered = &self.inner.ordered;
         // Held throughout, in the order every path takes them (schema, then the versions,
@@ -218,6 +226,23 @@ mod tests {
             whole: false,
         }];
         r
+    }
+
+    #[test]
+    fn a_table_created_through_the_order_is_made_on_a_copy_that_loads_the_snapshot() {
+        let primary = Database::in_memory().expect("db");
+        primary.order_commits_with(Alone { db: primary.clone(), last: parking_lot::Mutex::new(0) });
+        primary.create_table::<Rec>(TableOptions::new()).expect("ordered create");
+        primary.scope(|| Rec::write(rec(1, "x", 1))).expect("write");
+        let mut bytes = Vec::new();
+        primary.write_ordered_snapshot(&mut bytes).expect("snapshot");
+        primary.stop_ordering();
+        // A copy whose program has not created the table.
+        let copy = Database::in_memory().expect("db");
+        assert_eq!(copy.load_ordered_snapshot(&bytes[..]).expect("load"), 2);
+        assert_eq!(records(&copy), vec![rec(1, "x", 1)]);
+        let indexes = copy.table_info::<Rec>().expect("info").indexes;
+        assert_eq!(indexes.iter().map(|i| i.field.as_str()).collect::<Vec<_>>(), ["tag"]);
     }
 
     #[test]

@@ -20,6 +20,9 @@ impl Rec {
     pub(crate) const N: Field<Rec, i64> = Field::new("n", 2, |r: &Rec| &r.n);
 }
 
+// Registered as the derive registers its types (for tables created through the order).
+inventory::submit! { crate::kinds::TableKind::of::<Rec>() }
+
 pub(crate) fn rec(id: u32, tag: &str, n: i64) -> Rec {
     Rec { id, tag: tag.into(), n }
 }

@@ -701,8 +701,11 @@ fn a_table_created_on_one_copy_is_created_on_every_copy_with_its_program_type() 
     let node = copies[1].db.node();
     let disc = copies[1].db.create_table::<Later>(TableOptions::new().disc_copies([node]));
     assert!(matches!(disc, Err(Error::Invalid(ref m)) if m.contains("ram_copies")), "{disc:?}");
-    // Dropped, then created again (empty) from another copy.
+    // Dropped, then created again (empty) from another copy, once that copy has applied
+    // the drop (until then the table is there, on that copy).
+    settle(&log, &copies);
     copies[2].db.create_table::<Later>(TableOptions::new()).expect("created again");
+    settle(&log, &copies);
     copies[0].db.scope(|| Later::insert(Later { id: 0, n: 3, text: "b".into() })).expect("insert");
     settle(&log, &copies);
     for c in &copies {
