@@ -105,6 +105,9 @@ pub(crate) enum WholeTable {
     Create {
         /// What the table's struct must be on every copy.
         shape: crate::kinds::RecordShape,
+        /// The struct's Rust name where it was created (of two types alike, the one to
+        /// take).
+        type_name: String,
         /// The indexes besides the struct's: (field, unique).
         indexes: Vec<(String, bool)>,
     },
@@ -346,8 +349,8 @@ impl Database {
         if record.changes.iter().any(|c| c.table == crate::counters::COUNTERS_TABLE) {
             crate::counters::ensure(self)?;
         }
-        if let Some((_, WholeTable::Create { shape, indexes })) = record.whole_table() {
-            return self.create_ordered_here(shape, indexes);
+        if let Some((_, WholeTable::Create { shape, type_name, indexes })) = record.whole_table() {
+            return self.create_ordered_here(shape, type_name, indexes);
         }
         let tables = record.changes.iter().map(|c| self.any_table(&c.table)).collect::<Result<Vec<_>>>()?;
         if let (Some((_, op)), [table]) = (record.whole_table(), tables.as_slice()) {
@@ -372,6 +375,7 @@ impl Database {
     fn create_ordered_here(
         &self,
         shape: &crate::kinds::RecordShape,
+        type_name: &str,
         indexes: &[(String, bool)],
     ) -> Result<()> {
         match self.any_table(shape.name()) {
@@ -380,7 +384,7 @@ impl Database {
                 table: shape.name().to_owned(),
                 differences: vec!["created on another copy with another struct".into()],
             }),
-            Err(_) => crate::kinds::create_declared(self, shape, indexes),
+            Err(_) => crate::kinds::create_declared(self, shape, type_name, indexes),
         }
     }
 }

@@ -1306,7 +1306,8 @@ impl Database {
             )));
         }
         let indexes = options.indexes().iter().map(|s| (s.field().to_owned(), s.is_unique())).collect();
-        let create = crate::commit::WholeTable::Create { shape, indexes };
+        let type_name = std::any::type_name::<T>().to_owned();
+        let create = crate::commit::WholeTable::Create { shape, type_name, indexes };
         self.order_whole(T::NAME, create).unwrap_or_else(|| {
             Err(Error::Invalid(format!(
                 "table {}: not created from the thread applying the shared order",

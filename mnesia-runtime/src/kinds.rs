@@ -14,6 +14,7 @@ type ExtraIndexes = [(String, bool)];
 #[doc(hidden)]
 pub struct TableKind {
     name: &'static str,
+    type_name: fn() -> &'static str,
     shape: fn() -> RecordShape,
     create: fn(&Database, &ExtraIndexes) -> Result<()>,
 }
@@ -31,7 +32,12 @@ impl TableKind {
     /// let _kind = mnesia::__private::TableKind::of::<Item>();
     /// ```
     pub const fn of<T: Table>() -> TableKind {
-        TableKind { name: T::NAME, shape: RecordShape::of::<T>, create: create_as::<T> }
+        TableKind {
+            name: T::NAME,
+            type_name: std::any::type_name::<T>,
+            shape: RecordShape::of::<T>,
+            create: create_as::<T>,
+        }
     }
 }
 
@@ -106,16 +112,22 @@ impl RecordShape {
 }
 
 /// Creates, here, the table of shape `shape` with `indexes` besides its struct's, with the
-/// one type this program declares for it; an error of this copy's own
+/// type this program declares for it (of those of that shape, the one named `type_name`
+/// if there is one: a program may declare two alike); an error of this copy's own
 /// ([`Error::SchemaMismatch`]) when it declares none.
-pub(crate) fn create_declared(db: &Database, shape: &RecordShape, indexes: &ExtraIndexes) -> Result<()> {
-    let kind = inventory::iter::<TableKind>
-        .into_iter()
-        .find(|k| k.name == shape.name && (k.shape)() == *shape)
-        .ok_or_else(|| Error::SchemaMismatch {
-            table: shape.name.clone(),
-            differences: vec!["this program has no record type of the table's shape for it".into()],
-        })?;
+pub(crate) fn create_declared(
+    db: &Database,
+    shape: &RecordShape,
+    type_name: &str,
+    indexes: &ExtraIndexes,
+) -> Result<()> {
+    let mut alike =
+        inventory::iter::<TableKind>.into_iter().filter(|k| k.name == shape.name && (k.shape)() == *shape);
+    let first = alike.next().ok_or_else(|| Error::SchemaMismatch {
+        table: shape.name.clone(),
+        differences: vec!["this program has no record type of the table's shape for it".into()],
+    })?;
+    let kind = std::iter::once(first).chain(alike).find(|k| (k.type_name)() == type_name).unwrap_or(first);
     (kind.create)(db, indexes)
 }
 

@@ -140,7 +140,8 @@ impl Database {
             } else if self.any_table(&t.def.name).is_err() {
                 let indexes: Vec<(String, bool)> =
                     t.def.indexes.iter().map(|i| (i.field.clone(), i.unique)).collect();
-                crate::kinds::create_declared(self, &crate::kinds::RecordShape::of_def(&t.def), &indexes)?;
+                let shape = crate::kinds::RecordShape::of_def(&t.def);
+                crate::kinds::create_declared(self, &shape, "", &indexes)?;
             }
         }
         let ordered = &self.inner.ordered;

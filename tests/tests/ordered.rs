@@ -47,6 +47,18 @@ struct Late {
     id: u32,
 }
 
+/// A struct alike `Late` (same table name and shape), declared too: a copy that makes the
+/// table `Late` created takes `Late`, named in the creation, not this one.
+mod alike {
+    use mnesia::prelude::*;
+
+    #[derive(Table, Clone, Debug, PartialEq, Serialize, Deserialize)]
+    pub struct Late {
+        #[key]
+        pub id: u32,
+    }
+}
+
 /// Another one, with an index and an auto-increment key.
 #[derive(Table, Clone, Debug, PartialEq, Serialize, Deserialize)]
 struct Later {
@@ -683,8 +695,10 @@ fn a_table_created_on_one_copy_is_created_on_every_copy_with_its_program_type() 
         let fields: Vec<(&str, bool)> = indexes.iter().map(|i| (i.field.as_str(), i.unique)).collect();
         assert_eq!(fields, [("n", false), ("text", true)]);
     }
-    // Written on one copy, read on the others.
+    // Written on one copy, read on the others (each made it with `Late`, not `alike::Late`).
     copies[2].db.scope(|| Late::write(Late { id: 7 })).expect("write");
+    let other = copies[1].db.scope(|| alike::Late::read(&7));
+    assert!(matches!(other, Err(Error::TypeMismatch { .. })), "{other:?}");
     copies[0].db.scope(|| Later::insert(Later { id: 0, n: 1, text: "a".into() })).expect("insert");
     let dup = copies[2].db.scope(|| Later::insert(Later { id: 0, n: 2, text: "a".into() }));
     assert!(matches!(dup, Err(Error::UniqueViolation { .. })), "{dup:?}");
