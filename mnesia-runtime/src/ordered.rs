@@ -143,6 +143,15 @@ impl Versions {
         })
     }
 
+    /// What the order alone refuses `record` with, the same on every copy: a conflict, or a
+    /// table an earlier record dropped.
+    fn refusal(&self, record: &CommitRecord) -> Option<Error> {
+        if self.conflicts(record) {
+            return Some(Error::Conflict);
+        }
+        self.dropped(record).map(Error::no_such_table)
+    }
+
     /// A table `record` writes that an earlier record dropped: the record is refused alike
     /// on every copy (whether or not this copy has a table of that name again), unless it
     /// creates the table again.
@@ -386,24 +395,11 @@ impl Database {
         }
         let mut versions = ordered.versions.lock();
         next_place(index, ordered.applied())?;
-        let verdict = if versions.conflicts(record) {
-            Err(Error::Conflict)
-        } else if let Some(dropped) = versions.dropped(record) {
-            // Decided by the order: the same on every copy, the place taken.
-            ordered.applied.store(index, Ordering::Release);
-            return Err(Error::no_such_table(dropped));
-        } else {
-            let _applying = Applying::enter(self.id());
-            self.apply_commit(record)
-        };
-        match &verdict {
-            Err(e) if e.is_local_failure() => return verdict,
-            Ok(()) => versions.note(index, record),
-            Err(_) => {}
+        if let Some(refusal) = versions.refusal(record) {
+            return self.take_place(&mut versions, index, record, Err(refusal), true);
         }
-        // After the writes are installed: a transaction reading from here on reads them.
-        ordered.applied.store(index, Ordering::Release);
-        verdict
+        let verdict = self.apply_here(record);
+        self.take_place(&mut versions, index, record, verdict, false)
     }
 
     /// [`Database::apply_ordered`] of a record changing a table as a whole (it reads
@@ -413,24 +409,41 @@ impl Database {
     fn apply_whole(&self, index: u64, record: &CommitRecord) -> Result<()> {
         let ordered = &self.inner.ordered;
         {
-            let versions = ordered.versions.lock();
+            let mut versions = ordered.versions.lock();
             next_place(index, ordered.applied())?;
-            if let Some(dropped) = versions.dropped(record) {
-                ordered.applied.store(index, Ordering::Release);
-                return Err(Error::no_such_table(dropped));
+            if let Some(refusal) = versions.refusal(record) {
+                return self.take_place(&mut versions, index, record, Err(refusal), true);
             }
         }
-        let verdict = {
-            let _applying = Applying::enter(self.id());
-            self.apply_commit(record)
-        };
+        let verdict = self.apply_here(record);
         let mut versions = ordered.versions.lock();
+        self.take_place(&mut versions, index, record, verdict, false)
+    }
+
+    /// Makes `record`'s changes here, as the record's own (not ordered again).
+    fn apply_here(&self, record: &CommitRecord) -> Result<()> {
+        let _applying = Applying::enter(self.id());
+        self.apply_commit(record)
+    }
+
+    /// Takes place `index` with `verdict` (noting `record`'s writes if it committed),
+    /// unless the verdict is this copy's own failure and not `decided` by the order alone:
+    /// then the place stays free.
+    fn take_place(
+        &self,
+        versions: &mut Versions,
+        index: u64,
+        record: &CommitRecord,
+        verdict: Result<()>,
+        decided: bool,
+    ) -> Result<()> {
         match &verdict {
-            Err(e) if e.is_local_failure() => return verdict,
+            Err(e) if !decided && e.is_local_failure() => return verdict,
             Ok(()) => versions.note(index, record),
             Err(_) => {}
         }
-        ordered.applied.store(index, Ordering::Release);
+        // After the writes are installed: a transaction reading from here on reads them.
+        self.inner.ordered.applied.store(index, Ordering::Release);
         verdict
     }
 
