@@ -73,13 +73,24 @@ pub(crate) struct RecordShape {
 impl RecordShape {
     /// The shape of `T`'s table.
     pub(crate) fn of<T: Table>() -> RecordShape {
-        let attributes: Vec<String> = T::FIELDS.iter().map(|f| f.name.to_owned()).collect();
+        // (The work in a function compiled once, not once per table type.)
+        RecordShape::of_parts(T::NAME, T::TYPE, T::FIELDS, T::KEY_POSITION, T::AUTO_INCREMENT)
+    }
+
+    fn of_parts(
+        name: &str,
+        table_type: crate::TableType,
+        fields: &[crate::FieldInfo],
+        key: usize,
+        auto_increment: bool,
+    ) -> RecordShape {
+        let attributes: Vec<String> = fields.iter().map(|f| f.name.to_owned()).collect();
         RecordShape {
-            name: T::NAME.to_owned(),
-            table_type: format!("{:?}", T::TYPE),
-            key: attributes.get(T::KEY_POSITION).cloned().unwrap_or_default(),
+            name: name.to_owned(),
+            table_type: format!("{table_type:?}"),
+            key: attributes.get(key).cloned().unwrap_or_default(),
             attributes,
-            auto_increment: T::AUTO_INCREMENT,
+            auto_increment,
         }
     }
 
