@@ -513,6 +513,47 @@ fn a_node_starts_again_from_its_snapshot_and_the_rest_of_its_log() {
     assert!(log < early * 5, "the log file is {log} bytes, {early} after 10 entries");
 }
 
+/// A node that created a table while it ran starts again on its log (with a snapshot
+/// taken after the creation every `every` entries, or none) from a program that creates
+/// only its first table: the created one comes back with its records.
+fn a_table_created_while_running_comes_back(every: u64) {
+    let dir = tempfile::tempdir().expect("dir");
+    let start = |db: &Database| Node::start(db, quick(1).dir(dir.path()).snapshots(every, 5)).expect("node");
+    let fresh = || {
+        let db = Database::in_memory().expect("db");
+        db.scope(|| Account::create_table(TableOptions::new())).expect("table");
+        db
+    };
+    let db = fresh();
+    let node = start(&db);
+    node.initialize([(1, node.local_addr())]).expect("initialize");
+    node.wait_for_leader(Duration::from_secs(10)).expect("leader");
+    db.scope(|| Later::create_table(TableOptions::new())).expect("create_table while running");
+    for id in 0..30 {
+        db.scope(|| Later::write(Later { id, n: id % 3 })).expect("write");
+    }
+    assert_eq!(node.status().snapshot.is_some(), every < 30, "{:?}", node.status());
+    drop(node);
+
+    let db = fresh();
+    let node = start(&db);
+    node.wait_for_leader(Duration::from_secs(10)).expect("leader");
+    db.wait_for_tables(&["later"], Duration::from_secs(20)).expect("the created table is back");
+    assert_eq!(db.scope(Later::count).expect("count"), 30);
+    let found = db.scope(|| Later::get_by(Later::N, 2)).expect("get_by");
+    assert_eq!(found.map(|l| l.id), Some(2));
+}
+
+#[test]
+fn a_table_created_while_running_comes_back_from_the_log() {
+    a_table_created_while_running_comes_back(1_000);
+}
+
+#[test]
+fn a_table_created_while_running_comes_back_from_a_snapshot() {
+    a_table_created_while_running_comes_back(10);
+}
+
 #[test]
 fn a_node_joins_a_running_cluster_and_members_leave_or_are_removed() {
     let options = |id| quick(id).snapshots(20, 5);
