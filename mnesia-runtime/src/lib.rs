@@ -60,6 +60,7 @@ mod query;
 mod restore;
 mod restore_unclaimed;
 mod schema;
+mod schema_change;
 mod select;
 mod snapshots;
 mod sort;
