@@ -99,16 +99,16 @@ pub(crate) enum Content {
 /// same place of the order on every copy.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub(crate) enum WholeTable {
-    /// The table created (`create_table`), as ram copies, with the indexes its struct
-    /// declares and `indexes` besides: each copy makes it with its own program's type of
-    /// that shape (or finds it there already, of that shape).
+    /// The table created (`create_table`), as ram copies, with `indexes`: each copy makes
+    /// it with its own program's type of that shape (`TableExists`, alike, when it is
+    /// there already).
     Create {
         /// What the table's struct must be on every copy.
         shape: crate::kinds::RecordShape,
         /// The struct's Rust name where it was created (of two types alike, the one to
         /// take).
         type_name: String,
-        /// The indexes besides the struct's: (field, unique).
+        /// Every index of the table, the struct's included: (field, unique).
         indexes: Vec<(String, bool)>,
     },
     /// Every record removed (`clear_table`).
@@ -191,6 +191,26 @@ impl CommitRecord {
             },
             _ => None,
         }
+    }
+
+    /// Whether the record changes a table as a whole (creates, drops or clears it, adds or
+    /// removes an index) rather than writing records: applying it may wait for a backup or
+    /// a checkpoint of the copy, and may scan the table.
+    ///
+    /// ```
+    /// # use mnesia::prelude::*;
+    /// # #[derive(Table, Clone, Debug, Serialize, Deserialize)]
+    /// # struct Item { #[key] id: u32 }
+    /// # let db = Database::in_memory()?;
+    /// # db.create_table::<Item>(TableOptions::new())?;
+    /// # let (tx, rx) = std::sync::mpsc::channel();
+    /// # db.replicate_to(move |r: &mnesia::CommitRecord| { let _ = tx.send(r.clone()); });
+    /// db.scope(|| Item::write(Item { id: 1 }))?;
+    /// assert!(!rx.try_recv().expect("a record").changes_whole_table());
+    /// # Ok::<(), mnesia::Error>(())
+    /// ```
+    pub fn changes_whole_table(&self) -> bool {
+        self.whole_table().is_some()
     }
 
     /// The commit's number on the database that made it.
@@ -369,23 +389,20 @@ impl Database {
 }
 
 impl Database {
-    /// Makes, here, the table an ordered `create_table` created: with this program's type
-    /// of `shape`, unless the table is here already (of that shape: nothing to do; of
-    /// another: this copy's failure, [`Error::SchemaMismatch`]).
+    /// Makes, here, the table an ordered `create_table` created, with this program's type
+    /// of `shape` ([`Error::TableExists`] when it is here already, alike on every copy).
     fn create_ordered_here(
         &self,
         shape: &crate::kinds::RecordShape,
         type_name: &str,
         indexes: &[(String, bool)],
     ) -> Result<()> {
-        match self.any_table(shape.name()) {
-            Ok(table) if crate::kinds::RecordShape::of_info(&table.info()) == *shape => Ok(()),
-            Ok(_) => Err(Error::SchemaMismatch {
-                table: shape.name().to_owned(),
-                differences: vec!["created on another copy with another struct".into()],
-            }),
-            Err(_) => crate::kinds::create_declared(self, shape, type_name, indexes),
+        // Whether the table is here at this place of the order is the same on every copy
+        // (tables come and go through the order): a second creation is refused alike.
+        if self.any_table(shape.name()).is_ok() {
+            return Err(Error::TableExists { table: shape.name().to_owned() });
         }
+        crate::kinds::create_declared(self, shape, type_name, indexes)
     }
 }
 

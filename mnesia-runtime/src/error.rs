@@ -313,6 +313,7 @@ impl Error {
             Error::Conflict
                 | Error::UniqueViolation { .. }
                 | Error::AlreadyExists { .. }
+                | Error::TableExists { .. }
                 | Error::IndexExists { .. }
                 | Error::NoSuchIndex { .. }
                 | Error::NotFound { .. }

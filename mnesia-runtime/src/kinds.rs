@@ -5,10 +5,10 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::{Database, Error, Result, Table, TableInfo, TableOptions};
+use crate::{Database, Error, Result, Table, TableOptions};
 
-/// Indexes besides a struct's: (field, unique).
-type ExtraIndexes = [(String, bool)];
+/// A table's indexes: (field, unique).
+type Indexes = [(String, bool)];
 
 /// A table type this program declares (registered by the derive; not for use by hand).
 #[doc(hidden)]
@@ -16,7 +16,7 @@ pub struct TableKind {
     name: &'static str,
     type_name: fn() -> &'static str,
     shape: fn() -> RecordShape,
-    create: fn(&Database, &ExtraIndexes) -> Result<()>,
+    create: fn(&Database, &Indexes) -> Result<()>,
 }
 
 inventory::collect!(TableKind);
@@ -41,13 +41,13 @@ impl TableKind {
     }
 }
 
-/// Creates table `T` here (ram copies) with the struct's indexes and those of `indexes`
-/// it does not declare.
-fn create_as<T: Table>(db: &Database, indexes: &ExtraIndexes) -> Result<()> {
+/// Creates table `T` here (ram copies) with exactly the indexes `indexes` (its struct may
+/// declare others: the table was created, or changed since, elsewhere).
+fn create_as<T: Table>(db: &Database, indexes: &Indexes) -> Result<()> {
     let mut options = TableOptions::<T>::new();
     let declared = T::indexes();
     for (field, unique) in indexes {
-        if declared.iter().any(|s| s.field() == field) {
+        if declared.iter().any(|s| s.field() == field && s.is_unique() == *unique) {
             continue;
         }
         let spec = T::index_spec_for(field, *unique).ok_or_else(|| {
@@ -55,7 +55,11 @@ fn create_as<T: Table>(db: &Database, indexes: &ExtraIndexes) -> Result<()> {
         })?;
         options = options.with_index(spec);
     }
-    db.create_table_here(options)
+    let unwanted =
+        declared.iter().filter(|s| !indexes.iter().any(|(f, u)| f == s.field() && *u == s.is_unique()));
+    let unwanted: Vec<&'static str> = unwanted.map(|s| s.field()).collect();
+    // A declared index the table has not (or has with the other uniqueness): made without it.
+    db.create_table_here(options.without_declared(unwanted))
 }
 
 /// What makes two record types one table on two copies: the table's name and type, its
@@ -94,17 +98,6 @@ impl RecordShape {
         }
     }
 
-    /// The shape of a table this database holds.
-    pub(crate) fn of_info(info: &TableInfo) -> RecordShape {
-        RecordShape {
-            name: info.name.clone(),
-            table_type: format!("{:?}", info.table_type),
-            attributes: info.attributes.clone(),
-            key: info.key.clone(),
-            auto_increment: info.auto_increment,
-        }
-    }
-
     /// The shape of a table as a backup defines it.
     pub(crate) fn of_def(def: &crate::disk::schema::TableDef) -> RecordShape {
         RecordShape {
@@ -122,7 +115,7 @@ impl RecordShape {
     }
 }
 
-/// Creates, here, the table of shape `shape` with `indexes` besides its struct's, with the
+/// Creates, here, the table of shape `shape` with exactly `indexes`, with the
 /// type this program declares for it (of those of that shape, the one named `type_name`
 /// if there is one: a program may declare two alike); an error of this copy's own
 /// ([`Error::SchemaMismatch`]) when it declares none.
@@ -130,7 +123,7 @@ pub(crate) fn create_declared(
     db: &Database,
     shape: &RecordShape,
     type_name: &str,
-    indexes: &ExtraIndexes,
+    indexes: &Indexes,
 ) -> Result<()> {
     let mut alike =
         inventory::iter::<TableKind>.into_iter().filter(|k| k.name == shape.name && (k.shape)() == *shape);

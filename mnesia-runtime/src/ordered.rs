@@ -108,16 +108,17 @@ pub(crate) fn bucket(key: &[u8]) -> u32 {
 }
 
 /// The last record writing each bucket of one table, and the table; whether the order
-/// dropped it.
+/// dropped it, and the place of the last drop (0: none).
 struct TableVersions {
     last: u64,
     buckets: Box<[u64]>,
     dropped: bool,
+    dropped_at: u64,
 }
 
 impl TableVersions {
     fn new() -> TableVersions {
-        TableVersions { last: 0, buckets: vec![0; BUCKETS].into_boxed_slice(), dropped: false }
+        TableVersions { last: 0, buckets: vec![0; BUCKETS].into_boxed_slice(), dropped: false, dropped_at: 0 }
     }
 
     /// Every key written at `index`: whatever a transaction read of the table conflicts.
@@ -152,15 +153,17 @@ impl Versions {
         self.dropped(record).map(Error::no_such_table)
     }
 
-    /// A table `record` writes that an earlier record dropped: the record is refused alike
-    /// on every copy (whether or not this copy has a table of that name again), unless it
-    /// creates the table again.
+    /// A table `record` writes that an earlier record dropped, or that was dropped after
+    /// the place the record's transaction started from (a table created again since is
+    /// another table): the record is refused alike on every copy (whether or not this copy
+    /// has a table of that name again), unless it creates the table again.
     fn dropped<'r>(&self, record: &'r CommitRecord) -> Option<&'r str> {
         if let Some((_, WholeTable::Create { .. })) = record.whole_table() {
             return None;
         }
+        let gone = |t: &TableVersions| t.dropped || record.based_on < t.dropped_at;
         let changes = record.changes.iter().map(|c| c.table.as_str());
-        changes.into_iter().find(|name| self.tables.get(*name).is_some_and(|t| t.dropped))
+        changes.into_iter().find(|name| self.tables.get(*name).is_some_and(gone))
     }
 
     /// The tables the order dropped.
@@ -178,6 +181,7 @@ impl Versions {
                 WholeTable::Drop => {
                     t.fill(index);
                     t.dropped = true;
+                    t.dropped_at = index;
                 }
                 // The records stay as they were (a unique index added decides the commits
                 // after it, alike on every copy, where the check is made).
@@ -201,8 +205,8 @@ impl Versions {
 pub(crate) struct VersionsImage(Vec<TableImage>);
 
 /// One table in a [`VersionsImage`]: its name, its last record, its buckets written,
-/// whether the order dropped it.
-type TableImage = (String, u64, Vec<(u32, u64)>, bool);
+/// whether the order dropped it, the place of its last drop.
+type TableImage = (String, u64, Vec<(u32, u64)>, bool, u64);
 
 impl Versions {
     /// What a snapshot keeps of them.
@@ -212,7 +216,7 @@ impl Versions {
             .iter()
             .map(|(name, t)| {
                 let written = (0u32..).zip(t.buckets.iter()).filter(|(_, at)| **at != 0);
-                (name.clone(), t.last, written.map(|(b, at)| (b, *at)).collect(), t.dropped)
+                (name.clone(), t.last, written.map(|(b, at)| (b, *at)).collect(), t.dropped, t.dropped_at)
             })
             .collect();
         tables.sort_by(|a, b| a.0.cmp(&b.0));
@@ -224,10 +228,11 @@ impl VersionsImage {
     /// The versions again; an error for a bucket out of range.
     pub(crate) fn into_versions(self) -> std::result::Result<Versions, String> {
         let mut versions = Versions::default();
-        for (name, last, written, dropped) in self.0 {
+        for (name, last, written, dropped, dropped_at) in self.0 {
             let mut t = TableVersions::new();
             t.last = last;
             t.dropped = dropped;
+            t.dropped_at = dropped_at;
             for (b, at) in written {
                 let slot =
                     t.buckets.get_mut(b as usize).ok_or_else(|| format!("bucket {b} of table {name}"))?;
@@ -247,7 +252,10 @@ pub(crate) struct Ordered {
     sequencer: arc_swap::ArcSwapOption<Box<dyn Sequencer>>,
     /// The place of the last record applied here.
     pub(crate) applied: AtomicU64,
-    /// Held while a record is applied: one at a time, in order.
+    /// Held while a record is applied and while a snapshot is written or loaded: one at a
+    /// time, whoever calls (taken before the schema lock).
+    pub(crate) applying: parking_lot::Mutex<()>,
+    /// The versions, locked to decide a record and to note it, and across a snapshot's cut.
     pub(crate) versions: parking_lot::Mutex<Versions>,
 }
 
@@ -384,6 +392,7 @@ impl Database {
     /// # Ok::<(), mnesia::Error>(())
     /// ```
     pub fn apply_ordered(&self, index: u64, record: &CommitRecord) -> Result<()> {
+        let _one_at_a_time = self.inner.ordered.applying.lock();
         // Before the versions' lock (the schema lock comes first on every path): the named
         // counters' table, which a copy creates when a record first needs it.
         if record.changes.iter().any(|c| c.table == crate::counters::COUNTERS_TABLE) {
@@ -405,7 +414,8 @@ impl Database {
     /// [`Database::apply_ordered`] of a record changing a table as a whole (it reads
     /// nothing: it never conflicts). The change takes the schema lock, which every path
     /// takes before the versions' lock: it is made without the versions locked, they are
-    /// locked only to decide and to note (records are applied one at a time, in order).
+    /// locked only to decide and to note (the caller holds `applying`: no other record is
+    /// applied, and no snapshot cut, meanwhile).
     fn apply_whole(&self, index: u64, record: &CommitRecord) -> Result<()> {
         let ordered = &self.inner.ordered;
         {

@@ -12,6 +12,7 @@
 
 use std::io::{Read, Write};
 use std::path::Path;
+use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
 use serde::{Deserialize, Serialize};
@@ -23,7 +24,7 @@ use crate::ordered::VersionsImage;
 use crate::{Database, Error, Result};
 
 const KIND: &[u8; 6] = b"MNSSNP";
-const VERSION: u8 = 1;
+const VERSION: u8 = 2;
 
 /// The frame before the backup.
 #[derive(Serialize, Deserialize)]
@@ -90,6 +91,8 @@ impl Database {
     pub fn write_ordered_snapshot(&self, out: &mut dyn Write) -> Result<OrderedSnapshot> {
         let name = Path::new("ordered snapshot");
         let ordered = &self.inner.ordered;
+        // No record half applied (a schema change is made outside the versions' lock).
+        let _no_apply = ordered.applying.lock();
         let mut head = None;
         // The backup, into memory first: the head, taken at the cut, comes before it.
         let mut w = BackupWriter::new(name, Vec::new())?;
@@ -110,11 +113,14 @@ impl Database {
 
     /// Replaces this copy's tables by the snapshot `input` holds
     /// ([`Database::write_ordered_snapshot`]) and takes its place in the shared order:
-    /// every table of the snapshot is cleared and loaded (each must exist here, with the
-    /// same definition), then records after that place are applied as usual. Returns the
-    /// place. A damaged snapshot, or one that does not fit this database, is an error and
-    /// changes nothing. Refused when this copy has applied records after the snapshot's
-    /// place. Subscribers see no event per record loaded (as with [`Database::restore`]).
+    /// every table of the snapshot is cleared and loaded (one this copy lacks, created
+    /// through the order, is made with this program's type for it; one the order dropped
+    /// is dropped here; each table takes the snapshot's indexes), then records after that
+    /// place are applied as usual. Returns the place. A damaged snapshot is an error and
+    /// changes nothing; one whose records do not fit this database's tables is an error
+    /// and changes none of their records (tables it made before finding that out stay).
+    /// Refused when this copy has applied records after the snapshot's place. Subscribers
+    /// see no event per record loaded (as with [`Database::restore`]).
     ///
     /// ```
     /// let db = mnesia::Database::in_memory()?;
@@ -122,6 +128,7 @@ impl Database {
     /// # Ok::<(), mnesia::Error>(())
     /// ```
     pub fn load_ordered_snapshot(&self, mut input: impl Read) -> Result<u64> {
+        let _no_apply = self.inner.ordered.applying.lock();
         let name = Path::new("ordered snapshot");
         let corrupt = |offset, reason: String| Error::Corrupt { file: name.to_path_buf(), offset, reason };
         let head: Head = {
@@ -131,24 +138,8 @@ impl Database {
         };
         let versions = head.versions.into_versions().map_err(|reason| corrupt(8, reason))?;
         let reader = BackupReader::new(name, input, u64::MAX)?;
-        // The named counters' table, which a copy creates when a record first needs it, and
-        // tables created through the order that this copy's program has not created (the
-        // snapshot holds their creation): made with this program's types for them.
-        for t in reader.tables() {
-            if t.def.name == crate::counters::COUNTERS_TABLE {
-                crate::counters::ensure(self)?;
-            } else if self.any_table(&t.def.name).is_err() {
-                let indexes: Vec<(String, bool)> =
-                    t.def.indexes.iter().map(|i| (i.field.clone(), i.unique)).collect();
-                let shape = crate::kinds::RecordShape::of_def(&t.def);
-                crate::kinds::create_declared(self, &shape, "", &indexes)?;
-            }
-        }
         let ordered = &self.inner.ordered;
-        // Held throughout, in the order every path takes them (schema, then the versions,
-        // then commit locks): no table changes and no record is applied meanwhile.
-        let schema = self.inner.schema.lock();
-        let mut current = ordered.versions.lock();
+        // (No record is applied meanwhile: the caller holds `applying`.)
         let applied = ordered.applied();
         if applied > head.applied {
             return Err(Error::Invalid(format!(
@@ -156,6 +147,28 @@ impl Database {
                 head.applied
             )));
         }
+        // Each table's indexes as the order left them (added or removed while the copies ran).
+        let mut indexes: Vec<(String, Vec<(String, bool)>)> = Vec::new();
+        // The named counters' table, which a copy creates when a record first needs it, and
+        // tables created through the order that this copy's program has not created (the
+        // snapshot holds their creation): made with this program's types for them.
+        for t in reader.tables() {
+            let wanted: Vec<(String, bool)> =
+                t.def.indexes.iter().map(|i| (i.field.clone(), i.unique)).collect();
+            if t.def.name == crate::counters::COUNTERS_TABLE {
+                crate::counters::ensure(self)?;
+                continue;
+            }
+            if self.any_table(&t.def.name).is_err() {
+                let shape = crate::kinds::RecordShape::of_def(&t.def);
+                crate::kinds::create_declared(self, &shape, "", &wanted)?;
+            }
+            indexes.push((t.def.name.clone(), wanted));
+        }
+        // Held throughout, in the order every path takes them (schema, then the versions,
+        // then commit locks): no table changes meanwhile.
+        let schema = self.inner.schema.lock();
+        let mut current = ordered.versions.lock();
         self.load_backup_here(reader, &RestoreOptions::new().all(RestoreMode::ClearAndLoad), schema)?;
         let dropped = versions.dropped_tables();
         *current = versions;
@@ -168,7 +181,28 @@ impl Database {
                 table.change_whole(self, &crate::commit::WholeTable::Drop)?;
             }
         }
+        for (name, wanted) in indexes {
+            self.match_indexes(&name, &wanted)?;
+        }
         Ok(head.applied)
+    }
+
+    /// Gives table `name` exactly the indexes `wanted` (field, unique): those of a snapshot,
+    /// which the order may have changed since the program that created the table here
+    /// declared its own.
+    fn match_indexes(&self, name: &str, wanted: &[(String, bool)]) -> Result<()> {
+        use crate::commit::WholeTable;
+        let table = self.any_table(name)?;
+        let here: Vec<(String, bool)> =
+            table.info().indexes.into_iter().map(|i| (i.field, i.unique)).collect();
+        for (field, _) in here.iter().filter(|i| !wanted.contains(i)) {
+            Arc::clone(&table).change_whole(self, &WholeTable::RemoveIndex { field: field.clone() })?;
+        }
+        for (field, unique) in wanted.iter().filter(|i| !here.contains(i)) {
+            let add = WholeTable::AddIndex { field: field.clone(), unique: *unique };
+            Arc::clone(&table).change_whole(self, &add)?;
+        }
+        Ok(())
     }
 }
 
@@ -230,20 +264,72 @@ mod tests {
     }
 
     #[test]
+    fn a_write_from_before_a_drop_is_refused_after_the_table_is_created_again_and_so_is_a_second_create() {
+        let primary = database();
+        primary.order_commits_with(Alone { db: primary.clone(), last: parking_lot::Mutex::new(0) });
+        primary.scope(|| Rec::write(rec(1, "x", 1))).expect("write");
+        // A blind write whose transaction started at place 1, before the drop.
+        let mut stale = record(&database(), 1, rec(5, "stale", 5));
+        stale.reads.clear();
+        stale.based_on = 1;
+        primary.drop_table::<Rec>().expect("drop");
+        primary.create_table::<Rec>(TableOptions::new()).expect("created again");
+        assert_eq!(primary.applied_index(), 3);
+        primary.stop_ordering();
+        let refused = primary.apply_ordered(4, &stale);
+        assert!(matches!(refused, Err(Error::NoSuchTable { .. })), "{refused:?}");
+        assert!(records(&primary).is_empty(), "the write from before the drop reached the new table");
+        // A second creation, ordered before the first was applied on its copy: refused alike,
+        // its place taken.
+        let again = crate::commit::WholeTable::Create {
+            shape: crate::kinds::RecordShape::of::<Rec>(),
+            type_name: std::any::type_name::<Rec>().to_owned(),
+            indexes: Vec::new(),
+        };
+        let refused = primary.apply_ordered(5, &CommitRecord::whole("rec", again, 3));
+        assert!(matches!(refused, Err(Error::TableExists { .. })), "{refused:?}");
+        assert_eq!(primary.applied_index(), 5, "a refusal every copy makes takes the place");
+    }
+
+    #[test]
+    fn a_copy_loading_a_snapshot_takes_the_indexes_the_order_changed() {
+        let primary = database();
+        primary.order_commits_with(Alone { db: primary.clone(), last: parking_lot::Mutex::new(0) });
+        primary.scope(|| Rec::write(rec(1, "x", 1))).expect("write");
+        primary.remove_index::<Rec>("tag").expect("remove the declared index");
+        primary.add_index(Rec::N.index_spec(true)).expect("add a unique one");
+        let mut bytes = Vec::new();
+        primary.write_ordered_snapshot(&mut bytes).expect("snapshot");
+        primary.stop_ordering();
+        // A copy whose program created the table with its declared index only.
+        let copy = database();
+        copy.load_ordered_snapshot(&bytes[..]).expect("load");
+        let indexes = |db: &Database| -> Vec<(String, bool)> {
+            let info = db.table_info::<Rec>().expect("info");
+            info.indexes.into_iter().map(|i| (i.field, i.unique)).collect()
+        };
+        assert_eq!(indexes(&copy), indexes(&primary));
+        assert_eq!(indexes(&copy), [("n".to_owned(), true)]);
+    }
+
+    #[test]
     fn a_table_created_through_the_order_is_made_on_a_copy_that_loads_the_snapshot() {
         let primary = Database::in_memory().expect("db");
         primary.order_commits_with(Alone { db: primary.clone(), last: parking_lot::Mutex::new(0) });
         primary.create_table::<Rec>(TableOptions::new()).expect("ordered create");
         primary.scope(|| Rec::write(rec(1, "x", 1))).expect("write");
+        // The declared index removed, another one added, through the order.
+        primary.remove_index::<Rec>("tag").expect("remove_index");
+        primary.add_index(Rec::N.index_spec(false)).expect("add_index");
         let mut bytes = Vec::new();
         primary.write_ordered_snapshot(&mut bytes).expect("snapshot");
         primary.stop_ordering();
         // A copy whose program has not created the table.
         let copy = Database::in_memory().expect("db");
-        assert_eq!(copy.load_ordered_snapshot(&bytes[..]).expect("load"), 2);
+        assert_eq!(copy.load_ordered_snapshot(&bytes[..]).expect("load"), 4);
         assert_eq!(records(&copy), vec![rec(1, "x", 1)]);
         let indexes = copy.table_info::<Rec>().expect("info").indexes;
-        assert_eq!(indexes.iter().map(|i| i.field.as_str()).collect::<Vec<_>>(), ["tag"]);
+        assert_eq!(indexes.iter().map(|i| (i.field.as_str(), i.unique)).collect::<Vec<_>>(), [("n", false)]);
     }
 
     #[test]

@@ -59,7 +59,9 @@ impl Database {
                 std::any::type_name::<T>()
             )));
         }
-        let indexes = options.indexes().iter().map(|s| (s.field().to_owned(), s.is_unique())).collect();
+        // Every index, the struct's included: each copy makes exactly these.
+        let specs = T::indexes().into_iter().chain(options.indexes().iter().cloned());
+        let indexes = specs.map(|s| (s.field().to_owned(), s.is_unique())).collect();
         let type_name = std::any::type_name::<T>().to_owned();
         let create = crate::commit::WholeTable::Create { shape, type_name, indexes };
         self.order_whole(T::NAME, create).unwrap_or_else(|| {
@@ -98,6 +100,7 @@ impl Database {
             }
         }
         let mut specs: Vec<IndexSpec<T>> = T::indexes();
+        specs.retain(|s| !options.without().contains(&s.field()));
         for s in options.indexes() {
             if specs.iter().any(|x| x.field() == s.field()) {
                 return Err(Error::IndexExists { table: T::NAME.to_owned(), field: s.field() });

@@ -117,11 +117,18 @@ pub struct TableOptions<T: Table> {
     storage: StorageType,
     nodes: Vec<String>,
     indexes: Vec<IndexSpec<T>>,
+    /// Indexes the struct declares that the table is made without.
+    without: Vec<&'static str>,
 }
 
 impl<T: Table> Clone for TableOptions<T> {
     fn clone(&self) -> Self {
-        TableOptions { storage: self.storage, nodes: self.nodes.clone(), indexes: self.indexes.clone() }
+        TableOptions {
+            storage: self.storage,
+            nodes: self.nodes.clone(),
+            indexes: self.indexes.clone(),
+            without: self.without.clone(),
+        }
     }
 }
 
@@ -137,7 +144,12 @@ impl<T: Table> fmt::Debug for TableOptions<T> {
 
 impl<T: Table> Default for TableOptions<T> {
     fn default() -> Self {
-        TableOptions { storage: StorageType::RamCopies, nodes: Vec::new(), indexes: Vec::new() }
+        TableOptions {
+            storage: StorageType::RamCopies,
+            nodes: Vec::new(),
+            indexes: Vec::new(),
+            without: Vec::new(),
+        }
     }
 }
 
@@ -219,6 +231,18 @@ impl<T: Table> TableOptions<T> {
     pub(crate) fn with_index(mut self, spec: IndexSpec<T>) -> Self {
         self.indexes.push(spec);
         self
+    }
+
+    /// Leaves out the indexes the struct declares on `fields` (a table created, or changed
+    /// since, by another copy).
+    pub(crate) fn without_declared(mut self, fields: Vec<&'static str>) -> Self {
+        self.without = fields;
+        self
+    }
+
+    /// The declared indexes left out.
+    pub(crate) fn without(&self) -> &[&'static str] {
+        &self.without
     }
 
     /// Adds a unique secondary index on a field.

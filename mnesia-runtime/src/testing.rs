@@ -46,4 +46,12 @@ impl Table for Rec {
     fn indexes() -> Vec<IndexSpec<Self>> {
         vec![Rec::TAG.index_spec(false)]
     }
+
+    fn index_spec_for(field: &str, unique: bool) -> Option<IndexSpec<Self>> {
+        match field {
+            "tag" => Some(Rec::TAG.index_spec(unique)),
+            "n" => Some(Rec::N.index_spec(unique)),
+            _ => None,
+        }
+    }
 }
