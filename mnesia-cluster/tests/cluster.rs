@@ -471,19 +471,27 @@ fn a_node_behind_the_purged_log_is_sent_a_snapshot_and_converges() {
     }
 }
 
-#[test]
-fn a_node_starts_again_from_its_snapshot_and_the_rest_of_its_log() {
-    let dir = tempfile::tempdir().expect("dir");
-    let start = |db: &Database| Node::start(db, quick(1).dir(dir.path()).snapshots(20, 5)).expect("node");
-    let fresh = || {
-        let db = Database::in_memory().expect("db");
-        db.scope(|| Account::create_table(TableOptions::new())).expect("table");
-        db
-    };
+/// A database with the accounts table only, as a program creates it when it starts.
+fn fresh() -> Database {
+    let db = Database::in_memory().expect("db");
+    db.scope(|| Account::create_table(TableOptions::new())).expect("table");
+    db
+}
+
+/// A node started by `start` on a fresh database, a cluster of one with itself as leader.
+fn alone(start: impl Fn(&Database) -> Node) -> (Database, Node) {
     let db = fresh();
     let node = start(&db);
     node.initialize([(1, node.local_addr())]).expect("initialize");
     node.wait_for_leader(Duration::from_secs(10)).expect("leader");
+    (db, node)
+}
+
+#[test]
+fn a_node_starts_again_from_its_snapshot_and_the_rest_of_its_log() {
+    let dir = tempfile::tempdir().expect("dir");
+    let start = |db: &Database| Node::start(db, quick(1).dir(dir.path()).snapshots(20, 5)).expect("node");
+    let (db, node) = alone(start);
     let log_size = || std::fs::metadata(dir.path().join("raft.log")).expect("log").len();
     let mut early = 0;
     for id in 0..95 {
@@ -519,15 +527,7 @@ fn a_node_starts_again_from_its_snapshot_and_the_rest_of_its_log() {
 fn a_table_created_while_running_comes_back(every: u64) {
     let dir = tempfile::tempdir().expect("dir");
     let start = |db: &Database| Node::start(db, quick(1).dir(dir.path()).snapshots(every, 5)).expect("node");
-    let fresh = || {
-        let db = Database::in_memory().expect("db");
-        db.scope(|| Account::create_table(TableOptions::new())).expect("table");
-        db
-    };
-    let db = fresh();
-    let node = start(&db);
-    node.initialize([(1, node.local_addr())]).expect("initialize");
-    node.wait_for_leader(Duration::from_secs(10)).expect("leader");
+    let (db, node) = alone(start);
     db.scope(|| Later::create_table(TableOptions::new())).expect("create_table while running");
     for id in 0..30 {
         db.scope(|| Later::write(Later { id, n: id % 3 })).expect("write");
