@@ -1258,9 +1258,7 @@ impl Database {
             return Ok(Arc::clone(t));
         }
         if self.disk().is_some_and(|d| d.pending.lock().contains_key(name)) {
-            return Err(Error::Invalid(format!(
-                "table {name} is on disc but no record type has claimed it in this program yet (its events begin once one does)"
-            )));
+            return Err(Error::Unclaimed { table: name.to_owned() });
         }
         Err(Error::NoSuchTable { table: name.to_owned() })
     }

@@ -160,6 +160,15 @@ pub enum Error {
         /// The failure.
         reason: String,
     },
+    /// A table on disc that no record type of this program has claimed yet (recovered
+    /// from the directory, but not yet named by `create_table` or a typed operation): the
+    /// operation needs its type. A copy applying a commit record that names such a table
+    /// stops applying rather than take the record's place without it.
+    #[error("table {table} is on disc but no record type has claimed it in this program yet")]
+    Unclaimed {
+        /// The table.
+        table: String,
+    },
     /// A state the database should never be in: a bug. Nothing was changed by the
     /// operation that met it; please report it with the message.
     #[error("internal error (a bug, please report it): {0}")]

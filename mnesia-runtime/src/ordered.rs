@@ -541,6 +541,37 @@ mod tests {
     }
 
     #[test]
+    fn a_record_naming_a_disc_table_no_type_has_claimed_leaves_its_place_free() {
+        use crate::Table as _;
+        use crate::testing::{Rec, rec};
+        let dir = tempfile::tempdir().expect("tempdir");
+        crate::Schema::create(dir.path()).expect("schema");
+        let open = || Database::open(crate::Config::default().dir(dir.path())).expect("open");
+        {
+            let copy = open();
+            copy.create_table::<Rec>(crate::TableOptions::new().disc_copies([copy.node()])).expect("table");
+        }
+        let primary = Database::in_memory().expect("db");
+        primary.create_table::<Rec>(crate::TableOptions::new()).expect("table");
+        let (tx, rx) = std::sync::mpsc::channel();
+        primary.replicate_to(move |r: &CommitRecord| {
+            let _ = tx.send(r.clone());
+        });
+        primary.scope(|| Rec::write(rec(1, "a", 1))).expect("write");
+        let record = rx.try_recv().expect("a record");
+        let copy = open();
+        assert_eq!(copy.tables(), ["rec"], "recovered, not claimed");
+        let unclaimed = copy.apply_ordered(1, &record);
+        assert!(matches!(unclaimed, Err(Error::Unclaimed { .. })), "{unclaimed:?}");
+        assert!(unclaimed.as_ref().is_err_and(Error::is_local_failure), "this copy's own failure");
+        assert_eq!(copy.applied_index(), 0, "the place is still free");
+        assert_eq!(copy.scope(|| Rec::read(&1)).expect("claimed by a typed read"), None);
+        copy.apply_ordered(1, &record).expect("applied once a type has claimed it");
+        assert_eq!(copy.applied_index(), 1);
+        assert_eq!(copy.scope(|| Rec::read(&1)).expect("read"), Some(rec(1, "a", 1)));
+    }
+
+    #[test]
     fn buckets_spread_and_stay_put() {
         assert_eq!(bucket(b""), bucket(b""));
         let used: std::collections::HashSet<u32> = (0u32..10_000).map(|i| bucket(&i.to_le_bytes())).collect();
