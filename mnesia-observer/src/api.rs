@@ -120,6 +120,7 @@ fn failed(e: Error) -> Response {
     let status = match &e {
         Error::NoSuchTable { .. } => StatusCode::NOT_FOUND,
         Error::Invalid(_) => StatusCode::BAD_REQUEST,
+        Error::Unclaimed { .. } => StatusCode::CONFLICT,
         Error::Closed { .. } | Error::Conflict | Error::TooManyRetries { .. } => {
             StatusCode::SERVICE_UNAVAILABLE
         }

@@ -84,7 +84,7 @@ fn an_unclaimed_disc_table_browses_as_its_claimed_self_does() {
     assert_eq!(all(&unclaimed[0]).len(), 39);
     assert_eq!(all(&unclaimed[2]).len(), 36, "every record of the bag once");
     assert!(
-        matches!(db.subscribe_json("person"), Err(mnesia::Error::Invalid(_))),
+        matches!(db.subscribe_json("person"), Err(mnesia::Error::Unclaimed { .. })),
         "no events before a claim"
     );
     // Claimed: the same pages through the types.
