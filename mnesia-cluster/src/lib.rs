@@ -52,6 +52,7 @@ mod members;
 mod net;
 mod node;
 mod raft;
+mod sequencer;
 mod snapshot;
 #[cfg(feature = "tls")]
 mod tls;

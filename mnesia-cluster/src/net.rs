@@ -17,7 +17,7 @@ use tokio::net::{TcpListener, TcpStream};
 
 use crate::faults::Faults;
 use crate::liveness::Liveness;
-use crate::raft::{Proposal, Types, Verdict};
+use crate::raft::{Batch, Placed, Types};
 use crate::wire::{self, MAX_FRAME, WireError};
 
 /// What one node asks of another.
@@ -26,8 +26,9 @@ pub(crate) enum Request {
     Append(AppendEntriesRequest<Types>),
     Vote(VoteRequest<u64>),
     Snapshot(InstallSnapshotRequest<Types>),
-    /// Order this commit record (sent to the leader by a follower's commit).
-    Propose(Proposal),
+    /// Order these commit records, in one entry (sent to the leader by a follower's
+    /// commits).
+    Propose(Batch),
     /// Are you there (sent to a peer nothing came from for a heartbeat)?
     Ping,
     /// The leader's read index (see `Node::sync_reads`).
@@ -44,8 +45,9 @@ pub(crate) enum Response {
     Append(Result<AppendEntriesResponse<u64>, RaftError<u64>>),
     Vote(Result<VoteResponse<u64>, RaftError<u64>>),
     Snapshot(Result<InstallSnapshotResponse<u64>, RaftError<u64, InstallSnapshotError>>),
-    /// The record's place in the log and its verdict, or why it was not ordered here.
-    Proposed(Result<(u64, Verdict), String>),
+    /// The entry's index in the log and each record's place and verdict, or why it was
+    /// not ordered here.
+    Proposed(Result<(u64, Vec<Placed>), String>),
     /// The answer to [`Request::Ping`].
     Pong,
     /// The answer to [`Request::ReadIndex`], or why this node could not give it.
@@ -309,7 +311,7 @@ async fn connection(tcp: TcpStream, node: &crate::node::Shared) -> Result<(), Wi
             Request::Append(rpc) => Response::Append(node.raft.append_entries(rpc).await),
             Request::Vote(rpc) => Response::Vote(node.raft.vote(rpc).await),
             Request::Snapshot(rpc) => Response::Snapshot(node.raft.install_snapshot(rpc).await),
-            Request::Propose(proposal) => Response::Proposed(node.write_here(proposal).await),
+            Request::Propose(batch) => Response::Proposed(node.write_here(batch).await),
             Request::Ping => Response::Pong,
             Request::ReadIndex => Response::ReadIndex(node.read_index_here().await),
             // Bounded: a joining node that gave up (or died) leaves no task behind.

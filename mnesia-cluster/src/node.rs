@@ -6,7 +6,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use mnesia_runtime::{CommitRecord, Database, Error, OrderFuture, Result, Sequencer};
+use mnesia_runtime::{CommitRecord, Database, Error, Result, Sequencer};
 use openraft::error::{CheckIsLeaderError, ClientWriteError, RaftError};
 use openraft::{BasicNode, Raft, SnapshotPolicy};
 use tokio::sync::watch;
@@ -14,7 +14,7 @@ use tokio::sync::watch;
 use crate::faults::Faults;
 use crate::liveness::Liveness;
 use crate::net::{Dialer, Network, Peer, Request, Response};
-use crate::raft::{LogStore, Proposal, ProposalId, StateMachine, Types, Verdict};
+use crate::raft::{Batch, LogStore, Placed, StateMachine, Types};
 
 /// How a node joins its cluster: its id, its port, the cookie and the timings.
 ///
@@ -333,13 +333,14 @@ pub(crate) struct Shared {
     /// system event subscribers).
     pub(crate) dialer: Dialer,
     pub(crate) raft: Raft<Types>,
-    applied: watch::Receiver<u64>,
-    /// The errors of records refused here, by log index, until their commit takes them.
-    refused: Arc<parking_lot::Mutex<BTreeMap<u64, Error>>>,
+    pub(crate) applied: watch::Receiver<u64>,
+    /// The errors of records refused here, by their place in the database's order, until
+    /// their commit takes them.
+    pub(crate) refused: Arc<parking_lot::Mutex<BTreeMap<u64, Error>>>,
     /// This node's life: drawn when it starts, so that its proposals' ids are new.
-    life: u64,
+    pub(crate) life: u64,
     /// Proposals made in this life.
-    proposals: std::sync::atomic::AtomicU64,
+    pub(crate) proposals: std::sync::atomic::AtomicU64,
     /// Connections to the leader, for commits made on a follower (several, so that the
     /// commits of many writers travel together).
     leader: parking_lot::Mutex<Option<(u64, Arc<Links>)>>,
@@ -362,24 +363,25 @@ type SyncLink = (String, Arc<tokio::sync::Mutex<Option<Peer>>>);
 const LEADER_LINKS: usize = 8;
 
 impl Shared {
-    /// Orders `record` through this node's Raft, if it leads: its log index and verdict.
-    pub(crate) async fn write_here(&self, proposal: Proposal) -> std::result::Result<(u64, Verdict), String> {
-        match self.raft.client_write(proposal).await {
+    /// Orders `batch` through this node's Raft, if it leads: its log index and each
+    /// proposal's place and verdict.
+    pub(crate) async fn write_here(&self, batch: Batch) -> std::result::Result<(u64, Vec<Placed>), String> {
+        match self.raft.client_write(batch).await {
             Ok(r) => Ok((r.log_id.index, r.data)),
             Err(e) => Err(e.to_string()),
         }
     }
 
-    /// Orders `record` through the leader, wherever it is (bounded by the caller's timeout).
-    async fn propose(&self, proposal: Proposal) -> std::result::Result<(u64, Verdict), String> {
+    /// Orders `batch` through the leader, wherever it is (bounded by the caller's timeout).
+    pub(crate) async fn propose(&self, batch: Batch) -> std::result::Result<(u64, Vec<Placed>), String> {
         loop {
-            let forward = match self.raft.client_write(proposal.clone()).await {
+            let forward = match self.raft.client_write(batch.clone()).await {
                 Ok(r) => return Ok((r.log_id.index, r.data)),
                 Err(RaftError::APIError(ClientWriteError::ForwardToLeader(f))) => f,
                 Err(e) => return Err(e.to_string()),
             };
             if let (Some(id), Some(node)) = (forward.leader_id, forward.leader_node) {
-                let request = Request::Propose(proposal.clone());
+                let request = Request::Propose(batch.clone());
                 if let Ok(Response::Proposed(Ok(placed))) = self.ask(id, &node, &request).await? {
                     return Ok(placed);
                 }
@@ -457,7 +459,7 @@ impl Shared {
 
     /// Waits until this node has applied every entry decided before the call, as the leader
     /// confirms with a majority (see `Node::sync_reads`).
-    async fn current(&self, timeout: Duration) -> Result<()> {
+    pub(crate) async fn current(&self, timeout: Duration) -> Result<()> {
         let started = Instant::now();
         let no_majority = || Error::NoMajority { waited: timeout };
         let index = tokio::time::timeout(timeout, self.read_index())
@@ -480,7 +482,7 @@ impl Shared {
 
     /// Waits until every other member this node sees up has applied the log up to `index`
     /// (each given until `deadline`: one that has not by then is taken for one not live).
-    async fn synced_everywhere(&self, index: u64, deadline: tokio::time::Instant) {
+    pub(crate) async fn synced_everywhere(&self, index: u64, deadline: tokio::time::Instant) {
         let voters: Vec<(u64, BasicNode)> = {
             let m = self.raft.metrics().borrow().clone();
             let membership = m.membership_config.membership();
@@ -557,135 +559,8 @@ impl Shared {
     }
 }
 
-/// Sends a database's commits through the cluster's log.
-struct ClusterSequencer {
-    shared: Arc<Shared>,
-    handle: tokio::runtime::Handle,
-    timeout: Duration,
-}
-
-/// The largest commit record the cluster orders (encoded): with at most
-/// [`PAYLOAD_ENTRIES`] in one append, an append stays well under a frame's limit.
-const MAX_PROPOSAL: usize = 512 << 10;
-
 /// Log entries sent in one append at most.
-const PAYLOAD_ENTRIES: u64 = 120;
-
-/// How long a commit that the cluster has decided waits for this node to apply it.
-const APPLY_WAIT: Duration = Duration::from_secs(300);
-
-/// What became of a proposal.
-enum Outcome {
-    /// Decided, and applied here.
-    Decided(u64, Verdict),
-    /// Not ordered: why.
-    Refused(String),
-    /// No majority within the time allowed.
-    NoMajority,
-    /// Decided, but this node did not apply it in time (it stopped, or fell behind).
-    NotApplied,
-}
-
-impl ClusterSequencer {
-    /// Proposes `record` through the cluster, on the node's runtime; `reply` is given what
-    /// became of it.
-    fn start(&self, record: CommitRecord, reply: impl FnOnce(Outcome) + Send + 'static) -> Result<()> {
-        let size = postcard::to_allocvec(&record).map(|b| b.len()).unwrap_or(usize::MAX);
-        if size > MAX_PROPOSAL {
-            return Err(Error::TooLarge {
-                what: format!(
-                    "a commit of {size} bytes; a cluster orders commits of at most {MAX_PROPOSAL} bytes"
-                ),
-            });
-        }
-        let shared = Arc::clone(&self.shared);
-        let n = shared.proposals.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        let proposal = Proposal { id: ProposalId { node: shared.id, life: shared.life, n }, record };
-        let timeout = self.timeout;
-        self.handle.spawn(async move {
-            let outcome = match tokio::time::timeout(timeout, shared.propose(proposal)).await {
-                Err(_) => Outcome::NoMajority,
-                Ok(Err(why)) => Outcome::Refused(why),
-                // Returns once this node has it too, so that a read here sees the commit
-                // (waiting longer than for the majority: the commit is decided).
-                Ok(Ok((index, verdict))) => {
-                    let mut applied = shared.applied.clone();
-                    match tokio::time::timeout(APPLY_WAIT, applied.wait_for(|a| *a >= index)).await {
-                        Ok(Ok(_)) => Outcome::Decided(index, verdict),
-                        _ => Outcome::NotApplied,
-                    }
-                }
-            };
-            reply(outcome);
-        });
-        Ok(())
-    }
-}
-
-/// The verdict of a proposal from what became of it (`None`: the node stopped first).
-fn verdict(shared: &Shared, timeout: Duration, outcome: Option<Outcome>) -> Result<()> {
-    match outcome {
-        Some(Outcome::Decided(_, Verdict::Committed)) => Ok(()),
-        Some(Outcome::Decided(_, Verdict::Conflict)) => Err(Error::Conflict),
-        // The same error this node met applying it, with its details.
-        Some(Outcome::Decided(index, Verdict::Refused(why))) => {
-            Err(shared.refused.lock().remove(&index).unwrap_or(Error::Invalid(why)))
-        }
-        Some(Outcome::Refused(why)) => {
-            Err(Error::Invalid(format!("the cluster did not order the commit: {why}")))
-        }
-        Some(Outcome::NoMajority) => Err(Error::NoMajority { waited: timeout }),
-        Some(Outcome::NotApplied) => Err(Error::Closed {
-            what: "this cluster node (a commit was decided but the node did not apply it)".into(),
-        }),
-        None => Err(Error::Closed { what: "the cluster node".into() }),
-    }
-}
-
-impl Sequencer for ClusterSequencer {
-    fn order(&self, record: CommitRecord) -> Result<()> {
-        let (tx, rx) = std::sync::mpsc::sync_channel(1);
-        self.start(record, move |outcome| {
-            let _ = tx.send(outcome);
-        })?;
-        verdict(&self.shared, self.timeout, rx.recv().ok())
-    }
-
-    fn order_async(&self, record: CommitRecord) -> OrderFuture {
-        let (tx, rx) = tokio::sync::oneshot::channel();
-        if let Err(e) = self.start(record, move |outcome| {
-            let _ = tx.send(outcome);
-        }) {
-            return Box::pin(std::future::ready(Err(e)));
-        }
-        let (shared, timeout) = (Arc::clone(&self.shared), self.timeout);
-        Box::pin(async move { verdict(&shared, timeout, rx.await.ok()) })
-    }
-
-    /// Waits until this node holds every entry decided before the call.
-    fn catch_up(&self, timeout: Duration) -> Result<()> {
-        let shared = Arc::clone(&self.shared);
-        let (tx, rx) = std::sync::mpsc::sync_channel(1);
-        self.handle.spawn(async move {
-            let _ = tx.send(shared.current(timeout).await);
-        });
-        rx.recv().map_err(|_| Error::Closed { what: "the cluster node".into() })?
-    }
-
-    /// Waits until every other member this node sees up has applied as far as this node
-    /// (each given the write timeout).
-    fn sync(&self) -> Result<()> {
-        let shared = Arc::clone(&self.shared);
-        let index = shared.applied_here();
-        let timeout = self.timeout;
-        let (tx, rx) = std::sync::mpsc::sync_channel(1);
-        self.handle.spawn(async move {
-            shared.synced_everywhere(index, tokio::time::Instant::now() + timeout).await;
-            let _ = tx.send(());
-        });
-        rx.recv().map_err(|_| Error::Closed { what: "the cluster node".into() })
-    }
-}
+pub(crate) const PAYLOAD_ENTRIES: u64 = 120;
 
 /// The sequencer while a node starts: commits wait for none, they are refused.
 struct Starting;
@@ -761,7 +636,9 @@ impl Node {
         let addr = listener
             .local_addr()
             .map_err(|e| Error::Io { path: options.listen.to_string().into(), source: e })?;
-        let (applied_tx, applied) = watch::channel(db.applied_index());
+        // The index of the last log entry applied (not a place in the database's order: an entry
+        // holds many commits, or none).
+        let (applied_tx, applied) = watch::channel(0);
         let refused = Arc::new(parking_lot::Mutex::new(BTreeMap::new()));
         let mut machine =
             StateMachine::new(db.clone(), options.dir.clone(), applied_tx, Arc::clone(&refused));
@@ -806,11 +683,11 @@ impl Node {
         ));
         let reporting = Arc::downgrade(&shared);
         db.report_cluster_with(move || Some(reporting.upgrade()?.report()));
-        db.order_commits_with(ClusterSequencer {
-            shared: Arc::clone(&shared),
-            handle: runtime.handle().clone(),
-            timeout: options.write_timeout,
-        });
+        db.order_commits_with(crate::sequencer::ClusterSequencer::new(
+            Arc::clone(&shared),
+            runtime.handle(),
+            options.write_timeout,
+        ));
         Ok(Node { shared, addr, runtime: Some(runtime) })
     }
 

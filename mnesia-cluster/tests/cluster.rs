@@ -215,6 +215,67 @@ fn unique_values_and_ids_are_decided_alike_on_every_node() {
 }
 
 #[test]
+fn commits_made_at_once_share_log_entries_and_each_gets_its_own_verdict() {
+    let run = three();
+    let (writers, each) = (10u32, 12u32);
+    let threads: Vec<_> = run
+        .dbs
+        .iter()
+        .enumerate()
+        .flat_map(|(i, db)| {
+            (0..writers).map(move |w| {
+                let db = db.clone();
+                std::thread::spawn(move || {
+                    db.scope(|| {
+                        let (mut won, mut lost) = (0u32, 0u32);
+                        for n in 0..each {
+                            // Every other address is also taken by a writer on each other node.
+                            let email = if n % 2 == 0 {
+                                format!("{i}.{w}.{n}@x")
+                            } else {
+                                format!("shared.{w}.{n}@x")
+                            };
+                            match Member::insert(Member { id: 0, email }) {
+                                Ok(_) => won += 1,
+                                // The error itself, as this node met it applying the record.
+                                Err(Error::UniqueViolation { .. }) => lost += 1,
+                                Err(e) => panic!("insert: {e}"),
+                            }
+                        }
+                        (won, lost)
+                    })
+                })
+            })
+        })
+        .collect();
+    let (won, lost) = threads
+        .into_iter()
+        .map(|t| t.join().expect("worker"))
+        .fold((0, 0), |(w, l), (won, lost)| (w + won, l + lost));
+    run.settle();
+    let commits = 3 * writers * each;
+    assert_eq!(won + lost, commits);
+    assert_eq!(lost, 2 * writers * each / 2, "each shared address taken once, refused twice");
+    let members: Vec<Vec<Member>> = (0..3)
+        .map(|i| {
+            let mut m = run.dbs[i].scope(Member::list).expect("list");
+            m.sort_by_key(|m| m.id);
+            m
+        })
+        .collect();
+    assert_eq!(members[0].len() as u32, won, "every acknowledged insert, once");
+    assert!(members.iter().all(|m| *m == members[0]), "nodes differ");
+    // A place for each record applied (a conflict's too: its transaction ran again), the
+    // same on every node; fewer log entries than records (the log's blank and membership
+    // entries included).
+    let places = run.dbs[0].applied_index();
+    assert!(places >= u64::from(commits), "{places} places for {commits} commits");
+    assert!(run.dbs.iter().all(|db| db.applied_index() == places), "the same places everywhere");
+    let entries = run.nodes[0].as_ref().expect("node").status().last_applied;
+    assert!(entries < places, "{places} records in {entries} log entries: none shared one");
+}
+
+#[test]
 fn a_node_alone_cannot_commit() {
     let mut run = three();
     run.dbs[0].scope(|| Account::write(Account { id: 1, balance: 5 })).expect("write");

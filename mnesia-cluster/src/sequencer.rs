@@ -1,0 +1,225 @@
+//! The sequencer that sends a database's commits through the cluster's log, gathering the
+//! commits proposed on this node while its earlier entries are on their way into one entry.
+//!
+//! A log entry costs the same whether it carries one commit or forty: the leader appends it
+//! (and syncs, with a log on disc), sends it to every follower, waits for a majority, and a
+//! follower's commit makes a round trip to the leader first. A node keeps a few entries of
+//! its own on their way at once ([`IN_FLIGHT`]); the commits proposed meanwhile wait, and
+//! leave together in the next entry. One writer alone waits for no one: its commit leaves
+//! at once, in an entry of its own.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use mnesia_runtime::{CommitRecord, Error, OrderFuture, Result, Sequencer};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc};
+use tokio::time::Instant;
+
+use crate::node::Shared;
+use crate::raft::{Batch, Proposal, ProposalId, Verdict};
+
+/// The largest commit record the cluster orders, and the most an entry gathers (encoded;
+/// one record alone may fill an entry): with at most [`crate::node::PAYLOAD_ENTRIES`]
+/// entries in one append, an append stays well under a frame's limit.
+const MAX_PROPOSAL: usize = 512 << 10;
+
+/// Commits one entry gathers at most.
+const MAX_GATHERED: usize = 256;
+
+/// Entries of this node's commits on their way at once: more lets the leader's Raft take
+/// the next one while the last is replicated; fewer makes each carry more commits.
+const IN_FLIGHT: usize = 4;
+
+/// How long a commit that the cluster has decided waits for this node to apply it.
+const APPLY_WAIT: Duration = Duration::from_secs(300);
+
+/// What became of a proposal.
+enum Outcome {
+    /// Decided, and applied here: its place in the database's order (0: it had been
+    /// applied before) and its verdict.
+    Decided(u64, Verdict),
+    /// Not ordered: why.
+    Refused(String),
+    /// No majority within the time allowed.
+    NoMajority,
+    /// Decided, but this node did not apply it in time (it stopped, or fell behind).
+    NotApplied,
+}
+
+/// A commit waiting to leave.
+struct Pending {
+    proposal: Proposal,
+    /// Its record's encoded size.
+    bytes: usize,
+    /// When its writer stops waiting for a majority.
+    deadline: Instant,
+    reply: Box<dyn FnOnce(Outcome) + Send>,
+}
+
+/// Sends a database's commits through the cluster's log.
+pub(crate) struct ClusterSequencer {
+    shared: Arc<Shared>,
+    /// The commits waiting to leave, for [`gather`] (which ends when the sequencer is
+    /// dropped).
+    queue: mpsc::UnboundedSender<Pending>,
+    handle: tokio::runtime::Handle,
+    timeout: Duration,
+}
+
+impl ClusterSequencer {
+    /// The sequencer of the node `shared`, running on `handle`; a commit without a majority
+    /// within `timeout` fails with [`Error::NoMajority`].
+    pub(crate) fn new(shared: Arc<Shared>, handle: &tokio::runtime::Handle, timeout: Duration) -> Self {
+        let (queue, waiting) = mpsc::unbounded_channel();
+        handle.spawn(gather(Arc::clone(&shared), waiting));
+        ClusterSequencer { shared, queue, handle: handle.clone(), timeout }
+    }
+
+    /// Proposes `record` through the cluster; `reply` is given what became of it.
+    fn start(&self, record: CommitRecord, reply: impl FnOnce(Outcome) + Send + 'static) -> Result<()> {
+        let bytes = postcard::to_allocvec(&record).map(|b| b.len()).unwrap_or(usize::MAX);
+        if bytes > MAX_PROPOSAL {
+            return Err(Error::TooLarge {
+                what: format!(
+                    "a commit of {bytes} bytes; a cluster orders commits of at most {MAX_PROPOSAL} bytes"
+                ),
+            });
+        }
+        let shared = &self.shared;
+        let n = shared.proposals.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let proposal = Proposal { id: ProposalId { node: shared.id, life: shared.life, n }, record };
+        let deadline = Instant::now() + self.timeout;
+        // (Refused only once the node's runtime is gone: the reply, dropped, says so.)
+        let _ = self.queue.send(Pending { proposal, bytes, deadline, reply: Box::new(reply) });
+        Ok(())
+    }
+}
+
+/// Takes the commits from `waiting` as they come, and sends them in entries: each entry the
+/// commits that waited while [`IN_FLIGHT`] entries were on their way.
+async fn gather(shared: Arc<Shared>, mut waiting: mpsc::UnboundedReceiver<Pending>) {
+    let slots = Arc::new(Semaphore::new(IN_FLIGHT));
+    let mut next = None;
+    loop {
+        let first = match next.take() {
+            Some(first) => first,
+            None => match waiting.recv().await {
+                Some(first) => first,
+                None => return,
+            },
+        };
+        let Ok(slot) = Arc::clone(&slots).acquire_owned().await else { return };
+        let mut bytes = first.bytes;
+        let mut gathered = vec![first];
+        while gathered.len() < MAX_GATHERED {
+            match waiting.try_recv() {
+                Ok(more) if bytes + more.bytes <= MAX_PROPOSAL => {
+                    bytes += more.bytes;
+                    gathered.push(more);
+                }
+                Ok(more) => {
+                    next = Some(more);
+                    break;
+                }
+                Err(_) => break,
+            }
+        }
+        tokio::spawn(send(Arc::clone(&shared), gathered, slot));
+    }
+}
+
+/// Orders the commits `gathered` in one entry, and tells each what became of it; `slot` is
+/// given back once the entry is decided.
+async fn send(shared: Arc<Shared>, gathered: Vec<Pending>, slot: OwnedSemaphorePermit) {
+    let deadline = gathered.iter().map(|p| p.deadline).min().unwrap_or_else(Instant::now);
+    let (proposals, replies): (Vec<Proposal>, Vec<_>) =
+        gathered.into_iter().map(|p| (p.proposal, p.reply)).unzip();
+    let decided = tokio::time::timeout_at(deadline, shared.propose(Batch(proposals))).await;
+    drop(slot);
+    let outcomes: Vec<Outcome> = match decided {
+        Err(_) => replies.iter().map(|_| Outcome::NoMajority).collect(),
+        Ok(Err(why)) => replies.iter().map(|_| Outcome::Refused(why.clone())).collect(),
+        // Answered once this node has applied the entry too, so that a read here sees the
+        // commits (waiting longer than for the majority: they are decided).
+        Ok(Ok((index, placed))) => {
+            let mut applied = shared.applied.clone();
+            let here = tokio::time::timeout(APPLY_WAIT, applied.wait_for(|a| *a >= index)).await;
+            if !matches!(here, Ok(Ok(_))) {
+                replies.iter().map(|_| Outcome::NotApplied).collect()
+            } else if placed.len() != replies.len() {
+                let why = format!("{} verdicts for {} commits (a bug)", placed.len(), replies.len());
+                replies.iter().map(|_| Outcome::Refused(why.clone())).collect()
+            } else {
+                placed.into_iter().map(|p| Outcome::Decided(p.place, p.verdict)).collect()
+            }
+        }
+    };
+    for (reply, outcome) in replies.into_iter().zip(outcomes) {
+        reply(outcome);
+    }
+}
+
+/// The verdict of a proposal from what became of it (`None`: the node stopped first).
+fn verdict(shared: &Shared, timeout: Duration, outcome: Option<Outcome>) -> Result<()> {
+    match outcome {
+        Some(Outcome::Decided(_, Verdict::Committed)) => Ok(()),
+        Some(Outcome::Decided(_, Verdict::Conflict)) => Err(Error::Conflict),
+        // The same error this node met applying it, with its details.
+        Some(Outcome::Decided(place, Verdict::Refused(why))) => {
+            Err(shared.refused.lock().remove(&place).unwrap_or(Error::Invalid(why)))
+        }
+        Some(Outcome::Refused(why)) => {
+            Err(Error::Invalid(format!("the cluster did not order the commit: {why}")))
+        }
+        Some(Outcome::NoMajority) => Err(Error::NoMajority { waited: timeout }),
+        Some(Outcome::NotApplied) => Err(Error::Closed {
+            what: "this cluster node (a commit was decided but the node did not apply it)".into(),
+        }),
+        None => Err(Error::Closed { what: "the cluster node".into() }),
+    }
+}
+
+impl Sequencer for ClusterSequencer {
+    fn order(&self, record: CommitRecord) -> Result<()> {
+        let (tx, rx) = std::sync::mpsc::sync_channel(1);
+        self.start(record, move |outcome| {
+            let _ = tx.send(outcome);
+        })?;
+        verdict(&self.shared, self.timeout, rx.recv().ok())
+    }
+
+    fn order_async(&self, record: CommitRecord) -> OrderFuture {
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        if let Err(e) = self.start(record, move |outcome| {
+            let _ = tx.send(outcome);
+        }) {
+            return Box::pin(std::future::ready(Err(e)));
+        }
+        let (shared, timeout) = (Arc::clone(&self.shared), self.timeout);
+        Box::pin(async move { verdict(&shared, timeout, rx.await.ok()) })
+    }
+
+    /// Waits until this node holds every entry decided before the call.
+    fn catch_up(&self, timeout: Duration) -> Result<()> {
+        let shared = Arc::clone(&self.shared);
+        let (tx, rx) = std::sync::mpsc::sync_channel(1);
+        self.handle.spawn(async move {
+            let _ = tx.send(shared.current(timeout).await);
+        });
+        rx.recv().map_err(|_| Error::Closed { what: "the cluster node".into() })?
+    }
+
+    /// Waits until every other member this node sees up has applied as far as this node
+    /// (each given the write timeout).
+    fn sync(&self) -> Result<()> {
+        let shared = Arc::clone(&self.shared);
+        let index = shared.applied_here();
+        let timeout = self.timeout;
+        let (tx, rx) = std::sync::mpsc::sync_channel(1);
+        self.handle.spawn(async move {
+            shared.synced_everywhere(index, tokio::time::Instant::now() + timeout).await;
+            let _ = tx.send(());
+        });
+        rx.recv().map_err(|_| Error::Closed { what: "the cluster node".into() })
+    }
+}
