@@ -1,6 +1,6 @@
 //! The cluster's members changing while it runs: a node joins through any member (it is
-//! added as a learner, catches up from the log or a snapshot, then votes), and a member is
-//! removed (it left, or it is gone for good). Each change is a Raft membership change
+//! added as a learner, catches up from the log or a snapshot, then asks to vote), and a
+//! member is removed (it left, or it is gone for good). Each change is a Raft membership change
 //! decided by a majority (openraft's joint consensus), made by the leader wherever it is
 //! asked.
 
@@ -18,9 +18,13 @@ use crate::node::{Node, Shared};
 /// A change to the cluster's members.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub(crate) enum Change {
-    /// Node `id`, listening at `addr`, with these tables: a learner until it has caught up,
-    /// then a voter.
-    Add { id: u64, addr: String, tables: Vec<TableShape> },
+    /// Node `id`, listening at `addr`, with these tables: a learner, answered once it has
+    /// caught up.
+    Learn { id: u64, addr: String, tables: Vec<TableShape> },
+    /// The learner `id` a voter: asked by the learner itself once it has caught up, so
+    /// that a node that died meanwhile stays a learner (which no majority counts) instead
+    /// of becoming a voter that never answers.
+    Vote { id: u64 },
     /// Node `id` no longer a member.
     Remove { id: u64 },
 }
@@ -82,9 +86,11 @@ impl Shared {
     /// Makes `change`, if this node leads.
     async fn change_here(&self, change: &Change) -> std::result::Result<(), ChangeError> {
         match change {
-            Change::Add { id, addr, .. } => {
+            Change::Learn { id, addr, .. } => {
                 // Returns once the learner holds the log (from entries or a snapshot).
                 self.raft.add_learner(*id, BasicNode { addr: addr.clone() }, true).await?;
+            }
+            Change::Vote { id } => {
                 self.raft.change_membership(ChangeMembers::AddVoterIds([*id].into()), false).await?;
             }
             Change::Remove { id } => {
@@ -97,7 +103,7 @@ impl Shared {
     /// Makes `change` through the leader, wherever it is (bounded by the caller's timeout).
     pub(crate) async fn change_members(&self, change: Change) -> std::result::Result<(), String> {
         // A node whose tables differ would decide commits differently: refused at once.
-        if let Change::Add { tables, .. } = &change
+        if let Change::Learn { tables, .. } = &change
             && let Some(why) = mismatch(&shapes(self.dialer.liveness.database()), tables)
         {
             return Err(why);
@@ -120,6 +126,26 @@ impl Shared {
     }
 }
 
+/// Asks the member at `seed` to make `change` (again until it answers: it may be starting,
+/// or between leaders; the caller bounds the time).
+async fn ask_seed(
+    shared: &Shared,
+    seed: SocketAddr,
+    change: &Request,
+    timeout: Duration,
+) -> std::result::Result<(), String> {
+    loop {
+        match shared.dialer.ask_at(&seed.to_string(), change, timeout).await {
+            Ok(Response::Changed(result)) => return result,
+            Ok(_) => return Err("an unexpected answer".to_string()),
+            Err(e) => {
+                tracing::debug!(target: "mnesia::cluster", %seed, error = %e, "joining: the seed did not answer");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        }
+    }
+}
+
 impl Node {
     /// Joins the cluster that the node at `seed` belongs to (any member): this node, started
     /// with the same tables and cookie and in no cluster yet (not [`Node::initialize`]d), is
@@ -135,22 +161,14 @@ impl Node {
     /// # Ok::<(), mnesia::Error>(())
     /// ```
     pub fn join(&self, seed: SocketAddr, timeout: Duration) -> Result<()> {
-        let tables = shapes(self.shared.dialer.liveness.database());
-        let change = Request::Change(Change::Add { id: self.shared.id, addr: self.addr.to_string(), tables });
-        let shared = &self.shared;
+        let (id, tables) = (self.shared.id, shapes(self.shared.dialer.liveness.database()));
+        let learn = Request::Change(Change::Learn { id, addr: self.addr.to_string(), tables });
+        let vote = Request::Change(Change::Vote { id });
+        // A learner first; a voter once this node holds the log, asked from here.
         let asked = self.block_on(async {
             tokio::time::timeout(timeout, async {
-            // The seed may be starting, or between leaders: ask again until the time is up.
-            loop {
-                match shared.dialer.ask_at(&seed.to_string(), &change, timeout).await {
-                    Ok(Response::Changed(result)) => return result,
-                    Ok(_) => return Err("an unexpected answer".to_string()),
-                    Err(e) => {
-                        tracing::debug!(target: "mnesia::cluster", %seed, error = %e, "joining: the seed did not answer");
-                        tokio::time::sleep(Duration::from_millis(50)).await;
-                    }
-                }
-            }
+                ask_seed(&self.shared, seed, &learn, timeout).await?;
+                ask_seed(&self.shared, seed, &vote, timeout).await
             })
             .await
         });
