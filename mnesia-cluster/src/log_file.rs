@@ -74,14 +74,45 @@ impl LogFile {
     /// last entry purged) and `entries`, when entries before them went: written beside it,
     /// synced, renamed into place, the directory synced. A crash leaves the old file or the
     /// new one, both the same log.
+    ///
+    /// `Ok(false)`: the new file could not be written (a full disc): the old one stays, as
+    /// good a log, only longer (the caller goes on with it). `Err`: the rename or the
+    /// directory's sync failed, after which appends go to the new file: the log cannot be
+    /// trusted to be on disc.
     pub(crate) fn rewrite<'a>(
         &mut self,
         state: &[LogOp],
         entries: impl Iterator<Item = &'a Entry<Types>>,
-    ) -> io::Result<()> {
+    ) -> io::Result<bool> {
         let tmp = self.dir.join("raft.log.tmp");
+        let appender = match self.write_beside(&tmp, state, entries) {
+            Ok(appender) => appender,
+            Err(e) => {
+                tracing::warn!(
+                    target: "mnesia::cluster",
+                    path = %tmp.display(),
+                    error = %e,
+                    "the Raft log could not be rewritten without the entries purged: it keeps them"
+                );
+                let _ = std::fs::remove_file(&tmp);
+                return Ok(false);
+            }
+        };
+        std::fs::rename(&tmp, self.dir.join("raft.log"))?;
+        self.file = appender;
+        File::open(&self.dir)?.sync_all()?;
+        Ok(true)
+    }
+
+    /// Writes `state` and `entries` to `tmp`, synced; returns it open for appending.
+    fn write_beside<'a>(
+        &self,
+        tmp: &Path,
+        state: &[LogOp],
+        entries: impl Iterator<Item = &'a Entry<Types>>,
+    ) -> io::Result<File> {
         let mut fresh = LogFile {
-            file: OpenOptions::new().write(true).create(true).truncate(true).open(&tmp)?,
+            file: OpenOptions::new().write(true).create(true).truncate(true).open(tmp)?,
             dir: self.dir.clone(),
         };
         for op in state {
@@ -99,10 +130,7 @@ impl LogFile {
         }
         fresh.file.sync_all()?;
         // Appends go to the new file from the rename on (opened for appending before it).
-        let appender = OpenOptions::new().append(true).open(&tmp)?;
-        std::fs::rename(&tmp, self.dir.join("raft.log"))?;
-        self.file = appender;
-        File::open(&self.dir)?.sync_all()
+        OpenOptions::new().append(true).open(tmp)
     }
 
     /// Appends `op` and syncs it, unless it is only the committed point: that one is a
@@ -185,7 +213,7 @@ mod tests {
         let before = std::fs::metadata(dir.path().join("raft.log")).expect("meta").len();
         let kept: Vec<Entry<Types>> = (201..=250).map(entry).collect();
         let purged = entry(200).log_id;
-        log.rewrite(&[vote(3), LogOp::Purge(purged)], kept.iter()).expect("rewrite");
+        assert!(log.rewrite(&[vote(3), LogOp::Purge(purged)], kept.iter()).expect("rewrite"), "rewritten");
         log.write(&LogOp::Append(vec![entry(251)])).expect("append after");
         assert!(std::fs::metadata(dir.path().join("raft.log")).expect("meta").len() < before);
         assert!(!dir.path().join("raft.log.tmp").exists());
@@ -250,5 +278,20 @@ mod tests {
         let (_, ops) = LogFile::open(dir.path()).expect("reopen");
         assert_eq!(ops.len(), 2);
         assert_eq!(std::fs::metadata(&path).expect("meta").len(), whole as u64);
+    }
+
+    #[test]
+    fn a_rewrite_that_cannot_be_written_leaves_the_old_file_in_use() {
+        let dir = tempfile::tempdir().expect("dir");
+        let (mut log, _) = LogFile::open(dir.path()).expect("open");
+        log.write(&vote(1)).expect("write");
+        // Where the new file is written: a directory in the way, as a full disc would be.
+        std::fs::create_dir(dir.path().join("raft.log.tmp")).expect("obstacle");
+        assert!(!log.rewrite(&[vote(2)], std::iter::empty()).expect("not fatal"), "not rewritten");
+        log.write(&LogOp::Truncate(3)).expect("appends go on");
+        let (_, ops) = LogFile::open(dir.path()).expect("reopen");
+        assert_eq!(ops.len(), 2, "the old file, appended to");
+        assert!(matches!(ops[0], LogOp::Vote(v) if v == Vote::new(1, 1)));
+        assert!(matches!(ops[1], LogOp::Truncate(3)));
     }
 }

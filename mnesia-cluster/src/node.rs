@@ -640,8 +640,12 @@ impl Node {
         // holds many commits, or none).
         let (applied_tx, applied) = watch::channel(0);
         let refused = Arc::new(parking_lot::Mutex::new(BTreeMap::new()));
-        let mut machine =
-            StateMachine::new(db.clone(), options.dir.clone(), applied_tx, Arc::clone(&refused));
+        let mut machine = StateMachine::new(
+            db.clone(),
+            options.dir.clone().zip(log.snapshot_on_disc()),
+            applied_tx,
+            Arc::clone(&refused),
+        );
         if let Some(dir) = &options.dir
             && let Some(saved) =
                 crate::snapshot::load(dir).map_err(|e| Error::Io { path: dir.clone(), source: e })?

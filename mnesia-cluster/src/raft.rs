@@ -105,7 +105,8 @@ impl LogInner {
             let mut state: Vec<LogOp> = self.vote.map(LogOp::Vote).into_iter().collect();
             state.push(LogOp::Committed(self.committed));
             state.extend(self.last_purged.map(LogOp::Purge));
-            tokio::task::block_in_place(|| file.rewrite(&state, self.entries.values()))
+            // (Not rewritten: the file keeps the entries, after a record of the purge.)
+            let _rewritten = tokio::task::block_in_place(|| file.rewrite(&state, self.entries.values()))
                 .map_err(|e| StorageError::IO { source: StorageIOError::write_logs(&e) })?;
         }
         Ok(())
@@ -135,6 +136,10 @@ impl LogInner {
 #[derive(Clone, Default)]
 pub(crate) struct LogStore {
     inner: Arc<parking_lot::Mutex<LogInner>>,
+    /// For a log on disc, how many entries the snapshot in the directory holds (the log's
+    /// first is entry 0; 0: there is none): the entries after them are never purged, whatever snapshot Raft holds in memory (one that could
+    /// not be written, the disc full), so that the node can start again from its directory.
+    on_disc: Option<Arc<std::sync::atomic::AtomicU64>>,
 }
 
 impl LogStore {
@@ -146,7 +151,12 @@ impl LogStore {
             inner.apply(op);
         }
         inner.file = Some(file);
-        Ok(LogStore { inner: Arc::new(parking_lot::Mutex::new(inner)) })
+        Ok(LogStore { inner: Arc::new(parking_lot::Mutex::new(inner)), on_disc: Some(Arc::default()) })
+    }
+
+    /// For a log on disc, where to tell it how many entries the directory's snapshot holds.
+    pub(crate) fn snapshot_on_disc(&self) -> Option<Arc<std::sync::atomic::AtomicU64>> {
+        self.on_disc.clone()
     }
 }
 
@@ -205,15 +215,42 @@ impl RaftLogStorage<Types> for LogStore {
     }
 
     async fn purge(&mut self, log_id: LogId<u64>) -> Result<(), StorageError<u64>> {
-        self.inner.lock().change(LogOp::Purge(log_id))
+        let mut inner = self.inner.lock();
+        let upto = match &self.on_disc {
+            Some(on_disc) => {
+                let held = on_disc.load(std::sync::atomic::Ordering::Acquire);
+                if log_id.index < held {
+                    log_id
+                } else {
+                    // Raft purges after a snapshot the directory does not hold: only the
+                    // entries the one there does (the rest go with the next one written).
+                    tracing::warn!(
+                        target: "mnesia::cluster",
+                        asked = log_id.index,
+                        held,
+                        "the log keeps the entries the snapshot on disc does not hold"
+                    );
+                    match held.checked_sub(1).and_then(|last| inner.entries.get(&last)) {
+                        Some(entry) => entry.log_id,
+                        None => return Ok(()),
+                    }
+                }
+            }
+            None => log_id,
+        };
+        if inner.last_purged.is_some_and(|p| p.index >= upto.index) {
+            return Ok(());
+        }
+        inner.change(LogOp::Purge(upto))
     }
 }
 
 /// The state machine: the node's database, fed each committed record in log order.
 pub(crate) struct StateMachine {
     pub(crate) db: Database,
-    /// Where the latest snapshot is kept, if the node has a directory.
-    dir: Option<std::path::PathBuf>,
+    /// Where the latest snapshot is kept, if the node has a directory, and where the log
+    /// is told the last entry the one there holds.
+    dir: Option<(std::path::PathBuf, Arc<std::sync::atomic::AtomicU64>)>,
     /// The latest snapshot built or installed here.
     current: Option<Saved>,
     last_applied: Option<LogId<u64>>,
@@ -235,7 +272,7 @@ const REFUSED_KEPT: usize = 1024;
 impl StateMachine {
     pub(crate) fn new(
         db: Database,
-        dir: Option<std::path::PathBuf>,
+        dir: Option<(std::path::PathBuf, Arc<std::sync::atomic::AtomicU64>)>,
         applied: watch::Sender<u64>,
         refused: Arc<parking_lot::Mutex<BTreeMap<u64, Error>>>,
     ) -> StateMachine {
@@ -366,8 +403,12 @@ impl RaftStateMachine<Types> for StateMachine {
         let machine = &mut *self;
         tokio::task::block_in_place(|| machine.restore(&saved))
             .map_err(|why| snapshot_error(Some(meta), why))?;
-        // Kept before openraft purges the log it replaces.
-        self.keep(&saved)?;
+        // Kept before openraft purges the log it replaces (a node that cannot keep what it
+        // was sent cannot go on: its log no longer leads to its database).
+        self.save(&saved).map_err(|e| StorageError::IO {
+            source: StorageIOError::write_snapshot(Some(saved.meta.signature()), &e),
+        })?;
+        self.current = Some(saved);
         tracing::info!(
             target: "mnesia::cluster",
             last_index = meta.last_log_id.map_or(0, |l| l.index),
@@ -403,7 +444,10 @@ fn snapshot_error(meta: Option<&SnapshotMeta<u64, BasicNode>>, why: String) -> S
 
 impl StateMachine {
     /// A snapshot of the database at the last entry applied, kept as the current one (and
-    /// in the directory, before the log before it may go).
+    /// in the directory, before the log before it may go). One that cannot be written
+    /// there (the disc full) is still the current one, sent to the nodes that need it; the
+    /// log keeps the entries after the one written last, so that this node can start
+    /// again from its directory.
     #[allow(clippy::result_large_err)]
     fn snapshot_now(&mut self) -> Result<Snapshot<Types>, StorageError<u64>> {
         let mut db_bytes = Vec::new();
@@ -423,7 +467,15 @@ impl StateMachine {
             snapshot_id,
         };
         let saved = Saved { meta: meta.clone(), data };
-        self.keep(&saved)?;
+        if let Err(e) = self.save(&saved) {
+            tracing::warn!(
+                target: "mnesia::cluster",
+                last_index = self.last_applied.map_or(0, |l| l.index),
+                error = %e,
+                "a snapshot could not be written: the log keeps the entries after the last one written"
+            );
+        }
+        self.current = Some(saved.clone());
         tracing::info!(
             target: "mnesia::cluster",
             last_index = self.last_applied.map_or(0, |l| l.index),
@@ -433,21 +485,27 @@ impl StateMachine {
         Ok(Snapshot { meta, snapshot: Box::new(Cursor::new(saved.data)) })
     }
 
-    /// Makes `saved` the current snapshot, in the directory first.
-    #[allow(clippy::result_large_err)]
-    fn keep(&mut self, saved: &Saved) -> Result<(), StorageError<u64>> {
-        if let Some(dir) = &self.dir {
-            tokio::task::block_in_place(|| crate::snapshot::save(dir, saved)).map_err(|e| {
-                StorageError::IO { source: StorageIOError::write_snapshot(Some(saved.meta.signature()), &e) }
-            })?;
+    /// Writes `saved` as the directory's snapshot, if the node has a directory, and tells
+    /// the log that it may purge the entries it holds.
+    fn save(&self, saved: &Saved) -> std::io::Result<()> {
+        if let Some((dir, on_disc)) = &self.dir {
+            tokio::task::block_in_place(|| crate::snapshot::save(dir, saved))?;
+            self.saved_up_to(on_disc, saved);
         }
-        self.current = Some(saved.clone());
         Ok(())
+    }
+
+    fn saved_up_to(&self, on_disc: &std::sync::atomic::AtomicU64, saved: &Saved) {
+        let held = saved.meta.last_log_id.map_or(0, |l| l.index + 1);
+        on_disc.store(held, std::sync::atomic::Ordering::Release);
     }
 
     /// Starts from the snapshot a node kept in its directory.
     pub(crate) fn start_from(&mut self, saved: Saved) -> std::result::Result<(), String> {
         self.restore(&saved)?;
+        if let Some((_, on_disc)) = &self.dir {
+            self.saved_up_to(on_disc, &saved);
+        }
         self.current = Some(saved);
         Ok(())
     }

@@ -582,6 +582,43 @@ fn a_node_starts_again_from_its_snapshot_and_the_rest_of_its_log() {
     assert!(log < early * 5, "the log file is {log} bytes, {early} after 10 entries");
 }
 
+#[test]
+fn a_snapshot_that_cannot_be_written_stops_nothing_and_the_log_keeps_what_it_lacks() {
+    let dir = tempfile::tempdir().expect("dir");
+    let start = |db: &Database| Node::start(db, quick(1).dir(dir.path()).snapshots(20, 5)).expect("node");
+    let (db, node) = alone(start);
+    // Where a snapshot is written first: a directory in the way, as a full disc would be.
+    let obstacle = dir.path().join("raft.snapshot.tmp");
+    std::fs::create_dir(&obstacle).expect("obstacle");
+    for id in 0..95 {
+        db.scope(|| Account::write(Account { id, balance: i64::from(id) })).expect("write");
+    }
+    assert!(node.status().snapshot.is_some(), "built, held in memory: {:?}", node.status());
+    assert!(!dir.path().join("raft.snapshot").exists(), "not written");
+    drop(node);
+    let mut before = db.scope(Account::list).expect("list");
+    before.sort_by_key(|a| a.id);
+    assert_eq!(before.len(), 95);
+
+    // Started again from its directory: the log kept every entry no snapshot there holds.
+    let db = fresh();
+    let node = start(&db);
+    node.wait_for_leader(Duration::from_secs(10)).expect("leader");
+    eventually("the node applied its log again", || db.applied_index() >= 95);
+    let mut after = db.scope(Account::list).expect("list");
+    after.sort_by_key(|a| a.id);
+    assert_eq!(after, before);
+    // The disc writable again: the next snapshot is written, and the log purged.
+    std::fs::remove_dir(&obstacle).expect("obstacle gone");
+    let log_size = || std::fs::metadata(dir.path().join("raft.log")).expect("log").len();
+    let long = log_size();
+    for id in 95..140 {
+        db.scope(|| Account::write(Account { id, balance: 1 })).expect("write");
+    }
+    eventually("a snapshot on disc", || dir.path().join("raft.snapshot").exists());
+    eventually("the log purged", || log_size() < long);
+}
+
 /// A node that created a table while it ran starts again on its log (with a snapshot
 /// taken after the creation every `every` entries, or none) from a program that creates
 /// only its first table: the created one comes back with its records.
