@@ -7,7 +7,7 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use mnesia_runtime::{Error, Result};
+use mnesia_runtime::{Error, RecordShape, Result};
 use openraft::error::{ClientWriteError, RaftError};
 use openraft::{BasicNode, ChangeMembers};
 use serde::{Deserialize, Serialize};
@@ -31,16 +31,13 @@ pub(crate) enum Change {
 
 type ChangeError = RaftError<u64, ClientWriteError<u64, BasicNode>>;
 
-/// What of a table every copy must have alike to decide every commit alike: its name,
-/// type, fields, key, indexes (a unique index decides commits) and auto-increment key.
+/// What of a table every copy must have alike to decide every commit alike: its shape
+/// (name, type, fields, key, auto-increment key) and its indexes (a unique index decides
+/// commits): (field, unique), sorted.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub(crate) struct TableShape {
-    name: String,
-    table_type: String,
-    attributes: Vec<String>,
-    key: String,
+    shape: RecordShape,
     indexes: Vec<(String, bool)>,
-    auto_increment: bool,
 }
 
 /// The shapes of `db`'s tables, by name.
@@ -54,29 +51,24 @@ pub(crate) fn shapes(db: &mnesia_runtime::Database) -> Vec<TableShape> {
             let mut indexes: Vec<(String, bool)> =
                 t.indexes.iter().map(|i| (i.field.clone(), i.unique)).collect();
             indexes.sort();
-            TableShape {
-                name: t.name,
-                table_type: format!("{:?}", t.table_type),
-                attributes: t.attributes,
-                key: t.key,
-                indexes,
-                auto_increment: t.auto_increment,
-            }
+            TableShape { shape: t.shape(), indexes }
         })
         .collect()
 }
 
 /// Why a node with the tables `theirs` cannot join a node with `ours`, if it cannot.
 fn mismatch(ours: &[TableShape], theirs: &[TableShape]) -> Option<String> {
-    let missing = ours.iter().find(|o| !theirs.iter().any(|t| t.name == o.name));
-    let extra = theirs.iter().find(|t| !ours.iter().any(|o| o.name == t.name));
-    let differs = ours.iter().find(|o| theirs.iter().any(|t| t.name == o.name && t != *o));
+    let missing = ours.iter().find(|o| !theirs.iter().any(|t| t.shape.name() == o.shape.name()));
+    let extra = theirs.iter().find(|t| !ours.iter().any(|o| o.shape.name() == t.shape.name()));
+    let differs = ours.iter().find(|o| theirs.iter().any(|t| t.shape.name() == o.shape.name() && t != *o));
     match (missing, extra, differs) {
-        (Some(o), _, _) => Some(format!("the joining node lacks table {}", o.name)),
-        (_, Some(t), _) => Some(format!("the joining node has table {}, which the cluster lacks", t.name)),
+        (Some(o), _, _) => Some(format!("the joining node lacks table {}", o.shape.name())),
+        (_, Some(t), _) => {
+            Some(format!("the joining node has table {}, which the cluster lacks", t.shape.name()))
+        }
         (_, _, Some(o)) => Some(format!(
             "table {} differs (type, fields, key, indexes or auto-increment) between the joining node and the cluster",
-            o.name
+            o.shape.name()
         )),
         _ => None,
     }

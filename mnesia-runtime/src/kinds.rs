@@ -62,11 +62,25 @@ fn create_as<T: Table>(db: &Database, indexes: &Indexes) -> Result<()> {
     db.create_table_here(options.without_declared(unwanted))
 }
 
-/// What makes two record types one table on two copies: the table's name and type, its
-/// fields, its key and whether the key is an auto-increment id (as the cluster's join
-/// compares them).
+/// What makes two record types one table on two copies of a database: the table's name
+/// and type, its fields, its key and whether the key is an auto-increment id. Copies that
+/// apply one order of commits (a cluster's nodes) must see every table in one shape:
+/// a commit record made for one shape does not decode as another.
+///
+/// ```
+/// use mnesia::prelude::*;
+/// #[derive(Table, Clone, Debug, Serialize, Deserialize)]
+/// struct Item { #[key] id: u32, name: String }
+///
+/// let db = Database::in_memory()?;
+/// db.create_table::<Item>(TableOptions::new())?;
+/// let shape = db.table_info::<Item>()?.shape();
+/// assert_eq!(shape.name(), "item");
+/// assert_eq!(shape, mnesia::RecordShape::of::<Item>());
+/// # Ok::<(), mnesia::Error>(())
+/// ```
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub(crate) struct RecordShape {
+pub struct RecordShape {
     name: String,
     table_type: String,
     attributes: Vec<String>,
@@ -76,7 +90,14 @@ pub(crate) struct RecordShape {
 
 impl RecordShape {
     /// The shape of `T`'s table.
-    pub(crate) fn of<T: Table>() -> RecordShape {
+    ///
+    /// ```
+    /// # use mnesia::prelude::*;
+    /// # #[derive(Table, Clone, Debug, Serialize, Deserialize)]
+    /// # struct Item { #[key] id: u32 }
+    /// assert_eq!(mnesia::RecordShape::of::<Item>().name(), "item");
+    /// ```
+    pub fn of<T: Table>() -> RecordShape {
         // (The work in a function compiled once, not once per table type.)
         RecordShape::of_parts(T::NAME, T::TYPE, T::FIELDS, T::KEY_POSITION, T::AUTO_INCREMENT)
     }
@@ -98,6 +119,17 @@ impl RecordShape {
         }
     }
 
+    /// The shape of a table as [`crate::TableInfo`] describes it.
+    pub(crate) fn of_info(info: &crate::TableInfo) -> RecordShape {
+        RecordShape {
+            name: info.name.clone(),
+            table_type: format!("{:?}", info.table_type),
+            attributes: info.attributes.clone(),
+            key: info.key.clone(),
+            auto_increment: info.auto_increment,
+        }
+    }
+
     /// The shape of a table as a backup defines it.
     pub(crate) fn of_def(def: &crate::disk::schema::TableDef) -> RecordShape {
         RecordShape {
@@ -110,7 +142,14 @@ impl RecordShape {
     }
 
     /// The table's name.
-    pub(crate) fn name(&self) -> &str {
+    ///
+    /// ```
+    /// # use mnesia::prelude::*;
+    /// # #[derive(Table, Clone, Debug, Serialize, Deserialize)]
+    /// # struct Item { #[key] id: u32 }
+    /// assert_eq!(mnesia::RecordShape::of::<Item>().name(), "item");
+    /// ```
+    pub fn name(&self) -> &str {
         &self.name
     }
 }
@@ -125,8 +164,7 @@ pub(crate) fn create_declared(
     type_name: &str,
     indexes: &Indexes,
 ) -> Result<()> {
-    let mut alike =
-        inventory::iter::<TableKind>.into_iter().filter(|k| k.name == shape.name && (k.shape)() == *shape);
+    let mut alike = of_shape(shape);
     let first = alike.next().ok_or_else(|| Error::SchemaMismatch {
         table: shape.name.clone(),
         differences: vec!["this program has no record type of the table's shape for it".into()],
@@ -138,5 +176,10 @@ pub(crate) fn create_declared(
 /// Whether this program declares a type of shape `shape` (a type with a hand-written
 /// `Table` impl is not registered).
 pub(crate) fn declared(shape: &RecordShape) -> bool {
-    inventory::iter::<TableKind>.into_iter().any(|k| k.name == shape.name && (k.shape)() == *shape)
+    of_shape(shape).next().is_some()
+}
+
+/// The types this program declares of shape `shape`.
+fn of_shape(shape: &RecordShape) -> impl Iterator<Item = &'static TableKind> + '_ {
+    inventory::iter::<TableKind>.into_iter().filter(move |k| k.name == shape.name && (k.shape)() == *shape)
 }

@@ -95,6 +95,7 @@ pub use field::{Compare, Field, FieldValue, Indexable};
 pub use filter::{Filter, Order};
 pub use handle::Transaction;
 pub use index::IndexSpec;
+pub use kinds::RecordShape;
 pub use ordered::{OrderFuture, Sequencer};
 pub use ordered_snapshot::OrderedSnapshot;
 /// What the derive's output reaches and nothing else should: not part of the API.

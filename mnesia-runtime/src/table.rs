@@ -362,6 +362,25 @@ pub struct TableInfo {
     pub disk_bytes: Option<u64>,
 }
 
+impl TableInfo {
+    /// The table's shape, which every copy of a database ordered alike must share (see
+    /// [`crate::RecordShape`]).
+    ///
+    /// ```
+    /// use mnesia::prelude::*;
+    /// #[derive(Table, Clone, Debug, Serialize, Deserialize)]
+    /// struct Item { #[key] id: u32 }
+    ///
+    /// let db = Database::in_memory()?;
+    /// db.create_table::<Item>(TableOptions::new())?;
+    /// assert_eq!(db.table_info::<Item>()?.shape(), mnesia::RecordShape::of::<Item>());
+    /// # Ok::<(), mnesia::Error>(())
+    /// ```
+    pub fn shape(&self) -> crate::RecordShape {
+        crate::RecordShape::of_info(self)
+    }
+}
+
 /// What `upsert` did.
 ///
 /// ```
