@@ -8,7 +8,7 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use mnesia_runtime::{Error, RecordShape, Result};
-use openraft::error::{ClientWriteError, RaftError};
+use openraft::error::{ClientWriteError, ForwardToLeader, RaftError};
 use openraft::{BasicNode, ChangeMembers};
 use serde::{Deserialize, Serialize};
 
@@ -77,6 +77,18 @@ fn mismatch(ours: &[TableShape], theirs: &[TableShape]) -> Option<String> {
 impl Shared {
     /// Makes `change`, if this node leads.
     async fn change_here(&self, change: &Change) -> std::result::Result<(), ChangeError> {
+        // The leader first (openraft checks a change against the members it knows before it
+        // checks that it leads: a follower that has not heard of a learner yet would refuse
+        // to make it a voter, instead of sending the change to the leader).
+        let metrics = self.raft.metrics().borrow().clone();
+        if metrics.current_leader != Some(self.id) {
+            let leader = metrics.current_leader.and_then(|id| {
+                let node = metrics.membership_config.membership().get_node(&id)?.clone();
+                Some(ForwardToLeader::new(id, node))
+            });
+            let forward = leader.unwrap_or_else(ForwardToLeader::empty);
+            return Err(RaftError::APIError(ClientWriteError::ForwardToLeader(forward)));
+        }
         match change {
             Change::Learn { id, addr, .. } => {
                 // Returns once the learner holds the log (from entries or a snapshot).
