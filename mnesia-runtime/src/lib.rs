@@ -7,7 +7,7 @@
 //! - [`Table`] (`table.rs`): the trait the derive implements, whose provided functions are
 //!   the table-scoped API; they call `ops.rs`, as does the explicit [`Transaction`] handle.
 //! - `context.rs`: the thread's current transaction and the retry loop.
-//! - `tx.rs`: read and write sets, and the commit protocol; `lock.rs`: commit locks taken
+//! - `tx/`: read and write sets, and the commit protocol; `lock.rs`: commit locks taken
 //!   in one global order; `priority.rs`: escalation, so that a transaction that keeps
 //!   losing finishes.
 //! - `store.rs`: records in shards; `index.rs`: secondary indexes.

@@ -1,162 +1,23 @@
-//! Transactions: buffered writes, recorded reads, and the commit protocol.
-//!
-//! Concurrency control is optimistic (in the manner of Silo): a transaction reads committed
-//! records directly and records the version it saw; it buffers its writes. Commit then
-//!
-//! 1. *prepares*: notes the current version of every key it writes and the index shards its
-//!    old and new records live in;
-//! 2. *locks* the commit locks of every shard it read (shared) or writes (exclusive), of
-//!    records and of indexes, in one global order — so commits never deadlock;
-//! 3. *validates*: every version it read or prepared is unchanged, every shard or index shard
-//!    it scanned is unchanged (no phantom), unique indexes stay unique;
-//! 4. *installs* its writes under one new commit sequence number, then unlocks.
-//!
-//! While a commit holds a shard's lock exclusively no other commit validates against that
-//! shard, so validation and installation happen at one point of a serial order.
+//! A transaction's part for one table: what it read (to validate) and what it will write
+//! (to prepare, lock, check and install), and the emptied part a thread keeps for its next
+//! transaction on the table.
 
 use std::any::{Any, TypeId};
 use std::cell::RefCell;
 use std::sync::Arc;
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::SystemTime;
 
-use crate::db::{Database, SnapshotGuard};
 use crate::disk::record::{TableOps, encode};
 use crate::error::{Error, Result};
-use crate::events::{DeleteCause, Event};
+use crate::events::DeleteCause;
 use crate::index::TableIndex;
-use crate::lock::{HeldLocks, LockReq, lock_order};
+use crate::lock::{LockReq, lock_order};
 use crate::priority::Gate;
 use crate::store::{IndexList, TableStore, Write};
 use crate::table::{Table, TableType};
 use crate::ttl::Alive;
 
-/// One key a transaction writes.
-#[derive(Clone)]
-pub(crate) struct WriteEntry<T: Table> {
-    pub(crate) key: T::Key,
-    pub(crate) hash: u64,
-    pub(crate) write: Write<T>,
-}
-
-/// The events of one key's change: a delete when the key is left empty; otherwise a write
-/// per record now there that was not before and, in a bag, a delete per record removed
-/// (carrying the record, whatever the subscription). A removed record whose deadline had
-/// passed is a delete with the cause `Expired` (before the write that took its key, which
-/// does not report it as its `old`).
-fn change_events<T: Table>(
-    key: T::Key,
-    change: (&[T], &[T]),
-    detailed: bool,
-    cause: DeleteCause,
-    alive: Alive,
-    out: &mut Vec<Event<T>>,
-) {
-    let (old, new) = change;
-    let cause_of = |r: &T| if alive.keeps(r) { cause } else { DeleteCause::Expired };
-    if T::TYPE != TableType::Bag {
-        if new.is_empty() {
-            if let Some(gone) = old.first() {
-                out.push(Event::Delete { key, old: detailed.then(|| gone.clone()), cause: cause_of(gone) });
-            }
-            return;
-        }
-        let replaced = old.first().filter(|r| alive.keeps(*r));
-        if let Some(gone) = old.first().filter(|r| !alive.keeps(*r)) {
-            // The expired record a write took the key of goes first.
-            out.push(Event::Delete {
-                key: key.clone(),
-                old: detailed.then(|| gone.clone()),
-                cause: DeleteCause::Expired,
-            });
-        }
-        for n in new {
-            out.push(Event::Write { new: n.clone(), old: detailed.then(|| replaced.cloned()).flatten() });
-        }
-        return;
-    }
-    if new.is_empty() {
-        for r in old {
-            out.push(Event::Delete { key: key.clone(), old: Some(r.clone()), cause: cause_of(r) });
-        }
-        return;
-    }
-    // Bag records are told apart by their encoding.
-    let encoded = |r: &T| encode(r).unwrap_or_default();
-    let before: Vec<Vec<u8>> = old.iter().map(encoded).collect();
-    let after: Vec<Vec<u8>> = new.iter().map(encoded).collect();
-    for (r, b) in old.iter().zip(&before) {
-        if !after.contains(b) {
-            out.push(Event::Delete { key: key.clone(), old: Some(r.clone()), cause: cause_of(r) });
-        }
-    }
-    for (n, a) in new.iter().zip(&after) {
-        if !before.contains(a) {
-            out.push(Event::Write { new: n.clone(), old: None });
-        }
-    }
-}
-
-/// Why a commit's unique check failed.
-pub(crate) enum UniqueFailure {
-    /// A value another live record holds.
-    Violation(Error),
-    /// Values held only by records that have expired: the commit removes those records (as
-    /// the reaper would) once its locks are released, then tries again.
-    ExpiredOwners(RemoveExpired),
-}
-
-/// Removes expired records (see [`UniqueFailure::ExpiredOwners`]); returns how many.
-pub(crate) type RemoveExpired = Box<dyn FnOnce(&crate::db::Database) -> Result<usize>>;
-
-/// The buffered writes of one table, at most one entry per key.
-#[derive(Clone)]
-pub(crate) struct WriteSet<T: Table> {
-    entries: Vec<WriteEntry<T>>,
-    by_key: Option<hashbrown::HashMap<T::Key, usize>>,
-}
-
-const WRITE_SET_LINEAR: usize = 12;
-
-impl<T: Table> WriteSet<T> {
-    fn new() -> Self {
-        WriteSet { entries: Vec::new(), by_key: None }
-    }
-
-    pub(crate) fn get(&self, key: &T::Key) -> Option<&Write<T>> {
-        self.position(key).map(|i| &self.entries[i].write)
-    }
-
-    fn position(&self, key: &T::Key) -> Option<usize> {
-        match &self.by_key {
-            Some(m) => m.get(key).copied(),
-            None => self.entries.iter().position(|e| e.key == *key),
-        }
-    }
-
-    fn set(&mut self, key: T::Key, hash: u64, write: Write<T>) {
-        if let Some(i) = self.position(&key) {
-            self.entries[i].write = write;
-            return;
-        }
-        if let Some(m) = &mut self.by_key {
-            m.insert(key.clone(), self.entries.len());
-        } else if self.entries.len() >= WRITE_SET_LINEAR {
-            let mut m: hashbrown::HashMap<T::Key, usize> =
-                self.entries.iter().enumerate().map(|(i, e)| (e.key.clone(), i)).collect();
-            m.insert(key.clone(), self.entries.len());
-            self.by_key = Some(m);
-        }
-        self.entries.push(WriteEntry { key, hash, write });
-    }
-
-    pub(crate) fn iter(&self) -> impl Iterator<Item = &WriteEntry<T>> {
-        self.entries.iter()
-    }
-
-    pub(crate) fn is_empty(&self) -> bool {
-        self.entries.is_empty()
-    }
-}
+use super::write_set::{UniqueFailure, WriteSet, change_events};
 
 /// What a commit prepared for one table before locking.
 struct Prepared<T: Table> {
@@ -480,15 +341,15 @@ impl<T: Table> TxPart for TxTable<T> {
 
     fn prepare(&mut self) {
         let writes = self.writes.get_mut();
-        if writes.entries.is_empty() {
+        if writes.is_empty() {
             self.prepared = None;
             return;
         }
         let indexes = self.store.indexes.load();
-        let mut peeked = Vec::with_capacity(writes.entries.len());
-        let mut changed = Vec::with_capacity(writes.entries.len());
+        let mut peeked = Vec::with_capacity(writes.len());
+        let mut changed = Vec::with_capacity(writes.len());
         let mut index_shards = Vec::new();
-        for e in &writes.entries {
+        for e in writes.iter() {
             let new = e.write.records();
             let (version, mask) = self.store.get_with(&e.key, e.hash, |v, old| {
                 let mut mask = 0u64;
@@ -548,7 +409,7 @@ impl<T: Table> TxPart for TxTable<T> {
         // SAFETY of the borrow: `writes` is only borrowed mutably by `install`, which runs
         // after the locks are collected and does not overlap with this shared borrow.
         let writes = self.writes.borrow();
-        for e in &writes.entries {
+        for e in writes.iter() {
             let s = store.shard_of(e.hash);
             out.push(req(0, s, true, &store.shard(s).commit));
         }
@@ -590,7 +451,7 @@ impl<T: Table> TxPart for TxTable<T> {
             return Err(Error::Conflict);
         }
         let writes = self.writes.borrow();
-        for (e, v) in writes.entries.iter().zip(&p.peeked) {
+        for (e, v) in writes.iter().zip(&p.peeked) {
             if store.version_of(&e.key, e.hash) != *v {
                 return Err(Error::Conflict);
             }
@@ -628,8 +489,8 @@ impl<T: Table> TxPart for TxTable<T> {
         if writes.is_empty() {
             return Ok(None);
         }
-        let mut out = Vec::with_capacity(writes.entries.len());
-        for e in &writes.entries {
+        let mut out = Vec::with_capacity(writes.len());
+        for e in writes.iter() {
             out.push(crate::commit::KeyChange {
                 key: encode(&e.key)?,
                 value: e.write.logged()?.into(),
@@ -668,7 +529,6 @@ impl<T: Table> TxPart for TxTable<T> {
             }
             // Only the records whose value of this field changes can break uniqueness.
             let puts: Vec<(&T::Key, &T)> = writes
-                .entries
                 .iter()
                 .zip(&p.changed)
                 .filter(|(_, mask)| *mask & index_bit(i) != 0)
@@ -717,8 +577,7 @@ impl<T: Table> TxPart for TxTable<T> {
     fn install(&self, seq: u64, floor: u64, publish: bool, now: SystemTime) {
         let Some(p) = &self.prepared else { return };
         let mut writes = self.writes.borrow_mut();
-        let entries = std::mem::take(&mut writes.entries);
-        writes.by_key = None;
+        let entries = writes.take_entries();
         let detailed = publish && self.store.subs.any_detailed();
         let alive = Alive::at::<T>(|| now);
         let mut events = Vec::new();
@@ -777,15 +636,14 @@ impl<T: Table> TxPart for TxTable<T> {
     fn recycle(self: Box<Self>) -> Option<Box<dyn Spare>> {
         let TxTable { store, mut reads, mut shard_reads, mut index_reads, writes, .. } = *self;
         let mut writes = writes.into_inner();
-        if store.is_dropped() || reads.capacity() > 4096 || writes.entries.capacity() > 4096 {
+        if store.is_dropped() || reads.capacity() > 4096 || writes.capacity() > 4096 {
             // A dropped table, or a big transaction whose buffers are not worth keeping.
             return None;
         }
         reads.clear();
         shard_reads.clear();
         index_reads.clear();
-        writes.entries.clear();
-        writes.by_key = None;
+        writes.clear();
         Some(Box::new(SpareTable { store, reads, shard_reads, index_reads, writes }))
     }
 
@@ -804,8 +662,8 @@ impl<T: Table> TxPart for TxTable<T> {
         if writes.is_empty() {
             return Ok(None);
         }
-        let mut out = Vec::with_capacity(writes.entries.len());
-        for e in &writes.entries {
+        let mut out = Vec::with_capacity(writes.len());
+        for e in writes.iter() {
             out.push((encode(&e.key)?, e.write.logged()?));
         }
         let counter = self.store.counter.load(std::sync::atomic::Ordering::Acquire);
@@ -857,426 +715,5 @@ impl<T: Table> Spare for SpareTable<T> {
             prepared: None,
             snapshot: None,
         }))
-    }
-}
-
-/// A transaction in progress: one part per table it touched.
-pub(crate) struct Tx {
-    pub(crate) db: Database,
-    /// `transaction_async`'s transaction: an ordered commit leaves its record to it.
-    pub(crate) defer: bool,
-    parts: Vec<Box<dyn TxPart>>,
-    /// The snapshot the transaction reads at, once it has one (see `snapshots.rs`).
-    snapshot: Option<SnapshotGuard>,
-    /// Whether it may take one: only transactions (not dirty operations), and not an
-    /// attempt with priority or one after an attempt that wrote.
-    may_snapshot: bool,
-    /// Reads so far: a transaction that makes many, writing nothing, takes a snapshot.
-    reads: usize,
-    /// It met a table whose store took its place after its snapshot: it must run again.
-    stale: bool,
-    /// The commit's time, when it is given rather than read from the clock: a commit
-    /// record applied from another database commits at that database's time.
-    commit_time: Option<SystemTime>,
-    /// The place of the shared order of commits that the transaction reads from (see
-    /// `ordered.rs`): the last record applied when it started.
-    based_on: u64,
-}
-
-/// A transaction writing nothing that makes this many reads reads at a snapshot from then
-/// on (one that scans does at its first scan).
-const SNAPSHOT_AFTER_READS: usize = crate::priority::LONG_ATTEMPT_READS;
-
-/// How many emptied parts a thread keeps for its next transactions.
-const SPARE_PARTS: usize = 8;
-
-thread_local! {
-    /// Parts of this thread's finished transactions, kept with their buffers and their
-    /// table, so that the next transaction on the same table allocates and looks up nothing.
-    static SPARE: RefCell<Vec<Box<dyn Spare>>> = const { RefCell::new(Vec::new()) };
-}
-
-impl Tx {
-    pub(crate) fn new(db: Database) -> Tx {
-        let based_on = db.inner.ordered.applied();
-        Tx {
-            based_on,
-            defer: false,
-            db,
-            parts: Vec::new(),
-            snapshot: None,
-            may_snapshot: false,
-            reads: 0,
-            stale: false,
-            commit_time: None,
-        }
-    }
-
-    /// Lets this transaction read at a snapshot once it turns out to read much and write
-    /// nothing; `now`: from its start.
-    pub(crate) fn allow_snapshot(&mut self, now: bool) {
-        self.may_snapshot = true;
-        if now {
-            self.read_at_snapshot();
-        }
-    }
-
-    /// Whether the transaction has buffered writes.
-    pub(crate) fn wrote(&self) -> bool {
-        self.parts.iter().any(|p| p.has_writes())
-    }
-
-    /// From now on, reads at a snapshot if the transaction may and has written nothing.
-    fn read_at_snapshot(&mut self) {
-        if !self.may_snapshot || self.snapshot.is_some() || self.wrote() {
-            return;
-        }
-        // (A part whose store has been replaced since it was made fails validation.)
-        let snapshot = self.db.open_snapshot();
-        for p in &mut self.parts {
-            p.read_at(snapshot.at);
-        }
-        self.snapshot = Some(snapshot);
-    }
-
-    /// This transaction's part for table `T`, for a read of many records (a scan, a
-    /// query): a transaction that has written nothing reads at a snapshot from now on.
-    pub(crate) fn table_to_scan<T: Table>(&mut self) -> Result<&mut TxTable<T>> {
-        self.read_at_snapshot();
-        self.table::<T>()
-    }
-
-    /// This transaction's part for table `T`, for a point read: after many, a transaction
-    /// that has written nothing reads at a snapshot.
-    pub(crate) fn table_to_read<T: Table>(&mut self) -> Result<&mut TxTable<T>> {
-        self.count_read();
-        self.table::<T>()
-    }
-
-    /// Counts a point read (or a lookup): the one that makes many opens a snapshot.
-    fn count_read(&mut self) {
-        self.reads += 1;
-        if self.reads == SNAPSHOT_AFTER_READS {
-            self.read_at_snapshot();
-        }
-    }
-
-    /// The records of `T` passing `filter`, mapped by `f`, up to `want` of them (see
-    /// [`TxTable::select_up_to`]); a transaction that has written nothing reads at a
-    /// snapshot from a scan or a range on.
-    pub(crate) fn select<T: Table, X>(
-        &mut self,
-        filter: &crate::filter::Filter<T>,
-        want: usize,
-        f: impl FnMut(&T) -> X,
-    ) -> Result<Vec<X>> {
-        let access = self.table::<T>()?.access(filter);
-        if access.reads_many() {
-            self.read_at_snapshot();
-        } else {
-            self.count_read();
-        }
-        Ok(self.table::<T>()?.select_planned(access, filter, want, f))
-    }
-
-    /// This transaction's part for table `T`, created on first use.
-    pub(crate) fn table<T: Table>(&mut self) -> Result<&mut TxTable<T>> {
-        let ty = TypeId::of::<T>();
-        let i = match self.parts.iter().position(|p| p.record_type() == ty) {
-            Some(i) => i,
-            None => {
-                let db = self.db.id();
-                let spare = SPARE
-                    .try_with(|s| {
-                        let mut s = s.try_borrow_mut().ok()?;
-                        let at = s.iter().position(|p| p.record_type() == ty && p.db_id() == db)?;
-                        s.swap_remove(at).revive()
-                    })
-                    .ok()
-                    .flatten();
-                let mut part = match spare {
-                    Some(part) => {
-                        // What `Database::table` does as an operation starts.
-                        part.resume();
-                        part
-                    }
-                    None => Box::new(TxTable::new(self.db.table::<T>()?)) as Box<dyn TxPart>,
-                };
-                if let Some(snapshot) = &self.snapshot {
-                    if self.db.stores_older_than(snapshot.at) {
-                        part.read_at(snapshot.at);
-                    } else {
-                        // Its records are numbered after the snapshot: it reads them as they
-                        // are now, and runs again (at a new snapshot) whatever it returns.
-                        self.stale = true;
-                    }
-                }
-                self.parts.push(part);
-                self.parts.len() - 1
-            }
-        };
-        self.parts[i]
-            .as_any_mut()
-            .downcast_mut::<TxTable<T>>()
-            .ok_or_else(|| Error::Internal("transaction part of another type".into()))
-    }
-
-    /// Ends the transaction (committed or not): hands its parts back to the thread for
-    /// later transactions, and returns the database handle.
-    pub(crate) fn finish(self) -> Database {
-        let Tx { db, parts, .. } = self;
-        let _ = SPARE.try_with(|s| {
-            let Ok(mut s) = s.try_borrow_mut() else { return };
-            for p in parts {
-                if let Some(spare) = p.recycle() {
-                    if s.len() == SPARE_PARTS {
-                        s.remove(0);
-                    }
-                    s.push(spare);
-                }
-            }
-        });
-        db
-    }
-
-    /// The tables this transaction touched, as gates (see `priority.rs`).
-    pub(crate) fn gates(&self) -> Vec<Arc<dyn Gate>> {
-        self.parts.iter().map(|p| p.gate()).collect()
-    }
-
-    /// Whether the transaction scanned a table or read many records: costly to run again.
-    pub(crate) fn long(&self) -> bool {
-        self.parts.iter().any(|p| p.scanned())
-            || self.parts.iter().map(|p| p.read_count()).sum::<usize>() >= crate::priority::LONG_ATTEMPT_READS
-    }
-
-    /// The buffered writes as they are now, to roll a nested transaction back to.
-    pub(crate) fn savepoint(&self) -> Vec<Box<dyn Any>> {
-        self.parts.iter().map(|p| p.save_writes()).collect()
-    }
-
-    /// Drops the writes buffered since `savepoint` (what it read stays recorded: that only
-    /// makes validation stricter).
-    pub(crate) fn rollback_to(&mut self, savepoint: Vec<Box<dyn Any>>) {
-        let mut saved = savepoint.into_iter();
-        for p in &mut self.parts {
-            p.restore_writes(saved.next());
-        }
-    }
-
-    /// Whether what this transaction read is still what is committed, checked under the
-    /// commit locks (so no commit is half installed meanwhile): tells a conflict from a real
-    /// failure when the transaction's closure returns an error or panics.
-    /// What it read at a snapshot is consistent: only the reads made before are checked.
-    pub(crate) fn reads_unchanged(&mut self) -> bool {
-        if self.stale {
-            return false;
-        }
-        let mut reqs = Vec::new();
-        for p in &self.parts {
-            p.collect_locks(false, &mut reqs);
-        }
-        let _held = HeldLocks::acquire(reqs);
-        self.parts.iter().all(|p| p.reads_unchanged(false))
-    }
-
-    /// Commits at `at` instead of the clock's time (see `commit.rs`).
-    pub(crate) fn commit_at(&mut self, at: SystemTime) {
-        self.commit_time = Some(at);
-    }
-
-    /// Validates and installs the transaction. `Err(Error::Conflict)` means: run it again.
-    pub(crate) fn commit(&mut self) -> Result<()> {
-        if self.stale {
-            return Err(Error::Conflict);
-        }
-        let writes = self.wrote();
-        if writes {
-            crate::commit::refuse_in_own_sink(&self.db)?;
-            if let Some(sequencer) = self.db.sequencer() {
-                return self.propose(&sequencer);
-            }
-        }
-        // (With a snapshot, a read before it must be validated: it may not be what the
-        // snapshot holds.)
-        if !writes && self.snapshot.is_none() && self.parts.iter().map(|p| p.read_count()).sum::<usize>() <= 1
-        {
-            // A single read is atomic on its own: nothing to validate (but a read that failed
-            // on a disc-only table's file, or of a store since replaced, must not pass for
-            // "absent").
-            for p in &self.parts {
-                p.healthy()?;
-            }
-            return Ok(());
-        }
-        self.apply()
-    }
-
-    /// The commit's time, read once: it decides what has expired for the unique check and
-    /// for the events, however long the commit waits for its locks. (Not read when nothing
-    /// the commit touches can expire.)
-    fn time(&self) -> SystemTime {
-        match self.commit_time {
-            Some(at) => at,
-            None if self.parts.iter().any(|p| p.expires()) => self.db.clock().now(),
-            None => UNIX_EPOCH,
-        }
-    }
-
-    /// Hands the commit to the sequencer, which has it applied here in its order (see
-    /// `ordered.rs`).
-    /// For [`transaction_async`](crate::transaction_async)'s transaction, the record is left
-    /// for it to order, and the commit reports done.
-    fn propose(&mut self, sequencer: &Arc<Box<dyn crate::ordered::Sequencer>>) -> Result<()> {
-        // A read already overwritten here was overwritten after the transaction's start in
-        // the shared order too: it would conflict there.
-        if !self.reads_unchanged() {
-            return Err(Error::Conflict);
-        }
-        let time = self.time();
-        let mut changes = Vec::new();
-        let mut reads = Vec::new();
-        for p in &self.parts {
-            changes.extend(p.change()?);
-            reads.extend(p.read_summary()?);
-        }
-        let record = crate::commit::CommitRecord { seq: 0, time, changes, based_on: self.based_on, reads };
-        if self.defer {
-            crate::async_tx::leave(sequencer, record);
-            return Ok(());
-        }
-        sequencer.order(record)
-    }
-
-    fn apply(&mut self) -> Result<()> {
-        let writes = self.wrote();
-        let now = self.time();
-        // Set once a wait at a gate ran out of patience: the commit goes ahead.
-        let mut past_gates = false;
-        loop {
-            for p in &mut self.parts {
-                p.prepare();
-            }
-            let mut reqs = Vec::new();
-            for p in &self.parts {
-                p.collect_locks(writes, &mut reqs);
-            }
-            let held = HeldLocks::acquire(reqs);
-            // A table closed by a transaction with priority: wait for it, holding no lock.
-            // (Not for a commit record made elsewhere: it is decided, and the transaction
-            // holding the gate may be waiting for it, applied in order.)
-            if writes
-                && !past_gates
-                && self.commit_time.is_none()
-                && let Some(owner) = self.parts.iter().find_map(|p| p.gate_closed())
-            {
-                drop(held);
-                past_gates = !self.db.priority().wait_for(owner);
-                continue;
-            }
-            // Every read first: a stale read means "run again", whatever else fails.
-            for p in &self.parts {
-                p.validate(writes)?;
-            }
-            let mut removals = Vec::new();
-            for p in &self.parts {
-                match p.check_unique(now) {
-                    Ok(()) => {}
-                    Err(UniqueFailure::Violation(e)) => return Err(e),
-                    Err(UniqueFailure::ExpiredOwners(remove)) => removals.push(remove),
-                }
-            }
-            if removals.is_empty() {
-                return self.install_all(writes, held, now);
-            }
-            // Expired records hold values this commit needs: remove them, then try again
-            // (the reads are validated again, so a transaction that read them runs again).
-            drop(held);
-            let mut removed = 0;
-            for remove in removals {
-                removed += remove(&self.db)?;
-            }
-            if removed == 0 {
-                return Err(Error::Conflict);
-            }
-        }
-    }
-
-    /// Logs, numbers and installs the writes of a validated commit, under its locks.
-    fn install_all(&self, writes: bool, held: HeldLocks<'_>, now: SystemTime) -> Result<()> {
-        if writes {
-            // Disc tables: logged (and, by the durability mode, synced) before anyone can
-            // see the writes, while the commit locks keep conflicting commits waiting.
-            let mut ops = Vec::new();
-            for p in &self.parts {
-                ops.extend(p.log_ops()?);
-            }
-            // With a sink, the commit's record, encoded before the writes are installed.
-            let sink = self.db.sink();
-            let changes = match &sink {
-                Some(_) => self
-                    .parts
-                    .iter()
-                    .map(|p| p.change())
-                    .filter_map(Result::transpose)
-                    .collect::<Result<Vec<_>>>()?,
-                None => Vec::new(),
-            };
-            // Tables with subscribers: their events go out in commit order, so the publish
-            // locks are held from the sequence number to the delivery (in table order).
-            // With a sink, every table written: its records go out in commit order too.
-            let mut publishing: Vec<(u32, &parking_lot::Mutex<()>)> = if sink.is_some() {
-                self.parts.iter().filter_map(|p| p.order_lock()).collect()
-            } else {
-                self.parts.iter().filter_map(|p| p.publish_lock()).collect()
-            };
-            publishing.sort_by_key(|(id, _)| *id);
-            let _published: Vec<_> = publishing.iter().map(|(_, m)| m.lock()).collect();
-            let seq = self.db.sequence(&ops)?;
-            // Read after the number was taken (see `snapshots.rs`).
-            let floor = self.db.snapshots().floor();
-            for p in &self.parts {
-                // Events only for a table whose publish lock this commit holds (taken
-                // because it had subscribers, or for the sink and it has some).
-                let held = publishing.iter().any(|(id, _)| *id == p.table_id());
-                p.install(seq, floor, held && (sink.is_none() || p.has_subscribers()), now);
-            }
-            if let Some(sink) = sink {
-                crate::commit::deliver(
-                    &self.db,
-                    &sink,
-                    &crate::commit::CommitRecord { seq, time: now, changes, based_on: 0, reads: Vec::new() },
-                );
-            }
-        }
-        drop(held);
-        Ok(())
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::testing::{Rec, rec};
-
-    #[test]
-    fn write_set_keeps_one_entry_per_key_past_the_linear_size() {
-        let mut ws: WriteSet<Rec> = WriteSet::new();
-        for round in 0..2 {
-            for id in 0..40u32 {
-                ws.set(id, u64::from(id), Write::Put(rec(id, "t", round)));
-            }
-        }
-        assert_eq!(ws.iter().count(), 40);
-        assert!(ws.by_key.is_some());
-        for id in 0..40u32 {
-            match ws.get(&id) {
-                Some(Write::Put(r)) => assert_eq!(r.n, 1, "the last write wins"),
-                _ => panic!("missing {id}"),
-            }
-        }
-        ws.set(3, 3, Write::Delete);
-        assert!(matches!(ws.get(&3), Some(Write::Delete)));
-        assert!(ws.get(&99).is_none());
     }
 }
