@@ -21,7 +21,7 @@ use parking_lot::RwLock;
 
 use crate::clock::Clock;
 use crate::disk::only::DiscOnly;
-use crate::disk::record::{EntryEncoder, Logged, SnapshotEntry, encode};
+use crate::disk::record::{Logged, SnapshotEntry, encode};
 use crate::error::{Error, Result};
 use crate::index::TableIndex;
 use crate::lock::{CommitLock, HeldLocks, LockReq, lock_order};
@@ -29,16 +29,17 @@ use crate::prefetch::{each_warmed, warm};
 use crate::table::{StorageType, Table, TableType};
 use crate::ttl::ExpiryIndex;
 
+mod cut;
+mod dump;
 mod history;
+
+pub(crate) use cut::Cut;
 
 /// Shards of a `set` or `bag` table; an `ordered_set` keeps one shard so that it stays one
 /// ordered structure.
 pub(crate) const SHARDS: usize = 64;
 
 pub(crate) type Hasher = hashbrown::DefaultHashBuilder;
-
-/// Rows of a recovered table loaded at a time (see `TableStore::load`).
-const LOAD_CHUNK: usize = 1 << 16;
 
 /// A released table with this many keys or more is freed on a thread of its own.
 const FREE_APART: usize = 10_000;
@@ -141,17 +142,6 @@ impl<T: Table> Drop for Sealed<T> {
             store.sealed.store(false, Ordering::SeqCst);
         }
     }
-}
-
-/// A backup in progress on a table: the commit it was cut at, the shards it has copied,
-/// and the records — as they were at the cut — that later commits changed in shards it had
-/// not copied yet (copy on write).
-pub(crate) struct Cut {
-    pub(crate) seq: u64,
-    scanned: Box<[AtomicBool]>,
-    saved: parking_lot::Mutex<Vec<(usize, SnapshotEntry)>>,
-    /// A record could not be saved: the backup fails.
-    failed: AtomicBool,
 }
 
 /// The indexes of a table, replaced as a whole when one is added or removed.
@@ -817,123 +807,6 @@ impl<T: Table> TableStore<T> {
             .collect()
     }
 
-    /// Fills a new table with records recovered from disc, building its indexes: a chunk of
-    /// rows at a time, each shard of the table and of its indexes locked once per chunk.
-    pub(crate) fn load(&self, rows: &crate::disk::Rows) -> Result<()> {
-        let bad = |e: postcard::Error| {
-            Error::codec(
-                format!(
-                    "table {}: a stored record does not decode as {}",
-                    T::NAME,
-                    std::any::type_name::<T>()
-                ),
-                e,
-            )
-        };
-        let indexes = self.indexes.load();
-        // Sized once: no rehashing while a million records go in.
-        self.reserve(rows.len());
-        let mut max_id = 0;
-        let mut rows = rows.iter();
-        loop {
-            let mut items = Vec::new();
-            let mut read = 0;
-            for (kb, (version, value)) in rows.by_ref().take(LOAD_CHUNK) {
-                read += 1;
-                let key: T::Key = postcard::from_bytes(kb).map_err(bad)?;
-                let write = match value {
-                    Logged::Put(b) => Write::Put(postcard::from_bytes::<T>(b).map_err(bad)?),
-                    Logged::Group(bs) => Write::Group(
-                        bs.iter().map(|b| postcard::from_bytes(b)).collect::<Result<_, _>>().map_err(bad)?,
-                    ),
-                    Logged::Delete => continue,
-                };
-                for r in write.records() {
-                    max_id = max_id.max(r.auto_id().unwrap_or(0));
-                }
-                items.push((key, write, *version));
-            }
-            if read == 0 {
-                break;
-            }
-            let recs: Vec<&T> = items.iter().flat_map(|(_, w, _)| w.records()).collect();
-            let version = items.iter().map(|(_, _, v)| *v).max().unwrap_or(0);
-            for idx in &indexes.list {
-                // A unique index declared since the records were stored may not hold for them.
-                if let Err((i, other)) = idx.load_many(&recs, version) {
-                    return Err(Error::SchemaMismatch {
-                        table: T::NAME.to_owned(),
-                        differences: vec![format!(
-                            "the struct declares a unique index on `{}`, but the stored records with keys {other:?} and {:?} share the value {}",
-                            idx.field(),
-                            recs[i].key(),
-                            idx.value_debug(recs[i])
-                        )],
-                    });
-                }
-            }
-            self.insert_new(items).map_err(|(_, key)| {
-                Error::codec_msg(format!("table {}: the key {key:?} is stored twice", T::NAME))
-            })?;
-        }
-        self.counter.fetch_max(max_id, Ordering::AcqRel);
-        Ok(())
-    }
-
-    /// Builds a disc-only table's indexes and counter from its file.
-    pub(crate) fn load_disc_only(&self) -> Result<()> {
-        let Some(disc) = self.disc_only() else { return Ok(()) };
-        let indexes = self.indexes.load();
-        let mut max_id = 0;
-        let mut dup = None;
-        self.disc_scan(&disc, |key, version, recs| {
-            if let Some(expiry) = &self.expiry {
-                expiry.change(key, &[], recs);
-            }
-            for r in recs {
-                max_id = max_id.max(r.auto_id().unwrap_or(0));
-                for idx in &indexes.list {
-                    if idx.unique() && dup.is_none() {
-                        let mut owners = Vec::new();
-                        idx.lookup_by_record(r, &mut owners);
-                        if let Some(other) = owners.iter().find(|k| *k != key) {
-                            dup = Some(format!(
-                                "the struct declares a unique index on `{}`, but the stored records with keys {other:?} and {key:?} share the value {}",
-                                idx.field(),
-                                idx.value_debug(r)
-                            ));
-                        }
-                    }
-                    idx.insert(r, version);
-                }
-            }
-        })?;
-        if let Some(d) = dup {
-            return Err(Error::SchemaMismatch { table: T::NAME.to_owned(), differences: vec![d] });
-        }
-        self.counter.fetch_max(max_id, Ordering::AcqRel);
-        Ok(())
-    }
-
-    /// Every record encoded for a snapshot, with the version that wrote it. Taken shard by
-    /// shard while writers go on: each shard is read under its commit lock, so a commit is
-    /// either wholly in a shard's copy or (being later) replayed from the log.
-    pub(crate) fn snapshot_entries(&self) -> Result<Vec<SnapshotEntry>> {
-        self.entries(true)
-    }
-
-    /// Every record encoded, wherever it lives, for a caller that holds every commit lock
-    /// (moving the table to another storage type).
-    pub(crate) fn entries_locked(&self) -> Result<Vec<SnapshotEntry>> {
-        let (Some(disc), Some(id)) = (self.disc_only(), self.disk_id()) else { return self.entries(false) };
-        let mut out = Vec::new();
-        disc.scan(id, |key, version, value| {
-            out.push(SnapshotEntry { key: key.to_vec(), version, value });
-            Ok(())
-        })?;
-        Ok(out)
-    }
-
     /// Drops the table's records and indexes and marks it dropped: what a dropped table, or
     /// one of a closed database, keeps in memory is an empty shell (threads may still hold
     /// it in their spare transaction parts).
@@ -988,163 +861,6 @@ impl<T: Table> TableStore<T> {
 
     pub(crate) fn is_sealed(&self) -> bool {
         self.sealed.load(Ordering::SeqCst)
-    }
-
-    fn entries(&self, lock: bool) -> Result<Vec<SnapshotEntry>> {
-        let mut out = Vec::new();
-        for (i, shard) in self.shards.iter().enumerate() {
-            let req =
-                LockReq { order: lock_order(self.id, 0, i as u16), exclusive: false, lock: &shard.commit };
-            let _held = lock.then(|| HeldLocks::acquire(vec![req]));
-            let data = shard.data.read();
-            match &data.map {
-                // Its records are in its file: made durable here, nothing to copy.
-                ShardMap::Disc(d) => d.sync()?,
-                map => Self::map_entries(map, u64::MAX, &mut out)?,
-            }
-        }
-        Ok(out)
-    }
-
-    /// Every record of a shard in memory written by a commit up to `max_version`, encoded.
-    fn map_entries(map: &ShardMap<T>, max_version: u64, out: &mut Vec<SnapshotEntry>) -> Result<()> {
-        let put = |key: &T::Key, version: u64, value: Logged, out: &mut Vec<SnapshotEntry>| -> Result<()> {
-            if version <= max_version {
-                out.push(SnapshotEntry { key: encode(key)?, version, value });
-            }
-            Ok(())
-        };
-        match map {
-            ShardMap::Set(t) => {
-                for s in t.iter().filter(|s| s.version <= max_version) {
-                    put(s.rec.key(), s.version, Logged::Put(encode(&s.rec)?), out)?;
-                }
-            }
-            ShardMap::Ordered(m) => {
-                for (k, s) in m.iter().filter(|(_, s)| s.version <= max_version) {
-                    put(k, s.version, Logged::Put(encode(&s.rec)?), out)?;
-                }
-            }
-            ShardMap::Bag(t) => {
-                for s in t.iter().filter(|s| s.version <= max_version) {
-                    let Some(first) = s.rec.first() else { continue };
-                    let group = s.rec.iter().map(encode).collect::<Result<_>>()?;
-                    put(first.key(), s.version, Logged::Group(group), out)?;
-                }
-            }
-            ShardMap::Disc(_) => {}
-        }
-        Ok(())
-    }
-
-    /// Starts a backup cut at commit `seq`. The caller holds every commit lock of the table
-    /// (shared), so every commit up to `seq` is installed and none after has started.
-    pub(crate) fn begin_cut(&self, seq: u64) -> Arc<Cut> {
-        let cut = Arc::new(Cut {
-            seq,
-            scanned: (0..self.shards.len()).map(|_| AtomicBool::new(false)).collect(),
-            saved: parking_lot::Mutex::new(Vec::new()),
-            failed: AtomicBool::new(false),
-        });
-        self.cut.store(Some(Arc::clone(&cut)));
-        cut
-    }
-
-    /// Ends the backup in progress.
-    pub(crate) fn end_cut(&self) {
-        self.cut.store(None);
-    }
-
-    /// Saves a key's records as they were at the cut, before a commit changes them.
-    fn save_for_cut(&self, cut: &Cut, shard: usize, map: &ShardMap<T>, key: &T::Key, hash: u64) {
-        let found: Result<Option<(u64, Logged)>> = (|| {
-            Ok(match map {
-                ShardMap::Set(t) => match t.find(hash, |s| key_of(s) == key) {
-                    Some(s) => Some((s.version, Logged::Put(encode(&s.rec)?))),
-                    None => None,
-                },
-                ShardMap::Ordered(m) => match m.get(key) {
-                    Some(s) => Some((s.version, Logged::Put(encode(&s.rec)?))),
-                    None => None,
-                },
-                ShardMap::Bag(t) => match t.find(hash, |s| group_key(s) == Some(key)) {
-                    Some(s) => {
-                        Some((s.version, Logged::Group(s.rec.iter().map(encode).collect::<Result<_>>()?)))
-                    }
-                    None => None,
-                },
-                ShardMap::Disc(d) => {
-                    let (version, recs) = self.disc_get(d, key)?;
-                    match recs.as_slice() {
-                        [] => None,
-                        [r] if self.kind != TableType::Bag => Some((version, Logged::Put(encode(r)?))),
-                        rs => Some((version, Logged::Group(rs.iter().map(encode).collect::<Result<_>>()?))),
-                    }
-                }
-            })
-        })();
-        match found.and_then(|f| f.map(|(v, value)| encode(key).map(|k| (v, k, value))).transpose()) {
-            // Changed since the cut already (its state at the cut was saved then), or absent.
-            Ok(Some((version, key, value))) if version <= cut.seq => {
-                cut.saved.lock().push((shard, SnapshotEntry { key, version, value }));
-            }
-            Ok(_) => {}
-            Err(_) => cut.failed.store(true, Ordering::Release),
-        }
-    }
-
-    /// A shard's records as they were at the cut: those not changed since, copied under the
-    /// shard's read lock (after which commits no longer save for it), and those saved.
-    pub(crate) fn cut_shard(&self, cut: &Cut, shard: usize, out: &mut EntryEncoder) -> Result<()> {
-        {
-            let data = self.shards[shard].data.read();
-            match &data.map {
-                ShardMap::Disc(d) => {
-                    if let Some(id) = self.disk_id() {
-                        d.scan(id, |key, version, value| {
-                            if version <= cut.seq {
-                                out.entry(key, version, &value);
-                            }
-                            Ok(())
-                        })?;
-                    }
-                }
-                ShardMap::Set(t) => each_warmed(
-                    t.iter().filter(|s| s.version <= cut.seq),
-                    |s| warm(&s.rec),
-                    |s| out.record(s.rec.key(), s.version, &s.rec),
-                )?,
-                ShardMap::Ordered(m) => each_warmed(
-                    m.values().filter(|s| s.version <= cut.seq),
-                    |s| warm(&s.rec),
-                    |s| out.record(s.rec.key(), s.version, &s.rec),
-                )?,
-                ShardMap::Bag(t) => each_warmed(
-                    t.iter().filter(|s| s.version <= cut.seq),
-                    |s| warm(&s.rec),
-                    |s| match s.rec.first() {
-                        Some(first) => out.group(first.key(), s.version, &s.rec),
-                        None => Ok(()),
-                    },
-                )?,
-            }
-            cut.scanned[shard].store(true, Ordering::Release);
-        }
-        let mut saved = cut.saved.lock();
-        let (mine, rest): (Vec<_>, Vec<_>) =
-            std::mem::take(&mut *saved).into_iter().partition(|(s, _)| *s == shard);
-        *saved = rest;
-        drop(saved);
-        for (_, e) in mine {
-            out.entry(&e.key, e.version, &e.value);
-        }
-        if cut.failed.load(Ordering::Acquire) {
-            return Err(Error::Invalid(format!(
-                "table {}: a record changed during the backup could not be saved",
-                T::NAME
-            )));
-        }
-        Ok(())
     }
 
     /// Removes every record. The caller holds every shard's commit lock exclusively;
@@ -1265,6 +981,7 @@ fn decode_records<T: Table>(value: &Logged) -> Result<Vec<T>> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::disk::record::EntryEncoder;
     use crate::snapshots::NONE_OPEN;
 
     /// What a backup cut sees: every record as it was at the cut, whatever commits do while
