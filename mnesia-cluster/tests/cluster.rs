@@ -719,6 +719,49 @@ fn a_node_joins_a_running_cluster_and_members_leave_or_are_removed() {
 }
 
 #[test]
+fn a_node_without_a_directory_comes_back_under_its_id_and_is_filled_from_the_others() {
+    let mut run = three();
+    for id in 0..20 {
+        run.dbs[0].scope(|| Account::write(Account { id, balance: 10 })).expect("write");
+    }
+    run.settle();
+    // A follower stops: its database and its Raft log, both in memory, are gone.
+    let leader = run.leader();
+    let back = (leader + 1) % 3;
+    let addr = run.nodes[back].as_ref().expect("node").local_addr();
+    run.nodes[back] = None;
+    let other = (leader + 2) % 3;
+    for id in 20..40 {
+        run.dbs[other].scope(|| Account::write(Account { id, balance: 20 })).expect("write without it");
+    }
+    // Started again under its id and address on an empty database, it joins through any
+    // member and is sent what it lacks.
+    let db = Database::in_memory().expect("db");
+    db.scope(|| -> mnesia::Result<()> {
+        Account::create_table(TableOptions::new())?;
+        Member::create_table(TableOptions::new())?;
+        Session::create_table(TableOptions::new())?;
+        Ok(())
+    })
+    .expect("tables");
+    let id = back as u64 + 1;
+    let node = Node::start(&db, quick(id).listen(addr)).expect("node");
+    node.join(run.nodes[other].as_ref().expect("seed").local_addr(), Duration::from_secs(20)).expect("join");
+    run.dbs[back] = db;
+    run.nodes[back] = Some(node);
+    run.settle();
+    assert_eq!(run.accounts(back).len(), 40);
+    assert_eq!(run.accounts(back), run.accounts(leader));
+    let members = run.nodes[back].as_ref().expect("node").status().members;
+    assert_eq!(members, [1, 2, 3].into());
+    run.dbs[back].scope(|| Account::write(Account { id: 100, balance: 1 })).expect("write on it");
+    run.settle();
+    for i in 0..3 {
+        assert_eq!(run.accounts(i), run.accounts(back), "node {}", i + 1);
+    }
+}
+
+#[test]
 fn a_node_with_another_cookie_cannot_join() {
     let run = three();
     let db = Database::in_memory().expect("db");
