@@ -15,8 +15,9 @@
 //!
 //! A record proposed again after its answer was lost (a leader killed, a connection cut)
 //! is applied once: every proposal carries an id, and the nodes remember the verdicts of
-//! the last 100,000 log entries' proposals. With [`Options::dir`] the Raft log is durable
-//! and a node that stops comes back and catches up.
+//! the proposals of the last 100,000 log entries (at most the last 200,000). With
+//! [`Options::dir`] the Raft log is durable and a node that stops comes back and catches
+//! up.
 //!
 //! Snapshots keep the log short ([`Options::snapshots`]): a node snapshots its database
 //! every so many entries and the entries before go; a node whose missing entries are gone

@@ -98,7 +98,14 @@ impl Shared {
                 self.raft.change_membership(ChangeMembers::AddVoterIds([*id].into()), false).await?;
             }
             Change::Remove { id } => {
-                self.raft.change_membership(ChangeMembers::RemoveVoters([*id].into()), false).await?;
+                // A voter, or a learner (one that died before it asked to vote).
+                let voter = metrics.membership_config.membership().voter_ids().any(|v| v == *id);
+                let change = if voter {
+                    ChangeMembers::RemoveVoters([*id].into())
+                } else {
+                    ChangeMembers::RemoveNodes([*id].into())
+                };
+                self.raft.change_membership(change, false).await?;
             }
         }
         Ok(())
@@ -168,17 +175,20 @@ impl Node {
         let (id, tables) = (self.shared.id, shapes(self.shared.dialer.liveness.database()));
         let learn = Request::Change(Change::Learn { id, addr: self.addr.to_string(), tables });
         let vote = Request::Change(Change::Vote { id });
-        // A learner first; a voter once this node holds the log, asked from here.
+        // A learner first; a voter once this node holds the log as far as the leader had
+        // decided when it asked (openraft's own wait for a learner counts one a few
+        // thousand entries behind as caught up), asked from here.
         let asked = self.block_on(async {
             tokio::time::timeout(timeout, async {
-                ask_seed(&self.shared, seed, &learn, timeout).await?;
-                ask_seed(&self.shared, seed, &vote, timeout).await
+                ask_seed(&self.shared, seed, &learn, timeout).await.map_err(Some)?;
+                self.shared.current(timeout).await.map_err(|_| None)?;
+                ask_seed(&self.shared, seed, &vote, timeout).await.map_err(Some)
             })
             .await
         });
         match asked {
-            Err(_) => Err(Error::NoMajority { waited: timeout }),
-            Ok(Err(why)) => Err(Error::Invalid(format!("joining the cluster through {seed}: {why}"))),
+            Err(_) | Ok(Err(None)) => Err(Error::NoMajority { waited: timeout }),
+            Ok(Err(Some(why))) => Err(Error::Invalid(format!("joining the cluster through {seed}: {why}"))),
             Ok(Ok(())) => Ok(()),
         }
     }

@@ -318,6 +318,9 @@ pub struct Status {
     pub last_applied: u64,
     /// The voting members.
     pub members: BTreeSet<u64>,
+    /// The members that do not vote (yet): nodes joining, sent the log until they have
+    /// caught up.
+    pub learners: BTreeSet<u64>,
     /// The other nodes that answer this one (see [`ClusterEvent`](mnesia_runtime::ClusterEvent)).
     pub up: BTreeSet<u64>,
     /// The last log entry the latest snapshot holds (see [`Options::snapshots`]).
@@ -596,7 +599,9 @@ impl Node {
     /// Starts node `options.node_id()` for `db`: listens for the other nodes and from now
     /// on orders the database's commits through the cluster (a node that is in no cluster
     /// yet commits nothing: see [`Node::initialize`]). Create the tables on every node
-    /// first, alike.
+    /// first, alike. The database must be new to the cluster (a node started again gets a
+    /// new one, which its log and snapshot fill): one that applied a cluster's commits is
+    /// refused with [`Error::Invalid`].
     ///
     /// ```no_run
     /// let db = mnesia::Database::in_memory()?;
@@ -612,6 +617,14 @@ impl Node {
     }
 
     fn start_ordered(db: &Database, options: Options) -> Result<Node> {
+        // The log (and the snapshot) fill the database from the first entry on: one that
+        // applied a cluster's commits already would apply them again, at other places.
+        if db.applied_index() != 0 {
+            return Err(Error::Invalid(format!(
+                "the database applied {} commits of a cluster already: start the node on a new database",
+                db.applied_index()
+            )));
+        }
         let config = Arc::new(options.raft_config()?);
         let log = match &options.dir {
             Some(dir) if db.config().directory().is_some() => {
@@ -640,11 +653,13 @@ impl Node {
         // holds many commits, or none).
         let (applied_tx, applied) = watch::channel(0);
         let refused = Arc::new(parking_lot::Mutex::new(BTreeMap::new()));
+        let life = life()?;
         let mut machine = StateMachine::new(
             db.clone(),
             options.dir.clone().zip(log.snapshot_on_disc()),
             applied_tx,
             Arc::clone(&refused),
+            (options.id, life),
         );
         if let Some(dir) = &options.dir
             && let Some(saved) =
@@ -670,7 +685,7 @@ impl Node {
         let shared = Arc::new(Shared {
             id: options.id,
             dialer,
-            life: life()?,
+            life,
             proposals: std::sync::atomic::AtomicU64::new(0),
             raft,
             applied,
@@ -734,6 +749,7 @@ impl Node {
             term: m.current_term,
             last_applied: m.last_applied.map_or(0, |l| l.index),
             members: m.membership_config.membership().voter_ids().collect(),
+            learners: m.membership_config.membership().learner_ids().collect(),
             up: self.shared.dialer.liveness.up(),
             snapshot: m.snapshot.map(|l| l.index),
             purged: m.purged.map(|l| l.index),

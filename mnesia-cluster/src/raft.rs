@@ -63,8 +63,12 @@ pub(crate) struct ProposalId {
 }
 
 /// How many log entries back a proposal is recognised when proposed again (far more than
-/// a commit's time allowed: `Options::write_timeout`).
+/// a commit's time allowed: `Options::write_timeout`) ...
 const SEEN_WINDOW: u64 = 100_000;
+
+/// ... and how many proposals at most (an entry holds many: this bounds the memory and the
+/// snapshots; at 30,000 commits a second, more than six seconds of them).
+const SEEN_PROPOSALS: usize = 200_000;
 
 /// What applying a commit record decided, the same on every node.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -257,11 +261,14 @@ pub(crate) struct StateMachine {
     membership: StoredMembership<u64, BasicNode>,
     /// The index of the last entry applied, for the commits waiting to see theirs here.
     applied: watch::Sender<u64>,
-    /// The errors of the records refused here by their place, for their commits (the
-    /// latest ones).
+    /// The errors of this node's own records refused here, by their place, for their
+    /// writers to take (the latest ones).
     refused: Arc<parking_lot::Mutex<BTreeMap<u64, Error>>>,
-    /// The verdicts of the proposals applied in the last [`SEEN_WINDOW`] entries, and
-    /// their order (the same on every node: kept from the log alone).
+    /// This node's id and life: whose refused records' errors are kept.
+    me: (u64, u64),
+    /// The verdicts of the proposals applied in the last [`SEEN_WINDOW`] entries (at most
+    /// [`SEEN_PROPOSALS`]), and their order (the same on every node: kept from the log
+    /// alone).
     seen: std::collections::HashMap<ProposalId, Verdict>,
     seen_order: std::collections::VecDeque<(u64, ProposalId)>,
 }
@@ -275,6 +282,7 @@ impl StateMachine {
         dir: Option<(std::path::PathBuf, Arc<std::sync::atomic::AtomicU64>)>,
         applied: watch::Sender<u64>,
         refused: Arc<parking_lot::Mutex<BTreeMap<u64, Error>>>,
+        me: (u64, u64),
     ) -> StateMachine {
         StateMachine {
             db,
@@ -284,6 +292,7 @@ impl StateMachine {
             membership: StoredMembership::default(),
             applied,
             refused,
+            me,
             seen: std::collections::HashMap::new(),
             seen_order: std::collections::VecDeque::new(),
         }
@@ -327,10 +336,12 @@ impl StateMachine {
             }
             Err(e) => {
                 let verdict = Verdict::Refused(e.to_string());
-                let mut refused = self.refused.lock();
-                refused.insert(place, e);
-                while refused.len() > REFUSED_KEPT {
-                    refused.pop_first();
+                if (proposal.id.node, proposal.id.life) == self.me {
+                    let mut refused = self.refused.lock();
+                    refused.insert(place, e);
+                    while refused.len() > REFUSED_KEPT {
+                        refused.pop_first();
+                    }
                 }
                 verdict
             }
@@ -338,7 +349,7 @@ impl StateMachine {
         self.seen.insert(proposal.id, verdict.clone());
         self.seen_order.push_back((id.index, proposal.id));
         while let Some((at, old)) = self.seen_order.front().copied() {
-            if at.saturating_add(SEEN_WINDOW) > id.index {
+            if at.saturating_add(SEEN_WINDOW) > id.index && self.seen_order.len() <= SEEN_PROPOSALS {
                 break;
             }
             self.seen.remove(&old);
@@ -559,7 +570,7 @@ mod tests {
             let db = Database::in_memory().expect("db");
             db.create_table::<Item>(TableOptions::new()).expect("table");
             let (applied, _) = watch::channel(0);
-            let mut machine = StateMachine::new(db.clone(), None, applied, Arc::default());
+            let mut machine = StateMachine::new(db.clone(), None, applied, Arc::default(), (1, 7));
             let at = |index| LogId::new(openraft::CommittedLeaderId::new(1, 1), index);
             let first = Proposal {
                 id: ProposalId { node: 1, life: 7, n: 0 },
@@ -599,7 +610,7 @@ mod tests {
             let db = Database::in_memory().expect("db");
             db.create_table::<Item>(TableOptions::new()).expect("table");
             let (applied, seen) = watch::channel(0);
-            let mut machine = StateMachine::new(db.clone(), None, applied, Arc::default());
+            let mut machine = StateMachine::new(db.clone(), None, applied, Arc::default(), (1, 7));
             let at = |index| LogId::new(openraft::CommittedLeaderId::new(1, 1), index);
             let proposal =
                 |n, item| Proposal { id: ProposalId { node: 1, life: 7, n }, record: record_of(item) };

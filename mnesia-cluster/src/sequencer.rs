@@ -44,6 +44,8 @@ enum Outcome {
     NoMajority,
     /// Decided, but this node did not apply it in time (it stopped, or fell behind).
     NotApplied,
+    /// What should not happen did.
+    Bug(String),
 }
 
 /// A commit waiting to leave.
@@ -96,7 +98,8 @@ impl ClusterSequencer {
 }
 
 /// Takes the commits from `waiting` as they come, and sends them in entries: each entry the
-/// commits that waited while [`IN_FLIGHT`] entries were on their way.
+/// commits that waited while [`IN_FLIGHT`] entries were on their way (those whose time ran
+/// out meanwhile are answered [`Outcome::NoMajority`] and not sent).
 async fn gather(shared: Arc<Shared>, mut waiting: mpsc::UnboundedReceiver<Pending>) {
     let slots = Arc::new(Semaphore::new(IN_FLIGHT));
     let mut next = None;
@@ -124,17 +127,43 @@ async fn gather(shared: Arc<Shared>, mut waiting: mpsc::UnboundedReceiver<Pendin
                 Err(_) => break,
             }
         }
-        tokio::spawn(send(Arc::clone(&shared), gathered, slot));
+        let now = Instant::now();
+        let (late, gathered): (Vec<Pending>, Vec<Pending>) =
+            gathered.into_iter().partition(|p| p.deadline <= now);
+        for p in late {
+            (p.reply)(Outcome::NoMajority);
+        }
+        if !gathered.is_empty() {
+            tokio::spawn(send(Arc::clone(&shared), gathered, slot));
+        }
     }
 }
 
-/// Orders the commits `gathered` in one entry, and tells each what became of it; `slot` is
-/// given back once the entry is decided.
+/// Orders the commits `gathered` in one entry, and tells each what became of it: each
+/// commit is given until its own deadline (one whose time runs out first is answered
+/// [`Outcome::NoMajority`] then); `slot` is given back once the entry is decided.
 async fn send(shared: Arc<Shared>, gathered: Vec<Pending>, slot: OwnedSemaphorePermit) {
-    let deadline = gathered.iter().map(|p| p.deadline).min().unwrap_or_else(Instant::now);
-    let (proposals, replies): (Vec<Proposal>, Vec<_>) =
-        gathered.into_iter().map(|p| (p.proposal, p.reply)).unzip();
-    let decided = tokio::time::timeout_at(deadline, shared.propose(Batch(proposals))).await;
+    let latest = gathered.iter().map(|p| p.deadline).max().unwrap_or_else(Instant::now);
+    let (proposals, mut replies): (Vec<Proposal>, Vec<_>) =
+        gathered.into_iter().map(|p| (p.proposal, Some((p.deadline, p.reply)))).unzip();
+    let proposing = tokio::time::timeout_at(latest, shared.propose(Batch(proposals)));
+    tokio::pin!(proposing);
+    let decided = loop {
+        let first_due = replies.iter().flatten().map(|(due, _)| *due).min().unwrap_or(latest);
+        tokio::select! {
+            decided = &mut proposing => break decided,
+            () = tokio::time::sleep_until(first_due) => {
+                let now = Instant::now();
+                for waiting in &mut replies {
+                    if waiting.as_ref().is_some_and(|(due, _)| *due <= now)
+                        && let Some((_, reply)) = waiting.take()
+                    {
+                        reply(Outcome::NoMajority);
+                    }
+                }
+            }
+        }
+    };
     drop(slot);
     let outcomes: Vec<Outcome> = match decided {
         Err(_) => replies.iter().map(|_| Outcome::NoMajority).collect(),
@@ -147,15 +176,17 @@ async fn send(shared: Arc<Shared>, gathered: Vec<Pending>, slot: OwnedSemaphoreP
             if !matches!(here, Ok(Ok(_))) {
                 replies.iter().map(|_| Outcome::NotApplied).collect()
             } else if placed.len() != replies.len() {
-                let why = format!("{} verdicts for {} commits (a bug)", placed.len(), replies.len());
-                replies.iter().map(|_| Outcome::Refused(why.clone())).collect()
+                let why = format!("{} verdicts for {} commits in one entry", placed.len(), replies.len());
+                replies.iter().map(|_| Outcome::Bug(why.clone())).collect()
             } else {
                 placed.into_iter().map(|p| Outcome::Decided(p.place, p.verdict)).collect()
             }
         }
     };
-    for (reply, outcome) in replies.into_iter().zip(outcomes) {
-        reply(outcome);
+    for (waiting, outcome) in replies.into_iter().zip(outcomes) {
+        if let Some((_, reply)) = waiting {
+            reply(outcome);
+        }
     }
 }
 
@@ -172,6 +203,7 @@ fn verdict(shared: &Shared, timeout: Duration, outcome: Option<Outcome>) -> Resu
             Err(Error::Invalid(format!("the cluster did not order the commit: {why}")))
         }
         Some(Outcome::NoMajority) => Err(Error::NoMajority { waited: timeout }),
+        Some(Outcome::Bug(why)) => Err(Error::Internal(why)),
         Some(Outcome::NotApplied) => Err(Error::Closed {
             what: "this cluster node (a commit was decided but the node did not apply it)".into(),
         }),

@@ -496,7 +496,7 @@ fn a_node_behind_the_purged_log_is_sent_a_snapshot_and_converges() {
     let behind = (leader + 1) % 3;
     let others: Vec<u64> = (1..=3).filter(|id| *id != behind as u64 + 1).collect();
     faults.isolate(behind as u64 + 1, others);
-    let stale = run.dbs[behind].applied_index();
+    let stale = run.nodes[behind].as_ref().expect("node").status().last_applied;
     let db = &run.dbs[leader];
     for id in 0..150 {
         db.scope(|| Account::write(Account { id, balance: i64::from(id) })).expect("write");
@@ -759,6 +759,49 @@ fn a_node_without_a_directory_comes_back_under_its_id_and_is_filled_from_the_oth
     for i in 0..3 {
         assert_eq!(run.accounts(i), run.accounts(back), "node {}", i + 1);
     }
+}
+
+#[test]
+fn a_joining_node_that_never_caught_up_stays_a_learner_and_can_be_removed() {
+    let faults = Faults::new();
+    let run = three_with(&faults);
+    let leader = run.leader();
+    let leader_id = leader as u64 + 1;
+    // Node 4 cannot hear from the leader: it is made a learner, and never catches up.
+    faults.cut(leader_id, 4);
+    let db = Database::in_memory().expect("db");
+    db.scope(|| -> mnesia::Result<()> {
+        Account::create_table(TableOptions::new())?;
+        Member::create_table(TableOptions::new())?;
+        Session::create_table(TableOptions::new())?;
+        Ok(())
+    })
+    .expect("tables");
+    let node = Node::start(&db, quick(4).faults(faults.clone())).expect("node");
+    let seed = run.nodes[(leader + 1) % 3].as_ref().expect("seed").local_addr();
+    let joined = node.join(seed, Duration::from_secs(2));
+    assert!(matches!(joined, Err(Error::NoMajority { .. })), "{joined:?}");
+    drop(node);
+    let status = || run.nodes[leader].as_ref().expect("leader").status();
+    eventually("node 4 a learner", || status().learners == [4].into());
+    assert_eq!(status().members, [1, 2, 3].into(), "not a voter");
+    // Gone for good: removed, it is no member at all.
+    run.nodes[leader].as_ref().expect("leader").remove(4, Duration::from_secs(10)).expect("remove");
+    eventually("node 4 removed", || status().learners.is_empty());
+    assert_eq!(status().members, [1, 2, 3].into());
+    run.dbs[0].scope(|| Account::write(Account { id: 1, balance: 1 })).expect("the three go on");
+}
+
+#[test]
+fn a_node_is_not_started_again_on_a_database_that_applied_its_log() {
+    let (db, node) = alone(|db| Node::start(db, quick(1)).expect("node"));
+    db.scope(|| Account::write(Account { id: 1, balance: 1 })).expect("write");
+    drop(node);
+    // Its log would be applied again, at other places.
+    let again = Node::start(&db, quick(1));
+    assert!(matches!(again, Err(Error::Invalid(_))), "{:?}", again.map(|_| ()));
+    db.stop_ordering();
+    assert_eq!(db.scope(Account::list).expect("list"), [Account { id: 1, balance: 1 }]);
 }
 
 #[test]
