@@ -435,9 +435,9 @@ impl Shared {
             // (The leader is not among the followers it replicates to.)
             Some(last.saturating_sub(matched.unwrap_or(last)))
         };
-        let members = m
-            .membership_config
-            .membership()
+        let membership = m.membership_config.membership();
+        let voters: BTreeSet<u64> = membership.voter_ids().collect();
+        let members = membership
             .nodes()
             .map(|(id, node)| {
                 let member = mnesia_runtime::ClusterMember::new(
@@ -445,6 +445,7 @@ impl Shared {
                     node.addr.clone(),
                     *id == self.id || up.contains(id),
                 );
+                let member = if voters.contains(id) { member } else { member.learner() };
                 match behind(id) {
                     Some(entries) => member.with_behind(entries),
                     None => member,

@@ -785,6 +785,9 @@ fn a_joining_node_that_never_caught_up_stays_a_learner_and_can_be_removed() {
     let status = || run.nodes[leader].as_ref().expect("leader").status();
     eventually("node 4 a learner", || status().learners == [4].into());
     assert_eq!(status().members, [1, 2, 3].into(), "not a voter");
+    let reported = run.dbs[leader].system_info().cluster.expect("a cluster node");
+    let four = reported.members.iter().find(|m| m.id == 4).expect("node 4 reported");
+    assert!(!four.voter && !four.up, "{four:?}");
     // Gone for good: removed, it is no member at all.
     run.nodes[leader].as_ref().expect("leader").remove(4, Duration::from_secs(10)).expect("remove");
     eventually("node 4 removed", || status().learners.is_empty());

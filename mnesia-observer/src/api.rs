@@ -175,7 +175,11 @@ async fn overview(With(state): With<Shared>) -> Response {
                 json!({
                     "name": name,
                     "running": m.up,
-                    "role": if cluster.leader == Some(m.id) { "leader" } else { "follower" },
+                    "role": match (cluster.leader == Some(m.id), m.voter) {
+                        (true, _) => "leader",
+                        (false, true) => "follower",
+                        (false, false) => "learner",
+                    },
                     "leader": cluster.leader,
                     "lag": m.behind,
                 })

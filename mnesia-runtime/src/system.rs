@@ -179,6 +179,9 @@ pub struct ClusterMember {
     pub addr: String,
     /// Whether it answers this node (this node itself: always).
     pub up: bool,
+    /// Whether it votes: `false` for a learner (a node joining, sent the log until it has
+    /// caught up, or one that never did).
+    pub voter: bool,
     /// How many entries of the leader's log it does not hold yet, as far as the leader
     /// knows (0 for the leader itself). Known on the leader only: `None` in the report of
     /// another node.
@@ -192,7 +195,19 @@ impl ClusterMember {
     /// assert!(mnesia::ClusterMember::new(1, "127.0.0.1:4370", true).up);
     /// ```
     pub fn new(id: u64, addr: impl Into<String>, up: bool) -> Self {
-        ClusterMember { id, addr: addr.into(), up, behind: None }
+        ClusterMember { id, addr: addr.into(), up, voter: true, behind: None }
+    }
+
+    /// The member as a learner: it does not vote (see
+    /// [`ClusterMember::voter`](ClusterMember#structfield.voter)).
+    ///
+    /// ```
+    /// let member = mnesia::ClusterMember::new(4, "127.0.0.1:4373", true).learner();
+    /// assert!(!member.voter);
+    /// ```
+    pub fn learner(mut self) -> Self {
+        self.voter = false;
+        self
     }
 
     /// The member, with how many entries of the leader's log it lacks (see
