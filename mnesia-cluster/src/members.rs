@@ -91,7 +91,9 @@ impl Shared {
         }
         match change {
             Change::Learn { id, addr, .. } => {
-                // Returns once the learner holds the log (from entries or a snapshot).
+                // Returns once openraft counts the learner as caught up (within its lag
+                // threshold, thousands of entries): the joining node then waits until it
+                // holds the log up to the read index before it asks to vote.
                 self.raft.add_learner(*id, BasicNode { addr: addr.clone() }, true).await?;
             }
             Change::Vote { id } => {
