@@ -563,15 +563,24 @@ mod tests {
         rx.try_recv().expect("a record")
     }
 
+    /// A state machine (node 1, life 7) on a database with the table, and where it tells
+    /// the index of the last entry applied.
+    fn machine() -> (Database, StateMachine, watch::Receiver<u64>) {
+        let db = Database::in_memory().expect("db");
+        db.create_table::<Item>(TableOptions::new()).expect("table");
+        let (applied, seen) = watch::channel(0);
+        (db.clone(), StateMachine::new(db, None, applied, Arc::default(), (1, 7)), seen)
+    }
+
+    fn at(index: u64) -> LogId<u64> {
+        LogId::new(openraft::CommittedLeaderId::new(1, 1), index)
+    }
+
     #[test]
     fn a_proposal_made_twice_is_applied_once() {
         let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(1).build().expect("runtime");
         rt.block_on(async {
-            let db = Database::in_memory().expect("db");
-            db.create_table::<Item>(TableOptions::new()).expect("table");
-            let (applied, _) = watch::channel(0);
-            let mut machine = StateMachine::new(db.clone(), None, applied, Arc::default(), (1, 7));
-            let at = |index| LogId::new(openraft::CommittedLeaderId::new(1, 1), index);
+            let (db, mut machine, _) = machine();
             let first = Proposal {
                 id: ProposalId { node: 1, life: 7, n: 0 },
                 record: record_of(Item { id: 1, n: 5 }),
@@ -607,11 +616,7 @@ mod tests {
     fn the_proposals_of_an_entry_take_the_next_places_in_their_order() {
         let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(1).build().expect("runtime");
         rt.block_on(async {
-            let db = Database::in_memory().expect("db");
-            db.create_table::<Item>(TableOptions::new()).expect("table");
-            let (applied, seen) = watch::channel(0);
-            let mut machine = StateMachine::new(db.clone(), None, applied, Arc::default(), (1, 7));
-            let at = |index| LogId::new(openraft::CommittedLeaderId::new(1, 1), index);
+            let (db, mut machine, seen) = machine();
             let proposal =
                 |n, item| Proposal { id: ProposalId { node: 1, life: 7, n }, record: record_of(item) };
             let entry = |index, proposals: Vec<Proposal>| Entry::<Types> {

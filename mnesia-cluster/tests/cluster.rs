@@ -41,6 +41,19 @@ struct Running {
     nodes: Vec<Option<Node>>,
 }
 
+/// A database named `name` with the tables of every node of these tests.
+fn database(name: &str) -> Database {
+    let db = Database::open(Config::default().node_name(name)).expect("open");
+    db.scope(|| -> mnesia::Result<()> {
+        Account::create_table(TableOptions::new())?;
+        Member::create_table(TableOptions::new())?;
+        Session::create_table(TableOptions::new())?;
+        Ok(())
+    })
+    .expect("tables");
+    db
+}
+
 /// Three nodes with the tables, formed into one cluster with a leader.
 fn three() -> Running {
     three_with(&Faults::new())
@@ -53,19 +66,7 @@ fn three_with(faults: &Faults) -> Running {
 
 /// [`three`], node `id` started with `options(id)`.
 fn three_options(options: impl Fn(u64) -> Options) -> Running {
-    let dbs: Vec<Database> = (1..=3)
-        .map(|i| {
-            let db = Database::open(Config::default().node_name(format!("n{i}@127.0.0.1"))).expect("open");
-            db.scope(|| -> mnesia::Result<()> {
-                Account::create_table(TableOptions::new())?;
-                Member::create_table(TableOptions::new())?;
-                Session::create_table(TableOptions::new())?;
-                Ok(())
-            })
-            .expect("tables");
-            db
-        })
-        .collect();
+    let dbs: Vec<Database> = (1..=3).map(|i| database(&format!("n{i}@127.0.0.1"))).collect();
     let nodes: Vec<Node> =
         dbs.iter().zip(1..).map(|(db, id)| Node::start(db, options(id)).expect("node")).collect();
     nodes[0].initialize(nodes.iter().zip(1..).map(|(n, id)| (id, n.local_addr()))).expect("initialize");
@@ -548,6 +549,28 @@ fn alone(start: impl Fn(&Database) -> Node) -> (Database, Node) {
     (db, node)
 }
 
+/// Stops `node` (its database holding `records` accounts), starts it again with `start` on a
+/// fresh database, and checks that it comes back with the same accounts.
+fn started_again(
+    db: &Database,
+    node: Node,
+    start: impl Fn(&Database) -> Node,
+    records: usize,
+) -> (Database, Node) {
+    drop(node);
+    let mut before = db.scope(Account::list).expect("list");
+    before.sort_by_key(|a| a.id);
+    assert_eq!(before.len(), records);
+    let db = fresh();
+    let node = start(&db);
+    node.wait_for_leader(Duration::from_secs(10)).expect("leader");
+    eventually("the node applied its log again", || db.applied_index() >= records as u64);
+    let mut after = db.scope(Account::list).expect("list");
+    after.sort_by_key(|a| a.id);
+    assert_eq!(after, before);
+    (db, node)
+}
+
 #[test]
 fn a_node_starts_again_from_its_snapshot_and_the_rest_of_its_log() {
     let dir = tempfile::tempdir().expect("dir");
@@ -564,18 +587,7 @@ fn a_node_starts_again_from_its_snapshot_and_the_rest_of_its_log() {
     let status = node.status();
     assert!(status.purged.is_some(), "{status:?}");
     let log = log_size();
-    drop(node);
-    let mut before = db.scope(Account::list).expect("list");
-    before.sort_by_key(|a| a.id);
-    assert_eq!(before.len(), 95);
-
-    let db = fresh();
-    let node = start(&db);
-    node.wait_for_leader(Duration::from_secs(10)).expect("leader");
-    eventually("the node applied its log again", || db.applied_index() >= 95);
-    let mut after = db.scope(Account::list).expect("list");
-    after.sort_by_key(|a| a.id);
-    assert_eq!(after, before);
+    let (db, _node) = started_again(&db, node, start, 95);
     db.scope(|| Account::write(Account { id: 500, balance: 1 })).expect("write after the restart");
     // The log file holds the entries after the snapshot (at most 20 + 5), not the 95
     // written: less than 5 times its size after the first 10.
@@ -595,19 +607,8 @@ fn a_snapshot_that_cannot_be_written_stops_nothing_and_the_log_keeps_what_it_lac
     }
     assert!(node.status().snapshot.is_some(), "built, held in memory: {:?}", node.status());
     assert!(!dir.path().join("raft.snapshot").exists(), "not written");
-    drop(node);
-    let mut before = db.scope(Account::list).expect("list");
-    before.sort_by_key(|a| a.id);
-    assert_eq!(before.len(), 95);
-
     // Started again from its directory: the log kept every entry no snapshot there holds.
-    let db = fresh();
-    let node = start(&db);
-    node.wait_for_leader(Duration::from_secs(10)).expect("leader");
-    eventually("the node applied its log again", || db.applied_index() >= 95);
-    let mut after = db.scope(Account::list).expect("list");
-    after.sort_by_key(|a| a.id);
-    assert_eq!(after, before);
+    let (db, _node) = started_again(&db, node, start, 95);
     // The disc writable again: the next snapshot is written, and the log purged.
     std::fs::remove_dir(&obstacle).expect("obstacle gone");
     let log_size = || std::fs::metadata(dir.path().join("raft.log")).expect("log").len();
@@ -665,14 +666,7 @@ fn a_node_joins_a_running_cluster_and_members_leave_or_are_removed() {
     let leader_node = run.nodes[leader].as_ref().expect("leader");
     eventually("the leader purges its log", || leader_node.status().purged.is_some());
     let seed = run.nodes[(leader + 1) % 3].as_ref().expect("seed").local_addr();
-    let db = Database::open(Config::default().node_name("n4@127.0.0.1")).expect("open");
-    db.scope(|| -> mnesia::Result<()> {
-        Account::create_table(TableOptions::new())?;
-        Member::create_table(TableOptions::new())?;
-        Session::create_table(TableOptions::new())?;
-        Ok(())
-    })
-    .expect("tables");
+    let db = database("n4@127.0.0.1");
     let node = Node::start(&db, options(4)).expect("node");
     node.join(seed, Duration::from_secs(20)).expect("join");
     run.dbs.push(db);
@@ -736,14 +730,7 @@ fn a_node_without_a_directory_comes_back_under_its_id_and_is_filled_from_the_oth
     }
     // Started again under its id and address on an empty database, it joins through any
     // member and is sent what it lacks.
-    let db = Database::in_memory().expect("db");
-    db.scope(|| -> mnesia::Result<()> {
-        Account::create_table(TableOptions::new())?;
-        Member::create_table(TableOptions::new())?;
-        Session::create_table(TableOptions::new())?;
-        Ok(())
-    })
-    .expect("tables");
+    let db = database(&format!("n{}@127.0.0.1", back + 1));
     let id = back as u64 + 1;
     let node = Node::start(&db, quick(id).listen(addr)).expect("node");
     node.join(run.nodes[other].as_ref().expect("seed").local_addr(), Duration::from_secs(20)).expect("join");
@@ -769,14 +756,7 @@ fn a_joining_node_that_never_caught_up_stays_a_learner_and_can_be_removed() {
     let leader_id = leader as u64 + 1;
     // Node 4 cannot hear from the leader: it is made a learner, and never catches up.
     faults.cut(leader_id, 4);
-    let db = Database::in_memory().expect("db");
-    db.scope(|| -> mnesia::Result<()> {
-        Account::create_table(TableOptions::new())?;
-        Member::create_table(TableOptions::new())?;
-        Session::create_table(TableOptions::new())?;
-        Ok(())
-    })
-    .expect("tables");
+    let db = database("n4@127.0.0.1");
     let node = Node::start(&db, quick(4).faults(faults.clone())).expect("node");
     let seed = run.nodes[(leader + 1) % 3].as_ref().expect("seed").local_addr();
     let joined = node.join(seed, Duration::from_secs(2));
@@ -1065,15 +1045,7 @@ fn a_node_with_other_tables_cannot_join() {
         other => panic!("{other:?}"),
     }
     // The same tables, one with an index the others lack.
-    let indexed = Database::in_memory().expect("db");
-    indexed
-        .scope(|| -> mnesia::Result<()> {
-            Account::create_table(TableOptions::new())?;
-            Member::create_table(TableOptions::new())?;
-            Session::create_table(TableOptions::new())?;
-            Ok(())
-        })
-        .expect("tables");
+    let indexed = database("n6@127.0.0.1");
     indexed.add_index(Account::BALANCE.index_spec(false)).expect("index");
     let node = Node::start(&indexed, quick(6)).expect("node");
     match node.join(seed, Duration::from_secs(5)) {

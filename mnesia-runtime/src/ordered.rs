@@ -518,11 +518,11 @@ fn next_place(index: u64, applied: u64) -> Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::Table as _;
+    use crate::testing::{Rec, rec};
 
-    #[test]
-    fn a_record_naming_a_table_this_copy_lacks_leaves_its_place_free() {
-        use crate::Table as _;
-        use crate::testing::{Rec, rec};
+    /// The record of writing `rec(1, "a", 1)` on a database of its own.
+    fn a_write() -> CommitRecord {
         let primary = Database::in_memory().expect("db");
         primary.create_table::<Rec>(crate::TableOptions::new()).expect("table");
         let (tx, rx) = std::sync::mpsc::channel();
@@ -530,7 +530,12 @@ mod tests {
             let _ = tx.send(r.clone());
         });
         primary.scope(|| Rec::write(rec(1, "a", 1))).expect("write");
-        let record = rx.try_recv().expect("a record");
+        rx.try_recv().expect("a record")
+    }
+
+    #[test]
+    fn a_record_naming_a_table_this_copy_lacks_leaves_its_place_free() {
+        let record = a_write();
         let copy = Database::in_memory().expect("db");
         let lacking = copy.apply_ordered(1, &record);
         assert!(matches!(lacking, Err(Error::NoSuchTable { .. })), "{lacking:?}");
@@ -542,8 +547,6 @@ mod tests {
 
     #[test]
     fn a_record_naming_a_disc_table_no_type_has_claimed_leaves_its_place_free() {
-        use crate::Table as _;
-        use crate::testing::{Rec, rec};
         let dir = tempfile::tempdir().expect("tempdir");
         crate::Schema::create(dir.path()).expect("schema");
         let open = || Database::open(crate::Config::default().dir(dir.path())).expect("open");
@@ -551,14 +554,7 @@ mod tests {
             let copy = open();
             copy.create_table::<Rec>(crate::TableOptions::new().disc_copies([copy.node()])).expect("table");
         }
-        let primary = Database::in_memory().expect("db");
-        primary.create_table::<Rec>(crate::TableOptions::new()).expect("table");
-        let (tx, rx) = std::sync::mpsc::channel();
-        primary.replicate_to(move |r: &CommitRecord| {
-            let _ = tx.send(r.clone());
-        });
-        primary.scope(|| Rec::write(rec(1, "a", 1))).expect("write");
-        let record = rx.try_recv().expect("a record");
+        let record = a_write();
         let copy = open();
         assert_eq!(copy.tables(), ["rec"], "recovered, not claimed");
         let unclaimed = copy.apply_ordered(1, &record);
