@@ -79,7 +79,8 @@ impl ClusterSequencer {
 
     /// Proposes `record` through the cluster; `reply` is given what became of it.
     fn start(&self, record: CommitRecord, reply: impl FnOnce(Outcome) + Send + 'static) -> Result<()> {
-        let bytes = postcard::to_allocvec(&record).map(|b| b.len()).unwrap_or(usize::MAX);
+        // (Counted, not written out.)
+        let bytes = postcard::experimental::serialized_size(&record).unwrap_or(usize::MAX);
         if bytes > MAX_PROPOSAL {
             return Err(Error::TooLarge {
                 what: format!(

@@ -216,6 +216,19 @@ fn unique_values_and_ids_are_decided_alike_on_every_node() {
 }
 
 #[test]
+fn a_commit_too_large_for_the_log_is_refused_and_changes_nothing() {
+    let run = three();
+    let email = "x".repeat(600 << 10);
+    let big = run.dbs[0].scope(|| Member::insert(Member { id: 0, email }));
+    assert!(matches!(big, Err(Error::TooLarge { .. })), "{:?}", big.map(|m| m.id));
+    run.dbs[0].scope(|| Member::insert(Member { id: 0, email: "a@x".into() })).expect("a small one");
+    run.settle();
+    for db in &run.dbs {
+        assert_eq!(db.scope(Member::count).expect("count"), 1);
+    }
+}
+
+#[test]
 fn commits_made_at_once_share_log_entries_and_each_gets_its_own_verdict() {
     let run = three();
     let (writers, each) = (10u32, 12u32);
