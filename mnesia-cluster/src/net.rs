@@ -235,7 +235,23 @@ impl PeerLink {
     }
 }
 
+/// The wait before the first retry of a peer found unreachable; each next one doubles, up
+/// to [`RETRY_UNREACHABLE_MAX`].
+const RETRY_UNREACHABLE_FIRST: Duration = Duration::from_millis(10);
+
+/// The longest wait between tries of a peer found unreachable: a node that comes back is
+/// sent the log that soon (openraft's default, 500 ms, was most of a restarted node's
+/// catch-up).
+const RETRY_UNREACHABLE_MAX: Duration = Duration::from_millis(50);
+
 impl RaftNetwork<Types> for PeerLink {
+    fn backoff(&self) -> openraft::network::Backoff {
+        let waits = std::iter::successors(Some(RETRY_UNREACHABLE_FIRST), |w| {
+            Some((*w * 2).min(RETRY_UNREACHABLE_MAX))
+        });
+        openraft::network::Backoff::new(waits)
+    }
+
     async fn append_entries(
         &mut self,
         rpc: AppendEntriesRequest<Types>,
