@@ -241,8 +241,9 @@ const RETRY_UNREACHABLE_FIRST: Duration = Duration::from_millis(10);
 
 /// The longest wait between tries of a peer found unreachable: a node that comes back is
 /// sent the log that soon (openraft's default, 500 ms, was most of a restarted node's
-/// catch-up).
-const RETRY_UNREACHABLE_MAX: Duration = Duration::from_millis(50);
+/// catch-up). openraft logs each failed try (targets `openraft::*`, warn and error): ten a
+/// second for a peer that is down.
+const RETRY_UNREACHABLE_MAX: Duration = Duration::from_millis(100);
 
 impl RaftNetwork<Types> for PeerLink {
     fn backoff(&self) -> openraft::network::Backoff {
