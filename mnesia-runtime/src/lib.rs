@@ -10,10 +10,11 @@
 //! - `tx/`: read and write sets, and the commit protocol; `lock.rs`: commit locks taken
 //!   in one global order; `priority.rs`: escalation, so that a transaction that keeps
 //!   losing finishes.
-//! - `store.rs`: records in shards; `index.rs`: secondary indexes.
+//! - `store/`: records in shards; `index.rs`: secondary indexes.
 //! - `field.rs`, `filter.rs`, `plan.rs`, `select.rs`, `query.rs`: typed conditions, the
 //!   planner and the planned reads.
-//! - `db.rs`: the database, its tables and the default database.
+//! - `db.rs`: the database, its tables and the default database; `config.rs`: its
+//!   configuration; `any_table.rs`: the type-erased table trait the registry holds.
 //! - `disk/`: the directory of a database with `disc_copies` tables — the schema file
 //!   (`schema.rs`), the commit log with group commit (`wal.rs`), framing and checksums
 //!   (`frame.rs`), snapshots and checkpoints, recovery (`mod.rs`); `schema.rs` at the top is
@@ -23,6 +24,7 @@
 #![warn(unreachable_pub)]
 
 mod activity;
+mod any_table;
 mod async_tx;
 mod backup;
 mod broadcast;
@@ -31,6 +33,7 @@ mod bulk;
 mod cells;
 mod clock;
 mod commit;
+mod config;
 mod context;
 mod counters;
 mod db;
