@@ -49,7 +49,7 @@ impl Default for Config {
 }
 
 impl Config {
-    /// How many times a transaction runs before giving up with [`Error::TooManyRetries`]
+    /// How many times a transaction runs before giving up with [`Error::TooManyRetries`](crate::Error::TooManyRetries)
     /// when it keeps conflicting with others (default 1000; at least 1).
     ///
     /// ```
@@ -224,7 +224,7 @@ impl Config {
     }
 
     /// Whether a reaper thread removes expired records on its own (default `true`). When
-    /// off, [`Database::cleanup_expired`] does it on demand; reads never return an expired
+    /// off, [`Database::cleanup_expired`](crate::Database::cleanup_expired) does it on demand; reads never return an expired
     /// record either way.
     ///
     /// ```
