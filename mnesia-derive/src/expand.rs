@@ -81,7 +81,7 @@ pub(crate) fn expand(input: &Input<'_>) -> TokenStream {
     let auto_fns = auto.then(|| {
         let msg = format!("id {{}} does not fit the key type {} of table {name}", type_string(key_ty));
         quote! {
-            fn key_for_id(id: u64) -> ::core::option::Option<<Self as #krate::Table>::Key> {
+            fn key_for_id(id: u64) -> ::core::option::Option<<Self as #krate::Record>::Key> {
                 ::core::convert::TryFrom::try_from(id).ok()
             }
 
@@ -146,7 +146,7 @@ pub(crate) fn expand(input: &Input<'_>) -> TokenStream {
     let consts = field_consts(krate, ident, &fields);
     quote! {
         #[automatically_derived]
-        impl #krate::Table for #ident {
+        impl #krate::Record for #ident {
             #key_assoc
             const NAME: &'static str = #name;
             const TYPE: #krate::TableType = #kind;
@@ -154,7 +154,7 @@ pub(crate) fn expand(input: &Input<'_>) -> TokenStream {
             const KEY_POSITION: usize = #key_pos;
             const AUTO_INCREMENT: bool = #auto;
 
-            fn key(&self) -> &<Self as #krate::Table>::Key {
+            fn key(&self) -> &<Self as #krate::Record>::Key {
                 &self.#key_ident
             }
 

@@ -37,7 +37,7 @@ pub(crate) fn expand(input: &DeriveInput, errors: &Errors) -> TokenStream {
         #compile_errors
 
         #[automatically_derived]
-        impl #krate::Table for #ident {
+        impl #krate::Record for #ident {
             type Key = ();
             const NAME: &'static str = "";
             const TYPE: #krate::TableType = #krate::TableType::Set;

@@ -9,8 +9,8 @@ use crate::db::Database;
 use crate::disk::schema::TableDef;
 use crate::error::{Error, Result};
 use crate::lock::{HeldLocks, LockReq, lock_order};
+use crate::record::{Record, StorageType, TableInfo, TableType};
 use crate::store::{IndexList, TableStore};
-use crate::table::{StorageType, Table, TableInfo, TableType};
 
 /// What the registry knows of a table without knowing its record type.
 pub(crate) trait AnyTable: Send + Sync {
@@ -84,7 +84,7 @@ pub(crate) trait AnyTable: Send + Sync {
     ) -> Result<Box<dyn crate::bulk::Loader>>;
 }
 
-impl<T: Table> AnyTable for TableStore<T> {
+impl<T: Record> AnyTable for TableStore<T> {
     fn as_any_arc(self: Arc<Self>) -> Arc<dyn Any + Send + Sync> {
         self
     }
@@ -353,7 +353,7 @@ impl<T: Table> AnyTable for TableStore<T> {
         }
         for (key, write) in decoded {
             // Ids written move the counter past them, as any write does.
-            for id in write.records().iter().filter_map(Table::auto_id) {
+            for id in write.records().iter().filter_map(Record::auto_id) {
                 part.store.counter.fetch_max(id, Ordering::AcqRel);
             }
             part.set(key, write);
@@ -389,14 +389,14 @@ impl<T: Table> AnyTable for TableStore<T> {
 }
 
 /// Locks every record shard and index shard of a table exclusively (for table-wide changes).
-pub(crate) fn lock_all<'a, T: Table>(store: &'a TableStore<T>, indexes: &'a IndexList<T>) -> HeldLocks<'a> {
+pub(crate) fn lock_all<'a, T: Record>(store: &'a TableStore<T>, indexes: &'a IndexList<T>) -> HeldLocks<'a> {
     let mut reqs = Vec::new();
     push_exclusive_locks(store, indexes, &mut reqs);
     HeldLocks::acquire(reqs)
 }
 
 /// Exclusive requests for every record shard and index shard of a table.
-fn push_exclusive_locks<'a, T: Table>(
+fn push_exclusive_locks<'a, T: Record>(
     store: &'a TableStore<T>,
     indexes: &'a IndexList<T>,
     reqs: &mut Vec<LockReq<'a>>,

@@ -618,7 +618,7 @@ impl Database {
         if let Some(disk) = self.disk() {
             for p in disk.pending.lock().values().filter(|p| options.wants(&p.def.name)) {
                 let mut enc = EntryEncoder::default();
-                if p.def.storage == crate::table::StorageType::DiscOnlyCopies {
+                if p.def.storage == crate::record::StorageType::DiscOnlyCopies {
                     disk.disc_only()?.scan(p.def.id, |k, v, value| {
                         enc.entry(k, v, &value);
                         Ok(())

@@ -12,8 +12,9 @@ use crate::disk::format;
 use crate::disk::record::Logged;
 use crate::events::{DeleteCause, Event, Subscription};
 use crate::filter::{Cond, Filter, Op, Order};
-use crate::table::TableType;
-use crate::{Database, Error, Result, Table};
+use crate::record::TableType;
+use crate::table::Table as _;
+use crate::{Database, Error, Record, Result};
 
 /// Which records of a table [`Database::browse`] returns: those after a key, in key order,
 /// at most `limit` (100 by default), optionally only those whose JSON contains a text
@@ -119,7 +120,7 @@ pub struct Page {
 }
 
 /// The records of `T` that `browse` asks for, read in one transaction.
-pub(crate) fn page<T: Table>(browse: &Browse) -> Result<Page> {
+pub(crate) fn page<T: Record>(browse: &Browse) -> Result<Page> {
     let by_key = Order::new(
         T::FIELDS.get(T::KEY_POSITION).map_or("key", |f| f.name),
         T::KEY_POSITION,
@@ -171,7 +172,7 @@ pub(crate) fn page<T: Table>(browse: &Browse) -> Result<Page> {
 /// stored record format (as `mnesia dump` reads them), keys ordered by their JSON values.
 fn unclaimed_page(p: &crate::disk::Pending, browse: &Browse) -> Result<Page> {
     let name = &p.def.name;
-    if p.def.storage == crate::table::StorageType::DiscOnlyCopies {
+    if p.def.storage == crate::record::StorageType::DiscOnlyCopies {
         return Err(Error::Invalid(format!(
             "table {name} is disc_only_copies and no record type has claimed it in this program yet"
         )));
@@ -220,7 +221,7 @@ fn unclaimed_page(p: &crate::disk::Pending, browse: &Browse) -> Result<Page> {
 }
 
 /// A filter passing the records whose JSON contains `text` (in `field`, if given).
-fn contains_filter<T: Table>(field: Option<&str>, text: &str) -> Result<Filter<T>> {
+fn contains_filter<T: Record>(field: Option<&str>, text: &str) -> Result<Filter<T>> {
     let (name, position) = match field {
         Some(f) => T::FIELDS
             .iter()
@@ -291,7 +292,7 @@ impl fmt::Debug for JsonSubscription {
 }
 
 impl JsonSubscription {
-    pub(crate) fn new<T: Table>(events: Subscription<T>) -> Self {
+    pub(crate) fn new<T: Record>(events: Subscription<T>) -> Self {
         JsonSubscription { table: T::NAME.to_owned(), source: Box::new(events) }
     }
 
@@ -371,7 +372,7 @@ trait JsonSource: Send + Sync {
     fn poll(&self, cx: &mut std::task::Context<'_>) -> std::task::Poll<Option<Value>>;
 }
 
-impl<T: Table> JsonSource for Subscription<T> {
+impl<T: Record> JsonSource for Subscription<T> {
     fn next(&self, timeout: Option<Duration>) -> Option<Value> {
         let event = match timeout {
             Some(t) => self.recv_timeout(t),
@@ -387,7 +388,7 @@ impl<T: Table> JsonSource for Subscription<T> {
 }
 
 /// An event as JSON (a record that JSON cannot hold becomes the error, in words).
-fn event_json<T: Table>(event: Event<T>) -> Value {
+fn event_json<T: Record>(event: Event<T>) -> Value {
     fn value(v: impl serde::Serialize) -> Value {
         serde_json::to_value(v).unwrap_or_else(|e| Value::String(format!("not representable in JSON: {e}")))
     }

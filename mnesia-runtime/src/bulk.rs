@@ -16,8 +16,8 @@ use crate::disk::record::{EntryRef, Logged, LoggedRef, TableOps, encode, logged_
 use crate::disk::schema::TableDef;
 use crate::error::{Error, Result};
 use crate::events::Event;
+use crate::record::{Record, StorageType, TableType};
 use crate::store::{IndexList, Sealed, TableStore, Write};
-use crate::table::{StorageType, Table, TableType};
 
 /// Log batches of a loaded disc table: about this many bytes a commit.
 pub(crate) const LOG_BATCH: usize = 8 << 20;
@@ -40,7 +40,7 @@ pub(crate) enum Conflict<K> {
 
 /// One key's records to load, with the key and records as the log keeps them if they are
 /// at hand.
-pub(crate) type Loadable<T> = (<T as Table>::Key, Write<T>, Option<(Vec<u8>, Logged)>);
+pub(crate) type Loadable<T> = (<T as Record>::Key, Write<T>, Option<(Vec<u8>, Logged)>);
 
 /// A disc table's records waiting to be logged under its new id.
 #[derive(Default)]
@@ -50,7 +50,7 @@ pub(crate) struct LogBatch {
 }
 
 /// A new store of table `T` being filled, to take the place of `old`.
-pub(crate) struct TableLoader<T: Table> {
+pub(crate) struct TableLoader<T: Record> {
     db: Database,
     old: Arc<TableStore<T>>,
     fresh: TableStore<T>,
@@ -63,7 +63,7 @@ pub(crate) struct TableLoader<T: Table> {
     sealed: Option<Sealed<T>>,
 }
 
-impl<T: Table> TableLoader<T> {
+impl<T: Record> TableLoader<T> {
     /// A loader of about `size_hint` keys (a hint: it only sizes the new store), the
     /// table's counter first raised to `counter`. The caller holds the schema lock and
     /// every commit lock of `old`; `seq` numbers the records.
@@ -86,7 +86,7 @@ impl<T: Table> TableLoader<T> {
         seq: u64,
         size_hint: u64,
         counter: u64,
-        shape: Option<(&[crate::table::IndexInfo], StorageType)>,
+        shape: Option<(&[crate::record::IndexInfo], StorageType)>,
     ) -> Result<Self> {
         let id = db.inner.next_table_id.fetch_add(1, Ordering::Relaxed);
         let (indexes, on_disc) = match shape {
@@ -109,8 +109,8 @@ impl<T: Table> TableLoader<T> {
                         )));
                     }
                 };
-                let specs = crate::index::specs_with::<T>(infos);
-                (specs.iter().map(crate::index::IndexSpec::build).collect(), on_disc)
+                let specs = crate::index_spec::specs_with::<T>(infos);
+                (specs.iter().map(crate::index_spec::IndexSpec::build).collect(), on_disc)
             }
         };
         let fresh = TableStore::<T>::new(db.id(), db.clock().clone(), id, T::TYPE, indexes);
@@ -278,7 +278,7 @@ pub(crate) trait Loader: Send + Sync {
     fn install(self: Box<Self>, tables: &mut TableMap) -> Box<dyn FnOnce() + Send>;
 }
 
-impl<T: Table> TableLoader<T> {
+impl<T: Record> TableLoader<T> {
     /// One entry of a backup, decoded and checked.
     fn entry(&self, entry: EntryRef<'_>) -> Result<Loadable<T>> {
         let bad = |e: postcard::Error| {
@@ -315,7 +315,7 @@ impl<T: Table> TableLoader<T> {
     }
 }
 
-impl<T: Table> Loader for TableLoader<T> {
+impl<T: Record> Loader for TableLoader<T> {
     fn push_run(
         &self,
         path: &std::path::Path,

@@ -104,7 +104,7 @@ pub(crate) enum WholeTable {
     /// there already).
     Create {
         /// What the table's struct must be on every copy.
-        shape: crate::kinds::RecordShape,
+        shape: crate::shape::RecordShape,
         /// The struct's Rust name where it was created (of two types alike, the one to
         /// take).
         type_name: String,
@@ -393,7 +393,7 @@ impl Database {
     /// of `shape` ([`Error::TableExists`] when it is here already, alike on every copy).
     fn create_ordered_here(
         &self,
-        shape: &crate::kinds::RecordShape,
+        shape: &crate::shape::RecordShape,
         type_name: &str,
         indexes: &[(String, bool)],
     ) -> Result<()> {

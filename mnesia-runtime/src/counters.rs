@@ -6,9 +6,10 @@ use serde::{Deserialize, Serialize};
 use crate::context::{self, run, with_tx};
 use crate::db::Database;
 use crate::error::{Error, Result};
-use crate::index::IndexSpec;
+use crate::index_spec::IndexSpec;
 use crate::ops;
-use crate::table::{FieldInfo, Table, TableOptions, TableType};
+use crate::options::TableOptions;
+use crate::record::{FieldInfo, Record, TableType};
 
 /// One named counter: the last value it handed out.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -20,7 +21,7 @@ pub(crate) struct NamedCounter {
 /// The table named counters live in.
 pub(crate) const COUNTERS_TABLE: &str = "mnesia_counters";
 
-impl Table for NamedCounter {
+impl Record for NamedCounter {
     type Key = String;
     const NAME: &'static str = COUNTERS_TABLE;
     const TYPE: TableType = TableType::Set;

@@ -16,9 +16,9 @@ use crate::disk::Disk;
 use crate::disk::record::TableOps;
 use crate::disk::schema::TableDef;
 use crate::error::{Error, Result};
-use crate::index::IndexSpec;
+use crate::index_spec::IndexSpec;
+use crate::record::{Record, StorageType, TableInfo};
 use crate::store::TableStore;
-use crate::table::{StorageType, Table, TableInfo};
 
 pub(crate) use crate::any_table::{AnyTable, lock_all};
 pub use crate::config::Config;
@@ -334,7 +334,7 @@ impl Database {
     }
 
     /// Starts the reaper thread for a table with a `#[ttl]` field (once per database).
-    pub(crate) fn needs_reaper<T: Table>(&self) -> Result<()> {
+    pub(crate) fn needs_reaper<T: Record>(&self) -> Result<()> {
         if T::TTL_FIELD.is_some() && self.inner.config.auto_cleanup {
             self.inner.reaper.start(self, self.inner.config.cleanup_interval)?;
         }
@@ -485,14 +485,14 @@ impl Database {
 
     /// The typed store of table `T` if its type has claimed it: for a caller holding the
     /// schema lock (claiming takes it).
-    pub(crate) fn registered<T: Table>(&self) -> Result<Arc<TableStore<T>>> {
+    pub(crate) fn registered<T: Record>(&self) -> Result<Arc<TableStore<T>>> {
         let t =
             self.inner.tables.load().get(T::NAME).cloned().ok_or_else(|| Error::no_such_table(T::NAME))?;
         typed(t)
     }
 
     /// The typed store of table `T`.
-    pub(crate) fn table<T: Table>(&self) -> Result<Arc<TableStore<T>>> {
+    pub(crate) fn table<T: Record>(&self) -> Result<Arc<TableStore<T>>> {
         let known = self.inner.tables.load().get(T::NAME).cloned();
         let store = typed::<T>(match known {
             Some(t) => t,
@@ -506,7 +506,7 @@ impl Database {
     /// Claims a disc table recovered from the directory for its Rust type `T` (Mnesia's
     /// `wait_for_tables`): checks `T` against the stored definition, decodes the records and
     /// builds the indexes. Nothing changes if `T` does not match.
-    fn register<T: Table>(&self) -> Result<Arc<dyn AnyTable>> {
+    fn register<T: Record>(&self) -> Result<Arc<dyn AnyTable>> {
         let _schema = self.inner.schema.lock();
         if let Some(t) = self.inner.tables.load().get(T::NAME) {
             return Ok(Arc::clone(t)); // registered meanwhile
@@ -520,7 +520,7 @@ impl Database {
             return Err(Error::SchemaMismatch { table: T::NAME.to_owned(), differences });
         }
         // The declared indexes, and those added online before (when the field can be indexed).
-        let specs = crate::index::specs_with::<T>(&p.def.indexes);
+        let specs = crate::index_spec::specs_with::<T>(&p.def.indexes);
         let indexes: Vec<_> = specs.iter().map(IndexSpec::build).collect();
         let id = self.inner.next_table_id.fetch_add(1, Ordering::Relaxed);
         let mut store = TableStore::<T>::new(self.id(), self.clock().clone(), id, T::TYPE, indexes);
@@ -595,7 +595,7 @@ impl Database {
     /// assert!(!db.exists::<Item>());
     /// # Ok::<(), mnesia::Error>(())
     /// ```
-    pub fn exists<T: Table>(&self) -> bool {
+    pub fn exists<T: Record>(&self) -> bool {
         self.inner.tables.load().contains_key(T::NAME)
             || self.disk().is_some_and(|d| d.pending.lock().contains_key(T::NAME))
     }
@@ -611,7 +611,7 @@ impl Database {
     /// assert_eq!(db.table_info::<Item>()?.size, 0);
     /// # Ok::<(), mnesia::Error>(())
     /// ```
-    pub fn table_info<T: Table>(&self) -> Result<TableInfo> {
+    pub fn table_info<T: Record>(&self) -> Result<TableInfo> {
         let store = self.table::<T>()?;
         Ok(self.with_disk_bytes(store.info(), store.disk_id()))
     }
@@ -672,7 +672,7 @@ impl Database {
 }
 
 /// A table's store as its record type `T`.
-fn typed<T: Table>(t: Arc<dyn AnyTable>) -> Result<Arc<TableStore<T>>> {
+fn typed<T: Record>(t: Arc<dyn AnyTable>) -> Result<Arc<TableStore<T>>> {
     let stored = t.type_name();
     t.as_any_arc().downcast::<TableStore<T>>().map_err(|_| Error::TypeMismatch {
         table: T::NAME.to_owned(),

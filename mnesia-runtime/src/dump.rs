@@ -13,8 +13,8 @@ use crate::disk::record::Logged;
 use crate::disk::{self, schema};
 use crate::error::{Error, Result};
 use crate::inspect::Recovered;
+use crate::record::StorageType;
 use crate::schema::Schema;
-use crate::table::StorageType;
 use crate::transfer::Format;
 
 impl Schema {

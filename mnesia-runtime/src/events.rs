@@ -14,7 +14,7 @@ use parking_lot::Mutex;
 
 use crate::broadcast::{Batch, Notice, Reader, Ring};
 
-use crate::table::Table;
+use crate::record::Record;
 
 /// Why a record was deleted.
 ///
@@ -63,7 +63,7 @@ pub enum DeleteCause {
 /// ```
 #[derive(Clone, Debug, PartialEq)]
 #[non_exhaustive]
-pub enum Event<T: Table> {
+pub enum Event<T: Record> {
     /// A record was written. `old` is the record it replaced (detailed subscriptions only).
     Write {
         /// The record now stored.
@@ -94,7 +94,7 @@ pub enum Event<T: Table> {
 }
 
 /// What a subscriber's queue holds: events, and a notice of how many were dropped.
-impl<T: Table> Notice for Event<T> {
+impl<T: Record> Notice for Event<T> {
     fn lagged(missed: u64) -> Self {
         Event::Lagged { missed }
     }
@@ -105,7 +105,7 @@ impl<T: Table> Notice for Event<T> {
 }
 
 /// The subscribers of one table: simple ones read one ring, detailed ones another.
-pub(crate) struct Subscribers<T: Table> {
+pub(crate) struct Subscribers<T: Record> {
     simple: Arc<Ring<Event<T>>>,
     detailed: Arc<Ring<Event<T>>>,
     /// Held from a commit's sequence number to the delivery of its events, so that a table's
@@ -113,13 +113,13 @@ pub(crate) struct Subscribers<T: Table> {
     pub(crate) publishing: Mutex<()>,
 }
 
-impl<T: Table> Default for Subscribers<T> {
+impl<T: Record> Default for Subscribers<T> {
     fn default() -> Self {
         Subscribers { simple: Arc::default(), detailed: Arc::default(), publishing: Mutex::new(()) }
     }
 }
 
-impl<T: Table> Subscribers<T> {
+impl<T: Record> Subscribers<T> {
     pub(crate) fn any(&self) -> bool {
         self.simple.has_readers() || self.detailed.has_readers()
     }
@@ -156,12 +156,12 @@ impl<T: Table> Subscribers<T> {
     }
 }
 
-fn simplify<T: Table>(e: &Event<T>) -> Event<T> {
+fn simplify<T: Record>(e: &Event<T>) -> Event<T> {
     match e {
         Event::Write { new, .. } => Event::Write { new: new.clone(), old: None },
         Event::Delete { key, old, cause } => Event::Delete {
             key: key.clone(),
-            old: if T::TYPE == crate::table::TableType::Bag { old.clone() } else { None },
+            old: if T::TYPE == crate::record::TableType::Bag { old.clone() } else { None },
             cause: *cause,
         },
         other => other.clone(),
@@ -192,18 +192,18 @@ fn simplify<T: Table>(e: &Event<T>) -> Event<T> {
 /// })?;
 /// # Ok::<(), mnesia::Error>(())
 /// ```
-pub struct Subscription<T: Table> {
+pub struct Subscription<T: Record> {
     reader: Reader<Event<T>>,
     detailed: bool,
 }
 
-impl<T: Table> fmt::Debug for Subscription<T> {
+impl<T: Record> fmt::Debug for Subscription<T> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Subscription").field("table", &T::NAME).field("detailed", &self.detailed).finish()
     }
 }
 
-impl<T: Table> Subscription<T> {
+impl<T: Record> Subscription<T> {
     /// The next event, waiting for one.
     ///
     /// ```
@@ -260,7 +260,7 @@ impl<T: Table> Subscription<T> {
     }
 }
 
-impl<T: Table> Iterator for Subscription<T> {
+impl<T: Record> Iterator for Subscription<T> {
     type Item = Event<T>;
 
     /// Waits for the next event (the iteration does not end by itself).
@@ -270,7 +270,7 @@ impl<T: Table> Iterator for Subscription<T> {
 }
 
 #[cfg(feature = "tokio")]
-impl<T: Table> Subscription<T> {
+impl<T: Record> Subscription<T> {
     /// The next event for an async reader, or `Pending` with its waker registered.
     pub(crate) fn poll_event(&self, cx: &mut std::task::Context<'_>) -> std::task::Poll<Option<Event<T>>> {
         self.reader.poll(cx)
@@ -285,7 +285,7 @@ impl<T: Table> Subscription<T> {
 /// while let Some(event) = events.next().await { .. }
 /// ```
 #[cfg(feature = "tokio")]
-impl<T: Table> futures_core::Stream for Subscription<T> {
+impl<T: Record> futures_core::Stream for Subscription<T> {
     type Item = Event<T>;
 
     fn poll_next(

@@ -12,8 +12,8 @@ use crate::context::{run, with_tx};
 use crate::db::Database;
 use crate::error::{Error, Result};
 use crate::ops;
+use crate::record::{Record, TableType};
 use crate::store::Write;
-use crate::table::{Table, TableType};
 use crate::ttl;
 
 /// How many expired records one reaper commit removes at most.
@@ -43,7 +43,7 @@ pub(crate) const REAP_BATCH: usize = 1000;
 /// })?;
 /// # Ok::<(), mnesia::Error>(())
 /// ```
-pub trait Expiring: Table {
+pub trait Expiring: Record {
     /// Writes the record with a deadline `ttl` from now (its `#[ttl]` field is set to it).
     ///
     /// ```
@@ -91,7 +91,7 @@ pub trait Expiring: Table {
         let now = crate::context::current_db()?.clock().now();
         Ok(recs
             .iter()
-            .filter_map(Table::deadline)
+            .filter_map(Record::deadline)
             .min()
             .map(|d| d.duration_since(now).unwrap_or(Duration::ZERO)))
     }
@@ -171,12 +171,12 @@ pub trait Expiring: Table {
 }
 
 /// The deadline `ttl` from now, by the clock of the current database.
-fn deadline_in<T: Table>(ttl: Duration) -> Result<SystemTime> {
+fn deadline_in<T: Record>(ttl: Duration) -> Result<SystemTime> {
     deadline_after::<T>(&crate::context::current_db()?, ttl)
 }
 
 /// The deadline `ttl` from now, by `db`'s clock.
-fn deadline_after<T: Table>(db: &Database, ttl: Duration) -> Result<SystemTime> {
+fn deadline_after<T: Record>(db: &Database, ttl: Duration) -> Result<SystemTime> {
     db.clock()
         .now()
         .checked_add(ttl)
@@ -185,7 +185,7 @@ fn deadline_after<T: Table>(db: &Database, ttl: Duration) -> Result<SystemTime> 
 
 /// Gives a record written without a deadline the table's default lifetime, from now by
 /// `db`'s clock.
-pub(crate) fn apply_default<T: Table>(db: &Database, rec: &mut T) -> Result<()> {
+pub(crate) fn apply_default<T: Record>(db: &Database, rec: &mut T) -> Result<()> {
     if let Some(lifetime) = T::DEFAULT_TTL
         && rec.deadline().is_none()
     {
@@ -195,7 +195,7 @@ pub(crate) fn apply_default<T: Table>(db: &Database, rec: &mut T) -> Result<()> 
 }
 
 /// Sets (or clears) the deadline of every record of a key.
-fn set_deadlines<T: Table>(key: &T::Key, deadline: Option<SystemTime>) -> Result<()> {
+fn set_deadlines<T: Record>(key: &T::Key, deadline: Option<SystemTime>) -> Result<()> {
     run(|| {
         with_tx(|tx| {
             let part = tx.table::<T>()?;
@@ -229,7 +229,7 @@ fn set_deadlines<T: Table>(key: &T::Key, deadline: Option<SystemTime>) -> Result
 
 /// Removes table `T`'s expired records, in commits of at most [`REAP_BATCH`]; returns how
 /// many. Only keys the expiry index lists as due are read.
-pub(crate) fn reap<T: Table>(db: &Database) -> Result<usize> {
+pub(crate) fn reap<T: Record>(db: &Database) -> Result<usize> {
     let removed = reap_due::<T>(db)?;
     if removed > 0 {
         tracing::debug!(target: "mnesia::reaper", table = T::NAME, removed, "expired records removed");
@@ -238,7 +238,7 @@ pub(crate) fn reap<T: Table>(db: &Database) -> Result<usize> {
 }
 
 /// [`reap`]'s work.
-fn reap_due<T: Table>(db: &Database) -> Result<usize> {
+fn reap_due<T: Record>(db: &Database) -> Result<usize> {
     let store = db.table::<T>()?;
     let Some(expiry) = &store.expiry else { return Ok(0) };
     let mut removed = 0;
@@ -262,7 +262,7 @@ fn reap_due<T: Table>(db: &Database) -> Result<usize> {
 /// Removes the expired records of these keys in one commit; returns how many. A key whose
 /// records are all alive is not read into the commit, so rewriting it concurrently does
 /// not make the commit run again.
-pub(crate) fn reap_keys<T: Table>(db: &Database, keys: &[T::Key], at: Option<SystemTime>) -> Result<usize> {
+pub(crate) fn reap_keys<T: Record>(db: &Database, keys: &[T::Key], at: Option<SystemTime>) -> Result<usize> {
     ops::dirty_in(db.clone(), |tx| {
         let now = at.unwrap_or_else(|| db.clock().now());
         let part = tx.table::<T>()?;

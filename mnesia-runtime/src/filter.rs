@@ -281,7 +281,7 @@ impl<T> fmt::Debug for Order<T> {
     }
 }
 
-impl<T: crate::table::Table, V: crate::field::FieldValue + PartialOrd> From<crate::field::Field<T, V>>
+impl<T: crate::record::Record, V: crate::field::FieldValue + PartialOrd> From<crate::field::Field<T, V>>
     for Order<T>
 {
     /// A field alone sorts ascending: `order_by(User::AGE)` is `order_by(User::AGE.asc())`.

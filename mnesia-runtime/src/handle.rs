@@ -7,7 +7,8 @@ use crate::field::{Compare, Field, FieldValue};
 use crate::filter::Filter;
 use crate::ops;
 use crate::query::Query;
-use crate::table::{Table, Upserted};
+use crate::record::Upserted;
+use crate::table::Table;
 
 /// The handle of a running transaction. Its functions are the table-scoped ones, run in this
 /// transaction (the same code: `tx.write(u)` and `User::write(u)` inside the closure do the

@@ -6,7 +6,6 @@
 
 use std::any::Any;
 use std::collections::BTreeSet;
-use std::fmt;
 use std::hash::{BuildHasher, Hash};
 use std::sync::Arc;
 
@@ -15,60 +14,15 @@ use hashbrown::HashTable;
 use hashbrown::hash_table::Entry;
 use parking_lot::RwLock;
 
-use crate::field::{Field, FieldValue};
+use crate::field::{Field, FieldValue, Indexable};
+use crate::hasher::Hasher;
+use crate::index_spec::{Duplicate, IndexSpec, TableIndex};
 use crate::lock::CommitLock;
-use crate::store::Hasher;
-use crate::table::Table;
+use crate::record::Record;
 
 const INDEX_SHARDS: usize = 64;
 
-/// How to build an index on one field: made by `Field::index_spec`, used by the derive for
-/// `#[index]` and by `add_index`.
-///
-/// ```
-/// # use mnesia::prelude::*;
-/// # #[derive(Table, Clone, Debug, Serialize, Deserialize)]
-/// # struct User { #[key] id: u64, age: u32 }
-/// let spec = User::AGE.index_spec(false);
-/// assert_eq!((spec.field(), spec.is_unique()), ("age", false));
-/// ```
-pub struct IndexSpec<T: Table> {
-    field: &'static str,
-    position: usize,
-    unique: bool,
-    build: Arc<dyn Fn() -> Arc<dyn TableIndex<T>> + Send + Sync>,
-}
-
-impl<T: Table> Clone for IndexSpec<T> {
-    fn clone(&self) -> Self {
-        IndexSpec {
-            field: self.field,
-            position: self.position,
-            unique: self.unique,
-            build: Arc::clone(&self.build),
-        }
-    }
-}
-
-impl<T: Table> fmt::Debug for IndexSpec<T> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("IndexSpec").field("field", &self.field).field("unique", &self.unique).finish()
-    }
-}
-
-/// The specs of a table's indexes: the struct's declared ones, and those of `infos` (a
-/// stored table's, added at run time) the struct can index.
-pub(crate) fn specs_with<T: Table>(infos: &[crate::table::IndexInfo]) -> Vec<IndexSpec<T>> {
-    let mut specs = T::indexes();
-    for info in infos {
-        if !specs.iter().any(|s| s.field() == info.field) {
-            specs.extend(T::index_spec_for(&info.field, info.unique));
-        }
-    }
-    specs
-}
-
-impl<T: Table> IndexSpec<T> {
+impl<T: Record> IndexSpec<T> {
     pub(crate) fn new<V: FieldValue + Hash + Eq>(field: Field<T, V>, unique: bool) -> Self {
         IndexSpec {
             field: field.name(),
@@ -77,98 +31,25 @@ impl<T: Table> IndexSpec<T> {
             build: Arc::new(move || Arc::new(TypedIndex::new(field, unique)) as Arc<dyn TableIndex<T>>),
         }
     }
+}
 
-    /// The indexed field's name.
-    ///
-    /// ```
-    /// # use mnesia::prelude::*;
-    /// # #[derive(Table, Clone, Debug, Serialize, Deserialize)]
-    /// # struct User { #[key] id: u64, age: u32 }
-    /// assert_eq!(User::AGE.index_spec(false).field(), "age");
-    /// ```
-    pub fn field(&self) -> &'static str {
-        self.field
-    }
-
-    /// Whether the index refuses two records with the same value.
+impl<T: Record, V: FieldValue> Field<T, V> {
+    /// Describes an index on this field; used by the derive for `#[index]`.
     ///
     /// ```
     /// # use mnesia::prelude::*;
     /// # #[derive(Table, Clone, Debug, Serialize, Deserialize)]
     /// # struct User { #[key] id: u64, email: String }
-    /// assert!(User::EMAIL.index_spec(true).is_unique());
+    /// let spec = User::EMAIL.index_spec(true);
+    /// assert_eq!(spec.field(), "email");
+    /// assert!(spec.is_unique());
     /// ```
-    pub fn is_unique(&self) -> bool {
-        self.unique
+    pub fn index_spec(self, unique: bool) -> IndexSpec<T>
+    where
+        V: Indexable,
+    {
+        IndexSpec::new(self, unique)
     }
-
-    pub(crate) fn position(&self) -> usize {
-        self.position
-    }
-
-    pub(crate) fn build(&self) -> Arc<dyn TableIndex<T>> {
-        (self.build)()
-    }
-}
-
-/// A value that is already owned by another key of a unique index.
-pub(crate) struct Duplicate<K> {
-    pub(crate) value: String,
-    /// The key already holding the value.
-    pub(crate) owner: K,
-}
-
-/// An index as the engine sees it, whatever the field's type.
-pub(crate) trait TableIndex<T: Table>: Send + Sync {
-    fn field(&self) -> &'static str;
-    fn position(&self) -> usize;
-    fn unique(&self) -> bool;
-    fn shard_count(&self) -> usize;
-    /// The shard holding a record's value.
-    fn shard_of_record(&self, rec: &T) -> usize;
-    fn commit_lock(&self, shard: usize) -> &CommitLock;
-    fn shard_version(&self, shard: usize) -> u64;
-    /// Appends the keys holding `value` (in key order) and returns the shard's version;
-    /// `None` if `value` is not a `V`.
-    fn lookup(&self, value: &dyn Any, out: &mut Vec<T::Key>) -> Option<(usize, u64)>;
-    /// How many keys hold `value` (0 if it is not a `V`): what a lookup would read.
-    fn group_size(&self, value: &dyn Any) -> usize;
-    /// As [`TableIndex::lookup`], but only the first `n` keys after `after` (in key order):
-    /// a large group is walked a piece at a time, never copied whole.
-    fn lookup_from(
-        &self,
-        value: &dyn Any,
-        after: Option<&T::Key>,
-        n: usize,
-        out: &mut Vec<T::Key>,
-    ) -> Option<(usize, u64)>;
-    /// Appends the keys holding the value that `rec` holds.
-    fn lookup_by_record(&self, rec: &T, out: &mut Vec<T::Key>);
-    /// The record's value of this field, formatted with `Debug`.
-    fn value_debug(&self, rec: &T) -> String;
-    /// Whether two records hold the same value of this field.
-    fn same_value(&self, a: &T, b: &T) -> bool;
-    /// For a unique index: checks that the records to be written keep every value on one
-    /// key. `rewritten(k)` tells whether key `k` is rewritten by the same commit with another
-    /// value (so it gives its current value up). The caller holds the commit locks of the
-    /// shards of every new value.
-    fn check_unique(
-        &self,
-        puts: &[(&T::Key, &T)],
-        gives_up: &dyn Fn(&T::Key, &T) -> bool,
-    ) -> Result<(), Duplicate<T::Key>>;
-    fn insert(&self, rec: &T, seq: u64);
-    /// Adds records' values to a table being loaded (a bulk load), each index shard locked
-    /// once: for a unique index, a value another key holds is refused with the record's
-    /// position in `recs` and the key holding the value.
-    fn load_many(&self, recs: &[&T], seq: u64) -> Result<(), (usize, T::Key)>;
-    fn remove(&self, rec: &T, seq: u64);
-    fn clear(&self, seq: u64);
-    fn memory(&self) -> usize;
-    /// Makes room for about `n` more values.
-    fn reserve(&self, n: usize);
-    /// A new, empty index of the same field and kind.
-    fn empty_copy(&self) -> Arc<dyn TableIndex<T>>;
 }
 
 /// The keys holding one value of a non-unique index: almost always one.
@@ -322,14 +203,14 @@ struct IndexShard<V, K> {
 
 type Shards<V, K> = Box<[CachePadded<IndexShard<V, K>>]>;
 
-struct TypedIndex<T: Table, V> {
+struct TypedIndex<T: Record, V> {
     field: Field<T, V>,
     unique: bool,
     hasher: Hasher,
     shards: Shards<V, T::Key>,
 }
 
-impl<T: Table, V: FieldValue + Hash + Eq> TypedIndex<T, V> {
+impl<T: Record, V: FieldValue + Hash + Eq> TypedIndex<T, V> {
     fn new(field: Field<T, V>, unique: bool) -> Self {
         let shards = (0..INDEX_SHARDS)
             .map(|_| {
@@ -361,7 +242,7 @@ impl<T: Table, V: FieldValue + Hash + Eq> TypedIndex<T, V> {
     }
 }
 
-impl<T: Table, V: FieldValue + Hash + Eq> TableIndex<T> for TypedIndex<T, V> {
+impl<T: Record, V: FieldValue + Hash + Eq> TableIndex<T> for TypedIndex<T, V> {
     fn field(&self) -> &'static str {
         self.field.name()
     }
@@ -546,22 +427,22 @@ impl<T: Table, V: FieldValue + Hash + Eq> TableIndex<T> for TypedIndex<T, V> {
 pub struct IndexProbe<T, V>(pub Field<T, V>);
 
 #[doc(hidden)]
-pub trait ProbeIndexable<T: Table> {
+pub trait ProbeIndexable<T: Record> {
     fn spec(&self, unique: bool) -> Option<IndexSpec<T>>;
 }
 
-impl<T: Table, V: FieldValue + crate::field::Indexable> ProbeIndexable<T> for &IndexProbe<T, V> {
+impl<T: Record, V: FieldValue + crate::field::Indexable> ProbeIndexable<T> for &IndexProbe<T, V> {
     fn spec(&self, unique: bool) -> Option<IndexSpec<T>> {
         Some(IndexSpec::new(self.0, unique))
     }
 }
 
 #[doc(hidden)]
-pub trait ProbeNotIndexable<T: Table> {
+pub trait ProbeNotIndexable<T: Record> {
     fn spec(&self, unique: bool) -> Option<IndexSpec<T>>;
 }
 
-impl<T: Table, V> ProbeNotIndexable<T> for IndexProbe<T, V> {
+impl<T: Record, V> ProbeNotIndexable<T> for IndexProbe<T, V> {
     fn spec(&self, _unique: bool) -> Option<IndexSpec<T>> {
         None
     }

@@ -10,7 +10,7 @@ use crossbeam_utils::CachePadded;
 use crate::activity::{Activity, stripe};
 use serde::Serialize;
 
-use crate::table::TableInfo;
+use crate::record::TableInfo;
 
 /// What happened to transactions, counted in per-thread stripes so that counting costs a
 /// transaction two adds that other threads rarely contend for.

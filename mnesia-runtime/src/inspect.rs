@@ -16,8 +16,8 @@ use crate::disk::record::TableOps;
 use crate::disk::schema::{self, TableDef};
 use crate::disk::{self, Pending, Rows, frame, only, snapshot, wal};
 use crate::error::{Error, Result};
+use crate::record::{IndexInfo, StorageType, TableType};
 use crate::schema::Schema;
-use crate::table::{IndexInfo, StorageType, TableType};
 
 /// What a database directory holds, read by [`Schema::inspect`].
 ///

@@ -3,9 +3,8 @@
 //! `create_table` that another copy ordered makes the table with this program's type for
 //! it, before the program names the type here.
 
-use serde::{Deserialize, Serialize};
-
-use crate::{Database, Error, Result, Table, TableOptions};
+use crate::shape::RecordShape;
+use crate::{Database, Error, Record, Result, TableOptions};
 
 /// A table's indexes: (field, unique).
 type Indexes = [(String, bool)];
@@ -31,7 +30,7 @@ impl TableKind {
     /// // What `#[derive(Table)]` submits for `Item`.
     /// let _kind = mnesia::__private::TableKind::of::<Item>();
     /// ```
-    pub const fn of<T: Table>() -> TableKind {
+    pub const fn of<T: Record>() -> TableKind {
         TableKind {
             name: T::NAME,
             type_name: std::any::type_name::<T>,
@@ -43,7 +42,7 @@ impl TableKind {
 
 /// Creates table `T` here (ram copies) with exactly the indexes `indexes` (its struct may
 /// declare others: the table was created, or changed since, elsewhere).
-fn create_as<T: Table>(db: &Database, indexes: &Indexes) -> Result<()> {
+fn create_as<T: Record>(db: &Database, indexes: &Indexes) -> Result<()> {
     let mut options = TableOptions::<T>::new();
     let declared = T::indexes();
     for (field, unique) in indexes {
@@ -60,98 +59,6 @@ fn create_as<T: Table>(db: &Database, indexes: &Indexes) -> Result<()> {
     let unwanted: Vec<&'static str> = unwanted.map(|s| s.field()).collect();
     // A declared index the table has not (or has with the other uniqueness): made without it.
     db.create_table_here(options.without_declared(unwanted))
-}
-
-/// What makes two record types one table on two copies of a database: the table's name
-/// and type, its fields, its key and whether the key is an auto-increment id. Copies that
-/// apply one order of commits (a cluster's nodes) must see every table in one shape:
-/// a commit record made for one shape does not decode as another.
-///
-/// ```
-/// use mnesia::prelude::*;
-/// #[derive(Table, Clone, Debug, Serialize, Deserialize)]
-/// struct Item { #[key] id: u32, name: String }
-///
-/// let db = Database::in_memory()?;
-/// db.create_table::<Item>(TableOptions::new())?;
-/// let shape = db.table_info::<Item>()?.shape();
-/// assert_eq!(shape.name(), "item");
-/// assert_eq!(shape, mnesia::RecordShape::of::<Item>());
-/// # Ok::<(), mnesia::Error>(())
-/// ```
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct RecordShape {
-    name: String,
-    table_type: String,
-    attributes: Vec<String>,
-    key: String,
-    auto_increment: bool,
-}
-
-impl RecordShape {
-    /// The shape of `T`'s table.
-    ///
-    /// ```
-    /// # use mnesia::prelude::*;
-    /// # #[derive(Table, Clone, Debug, Serialize, Deserialize)]
-    /// # struct Item { #[key] id: u32 }
-    /// assert_eq!(mnesia::RecordShape::of::<Item>().name(), "item");
-    /// ```
-    pub fn of<T: Table>() -> RecordShape {
-        // (The work in a function compiled once, not once per table type.)
-        RecordShape::of_parts(T::NAME, T::TYPE, T::FIELDS, T::KEY_POSITION, T::AUTO_INCREMENT)
-    }
-
-    fn of_parts(
-        name: &str,
-        table_type: crate::TableType,
-        fields: &[crate::FieldInfo],
-        key: usize,
-        auto_increment: bool,
-    ) -> RecordShape {
-        let attributes: Vec<String> = fields.iter().map(|f| f.name.to_owned()).collect();
-        RecordShape {
-            name: name.to_owned(),
-            table_type: format!("{table_type:?}"),
-            key: attributes.get(key).cloned().unwrap_or_default(),
-            attributes,
-            auto_increment,
-        }
-    }
-
-    /// The shape of a table as [`crate::TableInfo`] describes it.
-    pub(crate) fn of_info(info: &crate::TableInfo) -> RecordShape {
-        RecordShape {
-            name: info.name.clone(),
-            table_type: format!("{:?}", info.table_type),
-            attributes: info.attributes.clone(),
-            key: info.key.clone(),
-            auto_increment: info.auto_increment,
-        }
-    }
-
-    /// The shape of a table as a backup defines it.
-    pub(crate) fn of_def(def: &crate::disk::schema::TableDef) -> RecordShape {
-        RecordShape {
-            name: def.name.clone(),
-            table_type: format!("{:?}", def.table_type),
-            attributes: def.attributes.iter().map(|(name, _)| name.clone()).collect(),
-            key: def.key_name().to_owned(),
-            auto_increment: def.auto_increment,
-        }
-    }
-
-    /// The table's name.
-    ///
-    /// ```
-    /// # use mnesia::prelude::*;
-    /// # #[derive(Table, Clone, Debug, Serialize, Deserialize)]
-    /// # struct Item { #[key] id: u32 }
-    /// assert_eq!(mnesia::RecordShape::of::<Item>().name(), "item");
-    /// ```
-    pub fn name(&self) -> &str {
-        &self.name
-    }
 }
 
 /// Creates, here, the table of shape `shape` with exactly `indexes`, with the

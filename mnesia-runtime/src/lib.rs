@@ -33,6 +33,7 @@ mod bulk;
 mod cells;
 mod clock;
 mod commit;
+mod conditions;
 mod config;
 mod context;
 mod counters;
@@ -45,13 +46,16 @@ mod expiring;
 mod field;
 mod filter;
 mod handle;
+mod hasher;
 mod index;
+mod index_spec;
 mod info;
 mod inspect;
 mod kinds;
 mod lock;
 mod migrate;
 mod ops;
+mod options;
 mod ordered;
 mod ordered_snapshot;
 mod plan;
@@ -60,11 +64,13 @@ mod priority;
 mod progress;
 mod projection;
 mod query;
+mod record;
 mod restore;
 mod restore_unclaimed;
 mod schema;
 mod schema_change;
 mod select;
+mod shape;
 mod snapshots;
 mod sort;
 mod store;
@@ -97,10 +103,10 @@ pub use expiring::Expiring;
 pub use field::{Compare, Field, FieldValue, Indexable};
 pub use filter::{Filter, Order};
 pub use handle::Transaction;
-pub use index::IndexSpec;
-pub use kinds::RecordShape;
+pub use index_spec::IndexSpec;
 pub use ordered::{OrderFuture, Sequencer};
 pub use ordered_snapshot::OrderedSnapshot;
+pub use shape::RecordShape;
 /// What the derive's output reaches and nothing else should: not part of the API.
 #[doc(hidden)]
 pub mod __private {
@@ -113,14 +119,14 @@ pub use info::{LogInfo, SystemInfo};
 pub use inspect::{
     CheckedFile, CheckpointInfo, Damage, DirectoryInfo, SegmentInfo, StoredLog, StoredTable, VerifyReport,
 };
+pub use options::TableOptions;
 pub use plan::Plan;
 pub use projection::Projection;
 pub use query::{Query, QueryIter};
+pub use record::{FieldInfo, IndexInfo, Key, Record, StorageType, TableInfo, TableType, Upserted};
 pub use schema::{Schema, SchemaInfo};
 pub use system::{ClusterEvent, ClusterInfo, ClusterMember, SystemEvent, SystemSubscription};
-pub use table::{
-    FieldInfo, IndexInfo, Key, StorageType, Table, TableInfo, TableOptions, TableType, Upserted,
-};
+pub use table::Table;
 #[doc(hidden)]
 pub use transfer::fuzzing as import_fuzzing;
 pub use transfer::{ExportOptions, Format, ImportOptions};

@@ -8,9 +8,9 @@ use crate::db::{AnyTable, Database, lock_all};
 use crate::disk::record::TableOps;
 use crate::disk::schema::TableDef;
 use crate::error::{Error, Result};
-use crate::index::IndexSpec;
+use crate::index_spec::IndexSpec;
+use crate::record::{IndexInfo, Record, StorageType, TableType};
 use crate::store::TableStore;
-use crate::table::{IndexInfo, StorageType, Table, TableType};
 
 impl Database {
     /// Converts every record of table `Old` into a `New` (Mnesia's `transform_table`): the
@@ -47,7 +47,10 @@ impl Database {
     /// })?;
     /// # Ok::<(), mnesia::Error>(())
     /// ```
-    pub fn transform<Old: Table, New: Table>(&self, mut f: impl FnMut(Old) -> Result<New>) -> Result<usize> {
+    pub fn transform<Old: Record, New: Record>(
+        &self,
+        mut f: impl FnMut(Old) -> Result<New>,
+    ) -> Result<usize> {
         self.refuse_while_replicating("transform")?;
         if Old::NAME != New::NAME {
             return Err(Error::Invalid(format!(

@@ -5,15 +5,15 @@ use crate::context::{self, run, with_tx};
 use crate::error::{Error, Result};
 use crate::field::{Compare, Field, FieldValue};
 use crate::filter::Filter;
+use crate::record::{Record, TableType, Upserted};
 use crate::store::Write;
-use crate::table::{Table, TableType, Upserted};
 use crate::tx::Tx;
 
-pub(crate) fn not_found<T: Table>(key: &T::Key) -> Error {
+pub(crate) fn not_found<T: Record>(key: &T::Key) -> Error {
     Error::NotFound { table: T::NAME.to_owned(), key: format!("{key:?}") }
 }
 
-fn no_bag<T: Table>(what: &str) -> Result<()> {
+fn no_bag<T: Record>(what: &str) -> Result<()> {
     if T::TYPE == TableType::Bag {
         return Err(Error::Invalid(format!("{what} is not defined on bag table {}", T::NAME)));
     }
@@ -22,7 +22,7 @@ fn no_bag<T: Table>(what: &str) -> Result<()> {
 
 /// Writes a record: replaces the key's record (bag: adds it to the key's records). An
 /// `#[auto_increment]` key left at 0 gets the next id.
-pub(crate) fn write<T: Table>(mut rec: T) -> Result<T> {
+pub(crate) fn write<T: Record>(mut rec: T) -> Result<T> {
     let fresh = wants_id(&rec);
     run(|| {
         with_tx(|tx| {
@@ -42,7 +42,7 @@ pub(crate) fn write<T: Table>(mut rec: T) -> Result<T> {
 /// `fresh`: the caller's record asked for an id ([`wants_id`] before the first attempt).
 /// With ordered commits, an attempt that runs again takes a new id: the one it took may be
 /// another copy's.
-fn assign_id<T: Table>(tx: &mut Tx, rec: &mut T, fresh: bool) -> Result<()> {
+fn assign_id<T: Record>(tx: &mut Tx, rec: &mut T, fresh: bool) -> Result<()> {
     let db = tx.db.clone();
     if fresh && db.ordering() {
         rec.set_auto_id(0)?;
@@ -62,13 +62,13 @@ fn assign_id<T: Table>(tx: &mut Tx, rec: &mut T, fresh: bool) -> Result<()> {
 }
 
 /// Whether `rec` asks for an id: an `#[auto_increment]` key left at 0.
-fn wants_id<T: Table>(rec: &T) -> bool {
+fn wants_id<T: Record>(rec: &T) -> bool {
     T::AUTO_INCREMENT && rec.auto_id() == Some(0)
 }
 
 /// Readies a new record for `store`: an `#[auto_increment]` key left at 0 gets the next
 /// id; a `#[ttl]` left unset gets the table's default lifetime.
-pub(crate) fn prepare_new<T: Table>(
+pub(crate) fn prepare_new<T: Record>(
     db: &crate::db::Database,
     store: &crate::store::TableStore<T>,
     rec: &mut T,
@@ -82,7 +82,7 @@ pub(crate) fn prepare_new<T: Table>(
 /// The next id of a table's auto-increment counter. `Err(Conflict)` if a new store took
 /// this one's place (take it again there): while one is about to (the store is sealed), it
 /// waits for the schema lock, which the change holds until it is done.
-fn take_id<T: Table>(db: &crate::db::Database, store: &crate::store::TableStore<T>) -> Result<u64> {
+fn take_id<T: Record>(db: &crate::db::Database, store: &crate::store::TableStore<T>) -> Result<u64> {
     use std::sync::atomic::Ordering;
     loop {
         let previous = store
@@ -103,7 +103,7 @@ fn take_id<T: Table>(db: &crate::db::Database, store: &crate::store::TableStore<
 }
 
 /// Takes the table's next auto-increment id, as a key.
-pub(crate) fn next_table_id<T: Table>() -> Result<T::Key> {
+pub(crate) fn next_table_id<T: Record>() -> Result<T::Key> {
     if !T::AUTO_INCREMENT {
         return Err(Error::Invalid(format!("table {} has no #[auto_increment] key", T::NAME)));
     }
@@ -133,7 +133,7 @@ const CLAIM_ATTEMPTS: u32 = 10_000;
 /// reads and writes the id's key bucket), so that no two copies hand it out, and no record
 /// written with it by another copy commits (an `insert` reads its new key: one of the two
 /// conflicts and runs again with a new id).
-fn claim_ordered_id<T: Table>(db: &crate::db::Database, sequencer: &dyn crate::Sequencer) -> Result<T::Key> {
+fn claim_ordered_id<T: Record>(db: &crate::db::Database, sequencer: &dyn crate::Sequencer) -> Result<T::Key> {
     use crate::commit::{CommitRecord, Content, KeyChange, TableChange};
     if context::is_transaction() {
         return Err(Error::Invalid(format!(
@@ -177,7 +177,7 @@ fn claim_ordered_id<T: Table>(db: &crate::db::Database, sequencer: &dyn crate::S
 }
 
 /// Logs a disc table's counter on its own (`reset`: set to it, rather than raised to it).
-pub(crate) fn log_counter<T: Table>(
+pub(crate) fn log_counter<T: Record>(
     db: &crate::db::Database,
     store: &crate::store::TableStore<T>,
     reset: bool,
@@ -188,7 +188,7 @@ pub(crate) fn log_counter<T: Table>(
     db.sequence(&[ops]).map(|_| ())
 }
 
-fn put<T: Table>(tx: &mut Tx, rec: T) -> Result<()> {
+fn put<T: Record>(tx: &mut Tx, rec: T) -> Result<()> {
     let part = tx.table::<T>()?;
     if T::AUTO_INCREMENT
         && let Some(id) = rec.auto_id()
@@ -201,7 +201,7 @@ fn put<T: Table>(tx: &mut Tx, rec: T) -> Result<()> {
 
 /// Writes one imported record in the current transaction: an `#[auto_increment]` key left
 /// at 0 gets the next id; a key that exists is refused unless `replace` (a bag adds).
-pub(crate) fn import_record<T: Table>(tx: &mut Tx, mut rec: T, replace: bool) -> Result<()> {
+pub(crate) fn import_record<T: Record>(tx: &mut Tx, mut rec: T, replace: bool) -> Result<()> {
     assign_id(tx, &mut rec, false)?;
     if !replace && T::TYPE != TableType::Bag && tx.table::<T>()?.exists(rec.key()) {
         return Err(Error::AlreadyExists { table: T::NAME.to_owned(), key: format!("{:?}", rec.key()) });
@@ -211,7 +211,7 @@ pub(crate) fn import_record<T: Table>(tx: &mut Tx, mut rec: T, replace: bool) ->
 
 /// Inserts a new record: assigns the next id to an `#[auto_increment]` key left at 0;
 /// refuses a key that exists (except on bags, which add).
-pub(crate) fn insert<T: Table>(mut rec: T) -> Result<T> {
+pub(crate) fn insert<T: Record>(mut rec: T) -> Result<T> {
     let fresh = wants_id(&rec);
     run(|| {
         with_tx(|tx| {
@@ -238,15 +238,15 @@ pub(crate) fn insert<T: Table>(mut rec: T) -> Result<T> {
     Ok(rec)
 }
 
-pub(crate) fn read<T: Table>(key: &T::Key) -> Result<Option<T>> {
+pub(crate) fn read<T: Record>(key: &T::Key) -> Result<Option<T>> {
     run(|| with_tx(|tx| Ok(tx.table_to_read::<T>()?.read_one(key))))
 }
 
-pub(crate) fn read_all<T: Table>(key: &T::Key) -> Result<Vec<T>> {
+pub(crate) fn read_all<T: Record>(key: &T::Key) -> Result<Vec<T>> {
     run(|| with_tx(|tx| Ok(tx.table_to_read::<T>()?.read_group(key))))
 }
 
-pub(crate) fn update<T: Table>(key: &T::Key, mut f: impl FnMut(&mut T)) -> Result<T> {
+pub(crate) fn update<T: Record>(key: &T::Key, mut f: impl FnMut(&mut T)) -> Result<T> {
     no_bag::<T>("update")?;
     run(|| {
         let mut rec = read::<T>(key)?.ok_or_else(|| not_found::<T>(key))?;
@@ -265,7 +265,7 @@ pub(crate) fn update<T: Table>(key: &T::Key, mut f: impl FnMut(&mut T)) -> Resul
     })
 }
 
-pub(crate) fn delete<T: Table>(key: &T::Key) -> Result<Option<T>> {
+pub(crate) fn delete<T: Record>(key: &T::Key) -> Result<Option<T>> {
     run(|| {
         with_tx(|tx| {
             let part = tx.table::<T>()?;
@@ -279,7 +279,7 @@ pub(crate) fn delete<T: Table>(key: &T::Key) -> Result<Option<T>> {
     })
 }
 
-pub(crate) fn delete_object<T: Table>(rec: &T) -> Result<bool> {
+pub(crate) fn delete_object<T: Record>(rec: &T) -> Result<bool> {
     let bytes = postcard::to_allocvec(rec).map_err(|e| Error::codec("encoding a record", e))?;
     run(|| {
         with_tx(|tx| {
@@ -302,7 +302,7 @@ pub(crate) fn delete_object<T: Table>(rec: &T) -> Result<bool> {
     })
 }
 
-pub(crate) fn upsert<T: Table>(mut rec: T) -> Result<Upserted<T>> {
+pub(crate) fn upsert<T: Record>(mut rec: T) -> Result<Upserted<T>> {
     let fresh = wants_id(&rec);
     run(|| {
         with_tx(|tx| {
@@ -317,11 +317,11 @@ pub(crate) fn upsert<T: Table>(mut rec: T) -> Result<Upserted<T>> {
     })
 }
 
-pub(crate) fn select<T: Table>(filter: &Filter<T>) -> Result<Vec<T>> {
+pub(crate) fn select<T: Record>(filter: &Filter<T>) -> Result<Vec<T>> {
     run(|| with_tx(|tx| tx.select(filter, usize::MAX, T::clone)))
 }
 
-pub(crate) fn get_by<T: Table, V: FieldValue>(
+pub(crate) fn get_by<T: Record, V: FieldValue>(
     field: Field<T, V>,
     value: impl Compare<V>,
 ) -> Result<Option<T>> {
@@ -331,7 +331,7 @@ pub(crate) fn get_by<T: Table, V: FieldValue>(
 
 /// The first record in key order whose field equals `value`: through the field's index, or
 /// else as a planned query.
-fn first_by<T: Table, V: FieldValue>(tx: &mut Tx, field: Field<T, V>, value: &V) -> Result<Option<T>> {
+fn first_by<T: Record, V: FieldValue>(tx: &mut Tx, field: Field<T, V>, value: &V) -> Result<Option<T>> {
     if let Some(found) = tx.table::<T>()?.first_by_index(field, value) {
         return Ok(found);
     }
@@ -345,7 +345,7 @@ fn first_by<T: Table, V: FieldValue>(tx: &mut Tx, field: Field<T, V>, value: &V)
     Ok(best)
 }
 
-pub(crate) fn all_keys<T: Table>() -> Result<Vec<T::Key>> {
+pub(crate) fn all_keys<T: Record>() -> Result<Vec<T::Key>> {
     let all = Filter::all();
     run(|| {
         with_tx(|tx| {
@@ -359,11 +359,11 @@ pub(crate) fn all_keys<T: Table>() -> Result<Vec<T::Key>> {
     })
 }
 
-pub(crate) fn count<T: Table>() -> Result<usize> {
+pub(crate) fn count<T: Record>() -> Result<usize> {
     run(|| with_tx(|tx| Ok(tx.table_to_scan::<T>()?.count())))
 }
 
-pub(crate) fn batch_write<T: Table>(recs: impl IntoIterator<Item = T>) -> Result<Vec<T>> {
+pub(crate) fn batch_write<T: Record>(recs: impl IntoIterator<Item = T>) -> Result<Vec<T>> {
     let mut recs: Vec<T> = recs.into_iter().collect();
     let fresh: Vec<bool> = if T::AUTO_INCREMENT { recs.iter().map(wants_id).collect() } else { Vec::new() };
     run(|| {
@@ -378,7 +378,7 @@ pub(crate) fn batch_write<T: Table>(recs: impl IntoIterator<Item = T>) -> Result
     Ok(recs)
 }
 
-pub(crate) fn batch_delete<T: Table>(keys: impl IntoIterator<Item = T::Key>) -> Result<Vec<T>> {
+pub(crate) fn batch_delete<T: Record>(keys: impl IntoIterator<Item = T::Key>) -> Result<Vec<T>> {
     let keys: Vec<T::Key> = keys.into_iter().collect();
     run(|| {
         with_tx(|tx| {
@@ -428,7 +428,7 @@ pub(crate) fn dirty_in<R>(mut db: crate::db::Database, mut f: impl FnMut(&mut Tx
     }
 }
 
-pub(crate) fn dirty_write<T: Table>(mut rec: T) -> Result<T> {
+pub(crate) fn dirty_write<T: Record>(mut rec: T) -> Result<T> {
     let fresh = wants_id(&rec);
     dirty(|tx| {
         assign_id(tx, &mut rec, fresh)?;
@@ -437,7 +437,7 @@ pub(crate) fn dirty_write<T: Table>(mut rec: T) -> Result<T> {
     Ok(rec)
 }
 
-pub(crate) fn dirty_read<T: Table>(key: &T::Key) -> Result<Option<T>> {
+pub(crate) fn dirty_read<T: Record>(key: &T::Key) -> Result<Option<T>> {
     let store = context::current_db()?.table::<T>()?;
     let hash = store.hash(key);
     let alive = store.alive();
@@ -446,7 +446,7 @@ pub(crate) fn dirty_read<T: Table>(key: &T::Key) -> Result<Option<T>> {
     Ok(found)
 }
 
-pub(crate) fn dirty_update<T: Table>(key: &T::Key, f: impl FnOnce(&mut T)) -> Result<T> {
+pub(crate) fn dirty_update<T: Record>(key: &T::Key, f: impl FnOnce(&mut T)) -> Result<T> {
     no_bag::<T>("dirty_update")?;
     let mut rec = dirty_read::<T>(key)?.ok_or_else(|| not_found::<T>(key))?;
     f(&mut rec);
@@ -459,7 +459,7 @@ pub(crate) fn dirty_update<T: Table>(key: &T::Key, f: impl FnOnce(&mut T)) -> Re
     dirty_write(rec)
 }
 
-pub(crate) fn dirty_delete<T: Table>(key: &T::Key) -> Result<Option<T>> {
+pub(crate) fn dirty_delete<T: Record>(key: &T::Key) -> Result<Option<T>> {
     let old = dirty_read::<T>(key)?;
     dirty(|tx| {
         tx.table::<T>()?.set(key.clone(), Write::Delete);
@@ -468,13 +468,13 @@ pub(crate) fn dirty_delete<T: Table>(key: &T::Key) -> Result<Option<T>> {
     Ok(old)
 }
 
-pub(crate) fn dirty_select<T: Table>(filter: &Filter<T>) -> Result<Vec<T>> {
+pub(crate) fn dirty_select<T: Record>(filter: &Filter<T>) -> Result<Vec<T>> {
     let db = context::current_db()?;
     let mut tx = Tx::new(db);
     Ok(tx.table::<T>()?.select_with(filter, T::clone))
 }
 
-pub(crate) fn dirty_get_by<T: Table, V: FieldValue>(
+pub(crate) fn dirty_get_by<T: Record, V: FieldValue>(
     field: Field<T, V>,
     value: impl Compare<V>,
 ) -> Result<Option<T>> {

@@ -160,7 +160,7 @@ impl Database {
                 continue;
             }
             if self.any_table(&t.def.name).is_err() {
-                let shape = crate::kinds::RecordShape::of_def(&t.def);
+                let shape = t.def.shape();
                 crate::kinds::create_declared(self, &shape, "", &wanted)?;
             }
             indexes.push((t.def.name.clone(), wanted));
@@ -282,7 +282,7 @@ mod tests {
         // A second creation, ordered before the first was applied on its copy: refused alike,
         // its place taken.
         let again = crate::commit::WholeTable::Create {
-            shape: crate::kinds::RecordShape::of::<Rec>(),
+            shape: crate::shape::RecordShape::of::<Rec>(),
             type_name: std::any::type_name::<Rec>().to_owned(),
             indexes: Vec::new(),
         };

@@ -12,9 +12,9 @@ use std::ops::Bound;
 use std::sync::Arc;
 
 use crate::filter::{Filter, Op};
-use crate::index::TableIndex;
+use crate::index_spec::TableIndex;
+use crate::record::{Record, TableType};
 use crate::store::IndexList;
-use crate::table::{Table, TableType};
 
 /// How a query reads its table, as told by `query().explain()`.
 ///
@@ -87,7 +87,7 @@ impl fmt::Display for Plan {
 }
 
 /// The chosen access path.
-pub(crate) enum Access<T: Table> {
+pub(crate) enum Access<T: Record> {
     Keys(Vec<T::Key>),
     Range(Bound<T::Key>, Bound<T::Key>),
     Index(Arc<dyn TableIndex<T>>, Vec<Arc<dyn Any + Send + Sync>>),
@@ -100,7 +100,7 @@ pub(crate) enum Access<T: Table> {
     },
 }
 
-impl<T: Table> Access<T> {
+impl<T: Record> Access<T> {
     /// Whether the access reads much of the table (a transaction that has written nothing
     /// then reads at a snapshot).
     pub(crate) fn reads_many(&self) -> bool {
@@ -120,7 +120,7 @@ impl<T: Table> Access<T> {
     }
 }
 
-fn keys_of<T: Table>(values: &[Arc<dyn Any + Send + Sync>]) -> Option<Vec<T::Key>> {
+fn keys_of<T: Record>(values: &[Arc<dyn Any + Send + Sync>]) -> Option<Vec<T::Key>> {
     values.iter().map(|v| v.downcast_ref::<T::Key>().cloned()).collect()
 }
 
@@ -131,7 +131,7 @@ const WEIGH_FROM: usize = 10_000;
 /// `records` tells how many keys the table holds (`None`: unknown, e.g. on disc), asked only
 /// when an index lookup would read many keys: one that reads more than a quarter of a large
 /// table gives way to a scan.
-pub(crate) fn plan<T: Table>(
+pub(crate) fn plan<T: Record>(
     filter: &Filter<T>,
     kind: TableType,
     indexes: &IndexList<T>,

@@ -6,8 +6,8 @@ use crate::context::{run, with_tx};
 use crate::error::Result;
 use crate::filter::{Filter, Order};
 use crate::plan::Plan;
+use crate::record::{Record, TableType};
 use crate::select::Cursor;
-use crate::table::{Table, TableType};
 
 /// Above this many wanted matches (`offset + limit`), an ordered query sorts every match
 /// rather than keeping the best few.
@@ -39,7 +39,7 @@ const TOP_K_AT_MOST: usize = 1 << 16;
 /// })?;
 /// # Ok::<(), mnesia::Error>(())
 /// ```
-pub struct Query<T: Table> {
+pub struct Query<T: Record> {
     filter: Filter<T>,
     order: Vec<Order<T>>,
     limit: Option<usize>,
@@ -47,7 +47,7 @@ pub struct Query<T: Table> {
     chunk: usize,
 }
 
-impl<T: Table> Clone for Query<T> {
+impl<T: Record> Clone for Query<T> {
     fn clone(&self) -> Self {
         Query {
             filter: self.filter.clone(),
@@ -59,7 +59,7 @@ impl<T: Table> Clone for Query<T> {
     }
 }
 
-impl<T: Table> std::fmt::Debug for Query<T> {
+impl<T: Record> std::fmt::Debug for Query<T> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Query")
             .field("table", &T::NAME)
@@ -71,13 +71,13 @@ impl<T: Table> std::fmt::Debug for Query<T> {
     }
 }
 
-impl<T: Table> Default for Query<T> {
+impl<T: Record> Default for Query<T> {
     fn default() -> Self {
         Query { filter: Filter::all(), order: Vec::new(), limit: None, offset: 0, chunk: 1000 }
     }
 }
 
-impl<T: Table> Query<T> {
+impl<T: Record> Query<T> {
     /// A query matching every record.
     ///
     /// ```
@@ -440,7 +440,7 @@ impl<T: Table> Query<T> {
 /// })?;
 /// # Ok::<(), mnesia::Error>(())
 /// ```
-pub struct QueryIter<T: Table> {
+pub struct QueryIter<T: Record> {
     query: Query<T>,
     cursor: Cursor<T::Key>,
     sorted: bool,
@@ -450,13 +450,13 @@ pub struct QueryIter<T: Table> {
     _t: PhantomData<T>,
 }
 
-impl<T: Table> std::fmt::Debug for QueryIter<T> {
+impl<T: Record> std::fmt::Debug for QueryIter<T> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("QueryIter").field("query", &self.query).finish_non_exhaustive()
     }
 }
 
-impl<T: Table> QueryIter<T> {
+impl<T: Record> QueryIter<T> {
     fn refill(&mut self) -> Result<()> {
         while self.buffer.is_empty() && !matches!(self.cursor, Cursor::Done) {
             if self.sorted {
@@ -478,7 +478,7 @@ impl<T: Table> QueryIter<T> {
     }
 }
 
-impl<T: Table> Iterator for QueryIter<T> {
+impl<T: Record> Iterator for QueryIter<T> {
     type Item = Result<T>;
 
     fn next(&mut self) -> Option<Result<T>> {

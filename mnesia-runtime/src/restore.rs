@@ -19,7 +19,7 @@ use crate::disk::record::SnapshotEntry;
 use crate::error::{Error, Result};
 use crate::lock::HeldLocks;
 use crate::progress::Ticker;
-use crate::table::StorageType;
+use crate::record::StorageType;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 /// Loads runs of entries into the loaders of their tables: what one thread does. Counts

@@ -19,7 +19,7 @@ use crate::disk::record::{Logged, LoggedRef, TableOps};
 use crate::disk::{Pending, Rows, schema::TableDef};
 use crate::error::{Error, Result};
 use crate::progress::Ticker;
-use crate::table::{StorageType, TableType};
+use crate::record::{StorageType, TableType};
 
 use crate::bulk::LOG_BATCH;
 

@@ -13,9 +13,10 @@ use crate::disk::Disk;
 use crate::disk::record::TableOps;
 use crate::disk::schema::TableDef;
 use crate::error::{Error, Result};
-use crate::index::{IndexSpec, TableIndex};
+use crate::index_spec::{IndexSpec, TableIndex};
+use crate::options::TableOptions;
+use crate::record::{IndexInfo, Record, StorageType, TableType};
 use crate::store::{IndexList, TableStore};
-use crate::table::{IndexInfo, StorageType, Table, TableOptions, TableType};
 
 impl Database {
     /// Creates table `T` (what `T::create_table` calls). While commits are
@@ -32,7 +33,7 @@ impl Database {
     /// assert!(db.create_table::<Item>(TableOptions::new()).is_err());
     /// # Ok::<(), mnesia::Error>(())
     /// ```
-    pub fn create_table<T: Table>(&self, options: TableOptions<T>) -> Result<()> {
+    pub fn create_table<T: Record>(&self, options: TableOptions<T>) -> Result<()> {
         if self.ordering() {
             return self.order_create(options);
         }
@@ -41,7 +42,7 @@ impl Database {
 
     /// `create_table` on an ordered copy (a cluster node): a record of its own, made at its
     /// place on every copy, each with its own program's type for the table.
-    fn order_create<T: Table>(&self, options: TableOptions<T>) -> Result<()> {
+    fn order_create<T: Record>(&self, options: TableOptions<T>) -> Result<()> {
         if self.exists::<T>() {
             return Err(Error::TableExists { table: T::NAME.to_owned() });
         }
@@ -51,7 +52,7 @@ impl Database {
                 T::NAME
             )));
         }
-        let shape = crate::kinds::RecordShape::of::<T>();
+        let shape = crate::shape::RecordShape::of::<T>();
         if !crate::kinds::declared(&shape) {
             return Err(Error::Invalid(format!(
                 "table {}: created while commits are ordered, the other copies make it with their program's type for it, found through #[derive(Table)], which {} does not use",
@@ -74,7 +75,7 @@ impl Database {
 
     /// [`Database::create_table`] on this copy, ordered or not (the named counters' table,
     /// which every copy creates when a record first needs it).
-    pub(crate) fn create_table_here<T: Table>(&self, options: TableOptions<T>) -> Result<()> {
+    pub(crate) fn create_table_here<T: Record>(&self, options: TableOptions<T>) -> Result<()> {
         let storage = options.storage_type();
         if let Some(node) = options.nodes().iter().find(|n| n.as_str() != self.inner.config.node()) {
             return Err(Error::Invalid(format!(
@@ -163,7 +164,7 @@ impl Database {
     /// assert!(!db.exists::<Item>());
     /// # Ok::<(), mnesia::Error>(())
     /// ```
-    pub fn drop_table<T: Table>(&self) -> Result<()> {
+    pub fn drop_table<T: Record>(&self) -> Result<()> {
         let store = self.table::<T>()?;
         if let Some(ordered) = self.order_whole(T::NAME, crate::commit::WholeTable::Drop) {
             return ordered;
@@ -181,7 +182,7 @@ impl Database {
     }
 
     /// Drops `store`'s table here.
-    pub(crate) fn drop_store<T: Table>(&self, store: &TableStore<T>) -> Result<()> {
+    pub(crate) fn drop_store<T: Record>(&self, store: &TableStore<T>) -> Result<()> {
         let _schema = self.inner.schema.lock();
         if store.is_dropped() {
             return Err(Error::no_such_table(T::NAME));
@@ -217,7 +218,7 @@ impl Database {
     /// db.clear_table::<Item>()?;
     /// # Ok::<(), mnesia::Error>(())
     /// ```
-    pub fn clear_table<T: Table>(&self) -> Result<()> {
+    pub fn clear_table<T: Record>(&self) -> Result<()> {
         let store = self.table::<T>()?;
         if let Some(ordered) = self.order_whole(T::NAME, crate::commit::WholeTable::Clear) {
             return ordered;
@@ -228,7 +229,7 @@ impl Database {
 
     /// Clears `store` here: every record removed at one commit (logged on disc), the
     /// `Cleared` event delivered.
-    pub(crate) fn clear_store<T: Table>(&self, store: &TableStore<T>) -> Result<()> {
+    pub(crate) fn clear_store<T: Record>(&self, store: &TableStore<T>) -> Result<()> {
         let indexes = store.indexes.load_full();
         let held = lock_all(store, &indexes);
         let logged = store.disk_id().map(|id| {
@@ -254,7 +255,7 @@ impl Database {
     /// assert_eq!(db.table_info::<Item>()?.indexes.len(), 1);
     /// # Ok::<(), mnesia::Error>(())
     /// ```
-    pub fn add_index<T: Table>(&self, spec: IndexSpec<T>) -> Result<()> {
+    pub fn add_index<T: Record>(&self, spec: IndexSpec<T>) -> Result<()> {
         if spec.position() == T::KEY_POSITION {
             return Err(Error::Invalid(format!(
                 "table {}: the key field {} cannot have a secondary index",
@@ -275,7 +276,7 @@ impl Database {
     }
 
     /// Adds the index `spec` to `store`'s table here.
-    pub(crate) fn add_index_to<T: Table>(&self, store: &TableStore<T>, spec: IndexSpec<T>) -> Result<()> {
+    pub(crate) fn add_index_to<T: Record>(&self, store: &TableStore<T>, spec: IndexSpec<T>) -> Result<()> {
         let _schema = self.inner.schema.lock();
         let current = store.indexes.load_full();
         if current.list.iter().any(|i| i.field() == spec.field()) {
@@ -330,7 +331,7 @@ impl Database {
     /// db.change_table_copy_type::<Item>(StorageType::RamCopies)?; // already there
     /// # Ok::<(), mnesia::Error>(())
     /// ```
-    pub fn change_table_copy_type<T: Table>(&self, to: StorageType) -> Result<()> {
+    pub fn change_table_copy_type<T: Record>(&self, to: StorageType) -> Result<()> {
         self.refuse_while_replicating("change_table_copy_type")?;
         let store = self.table::<T>()?;
         let _schema = self.inner.schema.lock();
@@ -388,7 +389,7 @@ impl Database {
     /// Moves a table to or from `disc_only_copies` (the caller holds every commit lock): the
     /// records go to their new home and are durable there before the schema, rewritten in one
     /// step, says where the table lives; then a new store takes the old one's place.
-    fn move_disc_only<T: Table>(
+    fn move_disc_only<T: Record>(
         &self,
         store: &Arc<TableStore<T>>,
         disk: &Disk,
@@ -430,7 +431,7 @@ impl Database {
             disk.disc_only()?.drop_table(id)?;
         }
         // The new store, with indexes of its own.
-        let specs = crate::index::specs_with::<T>(&infos);
+        let specs = crate::index_spec::specs_with::<T>(&infos);
         let id = self.inner.next_table_id.fetch_add(1, Ordering::Relaxed);
         let mut fresh = TableStore::<T>::new(
             self.id(),
@@ -466,7 +467,7 @@ impl Database {
     }
 
     /// Records a disc table's indexes in the schema, so they are rebuilt on the next open.
-    pub(crate) fn persist_indexes<T: Table>(
+    pub(crate) fn persist_indexes<T: Record>(
         &self,
         store: &TableStore<T>,
         list: &[Arc<dyn TableIndex<T>>],
@@ -493,7 +494,7 @@ impl Database {
     /// assert!(db.table_info::<Item>()?.indexes.is_empty());
     /// # Ok::<(), mnesia::Error>(())
     /// ```
-    pub fn remove_index<T: Table>(&self, field: &'static str) -> Result<()> {
+    pub fn remove_index<T: Record>(&self, field: &'static str) -> Result<()> {
         let store = self.table::<T>()?;
         let whole = crate::commit::WholeTable::RemoveIndex { field: field.to_owned() };
         if let Some(ordered) = self.order_whole(T::NAME, whole) {
@@ -504,7 +505,7 @@ impl Database {
     }
 
     /// Removes the index on `field` from `store`'s table here.
-    pub(crate) fn remove_index_from<T: Table>(&self, store: &TableStore<T>, field: &str) -> Result<()> {
+    pub(crate) fn remove_index_from<T: Record>(&self, store: &TableStore<T>, field: &str) -> Result<()> {
         let _schema = self.inner.schema.lock();
         let current = store.indexes.load_full();
         let Some(field) = current.list.iter().map(|i| i.field()).find(|f| *f == field) else {

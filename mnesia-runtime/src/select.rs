@@ -7,7 +7,7 @@ use std::ops::Bound;
 use crate::field::{Field, FieldValue};
 use crate::filter::Filter;
 use crate::plan::{Access, plan};
-use crate::table::{Table, TableType};
+use crate::record::{Record, TableType};
 use crate::tx::TxTable;
 
 /// How many keys of an index group are read at a time when only the first few are needed.
@@ -31,7 +31,7 @@ pub(crate) enum Cursor<K> {
     Done,
 }
 
-impl<T: Table> TxTable<T> {
+impl<T: Record> TxTable<T> {
     /// The first record, in key order, whose `field` equals `value`, through the field's
     /// index; `None` when the field has no index (the caller then plans a query).
     pub(crate) fn first_by_index<V: FieldValue>(

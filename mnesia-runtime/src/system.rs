@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use crate::Database;
 use crate::broadcast::{Notice, Reader, Ring};
-use crate::table::StorageType;
+use crate::record::StorageType;
 
 /// An event of the database as a whole.
 ///

@@ -4,8 +4,8 @@
 use serde::{Deserialize, Serialize};
 
 use crate::field::Field;
-use crate::index::IndexSpec;
-use crate::table::{FieldInfo, Table, TableType};
+use crate::index_spec::IndexSpec;
+use crate::record::{FieldInfo, Record, TableType};
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub(crate) struct Rec {
@@ -27,7 +27,7 @@ pub(crate) fn rec(id: u32, tag: &str, n: i64) -> Rec {
     Rec { id, tag: tag.into(), n }
 }
 
-impl Table for Rec {
+impl Record for Rec {
     type Key = u32;
     const NAME: &'static str = "rec";
     const TYPE: TableType = TableType::Set;

@@ -13,10 +13,10 @@ use crate::context::{run, with_tx};
 use crate::error::{Error, Result};
 use crate::ops;
 use crate::progress::{Progress, Ticker};
+use crate::record::Record;
 use crate::store::TableStore;
-use crate::table::Table;
 
-/// A file format for [`Table::export`] and [`Table::import`].
+/// A file format for [`Table::export`](crate::Table::export) and [`Table::import`](crate::Table::import).
 ///
 /// ```
 /// use mnesia::Format;
@@ -58,7 +58,7 @@ impl Format {
     }
 }
 
-/// How [`Table::import_with`] writes what it reads.
+/// How [`Table::import_with`](crate::Table::import_with) writes what it reads.
 ///
 /// ```
 /// let opts = mnesia::ImportOptions::new().replace_existing(true).in_batches(10_000);
@@ -125,7 +125,7 @@ impl ImportOptions {
     }
 }
 
-/// How [`Table::export_with`] writes.
+/// How [`Table::export_with`](crate::Table::export_with) writes.
 ///
 /// ```
 /// let opts = mnesia::ExportOptions::new().format(mnesia::Format::JsonLines);
@@ -177,7 +177,7 @@ fn io_err(e: std::io::Error) -> Error {
 }
 
 /// Exports to a file, through a temporary file renamed when complete.
-pub(crate) fn export_file<T: Table>(path: &Path, opts: &ExportOptions) -> Result<usize> {
+pub(crate) fn export_file<T: Record>(path: &Path, opts: &ExportOptions) -> Result<usize> {
     let format = match opts.format {
         Some(f) => f,
         None => Format::from_path(path)?,
@@ -202,7 +202,7 @@ pub(crate) fn export_file<T: Table>(path: &Path, opts: &ExportOptions) -> Result
 /// straight from the table, a chunk at a time (a shard; 1000 records of an
 /// `ordered_set`) under that chunk's read lock, and each chunk is written to `out` after the
 /// lock is released: no copy of the table is made, and a slow `out` never holds up writers.
-pub(crate) fn export_to<T: Table>(
+pub(crate) fn export_to<T: Record>(
     out: impl Write,
     format: Format,
     progress: Option<&Progress>,
@@ -228,7 +228,7 @@ fn finished(done: &'static str, table: &str, format: Format, records: usize, sta
 }
 
 /// [`export_to`]'s work.
-fn export_records<T: Table>(out: impl Write, format: Format, progress: Option<&Progress>) -> Result<usize> {
+fn export_records<T: Record>(out: impl Write, format: Format, progress: Option<&Progress>) -> Result<usize> {
     let store = crate::context::current_db()?.table::<T>()?;
     let mut ticker = Ticker::new(progress);
     let json = |e: serde_json::Error| Error::codec(format!("table {}", T::NAME), e);
@@ -309,7 +309,7 @@ const CHUNK: usize = 1000;
 
 /// Serializes every live record of the table with `f` (given how many came before) into a
 /// chunk, hands each full chunk to `flush` once its lock is released; returns how many.
-fn each<T: Table>(
+fn each<T: Record>(
     store: &TableStore<T>,
     mut f: impl FnMut(&T, usize, &mut Vec<u8>) -> Result<()>,
     flush: &mut dyn FnMut(&[u8]) -> Result<()>,
@@ -327,7 +327,7 @@ fn each<T: Table>(
             }
         }
     };
-    if store.kind == crate::table::TableType::OrderedSet {
+    if store.kind == crate::record::TableType::OrderedSet {
         let mut after: Option<T::Key> = None;
         loop {
             let (mut seen, mut last) = (0, None);
@@ -388,7 +388,7 @@ fn bad(line: u64, column: Option<&str>, reason: impl std::fmt::Display) -> Error
 
 /// Hands each record of `input` in `format` to `emit`, with its line (1-based; JSON: where
 /// it ends), as it is read (a JSON array: once it is read whole).
-fn parse_each<T: Table>(
+fn parse_each<T: Record>(
     input: impl Read,
     format: Format,
     emit: &mut dyn FnMut(u64, T) -> Result<()>,
@@ -455,10 +455,10 @@ impl<R: Read> Read for CountLines<R> {
 /// A JSON array's records, each with the line it ends on.
 struct Records<T>(Vec<(u64, T)>);
 
-impl<'de, T: Table> serde::Deserialize<'de> for Records<T> {
+impl<'de, T: Record> serde::Deserialize<'de> for Records<T> {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
         struct Visit<T>(std::marker::PhantomData<T>);
-        impl<'de, T: Table> serde::de::Visitor<'de> for Visit<T> {
+        impl<'de, T: Record> serde::de::Visitor<'de> for Visit<T> {
             type Value = Records<T>;
 
             fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -480,7 +480,7 @@ impl<'de, T: Table> serde::Deserialize<'de> for Records<T> {
     }
 }
 
-fn parse_csv<T: Table>(input: impl Read, emit: &mut dyn FnMut(u64, T) -> Result<()>) -> Result<()> {
+fn parse_csv<T: Record>(input: impl Read, emit: &mut dyn FnMut(u64, T) -> Result<()>) -> Result<()> {
     let mut r = csv::ReaderBuilder::new().has_headers(true).from_reader(input);
     let located = |e: csv::Error| {
         let line = e.position().map_or(0, csv::Position::line);
@@ -530,7 +530,7 @@ fn parse_csv<T: Table>(input: impl Read, emit: &mut dyn FnMut(u64, T) -> Result<
 /// batch is written as soon as it is read (a JSON array is still read whole first).
 /// `input_len`, when known (a file's), sizes the new store of a bulk load: once a first
 /// batch is read, the records to come are estimated from the bytes it took.
-pub(crate) fn import_from<T: Table>(
+pub(crate) fn import_from<T: Record>(
     input: impl Read,
     input_len: Option<u64>,
     format: Format,
@@ -545,7 +545,7 @@ pub(crate) fn import_from<T: Table>(
 }
 
 /// [`import_from`]'s work.
-fn import_records<T: Table>(
+fn import_records<T: Record>(
     input: impl Read,
     input_len: Option<u64>,
     format: Format,
@@ -558,7 +558,7 @@ fn import_records<T: Table>(
     let store = db.registered::<T>()?;
     let indexes = store.indexes.load_full();
     let held = crate::db::lock_all(&store, &indexes);
-    if store.len() != 0 || store.storage() == crate::table::StorageType::DiscOnlyCopies {
+    if store.len() != 0 || store.storage() == crate::record::StorageType::DiscOnlyCopies {
         drop((held, schema));
         return import_in_tx::<T>(input, format, opts);
     }
@@ -641,10 +641,10 @@ impl<R: Read> Read for CountBytes<'_, R> {
 /// The database of an import that loads a new store (see `bulk.rs`): one in a single
 /// piece, outside a transaction, that replaces nothing, of a `set` or `ordered_set` kept in
 /// memory. (Whether the table is empty is checked once it is locked.)
-fn bulk_target<T: Table>(opts: &ImportOptions) -> Result<Option<crate::db::Database>> {
+fn bulk_target<T: Record>(opts: &ImportOptions) -> Result<Option<crate::db::Database>> {
     if opts.batch.is_some()
         || opts.replace
-        || T::TYPE == crate::table::TableType::Bag
+        || T::TYPE == crate::record::TableType::Bag
         || crate::is_transaction()
     {
         return Ok(None);
@@ -653,11 +653,11 @@ fn bulk_target<T: Table>(opts: &ImportOptions) -> Result<Option<crate::db::Datab
     let storage = db.table::<T>()?.storage();
     // A bulk load does not reach a commit-record sink or a sequencer: with one, the import
     // commits in transactions instead.
-    Ok((storage != crate::table::StorageType::DiscOnlyCopies && !db.commits_elsewhere()).then_some(db))
+    Ok((storage != crate::record::StorageType::DiscOnlyCopies && !db.commits_elsewhere()).then_some(db))
 }
 
 /// The located error of a record a bulk import could not load.
-fn located<T: Table>(c: crate::bulk::Conflict<T::Key>, line: u64) -> Error {
+fn located<T: Record>(c: crate::bulk::Conflict<T::Key>, line: u64) -> Error {
     match c {
         crate::bulk::Conflict::Twice(key) => {
             bad(line, None, Error::AlreadyExists { table: T::NAME.to_owned(), key: format!("{key:?}") })
@@ -677,7 +677,7 @@ fn located<T: Table>(c: crate::bulk::Conflict<T::Key>, line: u64) -> Error {
 }
 
 /// [`import_from`] in transactions: one, or one per batch.
-fn import_in_tx<T: Table>(input: impl Read, format: Format, opts: &ImportOptions) -> Result<usize> {
+fn import_in_tx<T: Record>(input: impl Read, format: Format, opts: &ImportOptions) -> Result<usize> {
     let write = |chunk: &[(u64, T)]| -> Result<()> {
         run(|| {
             with_tx(|tx| {
@@ -717,7 +717,7 @@ fn import_in_tx<T: Table>(input: impl Read, format: Format, opts: &ImportOptions
 
 /// A unique violation found at commit, with the line of the record that broke it: one
 /// holding the value (as the index shows it) under another key than its holder's.
-fn locate_unique<T: Table>(e: Error, recs: &[(u64, T)]) -> Error {
+fn locate_unique<T: Record>(e: Error, recs: &[(u64, T)]) -> Error {
     let Error::UniqueViolation { field, ref value, ref existing_key, .. } = e else { return e };
     let Ok(store) = crate::context::current_db().and_then(|db| db.table::<T>()) else { return e };
     let indexes = store.indexes.load();
@@ -776,8 +776,8 @@ mod tests {
 pub mod fuzzing {
     use serde::{Deserialize, Serialize};
 
-    use crate::table::{FieldInfo, Table, TableType};
-    use crate::{Database, Format, ImportOptions, IndexSpec, TableOptions};
+    use crate::record::{FieldInfo, Record, TableType};
+    use crate::{Database, Format, ImportOptions, IndexSpec, Table as _, TableOptions};
 
     /// A record with strings, options, a list and a unique index, as imports see them.
     #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -789,7 +789,7 @@ pub mod fuzzing {
         tags: Vec<String>,
     }
 
-    impl Table for FuzzRecord {
+    impl Record for FuzzRecord {
         type Key = u32;
         const NAME: &'static str = "fuzz";
         const TYPE: TableType = TableType::Set;

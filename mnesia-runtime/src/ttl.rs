@@ -11,7 +11,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use parking_lot::Mutex;
 
 use crate::error::{Error, Result};
-use crate::table::Table;
+use crate::record::Record;
 
 /// A deadline as whole milliseconds since the epoch, rounded up (0 before the epoch).
 pub(crate) fn millis_ceil(t: SystemTime) -> u64 {
@@ -25,7 +25,7 @@ pub(crate) fn millis_ceil(t: SystemTime) -> u64 {
 }
 
 /// Whether a record is still alive at `now`: it has no deadline, or its deadline is later.
-pub(crate) fn alive<T: Table>(rec: &T, now: SystemTime) -> bool {
+pub(crate) fn alive<T: Record>(rec: &T, now: SystemTime) -> bool {
     rec.deadline().is_none_or(|d| d > now)
 }
 
@@ -38,13 +38,13 @@ impl Alive {
     /// The filter for a read of table `T` starting at `now` (read from the clock only
     /// when the table has a `#[ttl]` field).
     #[inline]
-    pub(crate) fn at<T: Table>(now: impl FnOnce() -> SystemTime) -> Alive {
+    pub(crate) fn at<T: Record>(now: impl FnOnce() -> SystemTime) -> Alive {
         Alive(T::TTL_FIELD.map(|_| now()))
     }
 
     /// Whether the read returns this record.
     #[inline]
-    pub(crate) fn keeps<T: Table>(self, rec: &T) -> bool {
+    pub(crate) fn keeps<T: Record>(self, rec: &T) -> bool {
         if T::TTL_FIELD.is_none() {
             return true;
         }
@@ -114,7 +114,7 @@ pub(crate) struct ExpiryIndex<K> {
     inner: Mutex<Buckets<K>>,
 }
 
-type Entries<K> = hashbrown::HashMap<(K, u64), u32, crate::store::Hasher>;
+type Entries<K> = hashbrown::HashMap<(K, u64), u32, crate::hasher::Hasher>;
 
 struct Buckets<K> {
     by_bucket: BTreeMap<u64, Entries<K>>,
@@ -127,7 +127,7 @@ impl<K: Hash + Ord + Clone> ExpiryIndex<K> {
     }
 
     /// Keeps the index in step with one key's change from `old` to `new` records.
-    pub(crate) fn change<T: Table<Key = K>>(&self, key: &K, old: &[T], new: &[T]) {
+    pub(crate) fn change<T: Record<Key = K>>(&self, key: &K, old: &[T], new: &[T]) {
         let ms = |r: &T| r.deadline().map(millis_ceil);
         if !old.iter().chain(new).any(|r| r.deadline().is_some()) {
             return;
@@ -209,7 +209,7 @@ mod tests {
         at: Option<SystemTime>,
     }
 
-    impl Table for Rec {
+    impl Record for Rec {
         type Key = u32;
         const NAME: &'static str = "rec";
         const TYPE: crate::TableType = crate::TableType::Bag;

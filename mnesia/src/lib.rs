@@ -107,7 +107,7 @@ pub use mnesia_cluster as cluster;
 pub mod prelude {
     pub use mnesia_derive::Table;
     pub use mnesia_runtime::{
-        Config, Database, Durability, Expiring, Field, Filter, Order, Plan, Query, QueryIter, Schema,
+        Config, Database, Durability, Expiring, Field, Filter, Order, Plan, Query, QueryIter, Record, Schema,
         StorageType, Table, TableInfo, TableOptions, TableType, Transaction, Upserted,
     };
     pub use serde::{Deserialize, Serialize};

@@ -1,5 +1,5 @@
 //! `#[table(crate = "..")]`: a struct declared in a crate that reaches mnesia through another
-//! path (a facade re-exporting it) gets a `Table` impl that uses that path.
+//! path (a facade re-exporting it) gets a `Record` impl that uses that path.
 
 use std::time::{Duration, SystemTime};
 
@@ -7,7 +7,7 @@ mod facade {
     pub use mnesia as db;
 }
 
-use facade::db::{Database, Expiring, Table as _, TableOptions};
+use facade::db::{Database, Expiring, Record as _, Table as _, TableOptions};
 
 #[derive(facade::db::Table, Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
 #[table(crate = "crate::facade::db", name = "items")]

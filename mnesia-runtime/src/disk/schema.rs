@@ -7,7 +7,7 @@ use serde::{Deserialize, Serialize};
 use super::files;
 use super::format::RecordFormat;
 use crate::error::{Error, Result};
-use crate::table::{IndexInfo, StorageType, Table, TableType};
+use crate::record::{IndexInfo, Record, StorageType, TableType};
 
 pub(crate) const FILE: &str = "schema.json";
 /// The schema format this build writes and reads.
@@ -36,6 +36,17 @@ pub(crate) struct TableDef {
 }
 
 impl TableDef {
+    /// The shape of the table this definition describes (a backup's, a schema file's).
+    pub(crate) fn shape(&self) -> crate::shape::RecordShape {
+        crate::shape::RecordShape {
+            name: self.name.clone(),
+            table_type: format!("{:?}", self.table_type),
+            attributes: self.attributes.iter().map(|(name, _)| name.clone()).collect(),
+            key: self.key_name().to_owned(),
+            auto_increment: self.auto_increment,
+        }
+    }
+
     /// The key field's name.
     pub(crate) fn key_name(&self) -> &str {
         self.attributes.get(self.key).map_or("", |(n, _)| n.as_str())
@@ -56,13 +67,13 @@ impl TableDef {
     }
 
     /// `T`'s definition as the schema file keeps it, its record format traced.
-    pub(crate) fn of<T: Table>(id: u64, storage: StorageType, indexes: Vec<IndexInfo>) -> TableDef {
+    pub(crate) fn of<T: Record>(id: u64, storage: StorageType, indexes: Vec<IndexInfo>) -> TableDef {
         TableDef { format: RecordFormat::stored::<T>(), ..TableDef::untraced::<T>(id, storage, indexes) }
     }
 
     /// `T`'s definition without its record format (a backup's header does not keep it, and
     /// tracing is not done under the commit locks a backup holds).
-    pub(crate) fn untraced<T: Table>(id: u64, storage: StorageType, indexes: Vec<IndexInfo>) -> TableDef {
+    pub(crate) fn untraced<T: Record>(id: u64, storage: StorageType, indexes: Vec<IndexInfo>) -> TableDef {
         TableDef {
             name: T::NAME.to_owned(),
             id,
@@ -78,7 +89,7 @@ impl TableDef {
     }
 
     /// Whether `T`'s records have the same serde format as the stored ones.
-    fn same_format<T: Table>(&self) -> bool {
+    fn same_format<T: Record>(&self) -> bool {
         let stored = self.format.as_ref().and_then(|f| RecordFormat::from_stored(f).ok());
         match (stored, RecordFormat::of::<T>()) {
             (Some(stored), Some(now)) => stored.same_shape(&now),
@@ -87,7 +98,7 @@ impl TableDef {
     }
 
     /// How `T` differs from this stored definition, in words (empty: it matches).
-    pub(crate) fn differences<T: Table>(&self) -> Vec<String> {
+    pub(crate) fn differences<T: Record>(&self) -> Vec<String> {
         let mut out = Vec::new();
         if self.table_type != T::TYPE {
             out.push(format!("type is {} on disc, {} in the struct", self.table_type, T::TYPE));

@@ -8,7 +8,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use crate::disk::record::{EntryEncoder, Logged, SnapshotEntry, encode};
 use crate::error::{Error, Result};
 use crate::prefetch::{each_warmed, warm};
-use crate::table::{Table, TableType};
+use crate::record::{Record, TableType};
 
 use super::{ShardMap, TableStore, group_key, key_of};
 
@@ -23,7 +23,7 @@ pub(crate) struct Cut {
     pub(super) failed: AtomicBool,
 }
 
-impl<T: Table> TableStore<T> {
+impl<T: Record> TableStore<T> {
     /// Starts a backup cut at commit `seq`. The caller holds every commit lock of the table
     /// (shared), so every commit up to `seq` is installed and none after has started.
     pub(crate) fn begin_cut(&self, seq: u64) -> Arc<Cut> {

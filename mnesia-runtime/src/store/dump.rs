@@ -6,14 +6,14 @@ use std::sync::atomic::Ordering;
 use crate::disk::record::{Logged, SnapshotEntry, encode};
 use crate::error::{Error, Result};
 use crate::lock::{HeldLocks, LockReq, lock_order};
-use crate::table::Table;
+use crate::record::Record;
 
 use super::{ShardMap, TableStore, Write};
 
 /// Rows of a recovered table loaded at a time (see `TableStore::load`).
 const LOAD_CHUNK: usize = 1 << 16;
 
-impl<T: Table> TableStore<T> {
+impl<T: Record> TableStore<T> {
     /// Fills a new table with records recovered from disc, building its indexes: a chunk of
     /// rows at a time, each shard of the table and of its indexes locked once per chunk.
     pub(crate) fn load(&self, rows: &crate::disk::Rows) -> Result<()> {

@@ -11,8 +11,8 @@ use std::ops::Bound;
 use std::sync::atomic::Ordering;
 
 use super::{ShardData, ShardMap, TableStore, group_key, key_of, range_is_empty};
+use crate::record::Record;
 use crate::snapshots::NONE_OPEN;
-use crate::table::Table;
 
 /// The version a read at a snapshot records for something changed since the snapshot: it
 /// matches no version, so a transaction that read it and writes runs again.
@@ -38,13 +38,13 @@ impl<T> Kept<T> {
 }
 
 /// The replaced versions of a shard's keys, oldest first for each key.
-pub(super) struct History<T: Table> {
+pub(super) struct History<T: Record> {
     kept: BTreeMap<T::Key, Vec<Kept<T>>>,
     len: usize,
     prune_at: usize,
 }
 
-impl<T: Table> History<T> {
+impl<T: Record> History<T> {
     fn new() -> Self {
         History { kept: BTreeMap::new(), len: 0, prune_at: FIRST_PRUNE }
     }
@@ -100,7 +100,7 @@ impl<T: Table> History<T> {
     }
 }
 
-impl<T: Table> ShardData<T> {
+impl<T: Record> ShardData<T> {
     /// Keeps `recs`, written by commit `version` and replaced by commit `seq`, for the
     /// snapshots open (the oldest at `floor` or after).
     pub(super) fn keep(&mut self, key: &T::Key, version: u64, seq: u64, recs: Vec<T>, floor: u64) {
@@ -143,7 +143,7 @@ impl<T: Table> ShardData<T> {
 /// Visits an `ordered_set` shard's records within bounds as they were at `at`, in key
 /// order, until `f` returns false: two key-ordered walks merged, the records unchanged since
 /// the snapshot and the kept ones visible at it (a key is in at most one of them).
-fn in_key_order_at<T: Table>(
+fn in_key_order_at<T: Record>(
     data: &ShardData<T>,
     map: &BTreeMap<T::Key, super::Slot<T>>,
     lo: Bound<&T::Key>,
@@ -171,7 +171,7 @@ fn in_key_order_at<T: Table>(
     }
 }
 
-impl<T: Table> TableStore<T> {
+impl<T: Record> TableStore<T> {
     /// Reads a key as it was at snapshot `at` (or as it is, without one): the version to
     /// record for validation and a view of its records. The version is the record's when
     /// it has not changed since the snapshot, 0 when the key was and is absent, else
@@ -362,8 +362,8 @@ mod tests {
     use std::sync::Arc;
 
     use super::*;
+    use crate::record::TableType;
     use crate::store::Write;
-    use crate::table::TableType;
     use crate::testing::{Rec, rec};
 
     fn store(kind: TableType) -> Arc<TableStore<Rec>> {

@@ -23,10 +23,11 @@ use crate::clock::Clock;
 use crate::disk::only::DiscOnly;
 use crate::disk::record::{Logged, SnapshotEntry, encode};
 use crate::error::{Error, Result};
-use crate::index::TableIndex;
+use crate::hasher::Hasher;
+use crate::index_spec::TableIndex;
 use crate::lock::{CommitLock, HeldLocks, LockReq, lock_order};
 use crate::prefetch::{each_warmed, warm};
-use crate::table::{StorageType, Table, TableType};
+use crate::record::{Record, StorageType, TableType};
 use crate::ttl::ExpiryIndex;
 
 mod cut;
@@ -38,8 +39,6 @@ pub(crate) use cut::Cut;
 /// Shards of a `set` or `bag` table; an `ordered_set` keeps one shard so that it stays one
 /// ordered structure.
 pub(crate) const SHARDS: usize = 64;
-
-pub(crate) type Hasher = hashbrown::DefaultHashBuilder;
 
 /// A released table with this many keys or more is freed on a thread of its own.
 const FREE_APART: usize = 10_000;
@@ -94,7 +93,7 @@ impl<T: serde::Serialize> Write<T> {
     }
 }
 
-enum ShardMap<T: Table> {
+enum ShardMap<T: Record> {
     Set(HashTable<Slot<T>>),
     Ordered(BTreeMap<T::Key, Slot<T>>),
     Bag(HashTable<Slot<Vec<T>>>),
@@ -102,14 +101,14 @@ enum ShardMap<T: Table> {
     Disc(Arc<DiscOnly>),
 }
 
-pub(crate) struct ShardData<T: Table> {
+pub(crate) struct ShardData<T: Record> {
     pub(crate) version: u64,
     map: ShardMap<T>,
     /// Versions replaced while snapshots were open (see `history.rs`).
     history: Option<Box<history::History<T>>>,
 }
 
-pub(crate) struct Shard<T: Table> {
+pub(crate) struct Shard<T: Record> {
     pub(crate) commit: CommitLock,
     pub(crate) data: RwLock<ShardData<T>>,
 }
@@ -118,9 +117,9 @@ pub(crate) struct Shard<T: Table> {
 /// holder has the schema lock): an id taken from it meanwhile is not handed out
 /// (`ops::take_id` waits for the schema lock, then takes one from whichever store is in
 /// place). Dropped without [`Sealed::keep`] (the change failed), the store is unsealed.
-pub(crate) struct Sealed<T: Table>(Option<Arc<TableStore<T>>>);
+pub(crate) struct Sealed<T: Record>(Option<Arc<TableStore<T>>>);
 
-impl<T: Table> Sealed<T> {
+impl<T: Record> Sealed<T> {
     /// Seals `store`; returns the guard and the final counter.
     pub(crate) fn new(store: &Arc<TableStore<T>>) -> (Sealed<T>, u64) {
         store.sealed.store(true, Ordering::SeqCst);
@@ -136,7 +135,7 @@ impl<T: Table> Sealed<T> {
     }
 }
 
-impl<T: Table> Drop for Sealed<T> {
+impl<T: Record> Drop for Sealed<T> {
     fn drop(&mut self) {
         if let Some(store) = self.0.take() {
             store.sealed.store(false, Ordering::SeqCst);
@@ -145,7 +144,7 @@ impl<T: Table> Drop for Sealed<T> {
 }
 
 /// The indexes of a table, replaced as a whole when one is added or removed.
-pub(crate) struct IndexList<T: Table> {
+pub(crate) struct IndexList<T: Record> {
     pub(crate) epoch: u64,
     pub(crate) list: Vec<Arc<dyn TableIndex<T>>>,
 }
@@ -160,7 +159,7 @@ struct Poison {
 }
 
 /// One table's records, indexes and auto-increment counter.
-pub(crate) struct TableStore<T: Table> {
+pub(crate) struct TableStore<T: Record> {
     /// The database holding the table.
     pub(crate) db_id: u64,
     /// The database's clock.
@@ -201,15 +200,15 @@ pub(crate) struct TableStore<T: Table> {
     has_history: AtomicBool,
 }
 
-fn key_of<T: Table>(s: &Slot<T>) -> &T::Key {
+fn key_of<T: Record>(s: &Slot<T>) -> &T::Key {
     s.rec.key()
 }
 
-fn group_key<T: Table>(s: &Slot<Vec<T>>) -> Option<&T::Key> {
-    s.rec.first().map(Table::key)
+fn group_key<T: Record>(s: &Slot<Vec<T>>) -> Option<&T::Key> {
+    s.rec.first().map(Record::key)
 }
 
-impl<T: Table> TableStore<T> {
+impl<T: Record> TableStore<T> {
     /// The filter for a read of this table starting now (the clock is read only when the
     /// table has a `#[ttl]` field).
     #[inline]
@@ -721,7 +720,7 @@ impl<T: Table> TableStore<T> {
         items: Vec<(T::Key, Write<T>, u64)>,
     ) -> std::result::Result<(), (usize, T::Key)> {
         // Each item with its position and hash, by shard.
-        type ByShard<T> = Vec<Vec<(usize, u64, <T as Table>::Key, Write<T>, u64)>>;
+        type ByShard<T> = Vec<Vec<(usize, u64, <T as Record>::Key, Write<T>, u64)>>;
         let mut by_shard: ByShard<T> = (0..self.shards.len()).map(|_| Vec::new()).collect();
         for (at, (key, write, seq)) in items.into_iter().enumerate() {
             let hash = self.hash(&key);
@@ -799,11 +798,11 @@ impl<T: Table> TableStore<T> {
     }
 
     /// The table's indexes as a schema names them.
-    pub(crate) fn index_infos(&self) -> Vec<crate::table::IndexInfo> {
+    pub(crate) fn index_infos(&self) -> Vec<crate::record::IndexInfo> {
         let list = self.indexes.load();
         list.list
             .iter()
-            .map(|i| crate::table::IndexInfo { field: i.field().to_owned(), unique: i.unique() })
+            .map(|i| crate::record::IndexInfo { field: i.field().to_owned(), unique: i.unique() })
             .collect()
     }
 
@@ -929,7 +928,7 @@ impl<T: Table> TableStore<T> {
     }
 }
 
-impl<T: Table> crate::priority::Gate for TableStore<T> {
+impl<T: Record> crate::priority::Gate for TableStore<T> {
     fn gate_id(&self) -> u32 {
         self.id
     }
@@ -968,7 +967,7 @@ fn range_is_empty<K: Ord>(lo: Bound<&K>, hi: Bound<&K>) -> bool {
 }
 
 /// The records of a key's encoded content.
-fn decode_records<T: Table>(value: &Logged) -> Result<Vec<T>> {
+fn decode_records<T: Record>(value: &Logged) -> Result<Vec<T>> {
     let bad =
         |e: postcard::Error| Error::codec(format!("table {}: a stored record does not decode", T::NAME), e);
     match value {

@@ -23,7 +23,7 @@ use crate::db::{Database, SnapshotGuard};
 use crate::error::{Error, Result};
 use crate::lock::HeldLocks;
 use crate::priority::Gate;
-use crate::table::Table;
+use crate::record::Record;
 
 mod part;
 mod write_set;
@@ -112,14 +112,14 @@ impl Tx {
 
     /// This transaction's part for table `T`, for a read of many records (a scan, a
     /// query): a transaction that has written nothing reads at a snapshot from now on.
-    pub(crate) fn table_to_scan<T: Table>(&mut self) -> Result<&mut TxTable<T>> {
+    pub(crate) fn table_to_scan<T: Record>(&mut self) -> Result<&mut TxTable<T>> {
         self.read_at_snapshot();
         self.table::<T>()
     }
 
     /// This transaction's part for table `T`, for a point read: after many, a transaction
     /// that has written nothing reads at a snapshot.
-    pub(crate) fn table_to_read<T: Table>(&mut self) -> Result<&mut TxTable<T>> {
+    pub(crate) fn table_to_read<T: Record>(&mut self) -> Result<&mut TxTable<T>> {
         self.count_read();
         self.table::<T>()
     }
@@ -135,7 +135,7 @@ impl Tx {
     /// The records of `T` passing `filter`, mapped by `f`, up to `want` of them (see
     /// [`TxTable::select_up_to`]); a transaction that has written nothing reads at a
     /// snapshot from a scan or a range on.
-    pub(crate) fn select<T: Table, X>(
+    pub(crate) fn select<T: Record, X>(
         &mut self,
         filter: &crate::filter::Filter<T>,
         want: usize,
@@ -151,7 +151,7 @@ impl Tx {
     }
 
     /// This transaction's part for table `T`, created on first use.
-    pub(crate) fn table<T: Table>(&mut self) -> Result<&mut TxTable<T>> {
+    pub(crate) fn table<T: Record>(&mut self) -> Result<&mut TxTable<T>> {
         let ty = TypeId::of::<T>();
         let i = match self.parts.iter().position(|p| p.record_type() == ty) {
             Some(i) => i,

@@ -10,17 +10,17 @@ use std::time::SystemTime;
 use crate::disk::record::{TableOps, encode};
 use crate::error::{Error, Result};
 use crate::events::DeleteCause;
-use crate::index::TableIndex;
+use crate::index_spec::TableIndex;
 use crate::lock::{LockReq, lock_order};
 use crate::priority::Gate;
+use crate::record::{Record, TableType};
 use crate::store::{IndexList, TableStore, Write};
-use crate::table::{Table, TableType};
 use crate::ttl::Alive;
 
 use super::write_set::{UniqueFailure, WriteSet, change_events};
 
 /// What a commit prepared for one table before locking.
-struct Prepared<T: Table> {
+struct Prepared<T: Record> {
     /// The index list, held through a guard: no shared reference count is touched.
     indexes: arc_swap::Guard<Arc<IndexList<T>>>,
     /// Version of each written key when prepared, in write-set order.
@@ -33,7 +33,7 @@ struct Prepared<T: Table> {
 }
 
 /// A transaction's view of one table: what it read and what it will write.
-pub(crate) struct TxTable<T: Table> {
+pub(crate) struct TxTable<T: Record> {
     pub(crate) store: Arc<TableStore<T>>,
     epoch: u64,
     /// Point reads: key, its hash, the version seen (0: absent).
@@ -79,7 +79,7 @@ fn shard_u16(shard: usize) -> u16 {
     u16::try_from(shard).unwrap_or(u16::MAX)
 }
 
-impl<T: Table> TxTable<T> {
+impl<T: Record> TxTable<T> {
     pub(crate) fn new(store: Arc<TableStore<T>>) -> Self {
         let epoch = store.indexes.load().epoch;
         TxTable {
@@ -310,7 +310,7 @@ pub(crate) trait TxPart: Any {
     fn restore_writes(&mut self, saved: Option<Box<dyn Any>>);
 }
 
-impl<T: Table> TxPart for TxTable<T> {
+impl<T: Record> TxPart for TxTable<T> {
     fn record_type(&self) -> TypeId {
         TypeId::of::<T>()
     }
@@ -679,7 +679,7 @@ pub(crate) trait Spare: Any {
     fn revive(self: Box<Self>) -> Option<Box<dyn TxPart>>;
 }
 
-struct SpareTable<T: Table> {
+struct SpareTable<T: Record> {
     /// Held strongly (a weak handle would cost a shared reference count update per
     /// transaction): a dropped table or a closed database empties its store, so a spare
     /// keeps at most an empty shell alive.
@@ -690,7 +690,7 @@ struct SpareTable<T: Table> {
     writes: WriteSet<T>,
 }
 
-impl<T: Table> Spare for SpareTable<T> {
+impl<T: Record> Spare for SpareTable<T> {
     fn record_type(&self) -> TypeId {
         TypeId::of::<T>()
     }

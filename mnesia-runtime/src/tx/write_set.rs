@@ -3,13 +3,13 @@
 use crate::disk::record::encode;
 use crate::error::{Error, Result};
 use crate::events::{DeleteCause, Event};
+use crate::record::{Record, TableType};
 use crate::store::Write;
-use crate::table::{Table, TableType};
 use crate::ttl::Alive;
 
 /// One key a transaction writes.
 #[derive(Clone)]
-pub(crate) struct WriteEntry<T: Table> {
+pub(crate) struct WriteEntry<T: Record> {
     pub(crate) key: T::Key,
     pub(crate) hash: u64,
     pub(crate) write: Write<T>,
@@ -20,7 +20,7 @@ pub(crate) struct WriteEntry<T: Table> {
 /// (carrying the record, whatever the subscription). A removed record whose deadline had
 /// passed is a delete with the cause `Expired` (before the write that took its key, which
 /// does not report it as its `old`).
-pub(super) fn change_events<T: Table>(
+pub(super) fn change_events<T: Record>(
     key: T::Key,
     change: (&[T], &[T]),
     detailed: bool,
@@ -87,14 +87,14 @@ pub(crate) type RemoveExpired = Box<dyn FnOnce(&crate::db::Database) -> Result<u
 
 /// The buffered writes of one table, at most one entry per key.
 #[derive(Clone)]
-pub(crate) struct WriteSet<T: Table> {
+pub(crate) struct WriteSet<T: Record> {
     entries: Vec<WriteEntry<T>>,
     by_key: Option<hashbrown::HashMap<T::Key, usize>>,
 }
 
 const WRITE_SET_LINEAR: usize = 12;
 
-impl<T: Table> WriteSet<T> {
+impl<T: Record> WriteSet<T> {
     pub(super) fn new() -> Self {
         WriteSet { entries: Vec::new(), by_key: None }
     }
