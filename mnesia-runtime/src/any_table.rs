@@ -27,7 +27,7 @@ pub(crate) trait AnyTable: Send + Sync {
     fn release(&self);
     /// Changes the table as a whole, here (an ordered copy applying the change's record):
     /// clears it, drops it, adds or removes an index.
-    fn change_whole(self: Arc<Self>, db: &Database, op: &crate::commit::WholeTable) -> Result<()>;
+    fn change_whole(self: Arc<Self>, db: &Database, op: &crate::commit::record::WholeTable) -> Result<()>;
     /// Drops the record versions kept for snapshots that `floor` says no open one needs.
     fn prune_history(&self, floor: &dyn Fn() -> u64);
     /// Removes the table's expired records; returns how many.
@@ -64,7 +64,8 @@ pub(crate) trait AnyTable: Send + Sync {
     /// A subscription to the table's events, as JSON.
     fn subscribe_json(&self, capacity: usize) -> crate::browse::JsonSubscription;
     /// Writes a commit record's changes to this table into the transaction.
-    fn apply_change(&self, tx: &mut crate::tx::Tx, writes: &[crate::commit::KeyChange]) -> Result<()>;
+    fn apply_change(&self, tx: &mut crate::tx::Tx, writes: &[crate::commit::record::KeyChange])
+    -> Result<()>;
     /// Exclusive requests for every commit lock of the table and of `indexes` (its
     /// [`AnyTable::index_list`]).
     fn exclusive_locks<'a>(
@@ -105,8 +106,8 @@ impl<T: Record> AnyTable for TableStore<T> {
         TableStore::release(self);
     }
 
-    fn change_whole(self: Arc<Self>, db: &Database, op: &crate::commit::WholeTable) -> Result<()> {
-        use crate::commit::WholeTable;
+    fn change_whole(self: Arc<Self>, db: &Database, op: &crate::commit::record::WholeTable) -> Result<()> {
+        use crate::commit::record::WholeTable;
         match op {
             // (Made by `Database::apply_commit`: there is no table to ask yet.)
             WholeTable::Create { .. } => Err(Error::TableExists { table: T::NAME.to_owned() }),
@@ -296,8 +297,13 @@ impl<T: Record> AnyTable for TableStore<T> {
         crate::browse::JsonSubscription::new(self.subs.add(false, capacity))
     }
 
-    fn apply_change(&self, tx: &mut crate::tx::Tx, writes: &[crate::commit::KeyChange]) -> Result<()> {
-        use crate::commit::{Content, misfit};
+    fn apply_change(
+        &self,
+        tx: &mut crate::tx::Tx,
+        writes: &[crate::commit::record::KeyChange],
+    ) -> Result<()> {
+        use crate::commit::misfit;
+        use crate::commit::record::Content;
         use crate::store::Write;
         /// Decodes one value, refusing bytes left over (a record of a shorter type).
         fn whole<V: serde::de::DeserializeOwned>(table: &str, bytes: &[u8]) -> Result<V> {

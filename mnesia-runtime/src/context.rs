@@ -133,7 +133,7 @@ enum Outcome {
 /// or fails for good. `Ok(())`: the closure's last result is the transaction's.
 fn attempts(db: Database, snapshot_from: SnapshotFrom, f: &mut dyn FnMut() -> bool) -> Result<(), Error> {
     // Whether this is `transaction_async`'s transaction (taken before anything runs inside).
-    let defer = crate::async_tx::take_armed();
+    let defer = crate::tx::deferral::take_armed();
     if let Some(same) = CURRENT.with(|c| c.borrow().as_ref().map(|tx| tx.db.same(&db))) {
         if same {
             // A nested transaction joins the outer one; if it fails, its own writes are

@@ -44,11 +44,11 @@ pub(crate) struct DbInner {
     /// The snapshots transactions read at (see `snapshots.rs`).
     snapshots: crate::snapshots::Snapshots,
     /// Where commits are handed as records, if anywhere (see `commit.rs`).
-    pub(crate) sink: ArcSwapOption<crate::commit::Sink>,
+    pub(crate) sink: ArcSwapOption<crate::commit::sink::Sink>,
     /// Whether `sink` holds one (checked first: the common case pays no more).
     pub(crate) has_sink: std::sync::atomic::AtomicBool,
     /// Where commits are ordered, if they are (see `ordered.rs`).
-    pub(crate) ordered: crate::ordered::Ordered,
+    pub(crate) ordered: crate::sequencer::Ordered,
     /// The last commit number at which a table's store took its place (created, dropped,
     /// restored, transformed, moved): a snapshot older than that cannot read the table.
     placed_at: AtomicU64,
@@ -156,7 +156,7 @@ impl Database {
                 placed_at: AtomicU64::new(0),
                 sink: ArcSwapOption::empty(),
                 has_sink: std::sync::atomic::AtomicBool::new(false),
-                ordered: crate::ordered::Ordered::default(),
+                ordered: crate::sequencer::Ordered::default(),
             }),
         };
         if db.inner.disk.is_some() {

@@ -172,26 +172,7 @@ pub trait Expiring: Record {
 
 /// The deadline `ttl` from now, by the clock of the current database.
 fn deadline_in<T: Record>(ttl: Duration) -> Result<SystemTime> {
-    deadline_after::<T>(&crate::context::current_db()?, ttl)
-}
-
-/// The deadline `ttl` from now, by `db`'s clock.
-fn deadline_after<T: Record>(db: &Database, ttl: Duration) -> Result<SystemTime> {
-    db.clock()
-        .now()
-        .checked_add(ttl)
-        .ok_or_else(|| Error::Invalid(format!("table {}: a lifetime of {ttl:?} is too long", T::NAME)))
-}
-
-/// Gives a record written without a deadline the table's default lifetime, from now by
-/// `db`'s clock.
-pub(crate) fn apply_default<T: Record>(db: &Database, rec: &mut T) -> Result<()> {
-    if let Some(lifetime) = T::DEFAULT_TTL
-        && rec.deadline().is_none()
-    {
-        rec.set_deadline(Some(deadline_after::<T>(db, lifetime)?))?;
-    }
-    Ok(())
+    crate::ttl::deadline_after::<T>(crate::context::current_db()?.clock(), ttl)
 }
 
 /// Sets (or clears) the deadline of every record of a key.

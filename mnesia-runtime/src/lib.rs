@@ -70,6 +70,7 @@ mod restore_unclaimed;
 mod schema;
 mod schema_change;
 mod select;
+mod sequencer;
 mod shape;
 mod snapshots;
 mod sort;
@@ -89,7 +90,7 @@ pub use backup::fuzz_backup_file;
 pub use backup::{BackupInfo, BackupOptions, RestoreMode, RestoreOptions};
 pub use browse::{Browse, JsonSubscription, Page};
 pub use clock::{Clock, ManualClock};
-pub use commit::CommitRecord;
+pub use commit::record::CommitRecord;
 pub use context::{is_transaction, sync_transaction, transaction};
 pub use counters::{current_value, dirty_update_counter, has_counter, next_id, reset_counter};
 pub use db::{Config, Database, cleanup_expired, start, stop, system_info, system_tables};
@@ -104,8 +105,8 @@ pub use field::{Compare, Field, FieldValue, Indexable};
 pub use filter::{Filter, Order};
 pub use handle::Transaction;
 pub use index_spec::IndexSpec;
-pub use ordered::{OrderFuture, Sequencer};
 pub use ordered_snapshot::OrderedSnapshot;
+pub use sequencer::{OrderFuture, Sequencer};
 pub use shape::RecordShape;
 /// What the derive's output reaches and nothing else should: not part of the API.
 #[doc(hidden)]

@@ -76,7 +76,7 @@ pub(crate) fn prepare_new<T: Record>(
     if T::AUTO_INCREMENT && rec.auto_id() == Some(0) {
         rec.set_auto_id(take_id(db, store)?)?;
     }
-    crate::expiring::apply_default(db, rec)
+    crate::ttl::apply_default(db.clock(), rec)
 }
 
 /// The next id of a table's auto-increment counter. `Err(Conflict)` if a new store took
@@ -134,7 +134,7 @@ const CLAIM_ATTEMPTS: u32 = 10_000;
 /// written with it by another copy commits (an `insert` reads its new key: one of the two
 /// conflicts and runs again with a new id).
 fn claim_ordered_id<T: Record>(db: &crate::db::Database, sequencer: &dyn crate::Sequencer) -> Result<T::Key> {
-    use crate::commit::{CommitRecord, Content, KeyChange, TableChange};
+    use crate::commit::record::{CommitRecord, Content, KeyChange, TableChange};
     if context::is_transaction() {
         return Err(Error::Invalid(format!(
             "{}::next_id inside a transaction of a replicated database: take the id before the transaction, or let insert give it",
@@ -161,9 +161,9 @@ fn claim_ordered_id<T: Record>(db: &crate::db::Database, sequencer: &dyn crate::
                 writes: vec![KeyChange { key: encoded.clone(), value: Content::Claim(id), expired: false }],
             }],
             based_on,
-            reads: vec![crate::ordered::TableReads {
+            reads: vec![crate::commit::record::TableReads {
                 table: T::NAME.to_owned(),
-                buckets: vec![crate::ordered::bucket(&encoded)],
+                buckets: vec![crate::sequencer::bucket(&encoded)],
                 whole: false,
             }],
         };
@@ -258,7 +258,7 @@ pub(crate) fn update<T: Record>(key: &T::Key, mut f: impl FnMut(&mut T)) -> Resu
             )));
         }
         with_tx(|tx| {
-            crate::expiring::apply_default(&tx.db, &mut rec)?;
+            crate::ttl::apply_default(tx.db.clock(), &mut rec)?;
             put(tx, rec.clone())
         })?;
         Ok(rec)

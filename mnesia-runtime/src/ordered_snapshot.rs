@@ -20,7 +20,7 @@ use serde::{Deserialize, Serialize};
 use crate::backup::{BackupOptions, BackupReader, BackupWriter, RestoreMode, RestoreOptions};
 use crate::disk::frame::{self, FrameReader};
 use crate::disk::record::encode;
-use crate::ordered::VersionsImage;
+use crate::sequencer::VersionsImage;
 use crate::{Database, Error, Result};
 
 const KIND: &[u8; 6] = b"MNSSNP";
@@ -178,7 +178,7 @@ impl Database {
         // created them again when it started): gone here too.
         for name in dropped {
             if let Ok(table) = self.any_table(&name) {
-                table.change_whole(self, &crate::commit::WholeTable::Drop)?;
+                table.change_whole(self, &crate::commit::record::WholeTable::Drop)?;
             }
         }
         for (name, wanted) in indexes {
@@ -191,7 +191,7 @@ impl Database {
     /// which the order may have changed since the program that created the table here
     /// declared its own.
     fn match_indexes(&self, name: &str, wanted: &[(String, bool)]) -> Result<()> {
-        use crate::commit::WholeTable;
+        use crate::commit::record::WholeTable;
         let table = self.any_table(name)?;
         let here: Vec<(String, bool)> =
             table.info().indexes.into_iter().map(|i| (i.field, i.unique)).collect();
@@ -209,7 +209,7 @@ impl Database {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::commit::CommitRecord;
+    use crate::commit::record::CommitRecord;
     use crate::testing::{Rec, rec};
     use crate::{Sequencer, Table as _, TableOptions};
 
@@ -255,9 +255,9 @@ mod tests {
         .expect("write");
         db.stop_replicating();
         let mut r = rx.try_recv().expect("a record");
-        r.reads = vec![crate::ordered::TableReads {
+        r.reads = vec![crate::commit::record::TableReads {
             table: "rec".into(),
-            buckets: vec![crate::ordered::bucket(&encode(&read).expect("key"))],
+            buckets: vec![crate::sequencer::bucket(&encode(&read).expect("key"))],
             whole: false,
         }];
         r
@@ -281,7 +281,7 @@ mod tests {
         assert!(records(&primary).is_empty(), "the write from before the drop reached the new table");
         // A second creation, ordered before the first was applied on its copy: refused alike,
         // its place taken.
-        let again = crate::commit::WholeTable::Create {
+        let again = crate::commit::record::WholeTable::Create {
             shape: crate::shape::RecordShape::of::<Rec>(),
             type_name: std::any::type_name::<Rec>().to_owned(),
             indexes: Vec::new(),

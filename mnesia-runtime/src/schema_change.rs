@@ -64,7 +64,7 @@ impl Database {
         let specs = T::indexes().into_iter().chain(options.indexes().iter().cloned());
         let indexes = specs.map(|s| (s.field().to_owned(), s.is_unique())).collect();
         let type_name = std::any::type_name::<T>().to_owned();
-        let create = crate::commit::WholeTable::Create { shape, type_name, indexes };
+        let create = crate::commit::record::WholeTable::Create { shape, type_name, indexes };
         self.order_whole(T::NAME, create).unwrap_or_else(|| {
             Err(Error::Invalid(format!(
                 "table {}: not created from the thread applying the shared order",
@@ -166,7 +166,7 @@ impl Database {
     /// ```
     pub fn drop_table<T: Record>(&self) -> Result<()> {
         let store = self.table::<T>()?;
-        if let Some(ordered) = self.order_whole(T::NAME, crate::commit::WholeTable::Drop) {
+        if let Some(ordered) = self.order_whole(T::NAME, crate::commit::record::WholeTable::Drop) {
             return ordered;
         }
         self.refuse_while_replicating("drop_table")?;
@@ -176,9 +176,9 @@ impl Database {
     /// On an ordered copy, `op` on table `table` goes through the shared order as a record
     /// of its own, and every copy makes it at the record's place: its verdict. `None`
     /// elsewhere (or on the thread applying a record here).
-    fn order_whole(&self, table: &str, op: crate::commit::WholeTable) -> Option<Result<()>> {
+    fn order_whole(&self, table: &str, op: crate::commit::record::WholeTable) -> Option<Result<()>> {
         let sequencer = self.sequencer().filter(|_| !self.replicating())?;
-        Some(sequencer.order(crate::commit::CommitRecord::whole(table, op, self.applied_index())))
+        Some(sequencer.order(crate::commit::record::CommitRecord::whole(table, op, self.applied_index())))
     }
 
     /// Drops `store`'s table here.
@@ -220,7 +220,7 @@ impl Database {
     /// ```
     pub fn clear_table<T: Record>(&self) -> Result<()> {
         let store = self.table::<T>()?;
-        if let Some(ordered) = self.order_whole(T::NAME, crate::commit::WholeTable::Clear) {
+        if let Some(ordered) = self.order_whole(T::NAME, crate::commit::record::WholeTable::Clear) {
             return ordered;
         }
         self.refuse_while_replicating("clear_table")?;
@@ -266,8 +266,10 @@ impl Database {
         let store = self.table::<T>()?;
         // (An index on one copy only would decide unique checks differently: on an ordered
         // copy every copy adds it, at one place of the order.)
-        let whole =
-            crate::commit::WholeTable::AddIndex { field: spec.field().to_owned(), unique: spec.is_unique() };
+        let whole = crate::commit::record::WholeTable::AddIndex {
+            field: spec.field().to_owned(),
+            unique: spec.is_unique(),
+        };
         if let Some(ordered) = self.order_whole(T::NAME, whole) {
             return ordered;
         }
@@ -496,7 +498,7 @@ impl Database {
     /// ```
     pub fn remove_index<T: Record>(&self, field: &'static str) -> Result<()> {
         let store = self.table::<T>()?;
-        let whole = crate::commit::WholeTable::RemoveIndex { field: field.to_owned() };
+        let whole = crate::commit::record::WholeTable::RemoveIndex { field: field.to_owned() };
         if let Some(ordered) = self.order_whole(T::NAME, whole) {
             return ordered;
         }

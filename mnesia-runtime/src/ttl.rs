@@ -10,6 +10,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use parking_lot::Mutex;
 
+use crate::clock::Clock;
 use crate::error::{Error, Result};
 use crate::record::Record;
 
@@ -187,6 +188,25 @@ impl<K: Hash + Ord + Clone> ExpiryIndex<K> {
     pub(crate) fn memory(&self) -> usize {
         self.len() * (size_of::<((K, u64), u32)>() + 8)
     }
+}
+
+/// The deadline `ttl` from now, by `clock`.
+pub(crate) fn deadline_after<T: Record>(clock: &Clock, ttl: std::time::Duration) -> Result<SystemTime> {
+    clock
+        .now()
+        .checked_add(ttl)
+        .ok_or_else(|| Error::Invalid(format!("table {}: a lifetime of {ttl:?} is too long", T::NAME)))
+}
+
+/// Gives a record written without a deadline the table's default lifetime, from now by
+/// `clock`.
+pub(crate) fn apply_default<T: Record>(clock: &Clock, rec: &mut T) -> Result<()> {
+    if let Some(lifetime) = T::DEFAULT_TTL
+        && rec.deadline().is_none()
+    {
+        rec.set_deadline(Some(deadline_after::<T>(clock, lifetime)?))?;
+    }
+    Ok(())
 }
 
 #[cfg(test)]

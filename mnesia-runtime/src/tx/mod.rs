@@ -25,6 +25,7 @@ use crate::lock::HeldLocks;
 use crate::priority::Gate;
 use crate::record::Record;
 
+pub(crate) mod deferral;
 mod part;
 mod write_set;
 
@@ -263,7 +264,7 @@ impl Tx {
         }
         let writes = self.wrote();
         if writes {
-            crate::commit::refuse_in_own_sink(&self.db)?;
+            crate::commit::sink::refuse_in_own_sink(&self.db)?;
             if let Some(sequencer) = self.db.sequencer() {
                 return self.propose(&sequencer);
             }
@@ -298,7 +299,7 @@ impl Tx {
     /// `ordered.rs`).
     /// For [`transaction_async`](crate::transaction_async)'s transaction, the record is left
     /// for it to order, and the commit reports done.
-    fn propose(&mut self, sequencer: &Arc<Box<dyn crate::ordered::Sequencer>>) -> Result<()> {
+    fn propose(&mut self, sequencer: &Arc<Box<dyn crate::sequencer::Sequencer>>) -> Result<()> {
         // A read already overwritten here was overwritten after the transaction's start in
         // the shared order too: it would conflict there.
         if !self.reads_unchanged() {
@@ -311,9 +312,10 @@ impl Tx {
             changes.extend(p.change()?);
             reads.extend(p.read_summary()?);
         }
-        let record = crate::commit::CommitRecord { seq: 0, time, changes, based_on: self.based_on, reads };
+        let record =
+            crate::commit::record::CommitRecord { seq: 0, time, changes, based_on: self.based_on, reads };
         if self.defer {
-            crate::async_tx::leave(sequencer, record);
+            crate::tx::deferral::leave(sequencer, record);
             return Ok(());
         }
         sequencer.order(record)
@@ -413,10 +415,16 @@ impl Tx {
                 p.install(seq, floor, held && (sink.is_none() || p.has_subscribers()), now);
             }
             if let Some(sink) = sink {
-                crate::commit::deliver(
+                crate::commit::sink::deliver(
                     &self.db,
                     &sink,
-                    &crate::commit::CommitRecord { seq, time: now, changes, based_on: 0, reads: Vec::new() },
+                    &crate::commit::record::CommitRecord {
+                        seq,
+                        time: now,
+                        changes,
+                        based_on: 0,
+                        reads: Vec::new(),
+                    },
                 );
             }
         }

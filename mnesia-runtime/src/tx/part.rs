@@ -286,9 +286,9 @@ pub(crate) trait TxPart: Any {
     /// Whether the table has subscribers.
     fn has_subscribers(&self) -> bool;
     /// The part's writes for a commit record, if it writes.
-    fn change(&self) -> Result<Option<crate::commit::TableChange>>;
+    fn change(&self) -> Result<Option<crate::commit::record::TableChange>>;
     /// What the part read, as any copy can check it (see `ordered.rs`).
-    fn read_summary(&self) -> Result<Option<crate::ordered::TableReads>>;
+    fn read_summary(&self) -> Result<Option<crate::commit::record::TableReads>>;
     /// Installs the writes; with `publish`, also delivers their events to the table's
     /// subscribers (the caller holds the table's publish lock). `now`: the commit's time.
     fn install(&self, seq: u64, floor: u64, publish: bool, now: SystemTime);
@@ -484,34 +484,34 @@ impl<T: Record> TxPart for TxTable<T> {
         (!self.writes.borrow().is_empty()).then(|| (self.store.id, &self.store.subs.publishing))
     }
 
-    fn change(&self) -> Result<Option<crate::commit::TableChange>> {
+    fn change(&self) -> Result<Option<crate::commit::record::TableChange>> {
         let writes = self.writes.borrow();
         if writes.is_empty() {
             return Ok(None);
         }
         let mut out = Vec::with_capacity(writes.len());
         for e in writes.iter() {
-            out.push(crate::commit::KeyChange {
+            out.push(crate::commit::record::KeyChange {
                 key: encode(&e.key)?,
                 value: e.write.logged()?.into(),
                 expired: matches!(e.write, Write::Expire(_)),
             });
         }
-        Ok(Some(crate::commit::TableChange { table: T::NAME.to_owned(), writes: out }))
+        Ok(Some(crate::commit::record::TableChange { table: T::NAME.to_owned(), writes: out }))
     }
 
-    fn read_summary(&self) -> Result<Option<crate::ordered::TableReads>> {
+    fn read_summary(&self) -> Result<Option<crate::commit::record::TableReads>> {
         let whole = !self.shard_reads.is_empty() || !self.index_reads.is_empty();
         if self.reads.is_empty() && !whole {
             return Ok(None);
         }
         let mut buckets = Vec::with_capacity(self.reads.len());
         for (key, _, _) in &self.reads {
-            buckets.push(crate::ordered::bucket(&encode(key)?));
+            buckets.push(crate::sequencer::bucket(&encode(key)?));
         }
         buckets.sort_unstable();
         buckets.dedup();
-        Ok(Some(crate::ordered::TableReads { table: T::NAME.to_owned(), buckets, whole }))
+        Ok(Some(crate::commit::record::TableReads { table: T::NAME.to_owned(), buckets, whole }))
     }
 
     fn check_unique(&self, now: SystemTime) -> std::result::Result<(), UniqueFailure> {
