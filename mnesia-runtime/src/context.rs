@@ -7,8 +7,8 @@ use std::time::{Duration, Instant};
 
 use crate::db::{self, Database};
 use crate::error::{Error, Result};
-use crate::info::Stat;
 use crate::priority::{Gate, LEAST_PATIENCE, merge};
+use crate::stats::Stat;
 use crate::tx::Tx;
 
 thread_local! {
@@ -278,7 +278,7 @@ fn attempts(db: Database, snapshot_from: SnapshotFrom, f: &mut dyn FnMut() -> bo
 /// threshold or longer, however it ended (`began`: when it started, if it is timed).
 fn timed_end(
     db: &Database,
-    stats: &crate::info::Stats,
+    stats: &crate::stats::Stats,
     began: Option<Instant>,
     attempts: u32,
     ended: &'static str,

@@ -36,15 +36,15 @@ pub(crate) struct DbInner {
     pub(crate) seq: CachePadded<AtomicU64>,
     /// The directory side, for a database opened with `Config::dir`.
     disk: Option<Disk>,
-    reaper: Arc<crate::expiring::Reaper>,
+    reaper: Arc<crate::reaper::Reaper>,
     pub(crate) system: Arc<crate::system::SystemHub>,
-    stats: Arc<crate::info::Stats>,
+    pub(crate) stats: Arc<crate::stats::Stats>,
     /// Which transaction, if any, runs with priority (see `priority.rs`).
     priority: Arc<crate::priority::Priority>,
     /// The snapshots transactions read at (see `snapshots.rs`).
     snapshots: crate::snapshots::Snapshots,
     /// Where commits are handed as records, if anywhere (see `commit.rs`).
-    pub(crate) sink: ArcSwapOption<crate::commit::sink::Sink>,
+    pub(crate) sink: ArcSwapOption<crate::commit::record::Sink>,
     /// Whether `sink` holds one (checked first: the common case pays no more).
     pub(crate) has_sink: std::sync::atomic::AtomicBool,
     /// Where commits are ordered, if they are (see `ordered.rs`).
@@ -213,19 +213,6 @@ impl Database {
         Ok(())
     }
 
-    /// Subscribes to the database's [`crate::SystemEvent`]s: tables created and dropped,
-    /// checkpoints, an overloaded log.
-    ///
-    /// ```
-    /// let db = mnesia::Database::in_memory()?;
-    /// let events = db.subscribe_system();
-    /// # let _ = events;
-    /// # Ok::<(), mnesia::Error>(())
-    /// ```
-    pub fn subscribe_system(&self) -> crate::system::SystemSubscription {
-        self.inner.system.add(self.inner.config.event_buffer)
-    }
-
     /// The snapshot of a disc table in use, looked up now (not from an older list: a table
     /// may have been created, claimed, dropped or moved meanwhile).
     fn snapshot_of(&self, def: &TableDef) -> Option<Result<crate::disk::Snapshot>> {
@@ -252,7 +239,8 @@ impl Database {
         let closed = disk.close(seq, |def| self.snapshot_of(def));
         if closed.is_err() && reaping {
             // Still open (a full disc, say): expiry goes on until a close succeeds.
-            self.inner.reaper.restart(self, self.inner.config.cleanup_interval)?;
+            self.inner.reaper.rearm();
+            self.start_reaper()?;
         }
         closed
     }
@@ -329,16 +317,27 @@ impl Database {
         weak.upgrade().map(|inner| Database { inner })
     }
 
-    pub(crate) fn reaper(&self) -> Arc<crate::expiring::Reaper> {
+    pub(crate) fn reaper(&self) -> Arc<crate::reaper::Reaper> {
         Arc::clone(&self.inner.reaper)
     }
 
     /// Starts the reaper thread for a table with a `#[ttl]` field (once per database).
     pub(crate) fn needs_reaper<T: Record>(&self) -> Result<()> {
         if T::TTL_FIELD.is_some() && self.inner.config.auto_cleanup {
-            self.inner.reaper.start(self, self.inner.config.cleanup_interval)?;
+            self.start_reaper()?;
         }
         Ok(())
+    }
+
+    /// Starts the reaper's thread (unless it runs), holding this database weakly.
+    fn start_reaper(&self) -> Result<()> {
+        let weak = self.downgrade();
+        self.inner.reaper.start(self.inner.config.cleanup_interval, move || {
+            let Some(db) = Database::upgrade(&weak) else { return false };
+            // A failure (a disc table closed meanwhile) is retried at the next run.
+            let _ = db.cleanup_expired();
+            true
+        })
     }
 
     /// Whether this database's reaper removes expired records at its runs (`true` unless
@@ -394,35 +393,8 @@ impl Database {
         &self.inner.priority
     }
 
-    pub(crate) fn stats(&self) -> Arc<crate::info::Stats> {
+    pub(crate) fn stats(&self) -> Arc<crate::stats::Stats> {
         Arc::clone(&self.inner.stats)
-    }
-
-    /// Facts about the database: version, node, directory, tables, what transactions did,
-    /// the commit log (Mnesia's `system_info`).
-    ///
-    /// ```
-    /// let db = mnesia::Database::in_memory()?;
-    /// let info = db.system_info();
-    /// assert_eq!((info.directory, info.log), (None, None));
-    /// # Ok::<(), mnesia::Error>(())
-    /// ```
-    pub fn system_info(&self) -> crate::info::SystemInfo {
-        let config = &self.inner.config;
-        let log = self.disk().map(|d| crate::info::LogInfo {
-            bytes_since_checkpoint: d.wal.bytes_since_roll(),
-            checkpoint_after_bytes: config.checkpoint_bytes,
-            durability: format!("{:?}", config.durability),
-        });
-        crate::info::SystemInfo::new(
-            config.node.clone(),
-            config.dir.clone(),
-            self.table_infos(),
-            self.last_commit(),
-            &self.inner.stats,
-            log,
-            self.inner.system.cluster(),
-        )
     }
 
     /// The sequence number of the last commit.
@@ -641,34 +613,6 @@ impl Database {
         v.sort_by(|a, b| a.name.cmp(&b.name));
         v
     }
-
-    /// Runs `f` as one serializable transaction on this database. `f` gets a handle with
-    /// the same operations as the table-scoped functions, which also join this transaction
-    /// when called inside it. On a conflict with another transaction `f` runs again (up to
-    /// [`Config::max_retries`] times); when `f` returns `Err` every write is rolled back and
-    /// the error is returned; a panic rolls back and propagates.
-    ///
-    /// ```
-    /// # use mnesia::prelude::*;
-    /// # #[derive(Table, Clone, Debug, Serialize, Deserialize)]
-    /// # struct Item { #[key] id: u32, n: i64 }
-    /// let db = Database::in_memory()?;
-    /// db.create_table::<Item>(TableOptions::new())?;
-    /// let total = db.transaction(|tx| {
-    ///     tx.write(Item { id: 1, n: 5 })?;
-    ///     tx.write(Item { id: 2, n: 7 })?;
-    ///     Ok::<_, mnesia::Error>(tx.list::<Item>()?.iter().map(|i| i.n).sum::<i64>())
-    /// })?;
-    /// assert_eq!(total, 12);
-    /// # Ok::<(), mnesia::Error>(())
-    /// ```
-    pub fn transaction<R, E: From<Error>>(
-        &self,
-        mut f: impl FnMut(&crate::Transaction) -> Result<R, E>,
-    ) -> Result<R, E> {
-        let handle = crate::Transaction::new();
-        crate::context::transact(self.clone(), || f(&handle))
-    }
 }
 
 /// A table's store as its record type `T`.
@@ -762,14 +706,18 @@ pub fn cleanup_expired() -> Result<usize> {
     current()?.cleanup_expired()
 }
 
-/// Facts about the current database: see [`Database::system_info`].
-///
-/// ```
-/// let db = mnesia::Database::in_memory()?;
-/// let info = db.scope(mnesia::system_info)?;
-/// assert!(info.tables.is_empty());
-/// # Ok::<(), mnesia::Error>(())
-/// ```
-pub fn system_info() -> Result<crate::info::SystemInfo> {
-    Ok(current()?.system_info())
+impl Database {
+    /// The sequencer, unless this thread is applying an ordered record here.
+    pub(crate) fn sequencer(&self) -> Option<Arc<Box<dyn crate::sequencer::Sequencer>>> {
+        if !self.ordering() {
+            return None;
+        }
+        let sequencer = self.inner.ordered.sequencer.load_full()?;
+        (!crate::sequencer::applying(self.id())).then_some(sequencer)
+    }
+
+    /// Whether commits are ordered by a sequencer.
+    pub(crate) fn ordering(&self) -> bool {
+        self.inner.ordered.on.load(Ordering::Acquire)
+    }
 }

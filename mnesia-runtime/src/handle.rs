@@ -289,3 +289,33 @@ impl Transaction {
         ops::batch_delete::<T>(keys)
     }
 }
+
+impl crate::db::Database {
+    /// Runs `f` as one serializable transaction on this database. `f` gets a handle with
+    /// the same operations as the table-scoped functions, which also join this transaction
+    /// when called inside it. On a conflict with another transaction `f` runs again (up to
+    /// [`Config::max_retries`] times); when `f` returns `Err` every write is rolled back and
+    /// the error is returned; a panic rolls back and propagates.
+    ///
+    /// ```
+    /// # use mnesia::prelude::*;
+    /// # #[derive(Table, Clone, Debug, Serialize, Deserialize)]
+    /// # struct Item { #[key] id: u32, n: i64 }
+    /// let db = Database::in_memory()?;
+    /// db.create_table::<Item>(TableOptions::new())?;
+    /// let total = db.transaction(|tx| {
+    ///     tx.write(Item { id: 1, n: 5 })?;
+    ///     tx.write(Item { id: 2, n: 7 })?;
+    ///     Ok::<_, mnesia::Error>(tx.list::<Item>()?.iter().map(|i| i.n).sum::<i64>())
+    /// })?;
+    /// assert_eq!(total, 12);
+    /// # Ok::<(), mnesia::Error>(())
+    /// ```
+    pub fn transaction<R, E: From<crate::Error>>(
+        &self,
+        mut f: impl FnMut(&crate::Transaction) -> Result<R, E>,
+    ) -> Result<R, E> {
+        let handle = crate::Transaction::new();
+        crate::context::transact(self.clone(), || f(&handle))
+    }
+}

@@ -1,68 +1,13 @@
 //! System information (Mnesia's `system_info`): what the database holds and what it has
 //! done, as a plain struct that serializes and prints.
 
+use crate::activity::Activity;
+use crate::stats::{Stat, Stats};
+use serde::Serialize;
 use std::fmt;
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicU64, Ordering};
-
-use crossbeam_utils::CachePadded;
-
-use crate::activity::{Activity, stripe};
-use serde::Serialize;
 
 use crate::record::TableInfo;
-
-/// What happened to transactions, counted in per-thread stripes so that counting costs a
-/// transaction two adds that other threads rarely contend for.
-pub(crate) struct Stats {
-    stripes: Box<[CachePadded<[AtomicU64; 5]>]>,
-    /// How long transactions took, while someone asks (`Database::record_latencies`).
-    pub(crate) latencies: crate::activity::Latencies,
-}
-
-/// What [`Stats`] counts.
-#[derive(Clone, Copy)]
-pub(crate) enum Stat {
-    /// A transaction (or dirty operation) committed.
-    Commit = 0,
-    /// A transaction ended without committing (an error, a panic, too many retries).
-    Abort = 1,
-    /// A transaction ran again after a conflict.
-    Retry = 2,
-    /// A transaction started (those running are started minus committed minus aborted).
-    Start = 3,
-    /// A transaction that kept losing ran an attempt with priority.
-    Escalation = 4,
-}
-
-const STRIPES: usize = 16;
-
-impl Default for Stats {
-    fn default() -> Self {
-        Stats {
-            stripes: (0..STRIPES).map(|_| CachePadded::new(Default::default())).collect(),
-            latencies: Default::default(),
-        }
-    }
-}
-
-impl Stats {
-    pub(crate) fn add(&self, stat: Stat) {
-        self.stripes[stripe() % STRIPES][stat as usize].fetch_add(1, Ordering::Relaxed);
-    }
-
-    pub(crate) fn total(&self, stat: Stat) -> u64 {
-        self.stripes.iter().map(|s| s[stat as usize].load(Ordering::Relaxed)).sum()
-    }
-
-    /// Transactions committed, aborted, and running now.
-    pub(crate) fn outcomes(&self) -> (u64, u64, u64) {
-        let commits = self.total(Stat::Commit);
-        let aborts = self.total(Stat::Abort);
-        let started = self.total(Stat::Start);
-        (commits, aborts, started.saturating_sub(commits + aborts))
-    }
-}
 
 /// The commit log of a database with a directory.
 ///
@@ -269,7 +214,7 @@ impl crate::Database {
         Activity {
             commits,
             aborts,
-            retries: stats.total(crate::info::Stat::Retry),
+            retries: stats.total(crate::stats::Stat::Retry),
             running,
             last_commit: self.last_commit(),
             latency: stats.latencies.histogram(),
@@ -291,6 +236,93 @@ impl crate::Database {
     /// ```
     pub fn record_latencies(&self, on: bool) {
         self.stats().latencies.switch(on);
+    }
+}
+
+impl crate::db::Database {
+    /// Facts about the database: version, node, directory, tables, what transactions did,
+    /// the commit log (Mnesia's `system_info`).
+    ///
+    /// ```
+    /// let db = mnesia::Database::in_memory()?;
+    /// let info = db.system_info();
+    /// assert_eq!((info.directory, info.log), (None, None));
+    /// # Ok::<(), mnesia::Error>(())
+    /// ```
+    pub fn system_info(&self) -> crate::info::SystemInfo {
+        let config = &self.inner.config;
+        let log = self.disk().map(|d| crate::info::LogInfo {
+            bytes_since_checkpoint: d.wal.bytes_since_roll(),
+            checkpoint_after_bytes: config.checkpoint_bytes,
+            durability: format!("{:?}", config.durability),
+        });
+        crate::info::SystemInfo::new(
+            config.node.clone(),
+            config.dir.clone(),
+            self.table_infos(),
+            self.last_commit(),
+            &self.inner.stats,
+            log,
+            self.inner.system.cluster(),
+        )
+    }
+}
+
+impl crate::db::Database {
+    /// Tells this database's system event subscribers of a change in its cluster (what the
+    /// replication layer calls; see [`crate::system::ClusterEvent`](crate::crate::system::ClusterEvent)).
+    ///
+    /// ```
+    /// # use mnesia::prelude::*;
+    /// let db = Database::in_memory()?;
+    /// let events = db.subscribe_system();
+    /// db.report_cluster_event(mnesia::crate::system::ClusterEvent::LeaderChanged { leader: Some(1), term: 2 });
+    /// assert!(events.try_recv().is_some());
+    /// # Ok::<(), mnesia::Error>(())
+    /// ```
+    pub fn report_cluster_event(&self, event: crate::system::ClusterEvent) {
+        self.inner.system.publish(crate::system::SystemEvent::Cluster(event));
+    }
+
+    /// Has [`Database::system_info`] ask `report` for the cluster this database is a node
+    /// of (what the replication layer calls; `None` from it: no report now). Replaces an
+    /// earlier one; [`Database::stop_reporting_cluster`] removes it.
+    ///
+    /// ```
+    /// let db = mnesia::Database::in_memory()?;
+    /// db.report_cluster_with(|| Some(mnesia::ClusterInfo::new(1, Some(1), 1, 0, Vec::new())));
+    /// assert_eq!(db.system_info().cluster.map(|c| c.leader), Some(Some(1)));
+    /// db.stop_reporting_cluster();
+    /// assert!(db.system_info().cluster.is_none());
+    /// # Ok::<(), mnesia::Error>(())
+    /// ```
+    pub fn report_cluster_with(
+        &self,
+        report: impl Fn() -> Option<crate::system::ClusterInfo> + Send + Sync + 'static,
+    ) {
+        self.inner.system.report_cluster_with(Box::new(report));
+    }
+
+    /// Removes the cluster report given to [`Database::report_cluster_with`].
+    ///
+    /// ```
+    /// mnesia::Database::in_memory()?.stop_reporting_cluster();
+    /// # Ok::<(), mnesia::Error>(())
+    /// ```
+    pub fn stop_reporting_cluster(&self) {
+        self.inner.system.stop_reporting_cluster();
+    }
+    /// Subscribes to the database's [`crate::SystemEvent`]s: tables created and dropped,
+    /// checkpoints, an overloaded log.
+    ///
+    /// ```
+    /// let db = mnesia::Database::in_memory()?;
+    /// let events = db.subscribe_system();
+    /// # let _ = events;
+    /// # Ok::<(), mnesia::Error>(())
+    /// ```
+    pub fn subscribe_system(&self) -> crate::system::SystemSubscription {
+        self.inner.system.add(self.inner.config.event_buffer)
     }
 }
 
@@ -317,4 +349,16 @@ mod tests {
         }
         assert_eq!((stats.total(Stat::Start), stats.total(Stat::Commit)), (4000, 4000));
     }
+}
+
+/// Facts about the current database: see [`Database::system_info`].
+///
+/// ```
+/// let db = mnesia::Database::in_memory()?;
+/// let info = db.scope(mnesia::system_info)?;
+/// assert!(info.tables.is_empty());
+/// # Ok::<(), mnesia::Error>(())
+/// ```
+pub fn system_info() -> crate::Result<SystemInfo> {
+    Ok(crate::db::current()?.system_info())
 }

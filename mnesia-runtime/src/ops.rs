@@ -416,12 +416,12 @@ pub(crate) fn dirty_in<R>(mut db: crate::db::Database, mut f: impl FnMut(&mut Tx
         db = tx.finish();
         match committed {
             Err(Error::Conflict) => {
-                stats.add(crate::info::Stat::Retry);
+                stats.add(crate::stats::Stat::Retry);
                 std::thread::yield_now();
             }
             other => {
-                stats.add(crate::info::Stat::Start);
-                stats.add(if other.is_ok() { crate::info::Stat::Commit } else { crate::info::Stat::Abort });
+                stats.add(crate::stats::Stat::Start);
+                stats.add(if other.is_ok() { crate::stats::Stat::Commit } else { crate::stats::Stat::Abort });
                 return other;
             }
         }

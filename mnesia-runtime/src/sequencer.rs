@@ -3,13 +3,13 @@
 //! How records are decided and applied is `ordered.rs`.
 
 use std::collections::HashMap;
-use std::sync::Arc;
+
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use serde::{Deserialize, Serialize};
 
 use crate::commit::record::{CommitRecord, WholeTable};
-use crate::{Database, Error, Result};
+use crate::{Error, Result};
 
 /// Places commit records in the one order that every copy of a replicated database applies
 /// (the cluster's replicated log, or any other). See [`Database::order_commits_with`].
@@ -251,6 +251,11 @@ impl Applying {
     }
 }
 
+/// Whether this thread is applying an ordered record to database `db` (see [`Applying`]).
+pub(crate) fn applying(db: u64) -> bool {
+    APPLYING.with(|a| a.get()) == Some(db)
+}
+
 impl Drop for Applying {
     fn drop(&mut self) {
         APPLYING.with(|a| a.set(self.0));
@@ -261,21 +266,5 @@ impl Ordered {
     /// The place of the last record applied: what a transaction starting now reads from.
     pub(crate) fn applied(&self) -> u64 {
         self.applied.load(Ordering::Acquire)
-    }
-}
-
-impl Database {
-    /// The sequencer, unless this thread is applying an ordered record here.
-    pub(crate) fn sequencer(&self) -> Option<Arc<Box<dyn Sequencer>>> {
-        if !self.ordering() {
-            return None;
-        }
-        let sequencer = self.inner.ordered.sequencer.load_full()?;
-        (APPLYING.with(|a| a.get()) != Some(self.id())).then_some(sequencer)
-    }
-
-    /// Whether commits are ordered by a sequencer.
-    pub(crate) fn ordering(&self) -> bool {
-        self.inner.ordered.on.load(Ordering::Acquire)
     }
 }

@@ -5,7 +5,6 @@ use std::fmt;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use crate::Database;
 use crate::broadcast::{Notice, Reader, Ring};
 use crate::record::StorageType;
 
@@ -360,48 +359,5 @@ impl futures_core::Stream for SystemSubscription {
         cx: &mut std::task::Context<'_>,
     ) -> std::task::Poll<Option<SystemEvent>> {
         self.reader.poll(cx)
-    }
-}
-
-impl Database {
-    /// Tells this database's system event subscribers of a change in its cluster (what the
-    /// replication layer calls; see [`ClusterEvent`](crate::ClusterEvent)).
-    ///
-    /// ```
-    /// # use mnesia::prelude::*;
-    /// let db = Database::in_memory()?;
-    /// let events = db.subscribe_system();
-    /// db.report_cluster_event(mnesia::ClusterEvent::LeaderChanged { leader: Some(1), term: 2 });
-    /// assert!(events.try_recv().is_some());
-    /// # Ok::<(), mnesia::Error>(())
-    /// ```
-    pub fn report_cluster_event(&self, event: ClusterEvent) {
-        self.inner.system.publish(SystemEvent::Cluster(event));
-    }
-
-    /// Has [`Database::system_info`] ask `report` for the cluster this database is a node
-    /// of (what the replication layer calls; `None` from it: no report now). Replaces an
-    /// earlier one; [`Database::stop_reporting_cluster`] removes it.
-    ///
-    /// ```
-    /// let db = mnesia::Database::in_memory()?;
-    /// db.report_cluster_with(|| Some(mnesia::ClusterInfo::new(1, Some(1), 1, 0, Vec::new())));
-    /// assert_eq!(db.system_info().cluster.map(|c| c.leader), Some(Some(1)));
-    /// db.stop_reporting_cluster();
-    /// assert!(db.system_info().cluster.is_none());
-    /// # Ok::<(), mnesia::Error>(())
-    /// ```
-    pub fn report_cluster_with(&self, report: impl Fn() -> Option<ClusterInfo> + Send + Sync + 'static) {
-        self.inner.system.report_cluster_with(Box::new(report));
-    }
-
-    /// Removes the cluster report given to [`Database::report_cluster_with`].
-    ///
-    /// ```
-    /// mnesia::Database::in_memory()?.stop_reporting_cluster();
-    /// # Ok::<(), mnesia::Error>(())
-    /// ```
-    pub fn stop_reporting_cluster(&self) {
-        self.inner.system.stop_reporting_cluster();
     }
 }

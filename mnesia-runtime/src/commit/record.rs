@@ -220,3 +220,6 @@ pub(crate) struct TableReads {
     /// Whether it scanned the table or looked an index up: any write to it conflicts.
     pub(crate) whole: bool,
 }
+
+/// Where a database hands its commit records.
+pub(crate) type Sink = std::sync::Arc<dyn Fn(&CommitRecord) + Send + Sync>;

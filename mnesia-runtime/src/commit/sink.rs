@@ -2,7 +2,7 @@
 
 use std::sync::Arc;
 
-use crate::commit::record::CommitRecord;
+use crate::commit::record::{CommitRecord, Sink};
 use crate::db::Database;
 use crate::error::{Error, Result};
 
@@ -39,9 +39,6 @@ pub(crate) fn refuse_in_own_sink(db: &Database) -> Result<()> {
     }
     Ok(())
 }
-
-/// Where a database hands its commit records.
-pub(crate) type Sink = Arc<dyn Fn(&CommitRecord) + Send + Sync>;
 
 impl Database {
     /// Hands every commit from now on to `sink`, as a [`CommitRecord`], once it is
