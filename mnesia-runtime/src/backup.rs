@@ -19,26 +19,17 @@ use serde::{Deserialize, Serialize};
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
+use crate::backup_types::{BackupTable, RestoreMode};
 use crate::db::{AnyTable, Database};
 use crate::disk::files::{self, DiscFile, io_error};
 use crate::disk::frame::{self, FrameReader};
 use crate::disk::record::{EntryEncoder, EntryRef, encode, entries_in};
-use crate::disk::schema::TableDef;
 use crate::error::{Error, Result};
 use crate::lock::HeldLocks;
 use crate::progress::{Progress, Ticker};
 
 const KIND: &[u8; 6] = b"MNSBAK";
 const VERSION: u8 = 2;
-
-/// One table in a backup.
-#[derive(Clone, Debug, Serialize, Deserialize)]
-pub(crate) struct BackupTable {
-    pub(crate) def: TableDef,
-    pub(crate) counter: u64,
-    /// About how many keys the table had at the cut (to size the restored table).
-    pub(crate) size_hint: u64,
-}
 
 /// What a frame after the header holds: a run of one table's entries (the entries follow
 /// this head in the frame), or the end with each table's count of entries.
@@ -74,29 +65,6 @@ pub struct BackupInfo {
     pub records: u64,
     /// The last commit the backup holds.
     pub last_commit: u64,
-}
-
-/// What a restore does with one table (Mnesia's restore options).
-///
-/// ```
-/// assert_eq!(mnesia::RestoreMode::default(), mnesia::RestoreMode::ClearAndLoad);
-/// ```
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-#[non_exhaustive]
-pub enum RestoreMode {
-    /// Remove the table's records, then load the backup's; the table keeps its indexes and
-    /// storage (Mnesia's `clear_tables`).
-    #[default]
-    ClearAndLoad,
-    /// Replace the table by the backup's: its records, its indexes (with those the struct
-    /// declares) and its storage, `ram_copies` or `disc_copies` (Mnesia's
-    /// `recreate_tables`). A table whose backup, or whose copy here, is
-    /// `disc_only_copies` is refused: restore it with `ClearAndLoad`, then move it.
-    Recreate,
-    /// Keep the table's records and write the backup's over them (Mnesia's `keep_tables`).
-    KeepAndAdd,
-    /// Leave the table alone (Mnesia's `skip_tables`).
-    Skip,
 }
 
 /// Options for [`Database::restore`]: a mode for every table, and per table.

@@ -11,6 +11,7 @@
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
+use crate::any_table::{Loader, LogBatch, Switch};
 use crate::db::{AnyTable, Database, TableMap};
 use crate::disk::record::{EntryRef, Logged, LoggedRef, TableOps, encode, logged_len};
 use crate::disk::schema::TableDef;
@@ -41,13 +42,6 @@ pub(crate) enum Conflict<K> {
 /// One key's records to load, with the key and records as the log keeps them if they are
 /// at hand.
 pub(crate) type Loadable<T> = (<T as Record>::Key, Write<T>, Option<(Vec<u8>, Logged)>);
-
-/// A disc table's records waiting to be logged under its new id.
-#[derive(Default)]
-pub(crate) struct LogBatch {
-    writes: Vec<(Vec<u8>, Logged)>,
-    bytes: usize,
-}
 
 /// A new store of table `T` being filled, to take the place of `old`.
 pub(crate) struct TableLoader<T: Record> {
@@ -264,20 +258,6 @@ impl<T: Record> TableLoader<T> {
     }
 }
 
-/// A [`TableLoader`] whatever its record type: what a restore holds for each table.
-pub(crate) trait Loader: Send + Sync {
-    /// Adds the entries of a run of a backup (`path`, the frame at `at`); returns how many
-    /// entries and how many records they held.
-    fn push_run(&self, path: &std::path::Path, at: u64, run: &[u8], log: &mut LogBatch)
-    -> Result<(u64, u64)>;
-    /// See [`TableLoader::log`].
-    fn log(&self, log: &mut LogBatch) -> Result<()>;
-    /// See [`TableLoader::switch`].
-    fn switch(&mut self) -> Result<Switch>;
-    /// See [`TableLoader::install`] (with `Cleared`).
-    fn install(self: Box<Self>, tables: &mut TableMap) -> Box<dyn FnOnce() + Send>;
-}
-
 impl<T: Record> TableLoader<T> {
     /// One entry of a backup, decoded and checked.
     fn entry(&self, entry: EntryRef<'_>) -> Result<Loadable<T>> {
@@ -353,14 +333,6 @@ impl<T: Record> Loader for TableLoader<T> {
     fn install(self: Box<Self>, tables: &mut TableMap) -> Box<dyn FnOnce() + Send> {
         TableLoader::install(*self, tables, true)
     }
-}
-
-/// What a bulk load changes in the schema for one table.
-pub(crate) struct Switch {
-    /// The old table's id, if it was on disc.
-    old: Option<u64>,
-    /// The new table's definition, if it goes on disc.
-    new: Option<TableDef>,
 }
 
 /// Switches the schema for every table of `switch` in one write, once the log holding the

@@ -20,10 +20,8 @@ use crate::index_spec::IndexSpec;
 use crate::record::{Record, StorageType, TableInfo};
 use crate::store::TableStore;
 
-pub(crate) use crate::any_table::{AnyTable, lock_all};
+pub(crate) use crate::any_table::{AnyTable, TableMap, lock_all};
 pub use crate::config::Config;
-
-pub(crate) type TableMap = HashMap<String, Arc<dyn AnyTable>>;
 
 pub(crate) struct DbInner {
     /// Unique among the databases of the process.

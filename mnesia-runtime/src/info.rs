@@ -326,6 +326,18 @@ impl crate::db::Database {
     }
 }
 
+/// Facts about the current database: see [`Database::system_info`].
+///
+/// ```
+/// let db = mnesia::Database::in_memory()?;
+/// let info = db.scope(mnesia::system_info)?;
+/// assert!(info.tables.is_empty());
+/// # Ok::<(), mnesia::Error>(())
+/// ```
+pub fn system_info() -> crate::Result<SystemInfo> {
+    Ok(crate::db::current()?.system_info())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -349,16 +361,4 @@ mod tests {
         }
         assert_eq!((stats.total(Stat::Start), stats.total(Stat::Commit)), (4000, 4000));
     }
-}
-
-/// Facts about the current database: see [`Database::system_info`].
-///
-/// ```
-/// let db = mnesia::Database::in_memory()?;
-/// let info = db.scope(mnesia::system_info)?;
-/// assert!(info.tables.is_empty());
-/// # Ok::<(), mnesia::Error>(())
-/// ```
-pub fn system_info() -> crate::Result<SystemInfo> {
-    Ok(crate::db::current()?.system_info())
 }

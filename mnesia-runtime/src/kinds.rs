@@ -50,7 +50,7 @@ fn create_as<T: Record>(db: &Database, indexes: &Indexes) -> Result<()> {
             continue;
         }
         let spec = T::index_spec_for(field, *unique).ok_or_else(|| {
-            crate::commit::misfit(T::NAME, format!("an index on `{field}`, which it cannot index"))
+            crate::commit::record::misfit(T::NAME, format!("an index on `{field}`, which it cannot index"))
         })?;
         options = options.with_index(spec);
     }

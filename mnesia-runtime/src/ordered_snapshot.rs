@@ -17,7 +17,8 @@ use std::sync::atomic::Ordering;
 
 use serde::{Deserialize, Serialize};
 
-use crate::backup::{BackupOptions, BackupReader, BackupWriter, RestoreMode, RestoreOptions};
+use crate::backup::{BackupOptions, BackupReader, BackupWriter, RestoreOptions};
+use crate::backup_types::RestoreMode;
 use crate::disk::frame::{self, FrameReader};
 use crate::disk::record::encode;
 use crate::sequencer::VersionsImage;

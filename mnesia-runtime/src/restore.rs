@@ -12,8 +12,10 @@
 use std::io::Read;
 use std::sync::Arc;
 
-use crate::backup::{BackupReader, BackupTable, RestoreMode, RestoreOptions};
-use crate::bulk::{Loader, LogBatch, fan_out, put_in_place};
+use crate::any_table::{Loader, LogBatch};
+use crate::backup::{BackupReader, RestoreOptions};
+use crate::backup_types::{BackupTable, RestoreMode};
+use crate::bulk::{fan_out, put_in_place};
 use crate::db::{AnyTable, Database};
 use crate::disk::record::SnapshotEntry;
 use crate::error::{Error, Result};
@@ -281,7 +283,7 @@ impl Database {
                 let mut n = 0;
                 for ((t, list), backup) in targets.iter().zip(&entries).zip(&backups) {
                     if let Some(t) = t {
-                        n += t.restore_into(tx, list, options.mode_of(&backup.def.name))?;
+                        n += tx.part_of(t)?.restore(list, options.mode_of(&backup.def.name))?;
                     }
                 }
                 Ok(n)

@@ -12,7 +12,8 @@
 use std::collections::HashMap;
 use std::io::Read;
 
-use crate::backup::{BackupReader, BackupTable, RestoreMode, RestoreOptions};
+use crate::backup::{BackupReader, RestoreOptions};
+use crate::backup_types::{BackupTable, RestoreMode};
 use crate::db::Database;
 use crate::disk::format::{self, RecordFormat};
 use crate::disk::record::{Logged, LoggedRef, TableOps};

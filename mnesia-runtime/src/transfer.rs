@@ -566,7 +566,7 @@ fn import_records<T: Record>(
     let mut loader = crate::bulk::TableLoader::new(&db, std::sync::Arc::clone(&store), seq, 0, 0)?;
     let mut ticker = Ticker::new(opts.progress.as_ref());
     let (n, mut logs) = crate::bulk::fan_out(
-        crate::bulk::LogBatch::default,
+        crate::any_table::LogBatch::default,
         |log, batch: Vec<(u64, T)>| {
             let lines: Vec<u64> = batch.iter().map(|(line, _)| *line).collect();
             let items = batch

@@ -15,7 +15,6 @@
 pub(crate) mod record;
 pub(crate) mod sink;
 
-use std::fmt;
 use std::sync::Arc;
 
 use record::{CommitRecord, WholeTable};
@@ -64,7 +63,7 @@ impl Database {
             crate::context::with_tx(|tx| {
                 tx.commit_at(record.time);
                 for (table, change) in tables.iter().zip(&record.changes) {
-                    table.apply_change(tx, &change.writes)?;
+                    tx.part_of(table)?.apply_change(&change.writes)?;
                 }
                 Ok(())
             })
@@ -87,15 +86,5 @@ impl Database {
             return Err(Error::TableExists { table: shape.name().to_owned() });
         }
         crate::kinds::create_declared(self, shape, type_name, indexes)
-    }
-}
-
-/// The error of a commit record that does not fit the table it names: this copy's struct
-/// is not the one that made the record (a local failure, see
-/// [`Error::is_local_failure`]: an ordered copy stops rather than decide otherwise).
-pub(crate) fn misfit(table: &str, what: impl fmt::Display) -> Error {
-    Error::SchemaMismatch {
-        table: table.to_owned(),
-        differences: vec![format!("a commit record does not fit it: {what}")],
     }
 }

@@ -223,3 +223,13 @@ pub(crate) struct TableReads {
 
 /// Where a database hands its commit records.
 pub(crate) type Sink = std::sync::Arc<dyn Fn(&CommitRecord) + Send + Sync>;
+
+/// The error of a commit record that does not fit the table it names: this copy's struct
+/// is not the one that made the record (a local failure, see
+/// [`Error::is_local_failure`]: an ordered copy stops rather than decide otherwise).
+pub(crate) fn misfit(table: &str, what: impl fmt::Display) -> crate::error::Error {
+    crate::error::Error::SchemaMismatch {
+        table: table.to_owned(),
+        differences: vec![format!("a commit record does not fit it: {what}")],
+    }
+}

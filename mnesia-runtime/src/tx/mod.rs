@@ -19,18 +19,21 @@ use std::cell::RefCell;
 use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
+use crate::any_table::AnyTable;
 use crate::db::{Database, SnapshotGuard};
 use crate::error::{Error, Result};
 use crate::lock::HeldLocks;
 use crate::priority::Gate;
 use crate::record::Record;
 
+mod apply;
 pub(crate) mod deferral;
 mod part;
 mod write_set;
 
-pub(crate) use part::{Spare, TxPart, TxTable};
-pub(crate) use write_set::UniqueFailure;
+pub(crate) use part::TxTable;
+
+use crate::table_part::{Spare, TxPart, UniqueFailure};
 
 /// A transaction in progress: one part per table it touched.
 pub(crate) struct Tx {
@@ -153,7 +156,26 @@ impl Tx {
 
     /// This transaction's part for table `T`, created on first use.
     pub(crate) fn table<T: Record>(&mut self) -> Result<&mut TxTable<T>> {
-        let ty = TypeId::of::<T>();
+        self.part(TypeId::of::<T>(), |db| Ok(Box::new(TxTable::new(db.table::<T>()?)) as Box<dyn TxPart>))?
+            .as_any_mut()
+            .downcast_mut::<TxTable<T>>()
+            .ok_or_else(|| Error::Internal("transaction part of another type".into()))
+    }
+
+    /// This transaction's part for a table known by its registry entry (whatever its
+    /// record type), created on first use.
+    pub(crate) fn part_of(&mut self, table: &Arc<dyn AnyTable>) -> Result<&mut dyn TxPart> {
+        table.resume();
+        self.part(table.record_type(), |_| Ok(Arc::clone(table).new_part()))
+    }
+
+    /// The part for the table of record type `ty`: the one this transaction has, else one
+    /// of this thread's spares, else `new(db)`.
+    fn part(
+        &mut self,
+        ty: TypeId,
+        new: impl FnOnce(&Database) -> Result<Box<dyn TxPart>>,
+    ) -> Result<&mut dyn TxPart> {
         let i = match self.parts.iter().position(|p| p.record_type() == ty) {
             Some(i) => i,
             None => {
@@ -172,7 +194,7 @@ impl Tx {
                         part.resume();
                         part
                     }
-                    None => Box::new(TxTable::new(self.db.table::<T>()?)) as Box<dyn TxPart>,
+                    None => new(&self.db)?,
                 };
                 if let Some(snapshot) = &self.snapshot {
                     if self.db.stores_older_than(snapshot.at) {
@@ -187,10 +209,7 @@ impl Tx {
                 self.parts.len() - 1
             }
         };
-        self.parts[i]
-            .as_any_mut()
-            .downcast_mut::<TxTable<T>>()
-            .ok_or_else(|| Error::Internal("transaction part of another type".into()))
+        Ok(self.parts[i].as_mut())
     }
 
     /// Ends the transaction (committed or not): hands its parts back to the thread for

@@ -17,7 +17,8 @@ use crate::record::{Record, TableType};
 use crate::store::{IndexList, TableStore, Write};
 use crate::ttl::Alive;
 
-use super::write_set::{UniqueFailure, WriteSet, change_events};
+use super::write_set::{WriteSet, change_events};
+use crate::table_part::{Spare, TxPart, UniqueFailure};
 
 /// What a commit prepared for one table before locking.
 struct Prepared<T: Record> {
@@ -248,66 +249,6 @@ impl<T: Record> TxTable<T> {
     fn read_count(&self) -> usize {
         self.reads.len() + self.shard_reads.len() + self.index_reads.len()
     }
-}
-
-/// The part of a transaction that touches one table, whatever its record type.
-pub(crate) trait TxPart: Any {
-    fn record_type(&self) -> TypeId;
-    fn table_id(&self) -> u32;
-    /// Whether the table's records can expire (it has a `#[ttl]` field).
-    fn expires(&self) -> bool;
-    fn as_any_mut(&mut self) -> &mut dyn Any;
-    fn has_writes(&self) -> bool;
-    fn read_count(&self) -> usize;
-    /// Whether the part scanned a shard of records.
-    fn scanned(&self) -> bool;
-    fn prepare(&mut self);
-    /// Lock requests for the reads to validate (see [`TxPart::validate`]) and the writes.
-    fn collect_locks<'a>(&'a self, all_reads: bool, out: &mut Vec<LockReq<'a>>);
-    /// Reads at snapshot `at` from now on (each record shard once its commits numbered up
-    /// to `at` are installed).
-    fn read_at(&mut self, at: u64);
-    /// Checks, under the commit locks, that what the part read and the keys it writes are
-    /// unchanged: `Err(Conflict)` otherwise.
-    fn validate(&self, all_reads: bool) -> Result<()>;
-    /// Checks, under the commit locks and once every part validated, that unique indexes
-    /// stay unique, at the commit's time `now` (a record expired by then holds no value).
-    fn check_unique(&self, now: SystemTime) -> std::result::Result<(), UniqueFailure>;
-    /// `Err` if the table's disc-only file failed.
-    fn healthy(&self) -> Result<()>;
-    /// As an operation starts: a table stopped by its disc-only file resumes if the file
-    /// works again (see `TableStore::resume`).
-    fn resume(&self);
-    /// The table's id and publish lock, if it has subscribers and this part writes.
-    fn publish_lock(&self) -> Option<(u32, &parking_lot::Mutex<()>)>;
-    /// The table's id and publish lock if this part writes, subscribers or not: what
-    /// orders the commit records handed to a sink (see `commit.rs`).
-    fn order_lock(&self) -> Option<(u32, &parking_lot::Mutex<()>)>;
-    /// Whether the table has subscribers.
-    fn has_subscribers(&self) -> bool;
-    /// The part's writes for a commit record, if it writes.
-    fn change(&self) -> Result<Option<crate::commit::record::TableChange>>;
-    /// What the part read, as any copy can check it (see `ordered.rs`).
-    fn read_summary(&self) -> Result<Option<crate::commit::record::TableReads>>;
-    /// Installs the writes; with `publish`, also delivers their events to the table's
-    /// subscribers (the caller holds the table's publish lock). `now`: the commit's time.
-    fn install(&self, seq: u64, floor: u64, publish: bool, now: SystemTime);
-    fn reads_unchanged(&self, all: bool) -> bool;
-    /// The table, as a gate a transaction with priority closes.
-    fn gate(&self) -> Arc<dyn Gate>;
-    /// The thread holding the table's gate closed, if this part writes and it is not this
-    /// thread: the commit must wait for it.
-    fn gate_closed(&self) -> Option<u64>;
-    /// Empties the part for reuse by a later transaction of this thread. The spare keeps its
-    /// buffers but holds its table weakly: a thread's spares never keep a table or a
-    /// database alive.
-    fn recycle(self: Box<Self>) -> Option<Box<dyn Spare>>;
-    /// The part's writes encoded for the commit log, if its table is on disc.
-    fn log_ops(&self) -> Result<Option<TableOps>>;
-    /// A copy of the buffered writes, for a nested transaction's savepoint.
-    fn save_writes(&self) -> Box<dyn Any>;
-    /// Puts back writes saved by `save_writes` (or drops all with `None`).
-    fn restore_writes(&mut self, saved: Option<Box<dyn Any>>);
 }
 
 impl<T: Record> TxPart for TxTable<T> {
@@ -651,6 +592,18 @@ impl<T: Record> TxPart for TxTable<T> {
         Box::new(self.writes.borrow().clone())
     }
 
+    fn apply_change(&mut self, writes: &[crate::commit::record::KeyChange]) -> Result<()> {
+        self.apply_writes(writes)
+    }
+
+    fn restore(
+        &mut self,
+        entries: &[crate::disk::record::SnapshotEntry],
+        mode: crate::backup_types::RestoreMode,
+    ) -> Result<u64> {
+        self.restore_entries(entries, mode)
+    }
+
     fn restore_writes(&mut self, saved: Option<Box<dyn Any>>) {
         let saved = saved.and_then(|b| b.downcast::<WriteSet<T>>().ok());
         *self.writes.get_mut() = saved.map_or_else(WriteSet::new, |b| *b);
@@ -669,14 +622,6 @@ impl<T: Record> TxPart for TxTable<T> {
         let counter = self.store.counter.load(std::sync::atomic::Ordering::Acquire);
         Ok(Some(TableOps { table, clear: false, counter, reset: false, writes: out }))
     }
-}
-
-/// The buffers of a finished transaction's part, kept by its thread for the next one.
-pub(crate) trait Spare: Any {
-    fn record_type(&self) -> TypeId;
-    fn db_id(&self) -> u64;
-    /// A part for a new transaction, if the table still exists.
-    fn revive(self: Box<Self>) -> Option<Box<dyn TxPart>>;
 }
 
 struct SpareTable<T: Record> {

@@ -1,7 +1,6 @@
 //! A transaction's buffered writes to one table, and the events of a key's change.
 
 use crate::disk::record::encode;
-use crate::error::{Error, Result};
 use crate::events::{DeleteCause, Event};
 use crate::record::{Record, TableType};
 use crate::store::Write;
@@ -72,18 +71,6 @@ pub(super) fn change_events<T: Record>(
         }
     }
 }
-
-/// Why a commit's unique check failed.
-pub(crate) enum UniqueFailure {
-    /// A value another live record holds.
-    Violation(Error),
-    /// Values held only by records that have expired: the commit removes those records (as
-    /// the reaper would) once its locks are released, then tries again.
-    ExpiredOwners(RemoveExpired),
-}
-
-/// Removes expired records (see [`UniqueFailure::ExpiredOwners`]); returns how many.
-pub(crate) type RemoveExpired = Box<dyn FnOnce(&crate::db::Database) -> Result<usize>>;
 
 /// The buffered writes of one table, at most one entry per key.
 #[derive(Clone)]

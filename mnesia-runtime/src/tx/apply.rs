@@ -1,0 +1,143 @@
+//! Writes that come encoded to a transaction's part: a commit record's changes (a copy
+//! applying another's commit) and a backup's entries (a restore), decoded and checked.
+
+use std::sync::atomic::Ordering;
+
+use crate::backup_types::RestoreMode;
+use crate::commit::record::KeyChange;
+use crate::disk::record::SnapshotEntry;
+use crate::error::{Error, Result};
+use crate::record::{Record, TableType};
+
+use super::part::TxTable;
+
+impl<T: Record> TxTable<T> {
+    /// Writes a commit record's changes (`TxPart::apply_change`).
+    pub(crate) fn apply_writes(&mut self, writes: &[KeyChange]) -> Result<()> {
+        use crate::commit::record::Content;
+        use crate::commit::record::misfit;
+        use crate::store::Write;
+        /// Decodes one value, refusing bytes left over (a record of a shorter type).
+        fn whole<V: serde::de::DeserializeOwned>(table: &str, bytes: &[u8]) -> Result<V> {
+            match postcard::take_from_bytes::<V>(bytes) {
+                Ok((v, [])) => Ok(v),
+                Ok(_) => Err(misfit(table, "bytes left over after a value: another record type")),
+                Err(e) => Err(misfit(table, e)),
+            }
+        }
+        let bag = T::TYPE == TableType::Bag;
+        // Every write decoded and checked before any is made.
+        let mut decoded = Vec::with_capacity(writes.len());
+        let mut claims = Vec::new();
+        for w in writes {
+            let key: T::Key = whole::<T::Key>(T::NAME, &w.key)?;
+            if let Content::Whole(op) = &w.value {
+                return Err(misfit(T::NAME, format!("{op:?} among other writes")));
+            }
+            if let Content::Claim(id) = w.value {
+                if T::key_for_id(id).as_ref() != Some(&key) {
+                    return Err(misfit(T::NAME, format!("id {id} claimed under the key {key:?}")));
+                }
+                claims.push(id);
+                continue;
+            }
+            let records: Vec<T> = match &w.value {
+                Content::Put(_) if bag => return Err(misfit(T::NAME, "one record for a key of a bag")),
+                Content::Group(_) if !bag => {
+                    return Err(misfit(T::NAME, "a group of records for a key of a set"));
+                }
+                Content::Put(b) => vec![whole(T::NAME, b)?],
+                Content::Group(bs) => bs.iter().map(|b| whole(T::NAME, b)).collect::<Result<_>>()?,
+                Content::Delete | Content::Claim(_) | Content::Whole(_) => Vec::new(),
+            };
+            if records.iter().any(|r| r.key() != &key) {
+                return Err(misfit(T::NAME, format!("a record filed under another key than {key:?}")));
+            }
+            let write = match (&w.value, w.expired) {
+                (_, true) => Write::Expire(records),
+                (Content::Delete, false) => Write::Delete,
+                (Content::Put(_), false) => match records.into_iter().next() {
+                    Some(r) => Write::Put(r),
+                    None => Write::Delete,
+                },
+                (Content::Group(_), false) => Write::Group(records),
+                (Content::Claim(_) | Content::Whole(_), false) => continue,
+            };
+            decoded.push((key, write));
+        }
+        for id in claims {
+            self.store.counter.fetch_max(id, Ordering::AcqRel);
+        }
+        for (key, write) in decoded {
+            // Ids written move the counter past them, as any write does.
+            for id in write.records().iter().filter_map(Record::auto_id) {
+                self.store.counter.fetch_max(id, Ordering::AcqRel);
+            }
+            self.set(key, write);
+        }
+        Ok(())
+    }
+
+    /// Writes a backup's entries (`TxPart::restore`).
+    pub(crate) fn restore_entries(&mut self, entries: &[SnapshotEntry], mode: RestoreMode) -> Result<u64> {
+        use crate::disk::record::Logged;
+        use crate::store::Write;
+        let bad = |e: postcard::Error| {
+            Error::codec(format!("table {}: a record of the backup does not decode", T::NAME), e)
+        };
+        let existing = if mode == crate::backup_types::RestoreMode::ClearAndLoad {
+            self.select_with(&crate::filter::Filter::all(), |r| r.key().clone())
+        } else {
+            Vec::new()
+        };
+        let mut restored = std::collections::HashSet::with_capacity(entries.len());
+        let mut n = 0;
+        for e in entries {
+            let key: T::Key = postcard::from_bytes(&e.key).map_err(bad)?;
+            let mut recs: Vec<T> = match &e.value {
+                Logged::Put(b) => vec![postcard::from_bytes::<T>(b).map_err(bad)?],
+                Logged::Group(bs) => {
+                    bs.iter().map(|b| postcard::from_bytes::<T>(b)).collect::<Result<_, _>>().map_err(bad)?
+                }
+                Logged::Delete => continue,
+            };
+            if recs.iter().any(|r| r.key() != &key) || (T::TYPE != TableType::Bag && recs.len() != 1) {
+                return Err(Error::Invalid(format!(
+                    "table {}: the backup's records under the key {key:?} do not fit the table",
+                    T::NAME
+                )));
+            }
+            for r in &recs {
+                // Ids written move the counter past them, as any write does.
+                if let Some(id) = r.auto_id() {
+                    self.store.counter.fetch_max(id, Ordering::AcqRel);
+                }
+            }
+            n += recs.len() as u64;
+            restored.insert(key.clone());
+            let write = if T::TYPE != TableType::Bag {
+                Write::Put(recs.remove(0))
+            } else if mode == crate::backup_types::RestoreMode::KeepAndAdd {
+                // A bag keeps its records and adds the backup's.
+                let mut group = self.read_group(&key);
+                let have: Vec<Vec<u8>> =
+                    group.iter().map(crate::disk::record::encode).collect::<Result<_>>()?;
+                for r in recs {
+                    if !have.contains(&crate::disk::record::encode(&r)?) {
+                        group.push(r);
+                    }
+                }
+                Write::Group(group)
+            } else {
+                Write::Group(recs)
+            };
+            self.set(key, write);
+        }
+        for k in existing {
+            if !restored.contains(&k) {
+                self.set(k, Write::Delete);
+            }
+        }
+        Ok(n)
+    }
+}
