@@ -294,7 +294,7 @@ impl crate::db::Database {
     /// Runs `f` as one serializable transaction on this database. `f` gets a handle with
     /// the same operations as the table-scoped functions, which also join this transaction
     /// when called inside it. On a conflict with another transaction `f` runs again (up to
-    /// [`Config::max_retries`] times); when `f` returns `Err` every write is rolled back and
+    /// [`Config::max_retries`](crate::Config::max_retries) times); when `f` returns `Err` every write is rolled back and
     /// the error is returned; a panic rolls back and propagates.
     ///
     /// ```

@@ -270,13 +270,13 @@ impl crate::db::Database {
 
 impl crate::db::Database {
     /// Tells this database's system event subscribers of a change in its cluster (what the
-    /// replication layer calls; see [`crate::system::ClusterEvent`](crate::crate::system::ClusterEvent)).
+    /// replication layer calls; see [`ClusterEvent`](crate::ClusterEvent)).
     ///
     /// ```
     /// # use mnesia::prelude::*;
     /// let db = Database::in_memory()?;
     /// let events = db.subscribe_system();
-    /// db.report_cluster_event(mnesia::crate::system::ClusterEvent::LeaderChanged { leader: Some(1), term: 2 });
+    /// db.report_cluster_event(mnesia::ClusterEvent::LeaderChanged { leader: Some(1), term: 2 });
     /// assert!(events.try_recv().is_some());
     /// # Ok::<(), mnesia::Error>(())
     /// ```
@@ -284,9 +284,9 @@ impl crate::db::Database {
         self.inner.system.publish(crate::system::SystemEvent::Cluster(event));
     }
 
-    /// Has [`Database::system_info`] ask `report` for the cluster this database is a node
+    /// Has [`Database::system_info`](crate::Database::system_info) ask `report` for the cluster this database is a node
     /// of (what the replication layer calls; `None` from it: no report now). Replaces an
-    /// earlier one; [`Database::stop_reporting_cluster`] removes it.
+    /// earlier one; [`Database::stop_reporting_cluster`](crate::Database::stop_reporting_cluster) removes it.
     ///
     /// ```
     /// let db = mnesia::Database::in_memory()?;
@@ -303,7 +303,7 @@ impl crate::db::Database {
         self.inner.system.report_cluster_with(Box::new(report));
     }
 
-    /// Removes the cluster report given to [`Database::report_cluster_with`].
+    /// Removes the cluster report given to [`Database::report_cluster_with`](crate::Database::report_cluster_with).
     ///
     /// ```
     /// mnesia::Database::in_memory()?.stop_reporting_cluster();
@@ -326,7 +326,7 @@ impl crate::db::Database {
     }
 }
 
-/// Facts about the current database: see [`Database::system_info`].
+/// Facts about the current database: see [`Database::system_info`](crate::Database::system_info).
 ///
 /// ```
 /// let db = mnesia::Database::in_memory()?;

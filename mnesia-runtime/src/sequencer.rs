@@ -12,7 +12,7 @@ use crate::commit::record::{CommitRecord, WholeTable};
 use crate::{Error, Result};
 
 /// Places commit records in the one order that every copy of a replicated database applies
-/// (the cluster's replicated log, or any other). See [`Database::order_commits_with`].
+/// (the cluster's replicated log, or any other). See [`Database::order_commits_with`](crate::Database::order_commits_with).
 ///
 /// ```
 /// use mnesia::{CommitRecord, Database, Result, Sequencer};
@@ -35,7 +35,7 @@ use crate::{Error, Result};
 /// ```
 pub trait Sequencer: Send + Sync + 'static {
     /// Places `record` in the shared order and returns the verdict once this database has
-    /// applied it ([`Database::apply_ordered`]'s result at the record's place):
+    /// applied it ([`Database::apply_ordered`](crate::Database::apply_ordered)'s result at the record's place):
     /// `Err(Error::Conflict)` makes the transaction run again, another error fails it.
     /// Called on the committing thread, holding no lock of the database.
     fn order(&self, record: CommitRecord) -> Result<()>;
@@ -49,7 +49,7 @@ pub trait Sequencer: Send + Sync + 'static {
     }
 
     /// Returns once this copy holds every record placed in the shared order before the
-    /// call ([`Database::wait_for_tables`] calls it), or fails within `timeout` (a copy
+    /// call ([`Database::wait_for_tables`](crate::Database::wait_for_tables) calls it), or fails within `timeout` (a copy
     /// cut off from the others cannot know that it is current). Without other copies this
     /// one is current: the default returns at once.
     fn catch_up(&self, timeout: std::time::Duration) -> Result<()> {

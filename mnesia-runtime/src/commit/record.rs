@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize};
 use crate::disk::record::Logged;
 
 /// One committed transaction's writes, encoded as the log encodes them, in the order the
-/// database committed it (see [`Database::replicate_to`]). Serializable (serde), to cross a
+/// database committed it (see [`Database::replicate_to`](crate::Database::replicate_to)). Serializable (serde), to cross a
 /// process boundary.
 ///
 /// ```
