@@ -23,120 +23,66 @@
 #![deny(unsafe_code)]
 #![warn(unreachable_pub)]
 
-mod activity;
-mod any_table;
-mod async_tx;
-mod backup;
-mod backup_types;
-mod broadcast;
-mod browse;
-mod browse_types;
-mod bulk;
-mod cells;
-mod clock;
-mod commit;
-mod conditions;
-mod config;
-mod context;
-mod counters;
+mod api;
+mod base;
 mod db;
 mod disk;
-mod dump;
-mod erased;
+mod engine;
 mod error;
-mod events;
-mod expiring;
-mod field;
-mod filter;
-mod handle;
-mod hasher;
-mod index;
-mod index_spec;
-mod info;
-mod inspect;
-mod kinds;
-mod lock;
-mod migrate;
-mod ops;
-mod options;
-mod ordered;
-mod ordered_snapshot;
-mod plan;
-mod prefetch;
-mod priority;
-mod progress;
-mod projection;
-mod query;
-mod reaper;
-mod record;
-mod restore;
-mod restore_unclaimed;
+mod features;
 mod schema;
-mod schema_change;
-mod select;
-mod sequencer;
-mod shape;
-mod snapshots;
-mod sort;
-mod stats;
-mod store;
-mod system;
-mod table;
-mod table_part;
 #[cfg(test)]
 mod testing;
-mod transfer;
-mod ttl;
 mod tx;
 
-pub use activity::{Activity, Histogram};
-pub use async_tx::transaction_async;
-#[doc(hidden)]
-pub use backup::fuzz_backup_file;
-pub use backup::{BackupInfo, BackupOptions, RestoreOptions};
-pub use backup_types::RestoreMode;
-pub use browse_types::{Browse, JsonSubscription, Page};
-pub use clock::{Clock, ManualClock};
-pub use commit::record::CommitRecord;
-pub use context::{is_transaction, sync_transaction, transaction};
-pub use counters::{current_value, dirty_update_counter, has_counter, next_id, reset_counter};
+pub use api::handle::Transaction;
+pub use base::activity::{Activity, Histogram};
+pub use base::clock::{Clock, ManualClock};
+pub use db::info::system_info;
 pub use db::{Config, Database, cleanup_expired, start, stop, system_tables};
 #[doc(hidden)]
 pub use disk::files::faults;
 pub use disk::fuzzing;
 pub use disk::wal::Durability;
+pub use engine::backup_types::RestoreMode;
+pub use engine::browse_types::{Browse, JsonSubscription, Page};
+pub use engine::commit_record::CommitRecord;
+pub use engine::events::{DeleteCause, Event, Subscription};
+pub use engine::sequencer::{OrderFuture, Sequencer};
 pub use error::{Error, Result};
-pub use events::{DeleteCause, Event, Subscription};
-pub use expiring::Expiring;
-pub use field::{Compare, Field, FieldValue, Indexable};
-pub use filter::{Filter, Order};
-pub use handle::Transaction;
-pub use index_spec::IndexSpec;
-pub use info::system_info;
-pub use ordered_snapshot::OrderedSnapshot;
-pub use sequencer::{OrderFuture, Sequencer};
-pub use shape::RecordShape;
+#[doc(hidden)]
+pub use features::backup::fuzz_backup_file;
+pub use features::backup::{BackupInfo, BackupOptions, RestoreOptions};
+pub use features::ordered_snapshot::OrderedSnapshot;
+pub use schema::field::{Compare, Field, FieldValue, Indexable};
+pub use schema::filter::{Filter, Order};
+pub use schema::index_spec::IndexSpec;
+pub use schema::shape::RecordShape;
+pub use tx::async_tx::transaction_async;
+pub use tx::context::{is_transaction, sync_transaction, transaction};
+pub use tx::counters::{current_value, dirty_update_counter, has_counter, next_id, reset_counter};
+pub use tx::expiring::Expiring;
 /// What the derive's output reaches and nothing else should: not part of the API.
 #[doc(hidden)]
 pub mod __private {
-    pub use crate::async_tx::block_on;
-    pub use crate::index::{IndexProbe, ProbeIndexable, ProbeNotIndexable};
-    pub use crate::kinds::TableKind;
+    pub use crate::engine::index::{IndexProbe, ProbeIndexable, ProbeNotIndexable};
+    pub use crate::features::kinds::TableKind;
+    pub use crate::tx::async_tx::block_on;
     pub use inventory;
 }
-pub use info::{LogInfo, SystemInfo};
-pub use inspect::{
+pub use api::table::Table;
+pub use db::info::{LogInfo, SystemInfo};
+pub use engine::system::{ClusterEvent, ClusterInfo, ClusterMember, SystemEvent, SystemSubscription};
+pub use engine::ttl::Deadline;
+pub use features::inspect::{
     CheckedFile, CheckpointInfo, Damage, DirectoryInfo, SegmentInfo, StoredLog, StoredTable, VerifyReport,
 };
-pub use options::TableOptions;
-pub use plan::Plan;
-pub use projection::Projection;
-pub use query::{Query, QueryIter};
-pub use record::{FieldInfo, IndexInfo, Key, Record, StorageType, TableInfo, TableType, Upserted};
-pub use schema::{Schema, SchemaInfo};
-pub use system::{ClusterEvent, ClusterInfo, ClusterMember, SystemEvent, SystemSubscription};
-pub use table::Table;
+pub use features::schema::{Schema, SchemaInfo};
 #[doc(hidden)]
-pub use transfer::fuzzing as import_fuzzing;
-pub use transfer::{ExportOptions, Format, ImportOptions};
-pub use ttl::Deadline;
+pub use features::transfer::fuzzing as import_fuzzing;
+pub use features::transfer::{ExportOptions, Format, ImportOptions};
+pub use schema::options::TableOptions;
+pub use schema::projection::Projection;
+pub use schema::record::{FieldInfo, IndexInfo, Key, Record, StorageType, TableInfo, TableType, Upserted};
+pub use tx::plan::Plan;
+pub use tx::query::{Query, QueryIter};

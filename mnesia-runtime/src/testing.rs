@@ -3,9 +3,9 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::field::Field;
-use crate::index_spec::IndexSpec;
-use crate::record::{FieldInfo, Record, TableType};
+use crate::schema::field::Field;
+use crate::schema::index_spec::IndexSpec;
+use crate::schema::record::{FieldInfo, Record, TableType};
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub(crate) struct Rec {
@@ -21,7 +21,7 @@ impl Rec {
 }
 
 // Registered as the derive registers its types (for tables created through the order).
-inventory::submit! { crate::kinds::TableKind::of::<Rec>() }
+inventory::submit! { crate::features::kinds::TableKind::of::<Rec>() }
 
 pub(crate) fn rec(id: u32, tag: &str, n: i64) -> Rec {
     Rec { id, tag: tag.into(), n }

@@ -38,7 +38,7 @@ use self::record::{Logged, LoggedRef, SnapshotEntry, TableOps, TableOpsRef};
 use self::schema::{SchemaFile, TableDef};
 use self::wal::{Durability, Wal};
 use crate::error::{Error, Result};
-use crate::record::StorageType;
+use crate::schema::record::StorageType;
 
 pub(crate) const CHECKPOINT: &str = "checkpoint.json";
 const LOCK: &str = "LOCK";
@@ -98,9 +98,9 @@ impl Pending {
     }
 
     /// What `table_info` tells of a table not yet claimed by its type.
-    pub(crate) fn info(&self) -> crate::record::TableInfo {
+    pub(crate) fn info(&self) -> crate::schema::record::TableInfo {
         let d = &self.def;
-        crate::record::TableInfo {
+        crate::schema::record::TableInfo {
             name: d.name.clone(),
             size: self
                 .rows

@@ -7,7 +7,7 @@ use serde::{Deserialize, Serialize};
 use super::files;
 use super::format::RecordFormat;
 use crate::error::{Error, Result};
-use crate::record::{IndexInfo, Record, StorageType, TableType};
+use crate::schema::record::{IndexInfo, Record, StorageType, TableType};
 
 pub(crate) const FILE: &str = "schema.json";
 /// The schema format this build writes and reads.
@@ -37,8 +37,8 @@ pub(crate) struct TableDef {
 
 impl TableDef {
     /// The shape of the table this definition describes (a backup's, a schema file's).
-    pub(crate) fn shape(&self) -> crate::shape::RecordShape {
-        crate::shape::RecordShape {
+    pub(crate) fn shape(&self) -> crate::schema::shape::RecordShape {
+        crate::schema::shape::RecordShape {
             name: self.name.clone(),
             table_type: format!("{:?}", self.table_type),
             attributes: self.attributes.iter().map(|(name, _)| name.clone()).collect(),

@@ -3,20 +3,20 @@
 
 use std::sync::atomic::Ordering;
 
-use crate::backup_types::RestoreMode;
-use crate::commit::record::KeyChange;
 use crate::disk::record::SnapshotEntry;
+use crate::engine::backup_types::RestoreMode;
+use crate::engine::commit_record::KeyChange;
 use crate::error::{Error, Result};
-use crate::record::{Record, TableType};
+use crate::schema::record::{Record, TableType};
 
 use super::part::TxTable;
 
 impl<T: Record> TxTable<T> {
     /// Writes a commit record's changes (`TxPart::apply_change`).
     pub(crate) fn apply_writes(&mut self, writes: &[KeyChange]) -> Result<()> {
-        use crate::commit::record::Content;
-        use crate::commit::record::misfit;
-        use crate::store::Write;
+        use crate::engine::commit_record::Content;
+        use crate::engine::commit_record::misfit;
+        use crate::engine::store::Write;
         /// Decodes one value, refusing bytes left over (a record of a shorter type).
         fn whole<V: serde::de::DeserializeOwned>(table: &str, bytes: &[u8]) -> Result<V> {
             match postcard::take_from_bytes::<V>(bytes) {
@@ -81,12 +81,12 @@ impl<T: Record> TxTable<T> {
     /// Writes a backup's entries (`TxPart::restore`).
     pub(crate) fn restore_entries(&mut self, entries: &[SnapshotEntry], mode: RestoreMode) -> Result<u64> {
         use crate::disk::record::Logged;
-        use crate::store::Write;
+        use crate::engine::store::Write;
         let bad = |e: postcard::Error| {
             Error::codec(format!("table {}: a record of the backup does not decode", T::NAME), e)
         };
-        let existing = if mode == crate::backup_types::RestoreMode::ClearAndLoad {
-            self.select_with(&crate::filter::Filter::all(), |r| r.key().clone())
+        let existing = if mode == crate::engine::backup_types::RestoreMode::ClearAndLoad {
+            self.select_with(&crate::schema::filter::Filter::all(), |r| r.key().clone())
         } else {
             Vec::new()
         };
@@ -117,7 +117,7 @@ impl<T: Record> TxTable<T> {
             restored.insert(key.clone());
             let write = if T::TYPE != TableType::Bag {
                 Write::Put(recs.remove(0))
-            } else if mode == crate::backup_types::RestoreMode::KeepAndAdd {
+            } else if mode == crate::engine::backup_types::RestoreMode::KeepAndAdd {
                 // A bag keeps its records and adds the backup's.
                 let mut group = self.read_group(&key);
                 let have: Vec<Vec<u8>> =

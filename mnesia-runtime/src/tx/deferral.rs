@@ -5,8 +5,8 @@
 use std::cell::{Cell, RefCell};
 use std::sync::Arc;
 
-use crate::commit::record::CommitRecord;
-use crate::sequencer::Sequencer;
+use crate::engine::commit_record::CommitRecord;
+use crate::engine::sequencer::Sequencer;
 
 /// A commit left for the caller to order, with the sequencer to order it.
 pub(crate) type Deferred = (Arc<Box<dyn Sequencer>>, CommitRecord);

@@ -14,17 +14,26 @@
 //! While a commit holds a shard's lock exclusively no other commit validates against that
 //! shard, so validation and installation happen at one point of a serial order.
 
+pub(crate) mod async_tx;
+pub(crate) mod context;
+pub(crate) mod counters;
+pub(crate) mod expiring;
+pub(crate) mod ops;
+pub(crate) mod plan;
+pub(crate) mod query;
+pub(crate) mod select;
+
 use std::any::{Any, TypeId};
 use std::cell::RefCell;
 use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use crate::any_table::AnyTable;
+use crate::base::lock::HeldLocks;
+use crate::base::priority::Gate;
+use crate::db::any_table::AnyTable;
 use crate::db::{Database, SnapshotGuard};
 use crate::error::{Error, Result};
-use crate::lock::HeldLocks;
-use crate::priority::Gate;
-use crate::record::Record;
+use crate::schema::record::Record;
 
 mod apply;
 pub(crate) mod deferral;
@@ -33,7 +42,7 @@ mod write_set;
 
 pub(crate) use part::TxTable;
 
-use crate::table_part::{Spare, TxPart, UniqueFailure};
+use crate::db::table_part::{Spare, TxPart, UniqueFailure};
 
 /// A transaction in progress: one part per table it touched.
 pub(crate) struct Tx {
@@ -60,7 +69,7 @@ pub(crate) struct Tx {
 
 /// A transaction writing nothing that makes this many reads reads at a snapshot from then
 /// on (one that scans does at its first scan).
-const SNAPSHOT_AFTER_READS: usize = crate::priority::LONG_ATTEMPT_READS;
+const SNAPSHOT_AFTER_READS: usize = crate::base::priority::LONG_ATTEMPT_READS;
 
 /// How many emptied parts a thread keeps for its next transactions.
 const SPARE_PARTS: usize = 8;
@@ -141,7 +150,7 @@ impl Tx {
     /// snapshot from a scan or a range on.
     pub(crate) fn select<T: Record, X>(
         &mut self,
-        filter: &crate::filter::Filter<T>,
+        filter: &crate::schema::filter::Filter<T>,
         want: usize,
         f: impl FnMut(&T) -> X,
     ) -> Result<Vec<X>> {
@@ -238,7 +247,8 @@ impl Tx {
     /// Whether the transaction scanned a table or read many records: costly to run again.
     pub(crate) fn long(&self) -> bool {
         self.parts.iter().any(|p| p.scanned())
-            || self.parts.iter().map(|p| p.read_count()).sum::<usize>() >= crate::priority::LONG_ATTEMPT_READS
+            || self.parts.iter().map(|p| p.read_count()).sum::<usize>()
+                >= crate::base::priority::LONG_ATTEMPT_READS
     }
 
     /// The buffered writes as they are now, to roll a nested transaction back to.
@@ -283,7 +293,7 @@ impl Tx {
         }
         let writes = self.wrote();
         if writes {
-            crate::commit::sink::refuse_in_own_sink(&self.db)?;
+            crate::db::sink::refuse_in_own_sink(&self.db)?;
             if let Some(sequencer) = self.db.sequencer() {
                 return self.propose(&sequencer);
             }
@@ -318,7 +328,7 @@ impl Tx {
     /// `ordered.rs`).
     /// For [`transaction_async`](crate::transaction_async)'s transaction, the record is left
     /// for it to order, and the commit reports done.
-    fn propose(&mut self, sequencer: &Arc<Box<dyn crate::sequencer::Sequencer>>) -> Result<()> {
+    fn propose(&mut self, sequencer: &Arc<Box<dyn crate::engine::sequencer::Sequencer>>) -> Result<()> {
         // A read already overwritten here was overwritten after the transaction's start in
         // the shared order too: it would conflict there.
         if !self.reads_unchanged() {
@@ -331,8 +341,13 @@ impl Tx {
             changes.extend(p.change()?);
             reads.extend(p.read_summary()?);
         }
-        let record =
-            crate::commit::record::CommitRecord { seq: 0, time, changes, based_on: self.based_on, reads };
+        let record = crate::engine::commit_record::CommitRecord {
+            seq: 0,
+            time,
+            changes,
+            based_on: self.based_on,
+            reads,
+        };
         if self.defer {
             crate::tx::deferral::leave(sequencer, record);
             return Ok(());
@@ -434,10 +449,10 @@ impl Tx {
                 p.install(seq, floor, held && (sink.is_none() || p.has_subscribers()), now);
             }
             if let Some(sink) = sink {
-                crate::commit::sink::deliver(
+                crate::db::sink::deliver(
                     &self.db,
                     &sink,
-                    &crate::commit::record::CommitRecord {
+                    &crate::engine::commit_record::CommitRecord {
                         seq,
                         time: now,
                         changes,

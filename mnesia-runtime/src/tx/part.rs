@@ -7,18 +7,18 @@ use std::cell::RefCell;
 use std::sync::Arc;
 use std::time::SystemTime;
 
+use crate::base::lock::{LockReq, lock_order};
+use crate::base::priority::Gate;
 use crate::disk::record::{TableOps, encode};
+use crate::engine::events::DeleteCause;
+use crate::engine::store::{IndexList, TableStore, Write};
+use crate::engine::ttl::Alive;
 use crate::error::{Error, Result};
-use crate::events::DeleteCause;
-use crate::index_spec::TableIndex;
-use crate::lock::{LockReq, lock_order};
-use crate::priority::Gate;
-use crate::record::{Record, TableType};
-use crate::store::{IndexList, TableStore, Write};
-use crate::ttl::Alive;
+use crate::schema::index_spec::TableIndex;
+use crate::schema::record::{Record, TableType};
 
 use super::write_set::{WriteSet, change_events};
-use crate::table_part::{Spare, TxPart, UniqueFailure};
+use crate::db::table_part::{Spare, TxPart, UniqueFailure};
 
 /// What a commit prepared for one table before locking.
 struct Prepared<T: Record> {
@@ -425,34 +425,34 @@ impl<T: Record> TxPart for TxTable<T> {
         (!self.writes.borrow().is_empty()).then(|| (self.store.id, &self.store.subs.publishing))
     }
 
-    fn change(&self) -> Result<Option<crate::commit::record::TableChange>> {
+    fn change(&self) -> Result<Option<crate::engine::commit_record::TableChange>> {
         let writes = self.writes.borrow();
         if writes.is_empty() {
             return Ok(None);
         }
         let mut out = Vec::with_capacity(writes.len());
         for e in writes.iter() {
-            out.push(crate::commit::record::KeyChange {
+            out.push(crate::engine::commit_record::KeyChange {
                 key: encode(&e.key)?,
                 value: e.write.logged()?.into(),
                 expired: matches!(e.write, Write::Expire(_)),
             });
         }
-        Ok(Some(crate::commit::record::TableChange { table: T::NAME.to_owned(), writes: out }))
+        Ok(Some(crate::engine::commit_record::TableChange { table: T::NAME.to_owned(), writes: out }))
     }
 
-    fn read_summary(&self) -> Result<Option<crate::commit::record::TableReads>> {
+    fn read_summary(&self) -> Result<Option<crate::engine::commit_record::TableReads>> {
         let whole = !self.shard_reads.is_empty() || !self.index_reads.is_empty();
         if self.reads.is_empty() && !whole {
             return Ok(None);
         }
         let mut buckets = Vec::with_capacity(self.reads.len());
         for (key, _, _) in &self.reads {
-            buckets.push(crate::sequencer::bucket(&encode(key)?));
+            buckets.push(crate::engine::sequencer::bucket(&encode(key)?));
         }
         buckets.sort_unstable();
         buckets.dedup();
-        Ok(Some(crate::commit::record::TableReads { table: T::NAME.to_owned(), buckets, whole }))
+        Ok(Some(crate::engine::commit_record::TableReads { table: T::NAME.to_owned(), buckets, whole }))
     }
 
     fn check_unique(&self, now: SystemTime) -> std::result::Result<(), UniqueFailure> {
@@ -511,7 +511,7 @@ impl<T: Record> TxPart for TxTable<T> {
         // Expired as of the commit's time, not the clock's: a commit record applied on
         // another copy decides alike.
         Err(UniqueFailure::ExpiredOwners(Box::new(move |db: &crate::db::Database| {
-            crate::expiring::reap_keys::<T>(db, &owners, Some(now))
+            crate::tx::expiring::reap_keys::<T>(db, &owners, Some(now))
         })))
     }
 
@@ -592,14 +592,14 @@ impl<T: Record> TxPart for TxTable<T> {
         Box::new(self.writes.borrow().clone())
     }
 
-    fn apply_change(&mut self, writes: &[crate::commit::record::KeyChange]) -> Result<()> {
+    fn apply_change(&mut self, writes: &[crate::engine::commit_record::KeyChange]) -> Result<()> {
         self.apply_writes(writes)
     }
 
     fn restore(
         &mut self,
         entries: &[crate::disk::record::SnapshotEntry],
-        mode: crate::backup_types::RestoreMode,
+        mode: crate::engine::backup_types::RestoreMode,
     ) -> Result<u64> {
         self.restore_entries(entries, mode)
     }

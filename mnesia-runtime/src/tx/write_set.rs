@@ -1,10 +1,10 @@
 //! A transaction's buffered writes to one table, and the events of a key's change.
 
 use crate::disk::record::encode;
-use crate::events::{DeleteCause, Event};
-use crate::record::{Record, TableType};
-use crate::store::Write;
-use crate::ttl::Alive;
+use crate::engine::events::{DeleteCause, Event};
+use crate::engine::store::Write;
+use crate::engine::ttl::Alive;
+use crate::schema::record::{Record, TableType};
 
 /// One key a transaction writes.
 #[derive(Clone)]
@@ -145,7 +145,7 @@ impl<T: Record> WriteSet<T> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::store::Write;
+    use crate::engine::store::Write;
     use crate::testing::{Rec, rec};
 
     #[test]

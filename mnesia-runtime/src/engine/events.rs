@@ -1,0 +1,297 @@
+//! Change events: `User::subscribe()` hands out a [`Subscription`] that receives every
+//! committed write and delete of the table, after the commit, in commit order.
+//!
+//! The events of a commit go once into a bounded ring that every subscriber reads from its
+//! own position (see `broadcast`): a subscriber that does not keep up never slows the
+//! writers; when it falls too far behind, the oldest events go and it is told how many with
+//! an [`Event::Lagged`] where they were.
+
+use std::fmt;
+use std::sync::Arc;
+use std::time::Duration;
+
+use parking_lot::Mutex;
+
+use crate::base::broadcast::{Batch, Notice, Reader, Ring};
+
+use crate::schema::record::Record;
+
+/// Why a record was deleted.
+///
+/// ```
+/// assert_eq!(mnesia::DeleteCause::Explicit, mnesia::DeleteCause::Explicit);
+/// ```
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum DeleteCause {
+    /// `delete`, `delete_object`, `batch_delete`, `dirty_delete`, or a bag record replaced
+    /// by its group's rewrite.
+    Explicit,
+    /// The record's deadline (`#[ttl]`) had passed when it was removed: by the reaper, or
+    /// by a write that took its key or its unique value.
+    Expired,
+}
+
+/// One change of a table, as a subscriber receives it.
+///
+/// ```
+/// use mnesia::prelude::*;
+/// use mnesia::Event;
+///
+/// #[derive(Table, Clone, Debug, PartialEq, Serialize, Deserialize)]
+/// struct User { #[key] id: u32, name: String }
+///
+/// let db = Database::in_memory()?;
+/// db.scope(|| -> mnesia::Result<()> {
+///     User::create_table(TableOptions::new())?;
+///     let events = User::subscribe_detailed()?;
+///     User::write(User { id: 1, name: "a".into() })?;
+///     User::write(User { id: 1, name: "b".into() })?;
+///     User::delete(&1)?;
+///     match events.try_recv() {
+///         Some(Event::Write { new, old: None }) => assert_eq!(new.name, "a"),
+///         other => panic!("{other:?}"),
+///     }
+///     match events.try_recv() {
+///         Some(Event::Write { new, old: Some(old) }) => assert_eq!((new.name, old.name), ("b".into(), "a".into())),
+///         other => panic!("{other:?}"),
+///     }
+///     assert!(matches!(events.try_recv(), Some(Event::Delete { key: 1, .. })));
+///     Ok(())
+/// })?;
+/// # Ok::<(), mnesia::Error>(())
+/// ```
+#[derive(Clone, Debug, PartialEq)]
+#[non_exhaustive]
+pub enum Event<T: Record> {
+    /// A record was written. `old` is the record it replaced (detailed subscriptions only).
+    Write {
+        /// The record now stored.
+        new: T,
+        /// The record replaced, in a detailed subscription.
+        old: Option<T>,
+    },
+    /// A key's record was deleted. `old` is the record deleted: in a detailed subscription,
+    /// and in every subscription to a bag, where each record removed has an event of its
+    /// own.
+    Delete {
+        /// The key.
+        key: T::Key,
+        /// The record deleted, in a detailed subscription.
+        old: Option<T>,
+        /// Why.
+        cause: DeleteCause,
+    },
+    /// Every record was removed (`clear`).
+    Cleared,
+    /// The table was dropped: no event follows.
+    Dropped,
+    /// The subscriber fell too far behind: this many events were dropped here.
+    Lagged {
+        /// How many events were dropped.
+        missed: u64,
+    },
+}
+
+/// What a subscriber's queue holds: events, and a notice of how many were dropped.
+impl<T: Record> Notice for Event<T> {
+    fn lagged(missed: u64) -> Self {
+        Event::Lagged { missed }
+    }
+
+    fn essential(&self) -> bool {
+        matches!(self, Event::Cleared | Event::Dropped)
+    }
+}
+
+/// The subscribers of one table: simple ones read one ring, detailed ones another.
+pub(crate) struct Subscribers<T: Record> {
+    simple: Arc<Ring<Event<T>>>,
+    detailed: Arc<Ring<Event<T>>>,
+    /// Held from a commit's sequence number to the delivery of its events, so that a table's
+    /// events are delivered in commit order.
+    pub(crate) publishing: Mutex<()>,
+}
+
+impl<T: Record> Default for Subscribers<T> {
+    fn default() -> Self {
+        Subscribers { simple: Arc::default(), detailed: Arc::default(), publishing: Mutex::new(()) }
+    }
+}
+
+impl<T: Record> Subscribers<T> {
+    pub(crate) fn any(&self) -> bool {
+        self.simple.has_readers() || self.detailed.has_readers()
+    }
+
+    /// Whether some subscriber wants the old records.
+    pub(crate) fn any_detailed(&self) -> bool {
+        self.detailed.has_readers()
+    }
+
+    /// Delivers one commit's events; `built_detailed`: they carry the old records (made
+    /// when a detailed subscriber was there: see `any_detailed`).
+    pub(crate) fn deliver(&self, events: Vec<Event<T>>, built_detailed: bool) {
+        if events.is_empty() {
+            return;
+        }
+        if built_detailed {
+            if self.simple.has_readers() {
+                self.simple.append(events.iter().map(simplify).collect());
+            }
+            self.detailed.append(events.into());
+        } else {
+            // A detailed subscriber that came meanwhile gets these without old records.
+            let batch: Batch<Event<T>> = events.into();
+            if self.detailed.has_readers() {
+                self.detailed.append(Arc::clone(&batch));
+            }
+            self.simple.append(batch);
+        }
+    }
+
+    pub(crate) fn add(&self, detailed: bool, capacity: usize) -> Subscription<T> {
+        let ring = if detailed { &self.detailed } else { &self.simple };
+        Subscription { reader: ring.subscribe(capacity), detailed }
+    }
+}
+
+fn simplify<T: Record>(e: &Event<T>) -> Event<T> {
+    match e {
+        Event::Write { new, .. } => Event::Write { new: new.clone(), old: None },
+        Event::Delete { key, old, cause } => Event::Delete {
+            key: key.clone(),
+            old: if T::TYPE == crate::schema::record::TableType::Bag { old.clone() } else { None },
+            cause: *cause,
+        },
+        other => other.clone(),
+    }
+}
+
+/// A subscription to a table's changes: a blocking iterator, with `recv_timeout` and
+/// `try_recv`. Dropping it unsubscribes. It has one reader at a time (share the events, not
+/// the subscription; subscribe again for a second reader). A commit that starts publishing
+/// before `subscribe` returns may be missing from it.
+///
+/// ```
+/// use std::time::Duration;
+/// use mnesia::prelude::*;
+/// use mnesia::Event;
+///
+/// #[derive(Table, Clone, Debug, Serialize, Deserialize)]
+/// struct Item { #[key] id: u32 }
+///
+/// let db = Database::in_memory()?;
+/// db.scope(|| -> mnesia::Result<()> {
+///     Item::create_table(TableOptions::new())?;
+///     let events = Item::subscribe()?;
+///     assert!(events.try_recv().is_none());
+///     Item::write(Item { id: 7 })?;
+///     assert!(matches!(events.recv_timeout(Duration::from_secs(1)), Some(Event::Write { .. })));
+///     Ok(())
+/// })?;
+/// # Ok::<(), mnesia::Error>(())
+/// ```
+pub struct Subscription<T: Record> {
+    reader: Reader<Event<T>>,
+    detailed: bool,
+}
+
+impl<T: Record> fmt::Debug for Subscription<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Subscription").field("table", &T::NAME).field("detailed", &self.detailed).finish()
+    }
+}
+
+impl<T: Record> Subscription<T> {
+    /// The next event, waiting for one.
+    ///
+    /// ```
+    /// # use mnesia::prelude::*;
+    /// # #[derive(Table, Clone, Debug, Serialize, Deserialize)]
+    /// # struct Item { #[key] id: u32 }
+    /// # let db = Database::in_memory()?;
+    /// # db.scope(|| -> mnesia::Result<()> {
+    /// # Item::create_table(TableOptions::new())?;
+    /// let events = Item::subscribe()?;
+    /// Item::write(Item { id: 1 })?;
+    /// let _event = events.recv();
+    /// # Ok(()) })?;
+    /// # Ok::<(), mnesia::Error>(())
+    /// ```
+    pub fn recv(&self) -> Event<T> {
+        self.reader.recv()
+    }
+
+    /// The next event, waiting at most `timeout`.
+    ///
+    /// ```
+    /// # use mnesia::prelude::*;
+    /// # #[derive(Table, Clone, Debug, Serialize, Deserialize)]
+    /// # struct Item { #[key] id: u32 }
+    /// # let db = Database::in_memory()?;
+    /// # db.scope(|| -> mnesia::Result<()> {
+    /// # Item::create_table(TableOptions::new())?;
+    /// let events = Item::subscribe()?;
+    /// assert!(events.recv_timeout(std::time::Duration::from_millis(1)).is_none());
+    /// # Ok(()) })?;
+    /// # Ok::<(), mnesia::Error>(())
+    /// ```
+    pub fn recv_timeout(&self, timeout: Duration) -> Option<Event<T>> {
+        self.reader.take(Some(timeout), true)
+    }
+
+    /// The next event if one is waiting.
+    ///
+    /// ```
+    /// # use mnesia::prelude::*;
+    /// # #[derive(Table, Clone, Debug, Serialize, Deserialize)]
+    /// # struct Item { #[key] id: u32 }
+    /// # let db = Database::in_memory()?;
+    /// # db.scope(|| -> mnesia::Result<()> {
+    /// # Item::create_table(TableOptions::new())?;
+    /// let events = Item::subscribe()?;
+    /// assert!(events.try_recv().is_none());
+    /// # Ok(()) })?;
+    /// # Ok::<(), mnesia::Error>(())
+    /// ```
+    pub fn try_recv(&self) -> Option<Event<T>> {
+        self.reader.take(None, false)
+    }
+}
+
+impl<T: Record> Iterator for Subscription<T> {
+    type Item = Event<T>;
+
+    /// Waits for the next event (the iteration does not end by itself).
+    fn next(&mut self) -> Option<Event<T>> {
+        Some(self.recv())
+    }
+}
+
+#[cfg(feature = "tokio")]
+impl<T: Record> Subscription<T> {
+    /// The next event for an async reader, or `Pending` with its waker registered.
+    pub(crate) fn poll_event(&self, cx: &mut std::task::Context<'_>) -> std::task::Poll<Option<Event<T>>> {
+        self.reader.poll(cx)
+    }
+}
+
+/// With the `tokio` feature, a subscription is also a stream of events (for any executor).
+///
+/// ```ignore
+/// use futures_util::StreamExt;
+/// let mut events = User::subscribe()?;
+/// while let Some(event) = events.next().await { .. }
+/// ```
+#[cfg(feature = "tokio")]
+impl<T: Record> futures_core::Stream for Subscription<T> {
+    type Item = Event<T>;
+
+    fn poll_next(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Event<T>>> {
+        self.reader.poll(cx)
+    }
+}

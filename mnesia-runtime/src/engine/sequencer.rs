@@ -1,0 +1,270 @@
+//! The sequencer interface ([`Sequencer`]) and what a copy whose commits are ordered
+//! keeps: the order's versions of each table ([`Versions`]) and the place last applied.
+//! How records are decided and applied is `ordered.rs`.
+
+use std::collections::HashMap;
+
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use serde::{Deserialize, Serialize};
+
+use crate::engine::commit_record::{CommitRecord, WholeTable};
+use crate::{Error, Result};
+
+/// Places commit records in the one order that every copy of a replicated database applies
+/// (the cluster's replicated log, or any other). See [`Database::order_commits_with`](crate::Database::order_commits_with).
+///
+/// ```
+/// use mnesia::{CommitRecord, Database, Result, Sequencer};
+/// use std::sync::{Arc, Mutex};
+///
+/// /// One copy, ordered by a counter: every commit is applied as soon as it is ordered.
+/// struct Alone { db: Database, last: Mutex<u64> }
+/// impl Sequencer for Alone {
+///     fn order(&self, record: CommitRecord) -> Result<()> {
+///         let mut last = self.last.lock().expect("lock");
+///         *last += 1;
+///         self.db.apply_ordered(*last, &record)
+///     }
+/// }
+///
+/// let db = Database::in_memory()?;
+/// db.order_commits_with(Alone { db: db.clone(), last: Mutex::new(0) });
+/// # db.stop_ordering();
+/// # Ok::<(), mnesia::Error>(())
+/// ```
+pub trait Sequencer: Send + Sync + 'static {
+    /// Places `record` in the shared order and returns the verdict once this database has
+    /// applied it ([`Database::apply_ordered`](crate::Database::apply_ordered)'s result at the record's place):
+    /// `Err(Error::Conflict)` makes the transaction run again, another error fails it.
+    /// Called on the committing thread, holding no lock of the database.
+    fn order(&self, record: CommitRecord) -> Result<()>;
+
+    /// Returns once every other live copy has applied the records this copy has applied
+    /// ([`sync_transaction`](crate::sync_transaction) calls it after its commit). A copy
+    /// that does not within the sequencer's own time limit is taken for one that is not
+    /// live. Without other copies there is nothing to wait for: the default returns at once.
+    fn sync(&self) -> Result<()> {
+        Ok(())
+    }
+
+    /// Returns once this copy holds every record placed in the shared order before the
+    /// call ([`Database::wait_for_tables`](crate::Database::wait_for_tables) calls it), or fails within `timeout` (a copy
+    /// cut off from the others cannot know that it is current). Without other copies this
+    /// one is current: the default returns at once.
+    fn catch_up(&self, timeout: std::time::Duration) -> Result<()> {
+        let _ = timeout;
+        Ok(())
+    }
+
+    /// [`Sequencer::order`] as a future, for callers that must not block their thread
+    /// ([`transaction_async`](crate::transaction_async)): it resolves to the verdict once
+    /// this database has applied the record. The default orders at once, on the calling
+    /// thread.
+    fn order_async(&self, record: CommitRecord) -> OrderFuture {
+        let verdict = self.order(record);
+        Box::pin(std::future::ready(verdict))
+    }
+}
+
+/// What [`Sequencer::order_async`] returns: the record's verdict, once applied here.
+pub type OrderFuture = std::pin::Pin<Box<dyn std::future::Future<Output = Result<()>> + Send + 'static>>;
+
+/// Key buckets per table: a power of two.
+pub(crate) const BUCKETS: usize = 4096;
+
+/// The bucket of an encoded key: FNV-1a, the same on every copy and every build.
+pub(crate) fn bucket(key: &[u8]) -> u32 {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in key {
+        h ^= u64::from(*b);
+        h = h.wrapping_mul(0x0100_0000_01b3);
+    }
+    // (The low bits of FNV mix the last bytes least: fold the high half in.)
+    ((h ^ (h >> 32)) as usize & (BUCKETS - 1)) as u32
+}
+
+/// The last record writing each bucket of one table, and the table; whether the order
+/// dropped it, and the place of the last drop (0: none).
+struct TableVersions {
+    last: u64,
+    buckets: Box<[u64]>,
+    dropped: bool,
+    dropped_at: u64,
+}
+
+impl TableVersions {
+    pub(crate) fn new() -> TableVersions {
+        TableVersions { last: 0, buckets: vec![0; BUCKETS].into_boxed_slice(), dropped: false, dropped_at: 0 }
+    }
+
+    /// Every key written at `index`: whatever a transaction read of the table conflicts.
+    pub(crate) fn fill(&mut self, index: u64) {
+        self.last = index;
+        self.buckets.fill(index);
+    }
+}
+
+/// The version summary of every table, kept from the order alone.
+#[derive(Default)]
+pub(crate) struct Versions {
+    tables: HashMap<String, TableVersions>,
+}
+
+impl Versions {
+    /// Whether `record`'s reads were overwritten by a record placed after its start.
+    pub(crate) fn conflicts(&self, record: &CommitRecord) -> bool {
+        let since = record.based_on;
+        record.reads.iter().any(|r| {
+            let Some(t) = self.tables.get(&r.table) else { return false };
+            (r.whole && t.last > since) || r.buckets.iter().any(|b| t.buckets[*b as usize] > since)
+        })
+    }
+
+    /// What the order alone refuses `record` with, the same on every copy: a conflict, or a
+    /// table an earlier record dropped.
+    pub(crate) fn refusal(&self, record: &CommitRecord) -> Option<Error> {
+        if self.conflicts(record) {
+            return Some(Error::Conflict);
+        }
+        self.dropped(record).map(Error::no_such_table)
+    }
+
+    /// A table `record` writes that an earlier record dropped, or that was dropped after
+    /// the place the record's transaction started from (a table created again since is
+    /// another table): the record is refused alike on every copy (whether or not this copy
+    /// has a table of that name again), unless it creates the table again.
+    fn dropped<'r>(&self, record: &'r CommitRecord) -> Option<&'r str> {
+        if let Some((_, WholeTable::Create { .. })) = record.whole_table() {
+            return None;
+        }
+        let gone = |t: &TableVersions| t.dropped || record.based_on < t.dropped_at;
+        let changes = record.changes.iter().map(|c| c.table.as_str());
+        changes.into_iter().find(|name| self.tables.get(*name).is_some_and(gone))
+    }
+
+    /// The tables the order dropped.
+    pub(crate) fn dropped_tables(&self) -> Vec<String> {
+        self.tables.iter().filter(|(_, t)| t.dropped).map(|(name, _)| name.clone()).collect()
+    }
+
+    /// Notes the writes of `record`, committed at `index`.
+    pub(crate) fn note(&mut self, index: u64, record: &CommitRecord) {
+        if let Some((table, op)) = record.whole_table() {
+            let t = self.tables.entry(table.to_owned()).or_insert_with(TableVersions::new);
+            match op {
+                WholeTable::Create { .. } => t.dropped = false,
+                WholeTable::Clear => t.fill(index),
+                WholeTable::Drop => {
+                    t.fill(index);
+                    t.dropped = true;
+                    t.dropped_at = index;
+                }
+                // The records stay as they were (a unique index added decides the commits
+                // after it, alike on every copy, where the check is made).
+                WholeTable::AddIndex { .. } | WholeTable::RemoveIndex { .. } => {}
+            }
+            return;
+        }
+        for change in &record.changes {
+            let t = self.tables.entry(change.table.clone()).or_insert_with(TableVersions::new);
+            t.last = index;
+            for w in &change.writes {
+                t.buckets[bucket(&w.key) as usize] = index;
+            }
+        }
+    }
+}
+
+/// [`Versions`] as a snapshot keeps them: per table (by name, in order), the last record
+/// writing it, the buckets some record wrote, with the record, and whether it was dropped.
+#[derive(Serialize, Deserialize)]
+pub(crate) struct VersionsImage(Vec<TableImage>);
+
+/// One table in a [`VersionsImage`]: its name, its last record, its buckets written,
+/// whether the order dropped it, the place of its last drop.
+type TableImage = (String, u64, Vec<(u32, u64)>, bool, u64);
+
+impl Versions {
+    /// What a snapshot keeps of them.
+    pub(crate) fn image(&self) -> VersionsImage {
+        let mut tables: Vec<_> = self
+            .tables
+            .iter()
+            .map(|(name, t)| {
+                let written = (0u32..).zip(t.buckets.iter()).filter(|(_, at)| **at != 0);
+                (name.clone(), t.last, written.map(|(b, at)| (b, *at)).collect(), t.dropped, t.dropped_at)
+            })
+            .collect();
+        tables.sort_by(|a, b| a.0.cmp(&b.0));
+        VersionsImage(tables)
+    }
+}
+
+impl VersionsImage {
+    /// The versions again; an error for a bucket out of range.
+    pub(crate) fn into_versions(self) -> std::result::Result<Versions, String> {
+        let mut versions = Versions::default();
+        for (name, last, written, dropped, dropped_at) in self.0 {
+            let mut t = TableVersions::new();
+            t.last = last;
+            t.dropped = dropped;
+            t.dropped_at = dropped_at;
+            for (b, at) in written {
+                let slot =
+                    t.buckets.get_mut(b as usize).ok_or_else(|| format!("bucket {b} of table {name}"))?;
+                *slot = at;
+            }
+            versions.tables.insert(name, t);
+        }
+        Ok(versions)
+    }
+}
+
+/// A database's side of ordered commits.
+#[derive(Default)]
+pub(crate) struct Ordered {
+    /// Whether `sequencer` holds one (checked first: a commit without one pays one load).
+    pub(crate) on: std::sync::atomic::AtomicBool,
+    pub(crate) sequencer: arc_swap::ArcSwapOption<Box<dyn Sequencer>>,
+    /// The place of the last record applied here.
+    pub(crate) applied: AtomicU64,
+    /// Held while a record is applied and while a snapshot is written or loaded: one at a
+    /// time, whoever calls (taken before the schema lock).
+    pub(crate) applying: parking_lot::Mutex<()>,
+    /// The versions, locked to decide a record and to note it, and across a snapshot's cut.
+    pub(crate) versions: parking_lot::Mutex<Versions>,
+}
+
+thread_local! {
+    /// The database this thread is applying an ordered record to: its commits there are
+    /// the record's own, installed here and not ordered again.
+    static APPLYING: std::cell::Cell<Option<u64>> = const { std::cell::Cell::new(None) };
+}
+
+/// This thread applies an ordered record to a database until dropped (also on unwind).
+pub(crate) struct Applying(Option<u64>);
+
+impl Applying {
+    pub(crate) fn enter(db: u64) -> Applying {
+        Applying(APPLYING.with(|a| a.replace(Some(db))))
+    }
+}
+
+/// Whether this thread is applying an ordered record to database `db` (see [`Applying`]).
+pub(crate) fn applying(db: u64) -> bool {
+    APPLYING.with(|a| a.get()) == Some(db)
+}
+
+impl Drop for Applying {
+    fn drop(&mut self) {
+        APPLYING.with(|a| a.set(self.0));
+    }
+}
+
+impl Ordered {
+    /// The place of the last record applied: what a transaction starting now reads from.
+    pub(crate) fn applied(&self) -> u64 {
+        self.applied.load(Ordering::Acquire)
+    }
+}

@@ -1,0 +1,87 @@
+//! Commit records: a committed transaction's writes, encoded, handed to a sink as the
+//! database commits them ([`Database::replicate_to`]) and applied to another database
+//! ([`Database::apply_commit`]). The seam replication is built on; ordered commits
+//! (`ordered.rs`) carry the same records, with what the transaction read.
+//!
+//! What goes through it today: every transaction, dirty operation and batch, named
+//! counters, and the reaper's removals of expired records, on tables of any storage and
+//! type. Not yet: table creation and other schema changes, `clear_table`, `drop_table`,
+//! bulk loads, restores that load new stores, transforms (refused while a sink is
+//! attached), and ids handed out by `next_id` without a write. A replica is given its
+//! tables, and runs with `Config::auto_cleanup(false)`: its expiries come from the
+//! primary's reaper. (Ordered commits also carry `create_table`, `clear_table`,
+//! `drop_table`, index changes and the ids `next_id` hands out.)
+
+use std::sync::Arc;
+
+use crate::engine::commit_record::{CommitRecord, WholeTable};
+
+use crate::{Database, Error, Result};
+
+impl Database {
+    /// Applies a commit record made by another database (with the same tables, created
+    /// here beforehand) as one transaction, at the commit's time there (not this
+    /// database's clock): the same records end up here, with the same events for this
+    /// database's subscribers (an expired record's removal included). A
+    /// record naming a table this database does not have, or holding bytes that do not
+    /// decode as its records, is refused and changes nothing.
+    ///
+    /// ```
+    /// use mnesia::prelude::*;
+    /// #[derive(Table, Clone, Debug, PartialEq, Serialize, Deserialize)]
+    /// struct Item { #[key] id: u32, n: i64 }
+    ///
+    /// let (primary, replica) = (Database::in_memory()?, Database::in_memory()?);
+    /// primary.create_table::<Item>(TableOptions::new())?;
+    /// replica.create_table::<Item>(TableOptions::new())?;
+    /// let to_replica = replica.clone();
+    /// primary.replicate_to(move |r: &mnesia::CommitRecord| to_replica.apply_commit(r).expect("applied"));
+    /// primary.scope(|| Item::write(Item { id: 1, n: 5 }))?;
+    /// assert_eq!(replica.scope(|| Item::read(&1))?, Some(Item { id: 1, n: 5 }));
+    /// # Ok::<(), mnesia::Error>(())
+    /// ```
+    pub fn apply_commit(&self, record: &CommitRecord) -> Result<()> {
+        if crate::tx::context::is_transaction() {
+            return Err(Error::Invalid(
+                "apply_commit runs a transaction of its own: call it outside one".into(),
+            ));
+        }
+        if record.changes.iter().any(|c| c.table == crate::tx::counters::COUNTERS_TABLE) {
+            crate::tx::counters::ensure(self)?;
+        }
+        if let Some((_, WholeTable::Create { shape, type_name, indexes })) = record.whole_table() {
+            return self.create_ordered_here(shape, type_name, indexes);
+        }
+        let tables = record.changes.iter().map(|c| self.any_table(&c.table)).collect::<Result<Vec<_>>>()?;
+        if let (Some((_, op)), [table]) = (record.whole_table(), tables.as_slice()) {
+            return Arc::clone(table).change_whole(self, op);
+        }
+        crate::tx::context::transact(self.clone(), || {
+            crate::tx::context::with_tx(|tx| {
+                tx.commit_at(record.time);
+                for (table, change) in tables.iter().zip(&record.changes) {
+                    tx.part_of(table)?.apply_change(&change.writes)?;
+                }
+                Ok(())
+            })
+        })
+    }
+}
+
+impl Database {
+    /// Makes, here, the table an ordered `create_table` created, with this program's type
+    /// of `shape` ([`Error::TableExists`] when it is here already, alike on every copy).
+    fn create_ordered_here(
+        &self,
+        shape: &crate::schema::shape::RecordShape,
+        type_name: &str,
+        indexes: &[(String, bool)],
+    ) -> Result<()> {
+        // Whether the table is here at this place of the order is the same on every copy
+        // (tables come and go through the order): a second creation is refused alike.
+        if self.any_table(shape.name()).is_ok() {
+            return Err(Error::TableExists { table: shape.name().to_owned() });
+        }
+        crate::features::kinds::create_declared(self, shape, type_name, indexes)
+    }
+}

@@ -1,0 +1,209 @@
+//! Every table's registry entry, whatever its record type: `TableStore<T>` as an
+//! [`AnyTable`], built on the features that need the record type (backup and restore,
+//! browsing, reaping, changes to a table as a whole, transaction parts). The trait is
+//! `any_table.rs`; this file is its one implementation, above every layer it uses.
+
+use std::any::Any;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+
+use crate::base::lock::{LockReq, lock_order};
+use crate::db::Database;
+use crate::db::any_table::{AnyTable, push_exclusive_locks};
+use crate::disk::schema::TableDef;
+use crate::engine::store::{IndexList, TableStore};
+use crate::error::{Error, Result};
+use crate::schema::record::{Record, StorageType, TableInfo};
+
+impl<T: Record> AnyTable for TableStore<T> {
+    fn as_any_arc(self: Arc<Self>) -> Arc<dyn Any + Send + Sync> {
+        self
+    }
+
+    fn record_type(&self) -> std::any::TypeId {
+        std::any::TypeId::of::<T>()
+    }
+
+    fn new_part(self: Arc<Self>) -> Box<dyn crate::db::table_part::TxPart> {
+        Box::new(crate::tx::TxTable::new(self))
+    }
+
+    fn resume(&self) {
+        TableStore::resume(self);
+    }
+
+    fn type_name(&self) -> &'static str {
+        std::any::type_name::<T>()
+    }
+
+    fn disk_id(&self) -> Option<u64> {
+        TableStore::disk_id(self)
+    }
+
+    fn storage(&self) -> StorageType {
+        TableStore::storage(self)
+    }
+
+    fn release(&self) {
+        TableStore::release(self);
+    }
+
+    fn change_whole(
+        self: Arc<Self>,
+        db: &Database,
+        op: &crate::engine::commit_record::WholeTable,
+    ) -> Result<()> {
+        use crate::engine::commit_record::WholeTable;
+        match op {
+            // (Made by `Database::apply_commit`: there is no table to ask yet.)
+            WholeTable::Create { .. } => Err(Error::TableExists { table: T::NAME.to_owned() }),
+            WholeTable::Clear => db.clear_store(&self),
+            WholeTable::Drop => db.drop_store(&self),
+            WholeTable::AddIndex { field, unique } => {
+                let spec = T::index_spec_for(field, *unique).ok_or_else(|| {
+                    crate::engine::commit_record::misfit(
+                        T::NAME,
+                        format!("an index on `{field}`, which it cannot index"),
+                    )
+                })?;
+                db.add_index_to(&self, spec)
+            }
+            WholeTable::RemoveIndex { field } => db.remove_index_from(&self, field),
+        }
+    }
+
+    fn prune_history(&self, floor: &dyn Fn() -> u64) {
+        TableStore::prune_history(self, floor);
+    }
+
+    fn backup_locks<'a>(&'a self, out: &mut Vec<LockReq<'a>>) {
+        for (i, lock) in self.all_commit_locks() {
+            let order = lock_order(self.id, 0, u16::try_from(i).unwrap_or(u16::MAX));
+            out.push(LockReq { order, exclusive: false, lock });
+        }
+    }
+
+    fn begin_backup(&self, seq: u64) -> crate::engine::backup_types::BackupTable {
+        let infos = self.index_infos();
+        let mut def = TableDef::untraced::<T>(self.disk_id().unwrap_or(0), self.storage(), infos);
+        def.version = self.version.load(Ordering::Acquire);
+        let counter = self.counter.load(Ordering::Acquire);
+        let size_hint = if def.storage == StorageType::DiscOnlyCopies { 0 } else { self.len() as u64 };
+        self.begin_cut(seq);
+        crate::engine::backup_types::BackupTable { def, counter, size_hint }
+    }
+
+    fn backup_stream(
+        &self,
+        out: &mut crate::disk::record::EntryEncoder,
+        flush: &mut dyn FnMut(&mut crate::disk::record::EntryEncoder) -> Result<()>,
+    ) -> Result<u64> {
+        let Some(cut) = self.cut.load_full() else {
+            return Err(Error::Internal(format!("table {}: no backup in progress", T::NAME)));
+        };
+        let start = out.count;
+        for shard in 0..self.shard_count() {
+            // A disc-only table whose file failed lacks commits the log has.
+            self.healthy()?;
+            self.cut_shard(&cut, shard, out)?;
+            flush(out)?;
+        }
+        self.healthy()?;
+        Ok(out.count - start)
+    }
+
+    fn end_backup(&self) {
+        self.end_cut();
+    }
+
+    fn check_backup(&self, def: &TableDef) -> Result<()> {
+        let differences = def.differences::<T>();
+        if differences.is_empty() {
+            Ok(())
+        } else {
+            Err(Error::SchemaMismatch { table: T::NAME.to_owned(), differences })
+        }
+    }
+
+    fn raise_counter(&self, counter: u64) {
+        self.counter.fetch_max(counter, Ordering::AcqRel);
+    }
+
+    fn index_list(&self) -> Arc<dyn Any + Send + Sync> {
+        self.indexes.load_full()
+    }
+
+    fn exclusive_locks<'a>(
+        &'a self,
+        indexes: &'a (dyn Any + Send + Sync),
+        out: &mut Vec<LockReq<'a>>,
+    ) -> Result<()> {
+        let indexes = indexes.downcast_ref::<IndexList<T>>().ok_or_else(|| {
+            Error::Invalid(format!("table {}: an index list of another table was given", T::NAME))
+        })?;
+        push_exclusive_locks(self, indexes, out);
+        Ok(())
+    }
+
+    fn restore_loader(
+        self: Arc<Self>,
+        db: &Database,
+        seq: u64,
+        backup: &crate::engine::backup_types::BackupTable,
+        recreate: bool,
+    ) -> Result<Box<dyn crate::db::any_table::Loader>> {
+        let shape = recreate.then_some((backup.def.indexes.as_slice(), backup.def.storage));
+        Ok(Box::new(crate::features::bulk::TableLoader::shaped(
+            db,
+            self,
+            seq,
+            backup.size_hint,
+            backup.counter,
+            shape,
+        )?))
+    }
+
+    fn reap(&self, db: &Database) -> Result<usize> {
+        if self.expiry.is_none() {
+            return Ok(0);
+        }
+        crate::tx::expiring::reap::<T>(db)
+    }
+
+    fn browse(
+        &self,
+        browse: &crate::engine::browse_types::Browse,
+    ) -> Result<crate::engine::browse_types::Page> {
+        crate::features::browse::page::<T>(browse)
+    }
+
+    fn subscribe_json(&self, capacity: usize) -> crate::engine::browse_types::JsonSubscription {
+        crate::engine::browse_types::JsonSubscription::new(self.subs.add(false, capacity))
+    }
+
+    fn snapshot(&self) -> Option<Result<(u64, Vec<crate::disk::record::SnapshotEntry>)>> {
+        // The counter first: ids handed out while the copy is taken are above it anyway.
+        let counter = self.counter.load(Ordering::Acquire);
+        self.disk_id().map(|_| self.snapshot_entries().map(|e| (counter, e)))
+    }
+
+    fn info(&self) -> TableInfo {
+        TableInfo {
+            name: T::NAME.to_owned(),
+            size: self.len(),
+            memory: self.memory(),
+            table_type: self.kind,
+            storage_type: self.storage(),
+            attributes: T::FIELDS.iter().map(|f| f.name.to_owned()).collect(),
+            key: T::FIELDS.get(T::KEY_POSITION).map(|f| f.name.to_owned()).unwrap_or_default(),
+            indexes: self.index_infos(),
+            auto_increment: T::AUTO_INCREMENT,
+            ttl_field: T::TTL_FIELD.map(str::to_owned),
+            default_ttl: T::DEFAULT_TTL,
+            expiring: self.expiry.as_ref().map_or(0, crate::engine::ttl::ExpiryIndex::len),
+            counter: self.counter.load(Ordering::Acquire),
+            version: self.version.load(Ordering::Acquire),
+            disk_bytes: None,
+        }
+    }
+}

@@ -1,0 +1,530 @@
+//! Schema changes: creating, dropping and clearing tables, adding and removing their
+//! indexes, moving them between storage types. On an ordered copy (a cluster node) each one
+//! but the storage move goes through the shared order as a record of its own, and every
+//! copy makes it at the record's place (the `..._here`, `..._store`, `..._to` and
+//! `..._from` functions make it on this copy).
+
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+
+use crate::Database;
+use crate::db::{AnyTable, lock_all};
+use crate::disk::Disk;
+use crate::disk::record::TableOps;
+use crate::disk::schema::TableDef;
+use crate::engine::store::{IndexList, TableStore};
+use crate::error::{Error, Result};
+use crate::schema::index_spec::{IndexSpec, TableIndex};
+use crate::schema::options::TableOptions;
+use crate::schema::record::{IndexInfo, Record, StorageType, TableType};
+
+impl Database {
+    /// Creates table `T` (what `T::create_table` calls). While commits are
+    /// [ordered](Database::order_commits_with) (on a running cluster node) the table is
+    /// created on every copy, as `ram_copies`, each copy with its own program's type for it
+    /// (`Error::TableExists` when it is here already).
+    ///
+    /// ```
+    /// # use mnesia::prelude::*;
+    /// # #[derive(Table, Clone, Debug, Serialize, Deserialize)]
+    /// # struct Item { #[key] id: u32 }
+    /// let db = Database::in_memory()?;
+    /// db.create_table::<Item>(TableOptions::new())?;
+    /// assert!(db.create_table::<Item>(TableOptions::new()).is_err());
+    /// # Ok::<(), mnesia::Error>(())
+    /// ```
+    pub fn create_table<T: Record>(&self, options: TableOptions<T>) -> Result<()> {
+        if self.ordering() {
+            return self.order_create(options);
+        }
+        self.create_table_here(options)
+    }
+
+    /// `create_table` on an ordered copy (a cluster node): a record of its own, made at its
+    /// place on every copy, each with its own program's type for the table.
+    fn order_create<T: Record>(&self, options: TableOptions<T>) -> Result<()> {
+        if self.exists::<T>() {
+            return Err(Error::TableExists { table: T::NAME.to_owned() });
+        }
+        if options.storage_type() != StorageType::RamCopies || !options.nodes().is_empty() {
+            return Err(Error::Invalid(format!(
+                "table {}: a table created while commits are ordered (on a running cluster node) is ram_copies, on every copy: create disc tables before ordering",
+                T::NAME
+            )));
+        }
+        let shape = crate::schema::shape::RecordShape::of::<T>();
+        if !crate::features::kinds::declared(&shape) {
+            return Err(Error::Invalid(format!(
+                "table {}: created while commits are ordered, the other copies make it with their program's type for it, found through #[derive(Table)], which {} does not use",
+                T::NAME,
+                std::any::type_name::<T>()
+            )));
+        }
+        // Every index, the struct's included: each copy makes exactly these.
+        let specs = T::indexes().into_iter().chain(options.indexes().iter().cloned());
+        let indexes = specs.map(|s| (s.field().to_owned(), s.is_unique())).collect();
+        let type_name = std::any::type_name::<T>().to_owned();
+        let create = crate::engine::commit_record::WholeTable::Create { shape, type_name, indexes };
+        self.order_whole(T::NAME, create).unwrap_or_else(|| {
+            Err(Error::Invalid(format!(
+                "table {}: not created from the thread applying the shared order",
+                T::NAME
+            )))
+        })
+    }
+
+    /// [`Database::create_table`] on this copy, ordered or not (the named counters' table,
+    /// which every copy creates when a record first needs it).
+    pub(crate) fn create_table_here<T: Record>(&self, options: TableOptions<T>) -> Result<()> {
+        let storage = options.storage_type();
+        if let Some(node) = options.nodes().iter().find(|n| n.as_str() != self.inner.config.node()) {
+            return Err(Error::Invalid(format!(
+                "table {}: node {node} is not this node ({}): copies on other nodes come with distribution",
+                T::NAME,
+                self.inner.config.node()
+            )));
+        }
+        match (storage, self.disk()) {
+            (StorageType::RamCopies, _) | (StorageType::DiscCopies, Some(_)) => {}
+            (StorageType::DiscOnlyCopies, Some(_)) if T::TYPE != TableType::OrderedSet => {}
+            (StorageType::DiscOnlyCopies, Some(_)) => {
+                return Err(Error::Invalid(format!(
+                    "table {}: disc_only_copies tables are set or bag (as in Mnesia); use disc_copies for an ordered_set",
+                    T::NAME
+                )));
+            }
+            (_, None) => {
+                return Err(Error::Invalid(format!(
+                    "table {}: {storage} needs a database directory: open the database with Config::default().dir(..)",
+                    T::NAME
+                )));
+            }
+        }
+        let mut specs: Vec<IndexSpec<T>> = T::indexes();
+        specs.retain(|s| !options.without().contains(&s.field()));
+        for s in options.indexes() {
+            if specs.iter().any(|x| x.field() == s.field()) {
+                return Err(Error::IndexExists { table: T::NAME.to_owned(), field: s.field() });
+            }
+            specs.push(s.clone());
+        }
+        for s in &specs {
+            if s.position() == T::KEY_POSITION {
+                return Err(Error::Invalid(format!(
+                    "table {}: the key field {} cannot have a secondary index",
+                    T::NAME,
+                    s.field()
+                )));
+            }
+        }
+        self.needs_reaper::<T>()?;
+        let _schema = self.inner.schema.lock();
+        let map = self.inner.tables.load_full();
+        let on_disc = self.disk().is_some_and(|d| d.pending.lock().contains_key(T::NAME));
+        if map.contains_key(T::NAME) || on_disc {
+            return Err(Error::TableExists { table: T::NAME.to_owned() });
+        }
+        let id = self.inner.next_table_id.fetch_add(1, Ordering::Relaxed);
+        let indexes = specs.iter().map(IndexSpec::build).collect();
+        let mut store = TableStore::<T>::new(self.id(), self.clock().clone(), id, T::TYPE, indexes);
+        if let (StorageType::DiscCopies | StorageType::DiscOnlyCopies, Some(disk)) = (storage, self.disk()) {
+            let infos = specs
+                .iter()
+                .map(|s| IndexInfo { field: s.field().to_owned(), unique: s.is_unique() })
+                .collect();
+            let disk_id = disk.update_schema(|schema| {
+                let disk_id = schema.allocate_id()?;
+                schema.tables.push(TableDef::of::<T>(disk_id, storage, infos));
+                Ok(disk_id)
+            })??;
+            store.disk_id.store(disk_id, Ordering::Release);
+            if storage == StorageType::DiscOnlyCopies {
+                store = store.into_disc_only(disk.disc_only()?, disk_id);
+            }
+        }
+        let store: Arc<dyn AnyTable> = Arc::new(store);
+        let mut next = (*map).clone();
+        next.insert(T::NAME.to_owned(), store);
+        self.put_tables(next);
+        self.inner
+            .system
+            .publish(crate::engine::system::SystemEvent::TableCreated { table: T::NAME.to_owned(), storage });
+        Ok(())
+    }
+
+    /// Deletes table `T` and all its records.
+    ///
+    /// ```
+    /// # use mnesia::prelude::*;
+    /// # #[derive(Table, Clone, Debug, Serialize, Deserialize)]
+    /// # struct Item { #[key] id: u32 }
+    /// let db = Database::in_memory()?;
+    /// db.create_table::<Item>(TableOptions::new())?;
+    /// db.drop_table::<Item>()?;
+    /// assert!(!db.exists::<Item>());
+    /// # Ok::<(), mnesia::Error>(())
+    /// ```
+    pub fn drop_table<T: Record>(&self) -> Result<()> {
+        let store = self.table::<T>()?;
+        if let Some(ordered) = self.order_whole(T::NAME, crate::engine::commit_record::WholeTable::Drop) {
+            return ordered;
+        }
+        self.refuse_while_replicating("drop_table")?;
+        self.drop_store(&store)
+    }
+
+    /// On an ordered copy, `op` on table `table` goes through the shared order as a record
+    /// of its own, and every copy makes it at the record's place: its verdict. `None`
+    /// elsewhere (or on the thread applying a record here).
+    fn order_whole(&self, table: &str, op: crate::engine::commit_record::WholeTable) -> Option<Result<()>> {
+        let sequencer = self.sequencer().filter(|_| !self.replicating())?;
+        Some(sequencer.order(crate::engine::commit_record::CommitRecord::whole(
+            table,
+            op,
+            self.applied_index(),
+        )))
+    }
+
+    /// Drops `store`'s table here.
+    pub(crate) fn drop_store<T: Record>(&self, store: &TableStore<T>) -> Result<()> {
+        let _schema = self.inner.schema.lock();
+        if store.is_dropped() {
+            return Err(Error::no_such_table(T::NAME));
+        }
+        let indexes = store.indexes.load_full();
+        let held = lock_all(store, &indexes);
+        if let (Some(id), Some(disk)) = (store.disk_id(), self.disk()) {
+            disk.update_schema(|schema| schema.tables.retain(|t| t.id != id))?;
+            if store.storage() == StorageType::DiscOnlyCopies {
+                disk.disc_only()?.drop_table(id)?;
+            }
+            store.disk_id.store(0, Ordering::Release);
+        }
+        store.release();
+        let mut next = (*self.inner.tables.load_full()).clone();
+        next.remove(T::NAME);
+        self.put_tables(next);
+        // While every commit lock is held: after every event of the table.
+        store.subs.deliver(vec![crate::engine::events::Event::Dropped], false);
+        drop(held);
+        self.inner
+            .system
+            .publish(crate::engine::system::SystemEvent::TableDropped { table: T::NAME.to_owned() });
+        Ok(())
+    }
+
+    /// Removes every record of table `T`, atomically.
+    ///
+    /// ```
+    /// # use mnesia::prelude::*;
+    /// # #[derive(Table, Clone, Debug, Serialize, Deserialize)]
+    /// # struct Item { #[key] id: u32 }
+    /// let db = Database::in_memory()?;
+    /// db.create_table::<Item>(TableOptions::new())?;
+    /// db.clear_table::<Item>()?;
+    /// # Ok::<(), mnesia::Error>(())
+    /// ```
+    pub fn clear_table<T: Record>(&self) -> Result<()> {
+        let store = self.table::<T>()?;
+        if let Some(ordered) = self.order_whole(T::NAME, crate::engine::commit_record::WholeTable::Clear) {
+            return ordered;
+        }
+        self.refuse_while_replicating("clear_table")?;
+        self.clear_store(&store)
+    }
+
+    /// Clears `store` here: every record removed at one commit (logged on disc), the
+    /// `Cleared` event delivered.
+    pub(crate) fn clear_store<T: Record>(&self, store: &TableStore<T>) -> Result<()> {
+        let indexes = store.indexes.load_full();
+        let held = lock_all(store, &indexes);
+        let logged = store.disk_id().map(|id| {
+            let counter = store.counter.load(Ordering::Acquire);
+            TableOps { table: id, clear: true, counter, reset: false, writes: Vec::new() }
+        });
+        let seq = self.sequence(logged.as_slice())?;
+        store.clear_all(seq, self.snapshots().floor());
+        store.subs.deliver(vec![crate::engine::events::Event::Cleared], false);
+        drop(held);
+        Ok(())
+    }
+
+    /// Adds an index on a field of table `T`, built online from the current records.
+    ///
+    /// ```
+    /// # use mnesia::prelude::*;
+    /// # #[derive(Table, Clone, Debug, Serialize, Deserialize)]
+    /// # struct Item { #[key] id: u32, color: String }
+    /// let db = Database::in_memory()?;
+    /// db.create_table::<Item>(TableOptions::new())?;
+    /// db.add_index(Item::COLOR.index_spec(false))?;
+    /// assert_eq!(db.table_info::<Item>()?.indexes.len(), 1);
+    /// # Ok::<(), mnesia::Error>(())
+    /// ```
+    pub fn add_index<T: Record>(&self, spec: IndexSpec<T>) -> Result<()> {
+        if spec.position() == T::KEY_POSITION {
+            return Err(Error::Invalid(format!(
+                "table {}: the key field {} cannot have a secondary index",
+                T::NAME,
+                spec.field()
+            )));
+        }
+        let store = self.table::<T>()?;
+        // (An index on one copy only would decide unique checks differently: on an ordered
+        // copy every copy adds it, at one place of the order.)
+        let whole = crate::engine::commit_record::WholeTable::AddIndex {
+            field: spec.field().to_owned(),
+            unique: spec.is_unique(),
+        };
+        if let Some(ordered) = self.order_whole(T::NAME, whole) {
+            return ordered;
+        }
+        self.refuse_while_replicating("add_index")?;
+        self.add_index_to(&store, spec)
+    }
+
+    /// Adds the index `spec` to `store`'s table here.
+    pub(crate) fn add_index_to<T: Record>(&self, store: &TableStore<T>, spec: IndexSpec<T>) -> Result<()> {
+        let _schema = self.inner.schema.lock();
+        let current = store.indexes.load_full();
+        if current.list.iter().any(|i| i.field() == spec.field()) {
+            return Err(Error::IndexExists { table: T::NAME.to_owned(), field: spec.field() });
+        }
+        let index = spec.build();
+        let held = lock_all(store, &current);
+        let seq = self.next_seq();
+        let mut dup = None;
+        for shard in 0..store.shard_count() {
+            store.scan_shard(shard, |r| {
+                if index.unique() && dup.is_none() {
+                    let mut keys = Vec::new();
+                    index.lookup_by_record(r, &mut keys);
+                    if let Some(k) = keys.iter().find(|k| *k != r.key()) {
+                        dup = Some((index.value_debug(r), format!("{k:?}")));
+                    }
+                }
+                index.insert(r, seq);
+            });
+        }
+        if let Some((value, existing_key)) = dup {
+            drop(held);
+            return Err(Error::UniqueViolation {
+                table: T::NAME.to_owned(),
+                field: index.field(),
+                value,
+                existing_key,
+            });
+        }
+        let mut list = current.list.clone();
+        list.push(index);
+        self.persist_indexes(store, &list)?;
+        store.indexes.store(Arc::new(IndexList { epoch: current.epoch + 1, list }));
+        drop(held);
+        Ok(())
+    }
+
+    /// Moves table `T` between storage types on this node, online and atomically: its
+    /// records reach their new home (and are durable there) before the schema says the table
+    /// lives there. Commits to the table wait while it moves; a transaction that was running
+    /// meanwhile runs again. `disc_only_copies` takes `set` and `bag` tables.
+    ///
+    /// ```
+    /// # use mnesia::prelude::*;
+    /// # #[derive(Table, Clone, Debug, Serialize, Deserialize)]
+    /// # struct Item { #[key] id: u32 }
+    /// let db = Database::in_memory()?;
+    /// db.create_table::<Item>(TableOptions::new())?;
+    /// // An in-memory database has no directory to move the table to.
+    /// assert!(db.change_table_copy_type::<Item>(StorageType::DiscCopies).is_err());
+    /// db.change_table_copy_type::<Item>(StorageType::RamCopies)?; // already there
+    /// # Ok::<(), mnesia::Error>(())
+    /// ```
+    pub fn change_table_copy_type<T: Record>(&self, to: StorageType) -> Result<()> {
+        self.refuse_while_replicating("change_table_copy_type")?;
+        let store = self.table::<T>()?;
+        let _schema = self.inner.schema.lock();
+        let from = store.storage();
+        if from == to {
+            return Ok(());
+        }
+        let disk = match (to, self.disk()) {
+            (StorageType::DiscOnlyCopies, Some(_)) if T::TYPE == TableType::OrderedSet => {
+                return Err(Error::Invalid(format!(
+                    "table {}: disc_only_copies tables are set or bag (as in Mnesia)",
+                    T::NAME
+                )));
+            }
+            (_, Some(disk)) => disk,
+            (_, None) => {
+                return Err(Error::Invalid(format!(
+                    "table {}: disc_copies needs a database directory: open the database with Config::default().dir(..)",
+                    T::NAME
+                )));
+            }
+        };
+        let indexes = store.indexes.load_full();
+        let held = lock_all(&store, &indexes);
+        if from == StorageType::DiscOnlyCopies || to == StorageType::DiscOnlyCopies {
+            return self.move_disc_only(&store, disk, to);
+        }
+        match store.disk_id() {
+            None => {
+                let infos = store.index_infos();
+                let id = disk.update_schema(|schema| {
+                    let id = schema.allocate_id()?;
+                    schema.tables.push(TableDef::of::<T>(id, StorageType::DiscCopies, infos));
+                    Ok(id)
+                })??;
+                // The records so far were never logged: one commit brings them all.
+                let counter = store.counter.load(Ordering::Acquire);
+                let writes = store.entries_locked()?.into_iter().map(|e| (e.key, e.value)).collect();
+                let ops = TableOps { table: id, clear: true, counter, reset: false, writes };
+                if let Err(e) = self.sequence(&[ops]) {
+                    let _ = disk.update_schema(|schema| schema.tables.retain(|t| t.id != id));
+                    return Err(e);
+                }
+                store.disk_id.store(id, Ordering::Release);
+            }
+            Some(id) => {
+                disk.update_schema(|schema| schema.tables.retain(|t| t.id != id))?;
+                store.disk_id.store(0, Ordering::Release);
+            }
+        }
+        drop(held);
+        Ok(())
+    }
+
+    /// Moves a table to or from `disc_only_copies` (the caller holds every commit lock): the
+    /// records go to their new home and are durable there before the schema, rewritten in one
+    /// step, says where the table lives; then a new store takes the old one's place.
+    fn move_disc_only<T: Record>(
+        &self,
+        store: &Arc<TableStore<T>>,
+        disk: &Disk,
+        to: StorageType,
+    ) -> Result<()> {
+        let entries = store.entries_locked()?;
+        // The counter is final from here on (see `Sealed`), and the new store starts from it.
+        let (sealed, counter) = crate::engine::store::Sealed::new(store);
+        let infos = store.index_infos();
+        let new_id = match to {
+            StorageType::RamCopies => None,
+            _ => Some(disk.update_schema(|schema| schema.allocate_id())??),
+        };
+        match (to, new_id) {
+            (StorageType::DiscOnlyCopies, Some(id)) => {
+                let disc = disk.disc_only()?;
+                let writes: Vec<_> =
+                    entries.iter().map(|e| (e.key.clone(), e.version, e.value.clone())).collect();
+                disc.apply(id, true, &writes, false)?;
+                disc.sync()?;
+            }
+            (StorageType::DiscCopies, Some(id)) => {
+                let writes = entries.iter().map(|e| (e.key.clone(), e.value.clone())).collect();
+                self.sequence(&[TableOps { table: id, clear: true, counter, reset: false, writes }])?;
+            }
+            _ => {}
+        }
+        let old_id = store.disk_id();
+        // The new id's records are on disc before the schema names it, whatever the
+        // durability mode: a crash leaves the old table or the new one.
+        disk.wal.sync()?;
+        disk.update_schema(|schema| {
+            schema.tables.retain(|t| Some(t.id) != old_id);
+            if let Some(id) = new_id {
+                schema.tables.push(TableDef::of::<T>(id, to, infos.clone()));
+            }
+        })?;
+        if let (Some(id), StorageType::DiscOnlyCopies) = (old_id, store.storage()) {
+            disk.disc_only()?.drop_table(id)?;
+        }
+        // The new store, with indexes of its own.
+        let specs = crate::schema::index_spec::specs_with::<T>(&infos);
+        let id = self.inner.next_table_id.fetch_add(1, Ordering::Relaxed);
+        let mut fresh = TableStore::<T>::new(
+            self.id(),
+            self.clock().clone(),
+            id,
+            T::TYPE,
+            specs.iter().map(IndexSpec::build).collect(),
+        );
+        match (to, new_id) {
+            (StorageType::DiscOnlyCopies, Some(id)) => {
+                fresh = fresh.into_disc_only(disk.disc_only()?, id);
+                fresh.load_disc_only()?;
+            }
+            _ => {
+                if let Some(id) = new_id {
+                    fresh.disk_id.store(id, Ordering::Release);
+                }
+                let rows: crate::disk::Rows =
+                    entries.into_iter().map(|e| (e.key, (e.version, e.value))).collect();
+                fresh.load(&rows)?;
+            }
+        }
+        fresh.counter.fetch_max(counter, Ordering::AcqRel);
+        // The table's subscribers stay subscribed.
+        fresh.subs = Arc::clone(&store.subs);
+        store.mark_replaced();
+        sealed.keep();
+        store.release();
+        let mut next = (*self.inner.tables.load_full()).clone();
+        next.insert(T::NAME.to_owned(), Arc::new(fresh));
+        self.put_tables(next);
+        Ok(())
+    }
+
+    /// Records a disc table's indexes in the schema, so they are rebuilt on the next open.
+    pub(crate) fn persist_indexes<T: Record>(
+        &self,
+        store: &TableStore<T>,
+        list: &[Arc<dyn TableIndex<T>>],
+    ) -> Result<()> {
+        let (Some(id), Some(disk)) = (store.disk_id(), self.disk()) else { return Ok(()) };
+        let infos: Vec<IndexInfo> =
+            list.iter().map(|i| IndexInfo { field: i.field().to_owned(), unique: i.unique() }).collect();
+        disk.update_schema(|schema| {
+            if let Some(def) = schema.tables.iter_mut().find(|t| t.id == id) {
+                def.indexes = infos;
+            }
+        })
+    }
+
+    /// Removes the index on a field of table `T`.
+    ///
+    /// ```
+    /// # use mnesia::prelude::*;
+    /// # #[derive(Table, Clone, Debug, Serialize, Deserialize)]
+    /// # struct Item { #[key] id: u32, #[index] color: String }
+    /// let db = Database::in_memory()?;
+    /// db.create_table::<Item>(TableOptions::new())?;
+    /// db.remove_index::<Item>("color")?;
+    /// assert!(db.table_info::<Item>()?.indexes.is_empty());
+    /// # Ok::<(), mnesia::Error>(())
+    /// ```
+    pub fn remove_index<T: Record>(&self, field: &'static str) -> Result<()> {
+        let store = self.table::<T>()?;
+        let whole = crate::engine::commit_record::WholeTable::RemoveIndex { field: field.to_owned() };
+        if let Some(ordered) = self.order_whole(T::NAME, whole) {
+            return ordered;
+        }
+        self.refuse_while_replicating("remove_index")?;
+        self.remove_index_from(&store, field)
+    }
+
+    /// Removes the index on `field` from `store`'s table here.
+    pub(crate) fn remove_index_from<T: Record>(&self, store: &TableStore<T>, field: &str) -> Result<()> {
+        let _schema = self.inner.schema.lock();
+        let current = store.indexes.load_full();
+        let Some(field) = current.list.iter().map(|i| i.field()).find(|f| *f == field) else {
+            let field = T::FIELDS.iter().map(|f| f.name).find(|f| *f == field).unwrap_or("?");
+            return Err(Error::NoSuchIndex { table: T::NAME.to_owned(), field });
+        };
+        let held = lock_all(store, &current);
+        let list: Vec<_> = current.list.iter().filter(|i| i.field() != field).cloned().collect();
+        self.persist_indexes(store, &list)?;
+        store.indexes.store(Arc::new(IndexList { epoch: current.epoch + 1, list }));
+        drop(held);
+        Ok(())
+    }
+}

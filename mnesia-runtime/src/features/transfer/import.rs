@@ -1,0 +1,377 @@
+//! Import: records parsed from JSON, JSON Lines or CSV, with the line of every error, and
+//! written in one transaction or loaded in bulk into a new store.
+
+use super::*;
+
+/// A JSON error's message with its column (its line is the import error's).
+fn json_reason(e: &serde_json::Error) -> String {
+    match e.column() {
+        0 => message(e),
+        column => format!("{} (column {column})", message(e)),
+    }
+}
+
+/// A JSON error's message without its position (which is in the row's JSON, not the input).
+fn message(e: &serde_json::Error) -> String {
+    let message = e.to_string();
+    let suffix = format!(" at line {} column {}", e.line(), e.column());
+    message.strip_suffix(&suffix).unwrap_or(&message).to_owned()
+}
+
+/// The field a deserialization error concerns, if it is known.
+fn field_of(path: &serde_path_to_error::Path) -> Option<String> {
+    let p = path.to_string();
+    (p != "." && p != "?").then_some(p)
+}
+
+/// A located import error.
+fn bad(line: u64, column: Option<&str>, reason: impl std::fmt::Display) -> Error {
+    Error::Import { line, column: column.map(str::to_owned), reason: reason.to_string() }
+}
+
+/// Hands each record of `input` in `format` to `emit`, with its line (1-based; JSON: where
+/// it ends), as it is read (a JSON array: once it is read whole).
+fn parse_each<T: Record>(
+    input: impl Read,
+    format: Format,
+    emit: &mut dyn FnMut(u64, T) -> Result<()>,
+) -> Result<()> {
+    match format {
+        Format::Json => {
+            LINE.with(|l| l.set(1));
+            let mut de = serde_json::Deserializer::from_reader(CountLines(BufReader::new(input)));
+            let recs: Records<T> = serde_path_to_error::deserialize(&mut de).map_err(|e| {
+                bad(e.inner().line() as u64, field_of(e.path()).as_deref(), json_reason(e.inner()))
+            })?;
+            de.end().map_err(|e| bad(e.line() as u64, None, json_reason(&e)))?;
+            recs.0.into_iter().try_for_each(|(line, rec)| emit(line, rec))
+        }
+        Format::JsonLines => {
+            for (i, line) in BufReader::new(input).lines().enumerate() {
+                let line_no = i as u64 + 1;
+                let line = line.map_err(|e| bad(line_no, None, e))?;
+                if line.trim().is_empty() {
+                    continue;
+                }
+                let mut de = serde_json::Deserializer::from_str(&line);
+                let rec = match T::deserialize(&mut de) {
+                    Ok(rec) => rec,
+                    // Read again, tracking the path, to name the field.
+                    Err(first) => {
+                        let mut again = serde_json::Deserializer::from_str(&line);
+                        let e = match serde_path_to_error::deserialize::<_, T>(&mut again) {
+                            Ok(_) => return Err(bad(line_no, None, json_reason(&first))),
+                            Err(e) => e,
+                        };
+                        return Err(bad(line_no, field_of(e.path()).as_deref(), json_reason(e.inner())));
+                    }
+                };
+                de.end().map_err(|e| bad(line_no, None, json_reason(&e)))?;
+                emit(line_no, rec)?;
+            }
+            Ok(())
+        }
+        Format::Csv => parse_csv(input, emit),
+    }
+}
+
+thread_local! {
+    /// The line a JSON array is being read at (see `CountLines`).
+    static LINE: std::cell::Cell<u64> = const { std::cell::Cell::new(1) };
+}
+
+/// Counts the lines read, for the line of each element of a JSON array. `serde_json` reads
+/// a byte at a time from it, so the count is where the parser is.
+struct CountLines<R>(R);
+
+impl<R: Read> Read for CountLines<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.0.read(buf)?;
+        let lines = buf[..n].iter().filter(|b| **b == b'\n').count() as u64;
+        if lines > 0 {
+            LINE.with(|l| l.set(l.get() + lines));
+        }
+        Ok(n)
+    }
+}
+
+/// A JSON array's records, each with the line it ends on.
+struct Records<T>(Vec<(u64, T)>);
+
+impl<'de, T: Record> serde::Deserialize<'de> for Records<T> {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
+        struct Visit<T>(std::marker::PhantomData<T>);
+        impl<'de, T: Record> serde::de::Visitor<'de> for Visit<T> {
+            type Value = Records<T>;
+
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("an array of records")
+            }
+
+            fn visit_seq<A: serde::de::SeqAccess<'de>>(
+                self,
+                mut seq: A,
+            ) -> std::result::Result<Records<T>, A::Error> {
+                let mut out = Vec::with_capacity(seq.size_hint().unwrap_or(0));
+                while let Some(rec) = seq.next_element::<T>()? {
+                    out.push((LINE.with(std::cell::Cell::get), rec));
+                }
+                Ok(Records(out))
+            }
+        }
+        d.deserialize_seq(Visit(std::marker::PhantomData))
+    }
+}
+
+fn parse_csv<T: Record>(input: impl Read, emit: &mut dyn FnMut(u64, T) -> Result<()>) -> Result<()> {
+    let mut r = csv::ReaderBuilder::new().has_headers(true).from_reader(input);
+    let located = |e: csv::Error| {
+        let line = e.position().map_or(0, csv::Position::line);
+        bad(line, None, e)
+    };
+    let headers = r.headers().map_err(located)?.clone();
+    for h in headers.iter() {
+        if !T::FIELDS.iter().any(|f| f.name == h) {
+            let known: Vec<&str> = T::FIELDS.iter().map(|f| f.name).collect();
+            return Err(bad(
+                1,
+                Some(h),
+                format!("unknown column `{h}`: the fields of {} are {known:?}", T::NAME),
+            ));
+        }
+    }
+    if let Some(missing) = T::FIELDS.iter().find(|f| !headers.iter().any(|h| h == f.name)) {
+        return Err(bad(1, Some(missing.name), format!("no column for the field `{}`", missing.name)));
+    }
+    let mut row = csv::StringRecord::new();
+    loop {
+        match r.read_record(&mut row) {
+            Ok(true) => {}
+            Ok(false) => break,
+            Err(e) => return Err(located(e)),
+        }
+        let line = row.position().map_or(0, csv::Position::line);
+        let rec = match T::deserialize(crate::base::cells::Row { headers: &headers, cells: &row }) {
+            Ok(rec) => rec,
+            // Read again, tracking the path, to name the field.
+            Err(first) => {
+                let again = crate::base::cells::Row { headers: &headers, cells: &row };
+                let e = match serde_path_to_error::deserialize::<_, T>(again) {
+                    Ok(_) => return Err(bad(line, None, message(&first))),
+                    Err(e) => e,
+                };
+                return Err(bad(line, field_of(e.path()).as_deref(), message(e.inner())));
+            }
+        };
+        emit(line, rec)?;
+    }
+    Ok(())
+}
+
+/// Reads every record of `input` and writes them (see [`ImportOptions`]); returns how many.
+/// Without batches, the input is read whole before anything is written; with them, each
+/// batch is written as soon as it is read (a JSON array is still read whole first).
+/// `input_len`, when known (a file's), sizes the new store of a bulk load: once a first
+/// batch is read, the records to come are estimated from the bytes it took.
+pub(crate) fn import_from<T: Record>(
+    input: impl Read,
+    input_len: Option<u64>,
+    format: Format,
+    opts: &ImportOptions,
+) -> Result<usize> {
+    let started = std::time::Instant::now();
+    let imported = import_records::<T>(input, input_len, format, opts);
+    if let Ok(records) = &imported {
+        finished("imported", T::NAME, format, *records, started);
+    }
+    imported
+}
+
+/// [`import_from`]'s work.
+fn import_records<T: Record>(
+    input: impl Read,
+    input_len: Option<u64>,
+    format: Format,
+    opts: &ImportOptions,
+) -> Result<usize> {
+    let Some(db) = bulk_target::<T>(opts)? else { return import_in_tx::<T>(input, format, opts) };
+    // No table is created, dropped, moved or checkpointed meanwhile (see `bulk.rs`); the
+    // table is looked at again now that it cannot change.
+    let schema = db.inner.schema.lock();
+    let store = db.registered::<T>()?;
+    let indexes = store.indexes.load_full();
+    let held = crate::db::lock_all(&store, &indexes);
+    if store.len() != 0 || store.storage() == crate::schema::record::StorageType::DiscOnlyCopies {
+        drop((held, schema));
+        return import_in_tx::<T>(input, format, opts);
+    }
+    let seq = db.next_seq();
+    let mut loader = crate::features::bulk::TableLoader::new(&db, std::sync::Arc::clone(&store), seq, 0, 0)?;
+    let mut ticker = Ticker::new(opts.progress.as_ref());
+    let (n, mut logs) = crate::features::bulk::fan_out(
+        crate::db::any_table::LogBatch::default,
+        |log, batch: Vec<(u64, T)>| {
+            let lines: Vec<u64> = batch.iter().map(|(line, _)| *line).collect();
+            let items = batch
+                .into_iter()
+                .map(|(_, rec)| (rec.key().clone(), crate::engine::store::Write::Put(rec), None))
+                .collect();
+            loader.load_batch(items, log).map_err(|(at, c)| located::<T>(c, lines[at]))?;
+            loader.log_if_full(log)
+        },
+        |hand| {
+            let mut batch = Vec::with_capacity(BULK_BATCH);
+            let mut n = 0;
+            let read = std::cell::Cell::new(0u64);
+            let input = CountBytes { inner: input, read: &read };
+            parse_each::<T>(input, format, &mut |line, mut rec| {
+                // Ids are given in the input's order, here, from the live table's counter
+                // (which `next_id` also takes from meanwhile), and an id read moves it past.
+                crate::tx::ops::prepare_new(&db, &store, &mut rec)?;
+                if let Some(id) = rec.auto_id() {
+                    store.counter.fetch_max(id, std::sync::atomic::Ordering::AcqRel);
+                }
+                batch.push((line, rec));
+                n += 1;
+                ticker.at(n as u64);
+                if n == BULK_BATCH
+                    && let Some(len) = input_len
+                {
+                    // Sized once for the whole input: no rehashing as it grows. (A hint
+                    // only, kept to a record per 16 bytes of input.)
+                    let per_record = (read.get() / n as u64).max(16);
+                    let expected = len / per_record + len / per_record / 8;
+                    loader.store().reserve(usize::try_from(expected).unwrap_or(0));
+                }
+                if batch.len() == BULK_BATCH {
+                    hand(std::mem::replace(&mut batch, Vec::with_capacity(BULK_BATCH)))?;
+                }
+                Ok(())
+            })?;
+            if !batch.is_empty() {
+                hand(batch)?;
+            }
+            Ok(n)
+        },
+    )?;
+    for log in &mut logs {
+        loader.log(log)?;
+    }
+    let switch = vec![loader.switch()?];
+    crate::features::bulk::put_in_place(&db, switch, |tables| vec![loader.install(tables, false)])?;
+    drop((held, schema));
+    ticker.end(n as u64);
+    Ok(n)
+}
+
+/// Records handed to a loading thread at a time.
+const BULK_BATCH: usize = 4096;
+
+/// Counts the bytes read through it.
+struct CountBytes<'a, R> {
+    inner: R,
+    read: &'a std::cell::Cell<u64>,
+}
+
+impl<R: Read> Read for CountBytes<'_, R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.read.set(self.read.get() + n as u64);
+        Ok(n)
+    }
+}
+
+/// The database of an import that loads a new store (see `bulk.rs`): one in a single
+/// piece, outside a transaction, that replaces nothing, of a `set` or `ordered_set` kept in
+/// memory. (Whether the table is empty is checked once it is locked.)
+fn bulk_target<T: Record>(opts: &ImportOptions) -> Result<Option<crate::db::Database>> {
+    if opts.batch.is_some()
+        || opts.replace
+        || T::TYPE == crate::schema::record::TableType::Bag
+        || crate::is_transaction()
+    {
+        return Ok(None);
+    }
+    let db = crate::tx::context::current_db()?;
+    let storage = db.table::<T>()?.storage();
+    // A bulk load does not reach a commit-record sink or a sequencer: with one, the import
+    // commits in transactions instead.
+    Ok((storage != crate::schema::record::StorageType::DiscOnlyCopies && !db.commits_elsewhere())
+        .then_some(db))
+}
+
+/// The located error of a record a bulk import could not load.
+fn located<T: Record>(c: crate::features::bulk::Conflict<T::Key>, line: u64) -> Error {
+    match c {
+        crate::features::bulk::Conflict::Twice(key) => {
+            bad(line, None, Error::AlreadyExists { table: T::NAME.to_owned(), key: format!("{key:?}") })
+        }
+        crate::features::bulk::Conflict::Unique { field, value, other, .. } => bad(
+            line,
+            Some(field),
+            Error::UniqueViolation {
+                table: T::NAME.to_owned(),
+                field,
+                value,
+                existing_key: format!("{other:?}"),
+            },
+        ),
+        crate::features::bulk::Conflict::Failed(e) => e,
+    }
+}
+
+/// [`import_from`] in transactions: one, or one per batch.
+fn import_in_tx<T: Record>(input: impl Read, format: Format, opts: &ImportOptions) -> Result<usize> {
+    let write = |chunk: &[(u64, T)]| -> Result<()> {
+        run(|| {
+            with_tx(|tx| {
+                for (line, rec) in chunk {
+                    ops::import_record(tx, rec.clone(), opts.replace).map_err(|e| match e {
+                        Error::AlreadyExists { .. } => bad(*line, None, e),
+                        other => other,
+                    })?;
+                }
+                Ok(())
+            })
+        })
+        .map_err(|e| locate_unique(e, chunk))
+    };
+    let mut pending: Vec<(u64, T)> = Vec::new();
+    let mut n = 0;
+    let mut ticker = Ticker::new(opts.progress.as_ref());
+    let mut read = 0u64;
+    parse_each::<T>(input, format, &mut |line, rec| {
+        pending.push((line, rec));
+        read += 1;
+        ticker.at(read);
+        if opts.batch.is_some_and(|b| pending.len() >= b) {
+            write(&pending)?;
+            n += pending.len();
+            pending.clear();
+        }
+        Ok(())
+    })?;
+    if !pending.is_empty() {
+        write(&pending)?;
+        n += pending.len();
+    }
+    ticker.end(n as u64);
+    Ok(n)
+}
+
+/// A unique violation found at commit, with the line of the record that broke it: one
+/// holding the value (as the index shows it) under another key than its holder's.
+fn locate_unique<T: Record>(e: Error, recs: &[(u64, T)]) -> Error {
+    let Error::UniqueViolation { field, ref value, ref existing_key, .. } = e else { return e };
+    let Ok(store) = crate::tx::context::current_db().and_then(|db| db.table::<T>()) else { return e };
+    let indexes = store.indexes.load();
+    let Some(idx) = indexes.list.iter().find(|i| i.field() == field) else { return e };
+    let line = recs
+        .iter()
+        .find(|(_, rec)| format!("{:?}", rec.key()) != *existing_key && idx.value_debug(rec) == *value)
+        .map(|(line, _)| *line);
+    match line {
+        Some(line) => bad(line, Some(field), e),
+        None => e,
+    }
+}

@@ -1,0 +1,248 @@
+//! Conditions and sort orders built from a field: `User::AGE.gt(30)`, `User::NAME.asc()`.
+
+use std::any::Any;
+use std::cmp::Ordering;
+use std::sync::Arc;
+
+use crate::schema::field::{Compare, Field, FieldValue};
+use crate::schema::filter::{Cond, Filter, Op, Order};
+use crate::schema::record::Record;
+
+impl<T: Record, V: FieldValue> Field<T, V> {
+    fn cond(
+        self,
+        op: Op,
+        values: Vec<Arc<dyn Any + Send + Sync>>,
+        test: impl Fn(&V) -> bool + Send + Sync + 'static,
+    ) -> Filter<T> {
+        let get = self.get;
+        Filter::from_cond(Cond {
+            field: self.name,
+            position: self.position,
+            op,
+            values,
+            test: Arc::new(move |rec: &T| test(get(rec))),
+        })
+    }
+
+    /// The field equals `value`. Uses the key or an index when there is one.
+    ///
+    /// ```
+    /// # use mnesia::prelude::*;
+    /// # #[derive(Table, Clone, Debug, Serialize, Deserialize)]
+    /// # struct User { #[key] id: u64, name: String, age: u32 }
+    /// let f = User::NAME.eq("Ann");
+    /// assert!(f.matches(&User { id: 1, name: "Ann".into(), age: 3 }));
+    /// ```
+    #[allow(clippy::should_implement_trait)]
+    pub fn eq(self, value: impl Compare<V>) -> Filter<T> {
+        let v = value.into_field_value();
+        let shared = Arc::new(v.clone());
+        self.cond(Op::Eq, vec![shared], move |x| *x == v)
+    }
+
+    /// The field differs from `value`.
+    ///
+    /// ```
+    /// # use mnesia::prelude::*;
+    /// # #[derive(Table, Clone, Debug, Serialize, Deserialize)]
+    /// # struct User { #[key] id: u64, age: u32 }
+    /// assert!(User::AGE.ne(3).matches(&User { id: 1, age: 4 }));
+    /// ```
+    #[allow(clippy::should_implement_trait)]
+    pub fn ne(self, value: impl Compare<V>) -> Filter<T> {
+        let v = value.into_field_value();
+        self.cond(Op::Ne, Vec::new(), move |x| *x != v)
+    }
+
+    /// The field equals one of `values`. Uses the key or an index when there is one.
+    ///
+    /// ```
+    /// # use mnesia::prelude::*;
+    /// # #[derive(Table, Clone, Debug, Serialize, Deserialize)]
+    /// # struct User { #[key] id: u64, age: u32 }
+    /// assert!(User::AGE.is_in([3, 4]).matches(&User { id: 1, age: 4 }));
+    /// ```
+    pub fn is_in<X: Compare<V>>(self, values: impl IntoIterator<Item = X>) -> Filter<T> {
+        let vs: Vec<V> = values.into_iter().map(Compare::into_field_value).collect();
+        let shared = vs.iter().map(|v| Arc::new(v.clone()) as Arc<dyn Any + Send + Sync>).collect();
+        self.cond(Op::In, shared, move |x| vs.contains(x))
+    }
+
+    /// Sorts ascending by this field (for `query().order_by(..)`).
+    ///
+    /// ```
+    /// # use mnesia::prelude::*;
+    /// # #[derive(Table, Clone, Debug, Serialize, Deserialize)]
+    /// # struct User { #[key] id: u64, age: u32 }
+    /// let _by_age = User::AGE.asc();
+    /// ```
+    pub fn asc(self) -> Order<T>
+    where
+        V: PartialOrd,
+    {
+        let get = self.get;
+        Order::new(
+            self.name,
+            self.position(),
+            true,
+            Arc::new(move |a: &T, b: &T| cmp_partial(get(a), get(b))),
+        )
+    }
+
+    /// Sorts descending by this field (for `query().order_by(..)`).
+    ///
+    /// ```
+    /// # use mnesia::prelude::*;
+    /// # #[derive(Table, Clone, Debug, Serialize, Deserialize)]
+    /// # struct User { #[key] id: u64, age: u32 }
+    /// let _oldest_first = User::AGE.desc();
+    /// ```
+    pub fn desc(self) -> Order<T>
+    where
+        V: PartialOrd,
+    {
+        let get = self.get;
+        Order::new(
+            self.name,
+            self.position(),
+            false,
+            Arc::new(move |a: &T, b: &T| cmp_partial(get(b), get(a))),
+        )
+    }
+}
+
+/// A total order over a partial one: values that do not compare with themselves (a float's
+/// NaN) sort after all others, so sorting never sees an inconsistent comparison.
+fn cmp_partial<V: PartialOrd>(a: &V, b: &V) -> Ordering {
+    a.partial_cmp(b).unwrap_or_else(|| {
+        let odd = |v: &V| v.partial_cmp(v).is_none();
+        odd(a).cmp(&odd(b))
+    })
+}
+
+impl<T: Record, V: FieldValue + PartialOrd> Field<T, V> {
+    fn range(self, op: Op, bounds: Vec<V>, test: impl Fn(&V) -> bool + Send + Sync + 'static) -> Filter<T> {
+        let shared = bounds.into_iter().map(|v| Arc::new(v) as Arc<dyn Any + Send + Sync>).collect();
+        self.cond(op, shared, test)
+    }
+
+    /// The field is greater than `value`.
+    ///
+    /// ```
+    /// # use mnesia::prelude::*;
+    /// # #[derive(Table, Clone, Debug, Serialize, Deserialize)]
+    /// # struct User { #[key] id: u64, age: u32 }
+    /// assert!(User::AGE.gt(3).matches(&User { id: 1, age: 4 }));
+    /// ```
+    pub fn gt(self, value: impl Compare<V>) -> Filter<T> {
+        let v = value.into_field_value();
+        self.range(Op::Gt, vec![v.clone()], move |x| *x > v)
+    }
+
+    /// The field is greater than or equal to `value`.
+    ///
+    /// ```
+    /// # use mnesia::prelude::*;
+    /// # #[derive(Table, Clone, Debug, Serialize, Deserialize)]
+    /// # struct User { #[key] id: u64, age: u32 }
+    /// assert!(User::AGE.ge(4).matches(&User { id: 1, age: 4 }));
+    /// ```
+    pub fn ge(self, value: impl Compare<V>) -> Filter<T> {
+        let v = value.into_field_value();
+        self.range(Op::Ge, vec![v.clone()], move |x| *x >= v)
+    }
+
+    /// The field is less than `value`.
+    ///
+    /// ```
+    /// # use mnesia::prelude::*;
+    /// # #[derive(Table, Clone, Debug, Serialize, Deserialize)]
+    /// # struct User { #[key] id: u64, age: u32 }
+    /// assert!(User::AGE.lt(5).matches(&User { id: 1, age: 4 }));
+    /// ```
+    pub fn lt(self, value: impl Compare<V>) -> Filter<T> {
+        let v = value.into_field_value();
+        self.range(Op::Lt, vec![v.clone()], move |x| *x < v)
+    }
+
+    /// The field is less than or equal to `value`.
+    ///
+    /// ```
+    /// # use mnesia::prelude::*;
+    /// # #[derive(Table, Clone, Debug, Serialize, Deserialize)]
+    /// # struct User { #[key] id: u64, age: u32 }
+    /// assert!(User::AGE.le(4).matches(&User { id: 1, age: 4 }));
+    /// ```
+    pub fn le(self, value: impl Compare<V>) -> Filter<T> {
+        let v = value.into_field_value();
+        self.range(Op::Le, vec![v.clone()], move |x| *x <= v)
+    }
+
+    /// The field lies between `low` and `high`, both included.
+    ///
+    /// ```
+    /// # use mnesia::prelude::*;
+    /// # #[derive(Table, Clone, Debug, Serialize, Deserialize)]
+    /// # struct User { #[key] id: u64, age: u32 }
+    /// assert!(User::AGE.between(20, 40).matches(&User { id: 1, age: 40 }));
+    /// ```
+    pub fn between(self, low: impl Compare<V>, high: impl Compare<V>) -> Filter<T> {
+        let (lo, hi) = (low.into_field_value(), high.into_field_value());
+        self.range(Op::Between, vec![lo.clone(), hi.clone()], move |x| *x >= lo && *x <= hi)
+    }
+}
+
+impl<T: Record> Field<T, String> {
+    /// The string field starts with `prefix`.
+    ///
+    /// ```
+    /// # use mnesia::prelude::*;
+    /// # #[derive(Table, Clone, Debug, Serialize, Deserialize)]
+    /// # struct User { #[key] id: u64, name: String }
+    /// assert!(User::NAME.starts_with("An").matches(&User { id: 1, name: "Ann".into() }));
+    /// ```
+    pub fn starts_with(self, prefix: impl Into<String>) -> Filter<T> {
+        let p = prefix.into();
+        self.cond(Op::StartsWith, Vec::new(), move |x| x.starts_with(p.as_str()))
+    }
+
+    /// The string field contains `needle`.
+    ///
+    /// ```
+    /// # use mnesia::prelude::*;
+    /// # #[derive(Table, Clone, Debug, Serialize, Deserialize)]
+    /// # struct User { #[key] id: u64, name: String }
+    /// assert!(User::NAME.contains("nn").matches(&User { id: 1, name: "Ann".into() }));
+    /// ```
+    pub fn contains(self, needle: impl Into<String>) -> Filter<T> {
+        let n = needle.into();
+        self.cond(Op::Contains, Vec::new(), move |x| x.contains(n.as_str()))
+    }
+}
+
+impl<T: Record, X: FieldValue> Field<T, Option<X>> {
+    /// The optional field holds a value.
+    ///
+    /// ```
+    /// # use mnesia::prelude::*;
+    /// # #[derive(Table, Clone, Debug, Serialize, Deserialize)]
+    /// # struct User { #[key] id: u64, nick: Option<String> }
+    /// assert!(User::NICK.is_some().matches(&User { id: 1, nick: Some("a".into()) }));
+    /// ```
+    pub fn is_some(self) -> Filter<T> {
+        self.cond(Op::IsSome, Vec::new(), Option::is_some)
+    }
+
+    /// The optional field is empty.
+    ///
+    /// ```
+    /// # use mnesia::prelude::*;
+    /// # #[derive(Table, Clone, Debug, Serialize, Deserialize)]
+    /// # struct User { #[key] id: u64, nick: Option<String> }
+    /// assert!(User::NICK.is_none().matches(&User { id: 1, nick: None }));
+    /// ```
+    pub fn is_none(self) -> Filter<T> {
+        self.cond(Op::IsNone, Vec::new(), Option::is_none)
+    }
+}

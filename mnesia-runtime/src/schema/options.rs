@@ -1,0 +1,191 @@
+//! Options for `create_table`: [`TableOptions`].
+
+use std::fmt;
+
+use crate::schema::field::{Field, FieldValue, Indexable};
+use crate::schema::index_spec::IndexSpec;
+use crate::schema::record::{Record, StorageType};
+
+/// Options for `create_table`.
+///
+/// ```
+/// # use mnesia::prelude::*;
+/// # #[derive(Table, Clone, Debug, Serialize, Deserialize)]
+/// # struct User { #[key] id: u64, age: u32 }
+/// let opts = TableOptions::<User>::new().ram_copies(["local@localhost"]).index(User::AGE);
+/// assert_eq!(opts.storage_type(), StorageType::RamCopies);
+/// ```
+pub struct TableOptions<T: Record> {
+    storage: StorageType,
+    nodes: Vec<String>,
+    indexes: Vec<IndexSpec<T>>,
+    /// Indexes the struct declares that the table is made without.
+    without: Vec<&'static str>,
+}
+
+impl<T: Record> Clone for TableOptions<T> {
+    fn clone(&self) -> Self {
+        TableOptions {
+            storage: self.storage,
+            nodes: self.nodes.clone(),
+            indexes: self.indexes.clone(),
+            without: self.without.clone(),
+        }
+    }
+}
+
+impl<T: Record> fmt::Debug for TableOptions<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("TableOptions")
+            .field("storage", &self.storage)
+            .field("nodes", &self.nodes)
+            .field("indexes", &self.indexes)
+            .finish()
+    }
+}
+
+impl<T: Record> Default for TableOptions<T> {
+    fn default() -> Self {
+        TableOptions {
+            storage: StorageType::RamCopies,
+            nodes: Vec::new(),
+            indexes: Vec::new(),
+            without: Vec::new(),
+        }
+    }
+}
+
+impl<T: Record> TableOptions<T> {
+    /// Default options: `ram_copies` on this node, only the indexes the struct declares.
+    ///
+    /// ```
+    /// # use mnesia::prelude::*;
+    /// # #[derive(Table, Clone, Debug, Serialize, Deserialize)]
+    /// # struct User { #[key] id: u64 }
+    /// let opts = TableOptions::<User>::new();
+    /// assert_eq!(opts.storage_type(), StorageType::RamCopies);
+    /// ```
+    pub fn new() -> Self {
+        TableOptions::default()
+    }
+
+    fn copies(mut self, storage: StorageType, nodes: impl IntoIterator<Item = impl Into<String>>) -> Self {
+        self.storage = storage;
+        self.nodes = nodes.into_iter().map(Into::into).collect();
+        self
+    }
+
+    /// Keeps the table in memory on these nodes.
+    ///
+    /// ```
+    /// # use mnesia::prelude::*;
+    /// # #[derive(Table, Clone, Debug, Serialize, Deserialize)]
+    /// # struct User { #[key] id: u64 }
+    /// let opts = TableOptions::<User>::new().ram_copies(["local@localhost"]);
+    /// assert_eq!(opts.nodes(), ["local@localhost"]);
+    /// ```
+    pub fn ram_copies(self, nodes: impl IntoIterator<Item = impl Into<String>>) -> Self {
+        self.copies(StorageType::RamCopies, nodes)
+    }
+
+    /// Keeps the table in memory and logged to disc on these nodes (needs a database
+    /// directory).
+    ///
+    /// ```
+    /// # use mnesia::prelude::*;
+    /// # #[derive(Table, Clone, Debug, Serialize, Deserialize)]
+    /// # struct User { #[key] id: u64 }
+    /// let opts = TableOptions::<User>::new().disc_copies(["local@localhost"]);
+    /// assert_eq!(opts.storage_type(), StorageType::DiscCopies);
+    /// ```
+    pub fn disc_copies(self, nodes: impl IntoIterator<Item = impl Into<String>>) -> Self {
+        self.copies(StorageType::DiscCopies, nodes)
+    }
+
+    /// Keeps the table on disc only on these nodes (needs a database directory).
+    ///
+    /// ```
+    /// # use mnesia::prelude::*;
+    /// # #[derive(Table, Clone, Debug, Serialize, Deserialize)]
+    /// # struct User { #[key] id: u64 }
+    /// let opts = TableOptions::<User>::new().disc_only_copies(["local@localhost"]);
+    /// assert_eq!(opts.storage_type(), StorageType::DiscOnlyCopies);
+    /// ```
+    pub fn disc_only_copies(self, nodes: impl IntoIterator<Item = impl Into<String>>) -> Self {
+        self.copies(StorageType::DiscOnlyCopies, nodes)
+    }
+
+    /// Adds a secondary index on a field, besides those the struct declares.
+    ///
+    /// ```
+    /// # use mnesia::prelude::*;
+    /// # #[derive(Table, Clone, Debug, Serialize, Deserialize)]
+    /// # struct User { #[key] id: u64, age: u32 }
+    /// let opts = TableOptions::<User>::new().index(User::AGE);
+    /// # let _ = opts;
+    /// ```
+    pub fn index<V: FieldValue + Indexable>(mut self, field: Field<T, V>) -> Self {
+        self.indexes.push(field.index_spec(false));
+        self
+    }
+
+    /// Adds the index `spec`.
+    pub(crate) fn with_index(mut self, spec: IndexSpec<T>) -> Self {
+        self.indexes.push(spec);
+        self
+    }
+
+    /// Leaves out the indexes the struct declares on `fields` (a table created, or changed
+    /// since, by another copy).
+    pub(crate) fn without_declared(mut self, fields: Vec<&'static str>) -> Self {
+        self.without = fields;
+        self
+    }
+
+    /// The declared indexes left out.
+    pub(crate) fn without(&self) -> &[&'static str] {
+        &self.without
+    }
+
+    /// Adds a unique secondary index on a field.
+    ///
+    /// ```
+    /// # use mnesia::prelude::*;
+    /// # #[derive(Table, Clone, Debug, Serialize, Deserialize)]
+    /// # struct User { #[key] id: u64, email: String }
+    /// let opts = TableOptions::<User>::new().unique_index(User::EMAIL);
+    /// # let _ = opts;
+    /// ```
+    pub fn unique_index<V: FieldValue + Indexable>(mut self, field: Field<T, V>) -> Self {
+        self.indexes.push(field.index_spec(true));
+        self
+    }
+
+    /// The chosen storage type.
+    ///
+    /// ```
+    /// # use mnesia::prelude::*;
+    /// # #[derive(Table, Clone, Debug, Serialize, Deserialize)]
+    /// # struct User { #[key] id: u64 }
+    /// assert_eq!(TableOptions::<User>::new().storage_type(), StorageType::RamCopies);
+    /// ```
+    pub fn storage_type(&self) -> StorageType {
+        self.storage
+    }
+
+    /// The nodes holding a copy (empty: this node).
+    ///
+    /// ```
+    /// # use mnesia::prelude::*;
+    /// # #[derive(Table, Clone, Debug, Serialize, Deserialize)]
+    /// # struct User { #[key] id: u64 }
+    /// assert!(TableOptions::<User>::new().nodes().is_empty());
+    /// ```
+    pub fn nodes(&self) -> &[String] {
+        &self.nodes
+    }
+
+    pub(crate) fn indexes(&self) -> &[IndexSpec<T>] {
+        &self.indexes
+    }
+}

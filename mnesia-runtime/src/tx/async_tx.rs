@@ -1,0 +1,91 @@
+//! Transactions for async callers: the closure runs on the calling thread as always; on a
+//! database whose commits are ordered (a cluster node), the wait for the order's verdict
+//! is a future, so the executor's thread goes on with other tasks meanwhile.
+//!
+//! The transaction it starts takes a thread-local flag (set and cleared within one poll):
+//! its commit, handed to the sequencer, leaves its record here instead of waiting (a dirty
+//! operation inside it orders its own commit at once); the future then awaits
+//! [`Sequencer::order_async`](crate::Sequencer::order_async) and runs the transaction
+//! again on a conflict.
+
+use std::future::Future;
+use std::sync::Arc;
+
+use crate::error::Error;
+use crate::tx::context::{current_db, transact};
+use crate::tx::deferral::Deferral;
+
+/// [`transaction`](crate::transaction) for async code: runs `f` as one serializable
+/// transaction on the current database (taken when this is called) and resolves to its
+/// result. `f` runs on the thread that polls the future, as a transaction does; on a
+/// cluster node the wait for the cluster's verdict does not block that thread (the other
+/// tasks of the executor go on), and a conflict runs `f` again. On a single node the
+/// commit is made at once, within the poll (on disc, with its log sync, as `transaction`).
+/// A dirty operation inside `f` commits on its own, at once (as inside `transaction`).
+/// Dropping the future once its commit went to the cluster does not take the commit back:
+/// its fate is then unknown, as that of a commit that failed with `NoMajority`.
+///
+/// ```
+/// use mnesia::prelude::*;
+/// #[derive(Table, Clone, Debug, PartialEq, Serialize, Deserialize)]
+/// struct Item { #[key] id: u32, n: i64 }
+///
+/// let db = Database::in_memory()?;
+/// db.create_table::<Item>(TableOptions::new())?;
+/// let done = db.scope(|| mnesia::transaction_async(|| {
+///     Item::write(Item { id: 1, n: 5 })?;
+///     Ok::<_, mnesia::Error>(7)
+/// }));
+/// // In an async fn: `done.await`. Here, outside any executor:
+/// assert_eq!(mnesia::__private::block_on(done)?, 7);
+/// assert_eq!(db.scope(|| Item::read(&1))?, Some(Item { id: 1, n: 5 }));
+/// # Ok::<(), mnesia::Error>(())
+/// ```
+pub fn transaction_async<R, E, F>(mut f: F) -> impl Future<Output = std::result::Result<R, E>> + Send
+where
+    F: FnMut() -> std::result::Result<R, E> + Send,
+    R: Send,
+    E: From<Error> + Send,
+{
+    let db = current_db();
+    async move {
+        let db = db?;
+        let rounds = db.config().retries();
+        for _ in 0..rounds {
+            let (result, deferred) = {
+                let deferral = Deferral::on();
+                let result = db.scope(|| transact(db.clone(), &mut f));
+                (result, deferral.take())
+            };
+            // Not ordered (one node), or not committed: the transaction's outcome.
+            let Some((sequencer, record)) = deferred else { return result };
+            match sequencer.order_async(record).await {
+                Ok(()) => return result,
+                Err(Error::Conflict) => continue,
+                Err(e) => return Err(e.into()),
+            }
+        }
+        Err(Error::TooManyRetries { attempts: rounds }.into())
+    }
+}
+
+/// Runs `future` on this thread until it is done (parking while it waits): for examples and
+/// tests that have no executor.
+#[doc(hidden)]
+pub fn block_on<F: Future>(future: F) -> F::Output {
+    struct Unpark(std::thread::Thread);
+    impl std::task::Wake for Unpark {
+        fn wake(self: Arc<Self>) {
+            self.0.unpark();
+        }
+    }
+    let waker = std::task::Waker::from(Arc::new(Unpark(std::thread::current())));
+    let mut cx = std::task::Context::from_waker(&waker);
+    let mut future = std::pin::pin!(future);
+    loop {
+        if let std::task::Poll::Ready(out) = future.as_mut().poll(&mut cx) {
+            return out;
+        }
+        std::thread::park();
+    }
+}

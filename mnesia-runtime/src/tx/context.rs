@@ -1,0 +1,395 @@
+//! The current transaction of a thread, so that table-scoped calls join an enclosing
+//! transaction, and the retry loop that runs a transaction's closure.
+
+use std::cell::{Cell, RefCell};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use crate::base::priority::{Gate, LEAST_PATIENCE, merge};
+use crate::base::stats::Stat;
+use crate::db::{self, Database};
+use crate::error::{Error, Result};
+use crate::tx::Tx;
+
+thread_local! {
+    static CURRENT: RefCell<Option<Tx>> = const { RefCell::new(None) };
+    static RNG: Cell<u64> = const { Cell::new(0) };
+}
+
+/// Whether the calling thread is inside a transaction.
+///
+/// ```
+/// let db = mnesia::Database::in_memory()?;
+/// assert!(!mnesia::is_transaction());
+/// db.transaction(|_| {
+///     assert!(mnesia::is_transaction());
+///     Ok::<_, mnesia::Error>(())
+/// })?;
+/// # Ok::<(), mnesia::Error>(())
+/// ```
+pub fn is_transaction() -> bool {
+    CURRENT.with(|c| c.borrow().is_some())
+}
+
+/// The database of the current transaction, else the thread's default.
+pub(crate) fn current_db() -> Result<Database> {
+    if let Some(db) = CURRENT.with(|c| c.borrow().as_ref().map(|tx| tx.db.clone())) {
+        return Ok(db);
+    }
+    db::current()
+}
+
+/// Runs `f` on the current transaction. Callers never run user code inside `f`.
+pub(crate) fn with_tx<R>(f: impl FnOnce(&mut Tx) -> Result<R>) -> Result<R> {
+    CURRENT.with(|c| match c.borrow_mut().as_mut() {
+        Some(tx) => f(tx),
+        None => Err(Error::NoTransaction),
+    })
+}
+
+/// Runs one table-scoped operation: inside the current transaction when there is one,
+/// else as a transaction of its own on the default database.
+///
+/// A single operation reads at a snapshot only if it lost once: opening one costs more than
+/// most single reads, and an operation that runs again without writing cannot lose twice.
+pub(crate) fn run<R>(op: impl FnMut() -> Result<R>) -> Result<R> {
+    if is_transaction() {
+        let mut op = op;
+        return op();
+    }
+    transact_with(db::current()?, SnapshotFrom::Retry, op)
+}
+
+/// When a transaction that has written nothing starts reading at a snapshot.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum SnapshotFrom {
+    /// At its first scan, or once it has made many point reads.
+    FirstScan,
+    /// Only on a run after one that lost.
+    Retry,
+}
+
+/// Removes the thread's transaction when dropped: on return and on unwind.
+struct Installed;
+
+impl Installed {
+    fn install(tx: Tx) -> Installed {
+        CURRENT.with(|c| *c.borrow_mut() = Some(tx));
+        Installed
+    }
+
+    fn take(self) -> Option<Tx> {
+        let tx = CURRENT.with(|c| c.borrow_mut().take());
+        std::mem::forget(self);
+        tx
+    }
+}
+
+impl Drop for Installed {
+    fn drop(&mut self) {
+        // Unwinding out of the closure: the transaction's writes are dropped, never applied.
+        let _ = CURRENT.with(|c| c.try_borrow_mut().map(|mut b| b.take()));
+    }
+}
+
+/// Runs `f` as a transaction on `db`, retrying it on conflicts. Inside a transaction of the
+/// same database, `f` simply joins it.
+pub(crate) fn transact<R, E: From<Error>>(db: Database, f: impl FnMut() -> Result<R, E>) -> Result<R, E> {
+    transact_with(db, SnapshotFrom::FirstScan, f)
+}
+
+/// As [`transact`], with a snapshot opened as `snapshot_from` says.
+fn transact_with<R, E: From<Error>>(
+    db: Database,
+    snapshot_from: SnapshotFrom,
+    mut f: impl FnMut() -> Result<R, E>,
+) -> Result<R, E> {
+    // What the closure returned last; the attempts themselves run in code compiled once.
+    let mut out: Option<Result<R, E>> = None;
+    let mut attempt = || {
+        // The last attempt's result is not kept while the next one runs.
+        out = None;
+        let r = f();
+        let ok = r.is_ok();
+        out = Some(r);
+        ok
+    };
+    match attempts(db, snapshot_from, &mut attempt) {
+        Ok(()) => out.unwrap_or_else(|| Err(Error::Internal("transaction state lost".into()).into())),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// What an attempt came to.
+enum Outcome {
+    Committed,
+    /// The closure returned an error, having seen a consistent state.
+    Failed,
+    /// The commit failed.
+    Error(Error),
+}
+
+/// Runs attempts of `f` (which tells whether the closure returned `Ok`) until one commits
+/// or fails for good. `Ok(())`: the closure's last result is the transaction's.
+fn attempts(db: Database, snapshot_from: SnapshotFrom, f: &mut dyn FnMut() -> bool) -> Result<(), Error> {
+    // Whether this is `transaction_async`'s transaction (taken before anything runs inside).
+    let defer = crate::tx::deferral::take_armed();
+    if let Some(same) = CURRENT.with(|c| c.borrow().as_ref().map(|tx| tx.db.same(&db))) {
+        if same {
+            // A nested transaction joins the outer one; if it fails, its own writes are
+            // undone, and the outer one decides what to do with the error.
+            let savepoint = with_tx(|tx| Ok(tx.savepoint()))?;
+            if !f() {
+                with_tx(|tx| {
+                    tx.rollback_to(savepoint);
+                    Ok(())
+                })?;
+            }
+            return Ok(());
+        }
+        return Err(Error::Invalid(
+            "a transaction on another database is already running on this thread".into(),
+        ));
+    }
+    let attempts = db.config().retries();
+    let escalate_after = db.config().escalation_threshold();
+    let stats = db.stats();
+    stats.add(Stat::Start);
+    let mut db = db;
+    // Conflicts in a row, and the tables the attempts that lost touched.
+    let mut conflicts = 0;
+    let mut long = false;
+    let mut touched: Vec<Arc<dyn Gate>> = Vec::new();
+    // How long the losing attempts took, without priority and with it.
+    let (mut lost_plain, mut lost_escalated) = (Duration::ZERO, Duration::ZERO);
+    // Whether the attempts that lost wrote anything.
+    let mut wrote = false;
+    // Measured only when latencies are recorded or a subscriber listens for slow
+    // transactions (from the first attempt's start, which is read anyway).
+    let timed =
+        stats.latencies.on() || tracing::enabled!(target: "mnesia::transaction", tracing::Level::WARN);
+    let mut began: Option<Instant> = None;
+    for attempt in 1..=attempts {
+        // One that lost without writing runs again at a snapshot, where it cannot lose
+        // unless it writes this time (see `snapshots.rs`).
+        let at_snapshot = conflicts > 0 && !wrote;
+        // A transaction that keeps losing runs with priority: writers to the tables it
+        // touched wait for it (see `priority.rs`). Taken before anything else, holding
+        // no lock; given back when the attempt ends, also on unwind.
+        // (Not with ordered commits: the other copies' writers do not wait at this one's
+        // gates, and the applier of the order must not.)
+        let escalate = (conflicts >= escalate_after || (conflicts > 0 && long)) && !db.ordering();
+        let escalated = (escalate && !at_snapshot).then(|| {
+            stats.add(Stat::Escalation);
+            db.priority().take(&touched, patience(lost_plain, lost_escalated))
+        });
+        let started = Instant::now();
+        if timed && began.is_none() {
+            began = Some(started);
+        }
+        // Lets a sync leader of the log wait a little for this transaction's commit; the
+        // registration ends with the attempt, also on unwind.
+        if let Some(disk) = db.disk() {
+            crate::disk::wal::announce(&disk.wal);
+        }
+        let _withdraw = Withdraw;
+        let mut tx = Tx::new(db);
+        tx.defer = defer;
+        if escalated.is_none() && !wrote && (at_snapshot || snapshot_from == SnapshotFrom::FirstScan) {
+            tx.allow_snapshot(at_snapshot);
+        }
+        let installed = Installed::install(tx);
+        let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(&mut *f));
+        let Some(mut tx) = installed.take() else {
+            return Err(Error::Internal("transaction state lost".into()));
+        };
+        let outcome = match result {
+            Ok(true) => match tx.commit() {
+                Ok(()) => Some(Outcome::Committed),
+                Err(Error::Conflict) => None,
+                Err(e) => Some(Outcome::Error(e)),
+            },
+            // The closure may have failed because it saw a state that never existed (reads
+            // from before and after a concurrent commit): if what it read has changed, it
+            // runs again instead, and the failure never reaches the caller.
+            Ok(false) => tx.reads_unchanged().then_some(Outcome::Failed),
+            Err(panic) => {
+                if tx.reads_unchanged() {
+                    let db = tx.db.clone();
+                    drop(tx);
+                    stats.add(Stat::Abort);
+                    timed_end(&db, &stats, began, attempt, "panicked");
+                    std::panic::resume_unwind(panic);
+                }
+                None
+            }
+        };
+        if outcome.is_none() {
+            conflicts += 1;
+            wrote |= tx.wrote();
+            long |= tx.long();
+            let took = started.elapsed();
+            if escalated.is_some() {
+                lost_escalated = lost_escalated.max(took);
+            } else {
+                lost_plain = lost_plain.max(took);
+            }
+            merge(&mut touched, tx.gates());
+        }
+        db = tx.finish();
+        match outcome {
+            Some(Outcome::Committed) => {
+                stats.add(Stat::Commit);
+                timed_end(&db, &stats, began, attempt, "committed");
+                return Ok(());
+            }
+            Some(Outcome::Failed) => {
+                stats.add(Stat::Abort);
+                timed_end(&db, &stats, began, attempt, "failed");
+                return Ok(());
+            }
+            Some(Outcome::Error(e)) => {
+                stats.add(Stat::Abort);
+                timed_end(&db, &stats, began, attempt, "failed");
+                return Err(e);
+            }
+            None => {}
+        }
+        stats.add(Stat::Retry);
+        if conflicts == db.config().conflicts_reported_after() {
+            tracing::warn!(
+                target: "mnesia::transaction",
+                conflicts,
+                wrote,
+                escalated = escalated.is_some(),
+                "a transaction keeps losing to concurrent commits and runs again"
+            );
+        }
+        if escalated.is_none() {
+            backoff(attempt);
+        }
+    }
+    stats.add(Stat::Abort);
+    timed_end(&db, &stats, began, attempts, "gave up");
+    Err(Error::TooManyRetries { attempts })
+}
+
+/// Records how long a timed transaction took, and reports it if it took the configured
+/// threshold or longer, however it ended (`began`: when it started, if it is timed).
+fn timed_end(
+    db: &Database,
+    stats: &crate::base::stats::Stats,
+    began: Option<Instant>,
+    attempts: u32,
+    ended: &'static str,
+) {
+    let Some(began) = began else { return };
+    let took = began.elapsed();
+    if stats.latencies.on() {
+        stats.latencies.record(took);
+    }
+    if took >= db.config().slow_transaction_threshold() {
+        tracing::warn!(
+            target: "mnesia::transaction",
+            took_ms = took.as_secs_f64() * 1e3,
+            attempts,
+            ended,
+            "a slow transaction {ended}"
+        );
+    }
+}
+
+/// How long commits wait at the gates of an escalated attempt: four times the longest
+/// attempt that lost without priority (what the escalated one should take), and twice the
+/// longest that lost with it (one whose writers went past the gates because it ran longer
+/// than that), at least 20 ms.
+fn patience(lost_plain: Duration, lost_escalated: Duration) -> Duration {
+    (lost_plain * 4).max(lost_escalated * 2).max(LEAST_PATIENCE)
+}
+
+/// Ends the thread's registration with the commit log when dropped.
+struct Withdraw;
+
+impl Drop for Withdraw {
+    fn drop(&mut self) {
+        crate::disk::wal::withdraw();
+    }
+}
+
+/// Waits a little before a retry: yields at first, then sleeps a random, growing time.
+fn backoff(attempt: u32) {
+    if attempt < 3 {
+        std::thread::yield_now();
+        return;
+    }
+    let r = RNG.with(|c| {
+        let mut x = c.get();
+        if x == 0 {
+            x = (c as *const Cell<u64> as u64) | 1;
+        }
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        c.set(x);
+        x
+    });
+    let cap = 1u64 << attempt.min(10);
+    std::thread::sleep(Duration::from_micros(r % cap + 1));
+}
+
+/// Runs `f` as one serializable transaction on the current database (see
+/// [`Database::transaction`]). Table-scoped calls inside join it; a transaction inside
+/// another joins the outermost one.
+///
+/// A transaction that scans, or makes many point reads, having written nothing reads a
+/// snapshot from then on and commits on its first run whatever commits land meanwhile; one
+/// that keeps losing to other commits takes priority over them (see the README's
+/// "Every transaction finishes").
+///
+/// ```
+/// use mnesia::prelude::*;
+///
+/// #[derive(Table, Clone, Debug, Serialize, Deserialize)]
+/// struct Account { #[key] id: u32, balance: i64 }
+///
+/// let db = Database::in_memory()?;
+/// db.scope(|| -> mnesia::Result<()> {
+///     Account::create_table(TableOptions::new())?;
+///     Account::write(Account { id: 1, balance: 100 })?;
+///     Account::write(Account { id: 2, balance: 0 })?;
+///     mnesia::transaction(|| {
+///         Account::update(&1, |a| a.balance -= 30)?;
+///         Account::update(&2, |a| a.balance += 30)?;
+///         Ok::<_, mnesia::Error>(())
+///     })?;
+///     assert_eq!(Account::read(&2)?.map(|a| a.balance), Some(30));
+///     Ok(())
+/// })?;
+/// # Ok::<(), mnesia::Error>(())
+/// ```
+pub fn transaction<R, E: From<Error>>(f: impl FnMut() -> Result<R, E>) -> Result<R, E> {
+    transact(current_db()?, f)
+}
+
+/// Like [`transaction`], and returns only once every live copy of the database has
+/// applied the commit: on one node it is the same; on a cluster node (any database whose
+/// commits are [ordered](crate::Database::order_commits_with)) it then waits until every
+/// other node it sees up has applied as far as this one ([`Sequencer::sync`](crate::Sequencer::sync)).
+/// Inside another transaction it joins that one and does not wait (the commit is the
+/// outermost one's).
+///
+/// ```
+/// let db = mnesia::Database::in_memory()?;
+/// let v = db.scope(|| mnesia::sync_transaction(|| Ok::<_, mnesia::Error>(7)))?;
+/// assert_eq!(v, 7);
+/// # Ok::<(), mnesia::Error>(())
+/// ```
+pub fn sync_transaction<R, E: From<Error>>(f: impl FnMut() -> Result<R, E>) -> Result<R, E> {
+    let db = current_db()?;
+    let outermost = !is_transaction();
+    let result = transact(db.clone(), f)?;
+    if outermost && let Some(sequencer) = db.sequencer() {
+        sequencer.sync()?;
+    }
+    Ok(result)
+}
