@@ -2,23 +2,29 @@
 //! serializable optimistic transactions, secondary indexes and a query planner.
 //!
 //! Users depend on the `mnesia` crate, which re-exports everything here together with
-//! `#[derive(Table)]`. The engine's layout:
+//! `#[derive(Table)]`. The runtime has one folder per layer, each using only those below
+//! it:
 //!
-//! - [`Table`] (`table.rs`): the trait the derive implements, whose provided functions are
-//!   the table-scoped API; they call `ops.rs`, as does the explicit [`Transaction`] handle.
-//! - `context.rs`: the thread's current transaction and the retry loop.
-//! - `tx/`: read and write sets, and the commit protocol; `lock.rs`: commit locks taken
-//!   in one global order; `priority.rs`: escalation, so that a transaction that keeps
-//!   losing finishes.
-//! - `store/`: records in shards; `index.rs`: secondary indexes.
-//! - `field.rs`, `filter.rs`, `plan.rs`, `select.rs`, `query.rs`: typed conditions, the
-//!   planner and the planned reads.
-//! - `db.rs`: the database, its tables and the default database; `config.rs`: its
-//!   configuration; `any_table.rs`: the type-erased table trait the registry holds.
-//! - `disk/`: the directory of a database with `disc_copies` tables — the schema file
-//!   (`schema.rs`), the commit log with group commit (`wal.rs`), framing and checksums
-//!   (`frame.rs`), snapshots and checkpoints, recovery (`mod.rs`); `schema.rs` at the top is
-//!   the public `Schema` API.
+//! - `base/`: clocks, commit locks taken in one global order, priority (so that a
+//!   transaction that keeps losing finishes), the broadcast ring, statistics.
+//! - `schema/`: [`Record`], the trait the derive implements, and what describes a table:
+//!   fields, conditions and filters, index specs, [`TableOptions`], [`RecordShape`].
+//! - `disk/`: the directory of a database with `disc_copies` tables — the schema file,
+//!   the commit log with group commit (`wal.rs`), framing and checksums, snapshots and
+//!   checkpoints, recovery (`mod.rs`).
+//! - `engine/`: records in shards (`store/`), secondary indexes, expiry, events, commit
+//!   records and the order's versions.
+//! - `db/`: the database, its table registry and the default database; the type-erased
+//!   table the registry holds (`any_table.rs`) and a transaction's part as it sees it
+//!   (`table_part.rs`); configuration; system info.
+//! - `tx/`: read and write sets and the commit protocol; `context.rs`: the thread's
+//!   current transaction and the retry loop; `ops.rs`: the typed operations; the planner
+//!   and the planned reads (`plan.rs`, `select.rs`, `query.rs`).
+//! - `features/`: backup and restore, bulk loads, export and import, transforms,
+//!   browsing, schema changes, ordered commits, and (`erased.rs`) the implementation of
+//!   the registry's table, above everything it uses.
+//! - `api/`: [`Table`], the table-scoped API every record type has, and the explicit
+//!   [`Transaction`] handle; both call `tx/ops.rs`.
 #![deny(missing_docs)]
 #![deny(unsafe_code)]
 #![warn(unreachable_pub)]
