@@ -1,4 +1,4 @@
-//! Turns a checked model into the `Table` impl and the typed field constants. Every path in
+//! Turns a checked model into the `Record` impl and the typed field constants. Every path in
 //! the output is absolute (`::mnesia::..`, `::core::..`), so user items of the same names
 //! cannot capture it.
 

@@ -1,5 +1,5 @@
 //! What the derive emits when the struct has errors: the errors, plus stub items (the field
-//! constants and a `Table` impl) so that code using the table reports no follow-up errors.
+//! constants and a `Record` impl) so that code using the table reports no follow-up errors.
 
 use proc_macro2::TokenStream;
 use quote::quote;

@@ -1,4 +1,4 @@
-//! A record type with a hand-written `Table` impl, for the unit tests of this crate (the
+//! A record type with a hand-written `Record` impl, for the unit tests of this crate (the
 //! derive emits `::mnesia` paths, which this crate cannot name).
 
 use serde::{Deserialize, Serialize};

@@ -65,7 +65,8 @@ pub use mnesia_runtime::*;
 ///   `s`, `m`, `h`, `d`, `w`, as in `"500ms"`, `"1h30m"` or `"7d"`; it needs a `#[ttl]`
 ///   field of type `Option<SystemTime>`.
 ///
-/// It implements [`Table`] and adds a typed [`Field`] constant per field, named after the
+/// It implements [`Record`] (and so the type has the [`Table`] API) and adds a typed
+/// [`Field`] constant per field, named after the
 /// field in upper case (`age` gives `User::AGE: Field<User, u32>`).
 ///
 /// ```

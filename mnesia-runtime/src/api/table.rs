@@ -8,9 +8,9 @@ use crate::schema::record::{Record, StorageType, TableInfo, Upserted};
 use crate::tx::ops;
 use crate::tx::query::Query;
 
-/// The table-scoped API of a record type. `#[derive(Table)]` implements it (with
-/// [`Record`], which describes the record type) and generates a typed [`Field`] constant
-/// per field (`User::AGE`).
+/// The table-scoped API of a record type: implemented for every [`Record`] (which
+/// `#[derive(Table)]` implements, with a typed [`Field`] constant per field, `User::AGE`),
+/// it cannot be implemented, nor its functions replaced, by hand.
 ///
 /// The provided functions are the table-scoped API. Each runs inside the calling thread's
 /// transaction when there is one, and as a transaction of its own otherwise; the `dirty_*`

@@ -1,5 +1,5 @@
 //! The reaper's thread: it runs the database's removal of expired records every
-//! interval, until the database closes (what a run does is the database's: `db.rs`).
+//! interval, until the database closes (what a run does is the database's: `db/mod.rs`).
 
 use std::sync::Arc;
 use std::time::Duration;

@@ -20,6 +20,8 @@ pub(crate) type TableMap = std::collections::HashMap<String, Arc<dyn AnyTable>>;
 /// What the registry knows of a table without knowing its record type.
 pub(crate) trait AnyTable: Send + Sync {
     fn as_any_arc(self: Arc<Self>) -> Arc<dyn Any + Send + Sync>;
+    /// The table's name.
+    fn name(&self) -> &'static str;
     /// The record type's id (what finds a transaction's part for the table).
     fn record_type(&self) -> std::any::TypeId;
     /// A new transaction part for the table.

@@ -47,7 +47,7 @@ pub(crate) struct DbInner {
     priority: Arc<crate::base::priority::Priority>,
     /// The snapshots transactions read at (see `snapshots.rs`).
     snapshots: crate::base::snapshots::Snapshots,
-    /// Where commits are handed as records, if anywhere (see `commit.rs`).
+    /// Where commits are handed as records, if anywhere (see `sink.rs`).
     pub(crate) sink: ArcSwapOption<crate::engine::commit_record::Sink>,
     /// Whether `sink` holds one (checked first: the common case pays no more).
     pub(crate) has_sink: std::sync::atomic::AtomicBool,

@@ -44,7 +44,7 @@ pub(crate) trait TxPart: Any {
     /// The table's id and publish lock, if it has subscribers and this part writes.
     fn publish_lock(&self) -> Option<(u32, &parking_lot::Mutex<()>)>;
     /// The table's id and publish lock if this part writes, subscribers or not: what
-    /// orders the commit records handed to a sink (see `commit.rs`).
+    /// orders the commit records handed to a sink (see `db/sink.rs`).
     fn order_lock(&self) -> Option<(u32, &parking_lot::Mutex<()>)>;
     /// Whether the table has subscribers.
     fn has_subscribers(&self) -> bool;

@@ -85,3 +85,39 @@ impl Database {
         crate::features::kinds::create_declared(self, shape, type_name, indexes)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use crate::disk::record::encode;
+    use crate::engine::commit_record::{Content, KeyChange};
+    use crate::testing::{Rec, rec};
+    use crate::tx::context::{transact, with_tx};
+    use crate::{Config, Database, Schema, StorageType, Table as _, TableOptions};
+
+    /// A transaction's part asked for with a registry entry looked up before the table's
+    /// store was replaced (`apply_commit` and a restore look their tables up before their
+    /// transaction starts) writes the store that replaced it, not the one put aside (its
+    /// writes would conflict on every attempt).
+    #[test]
+    fn a_part_asked_for_with_an_old_entry_writes_the_new_store() {
+        let dir = tempfile::tempdir().expect("dir");
+        Schema::create(dir.path()).expect("schema");
+        let db = Database::open(Config::default().dir(dir.path()).max_retries(3)).expect("open");
+        db.create_table::<Rec>(TableOptions::new()).expect("table");
+        let before = db.any_table("rec").expect("entry");
+        // To `disc_only_copies`: a new store takes the old one's place.
+        db.change_table_copy_type::<Rec>(StorageType::DiscOnlyCopies).expect("moved to disc only");
+        let r = rec(1, "x", 1);
+        let change = KeyChange {
+            key: encode(&r.id).expect("key"),
+            value: Content::Put(encode(&r).expect("record")),
+            expired: false,
+        };
+        transact(db.clone(), || {
+            with_tx(|tx| tx.part_of(&before)?.apply_change(std::slice::from_ref(&change)))
+        })
+        .expect("applied");
+        assert_eq!(db.scope(|| Rec::read(&1)).expect("read"), Some(r));
+        assert_eq!(db.table_info::<Rec>().expect("info").storage_type, StorageType::DiscOnlyCopies);
+    }
+}

@@ -20,6 +20,10 @@ impl<T: Record> AnyTable for TableStore<T> {
         self
     }
 
+    fn name(&self) -> &'static str {
+        T::NAME
+    }
+
     fn record_type(&self) -> std::any::TypeId {
         std::any::TypeId::of::<T>()
     }

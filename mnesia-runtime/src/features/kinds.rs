@@ -84,7 +84,7 @@ pub(crate) fn create_declared(
 }
 
 /// Whether this program declares a type of shape `shape` (a type with a hand-written
-/// `Table` impl is not registered).
+/// `Record` impl is not registered).
 pub(crate) fn declared(shape: &RecordShape) -> bool {
     of_shape(shape).next().is_some()
 }

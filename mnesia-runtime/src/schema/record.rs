@@ -232,7 +232,7 @@ impl<T> Upserted<T> {
 /// A record type: what `#[derive(Table)]` describes of a struct (its table's name and
 /// type, its fields, its key, its indexes, its `#[ttl]` field). The engine's layers below
 /// the table API know a record type through this trait alone; the table API itself is
-/// [`Table`](crate::Table), which the derive implements too.
+/// [`Table`](crate::Table), which every record type has.
 ///
 /// ```
 /// use mnesia::prelude::*;

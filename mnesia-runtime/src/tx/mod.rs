@@ -171,11 +171,24 @@ impl Tx {
             .ok_or_else(|| Error::Internal("transaction part of another type".into()))
     }
 
-    /// This transaction's part for a table known by its registry entry (whatever its
-    /// record type), created on first use.
+    /// This transaction's part for the table of `table`'s name and record type, created on
+    /// first use from the registry's current store (one that replaced `table`'s since it
+    /// was looked up, as a restore or a transform does, is the one written).
     pub(crate) fn part_of(&mut self, table: &Arc<dyn AnyTable>) -> Result<&mut dyn TxPart> {
-        table.resume();
-        self.part(table.record_type(), |_| Ok(Arc::clone(table).new_part()))
+        let ty = table.record_type();
+        self.part(ty, |db| {
+            let current = db.any_table(table.name())?;
+            if current.record_type() != ty {
+                return Err(Error::TypeMismatch {
+                    table: table.name().to_owned(),
+                    stored: current.type_name(),
+                    requested: table.type_name(),
+                });
+            }
+            // What `Database::table` does as an operation starts.
+            current.resume();
+            Ok(current.new_part())
+        })
     }
 
     /// The part for the table of record type `ty`: the one this transaction has, else one
@@ -281,7 +294,7 @@ impl Tx {
         self.parts.iter().all(|p| p.reads_unchanged(false))
     }
 
-    /// Commits at `at` instead of the clock's time (see `commit.rs`).
+    /// Commits at `at` instead of the clock's time (see `features/apply_commit.rs`).
     pub(crate) fn commit_at(&mut self, at: SystemTime) {
         self.commit_time = Some(at);
     }
