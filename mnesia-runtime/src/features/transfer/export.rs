@@ -1,6 +1,14 @@
 //! Export: a table's records written as JSON, JSON Lines or CSV, a chunk at a time.
 
-use super::*;
+use std::io::Write;
+use std::path::Path;
+
+use crate::base::progress::{Progress, Ticker};
+use crate::engine::store::TableStore;
+use crate::error::{Error, Result};
+use crate::schema::record::Record;
+
+use super::{ExportOptions, Format, finished, io_err};
 
 /// Exports to a file, through a temporary file renamed when complete.
 pub(crate) fn export_file<T: Record>(path: &Path, opts: &ExportOptions) -> Result<usize> {

@@ -1,7 +1,15 @@
 //! Import: records parsed from JSON, JSON Lines or CSV, with the line of every error, and
 //! written in one transaction or loaded in bulk into a new store.
 
-use super::*;
+use std::io::{BufRead, BufReader, Read};
+
+use crate::base::progress::Ticker;
+use crate::error::{Error, Result};
+use crate::schema::record::Record;
+use crate::tx::context::{run, with_tx};
+use crate::tx::ops;
+
+use super::{Format, ImportOptions, finished};
 
 /// A JSON error's message with its column (its line is the import error's).
 fn json_reason(e: &serde_json::Error) -> String {

@@ -6,15 +6,10 @@
 //! text; a plain enum variant as its name. On import each field reads its cell as its type
 //! asks (see `cells`).
 
-use std::io::{BufRead, BufReader, Read, Write};
 use std::path::Path;
 
-use crate::base::progress::{Progress, Ticker};
-use crate::engine::store::TableStore;
+use crate::base::progress::Progress;
 use crate::error::{Error, Result};
-use crate::schema::record::Record;
-use crate::tx::context::{run, with_tx};
-use crate::tx::ops;
 
 /// A file format for [`Table::export`](crate::Table::export) and [`Table::import`](crate::Table::import).
 ///
