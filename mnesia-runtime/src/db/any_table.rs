@@ -1,7 +1,7 @@
 //! What the registry knows of a table without knowing its record type: the type-erased
 //! table trait, the table-wide locks, and what a bulk load into a new store offers
 //! ([`Loader`], made by a table for a restore) and leaves for the log and the schema
-//! ([`LogBatch`], [`Switch`]; the loading itself is `bulk.rs`).
+//! ([`LogBatch`], [`Switch`]; the loading itself is `features/bulk.rs`).
 
 use std::any::Any;
 use std::sync::Arc;
