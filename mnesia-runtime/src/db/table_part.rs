@@ -74,8 +74,9 @@ pub(crate) trait TxPart: Any {
     /// Writes a commit record's changes to this table (every one decoded and checked
     /// before any is made).
     fn apply_change(&mut self, writes: &[KeyChange]) -> Result<()>;
-    /// Writes a backup's entries, as `mode` says; returns how many records.
-    fn restore(&mut self, entries: &[SnapshotEntry], mode: RestoreMode) -> Result<u64>;
+    /// Writes a backup's entries, as `mode` says, and moves the table's auto-increment
+    /// counter past `counter`, the backup's; returns how many records.
+    fn restore(&mut self, entries: &[SnapshotEntry], mode: RestoreMode, counter: u64) -> Result<u64>;
 }
 
 /// The buffers of a finished transaction's part, kept by its thread for the next one.

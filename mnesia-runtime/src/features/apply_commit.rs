@@ -119,5 +119,11 @@ mod tests {
         .expect("applied");
         assert_eq!(db.scope(|| Rec::read(&1)).expect("read"), Some(r));
         assert_eq!(db.table_info::<Rec>().expect("info").storage_type, StorageType::DiscOnlyCopies);
+        // A restore's part moves the counter of the store it writes, not the one put aside.
+        transact(db.clone(), || {
+            with_tx(|tx| tx.part_of(&before)?.restore(&[], crate::RestoreMode::KeepAndAdd, 42))
+        })
+        .expect("restored");
+        assert_eq!(db.table_info::<Rec>().expect("info").counter, 42);
     }
 }

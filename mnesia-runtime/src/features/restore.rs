@@ -283,7 +283,11 @@ impl Database {
                 let mut n = 0;
                 for ((t, list), backup) in targets.iter().zip(&entries).zip(&backups) {
                     if let Some(t) = t {
-                        n += tx.part_of(t)?.restore(list, options.mode_of(&backup.def.name))?;
+                        n += tx.part_of(t)?.restore(
+                            list,
+                            options.mode_of(&backup.def.name),
+                            backup.counter,
+                        )?;
                     }
                 }
                 Ok(n)

@@ -79,7 +79,15 @@ impl<T: Record> TxTable<T> {
     }
 
     /// Writes a backup's entries (`TxPart::restore`).
-    pub(crate) fn restore_entries(&mut self, entries: &[SnapshotEntry], mode: RestoreMode) -> Result<u64> {
+    pub(crate) fn restore_entries(
+        &mut self,
+        entries: &[SnapshotEntry],
+        mode: RestoreMode,
+        counter: u64,
+    ) -> Result<u64> {
+        // On the store this part writes (the caller raised the counter of the one it looked
+        // up before the transaction: another may have taken its place since).
+        self.store.counter.fetch_max(counter, Ordering::AcqRel);
         use crate::disk::record::Logged;
         use crate::engine::store::Write;
         let bad = |e: postcard::Error| {

@@ -600,8 +600,9 @@ impl<T: Record> TxPart for TxTable<T> {
         &mut self,
         entries: &[crate::disk::record::SnapshotEntry],
         mode: crate::engine::backup_types::RestoreMode,
+        counter: u64,
     ) -> Result<u64> {
-        self.restore_entries(entries, mode)
+        self.restore_entries(entries, mode, counter)
     }
 
     fn restore_writes(&mut self, saved: Option<Box<dyn Any>>) {
