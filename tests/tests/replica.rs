@@ -332,10 +332,36 @@ fn what_does_not_reach_the_sink_yet_is_refused_while_one_is_attached() {
         Err(Error::Invalid(m)) => assert!(m.contains(what), "{m}"),
         other => panic!("{what}: {other:?}"),
     };
-    refused(db.clear_table::<Label>(), "clear_table");
     refused(db.drop_table::<Label>(), "drop_table");
+    refused(db.add_index(Label::TEXT.index_spec(false)), "add_index");
     db.stop_replicating();
-    db.clear_table::<Label>().expect("clear once stopped");
+    db.drop_table::<Label>().expect("dropped once stopped");
+}
+
+#[test]
+fn a_clear_reaches_the_replica_in_its_place_among_the_commits() {
+    let primary = Database::in_memory().expect("db");
+    let replica = Database::in_memory().expect("replica");
+    create(&primary, false);
+    create(&replica, false);
+    let heard = Heard::new(&replica);
+    let to_replica = replica.clone();
+    primary.replicate_to(move |r: &CommitRecord| to_replica.apply_commit(r).expect("applies"));
+    primary
+        .scope(|| -> mnesia::Result<()> {
+            Label::write(Label { item: 1, text: "before".into() })?;
+            Label::write(Label { item: 2, text: "before".into() })?;
+            Label::clear()?;
+            Label::write(Label { item: 3, text: "after".into() })?;
+            Ok(())
+        })
+        .expect("writes");
+    let labels = |db: &Database| db.scope(Label::list).expect("labels");
+    assert_eq!(labels(&replica), labels(&primary));
+    assert_eq!(labels(&replica), [Label { item: 3, text: "after".into() }]);
+    let [_, _, events, _] = heard.drain();
+    assert_eq!(events.len(), 4, "{events:?}");
+    assert!(events[2].contains("Cleared"), "{events:?}");
 }
 
 #[test]

@@ -1,7 +1,8 @@
 //! Property: whatever several threads do at once on a primary (transactions, dirty writes,
-//! batches, a unique index, a bag, deletes, named counters, on a disc table and a ram
-//! table), a replica fed the primary's commit records ends with the same records and
-//! counters, and so does the primary opened again from its directory, its log replayed.
+//! batches, a unique index, a bag, deletes, clears, named counters, on a disc table and
+//! a ram table), a replica fed the primary's commit records ends with the same records and
+//! counters, and the primary opened again from its directory (its log replayed) with the
+//! same disc table and counters.
 
 use std::sync::mpsc;
 
@@ -71,27 +72,33 @@ enum Op {
         name: u8,
         by: i64,
     },
+    /// Empties the bag table.
+    Clear,
+    /// Empties the disc table (a clear in the log).
+    ClearAccounts,
 }
 
 fn op() -> impl Strategy<Value = Op> {
     let id = 0u32..12;
     prop_oneof![
-        (id.clone(), 0u8..8, -50i64..50).prop_map(|(id, email, balance)| Op::Write { id, email, balance }),
-        (id.clone(), 0u8..8).prop_map(|(id, email)| Op::Insert { id, email }),
-        (id.clone(), id.clone(), 1i64..20).prop_map(|(from, to, amount)| Op::Transfer { from, to, amount }),
-        id.clone().prop_map(|id| Op::Delete { id }),
-        (id.clone(), 0u8..8, -50i64..50).prop_map(|(id, email, balance)| Op::DirtyWrite {
+        3 => (id.clone(), 0u8..8, -50i64..50).prop_map(|(id, email, balance)| Op::Write { id, email, balance }),
+        2 => (id.clone(), 0u8..8).prop_map(|(id, email)| Op::Insert { id, email }),
+        3 => (id.clone(), id.clone(), 1i64..20).prop_map(|(from, to, amount)| Op::Transfer { from, to, amount }),
+        2 => id.clone().prop_map(|id| Op::Delete { id }),
+        2 => (id.clone(), 0u8..8, -50i64..50).prop_map(|(id, email, balance)| Op::DirtyWrite {
             id,
             email,
             balance
         }),
-        (id.clone(), 0u8..4, id.clone()).prop_map(|(account, note, forget)| Op::Note {
+        3 => (id.clone(), 0u8..4, id.clone()).prop_map(|(account, note, forget)| Op::Note {
             account,
             note,
             forget
         }),
-        (id, 1u32..4).prop_map(|(first, n)| Op::Batch { first, n }),
-        (0u8..3, -3i64..4).prop_map(|(name, by)| Op::Count { name, by }),
+        2 => (id, 1u32..4).prop_map(|(first, n)| Op::Batch { first, n }),
+        2 => (0u8..3, -3i64..4).prop_map(|(name, by)| Op::Count { name, by }),
+        1 => Just(Op::Clear),
+        1 => Just(Op::ClearAccounts),
     ]
 }
 
@@ -124,6 +131,8 @@ fn run(op: &Op) -> mnesia::Result<()> {
         }))
         .map(drop),
         Op::Count { name, by } => mnesia::dirty_update_counter(&format!("c{name}"), by).map(drop),
+        Op::Clear => Entry::clear(),
+        Op::ClearAccounts => Account::clear(),
     }
 }
 

@@ -54,11 +54,12 @@ impl Database {
     /// panics is dropped (replication stops, with an error on the `mnesia::replication`
     /// tracing target); the commit stands.
     ///
-    /// What goes through it: transactions, dirty operations, batches, named counters and
-    /// the reaper's removals. While it is attached, what does not go through it yet is
-    /// refused rather than missed: `clear_table`, `drop_table`, `add_index`, `remove_index`,
-    /// `change_table_copy_type`, `transform`, and restores that would load new stores (a restore that writes in one transaction, and imports,
-    /// go through it). Ids handed out by `next_id` without a write, and table creation,
+    /// What goes through it: transactions, dirty operations, batches, named counters, the
+    /// reaper's removals and `clear_table` (a record of its own, in its place among the
+    /// table's commits). While it is attached, what does not go through it yet is refused
+    /// rather than missed: `drop_table`, `add_index`, `remove_index`,
+    /// `change_table_copy_type`, `transform`, and restores that would load new stores (a
+    /// restore that writes in one transaction, and imports, go through it). Ids handed out by `next_id` without a write, and table creation,
     /// are not told: create the replica's tables yourself.
     ///
     /// ```

@@ -229,12 +229,13 @@ impl Database {
         if let Some(ordered) = self.order_whole(T::NAME, crate::engine::commit_record::WholeTable::Clear) {
             return ordered;
         }
-        self.refuse_while_replicating("clear_table")?;
         self.clear_store(&store)
     }
 
     /// Clears `store` here: every record removed at one commit (logged on disc), the
-    /// `Cleared` event delivered.
+    /// `Cleared` event delivered, and the clear handed to the sink, if there is one, as a
+    /// record of its own (in its place among the table's commits: every commit lock of the
+    /// table is held from its number to its delivery).
     pub(crate) fn clear_store<T: Record>(&self, store: &TableStore<T>) -> Result<()> {
         let indexes = store.indexes.load_full();
         let held = lock_all(store, &indexes);
@@ -245,6 +246,15 @@ impl Database {
         let seq = self.sequence(logged.as_slice())?;
         store.clear_all(seq, self.snapshots().floor());
         store.subs.deliver(vec![crate::engine::events::Event::Cleared], false);
+        if let Some(sink) = self.sink() {
+            let mut record = crate::engine::commit_record::CommitRecord::whole(
+                T::NAME,
+                crate::engine::commit_record::WholeTable::Clear,
+                0,
+            );
+            record.seq = seq;
+            crate::db::sink::deliver(self, &sink, &record);
+        }
         drop(held);
         Ok(())
     }
