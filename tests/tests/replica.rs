@@ -333,13 +333,12 @@ fn what_does_not_reach_the_sink_yet_is_refused_while_one_is_attached() {
         other => panic!("{what}: {other:?}"),
     };
     refused(db.drop_table::<Label>(), "drop_table");
-    refused(db.add_index(Label::TEXT.index_spec(false)), "add_index");
     db.stop_replicating();
     db.drop_table::<Label>().expect("dropped once stopped");
 }
 
 #[test]
-fn a_clear_reaches_the_replica_in_its_place_among_the_commits() {
+fn a_clear_and_index_changes_reach_the_replica_in_their_place_among_the_commits() {
     let primary = Database::in_memory().expect("db");
     let replica = Database::in_memory().expect("replica");
     create(&primary, false);
@@ -359,6 +358,16 @@ fn a_clear_reaches_the_replica_in_its_place_among_the_commits() {
     let labels = |db: &Database| db.scope(Label::list).expect("labels");
     assert_eq!(labels(&replica), labels(&primary));
     assert_eq!(labels(&replica), [Label { item: 3, text: "after".into() }]);
+    let indexes = |db: &Database| db.table_info::<Label>().expect("info").indexes;
+    primary.add_index(Label::TEXT.index_spec(false)).expect("index added");
+    assert_eq!(indexes(&replica), indexes(&primary));
+    assert_eq!(indexes(&replica).len(), 1);
+    assert_eq!(
+        replica.scope(|| Label::get_by(Label::TEXT, "after")).expect("by index").map(|l| l.item),
+        Some(3)
+    );
+    primary.remove_index::<Label>("text").expect("index removed");
+    assert!(indexes(&replica).is_empty());
     let [_, _, events, _] = heard.drain();
     assert_eq!(events.len(), 4, "{events:?}");
     assert!(events[2].contains("Cleared"), "{events:?}");

@@ -1,6 +1,6 @@
 //! Property: whatever several threads do at once on a primary (transactions, dirty writes,
-//! batches, a unique index, a bag, deletes, clears, named counters, on a disc table and
-//! a ram table), a replica fed the primary's commit records ends with the same records and
+//! batches, a unique index, a bag, deletes, clears, index changes, named counters, on a
+//! disc table and a ram table), a replica fed the primary's commit records ends with the same records and
 //! counters, and the primary opened again from its directory (its log replayed) with the
 //! same disc table and counters.
 
@@ -76,6 +76,8 @@ enum Op {
     Clear,
     /// Empties the disc table (a clear in the log).
     ClearAccounts,
+    /// Adds an index on the balance, or removes it.
+    Reindex,
 }
 
 fn op() -> impl Strategy<Value = Op> {
@@ -99,6 +101,7 @@ fn op() -> impl Strategy<Value = Op> {
         2 => (0u8..3, -3i64..4).prop_map(|(name, by)| Op::Count { name, by }),
         1 => Just(Op::Clear),
         1 => Just(Op::ClearAccounts),
+        1 => Just(Op::Reindex),
     ]
 }
 
@@ -133,11 +136,16 @@ fn run(op: &Op) -> mnesia::Result<()> {
         Op::Count { name, by } => mnesia::dirty_update_counter(&format!("c{name}"), by).map(drop),
         Op::Clear => Entry::clear(),
         Op::ClearAccounts => Account::clear(),
+        Op::Reindex => match Account::add_index(Account::BALANCE) {
+            Err(Error::IndexExists { .. }) => Account::remove_index(Account::BALANCE),
+            other => other,
+        },
     }
 }
 
-/// Every record of both tables as sorted JSON lines, and the counters.
-fn state(db: &Database, ram_too: bool) -> (Vec<String>, Vec<String>, Vec<i64>) {
+/// Every record of both tables as sorted JSON lines, the counters, and the disc table's
+/// indexes.
+fn state(db: &Database, ram_too: bool) -> (Vec<String>, Vec<String>, Vec<i64>, Vec<mnesia::IndexInfo>) {
     db.scope(|| -> mnesia::Result<_> {
         let lines = |f: &dyn Fn(&mut Vec<u8>) -> mnesia::Result<usize>| -> mnesia::Result<Vec<String>> {
             let mut buf = Vec::new();
@@ -152,7 +160,7 @@ fn state(db: &Database, ram_too: bool) -> (Vec<String>, Vec<String>, Vec<i64>) {
             if ram_too { lines(&|b| Entry::export_to(b, mnesia::Format::JsonLines))? } else { Vec::new() };
         let counters =
             (0..3).map(|n| mnesia::current_value(&format!("c{n}"))).collect::<mnesia::Result<_>>()?;
-        Ok((accounts, entries, counters))
+        Ok((accounts, entries, counters, Account::table_info()?.indexes))
     })
     .expect("state")
 }
@@ -193,7 +201,9 @@ fn check(threads: &[Vec<Op>]) -> Result<(), TestCaseError> {
                             Ok(())
                             | Err(Error::UniqueViolation { .. })
                             | Err(Error::NotFound { .. })
-                            | Err(Error::AlreadyExists { .. }) => {}
+                            | Err(Error::AlreadyExists { .. })
+                            | Err(Error::IndexExists { .. })
+                            | Err(Error::NoSuchIndex { .. }) => {}
                             Err(e) => panic!("{op:?}: {e}"),
                         }
                     }
@@ -210,6 +220,7 @@ fn check(threads: &[Vec<Op>]) -> Result<(), TestCaseError> {
     let recovered = state(&open(), false);
     prop_assert_eq!(&recovered.0, &here.0, "the disc table recovered from the log differs");
     prop_assert_eq!(&recovered.2, &here.2, "the counters recovered from the log differ");
+    prop_assert_eq!(&recovered.3, &here.3, "the indexes recovered differ");
     Ok(())
 }
 

@@ -3,7 +3,7 @@
 use std::sync::Arc;
 
 use crate::db::Database;
-use crate::engine::commit_record::{CommitRecord, Sink};
+use crate::engine::commit_record::{CommitRecord, Sink, WholeTable};
 use crate::error::{Error, Result};
 
 thread_local! {
@@ -55,11 +55,11 @@ impl Database {
     /// tracing target); the commit stands.
     ///
     /// What goes through it: transactions, dirty operations, batches, named counters, the
-    /// reaper's removals and `clear_table` (a record of its own, in its place among the
-    /// table's commits). While it is attached, what does not go through it yet is refused
-    /// rather than missed: `drop_table`, `add_index`, `remove_index`,
-    /// `change_table_copy_type`, `transform`, and restores that would load new stores (a
-    /// restore that writes in one transaction, and imports, go through it). Ids handed out by `next_id` without a write, and table creation,
+    /// reaper's removals, `clear_table`, `add_index` and `remove_index` (each a record of its
+    /// own, in its place among the table's commits). While it is attached, what does not go
+    /// through it yet is refused rather than missed: `drop_table`, `change_table_copy_type`,
+    /// `transform`, and restores that would load new stores (a restore that writes in one
+    /// transaction, and imports, go through it). Ids handed out by `next_id` without a write, and table creation,
     /// are not told: create the replica's tables yourself.
     ///
     /// ```
@@ -109,6 +109,17 @@ impl Database {
             )));
         }
         Ok(())
+    }
+
+    /// Hands the sink, if there is one, the change `op` to table `table` as a record of its
+    /// own, numbered `seq`. The caller holds every commit lock of the table, so that the
+    /// record reaches the sink in its place among the table's commits.
+    pub(crate) fn hand_whole(&self, table: &str, op: WholeTable, seq: u64) {
+        if let Some(sink) = self.sink() {
+            let mut record = CommitRecord::whole(table, op, 0);
+            record.seq = seq;
+            deliver(self, &sink, &record);
+        }
     }
 
     /// The sink, if commits are handed to one (without one, a commit pays one load).

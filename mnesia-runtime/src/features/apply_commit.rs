@@ -4,8 +4,8 @@
 //! (`ordered.rs`) carry the same records, with what the transaction read.
 //!
 //! What goes through it today: every transaction, dirty operation and batch, named
-//! counters, the reaper's removals of expired records and `clear_table`, on tables of any
-//! storage and type. Not yet: table creation and other schema changes, `drop_table`,
+//! counters, the reaper's removals of expired records, `clear_table` and index changes, on
+//! tables of any storage and type. Not yet: table creation, storage moves, `drop_table`,
 //! bulk loads, restores that load new stores, transforms (refused while a sink is
 //! attached), and ids handed out by `next_id` without a write. A replica is given its
 //! tables, and runs with `Config::auto_cleanup(false)`: its expiries come from the

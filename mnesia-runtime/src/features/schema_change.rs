@@ -246,15 +246,7 @@ impl Database {
         let seq = self.sequence(logged.as_slice())?;
         store.clear_all(seq, self.snapshots().floor());
         store.subs.deliver(vec![crate::engine::events::Event::Cleared], false);
-        if let Some(sink) = self.sink() {
-            let mut record = crate::engine::commit_record::CommitRecord::whole(
-                T::NAME,
-                crate::engine::commit_record::WholeTable::Clear,
-                0,
-            );
-            record.seq = seq;
-            crate::db::sink::deliver(self, &sink, &record);
-        }
+        self.hand_whole(T::NAME, crate::engine::commit_record::WholeTable::Clear, seq);
         drop(held);
         Ok(())
     }
@@ -289,11 +281,11 @@ impl Database {
         if let Some(ordered) = self.order_whole(T::NAME, whole) {
             return ordered;
         }
-        self.refuse_while_replicating("add_index")?;
         self.add_index_to(&store, spec)
     }
 
-    /// Adds the index `spec` to `store`'s table here.
+    /// Adds the index `spec` to `store`'s table here (and hands the change to the sink, if
+    /// there is one, in its place among the table's commits).
     pub(crate) fn add_index_to<T: Record>(&self, store: &TableStore<T>, spec: IndexSpec<T>) -> Result<()> {
         let _schema = self.inner.schema.lock();
         let current = store.indexes.load_full();
@@ -325,10 +317,15 @@ impl Database {
                 existing_key,
             });
         }
+        let whole = crate::engine::commit_record::WholeTable::AddIndex {
+            field: index.field().to_owned(),
+            unique: index.unique(),
+        };
         let mut list = current.list.clone();
         list.push(index);
         self.persist_indexes(store, &list)?;
         store.indexes.store(Arc::new(IndexList { epoch: current.epoch + 1, list }));
+        self.hand_whole(T::NAME, whole, seq);
         drop(held);
         Ok(())
     }
@@ -518,11 +515,11 @@ impl Database {
         if let Some(ordered) = self.order_whole(T::NAME, whole) {
             return ordered;
         }
-        self.refuse_while_replicating("remove_index")?;
         self.remove_index_from(&store, field)
     }
 
-    /// Removes the index on `field` from `store`'s table here.
+    /// Removes the index on `field` from `store`'s table here (and hands the change to the
+    /// sink, if there is one, in its place among the table's commits).
     pub(crate) fn remove_index_from<T: Record>(&self, store: &TableStore<T>, field: &str) -> Result<()> {
         let _schema = self.inner.schema.lock();
         let current = store.indexes.load_full();
@@ -534,6 +531,10 @@ impl Database {
         let list: Vec<_> = current.list.iter().filter(|i| i.field() != field).cloned().collect();
         self.persist_indexes(store, &list)?;
         store.indexes.store(Arc::new(IndexList { epoch: current.epoch + 1, list }));
+        if self.replicating() {
+            let whole = crate::engine::commit_record::WholeTable::RemoveIndex { field: field.to_owned() };
+            self.hand_whole(T::NAME, whole, self.next_seq());
+        }
         drop(held);
         Ok(())
     }
