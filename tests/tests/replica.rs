@@ -325,16 +325,93 @@ fn a_sink_that_writes_to_its_own_database_is_refused_and_one_that_panics_stops_r
 
 #[test]
 fn what_does_not_reach_the_sink_yet_is_refused_while_one_is_attached() {
+    let dir = tempfile::tempdir().expect("tempdir");
     let db = Database::in_memory().expect("db");
     create(&db, false);
+    db.scope(|| Label::write(Label { item: 1, text: "x".into() })).expect("write");
+    let backup = dir.path().join("labels.bak");
+    db.backup(&backup).expect("backup");
     db.replicate_to(|_: &CommitRecord| {});
-    let refused = |r: mnesia::Result<()>, what: &str| match r {
-        Err(Error::Invalid(m)) => assert!(m.contains(what), "{m}"),
-        other => panic!("{what}: {other:?}"),
-    };
-    refused(db.drop_table::<Label>(), "drop_table");
+    let recreate = mnesia::RestoreOptions::new().all(mnesia::RestoreMode::Recreate);
+    match db.restore(&backup, &recreate) {
+        Err(Error::Invalid(m)) => assert!(m.contains("recreates tables"), "{m}"),
+        other => panic!("a restore that recreates tables: {other:?}"),
+    }
     db.stop_replicating();
-    db.drop_table::<Label>().expect("dropped once stopped");
+    db.restore(&backup, &recreate).expect("restored once stopped");
+}
+
+/// A second version of `Member`: the struct `transform` converts its records to.
+#[derive(Table, Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[table(name = "member")]
+struct MemberV2 {
+    #[key]
+    #[auto_increment]
+    id: u64,
+    #[index(unique)]
+    email: String,
+    level: u32,
+    vip: bool,
+}
+
+#[test]
+fn table_creation_drops_and_transforms_reach_a_replica_that_started_empty() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    mnesia::Schema::create(dir.path()).expect("schema");
+    let primary = Database::open(Config::default().dir(dir.path())).expect("open");
+    let replica = Database::in_memory().expect("replica");
+    let to_replica = replica.clone();
+    primary.replicate_to(move |r: &CommitRecord| to_replica.apply_commit(r).expect("applies"));
+    create(&primary, true);
+    assert_eq!(replica.tables(), primary.tables(), "created on the replica, before any write");
+    let heard = Heard::new(&replica);
+    primary
+        .scope(|| -> mnesia::Result<()> {
+            for i in 0..5 {
+                Member::insert(Member { id: 0, email: format!("m{i}@x"), level: i })?;
+            }
+            Member::delete(&5)?;
+            Label::write(Label { item: 1, text: "one".into() })?;
+            Ok(())
+        })
+        .expect("writes");
+    // Where the primary keeps a table is its own: the replica is not told, and need not be.
+    primary.change_table_copy_type::<Label>(StorageType::DiscOnlyCopies).expect("moved");
+    primary.scope(|| Label::write(Label { item: 2, text: "two".into() })).expect("write after the move");
+    primary.drop_table::<Reading>().expect("dropped");
+    assert!(!replica.tables().contains(&"reading".to_string()), "dropped on the replica");
+    let converted = primary
+        .transform(|m: Member| Ok(MemberV2 { id: m.id, email: m.email, level: m.level, vip: m.level > 2 }))
+        .expect("transformed");
+    assert_eq!(converted, 4);
+    // The new struct's tables go on: ids after the highest ever handed out.
+    let id = primary
+        .scope(|| MemberV2::insert(MemberV2 { id: 0, email: "new@x".into(), level: 9, vip: true }))
+        .expect("insert after");
+    assert_eq!(id.id, 6);
+    let members = |db: &Database| {
+        let mut all = db.scope(MemberV2::list).expect("members");
+        all.sort_by_key(|m| m.id);
+        all
+    };
+    assert_eq!(members(&replica), members(&primary));
+    assert_eq!(members(&replica).iter().filter(|m| m.vip).count(), 2);
+    let info = |db: &Database| db.table_info::<MemberV2>().expect("info");
+    let (p, r) = (info(&primary), info(&replica));
+    assert_eq!((r.version, r.counter, r.indexes.clone()), (p.version, p.counter, p.indexes.clone()));
+    assert_eq!((r.version, r.storage_type), (1, StorageType::RamCopies), "kept where the replica kept it");
+    assert_eq!(replica.scope(|| Label::read_all(&2)).expect("labels").len(), 1);
+    // The unique index came along: a duplicate is refused on the replica as on the primary.
+    let dup =
+        replica.scope(|| MemberV2::insert(MemberV2 { id: 0, email: "m1@x".into(), level: 0, vip: false }));
+    assert!(matches!(dup, Err(Error::UniqueViolation { .. })), "{dup:?}");
+    let [members_heard, readings_heard, _, _] = heard.drain();
+    assert_eq!(members_heard.last().map(String::as_str), Some("Dropped"), "{members_heard:?}");
+    assert_eq!(readings_heard, ["Dropped"]);
+    // Made again: a table of the same shape, empty.
+    primary.create_table::<Reading>(TableOptions::new()).expect("created again");
+    primary.scope(|| Reading::write(Reading { at: (1, 1), value: 3 })).expect("write");
+    assert_eq!(replica.scope(Reading::list).expect("readings"), [Reading { at: (1, 1), value: 3 }]);
 }
 
 #[test]

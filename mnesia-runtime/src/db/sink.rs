@@ -55,12 +55,15 @@ impl Database {
     /// tracing target); the commit stands.
     ///
     /// What goes through it: transactions, dirty operations, batches, named counters, the
-    /// reaper's removals, `clear_table`, `add_index` and `remove_index` (each a record of its
-    /// own, in its place among the table's commits). While it is attached, what does not go
-    /// through it yet is refused rather than missed: `drop_table`, `change_table_copy_type`,
-    /// `transform`, and restores that would load new stores (a restore that writes in one
-    /// transaction, and imports, go through it). Ids handed out by `next_id` without a write, and table creation,
-    /// are not told: create the replica's tables yourself.
+    /// reaper's removals, and `create_table`, `drop_table`, `clear_table`, `add_index`,
+    /// `remove_index` and `transform`, each a record of its own in its place among the
+    /// table's commits (a table's creation before any of its writes; a transform's record
+    /// carries the converted records). `change_table_copy_type` changes no record: where a
+    /// copy keeps a table is its own, and the sink is not told. While a sink is attached,
+    /// what does not go through it yet is refused rather than missed: restores that
+    /// recreate tables or fill tables no type has claimed (a restore that writes in one
+    /// transaction, and imports, go through it). Ids handed out by `next_id` without a
+    /// write are not told.
     ///
     /// ```
     /// let db = mnesia::Database::in_memory()?;
@@ -103,6 +106,11 @@ impl Database {
                 "{what} does not reach the commit-record sink yet: refused while commits are replicated (stop_replicating first)"
             )));
         }
+        self.refuse_while_ordering(what)
+    }
+
+    /// `Err` for an operation that is not ordered yet, while commits are ordered.
+    pub(crate) fn refuse_while_ordering(&self, what: &str) -> Result<()> {
         if self.ordering() {
             return Err(Error::Invalid(format!(
                 "{what} is not ordered yet: refused while commits are ordered (stop_ordering first)"

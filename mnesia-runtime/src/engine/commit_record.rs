@@ -50,7 +50,7 @@ pub(crate) struct TableChange {
 
 /// What a commit did to one key: its encoded key and the records it holds after, and
 /// whether the records removed had expired (the reaper's write).
-#[derive(Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub(crate) struct KeyChange {
     pub(crate) key: Vec<u8>,
     pub(crate) value: Content,
@@ -60,7 +60,7 @@ pub(crate) struct KeyChange {
 /// A key's encoded records after a commit. (Plain byte sequences, not serde's bytes: a
 /// record must round-trip through any serde format, those with a bytes type of their own
 /// included.)
-#[derive(Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub(crate) enum Content {
     /// The key's one record (`set`, `ordered_set`).
     Put(Vec<u8>),
@@ -107,6 +107,23 @@ pub(crate) enum WholeTable {
     RemoveIndex {
         /// The field.
         field: String,
+    },
+    /// The table's records and record type replaced (`transform`): each copy drops the
+    /// table and makes it anew, where it kept it, with its own program's type of `shape`,
+    /// exactly `indexes`, and `rows`.
+    Replace {
+        /// What the table's struct is from now on, on every copy.
+        shape: crate::schema::shape::RecordShape,
+        /// The new struct's Rust name where the change was made.
+        type_name: String,
+        /// Every index of the table from now on: (field, unique).
+        indexes: Vec<(String, bool)>,
+        /// The table's version from now on.
+        version: u32,
+        /// The auto-increment counter the table keeps.
+        counter: u64,
+        /// Every record of the table from now on (each a key's `Put` or `Group`).
+        rows: Vec<KeyChange>,
     },
 }
 

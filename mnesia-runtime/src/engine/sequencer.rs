@@ -154,7 +154,7 @@ impl Versions {
             let t = self.tables.entry(table.to_owned()).or_insert_with(TableVersions::new);
             match op {
                 WholeTable::Create { .. } => t.dropped = false,
-                WholeTable::Clear => t.fill(index),
+                WholeTable::Clear | WholeTable::Replace { .. } => t.fill(index),
                 WholeTable::Drop => {
                     t.fill(index);
                     t.dropped = true;

@@ -4,13 +4,13 @@
 //! (`ordered.rs`) carry the same records, with what the transaction read.
 //!
 //! What goes through it today: every transaction, dirty operation and batch, named
-//! counters, the reaper's removals of expired records, `clear_table` and index changes, on
-//! tables of any storage and type. Not yet: table creation, storage moves, `drop_table`,
-//! bulk loads, restores that load new stores, transforms (refused while a sink is
-//! attached), and ids handed out by `next_id` without a write. A replica is given its
-//! tables, and runs with `Config::auto_cleanup(false)`: its expiries come from the
-//! primary's reaper. (Ordered commits also carry `create_table`, `clear_table`,
-//! `drop_table`, index changes and the ids `next_id` hands out.)
+//! counters, the reaper's removals of expired records, and `create_table`, `drop_table`,
+//! `clear_table`, index changes and `transform`, on tables of any storage and type. Not
+//! yet: restores that recreate tables or fill unclaimed ones (refused while a sink is
+//! attached), and ids handed out by `next_id` without a write. A replica makes the tables
+//! the primary creates (or keeps those it was given, of the same shape), and runs with
+//! `Config::auto_cleanup(false)`: its expiries come from the primary's reaper. (Ordered
+//! commits also carry the ids `next_id` hands out, but not transforms yet.)
 
 use std::sync::Arc;
 
@@ -19,12 +19,14 @@ use crate::engine::commit_record::{CommitRecord, WholeTable};
 use crate::{Database, Error, Result};
 
 impl Database {
-    /// Applies a commit record made by another database (with the same tables, created
-    /// here beforehand) as one transaction, at the commit's time there (not this
-    /// database's clock): the same records end up here, with the same events for this
-    /// database's subscribers (an expired record's removal included). A
-    /// record naming a table this database does not have, or holding bytes that do not
-    /// decode as its records, is refused and changes nothing.
+    /// Applies a commit record made by another database as one transaction, at the
+    /// commit's time there (not this database's clock): the same records end up here, with
+    /// the same events for this database's subscribers (an expired record's removal
+    /// included). A record of a table's creation makes it here with this program's type of
+    /// its shape, as `ram_copies` (a table already here of that shape is kept as it is); a
+    /// transform's record makes the table anew, where it is kept here. A record naming a
+    /// table this database does not have, or holding bytes that do not decode as its
+    /// records, is refused and changes nothing.
     ///
     /// ```
     /// use mnesia::prelude::*;
@@ -78,11 +80,22 @@ impl Database {
         indexes: &[(String, bool)],
     ) -> Result<()> {
         // Whether the table is here at this place of the order is the same on every copy
-        // (tables come and go through the order): a second creation is refused alike.
-        if self.any_table(shape.name()).is_ok() {
+        // (tables come and go through the order): a second creation is refused alike. A
+        // replica fed by a sink may have been given the table beforehand: of the same
+        // shape, it is kept as it is.
+        if let Ok(here) = self.any_table(shape.name()) {
+            if !crate::engine::sequencer::applying(self.id()) && here.info().shape() == *shape {
+                return Ok(());
+            }
             return Err(Error::TableExists { table: shape.name().to_owned() });
         }
-        crate::features::kinds::create_declared(self, shape, type_name, indexes)
+        crate::features::kinds::create_declared(
+            self,
+            shape,
+            type_name,
+            indexes,
+            crate::features::kinds::Made::NEW,
+        )
     }
 }
 

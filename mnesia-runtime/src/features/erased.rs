@@ -73,6 +73,7 @@ impl<T: Record> AnyTable for TableStore<T> {
                 db.add_index_to(&self, spec)
             }
             WholeTable::RemoveIndex { field } => db.remove_index_from(&self, field),
+            WholeTable::Replace { .. } => db.replace_here(op, self.storage(), || db.drop_store(&self)),
         }
     }
 

@@ -15,7 +15,7 @@ pub struct TableKind {
     name: &'static str,
     type_name: fn() -> &'static str,
     shape: fn() -> RecordShape,
-    create: fn(&Database, &Indexes) -> Result<()>,
+    create: fn(&Database, &Indexes, Made) -> Result<()>,
 }
 
 inventory::collect!(TableKind);
@@ -40,10 +40,24 @@ impl TableKind {
     }
 }
 
-/// Creates table `T` here (ram copies) with exactly the indexes `indexes` (its struct may
-/// declare others: the table was created, or changed since, elsewhere).
-fn create_as<T: Record>(db: &Database, indexes: &Indexes) -> Result<()> {
-    let mut options = TableOptions::<T>::new();
+/// Where and at which version a copy makes a table another copy made.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Made {
+    /// Where this copy keeps it.
+    pub(crate) storage: crate::StorageType,
+    /// The table's version (see [`crate::TableInfo::version`]).
+    pub(crate) version: u32,
+}
+
+impl Made {
+    /// A new table, in memory.
+    pub(crate) const NEW: Made = Made { storage: crate::StorageType::RamCopies, version: 0 };
+}
+
+/// Creates table `T` here as `made` says, with exactly the indexes `indexes` (its struct
+/// may declare others: the table was created, or changed since, elsewhere).
+fn create_as<T: Record>(db: &Database, indexes: &Indexes, made: Made) -> Result<()> {
+    let mut options = TableOptions::<T>::new().made(made.storage, made.version);
     let declared = T::indexes();
     for (field, unique) in indexes {
         if declared.iter().any(|s| s.field() == field && s.is_unique() == *unique) {
@@ -64,7 +78,7 @@ fn create_as<T: Record>(db: &Database, indexes: &Indexes) -> Result<()> {
     db.create_table_here(options.without_declared(unwanted))
 }
 
-/// Creates, here, the table of shape `shape` with exactly `indexes`, with the
+/// Creates, here, the table of shape `shape` as `made` says, with exactly `indexes`, with the
 /// type this program declares for it (of those of that shape, the one named `type_name`
 /// if there is one: a program may declare two alike); an error of this copy's own
 /// ([`Error::SchemaMismatch`]) when it declares none.
@@ -73,6 +87,7 @@ pub(crate) fn create_declared(
     shape: &RecordShape,
     type_name: &str,
     indexes: &Indexes,
+    made: Made,
 ) -> Result<()> {
     let mut alike = of_shape(shape);
     let first = alike.next().ok_or_else(|| Error::SchemaMismatch {
@@ -80,7 +95,7 @@ pub(crate) fn create_declared(
         differences: vec!["this program has no record type of the table's shape for it".into()],
     })?;
     let kind = std::iter::once(first).chain(alike).find(|k| (k.type_name)() == type_name).unwrap_or(first);
-    (kind.create)(db, indexes)
+    (kind.create)(db, indexes, made)
 }
 
 /// Whether this program declares a type of shape `shape` (a type with a hand-written

@@ -7,6 +7,7 @@ use std::sync::atomic::Ordering;
 use crate::db::{AnyTable, Database, lock_all};
 use crate::disk::record::TableOps;
 use crate::disk::schema::TableDef;
+use crate::engine::commit_record::{Content, KeyChange, WholeTable};
 use crate::engine::store::TableStore;
 use crate::error::{Error, Result};
 use crate::schema::index_spec::IndexSpec;
@@ -51,7 +52,7 @@ impl Database {
         &self,
         mut f: impl FnMut(Old) -> Result<New>,
     ) -> Result<usize> {
-        self.refuse_while_replicating("transform")?;
+        self.refuse_while_ordering("transform")?;
         if Old::NAME != New::NAME {
             return Err(Error::Invalid(format!(
                 "transform converts a table's records in place: {} and {} name different tables",
@@ -131,6 +132,23 @@ impl Database {
         fresh.counter.fetch_max(counter, Ordering::AcqRel);
         let version = old.version.load(Ordering::Acquire) + 1;
         fresh.version.store(version, Ordering::Release);
+        // Made while every commit lock of the table is held, handed before the new store can
+        // be written: in its place among the table's commits.
+        let replaced = self.replicating().then(|| WholeTable::Replace {
+            shape: crate::schema::shape::RecordShape::of::<New>(),
+            type_name: std::any::type_name::<New>().to_owned(),
+            indexes: specs.iter().map(|s| (s.field().to_owned(), s.is_unique())).collect(),
+            version,
+            counter: fresh.counter.load(Ordering::Acquire),
+            rows: rows
+                .iter()
+                .map(|(key, (_, value))| KeyChange {
+                    key: key.clone(),
+                    value: Content::from(value.clone()),
+                    expired: false,
+                })
+                .collect(),
+        });
         if let (Some(old_id), Some(disk)) = (old.disk_id(), self.disk()) {
             let new_id = disk.update_schema(|schema| schema.allocate_id())??;
             let counter = fresh.counter.load(Ordering::Acquire);
@@ -158,9 +176,52 @@ impl Database {
         old.release();
         let mut next = (*self.inner.tables.load_full()).clone();
         next.insert(New::NAME.to_owned(), Arc::new(fresh) as Arc<dyn AnyTable>);
+        if let Some(replaced) = replaced {
+            let seq = self.next_seq();
+            self.hand_whole(New::NAME, replaced, seq);
+        }
         self.put_tables(next);
         drop(held);
         self.needs_reaper::<New>()?;
         Ok(converted.len())
+    }
+}
+
+impl Database {
+    /// Applies a [`WholeTable::Replace`] record (another copy's `transform`) to the table
+    /// kept here in `storage`, which `drop` drops: the table made anew with this program's
+    /// type of the record's shape, where it was kept, holding the record's rows. Refused,
+    /// changing nothing, when this program has no type of that shape. (The table is gone
+    /// for a moment: a reader of this copy meanwhile finds no table.)
+    pub(crate) fn replace_here(
+        &self,
+        replace: &WholeTable,
+        storage: StorageType,
+        drop: impl FnOnce() -> Result<()>,
+    ) -> Result<()> {
+        let WholeTable::Replace { shape, type_name, indexes, version, counter, rows } = replace else {
+            return Err(Error::Internal("replace_here applies a Replace record".into()));
+        };
+        if !crate::features::kinds::declared(shape) {
+            return Err(crate::engine::commit_record::misfit(
+                shape.name(),
+                "this program has no record type of the shape the table was transformed to",
+            ));
+        }
+        let storage = match storage {
+            // disc_only_copies tables are set or bag.
+            StorageType::DiscOnlyCopies if shape.table_type == format!("{:?}", TableType::OrderedSet) => {
+                StorageType::DiscCopies
+            }
+            storage => storage,
+        };
+        drop()?;
+        let made = crate::features::kinds::Made { storage, version: *version };
+        crate::features::kinds::create_declared(self, shape, type_name, indexes, made)?;
+        let table = self.any_table(shape.name())?;
+        table.raise_counter(*counter);
+        crate::tx::context::transact(self.clone(), || {
+            crate::tx::context::with_tx(|tx| tx.part_of(&table)?.apply_change(rows))
+        })
     }
 }

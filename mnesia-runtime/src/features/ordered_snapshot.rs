@@ -162,7 +162,11 @@ impl Database {
             }
             if self.any_table(&t.def.name).is_err() {
                 let shape = t.def.shape();
-                crate::features::kinds::create_declared(self, &shape, "", &wanted)?;
+                let made = crate::features::kinds::Made {
+                    version: t.def.version,
+                    ..crate::features::kinds::Made::NEW
+                };
+                crate::features::kinds::create_declared(self, &shape, "", &wanted, made)?;
             }
             indexes.push((t.def.name.clone(), wanted));
         }

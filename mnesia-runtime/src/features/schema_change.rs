@@ -18,6 +18,18 @@ use crate::schema::index_spec::{IndexSpec, TableIndex};
 use crate::schema::options::TableOptions;
 use crate::schema::record::{IndexInfo, Record, StorageType, TableType};
 
+/// The record of creating table `T` with `options`: its shape, its Rust name, and every
+/// index, the struct's included (each copy makes exactly these).
+fn creation<T: Record>(options: &TableOptions<T>) -> crate::engine::commit_record::WholeTable {
+    let specs = T::indexes().into_iter().filter(|s| !options.without().contains(&s.field()));
+    let specs = specs.chain(options.indexes().iter().cloned());
+    crate::engine::commit_record::WholeTable::Create {
+        shape: crate::schema::shape::RecordShape::of::<T>(),
+        type_name: std::any::type_name::<T>().to_owned(),
+        indexes: specs.map(|s| (s.field().to_owned(), s.is_unique())).collect(),
+    }
+}
+
 impl Database {
     /// Creates table `T` (what `T::create_table` calls). While commits are
     /// [ordered](Database::order_commits_with) (on a running cluster node) the table is
@@ -60,12 +72,7 @@ impl Database {
                 std::any::type_name::<T>()
             )));
         }
-        // Every index, the struct's included: each copy makes exactly these.
-        let specs = T::indexes().into_iter().chain(options.indexes().iter().cloned());
-        let indexes = specs.map(|s| (s.field().to_owned(), s.is_unique())).collect();
-        let type_name = std::any::type_name::<T>().to_owned();
-        let create = crate::engine::commit_record::WholeTable::Create { shape, type_name, indexes };
-        self.order_whole(T::NAME, create).unwrap_or_else(|| {
+        self.order_whole(T::NAME, creation(&options)).unwrap_or_else(|| {
             Err(Error::Invalid(format!(
                 "table {}: not created from the thread applying the shared order",
                 T::NAME
@@ -127,6 +134,7 @@ impl Database {
         let id = self.inner.next_table_id.fetch_add(1, Ordering::Relaxed);
         let indexes = specs.iter().map(IndexSpec::build).collect();
         let mut store = TableStore::<T>::new(self.id(), self.clock().clone(), id, T::TYPE, indexes);
+        store.version.store(options.version(), Ordering::Release);
         if let (StorageType::DiscCopies | StorageType::DiscOnlyCopies, Some(disk)) = (storage, self.disk()) {
             let infos = specs
                 .iter()
@@ -134,7 +142,9 @@ impl Database {
                 .collect();
             let disk_id = disk.update_schema(|schema| {
                 let disk_id = schema.allocate_id()?;
-                schema.tables.push(TableDef::of::<T>(disk_id, storage, infos));
+                let mut def = TableDef::of::<T>(disk_id, storage, infos);
+                def.version = options.version();
+                schema.tables.push(def);
                 Ok(disk_id)
             })??;
             store.disk_id.store(disk_id, Ordering::Release);
@@ -145,6 +155,11 @@ impl Database {
         let store: Arc<dyn AnyTable> = Arc::new(store);
         let mut next = (*map).clone();
         next.insert(T::NAME.to_owned(), store);
+        // Before the table can be written: its creation reaches the sink before any write.
+        if self.replicating() {
+            let seq = self.next_seq();
+            self.hand_whole(T::NAME, creation(&options), seq);
+        }
         self.put_tables(next);
         self.inner
             .system
@@ -169,7 +184,6 @@ impl Database {
         if let Some(ordered) = self.order_whole(T::NAME, crate::engine::commit_record::WholeTable::Drop) {
             return ordered;
         }
-        self.refuse_while_replicating("drop_table")?;
         self.drop_store(&store)
     }
 
@@ -204,8 +218,12 @@ impl Database {
         let mut next = (*self.inner.tables.load_full()).clone();
         next.remove(T::NAME);
         self.put_tables(next);
-        // While every commit lock is held: after every event of the table.
+        // While every commit lock is held: after every event and commit of the table.
         store.subs.deliver(vec![crate::engine::events::Event::Dropped], false);
+        if self.replicating() {
+            let seq = self.next_seq();
+            self.hand_whole(T::NAME, crate::engine::commit_record::WholeTable::Drop, seq);
+        }
         drop(held);
         self.inner
             .system
@@ -347,7 +365,9 @@ impl Database {
     /// # Ok::<(), mnesia::Error>(())
     /// ```
     pub fn change_table_copy_type<T: Record>(&self, to: StorageType) -> Result<()> {
-        self.refuse_while_replicating("change_table_copy_type")?;
+        // Where this copy keeps the table is its own: a commit-record sink is not told
+        // (the records stay as they are), but an ordered copy does not move its tables yet.
+        self.refuse_while_ordering("change_table_copy_type")?;
         let store = self.table::<T>()?;
         let _schema = self.inner.schema.lock();
         let from = store.storage();

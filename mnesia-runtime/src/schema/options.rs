@@ -21,6 +21,8 @@ pub struct TableOptions<T: Record> {
     indexes: Vec<IndexSpec<T>>,
     /// Indexes the struct declares that the table is made without.
     without: Vec<&'static str>,
+    /// The table's version (0 but for a copy making a table another copy transformed).
+    version: u32,
 }
 
 impl<T: Record> Clone for TableOptions<T> {
@@ -30,6 +32,7 @@ impl<T: Record> Clone for TableOptions<T> {
             nodes: self.nodes.clone(),
             indexes: self.indexes.clone(),
             without: self.without.clone(),
+            version: self.version,
         }
     }
 }
@@ -51,6 +54,7 @@ impl<T: Record> Default for TableOptions<T> {
             nodes: Vec::new(),
             indexes: Vec::new(),
             without: Vec::new(),
+            version: 0,
         }
     }
 }
@@ -140,6 +144,18 @@ impl<T: Record> TableOptions<T> {
     pub(crate) fn without_declared(mut self, fields: Vec<&'static str>) -> Self {
         self.without = fields;
         self
+    }
+
+    /// Where (on this node) and at which version a copy makes a table another copy made.
+    pub(crate) fn made(mut self, storage: StorageType, version: u32) -> Self {
+        self.storage = storage;
+        self.version = version;
+        self
+    }
+
+    /// The table's version as it is made.
+    pub(crate) fn version(&self) -> u32 {
+        self.version
     }
 
     /// The declared indexes left out.
