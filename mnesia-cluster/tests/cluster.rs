@@ -1126,3 +1126,53 @@ fn a_node_with_other_tables_cannot_join() {
     }
     assert_eq!(run.nodes[0].as_ref().expect("node").status().members, [1, 2, 3].into());
 }
+
+/// `Member` after a transform: a field more, the email no longer unique.
+#[derive(Table, Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[table(name = "member")]
+struct MemberV2 {
+    #[key]
+    #[auto_increment]
+    id: u64,
+    #[index]
+    email: String,
+    verified: bool,
+}
+
+#[test]
+fn a_transform_on_one_node_reaches_every_node_and_one_too_large_is_refused() {
+    let run = three();
+    for i in 0..20 {
+        run.dbs[0].scope(|| Member::insert(Member { id: 0, email: format!("m{i}@x") })).expect("insert");
+    }
+    let converted = run.dbs[1]
+        .transform(|m: Member| Ok(MemberV2 { id: m.id, email: m.email, verified: m.id.is_multiple_of(2) }))
+        .expect("transform");
+    assert_eq!(converted, 20);
+    run.settle();
+    for (i, db) in run.live() {
+        let info = db.table_info::<MemberV2>().expect("info");
+        assert_eq!((info.version, info.size, info.counter), (1, 20, 20), "node {}", i + 1);
+        let verified = db.scope(|| MemberV2::select(MemberV2::VERIFIED.eq(true))).expect("select");
+        assert_eq!(verified.len(), 10, "node {}", i + 1);
+    }
+    // Ids go on after the transform, from any node; the email is no longer unique.
+    let next = run.dbs[2]
+        .scope(|| MemberV2::insert(MemberV2 { id: 0, email: "m0@x".into(), verified: true }))
+        .expect("insert");
+    assert_eq!(next.id, 21);
+    // Converted records larger than one entry of the log: refused, nothing changes.
+    let big = "x".repeat(64 << 10);
+    for id in 100..110 {
+        run.dbs[0]
+            .scope(|| MemberV2::write(MemberV2 { id, email: format!("{id}{big}"), verified: false }))
+            .expect("write");
+    }
+    let refused =
+        run.dbs[0].transform(|m: MemberV2| Ok(Member { id: m.id, email: format!("{}.{}", m.id, m.email) }));
+    assert!(matches!(refused, Err(Error::TooLarge { .. })), "{refused:?}");
+    run.settle();
+    for (_, db) in run.live() {
+        assert_eq!(db.table_info::<MemberV2>().expect("info").size, 31);
+    }
+}

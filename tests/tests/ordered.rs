@@ -729,3 +729,90 @@ fn a_table_created_on_one_copy_is_created_on_every_copy_with_its_program_type() 
     }
     identical(&log, &copies);
 }
+
+/// `Account` after a transform: the same table with a field and an index more.
+#[derive(Table, Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[table(name = "account")]
+struct AccountV2 {
+    #[key]
+    id: u32,
+    balance: i64,
+    #[index]
+    rich: bool,
+}
+
+#[test]
+fn a_transform_reaches_every_copy_at_its_place_and_what_wrote_the_old_table_runs_again() {
+    let (log, copies) = group(None);
+    let events: Vec<_> = copies.iter().map(|c| c.db.scope(Account::subscribe).expect("subscribe")).collect();
+    copies[0]
+        .db
+        .scope(|| Account::batch_write((0..40).map(|id| Account { id, balance: 100 })))
+        .expect("accounts");
+    settle(&log, &copies);
+    // Transfers on copies 1 and 2 (bounded) while copy 0 transforms: each commits before
+    // the transform (then converted with it) or, made for the old table, runs again and
+    // finds the new one (its struct no longer the table's).
+    let moved = Arc::new(Mutex::new(0i64));
+    let db0 = copies[0].db.clone();
+    let transforming = std::thread::spawn(move || {
+        std::thread::sleep(Duration::from_millis(5));
+        let mut runs = 0;
+        let converted = db0
+            .transform(|a: Account| {
+                runs += 1;
+                Ok(AccountV2 { id: a.id, balance: a.balance, rich: a.balance > 100 })
+            })
+            .expect("transform");
+        (converted, runs)
+    });
+    let counted = Arc::clone(&moved);
+    on_all(&copies[1..], 2, move |c, w| {
+        for n in 0..1_000_000u32 {
+            let (from, to) = ((c * 7 + w * 3 + n) % 40, (c * 11 + w + n + 1) % 40);
+            let done = mnesia::transaction(|| {
+                let a = Account::read(&from)?.expect("account");
+                let b = Account::read(&to)?.expect("account");
+                Account::write(Account { balance: a.balance - 1, ..a })?;
+                Account::write(Account { balance: b.balance + 1, ..b })?;
+                Ok::<_, Error>(())
+            });
+            match done {
+                Ok(()) => *counted.lock().expect("count") += 1,
+                Err(Error::TypeMismatch { .. }) => return,
+                Err(e) => panic!("transfer: {e:?}"),
+            }
+        }
+    });
+    let (converted, runs) = transforming.join().expect("transforming thread");
+    assert_eq!(converted, 40);
+    assert!(runs >= 40, "every record converted at least once");
+    settle(&log, &copies);
+    let mut all: Vec<Vec<AccountV2>> = Vec::new();
+    for c in &copies {
+        let info = c.db.table_info::<AccountV2>().expect("info");
+        assert_eq!(info.version, 1);
+        assert_eq!(info.indexes.iter().map(|i| i.field.as_str()).collect::<Vec<_>>(), ["rich"]);
+        let mut accounts = c.db.scope(AccountV2::list).expect("list");
+        accounts.sort_by_key(|a| a.id);
+        assert_eq!(accounts.iter().map(|a| a.balance).sum::<i64>(), 4000, "the total is kept");
+        // The new index is there and agrees with the records.
+        let rich = c.db.scope(|| AccountV2::select(AccountV2::RICH.eq(true))).expect("by index");
+        assert_eq!(rich.len(), accounts.iter().filter(|a| a.rich).count());
+        all.push(accounts);
+    }
+    assert!(all.windows(2).all(|w| w[0] == w[1]), "copies differ");
+    assert!(*moved.lock().expect("count") > 0, "transfers ran before the transform");
+    for e in &events {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        let mut dropped = false;
+        while !dropped && Instant::now() < deadline {
+            dropped = matches!(e.recv_timeout(Duration::from_millis(100)), Some(mnesia::Event::Dropped));
+        }
+        assert!(dropped, "a copy's subscribers of the old struct were not told");
+    }
+    // Written after it, on any copy, with the new struct.
+    copies[2].db.scope(|| AccountV2::write(AccountV2 { id: 99, balance: 1, rich: false })).expect("write");
+    settle(&log, &copies);
+    assert!(copies.iter().all(|c| c.db.scope(|| AccountV2::read(&99)).expect("read").is_some()));
+}

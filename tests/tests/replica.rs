@@ -494,3 +494,39 @@ fn a_record_for_a_missing_table_or_with_bytes_that_do_not_decode_changes_nothing
     }
     assert_eq!(short.scope(Short::count).expect("count"), 0);
 }
+
+#[test]
+fn a_transform_reaches_a_replica_keeping_the_table_on_disc_and_survives_its_restart() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    mnesia::Schema::create(dir.path()).expect("schema");
+    let open_replica = || Database::open(Config::default().dir(dir.path())).expect("open replica");
+    let primary = Database::in_memory().expect("primary");
+    let replica = open_replica();
+    // The replica keeps its copy on disc only: given beforehand, kept by the creation.
+    let node = replica.node();
+    replica.create_table::<Member>(TableOptions::new().disc_only_copies([node])).expect("replica's table");
+    let to_replica = replica.clone();
+    primary.replicate_to(move |r: &CommitRecord| to_replica.apply_commit(r).expect("applies"));
+    primary.create_table::<Member>(TableOptions::new()).expect("create");
+    primary
+        .scope(|| -> mnesia::Result<()> {
+            for i in 0..30 {
+                Member::insert(Member { id: 0, email: format!("m{i}@x"), level: i })?;
+            }
+            Ok(())
+        })
+        .expect("inserts");
+    primary
+        .transform(|m: Member| Ok(MemberV2 { id: m.id, email: m.email, level: m.level, vip: m.level >= 20 }))
+        .expect("transform");
+    primary.stop_replicating();
+    let info = replica.table_info::<MemberV2>().expect("info");
+    assert_eq!((info.size, info.version, info.counter), (30, 1, 30));
+    assert_eq!(info.storage_type, StorageType::DiscCopies, "on disc still (not disc only: a new table)");
+    drop(replica);
+    let again = open_replica();
+    let info = again.table_info::<MemberV2>().expect("info after a restart");
+    assert_eq!((info.size, info.version, info.counter), (30, 1, 30));
+    let vip = again.scope(|| MemberV2::select(MemberV2::VIP.eq(true))).expect("select");
+    assert_eq!(vip.len(), 10);
+}

@@ -39,6 +39,9 @@ pub(crate) trait AnyTable: Send + Sync {
     fn storage(&self) -> StorageType;
     /// Empties the table (it is dropped, or its database is gone).
     fn release(&self);
+    /// Empties the table as a new store takes its place (a transform): its subscribers
+    /// hear `Dropped`, and transactions holding it run again on the new one.
+    fn retire(&self);
     /// Changes the table as a whole, here (an ordered copy applying the change's record):
     /// clears it, drops it, adds or removes an index.
     fn change_whole(

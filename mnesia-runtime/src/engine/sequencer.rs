@@ -85,7 +85,7 @@ pub(crate) fn bucket(key: &[u8]) -> u32 {
 }
 
 /// The last record writing each bucket of one table, and the table; whether the order
-/// dropped it, and the place of the last drop (0: none).
+/// dropped it, and the place of the last drop or transform (0: none).
 struct TableVersions {
     last: u64,
     buckets: Box<[u64]>,
@@ -127,20 +127,26 @@ impl Versions {
         if self.conflicts(record) {
             return Some(Error::Conflict);
         }
-        self.dropped(record).map(Error::no_such_table)
+        self.dropped(record)
     }
 
-    /// A table `record` writes that an earlier record dropped, or that was dropped after
-    /// the place the record's transaction started from (a table created again since is
-    /// another table): the record is refused alike on every copy (whether or not this copy
-    /// has a table of that name again), unless it creates the table again.
-    fn dropped<'r>(&self, record: &'r CommitRecord) -> Option<&'r str> {
+    /// A table `record` writes that an earlier record dropped: the record is refused alike
+    /// on every copy (whether or not this copy has a table of that name again), unless it
+    /// creates the table again. A table dropped and created again, or transformed, after
+    /// the place the record's transaction started from is another table: the record
+    /// conflicts (its transaction runs again, on the table as it is now).
+    fn dropped(&self, record: &CommitRecord) -> Option<Error> {
         if let Some((_, WholeTable::Create { .. })) = record.whole_table() {
             return None;
         }
-        let gone = |t: &TableVersions| t.dropped || record.based_on < t.dropped_at;
-        let changes = record.changes.iter().map(|c| c.table.as_str());
-        changes.into_iter().find(|name| self.tables.get(*name).is_some_and(gone))
+        record.changes.iter().find_map(|c| {
+            let t = self.tables.get(&c.table)?;
+            if t.dropped {
+                Some(Error::no_such_table(&c.table))
+            } else {
+                (record.based_on < t.dropped_at).then_some(Error::Conflict)
+            }
+        })
     }
 
     /// The tables the order dropped.
@@ -154,7 +160,13 @@ impl Versions {
             let t = self.tables.entry(table.to_owned()).or_insert_with(TableVersions::new);
             match op {
                 WholeTable::Create { .. } => t.dropped = false,
-                WholeTable::Clear | WholeTable::Replace { .. } => t.fill(index),
+                WholeTable::Clear => t.fill(index),
+                // Another table from here on (another record type): what was made for the
+                // one before conflicts, blind writes included.
+                WholeTable::Replace { .. } => {
+                    t.fill(index);
+                    t.dropped_at = index;
+                }
                 WholeTable::Drop => {
                     t.fill(index);
                     t.dropped = true;

@@ -89,13 +89,7 @@ impl Database {
             }
             return Err(Error::TableExists { table: shape.name().to_owned() });
         }
-        crate::features::kinds::create_declared(
-            self,
-            shape,
-            type_name,
-            indexes,
-            crate::features::kinds::Made::NEW,
-        )
+        crate::features::kinds::create_declared(self, shape, type_name, indexes, 0)
     }
 }
 

@@ -52,6 +52,14 @@ impl<T: Record> AnyTable for TableStore<T> {
         TableStore::release(self);
     }
 
+    fn retire(&self) {
+        // Subscribers of this type are told the table they watched is gone; transactions
+        // holding this store run again on the one in its place.
+        self.subs.deliver(vec![crate::engine::events::Event::Dropped], false);
+        self.mark_replaced();
+        TableStore::release(self);
+    }
+
     fn change_whole(
         self: Arc<Self>,
         db: &Database,
@@ -73,7 +81,9 @@ impl<T: Record> AnyTable for TableStore<T> {
                 db.add_index_to(&self, spec)
             }
             WholeTable::RemoveIndex { field } => db.remove_index_from(&self, field),
-            WholeTable::Replace { .. } => db.replace_here(op, self.storage(), || db.drop_store(&self)),
+            WholeTable::Replace { .. } => {
+                crate::features::kinds::replace_declared(db, &(self as Arc<dyn AnyTable>), op)
+            }
         }
     }
 

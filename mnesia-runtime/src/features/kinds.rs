@@ -3,6 +3,11 @@
 //! `create_table` that another copy ordered makes the table with this program's type for
 //! it, before the program names the type here.
 
+use std::sync::Arc;
+
+use crate::db::AnyTable;
+use crate::engine::commit_record::WholeTable;
+use crate::schema::index_spec::IndexSpec;
 use crate::schema::shape::RecordShape;
 use crate::{Database, Error, Record, Result, TableOptions};
 
@@ -15,7 +20,8 @@ pub struct TableKind {
     name: &'static str,
     type_name: fn() -> &'static str,
     shape: fn() -> RecordShape,
-    create: fn(&Database, &Indexes, Made) -> Result<()>,
+    create: fn(&Database, &Indexes, u32) -> Result<()>,
+    replace: fn(&Database, &Arc<dyn AnyTable>, &WholeTable) -> Result<()>,
 }
 
 inventory::collect!(TableKind);
@@ -36,66 +42,79 @@ impl TableKind {
             type_name: std::any::type_name::<T>,
             shape: RecordShape::of::<T>,
             create: create_as::<T>,
+            replace: crate::features::migrate::replace_as::<T>,
         }
     }
 }
 
-/// Where and at which version a copy makes a table another copy made.
-#[derive(Clone, Copy, Debug)]
-pub(crate) struct Made {
-    /// Where this copy keeps it.
-    pub(crate) storage: crate::StorageType,
-    /// The table's version (see [`crate::TableInfo::version`]).
-    pub(crate) version: u32,
-}
-
-impl Made {
-    /// A new table, in memory.
-    pub(crate) const NEW: Made = Made { storage: crate::StorageType::RamCopies, version: 0 };
-}
-
-/// Creates table `T` here as `made` says, with exactly the indexes `indexes` (its struct
-/// may declare others: the table was created, or changed since, elsewhere).
-fn create_as<T: Record>(db: &Database, indexes: &Indexes, made: Made) -> Result<()> {
-    let mut options = TableOptions::<T>::new().made(made.storage, made.version);
+/// Creates table `T` here (ram copies) at `version`, with exactly the indexes `indexes`
+/// (its struct may declare others: the table was created, or changed since, elsewhere).
+fn create_as<T: Record>(db: &Database, indexes: &Indexes, version: u32) -> Result<()> {
+    let mut options = TableOptions::<T>::new().at_version(version);
     let declared = T::indexes();
-    for (field, unique) in indexes {
-        if declared.iter().any(|s| s.field() == field && s.is_unique() == *unique) {
-            continue;
+    let alike = |s: &IndexSpec<T>, field: &str, unique: bool| s.field() == field && s.is_unique() == unique;
+    for spec in exact_specs::<T>(indexes)? {
+        if !declared.iter().any(|s| alike(s, spec.field(), spec.is_unique())) {
+            options = options.with_index(spec);
         }
-        let spec = T::index_spec_for(field, *unique).ok_or_else(|| {
-            crate::engine::commit_record::misfit(
-                T::NAME,
-                format!("an index on `{field}`, which it cannot index"),
-            )
-        })?;
-        options = options.with_index(spec);
     }
-    let unwanted =
-        declared.iter().filter(|s| !indexes.iter().any(|(f, u)| f == s.field() && *u == s.is_unique()));
-    let unwanted: Vec<&'static str> = unwanted.map(|s| s.field()).collect();
     // A declared index the table has not (or has with the other uniqueness): made without it.
-    db.create_table_here(options.without_declared(unwanted))
+    let unwanted = declared.iter().filter(|s| !indexes.iter().any(|(f, u)| alike(s, f, *u)));
+    db.create_table_here(options.without_declared(unwanted.map(|s| s.field()).collect()))
 }
 
-/// Creates, here, the table of shape `shape` as `made` says, with exactly `indexes`, with the
-/// type this program declares for it (of those of that shape, the one named `type_name`
-/// if there is one: a program may declare two alike); an error of this copy's own
-/// ([`Error::SchemaMismatch`]) when it declares none.
+/// `T`'s index specs for exactly `indexes` (the struct's own where it declares one alike).
+pub(crate) fn exact_specs<T: Record>(indexes: &Indexes) -> Result<Vec<IndexSpec<T>>> {
+    let declared = T::indexes();
+    indexes
+        .iter()
+        .map(|(field, unique)| {
+            declared
+                .iter()
+                .find(|s| s.field() == field && s.is_unique() == *unique)
+                .cloned()
+                .or_else(|| T::index_spec_for(field, *unique))
+                .ok_or_else(|| {
+                    crate::engine::commit_record::misfit(
+                        T::NAME,
+                        format!("an index on `{field}`, which it cannot index"),
+                    )
+                })
+        })
+        .collect()
+}
+
+/// Applies `replace` (a [`WholeTable::Replace`] record) to `old`, the table here, with the
+/// type this program declares for the record's shape (see [`create_declared`]).
+pub(crate) fn replace_declared(db: &Database, old: &Arc<dyn AnyTable>, replace: &WholeTable) -> Result<()> {
+    let WholeTable::Replace { shape, type_name, .. } = replace else {
+        return Err(Error::Internal("replace_declared applies a Replace record".into()));
+    };
+    (kind_of(shape, type_name)?.replace)(db, old, replace)
+}
+
+/// Creates, here, the table of shape `shape` (ram copies) at `version`, with exactly
+/// `indexes`, with the type this program declares for it (see [`kind_of`]).
 pub(crate) fn create_declared(
     db: &Database,
     shape: &RecordShape,
     type_name: &str,
     indexes: &Indexes,
-    made: Made,
+    version: u32,
 ) -> Result<()> {
+    (kind_of(shape, type_name)?.create)(db, indexes, version)
+}
+
+/// The type this program declares of shape `shape`: of those of that shape, the one named
+/// `type_name` if there is one (a program may declare two alike); an error of this copy's
+/// own ([`Error::SchemaMismatch`]) when it declares none.
+fn kind_of(shape: &RecordShape, type_name: &str) -> Result<&'static TableKind> {
     let mut alike = of_shape(shape);
     let first = alike.next().ok_or_else(|| Error::SchemaMismatch {
         table: shape.name.clone(),
         differences: vec!["this program has no record type of the table's shape for it".into()],
     })?;
-    let kind = std::iter::once(first).chain(alike).find(|k| (k.type_name)() == type_name).unwrap_or(first);
-    (kind.create)(db, indexes, made)
+    Ok(std::iter::once(first).chain(alike).find(|k| (k.type_name)() == type_name).unwrap_or(first))
 }
 
 /// Whether this program declares a type of shape `shape` (a type with a hand-written

@@ -7,7 +7,7 @@ use std::sync::atomic::Ordering;
 use crate::db::{AnyTable, Database, lock_all};
 use crate::disk::record::TableOps;
 use crate::disk::schema::TableDef;
-use crate::engine::commit_record::{Content, KeyChange, WholeTable};
+use crate::engine::commit_record::{CommitRecord, Content, KeyChange, TableReads, WholeTable};
 use crate::engine::store::TableStore;
 use crate::error::{Error, Result};
 use crate::schema::index_spec::IndexSpec;
@@ -22,6 +22,17 @@ impl Database {
     /// either the old table or the new one. Writers of the table wait while it runs, and
     /// `f` must not use the table. Returns how many records were converted (expired ones
     /// are dropped). A `disc_only_copies` table is refused: move it to `disc_copies` first.
+    ///
+    /// With a commit-record sink ([`Database::replicate_to`]) the converted records reach
+    /// it as one record. On an ordered copy (a cluster node) the records are read and
+    /// converted here, and every copy makes the table anew with them at the record's place
+    /// in the shared order (their program's type of `New`'s shape, [`Error::SchemaMismatch`]
+    /// on a copy without one); a write of the table ordered after they were read makes the
+    /// transform run again, `f` included (up to [`Config::max_retries`](crate::Config::max_retries)
+    /// times: under a steady stream of writes to the table it may give up with
+    /// [`Error::TooManyRetries`]), and a transaction that wrote the old table and is ordered
+    /// after the transform runs again, on the new one. The converted records travel as one
+    /// record: a cluster refuses one larger than it orders ([`Error::TooLarge`]).
     ///
     /// ```
     /// use mnesia::prelude::*;
@@ -52,7 +63,6 @@ impl Database {
         &self,
         mut f: impl FnMut(Old) -> Result<New>,
     ) -> Result<usize> {
-        self.refuse_while_ordering("transform")?;
         if Old::NAME != New::NAME {
             return Err(Error::Invalid(format!(
                 "transform converts a table's records in place: {} and {} name different tables",
@@ -68,6 +78,9 @@ impl Database {
                 Old::NAME
             )));
         }
+        if self.ordering() {
+            return self.order_transform(&mut f);
+        }
         let _schema = self.inner.schema.lock();
         if old.is_dropped() {
             return Err(Error::no_such_table(Old::NAME));
@@ -77,51 +90,78 @@ impl Database {
         // The counter is final from here on (see `Sealed`): the new table starts from it, so
         // that no id handed out, or of a record since deleted, is handed out again.
         let (sealed, counter) = crate::engine::store::Sealed::new(&old);
-        // The live records, copied out shard by shard, then converted.
-        let alive = old.alive();
-        let mut records: Vec<Old> = Vec::new();
-        for shard in 0..old.shard_count() {
-            old.scan_shard(shard, |r| {
-                if alive.keeps(r) {
-                    records.push(r.clone());
-                }
-            });
-        }
-        let converted: Vec<New> = records.into_iter().map(&mut f).collect::<Result<_>>()?;
-        // The new records, encoded as the log keeps them, one group per key.
+        let converted: Vec<New> = live_records(&old).into_iter().map(&mut f).collect::<Result<_>>()?;
         let seq = self.next_seq();
-        use crate::disk::record::{Logged, encode};
-        let mut rows = crate::disk::Rows::default();
-        for rec in &converted {
-            let key = encode(rec.key())?;
-            match (New::TYPE, rows.get_mut(&key)) {
-                (TableType::Bag, Some((_, Logged::Group(g)))) => g.push(encode(rec)?),
-                (TableType::Bag, _) => {
-                    rows.insert(key, (seq, Logged::Group(vec![encode(rec)?])));
-                }
-                (_, Some(_)) => {
-                    return Err(Error::Invalid(format!(
-                        "table {}: two records convert to the key {:?}",
-                        New::NAME,
-                        rec.key()
-                    )));
-                }
-                (_, None) => {
-                    rows.insert(key, (seq, Logged::Put(encode(rec)?)));
-                }
+        let rows = rows_of(&converted, seq)?;
+        let fresh = self.checked_store::<New>(&rows)?;
+        fresh.counter.fetch_max(counter, Ordering::AcqRel);
+        let version = old.version.load(Ordering::Acquire) + 1;
+        fresh.version.store(version, Ordering::Release);
+        // Made while every commit lock of the table is held, handed before the new store can
+        // be written: in its place among the table's commits.
+        let counter = fresh.counter.load(Ordering::Acquire);
+        let replaced = self.replicating().then(|| replacement::<New>(&rows, version, counter));
+        self.put_in_place(old.as_ref(), fresh, rows, &New::indexes(), replaced)?;
+        sealed.keep();
+        drop(held);
+        self.needs_reaper::<New>()?;
+        Ok(converted.len())
+    }
+}
+
+impl Database {
+    /// `transform` on an ordered copy (a cluster node): the records converted here, from
+    /// this copy's table at a place of the order, go through the order as a record of their
+    /// own ([`WholeTable::Replace`], which also reads the whole table), and every copy makes
+    /// the table anew with them at the record's place. A write of the table ordered after
+    /// the place the records were read at conflicts: they are read and converted again
+    /// (`f` runs again), up to the database's retry limit.
+    fn order_transform<Old: Record, New: Record>(
+        &self,
+        f: &mut impl FnMut(Old) -> Result<New>,
+    ) -> Result<usize> {
+        let attempts = self.inner.config.max_retries.max(1);
+        for _ in 0..attempts {
+            let sequencer = self
+                .sequencer()
+                .ok_or_else(|| Error::Invalid("transform: commits are no longer ordered".into()))?;
+            let old = self.table::<Old>()?;
+            // Read with every commit lock held, at the place of the order applied by then:
+            // no record is applied to the table meanwhile.
+            let (based_on, records, counter, version) = {
+                let indexes = old.indexes.load_full();
+                let _held = lock_all(&old, &indexes);
+                let based_on = self.applied_index();
+                (
+                    based_on,
+                    live_records(&old),
+                    old.counter.load(Ordering::Acquire),
+                    old.version.load(Ordering::Acquire),
+                )
+            };
+            let converted: Vec<New> = records.into_iter().map(&mut *f).collect::<Result<_>>()?;
+            let rows = rows_of(&converted, 0)?;
+            // The new records break no key or unique index: refused here, before any copy
+            // drops its table.
+            self.checked_store::<New>(&rows)?;
+            let replace = replacement::<New>(&rows, version + 1, counter);
+            let mut record = CommitRecord::whole(New::NAME, replace, based_on);
+            record.reads = vec![TableReads { table: New::NAME.to_owned(), buckets: Vec::new(), whole: true }];
+            match sequencer.order(record) {
+                Err(Error::Conflict) => continue,
+                done => return done.map(|()| converted.len()),
             }
         }
-        let specs = New::indexes();
+        Err(Error::TooManyRetries { attempts })
+    }
+
+    /// A store of `New` holding `rows`, with `New`'s declared indexes: an error if the rows
+    /// break a unique index.
+    fn checked_store<New: Record>(&self, rows: &crate::disk::Rows) -> Result<TableStore<New>> {
         let id = self.inner.next_table_id.fetch_add(1, Ordering::Relaxed);
-        let fresh = TableStore::<New>::new(
-            self.id(),
-            self.clock().clone(),
-            id,
-            New::TYPE,
-            specs.iter().map(IndexSpec::build).collect(),
-        );
-        // Checks the unique indexes; nothing is written yet.
-        fresh.load(&rows).map_err(|e| match e {
+        let indexes = New::indexes().iter().map(IndexSpec::build).collect();
+        let fresh = TableStore::<New>::new(self.id(), self.clock().clone(), id, New::TYPE, indexes);
+        fresh.load(rows).map_err(|e| match e {
             Error::SchemaMismatch { differences, .. } => Error::Invalid(format!(
                 "table {}: the converted records break a unique index: {}",
                 New::NAME,
@@ -129,26 +169,22 @@ impl Database {
             )),
             other => other,
         })?;
-        fresh.counter.fetch_max(counter, Ordering::AcqRel);
-        let version = old.version.load(Ordering::Acquire) + 1;
-        fresh.version.store(version, Ordering::Release);
-        // Made while every commit lock of the table is held, handed before the new store can
-        // be written: in its place among the table's commits.
-        let replaced = self.replicating().then(|| WholeTable::Replace {
-            shape: crate::schema::shape::RecordShape::of::<New>(),
-            type_name: std::any::type_name::<New>().to_owned(),
-            indexes: specs.iter().map(|s| (s.field().to_owned(), s.is_unique())).collect(),
-            version,
-            counter: fresh.counter.load(Ordering::Acquire),
-            rows: rows
-                .iter()
-                .map(|(key, (_, value))| KeyChange {
-                    key: key.clone(),
-                    value: Content::from(value.clone()),
-                    expired: false,
-                })
-                .collect(),
-        });
+        Ok(fresh)
+    }
+
+    /// Puts `fresh`, holding `rows`, in the place of `old` (the caller holds the schema
+    /// lock and every commit lock of `old`): on disc the rows are logged under a new table
+    /// id and synced before one write of the schema switches the table to them, so a crash
+    /// leaves the old table or the new one; `old`'s subscribers hear `Dropped`, and its
+    /// transactions run again on `fresh`. `replaced` goes to the sink first, if any.
+    fn put_in_place<New: Record>(
+        &self,
+        old: &dyn AnyTable,
+        fresh: TableStore<New>,
+        rows: crate::disk::Rows,
+        specs: &[IndexSpec<New>],
+        replaced: Option<WholeTable>,
+    ) -> Result<()> {
         if let (Some(old_id), Some(disk)) = (old.disk_id(), self.disk()) {
             let new_id = disk.update_schema(|schema| schema.allocate_id())??;
             let counter = fresh.counter.load(Ordering::Acquire);
@@ -158,8 +194,10 @@ impl Database {
                 .iter()
                 .map(|s| IndexInfo { field: s.field().to_owned(), unique: s.is_unique() })
                 .collect();
-            let mut def = TableDef::of::<New>(new_id, storage, infos);
-            def.version = version;
+            // (A copy keeping the table on disc only keeps it in memory and on disc from now
+            // on: an `ordered_set`, say, is never on disc only.)
+            let mut def = TableDef::of::<New>(new_id, StorageType::DiscCopies, infos);
+            def.version = fresh.version.load(Ordering::Acquire);
             // The new records are on disc before the schema names them, whatever the
             // durability mode: a crash leaves the old table or the new one.
             disk.wal.sync()?;
@@ -167,61 +205,130 @@ impl Database {
                 schema.tables.retain(|t| t.id != old_id);
                 schema.tables.push(def);
             })?;
+            if old.storage() == StorageType::DiscOnlyCopies {
+                disk.disc_only()?.drop_table(old_id)?;
+            }
             fresh.disk_id.store(new_id, Ordering::Release);
         }
-        // Subscribers of the old type are told the table they watched is gone.
-        old.subs.deliver(vec![crate::engine::events::Event::Dropped], false);
-        old.mark_replaced();
-        sealed.keep();
-        old.release();
+        old.retire();
         let mut next = (*self.inner.tables.load_full()).clone();
         next.insert(New::NAME.to_owned(), Arc::new(fresh) as Arc<dyn AnyTable>);
+        // Before the new store can be written: in its place among the table's commits.
         if let Some(replaced) = replaced {
             let seq = self.next_seq();
             self.hand_whole(New::NAME, replaced, seq);
         }
         self.put_tables(next);
-        drop(held);
-        self.needs_reaper::<New>()?;
-        Ok(converted.len())
+        Ok(())
     }
 }
 
-impl Database {
-    /// Applies a [`WholeTable::Replace`] record (another copy's `transform`) to the table
-    /// kept here in `storage`, which `drop` drops: the table made anew with this program's
-    /// type of the record's shape, where it was kept, holding the record's rows. Refused,
-    /// changing nothing, when this program has no type of that shape. (The table is gone
-    /// for a moment: a reader of this copy meanwhile finds no table.)
-    pub(crate) fn replace_here(
-        &self,
-        replace: &WholeTable,
-        storage: StorageType,
-        drop: impl FnOnce() -> Result<()>,
-    ) -> Result<()> {
-        let WholeTable::Replace { shape, type_name, indexes, version, counter, rows } = replace else {
-            return Err(Error::Internal("replace_here applies a Replace record".into()));
+/// Applies a [`WholeTable::Replace`] record (another copy's `transform`) to `old`, the
+/// table here, with this program's type `New` for its new shape: a new store holding the
+/// record's rows, with exactly its indexes, version and counter, takes `old`'s place at
+/// once, where `old` was kept (a reader meanwhile sees the old table or the new one). A
+/// record whose rows do not decode, or break a unique index, changes nothing.
+pub(crate) fn replace_as<New: Record>(
+    db: &Database,
+    old: &Arc<dyn AnyTable>,
+    replace: &WholeTable,
+) -> Result<()> {
+    let WholeTable::Replace { indexes, version, counter, rows, .. } = replace else {
+        return Err(Error::Internal("replace_as applies a Replace record".into()));
+    };
+    let _schema = db.inner.schema.lock();
+    let here = db.inner.tables.load().get(New::NAME).cloned();
+    if !here.is_some_and(|t| Arc::ptr_eq(&t, old)) {
+        return Err(Error::no_such_table(New::NAME));
+    }
+    let list = old.index_list();
+    let mut reqs = Vec::new();
+    old.exclusive_locks(list.as_ref(), &mut reqs)?;
+    let held = crate::base::lock::HeldLocks::acquire(reqs);
+    let specs = crate::features::kinds::exact_specs::<New>(indexes)?;
+    let seq = db.next_seq();
+    let mut loaded = crate::disk::Rows::default();
+    for change in rows {
+        let value = match &change.value {
+            Content::Put(r) => crate::disk::record::Logged::Put(r.clone()),
+            Content::Group(g) => crate::disk::record::Logged::Group(g.clone()),
+            other => return Err(crate::engine::commit_record::misfit(New::NAME, format!("a row {other:?}"))),
         };
-        if !crate::features::kinds::declared(shape) {
-            return Err(crate::engine::commit_record::misfit(
-                shape.name(),
-                "this program has no record type of the shape the table was transformed to",
-            ));
-        }
-        let storage = match storage {
-            // disc_only_copies tables are set or bag.
-            StorageType::DiscOnlyCopies if shape.table_type == format!("{:?}", TableType::OrderedSet) => {
-                StorageType::DiscCopies
+        loaded.insert(change.key.clone(), (seq, value));
+    }
+    let id = db.inner.next_table_id.fetch_add(1, Ordering::Relaxed);
+    let fresh = TableStore::<New>::new(
+        db.id(),
+        db.clock().clone(),
+        id,
+        New::TYPE,
+        specs.iter().map(IndexSpec::build).collect(),
+    );
+    fresh.load(&loaded)?;
+    fresh.counter.fetch_max(*counter, Ordering::AcqRel);
+    fresh.version.store(*version, Ordering::Release);
+    let forwarded = db.replicating().then(|| replace.clone());
+    db.put_in_place(old.as_ref(), fresh, loaded, &specs, forwarded)?;
+    drop(held);
+    db.needs_reaper::<New>()
+}
+
+/// The live records of `old` (expired ones left out), copied out shard by shard.
+fn live_records<T: Record>(old: &TableStore<T>) -> Vec<T> {
+    let alive = old.alive();
+    let mut records = Vec::new();
+    for shard in 0..old.shard_count() {
+        old.scan_shard(shard, |r| {
+            if alive.keeps(r) {
+                records.push(r.clone());
             }
-            storage => storage,
-        };
-        drop()?;
-        let made = crate::features::kinds::Made { storage, version: *version };
-        crate::features::kinds::create_declared(self, shape, type_name, indexes, made)?;
-        let table = self.any_table(shape.name())?;
-        table.raise_counter(*counter);
-        crate::tx::context::transact(self.clone(), || {
-            crate::tx::context::with_tx(|tx| tx.part_of(&table)?.apply_change(rows))
-        })
+        });
+    }
+    records
+}
+
+/// `records` encoded as the log keeps them, one group per key, at version `seq`: an error
+/// if two records of a `set` or `ordered_set` have one key.
+fn rows_of<T: Record>(records: &[T], seq: u64) -> Result<crate::disk::Rows> {
+    use crate::disk::record::{Logged, encode};
+    let mut rows = crate::disk::Rows::default();
+    for rec in records {
+        let key = encode(rec.key())?;
+        match (T::TYPE, rows.get_mut(&key)) {
+            (TableType::Bag, Some((_, Logged::Group(g)))) => g.push(encode(rec)?),
+            (TableType::Bag, _) => {
+                rows.insert(key, (seq, Logged::Group(vec![encode(rec)?])));
+            }
+            (_, Some(_)) => {
+                return Err(Error::Invalid(format!(
+                    "table {}: two records convert to the key {:?}",
+                    T::NAME,
+                    rec.key()
+                )));
+            }
+            (_, None) => {
+                rows.insert(key, (seq, Logged::Put(encode(rec)?)));
+            }
+        }
+    }
+    Ok(rows)
+}
+
+/// The record of table `T` made anew holding `rows`, at `version`, its counter at `counter`.
+fn replacement<T: Record>(rows: &crate::disk::Rows, version: u32, counter: u64) -> WholeTable {
+    WholeTable::Replace {
+        shape: crate::schema::shape::RecordShape::of::<T>(),
+        type_name: std::any::type_name::<T>().to_owned(),
+        indexes: T::indexes().iter().map(|s| (s.field().to_owned(), s.is_unique())).collect(),
+        version,
+        counter,
+        rows: rows
+            .iter()
+            .map(|(key, (_, value))| KeyChange {
+                key: key.clone(),
+                value: Content::from(value.clone()),
+                expired: false,
+            })
+            .collect(),
     }
 }

@@ -146,9 +146,8 @@ impl<T: Record> TableOptions<T> {
         self
     }
 
-    /// Where (on this node) and at which version a copy makes a table another copy made.
-    pub(crate) fn made(mut self, storage: StorageType, version: u32) -> Self {
-        self.storage = storage;
+    /// The version a copy makes a table another copy made at.
+    pub(crate) fn at_version(mut self, version: u32) -> Self {
         self.version = version;
         self
     }
