@@ -53,7 +53,7 @@ fn create_as<T: Record>(db: &Database, indexes: &Indexes, version: u32) -> Resul
     let mut options = TableOptions::<T>::new().at_version(version);
     let declared = T::indexes();
     let alike = |s: &IndexSpec<T>, field: &str, unique: bool| s.field() == field && s.is_unique() == unique;
-    for spec in exact_specs::<T>(indexes)? {
+    for spec in crate::features::migrate::exact_specs::<T>(indexes)? {
         if !declared.iter().any(|s| alike(s, spec.field(), spec.is_unique())) {
             options = options.with_index(spec);
         }
@@ -61,27 +61,6 @@ fn create_as<T: Record>(db: &Database, indexes: &Indexes, version: u32) -> Resul
     // A declared index the table has not (or has with the other uniqueness): made without it.
     let unwanted = declared.iter().filter(|s| !indexes.iter().any(|(f, u)| alike(s, f, *u)));
     db.create_table_here(options.without_declared(unwanted.map(|s| s.field()).collect()))
-}
-
-/// `T`'s index specs for exactly `indexes` (the struct's own where it declares one alike).
-pub(crate) fn exact_specs<T: Record>(indexes: &Indexes) -> Result<Vec<IndexSpec<T>>> {
-    let declared = T::indexes();
-    indexes
-        .iter()
-        .map(|(field, unique)| {
-            declared
-                .iter()
-                .find(|s| s.field() == field && s.is_unique() == *unique)
-                .cloned()
-                .or_else(|| T::index_spec_for(field, *unique))
-                .ok_or_else(|| {
-                    crate::engine::commit_record::misfit(
-                        T::NAME,
-                        format!("an index on `{field}`, which it cannot index"),
-                    )
-                })
-        })
-        .collect()
 }
 
 /// Applies `replace` (a [`WholeTable::Replace`] record) to `old`, the table here, with the

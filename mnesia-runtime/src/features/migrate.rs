@@ -245,7 +245,7 @@ pub(crate) fn replace_as<New: Record>(
     let mut reqs = Vec::new();
     old.exclusive_locks(list.as_ref(), &mut reqs)?;
     let held = crate::base::lock::HeldLocks::acquire(reqs);
-    let specs = crate::features::kinds::exact_specs::<New>(indexes)?;
+    let specs = exact_specs::<New>(indexes)?;
     let seq = db.next_seq();
     let mut loaded = crate::disk::Rows::default();
     for change in rows {
@@ -331,4 +331,25 @@ fn replacement<T: Record>(rows: &crate::disk::Rows, version: u32, counter: u64) 
             })
             .collect(),
     }
+}
+
+/// `T`'s index specs for exactly `indexes` (the struct's own where it declares one alike).
+pub(crate) fn exact_specs<T: Record>(indexes: &[(String, bool)]) -> Result<Vec<IndexSpec<T>>> {
+    let declared = T::indexes();
+    indexes
+        .iter()
+        .map(|(field, unique)| {
+            declared
+                .iter()
+                .find(|s| s.field() == field && s.is_unique() == *unique)
+                .cloned()
+                .or_else(|| T::index_spec_for(field, *unique))
+                .ok_or_else(|| {
+                    crate::engine::commit_record::misfit(
+                        T::NAME,
+                        format!("an index on `{field}`, which it cannot index"),
+                    )
+                })
+        })
+        .collect()
 }
