@@ -816,3 +816,20 @@ fn a_transform_reaches_every_copy_at_its_place_and_what_wrote_the_old_table_runs
     settle(&log, &copies);
     assert!(copies.iter().all(|c| c.db.scope(|| AccountV2::read(&99)).expect("read").is_some()));
 }
+
+#[test]
+fn a_counter_reset_on_one_copy_reaches_every_copy_at_its_place() {
+    let (log, copies) = group(None);
+    copies[0].db.scope(|| Member::insert(Member { id: 0, email: "a@x".into(), copy: 0 })).expect("insert");
+    copies[1].db.scope(|| Member::reset_counter(100)).expect("reset");
+    settle(&log, &copies);
+    for c in &copies {
+        assert_eq!(c.db.table_info::<Member>().expect("info").counter, 99);
+    }
+    let next = copies[2]
+        .db
+        .scope(|| Member::insert(Member { id: 0, email: "b@x".into(), copy: 2 }))
+        .expect("insert");
+    assert_eq!(next.id, 100);
+    identical(&log, &copies);
+}

@@ -389,6 +389,13 @@ fn table_creation_drops_and_transforms_reach_a_replica_that_started_empty() {
         .scope(|| MemberV2::insert(MemberV2 { id: 0, email: "new@x".into(), level: 9, vip: true }))
         .expect("insert after");
     assert_eq!(id.id, 6);
+    // Ids handed out without a record, and a counter set back: the replica's counter follows.
+    let counter = |db: &Database| db.table_info::<MemberV2>().expect("info").counter;
+    assert_eq!(primary.scope(MemberV2::next_id).expect("next_id"), 7);
+    assert_eq!(counter(&replica), 7);
+    primary.scope(|| MemberV2::reset_counter(3)).expect("reset");
+    assert_eq!(counter(&replica), 2);
+    primary.scope(|| MemberV2::reset_counter(7)).expect("reset");
     let members = |db: &Database| {
         let mut all = db.scope(MemberV2::list).expect("members");
         all.sort_by_key(|m| m.id);

@@ -293,16 +293,7 @@ pub trait Table: Record {
     /// # Ok::<(), mnesia::Error>(())
     /// ```
     fn reset_counter(next: u64) -> Result<()> {
-        if !Self::AUTO_INCREMENT || next == 0 {
-            return Err(Error::Invalid(format!(
-                "table {}: reset_counter needs an #[auto_increment] key and a next id of at least 1",
-                Self::NAME
-            )));
-        }
-        let db = crate::tx::context::current_db()?;
-        let store = db.table::<Self>()?;
-        store.counter.store(next - 1, std::sync::atomic::Ordering::Release);
-        ops::log_counter(&db, &store, true)
+        crate::tx::context::current_db()?.reset_counter::<Self>(next)
     }
 
     /// Subscribes to the table's changes: every committed write and delete (dirty ones and

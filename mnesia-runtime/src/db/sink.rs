@@ -55,15 +55,14 @@ impl Database {
     /// tracing target); the commit stands.
     ///
     /// What goes through it: transactions, dirty operations, batches, named counters, the
-    /// reaper's removals, and `create_table`, `drop_table`, `clear_table`, `add_index`,
-    /// `remove_index` and `transform`, each a record of its own in its place among the
-    /// table's commits (a table's creation before any of its writes; a transform's record
+    /// reaper's removals, ids `next_id` hands out, and `create_table`, `drop_table`,
+    /// `clear_table`, `add_index`, `remove_index`, `transform` and `reset_counter`, each a
+    /// record of its own in its place among the table's commits (a table's creation before any of its writes; a transform's record
     /// carries the converted records). `change_table_copy_type` changes no record: where a
     /// copy keeps a table is its own, and the sink is not told. While a sink is attached,
     /// what does not go through it yet is refused rather than missed: restores that
     /// recreate tables or fill tables no type has claimed (a restore that writes in one
-    /// transaction, and imports, go through it). Ids handed out by `next_id` without a
-    /// write are not told.
+    /// transaction, and imports, go through it).
     ///
     /// ```
     /// let db = mnesia::Database::in_memory()?;
@@ -123,8 +122,14 @@ impl Database {
     /// own, numbered `seq`. The caller holds every commit lock of the table, so that the
     /// record reaches the sink in its place among the table's commits.
     pub(crate) fn hand_whole(&self, table: &str, op: WholeTable, seq: u64) {
+        if self.replicating() {
+            self.hand(CommitRecord::whole(table, op, 0), seq);
+        }
+    }
+
+    /// Hands the sink, if there is one, `record`, numbered `seq`.
+    pub(crate) fn hand(&self, mut record: CommitRecord, seq: u64) {
         if let Some(sink) = self.sink() {
-            let mut record = CommitRecord::whole(table, op, 0);
             record.seq = seq;
             deliver(self, &sink, &record);
         }

@@ -125,6 +125,11 @@ pub(crate) enum WholeTable {
         /// Every record of the table from now on (each a key's `Put` or `Group`).
         rows: Vec<KeyChange>,
     },
+    /// The auto-increment counter set so that `next` is the next id (`reset_counter`).
+    ResetCounter {
+        /// The next id handed out.
+        next: u64,
+    },
 }
 
 impl From<Logged> for Content {
@@ -163,8 +168,8 @@ impl CommitRecord {
         }
     }
 
-    /// Whether the record changes a table as a whole (creates, drops or clears it, adds or
-    /// removes an index) rather than writing records: applying it may wait for a backup or
+    /// Whether the record changes a table as a whole (creates, drops, clears or transforms
+    /// it, adds or removes an index, resets its counter) rather than writing records: applying it may wait for a backup or
     /// a checkpoint of the copy, and may scan the table.
     ///
     /// ```

@@ -4,13 +4,13 @@
 //! (`ordered.rs`) carry the same records, with what the transaction read.
 //!
 //! What goes through it today: every transaction, dirty operation and batch, named
-//! counters, the reaper's removals of expired records, and `create_table`, `drop_table`,
-//! `clear_table`, index changes and `transform`, on tables of any storage and type. Not
-//! yet: restores that recreate tables or fill unclaimed ones (refused while a sink is
-//! attached), and ids handed out by `next_id` without a write. A replica makes the tables
-//! the primary creates (or keeps those it was given, of the same shape), and runs with
-//! `Config::auto_cleanup(false)`: its expiries come from the primary's reaper. (Ordered
-//! commits also carry the ids `next_id` hands out, but not transforms yet.)
+//! counters, the reaper's removals of expired records, ids `next_id` hands out, and
+//! `create_table`, `drop_table`, `clear_table`, index changes, `transform` and
+//! `reset_counter`, on tables of any storage and type. Not yet: restores that recreate
+//! tables or fill unclaimed ones (refused while a sink is attached). A replica makes the
+//! tables the primary creates (or keeps those it was given, of the same shape), and runs
+//! with `Config::auto_cleanup(false)`: its expiries come from the primary's reaper.
+//! Ordered commits carry the same records.
 
 use std::sync::Arc;
 

@@ -81,6 +81,7 @@ impl<T: Record> AnyTable for TableStore<T> {
                 db.add_index_to(&self, spec)
             }
             WholeTable::RemoveIndex { field } => db.remove_index_from(&self, field),
+            WholeTable::ResetCounter { next } => db.reset_counter_of(&self, *next),
             WholeTable::Replace { .. } => {
                 crate::features::kinds::replace_declared(db, &(self as Arc<dyn AnyTable>), op)
             }

@@ -28,8 +28,8 @@ impl Database {
     /// [`Database::apply_ordered`] (which decides conflicts). Dirty operations, batches,
     /// counters and the reaper's removals are ordered too. Replaces an earlier sequencer.
     ///
-    /// `create_table`, `clear_table`, `drop_table`, `add_index` and `remove_index` are
-    /// ordered too, each as a record of its own: every copy makes the change at the
+    /// `create_table`, `clear_table`, `drop_table`, `add_index`, `remove_index` and
+    /// `reset_counter` are ordered too, each as a record of its own: every copy makes the change at the
     /// record's place (a unique index that the records break is refused alike on every
     /// copy); a transaction that read the table before a clear or a drop and commits after
     /// conflicts, and a record writing a table the order dropped is refused on every copy.

@@ -269,6 +269,55 @@ impl Database {
         Ok(())
     }
 
+    /// Makes `next` the next id table `T`'s `#[auto_increment]` key hands out (what
+    /// `T::reset_counter` calls): durably on disc, handed to the sink if there is one, and
+    /// on an ordered copy (a cluster node) made on every copy at its place in the order.
+    ///
+    /// ```
+    /// # use mnesia::prelude::*;
+    /// # #[derive(Table, Clone, Debug, Serialize, Deserialize)]
+    /// # struct Post { #[key] #[auto_increment] id: u32 }
+    /// let db = Database::in_memory()?;
+    /// db.create_table::<Post>(TableOptions::new())?;
+    /// db.reset_counter::<Post>(50)?;
+    /// assert_eq!(db.scope(|| Post::insert(Post { id: 0 }))?.id, 50);
+    /// # Ok::<(), mnesia::Error>(())
+    /// ```
+    pub fn reset_counter<T: Record>(&self, next: u64) -> Result<()> {
+        if !T::AUTO_INCREMENT || next == 0 {
+            return Err(Error::Invalid(format!(
+                "table {}: reset_counter needs an #[auto_increment] key and a next id of at least 1",
+                T::NAME
+            )));
+        }
+        let store = self.table::<T>()?;
+        let reset = crate::engine::commit_record::WholeTable::ResetCounter { next };
+        if let Some(ordered) = self.order_whole(T::NAME, reset) {
+            return ordered;
+        }
+        self.reset_counter_of(&store, next)
+    }
+
+    /// Sets `store`'s counter so that `next` is its next id, here (logged on disc, handed
+    /// to the sink if there is one, in its place among the table's commits).
+    pub(crate) fn reset_counter_of<T: Record>(&self, store: &TableStore<T>, next: u64) -> Result<()> {
+        let indexes = store.indexes.load_full();
+        let held = lock_all(store, &indexes);
+        let counter = next.saturating_sub(1);
+        store.counter.store(counter, Ordering::Release);
+        let logged = store.disk_id().map(|table| TableOps {
+            table,
+            clear: false,
+            counter,
+            reset: true,
+            writes: Vec::new(),
+        });
+        let seq = self.sequence(logged.as_slice())?;
+        self.hand_whole(T::NAME, crate::engine::commit_record::WholeTable::ResetCounter { next }, seq);
+        drop(held);
+        Ok(())
+    }
+
     /// Adds an index on a field of table `T`, built online from the current records.
     ///
     /// ```

@@ -119,10 +119,41 @@ pub(crate) fn next_table_id<T: Record>() -> Result<T::Key> {
         }
     };
     // An id handed out without a record: on disc the counter is logged now, so that it is
-    // never handed out again after a crash.
-    log_counter(&db, &store, false)?;
-    T::key_for_id(id)
-        .ok_or_else(|| Error::Invalid(format!("table {}: id {id} does not fit the key type", T::NAME)))
+    // never handed out again after a crash; a sink is told, so that a replica's counter
+    // moves past it too.
+    let seq = log_counter(&db, &store)?;
+    let key = T::key_for_id(id)
+        .ok_or_else(|| Error::Invalid(format!("table {}: id {id} does not fit the key type", T::NAME)))?;
+    if db.replicating() {
+        db.hand(claim_record::<T>(&key, id, 0)?, seq);
+    }
+    Ok(key)
+}
+
+/// The record of table `T`'s id `id` (the key `key`) handed out, made at place `based_on`
+/// of the order (an ordered claim reads the key's bucket: a record writing the key after
+/// that place makes it conflict).
+fn claim_record<T: Record>(
+    key: &T::Key,
+    id: u64,
+    based_on: u64,
+) -> Result<crate::engine::commit_record::CommitRecord> {
+    use crate::engine::commit_record::{CommitRecord, Content, KeyChange, TableChange, TableReads};
+    let encoded = crate::disk::record::encode(key)?;
+    Ok(CommitRecord {
+        seq: 0,
+        time: std::time::UNIX_EPOCH,
+        reads: vec![TableReads {
+            table: T::NAME.to_owned(),
+            buckets: vec![crate::engine::sequencer::bucket(&encoded)],
+            whole: false,
+        }],
+        changes: vec![TableChange {
+            table: T::NAME.to_owned(),
+            writes: vec![KeyChange { key: encoded, value: Content::Claim(id), expired: false }],
+        }],
+        based_on,
+    })
 }
 
 /// How many times an ordered copy tries to claim an id that other copies keep taking first.
@@ -134,7 +165,6 @@ const CLAIM_ATTEMPTS: u32 = 10_000;
 /// written with it by another copy commits (an `insert` reads its new key: one of the two
 /// conflicts and runs again with a new id).
 fn claim_ordered_id<T: Record>(db: &crate::db::Database, sequencer: &dyn crate::Sequencer) -> Result<T::Key> {
-    use crate::engine::commit_record::{CommitRecord, Content, KeyChange, TableChange};
     if context::is_transaction() {
         return Err(Error::Invalid(format!(
             "{}::next_id inside a transaction of a replicated database: take the id before the transaction, or let insert give it",
@@ -152,22 +182,7 @@ fn claim_ordered_id<T: Record>(db: &crate::db::Database, sequencer: &dyn crate::
         };
         let key = T::key_for_id(id)
             .ok_or_else(|| Error::Invalid(format!("table {}: id {id} does not fit the key type", T::NAME)))?;
-        let encoded = crate::disk::record::encode(&key)?;
-        let record = CommitRecord {
-            seq: 0,
-            time: std::time::UNIX_EPOCH,
-            changes: vec![TableChange {
-                table: T::NAME.to_owned(),
-                writes: vec![KeyChange { key: encoded.clone(), value: Content::Claim(id), expired: false }],
-            }],
-            based_on,
-            reads: vec![crate::engine::commit_record::TableReads {
-                table: T::NAME.to_owned(),
-                buckets: vec![crate::engine::sequencer::bucket(&encoded)],
-                whole: false,
-            }],
-        };
-        match sequencer.order(record) {
+        match sequencer.order(claim_record::<T>(&key, id, based_on)?) {
             Ok(()) => return Ok(key),
             Err(Error::Conflict) => continue,
             Err(e) => return Err(e),
@@ -176,16 +191,20 @@ fn claim_ordered_id<T: Record>(db: &crate::db::Database, sequencer: &dyn crate::
     Err(Error::Conflict)
 }
 
-/// Logs a disc table's counter on its own (`reset`: set to it, rather than raised to it).
-pub(crate) fn log_counter<T: Record>(
+/// Logs a disc table's counter on its own (raised to it); returns the commit's number.
+fn log_counter<T: Record>(
     db: &crate::db::Database,
     store: &crate::engine::store::TableStore<T>,
-    reset: bool,
-) -> Result<()> {
-    let (Some(table), Some(_)) = (store.disk_id(), db.disk()) else { return Ok(()) };
+) -> Result<u64> {
     let counter = store.counter.load(std::sync::atomic::Ordering::Acquire);
-    let ops = crate::disk::record::TableOps { table, clear: false, counter, reset, writes: Vec::new() };
-    db.sequence(&[ops]).map(|_| ())
+    let logged = store.disk_id().map(|table| crate::disk::record::TableOps {
+        table,
+        clear: false,
+        counter,
+        reset: false,
+        writes: Vec::new(),
+    });
+    db.sequence(logged.as_slice())
 }
 
 fn put<T: Record>(tx: &mut Tx, rec: T) -> Result<()> {
