@@ -750,43 +750,44 @@ fn a_transform_reaches_every_copy_at_its_place_and_what_wrote_the_old_table_runs
         .scope(|| Account::batch_write((0..40).map(|id| Account { id, balance: 100 })))
         .expect("accounts");
     settle(&log, &copies);
-    // Transfers on copies 1 and 2 (bounded) while copy 0 transforms: each commits before
-    // the transform (then converted with it) or, made for the old table, runs again and
-    // finds the new one (its struct no longer the table's).
+    // Transfers on copies 1 and 2 while copy 0 transforms: each commits before the
+    // transform (then converted with it) or, made for the old table, runs again and finds
+    // the new one (its struct no longer the table's). They stop there, or once the
+    // transform has returned (if it failed, the test does).
     let moved = Arc::new(Mutex::new(0i64));
+    let over = Arc::new(AtomicBool::new(false));
     let db0 = copies[0].db.clone();
+    let done = Arc::clone(&over);
     let transforming = std::thread::spawn(move || {
         std::thread::sleep(Duration::from_millis(5));
-        let mut runs = 0;
-        let converted = db0
-            .transform(|a: Account| {
-                runs += 1;
-                Ok(AccountV2 { id: a.id, balance: a.balance, rich: a.balance > 100 })
-            })
-            .expect("transform");
-        (converted, runs)
+        let converted =
+            db0.transform(|a: Account| Ok(AccountV2 { id: a.id, balance: a.balance, rich: a.balance > 100 }));
+        done.store(true, Ordering::SeqCst);
+        converted
     });
-    let counted = Arc::clone(&moved);
+    let (counted, done) = (Arc::clone(&moved), Arc::clone(&over));
     on_all(&copies[1..], 2, move |c, w| {
         for n in 0..1_000_000u32 {
             let (from, to) = ((c * 7 + w * 3 + n) % 40, (c * 11 + w + n + 1) % 40);
-            let done = mnesia::transaction(|| {
+            let transfer = mnesia::transaction(|| {
                 let a = Account::read(&from)?.expect("account");
                 let b = Account::read(&to)?.expect("account");
                 Account::write(Account { balance: a.balance - 1, ..a })?;
                 Account::write(Account { balance: b.balance + 1, ..b })?;
                 Ok::<_, Error>(())
             });
-            match done {
+            match transfer {
                 Ok(()) => *counted.lock().expect("count") += 1,
                 Err(Error::TypeMismatch { .. }) => return,
                 Err(e) => panic!("transfer: {e:?}"),
             }
+            if done.load(Ordering::SeqCst) {
+                return;
+            }
         }
     });
-    let (converted, runs) = transforming.join().expect("transforming thread");
+    let converted = transforming.join().expect("transforming thread").expect("transform");
     assert_eq!(converted, 40);
-    assert!(runs >= 40, "every record converted at least once");
     settle(&log, &copies);
     let mut all: Vec<Vec<AccountV2>> = Vec::new();
     for c in &copies {
@@ -832,4 +833,41 @@ fn a_counter_reset_on_one_copy_reaches_every_copy_at_its_place() {
         .expect("insert");
     assert_eq!(next.id, 100);
     identical(&log, &copies);
+}
+
+#[test]
+fn two_copies_transforming_at_once_convert_the_records_once() {
+    let (log, copies) = group(None);
+    copies[0]
+        .db
+        .scope(|| Account::batch_write((0..30).map(|id| Account { id, balance: 100 + i64::from(id) })))
+        .expect("accounts");
+    settle(&log, &copies);
+    // Every copy's program runs the same migration at start-up: one converts, the others
+    // then find the table converted (their struct no longer its struct), never an empty one.
+    let threads: Vec<_> = copies
+        .iter()
+        .map(|c| {
+            let db = c.db.clone();
+            std::thread::spawn(move || {
+                db.transform(|a: Account| {
+                    Ok(AccountV2 { id: a.id, balance: a.balance, rich: a.balance > 110 })
+                })
+            })
+        })
+        .collect();
+    let results: Vec<_> = threads.into_iter().map(|t| t.join().expect("thread")).collect();
+    let done = results.iter().filter(|r| matches!(r, Ok(30))).count();
+    assert_eq!(done, 1, "one transform converted the table: {results:?}");
+    assert!(
+        results.iter().all(|r| matches!(r, Ok(30) | Err(Error::TypeMismatch { .. }))),
+        "the others found it converted: {results:?}"
+    );
+    settle(&log, &copies);
+    for c in &copies {
+        let info = c.db.table_info::<AccountV2>().expect("info");
+        assert_eq!((info.size, info.version), (30, 1));
+        let rich = c.db.scope(|| AccountV2::select(AccountV2::RICH.eq(true))).expect("select");
+        assert_eq!(rich.len(), 19);
+    }
 }

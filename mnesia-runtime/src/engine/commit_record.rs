@@ -255,3 +255,16 @@ pub(crate) fn misfit(table: &str, what: impl fmt::Display) -> crate::error::Erro
         differences: vec![format!("a commit record does not fit it: {what}")],
     }
 }
+
+/// A value of a commit record, decoded whole for table `table` ([`misfit`] if the bytes do
+/// not decode, or hold more than one value: another record type).
+pub(crate) fn decode_whole<V: serde::de::DeserializeOwned>(
+    table: &str,
+    bytes: &[u8],
+) -> crate::error::Result<V> {
+    match postcard::take_from_bytes::<V>(bytes) {
+        Ok((v, [])) => Ok(v),
+        Ok(_) => Err(misfit(table, "bytes left over after a value: another record type")),
+        Err(e) => Err(misfit(table, e)),
+    }
+}

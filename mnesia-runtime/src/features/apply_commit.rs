@@ -85,6 +85,14 @@ impl Database {
         // shape, it is kept as it is.
         if let Ok(here) = self.any_table(shape.name()) {
             if !crate::engine::sequencer::applying(self.id()) && here.info().shape() == *shape {
+                if self.replicating() {
+                    let create = WholeTable::Create {
+                        shape: shape.clone(),
+                        type_name: type_name.to_owned(),
+                        indexes: indexes.to_vec(),
+                    };
+                    self.hand_whole(shape.name(), create, self.next_seq());
+                }
                 return Ok(());
             }
             return Err(Error::TableExists { table: shape.name().to_owned() });

@@ -7,11 +7,12 @@ use std::sync::atomic::Ordering;
 use crate::db::{AnyTable, Database, lock_all};
 use crate::disk::record::TableOps;
 use crate::disk::schema::TableDef;
-use crate::engine::commit_record::{CommitRecord, Content, KeyChange, TableReads, WholeTable};
+use crate::engine::commit_record::{CommitRecord, Content, KeyChange, TableReads, WholeTable, decode_whole};
 use crate::engine::store::TableStore;
 use crate::error::{Error, Result};
 use crate::schema::index_spec::IndexSpec;
 use crate::schema::record::{IndexInfo, Record, StorageType, TableType};
+use crate::schema::shape::RecordShape;
 
 impl Database {
     /// Converts every record of table `Old` into a `New` (Mnesia's `transform_table`): the
@@ -93,15 +94,16 @@ impl Database {
         let converted: Vec<New> = live_records(&old).into_iter().map(&mut f).collect::<Result<_>>()?;
         let seq = self.next_seq();
         let rows = rows_of(&converted, seq)?;
-        let fresh = self.checked_store::<New>(&rows)?;
+        let specs = New::indexes();
+        let fresh = self.checked_store(&rows, &specs)?;
         fresh.counter.fetch_max(counter, Ordering::AcqRel);
         let version = old.version.load(Ordering::Acquire) + 1;
         fresh.version.store(version, Ordering::Release);
         // Made while every commit lock of the table is held, handed before the new store can
         // be written: in its place among the table's commits.
         let counter = fresh.counter.load(Ordering::Acquire);
-        let replaced = self.replicating().then(|| replacement::<New>(&rows, version, counter));
-        self.put_in_place(old.as_ref(), fresh, rows, &New::indexes(), replaced)?;
+        let replaced = self.replicating().then(|| replacement(&rows, &specs, version, counter));
+        self.put_in_place(old.as_ref(), fresh, rows, &specs, replaced)?;
         sealed.keep();
         drop(held);
         self.needs_reaper::<New>()?;
@@ -131,6 +133,10 @@ impl Database {
             let (based_on, records, counter, version) = {
                 let indexes = old.indexes.load_full();
                 let _held = lock_all(&old, &indexes);
+                // Replaced meanwhile (another copy's transform applied here): look again.
+                if old.is_dropped() {
+                    continue;
+                }
                 let based_on = self.applied_index();
                 (
                     based_on,
@@ -143,8 +149,9 @@ impl Database {
             let rows = rows_of(&converted, 0)?;
             // The new records break no key or unique index: refused here, before any copy
             // drops its table.
-            self.checked_store::<New>(&rows)?;
-            let replace = replacement::<New>(&rows, version + 1, counter);
+            let specs = New::indexes();
+            self.checked_store(&rows, &specs)?;
+            let replace = replacement(&rows, &specs, version + 1, counter);
             let mut record = CommitRecord::whole(New::NAME, replace, based_on);
             record.reads = vec![TableReads { table: New::NAME.to_owned(), buckets: Vec::new(), whole: true }];
             match sequencer.order(record) {
@@ -155,11 +162,15 @@ impl Database {
         Err(Error::TooManyRetries { attempts })
     }
 
-    /// A store of `New` holding `rows`, with `New`'s declared indexes: an error if the rows
+    /// A store of `New` holding `rows`, with the indexes `specs`: an error if the rows
     /// break a unique index.
-    fn checked_store<New: Record>(&self, rows: &crate::disk::Rows) -> Result<TableStore<New>> {
+    fn checked_store<New: Record>(
+        &self,
+        rows: &crate::disk::Rows,
+        specs: &[IndexSpec<New>],
+    ) -> Result<TableStore<New>> {
         let id = self.inner.next_table_id.fetch_add(1, Ordering::Relaxed);
-        let indexes = New::indexes().iter().map(IndexSpec::build).collect();
+        let indexes = specs.iter().map(IndexSpec::build).collect();
         let fresh = TableStore::<New>::new(self.id(), self.clock().clone(), id, New::TYPE, indexes);
         fresh.load(rows).map_err(|e| match e {
             Error::SchemaMismatch { differences, .. } => Error::Invalid(format!(
@@ -185,11 +196,18 @@ impl Database {
         specs: &[IndexSpec<New>],
         replaced: Option<WholeTable>,
     ) -> Result<()> {
+        let mut seq = None;
         if let (Some(old_id), Some(disk)) = (old.disk_id(), self.disk()) {
             let new_id = disk.update_schema(|schema| schema.allocate_id())??;
             let counter = fresh.counter.load(Ordering::Acquire);
             let writes = rows.into_iter().map(|(k, (_, v))| (k, v)).collect();
-            self.sequence(&[TableOps { table: new_id, clear: true, counter, reset: false, writes }])?;
+            seq = Some(self.sequence(&[TableOps {
+                table: new_id,
+                clear: true,
+                counter,
+                reset: false,
+                writes,
+            }])?);
             let infos = specs
                 .iter()
                 .map(|s| IndexInfo { field: s.field().to_owned(), unique: s.is_unique() })
@@ -205,18 +223,26 @@ impl Database {
                 schema.tables.retain(|t| t.id != old_id);
                 schema.tables.push(def);
             })?;
-            if old.storage() == StorageType::DiscOnlyCopies {
-                disk.disc_only()?.drop_table(old_id)?;
-            }
             fresh.disk_id.store(new_id, Ordering::Release);
+            // The switch is made: the old records' file goes if it can (one left behind
+            // holds a table the schema no longer names).
+            if old.storage() == StorageType::DiscOnlyCopies
+                && let Err(e) = disk.disc_only().and_then(|d| d.drop_table(old_id))
+            {
+                tracing::warn!(
+                    target: "mnesia::disk",
+                    table = New::NAME,
+                    error = %e,
+                    "the disc-only records of a transformed table could not be removed"
+                );
+            }
         }
         old.retire();
         let mut next = (*self.inner.tables.load_full()).clone();
         next.insert(New::NAME.to_owned(), Arc::new(fresh) as Arc<dyn AnyTable>);
         // Before the new store can be written: in its place among the table's commits.
         if let Some(replaced) = replaced {
-            let seq = self.next_seq();
-            self.hand_whole(New::NAME, replaced, seq);
+            self.hand_whole(New::NAME, replaced, seq.unwrap_or_else(|| self.next_seq()));
         }
         self.put_tables(next);
         Ok(())
@@ -246,25 +272,22 @@ pub(crate) fn replace_as<New: Record>(
     old.exclusive_locks(list.as_ref(), &mut reqs)?;
     let held = crate::base::lock::HeldLocks::acquire(reqs);
     let specs = exact_specs::<New>(indexes)?;
-    let seq = db.next_seq();
-    let mut loaded = crate::disk::Rows::default();
+    // Decoded and filed again under their own keys: rows that do not fit the struct, or a
+    // key the struct's table holds once holding several records, are refused.
+    let mut records: Vec<New> = Vec::with_capacity(rows.len());
     for change in rows {
-        let value = match &change.value {
-            Content::Put(r) => crate::disk::record::Logged::Put(r.clone()),
-            Content::Group(g) => crate::disk::record::Logged::Group(g.clone()),
+        match &change.value {
+            Content::Put(r) => records.push(decode_whole(New::NAME, r)?),
+            Content::Group(g) => {
+                for r in g {
+                    records.push(decode_whole(New::NAME, r)?);
+                }
+            }
             other => return Err(crate::engine::commit_record::misfit(New::NAME, format!("a row {other:?}"))),
-        };
-        loaded.insert(change.key.clone(), (seq, value));
+        }
     }
-    let id = db.inner.next_table_id.fetch_add(1, Ordering::Relaxed);
-    let fresh = TableStore::<New>::new(
-        db.id(),
-        db.clock().clone(),
-        id,
-        New::TYPE,
-        specs.iter().map(IndexSpec::build).collect(),
-    );
-    fresh.load(&loaded)?;
+    let loaded = rows_of(&records, db.next_seq())?;
+    let fresh = db.checked_store(&loaded, &specs)?;
     fresh.counter.fetch_max(*counter, Ordering::AcqRel);
     fresh.version.store(*version, Ordering::Release);
     let forwarded = db.replicating().then(|| replace.clone());
@@ -301,7 +324,7 @@ fn rows_of<T: Record>(records: &[T], seq: u64) -> Result<crate::disk::Rows> {
             }
             (_, Some(_)) => {
                 return Err(Error::Invalid(format!(
-                    "table {}: two records convert to the key {:?}",
+                    "table {}: two records have the key {:?}",
                     T::NAME,
                     rec.key()
                 )));
@@ -314,12 +337,26 @@ fn rows_of<T: Record>(records: &[T], seq: u64) -> Result<crate::disk::Rows> {
     Ok(rows)
 }
 
-/// The record of table `T` made anew holding `rows`, at `version`, its counter at `counter`.
-fn replacement<T: Record>(rows: &crate::disk::Rows, version: u32, counter: u64) -> WholeTable {
+/// What every copy needs to make table `T` with the indexes `specs`: its shape, its Rust
+/// name, and each index (field, unique).
+pub(crate) fn described<T: Record>(specs: &[IndexSpec<T>]) -> (RecordShape, String, Vec<(String, bool)>) {
+    let indexes = specs.iter().map(|s| (s.field().to_owned(), s.is_unique())).collect();
+    (RecordShape::of::<T>(), std::any::type_name::<T>().to_owned(), indexes)
+}
+
+/// The record of table `T` made anew holding `rows`, with the indexes `specs`, at `version`,
+/// its counter at `counter`.
+fn replacement<T: Record>(
+    rows: &crate::disk::Rows,
+    specs: &[IndexSpec<T>],
+    version: u32,
+    counter: u64,
+) -> WholeTable {
+    let (shape, type_name, indexes) = described(specs);
     WholeTable::Replace {
-        shape: crate::schema::shape::RecordShape::of::<T>(),
-        type_name: std::any::type_name::<T>().to_owned(),
-        indexes: T::indexes().iter().map(|s| (s.field().to_owned(), s.is_unique())).collect(),
+        shape,
+        type_name,
+        indexes,
         version,
         counter,
         rows: rows

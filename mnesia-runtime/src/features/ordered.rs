@@ -147,8 +147,8 @@ impl Database {
         self.take_place(&mut versions, index, record, verdict, false)
     }
 
-    /// [`Database::apply_ordered`] of a record changing a table as a whole (it reads
-    /// nothing: it never conflicts). The change takes the schema lock, which every path
+    /// [`Database::apply_ordered`] of a record changing a table as a whole (only a
+    /// transform's reads the table, and may conflict). The change takes the schema lock, which every path
     /// takes before the versions' lock: it is made without the versions locked, they are
     /// locked only to decide and to note (the caller holds `applying`: no other record is
     /// applied, and no snapshot cut, meanwhile).

@@ -12,6 +12,7 @@ use crate::db::{AnyTable, lock_all};
 use crate::disk::Disk;
 use crate::disk::record::TableOps;
 use crate::disk::schema::TableDef;
+use crate::engine::commit_record::{CommitRecord, WholeTable};
 use crate::engine::store::{IndexList, TableStore};
 use crate::error::{Error, Result};
 use crate::schema::index_spec::{IndexSpec, TableIndex};
@@ -20,14 +21,11 @@ use crate::schema::record::{IndexInfo, Record, StorageType, TableType};
 
 /// The record of creating table `T` with `options`: its shape, its Rust name, and every
 /// index, the struct's included (each copy makes exactly these).
-fn creation<T: Record>(options: &TableOptions<T>) -> crate::engine::commit_record::WholeTable {
-    let specs = T::indexes().into_iter().filter(|s| !options.without().contains(&s.field()));
-    let specs = specs.chain(options.indexes().iter().cloned());
-    crate::engine::commit_record::WholeTable::Create {
-        shape: crate::schema::shape::RecordShape::of::<T>(),
-        type_name: std::any::type_name::<T>().to_owned(),
-        indexes: specs.map(|s| (s.field().to_owned(), s.is_unique())).collect(),
-    }
+fn creation<T: Record>(options: &TableOptions<T>) -> WholeTable {
+    let declared = T::indexes().into_iter().filter(|s| !options.without().contains(&s.field()));
+    let specs: Vec<IndexSpec<T>> = declared.chain(options.indexes().iter().cloned()).collect();
+    let (shape, type_name, indexes) = crate::features::migrate::described(&specs);
+    WholeTable::Create { shape, type_name, indexes }
 }
 
 impl Database {
@@ -72,12 +70,13 @@ impl Database {
                 std::any::type_name::<T>()
             )));
         }
-        self.order_whole(T::NAME, creation(&options)).unwrap_or_else(|| {
-            Err(Error::Invalid(format!(
+        let Some(sequencer) = self.sequencer() else {
+            return Err(Error::Invalid(format!(
                 "table {}: not created from the thread applying the shared order",
                 T::NAME
-            )))
-        })
+            )));
+        };
+        sequencer.order(CommitRecord::whole(T::NAME, creation(&options), self.applied_index()))
     }
 
     /// [`Database::create_table`] on this copy, ordered or not (the named counters' table,
@@ -180,33 +179,40 @@ impl Database {
     /// # Ok::<(), mnesia::Error>(())
     /// ```
     pub fn drop_table<T: Record>(&self) -> Result<()> {
-        let store = self.table::<T>()?;
-        if let Some(ordered) = self.order_whole(T::NAME, crate::engine::commit_record::WholeTable::Drop) {
-            return ordered;
-        }
-        self.drop_store(&store)
+        self.change_whole_table::<T>(|| WholeTable::Drop, |store| self.drop_store(store))
     }
 
-    /// On an ordered copy, `op` on table `table` goes through the shared order as a record
-    /// of its own, and every copy makes it at the record's place: its verdict. `None`
-    /// elsewhere (or on the thread applying a record here).
-    fn order_whole(&self, table: &str, op: crate::engine::commit_record::WholeTable) -> Option<Result<()>> {
-        let sequencer = self.sequencer().filter(|_| !self.replicating())?;
-        Some(sequencer.order(crate::engine::commit_record::CommitRecord::whole(
-            table,
-            op,
-            self.applied_index(),
-        )))
+    /// Changes table `T` as a whole: on an ordered copy, `op()` goes through the shared
+    /// order as a record of its own, and every copy makes it at the record's place (its
+    /// verdict); elsewhere `here` makes it on the table's store. Made again, on the table as
+    /// it is then, when a new store took the table's place meanwhile (a transform, a
+    /// storage move, a restore: `here` says so with `Error::Conflict`, and so does the
+    /// order for a record made before a transform or a re-creation ordered ahead of it).
+    fn change_whole_table<T: Record>(
+        &self,
+        op: impl Fn() -> WholeTable,
+        here: impl Fn(&TableStore<T>) -> Result<()>,
+    ) -> Result<()> {
+        for _ in 0..STORE_ATTEMPTS {
+            let store = self.table::<T>()?;
+            let done = match self.sequencer() {
+                Some(sequencer) => sequencer.order(CommitRecord::whole(T::NAME, op(), self.applied_index())),
+                None => here(&store),
+            };
+            match done {
+                Err(Error::Conflict) => continue,
+                done => return done,
+            }
+        }
+        Err(Error::TooManyRetries { attempts: STORE_ATTEMPTS })
     }
 
     /// Drops `store`'s table here.
     pub(crate) fn drop_store<T: Record>(&self, store: &TableStore<T>) -> Result<()> {
         let _schema = self.inner.schema.lock();
-        if store.is_dropped() {
-            return Err(Error::no_such_table(T::NAME));
-        }
         let indexes = store.indexes.load_full();
         let held = lock_all(store, &indexes);
+        in_place(store)?;
         if let (Some(id), Some(disk)) = (store.disk_id(), self.disk()) {
             disk.update_schema(|schema| schema.tables.retain(|t| t.id != id))?;
             if store.storage() == StorageType::DiscOnlyCopies {
@@ -221,8 +227,7 @@ impl Database {
         // While every commit lock is held: after every event and commit of the table.
         store.subs.deliver(vec![crate::engine::events::Event::Dropped], false);
         if self.replicating() {
-            let seq = self.next_seq();
-            self.hand_whole(T::NAME, crate::engine::commit_record::WholeTable::Drop, seq);
+            self.hand_whole(T::NAME, WholeTable::Drop, self.next_seq());
         }
         drop(held);
         self.inner
@@ -243,11 +248,7 @@ impl Database {
     /// # Ok::<(), mnesia::Error>(())
     /// ```
     pub fn clear_table<T: Record>(&self) -> Result<()> {
-        let store = self.table::<T>()?;
-        if let Some(ordered) = self.order_whole(T::NAME, crate::engine::commit_record::WholeTable::Clear) {
-            return ordered;
-        }
-        self.clear_store(&store)
+        self.change_whole_table::<T>(|| WholeTable::Clear, |store| self.clear_store(store))
     }
 
     /// Clears `store` here: every record removed at one commit (logged on disc), the
@@ -257,6 +258,7 @@ impl Database {
     pub(crate) fn clear_store<T: Record>(&self, store: &TableStore<T>) -> Result<()> {
         let indexes = store.indexes.load_full();
         let held = lock_all(store, &indexes);
+        in_place(store)?;
         let logged = store.disk_id().map(|id| {
             let counter = store.counter.load(Ordering::Acquire);
             TableOps { table: id, clear: true, counter, reset: false, writes: Vec::new() }
@@ -264,7 +266,7 @@ impl Database {
         let seq = self.sequence(logged.as_slice())?;
         store.clear_all(seq, self.snapshots().floor());
         store.subs.deliver(vec![crate::engine::events::Event::Cleared], false);
-        self.hand_whole(T::NAME, crate::engine::commit_record::WholeTable::Clear, seq);
+        self.hand_whole(T::NAME, WholeTable::Clear, seq);
         drop(held);
         Ok(())
     }
@@ -290,12 +292,10 @@ impl Database {
                 T::NAME
             )));
         }
-        let store = self.table::<T>()?;
-        let reset = crate::engine::commit_record::WholeTable::ResetCounter { next };
-        if let Some(ordered) = self.order_whole(T::NAME, reset) {
-            return ordered;
-        }
-        self.reset_counter_of(&store, next)
+        self.change_whole_table::<T>(
+            || WholeTable::ResetCounter { next },
+            |store| self.reset_counter_of(store, next),
+        )
     }
 
     /// Sets `store`'s counter so that `next` is its next id, here (logged on disc, handed
@@ -303,6 +303,7 @@ impl Database {
     pub(crate) fn reset_counter_of<T: Record>(&self, store: &TableStore<T>, next: u64) -> Result<()> {
         let indexes = store.indexes.load_full();
         let held = lock_all(store, &indexes);
+        in_place(store)?;
         let counter = next.saturating_sub(1);
         store.counter.store(counter, Ordering::Release);
         let logged = store.disk_id().map(|table| TableOps {
@@ -313,7 +314,7 @@ impl Database {
             writes: Vec::new(),
         });
         let seq = self.sequence(logged.as_slice())?;
-        self.hand_whole(T::NAME, crate::engine::commit_record::WholeTable::ResetCounter { next }, seq);
+        self.hand_whole(T::NAME, WholeTable::ResetCounter { next }, seq);
         drop(held);
         Ok(())
     }
@@ -338,23 +339,17 @@ impl Database {
                 spec.field()
             )));
         }
-        let store = self.table::<T>()?;
         // (An index on one copy only would decide unique checks differently: on an ordered
         // copy every copy adds it, at one place of the order.)
-        let whole = crate::engine::commit_record::WholeTable::AddIndex {
-            field: spec.field().to_owned(),
-            unique: spec.is_unique(),
-        };
-        if let Some(ordered) = self.order_whole(T::NAME, whole) {
-            return ordered;
-        }
-        self.add_index_to(&store, spec)
+        let whole = || WholeTable::AddIndex { field: spec.field().to_owned(), unique: spec.is_unique() };
+        self.change_whole_table::<T>(whole, |store| self.add_index_to(store, spec.clone()))
     }
 
     /// Adds the index `spec` to `store`'s table here (and hands the change to the sink, if
     /// there is one, in its place among the table's commits).
     pub(crate) fn add_index_to<T: Record>(&self, store: &TableStore<T>, spec: IndexSpec<T>) -> Result<()> {
         let _schema = self.inner.schema.lock();
+        in_place(store)?;
         let current = store.indexes.load_full();
         if current.list.iter().any(|i| i.field() == spec.field()) {
             return Err(Error::IndexExists { table: T::NAME.to_owned(), field: spec.field() });
@@ -384,10 +379,7 @@ impl Database {
                 existing_key,
             });
         }
-        let whole = crate::engine::commit_record::WholeTable::AddIndex {
-            field: index.field().to_owned(),
-            unique: index.unique(),
-        };
+        let whole = WholeTable::AddIndex { field: index.field().to_owned(), unique: index.unique() };
         let mut list = current.list.clone();
         list.push(index);
         self.persist_indexes(store, &list)?;
@@ -417,8 +409,11 @@ impl Database {
         // Where this copy keeps the table is its own: a commit-record sink is not told
         // (the records stay as they are), but an ordered copy does not move its tables yet.
         self.refuse_while_ordering("change_table_copy_type")?;
-        let store = self.table::<T>()?;
+        self.table::<T>()?;
         let _schema = self.inner.schema.lock();
+        // The store in place under the schema lock, which every change of a table's store
+        // holds (one looked up before may have been replaced meanwhile).
+        let store = self.registered::<T>()?;
         let from = store.storage();
         if from == to {
             return Ok(());
@@ -579,18 +574,15 @@ impl Database {
     /// # Ok::<(), mnesia::Error>(())
     /// ```
     pub fn remove_index<T: Record>(&self, field: &'static str) -> Result<()> {
-        let store = self.table::<T>()?;
-        let whole = crate::engine::commit_record::WholeTable::RemoveIndex { field: field.to_owned() };
-        if let Some(ordered) = self.order_whole(T::NAME, whole) {
-            return ordered;
-        }
-        self.remove_index_from(&store, field)
+        let whole = || WholeTable::RemoveIndex { field: field.to_owned() };
+        self.change_whole_table::<T>(whole, |store| self.remove_index_from(store, field))
     }
 
     /// Removes the index on `field` from `store`'s table here (and hands the change to the
     /// sink, if there is one, in its place among the table's commits).
     pub(crate) fn remove_index_from<T: Record>(&self, store: &TableStore<T>, field: &str) -> Result<()> {
         let _schema = self.inner.schema.lock();
+        in_place(store)?;
         let current = store.indexes.load_full();
         let Some(field) = current.list.iter().map(|i| i.field()).find(|f| *f == field) else {
             let field = T::FIELDS.iter().map(|f| f.name).find(|f| *f == field).unwrap_or("?");
@@ -601,10 +593,27 @@ impl Database {
         self.persist_indexes(store, &list)?;
         store.indexes.store(Arc::new(IndexList { epoch: current.epoch + 1, list }));
         if self.replicating() {
-            let whole = crate::engine::commit_record::WholeTable::RemoveIndex { field: field.to_owned() };
-            self.hand_whole(T::NAME, whole, self.next_seq());
+            self.hand_whole(T::NAME, WholeTable::RemoveIndex { field: field.to_owned() }, self.next_seq());
         }
         drop(held);
         Ok(())
     }
+}
+
+/// How many times a change to a table as a whole is made again when a new store keeps
+/// taking the table's place.
+const STORE_ATTEMPTS: u32 = 100;
+
+/// `Ok` if `store` is still its table's store here (for a caller holding its commit locks
+/// or the schema lock, which every change of a table's store holds): `Error::Conflict` if a
+/// new store took its place (make the change again on that one), `NoSuchTable` if the
+/// table was dropped.
+pub(crate) fn in_place<T: Record>(store: &TableStore<T>) -> Result<()> {
+    if store.is_replaced() {
+        return Err(Error::Conflict);
+    }
+    if store.is_dropped() {
+        return Err(Error::no_such_table(T::NAME));
+    }
+    Ok(())
 }

@@ -15,22 +15,14 @@ impl<T: Record> TxTable<T> {
     /// Writes a commit record's changes (`TxPart::apply_change`).
     pub(crate) fn apply_writes(&mut self, writes: &[KeyChange]) -> Result<()> {
         use crate::engine::commit_record::Content;
-        use crate::engine::commit_record::misfit;
+        use crate::engine::commit_record::{decode_whole, misfit};
         use crate::engine::store::Write;
-        /// Decodes one value, refusing bytes left over (a record of a shorter type).
-        fn whole<V: serde::de::DeserializeOwned>(table: &str, bytes: &[u8]) -> Result<V> {
-            match postcard::take_from_bytes::<V>(bytes) {
-                Ok((v, [])) => Ok(v),
-                Ok(_) => Err(misfit(table, "bytes left over after a value: another record type")),
-                Err(e) => Err(misfit(table, e)),
-            }
-        }
         let bag = T::TYPE == TableType::Bag;
         // Every write decoded and checked before any is made.
         let mut decoded = Vec::with_capacity(writes.len());
         let mut claims = Vec::new();
         for w in writes {
-            let key: T::Key = whole::<T::Key>(T::NAME, &w.key)?;
+            let key: T::Key = decode_whole::<T::Key>(T::NAME, &w.key)?;
             if let Content::Whole(op) = &w.value {
                 return Err(misfit(T::NAME, format!("{op:?} among other writes")));
             }
@@ -46,8 +38,8 @@ impl<T: Record> TxTable<T> {
                 Content::Group(_) if !bag => {
                     return Err(misfit(T::NAME, "a group of records for a key of a set"));
                 }
-                Content::Put(b) => vec![whole(T::NAME, b)?],
-                Content::Group(bs) => bs.iter().map(|b| whole(T::NAME, b)).collect::<Result<_>>()?,
+                Content::Put(b) => vec![decode_whole(T::NAME, b)?],
+                Content::Group(bs) => bs.iter().map(|b| decode_whole(T::NAME, b)).collect::<Result<_>>()?,
                 Content::Delete | Content::Claim(_) | Content::Whole(_) => Vec::new(),
             };
             if records.iter().any(|r| r.key() != &key) {

@@ -111,6 +111,9 @@ pub(crate) fn next_table_id<T: Record>() -> Result<T::Key> {
     if let Some(sequencer) = db.sequencer() {
         return claim_ordered_id::<T>(&db, &**sequencer);
     }
+    if db.replicating() {
+        return take_id_handed::<T>(&db);
+    }
     let (store, id) = loop {
         let store = db.table::<T>()?;
         match take_id(&db, &store) {
@@ -119,15 +122,49 @@ pub(crate) fn next_table_id<T: Record>() -> Result<T::Key> {
         }
     };
     // An id handed out without a record: on disc the counter is logged now, so that it is
-    // never handed out again after a crash; a sink is told, so that a replica's counter
-    // moves past it too.
-    let seq = log_counter(&db, &store)?;
-    let key = T::key_for_id(id)
-        .ok_or_else(|| Error::Invalid(format!("table {}: id {id} does not fit the key type", T::NAME)))?;
-    if db.replicating() {
+    // never handed out again after a crash.
+    log_counter(&db, &store)?;
+    key_of::<T>(id)
+}
+
+/// The key of table `T`'s id `id`.
+fn key_of<T: Record>(id: u64) -> Result<T::Key> {
+    T::key_for_id(id)
+        .ok_or_else(|| Error::Invalid(format!("table {}: id {id} does not fit the key type", T::NAME)))
+}
+
+/// Takes the table's next id on a database handing its commits to a sink, and hands the
+/// sink the claim (so that a replica's counter moves past it too) in its place among the
+/// table's commits: with a commit lock of the table held from the id to its handing, which
+/// every change of the table as a whole (a counter reset, a drop, a transform) waits for.
+fn take_id_handed<T: Record>(db: &crate::db::Database) -> Result<T::Key> {
+    use crate::base::lock::{HeldLocks, LockReq, lock_order};
+    for _ in 0..CLAIM_ATTEMPTS {
+        let store = db.table::<T>()?;
+        let Some((_, lock)) = store.all_commit_locks().next() else {
+            return Err(Error::Internal(format!("table {}: a store without shards", T::NAME)));
+        };
+        let held =
+            HeldLocks::acquire(vec![LockReq { order: lock_order(store.id, 0, 0), exclusive: false, lock }]);
+        if store.is_dropped() || store.is_sealed() {
+            // A new store takes (or took) this one's place, holding the schema lock until
+            // it is done: the id comes from that one.
+            drop(held);
+            drop(db.inner.schema.lock());
+            continue;
+        }
+        // (Neither sealed nor replaced meanwhile: both hold every commit lock of the table.)
+        let id = match take_id(db, &store) {
+            Err(Error::Conflict) => continue,
+            taken => taken?,
+        };
+        let seq = log_counter(db, &store)?;
+        let key = key_of::<T>(id)?;
         db.hand(claim_record::<T>(&key, id, 0)?, seq);
+        drop(held);
+        return Ok(key);
     }
-    Ok(key)
+    Err(Error::Conflict)
 }
 
 /// The record of table `T`'s id `id` (the key `key`) handed out, made at place `based_on`
@@ -180,8 +217,7 @@ fn claim_ordered_id<T: Record>(db: &crate::db::Database, sequencer: &dyn crate::
             Err(Error::Conflict) => continue,
             taken => taken?,
         };
-        let key = T::key_for_id(id)
-            .ok_or_else(|| Error::Invalid(format!("table {}: id {id} does not fit the key type", T::NAME)))?;
+        let key = key_of::<T>(id)?;
         match sequencer.order(claim_record::<T>(&key, id, based_on)?) {
             Ok(()) => return Ok(key),
             Err(Error::Conflict) => continue,
