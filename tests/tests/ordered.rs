@@ -871,3 +871,26 @@ fn two_copies_transforming_at_once_convert_the_records_once() {
         assert_eq!(rich.len(), 19);
     }
 }
+
+#[test]
+fn a_restore_that_recreates_a_table_on_one_copy_reaches_every_copy() {
+    let dir = tempfile::tempdir().expect("dir");
+    let (log, copies) = group(None);
+    copies[0]
+        .db
+        .scope(|| Account::batch_write((0..20).map(|id| Account { id, balance: 7 })))
+        .expect("accounts");
+    copies[1].db.add_index(Account::BALANCE.index_spec(false)).expect("index");
+    settle(&log, &copies);
+    let backup = dir.path().join("accounts.bak");
+    copies[0].db.backup_with(&backup, &mnesia::BackupOptions::new().tables(["account"])).expect("backup");
+    copies[2].db.remove_index::<Account>("balance").expect("remove_index");
+    copies[2].db.scope(|| Account::write(Account { id: 99, balance: 1 })).expect("write after the backup");
+    let recreate = mnesia::RestoreOptions::new().all(mnesia::RestoreMode::Recreate);
+    assert_eq!(copies[1].db.restore(&backup, &recreate).expect("restore"), 20);
+    identical(&log, &copies);
+    for c in &copies {
+        assert_eq!(c.db.scope(Account::count).expect("count"), 20);
+        assert_eq!(account_indexes(&c.db), [("balance".to_owned(), false)], "the backup's index");
+    }
+}

@@ -71,6 +71,8 @@ pub(crate) trait AnyTable: Send + Sync {
     fn check_backup(&self, def: &TableDef) -> Result<()>;
     /// Moves the auto-increment counter past `counter`.
     fn raise_counter(&self, counter: u64);
+    /// The auto-increment counter: the last id handed out.
+    fn counter(&self) -> u64;
     /// The table's index list, to lend to [`AnyTable::exclusive_locks`].
     fn index_list(&self) -> Arc<dyn Any + Send + Sync>;
     /// A page of records as JSON (in the database's scope).

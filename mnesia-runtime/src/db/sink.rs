@@ -59,10 +59,11 @@ impl Database {
     /// `clear_table`, `add_index`, `remove_index`, `transform` and `reset_counter`, each a
     /// record of its own in its place among the table's commits (a table's creation before any of its writes; a transform's record
     /// carries the converted records). `change_table_copy_type` changes no record: where a
-    /// copy keeps a table is its own, and the sink is not told. While a sink is attached,
-    /// what does not go through it yet is refused rather than missed: restores that
-    /// recreate tables or fill tables no type has claimed (a restore that writes in one
-    /// transaction, and imports, go through it).
+    /// copy keeps a table is its own, and the sink is not told. A restore hands each table
+    /// it recreates as a record of its own (with the backup's records), and writes the
+    /// others in one transaction; imports commit in transactions. While a sink is
+    /// attached, what does not go through it yet is refused rather than missed: a restore
+    /// into tables no type has claimed.
     ///
     /// ```
     /// let db = mnesia::Database::in_memory()?;

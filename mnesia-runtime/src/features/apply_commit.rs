@@ -6,8 +6,9 @@
 //! What goes through it today: every transaction, dirty operation and batch, named
 //! counters, the reaper's removals of expired records, ids `next_id` hands out, and
 //! `create_table`, `drop_table`, `clear_table`, index changes, `transform` and
-//! `reset_counter`, on tables of any storage and type. Not yet: restores that recreate
-//! tables or fill unclaimed ones (refused while a sink is attached). A replica makes the
+//! `reset_counter`, and restores (a table recreated as a record of its own), on tables of
+//! any storage and type. Not yet: restores into tables no type has claimed (refused while
+//! a sink is attached). A replica makes the
 //! tables the primary creates (or keeps those it was given, of the same shape), and runs
 //! with `Config::auto_cleanup(false)`: its expiries come from the primary's reaper.
 //! Ordered commits carry the same records.

@@ -639,6 +639,12 @@ impl Database {
     /// in this database (create it, or on a directory name its type once); the backup may
     /// come from another node or machine. Returns how many records were written.
     ///
+    /// While commits are handed to a sink ([`Database::replicate_to`]) or ordered (a
+    /// cluster node), a table the restore recreates ([`RestoreMode::Recreate`]) is a
+    /// record of its own, which every copy applies by making the table anew, where it
+    /// keeps it, with the backup's records, indexes and version (its subscribers hear
+    /// `Dropped`); the other tables are written in one transaction after them.
+    ///
     /// ```
     /// let db = mnesia::Database::in_memory()?;
     /// let missing = std::env::temp_dir().join("no-such-backup.bak");

@@ -145,6 +145,10 @@ impl<T: Record> AnyTable for TableStore<T> {
         self.counter.fetch_max(counter, Ordering::AcqRel);
     }
 
+    fn counter(&self) -> u64 {
+        self.counter.load(Ordering::Acquire)
+    }
+
     fn index_list(&self) -> Arc<dyn Any + Send + Sync> {
         self.indexes.load_full()
     }

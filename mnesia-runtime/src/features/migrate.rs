@@ -263,9 +263,11 @@ pub(crate) fn replace_as<New: Record>(
         return Err(Error::Internal("replace_as applies a Replace record".into()));
     };
     let _schema = db.inner.schema.lock();
-    let here = db.inner.tables.load().get(New::NAME).cloned();
-    if !here.is_some_and(|t| Arc::ptr_eq(&t, old)) {
-        return Err(Error::no_such_table(New::NAME));
+    match db.inner.tables.load().get(New::NAME) {
+        None => return Err(Error::no_such_table(New::NAME)),
+        // A new store took the table's place meanwhile: make the change on that one.
+        Some(here) if !Arc::ptr_eq(here, old) => return Err(Error::Conflict),
+        Some(_) => {}
     }
     let list = old.index_list();
     let mut reqs = Vec::new();
@@ -288,7 +290,9 @@ pub(crate) fn replace_as<New: Record>(
     }
     let loaded = rows_of(&records, db.next_seq())?;
     let fresh = db.checked_store(&loaded, &specs)?;
-    fresh.counter.fetch_max(*counter, Ordering::AcqRel);
+    // Never below the counter of the table it replaces: no id handed out is handed out again
+    // (the same on every copy: their counters move at the same places of the order).
+    fresh.counter.fetch_max((*counter).max(old.counter()), Ordering::AcqRel);
     fresh.version.store(*version, Ordering::Release);
     let forwarded = db.replicating().then(|| replace.clone());
     db.put_in_place(old.as_ref(), fresh, loaded, &specs, forwarded)?;

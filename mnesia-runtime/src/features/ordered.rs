@@ -38,8 +38,9 @@ impl Database {
     /// its type, so a copy need not have named it yet; a copy whose program has none stops
     /// applying, [`Error::SchemaMismatch`]). `transform` is ordered as the converted
     /// records, which every copy makes the table anew with (see [`Database::transform`]).
-    /// Not ordered yet, and refused while a sequencer is attached: `change_table_copy_type`
-    /// and restores that load new stores. A record written with an `#[auto_increment]` id
+    /// A restore orders each table it recreates the same way, and writes the others in one
+    /// transaction. Not ordered yet, and refused while a sequencer is attached:
+    /// `change_table_copy_type` and restores into tables no type has claimed. A record written with an `#[auto_increment]` id
     /// conflicts with another copy's record given the same one, and runs again with a new
     /// id; `next_id` claims its id through the order (a record that moves the table's
     /// counter on every copy), so that no two copies hand one out, and is refused inside a

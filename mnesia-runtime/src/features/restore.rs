@@ -18,6 +18,7 @@ use crate::db::any_table::{Loader, LogBatch};
 use crate::db::{AnyTable, Database};
 use crate::disk::record::SnapshotEntry;
 use crate::engine::backup_types::{BackupTable, RestoreMode};
+use crate::engine::commit_record::{CommitRecord, Content, KeyChange, WholeTable};
 use crate::error::{Error, Result};
 use crate::features::backup::{BackupReader, RestoreOptions};
 use crate::features::bulk::{fan_out, put_in_place};
@@ -143,10 +144,8 @@ impl Database {
                 && here != StorageType::DiscOnlyCopies;
         }
         if stream && self.commits_elsewhere() {
-            // Loading new stores does not reach the commit-record sink: one transaction does.
-            if reader.tables().iter().any(|t| options.mode_of(&t.def.name) == RestoreMode::Recreate) {
-                self.refuse_while_replicating("a restore that recreates tables")?;
-            }
+            // Loading new stores does not reach the commit-record sink or the order: a table
+            // recreated is a record of its own, the others are written by one transaction.
             drop(schema);
             self.restore_in_tx(reader, targets, options)
         } else if stream {
@@ -271,6 +270,17 @@ impl Database {
             ticker.at(read);
             Ok(())
         })?;
+        // Tables recreated (only while commits are handed elsewhere: see `load_backup`),
+        // each a record of its own.
+        let mut targets = targets;
+        let mut recreated = 0;
+        for ((t, list), backup) in targets.iter_mut().zip(&mut entries).zip(&backups) {
+            if options.mode_of(&backup.def.name) == RestoreMode::Recreate
+                && let Some(table) = t.take()
+            {
+                recreated += self.recreate_elsewhere(table, backup, std::mem::take(list))?;
+            }
+        }
         // Raised first (raising is always safe): an insert running meanwhile cannot take an
         // id the backup's records use, and the commit logs the raised counter.
         for (t, backup) in targets.iter().zip(&backups) {
@@ -293,7 +303,63 @@ impl Database {
                 Ok(n)
             })
         })?;
-        ticker.end(restored);
-        Ok(restored)
+        ticker.end(recreated + restored);
+        Ok(recreated + restored)
+    }
+
+    /// Recreates `table` from `backup`, holding `entries`, while commits are handed
+    /// elsewhere: a record of its own ([`WholeTable::Replace`]) with the backup's indexes,
+    /// version and counter, which every copy (this one, a replica fed by the sink, every
+    /// ordered copy) applies by putting a new store in the table's place, where it keeps it
+    /// (the backup's storage type is this copy's choice). Its subscribers hear `Dropped`.
+    /// Returns how many records.
+    fn recreate_elsewhere(
+        &self,
+        table: Arc<dyn AnyTable>,
+        backup: &BackupTable,
+        entries: Vec<SnapshotEntry>,
+    ) -> Result<u64> {
+        let mut records = 0;
+        let rows: Vec<KeyChange> = entries
+            .into_iter()
+            .map(|e| {
+                records += match &e.value {
+                    crate::disk::record::Logged::Group(g) => g.len() as u64,
+                    _ => 1,
+                };
+                KeyChange { key: e.key, value: Content::from(e.value), expired: false }
+            })
+            .collect();
+        let replace = WholeTable::Replace {
+            shape: table.info().shape(),
+            type_name: table.type_name().to_owned(),
+            indexes: backup.def.indexes.iter().map(|i| (i.field.clone(), i.unique)).collect(),
+            version: backup.def.version,
+            counter: backup.counter,
+            rows,
+        };
+        let mut table = table;
+        for _ in 0..RECREATE_ATTEMPTS {
+            let done = match self.sequencer() {
+                Some(sequencer) => {
+                    sequencer.order(CommitRecord::whole(table.name(), replace.clone(), self.applied_index()))
+                }
+                None => crate::features::kinds::replace_declared(self, &table, &replace),
+            };
+            match done {
+                // A record made before the table was replaced here (dropped and created
+                // again, transformed) is made again on the table as it is.
+                Err(Error::Conflict) => {
+                    let again = self.any_table(table.name())?;
+                    again.check_backup(&backup.def)?;
+                    table = again;
+                }
+                done => return done.map(|()| records),
+            }
+        }
+        Err(Error::TooManyRetries { attempts: RECREATE_ATTEMPTS })
     }
 }
+
+/// How many times a table is recreated again when a new store keeps taking its place.
+const RECREATE_ATTEMPTS: u32 = 100;
