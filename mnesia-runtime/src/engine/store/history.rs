@@ -10,7 +10,7 @@ use std::collections::BTreeMap;
 use std::ops::Bound;
 use std::sync::atomic::Ordering;
 
-use super::{ShardData, ShardMap, TableStore, group_key, key_of, range_is_empty};
+use super::{Found, ShardData, ShardMap, TableStore, group_key, key_of, range_is_empty};
 use crate::base::snapshots::NONE_OPEN;
 use crate::schema::record::Record;
 
@@ -185,26 +185,12 @@ impl<T: Record> TableStore<T> {
     ) -> R {
         let Some(at) = at else { return self.get_with(key, hash, f) };
         let data = self.shards[self.shard_of(hash)].data.read();
-        let live: Option<(u64, Vec<T>)>;
-        let found = match &data.map {
-            ShardMap::Set(t) => {
-                t.find(hash, |s| key_of(s) == key).map(|s| (s.version, std::slice::from_ref(&s.rec)))
-            }
-            ShardMap::Ordered(m) => m.get(key).map(|s| (s.version, std::slice::from_ref(&s.rec))),
-            ShardMap::Bag(t) => {
-                t.find(hash, |s| group_key(s) == Some(key)).map(|s| (s.version, s.rec.as_slice()))
-            }
-            ShardMap::Disc(d) => match self.disc_get(d, key) {
-                Ok((0, _)) => None,
-                Ok(got) => {
-                    live = Some(got);
-                    live.as_ref().map(|(v, recs)| (*v, recs.as_slice()))
-                }
-                Err(e) => {
-                    self.poison(e);
-                    return f(0, &[]);
-                }
-            },
+        let looked = self.lookup(&data, key, hash);
+        let found = match &looked {
+            Found::Held(version, recs) => Some((*version, *recs)),
+            Found::Read(version, recs) => Some((*version, recs.as_slice())),
+            Found::Absent => None,
+            Found::Failed => return f(0, &[]),
         };
         match (found, data.kept_at(key, at)) {
             (Some((version, recs)), _) if version <= at => f(version, recs),

@@ -101,6 +101,18 @@ enum ShardMap<T: Record> {
     Disc(Arc<DiscOnly>),
 }
 
+/// A key's records as [`TableStore::lookup`] finds them.
+pub(crate) enum Found<'a, T> {
+    /// In memory: the version and the records, borrowed from the shard.
+    Held(u64, &'a [T]),
+    /// Read from the `disc_only_copies` file.
+    Read(u64, Vec<T>),
+    /// No record.
+    Absent,
+    /// The disc-only file failed (the store is poisoned: see `healthy`).
+    Failed,
+}
+
 pub(crate) struct ShardData<T: Record> {
     pub(crate) version: u64,
     map: ShardMap<T>,
@@ -401,24 +413,31 @@ impl<T: Record> TableStore<T> {
     /// Reads a key: the version (0 when absent) and a view of its records.
     pub(crate) fn get_with<R>(&self, key: &T::Key, hash: u64, f: impl FnOnce(u64, &[T]) -> R) -> R {
         let data = self.shards[self.shard_of(hash)].data.read();
+        // (The lookup compiled once per record type, not once per caller's closure.)
+        match self.lookup(&data, key, hash) {
+            Found::Held(version, recs) => f(version, recs),
+            Found::Read(version, recs) => f(version, &recs),
+            Found::Absent | Found::Failed => f(0, &[]),
+        }
+    }
+
+    /// A key's records in a shard's `data`, and their version.
+    pub(crate) fn lookup<'a>(&self, data: &'a ShardData<T>, key: &T::Key, hash: u64) -> Found<'a, T> {
+        let held = |found: Option<(u64, &'a [T])>| found.map_or(Found::Absent, |(v, r)| Found::Held(v, r));
         match &data.map {
-            ShardMap::Set(t) => match t.find(hash, |s| key_of(s) == key) {
-                Some(s) => f(s.version, std::slice::from_ref(&s.rec)),
-                None => f(0, &[]),
-            },
-            ShardMap::Ordered(m) => match m.get(key) {
-                Some(s) => f(s.version, std::slice::from_ref(&s.rec)),
-                None => f(0, &[]),
-            },
-            ShardMap::Bag(t) => match t.find(hash, |s| group_key(s) == Some(key)) {
-                Some(s) => f(s.version, &s.rec),
-                None => f(0, &[]),
-            },
+            ShardMap::Set(t) => {
+                held(t.find(hash, |s| key_of(s) == key).map(|s| (s.version, std::slice::from_ref(&s.rec))))
+            }
+            ShardMap::Ordered(m) => held(m.get(key).map(|s| (s.version, std::slice::from_ref(&s.rec)))),
+            ShardMap::Bag(t) => {
+                held(t.find(hash, |s| group_key(s) == Some(key)).map(|s| (s.version, s.rec.as_slice())))
+            }
             ShardMap::Disc(d) => match self.disc_get(d, key) {
-                Ok((version, recs)) => f(version, &recs),
+                Ok((0, _)) => Found::Absent,
+                Ok((version, recs)) => Found::Read(version, recs),
                 Err(e) => {
                     self.poison(e);
-                    f(0, &[])
+                    Found::Failed
                 }
             },
         }
