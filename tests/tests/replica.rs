@@ -670,3 +670,45 @@ fn ids_taken_while_the_counter_is_set_back_leave_the_replica_counter_as_the_prim
         assert_eq!(counter(&replica), counter(&primary), "round {round}");
     }
 }
+
+#[test]
+fn a_recreating_restore_that_cannot_recreate_every_table_changes_nothing_here_or_on_the_replica() {
+    // The same fields as `Member`, without its unique index: two records share an email.
+    #[derive(Table, Clone, Debug, PartialEq, Serialize, Deserialize)]
+    #[table(name = "member")]
+    struct LooseMember {
+        #[key]
+        #[auto_increment]
+        id: u64,
+        email: String,
+        level: u32,
+    }
+    let dir = tempfile::tempdir().expect("tempdir");
+    let file = dir.path().join("loose.bak");
+    let source = Database::in_memory().expect("source");
+    source
+        .scope(|| -> mnesia::Result<()> {
+            Label::create_table(TableOptions::new())?;
+            Label::write(Label { item: 1, text: "from the backup".into() })?;
+            LooseMember::create_table(TableOptions::new())?;
+            LooseMember::write(LooseMember { id: 1, email: "same@x".into(), level: 1 })?;
+            LooseMember::write(LooseMember { id: 2, email: "same@x".into(), level: 2 })?;
+            Ok(())
+        })
+        .expect("source");
+    source.backup(&file).expect("backup");
+    let primary = Database::in_memory().expect("primary");
+    let replica = Database::in_memory().expect("replica");
+    let to_replica = replica.clone();
+    primary.replicate_to(move |r: &CommitRecord| to_replica.apply_commit(r).expect("applies"));
+    create(&primary, false);
+    primary.scope(|| Label::write(Label { item: 7, text: "here".into() })).expect("write");
+    let recreate = mnesia::RestoreOptions::new().all(mnesia::RestoreMode::Recreate);
+    let refused = primary.restore(&file, &recreate);
+    assert!(refused.is_err(), "the members break the unique index: {refused:?}");
+    for db in [&primary, &replica] {
+        let labels = db.scope(Label::list).expect("labels");
+        assert_eq!(labels, [Label { item: 7, text: "here".into() }], "the labels were not recreated either");
+        assert_eq!(db.scope(Member::count).expect("count"), 0);
+    }
+}

@@ -71,8 +71,12 @@ pub(crate) trait AnyTable: Send + Sync {
     fn check_backup(&self, def: &TableDef) -> Result<()>;
     /// Moves the auto-increment counter past `counter`.
     fn raise_counter(&self, counter: u64);
-    /// The auto-increment counter: the last id handed out.
-    fn counter(&self) -> u64;
+    /// Seals the table's store (see `Sealed`): its counter is final, an id asked of it
+    /// meanwhile comes from the store that takes its place. Returns the guard (dropped
+    /// without [`Seal::keep`], it unseals) and the final counter.
+    fn seal(self: Arc<Self>) -> (Box<dyn crate::engine::store::Seal>, u64);
+    /// The indexes the table's struct declares: (field, unique).
+    fn declared_indexes(&self) -> Vec<(String, bool)>;
     /// The table's index list, to lend to [`AnyTable::exclusive_locks`].
     fn index_list(&self) -> Arc<dyn Any + Send + Sync>;
     /// A page of records as JSON (in the database's scope).

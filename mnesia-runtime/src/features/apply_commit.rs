@@ -13,8 +13,6 @@
 //! with `Config::auto_cleanup(false)`: its expiries come from the primary's reaper.
 //! Ordered commits carry the same records.
 
-use std::sync::Arc;
-
 use crate::engine::commit_record::{CommitRecord, WholeTable};
 
 use crate::{Database, Error, Result};
@@ -55,10 +53,18 @@ impl Database {
         if let Some((_, WholeTable::Create { shape, type_name, indexes })) = record.whole_table() {
             return self.create_ordered_here(shape, type_name, indexes);
         }
-        let tables = record.changes.iter().map(|c| self.any_table(&c.table)).collect::<Result<Vec<_>>>()?;
-        if let (Some((_, op)), [table]) = (record.whole_table(), tables.as_slice()) {
-            return Arc::clone(table).change_whole(self, op);
+        if let Some((name, op)) = record.whole_table() {
+            // Made again on the store in place if one took the table's place meanwhile (a
+            // copy moving its own table between storage types).
+            for _ in 0..WHOLE_ATTEMPTS {
+                match self.any_table(name)?.change_whole(self, op) {
+                    Err(Error::Conflict) => continue,
+                    done => return done,
+                }
+            }
+            return Err(Error::TooManyRetries { attempts: WHOLE_ATTEMPTS });
         }
+        let tables = record.changes.iter().map(|c| self.any_table(&c.table)).collect::<Result<Vec<_>>>()?;
         crate::tx::context::transact(self.clone(), || {
             crate::tx::context::with_tx(|tx| {
                 tx.commit_at(record.time);
@@ -70,6 +76,10 @@ impl Database {
         })
     }
 }
+
+/// How many times a change to a table as a whole is made again when a new store keeps
+/// taking the table's place.
+const WHOLE_ATTEMPTS: u32 = 100;
 
 impl Database {
     /// Makes, here, the table an ordered `create_table` created, with this program's type

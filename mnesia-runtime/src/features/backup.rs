@@ -642,8 +642,12 @@ impl Database {
     /// While commits are handed to a sink ([`Database::replicate_to`]) or ordered (a
     /// cluster node), a table the restore recreates ([`RestoreMode::Recreate`]) is a
     /// record of its own, which every copy applies by making the table anew, where it
-    /// keeps it, with the backup's records, indexes and version (its subscribers hear
-    /// `Dropped`); the other tables are written in one transaction after them.
+    /// keeps it, with the backup's records and version, and its indexes with the struct's
+    /// (its subscribers hear `Dropped`); the other tables are written in one transaction
+    /// after them. Every table recreated is checked (records, keys, unique indexes) before
+    /// any is; what fails after that (the other tables' transaction, a disc, a cluster
+    /// refusing a record too large for one entry) leaves the tables recreated so far
+    /// recreated: such a restore is all or nothing table by table, not as a whole.
     ///
     /// ```
     /// let db = mnesia::Database::in_memory()?;

@@ -145,8 +145,13 @@ impl<T: Record> AnyTable for TableStore<T> {
         self.counter.fetch_max(counter, Ordering::AcqRel);
     }
 
-    fn counter(&self) -> u64 {
-        self.counter.load(Ordering::Acquire)
+    fn seal(self: Arc<Self>) -> (Box<dyn crate::engine::store::Seal>, u64) {
+        let (sealed, counter) = crate::engine::store::Sealed::new(&self);
+        (Box::new(sealed), counter)
+    }
+
+    fn declared_indexes(&self) -> Vec<(String, bool)> {
+        T::indexes().iter().map(|s| (s.field().to_owned(), s.is_unique())).collect()
     }
 
     fn index_list(&self) -> Arc<dyn Any + Send + Sync> {

@@ -22,6 +22,7 @@ pub struct TableKind {
     shape: fn() -> RecordShape,
     create: fn(&Database, &Indexes, u32) -> Result<()>,
     replace: fn(&Database, &Arc<dyn AnyTable>, &WholeTable) -> Result<()>,
+    check_replace: fn(&Database, &WholeTable) -> Result<()>,
 }
 
 inventory::collect!(TableKind);
@@ -43,6 +44,7 @@ impl TableKind {
             shape: RecordShape::of::<T>,
             create: create_as::<T>,
             replace: crate::features::migrate::replace_as::<T>,
+            check_replace: crate::features::migrate::check_replace::<T>,
         }
     }
 }
@@ -70,6 +72,15 @@ pub(crate) fn replace_declared(db: &Database, old: &Arc<dyn AnyTable>, replace: 
         return Err(Error::Internal("replace_declared applies a Replace record".into()));
     };
     (kind_of(shape, type_name)?.replace)(db, old, replace)
+}
+
+/// Checks, changing nothing, that `replace` (a [`WholeTable::Replace`] record) makes a
+/// table of the type this program declares for its shape (see `migrate::check_replace`).
+pub(crate) fn check_replace(db: &Database, replace: &WholeTable) -> Result<()> {
+    let WholeTable::Replace { shape, type_name, .. } = replace else {
+        return Err(Error::Internal("check_replace checks a Replace record".into()));
+    };
+    (kind_of(shape, type_name)?.check_replace)(db, replace)
 }
 
 /// Creates, here, the table of shape `shape` (ram copies) at `version`, with exactly

@@ -249,19 +249,17 @@ impl Database {
     }
 }
 
-/// Applies a [`WholeTable::Replace`] record (another copy's `transform`) to `old`, the
-/// table here, with this program's type `New` for its new shape: a new store holding the
-/// record's rows, with exactly its indexes, version and counter, takes `old`'s place at
-/// once, where `old` was kept (a reader meanwhile sees the old table or the new one). A
-/// record whose rows do not decode, or break a unique index, changes nothing.
+/// Applies a [`WholeTable::Replace`] record (a transform, or a restore that recreates the
+/// table) to `old`, the table here, with this program's type `New` for its shape: a new
+/// store holding the record's rows, with exactly its indexes, version and counter, takes
+/// `old`'s place at once, where `old` was kept (a reader meanwhile sees the old table or
+/// the new one). A record whose rows do not decode, or break a unique index, changes
+/// nothing. `Error::Conflict` if a new store took `old`'s place meanwhile.
 pub(crate) fn replace_as<New: Record>(
     db: &Database,
     old: &Arc<dyn AnyTable>,
     replace: &WholeTable,
 ) -> Result<()> {
-    let WholeTable::Replace { indexes, version, counter, rows, .. } = replace else {
-        return Err(Error::Internal("replace_as applies a Replace record".into()));
-    };
     let _schema = db.inner.schema.lock();
     match db.inner.tables.load().get(New::NAME) {
         None => return Err(Error::no_such_table(New::NAME)),
@@ -273,9 +271,36 @@ pub(crate) fn replace_as<New: Record>(
     let mut reqs = Vec::new();
     old.exclusive_locks(list.as_ref(), &mut reqs)?;
     let held = crate::base::lock::HeldLocks::acquire(reqs);
+    // The old counter is final from here on (an id taken meanwhile comes from the new
+    // store), and the new store's never below it: no id handed out is handed out again.
+    let (sealed, counter) = Arc::clone(old).seal();
+    let (fresh, loaded, specs) = prepared::<New>(db, replace)?;
+    fresh.counter.fetch_max(counter, Ordering::AcqRel);
+    let forwarded = db.replicating().then(|| replace.clone());
+    db.put_in_place(old.as_ref(), fresh, loaded, &specs, forwarded)?;
+    sealed.keep();
+    drop(held);
+    db.needs_reaper::<New>()
+}
+
+/// Checks that `replace` (a [`WholeTable::Replace`] record) makes a table of type `New`:
+/// its rows decode, each key once in a `set`, its unique indexes hold.
+pub(crate) fn check_replace<New: Record>(db: &Database, replace: &WholeTable) -> Result<()> {
+    prepared::<New>(db, replace).map(drop)
+}
+
+/// The store of type `New` a [`WholeTable::Replace`] record makes: its rows decoded and
+/// filed again under their own keys (rows that do not fit the struct, or a key of a `set`
+/// holding several records, are refused), its indexes built and checked, its version and
+/// counter set; with the rows as the log keeps them and the index specs.
+fn prepared<New: Record>(
+    db: &Database,
+    replace: &WholeTable,
+) -> Result<(TableStore<New>, crate::disk::Rows, Vec<IndexSpec<New>>)> {
+    let WholeTable::Replace { indexes, version, counter, rows, .. } = replace else {
+        return Err(Error::Internal("a Replace record was expected".into()));
+    };
     let specs = exact_specs::<New>(indexes)?;
-    // Decoded and filed again under their own keys: rows that do not fit the struct, or a
-    // key the struct's table holds once holding several records, are refused.
     let mut records: Vec<New> = Vec::with_capacity(rows.len());
     for change in rows {
         match &change.value {
@@ -290,14 +315,9 @@ pub(crate) fn replace_as<New: Record>(
     }
     let loaded = rows_of(&records, db.next_seq())?;
     let fresh = db.checked_store(&loaded, &specs)?;
-    // Never below the counter of the table it replaces: no id handed out is handed out again
-    // (the same on every copy: their counters move at the same places of the order).
-    fresh.counter.fetch_max((*counter).max(old.counter()), Ordering::AcqRel);
+    fresh.counter.fetch_max(*counter, Ordering::AcqRel);
     fresh.version.store(*version, Ordering::Release);
-    let forwarded = db.replicating().then(|| replace.clone());
-    db.put_in_place(old.as_ref(), fresh, loaded, &specs, forwarded)?;
-    drop(held);
-    db.needs_reaper::<New>()
+    Ok((fresh, loaded, specs))
 }
 
 /// The live records of `old` (expired ones left out), copied out shard by shard.

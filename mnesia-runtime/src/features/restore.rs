@@ -271,15 +271,22 @@ impl Database {
             Ok(())
         })?;
         // Tables recreated (only while commits are handed elsewhere: see `load_backup`),
-        // each a record of its own.
+        // each a record of its own, every one checked before any is made.
         let mut targets = targets;
-        let mut recreated = 0;
+        let mut recreations = Vec::new();
         for ((t, list), backup) in targets.iter_mut().zip(&mut entries).zip(&backups) {
             if options.mode_of(&backup.def.name) == RestoreMode::Recreate
                 && let Some(table) = t.take()
             {
-                recreated += self.recreate_elsewhere(table, backup, std::mem::take(list))?;
+                let (replace, records) = recreation(&table, backup, std::mem::take(list));
+                crate::features::kinds::check_replace(self, &replace)?;
+                recreations.push((table, backup, replace, records));
             }
+        }
+        let mut recreated = 0;
+        for (table, backup, replace, records) in recreations {
+            self.recreate_elsewhere(table, backup, &replace)?;
+            recreated += records;
         }
         // Raised first (raising is always safe): an insert running meanwhile cannot take an
         // id the backup's records use, and the commit logs the raised counter.
@@ -307,58 +314,73 @@ impl Database {
         Ok(recreated + restored)
     }
 
-    /// Recreates `table` from `backup`, holding `entries`, while commits are handed
-    /// elsewhere: a record of its own ([`WholeTable::Replace`]) with the backup's indexes,
-    /// version and counter, which every copy (this one, a replica fed by the sink, every
-    /// ordered copy) applies by putting a new store in the table's place, where it keeps it
-    /// (the backup's storage type is this copy's choice). Its subscribers hear `Dropped`.
-    /// Returns how many records.
+    /// Recreates `table` as `replace` (its [`recreation`] from `backup`) says, while
+    /// commits are handed elsewhere: a record of its own, which every copy (this one, a
+    /// replica fed by the sink, every ordered copy) applies by putting a new store in the
+    /// table's place, where it keeps it. Its subscribers hear `Dropped`.
     fn recreate_elsewhere(
         &self,
         table: Arc<dyn AnyTable>,
         backup: &BackupTable,
-        entries: Vec<SnapshotEntry>,
-    ) -> Result<u64> {
-        let mut records = 0;
-        let rows: Vec<KeyChange> = entries
-            .into_iter()
-            .map(|e| {
-                records += match &e.value {
-                    crate::disk::record::Logged::Group(g) => g.len() as u64,
-                    _ => 1,
-                };
-                KeyChange { key: e.key, value: Content::from(e.value), expired: false }
-            })
-            .collect();
-        let replace = WholeTable::Replace {
-            shape: table.info().shape(),
-            type_name: table.type_name().to_owned(),
-            indexes: backup.def.indexes.iter().map(|i| (i.field.clone(), i.unique)).collect(),
-            version: backup.def.version,
-            counter: backup.counter,
-            rows,
-        };
+        replace: &WholeTable,
+    ) -> Result<()> {
         let mut table = table;
         for _ in 0..RECREATE_ATTEMPTS {
             let done = match self.sequencer() {
                 Some(sequencer) => {
                     sequencer.order(CommitRecord::whole(table.name(), replace.clone(), self.applied_index()))
                 }
-                None => crate::features::kinds::replace_declared(self, &table, &replace),
+                None => crate::features::kinds::replace_declared(self, &table, replace),
             };
             match done {
                 // A record made before the table was replaced here (dropped and created
-                // again, transformed) is made again on the table as it is.
+                // again, transformed, moved) is made again on the table as it is.
                 Err(Error::Conflict) => {
                     let again = self.any_table(table.name())?;
                     again.check_backup(&backup.def)?;
                     table = again;
                 }
-                done => return done.map(|()| records),
+                done => return done,
             }
         }
         Err(Error::TooManyRetries { attempts: RECREATE_ATTEMPTS })
     }
+}
+
+/// The record recreating `table` from `backup`, holding `entries` ([`WholeTable::Replace`]):
+/// the backup's records, version and counter, and its indexes with those the struct
+/// declares (as a restore without a sink recreates it); and how many records.
+fn recreation(
+    table: &Arc<dyn AnyTable>,
+    backup: &BackupTable,
+    entries: Vec<SnapshotEntry>,
+) -> (WholeTable, u64) {
+    let mut records = 0;
+    let rows: Vec<KeyChange> = entries
+        .into_iter()
+        .map(|e| {
+            records += match &e.value {
+                crate::disk::record::Logged::Group(g) => g.len() as u64,
+                _ => 1,
+            };
+            KeyChange { key: e.key, value: Content::from(e.value), expired: false }
+        })
+        .collect();
+    let mut indexes = table.declared_indexes();
+    for i in &backup.def.indexes {
+        if !indexes.iter().any(|(field, _)| *field == i.field) {
+            indexes.push((i.field.clone(), i.unique));
+        }
+    }
+    let replace = WholeTable::Replace {
+        shape: table.info().shape(),
+        type_name: table.type_name().to_owned(),
+        indexes,
+        version: backup.def.version,
+        counter: backup.counter,
+        rows,
+    };
+    (replace, records)
 }
 
 /// How many times a table is recreated again when a new store keeps taking its place.

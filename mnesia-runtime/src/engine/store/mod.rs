@@ -147,6 +147,18 @@ impl<T: Record> Sealed<T> {
     }
 }
 
+/// A [`Sealed`] store whatever its record type.
+pub(crate) trait Seal: Send {
+    /// See [`Sealed::keep`].
+    fn keep(self: Box<Self>);
+}
+
+impl<T: Record> Seal for Sealed<T> {
+    fn keep(self: Box<Self>) {
+        Sealed::keep(*self);
+    }
+}
+
 impl<T: Record> Drop for Sealed<T> {
     fn drop(&mut self) {
         if let Some(store) = self.0.take() {
