@@ -71,21 +71,16 @@ impl Database {
                 std::any::type_name::<New>()
             )));
         }
-        let old = self.table::<Old>()?;
-        let storage = old.storage();
-        if storage == StorageType::DiscOnlyCopies {
-            return Err(Error::Invalid(format!(
-                "table {}: transform a disc_only_copies table by moving it to disc_copies first (change_table_copy_type)",
-                Old::NAME
-            )));
-        }
+        // (Claims a disc table recovered from the directory: claiming takes the schema lock.)
+        self.table::<Old>()?;
         if self.ordering() {
             return self.order_transform(&mut f);
         }
         let _schema = self.inner.schema.lock();
-        if old.is_dropped() {
-            return Err(Error::no_such_table(Old::NAME));
-        }
+        // The store in place under the schema lock, which every change of a table's store
+        // holds (one looked up before may have been replaced meanwhile).
+        let old = self.registered::<Old>()?;
+        refuse_disc_only(&old)?;
         let old_indexes = old.indexes.load_full();
         let held = lock_all(&old, &old_indexes);
         // The counter is final from here on (see `Sealed`): the new table starts from it, so
@@ -128,6 +123,7 @@ impl Database {
                 .sequencer()
                 .ok_or_else(|| Error::Invalid("transform: commits are no longer ordered".into()))?;
             let old = self.table::<Old>()?;
+            refuse_disc_only(&old)?;
             // Read with every commit lock held, at the place of the order applied by then:
             // no record is applied to the table meanwhile.
             let (based_on, records, counter, version) = {
@@ -318,6 +314,17 @@ fn prepared<New: Record>(
     fresh.counter.fetch_max(*counter, Ordering::AcqRel);
     fresh.version.store(*version, Ordering::Release);
     Ok((fresh, loaded, specs))
+}
+
+/// `Err` for a transform of a `disc_only_copies` table (its records are read into memory).
+fn refuse_disc_only<T: Record>(old: &TableStore<T>) -> Result<()> {
+    if old.storage() == StorageType::DiscOnlyCopies {
+        return Err(Error::Invalid(format!(
+            "table {}: transform a disc_only_copies table by moving it to disc_copies first (change_table_copy_type)",
+            T::NAME
+        )));
+    }
+    Ok(())
 }
 
 /// The live records of `old` (expired ones left out), copied out shard by shard.
