@@ -712,3 +712,26 @@ fn a_recreating_restore_that_cannot_recreate_every_table_changes_nothing_here_or
         assert_eq!(db.scope(Member::count).expect("count"), 0);
     }
 }
+
+#[test]
+fn ids_handed_out_without_a_record_stay_handed_out_on_a_disc_replica_after_its_restart() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    mnesia::Schema::create(dir.path()).expect("schema");
+    let open_replica = || Database::open(Config::default().dir(dir.path())).expect("open replica");
+    let primary = Database::in_memory().expect("primary");
+    let replica = open_replica();
+    let node = replica.node();
+    replica.create_table::<Member>(TableOptions::new().disc_copies([node])).expect("replica's table");
+    let to_replica = replica.clone();
+    primary.replicate_to(move |r: &CommitRecord| to_replica.apply_commit(r).expect("applies"));
+    primary.create_table::<Member>(TableOptions::new()).expect("create");
+    for want in 1..=3u64 {
+        assert_eq!(primary.scope(Member::next_id).expect("next_id"), want);
+    }
+    primary.stop_replicating();
+    drop(replica);
+    let again = open_replica();
+    assert_eq!(again.table_info::<Member>().expect("info").counter, 3, "the claims were logged");
+    let next = again.scope(|| Member::insert(Member { id: 0, email: "x@x".into(), level: 0 })).expect("insert");
+    assert_eq!(next.id, 4);
+}
