@@ -732,6 +732,7 @@ fn ids_handed_out_without_a_record_stay_handed_out_on_a_disc_replica_after_its_r
     drop(replica);
     let again = open_replica();
     assert_eq!(again.table_info::<Member>().expect("info").counter, 3, "the claims were logged");
-    let next = again.scope(|| Member::insert(Member { id: 0, email: "x@x".into(), level: 0 })).expect("insert");
+    let next =
+        again.scope(|| Member::insert(Member { id: 0, email: "x@x".into(), level: 0 })).expect("insert");
     assert_eq!(next.id, 4);
 }

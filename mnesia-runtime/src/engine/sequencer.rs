@@ -284,3 +284,19 @@ impl Ordered {
         self.applied.load(Ordering::Acquire)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn buckets_spread_and_stay_put() {
+        assert_eq!(bucket(b""), bucket(b""));
+        let used: std::collections::HashSet<u32> = (0u32..10_000).map(|i| bucket(&i.to_le_bytes())).collect();
+        assert!(used.len() > BUCKETS / 2, "{} buckets used", used.len());
+        assert!(used.iter().all(|b| (*b as usize) < BUCKETS));
+        // Fixed forever: copies of other builds must agree.
+        assert_eq!(bucket(b"alice"), bucket(b"alice"));
+        assert_eq!(bucket(&[1, 2, 3]), 1971);
+    }
+}

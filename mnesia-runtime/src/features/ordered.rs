@@ -242,7 +242,6 @@ fn next_place(index: u64, applied: u64) -> Result<()> {
 mod tests {
     use super::*;
     use crate::Table as _;
-    use crate::engine::sequencer::{BUCKETS, bucket};
     use crate::testing::{Rec, rec};
 
     /// The record of writing `rec(1, "a", 1)` on a database of its own.
@@ -289,16 +288,5 @@ mod tests {
         copy.apply_ordered(1, &record).expect("applied once a type has claimed it");
         assert_eq!(copy.applied_index(), 1);
         assert_eq!(copy.scope(|| Rec::read(&1)).expect("read"), Some(rec(1, "a", 1)));
-    }
-
-    #[test]
-    fn buckets_spread_and_stay_put() {
-        assert_eq!(bucket(b""), bucket(b""));
-        let used: std::collections::HashSet<u32> = (0u32..10_000).map(|i| bucket(&i.to_le_bytes())).collect();
-        assert!(used.len() > BUCKETS / 2, "{} buckets used", used.len());
-        assert!(used.iter().all(|b| (*b as usize) < BUCKETS));
-        // Fixed forever: copies of other builds must agree.
-        assert_eq!(bucket(b"alice"), bucket(b"alice"));
-        assert_eq!(bucket(&[1, 2, 3]), 1971);
     }
 }
