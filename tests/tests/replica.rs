@@ -736,3 +736,38 @@ fn ids_handed_out_without_a_record_stay_handed_out_on_a_disc_replica_after_its_r
         again.scope(|| Member::insert(Member { id: 0, email: "x@x".into(), level: 0 })).expect("insert");
     assert_eq!(next.id, 4);
 }
+
+#[test]
+fn a_write_buffered_before_a_counter_reset_and_committed_after_leaves_both_counters_past_its_id() {
+    let primary = Database::in_memory().expect("primary");
+    let replica = Database::in_memory().expect("replica");
+    let to_replica = replica.clone();
+    primary.replicate_to(move |r: &CommitRecord| to_replica.apply_commit(r).expect("applies"));
+    primary.create_table::<Member>(TableOptions::new()).expect("create");
+    let (buffered, go_on) = (mpsc::channel::<()>(), mpsc::channel::<()>());
+    let (tell, wait) = (buffered.0, go_on.1);
+    let writer = {
+        let db = primary.clone();
+        std::thread::spawn(move || {
+            let mut first = true;
+            db.scope(|| {
+                mnesia::transaction(|| {
+                    Member::write(Member { id: 10, email: "ten@x".into(), level: 0 })?;
+                    if std::mem::take(&mut first) {
+                        tell.send(()).expect("tell");
+                        wait.recv().expect("wait");
+                    }
+                    Ok::<_, Error>(())
+                })
+            })
+        })
+    };
+    buffered.1.recv().expect("buffered");
+    // The write raised the counter to 10 as it was buffered; the reset sets it back.
+    primary.scope(|| Member::reset_counter(3)).expect("reset");
+    go_on.0.send(()).expect("go on");
+    writer.join().expect("writer").expect("committed");
+    let counter = |db: &Database| db.table_info::<Member>().expect("info").counter;
+    assert_eq!(counter(&primary), 10, "the commit moved it past the id it wrote");
+    assert_eq!(counter(&replica), counter(&primary));
+}

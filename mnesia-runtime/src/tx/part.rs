@@ -534,6 +534,16 @@ impl<T: Record> TxPart for TxTable<T> {
                 if let Some(key) = key {
                     change_events(key, (old, new), detailed, cause, alive, &mut events);
                 }
+                if T::AUTO_INCREMENT {
+                    // Raised when the write was buffered, and again here: a counter reset
+                    // made meanwhile must not leave it below an id written (a copy applying
+                    // the commit after the reset raises it too).
+                    for id in new.iter().filter_map(Record::auto_id) {
+                        if self.store.counter.load(std::sync::atomic::Ordering::Acquire) < id {
+                            self.store.counter.fetch_max(id, std::sync::atomic::Ordering::AcqRel);
+                        }
+                    }
+                }
                 if mask == 0 {
                     return;
                 }
