@@ -75,6 +75,10 @@ pub(crate) trait AnyTable: Send + Sync {
     /// meanwhile comes from the store that takes its place. Returns the guard (dropped
     /// without [`Seal::keep`], it unseals) and the final counter.
     fn seal(self: Arc<Self>) -> (Box<dyn crate::engine::store::Seal>, u64);
+    /// Moves the auto-increment counter past `id`, claimed without a record (another copy's
+    /// `next_id`), and logs it on disc: with a commit lock of the table held, so that a
+    /// counter reset (which holds every one) is logged before or after, not between.
+    fn claim(&self, db: &Database, id: u64) -> Result<()>;
     /// The indexes the table's struct declares: (field, unique).
     fn declared_indexes(&self) -> Vec<(String, bool)>;
     /// The table's index list, to lend to [`AnyTable::exclusive_locks`].

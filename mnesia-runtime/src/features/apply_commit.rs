@@ -74,32 +74,21 @@ impl Database {
                 Ok(())
             })
         })?;
-        self.log_claims(record, &tables)
+        self.log_claims(record)
     }
 
-    /// Logs, for each disc table of `tables` whose change in `record` claims ids (`next_id`
-    /// on the primary or another copy), the counter past them: a claim writes no record,
-    /// so its commit logged nothing, and this copy must not hand the ids out after a
-    /// restart.
-    fn log_claims(
-        &self,
-        record: &CommitRecord,
-        tables: &[std::sync::Arc<dyn crate::db::AnyTable>],
-    ) -> Result<()> {
-        for (table, change) in tables.iter().zip(&record.changes) {
+    /// Logs, for each disc table whose change in `record` claims ids (`next_id` on the
+    /// primary or another copy), the counter past them: a claim writes no record, so its
+    /// commit logged nothing, and this copy must not hand the ids out after a restart.
+    fn log_claims(&self, record: &CommitRecord) -> Result<()> {
+        for change in &record.changes {
             let claimed = change.writes.iter().filter_map(|w| match w.value {
                 crate::engine::commit_record::Content::Claim(id) => Some(id),
                 _ => None,
             });
-            if let (Some(counter), Some(disk_id)) = (claimed.max(), table.disk_id()) {
-                let ops = crate::disk::record::TableOps {
-                    table: disk_id,
-                    clear: false,
-                    counter,
-                    reset: false,
-                    writes: Vec::new(),
-                };
-                self.sequence(&[ops])?;
+            if let Some(id) = claimed.max() {
+                // (The table in place now: one moved to disc meanwhile logs it too.)
+                self.any_table(&change.table)?.claim(self, id)?;
             }
         }
         Ok(())

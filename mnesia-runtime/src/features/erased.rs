@@ -150,6 +150,25 @@ impl<T: Record> AnyTable for TableStore<T> {
         (Box::new(sealed), counter)
     }
 
+    fn claim(&self, db: &Database, id: u64) -> Result<()> {
+        let Some((_, lock)) = self.all_commit_locks().next() else { return Ok(()) };
+        let order = lock_order(self.id, 0, 0);
+        let _held = crate::base::lock::HeldLocks::acquire(vec![LockReq { order, exclusive: false, lock }]);
+        self.counter.fetch_max(id, Ordering::AcqRel);
+        if let Some(table) = self.disk_id() {
+            let counter = self.counter.load(Ordering::Acquire);
+            let ops = crate::disk::record::TableOps {
+                table,
+                clear: false,
+                counter,
+                reset: false,
+                writes: Vec::new(),
+            };
+            db.sequence(&[ops])?;
+        }
+        Ok(())
+    }
+
     fn declared_indexes(&self) -> Vec<(String, bool)> {
         T::indexes().iter().map(|s| (s.field().to_owned(), s.is_unique())).collect()
     }

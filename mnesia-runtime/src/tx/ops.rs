@@ -111,20 +111,7 @@ pub(crate) fn next_table_id<T: Record>() -> Result<T::Key> {
     if let Some(sequencer) = db.sequencer() {
         return claim_ordered_id::<T>(&db, &**sequencer);
     }
-    if db.replicating() {
-        return take_id_handed::<T>(&db);
-    }
-    let (store, id) = loop {
-        let store = db.table::<T>()?;
-        match take_id(&db, &store) {
-            Err(Error::Conflict) => continue,
-            taken => break (store, taken?),
-        }
-    };
-    // An id handed out without a record: on disc the counter is logged now, so that it is
-    // never handed out again after a crash.
-    log_counter(&db, &store)?;
-    key_of::<T>(id)
+    take_id_locked::<T>(&db)
 }
 
 /// The key of table `T`'s id `id`.
@@ -133,11 +120,14 @@ fn key_of<T: Record>(id: u64) -> Result<T::Key> {
         .ok_or_else(|| Error::Invalid(format!("table {}: id {id} does not fit the key type", T::NAME)))
 }
 
-/// Takes the table's next id on a database handing its commits to a sink, and hands the
-/// sink the claim (so that a replica's counter moves past it too) in its place among the
-/// table's commits: with a commit lock of the table held from the id to its handing, which
-/// every change of the table as a whole (a counter reset, a drop, a transform) waits for.
-fn take_id_handed<T: Record>(db: &crate::db::Database) -> Result<T::Key> {
+/// Takes the table's next id without a record. On disc the counter is logged at once, so
+/// that the id is never handed out again after a crash; a sink, if there is one, is handed
+/// the claim (so that a replica's counter moves past it too). Both in their place among the
+/// table's commits: with a commit lock of the table held from the id to its logging and
+/// handing, which every change of the table as a whole (a counter reset, a drop, a
+/// transform) waits for (a reset logged between the id and its logging would leave the
+/// recovered counter below it).
+fn take_id_locked<T: Record>(db: &crate::db::Database) -> Result<T::Key> {
     use crate::base::lock::{HeldLocks, LockReq, lock_order};
     for _ in 0..CLAIM_ATTEMPTS {
         let store = db.table::<T>()?;
@@ -160,7 +150,9 @@ fn take_id_handed<T: Record>(db: &crate::db::Database) -> Result<T::Key> {
         };
         let seq = log_counter(db, &store)?;
         let key = key_of::<T>(id)?;
-        db.hand(claim_record::<T>(&key, id, 0)?, seq);
+        if db.replicating() {
+            db.hand(claim_record::<T>(&key, id, 0)?, seq);
+        }
         drop(held);
         return Ok(key);
     }
