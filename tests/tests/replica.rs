@@ -86,6 +86,29 @@ impl Heard {
     }
 }
 
+/// Hands every commit of `primary` to `replica` as it is made.
+fn feed(primary: &Database, replica: &Database) {
+    let replica = replica.clone();
+    primary.replicate_to(move |r: &CommitRecord| replica.apply_commit(r).expect("applies"));
+}
+
+/// An in-memory primary feeding a replica opened in `dir` (a new schema there), both with
+/// the `Member` table: the replica's made first with `storage(options, its node)`, the
+/// primary's creation keeping it.
+fn members_on_a_disc_replica(
+    dir: &std::path::Path,
+    storage: impl Fn(TableOptions<Member>, String) -> TableOptions<Member>,
+) -> (Database, Database) {
+    mnesia::Schema::create(dir).expect("schema");
+    let primary = Database::in_memory().expect("primary");
+    let replica = Database::open(Config::default().dir(dir)).expect("open replica");
+    let node = replica.node();
+    replica.create_table::<Member>(storage(TableOptions::new(), node)).expect("replica's table");
+    feed(&primary, &replica);
+    primary.create_table::<Member>(TableOptions::new()).expect("create");
+    (primary, replica)
+}
+
 fn exports(db: &Database) -> Vec<String> {
     db.scope(|| -> mnesia::Result<Vec<String>> {
         let mut out = Vec::new();
@@ -328,8 +351,7 @@ fn a_restore_that_recreates_tables_reaches_the_replica() {
     let dir = tempfile::tempdir().expect("tempdir");
     let primary = Database::in_memory().expect("primary");
     let replica = Database::in_memory().expect("replica");
-    let to_replica = replica.clone();
-    primary.replicate_to(move |r: &CommitRecord| to_replica.apply_commit(r).expect("applies"));
+    feed(&primary, &replica);
     create(&primary, false);
     primary
         .scope(|| -> mnesia::Result<()> {
@@ -399,8 +421,7 @@ fn table_creation_drops_and_transforms_reach_a_replica_that_started_empty() {
     mnesia::Schema::create(dir.path()).expect("schema");
     let primary = Database::open(Config::default().dir(dir.path())).expect("open");
     let replica = Database::in_memory().expect("replica");
-    let to_replica = replica.clone();
-    primary.replicate_to(move |r: &CommitRecord| to_replica.apply_commit(r).expect("applies"));
+    feed(&primary, &replica);
     create(&primary, true);
     assert_eq!(replica.tables(), primary.tables(), "created on the replica, before any write");
     let heard = Heard::new(&replica);
@@ -467,8 +488,7 @@ fn a_clear_and_index_changes_reach_the_replica_in_their_place_among_the_commits(
     create(&primary, false);
     create(&replica, false);
     let heard = Heard::new(&replica);
-    let to_replica = replica.clone();
-    primary.replicate_to(move |r: &CommitRecord| to_replica.apply_commit(r).expect("applies"));
+    feed(&primary, &replica);
     primary
         .scope(|| -> mnesia::Result<()> {
             Label::write(Label { item: 1, text: "before".into() })?;
@@ -544,16 +564,9 @@ fn a_record_for_a_missing_table_or_with_bytes_that_do_not_decode_changes_nothing
 #[test]
 fn a_transform_reaches_a_replica_keeping_the_table_on_disc_and_survives_its_restart() {
     let dir = tempfile::tempdir().expect("tempdir");
-    mnesia::Schema::create(dir.path()).expect("schema");
     let open_replica = || Database::open(Config::default().dir(dir.path())).expect("open replica");
-    let primary = Database::in_memory().expect("primary");
-    let replica = open_replica();
     // The replica keeps its copy on disc only: given beforehand, kept by the creation.
-    let node = replica.node();
-    replica.create_table::<Member>(TableOptions::new().disc_only_copies([node])).expect("replica's table");
-    let to_replica = replica.clone();
-    primary.replicate_to(move |r: &CommitRecord| to_replica.apply_commit(r).expect("applies"));
-    primary.create_table::<Member>(TableOptions::new()).expect("create");
+    let (primary, replica) = members_on_a_disc_replica(dir.path(), |o, node| o.disc_only_copies([node]));
     primary
         .scope(|| -> mnesia::Result<()> {
             for i in 0..30 {
@@ -582,8 +595,7 @@ fn whole_table_changes_racing_a_transform_and_ids_racing_resets_leave_the_replic
     for round in 0..5 {
         let primary = Database::in_memory().expect("primary");
         let replica = Database::in_memory().expect("replica");
-        let to_replica = replica.clone();
-        primary.replicate_to(move |r: &CommitRecord| to_replica.apply_commit(r).expect("applies"));
+        feed(&primary, &replica);
         primary.create_table::<Member>(TableOptions::new()).expect("create");
         primary
             .scope(|| {
@@ -641,8 +653,7 @@ fn whole_table_changes_racing_a_transform_and_ids_racing_resets_leave_the_replic
 fn ids_taken_while_the_counter_is_set_back_leave_the_replica_counter_as_the_primary() {
     let primary = Database::in_memory().expect("primary");
     let replica = Database::in_memory().expect("replica");
-    let to_replica = replica.clone();
-    primary.replicate_to(move |r: &CommitRecord| to_replica.apply_commit(r).expect("applies"));
+    feed(&primary, &replica);
     primary.create_table::<Member>(TableOptions::new()).expect("create");
     let counter = |db: &Database| db.table_info::<Member>().expect("info").counter;
     for round in 0..40u64 {
@@ -699,8 +710,7 @@ fn a_recreating_restore_that_cannot_recreate_every_table_changes_nothing_here_or
     source.backup(&file).expect("backup");
     let primary = Database::in_memory().expect("primary");
     let replica = Database::in_memory().expect("replica");
-    let to_replica = replica.clone();
-    primary.replicate_to(move |r: &CommitRecord| to_replica.apply_commit(r).expect("applies"));
+    feed(&primary, &replica);
     create(&primary, false);
     primary.scope(|| Label::write(Label { item: 7, text: "here".into() })).expect("write");
     let recreate = mnesia::RestoreOptions::new().all(mnesia::RestoreMode::Recreate);
@@ -716,15 +726,8 @@ fn a_recreating_restore_that_cannot_recreate_every_table_changes_nothing_here_or
 #[test]
 fn ids_handed_out_without_a_record_stay_handed_out_on_a_disc_replica_after_its_restart() {
     let dir = tempfile::tempdir().expect("tempdir");
-    mnesia::Schema::create(dir.path()).expect("schema");
     let open_replica = || Database::open(Config::default().dir(dir.path())).expect("open replica");
-    let primary = Database::in_memory().expect("primary");
-    let replica = open_replica();
-    let node = replica.node();
-    replica.create_table::<Member>(TableOptions::new().disc_copies([node])).expect("replica's table");
-    let to_replica = replica.clone();
-    primary.replicate_to(move |r: &CommitRecord| to_replica.apply_commit(r).expect("applies"));
-    primary.create_table::<Member>(TableOptions::new()).expect("create");
+    let (primary, replica) = members_on_a_disc_replica(dir.path(), |o, node| o.disc_copies([node]));
     for want in 1..=3u64 {
         assert_eq!(primary.scope(Member::next_id).expect("next_id"), want);
     }
@@ -741,8 +744,7 @@ fn ids_handed_out_without_a_record_stay_handed_out_on_a_disc_replica_after_its_r
 fn a_write_buffered_before_a_counter_reset_and_committed_after_leaves_both_counters_past_its_id() {
     let primary = Database::in_memory().expect("primary");
     let replica = Database::in_memory().expect("replica");
-    let to_replica = replica.clone();
-    primary.replicate_to(move |r: &CommitRecord| to_replica.apply_commit(r).expect("applies"));
+    feed(&primary, &replica);
     primary.create_table::<Member>(TableOptions::new()).expect("create");
     let (buffered, go_on) = (mpsc::channel::<()>(), mpsc::channel::<()>());
     let (tell, wait) = (buffered.0, go_on.1);
