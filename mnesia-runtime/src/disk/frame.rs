@@ -85,6 +85,8 @@ pub(crate) enum End {
 /// The frames of one file, read whole.
 #[derive(Debug)]
 pub(crate) struct Frames {
+    /// The file's format version (one of those the reader accepts).
+    pub(crate) version: u8,
     bytes: Vec<u8>,
     /// Each frame's offset in the file and where its payload is in `bytes`.
     frames: Vec<(u64, std::ops::Range<usize>)>,
@@ -92,10 +94,10 @@ pub(crate) struct Frames {
 }
 
 impl Frames {
-    /// Parses a whole file's bytes.
-    pub(crate) fn parse(path: &Path, bytes: Vec<u8>, kind: &[u8; 6], version: u8) -> Result<Frames> {
-        let (frames, end) = parse_frames(path, &bytes, kind, version)?;
-        Ok(Frames { bytes, frames, end })
+    /// Parses a whole file's bytes, of a format version in `versions`.
+    pub(crate) fn parse(path: &Path, bytes: Vec<u8>, kind: &[u8; 6], versions: Versions) -> Result<Frames> {
+        let (frames, end, version) = parse_frames(path, &bytes, kind, versions)?;
+        Ok(Frames { version, bytes, frames, end })
     }
 
     /// Each frame's offset in the file and its payload.
@@ -112,29 +114,32 @@ impl Frames {
 /// Reads a file of frames of the given kind. A damaged frame followed by more data is
 /// corruption (an error naming the file and offset); a damaged frame at the end is a torn
 /// tail (reported in [`Frames::end`]).
-pub(crate) fn read_frames(path: &Path, kind: &[u8; 6], version: u8) -> Result<Frames> {
+pub(crate) fn read_frames(path: &Path, kind: &[u8; 6], versions: Versions) -> Result<Frames> {
     let bytes = DiscFile::open(path)?.read_to_end()?;
-    Frames::parse(path, bytes, kind, version)
+    Frames::parse(path, bytes, kind, versions)
 }
 
-/// Where each frame's payload is, and how the frames ended.
-pub(crate) type Parsed = (Vec<(u64, std::ops::Range<usize>)>, End);
+/// The format versions a reader accepts, oldest to newest (the newest is what is written).
+pub(crate) type Versions = std::ops::RangeInclusive<u8>;
+
+/// Where each frame's payload is, how the frames ended, and the file's format version.
+pub(crate) type Parsed = (Vec<(u64, std::ops::Range<usize>)>, End, u8);
 
 /// [`read_frames`] over bytes already in memory (also what the fuzz target drives).
-pub(crate) fn parse_frames(path: &Path, bytes: &[u8], kind: &[u8; 6], version: u8) -> Result<Parsed> {
+pub(crate) fn parse_frames(path: &Path, bytes: &[u8], kind: &[u8; 6], versions: Versions) -> Result<Parsed> {
     let corrupt = |offset: usize, reason: String| Error::Corrupt {
         file: path.to_path_buf(),
         offset: offset as u64,
         reason,
     };
     if bytes.len() < 8 {
-        if bytes.is_empty() || magic(kind, version).starts_with(bytes) {
+        if bytes.is_empty() || magic(kind, *versions.end()).starts_with(bytes) {
             // Created but never completely written: nothing was ever acknowledged in it.
-            return Ok((Vec::new(), End::Torn(0)));
+            return Ok((Vec::new(), End::Torn(0), *versions.end()));
         }
         return Err(corrupt(0, "not a file of this kind".into()));
     }
-    check_magic(path, &bytes[..8], kind, version)?;
+    let version = check_magic(path, &bytes[..8], kind, versions)?;
     let mut frames = Vec::new();
     let mut at = 8usize;
     while at < bytes.len() {
@@ -148,13 +153,14 @@ pub(crate) fn parse_frames(path: &Path, bytes: &[u8], kind: &[u8; 6], version: u
         if valid_frame_after(bytes, at) {
             return Err(corrupt(at, "a damaged record followed by valid ones".into()));
         }
-        return Ok((frames, End::Torn(at as u64)));
+        return Ok((frames, End::Torn(at as u64), version));
     }
-    Ok((frames, End::Clean))
+    Ok((frames, End::Clean, version))
 }
 
-/// Checks a file's first 8 bytes: its kind and format version.
-fn check_magic(path: &Path, head: &[u8], kind: &[u8; 6], version: u8) -> Result<()> {
+/// Checks a file's first 8 bytes: its kind and a format version in `versions`; returns the
+/// version.
+fn check_magic(path: &Path, head: &[u8], kind: &[u8; 6], versions: Versions) -> Result<u8> {
     if head[..6] != kind[..] {
         return Err(Error::Corrupt {
             file: path.to_path_buf(),
@@ -162,14 +168,17 @@ fn check_magic(path: &Path, head: &[u8], kind: &[u8; 6], version: u8) -> Result<
             reason: format!("expected a {} file", String::from_utf8_lossy(kind)),
         });
     }
-    if head[6..8] != magic(kind, version)[6..8] {
-        return Err(Error::UnsupportedFormat {
+    match versions.clone().find(|v| head[6..8] == magic(kind, *v)[6..8]) {
+        Some(v) => Ok(v),
+        None => Err(Error::UnsupportedFormat {
             file: path.to_path_buf(),
             found: String::from_utf8_lossy(&head[6..8]).into_owned(),
-            supported: String::from_utf8_lossy(&magic(kind, version)[6..8]).into_owned(),
-        });
+            supported: versions
+                .map(|v| String::from_utf8_lossy(&magic(kind, v)[6..8]).into_owned())
+                .collect::<Vec<_>>()
+                .join(", "),
+        }),
     }
-    Ok(())
 }
 
 /// Reads a file of frames one at a time, for files written whole and renamed into place (a
@@ -194,7 +203,7 @@ impl<R: Read> FrameReader<R> {
                 reason: "the file is too short to be of this kind".into(),
             });
         }
-        check_magic(path, &head, kind, version)?;
+        check_magic(path, &head, kind, version..=version)?;
         Ok(FrameReader { inner, path: path.to_path_buf(), offset: 8, buf: Vec::new() })
     }
 
@@ -280,7 +289,7 @@ mod tests {
     }
 
     fn parse(bytes: &[u8]) -> Result<Frames> {
-        Frames::parse(Path::new("t"), bytes.to_vec(), KIND, 1)
+        Frames::parse(Path::new("t"), bytes.to_vec(), KIND, 1..=1)
     }
 
     #[test]

@@ -4,13 +4,16 @@
 //!
 //! | file | what |
 //! |---|---|
-//! | `schema.json` | the tables and their definitions |
-//! | `NNNNNNNN.wal` | log segments: every commit touching a disc table, in commit order |
+//! | `schema.json` | the tables and their definitions, as the last checkpoint left them |
+//! | `NNNNNNNN.wal` | log segments: every commit touching a disc table and every schema change, in commit order |
 //! | `table-ID.snap` | the last checkpoint's copy of each disc table |
 //! | `checkpoint.json` | which log segment the last checkpoint starts the replay from |
 //! | `LOCK` | held by the process that has the database open |
 //!
-//! Recovery loads the snapshots, then replays the log from the checkpoint's segment on. A
+//! Recovery takes the schema of the last schema change the log holds since the checkpoint
+//! (else the schema file), loads the snapshots, then replays the log from the checkpoint's
+//! segment on (table ids are never reused, so a commit of a table dropped meanwhile is of
+//! no table in that schema, and is skipped). A
 //! snapshot is taken while writers run, so it may already hold a write that the log replays
 //! again: each key carries the sequence number of the commit that wrote it, and a replayed
 //! write no newer than what the key holds is skipped. Replay is idempotent, so a crash during
@@ -150,15 +153,88 @@ pub(crate) struct Disk {
     lock: Mutex<Option<File>>,
 }
 
-/// A commit record's sequence number and table parts, read in place.
-pub(crate) fn decode_commit(rec: &wal::LogRecord) -> Result<(u64, Vec<TableOpsRef<'_>>)> {
-    let corrupt = |reason: String| Error::Corrupt { file: rec.file.clone(), offset: rec.offset, reason };
-    let (seq, body) =
-        rec.payload.split_at_checked(8).ok_or_else(|| corrupt("a commit record too short".into()))?;
-    let seq = u64::from_le_bytes(seq.try_into().map_err(|_| corrupt("bad sequence number".into()))?);
-    let ops: Vec<TableOpsRef<'_>> =
-        postcard::from_bytes(body).map_err(|e| corrupt(format!("bad commit record: {e}")))?;
-    Ok((seq, ops))
+/// A log record, read in place.
+pub(crate) enum LogEntry<'a> {
+    /// A commit: its sequence number and table parts.
+    Commit(u64, Vec<TableOpsRef<'a>>),
+    /// A schema change (the record holds the whole schema it left: see [`last_schema`]).
+    Schema,
+}
+
+/// A log record's sequence number, kind and body (a segment of format version 1 holds
+/// commits only, without the kind byte).
+fn split_record(rec: &wal::LogRecord) -> Result<(u64, u8, &[u8])> {
+    let corrupt =
+        |reason: &str| Error::Corrupt { file: rec.file.clone(), offset: rec.offset, reason: reason.into() };
+    let (seq, rest) = rec.payload.split_at_checked(8).ok_or_else(|| corrupt("a log record too short"))?;
+    let seq = u64::from_le_bytes(seq.try_into().map_err(|_| corrupt("bad sequence number"))?);
+    let (kind, body) = match rec.version {
+        1 => (wal::RecordKind::Commit as u8, rest),
+        _ => rest
+            .split_first()
+            .map(|(k, b)| (*k, b))
+            .ok_or_else(|| corrupt("a log record without its kind"))?,
+    };
+    Ok((seq, kind, body))
+}
+
+/// Decodes a log record.
+pub(crate) fn decode_record(rec: &wal::LogRecord) -> Result<LogEntry<'_>> {
+    let (seq, kind, body) = split_record(rec)?;
+    match kind {
+        k if k == wal::RecordKind::Commit as u8 => {
+            let ops: Vec<TableOpsRef<'_>> = postcard::from_bytes(body).map_err(|e| Error::Corrupt {
+                file: rec.file.clone(),
+                offset: rec.offset,
+                reason: format!("bad commit record: {e}"),
+            })?;
+            Ok(LogEntry::Commit(seq, ops))
+        }
+        k if k == wal::RecordKind::Schema as u8 => {
+            schema::decode(body, &rec.file, rec.offset)?;
+            Ok(LogEntry::Schema)
+        }
+        k => Err(Error::Corrupt {
+            file: rec.file.clone(),
+            offset: rec.offset,
+            reason: format!("a log record of unknown kind {k}"),
+        }),
+    }
+}
+
+/// A commit record's sequence number and table parts, read in place; `None` for a schema
+/// record.
+pub(crate) fn decode_commit(rec: &wal::LogRecord) -> Result<Option<(u64, Vec<TableOpsRef<'_>>)>> {
+    Ok(match decode_record(rec)? {
+        LogEntry::Commit(seq, ops) => Some((seq, ops)),
+        LogEntry::Schema => None,
+    })
+}
+
+/// The schema the log's records leave, if any changes it: the last schema record's.
+pub(crate) fn last_schema(log: &wal::LogContents) -> Result<Option<SchemaFile>> {
+    for rec in log.records.iter().rev() {
+        let (_, kind, body) = split_record(rec)?;
+        if kind == wal::RecordKind::Schema as u8 {
+            return schema::decode(body, &rec.file, rec.offset).map(Some);
+        }
+    }
+    Ok(None)
+}
+
+/// The schema of `dir` as it stands: the schema file as the last checkpoint wrote it, or
+/// the last schema change the log holds since (for tools reading a directory, open or not:
+/// a checkpoint that removes segments meanwhile makes it read again).
+pub(crate) fn current_schema(dir: &Path) -> Result<SchemaFile> {
+    let mut attempts = 0;
+    loop {
+        let written = schema::load(dir)?;
+        match wal::read_from(dir, read_checkpoint(dir)?.segment).and_then(|log| last_schema(&log)) {
+            Ok(last) => return Ok(last.unwrap_or(written)),
+            Err(_) if attempts < 3 && is_running(dir) => attempts += 1,
+            Err(e) => return Err(e),
+        }
+    }
 }
 
 /// The last checkpoint of `dir` (none yet: replay the whole log).
@@ -183,21 +259,24 @@ pub(crate) fn replay_disc_only(
     end: Option<(u64, u64)>,
     mut apply: impl FnMut(u64, bool, &[(Vec<u8>, u64, Logged)]) -> Result<()>,
 ) -> Result<()> {
-    let ids: Vec<u64> = schema::load(dir)?
-        .tables
-        .iter()
-        .filter(|d| d.storage == StorageType::DiscOnlyCopies)
-        .map(|d| d.id)
-        .collect();
-    let log = wal::read_from(dir, read_checkpoint(dir)?.segment)?;
-    for rec in &log.records {
+    let mut log = wal::read_from(dir, read_checkpoint(dir)?.segment)?;
+    log.records.retain(|rec| {
         let ends = rec.offset + (frame::HEADER + rec.payload.len()) as u64;
-        if end
-            .is_some_and(|(segment, bytes)| rec.segment > segment || (rec.segment == segment && ends > bytes))
-        {
-            break;
-        }
-        let (seq, ops) = decode_commit(rec)?;
+        !end.is_some_and(|(segment, bytes)| rec.segment > segment || (rec.segment == segment && ends > bytes))
+    });
+    // The tables the replayed log leaves on disc only (ids are never reused: the records of
+    // a table dropped meanwhile are of no table in it).
+    let ids: Vec<u64> = match last_schema(&log)? {
+        Some(s) => s,
+        None => schema::load(dir)?,
+    }
+    .tables
+    .iter()
+    .filter(|d| d.storage == StorageType::DiscOnlyCopies)
+    .map(|d| d.id)
+    .collect();
+    for rec in &log.records {
+        let Some((seq, ops)) = decode_commit(rec)? else { continue };
         for op in ops.iter().filter(|op| ids.contains(&op.table)) {
             let writes: Vec<(Vec<u8>, u64, Logged)> =
                 op.to_owned().writes.into_iter().map(|(k, v)| (k, seq, v)).collect();
@@ -245,8 +324,13 @@ impl Disk {
         schema::load(dir)?; // "no schema here" before creating a lock file
         let lock = lock_dir(dir)?;
         // Read under the lock: no other process changes it from now on.
-        let schema = schema::load(dir)?;
         let checkpoint = read_checkpoint(dir)?;
+        let log = wal::read_from(dir, checkpoint.segment)?;
+        // The schema the last checkpoint wrote, or the last change the log holds since.
+        let schema = match last_schema(&log)? {
+            Some(s) => s,
+            None => schema::load(dir)?,
+        };
         let mut max_seq = checkpoint.seq;
         let mut pending = HashMap::new();
         let mut by_id: HashMap<u64, String> = HashMap::new();
@@ -265,12 +349,11 @@ impl Disk {
             by_id.insert(def.id, def.name.clone());
             pending.insert(def.name.clone(), Pending { def: def.clone(), rows, counter });
         }
-        let log = wal::read_from(dir, checkpoint.segment)?;
         // Sized once for every write the log holds (a first pass reads the commits in place
         // and counts them): no rehashing while a million go in.
         let mut writes: HashMap<u64, usize> = HashMap::new();
         for rec in &log.records {
-            for op in decode_commit(rec)?.1 {
+            for op in decode_commit(rec)?.map(|(_, ops)| ops).unwrap_or_default() {
                 *writes.entry(op.table).or_default() += op.writes.len();
             }
         }
@@ -281,7 +364,7 @@ impl Disk {
         }
         let mut disc_only_ops: Vec<(u64, TableOps)> = Vec::new();
         for rec in &log.records {
-            let (seq, ops) = decode_commit(rec)?;
+            let Some((seq, ops)) = decode_commit(rec)? else { continue };
             max_seq = max_seq.max(seq);
             for op in &ops {
                 // Records of dropped tables are skipped: their ids are never reused.
@@ -391,7 +474,7 @@ impl Disk {
         if body.len() + 8 > frame::MAX_FRAME {
             return Err(too_large());
         }
-        let appended = self.wal.append(next_seq, &body);
+        let appended = self.wal.append(next_seq, wal::RecordKind::Commit, &body);
         // Appended (or failed): a sync leader has nothing more to wait for from this thread.
         wal::withdraw();
         let (seq, lsn) = appended?;
@@ -415,7 +498,27 @@ impl Disk {
         self.wal.is_closed()
     }
 
-    /// Changes the schema and writes it.
+    /// Removes the disc-only records of a table the schema no longer names (the file's
+    /// commit syncs the log first, so the schema change is durable before they go). What
+    /// cannot be removed now is removed when the directory is next opened.
+    pub(crate) fn drop_disc_only(&self, table: &str, id: u64) {
+        if let Err(e) = self.disc_only().and_then(|d| d.drop_table(id)) {
+            tracing::warn!(
+                target: "mnesia::disk",
+                table,
+                error = %e,
+                "the disc-only records of a table no longer in the schema could not be removed; the next open removes them"
+            );
+        }
+    }
+
+    /// Changes the schema: the schema it leaves is appended to the log, in its place among
+    /// the commits, and synced whatever the durability mode, so that a schema change is
+    /// durable when it returns, as it has always been. Under `Durability::Immediate` a failed
+    /// sync drops the record (as it drops a commit) and the schema is unchanged; under the
+    /// other modes the record is acknowledged once appended, as a commit is, and a failed
+    /// sync is the log's failure (reported by its health events; the record is written
+    /// when the log works again). The schema file is written by checkpoints only.
     pub(crate) fn update_schema<R>(&self, f: impl FnOnce(&mut SchemaFile) -> R) -> Result<R> {
         let mut s = self.schema.lock();
         if self.is_closed() {
@@ -423,8 +526,22 @@ impl Disk {
         }
         let mut next = s.clone();
         let r = f(&mut next);
-        schema::store(&self.dir, &next)?;
-        *s = next;
+        if next != *s {
+            let body = schema::encode(&next, false)?;
+            // (A schema record has no sequence number of its own: its place in the log
+            // orders it.)
+            let (_, lsn) = self.wal.append(|| 0, wal::RecordKind::Schema, &body)?;
+            self.wal.commit(lsn)?;
+            *s = next;
+            if let Err(e) = self.wal.sync_to(lsn) {
+                tracing::warn!(
+                    target: "mnesia::disk",
+                    dir = %self.dir.display(),
+                    error = %e,
+                    "a schema change was logged but not synced: it is written once the log works again"
+                );
+            }
+        }
         Ok(r)
     }
 
@@ -484,10 +601,12 @@ impl Disk {
         let started = std::time::Instant::now();
         let segment = self.wal.roll()?;
         // The schema as it is now, after the roll: a table created before the roll is in it,
-        // and one created after has all its commits in the new segment.
-        let defs: Vec<TableDef> = self.schema.lock().tables.clone();
+        // and one created after has all its commits in the new segment (as has every schema
+        // change after this: recovery takes the last one the log holds, else this).
+        let schema_now = self.schema.lock().clone();
+        let defs: &[TableDef] = &schema_now.tables;
         let mut snapshots = Vec::with_capacity(defs.len());
-        for def in &defs {
+        for def in defs {
             let snapshot = match snapshot_of(def) {
                 Some(snapshot) => snapshot?,
                 None => match self.pending.lock().get(&def.name).filter(|p| p.def.id == def.id) {
@@ -511,6 +630,9 @@ impl Disk {
             snapshot::write(&self.dir, *id, *counter, entries)?;
             tables.push(*id);
         }
+        // The schema before the checkpoint file that replays from the new segment on: the
+        // changes in the older segments are in it.
+        schema::store(&self.dir, &schema_now)?;
         let cp = Checkpoint { segment, seq, tables };
         let bytes =
             serde_json::to_vec_pretty(&cp).map_err(|e| Error::codec("writing the checkpoint file", e))?;
@@ -555,14 +677,22 @@ pub mod fuzzing {
     use super::frame::{self, Frames};
     use super::{record, snapshot, wal};
 
-    /// Decodes `bytes` as a log segment and each record in it as a commit.
+    /// Decodes `bytes` as a log segment and each record in it (a commit or a schema).
     pub fn log_segment(bytes: &[u8]) {
         let path = Path::new("fuzz.wal");
-        let Ok(frames) = Frames::parse(path, bytes.to_vec(), wal::KIND, wal::VERSION) else { return };
+        let Ok(frames) = Frames::parse(path, bytes.to_vec(), wal::KIND, wal::OLDEST_VERSION..=wal::VERSION)
+        else {
+            return;
+        };
         for (offset, payload) in frames.iter() {
-            let rec =
-                wal::LogRecord { segment: 1, file: path.to_path_buf(), offset, payload: payload.to_vec() };
-            if let Ok((_, ops)) = super::decode_commit(&rec) {
+            let rec = wal::LogRecord {
+                segment: 1,
+                version: frames.version,
+                file: path.to_path_buf(),
+                offset,
+                payload: payload.to_vec(),
+            };
+            if let Ok(super::LogEntry::Commit(_, ops)) = super::decode_record(&rec) {
                 ops.iter().for_each(|op| drop(op.to_owned()));
             }
         }
@@ -608,7 +738,9 @@ pub mod fuzzing {
     /// Decodes `bytes` as a table snapshot.
     pub fn snapshot_file(bytes: &[u8]) {
         let path = Path::new("fuzz.snap");
-        if let Ok(frames) = Frames::parse(path, bytes.to_vec(), snapshot::KIND, snapshot::VERSION) {
+        if let Ok(frames) =
+            Frames::parse(path, bytes.to_vec(), snapshot::KIND, snapshot::VERSION..=snapshot::VERSION)
+        {
             let _ = snapshot::parse(path, 1, frames);
         }
         let _ = postcard::from_bytes::<record::SnapshotEntry>(bytes);
@@ -624,21 +756,66 @@ mod tests {
     use super::fuzzing;
     use super::record::{Logged, TableOps};
 
-    fn valid_segment() -> Vec<u8> {
-        let mut b = magic(super::wal::KIND, super::wal::VERSION).to_vec();
+    /// A log segment of format `version` with three commits to table 1 (key `[1, seq]`).
+    fn segment(version: u8) -> Vec<u8> {
+        let mut b = magic(super::wal::KIND, version).to_vec();
         for seq in 1..4u64 {
             let ops = vec![TableOps {
                 table: 1,
                 clear: false,
-                counter: 0,
+                counter: seq,
                 reset: false,
-                writes: vec![(vec![1, 2], Logged::Put(vec![3; 10]))],
+                writes: vec![(vec![1, seq as u8], Logged::Put(vec![3; 10]))],
             }];
             let mut payload = seq.to_le_bytes().to_vec();
+            if version > 1 {
+                payload.push(super::wal::RecordKind::Commit as u8);
+            }
             payload.extend(postcard::to_allocvec(&ops).unwrap_or_default());
             encode_frame(&payload, &mut b);
         }
         b
+    }
+
+    fn valid_segment() -> Vec<u8> {
+        segment(super::wal::VERSION)
+    }
+
+    #[test]
+    fn a_log_of_the_first_format_is_replayed_and_schema_changes_follow_it_in_a_new_segment() {
+        use super::schema::{self, TableDef};
+        use super::{Disk, StorageType, wal::Durability};
+        let dir = tempfile::tempdir().expect("tempdir");
+        let table = TableDef::of::<crate::testing::Rec>(1, StorageType::DiscCopies, Vec::new());
+        let file = schema::SchemaFile {
+            format: schema::FORMAT,
+            node: "local@localhost".into(),
+            next_table_id: 2,
+            tables: vec![table],
+        };
+        schema::store(dir.path(), &file).expect("schema");
+        // A directory an older build wrote: its log segment holds commits without a kind.
+        std::fs::write(dir.path().join(super::wal::segment_name(1)), segment(1)).expect("segment");
+        let (disk, seq) = Disk::open(dir.path(), Durability::Immediate).expect("open");
+        assert_eq!(seq, 3);
+        {
+            let pending = disk.pending.lock();
+            let rec = pending.get("rec").expect("the table");
+            assert_eq!((rec.rows.len(), rec.counter), (3, 3));
+        }
+        // A schema change goes to the new segment (of the current format), the schema file
+        // untouched; the next open reads both segments.
+        let id = disk.update_schema(|s| s.allocate_id()).expect("logged").expect("an id");
+        disk.update_schema(|s| {
+            s.tables[0].indexes.push(crate::schema::record::IndexInfo { field: "tag".into(), unique: false })
+        })
+        .expect("logged");
+        assert_eq!(schema::load(dir.path()).expect("file"), file);
+        drop(disk);
+        let (disk, _) = Disk::open(dir.path(), Durability::Immediate).expect("open again");
+        let now = disk.schema.lock().clone();
+        assert_eq!((now.next_table_id, now.tables[0].indexes.len()), (id + 1, 1));
+        assert_eq!(disk.pending.lock().get("rec").map(|p| p.rows.len()), Some(3));
     }
 
     proptest! {

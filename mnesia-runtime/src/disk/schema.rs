@@ -205,14 +205,20 @@ pub(crate) fn load(dir: &Path) -> Result<SchemaFile> {
     let Some(bytes) = files::read_if_exists(&p)? else {
         return Err(Error::NoSchema { dir: dir.to_path_buf() });
     };
-    let schema: SchemaFile = serde_json::from_slice(&bytes).map_err(|e| Error::Corrupt {
-        file: p.clone(),
-        offset: 0,
+    decode(&bytes, &p, 0)
+}
+
+/// A schema as `encode` wrote it, read from `file` at `offset` (the schema file, or a
+/// schema record of the log).
+pub(crate) fn decode(bytes: &[u8], file: &Path, offset: u64) -> Result<SchemaFile> {
+    let schema: SchemaFile = serde_json::from_slice(bytes).map_err(|e| Error::Corrupt {
+        file: file.to_path_buf(),
+        offset,
         reason: format!("not a schema: {e}"),
     })?;
     if schema.format != FORMAT {
         return Err(Error::UnsupportedFormat {
-            file: p,
+            file: file.to_path_buf(),
             found: schema.format.to_string(),
             supported: FORMAT.to_string(),
         });
@@ -220,8 +226,14 @@ pub(crate) fn load(dir: &Path) -> Result<SchemaFile> {
     Ok(schema)
 }
 
+/// The schema as JSON (the file pretty-printed, a log record compact).
+pub(crate) fn encode(schema: &SchemaFile, pretty: bool) -> Result<Vec<u8>> {
+    let bytes = if pretty { serde_json::to_vec_pretty(schema) } else { serde_json::to_vec(schema) };
+    bytes.map_err(|e| Error::codec("encoding the schema", e))
+}
+
 /// Writes the schema of `dir` atomically.
 pub(crate) fn store(dir: &Path, schema: &SchemaFile) -> Result<()> {
-    let bytes = serde_json::to_vec_pretty(schema).map_err(|e| Error::codec("writing the schema file", e))?;
+    let bytes = encode(schema, true)?;
     files::write_atomically(&path(dir), |f| f.write_all(&bytes))
 }

@@ -42,7 +42,7 @@ pub(crate) fn write(dir: &Path, table: u64, counter: u64, entries: &[SnapshotEnt
 /// corruption.
 pub(crate) fn read(dir: &Path, table: u64) -> Result<(u64, Vec<SnapshotEntry>)> {
     let p = path(dir, table);
-    let frames = frame::read_frames(&p, KIND, VERSION)?;
+    let frames = frame::read_frames(&p, KIND, VERSION..=VERSION)?;
     parse(&p, table, frames)
 }
 

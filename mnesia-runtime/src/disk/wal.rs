@@ -19,7 +19,22 @@ use super::frame::{self, End, encode_frame_parts};
 use crate::error::{Error, Result};
 
 pub(crate) const KIND: &[u8; 6] = b"MNSWAL";
-pub(crate) const VERSION: u8 = 1;
+/// The format written: each record is `[sequence number: u64 LE][kind: u8][body]` (see
+/// [`RecordKind`]).
+pub(crate) const VERSION: u8 = 2;
+/// The oldest format read: version 1 segments hold commits only, `[sequence number][body]`.
+pub(crate) const OLDEST_VERSION: u8 = 1;
+
+/// What a log record holds (the byte after its sequence number, from format version 2 on).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[repr(u8)]
+pub(crate) enum RecordKind {
+    /// A commit: its table parts, postcard-encoded.
+    Commit = 0,
+    /// The whole schema after a change, as `schema.json` keeps it (JSON); its sequence
+    /// number is 0 (its place in the log orders it).
+    Schema = 1,
+}
 /// How many times a sync leader lets arriving commits join its sync.
 const GATHER_ROUNDS: usize = 64;
 /// A segment is closed and a new one started past this size.
@@ -295,13 +310,18 @@ impl Wal {
         }
     }
 
-    /// Appends one commit record: its sequence number, taken from `next_seq` while the log
-    /// is locked (so the log's order is the commit order), then `body`. Returns the sequence
-    /// number and the log position to wait on.
+    /// Appends one record of `kind`: its sequence number, taken from `next_seq` while the
+    /// log is locked (so the log's order is the commit order), then `body`. Returns the
+    /// sequence number and the log position to wait on.
     ///
     /// Under `Relaxed` and `None`, a commit is acknowledged once appended: if the last
     /// flush failed, the log is repaired first, and the commit refused if that fails.
-    pub(crate) fn append(&self, next_seq: impl FnOnce() -> u64, body: &[u8]) -> Result<(u64, u64)> {
+    pub(crate) fn append(
+        &self,
+        next_seq: impl FnOnce() -> u64,
+        kind: RecordKind,
+        body: &[u8],
+    ) -> Result<(u64, u64)> {
         let mut s = self.state.lock();
         if s.fault.is_some() && self.durability != Durability::Immediate {
             drop(s);
@@ -316,7 +336,7 @@ impl Wal {
         }
         let seq = next_seq();
         let before = s.buffer.len();
-        encode_frame_parts(&[&seq.to_le_bytes(), body], &mut s.buffer);
+        encode_frame_parts(&[&seq.to_le_bytes(), &[kind as u8], body], &mut s.buffer);
         s.appended += (s.buffer.len() - before) as u64;
         Ok((seq, s.appended))
     }
@@ -331,6 +351,11 @@ impl Wal {
     pub(crate) fn flush(&self) -> Result<()> {
         let lsn = self.state.lock().appended;
         self.wait(lsn, self.durability != Durability::None, None)
+    }
+
+    /// Writes and syncs everything up to `lsn`, whatever the mode.
+    pub(crate) fn sync_to(&self, lsn: u64) -> Result<()> {
+        self.wait(lsn, true, None)
     }
 
     /// Writes and syncs everything appended so far, whatever the mode (checkpoints, close).
@@ -619,6 +644,8 @@ fn create_segment(dir: &Path, n: u64) -> Result<DiscFile> {
 pub(crate) struct LogRecord {
     /// The number of the segment it is in.
     pub(crate) segment: u64,
+    /// The segment's format version.
+    pub(crate) version: u8,
     pub(crate) file: PathBuf,
     pub(crate) offset: u64,
     pub(crate) payload: Vec<u8>,
@@ -666,7 +693,7 @@ pub(crate) fn read_from(dir: &Path, first: u64) -> Result<LogContents> {
                 reason: "a log segment is missing: the log has a gap".into(),
             });
         }
-        let frames = frame::read_frames(&path, KIND, VERSION)?;
+        let frames = frame::read_frames(&path, KIND, OLDEST_VERSION..=VERSION)?;
         if let End::Torn(at) = frames.end {
             if i + 1 != kept.len() {
                 return Err(Error::Corrupt {
@@ -679,6 +706,7 @@ pub(crate) fn read_from(dir: &Path, first: u64) -> Result<LogContents> {
         }
         records.extend(frames.iter().map(|(offset, payload)| LogRecord {
             segment: *n,
+            version: frames.version,
             file: path.clone(),
             offset,
             payload: payload.to_vec(),

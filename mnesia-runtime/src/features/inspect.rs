@@ -439,9 +439,14 @@ pub(crate) struct Recovered {
 impl Recovered {
     /// Reads `dir` (its lock held by the caller).
     pub(crate) fn read(dir: &Path) -> Result<Recovered> {
-        let schema = schema::load(dir)?;
         let has_checkpoint = dir.join(disk::CHECKPOINT).exists();
         let checkpoint = disk::read_checkpoint(dir)?;
+        let contents = wal::read_from(dir, checkpoint.segment)?;
+        // The schema file as the last checkpoint wrote it, or the last change logged since.
+        let schema = match disk::last_schema(&contents)? {
+            Some(s) => s,
+            None => schema::load(dir)?,
+        };
         let mut tables: Vec<Pending> = schema
             .tables
             .iter()
@@ -460,13 +465,12 @@ impl Recovered {
             }
         }
         let by_id: HashMap<u64, usize> = tables.iter().enumerate().map(|(i, p)| (p.def.id, i)).collect();
-        let contents = wal::read_from(dir, checkpoint.segment)?;
         let mut log_counts: HashMap<u64, (u64, u64)> = HashMap::new();
         let mut segments: Vec<SegmentInfo> = Vec::new();
         let mut last_seq = None;
         let mut disc_only_log: HashMap<u64, Vec<(u64, TableOps)>> = HashMap::new();
         for rec in &contents.records {
-            let (seq, ops) = disk::decode_commit(rec)?;
+            let Some((seq, ops)) = disk::decode_commit(rec)? else { continue };
             last_seq = Some(seq);
             segment_entry(&mut segments, rec.segment, &rec.file, seq);
             for op in &ops {
@@ -604,7 +608,7 @@ fn verify_log(dir: &Path, from: u64, report: &mut VerifyReport) -> Result<()> {
                 reason: "a log segment is missing: the log has a gap".into(),
             });
         }
-        let frames = match frame::read_frames(&path, wal::KIND, wal::VERSION) {
+        let frames = match frame::read_frames(&path, wal::KIND, wal::OLDEST_VERSION..=wal::VERSION) {
             Ok(f) => f,
             Err(e) => {
                 report.damage.push(Damage::of(&path, e));
@@ -612,11 +616,19 @@ fn verify_log(dir: &Path, from: u64, report: &mut VerifyReport) -> Result<()> {
             }
         };
         let mut commits = 0;
+        let mut changes = 0;
         let mut bad = false;
         for (offset, payload) in frames.iter() {
-            let rec = wal::LogRecord { segment: *n, file: path.clone(), offset, payload: payload.to_vec() };
-            match disk::decode_commit(&rec) {
-                Ok(_) => commits += 1,
+            let rec = wal::LogRecord {
+                segment: *n,
+                version: frames.version,
+                file: path.clone(),
+                offset,
+                payload: payload.to_vec(),
+            };
+            match disk::decode_record(&rec) {
+                Ok(disk::LogEntry::Commit(..)) => commits += 1,
+                Ok(disk::LogEntry::Schema) => changes += 1,
                 Err(e) => {
                     report.damage.push(Damage::of(&path, e));
                     bad = true;
@@ -640,9 +652,12 @@ fn verify_log(dir: &Path, from: u64, report: &mut VerifyReport) -> Result<()> {
         }
         if !bad {
             let kept = if *n < from { " (before the last checkpoint: not replayed)" } else { "" };
-            report
-                .checked
-                .push(CheckedFile { file: path, holds: format!("{}{kept}", count(commits, "commit")) });
+            let changes =
+                if changes > 0 { format!(", {}", count(changes, "schema change")) } else { String::new() };
+            report.checked.push(CheckedFile {
+                file: path,
+                holds: format!("{}{changes}{kept}", count(commits, "commit")),
+            });
         }
     }
     Ok(())

@@ -212,9 +212,8 @@ impl Database {
             // on: an `ordered_set`, say, is never on disc only.)
             let mut def = TableDef::of::<New>(new_id, StorageType::DiscCopies, infos);
             def.version = fresh.version.load(Ordering::Acquire);
-            // The new records are on disc before the schema names them, whatever the
-            // durability mode: a crash leaves the old table or the new one.
-            disk.wal.sync()?;
+            // The new records are in the log before the schema change that names them: a
+            // crash leaves the old table or the new one.
             disk.update_schema(|schema| {
                 schema.tables.retain(|t| t.id != old_id);
                 schema.tables.push(def);
@@ -222,15 +221,8 @@ impl Database {
             fresh.disk_id.store(new_id, Ordering::Release);
             // The switch is made: the old records' file goes if it can (one left behind
             // holds a table the schema no longer names).
-            if old.storage() == StorageType::DiscOnlyCopies
-                && let Err(e) = disk.disc_only().and_then(|d| d.drop_table(old_id))
-            {
-                tracing::warn!(
-                    target: "mnesia::disk",
-                    table = New::NAME,
-                    error = %e,
-                    "the disc-only records of a transformed table could not be removed"
-                );
+            if old.storage() == StorageType::DiscOnlyCopies {
+                disk.drop_disc_only(New::NAME, old_id);
             }
         }
         old.retire();

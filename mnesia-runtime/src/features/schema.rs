@@ -95,7 +95,7 @@ impl Schema {
     /// ```
     pub fn info(dir: impl AsRef<Path>) -> Result<SchemaInfo> {
         let dir = dir.as_ref();
-        let s = schema::load(dir)?;
+        let s = disk::current_schema(dir)?;
         Ok(SchemaInfo {
             directory: dir.to_path_buf(),
             nodes: vec![s.node],

@@ -216,7 +216,7 @@ impl Database {
         if let (Some(id), Some(disk)) = (store.disk_id(), self.disk()) {
             disk.update_schema(|schema| schema.tables.retain(|t| t.id != id))?;
             if store.storage() == StorageType::DiscOnlyCopies {
-                disk.disc_only()?.drop_table(id)?;
+                disk.drop_disc_only(T::NAME, id);
             }
             store.disk_id.store(0, Ordering::Release);
         }
@@ -441,19 +441,15 @@ impl Database {
         match store.disk_id() {
             None => {
                 let infos = store.index_infos();
-                let id = disk.update_schema(|schema| {
-                    let id = schema.allocate_id()?;
-                    schema.tables.push(TableDef::of::<T>(id, StorageType::DiscCopies, infos));
-                    Ok(id)
-                })??;
-                // The records so far were never logged: one commit brings them all.
+                let id = disk.update_schema(|schema| schema.allocate_id())??;
+                // The records so far were never logged: one commit brings them all, before
+                // the schema names the table (a crash between leaves it a ram table).
                 let counter = store.counter.load(Ordering::Acquire);
                 let writes = store.entries_locked()?.into_iter().map(|e| (e.key, e.value)).collect();
-                let ops = TableOps { table: id, clear: true, counter, reset: false, writes };
-                if let Err(e) = self.sequence(&[ops]) {
-                    let _ = disk.update_schema(|schema| schema.tables.retain(|t| t.id != id));
-                    return Err(e);
-                }
+                self.sequence(&[TableOps { table: id, clear: true, counter, reset: false, writes }])?;
+                disk.update_schema(|schema| {
+                    schema.tables.push(TableDef::of::<T>(id, StorageType::DiscCopies, infos));
+                })?;
                 store.disk_id.store(id, Ordering::Release);
             }
             Some(id) => {
@@ -497,9 +493,9 @@ impl Database {
             _ => {}
         }
         let old_id = store.disk_id();
-        // The new id's records are on disc before the schema names it, whatever the
-        // durability mode: a crash leaves the old table or the new one.
-        disk.wal.sync()?;
+        // The new id's records are in the log (or durable in the disc-only file) before the
+        // schema change that names it, which follows them in the log: a crash leaves the
+        // old table or the new one.
         disk.update_schema(|schema| {
             schema.tables.retain(|t| Some(t.id) != old_id);
             if let Some(id) = new_id {
@@ -507,7 +503,7 @@ impl Database {
             }
         })?;
         if let (Some(id), StorageType::DiscOnlyCopies) = (old_id, store.storage()) {
-            disk.disc_only()?.drop_table(id)?;
+            disk.drop_disc_only(T::NAME, id);
         }
         // The new store, with indexes of its own.
         let specs = crate::schema::index_spec::specs_with::<T>(&infos);
