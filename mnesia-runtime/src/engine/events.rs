@@ -14,7 +14,9 @@ use parking_lot::Mutex;
 
 use crate::base::broadcast::{Batch, Notice, Reader, Ring};
 
-use crate::schema::record::Record;
+use crate::disk::record::encode;
+use crate::engine::ttl::Alive;
+use crate::schema::record::{Record, TableType};
 
 /// Why a record was deleted.
 ///
@@ -104,6 +106,83 @@ impl<T: Record> Notice for Event<T> {
     }
 }
 
+/// What applying a change did to a table, as its subscribers hear it: what
+/// [`Subscribers::publish`], the one place a table's events leave from, makes into events.
+pub(crate) enum Applied<T: Record> {
+    /// A commit's changes, each key's made into events by [`key_events`] from the records it
+    /// held before and holds after; `detailed`: they carry the old records.
+    Keys {
+        /// The events, in the commit's key order.
+        events: Vec<Event<T>>,
+        /// Made while a detailed subscriber was there (see `Subscribers::any_detailed`).
+        detailed: bool,
+    },
+    /// Records put in the table, none replacing another (a restore's load, after `Cleared`).
+    Loaded(Vec<T>),
+    /// Every record was removed.
+    Cleared,
+    /// The table was dropped, or a new store took its place (a transform).
+    Dropped,
+}
+
+/// The events of one key's change: a delete when the key is left empty; otherwise a write
+/// per record now there that was not before and, in a bag, a delete per record removed
+/// (carrying the record, whatever the subscription). A removed record whose deadline had
+/// passed is a delete with the cause `Expired` (before the write that took its key, which
+/// does not report it as its `old`).
+pub(crate) fn key_events<T: Record>(
+    key: T::Key,
+    change: (&[T], &[T]),
+    detailed: bool,
+    cause: DeleteCause,
+    alive: Alive,
+    out: &mut Vec<Event<T>>,
+) {
+    let (old, new) = change;
+    let cause_of = |r: &T| if alive.keeps(r) { cause } else { DeleteCause::Expired };
+    if T::TYPE != TableType::Bag {
+        if new.is_empty() {
+            if let Some(gone) = old.first() {
+                out.push(Event::Delete { key, old: detailed.then(|| gone.clone()), cause: cause_of(gone) });
+            }
+            return;
+        }
+        let replaced = old.first().filter(|r| alive.keeps(*r));
+        if let Some(gone) = old.first().filter(|r| !alive.keeps(*r)) {
+            // The expired record a write took the key of goes first.
+            out.push(Event::Delete {
+                key: key.clone(),
+                old: detailed.then(|| gone.clone()),
+                cause: DeleteCause::Expired,
+            });
+        }
+        for n in new {
+            out.push(Event::Write { new: n.clone(), old: detailed.then(|| replaced.cloned()).flatten() });
+        }
+        return;
+    }
+    if new.is_empty() {
+        for r in old {
+            out.push(Event::Delete { key: key.clone(), old: Some(r.clone()), cause: cause_of(r) });
+        }
+        return;
+    }
+    // Bag records are told apart by their encoding.
+    let encoded = |r: &T| encode(r).unwrap_or_default();
+    let before: Vec<Vec<u8>> = old.iter().map(encoded).collect();
+    let after: Vec<Vec<u8>> = new.iter().map(encoded).collect();
+    for (r, b) in old.iter().zip(&before) {
+        if !after.contains(b) {
+            out.push(Event::Delete { key: key.clone(), old: Some(r.clone()), cause: cause_of(r) });
+        }
+    }
+    for (n, a) in new.iter().zip(&after) {
+        if !before.contains(a) {
+            out.push(Event::Write { new: n.clone(), old: None });
+        }
+    }
+}
+
 /// The subscribers of one table: simple ones read one ring, detailed ones another.
 pub(crate) struct Subscribers<T: Record> {
     simple: Arc<Ring<Event<T>>>,
@@ -129,9 +208,21 @@ impl<T: Record> Subscribers<T> {
         self.detailed.has_readers()
     }
 
-    /// Delivers one commit's events; `built_detailed`: they carry the old records (made
+    /// Publishes what a change did: every event of the table leaves from here.
+    pub(crate) fn publish(&self, applied: Applied<T>) {
+        match applied {
+            Applied::Keys { events, detailed } => self.deliver(events, detailed),
+            Applied::Loaded(records) => {
+                self.deliver(records.into_iter().map(|new| Event::Write { new, old: None }).collect(), true);
+            }
+            Applied::Cleared => self.deliver(vec![Event::Cleared], false),
+            Applied::Dropped => self.deliver(vec![Event::Dropped], false),
+        }
+    }
+
+    /// Delivers one change's events; `built_detailed`: they carry the old records (made
     /// when a detailed subscriber was there: see `any_detailed`).
-    pub(crate) fn deliver(&self, events: Vec<Event<T>>, built_detailed: bool) {
+    fn deliver(&self, events: Vec<Event<T>>, built_detailed: bool) {
         if events.is_empty() {
             return;
         }

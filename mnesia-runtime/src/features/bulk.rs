@@ -15,7 +15,7 @@ use crate::db::any_table::{Loader, LogBatch, Switch};
 use crate::db::{AnyTable, Database, TableMap};
 use crate::disk::record::{EntryRef, Logged, LoggedRef, TableOps, encode, logged_len};
 use crate::disk::schema::TableDef;
-use crate::engine::events::Event;
+use crate::engine::events::Applied;
 use crate::engine::store::{IndexList, Sealed, TableStore, Write};
 use crate::error::{Error, Result};
 use crate::schema::record::{Record, StorageType, TableType};
@@ -240,17 +240,17 @@ impl<T: Record> TableLoader<T> {
         if fresh.subs.any() {
             let _order = fresh.subs.publishing.lock();
             if cleared {
-                fresh.subs.deliver(vec![Event::Cleared], true);
+                fresh.subs.publish(Applied::Cleared);
             }
             for shard in 0..fresh.shard_count() {
                 let mut batch = Vec::with_capacity(EVENT_BATCH);
                 fresh.scan_shard(shard, |r| {
-                    batch.push(Event::Write { new: r.clone(), old: None });
+                    batch.push(r.clone());
                     if batch.len() == EVENT_BATCH {
-                        fresh.subs.deliver(std::mem::take(&mut batch), true);
+                        fresh.subs.publish(Applied::Loaded(std::mem::take(&mut batch)));
                     }
                 });
-                fresh.subs.deliver(batch, true);
+                fresh.subs.publish(Applied::Loaded(batch));
             }
         }
         tables.insert(T::NAME.to_owned(), Arc::new(fresh) as Arc<dyn AnyTable>);

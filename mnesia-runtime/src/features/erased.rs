@@ -55,7 +55,7 @@ impl<T: Record> AnyTable for TableStore<T> {
     fn retire(&self) {
         // Subscribers of this type are told the table they watched is gone; transactions
         // holding this store run again on the one in its place.
-        self.subs.deliver(vec![crate::engine::events::Event::Dropped], false);
+        self.subs.publish(crate::engine::events::Applied::Dropped);
         self.mark_replaced();
         TableStore::release(self);
     }

@@ -225,7 +225,7 @@ impl Database {
         next.remove(T::NAME);
         self.put_tables(next);
         // While every commit lock is held: after every event and commit of the table.
-        store.subs.deliver(vec![crate::engine::events::Event::Dropped], false);
+        store.subs.publish(crate::engine::events::Applied::Dropped);
         if self.replicating() {
             self.hand_whole(T::NAME, WholeTable::Drop, self.next_seq());
         }
@@ -265,7 +265,7 @@ impl Database {
         });
         let seq = self.sequence(logged.as_slice())?;
         store.clear_all(seq, self.snapshots().floor());
-        store.subs.deliver(vec![crate::engine::events::Event::Cleared], false);
+        store.subs.publish(crate::engine::events::Applied::Cleared);
         self.hand_whole(T::NAME, WholeTable::Clear, seq);
         drop(held);
         Ok(())

@@ -17,7 +17,7 @@ use crate::error::{Error, Result};
 use crate::schema::index_spec::TableIndex;
 use crate::schema::record::{Record, TableType};
 
-use super::write_set::{WriteSet, change_events};
+use super::write_set::WriteSet;
 use crate::db::table_part::{Spare, TxPart, UniqueFailure};
 
 /// What a commit prepared for one table before locking.
@@ -532,7 +532,7 @@ impl<T: Record> TxPart for TxTable<T> {
             };
             self.store.install(&e.key, e.hash, e.write, seq, floor, |old, new| {
                 if let Some(key) = key {
-                    change_events(key, (old, new), detailed, cause, alive, &mut events);
+                    crate::engine::events::key_events(key, (old, new), detailed, cause, alive, &mut events);
                 }
                 if T::AUTO_INCREMENT {
                     // Raised when the write was buffered, and again here: a counter reset
@@ -565,7 +565,7 @@ impl<T: Record> TxPart for TxTable<T> {
             });
         }
         if publish {
-            self.store.subs.deliver(events, detailed);
+            self.store.subs.publish(crate::engine::events::Applied::Keys { events, detailed });
         }
     }
 

@@ -1,10 +1,7 @@
-//! A transaction's buffered writes to one table, and the events of a key's change.
+//! A transaction's buffered writes to one table.
 
-use crate::disk::record::encode;
-use crate::engine::events::{DeleteCause, Event};
 use crate::engine::store::Write;
-use crate::engine::ttl::Alive;
-use crate::schema::record::{Record, TableType};
+use crate::schema::record::Record;
 
 /// One key a transaction writes.
 #[derive(Clone)]
@@ -12,64 +9,6 @@ pub(crate) struct WriteEntry<T: Record> {
     pub(crate) key: T::Key,
     pub(crate) hash: u64,
     pub(crate) write: Write<T>,
-}
-
-/// The events of one key's change: a delete when the key is left empty; otherwise a write
-/// per record now there that was not before and, in a bag, a delete per record removed
-/// (carrying the record, whatever the subscription). A removed record whose deadline had
-/// passed is a delete with the cause `Expired` (before the write that took its key, which
-/// does not report it as its `old`).
-pub(super) fn change_events<T: Record>(
-    key: T::Key,
-    change: (&[T], &[T]),
-    detailed: bool,
-    cause: DeleteCause,
-    alive: Alive,
-    out: &mut Vec<Event<T>>,
-) {
-    let (old, new) = change;
-    let cause_of = |r: &T| if alive.keeps(r) { cause } else { DeleteCause::Expired };
-    if T::TYPE != TableType::Bag {
-        if new.is_empty() {
-            if let Some(gone) = old.first() {
-                out.push(Event::Delete { key, old: detailed.then(|| gone.clone()), cause: cause_of(gone) });
-            }
-            return;
-        }
-        let replaced = old.first().filter(|r| alive.keeps(*r));
-        if let Some(gone) = old.first().filter(|r| !alive.keeps(*r)) {
-            // The expired record a write took the key of goes first.
-            out.push(Event::Delete {
-                key: key.clone(),
-                old: detailed.then(|| gone.clone()),
-                cause: DeleteCause::Expired,
-            });
-        }
-        for n in new {
-            out.push(Event::Write { new: n.clone(), old: detailed.then(|| replaced.cloned()).flatten() });
-        }
-        return;
-    }
-    if new.is_empty() {
-        for r in old {
-            out.push(Event::Delete { key: key.clone(), old: Some(r.clone()), cause: cause_of(r) });
-        }
-        return;
-    }
-    // Bag records are told apart by their encoding.
-    let encoded = |r: &T| encode(r).unwrap_or_default();
-    let before: Vec<Vec<u8>> = old.iter().map(encoded).collect();
-    let after: Vec<Vec<u8>> = new.iter().map(encoded).collect();
-    for (r, b) in old.iter().zip(&before) {
-        if !after.contains(b) {
-            out.push(Event::Delete { key: key.clone(), old: Some(r.clone()), cause: cause_of(r) });
-        }
-    }
-    for (n, a) in new.iter().zip(&after) {
-        if !before.contains(a) {
-            out.push(Event::Write { new: n.clone(), old: None });
-        }
-    }
 }
 
 /// The buffered writes of one table, at most one entry per key.
