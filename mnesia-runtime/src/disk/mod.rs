@@ -205,6 +205,10 @@ pub(crate) fn decode_record(rec: &wal::LogRecord) -> Result<LogEntry<'_>> {
 /// A commit record's sequence number and table parts, read in place; `None` for a schema
 /// record.
 pub(crate) fn decode_commit(rec: &wal::LogRecord) -> Result<Option<(u64, Vec<TableOpsRef<'_>>)>> {
+    // (A schema record's body is read by `last_schema` only.)
+    if split_record(rec)?.1 == wal::RecordKind::Schema as u8 {
+        return Ok(None);
+    }
     Ok(match decode_record(rec)? {
         LogEntry::Commit(seq, ops) => Some((seq, ops)),
         LogEntry::Schema => None,
@@ -228,8 +232,12 @@ pub(crate) fn last_schema(log: &wal::LogContents) -> Result<Option<SchemaFile>> 
 pub(crate) fn current_schema(dir: &Path) -> Result<SchemaFile> {
     let mut attempts = 0;
     loop {
+        // The checkpoint first: a schema file written after it holds no less than it says
+        // (a checkpoint writes the schema file before its own), and the log it replays from
+        // holds every change since.
+        let checkpoint = read_checkpoint(dir)?;
         let written = schema::load(dir)?;
-        match wal::read_from(dir, read_checkpoint(dir)?.segment).and_then(|log| last_schema(&log)) {
+        match wal::read_from(dir, checkpoint.segment).and_then(|log| last_schema(&log)) {
             Ok(last) => return Ok(last.unwrap_or(written)),
             Err(_) if attempts < 3 && is_running(dir) => attempts += 1,
             Err(e) => return Err(e),
@@ -471,7 +479,7 @@ impl Disk {
         // The encoding stops at the limit: a huge commit costs no more than that.
         let body = record::encode(ops)
             .map_err(|e| if matches!(e, Error::TooLarge { .. }) { too_large() } else { e })?;
-        if body.len() + 8 > frame::MAX_FRAME {
+        if body.len() + wal::RECORD_HEADER > frame::MAX_FRAME {
             return Err(too_large());
         }
         let appended = self.wal.append(next_seq, wal::RecordKind::Commit, &body);
@@ -513,12 +521,14 @@ impl Disk {
     }
 
     /// Changes the schema: the schema it leaves is appended to the log, in its place among
-    /// the commits, and synced whatever the durability mode, so that a schema change is
-    /// durable when it returns, as it has always been. Under `Durability::Immediate` a failed
-    /// sync drops the record (as it drops a commit) and the schema is unchanged; under the
-    /// other modes the record is acknowledged once appended, as a commit is, and a failed
-    /// sync is the log's failure (reported by its health events; the record is written
-    /// when the log works again). The schema file is written by checkpoints only.
+    /// the commits, and synced. Under `Durability::Immediate` a failed sync drops the
+    /// record (as it drops a commit) and the schema is unchanged; under the other modes the
+    /// record is acknowledged once appended, as a commit is: a failed sync is the log's
+    /// failure (reported by its health events), the record is written when the log works
+    /// again, and a crash before that loses it. The schema file is written by checkpoints
+    /// only. The caller holds the database's schema lock, as checkpoints do: a change of
+    /// several steps (records logged under a new id, then the schema naming it) is never
+    /// cut by a checkpoint.
     pub(crate) fn update_schema<R>(&self, f: impl FnOnce(&mut SchemaFile) -> R) -> Result<R> {
         let mut s = self.schema.lock();
         if self.is_closed() {
@@ -528,6 +538,11 @@ impl Disk {
         let r = f(&mut next);
         if next != *s {
             let body = schema::encode(&next, false)?;
+            if body.len() + wal::RECORD_HEADER > frame::MAX_FRAME {
+                return Err(Error::TooLarge {
+                    what: format!("a schema of {} bytes encoded, over the log's record limit", body.len()),
+                });
+            }
             // (A schema record has no sequence number of its own: its place in the log
             // orders it.)
             let (_, lsn) = self.wal.append(|| 0, wal::RecordKind::Schema, &body)?;
@@ -547,8 +562,9 @@ impl Disk {
 
     /// Writes a checkpoint: a new log segment, a snapshot of every disc table in the schema
     /// (from `snapshot_of` for the tables in use, from the recovered rows for the others),
-    /// the checkpoint file, then removes the log segments the checkpoint covers. A no-op
-    /// once closed.
+    /// the schema file, the checkpoint file, then removes the log segments the checkpoint
+    /// covers. A no-op once closed. The caller holds the database's schema lock (see
+    /// [`Disk::update_schema`]).
     pub(crate) fn checkpoint(
         &self,
         seq: u64,
@@ -600,9 +616,10 @@ impl Disk {
     ) -> Result<()> {
         let started = std::time::Instant::now();
         let segment = self.wal.roll()?;
-        // The schema as it is now, after the roll: a table created before the roll is in it,
-        // and one created after has all its commits in the new segment (as has every schema
-        // change after this: recovery takes the last one the log holds, else this).
+        // The schema as it is now, after the roll (the caller holds the database's schema
+        // lock: no schema change is under way, so every table created with its records
+        // logged is in it); every schema change after this is in the new segment, and
+        // recovery takes the last one the log holds, else this.
         let schema_now = self.schema.lock().clone();
         let defs: &[TableDef] = &schema_now.tables;
         let mut snapshots = Vec::with_capacity(defs.len());

@@ -25,6 +25,9 @@ pub(crate) const VERSION: u8 = 2;
 /// The oldest format read: version 1 segments hold commits only, `[sequence number][body]`.
 pub(crate) const OLDEST_VERSION: u8 = 1;
 
+/// The bytes a record's payload has before its body: the sequence number and the kind.
+pub(crate) const RECORD_HEADER: usize = 9;
+
 /// What a log record holds (the byte after its sequence number, from format version 2 on).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[repr(u8)]

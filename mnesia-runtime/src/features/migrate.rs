@@ -181,8 +181,8 @@ impl Database {
 
     /// Puts `fresh`, holding `rows`, in the place of `old` (the caller holds the schema
     /// lock and every commit lock of `old`): on disc the rows are logged under a new table
-    /// id and synced before one write of the schema switches the table to them, so a crash
-    /// leaves the old table or the new one; `old`'s subscribers hear `Dropped`, and its
+    /// id before the schema change that switches the table to them (a record after them in
+    /// the log), so a crash leaves the old table or the new one; `old`'s subscribers hear `Dropped`, and its
     /// transactions run again on `fresh`. `replaced` goes to the sink first, if any.
     fn put_in_place<New: Record>(
         &self,
