@@ -105,6 +105,29 @@ pub fn figures(
         db.close()?;
     }
 
+    if report.wants("disc_schema_change") {
+        // An index added or removed on a disc table of ten records, each change a record
+        // of the log synced before it returns; floor: a synced append of that record's
+        // size (the schema with its one table).
+        let dir = tempfile::tempdir().map_err(io)?;
+        let db = open(dir.path(), Durability::Immediate)?;
+        let changes: u64 = if quick { 40 } else { 200 };
+        let ours = db.scope(|| -> mnesia::Result<f64> {
+            User::create_table(disc())?;
+            User::batch_write((0..10).map(user))?;
+            let t = Instant::now();
+            for _ in 0..changes / 2 {
+                User::add_index(User::AGE)?;
+                User::remove_index(User::AGE)?;
+            }
+            Ok(t.elapsed().as_nanos() as f64 / changes as f64)
+        })?;
+        db.close()?;
+        let schema_bytes = std::fs::metadata(dir.path().join("schema.json")).map_err(io)?.len() as usize;
+        let floor = raw_synced_appends(dir.path(), schema_bytes, changes).map_err(io)?;
+        report.add("disc_schema_change", ours, floor);
+    }
+
     if report.wants("disc_tx_write_relaxed") {
         let dir = tempfile::tempdir().map_err(io)?;
         let db = open(dir.path(), Durability::Relaxed { interval: Duration::from_millis(100) })?;

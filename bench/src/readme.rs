@@ -129,6 +129,11 @@ const ROWS: &[Row] = &[
     row("disc_tx_write_immediate_8", "8 writers' throughput over 1", Target::AtLeast(4.0)),
     row("disc_tx_write_relaxed", "floor: in-memory `tx_write`", Target::AtMost(3.0)),
     row("disc_only_tx_write", "floor: `write_all` + `sync_data`", Target::None),
+    row(
+        "disc_schema_change",
+        "an index added or removed on a disc table; floor: `write_all` + `sync_data` of the schema's size",
+        Target::None,
+    ),
     row("disc_only_read", "floor: in-memory `tx_read`; 2000 records", Target::AtMost(5.0)),
     row("recovery_1m_ms", "open after a clean close; floor: reading the files", Target::WithinMs(1500.0)),
     row("recovery_1m_crash_ms", "open from the log only; floor: reading the files", Target::WithinMs(1500.0)),
