@@ -63,6 +63,9 @@ pub(crate) fn info(out: &mut dyn Write, info: &DirectoryInfo) -> std::io::Result
             .collect();
         writeln!(out, "{} {{ {} }}", t.name, fields.join(", "))?;
     }
+    for n in &info.notes {
+        writeln!(out, "\nnote: {n}")?;
+    }
     Ok(())
 }
 
@@ -77,8 +80,8 @@ fn table_row(t: &StoredTable) -> Vec<String> {
         t.name.clone(),
         t.table_type.to_string(),
         t.storage.to_string(),
-        t.keys.to_string(),
-        t.records.to_string(),
+        if t.counted { t.keys.to_string() } else { "?".into() },
+        if t.counted { t.records.to_string() } else { "?".into() },
         if t.auto_increment { t.counter.to_string() } else { "-".into() },
         if indexes.is_empty() { "-".into() } else { indexes.join(", ") },
         t.log_commits.to_string(),

@@ -211,3 +211,36 @@ fn the_documented_recipe_keeps_the_commits_before_the_damage() {
     assert!(n > 0 && n < 20, "{kept:?}");
     assert_eq!(kept, (0..n).collect::<Vec<_>>());
 }
+
+/// The last record of a segment before the last one damaged (nothing valid after it in
+/// that segment): refused on open and by `verify`, which names it damaged (not cut short
+/// by a crash: only the log's end can be) and does not also list the segment as sound.
+#[test]
+fn a_damaged_last_record_of_an_earlier_segment_is_damage_not_a_torn_tail() {
+    let dir = logged_dir(3);
+    // A second run writes to a segment of its own.
+    let db = open(dir.path()).expect("open");
+    db.scope(|| Item::write(Item { id: 9, name: "later".into() })).expect("write");
+    drop_without_close(db);
+    let all = segments(dir.path());
+    assert!(all.len() >= 2, "{all:?}");
+    let first = &all[0];
+    let mut bytes = std::fs::read(first).expect("read");
+    let at = bytes.len() - 3;
+    bytes[at] ^= 0x40;
+    std::fs::write(first, &bytes).expect("write");
+    match open(dir.path()) {
+        Err(Error::Corrupt { file, reason, .. }) => {
+            assert_eq!(&file, first);
+            assert!(reason.contains("damaged"), "{reason}");
+        }
+        other => panic!("expected Corrupt, got {:?}", other.map(|_| ())),
+    }
+    let report = mnesia::Schema::verify(dir.path()).expect("verify");
+    assert!(
+        report.damage.iter().any(|d| &d.file == first && d.reason.contains("damaged")),
+        "{:?}",
+        report.damage
+    );
+    assert!(!report.checked.iter().any(|c| &c.file == first), "listed as sound too: {:?}", report.checked);
+}

@@ -434,3 +434,57 @@ fn a_table_recreated_while_a_checkpoint_waits_gets_the_dropped_records() {
     keys.sort_unstable();
     assert_eq!(keys, vec![100], "the re-created table after a crash");
 }
+
+fn wal_segments(dir: &Path) -> usize {
+    std::fs::read_dir(dir)
+        .expect("ls")
+        .flatten()
+        .filter(|e| e.file_name().to_string_lossy().ends_with(".wal"))
+        .count()
+}
+
+// 12. A program that stopped (or crashed) before writing `checkpoint_after_bytes` of log in
+//     one run never got a checkpoint: the size counted from each open, and the log replayed
+//     at every open grew run after run. And every open started a new segment, so opens that
+//     wrote nothing piled up empty segments.
+#[test]
+fn the_log_left_by_earlier_runs_counts_towards_the_next_checkpoint() {
+    let dir = tests::schema_dir();
+    let config = |threshold: u64| Config::default().dir(dir.path()).checkpoint_after_bytes(threshold);
+    for run in 0..3u32 {
+        let db = Database::open(config(u64::MAX)).expect("open");
+        db.scope(|| -> mnesia::Result<()> {
+            if !Small::exists()? {
+                Small::create_table(disc())?;
+            }
+            Small::batch_write((0..20).map(|i| Small { id: run * 100 + i, name: "x".repeat(40) })).map(drop)
+        })
+        .expect("writes");
+        // A crash: no closing checkpoint.
+        drop(db);
+    }
+    let db = Database::open(config(u64::MAX)).expect("open");
+    let log_bytes = |db: &Database| db.system_info().log.map_or(0, |l| l.bytes_since_checkpoint);
+    let carried = log_bytes(&db);
+    assert!(carried > 3 * 20 * 40, "the log of the earlier runs counts: {carried} bytes");
+    drop(db);
+    // Opens that write nothing leave no segment behind.
+    let segments = wal_segments(dir.path());
+    for _ in 0..3 {
+        drop(Database::open(config(u64::MAX)).expect("open"));
+    }
+    assert_eq!(
+        wal_segments(dir.path()),
+        segments,
+        "an open that writes nothing reuses the empty last segment"
+    );
+    // With a threshold below what the earlier runs left, the next open checkpoints soon.
+    let db = Database::open(config(1000)).expect("open");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !dir.path().join("checkpoint.json").exists() {
+        assert!(Instant::now() < deadline, "no checkpoint came of the carried log");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert!(log_bytes(&db) < carried);
+    db.scope(|| assert_eq!(Small::count().expect("count"), 60));
+}

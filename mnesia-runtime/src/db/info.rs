@@ -24,7 +24,8 @@ use crate::schema::record::TableInfo;
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 #[non_exhaustive]
 pub struct LogInfo {
-    /// Bytes appended since the last checkpoint (what the next open replays).
+    /// Bytes of log since the last checkpoint (what the next open replays), the log the
+    /// directory held when it was opened included.
     pub bytes_since_checkpoint: u64,
     /// The size past which a checkpoint runs (`Config::checkpoint_after_bytes`).
     pub checkpoint_after_bytes: u64,

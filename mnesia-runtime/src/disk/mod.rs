@@ -22,6 +22,7 @@
 pub(crate) mod files;
 pub(crate) mod format;
 pub(crate) mod frame;
+pub(crate) mod log_read;
 pub(crate) mod only;
 pub(crate) mod record;
 pub(crate) mod schema;
@@ -37,6 +38,7 @@ use parking_lot::Mutex;
 use serde::{Deserialize, Serialize};
 
 use self::files::io_error;
+pub(crate) use self::log_read::{LogEntry, current_schema, decode_commit, decode_record, last_schema};
 use self::record::{Logged, LoggedRef, SnapshotEntry, TableOps, TableOpsRef};
 use self::schema::{SchemaFile, TableDef};
 use self::wal::{Durability, Wal};
@@ -151,98 +153,6 @@ pub(crate) struct Disk {
     disc_only: Mutex<Option<Arc<only::DiscOnly>>>,
     /// The directory's lock, held while the database is open.
     lock: Mutex<Option<File>>,
-}
-
-/// A log record, read in place.
-pub(crate) enum LogEntry<'a> {
-    /// A commit: its sequence number and table parts.
-    Commit(u64, Vec<TableOpsRef<'a>>),
-    /// A schema change (the record holds the whole schema it left: see [`last_schema`]).
-    Schema,
-}
-
-/// A log record's sequence number, kind and body (a segment of format version 1 holds
-/// commits only, without the kind byte).
-fn split_record(rec: &wal::LogRecord) -> Result<(u64, u8, &[u8])> {
-    let corrupt =
-        |reason: &str| Error::Corrupt { file: rec.file.clone(), offset: rec.offset, reason: reason.into() };
-    let (seq, rest) = rec.payload.split_at_checked(8).ok_or_else(|| corrupt("a log record too short"))?;
-    let seq = u64::from_le_bytes(seq.try_into().map_err(|_| corrupt("bad sequence number"))?);
-    let (kind, body) = match rec.version {
-        1 => (wal::RecordKind::Commit as u8, rest),
-        _ => rest
-            .split_first()
-            .map(|(k, b)| (*k, b))
-            .ok_or_else(|| corrupt("a log record without its kind"))?,
-    };
-    Ok((seq, kind, body))
-}
-
-/// Decodes a log record.
-pub(crate) fn decode_record(rec: &wal::LogRecord) -> Result<LogEntry<'_>> {
-    let (seq, kind, body) = split_record(rec)?;
-    match kind {
-        k if k == wal::RecordKind::Commit as u8 => {
-            let ops: Vec<TableOpsRef<'_>> = postcard::from_bytes(body).map_err(|e| Error::Corrupt {
-                file: rec.file.clone(),
-                offset: rec.offset,
-                reason: format!("bad commit record: {e}"),
-            })?;
-            Ok(LogEntry::Commit(seq, ops))
-        }
-        k if k == wal::RecordKind::Schema as u8 => {
-            schema::decode(body, &rec.file, rec.offset)?;
-            Ok(LogEntry::Schema)
-        }
-        k => Err(Error::Corrupt {
-            file: rec.file.clone(),
-            offset: rec.offset,
-            reason: format!("a log record of unknown kind {k}"),
-        }),
-    }
-}
-
-/// A commit record's sequence number and table parts, read in place; `None` for a schema
-/// record.
-pub(crate) fn decode_commit(rec: &wal::LogRecord) -> Result<Option<(u64, Vec<TableOpsRef<'_>>)>> {
-    // (A schema record's body is read by `last_schema` only.)
-    if split_record(rec)?.1 == wal::RecordKind::Schema as u8 {
-        return Ok(None);
-    }
-    Ok(match decode_record(rec)? {
-        LogEntry::Commit(seq, ops) => Some((seq, ops)),
-        LogEntry::Schema => None,
-    })
-}
-
-/// The schema the log's records leave, if any changes it: the last schema record's.
-pub(crate) fn last_schema(log: &wal::LogContents) -> Result<Option<SchemaFile>> {
-    for rec in log.records.iter().rev() {
-        let (_, kind, body) = split_record(rec)?;
-        if kind == wal::RecordKind::Schema as u8 {
-            return schema::decode(body, &rec.file, rec.offset).map(Some);
-        }
-    }
-    Ok(None)
-}
-
-/// The schema of `dir` as it stands: the schema file as the last checkpoint wrote it, or
-/// the last schema change the log holds since (for tools reading a directory, open or not:
-/// a checkpoint that removes segments meanwhile makes it read again).
-pub(crate) fn current_schema(dir: &Path) -> Result<SchemaFile> {
-    let mut attempts = 0;
-    loop {
-        // The checkpoint first: a schema file written after it holds no less than it says
-        // (a checkpoint writes the schema file before its own), and the log it replays from
-        // holds every change since.
-        let checkpoint = read_checkpoint(dir)?;
-        let written = schema::load(dir)?;
-        match wal::read_from(dir, checkpoint.segment).and_then(|log| last_schema(&log)) {
-            Ok(last) => return Ok(last.unwrap_or(written)),
-            Err(_) if attempts < 3 && is_running(dir) => attempts += 1,
-            Err(e) => return Err(e),
-        }
-    }
 }
 
 /// The last checkpoint of `dir` (none yet: replay the whole log).
@@ -434,11 +344,24 @@ impl Disk {
         if let Some((path, at)) = &log.torn {
             wal::cut_torn_tail(path, *at)?;
         }
-        let next = log
-            .last
-            .unwrap_or(checkpoint.segment)
-            .checked_add(1)
-            .ok_or_else(|| Error::Exhausted { what: "log segment numbers".into() })?;
+        // The last segment again if it holds nothing but a header of the current format (an
+        // open that wrote nothing, a roll just before a crash), else a new one.
+        let empty_last = log.last.filter(|n| {
+            log.records.last().is_none_or(|r| r.segment != *n)
+                && std::fs::read(dir.join(wal::segment_name(*n)))
+                    .is_ok_and(|b| b[..] == frame::magic(wal::KIND, wal::VERSION)[..])
+        });
+        let next = match empty_last {
+            Some(n) => n,
+            None => log
+                .last
+                .unwrap_or(checkpoint.segment)
+                .checked_add(1)
+                .ok_or_else(|| Error::Exhausted { what: "log segment numbers".into() })?,
+        };
+        // The log since the checkpoint counts towards the next one: a program that stops
+        // (or crashes) before writing the threshold in one run still gets checkpoints.
+        let carried: u64 = log.records.iter().map(|r| (frame::HEADER + r.payload.len()) as u64).sum();
         tracing::info!(
             target: "mnesia::recovery",
             dir = %dir.display(),
@@ -450,7 +373,7 @@ impl Disk {
             took_ms = started.elapsed().as_secs_f64() * 1e3,
             "recovered"
         );
-        let wal = Wal::open(dir, next, durability)?;
+        let wal = Wal::open(dir, next, empty_last.is_some(), carried, durability)?;
         if let Some(disc) = &disc_only {
             disc.attach_log(&wal);
         }

@@ -25,6 +25,11 @@ pub(crate) const VERSION: u8 = 2;
 /// The oldest format read: version 1 segments hold commits only, `[sequence number][body]`.
 pub(crate) const OLDEST_VERSION: u8 = 1;
 
+/// Why a segment before the last is refused when it does not end in a whole record: a
+/// crash cuts only the log's end short, so the record there is damaged (or the segment was
+/// cut).
+pub(crate) const DAMAGED_BEFORE_THE_END: &str = "a damaged record (one that does not read whole) in a segment before the last: only the log's end is ever cut short by a crash";
+
 /// The bytes a record's payload has before its body: the sequence number and the kind.
 pub(crate) const RECORD_HEADER: usize = 9;
 
@@ -163,6 +168,9 @@ struct State {
     rolled_to: u64,
     /// `appended` when the last requested roll was asked for.
     appended_at_roll: u64,
+    /// Log bytes the directory held since its last checkpoint when it was opened (until
+    /// the first roll).
+    carried: u64,
     /// The last flush failed: the next one repairs the segment first.
     fault: Option<Fault>,
     /// Log positions of batches that failed under `Immediate`: their commits were refused
@@ -250,9 +258,25 @@ struct Pass {
 }
 
 impl Wal {
-    /// Opens the log for appending, in a new segment numbered `segment`.
-    pub(crate) fn open(dir: &Path, segment: u64, durability: Durability) -> Result<Arc<Wal>> {
-        let file = create_segment(dir, segment)?;
+    /// Opens the log for appending, in segment `segment`: a new one, or (`reuse`) the
+    /// existing last one, which holds nothing but its header of the current format (an
+    /// open that wrote nothing leaves no empty segment behind for the next). `carried`: the
+    /// bytes of log the directory held since its last checkpoint, which count towards the
+    /// next one as if appended now.
+    pub(crate) fn open(
+        dir: &Path,
+        segment: u64,
+        reuse: bool,
+        carried: u64,
+        durability: Durability,
+    ) -> Result<Arc<Wal>> {
+        let file = if reuse {
+            let mut f = DiscFile::open_write(&dir.join(segment_name(segment)))?;
+            f.truncate_to(8)?;
+            f
+        } else {
+            create_segment(dir, segment)?
+        };
         let wal = Arc::new(Wal {
             dir: dir.to_path_buf(),
             durability,
@@ -272,6 +296,7 @@ impl Wal {
                 rolls_failed: 0,
                 rolled_to: segment,
                 appended_at_roll: 0,
+                carried,
                 fault: None,
                 dropped: VecDeque::new(),
                 closed: false,
@@ -596,7 +621,9 @@ impl Wal {
             self.state.lock().appended_at_roll = before;
             return Err(e);
         }
-        Ok(self.state.lock().rolled_to)
+        let mut s = self.state.lock();
+        s.carried = 0;
+        Ok(s.rolled_to)
     }
 
     /// The segment being appended to and how many of its bytes are known durable, once no
@@ -620,10 +647,11 @@ impl Wal {
         Ok(())
     }
 
-    /// Bytes appended since the last checkpoint's roll.
+    /// Bytes appended since the last checkpoint's roll (or, before any, since the
+    /// directory's last checkpoint: the log it was opened with counts).
     pub(crate) fn bytes_since_roll(&self) -> u64 {
         let s = self.state.lock();
-        s.appended - s.appended_at_roll
+        s.appended - s.appended_at_roll + s.carried
     }
 }
 
@@ -699,11 +727,7 @@ pub(crate) fn read_from(dir: &Path, first: u64) -> Result<LogContents> {
         let frames = frame::read_frames(&path, KIND, OLDEST_VERSION..=VERSION)?;
         if let End::Torn(at) = frames.end {
             if i + 1 != kept.len() {
-                return Err(Error::Corrupt {
-                    file: path,
-                    offset: at,
-                    reason: "a record cut short before the last segment".into(),
-                });
+                return Err(Error::Corrupt { file: path, offset: at, reason: DAMAGED_BEFORE_THE_END.into() });
             }
             torn = Some((path.clone(), at));
         }

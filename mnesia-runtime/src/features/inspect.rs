@@ -41,6 +41,9 @@ pub struct DirectoryInfo {
     pub checkpoint: Option<CheckpointInfo>,
     /// The commit log from the last checkpoint on (what the next open replays).
     pub log: StoredLog,
+    /// Things worth knowing about what this could not tell (the disc-only file left by a
+    /// crash, not read until an open recovers it).
+    pub notes: Vec<String>,
 }
 
 /// A table as a directory holds it (see [`DirectoryInfo`]).
@@ -82,6 +85,9 @@ pub struct StoredTable {
     pub keys: u64,
     /// Records stored (a bag key holds several); expired records not yet removed count.
     pub records: u64,
+    /// Whether `keys` and `records` were counted: not for a `disc_only_copies` table whose
+    /// file a crash left to be recovered by the next open (see [`DirectoryInfo::notes`]).
+    pub counted: bool,
     /// Bytes of the table's snapshot from the last checkpoint, if it has one.
     pub snapshot_bytes: Option<u64>,
     /// Commits in the log (from the last checkpoint on) that touch the table.
@@ -273,6 +279,14 @@ impl Schema {
         let _lock = disk::lock_dir(dir)?;
         let read = Recovered::read(dir)?;
         let disc_only = read.disc_only_counts(dir)?;
+        let mut notes = Vec::new();
+        if disc_only.is_none() {
+            notes.push(format!(
+                "{} was not closed cleanly (a crash): its tables' keys and records are not counted until an open \
+                 (the program, or `mnesia checkpoint`) recovers it",
+                dir.join(only::FILE).display()
+            ));
+        }
         let mut segments = read.segments;
         for n in wal::segments(dir)?.into_iter().filter(|n| *n >= read.checkpoint.segment) {
             let file = dir.join(wal::segment_name(n));
@@ -295,13 +309,15 @@ impl Schema {
             .tables
             .into_iter()
             .map(|p| {
-                let (keys, records) = match p.def.storage {
-                    StorageType::DiscOnlyCopies => disc_only.get(&p.def.id).copied().unwrap_or((0, 0)),
-                    _ => (p.rows.len() as u64, p.info().size as u64),
+                let counts = match p.def.storage {
+                    StorageType::DiscOnlyCopies => {
+                        disc_only.as_ref().map(|c| c.get(&p.def.id).copied().unwrap_or((0, 0)))
+                    }
+                    _ => Some((p.rows.len() as u64, p.info().size as u64)),
                 };
-                let (log_commits, log_writes) = read.log_counts.get(&p.def.id).copied().unwrap_or((0, 0));
+                let log = read.log_counts.get(&p.def.id).copied().unwrap_or((0, 0));
                 let snapshot = read.snapshot_bytes.get(&p.def.id).copied();
-                stored_table(p.def, p.counter, keys, records, snapshot, log_commits, log_writes)
+                stored_table(p.def, p.counter, counts, snapshot, log)
             })
             .collect();
         Ok(DirectoryInfo {
@@ -319,6 +335,7 @@ impl Schema {
                 last_seq: read.last_seq,
                 torn_tail: read.torn_tail,
             },
+            notes,
         })
     }
 
@@ -349,7 +366,13 @@ impl Schema {
         let mut report = VerifyReport::default();
         let tables: Vec<TableDef> = match schema::load(dir) {
             Ok(s) => {
-                report.checked.push(CheckedFile { file: schema_path, holds: count(s.tables.len(), "table") });
+                report.checked.push(CheckedFile {
+                    file: schema_path,
+                    holds: format!(
+                        "{} as of the last checkpoint (the log holds the schema changes since)",
+                        count(s.tables.len(), "table")
+                    ),
+                });
                 s.tables
             }
             Err(e) => {
@@ -382,11 +405,16 @@ impl Schema {
             let path = snapshot::path(dir, *id);
             match snapshot::read(dir, *id) {
                 Ok((_, entries)) => {
-                    let name =
-                        tables.iter().find(|t| t.id == *id).map_or("a dropped table", |t| t.name.as_str());
+                    let table = tables.iter().find(|t| t.id == *id);
+                    let name = table.map_or("a dropped table", |t| t.name.as_str());
+                    let elsewhere = if table.is_some_and(|t| t.storage == StorageType::DiscOnlyCopies) {
+                        " (a disc_only_copies table: its records are in the disc-only file)"
+                    } else {
+                        ""
+                    };
                     report.checked.push(CheckedFile {
                         file: path,
-                        holds: format!("{} of {name}", count(entries.len(), "key")),
+                        holds: format!("{} of {name}{elsewhere}", count(entries.len(), "key")),
                     });
                 }
                 Err(e) => report.damage.push(Damage::of(&path, e)),
@@ -407,9 +435,9 @@ impl Schema {
             Ok(Some(census)) => report.checked.push(CheckedFile {
                 file: disc_only_path,
                 holds: format!(
-                    "{} keys in {} tables",
-                    census.values().map(|(k, _)| k).sum::<u64>(),
-                    census.len()
+                    "{} in {}",
+                    count(census.values().map(|(k, _)| *k as usize).sum::<usize>(), "key"),
+                    count(census.len(), "table")
                 ),
             }),
             Ok(None) => {}
@@ -516,10 +544,15 @@ impl Recovered {
 
     /// Per disc-only table id, its keys and records: the file's, with the log's commits
     /// since the checkpoint laid over them.
-    pub(crate) fn disc_only_counts(&self, dir: &Path) -> Result<HashMap<u64, (u64, u64)>> {
-        let has_disc_only = self.tables.iter().any(|p| p.def.storage == StorageType::DiscOnlyCopies);
-        let Some(file) = has_disc_only.then(|| Recovered::disc_only_file(dir)).transpose()?.flatten() else {
-            return Ok(HashMap::new());
+    /// `None`: the file was not closed cleanly, and is not read until an open recovers it.
+    pub(crate) fn disc_only_counts(&self, dir: &Path) -> Result<Option<HashMap<u64, (u64, u64)>>> {
+        if !self.tables.iter().any(|p| p.def.storage == StorageType::DiscOnlyCopies) {
+            return Ok(Some(HashMap::new()));
+        }
+        let file = match only::ReadOnly::open(dir)? {
+            only::Opened::Missing => return Ok(Some(HashMap::new())),
+            only::Opened::File(f) => f,
+            only::Opened::NeedsRecovery(_) => return Ok(None),
         };
         let mut counts = file.census()?;
         for (id, ops) in &self.disc_only_log {
@@ -549,7 +582,7 @@ impl Recovered {
             }
             counts.insert(*id, (keys, records));
         }
-        Ok(counts)
+        Ok(Some(counts))
     }
 
     /// A disc-only table's rows: the file's, with the log's commits laid over them.
@@ -646,8 +679,9 @@ fn verify_log(dir: &Path, from: u64, report: &mut VerifyReport) -> Result<()> {
                 report.damage.push(Damage {
                     file: path.clone(),
                     offset: at,
-                    reason: "a record cut short before the last segment".into(),
+                    reason: wal::DAMAGED_BEFORE_THE_END.into(),
                 });
+                bad = true;
             }
         }
         if !bad {
@@ -687,15 +721,15 @@ fn segment_entry(segments: &mut Vec<SegmentInfo>, number: u64, file: &Path, seq:
 }
 
 #[allow(clippy::too_many_arguments)]
+/// `counts`: keys and records, if counted; `log`: commits and writes in the log.
 fn stored_table(
     def: TableDef,
     counter: u64,
-    keys: u64,
-    records: u64,
+    counts: Option<(u64, u64)>,
     snapshot_bytes: Option<u64>,
-    log_commits: u64,
-    log_writes: u64,
+    (log_commits, log_writes): (u64, u64),
 ) -> StoredTable {
+    let (keys, records) = counts.unwrap_or((0, 0));
     StoredTable {
         key: def.key_name().to_owned(),
         name: def.name,
@@ -709,6 +743,7 @@ fn stored_table(
         version: def.version,
         keys,
         records,
+        counted: counts.is_some(),
         snapshot_bytes,
         log_commits,
         log_writes,
