@@ -72,6 +72,60 @@ fn every_record_is_converted_with_the_new_indexes() {
     .expect("body");
 }
 
+/// An index added at run time is the table's, as a reopen keeps it: a transform keeps it
+/// when the new struct still has its field (a unique one goes on refusing duplicates), and
+/// drops it only with the field.
+#[test]
+fn indexes_added_at_run_time_are_kept_by_a_transform_where_the_field_stays() {
+    let db = Database::in_memory().expect("db");
+    db.scope(|| -> mnesia::Result<()> {
+        PersonV1::create_table(TableOptions::new())?;
+        PersonV1::batch_write((0..10).map(v1))?;
+        PersonV1::add_unique_index(PersonV1::NAME)?;
+        Person::transform(upgrade)?;
+        let mut indexed: Vec<String> = Person::table_info()?.indexes.into_iter().map(|i| i.field).collect();
+        indexed.sort();
+        // `name` is gone from the struct: its index with it; `city` (declared by both) and
+        // `email` (declared by the new one) are there.
+        assert_eq!(indexed, ["city", "email"]);
+        Ok(())
+    })
+    .expect("field gone");
+
+    #[derive(Table, Clone, Debug, PartialEq, Serialize, Deserialize)]
+    #[table(name = "tags")]
+    struct TagV1 {
+        #[key]
+        id: u32,
+        label: String,
+    }
+    #[derive(Table, Clone, Debug, PartialEq, Serialize, Deserialize)]
+    #[table(name = "tags")]
+    struct Tag {
+        #[key]
+        id: u32,
+        label: String,
+        uses: u32,
+    }
+    let db = Database::in_memory().expect("db");
+    db.scope(|| -> mnesia::Result<()> {
+        TagV1::create_table(TableOptions::new())?;
+        TagV1::batch_write((0..10).map(|id| TagV1 { id, label: format!("l{id}") }))?;
+        TagV1::add_unique_index(TagV1::LABEL)?;
+        Tag::transform(|old: TagV1| Ok(Tag { id: old.id, label: old.label, uses: 0 }))?;
+        let info = Tag::table_info()?;
+        assert_eq!(info.indexes.len(), 1);
+        assert!(info.indexes[0].unique);
+        assert!(matches!(
+            Tag::write(Tag { id: 99, label: "l3".into(), uses: 1 }),
+            Err(Error::UniqueViolation { .. })
+        ));
+        assert_eq!(Tag::get_by(Tag::LABEL, "l4")?.map(|t| t.id), Some(4));
+        Ok(())
+    })
+    .expect("field kept");
+}
+
 #[test]
 fn a_failed_conversion_changes_nothing() {
     let db = Database::in_memory().expect("db");

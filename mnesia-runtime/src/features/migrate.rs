@@ -16,10 +16,11 @@ use crate::schema::shape::RecordShape;
 
 impl Database {
     /// Converts every record of table `Old` into a `New` (Mnesia's `transform_table`): the
-    /// table keeps its name and storage, gets `New`'s declared indexes and a version one
+    /// table keeps its name and storage, gets `New`'s declared indexes, keeps those it had
+    /// (declared or added with `add_index`) on fields `New` still has, and gets a version one
     /// higher. All or nothing: if `f` fails for a record, or the new records break a key or
     /// unique constraint, nothing changes. On disc the new records are logged under a new
-    /// table id before one write of the schema switches the table to them, so a crash leaves
+    /// table id before the schema change that switches the table to them, so a crash leaves
     /// either the old table or the new one. Writers of the table wait while it runs, and
     /// `f` must not use the table. Returns how many records were converted (expired ones
     /// are dropped). A `disc_only_copies` table is refused: move it to `disc_copies` first.
@@ -89,7 +90,7 @@ impl Database {
         let converted: Vec<New> = live_records(&old).into_iter().map(&mut f).collect::<Result<_>>()?;
         let seq = self.next_seq();
         let rows = rows_of(&converted, seq)?;
-        let specs = New::indexes();
+        let specs = kept_indexes::<New>(&old.index_infos());
         let fresh = self.checked_store(&rows, &specs)?;
         fresh.counter.fetch_max(counter, Ordering::AcqRel);
         let version = old.version.load(Ordering::Acquire) + 1;
@@ -126,7 +127,7 @@ impl Database {
             refuse_disc_only(&old)?;
             // Read with every commit lock held, at the place of the order applied by then:
             // no record is applied to the table meanwhile.
-            let (based_on, records, counter, version) = {
+            let (based_on, records, counter, version, infos) = {
                 let indexes = old.indexes.load_full();
                 let _held = lock_all(&old, &indexes);
                 // Replaced meanwhile (another copy's transform applied here): look again.
@@ -139,13 +140,14 @@ impl Database {
                     live_records(&old),
                     old.counter.load(Ordering::Acquire),
                     old.version.load(Ordering::Acquire),
+                    old.index_infos(),
                 )
             };
             let converted: Vec<New> = records.into_iter().map(&mut *f).collect::<Result<_>>()?;
             let rows = rows_of(&converted, 0)?;
             // The new records break no key or unique index: refused here, before any copy
             // drops its table.
-            let specs = New::indexes();
+            let specs = kept_indexes::<New>(&infos);
             self.checked_store(&rows, &specs)?;
             let replace = replacement(&rows, &specs, version + 1, counter);
             let mut record = CommitRecord::whole(New::NAME, replace, based_on);
@@ -412,4 +414,11 @@ pub(crate) fn exact_specs<T: Record>(indexes: &[(String, bool)]) -> Result<Vec<I
                 })
         })
         .collect()
+}
+
+/// The indexes a transformed table has: the new struct's declared ones, and those the old
+/// table had (declared or added at run time) on a field the new struct still has and can
+/// index — as a reopen keeps an index added with `add_index` (`remove_index` drops one).
+fn kept_indexes<New: Record>(old: &[crate::schema::record::IndexInfo]) -> Vec<IndexSpec<New>> {
+    crate::schema::index_spec::specs_with::<New>(old)
 }
