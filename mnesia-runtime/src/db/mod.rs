@@ -183,8 +183,11 @@ impl Database {
                     let db = Database { inner };
                     let threshold = db.inner.config.checkpoint_bytes;
                     let log_bytes = db.disk().map_or(0, |d| d.wal.bytes_since_roll());
-                    if log_bytes > threshold.saturating_mul(2) {
-                        db.inner.system.overload(log_bytes);
+                    // Overloaded when this process's writers outrun the checkpoints (the log
+                    // an earlier run left, checkpointed below, is no sign of it).
+                    let written_here = db.disk().map_or(0, |d| d.wal.bytes_appended_since_roll());
+                    if written_here > threshold.saturating_mul(2) {
+                        db.inner.system.overload(written_here);
                     }
                     if log_bytes > threshold {
                         let _ = db.checkpoint();

@@ -83,6 +83,11 @@ impl DiscFile {
             .map_err(|e| self.err(e))
     }
 
+    /// Moves the position to `pos` (for writing there).
+    pub(crate) fn seek_to(&mut self, pos: u64) -> Result<()> {
+        self.file.seek(SeekFrom::Start(pos)).map(drop).map_err(|e| self.err(e))
+    }
+
     /// Reads the rest of the file.
     pub(crate) fn read_to_end(&mut self) -> Result<Vec<u8>> {
         let mut out = Vec::new();

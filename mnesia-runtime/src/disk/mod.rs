@@ -535,6 +535,21 @@ impl Disk {
     fn checkpoint_locked(
         &self,
         seq: u64,
+        snapshot_of: impl FnMut(&TableDef) -> Option<Result<Snapshot>>,
+    ) -> Result<()> {
+        let count = self.wal.count_start();
+        let done = self.checkpoint_rolled(seq, snapshot_of);
+        if done.is_err() {
+            // The log still counts from the last checkpoint that succeeded, so that the next
+            // try comes as soon as it can succeed.
+            self.wal.count_from(count);
+        }
+        done
+    }
+
+    fn checkpoint_rolled(
+        &self,
+        seq: u64,
         mut snapshot_of: impl FnMut(&TableDef) -> Option<Result<Snapshot>>,
     ) -> Result<()> {
         let started = std::time::Instant::now();

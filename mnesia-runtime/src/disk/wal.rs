@@ -271,8 +271,14 @@ impl Wal {
         durability: Durability,
     ) -> Result<Arc<Wal>> {
         let file = if reuse {
-            let mut f = DiscFile::open_write(&dir.join(segment_name(segment)))?;
-            f.truncate_to(8)?;
+            let path = dir.join(segment_name(segment));
+            let mut f = DiscFile::open_write(&path)?;
+            f.seek_to(8)?;
+            // Durable, and named durably in the directory, before a commit is acknowledged
+            // in it (as `create_segment` makes a new one): a crash may have left it written
+            // but not synced.
+            f.sync_data()?;
+            files::sync_dir(&path)?;
             f
         } else {
             create_segment(dir, segment)?
@@ -652,6 +658,28 @@ impl Wal {
     pub(crate) fn bytes_since_roll(&self) -> u64 {
         let s = self.state.lock();
         s.appended - s.appended_at_roll + s.carried
+    }
+
+    /// Bytes appended by this process since the last checkpoint's roll (what its writers
+    /// added, the log it was opened with left out).
+    pub(crate) fn bytes_appended_since_roll(&self) -> u64 {
+        let s = self.state.lock();
+        s.appended - s.appended_at_roll
+    }
+
+    /// Where the count of [`Wal::bytes_since_roll`] starts: taken before a checkpoint's
+    /// roll, and put back with [`Wal::count_from`] if the checkpoint then fails (the log
+    /// still counts from the last one that succeeded).
+    pub(crate) fn count_start(&self) -> (u64, u64) {
+        let s = self.state.lock();
+        (s.appended_at_roll, s.carried)
+    }
+
+    /// See [`Wal::count_start`].
+    pub(crate) fn count_from(&self, (appended_at_roll, carried): (u64, u64)) {
+        let mut s = self.state.lock();
+        s.appended_at_roll = appended_at_roll;
+        s.carried = carried;
     }
 }
 

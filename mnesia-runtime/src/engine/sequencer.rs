@@ -177,8 +177,10 @@ impl Versions {
                 // (a transform, which carries the counter) conflicts.
                 WholeTable::ResetCounter { .. } => t.last = index,
                 // The records stay as they were (a unique index added decides the commits
-                // after it, alike on every copy, where the check is made).
-                WholeTable::AddIndex { .. } | WholeTable::RemoveIndex { .. } => {}
+                // after it, alike on every copy, where the check is made); what read the
+                // whole table conflicts (a transform, which carries the table's indexes:
+                // ordered after the change, it would undo it).
+                WholeTable::AddIndex { .. } | WholeTable::RemoveIndex { .. } => t.last = index,
             }
             return;
         }
@@ -298,5 +300,29 @@ mod tests {
         // Fixed forever: copies of other builds must agree.
         assert_eq!(bucket(b"alice"), bucket(b"alice"));
         assert_eq!(bucket(&[1, 2, 3]), 1971);
+    }
+
+    /// A transform's record reads the whole table and carries its indexes: an index added
+    /// or removed after the place it read at must make it run again (else every copy would
+    /// make the table anew without the change).
+    #[test]
+    fn an_index_change_conflicts_with_what_read_the_whole_table_before_it() {
+        use crate::engine::commit_record::TableReads;
+        let whole_read = |based_on: u64| {
+            let mut r = CommitRecord::whole("t", WholeTable::Clear, based_on);
+            r.reads = vec![TableReads { table: "t".into(), buckets: Vec::new(), whole: true }];
+            r
+        };
+        for change in [
+            WholeTable::AddIndex { field: "f".into(), unique: true },
+            WholeTable::RemoveIndex { field: "f".into() },
+        ] {
+            let mut versions = Versions::default();
+            versions.note(1, &CommitRecord::whole("t", WholeTable::Clear, 0));
+            assert!(!versions.conflicts(&whole_read(1)));
+            versions.note(2, &CommitRecord::whole("t", change, 1));
+            assert!(versions.conflicts(&whole_read(1)), "read at 1, the index changed at 2");
+            assert!(!versions.conflicts(&whole_read(2)));
+        }
     }
 }

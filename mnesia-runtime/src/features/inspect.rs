@@ -720,7 +720,6 @@ fn segment_entry(segments: &mut Vec<SegmentInfo>, number: u64, file: &Path, seq:
     }
 }
 
-#[allow(clippy::too_many_arguments)]
 /// `counts`: keys and records, if counted; `log`: commits and writes in the log.
 fn stored_table(
     def: TableDef,
