@@ -90,8 +90,13 @@ fn table_row(t: &StoredTable) -> Vec<String> {
 
 /// The log in one line.
 fn log_summary(log: &StoredLog) -> String {
+    let changes = if log.schema_changes > 0 {
+        format!(" and {}", plural(log.schema_changes, "schema change"))
+    } else {
+        String::new()
+    };
     let mut s = format!(
-        "{}, {} bytes, {} since the checkpoint",
+        "{}, {} bytes, {}{changes} since the checkpoint",
         plural(log.segments.len() as u64, "segment"),
         log.bytes,
         plural(log.commits, "commit")

@@ -83,6 +83,9 @@ fn schema_changes_are_logged_and_recovered_without_a_checkpoint() {
         "verify counts the log's schema changes: {:?}",
         report.checked
     );
+    let info = Schema::inspect(image.path()).expect("inspect");
+    assert!(info.log.schema_changes >= 5, "{:?}", info.log);
+    assert_eq!(info.tables.len(), 1);
     let recovered = Database::open(Config::default().dir(image.path())).expect("open the crash image");
     recovered
         .scope(|| -> mnesia::Result<()> {
@@ -108,6 +111,8 @@ fn schema_changes_are_logged_and_recovered_without_a_checkpoint() {
             Ok(())
         })
         .expect("transformed");
+    // No table is kept on disc only any more: the disc-only file went at the open.
+    assert!(!again.path().join("disc_only.redb").exists());
     drop(reopened);
 
     // The closing checkpoint writes the schema file.

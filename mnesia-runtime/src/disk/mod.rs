@@ -297,9 +297,18 @@ impl Disk {
             }
         }
         let has_disc_only = schema.tables.iter().any(|d| d.storage == StorageType::DiscOnlyCopies);
-        let disc_only = if has_disc_only || dir.join(only::FILE).exists() {
+        let disc_only_file = dir.join(only::FILE);
+        let disc_only = if has_disc_only {
             Some(Arc::new(only::DiscOnly::open(dir)?))
         } else {
+            if disc_only_file.exists() {
+                // No table is kept on disc only any more (the last one moved or dropped, or
+                // a move to it that a crash cut short): the file holds nothing the schema
+                // names. Removed, it is no longer reported after a crash as needing
+                // recovery; a table moved to disc only makes it again.
+                files::remove_file(&disc_only_file)?;
+                files::sync_dir(&disc_only_file)?;
+            }
             None
         };
         if let Some(disc) = &disc_only {

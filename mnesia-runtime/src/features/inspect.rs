@@ -134,6 +134,9 @@ pub struct StoredLog {
     pub bytes: u64,
     /// The sequence number of the last commit.
     pub last_seq: Option<u64>,
+    /// Schema changes in all of them (tables created, dropped, moved or transformed,
+    /// indexes added or removed).
+    pub schema_changes: u64,
     /// Where the last segment's torn tail starts: a commit cut short by a crash, never
     /// acknowledged, which the next open cuts off.
     pub torn_tail: Option<u64>,
@@ -333,6 +336,7 @@ impl Schema {
                 bytes: segments.iter().map(|s| s.bytes).sum(),
                 segments,
                 last_seq: read.last_seq,
+                schema_changes: read.schema_changes,
                 torn_tail: read.torn_tail,
             },
             notes,
@@ -458,6 +462,7 @@ pub(crate) struct Recovered {
     log_counts: HashMap<u64, (u64, u64)>,
     segments: Vec<SegmentInfo>,
     last_seq: Option<u64>,
+    schema_changes: u64,
     torn_tail: Option<u64>,
     /// Per disc-only table id, its commits in the log since the checkpoint: the file may
     /// not hold them yet (it is written without syncing; the log is what is durable).
@@ -496,9 +501,13 @@ impl Recovered {
         let mut log_counts: HashMap<u64, (u64, u64)> = HashMap::new();
         let mut segments: Vec<SegmentInfo> = Vec::new();
         let mut last_seq = None;
+        let mut schema_changes = 0;
         let mut disc_only_log: HashMap<u64, Vec<(u64, TableOps)>> = HashMap::new();
         for rec in &contents.records {
-            let Some((seq, ops)) = disk::decode_commit(rec)? else { continue };
+            let Some((seq, ops)) = disk::decode_commit(rec)? else {
+                schema_changes += 1;
+                continue;
+            };
             last_seq = Some(seq);
             segment_entry(&mut segments, rec.segment, &rec.file, seq);
             for op in &ops {
@@ -524,6 +533,7 @@ impl Recovered {
             log_counts,
             segments,
             last_seq,
+            schema_changes,
             torn_tail: contents.torn.map(|(_, at)| at),
             disc_only_log,
         })
