@@ -176,3 +176,24 @@ fn counters_persist_and_are_never_reissued_after_a_crash() {
     .expect("after the crash");
     db.close().expect("close");
 }
+
+/// A named counter set below zero hands out no id and stays as it was, also when the
+/// refused `next_id` ran inside a transaction that then commits; a next value the counter
+/// cannot hold is refused by `reset_counter` rather than by every later `next_id`.
+#[test]
+fn a_refused_next_id_leaves_the_counter_as_it_was() {
+    with_db(|| {
+        mnesia::dirty_update_counter("c", -5)?;
+        assert!(matches!(mnesia::next_id("c"), Err(Error::Invalid(_))));
+        assert_eq!(mnesia::current_value("c")?, -5);
+        mnesia::transaction(|| {
+            assert!(mnesia::next_id("c").is_err());
+            Ok::<_, Error>(())
+        })?;
+        assert_eq!(mnesia::current_value("c")?, -5);
+        assert!(mnesia::reset_counter("d", i64::MAX as u64 + 1).is_err());
+        mnesia::reset_counter("d", i64::MAX as u64)?;
+        assert_eq!(mnesia::next_id("d")?, i64::MAX as u64);
+        Ok(())
+    });
+}

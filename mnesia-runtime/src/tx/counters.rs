@@ -55,12 +55,25 @@ pub(crate) fn ensure(db: &Database) -> Result<()> {
 }
 
 fn add(name: &str, incr: i64) -> impl FnMut(&mut crate::tx::Tx) -> Result<i64> + '_ {
+    add_if(name, incr, |_| true)
+}
+
+/// Adds `incr` to the counter if the new value passes `valid` (else an error, and nothing
+/// written).
+fn add_if<'a>(
+    name: &'a str,
+    incr: i64,
+    valid: impl Fn(i64) -> bool + 'a,
+) -> impl FnMut(&mut crate::tx::Tx) -> Result<i64> + 'a {
     move |tx| {
         let part = tx.table::<NamedCounter>()?;
         let key = name.to_owned();
         let current = part.read_one(&key).map_or(0, |c| c.value);
         let value =
             current.checked_add(incr).ok_or_else(|| Error::Exhausted { what: format!("counter {name}") })?;
+        if !valid(value) {
+            return Err(Error::Invalid(format!("counter {name} is negative")));
+        }
         part.put(NamedCounter { name: key, value })?;
         Ok(value)
     }
@@ -82,7 +95,9 @@ fn add(name: &str, incr: i64) -> impl FnMut(&mut crate::tx::Tx) -> Result<i64> +
 /// ```
 pub fn next_id(name: &str) -> Result<u64> {
     ensure(&context::current_db()?)?;
-    let mut step = add(name, 1);
+    // Refused before anything is written: a counter set negative (`dirty_update_counter`)
+    // hands out no id, and stays as it is.
+    let mut step = add_if(name, 1, |value| value >= 0);
     let value = run(|| with_tx(&mut step))?;
     u64::try_from(value).map_err(|_| Error::Invalid(format!("counter {name} is negative")))
 }
@@ -137,7 +152,9 @@ pub fn reset_counter(name: &str, next: u64) -> Result<()> {
     if next == 0 {
         return Err(Error::Invalid(format!("counter {name}: the next value must be at least 1")));
     }
-    let value = i64::try_from(next - 1)
+    // The next value itself must be one the counter can hold.
+    let value = i64::try_from(next)
+        .map(|next| next - 1)
         .map_err(|_| Error::Invalid(format!("counter {name}: {next} is too large")))?;
     ensure(&context::current_db()?)?;
     ops::write(NamedCounter { name: name.to_owned(), value }).map(|_| ())
