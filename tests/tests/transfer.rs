@@ -585,3 +585,36 @@ fn csv_keeps_some_empty_apart_from_none_and_refuses_what_it_cannot() {
     })
     .expect("body");
 }
+
+/// A key given twice in the input is told as such (not as a key the table holds), on the
+/// bulk path (an empty table) and in transactions (a table with records); a key the table
+/// holds is told as that.
+#[test]
+fn a_key_twice_in_the_input_is_told_apart_from_a_key_the_table_has() {
+    let db = Database::in_memory().expect("db");
+    db.scope(|| -> mnesia::Result<()> {
+        Person::create_table(TableOptions::new())?;
+        let twice = format!("{}\n{}\n", person_json(76, "j@x.io"), person_json(76, "k@x.io"));
+        let reason = |input: &str| match Person::import_from(
+            input.as_bytes(),
+            Format::JsonLines,
+            &ImportOptions::new(),
+        ) {
+            Err(Error::Import { reason, .. }) => reason,
+            other => panic!("{other:?}"),
+        };
+        assert!(reason(&twice).contains("twice in the input"), "{}", reason(&twice));
+        let kept = people().remove(0);
+        Person::write(kept.clone())?;
+        let r = reason(&twice);
+        assert!(r.contains("twice in the input") && r.contains("line 1"), "{r}");
+        let taken = person_json(kept.id, "new@x.io");
+        assert!(
+            reason(&format!("{taken}\n")).contains("already exists"),
+            "{}",
+            reason(&format!("{taken}\n"))
+        );
+        Ok(())
+    })
+    .expect("body");
+}

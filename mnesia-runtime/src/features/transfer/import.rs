@@ -311,9 +311,8 @@ fn bulk_target<T: Record>(opts: &ImportOptions) -> Result<Option<crate::db::Data
 /// The located error of a record a bulk import could not load.
 fn located<T: Record>(c: crate::features::bulk::Conflict<T::Key>, line: u64) -> Error {
     match c {
-        crate::features::bulk::Conflict::Twice(key) => {
-            bad(line, None, Error::AlreadyExists { table: T::NAME.to_owned(), key: format!("{key:?}") })
-        }
+        // (A bulk load fills an empty table: the other record is the input's.)
+        crate::features::bulk::Conflict::Twice(key) => bad(line, None, twice_in_input::<T>(&key, None)),
         crate::features::bulk::Conflict::Unique { field, value, other, .. } => bad(
             line,
             Some(field),
@@ -328,14 +327,29 @@ fn located<T: Record>(c: crate::features::bulk::Conflict<T::Key>, line: u64) -> 
     }
 }
 
+/// Why a record whose key an earlier record of the input has is refused (`earlier`: that
+/// record's line, when known).
+fn twice_in_input<T: Record>(key: &T::Key, earlier: Option<u64>) -> String {
+    let at = earlier.map_or(String::new(), |line| format!(" (line {line})"));
+    format!("the key {key:?} is given twice in the input: an earlier record{at} of table {} has it", T::NAME)
+}
+
 /// [`import_from`] in transactions: one, or one per batch.
 fn import_in_tx<T: Record>(input: impl Read, format: Format, opts: &ImportOptions) -> Result<usize> {
     let write = |chunk: &[(u64, T)]| -> Result<()> {
         run(|| {
             with_tx(|tx| {
-                for (line, rec) in chunk {
+                for (i, (line, rec)) in chunk.iter().enumerate() {
                     ops::import_record(tx, rec.clone(), opts.replace).map_err(|e| match e {
-                        Error::AlreadyExists { .. } => bad(*line, None, e),
+                        Error::AlreadyExists { .. } => {
+                            // The key earlier in this piece of the input, or in the table.
+                            match chunk[..i].iter().rev().find(|(_, earlier)| earlier.key() == rec.key()) {
+                                Some((earlier, _)) => {
+                                    bad(*line, None, twice_in_input::<T>(rec.key(), Some(*earlier)))
+                                }
+                                None => bad(*line, None, e),
+                            }
+                        }
                         other => other,
                     })?;
                 }
