@@ -254,6 +254,13 @@ fn malformed_input_is_refused_with_its_line_and_nothing_is_imported() {
     refused_both(Format::Csv, &format!("{header}\n1,2,3\n"), 2, None);
     refused_both(Format::Csv, &format!("{header},shoe_size\n"), 1, Some("shoe_size"));
     refused_both(Format::Csv, "id,email\n1,a@x.io\n", 1, Some("name"));
+    // CSV quoting the `csv` crate reads leniently: a quote never closed (which would take
+    // the rows after it into one cell), text after a closing quote (glued to the cell).
+    let (id, rest) = rows[2].split_once(',').expect("cells");
+    refused_both(Format::Csv, &format!("{}\n{}\n{id},\"{rest}\n", rows[0], rows[1]), 3, None);
+    let (email, rest) = rest.split_once(',').expect("cells");
+    refused_both(Format::Csv, &format!("{}\n{}\n{id},\"{email}\"junk,{rest}\n", rows[0], rows[1]), 3, None);
+    refused_both(Format::Csv, &format!("{}\n{id},\"{email}\n{}\n", rows[0], rows[1]), 2, None);
 }
 
 #[test]

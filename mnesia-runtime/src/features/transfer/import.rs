@@ -132,7 +132,22 @@ impl<'de, T: Record> serde::Deserialize<'de> for Records<T> {
 }
 
 fn parse_csv<T: Record>(input: impl Read, emit: &mut dyn FnMut(u64, T) -> Result<()>) -> Result<()> {
-    let mut r = csv::ReaderBuilder::new().has_headers(true).from_reader(input);
+    let mut r =
+        csv::ReaderBuilder::new().has_headers(true).from_reader(super::csv_check::Checked::new(input));
+    let parsed = parse_csv_rows(&mut r, emit);
+    // A quoting fault comes first: the records read after it (or the error they gave) are
+    // the `csv` crate's lenient reading of a malformed file.
+    match (r.get_ref().fault(), parsed) {
+        (Some((line, what)), Ok(())) => Err(bad(line, None, what)),
+        (Some((line, what)), Err(Error::Import { line: at, .. })) if line <= at => Err(bad(line, None, what)),
+        (_, parsed) => parsed,
+    }
+}
+
+fn parse_csv_rows<T: Record, R: Read>(
+    r: &mut csv::Reader<R>,
+    emit: &mut dyn FnMut(u64, T) -> Result<()>,
+) -> Result<()> {
     let located = |e: csv::Error| {
         let line = e.position().map_or(0, csv::Position::line);
         bad(line, None, e)

@@ -167,6 +167,7 @@ impl ExportOptions {
     }
 }
 
+mod csv_check;
 mod export;
 mod import;
 
