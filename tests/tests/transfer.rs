@@ -625,3 +625,36 @@ fn a_key_twice_in_the_input_is_told_apart_from_a_key_the_table_has() {
     })
     .expect("body");
 }
+
+/// A float JSON cannot hold (NaN, an infinity) makes a JSON export fail naming the record
+/// and the field, instead of writing `null`, which its import refuses; CSV keeps it.
+#[test]
+fn a_json_export_refuses_a_float_json_cannot_hold_and_csv_keeps_it() {
+    #[derive(Table, Clone, Debug, PartialEq, Serialize, Deserialize)]
+    struct Score {
+        #[key]
+        id: u32,
+        value: f64,
+    }
+    let db = Database::in_memory().expect("db");
+    db.scope(|| -> mnesia::Result<()> {
+        Score::create_table(TableOptions::new())?;
+        Score::write(Score { id: 1, value: 0.5 })?;
+        Score::write(Score { id: 2, value: f64::NAN })?;
+        for format in [Format::Json, Format::JsonLines] {
+            match Score::export_to(Vec::new(), format) {
+                Err(Error::Invalid(why)) => {
+                    assert!(why.contains("`value`") && why.contains("key 2"), "{why}")
+                }
+                other => panic!("{format:?}: {other:?}"),
+            }
+        }
+        let mut csv = Vec::new();
+        Score::export_to(&mut csv, Format::Csv)?;
+        Score::clear()?;
+        Score::import_from(csv.as_slice(), Format::Csv, &ImportOptions::new())?;
+        assert!(Score::read(&2)?.is_some_and(|s| s.value.is_nan()));
+        Ok(())
+    })
+    .expect("body");
+}

@@ -54,6 +54,17 @@ fn export_records<T: Record>(out: impl Write, format: Format, progress: Option<&
     let store = crate::tx::context::current_db()?.table::<T>()?;
     let mut ticker = Ticker::new(progress);
     let json = |e: serde_json::Error| Error::codec(format!("table {}", T::NAME), e);
+    // serde_json writes a NaN or an infinity as `null`, which no import reads back as a
+    // float: such a record is refused rather than written wrong.
+    let finite = |rec: &T| match super::finite::first_non_finite(rec) {
+        None => Ok(()),
+        Some(path) => Err(Error::Invalid(format!(
+            "table {}: the record with key {:?} holds a NaN or infinite float at `{path}`, which JSON cannot \
+             hold: export it as CSV (or back it up)",
+            T::NAME,
+            rec.key()
+        ))),
+    };
     let csv_err = |e: csv::Error| Error::codec(format!("table {}", T::NAME), e);
     let mut out = std::io::BufWriter::new(out);
     let mut write_out = |chunk: &[u8]| out.write_all(chunk).map_err(io_err);
@@ -62,6 +73,7 @@ fn export_records<T: Record>(out: impl Write, format: Format, progress: Option<&
             let n = each(
                 &store,
                 |rec, n, chunk| {
+                    finite(rec)?;
                     chunk.extend_from_slice(if n == 0 { b"[\n" } else { b",\n" });
                     serde_json::to_writer(chunk, rec).map_err(json)
                 },
@@ -74,6 +86,7 @@ fn export_records<T: Record>(out: impl Write, format: Format, progress: Option<&
         Format::JsonLines => each(
             &store,
             |rec, _, chunk| {
+                finite(rec)?;
                 serde_json::to_writer(&mut *chunk, rec).map_err(json)?;
                 chunk.push(b'\n');
                 Ok(())
