@@ -654,6 +654,39 @@ fn a_json_export_refuses_a_float_json_cannot_hold_and_csv_keeps_it() {
         Score::clear()?;
         Score::import_from(csv.as_slice(), Format::Csv, &ImportOptions::new())?;
         assert!(Score::read(&2)?.is_some_and(|s| s.value.is_nan()));
+        // In a nested cell (written as its JSON text), CSV cannot hold one either.
+        #[derive(Table, Clone, Debug, PartialEq, Serialize, Deserialize)]
+        struct Series {
+            #[key]
+            id: u32,
+            points: Vec<f64>,
+        }
+        Series::create_table(TableOptions::new())?;
+        Series::write(Series { id: 1, points: vec![1.0, f64::INFINITY] })?;
+        match Series::export_to(Vec::new(), Format::Csv) {
+            Err(Error::Invalid(why)) => assert!(why.contains("`points`") && why.contains("[1]"), "{why}"),
+            other => panic!("{other:?}"),
+        }
+        Ok(())
+    })
+    .expect("body");
+}
+
+/// A CSV quoting fault stops a batched import before the rows the lenient reader makes of
+/// it are handed on: the batches before the fault's row stay, none after.
+#[test]
+fn a_batched_csv_import_stops_at_a_quoting_fault() {
+    let db = Database::in_memory().expect("db");
+    db.scope(|| -> mnesia::Result<()> {
+        Tag::create_table(TableOptions::new())?;
+        let input = "item,label\n1,a\n2,b\n3,\"c\"junk\n4,d\n5,e\n6,f\n7,g\n";
+        match Tag::import_from(input.as_bytes(), Format::Csv, &ImportOptions::new().in_batches(2)) {
+            Err(Error::Import { line: 4, .. }) => {}
+            other => panic!("{other:?}"),
+        }
+        let mut items: Vec<u32> = Tag::list()?.into_iter().map(|t| t.item).collect();
+        items.sort_unstable();
+        assert_eq!(items, [1, 2], "the batch before the fault, nothing after");
         Ok(())
     })
     .expect("body");

@@ -401,7 +401,13 @@ impl ser::SerializeStruct for RowSer<'_> {
                 return Err(ser::Error::custom(format!("field `{key}`: {e}")));
             }
             Err(_) => {
-                // Something nested: its JSON text.
+                // Something nested: its JSON text (which has no NaN or infinity).
+                if let Some(path) = crate::base::finite::first_non_finite(value) {
+                    return Err(ser::Error::custom(format!(
+                        "field `{key}` holds a NaN or infinite float at `{path}`, which the JSON text of a nested \
+                         cell cannot hold: back the table up instead"
+                    )));
+                }
                 cell.clear();
                 cell.push_str(&serde_json::to_string(value)?);
             }

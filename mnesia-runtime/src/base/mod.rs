@@ -4,6 +4,7 @@ pub(crate) mod activity;
 pub(crate) mod broadcast;
 pub(crate) mod cells;
 pub(crate) mod clock;
+pub(crate) mod finite;
 pub(crate) mod hasher;
 pub(crate) mod lock;
 pub(crate) mod prefetch;

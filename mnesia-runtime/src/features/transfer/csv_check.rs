@@ -29,11 +29,14 @@ pub(crate) struct Checked<R> {
     /// The line the quoted field being read started on.
     quoted_from: u64,
     fault: Option<(u64, &'static str)>,
+    /// Bytes seen so far, up to 3: a UTF-8 byte order mark at the start is skipped, as the
+    /// `csv` crate skips it.
+    seen: u8,
 }
 
 impl<R: Read> Checked<R> {
     pub(crate) fn new(inner: R) -> Self {
-        Checked { inner, state: State::FieldStart, line: 1, quoted_from: 1, fault: None }
+        Checked { inner, state: State::FieldStart, line: 1, quoted_from: 1, fault: None, seen: 0 }
     }
 
     /// The first fault found so far: its line and what is wrong.
@@ -42,6 +45,18 @@ impl<R: Read> Checked<R> {
     }
 
     fn step(&mut self, b: u8) {
+        if self.seen < 3 {
+            self.seen += 1;
+            if b == [0xEF, 0xBB, 0xBF][usize::from(self.seen - 1)]
+                && self.line == 1
+                && self.state == State::FieldStart
+            {
+                // (A BOM's bytes, or the start of a cell whose first bytes match them:
+                // neither is a quote, a separator or a line end, so nothing is missed.)
+                return;
+            }
+            self.seen = 3;
+        }
         let next = match (self.state, b) {
             (State::Quoted, b'"') => State::QuoteInQuoted,
             (State::Quoted, _) => State::Quoted,
@@ -74,7 +89,7 @@ impl<R: Read> Checked<R> {
 impl<R: Read> Read for Checked<R> {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         let n = self.inner.read(buf)?;
-        if n == 0 && self.state == State::Quoted && self.fault.is_none() {
+        if n == 0 && !buf.is_empty() && self.state == State::Quoted && self.fault.is_none() {
             self.fault =
                 Some((self.quoted_from, "a quoted field is never closed: it runs to the end of the input"));
         }
@@ -105,6 +120,7 @@ mod tests {
             "id,title\n1,\"two\nlines\"\n",
             "id,title\n1,5\" screen\n",
             "id,title\n1,\"\"\n2,\n",
+            "\u{feff}id,title\n1,\"a\"\n",
             "",
         ] {
             assert_eq!(fault_of(ok), None, "{ok:?}");

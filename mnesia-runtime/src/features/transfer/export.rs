@@ -56,7 +56,7 @@ fn export_records<T: Record>(out: impl Write, format: Format, progress: Option<&
     let json = |e: serde_json::Error| Error::codec(format!("table {}", T::NAME), e);
     // serde_json writes a NaN or an infinity as `null`, which no import reads back as a
     // float: such a record is refused rather than written wrong.
-    let finite = |rec: &T| match super::finite::first_non_finite(rec) {
+    let finite = |rec: &T| match crate::base::finite::first_non_finite(rec) {
         None => Ok(()),
         Some(path) => Err(Error::Invalid(format!(
             "table {}: the record with key {:?} holds a NaN or infinite float at `{path}`, which JSON cannot \

@@ -145,7 +145,7 @@ fn parse_csv<T: Record>(input: impl Read, emit: &mut dyn FnMut(u64, T) -> Result
 }
 
 fn parse_csv_rows<T: Record, R: Read>(
-    r: &mut csv::Reader<R>,
+    r: &mut csv::Reader<super::csv_check::Checked<R>>,
     emit: &mut dyn FnMut(u64, T) -> Result<()>,
 ) -> Result<()> {
     let located = |e: csv::Error| {
@@ -174,6 +174,12 @@ fn parse_csv_rows<T: Record, R: Read>(
             Err(e) => return Err(located(e)),
         }
         let line = row.position().map_or(0, csv::Position::line);
+        // A quoting fault found in what the reader took ahead, at or before this row: this
+        // row and those after are its lenient reading, never handed on (a batch would
+        // commit them).
+        if let Some((at, what)) = r.get_ref().fault().filter(|(at, _)| *at <= line) {
+            return Err(bad(at, None, what));
+        }
         let rec = match T::deserialize(crate::base::cells::Row { headers: &headers, cells: &row }) {
             Ok(rec) => rec,
             // Read again, tracking the path, to name the field.

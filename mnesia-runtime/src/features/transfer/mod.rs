@@ -169,7 +169,6 @@ impl ExportOptions {
 
 mod csv_check;
 mod export;
-mod finite;
 mod import;
 
 pub(crate) use export::{export_file, export_to};

@@ -1,38 +1,47 @@
-//! A check that a record holds no NaN or infinite float, for JSON exports: serde_json
-//! writes such a float as `null`, which reads back as no float at all, so the export
-//! refuses the record instead of writing a file its import refuses.
+//! A check that a value holds no NaN or infinite float, for what is written as JSON (JSON
+//! exports, nested CSV cells): serde_json writes such a float as `null`, which reads back
+//! as no float at all, so the value is refused instead of written wrong.
 
 use serde::ser::{self, Serialize};
 
-/// Why a value was refused: a float JSON cannot hold.
+/// Why the probe stopped: a float JSON cannot hold, or an error of the value's own
+/// `Serialize` (not this check's to judge: serde_json reports it).
 #[derive(Debug)]
-pub(crate) struct NotFinite;
+enum Stop {
+    NotFinite,
+    Other,
+}
 
-impl std::fmt::Display for NotFinite {
+impl std::fmt::Display for Stop {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("a NaN or infinite float, which JSON cannot hold")
+        match self {
+            Stop::NotFinite => f.write_str("a NaN or infinite float, which JSON cannot hold"),
+            Stop::Other => f.write_str("the value's own serialization failed"),
+        }
     }
 }
 
-impl std::error::Error for NotFinite {}
+impl std::error::Error for Stop {}
 
-impl ser::Error for NotFinite {
-    // Any other refusal of a serializer: not this check's to judge (serde_json reports it).
+impl ser::Error for Stop {
     fn custom<M: std::fmt::Display>(_: M) -> Self {
-        NotFinite
+        Stop::Other
     }
 }
 
 /// The path of the first NaN or infinite float in `value` (`address.lat`, `tags[2]`; inside
 /// an `Option`, the option's), if any.
 pub(crate) fn first_non_finite<V: Serialize + ?Sized>(value: &V) -> Option<String> {
-    serde_path_to_error::serialize(value, Probe).err().map(|e| e.path().to_string())
+    match serde_path_to_error::serialize(value, Probe) {
+        Err(e) if matches!(e.inner(), Stop::NotFinite) => Some(e.path().to_string()),
+        _ => None,
+    }
 }
 
 /// A serializer that writes nothing and fails at the first non-finite float.
 struct Probe;
 
-type Done = Result<(), NotFinite>;
+type Done = Result<(), Stop>;
 
 macro_rules! accept {
     ($($name:ident: $ty:ty),* $(,)?) => {
@@ -42,7 +51,7 @@ macro_rules! accept {
 
 impl ser::Serializer for Probe {
     type Ok = ();
-    type Error = NotFinite;
+    type Error = Stop;
     type SerializeSeq = Probe;
     type SerializeTuple = Probe;
     type SerializeTupleStruct = Probe;
@@ -59,12 +68,15 @@ impl ser::Serializer for Probe {
     }
 
     fn serialize_f32(self, v: f32) -> Done {
-        if v.is_finite() { Ok(()) } else { Err(NotFinite) }
+        if v.is_finite() { Ok(()) } else { Err(Stop::NotFinite) }
     }
     fn serialize_f64(self, v: f64) -> Done {
-        if v.is_finite() { Ok(()) } else { Err(NotFinite) }
+        if v.is_finite() { Ok(()) } else { Err(Stop::NotFinite) }
     }
     fn serialize_none(self) -> Done {
+        Ok(())
+    }
+    fn collect_str<T: std::fmt::Display + ?Sized>(self, _: &T) -> Done {
         Ok(())
     }
     fn serialize_some<T: Serialize + ?Sized>(self, v: &T) -> Done {
@@ -88,13 +100,13 @@ impl ser::Serializer for Probe {
     ) -> Done {
         v.serialize(Probe)
     }
-    fn serialize_seq(self, _: Option<usize>) -> Result<Probe, NotFinite> {
+    fn serialize_seq(self, _: Option<usize>) -> Result<Probe, Stop> {
         Ok(Probe)
     }
-    fn serialize_tuple(self, _: usize) -> Result<Probe, NotFinite> {
+    fn serialize_tuple(self, _: usize) -> Result<Probe, Stop> {
         Ok(Probe)
     }
-    fn serialize_tuple_struct(self, _: &'static str, _: usize) -> Result<Probe, NotFinite> {
+    fn serialize_tuple_struct(self, _: &'static str, _: usize) -> Result<Probe, Stop> {
         Ok(Probe)
     }
     fn serialize_tuple_variant(
@@ -103,13 +115,13 @@ impl ser::Serializer for Probe {
         _: u32,
         _: &'static str,
         _: usize,
-    ) -> Result<Probe, NotFinite> {
+    ) -> Result<Probe, Stop> {
         Ok(Probe)
     }
-    fn serialize_map(self, _: Option<usize>) -> Result<Probe, NotFinite> {
+    fn serialize_map(self, _: Option<usize>) -> Result<Probe, Stop> {
         Ok(Probe)
     }
-    fn serialize_struct(self, _: &'static str, _: usize) -> Result<Probe, NotFinite> {
+    fn serialize_struct(self, _: &'static str, _: usize) -> Result<Probe, Stop> {
         Ok(Probe)
     }
     fn serialize_struct_variant(
@@ -118,7 +130,7 @@ impl ser::Serializer for Probe {
         _: u32,
         _: &'static str,
         _: usize,
-    ) -> Result<Probe, NotFinite> {
+    ) -> Result<Probe, Stop> {
         Ok(Probe)
     }
 }
@@ -128,7 +140,7 @@ macro_rules! compound {
     ($($trait:ident :: $method:ident),* $(,)?) => {
         $(impl ser::$trait for Probe {
             type Ok = ();
-            type Error = NotFinite;
+            type Error = Stop;
             fn $method<T: Serialize + ?Sized>(&mut self, v: &T) -> Done {
                 v.serialize(Probe)
             }
@@ -148,7 +160,7 @@ compound!(
 
 impl ser::SerializeMap for Probe {
     type Ok = ();
-    type Error = NotFinite;
+    type Error = Stop;
     fn serialize_key<T: Serialize + ?Sized>(&mut self, k: &T) -> Done {
         k.serialize(Probe)
     }
@@ -162,7 +174,7 @@ impl ser::SerializeMap for Probe {
 
 impl ser::SerializeStruct for Probe {
     type Ok = ();
-    type Error = NotFinite;
+    type Error = Stop;
     fn serialize_field<T: Serialize + ?Sized>(&mut self, _: &'static str, v: &T) -> Done {
         v.serialize(Probe)
     }
@@ -173,7 +185,7 @@ impl ser::SerializeStruct for Probe {
 
 impl ser::SerializeStructVariant for Probe {
     type Ok = ();
-    type Error = NotFinite;
+    type Error = Stop;
     fn serialize_field<T: Serialize + ?Sized>(&mut self, _: &'static str, v: &T) -> Done {
         v.serialize(Probe)
     }
