@@ -462,12 +462,20 @@ impl Disk {
     /// several steps (records logged under a new id, then the schema naming it) is never
     /// cut by a checkpoint.
     pub(crate) fn update_schema<R>(&self, f: impl FnOnce(&mut SchemaFile) -> R) -> Result<R> {
+        // (The change itself compiled once, not once per caller's closure.)
+        let (mut f, mut out) = (Some(f), None);
+        self.change_schema(&mut |schema| out = f.take().map(|f| f(schema)))?;
+        out.ok_or_else(|| Error::Internal("a schema change was not made".into()))
+    }
+
+    /// [`Disk::update_schema`], its closure called once.
+    fn change_schema(&self, f: &mut dyn FnMut(&mut SchemaFile)) -> Result<()> {
         let mut s = self.schema.lock();
         if self.is_closed() {
             return Err(Error::Closed { what: format!("the database in {}", self.dir.display()) });
         }
         let mut next = s.clone();
-        let r = f(&mut next);
+        f(&mut next);
         if next != *s {
             let body = schema::encode(&next, false)?;
             if body.len() + wal::RECORD_HEADER > frame::MAX_FRAME {
@@ -489,7 +497,7 @@ impl Disk {
                 );
             }
         }
-        Ok(r)
+        Ok(())
     }
 
     /// Writes a checkpoint: a new log segment, a snapshot of every disc table in the schema

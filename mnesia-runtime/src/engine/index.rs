@@ -103,7 +103,7 @@ impl<V: Hash + Eq, K: Ord + Clone> Entries<V, K> {
     }
 
     /// Whether some key other than those `keeps` accepts holds `v`; returns the first one.
-    fn other_owner(&self, hash: u64, v: &V, mut ok: impl FnMut(&K) -> bool) -> Option<K> {
+    fn other_owner(&self, hash: u64, v: &V, ok: impl Fn(&K) -> bool) -> Option<K> {
         match self {
             Entries::Unique(t) => t.find(hash, |(x, _)| x == v).map(|(_, k)| k).filter(|k| !ok(k)).cloned(),
             Entries::Multi(t) => match t.find(hash, |(x, _)| x == v) {
@@ -114,7 +114,7 @@ impl<V: Hash + Eq, K: Ord + Clone> Entries<V, K> {
         }
     }
 
-    fn insert(&mut self, hash: u64, v: &V, key: &K, rehash: impl Fn(&V) -> u64)
+    fn insert(&mut self, hash: u64, v: &V, key: &K, rehash: &dyn Fn(&V) -> u64)
     where
         V: Clone,
     {
@@ -203,15 +203,17 @@ struct IndexShard<V, K> {
 
 type Shards<V, K> = Box<[CachePadded<IndexShard<V, K>>]>;
 
-struct TypedIndex<T: Record, V> {
-    field: Field<T, V>,
+/// One field's index, whatever the record type: the shards of (value, key) entries. Its
+/// code is compiled once per value and key type, shared by every table indexing a field of
+/// that type by a key of that type; [`TypedIndex`] is the thin part that knows the record.
+struct ValueIndex<V, K> {
     unique: bool,
     hasher: Hasher,
-    shards: Shards<V, T::Key>,
+    shards: Shards<V, K>,
 }
 
-impl<T: Record, V: FieldValue + Hash + Eq> TypedIndex<T, V> {
-    fn new(field: Field<T, V>, unique: bool) -> Self {
+impl<V: FieldValue + Hash + Eq, K: Ord + Clone> ValueIndex<V, K> {
+    fn new(unique: bool) -> Self {
         let shards = (0..INDEX_SHARDS)
             .map(|_| {
                 let entries =
@@ -222,7 +224,7 @@ impl<T: Record, V: FieldValue + Hash + Eq> TypedIndex<T, V> {
                 })
             })
             .collect();
-        TypedIndex { field, unique, hasher: Hasher::default(), shards }
+        ValueIndex { unique, hasher: Hasher::default(), shards }
     }
 
     fn hash(&self, v: &V) -> u64 {
@@ -233,12 +235,163 @@ impl<T: Record, V: FieldValue + Hash + Eq> TypedIndex<T, V> {
         ((hash >> 40) as usize) & (INDEX_SHARDS - 1)
     }
 
-    fn keys(&self, v: &V, out: &mut Vec<T::Key>) -> (usize, u64) {
+    fn shard_of_value(&self, v: &V) -> usize {
+        Self::shard_of(self.hash(v))
+    }
+
+    fn keys(&self, v: &V, out: &mut Vec<K>) -> (usize, u64) {
         let hash = self.hash(v);
         let shard = Self::shard_of(hash);
         let data = self.shards[shard].data.read();
         data.entries.keys(hash, v, out);
         (shard, data.version)
+    }
+
+    fn shard_version(&self, shard: usize) -> u64 {
+        self.shards[shard].data.read().version
+    }
+
+    fn group_size(&self, v: &V) -> usize {
+        let hash = self.hash(v);
+        let data = self.shards[Self::shard_of(hash)].data.read();
+        match &data.entries {
+            Entries::Unique(t) => usize::from(t.find(hash, |(x, _)| x == v).is_some()),
+            Entries::Multi(t) => match t.find(hash, |(x, _)| x == v) {
+                Some((_, Owners::One(_))) => 1,
+                Some((_, Owners::Many(ks))) => ks.len(),
+                None => 0,
+            },
+        }
+    }
+
+    fn keys_from(&self, v: &V, after: Option<&K>, n: usize, out: &mut Vec<K>) -> (usize, u64) {
+        let hash = self.hash(v);
+        let shard = Self::shard_of(hash);
+        let data = self.shards[shard].data.read();
+        data.entries.keys_from(hash, v, after, n, out);
+        (shard, data.version)
+    }
+
+    /// [`TableIndex::check_unique`] of the `n` values `put(i)` gives (key, value).
+    fn check_unique<'p>(
+        &self,
+        n: usize,
+        put: &dyn Fn(usize) -> (&'p K, &'p V),
+        gives_up: &dyn Fn(&K, usize) -> bool,
+    ) -> Result<(), Duplicate<K>>
+    where
+        V: 'p,
+        K: 'p,
+    {
+        let dup = |v: &V, k: &K| Duplicate { value: format!("{v:?}"), owner: k.clone() };
+        // Two records of the same commit claiming one value under different keys.
+        if n > 1 {
+            let mut seen: hashbrown::HashMap<&V, &K, Hasher> =
+                hashbrown::HashMap::with_capacity_and_hasher(n, Hasher::default());
+            for i in 0..n {
+                let (k, v) = put(i);
+                if let Some(other) = seen.insert(v, k)
+                    && other != k
+                {
+                    return Err(dup(v, other));
+                }
+            }
+        }
+        for i in 0..n {
+            let (k, v) = put(i);
+            let hash = self.hash(v);
+            let data = self.shards[Self::shard_of(hash)].data.read();
+            if let Some(owner) = data.entries.other_owner(hash, v, |o| o == k || gives_up(o, i)) {
+                return Err(dup(v, &owner));
+            }
+        }
+        Ok(())
+    }
+
+    fn insert(&self, v: &V, key: &K, seq: u64) {
+        let hash = self.hash(v);
+        let mut data = self.shards[Self::shard_of(hash)].data.write();
+        data.version = seq;
+        data.entries.insert(hash, v, key, &|x| self.hasher.hash_one(x));
+    }
+
+    /// [`TableIndex::load_many`] of the `n` entries `item(i)` gives (value, key).
+    fn load_many<'p>(
+        &self,
+        n: usize,
+        item: &dyn Fn(usize) -> (&'p V, &'p K),
+        seq: u64,
+    ) -> Result<(), (usize, K)>
+    where
+        V: 'p,
+        K: 'p,
+    {
+        let mut by_shard: Vec<Vec<(usize, u64)>> = (0..INDEX_SHARDS).map(|_| Vec::new()).collect();
+        for at in 0..n {
+            let hash = self.hash(item(at).0);
+            by_shard[Self::shard_of(hash)].push((at, hash));
+        }
+        for (shard, items) in by_shard.into_iter().enumerate().filter(|(_, v)| !v.is_empty()) {
+            let mut data = self.shards[shard].data.write();
+            data.version = seq;
+            for (at, hash) in items {
+                let (v, key) = item(at);
+                if let Entries::Unique(t) = &mut data.entries {
+                    match t.entry(hash, |(x, _)| x == v, |(x, _)| self.hasher.hash_one(x)) {
+                        Entry::Occupied(e) if &e.get().1 != key => return Err((at, e.get().1.clone())),
+                        Entry::Occupied(_) => {}
+                        Entry::Vacant(e) => {
+                            e.insert((v.clone(), key.clone()));
+                        }
+                    }
+                } else {
+                    data.entries.insert(hash, v, key, &|x| self.hasher.hash_one(x));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn remove(&self, v: &V, key: &K, seq: u64) {
+        let hash = self.hash(v);
+        let mut data = self.shards[Self::shard_of(hash)].data.write();
+        data.version = seq;
+        data.entries.remove(hash, v, key);
+    }
+
+    fn clear(&self, seq: u64) {
+        for s in self.shards.iter() {
+            let mut d = s.data.write();
+            d.version = seq;
+            d.entries = d.entries.empty_like();
+        }
+    }
+
+    fn memory(&self) -> usize {
+        self.shards.iter().map(|s| s.data.read().entries.memory()).sum()
+    }
+
+    fn reserve(&self, n: usize) {
+        let per_shard = n / INDEX_SHARDS + 1;
+        for s in self.shards.iter() {
+            let rehash = |v: &V| self.hasher.hash_one(v);
+            match &mut s.data.write().entries {
+                Entries::Unique(t) => t.reserve(per_shard, |(v, _)| rehash(v)),
+                Entries::Multi(t) => t.reserve(per_shard, |(v, _)| rehash(v)),
+            }
+        }
+    }
+}
+
+/// A table's index on one field: the field's accessor over a [`ValueIndex`].
+struct TypedIndex<T: Record, V> {
+    field: Field<T, V>,
+    values: ValueIndex<V, T::Key>,
+}
+
+impl<T: Record, V: FieldValue + Hash + Eq> TypedIndex<T, V> {
+    fn new(field: Field<T, V>, unique: bool) -> Self {
+        TypedIndex { field, values: ValueIndex::new(unique) }
     }
 }
 
@@ -252,7 +405,7 @@ impl<T: Record, V: FieldValue + Hash + Eq> TableIndex<T> for TypedIndex<T, V> {
     }
 
     fn unique(&self) -> bool {
-        self.unique
+        self.values.unique
     }
 
     fn shard_count(&self) -> usize {
@@ -260,34 +413,23 @@ impl<T: Record, V: FieldValue + Hash + Eq> TableIndex<T> for TypedIndex<T, V> {
     }
 
     fn shard_of_record(&self, rec: &T) -> usize {
-        Self::shard_of(self.hash(self.field.get(rec)))
+        self.values.shard_of_value(self.field.get(rec))
     }
 
     fn commit_lock(&self, shard: usize) -> &CommitLock {
-        &self.shards[shard].commit
+        &self.values.shards[shard].commit
     }
 
     fn shard_version(&self, shard: usize) -> u64 {
-        self.shards[shard].data.read().version
+        self.values.shard_version(shard)
     }
 
     fn lookup(&self, value: &dyn Any, out: &mut Vec<T::Key>) -> Option<(usize, u64)> {
-        let v = value.downcast_ref::<V>()?;
-        Some(self.keys(v, out))
+        Some(self.values.keys(value.downcast_ref::<V>()?, out))
     }
 
     fn group_size(&self, value: &dyn Any) -> usize {
-        let Some(v) = value.downcast_ref::<V>() else { return 0 };
-        let hash = self.hash(v);
-        let data = self.shards[Self::shard_of(hash)].data.read();
-        match &data.entries {
-            Entries::Unique(t) => usize::from(t.find(hash, |(x, _)| x == v).is_some()),
-            Entries::Multi(t) => match t.find(hash, |(x, _)| x == v) {
-                Some((_, Owners::One(_))) => 1,
-                Some((_, Owners::Many(ks))) => ks.len(),
-                None => 0,
-            },
-        }
+        value.downcast_ref::<V>().map_or(0, |v| self.values.group_size(v))
     }
 
     fn lookup_from(
@@ -297,16 +439,11 @@ impl<T: Record, V: FieldValue + Hash + Eq> TableIndex<T> for TypedIndex<T, V> {
         n: usize,
         out: &mut Vec<T::Key>,
     ) -> Option<(usize, u64)> {
-        let v = value.downcast_ref::<V>()?;
-        let hash = self.hash(v);
-        let shard = Self::shard_of(hash);
-        let data = self.shards[shard].data.read();
-        data.entries.keys_from(hash, v, after, n, out);
-        Some((shard, data.version))
+        Some(self.values.keys_from(value.downcast_ref::<V>()?, after, n, out))
     }
 
     fn lookup_by_record(&self, rec: &T, out: &mut Vec<T::Key>) {
-        self.keys(self.field.get(rec), out);
+        self.values.keys(self.field.get(rec), out);
     }
 
     fn value_debug(&self, rec: &T) -> String {
@@ -322,100 +459,37 @@ impl<T: Record, V: FieldValue + Hash + Eq> TableIndex<T> for TypedIndex<T, V> {
         puts: &[(&T::Key, &T)],
         gives_up: &dyn Fn(&T::Key, &T) -> bool,
     ) -> Result<(), Duplicate<T::Key>> {
-        let dup = |v: &V, k: &T::Key| Duplicate { value: format!("{v:?}"), owner: k.clone() };
-        // Two records of the same commit claiming one value under different keys.
-        if puts.len() > 1 {
-            let mut seen: hashbrown::HashMap<&V, &T::Key, Hasher> =
-                hashbrown::HashMap::with_capacity_and_hasher(puts.len(), Hasher::default());
-            for (k, rec) in puts {
-                let v = self.field.get(rec);
-                if let Some(other) = seen.insert(v, k)
-                    && other != *k
-                {
-                    return Err(dup(v, other));
-                }
-            }
-        }
-        for (k, rec) in puts {
-            let v = self.field.get(rec);
-            let hash = self.hash(v);
-            let data = self.shards[Self::shard_of(hash)].data.read();
-            if let Some(owner) = data.entries.other_owner(hash, v, |o| o == *k || gives_up(o, rec)) {
-                return Err(dup(v, &owner));
-            }
-        }
-        Ok(())
+        self.values.check_unique(puts.len(), &|i| (puts[i].0, self.field.get(puts[i].1)), &|k, i| {
+            gives_up(k, puts[i].1)
+        })
     }
 
     fn insert(&self, rec: &T, seq: u64) {
-        let v = self.field.get(rec);
-        let hash = self.hash(v);
-        let mut data = self.shards[Self::shard_of(hash)].data.write();
-        data.version = seq;
-        data.entries.insert(hash, v, rec.key(), |x| self.hasher.hash_one(x));
+        self.values.insert(self.field.get(rec), rec.key(), seq);
     }
 
     fn load_many(&self, recs: &[&T], seq: u64) -> Result<(), (usize, T::Key)> {
-        let mut by_shard: Vec<Vec<(usize, u64)>> = (0..INDEX_SHARDS).map(|_| Vec::new()).collect();
-        for (at, rec) in recs.iter().enumerate() {
-            let hash = self.hash(self.field.get(rec));
-            by_shard[Self::shard_of(hash)].push((at, hash));
-        }
-        for (shard, items) in by_shard.into_iter().enumerate().filter(|(_, v)| !v.is_empty()) {
-            let mut data = self.shards[shard].data.write();
-            data.version = seq;
-            for (at, hash) in items {
-                let rec = recs[at];
-                let v = self.field.get(rec);
-                if let Entries::Unique(t) = &mut data.entries {
-                    match t.entry(hash, |(x, _)| x == v, |(x, _)| self.hasher.hash_one(x)) {
-                        Entry::Occupied(e) if &e.get().1 != rec.key() => return Err((at, e.get().1.clone())),
-                        Entry::Occupied(_) => {}
-                        Entry::Vacant(e) => {
-                            e.insert((v.clone(), rec.key().clone()));
-                        }
-                    }
-                } else {
-                    data.entries.insert(hash, v, rec.key(), |x| self.hasher.hash_one(x));
-                }
-            }
-        }
-        Ok(())
+        self.values.load_many(recs.len(), &|i| (self.field.get(recs[i]), recs[i].key()), seq)
     }
 
     fn remove(&self, rec: &T, seq: u64) {
-        let v = self.field.get(rec);
-        let hash = self.hash(v);
-        let mut data = self.shards[Self::shard_of(hash)].data.write();
-        data.version = seq;
-        data.entries.remove(hash, v, rec.key());
+        self.values.remove(self.field.get(rec), rec.key(), seq);
     }
 
     fn clear(&self, seq: u64) {
-        for s in self.shards.iter() {
-            let mut d = s.data.write();
-            d.version = seq;
-            d.entries = d.entries.empty_like();
-        }
+        self.values.clear(seq);
     }
 
     fn memory(&self) -> usize {
-        self.shards.iter().map(|s| s.data.read().entries.memory()).sum()
+        self.values.memory()
     }
 
     fn empty_copy(&self) -> Arc<dyn TableIndex<T>> {
-        Arc::new(TypedIndex::new(self.field, self.unique))
+        Arc::new(TypedIndex::new(self.field, self.values.unique))
     }
 
     fn reserve(&self, n: usize) {
-        let per_shard = n / INDEX_SHARDS + 1;
-        for s in self.shards.iter() {
-            let rehash = |v: &V| self.hasher.hash_one(v);
-            match &mut s.data.write().entries {
-                Entries::Unique(t) => t.reserve(per_shard, |(v, _)| rehash(v)),
-                Entries::Multi(t) => t.reserve(per_shard, |(v, _)| rehash(v)),
-            }
-        }
+        self.values.reserve(n);
     }
 }
 
