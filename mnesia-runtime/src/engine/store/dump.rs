@@ -83,7 +83,7 @@ impl<T: Record> TableStore<T> {
         let indexes = self.indexes.load();
         let mut max_id = 0;
         let mut dup = None;
-        self.disc_scan(&disc, |key, version, recs| {
+        self.disc_scan(&disc, &mut |key, version, recs| {
             if let Some(expiry) = &self.expiry {
                 expiry.change(key, &[], recs);
             }

@@ -6,6 +6,7 @@
 //! that is `S` or older, else at most one kept one (the versions of a key follow each
 //! other). A key absent at `S` has neither.
 
+use std::any::Any;
 use std::collections::BTreeMap;
 use std::ops::Bound;
 use std::sync::atomic::Ordering;
@@ -23,39 +24,37 @@ pub(crate) const CHANGED: u64 = u64::MAX;
 const FIRST_PRUNE: usize = 64;
 
 /// One replaced version of a key's records.
-struct Kept<T> {
+struct Kept {
     /// The commit that wrote it.
     version: u64,
     /// The commit that replaced it.
     replaced_at: u64,
-    recs: Vec<T>,
+    /// The records, a `Vec<T>` of the table's record type: the history is compiled once
+    /// per key type, not once per record type (it is used only while snapshots are open).
+    recs: Box<dyn Any + Send + Sync>,
 }
 
-impl<T> Kept<T> {
+impl Kept {
     fn visible_at(&self, at: u64) -> bool {
         self.version <= at && at < self.replaced_at
     }
 }
 
 /// The replaced versions of a shard's keys, oldest first for each key.
-pub(super) struct History<T: Record> {
-    kept: BTreeMap<T::Key, Vec<Kept<T>>>,
+pub(super) struct History<K> {
+    kept: BTreeMap<K, Vec<Kept>>,
     len: usize,
     prune_at: usize,
 }
 
-impl<T: Record> History<T> {
+impl<K: Ord + Clone> History<K> {
     fn new() -> Self {
         History { kept: BTreeMap::new(), len: 0, prune_at: FIRST_PRUNE }
     }
 
     /// Keeps `recs`, the key's records written by commit `version`, replaced by commit
     /// `seq`; prunes what no snapshot at or after `floor` needs when many are kept.
-    fn keep(&mut self, key: &T::Key, version: u64, seq: u64, recs: Vec<T>, floor: u64) {
-        if recs.is_empty() {
-            // An absent key needs no version: a read at a snapshot finds nothing visible.
-            return;
-        }
+    fn keep(&mut self, key: &K, version: u64, seq: u64, recs: Box<dyn Any + Send + Sync>, floor: u64) {
         let kept = Kept { version, replaced_at: seq, recs };
         match self.kept.get_mut(key) {
             Some(list) => list.push(kept),
@@ -82,29 +81,45 @@ impl<T: Record> History<T> {
     }
 
     /// The key's records visible at `at` among the kept ones.
-    fn at(&self, key: &T::Key, at: u64) -> Option<&[T]> {
-        self.kept.get(key)?.iter().find(|k| k.visible_at(at)).map(|k| k.recs.as_slice())
+    fn at(&self, key: &K, at: u64) -> Option<&(dyn Any + Send + Sync)> {
+        self.kept.get(key)?.iter().find(|k| k.visible_at(at)).map(|k| &*k.recs)
     }
 
     /// The keys with a kept version visible at `at`, and those records, in key order.
     fn visible<'a>(
         &'a self,
-        lo: Bound<&'a T::Key>,
-        hi: Bound<&'a T::Key>,
+        lo: Bound<&'a K>,
+        hi: Bound<&'a K>,
         at: u64,
-    ) -> impl Iterator<Item = (&'a T::Key, &'a [T])> + 'a {
-        let range = if range_is_empty(lo, hi) { None } else { Some(self.kept.range::<T::Key, _>((lo, hi))) };
-        range.into_iter().flatten().filter_map(move |(key, list)| {
-            list.iter().find(|k| k.visible_at(at)).map(|k| (key, k.recs.as_slice()))
-        })
+    ) -> impl Iterator<Item = (&'a K, &'a (dyn Any + Send + Sync))> + 'a {
+        let range = if range_is_empty(lo, hi) { None } else { Some(self.kept.range::<K, _>((lo, hi))) };
+        range
+            .into_iter()
+            .flatten()
+            .filter_map(move |(key, list)| list.iter().find(|k| k.visible_at(at)).map(|k| (key, &*k.recs)))
     }
+}
+
+/// Kept records as the table's records (a history holds only its own table's).
+fn records<T: Record>(recs: &(dyn Any + Send + Sync)) -> &[T] {
+    recs.downcast_ref::<Vec<T>>().map_or(&[], Vec::as_slice)
 }
 
 impl<T: Record> ShardData<T> {
     /// Keeps `recs`, written by commit `version` and replaced by commit `seq`, for the
     /// snapshots open (the oldest at `floor` or after).
     pub(super) fn keep(&mut self, key: &T::Key, version: u64, seq: u64, recs: Vec<T>, floor: u64) {
-        self.history.get_or_insert_with(|| Box::new(History::new())).keep(key, version, seq, recs, floor);
+        if recs.is_empty() {
+            // An absent key needs no version: a read at a snapshot finds nothing visible.
+            return;
+        }
+        self.history.get_or_insert_with(|| Box::new(History::new())).keep(
+            key,
+            version,
+            seq,
+            Box::new(recs),
+            floor,
+        );
     }
 
     /// Drops the kept versions that no snapshot open now needs.
@@ -122,7 +137,7 @@ impl<T: Record> ShardData<T> {
     }
 
     fn kept_at(&self, key: &T::Key, at: u64) -> Option<&[T]> {
-        self.history.as_ref().and_then(|h| h.at(key, at))
+        self.history.as_ref().and_then(|h| h.at(key, at)).map(records::<T>)
     }
 
     fn kept_visible<'a>(
@@ -131,7 +146,7 @@ impl<T: Record> ShardData<T> {
         hi: Bound<&'a T::Key>,
         at: u64,
     ) -> impl Iterator<Item = (&'a T::Key, &'a [T])> + 'a {
-        self.history.iter().flat_map(move |h| h.visible(lo, hi, at))
+        self.history.iter().flat_map(move |h| h.visible(lo, hi, at)).map(|(k, recs)| (k, records::<T>(recs)))
     }
 
     /// The version a scan at `at` records for this shard.
@@ -149,7 +164,7 @@ fn in_key_order_at<T: Record>(
     lo: Bound<&T::Key>,
     hi: Bound<&T::Key>,
     at: u64,
-    f: &mut impl FnMut(&T) -> bool,
+    f: &mut dyn FnMut(&T) -> bool,
 ) {
     let mut live = map.range::<T::Key, _>((lo, hi)).filter(|(_, s)| s.version <= at).peekable();
     let mut kept = data.kept_visible(lo, hi, at).peekable();
@@ -184,6 +199,18 @@ impl<T: Record> TableStore<T> {
         f: impl FnOnce(u64, &[T]) -> R,
     ) -> R {
         let Some(at) = at else { return self.get_with(key, hash, f) };
+        // (The lookup compiled once per record type, not once per caller's closure.)
+        let (mut f, mut out) = (Some(f), None);
+        self.get_at_dyn(key, hash, at, &mut |version, recs| out = f.take().map(|f| f(version, recs)));
+        match (out, f) {
+            (Some(out), _) => out,
+            (None, Some(f)) => f(0, &[]),
+            (None, None) => unreachable!("the closure is called or kept"),
+        }
+    }
+
+    /// [`TableStore::get_at`] at a snapshot, calling `f` once.
+    fn get_at_dyn(&self, key: &T::Key, hash: u64, at: u64, f: &mut dyn FnMut(u64, &[T])) {
         let data = self.shards[self.shard_of(hash)].data.read();
         let looked = self.lookup(&data, key, hash);
         let found = match &looked {
@@ -209,11 +236,16 @@ impl<T: Record> TableStore<T> {
         at: Option<u64>,
         mut f: impl FnMut(&T) -> bool,
     ) -> u64 {
+        self.scan_shard_while_at_dyn(shard, at, &mut f)
+    }
+
+    /// [`TableStore::scan_shard_while_at`], compiled once per record type.
+    fn scan_shard_while_at_dyn(&self, shard: usize, at: Option<u64>, f: &mut dyn FnMut(&T) -> bool) -> u64 {
         let Some(at) = at else { return self.scan_shard_while(shard, f) };
         let data = self.shards[shard].data.read();
         if let ShardMap::Ordered(m) = &data.map {
             // In key order, as without a snapshot.
-            in_key_order_at(&data, m, Bound::Unbounded, Bound::Unbounded, at, &mut f);
+            in_key_order_at(&data, m, Bound::Unbounded, Bound::Unbounded, at, f);
             return data.version_at(at);
         }
         let mut going = true;
@@ -232,7 +264,7 @@ impl<T: Record> TableStore<T> {
             ShardMap::Bag(t) => t.iter().filter(|s| s.version <= at).all(|s| visit(&s.rec)),
             ShardMap::Disc(d) => {
                 let mut going = true;
-                let scanned = self.disc_scan(d, |_, version, recs| {
+                let scanned = self.disc_scan(d, &mut |_, version, recs| {
                     if going && version <= at {
                         going = visit(recs);
                     }
@@ -271,19 +303,31 @@ impl<T: Record> TableStore<T> {
         at: Option<u64>,
         mut f: impl FnMut(&T) -> bool,
     ) -> u64 {
+        self.scan_range_at_dyn(lo, hi, at, &mut f)
+    }
+
+    /// [`TableStore::scan_range_at`], compiled once per record type.
+    fn scan_range_at_dyn(
+        &self,
+        lo: Bound<&T::Key>,
+        hi: Bound<&T::Key>,
+        at: Option<u64>,
+        f: &mut dyn FnMut(&T) -> bool,
+    ) -> u64 {
         let Some(at) = at else { return self.scan_range(lo, hi, f) };
         let data = self.shards[0].data.read();
         let ShardMap::Ordered(m) = &data.map else {
             drop(data);
             for i in 0..self.shards.len() {
-                self.scan_shard_at(i, Some(at), |r| {
+                self.scan_shard_while_at_dyn(i, Some(at), &mut |r| {
                     f(r);
+                    true
                 });
             }
             return 0;
         };
         if !range_is_empty(lo, hi) {
-            in_key_order_at(&data, m, lo, hi, at, &mut f);
+            in_key_order_at(&data, m, lo, hi, at, f);
         }
         data.version_at(at)
     }
@@ -304,7 +348,7 @@ impl<T: Record> TableStore<T> {
             }
             ShardMap::Disc(d) => {
                 if let Err(e) =
-                    self.disc_scan(d, |k, version, recs| kept.push((k.clone(), version, recs.to_vec())))
+                    self.disc_scan(d, &mut |k, version, recs| kept.push((k.clone(), version, recs.to_vec())))
                 {
                     self.poison(e);
                 }

@@ -1,13 +1,12 @@
 //! Installing writes into a table's store: a commit's writes (`install`), a new key
 //! written for the first time (`insert_new`), and a table emptied (`clear_all`).
 
-use std::hash::BuildHasher;
 use std::sync::atomic::Ordering;
 
 use hashbrown::HashTable;
 use hashbrown::hash_table::Entry;
 
-use super::{ShardMap, Slot, TableStore, Write, group_key, key_of};
+use super::{ShardMap, Slot, TableStore, Write, group_hash, group_key, key_of, slot_hash};
 use crate::disk::record::{SnapshotEntry, encode};
 use crate::error::{Error, Result};
 use crate::schema::record::Record;
@@ -49,7 +48,7 @@ impl<T: Record> TableStore<T> {
         let one = |version: u64, old: T| keeping.then(|| (version, vec![old]));
         match (&mut data.map, write) {
             (ShardMap::Set(t), Write::Put(rec)) => {
-                match t.entry(hash, |s| key_of(s) == key, |s| hasher.hash_one(key_of(s))) {
+                match t.entry(hash, |s| key_of(s) == key, slot_hash(hasher)) {
                     Entry::Occupied(mut e) => {
                         let slot = e.get_mut();
                         on_change(std::slice::from_ref(&slot.rec), std::slice::from_ref(&rec));
@@ -104,11 +103,7 @@ impl<T: Record> TableStore<T> {
             }
             (ShardMap::Bag(t), write) => {
                 let recs = write.into_records();
-                let entry = t.entry(
-                    hash,
-                    |s| group_key(s) == Some(key),
-                    |s| group_key(s).map_or(0, |k| hasher.hash_one(k)),
-                );
+                let entry = t.entry(hash, |s| group_key(s) == Some(key), group_hash(hasher));
                 match entry {
                     Entry::Occupied(mut e) => {
                         on_change(&e.get().rec, &recs);
@@ -165,7 +160,7 @@ impl<T: Record> TableStore<T> {
                 }
                 let taken = match (&mut data.map, write) {
                     (ShardMap::Set(t), Write::Put(rec)) => {
-                        match t.entry(hash, |s| key_of(s) == &key, |s| hasher.hash_one(key_of(s))) {
+                        match t.entry(hash, |s| key_of(s) == &key, slot_hash(hasher)) {
                             Entry::Vacant(e) => {
                                 e.insert(Slot { version: seq, rec });
                                 false
@@ -183,11 +178,7 @@ impl<T: Record> TableStore<T> {
                     }
                     (ShardMap::Bag(t), write) => {
                         let recs = write.into_records();
-                        match t.entry(
-                            hash,
-                            |s| group_key(s) == Some(&key),
-                            |s| group_key(s).map_or(0, |k| hasher.hash_one(k)),
-                        ) {
+                        match t.entry(hash, |s| group_key(s) == Some(&key), group_hash(hasher)) {
                             Entry::Vacant(e) => {
                                 if !recs.is_empty() {
                                     e.insert(Slot { version: seq, rec: recs });

@@ -117,7 +117,7 @@ pub(crate) struct ShardData<T: Record> {
     pub(crate) version: u64,
     map: ShardMap<T>,
     /// Versions replaced while snapshots were open (see `history.rs`).
-    history: Option<Box<history::History<T>>>,
+    history: Option<Box<history::History<T::Key>>>,
 }
 
 pub(crate) struct Shard<T: Record> {
@@ -230,6 +230,17 @@ fn key_of<T: Record>(s: &Slot<T>) -> &T::Key {
 
 fn group_key<T: Record>(s: &Slot<Vec<T>>) -> Option<&T::Key> {
     s.rec.first().map(Record::key)
+}
+
+/// A `set` slot's hash, as its hash table rehashes it. (One closure type for every caller:
+/// the table's growth is compiled once per record type, not once per call site.)
+fn slot_hash<T: Record>(hasher: &Hasher) -> impl Fn(&Slot<T>) -> u64 + '_ {
+    move |s| hasher.hash_one(key_of(s))
+}
+
+/// A `bag` group's hash, as its hash table rehashes it (see [`slot_hash`]).
+fn group_hash<T: Record>(hasher: &Hasher) -> impl Fn(&Slot<Vec<T>>) -> u64 + '_ {
+    move |s| group_key(s).map_or(0, |k| hasher.hash_one(k))
 }
 
 impl<T: Record> TableStore<T> {
@@ -388,13 +399,8 @@ impl<T: Record> TableStore<T> {
     }
 
     /// Visits a disc-only table's records.
-    fn disc_scan(&self, disc: &DiscOnly, mut f: impl FnMut(&T::Key, u64, &[T])) -> Result<()> {
-        self.disc_scan_dyn(disc, &mut f)
-    }
-
-    /// [`TableStore::disc_scan`], compiled once per record type rather than per visitor.
     #[allow(clippy::type_complexity)]
-    fn disc_scan_dyn(&self, disc: &DiscOnly, f: &mut dyn FnMut(&T::Key, u64, &[T])) -> Result<()> {
+    fn disc_scan(&self, disc: &DiscOnly, f: &mut dyn FnMut(&T::Key, u64, &[T])) -> Result<()> {
         let Some(id) = self.disk_id() else { return Ok(()) };
         disc.scan(id, |kb, version, value| {
             let key: T::Key =
@@ -463,6 +469,11 @@ impl<T: Record> TableStore<T> {
     /// Visits every record of one shard, asking for each record's heap data a few records
     /// before it is visited (for visits that read every field: export, copies).
     pub(crate) fn scan_shard_warmed(&self, shard: usize, mut f: impl FnMut(&T)) {
+        self.scan_shard_warmed_dyn(shard, &mut f);
+    }
+
+    /// [`TableStore::scan_shard_warmed`], compiled once per record type.
+    fn scan_shard_warmed_dyn(&self, shard: usize, f: &mut dyn FnMut(&T)) {
         let data = self.shards[shard].data.read();
         let visit = |r: &T| {
             f(r);
@@ -485,7 +496,7 @@ impl<T: Record> TableStore<T> {
 
     /// Visits every record of one shard; returns the shard's version.
     pub(crate) fn scan_shard(&self, shard: usize, mut f: impl FnMut(&T)) -> u64 {
-        self.scan_shard_while(shard, |r| {
+        self.scan_shard_while(shard, &mut |r| {
             f(r);
             true
         })
@@ -493,7 +504,7 @@ impl<T: Record> TableStore<T> {
 
     /// Visits the records of one shard until `f` returns false; returns the shard's
     /// version.
-    pub(crate) fn scan_shard_while(&self, shard: usize, mut f: impl FnMut(&T) -> bool) -> u64 {
+    pub(crate) fn scan_shard_while(&self, shard: usize, f: &mut dyn FnMut(&T) -> bool) -> u64 {
         let data = self.shards[shard].data.read();
         match &data.map {
             ShardMap::Set(t) => {
@@ -508,7 +519,7 @@ impl<T: Record> TableStore<T> {
             }
             ShardMap::Disc(d) => {
                 let mut going = true;
-                let scanned = self.disc_scan(d, |_, _, recs| {
+                let scanned = self.disc_scan(d, &mut |_, _, recs| {
                     for r in recs.iter() {
                         going = going && f(r);
                     }
@@ -527,7 +538,7 @@ impl<T: Record> TableStore<T> {
         &self,
         lo: Bound<&T::Key>,
         hi: Bound<&T::Key>,
-        mut f: impl FnMut(&T) -> bool,
+        f: &mut dyn FnMut(&T) -> bool,
     ) -> u64 {
         let data = self.shards[0].data.read();
         if let ShardMap::Ordered(m) = &data.map {
@@ -582,7 +593,7 @@ impl<T: Record> TableStore<T> {
                     ShardMap::Bag(t) => t.iter().map(|s| s.rec.len()).sum(),
                     ShardMap::Disc(d) => {
                         let mut n = 0;
-                        if let Err(e) = self.disc_scan(d, |_, _, recs| n += recs.len()) {
+                        if let Err(e) = self.disc_scan(d, &mut |_, _, recs| n += recs.len()) {
                             self.poison(e);
                         }
                         n
@@ -620,10 +631,8 @@ impl<T: Record> TableStore<T> {
         let per_shard = n / self.shards.len() + 1;
         for s in self.shards.iter() {
             match &mut s.data.write().map {
-                ShardMap::Set(t) => t.reserve(per_shard, |s| self.hasher.hash_one(key_of(s))),
-                ShardMap::Bag(t) => {
-                    t.reserve(per_shard, |s| group_key(s).map_or(0, |k| self.hasher.hash_one(k)))
-                }
+                ShardMap::Set(t) => t.reserve(per_shard, slot_hash(&self.hasher)),
+                ShardMap::Bag(t) => t.reserve(per_shard, group_hash(&self.hasher)),
                 ShardMap::Ordered(_) | ShardMap::Disc(_) => {}
             }
         }

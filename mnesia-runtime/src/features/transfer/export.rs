@@ -167,7 +167,7 @@ fn each<T: Record>(
         loop {
             let (mut seen, mut last) = (0, None);
             let lo = after.as_ref().map_or(std::ops::Bound::Unbounded, std::ops::Bound::Excluded);
-            store.scan_range(lo, std::ops::Bound::Unbounded, |rec| {
+            store.scan_range(lo, std::ops::Bound::Unbounded, &mut |rec| {
                 visit(rec, &mut chunk, &mut n);
                 last = Some(rec.key().clone());
                 seen += 1;
