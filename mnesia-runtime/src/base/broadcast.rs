@@ -6,13 +6,8 @@
 //! The ring holds what some reader has not read yet, up to a capacity in events. Past it,
 //! the oldest batches go (a commit's events go together; `essential` ones never do): a
 //! reader that had not read them is told how many it missed where the gap is, then reads on.
-//!
-//! The ring and the readers' waiting are compiled once, whatever the event type (batches
-//! are held as `AnyBatch`); only taking an event out of a batch knows its type.
 
-use std::any::Any;
 use std::collections::VecDeque;
-use std::marker::PhantomData;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::task::Waker;
@@ -32,7 +27,7 @@ pub(crate) trait Notice: Clone + Send + Sync + 'static {
 }
 
 /// One commit's events.
-pub(crate) type Batch<E> = Arc<Vec<E>>;
+pub(crate) type Batch<E> = Arc<[E]>;
 
 /// A reader with nothing to read first yields its thread a few times, then naps: short
 /// timed waits that writers do not cut short unless `NAP_WAKE` events wait for it, then
@@ -61,34 +56,9 @@ struct ReaderState {
     waker: Option<Waker>,
 }
 
-/// A batch as the ring holds it, whatever its event type.
-trait AnyBatch: Send + Sync + 'static {
-    fn len(&self) -> usize;
-    /// Whether an event of the batch is never to be dropped.
-    fn has_essential(&self) -> bool;
-    fn into_any(self: Arc<Self>) -> Arc<dyn Any + Send + Sync>;
-}
-
-impl<E: Notice> AnyBatch for Vec<E> {
-    fn len(&self) -> usize {
-        Vec::len(self)
-    }
-
-    fn has_essential(&self) -> bool {
-        self.iter().any(E::essential)
-    }
-
-    fn into_any(self: Arc<Self>) -> Arc<dyn Any + Send + Sync> {
-        self
-    }
-}
-
-/// What a ring hands a reader: a batch, or how many events it missed.
-type Taken<'a> = Result<&'a Arc<dyn AnyBatch>, u64>;
-
-struct Inner {
+struct Inner<E> {
     /// Batches some reader has not read, oldest first, with the index of their first event.
-    batches: VecDeque<(u64, Arc<dyn AnyBatch>)>,
+    batches: VecDeque<(u64, Batch<E>)>,
     /// Events in `batches`.
     held: usize,
     /// The index the next event appended gets.
@@ -98,7 +68,7 @@ struct Inner {
     next_id: u64,
 }
 
-impl Inner {
+impl<E: Notice> Inner<E> {
     /// Drops the batches every reader has read, then the oldest past the capacity (but the
     /// newest batch, and essential ones).
     fn trim(&mut self) {
@@ -112,7 +82,7 @@ impl Inner {
         }
         let mut i = 0;
         while self.held > self.capacity && i + 1 < self.batches.len() {
-            if self.batches[i].1.has_essential() {
+            if self.batches[i].1.iter().any(E::essential) {
                 i += 1;
             } else if let Some((_, b)) = self.batches.remove(i) {
                 self.held -= b.len();
@@ -123,48 +93,42 @@ impl Inner {
     fn reader(&mut self, id: u64) -> Option<&mut ReaderState> {
         self.readers.iter_mut().find(|r| r.id == id)
     }
-
-    /// Hands what the ring has past reader `id`'s position to `take`, gaps included;
-    /// whether there was anything.
-    fn refill(&mut self, id: u64, take: &mut dyn FnMut(Taken<'_>)) -> bool {
-        let end = self.end;
-        let Some(next) = self.reader(id).map(|r| r.next) else { return false };
-        if next == end {
-            return false;
-        }
-        let mut at = next;
-        for (start, b) in &self.batches {
-            let stop = start + b.len() as u64;
-            if stop <= at {
-                continue;
-            }
-            if *start > at {
-                take(Err(start - at));
-            }
-            take(Ok(b));
-            at = stop;
-        }
-        if at < end {
-            take(Err(end - at));
-        }
-        if let Some(r) = self.reader(id) {
-            r.next = end;
-        }
-        self.trim();
-        true
-    }
 }
 
-/// The events of one source and its readers' positions, whatever the events' type.
-struct Core {
-    inner: Mutex<Inner>,
+/// The events of one source, and its readers' positions.
+pub(crate) struct Ring<E> {
+    inner: Mutex<Inner<E>>,
     ready: Condvar,
     /// `inner.readers.len()`, readable without the lock (checked on every commit).
     readers: AtomicUsize,
 }
 
-impl Core {
-    fn subscribe(&self, capacity: usize) -> u64 {
+impl<E: Notice> Default for Ring<E> {
+    fn default() -> Self {
+        Ring {
+            inner: Mutex::new(Inner {
+                batches: VecDeque::new(),
+                held: 0,
+                end: 0,
+                capacity: 1,
+                readers: Vec::new(),
+                next_id: 0,
+            }),
+            ready: Condvar::new(),
+            readers: AtomicUsize::new(0),
+        }
+    }
+}
+
+impl<E: Notice> Ring<E> {
+    /// Whether anyone reads.
+    pub(crate) fn has_readers(&self) -> bool {
+        self.readers.load(Ordering::Acquire) > 0
+    }
+
+    /// A new reader, reading from the next event appended; the ring holds up to `capacity`
+    /// events for its readers.
+    pub(crate) fn subscribe(self: &Arc<Self>, capacity: usize) -> Reader<E> {
         let mut g = self.inner.lock();
         let id = g.next_id;
         g.next_id += 1;
@@ -172,11 +136,13 @@ impl Core {
         let next = g.end;
         g.readers.push(ReaderState { id, next, mode: Mode::Busy, waker: None });
         self.readers.store(g.readers.len(), Ordering::Release);
-        id
+        drop(g);
+        Reader { ring: Arc::clone(self), id, local: Mutex::new(Local { items: VecDeque::new(), read: 0 }) }
     }
 
-    fn append(&self, batch: Arc<dyn AnyBatch>) {
-        if batch.len() == 0 {
+    /// Appends one commit's events (nothing when no one reads).
+    pub(crate) fn append(&self, batch: Batch<E>) {
+        if batch.is_empty() {
             return;
         }
         let mut g = self.inner.lock();
@@ -211,121 +177,6 @@ impl Core {
         for w in wakers {
             w.wake();
         }
-    }
-
-    /// Refills reader `id` through `take` (see [`Inner::refill`]): waiting at most
-    /// `timeout` (forever when `None`) if `wait`, else only what is there. Whether anything
-    /// came.
-    fn refill(
-        &self,
-        id: u64,
-        timeout: Option<Duration>,
-        wait: bool,
-        take: &mut dyn FnMut(Taken<'_>),
-    ) -> bool {
-        let mut g = self.inner.lock();
-        let mut rounds = 0;
-        // Read from the clock only once the reader is about to wait.
-        let mut deadline: Option<Option<Instant>> = None;
-        loop {
-            if g.refill(id, take) {
-                return true;
-            }
-            if !wait {
-                return false;
-            }
-            rounds += 1;
-            if rounds <= IDLE_YIELDS {
-                parking_lot::MutexGuard::unlocked(&mut g, std::thread::yield_now);
-                continue;
-            }
-            let now = Instant::now();
-            // A timeout too long to represent waits forever.
-            let end = *deadline.get_or_insert_with(|| timeout.and_then(|t| now.checked_add(t)));
-            if end.is_some_and(|d| now >= d) {
-                return false;
-            }
-            let napping = rounds <= IDLE_YIELDS + NAPS;
-            if let Some(r) = g.reader(id) {
-                r.mode = if napping { Mode::Napping } else { Mode::Sleeping };
-            }
-            let until = if napping { Some(end.map_or(now + NAP, |d| d.min(now + NAP))) } else { end };
-            match until {
-                Some(u) => {
-                    self.ready.wait_until(&mut g, u);
-                }
-                None => self.ready.wait(&mut g),
-            }
-            if let Some(r) = g.reader(id) {
-                r.mode = Mode::Busy;
-            }
-        }
-    }
-
-    /// Refills reader `id` if something is there, else registers `waker` for the next
-    /// append (under the ring's lock: the next append sees it).
-    #[cfg(feature = "tokio")]
-    fn refill_or_register(&self, id: u64, waker: &Waker, take: &mut dyn FnMut(Taken<'_>)) -> bool {
-        let mut g = self.inner.lock();
-        if g.refill(id, take) {
-            return true;
-        }
-        if let Some(r) = g.reader(id) {
-            r.waker = Some(waker.clone());
-        }
-        false
-    }
-
-    fn leave(&self, id: u64) {
-        let mut g = self.inner.lock();
-        g.readers.retain(|r| r.id != id);
-        self.readers.store(g.readers.len(), Ordering::Release);
-        g.trim();
-    }
-}
-
-/// The events of one source, of type `E`, and its readers' positions.
-pub(crate) struct Ring<E> {
-    core: Core,
-    events: PhantomData<fn(E) -> E>,
-}
-
-impl<E: Notice> Default for Ring<E> {
-    fn default() -> Self {
-        Ring {
-            core: Core {
-                inner: Mutex::new(Inner {
-                    batches: VecDeque::new(),
-                    held: 0,
-                    end: 0,
-                    capacity: 1,
-                    readers: Vec::new(),
-                    next_id: 0,
-                }),
-                ready: Condvar::new(),
-                readers: AtomicUsize::new(0),
-            },
-            events: PhantomData,
-        }
-    }
-}
-
-impl<E: Notice> Ring<E> {
-    /// Whether anyone reads.
-    pub(crate) fn has_readers(&self) -> bool {
-        self.core.readers.load(Ordering::Acquire) > 0
-    }
-
-    /// A new reader, reading from the next event appended; the ring holds up to `capacity`
-    /// events for its readers.
-    pub(crate) fn subscribe(self: &Arc<Self>, capacity: usize) -> Reader<E> {
-        let id = self.core.subscribe(capacity);
-        Reader { ring: Arc::clone(self), id, local: Mutex::new(Local { items: VecDeque::new(), read: 0 }) }
-    }
-
-    /// Appends one commit's events (nothing when no one reads).
-    pub(crate) fn append(&self, batch: Batch<E>) {
-        self.core.append(batch);
     }
 }
 
@@ -362,17 +213,33 @@ impl<E: Notice> Local<E> {
         }
     }
 
-    /// Takes a batch or a gap the ring hands over. (A ring holds batches of its own event
-    /// type only: a batch of another type cannot come.)
-    fn push(&mut self, taken: Taken<'_>) {
-        match taken {
-            Ok(b) => {
-                if let Ok(b) = Arc::clone(b).into_any().downcast::<Vec<E>>() {
-                    self.items.push_back(Item::Batch(b));
-                }
-            }
-            Err(missed) => self.items.push_back(Item::Lag(missed)),
+    /// Takes what the ring has past this reader's position; whether there was anything.
+    fn refill(&mut self, g: &mut Inner<E>, id: u64) -> bool {
+        let end = g.end;
+        let Some(next) = g.reader(id).map(|r| r.next) else { return false };
+        if next == end {
+            return false;
         }
+        let mut at = next;
+        for (start, b) in &g.batches {
+            let stop = start + b.len() as u64;
+            if stop <= at {
+                continue;
+            }
+            if *start > at {
+                self.items.push_back(Item::Lag(start - at));
+            }
+            self.items.push_back(Item::Batch(Arc::clone(b)));
+            at = stop;
+        }
+        if at < end {
+            self.items.push_back(Item::Lag(end - at));
+        }
+        if let Some(r) = g.reader(id) {
+            r.next = end;
+        }
+        g.trim();
+        true
     }
 }
 
@@ -392,10 +259,43 @@ impl<E: Notice> Reader<E> {
         if let Some(e) = local.pop() {
             return Some(e);
         }
-        if self.ring.core.refill(self.id, timeout, wait, &mut |taken| local.push(taken)) {
-            local.pop()
-        } else {
-            None
+        let mut g = self.ring.inner.lock();
+        let mut rounds = 0;
+        // Read from the clock only once the reader is about to wait.
+        let mut deadline: Option<Option<Instant>> = None;
+        loop {
+            if local.refill(&mut g, self.id) {
+                drop(g);
+                return local.pop();
+            }
+            if !wait {
+                return None;
+            }
+            rounds += 1;
+            if rounds <= IDLE_YIELDS {
+                parking_lot::MutexGuard::unlocked(&mut g, std::thread::yield_now);
+                continue;
+            }
+            let now = Instant::now();
+            // A timeout too long to represent waits forever.
+            let end = *deadline.get_or_insert_with(|| timeout.and_then(|t| now.checked_add(t)));
+            if end.is_some_and(|d| now >= d) {
+                return None;
+            }
+            let napping = rounds <= IDLE_YIELDS + NAPS;
+            if let Some(r) = g.reader(self.id) {
+                r.mode = if napping { Mode::Napping } else { Mode::Sleeping };
+            }
+            let until = if napping { Some(end.map_or(now + NAP, |d| d.min(now + NAP))) } else { end };
+            match until {
+                Some(u) => {
+                    self.ring.ready.wait_until(&mut g, u);
+                }
+                None => self.ring.ready.wait(&mut g),
+            }
+            if let Some(r) = g.reader(self.id) {
+                r.mode = Mode::Busy;
+            }
         }
     }
 
@@ -415,8 +315,14 @@ impl<E: Notice> Reader<E> {
         if let Some(e) = local.pop() {
             return std::task::Poll::Ready(Some(e));
         }
-        if self.ring.core.refill_or_register(self.id, cx.waker(), &mut |taken| local.push(taken)) {
+        let mut g = self.ring.inner.lock();
+        if local.refill(&mut g, self.id) {
+            drop(g);
             return std::task::Poll::Ready(local.pop());
+        }
+        // Registered under the ring's lock: the next append sees it.
+        if let Some(r) = g.reader(self.id) {
+            r.waker = Some(cx.waker().clone());
         }
         std::task::Poll::Pending
     }
@@ -424,7 +330,10 @@ impl<E: Notice> Reader<E> {
 
 impl<E: Notice> Drop for Reader<E> {
     fn drop(&mut self) {
-        self.ring.core.leave(self.id);
+        let mut g = self.ring.inner.lock();
+        g.readers.retain(|r| r.id != self.id);
+        self.ring.readers.store(g.readers.len(), Ordering::Release);
+        g.trim();
     }
 }
 
@@ -454,7 +363,7 @@ mod tests {
     }
 
     fn batch(v: &[u32]) -> Batch<N> {
-        Arc::new(v.iter().map(|i| N::Ev(*i)).collect())
+        v.iter().map(|i| N::Ev(*i)).collect()
     }
 
     #[test]
@@ -468,7 +377,7 @@ mod tests {
         assert_eq!(drain(&a), [N::Ev(1), N::Ev(2), N::Ev(3)]);
         assert_eq!(drain(&b), [N::Ev(3)]);
         // Both have read everything: the ring holds nothing.
-        assert_eq!(ring.core.inner.lock().held, 0);
+        assert_eq!(ring.inner.lock().held, 0);
         drop(a);
         ring.append(batch(&[4]));
         assert_eq!(drain(&b), [N::Ev(4)]);
@@ -495,7 +404,7 @@ mod tests {
         let ring = Arc::new(Ring::<N>::default());
         let r = ring.subscribe(1);
         ring.append(batch(&[1]));
-        ring.append(Arc::new(vec![N::Keep]));
+        ring.append(Arc::from([N::Keep]));
         ring.append(batch(&[2]));
         ring.append(batch(&[3]));
         assert_eq!(drain(&r), [N::Gap(1), N::Keep, N::Gap(1), N::Ev(3)]);

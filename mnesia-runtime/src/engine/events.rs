@@ -228,7 +228,7 @@ impl<T: Record> Subscribers<T> {
         }
         if built_detailed {
             if self.simple.has_readers() {
-                self.simple.append(Arc::new(events.iter().map(simplify).collect()));
+                self.simple.append(events.iter().map(simplify).collect());
             }
             self.detailed.append(events.into());
         } else {

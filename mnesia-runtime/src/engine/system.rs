@@ -242,7 +242,7 @@ pub(crate) struct SystemHub {
 impl SystemHub {
     pub(crate) fn publish(&self, event: SystemEvent) {
         if self.ring.has_readers() {
-            self.ring.append(Arc::new(vec![event]));
+            self.ring.append(Arc::from([event]));
         }
     }
 
