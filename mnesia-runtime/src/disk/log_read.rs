@@ -1,10 +1,11 @@
 //! Reading the commit log's records: commits, and schema changes (each holding the whole
-//! schema it left: recovery and the tools take the last one).
+//! schema it left, or what changed in the one before it: recovery and the tools fold them
+//! over the schema file).
 
 use std::path::Path;
 
 use super::record::TableOpsRef;
-use super::schema::{self, SchemaFile};
+use super::schema::{self, SchemaDelta, SchemaFile};
 use super::{is_running, read_checkpoint, wal};
 use crate::error::{Error, Result};
 
@@ -12,7 +13,7 @@ use crate::error::{Error, Result};
 pub(crate) enum LogEntry<'a> {
     /// A commit: its sequence number and table parts.
     Commit(u64, Vec<TableOpsRef<'a>>),
-    /// A schema change (the record holds the whole schema it left: see [`last_schema`]).
+    /// A schema change (see [`logged_schema`]).
     Schema,
 }
 
@@ -49,6 +50,10 @@ pub(crate) fn decode_record(rec: &wal::LogRecord) -> Result<LogEntry<'_>> {
             schema::decode(body, &rec.file, rec.offset)?;
             Ok(LogEntry::Schema)
         }
+        k if k == wal::RecordKind::SchemaChange as u8 => {
+            SchemaDelta::decode(body, &rec.file, rec.offset)?;
+            Ok(LogEntry::Schema)
+        }
         k => Err(Error::Corrupt {
             file: rec.file.clone(),
             offset: rec.offset,
@@ -60,8 +65,8 @@ pub(crate) fn decode_record(rec: &wal::LogRecord) -> Result<LogEntry<'_>> {
 /// A commit record's sequence number and table parts, read in place; `None` for a schema
 /// record.
 pub(crate) fn decode_commit(rec: &wal::LogRecord) -> Result<Option<(u64, Vec<TableOpsRef<'_>>)>> {
-    // (A schema record's body is read by `last_schema` only.)
-    if split_record(rec)?.1 == wal::RecordKind::Schema as u8 {
+    // (A schema record's body is read by `logged_schema` only.)
+    if is_schema(split_record(rec)?.1) {
         return Ok(None);
     }
     Ok(match decode_record(rec)? {
@@ -70,15 +75,42 @@ pub(crate) fn decode_commit(rec: &wal::LogRecord) -> Result<Option<(u64, Vec<Tab
     })
 }
 
-/// The schema the log's records leave, if any changes it: the last schema record's.
-pub(crate) fn last_schema(log: &wal::LogContents) -> Result<Option<SchemaFile>> {
-    for rec in log.records.iter().rev() {
+fn is_schema(kind: u8) -> bool {
+    kind == wal::RecordKind::Schema as u8 || kind == wal::RecordKind::SchemaChange as u8
+}
+
+/// The schema the log's records leave, if any changes it: the last whole schema a record
+/// holds (else `base()`, the schema file the log follows), with the changes logged after it.
+pub(crate) fn logged_schema(
+    log: &wal::LogContents,
+    base: impl FnOnce() -> Result<SchemaFile>,
+) -> Result<Option<SchemaFile>> {
+    let mut from = 0;
+    let mut schema = None;
+    for (at, rec) in log.records.iter().enumerate().rev() {
         let (_, kind, body) = split_record(rec)?;
         if kind == wal::RecordKind::Schema as u8 {
-            return schema::decode(body, &rec.file, rec.offset).map(Some);
+            schema = Some(schema::decode(body, &rec.file, rec.offset)?);
+            from = at + 1;
+            break;
         }
     }
-    Ok(None)
+    let mut base = Some(base);
+    for rec in &log.records[from..] {
+        let (_, kind, body) = split_record(rec)?;
+        if kind == wal::RecordKind::SchemaChange as u8 {
+            let delta = SchemaDelta::decode(body, &rec.file, rec.offset)?;
+            if schema.is_none() {
+                let base =
+                    base.take().ok_or_else(|| Error::Internal("the schema's base read twice".into()))?;
+                schema = Some(base()?);
+            }
+            if let Some(s) = &mut schema {
+                delta.apply(s);
+            }
+        }
+    }
+    Ok(schema)
 }
 
 /// The schema of `dir` as it stands: the schema file as the last checkpoint wrote it, or
@@ -92,7 +124,9 @@ pub(crate) fn current_schema(dir: &Path) -> Result<SchemaFile> {
         // holds every change since.
         let checkpoint = read_checkpoint(dir)?;
         let written = schema::load(dir)?;
-        match wal::read_from(dir, checkpoint.segment).and_then(|log| last_schema(&log)) {
+        match wal::read_from(dir, checkpoint.segment)
+            .and_then(|log| logged_schema(&log, || Ok(written.clone())))
+        {
             Ok(last) => return Ok(last.unwrap_or(written)),
             Err(_) if attempts < 3 && is_running(dir) => attempts += 1,
             Err(e) => return Err(e),

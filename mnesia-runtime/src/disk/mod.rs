@@ -38,7 +38,7 @@ use parking_lot::Mutex;
 use serde::{Deserialize, Serialize};
 
 use self::files::io_error;
-pub(crate) use self::log_read::{LogEntry, current_schema, decode_commit, decode_record, last_schema};
+pub(crate) use self::log_read::{LogEntry, current_schema, decode_commit, decode_record, logged_schema};
 use self::record::{Logged, LoggedRef, SnapshotEntry, TableOps, TableOpsRef};
 use self::schema::{SchemaFile, TableDef};
 use self::wal::{Durability, Wal};
@@ -184,7 +184,7 @@ pub(crate) fn replay_disc_only(
     });
     // The tables the replayed log leaves on disc only (ids are never reused: the records of
     // a table dropped meanwhile are of no table in it).
-    let ids: Vec<u64> = match last_schema(&log)? {
+    let ids: Vec<u64> = match logged_schema(&log, || schema::load(dir))? {
         Some(s) => s,
         None => schema::load(dir)?,
     }
@@ -245,7 +245,7 @@ impl Disk {
         let checkpoint = read_checkpoint(dir)?;
         let log = wal::read_from(dir, checkpoint.segment)?;
         // The schema the last checkpoint wrote, or the last change the log holds since.
-        let schema = match last_schema(&log)? {
+        let schema = match logged_schema(&log, || schema::load(dir))? {
             Some(s) => s,
             None => schema::load(dir)?,
         };
@@ -452,8 +452,9 @@ impl Disk {
         }
     }
 
-    /// Changes the schema: the schema it leaves is appended to the log, in its place among
-    /// the commits, and synced. Under `Durability::Immediate` a failed sync drops the
+    /// Changes the schema: what changed (the tables removed, the definitions added or
+    /// replaced: a `SchemaDelta`) is appended to the log, in its place among the commits,
+    /// and synced. Under `Durability::Immediate` a failed sync drops the
     /// record (as it drops a commit) and the schema is unchanged; under the other modes the
     /// record is acknowledged once appended, as a commit is: a failed sync is the log's
     /// failure (reported by its health events), the record is written when the log works
@@ -477,15 +478,22 @@ impl Disk {
         let mut next = s.clone();
         f(&mut next);
         if next != *s {
-            let body = schema::encode(&next, false)?;
+            // What changed, or the whole schema when a change cannot say it.
+            let (kind, body) = match schema::SchemaDelta::between(&s, &next) {
+                Some(delta) => (wal::RecordKind::SchemaChange, delta.encode()?),
+                None => (wal::RecordKind::Schema, schema::encode(&next, false)?),
+            };
             if body.len() + wal::RECORD_HEADER > frame::MAX_FRAME {
                 return Err(Error::TooLarge {
-                    what: format!("a schema of {} bytes encoded, over the log's record limit", body.len()),
+                    what: format!(
+                        "a schema change of {} bytes encoded, over the log's record limit",
+                        body.len()
+                    ),
                 });
             }
             // (A schema record has no sequence number of its own: its place in the log
             // orders it.)
-            let (_, lsn) = self.wal.append(|| 0, wal::RecordKind::Schema, &body)?;
+            let (_, lsn) = self.wal.append(|| 0, kind, &body)?;
             self.wal.commit(lsn)?;
             *s = next;
             if let Err(e) = self.wal.sync_to(lsn) {

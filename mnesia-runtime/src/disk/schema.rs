@@ -195,6 +195,68 @@ impl SchemaFile {
     }
 }
 
+/// A schema change as a log record keeps it: the tables it removed and the definitions it
+/// added or replaced, not the whole schema (which would make creating `n` tables write
+/// `n²` definitions to the log). Applied to the schema before it, it gives the schema after.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct SchemaDelta {
+    next_table_id: u64,
+    /// The ids of the tables the change removed.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    removed: Vec<u64>,
+    /// The definitions the change added (at the end) or replaced (in place), by id.
+    #[serde(with = "stored_tables", default)]
+    put: Vec<TableDef>,
+}
+
+impl SchemaDelta {
+    /// The change from `old` to `new`, if a delta says it exactly (else the log keeps the
+    /// whole schema: the node or the format changed, or the tables were reordered).
+    pub(crate) fn between(old: &SchemaFile, new: &SchemaFile) -> Option<SchemaDelta> {
+        if (old.format, &old.node) != (new.format, &new.node) {
+            return None;
+        }
+        let removed =
+            old.tables.iter().map(|t| t.id).filter(|id| !new.tables.iter().any(|t| t.id == *id)).collect();
+        let put = new
+            .tables
+            .iter()
+            .filter(|t| old.tables.iter().find(|o| o.id == t.id) != Some(*t))
+            .cloned()
+            .collect();
+        let delta = SchemaDelta { next_table_id: new.next_table_id, removed, put };
+        let mut check = old.clone();
+        delta.apply(&mut check);
+        (check == *new).then_some(delta)
+    }
+
+    /// Makes the change to `schema`.
+    pub(crate) fn apply(&self, schema: &mut SchemaFile) {
+        schema.next_table_id = self.next_table_id;
+        schema.tables.retain(|t| !self.removed.contains(&t.id));
+        for def in &self.put {
+            match schema.tables.iter_mut().find(|t| t.id == def.id) {
+                Some(t) => *t = def.clone(),
+                None => schema.tables.push(def.clone()),
+            }
+        }
+    }
+
+    /// The change as a log record's body (JSON, as the schema file).
+    pub(crate) fn encode(&self) -> Result<Vec<u8>> {
+        serde_json::to_vec(self).map_err(|e| Error::codec("encoding a schema change", e))
+    }
+
+    /// A change as [`SchemaDelta::encode`] wrote it, read from `file` at `offset`.
+    pub(crate) fn decode(bytes: &[u8], file: &Path, offset: u64) -> Result<SchemaDelta> {
+        serde_json::from_slice(bytes).map_err(|e| Error::Corrupt {
+            file: file.to_path_buf(),
+            offset,
+            reason: format!("not a schema change: {e}"),
+        })
+    }
+}
+
 pub(crate) fn path(dir: &Path) -> PathBuf {
     dir.join(FILE)
 }
@@ -236,4 +298,55 @@ pub(crate) fn encode(schema: &SchemaFile, pretty: bool) -> Result<Vec<u8>> {
 pub(crate) fn store(dir: &Path, schema: &SchemaFile) -> Result<()> {
     let bytes = encode(schema, true)?;
     files::write_atomically(&path(dir), |f| f.write_all(&bytes))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::testing::Rec;
+
+    fn schema(ids: &[u64]) -> SchemaFile {
+        SchemaFile {
+            format: FORMAT,
+            node: "n".into(),
+            next_table_id: ids.iter().max().map_or(1, |m| m + 1),
+            tables: ids
+                .iter()
+                .map(|id| TableDef::of::<Rec>(*id, StorageType::DiscCopies, Vec::new()))
+                .collect(),
+        }
+    }
+
+    #[test]
+    fn a_delta_holds_only_what_changed_and_gives_the_schema_after() {
+        let old = schema(&[1, 2, 3]);
+        let mut new = old.clone();
+        new.tables.retain(|t| t.id != 2);
+        new.tables[0].version = 4;
+        new.tables.push(TableDef::of::<Rec>(7, StorageType::DiscOnlyCopies, Vec::new()));
+        new.next_table_id = 8;
+        let delta = SchemaDelta::between(&old, &new).expect("a delta");
+        assert_eq!(delta.removed, [2]);
+        assert_eq!(delta.put.iter().map(|t| t.id).collect::<Vec<_>>(), [1, 7]);
+        let read =
+            SchemaDelta::decode(&delta.encode().expect("encode"), Path::new("log"), 0).expect("decode");
+        assert_eq!(read, delta, "the record formats travel with the definitions");
+        let mut applied = old.clone();
+        read.apply(&mut applied);
+        assert_eq!(applied, new);
+        // Applied again (a log replayed over a schema file that already holds it): the same.
+        read.apply(&mut applied);
+        assert_eq!(applied, new);
+    }
+
+    #[test]
+    fn a_change_a_delta_cannot_say_is_none() {
+        let old = schema(&[1, 2]);
+        let mut renamed = old.clone();
+        renamed.node = "other".into();
+        assert!(SchemaDelta::between(&old, &renamed).is_none());
+        let mut reordered = old.clone();
+        reordered.tables.reverse();
+        assert!(SchemaDelta::between(&old, &reordered).is_none());
+    }
 }

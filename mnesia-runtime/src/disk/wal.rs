@@ -20,8 +20,8 @@ use crate::error::{Error, Result};
 
 pub(crate) const KIND: &[u8; 6] = b"MNSWAL";
 /// The format written: each record is `[sequence number: u64 LE][kind: u8][body]` (see
-/// [`RecordKind`]).
-pub(crate) const VERSION: u8 = 2;
+/// [`RecordKind`]). Version 2 held no schema changes (`RecordKind::SchemaChange`).
+pub(crate) const VERSION: u8 = 3;
 /// The oldest format read: version 1 segments hold commits only, `[sequence number][body]`.
 pub(crate) const OLDEST_VERSION: u8 = 1;
 
@@ -42,6 +42,9 @@ pub(crate) enum RecordKind {
     /// The whole schema after a change, as `schema.json` keeps it (JSON); its sequence
     /// number is 0 (its place in the log orders it).
     Schema = 1,
+    /// A schema change: what it removed and what it added or replaced (a `SchemaDelta`,
+    /// JSON), applied to the schema before it; sequence number 0.
+    SchemaChange = 2,
 }
 /// How many times a sync leader lets arriving commits join its sync.
 const GATHER_ROUNDS: usize = 64;

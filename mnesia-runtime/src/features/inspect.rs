@@ -476,7 +476,7 @@ impl Recovered {
         let checkpoint = disk::read_checkpoint(dir)?;
         let contents = wal::read_from(dir, checkpoint.segment)?;
         // The schema file as the last checkpoint wrote it, or the last change logged since.
-        let schema = match disk::last_schema(&contents)? {
+        let schema = match disk::logged_schema(&contents, || schema::load(dir))? {
             Some(s) => s,
             None => schema::load(dir)?,
         };
