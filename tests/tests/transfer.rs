@@ -261,6 +261,38 @@ fn malformed_input_is_refused_with_its_line_and_nothing_is_imported() {
     let (email, rest) = rest.split_once(',').expect("cells");
     refused_both(Format::Csv, &format!("{}\n{}\n{id},\"{email}\"junk,{rest}\n", rows[0], rows[1]), 3, None);
     refused_both(Format::Csv, &format!("{}\n{id},\"{email}\n{}\n", rows[0], rows[1]), 2, None);
+    // CSV: a number out of a float's range (parsing would make it an infinity the text did
+    // not say).
+    let huge = rows[2].replacen(",0.6666666666666666,", ",1e400,", 1);
+    assert_ne!(huge, rows[2]);
+    refused_both(Format::Csv, &format!("{}\n{}\n{huge}\n", rows[0], rows[1]), 3, Some("score"));
+    // A field the struct does not have, at the top or nested: serde would drop it.
+    let unknown = good.replacen('{', "{\"shoe_size\":44,", 1);
+    refused_both(Format::JsonLines, &format!("{good}\n{unknown}\n"), 2, Some("shoe_size"));
+    refused_both(
+        Format::Json,
+        &format!("[\n{},\n{unknown}\n]", person_json(53, "e@x.io")),
+        3,
+        Some("shoe_size"),
+    );
+    let nested = good.replacen("\"city\":", "\"planet\":\"earth\",\"city\":", 1);
+    assert_ne!(nested, good);
+    refused_both(Format::JsonLines, &nested, 1, Some("address.planet"));
+}
+
+#[test]
+fn infinities_written_as_such_in_csv_are_read_back() {
+    let db = Database::in_memory().expect("db");
+    db.scope(|| -> mnesia::Result<()> {
+        Reading::create_table(TableOptions::new())?;
+        let input = "at,value,note\n\"[1,2]\",inf,a\n\"[1,3]\",-Infinity,b\n\"[1,4]\",NaN,c\n";
+        assert_eq!(Reading::import_from(input.as_bytes(), Format::Csv, &ImportOptions::new())?, 3);
+        let values: Vec<f64> = Reading::list()?.iter().map(|r| r.value).collect();
+        assert_eq!(values[..2], [f64::INFINITY, f64::NEG_INFINITY]);
+        assert!(values[2].is_nan());
+        Ok(())
+    })
+    .expect("import");
 }
 
 #[test]

@@ -70,6 +70,18 @@ impl<'a> Cell<'a> {
         self.0.trim().parse().map_err(|_| de::Error::custom(format!("expected {what}, found `{}`", self.0)))
     }
 
+    /// A float cell. A number out of the type's range is refused (parsing makes it an
+    /// infinity, which the text did not say); `inf`, `-inf` and `NaN` are read as written
+    /// (a CSV export writes them so).
+    fn float<T: std::str::FromStr + Copy>(&self, ty: &str, infinite: fn(T) -> bool) -> Result<T, Error> {
+        let v: T = self.parse("a number")?;
+        let spelled = self.0.trim().trim_start_matches(['+', '-']).to_ascii_lowercase();
+        if infinite(v) && spelled != "inf" && spelled != "infinity" {
+            return Err(de::Error::custom(format!("`{}` is out of the range of an {ty}", self.0)));
+        }
+        Ok(v)
+    }
+
     /// The cell read wholly as JSON by `f` (nothing may follow the value).
     fn json<R>(
         self,
@@ -115,8 +127,14 @@ impl<'de> de::Deserializer<'de> for Cell<'de> {
         deserialize_u32 visit_u32 u32, "a non-negative integer";
         deserialize_u64 visit_u64 u64, "a non-negative integer";
         deserialize_u128 visit_u128 u128, "a non-negative integer";
-        deserialize_f32 visit_f32 f32, "a number";
-        deserialize_f64 visit_f64 f64, "a number";
+    }
+
+    fn deserialize_f32<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, Error> {
+        visitor.visit_f32(self.float("f32", f32::is_infinite)?)
+    }
+
+    fn deserialize_f64<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, Error> {
+        visitor.visit_f64(self.float("f64", f64::is_infinite)?)
     }
 
     fn deserialize_char<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, Error> {

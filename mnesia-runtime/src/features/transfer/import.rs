@@ -32,6 +32,19 @@ fn field_of(path: &serde_path_to_error::Path) -> Option<String> {
     (p != "." && p != "?").then_some(p)
 }
 
+/// A field of the input that the record type does not have (serde would drop it).
+fn unknown_field<T: Record>(line: u64, field: &str) -> Error {
+    let known: Vec<&str> = T::FIELDS.iter().map(|f| f.name).collect();
+    bad(
+        line,
+        Some(field),
+        format!(
+            "`{field}` is not a field of {} (its fields are {known:?}): importing would drop it",
+            T::NAME
+        ),
+    )
+}
+
 /// A located import error.
 fn bad(line: u64, column: Option<&str>, reason: impl std::fmt::Display) -> Error {
     Error::Import { line, column: column.map(str::to_owned), reason: reason.to_string() }
@@ -48,10 +61,23 @@ fn parse_each<T: Record>(
         Format::Json => {
             LINE.with(|l| l.set(1));
             let mut de = serde_json::Deserializer::from_reader(CountLines(BufReader::new(input)));
-            let recs: Records<T> = serde_path_to_error::deserialize(&mut de).map_err(|e| {
-                bad(e.inner().line() as u64, field_of(e.path()).as_deref(), json_reason(e.inner()))
-            })?;
+            let mut unknown: Option<(u64, String)> = None;
+            let mut note = |path: serde_ignored::Path<'_>| {
+                if unknown.is_none() {
+                    unknown = Some((LINE.with(std::cell::Cell::get), path.to_string()));
+                }
+            };
+            let recs: Records<T> =
+                serde_path_to_error::deserialize(serde_ignored::Deserializer::new(&mut de, &mut note))
+                    .map_err(|e| {
+                        bad(e.inner().line() as u64, field_of(e.path()).as_deref(), json_reason(e.inner()))
+                    })?;
             de.end().map_err(|e| bad(e.line() as u64, None, json_reason(&e)))?;
+            if let Some((line, path)) = unknown {
+                // (The path starts with the record's place in the array: the line says it.)
+                let field = path.split_once('.').map_or(path.as_str(), |(_, field)| field);
+                return Err(unknown_field::<T>(line, field));
+            }
             recs.0.into_iter().try_for_each(|(line, rec)| emit(line, rec))
         }
         Format::JsonLines => {
@@ -62,7 +88,16 @@ fn parse_each<T: Record>(
                     continue;
                 }
                 let mut de = serde_json::Deserializer::from_str(&line);
-                let rec = match T::deserialize(&mut de) {
+                let mut unknown: Option<String> = None;
+                let note = |path: serde_ignored::Path<'_>| {
+                    if unknown.is_none() {
+                        unknown = Some(path.to_string());
+                    }
+                };
+                let rec = match serde_ignored::deserialize::<_, _, T>(&mut de, note) {
+                    Ok(_) if unknown.is_some() => {
+                        return Err(unknown_field::<T>(line_no, unknown.as_deref().unwrap_or_default()));
+                    }
                     Ok(rec) => rec,
                     // Read again, tracking the path, to name the field.
                     Err(first) => {
