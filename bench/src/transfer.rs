@@ -1,6 +1,6 @@
 //! Export, import, backup and restore figures over 1M records (100k with `--quick`):
-//! `export_json_1m_ms`, `export_csv_1m_ms`, `import_csv_1m_ms`, `backup_1m_ms`,
-//! `restore_1m_ms`, each against the same rows written from (read into) a `Vec` by
+//! `export_json_1m_ms`, `export_csv_1m_ms`, `import_csv_1m_ms`, `import_jsonl_1m_ms`,
+//! `backup_1m_ms`, `restore_1m_ms`, each against the same rows written from (read into) a `Vec` by
 //! `serde_json` / `csv` / `postcard` to (from) a file in the same run, with the peak heap
 //! each used.
 
@@ -44,8 +44,14 @@ fn add(report: &mut Report, name: &str, ours: (f64, isize), floor: (f64, isize),
 }
 
 pub fn figures(report: &mut Report, quick: bool) -> mnesia::Result<()> {
-    let names =
-        ["export_json_1m_ms", "export_csv_1m_ms", "import_csv_1m_ms", "backup_1m_ms", "restore_1m_ms"];
+    let names = [
+        "export_json_1m_ms",
+        "export_csv_1m_ms",
+        "import_csv_1m_ms",
+        "import_jsonl_1m_ms",
+        "backup_1m_ms",
+        "restore_1m_ms",
+    ];
     if !names.iter().any(|n| report.wants(n)) {
         return Ok(());
     }
@@ -119,6 +125,23 @@ pub fn figures(report: &mut Report, quick: bool) -> mnesia::Result<()> {
                 return Err(mnesia::Error::Invalid("import_csv_1m_ms: records missing".into()));
             }
             add(report, "import_csv_1m_ms", ours, floor, records);
+        }
+        if report.wants("import_jsonl_1m_ms") {
+            let jsonl_path = dir.path().join("users.jsonl");
+            User::export(&jsonl_path)?;
+            User::clear()?;
+            let floor = measure(|| {
+                let input = BufReader::new(File::open(&jsonl_path).map_err(io)?);
+                let rows: Vec<User> = std::io::BufRead::lines(input)
+                    .map(|line| serde_json::from_str(&line.map_err(io)?).map_err(io))
+                    .collect::<mnesia::Result<_>>()?;
+                Ok(rows.len())
+            })?;
+            let ours = measure(|| User::import(&jsonl_path))?;
+            if User::count()? as u64 != records {
+                return Err(mnesia::Error::Invalid("import_jsonl_1m_ms: records missing".into()));
+            }
+            add(report, "import_jsonl_1m_ms", ours, floor, records);
         }
         Ok(())
     })

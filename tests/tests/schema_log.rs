@@ -1,5 +1,5 @@
 //! Schema changes are records of the commit log, in their place among the commits: the
-//! schema file is written by checkpoints only, and recovery takes the last schema change
+//! schema file is written by checkpoints only, and recovery applies the schema changes
 //! the log holds. A child process that changes the schema and writes, killed with SIGKILL
 //! at random moments, leaves a directory that opens with every acknowledged change.
 

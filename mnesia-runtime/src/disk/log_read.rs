@@ -79,42 +79,40 @@ fn is_schema(kind: u8) -> bool {
     kind == wal::RecordKind::Schema as u8 || kind == wal::RecordKind::SchemaChange as u8
 }
 
-/// The schema the log's records leave, if any changes it: the last whole schema a record
-/// holds (else `base()`, the schema file the log follows), with the changes logged after it.
+/// The schema the log's records leave: the last whole schema a record holds (else
+/// `written()`, the schema file the log follows, as the last checkpoint wrote it), with the
+/// changes logged after it applied in order. (Replayed over a schema file that a checkpoint
+/// cut short by a crash wrote after some of them, they give the same schema: each names
+/// what it removes and the whole definitions it puts, and ids are never reused.)
 pub(crate) fn logged_schema(
     log: &wal::LogContents,
-    base: impl FnOnce() -> Result<SchemaFile>,
-) -> Result<Option<SchemaFile>> {
+    written: impl FnOnce() -> Result<SchemaFile>,
+) -> Result<SchemaFile> {
     let mut from = 0;
-    let mut schema = None;
+    let mut whole = None;
     for (at, rec) in log.records.iter().enumerate().rev() {
         let (_, kind, body) = split_record(rec)?;
         if kind == wal::RecordKind::Schema as u8 {
-            schema = Some(schema::decode(body, &rec.file, rec.offset)?);
+            whole = Some(schema::decode(body, &rec.file, rec.offset)?);
             from = at + 1;
             break;
         }
     }
-    let mut base = Some(base);
+    let mut schema = match whole {
+        Some(s) => s,
+        None => written()?,
+    };
     for rec in &log.records[from..] {
         let (_, kind, body) = split_record(rec)?;
         if kind == wal::RecordKind::SchemaChange as u8 {
-            let delta = SchemaDelta::decode(body, &rec.file, rec.offset)?;
-            if schema.is_none() {
-                let base =
-                    base.take().ok_or_else(|| Error::Internal("the schema's base read twice".into()))?;
-                schema = Some(base()?);
-            }
-            if let Some(s) = &mut schema {
-                delta.apply(s);
-            }
+            SchemaDelta::decode(body, &rec.file, rec.offset)?.apply(&mut schema);
         }
     }
     Ok(schema)
 }
 
-/// The schema of `dir` as it stands: the schema file as the last checkpoint wrote it, or
-/// the last schema change the log holds since (for tools reading a directory, open or not:
+/// The schema of `dir` as it stands: the schema file as the last checkpoint wrote it, with
+/// the schema changes the log holds since (for tools reading a directory, open or not:
 /// a checkpoint that removes segments meanwhile makes it read again).
 pub(crate) fn current_schema(dir: &Path) -> Result<SchemaFile> {
     let mut attempts = 0;
@@ -124,10 +122,8 @@ pub(crate) fn current_schema(dir: &Path) -> Result<SchemaFile> {
         // holds every change since.
         let checkpoint = read_checkpoint(dir)?;
         let written = schema::load(dir)?;
-        match wal::read_from(dir, checkpoint.segment)
-            .and_then(|log| logged_schema(&log, || Ok(written.clone())))
-        {
-            Ok(last) => return Ok(last.unwrap_or(written)),
+        match wal::read_from(dir, checkpoint.segment).and_then(|log| logged_schema(&log, || Ok(written))) {
+            Ok(schema) => return Ok(schema),
             Err(_) if attempts < 3 && is_running(dir) => attempts += 1,
             Err(e) => return Err(e),
         }

@@ -10,8 +10,8 @@
 //! | `checkpoint.json` | which log segment the last checkpoint starts the replay from |
 //! | `LOCK` | held by the process that has the database open |
 //!
-//! Recovery takes the schema of the last schema change the log holds since the checkpoint
-//! (else the schema file), loads the snapshots, then replays the log from the checkpoint's
+//! Recovery takes the schema file with the schema changes the log holds since the
+//! checkpoint applied in order (see `log_read::logged_schema`), loads the snapshots, then replays the log from the checkpoint's
 //! segment on (table ids are never reused, so a commit of a table dropped meanwhile is of
 //! no table in that schema, and is skipped). A
 //! snapshot is taken while writers run, so it may already hold a write that the log replays
@@ -184,15 +184,12 @@ pub(crate) fn replay_disc_only(
     });
     // The tables the replayed log leaves on disc only (ids are never reused: the records of
     // a table dropped meanwhile are of no table in it).
-    let ids: Vec<u64> = match logged_schema(&log, || schema::load(dir))? {
-        Some(s) => s,
-        None => schema::load(dir)?,
-    }
-    .tables
-    .iter()
-    .filter(|d| d.storage == StorageType::DiscOnlyCopies)
-    .map(|d| d.id)
-    .collect();
+    let ids: Vec<u64> = logged_schema(&log, || schema::load(dir))?
+        .tables
+        .iter()
+        .filter(|d| d.storage == StorageType::DiscOnlyCopies)
+        .map(|d| d.id)
+        .collect();
     for rec in &log.records {
         let Some((seq, ops)) = decode_commit(rec)? else { continue };
         for op in ops.iter().filter(|op| ids.contains(&op.table)) {
@@ -244,11 +241,8 @@ impl Disk {
         // Read under the lock: no other process changes it from now on.
         let checkpoint = read_checkpoint(dir)?;
         let log = wal::read_from(dir, checkpoint.segment)?;
-        // The schema the last checkpoint wrote, or the last change the log holds since.
-        let schema = match logged_schema(&log, || schema::load(dir))? {
-            Some(s) => s,
-            None => schema::load(dir)?,
-        };
+        // The schema the last checkpoint wrote, with the changes the log holds since.
+        let schema = logged_schema(&log, || schema::load(dir))?;
         let mut max_seq = checkpoint.seq;
         let mut pending = HashMap::new();
         let mut by_id: HashMap<u64, String> = HashMap::new();
@@ -582,7 +576,7 @@ impl Disk {
         // The schema as it is now, after the roll (the caller holds the database's schema
         // lock: no schema change is under way, so every table created with its records
         // logged is in it); every schema change after this is in the new segment, and
-        // recovery takes the last one the log holds, else this.
+        // recovery applies them to this.
         let schema_now = self.schema.lock().clone();
         let defs: &[TableDef] = &schema_now.tables;
         let mut snapshots = Vec::with_capacity(defs.len());
@@ -657,7 +651,8 @@ pub mod fuzzing {
     use super::frame::{self, Frames};
     use super::{record, snapshot, wal};
 
-    /// Decodes `bytes` as a log segment and each record in it (a commit or a schema).
+    /// Decodes `bytes` as a log segment and each record in it (a commit, a whole schema or a
+    /// schema change).
     pub fn log_segment(bytes: &[u8]) {
         let path = Path::new("fuzz.wal");
         let Ok(frames) = Frames::parse(path, bytes.to_vec(), wal::KIND, wal::OLDEST_VERSION..=wal::VERSION)
@@ -754,6 +749,27 @@ mod tests {
             payload.extend(postcard::to_allocvec(&ops).unwrap_or_default());
             encode_frame(&payload, &mut b);
         }
+        if version >= 3 {
+            // And a schema change (what the fuzzed decoders must read too).
+            let old = super::schema::SchemaFile {
+                format: super::schema::FORMAT,
+                node: "n".into(),
+                next_table_id: 1,
+                tables: Vec::new(),
+            };
+            let mut new = old.clone();
+            new.next_table_id = 2;
+            new.tables.push(super::schema::TableDef::of::<crate::testing::Rec>(
+                1,
+                crate::schema::record::StorageType::DiscCopies,
+                Vec::new(),
+            ));
+            let mut payload = 0u64.to_le_bytes().to_vec();
+            payload.push(super::wal::RecordKind::SchemaChange as u8);
+            let delta = super::schema::SchemaDelta::between(&old, &new).and_then(|d| d.encode().ok());
+            payload.extend(delta.unwrap_or_default());
+            encode_frame(&payload, &mut b);
+        }
         b
     }
 
@@ -796,6 +812,60 @@ mod tests {
         let now = disk.schema.lock().clone();
         assert_eq!((now.next_table_id, now.tables[0].indexes.len()), (id + 1, 1));
         assert_eq!(disk.pending.lock().get("rec").map(|p| p.rows.len()), Some(3));
+    }
+
+    /// A segment of format 2 holding a commit of table 1 and then a whole schema record.
+    fn format_2_segment_with_a_whole_schema(schema: &super::schema::SchemaFile) -> Vec<u8> {
+        let mut b = segment(2);
+        let mut payload = 0u64.to_le_bytes().to_vec();
+        payload.push(super::wal::RecordKind::Schema as u8);
+        payload.extend(super::schema::encode(schema, false).unwrap_or_default());
+        encode_frame(&payload, &mut b);
+        b
+    }
+
+    #[test]
+    fn schema_changes_fold_over_whole_schema_records_and_over_a_newer_schema_file() {
+        use super::schema::{self, TableDef};
+        use super::{Disk, StorageType, wal::Durability};
+        let dir = tempfile::tempdir().expect("tempdir");
+        let def = |id| TableDef::of::<crate::testing::Rec>(id, StorageType::DiscCopies, Vec::new());
+        let file = schema::SchemaFile {
+            format: schema::FORMAT,
+            node: "a@h".into(),
+            next_table_id: 2,
+            tables: vec![def(1)],
+        };
+        schema::store(dir.path(), &file).expect("schema");
+        // An older build's log: commits, then a change it logged as the whole schema.
+        let mut whole = file.clone();
+        whole.tables[0].version = 7;
+        std::fs::write(
+            dir.path().join(super::wal::segment_name(1)),
+            format_2_segment_with_a_whole_schema(&whole),
+        )
+        .expect("segment");
+        let (disk, _) = Disk::open(dir.path(), Durability::Immediate).expect("open");
+        assert_eq!(*disk.schema.lock(), whole, "the whole record over the schema file");
+        // Changes after it: deltas, a whole record (a change a delta cannot say), deltas.
+        let added = disk.update_schema(|s| s.allocate_id()).expect("logged").expect("an id");
+        disk.update_schema(|s| s.tables.push(def(added))).expect("logged");
+        disk.update_schema(|s| s.node = "b@h".into()).expect("logged");
+        disk.update_schema(|s| s.tables.retain(|t| t.id != 1)).expect("logged");
+        disk.update_schema(|s| s.tables[0].version = 3).expect("logged");
+        let last = disk.schema.lock().clone();
+        assert_eq!((last.node.as_str(), last.tables.len(), last.tables[0].version), ("b@h", 1, 3));
+        drop(disk);
+        let (disk, _) = Disk::open(dir.path(), Durability::Immediate).expect("open again");
+        assert_eq!(*disk.schema.lock(), last);
+        drop(disk);
+        // A checkpoint that crashed after writing the schema file, before its own: the same
+        // log replayed over the newer file gives the same schema.
+        schema::store(dir.path(), &last).expect("newer schema file");
+        let (disk, _) = Disk::open(dir.path(), Durability::Immediate).expect("open over the newer file");
+        assert_eq!(*disk.schema.lock(), last);
+        drop(disk);
+        assert_eq!(super::current_schema(dir.path()).expect("read by a tool"), last);
     }
 
     proptest! {

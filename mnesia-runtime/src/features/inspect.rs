@@ -475,11 +475,8 @@ impl Recovered {
         let has_checkpoint = dir.join(disk::CHECKPOINT).exists();
         let checkpoint = disk::read_checkpoint(dir)?;
         let contents = wal::read_from(dir, checkpoint.segment)?;
-        // The schema file as the last checkpoint wrote it, or the last change logged since.
-        let schema = match disk::logged_schema(&contents, || schema::load(dir))? {
-            Some(s) => s,
-            None => schema::load(dir)?,
-        };
+        // The schema file as the last checkpoint wrote it, with the changes logged since.
+        let schema = disk::logged_schema(&contents, || schema::load(dir))?;
         let mut tables: Vec<Pending> = schema
             .tables
             .iter()

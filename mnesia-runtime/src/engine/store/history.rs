@@ -100,9 +100,12 @@ impl<K: Ord + Clone> History<K> {
     }
 }
 
-/// Kept records as the table's records (a history holds only its own table's).
+/// Kept records as the table's records. A shard's history holds its own table's records
+/// only (`ShardData::keep` is the one place that keeps any): the downcast cannot fail.
 fn records<T: Record>(recs: &(dyn Any + Send + Sync)) -> &[T] {
-    recs.downcast_ref::<Vec<T>>().map_or(&[], Vec::as_slice)
+    let recs = recs.downcast_ref::<Vec<T>>();
+    debug_assert!(recs.is_some(), "a shard's history holds records of another type");
+    recs.map_or(&[], Vec::as_slice)
 }
 
 impl<T: Record> ShardData<T> {
