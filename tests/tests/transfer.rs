@@ -278,6 +278,12 @@ fn malformed_input_is_refused_with_its_line_and_nothing_is_imported() {
     let nested = good.replacen("\"city\":", "\"planet\":\"earth\",\"city\":", 1);
     assert_ne!(nested, good);
     refused_both(Format::JsonLines, &nested, 1, Some("address.planet"));
+    // A field missing is named, nested too.
+    let missing = good.replacen("\"balance\":-2000,", "", 1);
+    assert_ne!(missing, good);
+    refused_both(Format::JsonLines, &missing, 1, Some("balance"));
+    let missing_city = good.replacen("\"city\":", "\"town\":", 1);
+    refused_both(Format::Json, &format!("[{missing_city}]"), 1, Some("[0].address.city"));
 }
 
 #[test]

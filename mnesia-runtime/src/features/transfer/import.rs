@@ -32,17 +32,27 @@ fn field_of(path: &serde_path_to_error::Path) -> Option<String> {
     (p != "." && p != "?").then_some(p)
 }
 
+/// The field a JSON error concerns: its path, and for a field missing, the field itself
+/// (serde names it only in the message).
+fn json_field(path: &serde_path_to_error::Path, e: &serde_json::Error) -> Option<String> {
+    let at = field_of(path);
+    let message = message(e);
+    let missing = message.strip_prefix("missing field `").and_then(|m| m.split_once('`')).map(|(f, _)| f);
+    match (at, missing) {
+        (Some(at), Some(field)) => Some(format!("{at}.{field}")),
+        (at, field) => field.map(str::to_owned).or(at),
+    }
+}
+
 /// A field of the input that the record type does not have (serde would drop it).
 fn unknown_field<T: Record>(line: u64, field: &str) -> Error {
-    let known: Vec<&str> = T::FIELDS.iter().map(|f| f.name).collect();
-    bad(
-        line,
-        Some(field),
-        format!(
-            "`{field}` is not a field of {} (its fields are {known:?}): importing would drop it",
-            T::NAME
-        ),
-    )
+    let reason = if field.contains(['.', '[']) {
+        format!("`{field}` is not a field of the record's type: importing would drop it")
+    } else {
+        let known: Vec<&str> = T::FIELDS.iter().map(|f| f.name).collect();
+        format!("`{field}` is not a field of {} (its fields are {known:?}): importing would drop it", T::NAME)
+    };
+    bad(line, Some(field), reason)
 }
 
 /// A located import error.
@@ -70,7 +80,11 @@ fn parse_each<T: Record>(
             let recs: Records<T> =
                 serde_path_to_error::deserialize(serde_ignored::Deserializer::new(&mut de, &mut note))
                     .map_err(|e| {
-                        bad(e.inner().line() as u64, field_of(e.path()).as_deref(), json_reason(e.inner()))
+                        bad(
+                            e.inner().line() as u64,
+                            json_field(e.path(), e.inner()).as_deref(),
+                            json_reason(e.inner()),
+                        )
                     })?;
             de.end().map_err(|e| bad(e.line() as u64, None, json_reason(&e)))?;
             if let Some((line, path)) = unknown {
@@ -106,7 +120,11 @@ fn parse_each<T: Record>(
                             Ok(_) => return Err(bad(line_no, None, json_reason(&first))),
                             Err(e) => e,
                         };
-                        return Err(bad(line_no, field_of(e.path()).as_deref(), json_reason(e.inner())));
+                        return Err(bad(
+                            line_no,
+                            json_field(e.path(), e.inner()).as_deref(),
+                            json_reason(e.inner()),
+                        ));
                     }
                 };
                 de.end().map_err(|e| bad(line_no, None, json_reason(&e)))?;
