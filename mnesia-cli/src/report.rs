@@ -44,29 +44,38 @@ pub(crate) fn info(out: &mut dyn Write, info: &DirectoryInfo) -> std::io::Result
     if info.tables.is_empty() {
         return writeln!(out, "no tables");
     }
-    let rows: Vec<Vec<String>> = info.tables.iter().map(table_row).collect();
+    // By name (the directory lists them by id: a table moved or transformed comes last).
+    let mut tables: Vec<&StoredTable> = info.tables.iter().collect();
+    tables.sort_by(|a, b| a.name.cmp(&b.name));
+    let rows: Vec<Vec<String>> = tables.iter().map(|t| table_row(t)).collect();
     columns(
         out,
-        &["table", "type", "storage", "keys", "records", "counter", "indexes", "log commits"],
+        &["table", "type", "storage", "keys", "records", "counter", "indexes", "version", "log commits"],
         &rows,
     )?;
     writeln!(out)?;
-    for t in &info.tables {
-        let fields: Vec<String> = t
-            .fields
-            .iter()
-            .map(
-                |(name, ty)| {
-                    if *name == t.key { format!("#[key] {name}: {ty}") } else { format!("{name}: {ty}") }
-                },
-            )
-            .collect();
+    for t in &tables {
+        let fields: Vec<String> = t.fields.iter().map(|(name, ty)| field_line(t, name, ty)).collect();
         writeln!(out, "{} {{ {} }}", t.name, fields.join(", "))?;
     }
     for n in &info.notes {
         writeln!(out, "\nnote: {n}")?;
     }
     Ok(())
+}
+
+/// A field as the struct line of `mnesia info` shows it, marked as the derive spells it.
+fn field_line(t: &StoredTable, name: &str, ty: &str) -> String {
+    let mark = if name == t.key {
+        "#[key] "
+    } else {
+        match t.indexes.iter().find(|i| i.field == name) {
+            Some(i) if i.unique => "#[index(unique)] ",
+            Some(_) => "#[index] ",
+            None => "",
+        }
+    };
+    format!("{mark}{name}: {ty}")
 }
 
 /// One line of the table list of `mnesia info`.
@@ -84,6 +93,7 @@ fn table_row(t: &StoredTable) -> Vec<String> {
         if t.counted { t.records.to_string() } else { "?".into() },
         if t.auto_increment { t.counter.to_string() } else { "-".into() },
         if indexes.is_empty() { "-".into() } else { indexes.join(", ") },
+        t.version.to_string(),
         t.log_commits.to_string(),
     ]
 }

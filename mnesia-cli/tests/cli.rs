@@ -124,6 +124,11 @@ fn info_tells_each_table_and_the_log_without_the_programs_types() {
         "{text}"
     );
     assert!(text.contains("#[key] id: u64"), "{text}");
+    let at = |name: &str| text.find(&format!("\n{name} ")).unwrap_or(usize::MAX);
+    assert!(
+        at("archive") < at("tag") && at("tag") < at("users") && at("users") < usize::MAX,
+        "tables by name: {text}"
+    );
 
     // Nothing was changed: the program opens it and finds everything.
     let db = Database::open(Config::default().dir(dir.path())).expect("reopen");
