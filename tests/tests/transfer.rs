@@ -729,3 +729,39 @@ fn a_batched_csv_import_stops_at_a_quoting_fault() {
     })
     .expect("body");
 }
+
+/// A float that orders totally: a map key serde_json writes as text.
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+struct Weight(f64);
+
+impl Eq for Weight {}
+
+impl PartialOrd for Weight {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl Ord for Weight {
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        self.0.total_cmp(&other.0)
+    }
+}
+
+#[derive(Table, Clone, Debug, PartialEq, Serialize, Deserialize)]
+struct Scale {
+    #[key]
+    id: u32,
+    marks: BTreeMap<Weight, String>,
+}
+
+#[test]
+fn maps_with_float_keys_round_trip_through_json() {
+    let scales: Vec<Scale> = (1..4)
+        .map(|id| Scale {
+            id,
+            marks: BTreeMap::from([(Weight(0.5), "half".into()), (Weight(id as f64), "n".into())]),
+        })
+        .collect();
+    round_trip(scales);
+}

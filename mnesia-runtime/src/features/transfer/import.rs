@@ -69,28 +69,17 @@ fn parse_each<T: Record>(
 ) -> Result<()> {
     match format {
         Format::Json => {
-            LINE.with(|l| l.set(1));
-            let mut de = serde_json::Deserializer::from_reader(CountLines(BufReader::new(input)));
-            let mut unknown: Option<(u64, String)> = None;
-            let mut note = |path: serde_ignored::Path<'_>| {
-                if unknown.is_none() {
-                    unknown = Some((LINE.with(std::cell::Cell::get), path.to_string()));
-                }
+            // Read whole first (the records are, anyway): a second reading is possible.
+            let mut bytes = Vec::new();
+            BufReader::new(input).read_to_end(&mut bytes).map_err(|e| bad(0, None, e))?;
+            let (recs, unknown) = match json_array::<T>(&bytes, true) {
+                Ok(read) => read,
+                // Read again without watching for unknown fields: the watch cannot follow
+                // some types (a map with float keys); the error, if any, is this one's.
+                Err(_) => json_array::<T>(&bytes, false)?,
             };
-            let recs: Records<T> =
-                serde_path_to_error::deserialize(serde_ignored::Deserializer::new(&mut de, &mut note))
-                    .map_err(|e| {
-                        bad(
-                            e.inner().line() as u64,
-                            json_field(e.path(), e.inner()).as_deref(),
-                            json_reason(e.inner()),
-                        )
-                    })?;
-            de.end().map_err(|e| bad(e.line() as u64, None, json_reason(&e)))?;
-            if let Some((line, path)) = unknown {
-                // (The path starts with the record's place in the array: the line says it.)
-                let field = path.split_once('.').map_or(path.as_str(), |(_, field)| field);
-                return Err(unknown_field::<T>(line, field));
+            if let Some((line, field)) = unknown {
+                return Err(unknown_field::<T>(line, &field));
             }
             recs.0.into_iter().try_for_each(|(line, rec)| emit(line, rec))
         }
@@ -104,36 +93,71 @@ fn parse_each<T: Record>(
                 let mut de = serde_json::Deserializer::from_str(&line);
                 let mut unknown: Option<String> = None;
                 let note = |path: serde_ignored::Path<'_>| {
-                    if unknown.is_none() {
-                        unknown = Some(path.to_string());
+                    let path = path.to_string();
+                    if unknown.is_none() && !declared::<T>(&path) {
+                        unknown = Some(path);
                     }
                 };
                 let rec = match serde_ignored::deserialize::<_, _, T>(&mut de, note) {
                     Ok(_) if unknown.is_some() => {
                         return Err(unknown_field::<T>(line_no, unknown.as_deref().unwrap_or_default()));
                     }
-                    Ok(rec) => rec,
-                    // Read again, tracking the path, to name the field.
-                    Err(first) => {
+                    Ok(rec) => {
+                        de.end().map_err(|e| bad(line_no, None, json_reason(&e)))?;
+                        rec
+                    }
+                    // Read again without watching for unknown fields (the watch cannot follow
+                    // some types: a map with float keys), tracking the path to name the field
+                    // of an error.
+                    Err(_) => {
                         let mut again = serde_json::Deserializer::from_str(&line);
-                        let e = match serde_path_to_error::deserialize::<_, T>(&mut again) {
-                            Ok(_) => return Err(bad(line_no, None, json_reason(&first))),
-                            Err(e) => e,
-                        };
-                        return Err(bad(
-                            line_no,
-                            json_field(e.path(), e.inner()).as_deref(),
-                            json_reason(e.inner()),
-                        ));
+                        let rec = serde_path_to_error::deserialize::<_, T>(&mut again).map_err(|e| {
+                            bad(line_no, json_field(e.path(), e.inner()).as_deref(), json_reason(e.inner()))
+                        })?;
+                        again.end().map_err(|e| bad(line_no, None, json_reason(&e)))?;
+                        rec
                     }
                 };
-                de.end().map_err(|e| bad(line_no, None, json_reason(&e)))?;
                 emit(line_no, rec)?;
             }
             Ok(())
         }
         Format::Csv => parse_csv(input, emit),
     }
+}
+
+/// A JSON array's records, with the first field of the input the record type does not
+/// have (its line and path within the record), if `watch`.
+#[allow(clippy::type_complexity)]
+fn json_array<T: Record>(bytes: &[u8], watch: bool) -> Result<(Records<T>, Option<(u64, String)>)> {
+    LINE.with(|l| l.set(1));
+    let mut de = serde_json::Deserializer::from_reader(CountLines(bytes));
+    let located = |e: serde_path_to_error::Error<serde_json::Error>| {
+        bad(e.inner().line() as u64, json_field(e.path(), e.inner()).as_deref(), json_reason(e.inner()))
+    };
+    let mut unknown: Option<(u64, String)> = None;
+    let recs: Records<T> = if watch {
+        let mut note = |path: serde_ignored::Path<'_>| {
+            // (The path starts with the record's place in the array: the line says it.)
+            let path = path.to_string();
+            let field = path.split_once('.').map_or(path.as_str(), |(_, field)| field);
+            if unknown.is_none() && !declared::<T>(field) {
+                unknown = Some((LINE.with(std::cell::Cell::get), field.to_owned()));
+            }
+        };
+        serde_path_to_error::deserialize(serde_ignored::Deserializer::new(&mut de, &mut note))
+            .map_err(located)?
+    } else {
+        serde_path_to_error::deserialize(&mut de).map_err(located)?
+    };
+    de.end().map_err(|e| bad(e.line() as u64, None, json_reason(&e)))?;
+    Ok((recs, unknown))
+}
+
+/// Whether an input field that deserializing passed over is one the struct declares (a
+/// field it does not read, `#[serde(skip_deserializing)]`, which its export writes).
+fn declared<T: Record>(field: &str) -> bool {
+    T::FIELDS.iter().any(|f| f.name == field)
 }
 
 thread_local! {
