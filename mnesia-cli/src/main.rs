@@ -26,8 +26,8 @@ struct Cli {
 
 #[derive(Subcommand, Debug)]
 enum Command {
-    /// The tables (type, storage, keys, records, indexes, counter), the last checkpoint and
-    /// the log, read without the program's types.
+    /// The tables by name (type, storage, keys, records, counter, indexes, version, and
+    /// their fields), the last checkpoint and the log, read without the program's types.
     Info {
         /// The database directory.
         dir: PathBuf,

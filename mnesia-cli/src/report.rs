@@ -44,9 +44,7 @@ pub(crate) fn info(out: &mut dyn Write, info: &DirectoryInfo) -> std::io::Result
     if info.tables.is_empty() {
         return writeln!(out, "no tables");
     }
-    // By name (the directory lists them by id: a table moved or transformed comes last).
-    let mut tables: Vec<&StoredTable> = info.tables.iter().collect();
-    tables.sort_by(|a, b| a.name.cmp(&b.name));
+    let tables = by_name(&info.tables);
     let rows: Vec<Vec<String>> = tables.iter().map(|t| table_row(t)).collect();
     columns(
         out,
@@ -64,10 +62,18 @@ pub(crate) fn info(out: &mut dyn Write, info: &DirectoryInfo) -> std::io::Result
     Ok(())
 }
 
-/// A field as the struct line of `mnesia info` shows it, marked as the derive spells it.
+/// Tables by name (the directory lists them by id: a table moved or transformed comes last).
+fn by_name(tables: &[StoredTable]) -> Vec<&StoredTable> {
+    let mut tables: Vec<&StoredTable> = tables.iter().collect();
+    tables.sort_by(|a, b| a.name.cmp(&b.name));
+    tables
+}
+
+/// A field as the struct line of `mnesia info` shows it, its key and indexes marked as
+/// the derive's attributes say them (an index added at run time too).
 fn field_line(t: &StoredTable, name: &str, ty: &str) -> String {
     let mark = if name == t.key {
-        "#[key] "
+        if t.auto_increment { "#[key] #[auto_increment] " } else { "#[key] " }
     } else {
         match t.indexes.iter().find(|i| i.field == name) {
             Some(i) if i.unique => "#[index(unique)] ",
@@ -142,7 +148,7 @@ pub(crate) fn log(out: &mut dyn Write, log: &StoredLog, tables: &[StoredTable]) 
         .collect();
     columns(out, &["segment", "bytes", "commits", "first commit", "last commit"], &rows)?;
     writeln!(out)?;
-    let rows: Vec<Vec<String>> = tables
+    let rows: Vec<Vec<String>> = by_name(tables)
         .iter()
         .map(|t| {
             vec![t.name.clone(), t.storage.to_string(), t.log_commits.to_string(), t.log_writes.to_string()]

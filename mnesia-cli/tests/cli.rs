@@ -123,7 +123,7 @@ fn info_tells_each_table_and_the_log_without_the_programs_types() {
         text.contains("users") && text.contains("email (unique)") && text.contains("disc_only_copies"),
         "{text}"
     );
-    assert!(text.contains("#[key] id: u64"), "{text}");
+    assert!(text.contains("#[key] #[auto_increment] id: u64"), "{text}");
     let at = |name: &str| text.find(&format!("\n{name} ")).unwrap_or(usize::MAX);
     assert!(
         at("archive") < at("tag") && at("tag") < at("users") && at("users") < usize::MAX,

@@ -273,7 +273,7 @@ fn malformed_input_is_refused_with_its_line_and_nothing_is_imported() {
         Format::Json,
         &format!("[\n{},\n{unknown}\n]", person_json(53, "e@x.io")),
         3,
-        Some("shoe_size"),
+        Some("[1].shoe_size"),
     );
     let nested = good.replacen("\"city\":", "\"planet\":\"earth\",\"city\":", 1);
     assert_ne!(nested, good);

@@ -93,7 +93,7 @@ fn parse_each<T: Record>(
                 let mut de = serde_json::Deserializer::from_str(&line);
                 let mut unknown: Option<String> = None;
                 let note = |path: serde_ignored::Path<'_>| {
-                    let path = path.to_string();
+                    let path = spelled(&path);
                     if unknown.is_none() && !declared::<T>(&path) {
                         unknown = Some(path);
                     }
@@ -138,11 +138,11 @@ fn json_array<T: Record>(bytes: &[u8], watch: bool) -> Result<(Records<T>, Optio
     let mut unknown: Option<(u64, String)> = None;
     let recs: Records<T> = if watch {
         let mut note = |path: serde_ignored::Path<'_>| {
-            // (The path starts with the record's place in the array: the line says it.)
-            let path = path.to_string();
+            let path = spelled(&path);
+            // (The path starts with the record's place in the array.)
             let field = path.split_once('.').map_or(path.as_str(), |(_, field)| field);
             if unknown.is_none() && !declared::<T>(field) {
-                unknown = Some((LINE.with(std::cell::Cell::get), field.to_owned()));
+                unknown = Some((LINE.with(std::cell::Cell::get), path.clone()));
             }
         };
         serde_path_to_error::deserialize(serde_ignored::Deserializer::new(&mut de, &mut note))
@@ -152,6 +152,23 @@ fn json_array<T: Record>(bytes: &[u8], watch: bool) -> Result<(Records<T>, Optio
     };
     de.end().map_err(|e| bad(e.line() as u64, None, json_reason(&e)))?;
     Ok((recs, unknown))
+}
+
+/// A path as serde_path_to_error spells it in the other errors (`tags[0].x`, an `Option` or
+/// a newtype adding nothing), not as serde_ignored does (`tags.0.x`, `address.?.city`).
+fn spelled(path: &serde_ignored::Path<'_>) -> String {
+    use serde_ignored::Path;
+    match path {
+        Path::Root => String::new(),
+        Path::Seq { parent, index } => format!("{}[{index}]", spelled(parent)),
+        Path::Map { parent, key } => match spelled(parent) {
+            p if p.is_empty() => key.clone(),
+            p => format!("{p}.{key}"),
+        },
+        Path::Some { parent } | Path::NewtypeStruct { parent } | Path::NewtypeVariant { parent } => {
+            spelled(parent)
+        }
+    }
 }
 
 /// Whether an input field that deserializing passed over is one the struct declares (a
