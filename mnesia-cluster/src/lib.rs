@@ -47,6 +47,7 @@
 mod faults;
 #[doc(hidden)]
 pub mod fuzzing;
+mod holds;
 mod liveness;
 mod log_file;
 mod members;

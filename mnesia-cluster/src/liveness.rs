@@ -118,13 +118,17 @@ pub(crate) async fn watch_peers(raft: openraft::Raft<Types>, dialer: Dialer, hea
 
 /// Tells the database of each change of leader this node learns of, and lets its reaper
 /// run only while this node leads (its deletions reach every copy), until the Raft stops.
+///
+/// (It watches the server's metrics, which change with the vote, the leader or the members
+/// alone: the whole metrics change at every step of Raft's core, several times a commit,
+/// and waking this task for each cost the commits' latency.)
 pub(crate) async fn watch_leader(raft: openraft::Raft<Types>, me: u64, db: Database) {
-    let mut metrics = raft.metrics();
+    let mut metrics = raft.server_metrics();
     let mut told: Option<Option<u64>> = None;
     loop {
         let (leader, term) = {
             let m = metrics.borrow_and_update();
-            (m.current_leader, m.current_term)
+            (m.current_leader, m.vote.leader_id().get_term())
         };
         if told != Some(leader) {
             told = Some(leader);

@@ -37,6 +37,11 @@ pub(crate) enum Request {
     Change(crate::members::Change),
     /// How far has this node applied the log (asked by a `sync_transaction`)?
     Applied,
+    /// Close these tables to your writers for a transaction of mine with priority (see
+    /// `holds.rs`).
+    Hold(crate::holds::Hold),
+    /// End that hold.
+    Release(crate::holds::HoldId),
 }
 
 /// The answer to a [`Request`].
@@ -56,6 +61,11 @@ pub(crate) enum Response {
     Changed(Result<(), String>),
     /// The answer to [`Request::Applied`]: the index of the last entry applied.
     Applied(u64),
+    /// The answer to [`Request::Hold`]: once held, the index of the log applied there after
+    /// its commits on their way were decided (`None`: not held).
+    Held(Option<u64>),
+    /// The answer to [`Request::Release`].
+    Released,
 }
 
 /// How long a request may wait for its answer.
@@ -338,6 +348,11 @@ async fn connection(tcp: TcpStream, node: &crate::node::Shared) -> Result<(), Wi
                     .unwrap_or_else(|_| Err(format!("not done within {CHANGE_TIMEOUT:?}"))),
             ),
             Request::Applied => Response::Applied(node.applied_here()),
+            Request::Hold(hold) => Response::Held(node.hold_here(from, hold).await),
+            Request::Release(id) => {
+                node.release_here(from, id);
+                Response::Released
+            }
         };
         wire::write_frame(&mut stream, &response).await?;
     }

@@ -347,6 +347,9 @@ pub(crate) struct Shared {
     /// Connections to the leader, for commits made on a follower (several, so that the
     /// commits of many writers travel together).
     leader: parking_lot::Mutex<Option<(u64, Arc<Links>)>>,
+    /// The holds of tables this node keeps for other members' transactions, and asks of
+    /// them for its own (see `holds.rs`).
+    pub(crate) holds: Arc<crate::holds::Holds>,
     /// A connection to each member (with the address it was opened to), for
     /// `sync_transaction`'s questions.
     sync_links: parking_lot::Mutex<BTreeMap<u64, SyncLink>>,
@@ -692,6 +695,7 @@ impl Node {
             applied,
             refused,
             leader: parking_lot::Mutex::new(None),
+            holds: Arc::default(),
             sync_links: parking_lot::Mutex::new(BTreeMap::new()),
         });
         runtime.spawn(crate::net::serve(listener, Arc::clone(&shared)));
@@ -811,6 +815,7 @@ impl Drop for Node {
     /// async context). The database's writing commits then fail with
     /// [`Error::Closed`] until [`Database::stop_ordering`] lets it commit on its own.
     fn drop(&mut self) {
+        self.shared.holds.end_all();
         if let Some(rt) = self.runtime.take() {
             let raft = self.shared.raft.clone();
             let _ = rt

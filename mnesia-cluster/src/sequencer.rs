@@ -92,8 +92,14 @@ impl ClusterSequencer {
         let n = shared.proposals.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let proposal = Proposal { id: ProposalId { node: shared.id, life: shared.life, n }, record };
         let deadline = Instant::now() + self.timeout;
+        // Counted on its way until answered (or dropped): holds wait for it (`holds.rs`).
+        let on_its_way = OnItsWay::new(shared);
+        let reply = Box::new(move |outcome| {
+            drop(on_its_way);
+            reply(outcome);
+        });
         // (Refused only once the node's runtime is gone: the reply, dropped, says so.)
-        let _ = self.queue.send(Pending { proposal, bytes, deadline, reply: Box::new(reply) });
+        let _ = self.queue.send(Pending { proposal, bytes, deadline, reply });
         Ok(())
     }
 }
@@ -191,6 +197,37 @@ async fn send(shared: Arc<Shared>, gathered: Vec<Pending>, slot: OwnedSemaphoreP
     }
 }
 
+/// A commit of this node on its way, until dropped.
+struct OnItsWay(Arc<Shared>);
+
+impl OnItsWay {
+    fn new(shared: &Arc<Shared>) -> OnItsWay {
+        shared.holds.proposed();
+        OnItsWay(Arc::clone(shared))
+    }
+}
+
+impl Drop for OnItsWay {
+    fn drop(&mut self) {
+        self.0.holds.answered();
+    }
+}
+
+/// Tables held on other members; released when dropped.
+struct Held {
+    shared: Arc<Shared>,
+    handle: tokio::runtime::Handle,
+    id: crate::holds::HoldId,
+    members: Vec<u64>,
+}
+
+impl Drop for Held {
+    fn drop(&mut self) {
+        let (shared, id, members) = (Arc::clone(&self.shared), self.id, std::mem::take(&mut self.members));
+        self.handle.spawn(async move { shared.release_elsewhere(id, members).await });
+    }
+}
+
 /// The verdict of a proposal from what became of it (`None`: the node stopped first).
 fn verdict(shared: &Shared, timeout: Duration, outcome: Option<Outcome>) -> Result<()> {
     match outcome {
@@ -230,6 +267,23 @@ impl Sequencer for ClusterSequencer {
         }
         let (shared, timeout) = (Arc::clone(&self.shared), self.timeout);
         Box::pin(async move { verdict(&shared, timeout, rx.await.ok()) })
+    }
+
+    /// Asks the other members to hold `tables` for this node's transaction with priority
+    /// (see `holds.rs`); the guard releases them.
+    fn hold_elsewhere(&self, tables: &[&str], patience: Duration) -> Box<dyn Send> {
+        let shared = Arc::clone(&self.shared);
+        let tables = tables.iter().map(|t| (*t).to_owned()).collect();
+        let (tx, rx) = std::sync::mpsc::sync_channel(1);
+        self.handle.spawn(async move {
+            let _ = tx.send(shared.hold_elsewhere(tables, patience).await);
+        });
+        match rx.recv() {
+            Ok((id, members)) if !members.is_empty() => {
+                Box::new(Held { shared: Arc::clone(&self.shared), handle: self.handle.clone(), id, members })
+            }
+            _ => Box::new(()),
+        }
     }
 
     /// Waits until this node holds every entry decided before the call.

@@ -43,11 +43,17 @@ struct Running {
 
 /// A database named `name` with the tables of every node of these tests.
 fn database(name: &str) -> Database {
-    let db = Database::open(Config::default().node_name(name)).expect("open");
+    database_with(Config::default().node_name(name))
+}
+
+/// [`database`], opened with `config`.
+fn database_with(config: Config) -> Database {
+    let db = Database::open(config).expect("open");
     db.scope(|| -> mnesia::Result<()> {
         Account::create_table(TableOptions::new())?;
         Member::create_table(TableOptions::new())?;
         Session::create_table(TableOptions::new())?;
+        Slot::create_table(TableOptions::new())?;
         Ok(())
     })
     .expect("tables");
@@ -66,7 +72,14 @@ fn three_with(faults: &Faults) -> Running {
 
 /// [`three`], node `id` started with `options(id)`.
 fn three_options(options: impl Fn(u64) -> Options) -> Running {
-    let dbs: Vec<Database> = (1..=3).map(|i| database(&format!("n{i}@127.0.0.1"))).collect();
+    three_configured(options, |config| config)
+}
+
+/// [`three_options`], each database opened with `config` of its default.
+fn three_configured(options: impl Fn(u64) -> Options, config: impl Fn(Config) -> Config) -> Running {
+    let dbs: Vec<Database> = (1..=3)
+        .map(|i| database_with(config(Config::default().node_name(format!("n{i}@127.0.0.1")))))
+        .collect();
     let nodes: Vec<Node> =
         dbs.iter().zip(1..).map(|(db, id)| Node::start(db, options(id)).expect("node")).collect();
     nodes[0].initialize(nodes.iter().zip(1..).map(|(n, id)| (id, n.local_addr()))).expect("initialize");
@@ -446,6 +459,80 @@ fn synced_reads_see_every_acknowledged_write_or_fail() {
     cut_off.sync_reads(Duration::from_secs(20)).expect("synced after healing");
     let current = run.dbs[follower].scope(|| Account::read(&1)).expect("read");
     assert_eq!(current.map(|a| a.balance), Some(2));
+}
+
+#[derive(Table, Clone, Debug, PartialEq, Serialize, Deserialize)]
+struct Slot {
+    #[key]
+    id: u32,
+    generation: u64,
+}
+
+/// A transaction that reads many records and writes one, while writers on every node keep
+/// committing to those records, commits within a few attempts: after losing once it
+/// escalates, and the tables it touched are closed to the writers of every node that
+/// answers until it is done (on one node only, the other nodes' writers would make it lose
+/// every attempt).
+#[test]
+fn a_long_transaction_finishes_while_every_node_writes_to_its_records() {
+    const RECORDS: u32 = 1000;
+    let run = three_configured(quick, |config| config.max_retries(6));
+    run.dbs[0].scope(|| Slot::batch_write((0..RECORDS).map(|id| Slot { id, generation: 0 }))).expect("slots");
+    run.settle();
+    let stop = std::sync::atomic::AtomicBool::new(false);
+    let writes = std::sync::atomic::AtomicU64::new(0);
+    let runs = std::sync::atomic::AtomicU32::new(0);
+    let result = std::thread::scope(|s| {
+        for (w, db) in run.dbs.iter().chain(&run.dbs).enumerate() {
+            let (stop, writes) = (&stop, &writes);
+            s.spawn(move || {
+                db.scope(|| {
+                    let mut i = w as u64;
+                    // Bounded: the long transaction ends well before this many writes.
+                    while !stop.load(std::sync::atomic::Ordering::Relaxed) && i < 5_000_000 {
+                        let id = u32::try_from(i.wrapping_mul(7) % u64::from(RECORDS)).expect("id");
+                        Slot::write(Slot { id, generation: i + 1 }).expect("write");
+                        writes.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                        i += 6;
+                    }
+                })
+            });
+        }
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while writes.load(std::sync::atomic::Ordering::Relaxed) < 300 && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        let result = run.dbs[1].scope(|| {
+            mnesia::transaction(|| {
+                runs.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                let mut sum = 0;
+                for id in 0..RECORDS {
+                    sum += Slot::read(&id)?.map_or(0, |s| s.generation);
+                }
+                // Into a record the writers never write.
+                Slot::write(Slot { id: RECORDS, generation: sum })?;
+                Ok::<_, Error>(sum)
+            })
+        });
+        // The writers go on once it is done: no table stays closed to them.
+        let after = writes.load(std::sync::atomic::Ordering::Relaxed);
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while writes.load(std::sync::atomic::Ordering::Relaxed) < after + 100 && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        let resumed = writes.load(std::sync::atomic::Ordering::Relaxed) >= after + 100;
+        stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        assert!(resumed, "the writers did not resume after the long transaction");
+        result
+    });
+    let runs = runs.load(std::sync::atomic::Ordering::Relaxed);
+    let sum = result.unwrap_or_else(|e| panic!("the long transaction failed after {runs} runs: {e:?}"));
+    assert!(sum > 0, "the writers' records are seen");
+    run.settle();
+    for db in &run.dbs {
+        let total = db.scope(|| Slot::read(&RECORDS)).expect("read");
+        assert_eq!(total.map(|s| s.generation), Some(sum), "every copy holds the sum");
+    }
 }
 
 #[derive(Table, Clone, Debug, PartialEq, Serialize, Deserialize)]

@@ -59,6 +59,7 @@ pub use error::{Error, Result};
 #[doc(hidden)]
 pub use features::backup::fuzz_backup_file;
 pub use features::backup::{BackupInfo, BackupOptions, RestoreOptions};
+pub use features::hold::TableHold;
 pub use features::ordered_snapshot::OrderedSnapshot;
 pub use schema::field::{Compare, Field, FieldValue, Indexable};
 pub use schema::filter::{Filter, Order};

@@ -38,6 +38,8 @@ pub(crate) const LEAST_PATIENCE: Duration = Duration::from_millis(20);
 pub(crate) trait Gate: Send + Sync {
     /// The table's id in its database: gates are kept once per table.
     fn gate_id(&self) -> u32;
+    /// The table's name (what other copies know it by).
+    fn gate_name(&self) -> &'static str;
     /// Closes the table to commits of threads other than `owner`.
     fn raise(&self, owner: u64);
     /// Opens the table again.
@@ -99,16 +101,35 @@ impl Priority {
     /// with priority that waits inside its closure for another thread's write to one of its
     /// tables never deadlocks (it may lose again instead).
     pub(crate) fn take(self: &Arc<Self>, tables: &[Arc<dyn Gate>], patience: Duration) -> Escalated {
+        let taken = self.take_until(tables, patience, None);
+        taken.unwrap_or_else(|| Escalated { priority: Arc::clone(self), gated: Vec::new(), owns: false })
+    }
+
+    /// [`Priority::take`], waiting for the transaction holding it until `deadline` at most
+    /// (`None`: as long as it holds it). `None`: the deadline passed first.
+    pub(crate) fn take_until(
+        self: &Arc<Self>,
+        tables: &[Arc<dyn Gate>],
+        patience: Duration,
+        deadline: Option<Instant>,
+    ) -> Option<Escalated> {
         let me = thread_token();
         {
             let mut holder = self.holder.lock();
             if holder.token == me {
                 // Already this thread's (a transaction started by the holder's own commit):
                 // its gates stay as they are.
-                return Escalated { priority: Arc::clone(self), gated: Vec::new(), owns: false };
+                return Some(Escalated { priority: Arc::clone(self), gated: Vec::new(), owns: false });
             }
             while holder.token != 0 {
-                self.released.wait(&mut holder);
+                match deadline {
+                    Some(deadline) => {
+                        if self.released.wait_until(&mut holder, deadline).timed_out() && holder.token != 0 {
+                            return None;
+                        }
+                    }
+                    None => self.released.wait(&mut holder),
+                }
             }
             *holder = Holder { token: me, patience };
         }
@@ -118,7 +139,7 @@ impl Priority {
         for t in tables {
             t.drain();
         }
-        Escalated { priority: Arc::clone(self), gated: tables.to_vec(), owns: true }
+        Some(Escalated { priority: Arc::clone(self), gated: tables.to_vec(), owns: true })
     }
 
     /// Waits while `owner` holds the priority (a commit stopped at one of its gates), for
@@ -181,6 +202,9 @@ mod tests {
         fn gate_id(&self) -> u32 {
             7
         }
+        fn gate_name(&self) -> &'static str {
+            "probe"
+        }
         fn raise(&self, owner: u64) {
             self.state.close(owner);
         }
@@ -223,6 +247,32 @@ mod tests {
         assert!(!released, "the patience ran out while the priority was held");
         drop(held);
         assert!(priority.wait_for(me), "nothing to wait for once given back");
+    }
+
+    #[test]
+    fn a_bounded_take_gives_up_while_another_holds_the_priority() {
+        let probe = Arc::new(Probe { state: GateState::default(), drained: AtomicBool::new(false) });
+        let gates = [Arc::clone(&probe) as Arc<dyn Gate>];
+        let priority = Arc::new(Priority::default());
+        let held = priority.take(&gates, Duration::from_secs(60));
+        let soon = Some(Instant::now() + Duration::from_millis(10));
+        let other = std::thread::scope(|s| {
+            s.spawn(|| priority.take_until(&gates, Duration::from_secs(1), soon).is_some())
+                .join()
+                .expect("thread")
+        });
+        assert!(!other, "the priority is held");
+        drop(held);
+        let other = std::thread::scope(|s| {
+            s.spawn(|| {
+                let taken = priority.take_until(&gates, Duration::from_secs(1), soon);
+                (taken.is_some(), probe.state.closed_to_me().is_none())
+            })
+            .join()
+            .expect("thread")
+        });
+        assert_eq!(other, (true, true), "taken once given back, its gates open to its holder");
+        assert_eq!(probe.state.closed_to_me(), None, "and opened again once dropped");
     }
 
     #[test]

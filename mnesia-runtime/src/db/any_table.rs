@@ -22,6 +22,8 @@ pub(crate) trait AnyTable: Send + Sync {
     fn as_any_arc(self: Arc<Self>) -> Arc<dyn Any + Send + Sync>;
     /// The table's name.
     fn name(&self) -> &'static str;
+    /// The table's gate (see `base/priority.rs`).
+    fn gate(self: Arc<Self>) -> Arc<dyn crate::base::priority::Gate>;
     /// The record type's id (what finds a transaction's part for the table).
     fn record_type(&self) -> std::any::TypeId;
     /// A new transaction part for the table.

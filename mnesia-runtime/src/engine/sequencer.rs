@@ -57,6 +57,19 @@ pub trait Sequencer: Send + Sync + 'static {
         Ok(())
     }
 
+    /// Asks the other copies to close the tables named `tables` to their writers, for a
+    /// transaction of this copy that escalated (it kept losing: see
+    /// [`transaction`](crate::transaction)) and holds this copy's gates on them: each copy
+    /// holds them with [`Database::hold_tables`](crate::Database::hold_tables), its writers
+    /// waiting at most `patience` at a time. Returns once they did, or within the
+    /// sequencer's own short time limit, a guard that opens them again when dropped (when
+    /// the attempt ends). Best effort, deciding nothing: a copy that does not answer holds
+    /// nothing, and every commit is decided by the order alone. The default holds nothing.
+    fn hold_elsewhere(&self, tables: &[&str], patience: std::time::Duration) -> Box<dyn Send> {
+        let _ = (tables, patience);
+        Box::new(())
+    }
+
     /// [`Sequencer::order`] as a future, for callers that must not block their thread
     /// ([`transaction_async`](crate::transaction_async)): it resolves to the verdict once
     /// this database has applied the record. The default orders at once, on the calling

@@ -20,6 +20,10 @@ impl<T: Record> AnyTable for TableStore<T> {
         self
     }
 
+    fn gate(self: Arc<Self>) -> Arc<dyn crate::base::priority::Gate> {
+        self
+    }
+
     fn name(&self) -> &'static str {
         T::NAME
     }

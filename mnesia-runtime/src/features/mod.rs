@@ -1,4 +1,4 @@
-//! What is built on transactions: backup and restore, bulk loads, export and import, transforms, browsing, inspection of a directory, schema changes, ordered commits, and the registry entry of every table (`erased.rs`).
+//! What is built on transactions: backup and restore, bulk loads, export and import, transforms, browsing, inspection of a directory, schema changes, ordered commits and the holds of their transactions with priority, and the registry entry of every table (`erased.rs`).
 
 pub(crate) mod apply_commit;
 pub(crate) mod backup;
@@ -6,6 +6,7 @@ pub(crate) mod browse;
 pub(crate) mod bulk;
 pub(crate) mod dump;
 pub(crate) mod erased;
+pub(crate) mod hold;
 pub(crate) mod inspect;
 pub(crate) mod kinds;
 pub(crate) mod migrate;

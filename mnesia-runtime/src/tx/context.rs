@@ -175,13 +175,19 @@ fn attempts(db: Database, snapshot_from: SnapshotFrom, f: &mut dyn FnMut() -> bo
         let at_snapshot = conflicts > 0 && !wrote;
         // A transaction that keeps losing runs with priority: writers to the tables it
         // touched wait for it (see `priority.rs`). Taken before anything else, holding
-        // no lock; given back when the attempt ends, also on unwind.
-        // (Not with ordered commits: the other copies' writers do not wait at this one's
-        // gates, and the applier of the order must not.)
-        let escalate = (conflicts >= escalate_after || (conflicts > 0 && long)) && !db.ordering();
+        // no lock; given back when the attempt ends, also on unwind. With ordered
+        // commits, the other copies hold those tables too (`hold.rs`; the applier of the
+        // order never waits at a gate).
+        let escalate = conflicts >= escalate_after || (conflicts > 0 && long);
         let escalated = (escalate && !at_snapshot).then(|| {
             stats.add(Stat::Escalation);
-            db.priority().take(&touched, patience(lost_plain, lost_escalated))
+            let patience = patience(lost_plain, lost_escalated);
+            let here = db.priority().take(&touched, patience);
+            let elsewhere = db.sequencer().map(|s| {
+                let names: Vec<&str> = touched.iter().map(|t| t.gate_name()).collect();
+                s.hold_elsewhere(&names, patience)
+            });
+            (here, elsewhere)
         });
         let started = Instant::now();
         if timed && began.is_none() {

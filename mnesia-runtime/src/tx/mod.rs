@@ -365,6 +365,12 @@ impl Tx {
             crate::tx::deferral::leave(sequencer, record);
             return Ok(());
         }
+        // A table closed by a transaction with priority, of this copy or another one (see
+        // `hold.rs`): wait for it, holding no lock, at most its patience. (Not for an async
+        // transaction's commit: its caller's executor thread would wait.)
+        if let Some(owner) = self.parts.iter().find_map(|p| p.gate_closed()) {
+            self.db.priority().wait_for(owner);
+        }
         sequencer.order(record)
     }
 

@@ -722,6 +722,10 @@ impl<T: Record> crate::base::priority::Gate for TableStore<T> {
         self.id
     }
 
+    fn gate_name(&self) -> &'static str {
+        T::NAME
+    }
+
     fn raise(&self, owner: u64) {
         self.gate.close(owner);
     }
