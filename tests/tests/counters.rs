@@ -177,7 +177,7 @@ fn counters_persist_and_are_never_reissued_after_a_crash() {
     db.close().expect("close");
 }
 
-/// A named counter set below zero hands out no id and stays as it was, also when the
+/// A named counter set below zero hands out no id (not 0 either, from -1) and stays as it was, also when the
 /// refused `next_id` ran inside a transaction that then commits; a next value the counter
 /// cannot hold is refused by `reset_counter` rather than by every later `next_id`.
 #[test]
@@ -191,6 +191,12 @@ fn a_refused_next_id_leaves_the_counter_as_it_was() {
             Ok::<_, Error>(())
         })?;
         assert_eq!(mnesia::current_value("c")?, -5);
+        // At -1 its next value would be 0, which no id is.
+        mnesia::dirty_update_counter("c", 4)?;
+        assert!(matches!(mnesia::next_id("c"), Err(Error::Invalid(_))));
+        assert_eq!(mnesia::current_value("c")?, -1);
+        mnesia::dirty_update_counter("c", 1)?;
+        assert_eq!(mnesia::next_id("c")?, 1);
         assert!(mnesia::reset_counter("d", i64::MAX as u64 + 1).is_err());
         mnesia::reset_counter("d", i64::MAX as u64)?;
         assert_eq!(mnesia::next_id("d")?, i64::MAX as u64);

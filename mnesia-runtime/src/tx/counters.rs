@@ -72,7 +72,9 @@ fn add_if<'a>(
         let value =
             current.checked_add(incr).ok_or_else(|| Error::Exhausted { what: format!("counter {name}") })?;
         if !valid(value) {
-            return Err(Error::Invalid(format!("counter {name} is negative")));
+            return Err(Error::Invalid(format!(
+                "counter {name} is at {current}: next_id hands out ids from 1 (reset_counter sets the next one)"
+            )));
         }
         part.put(NamedCounter { name: key, value })?;
         Ok(value)
@@ -95,9 +97,9 @@ fn add_if<'a>(
 /// ```
 pub fn next_id(name: &str) -> Result<u64> {
     ensure(&context::current_db()?)?;
-    // Refused before anything is written: a counter set negative (`dirty_update_counter`)
-    // hands out no id, and stays as it is.
-    let mut step = add_if(name, 1, |value| value >= 0);
+    // Refused before anything is written: a counter set below zero (`dirty_update_counter`)
+    // hands out no id (not even 0, which no id is), and stays as it is.
+    let mut step = add_if(name, 1, |value| value >= 1);
     let value = run(|| with_tx(&mut step))?;
     u64::try_from(value).map_err(|_| Error::Invalid(format!("counter {name} is negative")))
 }
