@@ -440,8 +440,11 @@ fn big(digits: String) -> Value {
 }
 
 /// A float as serde_json writes it (`null` for NaN and infinities).
+/// A float as a JSON value; NaN and the infinities, which JSON has no number for, as Rust
+/// spells them (`NaN`, `inf`, `-inf`: a CSV cell of `mnesia dump` is then what the
+/// table's own CSV export writes), not as `null`, which reads as a missing value.
 fn float(f: f64) -> Value {
-    Number::from_f64(f).map_or(Value::Null, Value::Number)
+    Number::from_f64(f).map_or_else(|| Value::String(f.to_string()), Value::Number)
 }
 
 /// The order of keys given as JSON values: numbers by value, strings as text, anything
@@ -518,6 +521,14 @@ mod tests {
         let text = serde_json::to_string(&Rec { big: 0, ..r.clone() }).expect("json");
         let mut expected: Value = serde_json::from_str(&text).expect("json");
         expected["big"] = Value::String((u128::from(u64::MAX) + 5).to_string());
+        assert_eq!(decode(&bytes, &format).expect("decode"), expected);
+    }
+
+    #[test]
+    fn floats_json_cannot_hold_are_spelled_not_nulled() {
+        let format = RecordFormat::of::<(f64, f64, f32, f64)>().expect("traced");
+        let bytes = postcard::to_allocvec(&(f64::NAN, f64::NEG_INFINITY, f32::INFINITY, 0.5)).expect("encode");
+        let expected = serde_json::json!(["NaN", "-inf", "inf", 0.5]);
         assert_eq!(decode(&bytes, &format).expect("decode"), expected);
     }
 
