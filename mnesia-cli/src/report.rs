@@ -44,7 +44,7 @@ pub(crate) fn info(out: &mut dyn Write, info: &DirectoryInfo) -> std::io::Result
     if info.tables.is_empty() {
         return writeln!(out, "no tables");
     }
-    let tables = by_name(&info.tables);
+    let tables = &info.tables;
     let rows: Vec<Vec<String>> = tables.iter().map(|t| table_row(t)).collect();
     columns(
         out,
@@ -52,7 +52,7 @@ pub(crate) fn info(out: &mut dyn Write, info: &DirectoryInfo) -> std::io::Result
         &rows,
     )?;
     writeln!(out)?;
-    for t in &tables {
+    for t in tables {
         let fields: Vec<String> = t.fields.iter().map(|(name, ty)| field_line(t, name, ty)).collect();
         writeln!(out, "{} {{ {} }}", t.name, fields.join(", "))?;
     }
@@ -60,13 +60,6 @@ pub(crate) fn info(out: &mut dyn Write, info: &DirectoryInfo) -> std::io::Result
         writeln!(out, "\nnote: {n}")?;
     }
     Ok(())
-}
-
-/// Tables by name (the directory lists them by id: a table moved or transformed comes last).
-fn by_name(tables: &[StoredTable]) -> Vec<&StoredTable> {
-    let mut tables: Vec<&StoredTable> = tables.iter().collect();
-    tables.sort_by(|a, b| a.name.cmp(&b.name));
-    tables
 }
 
 /// A field as the struct line of `mnesia info` shows it, its key and indexes marked as
@@ -148,7 +141,7 @@ pub(crate) fn log(out: &mut dyn Write, log: &StoredLog, tables: &[StoredTable]) 
         .collect();
     columns(out, &["segment", "bytes", "commits", "first commit", "last commit"], &rows)?;
     writeln!(out)?;
-    let rows: Vec<Vec<String>> = by_name(tables)
+    let rows: Vec<Vec<String>> = tables
         .iter()
         .map(|t| {
             vec![t.name.clone(), t.storage.to_string(), t.log_commits.to_string(), t.log_writes.to_string()]

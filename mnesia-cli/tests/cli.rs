@@ -115,6 +115,9 @@ fn info_tells_each_table_and_the_log_without_the_programs_types() {
     assert!(info["checkpoint"].is_object());
     assert_eq!(info["log"]["commits"].as_u64(), Some(5));
     assert!(info["log"]["torn_tail"].is_null());
+    let names: Vec<&str> =
+        info["tables"].as_array().expect("tables").iter().filter_map(|t| t["name"].as_str()).collect();
+    assert_eq!(names, ["archive", "tag", "users"], "by name, as the text lists them");
 
     let text = mnesia(&["info", path(dir.path())]);
     assert!(text.status.success(), "{}", stderr(&text));

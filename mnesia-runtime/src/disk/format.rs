@@ -527,7 +527,8 @@ mod tests {
     #[test]
     fn floats_json_cannot_hold_are_spelled_not_nulled() {
         let format = RecordFormat::of::<(f64, f64, f32, f64)>().expect("traced");
-        let bytes = postcard::to_allocvec(&(f64::NAN, f64::NEG_INFINITY, f32::INFINITY, 0.5)).expect("encode");
+        let bytes =
+            postcard::to_allocvec(&(f64::NAN, f64::NEG_INFINITY, f32::INFINITY, 0.5)).expect("encode");
         let expected = serde_json::json!(["NaN", "-inf", "inf", 0.5]);
         assert_eq!(decode(&bytes, &format).expect("decode"), expected);
     }

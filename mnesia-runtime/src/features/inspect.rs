@@ -35,7 +35,7 @@ use crate::schema::record::{IndexInfo, StorageType, TableType};
 pub struct DirectoryInfo {
     /// The directory.
     pub directory: PathBuf,
-    /// The tables of the schema, in the schema's order.
+    /// The tables of the schema, by name.
     pub tables: Vec<StoredTable>,
     /// The last checkpoint, if one ran.
     pub checkpoint: Option<CheckpointInfo>,
@@ -308,7 +308,7 @@ impl Schema {
             segments[at].bytes =
                 std::fs::metadata(&file).map_err(|e| crate::disk::files::io_error(&file, e))?.len();
         }
-        let tables = read
+        let mut tables: Vec<StoredTable> = read
             .tables
             .into_iter()
             .map(|p| {
@@ -323,6 +323,8 @@ impl Schema {
                 stored_table(p.def, p.counter, counts, snapshot, log)
             })
             .collect();
+        // By name: the schema keeps them by id, where a table moved or transformed comes last.
+        tables.sort_by(|a, b| a.name.cmp(&b.name));
         Ok(DirectoryInfo {
             directory: dir.to_path_buf(),
             tables,
