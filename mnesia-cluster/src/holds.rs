@@ -4,11 +4,14 @@
 //! node's writers (the runtime's gates), and through [`ClusterSequencer::hold_elsewhere`]
 //! asks every other member to close them to theirs ([`Request::Hold`]); each takes its
 //! database's priority for it ([`Database::hold_tables`](mnesia_runtime::Database::hold_tables))
-//! until the transaction's attempt ends ([`Request::Release`]) or twice its patience has
-//! passed (the asker died, or the release was lost). Best effort: a member that does not
-//! answer within [`HOLD_WAIT`] holds nothing, and no verdict depends on a hold (the log
-//! alone decides every commit); a hold only keeps the other writers from proposing while
-//! the transaction runs, so that its reads stay current.
+//! until the transaction's attempt ends ([`Request::Release`], sent to every member asked)
+//! or twice its patience has passed (the asker died, or the release was lost). A member
+//! answers once it holds them and its own commits to them that were on their way are
+//! decided, with how far it has applied the log; the asker waits until it has applied as
+//! far, so that none of those commits lands under the transaction. Best effort, within
+//! [`HOLD_WAIT`] at each step: a member that cannot take its priority in that time holds
+//! nothing, and no verdict depends on a hold (the log alone decides every commit); a hold
+//! only keeps the other members' writers from proposing while the transaction runs.
 //!
 //! [`ClusterSequencer::hold_elsewhere`]: crate::sequencer::ClusterSequencer
 
@@ -21,9 +24,13 @@ use serde::{Deserialize, Serialize};
 use crate::net::{Peer, Request, Response};
 use crate::node::Shared;
 
-/// How long a member waits to take its priority for another's hold (a transaction of its
-/// own may hold it), and about how long the asker waits for the answers.
+/// How long a member works on a hold before it answers (taking its priority, which a
+/// transaction of its own may hold; its commits on their way), and how long the asker
+/// waits to have applied what the members had decided.
 pub(crate) const HOLD_WAIT: Duration = Duration::from_millis(100);
+
+/// How long the asker waits for a member's answer (a connection opened first included).
+const ANSWER_WAIT: Duration = Duration::from_millis(300);
 
 /// A hold's name: the asking node's life and the hold's number in it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -49,41 +56,71 @@ type Link = (String, Arc<tokio::sync::Mutex<Option<Peer>>>);
 /// connections for asking, and its commits on their way (what a hold waits for).
 #[derive(Default)]
 pub(crate) struct Holds {
-    kept: parking_lot::Mutex<HashMap<(u64, HoldId), std::sync::mpsc::Sender<()>>>,
+    kept: parking_lot::Mutex<Kept>,
     links: parking_lot::Mutex<BTreeMap<u64, Link>>,
     next: std::sync::atomic::AtomicU64,
-    /// This node's commits proposed and not yet answered.
-    on_their_way: std::sync::atomic::AtomicUsize,
-    /// Told when the last of them is answered.
-    none_on_their_way: tokio::sync::Notify,
+    /// This node's commits proposed and not yet answered, by table (its name's hash).
+    on_their_way: parking_lot::Mutex<HashMap<u64, usize>>,
+    /// Told when a table's last commit on its way is answered.
+    answered: tokio::sync::Notify,
+}
+
+/// The holds kept for other members, and whether the node stopped (no new one then).
+#[derive(Default)]
+struct Kept {
+    holds: HashMap<(u64, HoldId), std::sync::mpsc::Sender<()>>,
+    stopped: bool,
+}
+
+/// A table's name as [`Holds`] counts it.
+pub(crate) fn table_hash(name: &str) -> u64 {
+    use std::hash::{BuildHasher, BuildHasherDefault};
+    BuildHasherDefault::<std::collections::hash_map::DefaultHasher>::default().hash_one(name)
 }
 
 impl Holds {
-    /// Ends every hold kept for others (the node stops).
+    /// Ends every hold kept for others, and takes no new one (the node stops).
     pub(crate) fn end_all(&self) {
-        self.kept.lock().clear();
+        let mut kept = self.kept.lock();
+        kept.stopped = true;
+        kept.holds.clear();
     }
 
-    /// A commit of this node leaves.
-    pub(crate) fn proposed(&self) {
-        self.on_their_way.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-    }
-
-    /// A commit of this node was answered.
-    pub(crate) fn answered(&self) {
-        if self.on_their_way.fetch_sub(1, std::sync::atomic::Ordering::SeqCst) == 1 {
-            self.none_on_their_way.notify_waiters();
+    /// A commit of this node writing `tables` leaves.
+    pub(crate) fn proposed(&self, tables: &[u64]) {
+        let mut counts = self.on_their_way.lock();
+        for t in tables {
+            *counts.entry(*t).or_default() += 1;
         }
     }
 
-    /// Waits until none of this node's commits is on its way, until `deadline` at most
-    /// (under writes to other tables there may always be some).
-    async fn drained(&self, deadline: tokio::time::Instant) {
+    /// A commit of this node writing `tables` was answered.
+    pub(crate) fn answered(&self, tables: &[u64]) {
+        let mut counts = self.on_their_way.lock();
+        let mut none_left = false;
+        for t in tables {
+            if let Some(n) = counts.get_mut(t) {
+                *n -= 1;
+                if *n == 0 {
+                    counts.remove(t);
+                    none_left = true;
+                }
+            }
+        }
+        drop(counts);
+        if none_left {
+            self.answered.notify_waiters();
+        }
+    }
+
+    /// Waits until none of this node's commits writing `tables` is on its way, until
+    /// `deadline` at most.
+    async fn drained(&self, tables: &[u64], deadline: tokio::time::Instant) {
         loop {
-            let notified = self.none_on_their_way.notified();
+            let notified = self.answered.notified();
             tokio::pin!(notified);
             notified.as_mut().enable();
-            if self.on_their_way.load(std::sync::atomic::Ordering::SeqCst) == 0 {
+            if !tables.iter().any(|t| self.on_their_way.lock().contains_key(t)) {
                 return;
             }
             if tokio::time::timeout_at(deadline, notified).await.is_err() {
@@ -94,8 +131,9 @@ impl Holds {
 }
 
 impl Shared {
-    /// Asks every other member to hold `tables` (see the module's comment); returns the hold's
-    /// id and the members that hold them.
+    /// Asks every other member it sees up to hold `tables` (see the module's comment), and
+    /// waits until this node's own commits to them on their way are decided and it has
+    /// applied what the members had; returns the hold's id and the members asked.
     pub(crate) async fn hold_elsewhere(
         self: &Arc<Self>,
         tables: Vec<String>,
@@ -103,44 +141,44 @@ impl Shared {
     ) -> (HoldId, Vec<u64>) {
         let id =
             HoldId { life: self.life, n: self.holds.next.fetch_add(1, std::sync::atomic::Ordering::Relaxed) };
+        let hashes: Vec<u64> = tables.iter().map(|t| table_hash(t)).collect();
         let request = Arc::new(Request::Hold(Hold {
             id,
             tables,
             patience_ms: u64::try_from(patience.as_millis()).unwrap_or(u64::MAX),
         }));
+        let members = self.other_members();
+        let asked: Vec<u64> = members.iter().map(|(member, _)| *member).collect();
         let mut asking = tokio::task::JoinSet::new();
-        for (member, addr) in self.other_members() {
+        for (member, addr) in members {
             let (shared, request) = (Arc::clone(self), Arc::clone(&request));
             asking.spawn(async move {
                 let link = shared.hold_link(member, &addr);
                 let mut peer = link.lock().await;
                 let peer = peer.get_or_insert_with(|| shared.dialer.peer(member, addr));
                 // (Not told to the liveness: a slow answer here is no sign of a node down.)
-                match peer.exchange(&request, HOLD_WAIT * 2).await {
-                    Ok(Response::Held(Some(applied))) => Some((member, applied)),
+                match peer.exchange(&request, ANSWER_WAIT).await {
+                    Ok(Response::Held(Some(applied))) => Some(applied),
                     _ => None,
                 }
             });
         }
-        let mut held = Vec::new();
+        let drained = self.holds.drained(&hashes, tokio::time::Instant::now() + HOLD_WAIT);
         let mut decided = 0;
         while let Some(answer) = asking.join_next().await {
-            if let Ok(Some((member, applied))) = answer {
-                held.push(member);
+            if let Ok(Some(applied)) = answer {
                 decided = decided.max(applied);
             }
         }
-        // This node's own commits on their way before its gates closed, and every commit
-        // the others had on theirs: applied here before the transaction runs again, so
-        // that none lands under it.
-        let deadline = tokio::time::Instant::now() + HOLD_WAIT;
-        self.holds.drained(deadline).await;
+        drained.await;
         let mut applied = self.applied.clone();
-        let _ = tokio::time::timeout_at(deadline, applied.wait_for(|a| *a >= decided)).await;
-        (id, held)
+        let until = tokio::time::Instant::now() + HOLD_WAIT;
+        let _ = tokio::time::timeout_at(until, applied.wait_for(|a| *a >= decided)).await;
+        (id, asked)
     }
 
-    /// Tells `members` that hold `id` to end it.
+    /// Tells `members` to end hold `id` (those that did not take it, or already ended it,
+    /// have nothing to end).
     pub(crate) async fn release_elsewhere(self: &Arc<Self>, id: HoldId, members: Vec<u64>) {
         let addrs: BTreeMap<u64, String> = self.other_members().into_iter().collect();
         for member in members {
@@ -149,49 +187,55 @@ impl Shared {
             let mut peer = link.lock().await;
             let peer = peer.get_or_insert_with(|| self.dialer.peer(member, addr.clone()));
             // (Lost: the hold ends with its time.)
-            let _ = peer.exchange(&Request::Release(id), HOLD_WAIT * 2).await;
+            let _ = peer.exchange(&Request::Release(id), ANSWER_WAIT).await;
         }
     }
 
     /// Holds the tables `hold` names for member `from` (see the module's comment): once
-    /// they are held and this node's commits on their way before are decided, the index
-    /// of the log this node has applied (`None`: not held).
+    /// they are held and this node's commits to them on their way before are decided, the
+    /// index of the log this node has applied (`None`: not held).
     pub(crate) async fn hold_here(&self, from: u64, hold: Hold) -> Option<u64> {
+        let deadline = tokio::time::Instant::now() + HOLD_WAIT;
         let db = self.dialer.liveness.database().clone();
         let patience = Duration::from_millis(hold.patience_ms);
+        let hashes: Vec<u64> = hold.tables.iter().map(|t| table_hash(t)).collect();
         let (end, ended) = std::sync::mpsc::channel::<()>();
         let (answer, answered) = tokio::sync::oneshot::channel();
         let key = (from, hold.id);
         {
+            let mut kept = self.holds.kept.lock();
+            if kept.stopped {
+                return None;
+            }
             // A member's transactions take its priority one at a time: a new hold of
             // its ends the ones before (whose release may still be on its way).
-            let mut kept = self.holds.kept.lock();
-            kept.retain(|(member, _), _| *member != from);
-            kept.insert(key, end);
+            kept.holds.retain(|(member, _), _| *member != from);
+            kept.holds.insert(key, end);
         }
-        let shared_holds = Arc::clone(&self.holds);
+        let holds = Arc::clone(&self.holds);
         // On a thread of its own: the priority's holder is a thread, and waits.
         tokio::task::spawn_blocking(move || {
             let names: Vec<&str> = hold.tables.iter().map(String::as_str).collect();
-            let held = db.hold_tables(&names, patience, HOLD_WAIT).ok().flatten();
-            let _ = answer.send(held.is_some());
-            if held.is_some() {
-                // Until released (the sender dropped) or twice the patience.
+            let wait = deadline.saturating_duration_since(tokio::time::Instant::now());
+            let held = db.hold_tables(&names, patience, wait);
+            // Held until released (the sender dropped), twice the patience, or at once if
+            // no one waits for the answer any more.
+            if answer.send(held.is_some()).is_ok() && held.is_some() {
                 let _ = ended.recv_timeout(patience.saturating_mul(2));
             }
             drop(held);
-            shared_holds.kept.lock().remove(&key);
+            holds.kept.lock().holds.remove(&key);
         });
         if !answered.await.unwrap_or(false) {
             return None;
         }
-        self.holds.drained(tokio::time::Instant::now() + HOLD_WAIT).await;
+        self.holds.drained(&hashes, deadline).await;
         Some(self.applied_here())
     }
 
     /// Ends the hold `id` kept for member `from`.
     pub(crate) fn release_here(&self, from: u64, id: HoldId) {
-        self.holds.kept.lock().remove(&(from, id));
+        self.holds.kept.lock().holds.remove(&(from, id));
     }
 
     /// The connection used for holds to `member` at `addr`.

@@ -90,10 +90,10 @@ impl ClusterSequencer {
         }
         let shared = &self.shared;
         let n = shared.proposals.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        // Counted on its way until answered (or dropped): holds wait for it (`holds.rs`).
+        let on_its_way = OnItsWay::new(shared, &record);
         let proposal = Proposal { id: ProposalId { node: shared.id, life: shared.life, n }, record };
         let deadline = Instant::now() + self.timeout;
-        // Counted on its way until answered (or dropped): holds wait for it (`holds.rs`).
-        let on_its_way = OnItsWay::new(shared);
         let reply = Box::new(move |outcome| {
             drop(on_its_way);
             reply(outcome);
@@ -197,19 +197,22 @@ async fn send(shared: Arc<Shared>, gathered: Vec<Pending>, slot: OwnedSemaphoreP
     }
 }
 
-/// A commit of this node on its way, until dropped.
-struct OnItsWay(Arc<Shared>);
+/// A commit of this node on its way, until dropped: the tables it writes.
+struct OnItsWay(Arc<Shared>, Vec<u64>);
 
 impl OnItsWay {
-    fn new(shared: &Arc<Shared>) -> OnItsWay {
-        shared.holds.proposed();
-        OnItsWay(Arc::clone(shared))
+    fn new(shared: &Arc<Shared>, record: &CommitRecord) -> OnItsWay {
+        let mut tables: Vec<u64> = record.tables().into_iter().map(crate::holds::table_hash).collect();
+        tables.sort_unstable();
+        tables.dedup();
+        shared.holds.proposed(&tables);
+        OnItsWay(Arc::clone(shared), tables)
     }
 }
 
 impl Drop for OnItsWay {
     fn drop(&mut self) {
-        self.0.holds.answered();
+        self.0.holds.answered(&self.1);
     }
 }
 

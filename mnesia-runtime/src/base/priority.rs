@@ -14,7 +14,10 @@
 //! No deadlock: the priority is taken only between attempts, when a transaction holds no
 //! lock; a commit waits at a gate only after releasing its locks; the priority holder never
 //! waits at a gate (its own gates let it through, and no one else holds one); commit locks
-//! are still taken in the one global order. Writers to a gated table wait for as long as the
+//! are still taken in the one global order. On a copy whose commits are ordered (a cluster
+//! node), the priority may also be held for a transaction of another copy (`hold.rs`): by a
+//! thread that only waits for that transaction's end; the applier of the order never waits
+//! at a gate, nor escalates. Writers to a gated table wait for as long as the
 //! priority holder runs, but at most its *patience* (four times its longest losing attempt,
 //! at least 20 ms; see `context.rs`): a closure that waits for another thread's write to one of its tables
 //! would otherwise wait forever; past the patience the write goes ahead, and the transaction
@@ -164,6 +167,13 @@ pub(crate) struct Escalated {
     gated: Vec<Arc<dyn Gate>>,
     /// Whether this attempt took the priority (and gives it back).
     owns: bool,
+}
+
+impl Escalated {
+    /// Whether this attempt took the priority (not: its thread held it already).
+    pub(crate) fn owns(&self) -> bool {
+        self.owns
+    }
 }
 
 impl Drop for Escalated {

@@ -10,8 +10,8 @@
 
 use std::time::{Duration, Instant};
 
+use crate::Database;
 use crate::base::priority::Escalated;
-use crate::{Database, Result};
 
 /// Tables of a database closed to its writers on behalf of a transaction with priority on
 /// another copy ([`Database::hold_tables`]); open again when dropped.
@@ -23,7 +23,7 @@ use crate::{Database, Result};
 /// let db = Database::in_memory()?;
 /// db.scope(|| User::create_table(TableOptions::new()))?;
 /// let wait = std::time::Duration::from_millis(100);
-/// let hold = db.hold_tables(&["users"], wait, wait)?;
+/// let hold = db.hold_tables(&["users"], wait, wait);
 /// assert!(hold.is_some());
 /// drop(hold); // the table is open again
 /// # Ok::<(), mnesia::Error>(())
@@ -43,9 +43,9 @@ impl Database {
     /// priority on another copy of it: a commit writing to one of them waits (holding no
     /// lock) until the hold is dropped, but at most `patience` each time; the commits
     /// already past are drained first. Tables this database does not have are passed over.
-    /// Waits at most `wait` for a transaction holding this database's priority;
-    /// `Ok(None)` if it still holds it then. For sequencers (see
-    /// [`Sequencer::hold_elsewhere`](crate::Sequencer::hold_elsewhere)).
+    /// Waits at most `wait` for a transaction holding this database's priority; `None` if
+    /// it still holds it then, or if the database has none of the tables. For sequencers
+    /// (see [`Sequencer::hold_elsewhere`](crate::Sequencer::hold_elsewhere)).
     ///
     /// ```
     /// # use mnesia::prelude::*;
@@ -54,28 +54,27 @@ impl Database {
     /// let db = Database::in_memory()?;
     /// db.scope(|| User::create_table(TableOptions::new()))?;
     /// let ms = std::time::Duration::from_millis;
-    /// let hold = db.hold_tables(&["users", "not_here"], ms(50), ms(100))?.expect("held");
+    /// let hold = db.hold_tables(&["users", "not_here"], ms(50), ms(100)).expect("held");
+    /// assert!(db.hold_tables(&["not_here"], ms(50), ms(100)).is_none(), "nothing to hold");
     /// // Another thread's write waits up to 50 ms at the gate, then goes ahead.
     /// std::thread::scope(|s| s.spawn(|| db.scope(|| User::write(User { id: 1 }))).join())
     ///     .expect("thread")?;
     /// drop(hold);
     /// # Ok::<(), mnesia::Error>(())
     /// ```
-    pub fn hold_tables(
-        &self,
-        tables: &[&str],
-        patience: Duration,
-        wait: Duration,
-    ) -> Result<Option<TableHold>> {
+    pub fn hold_tables(&self, tables: &[&str], patience: Duration, wait: Duration) -> Option<TableHold> {
         let mut gates = Vec::new();
         for name in tables {
             if let Ok(table) = self.any_table(name) {
                 crate::base::priority::merge(&mut gates, vec![table.gate()]);
             }
         }
+        if gates.is_empty() {
+            return None;
+        }
         let deadline = Instant::now() + wait;
         let taken = self.priority().take_until(&gates, patience, Some(deadline));
-        Ok(taken.map(|escalated| TableHold { _escalated: escalated }))
+        taken.map(|escalated| TableHold { _escalated: escalated })
     }
 }
 
@@ -90,16 +89,14 @@ mod tests {
         let db = Database::in_memory().expect("db");
         db.create_table::<Rec>(crate::TableOptions::new()).expect("table");
         let ms = Duration::from_millis;
-        let first = db.hold_tables(&[Rec::NAME], ms(50), ms(10)).expect("hold");
+        let first = db.hold_tables(&[Rec::NAME], ms(50), ms(10));
         assert!(first.is_some());
-        let second = std::thread::scope(|s| {
-            s.spawn(|| db.hold_tables(&[Rec::NAME], ms(50), ms(10)).map(|h| h.is_some())).join()
-        });
-        assert!(!second.expect("thread").expect("hold"), "the priority is held by the first");
+        let second =
+            std::thread::scope(|s| s.spawn(|| db.hold_tables(&[Rec::NAME], ms(50), ms(10)).is_some()).join());
+        assert!(!second.expect("thread"), "the priority is held by the first");
         drop(first);
-        let third = std::thread::scope(|s| {
-            s.spawn(|| db.hold_tables(&[Rec::NAME], ms(50), ms(10)).map(|h| h.is_some())).join()
-        });
-        assert!(third.expect("thread").expect("hold"), "given back");
+        let third =
+            std::thread::scope(|s| s.spawn(|| db.hold_tables(&[Rec::NAME], ms(50), ms(10)).is_some()).join());
+        assert!(third.expect("thread"), "given back");
     }
 }

@@ -176,14 +176,19 @@ fn attempts(db: Database, snapshot_from: SnapshotFrom, f: &mut dyn FnMut() -> bo
         // A transaction that keeps losing runs with priority: writers to the tables it
         // touched wait for it (see `priority.rs`). Taken before anything else, holding
         // no lock; given back when the attempt ends, also on unwind. With ordered
-        // commits, the other copies hold those tables too (`hold.rs`; the applier of the
-        // order never waits at a gate).
-        let escalate = conflicts >= escalate_after || (conflicts > 0 && long);
+        // commits, the other copies hold those tables too (`hold.rs`). Not for the
+        // applier of the order (it never waits), nor for an async transaction on an
+        // ordered copy (its commit is ordered after the attempt ends, and its executor's
+        // thread would wait for the priority).
+        let escalate = (conflicts >= escalate_after || (conflicts > 0 && long))
+            && !(db.ordering() && (defer || crate::engine::sequencer::applying(db.id())));
         let escalated = (escalate && !at_snapshot).then(|| {
             stats.add(Stat::Escalation);
             let patience = patience(lost_plain, lost_escalated);
             let here = db.priority().take(&touched, patience);
-            let elsewhere = db.sequencer().map(|s| {
+            // (Not when this thread held the priority already: the outer attempt's hold
+            // stands.)
+            let elsewhere = db.sequencer().filter(|_| here.owns() && !touched.is_empty()).map(|s| {
                 let names: Vec<&str> = touched.iter().map(|t| t.gate_name()).collect();
                 s.hold_elsewhere(&names, patience)
             });

@@ -342,6 +342,14 @@ impl Tx {
     /// For [`transaction_async`](crate::transaction_async)'s transaction, the record is left
     /// for it to order, and the commit reports done.
     fn propose(&mut self, sequencer: &Arc<Box<dyn crate::engine::sequencer::Sequencer>>) -> Result<()> {
+        // A table closed by a transaction with priority, of this copy or another one (see
+        // `hold.rs`): wait for it first, holding no lock, at most its patience. (Not for an
+        // async transaction's commit: its caller's executor thread would wait.)
+        if !self.defer
+            && let Some(owner) = self.parts.iter().find_map(|p| p.gate_closed())
+        {
+            self.db.priority().wait_for(owner);
+        }
         // A read already overwritten here was overwritten after the transaction's start in
         // the shared order too: it would conflict there.
         if !self.reads_unchanged() {
@@ -364,12 +372,6 @@ impl Tx {
         if self.defer {
             crate::tx::deferral::leave(sequencer, record);
             return Ok(());
-        }
-        // A table closed by a transaction with priority, of this copy or another one (see
-        // `hold.rs`): wait for it, holding no lock, at most its patience. (Not for an async
-        // transaction's commit: its caller's executor thread would wait.)
-        if let Some(owner) = self.parts.iter().find_map(|p| p.gate_closed()) {
-            self.db.priority().wait_for(owner);
         }
         sequencer.order(record)
     }
