@@ -45,7 +45,7 @@ pub(crate) fn info(out: &mut dyn Write, info: &DirectoryInfo) -> std::io::Result
         return writeln!(out, "no tables");
     }
     let tables = &info.tables;
-    let rows: Vec<Vec<String>> = tables.iter().map(|t| table_row(t)).collect();
+    let rows: Vec<Vec<String>> = tables.iter().map(table_row).collect();
     columns(
         out,
         &["table", "type", "storage", "keys", "records", "counter", "indexes", "version", "log commits"],
