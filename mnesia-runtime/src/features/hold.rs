@@ -23,7 +23,7 @@ use crate::base::priority::Escalated;
 /// let db = Database::in_memory()?;
 /// db.scope(|| User::create_table(TableOptions::new()))?;
 /// let wait = std::time::Duration::from_millis(100);
-/// let hold = db.hold_tables(&["users"], wait, wait);
+/// let hold = db.hold_tables(&["user"], wait, wait);
 /// assert!(hold.is_some());
 /// drop(hold); // the table is open again
 /// # Ok::<(), mnesia::Error>(())
@@ -54,7 +54,7 @@ impl Database {
     /// let db = Database::in_memory()?;
     /// db.scope(|| User::create_table(TableOptions::new()))?;
     /// let ms = std::time::Duration::from_millis;
-    /// let hold = db.hold_tables(&["users", "not_here"], ms(50), ms(100)).expect("held");
+    /// let hold = db.hold_tables(&["user", "not_here"], ms(50), ms(100)).expect("held");
     /// assert!(db.hold_tables(&["not_here"], ms(50), ms(100)).is_none(), "nothing to hold");
     /// // Another thread's write waits up to 50 ms at the gate, then goes ahead.
     /// std::thread::scope(|s| s.spawn(|| db.scope(|| User::write(User { id: 1 }))).join())
