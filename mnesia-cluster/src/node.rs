@@ -813,7 +813,9 @@ impl Node {
 impl Drop for Node {
     /// Stops the node and closes its port (waiting for its tasks: drop it outside an
     /// async context). The database's writing commits then fail with
-    /// [`Error::Closed`] until [`Database::stop_ordering`] lets it commit on its own.
+    /// [`Error::Closed`] until [`Database::stop_ordering`] lets it commit on its own; a
+    /// commit that was on its way when the node stopped fails with it too, its fate unknown
+    /// (the other nodes may still order it, as after [`Error::NoMajority`]).
     fn drop(&mut self) {
         self.shared.holds.end_all();
         if let Some(rt) = self.runtime.take() {

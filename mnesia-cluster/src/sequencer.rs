@@ -38,8 +38,9 @@ enum Outcome {
     /// Decided, and applied here: its place in the database's order (0: it had been
     /// applied before) and its verdict.
     Decided(u64, Verdict),
-    /// Not ordered: why.
-    Refused(String),
+    /// This node's Raft stopped (the node stops, or its log failed) while the proposal was
+    /// on its way: why. Its fate is unknown: the others may still order it.
+    Stopped(String),
     /// No majority within the time allowed.
     NoMajority,
     /// Decided, but this node did not apply it in time (it stopped, or fell behind).
@@ -174,7 +175,7 @@ async fn send(shared: Arc<Shared>, gathered: Vec<Pending>, slot: OwnedSemaphoreP
     drop(slot);
     let outcomes: Vec<Outcome> = match decided {
         Err(_) => replies.iter().map(|_| Outcome::NoMajority).collect(),
-        Ok(Err(why)) => replies.iter().map(|_| Outcome::Refused(why.clone())).collect(),
+        Ok(Err(why)) => replies.iter().map(|_| Outcome::Stopped(why.clone())).collect(),
         // Answered once this node has applied the entry too, so that a read here sees the
         // commits (waiting longer than for the majority: they are decided).
         Ok(Ok((index, placed))) => {
@@ -240,15 +241,20 @@ fn verdict(shared: &Shared, timeout: Duration, outcome: Option<Outcome>) -> Resu
         Some(Outcome::Decided(place, Verdict::Refused(why))) => {
             Err(shared.refused.lock().remove(&place).unwrap_or(Error::Invalid(why)))
         }
-        Some(Outcome::Refused(why)) => {
-            Err(Error::Invalid(format!("the cluster did not order the commit: {why}")))
-        }
+        Some(Outcome::Stopped(why)) => Err(Error::Closed {
+            what: format!(
+                "this cluster node (its Raft stopped, {why}, while the commit was on its way: the others may still order it, its fate is unknown)"
+            ),
+        }),
         Some(Outcome::NoMajority) => Err(Error::NoMajority { waited: timeout }),
         Some(Outcome::Bug(why)) => Err(Error::Internal(why)),
         Some(Outcome::NotApplied) => Err(Error::Closed {
             what: "this cluster node (a commit was decided but the node did not apply it)".into(),
         }),
-        None => Err(Error::Closed { what: "the cluster node".into() }),
+        None => Err(Error::Closed {
+            what: "the cluster node (it stopped while a commit was on its way: the others may still order it, its fate is unknown)"
+                .into(),
+        }),
     }
 }
 

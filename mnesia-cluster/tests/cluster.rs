@@ -189,6 +189,59 @@ fn commits_on_any_node_reach_all_and_survive_the_leader_stopping() {
     assert!(matches!(refused, Err(Error::Closed { .. })), "{refused:?}");
 }
 
+/// Writes on their way when their node stops fail as writes of unknown fate (the others
+/// may still order them), never as refused: each is `Closed` or `NoMajority`, and the
+/// failed ones that the others did order are there on both.
+#[test]
+fn a_write_on_its_way_when_its_node_stops_fails_with_its_fate_unknown() {
+    let mut run = three();
+    let leader = run.leader();
+    let written = std::sync::atomic::AtomicU32::new(0);
+    let failures = std::thread::scope(|s| {
+        let writers: Vec<_> = (0..4u32)
+            .map(|w| {
+                let (db, written) = (&run.dbs[leader], &written);
+                s.spawn(move || {
+                    db.scope(|| {
+                        let mut failed = Vec::new();
+                        // Bounded: the node stops long before.
+                        for i in 0..20_000u32 {
+                            let id = 1_000_000 + w * 100_000 + i;
+                            match Account::write(Account { id, balance: 1 }) {
+                                Ok(_) => {
+                                    written.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                                }
+                                Err(e) => {
+                                    failed.push((id, e));
+                                    break;
+                                }
+                            }
+                        }
+                        failed
+                    })
+                })
+            })
+            .collect();
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while written.load(std::sync::atomic::Ordering::Relaxed) < 200 && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        run.nodes[leader] = None;
+        writers.into_iter().flat_map(|w| w.join().expect("writer")).collect::<Vec<_>>()
+    });
+    assert!(!failures.is_empty(), "the writers stopped with their node");
+    for (id, e) in &failures {
+        assert!(
+            matches!(e, Error::Closed { .. } | Error::NoMajority { .. }),
+            "a write of {id} on its way failed as if refused: {e:?}"
+        );
+    }
+    run.leader();
+    run.settle();
+    let live: Vec<usize> = run.live().iter().map(|(i, _)| *i).collect();
+    assert_eq!(run.accounts(live[0]), run.accounts(live[1]), "the two left agree on what was ordered");
+}
+
 #[test]
 fn unique_values_and_ids_are_decided_alike_on_every_node() {
     let run = three();

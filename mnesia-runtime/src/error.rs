@@ -93,7 +93,9 @@ pub enum Error {
         field: &'static str,
     },
     /// A transaction kept conflicting with others and gave up after this many attempts.
-    #[error("transaction gave up after {attempts} attempts because of conflicts")]
+    #[error(
+        "transaction gave up after running {attempts} time(s), each losing to a concurrent commit (Config::max_retries)"
+    )]
     TooManyRetries {
         /// How many times the transaction ran.
         attempts: u32,

@@ -493,6 +493,92 @@ fn an_async_transaction_orders_its_own_commit_once_and_a_dirty_one_inside_at_onc
     }
 }
 
+/// An order in which every record loses to another copy's.
+struct AlwaysLoses;
+
+impl Sequencer for AlwaysLoses {
+    fn order(&self, _record: CommitRecord) -> mnesia::Result<()> {
+        Err(Error::Conflict)
+    }
+}
+
+/// `Config::max_retries` bounds the runs of an async transaction in all (those that lose in
+/// the order and those that lose here share one budget), and the statistics count it as one
+/// transaction that ran again and gave up, as a blocking one.
+#[test]
+fn an_async_transaction_runs_at_most_max_retries_times_in_all() {
+    for blocking in [false, true] {
+        let db = Database::open(Config::default().max_retries(5)).expect("db");
+        db.create_table::<Account>(TableOptions::new()).expect("table");
+        db.order_commits_with(AlwaysLoses);
+        let runs = std::sync::atomic::AtomicU32::new(0);
+        let body = || {
+            runs.fetch_add(1, Ordering::Relaxed);
+            Account::write(Account { id: 1, balance: 1 })?;
+            Ok::<_, Error>(())
+        };
+        let result = if blocking {
+            db.scope(|| mnesia::transaction(body))
+        } else {
+            mnesia::__private::block_on(db.scope(|| mnesia::transaction_async(body)))
+        };
+        assert!(matches!(result, Err(Error::TooManyRetries { attempts: 5 })), "{result:?}");
+        assert_eq!(runs.load(Ordering::Relaxed), 5, "blocking: {blocking}");
+        let info = db.system_info();
+        assert_eq!(
+            (info.commits, info.aborts, info.retries, info.running_transactions),
+            (0, 1, 4, 0),
+            "blocking: {blocking}"
+        );
+        db.stop_ordering();
+    }
+}
+
+/// Applies the records ordered by blocking commits at once, and has every async one lose.
+struct AsyncLoses {
+    db: Database,
+    last: Mutex<u64>,
+}
+
+impl Sequencer for AsyncLoses {
+    fn order(&self, record: CommitRecord) -> mnesia::Result<()> {
+        let mut last = self.last.lock().expect("last");
+        *last += 1;
+        self.db.apply_ordered(*last, &record)
+    }
+
+    fn order_async(&self, _record: CommitRecord) -> mnesia::OrderFuture {
+        Box::pin(std::future::ready(Err(Error::Conflict)))
+    }
+}
+
+/// The runs that lose here (a read overwritten before the commit) and those that lose in
+/// the order come out of one budget: 5 runs in all, not 5 per round.
+#[test]
+fn an_async_transaction_losing_here_and_in_the_order_runs_max_retries_times() {
+    let db = Database::open(Config::default().max_retries(5)).expect("db");
+    db.create_table::<Account>(TableOptions::new()).expect("table");
+    db.order_commits_with(AsyncLoses { db: db.clone(), last: Mutex::new(0) });
+    let runs = std::sync::atomic::AtomicU32::new(0);
+    let body = || {
+        let run = runs.fetch_add(1, Ordering::Relaxed) + 1;
+        let a = Account::read(&1)?.unwrap_or(Account { id: 1, balance: 0 });
+        if run % 2 == 1 {
+            // Another thread overwrites what this run read: it loses here.
+            let other = std::thread::scope(|s| {
+                s.spawn(|| db.scope(|| Account::write(Account { id: 1, balance: -1 }))).join()
+            });
+            other.expect("thread").expect("write");
+        }
+        Account::write(Account { balance: a.balance + 1, ..a })?;
+        Ok::<_, Error>(())
+    };
+    let result = mnesia::__private::block_on(db.scope(|| mnesia::transaction_async(body)));
+    assert!(matches!(result, Err(Error::TooManyRetries { attempts: 5 })), "{result:?}");
+    assert_eq!(runs.load(Ordering::Relaxed), 5);
+    db.stop_ordering();
+}
+
 #[test]
 fn dirty_operations_batches_and_bags_reach_every_copy() {
     let (log, copies) = group(None);

@@ -11,9 +11,10 @@
 use std::future::Future;
 use std::sync::Arc;
 
+use crate::base::stats::Stat;
 use crate::error::Error;
 use crate::tx::context::{current_db, transact};
-use crate::tx::deferral::Deferral;
+use crate::tx::deferral::{Budget, Deferral};
 
 /// [`transaction`](crate::transaction) for async code: runs `f` as one serializable
 /// transaction on the current database (taken when this is called) and resolves to its
@@ -50,22 +51,58 @@ where
     let db = current_db();
     async move {
         let db = db?;
-        let rounds = db.config().retries();
-        for _ in 0..rounds {
+        // One budget of attempts for every round: those that lost here, and those that
+        // lost in the order.
+        let attempts = db.config().retries();
+        // Counted as ended without committing, unless told otherwise (also when the future
+        // is dropped while its commit is on its way).
+        let mut end = Ends { stats: db.stats(), started: false, stat: Stat::Abort };
+        let mut left = attempts;
+        let mut first = true;
+        while left > 0 {
             let (result, deferred) = {
-                let deferral = Deferral::on();
+                let deferral = Deferral::on(Budget { attempts: left, first });
                 let result = db.scope(|| transact(db.clone(), &mut f));
                 (result, deferral.take())
             };
-            // Not ordered (one node), or not committed: the transaction's outcome.
-            let Some((sequencer, record)) = deferred else { return result };
+            first = false;
+            // Not ordered (one node), or not committed: the transaction's outcome (counted
+            // by the transaction itself).
+            let Some(((sequencer, record), used)) = deferred else {
+                end.started = false;
+                return result;
+            };
+            // From here the transaction's end is this future's to count.
+            end.started = true;
+            left = left.saturating_sub(used.max(1));
             match sequencer.order_async(record).await {
-                Ok(()) => return result,
-                Err(Error::Conflict) => continue,
+                Ok(()) => {
+                    end.stat = Stat::Commit;
+                    return result;
+                }
+                Err(Error::Conflict) if left > 0 => end.stats.add(Stat::Retry),
+                Err(Error::Conflict) => break,
                 Err(e) => return Err(e.into()),
             }
         }
-        Err(Error::TooManyRetries { attempts: rounds }.into())
+        Err(Error::TooManyRetries { attempts }.into())
+    }
+}
+
+/// Counts how an async transaction whose commit went to the sequencer ended, when dropped.
+struct Ends {
+    stats: Arc<crate::base::stats::Stats>,
+    /// Whether a round left its commit for this future (before: the transaction counts its
+    /// own end).
+    started: bool,
+    stat: Stat,
+}
+
+impl Drop for Ends {
+    fn drop(&mut self) {
+        if self.started {
+            self.stats.add(self.stat);
+        }
     }
 }
 

@@ -151,10 +151,13 @@ fn attempts(db: Database, snapshot_from: SnapshotFrom, f: &mut dyn FnMut() -> bo
             "a transaction on another database is already running on this thread".into(),
         ));
     }
-    let attempts = db.config().retries();
+    // (`transaction_async`'s rounds share one budget, and are one transaction.)
+    let attempts = defer.map_or(db.config().retries(), |b| b.attempts.max(1));
     let escalate_after = db.config().escalation_threshold();
     let stats = db.stats();
-    stats.add(Stat::Start);
+    if defer.is_none_or(|b| b.first) {
+        stats.add(Stat::Start);
+    }
     let mut db = db;
     // Conflicts in a row, and the tables the attempts that lost touched.
     let mut conflicts = 0;
@@ -181,7 +184,7 @@ fn attempts(db: Database, snapshot_from: SnapshotFrom, f: &mut dyn FnMut() -> bo
         // ordered copy (its commit is ordered after the attempt ends, and its executor's
         // thread would wait for the priority).
         let escalate = (conflicts >= escalate_after || (conflicts > 0 && long))
-            && !(db.ordering() && (defer || crate::engine::sequencer::applying(db.id())));
+            && !(db.ordering() && (defer.is_some() || crate::engine::sequencer::applying(db.id())));
         let escalated = (escalate && !at_snapshot).then(|| {
             stats.add(Stat::Escalation);
             let patience = patience(lost_plain, lost_escalated);
@@ -205,7 +208,7 @@ fn attempts(db: Database, snapshot_from: SnapshotFrom, f: &mut dyn FnMut() -> bo
         }
         let _withdraw = Withdraw;
         let mut tx = Tx::new(db);
-        tx.defer = defer;
+        tx.defer = defer.is_some();
         if escalated.is_none() && !wrote && (at_snapshot || snapshot_from == SnapshotFrom::FirstScan) {
             tx.allow_snapshot(at_snapshot);
         }
@@ -249,6 +252,10 @@ fn attempts(db: Database, snapshot_from: SnapshotFrom, f: &mut dyn FnMut() -> bo
         }
         db = tx.finish();
         match outcome {
+            // (A commit left for `transaction_async` to order is counted once decided.)
+            Some(Outcome::Committed) if defer.is_some() && crate::tx::deferral::left_after(attempt) => {
+                return Ok(());
+            }
             Some(Outcome::Committed) => {
                 stats.add(Stat::Commit);
                 timed_end(&db, &stats, began, attempt, "committed");
@@ -266,6 +273,9 @@ fn attempts(db: Database, snapshot_from: SnapshotFrom, f: &mut dyn FnMut() -> bo
             }
             None => {}
         }
+        if attempt == attempts {
+            break;
+        }
         stats.add(Stat::Retry);
         if conflicts == db.config().conflicts_reported_after() {
             tracing::warn!(
@@ -282,7 +292,8 @@ fn attempts(db: Database, snapshot_from: SnapshotFrom, f: &mut dyn FnMut() -> bo
     }
     stats.add(Stat::Abort);
     timed_end(&db, &stats, began, attempts, "gave up");
-    Err(Error::TooManyRetries { attempts })
+    // (`transaction_async`'s last round: the runs of every round.)
+    Err(Error::TooManyRetries { attempts: defer.map_or(attempts, |_| db.config().retries()) })
 }
 
 /// Records how long a timed transaction took, and reports it if it took the configured
