@@ -365,7 +365,8 @@ fn everything(id: u32) -> Everything {
         big: u64::MAX - u64::from(id),
         huge: u128::from(u64::MAX),
         ratio: 1.1 * id as f32,
-        precise: std::f64::consts::PI * f64::from(id),
+        // Exponents from -100 to 199: written with one (`3.14e199`) by Rust and serde_json alike.
+        precise: std::f64::consts::PI * 10f64.powi(id as i32 * 13 - 100),
         letter: 'ß',
         text: format!("line {id}\nwith \"quotes\", commas"),
         maybe: match id % 3 {

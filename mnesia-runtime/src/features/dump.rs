@@ -185,6 +185,9 @@ fn cell(value: &Value, optional: bool) -> String {
         Value::Null => String::new(),
         Value::String(s) if optional && (s.is_empty() || s.starts_with('"')) => value.to_string(),
         Value::String(s) => s.clone(),
+        // A float as the export writes it: the shortest text that reads back the same, as
+        // Rust spells it (`1e300`, where serde_json writes `1e+300`).
+        Value::Number(n) if n.is_f64() => n.as_f64().map_or_else(|| value.to_string(), |f| format!("{f:?}")),
         Value::Bool(_) | Value::Number(_) => value.to_string(),
         Value::Array(_) | Value::Object(_) => value.to_string(),
     }
