@@ -124,15 +124,15 @@ fn run(command: Command) -> Result<ExitCode, String> {
     let out = &mut std::io::stdout().lock();
     match command {
         Command::Info { dir, json } => {
-            let info = mnesia::Schema::inspect(&dir).map_err(|e| e.to_string())?;
+            let info = mnesia::Schema::inspect(&dir).map_err(said)?;
             report::print(out, json, &info, report::info)?;
         }
         Command::Log { dir, json } => {
-            let info = mnesia::Schema::inspect(&dir).map_err(|e| e.to_string())?;
+            let info = mnesia::Schema::inspect(&dir).map_err(said)?;
             report::print(out, json, &info.log, |out, log| report::log(out, log, &info.tables))?;
         }
         Command::Verify { dir, json } => {
-            let found = mnesia::Schema::verify(&dir).map_err(|e| e.to_string())?;
+            let found = mnesia::Schema::verify(&dir).map_err(said)?;
             report::print(out, json, &found, report::verify)?;
             if !found.is_sound() {
                 return Ok(ExitCode::FAILURE);
@@ -147,16 +147,16 @@ fn run(command: Command) -> Result<ExitCode, String> {
             match mnesia::Schema::dump(&dir, &table, format, limit, out) {
                 // The reader went away (`mnesia dump .. | head`): not a failure.
                 Err(e) if e.io_kind() == Some(std::io::ErrorKind::BrokenPipe) => {}
-                other => drop(other.map_err(|e| e.to_string())?),
+                other => drop(other.map_err(said)?),
             }
         }
         Command::Checkpoint { dir } => {
             let db = open(&dir)?;
             let working = progress::spinner("writing the checkpoint");
-            db.checkpoint().map_err(|e| e.to_string())?;
+            db.checkpoint().map_err(said)?;
             progress::finish(working);
-            db.close().map_err(|e| e.to_string())?;
-            let info = mnesia::Schema::inspect(&dir).map_err(|e| e.to_string())?;
+            db.close().map_err(said)?;
+            let info = mnesia::Schema::inspect(&dir).map_err(said)?;
             report::print(out, false, &info, |out, info| report::checkpointed(out, info))?;
         }
         Command::Backup { dir, file } => {
@@ -169,9 +169,9 @@ fn run(command: Command) -> Result<ExitCode, String> {
                 }
                 None => mnesia::BackupOptions::new(),
             };
-            let made = db.backup_with(&file, &options).map_err(|e| e.to_string())?;
+            let made = db.backup_with(&file, &options).map_err(said)?;
             progress::finish(counter);
-            db.close().map_err(|e| e.to_string())?;
+            db.close().map_err(said)?;
             report::print(out, false, &made, |out, made| report::backed_up(out, made, &file))?;
         }
         Command::Restore { dir, file, skip } => {
@@ -185,9 +185,9 @@ fn run(command: Command) -> Result<ExitCode, String> {
                 let bar = bar.clone();
                 options = options.progress(move |done| bar.set_position(done));
             }
-            let restored = db.restore(&file, &options).map_err(|e| e.to_string())?;
+            let restored = db.restore(&file, &options).map_err(said)?;
             progress::finish(counter);
-            db.close().map_err(|e| e.to_string())?;
+            db.close().map_err(said)?;
             report::print(out, false, &restored, |out, n| report::restored(out, *n, &file))?;
         }
     }
@@ -196,9 +196,24 @@ fn run(command: Command) -> Result<ExitCode, String> {
 
 /// Opens the database of `dir` (its tables stay unclaimed: no types are needed to
 /// checkpoint or back them up). No reaper: nothing changes but what the command does.
-fn open(dir: &std::path::Path) -> Result<mnesia::Database, String> {
-    if !mnesia::Schema::exists(dir).map_err(|e| e.to_string())? {
-        return Err(mnesia::Error::NoSchema { dir: dir.to_path_buf() }.to_string());
+/// An error as this command line says it: the library's words, but where they speak to a
+/// program (what to call), what a person at the command line should know instead.
+fn said(e: mnesia::Error) -> String {
+    match e {
+        mnesia::Error::NoSchema { dir } => format!(
+            "{} is not a database directory (no schema: a program makes one with mnesia::Schema::create and opens it with Config::dir)",
+            dir.display()
+        ),
+        mnesia::Error::NoSuchTable { table } => format!(
+            "no table {table} in this directory (it holds the disc tables alone: ram_copies tables live in their program)"
+        ),
+        e => e.to_string(),
     }
-    mnesia::Database::open(mnesia::Config::default().dir(dir).auto_cleanup(false)).map_err(|e| e.to_string())
+}
+
+fn open(dir: &std::path::Path) -> Result<mnesia::Database, String> {
+    if !mnesia::Schema::exists(dir).map_err(said)? {
+        return Err(said(mnesia::Error::NoSchema { dir: dir.to_path_buf() }));
+    }
+    mnesia::Database::open(mnesia::Config::default().dir(dir).auto_cleanup(false)).map_err(said)
 }
