@@ -194,8 +194,6 @@ fn run(command: Command) -> Result<ExitCode, String> {
     Ok(ExitCode::SUCCESS)
 }
 
-/// Opens the database of `dir` (its tables stay unclaimed: no types are needed to
-/// checkpoint or back them up). No reaper: nothing changes but what the command does.
 /// An error as this command line says it: the library's words, but where they speak to a
 /// program (what to call), what a person at the command line should know instead.
 fn said(e: mnesia::Error) -> String {
@@ -211,6 +209,8 @@ fn said(e: mnesia::Error) -> String {
     }
 }
 
+/// Opens the database of `dir` (its tables stay unclaimed: no types are needed to
+/// checkpoint or back them up). No reaper: nothing changes but what the command does.
 fn open(dir: &std::path::Path) -> Result<mnesia::Database, String> {
     if !mnesia::Schema::exists(dir).map_err(said)? {
         return Err(said(mnesia::Error::NoSchema { dir: dir.to_path_buf() }));

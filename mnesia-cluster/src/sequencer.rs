@@ -29,7 +29,7 @@ const MAX_GATHERED: usize = 256;
 /// Entries of this node's commits on their way at once: more lets the leader's Raft take
 /// the next one while the last is replicated; fewer makes each carry more commits. (The
 /// leader's Raft appends one entry at a time, synced with a log on disc: with 32 writers
-/// over three nodes, 2 gave 9,400-10,800 commits a second on disc and 33,000-37,700 in
+/// over three nodes, 2 gave 9,400-10,800 commits a second on disc and 33,100-37,700 in
 /// memory, where 4 gave 7,300-8,600 and 31,500-33,700, and 1 fewer in memory.)
 const IN_FLIGHT: usize = 2;
 
@@ -102,9 +102,10 @@ impl ClusterSequencer {
             drop(on_its_way);
             reply(outcome);
         });
-        // (Refused only once the node's runtime is gone: the reply, dropped, says so.)
-        let _ = self.queue.send(Pending { proposal, bytes, deadline, reply });
-        Ok(())
+        // Refused only once the node's runtime is gone: the commit was not sent.
+        self.queue.send(Pending { proposal, bytes, deadline, reply }).map_err(|_| Error::Closed {
+            what: "the cluster node (it has stopped: the commit was not sent)".into(),
+        })
     }
 }
 
@@ -246,7 +247,7 @@ fn verdict(shared: &Shared, timeout: Duration, outcome: Option<Outcome>) -> Resu
         }
         Some(Outcome::Stopped(why)) => Err(Error::Closed {
             what: format!(
-                "this cluster node (its Raft stopped, {why}, while the commit was on its way: the others may still order it, its fate is unknown)"
+                "this cluster node (its Raft stopped: {why}; the commit was on its way: the others may still order it, its fate is unknown)"
             ),
         }),
         Some(Outcome::NoMajority) => Err(Error::NoMajority { waited: timeout }),

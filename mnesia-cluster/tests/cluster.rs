@@ -190,8 +190,8 @@ fn commits_on_any_node_reach_all_and_survive_the_leader_stopping() {
 }
 
 /// Writes on their way when their node stops fail as writes of unknown fate (the others
-/// may still order them), never as refused: each is `Closed` or `NoMajority`, and the
-/// failed ones that the others did order are there on both.
+/// may still order them), never as refused: each is `Closed` or `NoMajority`; the two nodes
+/// left agree on what was ordered.
 #[test]
 fn a_write_on_its_way_when_its_node_stops_fails_with_its_fate_unknown() {
     let mut run = three();
@@ -236,6 +236,9 @@ fn a_write_on_its_way_when_its_node_stops_fails_with_its_fate_unknown() {
             "a write of {id} on its way failed as if refused: {e:?}"
         );
     }
+    // A write after the node stopped was never sent, and says so.
+    let after = run.dbs[leader].scope(|| Account::write(Account { id: 5, balance: 1 }));
+    assert!(matches!(&after, Err(Error::Closed { what }) if what.contains("not sent")), "{after:?}");
     run.leader();
     run.settle();
     let live: Vec<usize> = run.live().iter().map(|(i, _)| *i).collect();

@@ -119,10 +119,12 @@ pub enum Error {
         #[source]
         source: Option<Box<dyn std::error::Error + Send + Sync + 'static>>,
     },
-    /// The database, or a file of it, was closed: open the database again.
+    /// The database, or a file of it, was closed: open the database again. On a cluster
+    /// node, its node stopped: a commit that was on its way then has an unknown fate (the
+    /// other nodes may still order it), as after [`Error::NoMajority`]; `what` says which.
     #[error("{what} is closed")]
     Closed {
-        /// What is closed (the database in its directory, a file).
+        /// What is closed (the database in its directory, a file, a cluster node), and why.
         what: String,
     },
     /// The database directory is already open (its lock is held, by another process or by

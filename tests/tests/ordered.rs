@@ -579,6 +579,41 @@ fn an_async_transaction_losing_here_and_in_the_order_runs_max_retries_times() {
     db.stop_ordering();
 }
 
+/// An async transaction whose later round panics, or fails, is one transaction that
+/// ended without committing: counted once.
+#[test]
+fn an_async_transaction_ending_in_a_later_round_is_counted_once() {
+    for panics in [true, false] {
+        let db = Database::open(Config::default().max_retries(5)).expect("db");
+        db.create_table::<Account>(TableOptions::new()).expect("table");
+        db.order_commits_with(AsyncLoses { db: db.clone(), last: Mutex::new(0) });
+        let runs = std::sync::atomic::AtomicU32::new(0);
+        let body = || {
+            if runs.fetch_add(1, Ordering::Relaxed) == 1 {
+                // The second run (the second round: the first lost in the order).
+                if panics {
+                    panic!("the closure panics");
+                }
+                return Err(Error::abort("given up"));
+            }
+            Account::write(Account { id: 1, balance: 1 })?;
+            Ok::<_, Error>(())
+        };
+        let ended = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            mnesia::__private::block_on(db.scope(|| mnesia::transaction_async(body)))
+        }));
+        assert_eq!(ended.is_err(), panics);
+        assert_eq!(runs.load(Ordering::Relaxed), 2);
+        let info = db.system_info();
+        assert_eq!(
+            (info.commits, info.aborts, info.retries, info.running_transactions),
+            (0, 1, 1, 0),
+            "panics: {panics}"
+        );
+        db.stop_ordering();
+    }
+}
+
 #[test]
 fn dirty_operations_batches_and_bags_reach_every_copy() {
     let (log, copies) = group(None);

@@ -54,9 +54,12 @@ where
         // One budget of attempts for every round: those that lost here, and those that
         // lost in the order.
         let attempts = db.config().retries();
-        // Counted as ended without committing, unless told otherwise (also when the future
-        // is dropped while its commit is on its way).
-        let mut end = Ends { stats: db.stats(), started: false, stat: Stat::Abort };
+        // Once the first round left its commit here, the transaction's end is this future's
+        // to count (the later rounds count none): as ended without committing unless told
+        // otherwise (also when the future is dropped while its commit is on its way).
+        let stats = db.stats();
+        let began = crate::tx::context::timed(&stats).then(std::time::Instant::now);
+        let mut end = Ends { db: db.clone(), began, runs: 0, counting: false, stat: Stat::Abort };
         let mut left = attempts;
         let mut first = true;
         while left > 0 {
@@ -67,20 +70,21 @@ where
             };
             first = false;
             // Not ordered (one node), or not committed: the transaction's outcome (counted
-            // by the transaction itself).
+            // by the round itself if it was the first).
             let Some(((sequencer, record), used)) = deferred else {
-                end.started = false;
+                end.stat = if result.is_ok() { Stat::Commit } else { Stat::Abort };
+                end.runs = attempts - left + 1;
                 return result;
             };
-            // From here the transaction's end is this future's to count.
-            end.started = true;
+            end.counting = true;
             left = left.saturating_sub(used.max(1));
+            end.runs = attempts - left;
             match sequencer.order_async(record).await {
                 Ok(()) => {
                     end.stat = Stat::Commit;
                     return result;
                 }
-                Err(Error::Conflict) if left > 0 => end.stats.add(Stat::Retry),
+                Err(Error::Conflict) if left > 0 => stats.add(Stat::Retry),
                 Err(Error::Conflict) => break,
                 Err(e) => return Err(e.into()),
             }
@@ -89,19 +93,26 @@ where
     }
 }
 
-/// Counts how an async transaction whose commit went to the sequencer ended, when dropped.
+/// Counts how an async transaction whose first round left its commit to the future ended
+/// (and how long it took), when dropped.
 struct Ends {
-    stats: Arc<crate::base::stats::Stats>,
-    /// Whether a round left its commit for this future (before: the transaction counts its
-    /// own end).
-    started: bool,
+    db: crate::db::Database,
+    began: Option<std::time::Instant>,
+    /// The runs of the closure so far.
+    runs: u32,
+    /// Whether the first round left its commit for this future (if not, that round counted
+    /// the transaction's end).
+    counting: bool,
     stat: Stat,
 }
 
 impl Drop for Ends {
     fn drop(&mut self) {
-        if self.started {
-            self.stats.add(self.stat);
+        if self.counting {
+            let stats = self.db.stats();
+            stats.add(self.stat);
+            let ended = if matches!(self.stat, Stat::Commit) { "committed" } else { "failed" };
+            crate::tx::context::timed_end(&self.db, &stats, self.began, self.runs, ended);
         }
     }
 }

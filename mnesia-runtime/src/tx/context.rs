@@ -151,13 +151,22 @@ fn attempts(db: Database, snapshot_from: SnapshotFrom, f: &mut dyn FnMut() -> bo
             "a transaction on another database is already running on this thread".into(),
         ));
     }
-    // (`transaction_async`'s rounds share one budget, and are one transaction.)
+    // (`transaction_async`'s rounds share one budget, and are one transaction: its first
+    // round counts the start, and the end unless it leaves its commit to the future, which
+    // then counts the end, whatever the later rounds do.)
     let attempts = defer.map_or(db.config().retries(), |b| b.attempts.max(1));
     let escalate_after = db.config().escalation_threshold();
     let stats = db.stats();
-    if defer.is_none_or(|b| b.first) {
+    let counted = defer.is_none_or(|b| b.first);
+    if counted {
         stats.add(Stat::Start);
     }
+    let end = |db: &Database, stat: Stat, began: Option<Instant>, attempt: u32, ended: &'static str| {
+        if counted {
+            stats.add(stat);
+            timed_end(db, &stats, began, attempt, ended);
+        }
+    };
     let mut db = db;
     // Conflicts in a row, and the tables the attempts that lost touched.
     let mut conflicts = 0;
@@ -169,8 +178,7 @@ fn attempts(db: Database, snapshot_from: SnapshotFrom, f: &mut dyn FnMut() -> bo
     let mut wrote = false;
     // Measured only when latencies are recorded or a subscriber listens for slow
     // transactions (from the first attempt's start, which is read anyway).
-    let timed =
-        stats.latencies.on() || tracing::enabled!(target: "mnesia::transaction", tracing::Level::WARN);
+    let timed = timed(&stats);
     let mut began: Option<Instant> = None;
     for attempt in 1..=attempts {
         // One that lost without writing runs again at a snapshot, where it cannot lose
@@ -231,8 +239,7 @@ fn attempts(db: Database, snapshot_from: SnapshotFrom, f: &mut dyn FnMut() -> bo
                 if tx.reads_unchanged() {
                     let db = tx.db.clone();
                     drop(tx);
-                    stats.add(Stat::Abort);
-                    timed_end(&db, &stats, began, attempt, "panicked");
+                    end(&db, Stat::Abort, began, attempt, "panicked");
                     std::panic::resume_unwind(panic);
                 }
                 None
@@ -257,18 +264,15 @@ fn attempts(db: Database, snapshot_from: SnapshotFrom, f: &mut dyn FnMut() -> bo
                 return Ok(());
             }
             Some(Outcome::Committed) => {
-                stats.add(Stat::Commit);
-                timed_end(&db, &stats, began, attempt, "committed");
+                end(&db, Stat::Commit, began, attempt, "committed");
                 return Ok(());
             }
             Some(Outcome::Failed) => {
-                stats.add(Stat::Abort);
-                timed_end(&db, &stats, began, attempt, "failed");
+                end(&db, Stat::Abort, began, attempt, "failed");
                 return Ok(());
             }
             Some(Outcome::Error(e)) => {
-                stats.add(Stat::Abort);
-                timed_end(&db, &stats, began, attempt, "failed");
+                end(&db, Stat::Abort, began, attempt, "failed");
                 return Err(e);
             }
             None => {}
@@ -290,15 +294,20 @@ fn attempts(db: Database, snapshot_from: SnapshotFrom, f: &mut dyn FnMut() -> bo
             backoff(attempt);
         }
     }
-    stats.add(Stat::Abort);
-    timed_end(&db, &stats, began, attempts, "gave up");
+    end(&db, Stat::Abort, began, attempts, "gave up");
     // (`transaction_async`'s last round: the runs of every round.)
     Err(Error::TooManyRetries { attempts: defer.map_or(attempts, |_| db.config().retries()) })
 }
 
+/// Whether a transaction's time is measured: latencies are recorded, or a subscriber
+/// listens for slow transactions.
+pub(crate) fn timed(stats: &crate::base::stats::Stats) -> bool {
+    stats.latencies.on() || tracing::enabled!(target: "mnesia::transaction", tracing::Level::WARN)
+}
+
 /// Records how long a timed transaction took, and reports it if it took the configured
 /// threshold or longer, however it ended (`began`: when it started, if it is timed).
-fn timed_end(
+pub(crate) fn timed_end(
     db: &Database,
     stats: &crate::base::stats::Stats,
     began: Option<Instant>,
