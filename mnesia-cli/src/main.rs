@@ -202,6 +202,10 @@ fn said(e: mnesia::Error) -> String {
             "{} is not a database directory (no schema: a program makes one with mnesia::Schema::create and opens it with Config::dir)",
             dir.display()
         ),
+        // (The directory given is a file: the OS names the file inside it it looked for.)
+        mnesia::Error::Io { path, source } if source.kind() == std::io::ErrorKind::NotADirectory => {
+            format!("{} is not a directory", path.parent().unwrap_or(&path).display())
+        }
         mnesia::Error::NoSuchTable { table } => format!(
             "no table {table} in this directory (it holds the disc tables alone: ram_copies tables live in their program)"
         ),

@@ -294,6 +294,12 @@ fn errors_are_one_line_and_usage_errors_exit_2() {
     assert_eq!(stderr(&o).lines().count(), 1);
     let o = mnesia(&["checkpoint", path(&dir.path().join("missing"))]);
     assert_eq!(o.status.code(), Some(1));
+    // A file given for the directory.
+    let file = dir.path().join("export.csv");
+    std::fs::write(&file, "id\n1\n").expect("file");
+    let o = mnesia(&["info", path(&file)]);
+    assert_eq!(o.status.code(), Some(1));
+    assert_eq!(stderr(&o).trim_end(), format!("mnesia: {} is not a directory", file.display()));
     assert_eq!(mnesia(&["frobnicate"]).status.code(), Some(2));
     assert_eq!(mnesia(&[]).status.code(), Some(2));
     let help = mnesia(&["--help"]);
