@@ -21,7 +21,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-use crate::net::{Peer, Request, Response};
+use crate::net::{Request, Response};
 use crate::node::Shared;
 
 /// How long a member works on a hold before it answers (taking its priority, which a
@@ -49,15 +49,12 @@ pub(crate) struct Hold {
     pub(crate) patience_ms: u64,
 }
 
-/// A connection to one member and the address it was opened to.
-type Link = (String, Arc<tokio::sync::Mutex<Option<Peer>>>);
-
 /// A node's holds: those it keeps for others (each ended by dropping its sender), its
 /// connections for asking, and its commits on their way (what a hold waits for).
 #[derive(Default)]
 pub(crate) struct Holds {
     kept: parking_lot::Mutex<Kept>,
-    links: parking_lot::Mutex<BTreeMap<u64, Link>>,
+    links: crate::net::MemberLinks,
     next: std::sync::atomic::AtomicU64,
     /// This node's commits proposed and not yet answered, by table (its name's hash).
     on_their_way: parking_lot::Mutex<HashMap<u64, usize>>,
@@ -153,7 +150,7 @@ impl Shared {
         for (member, addr) in members {
             let (shared, request) = (Arc::clone(self), Arc::clone(&request));
             asking.spawn(async move {
-                let link = shared.hold_link(member, &addr);
+                let link = shared.holds.links.to(member, &addr);
                 let mut peer = link.lock().await;
                 let peer = peer.get_or_insert_with(|| shared.dialer.peer(member, addr));
                 // (Not told to the liveness: a slow answer here is no sign of a node down.)
@@ -183,7 +180,7 @@ impl Shared {
         let addrs: BTreeMap<u64, String> = self.other_members().into_iter().collect();
         for member in members {
             let Some(addr) = addrs.get(&member) else { continue };
-            let link = self.hold_link(member, addr);
+            let link = self.holds.links.to(member, addr);
             let mut peer = link.lock().await;
             let peer = peer.get_or_insert_with(|| self.dialer.peer(member, addr.clone()));
             // (Lost: the hold ends with its time.)
@@ -236,17 +233,6 @@ impl Shared {
     /// Ends the hold `id` kept for member `from`.
     pub(crate) fn release_here(&self, from: u64, id: HoldId) {
         self.holds.kept.lock().holds.remove(&(from, id));
-    }
-
-    /// The connection used for holds to `member` at `addr`.
-    fn hold_link(&self, member: u64, addr: &str) -> Arc<tokio::sync::Mutex<Option<Peer>>> {
-        let mut links = self.holds.links.lock();
-        let link = links.entry(member).or_insert_with(|| (String::new(), Arc::default()));
-        if link.0 != addr {
-            // A new member under this id, or one that moved: a new connection.
-            *link = (addr.to_owned(), Arc::new(tokio::sync::Mutex::new(None)));
-        }
-        Arc::clone(&link.1)
     }
 
     /// The other members this node sees up, with their addresses.

@@ -145,6 +145,26 @@ impl Dialer {
     }
 }
 
+/// One connection kept to each member (for one kind of request), with the address it was
+/// opened to.
+#[derive(Default)]
+pub(crate) struct MemberLinks(parking_lot::Mutex<std::collections::BTreeMap<u64, MemberLink>>);
+
+type MemberLink = (String, Arc<tokio::sync::Mutex<Option<Peer>>>);
+
+impl MemberLinks {
+    /// The connection to `member` at `addr` (opened at its first request); a new one for a
+    /// new member under this id, or one that moved.
+    pub(crate) fn to(&self, member: u64, addr: &str) -> Arc<tokio::sync::Mutex<Option<Peer>>> {
+        let mut links = self.0.lock();
+        let link = links.entry(member).or_insert_with(|| (String::new(), Arc::default()));
+        if link.0 != addr {
+            *link = (addr.to_owned(), Arc::new(tokio::sync::Mutex::new(None)));
+        }
+        Arc::clone(&link.1)
+    }
+}
+
 /// An authenticated connection to a peer.
 pub(crate) struct Peer {
     dialer: Dialer,

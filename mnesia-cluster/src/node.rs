@@ -352,7 +352,7 @@ pub(crate) struct Shared {
     pub(crate) holds: Arc<crate::holds::Holds>,
     /// A connection to each member (with the address it was opened to), for
     /// `sync_transaction`'s questions.
-    sync_links: parking_lot::Mutex<BTreeMap<u64, SyncLink>>,
+    sync_links: crate::net::MemberLinks,
 }
 
 /// Connections to one node, and a permit for each: a writer holding a permit finds one of
@@ -361,9 +361,6 @@ struct Links {
     peers: Box<[tokio::sync::Mutex<Peer>]>,
     free: tokio::sync::Semaphore,
 }
-
-/// A member's address and the connection to it that `sync_transaction` uses.
-type SyncLink = (String, Arc<tokio::sync::Mutex<Option<Peer>>>);
 
 /// Connections a follower keeps to the leader.
 const LEADER_LINKS: usize = 8;
@@ -502,15 +499,7 @@ impl Shared {
         };
         let up = self.dialer.liveness.up();
         for (id, node) in voters.into_iter().filter(|(id, _)| up.contains(id)) {
-            let peer = {
-                let mut links = self.sync_links.lock();
-                let link = links.entry(id).or_insert_with(|| (String::new(), Arc::default()));
-                if link.0 != node.addr {
-                    // A new member under this id, or one that moved: a new connection.
-                    *link = (node.addr.clone(), Arc::new(tokio::sync::Mutex::new(None)));
-                }
-                Arc::clone(&link.1)
-            };
+            let peer = self.sync_links.to(id, &node.addr);
             let mut peer = peer.lock().await;
             let peer = peer.get_or_insert_with(|| self.dialer.peer(id, node.addr.clone()));
             loop {
@@ -696,7 +685,7 @@ impl Node {
             refused,
             leader: parking_lot::Mutex::new(None),
             holds: Arc::default(),
-            sync_links: parking_lot::Mutex::new(BTreeMap::new()),
+            sync_links: crate::net::MemberLinks::default(),
         });
         runtime.spawn(crate::net::serve(listener, Arc::clone(&shared)));
         runtime.spawn(crate::liveness::watch_leader(shared.raft.clone(), shared.id, db.clone()));

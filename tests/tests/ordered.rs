@@ -493,6 +493,20 @@ fn an_async_transaction_orders_its_own_commit_once_and_a_dirty_one_inside_at_onc
     }
 }
 
+/// A database allowing 5 runs per transaction, with the accounts, ordered by `sequencer`.
+fn five_runs<S: Sequencer>(sequencer: impl FnOnce(Database) -> S) -> Database {
+    let db = Database::open(Config::default().max_retries(5)).expect("db");
+    db.create_table::<Account>(TableOptions::new()).expect("table");
+    db.order_commits_with(sequencer(db.clone()));
+    db
+}
+
+/// The transactions `db` counted: commits, aborts, retries, and those still running.
+fn counted(db: &Database) -> (u64, u64, u64, u64) {
+    let info = db.system_info();
+    (info.commits, info.aborts, info.retries, info.running_transactions)
+}
+
 /// An order in which every record loses to another copy's.
 struct AlwaysLoses;
 
@@ -508,9 +522,7 @@ impl Sequencer for AlwaysLoses {
 #[test]
 fn an_async_transaction_runs_at_most_max_retries_times_in_all() {
     for blocking in [false, true] {
-        let db = Database::open(Config::default().max_retries(5)).expect("db");
-        db.create_table::<Account>(TableOptions::new()).expect("table");
-        db.order_commits_with(AlwaysLoses);
+        let db = five_runs(|_| AlwaysLoses);
         let runs = std::sync::atomic::AtomicU32::new(0);
         let body = || {
             runs.fetch_add(1, Ordering::Relaxed);
@@ -524,12 +536,7 @@ fn an_async_transaction_runs_at_most_max_retries_times_in_all() {
         };
         assert!(matches!(result, Err(Error::TooManyRetries { attempts: 5 })), "{result:?}");
         assert_eq!(runs.load(Ordering::Relaxed), 5, "blocking: {blocking}");
-        let info = db.system_info();
-        assert_eq!(
-            (info.commits, info.aborts, info.retries, info.running_transactions),
-            (0, 1, 4, 0),
-            "blocking: {blocking}"
-        );
+        assert_eq!(counted(&db), (0, 1, 4, 0), "blocking: {blocking}");
         db.stop_ordering();
     }
 }
@@ -556,9 +563,7 @@ impl Sequencer for AsyncLoses {
 /// the order come out of one budget: 5 runs in all, not 5 per round.
 #[test]
 fn an_async_transaction_losing_here_and_in_the_order_runs_max_retries_times() {
-    let db = Database::open(Config::default().max_retries(5)).expect("db");
-    db.create_table::<Account>(TableOptions::new()).expect("table");
-    db.order_commits_with(AsyncLoses { db: db.clone(), last: Mutex::new(0) });
+    let db = five_runs(|db| AsyncLoses { db, last: Mutex::new(0) });
     let runs = std::sync::atomic::AtomicU32::new(0);
     let body = || {
         let run = runs.fetch_add(1, Ordering::Relaxed) + 1;
@@ -584,9 +589,7 @@ fn an_async_transaction_losing_here_and_in_the_order_runs_max_retries_times() {
 #[test]
 fn an_async_transaction_ending_in_a_later_round_is_counted_once() {
     for panics in [true, false] {
-        let db = Database::open(Config::default().max_retries(5)).expect("db");
-        db.create_table::<Account>(TableOptions::new()).expect("table");
-        db.order_commits_with(AsyncLoses { db: db.clone(), last: Mutex::new(0) });
+        let db = five_runs(|db| AsyncLoses { db, last: Mutex::new(0) });
         let runs = std::sync::atomic::AtomicU32::new(0);
         let body = || {
             if runs.fetch_add(1, Ordering::Relaxed) == 1 {
@@ -604,12 +607,7 @@ fn an_async_transaction_ending_in_a_later_round_is_counted_once() {
         }));
         assert_eq!(ended.is_err(), panics);
         assert_eq!(runs.load(Ordering::Relaxed), 2);
-        let info = db.system_info();
-        assert_eq!(
-            (info.commits, info.aborts, info.retries, info.running_transactions),
-            (0, 1, 1, 0),
-            "panics: {panics}"
-        );
+        assert_eq!(counted(&db), (0, 1, 1, 0), "panics: {panics}");
         db.stop_ordering();
     }
 }
