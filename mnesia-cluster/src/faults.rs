@@ -1,6 +1,7 @@
-//! Network faults between nodes, for tests: links cut or slowed on purpose, and healed.
+//! Faults for tests: links between nodes cut or slowed on purpose, and healed; a node's
+//! disc made full, and freed.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeSet, HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -20,6 +21,8 @@ pub struct Faults {
     cut: Arc<parking_lot::RwLock<HashSet<(u64, u64)>>>,
     /// Links whose requests wait before they leave, one way.
     slow: Arc<parking_lot::RwLock<HashMap<(u64, u64), Duration>>>,
+    /// Nodes whose disc is full.
+    full: Arc<parking_lot::RwLock<BTreeSet<u64>>>,
 }
 
 impl Faults {
@@ -105,5 +108,73 @@ impl Faults {
     pub fn is_cut(&self, from: u64, to: u64) -> bool {
         let cut = self.cut.read();
         !cut.is_empty() && cut.contains(&(from, to))
+    }
+
+    /// Makes `node`'s disc full: what it writes to its Raft directory (its log, its
+    /// snapshot) fails as on a full disc (`StorageFull`), after half of it went to the file,
+    /// until [`Faults::free_disc`].
+    ///
+    /// ```
+    /// let faults = mnesia_cluster::Faults::new();
+    /// faults.fill_disc(2);
+    /// assert!(faults.is_disc_full(2) && !faults.is_disc_full(1));
+    /// faults.free_disc(2);
+    /// assert!(!faults.is_disc_full(2));
+    /// ```
+    pub fn fill_disc(&self, node: u64) {
+        self.full.write().insert(node);
+    }
+
+    /// Frees `node`'s disc again (see [`Faults::fill_disc`]).
+    ///
+    /// ```
+    /// let faults = mnesia_cluster::Faults::new();
+    /// faults.fill_disc(1);
+    /// faults.free_disc(1);
+    /// assert!(!faults.is_disc_full(1));
+    /// ```
+    pub fn free_disc(&self, node: u64) {
+        self.full.write().remove(&node);
+    }
+
+    /// Whether `node`'s disc is full (see [`Faults::fill_disc`]).
+    ///
+    /// ```
+    /// assert!(!mnesia_cluster::Faults::new().is_disc_full(1));
+    /// ```
+    pub fn is_disc_full(&self, node: u64) -> bool {
+        let full = self.full.read();
+        !full.is_empty() && full.contains(&node)
+    }
+
+    /// `node`'s disc, as its Raft directory's files see it.
+    pub(crate) fn disc_of(&self, node: u64) -> Disc {
+        Disc { faults: self.clone(), node }
+    }
+}
+
+/// One node's disc under [`Faults`]: the files of its Raft directory ask it before they
+/// write.
+#[derive(Clone, Debug)]
+pub(crate) struct Disc {
+    faults: Faults,
+    node: u64,
+}
+
+impl Disc {
+    /// A disc without faults.
+    #[cfg(test)]
+    pub(crate) fn sound() -> Disc {
+        Disc { faults: Faults::default(), node: 0 }
+    }
+
+    /// The error of a write to a full disc, if the disc is full.
+    pub(crate) fn full(&self) -> Option<std::io::Error> {
+        self.faults.is_disc_full(self.node).then(|| {
+            std::io::Error::new(
+                std::io::ErrorKind::StorageFull,
+                "no space left on device (a fault made for tests)",
+            )
+        })
     }
 }

@@ -19,6 +19,11 @@
 //! [`Options::dir`] the Raft log is durable and a node that stops comes back and catches
 //! up.
 //!
+//! A write to the directory that fails (a full disc) is tried again until it succeeds:
+//! meanwhile the node orders nothing and the others go on without it; it goes on once the
+//! disc has room, and its database's system event subscribers hear of both
+//! (`ClusterEvent::LogFailed`, `ClusterEvent::LogRecovered`).
+//!
 //! Snapshots keep the log short ([`Options::snapshots`]): a node snapshots its database
 //! every so many entries and the entries before go; a node whose missing entries are gone
 //! is sent the snapshot.
@@ -59,6 +64,7 @@ mod snapshot;
 #[cfg(feature = "tls")]
 mod tls;
 mod wire;
+mod writes;
 
 pub use faults::Faults;
 pub use node::{Node, Options, Status};

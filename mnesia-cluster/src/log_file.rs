@@ -8,6 +8,10 @@
 //! file, or zeros where the file system had not written yet) ends the replay and is cut
 //! off. A damaged record with the whole of it in the file is not a torn write: the node
 //! refuses to start rather than forget what follows it (a vote, entries it acknowledged).
+//!
+//! A write or a sync that fails (a full disc) leaves the file as it was at the last sync:
+//! before the next write, what came after (a record cut short, or records whose sync
+//! failed and that may not be on disc) is cut off, and written again by the caller.
 
 use std::fs::{File, OpenOptions};
 use std::io::{self, Read, Seek, SeekFrom, Write};
@@ -16,6 +20,7 @@ use std::path::Path;
 use openraft::{Entry, LogId, Vote};
 use serde::{Deserialize, Serialize};
 
+use crate::faults::Disc;
 use crate::raft::Types;
 
 /// One change to the log's state.
@@ -34,6 +39,18 @@ pub(crate) enum LogOp {
 pub(crate) struct LogFile {
     file: File,
     dir: std::path::PathBuf,
+    /// The file's length after the last record written whole ...
+    len: u64,
+    /// ... and after the last sync.
+    synced: u64,
+    /// Whether a write or a sync failed since the last sync: the file is cut back to
+    /// `synced` before the next write.
+    torn: bool,
+    /// Whether the directory holds the file's name durably (a sync of it failed after the
+    /// file was renamed into place: it is synced before the next write).
+    named: bool,
+    /// The disc, which may be made full for tests.
+    disc: Disc,
 }
 
 /// Entries per record when the file is rewritten.
@@ -44,7 +61,7 @@ const MAX_RECORD: u32 = 256 << 20;
 
 impl LogFile {
     /// Opens (or creates) `dir/raft.log`, and returns it with every intact record in order.
-    pub(crate) fn open(dir: &Path) -> io::Result<(LogFile, Vec<LogOp>)> {
+    pub(crate) fn open(dir: &Path, disc: Disc) -> io::Result<(LogFile, Vec<LogOp>)> {
         std::fs::create_dir_all(dir)?;
         let path = dir.join("raft.log");
         let mut file = OpenOptions::new().read(true).append(true).create(true).open(&path)?;
@@ -67,7 +84,8 @@ impl LogFile {
         if let Ok(d) = File::open(dir) {
             let _ = d.sync_all();
         }
-        Ok((LogFile { file, dir: dir.to_path_buf() }, ops))
+        let len = good as u64;
+        Ok((LogFile { file, dir: dir.to_path_buf(), len, synced: len, torn: false, named: true, disc }, ops))
     }
 
     /// Replaces the file by one holding only `state` (the vote, the committed point, the
@@ -75,18 +93,21 @@ impl LogFile {
     /// synced, renamed into place, the directory synced. A crash leaves the old file or the
     /// new one, both the same log.
     ///
-    /// `Ok(false)`: the new file could not be written (a full disc): the old one stays, as
-    /// good a log, only longer (the caller goes on with it). `Err`: the rename or the
-    /// directory's sync failed, after which appends go to the new file: the log cannot be
-    /// trusted to be on disc.
+    /// `false`: the new file could not be written or renamed (a full disc): the old one
+    /// stays, as good a log, only longer (the caller goes on with it). A failed sync of the
+    /// directory after the rename is tried again before the next write (until then, the
+    /// old file could come back after a crash: the same log, nothing written since lost).
     pub(crate) fn rewrite<'a>(
         &mut self,
         state: &[LogOp],
         entries: impl Iterator<Item = &'a Entry<Types>>,
-    ) -> io::Result<bool> {
+    ) -> bool {
         let tmp = self.dir.join("raft.log.tmp");
-        let appender = match self.write_beside(&tmp, state, entries) {
-            Ok(appender) => appender,
+        let written = self
+            .write_beside(&tmp, state, entries)
+            .and_then(|fresh| std::fs::rename(&tmp, self.dir.join("raft.log")).map(|()| fresh));
+        let (appender, len) = match written {
+            Ok(fresh) => fresh,
             Err(e) => {
                 tracing::warn!(
                     target: "mnesia::cluster",
@@ -95,25 +116,40 @@ impl LogFile {
                     "the Raft log could not be rewritten without the entries purged: it keeps them"
                 );
                 let _ = std::fs::remove_file(&tmp);
-                return Ok(false);
+                return false;
             }
         };
-        std::fs::rename(&tmp, self.dir.join("raft.log"))?;
         self.file = appender;
-        File::open(&self.dir)?.sync_all()?;
-        Ok(true)
+        (self.len, self.synced, self.torn, self.named) = (len, len, false, false);
+        let _ = self.name_durably();
+        true
     }
 
-    /// Writes `state` and `entries` to `tmp`, synced; returns it open for appending.
+    /// Syncs the directory, if the file's name may not be durable in it yet.
+    fn name_durably(&mut self) -> io::Result<()> {
+        if !self.named {
+            File::open(&self.dir)?.sync_all()?;
+            self.named = true;
+        }
+        Ok(())
+    }
+
+    /// Writes `state` and `entries` to `tmp`, synced; returns it open for appending, and its
+    /// length.
     fn write_beside<'a>(
         &self,
         tmp: &Path,
         state: &[LogOp],
         entries: impl Iterator<Item = &'a Entry<Types>>,
-    ) -> io::Result<File> {
+    ) -> io::Result<(File, u64)> {
         let mut fresh = LogFile {
             file: OpenOptions::new().write(true).create(true).truncate(true).open(tmp)?,
             dir: self.dir.clone(),
+            len: 0,
+            synced: 0,
+            torn: false,
+            named: true,
+            disc: self.disc.clone(),
         };
         for op in state {
             fresh.append(op)?;
@@ -130,22 +166,31 @@ impl LogFile {
         }
         fresh.file.sync_all()?;
         // Appends go to the new file from the rename on (opened for appending before it).
-        OpenOptions::new().append(true).open(tmp)
+        Ok((OpenOptions::new().append(true).open(tmp)?, fresh.len))
     }
 
     /// Appends `op` and syncs it, unless it is only the committed point: that one is a
     /// hint (the leader tells it again), not worth a sync of its own; it is synced with the
     /// next record that is.
     pub(crate) fn write(&mut self, op: &LogOp) -> io::Result<()> {
+        self.name_durably()?;
         self.append(op)?;
         if matches!(op, LogOp::Committed(_)) {
             return Ok(());
         }
-        self.file.sync_data()
+        // After a failed sync, what was written since the last one may be lost, or not:
+        // it is cut off and written again.
+        self.file.sync_data().inspect_err(|_| self.torn = true)?;
+        self.synced = self.len;
+        Ok(())
     }
 
-    /// Appends `op`, not synced.
+    /// Appends `op`, not synced (after cutting off what a failed write or sync left).
     fn append(&mut self, op: &LogOp) -> io::Result<()> {
+        if self.torn {
+            self.file.set_len(self.synced)?;
+            (self.len, self.torn) = (self.synced, false);
+        }
         let payload = postcard::to_allocvec(op).map_err(io::Error::other)?;
         let len = u32::try_from(payload.len()).ok().filter(|len| *len <= MAX_RECORD).ok_or_else(|| {
             io::Error::other(format!("a Raft log record of {} bytes is over the limit", payload.len()))
@@ -154,7 +199,14 @@ impl LogFile {
         record.extend_from_slice(&len.to_le_bytes());
         record.extend_from_slice(&crc32fast::hash(&payload).to_le_bytes());
         record.extend_from_slice(&payload);
-        self.file.write_all(&record)
+        let written = match self.disc.full() {
+            // Half of it reaches the file, as a write cut short.
+            Some(full) => self.file.write_all(&record[..record.len() / 2]).and(Err(full)),
+            None => self.file.write_all(&record),
+        };
+        written.inspect_err(|_| self.torn = true)?;
+        self.len += record.len() as u64;
+        Ok(())
     }
 }
 
@@ -208,16 +260,16 @@ mod tests {
     #[test]
     fn a_rewritten_file_holds_the_state_and_entries_given_and_takes_appends() {
         let dir = tempfile::tempdir().expect("dir");
-        let (mut log, _) = LogFile::open(dir.path()).expect("open");
+        let (mut log, _) = LogFile::open(dir.path(), Disc::sound()).expect("open");
         log.write(&LogOp::Append((1..=250).map(entry).collect())).expect("append");
         let before = std::fs::metadata(dir.path().join("raft.log")).expect("meta").len();
         let kept: Vec<Entry<Types>> = (201..=250).map(entry).collect();
         let purged = entry(200).log_id;
-        assert!(log.rewrite(&[vote(3), LogOp::Purge(purged)], kept.iter()).expect("rewrite"), "rewritten");
+        assert!(log.rewrite(&[vote(3), LogOp::Purge(purged)], kept.iter()), "rewritten");
         log.write(&LogOp::Append(vec![entry(251)])).expect("append after");
         assert!(std::fs::metadata(dir.path().join("raft.log")).expect("meta").len() < before);
         assert!(!dir.path().join("raft.log.tmp").exists());
-        let (_, ops) = LogFile::open(dir.path()).expect("reopen");
+        let (_, ops) = LogFile::open(dir.path(), Disc::sound()).expect("reopen");
         assert!(matches!(ops[0], LogOp::Vote(v) if v == Vote::new(3, 1)));
         assert!(matches!(ops[1], LogOp::Purge(p) if p == purged));
         let indexes: Vec<u64> = ops[2..]
@@ -234,7 +286,7 @@ mod tests {
     fn records_come_back_and_a_torn_tail_is_cut() {
         let dir = tempfile::tempdir().expect("dir");
         {
-            let (mut log, ops) = LogFile::open(dir.path()).expect("open");
+            let (mut log, ops) = LogFile::open(dir.path(), Disc::sound()).expect("open");
             assert!(ops.is_empty());
             log.write(&vote(1)).expect("write");
             log.write(&LogOp::Truncate(7)).expect("write");
@@ -245,12 +297,12 @@ mod tests {
         let mut f = OpenOptions::new().append(true).open(&path).expect("file");
         f.write_all(&[40, 0, 0, 0, 1, 2]).expect("torn");
         drop(f);
-        let (mut log, ops) = LogFile::open(dir.path()).expect("reopen");
+        let (mut log, ops) = LogFile::open(dir.path(), Disc::sound()).expect("reopen");
         assert_eq!(ops.len(), 2);
         assert!(matches!(ops[1], LogOp::Truncate(7)));
         assert_eq!(std::fs::metadata(&path).expect("meta").len(), whole, "cut back");
         log.write(&vote(2)).expect("write after the cut");
-        let (_, ops) = LogFile::open(dir.path()).expect("reopen");
+        let (_, ops) = LogFile::open(dir.path(), Disc::sound()).expect("reopen");
         assert!(matches!(ops.last(), Some(LogOp::Vote(v)) if *v == Vote::new(2, 1)));
     }
 
@@ -258,7 +310,7 @@ mod tests {
     fn a_damaged_record_before_the_end_is_refused_not_cut() {
         let dir = tempfile::tempdir().expect("dir");
         {
-            let (mut log, _) = LogFile::open(dir.path()).expect("open");
+            let (mut log, _) = LogFile::open(dir.path(), Disc::sound()).expect("open");
             log.write(&vote(1)).expect("write");
             log.write(&vote(2)).expect("write");
         }
@@ -267,7 +319,8 @@ mod tests {
         let last = bytes.len() - 1;
         bytes[last] ^= 0xff;
         std::fs::write(&path, &bytes).expect("write");
-        let refused = LogFile::open(dir.path()).map(|_| ()).expect_err("damage is not a torn tail");
+        let refused =
+            LogFile::open(dir.path(), Disc::sound()).map(|_| ()).expect_err("damage is not a torn tail");
         assert_eq!(refused.kind(), io::ErrorKind::InvalidData);
         assert_eq!(std::fs::read(&path).expect("read"), bytes, "nothing cut");
         // Zeros after the last record are a torn tail.
@@ -275,21 +328,47 @@ mod tests {
         let whole = bytes.len();
         bytes.extend_from_slice(&[0; 100]);
         std::fs::write(&path, &bytes).expect("write");
-        let (_, ops) = LogFile::open(dir.path()).expect("reopen");
+        let (_, ops) = LogFile::open(dir.path(), Disc::sound()).expect("reopen");
         assert_eq!(ops.len(), 2);
         assert_eq!(std::fs::metadata(&path).expect("meta").len(), whole as u64);
     }
 
     #[test]
+    fn writes_cut_short_by_a_full_disc_are_cut_off_and_written_again() {
+        let dir = tempfile::tempdir().expect("dir");
+        let faults = crate::Faults::new();
+        let (mut log, _) = LogFile::open(dir.path(), faults.disc_of(1)).expect("open");
+        log.write(&vote(1)).expect("write");
+        log.write(&LogOp::Committed(None)).expect("a hint, not synced");
+        faults.fill_disc(1);
+        for _ in 0..3 {
+            let full = log.write(&LogOp::Append(vec![entry(1), entry(2)])).expect_err("the disc is full");
+            assert_eq!(full.kind(), io::ErrorKind::StorageFull);
+        }
+        // Half a record is in the file: a torn tail if the node stopped now.
+        let (_, ops) = LogFile::open(dir.path(), Disc::sound()).expect("reopen with half a record");
+        // The vote: the unsynced hint went when the write was tried again (cut back to the
+        // last sync), and the half record left is a torn tail.
+        assert_eq!(ops.len(), 1);
+        faults.free_disc(1);
+        log.write(&LogOp::Append(vec![entry(1), entry(2)])).expect("written again");
+        log.write(&vote(2)).expect("and after");
+        let (_, ops) = LogFile::open(dir.path(), Disc::sound()).expect("reopen");
+        assert_eq!(ops.len(), 3, "no damage, nothing twice");
+        assert!(matches!(&ops[1], LogOp::Append(es) if es.len() == 2));
+        assert!(matches!(ops[2], LogOp::Vote(v) if v == Vote::new(2, 1)));
+    }
+
+    #[test]
     fn a_rewrite_that_cannot_be_written_leaves_the_old_file_in_use() {
         let dir = tempfile::tempdir().expect("dir");
-        let (mut log, _) = LogFile::open(dir.path()).expect("open");
+        let (mut log, _) = LogFile::open(dir.path(), Disc::sound()).expect("open");
         log.write(&vote(1)).expect("write");
         // Where the new file is written: a directory in the way, as a full disc would be.
         std::fs::create_dir(dir.path().join("raft.log.tmp")).expect("obstacle");
-        assert!(!log.rewrite(&[vote(2)], std::iter::empty()).expect("not fatal"), "not rewritten");
+        assert!(!log.rewrite(&[vote(2)], std::iter::empty()), "not rewritten");
         log.write(&LogOp::Truncate(3)).expect("appends go on");
-        let (_, ops) = LogFile::open(dir.path()).expect("reopen");
+        let (_, ops) = LogFile::open(dir.path(), Disc::sound()).expect("reopen");
         assert_eq!(ops.len(), 2, "the old file, appended to");
         assert!(matches!(ops[0], LogOp::Vote(v) if v == Vote::new(1, 1)));
         assert!(matches!(ops[1], LogOp::Truncate(3)));

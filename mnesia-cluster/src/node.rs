@@ -353,6 +353,8 @@ pub(crate) struct Shared {
     /// A connection to each member (with the address it was opened to), for
     /// `sync_transaction`'s questions.
     sync_links: crate::net::MemberLinks,
+    /// How writes to the node's directory fare (tried again until they succeed).
+    pub(crate) writes: Arc<crate::writes::Writes>,
 }
 
 /// Connections to one node, and a permit for each: a writer holding a permit finds one of
@@ -619,6 +621,8 @@ impl Node {
             )));
         }
         let config = Arc::new(options.raft_config()?);
+        let disc = options.faults.disc_of(options.id);
+        let writes = Arc::new(crate::writes::Writes::told_to(db.clone()));
         let log = match &options.dir {
             Some(dir) if db.config().directory().is_some() => {
                 return Err(Error::Invalid(format!(
@@ -626,7 +630,8 @@ impl Node {
                     dir.display()
                 )));
             }
-            Some(dir) => LogStore::open(dir).map_err(|e| Error::Io { path: dir.clone(), source: e })?,
+            Some(dir) => LogStore::open(dir, disc.clone(), Arc::clone(&writes))
+                .map_err(|e| Error::Io { path: dir.clone(), source: e })?,
             None => LogStore::default(),
         };
         // Two workers: one may be applying a commit (see `StateMachine::apply_proposal`).
@@ -653,11 +658,15 @@ impl Node {
             applied_tx,
             Arc::clone(&refused),
             (options.id, life),
+            (disc, Arc::clone(&writes)),
         );
         if let Some(dir) = &options.dir
             && let Some(saved) =
                 crate::snapshot::load(dir).map_err(|e| Error::Io { path: dir.clone(), source: e })?
         {
+            if let Some(upto) = saved.meta.last_log_id {
+                log.start_after(upto).map_err(|e| Error::Io { path: dir.clone(), source: e })?;
+            }
             machine
                 .start_from(saved)
                 .map_err(|why| Error::Invalid(format!("the snapshot in {}: {why}", dir.display())))?;
@@ -686,6 +695,7 @@ impl Node {
             leader: parking_lot::Mutex::new(None),
             holds: Arc::default(),
             sync_links: crate::net::MemberLinks::default(),
+            writes,
         });
         runtime.spawn(crate::net::serve(listener, Arc::clone(&shared)));
         runtime.spawn(crate::liveness::watch_leader(shared.raft.clone(), shared.id, db.clone()));
@@ -807,6 +817,8 @@ impl Drop for Node {
     /// (the other nodes may still order it, as after [`Error::NoMajority`]).
     fn drop(&mut self) {
         self.shared.holds.end_all();
+        // A write to the directory tried again (a full disc) gives up: Raft can stop.
+        self.shared.writes.stop();
         if let Some(rt) = self.runtime.take() {
             let raft = self.shared.raft.clone();
             let _ = rt

@@ -16,8 +16,10 @@ use openraft::{
 use serde::{Deserialize, Serialize};
 use tokio::sync::watch;
 
+use crate::faults::Disc;
 use crate::log_file::{LogFile, LogOp};
 use crate::snapshot::{Body, Saved};
+use crate::writes::Writes;
 
 openraft::declare_raft_types!(
     /// The types of the cluster's Raft.
@@ -93,14 +95,14 @@ struct LogInner {
 }
 
 impl LogInner {
-    /// Writes `op` to the file, if any, then makes it to the log in memory.
-    // (The error type is openraft's, as every storage method returns it.)
-    #[allow(clippy::result_large_err)]
-    fn change(&mut self, op: LogOp) -> Result<(), StorageError<u64>> {
+    /// Writes `op` to the file, if any, then makes it to the log in memory; gives `op` back
+    /// with the error when the file could not be written (the log unchanged).
+    fn change(&mut self, op: LogOp) -> Result<(), (LogOp, std::io::Error)> {
         if let Some(file) = &mut self.file {
             // (A sync: off the runtime's async work.)
-            tokio::task::block_in_place(|| file.write(&op))
-                .map_err(|e| StorageError::IO { source: StorageIOError::write_logs(&e) })?;
+            if let Err(e) = tokio::task::block_in_place(|| file.write(&op)) {
+                return Err((op, e));
+            }
         }
         let purged = matches!(op, LogOp::Purge(_));
         self.apply(op);
@@ -110,8 +112,7 @@ impl LogInner {
             state.push(LogOp::Committed(self.committed));
             state.extend(self.last_purged.map(LogOp::Purge));
             // (Not rewritten: the file keeps the entries, after a record of the purge.)
-            let _rewritten = tokio::task::block_in_place(|| file.rewrite(&state, self.entries.values()))
-                .map_err(|e| StorageError::IO { source: StorageIOError::write_logs(&e) })?;
+            let _rewritten = tokio::task::block_in_place(|| file.rewrite(&state, self.entries.values()));
         }
         Ok(())
     }
@@ -140,6 +141,8 @@ impl LogInner {
 #[derive(Clone, Default)]
 pub(crate) struct LogStore {
     inner: Arc<parking_lot::Mutex<LogInner>>,
+    /// How its writes fare (they are tried again until they succeed).
+    writes: Arc<Writes>,
     /// For a log on disc, how many entries the snapshot in the directory holds (the log's
     /// first is entry 0; 0: there is none): the entries after them are never purged, whatever snapshot Raft holds in memory (one that could
     /// not be written, the disc full), so that the node can start again from its directory.
@@ -147,15 +150,73 @@ pub(crate) struct LogStore {
 }
 
 impl LogStore {
-    /// The log kept in `dir`, as the node left it.
-    pub(crate) fn open(dir: &std::path::Path) -> std::io::Result<LogStore> {
-        let (file, ops) = LogFile::open(dir)?;
+    /// The log kept in `dir` on `disc`, as the node left it, its writes faring as `writes`
+    /// tells.
+    pub(crate) fn open(dir: &std::path::Path, disc: Disc, writes: Arc<Writes>) -> std::io::Result<LogStore> {
+        let (file, ops) = LogFile::open(dir, disc)?;
         let mut inner = LogInner::default();
         for op in ops {
             inner.apply(op);
         }
         inner.file = Some(file);
-        Ok(LogStore { inner: Arc::new(parking_lot::Mutex::new(inner)), on_disc: Some(Arc::default()) })
+        Ok(LogStore {
+            inner: Arc::new(parking_lot::Mutex::new(inner)),
+            writes,
+            on_disc: Some(Arc::default()),
+        })
+    }
+
+    /// Readies the log of a node starting from its directory's snapshot, which holds the
+    /// entries up to `upto`: when the log does not hold that entry (the snapshot was sent
+    /// by the leader: Raft purged the log up to it at once, before the snapshot was on
+    /// disc, so the log kept what it held before, and a gap), the entries up to it go, and
+    /// the log starts after it. Fails when the entries after it are not all there.
+    pub(crate) fn start_after(&self, upto: LogId<u64>) -> std::io::Result<()> {
+        let mut inner = self.inner.lock();
+        if inner.entries.get(&upto.index).map(|e| e.log_id) != Some(upto)
+            && inner.last_purged.is_none_or(|p| p.index < upto.index)
+        {
+            inner.change(LogOp::Purge(upto)).map_err(|(_, e)| e)?;
+        }
+        match inner.entries.keys().next() {
+            Some(first) if *first > upto.index + 1 => Err(std::io::Error::new(
+                std::io::ErrorKind::InvalidData,
+                format!(
+                    "the Raft log lacks the entries {} to {} after its snapshot: start the node on an empty directory to be sent the cluster's state",
+                    upto.index + 1,
+                    first - 1
+                ),
+            )),
+            _ => Ok(()),
+        }
+    }
+
+    /// Makes `op` to the log, written to its file first: a write that fails (a full disc)
+    /// is tried again until it succeeds, Raft waiting meanwhile (see `writes.rs`), unless
+    /// the node stops. Only the committed point, a hint that the leader tells again, is
+    /// not: it is dropped.
+    // (The error type is openraft's, as every storage method returns it.)
+    #[allow(clippy::result_large_err)]
+    async fn change(&self, op: LogOp) -> Result<(), StorageError<u64>> {
+        if let LogOp::Committed(_) = op {
+            let written = self.inner.lock().change(op);
+            match written {
+                Err((_, e)) => self.writes.failed("the Raft log", &e),
+                Ok(()) => self.writes.succeeded(),
+            }
+            return Ok(());
+        }
+        let mut op = Some(op);
+        self.writes
+            .until_done("the Raft log", || {
+                let next = op.take().ok_or_else(|| std::io::Error::other("the log's change was lost"))?;
+                self.inner.lock().change(next).map_err(|(back, e)| {
+                    op = Some(back);
+                    e
+                })
+            })
+            .await
+            .map_err(|e| StorageError::IO { source: StorageIOError::write_logs(&e) })
     }
 
     /// For a log on disc, where to tell it how many entries the directory's snapshot holds.
@@ -187,7 +248,7 @@ impl RaftLogStorage<Types> for LogStore {
     }
 
     async fn save_vote(&mut self, vote: &Vote<u64>) -> Result<(), StorageError<u64>> {
-        self.inner.lock().change(LogOp::Vote(*vote))
+        self.change(LogOp::Vote(*vote)).await
     }
 
     async fn read_vote(&mut self) -> Result<Option<Vote<u64>>, StorageError<u64>> {
@@ -195,7 +256,7 @@ impl RaftLogStorage<Types> for LogStore {
     }
 
     async fn save_committed(&mut self, committed: Option<LogId<u64>>) -> Result<(), StorageError<u64>> {
-        self.inner.lock().change(LogOp::Committed(committed))
+        self.change(LogOp::Committed(committed)).await
     }
 
     async fn read_committed(&mut self) -> Result<Option<LogId<u64>>, StorageError<u64>> {
@@ -208,18 +269,26 @@ impl RaftLogStorage<Types> for LogStore {
         I::IntoIter: Send,
     {
         let entries: Vec<Entry<Types>> = entries.into_iter().collect();
-        let result = self.inner.lock().change(LogOp::Append(entries));
+        let result = self.change(LogOp::Append(entries)).await;
         callback
             .log_io_completed(result.as_ref().map(|_| ()).map_err(|e| std::io::Error::other(e.to_string())));
         result
     }
 
     async fn truncate(&mut self, log_id: LogId<u64>) -> Result<(), StorageError<u64>> {
-        self.inner.lock().change(LogOp::Truncate(log_id.index))
+        self.change(LogOp::Truncate(log_id.index)).await
     }
 
     async fn purge(&mut self, log_id: LogId<u64>) -> Result<(), StorageError<u64>> {
-        let mut inner = self.inner.lock();
+        let Some(upto) = self.purged_up_to(log_id) else { return Ok(()) };
+        self.change(LogOp::Purge(upto)).await
+    }
+}
+
+impl LogStore {
+    /// Up to which entry a purge that Raft asks up to `log_id` goes, if anything is purged.
+    fn purged_up_to(&self, log_id: LogId<u64>) -> Option<LogId<u64>> {
+        let inner = self.inner.lock();
         let upto = match &self.on_disc {
             Some(on_disc) => {
                 let held = on_disc.load(std::sync::atomic::Ordering::Acquire);
@@ -234,18 +303,12 @@ impl RaftLogStorage<Types> for LogStore {
                         held,
                         "the log keeps the entries the snapshot on disc does not hold"
                     );
-                    match held.checked_sub(1).and_then(|last| inner.entries.get(&last)) {
-                        Some(entry) => entry.log_id,
-                        None => return Ok(()),
-                    }
+                    held.checked_sub(1).and_then(|last| inner.entries.get(&last))?.log_id
                 }
             }
             None => log_id,
         };
-        if inner.last_purged.is_some_and(|p| p.index >= upto.index) {
-            return Ok(());
-        }
-        inner.change(LogOp::Purge(upto))
+        inner.last_purged.is_none_or(|p| p.index < upto.index).then_some(upto)
     }
 }
 
@@ -255,6 +318,9 @@ pub(crate) struct StateMachine {
     /// Where the latest snapshot is kept, if the node has a directory, and where the log
     /// is told the last entry the one there holds.
     dir: Option<(std::path::PathBuf, Arc<std::sync::atomic::AtomicU64>)>,
+    /// The directory's disc, and how writes to it fare (a snapshot the leader sent is
+    /// written before anything else happens: tried until it is).
+    disc: (Disc, Arc<Writes>),
     /// The latest snapshot built or installed here.
     current: Option<Saved>,
     last_applied: Option<LogId<u64>>,
@@ -283,10 +349,12 @@ impl StateMachine {
         applied: watch::Sender<u64>,
         refused: Arc<parking_lot::Mutex<BTreeMap<u64, Error>>>,
         me: (u64, u64),
+        disc: (Disc, Arc<Writes>),
     ) -> StateMachine {
         StateMachine {
             db,
             dir,
+            disc,
             current: None,
             last_applied: None,
             membership: StoredMembership::default(),
@@ -414,10 +482,14 @@ impl RaftStateMachine<Types> for StateMachine {
         let machine = &mut *self;
         tokio::task::block_in_place(|| machine.restore(&saved))
             .map_err(|why| snapshot_error(Some(meta), why))?;
-        // Kept before openraft purges the log it replaces (a node that cannot keep what it
-        // was sent cannot go on: its log no longer leads to its database).
-        self.save(&saved).map_err(|e| StorageError::IO {
-            source: StorageIOError::write_snapshot(Some(saved.meta.signature()), &e),
+        // Kept on disc (a node that did not keep what it was sent could not start again: its
+        // log no longer leads to its database), tried until it is written (a full disc),
+        // unless the node stops. (openraft purges the log up to it at once, before it is
+        // written: the log keeps what the snapshot on disc does not hold, and a gap, which
+        // `LogStore::start_after` closes when the node starts again.)
+        let writes = Arc::clone(&self.disc.1);
+        writes.until_done("the snapshot sent by the leader", || self.save(&saved)).await.map_err(|e| {
+            StorageError::IO { source: StorageIOError::write_snapshot(Some(saved.meta.signature()), &e) }
         })?;
         self.current = Some(saved);
         tracing::info!(
@@ -500,7 +572,7 @@ impl StateMachine {
     /// the log that it may purge the entries it holds.
     fn save(&self, saved: &Saved) -> std::io::Result<()> {
         if let Some((dir, on_disc)) = &self.dir {
-            tokio::task::block_in_place(|| crate::snapshot::save(dir, saved))?;
+            tokio::task::block_in_place(|| crate::snapshot::save(dir, saved, &self.disc.0))?;
             self.saved_up_to(on_disc, saved);
         }
         Ok(())
@@ -569,7 +641,11 @@ mod tests {
         let db = Database::in_memory().expect("db");
         db.create_table::<Item>(TableOptions::new()).expect("table");
         let (applied, seen) = watch::channel(0);
-        (db.clone(), StateMachine::new(db, None, applied, Arc::default(), (1, 7)), seen)
+        (
+            db.clone(),
+            StateMachine::new(db, None, applied, Arc::default(), (1, 7), (Disc::sound(), Arc::default())),
+            seen,
+        )
     }
 
     fn at(index: u64) -> LogId<u64> {

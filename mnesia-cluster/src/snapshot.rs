@@ -15,6 +15,7 @@ use std::path::{Path, PathBuf};
 use openraft::{BasicNode, SnapshotMeta};
 use serde::{Deserialize, Serialize};
 
+use crate::faults::Disc;
 use crate::raft::{ProposalId, Verdict};
 
 /// What a snapshot's bytes hold.
@@ -37,13 +38,17 @@ fn path(dir: &Path) -> PathBuf {
     dir.join("raft.snapshot")
 }
 
-/// Writes `saved` as the directory's snapshot, in place of the one before, durably.
-pub(crate) fn save(dir: &Path, saved: &Saved) -> io::Result<()> {
+/// Writes `saved` as the directory's snapshot on `disc`, in place of the one before,
+/// durably (a failure leaves the one before).
+pub(crate) fn save(dir: &Path, saved: &Saved, disc: &Disc) -> io::Result<()> {
     let payload = postcard::to_allocvec(saved).map_err(io::Error::other)?;
     let tmp = dir.join("raft.snapshot.tmp");
     {
         let mut file = std::fs::File::create(&tmp)?;
         file.write_all(&crc32fast::hash(&payload).to_le_bytes())?;
+        if let Some(full) = disc.full() {
+            return Err(full);
+        }
         file.write_all(&payload)?;
         file.sync_all()?;
     }
@@ -82,7 +87,7 @@ mod tests {
         let dir = tempfile::tempdir().expect("dir");
         assert!(load(dir.path()).expect("none").is_none());
         let saved = Saved { meta: SnapshotMeta::default(), data: vec![1, 2, 3] };
-        save(dir.path(), &saved).expect("save");
+        save(dir.path(), &saved, &Disc::sound()).expect("save");
         let back = load(dir.path()).expect("load").expect("some");
         assert_eq!(back.data, saved.data);
         let mut bytes = std::fs::read(path(dir.path())).expect("read");

@@ -706,8 +706,29 @@ fn eventually(what: &str, check: impl Fn() -> bool) {
 
 #[test]
 fn a_node_behind_the_purged_log_is_sent_a_snapshot_and_converges() {
+    behind_the_purged_log(false);
+}
+
+#[test]
+fn a_node_with_a_directory_sent_a_snapshot_starts_again_from_it() {
+    behind_the_purged_log(true);
+}
+
+/// A node cut off while the leader purged the entries it lacks is sent a snapshot once
+/// healed, converges and goes on; with directories (`dirs`), it then starts again from its
+/// own (before it snapshots again itself: its log holds the entries from before the cut,
+/// then those after the snapshot) and converges again.
+fn behind_the_purged_log(dirs: bool) {
     let faults = Faults::new();
-    let run = three_options(|id| quick(id).faults(faults.clone()).snapshots(20, 5));
+    let dirs: Vec<_> = (0..3).filter(|_| dirs).map(|_| tempfile::tempdir().expect("dir")).collect();
+    let options = |id: u64| {
+        let options = quick(id).faults(faults.clone()).snapshots(20, 5);
+        match dirs.get(id as usize - 1) {
+            Some(dir) => options.dir(dir.path()),
+            None => options,
+        }
+    };
+    let mut run = three_options(options);
     let leader = run.leader();
     let behind = (leader + 1) % 3;
     let others: Vec<u64> = (1..=3).filter(|id| *id != behind as u64 + 1).collect();
@@ -745,6 +766,21 @@ fn a_node_behind_the_purged_log_is_sent_a_snapshot_and_converges() {
     run.settle();
     for (i, _) in run.live() {
         assert_eq!(run.accounts(i), run.accounts(leader), "node {}", i + 1);
+    }
+    if dirs.is_empty() {
+        return;
+    }
+    let addr = run.nodes[behind].as_ref().expect("node").local_addr();
+    run.nodes[behind] = None;
+    let db = database(&format!("n{}@127.0.0.1", behind + 1));
+    let node =
+        Node::start(&db, options(behind as u64 + 1).listen(addr)).expect("started again from its directory");
+    run.dbs[behind] = db;
+    run.nodes[behind] = Some(node);
+    run.dbs[leader].scope(|| Account::write(Account { id: 1001, balance: 8 })).expect("write");
+    run.settle();
+    for (i, _) in run.live() {
+        assert_eq!(run.accounts(i), run.accounts(leader), "node {} after the restart", i + 1);
     }
 }
 
@@ -925,6 +961,77 @@ fn a_node_joins_a_running_cluster_and_members_leave_or_are_removed() {
     let (a, b) = (run.live()[0].0, run.live()[1].0);
     assert_eq!(run.accounts(a), run.accounts(b));
     assert_eq!(run.accounts(a).len(), 63);
+}
+
+/// Writes accounts `ids` on `db`, each tried again (a leader being elected) for 20 s at most.
+fn write_through(db: &Database, ids: std::ops::Range<u32>) {
+    for id in ids {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while let Err(e) = db.scope(|| Account::write(Account { id, balance: i64::from(id) })) {
+            assert!(Instant::now() < deadline, "account {id}: {e}");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+#[test]
+fn a_full_disc_costs_its_node_errors_until_it_has_room_and_the_others_go_on() {
+    let faults = Faults::new();
+    let dirs: Vec<_> = (0..3).map(|_| tempfile::tempdir().expect("dir")).collect();
+    let mut run = three_options(|id| quick(id).faults(faults.clone()).dir(dirs[id as usize - 1].path()));
+    write_through(&run.dbs[0], 0..10);
+    run.settle();
+    // A follower's disc fills, then the leader's.
+    for (round, base) in [(0, 100), (1, 200)] {
+        let leader = run.leader();
+        let full = if round == 0 { (leader + 1) % 3 } else { leader };
+        let other = (0..3).find(|i| *i != full).expect("another node");
+        let events = run.dbs[full].subscribe_system();
+        faults.fill_disc(full as u64 + 1);
+        // The other two go on (electing a leader of their own, if the full node led).
+        write_through(&run.dbs[other], base..base + 20);
+        let failed =
+            wait_for_event(&events, |e| matches!(e, SystemEvent::Cluster(ClusterEvent::LogFailed { .. })));
+        assert!(
+            matches!(
+                &failed,
+                SystemEvent::Cluster(ClusterEvent::LogFailed { kind: std::io::ErrorKind::StorageFull, .. })
+            ),
+            "{failed:?}"
+        );
+        // A write on the full node fails (its fate unknown: it may be ordered without it),
+        // once its timeout passes: it does not hang.
+        let started = Instant::now();
+        let refused = run.dbs[full].scope(|| Account::write(Account { id: base + 50, balance: 1 }));
+        assert!(refused.is_err(), "{refused:?}");
+        assert!(started.elapsed() < Duration::from_secs(30), "bounded");
+        // Room again: the node goes on where it stopped, catches up and writes again.
+        faults.free_disc(full as u64 + 1);
+        wait_for_event(&events, |e| matches!(e, SystemEvent::Cluster(ClusterEvent::LogRecovered)));
+        write_through(&run.dbs[full], base + 60..base + 61);
+        run.settle();
+        for i in 0..3 {
+            assert_eq!(run.accounts(i), run.accounts(other), "node {} after round {round}", i + 1);
+        }
+        assert!(run.accounts(full).len() >= 10 + 20 * (round + 1) + (round + 1));
+    }
+    // The node whose disc was full starts again from its directory: its log file holds no
+    // damage from the writes cut short, and it comes back with every record.
+    let leader = run.leader();
+    let back = (leader + 1) % 3;
+    let addr = run.nodes[back].as_ref().expect("node").local_addr();
+    run.nodes[back] = None;
+    let db = database(&format!("n{}@127.0.0.1", back + 1));
+    let node =
+        Node::start(&db, quick(back as u64 + 1).faults(faults.clone()).dir(dirs[back].path()).listen(addr))
+            .expect("started again from its directory");
+    run.dbs[back] = db;
+    run.nodes[back] = Some(node);
+    write_through(&run.dbs[leader], 300..301);
+    run.settle();
+    for i in 0..3 {
+        assert_eq!(run.accounts(i), run.accounts(leader), "node {} started again", i + 1);
+    }
 }
 
 #[test]

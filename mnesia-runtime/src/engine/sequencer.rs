@@ -130,7 +130,10 @@ impl Versions {
         let since = record.based_on;
         record.reads.iter().any(|r| {
             let Some(t) = self.tables.get(&r.table) else { return false };
-            (r.whole && t.last > since) || r.buckets.iter().any(|b| t.buckets[*b as usize] > since)
+            // (A bucket out of range, from a malformed record, conflicts: alike everywhere,
+            // and no panic.)
+            (r.whole && t.last > since)
+                || r.buckets.iter().any(|b| t.buckets.get(*b as usize).is_none_or(|v| *v > since))
         })
     }
 
@@ -337,5 +340,19 @@ mod tests {
             assert!(versions.conflicts(&whole_read(1)), "read at 1, the index changed at 2");
             assert!(!versions.conflicts(&whole_read(2)));
         }
+    }
+
+    /// A record from another copy reading a bucket out of range (another build, or damage)
+    /// conflicts, alike on every copy, rather than panicking the one applying it.
+    #[test]
+    fn a_bucket_out_of_range_conflicts() {
+        use crate::engine::commit_record::TableReads;
+        let mut versions = Versions::default();
+        versions.note(1, &CommitRecord::whole("t", WholeTable::Clear, 0));
+        let mut r = CommitRecord::whole("t", WholeTable::Clear, 1);
+        r.reads = vec![TableReads { table: "t".into(), buckets: vec![0], whole: false }];
+        assert!(!versions.conflicts(&r));
+        r.reads[0].buckets = vec![BUCKETS as u32, u32::MAX];
+        assert!(versions.conflicts(&r));
     }
 }

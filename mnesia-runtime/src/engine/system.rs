@@ -114,6 +114,20 @@ pub enum ClusterEvent {
         /// The Raft term.
         term: u64,
     },
+    /// Writing the node's Raft log (or a snapshot its leader sent) to its directory failed
+    /// (a full disc, a failing device). The node's Raft waits and tries again until the
+    /// write succeeds: meanwhile the node orders nothing (its writes fail once their
+    /// [write timeout](https://docs.rs/mnesia-cluster) passes), a leader loses its lead to
+    /// the others, and the others go on without it. Told once per failure.
+    LogFailed {
+        /// The operating system's kind of the failure (`StorageFull` for a full disc).
+        kind: std::io::ErrorKind,
+        /// The error, in words.
+        reason: String,
+    },
+    /// The node's Raft log is written again after [`ClusterEvent::LogFailed`]: the node goes
+    /// on from where it stopped, and catches up with the others.
+    LogRecovered,
 }
 
 impl Notice for SystemEvent {
