@@ -70,6 +70,10 @@ fn committed_data_survives_reopen() {
     .expect("first run");
     db.close().expect("close");
     assert!(matches!(db.scope(|| User::insert(user("late", 1))), Err(Error::Closed { .. })), "closed");
+    // (A checkpoint asked of a closed database said Ok: found trying the crate as a new
+    // user would.)
+    assert!(matches!(db.checkpoint(), Err(Error::Closed { .. })), "a checkpoint after the close");
+    db.close().expect("closing again is a no-op");
     drop(db);
 
     let db = open(dir.path());

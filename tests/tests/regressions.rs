@@ -190,6 +190,39 @@ fn an_inner_transaction_error_rolls_its_writes_back() {
     });
 }
 
+/// An inner `transaction` that panics, the panic caught by the outer closure, left its
+/// writes in the outer one, which committed them (README: "A panic rolls back and
+/// propagates"; found trying the crate as a new user would).
+#[test]
+fn an_inner_transaction_panic_caught_outside_rolls_its_writes_back() {
+    with_db(|| {
+        Slot::create_table(TableOptions::new())?;
+        mnesia::transaction(|| {
+            Slot::write(Slot { id: 1, generation: 1 })?;
+            let inner = catch_unwind(AssertUnwindSafe(|| {
+                mnesia::transaction(|| {
+                    Slot::write(Slot { id: 2, generation: 2 })?;
+                    Slot::write(Slot { id: 1, generation: 3 })?;
+                    if Slot::read(&2)?.is_some() {
+                        panic!("the inner closure panics");
+                    }
+                    Ok::<_, Error>(())
+                })
+            }));
+            assert!(inner.is_err(), "the panic propagates");
+            assert_eq!(Slot::read(&2)?, None, "undone inside the outer transaction");
+            Ok::<_, Error>(())
+        })?;
+        assert_eq!(
+            Slot::read(&1)?,
+            Some(Slot { id: 1, generation: 1 }),
+            "the outer write, not the inner one"
+        );
+        assert_eq!(Slot::read(&2)?, None, "the panicked inner transaction's write was committed");
+        Ok(())
+    });
+}
+
 /// F5: the auto-increment counter overflows: after a record with id u64::MAX, `insert` with
 /// id 0 evaluates `u64::MAX + 1` (a panic in debug builds; id 0 and then reused ids in
 /// release builds, where `insert` skips its existence check for assigned ids).

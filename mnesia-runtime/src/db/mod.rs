@@ -203,7 +203,8 @@ impl Database {
     }
 
     /// Writes a checkpoint now: folds the log into table snapshots, so that the next open
-    /// reads less log. Runs on its own in the background too; a no-op in memory.
+    /// reads less log. Runs on its own in the background too; a no-op in memory;
+    /// [`Error::Closed`] once the database was closed ([`Database::close`]).
     ///
     /// ```
     /// let db = mnesia::Database::in_memory()?;
@@ -212,6 +213,9 @@ impl Database {
     /// ```
     pub fn checkpoint(&self) -> Result<()> {
         let Some(disk) = self.disk() else { return Ok(()) };
+        if disk.is_closed() {
+            return Err(Error::Closed { what: format!("the database in {}", disk.dir.display()) });
+        }
         // No table is created, claimed, dropped or moved while the checkpoint runs.
         let _schema = self.inner.schema.lock();
         let seq = self.inner.seq.load(Ordering::Acquire);
@@ -472,6 +476,12 @@ impl Database {
 
     /// The typed store of table `T`.
     pub(crate) fn table<T: Record>(&self) -> Result<Arc<TableStore<T>>> {
+        if CONVERTING.get().is_some_and(|(db, table)| db == self.id() && table == T::NAME) {
+            return Err(Error::Invalid(format!(
+                "table {}: transform's function must not use the table it converts (the transform holds its locks)",
+                T::NAME
+            )));
+        }
         let known = self.inner.tables.load().get(T::NAME).cloned();
         let store = typed::<T>(match known {
             Some(t) => t,
@@ -726,5 +736,29 @@ impl Database {
     /// Whether commits are ordered by a sequencer.
     pub(crate) fn ordering(&self) -> bool {
         self.inner.ordered.on.load(Ordering::Acquire)
+    }
+}
+
+thread_local! {
+    /// The table (database id, name) whose records this thread converts, while
+    /// `transform`'s function runs with the table's commit locks held: an operation on it
+    /// there would wait for them forever.
+    static CONVERTING: std::cell::Cell<Option<(u64, &'static str)>> = const { std::cell::Cell::new(None) };
+}
+
+/// While alive, the thread converts the records of a table (see [`Database::converting`]).
+pub(crate) struct Converting(Option<(u64, &'static str)>);
+
+impl Database {
+    /// Marks the thread as converting `table`'s records until the guard is dropped: the
+    /// table's operations on this thread fail meanwhile, instead of waiting forever.
+    pub(crate) fn converting(&self, table: &'static str) -> Converting {
+        Converting(CONVERTING.replace(Some((self.id(), table))))
+    }
+}
+
+impl Drop for Converting {
+    fn drop(&mut self) {
+        CONVERTING.set(self.0);
     }
 }

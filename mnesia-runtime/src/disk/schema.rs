@@ -97,11 +97,17 @@ impl TableDef {
         }
     }
 
-    /// How `T` differs from this stored definition, in words (empty: it matches).
+    /// How `T` differs from this definition stored on disc, in words (empty: it matches).
     pub(crate) fn differences<T: Record>(&self) -> Vec<String> {
+        self.differences_from::<T>("on disc")
+    }
+
+    /// How `T` differs from this definition, kept `place` ("on disc", "in the backup"), in
+    /// words (empty: it matches).
+    pub(crate) fn differences_from<T: Record>(&self, place: &str) -> Vec<String> {
         let mut out = Vec::new();
         if self.table_type != T::TYPE {
-            out.push(format!("type is {} on disc, {} in the struct", self.table_type, T::TYPE));
+            out.push(format!("type is {} {place}, {} in the struct", self.table_type, T::TYPE));
         }
         let fields: Vec<(&str, &str)> = T::FIELDS.iter().map(|f| (f.name, f.ty)).collect();
         // Types spelled differently (`String`, `std::string::String`) are the same when the
@@ -109,11 +115,11 @@ impl TableDef {
         let mut same_format = None;
         for (name, ty) in &self.attributes {
             match fields.iter().find(|(n, _)| n == name) {
-                None => out.push(format!("field `{name}: {ty}` is on disc but not in the struct")),
+                None => out.push(format!("field `{name}: {ty}` is {place} but not in the struct")),
                 Some((_, t)) if t != ty => {
                     let same = *same_format.get_or_insert_with(|| self.same_format::<T>());
                     if !same {
-                        out.push(format!("field `{name}` is `{ty}` on disc but `{t}` in the struct"));
+                        out.push(format!("field `{name}` is `{ty}` {place} but `{t}` in the struct"));
                     }
                 }
                 Some(_) => {}
@@ -121,20 +127,20 @@ impl TableDef {
         }
         for (name, ty) in &fields {
             if !self.attributes.iter().any(|(n, _)| n == name) {
-                out.push(format!("field `{name}: {ty}` is in the struct but not on disc"));
+                out.push(format!("field `{name}: {ty}` is in the struct but not {place}"));
             }
         }
         if out.is_empty() {
             let stored: Vec<&str> = self.attributes.iter().map(|(n, _)| n.as_str()).collect();
             let now: Vec<&str> = fields.iter().map(|(n, _)| *n).collect();
             if stored != now {
-                out.push(format!("fields are in the order {stored:?} on disc but {now:?} in the struct"));
+                out.push(format!("fields are in the order {stored:?} {place} but {now:?} in the struct"));
             }
         }
         if out.is_empty() && self.key != T::KEY_POSITION {
             let name = |i: usize| self.attributes.get(i).map(|(n, _)| n.clone()).unwrap_or_default();
             out.push(format!(
-                "the key is `{}` on disc but `{}` in the struct",
+                "the key is `{}` {place} but `{}` in the struct",
                 name(self.key),
                 name(T::KEY_POSITION)
             ));

@@ -115,6 +115,11 @@ impl RestoreOptions {
         self
     }
 
+    /// The tables named with [`RestoreOptions::table`].
+    pub(crate) fn named(&self) -> impl Iterator<Item = &str> {
+        self.tables.keys().map(String::as_str)
+    }
+
     /// The mode a table gets.
     ///
     /// ```

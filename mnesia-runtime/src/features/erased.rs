@@ -137,7 +137,7 @@ impl<T: Record> AnyTable for TableStore<T> {
     }
 
     fn check_backup(&self, def: &TableDef) -> Result<()> {
-        let differences = def.differences::<T>();
+        let differences = def.differences_from::<T>("in the backup");
         if differences.is_empty() {
             Ok(())
         } else {

@@ -87,7 +87,11 @@ impl Database {
         // The counter is final from here on (see `Sealed`): the new table starts from it, so
         // that no id handed out, or of a record since deleted, is handed out again.
         let (sealed, counter) = crate::engine::store::Sealed::new(&old);
-        let converted: Vec<New> = live_records(&old).into_iter().map(&mut f).collect::<Result<_>>()?;
+        let mut converted: Vec<New> = {
+            let _converting = self.converting(Old::NAME);
+            live_records(&old).into_iter().map(&mut f).collect::<Result<_>>()?
+        };
+        let counter = assign_ids(&mut converted, counter)?;
         let seq = self.next_seq();
         let rows = rows_of(&converted, seq)?;
         let specs = kept_indexes::<New>(&old.index_infos());
@@ -143,7 +147,8 @@ impl Database {
                     old.index_infos(),
                 )
             };
-            let converted: Vec<New> = records.into_iter().map(&mut *f).collect::<Result<_>>()?;
+            let mut converted: Vec<New> = records.into_iter().map(&mut *f).collect::<Result<_>>()?;
+            let counter = assign_ids(&mut converted, counter)?;
             let rows = rows_of(&converted, 0)?;
             // The new records break no key or unique index: refused here, before any copy
             // drops its table.
@@ -333,6 +338,23 @@ fn live_records<T: Record>(old: &TableStore<T>) -> Vec<T> {
         });
     }
     records
+}
+
+/// Gives the records whose `#[auto_increment]` key `f` left at 0 ids past `counter` and
+/// past every id the others hold, in their order (as a bulk load does); returns the counter
+/// after them.
+fn assign_ids<T: Record>(records: &mut [T], counter: u64) -> Result<u64> {
+    if !T::AUTO_INCREMENT {
+        return Ok(counter);
+    }
+    let mut last = records.iter().filter_map(Record::auto_id).fold(counter, u64::max);
+    for rec in records.iter_mut().filter(|r| r.auto_id() == Some(0)) {
+        last = last.checked_add(1).ok_or_else(|| {
+            Error::Invalid(format!("table {}: the auto-increment counter is at its top", T::NAME))
+        })?;
+        rec.set_auto_id(last)?;
+    }
+    Ok(last)
 }
 
 /// `records` encoded as the log keeps them, one group per key, at version `seq`: an error

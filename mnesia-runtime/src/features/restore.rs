@@ -110,6 +110,17 @@ impl Database {
         reader: BackupReader<R>,
         options: &RestoreOptions,
     ) -> Result<u64> {
+        // A table named in the options that the backup does not hold is a mistake (a typo
+        // would leave the table meant to be skipped cleared and loaded).
+        let held = |name: &str| reader.tables().iter().any(|t| t.def.name == name);
+        if let Some(name) = options.named().find(|name| !held(name)) {
+            let mut names: Vec<&str> = reader.tables().iter().map(|t| t.def.name.as_str()).collect();
+            names.sort_unstable();
+            return Err(Error::Invalid(format!(
+                "the restore options name table {name}, which the backup does not hold (it holds: {})",
+                names.join(", ")
+            )));
+        }
         // Decided with the schema lock held: no table is created, dropped or moved meanwhile.
         let schema = self.inner.schema.lock();
         if !self.unclaimed_in(reader.tables(), options).is_empty() {

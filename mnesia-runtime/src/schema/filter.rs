@@ -300,6 +300,11 @@ impl<T> Order<T> {
         self.ascending && self.position == key_position
     }
 
+    /// Whether this order is the key's, descending.
+    pub(crate) fn is_key_descending(&self, key_position: usize) -> bool {
+        !self.ascending && self.position == key_position
+    }
+
     /// The field this order sorts by.
     ///
     /// ```

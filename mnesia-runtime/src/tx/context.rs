@@ -136,14 +136,23 @@ fn attempts(db: Database, snapshot_from: SnapshotFrom, f: &mut dyn FnMut() -> bo
     let defer = crate::tx::deferral::take_armed();
     if let Some(same) = CURRENT.with(|c| c.borrow().as_ref().map(|tx| tx.db.same(&db))) {
         if same {
-            // A nested transaction joins the outer one; if it fails, its own writes are
-            // undone, and the outer one decides what to do with the error.
+            // A nested transaction joins the outer one; if it fails or panics, its own
+            // writes are undone, and the outer one decides what to do with the error (or
+            // whether to catch the panic).
             let savepoint = with_tx(|tx| Ok(tx.savepoint()))?;
-            if !f() {
+            let undo = || {
                 with_tx(|tx| {
                     tx.rollback_to(savepoint);
                     Ok(())
-                })?;
+                })
+            };
+            match std::panic::catch_unwind(std::panic::AssertUnwindSafe(&mut *f)) {
+                Ok(true) => {}
+                Ok(false) => undo()?,
+                Err(panic) => {
+                    let _ = undo();
+                    std::panic::resume_unwind(panic);
+                }
             }
             return Ok(());
         }

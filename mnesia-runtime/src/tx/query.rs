@@ -226,41 +226,64 @@ impl<T: Record> Query<T> {
         }
     }
 
-    /// Only the records whose key comes after `key`: keyset pagination. With no order on
-    /// an `ordered_set` (read in key order), `after(&last).limit(n)` reads one page from the
-    /// key on, whatever page it is; `offset(n)` reads and skips `n` records each time.
+    /// Only the records whose key comes after `key` in key order: keyset pagination. Pages
+    /// follow the key's order: ascending (keys above `key`), or descending when the query
+    /// is ordered by the key descending (keys below `key`). A query without `order_by` is
+    /// put in ascending key order: an `ordered_set` is read in that order anyway, and
+    /// `after(&last).limit(n)` reads one page from the key on, whatever page it is (where
+    /// `offset(n)` reads and skips `n` records each time); a `set` or `bag` is read in no
+    /// order, so every match is looked at and the first `n` in key order kept. Give the
+    /// first page the same order (`order_by(<key field>)`), on a `set` or `bag`: a query
+    /// without `after` or `order_by` returns matches in no order. On a `bag`, every record
+    /// of `key` is skipped, also those the last page did not hold.
     ///
     /// ```
     /// # use mnesia::prelude::*;
     /// # #[derive(Table, Clone, Debug, Serialize, Deserialize)]
-    /// # #[table(type = "ordered_set")]
     /// # struct Event { #[key] id: u64, kind: String }
     /// let db = Database::in_memory()?;
     /// db.scope(|| -> mnesia::Result<()> {
     ///     Event::create_table(TableOptions::new())?;
     ///     Event::batch_write((0..25).map(|id| Event { id, kind: "click".into() }))?;
-    ///     let mut pages = 0;
+    ///     let mut seen = Vec::new();
     ///     let mut last = None;
     ///     loop {
-    ///         let q = Event::query().limit(10);
+    ///         // (A `set`: the first page in key order too.)
+    ///         let q = Event::query().order_by(Event::ID).limit(10);
     ///         let page = match &last { Some(k) => q.after(k).all()?, None => q.all()? };
     ///         let Some(tail) = page.last() else { break };
     ///         last = Some(tail.id);
-    ///         pages += 1;
+    ///         seen.extend(page.iter().map(|e| e.id));
     ///     }
-    ///     assert_eq!(pages, 3);
+    ///     assert_eq!(seen, (0..25).collect::<Vec<_>>());
+    ///     // Backwards: the keys below the last one seen.
+    ///     let back = Event::query().order_by(Event::ID.desc()).after(&10).limit(3).keys()?;
+    ///     assert_eq!(back, vec![9, 8, 7]);
     ///     Ok(())
     /// })?;
     /// # Ok::<(), mnesia::Error>(())
     /// ```
-    pub fn after(self, key: &T::Key) -> Self {
+    pub fn after(mut self, key: &T::Key) -> Self {
+        let descending = self.order.first().is_some_and(|o| o.is_key_descending(T::KEY_POSITION));
+        let field = T::FIELDS.get(T::KEY_POSITION).map_or("key", |f| f.name);
+        if self.order.is_empty() {
+            let by_key: crate::schema::filter::Comparator<T> =
+                std::sync::Arc::new(|a: &T, b: &T| a.key().cmp(b.key()));
+            self.order.push(Order::new(field, T::KEY_POSITION, true, by_key));
+        }
         let bar = key.clone();
+        #[allow(clippy::type_complexity)]
+        let (op, test): (_, std::sync::Arc<dyn Fn(&T) -> bool + Send + Sync>) = if descending {
+            (crate::schema::filter::Op::Lt, std::sync::Arc::new(move |r: &T| r.key() < &bar))
+        } else {
+            (crate::schema::filter::Op::Gt, std::sync::Arc::new(move |r: &T| r.key() > &bar))
+        };
         let cond = crate::schema::filter::Cond {
-            field: T::FIELDS.get(T::KEY_POSITION).map_or("key", |f| f.name),
+            field,
             position: T::KEY_POSITION,
-            op: crate::schema::filter::Op::Gt,
+            op,
             values: vec![std::sync::Arc::new(key.clone())],
-            test: std::sync::Arc::new(move |r: &T| r.key() > &bar),
+            test,
         };
         self.filter(Filter::from_cond(cond))
     }
