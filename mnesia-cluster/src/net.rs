@@ -6,7 +6,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use openraft::BasicNode;
-use openraft::error::{InstallSnapshotError, NetworkError, RPCError, RaftError, RemoteError, Unreachable};
+use openraft::error::{
+    InstallSnapshotError, NetworkError, PayloadTooLarge, RPCError, RaftError, RemoteError, Unreachable,
+};
 use openraft::network::{RPCOption, RaftNetwork, RaftNetworkFactory};
 use openraft::raft::{
     AppendEntriesRequest, AppendEntriesResponse, InstallSnapshotRequest, InstallSnapshotResponse,
@@ -176,7 +178,12 @@ pub(crate) struct Peer {
 impl Peer {
     /// As [`Peer::exchange`], telling the outcome to the node's liveness.
     pub(crate) async fn call(&mut self, request: &Request, timeout: Duration) -> Result<Response, WireError> {
-        let result = self.exchange(request, timeout).await;
+        self.call_framed(&wire::frame(request)?, timeout).await
+    }
+
+    /// [`Peer::call`] with the request's frame (see [`wire::frame`]).
+    async fn call_framed(&mut self, frame: &[u8], timeout: Duration) -> Result<Response, WireError> {
+        let result = self.exchange_framed(frame, timeout).await;
         match &result {
             Ok(_) => self.dialer.liveness.heard(self.target),
             Err(_) => self.dialer.liveness.lost(self.target),
@@ -186,15 +193,20 @@ impl Peer {
 
     /// Sends `request` and reads its answer, opening the connection first if needed; a
     /// failure closes it (the next request opens a new one).
-    ///
-    /// The connection is taken out while a request is on it and put back only once its
-    /// answer has been read whole: a call cancelled halfway (its caller timed out) drops the
-    /// connection with it, so no later request can read another's answer.
     pub(crate) async fn exchange(
         &mut self,
         request: &Request,
         timeout: Duration,
     ) -> Result<Response, WireError> {
+        self.exchange_framed(&wire::frame(request)?, timeout).await
+    }
+
+    /// [`Peer::exchange`] with the request's frame (see [`wire::frame`]).
+    ///
+    /// The connection is taken out while a request is on it and put back only once its
+    /// answer has been read whole: a call cancelled halfway (its caller timed out) drops the
+    /// connection with it, so no later request can read another's answer.
+    async fn exchange_framed(&mut self, frame: &[u8], timeout: Duration) -> Result<Response, WireError> {
         if self.dialer.faults.is_cut(self.dialer.me, self.target) {
             self.stream = None;
             return Err(WireError::Io(std::io::ErrorKind::ConnectionRefused.into()));
@@ -219,7 +231,7 @@ impl Peer {
                     s
                 }
             };
-            wire::write_frame(&mut s, request).await?;
+            wire::write_framed(&mut s, frame).await?;
             let response = wire::read_frame(&mut s, MAX_FRAME).await?;
             Ok::<_, WireError>((s, response))
         };
@@ -265,6 +277,10 @@ impl PeerLink {
     }
 }
 
+/// The most bytes an append of several entries carries (see `append_entries`): a tenth of
+/// a second's worth at 100 Mbit/s.
+const APPEND_BYTES: usize = 1 << 20;
+
 /// The wait before the first retry of a peer found unreachable; each next one doubles, up
 /// to [`RETRY_UNREACHABLE_MAX`].
 const RETRY_UNREACHABLE_FIRST: Duration = Duration::from_millis(10);
@@ -288,7 +304,17 @@ impl RaftNetwork<Types> for PeerLink {
         rpc: AppendEntriesRequest<Types>,
         option: RPCOption,
     ) -> Result<AppendEntriesResponse<u64>, RpcError> {
-        match self.call(Request::Append(rpc), &option).await.map_err(Self::unreachable)? {
+        // openraft gives an append one heartbeat to be answered, and sends the same entries
+        // again when it times out: many large entries at once (a node catching up) would
+        // never make it over a slow link. Over `APPEND_BYTES`, it is told to send fewer.
+        let entries = rpc.entries.len() as u64;
+        let frame = wire::frame(&Request::Append(rpc)).map_err(Self::unreachable)?;
+        if entries > 1 && frame.len() > APPEND_BYTES {
+            let fit = (entries * APPEND_BYTES as u64 / frame.len() as u64).max(1);
+            return Err(RPCError::PayloadTooLarge(PayloadTooLarge::new_entries_hint(fit)));
+        }
+        let timeout = option.hard_ttl().min(REQUEST_TIMEOUT);
+        match self.peer.call_framed(&frame, timeout).await.map_err(Self::unreachable)? {
             Response::Append(r) => r.map_err(|e| RPCError::RemoteError(RemoteError::new(self.target, e))),
             _ => Err(Self::wrong("append_entries")),
         }
@@ -375,5 +401,80 @@ async fn connection(tcp: TcpStream, node: &crate::node::Shared) -> Result<(), Wi
             }
         };
         wire::write_frame(&mut stream, &response).await?;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use mnesia::prelude::*;
+    use openraft::{Entry, EntryPayload, LogId, Vote};
+
+    use crate::raft::{Batch, Proposal, ProposalId};
+
+    #[derive(Table, Clone, Debug, Serialize, Deserialize)]
+    struct Blob {
+        #[key]
+        id: u32,
+        bytes: Vec<u8>,
+    }
+
+    /// The commit record of writing a blob of `len` bytes.
+    fn blob_record(len: usize) -> mnesia_runtime::CommitRecord {
+        let db = Database::in_memory().expect("db");
+        db.create_table::<Blob>(TableOptions::new()).expect("table");
+        let (tx, rx) = std::sync::mpsc::channel();
+        db.replicate_to(move |r: &mnesia_runtime::CommitRecord| {
+            let _ = tx.send(r.clone());
+        });
+        db.scope(|| Blob::write(Blob { id: 1, bytes: vec![7; len] })).expect("write");
+        rx.try_recv().expect("a record")
+    }
+
+    /// An append of `n` entries, each holding `record`.
+    fn append(n: u64, record: &mnesia_runtime::CommitRecord) -> AppendEntriesRequest<Types> {
+        let entries = (1..=n)
+            .map(|index| Entry {
+                log_id: LogId::new(openraft::CommittedLeaderId::new(1, 1), index),
+                payload: EntryPayload::Normal(Batch(vec![Proposal {
+                    id: ProposalId { node: 1, life: 1, n: index },
+                    record: record.clone(),
+                }])),
+            })
+            .collect();
+        AppendEntriesRequest { vote: Vote::new(1, 1), prev_log_id: None, leader_commit: None, entries }
+    }
+
+    /// An append of many large entries asks openraft to send fewer (which it does for the
+    /// next appends), before anything is sent; one entry alone goes, however large.
+    #[tokio::test]
+    async fn an_append_over_its_bytes_asks_for_fewer_entries() {
+        // An address nothing listens on.
+        let addr = std::net::TcpListener::bind("127.0.0.1:0").expect("bind").local_addr().expect("addr");
+        let db = Database::in_memory().expect("db");
+        let dialer = Dialer {
+            me: 1,
+            cookie: Arc::from(&b"cookie"[..]),
+            faults: Faults::default(),
+            liveness: Arc::new(Liveness::new(db, Duration::from_secs(1))),
+            #[cfg(feature = "tls")]
+            tls: None,
+        };
+        let mut link = PeerLink { target: 2, peer: dialer.peer(2, addr.to_string()) };
+        let record = blob_record(100 << 10);
+        let option = RPCOption::new(Duration::from_millis(500));
+        match link.append_entries(append(40, &record), option.clone()).await {
+            Err(RPCError::PayloadTooLarge(too_large)) => {
+                let hint = too_large.entries_hint();
+                assert!((1..=10).contains(&hint), "{hint} entries of 100 KiB in an append");
+            }
+            other => panic!("{other:?}"),
+        }
+        assert!(matches!(
+            link.append_entries(append(5, &record), option.clone()).await,
+            Err(RPCError::Unreachable(_))
+        ));
+        let big = blob_record(2 << 20);
+        assert!(matches!(link.append_entries(append(1, &big), option).await, Err(RPCError::Unreachable(_))));
     }
 }

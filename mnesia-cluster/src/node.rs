@@ -290,6 +290,10 @@ impl Options {
             snapshot_policy: SnapshotPolicy::LogsSinceLast(self.snapshots.0),
             max_in_snapshot_log_to_keep: self.snapshots.1,
             max_payload_entries: PAYLOAD_ENTRIES,
+            // Each chunk of a snapshot (3 MiB) may take this long: openraft's 200 ms is a
+            // quarter of a second's worth at 100 Mbit/s, and a chunk that times out is sent
+            // again, never faster.
+            install_snapshot_timeout: INSTALL_SNAPSHOT_TIMEOUT_MS,
             ..Default::default()
         }
         .validate()
@@ -556,6 +560,9 @@ impl Shared {
         Ok(peer.call(request, Duration::from_secs(10)).await)
     }
 }
+
+/// How long a chunk of a snapshot may take to be sent and answered, in milliseconds.
+const INSTALL_SNAPSHOT_TIMEOUT_MS: u64 = 5_000;
 
 /// Log entries sent in one append at most.
 pub(crate) const PAYLOAD_ENTRIES: u64 = 120;

@@ -76,22 +76,30 @@ impl From<WireError> for io::Error {
     }
 }
 
+/// One frame's bytes: the length, then `value` in postcard.
+pub(crate) fn frame<T: Serialize>(value: &T) -> Result<Vec<u8>, WireError> {
+    let mut out = postcard::to_extend(value, vec![0u8; 4]).map_err(|e| WireError::Garbage(e.to_string()))?;
+    let len = u32::try_from(out.len() - 4).map_err(|_| WireError::TooLarge(u32::MAX))?;
+    if len > MAX_FRAME {
+        return Err(WireError::TooLarge(len));
+    }
+    out[..4].copy_from_slice(&len.to_be_bytes());
+    Ok(out)
+}
+
+/// Writes one frame's bytes (see [`frame`]).
+pub(crate) async fn write_framed<W: AsyncWriteExt + Unpin>(w: &mut W, frame: &[u8]) -> Result<(), WireError> {
+    w.write_all(frame).await?;
+    w.flush().await?;
+    Ok(())
+}
+
 /// Writes one frame.
 pub(crate) async fn write_frame<W: AsyncWriteExt + Unpin, T: Serialize>(
     w: &mut W,
     value: &T,
 ) -> Result<(), WireError> {
-    let bytes = postcard::to_allocvec(value).map_err(|e| WireError::Garbage(e.to_string()))?;
-    let len = u32::try_from(bytes.len()).map_err(|_| WireError::TooLarge(u32::MAX))?;
-    if len > MAX_FRAME {
-        return Err(WireError::TooLarge(len));
-    }
-    let mut out = Vec::with_capacity(bytes.len() + 4);
-    out.extend_from_slice(&len.to_be_bytes());
-    out.extend_from_slice(&bytes);
-    w.write_all(&out).await?;
-    w.flush().await?;
-    Ok(())
+    write_framed(w, &frame(value)?).await
 }
 
 /// Reads one frame of at most `max` bytes.
