@@ -85,6 +85,8 @@ pub(crate) struct Dialer {
     /// This node's id.
     pub(crate) me: u64,
     pub(crate) cookie: Arc<[u8]>,
+    /// How long a connection may stay idle (`Options::idle_timeout`).
+    pub(crate) idle: Duration,
     /// The faults to obey (tests).
     pub(crate) faults: Faults,
     /// Where each call's outcome is told.
@@ -129,7 +131,7 @@ impl Dialer {
 impl Dialer {
     /// A connection to node `target` at `addr`, opened at its first call.
     pub(crate) fn peer(&self, target: u64, addr: String) -> Peer {
-        Peer { dialer: self.clone(), target, addr, stream: None }
+        Peer { dialer: self.clone(), target, addr, stream: None, used: None }
     }
 
     /// Sends one request to the node listening at `addr`, whose id this node does not know
@@ -141,7 +143,7 @@ impl Dialer {
         timeout: Duration,
     ) -> Result<Response, WireError> {
         // (Its liveness is not told: the node is no peer yet.)
-        Peer { dialer: self.clone(), target: self.me, addr: addr.into(), stream: None }
+        Peer { dialer: self.clone(), target: self.me, addr: addr.into(), stream: None, used: None }
             .exchange(request, timeout)
             .await
     }
@@ -173,6 +175,8 @@ pub(crate) struct Peer {
     target: u64,
     addr: String,
     stream: Option<Box<dyn Conn>>,
+    /// When the connection last carried an answer.
+    used: Option<tokio::time::Instant>,
 }
 
 impl Peer {
@@ -211,7 +215,10 @@ impl Peer {
             self.stream = None;
             return Err(WireError::Io(std::io::ErrorKind::ConnectionRefused.into()));
         }
-        let stream = self.stream.take();
+        // A connection idle for half the idle timeout may be closed by the other side any
+        // moment now: a new one instead.
+        let stale = self.used.is_some_and(|at| at.elapsed() >= self.dialer.idle / 2);
+        let stream = self.stream.take().filter(|_| !stale);
         let (me, addr, cookie) = (self.dialer.me, self.addr.as_str(), &*self.dialer.cookie);
         let delay = self.dialer.faults.delay_of(me, self.target);
         let dialer = &self.dialer;
@@ -238,6 +245,7 @@ impl Peer {
         let (s, response) =
             tokio::time::timeout(timeout, exchange).await.map_err(|_| WireError::Timeout)??;
         self.stream = Some(s);
+        self.used = Some(tokio::time::Instant::now());
         Ok(response)
     }
 }
@@ -374,8 +382,16 @@ async fn connection(tcp: TcpStream, node: &crate::node::Shared) -> Result<(), Wi
     tcp.set_nodelay(true)?;
     let mut stream = node.dialer.server_side(tcp).await?;
     let from = wire::accept(&mut stream, &node.dialer.cookie, node.id).await?;
+    let idle = node.dialer.idle;
     loop {
-        let request: Request = wire::read_frame(&mut stream, MAX_FRAME).await?;
+        // A peer that sends nothing (or half a frame) for the idle timeout is let go.
+        let Ok(request) =
+            tokio::time::timeout(idle, wire::read_frame::<_, Request>(&mut stream, MAX_FRAME)).await
+        else {
+            tracing::debug!(target: "mnesia::cluster", from, "an idle connection closed");
+            return Ok(());
+        };
+        let request = request?;
         if node.dialer.faults.is_cut(from, node.id) {
             return Ok(());
         }
@@ -400,7 +416,10 @@ async fn connection(tcp: TcpStream, node: &crate::node::Shared) -> Result<(), Wi
                 Response::Released
             }
         };
-        wire::write_frame(&mut stream, &response).await?;
+        // (Nor does one that takes no answer.)
+        tokio::time::timeout(idle, wire::write_frame(&mut stream, &response))
+            .await
+            .map_err(|_| WireError::Timeout)??;
     }
 }
 
@@ -455,6 +474,7 @@ mod tests {
         let dialer = Dialer {
             me: 1,
             cookie: Arc::from(&b"cookie"[..]),
+            idle: Duration::from_secs(60),
             faults: Faults::default(),
             liveness: Arc::new(Liveness::new(db, Duration::from_secs(1))),
             #[cfg(feature = "tls")]
@@ -476,5 +496,33 @@ mod tests {
         ));
         let big = blob_record(2 << 20);
         assert!(matches!(link.append_entries(append(1, &big), option).await, Err(RPCError::Unreachable(_))));
+    }
+
+    /// A peer that authenticates and then sends nothing, or half a frame, is let go once
+    /// the idle timeout passes: no connection or task is held for it longer.
+    #[test]
+    fn a_peer_idle_or_stalled_after_the_handshake_is_let_go() {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let db = Database::in_memory().expect("db");
+        let options = crate::Options::new(1, "cookie").idle_timeout(Duration::from_secs(1));
+        let node = crate::Node::start(&db, options).expect("node");
+        let addr = node.local_addr();
+        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
+        rt.block_on(async {
+            for half_a_frame in [false, true] {
+                let mut s = TcpStream::connect(addr).await.expect("connect");
+                assert_eq!(wire::dial(&mut s, b"cookie", 9).await.expect("authenticated"), 1);
+                wire::write_frame(&mut s, &Request::Ping).await.expect("ping");
+                let pong: Response = wire::read_frame(&mut s, MAX_FRAME).await.expect("answered");
+                assert!(matches!(pong, Response::Pong));
+                if half_a_frame {
+                    s.write_all(&[0, 0, 0, 100, 1, 2, 3]).await.expect("half a frame");
+                }
+                let mut buf = [0u8; 16];
+                let read = tokio::time::timeout(Duration::from_secs(20), s.read(&mut buf)).await;
+                assert!(matches!(read, Ok(Ok(0)) | Ok(Err(_))), "closed by the node: {read:?}");
+            }
+        });
+        drop(node);
     }
 }

@@ -33,6 +33,8 @@ pub struct Options {
     write_timeout: Duration,
     heartbeat: Duration,
     election: (Duration, Duration),
+    /// How long a connection from a peer may stay idle (see [`Options::idle_timeout`]).
+    idle: Duration,
     /// Log entries applied since the last snapshot that make a new one, and entries kept
     /// before a snapshot.
     snapshots: (u64, u64),
@@ -65,6 +67,7 @@ impl Options {
             write_timeout: Duration::from_secs(5),
             heartbeat: Duration::from_millis(100),
             election: (Duration::from_millis(400), Duration::from_millis(800)),
+            idle: Duration::from_secs(60),
             snapshots: (SNAPSHOT_EVERY, SNAPSHOT_KEEP),
             faults: Faults::default(),
             #[cfg(feature = "tls")]
@@ -123,6 +126,21 @@ impl Options {
     pub fn timings(mut self, heartbeat: Duration, election: (Duration, Duration)) -> Options {
         self.heartbeat = heartbeat;
         self.election = election;
+        self
+    }
+
+    /// How long a connection from another node may wait for its next request, or for the
+    /// rest of one, or for its answer to be taken, before this node closes it (60 s unless
+    /// told; at least a second): a peer that stalled, or a connection left unused, holds
+    /// nothing for longer. A node stops using a connection itself once it has been idle
+    /// for half as long, and opens a new one.
+    ///
+    /// ```
+    /// let options = mnesia_cluster::Options::new(1, "c").idle_timeout(std::time::Duration::from_secs(30));
+    /// # let _ = options;
+    /// ```
+    pub fn idle_timeout(mut self, idle: Duration) -> Options {
+        self.idle = idle.max(Duration::from_secs(1));
         self
     }
 
@@ -682,6 +700,7 @@ impl Node {
         let dialer = Dialer {
             me: options.id,
             cookie: options.cookie,
+            idle: options.idle,
             faults: options.faults,
             liveness: Arc::new(Liveness::new(db.clone(), options.election.1 * 3)),
             #[cfg(feature = "tls")]
