@@ -223,6 +223,43 @@ fn an_inner_transaction_panic_caught_outside_rolls_its_writes_back() {
     });
 }
 
+/// A transaction that dirty-writes, on every run, what it read conflicted with itself on
+/// every run: it ran until it gave up (`TooManyRetries` after 1,000 runs, the dirty write
+/// made 1,000 times), though nothing else ran. It fails on its second run now, saying why;
+/// one that does so once (a stand-in for a concurrent client, above) still runs again and
+/// commits. Found trying the crate as a new user would.
+#[test]
+fn a_transaction_dirty_writing_what_it_read_on_every_run_fails_on_its_second() {
+    with_db(|| {
+        Slot::create_table(TableOptions::new())?;
+        Slot::write(Slot { id: 1, generation: 0 })?;
+        Slot::write(Slot { id: 2, generation: 0 })?;
+        let runs = AtomicUsize::new(0);
+        let r = mnesia::transaction(|| {
+            runs.fetch_add(1, Ordering::SeqCst);
+            let a = Slot::read(&1)?.ok_or_else(|| Error::abort("slot 1"))?;
+            Slot::dirty_update(&1, |s| s.generation += 1)?;
+            Slot::write(Slot { id: 2, generation: a.generation + 10 })
+        });
+        match r {
+            Err(Error::Invalid(why)) => assert!(why.contains("dirty operation"), "{why}"),
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(runs.load(Ordering::SeqCst), 2);
+        assert_eq!(Slot::read(&1)?.map(|s| s.generation), Some(2), "each run's dirty update");
+        assert_eq!(Slot::read(&2)?.map(|s| s.generation), Some(0), "the transaction's own write: never made");
+        // Named counters: a transaction's next_id, then a dirty update of the same counter.
+        let r = mnesia::transaction(|| {
+            mnesia::next_id("e")?;
+            mnesia::dirty_update_counter("e", 10)?;
+            mnesia::next_id("e")
+        });
+        assert!(matches!(r, Err(Error::Invalid(_))), "{r:?}");
+        assert_eq!(mnesia::current_value("e")?, 20);
+        Ok(())
+    });
+}
+
 /// F5: the auto-increment counter overflows: after a record with id u64::MAX, `insert` with
 /// id 0 evaluates `u64::MAX + 1` (a panic in debug builds; id 0 and then reused ids in
 /// release builds, where `insert` skips its existence check for assigned ids).

@@ -56,6 +56,8 @@ pub(crate) trait TxPart: Any {
     /// subscribers (the caller holds the table's publish lock). `now`: the commit's time.
     fn install(&self, seq: u64, floor: u64, publish: bool, now: SystemTime);
     fn reads_unchanged(&self, all: bool) -> bool;
+    /// The versions now of what the part read that changed since (`all`: every read).
+    fn changed_versions(&self, out: &mut Vec<u64>);
     /// The table, as a gate a transaction with priority closes.
     fn gate(&self) -> Arc<dyn Gate>;
     /// The thread holding the table's gate closed, if this part writes and it is not this

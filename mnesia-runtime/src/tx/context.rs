@@ -14,6 +14,35 @@ use crate::tx::Tx;
 thread_local! {
     static CURRENT: RefCell<Option<Tx>> = const { RefCell::new(None) };
     static RNG: Cell<u64> = const { Cell::new(0) };
+    /// The sequence numbers of the dirty commits this thread made while an attempt of its
+    /// transaction ran: a conflict with one of them is the transaction's own doing.
+    static OWN_DIRTY: RefCell<Vec<u64>> = const { RefCell::new(Vec::new()) };
+}
+
+/// Notes that this thread made a dirty commit at `seq` on `db`, if a transaction of that
+/// database runs on it (see [`self_conflict`]).
+pub(crate) fn note_dirty_commit(db: &Database, seq: u64) {
+    let inside =
+        CURRENT.with(|c| c.try_borrow().ok().and_then(|tx| tx.as_ref().map(|tx| tx.db.same(db))).unwrap_or(false));
+    if inside {
+        OWN_DIRTY.with(|own| own.borrow_mut().push(seq));
+    }
+}
+
+/// Whether `tx`, which lost, lost to itself: what it read was changed by a dirty operation
+/// it made after reading it. Forgets the attempt's dirty commits.
+fn lost_to_itself(tx: &Tx) -> bool {
+    let own = OWN_DIRTY.with(|own| std::mem::take(&mut *own.borrow_mut()));
+    !own.is_empty() && tx.changed_versions().iter().any(|v| own.contains(v))
+}
+
+/// What a transaction that lost to itself twice in a row (see [`lost_to_itself`]) fails
+/// with: each run would lose again, and repeat its dirty operations.
+fn losing_to_itself() -> Error {
+    Error::Invalid(
+        "the transaction read what a dirty operation inside it then wrote, twice in a row: it would conflict with itself on every run (and repeat the dirty operation); use the transactional form (write, update, delete, next_id) inside a transaction"
+            .into(),
+    )
 }
 
 /// Whether the calling thread is inside a transaction.
@@ -179,6 +208,8 @@ fn attempts(db: Database, snapshot_from: SnapshotFrom, f: &mut dyn FnMut() -> bo
     let mut db = db;
     // Conflicts in a row, and the tables the attempts that lost touched.
     let mut conflicts = 0;
+    // Attempts in a row that lost to their own dirty writes (see `lost_to_itself`).
+    let mut lost_to_self = 0;
     let mut long = false;
     let mut touched: Vec<Arc<dyn Gate>> = Vec::new();
     // How long the losing attempts took, without priority and with it.
@@ -229,6 +260,7 @@ fn attempts(db: Database, snapshot_from: SnapshotFrom, f: &mut dyn FnMut() -> bo
         if escalated.is_none() && !wrote && (at_snapshot || snapshot_from == SnapshotFrom::FirstScan) {
             tx.allow_snapshot(at_snapshot);
         }
+        OWN_DIRTY.with(|own| own.borrow_mut().clear());
         let installed = Installed::install(tx);
         let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(&mut *f));
         let Some(mut tx) = installed.take() else {
@@ -255,6 +287,14 @@ fn attempts(db: Database, snapshot_from: SnapshotFrom, f: &mut dyn FnMut() -> bo
             }
         };
         if outcome.is_none() {
+            // (Once may be the closure's way: a dirty write on its first run only. Twice in a
+            // row, it would go on until it gave up, repeating its dirty writes.)
+            lost_to_self = if lost_to_itself(&tx) { lost_to_self + 1 } else { 0 };
+            if lost_to_self == 2 {
+                let db = tx.finish();
+                end(&db, Stat::Abort, began, attempt, "failed");
+                return Err(losing_to_itself());
+            }
             conflicts += 1;
             wrote |= tx.wrote();
             long |= tx.long();

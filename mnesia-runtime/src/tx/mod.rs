@@ -65,6 +65,8 @@ pub(crate) struct Tx {
     /// The place of the shared order of commits that the transaction reads from (see
     /// `ordered.rs`): the last record applied when it started.
     based_on: u64,
+    /// The sequence number its writes were installed under, once they were.
+    installed_at: std::cell::Cell<Option<u64>>,
 }
 
 /// A transaction writing nothing that makes this many reads reads at a snapshot from then
@@ -93,6 +95,7 @@ impl Tx {
             reads: 0,
             stale: false,
             commit_time: None,
+            installed_at: std::cell::Cell::new(None),
         }
     }
 
@@ -282,6 +285,21 @@ impl Tx {
     /// commit locks (so no commit is half installed meanwhile): tells a conflict from a real
     /// failure when the transaction's closure returns an error or panics.
     /// What it read at a snapshot is consistent: only the reads made before are checked.
+    /// The versions now of what the transaction read that changed since it read them.
+    pub(crate) fn changed_versions(&self) -> Vec<u64> {
+        let mut out = Vec::new();
+        for p in &self.parts {
+            p.changed_versions(&mut out);
+        }
+        out
+    }
+
+    /// The sequence number the commit's writes were installed under, once they were (here,
+    /// not through the order).
+    pub(crate) fn installed_at(&self) -> Option<u64> {
+        self.installed_at.get()
+    }
+
     pub(crate) fn reads_unchanged(&mut self) -> bool {
         if self.stale {
             return false;
@@ -461,6 +479,7 @@ impl Tx {
             publishing.sort_by_key(|(id, _)| *id);
             let _published: Vec<_> = publishing.iter().map(|(_, m)| m.lock()).collect();
             let seq = self.db.sequence(&ops)?;
+            self.installed_at.set(Some(seq));
             // Read after the number was taken (see `snapshots.rs`).
             let floor = self.db.snapshots().floor();
             for p in &self.parts {

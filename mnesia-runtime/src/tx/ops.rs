@@ -460,6 +460,9 @@ pub(crate) fn dirty_in<R>(mut db: crate::db::Database, mut f: impl FnMut(&mut Tx
             Ok(r) => tx.commit().map(|_| r),
             Err(e) => Err(e),
         };
+        if let Some(seq) = tx.installed_at() {
+            context::note_dirty_commit(&tx.db, seq);
+        }
         db = tx.finish();
         match committed {
             Err(Error::Conflict) => {

@@ -249,6 +249,13 @@ impl<T: Record> TxTable<T> {
     fn read_count(&self) -> usize {
         self.reads.len() + self.shard_reads.len() + self.index_reads.len()
     }
+
+    fn changed_versions(&self, out: &mut Vec<u64>) {
+        let now = |was: u64, now: u64| (now != was).then_some(now);
+        out.extend(self.reads.iter().filter_map(|(k, h, v)| now(*v, self.store.version_of(k, *h))));
+        out.extend(self.shard_reads.iter().filter_map(|(s, v)| now(*v, self.store.shard_version(*s))));
+        out.extend(self.index_reads.iter().filter_map(|(i, s, v)| now(*v, i.shard_version(*s))));
+    }
 }
 
 impl<T: Record> TxPart for TxTable<T> {
@@ -571,6 +578,10 @@ impl<T: Record> TxPart for TxTable<T> {
 
     fn reads_unchanged(&self, all: bool) -> bool {
         TxTable::reads_unchanged(self, all)
+    }
+
+    fn changed_versions(&self, out: &mut Vec<u64>) {
+        TxTable::changed_versions(self, out);
     }
 
     fn gate(&self) -> Arc<dyn Gate> {
