@@ -306,6 +306,10 @@ mod browser {
         assert!(records.contains("\"status\":\""), "records shown as JSON: {records}");
         let shot = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target/observer-example.png");
         let _ = std::fs::remove_file(&shot);
+        // (The directory may not exist: a build elsewhere, CARGO_TARGET_DIR set.)
+        if let Some(dir) = shot.parent() {
+            let _ = std::fs::create_dir_all(dir);
+        }
         run(&browser, &url, &["--window-size=1280,1000", &format!("--screenshot={}", shot.display())]);
         assert!(
             std::fs::metadata(&shot).is_ok_and(|m| m.len() > 10_000),

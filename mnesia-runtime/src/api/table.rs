@@ -911,7 +911,8 @@ pub trait Table: Record {
     /// Reads records from a file, in the format its extension names, and writes them in one
     /// transaction: all or nothing (inside a transaction of the caller, it joins that one). A malformed record gives [`Error::Import`] with its line
     /// (and column or field); a key that exists, or a unique value taken, fails the import
-    /// too. Returns how many records were imported. See [`Table::import_with`] for options.
+    /// too. Returns how many records were imported (read from the file: a `bag` keeps
+    /// identical records once). See [`Table::import_with`] for options.
     ///
     /// ```
     /// # use mnesia::prelude::*;

@@ -20,10 +20,10 @@ thread_local! {
 }
 
 /// Notes that this thread made a dirty commit at `seq` on `db`, if a transaction of that
-/// database runs on it (see [`self_conflict`]).
+/// database runs on it (see [`lost_to_itself`]).
 pub(crate) fn note_dirty_commit(db: &Database, seq: u64) {
-    let inside =
-        CURRENT.with(|c| c.try_borrow().ok().and_then(|tx| tx.as_ref().map(|tx| tx.db.same(db))).unwrap_or(false));
+    let inside = CURRENT
+        .with(|c| c.try_borrow().ok().and_then(|tx| tx.as_ref().map(|tx| tx.db.same(db))).unwrap_or(false));
     if inside {
         OWN_DIRTY.with(|own| own.borrow_mut().push(seq));
     }
