@@ -351,6 +351,12 @@ impl RaftNetwork<Types> for PeerLink {
     }
 }
 
+/// `work`, given [`REQUEST_TIMEOUT`] at most (a connection waiting longer for Raft is
+/// closed: its peer, which waits less, gave up already).
+async fn bounded<T>(work: impl std::future::Future<Output = T>) -> Result<T, WireError> {
+    tokio::time::timeout(REQUEST_TIMEOUT, work).await.map_err(|_| WireError::Timeout)
+}
+
 /// Serves the node's port: each connection is authenticated, then answered request by
 /// request until it closes or fails. Every refusal is logged and ends that connection
 /// alone.
@@ -396,11 +402,29 @@ async fn connection(tcp: TcpStream, node: &crate::node::Shared) -> Result<(), Wi
             return Ok(());
         }
         node.dialer.liveness.heard(from);
+        // While a write to the directory fails (a full disc), Raft waits for it (see
+        // `writes.rs`): requests for it would wait too, each holding its connection and
+        // its entries until the disc has room. Refused at once instead (the peer sees this
+        // node unreachable); and each bounded, in case the disc fills under one.
+        let raft_waits = node.writes.iter().any(|w| w.is_failing());
+        if raft_waits
+            && matches!(
+                request,
+                Request::Append(_)
+                    | Request::Vote(_)
+                    | Request::Snapshot(_)
+                    | Request::Propose(_)
+                    | Request::ReadIndex
+            )
+        {
+            tracing::debug!(target: "mnesia::cluster", from, "a Raft request refused: this node's disc fails");
+            return Ok(());
+        }
         let response = match request {
-            Request::Append(rpc) => Response::Append(node.raft.append_entries(rpc).await),
-            Request::Vote(rpc) => Response::Vote(node.raft.vote(rpc).await),
-            Request::Snapshot(rpc) => Response::Snapshot(node.raft.install_snapshot(rpc).await),
-            Request::Propose(batch) => Response::Proposed(node.write_here(batch).await),
+            Request::Append(rpc) => Response::Append(bounded(node.raft.append_entries(rpc)).await?),
+            Request::Vote(rpc) => Response::Vote(bounded(node.raft.vote(rpc)).await?),
+            Request::Snapshot(rpc) => Response::Snapshot(bounded(node.raft.install_snapshot(rpc)).await?),
+            Request::Propose(batch) => Response::Proposed(bounded(node.write_here(batch)).await?),
             Request::Ping => Response::Pong,
             Request::ReadIndex => Response::ReadIndex(node.read_index_here().await),
             // Bounded: a joining node that gave up (or died) leaves no task behind.

@@ -133,7 +133,7 @@ impl Options {
     /// rest of one, or for its answer to be taken, before this node closes it (60 s unless
     /// told; at least a second): a peer that stalled, or a connection left unused, holds
     /// nothing for longer. A node stops using a connection itself once it has been idle
-    /// for half as long, and opens a new one.
+    /// for half as long, and opens a new one: give every node of a cluster the same.
     ///
     /// ```
     /// let options = mnesia_cluster::Options::new(1, "c").idle_timeout(std::time::Duration::from_secs(30));
@@ -375,8 +375,10 @@ pub(crate) struct Shared {
     /// A connection to each member (with the address it was opened to), for
     /// `sync_transaction`'s questions.
     sync_links: crate::net::MemberLinks,
-    /// How writes to the node's directory fare (tried again until they succeed).
-    pub(crate) writes: Arc<crate::writes::Writes>,
+    /// How writes to the node's directory fare (tried again until they succeed): those of
+    /// its log, and those of the snapshots its leader sends (each fails and recovers on its
+    /// own).
+    pub(crate) writes: [Arc<crate::writes::Writes>; 2],
 }
 
 /// Connections to one node, and a permit for each: a writer holding a permit finds one of
@@ -647,7 +649,10 @@ impl Node {
         }
         let config = Arc::new(options.raft_config()?);
         let disc = options.faults.disc_of(options.id);
-        let writes = Arc::new(crate::writes::Writes::told_to(db.clone()));
+        let writes = [
+            Arc::new(crate::writes::Writes::told_to(db.clone())),
+            Arc::new(crate::writes::Writes::told_to(db.clone())),
+        ];
         let log = match &options.dir {
             Some(dir) if db.config().directory().is_some() => {
                 return Err(Error::Invalid(format!(
@@ -655,7 +660,7 @@ impl Node {
                     dir.display()
                 )));
             }
-            Some(dir) => LogStore::open(dir, disc.clone(), Arc::clone(&writes))
+            Some(dir) => LogStore::open(dir, disc.clone(), Arc::clone(&writes[0]))
                 .map_err(|e| Error::Io { path: dir.clone(), source: e })?,
             None => LogStore::default(),
         };
@@ -683,7 +688,7 @@ impl Node {
             applied_tx,
             Arc::clone(&refused),
             (options.id, life),
-            (disc, Arc::clone(&writes)),
+            (disc, Arc::clone(&writes[1])),
         );
         if let Some(dir) = &options.dir
             && let Some(saved) =
@@ -844,7 +849,7 @@ impl Drop for Node {
     fn drop(&mut self) {
         self.shared.holds.end_all();
         // A write to the directory tried again (a full disc) gives up: Raft can stop.
-        self.shared.writes.stop();
+        self.shared.writes.iter().for_each(|w| w.stop());
         if let Some(rt) = self.runtime.take() {
             let raft = self.shared.raft.clone();
             let _ = rt

@@ -178,17 +178,22 @@ impl LogStore {
         {
             inner.change(LogOp::Purge(upto)).map_err(|(_, e)| e)?;
         }
-        match inner.entries.keys().next() {
-            Some(first) if *first > upto.index + 1 => Err(std::io::Error::new(
-                std::io::ErrorKind::InvalidData,
-                format!(
-                    "the Raft log lacks the entries {} to {} after its snapshot: start the node on an empty directory to be sent the cluster's state",
-                    upto.index + 1,
-                    first - 1
-                ),
-            )),
-            _ => Ok(()),
+        // The entries after it, one after the other (a node stopped while it retried writing
+        // a snapshot its leader sent may hold later ones, with a gap before them).
+        let mut next = upto.index + 1;
+        for index in inner.entries.keys() {
+            if *index > next {
+                return Err(std::io::Error::new(
+                    std::io::ErrorKind::InvalidData,
+                    format!(
+                        "the Raft log lacks the entries {next} to {} after its snapshot: start the node on an empty directory to be sent the cluster's state",
+                        index - 1
+                    ),
+                ));
+            }
+            next = index + 1;
         }
+        Ok(())
     }
 
     /// Makes `op` to the log, written to its file first: a write that fails (a full disc)
@@ -199,10 +204,10 @@ impl LogStore {
     #[allow(clippy::result_large_err)]
     async fn change(&self, op: LogOp) -> Result<(), StorageError<u64>> {
         if let LogOp::Committed(_) = op {
-            let written = self.inner.lock().change(op);
-            match written {
-                Err((_, e)) => self.writes.failed("the Raft log", &e),
-                Ok(()) => self.writes.succeeded(),
+            // (Not told as a failure: nothing tries it again, so nothing would tell the
+            // recovery, and a node whose writes fail refuses Raft's requests.)
+            if let Err((_, e)) = self.inner.lock().change(op) {
+                tracing::debug!(target: "mnesia::cluster", error = %e, "the committed point was not written");
             }
             return Ok(());
         }
@@ -727,5 +732,40 @@ mod tests {
                 "not applied again"
             );
         });
+    }
+
+    /// A log holding entries from before a snapshot the leader sent, then (after a gap)
+    /// those after it, starts after the snapshot; one with a gap after the snapshot is
+    /// refused, saying so.
+    #[test]
+    fn a_log_starts_after_its_snapshot_and_a_gap_after_it_is_refused() {
+        let entries = |indexes: &[u64]| -> Vec<Entry<Types>> {
+            indexes.iter().map(|i| Entry { log_id: at(*i), payload: EntryPayload::Blank }).collect()
+        };
+        let log = |indexes: &[u64]| {
+            let dir = tempfile::tempdir().expect("dir");
+            {
+                let (mut file, _) = LogFile::open(dir.path(), Disc::sound()).expect("open");
+                file.write(&LogOp::Append(entries(indexes))).expect("append");
+            }
+            let store = LogStore::open(dir.path(), Disc::sound(), Arc::default()).expect("log");
+            (dir, store)
+        };
+        let (dir, store) = log(&[1, 2, 3, 6, 7, 8]);
+        store.start_after(at(5)).expect("the gap is below the snapshot");
+        assert_eq!(store.inner.lock().entries.keys().copied().collect::<Vec<_>>(), vec![6, 7, 8]);
+        assert_eq!(store.inner.lock().last_purged, Some(at(5)));
+        drop(store);
+        let reopened = LogStore::open(dir.path(), Disc::sound(), Arc::default()).expect("reopen");
+        assert_eq!(
+            reopened.inner.lock().entries.keys().copied().collect::<Vec<_>>(),
+            vec![6, 7, 8],
+            "on disc"
+        );
+        let (_dir, store) = log(&[1, 2, 3, 7, 8]);
+        let refused = store.start_after(at(5)).expect_err("entry 6 is missing");
+        assert!(refused.to_string().contains("lacks the entries 6 to 6"), "{refused}");
+        let (_dir, store) = log(&[1, 2, 3, 6, 8]);
+        assert!(store.start_after(at(5)).is_err(), "entry 7 is missing");
     }
 }

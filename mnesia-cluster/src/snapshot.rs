@@ -39,21 +39,27 @@ fn path(dir: &Path) -> PathBuf {
 }
 
 /// Writes `saved` as the directory's snapshot on `disc`, in place of the one before,
-/// durably (a failure leaves the one before).
+/// durably. A failure leaves the one before, and no partly written file (which would hold
+/// the room a full disc lacks).
 pub(crate) fn save(dir: &Path, saved: &Saved, disc: &Disc) -> io::Result<()> {
     let payload = postcard::to_allocvec(saved).map_err(io::Error::other)?;
     let tmp = dir.join("raft.snapshot.tmp");
-    {
-        let mut file = std::fs::File::create(&tmp)?;
-        file.write_all(&crc32fast::hash(&payload).to_le_bytes())?;
-        if let Some(full) = disc.full() {
-            return Err(full);
-        }
-        file.write_all(&payload)?;
-        file.sync_all()?;
+    if let Err(e) = write_synced(&tmp, &payload, disc).and_then(|()| std::fs::rename(&tmp, path(dir))) {
+        let _ = std::fs::remove_file(&tmp);
+        return Err(e);
     }
-    std::fs::rename(&tmp, path(dir))?;
     std::fs::File::open(dir)?.sync_all()
+}
+
+/// Writes the checksum of `payload`, then `payload`, to a new file `tmp`, synced.
+fn write_synced(tmp: &Path, payload: &[u8], disc: &Disc) -> io::Result<()> {
+    let mut file = std::fs::File::create(tmp)?;
+    file.write_all(&crc32fast::hash(payload).to_le_bytes())?;
+    if let Some(full) = disc.full() {
+        return Err(full);
+    }
+    file.write_all(payload)?;
+    file.sync_all()
 }
 
 /// The directory's snapshot, if it has one; an error for a damaged one (the log before it
@@ -96,5 +102,19 @@ mod tests {
         std::fs::write(path(dir.path()), &bytes).expect("write");
         assert!(load(dir.path()).is_err());
         assert!(decode(&[1, 2]).is_err());
+    }
+
+    #[test]
+    fn a_snapshot_that_cannot_be_written_leaves_the_one_before_and_nothing_else() {
+        let dir = tempfile::tempdir().expect("dir");
+        let faults = crate::Faults::new();
+        let first = Saved { meta: SnapshotMeta::default(), data: vec![1, 2, 3] };
+        save(dir.path(), &first, &faults.disc_of(1)).expect("save");
+        faults.fill_disc(1);
+        let second = Saved { meta: SnapshotMeta::default(), data: vec![4; 1000] };
+        let full = save(dir.path(), &second, &faults.disc_of(1)).expect_err("the disc is full");
+        assert_eq!(full.kind(), io::ErrorKind::StorageFull);
+        assert!(!dir.path().join("raft.snapshot.tmp").exists(), "no partly written file left");
+        assert_eq!(load(dir.path()).expect("load").expect("some").data, first.data);
     }
 }

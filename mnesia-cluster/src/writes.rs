@@ -94,6 +94,11 @@ impl Writes {
         }
     }
 
+    /// Whether the last write failed (and is being tried again).
+    pub(crate) fn is_failing(&self) -> bool {
+        self.failing.load(Ordering::Acquire)
+    }
+
     /// The node stops: a write waiting to be tried again gives up at once.
     pub(crate) fn stop(&self) {
         self.stopping.store(true, Ordering::Release);

@@ -282,6 +282,14 @@ fn keyset_pages_cover_a_set_once_forwards_and_backwards() {
             assert_eq!(seen, expected, "descending: {descending}");
         }
         assert_eq!(Row::query().after(&50).limit(3).keys()?, vec![51, 52, 53]);
+        // The order decides, given before or after `after`.
+        assert_eq!(Row::query().after(&10).order_by(Row::ID.desc()).limit(3).keys()?, vec![9, 8, 7]);
+        Row::batch_write((0..100).map(|id| Row { id, group: 0, val: (100 - id) as u16 }))?;
+        assert_eq!(Row::query().after(&95).order_by(Row::VAL).keys()?, vec![99, 98, 97, 96]);
+        assert_eq!(
+            Row::query().after(&95).iter().map(|r| r.map(|r| r.id)).collect::<Result<Vec<_>, _>>()?,
+            vec![96, 97, 98, 99]
+        );
         Ok(())
     })
     .expect("run");

@@ -45,6 +45,9 @@ pub struct Query<T: Record> {
     limit: Option<usize>,
     offset: usize,
     chunk: usize,
+    /// The key pages start after (see [`Query::after`]): made a condition (and an order)
+    /// when the query runs, by the order it has then.
+    after: Option<T::Key>,
 }
 
 impl<T: Record> Clone for Query<T> {
@@ -55,6 +58,7 @@ impl<T: Record> Clone for Query<T> {
             limit: self.limit,
             offset: self.offset,
             chunk: self.chunk,
+            after: self.after.clone(),
         }
     }
 }
@@ -67,13 +71,14 @@ impl<T: Record> std::fmt::Debug for Query<T> {
             .field("order", &self.order)
             .field("limit", &self.limit)
             .field("offset", &self.offset)
+            .field("after", &self.after)
             .finish()
     }
 }
 
 impl<T: Record> Default for Query<T> {
     fn default() -> Self {
-        Query { filter: Filter::all(), order: Vec::new(), limit: None, offset: 0, chunk: 1000 }
+        Query { filter: Filter::all(), order: Vec::new(), limit: None, offset: 0, chunk: 1000, after: None }
     }
 }
 
@@ -177,6 +182,9 @@ impl<T: Record> Query<T> {
     /// # Ok::<(), mnesia::Error>(())
     /// ```
     pub fn explain(&self) -> Result<Plan> {
+        if self.after.is_some() {
+            return self.resolved().explain();
+        }
         let store = crate::tx::context::current_db()?.table::<T>()?;
         Ok(crate::tx::plan::plan(&self.filter, store.kind, &store.indexes.load(), &|| store.key_count())
             .plan())
@@ -205,6 +213,9 @@ impl<T: Record> Query<T> {
     /// # Ok::<(), mnesia::Error>(())
     /// ```
     pub fn all(&self) -> Result<Vec<T>> {
+        if self.after.is_some() {
+            return self.resolved().all();
+        }
         // Matches needed: `offset + limit`; reading stops there without an order, and with
         // one only that many are kept (a bounded selection, not a copy of every match).
         let wanted = self.limit.map(|l| l.saturating_add(self.offset));
@@ -228,8 +239,9 @@ impl<T: Record> Query<T> {
 
     /// Only the records whose key comes after `key` in key order: keyset pagination. Pages
     /// follow the key's order: ascending (keys above `key`), or descending when the query
-    /// is ordered by the key descending (keys below `key`). A query without `order_by` is
-    /// put in ascending key order: an `ordered_set` is read in that order anyway, and
+    /// is ordered by the key descending (keys below `key`), whether `order_by` comes before
+    /// or after `after`. A query without `order_by` is put in ascending key order: an
+    /// `ordered_set` is read in that order anyway, and
     /// `after(&last).limit(n)` reads one page from the key on, whatever page it is (where
     /// `offset(n)` reads and skips `n` records each time); a `set` or `bag` is read in no
     /// order, so every match is looked at and the first `n` in key order kept. Give the
@@ -264,12 +276,23 @@ impl<T: Record> Query<T> {
     /// # Ok::<(), mnesia::Error>(())
     /// ```
     pub fn after(mut self, key: &T::Key) -> Self {
-        let descending = self.order.first().is_some_and(|o| o.is_key_descending(T::KEY_POSITION));
+        self.after = Some(key.clone());
+        self
+    }
+
+    /// The query as it runs: [`Query::after`]'s key made a condition, by the order the
+    /// query has (keys below it when ordered by the key descending, above it otherwise),
+    /// and a `set` or `bag` without an order put in key order (an `ordered_set` is read in
+    /// it anyway).
+    fn resolved(&self) -> Query<T> {
+        let mut q = self.clone();
+        let Some(key) = q.after.take() else { return q };
+        let descending = q.order.first().is_some_and(|o| o.is_key_descending(T::KEY_POSITION));
         let field = T::FIELDS.get(T::KEY_POSITION).map_or("key", |f| f.name);
-        if self.order.is_empty() {
+        if q.order.is_empty() && T::TYPE != TableType::OrderedSet {
             let by_key: crate::schema::filter::Comparator<T> =
                 std::sync::Arc::new(|a: &T, b: &T| a.key().cmp(b.key()));
-            self.order.push(Order::new(field, T::KEY_POSITION, true, by_key));
+            q.order.push(Order::new(field, T::KEY_POSITION, true, by_key));
         }
         let bar = key.clone();
         #[allow(clippy::type_complexity)]
@@ -282,10 +305,10 @@ impl<T: Record> Query<T> {
             field,
             position: T::KEY_POSITION,
             op,
-            values: vec![std::sync::Arc::new(key.clone())],
+            values: vec![std::sync::Arc::new(key)],
             test,
         };
-        self.filter(Filter::from_cond(cond))
+        q.filter(Filter::from_cond(cond))
     }
 
     /// How two records compare in the query's order (then by key).
@@ -334,6 +357,9 @@ impl<T: Record> Query<T> {
     /// # Ok::<(), mnesia::Error>(())
     /// ```
     pub fn select<P: crate::schema::projection::Projection<T>>(&self, fields: P) -> Result<Vec<P::Output>> {
+        if self.after.is_some() {
+            return self.resolved().select(fields);
+        }
         if !self.in_key_order() {
             return Ok(self.all()?.iter().map(|r| fields.project(r)).collect());
         }
@@ -380,6 +406,9 @@ impl<T: Record> Query<T> {
     /// # Ok::<(), mnesia::Error>(())
     /// ```
     pub fn count(&self) -> Result<usize> {
+        if self.after.is_some() {
+            return self.resolved().count();
+        }
         let wanted = self.limit.map_or(usize::MAX, |l| l.saturating_add(self.offset));
         let n = run(|| with_tx(|tx| Ok(tx.select(&self.filter, wanted, |_| ())?.len())))?;
         Ok(n.saturating_sub(self.offset).min(self.limit.unwrap_or(usize::MAX)))
@@ -403,6 +432,9 @@ impl<T: Record> Query<T> {
     /// # Ok::<(), mnesia::Error>(())
     /// ```
     pub fn keys(&self) -> Result<Vec<T::Key>> {
+        if self.after.is_some() {
+            return self.resolved().keys();
+        }
         if self.in_key_order() {
             let wanted = self.limit.map_or(usize::MAX, |l| l.saturating_add(self.offset));
             let keys = run(|| with_tx(|tx| tx.select(&self.filter, wanted, |r| r.key().clone())))?;
@@ -436,6 +468,9 @@ impl<T: Record> Query<T> {
     /// # Ok::<(), mnesia::Error>(())
     /// ```
     pub fn iter(&self) -> QueryIter<T> {
+        if self.after.is_some() {
+            return self.resolved().iter();
+        }
         let start = if T::TYPE == TableType::OrderedSet { Cursor::After(None) } else { Cursor::Shard(0) };
         QueryIter {
             query: self.clone(),
