@@ -23,6 +23,8 @@ pub struct Faults {
     slow: Arc<parking_lot::RwLock<HashMap<(u64, u64), Duration>>>,
     /// Nodes whose disc is full.
     full: Arc<parking_lot::RwLock<BTreeSet<u64>>>,
+    /// Writes failed on a full disc so far (they fail at the write and at the sync in turn).
+    failed: Arc<std::sync::atomic::AtomicU64>,
 }
 
 impl Faults {
@@ -111,8 +113,9 @@ impl Faults {
     }
 
     /// Makes `node`'s disc full: what it writes to its Raft directory (its log, its
-    /// snapshot) fails as on a full disc (`StorageFull`), after half of it went to the file,
-    /// until [`Faults::free_disc`].
+    /// snapshot) fails as on a full disc (`StorageFull`), until [`Faults::free_disc`]: a
+    /// write of the log fails after half of it went to the file, or (every other time, as
+    /// file systems that allocate late tell) once it went whole, at its sync.
     ///
     /// ```
     /// let faults = mnesia_cluster::Faults::new();
@@ -168,13 +171,23 @@ impl Disc {
         Disc { faults: Faults::default(), node: 0 }
     }
 
-    /// The error of a write to a full disc, if the disc is full.
-    pub(crate) fn full(&self) -> Option<std::io::Error> {
-        self.faults.is_disc_full(self.node).then(|| {
-            std::io::Error::new(
-                std::io::ErrorKind::StorageFull,
-                "no space left on device (a fault made for tests)",
-            )
-        })
+    /// How a write to this disc fails, if the disc is full.
+    pub(crate) fn fault(&self) -> Option<DiscFault> {
+        if !self.faults.is_disc_full(self.node) {
+            return None;
+        }
+        let n = self.faults.failed.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let error = std::io::Error::new(
+            std::io::ErrorKind::StorageFull,
+            "no space left on device (a fault made for tests)",
+        );
+        Some(DiscFault { error, at_sync: n % 2 == 1 })
     }
+}
+
+/// How a write to a full disc fails (see [`Faults::fill_disc`]).
+pub(crate) struct DiscFault {
+    pub(crate) error: std::io::Error,
+    /// Whether the write goes whole and its sync fails (or the write fails half way).
+    pub(crate) at_sync: bool,
 }

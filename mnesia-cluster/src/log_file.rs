@@ -152,17 +152,17 @@ impl LogFile {
             disc: self.disc.clone(),
         };
         for op in state {
-            fresh.append(op)?;
+            fresh.append(op, fresh.disc.fault().map(|f| f.error))?;
         }
         let mut chunk = Vec::with_capacity(REWRITE_ENTRIES);
         for e in entries {
             chunk.push(e.clone());
             if chunk.len() == REWRITE_ENTRIES {
-                fresh.append(&LogOp::Append(std::mem::take(&mut chunk)))?;
+                fresh.append(&LogOp::Append(std::mem::take(&mut chunk)), None)?;
             }
         }
         if !chunk.is_empty() {
-            fresh.append(&LogOp::Append(chunk))?;
+            fresh.append(&LogOp::Append(chunk), None)?;
         }
         fresh.file.sync_all()?;
         // Appends go to the new file from the rename on (opened for appending before it).
@@ -174,19 +174,28 @@ impl LogFile {
     /// next record that is.
     pub(crate) fn write(&mut self, op: &LogOp) -> io::Result<()> {
         self.name_durably()?;
-        self.append(op)?;
+        let (at_write, at_sync) = match self.disc.fault() {
+            Some(fault) if fault.at_sync => (None, Some(fault.error)),
+            fault => (fault.map(|f| f.error), None),
+        };
+        self.append(op, at_write)?;
         if matches!(op, LogOp::Committed(_)) {
             return Ok(());
         }
         // After a failed sync, what was written since the last one may be lost, or not:
         // it is cut off and written again.
+        if let Some(full) = at_sync {
+            self.torn = true;
+            return Err(full);
+        }
         self.file.sync_data().inspect_err(|_| self.torn = true)?;
         self.synced = self.len;
         Ok(())
     }
 
-    /// Appends `op`, not synced (after cutting off what a failed write or sync left).
-    fn append(&mut self, op: &LogOp) -> io::Result<()> {
+    /// Appends `op`, not synced (after cutting off what a failed write or sync left); with
+    /// `fail` (a full disc made for tests), half of it, then the error.
+    fn append(&mut self, op: &LogOp, fail: Option<io::Error>) -> io::Result<()> {
         if self.torn {
             self.file.set_len(self.synced)?;
             (self.len, self.torn) = (self.synced, false);
@@ -199,7 +208,7 @@ impl LogFile {
         record.extend_from_slice(&len.to_le_bytes());
         record.extend_from_slice(&crc32fast::hash(&payload).to_le_bytes());
         record.extend_from_slice(&payload);
-        let written = match self.disc.full() {
+        let written = match fail {
             // Half of it reaches the file, as a write cut short.
             Some(full) => self.file.write_all(&record[..record.len() / 2]).and(Err(full)),
             None => self.file.write_all(&record),
@@ -341,6 +350,7 @@ mod tests {
         log.write(&vote(1)).expect("write");
         log.write(&LogOp::Committed(None)).expect("a hint, not synced");
         faults.fill_disc(1);
+        // Cut short at the write, then whole but failed at the sync, then cut short again.
         for _ in 0..3 {
             let full = log.write(&LogOp::Append(vec![entry(1), entry(2)])).expect_err("the disc is full");
             assert_eq!(full.kind(), io::ErrorKind::StorageFull);

@@ -55,8 +55,8 @@ pub(crate) fn save(dir: &Path, saved: &Saved, disc: &Disc) -> io::Result<()> {
 fn write_synced(tmp: &Path, payload: &[u8], disc: &Disc) -> io::Result<()> {
     let mut file = std::fs::File::create(tmp)?;
     file.write_all(&crc32fast::hash(payload).to_le_bytes())?;
-    if let Some(full) = disc.full() {
-        return Err(full);
+    if let Some(full) = disc.fault() {
+        return Err(full.error);
     }
     file.write_all(payload)?;
     file.sync_all()
