@@ -406,18 +406,10 @@ async fn connection(tcp: TcpStream, node: &crate::node::Shared) -> Result<(), Wi
         // `writes.rs`): requests for it would wait too, each holding its connection and
         // its entries until the disc has room. Refused at once instead (the peer sees this
         // node unreachable); and each bounded, in case the disc fills under one.
-        let raft_waits = node.writes.iter().any(|w| w.is_failing());
-        if raft_waits
-            && matches!(
-                request,
-                Request::Append(_)
-                    | Request::Vote(_)
-                    | Request::Snapshot(_)
-                    | Request::Propose(_)
-                    | Request::ReadIndex
-            )
-        {
-            tracing::debug!(target: "mnesia::cluster", from, "a Raft request refused: this node's disc fails");
+        // (Pings and questions too: a node whose Raft waits is down for the others, who
+        // then wait for it no more, as `sync_transaction` would, once per call.)
+        if node.writes.iter().any(|w| w.is_failing()) {
+            tracing::debug!(target: "mnesia::cluster", from, "a request refused: this node's disc fails");
             return Ok(());
         }
         let response = match request {

@@ -660,8 +660,11 @@ impl Node {
                     dir.display()
                 )));
             }
-            Some(dir) => LogStore::open(dir, disc.clone(), Arc::clone(&writes[0]))
-                .map_err(|e| Error::Io { path: dir.clone(), source: e })?,
+            Some(dir) => {
+                let lock = crate::log_file::claim(dir, options.id)?;
+                LogStore::open(dir, disc.clone(), Arc::clone(&writes[0]), Some(lock))
+                    .map_err(|e| Error::Io { path: dir.clone(), source: e })?
+            }
             None => LogStore::default(),
         };
         // Two workers: one may be applying a commit (see `StateMachine::apply_proposal`).

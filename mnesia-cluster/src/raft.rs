@@ -92,6 +92,8 @@ struct LogInner {
     committed: Option<LogId<u64>>,
     /// Where every change is written first, when the log is durable.
     file: Option<LogFile>,
+    /// The directory's lock, held while the log is (see `log_file::claim`).
+    _lock: Option<std::fs::File>,
 }
 
 impl LogInner {
@@ -151,10 +153,15 @@ pub(crate) struct LogStore {
 
 impl LogStore {
     /// The log kept in `dir` on `disc`, as the node left it, its writes faring as `writes`
-    /// tells.
-    pub(crate) fn open(dir: &std::path::Path, disc: Disc, writes: Arc<Writes>) -> std::io::Result<LogStore> {
+    /// tells; `lock` (the directory's, see `log_file::claim`) is held as long as the log.
+    pub(crate) fn open(
+        dir: &std::path::Path,
+        disc: Disc,
+        writes: Arc<Writes>,
+        lock: Option<std::fs::File>,
+    ) -> std::io::Result<LogStore> {
         let (file, ops) = LogFile::open(dir, disc)?;
-        let mut inner = LogInner::default();
+        let mut inner = LogInner { _lock: lock, ..LogInner::default() };
         for op in ops {
             inner.apply(op);
         }
@@ -748,7 +755,7 @@ mod tests {
                 let (mut file, _) = LogFile::open(dir.path(), Disc::sound()).expect("open");
                 file.write(&LogOp::Append(entries(indexes))).expect("append");
             }
-            let store = LogStore::open(dir.path(), Disc::sound(), Arc::default()).expect("log");
+            let store = LogStore::open(dir.path(), Disc::sound(), Arc::default(), None).expect("log");
             (dir, store)
         };
         let (dir, store) = log(&[1, 2, 3, 6, 7, 8]);
@@ -756,7 +763,7 @@ mod tests {
         assert_eq!(store.inner.lock().entries.keys().copied().collect::<Vec<_>>(), vec![6, 7, 8]);
         assert_eq!(store.inner.lock().last_purged, Some(at(5)));
         drop(store);
-        let reopened = LogStore::open(dir.path(), Disc::sound(), Arc::default()).expect("reopen");
+        let reopened = LogStore::open(dir.path(), Disc::sound(), Arc::default(), None).expect("reopen");
         assert_eq!(
             reopened.inner.lock().entries.keys().copied().collect::<Vec<_>>(),
             vec![6, 7, 8],

@@ -78,7 +78,10 @@ impl Writes {
             "{what} cannot be written: tried again until it is (this node's Raft waits meanwhile)"
         );
         if let Some(db) = &self.db {
-            db.report_cluster_event(ClusterEvent::LogFailed { kind: e.kind(), reason: e.to_string() });
+            db.report_cluster_event(ClusterEvent::LogFailed {
+                kind: e.kind(),
+                reason: format!("{what}: {e}"),
+            });
         }
     }
 
@@ -142,7 +145,7 @@ mod tests {
             events.try_recv(),
             Some(mnesia_runtime::SystemEvent::Cluster(ClusterEvent::LogFailed {
                 kind: io::ErrorKind::StorageFull,
-                reason: "full".into()
+                reason: "a test file: full".into()
             }))
         );
         assert_eq!(events.try_recv(), Some(mnesia_runtime::SystemEvent::Cluster(ClusterEvent::LogRecovered)));

@@ -845,6 +845,23 @@ fn a_node_starts_again_from_its_snapshot_and_the_rest_of_its_log() {
     assert!(log < early * 5, "the log file is {log} bytes, {early} after 10 entries");
 }
 
+/// A Raft directory is one node's: a second node started on it while the first runs is
+/// refused (it wrote its own votes into the same log), and so is another node's id, even
+/// once it is free (it would take that node's log and vote for its own). Found trying the
+/// cluster as a new user would.
+#[test]
+fn a_raft_directory_is_one_nodes_own() {
+    let dir = tempfile::tempdir().expect("dir");
+    let (_db, node) = alone(|db: &Database| Node::start(db, quick(1).dir(dir.path())).expect("node"));
+    let again = Node::start(&fresh(), quick(1).dir(dir.path())).err();
+    assert!(matches!(again, Some(Error::Locked { .. })), "{again:?}");
+    drop(node);
+    let other = Node::start(&fresh(), quick(2).dir(dir.path())).err();
+    assert!(matches!(&other, Some(Error::Invalid(why)) if why.contains("node 1's")), "{other:?}");
+    let node = Node::start(&fresh(), quick(1).dir(dir.path())).expect("its own node starts again on it");
+    node.wait_for_leader(Duration::from_secs(10)).expect("leader");
+}
+
 #[test]
 fn a_snapshot_that_cannot_be_written_stops_nothing_and_the_log_keeps_what_it_lacks() {
     let dir = tempfile::tempdir().expect("dir");

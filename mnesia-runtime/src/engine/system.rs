@@ -116,9 +116,10 @@ pub enum ClusterEvent {
     },
     /// Writing the node's Raft log (or a snapshot its leader sent) to its directory failed
     /// (a full disc, a failing device). The node's Raft waits and tries again until the
-    /// write succeeds: meanwhile the node orders nothing (its writes fail once their
-    /// [write timeout](https://docs.rs/mnesia-cluster) passes), a leader loses its lead to
-    /// the others, and the others go on without it. Told once per failure.
+    /// write succeeds: meanwhile the node orders nothing and answers no other node (its
+    /// writes fail once its write timeout passes), a leader loses its lead to the others,
+    /// and the others go on without it. Told once per failure (of the log, or of a snapshot
+    /// the leader sent, each on its own: the reason says which).
     LogFailed {
         /// The operating system's kind of the failure (`StorageFull` for a full disc).
         kind: std::io::ErrorKind,
