@@ -91,10 +91,12 @@ impl Shared {
         }
         match change {
             Change::Learn { id, addr, .. } => {
-                // Returns once openraft counts the learner as caught up (within its lag
-                // threshold, thousands of entries): the joining node then waits until it
-                // holds the log up to the read index before it asks to vote.
-                self.raft.add_learner(*id, BasicNode { addr: addr.clone() }, true).await?;
+                // Returns once the learner is a member: the joining node then waits, as
+                // long as its caller lets it, until it holds the log up to the leader's
+                // read index before it asks to vote. (Not once openraft counts it caught
+                // up: this node answers within 30 s, and a join given longer on a large
+                // database failed though the node was added.)
+                self.raft.add_learner(*id, BasicNode { addr: addr.clone() }, false).await?;
             }
             Change::Vote { id } => {
                 self.raft.change_membership(ChangeMembers::AddVoterIds([*id].into()), false).await?;
