@@ -35,10 +35,6 @@ pub(crate) enum LogOp {
     Purge(LogId<u64>),
 }
 
-/// How long the directory's lock is waited for: a process that starts a program (fork,
-/// then exec) lends the child its lock until the exec closes it.
-const LOCK_PATIENCE: std::time::Duration = std::time::Duration::from_millis(250);
-
 /// Claims `dir` for node `id`: takes its lock (`raft.lock`, held as long as the returned
 /// file is open: one node at a time keeps its log there), and checks that it is node `id`'s
 /// (`raft.node`, written at the first start): another node's log and vote would be taken for
@@ -47,20 +43,7 @@ pub(crate) fn claim(dir: &Path, id: u64) -> mnesia_runtime::Result<File> {
     use mnesia_runtime::Error;
     let io = |path: std::path::PathBuf| move |source| Error::Io { path, source };
     std::fs::create_dir_all(dir).map_err(io(dir.to_path_buf()))?;
-    let path = dir.join("raft.lock");
-    let lock =
-        OpenOptions::new().create(true).truncate(false).write(true).open(&path).map_err(io(path.clone()))?;
-    let deadline = std::time::Instant::now() + LOCK_PATIENCE;
-    loop {
-        match lock.try_lock() {
-            Ok(()) => break,
-            Err(std::fs::TryLockError::WouldBlock) if std::time::Instant::now() < deadline => {
-                std::thread::sleep(std::time::Duration::from_millis(5));
-            }
-            Err(std::fs::TryLockError::WouldBlock) => return Err(Error::Locked { dir: dir.to_path_buf() }),
-            Err(std::fs::TryLockError::Error(e)) => return Err(Error::Io { path, source: e }),
-        }
-    }
+    let lock = mnesia_runtime::lock_file(dir, "raft.lock")?;
     let path = dir.join("raft.node");
     match std::fs::read_to_string(&path) {
         Ok(text) => match text.trim().parse::<u64>() {

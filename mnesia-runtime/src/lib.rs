@@ -49,6 +49,8 @@ pub use db::{Config, Database, cleanup_expired, start, stop, system_tables};
 #[doc(hidden)]
 pub use disk::files::faults;
 pub use disk::fuzzing;
+#[doc(hidden)]
+pub use disk::lock_file;
 pub use disk::wal::Durability;
 pub use engine::backup_types::RestoreMode;
 pub use engine::browse_types::{Browse, JsonSubscription, Page};

@@ -209,7 +209,23 @@ const LOCK_PATIENCE: std::time::Duration = std::time::Duration::from_millis(250)
 
 /// Takes the directory's lock file, or says who has it.
 pub(crate) fn lock_dir(dir: &Path) -> Result<File> {
-    let p = dir.join(LOCK);
+    lock_file(dir, LOCK)
+}
+
+/// Takes the lock of file `name` in `dir` (made if missing), held while the returned file
+/// is open; [`Error::Locked`] when another handle, in this process or another, holds it
+/// (waited for a moment first). For the cluster's Raft directory too: not part of the API.
+///
+/// ```
+/// let dir = tempfile::tempdir()?;
+/// let held = mnesia_runtime::lock_file(dir.path(), "LOCK")?;
+/// assert!(matches!(mnesia_runtime::lock_file(dir.path(), "LOCK"), Err(mnesia_runtime::Error::Locked { .. })));
+/// drop(held);
+/// mnesia_runtime::lock_file(dir.path(), "LOCK")?;
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+pub fn lock_file(dir: &Path, name: &str) -> Result<File> {
+    let p = dir.join(name);
     let f = File::options().create(true).truncate(false).write(true).open(&p).map_err(|e| io_error(&p, e))?;
     let deadline = std::time::Instant::now() + LOCK_PATIENCE;
     loop {
