@@ -38,12 +38,18 @@ pub(crate) enum LogOp {
 /// Claims `dir` for node `id`: takes its lock (`raft.lock`, held as long as the returned
 /// file is open: one node at a time keeps its log there), and checks that it is node `id`'s
 /// (`raft.node`, written at the first start): another node's log and vote would be taken for
-/// this one's.
+/// this one's; and refuses it if its node left the cluster (`raft.left`, see [`mark_left`]).
 pub(crate) fn claim(dir: &Path, id: u64) -> mnesia_runtime::Result<File> {
     use mnesia_runtime::Error;
     let io = |path: std::path::PathBuf| move |source| Error::Io { path, source };
     std::fs::create_dir_all(dir).map_err(io(dir.to_path_buf()))?;
     let lock = mnesia_runtime::lock_file(dir, "raft.lock")?;
+    if dir.join(LEFT).exists() {
+        return Err(Error::Invalid(format!(
+            "the Raft directory {} is that of node {id}, which left the cluster (its log still counts it a member): start the node on an empty directory and join to be a member again",
+            dir.display()
+        )));
+    }
     let path = dir.join("raft.node");
     match std::fs::read_to_string(&path) {
         Ok(text) => match text.trim().parse::<u64>() {
@@ -64,6 +70,18 @@ pub(crate) fn claim(dir: &Path, id: u64) -> mnesia_runtime::Result<File> {
         }
         Err(e) => Err(Error::Io { path, source: e }),
     }
+}
+
+/// The file whose presence says that the directory's node left the cluster.
+const LEFT: &str = "raft.left";
+
+/// Marks `dir` as a node's that left the cluster (durably: see [`claim`]).
+pub(crate) fn mark_left(dir: &Path) -> mnesia_runtime::Result<()> {
+    let path = dir.join(LEFT);
+    File::create(&path)
+        .and_then(|f| f.sync_all())
+        .and_then(|()| File::open(dir)?.sync_all())
+        .map_err(|source| mnesia_runtime::Error::Io { path, source })
 }
 
 /// The file, open for appending.

@@ -213,12 +213,29 @@ impl Node {
         match self.block_on(async { tokio::time::timeout(timeout, change).await }) {
             Err(_) => Err(Error::NoMajority { waited: timeout }),
             Ok(Err(why)) => Err(Error::Invalid(format!("removing node {id}: {why}"))),
+            Ok(Ok(())) if id == shared.id => self.left(),
             Ok(Ok(())) => Ok(()),
         }
     }
 
+    /// This node is no member any more: its writes fail at once from now on, and its Raft
+    /// directory says so (its log still counts it a member: started again on it, it would
+    /// campaign and wait in vain for commits; see `log_file::claim`).
+    fn left(&self) -> Result<()> {
+        let shared = &self.shared;
+        let _ = shared.left.set(format!("node {} left the cluster", shared.id));
+        match &shared.dir {
+            Some(dir) => crate::log_file::mark_left(dir),
+            None => Ok(()),
+        }
+    }
+
     /// Removes this node from the cluster's members ([`Node::remove`] of its own id): drop
-    /// it afterwards; its database keeps the records it had, and its writing commits fail.
+    /// it afterwards; its database keeps the records it had (reads answer from them), and
+    /// its writing commits fail at once with [`Error::Closed`] saying it left. Its Raft
+    /// directory, if it has one, keeps that it left: a node started on it is refused
+    /// ([`Error::Invalid`]); start the node on an empty directory and [`Node::join`] to be
+    /// a member again.
     ///
     /// ```no_run
     /// # let node: mnesia_cluster::Node = unimplemented!();

@@ -351,6 +351,17 @@ pub struct Status {
     pub purged: Option<u64>,
 }
 
+/// Why a batch of proposals was not ordered.
+pub(crate) enum Unordered {
+    /// This node's Raft stopped (its fate is unknown: the others may still order it).
+    Stopped(String),
+    /// The leader counts this node no member: refused, not ordered.
+    NotMember(String),
+}
+
+/// How a leader's refusal of a stranger's proposals begins (see [`Shared::write_here`]).
+const NOT_MEMBER: &str = "not a member: ";
+
 /// What the node's tasks share.
 pub(crate) struct Shared {
     pub(crate) id: u64,
@@ -379,6 +390,10 @@ pub(crate) struct Shared {
     /// its log, and those of the snapshots its leader sends (each fails and recovers on its
     /// own).
     pub(crate) writes: [Arc<crate::writes::Writes>; 2],
+    /// Set once this node left the cluster ([`Node::leave`]): why its writes fail.
+    pub(crate) left: std::sync::OnceLock<String>,
+    /// The node's Raft directory, if it has one.
+    pub(crate) dir: Option<std::path::PathBuf>,
 }
 
 /// Connections to one node, and a permit for each: a writer holding a permit finds one of
@@ -394,7 +409,21 @@ const LEADER_LINKS: usize = 8;
 impl Shared {
     /// Orders `batch` through this node's Raft, if it leads: its log index and each
     /// proposal's place and verdict.
+    /// A member's proposals only: a node that left or was removed would wait in vain to
+    /// apply its commit, which the cluster made ([`NOT_MEMBER`] then).
     pub(crate) async fn write_here(&self, batch: Batch) -> std::result::Result<(u64, Vec<Placed>), String> {
+        let stranger = {
+            let m = self.raft.metrics();
+            let m = m.borrow();
+            let membership = m.membership_config.membership();
+            batch.0.iter().map(|p| p.id.node).find(|n| membership.get_node(n).is_none())
+        };
+        if let Some(node) = stranger {
+            return Err(format!(
+                "{NOT_MEMBER}node {node} left the cluster or was removed from it: node {} counts it no member",
+                self.id
+            ));
+        }
         match self.raft.client_write(batch).await {
             Ok(r) => Ok((r.log_id.index, r.data)),
             Err(e) => Err(e.to_string()),
@@ -402,17 +431,21 @@ impl Shared {
     }
 
     /// Orders `batch` through the leader, wherever it is (bounded by the caller's timeout).
-    pub(crate) async fn propose(&self, batch: Batch) -> std::result::Result<(u64, Vec<Placed>), String> {
+    pub(crate) async fn propose(&self, batch: Batch) -> std::result::Result<(u64, Vec<Placed>), Unordered> {
         loop {
             let forward = match self.raft.client_write(batch.clone()).await {
                 Ok(r) => return Ok((r.log_id.index, r.data)),
                 Err(RaftError::APIError(ClientWriteError::ForwardToLeader(f))) => f,
-                Err(e) => return Err(e.to_string()),
+                Err(e) => return Err(Unordered::Stopped(e.to_string())),
             };
             if let (Some(id), Some(node)) = (forward.leader_id, forward.leader_node) {
                 let request = Request::Propose(batch.clone());
-                if let Ok(Response::Proposed(Ok(placed))) = self.ask(id, &node, &request).await? {
-                    return Ok(placed);
+                match self.ask(id, &node, &request).await.map_err(Unordered::Stopped)? {
+                    Ok(Response::Proposed(Ok(placed))) => return Ok(placed),
+                    Ok(Response::Proposed(Err(why))) if why.starts_with(NOT_MEMBER) => {
+                        return Err(Unordered::NotMember(why[NOT_MEMBER.len()..].to_owned()));
+                    }
+                    _ => {}
                 }
             }
             // No leader yet, or it just changed: ask again shortly.
@@ -730,6 +763,8 @@ impl Node {
             holds: Arc::default(),
             sync_links: crate::net::MemberLinks::default(),
             writes,
+            left: std::sync::OnceLock::new(),
+            dir: options.dir.clone(),
         });
         runtime.spawn(crate::net::serve(listener, Arc::clone(&shared)));
         runtime.spawn(crate::liveness::watch_leader(shared.raft.clone(), shared.id, db.clone()));

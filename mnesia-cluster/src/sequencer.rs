@@ -15,7 +15,7 @@ use mnesia_runtime::{CommitRecord, Error, OrderFuture, Result, Sequencer};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc};
 use tokio::time::Instant;
 
-use crate::node::Shared;
+use crate::node::{Shared, Unordered};
 use crate::raft::{Batch, Proposal, ProposalId, Verdict};
 
 /// The largest commit record the cluster orders, and the most an entry gathers (encoded;
@@ -46,6 +46,8 @@ enum Outcome {
     Stopped(String),
     /// No majority within the time allowed.
     NoMajority,
+    /// Not ordered: this node is no member of the cluster (why). Nothing was committed.
+    NotMember(String),
     /// Decided, but this node did not apply it in time (it stopped, or fell behind).
     NotApplied,
     /// What should not happen did.
@@ -93,6 +95,9 @@ impl ClusterSequencer {
             });
         }
         let shared = &self.shared;
+        if let Some(why) = shared.left.get() {
+            return Err(not_member(why));
+        }
         let n = shared.proposals.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         // Counted on its way until answered (or dropped): holds wait for it (`holds.rs`).
         let on_its_way = OnItsWay::new(shared, &record);
@@ -179,7 +184,10 @@ async fn send(shared: Arc<Shared>, gathered: Vec<Pending>, slot: OwnedSemaphoreP
     drop(slot);
     let outcomes: Vec<Outcome> = match decided {
         Err(_) => replies.iter().map(|_| Outcome::NoMajority).collect(),
-        Ok(Err(why)) => replies.iter().map(|_| Outcome::Stopped(why.clone())).collect(),
+        Ok(Err(Unordered::Stopped(why))) => replies.iter().map(|_| Outcome::Stopped(why.clone())).collect(),
+        Ok(Err(Unordered::NotMember(why))) => {
+            replies.iter().map(|_| Outcome::NotMember(why.clone())).collect()
+        }
         // Answered once this node has applied the entry too, so that a read here sees the
         // commits (waiting longer than for the majority: they are decided).
         Ok(Ok((index, placed))) => {
@@ -236,6 +244,12 @@ impl Drop for Held {
     }
 }
 
+/// The error of a commit not ordered because this node is no member (`why`): nothing was
+/// committed.
+fn not_member(why: &str) -> Error {
+    Error::Closed { what: format!("this cluster node for writes ({why}; the commit was not made)") }
+}
+
 /// The verdict of a proposal from what became of it (`None`: the node stopped first).
 fn verdict(shared: &Shared, timeout: Duration, outcome: Option<Outcome>) -> Result<()> {
     match outcome {
@@ -251,6 +265,7 @@ fn verdict(shared: &Shared, timeout: Duration, outcome: Option<Outcome>) -> Resu
             ),
         }),
         Some(Outcome::NoMajority) => Err(Error::NoMajority { waited: timeout }),
+        Some(Outcome::NotMember(why)) => Err(not_member(&why)),
         Some(Outcome::Bug(why)) => Err(Error::Internal(why)),
         Some(Outcome::NotApplied) => Err(Error::Closed {
             what: "this cluster node (a commit was decided but the node did not apply it)".into(),

@@ -980,6 +980,48 @@ fn a_node_joins_a_running_cluster_and_members_leave_or_are_removed() {
     assert_eq!(run.accounts(a).len(), 63);
 }
 
+#[test]
+fn a_node_that_left_says_so_and_its_directory_is_not_a_member_again() {
+    let dirs: Vec<_> = (0..3).map(|_| tempfile::tempdir().expect("dir")).collect();
+    let mut run = three_options(|id| quick(id).dir(dirs[id as usize - 1].path()));
+    write_through(&run.dbs[0], 0..5);
+    run.settle();
+    let leaving = (run.leader() + 1) % 3;
+    let node = run.nodes[leaving].take().expect("node");
+    node.leave(Duration::from_secs(10)).expect("leave");
+    // Its writes fail at once, saying why (not a NoMajority after the write timeout).
+    let write = run.dbs[leaving].scope(|| Account::write(Account { id: 50, balance: 1 }));
+    assert!(matches!(&write, Err(Error::Closed { what }) if what.contains("left the cluster")), "{write:?}");
+    // Reads still answer from its copy.
+    assert_eq!(run.dbs[leaving].scope(|| Account::read(&0)).expect("read").map(|a| a.balance), Some(0));
+    drop(node);
+    // Started again on its directory, it does not campaign as a member: refused, saying how.
+    let again = Node::start(&fresh(), quick(leaving as u64 + 1).dir(dirs[leaving].path())).err();
+    assert!(matches!(&again, Some(Error::Invalid(why)) if why.contains("left the cluster")), "{again:?}");
+    // The others go on.
+    let (a, b) = (run.live()[0].1, run.live()[1].1);
+    write_through(a, 10..15);
+    write_through(b, 20..25);
+    run.settle();
+    assert_eq!(run.accounts(run.live()[0].0), run.accounts(run.live()[1].0));
+    // A running follower removed by the leader: its writes, sent to the leader, are
+    // refused as a stranger's (made, they would never reach its copy), not waited for.
+    let leader = run.leader();
+    let removed = run.live().iter().map(|(i, _)| *i).find(|i| *i != leader).expect("a follower");
+    run.nodes[leader]
+        .as_ref()
+        .expect("leader")
+        .remove(removed as u64 + 1, Duration::from_secs(10))
+        .expect("remove");
+    let write = run.dbs[removed].scope(|| Account::write(Account { id: 60, balance: 1 }));
+    assert!(
+        matches!(&write, Err(Error::Closed { what }) if what.contains("counts it no member")),
+        "{write:?}"
+    );
+    write_through(&run.dbs[leader], 30..35);
+    assert_eq!(run.dbs[leader].scope(|| Account::read(&60)).expect("read"), None);
+}
+
 /// Writes accounts `ids` on `db`, each tried again (a leader being elected) for 20 s at most.
 fn write_through(db: &Database, ids: std::ops::Range<u32>) {
     for id in ids {
