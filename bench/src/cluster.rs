@@ -5,6 +5,8 @@
 //!   (`value`), against one writer's;
 //! - `cluster_snapshot_100k_ms`: a node's snapshot of a copy of 100k records (writing it,
 //!   and `load_ms`, loading it on another), beside a backup file of the same copy;
+//! - `cluster_snapshot_peak_mb`: the most heap a node holding 100k records takes while it
+//!   builds its Raft snapshot and writes it to its directory, against the snapshot's size;
 //! - `cluster_catch_up_100k_ms`: a node stopped while 100k records are written (in
 //!   transactions of 100) starts again on its log; the time until it holds them (`value`).
 //!
@@ -62,8 +64,10 @@ fn run(report: &mut Report, quick: bool, tx_write_floor: f64, durable: bool) -> 
     let name = |n: &str| format!("{n}{suffix}");
     let wanted = |r: &Report, n: &str| r.wants(&name(n));
     let commits = ["cluster_tx_write", "cluster_tx_write_32"].iter().any(|n| wanted(report, n));
-    let catch_up =
-        durable && ["cluster_catch_up_100k_ms", "cluster_snapshot_100k_ms"].iter().any(|n| report.wants(n));
+    let catch_up = durable
+        && ["cluster_catch_up_100k_ms", "cluster_snapshot_100k_ms", "cluster_snapshot_peak_mb"]
+            .iter()
+            .any(|n| report.wants(n));
     if !commits && !catch_up {
         return Ok(());
     }
@@ -189,6 +193,54 @@ fn run(report: &mut Report, quick: bool, tx_write_floor: f64, durable: bool) -> 
             }),
         );
     }
+    if durable && report.wants("cluster_snapshot_peak_mb") {
+        report.figures.insert("cluster_snapshot_peak_mb".into(), snapshot_peak(quick, dir.path())?);
+    }
     drop(nodes);
     Ok(())
+}
+
+/// `cluster_snapshot_peak_mb`: the most heap a node of one holding 100k records takes
+/// above what it held while it builds its Raft snapshot and writes it to its directory,
+/// against the floor of the snapshot's own size (a snapshot held whole in memory takes
+/// that at least).
+fn snapshot_peak(quick: bool, dir: &std::path::Path) -> mnesia::Result<serde_json::Value> {
+    let records: u64 = if quick { 20_000 } else { 100_000 };
+    let db = database()?;
+    // A snapshot every 200 entries: none while the records are loaded (in 1,000 per
+    // commit, one entry each), the first once the writes below cross it.
+    let node = Node::start(&db, options(9, Some(dir)).snapshots(200, 50))?;
+    node.initialize([(9, node.local_addr())])?;
+    node.wait_for_leader(Duration::from_secs(10))?;
+    db.scope(|| -> mnesia::Result<()> {
+        for chunk in (0..records).collect::<Vec<_>>().chunks(1000) {
+            User::batch_write(chunk.iter().map(|i| user(*i)))?;
+        }
+        Ok(())
+    })?;
+    if node.status().snapshot.is_some() {
+        return Err(mnesia::Error::Invalid("a snapshot was taken before the measure".into()));
+    }
+    let mut size = Vec::new();
+    db.write_ordered_snapshot(&mut size)?;
+    let (taken, peak) = crate::alloc::peak(|| {
+        db.scope(|| -> mnesia::Result<bool> {
+            for i in 0..400 {
+                User::write(user(i))?;
+                if node.status().snapshot.is_some() {
+                    return Ok(true);
+                }
+            }
+            Ok(false)
+        })
+    });
+    if !taken? {
+        return Err(mnesia::Error::Invalid("no snapshot was taken within 400 entries".into()));
+    }
+    let mb = |b: f64| b / (1024.0 * 1024.0);
+    let (peak, floor) = (mb(peak as f64), mb(size.len() as f64));
+    eprintln!("cluster_snapshot_peak_mb {peak:>8.1} MB above the heap before; the snapshot is {floor:.1} MB");
+    Ok(
+        json!({ "value": round(peak), "floor": round(floor), "ratio": round(peak / floor), "records": records }),
+    )
 }

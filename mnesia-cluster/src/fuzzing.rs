@@ -32,8 +32,8 @@ pub fn log_file(bytes: &[u8]) {
 /// Reads `bytes` as a snapshot file, as a snapshot's body and as a database snapshot
 /// loaded into an empty database: an error or a result, never a panic.
 pub fn snapshot(bytes: &[u8]) {
-    let _ = crate::snapshot::decode(bytes);
-    let _ = postcard::from_bytes::<crate::snapshot::Body>(bytes);
+    let _ = crate::snapshot::decode(bytes.to_vec());
+    let _ = postcard::from_bytes::<crate::snapshot::Body<'_>>(bytes);
     if let Ok(db) = mnesia_runtime::Database::in_memory() {
         let _ = db.load_ordered_snapshot(bytes);
     }

@@ -3,7 +3,6 @@
 
 use std::collections::BTreeMap;
 use std::fmt::Debug;
-use std::io::Cursor;
 use std::ops::RangeBounds;
 use std::sync::Arc;
 
@@ -18,7 +17,7 @@ use tokio::sync::watch;
 
 use crate::faults::Disc;
 use crate::log_file::{LogFile, LogOp};
-use crate::snapshot::{Body, Saved};
+use crate::snapshot::{Body, Saved, SnapshotBytes};
 use crate::writes::Writes;
 
 openraft::declare_raft_types!(
@@ -29,7 +28,7 @@ openraft::declare_raft_types!(
         NodeId = u64,
         Node = BasicNode,
         Entry = Entry<Types>,
-        SnapshotData = Cursor<Vec<u8>>,
+        SnapshotData = SnapshotBytes,
 );
 
 /// A commit record as the log holds it, with the id of its proposal: a record proposed
@@ -481,14 +480,14 @@ impl RaftStateMachine<Types> for StateMachine {
         Built(self.snapshot_now())
     }
 
-    async fn begin_receiving_snapshot(&mut self) -> Result<Box<Cursor<Vec<u8>>>, StorageError<u64>> {
-        Ok(Box::new(Cursor::new(Vec::new())))
+    async fn begin_receiving_snapshot(&mut self) -> Result<Box<SnapshotBytes>, StorageError<u64>> {
+        Ok(Box::new(SnapshotBytes::new(Arc::default())))
     }
 
     async fn install_snapshot(
         &mut self,
         meta: &SnapshotMeta<u64, BasicNode>,
-        snapshot: Box<Cursor<Vec<u8>>>,
+        snapshot: Box<SnapshotBytes>,
     ) -> Result<(), StorageError<u64>> {
         let saved = Saved { meta: meta.clone(), data: snapshot.into_inner() };
         let machine = &mut *self;
@@ -515,7 +514,7 @@ impl RaftStateMachine<Types> for StateMachine {
     async fn get_current_snapshot(&mut self) -> Result<Option<Snapshot<Types>>, StorageError<u64>> {
         Ok(self.current.as_ref().map(|saved| Snapshot {
             meta: saved.meta.clone(),
-            snapshot: Box::new(Cursor::new(saved.data.clone())),
+            snapshot: Box::new(SnapshotBytes::new(Arc::clone(&saved.data))),
         }))
     }
 }
@@ -545,13 +544,19 @@ impl StateMachine {
     /// again from its directory.
     #[allow(clippy::result_large_err)]
     fn snapshot_now(&mut self) -> Result<Snapshot<Types>, StorageError<u64>> {
-        let mut db_bytes = Vec::new();
         let db = self.db.clone();
-        tokio::task::block_in_place(|| db.write_ordered_snapshot(&mut db_bytes))
-            .map_err(|e| snapshot_error(None, format!("snapshot of the database: {e}")))?;
-        let seen = self.seen_order.iter().filter_map(|(at, id)| Some((*at, *id, self.seen.get(id)?.clone())));
-        let body = Body { seen: seen.collect(), db: db_bytes };
-        let data = postcard::to_allocvec(&body).map_err(|e| snapshot_error(None, e.to_string()))?;
+        let seen: Vec<_> = self
+            .seen_order
+            .iter()
+            .filter_map(|(at, id)| Some((*at, *id, self.seen.get(id)?.clone())))
+            .collect();
+        let data = tokio::task::block_in_place(|| {
+            crate::snapshot::body(&seen, |out| {
+                db.write_ordered_snapshot(out).map(drop).map_err(|e| format!("snapshot of the database: {e}"))
+            })
+        })
+        .map_err(|why| snapshot_error(None, why))?;
+        let data = Arc::new(data);
         let snapshot_id = match self.last_applied {
             Some(l) => format!("{}-{}-{}", l.leader_id.term, l.index, std::process::id()),
             None => format!("0-0-{}", std::process::id()),
@@ -577,7 +582,7 @@ impl StateMachine {
             bytes = saved.data.len(),
             "snapshot built"
         );
-        Ok(Snapshot { meta, snapshot: Box::new(Cursor::new(saved.data)) })
+        Ok(Snapshot { meta, snapshot: Box::new(SnapshotBytes::new(saved.data)) })
     }
 
     /// Writes `saved` as the directory's snapshot, if the node has a directory, and tells
@@ -607,9 +612,9 @@ impl StateMachine {
 
     /// Replaces the database and what was applied by the snapshot `saved`.
     fn restore(&mut self, saved: &Saved) -> std::result::Result<(), String> {
-        let body: Body =
+        let body: Body<'_> =
             postcard::from_bytes(&saved.data).map_err(|e| format!("the snapshot does not decode: {e}"))?;
-        self.db.load_ordered_snapshot(&body.db[..]).map_err(|e| format!("the snapshot's database: {e}"))?;
+        self.db.load_ordered_snapshot(body.db).map_err(|e| format!("the snapshot's database: {e}"))?;
         self.seen.clear();
         self.seen_order.clear();
         for (at, id, verdict) in body.seen {
