@@ -44,15 +44,13 @@ pub(crate) fn claim(dir: &Path, id: u64) -> mnesia_runtime::Result<File> {
     let io = |path: std::path::PathBuf| move |source| Error::Io { path, source };
     std::fs::create_dir_all(dir).map_err(io(dir.to_path_buf()))?;
     let lock = mnesia_runtime::lock_file(dir, "raft.lock")?;
-    if dir.join(LEFT).exists() {
-        return Err(Error::Invalid(format!(
-            "the Raft directory {} is that of node {id}, which left the cluster (its log still counts it a member): start the node on an empty directory and join to be a member again",
-            dir.display()
-        )));
-    }
     let path = dir.join("raft.node");
     match std::fs::read_to_string(&path) {
         Ok(text) => match text.trim().parse::<u64>() {
+            Ok(owner) if owner == id && dir.join(LEFT).exists() => Err(Error::Invalid(format!(
+                "the Raft directory {} is that of node {id}, which left the cluster or was removed from it (its log still counts it a member): start the node on an empty directory and join to be a member again",
+                dir.display()
+            ))),
             Ok(owner) if owner == id => Ok(lock),
             Ok(owner) => Err(Error::Invalid(format!(
                 "the Raft directory {} is node {owner}'s, not node {id}'s: give each node its own",

@@ -25,11 +25,34 @@ pub(crate) enum Change {
     /// that a node that died meanwhile stays a learner (which no majority counts) instead
     /// of becoming a voter that never answers.
     Vote { id: u64 },
-    /// Node `id` no longer a member.
-    Remove { id: u64 },
+    /// Node `id` no longer a member, asked by node `by` (itself when it leaves).
+    Remove { id: u64, by: u64 },
 }
 
 type ChangeError = RaftError<u64, ClientWriteError<u64, BasicNode>>;
+
+/// A node being removed, in its leader's [`Shared::removing`] until dropped.
+struct Removing<'a>(&'a Shared, u64);
+
+impl<'a> Removing<'a> {
+    fn new(shared: &'a Shared, id: u64) -> Removing<'a> {
+        shared.removing.lock().insert(id);
+        Removing(shared, id)
+    }
+}
+
+impl Drop for Removing<'_> {
+    fn drop(&mut self) {
+        self.0.removing.lock().remove(&self.1);
+    }
+}
+
+/// How a refused removal of a node that is no member begins (the node's id follows).
+const NO_SUCH_MEMBER: &str = "no member of the cluster is node ";
+
+/// How long a voter being removed is given to receive the log before it goes (see
+/// `Shared::change_here`).
+const CATCH_UP_BEFORE_REMOVAL: Duration = Duration::from_secs(5);
 
 /// What of a table every copy must have alike to decide every commit alike: its shape
 /// (name, type, fields, key, auto-increment key) and its indexes (a unique index decides
@@ -101,18 +124,51 @@ impl Shared {
             Change::Vote { id } => {
                 self.raft.change_membership(ChangeMembers::AddVoterIds([*id].into()), false).await?;
             }
-            Change::Remove { id } => {
-                // A voter, or a learner (one that died before it asked to vote).
-                let voter = metrics.membership_config.membership().voter_ids().any(|v| v == *id);
-                let change = if voter {
-                    ChangeMembers::RemoveVoters([*id].into())
-                } else {
-                    ChangeMembers::RemoveNodes([*id].into())
-                };
-                self.raft.change_membership(change, false).await?;
+            Change::Remove { id, by } => {
+                let membership = metrics.membership_config.membership();
+                if membership.get_node(id).is_none() {
+                    return Err(RaftError::APIError(ClientWriteError::ChangeMembershipError(
+                        openraft::error::ChangeMembershipError::LearnerNotFound(
+                            openraft::error::LearnerNotFound { node_id: *id },
+                        ),
+                    )));
+                }
+                let addr = membership.get_node(id).map(|n| n.addr.clone());
+                // A voter is made a learner first, which stops its campaigns; from then on
+                // its proposals are refused, and it goes once the log it lacks has reached
+                // it (or it is not up): the commits it had on their way are applied there
+                // (made by the cluster but never reaching it, its writers would wait for
+                // them).
+                if membership.voter_ids().any(|v| v == *id) {
+                    self.raft.change_membership(ChangeMembers::RemoveVoters([*id].into()), true).await?;
+                }
+                let _removing = Removing::new(self, *id);
+                let last = self.raft.metrics().borrow().last_log_index.unwrap_or(0);
+                self.caught_up(*id, last).await;
+                self.raft.change_membership(ChangeMembers::RemoveNodes([*id].into()), false).await?;
+                // It no longer hears from the leader: told, if it is up (and did not ask).
+                if let Some(addr) = addr.filter(|_| id != by && *id != self.id) {
+                    let request = Request::Removed { by: self.id };
+                    let _ = self.dialer.ask_at(&addr, &request, Duration::from_secs(2)).await;
+                }
             }
         }
         Ok(())
+    }
+
+    /// Waits until node `id` holds the log up to `index`, while it is up, for
+    /// [`CATCH_UP_BEFORE_REMOVAL`] at most.
+    async fn caught_up(&self, id: u64, index: u64) {
+        let deadline = tokio::time::Instant::now() + CATCH_UP_BEFORE_REMOVAL;
+        let mut metrics = self.raft.metrics();
+        let _ = tokio::time::timeout_at(
+            deadline,
+            metrics.wait_for(|m| {
+                let matched = m.replication.as_ref().and_then(|r| r.get(&id).copied().flatten());
+                matched.is_some_and(|l| l.index >= index) || !self.dialer.liveness.up().contains(&id)
+            }),
+        )
+        .await;
     }
 
     /// Makes `change` through the leader, wherever it is (bounded by the caller's timeout).
@@ -127,6 +183,17 @@ impl Shared {
             let forward = match self.change_here(&change).await {
                 Ok(()) => return Ok(()),
                 Err(RaftError::APIError(ClientWriteError::ForwardToLeader(f))) => f,
+                // Another change on its way (a node leaving while another joins): this one
+                // after it.
+                Err(RaftError::APIError(ClientWriteError::ChangeMembershipError(
+                    openraft::error::ChangeMembershipError::InProgress(_),
+                ))) => {
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                    continue;
+                }
+                Err(RaftError::APIError(ClientWriteError::ChangeMembershipError(
+                    openraft::error::ChangeMembershipError::LearnerNotFound(missing),
+                ))) => return Err(format!("{NO_SUCH_MEMBER}{}", missing.node_id)),
                 Err(e) => return Err(e.to_string()),
             };
             if let (Some(id), Some(node)) = (forward.leader_id, forward.leader_node)
@@ -176,6 +243,11 @@ impl Node {
     /// # Ok::<(), mnesia::Error>(())
     /// ```
     pub fn join(&self, seed: SocketAddr, timeout: Duration) -> Result<()> {
+        if let Some(why) = self.shared.left.get() {
+            return Err(Error::Invalid(format!(
+                "{why}: a node that left joins again as a new node (started on an empty directory, on a new database)"
+            )));
+        }
         let (id, tables) = (self.shared.id, shapes(self.shared.dialer.liveness.database()));
         let learn = Request::Change(Change::Learn { id, addr: self.addr.to_string(), tables });
         let vote = Request::Change(Change::Vote { id });
@@ -199,8 +271,14 @@ impl Node {
 
     /// Removes node `id` from the cluster's members (it left, or it is gone for good): the
     /// others no longer count it in a majority nor send it the log. Made by the leader
-    /// wherever this node asks; fails with [`Error::NoMajority`] when the change was not
-    /// decided within `timeout`, and with [`Error::Invalid`] when it was refused.
+    /// wherever this node asks, in two steps: the node stops voting, then (once the log
+    /// it lacks has reached it, 5 s at most while it is up; its writes refused meanwhile)
+    /// it goes, and is told so. A removed node keeps its records for reads; its writes
+    /// fail with [`Error::Closed`] saying it was removed (one that the cluster had decided
+    /// but that never reached it says so too), and its Raft directory keeps that it is no
+    /// member (see [`Node::leave`]). Fails with [`Error::NoMajority`] when the change was
+    /// not decided within `timeout` (it may still be made), and with [`Error::Invalid`]
+    /// when it was refused (`id` is no member).
     ///
     /// ```no_run
     /// # let node: mnesia_cluster::Node = unimplemented!();
@@ -209,24 +287,33 @@ impl Node {
     /// ```
     pub fn remove(&self, id: u64, timeout: Duration) -> Result<()> {
         let shared = &self.shared;
-        let change = shared.change_members(Change::Remove { id });
+        let change = shared.change_members(Change::Remove { id, by: shared.id });
+        if id == shared.id {
+            shared.member()?;
+        }
         match self.block_on(async { tokio::time::timeout(timeout, change).await }) {
             Err(_) => Err(Error::NoMajority { waited: timeout }),
+            // This node left already (a `leave` that timed out, tried again).
+            Ok(Err(why)) if id == shared.id && why.starts_with(NO_SUCH_MEMBER) => self.left(),
             Ok(Err(why)) => Err(Error::Invalid(format!("removing node {id}: {why}"))),
             Ok(Ok(())) if id == shared.id => self.left(),
             Ok(Ok(())) => Ok(()),
         }
     }
 
-    /// This node is no member any more: its writes fail at once from now on, and its Raft
-    /// directory says so (its log still counts it a member: started again on it, it would
-    /// campaign and wait in vain for commits; see `log_file::claim`).
+    /// This node left: see [`Shared::no_member`].
     fn left(&self) -> Result<()> {
-        let shared = &self.shared;
-        let _ = shared.left.set(format!("node {} left the cluster", shared.id));
-        match &shared.dir {
-            Some(dir) => crate::log_file::mark_left(dir),
-            None => Ok(()),
+        match self.shared.no_member(&format!("node {} left the cluster", self.shared.id)) {
+            Some(Error::Io { path, source }) => Err(Error::Io {
+                path,
+                source: std::io::Error::new(
+                    source.kind(),
+                    format!(
+                        "the node left the cluster, but its Raft directory could not be marked so ({source}): do not start a node on it"
+                    ),
+                ),
+            }),
+            _ => Ok(()),
         }
     }
 

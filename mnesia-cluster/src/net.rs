@@ -44,6 +44,11 @@ pub(crate) enum Request {
     Hold(crate::holds::Hold),
     /// End that hold.
     Release(crate::holds::HoldId),
+    /// You are no member any more: the sender (the leader) removed you (you no longer hear
+    /// from the leader, so you would not learn it otherwise).
+    Removed {
+        by: u64,
+    },
 }
 
 /// The answer to a [`Request`].
@@ -68,13 +73,15 @@ pub(crate) enum Response {
     Held(Option<u64>),
     /// The answer to [`Request::Release`].
     Released,
+    /// The answer to [`Request::Removed`].
+    Noted,
 }
 
 /// How long a request may wait for its answer.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// How long a node works on a membership change asked by another (see `members.rs`).
-const CHANGE_TIMEOUT: Duration = Duration::from_secs(30);
+pub(crate) const CHANGE_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// How long a connection may take to open.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
@@ -427,6 +434,10 @@ async fn connection(tcp: TcpStream, node: &crate::node::Shared) -> Result<(), Wi
             ),
             Request::Applied => Response::Applied(node.applied_here()),
             Request::Hold(hold) => Response::Held(node.hold_here(from, hold).await),
+            Request::Removed { by } => {
+                node.no_member(&format!("node {by} removed it from the cluster"));
+                Response::Noted
+            }
             Request::Release(id) => {
                 node.release_here(from, id);
                 Response::Released

@@ -390,8 +390,14 @@ pub(crate) struct Shared {
     /// its log, and those of the snapshots its leader sends (each fails and recovers on its
     /// own).
     pub(crate) writes: [Arc<crate::writes::Writes>; 2],
-    /// Set once this node left the cluster ([`Node::leave`]): why its writes fail.
+    /// Set once this node is no member of the cluster (it left, or was removed): why its
+    /// writes fail (see [`Shared::no_member`]) ...
     pub(crate) left: std::sync::OnceLock<String>,
+    /// ... and told to the commits waiting to be applied here.
+    left_signal: tokio::sync::Notify,
+    /// On the leader: the nodes being removed, whose proposals it refuses (those it took
+    /// before reach them before they go: see `members.rs`).
+    pub(crate) removing: parking_lot::Mutex<BTreeSet<u64>>,
     /// The node's Raft directory, if it has one.
     pub(crate) dir: Option<std::path::PathBuf>,
 }
@@ -413,16 +419,30 @@ impl Shared {
     /// apply its commit, which the cluster made ([`NOT_MEMBER`] then).
     pub(crate) async fn write_here(&self, batch: Batch) -> std::result::Result<(u64, Vec<Placed>), String> {
         let stranger = {
+            let removing = self.removing.lock();
             let m = self.raft.metrics();
             let m = m.borrow();
             let membership = m.membership_config.membership();
-            batch.0.iter().map(|p| p.id.node).find(|n| membership.get_node(n).is_none())
+            let decided = m.membership_config.log_id().map(|l| l.index) <= m.last_applied.map(|l| l.index);
+            batch.0.iter().map(|p| p.id.node).find_map(|n| {
+                if removing.contains(&n) {
+                    Some((n, true))
+                } else {
+                    membership.get_node(&n).is_none().then_some((n, decided))
+                }
+            })
         };
-        if let Some(node) = stranger {
-            return Err(format!(
-                "{NOT_MEMBER}node {node} left the cluster or was removed from it: node {} counts it no member",
-                self.id
-            ));
+        match stranger {
+            // (Not made: the node is told so once its removal is decided, not while the
+            // change could still be undone.)
+            Some((node, true)) => {
+                return Err(format!(
+                    "{NOT_MEMBER}node {node} left the cluster or was removed from it: node {} counts it no member",
+                    self.id
+                ));
+            }
+            Some((node, false)) => return Err(format!("node {node} is being removed from the cluster")),
+            None => {}
         }
         match self.raft.client_write(batch).await {
             Ok(r) => Ok((r.log_id.index, r.data)),
@@ -432,6 +452,9 @@ impl Shared {
 
     /// Orders `batch` through the leader, wherever it is (bounded by the caller's timeout).
     pub(crate) async fn propose(&self, batch: Batch) -> std::result::Result<(u64, Vec<Placed>), Unordered> {
+        // Whether an earlier try may have been ordered (its answer lost, or an error after
+        // the leader took it): a refusal then says nothing of that try.
+        let mut unsure = false;
         loop {
             let forward = match self.raft.client_write(batch.clone()).await {
                 Ok(r) => return Ok((r.log_id.index, r.data)),
@@ -443,9 +466,17 @@ impl Shared {
                 match self.ask(id, &node, &request).await.map_err(Unordered::Stopped)? {
                     Ok(Response::Proposed(Ok(placed))) => return Ok(placed),
                     Ok(Response::Proposed(Err(why))) if why.starts_with(NOT_MEMBER) => {
-                        return Err(Unordered::NotMember(why[NOT_MEMBER.len()..].to_owned()));
+                        let why = &why[NOT_MEMBER.len()..];
+                        self.no_member(why);
+                        return Err(if unsure {
+                            Unordered::Stopped(format!(
+                                "{why}; an earlier try of the commit may have been made"
+                            ))
+                        } else {
+                            Unordered::NotMember(why.to_owned())
+                        });
                     }
-                    _ => {}
+                    _ => unsure = true,
                 }
             }
             // No leader yet, or it just changed: ask again shortly.
@@ -520,9 +551,46 @@ impl Shared {
         )
     }
 
+    /// This node is no member of the cluster (`why`): its writes fail at once from now on,
+    /// and its Raft directory says so (its log still counts it a member: started again on
+    /// it, it would wait in vain; see `log_file::claim`).
+    pub(crate) fn no_member(&self, why: &str) -> Option<Error> {
+        if self.left.set(why.to_owned()).is_err() {
+            return None;
+        }
+        self.left_signal.notify_waiters();
+        tracing::warn!(target: "mnesia::cluster", node = self.id, why, "this node is no member of the cluster");
+        let dir = self.dir.as_ref()?;
+        let marked = crate::log_file::mark_left(dir).err()?;
+        tracing::warn!(target: "mnesia::cluster", error = %marked, "the Raft directory could not be marked as left");
+        Some(marked)
+    }
+
+    /// Returns once this node is no member of the cluster (see [`Shared::no_member`]).
+    pub(crate) async fn gone(&self) {
+        loop {
+            let signal = self.left_signal.notified();
+            tokio::pin!(signal);
+            signal.as_mut().enable();
+            if self.left.get().is_some() {
+                return;
+            }
+            signal.await;
+        }
+    }
+
+    /// `Err` if this node is no member of the cluster any more.
+    pub(crate) fn member(&self) -> Result<()> {
+        match self.left.get() {
+            Some(why) => Err(Error::Closed { what: format!("this cluster node ({why})") }),
+            None => Ok(()),
+        }
+    }
+
     /// Waits until this node has applied every entry decided before the call, as the leader
     /// confirms with a majority (see `Node::sync_reads`).
     pub(crate) async fn current(&self, timeout: Duration) -> Result<()> {
+        self.member()?;
         let started = Instant::now();
         let no_majority = || Error::NoMajority { waited: timeout };
         let index = tokio::time::timeout(timeout, self.read_index())
@@ -610,7 +678,12 @@ impl Shared {
             Some(peer) => peer,
             None => links.peers[0].lock().await,
         };
-        Ok(peer.call(request, Duration::from_secs(10)).await)
+        // A change of members takes as long as the leader gives it; anything else, 10 s.
+        let wait = match request {
+            Request::Change(_) => crate::net::CHANGE_TIMEOUT + Duration::from_secs(5),
+            _ => Duration::from_secs(10),
+        };
+        Ok(peer.call(request, wait).await)
     }
 }
 
@@ -764,6 +837,8 @@ impl Node {
             sync_links: crate::net::MemberLinks::default(),
             writes,
             left: std::sync::OnceLock::new(),
+            left_signal: tokio::sync::Notify::new(),
+            removing: parking_lot::Mutex::default(),
             dir: options.dir.clone(),
         });
         runtime.spawn(crate::net::serve(listener, Arc::clone(&shared)));

@@ -48,6 +48,9 @@ enum Outcome {
     NoMajority,
     /// Not ordered: this node is no member of the cluster (why). Nothing was committed.
     NotMember(String),
+    /// Decided by the cluster, but this node is no member any more (why): it will not
+    /// apply it.
+    MadeElsewhere(String),
     /// Decided, but this node did not apply it in time (it stopped, or fell behind).
     NotApplied,
     /// What should not happen did.
@@ -192,8 +195,17 @@ async fn send(shared: Arc<Shared>, gathered: Vec<Pending>, slot: OwnedSemaphoreP
         // commits (waiting longer than for the majority: they are decided).
         Ok(Ok((index, placed))) => {
             let mut applied = shared.applied.clone();
-            let here = tokio::time::timeout(APPLY_WAIT, applied.wait_for(|a| *a >= index)).await;
-            if !matches!(here, Ok(Ok(_))) {
+            // (A node that is no member any more will not get the entry.)
+            let here = tokio::time::timeout(APPLY_WAIT, async {
+                tokio::select! {
+                    here = applied.wait_for(|a| *a >= index) => here.is_ok(),
+                    () = shared.gone() => false,
+                }
+            })
+            .await;
+            if let Some(why) = shared.left.get().filter(|_| here != Ok(true)) {
+                replies.iter().map(|_| Outcome::MadeElsewhere(why.clone())).collect()
+            } else if here != Ok(true) {
                 replies.iter().map(|_| Outcome::NotApplied).collect()
             } else if placed.len() != replies.len() {
                 let why = format!("{} verdicts for {} commits in one entry", placed.len(), replies.len());
@@ -266,6 +278,11 @@ fn verdict(shared: &Shared, timeout: Duration, outcome: Option<Outcome>) -> Resu
         }),
         Some(Outcome::NoMajority) => Err(Error::NoMajority { waited: timeout }),
         Some(Outcome::NotMember(why)) => Err(not_member(&why)),
+        Some(Outcome::MadeElsewhere(why)) => Err(Error::Closed {
+            what: format!(
+                "this cluster node ({why}; the cluster decided the commit, but this node will not apply it: read it on a member)"
+            ),
+        }),
         Some(Outcome::Bug(why)) => Err(Error::Internal(why)),
         Some(Outcome::NotApplied) => Err(Error::Closed {
             what: "this cluster node (a commit was decided but the node did not apply it)".into(),

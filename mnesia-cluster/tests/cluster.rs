@@ -994,6 +994,11 @@ fn a_node_that_left_says_so_and_its_directory_is_not_a_member_again() {
     assert!(matches!(&write, Err(Error::Closed { what }) if what.contains("left the cluster")), "{write:?}");
     // Reads still answer from its copy.
     assert_eq!(run.dbs[leaving].scope(|| Account::read(&0)).expect("read").map(|a| a.balance), Some(0));
+    // Joining again, it is a new node.
+    let seed = run.nodes[(leaving + 1) % 3].as_ref().expect("seed").local_addr();
+    let rejoin = node.join(seed, Duration::from_secs(5));
+    assert!(matches!(&rejoin, Err(Error::Invalid(why)) if why.contains("new node")), "{rejoin:?}");
+    assert!(node.leave(Duration::from_secs(5)).is_err(), "gone already");
     drop(node);
     // Started again on its directory, it does not campaign as a member: refused, saying how.
     let again = Node::start(&fresh(), quick(leaving as u64 + 1).dir(dirs[leaving].path())).err();
@@ -1004,20 +1009,43 @@ fn a_node_that_left_says_so_and_its_directory_is_not_a_member_again() {
     write_through(b, 20..25);
     run.settle();
     assert_eq!(run.accounts(run.live()[0].0), run.accounts(run.live()[1].0));
-    // A running follower removed by the leader: its writes, sent to the leader, are
-    // refused as a stranger's (made, they would never reach its copy), not waited for.
+    // A running follower removed by the leader while it writes: each of its writes ends
+    // (none waits for a commit that never reaches its copy), every one acknowledged is
+    // the cluster's, and once removed its writes are refused as a stranger's.
     let leader = run.leader();
     let removed = run.live().iter().map(|(i, _)| *i).find(|i| *i != leader).expect("a follower");
+    let (done_tx, done) = std::sync::mpsc::channel();
+    let writer = {
+        let db = run.dbs[removed].clone();
+        std::thread::spawn(move || {
+            let mut acknowledged = Vec::new();
+            for id in 1000..1200u32 {
+                match db.scope(|| Account::write(Account { id, balance: 1 })) {
+                    Ok(_) => acknowledged.push(id),
+                    Err(Error::Closed { what }) if what.contains("removed") => break,
+                    Err(_) => {}
+                }
+            }
+            let _ = done_tx.send(acknowledged);
+        })
+    };
+    std::thread::sleep(Duration::from_millis(20));
     run.nodes[leader]
         .as_ref()
         .expect("leader")
-        .remove(removed as u64 + 1, Duration::from_secs(10))
+        .remove(removed as u64 + 1, Duration::from_secs(20))
         .expect("remove");
+    let acknowledged =
+        done.recv_timeout(Duration::from_secs(60)).expect("every write of the removed node ends");
+    writer.join().expect("writer");
+    for id in acknowledged {
+        assert!(run.dbs[leader].scope(|| Account::read(&id)).expect("read").is_some(), "acknowledged {id}");
+    }
     let write = run.dbs[removed].scope(|| Account::write(Account { id: 60, balance: 1 }));
-    assert!(
-        matches!(&write, Err(Error::Closed { what }) if what.contains("counts it no member")),
-        "{write:?}"
-    );
+    assert!(matches!(&write, Err(Error::Closed { what }) if what.contains("removed")), "{write:?}");
+    let removed_node = run.nodes[removed].take().expect("removed node");
+    let synced = removed_node.sync_reads(Duration::from_secs(30));
+    assert!(matches!(&synced, Err(Error::Closed { .. })), "at once: {synced:?}");
     write_through(&run.dbs[leader], 30..35);
     assert_eq!(run.dbs[leader].scope(|| Account::read(&60)).expect("read"), None);
 }
