@@ -244,3 +244,47 @@ fn a_damaged_last_record_of_an_earlier_segment_is_damage_not_a_torn_tail() {
     );
     assert!(!report.checked.iter().any(|c| &c.file == first), "listed as sound too: {:?}", report.checked);
 }
+
+/// A checkpointed directory whose checkpoint file and log are gone (the snapshots too, or
+/// kept): refused, not opened empty; the tool's `verify` says so too. Lost, the segment the
+/// checkpoint replays from is refused the same way.
+#[test]
+fn a_checkpoint_lost_with_the_log_is_refused_not_opened_empty() {
+    let checkpointed = || {
+        let dir = logged_dir(5);
+        let db = open(dir.path()).expect("open");
+        db.checkpoint().expect("checkpoint");
+        db.close().expect("close");
+        dir
+    };
+    let named = |r: mnesia::Result<Database>, file: &str| match r {
+        Err(Error::Corrupt { file: f, .. }) => {
+            assert!(f.to_string_lossy().ends_with(file), "{}", f.display())
+        }
+        Err(e) => panic!("{e}"),
+        Ok(db) => panic!("opened, with {:?} items", db.scope(Item::count)),
+    };
+    for keep_snapshots in [false, true] {
+        let dir = checkpointed();
+        for e in std::fs::read_dir(dir.path()).expect("ls").flatten() {
+            let name = e.file_name().to_string_lossy().into_owned();
+            if name.ends_with(".wal")
+                || name == "checkpoint.json"
+                || (!keep_snapshots && name.ends_with(".snap"))
+            {
+                std::fs::remove_file(e.path()).expect("remove");
+            }
+        }
+        named(open(dir.path()), "checkpoint.json");
+        let report = mnesia::Schema::verify(dir.path()).expect("verify");
+        assert!(report.damage.iter().any(|d| d.file.ends_with("checkpoint.json")), "{:?}", report.damage);
+    }
+    let dir = checkpointed();
+    for seg in segments(dir.path()) {
+        std::fs::remove_file(seg).expect("remove");
+    }
+    named(open(dir.path()), ".wal");
+    // A new directory, never checkpointed, opens (empty) without a log.
+    let fresh = tests::schema_dir();
+    open(fresh.path()).expect("a new directory opens").close().expect("close");
+}

@@ -168,6 +168,25 @@ pub(crate) fn read_checkpoint(dir: &Path) -> Result<Checkpoint> {
     }
 }
 
+/// `Err` if the checkpoint file of `dir` is gone with every log segment (`has_segments`
+/// false): the schema file names tables only once a checkpoint wrote it, and a checkpoint
+/// leaves its file and the segment it replays from; without them the tables would open
+/// empty.
+pub(crate) fn check_checkpoint_kept(dir: &Path, has_segments: bool) -> Result<()> {
+    let path = dir.join(CHECKPOINT);
+    if has_segments || path.exists() || schema::load(dir)?.next_table_id <= 1 {
+        return Ok(());
+    }
+    Err(Error::Corrupt {
+        file: path,
+        offset: 0,
+        reason: "missing, with every log segment: the schema file says tables were created and \
+                 checkpointed, but neither the checkpoint (which names their snapshots) nor the \
+                 log is left"
+            .into(),
+    })
+}
+
 /// Replays into a reopened `disc_only_copies` file the commits to its tables that the log
 /// holds since the last checkpoint (see [`only::DiscOnly::recover`]), up to `end` (a
 /// segment and how many of its bytes are durable: what lies past it may still be cut off):
@@ -257,6 +276,7 @@ impl Disk {
         // Read under the lock: no other process changes it from now on.
         let checkpoint = read_checkpoint(dir)?;
         let log = wal::read_from(dir, checkpoint.segment)?;
+        check_checkpoint_kept(dir, log.last.is_some())?;
         // The schema the last checkpoint wrote, with the changes the log holds since.
         let schema = logged_schema(&log, || schema::load(dir))?;
         let mut max_seq = checkpoint.seq;

@@ -407,6 +407,9 @@ impl Schema {
             }
         };
         verify_log(dir, checkpoint.as_ref().map_or(0, |c| c.segment), &mut report)?;
+        if let Err(e) = disk::check_checkpoint_kept(dir, !wal::segments(dir)?.is_empty()) {
+            report.damage.push(Damage::of(&checkpoint_path, e));
+        }
         for id in checkpoint.iter().flat_map(|c| &c.tables) {
             let path = snapshot::path(dir, *id);
             match snapshot::read(dir, *id) {
@@ -477,6 +480,7 @@ impl Recovered {
         let has_checkpoint = dir.join(disk::CHECKPOINT).exists();
         let checkpoint = disk::read_checkpoint(dir)?;
         let contents = wal::read_from(dir, checkpoint.segment)?;
+        disk::check_checkpoint_kept(dir, contents.last.is_some())?;
         // The schema file as the last checkpoint wrote it, with the changes logged since.
         let schema = disk::logged_schema(&contents, || schema::load(dir))?;
         let mut tables: Vec<Pending> = schema
