@@ -16,7 +16,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
-/// Look into, check, checkpoint and back up a mnesia database directory.
+/// Look into, check, checkpoint, back up and restore a mnesia database directory.
 #[derive(Parser, Debug)]
 #[command(name = "mnesia", version, about, long_about = None)]
 struct Cli {
@@ -198,6 +198,7 @@ fn run(command: Command) -> Result<ExitCode, String> {
 /// program (what to call), what a person at the command line should know instead.
 fn said(e: mnesia::Error) -> String {
     match e {
+        mnesia::Error::NoSchema { dir } if !dir.exists() => format!("{} does not exist", dir.display()),
         mnesia::Error::NoSchema { dir } => format!(
             "{} is not a database directory (no schema: a program makes one with mnesia::Schema::create and opens it with Config::dir)",
             dir.display()
@@ -205,6 +206,13 @@ fn said(e: mnesia::Error) -> String {
         // (The directory given is a file: the OS names the file inside it it looked for.)
         mnesia::Error::Io { path, source } if source.kind() == std::io::ErrorKind::NotADirectory => {
             format!("{} is not a directory", path.parent().unwrap_or(&path).display())
+        }
+        // (Restoring a backup's table that the directory lacks.)
+        mnesia::Error::Invalid(why) if why.contains("of the backup is not open here") => {
+            let table = why.trim_start_matches("table ").split(' ').next().unwrap_or_default();
+            format!(
+                "table {table} of the backup is not in this directory: give --skip {table} to restore the others (the program that owns the directory creates its tables)"
+            )
         }
         mnesia::Error::NoSuchTable { table } => format!(
             "no table {table} in this directory (it holds the disc tables alone: ram_copies tables live in their program)"

@@ -645,7 +645,7 @@ fn restore_checks_the_backup_against_the_directory_first() {
     assert_eq!(mismatch.status.code(), Some(1));
     assert!(stderr(&mismatch).contains("colour"), "{}", stderr(&mismatch));
     let missing = mnesia(&["restore", path(other.path()), path(&file), "--skip", "archive", "--skip", "tag"]);
-    assert!(stderr(&missing).contains("users"), "{}", stderr(&missing));
+    assert!(stderr(&missing).contains("--skip users"), "{}", stderr(&missing));
     // A damaged backup: refused before anything changes.
     let mut bytes = std::fs::read(&file).expect("read");
     let at = bytes.len() / 2;
@@ -655,4 +655,32 @@ fn restore_checks_the_backup_against_the_directory_first() {
     assert_eq!(damaged.status.code(), Some(1));
     assert!(stderr(&damaged).contains("then.backup"), "{}", stderr(&damaged));
     assert_eq!(json(&mnesia(&["dump", path(dir.path()), "users"])).as_array().map(Vec::len), Some(3));
+}
+
+/// Looking into a directory changes nothing in it, not even a lock file, so it needs no
+/// write access; a missing directory is said so.
+#[test]
+fn looking_into_a_directory_writes_nothing_there() {
+    let dir = populated();
+    std::fs::remove_file(dir.path().join("LOCK")).expect("no lock file");
+    let files = |dir: &Path| -> Vec<(String, Vec<u8>)> {
+        let mut v: Vec<_> = std::fs::read_dir(dir)
+            .expect("dir")
+            .flatten()
+            .map(|e| (e.file_name().to_string_lossy().into_owned(), std::fs::read(e.path()).expect("read")))
+            .collect();
+        v.sort();
+        v
+    };
+    let before = files(dir.path());
+    for args in [vec!["info"], vec!["verify"], vec!["log"], vec!["dump", "users"]] {
+        let mut args = args;
+        args.insert(1, path(dir.path()));
+        let o = mnesia(&args);
+        assert!(o.status.success(), "{args:?}: {}", stderr(&o));
+    }
+    assert!(files(dir.path()) == before, "the directory changed");
+    let gone = dir.path().join("nothing here");
+    let o = mnesia(&["info", path(&gone)]);
+    assert!(stderr(&o).contains("does not exist"), "{}", stderr(&o));
 }

@@ -135,7 +135,7 @@ impl Schema {
 /// The records of a table, decoded, in key order, and the record format.
 fn read(dir: &Path, table: &str, limit: Option<usize>) -> Result<(Vec<Value>, RecordFormat)> {
     schema::load(dir)?;
-    let _lock = disk::lock_dir(dir)?;
+    let _lock = disk::lock_dir_shared(dir)?;
     let mut read = Recovered::read(dir)?;
     let at =
         read.tables.iter().position(|p| p.def.name == table).ok_or_else(|| Error::no_such_table(table))?;

@@ -3,9 +3,10 @@
 //! hold ([`Schema::inspect`]), and whether every file is sound ([`Schema::verify`]). The
 //! `mnesia` command line is built on these.
 //!
-//! Both take the directory's lock while they read, so a database open in another process
-//! is refused rather than read as a moving target, and nothing on disc is changed (a torn
-//! log tail is reported, not cut).
+//! Both take the directory's lock, shared, while they read, so a database open in another
+//! process is refused rather than read as a moving target, and nothing on disc is changed
+//! (a torn log tail is reported, not cut; the lock file is not made if missing); a program
+//! opening the database meanwhile waits for them (30 s at most).
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -279,7 +280,7 @@ impl Schema {
     pub fn inspect(dir: impl AsRef<Path>) -> Result<DirectoryInfo> {
         let dir = dir.as_ref();
         schema::load(dir)?; // "no schema here" before taking the lock
-        let _lock = disk::lock_dir(dir)?;
+        let _lock = disk::lock_dir_shared(dir)?;
         let read = Recovered::read(dir)?;
         let disc_only = read.disc_only_counts(dir)?;
         let mut notes = Vec::new();
@@ -368,7 +369,7 @@ impl Schema {
         if !schema_path.exists() {
             return Err(Error::NoSchema { dir: dir.to_path_buf() });
         }
-        let _lock = disk::lock_dir(dir)?;
+        let _lock = disk::lock_dir_shared(dir)?;
         let mut report = VerifyReport::default();
         let tables: Vec<TableDef> = match schema::load(dir) {
             Ok(s) => {
