@@ -106,7 +106,15 @@ async fn guard(With(state): With<Shared>, request: Request, next: Next) -> Respo
     if crate::auth::allowed(state.token.as_deref(), request.headers(), request.uri().query()) {
         next.run(request).await
     } else {
-        problem(crate::auth::REFUSED, "this observer requires its token".into())
+        let why = match state.token {
+            Some(_) => "this observer requires its token",
+            // (Without a token, a page from another site whose name was rebound to this
+            // address would otherwise read it.)
+            None => {
+                "this observer, served without a token, answers only requests to a loopback name (localhost, 127.0.0.1, [::1]): give it a token to be reached by another name"
+            }
+        };
+        problem(crate::auth::REFUSED, why.into())
     }
 }
 
@@ -226,8 +234,15 @@ struct RecordsQuery {
 async fn records(
     With(state): With<Shared>,
     Path(table): Path<String>,
-    Query(q): Query<RecordsQuery>,
+    q: Result<Query<RecordsQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Response {
+    let q = match q {
+        Ok(Query(q)) => q,
+        Err(e) => return problem(StatusCode::BAD_REQUEST, e.body_text()),
+    };
+    if q.limit == Some(0) {
+        return problem(StatusCode::BAD_REQUEST, "limit=0: a page holds 1 record or more".into());
+    }
     let mut browse = Browse::new().limit(q.limit.unwrap_or(50).min(MAX_PAGE));
     if let Some(after) = q.after.filter(|a| !a.is_empty()) {
         match serde_json::from_str(&after) {

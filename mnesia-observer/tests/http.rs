@@ -249,6 +249,15 @@ fn records_come_in_pages_by_key_and_filter_by_field() {
     assert_eq!(get(addr, "/api/tables/user/records?after=%7Bnot%20json").status, 400);
     assert_eq!(get(addr, "/api/tables/user/records?after=%22a%20string%22").status, 400, "not a key of user");
     assert_eq!(get(addr, "/api/tables/user/records?field=shoe&contains=x").status, 400);
+    for bad in ["limit=-1", "limit=0", "limit=many"] {
+        let refused = get(addr, &format!("/api/tables/user/records?{bad}"));
+        assert_eq!(refused.status, 400, "{bad}");
+        assert!(
+            refused.json()["error"].as_str().is_some_and(|e| e.contains("limit")),
+            "{bad}: {}",
+            refused.body
+        );
+    }
     assert_eq!(get(addr, "/api/nothing").status, 404);
     assert_eq!(request(addr, "POST", "/api/tables", &[("Content-Length", "0")]).status, 405, "read-only");
 }
@@ -287,7 +296,7 @@ fn with_a_token_every_request_must_carry_it() {
     let open = mnesia_observer::serve(&db, "127.0.0.1:0").expect("serve");
     let rebound =
         raw(open.local_addr(), "GET /api/tables HTTP/1.1\r\nHost: evil.example\r\nConnection: close\r\n\r\n");
-    assert!(rebound.starts_with("HTTP/1.1 401"), "{rebound}");
+    assert!(rebound.starts_with("HTTP/1.1 401") && rebound.contains("loopback name"), "{rebound}");
     let local =
         raw(open.local_addr(), "GET /api/tables HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n");
     assert!(local.starts_with("HTTP/1.1 200"), "{local}");
