@@ -208,7 +208,10 @@ fn said(e: mnesia::Error) -> String {
             format!("{} is not a directory", path.parent().unwrap_or(&path).display())
         }
         // (Restoring a backup's table that the directory lacks.)
-        mnesia::Error::Invalid(why) if why.contains("of the backup is not open here") => {
+        mnesia::Error::Invalid(why)
+            if why.contains("of the backup is not open here")
+                || why.contains("of the backup is not in this database") =>
+        {
             let table = why.trim_start_matches("table ").split(' ').next().unwrap_or_default();
             format!(
                 "table {table} of the backup is not in this directory: give --skip {table} to restore the others (the program that owns the directory creates its tables)"

@@ -5,6 +5,7 @@
 //! asked.
 
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use mnesia_runtime::{Error, RecordShape, Result};
@@ -143,12 +144,16 @@ impl Shared {
                     self.raft.change_membership(ChangeMembers::RemoveVoters([*id].into()), true).await?;
                 }
                 let _removing = Removing::new(self, *id);
+                // (A round through Raft's core: the proposals taken before are in the log.)
+                let _ = self.raft.with_raft_state(|_| ()).await;
                 let last = self.raft.metrics().borrow().last_log_index.unwrap_or(0);
-                self.caught_up(*id, last).await;
+                if let Some(addr) = &addr {
+                    self.applied_at(*id, addr, last).await;
+                }
                 self.raft.change_membership(ChangeMembers::RemoveNodes([*id].into()), false).await?;
-                // It no longer hears from the leader: told, if it is up (and did not ask).
-                if let Some(addr) = addr.filter(|_| id != by && *id != self.id) {
-                    let request = Request::Removed { by: self.id };
+                // It no longer hears from the leader: told, if it is up.
+                if let Some(addr) = addr.filter(|_| *id != self.id) {
+                    let request = Request::Removed { id: *id, by: *by };
                     let _ = self.dialer.ask_at(&addr, &request, Duration::from_secs(2)).await;
                 }
             }
@@ -156,19 +161,17 @@ impl Shared {
         Ok(())
     }
 
-    /// Waits until node `id` holds the log up to `index`, while it is up, for
-    /// [`CATCH_UP_BEFORE_REMOVAL`] at most.
-    async fn caught_up(&self, id: u64, index: u64) {
+    /// Waits until node `id` (at `addr`) has applied the log up to `index`, while it is up,
+    /// for [`CATCH_UP_BEFORE_REMOVAL`] at most.
+    async fn applied_at(&self, id: u64, addr: &str, index: u64) {
         let deadline = tokio::time::Instant::now() + CATCH_UP_BEFORE_REMOVAL;
-        let mut metrics = self.raft.metrics();
-        let _ = tokio::time::timeout_at(
-            deadline,
-            metrics.wait_for(|m| {
-                let matched = m.replication.as_ref().and_then(|r| r.get(&id).copied().flatten());
-                matched.is_some_and(|l| l.index >= index) || !self.dialer.liveness.up().contains(&id)
-            }),
-        )
-        .await;
+        while tokio::time::Instant::now() < deadline && self.dialer.liveness.up().contains(&id) {
+            let asked = self.dialer.ask_at(addr, &Request::Applied, Duration::from_secs(1)).await;
+            if matches!(asked, Ok(Response::Applied(applied)) if applied >= index) {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
     }
 
     /// Makes `change` through the leader, wherever it is (bounded by the caller's timeout).
@@ -286,18 +289,27 @@ impl Node {
     /// # Ok::<(), mnesia::Error>(())
     /// ```
     pub fn remove(&self, id: u64, timeout: Duration) -> Result<()> {
-        let shared = &self.shared;
-        let change = shared.change_members(Change::Remove { id, by: shared.id });
-        if id == shared.id {
-            shared.member()?;
+        let shared = Arc::clone(&self.shared);
+        if id == shared.id && shared.left.get().is_some() {
+            return Ok(());
         }
-        match self.block_on(async { tokio::time::timeout(timeout, change).await }) {
-            Err(_) => Err(Error::NoMajority { waited: timeout }),
+        // Made on a task of its own (for `CHANGE_TIMEOUT` at most, as asked of the leader by
+        // another node): a caller that stops waiting does not leave it half made (a voter
+        // made a learner, never removed).
+        let changing = self.spawn(async move {
+            let change = shared.change_members(Change::Remove { id, by: shared.id });
+            tokio::time::timeout(crate::net::CHANGE_TIMEOUT, change)
+                .await
+                .unwrap_or_else(|_| Err(format!("not done within {:?}", crate::net::CHANGE_TIMEOUT)))
+        });
+        let me = self.shared.id;
+        match self.block_on(async { tokio::time::timeout(timeout, changing).await }) {
+            Err(_) | Ok(Err(_)) => Err(Error::NoMajority { waited: timeout }),
             // This node left already (a `leave` that timed out, tried again).
-            Ok(Err(why)) if id == shared.id && why.starts_with(NO_SUCH_MEMBER) => self.left(),
-            Ok(Err(why)) => Err(Error::Invalid(format!("removing node {id}: {why}"))),
-            Ok(Ok(())) if id == shared.id => self.left(),
-            Ok(Ok(())) => Ok(()),
+            Ok(Ok(Err(why))) if id == me && why.starts_with(NO_SUCH_MEMBER) => self.left(),
+            Ok(Ok(Err(why))) => Err(Error::Invalid(format!("removing node {id}: {why}"))),
+            Ok(Ok(Ok(()))) if id == me => self.left(),
+            Ok(Ok(Ok(()))) => Ok(()),
         }
     }
 

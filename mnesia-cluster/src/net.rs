@@ -44,9 +44,11 @@ pub(crate) enum Request {
     Hold(crate::holds::Hold),
     /// End that hold.
     Release(crate::holds::HoldId),
-    /// You are no member any more: the sender (the leader) removed you (you no longer hear
-    /// from the leader, so you would not learn it otherwise).
+    /// Node `id`, you are no member any more (asked by node `by`: yourself when you left):
+    /// the sender, the leader, removed you (you no longer hear from the leader, so you
+    /// would not learn it otherwise).
     Removed {
+        id: u64,
         by: u64,
     },
 }
@@ -226,7 +228,8 @@ impl Peer {
         // moment now: a new one instead.
         let stale = self.used.is_some_and(|at| at.elapsed() >= self.dialer.idle / 2);
         let stream = self.stream.take().filter(|_| !stale);
-        let (me, addr, cookie) = (self.dialer.me, self.addr.as_str(), &*self.dialer.cookie);
+        let (me, target, addr, cookie) =
+            (self.dialer.me, self.target, self.addr.as_str(), &*self.dialer.cookie);
         let delay = self.dialer.faults.delay_of(me, self.target);
         let dialer = &self.dialer;
         let exchange = async move {
@@ -241,7 +244,14 @@ impl Peer {
                         .map_err(|_| WireError::Timeout)??;
                     tcp.set_nodelay(true)?;
                     let mut s = dialer.client_side(tcp).await?;
-                    wire::dial(&mut s, cookie, me).await?;
+                    let answered = wire::dial(&mut s, cookie, me).await?;
+                    // Another node at a member's address (one started in its place): its
+                    // answers are not that member's (a vote counted twice).
+                    if target != me && answered != target {
+                        return Err(WireError::Garbage(format!(
+                            "node {answered} answered at node {target}'s address"
+                        )));
+                    }
                     s
                 }
             };
@@ -434,10 +444,17 @@ async fn connection(tcp: TcpStream, node: &crate::node::Shared) -> Result<(), Wi
             ),
             Request::Applied => Response::Applied(node.applied_here()),
             Request::Hold(hold) => Response::Held(node.hold_here(from, hold).await),
-            Request::Removed { by } => {
-                node.no_member(&format!("node {by} removed it from the cluster"));
+            // (Another node at the address of the one removed is not told.)
+            Request::Removed { id, by } if id == node.id => {
+                let why = if by == id {
+                    format!("node {id} left the cluster")
+                } else {
+                    format!("node {by} removed it from the cluster")
+                };
+                tokio::task::block_in_place(|| node.no_member(&why));
                 Response::Noted
             }
+            Request::Removed { .. } => Response::Noted,
             Request::Release(id) => {
                 node.release_here(from, id);
                 Response::Released

@@ -425,16 +425,16 @@ impl Shared {
             let membership = m.membership_config.membership();
             let decided = m.membership_config.log_id().map(|l| l.index) <= m.last_applied.map(|l| l.index);
             batch.0.iter().map(|p| p.id.node).find_map(|n| {
-                if removing.contains(&n) {
-                    Some((n, true))
+                if membership.get_node(&n).is_none() {
+                    Some((n, decided))
                 } else {
-                    membership.get_node(&n).is_none().then_some((n, decided))
+                    removing.contains(&n).then_some((n, false))
                 }
             })
         };
         match stranger {
-            // (Not made: the node is told so once its removal is decided, not while the
-            // change could still be undone.)
+            // (Told so once its removal is decided; while it is being removed, or the change
+            // could still be undone, refused without a word on its membership.)
             Some((node, true)) => {
                 return Err(format!(
                     "{NOT_MEMBER}node {node} left the cluster or was removed from it: node {} counts it no member",
@@ -467,7 +467,7 @@ impl Shared {
                     Ok(Response::Proposed(Ok(placed))) => return Ok(placed),
                     Ok(Response::Proposed(Err(why))) if why.starts_with(NOT_MEMBER) => {
                         let why = &why[NOT_MEMBER.len()..];
-                        self.no_member(why);
+                        tokio::task::block_in_place(|| self.no_member(why));
                         return Err(if unsure {
                             Unordered::Stopped(format!(
                                 "{why}; an earlier try of the commit may have been made"
@@ -942,6 +942,18 @@ impl Node {
                 return Err(Error::NoMajority { waited: timeout });
             }
             std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+
+    /// Runs `f` on the node's runtime, on its own.
+    pub(crate) fn spawn<F>(&self, f: F) -> tokio::task::JoinHandle<F::Output>
+    where
+        F: std::future::Future + Send + 'static,
+        F::Output: Send + 'static,
+    {
+        match &self.runtime {
+            Some(rt) => rt.spawn(f),
+            None => unreachable!("the runtime lives as long as the node"),
         }
     }
 

@@ -203,15 +203,23 @@ async fn send(shared: Arc<Shared>, gathered: Vec<Pending>, slot: OwnedSemaphoreP
                 }
             })
             .await;
-            if let Some(why) = shared.left.get().filter(|_| here != Ok(true)) {
-                replies.iter().map(|_| Outcome::MadeElsewhere(why.clone())).collect()
-            } else if here != Ok(true) {
-                replies.iter().map(|_| Outcome::NotApplied).collect()
-            } else if placed.len() != replies.len() {
+            let here = here == Ok(true) || *shared.applied.borrow() >= index;
+            if placed.len() != replies.len() {
                 let why = format!("{} verdicts for {} commits in one entry", placed.len(), replies.len());
                 replies.iter().map(|_| Outcome::Bug(why.clone())).collect()
-            } else {
+            } else if here {
                 placed.into_iter().map(|p| Outcome::Decided(p.place, p.verdict)).collect()
+            } else {
+                // A commit that changed nothing (a conflict, a refusal) is answered as such.
+                let left = shared.left.get();
+                placed
+                    .into_iter()
+                    .map(|p| match (p.verdict, left) {
+                        (Verdict::Committed, Some(why)) => Outcome::MadeElsewhere(why.clone()),
+                        (Verdict::Committed, None) => Outcome::NotApplied,
+                        (verdict, _) => Outcome::Decided(p.place, verdict),
+                    })
+                    .collect()
             }
         }
     };

@@ -95,14 +95,14 @@ impl tokio::io::AsyncRead for SnapshotBytes {
 impl tokio::io::AsyncWrite for SnapshotBytes {
     fn poll_write(self: Pin<&mut Self>, _: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
         let this = self.get_mut();
-        let Ok(start) = usize::try_from(this.pos) else {
+        let Some(end) = usize::try_from(this.pos).ok().and_then(|start| start.checked_add(buf.len())) else {
             return Poll::Ready(Err(io::Error::new(
                 io::ErrorKind::InvalidInput,
                 "a snapshot offset past memory",
             )));
         };
+        let start = end - buf.len();
         let data = Arc::make_mut(&mut this.data);
-        let end = start + buf.len();
         if data.len() < end {
             data.resize(end, 0);
         }
@@ -303,6 +303,9 @@ mod tests {
                 received.write_all(chunk).await.expect("write");
             }
             assert_eq!(received.into_inner(), data);
+            let mut far = SnapshotBytes::new(Arc::default());
+            far.seek(io::SeekFrom::Start(u64::MAX - 1)).await.expect("seek");
+            assert!(far.write_all(&[1, 2, 3]).await.is_err(), "refused, not a panic");
         });
     }
 

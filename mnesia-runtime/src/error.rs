@@ -129,7 +129,7 @@ pub enum Error {
     },
     /// The database directory is already open (its lock is held, by another process or by
     /// another handle in this one).
-    #[error("the database in {} is already open in another process or handle: close it there first", dir.display())]
+    #[error("the database in {} is already open in another process or handle: close it there first (or read by the mnesia tool for more than 30 s)", dir.display())]
     Locked {
         /// The directory.
         dir: std::path::PathBuf,

@@ -22,6 +22,7 @@
 pub(crate) mod files;
 pub(crate) mod format;
 pub(crate) mod frame;
+pub(crate) mod lock;
 pub(crate) mod log_read;
 pub(crate) mod only;
 pub(crate) mod record;
@@ -38,6 +39,8 @@ use parking_lot::Mutex;
 use serde::{Deserialize, Serialize};
 
 use self::files::io_error;
+pub use self::lock::lock_file;
+pub(crate) use self::lock::{is_running, lock_dir, lock_dir_shared};
 pub(crate) use self::log_read::{LogEntry, current_schema, decode_commit, decode_record, logged_schema};
 use self::record::{Logged, LoggedRef, SnapshotEntry, TableOps, TableOpsRef};
 use self::schema::{SchemaFile, TableDef};
@@ -46,7 +49,6 @@ use crate::error::{Error, Result};
 use crate::schema::record::StorageType;
 
 pub(crate) const CHECKPOINT: &str = "checkpoint.json";
-const LOCK: &str = "LOCK";
 
 /// What the last checkpoint left.
 #[derive(Clone, Debug, Default, Serialize, Deserialize)]
@@ -218,87 +220,6 @@ pub(crate) fn replay_disc_only(
         }
     }
     Ok(())
-}
-
-/// How long the directory's lock is waited for before `Locked`: a process that starts a
-/// program (fork, then exec) while it has a database open lends the child its lock until
-/// the exec closes it, so a database closed and opened again at once may find the lock
-/// held for that instant.
-const LOCK_PATIENCE: std::time::Duration = std::time::Duration::from_millis(250);
-
-/// Takes the directory's lock file, or says who has it.
-pub(crate) fn lock_dir(dir: &Path) -> Result<File> {
-    lock_file(dir, LOCK)
-}
-
-/// Takes the lock of file `name` in `dir` (made if missing), held while the returned file
-/// is open; [`Error::Locked`] when another handle, in this process or another, holds it
-/// (waited for a moment first). For the cluster's Raft directory too: not part of the API.
-///
-/// ```
-/// let dir = tempfile::tempdir()?;
-/// let held = mnesia_runtime::lock_file(dir.path(), "LOCK")?;
-/// assert!(matches!(mnesia_runtime::lock_file(dir.path(), "LOCK"), Err(mnesia_runtime::Error::Locked { .. })));
-/// drop(held);
-/// mnesia_runtime::lock_file(dir.path(), "LOCK")?;
-/// # Ok::<(), Box<dyn std::error::Error>>(())
-/// ```
-pub fn lock_file(dir: &Path, name: &str) -> Result<File> {
-    let p = dir.join(name);
-    let f = File::options().create(true).truncate(false).write(true).open(&p).map_err(|e| io_error(&p, e))?;
-    let started = std::time::Instant::now();
-    loop {
-        match f.try_lock() {
-            Ok(()) => return Ok(f),
-            Err(std::fs::TryLockError::WouldBlock)
-                if started.elapsed() < LOCK_PATIENCE
-                    || (started.elapsed() < READERS_PATIENCE && only_read(&p)) =>
-            {
-                std::thread::sleep(std::time::Duration::from_millis(5));
-            }
-            Err(std::fs::TryLockError::WouldBlock) => return Err(Error::Locked { dir: dir.to_path_buf() }),
-            Err(std::fs::TryLockError::Error(e)) => return Err(io_error(&p, e)),
-        }
-    }
-}
-
-/// How long a program opening the database waits for the inspections reading it (the
-/// `mnesia` tool's `info`, `verify`, `dump`: see [`lock_dir_shared`]) to end.
-const READERS_PATIENCE: std::time::Duration = std::time::Duration::from_secs(30);
-
-/// Whether the lock file `path` is held shared only (by inspections reading the directory).
-fn only_read(path: &Path) -> bool {
-    File::open(path).is_ok_and(|f| f.try_lock_shared().is_ok())
-}
-
-/// Takes the directory's lock shared, for an inspection that only reads it: a program
-/// opening the database waits for it to end (see [`READERS_PATIENCE`]), and the lock
-/// file is neither written nor made (none: no program ever opened the directory). Needs
-/// no write access to the directory.
-pub(crate) fn lock_dir_shared(dir: &Path) -> Result<Option<File>> {
-    let p = dir.join(LOCK);
-    let f = match File::open(&p) {
-        Ok(f) => f,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-        Err(e) => return Err(io_error(&p, e)),
-    };
-    let deadline = std::time::Instant::now() + LOCK_PATIENCE;
-    loop {
-        match f.try_lock_shared() {
-            Ok(()) => return Ok(Some(f)),
-            Err(std::fs::TryLockError::WouldBlock) if std::time::Instant::now() < deadline => {
-                std::thread::sleep(std::time::Duration::from_millis(5));
-            }
-            Err(std::fs::TryLockError::WouldBlock) => return Err(Error::Locked { dir: dir.to_path_buf() }),
-            Err(std::fs::TryLockError::Error(e)) => return Err(io_error(&p, e)),
-        }
-    }
-}
-
-/// Whether a process has the database in `dir` open (or an inspection reads it).
-pub(crate) fn is_running(dir: &Path) -> bool {
-    let Ok(f) = File::open(dir.join(LOCK)) else { return false };
-    matches!(f.try_lock(), Err(std::fs::TryLockError::WouldBlock))
 }
 
 impl Disk {
@@ -798,36 +719,6 @@ pub mod fuzzing {
 #[cfg(test)]
 mod tests {
     use proptest::prelude::*;
-
-    #[test]
-    fn an_open_waits_for_inspections_not_for_another_open() {
-        let dir = tempfile::tempdir().expect("dir");
-        // No lock file: an inspection makes none.
-        assert!(super::lock_dir_shared(dir.path()).expect("shared").is_none());
-        assert!(!dir.path().join(super::LOCK).exists());
-        // Two inspections at once; an open waits until they end.
-        drop(super::lock_dir(dir.path()).expect("made by an open"));
-        let readers = [
-            super::lock_dir_shared(dir.path()).expect("shared").expect("held"),
-            super::lock_dir_shared(dir.path()).expect("shared").expect("held"),
-        ];
-        let released = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
-        let ending = {
-            let released = std::sync::Arc::clone(&released);
-            std::thread::spawn(move || {
-                std::thread::sleep(super::LOCK_PATIENCE * 2);
-                released.store(true, std::sync::atomic::Ordering::SeqCst);
-                drop(readers);
-            })
-        };
-        let open = super::lock_dir(dir.path()).expect("the open waits for the inspections");
-        assert!(released.load(std::sync::atomic::Ordering::SeqCst), "it waited for them");
-        ending.join().expect("thread");
-        // An open holds the lock: an inspection, or another open, is refused.
-        assert!(matches!(super::lock_dir_shared(dir.path()), Err(crate::error::Error::Locked { .. })));
-        assert!(matches!(super::lock_dir(dir.path()), Err(crate::error::Error::Locked { .. })));
-        drop(open);
-    }
 
     use super::frame::{encode_frame, magic};
     use super::fuzzing;

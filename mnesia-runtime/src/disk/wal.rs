@@ -743,15 +743,6 @@ pub(crate) fn read_from(dir: &Path, first: u64) -> Result<LogContents> {
             ),
         });
     }
-    if first > 0 && kept.is_empty() {
-        // A checkpoint makes the segment it replays from before it names it, and only a
-        // later checkpoint removes it.
-        return Err(Error::Corrupt {
-            file: dir.join(segment_name(first)),
-            offset: 0,
-            reason: "missing: the last checkpoint replays the log from this segment".into(),
-        });
-    }
     let mut records = Vec::new();
     let mut torn = None;
     for (i, n) in kept.iter().enumerate() {

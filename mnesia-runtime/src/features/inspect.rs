@@ -5,8 +5,8 @@
 //!
 //! Both take the directory's lock, shared, while they read, so a database open in another
 //! process is refused rather than read as a moving target, and nothing on disc is changed
-//! (a torn log tail is reported, not cut; the lock file is not made if missing); a program
-//! opening the database meanwhile waits for them (30 s at most).
+//! (a torn log tail is reported, not cut; only a missing lock file is made, empty); a
+//! program opening the database meanwhile waits for them (30 s at most).
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
