@@ -48,6 +48,15 @@ impl Drop for Removing<'_> {
     }
 }
 
+/// Why node `id` is no member, removed as node `by` asked.
+pub(crate) fn removed_why(id: u64, by: u64) -> String {
+    if by == id {
+        format!("node {id} left the cluster")
+    } else {
+        format!("node {by} removed it from the cluster")
+    }
+}
+
 /// How a refused removal of a node that is no member begins (the node's id follows).
 const NO_SUCH_MEMBER: &str = "no member of the cluster is node ";
 
@@ -151,14 +160,53 @@ impl Shared {
                     self.applied_at(*id, addr, last).await;
                 }
                 self.raft.change_membership(ChangeMembers::RemoveNodes([*id].into()), false).await?;
-                // It no longer hears from the leader: told, if it is up.
-                if let Some(addr) = addr.filter(|_| *id != self.id) {
-                    let request = Request::Removed { id: *id, by: *by };
+                // It no longer hears from the leader: told, if it is up (this node, the
+                // leader removing itself, knows).
+                let request = Request::Removed { id: *id, by: *by };
+                if *id == self.id {
+                    tokio::task::block_in_place(|| self.no_member(&removed_why(*id, *by)));
+                } else if let Some(addr) = addr {
                     let _ = self.dialer.ask_at(&addr, &request, Duration::from_secs(2)).await;
                 }
             }
         }
         Ok(())
+    }
+
+    /// On the leader: `Err` if removing voter `id` would leave voters of which no majority
+    /// answers now (the change could not be decided, and every commit would wait for it:
+    /// the nodes down are to come back, or be removed, first). Each is asked, rather than
+    /// taken for up from what was last heard: a node killed a moment ago would count.
+    async fn removal_keeps_a_majority(&self, id: u64) -> std::result::Result<(), String> {
+        let m = self.raft.metrics().borrow().clone();
+        let membership = m.membership_config.membership();
+        let voters: Vec<u64> = membership.voter_ids().collect();
+        if m.current_leader != Some(self.id) || !voters.contains(&id) {
+            return Ok(());
+        }
+        let after: Vec<(u64, Option<String>)> = voters
+            .into_iter()
+            .filter(|v| *v != id)
+            .map(|v| (v, membership.get_node(&v).map(|n| n.addr.clone())))
+            .collect();
+        let mut down = Vec::new();
+        for (voter, addr) in after.iter().filter(|(v, _)| *v != self.id) {
+            let answered = match addr {
+                Some(addr) => self.dialer.ask_at(addr, &Request::Ping, Duration::from_millis(500)).await,
+                None => continue,
+            };
+            if !matches!(answered, Ok(Response::Pong)) {
+                down.push(*voter);
+            }
+        }
+        let live = after.len() - down.len();
+        if live > after.len() / 2 {
+            return Ok(());
+        }
+        let after: Vec<u64> = after.into_iter().map(|(v, _)| v).collect();
+        Err(format!(
+            "removing node {id} would leave the voters {after:?}, of which {live} answer, no majority (nodes {down:?} do not): bring them back, or remove them, first"
+        ))
     }
 
     /// Waits until node `id` (at `addr`) has applied the log up to `index`, while it is up,
@@ -183,6 +231,9 @@ impl Shared {
             return Err(why);
         }
         loop {
+            if let Change::Remove { id, .. } = &change {
+                self.removal_keeps_a_majority(*id).await?;
+            }
             let forward = match self.change_here(&change).await {
                 Ok(()) => return Ok(()),
                 Err(RaftError::APIError(ClientWriteError::ForwardToLeader(f))) => f,
@@ -281,7 +332,9 @@ impl Node {
     /// but that never reached it says so too), and its Raft directory keeps that it is no
     /// member (see [`Node::leave`]). Fails with [`Error::NoMajority`] when the change was
     /// not decided within `timeout` (it may still be made), and with [`Error::Invalid`]
-    /// when it was refused (`id` is no member).
+    /// when it was refused: `id` is no member, or no majority of the voters left answers
+    /// (the change could not be decided, and every commit would wait for it: bring the
+    /// nodes down back, or remove them, first).
     ///
     /// ```no_run
     /// # let node: mnesia_cluster::Node = unimplemented!();

@@ -446,11 +446,7 @@ async fn connection(tcp: TcpStream, node: &crate::node::Shared) -> Result<(), Wi
             Request::Hold(hold) => Response::Held(node.hold_here(from, hold).await),
             // (Another node at the address of the one removed is not told.)
             Request::Removed { id, by } if id == node.id => {
-                let why = if by == id {
-                    format!("node {id} left the cluster")
-                } else {
-                    format!("node {by} removed it from the cluster")
-                };
+                let why = crate::members::removed_why(id, by);
                 tokio::task::block_in_place(|| node.no_member(&why));
                 Response::Noted
             }

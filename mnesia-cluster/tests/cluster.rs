@@ -1050,6 +1050,32 @@ fn a_node_that_left_says_so_and_its_directory_is_not_a_member_again() {
     assert_eq!(run.dbs[leader].scope(|| Account::read(&60)).expect("read"), None);
 }
 
+#[test]
+fn a_removal_leaving_no_majority_up_is_refused_and_a_removed_leader_knows_it() {
+    let mut run = three_options(quick);
+    write_through(&run.dbs[0], 0..5);
+    run.settle();
+    let leader = run.leader();
+    let (a, b) = ((leader + 1) % 3, (leader + 2) % 3);
+    // One follower down: removing the other would leave the leader and the one down, no
+    // majority up (every commit would wait for the change): refused, and writes go on.
+    run.nodes[b] = None;
+    let stalled = run.nodes[leader].as_ref().expect("leader").remove(a as u64 + 1, Duration::from_secs(10));
+    assert!(matches!(&stalled, Err(Error::Invalid(why)) if why.contains("no majority")), "{stalled:?}");
+    write_through(&run.dbs[a], 10..15);
+    // The node down removed instead; then the leader, asked by the other: it knows.
+    let leader_node = run.nodes[leader].as_ref().expect("leader");
+    leader_node.remove(b as u64 + 1, Duration::from_secs(10)).expect("remove the node down");
+    run.nodes[a]
+        .as_ref()
+        .expect("node")
+        .remove(leader as u64 + 1, Duration::from_secs(10))
+        .expect("remove the leader");
+    let write = run.dbs[leader].scope(|| Account::write(Account { id: 50, balance: 1 }));
+    assert!(matches!(&write, Err(Error::Closed { what }) if what.contains("removed")), "{write:?}");
+    write_through(&run.dbs[a], 20..25);
+}
+
 /// Writes accounts `ids` on `db`, each tried again (a leader being elected) for 20 s at most.
 fn write_through(db: &Database, ids: std::ops::Range<u32>) {
     for id in ids {
