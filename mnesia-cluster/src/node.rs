@@ -343,8 +343,11 @@ pub struct Status {
     /// The members that do not vote (yet): nodes joining, sent the log until they have
     /// caught up.
     pub learners: BTreeSet<u64>,
-    /// The other nodes that answer this one (see [`ClusterEvent`](mnesia_runtime::ClusterEvent)).
+    /// The other members that answer this one (see [`ClusterEvent`](mnesia_runtime::ClusterEvent)).
     pub up: BTreeSet<u64>,
+    /// Why this node is no member of the cluster any more (it left, or was removed), if it
+    /// is not: the other fields are then its last view, which its log still holds.
+    pub no_member: Option<String>,
     /// The last log entry the latest snapshot holds (see [`Options::snapshots`]).
     pub snapshot: Option<u64>,
     /// The last log entry purged: the log holds the entries after it.
@@ -891,14 +894,24 @@ impl Node {
     /// ```
     pub fn status(&self) -> Status {
         let m = self.shared.raft.metrics().borrow().clone();
+        let membership = m.membership_config.membership();
         Status {
             node: self.shared.id,
             leader: m.current_leader,
             term: m.current_term,
             last_applied: m.last_applied.map_or(0, |l| l.index),
-            members: m.membership_config.membership().voter_ids().collect(),
-            learners: m.membership_config.membership().learner_ids().collect(),
-            up: self.shared.dialer.liveness.up(),
+            members: membership.voter_ids().collect(),
+            learners: membership.learner_ids().collect(),
+            // (A node removed but still running keeps asking: not a member that is up.)
+            up: self
+                .shared
+                .dialer
+                .liveness
+                .up()
+                .into_iter()
+                .filter(|n| membership.get_node(n).is_some())
+                .collect(),
+            no_member: self.shared.left.get().cloned(),
             snapshot: m.snapshot.map(|l| l.index),
             purged: m.purged.map(|l| l.index),
         }

@@ -992,6 +992,14 @@ fn a_node_that_left_says_so_and_its_directory_is_not_a_member_again() {
     // Its writes fail at once, saying why (not a NoMajority after the write timeout).
     let write = run.dbs[leaving].scope(|| Account::write(Account { id: 50, balance: 1 }));
     assert!(matches!(&write, Err(Error::Closed { what }) if what.contains("left the cluster")), "{write:?}");
+    assert_eq!(
+        node.status().no_member.as_deref(),
+        Some(format!("node {} left the cluster", leaving + 1).as_str())
+    );
+    for (i, _) in run.live() {
+        let status = run.nodes[i].as_ref().expect("node").status();
+        assert!(status.no_member.is_none() && !status.up.contains(&(leaving as u64 + 1)), "{status:?}");
+    }
     // Reads still answer from its copy.
     assert_eq!(run.dbs[leaving].scope(|| Account::read(&0)).expect("read").map(|a| a.balance), Some(0));
     // Joining again, it is a new node.
