@@ -156,8 +156,10 @@ impl Shared {
                 // (A round through Raft's core: the proposals taken before are in the log.)
                 let _ = self.raft.with_raft_state(|_| ()).await;
                 let last = self.raft.metrics().borrow().last_log_index.unwrap_or(0);
-                if let Some(addr) = &addr {
-                    self.applied_at(*id, addr, last).await;
+                // (Given `CATCH_UP_BEFORE_REMOVAL` at most, if it is up.)
+                if let Some(addr) = addr.as_ref().filter(|_| self.dialer.liveness.up().contains(id)) {
+                    let deadline = tokio::time::Instant::now() + CATCH_UP_BEFORE_REMOVAL;
+                    self.applied_by(*id, addr, last, deadline).await;
                 }
                 self.raft.change_membership(ChangeMembers::RemoveNodes([*id].into()), false).await?;
                 // It no longer hears from the leader: told, if it is up (this node, the
@@ -207,19 +209,6 @@ impl Shared {
         Err(format!(
             "removing node {id} would leave the voters {after:?}, of which {live} answer, no majority (nodes {down:?} do not): bring them back, or remove them, first"
         ))
-    }
-
-    /// Waits until node `id` (at `addr`) has applied the log up to `index`, while it is up,
-    /// for [`CATCH_UP_BEFORE_REMOVAL`] at most.
-    async fn applied_at(&self, id: u64, addr: &str, index: u64) {
-        let deadline = tokio::time::Instant::now() + CATCH_UP_BEFORE_REMOVAL;
-        while tokio::time::Instant::now() < deadline && self.dialer.liveness.up().contains(&id) {
-            let asked = self.dialer.ask_at(addr, &Request::Applied, Duration::from_secs(1)).await;
-            if matches!(asked, Ok(Response::Applied(applied)) if applied >= index) {
-                return;
-            }
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
     }
 
     /// Makes `change` through the leader, wherever it is (bounded by the caller's timeout).

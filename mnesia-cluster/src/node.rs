@@ -629,26 +629,39 @@ impl Shared {
         };
         let up = self.dialer.liveness.up();
         for (id, node) in voters.into_iter().filter(|(id, _)| up.contains(id)) {
-            let peer = self.sync_links.to(id, &node.addr);
-            let mut peer = peer.lock().await;
-            let peer = peer.get_or_insert_with(|| self.dialer.peer(id, node.addr.clone()));
-            loop {
-                let left = deadline.saturating_duration_since(tokio::time::Instant::now());
-                if left.is_zero() {
-                    tracing::warn!(
-                        target: "mnesia::cluster",
-                        node = id,
-                        index,
-                        "a sync_transaction did not see a live node apply its commit in time"
-                    );
-                    break;
-                }
-                // (Not told to the liveness: a slow answer here is no sign of a node down.)
-                match peer.exchange(&Request::Applied, left).await {
-                    Ok(Response::Applied(at)) if at >= index => break,
-                    // Not there yet, or the connection failed (a new one is opened): again.
-                    _ => tokio::time::sleep(Duration::from_millis(2)).await,
-                }
+            if !self.applied_by(id, &node.addr, index, deadline).await {
+                tracing::warn!(
+                    target: "mnesia::cluster",
+                    node = id,
+                    index,
+                    "a sync_transaction did not see a live node apply its commit in time"
+                );
+            }
+        }
+    }
+
+    /// Waits until member `id` (at `addr`) has applied the log up to `index`, asked over
+    /// the connection kept to it; `false` if it had not by `deadline`.
+    pub(crate) async fn applied_by(
+        &self,
+        id: u64,
+        addr: &str,
+        index: u64,
+        deadline: tokio::time::Instant,
+    ) -> bool {
+        let peer = self.sync_links.to(id, addr);
+        let mut peer = peer.lock().await;
+        let peer = peer.get_or_insert_with(|| self.dialer.peer(id, addr.to_owned()));
+        loop {
+            let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+            if left.is_zero() {
+                return false;
+            }
+            // (Not told to the liveness: a slow answer here is no sign of a node down.)
+            match peer.exchange(&Request::Applied, left).await {
+                Ok(Response::Applied(at)) if at >= index => return true,
+                // Not there yet, or the connection failed (a new one is opened): again.
+                _ => tokio::time::sleep(Duration::from_millis(2)).await,
             }
         }
     }
