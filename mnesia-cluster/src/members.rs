@@ -57,6 +57,30 @@ pub(crate) fn removed_why(id: u64, by: u64) -> String {
     }
 }
 
+/// Why node `node` is no member, as node `by` (a leader) says it.
+pub(crate) fn counted_out(node: u64, by: u64) -> String {
+    format!("node {node} left the cluster or was removed from it: node {by} counts it no member")
+}
+
+/// Stops the node's Raft once it is no member of the cluster (it left, was removed, or the
+/// leader answered its call for votes that it is not: see [`Shared::removed_candidate`]),
+/// so that a node removed while it was down, started again on its directory, does not
+/// campaign for ever. Its database keeps its records for reads; its writes fail at once.
+pub(crate) async fn retire(node: Arc<Shared>) {
+    let mut told = node.dialer.told_no_member.subscribe();
+    tokio::select! {
+        () = node.gone() => {}
+        Ok(said) = told.wait_for(Option::is_some) => {
+            let why = said.clone().unwrap_or_default();
+            drop(said);
+            tokio::task::block_in_place(|| node.no_member(&why));
+        }
+    }
+    if let Err(e) = node.raft.shutdown().await {
+        tracing::warn!(target: "mnesia::cluster", node = node.id, error = %e, "stopping Raft on a node no member");
+    }
+}
+
 /// How a refused removal of a node that is no member begins (the node's id follows).
 const NO_SUCH_MEMBER: &str = "no member of the cluster is node ";
 
@@ -108,6 +132,27 @@ fn mismatch(ours: &[TableShape], theirs: &[TableShape]) -> Option<String> {
 }
 
 impl Shared {
+    /// On the leader: why node `from`, calling for votes, is no member (`None` if it may
+    /// be one). Said only when the members this node decided leave it out and its log ends
+    /// before the entry that decided them: it missed its removal (it was down), and knows
+    /// of no later change that could have added it again. (A follower, or a leader whose
+    /// members are not decided yet, says nothing: a node added later than it knows of
+    /// would be told wrongly, and would stop for good.)
+    pub(crate) fn removed_candidate(
+        &self,
+        from: u64,
+        rpc: &openraft::raft::VoteRequest<u64>,
+    ) -> Option<String> {
+        let metrics = self.raft.metrics();
+        let m = metrics.borrow();
+        let decided_at = m.membership_config.log_id().as_ref()?.index;
+        let stranger = m.current_leader == Some(self.id)
+            && Some(decided_at) <= m.last_applied.map(|l| l.index)
+            && m.membership_config.membership().get_node(&from).is_none()
+            && rpc.last_log_id.is_none_or(|l| l.index < decided_at);
+        stranger.then(|| counted_out(from, self.id))
+    }
+
     /// Makes `change`, if this node leads.
     async fn change_here(&self, change: &Change) -> std::result::Result<(), ChangeError> {
         // The leader first (openraft checks a change against the members it knows before it

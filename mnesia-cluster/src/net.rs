@@ -77,6 +77,10 @@ pub(crate) enum Response {
     Released,
     /// The answer to [`Request::Removed`].
     Noted,
+    /// The leader's answer to a [`Request::Vote`] of a node that its decided members leave
+    /// out, asked with a log that ends before they did (one removed while it was down,
+    /// started again on its directory): why it is no member.
+    NotMember(String),
 }
 
 /// How long a request may wait for its answer.
@@ -103,6 +107,9 @@ pub(crate) struct Dialer {
     /// TLS for every connection, when configured.
     #[cfg(feature = "tls")]
     pub(crate) tls: Option<crate::tls::Tls>,
+    /// Set when the leader answered this node's call for votes that it is no member (see
+    /// [`Response::NotMember`]); the node then stops (see `node.rs`).
+    pub(crate) told_no_member: Arc<tokio::sync::watch::Sender<Option<String>>>,
 }
 
 /// A connection to or from a peer: TCP, or TLS over it.
@@ -363,6 +370,11 @@ impl RaftNetwork<Types> for PeerLink {
     ) -> Result<VoteResponse<u64>, RpcError> {
         match self.call(Request::Vote(rpc), &option).await.map_err(Self::unreachable)? {
             Response::Vote(r) => r.map_err(|e| RPCError::RemoteError(RemoteError::new(self.target, e))),
+            Response::NotMember(why) => {
+                let refused = format!("node {} refused the vote: {why}", self.target);
+                self.peer.dialer.told_no_member.send_replace(Some(why));
+                Err(RPCError::Network(NetworkError::new(&std::io::Error::other(refused))))
+            }
             _ => Err(Self::wrong("vote")),
         }
     }
@@ -431,7 +443,10 @@ async fn connection(tcp: TcpStream, node: &crate::node::Shared) -> Result<(), Wi
         }
         let response = match request {
             Request::Append(rpc) => Response::Append(bounded(node.raft.append_entries(rpc)).await?),
-            Request::Vote(rpc) => Response::Vote(bounded(node.raft.vote(rpc)).await?),
+            Request::Vote(rpc) => match node.removed_candidate(from, &rpc) {
+                Some(why) => Response::NotMember(why),
+                None => Response::Vote(bounded(node.raft.vote(rpc)).await?),
+            },
             Request::Snapshot(rpc) => Response::Snapshot(bounded(node.raft.install_snapshot(rpc)).await?),
             Request::Propose(batch) => Response::Proposed(bounded(node.write_here(batch)).await?),
             Request::Ping => Response::Pong,
@@ -519,6 +534,7 @@ mod tests {
             liveness: Arc::new(Liveness::new(db, Duration::from_secs(1))),
             #[cfg(feature = "tls")]
             tls: None,
+            told_no_member: Arc::default(),
         };
         let mut link = PeerLink { target: 2, peer: dialer.peer(2, addr.to_string()) };
         let record = blob_record(100 << 10);

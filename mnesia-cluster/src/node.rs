@@ -439,10 +439,7 @@ impl Shared {
             // (Told so once its removal is decided; while it is being removed, or the change
             // could still be undone, refused without a word on its membership.)
             Some((node, true)) => {
-                return Err(format!(
-                    "{NOT_MEMBER}node {node} left the cluster or was removed from it: node {} counts it no member",
-                    self.id
-                ));
+                return Err(format!("{NOT_MEMBER}{}", crate::members::counted_out(node, self.id)));
             }
             Some((node, false)) => return Err(format!("node {node} is being removed from the cluster")),
             None => {}
@@ -835,6 +832,7 @@ impl Node {
             liveness: Arc::new(Liveness::new(db.clone(), options.election.1 * 3)),
             #[cfg(feature = "tls")]
             tls: options.tls.clone(),
+            told_no_member: Arc::default(),
         };
         let network = Network { dialer: dialer.clone() };
         let raft = runtime
@@ -858,6 +856,7 @@ impl Node {
             dir: options.dir.clone(),
         });
         runtime.spawn(crate::net::serve(listener, Arc::clone(&shared)));
+        runtime.spawn(crate::members::retire(Arc::clone(&shared)));
         runtime.spawn(crate::liveness::watch_leader(shared.raft.clone(), shared.id, db.clone()));
         runtime.spawn(crate::liveness::watch_peers(
             shared.raft.clone(),

@@ -1084,6 +1084,43 @@ fn a_removal_leaving_no_majority_up_is_refused_and_a_removed_leader_knows_it() {
     write_through(&run.dbs[a], 20..25);
 }
 
+#[test]
+fn a_node_removed_while_down_and_started_again_learns_it_and_stops_campaigning() {
+    let dirs: Vec<_> = (0..3).map(|_| tempfile::tempdir().expect("dir")).collect();
+    let mut run = three_options(|id| quick(id).dir(dirs[id as usize - 1].path()));
+    write_through(&run.dbs[0], 0..5);
+    run.settle();
+    let leader = run.leader();
+    let down = (leader + 1) % 3;
+    let id = down as u64 + 1;
+    run.nodes[down] = None;
+    let leader_node = run.nodes[leader].as_ref().expect("leader");
+    leader_node.remove(id, Duration::from_secs(10)).expect("remove the node down");
+    write_through(&run.dbs[leader], 10..15);
+    // Started again on its directory (not marked: it was down when it was removed), it
+    // calls for votes as a member of its log's cluster; the leader answers that it is none,
+    // without a write of its own to be refused.
+    let db = fresh();
+    let node = Node::start(&db, quick(id).dir(dirs[down].path())).expect("started again");
+    eventually("the node learns it is no member", || node.status().no_member.is_some());
+    let why = node.status().no_member.unwrap_or_default();
+    assert!(why.contains(&format!("node {id} left the cluster or was removed")), "{why}");
+    // It campaigns no more (its Raft stopped): its term stays put, and the leader's too.
+    let (term, leader_term) = (node.status().term, leader_node.status().term);
+    std::thread::sleep(Duration::from_secs(2));
+    assert_eq!((node.status().term, leader_node.status().term), (term, leader_term));
+    let write = db.scope(|| Account::write(Account { id: 50, balance: 1 }));
+    assert!(matches!(&write, Err(Error::Closed { what }) if what.contains("no member")), "{write:?}");
+    // Its directory says so: started on it again, refused.
+    drop(node);
+    let again = Node::start(&fresh(), quick(id).dir(dirs[down].path())).err();
+    assert!(matches!(&again, Some(Error::Invalid(why)) if why.contains("left the cluster")), "{again:?}");
+    write_through(&run.dbs[leader], 20..25);
+    let other = (leader + 2) % 3;
+    run.settle();
+    assert_eq!(run.accounts(other), run.accounts(leader));
+}
+
 /// Writes accounts `ids` on `db`, each tried again (a leader being elected) for 20 s at most.
 fn write_through(db: &Database, ids: std::ops::Range<u32>) {
     for id in ids {
