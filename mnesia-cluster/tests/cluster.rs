@@ -1379,6 +1379,12 @@ fn system_info_reports_the_cluster() {
         assert_eq!((cluster.node, cluster.leader), (i as u64 + 1, Some(leader)));
         assert_eq!(cluster.members.iter().map(|m| m.id).collect::<Vec<_>>(), [1, 2, 3]);
         assert_eq!(info.known_nodes.len(), 3);
+        // Every member named alike, this node first.
+        let addr = run.nodes[i].as_ref().expect("node").local_addr();
+        assert_eq!(info.known_nodes[0], format!("{}@{addr}", i + 1));
+        let mut known = info.known_nodes.clone();
+        known.sort();
+        assert_eq!(known, cluster.members.iter().map(ToString::to_string).collect::<Vec<_>>());
         assert!(info.to_string().contains(&format!("leader {leader}")), "{info}");
     }
     let mut run = run;

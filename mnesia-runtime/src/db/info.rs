@@ -58,12 +58,13 @@ pub struct LogInfo {
 pub struct SystemInfo {
     /// The version of this crate.
     pub version: String,
-    /// This node's name.
+    /// This node's name (`Config::node_name`).
     pub node: String,
     /// The nodes running the database now: this one, and in a cluster the members that
-    /// answer it (as `id@address`).
+    /// answer it. In a cluster every member, this one first, is named `id@address`.
     pub running_nodes: Vec<String>,
-    /// The nodes the database knows: this one, and in a cluster every member.
+    /// The nodes the database knows: this one, and in a cluster every member (named as in
+    /// `running_nodes`).
     pub known_nodes: Vec<String>,
     /// The database's directory, if it has one.
     pub directory: Option<PathBuf>,
@@ -100,7 +101,10 @@ impl SystemInfo {
         cluster: Option<crate::engine::system::ClusterInfo>,
     ) -> SystemInfo {
         let (commits, aborts, running_transactions) = stats.outcomes();
-        let (mut running_nodes, mut known_nodes) = (vec![node.clone()], vec![node.clone()]);
+        // (In a cluster, this node named as the others are.)
+        let me = cluster.as_ref().and_then(|c| c.members.iter().find(|m| m.id == c.node));
+        let me = me.map_or_else(|| node.clone(), ToString::to_string);
+        let (mut running_nodes, mut known_nodes) = (vec![me.clone()], vec![me]);
         if let Some(c) = &cluster {
             for m in c.members.iter().filter(|m| m.id != c.node) {
                 known_nodes.push(m.to_string());
