@@ -15,6 +15,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::net::{Request, Response};
 use crate::node::{Node, Shared};
+use crate::wire::WireError;
 
 /// A change to the cluster's members.
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -308,6 +309,8 @@ async fn ask_seed(
         match shared.dialer.ask_at(&seed.to_string(), change, timeout).await {
             Ok(Response::Changed(result)) => return result,
             Ok(_) => return Err("an unexpected answer".to_string()),
+            // Asking again would not change these.
+            Err(e @ (WireError::WrongCookie | WireError::Protocol(_))) => return Err(e.to_string()),
             Err(e) => {
                 tracing::debug!(target: "mnesia::cluster", %seed, error = %e, "joining: the seed did not answer");
                 tokio::time::sleep(Duration::from_millis(50)).await;
@@ -323,7 +326,8 @@ impl Node {
     /// before it is gone), then becomes a voting member. Returns once it is one; fails with
     /// [`Error::NoMajority`] when that did not happen within `timeout`, and with
     /// [`Error::Invalid`] when the cluster refused (its tables differ from this node's: the
-    /// same names, types, fields, keys, indexes and auto-increment keys are required).
+    /// same names, types, fields, keys, indexes and auto-increment keys are required), or
+    /// the seed does not share the cookie, or speaks another version of the protocol.
     ///
     /// ```no_run
     /// # let (node, seed): (mnesia_cluster::Node, std::net::SocketAddr) = unimplemented!();

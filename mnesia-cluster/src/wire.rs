@@ -5,14 +5,18 @@
 //! proves, in both directions, that the two ends share the cookie without sending it:
 //!
 //! ```text
-//! dialer   -> Hello     { node, nonce_d }
-//! listener -> Challenge { node, nonce_l, HMAC(cookie, "listener" | nonce_d | nonce_l) }
-//! dialer   -> Proof     { HMAC(cookie, "dialer" | nonce_l | nonce_d) }
+//! dialer   -> Hello     { protocol, node_d, nonce_d }
+//! listener -> Challenge { protocol, node_l, nonce_l,
+//!                         HMAC(cookie, "listener" | protocol | node_d | node_l | nonce_d | nonce_l) }
+//! dialer   -> Proof     { HMAC(cookie, "dialer" | protocol | node_d | node_l | nonce_l | nonce_d) }
 //! ```
 //!
 //! Each side checks the other's code in constant time and closes the connection on a
 //! mismatch; the nonces are fresh for every connection, so a recorded handshake proves
-//! nothing later.
+//! nothing later, and the node ids are in the codes, so that no one between the two ends
+//! can change who either says it is. Both ends must speak the same [`PROTOCOL`]: the
+//! listener answers a dialer of another one with its own (and no more), and each end
+//! refuses the other with [`WireError::Protocol`], rather than misread its frames.
 
 use std::io;
 use std::time::Duration;
@@ -22,6 +26,10 @@ use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use sha2::Sha256;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+/// The version of the frames nodes exchange (their requests and answers): nodes of another
+/// version are refused at the handshake.
+pub(crate) const PROTOCOL: u16 = 1;
 
 /// The largest frame accepted after the handshake.
 pub(crate) const MAX_FRAME: u32 = 64 << 20;
@@ -45,6 +53,8 @@ pub(crate) enum WireError {
     WrongCookie,
     /// The other end took too long.
     Timeout,
+    /// The other end speaks another version of the protocol (its version).
+    Protocol(u16),
 }
 
 impl std::fmt::Display for WireError {
@@ -55,6 +65,10 @@ impl std::fmt::Display for WireError {
             WireError::Garbage(e) => write!(f, "not a frame of the protocol: {e}"),
             WireError::WrongCookie => f.write_str("the other end does not share the cookie"),
             WireError::Timeout => f.write_str("the other end took too long"),
+            WireError::Protocol(v) => write!(
+                f,
+                "the other end speaks version {v} of the cluster protocol, this node {PROTOCOL}: run the same version of mnesia on every node"
+            ),
         }
     }
 }
@@ -129,12 +143,14 @@ pub(crate) fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, WireError> 
 
 #[derive(Serialize, Deserialize)]
 struct Hello {
+    protocol: u16,
     node: u64,
     nonce: [u8; 32],
 }
 
 #[derive(Serialize, Deserialize)]
 struct Challenge {
+    protocol: u16,
     node: u64,
     nonce: [u8; 32],
     proof: [u8; 32],
@@ -151,27 +167,33 @@ fn nonce() -> Result<[u8; 32], WireError> {
     Ok(n)
 }
 
-fn mac(cookie: &[u8], role: &[u8], first: &[u8; 32], second: &[u8; 32]) -> Hmac<Sha256> {
+/// Who the two ends say they are: the dialer's node id, then the listener's.
+type Ends = (u64, u64);
+
+fn mac(cookie: &[u8], role: &[u8], ends: Ends, first: &[u8; 32], second: &[u8; 32]) -> Hmac<Sha256> {
     // (HMAC takes keys of any length.)
     let mut m = <Hmac<Sha256> as Mac>::new_from_slice(cookie).unwrap_or_else(|_| unreachable!());
     m.update(role);
+    m.update(&PROTOCOL.to_be_bytes());
+    m.update(&ends.0.to_be_bytes());
+    m.update(&ends.1.to_be_bytes());
     m.update(first);
     m.update(second);
     m
 }
 
-fn code(cookie: &[u8], role: &[u8], first: &[u8; 32], second: &[u8; 32]) -> [u8; 32] {
-    mac(cookie, role, first, second).finalize().into_bytes().into()
+fn code(cookie: &[u8], role: &[u8], ends: Ends, first: &[u8; 32], second: &[u8; 32]) -> [u8; 32] {
+    mac(cookie, role, ends, first, second).finalize().into_bytes().into()
 }
 
 fn check(
     cookie: &[u8],
     role: &[u8],
-    first: &[u8; 32],
-    second: &[u8; 32],
+    ends: Ends,
+    (first, second): (&[u8; 32], &[u8; 32]),
     proof: &[u8; 32],
 ) -> Result<(), WireError> {
-    mac(cookie, role, first, second).verify_slice(proof).map_err(|_| WireError::WrongCookie)
+    mac(cookie, role, ends, first, second).verify_slice(proof).map_err(|_| WireError::WrongCookie)
 }
 
 /// The dialing side of the handshake: returns the listener's node id.
@@ -182,10 +204,14 @@ pub(crate) async fn dial<S: AsyncReadExt + AsyncWriteExt + Unpin>(
 ) -> Result<u64, WireError> {
     let run = async {
         let mine = nonce()?;
-        write_frame(s, &Hello { node: me, nonce: mine }).await?;
+        write_frame(s, &Hello { protocol: PROTOCOL, node: me, nonce: mine }).await?;
         let c: Challenge = read_frame(s, MAX_HANDSHAKE_FRAME).await?;
-        check(cookie, b"listener", &mine, &c.nonce, &c.proof)?;
-        write_frame(s, &Proof { proof: code(cookie, b"dialer", &c.nonce, &mine) }).await?;
+        if c.protocol != PROTOCOL {
+            return Err(WireError::Protocol(c.protocol));
+        }
+        let ends = (me, c.node);
+        check(cookie, b"listener", ends, (&mine, &c.nonce), &c.proof)?;
+        write_frame(s, &Proof { proof: code(cookie, b"dialer", ends, &c.nonce, &mine) }).await?;
         Ok(c.node)
     };
     tokio::time::timeout(HANDSHAKE_TIMEOUT, run).await.map_err(|_| WireError::Timeout)?
@@ -200,10 +226,16 @@ pub(crate) async fn accept<S: AsyncReadExt + AsyncWriteExt + Unpin>(
     let run = async {
         let h: Hello = read_frame(s, MAX_HANDSHAKE_FRAME).await?;
         let mine = nonce()?;
-        let proof = code(cookie, b"listener", &h.nonce, &mine);
-        write_frame(s, &Challenge { node: me, nonce: mine, proof }).await?;
+        if h.protocol != PROTOCOL {
+            // Its version only (no code for its nonce): the dialer can say what differs.
+            write_frame(s, &Challenge { protocol: PROTOCOL, node: me, nonce: mine, proof: [0; 32] }).await?;
+            return Err(WireError::Protocol(h.protocol));
+        }
+        let ends = (h.node, me);
+        let proof = code(cookie, b"listener", ends, &h.nonce, &mine);
+        write_frame(s, &Challenge { protocol: PROTOCOL, node: me, nonce: mine, proof }).await?;
         let p: Proof = read_frame(s, MAX_HANDSHAKE_FRAME).await?;
-        check(cookie, b"dialer", &mine, &h.nonce, &p.proof)?;
+        check(cookie, b"dialer", ends, (&mine, &h.nonce), &p.proof)?;
         Ok(h.node)
     };
     tokio::time::timeout(HANDSHAKE_TIMEOUT, run).await.map_err(|_| WireError::Timeout)?
@@ -239,6 +271,48 @@ mod tests {
             assert!(matches!(d, Err(WireError::WrongCookie)), "{d:?}");
             // The listener learns it too: the dialer hangs up without a proof.
             assert!(l.is_err());
+        });
+    }
+
+    #[test]
+    fn another_protocol_version_is_refused_on_both_sides_saying_so() {
+        rt().block_on(async {
+            // A dialer of another version: the listener refuses it, and answers with its own.
+            let (mut a, mut b) = tokio::io::duplex(1024);
+            let hello = Hello { protocol: PROTOCOL + 1, node: 1, nonce: [7; 32] };
+            write_frame(&mut a, &hello).await.expect("hello");
+            let l = accept(&mut b, b"secret", 2).await;
+            assert!(matches!(l, Err(WireError::Protocol(v)) if v == PROTOCOL + 1), "{l:?}");
+            let c: Challenge = read_frame(&mut a, MAX_HANDSHAKE_FRAME).await.expect("its version");
+            assert_eq!(c.protocol, PROTOCOL);
+            // A listener of another version: the dialer refuses it, naming both versions.
+            let (mut a, mut b) = tokio::io::duplex(1024);
+            let listener = async {
+                let _: Hello = read_frame(&mut b, MAX_HANDSHAKE_FRAME).await.expect("hello");
+                let c = Challenge { protocol: PROTOCOL + 1, node: 2, nonce: [7; 32], proof: [0; 32] };
+                write_frame(&mut b, &c).await.expect("challenge");
+            };
+            let (d, ()) = tokio::join!(dial(&mut a, b"secret", 1), listener);
+            let d = d.map_err(|e| e.to_string());
+            assert!(matches!(&d, Err(why) if why.contains(&format!("version {}", PROTOCOL + 1))), "{d:?}");
+        });
+    }
+
+    /// The node ids are in the codes: a listener whose challenge names another node than
+    /// the one that made its code is refused.
+    #[test]
+    fn a_node_id_changed_on_the_way_is_refused() {
+        rt().block_on(async {
+            let (mut a, mut b) = tokio::io::duplex(1024);
+            let listener = async {
+                let h: Hello = read_frame(&mut b, MAX_HANDSHAKE_FRAME).await.expect("hello");
+                let mine = [9; 32];
+                let proof = code(b"secret", b"listener", (h.node, 2), &h.nonce, &mine);
+                let c = Challenge { protocol: PROTOCOL, node: 3, nonce: mine, proof };
+                write_frame(&mut b, &c).await.expect("challenge");
+            };
+            let (d, ()) = tokio::join!(dial(&mut a, b"secret", 1), listener);
+            assert!(matches!(d, Err(WireError::WrongCookie)), "{d:?}");
         });
     }
 
