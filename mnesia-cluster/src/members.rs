@@ -58,6 +58,10 @@ pub(crate) fn removed_why(id: u64, by: u64) -> String {
     }
 }
 
+/// How long a leader takes at most to confirm that it leads before it tells a node calling
+/// for votes that it is no member (see [`Shared::removed_candidate`]).
+const CONFIRM_LEAD: Duration = Duration::from_secs(1);
+
 /// Why node `node` is no member, as node `by` (a leader) says it.
 pub(crate) fn counted_out(node: u64, by: u64) -> String {
     format!("node {node} left the cluster or was removed from it: node {by} counts it no member")
@@ -80,6 +84,8 @@ pub(crate) async fn retire(node: Arc<Shared>) {
     if let Err(e) = node.raft.shutdown().await {
         tracing::warn!(target: "mnesia::cluster", node = node.id, error = %e, "stopping Raft on a node no member");
     }
+    // (It may have led: its reaper's deletes would fail.)
+    node.dialer.liveness.database().set_reaping(false);
 }
 
 /// How a refused removal of a node that is no member begins (the node's id follows).
@@ -135,23 +141,28 @@ fn mismatch(ours: &[TableShape], theirs: &[TableShape]) -> Option<String> {
 impl Shared {
     /// On the leader: why node `from`, calling for votes, is no member (`None` if it may
     /// be one). Said only when the members this node decided leave it out and its log ends
-    /// before the entry that decided them: it missed its removal (it was down), and knows
-    /// of no later change that could have added it again. (A follower, or a leader whose
-    /// members are not decided yet, says nothing: a node added later than it knows of
+    /// before the entry that decided them (it missed its removal: it was down), and only
+    /// once a majority confirms that this node still leads: a leader deposed without knowing
+    /// it could lack a later change that added the node again. (A follower, or a leader
+    /// whose members are not decided yet, says nothing: a node added later than it knows of
     /// would be told wrongly, and would stop for good.)
-    pub(crate) fn removed_candidate(
+    pub(crate) async fn removed_candidate(
         &self,
         from: u64,
         rpc: &openraft::raft::VoteRequest<u64>,
     ) -> Option<String> {
-        let metrics = self.raft.metrics();
-        let m = metrics.borrow();
-        let decided_at = m.membership_config.log_id().as_ref()?.index;
-        let stranger = m.current_leader == Some(self.id)
-            && Some(decided_at) <= m.last_applied.map(|l| l.index)
-            && m.membership_config.membership().get_node(&from).is_none()
-            && rpc.last_log_id.is_none_or(|l| l.index < decided_at);
-        stranger.then(|| counted_out(from, self.id))
+        let counted_out_here = || {
+            let metrics = self.raft.metrics();
+            let m = metrics.borrow();
+            let leads = m.current_leader == Some(self.id);
+            let decided_at = crate::node::left_out(&m, from).and_then(|(decided, at)| decided.then_some(at));
+            leads && decided_at.is_some_and(|at| rpc.last_log_id.is_none_or(|l| l.index < at))
+        };
+        if !counted_out_here() {
+            return None;
+        }
+        let confirmed = tokio::time::timeout(CONFIRM_LEAD, self.raft.get_read_log_id()).await;
+        (matches!(confirmed, Ok(Ok(_))) && counted_out_here()).then(|| counted_out(from, self.id))
     }
 
     /// Makes `change`, if this node leads.

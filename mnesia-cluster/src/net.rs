@@ -108,7 +108,7 @@ pub(crate) struct Dialer {
     #[cfg(feature = "tls")]
     pub(crate) tls: Option<crate::tls::Tls>,
     /// Set when the leader answered this node's call for votes that it is no member (see
-    /// [`Response::NotMember`]); the node then stops (see `node.rs`).
+    /// [`Response::NotMember`]); the node then stops (see `members::retire`).
     pub(crate) told_no_member: Arc<tokio::sync::watch::Sender<Option<String>>>,
 }
 
@@ -443,7 +443,7 @@ async fn connection(tcp: TcpStream, node: &crate::node::Shared) -> Result<(), Wi
         }
         let response = match request {
             Request::Append(rpc) => Response::Append(bounded(node.raft.append_entries(rpc)).await?),
-            Request::Vote(rpc) => match node.removed_candidate(from, &rpc) {
+            Request::Vote(rpc) => match node.removed_candidate(from, &rpc).await {
                 Some(why) => Response::NotMember(why),
                 None => Response::Vote(bounded(node.raft.vote(rpc)).await?),
             },

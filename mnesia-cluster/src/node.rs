@@ -332,7 +332,7 @@ impl Options {
 pub struct Status {
     /// This node's id.
     pub node: u64,
-    /// The leader, if one is known.
+    /// The leader, if one is known (none once this node is no member: its Raft stopped).
     pub leader: Option<u64>,
     /// The current term.
     pub term: u64,
@@ -405,6 +405,22 @@ pub(crate) struct Shared {
     pub(crate) dir: Option<std::path::PathBuf>,
 }
 
+/// The leader `m` knows of: none once this node's Raft stopped (it is no member: see
+/// `members::retire`), whatever it last knew.
+fn led_by(m: &openraft::RaftMetrics<u64, BasicNode>) -> Option<u64> {
+    m.current_leader.filter(|_| m.state != openraft::ServerState::Shutdown)
+}
+
+/// If `node` is not among the members `m` gives: whether that membership is decided (its
+/// entry applied here), and the entry's index.
+pub(crate) fn left_out(m: &openraft::RaftMetrics<u64, BasicNode>, node: u64) -> Option<(bool, u64)> {
+    if m.membership_config.membership().get_node(&node).is_some() {
+        return None;
+    }
+    let at = m.membership_config.log_id().map(|l| l.index);
+    Some((at <= m.last_applied.map(|l| l.index), at.unwrap_or(0)))
+}
+
 /// Connections to one node, and a permit for each: a writer holding a permit finds one of
 /// them free.
 struct Links {
@@ -425,14 +441,9 @@ impl Shared {
             let removing = self.removing.lock();
             let m = self.raft.metrics();
             let m = m.borrow();
-            let membership = m.membership_config.membership();
-            let decided = m.membership_config.log_id().map(|l| l.index) <= m.last_applied.map(|l| l.index);
-            batch.0.iter().map(|p| p.id.node).find_map(|n| {
-                if membership.get_node(&n).is_none() {
-                    Some((n, decided))
-                } else {
-                    removing.contains(&n).then_some((n, false))
-                }
+            batch.0.iter().map(|p| p.id.node).find_map(|n| match left_out(&m, n) {
+                Some((decided, _)) => Some((n, decided)),
+                None => removing.contains(&n).then_some((n, false)),
             })
         };
         match stranger {
@@ -456,6 +467,14 @@ impl Shared {
         // the leader took it): a refusal then says nothing of that try.
         let mut unsure = false;
         loop {
+            // (Told meanwhile that it is no member: its Raft stops.)
+            if let Some(why) = self.left.get() {
+                return Err(if unsure {
+                    Unordered::Stopped(format!("{why}; an earlier try of the commit may have been made"))
+                } else {
+                    Unordered::NotMember(why.clone())
+                });
+            }
             let forward = match self.raft.client_write(batch.clone()).await {
                 Ok(r) => return Ok((r.log_id.index, r.data)),
                 Err(RaftError::APIError(ClientWriteError::ForwardToLeader(f))) => f,
@@ -544,7 +563,7 @@ impl Shared {
             .collect();
         mnesia_runtime::ClusterInfo::new(
             self.id,
-            m.current_leader,
+            led_by(&m),
             m.current_term,
             m.last_applied.map_or(0, |l| l.index),
             members,
@@ -788,7 +807,9 @@ impl Node {
         };
         // Two workers: one may be applying a commit (see `StateMachine::apply_proposal`).
         let runtime = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(2)
+            .worker_threads(
+                std::env::var("MNESIA_EXP_WORKERS").ok().and_then(|v| v.parse().ok()).unwrap_or(2),
+            )
             .thread_name("mnesia-cluster")
             .enable_all()
             .build()
@@ -909,7 +930,7 @@ impl Node {
         let membership = m.membership_config.membership();
         Status {
             node: self.shared.id,
-            leader: m.current_leader,
+            leader: led_by(&m),
             term: m.current_term,
             last_applied: m.last_applied.map_or(0, |l| l.index),
             members: membership.voter_ids().collect(),

@@ -132,6 +132,24 @@ pub(crate) async fn read_frame<R: AsyncReadExt + Unpin, T: DeserializeOwned>(
     decode(&bytes)
 }
 
+/// Reads one handshake frame whose value begins with the protocol's version: refused as
+/// [`WireError::Protocol`] when it is another version (whatever follows: a later version
+/// may lay out the rest otherwise), decoded otherwise.
+async fn read_versioned<R: AsyncReadExt + Unpin, T: DeserializeOwned>(r: &mut R) -> Result<T, WireError> {
+    let mut len = [0u8; 4];
+    r.read_exact(&mut len).await?;
+    let len = u32::from_be_bytes(len);
+    if len > MAX_HANDSHAKE_FRAME {
+        return Err(WireError::TooLarge(len));
+    }
+    let mut bytes = vec![0u8; len as usize];
+    r.read_exact(&mut bytes).await?;
+    match postcard::take_from_bytes::<u16>(&bytes) {
+        Ok((version, _)) if version != PROTOCOL => Err(WireError::Protocol(version)),
+        _ => decode(&bytes),
+    }
+}
+
 /// Decodes a frame's bytes: the whole of them.
 pub(crate) fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, WireError> {
     match postcard::take_from_bytes(bytes) {
@@ -141,6 +159,8 @@ pub(crate) fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, WireError> 
     }
 }
 
+// The handshake's first two frames begin with the protocol's version, whatever the
+// version: a node reads it before the rest (see `read_versioned`).
 #[derive(Serialize, Deserialize)]
 struct Hello {
     protocol: u16,
@@ -205,10 +225,7 @@ pub(crate) async fn dial<S: AsyncReadExt + AsyncWriteExt + Unpin>(
     let run = async {
         let mine = nonce()?;
         write_frame(s, &Hello { protocol: PROTOCOL, node: me, nonce: mine }).await?;
-        let c: Challenge = read_frame(s, MAX_HANDSHAKE_FRAME).await?;
-        if c.protocol != PROTOCOL {
-            return Err(WireError::Protocol(c.protocol));
-        }
+        let c: Challenge = read_versioned(s).await?;
         let ends = (me, c.node);
         check(cookie, b"listener", ends, (&mine, &c.nonce), &c.proof)?;
         write_frame(s, &Proof { proof: code(cookie, b"dialer", ends, &c.nonce, &mine) }).await?;
@@ -224,13 +241,16 @@ pub(crate) async fn accept<S: AsyncReadExt + AsyncWriteExt + Unpin>(
     me: u64,
 ) -> Result<u64, WireError> {
     let run = async {
-        let h: Hello = read_frame(s, MAX_HANDSHAKE_FRAME).await?;
         let mine = nonce()?;
-        if h.protocol != PROTOCOL {
-            // Its version only (no code for its nonce): the dialer can say what differs.
-            write_frame(s, &Challenge { protocol: PROTOCOL, node: me, nonce: mine, proof: [0; 32] }).await?;
-            return Err(WireError::Protocol(h.protocol));
-        }
+        let h: Hello = match read_versioned(s).await {
+            Err(WireError::Protocol(theirs)) => {
+                // Its version only (no code for its nonce): the dialer can say what differs.
+                let c = Challenge { protocol: PROTOCOL, node: me, nonce: mine, proof: [0; 32] };
+                write_frame(s, &c).await?;
+                return Err(WireError::Protocol(theirs));
+            }
+            h => h?,
+        };
         let ends = (h.node, me);
         let proof = code(cookie, b"listener", ends, &h.nonce, &mine);
         write_frame(s, &Challenge { protocol: PROTOCOL, node: me, nonce: mine, proof }).await?;
@@ -278,9 +298,9 @@ mod tests {
     fn another_protocol_version_is_refused_on_both_sides_saying_so() {
         rt().block_on(async {
             // A dialer of another version: the listener refuses it, and answers with its own.
+            // (Its version first, then a layout this version does not know.)
             let (mut a, mut b) = tokio::io::duplex(1024);
-            let hello = Hello { protocol: PROTOCOL + 1, node: 1, nonce: [7; 32] };
-            write_frame(&mut a, &hello).await.expect("hello");
+            write_frame(&mut a, &(PROTOCOL + 1, "a later hello", vec![7u8; 40])).await.expect("hello");
             let l = accept(&mut b, b"secret", 2).await;
             assert!(matches!(l, Err(WireError::Protocol(v)) if v == PROTOCOL + 1), "{l:?}");
             let c: Challenge = read_frame(&mut a, MAX_HANDSHAKE_FRAME).await.expect("its version");
@@ -296,6 +316,19 @@ mod tests {
             let d = d.map_err(|e| e.to_string());
             assert!(matches!(&d, Err(why) if why.contains(&format!("version {}", PROTOCOL + 1))), "{d:?}");
         });
+    }
+
+    /// The version leads the handshake's frames, as every version must keep it.
+    #[test]
+    fn the_version_leads_the_handshake_frames() {
+        let hello =
+            postcard::to_allocvec(&Hello { protocol: PROTOCOL, node: 300, nonce: [1; 32] }).expect("hello");
+        let challenge =
+            postcard::to_allocvec(&Challenge { protocol: PROTOCOL, node: 3, nonce: [1; 32], proof: [2; 32] })
+                .expect("challenge");
+        for frame in [hello, challenge] {
+            assert_eq!(postcard::take_from_bytes::<u16>(&frame).expect("version").0, PROTOCOL);
+        }
     }
 
     /// The node ids are in the codes: a listener whose challenge names another node than

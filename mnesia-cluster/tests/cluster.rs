@@ -1102,10 +1102,14 @@ fn a_node_removed_while_down_and_started_again_learns_it_and_stops_campaigning()
     // without a write of its own to be refused.
     let db = fresh();
     let node = Node::start(&db, quick(id).dir(dirs[down].path())).expect("started again");
-    eventually("the node learns it is no member", || node.status().no_member.is_some());
+    // ... and stops its Raft (it knows no leader from then on).
+    eventually("the node learns it is no member and stops", || {
+        let status = node.status();
+        status.no_member.is_some() && status.leader.is_none()
+    });
     let why = node.status().no_member.unwrap_or_default();
     assert!(why.contains(&format!("node {id} left the cluster or was removed")), "{why}");
-    // It campaigns no more (its Raft stopped): its term stays put, and the leader's too.
+    // It campaigns no more: its term stays put, and the leader's too.
     let (term, leader_term) = (node.status().term, leader_node.status().term);
     std::thread::sleep(Duration::from_secs(2));
     assert_eq!((node.status().term, leader_node.status().term), (term, leader_term));
