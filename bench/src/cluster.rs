@@ -13,6 +13,10 @@
 //! The same two commit figures with the Raft logs in memory (`_ram_log`), as Mnesia's
 //! ram copies keep them.
 //!
+//! The three nodes share this machine's cores: each runs one worker thread
+//! (`Options::worker_threads(1)`; `BENCH_CLUSTER_WORKERS=2` for the default of a node alone
+//! on its machine).
+//!
 //! For reference, Mnesia with three nodes on this kind of machine (ram copies): 842 µs per
 //! one-writer commit, 3.1k commits/s with 32 writers, 380–750 ms to catch up 100k records.
 
@@ -27,7 +31,8 @@ use crate::{Report, User, round, user};
 
 /// A node's options: its Raft log in `dir`, or (`None`) in memory.
 fn options(id: u64, dir: Option<&std::path::Path>) -> Options {
-    let o = Options::new(id, "bench cookie").write_timeout(Duration::from_secs(30));
+    let workers = std::env::var("BENCH_CLUSTER_WORKERS").ok().and_then(|w| w.parse().ok()).unwrap_or(1);
+    let o = Options::new(id, "bench cookie").write_timeout(Duration::from_secs(30)).worker_threads(workers);
     match dir {
         Some(dir) => o.dir(dir.join(format!("node{id}"))),
         None => o,

@@ -38,6 +38,8 @@ pub struct Options {
     /// Log entries applied since the last snapshot that make a new one, and entries kept
     /// before a snapshot.
     snapshots: (u64, u64),
+    /// The node's runtime's worker threads (see [`Options::worker_threads`]).
+    workers: usize,
     faults: Faults,
     #[cfg(feature = "tls")]
     tls: Option<crate::tls::Tls>,
@@ -69,6 +71,7 @@ impl Options {
             election: (Duration::from_millis(400), Duration::from_millis(800)),
             idle: Duration::from_secs(60),
             snapshots: (SNAPSHOT_EVERY, SNAPSHOT_KEEP),
+            workers: 2,
             faults: Faults::default(),
             #[cfg(feature = "tls")]
             tls: None,
@@ -144,6 +147,22 @@ impl Options {
         self
     }
 
+    /// How many threads run the node's network, Raft and the applying of committed entries
+    /// (its runtime's workers): 2 unless told (one may be applying while the other keeps the
+    /// network and Raft going), at least 1. Nodes sharing a machine's cores (several in one
+    /// process, or more nodes than cores) do better with 1 each: fewer threads handing work
+    /// to one another (three nodes in one process on two cores commit twice as fast, one
+    /// writer, logs in memory; see the README's cluster figures).
+    ///
+    /// ```
+    /// let options = mnesia_cluster::Options::new(1, "c").worker_threads(1);
+    /// # let _ = options;
+    /// ```
+    pub fn worker_threads(mut self, workers: usize) -> Options {
+        self.workers = workers.max(1);
+        self
+    }
+
     /// How the log is kept short: once `every` entries were applied since the last
     /// snapshot, the node takes a snapshot of its database (applying waits meanwhile) and
     /// the log before it goes, but for the last `keep` entries (a follower a little behind
@@ -195,7 +214,7 @@ impl Options {
     /// Options from the process's environment, for deployments: `MNESIA_NODE_ID` (the id)
     /// and `MNESIA_COOKIE` (or `MNESIA_COOKIE_FILE`, a file holding it) are required;
     /// `MNESIA_LISTEN` (an address), `MNESIA_RAFT_DIR` (see [`Options::dir`]),
-    /// `MNESIA_WRITE_TIMEOUT_MS`, and for TLS (feature `tls`) `MNESIA_TLS_CERT`,
+    /// `MNESIA_WRITE_TIMEOUT_MS`, `MNESIA_WORKER_THREADS`, and for TLS (feature `tls`) `MNESIA_TLS_CERT`,
     /// `MNESIA_TLS_KEY`, `MNESIA_TLS_CA` (PEM files, all three or none) and
     /// `MNESIA_TLS_NAME` are optional. A variable missing or malformed is an
     /// [`Error::Invalid`] naming it. See [`Options::from_vars`] for the rules.
@@ -261,6 +280,9 @@ impl Options {
         }
         if let Some(ms) = var("MNESIA_WRITE_TIMEOUT_MS") {
             options = options.write_timeout(Duration::from_millis(parsed("MNESIA_WRITE_TIMEOUT_MS", &ms)?));
+        }
+        if let Some(n) = var("MNESIA_WORKER_THREADS") {
+            options = options.worker_threads(parsed("MNESIA_WORKER_THREADS", &n)?);
         }
         const TLS: [&str; 3] = ["MNESIA_TLS_CERT", "MNESIA_TLS_KEY", "MNESIA_TLS_CA"];
         let files: Vec<Option<String>> = TLS.iter().map(|name| var(name)).collect();
@@ -805,11 +827,9 @@ impl Node {
             }
             None => LogStore::default(),
         };
-        // Two workers: one may be applying a commit (see `StateMachine::apply_proposal`).
+        // (Two unless told: one may be applying a commit, see `StateMachine::apply_proposal`.)
         let runtime = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(
-                std::env::var("MNESIA_EXP_WORKERS").ok().and_then(|v| v.parse().ok()).unwrap_or(2),
-            )
+            .worker_threads(options.workers)
             .thread_name("mnesia-cluster")
             .enable_all()
             .build()
@@ -1070,6 +1090,10 @@ mod tests {
             &[("MNESIA_NODE_ID", "1"), ("MNESIA_COOKIE", "c"), ("MNESIA_WRITE_TIMEOUT_MS", "-1")],
             "MNESIA_WRITE_TIMEOUT_MS",
         );
+        refused(
+            &[("MNESIA_NODE_ID", "1"), ("MNESIA_COOKIE", "c"), ("MNESIA_WORKER_THREADS", "many")],
+            "MNESIA_WORKER_THREADS",
+        );
         let dir = tempfile::tempdir().expect("dir");
         let file = dir.path().join("cookie");
         std::fs::write(&file, "from a file\n").expect("write");
@@ -1077,9 +1101,10 @@ mod tests {
             ("MNESIA_NODE_ID", " 7 "),
             ("MNESIA_COOKIE_FILE", file.to_str().expect("path")),
             ("MNESIA_RAFT_DIR", "/tmp/raft"),
+            ("MNESIA_WORKER_THREADS", "1"),
         ])
         .expect("options");
-        assert_eq!(options.node_id(), 7);
+        assert_eq!((options.node_id(), options.workers), (7, 1));
         assert_eq!(&*options.cookie, b"from a file");
         assert_eq!(options.dir.as_deref(), Some(std::path::Path::new("/tmp/raft")));
         let missing = from(&[("MNESIA_NODE_ID", "1"), ("MNESIA_COOKIE_FILE", "/nonexistent/cookie")]);
