@@ -45,6 +45,9 @@ pub struct Options {
     tls: Option<crate::tls::Tls>,
 }
 
+/// The shortest write timeout (see [`Options::write_timeout`]).
+const MIN_WRITE_TIMEOUT: Duration = Duration::from_millis(10);
+
 /// Entries since the last snapshot that make a new one, unless told.
 const SNAPSHOT_EVERY: u64 = 10_000;
 /// Entries kept before a snapshot, unless told (a follower a little behind catches up from
@@ -106,14 +109,14 @@ impl Options {
     }
 
     /// How long a commit waits for a majority of the nodes before it fails with
-    /// [`Error::NoMajority`] (5 s unless told).
+    /// [`Error::NoMajority`] (5 s unless told, 10 ms at least: no commit is made in no time).
     ///
     /// ```
     /// let options = mnesia_cluster::Options::new(1, "c").write_timeout(std::time::Duration::from_secs(1));
     /// # let _ = options;
     /// ```
     pub fn write_timeout(mut self, timeout: Duration) -> Options {
-        self.write_timeout = timeout;
+        self.write_timeout = timeout.max(MIN_WRITE_TIMEOUT);
         self
     }
 
@@ -279,7 +282,14 @@ impl Options {
             options = options.dir(dir);
         }
         if let Some(ms) = var("MNESIA_WRITE_TIMEOUT_MS") {
-            options = options.write_timeout(Duration::from_millis(parsed("MNESIA_WRITE_TIMEOUT_MS", &ms)?));
+            let timeout = Duration::from_millis(parsed("MNESIA_WRITE_TIMEOUT_MS", &ms)?);
+            if timeout < MIN_WRITE_TIMEOUT {
+                return Err(Error::Invalid(format!(
+                    "MNESIA_WRITE_TIMEOUT_MS is {ms}: at least {} ms",
+                    MIN_WRITE_TIMEOUT.as_millis()
+                )));
+            }
+            options = options.write_timeout(timeout);
         }
         if let Some(n) = var("MNESIA_WORKER_THREADS") {
             options = options.worker_threads(parsed("MNESIA_WORKER_THREADS", &n)?);
@@ -425,6 +435,58 @@ pub(crate) struct Shared {
     pub(crate) removing: parking_lot::Mutex<BTreeSet<u64>>,
     /// The node's Raft directory, if it has one.
     pub(crate) dir: Option<std::path::PathBuf>,
+}
+
+/// A node's runtime while the node starts: dropped (the start failed) where a runtime may
+/// be, outside any async context.
+struct Unstarted(Option<tokio::runtime::Runtime>);
+
+impl Drop for Unstarted {
+    fn drop(&mut self) {
+        if let Some(rt) = self.0.take() {
+            outside_async(move || drop(rt));
+        }
+    }
+}
+
+/// Runs `f` on this thread, or, from async code (where a runtime can neither be blocked
+/// on nor dropped: tokio panics), on a thread of its own meanwhile.
+fn outside_async<R: Send>(f: impl FnOnce() -> R + Send) -> R {
+    if tokio::runtime::Handle::try_current().is_err() {
+        return f();
+    }
+    std::thread::scope(|s| match s.spawn(f).join() {
+        Ok(out) => out,
+        Err(panic) => std::panic::resume_unwind(panic),
+    })
+}
+
+/// Runs `f` on `rt` until it is done, blocking this thread; from async code (a runtime
+/// cannot be blocked on in another's context: tokio panics), on a thread of its own
+/// meanwhile. (The node's calls block their caller, as the database's do: from async
+/// code, prefer `spawn_blocking`.)
+pub(crate) fn block_on_outside<F>(rt: &tokio::runtime::Runtime, f: F) -> F::Output
+where
+    F: std::future::Future + Send,
+    F::Output: Send,
+{
+    outside_async(|| rt.block_on(f))
+}
+
+/// The address the members `raft` knows of give node `id`, if it is not `addr` (the one
+/// it listens on): another port, or another IP when it listens on one.
+async fn elsewhere(raft: &Raft<Types>, id: u64, addr: SocketAddr) -> Option<String> {
+    // (Asked of Raft's core: its metrics are filled in only once it runs.)
+    let get = move |st: &openraft::RaftState<u64, BasicNode, _>| {
+        st.membership_state.effective().membership().get_node(&id).map(|n| n.addr.clone())
+    };
+    let known = raft.with_raft_state(get).await.ok()??;
+    match known.parse::<SocketAddr>() {
+        Ok(k) if k.port() == addr.port() && (addr.ip().is_unspecified() || k.ip() == addr.ip()) => None,
+        // (A name rather than an address: not judged.)
+        Err(_) => None,
+        Ok(_) => Some(known),
+    }
 }
 
 /// The leader `m` knows of: none once this node's Raft stopped (it is no member: see
@@ -834,8 +896,10 @@ impl Node {
             .enable_all()
             .build()
             .map_err(|e| Error::Io { path: "cluster runtime".into(), source: e })?;
-        let listener = runtime
-            .block_on(tokio::net::TcpListener::bind(options.listen))
+        // (Dropped where it may be if the start fails: see `Unstarted`.)
+        let mut runtime = Unstarted(Some(runtime));
+        let runtime_ref = runtime.0.as_ref().unwrap_or_else(|| unreachable!());
+        let listener = block_on_outside(runtime_ref, tokio::net::TcpListener::bind(options.listen))
             .map_err(|e| Error::Io { path: options.listen.to_string().into(), source: e })?;
         let addr = listener
             .local_addr()
@@ -876,9 +940,18 @@ impl Node {
             told_no_member: Arc::default(),
         };
         let network = Network { dialer: dialer.clone() };
-        let raft = runtime
-            .block_on(Raft::new(options.id, config, network, log, machine))
+        let raft = block_on_outside(runtime_ref, Raft::new(options.id, config, network, log, machine))
             .map_err(|e| Error::Internal(format!("starting the cluster node: {e}")))?;
+        // A member started again at another address: the others would still send to the
+        // old one (its commits waited for ever to be applied here; elected, it led nodes
+        // that forwarded to the old address).
+        if let Some(known) = block_on_outside(runtime_ref, elsewhere(&raft, options.id, addr)) {
+            let _ = block_on_outside(runtime_ref, raft.shutdown());
+            return Err(Error::Invalid(format!(
+                "node {} is a member of its cluster at {known}, and was started listening on {addr}: start it with Options::listen({known}) (a member's address does not change)",
+                options.id
+            )));
+        }
         let shared = Arc::new(Shared {
             id: options.id,
             dialer,
@@ -896,10 +969,10 @@ impl Node {
             removing: parking_lot::Mutex::default(),
             dir: options.dir.clone(),
         });
-        runtime.spawn(crate::net::serve(listener, Arc::clone(&shared)));
-        runtime.spawn(crate::members::retire(Arc::clone(&shared)));
-        runtime.spawn(crate::liveness::watch_leader(shared.raft.clone(), shared.id, db.clone()));
-        runtime.spawn(crate::liveness::watch_peers(
+        runtime_ref.spawn(crate::net::serve(listener, Arc::clone(&shared)));
+        runtime_ref.spawn(crate::members::retire(Arc::clone(&shared)));
+        runtime_ref.spawn(crate::liveness::watch_leader(shared.raft.clone(), shared.id, db.clone()));
+        runtime_ref.spawn(crate::liveness::watch_peers(
             shared.raft.clone(),
             shared.dialer.clone(),
             options.heartbeat,
@@ -908,10 +981,10 @@ impl Node {
         db.report_cluster_with(move || Some(reporting.upgrade()?.report()));
         db.order_commits_with(crate::sequencer::ClusterSequencer::new(
             Arc::clone(&shared),
-            runtime.handle(),
+            runtime_ref.handle(),
             options.write_timeout,
         ));
-        Ok(Node { shared, addr, runtime: Some(runtime) })
+        Ok(Node { shared, addr, runtime: runtime.0.take() })
     }
 
     /// The address the node listens on.
@@ -933,8 +1006,25 @@ impl Node {
     /// # Ok::<(), mnesia::Error>(())
     /// ```
     pub fn initialize(&self, members: impl IntoIterator<Item = (u64, SocketAddr)>) -> Result<()> {
-        let members: BTreeMap<u64, BasicNode> =
-            members.into_iter().map(|(id, addr)| (id, BasicNode { addr: addr.to_string() })).collect();
+        let mut listed: BTreeMap<u64, BasicNode> = BTreeMap::new();
+        for (id, addr) in members {
+            let addr = addr.to_string();
+            if let Some((other, _)) = listed.iter().find(|(_, n)| n.addr == addr) {
+                return Err(Error::Invalid(format!(
+                    "forming the cluster: nodes {other} and {id} are both at {addr}"
+                )));
+            }
+            if listed.insert(id, BasicNode { addr }).is_some() {
+                return Err(Error::Invalid(format!("forming the cluster: node {id} is listed twice")));
+            }
+        }
+        if !listed.contains_key(&self.shared.id) {
+            return Err(Error::Invalid(format!(
+                "forming the cluster: this node ({}) is not among the members listed",
+                self.shared.id
+            )));
+        }
+        let members = listed;
         self.block_on(self.shared.raft.initialize(members))
             .map_err(|e| Error::Invalid(format!("forming the cluster: {e}")))
     }
@@ -1023,17 +1113,22 @@ impl Node {
         }
     }
 
-    pub(crate) fn block_on<F: std::future::Future>(&self, f: F) -> F::Output {
+    pub(crate) fn block_on<F>(&self, f: F) -> F::Output
+    where
+        F: std::future::Future + Send,
+        F::Output: Send,
+    {
         match &self.runtime {
-            Some(rt) => rt.block_on(f),
+            Some(rt) => block_on_outside(rt, f),
             None => unreachable!("the runtime lives as long as the node"),
         }
     }
 }
 
 impl Drop for Node {
-    /// Stops the node and closes its port (waiting for its tasks: drop it outside an
-    /// async context). The database's writing commits then fail with
+    /// Stops the node and closes its port, waiting for its tasks (3 s at most; dropped in
+    /// async code, the wait runs on a thread of its own, still holding the caller's). The
+    /// node no longer holds its database, nor the database the node. The database's writing commits then fail with
     /// [`Error::Closed`] until [`Database::stop_ordering`] lets it commit on its own; a
     /// commit that was on its way when the node stopped fails with it too, its fate unknown
     /// (the other nodes may still order it, as after [`Error::NoMajority`]).
@@ -1043,9 +1138,13 @@ impl Drop for Node {
         self.shared.writes.iter().for_each(|w| w.stop());
         if let Some(rt) = self.runtime.take() {
             let raft = self.shared.raft.clone();
-            let _ = rt
-                .block_on(async move { tokio::time::timeout(Duration::from_secs(2), raft.shutdown()).await });
-            rt.shutdown_timeout(Duration::from_secs(1));
+            let stop = move || {
+                let _ = rt.block_on(async move {
+                    tokio::time::timeout(Duration::from_secs(2), raft.shutdown()).await
+                });
+                rt.shutdown_timeout(Duration::from_secs(1));
+            };
+            outside_async(stop);
         }
         // The database's own reaper again (its commits fail until the ordering stops).
         let db = self.shared.dialer.liveness.database();
@@ -1088,6 +1187,10 @@ mod tests {
         );
         refused(
             &[("MNESIA_NODE_ID", "1"), ("MNESIA_COOKIE", "c"), ("MNESIA_WRITE_TIMEOUT_MS", "-1")],
+            "MNESIA_WRITE_TIMEOUT_MS",
+        );
+        refused(
+            &[("MNESIA_NODE_ID", "1"), ("MNESIA_COOKIE", "c"), ("MNESIA_WRITE_TIMEOUT_MS", "0")],
             "MNESIA_WRITE_TIMEOUT_MS",
         );
         refused(

@@ -8,7 +8,7 @@
 //! leave together in the next entry. One writer alone waits for no one: its commit leaves
 //! at once, in an entry of its own.
 
-use std::sync::Arc;
+use std::sync::{Arc, Weak};
 use std::time::Duration;
 
 use mnesia_runtime::{CommitRecord, Error, OrderFuture, Result, Sequencer};
@@ -69,7 +69,10 @@ struct Pending {
 
 /// Sends a database's commits through the cluster's log.
 pub(crate) struct ClusterSequencer {
-    shared: Arc<Shared>,
+    /// Held weakly: the database holds its sequencer, and the node's parts hold the
+    /// database (a strong reference would keep both alive once the `Node` is dropped, and
+    /// the database's directory locked).
+    shared: Weak<Shared>,
     /// The commits waiting to leave, for [`gather`] (which ends when the sequencer is
     /// dropped).
     queue: mpsc::UnboundedSender<Pending>,
@@ -83,7 +86,14 @@ impl ClusterSequencer {
     pub(crate) fn new(shared: Arc<Shared>, handle: &tokio::runtime::Handle, timeout: Duration) -> Self {
         let (queue, waiting) = mpsc::unbounded_channel();
         handle.spawn(gather(Arc::clone(&shared), waiting));
-        ClusterSequencer { shared, queue, handle: handle.clone(), timeout }
+        ClusterSequencer { shared: Arc::downgrade(&shared), queue, handle: handle.clone(), timeout }
+    }
+
+    /// The node, unless it was dropped.
+    fn shared(&self) -> Result<Arc<Shared>> {
+        self.shared.upgrade().ok_or_else(|| Error::Closed {
+            what: "the cluster node (it has stopped: the commit was not sent)".into(),
+        })
     }
 
     /// Proposes `record` through the cluster; `reply` is given what became of it.
@@ -97,9 +107,15 @@ impl ClusterSequencer {
                 ),
             });
         }
-        let shared = &self.shared;
+        let shared = &self.shared()?;
         if let Some(why) = shared.left.get() {
             return Err(not_member(why));
+        }
+        // (Else it would wait its timeout for a majority that no one asks.)
+        if shared.raft.metrics().borrow().membership_config.membership().nodes().next().is_none() {
+            return Err(Error::Closed {
+                what: "this cluster node for writes (it is in no cluster yet: initialize it, or join one; the commit was not made)".into(),
+            });
         }
         let n = shared.proposals.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         // Counted on its way until answered (or dropped): holds wait for it (`holds.rs`).
@@ -270,6 +286,22 @@ fn not_member(why: &str) -> Error {
     Error::Closed { what: format!("this cluster node for writes ({why}; the commit was not made)") }
 }
 
+/// The error of a commit on its way when its node stopped.
+fn verdict_of_stopped() -> Result<()> {
+    Err(Error::Closed {
+        what: "the cluster node (it stopped while a commit was on its way: the others may still order it, its fate is unknown)"
+            .into(),
+    })
+}
+
+/// [`verdict`], unless the node was dropped meanwhile.
+fn answered(shared: &Weak<Shared>, timeout: Duration, outcome: Option<Outcome>) -> Result<()> {
+    match shared.upgrade() {
+        Some(shared) => verdict(&shared, timeout, outcome),
+        None => verdict_of_stopped(),
+    }
+}
+
 /// The verdict of a proposal from what became of it (`None`: the node stopped first).
 fn verdict(shared: &Shared, timeout: Duration, outcome: Option<Outcome>) -> Result<()> {
     match outcome {
@@ -295,10 +327,7 @@ fn verdict(shared: &Shared, timeout: Duration, outcome: Option<Outcome>) -> Resu
         Some(Outcome::NotApplied) => Err(Error::Closed {
             what: "this cluster node (a commit was decided but the node did not apply it)".into(),
         }),
-        None => Err(Error::Closed {
-            what: "the cluster node (it stopped while a commit was on its way: the others may still order it, its fate is unknown)"
-                .into(),
-        }),
+        None => verdict_of_stopped(),
     }
 }
 
@@ -308,7 +337,7 @@ impl Sequencer for ClusterSequencer {
         self.start(record, move |outcome| {
             let _ = tx.send(outcome);
         })?;
-        verdict(&self.shared, self.timeout, rx.recv().ok())
+        answered(&self.shared, self.timeout, rx.recv().ok())
     }
 
     fn order_async(&self, record: CommitRecord) -> OrderFuture {
@@ -318,14 +347,15 @@ impl Sequencer for ClusterSequencer {
         }) {
             return Box::pin(std::future::ready(Err(e)));
         }
-        let (shared, timeout) = (Arc::clone(&self.shared), self.timeout);
-        Box::pin(async move { verdict(&shared, timeout, rx.await.ok()) })
+        let (shared, timeout) = (self.shared.clone(), self.timeout);
+        Box::pin(async move { answered(&shared, timeout, rx.await.ok()) })
     }
 
     /// Asks the other members to hold `tables` for this node's transaction with priority
     /// (see `holds.rs`); the guard releases them.
     fn hold_elsewhere(&self, tables: &[&str], patience: Duration) -> Box<dyn Send> {
-        let shared = Arc::clone(&self.shared);
+        let Ok(shared) = self.shared() else { return Box::new(()) };
+        let held_by = Arc::clone(&shared);
         let tables = tables.iter().map(|t| (*t).to_owned()).collect();
         let (tx, rx) = std::sync::mpsc::sync_channel(1);
         self.handle.spawn(async move {
@@ -333,7 +363,7 @@ impl Sequencer for ClusterSequencer {
         });
         match rx.recv() {
             Ok((id, members)) if !members.is_empty() => {
-                Box::new(Held { shared: Arc::clone(&self.shared), handle: self.handle.clone(), id, members })
+                Box::new(Held { shared: Arc::clone(&held_by), handle: self.handle.clone(), id, members })
             }
             _ => Box::new(()),
         }
@@ -341,7 +371,7 @@ impl Sequencer for ClusterSequencer {
 
     /// Waits until this node holds every entry decided before the call.
     fn catch_up(&self, timeout: Duration) -> Result<()> {
-        let shared = Arc::clone(&self.shared);
+        let shared = self.shared()?;
         let (tx, rx) = std::sync::mpsc::sync_channel(1);
         self.handle.spawn(async move {
             let _ = tx.send(shared.current(timeout).await);
@@ -352,7 +382,7 @@ impl Sequencer for ClusterSequencer {
     /// Waits until every other member this node sees up has applied as far as this node
     /// (each given the write timeout).
     fn sync(&self) -> Result<()> {
-        let shared = Arc::clone(&self.shared);
+        let shared = self.shared()?;
         let index = shared.applied_here();
         let timeout = self.timeout;
         let (tx, rx) = std::sync::mpsc::sync_channel(1);

@@ -696,6 +696,12 @@ fn every_node_hears_every_committed_write_once_in_the_same_order() {
 }
 
 /// Waits until `check` holds, for 20 s at most.
+/// An address on 127.0.0.1 free a moment ago, for a node started again at its address.
+fn free_addr() -> std::net::SocketAddr {
+    let probe = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    probe.local_addr().expect("addr")
+}
+
 fn eventually(what: &str, check: impl Fn() -> bool) {
     let deadline = Instant::now() + Duration::from_secs(20);
     while !check() {
@@ -825,7 +831,10 @@ fn started_again(
 #[test]
 fn a_node_starts_again_from_its_snapshot_and_the_rest_of_its_log() {
     let dir = tempfile::tempdir().expect("dir");
-    let start = |db: &Database| Node::start(db, quick(1).dir(dir.path()).snapshots(20, 5)).expect("node");
+    let addr = free_addr();
+    let start = |db: &Database| {
+        Node::start(db, quick(1).dir(dir.path()).snapshots(20, 5).listen(addr)).expect("node")
+    };
     let (db, node) = alone(start);
     let log_size = || std::fs::metadata(dir.path().join("raft.log")).expect("log").len();
     let mut early = 0;
@@ -852,20 +861,26 @@ fn a_node_starts_again_from_its_snapshot_and_the_rest_of_its_log() {
 #[test]
 fn a_raft_directory_is_one_nodes_own() {
     let dir = tempfile::tempdir().expect("dir");
-    let (_db, node) = alone(|db: &Database| Node::start(db, quick(1).dir(dir.path())).expect("node"));
+    let addr = free_addr();
+    let (_db, node) =
+        alone(|db: &Database| Node::start(db, quick(1).dir(dir.path()).listen(addr)).expect("node"));
     let again = Node::start(&fresh(), quick(1).dir(dir.path())).err();
     assert!(matches!(again, Some(Error::Locked { .. })), "{again:?}");
     drop(node);
     let other = Node::start(&fresh(), quick(2).dir(dir.path())).err();
     assert!(matches!(&other, Some(Error::Invalid(why)) if why.contains("node 1's")), "{other:?}");
-    let node = Node::start(&fresh(), quick(1).dir(dir.path())).expect("its own node starts again on it");
+    let node = Node::start(&fresh(), quick(1).dir(dir.path()).listen(addr))
+        .expect("its own node starts again on it");
     node.wait_for_leader(Duration::from_secs(10)).expect("leader");
 }
 
 #[test]
 fn a_snapshot_that_cannot_be_written_stops_nothing_and_the_log_keeps_what_it_lacks() {
     let dir = tempfile::tempdir().expect("dir");
-    let start = |db: &Database| Node::start(db, quick(1).dir(dir.path()).snapshots(20, 5)).expect("node");
+    let addr = free_addr();
+    let start = |db: &Database| {
+        Node::start(db, quick(1).dir(dir.path()).snapshots(20, 5).listen(addr)).expect("node")
+    };
     let (db, node) = alone(start);
     // Where a snapshot is written first: a directory in the way, as a full disc would be.
     let obstacle = dir.path().join("raft.snapshot.tmp");
@@ -893,7 +908,10 @@ fn a_snapshot_that_cannot_be_written_stops_nothing_and_the_log_keeps_what_it_lac
 /// only its first table: the created one comes back with its records.
 fn a_table_created_while_running_comes_back(every: u64) {
     let dir = tempfile::tempdir().expect("dir");
-    let start = |db: &Database| Node::start(db, quick(1).dir(dir.path()).snapshots(every, 5)).expect("node");
+    let addr = free_addr();
+    let start = |db: &Database| {
+        Node::start(db, quick(1).dir(dir.path()).snapshots(every, 5).listen(addr)).expect("node")
+    };
     let (db, node) = alone(start);
     db.scope(|| Later::create_table(TableOptions::new())).expect("create_table while running");
     for id in 0..30 {
@@ -1093,7 +1111,7 @@ fn a_node_removed_while_down_and_started_again_learns_it_and_stops_campaigning()
     let leader = run.leader();
     let down = (leader + 1) % 3;
     let id = down as u64 + 1;
-    run.nodes[down] = None;
+    let addr = run.nodes[down].take().expect("node").local_addr();
     let leader_node = run.nodes[leader].as_ref().expect("leader");
     leader_node.remove(id, Duration::from_secs(10)).expect("remove the node down");
     write_through(&run.dbs[leader], 10..15);
@@ -1101,7 +1119,7 @@ fn a_node_removed_while_down_and_started_again_learns_it_and_stops_campaigning()
     // calls for votes as a member of its log's cluster; the leader answers that it is none,
     // without a write of its own to be refused.
     let db = fresh();
-    let node = Node::start(&db, quick(id).dir(dirs[down].path())).expect("started again");
+    let node = Node::start(&db, quick(id).dir(dirs[down].path()).listen(addr)).expect("started again");
     // ... and stops its Raft (it knows no leader from then on).
     eventually("the node learns it is no member and stops", || {
         let status = node.status();
@@ -1123,6 +1141,93 @@ fn a_node_removed_while_down_and_started_again_learns_it_and_stops_campaigning()
     let other = (leader + 2) % 3;
     run.settle();
     assert_eq!(run.accounts(other), run.accounts(leader));
+}
+
+#[test]
+fn a_member_started_again_at_another_address_is_refused_saying_which() {
+    let dirs: Vec<_> = (0..3).map(|_| tempfile::tempdir().expect("dir")).collect();
+    let mut run = three_options(|id| quick(id).dir(dirs[id as usize - 1].path()));
+    write_through(&run.dbs[0], 0..5);
+    run.settle();
+    let follower = (run.leader() + 1) % 3;
+    let id = follower as u64 + 1;
+    let addr = run.nodes[follower].take().expect("node").local_addr();
+    // The others would still send to the old address: its commits waited for ever.
+    let moved = Node::start(&fresh(), quick(id).dir(dirs[follower].path())).err();
+    let told = format!("Options::listen({addr})");
+    assert!(matches!(&moved, Some(Error::Invalid(why)) if why.contains(&told)), "{moved:?}");
+    // At its address, it comes back and catches up.
+    let db = fresh();
+    let node = Node::start(&db, quick(id).dir(dirs[follower].path()).listen(addr)).expect("started again");
+    db.wait_for_tables(&["account"], Duration::from_secs(20)).expect("caught up");
+    write_through(&db, 10..12);
+    run.nodes[follower] = Some(node);
+    run.dbs[follower] = db;
+    run.settle();
+    assert_eq!(run.accounts(follower), run.accounts(run.leader()));
+}
+
+#[test]
+fn a_node_is_started_used_and_dropped_from_async_code() {
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
+    let db = fresh();
+    rt.block_on(async {
+        // (tokio panicked: a runtime blocked on, or dropped, in another's context.)
+        let node = Node::start(&db, quick(1)).expect("node");
+        node.initialize([(1, node.local_addr())]).expect("initialize");
+        node.wait_for_leader(Duration::from_secs(10)).expect("leader");
+        db.scope(|| mnesia::transaction_async(|| Account::write(Account { id: 1, balance: 5 })))
+            .await
+            .expect("async commit");
+        node.sync_reads(Duration::from_secs(5)).expect("synced");
+        drop(node);
+        // A node that fails to start is dropped there too.
+        let dir = tempfile::tempdir().expect("dir");
+        mnesia::Schema::create(dir.path()).expect("schema");
+        let with_dir = Database::open(Config::default().dir(dir.path())).expect("db");
+        assert!(Node::start(&with_dir, quick(2).dir(dir.path().join("raft"))).is_err());
+    });
+    assert_eq!(db.scope(|| Account::read(&1)).expect("read").map(|a| a.balance), Some(5));
+}
+
+#[test]
+fn a_dropped_node_lets_its_database_go() {
+    let dir = tempfile::tempdir().expect("dir");
+    mnesia::Schema::create(dir.path()).expect("schema");
+    let open = || Database::open(Config::default().dir(dir.path()));
+    let db = open().expect("db");
+    db.scope(|| Account::create_table(TableOptions::new().disc_copies([db.node()]))).expect("table");
+    let node = Node::start(&db, quick(1)).expect("node");
+    node.initialize([(1, node.local_addr())]).expect("initialize");
+    node.wait_for_leader(Duration::from_secs(10)).expect("leader");
+    write_through(&db, 0..3);
+    drop(node);
+    drop(db);
+    // The node's parts held the database, and the database the node: never freed, its
+    // directory stayed locked.
+    let again = open();
+    assert!(again.is_ok(), "{:?}", again.err());
+}
+
+#[test]
+fn a_cluster_formed_with_a_node_twice_or_without_itself_is_refused() {
+    let db = fresh();
+    let node = Node::start(&db, quick(1)).expect("node");
+    let (me, other) = (node.local_addr(), std::net::SocketAddr::from(([127, 0, 0, 1], 9)));
+    for (members, says) in [
+        (vec![(1, me), (1, other)], "node 1 is listed twice"),
+        (vec![(1, me), (2, me)], "both at"),
+        (vec![(2, other)], "not among the members"),
+    ] {
+        let formed = node.initialize(members);
+        assert!(matches!(&formed, Err(Error::Invalid(why)) if why.contains(says)), "{formed:?}");
+    }
+    // In no cluster yet, a write fails at once, saying so (it waited for a majority).
+    let write = db.scope(|| Account::write(Account { id: 1, balance: 1 }));
+    assert!(matches!(&write, Err(Error::Closed { what }) if what.contains("no cluster yet")), "{write:?}");
+    node.initialize([(1, me)]).expect("initialize");
+    node.wait_for_leader(Duration::from_secs(10)).expect("leader");
+    write_through(&db, 0..1);
 }
 
 /// Writes accounts `ids` on `db`, each tried again (a leader being elected) for 20 s at most.
