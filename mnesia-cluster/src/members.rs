@@ -280,6 +280,19 @@ impl Shared {
             if let Change::Remove { id, .. } = &change {
                 self.removal_keeps_a_majority(*id).await?;
             }
+            // (On the leader, whose members are the latest: a follower forwards the change.)
+            if let Change::Learn { id, addr, .. } = &change {
+                let metrics = self.raft.metrics();
+                let m = metrics.borrow();
+                let known = m.membership_config.membership().get_node(id).map(|n| n.addr.clone());
+                if m.current_leader == Some(self.id)
+                    && let Some(known) = known.filter(|k| k != addr)
+                {
+                    return Err(format!(
+                        "node {id} is a member at {known}: a joining node takes an id of its own"
+                    ));
+                }
+            }
             let forward = match self.change_here(&change).await {
                 Ok(()) => return Ok(()),
                 Err(RaftError::APIError(ClientWriteError::ForwardToLeader(f))) => f,
@@ -349,6 +362,11 @@ impl Node {
         if let Some(why) = self.shared.left.get() {
             return Err(Error::Invalid(format!(
                 "{why}: a node that left joins again as a new node (started on an empty directory, on a new database)"
+            )));
+        }
+        if seed == self.addr {
+            return Err(Error::Invalid(format!(
+                "joining the cluster through {seed}: that is this node's own address; give a member's"
             )));
         }
         let (id, tables) = (self.shared.id, shapes(self.shared.dialer.liveness.database()));

@@ -261,8 +261,10 @@ impl Options {
         let cookie = match (var("MNESIA_COOKIE"), var("MNESIA_COOKIE_FILE")) {
             (Some(cookie), _) => cookie.into_bytes(),
             (None, Some(path)) => {
-                let bytes =
-                    std::fs::read(&path).map_err(|e| Error::Io { path: path.clone().into(), source: e })?;
+                let bytes = std::fs::read(&path).map_err(|e| Error::Io {
+                    path: path.clone().into(),
+                    source: std::io::Error::new(e.kind(), format!("MNESIA_COOKIE_FILE: {e}")),
+                })?;
                 // A trailing newline, as editors leave, is not part of the cookie.
                 let end = bytes.iter().rposition(|b| !b.is_ascii_whitespace()).map_or(0, |i| i + 1);
                 bytes[..end].to_vec()
@@ -279,6 +281,9 @@ impl Options {
             options = options.listen(parsed("MNESIA_LISTEN", &listen)?);
         }
         if let Some(dir) = var("MNESIA_RAFT_DIR") {
+            if dir.trim().is_empty() {
+                return Err(Error::Invalid("MNESIA_RAFT_DIR is set but empty".into()));
+            }
             options = options.dir(dir);
         }
         if let Some(ms) = var("MNESIA_WRITE_TIMEOUT_MS") {
@@ -297,6 +302,11 @@ impl Options {
         const TLS: [&str; 3] = ["MNESIA_TLS_CERT", "MNESIA_TLS_KEY", "MNESIA_TLS_CA"];
         let files: Vec<Option<String>> = TLS.iter().map(|name| var(name)).collect();
         match files.as_slice() {
+            [None, None, None] if var("MNESIA_TLS_NAME").is_some() => {
+                return Err(Error::Invalid(
+                    "MNESIA_TLS_NAME is set without MNESIA_TLS_CERT, MNESIA_TLS_KEY and MNESIA_TLS_CA".into(),
+                ));
+            }
             [None, None, None] => {}
             #[cfg(feature = "tls")]
             [Some(cert), Some(key), Some(ca)] => {
@@ -1190,6 +1200,14 @@ mod tests {
             "MNESIA_WRITE_TIMEOUT_MS",
         );
         refused(
+            &[("MNESIA_NODE_ID", "1"), ("MNESIA_COOKIE", "c"), ("MNESIA_RAFT_DIR", " ")],
+            "MNESIA_RAFT_DIR",
+        );
+        refused(
+            &[("MNESIA_NODE_ID", "1"), ("MNESIA_COOKIE", "c"), ("MNESIA_TLS_NAME", "x")],
+            "MNESIA_TLS_NAME",
+        );
+        refused(
             &[("MNESIA_NODE_ID", "1"), ("MNESIA_COOKIE", "c"), ("MNESIA_WRITE_TIMEOUT_MS", "0")],
             "MNESIA_WRITE_TIMEOUT_MS",
         );
@@ -1211,7 +1229,10 @@ mod tests {
         assert_eq!(&*options.cookie, b"from a file");
         assert_eq!(options.dir.as_deref(), Some(std::path::Path::new("/tmp/raft")));
         let missing = from(&[("MNESIA_NODE_ID", "1"), ("MNESIA_COOKIE_FILE", "/nonexistent/cookie")]);
-        assert!(matches!(missing, Err(Error::Io { .. })), "{missing:?}");
+        assert!(
+            matches!(&missing, Err(e @ Error::Io { .. }) if e.to_string().contains("MNESIA_COOKIE_FILE")),
+            "{missing:?}"
+        );
         // TLS: all three files or none.
         refused(
             &[("MNESIA_NODE_ID", "1"), ("MNESIA_COOKIE", "c"), ("MNESIA_TLS_CERT", "node.pem")],

@@ -1230,6 +1230,23 @@ fn a_cluster_formed_with_a_node_twice_or_without_itself_is_refused() {
     write_through(&db, 0..1);
 }
 
+#[test]
+fn a_node_joining_with_a_members_id_or_through_itself_is_refused_saying_so() {
+    let run = three();
+    let seed = run.nodes[0].as_ref().expect("seed").local_addr();
+    let db = database("twin@127.0.0.1");
+    let twin = Node::start(&db, quick(2)).expect("node");
+    let joined = twin.join(seed, Duration::from_secs(20));
+    assert!(
+        matches!(&joined, Err(Error::Invalid(why)) if why.contains("node 2 is a member at")),
+        "{joined:?}"
+    );
+    let own = twin.join(twin.local_addr(), Duration::from_secs(20));
+    assert!(matches!(&own, Err(Error::Invalid(why)) if why.contains("own address")), "{own:?}");
+    let status = run.nodes[0].as_ref().expect("node").status();
+    assert_eq!(status.members, [1, 2, 3].into());
+}
+
 /// Writes accounts `ids` on `db`, each tried again (a leader being elected) for 20 s at most.
 fn write_through(db: &Database, ids: std::ops::Range<u32>) {
     for id in ids {
