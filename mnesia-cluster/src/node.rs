@@ -1135,6 +1135,12 @@ impl Node {
     }
 }
 
+impl std::fmt::Debug for Node {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Node").field("id", &self.shared.id).field("addr", &self.addr).finish_non_exhaustive()
+    }
+}
+
 impl Drop for Node {
     /// Stops the node and closes its port, waiting for its tasks (3 s at most; dropped in
     /// async code, the wait runs on a thread of its own, still holding the caller's). The

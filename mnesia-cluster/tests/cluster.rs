@@ -1514,6 +1514,7 @@ fn system_info_reports_the_cluster() {
         known.sort();
         assert_eq!(known, cluster.members.iter().map(ToString::to_string).collect::<Vec<_>>());
         assert!(info.to_string().contains(&format!("leader {leader}")), "{info}");
+        assert!(info.to_string().contains(&format!("(cluster member {}@{addr})", i + 1)), "{info}");
     }
     let mut run = run;
     let db = run.dbs[0].clone();

@@ -134,7 +134,12 @@ impl SystemInfo {
 
 impl fmt::Display for SystemInfo {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        writeln!(f, "mnesia {} on {}", self.version, self.node)?;
+        write!(f, "mnesia {} on {}", self.version, self.node)?;
+        // (In a cluster, the name the members know this node by, as the lists below.)
+        match self.running_nodes.first().filter(|n| self.cluster.is_some() && **n != self.node) {
+            Some(member) => writeln!(f, " (cluster member {member})")?,
+            None => writeln!(f)?,
+        }
         match &self.directory {
             Some(d) => writeln!(f, "directory:    {}", d.display())?,
             None => writeln!(f, "directory:    none (in memory)")?,
