@@ -334,7 +334,9 @@ async fn ask_seed(
             Ok(Response::Changed(result)) => return result,
             Ok(_) => return Err("an unexpected answer".to_string()),
             // Asking again would not change these.
-            Err(e @ (WireError::WrongCookie | WireError::Protocol(_))) => return Err(e.to_string()),
+            Err(e @ (WireError::WrongCookie | WireError::Protocol(_) | WireError::Tls(_))) => {
+                return Err(e.to_string());
+            }
             Err(e) => {
                 tracing::debug!(target: "mnesia::cluster", %seed, error = %e, "joining: the seed did not answer");
                 tokio::time::sleep(Duration::from_millis(50)).await;

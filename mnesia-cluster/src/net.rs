@@ -124,7 +124,12 @@ impl Dialer {
             let run = tls.connector.connect(tls.server_name(), tcp);
             let stream = tokio::time::timeout(wire::HANDSHAKE_TIMEOUT, run)
                 .await
-                .map_err(|_| WireError::Timeout)??;
+                .map_err(|_| WireError::Timeout)?
+                .map_err(|e| match e.kind() {
+                    // (rustls' refusals: a certificate, a protocol alert.)
+                    std::io::ErrorKind::InvalidData => WireError::Tls(e.to_string()),
+                    _ => WireError::Io(e),
+                })?;
             return Ok(Box::new(stream));
         }
         Ok(Box::new(tcp))

@@ -492,11 +492,17 @@ async fn elsewhere(raft: &Raft<Types>, id: u64, addr: SocketAddr) -> Option<Stri
     };
     let known = raft.with_raft_state(get).await.ok()??;
     match known.parse::<SocketAddr>() {
-        Ok(k) if k.port() == addr.port() && (addr.ip().is_unspecified() || k.ip() == addr.ip()) => None,
+        Ok(k) if reaches(k, addr) => None,
         // (A name rather than an address: not judged.)
         Err(_) => None,
         Ok(_) => Some(known),
     }
+}
+
+/// Whether the others, sending to `given`, reach a node listening on `listening`: the same
+/// port, and the same IP unless it listens on every one.
+fn reaches(given: SocketAddr, listening: SocketAddr) -> bool {
+    given.port() == listening.port() && (listening.ip().is_unspecified() || given.ip() == listening.ip())
 }
 
 /// The leader `m` knows of: none once this node's Raft stopped (it is no member: see
@@ -1034,9 +1040,30 @@ impl Node {
                 self.shared.id
             )));
         }
+        // (The others would send to the address given: a node listed elsewhere than it
+        // listens leads nodes that cannot reach it.)
+        if let Some(given) = listed.get(&self.shared.id).and_then(|n| n.addr.parse::<SocketAddr>().ok())
+            && !reaches(given, self.addr)
+        {
+            return Err(Error::Invalid(format!(
+                "forming the cluster: this node ({}) is listed at {given}, and listens on {}",
+                self.shared.id, self.addr
+            )));
+        }
         let members = listed;
-        self.block_on(self.shared.raft.initialize(members))
-            .map_err(|e| Error::Invalid(format!("forming the cluster: {e}")))
+        let raft = &self.shared.raft;
+        self.block_on(raft.initialize(members)).map_err(|e| match e {
+            RaftError::APIError(openraft::error::InitializeError::NotAllowed(_)) => Error::Invalid(
+                "forming the cluster: this node is in one already (its log holds members): a cluster is formed once, on a new node".into(),
+            ),
+            e => Error::Invalid(format!("forming the cluster: {e}")),
+        })?;
+        // Once its members are known here (a write at once said it was in no cluster yet).
+        let known = |m: &openraft::RaftMetrics<u64, BasicNode>| {
+            m.membership_config.membership().nodes().next().is_some()
+        };
+        let _ = self.block_on(raft.wait(Some(Duration::from_secs(2))).metrics(known, "the members"));
+        Ok(())
     }
 
     /// What this node knows of the cluster.

@@ -308,7 +308,9 @@ impl LogStore {
                 } else {
                     // Raft purges after a snapshot the directory does not hold: only the
                     // entries the one there does (the rest go with the next one written).
-                    tracing::warn!(
+                    // (Also on every snapshot a leader sends, purged before it is written:
+                    // not worth a warning; one that cannot be written is told apart.)
+                    tracing::debug!(
                         target: "mnesia::cluster",
                         asked = log_id.index,
                         held,

@@ -55,6 +55,8 @@ pub(crate) enum WireError {
     Timeout,
     /// The other end speaks another version of the protocol (its version).
     Protocol(u16),
+    /// TLS refused the other end, or was refused by it (why).
+    Tls(String),
 }
 
 impl std::fmt::Display for WireError {
@@ -65,6 +67,7 @@ impl std::fmt::Display for WireError {
             WireError::Garbage(e) => write!(f, "not a frame of the protocol: {e}"),
             WireError::WrongCookie => f.write_str("the other end does not share the cookie"),
             WireError::Timeout => f.write_str("the other end took too long"),
+            WireError::Tls(why) => write!(f, "TLS: {why}"),
             WireError::Protocol(v) => write!(
                 f,
                 "the other end speaks version {v} of the cluster protocol, this node {PROTOCOL}: run the same version of mnesia on every node"

@@ -1218,6 +1218,7 @@ fn a_cluster_formed_with_a_node_twice_or_without_itself_is_refused() {
         (vec![(1, me), (1, other)], "node 1 is listed twice"),
         (vec![(1, me), (2, me)], "both at"),
         (vec![(2, other)], "not among the members"),
+        (vec![(1, other)], "is listed at"),
     ] {
         let formed = node.initialize(members);
         assert!(matches!(&formed, Err(Error::Invalid(why)) if why.contains(says)), "{formed:?}");
@@ -1226,8 +1227,10 @@ fn a_cluster_formed_with_a_node_twice_or_without_itself_is_refused() {
     let write = db.scope(|| Account::write(Account { id: 1, balance: 1 }));
     assert!(matches!(&write, Err(Error::Closed { what }) if what.contains("no cluster yet")), "{write:?}");
     node.initialize([(1, me)]).expect("initialize");
-    node.wait_for_leader(Duration::from_secs(10)).expect("leader");
-    write_through(&db, 0..1);
+    // A write at once waits for the leader (it said the node was in no cluster yet).
+    db.scope(|| Account::write(Account { id: 1, balance: 1 })).expect("write just after initialize");
+    let again = node.initialize([(1, me)]);
+    assert!(matches!(&again, Err(Error::Invalid(why)) if why.contains("in one already")), "{again:?}");
 }
 
 #[test]
