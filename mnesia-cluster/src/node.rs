@@ -944,6 +944,7 @@ impl Node {
                 .start_from(saved)
                 .map_err(|why| Error::Invalid(format!("the snapshot in {}: {why}", dir.display())))?;
         }
+        let type_ends = machine.type_ends.subscribe();
         // A peer nothing came from for three of the longest election timeouts is down.
         let dialer = Dialer {
             me: options.id,
@@ -987,6 +988,7 @@ impl Node {
         });
         runtime_ref.spawn(crate::net::serve(listener, Arc::clone(&shared)));
         runtime_ref.spawn(crate::members::retire(Arc::clone(&shared)));
+        runtime_ref.spawn(crate::snapshot::compact_after_type_ends(shared.raft.clone(), type_ends));
         runtime_ref.spawn(crate::liveness::watch_leader(shared.raft.clone(), shared.id, db.clone()));
         runtime_ref.spawn(crate::liveness::watch_peers(
             shared.raft.clone(),

@@ -350,6 +350,10 @@ pub(crate) struct StateMachine {
     /// alone).
     seen: std::collections::HashMap<ProposalId, Verdict>,
     seen_order: std::collections::VecDeque<(u64, ProposalId)>,
+    /// The index of the last entry applied here that ended a table's record type (a
+    /// transform, a drop): the log before it is compacted away (see
+    /// `snapshot::compact_after_type_ends`).
+    pub(crate) type_ends: watch::Sender<u64>,
 }
 
 /// How many refused records' errors are kept for their commits to take.
@@ -376,6 +380,7 @@ impl StateMachine {
             me,
             seen: std::collections::HashMap::new(),
             seen_order: std::collections::VecDeque::new(),
+            type_ends: watch::channel(0).0,
         }
     }
 }
@@ -427,6 +432,9 @@ impl StateMachine {
                 verdict
             }
         };
+        if matches!(verdict, Verdict::Committed) && proposal.record.ends_record_type() {
+            self.type_ends.send_if_modified(|at| std::mem::replace(at, id.index) < id.index);
+        }
         self.seen.insert(proposal.id, verdict.clone());
         self.seen_order.push_back((id.index, proposal.id));
         while let Some((at, old)) = self.seen_order.front().copied() {

@@ -21,7 +21,7 @@ use serde::Deserialize;
 use tokio::io::ReadBuf;
 
 use crate::faults::Disc;
-use crate::raft::{ProposalId, Verdict};
+use crate::raft::{ProposalId, Types, Verdict};
 
 /// What a snapshot's bytes hold, as they are read: the database is borrowed, not copied.
 /// (Written by [`body`] as postcard writes a `Vec<u8>` there: its length, then its bytes.)
@@ -209,6 +209,39 @@ pub(crate) fn decode(mut bytes: Vec<u8>) -> Result<Saved, String> {
     bytes.drain(..start);
     Ok(Saved { meta, data: Arc::new(bytes) })
 }
+
+/// Takes a snapshot and purges the log up to each entry that ended a table's record type
+/// once it is applied here (`type_ends`: a transform, a drop): the records of the entries
+/// before it may not decode in the program a node runs after the change, so that neither a
+/// node started again on its directory nor one joining should replay them. (A transform
+/// is rare; every node does it for itself, each with its own log.)
+pub(crate) async fn compact_after_type_ends(
+    raft: openraft::Raft<Types>,
+    mut type_ends: tokio::sync::watch::Receiver<u64>,
+) {
+    let mut done = 0;
+    while type_ends.changed().await.is_ok() {
+        let at = *type_ends.borrow_and_update();
+        if at <= done || raft.trigger().snapshot().await.is_err() {
+            continue;
+        }
+        let holds_it =
+            |m: &openraft::RaftMetrics<u64, openraft::BasicNode>| m.snapshot.is_some_and(|s| s.index >= at);
+        let built =
+            raft.wait(Some(COMPACT_WAIT)).metrics(holds_it, "a snapshot after a record type ended").await;
+        match built {
+            Ok(_) if raft.trigger().purge_log(at).await.is_ok() => done = at,
+            _ => tracing::warn!(
+                target: "mnesia::cluster",
+                at,
+                "no snapshot after a transform or drop: a node started again on new code may not replay the log before it"
+            ),
+        }
+    }
+}
+
+/// How long [`compact_after_type_ends`] waits for its snapshot.
+const COMPACT_WAIT: std::time::Duration = std::time::Duration::from_secs(120);
 
 #[cfg(test)]
 mod tests {

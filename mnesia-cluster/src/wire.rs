@@ -56,6 +56,7 @@ pub(crate) enum WireError {
     /// The other end speaks another version of the protocol (its version).
     Protocol(u16),
     /// TLS refused the other end, or was refused by it (why).
+    #[cfg_attr(not(feature = "tls"), allow(dead_code))]
     Tls(String),
 }
 

@@ -1250,6 +1250,66 @@ fn a_node_joining_with_a_members_id_or_through_itself_is_refused_saying_so() {
     assert_eq!(status.members, [1, 2, 3].into());
 }
 
+/// A database with the tables of these tests as a program has them after the transform of
+/// `member` to `MemberV2`.
+fn database_after_transform(name: &str) -> Database {
+    let db = Database::open(Config::default().node_name(name)).expect("open");
+    db.scope(|| -> mnesia::Result<()> {
+        Account::create_table(TableOptions::new())?;
+        MemberV2::create_table(TableOptions::new())?;
+        Session::create_table(TableOptions::new())?;
+        Slot::create_table(TableOptions::new())?;
+        Ok(())
+    })
+    .expect("tables");
+    db
+}
+
+#[test]
+fn after_a_transform_a_node_on_the_new_struct_starts_again_and_joins() {
+    let dirs: Vec<_> = (0..4).map(|_| tempfile::tempdir().expect("dir")).collect();
+    let mut run = three_options(|id| quick(id).dir(dirs[id as usize - 1].path()));
+    for i in 0..20 {
+        run.dbs[0].scope(|| Member::insert(Member { id: 0, email: format!("m{i}@x") })).expect("insert");
+    }
+    run.dbs[1]
+        .transform(|m: Member| Ok(MemberV2 { id: m.id, email: m.email, verified: true }))
+        .expect("transform");
+    run.settle();
+    // Every node compacts its log past the transform (its entries before it hold records
+    // of the old struct, which the new program cannot read).
+    for i in 0..3 {
+        let node = run.nodes[i].as_ref().expect("node");
+        eventually("the log compacted past the transform", || node.status().purged.is_some());
+    }
+    let members = |db: &Database| {
+        let mut all = db.scope(MemberV2::list).expect("list");
+        all.sort_by_key(|m| m.id);
+        all
+    };
+    // A follower started again on its directory, with the new program: it failed to
+    // replay the entries before the transform.
+    let follower = (run.leader() + 1) % 3;
+    let addr = run.nodes[follower].take().expect("node").local_addr();
+    let db = database_after_transform("again@127.0.0.1");
+    let options = quick(follower as u64 + 1).dir(dirs[follower].path()).listen(addr);
+    run.nodes[follower] = Some(Node::start(&db, options).expect("started again on the new struct"));
+    run.dbs[follower] = db;
+    run.settle();
+    let leader = run.leader();
+    assert_eq!(members(&run.dbs[follower]), members(&run.dbs[leader]));
+    assert_eq!(members(&run.dbs[follower]).len(), 20);
+    // A new node with the new program joins (sent the snapshot: the entries are gone).
+    let db = database_after_transform("n4@127.0.0.1");
+    let node = Node::start(&db, quick(4).dir(dirs[3].path())).expect("node");
+    let seed = run.nodes[leader].as_ref().expect("seed").local_addr();
+    node.join(seed, Duration::from_secs(20)).expect("join");
+    run.dbs.push(db);
+    run.nodes.push(Some(node));
+    run.settle();
+    assert_eq!(members(&run.dbs[3]), members(&run.dbs[leader]));
+}
+
 /// Writes accounts `ids` on `db`, each tried again (a leader being elected) for 20 s at most.
 fn write_through(db: &Database, ids: std::ops::Range<u32>) {
     for id in ids {

@@ -188,6 +188,27 @@ impl CommitRecord {
         self.whole_table().is_some()
     }
 
+    /// Whether the table's records may be of another type after this record (it transforms
+    /// or drops the table): the records of earlier records may not decode in a program that
+    /// has only the new type, so a copy that keeps a log of records (a cluster node) should
+    /// not need the ones before it to start again.
+    ///
+    /// ```
+    /// # use mnesia::prelude::*;
+    /// # #[derive(Table, Clone, Debug, Serialize, Deserialize)]
+    /// # struct Item { #[key] id: u32 }
+    /// # let db = Database::in_memory()?;
+    /// # db.create_table::<Item>(TableOptions::new())?;
+    /// # let (tx, rx) = std::sync::mpsc::channel();
+    /// # db.replicate_to(move |r: &mnesia::CommitRecord| { let _ = tx.send(r.clone()); });
+    /// db.scope(|| Item::write(Item { id: 1 }))?;
+    /// assert!(!rx.try_recv().expect("a record").ends_record_type());
+    /// # Ok::<(), mnesia::Error>(())
+    /// ```
+    pub fn ends_record_type(&self) -> bool {
+        matches!(self.whole_table(), Some((_, WholeTable::Replace { .. } | WholeTable::Drop)))
+    }
+
     /// The commit's number on the database that made it.
     ///
     /// ```
