@@ -380,7 +380,11 @@ impl Node {
         let asked = self.block_on(async {
             tokio::time::timeout(timeout, async {
                 ask_seed(&self.shared, seed, &learn, timeout).await.map_err(Some)?;
-                self.shared.current(timeout).await.map_err(|_| None)?;
+                // (A Raft that stopped, applying what it was sent, says why.)
+                self.shared.current(timeout).await.map_err(|e| match e {
+                    Error::NoMajority { .. } => None,
+                    e => Some(e.to_string()),
+                })?;
                 ask_seed(&self.shared, seed, &vote, timeout).await.map_err(Some)
             })
             .await
