@@ -366,9 +366,16 @@ impl Node {
                 "{why}: a node that left joins again as a new node (started on an empty directory, on a new database)"
             )));
         }
-        if seed == self.addr {
+        if crate::node::reaches(seed, self.addr) {
             return Err(Error::Invalid(format!(
                 "joining the cluster through {seed}: that is this node's own address; give a member's"
+            )));
+        }
+        // (It is known by the address it listens on.)
+        if self.addr.ip().is_unspecified() {
+            return Err(Error::Invalid(format!(
+                "this node listens on {}, which the others cannot send to: listen on the address they reach it at",
+                self.addr
             )));
         }
         let (id, tables) = (self.shared.id, shapes(self.shared.dialer.liveness.database()));

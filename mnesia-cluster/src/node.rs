@@ -445,6 +445,8 @@ pub(crate) struct Shared {
     pub(crate) removing: parking_lot::Mutex<BTreeSet<u64>>,
     /// The node's Raft directory, if it has one.
     pub(crate) dir: Option<std::path::PathBuf>,
+    /// Set once the node is in a cluster (see [`Shared::in_a_cluster`]).
+    in_a_cluster: std::sync::atomic::AtomicBool,
 }
 
 /// A node's runtime while the node starts: dropped (the start failed) where a runtime may
@@ -483,25 +485,14 @@ where
     outside_async(|| rt.block_on(f))
 }
 
-/// The address the members `raft` knows of give node `id`, if it is not `addr` (the one
-/// it listens on): another port, or another IP when it listens on one.
-async fn elsewhere(raft: &Raft<Types>, id: u64, addr: SocketAddr) -> Option<String> {
-    // (Asked of Raft's core: its metrics are filled in only once it runs.)
-    let get = move |st: &openraft::RaftState<u64, BasicNode, _>| {
-        st.membership_state.effective().membership().get_node(&id).map(|n| n.addr.clone())
-    };
-    let known = raft.with_raft_state(get).await.ok()??;
-    match known.parse::<SocketAddr>() {
-        Ok(k) if reaches(k, addr) => None,
-        // (A name rather than an address: not judged.)
-        Err(_) => None,
-        Ok(_) => Some(known),
-    }
+/// Whether `m` knows members (the node is in a cluster).
+fn has_members(m: &openraft::RaftMetrics<u64, BasicNode>) -> bool {
+    m.membership_config.membership().nodes().next().is_some()
 }
 
 /// Whether the others, sending to `given`, reach a node listening on `listening`: the same
 /// port, and the same IP unless it listens on every one.
-fn reaches(given: SocketAddr, listening: SocketAddr) -> bool {
+pub(crate) fn reaches(given: SocketAddr, listening: SocketAddr) -> bool {
     given.port() == listening.port() && (listening.ip().is_unspecified() || given.ip() == listening.ip())
 }
 
@@ -696,6 +687,19 @@ impl Shared {
             }
             signal.await;
         }
+    }
+
+    /// Whether this node is in a cluster (it was formed or joined, here or before a restart):
+    /// once it is, for good (no metrics read per commit from then on).
+    pub(crate) fn in_a_cluster(&self) -> bool {
+        if self.in_a_cluster.load(std::sync::atomic::Ordering::Acquire) {
+            return true;
+        }
+        let known = has_members(&self.raft.metrics().borrow());
+        if known {
+            self.in_a_cluster.store(true, std::sync::atomic::Ordering::Release);
+        }
+        known
     }
 
     /// `Err` if this node is no member of the cluster any more.
@@ -933,10 +937,26 @@ impl Node {
             (options.id, life),
             (disc, Arc::clone(&writes[1])),
         );
-        if let Some(dir) = &options.dir
-            && let Some(saved) =
+        let saved = match &options.dir {
+            Some(dir) => {
                 crate::snapshot::load(dir).map_err(|e| Error::Io { path: dir.clone(), source: e })?
-        {
+            }
+            None => None,
+        };
+        // A member started again at another address: the others would still send to the
+        // old one (its commits waited for ever to be applied here; elected, it led nodes
+        // that forwarded to the old address). Refused before the database is filled.
+        let known = log.address_of(options.id).unwrap_or_else(|| {
+            let membership = saved.as_ref().map(|s| s.meta.last_membership.membership());
+            membership.and_then(|m| m.get_node(&options.id)).map(|n| n.addr.clone())
+        });
+        if let Some(known) = known.filter(|k| k.parse().is_ok_and(|k| !reaches(k, addr))) {
+            return Err(Error::Invalid(format!(
+                "node {} is a member of its cluster at {known}, and was started listening on {addr}: start it with Options::listen({known}) (a member's address does not change)",
+                options.id
+            )));
+        }
+        if let (Some(dir), Some(saved)) = (&options.dir, saved) {
             if let Some(upto) = saved.meta.last_log_id {
                 log.start_after(upto).map_err(|e| Error::Io { path: dir.clone(), source: e })?;
             }
@@ -944,7 +964,7 @@ impl Node {
                 .start_from(saved)
                 .map_err(|why| Error::Invalid(format!("the snapshot in {}: {why}", dir.display())))?;
         }
-        let type_ends = machine.type_ends.subscribe();
+        let (type_ends, on_disc) = (machine.type_ends.subscribe(), log.snapshot_on_disc());
         // A peer nothing came from for three of the longest election timeouts is down.
         let dialer = Dialer {
             me: options.id,
@@ -959,16 +979,6 @@ impl Node {
         let network = Network { dialer: dialer.clone() };
         let raft = block_on_outside(runtime_ref, Raft::new(options.id, config, network, log, machine))
             .map_err(|e| Error::Internal(format!("starting the cluster node: {e}")))?;
-        // A member started again at another address: the others would still send to the
-        // old one (its commits waited for ever to be applied here; elected, it led nodes
-        // that forwarded to the old address).
-        if let Some(known) = block_on_outside(runtime_ref, elsewhere(&raft, options.id, addr)) {
-            let _ = block_on_outside(runtime_ref, raft.shutdown());
-            return Err(Error::Invalid(format!(
-                "node {} is a member of its cluster at {known}, and was started listening on {addr}: start it with Options::listen({known}) (a member's address does not change)",
-                options.id
-            )));
-        }
         let shared = Arc::new(Shared {
             id: options.id,
             dialer,
@@ -985,10 +995,11 @@ impl Node {
             left_signal: tokio::sync::Notify::new(),
             removing: parking_lot::Mutex::default(),
             dir: options.dir.clone(),
+            in_a_cluster: std::sync::atomic::AtomicBool::new(false),
         });
         runtime_ref.spawn(crate::net::serve(listener, Arc::clone(&shared)));
         runtime_ref.spawn(crate::members::retire(Arc::clone(&shared)));
-        runtime_ref.spawn(crate::snapshot::compact_after_type_ends(shared.raft.clone(), type_ends));
+        runtime_ref.spawn(crate::snapshot::compact_after_type_ends(shared.raft.clone(), type_ends, on_disc));
         runtime_ref.spawn(crate::liveness::watch_leader(shared.raft.clone(), shared.id, db.clone()));
         runtime_ref.spawn(crate::liveness::watch_peers(
             shared.raft.clone(),
@@ -1024,17 +1035,22 @@ impl Node {
     /// # Ok::<(), mnesia::Error>(())
     /// ```
     pub fn initialize(&self, members: impl IntoIterator<Item = (u64, SocketAddr)>) -> Result<()> {
-        let mut listed: BTreeMap<u64, BasicNode> = BTreeMap::new();
+        let mut listed: BTreeMap<u64, SocketAddr> = BTreeMap::new();
         for (id, addr) in members {
-            let addr = addr.to_string();
-            if let Some((other, _)) = listed.iter().find(|(_, n)| n.addr == addr) {
+            if listed.contains_key(&id) {
+                return Err(Error::Invalid(format!("forming the cluster: node {id} is listed twice")));
+            }
+            if let Some((other, _)) = listed.iter().find(|(_, a)| **a == addr) {
                 return Err(Error::Invalid(format!(
                     "forming the cluster: nodes {other} and {id} are both at {addr}"
                 )));
             }
-            if listed.insert(id, BasicNode { addr }).is_some() {
-                return Err(Error::Invalid(format!("forming the cluster: node {id} is listed twice")));
+            if addr.ip().is_unspecified() || addr.port() == 0 {
+                return Err(Error::Invalid(format!(
+                    "forming the cluster: node {id} is listed at {addr}, which the others cannot send to: give the address they reach it at"
+                )));
             }
+            listed.insert(id, addr);
         }
         if !listed.contains_key(&self.shared.id) {
             return Err(Error::Invalid(format!(
@@ -1044,7 +1060,7 @@ impl Node {
         }
         // (The others would send to the address given: a node listed elsewhere than it
         // listens leads nodes that cannot reach it.)
-        if let Some(given) = listed.get(&self.shared.id).and_then(|n| n.addr.parse::<SocketAddr>().ok())
+        if let Some(given) = listed.get(&self.shared.id).copied()
             && !reaches(given, self.addr)
         {
             return Err(Error::Invalid(format!(
@@ -1052,7 +1068,8 @@ impl Node {
                 self.shared.id, self.addr
             )));
         }
-        let members = listed;
+        let members: BTreeMap<u64, BasicNode> =
+            listed.into_iter().map(|(id, addr)| (id, BasicNode { addr: addr.to_string() })).collect();
         let raft = &self.shared.raft;
         self.block_on(raft.initialize(members)).map_err(|e| match e {
             RaftError::APIError(openraft::error::InitializeError::NotAllowed(_)) => Error::Invalid(
@@ -1061,10 +1078,7 @@ impl Node {
             e => Error::Invalid(format!("forming the cluster: {e}")),
         })?;
         // Once its members are known here (a write at once said it was in no cluster yet).
-        let known = |m: &openraft::RaftMetrics<u64, BasicNode>| {
-            m.membership_config.membership().nodes().next().is_some()
-        };
-        let _ = self.block_on(raft.wait(Some(Duration::from_secs(2))).metrics(known, "the members"));
+        let _ = self.block_on(raft.wait(Some(Duration::from_secs(2))).metrics(has_members, "the members"));
         Ok(())
     }
 

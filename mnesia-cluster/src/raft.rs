@@ -234,6 +234,16 @@ impl LogStore {
     pub(crate) fn snapshot_on_disc(&self) -> Option<Arc<std::sync::atomic::AtomicU64>> {
         self.on_disc.clone()
     }
+
+    /// The address the last membership this log holds gives node `id`, if it holds one
+    /// naming it.
+    pub(crate) fn address_of(&self, id: u64) -> Option<Option<String>> {
+        let inner = self.inner.lock();
+        inner.entries.values().rev().find_map(|e| match &e.payload {
+            openraft::EntryPayload::Membership(m) => Some(m.get_node(&id).map(|n| n.addr.clone())),
+            _ => None,
+        })
+    }
 }
 
 impl RaftLogReader<Types> for LogStore {

@@ -112,7 +112,7 @@ impl ClusterSequencer {
             return Err(not_member(why));
         }
         // (Else it would wait its timeout for a majority that no one asks.)
-        if shared.raft.metrics().borrow().membership_config.membership().nodes().next().is_none() {
+        if !shared.in_a_cluster() {
             return Err(Error::Closed {
                 what: "this cluster node for writes (it is in no cluster yet: initialize it, or join one; the commit was not made)".into(),
             });
@@ -286,30 +286,19 @@ fn not_member(why: &str) -> Error {
     Error::Closed { what: format!("this cluster node for writes ({why}; the commit was not made)") }
 }
 
-/// The error of a commit on its way when its node stopped.
-fn verdict_of_stopped() -> Result<()> {
-    Err(Error::Closed {
-        what: "the cluster node (it stopped while a commit was on its way: the others may still order it, its fate is unknown)"
-            .into(),
-    })
-}
-
-/// [`verdict`], unless the node was dropped meanwhile.
+/// [`verdict`], whether the node is still there or not (only a refusal's details need it).
 fn answered(shared: &Weak<Shared>, timeout: Duration, outcome: Option<Outcome>) -> Result<()> {
-    match shared.upgrade() {
-        Some(shared) => verdict(&shared, timeout, outcome),
-        None => verdict_of_stopped(),
-    }
+    verdict(shared.upgrade().as_deref(), timeout, outcome)
 }
 
 /// The verdict of a proposal from what became of it (`None`: the node stopped first).
-fn verdict(shared: &Shared, timeout: Duration, outcome: Option<Outcome>) -> Result<()> {
+fn verdict(shared: Option<&Shared>, timeout: Duration, outcome: Option<Outcome>) -> Result<()> {
     match outcome {
         Some(Outcome::Decided(_, Verdict::Committed)) => Ok(()),
         Some(Outcome::Decided(_, Verdict::Conflict)) => Err(Error::Conflict),
         // The same error this node met applying it, with its details.
         Some(Outcome::Decided(place, Verdict::Refused(why))) => {
-            Err(shared.refused.lock().remove(&place).unwrap_or(Error::Invalid(why)))
+            Err(shared.and_then(|s| s.refused.lock().remove(&place)).unwrap_or(Error::Invalid(why)))
         }
         Some(Outcome::Stopped(why)) => Err(Error::Closed {
             what: format!(
@@ -327,7 +316,10 @@ fn verdict(shared: &Shared, timeout: Duration, outcome: Option<Outcome>) -> Resu
         Some(Outcome::NotApplied) => Err(Error::Closed {
             what: "this cluster node (a commit was decided but the node did not apply it)".into(),
         }),
-        None => verdict_of_stopped(),
+        None => Err(Error::Closed {
+            what: "the cluster node (it stopped while a commit was on its way: the others may still order it, its fate is unknown)"
+                .into(),
+        }),
     }
 }
 

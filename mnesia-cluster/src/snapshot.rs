@@ -213,35 +213,50 @@ pub(crate) fn decode(mut bytes: Vec<u8>) -> Result<Saved, String> {
 /// Takes a snapshot and purges the log up to each entry that ended a table's record type
 /// once it is applied here (`type_ends`: a transform, a drop): the records of the entries
 /// before it may not decode in the program a node runs after the change, so that neither a
-/// node started again on its directory nor one joining should replay them. (A transform
-/// is rare; every node does it for itself, each with its own log.)
+/// node started again on its directory nor one joining should replay them. Asked again
+/// (after [`COMPACT_RETRY`], doubling) until a snapshot holding the entry is taken (and, with a
+/// directory, `on_disc`: written there; openraft ignores the ask while it builds another,
+/// and a full disc keeps the one there older). A transform is rare; each node does it
+/// for itself, with its own log.
 pub(crate) async fn compact_after_type_ends(
     raft: openraft::Raft<Types>,
     mut type_ends: tokio::sync::watch::Receiver<u64>,
+    on_disc: Option<Arc<std::sync::atomic::AtomicU64>>,
 ) {
-    let mut done = 0;
-    while type_ends.changed().await.is_ok() {
+    let (mut done, mut retry) = (0, COMPACT_RETRY);
+    loop {
         let at = *type_ends.borrow_and_update();
-        if at <= done || raft.trigger().snapshot().await.is_err() {
+        if at <= done {
+            retry = COMPACT_RETRY;
+            if type_ends.changed().await.is_err() {
+                return;
+            }
             continue;
         }
-        let holds_it =
-            |m: &openraft::RaftMetrics<u64, openraft::BasicNode>| m.snapshot.is_some_and(|s| s.index >= at);
-        let built =
-            raft.wait(Some(COMPACT_WAIT)).metrics(holds_it, "a snapshot after a record type ended").await;
-        match built {
-            Ok(_) if raft.trigger().purge_log(at).await.is_ok() => done = at,
-            _ => tracing::warn!(
-                target: "mnesia::cluster",
-                at,
-                "no snapshot after a transform or drop: a node started again on new code may not replay the log before it"
-            ),
+        let held = raft.metrics().borrow().snapshot.is_some_and(|s| s.index >= at)
+            && on_disc.as_ref().is_none_or(|h| h.load(std::sync::atomic::Ordering::Acquire) > at);
+        // (An error: Raft stopped.)
+        let asked = if held {
+            done = at;
+            raft.trigger().purge_log(at).await
+        } else {
+            raft.trigger().snapshot().await
+        };
+        if asked.is_err() {
+            return;
+        }
+        if !held {
+            // (Doubling: each ask builds a snapshot of the whole database.)
+            tokio::time::sleep(retry).await;
+            retry = (retry * 2).min(COMPACT_RETRY_MAX);
         }
     }
 }
 
-/// How long [`compact_after_type_ends`] waits for its snapshot.
-const COMPACT_WAIT: std::time::Duration = std::time::Duration::from_secs(120);
+/// How long [`compact_after_type_ends`] waits before it asks again for its snapshot, at
+/// first; each wait doubles, up to [`COMPACT_RETRY_MAX`].
+const COMPACT_RETRY: std::time::Duration = std::time::Duration::from_secs(1);
+const COMPACT_RETRY_MAX: std::time::Duration = std::time::Duration::from_secs(60);
 
 #[cfg(test)]
 mod tests {

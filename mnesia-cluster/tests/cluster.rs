@@ -695,13 +695,13 @@ fn every_node_hears_every_committed_write_once_in_the_same_order() {
     assert_eq!(last.values().sum::<i64>(), commits as i64);
 }
 
-/// Waits until `check` holds, for 20 s at most.
 /// An address on 127.0.0.1 free a moment ago, for a node started again at its address.
 fn free_addr() -> std::net::SocketAddr {
     let probe = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
     probe.local_addr().expect("addr")
 }
 
+/// Waits until `check` holds, for 20 s at most.
 fn eventually(what: &str, check: impl Fn() -> bool) {
     let deadline = Instant::now() + Duration::from_secs(20);
     while !check() {
@@ -1153,11 +1153,12 @@ fn a_member_started_again_at_another_address_is_refused_saying_which() {
     let id = follower as u64 + 1;
     let addr = run.nodes[follower].take().expect("node").local_addr();
     // The others would still send to the old address: its commits waited for ever.
-    let moved = Node::start(&fresh(), quick(id).dir(dirs[follower].path())).err();
+    // Refused before its database is filled: started again on it at its address, it comes
+    // back and catches up.
+    let db = fresh();
+    let moved = Node::start(&db, quick(id).dir(dirs[follower].path())).err();
     let told = format!("Options::listen({addr})");
     assert!(matches!(&moved, Some(Error::Invalid(why)) if why.contains(&told)), "{moved:?}");
-    // At its address, it comes back and catches up.
-    let db = fresh();
     let node = Node::start(&db, quick(id).dir(dirs[follower].path()).listen(addr)).expect("started again");
     db.wait_for_tables(&["account"], Duration::from_secs(20)).expect("caught up");
     write_through(&db, 10..12);
@@ -1181,11 +1182,11 @@ fn a_node_is_started_used_and_dropped_from_async_code() {
             .expect("async commit");
         node.sync_reads(Duration::from_secs(5)).expect("synced");
         drop(node);
-        // A node that fails to start is dropped there too.
-        let dir = tempfile::tempdir().expect("dir");
-        mnesia::Schema::create(dir.path()).expect("schema");
-        let with_dir = Database::open(Config::default().dir(dir.path())).expect("db");
-        assert!(Node::start(&with_dir, quick(2).dir(dir.path().join("raft"))).is_err());
+        // A node that fails to start once its runtime runs (its address in use) drops it
+        // there too.
+        let taken = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        let in_use = taken.local_addr().expect("addr");
+        assert!(Node::start(&fresh(), quick(2).listen(in_use)).is_err());
     });
     assert_eq!(db.scope(|| Account::read(&1)).expect("read").map(|a| a.balance), Some(5));
 }
@@ -1219,6 +1220,7 @@ fn a_cluster_formed_with_a_node_twice_or_without_itself_is_refused() {
         (vec![(1, me), (2, me)], "both at"),
         (vec![(2, other)], "not among the members"),
         (vec![(1, other)], "is listed at"),
+        (vec![(1, me), (2, std::net::SocketAddr::from(([0, 0, 0, 0], 9)))], "cannot send to"),
     ] {
         let formed = node.initialize(members);
         assert!(matches!(&formed, Err(Error::Invalid(why)) if why.contains(says)), "{formed:?}");
