@@ -1240,30 +1240,17 @@ mod tests {
         refused(&[], "MNESIA_NODE_ID");
         refused(&[("MNESIA_NODE_ID", "1")], "MNESIA_COOKIE");
         refused(&[("MNESIA_NODE_ID", "1"), ("MNESIA_COOKIE", "")], "empty");
-        refused(
-            &[("MNESIA_NODE_ID", "1"), ("MNESIA_COOKIE", "c"), ("MNESIA_LISTEN", "nowhere")],
-            "MNESIA_LISTEN",
-        );
-        refused(
-            &[("MNESIA_NODE_ID", "1"), ("MNESIA_COOKIE", "c"), ("MNESIA_WRITE_TIMEOUT_MS", "-1")],
-            "MNESIA_WRITE_TIMEOUT_MS",
-        );
-        refused(
-            &[("MNESIA_NODE_ID", "1"), ("MNESIA_COOKIE", "c"), ("MNESIA_RAFT_DIR", " ")],
-            "MNESIA_RAFT_DIR",
-        );
-        refused(
-            &[("MNESIA_NODE_ID", "1"), ("MNESIA_COOKIE", "c"), ("MNESIA_TLS_NAME", "x")],
-            "MNESIA_TLS_NAME",
-        );
-        refused(
-            &[("MNESIA_NODE_ID", "1"), ("MNESIA_COOKIE", "c"), ("MNESIA_WRITE_TIMEOUT_MS", "0")],
-            "MNESIA_WRITE_TIMEOUT_MS",
-        );
-        refused(
-            &[("MNESIA_NODE_ID", "1"), ("MNESIA_COOKIE", "c"), ("MNESIA_WORKER_THREADS", "many")],
-            "MNESIA_WORKER_THREADS",
-        );
+        // One variable malformed beside a good id and cookie: named.
+        for (var, value) in [
+            ("MNESIA_LISTEN", "nowhere"),
+            ("MNESIA_WRITE_TIMEOUT_MS", "-1"),
+            ("MNESIA_WRITE_TIMEOUT_MS", "0"),
+            ("MNESIA_RAFT_DIR", " "),
+            ("MNESIA_TLS_NAME", "x"),
+            ("MNESIA_WORKER_THREADS", "many"),
+        ] {
+            refused(&[("MNESIA_NODE_ID", "1"), ("MNESIA_COOKIE", "c"), (var, value)], var);
+        }
         let dir = tempfile::tempdir().expect("dir");
         let file = dir.path().join("cookie");
         std::fs::write(&file, "from a file\n").expect("write");

@@ -125,6 +125,11 @@ pub(crate) async fn read_frame<R: AsyncReadExt + Unpin, T: DeserializeOwned>(
     r: &mut R,
     max: u32,
 ) -> Result<T, WireError> {
+    decode(&read_frame_bytes(r, max).await?)
+}
+
+/// The bytes of one frame of at most `max` bytes.
+async fn read_frame_bytes<R: AsyncReadExt + Unpin>(r: &mut R, max: u32) -> Result<Vec<u8>, WireError> {
     let mut len = [0u8; 4];
     r.read_exact(&mut len).await?;
     let len = u32::from_be_bytes(len);
@@ -133,21 +138,14 @@ pub(crate) async fn read_frame<R: AsyncReadExt + Unpin, T: DeserializeOwned>(
     }
     let mut bytes = vec![0u8; len as usize];
     r.read_exact(&mut bytes).await?;
-    decode(&bytes)
+    Ok(bytes)
 }
 
 /// Reads one handshake frame whose value begins with the protocol's version: refused as
 /// [`WireError::Protocol`] when it is another version (whatever follows: a later version
 /// may lay out the rest otherwise), decoded otherwise.
 async fn read_versioned<R: AsyncReadExt + Unpin, T: DeserializeOwned>(r: &mut R) -> Result<T, WireError> {
-    let mut len = [0u8; 4];
-    r.read_exact(&mut len).await?;
-    let len = u32::from_be_bytes(len);
-    if len > MAX_HANDSHAKE_FRAME {
-        return Err(WireError::TooLarge(len));
-    }
-    let mut bytes = vec![0u8; len as usize];
-    r.read_exact(&mut bytes).await?;
+    let bytes = read_frame_bytes(r, MAX_HANDSHAKE_FRAME).await?;
     match postcard::take_from_bytes::<u16>(&bytes) {
         Ok((version, _)) if version != PROTOCOL => Err(WireError::Protocol(version)),
         _ => decode(&bytes),
