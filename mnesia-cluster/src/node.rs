@@ -865,7 +865,8 @@ impl Node {
     /// yet commits nothing: see [`Node::initialize`]). Create the tables on every node
     /// first, alike. The database must be new to the cluster (a node started again gets a
     /// new one, which its log and snapshot fill): one that applied a cluster's commits is
-    /// refused with [`Error::Invalid`].
+    /// refused with [`Error::Invalid`], and so is, with TLS, a certificate that does not
+    /// name the cluster.
     ///
     /// ```no_run
     /// let db = mnesia::Database::in_memory()?;
@@ -874,6 +875,10 @@ impl Node {
     /// # Ok::<(), mnesia::Error>(())
     /// ```
     pub fn start(db: &Database, options: Options) -> Result<Node> {
+        #[cfg(feature = "tls")]
+        if let Some(tls) = &options.tls {
+            tls.names_the_cluster()?;
+        }
         // From now on nothing commits on this copy alone: the log replayed below, then the
         // cluster, decide every commit (unless the node does not start).
         db.order_commits_with(Starting);

@@ -160,6 +160,19 @@ impl Tls {
     pub(crate) fn server_name(&self) -> ServerName<'static> {
         self.name.clone()
     }
+
+    /// `Err` unless this node's own certificate names the cluster (the others would refuse
+    /// each of its connections, which it would learn only from their logs).
+    pub(crate) fn names_the_cluster(&self) -> Result<()> {
+        let own = self.parts.certs.first().ok_or_else(|| invalid("the certificate", "none given"))?;
+        let cert = webpki::EndEntityCert::try_from(own).map_err(|e| invalid("the certificate", e))?;
+        cert.verify_is_valid_for_subject_name(&self.name).map_err(|_| {
+            Error::Invalid(format!(
+                "TLS: this node's certificate does not name the cluster ({}): every node's must, or the others refuse it",
+                self.name()
+            ))
+        })
+    }
 }
 
 impl std::fmt::Debug for Tls {
