@@ -352,8 +352,10 @@ impl Node {
     /// before it is gone), then becomes a voting member. Returns once it is one; fails with
     /// [`Error::NoMajority`] when that did not happen within `timeout`, and with
     /// [`Error::Invalid`] when the cluster refused (its tables differ from this node's: the
-    /// same names, types, fields, keys, indexes and auto-increment keys are required), or
-    /// the seed does not share the cookie, or speaks another version of the protocol.
+    /// same names, types, fields, keys, indexes and auto-increment keys are required, and an
+    /// id no member has at another address), when the seed does not share the cookie,
+    /// speaks another version of the protocol or is refused by this node's TLS, and when
+    /// the seed is this node's own address or this node listens on every address.
     ///
     /// ```no_run
     /// # let (node, seed): (mnesia_cluster::Node, std::net::SocketAddr) = unimplemented!();

@@ -48,10 +48,15 @@ fn database(name: &str) -> Database {
 
 /// [`database`], opened with `config`.
 fn database_with(config: Config) -> Database {
+    database_with_members::<Member>(config)
+}
+
+/// [`database_with`], its `member` table made with the struct `M`.
+fn database_with_members<M: Table>(config: Config) -> Database {
     let db = Database::open(config).expect("open");
     db.scope(|| -> mnesia::Result<()> {
         Account::create_table(TableOptions::new())?;
-        Member::create_table(TableOptions::new())?;
+        M::create_table(TableOptions::new())?;
         Session::create_table(TableOptions::new())?;
         Slot::create_table(TableOptions::new())?;
         Ok(())
@@ -1255,16 +1260,7 @@ fn a_node_joining_with_a_members_id_or_through_itself_is_refused_saying_so() {
 /// A database with the tables of these tests as a program has them after the transform of
 /// `member` to `MemberV2`.
 fn database_after_transform(name: &str) -> Database {
-    let db = Database::open(Config::default().node_name(name)).expect("open");
-    db.scope(|| -> mnesia::Result<()> {
-        Account::create_table(TableOptions::new())?;
-        MemberV2::create_table(TableOptions::new())?;
-        Session::create_table(TableOptions::new())?;
-        Slot::create_table(TableOptions::new())?;
-        Ok(())
-    })
-    .expect("tables");
-    db
+    database_with_members::<MemberV2>(Config::default().node_name(name))
 }
 
 #[test]
