@@ -509,10 +509,16 @@ impl Database {
             return Err(Error::SchemaMismatch { table: T::NAME.to_owned(), differences });
         }
         // The declared indexes, and those added online before (when the field can be indexed).
-        let specs = crate::schema::index_spec::specs_with::<T>(&p.def.indexes);
+        let specs = crate::schema::meta::RecordMeta::<T>::of().specs_with(&p.def.indexes);
         let indexes: Vec<_> = specs.iter().map(IndexSpec::build).collect();
         let id = self.inner.next_table_id.fetch_add(1, Ordering::Relaxed);
-        let mut store = TableStore::<T>::new(self.id(), self.clock().clone(), id, T::TYPE, indexes);
+        let mut store = TableStore::<T>::new(
+            self.id(),
+            self.clock().clone(),
+            id,
+            crate::schema::meta::RecordMeta::<T>::of(),
+            indexes,
+        );
         store.disk_id.store(p.def.id, Ordering::Release);
         store.version.store(p.def.version, Ordering::Release);
         if p.def.storage == StorageType::DiscOnlyCopies {

@@ -20,6 +20,9 @@ pub(crate) fn encode<S: Serialize + ?Sized>(value: &S) -> Result<Vec<u8>> {
     })
 }
 
+/// Appends a value's postcard encoding to a buffer (`postcard::to_extend` for one type).
+pub(crate) type Extend<S> = fn(&S, Vec<u8>) -> postcard::Result<Vec<u8>>;
+
 /// A postcard output that refuses to grow past [`super::frame::MAX_FRAME`].
 struct Capped(Vec<u8>);
 
@@ -292,9 +295,19 @@ impl EntryEncoder {
 
     /// Appends `value` encoded, preceded by its length (as postcard writes a `Vec<u8>`).
     fn nested<S: Serialize + ?Sized>(&mut self, value: &S) -> Result<()> {
+        self.nested_by(value, postcard::to_extend::<S, Vec<u8>>)
+    }
+
+    /// Appends `value` encoded by `extend` (which appends its encoding to a buffer),
+    /// preceded by its length.
+    fn nested_by<S: ?Sized>(
+        &mut self,
+        value: &S,
+        extend: fn(&S, Vec<u8>) -> postcard::Result<Vec<u8>>,
+    ) -> Result<()> {
         let mut scratch = std::mem::take(&mut self.scratch);
         scratch.clear();
-        let scratch = postcard::to_extend(value, scratch).map_err(|e| Error::codec("encoding", e))?;
+        let scratch = extend(value, scratch).map_err(|e| Error::codec("encoding", e))?;
         self.varint(scratch.len() as u64);
         self.bytes.extend_from_slice(&scratch);
         self.scratch = scratch;
@@ -306,34 +319,36 @@ impl EntryEncoder {
         self.bytes.extend_from_slice(bytes);
     }
 
-    /// Appends the entry of a key holding one record.
-    pub(crate) fn record<K: Serialize, R: Serialize>(
+    /// Appends the entry of a key holding one record, encoded by `extend`.
+    pub(crate) fn record<K: Serialize, R>(
         &mut self,
         key: &K,
         version: u64,
         rec: &R,
+        extend: Extend<R>,
     ) -> Result<()> {
         self.nested(key)?;
         self.varint(version);
         self.varint(0);
-        self.nested(rec)?;
+        self.nested_by(rec, extend)?;
         self.done();
         Ok(())
     }
 
-    /// Appends the entry of a key holding a group of records (a bag).
-    pub(crate) fn group<K: Serialize, R: Serialize>(
+    /// Appends the entry of a key holding a group of records, encoded by `extend`.
+    pub(crate) fn group<K: Serialize, R>(
         &mut self,
         key: &K,
         version: u64,
         recs: &[R],
+        extend: Extend<R>,
     ) -> Result<()> {
         self.nested(key)?;
         self.varint(version);
         self.varint(1);
         self.varint(recs.len() as u64);
         for r in recs {
-            self.nested(r)?;
+            self.nested_by(r, extend)?;
         }
         self.done();
         Ok(())
@@ -452,7 +467,7 @@ mod tests {
         for (i, version) in [0u64, 1, 127, 128, 300, u64::MAX].into_iter().enumerate() {
             let key = (i as u32, format!("k{i}"));
             let rec = (key.clone(), long.clone(), version);
-            enc.record(&key, version, &rec).expect("encode");
+            enc.record(&key, version, &rec, postcard::to_extend).expect("encode");
             expected.extend(
                 encode(&SnapshotEntry {
                     key: encode(&key).expect("key"),
@@ -462,7 +477,7 @@ mod tests {
                 .expect("entry"),
             );
             let group = vec![rec.clone(), rec];
-            enc.group(&key, version, &group).expect("group");
+            enc.group(&key, version, &group, postcard::to_extend).expect("group");
             let value = Logged::Group(group.iter().map(|r| encode(r).expect("rec")).collect());
             let entry = SnapshotEntry { key: encode(&key).expect("key"), version, value };
             expected.extend(encode(&entry).expect("entry"));
@@ -493,7 +508,7 @@ mod tests {
         let mut enc = EntryEncoder::default();
         let big = "y".repeat(1000);
         for i in 0..2000u32 {
-            enc.record(&i, 1, &(i, &big)).expect("encode");
+            enc.record(&i, 1, &(i, &big), postcard::to_extend).expect("encode");
         }
         let chunks: Vec<&[u8]> = enc.chunks().collect();
         assert!(chunks.len() >= 7, "{} chunks", chunks.len());

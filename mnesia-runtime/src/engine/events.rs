@@ -14,8 +14,8 @@ use parking_lot::Mutex;
 
 use crate::base::broadcast::{Batch, Notice, Reader, Ring};
 
-use crate::disk::record::encode;
 use crate::engine::ttl::Alive;
+use crate::schema::meta::{RecordMeta, StoredRecord};
 use crate::schema::record::{Record, TableType};
 
 /// Why a record was deleted.
@@ -65,7 +65,7 @@ pub enum DeleteCause {
 /// ```
 #[derive(Clone, Debug, PartialEq)]
 #[non_exhaustive]
-pub enum Event<T: Record> {
+pub enum Event<T: StoredRecord> {
     /// A record was written. `old` is the record it replaced (detailed subscriptions only).
     Write {
         /// The record now stored.
@@ -96,7 +96,7 @@ pub enum Event<T: Record> {
 }
 
 /// What a subscriber's queue holds: events, and a notice of how many were dropped.
-impl<T: Record> Notice for Event<T> {
+impl<T: StoredRecord> Notice for Event<T> {
     fn lagged(missed: u64) -> Self {
         Event::Lagged { missed }
     }
@@ -108,7 +108,7 @@ impl<T: Record> Notice for Event<T> {
 
 /// What applying a change did to a table, as its subscribers hear it: what
 /// [`Subscribers::publish`], the one place a table's events leave from, makes into events.
-pub(crate) enum Applied<T: Record> {
+pub(crate) enum Applied<T: StoredRecord> {
     /// A commit's changes, each key's made into events by [`key_events`] from the records it
     /// held before and holds after; `detailed`: they carry the old records.
     Keys {
@@ -130,7 +130,8 @@ pub(crate) enum Applied<T: Record> {
 /// (carrying the record, whatever the subscription). A removed record whose deadline had
 /// passed is a delete with the cause `Expired` (before the write that took its key, which
 /// does not report it as its `old`).
-pub(crate) fn key_events<T: Record>(
+pub(crate) fn key_events<T: StoredRecord>(
+    meta: &RecordMeta<T>,
     key: T::Key,
     change: (&[T], &[T]),
     detailed: bool,
@@ -140,7 +141,7 @@ pub(crate) fn key_events<T: Record>(
 ) {
     let (old, new) = change;
     let cause_of = |r: &T| if alive.keeps(r) { cause } else { DeleteCause::Expired };
-    if T::TYPE != TableType::Bag {
+    if meta.kind != TableType::Bag {
         if new.is_empty() {
             if let Some(gone) = old.first() {
                 out.push(Event::Delete { key, old: detailed.then(|| gone.clone()), cause: cause_of(gone) });
@@ -168,7 +169,7 @@ pub(crate) fn key_events<T: Record>(
         return;
     }
     // Bag records are told apart by their encoding.
-    let encoded = |r: &T| encode(r).unwrap_or_default();
+    let encoded = |r: &T| (meta.encode)(r).unwrap_or_default();
     let before: Vec<Vec<u8>> = old.iter().map(encoded).collect();
     let after: Vec<Vec<u8>> = new.iter().map(encoded).collect();
     for (r, b) in old.iter().zip(&before) {
@@ -184,7 +185,9 @@ pub(crate) fn key_events<T: Record>(
 }
 
 /// The subscribers of one table: simple ones read one ring, detailed ones another.
-pub(crate) struct Subscribers<T: Record> {
+pub(crate) struct Subscribers<T: StoredRecord> {
+    /// The table is a bag (whose simple events keep the records deleted).
+    bag: bool,
     simple: Arc<Ring<Event<T>>>,
     detailed: Arc<Ring<Event<T>>>,
     /// Held from a commit's sequence number to the delivery of its events, so that a table's
@@ -192,13 +195,16 @@ pub(crate) struct Subscribers<T: Record> {
     pub(crate) publishing: Mutex<()>,
 }
 
-impl<T: Record> Default for Subscribers<T> {
-    fn default() -> Self {
-        Subscribers { simple: Arc::default(), detailed: Arc::default(), publishing: Mutex::new(()) }
+impl<T: StoredRecord> Subscribers<T> {
+    pub(crate) fn new(kind: TableType) -> Self {
+        Subscribers {
+            bag: kind == TableType::Bag,
+            simple: Arc::default(),
+            detailed: Arc::default(),
+            publishing: Mutex::new(()),
+        }
     }
-}
 
-impl<T: Record> Subscribers<T> {
     pub(crate) fn any(&self) -> bool {
         self.simple.has_readers() || self.detailed.has_readers()
     }
@@ -228,7 +234,7 @@ impl<T: Record> Subscribers<T> {
         }
         if built_detailed {
             if self.simple.has_readers() {
-                self.simple.append(events.iter().map(simplify).collect());
+                self.simple.append(events.iter().map(|e| simplify(e, self.bag)).collect());
             }
             self.detailed.append(events.into());
         } else {
@@ -240,21 +246,21 @@ impl<T: Record> Subscribers<T> {
             self.simple.append(batch);
         }
     }
+}
 
+impl<T: Record> Subscribers<T> {
     pub(crate) fn add(&self, detailed: bool, capacity: usize) -> Subscription<T> {
         let ring = if detailed { &self.detailed } else { &self.simple };
         Subscription { reader: ring.subscribe(capacity), detailed }
     }
 }
 
-fn simplify<T: Record>(e: &Event<T>) -> Event<T> {
+fn simplify<T: StoredRecord>(e: &Event<T>, bag: bool) -> Event<T> {
     match e {
         Event::Write { new, .. } => Event::Write { new: new.clone(), old: None },
-        Event::Delete { key, old, cause } => Event::Delete {
-            key: key.clone(),
-            old: if T::TYPE == crate::schema::record::TableType::Bag { old.clone() } else { None },
-            cause: *cause,
-        },
+        Event::Delete { key, old, cause } => {
+            Event::Delete { key: key.clone(), old: if bag { old.clone() } else { None }, cause: *cause }
+        }
         other => other.clone(),
     }
 }

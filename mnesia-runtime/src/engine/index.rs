@@ -18,11 +18,12 @@ use crate::base::hasher::Hasher;
 use crate::base::lock::CommitLock;
 use crate::schema::field::{Field, FieldValue, Indexable};
 use crate::schema::index_spec::{Duplicate, IndexSpec, TableIndex};
+use crate::schema::meta::StoredRecord;
 use crate::schema::record::Record;
 
 const INDEX_SHARDS: usize = 64;
 
-impl<T: Record> IndexSpec<T> {
+impl<T: StoredRecord> IndexSpec<T> {
     pub(crate) fn new<V: FieldValue + Hash + Eq>(field: Field<T, V>, unique: bool) -> Self {
         IndexSpec {
             field: field.name(),
@@ -384,18 +385,18 @@ impl<V: FieldValue + Hash + Eq, K: Ord + Clone> ValueIndex<V, K> {
 }
 
 /// A table's index on one field: the field's accessor over a [`ValueIndex`].
-struct TypedIndex<T: Record, V> {
+struct TypedIndex<T: StoredRecord, V> {
     field: Field<T, V>,
     values: ValueIndex<V, T::Key>,
 }
 
-impl<T: Record, V: FieldValue + Hash + Eq> TypedIndex<T, V> {
+impl<T: StoredRecord, V: FieldValue + Hash + Eq> TypedIndex<T, V> {
     fn new(field: Field<T, V>, unique: bool) -> Self {
         TypedIndex { field, values: ValueIndex::new(unique) }
     }
 }
 
-impl<T: Record, V: FieldValue + Hash + Eq> TableIndex<T> for TypedIndex<T, V> {
+impl<T: StoredRecord, V: FieldValue + Hash + Eq> TableIndex<T> for TypedIndex<T, V> {
     fn field(&self) -> &'static str {
         self.field.name()
     }

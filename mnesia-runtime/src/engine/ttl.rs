@@ -12,7 +12,7 @@ use parking_lot::Mutex;
 
 use crate::base::clock::Clock;
 use crate::error::{Error, Result};
-use crate::schema::record::Record;
+use crate::schema::meta::{RecordMeta, StoredRecord};
 
 /// A deadline as whole milliseconds since the epoch, rounded up (0 before the epoch).
 pub(crate) fn millis_ceil(t: SystemTime) -> u64 {
@@ -26,7 +26,7 @@ pub(crate) fn millis_ceil(t: SystemTime) -> u64 {
 }
 
 /// Whether a record is still alive at `now`: it has no deadline, or its deadline is later.
-pub(crate) fn alive<T: Record>(rec: &T, now: SystemTime) -> bool {
+pub(crate) fn alive<T: StoredRecord>(rec: &T, now: SystemTime) -> bool {
     rec.deadline().is_none_or(|d| d > now)
 }
 
@@ -36,19 +36,16 @@ pub(crate) fn alive<T: Record>(rec: &T, now: SystemTime) -> bool {
 pub(crate) struct Alive(Option<SystemTime>);
 
 impl Alive {
-    /// The filter for a read of table `T` starting at `now` (read from the clock only
-    /// when the table has a `#[ttl]` field).
+    /// The filter for a read starting at `now` of a table that has a `#[ttl]` field
+    /// (`expires`; the clock is read only then).
     #[inline]
-    pub(crate) fn at<T: Record>(now: impl FnOnce() -> SystemTime) -> Alive {
-        Alive(T::TTL_FIELD.map(|_| now()))
+    pub(crate) fn at(expires: bool, now: impl FnOnce() -> SystemTime) -> Alive {
+        Alive(expires.then(now))
     }
 
     /// Whether the read returns this record.
     #[inline]
-    pub(crate) fn keeps<T: Record>(self, rec: &T) -> bool {
-        if T::TTL_FIELD.is_none() {
-            return true;
-        }
+    pub(crate) fn keeps<T: StoredRecord>(self, rec: &T) -> bool {
         self.0.is_none_or(|now| alive(rec, now))
     }
 }
@@ -128,7 +125,7 @@ impl<K: Hash + Ord + Clone> ExpiryIndex<K> {
     }
 
     /// Keeps the index in step with one key's change from `old` to `new` records.
-    pub(crate) fn change<T: Record<Key = K>>(&self, key: &K, old: &[T], new: &[T]) {
+    pub(crate) fn change<T: StoredRecord<Key = K>>(&self, key: &K, old: &[T], new: &[T]) {
         let ms = |r: &T| r.deadline().map(millis_ceil);
         if !old.iter().chain(new).any(|r| r.deadline().is_some()) {
             return;
@@ -191,20 +188,20 @@ impl<K: Hash + Ord + Clone> ExpiryIndex<K> {
 }
 
 /// The deadline `ttl` from now, by `clock`.
-pub(crate) fn deadline_after<T: Record>(clock: &Clock, ttl: std::time::Duration) -> Result<SystemTime> {
+pub(crate) fn deadline_after(table: &str, clock: &Clock, ttl: std::time::Duration) -> Result<SystemTime> {
     clock
         .now()
         .checked_add(ttl)
-        .ok_or_else(|| Error::Invalid(format!("table {}: a lifetime of {ttl:?} is too long", T::NAME)))
+        .ok_or_else(|| Error::Invalid(format!("table {table}: a lifetime of {ttl:?} is too long")))
 }
 
 /// Gives a record written without a deadline the table's default lifetime, from now by
 /// `clock`.
-pub(crate) fn apply_default<T: Record>(clock: &Clock, rec: &mut T) -> Result<()> {
-    if let Some(lifetime) = T::DEFAULT_TTL
+pub(crate) fn apply_default<T: StoredRecord>(meta: &RecordMeta<T>, clock: &Clock, rec: &mut T) -> Result<()> {
+    if let Some(lifetime) = meta.default_ttl
         && rec.deadline().is_none()
     {
-        rec.set_deadline(Some(deadline_after::<T>(clock, lifetime)?))?;
+        rec.set_deadline(Some(deadline_after(meta.name, clock, lifetime)?))?;
     }
     Ok(())
 }
@@ -212,6 +209,7 @@ pub(crate) fn apply_default<T: Record>(clock: &Clock, rec: &mut T) -> Result<()>
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::schema::record::Record;
     use std::time::Duration;
 
     #[test]

@@ -688,7 +688,7 @@ mod tests {
         w.frame(&[&encode(&Header { seq: 0, tables: vec![def] }).expect("header")]).expect("frame");
         let mut enc = EntryEncoder::default();
         for r in recs {
-            enc.record(&r.id, 1, r).expect("entry");
+            enc.record(&r.id, 1, r, postcard::to_extend).expect("entry");
         }
         let n = enc.count;
         w.entries(0, &mut enc).expect("entries");

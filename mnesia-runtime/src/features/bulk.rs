@@ -103,11 +103,17 @@ impl<T: Record> TableLoader<T> {
                         )));
                     }
                 };
-                let specs = crate::schema::index_spec::specs_with::<T>(infos);
+                let specs = crate::schema::meta::RecordMeta::<T>::of().specs_with(infos);
                 (specs.iter().map(crate::schema::index_spec::IndexSpec::build).collect(), on_disc)
             }
         };
-        let fresh = TableStore::<T>::new(db.id(), db.clock().clone(), id, T::TYPE, indexes);
+        let fresh = TableStore::<T>::new(
+            db.id(),
+            db.clock().clone(),
+            id,
+            crate::schema::meta::RecordMeta::<T>::of(),
+            indexes,
+        );
         fresh.reserve(usize::try_from(size_hint).unwrap_or(0));
         // Raised on the live table first: ids it hands out meanwhile (`next_id` needs no
         // lock) stay clear of the loaded ones.
@@ -166,7 +172,9 @@ impl<T: Record> TableLoader<T> {
                     Some(e) => e,
                     None => (
                         encode(&key).map_err(|e| (at, Conflict::Failed(e)))?,
-                        write.logged().map_err(|e| (at, Conflict::Failed(e)))?,
+                        write
+                            .logged(crate::schema::meta::RecordMeta::<T>::of().encode)
+                            .map_err(|e| (at, Conflict::Failed(e)))?,
                     ),
                 };
                 log.bytes += k.len() + logged_len(&v);

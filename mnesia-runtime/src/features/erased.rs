@@ -25,11 +25,11 @@ impl<T: Record> AnyTable for TableStore<T> {
     }
 
     fn name(&self) -> &'static str {
-        T::NAME
+        self.meta.name
     }
 
     fn record_type(&self) -> std::any::TypeId {
-        std::any::TypeId::of::<T>()
+        (self.meta.type_id)()
     }
 
     fn new_part(self: Arc<Self>) -> Box<dyn crate::db::table_part::TxPart> {
@@ -41,7 +41,7 @@ impl<T: Record> AnyTable for TableStore<T> {
     }
 
     fn type_name(&self) -> &'static str {
-        std::any::type_name::<T>()
+        (self.meta.type_name)()
     }
 
     fn disk_id(&self) -> Option<u64> {
@@ -72,13 +72,13 @@ impl<T: Record> AnyTable for TableStore<T> {
         use crate::engine::commit_record::WholeTable;
         match op {
             // (Made by `Database::apply_commit`: there is no table to ask yet.)
-            WholeTable::Create { .. } => Err(Error::TableExists { table: T::NAME.to_owned() }),
+            WholeTable::Create { .. } => Err(Error::TableExists { table: self.meta.name.to_owned() }),
             WholeTable::Clear => db.clear_store(&self),
             WholeTable::Drop => db.drop_store(&self),
             WholeTable::AddIndex { field, unique } => {
-                let spec = T::index_spec_for(field, *unique).ok_or_else(|| {
+                let spec = (self.meta.index_spec_for)(field, *unique).ok_or_else(|| {
                     crate::engine::commit_record::misfit(
-                        T::NAME,
+                        self.meta.name,
                         format!("an index on `{field}`, which it cannot index"),
                     )
                 })?;
@@ -119,7 +119,7 @@ impl<T: Record> AnyTable for TableStore<T> {
         flush: &mut dyn FnMut(&mut crate::disk::record::EntryEncoder) -> Result<()>,
     ) -> Result<u64> {
         let Some(cut) = self.cut.load_full() else {
-            return Err(Error::Internal(format!("table {}: no backup in progress", T::NAME)));
+            return Err(Error::Internal(format!("table {}: no backup in progress", self.meta.name)));
         };
         let start = out.count;
         for shard in 0..self.shard_count() {
@@ -141,7 +141,7 @@ impl<T: Record> AnyTable for TableStore<T> {
         if differences.is_empty() {
             Ok(())
         } else {
-            Err(Error::SchemaMismatch { table: T::NAME.to_owned(), differences })
+            Err(Error::SchemaMismatch { table: self.meta.name.to_owned(), differences })
         }
     }
 
@@ -174,7 +174,7 @@ impl<T: Record> AnyTable for TableStore<T> {
     }
 
     fn declared_indexes(&self) -> Vec<(String, bool)> {
-        T::indexes().iter().map(|s| (s.field().to_owned(), s.is_unique())).collect()
+        (self.meta.indexes)().iter().map(|s| (s.field().to_owned(), s.is_unique())).collect()
     }
 
     fn index_list(&self) -> Arc<dyn Any + Send + Sync> {
@@ -187,7 +187,7 @@ impl<T: Record> AnyTable for TableStore<T> {
         out: &mut Vec<LockReq<'a>>,
     ) -> Result<()> {
         let indexes = indexes.downcast_ref::<IndexList<T>>().ok_or_else(|| {
-            Error::Invalid(format!("table {}: an index list of another table was given", T::NAME))
+            Error::Invalid(format!("table {}: an index list of another table was given", self.meta.name))
         })?;
         push_exclusive_locks(self, indexes, out);
         Ok(())
@@ -237,17 +237,17 @@ impl<T: Record> AnyTable for TableStore<T> {
 
     fn info(&self) -> TableInfo {
         TableInfo {
-            name: T::NAME.to_owned(),
+            name: self.meta.name.to_owned(),
             size: self.len(),
             memory: self.memory(),
             table_type: self.kind,
             storage_type: self.storage(),
-            attributes: T::FIELDS.iter().map(|f| f.name.to_owned()).collect(),
-            key: T::FIELDS.get(T::KEY_POSITION).map(|f| f.name.to_owned()).unwrap_or_default(),
+            attributes: self.meta.fields.iter().map(|f| f.name.to_owned()).collect(),
+            key: self.meta.fields.get(self.meta.key_position).map(|f| f.name.to_owned()).unwrap_or_default(),
             indexes: self.index_infos(),
-            auto_increment: T::AUTO_INCREMENT,
-            ttl_field: T::TTL_FIELD.map(str::to_owned),
-            default_ttl: T::DEFAULT_TTL,
+            auto_increment: self.meta.auto_increment,
+            ttl_field: self.meta.ttl_field.map(str::to_owned),
+            default_ttl: self.meta.default_ttl,
             expiring: self.expiry.as_ref().map_or(0, crate::engine::ttl::ExpiryIndex::len),
             counter: self.counter.load(Ordering::Acquire),
             version: self.version.load(Ordering::Acquire),

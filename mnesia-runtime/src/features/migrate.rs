@@ -174,7 +174,13 @@ impl Database {
     ) -> Result<TableStore<New>> {
         let id = self.inner.next_table_id.fetch_add(1, Ordering::Relaxed);
         let indexes = specs.iter().map(IndexSpec::build).collect();
-        let fresh = TableStore::<New>::new(self.id(), self.clock().clone(), id, New::TYPE, indexes);
+        let fresh = TableStore::<New>::new(
+            self.id(),
+            self.clock().clone(),
+            id,
+            crate::schema::meta::RecordMeta::<New>::of(),
+            indexes,
+        );
         fresh.load(rows).map_err(|e| match e {
             Error::SchemaMismatch { differences, .. } => Error::Invalid(format!(
                 "table {}: the converted records break a unique index: {}",
@@ -442,5 +448,5 @@ pub(crate) fn exact_specs<T: Record>(indexes: &[(String, bool)]) -> Result<Vec<I
 /// table had (declared or added at run time) on a field the new struct still has and can
 /// index — as a reopen keeps an index added with `add_index` (`remove_index` drops one).
 fn kept_indexes<New: Record>(old: &[crate::schema::record::IndexInfo]) -> Vec<IndexSpec<New>> {
-    crate::schema::index_spec::specs_with::<New>(old)
+    crate::schema::meta::RecordMeta::<New>::of().specs_with(old)
 }

@@ -132,7 +132,13 @@ impl Database {
         }
         let id = self.inner.next_table_id.fetch_add(1, Ordering::Relaxed);
         let indexes = specs.iter().map(IndexSpec::build).collect();
-        let mut store = TableStore::<T>::new(self.id(), self.clock().clone(), id, T::TYPE, indexes);
+        let mut store = TableStore::<T>::new(
+            self.id(),
+            self.clock().clone(),
+            id,
+            crate::schema::meta::RecordMeta::<T>::of(),
+            indexes,
+        );
         store.version.store(options.version(), Ordering::Release);
         if let (StorageType::DiscCopies | StorageType::DiscOnlyCopies, Some(disk)) = (storage, self.disk()) {
             let infos = specs
@@ -506,13 +512,13 @@ impl Database {
             disk.drop_disc_only(T::NAME, id);
         }
         // The new store, with indexes of its own.
-        let specs = crate::schema::index_spec::specs_with::<T>(&infos);
+        let specs = crate::schema::meta::RecordMeta::<T>::of().specs_with(&infos);
         let id = self.inner.next_table_id.fetch_add(1, Ordering::Relaxed);
         let mut fresh = TableStore::<T>::new(
             self.id(),
             self.clock().clone(),
             id,
-            T::TYPE,
+            crate::schema::meta::RecordMeta::<T>::of(),
             specs.iter().map(IndexSpec::build).collect(),
         );
         match (to, new_id) {

@@ -7,7 +7,7 @@ use std::fmt;
 use std::sync::Arc;
 
 use crate::base::lock::CommitLock;
-use crate::schema::record::Record;
+use crate::schema::meta::StoredRecord;
 
 /// How to build an index on one field: made by `Field::index_spec`, used by the derive for
 /// `#[index]` and by `add_index`.
@@ -19,14 +19,14 @@ use crate::schema::record::Record;
 /// let spec = User::AGE.index_spec(false);
 /// assert_eq!((spec.field(), spec.is_unique()), ("age", false));
 /// ```
-pub struct IndexSpec<T: Record> {
+pub struct IndexSpec<T: StoredRecord> {
     pub(crate) field: &'static str,
     pub(crate) position: usize,
     pub(crate) unique: bool,
     pub(crate) build: Arc<dyn Fn() -> Arc<dyn TableIndex<T>> + Send + Sync>,
 }
 
-impl<T: Record> Clone for IndexSpec<T> {
+impl<T: StoredRecord> Clone for IndexSpec<T> {
     fn clone(&self) -> Self {
         IndexSpec {
             field: self.field,
@@ -37,25 +37,13 @@ impl<T: Record> Clone for IndexSpec<T> {
     }
 }
 
-impl<T: Record> fmt::Debug for IndexSpec<T> {
+impl<T: StoredRecord> fmt::Debug for IndexSpec<T> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("IndexSpec").field("field", &self.field).field("unique", &self.unique).finish()
     }
 }
 
-/// The specs of a table's indexes: the struct's declared ones, and those of `infos` (a
-/// stored table's, added at run time) the struct can index.
-pub(crate) fn specs_with<T: Record>(infos: &[crate::schema::record::IndexInfo]) -> Vec<IndexSpec<T>> {
-    let mut specs = T::indexes();
-    for info in infos {
-        if !specs.iter().any(|s| s.field() == info.field) {
-            specs.extend(T::index_spec_for(&info.field, info.unique));
-        }
-    }
-    specs
-}
-
-impl<T: Record> IndexSpec<T> {
+impl<T: StoredRecord> IndexSpec<T> {
     /// The indexed field's name.
     ///
     /// ```
@@ -97,7 +85,7 @@ pub(crate) struct Duplicate<K> {
 }
 
 /// An index as the engine sees it, whatever the field's type.
-pub(crate) trait TableIndex<T: Record>: Send + Sync {
+pub(crate) trait TableIndex<T: StoredRecord>: Send + Sync {
     fn field(&self) -> &'static str;
     fn position(&self) -> usize;
     fn unique(&self) -> bool;

@@ -4,6 +4,7 @@ pub(crate) mod conditions;
 pub(crate) mod field;
 pub(crate) mod filter;
 pub(crate) mod index_spec;
+pub(crate) mod meta;
 pub(crate) mod options;
 pub(crate) mod projection;
 pub(crate) mod record;

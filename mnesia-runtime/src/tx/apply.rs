@@ -7,43 +7,54 @@ use crate::disk::record::SnapshotEntry;
 use crate::engine::backup_types::RestoreMode;
 use crate::engine::commit_record::KeyChange;
 use crate::error::{Error, Result};
-use crate::schema::record::{Record, TableType};
+use crate::schema::meta::StoredRecord;
+use crate::schema::record::TableType;
 
 use super::part::TxTable;
 
-impl<T: Record> TxTable<T> {
+impl<T: StoredRecord> TxTable<T> {
     /// Writes a commit record's changes (`TxPart::apply_change`).
     pub(crate) fn apply_writes(&mut self, writes: &[KeyChange]) -> Result<()> {
         use crate::engine::commit_record::Content;
         use crate::engine::commit_record::{decode_whole, misfit};
         use crate::engine::store::Write;
-        let bag = T::TYPE == TableType::Bag;
+        let bag = self.store.kind == TableType::Bag;
         // Every write decoded and checked before any is made.
         let mut decoded = Vec::with_capacity(writes.len());
         let mut claims = Vec::new();
         for w in writes {
-            let key: T::Key = decode_whole::<T::Key>(T::NAME, &w.key)?;
+            let key: T::Key = decode_whole::<T::Key>(self.store.meta.name, &w.key)?;
             if let Content::Whole(op) = &w.value {
-                return Err(misfit(T::NAME, format!("{op:?} among other writes")));
+                return Err(misfit(self.store.meta.name, format!("{op:?} among other writes")));
             }
             if let Content::Claim(id) = w.value {
-                if T::key_for_id(id).as_ref() != Some(&key) {
-                    return Err(misfit(T::NAME, format!("id {id} claimed under the key {key:?}")));
+                if (self.store.meta.key_for_id)(id).as_ref() != Some(&key) {
+                    return Err(misfit(
+                        self.store.meta.name,
+                        format!("id {id} claimed under the key {key:?}"),
+                    ));
                 }
                 claims.push(id);
                 continue;
             }
             let records: Vec<T> = match &w.value {
-                Content::Put(_) if bag => return Err(misfit(T::NAME, "one record for a key of a bag")),
-                Content::Group(_) if !bag => {
-                    return Err(misfit(T::NAME, "a group of records for a key of a set"));
+                Content::Put(_) if bag => {
+                    return Err(misfit(self.store.meta.name, "one record for a key of a bag"));
                 }
-                Content::Put(b) => vec![decode_whole(T::NAME, b)?],
-                Content::Group(bs) => bs.iter().map(|b| decode_whole(T::NAME, b)).collect::<Result<_>>()?,
+                Content::Group(_) if !bag => {
+                    return Err(misfit(self.store.meta.name, "a group of records for a key of a set"));
+                }
+                Content::Put(b) => vec![self.store.meta.decode_whole(b)?],
+                Content::Group(bs) => {
+                    bs.iter().map(|b| self.store.meta.decode_whole(b)).collect::<Result<_>>()?
+                }
                 Content::Delete | Content::Claim(_) | Content::Whole(_) => Vec::new(),
             };
             if records.iter().any(|r| r.key() != &key) {
-                return Err(misfit(T::NAME, format!("a record filed under another key than {key:?}")));
+                return Err(misfit(
+                    self.store.meta.name,
+                    format!("a record filed under another key than {key:?}"),
+                ));
             }
             let write = match (&w.value, w.expired) {
                 (_, true) => Write::Expire(records),
@@ -62,7 +73,7 @@ impl<T: Record> TxTable<T> {
         }
         for (key, write) in decoded {
             // Ids written move the counter past them, as any write does.
-            for id in write.records().iter().filter_map(Record::auto_id) {
+            for id in write.records().iter().filter_map(StoredRecord::auto_id) {
                 self.store.counter.fetch_max(id, Ordering::AcqRel);
             }
             self.set(key, write);
@@ -82,8 +93,9 @@ impl<T: Record> TxTable<T> {
         self.store.counter.fetch_max(counter, Ordering::AcqRel);
         use crate::disk::record::Logged;
         use crate::engine::store::Write;
+        let meta = self.store.meta;
         let bad = |e: postcard::Error| {
-            Error::codec(format!("table {}: a record of the backup does not decode", T::NAME), e)
+            Error::codec(format!("table {}: a record of the backup does not decode", meta.name), e)
         };
         let existing = if mode == crate::engine::backup_types::RestoreMode::ClearAndLoad {
             self.select_with(&crate::schema::filter::Filter::all(), |r| r.key().clone())
@@ -95,16 +107,17 @@ impl<T: Record> TxTable<T> {
         for e in entries {
             let key: T::Key = postcard::from_bytes(&e.key).map_err(bad)?;
             let mut recs: Vec<T> = match &e.value {
-                Logged::Put(b) => vec![postcard::from_bytes::<T>(b).map_err(bad)?],
+                Logged::Put(b) => vec![meta.decode(b).map_err(bad)?],
                 Logged::Group(bs) => {
-                    bs.iter().map(|b| postcard::from_bytes::<T>(b)).collect::<Result<_, _>>().map_err(bad)?
+                    bs.iter().map(|b| meta.decode(b)).collect::<Result<_, _>>().map_err(bad)?
                 }
                 Logged::Delete => continue,
             };
-            if recs.iter().any(|r| r.key() != &key) || (T::TYPE != TableType::Bag && recs.len() != 1) {
+            if recs.iter().any(|r| r.key() != &key) || (self.store.kind != TableType::Bag && recs.len() != 1)
+            {
                 return Err(Error::Invalid(format!(
                     "table {}: the backup's records under the key {key:?} do not fit the table",
-                    T::NAME
+                    self.store.meta.name
                 )));
             }
             for r in &recs {
@@ -115,15 +128,14 @@ impl<T: Record> TxTable<T> {
             }
             n += recs.len() as u64;
             restored.insert(key.clone());
-            let write = if T::TYPE != TableType::Bag {
+            let write = if self.store.kind != TableType::Bag {
                 Write::Put(recs.remove(0))
             } else if mode == crate::engine::backup_types::RestoreMode::KeepAndAdd {
                 // A bag keeps its records and adds the backup's.
                 let mut group = self.read_group(&key);
-                let have: Vec<Vec<u8>> =
-                    group.iter().map(crate::disk::record::encode).collect::<Result<_>>()?;
+                let have: Vec<Vec<u8>> = group.iter().map(meta.encode).collect::<Result<_>>()?;
                 for r in recs {
-                    if !have.contains(&crate::disk::record::encode(&r)?) {
+                    if !have.contains(&(meta.encode)(&r)?) {
                         group.push(r);
                     }
                 }

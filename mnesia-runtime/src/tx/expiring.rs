@@ -172,7 +172,7 @@ pub trait Expiring: Record {
 
 /// The deadline `ttl` from now, by the clock of the current database.
 fn deadline_in<T: Record>(ttl: Duration) -> Result<SystemTime> {
-    crate::engine::ttl::deadline_after::<T>(crate::tx::context::current_db()?.clock(), ttl)
+    crate::engine::ttl::deadline_after(T::NAME, crate::tx::context::current_db()?.clock(), ttl)
 }
 
 /// Sets (or clears) the deadline of every record of a key.

@@ -15,13 +15,14 @@ use crate::engine::store::{IndexList, TableStore, Write};
 use crate::engine::ttl::Alive;
 use crate::error::{Error, Result};
 use crate::schema::index_spec::TableIndex;
-use crate::schema::record::{Record, TableType};
+use crate::schema::meta::StoredRecord;
+use crate::schema::record::TableType;
 
 use super::write_set::WriteSet;
 use crate::db::table_part::{Spare, TxPart, UniqueFailure};
 
 /// What a commit prepared for one table before locking.
-struct Prepared<T: Record> {
+struct Prepared<T: StoredRecord> {
     /// The index list, held through a guard: no shared reference count is touched.
     indexes: arc_swap::Guard<Arc<IndexList<T>>>,
     /// Version of each written key when prepared, in write-set order.
@@ -34,7 +35,7 @@ struct Prepared<T: Record> {
 }
 
 /// A transaction's view of one table: what it read and what it will write.
-pub(crate) struct TxTable<T: Record> {
+pub(crate) struct TxTable<T: StoredRecord> {
     pub(crate) store: Arc<TableStore<T>>,
     epoch: u64,
     /// Point reads: key, its hash, the version seen (0: absent).
@@ -80,7 +81,7 @@ fn shard_u16(shard: usize) -> u16 {
     u16::try_from(shard).unwrap_or(u16::MAX)
 }
 
-impl<T: Record> TxTable<T> {
+impl<T: StoredRecord> TxTable<T> {
     pub(crate) fn new(store: Arc<TableStore<T>>) -> Self {
         let epoch = store.indexes.load().epoch;
         TxTable {
@@ -160,7 +161,7 @@ impl<T: Record> TxTable<T> {
 
     /// Whether the key holds a record, as this transaction sees it.
     pub(crate) fn exists(&mut self, key: &T::Key) -> bool {
-        if T::TTL_FIELD.is_some() {
+        if self.store.meta.ttl_field.is_some() {
             return !self.read_group(key).is_empty();
         }
         if let Some(w) = self.writes.get_mut().get(key) {
@@ -186,6 +187,7 @@ impl<T: Record> TxTable<T> {
         let key = rec.key().clone();
         if self.store.kind == TableType::Bag {
             let mut group = self.read_group(&key);
+            let encode = self.store.meta.encode;
             let bytes = encode(&rec)?;
             let mut present = false;
             for r in &group {
@@ -258,13 +260,13 @@ impl<T: Record> TxTable<T> {
     }
 }
 
-impl<T: Record> TxPart for TxTable<T> {
+impl<T: crate::schema::record::Record> TxPart for TxTable<T> {
     fn record_type(&self) -> TypeId {
-        TypeId::of::<T>()
+        (self.store.meta.type_id)()
     }
 
     fn expires(&self) -> bool {
-        T::TTL_FIELD.is_some()
+        self.store.meta.ttl_field.is_some()
     }
 
     fn table_id(&self) -> u32 {
@@ -382,7 +384,7 @@ impl<T: Record> TxPart for TxTable<T> {
             return Err(if store.is_replaced() {
                 Error::Conflict
             } else {
-                Error::NoSuchTable { table: T::NAME.to_owned() }
+                Error::NoSuchTable { table: self.store.meta.name.to_owned() }
             });
         }
         store.healthy()?;
@@ -441,11 +443,14 @@ impl<T: Record> TxPart for TxTable<T> {
         for e in writes.iter() {
             out.push(crate::engine::commit_record::KeyChange {
                 key: encode(&e.key)?,
-                value: e.write.logged()?.into(),
+                value: e.write.logged(self.store.meta.encode)?.into(),
                 expired: matches!(e.write, Write::Expire(_)),
             });
         }
-        Ok(Some(crate::engine::commit_record::TableChange { table: T::NAME.to_owned(), writes: out }))
+        Ok(Some(crate::engine::commit_record::TableChange {
+            table: self.store.meta.name.to_owned(),
+            writes: out,
+        }))
     }
 
     fn read_summary(&self) -> Result<Option<crate::engine::commit_record::TableReads>> {
@@ -459,7 +464,11 @@ impl<T: Record> TxPart for TxTable<T> {
         }
         buckets.sort_unstable();
         buckets.dedup();
-        Ok(Some(crate::engine::commit_record::TableReads { table: T::NAME.to_owned(), buckets, whole }))
+        Ok(Some(crate::engine::commit_record::TableReads {
+            table: self.store.meta.name.to_owned(),
+            buckets,
+            whole,
+        }))
     }
 
     fn check_unique(&self, now: SystemTime) -> std::result::Result<(), UniqueFailure> {
@@ -467,7 +476,7 @@ impl<T: Record> TxPart for TxTable<T> {
             return Ok(());
         };
         let writes = self.writes.borrow();
-        let alive = Alive::at::<T>(|| now);
+        let alive = Alive::at(self.store.expiry.is_some(), || now);
         // Owners whose record holding a wanted value has expired (the reaper has not removed
         // them yet): they give the value up once removed.
         let expired_owners: RefCell<Vec<T::Key>> = RefCell::new(Vec::new());
@@ -489,7 +498,7 @@ impl<T: Record> TxPart for TxTable<T> {
                 if let Some(w) = writes.get(owner) {
                     return !w.records().iter().any(|r| idx.same_value(r, rec));
                 }
-                if T::TTL_FIELD.is_none() {
+                if self.store.meta.ttl_field.is_none() {
                     return false;
                 }
                 let hash = self.store.hash(owner);
@@ -504,7 +513,7 @@ impl<T: Record> TxPart for TxTable<T> {
             };
             if let Err(d) = idx.check_unique(&puts, &gives_up) {
                 return Err(UniqueFailure::Violation(Error::UniqueViolation {
-                    table: T::NAME.to_owned(),
+                    table: self.store.meta.name.to_owned(),
                     field: idx.field(),
                     value: d.value,
                     existing_key: format!("{:?}", d.owner),
@@ -527,7 +536,7 @@ impl<T: Record> TxPart for TxTable<T> {
         let mut writes = self.writes.borrow_mut();
         let entries = writes.take_entries();
         let detailed = publish && self.store.subs.any_detailed();
-        let alive = Alive::at::<T>(|| now);
+        let alive = Alive::at(self.store.expiry.is_some(), || now);
         let mut events = Vec::new();
         for (e, mask) in entries.into_iter().zip(&p.changed) {
             let mask = *mask;
@@ -539,13 +548,21 @@ impl<T: Record> TxPart for TxTable<T> {
             };
             self.store.install(&e.key, e.hash, e.write, seq, floor, |old, new| {
                 if let Some(key) = key {
-                    crate::engine::events::key_events(key, (old, new), detailed, cause, alive, &mut events);
+                    crate::engine::events::key_events(
+                        self.store.meta,
+                        key,
+                        (old, new),
+                        detailed,
+                        cause,
+                        alive,
+                        &mut events,
+                    );
                 }
-                if T::AUTO_INCREMENT {
+                if self.store.meta.auto_increment {
                     // Raised when the write was buffered, and again here: a counter reset
                     // made meanwhile must not leave it below an id written (a copy applying
                     // the commit after the reset raises it too).
-                    for id in new.iter().filter_map(Record::auto_id) {
+                    for id in new.iter().filter_map(StoredRecord::auto_id) {
                         if self.store.counter.load(std::sync::atomic::Ordering::Acquire) < id {
                             self.store.counter.fetch_max(id, std::sync::atomic::Ordering::AcqRel);
                         }
@@ -639,14 +656,14 @@ impl<T: Record> TxPart for TxTable<T> {
         }
         let mut out = Vec::with_capacity(writes.len());
         for e in writes.iter() {
-            out.push((encode(&e.key)?, e.write.logged()?));
+            out.push((encode(&e.key)?, e.write.logged(self.store.meta.encode)?));
         }
         let counter = self.store.counter.load(std::sync::atomic::Ordering::Acquire);
         Ok(Some(TableOps { table, clear: false, counter, reset: false, writes: out }))
     }
 }
 
-struct SpareTable<T: Record> {
+struct SpareTable<T: StoredRecord> {
     /// Held strongly (a weak handle would cost a shared reference count update per
     /// transaction): a dropped table or a closed database empties its store, so a spare
     /// keeps at most an empty shell alive.
@@ -657,7 +674,7 @@ struct SpareTable<T: Record> {
     writes: WriteSet<T>,
 }
 
-impl<T: Record> Spare for SpareTable<T> {
+impl<T: crate::schema::record::Record> Spare for SpareTable<T> {
     fn record_type(&self) -> TypeId {
         TypeId::of::<T>()
     }

@@ -14,7 +14,8 @@ use std::sync::Arc;
 use crate::engine::store::IndexList;
 use crate::schema::filter::{Filter, Op};
 use crate::schema::index_spec::TableIndex;
-use crate::schema::record::{Record, TableType};
+use crate::schema::meta::StoredRecord;
+use crate::schema::record::TableType;
 
 /// How a query reads its table, as told by `query().explain()`.
 ///
@@ -87,7 +88,7 @@ impl fmt::Display for Plan {
 }
 
 /// The chosen access path.
-pub(crate) enum Access<T: Record> {
+pub(crate) enum Access<T: StoredRecord> {
     Keys(Vec<T::Key>),
     Range(Bound<T::Key>, Bound<T::Key>),
     Index(Arc<dyn TableIndex<T>>, Vec<Arc<dyn Any + Send + Sync>>),
@@ -100,7 +101,7 @@ pub(crate) enum Access<T: Record> {
     },
 }
 
-impl<T: Record> Access<T> {
+impl<T: StoredRecord> Access<T> {
     /// Whether the access reads much of the table (a transaction that has written nothing
     /// then reads at a snapshot).
     pub(crate) fn reads_many(&self) -> bool {
@@ -120,7 +121,7 @@ impl<T: Record> Access<T> {
     }
 }
 
-fn keys_of<T: Record>(values: &[Arc<dyn Any + Send + Sync>]) -> Option<Vec<T::Key>> {
+fn keys_of<T: StoredRecord>(values: &[Arc<dyn Any + Send + Sync>]) -> Option<Vec<T::Key>> {
     values.iter().map(|v| v.downcast_ref::<T::Key>().cloned()).collect()
 }
 
@@ -131,16 +132,17 @@ const WEIGH_FROM: usize = 10_000;
 /// `records` tells how many keys the table holds (`None`: unknown, e.g. on disc), asked only
 /// when an index lookup would read many keys: one that reads more than a quarter of a large
 /// table gives way to a scan.
-pub(crate) fn plan<T: Record>(
+pub(crate) fn plan<T: StoredRecord>(
     filter: &Filter<T>,
     kind: TableType,
+    key_position: usize,
     indexes: &IndexList<T>,
     records: &dyn Fn() -> Option<usize>,
 ) -> Access<T> {
     let conds = filter.conjuncts();
     // 1. The key, by equality.
     for c in &conds {
-        if c.position == T::KEY_POSITION
+        if c.position == key_position
             && matches!(c.op, Op::Eq | Op::In)
             && let Some(mut keys) = keys_of::<T>(&c.values)
         {
@@ -179,7 +181,7 @@ pub(crate) fn plan<T: Record>(
     if kind == TableType::OrderedSet {
         let (mut lo, mut hi) = (Bound::Unbounded, Bound::Unbounded);
         for c in &conds {
-            if c.position != T::KEY_POSITION {
+            if c.position != key_position {
                 continue;
             }
             let Some(v) = keys_of::<T>(&c.values) else {
@@ -222,7 +224,7 @@ mod tests {
     }
 
     fn plan_of(f: Filter<Rec>, kind: TableType) -> Plan {
-        plan(&f, kind, &indexes(true), &|| None).plan()
+        plan(&f, kind, 0, &indexes(true), &|| None).plan()
     }
 
     #[test]
@@ -232,7 +234,8 @@ mod tests {
             list.list[0].insert(&crate::testing::rec(id, "common", 0), 1);
         }
         list.list[0].insert(&crate::testing::rec(9999, "rare", 0), 1);
-        let with = |records: usize, f: Filter<Rec>| plan(&f, TableType::Set, &list, &|| Some(records)).plan();
+        let with =
+            |records: usize, f: Filter<Rec>| plan(&f, TableType::Set, 0, &list, &|| Some(records)).plan();
         assert_eq!(
             with(10_000, Rec::TAG.eq("common")),
             Plan::FullScanOverIndex { field: "tag", estimate: 3000, records: 10_000 }
@@ -255,7 +258,7 @@ mod tests {
     fn key_equality_wins_and_keys_are_deduplicated() {
         assert_eq!(plan_of(Rec::ID.eq(1) & Rec::TAG.eq("a"), TableType::Set), Plan::KeyLookup { keys: 1 });
         assert_eq!(plan_of(Rec::ID.is_in([3, 1, 3]), TableType::Set), Plan::KeyLookup { keys: 2 });
-        match plan(&Rec::ID.is_in([3, 1, 3]), TableType::Set, &indexes(false), &|| None) {
+        match plan(&Rec::ID.is_in([3, 1, 3]), TableType::Set, 0, &indexes(false), &|| None) {
             Access::Keys(k) => assert_eq!(k, vec![1, 3]),
             _ => panic!("expected keys"),
         }
@@ -277,11 +280,11 @@ mod tests {
     fn key_ranges_only_on_ordered_sets() {
         assert_eq!(plan_of(Rec::ID.gt(3), TableType::Set), Plan::FullScan);
         assert_eq!(plan_of(Rec::ID.gt(3), TableType::OrderedSet), Plan::KeyRange);
-        match plan(&(Rec::ID.ge(3) & Rec::ID.lt(9)), TableType::OrderedSet, &indexes(false), &|| None) {
+        match plan(&(Rec::ID.ge(3) & Rec::ID.lt(9)), TableType::OrderedSet, 0, &indexes(false), &|| None) {
             Access::Range(lo, hi) => assert_eq!((lo, hi), (Bound::Included(3), Bound::Excluded(9))),
             _ => panic!("expected a range"),
         }
-        match plan(&Rec::ID.between(2, 5), TableType::OrderedSet, &indexes(false), &|| None) {
+        match plan(&Rec::ID.between(2, 5), TableType::OrderedSet, 0, &indexes(false), &|| None) {
             Access::Range(lo, hi) => assert_eq!((lo, hi), (Bound::Included(2), Bound::Included(5))),
             _ => panic!("expected a range"),
         }

@@ -186,8 +186,14 @@ impl<T: Record> Query<T> {
             return self.resolved().explain();
         }
         let store = crate::tx::context::current_db()?.table::<T>()?;
-        Ok(crate::tx::plan::plan(&self.filter, store.kind, &store.indexes.load(), &|| store.key_count())
-            .plan())
+        Ok(crate::tx::plan::plan(
+            &self.filter,
+            store.kind,
+            store.meta.key_position,
+            &store.indexes.load(),
+            &|| store.key_count(),
+        )
+        .plan())
     }
 
     fn sorted(&self, mut recs: Vec<T>) -> Vec<T> {

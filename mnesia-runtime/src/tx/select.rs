@@ -6,7 +6,8 @@ use std::ops::Bound;
 
 use crate::schema::field::{Field, FieldValue};
 use crate::schema::filter::Filter;
-use crate::schema::record::{Record, TableType};
+use crate::schema::meta::StoredRecord;
+use crate::schema::record::TableType;
 use crate::tx::TxTable;
 use crate::tx::plan::{Access, plan};
 
@@ -31,7 +32,7 @@ pub(crate) enum Cursor<K> {
     Done,
 }
 
-impl<T: Record> TxTable<T> {
+impl<T: StoredRecord> TxTable<T> {
     /// The first record, in key order, whose `field` equals `value`, through the field's
     /// index; `None` when the field has no index (the caller then plans a query).
     pub(crate) fn first_by_index<V: FieldValue>(
@@ -88,7 +89,9 @@ impl<T: Record> TxTable<T> {
 
     /// Plans `filter` against the table's current indexes and size.
     pub(crate) fn access(&self, filter: &Filter<T>) -> Access<T> {
-        plan(filter, self.store.kind, &self.store.indexes.load(), &|| self.store.key_count())
+        plan(filter, self.store.kind, self.store.meta.key_position, &self.store.indexes.load(), &|| {
+            self.store.key_count()
+        })
     }
 
     /// Every record passing `filter`, mapped by `f`; in key order on an `ordered_set`.

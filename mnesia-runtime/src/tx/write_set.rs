@@ -1,11 +1,11 @@
 //! A transaction's buffered writes to one table.
 
 use crate::engine::store::Write;
-use crate::schema::record::Record;
+use crate::schema::meta::StoredRecord;
 
 /// One key a transaction writes.
 #[derive(Clone)]
-pub(crate) struct WriteEntry<T: Record> {
+pub(crate) struct WriteEntry<T: StoredRecord> {
     pub(crate) key: T::Key,
     pub(crate) hash: u64,
     pub(crate) write: Write<T>,
@@ -13,14 +13,14 @@ pub(crate) struct WriteEntry<T: Record> {
 
 /// The buffered writes of one table, at most one entry per key.
 #[derive(Clone)]
-pub(crate) struct WriteSet<T: Record> {
+pub(crate) struct WriteSet<T: StoredRecord> {
     entries: Vec<WriteEntry<T>>,
     by_key: Option<hashbrown::HashMap<T::Key, usize>>,
 }
 
 const WRITE_SET_LINEAR: usize = 12;
 
-impl<T: Record> WriteSet<T> {
+impl<T: StoredRecord> WriteSet<T> {
     pub(super) fn new() -> Self {
         WriteSet { entries: Vec::new(), by_key: None }
     }

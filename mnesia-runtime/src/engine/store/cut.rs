@@ -5,10 +5,11 @@
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use crate::base::prefetch::{each_warmed, warm};
+use crate::base::prefetch::each_warmed;
 use crate::disk::record::{EntryEncoder, Logged, SnapshotEntry, encode};
 use crate::error::{Error, Result};
-use crate::schema::record::{Record, TableType};
+use crate::schema::meta::StoredRecord;
+use crate::schema::record::TableType;
 
 use super::{ShardMap, TableStore, group_key, key_of};
 
@@ -23,7 +24,7 @@ pub(crate) struct Cut {
     pub(super) failed: AtomicBool,
 }
 
-impl<T: Record> TableStore<T> {
+impl<T: StoredRecord> TableStore<T> {
     /// Starts a backup cut at commit `seq`. The caller holds every commit lock of the table
     /// (shared), so every commit up to `seq` is installed and none after has started.
     pub(crate) fn begin_cut(&self, seq: u64) -> Arc<Cut> {
@@ -47,25 +48,31 @@ impl<T: Record> TableStore<T> {
         let found: Result<Option<(u64, Logged)>> = (|| {
             Ok(match map {
                 ShardMap::Set(t) => match t.find(hash, |s| key_of(s) == key) {
-                    Some(s) => Some((s.version, Logged::Put(encode(&s.rec)?))),
+                    Some(s) => Some((s.version, Logged::Put((self.meta.encode)(&s.rec)?))),
                     None => None,
                 },
                 ShardMap::Ordered(m) => match m.get(key) {
-                    Some(s) => Some((s.version, Logged::Put(encode(&s.rec)?))),
+                    Some(s) => Some((s.version, Logged::Put((self.meta.encode)(&s.rec)?))),
                     None => None,
                 },
                 ShardMap::Bag(t) => match t.find(hash, |s| group_key(s) == Some(key)) {
-                    Some(s) => {
-                        Some((s.version, Logged::Group(s.rec.iter().map(encode).collect::<Result<_>>()?)))
-                    }
+                    Some(s) => Some((
+                        s.version,
+                        Logged::Group(s.rec.iter().map(self.meta.encode).collect::<Result<_>>()?),
+                    )),
                     None => None,
                 },
                 ShardMap::Disc(d) => {
                     let (version, recs) = self.disc_get(d, key)?;
                     match recs.as_slice() {
                         [] => None,
-                        [r] if self.kind != TableType::Bag => Some((version, Logged::Put(encode(r)?))),
-                        rs => Some((version, Logged::Group(rs.iter().map(encode).collect::<Result<_>>()?))),
+                        [r] if self.kind != TableType::Bag => {
+                            Some((version, Logged::Put((self.meta.encode)(r)?)))
+                        }
+                        rs => Some((
+                            version,
+                            Logged::Group(rs.iter().map(self.meta.encode).collect::<Result<_>>()?),
+                        )),
                     }
                 }
             })
@@ -98,19 +105,19 @@ impl<T: Record> TableStore<T> {
                 }
                 ShardMap::Set(t) => each_warmed(
                     t.iter().filter(|s| s.version <= cut.seq),
-                    |s| warm(&s.rec),
-                    |s| out.record(s.rec.key(), s.version, &s.rec),
+                    |s| (self.meta.warm)(&s.rec),
+                    |s| out.record(s.rec.key(), s.version, &s.rec, self.meta.extend),
                 )?,
                 ShardMap::Ordered(m) => each_warmed(
                     m.values().filter(|s| s.version <= cut.seq),
-                    |s| warm(&s.rec),
-                    |s| out.record(s.rec.key(), s.version, &s.rec),
+                    |s| (self.meta.warm)(&s.rec),
+                    |s| out.record(s.rec.key(), s.version, &s.rec, self.meta.extend),
                 )?,
                 ShardMap::Bag(t) => each_warmed(
                     t.iter().filter(|s| s.version <= cut.seq),
-                    |s| warm(&s.rec),
+                    |s| s.rec.iter().for_each(self.meta.warm),
                     |s| match s.rec.first() {
-                        Some(first) => out.group(first.key(), s.version, &s.rec),
+                        Some(first) => out.group(first.key(), s.version, &s.rec, self.meta.extend),
                         None => Ok(()),
                     },
                 )?,
@@ -128,7 +135,7 @@ impl<T: Record> TableStore<T> {
         if cut.failed.load(Ordering::Acquire) {
             return Err(Error::Invalid(format!(
                 "table {}: a record changed during the backup could not be saved",
-                T::NAME
+                self.meta.name
             )));
         }
         Ok(())

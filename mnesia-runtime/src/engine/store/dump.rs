@@ -6,14 +6,14 @@ use std::sync::atomic::Ordering;
 use crate::base::lock::{HeldLocks, LockReq, lock_order};
 use crate::disk::record::{Logged, SnapshotEntry, encode};
 use crate::error::{Error, Result};
-use crate::schema::record::Record;
+use crate::schema::meta::StoredRecord;
 
 use super::{ShardMap, TableStore, Write};
 
 /// Rows of a recovered table loaded at a time (see `TableStore::load`).
 const LOAD_CHUNK: usize = 1 << 16;
 
-impl<T: Record> TableStore<T> {
+impl<T: StoredRecord> TableStore<T> {
     /// Fills a new table with records recovered from disc, building its indexes: a chunk of
     /// rows at a time, each shard of the table and of its indexes locked once per chunk.
     pub(crate) fn load(&self, rows: &crate::disk::Rows) -> Result<()> {
@@ -21,8 +21,8 @@ impl<T: Record> TableStore<T> {
             Error::codec(
                 format!(
                     "table {}: a stored record does not decode as {}",
-                    T::NAME,
-                    std::any::type_name::<T>()
+                    self.meta.name,
+                    (self.meta.type_name)()
                 ),
                 e,
             )
@@ -39,9 +39,9 @@ impl<T: Record> TableStore<T> {
                 read += 1;
                 let key: T::Key = postcard::from_bytes(kb).map_err(bad)?;
                 let write = match value {
-                    Logged::Put(b) => Write::Put(postcard::from_bytes::<T>(b).map_err(bad)?),
+                    Logged::Put(b) => Write::Put(self.meta.decode(b).map_err(bad)?),
                     Logged::Group(bs) => Write::Group(
-                        bs.iter().map(|b| postcard::from_bytes(b)).collect::<Result<_, _>>().map_err(bad)?,
+                        bs.iter().map(|b| self.meta.decode(b)).collect::<Result<_, _>>().map_err(bad)?,
                     ),
                     Logged::Delete => continue,
                 };
@@ -59,7 +59,7 @@ impl<T: Record> TableStore<T> {
                 // A unique index declared since the records were stored may not hold for them.
                 if let Err((i, other)) = idx.load_many(&recs, version) {
                     return Err(Error::SchemaMismatch {
-                        table: T::NAME.to_owned(),
+                        table: self.meta.name.to_owned(),
                         differences: vec![format!(
                             "the struct declares a unique index on `{}`, but the stored records with keys {other:?} and {:?} share the value {}",
                             idx.field(),
@@ -70,7 +70,7 @@ impl<T: Record> TableStore<T> {
                 }
             }
             self.insert_new(items).map_err(|(_, key)| {
-                Error::codec_msg(format!("table {}: the key {key:?} is stored twice", T::NAME))
+                Error::codec_msg(format!("table {}: the key {key:?} is stored twice", self.meta.name))
             })?;
         }
         self.counter.fetch_max(max_id, Ordering::AcqRel);
@@ -106,7 +106,7 @@ impl<T: Record> TableStore<T> {
             }
         })?;
         if let Some(d) = dup {
-            return Err(Error::SchemaMismatch { table: T::NAME.to_owned(), differences: vec![d] });
+            return Err(Error::SchemaMismatch { table: self.meta.name.to_owned(), differences: vec![d] });
         }
         self.counter.fetch_max(max_id, Ordering::AcqRel);
         Ok(())
@@ -141,7 +141,7 @@ impl<T: Record> TableStore<T> {
             match &data.map {
                 // Its records are in its file: made durable here, nothing to copy.
                 ShardMap::Disc(d) => d.sync()?,
-                map => Self::map_entries(map, u64::MAX, &mut out)?,
+                map => self.map_entries(map, u64::MAX, &mut out)?,
             }
         }
         Ok(out)
@@ -149,6 +149,7 @@ impl<T: Record> TableStore<T> {
 
     /// Every record of a shard in memory written by a commit up to `max_version`, encoded.
     pub(super) fn map_entries(
+        &self,
         map: &ShardMap<T>,
         max_version: u64,
         out: &mut Vec<SnapshotEntry>,
@@ -162,18 +163,18 @@ impl<T: Record> TableStore<T> {
         match map {
             ShardMap::Set(t) => {
                 for s in t.iter().filter(|s| s.version <= max_version) {
-                    put(s.rec.key(), s.version, Logged::Put(encode(&s.rec)?), out)?;
+                    put(s.rec.key(), s.version, Logged::Put((self.meta.encode)(&s.rec)?), out)?;
                 }
             }
             ShardMap::Ordered(m) => {
                 for (k, s) in m.iter().filter(|(_, s)| s.version <= max_version) {
-                    put(k, s.version, Logged::Put(encode(&s.rec)?), out)?;
+                    put(k, s.version, Logged::Put((self.meta.encode)(&s.rec)?), out)?;
                 }
             }
             ShardMap::Bag(t) => {
                 for s in t.iter().filter(|s| s.version <= max_version) {
                     let Some(first) = s.rec.first() else { continue };
-                    let group = s.rec.iter().map(encode).collect::<Result<_>>()?;
+                    let group = s.rec.iter().map(self.meta.encode).collect::<Result<_>>()?;
                     put(first.key(), s.version, Logged::Group(group), out)?;
                 }
             }

@@ -13,7 +13,7 @@ use std::sync::atomic::Ordering;
 
 use super::{Found, ShardData, ShardMap, TableStore, group_key, key_of, range_is_empty};
 use crate::base::snapshots::NONE_OPEN;
-use crate::schema::record::Record;
+use crate::schema::meta::StoredRecord;
 
 /// The version a read at a snapshot records for something changed since the snapshot: it
 /// matches no version, so a transaction that read it and writes runs again.
@@ -102,13 +102,13 @@ impl<K: Ord + Clone> History<K> {
 
 /// Kept records as the table's records. A shard's history holds its own table's records
 /// only (`ShardData::keep` is the one place that keeps any): the downcast cannot fail.
-fn records<T: Record>(recs: &(dyn Any + Send + Sync)) -> &[T] {
+fn records<T: StoredRecord>(recs: &(dyn Any + Send + Sync)) -> &[T] {
     let recs = recs.downcast_ref::<Vec<T>>();
     debug_assert!(recs.is_some(), "a shard's history holds records of another type");
     recs.map_or(&[], Vec::as_slice)
 }
 
-impl<T: Record> ShardData<T> {
+impl<T: StoredRecord> ShardData<T> {
     /// Keeps `recs`, written by commit `version` and replaced by commit `seq`, for the
     /// snapshots open (the oldest at `floor` or after).
     pub(super) fn keep(&mut self, key: &T::Key, version: u64, seq: u64, recs: Vec<T>, floor: u64) {
@@ -161,7 +161,7 @@ impl<T: Record> ShardData<T> {
 /// Visits an `ordered_set` shard's records within bounds as they were at `at`, in key
 /// order, until `f` returns false: two key-ordered walks merged, the records unchanged since
 /// the snapshot and the kept ones visible at it (a key is in at most one of them).
-fn in_key_order_at<T: Record>(
+fn in_key_order_at<T: StoredRecord>(
     data: &ShardData<T>,
     map: &BTreeMap<T::Key, super::Slot<T>>,
     lo: Bound<&T::Key>,
@@ -189,7 +189,7 @@ fn in_key_order_at<T: Record>(
     }
 }
 
-impl<T: Record> TableStore<T> {
+impl<T: StoredRecord> TableStore<T> {
     /// Reads a key as it was at snapshot `at` (or as it is, without one): the version to
     /// record for validation and a view of its records. The version is the record's when
     /// it has not changed since the snapshot, 0 when the key was and is absent, else
@@ -400,7 +400,11 @@ mod tests {
     use crate::testing::{Rec, rec};
 
     fn store(kind: TableType) -> Arc<TableStore<Rec>> {
-        Arc::new(TableStore::new(0, crate::base::clock::Clock::system(), 1, kind, Vec::new()))
+        let meta = Box::leak(Box::new(crate::schema::meta::RecordMeta {
+            kind,
+            ..*crate::schema::meta::RecordMeta::<Rec>::of()
+        }));
+        Arc::new(TableStore::new(0, crate::base::clock::Clock::system(), 1, meta, Vec::new()))
     }
 
     fn put(s: &TableStore<Rec>, id: u32, name: &str, seq: u64, floor: u64) {

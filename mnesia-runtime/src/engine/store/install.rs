@@ -9,9 +9,9 @@ use hashbrown::hash_table::Entry;
 use super::{ShardMap, Slot, TableStore, Write, group_hash, group_key, key_of, slot_hash};
 use crate::disk::record::{SnapshotEntry, encode};
 use crate::error::{Error, Result};
-use crate::schema::record::Record;
+use crate::schema::meta::StoredRecord;
 
-impl<T: Record> TableStore<T> {
+impl<T: StoredRecord> TableStore<T> {
     /// Applies one write to its shard, calling `on_change(old, new)` with the key's records
     /// before and after, while the shard is locked (to keep indexes in step). The caller
     /// holds the shard's commit lock exclusively. `floor` is the snapshot registry's, read
@@ -89,7 +89,7 @@ impl<T: Record> TableStore<T> {
                 let result = (|| -> Result<()> {
                     let (version, old) = self.disc_get(d, key)?;
                     on_change(&old, write.records());
-                    let value = write.logged()?;
+                    let value = write.logged(self.meta.encode)?;
                     let id = self
                         .disk_id()
                         .ok_or_else(|| Error::Internal("a disc-only table without an id".into()))?;
@@ -144,7 +144,7 @@ impl<T: Record> TableStore<T> {
         items: Vec<(T::Key, Write<T>, u64)>,
     ) -> std::result::Result<(), (usize, T::Key)> {
         // Each item with its position and hash, by shard.
-        type ByShard<T> = Vec<Vec<(usize, u64, <T as Record>::Key, Write<T>, u64)>>;
+        type ByShard<T> = Vec<Vec<(usize, u64, <T as StoredRecord>::Key, Write<T>, u64)>>;
         let mut by_shard: ByShard<T> = (0..self.shards.len()).map(|_| Vec::new()).collect();
         for (at, (key, write, seq)) in items.into_iter().enumerate() {
             let hash = self.hash(&key);
@@ -221,7 +221,7 @@ impl<T: Record> TableStore<T> {
                             Ok(())
                         })
                     }),
-                    map => Self::map_entries(map, cut.seq, &mut kept),
+                    map => self.map_entries(map, cut.seq, &mut kept),
                 };
                 match copied {
                     Ok(()) => cut.saved.lock().extend(kept.into_iter().map(|e| (i, e))),

@@ -21,13 +21,14 @@ use parking_lot::RwLock;
 use crate::base::clock::Clock;
 use crate::base::hasher::Hasher;
 use crate::base::lock::{CommitLock, HeldLocks, LockReq, lock_order};
-use crate::base::prefetch::{each_warmed, warm};
+use crate::base::prefetch::each_warmed;
 use crate::disk::only::DiscOnly;
 use crate::disk::record::{Logged, encode};
 use crate::engine::ttl::ExpiryIndex;
 use crate::error::{Error, Result};
 use crate::schema::index_spec::TableIndex;
-use crate::schema::record::{Record, StorageType, TableType};
+use crate::schema::meta::{RecordMeta, StoredRecord};
+use crate::schema::record::{StorageType, TableType};
 
 mod cut;
 mod dump;
@@ -82,9 +83,9 @@ impl<T> Write<T> {
     }
 }
 
-impl<T: serde::Serialize> Write<T> {
-    /// The write as the log and the disc-only file keep it.
-    pub(crate) fn logged(&self) -> Result<Logged> {
+impl<T> Write<T> {
+    /// The write as the log and the disc-only file keep it, its records encoded by `encode`.
+    pub(crate) fn logged(&self, encode: fn(&T) -> Result<Vec<u8>>) -> Result<Logged> {
         Ok(match self.records() {
             [] => Logged::Delete,
             [r] if matches!(self, Write::Put(_)) => Logged::Put(encode(r)?),
@@ -93,7 +94,7 @@ impl<T: serde::Serialize> Write<T> {
     }
 }
 
-enum ShardMap<T: Record> {
+enum ShardMap<T: StoredRecord> {
     Set(HashTable<Slot<T>>),
     Ordered(BTreeMap<T::Key, Slot<T>>),
     Bag(HashTable<Slot<Vec<T>>>),
@@ -113,14 +114,14 @@ pub(crate) enum Found<'a, T> {
     Failed,
 }
 
-pub(crate) struct ShardData<T: Record> {
+pub(crate) struct ShardData<T: StoredRecord> {
     pub(crate) version: u64,
     map: ShardMap<T>,
     /// Versions replaced while snapshots were open (see `history.rs`).
     history: Option<Box<history::History<T::Key>>>,
 }
 
-pub(crate) struct Shard<T: Record> {
+pub(crate) struct Shard<T: StoredRecord> {
     pub(crate) commit: CommitLock,
     pub(crate) data: RwLock<ShardData<T>>,
 }
@@ -129,9 +130,9 @@ pub(crate) struct Shard<T: Record> {
 /// holder has the schema lock): an id taken from it meanwhile is not handed out
 /// (`ops::take_id` waits for the schema lock, then takes one from whichever store is in
 /// place). Dropped without [`Sealed::keep`] (the change failed), the store is unsealed.
-pub(crate) struct Sealed<T: Record>(Option<Arc<TableStore<T>>>);
+pub(crate) struct Sealed<T: StoredRecord>(Option<Arc<TableStore<T>>>);
 
-impl<T: Record> Sealed<T> {
+impl<T: StoredRecord> Sealed<T> {
     /// Seals `store`; returns the guard and the final counter.
     pub(crate) fn new(store: &Arc<TableStore<T>>) -> (Sealed<T>, u64) {
         store.sealed.store(true, Ordering::SeqCst);
@@ -153,13 +154,13 @@ pub(crate) trait Seal: Send {
     fn keep(self: Box<Self>);
 }
 
-impl<T: Record> Seal for Sealed<T> {
+impl<T: StoredRecord> Seal for Sealed<T> {
     fn keep(self: Box<Self>) {
         Sealed::keep(*self);
     }
 }
 
-impl<T: Record> Drop for Sealed<T> {
+impl<T: StoredRecord> Drop for Sealed<T> {
     fn drop(&mut self) {
         if let Some(store) = self.0.take() {
             store.sealed.store(false, Ordering::SeqCst);
@@ -168,7 +169,7 @@ impl<T: Record> Drop for Sealed<T> {
 }
 
 /// The indexes of a table, replaced as a whole when one is added or removed.
-pub(crate) struct IndexList<T: Record> {
+pub(crate) struct IndexList<T: StoredRecord> {
     pub(crate) epoch: u64,
     pub(crate) list: Vec<Arc<dyn TableIndex<T>>>,
 }
@@ -183,7 +184,7 @@ struct Poison {
 }
 
 /// One table's records, indexes and auto-increment counter.
-pub(crate) struct TableStore<T: Record> {
+pub(crate) struct TableStore<T: StoredRecord> {
     /// The database holding the table.
     pub(crate) db_id: u64,
     /// The database's clock.
@@ -193,6 +194,8 @@ pub(crate) struct TableStore<T: Record> {
     pub(crate) disk_id: AtomicU64,
     pub(crate) id: u32,
     pub(crate) kind: TableType,
+    /// The record type's description.
+    pub(crate) meta: &'static RecordMeta<T>,
     hasher: Hasher,
     shards: Box<[CachePadded<Shard<T>>]>,
     pub(crate) indexes: ArcSwap<IndexList<T>>,
@@ -224,40 +227,41 @@ pub(crate) struct TableStore<T: Record> {
     has_history: AtomicBool,
 }
 
-fn key_of<T: Record>(s: &Slot<T>) -> &T::Key {
+fn key_of<T: StoredRecord>(s: &Slot<T>) -> &T::Key {
     s.rec.key()
 }
 
-fn group_key<T: Record>(s: &Slot<Vec<T>>) -> Option<&T::Key> {
-    s.rec.first().map(Record::key)
+fn group_key<T: StoredRecord>(s: &Slot<Vec<T>>) -> Option<&T::Key> {
+    s.rec.first().map(StoredRecord::key)
 }
 
 /// A `set` slot's hash, as its hash table rehashes it. (One closure type for every caller:
 /// the table's growth is compiled once per record type, not once per call site.)
-fn slot_hash<T: Record>(hasher: &Hasher) -> impl Fn(&Slot<T>) -> u64 + '_ {
+fn slot_hash<T: StoredRecord>(hasher: &Hasher) -> impl Fn(&Slot<T>) -> u64 + '_ {
     move |s| hasher.hash_one(key_of(s))
 }
 
 /// A `bag` group's hash, as its hash table rehashes it (see [`slot_hash`]).
-fn group_hash<T: Record>(hasher: &Hasher) -> impl Fn(&Slot<Vec<T>>) -> u64 + '_ {
+fn group_hash<T: StoredRecord>(hasher: &Hasher) -> impl Fn(&Slot<Vec<T>>) -> u64 + '_ {
     move |s| group_key(s).map_or(0, |k| hasher.hash_one(k))
 }
 
-impl<T: Record> TableStore<T> {
+impl<T: StoredRecord> TableStore<T> {
     /// The filter for a read of this table starting now (the clock is read only when the
     /// table has a `#[ttl]` field).
     #[inline]
     pub(crate) fn alive(&self) -> crate::engine::ttl::Alive {
-        crate::engine::ttl::Alive::at::<T>(|| self.clock.now())
+        crate::engine::ttl::Alive::at(self.expiry.is_some(), || self.clock.now())
     }
 
     pub(crate) fn new(
         db_id: u64,
         clock: Clock,
         id: u32,
-        kind: TableType,
+        meta: &'static RecordMeta<T>,
         indexes: Vec<Arc<dyn TableIndex<T>>>,
     ) -> Self {
+        let kind = meta.kind;
         let count = if kind == TableType::OrderedSet { 1 } else { SHARDS };
         let shards = (0..count)
             .map(|_| {
@@ -278,6 +282,7 @@ impl<T: Record> TableStore<T> {
             disk_id: AtomicU64::new(0),
             id,
             kind,
+            meta,
             hasher: Hasher::default(),
             shards,
             indexes: ArcSwap::from_pointee(IndexList { epoch: 0, list: indexes }),
@@ -288,8 +293,8 @@ impl<T: Record> TableStore<T> {
             poisoned: parking_lot::Mutex::new(None),
             is_poisoned: AtomicBool::new(false),
             poisonings: AtomicU64::new(0),
-            subs: Arc::new(crate::engine::events::Subscribers::default()),
-            expiry: T::TTL_FIELD.map(|_| ExpiryIndex::new()),
+            subs: Arc::new(crate::engine::events::Subscribers::new(kind)),
+            expiry: meta.ttl_field.map(|_| ExpiryIndex::new()),
             version: std::sync::atomic::AtomicU32::new(0),
             cut: arc_swap::ArcSwapOption::empty(),
             gate: crate::base::priority::GateState::default(),
@@ -339,14 +344,13 @@ impl<T: Record> TableStore<T> {
         let Some(p) = &*self.poisoned.lock() else { return Ok(()) };
         let reason = format!(
             "table {} stopped after a failure of its file ({}); the next operation tries to reopen it",
-            T::NAME,
-            p.error
+            self.meta.name, p.error
         );
         Err(match (p.kind, &p.path) {
             (Some(kind), Some(path)) => {
                 Error::Io { path: path.clone(), source: std::io::Error::new(kind, reason) }
             }
-            _ => Error::TableStopped { table: T::NAME.to_owned(), reason: p.error.to_string() },
+            _ => Error::TableStopped { table: self.meta.name.to_owned(), reason: p.error.to_string() },
         })
     }
 
@@ -393,7 +397,7 @@ impl<T: Record> TableStore<T> {
     fn disc_get(&self, disc: &DiscOnly, key: &T::Key) -> Result<(u64, Vec<T>)> {
         let Some(id) = self.disk_id() else { return Ok((0, Vec::new())) };
         match disc.get(id, &encode(key)?)? {
-            Some((version, value)) => Ok((version, decode_records::<T>(&value)?)),
+            Some((version, value)) => Ok((version, self.meta.decode_logged(&value)?)),
             None => Ok((0, Vec::new())),
         }
     }
@@ -405,7 +409,7 @@ impl<T: Record> TableStore<T> {
         disc.scan(id, |kb, version, value| {
             let key: T::Key =
                 postcard::from_bytes(kb).map_err(|e| Error::codec("decoding a stored key", e))?;
-            f(&key, version, &decode_records::<T>(&value)?);
+            f(&key, version, &self.meta.decode_logged(&value)?);
             Ok(())
         })
     }
@@ -480,11 +484,16 @@ impl<T: Record> TableStore<T> {
             Ok(())
         };
         let _ = match &data.map {
-            ShardMap::Set(t) => each_warmed(t.iter().map(|s| &s.rec), warm, visit),
-            ShardMap::Ordered(m) => each_warmed(m.values().map(|s| &s.rec), warm, visit),
+            ShardMap::Set(t) => each_warmed(t.iter().map(|s| &s.rec), self.meta.warm, visit),
+            ShardMap::Ordered(m) => each_warmed(m.values().map(|s| &s.rec), self.meta.warm, visit),
             ShardMap::Bag(t) => {
                 let mut visit = visit;
-                each_warmed(t.iter().map(|s| &s.rec), warm, |g| g.iter().try_for_each(&mut visit))
+                let warm = self.meta.warm;
+                each_warmed(
+                    t.iter().map(|s| &s.rec),
+                    |g: &Vec<T>| g.iter().for_each(warm),
+                    |g| g.iter().try_for_each(&mut visit),
+                )
             }
             ShardMap::Disc(_) => {
                 drop(data);
@@ -717,13 +726,13 @@ impl<T: Record> TableStore<T> {
     }
 }
 
-impl<T: Record> crate::base::priority::Gate for TableStore<T> {
+impl<T: StoredRecord> crate::base::priority::Gate for TableStore<T> {
     fn gate_id(&self) -> u32 {
         self.id
     }
 
     fn gate_name(&self) -> &'static str {
-        T::NAME
+        self.meta.name
     }
 
     fn raise(&self, owner: u64) {
@@ -759,17 +768,6 @@ fn range_is_empty<K: Ord>(lo: Bound<&K>, hi: Bound<&K>) -> bool {
     }
 }
 
-/// The records of a key's encoded content.
-fn decode_records<T: Record>(value: &Logged) -> Result<Vec<T>> {
-    let bad =
-        |e: postcard::Error| Error::codec(format!("table {}: a stored record does not decode", T::NAME), e);
-    match value {
-        Logged::Put(b) => Ok(vec![postcard::from_bytes(b).map_err(bad)?]),
-        Logged::Group(bs) => bs.iter().map(|b| postcard::from_bytes(b).map_err(bad)).collect(),
-        Logged::Delete => Ok(Vec::new()),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -781,7 +779,8 @@ mod tests {
     #[test]
     fn a_cut_keeps_the_records_as_they_were_whatever_commits_do_meanwhile() {
         use crate::testing::{Rec, rec};
-        let store: TableStore<Rec> = TableStore::new(1, Clock::system(), 1, TableType::Set, Vec::new());
+        let store: TableStore<Rec> =
+            TableStore::new(1, Clock::system(), 1, crate::schema::meta::RecordMeta::<Rec>::of(), Vec::new());
         for id in 0..200u32 {
             store.install(&id, store.hash(&id), Write::Put(rec(id, "v1", 0)), 1, NONE_OPEN, |_, _| {});
         }
@@ -831,7 +830,8 @@ mod tests {
         store.end_cut();
 
         // A clear after the cut.
-        let store: TableStore<Rec> = TableStore::new(1, Clock::system(), 2, TableType::Set, Vec::new());
+        let store: TableStore<Rec> =
+            TableStore::new(1, Clock::system(), 2, crate::schema::meta::RecordMeta::<Rec>::of(), Vec::new());
         for id in 0..200u32 {
             store.install(&id, store.hash(&id), Write::Put(rec(id, "v1", 0)), 1, NONE_OPEN, |_, _| {});
         }
