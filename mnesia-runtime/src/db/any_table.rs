@@ -12,7 +12,8 @@ use crate::disk::record::Logged;
 use crate::disk::schema::TableDef;
 use crate::engine::store::{IndexList, TableStore};
 use crate::error::Result;
-use crate::schema::record::{Record, StorageType, TableInfo};
+use crate::schema::record::{StorageType, TableInfo};
+use crate::schema::stored::StoredRecord;
 
 /// The registry: every table by name.
 pub(crate) type TableMap = std::collections::HashMap<String, Arc<dyn AnyTable>>;
@@ -112,14 +113,17 @@ pub(crate) trait AnyTable: Send + Sync {
 }
 
 /// Locks every record shard and index shard of a table exclusively (for table-wide changes).
-pub(crate) fn lock_all<'a, T: Record>(store: &'a TableStore<T>, indexes: &'a IndexList<T>) -> HeldLocks<'a> {
+pub(crate) fn lock_all<'a, T: StoredRecord>(
+    store: &'a TableStore<T>,
+    indexes: &'a IndexList<T>,
+) -> HeldLocks<'a> {
     let mut reqs = Vec::new();
     push_exclusive_locks(store, indexes, &mut reqs);
     HeldLocks::acquire(reqs)
 }
 
 /// Exclusive requests for every record shard and index shard of a table.
-pub(crate) fn push_exclusive_locks<'a, T: Record>(
+pub(crate) fn push_exclusive_locks<'a, T: StoredRecord>(
     store: &'a TableStore<T>,
     indexes: &'a IndexList<T>,
     reqs: &mut Vec<LockReq<'a>>,

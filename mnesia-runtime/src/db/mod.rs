@@ -21,10 +21,12 @@ use crate::base::clock::Clock;
 use crate::disk::Disk;
 use crate::disk::record::TableOps;
 use crate::disk::schema::TableDef;
+use crate::engine::meta::RecordMeta;
 use crate::engine::store::TableStore;
 use crate::error::{Error, Result};
 use crate::schema::index_spec::IndexSpec;
 use crate::schema::record::{Record, StorageType, TableInfo};
+use crate::schema::stored::StoredRecord;
 
 pub(crate) use crate::db::any_table::{AnyTable, TableMap, lock_all};
 pub use crate::db::config::Config;
@@ -474,6 +476,21 @@ impl Database {
         typed(t)
     }
 
+    /// The current store of a registered table, as described by `meta` (the engine's way
+    /// to the store that took the place of one it holds).
+    pub(crate) fn current_store<T: StoredRecord>(&self, meta: &RecordMeta<T>) -> Result<Arc<TableStore<T>>> {
+        let t = self
+            .inner
+            .tables
+            .load()
+            .get(meta.name)
+            .cloned()
+            .ok_or_else(|| Error::no_such_table(meta.name))?;
+        let store = typed_as(meta, t)?;
+        store.resume();
+        Ok(store)
+    }
+
     /// The typed store of table `T`.
     pub(crate) fn table<T: Record>(&self) -> Result<Arc<TableStore<T>>> {
         if CONVERTING.get().is_some_and(|(db, table)| db == self.id() && table == T::NAME) {
@@ -509,14 +526,14 @@ impl Database {
             return Err(Error::SchemaMismatch { table: T::NAME.to_owned(), differences });
         }
         // The declared indexes, and those added online before (when the field can be indexed).
-        let specs = crate::schema::meta::RecordMeta::<T>::of().specs_with(&p.def.indexes);
+        let specs = crate::engine::meta::RecordMeta::<T>::of().specs_with(&p.def.indexes);
         let indexes: Vec<_> = specs.iter().map(IndexSpec::build).collect();
         let id = self.inner.next_table_id.fetch_add(1, Ordering::Relaxed);
         let mut store = TableStore::<T>::new(
             self.id(),
             self.clock().clone(),
             id,
-            crate::schema::meta::RecordMeta::<T>::of(),
+            crate::engine::meta::RecordMeta::<T>::of(),
             indexes,
         );
         store.disk_id.store(p.def.id, Ordering::Release);
@@ -640,12 +657,18 @@ impl Database {
 
 /// A table's store as its record type `T`.
 fn typed<T: Record>(t: Arc<dyn AnyTable>) -> Result<Arc<TableStore<T>>> {
+    typed_as(RecordMeta::<T>::of(), t)
+}
+
+/// A table's store as the record type `meta` describes.
+fn typed_as<T: StoredRecord>(meta: &RecordMeta<T>, t: Arc<dyn AnyTable>) -> Result<Arc<TableStore<T>>> {
     let stored = t.type_name();
-    t.as_any_arc().downcast::<TableStore<T>>().map_err(|_| Error::TypeMismatch {
-        table: T::NAME.to_owned(),
-        stored,
-        requested: std::any::type_name::<T>(),
-    })
+    let mismatch =
+        || Error::TypeMismatch { table: meta.name.to_owned(), stored, requested: (meta.type_name)() };
+    if t.record_type() != (meta.type_id)() {
+        return Err(mismatch());
+    }
+    t.as_any_arc().downcast::<TableStore<T>>().map_err(|_| mismatch())
 }
 
 static NEXT_DB_ID: AtomicU64 = AtomicU64::new(1);

@@ -8,6 +8,7 @@ use super::files;
 use super::format::RecordFormat;
 use crate::error::{Error, Result};
 use crate::schema::record::{IndexInfo, Record, StorageType, TableType};
+use crate::schema::stored::RecordFacts;
 
 pub(crate) const FILE: &str = "schema.json";
 /// The schema format this build writes and reads.
@@ -68,20 +69,37 @@ impl TableDef {
 
     /// `T`'s definition as the schema file keeps it, its record format traced.
     pub(crate) fn of<T: Record>(id: u64, storage: StorageType, indexes: Vec<IndexInfo>) -> TableDef {
-        TableDef { format: RecordFormat::stored::<T>(), ..TableDef::untraced::<T>(id, storage, indexes) }
+        TableDef::traced(&RecordFacts::of::<T>(), RecordFormat::of::<T>(), id, storage, indexes)
+    }
+
+    /// The definition of the record type `facts` describes, with its traced `format`.
+    pub(crate) fn traced(
+        facts: &RecordFacts,
+        format: Option<RecordFormat>,
+        id: u64,
+        storage: StorageType,
+        indexes: Vec<IndexInfo>,
+    ) -> TableDef {
+        let format = format.and_then(|f| serde_json::to_value(f).ok());
+        TableDef { format, ..TableDef::untraced(facts, id, storage, indexes) }
     }
 
     /// `T`'s definition without its record format (a backup's header does not keep it, and
     /// tracing is not done under the commit locks a backup holds).
-    pub(crate) fn untraced<T: Record>(id: u64, storage: StorageType, indexes: Vec<IndexInfo>) -> TableDef {
+    pub(crate) fn untraced(
+        meta: &RecordFacts,
+        id: u64,
+        storage: StorageType,
+        indexes: Vec<IndexInfo>,
+    ) -> TableDef {
         TableDef {
-            name: T::NAME.to_owned(),
+            name: meta.name.to_owned(),
             id,
-            table_type: T::TYPE,
+            table_type: meta.kind,
             storage,
-            attributes: T::FIELDS.iter().map(|f| (f.name.to_owned(), f.ty.to_owned())).collect(),
-            key: T::KEY_POSITION,
-            auto_increment: T::AUTO_INCREMENT,
+            attributes: meta.fields.iter().map(|f| (f.name.to_owned(), f.ty.to_owned())).collect(),
+            key: meta.key_position,
+            auto_increment: meta.auto_increment,
             indexes,
             version: 0,
             format: None,
@@ -89,9 +107,9 @@ impl TableDef {
     }
 
     /// Whether `T`'s records have the same serde format as the stored ones.
-    fn same_format<T: Record>(&self) -> bool {
+    fn same_format(&self, format: impl FnOnce() -> Option<RecordFormat>) -> bool {
         let stored = self.format.as_ref().and_then(|f| RecordFormat::from_stored(f).ok());
-        match (stored, RecordFormat::of::<T>()) {
+        match (stored, format()) {
             (Some(stored), Some(now)) => stored.same_shape(&now),
             _ => false,
         }
@@ -99,17 +117,22 @@ impl TableDef {
 
     /// How `T` differs from this definition stored on disc, in words (empty: it matches).
     pub(crate) fn differences<T: Record>(&self) -> Vec<String> {
-        self.differences_from::<T>("on disc")
+        self.differences_from(&RecordFacts::of::<T>(), RecordFormat::of::<T>, "on disc")
     }
 
     /// How `T` differs from this definition, kept `place` ("on disc", "in the backup"), in
     /// words (empty: it matches).
-    pub(crate) fn differences_from<T: Record>(&self, place: &str) -> Vec<String> {
+    pub(crate) fn differences_from(
+        &self,
+        meta: &RecordFacts,
+        format: fn() -> Option<RecordFormat>,
+        place: &str,
+    ) -> Vec<String> {
         let mut out = Vec::new();
-        if self.table_type != T::TYPE {
-            out.push(format!("type is {} {place}, {} in the struct", self.table_type, T::TYPE));
+        if self.table_type != meta.kind {
+            out.push(format!("type is {} {place}, {} in the struct", self.table_type, meta.kind));
         }
-        let fields: Vec<(&str, &str)> = T::FIELDS.iter().map(|f| (f.name, f.ty)).collect();
+        let fields: Vec<(&str, &str)> = meta.fields.iter().map(|f| (f.name, f.ty)).collect();
         // Types spelled differently (`String`, `std::string::String`) are the same when the
         // records' serde format is: the bytes on disc decode the same.
         let mut same_format = None;
@@ -117,7 +140,7 @@ impl TableDef {
             match fields.iter().find(|(n, _)| n == name) {
                 None => out.push(format!("field `{name}: {ty}` is {place} but not in the struct")),
                 Some((_, t)) if t != ty => {
-                    let same = *same_format.get_or_insert_with(|| self.same_format::<T>());
+                    let same = *same_format.get_or_insert_with(|| self.same_format(format));
                     if !same {
                         out.push(format!("field `{name}` is `{ty}` {place} but `{t}` in the struct"));
                     }
@@ -137,12 +160,12 @@ impl TableDef {
                 out.push(format!("fields are in the order {stored:?} {place} but {now:?} in the struct"));
             }
         }
-        if out.is_empty() && self.key != T::KEY_POSITION {
+        if out.is_empty() && self.key != meta.key_position {
             let name = |i: usize| self.attributes.get(i).map(|(n, _)| n.clone()).unwrap_or_default();
             out.push(format!(
                 "the key is `{}` {place} but `{}` in the struct",
                 name(self.key),
-                name(T::KEY_POSITION)
+                name(meta.key_position)
             ));
         }
         out

@@ -6,8 +6,9 @@ use std::time::Duration;
 
 use serde_json::{Value, json};
 
-use crate::Record;
-use crate::engine::events::{DeleteCause, Event, Subscription};
+use crate::base::broadcast::Reader;
+use crate::engine::events::{DeleteCause, Event};
+use crate::schema::stored::StoredRecord;
 
 /// Which records of a table [`Database::browse`](crate::Database::browse) returns: those after a key, in key order,
 /// at most `limit` (100 by default), optionally only those whose JSON contains a text
@@ -145,8 +146,9 @@ impl fmt::Debug for JsonSubscription {
 }
 
 impl JsonSubscription {
-    pub(crate) fn new<T: Record>(events: Subscription<T>) -> Self {
-        JsonSubscription { table: T::NAME.to_owned(), source: Box::new(events) }
+    /// The events `reader` reads from table `table`, records made JSON by `json`.
+    pub(crate) fn new<T: StoredRecord>(table: &str, reader: Reader<Event<T>>, json: RecordJson<T>) -> Self {
+        JsonSubscription { table: table.to_owned(), source: Box::new(JsonEvents { reader, json }) }
     }
 
     /// The next event, waiting at most `timeout`.
@@ -225,31 +227,43 @@ trait JsonSource: Send + Sync {
     fn poll(&self, cx: &mut std::task::Context<'_>) -> std::task::Poll<Option<Value>>;
 }
 
-impl<T: Record> JsonSource for Subscription<T> {
+/// A record as JSON (`RecordMeta::to_json`).
+pub(crate) type RecordJson<T> = fn(&T) -> serde_json::Result<Value>;
+
+/// A table's events, read as JSON.
+struct JsonEvents<T: StoredRecord> {
+    reader: Reader<Event<T>>,
+    json: RecordJson<T>,
+}
+
+impl<T: StoredRecord> JsonSource for JsonEvents<T> {
     fn next(&self, timeout: Option<Duration>) -> Option<Value> {
         let event = match timeout {
-            Some(t) => self.recv_timeout(t),
-            None => self.try_recv(),
+            Some(t) => self.reader.take(Some(t), true),
+            None => self.reader.take(None, false),
         };
-        event.map(event_json)
+        event.map(|e| event_json(e, self.json))
     }
 
     #[cfg(feature = "tokio")]
     fn poll(&self, cx: &mut std::task::Context<'_>) -> std::task::Poll<Option<Value>> {
-        self.poll_event(cx).map(|e| e.map(event_json))
+        self.reader.poll(cx).map(|e| e.map(|e| event_json(e, self.json)))
     }
 }
 
+/// A value that JSON cannot hold, as JSON: the error, in words.
+fn unrepresentable(e: serde_json::Error) -> Value {
+    Value::String(format!("not representable in JSON: {e}"))
+}
+
 /// An event as JSON (a record that JSON cannot hold becomes the error, in words).
-fn event_json<T: Record>(event: Event<T>) -> Value {
-    fn value(v: impl serde::Serialize) -> Value {
-        serde_json::to_value(v).unwrap_or_else(|e| Value::String(format!("not representable in JSON: {e}")))
-    }
+fn event_json<T: StoredRecord>(event: Event<T>, json: RecordJson<T>) -> Value {
+    let record = |r: &T| json(r).unwrap_or_else(unrepresentable);
     match event {
         Event::Write { new, old } => {
-            let mut e = json!({ "event": "write", "record": value(&new) });
+            let mut e = json!({ "event": "write", "record": record(&new) });
             if let Some(old) = old {
-                e["old"] = value(&old);
+                e["old"] = record(&old);
             }
             e
         }
@@ -258,9 +272,10 @@ fn event_json<T: Record>(event: Event<T>) -> Value {
                 DeleteCause::Expired => "expired",
                 _ => "explicit",
             };
-            let mut e = json!({ "event": "delete", "key": value(&key), "cause": cause });
+            let key = serde_json::to_value(&key).unwrap_or_else(unrepresentable);
+            let mut e = json!({ "event": "delete", "key": key, "cause": cause });
             if let Some(old) = old {
-                e["old"] = value(&old);
+                e["old"] = record(&old);
             }
             e
         }

@@ -14,9 +14,10 @@ use parking_lot::Mutex;
 
 use crate::base::broadcast::{Batch, Notice, Reader, Ring};
 
+use crate::engine::meta::RecordMeta;
 use crate::engine::ttl::Alive;
-use crate::schema::meta::{RecordMeta, StoredRecord};
 use crate::schema::record::{Record, TableType};
+use crate::schema::stored::StoredRecord;
 
 /// Why a record was deleted.
 ///
@@ -246,12 +247,17 @@ impl<T: StoredRecord> Subscribers<T> {
             self.simple.append(batch);
         }
     }
+
+    /// A reader of the table's events, with old records if `detailed`.
+    pub(crate) fn reader(&self, detailed: bool, capacity: usize) -> Reader<Event<T>> {
+        let ring = if detailed { &self.detailed } else { &self.simple };
+        ring.subscribe(capacity)
+    }
 }
 
 impl<T: Record> Subscribers<T> {
     pub(crate) fn add(&self, detailed: bool, capacity: usize) -> Subscription<T> {
-        let ring = if detailed { &self.detailed } else { &self.simple };
-        Subscription { reader: ring.subscribe(capacity), detailed }
+        Subscription { reader: self.reader(detailed, capacity), detailed }
     }
 }
 
@@ -363,14 +369,6 @@ impl<T: Record> Iterator for Subscription<T> {
     /// Waits for the next event (the iteration does not end by itself).
     fn next(&mut self) -> Option<Event<T>> {
         Some(self.recv())
-    }
-}
-
-#[cfg(feature = "tokio")]
-impl<T: Record> Subscription<T> {
-    /// The next event for an async reader, or `Pending` with its waker registered.
-    pub(crate) fn poll_event(&self, cx: &mut std::task::Context<'_>) -> std::task::Poll<Option<Event<T>>> {
-        self.reader.poll(cx)
     }
 }
 

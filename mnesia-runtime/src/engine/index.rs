@@ -18,8 +18,8 @@ use crate::base::hasher::Hasher;
 use crate::base::lock::CommitLock;
 use crate::schema::field::{Field, FieldValue, Indexable};
 use crate::schema::index_spec::{Duplicate, IndexSpec, TableIndex};
-use crate::schema::meta::StoredRecord;
 use crate::schema::record::Record;
+use crate::schema::stored::StoredRecord;
 
 const INDEX_SHARDS: usize = 64;
 

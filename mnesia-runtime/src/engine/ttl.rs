@@ -11,8 +11,9 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use parking_lot::Mutex;
 
 use crate::base::clock::Clock;
+use crate::engine::meta::RecordMeta;
 use crate::error::{Error, Result};
-use crate::schema::meta::{RecordMeta, StoredRecord};
+use crate::schema::stored::StoredRecord;
 
 /// A deadline as whole milliseconds since the epoch, rounded up (0 before the epoch).
 pub(crate) fn millis_ceil(t: SystemTime) -> u64 {

@@ -12,28 +12,32 @@ use crate::engine::browse_types::{Browse, JsonSubscription, Page};
 use crate::schema::filter::{Cond, Filter, Op, Order};
 use crate::schema::record::TableType;
 
-use crate::{Database, Error, Record, Result};
+use crate::engine::meta::RecordMeta;
+use crate::schema::stored::StoredRecord;
+use crate::{Database, Error, Result};
 
-/// The records of `T` that `browse` asks for, read in one transaction.
-pub(crate) fn page<T: Record>(browse: &Browse) -> Result<Page> {
+/// The records of the table `meta` describes that `browse` asks for, read in one
+/// transaction.
+pub(crate) fn page<T: StoredRecord>(meta: &'static RecordMeta<T>, browse: &Browse) -> Result<Page> {
     let by_key = Order::new(
-        T::FIELDS.get(T::KEY_POSITION).map_or("key", |f| f.name),
-        T::KEY_POSITION,
+        meta.fields.get(meta.key_position).map_or("key", |f| f.name),
+        meta.key_position,
         true,
         Arc::new(|a: &T, b: &T| a.key().cmp(b.key())),
     );
     let contains = browse
         .contains
         .as_deref()
-        .map(|text| contains_filter::<T>(browse.field.as_deref(), text))
+        .map(|text| contains_filter(meta, browse.field.as_deref(), text))
         .transpose()?;
-    let mut query = crate::tx::query::Query::<T>::new().order_by(by_key);
+    // (The table is claimed: it has a store.)
+    let mut query = crate::tx::query::Query::of(meta, || Ok(())).order_by(by_key);
     if let Some(filter) = &contains {
         query = query.filter(filter.clone());
     }
     if let Some(after) = &browse.after {
         let key: T::Key = serde_json::from_value(after.clone())
-            .map_err(|e| Error::Invalid(format!("{after} is not a key of table {}: {e}", T::NAME)))?;
+            .map_err(|e| Error::Invalid(format!("{after} is not a key of table {}: {e}", meta.name)))?;
         query = query.after(&key);
     }
     let (found, more) = crate::tx::context::transaction(|| -> Result<(Vec<T>, bool)> {
@@ -41,25 +45,24 @@ pub(crate) fn page<T: Record>(browse: &Browse) -> Result<Page> {
         let mut found = query.clone().limit(browse.limit.saturating_add(1)).all()?;
         let mut more = found.len() > browse.limit;
         found.truncate(browse.limit);
-        if more && T::TYPE == TableType::Bag {
+        if more && meta.kind == TableType::Bag {
             // A key's records are never split between pages (the next page starts after
             // the key): the page ends with all of its last key's records.
             if let Some(last) = found.last().map(|r| r.key().clone()) {
                 found.retain(|r| r.key() != &last);
-                let rest = crate::tx::ops::read_all::<T>(&last)?;
+                let rest = crate::tx::context::with_tx(|tx| Ok(tx.part_for(meta)?.read_group(&last)))?;
                 found.extend(rest.into_iter().filter(|r| contains.as_ref().is_none_or(|f| f.matches(r))));
                 more = query.clone().after(&last).first()?.is_some();
             }
         }
         Ok((found, more))
     })?;
-    let json = |e| Error::codec(format!("table {}", T::NAME), e);
+    let json = |e| Error::codec(format!("table {}", meta.name), e);
     let next = match found.last() {
         Some(last) if more => Some(serde_json::to_value(last.key()).map_err(json)?),
         _ => None,
     };
-    let records =
-        found.iter().map(serde_json::to_value).collect::<std::result::Result<_, _>>().map_err(json)?;
+    let records = found.iter().map(meta.to_json).collect::<std::result::Result<_, _>>().map_err(json)?;
     Ok(Page { records, next })
 }
 
@@ -116,26 +119,30 @@ fn unclaimed_page(p: &crate::disk::Pending, browse: &Browse) -> Result<Page> {
 }
 
 /// A filter passing the records whose JSON contains `text` (in `field`, if given).
-fn contains_filter<T: Record>(field: Option<&str>, text: &str) -> Result<Filter<T>> {
+fn contains_filter<T: StoredRecord>(
+    meta: &RecordMeta<T>,
+    field: Option<&str>,
+    text: &str,
+) -> Result<Filter<T>> {
     let (name, position) = match field {
-        Some(f) => T::FIELDS
+        Some(f) => meta
+            .fields
             .iter()
             .enumerate()
             .find(|(_, d)| d.name == f)
             .map(|(i, d)| (d.name, i))
-            .ok_or_else(|| Error::Invalid(format!("table {} has no field {f}", T::NAME)))?,
+            .ok_or_else(|| Error::Invalid(format!("table {} has no field {f}", meta.name)))?,
         None => ("record", usize::MAX),
     };
     let field = field.map(str::to_owned);
     let text = text.to_owned();
+    let to_json = meta.to_json;
     Ok(Filter::from_cond(Cond {
         field: name,
         position,
         op: Op::Contains,
         values: Vec::new(),
-        test: Arc::new(move |r: &T| {
-            serde_json::to_value(r).is_ok_and(|v| json_contains(&v, field.as_deref(), &text))
-        }),
+        test: Arc::new(move |r: &T| to_json(r).is_ok_and(|v| json_contains(&v, field.as_deref(), &text))),
     }))
 }
 

@@ -18,7 +18,8 @@ use crate::disk::schema::TableDef;
 use crate::engine::events::Applied;
 use crate::engine::store::{IndexList, Sealed, TableStore, Write};
 use crate::error::{Error, Result};
-use crate::schema::record::{Record, StorageType, TableType};
+use crate::schema::record::{StorageType, TableType};
+use crate::schema::stored::StoredRecord;
 
 /// Log batches of a loaded disc table: about this many bytes a commit.
 pub(crate) const LOG_BATCH: usize = 8 << 20;
@@ -41,10 +42,10 @@ pub(crate) enum Conflict<K> {
 
 /// One key's records to load, with the key and records as the log keeps them if they are
 /// at hand.
-pub(crate) type Loadable<T> = (<T as Record>::Key, Write<T>, Option<(Vec<u8>, Logged)>);
+pub(crate) type Loadable<T> = (<T as StoredRecord>::Key, Write<T>, Option<(Vec<u8>, Logged)>);
 
 /// A new store of table `T` being filled, to take the place of `old`.
-pub(crate) struct TableLoader<T: Record> {
+pub(crate) struct TableLoader<T: StoredRecord> {
     db: Database,
     old: Arc<TableStore<T>>,
     fresh: TableStore<T>,
@@ -57,7 +58,7 @@ pub(crate) struct TableLoader<T: Record> {
     sealed: Option<Sealed<T>>,
 }
 
-impl<T: Record> TableLoader<T> {
+impl<T: StoredRecord> TableLoader<T> {
     /// A loader of about `size_hint` keys (a hint: it only sizes the new store), the
     /// table's counter first raised to `counter`. The caller holds the schema lock and
     /// every commit lock of `old`; `seq` numbers the records.
@@ -94,7 +95,7 @@ impl<T: Record> TableLoader<T> {
                     _ => {
                         return Err(Error::Invalid(format!(
                             "table {}: recreating it as {storage:?} needs {}",
-                            T::NAME,
+                            old.meta.name,
                             if storage == StorageType::DiscCopies {
                                 "a database directory"
                             } else {
@@ -103,17 +104,11 @@ impl<T: Record> TableLoader<T> {
                         )));
                     }
                 };
-                let specs = crate::schema::meta::RecordMeta::<T>::of().specs_with(infos);
+                let specs = old.meta.specs_with(infos);
                 (specs.iter().map(crate::schema::index_spec::IndexSpec::build).collect(), on_disc)
             }
         };
-        let fresh = TableStore::<T>::new(
-            db.id(),
-            db.clock().clone(),
-            id,
-            crate::schema::meta::RecordMeta::<T>::of(),
-            indexes,
-        );
+        let fresh = TableStore::<T>::new(db.id(), db.clock().clone(), id, old.meta, indexes);
         fresh.reserve(usize::try_from(size_hint).unwrap_or(0));
         // Raised on the live table first: ids it hands out meanwhile (`next_id` needs no
         // lock) stay clear of the loaded ones.
@@ -172,9 +167,7 @@ impl<T: Record> TableLoader<T> {
                     Some(e) => e,
                     None => (
                         encode(&key).map_err(|e| (at, Conflict::Failed(e)))?,
-                        write
-                            .logged(crate::schema::meta::RecordMeta::<T>::of().encode)
-                            .map_err(|e| (at, Conflict::Failed(e)))?,
+                        write.logged(self.fresh.meta.encode).map_err(|e| (at, Conflict::Failed(e)))?,
                     ),
                 };
                 log.bytes += k.len() + logged_len(&v);
@@ -224,7 +217,13 @@ impl<T: Record> TableLoader<T> {
             let counter = self.fresh.counter.load(Ordering::Acquire);
             let ops = [TableOps { table: new_id, clear: false, counter, reset: false, writes: Vec::new() }];
             self.db.sequence(&ops)?;
-            let mut d = TableDef::of::<T>(new_id, StorageType::DiscCopies, self.fresh.index_infos());
+            let mut d = TableDef::traced(
+                self.fresh.meta,
+                (self.fresh.meta.format)(),
+                new_id,
+                StorageType::DiscCopies,
+                self.fresh.index_infos(),
+            );
             d.version = self.old.version.load(Ordering::Acquire);
             def = Some(d);
         }
@@ -261,36 +260,36 @@ impl<T: Record> TableLoader<T> {
                 fresh.subs.publish(Applied::Loaded(batch));
             }
         }
-        tables.insert(T::NAME.to_owned(), Arc::new(fresh) as Arc<dyn AnyTable>);
+        tables.insert(fresh.meta.name.to_owned(), Arc::new(fresh) as Arc<dyn AnyTable>);
         Box::new(move || old.release())
     }
 }
 
-impl<T: Record> TableLoader<T> {
+impl<T: StoredRecord> TableLoader<T> {
     /// One entry of a backup, decoded and checked.
     fn entry(&self, entry: EntryRef<'_>) -> Result<Loadable<T>> {
         let bad = |e: postcard::Error| {
-            Error::codec(format!("table {}: a record of the backup does not decode", T::NAME), e)
+            Error::codec(format!("table {}: a record of the backup does not decode", self.fresh.meta.name), e)
         };
         let key: T::Key = postcard::from_bytes(entry.key).map_err(bad)?;
         let write = match &entry.value {
-            LoggedRef::Put(b) if T::TYPE != TableType::Bag => {
-                Write::Put(postcard::from_bytes::<T>(b).map_err(bad)?)
+            LoggedRef::Put(b) if self.fresh.kind != TableType::Bag => {
+                Write::Put(self.fresh.meta.decode(b).map_err(bad)?)
             }
-            LoggedRef::Group(bs) if T::TYPE == TableType::Bag && !bs.is_empty() => Write::Group(
-                bs.iter().map(|b| postcard::from_bytes::<T>(b)).collect::<Result<_, _>>().map_err(bad)?,
+            LoggedRef::Group(bs) if self.fresh.kind == TableType::Bag && !bs.is_empty() => Write::Group(
+                bs.iter().map(|b| self.fresh.meta.decode(b)).collect::<Result<_, _>>().map_err(bad)?,
             ),
             _ => {
                 return Err(Error::Invalid(format!(
                     "table {}: the backup's entry for the key {key:?} does not fit the table",
-                    T::NAME
+                    self.fresh.meta.name
                 )));
             }
         };
         if write.records().iter().any(|r| r.key() != &key) {
             return Err(Error::Invalid(format!(
                 "table {}: the backup holds a record under the key {key:?} that is not its own",
-                T::NAME
+                self.fresh.meta.name
             )));
         }
         // The key encoded anew: the log's rows are found by these bytes, and a key read from
@@ -303,7 +302,7 @@ impl<T: Record> TableLoader<T> {
     }
 }
 
-impl<T: Record> Loader for TableLoader<T> {
+impl<T: StoredRecord> Loader for TableLoader<T> {
     fn push_run(
         &self,
         path: &std::path::Path,
@@ -318,10 +317,10 @@ impl<T: Record> Loader for TableLoader<T> {
         })?;
         let records = self.load_batch(items, log).map_err(|(_, c)| {
             Error::Invalid(match c {
-                Conflict::Twice(key) => format!("table {}: the backup holds the key {key:?} twice", T::NAME),
+                Conflict::Twice(key) => format!("table {}: the backup holds the key {key:?} twice", self.fresh.meta.name),
                 Conflict::Unique { key, field, value, other } => format!(
                     "table {}: the backup's records with keys {other:?} and {key:?} share the value {value} of the unique index on `{field}`",
-                    T::NAME
+                    self.fresh.meta.name
                 ),
                 Conflict::Failed(e) => return e,
             })

@@ -13,9 +13,10 @@ use crate::db::any_table::{AnyTable, push_exclusive_locks};
 use crate::disk::schema::TableDef;
 use crate::engine::store::{IndexList, TableStore};
 use crate::error::{Error, Result};
-use crate::schema::record::{Record, StorageType, TableInfo};
+use crate::schema::record::{StorageType, TableInfo};
+use crate::schema::stored::StoredRecord;
 
-impl<T: Record> AnyTable for TableStore<T> {
+impl<T: StoredRecord> AnyTable for TableStore<T> {
     fn as_any_arc(self: Arc<Self>) -> Arc<dyn Any + Send + Sync> {
         self
     }
@@ -105,7 +106,7 @@ impl<T: Record> AnyTable for TableStore<T> {
 
     fn begin_backup(&self, seq: u64) -> crate::engine::backup_types::BackupTable {
         let infos = self.index_infos();
-        let mut def = TableDef::untraced::<T>(self.disk_id().unwrap_or(0), self.storage(), infos);
+        let mut def = TableDef::untraced(self.meta, self.disk_id().unwrap_or(0), self.storage(), infos);
         def.version = self.version.load(Ordering::Acquire);
         let counter = self.counter.load(Ordering::Acquire);
         let size_hint = if def.storage == StorageType::DiscOnlyCopies { 0 } else { self.len() as u64 };
@@ -137,7 +138,7 @@ impl<T: Record> AnyTable for TableStore<T> {
     }
 
     fn check_backup(&self, def: &TableDef) -> Result<()> {
-        let differences = def.differences_from::<T>("in the backup");
+        let differences = def.differences_from(self.meta, self.meta.format, "in the backup");
         if differences.is_empty() {
             Ok(())
         } else {
@@ -215,18 +216,19 @@ impl<T: Record> AnyTable for TableStore<T> {
         if self.expiry.is_none() {
             return Ok(0);
         }
-        crate::tx::expiring::reap::<T>(db)
+        crate::tx::expiring::reap(db, self.meta)
     }
 
     fn browse(
         &self,
         browse: &crate::engine::browse_types::Browse,
     ) -> Result<crate::engine::browse_types::Page> {
-        crate::features::browse::page::<T>(browse)
+        crate::features::browse::page(self.meta, browse)
     }
 
     fn subscribe_json(&self, capacity: usize) -> crate::engine::browse_types::JsonSubscription {
-        crate::engine::browse_types::JsonSubscription::new(self.subs.add(false, capacity))
+        let reader = self.subs.reader(false, capacity);
+        crate::engine::browse_types::JsonSubscription::new(self.meta.name, reader, self.meta.to_json)
     }
 
     fn snapshot(&self) -> Option<Result<(u64, Vec<crate::disk::record::SnapshotEntry>)>> {

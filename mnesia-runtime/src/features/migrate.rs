@@ -178,7 +178,7 @@ impl Database {
             self.id(),
             self.clock().clone(),
             id,
-            crate::schema::meta::RecordMeta::<New>::of(),
+            crate::engine::meta::RecordMeta::<New>::of(),
             indexes,
         );
         fresh.load(rows).map_err(|e| match e {
@@ -448,5 +448,5 @@ pub(crate) fn exact_specs<T: Record>(indexes: &[(String, bool)]) -> Result<Vec<I
 /// table had (declared or added at run time) on a field the new struct still has and can
 /// index — as a reopen keeps an index added with `add_index` (`remove_index` drops one).
 fn kept_indexes<New: Record>(old: &[crate::schema::record::IndexInfo]) -> Vec<IndexSpec<New>> {
-    crate::schema::meta::RecordMeta::<New>::of().specs_with(old)
+    crate::engine::meta::RecordMeta::<New>::of().specs_with(old)
 }

@@ -18,6 +18,7 @@ use crate::error::{Error, Result};
 use crate::schema::index_spec::{IndexSpec, TableIndex};
 use crate::schema::options::TableOptions;
 use crate::schema::record::{IndexInfo, Record, StorageType, TableType};
+use crate::schema::stored::StoredRecord;
 
 /// The record of creating table `T` with `options`: its shape, its Rust name, and every
 /// index, the struct's included (each copy makes exactly these).
@@ -136,7 +137,7 @@ impl Database {
             self.id(),
             self.clock().clone(),
             id,
-            crate::schema::meta::RecordMeta::<T>::of(),
+            crate::engine::meta::RecordMeta::<T>::of(),
             indexes,
         );
         store.version.store(options.version(), Ordering::Release);
@@ -214,7 +215,7 @@ impl Database {
     }
 
     /// Drops `store`'s table here.
-    pub(crate) fn drop_store<T: Record>(&self, store: &TableStore<T>) -> Result<()> {
+    pub(crate) fn drop_store<T: StoredRecord>(&self, store: &TableStore<T>) -> Result<()> {
         let _schema = self.inner.schema.lock();
         let indexes = store.indexes.load_full();
         let held = lock_all(store, &indexes);
@@ -222,23 +223,23 @@ impl Database {
         if let (Some(id), Some(disk)) = (store.disk_id(), self.disk()) {
             disk.update_schema(|schema| schema.tables.retain(|t| t.id != id))?;
             if store.storage() == StorageType::DiscOnlyCopies {
-                disk.drop_disc_only(T::NAME, id);
+                disk.drop_disc_only(store.meta.name, id);
             }
             store.disk_id.store(0, Ordering::Release);
         }
         store.release();
         let mut next = (*self.inner.tables.load_full()).clone();
-        next.remove(T::NAME);
+        next.remove(store.meta.name);
         self.put_tables(next);
         // While every commit lock is held: after every event and commit of the table.
         store.subs.publish(crate::engine::events::Applied::Dropped);
         if self.replicating() {
-            self.hand_whole(T::NAME, WholeTable::Drop, self.next_seq());
+            self.hand_whole(store.meta.name, WholeTable::Drop, self.next_seq());
         }
         drop(held);
         self.inner
             .system
-            .publish(crate::engine::system::SystemEvent::TableDropped { table: T::NAME.to_owned() });
+            .publish(crate::engine::system::SystemEvent::TableDropped { table: store.meta.name.to_owned() });
         Ok(())
     }
 
@@ -261,7 +262,7 @@ impl Database {
     /// `Cleared` event delivered, and the clear handed to the sink, if there is one, as a
     /// record of its own (in its place among the table's commits: every commit lock of the
     /// table is held from its number to its delivery).
-    pub(crate) fn clear_store<T: Record>(&self, store: &TableStore<T>) -> Result<()> {
+    pub(crate) fn clear_store<T: StoredRecord>(&self, store: &TableStore<T>) -> Result<()> {
         let indexes = store.indexes.load_full();
         let held = lock_all(store, &indexes);
         in_place(store)?;
@@ -272,7 +273,7 @@ impl Database {
         let seq = self.sequence(logged.as_slice())?;
         store.clear_all(seq, self.snapshots().floor());
         store.subs.publish(crate::engine::events::Applied::Cleared);
-        self.hand_whole(T::NAME, WholeTable::Clear, seq);
+        self.hand_whole(store.meta.name, WholeTable::Clear, seq);
         drop(held);
         Ok(())
     }
@@ -306,7 +307,7 @@ impl Database {
 
     /// Sets `store`'s counter so that `next` is its next id, here (logged on disc, handed
     /// to the sink if there is one, in its place among the table's commits).
-    pub(crate) fn reset_counter_of<T: Record>(&self, store: &TableStore<T>, next: u64) -> Result<()> {
+    pub(crate) fn reset_counter_of<T: StoredRecord>(&self, store: &TableStore<T>, next: u64) -> Result<()> {
         let indexes = store.indexes.load_full();
         let held = lock_all(store, &indexes);
         in_place(store)?;
@@ -320,7 +321,7 @@ impl Database {
             writes: Vec::new(),
         });
         let seq = self.sequence(logged.as_slice())?;
-        self.hand_whole(T::NAME, WholeTable::ResetCounter { next }, seq);
+        self.hand_whole(store.meta.name, WholeTable::ResetCounter { next }, seq);
         drop(held);
         Ok(())
     }
@@ -353,12 +354,16 @@ impl Database {
 
     /// Adds the index `spec` to `store`'s table here (and hands the change to the sink, if
     /// there is one, in its place among the table's commits).
-    pub(crate) fn add_index_to<T: Record>(&self, store: &TableStore<T>, spec: IndexSpec<T>) -> Result<()> {
+    pub(crate) fn add_index_to<T: StoredRecord>(
+        &self,
+        store: &TableStore<T>,
+        spec: IndexSpec<T>,
+    ) -> Result<()> {
         let _schema = self.inner.schema.lock();
         in_place(store)?;
         let current = store.indexes.load_full();
         if current.list.iter().any(|i| i.field() == spec.field()) {
-            return Err(Error::IndexExists { table: T::NAME.to_owned(), field: spec.field() });
+            return Err(Error::IndexExists { table: store.meta.name.to_owned(), field: spec.field() });
         }
         let index = spec.build();
         let held = lock_all(store, &current);
@@ -379,7 +384,7 @@ impl Database {
         if let Some((value, existing_key)) = dup {
             drop(held);
             return Err(Error::UniqueViolation {
-                table: T::NAME.to_owned(),
+                table: store.meta.name.to_owned(),
                 field: index.field(),
                 value,
                 existing_key,
@@ -390,7 +395,7 @@ impl Database {
         list.push(index);
         self.persist_indexes(store, &list)?;
         store.indexes.store(Arc::new(IndexList { epoch: current.epoch + 1, list }));
-        self.hand_whole(T::NAME, whole, seq);
+        self.hand_whole(store.meta.name, whole, seq);
         drop(held);
         Ok(())
     }
@@ -512,13 +517,13 @@ impl Database {
             disk.drop_disc_only(T::NAME, id);
         }
         // The new store, with indexes of its own.
-        let specs = crate::schema::meta::RecordMeta::<T>::of().specs_with(&infos);
+        let specs = crate::engine::meta::RecordMeta::<T>::of().specs_with(&infos);
         let id = self.inner.next_table_id.fetch_add(1, Ordering::Relaxed);
         let mut fresh = TableStore::<T>::new(
             self.id(),
             self.clock().clone(),
             id,
-            crate::schema::meta::RecordMeta::<T>::of(),
+            crate::engine::meta::RecordMeta::<T>::of(),
             specs.iter().map(IndexSpec::build).collect(),
         );
         match (to, new_id) {
@@ -548,7 +553,7 @@ impl Database {
     }
 
     /// Records a disc table's indexes in the schema, so they are rebuilt on the next open.
-    pub(crate) fn persist_indexes<T: Record>(
+    pub(crate) fn persist_indexes<T: StoredRecord>(
         &self,
         store: &TableStore<T>,
         list: &[Arc<dyn TableIndex<T>>],
@@ -582,20 +587,28 @@ impl Database {
 
     /// Removes the index on `field` from `store`'s table here (and hands the change to the
     /// sink, if there is one, in its place among the table's commits).
-    pub(crate) fn remove_index_from<T: Record>(&self, store: &TableStore<T>, field: &str) -> Result<()> {
+    pub(crate) fn remove_index_from<T: StoredRecord>(
+        &self,
+        store: &TableStore<T>,
+        field: &str,
+    ) -> Result<()> {
         let _schema = self.inner.schema.lock();
         in_place(store)?;
         let current = store.indexes.load_full();
         let Some(field) = current.list.iter().map(|i| i.field()).find(|f| *f == field) else {
-            let field = T::FIELDS.iter().map(|f| f.name).find(|f| *f == field).unwrap_or("?");
-            return Err(Error::NoSuchIndex { table: T::NAME.to_owned(), field });
+            let field = store.meta.fields.iter().map(|f| f.name).find(|f| *f == field).unwrap_or("?");
+            return Err(Error::NoSuchIndex { table: store.meta.name.to_owned(), field });
         };
         let held = lock_all(store, &current);
         let list: Vec<_> = current.list.iter().filter(|i| i.field() != field).cloned().collect();
         self.persist_indexes(store, &list)?;
         store.indexes.store(Arc::new(IndexList { epoch: current.epoch + 1, list }));
         if self.replicating() {
-            self.hand_whole(T::NAME, WholeTable::RemoveIndex { field: field.to_owned() }, self.next_seq());
+            self.hand_whole(
+                store.meta.name,
+                WholeTable::RemoveIndex { field: field.to_owned() },
+                self.next_seq(),
+            );
         }
         drop(held);
         Ok(())
@@ -610,12 +623,12 @@ const STORE_ATTEMPTS: u32 = 100;
 /// or the schema lock, which every change of a table's store holds): `Error::Conflict` if a
 /// new store took its place (make the change again on that one), `NoSuchTable` if the
 /// table was dropped.
-pub(crate) fn in_place<T: Record>(store: &TableStore<T>) -> Result<()> {
+pub(crate) fn in_place<T: StoredRecord>(store: &TableStore<T>) -> Result<()> {
     if store.is_replaced() {
         return Err(Error::Conflict);
     }
     if store.is_dropped() {
-        return Err(Error::no_such_table(T::NAME));
+        return Err(Error::no_such_table(store.meta.name));
     }
     Ok(())
 }

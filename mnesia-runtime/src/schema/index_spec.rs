@@ -7,7 +7,7 @@ use std::fmt;
 use std::sync::Arc;
 
 use crate::base::lock::CommitLock;
-use crate::schema::meta::StoredRecord;
+use crate::schema::stored::StoredRecord;
 
 /// How to build an index on one field: made by `Field::index_spec`, used by the derive for
 /// `#[index]` and by `add_index`.

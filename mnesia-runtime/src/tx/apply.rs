@@ -7,8 +7,8 @@ use crate::disk::record::SnapshotEntry;
 use crate::engine::backup_types::RestoreMode;
 use crate::engine::commit_record::KeyChange;
 use crate::error::{Error, Result};
-use crate::schema::meta::StoredRecord;
 use crate::schema::record::TableType;
+use crate::schema::stored::StoredRecord;
 
 use super::part::TxTable;
 

@@ -9,10 +9,12 @@
 use std::time::{Duration, SystemTime};
 
 use crate::db::Database;
+use crate::engine::meta::RecordMeta;
 use crate::engine::store::Write;
 use crate::engine::ttl;
 use crate::error::{Error, Result};
 use crate::schema::record::{Record, TableType};
+use crate::schema::stored::StoredRecord;
 use crate::tx::context::{run, with_tx};
 use crate::tx::ops;
 
@@ -166,7 +168,7 @@ pub trait Expiring: Record {
     /// # Ok::<(), mnesia::Error>(())
     /// ```
     fn cleanup_expired() -> Result<usize> {
-        reap::<Self>(&crate::tx::context::current_db()?)
+        reap(&crate::tx::context::current_db()?, crate::engine::meta::RecordMeta::<Self>::of())
     }
 }
 
@@ -210,17 +212,17 @@ fn set_deadlines<T: Record>(key: &T::Key, deadline: Option<SystemTime>) -> Resul
 
 /// Removes table `T`'s expired records, in commits of at most [`REAP_BATCH`]; returns how
 /// many. Only keys the expiry index lists as due are read.
-pub(crate) fn reap<T: Record>(db: &Database) -> Result<usize> {
-    let removed = reap_due::<T>(db)?;
+pub(crate) fn reap<T: StoredRecord>(db: &Database, meta: &'static RecordMeta<T>) -> Result<usize> {
+    let removed = reap_due(db, meta)?;
     if removed > 0 {
-        tracing::debug!(target: "mnesia::reaper", table = T::NAME, removed, "expired records removed");
+        tracing::debug!(target: "mnesia::reaper", table = meta.name, removed, "expired records removed");
     }
     Ok(removed)
 }
 
 /// [`reap`]'s work.
-fn reap_due<T: Record>(db: &Database) -> Result<usize> {
-    let store = db.table::<T>()?;
+fn reap_due<T: StoredRecord>(db: &Database, meta: &'static RecordMeta<T>) -> Result<usize> {
+    let store = db.current_store(meta)?;
     let Some(expiry) = &store.expiry else { return Ok(0) };
     let mut removed = 0;
     loop {
@@ -230,7 +232,7 @@ fn reap_due<T: Record>(db: &Database) -> Result<usize> {
         if keys.is_empty() {
             return Ok(removed);
         }
-        let n = reap_keys::<T>(db, &keys, None)?;
+        let n = reap_keys(db, meta, &keys, None)?;
         removed += n;
         // A closing database does not wait for a long backlog.
         if n == 0 || db.reaper().stopping() {
@@ -243,10 +245,15 @@ fn reap_due<T: Record>(db: &Database) -> Result<usize> {
 /// Removes the expired records of these keys in one commit; returns how many. A key whose
 /// records are all alive is not read into the commit, so rewriting it concurrently does
 /// not make the commit run again.
-pub(crate) fn reap_keys<T: Record>(db: &Database, keys: &[T::Key], at: Option<SystemTime>) -> Result<usize> {
+pub(crate) fn reap_keys<T: StoredRecord>(
+    db: &Database,
+    meta: &'static RecordMeta<T>,
+    keys: &[T::Key],
+    at: Option<SystemTime>,
+) -> Result<usize> {
     ops::dirty_in(db.clone(), |tx| {
         let now = at.unwrap_or_else(|| db.clock().now());
-        let part = tx.table::<T>()?;
+        let part = tx.part_for(meta)?;
         let mut n = 0;
         for key in keys {
             let hash = part.store.hash(key);

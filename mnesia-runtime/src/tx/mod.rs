@@ -32,8 +32,10 @@ use crate::base::lock::HeldLocks;
 use crate::base::priority::Gate;
 use crate::db::any_table::AnyTable;
 use crate::db::{Database, SnapshotGuard};
+use crate::engine::meta::RecordMeta;
 use crate::error::{Error, Result};
 use crate::schema::record::Record;
+use crate::schema::stored::StoredRecord;
 
 mod apply;
 pub(crate) mod deferral;
@@ -133,6 +135,15 @@ impl Tx {
         self.table::<T>()
     }
 
+    /// [`Tx::table_to_scan`] for the table `meta` describes.
+    pub(crate) fn part_to_scan<T: StoredRecord>(
+        &mut self,
+        meta: &'static RecordMeta<T>,
+    ) -> Result<&mut TxTable<T>> {
+        self.read_at_snapshot();
+        self.part_for(meta)
+    }
+
     /// This transaction's part for table `T`, for a point read: after many, a transaction
     /// that has written nothing reads at a snapshot.
     pub(crate) fn table_to_read<T: Record>(&mut self) -> Result<&mut TxTable<T>> {
@@ -157,13 +168,39 @@ impl Tx {
         want: usize,
         f: impl FnMut(&T) -> X,
     ) -> Result<Vec<X>> {
-        let access = self.table::<T>()?.access(filter);
+        self.table::<T>()?;
+        self.select_in(RecordMeta::<T>::of(), filter, want, f)
+    }
+
+    /// [`Tx::select`] on the table `meta` describes.
+    pub(crate) fn select_in<T: StoredRecord, X>(
+        &mut self,
+        meta: &'static RecordMeta<T>,
+        filter: &crate::schema::filter::Filter<T>,
+        want: usize,
+        f: impl FnMut(&T) -> X,
+    ) -> Result<Vec<X>> {
+        let access = self.part_for(meta)?.access(filter);
         if access.reads_many() {
             self.read_at_snapshot();
         } else {
             self.count_read();
         }
-        Ok(self.table::<T>()?.select_planned(access, filter, want, f))
+        Ok(self.part_for(meta)?.select_planned(access, filter, want, f))
+    }
+
+    /// This transaction's part for the table `meta` describes, created on first use from
+    /// the registry's current store.
+    pub(crate) fn part_for<T: StoredRecord>(
+        &mut self,
+        meta: &'static RecordMeta<T>,
+    ) -> Result<&mut TxTable<T>> {
+        self.part((meta.type_id)(), |db| {
+            Ok(Box::new(TxTable::new(db.current_store(meta)?)) as Box<dyn TxPart>)
+        })?
+        .as_any_mut()
+        .downcast_mut::<TxTable<T>>()
+        .ok_or_else(|| Error::Internal("transaction part of another type".into()))
     }
 
     /// This transaction's part for table `T`, created on first use.

@@ -76,7 +76,7 @@ pub(crate) fn prepare_new<T: Record>(
     if T::AUTO_INCREMENT && rec.auto_id() == Some(0) {
         rec.set_auto_id(take_id(db, store)?)?;
     }
-    crate::engine::ttl::apply_default(crate::schema::meta::RecordMeta::<T>::of(), db.clock(), rec)
+    crate::engine::ttl::apply_default(crate::engine::meta::RecordMeta::<T>::of(), db.clock(), rec)
 }
 
 /// The next id of a table's auto-increment counter. `Err(Conflict)` if a new store took
@@ -306,7 +306,7 @@ pub(crate) fn update<T: Record>(key: &T::Key, mut f: impl FnMut(&mut T)) -> Resu
         }
         with_tx(|tx| {
             crate::engine::ttl::apply_default(
-                crate::schema::meta::RecordMeta::<T>::of(),
+                crate::engine::meta::RecordMeta::<T>::of(),
                 tx.db.clock(),
                 &mut rec,
             )?;

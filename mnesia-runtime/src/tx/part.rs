@@ -15,8 +15,8 @@ use crate::engine::store::{IndexList, TableStore, Write};
 use crate::engine::ttl::Alive;
 use crate::error::{Error, Result};
 use crate::schema::index_spec::TableIndex;
-use crate::schema::meta::StoredRecord;
 use crate::schema::record::TableType;
+use crate::schema::stored::StoredRecord;
 
 use super::write_set::WriteSet;
 use crate::db::table_part::{Spare, TxPart, UniqueFailure};
@@ -260,7 +260,7 @@ impl<T: StoredRecord> TxTable<T> {
     }
 }
 
-impl<T: crate::schema::record::Record> TxPart for TxTable<T> {
+impl<T: StoredRecord> TxPart for TxTable<T> {
     fn record_type(&self) -> TypeId {
         (self.store.meta.type_id)()
     }
@@ -526,8 +526,9 @@ impl<T: crate::schema::record::Record> TxPart for TxTable<T> {
         }
         // Expired as of the commit's time, not the clock's: a commit record applied on
         // another copy decides alike.
+        let meta = self.store.meta;
         Err(UniqueFailure::ExpiredOwners(Box::new(move |db: &crate::db::Database| {
-            crate::tx::expiring::reap_keys::<T>(db, &owners, Some(now))
+            crate::tx::expiring::reap_keys(db, meta, &owners, Some(now))
         })))
     }
 
@@ -674,7 +675,7 @@ struct SpareTable<T: StoredRecord> {
     writes: WriteSet<T>,
 }
 
-impl<T: crate::schema::record::Record> Spare for SpareTable<T> {
+impl<T: StoredRecord> Spare for SpareTable<T> {
     fn record_type(&self) -> TypeId {
         TypeId::of::<T>()
     }

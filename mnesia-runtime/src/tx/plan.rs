@@ -14,8 +14,8 @@ use std::sync::Arc;
 use crate::engine::store::IndexList;
 use crate::schema::filter::{Filter, Op};
 use crate::schema::index_spec::TableIndex;
-use crate::schema::meta::StoredRecord;
 use crate::schema::record::TableType;
+use crate::schema::stored::StoredRecord;
 
 /// How a query reads its table, as told by `query().explain()`.
 ///

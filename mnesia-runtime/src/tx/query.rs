@@ -2,9 +2,11 @@
 
 use std::marker::PhantomData;
 
+use crate::engine::meta::RecordMeta;
 use crate::error::Result;
 use crate::schema::filter::{Filter, Order};
 use crate::schema::record::{Record, TableType};
+use crate::schema::stored::StoredRecord;
 use crate::tx::context::{run, with_tx};
 use crate::tx::plan::Plan;
 use crate::tx::select::Cursor;
@@ -39,7 +41,11 @@ const TOP_K_AT_MOST: usize = 1 << 16;
 /// })?;
 /// # Ok::<(), mnesia::Error>(())
 /// ```
-pub struct Query<T: Record> {
+pub struct Query<T: StoredRecord> {
+    /// The table's record type.
+    meta: &'static RecordMeta<T>,
+    /// Claims the table for its type before the query runs (see `Database::table`).
+    claim: fn() -> Result<()>,
     filter: Filter<T>,
     order: Vec<Order<T>>,
     limit: Option<usize>,
@@ -50,9 +56,11 @@ pub struct Query<T: Record> {
     after: Option<T::Key>,
 }
 
-impl<T: Record> Clone for Query<T> {
+impl<T: StoredRecord> Clone for Query<T> {
     fn clone(&self) -> Self {
         Query {
+            meta: self.meta,
+            claim: self.claim,
             filter: self.filter.clone(),
             order: self.order.clone(),
             limit: self.limit,
@@ -63,10 +71,10 @@ impl<T: Record> Clone for Query<T> {
     }
 }
 
-impl<T: Record> std::fmt::Debug for Query<T> {
+impl<T: StoredRecord> std::fmt::Debug for Query<T> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Query")
-            .field("table", &T::NAME)
+            .field("table", &self.meta.name)
             .field("filter", &self.filter)
             .field("order", &self.order)
             .field("limit", &self.limit)
@@ -78,7 +86,29 @@ impl<T: Record> std::fmt::Debug for Query<T> {
 
 impl<T: Record> Default for Query<T> {
     fn default() -> Self {
-        Query { filter: Filter::all(), order: Vec::new(), limit: None, offset: 0, chunk: 1000, after: None }
+        Query::of(RecordMeta::<T>::of(), claim_table::<T>)
+    }
+}
+
+/// Claims table `T` for its type (a disc table recovered from the directory is claimed by
+/// the first operation on it).
+fn claim_table<T: Record>() -> Result<()> {
+    crate::tx::context::current_db()?.table::<T>().map(drop)
+}
+
+impl<T: StoredRecord> Query<T> {
+    /// A query on the table `meta` describes, which `claim` claims before it runs.
+    pub(crate) fn of(meta: &'static RecordMeta<T>, claim: fn() -> Result<()>) -> Self {
+        Query {
+            meta,
+            claim,
+            filter: Filter::all(),
+            order: Vec::new(),
+            limit: None,
+            offset: 0,
+            chunk: 1000,
+            after: None,
+        }
     }
 }
 
@@ -95,7 +125,9 @@ impl<T: Record> Query<T> {
     pub fn new() -> Self {
         Query::default()
     }
+}
 
+impl<T: StoredRecord> Query<T> {
     /// Adds a condition; several `filter` calls must all hold.
     ///
     /// ```
@@ -185,7 +217,8 @@ impl<T: Record> Query<T> {
         if self.after.is_some() {
             return self.resolved().explain();
         }
-        let store = crate::tx::context::current_db()?.table::<T>()?;
+        (self.claim)()?;
+        let store = crate::tx::context::current_db()?.current_store(self.meta)?;
         Ok(crate::tx::plan::plan(
             &self.filter,
             store.kind,
@@ -219,6 +252,7 @@ impl<T: Record> Query<T> {
     /// # Ok::<(), mnesia::Error>(())
     /// ```
     pub fn all(&self) -> Result<Vec<T>> {
+        (self.claim)()?;
         if self.after.is_some() {
             return self.resolved().all();
         }
@@ -226,9 +260,11 @@ impl<T: Record> Query<T> {
         // one only that many are kept (a bounded selection, not a copy of every match).
         let wanted = self.limit.map(|l| l.saturating_add(self.offset));
         let recs = match wanted {
-            Some(k) if self.in_key_order() => run(|| with_tx(|tx| tx.select(&self.filter, k, T::clone)))?,
+            Some(k) if self.in_key_order() => {
+                run(|| with_tx(|tx| tx.select_in(self.meta, &self.filter, k, T::clone)))?
+            }
             Some(k) if k <= TOP_K_AT_MOST => run(|| with_tx(|tx| self.top(tx, k)))?,
-            _ => run(|| with_tx(|tx| tx.select(&self.filter, usize::MAX, T::clone)))?,
+            _ => run(|| with_tx(|tx| tx.select_in(self.meta, &self.filter, usize::MAX, T::clone)))?,
         };
         Ok(self.sorted(recs))
     }
@@ -238,7 +274,7 @@ impl<T: Record> Query<T> {
     fn in_key_order(&self) -> bool {
         match self.order.as_slice() {
             [] => true,
-            [o] => T::TYPE == TableType::OrderedSet && o.is_key_ascending(T::KEY_POSITION),
+            [o] => self.meta.kind == TableType::OrderedSet && o.is_key_ascending(self.meta.key_position),
             _ => false,
         }
     }
@@ -293,12 +329,12 @@ impl<T: Record> Query<T> {
     fn resolved(&self) -> Query<T> {
         let mut q = self.clone();
         let Some(key) = q.after.take() else { return q };
-        let descending = q.order.first().is_some_and(|o| o.is_key_descending(T::KEY_POSITION));
-        let field = T::FIELDS.get(T::KEY_POSITION).map_or("key", |f| f.name);
-        if q.order.is_empty() && T::TYPE != TableType::OrderedSet {
+        let descending = q.order.first().is_some_and(|o| o.is_key_descending(self.meta.key_position));
+        let field = self.meta.fields.get(self.meta.key_position).map_or("key", |f| f.name);
+        if q.order.is_empty() && self.meta.kind != TableType::OrderedSet {
             let by_key: crate::schema::filter::Comparator<T> =
                 std::sync::Arc::new(|a: &T, b: &T| a.key().cmp(b.key()));
-            q.order.push(Order::new(field, T::KEY_POSITION, true, by_key));
+            q.order.push(Order::new(field, self.meta.key_position, true, by_key));
         }
         let bar = key.clone();
         #[allow(clippy::type_complexity)]
@@ -309,7 +345,7 @@ impl<T: Record> Query<T> {
         };
         let cond = crate::schema::filter::Cond {
             field,
-            position: T::KEY_POSITION,
+            position: self.meta.key_position,
             op,
             values: vec![std::sync::Arc::new(key)],
             test,
@@ -327,7 +363,7 @@ impl<T: Record> Query<T> {
         let mut best: Vec<T> = Vec::new();
         // After a compaction, `best[..k]` is sorted and `best[k - 1]` is the bar to pass.
         let mut compacted = false;
-        tx.select(&self.filter, usize::MAX, |r| {
+        tx.select_in(self.meta, &self.filter, usize::MAX, |r| {
             if k == 0 || (compacted && self.compare(r, &best[k - 1]).is_ge()) {
                 return;
             }
@@ -363,6 +399,7 @@ impl<T: Record> Query<T> {
     /// # Ok::<(), mnesia::Error>(())
     /// ```
     pub fn select<P: crate::schema::projection::Projection<T>>(&self, fields: P) -> Result<Vec<P::Output>> {
+        (self.claim)()?;
         if self.after.is_some() {
             return self.resolved().select(fields);
         }
@@ -370,7 +407,8 @@ impl<T: Record> Query<T> {
             return Ok(self.all()?.iter().map(|r| fields.project(r)).collect());
         }
         let wanted = self.limit.map_or(usize::MAX, |l| l.saturating_add(self.offset));
-        let values = run(|| with_tx(|tx| tx.select(&self.filter, wanted, |r| fields.project(r))))?;
+        let values =
+            run(|| with_tx(|tx| tx.select_in(self.meta, &self.filter, wanted, |r| fields.project(r))))?;
         Ok(values.into_iter().skip(self.offset).take(self.limit.unwrap_or(usize::MAX)).collect())
     }
 
@@ -412,11 +450,12 @@ impl<T: Record> Query<T> {
     /// # Ok::<(), mnesia::Error>(())
     /// ```
     pub fn count(&self) -> Result<usize> {
+        (self.claim)()?;
         if self.after.is_some() {
             return self.resolved().count();
         }
         let wanted = self.limit.map_or(usize::MAX, |l| l.saturating_add(self.offset));
-        let n = run(|| with_tx(|tx| Ok(tx.select(&self.filter, wanted, |_| ())?.len())))?;
+        let n = run(|| with_tx(|tx| Ok(tx.select_in(self.meta, &self.filter, wanted, |_| ())?.len())))?;
         Ok(n.saturating_sub(self.offset).min(self.limit.unwrap_or(usize::MAX)))
     }
 
@@ -438,12 +477,14 @@ impl<T: Record> Query<T> {
     /// # Ok::<(), mnesia::Error>(())
     /// ```
     pub fn keys(&self) -> Result<Vec<T::Key>> {
+        (self.claim)()?;
         if self.after.is_some() {
             return self.resolved().keys();
         }
         if self.in_key_order() {
             let wanted = self.limit.map_or(usize::MAX, |l| l.saturating_add(self.offset));
-            let keys = run(|| with_tx(|tx| tx.select(&self.filter, wanted, |r| r.key().clone())))?;
+            let keys =
+                run(|| with_tx(|tx| tx.select_in(self.meta, &self.filter, wanted, |r| r.key().clone())))?;
             return Ok(keys.into_iter().skip(self.offset).take(self.limit.unwrap_or(usize::MAX)).collect());
         }
         Ok(self.all()?.into_iter().map(|r| r.key().clone()).collect())
@@ -477,7 +518,8 @@ impl<T: Record> Query<T> {
         if self.after.is_some() {
             return self.resolved().iter();
         }
-        let start = if T::TYPE == TableType::OrderedSet { Cursor::After(None) } else { Cursor::Shard(0) };
+        let start =
+            if self.meta.kind == TableType::OrderedSet { Cursor::After(None) } else { Cursor::Shard(0) };
         QueryIter {
             query: self.clone(),
             cursor: if self.order.is_empty() { start } else { Cursor::Pending },
@@ -505,7 +547,7 @@ impl<T: Record> Query<T> {
 /// })?;
 /// # Ok::<(), mnesia::Error>(())
 /// ```
-pub struct QueryIter<T: Record> {
+pub struct QueryIter<T: StoredRecord> {
     query: Query<T>,
     cursor: Cursor<T::Key>,
     sorted: bool,
@@ -515,13 +557,13 @@ pub struct QueryIter<T: Record> {
     _t: PhantomData<T>,
 }
 
-impl<T: Record> std::fmt::Debug for QueryIter<T> {
+impl<T: StoredRecord> std::fmt::Debug for QueryIter<T> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("QueryIter").field("query", &self.query).finish_non_exhaustive()
     }
 }
 
-impl<T: Record> QueryIter<T> {
+impl<T: StoredRecord> QueryIter<T> {
     fn refill(&mut self) -> Result<()> {
         while self.buffer.is_empty() && !matches!(self.cursor, Cursor::Done) {
             if self.sorted {
@@ -533,9 +575,10 @@ impl<T: Record> QueryIter<T> {
             }
             let cursor = std::mem::replace(&mut self.cursor, Cursor::Done);
             let filter = &self.query.filter;
-            let size = self.query.chunk;
+            let (meta, size) = (self.query.meta, self.query.chunk);
+            (self.query.claim)()?;
             let (chunk, next) =
-                run(|| with_tx(|tx| Ok(tx.table_to_scan::<T>()?.chunk(filter, cursor.clone(), size))))?;
+                run(|| with_tx(|tx| Ok(tx.part_to_scan(meta)?.chunk(filter, cursor.clone(), size))))?;
             self.cursor = next;
             self.buffer.extend(chunk);
         }
@@ -543,7 +586,7 @@ impl<T: Record> QueryIter<T> {
     }
 }
 
-impl<T: Record> Iterator for QueryIter<T> {
+impl<T: StoredRecord> Iterator for QueryIter<T> {
     type Item = Result<T>;
 
     fn next(&mut self) -> Option<Result<T>> {

@@ -6,8 +6,8 @@ use std::ops::Bound;
 
 use crate::schema::field::{Field, FieldValue};
 use crate::schema::filter::Filter;
-use crate::schema::meta::StoredRecord;
 use crate::schema::record::TableType;
+use crate::schema::stored::StoredRecord;
 use crate::tx::TxTable;
 use crate::tx::plan::{Access, plan};
 

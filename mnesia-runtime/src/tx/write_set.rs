@@ -1,7 +1,7 @@
 //! A transaction's buffered writes to one table.
 
 use crate::engine::store::Write;
-use crate::schema::meta::StoredRecord;
+use crate::schema::stored::StoredRecord;
 
 /// One key a transaction writes.
 #[derive(Clone)]

@@ -8,8 +8,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use crate::base::prefetch::each_warmed;
 use crate::disk::record::{EntryEncoder, Logged, SnapshotEntry, encode};
 use crate::error::{Error, Result};
-use crate::schema::meta::StoredRecord;
 use crate::schema::record::TableType;
+use crate::schema::stored::StoredRecord;
 
 use super::{ShardMap, TableStore, group_key, key_of};
 

@@ -6,7 +6,7 @@ use std::sync::atomic::Ordering;
 use crate::base::lock::{HeldLocks, LockReq, lock_order};
 use crate::disk::record::{Logged, SnapshotEntry, encode};
 use crate::error::{Error, Result};
-use crate::schema::meta::StoredRecord;
+use crate::schema::stored::StoredRecord;
 
 use super::{ShardMap, TableStore, Write};
 

@@ -13,7 +13,7 @@ use std::sync::atomic::Ordering;
 
 use super::{Found, ShardData, ShardMap, TableStore, group_key, key_of, range_is_empty};
 use crate::base::snapshots::NONE_OPEN;
-use crate::schema::meta::StoredRecord;
+use crate::schema::stored::StoredRecord;
 
 /// The version a read at a snapshot records for something changed since the snapshot: it
 /// matches no version, so a transaction that read it and writes runs again.
@@ -400,10 +400,9 @@ mod tests {
     use crate::testing::{Rec, rec};
 
     fn store(kind: TableType) -> Arc<TableStore<Rec>> {
-        let meta = Box::leak(Box::new(crate::schema::meta::RecordMeta {
-            kind,
-            ..*crate::schema::meta::RecordMeta::<Rec>::of()
-        }));
+        let base = crate::engine::meta::RecordMeta::<Rec>::of();
+        let facts = crate::schema::stored::RecordFacts { kind, ..base.facts };
+        let meta = Box::leak(Box::new(crate::engine::meta::RecordMeta { facts, ..*base }));
         Arc::new(TableStore::new(0, crate::base::clock::Clock::system(), 1, meta, Vec::new()))
     }
 

@@ -9,7 +9,7 @@ use hashbrown::hash_table::Entry;
 use super::{ShardMap, Slot, TableStore, Write, group_hash, group_key, key_of, slot_hash};
 use crate::disk::record::{SnapshotEntry, encode};
 use crate::error::{Error, Result};
-use crate::schema::meta::StoredRecord;
+use crate::schema::stored::StoredRecord;
 
 impl<T: StoredRecord> TableStore<T> {
     /// Applies one write to its shard, calling `on_change(old, new)` with the key's records

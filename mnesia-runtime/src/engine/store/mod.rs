@@ -24,11 +24,12 @@ use crate::base::lock::{CommitLock, HeldLocks, LockReq, lock_order};
 use crate::base::prefetch::each_warmed;
 use crate::disk::only::DiscOnly;
 use crate::disk::record::{Logged, encode};
+use crate::engine::meta::RecordMeta;
 use crate::engine::ttl::ExpiryIndex;
 use crate::error::{Error, Result};
 use crate::schema::index_spec::TableIndex;
-use crate::schema::meta::{RecordMeta, StoredRecord};
 use crate::schema::record::{StorageType, TableType};
+use crate::schema::stored::StoredRecord;
 
 mod cut;
 mod dump;
@@ -780,7 +781,7 @@ mod tests {
     fn a_cut_keeps_the_records_as_they_were_whatever_commits_do_meanwhile() {
         use crate::testing::{Rec, rec};
         let store: TableStore<Rec> =
-            TableStore::new(1, Clock::system(), 1, crate::schema::meta::RecordMeta::<Rec>::of(), Vec::new());
+            TableStore::new(1, Clock::system(), 1, crate::engine::meta::RecordMeta::<Rec>::of(), Vec::new());
         for id in 0..200u32 {
             store.install(&id, store.hash(&id), Write::Put(rec(id, "v1", 0)), 1, NONE_OPEN, |_, _| {});
         }
@@ -831,7 +832,7 @@ mod tests {
 
         // A clear after the cut.
         let store: TableStore<Rec> =
-            TableStore::new(1, Clock::system(), 2, crate::schema::meta::RecordMeta::<Rec>::of(), Vec::new());
+            TableStore::new(1, Clock::system(), 2, crate::engine::meta::RecordMeta::<Rec>::of(), Vec::new());
         for id in 0..200u32 {
             store.install(&id, store.hash(&id), Write::Put(rec(id, "v1", 0)), 1, NONE_OPEN, |_, _| {});
         }

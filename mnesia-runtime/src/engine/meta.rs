@@ -1,87 +1,28 @@
-//! What the engine knows of a record type: the values it holds ([`StoredRecord`]: a key,
-//! the `#[auto_increment]` and `#[ttl]` fields) and, at run time, the rest of what the
-//! derive describes ([`RecordMeta`]: the table's name and type, its fields, its indexes,
-//! and how its records encode).
-//!
-//! The engine below the typed API reads a record type through these two alone, never
-//! through [`Record`]'s constants or serde bounds: so that it can be compiled once for
-//! records it does not know (issue 16), a table's description travels with its store.
+//! A record type as the engine knows it at run time ([`RecordMeta`]): the facts its derive
+//! declares, and its codec, format and index builders as functions. A table's description
+//! travels with its store, so that the engine reads no record type's constants.
 
 use std::any::TypeId;
-use std::time::{Duration, SystemTime};
 
 use crate::error::{Error, Result};
 use crate::schema::index_spec::IndexSpec;
-use crate::schema::record::{FieldInfo, Key, Record, TableType};
+use crate::schema::record::Record;
+use crate::schema::stored::{RecordFacts, StoredRecord};
 
 /// Decodes a value from the start of some bytes, returning it and the bytes after it.
 pub(crate) type Take<T> = fn(&[u8]) -> postcard::Result<(T, &[u8])>;
 
-/// What the engine needs of a record value. Every [`Record`] is one.
-#[doc(hidden)]
-pub trait StoredRecord: Clone + Send + Sync + 'static {
-    /// The key's type.
-    type Key: Key;
-    /// The record's key.
-    fn key(&self) -> &Self::Key;
-    /// An `#[auto_increment]` key as an id.
-    fn auto_id(&self) -> Option<u64>;
-    /// Sets an `#[auto_increment]` key from an id.
-    fn set_auto_id(&mut self, id: u64) -> Result<()>;
-    /// The record's expiry deadline (its `#[ttl]` field).
-    fn deadline(&self) -> Option<SystemTime>;
-    /// Sets or clears the record's `#[ttl]` field.
-    fn set_deadline(&mut self, deadline: Option<SystemTime>) -> Result<()>;
-}
-
-impl<T: Record> StoredRecord for T {
-    type Key = T::Key;
-
-    #[inline]
-    fn key(&self) -> &T::Key {
-        Record::key(self)
-    }
-
-    #[inline]
-    fn auto_id(&self) -> Option<u64> {
-        Record::auto_id(self)
-    }
-
-    fn set_auto_id(&mut self, id: u64) -> Result<()> {
-        Record::set_auto_id(self, id)
-    }
-
-    #[inline]
-    fn deadline(&self) -> Option<SystemTime> {
-        Record::deadline(self)
-    }
-
-    fn set_deadline(&mut self, deadline: Option<SystemTime>) -> Result<()> {
-        Record::set_deadline(self, deadline)
-    }
-}
-
 /// A record type as the engine knows it at run time: what [`Record`] declares as
 /// constants, and its codec and index builders as functions.
 pub(crate) struct RecordMeta<T: StoredRecord> {
-    /// The table's name.
-    pub(crate) name: &'static str,
-    /// The table's type.
-    pub(crate) kind: TableType,
-    /// The record's fields, in order.
-    pub(crate) fields: &'static [FieldInfo],
-    /// The position of the key in `fields`.
-    pub(crate) key_position: usize,
-    /// Whether the key is `#[auto_increment]`.
-    pub(crate) auto_increment: bool,
-    /// The `#[ttl]` field.
-    pub(crate) ttl_field: Option<&'static str>,
-    /// The lifetime of a record written without a deadline.
-    pub(crate) default_ttl: Option<Duration>,
+    /// What `Record`'s constants declare.
+    pub(crate) facts: RecordFacts,
     /// The Rust type's name.
     pub(crate) type_name: fn() -> &'static str,
     /// The Rust type's id (what finds a transaction's part for the table).
     pub(crate) type_id: fn() -> TypeId,
+    /// The records' serde format, traced (`None` if it cannot be).
+    pub(crate) format: fn() -> Option<crate::disk::format::RecordFormat>,
     /// The indexes the struct declares.
     pub(crate) indexes: fn() -> Vec<IndexSpec<T>>,
     /// An index on a named field, if its type can be indexed.
@@ -94,6 +35,8 @@ pub(crate) struct RecordMeta<T: StoredRecord> {
     pub(crate) extend: crate::disk::record::Extend<T>,
     /// Asks the CPU to start loading a record's heap data (see `base/prefetch.rs`).
     pub(crate) warm: fn(&T),
+    /// A record as JSON.
+    pub(crate) to_json: fn(&T) -> serde_json::Result<serde_json::Value>,
     /// A record decoded from the start of [`RecordMeta::encode`]'s bytes, and the bytes
     /// after it.
     pub(crate) take: Take<T>,
@@ -104,15 +47,10 @@ impl<T: Record> RecordMeta<T> {
     pub(crate) fn of() -> &'static RecordMeta<T> {
         const {
             &RecordMeta {
-                name: T::NAME,
-                kind: T::TYPE,
-                fields: T::FIELDS,
-                key_position: T::KEY_POSITION,
-                auto_increment: T::AUTO_INCREMENT,
-                ttl_field: T::TTL_FIELD,
-                default_ttl: T::DEFAULT_TTL,
+                facts: RecordFacts::of::<T>(),
                 type_name: std::any::type_name::<T>,
                 type_id: TypeId::of::<T>,
+                format: crate::disk::format::RecordFormat::of::<T>,
                 indexes: T::indexes,
                 index_spec_for: T::index_spec_for,
                 key_for_id: T::key_for_id,
@@ -120,8 +58,17 @@ impl<T: Record> RecordMeta<T> {
                 extend: postcard::to_extend::<T, Vec<u8>>,
                 warm: crate::base::prefetch::warm::<T>,
                 take: take_record::<T>,
+                to_json: record_json::<T>,
             }
         }
+    }
+}
+
+impl<T: StoredRecord> std::ops::Deref for RecordMeta<T> {
+    type Target = RecordFacts;
+
+    fn deref(&self) -> &RecordFacts {
+        &self.facts
     }
 }
 
@@ -173,4 +120,9 @@ impl<T: StoredRecord> RecordMeta<T> {
 /// A record decoded from the start of its postcard bytes, and the bytes after it.
 fn take_record<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> postcard::Result<(T, &[u8])> {
     postcard::take_from_bytes(bytes)
+}
+
+/// A record as JSON.
+fn record_json<T: serde::Serialize>(r: &T) -> serde_json::Result<serde_json::Value> {
+    serde_json::to_value(r)
 }
