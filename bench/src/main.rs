@@ -6,7 +6,8 @@
 //! Run: `cargo run --release -p bench -- --json` (`--quick` for a short run, `--only NAME`
 //! for one figure, `--save` to also write `bench/results/DATE.json` with the machine,
 //! `--tracing` to measure with a `tracing` subscriber listening to the database's warnings,
-//! `--latencies` to measure with transaction latencies recorded, as while an observer runs).
+//! `--latencies` to measure with transaction latencies recorded, as while an observer runs;
+//! `BENCH_RECORDS=N` for a table of `N` records instead of 100k, 20k with `--quick`).
 
 mod alloc;
 mod cluster;
@@ -140,7 +141,9 @@ fn main() -> mnesia::Result<()> {
             .map_err(|e| mnesia::Error::Invalid(format!("a tracing subscriber is already set: {e}")))?;
     }
     let quick = std::env::args().any(|a| a == "--quick");
-    let records: u64 = if quick { 20_000 } else { 100_000 };
+    let default_records = if quick { 20_000 } else { 100_000 };
+    let records: u64 =
+        std::env::var("BENCH_RECORDS").ok().and_then(|v| v.parse().ok()).unwrap_or(default_records);
     let ops: u64 = if quick { 50_000 } else { 200_000 };
     let rounds = 3;
     let args: Vec<String> = std::env::args().collect();
