@@ -167,6 +167,33 @@ fn without_auto_cleanup_nothing_is_reaped_until_asked() {
     .expect("body");
 }
 
+/// A table's operations claim a disc table recovered from the directory, `cleanup_expired`
+/// too: as the first operation after a reopen it reaps, rather than saying there is no such
+/// table.
+#[test]
+fn cleanup_expired_first_after_a_reopen_claims_the_table() {
+    let dir = tests::schema_dir();
+    let open = || Database::open(Config::default().dir(dir.path()).auto_cleanup(false)).expect("open");
+    open()
+        .scope(|| -> mnesia::Result<()> {
+            Token::create_table(TableOptions::new().disc_copies(["local@localhost"]))?;
+            for id in 0..5 {
+                Token::write_with_ttl(Token { id, expires_at: None }, Duration::from_millis(1))?;
+            }
+            Token::write(Token { id: 9, expires_at: None })?;
+            Ok(())
+        })
+        .expect("first run");
+    std::thread::sleep(Duration::from_millis(20));
+    open()
+        .scope(|| -> mnesia::Result<()> {
+            assert_eq!(Token::cleanup_expired()?, 5);
+            assert_eq!(Token::table_info()?.size, 1);
+            Ok(())
+        })
+        .expect("after the reopen");
+}
+
 /// "`replace_existing(true)`, where a key given twice keeps its last record"; and "the
 /// counter moves past every imported id (also when the import then fails)".
 #[test]

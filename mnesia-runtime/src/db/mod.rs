@@ -477,7 +477,9 @@ impl Database {
     }
 
     /// The current store of a registered table, as described by `meta` (the engine's way
-    /// to the store that took the place of one it holds).
+    /// to the store that took the place of one it holds). Unlike [`Database::table`], it
+    /// neither claims a table recovered from the directory nor refuses the table a
+    /// transform is converting.
     pub(crate) fn current_store<T: StoredRecord>(&self, meta: &RecordMeta<T>) -> Result<Arc<TableStore<T>>> {
         let t = self
             .inner
@@ -663,12 +665,11 @@ fn typed<T: Record>(t: Arc<dyn AnyTable>) -> Result<Arc<TableStore<T>>> {
 /// A table's store as the record type `meta` describes.
 fn typed_as<T: StoredRecord>(meta: &RecordMeta<T>, t: Arc<dyn AnyTable>) -> Result<Arc<TableStore<T>>> {
     let stored = t.type_name();
-    let mismatch =
-        || Error::TypeMismatch { table: meta.name.to_owned(), stored, requested: (meta.type_name)() };
-    if t.record_type() != (meta.type_id)() {
-        return Err(mismatch());
-    }
-    t.as_any_arc().downcast::<TableStore<T>>().map_err(|_| mismatch())
+    t.as_any_arc().downcast::<TableStore<T>>().map_err(|_| Error::TypeMismatch {
+        table: meta.name.to_owned(),
+        stored,
+        requested: (meta.type_name)(),
+    })
 }
 
 static NEXT_DB_ID: AtomicU64 = AtomicU64::new(1);

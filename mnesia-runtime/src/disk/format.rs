@@ -46,7 +46,12 @@ impl RecordFormat {
     /// `T`'s format as the schema file keeps it (a JSON value: the format itself is not
     /// `Send`); `None` if it cannot be traced.
     pub(crate) fn stored<T: DeserializeOwned>() -> Option<Value> {
-        serde_json::to_value(RecordFormat::of::<T>()?).ok()
+        RecordFormat::of::<T>()?.into_stored()
+    }
+
+    /// The format as the schema file keeps it.
+    pub(crate) fn into_stored(self) -> Option<Value> {
+        serde_json::to_value(self).ok()
     }
 
     /// A format kept by the schema file.

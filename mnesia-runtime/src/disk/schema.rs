@@ -80,33 +80,34 @@ impl TableDef {
         storage: StorageType,
         indexes: Vec<IndexInfo>,
     ) -> TableDef {
-        let format = format.and_then(|f| serde_json::to_value(f).ok());
+        let format = format.and_then(RecordFormat::into_stored);
         TableDef { format, ..TableDef::untraced(facts, id, storage, indexes) }
     }
 
-    /// `T`'s definition without its record format (a backup's header does not keep it, and
-    /// tracing is not done under the commit locks a backup holds).
+    /// The definition of the record type `facts` describes, without its record format (a
+    /// backup's header does not keep it, and tracing is not done under the commit locks a
+    /// backup holds).
     pub(crate) fn untraced(
-        meta: &RecordFacts,
+        facts: &RecordFacts,
         id: u64,
         storage: StorageType,
         indexes: Vec<IndexInfo>,
     ) -> TableDef {
         TableDef {
-            name: meta.name.to_owned(),
+            name: facts.name.to_owned(),
             id,
-            table_type: meta.kind,
+            table_type: facts.kind,
             storage,
-            attributes: meta.fields.iter().map(|f| (f.name.to_owned(), f.ty.to_owned())).collect(),
-            key: meta.key_position,
-            auto_increment: meta.auto_increment,
+            attributes: facts.fields.iter().map(|f| (f.name.to_owned(), f.ty.to_owned())).collect(),
+            key: facts.key_position,
+            auto_increment: facts.auto_increment,
             indexes,
             version: 0,
             format: None,
         }
     }
 
-    /// Whether `T`'s records have the same serde format as the stored ones.
+    /// Whether records of the traced `format` have the same serde format as the stored ones.
     fn same_format(&self, format: impl FnOnce() -> Option<RecordFormat>) -> bool {
         let stored = self.format.as_ref().and_then(|f| RecordFormat::from_stored(f).ok());
         match (stored, format()) {
@@ -120,19 +121,20 @@ impl TableDef {
         self.differences_from(&RecordFacts::of::<T>(), RecordFormat::of::<T>, "on disc")
     }
 
-    /// How `T` differs from this definition, kept `place` ("on disc", "in the backup"), in
+    /// How the record type `facts` describes (its records' serde format traced by
+    /// `format`) differs from this definition, kept `place` ("on disc", "in the backup"), in
     /// words (empty: it matches).
     pub(crate) fn differences_from(
         &self,
-        meta: &RecordFacts,
+        facts: &RecordFacts,
         format: fn() -> Option<RecordFormat>,
         place: &str,
     ) -> Vec<String> {
         let mut out = Vec::new();
-        if self.table_type != meta.kind {
-            out.push(format!("type is {} {place}, {} in the struct", self.table_type, meta.kind));
+        if self.table_type != facts.kind {
+            out.push(format!("type is {} {place}, {} in the struct", self.table_type, facts.kind));
         }
-        let fields: Vec<(&str, &str)> = meta.fields.iter().map(|f| (f.name, f.ty)).collect();
+        let fields: Vec<(&str, &str)> = facts.fields.iter().map(|f| (f.name, f.ty)).collect();
         // Types spelled differently (`String`, `std::string::String`) are the same when the
         // records' serde format is: the bytes on disc decode the same.
         let mut same_format = None;
@@ -160,12 +162,12 @@ impl TableDef {
                 out.push(format!("fields are in the order {stored:?} {place} but {now:?} in the struct"));
             }
         }
-        if out.is_empty() && self.key != meta.key_position {
+        if out.is_empty() && self.key != facts.key_position {
             let name = |i: usize| self.attributes.get(i).map(|(n, _)| n.clone()).unwrap_or_default();
             out.push(format!(
                 "the key is `{}` {place} but `{}` in the struct",
                 name(self.key),
-                name(meta.key_position)
+                name(facts.key_position)
             ));
         }
         out

@@ -283,7 +283,16 @@ pub(crate) fn decode_whole<V: serde::de::DeserializeOwned>(
     table: &str,
     bytes: &[u8],
 ) -> crate::error::Result<V> {
-    match postcard::take_from_bytes::<V>(bytes) {
+    decode_whole_by(table, bytes, |b| postcard::take_from_bytes::<V>(b))
+}
+
+/// [`decode_whole`], the value decoded by `take` (which returns it and the bytes after it).
+pub(crate) fn decode_whole_by<V>(
+    table: &str,
+    bytes: &[u8],
+    take: impl FnOnce(&[u8]) -> postcard::Result<(V, &[u8])>,
+) -> crate::error::Result<V> {
+    match take(bytes) {
         Ok((v, [])) => Ok(v),
         Ok(_) => Err(misfit(table, "bytes left over after a value: another record type")),
         Err(e) => Err(misfit(table, e)),

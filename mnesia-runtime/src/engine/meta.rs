@@ -108,12 +108,7 @@ impl<T: StoredRecord> RecordMeta<T> {
 
     /// A record of a commit record decoded whole (see `commit_record::decode_whole`).
     pub(crate) fn decode_whole(&self, bytes: &[u8]) -> Result<T> {
-        use crate::engine::commit_record::misfit;
-        match (self.take)(bytes) {
-            Ok((r, [])) => Ok(r),
-            Ok(_) => Err(misfit(self.name, "bytes left over after a value: another record type")),
-            Err(e) => Err(misfit(self.name, e)),
-        }
+        crate::engine::commit_record::decode_whole_by(self.name, bytes, self.take)
     }
 }
 

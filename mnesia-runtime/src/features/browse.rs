@@ -31,7 +31,7 @@ pub(crate) fn page<T: StoredRecord>(meta: &'static RecordMeta<T>, browse: &Brows
         .map(|text| contains_filter(meta, browse.field.as_deref(), text))
         .transpose()?;
     // (The table is claimed: it has a store.)
-    let mut query = crate::tx::query::Query::of(meta, || Ok(())).order_by(by_key);
+    let mut query = crate::tx::query::Query::of(meta, crate::tx::claimed).order_by(by_key);
     if let Some(filter) = &contains {
         query = query.filter(filter.clone());
     }
@@ -50,7 +50,9 @@ pub(crate) fn page<T: StoredRecord>(meta: &'static RecordMeta<T>, browse: &Brows
             // the key): the page ends with all of its last key's records.
             if let Some(last) = found.last().map(|r| r.key().clone()) {
                 found.retain(|r| r.key() != &last);
-                let rest = crate::tx::context::with_tx(|tx| Ok(tx.part_for(meta)?.read_group(&last)))?;
+                let rest = crate::tx::context::with_tx(|tx| {
+                    Ok(tx.part_for(meta, crate::tx::claimed)?.read_group(&last))
+                })?;
                 found.extend(rest.into_iter().filter(|r| contains.as_ref().is_none_or(|f| f.matches(r))));
                 more = query.clone().after(&last).first()?.is_some();
             }

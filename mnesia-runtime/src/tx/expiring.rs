@@ -168,7 +168,10 @@ pub trait Expiring: Record {
     /// # Ok::<(), mnesia::Error>(())
     /// ```
     fn cleanup_expired() -> Result<usize> {
-        reap(&crate::tx::context::current_db()?, crate::engine::meta::RecordMeta::<Self>::of())
+        let db = crate::tx::context::current_db()?;
+        // (Claims a disc table recovered from the directory, as any operation does.)
+        db.table::<Self>()?;
+        reap(&db, crate::engine::meta::RecordMeta::<Self>::of())
     }
 }
 
@@ -210,8 +213,9 @@ fn set_deadlines<T: Record>(key: &T::Key, deadline: Option<SystemTime>) -> Resul
     })
 }
 
-/// Removes table `T`'s expired records, in commits of at most [`REAP_BATCH`]; returns how
-/// many. Only keys the expiry index lists as due are read.
+/// Removes the expired records of the table `meta` describes (claimed already), in commits
+/// of at most [`REAP_BATCH`]; returns how many. Only keys the expiry index lists as due are
+/// read.
 pub(crate) fn reap<T: StoredRecord>(db: &Database, meta: &'static RecordMeta<T>) -> Result<usize> {
     let removed = reap_due(db, meta)?;
     if removed > 0 {
@@ -253,7 +257,7 @@ pub(crate) fn reap_keys<T: StoredRecord>(
 ) -> Result<usize> {
     ops::dirty_in(db.clone(), |tx| {
         let now = at.unwrap_or_else(|| db.clock().now());
-        let part = tx.part_for(meta)?;
+        let part = tx.part_for(meta, crate::tx::claimed)?;
         let mut n = 0;
         for key in keys {
             let hash = part.store.hash(key);

@@ -46,6 +46,21 @@ pub(crate) use part::TxTable;
 
 use crate::db::table_part::{Spare, TxPart, UniqueFailure};
 
+/// What makes sure a table is its record type's before a transaction first uses it: a
+/// disc table recovered from the directory is claimed by the first typed operation on it
+/// ([`claim_table`]); the engine's own callers hold a store already ([`claimed`]).
+pub(crate) type Claim = fn(&Database) -> Result<()>;
+
+/// Claims table `T` for its type (see `Database::table`).
+pub(crate) fn claim_table<T: Record>(db: &Database) -> Result<()> {
+    db.table::<T>().map(drop)
+}
+
+/// A table with a store already: nothing to claim.
+pub(crate) fn claimed(_: &Database) -> Result<()> {
+    Ok(())
+}
+
 /// A transaction in progress: one part per table it touched.
 pub(crate) struct Tx {
     pub(crate) db: Database,
@@ -139,9 +154,10 @@ impl Tx {
     pub(crate) fn part_to_scan<T: StoredRecord>(
         &mut self,
         meta: &'static RecordMeta<T>,
+        claim: Claim,
     ) -> Result<&mut TxTable<T>> {
         self.read_at_snapshot();
-        self.part_for(meta)
+        self.part_for(meta, claim)
     }
 
     /// This transaction's part for table `T`, for a point read: after many, a transaction
@@ -168,25 +184,25 @@ impl Tx {
         want: usize,
         f: impl FnMut(&T) -> X,
     ) -> Result<Vec<X>> {
-        self.table::<T>()?;
-        self.select_in(RecordMeta::<T>::of(), filter, want, f)
+        self.select_in(RecordMeta::<T>::of(), claim_table::<T>, filter, want, f)
     }
 
     /// [`Tx::select`] on the table `meta` describes.
     pub(crate) fn select_in<T: StoredRecord, X>(
         &mut self,
         meta: &'static RecordMeta<T>,
+        claim: Claim,
         filter: &crate::schema::filter::Filter<T>,
         want: usize,
         f: impl FnMut(&T) -> X,
     ) -> Result<Vec<X>> {
-        let access = self.part_for(meta)?.access(filter);
+        let access = self.part_for(meta, claim)?.access(filter);
         if access.reads_many() {
             self.read_at_snapshot();
         } else {
             self.count_read();
         }
-        Ok(self.part_for(meta)?.select_planned(access, filter, want, f))
+        Ok(self.part_for(meta, claim)?.select_planned(access, filter, want, f))
     }
 
     /// This transaction's part for the table `meta` describes, created on first use from
@@ -194,8 +210,10 @@ impl Tx {
     pub(crate) fn part_for<T: StoredRecord>(
         &mut self,
         meta: &'static RecordMeta<T>,
+        claim: Claim,
     ) -> Result<&mut TxTable<T>> {
         self.part((meta.type_id)(), |db| {
+            claim(db)?;
             Ok(Box::new(TxTable::new(db.current_store(meta)?)) as Box<dyn TxPart>)
         })?
         .as_any_mut()

@@ -36,6 +36,8 @@ struct Prepared<T: StoredRecord> {
 
 /// A transaction's view of one table: what it read and what it will write.
 pub(crate) struct TxTable<T: StoredRecord> {
+    /// The record type's id (`RecordMeta::type_id`), kept: parts are found by it.
+    record_type: TypeId,
     pub(crate) store: Arc<TableStore<T>>,
     epoch: u64,
     /// Point reads: key, its hash, the version seen (0: absent).
@@ -85,6 +87,7 @@ impl<T: StoredRecord> TxTable<T> {
     pub(crate) fn new(store: Arc<TableStore<T>>) -> Self {
         let epoch = store.indexes.load().epoch;
         TxTable {
+            record_type: (store.meta.type_id)(),
             store,
             epoch,
             reads: Vec::new(),
@@ -262,7 +265,7 @@ impl<T: StoredRecord> TxTable<T> {
 
 impl<T: StoredRecord> TxPart for TxTable<T> {
     fn record_type(&self) -> TypeId {
-        (self.store.meta.type_id)()
+        self.record_type
     }
 
     fn expires(&self) -> bool {
@@ -614,7 +617,7 @@ impl<T: StoredRecord> TxPart for TxTable<T> {
     }
 
     fn recycle(self: Box<Self>) -> Option<Box<dyn Spare>> {
-        let TxTable { store, mut reads, mut shard_reads, mut index_reads, writes, .. } = *self;
+        let TxTable { record_type, store, mut reads, mut shard_reads, mut index_reads, writes, .. } = *self;
         let mut writes = writes.into_inner();
         if store.is_dropped() || reads.capacity() > 4096 || writes.capacity() > 4096 {
             // A dropped table, or a big transaction whose buffers are not worth keeping.
@@ -624,7 +627,7 @@ impl<T: StoredRecord> TxPart for TxTable<T> {
         shard_reads.clear();
         index_reads.clear();
         writes.clear();
-        Some(Box::new(SpareTable { store, reads, shard_reads, index_reads, writes }))
+        Some(Box::new(SpareTable { record_type, store, reads, shard_reads, index_reads, writes }))
     }
 
     fn save_writes(&self) -> Box<dyn Any> {
@@ -665,6 +668,7 @@ impl<T: StoredRecord> TxPart for TxTable<T> {
 }
 
 struct SpareTable<T: StoredRecord> {
+    record_type: TypeId,
     /// Held strongly (a weak handle would cost a shared reference count update per
     /// transaction): a dropped table or a closed database empties its store, so a spare
     /// keeps at most an empty shell alive.
@@ -677,7 +681,7 @@ struct SpareTable<T: StoredRecord> {
 
 impl<T: StoredRecord> Spare for SpareTable<T> {
     fn record_type(&self) -> TypeId {
-        TypeId::of::<T>()
+        self.record_type
     }
 
     fn db_id(&self) -> u64 {
@@ -685,12 +689,13 @@ impl<T: StoredRecord> Spare for SpareTable<T> {
     }
 
     fn revive(self: Box<Self>) -> Option<Box<dyn TxPart>> {
-        let SpareTable { store, reads, shard_reads, index_reads, writes } = *self;
+        let SpareTable { record_type, store, reads, shard_reads, index_reads, writes } = *self;
         if store.is_dropped() {
             return None;
         }
         let epoch = store.indexes.load().epoch;
         Some(Box::new(TxTable {
+            record_type,
             store,
             epoch,
             reads,

@@ -44,8 +44,8 @@ const TOP_K_AT_MOST: usize = 1 << 16;
 pub struct Query<T: StoredRecord> {
     /// The table's record type.
     meta: &'static RecordMeta<T>,
-    /// Claims the table for its type before the query runs (see `Database::table`).
-    claim: fn() -> Result<()>,
+    /// Claims the table for its type as a transaction first uses it.
+    claim: crate::tx::Claim,
     filter: Filter<T>,
     order: Vec<Order<T>>,
     limit: Option<usize>,
@@ -86,19 +86,14 @@ impl<T: StoredRecord> std::fmt::Debug for Query<T> {
 
 impl<T: Record> Default for Query<T> {
     fn default() -> Self {
-        Query::of(RecordMeta::<T>::of(), claim_table::<T>)
+        Query::of(RecordMeta::<T>::of(), crate::tx::claim_table::<T>)
     }
 }
 
-/// Claims table `T` for its type (a disc table recovered from the directory is claimed by
-/// the first operation on it).
-fn claim_table<T: Record>() -> Result<()> {
-    crate::tx::context::current_db()?.table::<T>().map(drop)
-}
-
 impl<T: StoredRecord> Query<T> {
-    /// A query on the table `meta` describes, which `claim` claims before it runs.
-    pub(crate) fn of(meta: &'static RecordMeta<T>, claim: fn() -> Result<()>) -> Self {
+    /// A query on the table `meta` describes, which `claim` claims as a transaction first
+    /// uses it.
+    pub(crate) fn of(meta: &'static RecordMeta<T>, claim: crate::tx::Claim) -> Self {
         Query {
             meta,
             claim,
@@ -217,8 +212,9 @@ impl<T: StoredRecord> Query<T> {
         if self.after.is_some() {
             return self.resolved().explain();
         }
-        (self.claim)()?;
-        let store = crate::tx::context::current_db()?.current_store(self.meta)?;
+        let db = crate::tx::context::current_db()?;
+        (self.claim)(&db)?;
+        let store = db.current_store(self.meta)?;
         Ok(crate::tx::plan::plan(
             &self.filter,
             store.kind,
@@ -252,7 +248,6 @@ impl<T: StoredRecord> Query<T> {
     /// # Ok::<(), mnesia::Error>(())
     /// ```
     pub fn all(&self) -> Result<Vec<T>> {
-        (self.claim)()?;
         if self.after.is_some() {
             return self.resolved().all();
         }
@@ -261,10 +256,12 @@ impl<T: StoredRecord> Query<T> {
         let wanted = self.limit.map(|l| l.saturating_add(self.offset));
         let recs = match wanted {
             Some(k) if self.in_key_order() => {
-                run(|| with_tx(|tx| tx.select_in(self.meta, &self.filter, k, T::clone)))?
+                run(|| with_tx(|tx| tx.select_in(self.meta, self.claim, &self.filter, k, T::clone)))?
             }
             Some(k) if k <= TOP_K_AT_MOST => run(|| with_tx(|tx| self.top(tx, k)))?,
-            _ => run(|| with_tx(|tx| tx.select_in(self.meta, &self.filter, usize::MAX, T::clone)))?,
+            _ => {
+                run(|| with_tx(|tx| tx.select_in(self.meta, self.claim, &self.filter, usize::MAX, T::clone)))?
+            }
         };
         Ok(self.sorted(recs))
     }
@@ -363,7 +360,7 @@ impl<T: StoredRecord> Query<T> {
         let mut best: Vec<T> = Vec::new();
         // After a compaction, `best[..k]` is sorted and `best[k - 1]` is the bar to pass.
         let mut compacted = false;
-        tx.select_in(self.meta, &self.filter, usize::MAX, |r| {
+        tx.select_in(self.meta, self.claim, &self.filter, usize::MAX, |r| {
             if k == 0 || (compacted && self.compare(r, &best[k - 1]).is_ge()) {
                 return;
             }
@@ -399,7 +396,6 @@ impl<T: StoredRecord> Query<T> {
     /// # Ok::<(), mnesia::Error>(())
     /// ```
     pub fn select<P: crate::schema::projection::Projection<T>>(&self, fields: P) -> Result<Vec<P::Output>> {
-        (self.claim)()?;
         if self.after.is_some() {
             return self.resolved().select(fields);
         }
@@ -407,8 +403,9 @@ impl<T: StoredRecord> Query<T> {
             return Ok(self.all()?.iter().map(|r| fields.project(r)).collect());
         }
         let wanted = self.limit.map_or(usize::MAX, |l| l.saturating_add(self.offset));
-        let values =
-            run(|| with_tx(|tx| tx.select_in(self.meta, &self.filter, wanted, |r| fields.project(r))))?;
+        let values = run(|| {
+            with_tx(|tx| tx.select_in(self.meta, self.claim, &self.filter, wanted, |r| fields.project(r)))
+        })?;
         Ok(values.into_iter().skip(self.offset).take(self.limit.unwrap_or(usize::MAX)).collect())
     }
 
@@ -450,12 +447,13 @@ impl<T: StoredRecord> Query<T> {
     /// # Ok::<(), mnesia::Error>(())
     /// ```
     pub fn count(&self) -> Result<usize> {
-        (self.claim)()?;
         if self.after.is_some() {
             return self.resolved().count();
         }
         let wanted = self.limit.map_or(usize::MAX, |l| l.saturating_add(self.offset));
-        let n = run(|| with_tx(|tx| Ok(tx.select_in(self.meta, &self.filter, wanted, |_| ())?.len())))?;
+        let n = run(|| {
+            with_tx(|tx| Ok(tx.select_in(self.meta, self.claim, &self.filter, wanted, |_| ())?.len()))
+        })?;
         Ok(n.saturating_sub(self.offset).min(self.limit.unwrap_or(usize::MAX)))
     }
 
@@ -477,14 +475,14 @@ impl<T: StoredRecord> Query<T> {
     /// # Ok::<(), mnesia::Error>(())
     /// ```
     pub fn keys(&self) -> Result<Vec<T::Key>> {
-        (self.claim)()?;
         if self.after.is_some() {
             return self.resolved().keys();
         }
         if self.in_key_order() {
             let wanted = self.limit.map_or(usize::MAX, |l| l.saturating_add(self.offset));
-            let keys =
-                run(|| with_tx(|tx| tx.select_in(self.meta, &self.filter, wanted, |r| r.key().clone())))?;
+            let keys = run(|| {
+                with_tx(|tx| tx.select_in(self.meta, self.claim, &self.filter, wanted, |r| r.key().clone()))
+            })?;
             return Ok(keys.into_iter().skip(self.offset).take(self.limit.unwrap_or(usize::MAX)).collect());
         }
         Ok(self.all()?.into_iter().map(|r| r.key().clone()).collect())
@@ -575,10 +573,9 @@ impl<T: StoredRecord> QueryIter<T> {
             }
             let cursor = std::mem::replace(&mut self.cursor, Cursor::Done);
             let filter = &self.query.filter;
-            let (meta, size) = (self.query.meta, self.query.chunk);
-            (self.query.claim)()?;
+            let (meta, claim, size) = (self.query.meta, self.query.claim, self.query.chunk);
             let (chunk, next) =
-                run(|| with_tx(|tx| Ok(tx.part_to_scan(meta)?.chunk(filter, cursor.clone(), size))))?;
+                run(|| with_tx(|tx| Ok(tx.part_to_scan(meta, claim)?.chunk(filter, cursor.clone(), size))))?;
             self.cursor = next;
             self.buffer.extend(chunk);
         }

@@ -194,6 +194,7 @@ pub(crate) struct TableStore<T: StoredRecord> {
     /// Changed only while every commit lock of the table is held.
     pub(crate) disk_id: AtomicU64,
     pub(crate) id: u32,
+    /// The table's type (`meta.kind`, at hand).
     pub(crate) kind: TableType,
     /// The record type's description.
     pub(crate) meta: &'static RecordMeta<T>,
