@@ -318,7 +318,7 @@ pub trait Table: Record {
     /// ```
     fn subscribe() -> Result<crate::Subscription<Self>> {
         let db = crate::tx::context::current_db()?;
-        Ok(db.table::<Self>()?.subs.add(false, db.config().events_buffered()))
+        Ok(db.table::<Self>()?.subs.add::<Self>(false, db.config().events_buffered()))
     }
 
     /// Like [`Table::subscribe`], and each event also carries the record it replaced or
@@ -343,7 +343,7 @@ pub trait Table: Record {
     /// ```
     fn subscribe_detailed() -> Result<crate::Subscription<Self>> {
         let db = crate::tx::context::current_db()?;
-        Ok(db.table::<Self>()?.subs.add(true, db.config().events_buffered()))
+        Ok(db.table::<Self>()?.subs.add::<Self>(true, db.config().events_buffered()))
     }
 
     /// Writes a record, replacing the one with the same key (a `bag` adds it next to the

@@ -21,11 +21,12 @@ use crate::base::clock::Clock;
 use crate::disk::Disk;
 use crate::disk::record::TableOps;
 use crate::disk::schema::TableDef;
-use crate::engine::meta::RecordMeta;
+use crate::engine::meta::{RecordMeta, meta_of};
 use crate::engine::store::TableStore;
 use crate::error::{Error, Result};
 use crate::schema::index_spec::IndexSpec;
 use crate::schema::record::{Record, StorageType, TableInfo};
+use crate::schema::row::RowOf;
 use crate::schema::stored::StoredRecord;
 
 pub(crate) use crate::db::any_table::{AnyTable, TableMap, lock_all};
@@ -470,10 +471,10 @@ impl Database {
 
     /// The typed store of table `T` if its type has claimed it: for a caller holding the
     /// schema lock (claiming takes it).
-    pub(crate) fn registered<T: Record>(&self) -> Result<Arc<TableStore<T>>> {
+    pub(crate) fn registered<T: Record>(&self) -> Result<Arc<TableStore<RowOf<T>>>> {
         let t =
             self.inner.tables.load().get(T::NAME).cloned().ok_or_else(|| Error::no_such_table(T::NAME))?;
-        typed(t)
+        typed::<T>(t)
     }
 
     /// The current store of a registered table, as described by `meta` (the engine's way
@@ -494,7 +495,7 @@ impl Database {
     }
 
     /// The typed store of table `T`.
-    pub(crate) fn table<T: Record>(&self) -> Result<Arc<TableStore<T>>> {
+    pub(crate) fn table<T: Record>(&self) -> Result<Arc<TableStore<RowOf<T>>>> {
         if CONVERTING.get().is_some_and(|(db, table)| db == self.id() && table == T::NAME) {
             return Err(Error::Invalid(format!(
                 "table {}: transform's function must not use the table it converts (the transform holds its locks)",
@@ -528,16 +529,8 @@ impl Database {
             return Err(Error::SchemaMismatch { table: T::NAME.to_owned(), differences });
         }
         // The declared indexes, and those added online before (when the field can be indexed).
-        let specs = crate::engine::meta::RecordMeta::<T>::of().specs_with(&p.def.indexes);
-        let indexes: Vec<_> = specs.iter().map(IndexSpec::build).collect();
-        let id = self.inner.next_table_id.fetch_add(1, Ordering::Relaxed);
-        let mut store = TableStore::<T>::new(
-            self.id(),
-            self.clock().clone(),
-            id,
-            crate::engine::meta::RecordMeta::<T>::of(),
-            indexes,
-        );
+        let meta = meta_of::<T>();
+        let mut store = self.new_store(meta, &meta.specs_with(&p.def.indexes))?;
         store.disk_id.store(p.def.id, Ordering::Release);
         store.version.store(p.def.version, Ordering::Release);
         if p.def.storage == StorageType::DiscOnlyCopies {
@@ -569,6 +562,18 @@ impl Database {
         next.insert(T::NAME.to_owned(), Arc::clone(&store));
         self.put_tables(next);
         Ok(store)
+    }
+
+    /// A new, empty store of the table `meta` describes, with the indexes `specs`, under a
+    /// table id of its own.
+    pub(crate) fn new_store<T: StoredRecord>(
+        &self,
+        meta: &'static RecordMeta<T>,
+        specs: &[IndexSpec<T>],
+    ) -> Result<TableStore<T>> {
+        let indexes = specs.iter().map(IndexSpec::build).collect::<Result<_>>()?;
+        let id = self.inner.next_table_id.fetch_add(1, Ordering::Relaxed);
+        Ok(TableStore::new(self.id(), self.clock().clone(), id, meta, indexes))
     }
 
     /// The names of the tables, sorted.
@@ -657,19 +662,21 @@ impl Database {
     }
 }
 
-/// A table's store as its record type `T`.
-fn typed<T: Record>(t: Arc<dyn AnyTable>) -> Result<Arc<TableStore<T>>> {
-    typed_as(RecordMeta::<T>::of(), t)
+/// A table's store as its record type `T`'s.
+fn typed<T: Record>(t: Arc<dyn AnyTable>) -> Result<Arc<TableStore<RowOf<T>>>> {
+    typed_as(meta_of::<T>(), t)
 }
 
-/// A table's store as the record type `meta` describes.
+/// A table's store as that of the record type `meta` describes.
 fn typed_as<T: StoredRecord>(meta: &RecordMeta<T>, t: Arc<dyn AnyTable>) -> Result<Arc<TableStore<T>>> {
+    let mismatch =
+        |stored| Error::TypeMismatch { table: meta.name.to_owned(), stored, requested: (meta.type_name)() };
+    // Stores of rows of one key type are one Rust type: the record type is the meta's.
+    if t.record_type() != (meta.type_id)() {
+        return Err(mismatch(t.type_name()));
+    }
     let stored = t.type_name();
-    t.as_any_arc().downcast::<TableStore<T>>().map_err(|_| Error::TypeMismatch {
-        table: meta.name.to_owned(),
-        stored,
-        requested: (meta.type_name)(),
-    })
+    t.as_any_arc().downcast::<TableStore<T>>().map_err(|_| mismatch(stored))
 }
 
 static NEXT_DB_ID: AtomicU64 = AtomicU64::new(1);

@@ -16,7 +16,8 @@ use crate::base::broadcast::{Batch, Notice, Reader, Ring};
 
 use crate::engine::meta::RecordMeta;
 use crate::engine::ttl::Alive;
-use crate::schema::record::{Record, TableType};
+use crate::schema::record::{Key, Record, TableType};
+use crate::schema::row::Row;
 use crate::schema::stored::StoredRecord;
 
 /// Why a record was deleted.
@@ -255,9 +256,29 @@ impl<T: StoredRecord> Subscribers<T> {
     }
 }
 
-impl<T: Record> Subscribers<T> {
-    pub(crate) fn add(&self, detailed: bool, capacity: usize) -> Subscription<T> {
-        Subscription { reader: self.reader(detailed, capacity), detailed }
+impl<K: Key> Subscribers<Row<K>> {
+    /// A subscription of table `T` (whose store's subscribers these are).
+    pub(crate) fn add<T: Record<Key = K>>(&self, detailed: bool, capacity: usize) -> Subscription<T> {
+        Subscription { reader: self.reader(detailed, capacity), detailed, _t: std::marker::PhantomData }
+    }
+}
+
+impl<K: Key> Event<Row<K>> {
+    /// The event of a store of rows as one of its table's type `T` (`None` for a row of
+    /// another type, which a table's store does not hold).
+    fn typed<T: Record<Key = K>>(self) -> Option<Event<T>> {
+        let rec = |r: Row<K>| r.into_typed::<T>().ok();
+        let old = |o: Option<Row<K>>| match o {
+            Some(r) => rec(r).map(Some),
+            None => Some(None),
+        };
+        Some(match self {
+            Event::Write { new, old: o } => Event::Write { new: rec(new)?, old: old(o)? },
+            Event::Delete { key, old: o, cause } => Event::Delete { key, old: old(o)?, cause },
+            Event::Cleared => Event::Cleared,
+            Event::Dropped => Event::Dropped,
+            Event::Lagged { missed } => Event::Lagged { missed },
+        })
     }
 }
 
@@ -296,8 +317,9 @@ fn simplify<T: StoredRecord>(e: &Event<T>, bag: bool) -> Event<T> {
 /// # Ok::<(), mnesia::Error>(())
 /// ```
 pub struct Subscription<T: Record> {
-    reader: Reader<Event<T>>,
+    reader: Reader<Event<Row<T::Key>>>,
     detailed: bool,
+    _t: std::marker::PhantomData<fn() -> T>,
 }
 
 impl<T: Record> fmt::Debug for Subscription<T> {
@@ -323,7 +345,11 @@ impl<T: Record> Subscription<T> {
     /// # Ok::<(), mnesia::Error>(())
     /// ```
     pub fn recv(&self) -> Event<T> {
-        self.reader.recv()
+        loop {
+            if let Some(e) = self.reader.recv().typed() {
+                return e;
+            }
+        }
     }
 
     /// The next event, waiting at most `timeout`.
@@ -341,7 +367,7 @@ impl<T: Record> Subscription<T> {
     /// # Ok::<(), mnesia::Error>(())
     /// ```
     pub fn recv_timeout(&self, timeout: Duration) -> Option<Event<T>> {
-        self.reader.take(Some(timeout), true)
+        self.reader.take(Some(timeout), true).and_then(Event::typed)
     }
 
     /// The next event if one is waiting.
@@ -359,7 +385,7 @@ impl<T: Record> Subscription<T> {
     /// # Ok::<(), mnesia::Error>(())
     /// ```
     pub fn try_recv(&self) -> Option<Event<T>> {
-        self.reader.take(None, false)
+        self.reader.take(None, false).and_then(Event::typed)
     }
 }
 
@@ -387,6 +413,6 @@ impl<T: Record> futures_core::Stream for Subscription<T> {
         self: std::pin::Pin<&mut Self>,
         cx: &mut std::task::Context<'_>,
     ) -> std::task::Poll<Option<Event<T>>> {
-        self.reader.poll(cx)
+        self.reader.poll(cx).map(|e| e.and_then(Event::typed))
     }
 }

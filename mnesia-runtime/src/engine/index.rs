@@ -16,20 +16,25 @@ use parking_lot::RwLock;
 
 use crate::base::hasher::Hasher;
 use crate::base::lock::CommitLock;
-use crate::schema::field::{Field, FieldValue, Indexable};
+use crate::schema::field::{Field, FieldAt, FieldValue, Indexable};
 use crate::schema::index_spec::{Duplicate, IndexSpec, TableIndex};
 use crate::schema::record::Record;
+use crate::schema::row::Row;
 use crate::schema::stored::StoredRecord;
 
 const INDEX_SHARDS: usize = 64;
 
 impl<T: StoredRecord> IndexSpec<T> {
     pub(crate) fn new<V: FieldValue + Hash + Eq>(field: Field<T, V>, unique: bool) -> Self {
+        let at = FieldAt::of(field);
         IndexSpec {
             field: field.name(),
             position: field.position(),
             unique,
-            build: Arc::new(move || Arc::new(TypedIndex::new(field, unique)) as Arc<dyn TableIndex<T>>),
+            rows: Arc::new(move || {
+                Arc::new(TypedIndex::<Row<T::Key>, V>::new(at, unique)) as Arc<dyn TableIndex<Row<T::Key>>>
+            }),
+            _record: std::marker::PhantomData,
         }
     }
 }
@@ -384,25 +389,37 @@ impl<V: FieldValue + Hash + Eq, K: Ord + Clone> ValueIndex<V, K> {
     }
 }
 
-/// A table's index on one field: the field's accessor over a [`ValueIndex`].
+/// A table's index on one field: the field's accessor over a [`ValueIndex`]. Compiled
+/// once per key type and field type: the accessor reads the field at the record's address.
 struct TypedIndex<T: StoredRecord, V> {
-    field: Field<T, V>,
+    field: FieldAt<V>,
     values: ValueIndex<V, T::Key>,
 }
 
 impl<T: StoredRecord, V: FieldValue + Hash + Eq> TypedIndex<T, V> {
-    fn new(field: Field<T, V>, unique: bool) -> Self {
+    fn new(field: FieldAt<V>, unique: bool) -> Self {
         TypedIndex { field, values: ValueIndex::new(unique) }
+    }
+
+    /// The record's value of the indexed field.
+    #[allow(unsafe_code)]
+    #[inline]
+    fn value<'a>(&self, rec: &'a T) -> &'a V {
+        // SAFETY: an index is built for one table (from its record type's field) and is
+        // given only that table's records, all of that type: a store holds the rows of one
+        // record type (`Database::table` checks the type; a transform builds a new store
+        // with new indexes).
+        unsafe { self.field.get(rec.base()) }
     }
 }
 
 impl<T: StoredRecord, V: FieldValue + Hash + Eq> TableIndex<T> for TypedIndex<T, V> {
     fn field(&self) -> &'static str {
-        self.field.name()
+        self.field.name
     }
 
     fn position(&self) -> usize {
-        self.field.position()
+        self.field.position
     }
 
     fn unique(&self) -> bool {
@@ -414,7 +431,7 @@ impl<T: StoredRecord, V: FieldValue + Hash + Eq> TableIndex<T> for TypedIndex<T,
     }
 
     fn shard_of_record(&self, rec: &T) -> usize {
-        self.values.shard_of_value(self.field.get(rec))
+        self.values.shard_of_value(self.value(rec))
     }
 
     fn commit_lock(&self, shard: usize) -> &CommitLock {
@@ -444,15 +461,15 @@ impl<T: StoredRecord, V: FieldValue + Hash + Eq> TableIndex<T> for TypedIndex<T,
     }
 
     fn lookup_by_record(&self, rec: &T, out: &mut Vec<T::Key>) {
-        self.values.keys(self.field.get(rec), out);
+        self.values.keys(self.value(rec), out);
     }
 
     fn value_debug(&self, rec: &T) -> String {
-        format!("{:?}", self.field.get(rec))
+        format!("{:?}", self.value(rec))
     }
 
     fn same_value(&self, a: &T, b: &T) -> bool {
-        self.field.get(a) == self.field.get(b)
+        self.value(a) == self.value(b)
     }
 
     fn check_unique(
@@ -460,21 +477,20 @@ impl<T: StoredRecord, V: FieldValue + Hash + Eq> TableIndex<T> for TypedIndex<T,
         puts: &[(&T::Key, &T)],
         gives_up: &dyn Fn(&T::Key, &T) -> bool,
     ) -> Result<(), Duplicate<T::Key>> {
-        self.values.check_unique(puts.len(), &|i| (puts[i].0, self.field.get(puts[i].1)), &|k, i| {
-            gives_up(k, puts[i].1)
-        })
+        self.values
+            .check_unique(puts.len(), &|i| (puts[i].0, self.value(puts[i].1)), &|k, i| gives_up(k, puts[i].1))
     }
 
     fn insert(&self, rec: &T, seq: u64) {
-        self.values.insert(self.field.get(rec), rec.key(), seq);
+        self.values.insert(self.value(rec), rec.key(), seq);
     }
 
     fn load_many(&self, recs: &[&T], seq: u64) -> Result<(), (usize, T::Key)> {
-        self.values.load_many(recs.len(), &|i| (self.field.get(recs[i]), recs[i].key()), seq)
+        self.values.load_many(recs.len(), &|i| (self.value(recs[i]), recs[i].key()), seq)
     }
 
     fn remove(&self, rec: &T, seq: u64) {
-        self.values.remove(self.field.get(rec), rec.key(), seq);
+        self.values.remove(self.value(rec), rec.key(), seq);
     }
 
     fn clear(&self, seq: u64) {
@@ -526,9 +542,13 @@ impl<T: Record, V> ProbeNotIndexable<T> for IndexProbe<T, V> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::testing::{Rec, rec};
+    use crate::testing::Rec;
 
-    fn keys(idx: &dyn TableIndex<Rec>, v: &str) -> Vec<u32> {
+    fn rec(id: u32, tag: &str, n: i64) -> Row<u32> {
+        Row::new(crate::testing::rec(id, tag, n))
+    }
+
+    fn keys(idx: &dyn TableIndex<Row<u32>>, v: &str) -> Vec<u32> {
         let mut out = Vec::new();
         idx.lookup(&v.to_string(), &mut out);
         out
@@ -536,7 +556,7 @@ mod tests {
 
     #[test]
     fn plain_index_keeps_keys_in_order_and_collapses() {
-        let idx = Rec::TAG.index_spec(false).build();
+        let idx = (Rec::TAG.index_spec(false).rows)();
         for id in [5, 1, 3] {
             idx.insert(&rec(id, "x", 0), 1);
         }
@@ -552,7 +572,7 @@ mod tests {
 
     #[test]
     fn unique_index_checks_owners_and_swaps() {
-        let idx = Rec::TAG.index_spec(true).build();
+        let idx = (Rec::TAG.index_spec(true).rows)();
         idx.insert(&rec(1, "a", 0), 1);
         idx.insert(&rec(2, "b", 0), 1);
         let r = rec(3, "a", 0);

@@ -7,6 +7,7 @@ use std::any::TypeId;
 use crate::error::{Error, Result};
 use crate::schema::index_spec::IndexSpec;
 use crate::schema::record::Record;
+use crate::schema::row::Row;
 use crate::schema::stored::{RecordFacts, StoredRecord};
 
 /// Decodes a value from the start of some bytes, returning it and the bytes after it.
@@ -42,8 +43,10 @@ pub(crate) struct RecordMeta<T: StoredRecord> {
     pub(crate) take: Take<T>,
 }
 
+#[cfg(test)]
 impl<T: Record> RecordMeta<T> {
-    /// `T`'s description, made once at compile time.
+    /// `T`'s description, for a store of `T` itself (unit tests: every table's store holds
+    /// rows, see [`meta_of`]).
     pub(crate) fn of() -> &'static RecordMeta<T> {
         const {
             &RecordMeta {
@@ -61,6 +64,89 @@ impl<T: Record> RecordMeta<T> {
                 to_json: record_json::<T>,
             }
         }
+    }
+}
+
+/// Table `U`'s description, for its store of rows (what every table's store holds): the
+/// functions read the row's record as a `U`. Made once at compile time.
+pub(crate) fn meta_of<U: Record>() -> &'static RecordMeta<Row<U::Key>> {
+    const {
+        &RecordMeta {
+            facts: RecordFacts::of::<U>(),
+            type_name: std::any::type_name::<U>,
+            type_id: TypeId::of::<U>,
+            format: crate::disk::format::RecordFormat::of::<U>,
+            indexes: row_indexes::<U>,
+            index_spec_for: row_index_spec_for::<U>,
+            key_for_id: U::key_for_id,
+            encode: encode_row::<U>,
+            extend: extend_row::<U>,
+            warm: warm_row::<U>,
+            take: take_row::<U>,
+            to_json: row_json::<U>,
+        }
+    }
+}
+
+/// A store's row as the table's record type `U`.
+pub(crate) fn as_record<U: Record>(row: &Row<U::Key>) -> Result<&U> {
+    row.typed::<U>().ok_or_else(|| not_a::<U>(row))
+}
+
+/// A store's row, by value, as the table's record type `U`.
+pub(crate) fn into_record<U: Record>(row: Row<U::Key>) -> Result<U> {
+    row.into_typed::<U>().map_err(|r| not_a::<U>(&r))
+}
+
+/// A store's rows, by value, as the table's record type `U`.
+pub(crate) fn into_records<U: Record>(rows: Vec<Row<U::Key>>) -> Result<Vec<U>> {
+    rows.into_iter().map(into_record::<U>).collect()
+}
+
+/// A row that is not the table's record type (an error of the engine's, never of input).
+pub(crate) fn not_a<U: Record>(row: &Row<U::Key>) -> Error {
+    Error::Internal(format!(
+        "table {}: a row holds a {}, not a {}",
+        U::NAME,
+        row.type_name(),
+        std::any::type_name::<U>()
+    ))
+}
+
+fn row_indexes<U: Record>() -> Vec<IndexSpec<Row<U::Key>>> {
+    U::indexes().iter().map(IndexSpec::for_rows).collect()
+}
+
+fn row_index_spec_for<U: Record>(field: &str, unique: bool) -> Option<IndexSpec<Row<U::Key>>> {
+    U::index_spec_for(field, unique).map(|s| s.for_rows())
+}
+
+fn encode_row<U: Record>(row: &Row<U::Key>) -> Result<Vec<u8>> {
+    crate::disk::record::encode(as_record::<U>(row)?)
+}
+
+fn extend_row<U: Record>(row: &Row<U::Key>, out: Vec<u8>) -> postcard::Result<Vec<u8>> {
+    // (A row of another type cannot be: it would fail as a serde error of its own.)
+    match row.typed::<U>() {
+        Some(rec) => postcard::to_extend(rec, out),
+        None => Err(postcard::Error::SerializeBufferFull),
+    }
+}
+
+fn warm_row<U: Record>(row: &Row<U::Key>) {
+    if let Some(rec) = row.typed::<U>() {
+        crate::base::prefetch::warm(rec);
+    }
+}
+
+fn take_row<U: Record>(bytes: &[u8]) -> postcard::Result<(Row<U::Key>, &[u8])> {
+    postcard::take_from_bytes::<U>(bytes).map(|(rec, rest)| (Row::new(rec), rest))
+}
+
+fn row_json<U: Record>(row: &Row<U::Key>) -> serde_json::Result<serde_json::Value> {
+    match row.typed::<U>() {
+        Some(rec) => serde_json::to_value(rec),
+        None => Err(serde::ser::Error::custom(not_a::<U>(row))),
     }
 }
 
@@ -113,11 +199,13 @@ impl<T: StoredRecord> RecordMeta<T> {
 }
 
 /// A record decoded from the start of its postcard bytes, and the bytes after it.
+#[cfg(test)]
 fn take_record<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> postcard::Result<(T, &[u8])> {
     postcard::take_from_bytes(bytes)
 }
 
 /// A record as JSON.
+#[cfg(test)]
 fn record_json<T: serde::Serialize>(r: &T) -> serde_json::Result<serde_json::Value> {
     serde_json::to_value(r)
 }

@@ -11,9 +11,8 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use parking_lot::Mutex;
 
 use crate::base::clock::Clock;
-use crate::engine::meta::RecordMeta;
 use crate::error::{Error, Result};
-use crate::schema::stored::StoredRecord;
+use crate::schema::stored::{RecordFacts, StoredRecord};
 
 /// A deadline as whole milliseconds since the epoch, rounded up (0 before the epoch).
 pub(crate) fn millis_ceil(t: SystemTime) -> u64 {
@@ -198,11 +197,11 @@ pub(crate) fn deadline_after(table: &str, clock: &Clock, ttl: std::time::Duratio
 
 /// Gives a record written without a deadline the table's default lifetime, from now by
 /// `clock`.
-pub(crate) fn apply_default<T: StoredRecord>(meta: &RecordMeta<T>, clock: &Clock, rec: &mut T) -> Result<()> {
-    if let Some(lifetime) = meta.default_ttl
+pub(crate) fn apply_default<T: StoredRecord>(facts: &RecordFacts, clock: &Clock, rec: &mut T) -> Result<()> {
+    if let Some(lifetime) = facts.default_ttl
         && rec.deadline().is_none()
     {
-        rec.set_deadline(Some(deadline_after(meta.name, clock, lifetime)?))?;
+        rec.set_deadline(Some(deadline_after(facts.name, clock, lifetime)?))?;
     }
     Ok(())
 }

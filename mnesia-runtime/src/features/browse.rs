@@ -31,7 +31,7 @@ pub(crate) fn page<T: StoredRecord>(meta: &'static RecordMeta<T>, browse: &Brows
         .map(|text| contains_filter(meta, browse.field.as_deref(), text))
         .transpose()?;
     // (The table is claimed: it has a store.)
-    let mut query = crate::tx::query::Query::of(meta, crate::tx::claimed).order_by(by_key);
+    let mut query = crate::tx::row_query::RowQuery::of(meta, crate::tx::claimed).order_by(by_key);
     if let Some(filter) = &contains {
         query = query.filter(filter.clone());
     }

@@ -105,7 +105,10 @@ impl<T: StoredRecord> TableLoader<T> {
                     }
                 };
                 let specs = old.meta.specs_with(infos);
-                (specs.iter().map(crate::schema::index_spec::IndexSpec::build).collect(), on_disc)
+                (
+                    specs.iter().map(crate::schema::index_spec::IndexSpec::build).collect::<Result<_>>()?,
+                    on_disc,
+                )
             }
         };
         let fresh = TableStore::<T>::new(db.id(), db.clock().clone(), id, old.meta, indexes);

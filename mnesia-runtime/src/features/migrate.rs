@@ -8,11 +8,14 @@ use crate::db::{AnyTable, Database, lock_all};
 use crate::disk::record::TableOps;
 use crate::disk::schema::TableDef;
 use crate::engine::commit_record::{CommitRecord, Content, KeyChange, TableReads, WholeTable, decode_whole};
+use crate::engine::meta::{into_records, meta_of};
 use crate::engine::store::TableStore;
 use crate::error::{Error, Result};
 use crate::schema::index_spec::IndexSpec;
 use crate::schema::record::{IndexInfo, Record, StorageType, TableType};
+use crate::schema::row::RowOf;
 use crate::schema::shape::RecordShape;
+use crate::schema::stored::StoredRecord;
 
 impl Database {
     /// Converts every record of table `Old` into a `New` (Mnesia's `transform_table`): the
@@ -89,21 +92,21 @@ impl Database {
         let (sealed, counter) = crate::engine::store::Sealed::new(&old);
         let mut converted: Vec<New> = {
             let _converting = self.converting(Old::NAME);
-            live_records(&old).into_iter().map(&mut f).collect::<Result<_>>()?
+            into_records::<Old>(live_records(&old))?.into_iter().map(&mut f).collect::<Result<_>>()?
         };
         let counter = assign_ids(&mut converted, counter)?;
         let seq = self.next_seq();
         let rows = rows_of(&converted, seq)?;
         let specs = kept_indexes::<New>(&old.index_infos());
-        let fresh = self.checked_store(&rows, &specs)?;
+        let fresh = self.checked_store::<New>(&rows, &specs)?;
         fresh.counter.fetch_max(counter, Ordering::AcqRel);
         let version = old.version.load(Ordering::Acquire) + 1;
         fresh.version.store(version, Ordering::Release);
         // Made while every commit lock of the table is held, handed before the new store can
         // be written: in its place among the table's commits.
         let counter = fresh.counter.load(Ordering::Acquire);
-        let replaced = self.replicating().then(|| replacement(&rows, &specs, version, counter));
-        self.put_in_place(old.as_ref(), fresh, rows, &specs, replaced)?;
+        let replaced = self.replicating().then(|| replacement::<New>(&rows, &specs, version, counter));
+        self.put_in_place::<New>(old.as_ref(), fresh, rows, &specs, replaced)?;
         sealed.keep();
         drop(held);
         self.needs_reaper::<New>()?;
@@ -141,7 +144,7 @@ impl Database {
                 let based_on = self.applied_index();
                 (
                     based_on,
-                    live_records(&old),
+                    into_records::<Old>(live_records(&old))?,
                     old.counter.load(Ordering::Acquire),
                     old.version.load(Ordering::Acquire),
                     old.index_infos(),
@@ -153,8 +156,8 @@ impl Database {
             // The new records break no key or unique index: refused here, before any copy
             // drops its table.
             let specs = kept_indexes::<New>(&infos);
-            self.checked_store(&rows, &specs)?;
-            let replace = replacement(&rows, &specs, version + 1, counter);
+            self.checked_store::<New>(&rows, &specs)?;
+            let replace = replacement::<New>(&rows, &specs, version + 1, counter);
             let mut record = CommitRecord::whole(New::NAME, replace, based_on);
             record.reads = vec![TableReads { table: New::NAME.to_owned(), buckets: Vec::new(), whole: true }];
             match sequencer.order(record) {
@@ -170,17 +173,9 @@ impl Database {
     fn checked_store<New: Record>(
         &self,
         rows: &crate::disk::Rows,
-        specs: &[IndexSpec<New>],
-    ) -> Result<TableStore<New>> {
-        let id = self.inner.next_table_id.fetch_add(1, Ordering::Relaxed);
-        let indexes = specs.iter().map(IndexSpec::build).collect();
-        let fresh = TableStore::<New>::new(
-            self.id(),
-            self.clock().clone(),
-            id,
-            crate::engine::meta::RecordMeta::<New>::of(),
-            indexes,
-        );
+        specs: &[IndexSpec<RowOf<New>>],
+    ) -> Result<TableStore<RowOf<New>>> {
+        let fresh = self.new_store(meta_of::<New>(), specs)?;
         fresh.load(rows).map_err(|e| match e {
             Error::SchemaMismatch { differences, .. } => Error::Invalid(format!(
                 "table {}: the converted records break a unique index: {}",
@@ -200,9 +195,9 @@ impl Database {
     fn put_in_place<New: Record>(
         &self,
         old: &dyn AnyTable,
-        fresh: TableStore<New>,
+        fresh: TableStore<RowOf<New>>,
         rows: crate::disk::Rows,
-        specs: &[IndexSpec<New>],
+        specs: &[IndexSpec<RowOf<New>>],
         replaced: Option<WholeTable>,
     ) -> Result<()> {
         let mut seq = None;
@@ -278,7 +273,7 @@ pub(crate) fn replace_as<New: Record>(
     let (fresh, loaded, specs) = prepared::<New>(db, replace)?;
     fresh.counter.fetch_max(counter, Ordering::AcqRel);
     let forwarded = db.replicating().then(|| replace.clone());
-    db.put_in_place(old.as_ref(), fresh, loaded, &specs, forwarded)?;
+    db.put_in_place::<New>(old.as_ref(), fresh, loaded, &specs, forwarded)?;
     sealed.keep();
     drop(held);
     db.needs_reaper::<New>()
@@ -290,18 +285,18 @@ pub(crate) fn check_replace<New: Record>(db: &Database, replace: &WholeTable) ->
     prepared::<New>(db, replace).map(drop)
 }
 
+/// A store made for a replacement, with its rows as the log keeps them and its index specs.
+type Prepared<New> = (TableStore<RowOf<New>>, crate::disk::Rows, Vec<IndexSpec<RowOf<New>>>);
+
 /// The store of type `New` a [`WholeTable::Replace`] record makes: its rows decoded and
 /// filed again under their own keys (rows that do not fit the struct, or a key of a `set`
 /// holding several records, are refused), its indexes built and checked, its version and
 /// counter set; with the rows as the log keeps them and the index specs.
-fn prepared<New: Record>(
-    db: &Database,
-    replace: &WholeTable,
-) -> Result<(TableStore<New>, crate::disk::Rows, Vec<IndexSpec<New>>)> {
+fn prepared<New: Record>(db: &Database, replace: &WholeTable) -> Result<Prepared<New>> {
     let WholeTable::Replace { indexes, version, counter, rows, .. } = replace else {
         return Err(Error::Internal("a Replace record was expected".into()));
     };
-    let specs = exact_specs::<New>(indexes)?;
+    let specs: Vec<_> = exact_specs::<New>(indexes)?.iter().map(IndexSpec::for_rows).collect();
     let mut records: Vec<New> = Vec::with_capacity(rows.len());
     for change in rows {
         match &change.value {
@@ -315,25 +310,25 @@ fn prepared<New: Record>(
         }
     }
     let loaded = rows_of(&records, db.next_seq())?;
-    let fresh = db.checked_store(&loaded, &specs)?;
+    let fresh = db.checked_store::<New>(&loaded, &specs)?;
     fresh.counter.fetch_max(*counter, Ordering::AcqRel);
     fresh.version.store(*version, Ordering::Release);
     Ok((fresh, loaded, specs))
 }
 
 /// `Err` for a transform of a `disc_only_copies` table (its records are read into memory).
-fn refuse_disc_only<T: Record>(old: &TableStore<T>) -> Result<()> {
+fn refuse_disc_only<R: StoredRecord>(old: &TableStore<R>) -> Result<()> {
     if old.storage() == StorageType::DiscOnlyCopies {
         return Err(Error::Invalid(format!(
             "table {}: transform a disc_only_copies table by moving it to disc_copies first (change_table_copy_type)",
-            T::NAME
+            old.meta.name
         )));
     }
     Ok(())
 }
 
 /// The live records of `old` (expired ones left out), copied out shard by shard.
-fn live_records<T: Record>(old: &TableStore<T>) -> Vec<T> {
+fn live_records<R: StoredRecord>(old: &TableStore<R>) -> Vec<R> {
     let alive = old.alive();
     let mut records = Vec::new();
     for shard in 0..old.shard_count() {
@@ -392,7 +387,9 @@ fn rows_of<T: Record>(records: &[T], seq: u64) -> Result<crate::disk::Rows> {
 
 /// What every copy needs to make table `T` with the indexes `specs`: its shape, its Rust
 /// name, and each index (field, unique).
-pub(crate) fn described<T: Record>(specs: &[IndexSpec<T>]) -> (RecordShape, String, Vec<(String, bool)>) {
+pub(crate) fn described<T: Record, R: StoredRecord>(
+    specs: &[IndexSpec<R>],
+) -> (RecordShape, String, Vec<(String, bool)>) {
     let indexes = specs.iter().map(|s| (s.field().to_owned(), s.is_unique())).collect();
     (RecordShape::of::<T>(), std::any::type_name::<T>().to_owned(), indexes)
 }
@@ -401,11 +398,11 @@ pub(crate) fn described<T: Record>(specs: &[IndexSpec<T>]) -> (RecordShape, Stri
 /// its counter at `counter`.
 fn replacement<T: Record>(
     rows: &crate::disk::Rows,
-    specs: &[IndexSpec<T>],
+    specs: &[IndexSpec<RowOf<T>>],
     version: u32,
     counter: u64,
 ) -> WholeTable {
-    let (shape, type_name, indexes) = described(specs);
+    let (shape, type_name, indexes) = described::<T, _>(specs);
     WholeTable::Replace {
         shape,
         type_name,
@@ -447,6 +444,6 @@ pub(crate) fn exact_specs<T: Record>(indexes: &[(String, bool)]) -> Result<Vec<I
 /// The indexes a transformed table has: the new struct's declared ones, and those the old
 /// table had (declared or added at run time) on a field the new struct still has and can
 /// index — as a reopen keeps an index added with `add_index` (`remove_index` drops one).
-fn kept_indexes<New: Record>(old: &[crate::schema::record::IndexInfo]) -> Vec<IndexSpec<New>> {
-    crate::engine::meta::RecordMeta::<New>::of().specs_with(old)
+fn kept_indexes<New: Record>(old: &[crate::schema::record::IndexInfo]) -> Vec<IndexSpec<RowOf<New>>> {
+    meta_of::<New>().specs_with(old)
 }

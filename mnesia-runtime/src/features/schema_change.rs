@@ -13,11 +13,13 @@ use crate::disk::Disk;
 use crate::disk::record::TableOps;
 use crate::disk::schema::TableDef;
 use crate::engine::commit_record::{CommitRecord, WholeTable};
+use crate::engine::meta::meta_of;
 use crate::engine::store::{IndexList, TableStore};
 use crate::error::{Error, Result};
 use crate::schema::index_spec::{IndexSpec, TableIndex};
 use crate::schema::options::TableOptions;
 use crate::schema::record::{IndexInfo, Record, StorageType, TableType};
+use crate::schema::row::RowOf;
 use crate::schema::stored::StoredRecord;
 
 /// The record of creating table `T` with `options`: its shape, its Rust name, and every
@@ -25,7 +27,7 @@ use crate::schema::stored::StoredRecord;
 fn creation<T: Record>(options: &TableOptions<T>) -> WholeTable {
     let declared = T::indexes().into_iter().filter(|s| !options.without().contains(&s.field()));
     let specs: Vec<IndexSpec<T>> = declared.chain(options.indexes().iter().cloned()).collect();
-    let (shape, type_name, indexes) = crate::features::migrate::described(&specs);
+    let (shape, type_name, indexes) = crate::features::migrate::described::<T, _>(&specs);
     WholeTable::Create { shape, type_name, indexes }
 }
 
@@ -131,15 +133,8 @@ impl Database {
         if map.contains_key(T::NAME) || on_disc {
             return Err(Error::TableExists { table: T::NAME.to_owned() });
         }
-        let id = self.inner.next_table_id.fetch_add(1, Ordering::Relaxed);
-        let indexes = specs.iter().map(IndexSpec::build).collect();
-        let mut store = TableStore::<T>::new(
-            self.id(),
-            self.clock().clone(),
-            id,
-            crate::engine::meta::RecordMeta::<T>::of(),
-            indexes,
-        );
+        let rows: Vec<_> = specs.iter().map(IndexSpec::for_rows).collect();
+        let mut store = self.new_store(meta_of::<T>(), &rows)?;
         store.version.store(options.version(), Ordering::Release);
         if let (StorageType::DiscCopies | StorageType::DiscOnlyCopies, Some(disk)) = (storage, self.disk()) {
             let infos = specs
@@ -198,7 +193,7 @@ impl Database {
     fn change_whole_table<T: Record>(
         &self,
         op: impl Fn() -> WholeTable,
-        here: impl Fn(&TableStore<T>) -> Result<()>,
+        here: impl Fn(&TableStore<RowOf<T>>) -> Result<()>,
     ) -> Result<()> {
         for _ in 0..STORE_ATTEMPTS {
             let store = self.table::<T>()?;
@@ -349,7 +344,7 @@ impl Database {
         // (An index on one copy only would decide unique checks differently: on an ordered
         // copy every copy adds it, at one place of the order.)
         let whole = || WholeTable::AddIndex { field: spec.field().to_owned(), unique: spec.is_unique() };
-        self.change_whole_table::<T>(whole, |store| self.add_index_to(store, spec.clone()))
+        self.change_whole_table::<T>(whole, |store| self.add_index_to(store, spec.for_rows()))
     }
 
     /// Adds the index `spec` to `store`'s table here (and hands the change to the sink, if
@@ -365,7 +360,7 @@ impl Database {
         if current.list.iter().any(|i| i.field() == spec.field()) {
             return Err(Error::IndexExists { table: store.meta.name.to_owned(), field: spec.field() });
         }
-        let index = spec.build();
+        let index = spec.build()?;
         let held = lock_all(store, &current);
         let seq = self.next_seq();
         let mut dup = None;
@@ -447,7 +442,7 @@ impl Database {
         let indexes = store.indexes.load_full();
         let held = lock_all(&store, &indexes);
         if from == StorageType::DiscOnlyCopies || to == StorageType::DiscOnlyCopies {
-            return self.move_disc_only(&store, disk, to);
+            return self.move_disc_only::<T>(&store, disk, to);
         }
         match store.disk_id() {
             None => {
@@ -477,7 +472,7 @@ impl Database {
     /// step, says where the table lives; then a new store takes the old one's place.
     fn move_disc_only<T: Record>(
         &self,
-        store: &Arc<TableStore<T>>,
+        store: &Arc<TableStore<RowOf<T>>>,
         disk: &Disk,
         to: StorageType,
     ) -> Result<()> {
@@ -517,15 +512,8 @@ impl Database {
             disk.drop_disc_only(T::NAME, id);
         }
         // The new store, with indexes of its own.
-        let specs = crate::engine::meta::RecordMeta::<T>::of().specs_with(&infos);
-        let id = self.inner.next_table_id.fetch_add(1, Ordering::Relaxed);
-        let mut fresh = TableStore::<T>::new(
-            self.id(),
-            self.clock().clone(),
-            id,
-            crate::engine::meta::RecordMeta::<T>::of(),
-            specs.iter().map(IndexSpec::build).collect(),
-        );
+        let meta = meta_of::<T>();
+        let mut fresh = self.new_store(meta, &meta.specs_with(&infos))?;
         match (to, new_id) {
             (StorageType::DiscOnlyCopies, Some(id)) => {
                 fresh = fresh.into_disc_only(disk.disc_only()?, id);

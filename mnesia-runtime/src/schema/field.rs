@@ -153,3 +153,47 @@ impl<T, V> Field<T, V> {
         (self.get)(record)
     }
 }
+
+/// A field's accessor over the address of a record ([`StoredRecord::base`]), whatever the
+/// record's type: what an index or a condition reads a field of a row with, compiled once
+/// per field type.
+///
+/// [`StoredRecord::base`]: crate::schema::stored::StoredRecord::base
+pub(crate) struct FieldAt<V> {
+    pub(crate) name: &'static str,
+    pub(crate) position: usize,
+    get: unsafe fn(*const u8) -> *const V,
+}
+
+impl<V> Clone for FieldAt<V> {
+    fn clone(&self) -> Self {
+        *self
+    }
+}
+
+impl<V> Copy for FieldAt<V> {}
+
+impl<V> FieldAt<V> {
+    /// `field`'s accessor, over the address of a `T`.
+    #[allow(unsafe_code)]
+    pub(crate) fn of<T>(field: Field<T, V>) -> FieldAt<V> {
+        // SAFETY: `fn(&T) -> &V` and `unsafe fn(*const u8) -> *const V` have the same ABI
+        // (references and raw pointers to sized types are ABI-compatible: see the `fn`
+        // primitive's documentation); it is called only on the address of a `T` (`get`).
+        let get = unsafe { std::mem::transmute::<fn(&T) -> &V, unsafe fn(*const u8) -> *const V>(field.get) };
+        FieldAt { name: field.name, position: field.position, get }
+    }
+
+    /// The field of the record at `base`.
+    ///
+    /// # Safety
+    /// `base` is the address of a live record of the type this accessor was made for
+    /// (`FieldAt::of::<T>`), which outlives `'a`.
+    #[allow(unsafe_code)]
+    #[inline]
+    pub(crate) unsafe fn get<'a>(&self, base: *const u8) -> &'a V {
+        // SAFETY: the caller's contract: `base` is a `T`'s, and the accessor returns a
+        // reference into it.
+        unsafe { &*(self.get)(base) }
+    }
+}

@@ -6,6 +6,9 @@ use std::fmt;
 use std::ops::{BitAnd, BitOr, Not};
 use std::sync::Arc;
 
+use crate::schema::record::Record;
+use crate::schema::row::Row;
+
 /// The comparison a condition makes.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum Op {
@@ -174,6 +177,51 @@ impl<T> Filter<T> {
         let mut out = Vec::new();
         walk(&self.node, &mut out);
         out
+    }
+}
+
+impl<T: Record> Node<T> {
+    /// The same condition on rows holding `T`s.
+    fn for_rows(&self) -> Node<Row<T::Key>> {
+        match self {
+            Node::All => Node::All,
+            Node::Cond(c) => {
+                let test = Arc::clone(&c.test);
+                Node::Cond(Cond {
+                    field: c.field,
+                    position: c.position,
+                    op: c.op,
+                    values: c.values.clone(),
+                    test: Arc::new(move |r: &Row<T::Key>| r.typed::<T>().is_some_and(|x| test(x))),
+                })
+            }
+            Node::And(v) => Node::And(v.iter().map(Node::for_rows).collect()),
+            Node::Or(v) => Node::Or(v.iter().map(Node::for_rows).collect()),
+            Node::Not(n) => Node::Not(Box::new(n.for_rows())),
+        }
+    }
+}
+
+impl<T: Record> Filter<T> {
+    /// The same filter, on the rows of `T`'s table.
+    pub(crate) fn for_rows(&self) -> Filter<Row<T::Key>> {
+        Filter { node: self.node.for_rows() }
+    }
+}
+
+impl<T: Record> Order<T> {
+    /// The same order, on the rows of `T`'s table.
+    pub(crate) fn for_rows(&self) -> Order<Row<T::Key>> {
+        let cmp = Arc::clone(&self.cmp);
+        Order {
+            field: self.field,
+            position: self.position,
+            ascending: self.ascending,
+            cmp: Arc::new(move |a: &Row<T::Key>, b: &Row<T::Key>| match (a.typed::<T>(), b.typed::<T>()) {
+                (Some(a), Some(b)) => cmp(a, b),
+                _ => Ordering::Equal,
+            }),
+        }
     }
 }
 

@@ -4,9 +4,11 @@
 
 use std::any::Any;
 use std::fmt;
+use std::marker::PhantomData;
 use std::sync::Arc;
 
 use crate::base::lock::CommitLock;
+use crate::schema::row::Row;
 use crate::schema::stored::StoredRecord;
 
 /// How to build an index on one field: made by `Field::index_spec`, used by the derive for
@@ -23,8 +25,13 @@ pub struct IndexSpec<T: StoredRecord> {
     pub(crate) field: &'static str,
     pub(crate) position: usize,
     pub(crate) unique: bool,
-    pub(crate) build: Arc<dyn Fn() -> Arc<dyn TableIndex<T>> + Send + Sync>,
+    /// Builds the index over rows (what every table's store holds).
+    pub(crate) rows: RowIndexBuilder<T::Key>,
+    pub(crate) _record: PhantomData<fn() -> T>,
 }
+
+/// What builds an index over rows of a key type.
+pub(crate) type RowIndexBuilder<K> = Arc<dyn Fn() -> Arc<dyn TableIndex<Row<K>>> + Send + Sync>;
 
 impl<T: StoredRecord> Clone for IndexSpec<T> {
     fn clone(&self) -> Self {
@@ -32,7 +39,8 @@ impl<T: StoredRecord> Clone for IndexSpec<T> {
             field: self.field,
             position: self.position,
             unique: self.unique,
-            build: Arc::clone(&self.build),
+            rows: Arc::clone(&self.rows),
+            _record: PhantomData,
         }
     }
 }
@@ -72,8 +80,24 @@ impl<T: StoredRecord> IndexSpec<T> {
         self.position
     }
 
-    pub(crate) fn build(&self) -> Arc<dyn TableIndex<T>> {
-        (self.build)()
+    /// The same index, for a store of rows.
+    pub(crate) fn for_rows(&self) -> IndexSpec<Row<T::Key>> {
+        IndexSpec {
+            field: self.field,
+            position: self.position,
+            unique: self.unique,
+            rows: Arc::clone(&self.rows),
+            _record: PhantomData,
+        }
+    }
+
+    /// A new, empty index for a store of `T`: a store of rows (`T` is a `Row`), which every
+    /// table's store is; `Error::Internal` for any other.
+    pub(crate) fn build(&self) -> crate::error::Result<Arc<dyn TableIndex<T>>> {
+        let built: Box<dyn Any> = Box::new((self.rows)());
+        built.downcast::<Arc<dyn TableIndex<T>>>().map(|b| *b).map_err(|_| {
+            crate::error::Error::Internal(format!("index on {}: a store not of rows", self.field))
+        })
     }
 }
 

@@ -7,5 +7,6 @@ pub(crate) mod index_spec;
 pub(crate) mod options;
 pub(crate) mod projection;
 pub(crate) mod record;
+pub(crate) mod row;
 pub(crate) mod shape;
 pub(crate) mod stored;

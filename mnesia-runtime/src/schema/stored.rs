@@ -24,6 +24,8 @@ pub trait StoredRecord: Clone + Send + Sync + 'static {
     fn deadline(&self) -> Option<SystemTime>;
     /// Sets or clears the record's `#[ttl]` field.
     fn set_deadline(&mut self, deadline: Option<SystemTime>) -> Result<()>;
+    /// The address of the record's fields (what a field's accessor reads from).
+    fn base(&self) -> *const u8;
 }
 
 impl<T: Record> StoredRecord for T {
@@ -50,6 +52,11 @@ impl<T: Record> StoredRecord for T {
 
     fn set_deadline(&mut self, deadline: Option<SystemTime>) -> Result<()> {
         Record::set_deadline(self, deadline)
+    }
+
+    #[inline]
+    fn base(&self) -> *const u8 {
+        (self as *const T).cast()
     }
 }
 

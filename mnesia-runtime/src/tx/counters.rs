@@ -29,6 +29,7 @@ impl Record for NamedCounter {
         &[FieldInfo { name: "name", ty: "String" }, FieldInfo { name: "value", ty: "i64" }];
     const KEY_POSITION: usize = 0;
     const AUTO_INCREMENT: bool = false;
+    const KEY_OFFSET: Option<usize> = Some(std::mem::offset_of!(NamedCounter, name));
 
     fn key(&self) -> &String {
         &self.name
@@ -68,7 +69,11 @@ fn add_if<'a>(
     move |tx| {
         let part = tx.table::<NamedCounter>()?;
         let key = name.to_owned();
-        let current = part.read_one(&key).map_or(0, |c| c.value);
+        let current = match part.read_one_with(&key, |c| c.typed::<NamedCounter>().map(|c| c.value)) {
+            Some(Some(value)) => value,
+            None => 0,
+            Some(None) => return Err(Error::Internal("the counters' table holds another type".into())),
+        };
         let value =
             current.checked_add(incr).ok_or_else(|| Error::Exhausted { what: format!("counter {name}") })?;
         if !valid(value) {
@@ -76,7 +81,7 @@ fn add_if<'a>(
                 "counter {name} is at {current}: next_id hands out ids from 1 (reset_counter sets the next one)"
             )));
         }
-        part.put(NamedCounter { name: key, value })?;
+        part.put(crate::schema::row::Row::new(NamedCounter { name: key, value }))?;
         Ok(value)
     }
 }

@@ -171,7 +171,7 @@ pub trait Expiring: Record {
         let db = crate::tx::context::current_db()?;
         // (Claims a disc table recovered from the directory, as any operation does.)
         db.table::<Self>()?;
-        reap(&db, crate::engine::meta::RecordMeta::<Self>::of())
+        reap(&db, crate::engine::meta::meta_of::<Self>())
     }
 }
 
@@ -197,7 +197,7 @@ fn set_deadlines<T: Record>(key: &T::Key, deadline: Option<SystemTime>) -> Resul
                 let mut seen = Vec::with_capacity(recs.len());
                 let mut group = Vec::with_capacity(recs.len());
                 for r in recs {
-                    let bytes = crate::disk::record::encode(&r)?;
+                    let bytes = (part.store.meta.encode)(&r)?;
                     if !seen.contains(&bytes) {
                         seen.push(bytes);
                         group.push(r);

@@ -21,6 +21,7 @@ pub(crate) mod expiring;
 pub(crate) mod ops;
 pub(crate) mod plan;
 pub(crate) mod query;
+pub(crate) mod row_query;
 pub(crate) mod select;
 
 use std::any::{Any, TypeId};
@@ -32,9 +33,10 @@ use crate::base::lock::HeldLocks;
 use crate::base::priority::Gate;
 use crate::db::any_table::AnyTable;
 use crate::db::{Database, SnapshotGuard};
-use crate::engine::meta::RecordMeta;
+use crate::engine::meta::{RecordMeta, meta_of};
 use crate::error::{Error, Result};
 use crate::schema::record::Record;
+use crate::schema::row::RowOf;
 use crate::schema::stored::StoredRecord;
 
 mod apply;
@@ -145,7 +147,7 @@ impl Tx {
 
     /// This transaction's part for table `T`, for a read of many records (a scan, a
     /// query): a transaction that has written nothing reads at a snapshot from now on.
-    pub(crate) fn table_to_scan<T: Record>(&mut self) -> Result<&mut TxTable<T>> {
+    pub(crate) fn table_to_scan<T: Record>(&mut self) -> Result<&mut TxTable<RowOf<T>>> {
         self.read_at_snapshot();
         self.table::<T>()
     }
@@ -162,7 +164,7 @@ impl Tx {
 
     /// This transaction's part for table `T`, for a point read: after many, a transaction
     /// that has written nothing reads at a snapshot.
-    pub(crate) fn table_to_read<T: Record>(&mut self) -> Result<&mut TxTable<T>> {
+    pub(crate) fn table_to_read<T: Record>(&mut self) -> Result<&mut TxTable<RowOf<T>>> {
         self.count_read();
         self.table::<T>()
     }
@@ -182,9 +184,12 @@ impl Tx {
         &mut self,
         filter: &crate::schema::filter::Filter<T>,
         want: usize,
-        f: impl FnMut(&T) -> X,
+        mut f: impl FnMut(&T) -> X,
     ) -> Result<Vec<X>> {
-        self.select_in(RecordMeta::<T>::of(), claim_table::<T>, filter, want, f)
+        let rows = filter.for_rows();
+        let xs =
+            self.select_in(meta_of::<T>(), claim_table::<T>, &rows, want, |r| r.typed::<T>().map(&mut f))?;
+        Ok(xs.into_iter().flatten().collect())
     }
 
     /// [`Tx::select`] on the table `meta` describes.
@@ -222,10 +227,10 @@ impl Tx {
     }
 
     /// This transaction's part for table `T`, created on first use.
-    pub(crate) fn table<T: Record>(&mut self) -> Result<&mut TxTable<T>> {
+    pub(crate) fn table<T: Record>(&mut self) -> Result<&mut TxTable<RowOf<T>>> {
         self.part(TypeId::of::<T>(), |db| Ok(Box::new(TxTable::new(db.table::<T>()?)) as Box<dyn TxPart>))?
             .as_any_mut()
-            .downcast_mut::<TxTable<T>>()
+            .downcast_mut::<TxTable<RowOf<T>>>()
             .ok_or_else(|| Error::Internal("transaction part of another type".into()))
     }
 

@@ -1,11 +1,14 @@
 //! The table-scoped operations. `Table`'s provided functions and the explicit transaction
 //! handle both call these, so there is one code path under both.
 
-use crate::engine::store::Write;
+use crate::engine::meta::{as_record, into_record, into_records, meta_of};
+use crate::engine::store::{TableStore, Write};
 use crate::error::{Error, Result};
 use crate::schema::field::{Compare, Field, FieldValue};
 use crate::schema::filter::Filter;
 use crate::schema::record::{Record, TableType, Upserted};
+use crate::schema::row::{Row, RowOf};
+use crate::schema::stored::StoredRecord;
 use crate::tx::Tx;
 use crate::tx::context::{self, run, with_tx};
 
@@ -70,25 +73,25 @@ fn wants_id<T: Record>(rec: &T) -> bool {
 /// id; a `#[ttl]` left unset gets the table's default lifetime.
 pub(crate) fn prepare_new<T: Record>(
     db: &crate::db::Database,
-    store: &crate::engine::store::TableStore<T>,
+    store: &TableStore<RowOf<T>>,
     rec: &mut T,
 ) -> Result<()> {
     if T::AUTO_INCREMENT && rec.auto_id() == Some(0) {
         rec.set_auto_id(take_id(db, store)?)?;
     }
-    crate::engine::ttl::apply_default(crate::engine::meta::RecordMeta::<T>::of(), db.clock(), rec)
+    crate::engine::ttl::apply_default(meta_of::<T>(), db.clock(), rec)
 }
 
 /// The next id of a table's auto-increment counter. `Err(Conflict)` if a new store took
 /// this one's place (take it again there): while one is about to (the store is sealed), it
 /// waits for the schema lock, which the change holds until it is done.
-fn take_id<T: Record>(db: &crate::db::Database, store: &crate::engine::store::TableStore<T>) -> Result<u64> {
+fn take_id<R: StoredRecord>(db: &crate::db::Database, store: &TableStore<R>) -> Result<u64> {
     use std::sync::atomic::Ordering;
     loop {
-        let previous = store
-            .counter
-            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |c| c.checked_add(1))
-            .map_err(|_| Error::Exhausted { what: format!("auto-increment ids of table {}", T::NAME) })?;
+        let previous =
+            store.counter.fetch_update(Ordering::AcqRel, Ordering::Acquire, |c| c.checked_add(1)).map_err(
+                |_| Error::Exhausted { what: format!("auto-increment ids of table {}", store.meta.name) },
+            )?;
         // Pairs with the fence of `TableStore::seal`: either it counts this id, or this sees
         // the seal (and the id is not handed out: a gap).
         std::sync::atomic::fence(Ordering::SeqCst);
@@ -220,10 +223,7 @@ fn claim_ordered_id<T: Record>(db: &crate::db::Database, sequencer: &dyn crate::
 }
 
 /// Logs a disc table's counter on its own (raised to it); returns the commit's number.
-fn log_counter<T: Record>(
-    db: &crate::db::Database,
-    store: &crate::engine::store::TableStore<T>,
-) -> Result<u64> {
+fn log_counter<R: StoredRecord>(db: &crate::db::Database, store: &TableStore<R>) -> Result<u64> {
     let counter = store.counter.load(std::sync::atomic::Ordering::Acquire);
     let logged = store.disk_id().map(|table| crate::disk::record::TableOps {
         table,
@@ -243,7 +243,7 @@ fn put<T: Record>(tx: &mut Tx, rec: T) -> Result<()> {
         // Every id written moves the counter past it, so a new id never exists.
         part.store.counter.fetch_max(id, std::sync::atomic::Ordering::AcqRel);
     }
-    part.put(rec)
+    part.put(Row::new(rec))
 }
 
 /// Writes one imported record in the current transaction: an `#[auto_increment]` key left
@@ -286,11 +286,13 @@ pub(crate) fn insert<T: Record>(mut rec: T) -> Result<T> {
 }
 
 pub(crate) fn read<T: Record>(key: &T::Key) -> Result<Option<T>> {
-    run(|| with_tx(|tx| Ok(tx.table_to_read::<T>()?.read_one(key))))
+    run(|| {
+        with_tx(|tx| tx.table_to_read::<T>()?.read_one_with(key, |r| as_record::<T>(r).cloned()).transpose())
+    })
 }
 
 pub(crate) fn read_all<T: Record>(key: &T::Key) -> Result<Vec<T>> {
-    run(|| with_tx(|tx| Ok(tx.table_to_read::<T>()?.read_group(key))))
+    run(|| with_tx(|tx| into_records(tx.table_to_read::<T>()?.read_group(key))))
 }
 
 pub(crate) fn update<T: Record>(key: &T::Key, mut f: impl FnMut(&mut T)) -> Result<T> {
@@ -305,11 +307,7 @@ pub(crate) fn update<T: Record>(key: &T::Key, mut f: impl FnMut(&mut T)) -> Resu
             )));
         }
         with_tx(|tx| {
-            crate::engine::ttl::apply_default(
-                crate::engine::meta::RecordMeta::<T>::of(),
-                tx.db.clock(),
-                &mut rec,
-            )?;
+            crate::engine::ttl::apply_default(meta_of::<T>(), tx.db.clock(), &mut rec)?;
             put(tx, rec.clone())
         })?;
         Ok(rec)
@@ -325,7 +323,7 @@ pub(crate) fn delete<T: Record>(key: &T::Key) -> Result<Option<T>> {
                 return Ok(None);
             }
             part.set(key.clone(), Write::Delete);
-            Ok(old.into_iter().next())
+            old.into_iter().next().map(into_record).transpose()
         })
     })
 }
@@ -339,7 +337,13 @@ pub(crate) fn delete_object<T: Record>(rec: &T) -> Result<bool> {
             let before = group.len();
             let mut rest = Vec::with_capacity(before);
             for r in group {
-                if postcard::to_allocvec(&r).map_err(|e| Error::codec("encoding a record", e))? != bytes {
+                let same = match r.typed::<T>() {
+                    Some(x) => {
+                        postcard::to_allocvec(x).map_err(|e| Error::codec("encoding a record", e))? == bytes
+                    }
+                    None => false,
+                };
+                if !same {
                     rest.push(r);
                 }
             }
@@ -358,7 +362,7 @@ pub(crate) fn upsert<T: Record>(mut rec: T) -> Result<Upserted<T>> {
     run(|| {
         with_tx(|tx| {
             assign_id(tx, &mut rec, fresh)?;
-            let old = tx.table::<T>()?.read_one(rec.key());
+            let old = tx.table::<T>()?.read_one(rec.key()).map(into_record).transpose()?;
             put(tx, rec.clone())?;
             Ok(match old {
                 Some(old) if T::TYPE != TableType::Bag => Upserted::Replaced { new: rec.clone(), old },
@@ -383,8 +387,9 @@ pub(crate) fn get_by<T: Record, V: FieldValue>(
 /// The first record in key order whose field equals `value`: through the field's index, or
 /// else as a planned query.
 fn first_by<T: Record, V: FieldValue>(tx: &mut Tx, field: Field<T, V>, value: &V) -> Result<Option<T>> {
-    if let Some(found) = tx.table::<T>()?.first_by_index(field, value) {
-        return Ok(found);
+    let matches = |r: &RowOf<T>| r.typed::<T>().is_some_and(|x| field.get(x) == value);
+    if let Some(found) = tx.table::<T>()?.first_by_index(field.position(), value, &matches) {
+        return found.map(into_record).transpose();
     }
     // Only a better match than the best so far is copied.
     let mut best: Option<T> = None;
@@ -439,7 +444,7 @@ pub(crate) fn batch_delete<T: Record>(keys: impl IntoIterator<Item = T::Key>) ->
                 let old = part.read_group(k);
                 if !old.is_empty() {
                     part.set(k.clone(), Write::Delete);
-                    removed.extend(old);
+                    removed.extend(into_records::<T>(old)?);
                 }
             }
             Ok(removed)
@@ -499,7 +504,9 @@ pub(crate) fn dirty_read<T: Record>(key: &T::Key) -> Result<Option<T>> {
     let store = context::current_db()?.table::<T>()?;
     let hash = store.hash(key);
     let alive = store.alive();
-    let found = store.get_with(key, hash, |_, recs| recs.iter().find(|r| alive.keeps(*r)).cloned());
+    let found = store.get_with(key, hash, |_, recs| {
+        recs.iter().find(|r| alive.keeps(*r)).and_then(|r| r.typed::<T>()).cloned()
+    });
     store.healthy()?;
     Ok(found)
 }
@@ -529,7 +536,8 @@ pub(crate) fn dirty_delete<T: Record>(key: &T::Key) -> Result<Option<T>> {
 pub(crate) fn dirty_select<T: Record>(filter: &Filter<T>) -> Result<Vec<T>> {
     let db = context::current_db()?;
     let mut tx = Tx::new(db);
-    Ok(tx.table::<T>()?.select_with(filter, T::clone))
+    let rows = tx.table::<T>()?.select_with(&filter.for_rows(), |r| r.typed::<T>().cloned());
+    Ok(rows.into_iter().flatten().collect())
 }
 
 pub(crate) fn dirty_get_by<T: Record, V: FieldValue>(

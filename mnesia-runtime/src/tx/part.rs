@@ -150,14 +150,19 @@ impl<T: StoredRecord> TxTable<T> {
 
     /// The first record of a key as this transaction sees it.
     pub(crate) fn read_one(&mut self, key: &T::Key) -> Option<T> {
+        self.read_one_with(key, T::clone)
+    }
+
+    /// [`TxTable::read_one`]'s record, seen through `f` (not copied).
+    pub(crate) fn read_one_with<X>(&mut self, key: &T::Key, f: impl FnOnce(&T) -> X) -> Option<X> {
         let alive = self.store.alive();
         if let Some(w) = self.writes.get_mut().get(key) {
-            return w.records().iter().find(|r| alive.keeps(*r)).cloned();
+            return w.records().iter().find(|r| alive.keeps(*r)).map(f);
         }
         let hash = self.store.hash(key);
         let at = self.at_shard(self.store.shard_of(hash));
         let (version, rec) =
-            self.store.get_at(key, hash, at, |v, recs| (v, recs.iter().find(|r| alive.keeps(*r)).cloned()));
+            self.store.get_at(key, hash, at, |v, recs| (v, recs.iter().find(|r| alive.keeps(*r)).map(f)));
         self.reads.push((key.clone(), hash, version));
         rec
     }

@@ -213,29 +213,31 @@ pub(crate) fn plan<T: StoredRecord>(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::schema::row::Row;
     use crate::testing::Rec;
 
-    fn indexes(unique_n: bool) -> IndexList<Rec> {
-        let mut list = vec![Rec::TAG.index_spec(false).build()];
+    fn indexes(unique_n: bool) -> IndexList<Row<u32>> {
+        let mut list = vec![(Rec::TAG.index_spec(false).rows)()];
         if unique_n {
-            list.push(Rec::N.index_spec(true).build());
+            list.push((Rec::N.index_spec(true).rows)());
         }
         IndexList { epoch: 0, list }
     }
 
     fn plan_of(f: Filter<Rec>, kind: TableType) -> Plan {
-        plan(&f, kind, 0, &indexes(true), &|| None).plan()
+        plan(&f.for_rows(), kind, 0, &indexes(true), &|| None).plan()
     }
 
     #[test]
     fn an_index_that_would_read_over_a_quarter_of_a_large_table_gives_way_to_a_scan() {
         let list = indexes(false);
         for id in 0..3000u32 {
-            list.list[0].insert(&crate::testing::rec(id, "common", 0), 1);
+            list.list[0].insert(&Row::new(crate::testing::rec(id, "common", 0)), 1);
         }
-        list.list[0].insert(&crate::testing::rec(9999, "rare", 0), 1);
-        let with =
-            |records: usize, f: Filter<Rec>| plan(&f, TableType::Set, 0, &list, &|| Some(records)).plan();
+        list.list[0].insert(&Row::new(crate::testing::rec(9999, "rare", 0)), 1);
+        let with = |records: usize, f: Filter<Rec>| {
+            plan(&f.for_rows(), TableType::Set, 0, &list, &|| Some(records)).plan()
+        };
         assert_eq!(
             with(10_000, Rec::TAG.eq("common")),
             Plan::FullScanOverIndex { field: "tag", estimate: 3000, records: 10_000 }
@@ -258,7 +260,7 @@ mod tests {
     fn key_equality_wins_and_keys_are_deduplicated() {
         assert_eq!(plan_of(Rec::ID.eq(1) & Rec::TAG.eq("a"), TableType::Set), Plan::KeyLookup { keys: 1 });
         assert_eq!(plan_of(Rec::ID.is_in([3, 1, 3]), TableType::Set), Plan::KeyLookup { keys: 2 });
-        match plan(&Rec::ID.is_in([3, 1, 3]), TableType::Set, 0, &indexes(false), &|| None) {
+        match plan(&Rec::ID.is_in([3, 1, 3]).for_rows(), TableType::Set, 0, &indexes(false), &|| None) {
             Access::Keys(k) => assert_eq!(k, vec![1, 3]),
             _ => panic!("expected keys"),
         }
@@ -280,11 +282,17 @@ mod tests {
     fn key_ranges_only_on_ordered_sets() {
         assert_eq!(plan_of(Rec::ID.gt(3), TableType::Set), Plan::FullScan);
         assert_eq!(plan_of(Rec::ID.gt(3), TableType::OrderedSet), Plan::KeyRange);
-        match plan(&(Rec::ID.ge(3) & Rec::ID.lt(9)), TableType::OrderedSet, 0, &indexes(false), &|| None) {
+        match plan(
+            &(Rec::ID.ge(3) & Rec::ID.lt(9)).for_rows(),
+            TableType::OrderedSet,
+            0,
+            &indexes(false),
+            &|| None,
+        ) {
             Access::Range(lo, hi) => assert_eq!((lo, hi), (Bound::Included(3), Bound::Excluded(9))),
             _ => panic!("expected a range"),
         }
-        match plan(&Rec::ID.between(2, 5), TableType::OrderedSet, 0, &indexes(false), &|| None) {
+        match plan(&Rec::ID.between(2, 5).for_rows(), TableType::OrderedSet, 0, &indexes(false), &|| None) {
             Access::Range(lo, hi) => assert_eq!((lo, hi), (Bound::Included(2), Bound::Included(5))),
             _ => panic!("expected a range"),
         }

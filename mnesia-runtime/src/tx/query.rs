@@ -1,19 +1,15 @@
-//! The query builder: `User::query().filter(..).order_by(..).limit(..).all()`.
+//! The query builder: `User::query().filter(..).order_by(..).limit(..).all()`, a typed
+//! edge over the query engine (`tx/row_query.rs`), which runs on the table's rows.
 
 use std::marker::PhantomData;
 
-use crate::engine::meta::RecordMeta;
+use crate::engine::meta::{as_record, into_record, into_records, meta_of};
 use crate::error::Result;
 use crate::schema::filter::{Filter, Order};
-use crate::schema::record::{Record, TableType};
-use crate::schema::stored::StoredRecord;
-use crate::tx::context::{run, with_tx};
+use crate::schema::record::Record;
+use crate::schema::row::RowOf;
 use crate::tx::plan::Plan;
-use crate::tx::select::Cursor;
-
-/// Above this many wanted matches (`offset + limit`), an ordered query sorts every match
-/// rather than keeping the best few.
-const TOP_K_AT_MOST: usize = 1 << 16;
+use crate::tx::row_query::{RowQuery, RowQueryIter};
 
 /// A query on table `T`, built step by step and run by `all`, `first`, `count`, `keys` or
 /// `iter`. Inside a transaction it runs in it; outside, in a transaction of its own.
@@ -41,69 +37,26 @@ const TOP_K_AT_MOST: usize = 1 << 16;
 /// })?;
 /// # Ok::<(), mnesia::Error>(())
 /// ```
-pub struct Query<T: StoredRecord> {
-    /// The table's record type.
-    meta: &'static RecordMeta<T>,
-    /// Claims the table for its type as a transaction first uses it.
-    claim: crate::tx::Claim,
-    filter: Filter<T>,
-    order: Vec<Order<T>>,
-    limit: Option<usize>,
-    offset: usize,
-    chunk: usize,
-    /// The key pages start after (see [`Query::after`]): made a condition (and an order)
-    /// when the query runs, by the order it has then.
-    after: Option<T::Key>,
+pub struct Query<T: Record> {
+    inner: RowQuery<RowOf<T>>,
+    _t: PhantomData<fn() -> T>,
 }
 
-impl<T: StoredRecord> Clone for Query<T> {
+impl<T: Record> Clone for Query<T> {
     fn clone(&self) -> Self {
-        Query {
-            meta: self.meta,
-            claim: self.claim,
-            filter: self.filter.clone(),
-            order: self.order.clone(),
-            limit: self.limit,
-            offset: self.offset,
-            chunk: self.chunk,
-            after: self.after.clone(),
-        }
+        Query { inner: self.inner.clone(), _t: PhantomData }
     }
 }
 
-impl<T: StoredRecord> std::fmt::Debug for Query<T> {
+impl<T: Record> std::fmt::Debug for Query<T> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Query")
-            .field("table", &self.meta.name)
-            .field("filter", &self.filter)
-            .field("order", &self.order)
-            .field("limit", &self.limit)
-            .field("offset", &self.offset)
-            .field("after", &self.after)
-            .finish()
+        self.inner.fmt(f)
     }
 }
 
 impl<T: Record> Default for Query<T> {
     fn default() -> Self {
-        Query::of(RecordMeta::<T>::of(), crate::tx::claim_table::<T>)
-    }
-}
-
-impl<T: StoredRecord> Query<T> {
-    /// A query on the table `meta` describes, which `claim` claims as a transaction first
-    /// uses it.
-    pub(crate) fn of(meta: &'static RecordMeta<T>, claim: crate::tx::Claim) -> Self {
-        Query {
-            meta,
-            claim,
-            filter: Filter::all(),
-            order: Vec::new(),
-            limit: None,
-            offset: 0,
-            chunk: 1000,
-            after: None,
-        }
+        Query { inner: RowQuery::of(meta_of::<T>(), crate::tx::claim_table::<T>), _t: PhantomData }
     }
 }
 
@@ -120,9 +73,7 @@ impl<T: Record> Query<T> {
     pub fn new() -> Self {
         Query::default()
     }
-}
 
-impl<T: StoredRecord> Query<T> {
     /// Adds a condition; several `filter` calls must all hold.
     ///
     /// ```
@@ -132,9 +83,8 @@ impl<T: StoredRecord> Query<T> {
     /// let q = User::query().filter(User::AGE.ge(18)).filter(User::AGE.lt(65));
     /// # let _ = q;
     /// ```
-    pub fn filter(mut self, filter: impl Into<Filter<T>>) -> Self {
-        self.filter = std::mem::replace(&mut self.filter, Filter::all()) & filter.into();
-        self
+    pub fn filter(self, filter: impl Into<Filter<T>>) -> Self {
+        Query { inner: self.inner.filter(filter.into().for_rows()), _t: PhantomData }
     }
 
     /// Sorts the results; later calls break ties of earlier ones. Ties left over are in key
@@ -147,9 +97,8 @@ impl<T: StoredRecord> Query<T> {
     /// let q = User::query().order_by(User::AGE.desc()).order_by(User::NAME.asc());
     /// # let _ = q;
     /// ```
-    pub fn order_by(mut self, order: impl Into<Order<T>>) -> Self {
-        self.order.push(order.into());
-        self
+    pub fn order_by(self, order: impl Into<Order<T>>) -> Self {
+        Query { inner: self.inner.order_by(order.into().for_rows()), _t: PhantomData }
     }
 
     /// Returns at most `n` records.
@@ -161,9 +110,8 @@ impl<T: StoredRecord> Query<T> {
     /// let q = User::query().limit(10);
     /// # let _ = q;
     /// ```
-    pub fn limit(mut self, n: usize) -> Self {
-        self.limit = Some(n);
-        self
+    pub fn limit(self, n: usize) -> Self {
+        Query { inner: self.inner.limit(n), _t: PhantomData }
     }
 
     /// Skips the first `n` records.
@@ -175,9 +123,8 @@ impl<T: StoredRecord> Query<T> {
     /// let q = User::query().offset(20).limit(10);
     /// # let _ = q;
     /// ```
-    pub fn offset(mut self, n: usize) -> Self {
-        self.offset = n;
-        self
+    pub fn offset(self, n: usize) -> Self {
+        Query { inner: self.inner.offset(n), _t: PhantomData }
     }
 
     /// How many records `iter` reads at a time (default 1000).
@@ -189,9 +136,8 @@ impl<T: StoredRecord> Query<T> {
     /// let q = User::query().chunk_size(100);
     /// # let _ = q;
     /// ```
-    pub fn chunk_size(mut self, n: usize) -> Self {
-        self.chunk = n.max(1);
-        self
+    pub fn chunk_size(self, n: usize) -> Self {
+        Query { inner: self.inner.chunk_size(n), _t: PhantomData }
     }
 
     /// How this query reads the table.
@@ -209,27 +155,7 @@ impl<T: StoredRecord> Query<T> {
     /// # Ok::<(), mnesia::Error>(())
     /// ```
     pub fn explain(&self) -> Result<Plan> {
-        if self.after.is_some() {
-            return self.resolved().explain();
-        }
-        let db = crate::tx::context::current_db()?;
-        (self.claim)(&db)?;
-        let store = db.current_store(self.meta)?;
-        Ok(crate::tx::plan::plan(
-            &self.filter,
-            store.kind,
-            store.meta.key_position,
-            &store.indexes.load(),
-            &|| store.key_count(),
-        )
-        .plan())
-    }
-
-    fn sorted(&self, mut recs: Vec<T>) -> Vec<T> {
-        if !self.order.is_empty() {
-            crate::base::sort::sort_by(&mut recs, |a, b| self.compare(a, b));
-        }
-        recs.into_iter().skip(self.offset).take(self.limit.unwrap_or(usize::MAX)).collect()
+        self.inner.explain()
     }
 
     /// Every matching record, sorted, after `offset`, at most `limit`.
@@ -248,32 +174,7 @@ impl<T: StoredRecord> Query<T> {
     /// # Ok::<(), mnesia::Error>(())
     /// ```
     pub fn all(&self) -> Result<Vec<T>> {
-        if self.after.is_some() {
-            return self.resolved().all();
-        }
-        // Matches needed: `offset + limit`; reading stops there without an order, and with
-        // one only that many are kept (a bounded selection, not a copy of every match).
-        let wanted = self.limit.map(|l| l.saturating_add(self.offset));
-        let recs = match wanted {
-            Some(k) if self.in_key_order() => {
-                run(|| with_tx(|tx| tx.select_in(self.meta, self.claim, &self.filter, k, T::clone)))?
-            }
-            Some(k) if k <= TOP_K_AT_MOST => run(|| with_tx(|tx| self.top(tx, k)))?,
-            _ => {
-                run(|| with_tx(|tx| tx.select_in(self.meta, self.claim, &self.filter, usize::MAX, T::clone)))?
-            }
-        };
-        Ok(self.sorted(recs))
-    }
-
-    /// Whether the records come as the query wants them without sorting: no order, or the
-    /// key's ascending order on an `ordered_set` (which is read in key order).
-    fn in_key_order(&self) -> bool {
-        match self.order.as_slice() {
-            [] => true,
-            [o] => self.meta.kind == TableType::OrderedSet && o.is_key_ascending(self.meta.key_position),
-            _ => false,
-        }
+        into_records(self.inner.all()?)
     }
 
     /// Only the records whose key comes after `key` in key order: keyset pagination. Pages
@@ -314,64 +215,8 @@ impl<T: StoredRecord> Query<T> {
     /// })?;
     /// # Ok::<(), mnesia::Error>(())
     /// ```
-    pub fn after(mut self, key: &T::Key) -> Self {
-        self.after = Some(key.clone());
-        self
-    }
-
-    /// The query as it runs: [`Query::after`]'s key made a condition, by the order the
-    /// query has (keys below it when ordered by the key descending, above it otherwise),
-    /// and a `set` or `bag` without an order put in key order (an `ordered_set` is read in
-    /// it anyway).
-    fn resolved(&self) -> Query<T> {
-        let mut q = self.clone();
-        let Some(key) = q.after.take() else { return q };
-        let descending = q.order.first().is_some_and(|o| o.is_key_descending(self.meta.key_position));
-        let field = self.meta.fields.get(self.meta.key_position).map_or("key", |f| f.name);
-        if q.order.is_empty() && self.meta.kind != TableType::OrderedSet {
-            let by_key: crate::schema::filter::Comparator<T> =
-                std::sync::Arc::new(|a: &T, b: &T| a.key().cmp(b.key()));
-            q.order.push(Order::new(field, self.meta.key_position, true, by_key));
-        }
-        let bar = key.clone();
-        #[allow(clippy::type_complexity)]
-        let (op, test): (_, std::sync::Arc<dyn Fn(&T) -> bool + Send + Sync>) = if descending {
-            (crate::schema::filter::Op::Lt, std::sync::Arc::new(move |r: &T| r.key() < &bar))
-        } else {
-            (crate::schema::filter::Op::Gt, std::sync::Arc::new(move |r: &T| r.key() > &bar))
-        };
-        let cond = crate::schema::filter::Cond {
-            field,
-            position: self.meta.key_position,
-            op,
-            values: vec![std::sync::Arc::new(key)],
-            test,
-        };
-        q.filter(Filter::from_cond(cond))
-    }
-
-    /// How two records compare in the query's order (then by key).
-    fn compare(&self, a: &T, b: &T) -> std::cmp::Ordering {
-        self.order.iter().map(|o| o.compare(a, b)).find(|o| o.is_ne()).unwrap_or_else(|| a.key().cmp(b.key()))
-    }
-
-    /// The `k` first matches in the query's order, keeping at most `2k` copies at a time.
-    fn top(&self, tx: &mut crate::tx::Tx, k: usize) -> Result<Vec<T>> {
-        let mut best: Vec<T> = Vec::new();
-        // After a compaction, `best[..k]` is sorted and `best[k - 1]` is the bar to pass.
-        let mut compacted = false;
-        tx.select_in(self.meta, self.claim, &self.filter, usize::MAX, |r| {
-            if k == 0 || (compacted && self.compare(r, &best[k - 1]).is_ge()) {
-                return;
-            }
-            best.push(r.clone());
-            if best.len() >= 2 * k {
-                crate::base::sort::sort_by(&mut best, |a, b| self.compare(a, b));
-                best.truncate(k);
-                compacted = true;
-            }
-        })?;
-        Ok(best)
+    pub fn after(self, key: &T::Key) -> Self {
+        Query { inner: self.inner.after(key), _t: PhantomData }
     }
 
     /// The values of some fields of the records `all` returns, in the same order: one
@@ -396,17 +241,8 @@ impl<T: StoredRecord> Query<T> {
     /// # Ok::<(), mnesia::Error>(())
     /// ```
     pub fn select<P: crate::schema::projection::Projection<T>>(&self, fields: P) -> Result<Vec<P::Output>> {
-        if self.after.is_some() {
-            return self.resolved().select(fields);
-        }
-        if !self.in_key_order() {
-            return Ok(self.all()?.iter().map(|r| fields.project(r)).collect());
-        }
-        let wanted = self.limit.map_or(usize::MAX, |l| l.saturating_add(self.offset));
-        let values = run(|| {
-            with_tx(|tx| tx.select_in(self.meta, self.claim, &self.filter, wanted, |r| fields.project(r)))
-        })?;
-        Ok(values.into_iter().skip(self.offset).take(self.limit.unwrap_or(usize::MAX)).collect())
+        let values = self.inner.select_map(|r| as_record::<T>(r).map(|rec| fields.project(rec)))?;
+        values.into_iter().collect()
     }
 
     /// The first record of `all`, if any.
@@ -426,10 +262,7 @@ impl<T: StoredRecord> Query<T> {
     /// # Ok::<(), mnesia::Error>(())
     /// ```
     pub fn first(&self) -> Result<Option<T>> {
-        // Stops at the first match (or keeps the best one, with an order); `limit(0)`
-        // leaves `all` empty, so nothing comes first.
-        let one = self.limit.map_or(1, |l| l.min(1));
-        Ok(self.clone().limit(one).all()?.into_iter().next())
+        self.inner.first()?.map(into_record).transpose()
     }
 
     /// How many records match (after `offset`, at most `limit`).
@@ -447,14 +280,7 @@ impl<T: StoredRecord> Query<T> {
     /// # Ok::<(), mnesia::Error>(())
     /// ```
     pub fn count(&self) -> Result<usize> {
-        if self.after.is_some() {
-            return self.resolved().count();
-        }
-        let wanted = self.limit.map_or(usize::MAX, |l| l.saturating_add(self.offset));
-        let n = run(|| {
-            with_tx(|tx| Ok(tx.select_in(self.meta, self.claim, &self.filter, wanted, |_| ())?.len()))
-        })?;
-        Ok(n.saturating_sub(self.offset).min(self.limit.unwrap_or(usize::MAX)))
+        self.inner.count()
     }
 
     /// The keys of the records `all` returns, in the same order.
@@ -475,17 +301,7 @@ impl<T: StoredRecord> Query<T> {
     /// # Ok::<(), mnesia::Error>(())
     /// ```
     pub fn keys(&self) -> Result<Vec<T::Key>> {
-        if self.after.is_some() {
-            return self.resolved().keys();
-        }
-        if self.in_key_order() {
-            let wanted = self.limit.map_or(usize::MAX, |l| l.saturating_add(self.offset));
-            let keys = run(|| {
-                with_tx(|tx| tx.select_in(self.meta, self.claim, &self.filter, wanted, |r| r.key().clone()))
-            })?;
-            return Ok(keys.into_iter().skip(self.offset).take(self.limit.unwrap_or(usize::MAX)).collect());
-        }
-        Ok(self.all()?.into_iter().map(|r| r.key().clone()).collect())
+        self.inner.keys()
     }
 
     /// Iterates over the matches a chunk at a time, without holding them all in memory
@@ -513,20 +329,7 @@ impl<T: StoredRecord> Query<T> {
     /// # Ok::<(), mnesia::Error>(())
     /// ```
     pub fn iter(&self) -> QueryIter<T> {
-        if self.after.is_some() {
-            return self.resolved().iter();
-        }
-        let start =
-            if self.meta.kind == TableType::OrderedSet { Cursor::After(None) } else { Cursor::Shard(0) };
-        QueryIter {
-            query: self.clone(),
-            cursor: if self.order.is_empty() { start } else { Cursor::Pending },
-            sorted: !self.order.is_empty(),
-            buffer: std::collections::VecDeque::new(),
-            skipped: 0,
-            yielded: 0,
-            _t: PhantomData,
-        }
+        QueryIter { inner: self.inner.iter(), _t: PhantomData }
     }
 }
 
@@ -545,64 +348,21 @@ impl<T: StoredRecord> Query<T> {
 /// })?;
 /// # Ok::<(), mnesia::Error>(())
 /// ```
-pub struct QueryIter<T: StoredRecord> {
-    query: Query<T>,
-    cursor: Cursor<T::Key>,
-    sorted: bool,
-    buffer: std::collections::VecDeque<T>,
-    skipped: usize,
-    yielded: usize,
-    _t: PhantomData<T>,
+pub struct QueryIter<T: Record> {
+    inner: RowQueryIter<RowOf<T>>,
+    _t: PhantomData<fn() -> T>,
 }
 
-impl<T: StoredRecord> std::fmt::Debug for QueryIter<T> {
+impl<T: Record> std::fmt::Debug for QueryIter<T> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("QueryIter").field("query", &self.query).finish_non_exhaustive()
+        self.inner.fmt(f)
     }
 }
 
-impl<T: StoredRecord> QueryIter<T> {
-    fn refill(&mut self) -> Result<()> {
-        while self.buffer.is_empty() && !matches!(self.cursor, Cursor::Done) {
-            if self.sorted {
-                // Sorting needs every match: one read, then done.
-                let all = self.query.clone().offset(0).limit(usize::MAX).all()?;
-                self.buffer.extend(all);
-                self.cursor = Cursor::Done;
-                break;
-            }
-            let cursor = std::mem::replace(&mut self.cursor, Cursor::Done);
-            let filter = &self.query.filter;
-            let (meta, claim, size) = (self.query.meta, self.query.claim, self.query.chunk);
-            let (chunk, next) =
-                run(|| with_tx(|tx| Ok(tx.part_to_scan(meta, claim)?.chunk(filter, cursor.clone(), size))))?;
-            self.cursor = next;
-            self.buffer.extend(chunk);
-        }
-        Ok(())
-    }
-}
-
-impl<T: StoredRecord> Iterator for QueryIter<T> {
+impl<T: Record> Iterator for QueryIter<T> {
     type Item = Result<T>;
 
     fn next(&mut self) -> Option<Result<T>> {
-        loop {
-            if self.yielded >= self.query.limit.unwrap_or(usize::MAX) {
-                return None;
-            }
-            if let Err(e) = self.refill() {
-                self.cursor = Cursor::Done;
-                self.buffer.clear();
-                return Some(Err(e));
-            }
-            let rec = self.buffer.pop_front()?;
-            if self.skipped < self.query.offset {
-                self.skipped += 1;
-                continue;
-            }
-            self.yielded += 1;
-            return Some(Ok(rec));
-        }
+        self.inner.next().map(|r| r.and_then(into_record))
     }
 }

@@ -4,7 +4,6 @@
 
 use std::ops::Bound;
 
-use crate::schema::field::{Field, FieldValue};
 use crate::schema::filter::Filter;
 use crate::schema::record::TableType;
 use crate::schema::stored::StoredRecord;
@@ -35,17 +34,19 @@ pub(crate) enum Cursor<K> {
 impl<T: StoredRecord> TxTable<T> {
     /// The first record, in key order, whose `field` equals `value`, through the field's
     /// index; `None` when the field has no index (the caller then plans a query).
-    pub(crate) fn first_by_index<V: FieldValue>(
+    /// `matches`: whether a record's field equals `value`.
+    pub(crate) fn first_by_index(
         &mut self,
-        field: Field<T, V>,
-        value: &V,
+        position: usize,
+        value: &dyn std::any::Any,
+        matches: &dyn Fn(&T) -> bool,
     ) -> Option<Option<T>> {
         if self.at().is_some() {
             // At a snapshot, the index (which is current) gives only some of the keys.
             return None;
         }
         let indexes = self.store.indexes.load_full();
-        let idx = indexes.list.iter().find(|i| i.position() == field.position())?;
+        let idx = indexes.list.iter().find(|i| i.position() == position)?;
         let alive = self.store.alive();
         let mut best: Option<T> = None;
         // Keys come in key order, a few at a time: the first committed match not rewritten
@@ -63,7 +64,7 @@ impl<T: StoredRecord> TxTable<T> {
                 }
                 let hash = self.store.hash(&k);
                 let (v, found) = self.store.get_with(&k, hash, |v, recs| {
-                    (v, recs.iter().find(|r| field.get(r) == value && alive.keeps(*r)).cloned())
+                    (v, recs.iter().find(|r| matches(r) && alive.keeps(*r)).cloned())
                 });
                 self.note_read(&k, hash, v);
                 if found.is_some() {
@@ -79,7 +80,7 @@ impl<T: StoredRecord> TxTable<T> {
         for e in self.writes.get_mut().iter() {
             for r in e.write.records() {
                 let earlier = best.as_ref().is_none_or(|b| r.key() < b.key());
-                if field.get(r) == value && earlier && alive.keeps(r) {
+                if matches(r) && earlier && alive.keeps(r) {
                     best = Some(r.clone());
                 }
             }

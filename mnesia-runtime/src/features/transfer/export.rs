@@ -4,9 +4,11 @@ use std::io::Write;
 use std::path::Path;
 
 use crate::base::progress::{Progress, Ticker};
+use crate::engine::meta::as_record;
 use crate::engine::store::TableStore;
 use crate::error::{Error, Result};
 use crate::schema::record::Record;
+use crate::schema::stored::StoredRecord;
 
 use super::{ExportOptions, Format, finished, io_err};
 
@@ -72,7 +74,8 @@ fn export_records<T: Record>(out: impl Write, format: Format, progress: Option<&
         Format::Json => {
             let n = each(
                 &store,
-                |rec, n, chunk| {
+                |row, n, chunk| {
+                    let rec = as_record::<T>(row)?;
                     finite(rec)?;
                     chunk.extend_from_slice(if n == 0 { b"[\n" } else { b",\n" });
                     serde_json::to_writer(chunk, rec).map_err(json)
@@ -85,7 +88,8 @@ fn export_records<T: Record>(out: impl Write, format: Format, progress: Option<&
         }
         Format::JsonLines => each(
             &store,
-            |rec, _, chunk| {
+            |row, _, chunk| {
+                let rec = as_record::<T>(row)?;
                 finite(rec)?;
                 serde_json::to_writer(&mut *chunk, rec).map_err(json)?;
                 chunk.push(b'\n');
@@ -105,8 +109,8 @@ fn export_records<T: Record>(out: impl Write, format: Format, progress: Option<&
             let mut cells = vec![String::new(); names.len()];
             each(
                 &store,
-                |rec, _, chunk| {
-                    crate::base::cells::write_cells(rec, &names, &mut cells)
+                |stored, _, chunk| {
+                    crate::base::cells::write_cells(as_record::<T>(stored)?, &names, &mut cells)
                         .map_err(|e| Error::Invalid(format!("table {}: {e}", T::NAME)))?;
                     w.write_record(&cells).map_err(csv_err)?;
                     w.flush().map_err(io_err)?;
@@ -144,7 +148,7 @@ const CHUNK: usize = 1000;
 
 /// Serializes every live record of the table with `f` (given how many came before) into a
 /// chunk, hands each full chunk to `flush` once its lock is released; returns how many.
-fn each<T: Record>(
+fn each<T: StoredRecord>(
     store: &TableStore<T>,
     mut f: impl FnMut(&T, usize, &mut Vec<u8>) -> Result<()>,
     flush: &mut dyn FnMut(&[u8]) -> Result<()>,

@@ -337,7 +337,13 @@ fn import_records<T: Record>(
             let lines: Vec<u64> = batch.iter().map(|(line, _)| *line).collect();
             let items = batch
                 .into_iter()
-                .map(|(_, rec)| (rec.key().clone(), crate::engine::store::Write::Put(rec), None))
+                .map(|(_, rec)| {
+                    (
+                        rec.key().clone(),
+                        crate::engine::store::Write::Put(crate::schema::row::Row::new(rec)),
+                        None,
+                    )
+                })
                 .collect();
             loader.load_batch(items, log).map_err(|(at, c)| located::<T>(c, lines[at]))?;
             loader.log_if_full(log)
@@ -505,7 +511,10 @@ fn locate_unique<T: Record>(e: Error, recs: &[(u64, T)]) -> Error {
     let Some(idx) = indexes.list.iter().find(|i| i.field() == field) else { return e };
     let line = recs
         .iter()
-        .find(|(_, rec)| format!("{:?}", rec.key()) != *existing_key && idx.value_debug(rec) == *value)
+        .find(|(_, rec)| {
+            format!("{:?}", rec.key()) != *existing_key
+                && idx.value_debug(&crate::schema::row::Row::new(rec.clone())) == *value
+        })
         .map(|(line, _)| *line);
     match line {
         Some(line) => bad(line, Some(field), e),
