@@ -153,8 +153,6 @@ pub(crate) fn expand(input: &Input<'_>) -> TokenStream {
             const FIELDS: &'static [#krate::FieldInfo] = &[#(#infos),*];
             const KEY_POSITION: usize = #key_pos;
             const AUTO_INCREMENT: bool = #auto;
-            const KEY_OFFSET: ::core::option::Option<usize> =
-                ::core::option::Option::Some(::core::mem::offset_of!(Self, #key_ident));
 
             fn key(&self) -> &<Self as #krate::Record>::Key {
                 &self.#key_ident

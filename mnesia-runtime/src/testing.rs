@@ -38,7 +38,6 @@ impl Record for Rec {
     ];
     const KEY_POSITION: usize = 0;
     const AUTO_INCREMENT: bool = false;
-    const KEY_OFFSET: Option<usize> = Some(std::mem::offset_of!(Rec, id));
 
     fn key(&self) -> &u32 {
         &self.id

@@ -39,7 +39,7 @@ pub(crate) fn warm<R: Serialize + ?Sized>(rec: &R) {
     let _ = rec.serialize(Warm);
 }
 
-/// Asks the CPU to bring `bytes` into cache: the one `unsafe` block of the crate (a hint).
+/// Asks the CPU to bring `bytes` into cache (a hint).
 #[allow(unsafe_code)]
 fn touch(bytes: &[u8]) {
     #[cfg(all(target_arch = "x86_64", target_feature = "sse"))]

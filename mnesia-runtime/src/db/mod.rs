@@ -469,7 +469,7 @@ impl Database {
         SnapshotGuard { db: self.clone(), at }
     }
 
-    /// The typed store of table `T` if its type has claimed it: for a caller holding the
+    /// The store of table `T` (its rows) if its type has claimed it: for a caller holding the
     /// schema lock (claiming takes it).
     pub(crate) fn registered<T: Record>(&self) -> Result<Arc<TableStore<RowOf<T>>>> {
         let t =
@@ -494,7 +494,7 @@ impl Database {
         Ok(store)
     }
 
-    /// The typed store of table `T`.
+    /// The store of table `T` (its rows), claimed for `T`.
     pub(crate) fn table<T: Record>(&self) -> Result<Arc<TableStore<RowOf<T>>>> {
         if CONVERTING.get().is_some_and(|(db, table)| db == self.id() && table == T::NAME) {
             return Err(Error::Invalid(format!(
@@ -669,14 +669,17 @@ fn typed<T: Record>(t: Arc<dyn AnyTable>) -> Result<Arc<TableStore<RowOf<T>>>> {
 
 /// A table's store as that of the record type `meta` describes.
 fn typed_as<T: StoredRecord>(meta: &RecordMeta<T>, t: Arc<dyn AnyTable>) -> Result<Arc<TableStore<T>>> {
-    let mismatch =
-        |stored| Error::TypeMismatch { table: meta.name.to_owned(), stored, requested: (meta.type_name)() };
     // Stores of rows of one key type are one Rust type: the record type is the meta's.
     if t.record_type() != (meta.type_id)() {
-        return Err(mismatch(t.type_name()));
+        return Err(Error::TypeMismatch {
+            table: meta.name.to_owned(),
+            stored: t.type_name(),
+            requested: (meta.type_name)(),
+        });
     }
-    let stored = t.type_name();
-    t.as_any_arc().downcast::<TableStore<T>>().map_err(|_| mismatch(stored))
+    t.as_any_arc()
+        .downcast::<TableStore<T>>()
+        .map_err(|_| Error::Internal(format!("table {}: a store of another kind", meta.name)))
 }
 
 static NEXT_DB_ID: AtomicU64 = AtomicU64::new(1);

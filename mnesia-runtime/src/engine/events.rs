@@ -352,6 +352,16 @@ impl<T: Record> Subscription<T> {
         }
     }
 
+    /// The next event `take` gives that is of the table's type (a store holds rows of its
+    /// table's type only: none is skipped).
+    fn next_typed(&self, take: impl Fn() -> Option<Event<Row<T::Key>>>) -> Option<Event<T>> {
+        loop {
+            if let Some(e) = take()?.typed() {
+                return Some(e);
+            }
+        }
+    }
+
     /// The next event, waiting at most `timeout`.
     ///
     /// ```
@@ -367,7 +377,7 @@ impl<T: Record> Subscription<T> {
     /// # Ok::<(), mnesia::Error>(())
     /// ```
     pub fn recv_timeout(&self, timeout: Duration) -> Option<Event<T>> {
-        self.reader.take(Some(timeout), true).and_then(Event::typed)
+        self.next_typed(|| self.reader.take(Some(timeout), true))
     }
 
     /// The next event if one is waiting.
@@ -385,7 +395,7 @@ impl<T: Record> Subscription<T> {
     /// # Ok::<(), mnesia::Error>(())
     /// ```
     pub fn try_recv(&self) -> Option<Event<T>> {
-        self.reader.take(None, false).and_then(Event::typed)
+        self.next_typed(|| self.reader.take(None, false))
     }
 }
 
@@ -413,6 +423,14 @@ impl<T: Record> futures_core::Stream for Subscription<T> {
         self: std::pin::Pin<&mut Self>,
         cx: &mut std::task::Context<'_>,
     ) -> std::task::Poll<Option<Event<T>>> {
-        self.reader.poll(cx).map(|e| e.and_then(Event::typed))
+        loop {
+            match self.reader.poll(cx) {
+                std::task::Poll::Ready(Some(e)) => match e.typed() {
+                    Some(e) => return std::task::Poll::Ready(Some(e)),
+                    None => continue,
+                },
+                other => return other.map(|_| None),
+            }
+        }
     }
 }

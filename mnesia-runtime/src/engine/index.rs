@@ -24,7 +24,7 @@ use crate::schema::stored::StoredRecord;
 
 const INDEX_SHARDS: usize = 64;
 
-impl<T: StoredRecord> IndexSpec<T> {
+impl<T: Record> IndexSpec<T> {
     pub(crate) fn new<V: FieldValue + Hash + Eq>(field: Field<T, V>, unique: bool) -> Self {
         let at = FieldAt::of(field);
         IndexSpec {
@@ -409,6 +409,10 @@ impl<T: StoredRecord, V: FieldValue + Hash + Eq> TypedIndex<T, V> {
         // given only that table's records, all of that type: a store holds the rows of one
         // record type (`Database::table` checks the type; a transform builds a new store
         // with new indexes).
+        debug_assert!(
+            rec.record_type() == (self.field.record_type)(),
+            "an index read a record of another type"
+        );
         unsafe { self.field.get(rec.base()) }
     }
 }

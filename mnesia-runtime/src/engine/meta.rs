@@ -41,6 +41,9 @@ pub(crate) struct RecordMeta<T: StoredRecord> {
     /// A record decoded from the start of [`RecordMeta::encode`]'s bytes, and the bytes
     /// after it.
     pub(crate) take: Take<T>,
+    /// The bytes a record holds apart from its slot (a row's box, for records over 64
+    /// bytes): what `table_info`'s memory adds per record.
+    pub(crate) boxed_bytes: usize,
 }
 
 #[cfg(test)]
@@ -62,6 +65,7 @@ impl<T: Record> RecordMeta<T> {
                 warm: crate::base::prefetch::warm::<T>,
                 take: take_record::<T>,
                 to_json: record_json::<T>,
+                boxed_bytes: 0,
             }
         }
     }
@@ -84,6 +88,7 @@ pub(crate) fn meta_of<U: Record>() -> &'static RecordMeta<Row<U::Key>> {
             warm: warm_row::<U>,
             take: take_row::<U>,
             to_json: row_json::<U>,
+            boxed_bytes: if crate::schema::row::fits::<U>() { 0 } else { size_of::<U>() },
         }
     }
 }
@@ -126,10 +131,9 @@ fn encode_row<U: Record>(row: &Row<U::Key>) -> Result<Vec<u8>> {
 }
 
 fn extend_row<U: Record>(row: &Row<U::Key>, out: Vec<u8>) -> postcard::Result<Vec<u8>> {
-    // (A row of another type cannot be: it would fail as a serde error of its own.)
     match row.typed::<U>() {
         Some(rec) => postcard::to_extend(rec, out),
-        None => Err(postcard::Error::SerializeBufferFull),
+        None => Err(postcard::Error::SerdeSerCustom),
     }
 }
 

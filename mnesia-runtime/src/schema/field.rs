@@ -155,13 +155,14 @@ impl<T, V> Field<T, V> {
 }
 
 /// A field's accessor over the address of a record ([`StoredRecord::base`]), whatever the
-/// record's type: what an index or a condition reads a field of a row with, compiled once
-/// per field type.
+/// record's type: what an index reads a field of a row with, compiled once per field type.
 ///
 /// [`StoredRecord::base`]: crate::schema::stored::StoredRecord::base
 pub(crate) struct FieldAt<V> {
     pub(crate) name: &'static str,
     pub(crate) position: usize,
+    /// The type of the records it reads (checked in debug builds).
+    pub(crate) record_type: fn() -> std::any::TypeId,
     get: unsafe fn(*const u8) -> *const V,
 }
 
@@ -176,12 +177,12 @@ impl<V> Copy for FieldAt<V> {}
 impl<V> FieldAt<V> {
     /// `field`'s accessor, over the address of a `T`.
     #[allow(unsafe_code)]
-    pub(crate) fn of<T>(field: Field<T, V>) -> FieldAt<V> {
+    pub(crate) fn of<T: 'static>(field: Field<T, V>) -> FieldAt<V> {
         // SAFETY: `fn(&T) -> &V` and `unsafe fn(*const u8) -> *const V` have the same ABI
         // (references and raw pointers to sized types are ABI-compatible: see the `fn`
         // primitive's documentation); it is called only on the address of a `T` (`get`).
         let get = unsafe { std::mem::transmute::<fn(&T) -> &V, unsafe fn(*const u8) -> *const V>(field.get) };
-        FieldAt { name: field.name, position: field.position, get }
+        FieldAt { name: field.name, position: field.position, record_type: std::any::TypeId::of::<T>, get }
     }
 
     /// The field of the record at `base`.

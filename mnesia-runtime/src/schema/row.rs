@@ -20,8 +20,9 @@ use crate::schema::stored::StoredRecord;
 /// Records up to this size (and alignment up to 8) are held inline.
 const INLINE: usize = 64;
 
-/// A row's storage: the record itself, or a pointer to it in a box.
-#[repr(C)]
+/// A row's storage: the record itself, or a pointer to it in a box. Aligned to 8 on every
+/// target (a `u64` is 4-aligned on some 32-bit ones), as `fits` assumes.
+#[repr(C, align(8))]
 union Data {
     inline: ManuallyDrop<MaybeUninit<[u64; INLINE / 8]>>,
     boxed: *mut u8,
@@ -32,8 +33,6 @@ pub(crate) struct RowType<K: 'static> {
     type_id: fn() -> TypeId,
     type_name: fn() -> &'static str,
     inline: bool,
-    /// Where the key is in the record, if the derive said (`Record::KEY_OFFSET`).
-    key_offset: Option<usize>,
     key: fn(&Row<K>) -> &K,
     clone: fn(&Row<K>) -> Row<K>,
     drop: fn(&mut Row<K>),
@@ -44,9 +43,11 @@ pub(crate) struct RowType<K: 'static> {
 }
 
 /// Whether records of `U` are held inline.
-const fn fits<U>() -> bool {
-    size_of::<U>() <= INLINE && align_of::<U>() <= 8
+pub(crate) const fn fits<U>() -> bool {
+    size_of::<U>() <= INLINE && align_of::<U>() <= align_of::<Data>()
 }
+
+const _: () = assert!(align_of::<Data>() >= 8 && size_of::<Data>() == INLINE);
 
 impl<K: 'static> RowType<K> {
     /// The functions of rows holding a `U`.
@@ -56,7 +57,6 @@ impl<K: 'static> RowType<K> {
                 type_id: TypeId::of::<U>,
                 type_name: std::any::type_name::<U>,
                 inline: fits::<U>(),
-                key_offset: U::KEY_OFFSET,
                 key: |r| Record::key(r.record::<U>()),
                 clone: |r| Row::new(r.record::<U>().clone()),
                 drop: drop_row::<U>,
@@ -136,10 +136,21 @@ impl<K: 'static> Row<K> {
         unsafe { &*self.ptr().cast::<U>() }
     }
 
+    /// The address of the record, for writing.
+    fn ptr_mut(&mut self) -> *mut u8 {
+        if self.ty.inline {
+            std::ptr::addr_of_mut!(self.data.inline).cast::<u8>()
+        } else {
+            // SAFETY: a boxed type's rows use `boxed` (see `new`).
+            unsafe { self.data.boxed }
+        }
+    }
+
     /// As [`Row::record`], mutably.
     fn record_mut<U>(&mut self) -> &mut U {
-        // SAFETY: as `record`; `&mut self` makes the access unique.
-        unsafe { &mut *self.ptr().cast_mut().cast::<U>() }
+        // SAFETY: as `record`; `&mut self` makes the access unique, and the pointer comes
+        // from it (`ptr_mut`).
+        unsafe { &mut *self.ptr_mut().cast::<U>() }
     }
 
     /// Whether the row holds a `U`.
@@ -195,12 +206,7 @@ impl<K: crate::schema::record::Key> StoredRecord for Row<K> {
 
     #[inline]
     fn key(&self) -> &K {
-        match self.ty.key_offset {
-            // SAFETY: the derive's offset is that of the record's key field, a `K`
-            // (`Record::KEY_OFFSET`), within the record at `ptr`.
-            Some(at) => unsafe { &*self.ptr().add(at).cast::<K>() },
-            None => (self.ty.key)(self),
-        }
+        (self.ty.key)(self)
     }
 
     fn auto_id(&self) -> Option<u64> {
@@ -222,6 +228,10 @@ impl<K: crate::schema::record::Key> StoredRecord for Row<K> {
     #[inline]
     fn base(&self) -> *const u8 {
         self.ptr()
+    }
+
+    fn record_type(&self) -> TypeId {
+        (self.ty.type_id)()
     }
 }
 
@@ -289,7 +299,7 @@ mod tests {
         let drops = Arc::new(AtomicUsize::new(0));
         let big = Big { id: "k".into(), pad: [9; 12], drops: Some(Arc::clone(&drops)) };
         let row = Row::new(big);
-        assert_eq!(row.key(), "k", "no offset from a hand-written Record: through the function");
+        assert_eq!(row.key(), "k");
         let copy = row.clone();
         drop(row);
         assert_eq!(drops.load(Ordering::SeqCst), 1);

@@ -26,6 +26,8 @@ pub trait StoredRecord: Clone + Send + Sync + 'static {
     fn set_deadline(&mut self, deadline: Option<SystemTime>) -> Result<()>;
     /// The address of the record's fields (what a field's accessor reads from).
     fn base(&self) -> *const u8;
+    /// The record's Rust type.
+    fn record_type(&self) -> std::any::TypeId;
 }
 
 impl<T: Record> StoredRecord for T {
@@ -57,6 +59,10 @@ impl<T: Record> StoredRecord for T {
     #[inline]
     fn base(&self) -> *const u8 {
         (self as *const T).cast()
+    }
+
+    fn record_type(&self) -> std::any::TypeId {
+        std::any::TypeId::of::<T>()
     }
 }
 

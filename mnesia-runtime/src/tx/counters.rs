@@ -29,7 +29,6 @@ impl Record for NamedCounter {
         &[FieldInfo { name: "name", ty: "String" }, FieldInfo { name: "value", ty: "i64" }];
     const KEY_POSITION: usize = 0;
     const AUTO_INCREMENT: bool = false;
-    const KEY_OFFSET: Option<usize> = Some(std::mem::offset_of!(NamedCounter, name));
 
     fn key(&self) -> &String {
         &self.name

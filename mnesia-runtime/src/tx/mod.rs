@@ -33,7 +33,7 @@ use crate::base::lock::HeldLocks;
 use crate::base::priority::Gate;
 use crate::db::any_table::AnyTable;
 use crate::db::{Database, SnapshotGuard};
-use crate::engine::meta::{RecordMeta, meta_of};
+use crate::engine::meta::{RecordMeta, as_record, meta_of};
 use crate::error::{Error, Result};
 use crate::schema::record::Record;
 use crate::schema::row::RowOf;
@@ -188,8 +188,8 @@ impl Tx {
     ) -> Result<Vec<X>> {
         let rows = filter.for_rows();
         let xs =
-            self.select_in(meta_of::<T>(), claim_table::<T>, &rows, want, |r| r.typed::<T>().map(&mut f))?;
-        Ok(xs.into_iter().flatten().collect())
+            self.select_in(meta_of::<T>(), claim_table::<T>, &rows, want, |r| as_record::<T>(r).map(&mut f))?;
+        xs.into_iter().collect()
     }
 
     /// [`Tx::select`] on the table `meta` describes.

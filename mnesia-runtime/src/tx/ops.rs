@@ -362,7 +362,8 @@ pub(crate) fn upsert<T: Record>(mut rec: T) -> Result<Upserted<T>> {
     run(|| {
         with_tx(|tx| {
             assign_id(tx, &mut rec, fresh)?;
-            let old = tx.table::<T>()?.read_one(rec.key()).map(into_record).transpose()?;
+            let old =
+                tx.table::<T>()?.read_one_with(rec.key(), |r| as_record::<T>(r).cloned()).transpose()?;
             put(tx, rec.clone())?;
             Ok(match old {
                 Some(old) if T::TYPE != TableType::Bag => Upserted::Replaced { new: rec.clone(), old },
@@ -505,10 +506,10 @@ pub(crate) fn dirty_read<T: Record>(key: &T::Key) -> Result<Option<T>> {
     let hash = store.hash(key);
     let alive = store.alive();
     let found = store.get_with(key, hash, |_, recs| {
-        recs.iter().find(|r| alive.keeps(*r)).and_then(|r| r.typed::<T>()).cloned()
+        recs.iter().find(|r| alive.keeps(*r)).map(|r| as_record::<T>(r).cloned())
     });
     store.healthy()?;
-    Ok(found)
+    found.transpose()
 }
 
 pub(crate) fn dirty_update<T: Record>(key: &T::Key, f: impl FnOnce(&mut T)) -> Result<T> {
@@ -536,8 +537,8 @@ pub(crate) fn dirty_delete<T: Record>(key: &T::Key) -> Result<Option<T>> {
 pub(crate) fn dirty_select<T: Record>(filter: &Filter<T>) -> Result<Vec<T>> {
     let db = context::current_db()?;
     let mut tx = Tx::new(db);
-    let rows = tx.table::<T>()?.select_with(&filter.for_rows(), |r| r.typed::<T>().cloned());
-    Ok(rows.into_iter().flatten().collect())
+    let rows = tx.table::<T>()?.select_with(&filter.for_rows(), |r| as_record::<T>(r).cloned());
+    rows.into_iter().collect()
 }
 
 pub(crate) fn dirty_get_by<T: Record, V: FieldValue>(

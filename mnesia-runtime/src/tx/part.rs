@@ -148,12 +148,8 @@ impl<T: StoredRecord> TxTable<T> {
         recs
     }
 
-    /// The first record of a key as this transaction sees it.
-    pub(crate) fn read_one(&mut self, key: &T::Key) -> Option<T> {
-        self.read_one_with(key, T::clone)
-    }
-
-    /// [`TxTable::read_one`]'s record, seen through `f` (not copied).
+    /// The first record of a key as this transaction sees it, seen through `f` (not
+    /// copied).
     pub(crate) fn read_one_with<X>(&mut self, key: &T::Key, f: impl FnOnce(&T) -> X) -> Option<X> {
         let alive = self.store.alive();
         if let Some(w) = self.writes.get_mut().get(key) {
@@ -224,7 +220,7 @@ impl<T: StoredRecord> TxTable<T> {
         self.index_reads.push((Arc::clone(index), shard, version));
     }
 
-    /// Records a point read made outside `read_one` (by a planned access).
+    /// Records a point read made outside `read_one_with` (by a planned access).
     pub(crate) fn note_read(&mut self, key: &T::Key, hash: u64, version: u64) {
         self.reads.push((key.clone(), hash, version));
     }

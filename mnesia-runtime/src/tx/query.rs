@@ -174,7 +174,10 @@ impl<T: Record> Query<T> {
     /// # Ok::<(), mnesia::Error>(())
     /// ```
     pub fn all(&self) -> Result<Vec<T>> {
-        into_records(self.inner.all()?)
+        if self.inner.sorts() {
+            return into_records(self.inner.all()?);
+        }
+        self.inner.select_map(|r| as_record::<T>(r).cloned())?.into_iter().collect()
     }
 
     /// Only the records whose key comes after `key` in key order: keyset pagination. Pages
@@ -262,7 +265,9 @@ impl<T: Record> Query<T> {
     /// # Ok::<(), mnesia::Error>(())
     /// ```
     pub fn first(&self) -> Result<Option<T>> {
-        self.inner.first()?.map(into_record).transpose()
+        // (Through `all`, which copies only the record kept.)
+        let one = self.inner.limit_or(1).min(1);
+        Ok(self.clone().limit(one).all()?.into_iter().next())
     }
 
     /// How many records match (after `offset`, at most `limit`).

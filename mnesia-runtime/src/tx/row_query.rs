@@ -16,10 +16,10 @@ use crate::tx::select::Cursor;
 /// rather than keeping the best few.
 const TOP_K_AT_MOST: usize = 1 << 16;
 
-/// A query on table `T`, built step by step and run by `all`, `first`, `count`, `keys` or
-/// `iter`. Inside a transaction it runs in it; outside, in a transaction of its own.
+/// A query on the rows of the table `meta` describes (see the public `Query`, which wraps
+/// it). Inside a transaction it runs in it; outside, in a transaction of its own.
 pub(crate) struct RowQuery<T: StoredRecord> {
-    /// The table's record type.
+    /// The table's description.
     meta: &'static RecordMeta<T>,
     /// Claims the table for its type as a transaction first uses it.
     claim: crate::tx::Claim,
@@ -155,6 +155,12 @@ impl<T: StoredRecord> RowQuery<T> {
         Ok(self.sorted(recs))
     }
 
+    /// Whether running the query sorts its matches (`all` copies every record then, where
+    /// [`RowQuery::select_map`] reads only what its function makes).
+    pub(crate) fn sorts(&self) -> bool {
+        self.after.is_some() || !self.in_key_order()
+    }
+
     /// Whether the records come as the query wants them without sorting: no order, or the
     /// key's ascending order on an `ordered_set` (which is read in key order).
     fn in_key_order(&self) -> bool {
@@ -254,8 +260,13 @@ impl<T: StoredRecord> RowQuery<T> {
     pub(crate) fn first(&self) -> Result<Option<T>> {
         // Stops at the first match (or keeps the best one, with an order); `limit(0)`
         // leaves `all` empty, so nothing comes first.
-        let one = self.limit.map_or(1, |l| l.min(1));
+        let one = self.limit_or(1).min(1);
         Ok(self.clone().limit(one).all()?.into_iter().next())
+    }
+
+    /// The limit set, or `none`.
+    pub(crate) fn limit_or(&self, none: usize) -> usize {
+        self.limit.unwrap_or(none)
     }
 
     /// How many records match (after `offset`, at most `limit`).

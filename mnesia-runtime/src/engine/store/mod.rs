@@ -617,18 +617,23 @@ impl<T: StoredRecord> TableStore<T> {
     /// Bytes held by the table's own structures (records inline, hash tables, tree nodes,
     /// indexes), not counting heap data owned by the records' fields.
     pub(crate) fn memory(&self) -> usize {
+        let boxed = self.meta.boxed_bytes;
         let records: usize = self
             .shards
             .iter()
             .map(|s| {
                 let d = s.data.read();
                 match &d.map {
-                    ShardMap::Set(t) => t.capacity() * (size_of::<Slot<T>>() + 1),
-                    ShardMap::Ordered(m) => m.len() * (size_of::<Slot<T>>() + size_of::<T::Key>() + 16),
+                    ShardMap::Set(t) => t.capacity() * (size_of::<Slot<T>>() + 1) + t.len() * boxed,
+                    ShardMap::Ordered(m) => {
+                        m.len() * (size_of::<Slot<T>>() + size_of::<T::Key>() + 16 + boxed)
+                    }
                     ShardMap::Disc(_) => 0,
                     ShardMap::Bag(t) => {
                         t.capacity() * (size_of::<Slot<Vec<T>>>() + 1)
-                            + t.iter().map(|s| s.rec.capacity() * size_of::<T>()).sum::<usize>()
+                            + t.iter()
+                                .map(|s| s.rec.capacity() * size_of::<T>() + s.rec.len() * boxed)
+                                .sum::<usize>()
                     }
                 }
             })
