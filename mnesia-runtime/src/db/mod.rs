@@ -27,7 +27,7 @@ use crate::error::{Error, Result};
 use crate::schema::index_spec::IndexSpec;
 use crate::schema::record::{Record, StorageType, TableInfo};
 use crate::schema::row::RowOf;
-use crate::schema::stored::StoredRecord;
+use crate::schema::stored::{RecordFacts, StoredRecord};
 
 pub(crate) use crate::db::any_table::{AnyTable, TableMap, lock_all};
 pub use crate::db::config::Config;
@@ -336,8 +336,8 @@ impl Database {
     }
 
     /// Starts the reaper thread for a table with a `#[ttl]` field (once per database).
-    pub(crate) fn needs_reaper<T: Record>(&self) -> Result<()> {
-        if T::TTL_FIELD.is_some() && self.inner.config.auto_cleanup {
+    pub(crate) fn needs_reaper(&self, facts: &RecordFacts) -> Result<()> {
+        if facts.ttl_field.is_some() && self.inner.config.auto_cleanup {
             self.start_reaper()?;
         }
         Ok(())
@@ -505,7 +505,7 @@ impl Database {
         let known = self.inner.tables.load().get(T::NAME).cloned();
         let store = typed::<T>(match known {
             Some(t) => t,
-            None => self.register::<T>()?,
+            None => self.register(meta_of::<T>())?,
         })?;
         // Every operation starts here, before it reads.
         store.resume();
@@ -515,21 +515,21 @@ impl Database {
     /// Claims a disc table recovered from the directory for its Rust type `T` (Mnesia's
     /// `wait_for_tables`): checks `T` against the stored definition, decodes the records and
     /// builds the indexes. Nothing changes if `T` does not match.
-    fn register<T: Record>(&self) -> Result<Arc<dyn AnyTable>> {
+    fn register<R: StoredRecord>(&self, meta: &'static RecordMeta<R>) -> Result<Arc<dyn AnyTable>> {
+        let name = meta.name;
         let _schema = self.inner.schema.lock();
-        if let Some(t) = self.inner.tables.load().get(T::NAME) {
+        if let Some(t) = self.inner.tables.load().get(name) {
             return Ok(Arc::clone(t)); // registered meanwhile
         }
-        let disk = self.disk().ok_or_else(|| Error::no_such_table(T::NAME))?;
-        self.needs_reaper::<T>()?;
+        let disk = self.disk().ok_or_else(|| Error::no_such_table(name))?;
+        self.needs_reaper(meta)?;
         let mut pending = disk.pending.lock();
-        let p = pending.get(T::NAME).ok_or_else(|| Error::no_such_table(T::NAME))?;
-        let differences = p.def.differences::<T>();
+        let p = pending.get(name).ok_or_else(|| Error::no_such_table(name))?;
+        let differences = p.def.differences_from(&meta.facts, meta.format, "on disc");
         if !differences.is_empty() {
-            return Err(Error::SchemaMismatch { table: T::NAME.to_owned(), differences });
+            return Err(Error::SchemaMismatch { table: name.to_owned(), differences });
         }
         // The declared indexes, and those added online before (when the field can be indexed).
-        let meta = meta_of::<T>();
         let mut store = self.new_store(meta, &meta.specs_with(&p.def.indexes))?;
         store.disk_id.store(p.def.id, Ordering::Release);
         store.version.store(p.def.version, Ordering::Release);
@@ -546,7 +546,7 @@ impl Database {
         // kept gets one, and one whose type changed shape compatibly (an enum gained a
         // variant) gets the new one. Only for tools: a failure to write it is not the
         // program's, and the next open tries again.
-        if let Some(format) = crate::disk::format::RecordFormat::stored::<T>()
+        if let Some(format) = (meta.format)().and_then(crate::disk::format::RecordFormat::into_stored)
             && p.def.format.as_ref() != Some(&format)
         {
             let id = p.def.id;
@@ -556,10 +556,10 @@ impl Database {
                 }
             });
         }
-        pending.remove(T::NAME);
+        pending.remove(name);
         let store: Arc<dyn AnyTable> = Arc::new(store);
         let mut next = (*self.inner.tables.load_full()).clone();
-        next.insert(T::NAME.to_owned(), Arc::clone(&store));
+        next.insert(name.to_owned(), Arc::clone(&store));
         self.put_tables(next);
         Ok(store)
     }

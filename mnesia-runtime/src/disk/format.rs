@@ -43,12 +43,6 @@ impl RecordFormat {
         std::panic::catch_unwind(trace::<T>).ok().flatten()
     }
 
-    /// `T`'s format as the schema file keeps it (a JSON value: the format itself is not
-    /// `Send`); `None` if it cannot be traced.
-    pub(crate) fn stored<T: DeserializeOwned>() -> Option<Value> {
-        RecordFormat::of::<T>()?.into_stored()
-    }
-
     /// The format as the schema file keeps it.
     pub(crate) fn into_stored(self) -> Option<Value> {
         serde_json::to_value(self).ok()

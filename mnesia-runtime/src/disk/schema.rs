@@ -116,11 +116,6 @@ impl TableDef {
         }
     }
 
-    /// How `T` differs from this definition stored on disc, in words (empty: it matches).
-    pub(crate) fn differences<T: Record>(&self) -> Vec<String> {
-        self.differences_from(&RecordFacts::of::<T>(), RecordFormat::of::<T>, "on disc")
-    }
-
     /// How the record type `facts` describes (its records' serde format traced by
     /// `format`) differs from this definition, kept `place` ("on disc", "in the backup"), in
     /// words (empty: it matches).

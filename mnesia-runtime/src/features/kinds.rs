@@ -7,9 +7,13 @@ use std::sync::Arc;
 
 use crate::db::AnyTable;
 use crate::engine::commit_record::WholeTable;
+use crate::engine::meta::RecordMeta;
+use crate::features::schema_change::Making;
 use crate::schema::index_spec::IndexSpec;
+use crate::schema::record::StorageType;
 use crate::schema::shape::RecordShape;
-use crate::{Database, Error, Record, Result, TableOptions};
+use crate::schema::stored::StoredRecord;
+use crate::{Database, Error, Record, Result};
 
 /// A table's indexes: (field, unique).
 type Indexes = [(String, bool)];
@@ -52,17 +56,30 @@ impl TableKind {
 /// Creates table `T` here (ram copies) at `version`, with exactly the indexes `indexes`
 /// (its struct may declare others: the table was created, or changed since, elsewhere).
 fn create_as<T: Record>(db: &Database, indexes: &Indexes, version: u32) -> Result<()> {
-    let mut options = TableOptions::<T>::new().at_version(version);
-    let declared = T::indexes();
-    let alike = |s: &IndexSpec<T>, field: &str, unique: bool| s.field() == field && s.is_unique() == unique;
-    for spec in crate::features::migrate::exact_specs::<T>(indexes)? {
-        if !declared.iter().any(|s| alike(s, spec.field(), spec.is_unique())) {
-            options = options.with_index(spec);
-        }
-    }
+    create_in(db, crate::engine::meta::meta_of::<T>(), indexes, version)
+}
+
+/// [`create_as`] for the table `meta` describes.
+fn create_in<R: StoredRecord>(
+    db: &Database,
+    meta: &'static RecordMeta<R>,
+    indexes: &Indexes,
+    version: u32,
+) -> Result<()> {
+    let declared = (meta.indexes)();
+    let alike = |s: &IndexSpec<R>, field: &str, unique: bool| s.field() == field && s.is_unique() == unique;
+    let extra = crate::features::migrate::exact_specs(meta, indexes)?
+        .into_iter()
+        .filter(|spec| !declared.iter().any(|s| alike(s, spec.field(), spec.is_unique())))
+        .collect();
     // A declared index the table has not (or has with the other uniqueness): made without it.
-    let unwanted = declared.iter().filter(|s| !indexes.iter().any(|(f, u)| alike(s, f, *u)));
-    db.create_table_here(options.without_declared(unwanted.map(|s| s.field()).collect()))
+    let without: Vec<&'static str> = declared
+        .iter()
+        .filter(|s| !indexes.iter().any(|(f, u)| alike(s, f, *u)))
+        .map(|s| s.field())
+        .collect();
+    let making = Making { storage: StorageType::RamCopies, nodes: &[], without: &without, extra, version };
+    db.create_here(meta, making)
 }
 
 /// Applies `replace` (a [`WholeTable::Replace`] record) to `old`, the table here, with the

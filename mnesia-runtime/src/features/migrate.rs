@@ -7,13 +7,13 @@ use std::sync::atomic::Ordering;
 use crate::db::{AnyTable, Database, lock_all};
 use crate::disk::record::TableOps;
 use crate::disk::schema::TableDef;
-use crate::engine::commit_record::{CommitRecord, Content, KeyChange, TableReads, WholeTable, decode_whole};
-use crate::engine::meta::{into_records, meta_of};
+use crate::engine::commit_record::{CommitRecord, Content, KeyChange, TableReads, WholeTable};
+use crate::engine::meta::{RecordMeta, into_records, meta_of};
 use crate::engine::store::TableStore;
 use crate::error::{Error, Result};
 use crate::schema::index_spec::IndexSpec;
 use crate::schema::record::{IndexInfo, Record, StorageType, TableType};
-use crate::schema::row::RowOf;
+use crate::schema::row::{Row, RowOf};
 use crate::schema::shape::RecordShape;
 use crate::schema::stored::StoredRecord;
 
@@ -95,22 +95,25 @@ impl Database {
             into_records::<Old>(live_records(&old))?.into_iter().map(&mut f).collect::<Result<_>>()?
         };
         let counter = assign_ids(&mut converted, counter)?;
+        let count = converted.len();
+        let converted: Vec<RowOf<New>> = converted.into_iter().map(Row::new).collect();
+        let meta = meta_of::<New>();
         let seq = self.next_seq();
-        let rows = rows_of(&converted, seq)?;
-        let specs = kept_indexes::<New>(&old.index_infos());
-        let fresh = self.checked_store::<New>(&rows, &specs)?;
+        let rows = rows_of(meta, &converted, seq)?;
+        let specs = meta.specs_with(&old.index_infos());
+        let fresh = self.checked_store(meta, &rows, &specs)?;
         fresh.counter.fetch_max(counter, Ordering::AcqRel);
         let version = old.version.load(Ordering::Acquire) + 1;
         fresh.version.store(version, Ordering::Release);
         // Made while every commit lock of the table is held, handed before the new store can
         // be written: in its place among the table's commits.
         let counter = fresh.counter.load(Ordering::Acquire);
-        let replaced = self.replicating().then(|| replacement::<New>(&rows, &specs, version, counter));
-        self.put_in_place::<New>(old.as_ref(), fresh, rows, &specs, replaced)?;
+        let replaced = self.replicating().then(|| replacement(meta, &rows, &specs, version, counter));
+        self.put_in_place(meta, old.as_ref(), fresh, rows, &specs, replaced)?;
         sealed.keep();
         drop(held);
-        self.needs_reaper::<New>()?;
-        Ok(converted.len())
+        self.needs_reaper(meta)?;
+        Ok(count)
     }
 }
 
@@ -152,34 +155,38 @@ impl Database {
             };
             let mut converted: Vec<New> = records.into_iter().map(&mut *f).collect::<Result<_>>()?;
             let counter = assign_ids(&mut converted, counter)?;
-            let rows = rows_of(&converted, 0)?;
+            let count = converted.len();
+            let converted: Vec<RowOf<New>> = converted.into_iter().map(Row::new).collect();
+            let meta = meta_of::<New>();
+            let rows = rows_of(meta, &converted, 0)?;
             // The new records break no key or unique index: refused here, before any copy
             // drops its table.
-            let specs = kept_indexes::<New>(&infos);
-            self.checked_store::<New>(&rows, &specs)?;
-            let replace = replacement::<New>(&rows, &specs, version + 1, counter);
+            let specs = meta.specs_with(&infos);
+            self.checked_store(meta, &rows, &specs)?;
+            let replace = replacement(meta, &rows, &specs, version + 1, counter);
             let mut record = CommitRecord::whole(New::NAME, replace, based_on);
             record.reads = vec![TableReads { table: New::NAME.to_owned(), buckets: Vec::new(), whole: true }];
             match sequencer.order(record) {
                 Err(Error::Conflict) => continue,
-                done => return done.map(|()| converted.len()),
+                done => return done.map(|()| count),
             }
         }
         Err(Error::TooManyRetries { attempts })
     }
 
-    /// A store of `New` holding `rows`, with the indexes `specs`: an error if the rows
-    /// break a unique index.
-    fn checked_store<New: Record>(
+    /// A store of the table `meta` describes holding `rows`, with the indexes `specs`: an
+    /// error if the rows break a unique index.
+    fn checked_store<R: StoredRecord>(
         &self,
+        meta: &'static RecordMeta<R>,
         rows: &crate::disk::Rows,
-        specs: &[IndexSpec<RowOf<New>>],
-    ) -> Result<TableStore<RowOf<New>>> {
-        let fresh = self.new_store(meta_of::<New>(), specs)?;
+        specs: &[IndexSpec<R>],
+    ) -> Result<TableStore<R>> {
+        let fresh = self.new_store(meta, specs)?;
         fresh.load(rows).map_err(|e| match e {
             Error::SchemaMismatch { differences, .. } => Error::Invalid(format!(
                 "table {}: the converted records break a unique index: {}",
-                New::NAME,
+                meta.name,
                 differences.join("; ")
             )),
             other => other,
@@ -192,12 +199,13 @@ impl Database {
     /// id before the schema change that switches the table to them (a record after them in
     /// the log), so a crash leaves the old table or the new one; `old`'s subscribers hear `Dropped`, and its
     /// transactions run again on `fresh`. `replaced` goes to the sink first, if any.
-    fn put_in_place<New: Record>(
+    fn put_in_place<R: StoredRecord>(
         &self,
+        meta: &'static RecordMeta<R>,
         old: &dyn AnyTable,
-        fresh: TableStore<RowOf<New>>,
+        fresh: TableStore<R>,
         rows: crate::disk::Rows,
-        specs: &[IndexSpec<RowOf<New>>],
+        specs: &[IndexSpec<R>],
         replaced: Option<WholeTable>,
     ) -> Result<()> {
         let mut seq = None;
@@ -218,7 +226,8 @@ impl Database {
                 .collect();
             // (A copy keeping the table on disc only keeps it in memory and on disc from now
             // on: an `ordered_set`, say, is never on disc only.)
-            let mut def = TableDef::of::<New>(new_id, StorageType::DiscCopies, infos);
+            let mut def =
+                TableDef::traced(&meta.facts, (meta.format)(), new_id, StorageType::DiscCopies, infos);
             def.version = fresh.version.load(Ordering::Acquire);
             // The new records are in the log before the schema change that names them: a
             // crash leaves the old table or the new one.
@@ -230,15 +239,15 @@ impl Database {
             // The switch is made: the old records' file goes if it can (one left behind
             // holds a table the schema no longer names).
             if old.storage() == StorageType::DiscOnlyCopies {
-                disk.drop_disc_only(New::NAME, old_id);
+                disk.drop_disc_only(meta.name, old_id);
             }
         }
         old.retire();
         let mut next = (*self.inner.tables.load_full()).clone();
-        next.insert(New::NAME.to_owned(), Arc::new(fresh) as Arc<dyn AnyTable>);
+        next.insert(meta.name.to_owned(), Arc::new(fresh) as Arc<dyn AnyTable>);
         // Before the new store can be written: in its place among the table's commits.
         if let Some(replaced) = replaced {
-            self.hand_whole(New::NAME, replaced, seq.unwrap_or_else(|| self.next_seq()));
+            self.hand_whole(meta.name, replaced, seq.unwrap_or_else(|| self.next_seq()));
         }
         self.put_tables(next);
         Ok(())
@@ -256,9 +265,19 @@ pub(crate) fn replace_as<New: Record>(
     old: &Arc<dyn AnyTable>,
     replace: &WholeTable,
 ) -> Result<()> {
+    replace_in(db, meta_of::<New>(), old, replace)
+}
+
+/// [`replace_as`] for the table `meta` describes.
+fn replace_in<R: StoredRecord>(
+    db: &Database,
+    meta: &'static RecordMeta<R>,
+    old: &Arc<dyn AnyTable>,
+    replace: &WholeTable,
+) -> Result<()> {
     let _schema = db.inner.schema.lock();
-    match db.inner.tables.load().get(New::NAME) {
-        None => return Err(Error::no_such_table(New::NAME)),
+    match db.inner.tables.load().get(meta.name) {
+        None => return Err(Error::no_such_table(meta.name)),
         // A new store took the table's place meanwhile: make the change on that one.
         Some(here) if !Arc::ptr_eq(here, old) => return Err(Error::Conflict),
         Some(_) => {}
@@ -270,47 +289,51 @@ pub(crate) fn replace_as<New: Record>(
     // The old counter is final from here on (an id taken meanwhile comes from the new
     // store), and the new store's never below it: no id handed out is handed out again.
     let (sealed, counter) = Arc::clone(old).seal();
-    let (fresh, loaded, specs) = prepared::<New>(db, replace)?;
+    let (fresh, loaded, specs) = prepared(db, meta, replace)?;
     fresh.counter.fetch_max(counter, Ordering::AcqRel);
     let forwarded = db.replicating().then(|| replace.clone());
-    db.put_in_place::<New>(old.as_ref(), fresh, loaded, &specs, forwarded)?;
+    db.put_in_place(meta, old.as_ref(), fresh, loaded, &specs, forwarded)?;
     sealed.keep();
     drop(held);
-    db.needs_reaper::<New>()
+    db.needs_reaper(meta)
 }
 
 /// Checks that `replace` (a [`WholeTable::Replace`] record) makes a table of type `New`:
 /// its rows decode, each key once in a `set`, its unique indexes hold.
 pub(crate) fn check_replace<New: Record>(db: &Database, replace: &WholeTable) -> Result<()> {
-    prepared::<New>(db, replace).map(drop)
+    prepared(db, meta_of::<New>(), replace).map(drop)
 }
 
 /// A store made for a replacement, with its rows as the log keeps them and its index specs.
-type Prepared<New> = (TableStore<RowOf<New>>, crate::disk::Rows, Vec<IndexSpec<RowOf<New>>>);
+type Prepared<R> = (TableStore<R>, crate::disk::Rows, Vec<IndexSpec<R>>);
 
 /// The store of type `New` a [`WholeTable::Replace`] record makes: its rows decoded and
 /// filed again under their own keys (rows that do not fit the struct, or a key of a `set`
 /// holding several records, are refused), its indexes built and checked, its version and
 /// counter set; with the rows as the log keeps them and the index specs.
-fn prepared<New: Record>(db: &Database, replace: &WholeTable) -> Result<Prepared<New>> {
+fn prepared<R: StoredRecord>(
+    db: &Database,
+    meta: &'static RecordMeta<R>,
+    replace: &WholeTable,
+) -> Result<Prepared<R>> {
     let WholeTable::Replace { indexes, version, counter, rows, .. } = replace else {
         return Err(Error::Internal("a Replace record was expected".into()));
     };
-    let specs: Vec<_> = exact_specs::<New>(indexes)?.iter().map(IndexSpec::for_rows).collect();
-    let mut records: Vec<New> = Vec::with_capacity(rows.len());
+    let specs = exact_specs(meta, indexes)?;
+    let mut records = Vec::with_capacity(rows.len());
     for change in rows {
         match &change.value {
-            Content::Put(r) => records.push(decode_whole(New::NAME, r)?),
+            Content::Put(r) => records.push(meta.decode_whole(r)?),
             Content::Group(g) => {
                 for r in g {
-                    records.push(decode_whole(New::NAME, r)?);
+                    records.push(meta.decode_whole(r)?);
                 }
             }
-            other => return Err(crate::engine::commit_record::misfit(New::NAME, format!("a row {other:?}"))),
+            other => return Err(crate::engine::commit_record::misfit(meta.name, format!("a row {other:?}"))),
         }
     }
-    let loaded = rows_of(&records, db.next_seq())?;
-    let fresh = db.checked_store::<New>(&loaded, &specs)?;
+    let loaded = rows_of(meta, &records, db.next_seq())?;
+    let fresh = db.checked_store(meta, &loaded, &specs)?;
     fresh.counter.fetch_max(*counter, Ordering::AcqRel);
     fresh.version.store(*version, Ordering::Release);
     Ok((fresh, loaded, specs))
@@ -360,49 +383,51 @@ fn assign_ids<T: Record>(records: &mut [T], counter: u64) -> Result<u64> {
 
 /// `records` encoded as the log keeps them, one group per key, at version `seq`: an error
 /// if two records of a `set` or `ordered_set` have one key.
-fn rows_of<T: Record>(records: &[T], seq: u64) -> Result<crate::disk::Rows> {
+fn rows_of<R: StoredRecord>(meta: &RecordMeta<R>, records: &[R], seq: u64) -> Result<crate::disk::Rows> {
     use crate::disk::record::{Logged, encode};
     let mut rows = crate::disk::Rows::default();
     for rec in records {
         let key = encode(rec.key())?;
-        match (T::TYPE, rows.get_mut(&key)) {
-            (TableType::Bag, Some((_, Logged::Group(g)))) => g.push(encode(rec)?),
+        match (meta.kind, rows.get_mut(&key)) {
+            (TableType::Bag, Some((_, Logged::Group(g)))) => g.push((meta.encode)(rec)?),
             (TableType::Bag, _) => {
-                rows.insert(key, (seq, Logged::Group(vec![encode(rec)?])));
+                rows.insert(key, (seq, Logged::Group(vec![(meta.encode)(rec)?])));
             }
             (_, Some(_)) => {
                 return Err(Error::Invalid(format!(
                     "table {}: two records have the key {:?}",
-                    T::NAME,
+                    meta.name,
                     rec.key()
                 )));
             }
             (_, None) => {
-                rows.insert(key, (seq, Logged::Put(encode(rec)?)));
+                rows.insert(key, (seq, Logged::Put((meta.encode)(rec)?)));
             }
         }
     }
     Ok(rows)
 }
 
-/// What every copy needs to make table `T` with the indexes `specs`: its shape, its Rust
-/// name, and each index (field, unique).
-pub(crate) fn described<T: Record, R: StoredRecord>(
+/// What every copy needs to make the table `meta` describes with the indexes `specs`: its
+/// shape, its Rust name, and each index (field, unique).
+pub(crate) fn described<R: StoredRecord>(
+    meta: &RecordMeta<R>,
     specs: &[IndexSpec<R>],
 ) -> (RecordShape, String, Vec<(String, bool)>) {
     let indexes = specs.iter().map(|s| (s.field().to_owned(), s.is_unique())).collect();
-    (RecordShape::of::<T>(), std::any::type_name::<T>().to_owned(), indexes)
+    (RecordShape::of_facts(&meta.facts), (meta.type_name)().to_owned(), indexes)
 }
 
-/// The record of table `T` made anew holding `rows`, with the indexes `specs`, at `version`,
-/// its counter at `counter`.
-fn replacement<T: Record>(
+/// The record of the table `meta` describes made anew holding `rows`, with the indexes
+/// `specs`, at `version`, its counter at `counter`.
+fn replacement<R: StoredRecord>(
+    meta: &RecordMeta<R>,
     rows: &crate::disk::Rows,
-    specs: &[IndexSpec<RowOf<T>>],
+    specs: &[IndexSpec<R>],
     version: u32,
     counter: u64,
 ) -> WholeTable {
-    let (shape, type_name, indexes) = described::<T, _>(specs);
+    let (shape, type_name, indexes) = described(meta, specs);
     WholeTable::Replace {
         shape,
         type_name,
@@ -420,9 +445,13 @@ fn replacement<T: Record>(
     }
 }
 
-/// `T`'s index specs for exactly `indexes` (the struct's own where it declares one alike).
-pub(crate) fn exact_specs<T: Record>(indexes: &[(String, bool)]) -> Result<Vec<IndexSpec<T>>> {
-    let declared = T::indexes();
+/// The index specs of the table `meta` describes for exactly `indexes` (the struct's own
+/// where it declares one alike).
+pub(crate) fn exact_specs<R: StoredRecord>(
+    meta: &RecordMeta<R>,
+    indexes: &[(String, bool)],
+) -> Result<Vec<IndexSpec<R>>> {
+    let declared = (meta.indexes)();
     indexes
         .iter()
         .map(|(field, unique)| {
@@ -430,20 +459,13 @@ pub(crate) fn exact_specs<T: Record>(indexes: &[(String, bool)]) -> Result<Vec<I
                 .iter()
                 .find(|s| s.field() == field && s.is_unique() == *unique)
                 .cloned()
-                .or_else(|| T::index_spec_for(field, *unique))
+                .or_else(|| (meta.index_spec_for)(field, *unique))
                 .ok_or_else(|| {
                     crate::engine::commit_record::misfit(
-                        T::NAME,
+                        meta.name,
                         format!("an index on `{field}`, which it cannot index"),
                     )
                 })
         })
         .collect()
-}
-
-/// The indexes a transformed table has: the new struct's declared ones, and those the old
-/// table had (declared or added at run time) on a field the new struct still has and can
-/// index — as a reopen keeps an index added with `add_index` (`remove_index` drops one).
-fn kept_indexes<New: Record>(old: &[crate::schema::record::IndexInfo]) -> Vec<IndexSpec<RowOf<New>>> {
-    meta_of::<New>().specs_with(old)
 }

@@ -13,7 +13,7 @@ use crate::disk::Disk;
 use crate::disk::record::TableOps;
 use crate::disk::schema::TableDef;
 use crate::engine::commit_record::{CommitRecord, WholeTable};
-use crate::engine::meta::meta_of;
+use crate::engine::meta::{RecordMeta, meta_of};
 use crate::engine::store::{IndexList, TableStore};
 use crate::error::{Error, Result};
 use crate::schema::index_spec::{IndexSpec, TableIndex};
@@ -22,12 +22,56 @@ use crate::schema::record::{IndexInfo, Record, StorageType, TableType};
 use crate::schema::row::RowOf;
 use crate::schema::stored::StoredRecord;
 
-/// The record of creating table `T` with `options`: its shape, its Rust name, and every
-/// index, the struct's included (each copy makes exactly these).
-fn creation<T: Record>(options: &TableOptions<T>) -> WholeTable {
-    let declared = T::indexes().into_iter().filter(|s| !options.without().contains(&s.field()));
-    let specs: Vec<IndexSpec<T>> = declared.chain(options.indexes().iter().cloned()).collect();
-    let (shape, type_name, indexes) = crate::features::migrate::described::<T, _>(&specs);
+/// What a table is made with, whatever its record type (from `TableOptions`).
+pub(crate) struct Making<'a, R: StoredRecord> {
+    pub(crate) storage: StorageType,
+    pub(crate) nodes: &'a [String],
+    /// Indexes the struct declares that the table is made without.
+    pub(crate) without: &'a [&'static str],
+    /// Indexes besides the struct's.
+    pub(crate) extra: Vec<IndexSpec<R>>,
+    pub(crate) version: u32,
+}
+
+impl<'a, T: Record> From<&'a TableOptions<T>> for Making<'a, RowOf<T>> {
+    fn from(options: &'a TableOptions<T>) -> Self {
+        Making {
+            storage: options.storage_type(),
+            nodes: options.nodes(),
+            without: &[],
+            extra: options.indexes().iter().map(IndexSpec::for_rows).collect(),
+            version: 0,
+        }
+    }
+}
+
+impl<R: StoredRecord> Making<'_, R> {
+    /// Every index of the table: the struct's (but those left out) and the others; an error
+    /// for one on the key, or two on one field.
+    fn specs(&self, meta: &RecordMeta<R>) -> Result<Vec<IndexSpec<R>>> {
+        let mut specs = (meta.indexes)();
+        specs.retain(|s| !self.without.contains(&s.field()));
+        for s in &self.extra {
+            if specs.iter().any(|x| x.field() == s.field()) {
+                return Err(Error::IndexExists { table: meta.name.to_owned(), field: s.field() });
+            }
+            specs.push(s.clone());
+        }
+        if let Some(s) = specs.iter().find(|s| s.position() == meta.key_position) {
+            return Err(Error::Invalid(format!(
+                "table {}: the key field {} cannot have a secondary index",
+                meta.name,
+                s.field()
+            )));
+        }
+        Ok(specs)
+    }
+}
+
+/// The record of creating the table `meta` describes with the indexes `specs` (each copy
+/// makes exactly these).
+fn creation<R: StoredRecord>(meta: &RecordMeta<R>, specs: &[IndexSpec<R>]) -> WholeTable {
+    let (shape, type_name, indexes) = crate::features::migrate::described(meta, specs);
     WholeTable::Create { shape, type_name, indexes }
 }
 
@@ -56,95 +100,95 @@ impl Database {
     /// `create_table` on an ordered copy (a cluster node): a record of its own, made at its
     /// place on every copy, each with its own program's type for the table.
     fn order_create<T: Record>(&self, options: TableOptions<T>) -> Result<()> {
-        if self.exists::<T>() {
-            return Err(Error::TableExists { table: T::NAME.to_owned() });
+        self.order_create_in(meta_of::<T>(), Making::from(&options))
+    }
+
+    /// [`Database::order_create`] of the table `meta` describes.
+    fn order_create_in<R: StoredRecord>(
+        &self,
+        meta: &'static RecordMeta<R>,
+        making: Making<'_, R>,
+    ) -> Result<()> {
+        let name = meta.name;
+        if self.inner.tables.load().contains_key(name)
+            || self.disk().is_some_and(|d| d.pending.lock().contains_key(name))
+        {
+            return Err(Error::TableExists { table: name.to_owned() });
         }
-        if options.storage_type() != StorageType::RamCopies || !options.nodes().is_empty() {
+        if making.storage != StorageType::RamCopies || !making.nodes.is_empty() {
             return Err(Error::Invalid(format!(
-                "table {}: a table created while commits are ordered (on a running cluster node) is ram_copies, on every copy: create disc tables before ordering",
-                T::NAME
+                "table {name}: a table created while commits are ordered (on a running cluster node) is ram_copies, on every copy: create disc tables before ordering"
             )));
         }
-        let shape = crate::schema::shape::RecordShape::of::<T>();
+        let shape = crate::schema::shape::RecordShape::of_facts(&meta.facts);
         if !crate::features::kinds::declared(&shape) {
             return Err(Error::Invalid(format!(
-                "table {}: created while commits are ordered, the other copies make it with their program's type for it, found through #[derive(Table)], which {} does not use",
-                T::NAME,
-                std::any::type_name::<T>()
+                "table {name}: created while commits are ordered, the other copies make it with their program's type for it, found through #[derive(Table)], which {} does not use",
+                (meta.type_name)()
             )));
         }
         let Some(sequencer) = self.sequencer() else {
             return Err(Error::Invalid(format!(
-                "table {}: not created from the thread applying the shared order",
-                T::NAME
+                "table {name}: not created from the thread applying the shared order"
             )));
         };
-        sequencer.order(CommitRecord::whole(T::NAME, creation(&options), self.applied_index()))
+        let specs = making.specs(meta)?;
+        sequencer.order(CommitRecord::whole(name, creation(meta, &specs), self.applied_index()))
     }
 
     /// [`Database::create_table`] on this copy, ordered or not (the named counters' table,
     /// which every copy creates when a record first needs it).
     pub(crate) fn create_table_here<T: Record>(&self, options: TableOptions<T>) -> Result<()> {
-        let storage = options.storage_type();
-        if let Some(node) = options.nodes().iter().find(|n| n.as_str() != self.inner.config.node()) {
+        self.create_here(meta_of::<T>(), Making::from(&options))
+    }
+
+    /// [`Database::create_table_here`] of the table `meta` describes.
+    pub(crate) fn create_here<R: StoredRecord>(
+        &self,
+        meta: &'static RecordMeta<R>,
+        making: Making<'_, R>,
+    ) -> Result<()> {
+        let (name, storage) = (meta.name, making.storage);
+        if let Some(node) = making.nodes.iter().find(|n| n.as_str() != self.inner.config.node()) {
             return Err(Error::Invalid(format!(
-                "table {}: node {node} is not this node ({}): copies on other nodes come with distribution",
-                T::NAME,
+                "table {name}: node {node} is not this node ({}): copies on other nodes come with distribution",
                 self.inner.config.node()
             )));
         }
         match (storage, self.disk()) {
             (StorageType::RamCopies, _) | (StorageType::DiscCopies, Some(_)) => {}
-            (StorageType::DiscOnlyCopies, Some(_)) if T::TYPE != TableType::OrderedSet => {}
+            (StorageType::DiscOnlyCopies, Some(_)) if meta.kind != TableType::OrderedSet => {}
             (StorageType::DiscOnlyCopies, Some(_)) => {
                 return Err(Error::Invalid(format!(
-                    "table {}: disc_only_copies tables are set or bag (as in Mnesia); use disc_copies for an ordered_set",
-                    T::NAME
+                    "table {name}: disc_only_copies tables are set or bag (as in Mnesia); use disc_copies for an ordered_set"
                 )));
             }
             (_, None) => {
                 return Err(Error::Invalid(format!(
-                    "table {}: {storage} needs a database directory: open the database with Config::default().dir(..)",
-                    T::NAME
+                    "table {name}: {storage} needs a database directory: open the database with Config::default().dir(..)"
                 )));
             }
         }
-        let mut specs: Vec<IndexSpec<T>> = T::indexes();
-        specs.retain(|s| !options.without().contains(&s.field()));
-        for s in options.indexes() {
-            if specs.iter().any(|x| x.field() == s.field()) {
-                return Err(Error::IndexExists { table: T::NAME.to_owned(), field: s.field() });
-            }
-            specs.push(s.clone());
-        }
-        for s in &specs {
-            if s.position() == T::KEY_POSITION {
-                return Err(Error::Invalid(format!(
-                    "table {}: the key field {} cannot have a secondary index",
-                    T::NAME,
-                    s.field()
-                )));
-            }
-        }
-        self.needs_reaper::<T>()?;
+        let specs = making.specs(meta)?;
+        self.needs_reaper(meta)?;
         let _schema = self.inner.schema.lock();
         let map = self.inner.tables.load_full();
-        let on_disc = self.disk().is_some_and(|d| d.pending.lock().contains_key(T::NAME));
-        if map.contains_key(T::NAME) || on_disc {
-            return Err(Error::TableExists { table: T::NAME.to_owned() });
+        let on_disc = self.disk().is_some_and(|d| d.pending.lock().contains_key(name));
+        if map.contains_key(name) || on_disc {
+            return Err(Error::TableExists { table: name.to_owned() });
         }
-        let rows: Vec<_> = specs.iter().map(IndexSpec::for_rows).collect();
-        let mut store = self.new_store(meta_of::<T>(), &rows)?;
-        store.version.store(options.version(), Ordering::Release);
+        let mut store = self.new_store(meta, &specs)?;
+        store.version.store(making.version, Ordering::Release);
         if let (StorageType::DiscCopies | StorageType::DiscOnlyCopies, Some(disk)) = (storage, self.disk()) {
             let infos = specs
                 .iter()
                 .map(|s| IndexInfo { field: s.field().to_owned(), unique: s.is_unique() })
                 .collect();
+            let format = (meta.format)();
             let disk_id = disk.update_schema(|schema| {
                 let disk_id = schema.allocate_id()?;
-                let mut def = TableDef::of::<T>(disk_id, storage, infos);
-                def.version = options.version();
+                let mut def = TableDef::traced(&meta.facts, format, disk_id, storage, infos);
+                def.version = making.version;
                 schema.tables.push(def);
                 Ok(disk_id)
             })??;
@@ -155,16 +199,16 @@ impl Database {
         }
         let store: Arc<dyn AnyTable> = Arc::new(store);
         let mut next = (*map).clone();
-        next.insert(T::NAME.to_owned(), store);
+        next.insert(name.to_owned(), store);
         // Before the table can be written: its creation reaches the sink before any write.
         if self.replicating() {
             let seq = self.next_seq();
-            self.hand_whole(T::NAME, creation(&options), seq);
+            self.hand_whole(name, creation(meta, &specs), seq);
         }
         self.put_tables(next);
         self.inner
             .system
-            .publish(crate::engine::system::SystemEvent::TableCreated { table: T::NAME.to_owned(), storage });
+            .publish(crate::engine::system::SystemEvent::TableCreated { table: name.to_owned(), storage });
         Ok(())
     }
 

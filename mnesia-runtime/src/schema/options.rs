@@ -19,21 +19,11 @@ pub struct TableOptions<T: Record> {
     storage: StorageType,
     nodes: Vec<String>,
     indexes: Vec<IndexSpec<T>>,
-    /// Indexes the struct declares that the table is made without.
-    without: Vec<&'static str>,
-    /// The table's version (0 but for a copy making a table another copy transformed).
-    version: u32,
 }
 
 impl<T: Record> Clone for TableOptions<T> {
     fn clone(&self) -> Self {
-        TableOptions {
-            storage: self.storage,
-            nodes: self.nodes.clone(),
-            indexes: self.indexes.clone(),
-            without: self.without.clone(),
-            version: self.version,
-        }
+        TableOptions { storage: self.storage, nodes: self.nodes.clone(), indexes: self.indexes.clone() }
     }
 }
 
@@ -49,13 +39,7 @@ impl<T: Record> fmt::Debug for TableOptions<T> {
 
 impl<T: Record> Default for TableOptions<T> {
     fn default() -> Self {
-        TableOptions {
-            storage: StorageType::RamCopies,
-            nodes: Vec::new(),
-            indexes: Vec::new(),
-            without: Vec::new(),
-            version: 0,
-        }
+        TableOptions { storage: StorageType::RamCopies, nodes: Vec::new(), indexes: Vec::new() }
     }
 }
 
@@ -131,35 +115,6 @@ impl<T: Record> TableOptions<T> {
     pub fn index<V: FieldValue + Indexable>(mut self, field: Field<T, V>) -> Self {
         self.indexes.push(field.index_spec(false));
         self
-    }
-
-    /// Adds the index `spec`.
-    pub(crate) fn with_index(mut self, spec: IndexSpec<T>) -> Self {
-        self.indexes.push(spec);
-        self
-    }
-
-    /// Leaves out the indexes the struct declares on `fields` (a table created, or changed
-    /// since, by another copy).
-    pub(crate) fn without_declared(mut self, fields: Vec<&'static str>) -> Self {
-        self.without = fields;
-        self
-    }
-
-    /// The version a copy makes a table another copy made at.
-    pub(crate) fn at_version(mut self, version: u32) -> Self {
-        self.version = version;
-        self
-    }
-
-    /// The table's version as it is made.
-    pub(crate) fn version(&self) -> u32 {
-        self.version
-    }
-
-    /// The declared indexes left out.
-    pub(crate) fn without(&self) -> &[&'static str] {
-        &self.without
     }
 
     /// Adds a unique secondary index on a field.

@@ -40,8 +40,12 @@ impl RecordShape {
     /// assert_eq!(mnesia::RecordShape::of::<Item>().name(), "item");
     /// ```
     pub fn of<T: Record>() -> RecordShape {
-        // (The work in a function compiled once, not once per table type.)
-        RecordShape::of_parts(T::NAME, T::TYPE, T::FIELDS, T::KEY_POSITION, T::AUTO_INCREMENT)
+        RecordShape::of_facts(&crate::schema::stored::RecordFacts::of::<T>())
+    }
+
+    /// The shape of the table of the record type `facts` describes.
+    pub(crate) fn of_facts(facts: &crate::schema::stored::RecordFacts) -> RecordShape {
+        RecordShape::of_parts(facts.name, facts.kind, facts.fields, facts.key_position, facts.auto_increment)
     }
 
     fn of_parts(
