@@ -25,9 +25,10 @@ use crate::engine::meta::{RecordMeta, meta_of};
 use crate::engine::store::TableStore;
 use crate::error::{Error, Result};
 use crate::schema::index_spec::IndexSpec;
+use crate::schema::record::RecordFacts;
 use crate::schema::record::{Record, StorageType, TableInfo};
 use crate::schema::row::RowOf;
-use crate::schema::stored::{RecordFacts, StoredRecord};
+use crate::schema::stored::StoredRecord;
 
 pub(crate) use crate::db::any_table::{AnyTable, TableMap, lock_all};
 pub use crate::db::config::Config;

@@ -7,8 +7,8 @@ use serde::{Deserialize, Serialize};
 use super::files;
 use super::format::RecordFormat;
 use crate::error::{Error, Result};
+use crate::schema::record::RecordFacts;
 use crate::schema::record::{IndexInfo, Record, StorageType, TableType};
-use crate::schema::stored::RecordFacts;
 
 pub(crate) const FILE: &str = "schema.json";
 /// The schema format this build writes and reads.

@@ -7,8 +7,9 @@ use std::any::TypeId;
 use crate::error::{Error, Result};
 use crate::schema::index_spec::IndexSpec;
 use crate::schema::record::Record;
+use crate::schema::record::RecordFacts;
 use crate::schema::row::Row;
-use crate::schema::stored::{RecordFacts, StoredRecord};
+use crate::schema::stored::StoredRecord;
 
 /// Decodes a value from the start of some bytes, returning it and the bytes after it.
 pub(crate) type Take<T> = fn(&[u8]) -> postcard::Result<(T, &[u8])>;
@@ -105,7 +106,21 @@ pub(crate) fn into_record<U: Record>(row: Row<U::Key>) -> Result<U> {
 
 /// A store's rows, by value, as the table's record type `U`.
 pub(crate) fn into_records<U: Record>(rows: Vec<Row<U::Key>>) -> Result<Vec<U>> {
-    rows.into_iter().map(into_record::<U>).collect()
+    let mut out = Vec::with_capacity(rows.len());
+    for row in rows {
+        out.push(into_record::<U>(row)?);
+    }
+    Ok(out)
+}
+
+/// The values, or the first error (a plain loop: the typed edge is compiled once per
+/// table, and an iterator chain there costs more code than this).
+pub(crate) fn all_ok<X>(xs: Vec<Result<X>>) -> Result<Vec<X>> {
+    let mut out = Vec::with_capacity(xs.len());
+    for x in xs {
+        out.push(x?);
+    }
+    Ok(out)
 }
 
 /// A row that is not the table's record type (an error of the engine's, never of input).

@@ -12,7 +12,8 @@ use parking_lot::Mutex;
 
 use crate::base::clock::Clock;
 use crate::error::{Error, Result};
-use crate::schema::stored::{RecordFacts, StoredRecord};
+use crate::schema::record::RecordFacts;
+use crate::schema::stored::StoredRecord;
 
 /// A deadline as whole milliseconds since the epoch, rounded up (0 before the epoch).
 pub(crate) fn millis_ceil(t: SystemTime) -> u64 {

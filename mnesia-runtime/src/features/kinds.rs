@@ -8,7 +8,7 @@ use std::sync::Arc;
 use crate::db::AnyTable;
 use crate::engine::commit_record::WholeTable;
 use crate::engine::meta::RecordMeta;
-use crate::features::schema_change::Making;
+use crate::features::making::Making;
 use crate::schema::index_spec::IndexSpec;
 use crate::schema::record::StorageType;
 use crate::schema::shape::RecordShape;

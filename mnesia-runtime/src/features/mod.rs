@@ -9,6 +9,7 @@ pub(crate) mod erased;
 pub(crate) mod hold;
 pub(crate) mod inspect;
 pub(crate) mod kinds;
+pub(crate) mod making;
 pub(crate) mod migrate;
 pub(crate) mod ordered;
 pub(crate) mod ordered_snapshot;

@@ -10,21 +10,9 @@ use serde::de::DeserializeOwned;
 
 use crate::error::{Error, Result};
 use crate::schema::index_spec::IndexSpec;
+use crate::schema::stored::StoredRecord;
 
-/// What a key type needs: `Clone + Ord + Hash + Debug + Serialize + DeserializeOwned`,
-/// shareable between threads. Blanket-implemented; tuples of such types are keys too.
-///
-/// ```
-/// fn key<K: mnesia::Key>() {}
-/// key::<u64>();
-/// key::<String>();
-/// key::<(String, u32)>();
-/// ```
-pub trait Key:
-    Clone + Ord + Hash + fmt::Debug + Serialize + DeserializeOwned + Send + Sync + 'static
-{
-}
-impl<K: Clone + Ord + Hash + fmt::Debug + Serialize + DeserializeOwned + Send + Sync + 'static> Key for K {}
+pub use crate::schema::stored::Key;
 
 /// How a table keeps records per key (Mnesia's table types).
 ///
@@ -309,5 +297,75 @@ pub trait Record: Clone + Send + Sync + Serialize + DeserializeOwned + 'static {
     fn index_spec_for(field: &str, unique: bool) -> Option<IndexSpec<Self>> {
         let _ = (field, unique);
         None
+    }
+}
+
+impl<T: Record> StoredRecord for T {
+    type Key = T::Key;
+
+    #[inline]
+    fn key(&self) -> &T::Key {
+        Record::key(self)
+    }
+
+    #[inline]
+    fn auto_id(&self) -> Option<u64> {
+        Record::auto_id(self)
+    }
+
+    fn set_auto_id(&mut self, id: u64) -> Result<()> {
+        Record::set_auto_id(self, id)
+    }
+
+    #[inline]
+    fn deadline(&self) -> Option<SystemTime> {
+        Record::deadline(self)
+    }
+
+    fn set_deadline(&mut self, deadline: Option<SystemTime>) -> Result<()> {
+        Record::set_deadline(self, deadline)
+    }
+
+    #[inline]
+    fn base(&self) -> *const u8 {
+        (self as *const T).cast()
+    }
+
+    fn record_type(&self) -> std::any::TypeId {
+        std::any::TypeId::of::<T>()
+    }
+}
+
+/// The facts [`Record`]'s constants declare about a record type, as values.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct RecordFacts {
+    /// The table's name.
+    pub(crate) name: &'static str,
+    /// The table's type.
+    pub(crate) kind: TableType,
+    /// The record's fields, in order.
+    pub(crate) fields: &'static [FieldInfo],
+    /// The position of the key in `fields`.
+    pub(crate) key_position: usize,
+    /// Whether the key is `#[auto_increment]`.
+    pub(crate) auto_increment: bool,
+    /// The `#[ttl]` field.
+    pub(crate) ttl_field: Option<&'static str>,
+    /// The lifetime of a record written without a deadline.
+    pub(crate) default_ttl: Option<Duration>,
+}
+
+impl RecordFacts {
+    /// `T`'s facts.
+    pub(crate) const fn of<T: Record>() -> RecordFacts {
+        RecordFacts {
+            name: T::NAME,
+            kind: T::TYPE,
+            fields: T::FIELDS,
+            key_position: T::KEY_POSITION,
+            auto_increment: T::AUTO_INCREMENT,
+            ttl_field: T::TTL_FIELD,
+            default_ttl: T::DEFAULT_TTL,
+        }
     }
 }

@@ -14,8 +14,7 @@ use std::mem::{ManuallyDrop, MaybeUninit};
 use std::time::SystemTime;
 
 use crate::error::Result;
-use crate::schema::record::Record;
-use crate::schema::stored::StoredRecord;
+use crate::schema::stored::{Key, StoredRecord};
 
 /// Records up to this size (and alignment up to 8) are held inline.
 const INLINE: usize = 64;
@@ -51,19 +50,19 @@ const _: () = assert!(align_of::<Data>() >= 8 && size_of::<Data>() == INLINE);
 
 impl<K: 'static> RowType<K> {
     /// The functions of rows holding a `U`.
-    fn of<U: Record<Key = K>>() -> &'static RowType<K> {
+    fn of<U: StoredRecord<Key = K>>() -> &'static RowType<K> {
         const {
             &RowType {
                 type_id: TypeId::of::<U>,
                 type_name: std::any::type_name::<U>,
                 inline: fits::<U>(),
-                key: |r| Record::key(r.record::<U>()),
+                key: |r| StoredRecord::key(r.record::<U>()),
                 clone: |r| Row::new(r.record::<U>().clone()),
                 drop: drop_row::<U>,
-                auto_id: |r| Record::auto_id(r.record::<U>()),
-                set_auto_id: |r, id| Record::set_auto_id(r.record_mut::<U>(), id),
-                deadline: |r| Record::deadline(r.record::<U>()),
-                set_deadline: |r, d| Record::set_deadline(r.record_mut::<U>(), d),
+                auto_id: |r| StoredRecord::auto_id(r.record::<U>()),
+                set_auto_id: |r, id| StoredRecord::set_auto_id(r.record_mut::<U>(), id),
+                deadline: |r| StoredRecord::deadline(r.record::<U>()),
+                set_deadline: |r, d| StoredRecord::set_deadline(r.record_mut::<U>(), d),
             }
         }
     }
@@ -72,7 +71,7 @@ impl<K: 'static> RowType<K> {
 /// Drops a row's `U` (and frees its box).
 fn drop_row<U>(r: &mut Row<U::Key>)
 where
-    U: Record,
+    U: StoredRecord,
 {
     // SAFETY: the row holds a `U` (the module's invariant); it is dropped once, by
     // `Row::drop`, which then never touches the storage again.
@@ -86,7 +85,7 @@ where
 }
 
 /// The rows of table `T`'s store.
-pub(crate) type RowOf<T> = Row<<T as Record>::Key>;
+pub(crate) type RowOf<T> = Row<<T as StoredRecord>::Key>;
 
 /// A record of any type whose key is a `K`: what a table's store holds.
 pub(crate) struct Row<K: 'static> {
@@ -94,7 +93,7 @@ pub(crate) struct Row<K: 'static> {
     data: Data,
 }
 
-// SAFETY: a row owns a record of a `Record` type, which is `Send + Sync`; the type's table is
+// SAFETY: a row owns a record of a `StoredRecord` type, which is `Send + Sync`; the type's table is
 // immutable and shared.
 unsafe impl<K: Send + Sync> Send for Row<K> {}
 // SAFETY: as above: `&Row` gives only `&U` (and `&K`).
@@ -102,7 +101,7 @@ unsafe impl<K: Send + Sync> Sync for Row<K> {}
 
 impl<K: 'static> Row<K> {
     /// A row holding `rec`.
-    pub(crate) fn new<U: Record<Key = K>>(rec: U) -> Row<K> {
+    pub(crate) fn new<U: StoredRecord<Key = K>>(rec: U) -> Row<K> {
         let ty = RowType::of::<U>();
         let data = if fits::<U>() {
             let mut inline = MaybeUninit::<[u64; INLINE / 8]>::uninit();
@@ -155,18 +154,18 @@ impl<K: 'static> Row<K> {
 
     /// Whether the row holds a `U`.
     #[inline]
-    fn holds<U: Record<Key = K>>(&self) -> bool {
+    fn holds<U: StoredRecord<Key = K>>(&self) -> bool {
         std::ptr::eq(self.ty, RowType::<K>::of::<U>()) || (self.ty.type_id)() == TypeId::of::<U>()
     }
 
     /// The record, if it is a `U`.
     #[inline]
-    pub(crate) fn typed<U: Record<Key = K>>(&self) -> Option<&U> {
+    pub(crate) fn typed<U: StoredRecord<Key = K>>(&self) -> Option<&U> {
         self.holds::<U>().then(|| self.record::<U>())
     }
 
     /// The record by value, if it is a `U`; else the row back.
-    pub(crate) fn into_typed<U: Record<Key = K>>(self) -> std::result::Result<U, Row<K>> {
+    pub(crate) fn into_typed<U: StoredRecord<Key = K>>(self) -> std::result::Result<U, Row<K>> {
         if !self.holds::<U>() {
             return Err(self);
         }
@@ -201,7 +200,7 @@ impl<K: 'static> Clone for Row<K> {
     }
 }
 
-impl<K: crate::schema::record::Key> StoredRecord for Row<K> {
+impl<K: Key> StoredRecord for Row<K> {
     type Key = K;
 
     #[inline]
@@ -247,6 +246,7 @@ mod tests {
     use std::sync::atomic::{AtomicUsize, Ordering};
 
     use super::*;
+    use crate::schema::record::Record;
     use crate::testing::{Rec, rec};
 
     #[test]

@@ -40,11 +40,11 @@ impl RecordShape {
     /// assert_eq!(mnesia::RecordShape::of::<Item>().name(), "item");
     /// ```
     pub fn of<T: Record>() -> RecordShape {
-        RecordShape::of_facts(&crate::schema::stored::RecordFacts::of::<T>())
+        RecordShape::of_facts(&crate::schema::record::RecordFacts::of::<T>())
     }
 
     /// The shape of the table of the record type `facts` describes.
-    pub(crate) fn of_facts(facts: &crate::schema::stored::RecordFacts) -> RecordShape {
+    pub(crate) fn of_facts(facts: &crate::schema::record::RecordFacts) -> RecordShape {
         RecordShape::of_parts(facts.name, facts.kind, facts.fields, facts.key_position, facts.auto_increment)
     }
 

@@ -33,7 +33,7 @@ use crate::base::lock::HeldLocks;
 use crate::base::priority::Gate;
 use crate::db::any_table::AnyTable;
 use crate::db::{Database, SnapshotGuard};
-use crate::engine::meta::{RecordMeta, as_record, meta_of};
+use crate::engine::meta::{RecordMeta, all_ok, as_record, meta_of};
 use crate::error::{Error, Result};
 use crate::schema::record::Record;
 use crate::schema::row::RowOf;
@@ -189,7 +189,7 @@ impl Tx {
         let rows = filter.for_rows();
         let xs =
             self.select_in(meta_of::<T>(), claim_table::<T>, &rows, want, |r| as_record::<T>(r).map(&mut f))?;
-        xs.into_iter().collect()
+        all_ok(xs)
     }
 
     /// [`Tx::select`] on the table `meta` describes.

@@ -1,7 +1,7 @@
 //! The table-scoped operations. `Table`'s provided functions and the explicit transaction
 //! handle both call these, so there is one code path under both.
 
-use crate::engine::meta::{as_record, into_record, into_records, meta_of};
+use crate::engine::meta::{all_ok, as_record, into_record, into_records, meta_of};
 use crate::engine::store::{TableStore, Write};
 use crate::error::{Error, Result};
 use crate::schema::field::{Compare, Field, FieldValue};
@@ -538,7 +538,7 @@ pub(crate) fn dirty_select<T: Record>(filter: &Filter<T>) -> Result<Vec<T>> {
     let db = context::current_db()?;
     let mut tx = Tx::new(db);
     let rows = tx.table::<T>()?.select_with(&filter.for_rows(), |r| as_record::<T>(r).cloned());
-    rows.into_iter().collect()
+    all_ok(rows)
 }
 
 pub(crate) fn dirty_get_by<T: Record, V: FieldValue>(

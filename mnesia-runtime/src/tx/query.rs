@@ -3,7 +3,7 @@
 
 use std::marker::PhantomData;
 
-use crate::engine::meta::{as_record, into_record, into_records, meta_of};
+use crate::engine::meta::{all_ok, as_record, into_record, into_records, meta_of};
 use crate::error::Result;
 use crate::schema::filter::{Filter, Order};
 use crate::schema::record::Record;
@@ -177,7 +177,7 @@ impl<T: Record> Query<T> {
         if self.inner.sorts() {
             return into_records(self.inner.all()?);
         }
-        self.inner.select_map(|r| as_record::<T>(r).cloned())?.into_iter().collect()
+        all_ok(self.inner.select_map(|r| as_record::<T>(r).cloned())?)
     }
 
     /// Only the records whose key comes after `key` in key order: keyset pagination. Pages
@@ -245,7 +245,7 @@ impl<T: Record> Query<T> {
     /// ```
     pub fn select<P: crate::schema::projection::Projection<T>>(&self, fields: P) -> Result<Vec<P::Output>> {
         let values = self.inner.select_map(|r| as_record::<T>(r).map(|rec| fields.project(rec)))?;
-        values.into_iter().collect()
+        all_ok(values)
     }
 
     /// The first record of `all`, if any.

@@ -401,7 +401,7 @@ mod tests {
 
     fn store(kind: TableType) -> Arc<TableStore<Rec>> {
         let base = crate::engine::meta::RecordMeta::<Rec>::of();
-        let facts = crate::schema::stored::RecordFacts { kind, ..base.facts };
+        let facts = crate::schema::record::RecordFacts { kind, ..base.facts };
         let meta = Box::leak(Box::new(crate::engine::meta::RecordMeta { facts, ..*base }));
         Arc::new(TableStore::new(0, crate::base::clock::Clock::system(), 1, meta, Vec::new()))
     }

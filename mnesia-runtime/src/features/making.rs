@@ -1,0 +1,56 @@
+//! What a table is made with, whatever its record type ([`Making`]): what
+//! `TableOptions` says, and what a cluster copy making a table another copy created is told.
+
+use crate::engine::meta::RecordMeta;
+use crate::error::{Error, Result};
+use crate::schema::index_spec::IndexSpec;
+use crate::schema::options::TableOptions;
+use crate::schema::record::{Record, StorageType};
+use crate::schema::row::RowOf;
+use crate::schema::stored::StoredRecord;
+
+/// What a table is made with, whatever its record type (from `TableOptions`).
+pub(crate) struct Making<'a, R: StoredRecord> {
+    pub(crate) storage: StorageType,
+    pub(crate) nodes: &'a [String],
+    /// Indexes the struct declares that the table is made without.
+    pub(crate) without: &'a [&'static str],
+    /// Indexes besides the struct's.
+    pub(crate) extra: Vec<IndexSpec<R>>,
+    pub(crate) version: u32,
+}
+
+impl<'a, T: Record> From<&'a TableOptions<T>> for Making<'a, RowOf<T>> {
+    fn from(options: &'a TableOptions<T>) -> Self {
+        Making {
+            storage: options.storage_type(),
+            nodes: options.nodes(),
+            without: &[],
+            extra: options.indexes().iter().map(IndexSpec::for_rows).collect(),
+            version: 0,
+        }
+    }
+}
+
+impl<R: StoredRecord> Making<'_, R> {
+    /// Every index of the table: the struct's (but those left out) and the others; an error
+    /// for one on the key, or two on one field.
+    pub(crate) fn specs(&self, meta: &RecordMeta<R>) -> Result<Vec<IndexSpec<R>>> {
+        let mut specs = (meta.indexes)();
+        specs.retain(|s| !self.without.contains(&s.field()));
+        for s in &self.extra {
+            if specs.iter().any(|x| x.field() == s.field()) {
+                return Err(Error::IndexExists { table: meta.name.to_owned(), field: s.field() });
+            }
+            specs.push(s.clone());
+        }
+        if let Some(s) = specs.iter().find(|s| s.position() == meta.key_position) {
+            return Err(Error::Invalid(format!(
+                "table {}: the key field {} cannot have a secondary index",
+                meta.name,
+                s.field()
+            )));
+        }
+        Ok(specs)
+    }
+}
