@@ -35,13 +35,7 @@ pub(crate) type RowIndexBuilder<K> = Arc<dyn Fn() -> Arc<dyn TableIndex<Row<K>>>
 
 impl<T: StoredRecord> Clone for IndexSpec<T> {
     fn clone(&self) -> Self {
-        IndexSpec {
-            field: self.field,
-            position: self.position,
-            unique: self.unique,
-            rows: Arc::clone(&self.rows),
-            _record: PhantomData,
-        }
+        self.relabeled()
     }
 }
 
@@ -82,6 +76,11 @@ impl<T: StoredRecord> IndexSpec<T> {
 
     /// The same index, for a store of rows.
     pub(crate) fn for_rows(&self) -> IndexSpec<Row<T::Key>> {
+        self.relabeled()
+    }
+
+    /// The same index, described for records of `U` (of the same key type).
+    fn relabeled<U: StoredRecord<Key = T::Key>>(&self) -> IndexSpec<U> {
         IndexSpec {
             field: self.field,
             position: self.position,
