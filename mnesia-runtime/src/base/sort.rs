@@ -25,10 +25,23 @@ pub(crate) fn sort_by_keys<X, K: Ord>(v: &mut Vec<X>, keys: &[K]) {
     permute(v, order);
 }
 
-/// Puts `v` in `order` (the positions of its values, each once).
-fn permute<X>(v: &mut Vec<X>, order: Vec<usize>) {
-    let mut slots: Vec<Option<X>> = v.drain(..).map(Some).collect();
-    v.extend(order.into_iter().filter_map(|i| slots[i].take()));
+/// Puts `v` in `order` (`order[i]`: the position of the value that goes to `i`, each
+/// position once), by following each cycle of the permutation with swaps: plain loops,
+/// no iterator adapters instantiated for `X`.
+fn permute<X>(v: &mut [X], mut order: Vec<usize>) {
+    for start in 0..order.len() {
+        let mut at = start;
+        loop {
+            let from = order[at];
+            // Marks `at` done; a position already done is a fixed point from then on.
+            order[at] = at;
+            if from == start || from == at {
+                break;
+            }
+            v.swap(at, from);
+            at = from;
+        }
+    }
 }
 
 fn sort_positions(order: &mut [usize], cmp: &dyn Fn(usize, usize) -> Ordering) {

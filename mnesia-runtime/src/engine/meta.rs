@@ -123,6 +123,12 @@ pub(crate) fn all_ok<X>(xs: Vec<Result<X>>) -> Result<Vec<X>> {
     Ok(out)
 }
 
+/// The first value, if any (not `into_iter().next()`: one small function per type where
+/// the iterator costs several).
+pub(crate) fn first_of<X>(mut xs: Vec<X>) -> Option<X> {
+    if xs.is_empty() { None } else { Some(xs.swap_remove(0)) }
+}
+
 /// A row that is not the table's record type (an error of the engine's, never of input).
 pub(crate) fn not_a<U: Record>(row: &Row<U::Key>) -> Error {
     Error::Internal(format!(

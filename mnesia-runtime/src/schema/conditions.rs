@@ -64,8 +64,13 @@ impl<T: Record, V: FieldValue> Field<T, V> {
     /// assert!(User::AGE.is_in([3, 4]).matches(&User { id: 1, age: 4 }));
     /// ```
     pub fn is_in<X: Compare<V>>(self, values: impl IntoIterator<Item = X>) -> Filter<T> {
-        let vs: Vec<V> = values.into_iter().map(Compare::into_field_value).collect();
-        let shared = vs.iter().map(|v| Arc::new(v.clone()) as Arc<dyn Any + Send + Sync>).collect();
+        let mut vs: Vec<V> = Vec::new();
+        let mut shared: Vec<Arc<dyn Any + Send + Sync>> = Vec::new();
+        for v in values {
+            let v = v.into_field_value();
+            shared.push(Arc::new(v.clone()));
+            vs.push(v);
+        }
         self.cond(Op::In, shared, move |x| vs.contains(x))
     }
 
@@ -123,7 +128,11 @@ fn cmp_partial<V: PartialOrd>(a: &V, b: &V) -> Ordering {
 
 impl<T: Record, V: FieldValue + PartialOrd> Field<T, V> {
     fn range(self, op: Op, bounds: Vec<V>, test: impl Fn(&V) -> bool + Send + Sync + 'static) -> Filter<T> {
-        let shared = bounds.into_iter().map(|v| Arc::new(v) as Arc<dyn Any + Send + Sync>).collect();
+        // (A plain loop: no iterator adapters per record type and condition.)
+        let mut shared: Vec<Arc<dyn Any + Send + Sync>> = Vec::with_capacity(bounds.len());
+        for v in bounds {
+            shared.push(Arc::new(v));
+        }
         self.cond(op, shared, test)
     }
 

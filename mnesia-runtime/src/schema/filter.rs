@@ -195,10 +195,19 @@ impl<T: Record> Node<T> {
                     test: Arc::new(move |r: &Row<T::Key>| r.typed::<T>().is_some_and(|x| test(x))),
                 })
             }
-            Node::And(v) => Node::And(v.iter().map(Node::for_rows).collect()),
-            Node::Or(v) => Node::Or(v.iter().map(Node::for_rows).collect()),
+            Node::And(v) => Node::And(Node::all_for_rows(v)),
+            Node::Or(v) => Node::Or(Node::all_for_rows(v)),
             Node::Not(n) => Node::Not(Box::new(n.for_rows())),
         }
+    }
+
+    /// [`Node::for_rows`] of each node (a plain loop: no iterator adapters per record type).
+    fn all_for_rows(nodes: &[Node<T>]) -> Vec<Node<Row<T::Key>>> {
+        let mut out = Vec::with_capacity(nodes.len());
+        for n in nodes {
+            out.push(n.for_rows());
+        }
+        out
     }
 }
 

@@ -1,7 +1,7 @@
 //! The table-scoped operations. `Table`'s provided functions and the explicit transaction
 //! handle both call these, so there is one code path under both.
 
-use crate::engine::meta::{all_ok, as_record, into_record, into_records, meta_of};
+use crate::engine::meta::{all_ok, as_record, first_of, into_record, into_records, meta_of};
 use crate::engine::store::{TableStore, Write};
 use crate::error::{Error, Result};
 use crate::schema::field::{Compare, Field, FieldValue};
@@ -323,7 +323,7 @@ pub(crate) fn delete<T: Record>(key: &T::Key) -> Result<Option<T>> {
                 return Ok(None);
             }
             part.set(key.clone(), Write::Delete);
-            old.into_iter().next().map(into_record).transpose()
+            first_of(old).map(into_record).transpose()
         })
     })
 }

@@ -3,7 +3,7 @@
 
 use std::marker::PhantomData;
 
-use crate::engine::meta::{all_ok, as_record, into_record, into_records, meta_of};
+use crate::engine::meta::{all_ok, as_record, first_of, into_record, into_records, meta_of};
 use crate::error::Result;
 use crate::schema::filter::{Filter, Order};
 use crate::schema::record::Record;
@@ -267,7 +267,7 @@ impl<T: Record> Query<T> {
     pub fn first(&self) -> Result<Option<T>> {
         // (Through `all`, which copies only the record kept.)
         let one = self.inner.limit_or(1).min(1);
-        Ok(self.clone().limit(one).all()?.into_iter().next())
+        Ok(first_of(self.clone().limit(one).all()?))
     }
 
     /// How many records match (after `offset`, at most `limit`).

@@ -3,7 +3,7 @@
 
 use std::marker::PhantomData;
 
-use crate::engine::meta::RecordMeta;
+use crate::engine::meta::{RecordMeta, first_of};
 use crate::error::Result;
 use crate::schema::filter::{Filter, Order};
 use crate::schema::record::TableType;
@@ -132,7 +132,17 @@ impl<T: StoredRecord> RowQuery<T> {
         if !self.order.is_empty() {
             crate::base::sort::sort_by(&mut recs, |a, b| self.compare(a, b));
         }
-        recs.into_iter().skip(self.offset).take(self.limit.unwrap_or(usize::MAX)).collect()
+        self.page(recs)
+    }
+
+    /// What is left of `all` after `offset`, at most `limit` of it (vector operations, not
+    /// iterator adapters: this runs on every typed edge's own output type).
+    fn page<X>(&self, mut v: Vec<X>) -> Vec<X> {
+        if self.offset > 0 {
+            v = v.split_off(self.offset.min(v.len()));
+        }
+        v.truncate(self.limit.unwrap_or(usize::MAX));
+        v
     }
 
     /// Every matching record, sorted, after `offset`, at most `limit`.
@@ -249,11 +259,16 @@ impl<T: StoredRecord> RowQuery<T> {
             return self.resolved().select_map(f);
         }
         if !self.in_key_order() {
-            return Ok(self.all()?.iter().map(f).collect());
+            let all = self.all()?;
+            let mut out = Vec::with_capacity(all.len());
+            for r in &all {
+                out.push(f(r));
+            }
+            return Ok(out);
         }
         let wanted = self.limit.map_or(usize::MAX, |l| l.saturating_add(self.offset));
         let values = run(|| with_tx(|tx| tx.select_in(self.meta, self.claim, &self.filter, wanted, &f)))?;
-        Ok(values.into_iter().skip(self.offset).take(self.limit.unwrap_or(usize::MAX)).collect())
+        Ok(self.page(values))
     }
 
     /// The first record of `all`, if any.
@@ -261,7 +276,7 @@ impl<T: StoredRecord> RowQuery<T> {
         // Stops at the first match (or keeps the best one, with an order); `limit(0)`
         // leaves `all` empty, so nothing comes first.
         let one = self.limit_or(1).min(1);
-        Ok(self.clone().limit(one).all()?.into_iter().next())
+        Ok(first_of(self.clone().limit(one).all()?))
     }
 
     /// The limit set, or `none`.
@@ -291,7 +306,7 @@ impl<T: StoredRecord> RowQuery<T> {
             let keys = run(|| {
                 with_tx(|tx| tx.select_in(self.meta, self.claim, &self.filter, wanted, |r| r.key().clone()))
             })?;
-            return Ok(keys.into_iter().skip(self.offset).take(self.limit.unwrap_or(usize::MAX)).collect());
+            return Ok(self.page(keys));
         }
         Ok(self.all()?.into_iter().map(|r| r.key().clone()).collect())
     }
