@@ -70,10 +70,27 @@ pub(crate) fn current_db() -> Result<Database> {
 
 /// Runs `f` on the current transaction. Callers never run user code inside `f`.
 pub(crate) fn with_tx<R>(f: impl FnOnce(&mut Tx) -> Result<R>) -> Result<R> {
-    CURRENT.with(|c| match c.borrow_mut().as_mut() {
-        Some(tx) => f(tx),
+    let mut f = Some(f);
+    let mut out = None;
+    on_current(&mut |tx| {
+        if let Some(f) = f.take() {
+            out = Some(f(tx));
+        }
+    });
+    match out {
+        Some(r) => r,
         None => Err(Error::NoTransaction),
-    })
+    }
+}
+
+/// Calls `f` on the current transaction, if there is one (compiled once: the typed
+/// callers' closures reach the thread-local through this).
+fn on_current(f: &mut dyn FnMut(&mut Tx)) {
+    CURRENT.with(|c| {
+        if let Some(tx) = c.borrow_mut().as_mut() {
+            f(tx);
+        }
+    });
 }
 
 /// Runs one table-scoped operation: inside the current transaction when there is one,
@@ -87,6 +104,40 @@ pub(crate) fn run<R>(op: impl FnMut() -> Result<R>) -> Result<R> {
         return op();
     }
     transact_with(db::current()?, SnapshotFrom::Retry, op)
+}
+
+/// [`run`] of an operation on the transaction itself: `run(|| with_tx(op))`, with one
+/// small function per caller (the retry loop and the thread-local are reached through
+/// `dyn`, compiled once).
+pub(crate) fn run_tx<R>(mut op: impl FnMut(&mut Tx) -> Result<R>) -> Result<R> {
+    let mut out: Option<Result<R>> = None;
+    run_attempts(&mut |tx| {
+        // The last attempt's result is not kept while the next one runs.
+        out = None;
+        let r = op(tx);
+        let ok = r.is_ok();
+        out = Some(r);
+        ok
+    })?;
+    match out {
+        Some(r) => r,
+        None => Err(Error::NoTransaction),
+    }
+}
+
+/// [`run_tx`]'s body: `f` (which tells whether the operation returned `Ok`) on the
+/// current transaction, or in attempts of a transaction of its own.
+fn run_attempts(f: &mut dyn FnMut(&mut Tx) -> bool) -> Result<()> {
+    let mut on_tx = || {
+        let mut ok = false;
+        on_current(&mut |tx| ok = f(tx));
+        ok
+    };
+    if is_transaction() {
+        on_tx();
+        return Ok(());
+    }
+    attempts(db::current()?, SnapshotFrom::Retry, &mut on_tx)
 }
 
 /// When a transaction that has written nothing starts reading at a snapshot.
@@ -143,9 +194,10 @@ fn transact_with<R, E: From<Error>>(
         out = Some(r);
         ok
     };
-    match attempts(db, snapshot_from, &mut attempt) {
-        Ok(()) => out.unwrap_or_else(|| Err(Error::Internal("transaction state lost".into()).into())),
-        Err(e) => Err(e.into()),
+    match (attempts(db, snapshot_from, &mut attempt), out) {
+        (Ok(()), Some(r)) => r,
+        (Ok(()), None) => Err(Error::Internal("transaction state lost".into()).into()),
+        (Err(e), _) => Err(e.into()),
     }
 }
 

@@ -8,7 +8,7 @@ use crate::error::{Error, Result};
 use crate::schema::index_spec::IndexSpec;
 use crate::schema::options::TableOptions;
 use crate::schema::record::{FieldInfo, Record, TableType};
-use crate::tx::context::{self, run, with_tx};
+use crate::tx::context::{self, run_tx};
 use crate::tx::ops;
 
 /// One named counter: the last value it handed out.
@@ -104,7 +104,7 @@ pub fn next_id(name: &str) -> Result<u64> {
     // Refused before anything is written: a counter set below zero (`dirty_update_counter`)
     // hands out no id (not even 0, which no id is), and stays as it is.
     let mut step = add_if(name, 1, |value| value >= 1);
-    let value = run(|| with_tx(&mut step))?;
+    let value = run_tx(&mut step)?;
     u64::try_from(value).map_err(|_| Error::Invalid(format!("counter {name} is negative")))
 }
 

@@ -15,7 +15,7 @@ use crate::engine::ttl;
 use crate::error::{Error, Result};
 use crate::schema::record::{Record, TableType};
 use crate::schema::stored::StoredRecord;
-use crate::tx::context::{run, with_tx};
+use crate::tx::context::run_tx;
 use crate::tx::ops;
 
 /// How many expired records one reaper commit removes at most.
@@ -182,34 +182,32 @@ fn deadline_in<T: Record>(ttl: Duration) -> Result<SystemTime> {
 
 /// Sets (or clears) the deadline of every record of a key.
 fn set_deadlines<T: Record>(key: &T::Key, deadline: Option<SystemTime>) -> Result<()> {
-    run(|| {
-        with_tx(|tx| {
-            let part = tx.table::<T>()?;
-            let mut recs = part.read_group(key);
-            if recs.is_empty() {
-                return Err(ops::not_found::<T>(key));
-            }
-            for r in &mut recs {
-                r.set_deadline(deadline)?;
-            }
-            let write = if T::TYPE == TableType::Bag {
-                // Records that differed only by their deadline are now one record.
-                let mut seen = Vec::with_capacity(recs.len());
-                let mut group = Vec::with_capacity(recs.len());
-                for r in recs {
-                    let bytes = (part.store.meta.encode)(&r)?;
-                    if !seen.contains(&bytes) {
-                        seen.push(bytes);
-                        group.push(r);
-                    }
+    run_tx(|tx| {
+        let part = tx.table::<T>()?;
+        let mut recs = part.read_group(key);
+        if recs.is_empty() {
+            return Err(ops::not_found::<T>(key));
+        }
+        for r in &mut recs {
+            r.set_deadline(deadline)?;
+        }
+        let write = if T::TYPE == TableType::Bag {
+            // Records that differed only by their deadline are now one record.
+            let mut seen = Vec::with_capacity(recs.len());
+            let mut group = Vec::with_capacity(recs.len());
+            for r in recs {
+                let bytes = (part.store.meta.encode)(&r)?;
+                if !seen.contains(&bytes) {
+                    seen.push(bytes);
+                    group.push(r);
                 }
-                Write::Group(group)
-            } else {
-                Write::Put(recs.swap_remove(0))
-            };
-            part.set(key.clone(), write);
-            Ok(())
-        })
+            }
+            Write::Group(group)
+        } else {
+            Write::Put(recs.swap_remove(0))
+        };
+        part.set(key.clone(), write);
+        Ok(())
     })
 }
 

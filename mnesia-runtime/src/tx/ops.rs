@@ -10,7 +10,7 @@ use crate::schema::record::{Record, TableType, Upserted};
 use crate::schema::row::{Row, RowOf};
 use crate::schema::stored::StoredRecord;
 use crate::tx::Tx;
-use crate::tx::context::{self, run, with_tx};
+use crate::tx::context::{self, run, run_tx, with_tx};
 
 pub(crate) fn not_found<T: Record>(key: &T::Key) -> Error {
     Error::NotFound { table: T::NAME.to_owned(), key: format!("{key:?}") }
@@ -27,11 +27,9 @@ fn no_bag<T: Record>(what: &str) -> Result<()> {
 /// `#[auto_increment]` key left at 0 gets the next id.
 pub(crate) fn write<T: Record>(mut rec: T) -> Result<T> {
     let fresh = wants_id(&rec);
-    run(|| {
-        with_tx(|tx| {
-            assign_id(tx, &mut rec, fresh)?;
-            put(tx, rec.clone())
-        })
+    run_tx(|tx| {
+        assign_id(tx, &mut rec, fresh)?;
+        put(tx, rec.clone())
     })?;
     Ok(rec)
 }
@@ -260,39 +258,32 @@ pub(crate) fn import_record<T: Record>(tx: &mut Tx, mut rec: T, replace: bool) -
 /// refuses a key that exists (except on bags, which add).
 pub(crate) fn insert<T: Record>(mut rec: T) -> Result<T> {
     let fresh = wants_id(&rec);
-    run(|| {
-        with_tx(|tx| {
-            assign_id(tx, &mut rec, fresh)?;
-            if T::TYPE == TableType::Bag {
-                return put(tx, rec.clone());
-            }
-            // Assigned ids are new unless a record was written with that id (an explicit
-            // key) meanwhile: then the insert takes the next one. (The counter has moved
-            // past every id written, so this ends.)
-            while fresh && tx.table::<T>()?.exists(rec.key()) {
-                rec.set_auto_id(0)?;
-                assign_id(tx, &mut rec, false)?;
-            }
-            if !fresh && tx.table::<T>()?.exists(rec.key()) {
-                return Err(Error::AlreadyExists {
-                    table: T::NAME.to_owned(),
-                    key: format!("{:?}", rec.key()),
-                });
-            }
-            put(tx, rec.clone())
-        })
+    run_tx(|tx| {
+        assign_id(tx, &mut rec, fresh)?;
+        if T::TYPE == TableType::Bag {
+            return put(tx, rec.clone());
+        }
+        // Assigned ids are new unless a record was written with that id (an explicit
+        // key) meanwhile: then the insert takes the next one. (The counter has moved
+        // past every id written, so this ends.)
+        while fresh && tx.table::<T>()?.exists(rec.key()) {
+            rec.set_auto_id(0)?;
+            assign_id(tx, &mut rec, false)?;
+        }
+        if !fresh && tx.table::<T>()?.exists(rec.key()) {
+            return Err(Error::AlreadyExists { table: T::NAME.to_owned(), key: format!("{:?}", rec.key()) });
+        }
+        put(tx, rec.clone())
     })?;
     Ok(rec)
 }
 
 pub(crate) fn read<T: Record>(key: &T::Key) -> Result<Option<T>> {
-    run(|| {
-        with_tx(|tx| tx.table_to_read::<T>()?.read_one_with(key, |r| as_record::<T>(r).cloned()).transpose())
-    })
+    run_tx(|tx| tx.table_to_read::<T>()?.read_one_with(key, |r| as_record::<T>(r).cloned()).transpose())
 }
 
 pub(crate) fn read_all<T: Record>(key: &T::Key) -> Result<Vec<T>> {
-    run(|| with_tx(|tx| into_records(tx.table_to_read::<T>()?.read_group(key))))
+    run_tx(|tx| into_records(tx.table_to_read::<T>()?.read_group(key)))
 }
 
 pub(crate) fn update<T: Record>(key: &T::Key, mut f: impl FnMut(&mut T)) -> Result<T> {
@@ -315,66 +306,59 @@ pub(crate) fn update<T: Record>(key: &T::Key, mut f: impl FnMut(&mut T)) -> Resu
 }
 
 pub(crate) fn delete<T: Record>(key: &T::Key) -> Result<Option<T>> {
-    run(|| {
-        with_tx(|tx| {
-            let part = tx.table::<T>()?;
-            let old = part.read_group(key);
-            if old.is_empty() {
-                return Ok(None);
-            }
-            part.set(key.clone(), Write::Delete);
-            first_of(old).map(into_record).transpose()
-        })
+    run_tx(|tx| {
+        let part = tx.table::<T>()?;
+        let old = part.read_group(key);
+        if old.is_empty() {
+            return Ok(None);
+        }
+        part.set(key.clone(), Write::Delete);
+        first_of(old).map(into_record).transpose()
     })
 }
 
 pub(crate) fn delete_object<T: Record>(rec: &T) -> Result<bool> {
     let bytes = postcard::to_allocvec(rec).map_err(|e| Error::codec("encoding a record", e))?;
-    run(|| {
-        with_tx(|tx| {
-            let part = tx.table::<T>()?;
-            let group = part.read_group(rec.key());
-            let before = group.len();
-            let mut rest = Vec::with_capacity(before);
-            for r in group {
-                let same = match r.typed::<T>() {
-                    Some(x) => {
-                        postcard::to_allocvec(x).map_err(|e| Error::codec("encoding a record", e))? == bytes
-                    }
-                    None => false,
-                };
-                if !same {
-                    rest.push(r);
+    run_tx(|tx| {
+        let part = tx.table::<T>()?;
+        let group = part.read_group(rec.key());
+        let before = group.len();
+        let mut rest = Vec::with_capacity(before);
+        for r in group {
+            let same = match r.typed::<T>() {
+                Some(x) => {
+                    postcard::to_allocvec(x).map_err(|e| Error::codec("encoding a record", e))? == bytes
                 }
+                None => false,
+            };
+            if !same {
+                rest.push(r);
             }
-            if rest.len() == before {
-                return Ok(false);
-            }
-            let write = if T::TYPE == TableType::Bag { Write::Group(rest) } else { Write::Delete };
-            part.set(rec.key().clone(), write);
-            Ok(true)
-        })
+        }
+        if rest.len() == before {
+            return Ok(false);
+        }
+        let write = if T::TYPE == TableType::Bag { Write::Group(rest) } else { Write::Delete };
+        part.set(rec.key().clone(), write);
+        Ok(true)
     })
 }
 
 pub(crate) fn upsert<T: Record>(mut rec: T) -> Result<Upserted<T>> {
     let fresh = wants_id(&rec);
-    run(|| {
-        with_tx(|tx| {
-            assign_id(tx, &mut rec, fresh)?;
-            let old =
-                tx.table::<T>()?.read_one_with(rec.key(), |r| as_record::<T>(r).cloned()).transpose()?;
-            put(tx, rec.clone())?;
-            Ok(match old {
-                Some(old) if T::TYPE != TableType::Bag => Upserted::Replaced { new: rec.clone(), old },
-                _ => Upserted::Inserted(rec.clone()),
-            })
+    run_tx(|tx| {
+        assign_id(tx, &mut rec, fresh)?;
+        let old = tx.table::<T>()?.read_one_with(rec.key(), |r| as_record::<T>(r).cloned()).transpose()?;
+        put(tx, rec.clone())?;
+        Ok(match old {
+            Some(old) if T::TYPE != TableType::Bag => Upserted::Replaced { new: rec.clone(), old },
+            _ => Upserted::Inserted(rec.clone()),
         })
     })
 }
 
 pub(crate) fn select<T: Record>(filter: &Filter<T>) -> Result<Vec<T>> {
-    run(|| with_tx(|tx| tx.select(filter, usize::MAX, T::clone)))
+    run_tx(|tx| tx.select(filter, usize::MAX, T::clone))
 }
 
 pub(crate) fn get_by<T: Record, V: FieldValue>(
@@ -382,7 +366,7 @@ pub(crate) fn get_by<T: Record, V: FieldValue>(
     value: impl Compare<V>,
 ) -> Result<Option<T>> {
     let value = value.into_field_value();
-    run(|| with_tx(|tx| first_by(tx, field, &value)))
+    run_tx(|tx| first_by(tx, field, &value))
 }
 
 /// The first record in key order whose field equals `value`: through the field's index, or
@@ -404,52 +388,46 @@ fn first_by<T: Record, V: FieldValue>(tx: &mut Tx, field: Field<T, V>, value: &V
 
 pub(crate) fn all_keys<T: Record>() -> Result<Vec<T::Key>> {
     let all = Filter::all();
-    run(|| {
-        with_tx(|tx| {
-            let mut keys = tx.select(&all, usize::MAX, |r: &T| r.key().clone())?;
-            if T::TYPE == TableType::Bag {
-                keys.sort();
-                keys.dedup();
-            }
-            Ok(keys)
-        })
+    run_tx(|tx| {
+        let mut keys = tx.select(&all, usize::MAX, |r: &T| r.key().clone())?;
+        if T::TYPE == TableType::Bag {
+            keys.sort();
+            keys.dedup();
+        }
+        Ok(keys)
     })
 }
 
 pub(crate) fn count<T: Record>() -> Result<usize> {
-    run(|| with_tx(|tx| Ok(tx.table_to_scan::<T>()?.count())))
+    run_tx(|tx| Ok(tx.table_to_scan::<T>()?.count()))
 }
 
 pub(crate) fn batch_write<T: Record>(recs: impl IntoIterator<Item = T>) -> Result<Vec<T>> {
     let mut recs: Vec<T> = recs.into_iter().collect();
     let fresh: Vec<bool> = if T::AUTO_INCREMENT { recs.iter().map(wants_id).collect() } else { Vec::new() };
-    run(|| {
-        with_tx(|tx| {
-            for (i, r) in recs.iter_mut().enumerate() {
-                assign_id(tx, r, fresh.get(i).copied().unwrap_or(false))?;
-                put(tx, r.clone())?;
-            }
-            Ok(())
-        })
+    run_tx(|tx| {
+        for (i, r) in recs.iter_mut().enumerate() {
+            assign_id(tx, r, fresh.get(i).copied().unwrap_or(false))?;
+            put(tx, r.clone())?;
+        }
+        Ok(())
     })?;
     Ok(recs)
 }
 
 pub(crate) fn batch_delete<T: Record>(keys: impl IntoIterator<Item = T::Key>) -> Result<Vec<T>> {
     let keys: Vec<T::Key> = keys.into_iter().collect();
-    run(|| {
-        with_tx(|tx| {
-            let part = tx.table::<T>()?;
-            let mut removed = Vec::new();
-            for k in &keys {
-                let old = part.read_group(k);
-                if !old.is_empty() {
-                    part.set(k.clone(), Write::Delete);
-                    removed.extend(into_records::<T>(old)?);
-                }
+    run_tx(|tx| {
+        let part = tx.table::<T>()?;
+        let mut removed = Vec::new();
+        for k in &keys {
+            let old = part.read_group(k);
+            if !old.is_empty() {
+                part.set(k.clone(), Write::Delete);
+                removed.extend(into_records::<T>(old)?);
             }
-            Ok(removed)
-        })
+        }
+        Ok(removed)
     })
 }
 

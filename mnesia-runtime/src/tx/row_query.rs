@@ -8,7 +8,7 @@ use crate::error::Result;
 use crate::schema::filter::{Filter, Order};
 use crate::schema::record::TableType;
 use crate::schema::stored::StoredRecord;
-use crate::tx::context::{run, with_tx};
+use crate::tx::context::run_tx;
 use crate::tx::plan::Plan;
 use crate::tx::select::Cursor;
 
@@ -155,12 +155,10 @@ impl<T: StoredRecord> RowQuery<T> {
         let wanted = self.limit.map(|l| l.saturating_add(self.offset));
         let recs = match wanted {
             Some(k) if self.in_key_order() => {
-                run(|| with_tx(|tx| tx.select_in(self.meta, self.claim, &self.filter, k, T::clone)))?
+                run_tx(|tx| tx.select_in(self.meta, self.claim, &self.filter, k, T::clone))?
             }
-            Some(k) if k <= TOP_K_AT_MOST => run(|| with_tx(|tx| self.top(tx, k)))?,
-            _ => {
-                run(|| with_tx(|tx| tx.select_in(self.meta, self.claim, &self.filter, usize::MAX, T::clone)))?
-            }
+            Some(k) if k <= TOP_K_AT_MOST => run_tx(|tx| self.top(tx, k))?,
+            _ => run_tx(|tx| tx.select_in(self.meta, self.claim, &self.filter, usize::MAX, T::clone))?,
         };
         Ok(self.sorted(recs))
     }
@@ -267,7 +265,7 @@ impl<T: StoredRecord> RowQuery<T> {
             return Ok(out);
         }
         let wanted = self.limit.map_or(usize::MAX, |l| l.saturating_add(self.offset));
-        let values = run(|| with_tx(|tx| tx.select_in(self.meta, self.claim, &self.filter, wanted, &f)))?;
+        let values = run_tx(|tx| tx.select_in(self.meta, self.claim, &self.filter, wanted, &f))?;
         Ok(self.page(values))
     }
 
@@ -290,9 +288,7 @@ impl<T: StoredRecord> RowQuery<T> {
             return self.resolved().count();
         }
         let wanted = self.limit.map_or(usize::MAX, |l| l.saturating_add(self.offset));
-        let n = run(|| {
-            with_tx(|tx| Ok(tx.select_in(self.meta, self.claim, &self.filter, wanted, |_| ())?.len()))
-        })?;
+        let n = run_tx(|tx| Ok(tx.select_in(self.meta, self.claim, &self.filter, wanted, |_| ())?.len()))?;
         Ok(n.saturating_sub(self.offset).min(self.limit.unwrap_or(usize::MAX)))
     }
 
@@ -303,9 +299,8 @@ impl<T: StoredRecord> RowQuery<T> {
         }
         if self.in_key_order() {
             let wanted = self.limit.map_or(usize::MAX, |l| l.saturating_add(self.offset));
-            let keys = run(|| {
-                with_tx(|tx| tx.select_in(self.meta, self.claim, &self.filter, wanted, |r| r.key().clone()))
-            })?;
+            let keys =
+                run_tx(|tx| tx.select_in(self.meta, self.claim, &self.filter, wanted, |r| r.key().clone()))?;
             return Ok(self.page(keys));
         }
         Ok(self.all()?.into_iter().map(|r| r.key().clone()).collect())
@@ -365,7 +360,7 @@ impl<T: StoredRecord> RowQueryIter<T> {
             let filter = &self.query.filter;
             let (meta, claim, size) = (self.query.meta, self.query.claim, self.query.chunk);
             let (chunk, next) =
-                run(|| with_tx(|tx| Ok(tx.part_to_scan(meta, claim)?.chunk(filter, cursor.clone(), size))))?;
+                run_tx(|tx| Ok(tx.part_to_scan(meta, claim)?.chunk(filter, cursor.clone(), size)))?;
             self.cursor = next;
             self.buffer.extend(chunk);
         }

@@ -6,7 +6,7 @@ use std::io::{BufRead, BufReader, Read};
 use crate::base::progress::Ticker;
 use crate::error::{Error, Result};
 use crate::schema::record::Record;
-use crate::tx::context::{run, with_tx};
+use crate::tx::context::run_tx;
 use crate::tx::ops;
 
 use super::{Format, ImportOptions, finished};
@@ -458,24 +458,22 @@ fn twice_in_input<T: Record>(key: &T::Key, earlier: Option<u64>) -> String {
 /// [`import_from`] in transactions: one, or one per batch.
 fn import_in_tx<T: Record>(input: impl Read, format: Format, opts: &ImportOptions) -> Result<usize> {
     let write = |chunk: &[(u64, T)]| -> Result<()> {
-        run(|| {
-            with_tx(|tx| {
-                for (i, (line, rec)) in chunk.iter().enumerate() {
-                    ops::import_record(tx, rec.clone(), opts.replace).map_err(|e| match e {
-                        Error::AlreadyExists { .. } => {
-                            // The key earlier in this piece of the input, or in the table.
-                            match chunk[..i].iter().rev().find(|(_, earlier)| earlier.key() == rec.key()) {
-                                Some((earlier, _)) => {
-                                    bad(*line, None, twice_in_input::<T>(rec.key(), Some(*earlier)))
-                                }
-                                None => bad(*line, None, e),
+        run_tx(|tx| {
+            for (i, (line, rec)) in chunk.iter().enumerate() {
+                ops::import_record(tx, rec.clone(), opts.replace).map_err(|e| match e {
+                    Error::AlreadyExists { .. } => {
+                        // The key earlier in this piece of the input, or in the table.
+                        match chunk[..i].iter().rev().find(|(_, earlier)| earlier.key() == rec.key()) {
+                            Some((earlier, _)) => {
+                                bad(*line, None, twice_in_input::<T>(rec.key(), Some(*earlier)))
                             }
+                            None => bad(*line, None, e),
                         }
-                        other => other,
-                    })?;
-                }
-                Ok(())
-            })
+                    }
+                    other => other,
+                })?;
+            }
+            Ok(())
         })
         .map_err(|e| locate_unique(e, chunk))
     };
