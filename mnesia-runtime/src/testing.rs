@@ -55,3 +55,28 @@ impl Record for Rec {
         }
     }
 }
+
+/// A second record type with `Rec`'s key type: rows of either type are one Rust type.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub(crate) struct Other {
+    pub(crate) id: u32,
+    pub(crate) n: i64,
+}
+
+impl Record for Other {
+    type Key = u32;
+    const NAME: &'static str = "other";
+    const TYPE: TableType = TableType::Set;
+    const FIELDS: &'static [FieldInfo] =
+        &[FieldInfo { name: "id", ty: "u32" }, FieldInfo { name: "n", ty: "i64" }];
+    const KEY_POSITION: usize = 0;
+    const AUTO_INCREMENT: bool = false;
+
+    fn key(&self) -> &u32 {
+        &self.id
+    }
+
+    fn indexes() -> Vec<IndexSpec<Self>> {
+        Vec::new()
+    }
+}

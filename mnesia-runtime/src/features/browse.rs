@@ -9,7 +9,7 @@ use serde_json::Value;
 use crate::disk::format;
 use crate::disk::record::Logged;
 use crate::engine::browse_types::{Browse, JsonSubscription, Page};
-use crate::schema::filter::{Cond, Filter, Op, Order};
+use crate::schema::filter::{By, Cond, Filter, Op, Order, Test};
 use crate::schema::record::TableType;
 
 use crate::engine::meta::RecordMeta;
@@ -23,7 +23,7 @@ pub(crate) fn page<T: StoredRecord>(meta: &'static RecordMeta<T>, browse: &Brows
         meta.fields.get(meta.key_position).map_or("key", |f| f.name),
         meta.key_position,
         true,
-        Arc::new(|a: &T, b: &T| a.key().cmp(b.key())),
+        By::Key,
     );
     let contains = browse
         .contains
@@ -144,7 +144,10 @@ fn contains_filter<T: StoredRecord>(
         position,
         op: Op::Contains,
         values: Vec::new(),
-        test: Arc::new(move |r: &T| to_json(r).is_ok_and(|v| json_contains(&v, field.as_deref(), &text))),
+        test: Test::Record(Arc::new(move |r: &dyn std::any::Any| {
+            r.downcast_ref::<T>()
+                .is_some_and(|r| to_json(r).is_ok_and(|v| json_contains(&v, field.as_deref(), &text)))
+        })),
     }))
 }
 

@@ -4,24 +4,26 @@ use std::any::Any;
 use std::cmp::Ordering;
 use std::sync::Arc;
 
-use crate::schema::field::{Compare, Field, FieldValue};
-use crate::schema::filter::{Cond, Filter, Op, Order};
+use crate::schema::field::{Compare, Field, FieldAt, FieldValue};
+use crate::schema::field_test::{FieldCmp, FieldTest};
+use crate::schema::filter::{By, Cond, Filter, Op, Order, Test};
 use crate::schema::record::Record;
 
 impl<T: Record, V: FieldValue> Field<T, V> {
+    /// The condition `op` of this field, testing its value with `test` (made by one of the
+    /// functions below, of the field's type only: see `field_test.rs`).
     fn cond(
         self,
         op: Op,
         values: Vec<Arc<dyn Any + Send + Sync>>,
         test: impl Fn(&V) -> bool + Send + Sync + 'static,
     ) -> Filter<T> {
-        let get = self.get;
         Filter::from_cond(Cond {
             field: self.name,
             position: self.position,
             op,
             values,
-            test: Arc::new(move |rec: &T| test(get(rec))),
+            test: Test::Field(FieldTest::new(FieldAt::of(self), test)),
         })
     }
 
@@ -38,7 +40,7 @@ impl<T: Record, V: FieldValue> Field<T, V> {
     pub fn eq(self, value: impl Compare<V>) -> Filter<T> {
         let v = value.into_field_value();
         let shared = Arc::new(v.clone());
-        self.cond(Op::Eq, vec![shared], move |x| *x == v)
+        self.cond(Op::Eq, vec![shared], equal_to(v))
     }
 
     /// The field differs from `value`.
@@ -52,7 +54,7 @@ impl<T: Record, V: FieldValue> Field<T, V> {
     #[allow(clippy::should_implement_trait)]
     pub fn ne(self, value: impl Compare<V>) -> Filter<T> {
         let v = value.into_field_value();
-        self.cond(Op::Ne, Vec::new(), move |x| *x != v)
+        self.cond(Op::Ne, Vec::new(), not_equal_to(v))
     }
 
     /// The field equals one of `values`. Uses the key or an index when there is one.
@@ -71,7 +73,7 @@ impl<T: Record, V: FieldValue> Field<T, V> {
             shared.push(Arc::new(v.clone()));
             vs.push(v);
         }
-        self.cond(Op::In, shared, move |x| vs.contains(x))
+        self.cond(Op::In, shared, one_of(vs))
     }
 
     /// Sorts ascending by this field (for `query().order_by(..)`).
@@ -86,12 +88,11 @@ impl<T: Record, V: FieldValue> Field<T, V> {
     where
         V: PartialOrd,
     {
-        let get = self.get;
         Order::new(
             self.name,
-            self.position(),
+            self.position,
             true,
-            Arc::new(move |a: &T, b: &T| cmp_partial(get(a), get(b))),
+            By::Field(FieldCmp::new(FieldAt::of(self), cmp_partial::<V>)),
         )
     }
 
@@ -107,12 +108,11 @@ impl<T: Record, V: FieldValue> Field<T, V> {
     where
         V: PartialOrd,
     {
-        let get = self.get;
         Order::new(
             self.name,
-            self.position(),
+            self.position,
             false,
-            Arc::new(move |a: &T, b: &T| cmp_partial(get(b), get(a))),
+            By::Field(FieldCmp::new(FieldAt::of(self), cmp_partial::<V>)),
         )
     }
 }
@@ -146,7 +146,7 @@ impl<T: Record, V: FieldValue + PartialOrd> Field<T, V> {
     /// ```
     pub fn gt(self, value: impl Compare<V>) -> Filter<T> {
         let v = value.into_field_value();
-        self.range(Op::Gt, vec![v.clone()], move |x| *x > v)
+        self.range(Op::Gt, vec![v.clone()], above(v))
     }
 
     /// The field is greater than or equal to `value`.
@@ -159,7 +159,7 @@ impl<T: Record, V: FieldValue + PartialOrd> Field<T, V> {
     /// ```
     pub fn ge(self, value: impl Compare<V>) -> Filter<T> {
         let v = value.into_field_value();
-        self.range(Op::Ge, vec![v.clone()], move |x| *x >= v)
+        self.range(Op::Ge, vec![v.clone()], at_least(v))
     }
 
     /// The field is less than `value`.
@@ -172,7 +172,7 @@ impl<T: Record, V: FieldValue + PartialOrd> Field<T, V> {
     /// ```
     pub fn lt(self, value: impl Compare<V>) -> Filter<T> {
         let v = value.into_field_value();
-        self.range(Op::Lt, vec![v.clone()], move |x| *x < v)
+        self.range(Op::Lt, vec![v.clone()], below(v))
     }
 
     /// The field is less than or equal to `value`.
@@ -185,7 +185,7 @@ impl<T: Record, V: FieldValue + PartialOrd> Field<T, V> {
     /// ```
     pub fn le(self, value: impl Compare<V>) -> Filter<T> {
         let v = value.into_field_value();
-        self.range(Op::Le, vec![v.clone()], move |x| *x <= v)
+        self.range(Op::Le, vec![v.clone()], at_most(v))
     }
 
     /// The field lies between `low` and `high`, both included.
@@ -198,7 +198,7 @@ impl<T: Record, V: FieldValue + PartialOrd> Field<T, V> {
     /// ```
     pub fn between(self, low: impl Compare<V>, high: impl Compare<V>) -> Filter<T> {
         let (lo, hi) = (low.into_field_value(), high.into_field_value());
-        self.range(Op::Between, vec![lo.clone(), hi.clone()], move |x| *x >= lo && *x <= hi)
+        self.range(Op::Between, vec![lo.clone(), hi.clone()], within(lo, hi))
     }
 }
 
@@ -213,7 +213,7 @@ impl<T: Record> Field<T, String> {
     /// ```
     pub fn starts_with(self, prefix: impl Into<String>) -> Filter<T> {
         let p = prefix.into();
-        self.cond(Op::StartsWith, Vec::new(), move |x| x.starts_with(p.as_str()))
+        self.cond(Op::StartsWith, Vec::new(), starting_with(p))
     }
 
     /// The string field contains `needle`.
@@ -226,7 +226,7 @@ impl<T: Record> Field<T, String> {
     /// ```
     pub fn contains(self, needle: impl Into<String>) -> Filter<T> {
         let n = needle.into();
-        self.cond(Op::Contains, Vec::new(), move |x| x.contains(n.as_str()))
+        self.cond(Op::Contains, Vec::new(), containing(n))
     }
 }
 
@@ -240,7 +240,7 @@ impl<T: Record, X: FieldValue> Field<T, Option<X>> {
     /// assert!(User::NICK.is_some().matches(&User { id: 1, nick: Some("a".into()) }));
     /// ```
     pub fn is_some(self) -> Filter<T> {
-        self.cond(Op::IsSome, Vec::new(), Option::is_some)
+        self.cond(Op::IsSome, Vec::new(), Option::<X>::is_some)
     }
 
     /// The optional field is empty.
@@ -252,6 +252,50 @@ impl<T: Record, X: FieldValue> Field<T, Option<X>> {
     /// assert!(User::NICK.is_none().matches(&User { id: 1, nick: None }));
     /// ```
     pub fn is_none(self) -> Filter<T> {
-        self.cond(Op::IsNone, Vec::new(), Option::is_none)
+        self.cond(Op::IsNone, Vec::new(), Option::<X>::is_none)
     }
+}
+
+// The tests of the conditions above, each made in a function of the field's type only: a
+// closure made in a method of `Field<T, V>` would be one type per record type, and with it
+// its `Arc`, its test and their debug information (issue 16).
+
+fn equal_to<V: FieldValue>(v: V) -> impl Fn(&V) -> bool + Send + Sync + 'static {
+    move |x| *x == v
+}
+
+fn not_equal_to<V: FieldValue>(v: V) -> impl Fn(&V) -> bool + Send + Sync + 'static {
+    move |x| *x != v
+}
+
+fn one_of<V: FieldValue>(vs: Vec<V>) -> impl Fn(&V) -> bool + Send + Sync + 'static {
+    move |x| vs.contains(x)
+}
+
+fn above<V: FieldValue + PartialOrd>(v: V) -> impl Fn(&V) -> bool + Send + Sync + 'static {
+    move |x| *x > v
+}
+
+fn at_least<V: FieldValue + PartialOrd>(v: V) -> impl Fn(&V) -> bool + Send + Sync + 'static {
+    move |x| *x >= v
+}
+
+fn below<V: FieldValue + PartialOrd>(v: V) -> impl Fn(&V) -> bool + Send + Sync + 'static {
+    move |x| *x < v
+}
+
+fn at_most<V: FieldValue + PartialOrd>(v: V) -> impl Fn(&V) -> bool + Send + Sync + 'static {
+    move |x| *x <= v
+}
+
+fn within<V: FieldValue + PartialOrd>(lo: V, hi: V) -> impl Fn(&V) -> bool + Send + Sync + 'static {
+    move |x| *x >= lo && *x <= hi
+}
+
+fn starting_with(prefix: String) -> impl Fn(&String) -> bool + Send + Sync + 'static {
+    move |x| x.starts_with(prefix.as_str())
+}
+
+fn containing(needle: String) -> impl Fn(&String) -> bool + Send + Sync + 'static {
+    move |x| x.contains(needle.as_str())
 }

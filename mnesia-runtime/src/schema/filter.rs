@@ -6,8 +6,12 @@ use std::fmt;
 use std::ops::{BitAnd, BitOr, Not};
 use std::sync::Arc;
 
+use std::marker::PhantomData;
+
+use crate::schema::field_test::{FieldCmp, FieldTest};
 use crate::schema::record::Record;
 use crate::schema::row::Row;
+use crate::schema::stored::StoredRecord;
 
 /// The comparison a condition makes.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -26,53 +30,52 @@ pub(crate) enum Op {
     IsNone,
 }
 
+/// What a condition tests.
+#[derive(Clone)]
+pub(crate) enum Test {
+    /// One field, made from a typed field (see `field_test.rs`).
+    Field(FieldTest),
+    /// The whole stored record, given as `&dyn Any`: the engine's own conditions on rows
+    /// (a key bound, browse's text search).
+    Record(Arc<dyn Fn(&dyn Any) -> bool + Send + Sync>),
+}
+
 /// One comparison of one field.
-pub(crate) struct Cond<T> {
+#[derive(Clone)]
+pub(crate) struct Cond {
     pub(crate) field: &'static str,
     pub(crate) position: usize,
     pub(crate) op: Op,
     /// The compared values, typed as the field's type, for the planner (key and index use).
     pub(crate) values: Vec<Arc<dyn Any + Send + Sync>>,
-    pub(crate) test: Arc<dyn Fn(&T) -> bool + Send + Sync>,
+    pub(crate) test: Test,
 }
 
-impl<T> Clone for Cond<T> {
-    fn clone(&self) -> Self {
-        Cond {
-            field: self.field,
-            position: self.position,
-            op: self.op,
-            values: self.values.clone(),
-            test: Arc::clone(&self.test),
+impl Cond {
+    fn passes<R: StoredRecord>(&self, rec: &R) -> bool {
+        match &self.test {
+            Test::Field(t) => t.passes(rec),
+            Test::Record(t) => t(rec),
         }
     }
 }
 
-pub(crate) enum Node<T> {
+/// Conditions combined, whatever the record type they test: a record of another type
+/// passes no field's test.
+#[derive(Clone)]
+pub(crate) enum Node {
     All,
-    Cond(Cond<T>),
-    And(Vec<Node<T>>),
-    Or(Vec<Node<T>>),
-    Not(Box<Node<T>>),
+    Cond(Cond),
+    And(Vec<Node>),
+    Or(Vec<Node>),
+    Not(Box<Node>),
 }
 
-impl<T> Clone for Node<T> {
-    fn clone(&self) -> Self {
-        match self {
-            Node::All => Node::All,
-            Node::Cond(c) => Node::Cond(c.clone()),
-            Node::And(v) => Node::And(v.clone()),
-            Node::Or(v) => Node::Or(v.clone()),
-            Node::Not(n) => Node::Not(n.clone()),
-        }
-    }
-}
-
-impl<T> Node<T> {
-    fn matches(&self, rec: &T) -> bool {
+impl Node {
+    fn matches<R: StoredRecord>(&self, rec: &R) -> bool {
         match self {
             Node::All => true,
-            Node::Cond(c) => (c.test)(rec),
+            Node::Cond(c) => c.passes(rec),
             Node::And(v) => v.iter().all(|n| n.matches(rec)),
             Node::Or(v) => v.iter().any(|n| n.matches(rec)),
             Node::Not(n) => !n.matches(rec),
@@ -80,7 +83,7 @@ impl<T> Node<T> {
     }
 
     fn describe(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let join = |f: &mut fmt::Formatter<'_>, v: &[Node<T>], sep: &str| -> fmt::Result {
+        let join = |f: &mut fmt::Formatter<'_>, v: &[Node], sep: &str| -> fmt::Result {
             f.write_str("(")?;
             for (i, n) in v.iter().enumerate() {
                 if i > 0 {
@@ -120,12 +123,13 @@ impl<T> Node<T> {
 /// assert!((!teen_or_senior).matches(&ann));
 /// ```
 pub struct Filter<T> {
-    pub(crate) node: Node<T>,
+    pub(crate) node: Node,
+    _t: PhantomData<fn(&T)>,
 }
 
 impl<T> Clone for Filter<T> {
     fn clone(&self) -> Self {
-        Filter { node: self.node.clone() }
+        Filter::of(self.node.clone())
     }
 }
 
@@ -146,11 +150,15 @@ impl<T> Filter<T> {
     /// assert!(Filter::<User>::all().matches(&User { id: 1 }));
     /// ```
     pub fn all() -> Self {
-        Filter { node: Node::All }
+        Filter::of(Node::All)
     }
 
-    pub(crate) fn from_cond(c: Cond<T>) -> Self {
-        Filter { node: Node::Cond(c) }
+    fn of(node: Node) -> Self {
+        Filter { node, _t: PhantomData }
+    }
+
+    pub(crate) fn from_cond(c: Cond) -> Self {
+        Filter::of(Node::Cond(c))
     }
 
     /// Whether `record` passes this filter.
@@ -161,13 +169,16 @@ impl<T> Filter<T> {
     /// # struct User { #[key] id: u64, age: u32 }
     /// assert!(User::AGE.lt(10).matches(&User { id: 1, age: 9 }));
     /// ```
-    pub fn matches(&self, record: &T) -> bool {
+    pub fn matches(&self, record: &T) -> bool
+    where
+        T: StoredRecord,
+    {
         self.node.matches(record)
     }
 
     /// The top-level conjuncts: the conditions every match must pass.
-    pub(crate) fn conjuncts(&self) -> Vec<&Cond<T>> {
-        fn walk<'a, T>(n: &'a Node<T>, out: &mut Vec<&'a Cond<T>>) {
+    pub(crate) fn conjuncts(&self) -> Vec<&Cond> {
+        fn walk<'a>(n: &'a Node, out: &mut Vec<&'a Cond>) {
             match n {
                 Node::Cond(c) => out.push(c),
                 Node::And(v) => v.iter().for_each(|n| walk(n, out)),
@@ -180,61 +191,27 @@ impl<T> Filter<T> {
     }
 }
 
-impl<T: Record> Node<T> {
-    /// The same condition on rows holding `T`s.
-    fn for_rows(&self) -> Node<Row<T::Key>> {
-        match self {
-            Node::All => Node::All,
-            Node::Cond(c) => {
-                let test = Arc::clone(&c.test);
-                Node::Cond(Cond {
-                    field: c.field,
-                    position: c.position,
-                    op: c.op,
-                    values: c.values.clone(),
-                    test: Arc::new(move |r: &Row<T::Key>| r.typed::<T>().is_some_and(|x| test(x))),
-                })
-            }
-            Node::And(v) => Node::And(Node::all_for_rows(v)),
-            Node::Or(v) => Node::Or(Node::all_for_rows(v)),
-            Node::Not(n) => Node::Not(Box::new(n.for_rows())),
-        }
-    }
-
-    /// [`Node::for_rows`] of each node (a plain loop: no iterator adapters per record type).
-    fn all_for_rows(nodes: &[Node<T>]) -> Vec<Node<Row<T::Key>>> {
-        let mut out = Vec::with_capacity(nodes.len());
-        for n in nodes {
-            out.push(n.for_rows());
-        }
-        out
-    }
-}
-
 impl<T: Record> Filter<T> {
     /// The same filter, on the rows of `T`'s table.
     pub(crate) fn for_rows(&self) -> Filter<Row<T::Key>> {
-        Filter { node: self.node.for_rows() }
+        Filter::of(self.node.clone())
     }
 }
 
 impl<T: Record> Order<T> {
     /// The same order, on the rows of `T`'s table.
     pub(crate) fn for_rows(&self) -> Order<Row<T::Key>> {
-        let cmp = Arc::clone(&self.cmp);
         Order {
             field: self.field,
             position: self.position,
             ascending: self.ascending,
-            cmp: Arc::new(move |a: &Row<T::Key>, b: &Row<T::Key>| match (a.typed::<T>(), b.typed::<T>()) {
-                (Some(a), Some(b)) => cmp(a, b),
-                _ => Ordering::Equal,
-            }),
+            by: self.by.clone(),
+            _t: PhantomData,
         }
     }
 }
 
-fn and<T>(a: Node<T>, b: Node<T>) -> Node<T> {
+fn and(a: Node, b: Node) -> Node {
     match (a, b) {
         (Node::All, x) | (x, Node::All) => x,
         (Node::And(mut v), Node::And(w)) => {
@@ -256,7 +233,7 @@ fn and<T>(a: Node<T>, b: Node<T>) -> Node<T> {
 impl<T> BitAnd for Filter<T> {
     type Output = Filter<T>;
     fn bitand(self, rhs: Filter<T>) -> Filter<T> {
-        Filter { node: and(self.node, rhs.node) }
+        Filter::of(and(self.node, rhs.node))
     }
 }
 
@@ -275,7 +252,7 @@ impl<T> BitOr for Filter<T> {
             }
             (x, y) => Node::Or(vec![x, y]),
         };
-        Filter { node }
+        Filter::of(node)
     }
 }
 
@@ -286,7 +263,7 @@ impl<T> Not for Filter<T> {
             Node::Not(inner) => *inner,
             n => Node::Not(Box::new(n)),
         };
-        Filter { node }
+        Filter::of(node)
     }
 }
 
@@ -302,8 +279,14 @@ impl<T, const N: usize> From<[Filter<T>; N]> for Filter<T> {
     }
 }
 
-/// Compares two records by one field.
-pub(crate) type Comparator<T> = Arc<dyn Fn(&T, &T) -> Ordering + Send + Sync>;
+/// What an order compares records by.
+#[derive(Clone)]
+pub(crate) enum By {
+    /// One field, made from a typed field (see `field_test.rs`).
+    Field(FieldCmp),
+    /// The key (the engine's own orders on rows).
+    Key,
+}
 
 /// A sort order on one field, made by `Field::asc()` or `Field::desc()`.
 ///
@@ -318,17 +301,13 @@ pub struct Order<T> {
     field: &'static str,
     position: usize,
     ascending: bool,
-    cmp: Comparator<T>,
+    by: By,
+    _t: PhantomData<fn(&T)>,
 }
 
 impl<T> Clone for Order<T> {
     fn clone(&self) -> Self {
-        Order {
-            field: self.field,
-            position: self.position,
-            ascending: self.ascending,
-            cmp: Arc::clone(&self.cmp),
-        }
+        Order::new(self.field, self.position, self.ascending, self.by.clone())
     }
 }
 
@@ -348,8 +327,8 @@ impl<T: crate::schema::record::Record, V: crate::schema::field::FieldValue + Par
 }
 
 impl<T> Order<T> {
-    pub(crate) fn new(field: &'static str, position: usize, ascending: bool, cmp: Comparator<T>) -> Self {
-        Order { field, position, ascending, cmp }
+    pub(crate) fn new(field: &'static str, position: usize, ascending: bool, by: By) -> Self {
+        Order { field, position, ascending, by, _t: PhantomData }
     }
 
     /// Whether this order is the key's, ascending: an `ordered_set`'s own order.
@@ -384,8 +363,15 @@ impl<T> Order<T> {
     /// let (a, b) = (User { id: 1, age: 1 }, User { id: 2, age: 2 });
     /// assert_eq!(User::AGE.desc().compare(&a, &b), Ordering::Greater);
     /// ```
-    pub fn compare(&self, a: &T, b: &T) -> Ordering {
-        (self.cmp)(a, b)
+    pub fn compare(&self, a: &T, b: &T) -> Ordering
+    where
+        T: StoredRecord,
+    {
+        let ascending = match &self.by {
+            By::Field(cmp) => cmp.compare(a, b),
+            By::Key => a.key().cmp(b.key()),
+        };
+        if self.ascending { ascending } else { ascending.reverse() }
     }
 }
 

@@ -2,6 +2,7 @@
 
 pub(crate) mod conditions;
 pub(crate) mod field;
+pub(crate) mod field_test;
 pub(crate) mod filter;
 pub(crate) mod index_spec;
 pub(crate) mod options;

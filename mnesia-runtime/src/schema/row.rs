@@ -310,24 +310,7 @@ mod tests {
 
     #[test]
     fn a_row_is_not_another_type() {
-        #[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
-        struct Other {
-            id: u32,
-        }
-        impl Record for Other {
-            type Key = u32;
-            const NAME: &'static str = "other";
-            const TYPE: crate::schema::record::TableType = crate::schema::record::TableType::Set;
-            const FIELDS: &'static [crate::schema::record::FieldInfo] = &[];
-            const KEY_POSITION: usize = 0;
-            const AUTO_INCREMENT: bool = false;
-            fn key(&self) -> &u32 {
-                &self.id
-            }
-            fn indexes() -> Vec<crate::schema::index_spec::IndexSpec<Self>> {
-                Vec::new()
-            }
-        }
+        use crate::testing::Other;
         let row = Row::new(rec(1, "a", 0));
         assert!(row.typed::<Other>().is_none());
         let row = row.into_typed::<Other>().err().map(|r| *r.key());

@@ -1,11 +1,13 @@
 //! The query engine under the typed query builder (`tx/query.rs`): a query on the rows of
 //! a table, whatever its record type, compiled once per key type.
 
+use std::any::Any;
 use std::marker::PhantomData;
+use std::sync::Arc;
 
 use crate::engine::meta::{RecordMeta, first_of};
 use crate::error::Result;
-use crate::schema::filter::{Filter, Order};
+use crate::schema::filter::{By, Cond, Filter, Op, Order, Test};
 use crate::schema::record::TableType;
 use crate::schema::stored::StoredRecord;
 use crate::tx::context::run_tx;
@@ -205,24 +207,25 @@ impl<T: StoredRecord> RowQuery<T> {
         let descending = q.order.first().is_some_and(|o| o.is_key_descending(self.meta.key_position));
         let field = self.meta.fields.get(self.meta.key_position).map_or("key", |f| f.name);
         if q.order.is_empty() && self.meta.kind != TableType::OrderedSet {
-            let by_key: crate::schema::filter::Comparator<T> =
-                std::sync::Arc::new(|a: &T, b: &T| a.key().cmp(b.key()));
-            q.order.push(Order::new(field, self.meta.key_position, true, by_key));
+            q.order.push(Order::new(field, self.meta.key_position, true, By::Key));
         }
         let bar = key.clone();
-        #[allow(clippy::type_complexity)]
-        let (op, test): (_, std::sync::Arc<dyn Fn(&T) -> bool + Send + Sync>) = if descending {
-            (crate::schema::filter::Op::Lt, std::sync::Arc::new(move |r: &T| r.key() < &bar))
+        let (op, test) = if descending {
+            (
+                Op::Lt,
+                Test::Record(Arc::new(move |r: &dyn Any| {
+                    r.downcast_ref::<T>().is_some_and(|r| r.key() < &bar)
+                })),
+            )
         } else {
-            (crate::schema::filter::Op::Gt, std::sync::Arc::new(move |r: &T| r.key() > &bar))
+            (
+                Op::Gt,
+                Test::Record(Arc::new(move |r: &dyn Any| {
+                    r.downcast_ref::<T>().is_some_and(|r| r.key() > &bar)
+                })),
+            )
         };
-        let cond = crate::schema::filter::Cond {
-            field,
-            position: self.meta.key_position,
-            op,
-            values: vec![std::sync::Arc::new(key)],
-            test,
-        };
+        let cond = Cond { field, position: self.meta.key_position, op, values: vec![Arc::new(key)], test };
         q.filter(Filter::from_cond(cond))
     }
 
