@@ -55,6 +55,11 @@ impl RecordFormat {
 }
 
 fn trace<T: DeserializeOwned>() -> Option<RecordFormat> {
+    trace_with(&|tracer, samples| tracer.trace_type_once::<T>(samples).ok().map(|(format, _)| format))
+}
+
+/// [`trace`]'s rounds, compiled once: `once` traces the type one more time.
+fn trace_with(once: &dyn Fn(&mut Tracer, &Samples) -> Option<Format>) -> Option<RecordFormat> {
     // The enums nested in `T`: each needs its "still incomplete" mark cleared between passes
     // so that the next pass explores its next variant (the tracer does this itself only for
     // `T`). Their names are learnt from the error of a round that missed some.
@@ -64,8 +69,7 @@ fn trace<T: DeserializeOwned>() -> Option<RecordFormat> {
         let mut tracer = Tracer::new(TracerConfig::default());
         let mut root = None;
         for _ in 0..TRACE_PASSES {
-            let (format, _) = tracer.trace_type_once::<T>(&samples).ok()?;
-            root = Some(format);
+            root = Some(once(&mut tracer, &samples)?);
             let mut more = false;
             for name in &enums {
                 more |= tracer.check_incomplete_enum(name).is_some();

@@ -140,7 +140,12 @@ pub(crate) fn not_a<U: Record>(row: &Row<U::Key>) -> Error {
 }
 
 fn row_indexes<U: Record>() -> Vec<IndexSpec<Row<U::Key>>> {
-    U::indexes().iter().map(IndexSpec::for_rows).collect()
+    let declared = U::indexes();
+    let mut specs = Vec::with_capacity(declared.len());
+    for spec in &declared {
+        specs.push(spec.for_rows());
+    }
+    specs
 }
 
 fn row_index_spec_for<U: Record>(field: &str, unique: bool) -> Option<IndexSpec<Row<U::Key>>> {

@@ -217,7 +217,7 @@ impl Tx {
         meta: &'static RecordMeta<T>,
         claim: Claim,
     ) -> Result<&mut TxTable<T>> {
-        self.part((meta.type_id)(), |db| {
+        self.part((meta.type_id)(), &|db| {
             claim(db)?;
             Ok(Box::new(TxTable::new(db.current_store(meta)?)) as Box<dyn TxPart>)
         })?
@@ -228,7 +228,7 @@ impl Tx {
 
     /// This transaction's part for table `T`, created on first use.
     pub(crate) fn table<T: Record>(&mut self) -> Result<&mut TxTable<RowOf<T>>> {
-        self.part(TypeId::of::<T>(), |db| Ok(Box::new(TxTable::new(db.table::<T>()?)) as Box<dyn TxPart>))?
+        self.part(TypeId::of::<T>(), &|db| Ok(Box::new(TxTable::new(db.table::<T>()?)) as Box<dyn TxPart>))?
             .as_any_mut()
             .downcast_mut::<TxTable<RowOf<T>>>()
             .ok_or_else(|| Error::Internal("transaction part of another type".into()))
@@ -239,7 +239,7 @@ impl Tx {
     /// was looked up, as a restore or a transform does, is the one written).
     pub(crate) fn part_of(&mut self, table: &Arc<dyn AnyTable>) -> Result<&mut dyn TxPart> {
         let ty = table.record_type();
-        self.part(ty, |db| {
+        self.part(ty, &|db| {
             let current = db.any_table(table.name())?;
             if current.record_type() != ty {
                 return Err(Error::TypeMismatch {
@@ -259,7 +259,7 @@ impl Tx {
     fn part(
         &mut self,
         ty: TypeId,
-        new: impl FnOnce(&Database) -> Result<Box<dyn TxPart>>,
+        new: &dyn Fn(&Database) -> Result<Box<dyn TxPart>>,
     ) -> Result<&mut dyn TxPart> {
         let i = match self.parts.iter().position(|p| p.record_type() == ty) {
             Some(i) => i,
