@@ -6,7 +6,7 @@
 use std::cmp::Ordering;
 
 /// Sorts `v` by `cmp`, stably (equal values keep their order).
-pub(crate) fn sort_by<X>(v: &mut Vec<X>, cmp: impl Fn(&X, &X) -> Ordering) {
+pub(crate) fn sort_by<X>(v: &mut [X], cmp: impl Fn(&X, &X) -> Ordering) {
     if v.len() < 2 {
         return;
     }
@@ -16,7 +16,7 @@ pub(crate) fn sort_by<X>(v: &mut Vec<X>, cmp: impl Fn(&X, &X) -> Ordering) {
 }
 
 /// Sorts `v` by `keys` (the key of each value, at the same position), stably.
-pub(crate) fn sort_by_keys<X, K: Ord>(v: &mut Vec<X>, keys: &[K]) {
+pub(crate) fn sort_by_keys<X, K: Ord>(v: &mut [X], keys: &[K]) {
     if v.len() < 2 || keys.len() != v.len() {
         return;
     }

@@ -60,9 +60,9 @@ fn trace<T: DeserializeOwned>() -> Option<RecordFormat> {
 
 /// [`trace`]'s rounds, compiled once: `once` traces the type one more time.
 fn trace_with(once: &dyn Fn(&mut Tracer, &Samples) -> Option<Format>) -> Option<RecordFormat> {
-    // The enums nested in `T`: each needs its "still incomplete" mark cleared between passes
-    // so that the next pass explores its next variant (the tracer does this itself only for
-    // `T`). Their names are learnt from the error of a round that missed some.
+    // The enums nested in the traced type: each needs its "still incomplete" mark cleared
+    // between passes so that the next pass explores its next variant (the tracer does this
+    // itself only for the traced type). Their names are learnt from the error of a round that missed some.
     let mut enums: Vec<String> = Vec::new();
     let samples = Samples::new();
     for _ in 0..TRACE_ROUNDS {

@@ -410,7 +410,7 @@ impl<T: StoredRecord, V: FieldValue + Hash + Eq> TypedIndex<T, V> {
         // record type (`Database::table` checks the type; a transform builds a new store
         // with new indexes).
         debug_assert!(
-            rec.record_type() == (self.field.record_type)(),
+            rec.record_type() == self.field.record_type(),
             "an index read a record of another type"
         );
         unsafe { self.field.get(rec.base()) }

@@ -161,8 +161,9 @@ impl<T, V> Field<T, V> {
 pub(crate) struct FieldAt<V> {
     pub(crate) name: &'static str,
     pub(crate) position: usize,
-    /// The type of the records it reads (checked in debug builds).
-    pub(crate) record_type: fn() -> std::any::TypeId,
+    /// The type of the records it reads: private, as `get`, since `FieldTest` and
+    /// `FieldCmp` call `get` on any record whose type is this one.
+    record_type: fn() -> std::any::TypeId,
     get: unsafe fn(*const u8) -> *const V,
 }
 
@@ -183,6 +184,12 @@ impl<V> FieldAt<V> {
         // primitive's documentation); it is called only on the address of a `T` (`get`).
         let get = unsafe { std::mem::transmute::<fn(&T) -> &V, unsafe fn(*const u8) -> *const V>(field.get) };
         FieldAt { name: field.name, position: field.position, record_type: std::any::TypeId::of::<T>, get }
+    }
+
+    /// The type of the records this accessor reads.
+    #[inline]
+    pub(crate) fn record_type(&self) -> std::any::TypeId {
+        (self.record_type)()
     }
 
     /// The field of the record at `base`.

@@ -29,7 +29,7 @@ impl FieldTest {
         test: impl Fn(&V) -> bool + Send + Sync + 'static,
     ) -> FieldTest {
         FieldTest {
-            record_type: (at.record_type)(),
+            record_type: at.record_type(),
             test: Arc::new(move |base| {
                 // SAFETY: `passes` calls this only on the address of a record of the type
                 // the accessor was made for (`record_type`), which it borrows meanwhile.
@@ -62,7 +62,7 @@ impl FieldCmp {
         cmp: impl Fn(&V, &V) -> Ordering + Send + Sync + 'static,
     ) -> FieldCmp {
         FieldCmp {
-            record_type: (at.record_type)(),
+            record_type: at.record_type(),
             cmp: Arc::new(move |a, b| {
                 // SAFETY: `compare` calls this only on the addresses of two records of the
                 // type the accessor was made for (`record_type`), which it borrows meanwhile.

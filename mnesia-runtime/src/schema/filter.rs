@@ -30,14 +30,19 @@ pub(crate) enum Op {
     IsNone,
 }
 
+/// A test of the whole value a filter is matched on (a row, for the engine's filters),
+/// given as `&dyn Any`: the test downcasts it to the type it was made for, and a value of
+/// another type passes nothing.
+pub(crate) type RecordTest = Arc<dyn Fn(&dyn Any) -> bool + Send + Sync>;
+
 /// What a condition tests.
 #[derive(Clone)]
 pub(crate) enum Test {
     /// One field, made from a typed field (see `field_test.rs`).
     Field(FieldTest),
-    /// The whole stored record, given as `&dyn Any`: the engine's own conditions on rows
-    /// (a key bound, browse's text search).
-    Record(Arc<dyn Fn(&dyn Any) -> bool + Send + Sync>),
+    /// The whole value: the engine's own conditions on rows (a key bound, browse's text
+    /// search).
+    Record(RecordTest),
 }
 
 /// One comparison of one field.

@@ -44,7 +44,12 @@ pub trait StoredRecord: Clone + Send + Sync + 'static {
     /// Sets or clears the record's `#[ttl]` field.
     fn set_deadline(&mut self, deadline: Option<SystemTime>) -> Result<()>;
     /// The address of the record's fields (what a field's accessor reads from).
+    ///
+    /// Contract (what `FieldAt`, `FieldTest` and `FieldCmp` rely on for memory safety): the
+    /// address of a live value of the type `record_type` returns, borrowed as long as
+    /// `self` is. The two impls (a record itself; a row, `schema/row.rs`) keep it; the
+    /// trait cannot be named outside this crate.
     fn base(&self) -> *const u8;
-    /// The record's Rust type.
+    /// The Rust type of the value at [`StoredRecord::base`].
     fn record_type(&self) -> std::any::TypeId;
 }

@@ -108,7 +108,8 @@ pub(crate) fn run<R>(op: impl FnMut() -> Result<R>) -> Result<R> {
 
 /// [`run`] of an operation on the transaction itself: `run(|| with_tx(op))`, with one
 /// small function per caller (the retry loop and the thread-local are reached through
-/// `dyn`, compiled once).
+/// `dyn`, compiled once). As with [`with_tx`], `op` runs no user code: the thread's
+/// transaction is borrowed meanwhile.
 pub(crate) fn run_tx<R>(mut op: impl FnMut(&mut Tx) -> Result<R>) -> Result<R> {
     let mut out: Option<Result<R>> = None;
     run_attempts(&mut |tx| {
@@ -121,7 +122,8 @@ pub(crate) fn run_tx<R>(mut op: impl FnMut(&mut Tx) -> Result<R>) -> Result<R> {
     })?;
     match out {
         Some(r) => r,
-        None => Err(Error::NoTransaction),
+        // (`run_attempts` calls `op` on the thread's transaction, or on the one it installs.)
+        None => Err(Error::Internal("transaction state lost".into())),
     }
 }
 

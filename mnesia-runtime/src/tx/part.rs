@@ -161,8 +161,8 @@ impl<T: StoredRecord> TxTable<T> {
         out
     }
 
-    /// [`TxTable::read_one_with`]'s body, compiled once per record type (not once per
-    /// caller): calls `f` on the record, if there is one.
+    /// [`TxTable::read_one_with`]'s body, compiled once per store type (rows: once per key
+    /// type), not once per caller: calls `f` on the record, if there is one.
     fn read_one_visit(&mut self, key: &T::Key, f: &mut dyn FnMut(&T)) {
         let alive = self.store.alive();
         if let Some(w) = self.writes.get_mut().get(key) {

@@ -210,21 +210,11 @@ impl<T: StoredRecord> RowQuery<T> {
             q.order.push(Order::new(field, self.meta.key_position, true, By::Key));
         }
         let bar = key.clone();
-        let (op, test) = if descending {
-            (
-                Op::Lt,
-                Test::Record(Arc::new(move |r: &dyn Any| {
-                    r.downcast_ref::<T>().is_some_and(|r| r.key() < &bar)
-                })),
-            )
-        } else {
-            (
-                Op::Gt,
-                Test::Record(Arc::new(move |r: &dyn Any| {
-                    r.downcast_ref::<T>().is_some_and(|r| r.key() > &bar)
-                })),
-            )
-        };
+        let beyond = if descending { std::cmp::Ordering::Less } else { std::cmp::Ordering::Greater };
+        let op = if descending { Op::Lt } else { Op::Gt };
+        let test = Test::Record(Arc::new(move |r: &dyn Any| {
+            r.downcast_ref::<T>().is_some_and(|r| r.key().cmp(&bar) == beyond)
+        }));
         let cond = Cond { field, position: self.meta.key_position, op, values: vec![Arc::new(key)], test };
         q.filter(Filter::from_cond(cond))
     }
