@@ -29,7 +29,7 @@ union Data {
 
 /// What a row needs of its record's type, as functions over the row.
 pub(crate) struct RowType<K: 'static> {
-    type_id: TypeId,
+    type_id: fn() -> TypeId,
     type_name: fn() -> &'static str,
     inline: bool,
     key: fn(&Row<K>) -> &K,
@@ -53,7 +53,7 @@ impl<K: 'static> RowType<K> {
     fn of<U: StoredRecord<Key = K>>() -> &'static RowType<K> {
         const {
             &RowType {
-                type_id: TypeId::of::<U>(),
+                type_id: TypeId::of::<U>,
                 type_name: std::any::type_name::<U>,
                 inline: fits::<U>(),
                 key: |r| StoredRecord::key(r.record::<U>()),
@@ -155,7 +155,7 @@ impl<K: 'static> Row<K> {
     /// Whether the row holds a `U`.
     #[inline]
     fn holds<U: StoredRecord<Key = K>>(&self) -> bool {
-        std::ptr::eq(self.ty, RowType::<K>::of::<U>()) || self.ty.type_id == TypeId::of::<U>()
+        std::ptr::eq(self.ty, RowType::<K>::of::<U>()) || (self.ty.type_id)() == TypeId::of::<U>()
     }
 
     /// The record, if it is a `U`.
@@ -230,7 +230,7 @@ impl<K: Key> StoredRecord for Row<K> {
     }
 
     fn record_type(&self) -> TypeId {
-        self.ty.type_id
+        (self.ty.type_id)()
     }
 }
 

@@ -148,40 +148,6 @@ impl<T: StoredRecord> TxTable<T> {
         recs
     }
 
-    /// The first record of a key as this transaction sees it, seen through `f` (not
-    /// copied).
-    pub(crate) fn read_one_with<X>(&mut self, key: &T::Key, f: impl FnOnce(&T) -> X) -> Option<X> {
-        let mut f = Some(f);
-        let mut out = None;
-        self.read_one_visit(key, &mut |r| {
-            if let Some(f) = f.take() {
-                out = Some(f(r));
-            }
-        });
-        out
-    }
-
-    /// [`TxTable::read_one_with`]'s body, compiled once per store type (rows: once per key
-    /// type), not once per caller: calls `f` on the record, if there is one.
-    fn read_one_visit(&mut self, key: &T::Key, f: &mut dyn FnMut(&T)) {
-        let alive = self.store.alive();
-        if let Some(w) = self.writes.get_mut().get(key) {
-            if let Some(r) = w.records().iter().find(|r| alive.keeps(*r)) {
-                f(r);
-            }
-            return;
-        }
-        let hash = self.store.hash(key);
-        let at = self.at_shard(self.store.shard_of(hash));
-        let version = self.store.get_at(key, hash, at, |v, recs| {
-            if let Some(r) = recs.iter().find(|r| alive.keeps(*r)) {
-                f(r);
-            }
-            v
-        });
-        self.reads.push((key.clone(), hash, version));
-    }
-
     /// Whether the key holds a record, as this transaction sees it.
     pub(crate) fn exists(&mut self, key: &T::Key) -> bool {
         if self.store.meta.ttl_field.is_some() {

@@ -1,6 +1,7 @@
-//! Planned reads inside a transaction: what `select`, `get_by`, `count`, `all_keys` and the
-//! query builder run. Each read is recorded for validation at commit, and the transaction's
-//! own pending writes are laid over the committed records (read-your-writes).
+//! Reads inside a transaction: a key's first record (`read`), and the planned reads that
+//! `select`, `get_by`, `count`, `all_keys` and the query builder run. Each read is recorded
+//! for validation at commit, and the transaction's own pending writes are laid over the
+//! committed records (read-your-writes).
 
 use std::ops::Bound;
 
@@ -32,6 +33,40 @@ pub(crate) enum Cursor<K> {
 }
 
 impl<T: StoredRecord> TxTable<T> {
+    /// The first record of a key as this transaction sees it, seen through `f` (not
+    /// copied).
+    pub(crate) fn read_one_with<X>(&mut self, key: &T::Key, f: impl FnOnce(&T) -> X) -> Option<X> {
+        let mut f = Some(f);
+        let mut out = None;
+        self.read_one_visit(key, &mut |r| {
+            if let Some(f) = f.take() {
+                out = Some(f(r));
+            }
+        });
+        out
+    }
+
+    /// [`TxTable::read_one_with`]'s body, compiled once per store type (rows: once per key
+    /// type), not once per caller: calls `f` on the record, if there is one.
+    fn read_one_visit(&mut self, key: &T::Key, f: &mut dyn FnMut(&T)) {
+        let alive = self.store.alive();
+        if let Some(w) = self.writes.get_mut().get(key) {
+            if let Some(r) = w.records().iter().find(|r| alive.keeps(*r)) {
+                f(r);
+            }
+            return;
+        }
+        let hash = self.store.hash(key);
+        let at = self.at_shard(self.store.shard_of(hash));
+        let version = self.store.get_at(key, hash, at, |v, recs| {
+            if let Some(r) = recs.iter().find(|r| alive.keeps(*r)) {
+                f(r);
+            }
+            v
+        });
+        self.note_read(key, hash, version);
+    }
+
     /// The first record, in key order, whose `field` equals `value`, through the field's
     /// index; `None` when the field has no index (the caller then plans a query).
     /// `matches`: whether a record's field equals `value`.
