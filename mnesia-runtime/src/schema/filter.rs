@@ -3,10 +3,9 @@
 use std::any::Any;
 use std::cmp::Ordering;
 use std::fmt;
+use std::marker::PhantomData;
 use std::ops::{BitAnd, BitOr, Not};
 use std::sync::Arc;
-
-use std::marker::PhantomData;
 
 use crate::schema::field_test::{FieldCmp, FieldTest};
 use crate::schema::record::Record;
@@ -206,13 +205,7 @@ impl<T: Record> Filter<T> {
 impl<T: Record> Order<T> {
     /// The same order, on the rows of `T`'s table.
     pub(crate) fn for_rows(&self) -> Order<Row<T::Key>> {
-        Order {
-            field: self.field,
-            position: self.position,
-            ascending: self.ascending,
-            by: self.by.clone(),
-            _t: PhantomData,
-        }
+        Order::new(self.field, self.position, self.ascending, self.by.clone())
     }
 }
 
