@@ -33,6 +33,9 @@ use crate::schema::stored::StoredRecord;
 pub(crate) use crate::db::any_table::{AnyTable, TableMap, lock_all};
 pub use crate::db::config::Config;
 
+/// The last commit [`Database::sequence`] numbers (see there).
+const LAST_COMMIT: u64 = crate::schema::row::MAX_VERSION - (1 << 24);
+
 pub(crate) struct DbInner {
     /// Unique among the databases of the process.
     id: u64,
@@ -437,7 +440,14 @@ impl Database {
     /// Transactions, dirty operations, clears, counters, bulk loads, restore, transform and
     /// storage moves log through here. (Bulk loads, restore, transform and `add_index` also
     /// take a bare number from `next_seq` to stamp the versions of what they load.)
+    ///
+    /// Refuses once the numbers near the end of a row's version (48 bits, see
+    /// `schema/row.rs`): 2.8 · 10^14 commits, with 16 M left for the bare numbers taken
+    /// meanwhile.
     pub(crate) fn sequence(&self, ops: &[TableOps]) -> Result<u64> {
+        if self.inner.seq.load(Ordering::Relaxed) >= LAST_COMMIT {
+            return Err(Error::Exhausted { what: "commit sequence numbers".into() });
+        }
         match (ops.is_empty(), self.disk()) {
             (false, Some(disk)) => disk.log_commit(|| self.next_seq(), ops),
             _ => Ok(self.next_seq()),
@@ -801,5 +811,29 @@ impl Database {
 impl Drop for Converting {
     fn drop(&mut self) {
         CONVERTING.set(self.0);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::api::table::Table;
+    use crate::schema::options::TableOptions;
+    use crate::testing::{Rec, rec};
+
+    #[test]
+    fn commits_past_the_last_version_are_refused_and_lose_nothing() -> Result<()> {
+        let db = Database::in_memory()?;
+        db.scope(|| -> Result<()> {
+            Rec::create_table(TableOptions::new())?;
+            Rec::write(rec(1, "kept", 1))?;
+            db.inner.seq.store(LAST_COMMIT, Ordering::SeqCst);
+            let refused = Rec::write(rec(1, "lost", 2));
+            assert!(matches!(refused, Err(Error::Exhausted { .. })), "{refused:?}");
+            assert!(matches!(Rec::write(rec(2, "new", 0)), Err(Error::Exhausted { .. })));
+            assert_eq!(Rec::read(&1)?.map(|r| r.tag), Some("kept".to_string()));
+            assert_eq!(Rec::read(&2)?, None);
+            Ok(())
+        })
     }
 }

@@ -9,5 +9,6 @@ pub(crate) mod options;
 pub(crate) mod projection;
 pub(crate) mod record;
 pub(crate) mod row;
+mod row_types;
 pub(crate) mod shape;
 pub(crate) mod stored;

@@ -106,7 +106,7 @@ pub struct IndexInfo {
 /// Facts about a table (Mnesia's `table_info`).
 ///
 /// `memory` counts the bytes of the table's own structures (hash tables, tree nodes,
-/// indexes, and the records: each in a slot of 80 bytes, a record over 64 bytes in a box of
+/// indexes, and the records: each in a slot of 72 bytes, a record over 64 bytes in a box of
 /// its own besides); heap data owned by record fields (a `String`'s text) is not counted.
 ///
 /// ```
@@ -302,6 +302,7 @@ pub trait Record: Clone + Send + Sync + Serialize + DeserializeOwned + 'static {
 
 impl<T: Record> StoredRecord for T {
     type Key = T::Key;
+    type Slot = crate::schema::stored::Slot<T>;
 
     #[inline]
     fn key(&self) -> &T::Key {

@@ -1,20 +1,25 @@
 //! A record of any type with a given key type ([`Row`]): what every table's store holds, so
 //! that the engine is compiled once per key type rather than once per record type
 //! (issue 16). A row keeps its record inline when it is small (most are), boxed otherwise,
-//! with a pointer to its type's functions ([`RowType`]): clone, drop, and the record's key,
-//! `#[auto_increment]` id and `#[ttl]` deadline.
+//! with its type's number (`row_types.rs`), which leads to the type's functions
+//! ([`RowType`]): clone, drop, and the record's key, `#[auto_increment]` id and `#[ttl]`
+//! deadline. The number shares a word with the version of the commit that wrote the row,
+//! so that a `set` or `ordered_set` table's slot is the row: 72 bytes for a record of 64.
 //!
-//! Invariant: a row's `ty` is `RowType::of::<U>()` (or a copy of it: the table of a
-//! `const` may be duplicated between codegen units) for the `U` its storage holds. Only
-//! [`Row::new`] makes a row; every `unsafe` block below rests on this.
+//! Invariant: the number in a row's `head` is that of `RowType::of::<U>()` (or of a copy
+//! of it: the table of a `const` may be duplicated between codegen units) for the `U` its
+//! storage holds. Only [`Row::new`] and the type's own `clone` make a row; every `unsafe`
+//! block below rests on this.
 #![allow(unsafe_code)]
 
 use std::any::TypeId;
+use std::marker::PhantomData;
 use std::mem::{ManuallyDrop, MaybeUninit};
 use std::time::SystemTime;
 
 use crate::error::Result;
-use crate::schema::stored::{Key, StoredRecord};
+use crate::schema::row_types;
+use crate::schema::stored::{Key, StoredRecord, Versioned};
 
 /// Records up to this size (and alignment up to 8) are held inline.
 const INLINE: usize = 64;
@@ -57,7 +62,7 @@ impl<K: 'static> RowType<K> {
                 type_name: std::any::type_name::<U>,
                 inline: fits::<U>(),
                 key: |r| StoredRecord::key(r.record::<U>()),
-                clone: |r| Row::new(r.record::<U>().clone()),
+                clone: |r| Row::make(r.number(), r.record::<U>().clone()),
                 drop: drop_row::<U>,
                 auto_id: |r| StoredRecord::auto_id(r.record::<U>()),
                 set_auto_id: |r, id| StoredRecord::set_auto_id(r.record_mut::<U>(), id),
@@ -76,7 +81,7 @@ where
     // SAFETY: the row holds a `U` (the module's invariant); it is dropped once, by
     // `Row::drop`, which then never touches the storage again.
     unsafe {
-        if r.ty.inline {
+        if fits::<U>() {
             std::ptr::drop_in_place(std::ptr::addr_of_mut!(r.data.inline).cast::<U>());
         } else {
             drop(Box::from_raw(r.data.boxed.cast::<U>()));
@@ -87,10 +92,20 @@ where
 /// The rows of table `T`'s store.
 pub(crate) type RowOf<T> = Row<<T as StoredRecord>::Key>;
 
+/// The bits of a row's `head` that hold its type's number; the version is above them.
+const NUMBER_BITS: u32 = 16;
+
+/// The largest version a row can keep: 2^48 - 1 commits (nine years at a million commits a
+/// second). The database refuses to number commits beyond (`Database::sequence`).
+pub(crate) const MAX_VERSION: u64 = u64::MAX >> NUMBER_BITS;
+
 /// A record of any type whose key is a `K`: what a table's store holds.
 pub(crate) struct Row<K: 'static> {
-    ty: &'static RowType<K>,
+    /// The version of the commit that wrote the row, when a table's slot (above
+    /// `NUMBER_BITS`, 0 elsewhere), and its type's number (below).
+    head: u64,
     data: Data,
+    _type: PhantomData<&'static RowType<K>>,
 }
 
 // SAFETY: a row owns a record of a `StoredRecord` type, which is `Send + Sync`; the type's table is
@@ -101,8 +116,16 @@ unsafe impl<K: Send + Sync> Sync for Row<K> {}
 
 impl<K: 'static> Row<K> {
     /// A row holding `rec`.
+    #[inline]
     pub(crate) fn new<U: StoredRecord<Key = K>>(rec: U) -> Row<K> {
-        let ty = RowType::of::<U>();
+        let ty = RowType::<K>::of::<U>();
+        let number = row_types::number((ty as *const RowType<K>).cast(), ty.type_id);
+        Row::make(number, rec)
+    }
+
+    /// A row holding `rec`, whose type is numbered `number`.
+    #[inline]
+    fn make<U: StoredRecord<Key = K>>(number: u16, rec: U) -> Row<K> {
         let data = if fits::<U>() {
             let mut inline = MaybeUninit::<[u64; INLINE / 8]>::uninit();
             // SAFETY: `U` fits the storage, in size and alignment (`fits`).
@@ -111,18 +134,32 @@ impl<K: 'static> Row<K> {
         } else {
             Data { boxed: Box::into_raw(Box::new(rec)).cast::<u8>() }
         };
-        Row { ty, data }
+        Row { head: u64::from(number), data, _type: PhantomData }
     }
 
-    /// The address of the record.
+    /// The row's type's number.
     #[inline]
-    fn ptr(&self) -> *const u8 {
-        if self.ty.inline {
-            // (An inline type's rows use `inline`, see `new`; taking its address reads
+    fn number(&self) -> u16 {
+        self.head as u16
+    }
+
+    /// The row's type's functions.
+    #[inline]
+    fn ty(&self) -> &'static RowType<K> {
+        // SAFETY: the number was handed out for a `RowType<K>` (the module's invariant),
+        // before this row was made.
+        unsafe { &*row_types::get(self.number()).cast::<RowType<K>>() }
+    }
+
+    /// The address of the record, `inline` saying whether the row's type is held inline.
+    #[inline]
+    fn ptr_at(&self, inline: bool) -> *const u8 {
+        if inline {
+            // (An inline type's rows use `inline`, see `make`; taking its address reads
             // nothing.)
             std::ptr::addr_of!(self.data.inline).cast::<u8>()
         } else {
-            // SAFETY: a boxed type's rows use `boxed` (see `new`).
+            // SAFETY: a boxed type's rows use `boxed` (see `make`).
             unsafe { self.data.boxed }
         }
     }
@@ -132,30 +169,27 @@ impl<K: 'static> Row<K> {
     #[inline]
     fn record<U>(&self) -> &U {
         // SAFETY: called only by `RowType::of::<U>()`'s functions, on rows of that type.
-        unsafe { &*self.ptr().cast::<U>() }
-    }
-
-    /// The address of the record, for writing.
-    fn ptr_mut(&mut self) -> *mut u8 {
-        if self.ty.inline {
-            std::ptr::addr_of_mut!(self.data.inline).cast::<u8>()
-        } else {
-            // SAFETY: a boxed type's rows use `boxed` (see `new`).
-            unsafe { self.data.boxed }
-        }
+        unsafe { &*self.ptr_at(fits::<U>()).cast::<U>() }
     }
 
     /// As [`Row::record`], mutably.
     fn record_mut<U>(&mut self) -> &mut U {
+        let at = if fits::<U>() {
+            std::ptr::addr_of_mut!(self.data.inline).cast::<U>()
+        } else {
+            // SAFETY: a boxed type's rows use `boxed` (see `make`).
+            unsafe { self.data.boxed.cast::<U>() }
+        };
         // SAFETY: as `record`; `&mut self` makes the access unique, and the pointer comes
-        // from it (`ptr_mut`).
-        unsafe { &mut *self.ptr_mut().cast::<U>() }
+        // from it.
+        unsafe { &mut *at }
     }
 
     /// Whether the row holds a `U`.
     #[inline]
     fn holds<U: StoredRecord<Key = K>>(&self) -> bool {
-        std::ptr::eq(self.ty, RowType::<K>::of::<U>()) || (self.ty.type_id)() == TypeId::of::<U>()
+        let ty = self.ty();
+        std::ptr::eq(ty, RowType::<K>::of::<U>()) || (ty.type_id)() == TypeId::of::<U>()
     }
 
     /// The record, if it is a `U`.
@@ -173,7 +207,7 @@ impl<K: 'static> Row<K> {
         // SAFETY: the row holds a `U`; it is moved out once and the row is not dropped
         // (`ManuallyDrop`), so the record is neither dropped twice nor freed while read.
         unsafe {
-            if row.ty.inline {
+            if fits::<U>() {
                 Ok(std::ptr::addr_of!(row.data.inline).cast::<U>().read())
             } else {
                 Ok(*Box::from_raw(row.data.boxed.cast::<U>()))
@@ -183,54 +217,99 @@ impl<K: 'static> Row<K> {
 
     /// The record's Rust type's name.
     pub(crate) fn type_name(&self) -> &'static str {
-        (self.ty.type_name)()
+        (self.ty().type_name)()
     }
 }
 
 impl<K: 'static> Drop for Row<K> {
     fn drop(&mut self) {
-        (self.ty.drop)(self);
+        (self.ty().drop)(self);
     }
 }
 
 impl<K: 'static> Clone for Row<K> {
     #[inline]
     fn clone(&self) -> Self {
-        (self.ty.clone)(self)
+        (self.ty().clone)(self)
     }
 }
 
 impl<K: Key> StoredRecord for Row<K> {
     type Key = K;
+    type Slot = Row<K>;
 
     #[inline]
     fn key(&self) -> &K {
-        (self.ty.key)(self)
+        (self.ty().key)(self)
     }
 
     fn auto_id(&self) -> Option<u64> {
-        (self.ty.auto_id)(self)
+        (self.ty().auto_id)(self)
     }
 
     fn set_auto_id(&mut self, id: u64) -> Result<()> {
-        (self.ty.set_auto_id)(self, id)
+        (self.ty().set_auto_id)(self, id)
     }
 
     fn deadline(&self) -> Option<SystemTime> {
-        (self.ty.deadline)(self)
+        (self.ty().deadline)(self)
     }
 
     fn set_deadline(&mut self, deadline: Option<SystemTime>) -> Result<()> {
-        (self.ty.set_deadline)(self, deadline)
+        (self.ty().set_deadline)(self, deadline)
     }
 
     #[inline]
     fn base(&self) -> *const u8 {
-        self.ptr()
+        self.ptr_at(self.ty().inline)
     }
 
     fn record_type(&self) -> TypeId {
-        (self.ty.type_id)()
+        (self.ty().type_id)()
+    }
+}
+
+/// A row is its own slot in a table's shard: the version is in its head.
+impl<K: Key> Versioned<Row<K>> for Row<K> {
+    #[inline]
+    fn new(version: u64, mut rec: Row<K>) -> Row<K> {
+        rec.set_version(version);
+        rec
+    }
+
+    #[inline]
+    fn version(&self) -> u64 {
+        self.head >> NUMBER_BITS
+    }
+
+    #[inline]
+    fn rec(&self) -> &Row<K> {
+        self
+    }
+
+    #[inline]
+    fn replace(&mut self, version: u64, rec: Row<K>) -> (u64, Row<K>) {
+        let mut old = std::mem::replace(self, rec);
+        self.set_version(version);
+        let was = old.version();
+        old.set_version(0);
+        (was, old)
+    }
+
+    #[inline]
+    fn into_parts(mut self) -> (u64, Row<K>) {
+        let version = self.version();
+        self.set_version(0);
+        (version, self)
+    }
+}
+
+impl<K: 'static> Row<K> {
+    /// Keeps `version` in the row's head (for [`Versioned`]).
+    #[inline]
+    fn set_version(&mut self, version: u64) {
+        debug_assert!(version <= MAX_VERSION, "version {version} beyond {MAX_VERSION}");
+        self.head = (version << NUMBER_BITS) | u64::from(self.number());
     }
 }
 
@@ -315,6 +394,20 @@ mod tests {
         assert!(row.typed::<Other>().is_none());
         let row = row.into_typed::<Other>().err().map(|r| *r.key());
         assert_eq!(row, Some(1), "the row comes back whole");
+    }
+
+    #[test]
+    fn a_row_is_its_own_slot_one_word_over_its_record() {
+        assert_eq!(size_of::<Row<u32>>(), 8 + INLINE);
+        let mut slot = <Row<u32> as Versioned<_>>::new(MAX_VERSION, Row::new(rec(1, "a", 0)));
+        assert_eq!((slot.version(), *slot.rec().key()), (MAX_VERSION, 1));
+        assert_eq!(slot.clone().version(), 0, "a copy is not in a slot");
+        let (was, old) = slot.replace(5, Row::new(rec(2, "b", 0)));
+        assert_eq!((was, old.version(), *old.key()), (MAX_VERSION, 0, 1));
+        assert_eq!(slot.typed::<Rec>().map(|r| (r.id, slot.version())), Some((2, 5)));
+        let (version, row) = slot.into_parts();
+        assert_eq!((version, row.version()), (5, 0));
+        assert_eq!(row.into_typed::<Rec>().ok().map(|r| r.tag), Some("b".to_string()));
     }
 
     #[test]

@@ -33,6 +33,9 @@ impl<K: Clone + Ord + Hash + fmt::Debug + Serialize + DeserializeOwned + Send + 
 pub trait StoredRecord: Clone + Send + Sync + 'static {
     /// The key's type.
     type Key: Key;
+    /// How a `set` or `ordered_set` shard holds the record with its version: a [`Slot`],
+    /// or the record itself when it has room for the version (a row, `schema/row.rs`).
+    type Slot: Versioned<Self>;
     /// The record's key.
     fn key(&self) -> &Self::Key;
     /// An `#[auto_increment]` key as an id.
@@ -52,4 +55,53 @@ pub trait StoredRecord: Clone + Send + Sync + 'static {
     fn base(&self) -> *const u8;
     /// The Rust type of the value at [`StoredRecord::base`].
     fn record_type(&self) -> std::any::TypeId;
+}
+
+/// A record (or a `bag`'s record group) with the sequence number of the commit that wrote
+/// it, as a table's shard holds it.
+pub trait Versioned<R>: Send + Sync + Sized {
+    /// `rec` as written by commit `version`.
+    fn new(version: u64, rec: R) -> Self;
+    /// The commit that wrote the record.
+    fn version(&self) -> u64;
+    /// The record.
+    fn rec(&self) -> &R;
+    /// Puts `rec`, written by commit `version`, in place of the record; returns the old
+    /// record and its version.
+    fn replace(&mut self, version: u64, rec: R) -> (u64, R);
+    /// The version and the record.
+    fn into_parts(self) -> (u64, R);
+}
+
+/// A record and its version side by side: [`Versioned`] for any record.
+pub struct Slot<R> {
+    version: u64,
+    rec: R,
+}
+
+impl<R: Send + Sync> Versioned<R> for Slot<R> {
+    #[inline]
+    fn new(version: u64, rec: R) -> Self {
+        Slot { version, rec }
+    }
+
+    #[inline]
+    fn version(&self) -> u64 {
+        self.version
+    }
+
+    #[inline]
+    fn rec(&self) -> &R {
+        &self.rec
+    }
+
+    #[inline]
+    fn replace(&mut self, version: u64, rec: R) -> (u64, R) {
+        (std::mem::replace(&mut self.version, version), std::mem::replace(&mut self.rec, rec))
+    }
+
+    #[inline]
+    fn into_parts(self) -> (u64, R) {
+        (self.version, self.rec)
+    }
 }

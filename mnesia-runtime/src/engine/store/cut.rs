@@ -9,7 +9,7 @@ use crate::base::prefetch::each_warmed;
 use crate::disk::record::{EntryEncoder, Logged, SnapshotEntry, encode};
 use crate::error::{Error, Result};
 use crate::schema::record::TableType;
-use crate::schema::stored::StoredRecord;
+use crate::schema::stored::{StoredRecord, Versioned};
 
 use super::{ShardMap, TableStore, group_key, key_of};
 
@@ -47,18 +47,18 @@ impl<T: StoredRecord> TableStore<T> {
     pub(super) fn save_for_cut(&self, cut: &Cut, shard: usize, map: &ShardMap<T>, key: &T::Key, hash: u64) {
         let found: Result<Option<(u64, Logged)>> = (|| {
             Ok(match map {
-                ShardMap::Set(t) => match t.find(hash, |s| key_of(s) == key) {
-                    Some(s) => Some((s.version, Logged::Put((self.meta.encode)(&s.rec)?))),
+                ShardMap::Set(t) => match t.find(hash, |s| key_of::<T>(s) == key) {
+                    Some(s) => Some((s.version(), Logged::Put((self.meta.encode)(s.rec())?))),
                     None => None,
                 },
                 ShardMap::Ordered(m) => match m.get(key) {
-                    Some(s) => Some((s.version, Logged::Put((self.meta.encode)(&s.rec)?))),
+                    Some(s) => Some((s.version(), Logged::Put((self.meta.encode)(s.rec())?))),
                     None => None,
                 },
                 ShardMap::Bag(t) => match t.find(hash, |s| group_key(s) == Some(key)) {
                     Some(s) => Some((
-                        s.version,
-                        Logged::Group(s.rec.iter().map(self.meta.encode).collect::<Result<_>>()?),
+                        s.version(),
+                        Logged::Group(s.rec().iter().map(self.meta.encode).collect::<Result<_>>()?),
                     )),
                     None => None,
                 },
@@ -104,20 +104,20 @@ impl<T: StoredRecord> TableStore<T> {
                     }
                 }
                 ShardMap::Set(t) => each_warmed(
-                    t.iter().filter(|s| s.version <= cut.seq),
-                    |s| (self.meta.warm)(&s.rec),
-                    |s| out.record(s.rec.key(), s.version, &s.rec, self.meta.extend),
+                    t.iter().filter(|s| s.version() <= cut.seq),
+                    |s| (self.meta.warm)(s.rec()),
+                    |s| out.record(s.rec().key(), s.version(), s.rec(), self.meta.extend),
                 )?,
                 ShardMap::Ordered(m) => each_warmed(
-                    m.values().filter(|s| s.version <= cut.seq),
-                    |s| (self.meta.warm)(&s.rec),
-                    |s| out.record(s.rec.key(), s.version, &s.rec, self.meta.extend),
+                    m.values().filter(|s| s.version() <= cut.seq),
+                    |s| (self.meta.warm)(s.rec()),
+                    |s| out.record(s.rec().key(), s.version(), s.rec(), self.meta.extend),
                 )?,
                 ShardMap::Bag(t) => each_warmed(
-                    t.iter().filter(|s| s.version <= cut.seq),
-                    |s| s.rec.iter().for_each(self.meta.warm),
-                    |s| match s.rec.first() {
-                        Some(first) => out.group(first.key(), s.version, &s.rec, self.meta.extend),
+                    t.iter().filter(|s| s.version() <= cut.seq),
+                    |s| s.rec().iter().for_each(self.meta.warm),
+                    |s| match s.rec().first() {
+                        Some(first) => out.group(first.key(), s.version(), s.rec(), self.meta.extend),
                         None => Ok(()),
                     },
                 )?,

@@ -6,7 +6,7 @@ use std::sync::atomic::Ordering;
 use crate::base::lock::{HeldLocks, LockReq, lock_order};
 use crate::disk::record::{Logged, SnapshotEntry, encode};
 use crate::error::{Error, Result};
-use crate::schema::stored::StoredRecord;
+use crate::schema::stored::{StoredRecord, Versioned};
 
 use super::{ShardMap, TableStore, Write};
 
@@ -162,20 +162,20 @@ impl<T: StoredRecord> TableStore<T> {
         };
         match map {
             ShardMap::Set(t) => {
-                for s in t.iter().filter(|s| s.version <= max_version) {
-                    put(s.rec.key(), s.version, Logged::Put((self.meta.encode)(&s.rec)?), out)?;
+                for s in t.iter().filter(|s| s.version() <= max_version) {
+                    put(s.rec().key(), s.version(), Logged::Put((self.meta.encode)(s.rec())?), out)?;
                 }
             }
             ShardMap::Ordered(m) => {
-                for (k, s) in m.iter().filter(|(_, s)| s.version <= max_version) {
-                    put(k, s.version, Logged::Put((self.meta.encode)(&s.rec)?), out)?;
+                for (k, s) in m.iter().filter(|(_, s)| s.version() <= max_version) {
+                    put(k, s.version(), Logged::Put((self.meta.encode)(s.rec())?), out)?;
                 }
             }
             ShardMap::Bag(t) => {
-                for s in t.iter().filter(|s| s.version <= max_version) {
-                    let Some(first) = s.rec.first() else { continue };
-                    let group = s.rec.iter().map(self.meta.encode).collect::<Result<_>>()?;
-                    put(first.key(), s.version, Logged::Group(group), out)?;
+                for s in t.iter().filter(|s| s.version() <= max_version) {
+                    let Some(first) = s.rec().first() else { continue };
+                    let group = s.rec().iter().map(self.meta.encode).collect::<Result<_>>()?;
+                    put(first.key(), s.version(), Logged::Group(group), out)?;
                 }
             }
             ShardMap::Disc(_) => {}

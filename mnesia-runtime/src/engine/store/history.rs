@@ -13,7 +13,7 @@ use std::sync::atomic::Ordering;
 
 use super::{Found, ShardData, ShardMap, TableStore, group_key, key_of, range_is_empty};
 use crate::base::snapshots::NONE_OPEN;
-use crate::schema::stored::StoredRecord;
+use crate::schema::stored::{StoredRecord, Versioned};
 
 /// The version a read at a snapshot records for something changed since the snapshot: it
 /// matches no version, so a transaction that read it and writes runs again.
@@ -163,13 +163,13 @@ impl<T: StoredRecord> ShardData<T> {
 /// the snapshot and the kept ones visible at it (a key is in at most one of them).
 fn in_key_order_at<T: StoredRecord>(
     data: &ShardData<T>,
-    map: &BTreeMap<T::Key, super::Slot<T>>,
+    map: &BTreeMap<T::Key, T::Slot>,
     lo: Bound<&T::Key>,
     hi: Bound<&T::Key>,
     at: u64,
     f: &mut dyn FnMut(&T) -> bool,
 ) {
-    let mut live = map.range::<T::Key, _>((lo, hi)).filter(|(_, s)| s.version <= at).peekable();
+    let mut live = map.range::<T::Key, _>((lo, hi)).filter(|(_, s)| s.version() <= at).peekable();
     let mut kept = data.kept_visible(lo, hi, at).peekable();
     loop {
         let take_live = match (live.peek(), kept.peek()) {
@@ -179,7 +179,7 @@ fn in_key_order_at<T: StoredRecord>(
             (None, None) => break,
         };
         let going = if take_live {
-            live.next().is_none_or(|(_, s)| f(&s.rec))
+            live.next().is_none_or(|(_, s)| f(s.rec()))
         } else {
             kept.next().is_none_or(|(_, recs)| recs.iter().all(&mut *f))
         };
@@ -260,11 +260,11 @@ impl<T: StoredRecord> TableStore<T> {
         };
         let done = match &data.map {
             ShardMap::Set(t) => {
-                t.iter().filter(|s| s.version <= at).all(|s| visit(std::slice::from_ref(&s.rec)))
+                t.iter().filter(|s| s.version() <= at).all(|s| visit(std::slice::from_ref(s.rec())))
             }
             // Visited above.
             ShardMap::Ordered(_) => true,
-            ShardMap::Bag(t) => t.iter().filter(|s| s.version <= at).all(|s| visit(&s.rec)),
+            ShardMap::Bag(t) => t.iter().filter(|s| s.version() <= at).all(|s| visit(s.rec())),
             ShardMap::Disc(d) => {
                 let mut going = true;
                 let scanned = self.disc_scan(d, &mut |_, version, recs| {
@@ -341,14 +341,13 @@ impl<T: StoredRecord> TableStore<T> {
         let mut kept = Vec::new();
         match &data.map {
             ShardMap::Set(t) => {
-                kept.extend(t.iter().map(|s| (key_of(s).clone(), s.version, vec![s.rec.clone()])))
+                kept.extend(t.iter().map(|s| (key_of::<T>(s).clone(), s.version(), vec![s.rec().clone()])))
             }
             ShardMap::Ordered(m) => {
-                kept.extend(m.iter().map(|(k, s)| (k.clone(), s.version, vec![s.rec.clone()])))
+                kept.extend(m.iter().map(|(k, s)| (k.clone(), s.version(), vec![s.rec().clone()])))
             }
-            ShardMap::Bag(t) => {
-                kept.extend(t.iter().filter_map(|s| Some((group_key(s)?.clone(), s.version, s.rec.clone()))))
-            }
+            ShardMap::Bag(t) => kept
+                .extend(t.iter().filter_map(|s| Some((group_key(s)?.clone(), s.version(), s.rec().clone())))),
             ShardMap::Disc(d) => {
                 if let Err(e) =
                     self.disc_scan(d, &mut |k, version, recs| kept.push((k.clone(), version, recs.to_vec())))

@@ -6,10 +6,10 @@ use std::sync::atomic::Ordering;
 use hashbrown::HashTable;
 use hashbrown::hash_table::Entry;
 
-use super::{ShardMap, Slot, TableStore, Write, group_hash, group_key, key_of, slot_hash};
+use super::{ShardMap, TableStore, Write, group_hash, group_key, key_of, slot_hash};
 use crate::disk::record::{SnapshotEntry, encode};
 use crate::error::{Error, Result};
-use crate::schema::stored::StoredRecord;
+use crate::schema::stored::{Slot, StoredRecord, Versioned};
 
 impl<T: StoredRecord> TableStore<T> {
     /// Applies one write to its shard, calling `on_change(old, new)` with the key's records
@@ -48,41 +48,42 @@ impl<T: StoredRecord> TableStore<T> {
         let one = |version: u64, old: T| keeping.then(|| (version, vec![old]));
         match (&mut data.map, write) {
             (ShardMap::Set(t), Write::Put(rec)) => {
-                match t.entry(hash, |s| key_of(s) == key, slot_hash(hasher)) {
+                match t.entry(hash, |s| key_of::<T>(s) == key, slot_hash::<T>(hasher)) {
                     Entry::Occupied(mut e) => {
                         let slot = e.get_mut();
-                        on_change(std::slice::from_ref(&slot.rec), std::slice::from_ref(&rec));
-                        let old = std::mem::replace(&mut slot.rec, rec);
-                        replaced = one(std::mem::replace(&mut slot.version, seq), old);
+                        on_change(std::slice::from_ref(slot.rec()), std::slice::from_ref(&rec));
+                        let (version, old) = slot.replace(seq, rec);
+                        replaced = one(version, old);
                     }
                     Entry::Vacant(e) => {
                         on_change(&[], std::slice::from_ref(&rec));
-                        e.insert(Slot { version: seq, rec });
+                        e.insert(T::Slot::new(seq, rec));
                     }
                 }
             }
             (ShardMap::Set(t), _) => {
-                if let Ok(e) = t.find_entry(hash, |s| key_of(s) == key) {
-                    on_change(std::slice::from_ref(&e.get().rec), &[]);
-                    let (old, _) = e.remove();
-                    replaced = one(old.version, old.rec);
+                if let Ok(e) = t.find_entry(hash, |s| key_of::<T>(s) == key) {
+                    on_change(std::slice::from_ref(e.get().rec()), &[]);
+                    let (version, old) = e.remove().0.into_parts();
+                    replaced = one(version, old);
                 }
             }
             (ShardMap::Ordered(m), Write::Put(rec)) => match m.get_mut(key) {
                 Some(slot) => {
-                    on_change(std::slice::from_ref(&slot.rec), std::slice::from_ref(&rec));
-                    let old = std::mem::replace(&mut slot.rec, rec);
-                    replaced = one(std::mem::replace(&mut slot.version, seq), old);
+                    on_change(std::slice::from_ref(slot.rec()), std::slice::from_ref(&rec));
+                    let (version, old) = slot.replace(seq, rec);
+                    replaced = one(version, old);
                 }
                 None => {
                     on_change(&[], std::slice::from_ref(&rec));
-                    m.insert(key.clone(), Slot { version: seq, rec });
+                    m.insert(key.clone(), T::Slot::new(seq, rec));
                 }
             },
             (ShardMap::Ordered(m), _) => {
                 if let Some(old) = m.remove(key) {
-                    on_change(std::slice::from_ref(&old.rec), &[]);
-                    replaced = one(old.version, old.rec);
+                    on_change(std::slice::from_ref(old.rec()), &[]);
+                    let (version, old) = old.into_parts();
+                    replaced = one(version, old);
                 }
             }
             (ShardMap::Disc(d), write) => {
@@ -106,20 +107,17 @@ impl<T: StoredRecord> TableStore<T> {
                 let entry = t.entry(hash, |s| group_key(s) == Some(key), group_hash(hasher));
                 match entry {
                     Entry::Occupied(mut e) => {
-                        on_change(&e.get().rec, &recs);
+                        on_change(e.get().rec(), &recs);
                         if recs.is_empty() {
-                            let (old, _) = e.remove();
-                            replaced = Some((old.version, old.rec));
+                            replaced = Some(e.remove().0.into_parts());
                         } else {
-                            let slot = e.get_mut();
-                            let old = std::mem::replace(&mut slot.rec, recs);
-                            replaced = Some((std::mem::replace(&mut slot.version, seq), old));
+                            replaced = Some(e.get_mut().replace(seq, recs));
                         }
                     }
                     Entry::Vacant(e) => {
                         on_change(&[], &recs);
                         if !recs.is_empty() {
-                            e.insert(Slot { version: seq, rec: recs });
+                            e.insert(Slot::new(seq, recs));
                         }
                     }
                 }
@@ -160,9 +158,9 @@ impl<T: StoredRecord> TableStore<T> {
                 }
                 let taken = match (&mut data.map, write) {
                     (ShardMap::Set(t), Write::Put(rec)) => {
-                        match t.entry(hash, |s| key_of(s) == &key, slot_hash(hasher)) {
+                        match t.entry(hash, |s| key_of::<T>(s) == &key, slot_hash::<T>(hasher)) {
                             Entry::Vacant(e) => {
-                                e.insert(Slot { version: seq, rec });
+                                e.insert(T::Slot::new(seq, rec));
                                 false
                             }
                             Entry::Occupied(_) => true,
@@ -172,7 +170,7 @@ impl<T: StoredRecord> TableStore<T> {
                         if m.contains_key(&key) {
                             true
                         } else {
-                            m.insert(key.clone(), Slot { version: seq, rec });
+                            m.insert(key.clone(), T::Slot::new(seq, rec));
                             false
                         }
                     }
@@ -181,7 +179,7 @@ impl<T: StoredRecord> TableStore<T> {
                         match t.entry(hash, |s| group_key(s) == Some(&key), group_hash(hasher)) {
                             Entry::Vacant(e) => {
                                 if !recs.is_empty() {
-                                    e.insert(Slot { version: seq, rec: recs });
+                                    e.insert(Slot::new(seq, recs));
                                 }
                                 false
                             }

@@ -29,7 +29,7 @@ use crate::engine::ttl::ExpiryIndex;
 use crate::error::{Error, Result};
 use crate::schema::index_spec::TableIndex;
 use crate::schema::record::{StorageType, TableType};
-use crate::schema::stored::StoredRecord;
+use crate::schema::stored::{Slot, StoredRecord, Versioned};
 
 mod cut;
 mod dump;
@@ -44,12 +44,6 @@ pub(crate) const SHARDS: usize = 64;
 
 /// A released table with this many keys or more is freed on a thread of its own.
 const FREE_APART: usize = 10_000;
-
-/// A record (or a bag's record group) with the sequence number of the commit that wrote it.
-pub(crate) struct Slot<R> {
-    pub(crate) version: u64,
-    pub(crate) rec: R,
-}
 
 /// What a commit does to one key.
 #[derive(Clone)]
@@ -96,8 +90,8 @@ impl<T> Write<T> {
 }
 
 enum ShardMap<T: StoredRecord> {
-    Set(HashTable<Slot<T>>),
-    Ordered(BTreeMap<T::Key, Slot<T>>),
+    Set(HashTable<T::Slot>),
+    Ordered(BTreeMap<T::Key, T::Slot>),
     Bag(HashTable<Slot<Vec<T>>>),
     /// A `disc_only_copies` table: the records are in the directory's redb file.
     Disc(Arc<DiscOnly>),
@@ -229,18 +223,18 @@ pub(crate) struct TableStore<T: StoredRecord> {
     has_history: AtomicBool,
 }
 
-fn key_of<T: StoredRecord>(s: &Slot<T>) -> &T::Key {
-    s.rec.key()
+fn key_of<T: StoredRecord>(s: &T::Slot) -> &T::Key {
+    s.rec().key()
 }
 
 fn group_key<T: StoredRecord>(s: &Slot<Vec<T>>) -> Option<&T::Key> {
-    s.rec.first().map(StoredRecord::key)
+    s.rec().first().map(StoredRecord::key)
 }
 
 /// A `set` slot's hash, as its hash table rehashes it. (One closure type for every caller:
 /// the table's growth is compiled once per record type, not once per call site.)
-fn slot_hash<T: StoredRecord>(hasher: &Hasher) -> impl Fn(&Slot<T>) -> u64 + '_ {
-    move |s| hasher.hash_one(key_of(s))
+fn slot_hash<T: StoredRecord>(hasher: &Hasher) -> impl Fn(&T::Slot) -> u64 + '_ {
+    move |s| hasher.hash_one(key_of::<T>(s))
 }
 
 /// A `bag` group's hash, as its hash table rehashes it (see [`slot_hash`]).
@@ -449,12 +443,12 @@ impl<T: StoredRecord> TableStore<T> {
     pub(crate) fn lookup<'a>(&self, data: &'a ShardData<T>, key: &T::Key, hash: u64) -> Found<'a, T> {
         let held = |found: Option<(u64, &'a [T])>| found.map_or(Found::Absent, |(v, r)| Found::Held(v, r));
         match &data.map {
-            ShardMap::Set(t) => {
-                held(t.find(hash, |s| key_of(s) == key).map(|s| (s.version, std::slice::from_ref(&s.rec))))
-            }
-            ShardMap::Ordered(m) => held(m.get(key).map(|s| (s.version, std::slice::from_ref(&s.rec)))),
+            ShardMap::Set(t) => held(
+                t.find(hash, |s| key_of::<T>(s) == key).map(|s| (s.version(), std::slice::from_ref(s.rec()))),
+            ),
+            ShardMap::Ordered(m) => held(m.get(key).map(|s| (s.version(), std::slice::from_ref(s.rec())))),
             ShardMap::Bag(t) => {
-                held(t.find(hash, |s| group_key(s) == Some(key)).map(|s| (s.version, s.rec.as_slice())))
+                held(t.find(hash, |s| group_key(s) == Some(key)).map(|s| (s.version(), s.rec().as_slice())))
             }
             ShardMap::Disc(d) => match self.disc_get(d, key) {
                 Ok((0, _)) => Found::Absent,
@@ -486,13 +480,13 @@ impl<T: StoredRecord> TableStore<T> {
             Ok(())
         };
         let _ = match &data.map {
-            ShardMap::Set(t) => each_warmed(t.iter().map(|s| &s.rec), self.meta.warm, visit),
-            ShardMap::Ordered(m) => each_warmed(m.values().map(|s| &s.rec), self.meta.warm, visit),
+            ShardMap::Set(t) => each_warmed(t.iter().map(|s| s.rec()), self.meta.warm, visit),
+            ShardMap::Ordered(m) => each_warmed(m.values().map(|s| s.rec()), self.meta.warm, visit),
             ShardMap::Bag(t) => {
                 let mut visit = visit;
                 let warm = self.meta.warm;
                 each_warmed(
-                    t.iter().map(|s| &s.rec),
+                    t.iter().map(|s| s.rec()),
                     |g: &Vec<T>| g.iter().for_each(warm),
                     |g| g.iter().try_for_each(&mut visit),
                 )
@@ -519,14 +513,16 @@ impl<T: StoredRecord> TableStore<T> {
         let data = self.shards[shard].data.read();
         match &data.map {
             ShardMap::Set(t) => {
-                let _ = t.iter().try_for_each(|s| if f(&s.rec) { Ok(()) } else { Err(()) });
+                let _ = t.iter().try_for_each(|s| if f(s.rec()) { Ok(()) } else { Err(()) });
             }
             ShardMap::Ordered(m) => {
-                let _ = m.values().try_for_each(|s| if f(&s.rec) { Ok(()) } else { Err(()) });
+                let _ = m.values().try_for_each(|s| if f(s.rec()) { Ok(()) } else { Err(()) });
             }
             ShardMap::Bag(t) => {
-                let _ =
-                    t.iter().flat_map(|s| s.rec.iter()).try_for_each(|r| if f(r) { Ok(()) } else { Err(()) });
+                let _ = t
+                    .iter()
+                    .flat_map(|s| s.rec().iter())
+                    .try_for_each(|r| if f(r) { Ok(()) } else { Err(()) });
             }
             ShardMap::Disc(d) => {
                 let mut going = true;
@@ -557,7 +553,7 @@ impl<T: StoredRecord> TableStore<T> {
                 return data.version;
             }
             for s in m.range((lo, hi)).map(|(_, s)| s) {
-                if !f(&s.rec) {
+                if !f(s.rec()) {
                     break;
                 }
             }
@@ -601,7 +597,7 @@ impl<T: StoredRecord> TableStore<T> {
                 match &d.map {
                     ShardMap::Set(t) => t.len(),
                     ShardMap::Ordered(m) => m.len(),
-                    ShardMap::Bag(t) => t.iter().map(|s| s.rec.len()).sum(),
+                    ShardMap::Bag(t) => t.iter().map(|s| s.rec().len()).sum(),
                     ShardMap::Disc(d) => {
                         let mut n = 0;
                         if let Err(e) = self.disc_scan(d, &mut |_, _, recs| n += recs.len()) {
@@ -624,15 +620,15 @@ impl<T: StoredRecord> TableStore<T> {
             .map(|s| {
                 let d = s.data.read();
                 match &d.map {
-                    ShardMap::Set(t) => t.capacity() * (size_of::<Slot<T>>() + 1) + t.len() * boxed,
+                    ShardMap::Set(t) => t.capacity() * (size_of::<T::Slot>() + 1) + t.len() * boxed,
                     ShardMap::Ordered(m) => {
-                        m.len() * (size_of::<Slot<T>>() + size_of::<T::Key>() + 16 + boxed)
+                        m.len() * (size_of::<T::Slot>() + size_of::<T::Key>() + 16 + boxed)
                     }
                     ShardMap::Disc(_) => 0,
                     ShardMap::Bag(t) => {
                         t.capacity() * (size_of::<Slot<Vec<T>>>() + 1)
                             + t.iter()
-                                .map(|s| s.rec.capacity() * size_of::<T>() + s.rec.len() * boxed)
+                                .map(|s| s.rec().capacity() * size_of::<T>() + s.rec().len() * boxed)
                                 .sum::<usize>()
                     }
                 }
@@ -647,7 +643,7 @@ impl<T: StoredRecord> TableStore<T> {
         let per_shard = n / self.shards.len() + 1;
         for s in self.shards.iter() {
             match &mut s.data.write().map {
-                ShardMap::Set(t) => t.reserve(per_shard, slot_hash(&self.hasher)),
+                ShardMap::Set(t) => t.reserve(per_shard, slot_hash::<T>(&self.hasher)),
                 ShardMap::Bag(t) => t.reserve(per_shard, group_hash(&self.hasher)),
                 ShardMap::Ordered(_) | ShardMap::Disc(_) => {}
             }
