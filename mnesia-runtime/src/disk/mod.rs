@@ -369,6 +369,14 @@ impl Disk {
             took_ms = started.elapsed().as_secs_f64() * 1e3,
             "recovered"
         );
+        if max_seq > crate::schema::row::MAX_VERSION {
+            // The database numbers no commit past a row's version (`Database::sequence`).
+            return Err(Error::Corrupt {
+                file: dir.to_path_buf(),
+                offset: 0,
+                reason: format!("a commit numbered {max_seq}, beyond the last possible"),
+            });
+        }
         let wal = Wal::open(dir, next, empty_last.is_some(), carried, durability)?;
         if let Some(disc) = &disc_only {
             disc.attach_log(&wal);

@@ -8,8 +8,9 @@
 //!
 //! Invariant: the number in a row's `head` is that of `RowType::of::<U>()` (or of a copy
 //! of it: the table of a `const` may be duplicated between codegen units) for the `U` its
-//! storage holds. Only [`Row::new`] and the type's own `clone` make a row; every `unsafe`
-//! block below rests on this.
+//! storage holds. Only [`Row::new`] and the type's own `clone` make a row, and nothing
+//! else writes a row's number (the version's setter keeps it); every `unsafe` block below
+//! rests on this.
 #![allow(unsafe_code)]
 
 use std::any::TypeId;
@@ -272,7 +273,7 @@ impl<K: Key> StoredRecord for Row<K> {
 /// A row is its own slot in a table's shard: the version is in its head.
 impl<K: Key> Versioned<Row<K>> for Row<K> {
     #[inline]
-    fn new(version: u64, mut rec: Row<K>) -> Row<K> {
+    fn with_version(version: u64, mut rec: Row<K>) -> Row<K> {
         rec.set_version(version);
         rec
     }
@@ -308,7 +309,10 @@ impl<K: 'static> Row<K> {
     /// Keeps `version` in the row's head (for [`Versioned`]).
     #[inline]
     fn set_version(&mut self, version: u64) {
-        debug_assert!(version <= MAX_VERSION, "version {version} beyond {MAX_VERSION}");
+        // Never reached (commits are refused well before, a log beyond is corrupt), and
+        // cheap: one compare where a commit installs a row. A version cut short could make
+        // a new row look older than an open snapshot.
+        assert!(version <= MAX_VERSION, "version {version} beyond {MAX_VERSION}");
         self.head = (version << NUMBER_BITS) | u64::from(self.number());
     }
 }
@@ -399,7 +403,7 @@ mod tests {
     #[test]
     fn a_row_is_its_own_slot_one_word_over_its_record() {
         assert_eq!(size_of::<Row<u32>>(), 8 + INLINE);
-        let mut slot = <Row<u32> as Versioned<_>>::new(MAX_VERSION, Row::new(rec(1, "a", 0)));
+        let mut slot = Row::with_version(MAX_VERSION, Row::new(rec(1, "a", 0)));
         assert_eq!((slot.version(), *slot.rec().key()), (MAX_VERSION, 1));
         assert_eq!(slot.clone().version(), 0, "a copy is not in a slot");
         let (was, old) = slot.replace(5, Row::new(rec(2, "b", 0)));

@@ -4,8 +4,10 @@
 //! type its number once, and turns a number back into the type's functions.
 //!
 //! Numbers are handed out in order and never reused; a type keeps its number for the
-//! process's life. A thread keeps the last few numbers it looked up, so making a row costs
-//! one thread-local read; the registry's lock is taken once per type and thread.
+//! process's life. A thread keeps the numbers it looked up last in a small cache (by the
+//! address of the type's table, hashed), so making a row costs one thread-local read; the
+//! registry's lock is taken on a miss: the first row of a type on a thread, or a type
+//! whose entry another took since (a thread going round more types than the cache holds).
 #![allow(unsafe_code)]
 
 use std::any::TypeId;
@@ -26,7 +28,7 @@ static TYPES: [AtomicPtr<()>; CAPACITY] = [const { AtomicPtr::new(ptr::null_mut(
 static NUMBERS: Mutex<BTreeMap<TypeId, u16>> = Mutex::new(BTreeMap::new());
 
 /// How many numbers a thread keeps (a power of two).
-const RECENT: usize = 8;
+const RECENT: usize = 16;
 
 thread_local! {
     /// This thread's last lookups: (address of a type's table, its number), by address.
@@ -47,7 +49,9 @@ thread_local! {
 #[inline]
 pub(super) fn number(ty: *const (), type_id: fn() -> TypeId) -> u16 {
     let addr = ty as usize;
-    let at = (addr >> 3) & (RECENT - 1);
+    // The top bits of the address times a large odd constant (Fibonacci hashing): tables
+    // lie a few words apart, which the low bits alone would crowd into a few entries.
+    let at = addr.wrapping_mul(0x9E37_79B9_7F4A_7C15_u64 as usize) >> (usize::BITS - RECENT.ilog2());
     let recent = RECENT_NUMBERS.with(|r| r[at].get());
     if recent.0 == addr {
         return recent.1;

@@ -61,7 +61,7 @@ pub trait StoredRecord: Clone + Send + Sync + 'static {
 /// it, as a table's shard holds it.
 pub trait Versioned<R>: Send + Sync + Sized {
     /// `rec` as written by commit `version`.
-    fn new(version: u64, rec: R) -> Self;
+    fn with_version(version: u64, rec: R) -> Self;
     /// The commit that wrote the record.
     fn version(&self) -> u64;
     /// The record.
@@ -81,7 +81,7 @@ pub struct Slot<R> {
 
 impl<R: Send + Sync> Versioned<R> for Slot<R> {
     #[inline]
-    fn new(version: u64, rec: R) -> Self {
+    fn with_version(version: u64, rec: R) -> Self {
         Slot { version, rec }
     }
 

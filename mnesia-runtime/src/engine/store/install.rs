@@ -57,7 +57,7 @@ impl<T: StoredRecord> TableStore<T> {
                     }
                     Entry::Vacant(e) => {
                         on_change(&[], std::slice::from_ref(&rec));
-                        e.insert(T::Slot::new(seq, rec));
+                        e.insert(T::Slot::with_version(seq, rec));
                     }
                 }
             }
@@ -76,7 +76,7 @@ impl<T: StoredRecord> TableStore<T> {
                 }
                 None => {
                     on_change(&[], std::slice::from_ref(&rec));
-                    m.insert(key.clone(), T::Slot::new(seq, rec));
+                    m.insert(key.clone(), T::Slot::with_version(seq, rec));
                 }
             },
             (ShardMap::Ordered(m), _) => {
@@ -117,7 +117,7 @@ impl<T: StoredRecord> TableStore<T> {
                     Entry::Vacant(e) => {
                         on_change(&[], &recs);
                         if !recs.is_empty() {
-                            e.insert(Slot::new(seq, recs));
+                            e.insert(Slot::with_version(seq, recs));
                         }
                     }
                 }
@@ -160,7 +160,7 @@ impl<T: StoredRecord> TableStore<T> {
                     (ShardMap::Set(t), Write::Put(rec)) => {
                         match t.entry(hash, |s| key_of::<T>(s) == &key, slot_hash::<T>(hasher)) {
                             Entry::Vacant(e) => {
-                                e.insert(T::Slot::new(seq, rec));
+                                e.insert(T::Slot::with_version(seq, rec));
                                 false
                             }
                             Entry::Occupied(_) => true,
@@ -170,7 +170,7 @@ impl<T: StoredRecord> TableStore<T> {
                         if m.contains_key(&key) {
                             true
                         } else {
-                            m.insert(key.clone(), T::Slot::new(seq, rec));
+                            m.insert(key.clone(), T::Slot::with_version(seq, rec));
                             false
                         }
                     }
@@ -179,7 +179,7 @@ impl<T: StoredRecord> TableStore<T> {
                         match t.entry(hash, |s| group_key(s) == Some(&key), group_hash(hasher)) {
                             Entry::Vacant(e) => {
                                 if !recs.is_empty() {
-                                    e.insert(Slot::new(seq, recs));
+                                    e.insert(Slot::with_version(seq, recs));
                                 }
                                 false
                             }
