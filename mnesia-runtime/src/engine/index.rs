@@ -409,10 +409,7 @@ impl<T: StoredRecord, V: FieldValue + Hash + Eq> TypedIndex<T, V> {
         // given only that table's records, all of that type: a store holds the rows of one
         // record type (`Database::table` checks the type; a transform builds a new store
         // with new indexes).
-        debug_assert!(
-            rec.record_type() == self.field.record_type(),
-            "an index read a record of another type"
-        );
+        debug_assert!(rec.is_of(&self.field.kind()), "an index read a record of another type");
         unsafe { self.field.get(rec.base()) }
     }
 }

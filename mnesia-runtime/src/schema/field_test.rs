@@ -7,18 +7,17 @@
 //! Each keeps the record type it reads; a record of another type never reaches the field's
 //! accessor (it fails the test, or compares equal).
 
-use std::any::TypeId;
 use std::cmp::Ordering;
 use std::sync::Arc;
 
 use crate::schema::field::FieldAt;
-use crate::schema::stored::StoredRecord;
+use crate::schema::stored::{RecordKind, StoredRecord};
 
 /// A test of one field (see the module's documentation).
 #[derive(Clone)]
 pub(crate) struct FieldTest {
-    record_type: TypeId,
-    /// Called only on the address of a record of `record_type` (see `passes`).
+    kind: RecordKind,
+    /// Called only on the address of a record of `kind` (see `passes`).
     test: Arc<dyn Fn(*const u8) -> bool + Send + Sync>,
 }
 
@@ -29,10 +28,10 @@ impl FieldTest {
         test: impl Fn(&V) -> bool + Send + Sync + 'static,
     ) -> FieldTest {
         FieldTest {
-            record_type: at.record_type(),
+            kind: at.kind(),
             test: Arc::new(move |base| {
                 // SAFETY: `passes` calls this only on the address of a record of the type
-                // the accessor was made for (`record_type`), which it borrows meanwhile.
+                // the accessor was made for (`kind`), which it borrows meanwhile.
                 #[allow(unsafe_code)]
                 let value = unsafe { at.get(base) };
                 test(value)
@@ -43,15 +42,15 @@ impl FieldTest {
     /// Whether `record` passes: it is of the test's record type and its field does.
     #[inline]
     pub(crate) fn passes<R: StoredRecord>(&self, record: &R) -> bool {
-        record.record_type() == self.record_type && (self.test)(record.base())
+        record.is_of(&self.kind) && (self.test)(record.base())
     }
 }
 
 /// A comparison of one field (see the module's documentation).
 #[derive(Clone)]
 pub(crate) struct FieldCmp {
-    record_type: TypeId,
-    /// Called only on the addresses of two records of `record_type` (see `compare`).
+    kind: RecordKind,
+    /// Called only on the addresses of two records of `kind` (see `compare`).
     cmp: Arc<dyn Fn(*const u8, *const u8) -> Ordering + Send + Sync>,
 }
 
@@ -62,10 +61,10 @@ impl FieldCmp {
         cmp: impl Fn(&V, &V) -> Ordering + Send + Sync + 'static,
     ) -> FieldCmp {
         FieldCmp {
-            record_type: at.record_type(),
+            kind: at.kind(),
             cmp: Arc::new(move |a, b| {
                 // SAFETY: `compare` calls this only on the addresses of two records of the
-                // type the accessor was made for (`record_type`), which it borrows meanwhile.
+                // type the accessor was made for (`kind`), which it borrows meanwhile.
                 #[allow(unsafe_code)]
                 let (a, b) = unsafe { (at.get(a), at.get(b)) };
                 cmp(a, b)
@@ -76,7 +75,7 @@ impl FieldCmp {
     /// How `a` and `b` compare by the field; equal when either is of another type.
     #[inline]
     pub(crate) fn compare<R: StoredRecord>(&self, a: &R, b: &R) -> Ordering {
-        if a.record_type() != self.record_type || b.record_type() != self.record_type {
+        if !a.is_of(&self.kind) || !b.is_of(&self.kind) {
             return Ordering::Equal;
         }
         (self.cmp)(a.base(), b.base())

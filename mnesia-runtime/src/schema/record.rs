@@ -332,8 +332,9 @@ impl<T: Record> StoredRecord for T {
         (self as *const T).cast()
     }
 
-    fn record_type(&self) -> std::any::TypeId {
-        std::any::TypeId::of::<T>()
+    #[inline]
+    fn is_of(&self, kind: &crate::schema::stored::RecordKind) -> bool {
+        std::any::TypeId::of::<T>() == kind.type_id
     }
 }
 

@@ -3,14 +3,15 @@
 //! (issue 16). A row keeps its record inline when it is small (most are), boxed otherwise,
 //! with its type's number (`row_types.rs`), which leads to the type's functions
 //! ([`RowType`]): clone, drop, and the record's key, `#[auto_increment]` id and `#[ttl]`
-//! deadline. The number shares a word with the version of the commit that wrote the row,
-//! so that a `set` or `ordered_set` table's slot is the row: 72 bytes for a record of 64.
+//! deadline. The number and whether the record is inline (the row's *tag*) share a word
+//! with the version of the commit that wrote the row, so that a `set` or `ordered_set`
+//! table's slot is the row: 72 bytes for a record of 64.
 //!
-//! Invariant: the number in a row's `head` is that of `RowType::of::<U>()` (or of a copy
-//! of it: the table of a `const` may be duplicated between codegen units) for the `U` its
-//! storage holds. Only [`Row::new`] and the type's own `clone` make a row, and nothing
-//! else writes a row's number (the version's setter keeps it); every `unsafe` block below
-//! rests on this.
+//! Invariant: the tag in a row's `head` is `Row::tag_of::<U>()` for the `U` its storage
+//! holds: the number of `RowType::of::<U>()` (or of a copy of it: the table of a `const`
+//! may be duplicated between codegen units), with `INLINE_TAG` when `fits::<U>()`. Only
+//! [`Row::new`] and the type's own `clone` make a row, and nothing else writes a row's tag
+//! (the version's setter keeps it); every `unsafe` block below rests on this.
 #![allow(unsafe_code)]
 
 use std::any::TypeId;
@@ -20,7 +21,7 @@ use std::time::SystemTime;
 
 use crate::error::Result;
 use crate::schema::row_types;
-use crate::schema::stored::{Key, StoredRecord, Versioned};
+use crate::schema::stored::{Key, RecordKind, StoredRecord, Versioned};
 
 /// Records up to this size (and alignment up to 8) are held inline.
 const INLINE: usize = 64;
@@ -37,7 +38,6 @@ union Data {
 pub(crate) struct RowType<K: 'static> {
     type_id: fn() -> TypeId,
     type_name: fn() -> &'static str,
-    inline: bool,
     key: fn(&Row<K>) -> &K,
     clone: fn(&Row<K>) -> Row<K>,
     drop: fn(&mut Row<K>),
@@ -61,9 +61,8 @@ impl<K: 'static> RowType<K> {
             &RowType {
                 type_id: TypeId::of::<U>,
                 type_name: std::any::type_name::<U>,
-                inline: fits::<U>(),
                 key: |r| StoredRecord::key(r.record::<U>()),
-                clone: |r| Row::make(r.number(), r.record::<U>().clone()),
+                clone: |r| Row::make(r.tag(), r.record::<U>().clone()),
                 drop: drop_row::<U>,
                 auto_id: |r| StoredRecord::auto_id(r.record::<U>()),
                 set_auto_id: |r, id| StoredRecord::set_auto_id(r.record_mut::<U>(), id),
@@ -93,8 +92,12 @@ where
 /// The rows of table `T`'s store.
 pub(crate) type RowOf<T> = Row<<T as StoredRecord>::Key>;
 
-/// The bits of a row's `head` that hold its type's number; the version is above them.
+/// The bits of a row's `head` that hold its tag: its type's number, and above it whether
+/// the record is inline (`INLINE_TAG`); the version is above them.
 const NUMBER_BITS: u32 = 16;
+
+/// The tag's bit saying the record is inline.
+const INLINE_TAG: u16 = 1 << 15;
 
 /// The largest version a row can keep: 2^48 - 1 commits (nine years at a million commits a
 /// second). The database refuses to number commits beyond (`Database::sequence`).
@@ -103,7 +106,7 @@ pub(crate) const MAX_VERSION: u64 = u64::MAX >> NUMBER_BITS;
 /// A record of any type whose key is a `K`: what a table's store holds.
 pub(crate) struct Row<K: 'static> {
     /// The version of the commit that wrote the row, when a table's slot (above
-    /// `NUMBER_BITS`, 0 elsewhere), and its type's number (below).
+    /// `NUMBER_BITS`, 0 elsewhere), and its tag (below).
     head: u64,
     data: Data,
     _type: PhantomData<&'static RowType<K>>,
@@ -119,14 +122,12 @@ impl<K: 'static> Row<K> {
     /// A row holding `rec`.
     #[inline]
     pub(crate) fn new<U: StoredRecord<Key = K>>(rec: U) -> Row<K> {
-        let ty = RowType::<K>::of::<U>();
-        let number = row_types::number((ty as *const RowType<K>).cast(), ty.type_id);
-        Row::make(number, rec)
+        Row::make(Row::<K>::tag_of::<U>(), rec)
     }
 
-    /// A row holding `rec`, whose type is numbered `number`.
+    /// A row holding `rec`, whose type's tag is `tag`.
     #[inline]
-    fn make<U: StoredRecord<Key = K>>(number: u16, rec: U) -> Row<K> {
+    fn make<U: StoredRecord<Key = K>>(tag: u16, rec: U) -> Row<K> {
         let data = if fits::<U>() {
             let mut inline = MaybeUninit::<[u64; INLINE / 8]>::uninit();
             // SAFETY: `U` fits the storage, in size and alignment (`fits`).
@@ -135,13 +136,21 @@ impl<K: 'static> Row<K> {
         } else {
             Data { boxed: Box::into_raw(Box::new(rec)).cast::<u8>() }
         };
-        Row { head: u64::from(number), data, _type: PhantomData }
+        Row { head: u64::from(tag), data, _type: PhantomData }
     }
 
-    /// The row's type's number.
+    /// The row's tag: its type's number and whether the record is inline.
     #[inline]
-    fn number(&self) -> u16 {
+    fn tag(&self) -> u16 {
         self.head as u16
+    }
+
+    /// The tag of rows holding a `U`.
+    #[inline]
+    pub(crate) fn tag_of<U: StoredRecord<Key = K>>() -> u16 {
+        let ty = RowType::<K>::of::<U>();
+        let number = row_types::number((ty as *const RowType<K>).cast(), ty.type_id);
+        if fits::<U>() { number | INLINE_TAG } else { number }
     }
 
     /// The row's type's functions.
@@ -149,7 +158,7 @@ impl<K: 'static> Row<K> {
     fn ty(&self) -> &'static RowType<K> {
         // SAFETY: the number was handed out for a `RowType<K>` (the module's invariant),
         // before this row was made.
-        unsafe { &*row_types::get(self.number()).cast::<RowType<K>>() }
+        unsafe { &*row_types::get(self.tag() & !INLINE_TAG).cast::<RowType<K>>() }
     }
 
     /// The address of the record, `inline` saying whether the row's type is held inline.
@@ -262,11 +271,12 @@ impl<K: Key> StoredRecord for Row<K> {
 
     #[inline]
     fn base(&self) -> *const u8 {
-        self.ptr_at(self.ty().inline)
+        self.ptr_at(self.tag() & INLINE_TAG != 0)
     }
 
-    fn record_type(&self) -> TypeId {
-        (self.ty().type_id)()
+    #[inline]
+    fn is_of(&self, kind: &RecordKind) -> bool {
+        self.tag() == kind.row_tag
     }
 }
 
@@ -313,7 +323,7 @@ impl<K: 'static> Row<K> {
         // cheap: one compare where a commit installs a row. A version cut short could make
         // a new row look older than an open snapshot.
         assert!(version <= MAX_VERSION, "version {version} beyond {MAX_VERSION}");
-        self.head = (version << NUMBER_BITS) | u64::from(self.number());
+        self.head = (version << NUMBER_BITS) | u64::from(self.tag());
     }
 }
 
@@ -334,7 +344,7 @@ mod tests {
 
     #[test]
     fn small_records_are_inline_and_keep_their_key() {
-        assert!(RowType::<u32>::of::<Rec>().inline);
+        assert!(fits::<Rec>() && Row::<u32>::tag_of::<Rec>() & INLINE_TAG != 0);
         let row = Row::new(rec(7, "x", 3));
         assert_eq!(*row.key(), 7);
         assert_eq!(row.typed::<Rec>().map(|r| r.tag.as_str()), Some("x"));
@@ -378,7 +388,7 @@ mod tests {
 
     #[test]
     fn large_records_are_boxed_cloned_and_dropped_once() {
-        assert!(!RowType::<String>::of::<Big>().inline);
+        assert!(!fits::<Big>() && Row::<String>::tag_of::<Big>() & INLINE_TAG == 0);
         let drops = Arc::new(AtomicUsize::new(0));
         let big = Big { id: "k".into(), pad: [9; 12], drops: Some(Arc::clone(&drops)) };
         let row = Row::new(big);

@@ -1,4 +1,4 @@
-//! Row types by number. A row keeps its type as a 16-bit number in the same word as the
+//! Row types by number. A row keeps its type as a 15-bit number in the same word as the
 //! version of the commit that wrote it (`schema/row.rs`), so that a `set` table's slot is
 //! the row itself, with no word of its own for either: this registry gives each record
 //! type its number once, and turns a number back into the type's functions.
@@ -18,8 +18,8 @@ use std::sync::atomic::{AtomicPtr, Ordering};
 
 use parking_lot::Mutex;
 
-/// How many record types a process can number: a row's number is 16 bits.
-const CAPACITY: usize = 1 << 16;
+/// How many record types a process can number: a row's number is 15 bits.
+const CAPACITY: usize = 1 << 15;
 
 /// The type (an erased `&'static RowType<K>`) of each number handed out; null beyond.
 static TYPES: [AtomicPtr<()>; CAPACITY] = [const { AtomicPtr::new(ptr::null_mut()) }; CAPACITY];
@@ -44,7 +44,7 @@ thread_local! {
 ///
 /// # Panics
 ///
-/// When a process makes rows of more than 65 536 record types (a program declares far
+/// When a process makes rows of more than 32 768 record types (a program declares far
 /// fewer: each is a `#[derive(Table)]`).
 #[inline]
 pub(super) fn number(ty: *const (), type_id: fn() -> TypeId) -> u16 {

@@ -49,12 +49,23 @@ pub trait StoredRecord: Clone + Send + Sync + 'static {
     /// The address of the record's fields (what a field's accessor reads from).
     ///
     /// Contract (what `FieldAt`, `FieldTest` and `FieldCmp` rely on for memory safety): the
-    /// address of a live value of the type `record_type` returns, borrowed as long as
-    /// `self` is. The two impls (a record itself; a row, `schema/row.rs`) keep it; the
-    /// trait cannot be named outside this crate.
+    /// address of a live value of the record type `kind` describes whenever
+    /// [`StoredRecord::is_of`]`(kind)`, borrowed as long as `self` is. The two impls (a
+    /// record itself; a row, `schema/row.rs`) keep it; the trait cannot be named outside
+    /// this crate.
     fn base(&self) -> *const u8;
-    /// The Rust type of the value at [`StoredRecord::base`].
-    fn record_type(&self) -> std::any::TypeId;
+    /// Whether the value at [`StoredRecord::base`] is of the record type `kind` describes
+    /// (a row compares its type's number: one load, no call).
+    fn is_of(&self, kind: &RecordKind) -> bool;
+}
+
+/// A record type as a stored value is checked against ([`StoredRecord::is_of`]): its Rust
+/// type, and the tag rows holding it carry (`schema/row.rs`: the type's number, one per
+/// type and one type per number, `schema/row_types.rs`). Made by `FieldAt::of`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RecordKind {
+    pub(crate) type_id: std::any::TypeId,
+    pub(crate) row_tag: u16,
 }
 
 /// A record (or a `bag`'s record group) with the sequence number of the commit that wrote

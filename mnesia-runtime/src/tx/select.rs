@@ -282,8 +282,9 @@ impl<T: StoredRecord> TxTable<T> {
             }
             Access::Range(lo, hi) => {
                 let writes = self.writes.get_mut();
+                let mine = !writes.is_empty();
                 let version = self.store.scan_range_at(lo.as_ref(), hi.as_ref(), at, |r| {
-                    if writes.get(r.key()).is_none() && filter.matches(r) {
+                    if !(mine && writes.get(r.key()).is_some()) && filter.matches(r) {
                         push(r, &mut out);
                     }
                     out.n < want
@@ -297,8 +298,9 @@ impl<T: StoredRecord> TxTable<T> {
                     }
                     let at = self.at_shard(shard);
                     let writes = self.writes.get_mut();
+                    let mine = !writes.is_empty();
                     let version = self.store.scan_shard_while_at(shard, at, |r| {
-                        if writes.get(r.key()).is_none() && filter.matches(r) {
+                        if !(mine && writes.get(r.key()).is_some()) && filter.matches(r) {
                             push(r, &mut out);
                         }
                         out.n < want
