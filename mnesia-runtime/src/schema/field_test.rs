@@ -11,12 +11,13 @@ use std::cmp::Ordering;
 use std::sync::Arc;
 
 use crate::schema::field::FieldAt;
-use crate::schema::stored::{RecordKind, StoredRecord};
+use crate::schema::row::StoredType;
+use crate::schema::stored::StoredRecord;
 
 /// A test of one field (see the module's documentation).
 #[derive(Clone)]
 pub(crate) struct FieldTest {
-    kind: RecordKind,
+    kind: StoredType,
     /// Called only on the address of a record of `kind` (see `passes`).
     test: Arc<dyn Fn(*const u8) -> bool + Send + Sync>,
 }
@@ -49,7 +50,7 @@ impl FieldTest {
 /// A comparison of one field (see the module's documentation).
 #[derive(Clone)]
 pub(crate) struct FieldCmp {
-    kind: RecordKind,
+    kind: StoredType,
     /// Called only on the addresses of two records of `kind` (see `compare`).
     cmp: Arc<dyn Fn(*const u8, *const u8) -> Ordering + Send + Sync>,
 }
@@ -98,6 +99,50 @@ mod tests {
         let (x, y) = (rec(1, "x", 0), rec(2, "y", 0));
         assert_eq!(by_tag.compare(&x, &y), Ordering::Less);
         assert_eq!(by_tag.compare(&Row::new(y), &Row::new(x)), Ordering::Greater);
+    }
+
+    #[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
+    struct Wide {
+        id: u32,
+        pad: [u64; 10],
+    }
+
+    impl Wide {
+        const ID: crate::schema::field::Field<Wide, u32> =
+            crate::schema::field::Field::new("id", 0, |w: &Wide| &w.id);
+    }
+
+    impl crate::schema::record::Record for Wide {
+        type Key = u32;
+        const NAME: &'static str = "wide";
+        const TYPE: crate::schema::record::TableType = crate::schema::record::TableType::Set;
+        const FIELDS: &'static [crate::schema::record::FieldInfo] = &[];
+        const KEY_POSITION: usize = 0;
+        const AUTO_INCREMENT: bool = false;
+
+        fn key(&self) -> &u32 {
+            &self.id
+        }
+
+        fn indexes() -> Vec<crate::schema::index_spec::IndexSpec<Self>> {
+            Vec::new()
+        }
+    }
+
+    #[test]
+    fn rows_in_a_slot_and_boxed_rows_are_read_at_their_record() {
+        use crate::schema::row::MAX_VERSION;
+        use crate::schema::stored::Versioned;
+        let n_above_2 = FieldTest::new(FieldAt::of(Rec::N), |n: &i64| *n > 2);
+        let in_slot = Row::with_version(MAX_VERSION, Row::new(rec(1, "a", 3)));
+        assert!(n_above_2.passes(&in_slot), "the version is not part of the tag");
+        let id_is_7 = FieldTest::new(FieldAt::of(Wide::ID), |id: &u32| *id == 7);
+        let wide = |id| Row::new(Wide { id, pad: [id.into(); 10] });
+        assert!(id_is_7.passes(&wide(7)) && !id_is_7.passes(&wide(8)));
+        assert!(id_is_7.passes(&Row::with_version(5, wide(7))));
+        assert!(!n_above_2.passes(&wide(7)), "a boxed row of another type");
+        let by_id = FieldCmp::new(FieldAt::of(Wide::ID), |a: &u32, b: &u32| a.cmp(b));
+        assert_eq!(by_id.compare(&wide(9), &wide(3)), Ordering::Greater);
     }
 
     #[test]

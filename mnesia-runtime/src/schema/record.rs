@@ -333,8 +333,8 @@ impl<T: Record> StoredRecord for T {
     }
 
     #[inline]
-    fn is_of(&self, kind: &crate::schema::stored::RecordKind) -> bool {
-        std::any::TypeId::of::<T>() == kind.type_id
+    fn is_of(&self, kind: &crate::schema::row::StoredType) -> bool {
+        kind.is(std::any::TypeId::of::<T>())
     }
 }
 

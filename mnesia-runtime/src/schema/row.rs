@@ -21,7 +21,7 @@ use std::time::SystemTime;
 
 use crate::error::Result;
 use crate::schema::row_types;
-use crate::schema::stored::{Key, RecordKind, StoredRecord, Versioned};
+use crate::schema::stored::{Key, StoredRecord, Versioned};
 
 /// Records up to this size (and alignment up to 8) are held inline.
 const INLINE: usize = 64;
@@ -94,19 +94,45 @@ pub(crate) type RowOf<T> = Row<<T as StoredRecord>::Key>;
 
 /// The bits of a row's `head` that hold its tag: its type's number, and above it whether
 /// the record is inline (`INLINE_TAG`); the version is above them.
-const NUMBER_BITS: u32 = 16;
+const TAG_BITS: u32 = 16;
 
 /// The tag's bit saying the record is inline.
 const INLINE_TAG: u16 = 1 << 15;
 
+// Numbers stay below the inline bit: a boxed type's number must never read as inline.
+const _: () = assert!(row_types::CAPACITY <= INLINE_TAG as usize);
+
+/// A record type as a stored value is checked against ([`StoredRecord::is_of`]): its Rust
+/// type, and the tag rows holding it carry (the type's number, one per type and one type
+/// per number, `row_types.rs`, with the inline bit). Made only by [`StoredType::of`], so
+/// that the two agree.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct StoredType {
+    type_id: TypeId,
+    row_tag: u16,
+}
+
+impl StoredType {
+    /// The record type `U` (a record, not a row: the rows it describes hold a `U`).
+    pub(crate) fn of<U: StoredRecord>() -> StoredType {
+        StoredType { type_id: TypeId::of::<U>(), row_tag: Row::<U::Key>::tag_of::<U>() }
+    }
+
+    /// Whether a record of Rust type `type_id` is of this type.
+    #[inline]
+    pub(crate) fn is(&self, type_id: TypeId) -> bool {
+        self.type_id == type_id
+    }
+}
+
 /// The largest version a row can keep: 2^48 - 1 commits (nine years at a million commits a
 /// second). The database refuses to number commits beyond (`Database::sequence`).
-pub(crate) const MAX_VERSION: u64 = u64::MAX >> NUMBER_BITS;
+pub(crate) const MAX_VERSION: u64 = u64::MAX >> TAG_BITS;
 
 /// A record of any type whose key is a `K`: what a table's store holds.
 pub(crate) struct Row<K: 'static> {
     /// The version of the commit that wrote the row, when a table's slot (above
-    /// `NUMBER_BITS`, 0 elsewhere), and its tag (below).
+    /// `TAG_BITS`, 0 elsewhere), and its tag (below).
     head: u64,
     data: Data,
     _type: PhantomData<&'static RowType<K>>,
@@ -147,7 +173,7 @@ impl<K: 'static> Row<K> {
 
     /// The tag of rows holding a `U`.
     #[inline]
-    pub(crate) fn tag_of<U: StoredRecord<Key = K>>() -> u16 {
+    fn tag_of<U: StoredRecord<Key = K>>() -> u16 {
         let ty = RowType::<K>::of::<U>();
         let number = row_types::number((ty as *const RowType<K>).cast(), ty.type_id);
         if fits::<U>() { number | INLINE_TAG } else { number }
@@ -275,7 +301,7 @@ impl<K: Key> StoredRecord for Row<K> {
     }
 
     #[inline]
-    fn is_of(&self, kind: &RecordKind) -> bool {
+    fn is_of(&self, kind: &StoredType) -> bool {
         self.tag() == kind.row_tag
     }
 }
@@ -290,7 +316,7 @@ impl<K: Key> Versioned<Row<K>> for Row<K> {
 
     #[inline]
     fn version(&self) -> u64 {
-        self.head >> NUMBER_BITS
+        self.head >> TAG_BITS
     }
 
     #[inline]
@@ -323,7 +349,7 @@ impl<K: 'static> Row<K> {
         // cheap: one compare where a commit installs a row. A version cut short could make
         // a new row look older than an open snapshot.
         assert!(version <= MAX_VERSION, "version {version} beyond {MAX_VERSION}");
-        self.head = (version << NUMBER_BITS) | u64::from(self.tag());
+        self.head = (version << TAG_BITS) | u64::from(self.tag());
     }
 }
 

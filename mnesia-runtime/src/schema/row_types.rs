@@ -19,7 +19,7 @@ use std::sync::atomic::{AtomicPtr, Ordering};
 use parking_lot::Mutex;
 
 /// How many record types a process can number: a row's number is 15 bits.
-const CAPACITY: usize = 1 << 15;
+pub(super) const CAPACITY: usize = 1 << 15;
 
 /// The type (an erased `&'static RowType<K>`) of each number handed out; null beyond.
 static TYPES: [AtomicPtr<()>; CAPACITY] = [const { AtomicPtr::new(ptr::null_mut()) }; CAPACITY];

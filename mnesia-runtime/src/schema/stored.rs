@@ -12,6 +12,7 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use crate::error::Result;
+use crate::schema::row::StoredType;
 
 /// What a key type needs: `Clone + Ord + Hash + Debug + Serialize + DeserializeOwned`,
 /// shareable between threads. Blanket-implemented; tuples of such types are keys too.
@@ -55,17 +56,8 @@ pub trait StoredRecord: Clone + Send + Sync + 'static {
     /// this crate.
     fn base(&self) -> *const u8;
     /// Whether the value at [`StoredRecord::base`] is of the record type `kind` describes
-    /// (a row compares its type's number: one load, no call).
-    fn is_of(&self, kind: &RecordKind) -> bool;
-}
-
-/// A record type as a stored value is checked against ([`StoredRecord::is_of`]): its Rust
-/// type, and the tag rows holding it carry (`schema/row.rs`: the type's number, one per
-/// type and one type per number, `schema/row_types.rs`). Made by `FieldAt::of`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct RecordKind {
-    pub(crate) type_id: std::any::TypeId,
-    pub(crate) row_tag: u16,
+    /// (a row compares its tag: one load, no call).
+    fn is_of(&self, kind: &StoredType) -> bool;
 }
 
 /// A record (or a `bag`'s record group) with the sequence number of the commit that wrote
