@@ -111,6 +111,9 @@ pub(crate) fn shapes(db: &mnesia_runtime::Database) -> Vec<TableShape> {
         // (The named counters' table, `mnesia_counters`, is made by each copy when a
         // record first needs it: not part of the comparison.)
         .filter(|t| t.name != "mnesia_counters")
+        // (Nor the tables each node keeps for itself, `local_content`: no other node
+        // decides their commits.)
+        .filter(|t| !t.local_content)
         .map(|t| {
             let mut indexes: Vec<(String, bool)> =
                 t.indexes.iter().map(|i| (i.field.clone(), i.unique)).collect();

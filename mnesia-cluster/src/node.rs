@@ -6,7 +6,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use mnesia_runtime::{CommitRecord, Database, Error, Result, Sequencer};
+use mnesia_runtime::{CommitRecord, Database, Error, Result, Sequencer, StorageType};
 use openraft::error::{CheckIsLeaderError, ClientWriteError, RaftError};
 use openraft::{BasicNode, Raft, SnapshotPolicy};
 use tokio::sync::watch;
@@ -96,8 +96,9 @@ impl Options {
     /// counts on them: a node stopped (or killed) and started again with the same `dir`
     /// and id comes back as itself, fills its database from the log and catches up from
     /// the leader. Without it the log is in memory, and a node that stops must not come
-    /// back under the same id. The database itself must then be one without a directory
-    /// (its copies are filled from the log, not from its own files).
+    /// back under the same id. The database's tables are then filled from the log, not
+    /// from its own files: its directory, if it has one, may keep only the tables the node
+    /// keeps for itself (`TableOptions::local_content`), the others being in memory.
     ///
     /// ```
     /// let options = mnesia_cluster::Options::new(1, "c").dir("/var/lib/myapp/raft");
@@ -900,19 +901,27 @@ impl Node {
             Arc::new(crate::writes::Writes::told_to(db.clone())),
             Arc::new(crate::writes::Writes::told_to(db.clone())),
         ];
-        let log = match &options.dir {
-            Some(dir) if db.config().directory().is_some() => {
+        // The database's directory may keep only the tables this node keeps for itself
+        // (`local_content`): the others are filled from the Raft log.
+        let on_disc = db
+            .table_infos()
+            .into_iter()
+            .find(|t| t.storage_type != StorageType::RamCopies && !t.local_content);
+        let log = match (&options.dir, on_disc) {
+            (Some(dir), Some(table)) => {
                 return Err(Error::Invalid(format!(
-                    "a node keeping its Raft log in {} fills its database from that log: give it a database without a directory",
-                    dir.display()
+                    "a node keeping its Raft log in {} fills its tables from that log, but table {} is {} in the database's directory: keep the cluster's tables in memory (only tables created with local_content() may be on disc)",
+                    dir.display(),
+                    table.name,
+                    table.storage_type
                 )));
             }
-            Some(dir) => {
+            (Some(dir), None) => {
                 let lock = crate::log_file::claim(dir, options.id)?;
                 LogStore::open(dir, disc.clone(), Arc::clone(&writes[0]), Some(lock))
                     .map_err(|e| Error::Io { path: dir.clone(), source: e })?
             }
-            None => LogStore::default(),
+            (None, _) => LogStore::default(),
         };
         // (Two unless told: one may be applying a commit, see `StateMachine::apply_proposal`.)
         let runtime = tokio::runtime::Builder::new_multi_thread()

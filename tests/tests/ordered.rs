@@ -1013,3 +1013,259 @@ fn a_restore_that_recreates_a_table_on_one_copy_reaches_every_copy() {
         assert_eq!(account_indexes(&c.db), [("balance".to_owned(), false)], "the backup's index");
     }
 }
+
+/// A table each copy keeps for itself (`local_content`), with an auto-increment key.
+#[derive(Table, Clone, Debug, PartialEq, Serialize, Deserialize)]
+struct Note {
+    #[key]
+    #[auto_increment]
+    id: u64,
+    #[index]
+    text: String,
+}
+
+/// Another, whose records expire.
+#[derive(Table, Clone, Debug, PartialEq, Serialize, Deserialize)]
+struct Visit {
+    #[key]
+    id: u32,
+    #[ttl]
+    until: std::time::SystemTime,
+}
+
+fn notes(db: &Database) -> Vec<String> {
+    let mut texts: Vec<String> = db.scope(Note::list).expect("notes").into_iter().map(|n| n.text).collect();
+    texts.sort();
+    texts
+}
+
+#[test]
+fn a_table_each_copy_keeps_for_itself_commits_here_alone() {
+    let (log, copies) = group(None);
+    // Created while ordering, on two copies only; each its own.
+    for c in &copies[..2] {
+        c.db.create_table::<Note>(TableOptions::new().local_content()).expect("local table");
+        assert!(c.db.table_info::<Note>().expect("info").local_content);
+    }
+    assert!(!copies[2].db.exists::<Note>(), "not created on the others");
+    for (i, c) in copies[..2].iter().enumerate() {
+        c.db.scope(|| -> mnesia::Result<()> {
+            for n in 0..3 {
+                Note::insert(Note { id: 0, text: format!("copy {i} note {n}") })?;
+            }
+            Note::batch_write([Note { id: 10, text: format!("copy {i} batch") }])?;
+            Note::dirty_write(Note { id: 11, text: format!("copy {i} dirty") })?;
+            mnesia::transaction(|| {
+                let first = Note::read(&1)?.expect("note 1");
+                Note::write(Note { text: format!("{} (edited)", first.text), ..first })
+            })?;
+            Ok(())
+        })
+        .expect("local writes");
+    }
+    assert!(log.entries.lock().expect("log").is_empty(), "nothing went through the order");
+    assert_eq!(copies[0].db.applied_index(), 0);
+    // Ids were handed out by each copy alone: 1, 2, 3 on both.
+    let ids = |db: &Database| {
+        let mut ids: Vec<u64> = db.scope(Note::list).expect("notes").iter().map(|n| n.id).collect();
+        ids.sort_unstable();
+        ids
+    };
+    assert_eq!(ids(&copies[0].db), [1, 2, 3, 10, 11]);
+    assert_eq!(ids(&copies[1].db), [1, 2, 3, 10, 11]);
+    assert!(notes(&copies[0].db).iter().all(|t| t.starts_with("copy 0")), "{:?}", notes(&copies[0].db));
+    assert!(notes(&copies[1].db).iter().all(|t| t.starts_with("copy 1")), "{:?}", notes(&copies[1].db));
+    assert_eq!(
+        copies[1].db.scope(|| Note::read(&1)).expect("read").map(|n| n.text).as_deref(),
+        Some("copy 1 note 0 (edited)")
+    );
+    // Schema changes of a copy's own table are its own too.
+    copies[0].db.clear_table::<Note>().expect("clear");
+    copies[0].db.scope(|| Note::add_index(Note::TEXT)).ok();
+    copies[0].db.change_table_copy_type::<Note>(mnesia::StorageType::RamCopies).expect("no move needed");
+    assert!(notes(&copies[0].db).is_empty());
+    assert_eq!(notes(&copies[1].db).len(), 5, "the other copy's table is untouched");
+    copies[0].db.drop_table::<Note>().expect("drop");
+    assert!(!copies[0].db.exists::<Note>());
+    assert!(copies[1].db.exists::<Note>(), "the other copy's table stays");
+    assert!(log.entries.lock().expect("log").is_empty(), "nothing went through the order");
+    // The shared tables are ordered as always.
+    copies[1].db.scope(|| Account::write(Account { id: 1, balance: 5 })).expect("write");
+    identical(&log, &copies);
+    assert_eq!(copies[0].db.applied_index(), 1);
+}
+
+#[test]
+fn a_transaction_writing_a_local_table_and_an_ordered_one_is_refused_and_writes_neither() {
+    let (log, copies) = group(None);
+    let db = &copies[0].db;
+    db.create_table::<Note>(TableOptions::new().local_content()).expect("local table");
+    let both = db.scope(|| {
+        mnesia::transaction(|| {
+            Note::write(Note { id: 1, text: "here".into() })?;
+            Account::write(Account { id: 1, balance: 1 })
+        })
+    });
+    assert!(
+        matches!(&both, Err(Error::Invalid(m)) if m.contains("note") && m.contains("account") && m.contains("two transactions")),
+        "{both:?}"
+    );
+    assert_eq!(db.scope(Note::count).expect("count"), 0);
+    assert_eq!(db.scope(Account::count).expect("count"), 0);
+    assert!(log.entries.lock().expect("log").is_empty());
+    // Reading one and writing the other is fine, both ways.
+    db.scope(|| Note::write(Note { id: 1, text: "7".into() })).expect("note");
+    db.scope(|| {
+        mnesia::transaction(|| {
+            let n: i64 = Note::read(&1)?.expect("note").text.parse().expect("number");
+            Account::write(Account { id: 1, balance: n })
+        })
+    })
+    .expect("local read, ordered write");
+    settle(&log, &copies);
+    assert_eq!(copies[2].db.scope(|| Account::read(&1)).expect("read").map(|a| a.balance), Some(7));
+    db.scope(|| {
+        mnesia::transaction(|| {
+            let a = Account::read(&1)?.expect("account");
+            Note::write(Note { id: 2, text: a.balance.to_string() })
+        })
+    })
+    .expect("ordered read, local write");
+    assert_eq!(db.scope(|| Note::read(&2)).expect("read").map(|n| n.text).as_deref(), Some("7"));
+    assert_eq!(log.entries.lock().expect("log").len(), 1, "only the account's write was ordered");
+}
+
+/// What [`Hooked`] runs once, before the next record it orders.
+type Hook = Arc<Mutex<Option<Box<dyn FnOnce() + Send>>>>;
+
+/// A sequencer that runs a hook before it hands a record to the order.
+struct Hooked {
+    inner: Propose,
+    hook: Hook,
+}
+
+impl Sequencer for Hooked {
+    fn order(&self, record: CommitRecord) -> mnesia::Result<()> {
+        let hook = self.hook.lock().expect("hook").take();
+        if let Some(hook) = hook {
+            hook();
+        }
+        self.inner.order(record)
+    }
+}
+
+#[test]
+fn what_a_transaction_read_of_a_local_table_is_held_until_its_ordered_write_is_decided() {
+    let log = Arc::new(Log::default());
+    let db = Database::in_memory().expect("db");
+    db.create_table::<Account>(TableOptions::new()).expect("accounts");
+    db.create_table::<Note>(TableOptions::new().local_content()).expect("notes");
+    db.scope(|| Note::write(Note { id: 1, text: "5".into() })).expect("note");
+    let verdicts = Arc::new(Verdicts::default());
+    let hook: Hook = Arc::default();
+    db.order_commits_with(Hooked {
+        inner: Propose { log: Arc::clone(&log), verdicts: Arc::clone(&verdicts) },
+        hook: Arc::clone(&hook),
+    });
+    let stop = Arc::new(AtomicBool::new(false));
+    let applier = {
+        let (db, log, stop) = (db.clone(), Arc::clone(&log), Arc::clone(&stop));
+        std::thread::spawn(move || apply_all(&db, &log, &verdicts, &stop))
+    };
+    // While the commit waits for the order, another thread writes the note it read.
+    let (done, finished) = std::sync::mpsc::channel();
+    let writer_db = db.clone();
+    let (held, seen) = std::sync::mpsc::channel();
+    *hook.lock().expect("hook") = Some(Box::new(move || {
+        let writer = std::thread::spawn(move || {
+            writer_db.scope(|| Note::write(Note { id: 1, text: "6".into() })).expect("note");
+            let _ = done.send(());
+        });
+        // The writer waits for the commit's verdict: what the commit read stays as it read it.
+        let _ = held.send(finished.recv_timeout(Duration::from_millis(300)).is_err());
+        std::mem::forget(writer);
+    }));
+    db.scope(|| {
+        mnesia::transaction(|| {
+            let n: i64 = Note::read(&1)?.expect("note").text.parse().expect("number");
+            Account::write(Account { id: 1, balance: n })
+        })
+    })
+    .expect("commit");
+    assert!(
+        seen.recv().expect("hook ran"),
+        "the note changed while the commit that read it waited for the order"
+    );
+    assert_eq!(db.scope(|| Account::read(&1)).expect("read").map(|a| a.balance), Some(5));
+    // The writer goes on once the verdict is in.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while db.scope(|| Note::read(&1)).expect("read").map(|n| n.text).as_deref() != Some("6") {
+        assert!(Instant::now() < deadline, "the note's writer never went on");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    stop.store(true, Ordering::Release);
+    applier.join().expect("applier");
+    db.stop_ordering();
+}
+
+#[test]
+fn a_copy_that_does_not_reap_still_reaps_the_tables_it_keeps_for_itself() {
+    let db = Database::open(Config::default().cleanup_interval(Duration::from_millis(10))).expect("db");
+    db.create_table::<Visit>(TableOptions::new().local_content()).expect("local");
+    db.set_reaping(false);
+    let past = std::time::SystemTime::now() - Duration::from_secs(1);
+    db.scope(|| Visit::write(Visit { id: 1, until: past })).expect("visit");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while db.table_info::<Visit>().expect("info").size > 0 {
+        assert!(Instant::now() < deadline, "the expired record was never removed");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
+#[test]
+fn an_ordered_snapshot_leaves_out_the_tables_a_copy_keeps_for_itself_and_its_load_keeps_them() {
+    let (log, copies) = group(None);
+    let db = &copies[0].db;
+    db.create_table::<Note>(TableOptions::new().local_content()).expect("local");
+    db.scope(|| Note::write(Note { id: 1, text: "copy 0".into() })).expect("note");
+    db.scope(|| Account::write(Account { id: 1, balance: 3 })).expect("account");
+    settle(&log, &copies);
+    let mut snapshot = Vec::new();
+    db.write_ordered_snapshot(&mut snapshot).expect("snapshot");
+    let fresh = Database::in_memory().expect("db");
+    for t in [
+        |d: &Database| d.create_table::<Account>(TableOptions::new()),
+        |d: &Database| d.create_table::<Member>(TableOptions::new()),
+        |d: &Database| d.create_table::<Tag>(TableOptions::new()),
+        |d: &Database| d.create_table::<Note>(TableOptions::new().local_content()),
+    ] {
+        t(&fresh).expect("table");
+    }
+    fresh.scope(|| Note::write(Note { id: 9, text: "fresh".into() })).expect("note");
+    assert_eq!(fresh.load_ordered_snapshot(&snapshot[..]).expect("load"), 1);
+    assert_eq!(notes(&fresh), ["fresh"], "its own table kept, the other copy's not loaded");
+    assert_eq!(fresh.scope(|| Account::read(&1)).expect("read").map(|a| a.balance), Some(3));
+}
+
+#[test]
+fn a_table_kept_for_itself_stays_so_on_disc() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    mnesia::Schema::create(dir.path()).expect("schema");
+    let open = || Database::open(Config::default().dir(dir.path())).expect("open");
+    {
+        let db = open();
+        db.create_table::<Note>(TableOptions::new().disc_copies([db.node()]).local_content()).expect("local");
+        db.create_table::<Account>(TableOptions::new().disc_copies([db.node()])).expect("shared");
+        db.scope(|| Note::insert(Note { id: 0, text: "kept".into() })).expect("note");
+        // Moved and transformed, it stays its own.
+        db.change_table_copy_type::<Note>(mnesia::StorageType::RamCopies).expect("to ram");
+        db.change_table_copy_type::<Note>(mnesia::StorageType::DiscCopies).expect("to disc");
+        db.transform::<Note, Note>(|n| Ok(Note { text: format!("{}!", n.text), ..n })).expect("transform");
+    }
+    let db = open();
+    let info = db.table_info::<Note>().expect("info");
+    assert!(info.local_content, "{info}");
+    assert!(info.to_string().contains("local content"), "{info}");
+    assert!(!db.table_info::<Account>().expect("info").local_content);
+    assert_eq!(notes(&db), ["kept!"]);
+}

@@ -43,6 +43,11 @@ pub(crate) trait Gate: Send + Sync {
     fn gate_id(&self) -> u32;
     /// The table's name (what other copies know it by).
     fn gate_name(&self) -> &'static str;
+    /// Whether other copies hold the table too (not a table this node keeps for itself):
+    /// a transaction with priority closes it on them as well.
+    fn shared(&self) -> bool {
+        true
+    }
     /// Closes the table to commits of threads other than `owner`.
     fn raise(&self, owner: u64);
     /// Opens the table again.

@@ -40,6 +40,8 @@ pub(crate) trait AnyTable: Send + Sync {
     fn disk_id(&self) -> Option<u64>;
     /// Where the table keeps its records.
     fn storage(&self) -> StorageType;
+    /// Whether the table is this node's own (`TableOptions::local_content`).
+    fn is_local(&self) -> bool;
     /// Empties the table (it is dropped, or its database is gone).
     fn release(&self);
     /// Empties the table as a new store takes its place (a transform): its subscribers

@@ -188,6 +188,9 @@ impl fmt::Display for TableInfo {
         if self.auto_increment {
             write!(f, " (auto-increment, at {})", self.counter)?;
         }
+        if self.local_content {
+            write!(f, "; local content")?;
+        }
         if let Some(bytes) = self.disk_bytes {
             write!(f, "; {bytes} bytes on disc")?;
         }

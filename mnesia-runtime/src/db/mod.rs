@@ -352,15 +352,19 @@ impl Database {
         let weak = self.downgrade();
         self.inner.reaper.start(self.inner.config.cleanup_interval, move || {
             let Some(db) = Database::upgrade(&weak) else { return false };
-            // A failure (a disc table closed meanwhile) is retried at the next run.
-            let _ = db.cleanup_expired();
+            // A failure (a disc table closed meanwhile) is retried at the next run. Paused
+            // (another copy reaps for this one), it still reaps the tables this node keeps
+            // for itself.
+            let _ = db.reap_where(db.reaping());
             true
         })
     }
 
     /// Whether this database's reaper removes expired records at its runs (`true` unless
     /// told otherwise). A replication layer turns it off on every copy but one (the
-    /// cluster's leader): that copy's deletions reach the others. Reads never return an
+    /// cluster's leader): that copy's deletions reach the others (tables this node keeps
+    /// for itself, [`TableOptions::local_content`](crate::TableOptions::local_content),
+    /// are reaped here regardless). Reads never return an
     /// expired record either way, and [`Database::cleanup_expired`] works regardless.
     ///
     /// ```
@@ -393,9 +397,15 @@ impl Database {
     /// # Ok::<(), mnesia::Error>(())
     /// ```
     pub fn cleanup_expired(&self) -> Result<usize> {
+        self.reap_where(true)
+    }
+
+    /// [`Database::cleanup_expired`] of every table (`all`), or of those this node keeps
+    /// for itself alone (`TableOptions::local_content`).
+    fn reap_where(&self, all: bool) -> Result<usize> {
         let tables = self.inner.tables.load_full();
         let mut removed = 0;
-        for t in tables.values() {
+        for t in tables.values().filter(|t| all || t.is_local()) {
             match t.reap(self) {
                 Ok(n) => removed += n,
                 // Dropped meanwhile.
@@ -544,6 +554,7 @@ impl Database {
         let mut store = self.new_store(meta, &meta.specs_with(&p.def.indexes))?;
         store.disk_id.store(p.def.id, Ordering::Release);
         store.version.store(p.def.version, Ordering::Release);
+        store.local.store(p.def.local_content, Ordering::Relaxed);
         if p.def.storage == StorageType::DiscOnlyCopies {
             store = store.into_disc_only(disk.disc_only()?, p.def.id);
             store.load_disc_only()?;

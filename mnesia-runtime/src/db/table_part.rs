@@ -17,6 +17,11 @@ use crate::error::{Error, Result};
 pub(crate) trait TxPart: Any {
     fn record_type(&self) -> TypeId;
     fn table_id(&self) -> u32;
+    /// Whether the table is this node's own (`TableOptions::local_content`): with ordered
+    /// commits, a commit writing it is not ordered.
+    fn is_local(&self) -> bool;
+    /// The table's name.
+    fn table_name(&self) -> &'static str;
     /// Whether the table's records can expire (it has a `#[ttl]` field).
     fn expires(&self) -> bool;
     fn as_any_mut(&mut self) -> &mut dyn Any;

@@ -131,6 +131,7 @@ impl Pending {
             counter: self.counter,
             version: d.version,
             disk_bytes: None,
+            local_content: d.local_content,
         }
     }
 

@@ -29,6 +29,11 @@ pub(crate) struct TableDef {
     /// How many times the table was transformed to a new record type.
     #[serde(default)]
     pub(crate) version: u32,
+    /// The table is this node's own (`TableOptions::local_content`). Kept in the schema
+    /// file only (see `stored_tables`): a backup's tables are restored as the program
+    /// makes them.
+    #[serde(skip)]
+    pub(crate) local_content: bool,
     /// The record type's serde format, for tools that read records without the type
     /// (absent in directories written before it was kept, and for types it cannot be
     /// traced from). Kept in the schema file only (see `stored_tables`), not in backups.
@@ -103,6 +108,7 @@ impl TableDef {
             auto_increment: facts.auto_increment,
             indexes,
             version: 0,
+            local_content: false,
             format: None,
         }
     }
@@ -191,6 +197,8 @@ mod stored_tables {
         def: &'a TableDef,
         #[serde(skip_serializing_if = "Option::is_none")]
         format: &'a Option<serde_json::Value>,
+        #[serde(skip_serializing_if = "std::ops::Not::not")]
+        local_content: bool,
     }
 
     #[derive(Deserialize)]
@@ -199,15 +207,24 @@ mod stored_tables {
         def: TableDef,
         #[serde(default)]
         format: Option<serde_json::Value>,
+        #[serde(default)]
+        local_content: bool,
     }
 
     pub(super) fn serialize<S: Serializer>(tables: &[TableDef], s: S) -> Result<S::Ok, S::Error> {
-        s.collect_seq(tables.iter().map(|def| Out { def, format: &def.format }))
+        s.collect_seq(tables.iter().map(|def| Out {
+            def,
+            format: &def.format,
+            local_content: def.local_content,
+        }))
     }
 
     pub(super) fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<TableDef>, D::Error> {
         let tables: Vec<In> = Vec::deserialize(d)?;
-        Ok(tables.into_iter().map(|t| TableDef { format: t.format, ..t.def }).collect())
+        Ok(tables
+            .into_iter()
+            .map(|t| TableDef { format: t.format, local_content: t.local_content, ..t.def })
+            .collect())
     }
 }
 

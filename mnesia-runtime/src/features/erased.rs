@@ -53,6 +53,10 @@ impl<T: StoredRecord> AnyTable for TableStore<T> {
         TableStore::storage(self)
     }
 
+    fn is_local(&self) -> bool {
+        TableStore::is_local(self)
+    }
+
     fn release(&self) {
         TableStore::release(self);
     }
@@ -254,6 +258,7 @@ impl<T: StoredRecord> AnyTable for TableStore<T> {
             counter: self.counter.load(Ordering::Acquire),
             version: self.version.load(Ordering::Acquire),
             disk_bytes: None,
+            local_content: self.is_local(),
         }
     }
 }

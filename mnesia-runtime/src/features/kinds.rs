@@ -78,7 +78,14 @@ fn create_in<R: StoredRecord>(
         .filter(|s| !indexes.iter().any(|(f, u)| alike(s, f, *u)))
         .map(|s| s.field())
         .collect();
-    let making = Making { storage: StorageType::RamCopies, nodes: &[], without: &without, extra, version };
+    let making = Making {
+        storage: StorageType::RamCopies,
+        nodes: &[],
+        without: &without,
+        extra,
+        version,
+        local_content: false,
+    };
     db.create_here(meta, making)
 }
 

@@ -18,6 +18,8 @@ pub(crate) struct Making<'a, R: StoredRecord> {
     /// Indexes besides the struct's.
     pub(crate) extra: Vec<IndexSpec<R>>,
     pub(crate) version: u32,
+    /// The table is this node's own (`TableOptions::local_content`).
+    pub(crate) local_content: bool,
 }
 
 impl<'a, T: Record> From<&'a TableOptions<T>> for Making<'a, RowOf<T>> {
@@ -28,6 +30,7 @@ impl<'a, T: Record> From<&'a TableOptions<T>> for Making<'a, RowOf<T>> {
             without: &[],
             extra: options.indexes().iter().map(IndexSpec::for_rows).collect(),
             version: 0,
+            local_content: options.is_local_content(),
         }
     }
 }

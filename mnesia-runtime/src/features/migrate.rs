@@ -76,8 +76,8 @@ impl Database {
             )));
         }
         // (Claims a disc table recovered from the directory: claiming takes the schema lock.)
-        self.table::<Old>()?;
-        if self.ordering() {
+        // (A table this node keeps for itself is converted here alone.)
+        if self.ordering() && !self.table::<Old>()?.is_local() {
             return self.order_transform(&mut f);
         }
         let _schema = self.inner.schema.lock();
@@ -208,6 +208,8 @@ impl Database {
         specs: &[IndexSpec<R>],
         replaced: Option<WholeTable>,
     ) -> Result<()> {
+        // This node's own table stays so.
+        fresh.local.store(old.is_local(), Ordering::Relaxed);
         let mut seq = None;
         if let (Some(old_id), Some(disk)) = (old.disk_id(), self.disk()) {
             let new_id = disk.update_schema(|schema| schema.allocate_id())??;
@@ -229,6 +231,7 @@ impl Database {
             let mut def =
                 TableDef::traced(&meta.facts, (meta.format)(), new_id, StorageType::DiscCopies, infos);
             def.version = fresh.version.load(Ordering::Acquire);
+            def.local_content = old.is_local();
             // The new records are in the log before the schema change that names them: a
             // crash leaves the old table or the new one.
             disk.update_schema(|schema| {

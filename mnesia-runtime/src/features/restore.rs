@@ -337,7 +337,8 @@ impl Database {
     ) -> Result<()> {
         let mut table = table;
         for _ in 0..RECREATE_ATTEMPTS {
-            let done = match self.sequencer() {
+            // (A table this node keeps for itself is recreated here alone.)
+            let done = match self.sequencer().filter(|_| !table.is_local()) {
                 Some(sequencer) => {
                     sequencer.order(CommitRecord::whole(table.name(), replace.clone(), self.applied_index()))
                 }

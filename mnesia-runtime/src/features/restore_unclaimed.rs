@@ -276,6 +276,7 @@ mod tests {
             auto_increment: false,
             indexes: Vec::new(),
             version,
+            local_content: false,
             format: None,
         };
         let here = def(TableType::Set, "name", 0, 0);

@@ -34,7 +34,8 @@ impl Database {
     /// Creates table `T` (what `T::create_table` calls). While commits are
     /// [ordered](Database::order_commits_with) (on a running cluster node) the table is
     /// created on every copy, as `ram_copies`, each copy with its own program's type for it
-    /// (`Error::TableExists` when it is here already).
+    /// (`Error::TableExists` when it is here already), unless it is this node's own
+    /// ([`TableOptions::local_content`]): that one is made here alone.
     ///
     /// ```
     /// # use mnesia::prelude::*;
@@ -46,7 +47,7 @@ impl Database {
     /// # Ok::<(), mnesia::Error>(())
     /// ```
     pub fn create_table<T: Record>(&self, options: TableOptions<T>) -> Result<()> {
-        if self.ordering() {
+        if self.ordering() && !options.is_local_content() {
             return self.order_create(options);
         }
         self.create_table_here(options)
@@ -134,6 +135,7 @@ impl Database {
         }
         let mut store = self.new_store(meta, &specs)?;
         store.version.store(making.version, Ordering::Release);
+        store.local.store(making.local_content, Ordering::Relaxed);
         if let (StorageType::DiscCopies | StorageType::DiscOnlyCopies, Some(disk)) = (storage, self.disk()) {
             let infos = specs
                 .iter()
@@ -144,6 +146,7 @@ impl Database {
                 let disk_id = schema.allocate_id()?;
                 let mut def = TableDef::traced(&meta.facts, format, disk_id, storage, infos);
                 def.version = making.version;
+                def.local_content = making.local_content;
                 schema.tables.push(def);
                 Ok(disk_id)
             })??;
@@ -196,7 +199,8 @@ impl Database {
     ) -> Result<()> {
         for _ in 0..STORE_ATTEMPTS {
             let store = self.table::<T>()?;
-            let done = match self.sequencer() {
+            // (A table this node keeps for itself is changed here alone.)
+            let done = match self.sequencer().filter(|_| !store.is_local()) {
                 Some(sequencer) => sequencer.order(CommitRecord::whole(T::NAME, op(), self.applied_index())),
                 None => here(&store),
             };
@@ -412,9 +416,11 @@ impl Database {
     /// ```
     pub fn change_table_copy_type<T: Record>(&self, to: StorageType) -> Result<()> {
         // Where this copy keeps the table is its own: a commit-record sink is not told
-        // (the records stay as they are), but an ordered copy does not move its tables yet.
-        self.refuse_while_ordering("change_table_copy_type")?;
-        self.table::<T>()?;
+        // (the records stay as they are), but an ordered copy does not move its tables yet
+        // (but those it keeps for itself).
+        if !self.table::<T>()?.is_local() {
+            self.refuse_while_ordering("change_table_copy_type")?;
+        }
         let _schema = self.inner.schema.lock();
         // The store in place under the schema lock, which every change of a table's store
         // holds (one looked up before may have been replaced meanwhile).
@@ -504,7 +510,8 @@ impl Database {
         disk.update_schema(|schema| {
             schema.tables.retain(|t| Some(t.id) != old_id);
             if let Some(id) = new_id {
-                schema.tables.push(TableDef::of::<T>(id, to, infos.clone()));
+                let def = TableDef::of::<T>(id, to, infos.clone());
+                schema.tables.push(TableDef { local_content: store.is_local(), ..def });
             }
         })?;
         if let (Some(id), StorageType::DiscOnlyCopies) = (old_id, store.storage()) {
@@ -513,6 +520,7 @@ impl Database {
         // The new store, with indexes of its own.
         let meta = meta_of::<T>();
         let mut fresh = self.new_store(meta, &meta.specs_with(&infos))?;
+        fresh.local.store(store.is_local(), Ordering::Relaxed);
         match (to, new_id) {
             (StorageType::DiscOnlyCopies, Some(id)) => {
                 fresh = fresh.into_disc_only(disk.disc_only()?, id);

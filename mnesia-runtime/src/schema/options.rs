@@ -19,11 +19,17 @@ pub struct TableOptions<T: Record> {
     storage: StorageType,
     nodes: Vec<String>,
     indexes: Vec<IndexSpec<T>>,
+    local_content: bool,
 }
 
 impl<T: Record> Clone for TableOptions<T> {
     fn clone(&self) -> Self {
-        TableOptions { storage: self.storage, nodes: self.nodes.clone(), indexes: self.indexes.clone() }
+        TableOptions {
+            storage: self.storage,
+            nodes: self.nodes.clone(),
+            indexes: self.indexes.clone(),
+            local_content: self.local_content,
+        }
     }
 }
 
@@ -33,13 +39,19 @@ impl<T: Record> fmt::Debug for TableOptions<T> {
             .field("storage", &self.storage)
             .field("nodes", &self.nodes)
             .field("indexes", &self.indexes)
+            .field("local_content", &self.local_content)
             .finish()
     }
 }
 
 impl<T: Record> Default for TableOptions<T> {
     fn default() -> Self {
-        TableOptions { storage: StorageType::RamCopies, nodes: Vec::new(), indexes: Vec::new() }
+        TableOptions {
+            storage: StorageType::RamCopies,
+            nodes: Vec::new(),
+            indexes: Vec::new(),
+            local_content: false,
+        }
     }
 }
 
@@ -129,6 +141,40 @@ impl<T: Record> TableOptions<T> {
     pub fn unique_index<V: FieldValue + Indexable>(mut self, field: Field<T, V>) -> Self {
         self.indexes.push(field.index_spec(true));
         self
+    }
+
+    /// Makes the table this node's own (Mnesia's `local_content`): on a cluster node its
+    /// commits are neither ordered nor sent to the other nodes, they commit here as on a
+    /// database alone, with no round trip; each node keeps its own records under the name,
+    /// or no such table at all. On a database alone it changes nothing. A transaction may
+    /// read such tables and write the cluster's, or write such tables alone; one that
+    /// writes both is refused (see the README's "Cluster" section).
+    ///
+    /// ```
+    /// # use mnesia::prelude::*;
+    /// # #[derive(Table, Clone, Debug, Serialize, Deserialize)]
+    /// # struct Session { #[key] id: u64 }
+    /// let db = Database::in_memory()?;
+    /// db.create_table::<Session>(TableOptions::new().local_content())?;
+    /// assert!(db.table_info::<Session>()?.local_content);
+    /// # Ok::<(), mnesia::Error>(())
+    /// ```
+    pub fn local_content(mut self) -> Self {
+        self.local_content = true;
+        self
+    }
+
+    /// Whether the table is this node's own ([`TableOptions::local_content`]).
+    ///
+    /// ```
+    /// # use mnesia::prelude::*;
+    /// # #[derive(Table, Clone, Debug, Serialize, Deserialize)]
+    /// # struct User { #[key] id: u64 }
+    /// assert!(!TableOptions::<User>::new().is_local_content());
+    /// assert!(TableOptions::<User>::new().local_content().is_local_content());
+    /// ```
+    pub fn is_local_content(&self) -> bool {
+        self.local_content
     }
 
     /// The chosen storage type.

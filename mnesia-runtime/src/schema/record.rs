@@ -161,6 +161,10 @@ pub struct TableInfo {
     /// shared by every table, is not counted). `None` in memory, and for
     /// `disc_only_copies`, whose records share one file.
     pub disk_bytes: Option<u64>,
+    /// Whether the table is this node's own, never ordered with the other nodes of a
+    /// cluster ([`TableOptions::local_content`](crate::TableOptions::local_content)).
+    #[serde(default)]
+    pub local_content: bool,
 }
 
 /// What `upsert` did.

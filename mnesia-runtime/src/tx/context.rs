@@ -293,10 +293,11 @@ fn attempts(db: Database, snapshot_from: SnapshotFrom, f: &mut dyn FnMut() -> bo
             let here = db.priority().take(&touched, patience);
             // (Not when this thread held the priority already: the outer attempt's hold
             // stands.)
-            let elsewhere = db.sequencer().filter(|_| here.owns() && !touched.is_empty()).map(|s| {
-                let names: Vec<&str> = touched.iter().map(|t| t.gate_name()).collect();
-                s.hold_elsewhere(&names, patience)
-            });
+            let names: Vec<&str> = touched.iter().filter(|t| t.shared()).map(|t| t.gate_name()).collect();
+            let elsewhere = db
+                .sequencer()
+                .filter(|_| here.owns() && !names.is_empty())
+                .map(|s| s.hold_elsewhere(&names, patience));
             (here, elsewhere)
         });
         let started = Instant::now();

@@ -44,9 +44,10 @@ pub(crate) fn ensure(db: &Database) -> Result<()> {
     if db.exists::<NamedCounter>() {
         return Ok(());
     }
+    // (On an ordered copy in memory: the order keeps it, as every table it orders.)
     let options = match db.disk() {
-        Some(_) => TableOptions::new().disc_copies([db.node()]),
-        None => TableOptions::new(),
+        Some(_) if !db.ordering() => TableOptions::new().disc_copies([db.node()]),
+        _ => TableOptions::new(),
     };
     match db.create_table_here::<NamedCounter>(options) {
         Ok(()) | Err(Error::TableExists { .. }) => Ok(()),

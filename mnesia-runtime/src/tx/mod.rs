@@ -385,7 +385,9 @@ impl Tx {
         let writes = self.wrote();
         if writes {
             crate::db::sink::refuse_in_own_sink(&self.db)?;
-            if let Some(sequencer) = self.db.sequencer() {
+            if let Some(sequencer) = self.db.sequencer()
+                && self.writes_ordered()?
+            {
                 return self.propose(&sequencer);
             }
         }
@@ -402,6 +404,46 @@ impl Tx {
             return Ok(());
         }
         self.apply()
+    }
+
+    /// Whether the commit's writes go through the order: `false` when they are all to this
+    /// node's own tables (`TableOptions::local_content`), which commit here as on a database
+    /// alone; an error when they are to both kinds (this node's part would be installed
+    /// apart from the order's verdict, and lost with a commit whose fate is unknown).
+    fn writes_ordered(&self) -> Result<bool> {
+        let mut written = self.parts.iter().filter(|p| p.has_writes());
+        let Some(first) = written.next() else { return Ok(false) };
+        match written.find(|p| p.is_local() != first.is_local()) {
+            None => Ok(!first.is_local()),
+            Some(other) => {
+                let (local, shared) = if first.is_local() { (first, other) } else { (other, first) };
+                Err(Error::Invalid(format!(
+                    "a transaction writes table {}, this node's own (local_content), and table {}, ordered with the cluster: write them in two transactions",
+                    local.table_name(),
+                    shared.table_name()
+                )))
+            }
+        }
+    }
+
+    /// Checks what the transaction read of this node's own tables and holds their commit
+    /// locks (shared: only their writers wait) until the order's verdict, so that what it
+    /// read stays what is committed until its writes are in everywhere. (The order's
+    /// record does not name them: the other nodes lack them; the appliers of the order
+    /// never write them, so never wait for these locks.) `None` when it read none.
+    fn hold_local_reads(&self) -> Result<Option<HeldLocks<'_>>> {
+        if !self.parts.iter().any(|p| p.is_local()) {
+            return Ok(None);
+        }
+        let mut reqs = Vec::new();
+        for p in self.parts.iter().filter(|p| p.is_local()) {
+            p.collect_locks(true, &mut reqs);
+        }
+        let held = HeldLocks::acquire(reqs);
+        if !self.parts.iter().filter(|p| p.is_local()).all(|p| p.reads_unchanged(true)) {
+            return Err(Error::Conflict);
+        }
+        Ok(Some(held))
     }
 
     /// The commit's time, read once: it decides what has expired for the unique check and
@@ -433,10 +475,19 @@ impl Tx {
         if !self.reads_unchanged() {
             return Err(Error::Conflict);
         }
+        // An async transaction's record is ordered once its attempt has ended: nothing can
+        // hold this node's own tables that long.
+        if self.defer && self.parts.iter().any(|p| p.is_local()) {
+            return Err(Error::Invalid(format!(
+                "an async transaction reads table {}, this node's own (local_content), and writes tables ordered with the cluster: read it in a transaction of its own, or commit with transaction",
+                self.parts.iter().find(|p| p.is_local()).map_or("", |p| p.table_name())
+            )));
+        }
+        let _local_reads = self.hold_local_reads()?;
         let time = self.time();
         let mut changes = Vec::new();
         let mut reads = Vec::new();
-        for p in &self.parts {
+        for p in self.parts.iter().filter(|p| !p.is_local()) {
             changes.extend(p.change()?);
             reads.extend(p.read_summary()?);
         }

@@ -45,12 +45,14 @@ pub(crate) fn write<T: Record>(mut rec: T) -> Result<T> {
 /// another copy's.
 fn assign_id<T: Record>(tx: &mut Tx, rec: &mut T, fresh: bool) -> Result<()> {
     let db = tx.db.clone();
-    if fresh && db.ordering() {
+    // (Not for a table this node keeps for itself: no other copy hands out its ids.)
+    let ordered = db.ordering() && !tx.table::<T>()?.store.is_local();
+    if fresh && ordered {
         rec.set_auto_id(0)?;
     }
     let assigning = wants_id(rec);
     prepare_new(&db, &tx.table::<T>()?.store, rec)?;
-    if assigning && db.ordering() {
+    if assigning && ordered {
         // Another copy may hand out the same id: ids this copy already holds are skipped,
         // and the read of the key makes the later of two commits taking the same id
         // conflict (and take a new one) instead of overwriting.
@@ -109,7 +111,9 @@ pub(crate) fn next_table_id<T: Record>() -> Result<T::Key> {
         return Err(Error::Invalid(format!("table {} has no #[auto_increment] key", T::NAME)));
     }
     let db = context::current_db()?;
-    if let Some(sequencer) = db.sequencer() {
+    if let Some(sequencer) = db.sequencer()
+        && !db.table::<T>()?.is_local()
+    {
         return claim_ordered_id::<T>(&db, &**sequencer);
     }
     take_id_locked::<T>(&db)

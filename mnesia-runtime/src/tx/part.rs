@@ -262,6 +262,14 @@ impl<T: StoredRecord> TxPart for TxTable<T> {
         self.store.id
     }
 
+    fn is_local(&self) -> bool {
+        self.store.is_local()
+    }
+
+    fn table_name(&self) -> &'static str {
+        self.store.meta.name
+    }
+
     fn as_any_mut(&mut self) -> &mut dyn Any {
         self
     }

@@ -221,6 +221,10 @@ pub(crate) struct TableStore<T: StoredRecord> {
     pub(crate) gate: crate::base::priority::GateState,
     /// Some shard keeps replaced versions for snapshots (see `history.rs`).
     has_history: AtomicBool,
+    /// The table is this node's own (`TableOptions::local_content`): with ordered commits,
+    /// its commits are not ordered. Set before the store is published, carried to the
+    /// stores that take its place.
+    pub(crate) local: AtomicBool,
 }
 
 fn key_of<T: StoredRecord>(s: &T::Slot) -> &T::Key {
@@ -295,6 +299,7 @@ impl<T: StoredRecord> TableStore<T> {
             cut: arc_swap::ArcSwapOption::empty(),
             gate: crate::base::priority::GateState::default(),
             has_history: AtomicBool::new(false),
+            local: AtomicBool::new(false),
         }
     }
 
@@ -318,6 +323,11 @@ impl<T: StoredRecord> TableStore<T> {
             ShardMap::Disc(d) => Some(Arc::clone(d)),
             _ => None,
         }
+    }
+
+    /// Whether the table is this node's own (see `local`).
+    pub(crate) fn is_local(&self) -> bool {
+        self.local.load(Ordering::Relaxed)
     }
 
     pub(crate) fn storage(&self) -> StorageType {
@@ -736,6 +746,10 @@ impl<T: StoredRecord> crate::base::priority::Gate for TableStore<T> {
 
     fn gate_name(&self) -> &'static str {
         self.meta.name
+    }
+
+    fn shared(&self) -> bool {
+        !self.is_local()
     }
 
     fn raise(&self, owner: u64) {
