@@ -8,7 +8,10 @@
 //! - `cluster_snapshot_peak_mb`: the most heap a node holding 100k records takes while it
 //!   builds its Raft snapshot and writes it to its directory, against the snapshot's size;
 //! - `cluster_catch_up_100k_ms`: a node stopped while 100k records are written (in
-//!   transactions of 100) starts again on its log; the time until it holds them (`value`).
+//!   transactions of 100) starts again on its log; the time until it holds them (`value`);
+//! - `cluster_local_write`: one writer's single-record transactions to a table the node
+//!   keeps for itself (`local_content`: no round trip), against the same on a database
+//!   alone, measured alternately in the same run.
 //!
 //! The same two commit figures with the Raft logs in memory (`_ram_log`), as Mnesia's
 //! ram copies keep them.
@@ -68,7 +71,8 @@ fn run(report: &mut Report, quick: bool, tx_write_floor: f64, durable: bool) -> 
     let suffix = if durable { "" } else { "_ram_log" };
     let name = |n: &str| format!("{n}{suffix}");
     let wanted = |r: &Report, n: &str| r.wants(&name(n));
-    let commits = ["cluster_tx_write", "cluster_tx_write_32"].iter().any(|n| wanted(report, n));
+    let commits = ["cluster_tx_write", "cluster_tx_write_32"].iter().any(|n| wanted(report, n))
+        || (durable && report.wants("cluster_local_write"));
     let catch_up = durable
         && ["cluster_catch_up_100k_ms", "cluster_snapshot_100k_ms", "cluster_snapshot_peak_mb"]
             .iter()
@@ -130,6 +134,11 @@ fn run(report: &mut Report, quick: bool, tx_write_floor: f64, durable: bool) -> 
             label,
             json!({ "value": round(ours), "one_writer": round(one), "ratio": round(ours / one) }),
         );
+    }
+
+    if durable && report.wants("cluster_local_write") {
+        let (ours, floor) = local_writes(&dbs[0], n)?;
+        report.add("cluster_local_write", ours, floor);
     }
 
     if durable && report.wants("cluster_catch_up_100k_ms") {
@@ -203,6 +212,46 @@ fn run(report: &mut Report, quick: bool, tx_write_floor: f64, durable: bool) -> 
     }
     drop(nodes);
     Ok(())
+}
+
+/// A table each node keeps for itself: the users' fields under another name.
+#[derive(Table, Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[table(name = "local_users")]
+struct LocalUser {
+    #[key]
+    id: u64,
+    name: String,
+    #[index(unique)]
+    email: String,
+    age: u32,
+}
+
+/// Nanoseconds per single-record transaction to a `local_content` table of the cluster
+/// node `node`, and (the floor) to the same table on a database alone: the best of five
+/// alternated rounds of `n` each.
+fn local_writes(node: &Database, n: u64) -> mnesia::Result<(f64, f64)> {
+    let alone = Database::in_memory()?;
+    for db in [node, &alone] {
+        db.create_table::<LocalUser>(TableOptions::new().local_content())?;
+    }
+    let round = |db: &Database| {
+        db.scope(|| {
+            let t = Instant::now();
+            for i in 0..n {
+                let u = user(i % 1000);
+                black_box(
+                    LocalUser::write(LocalUser { id: u.id, name: u.name, email: u.email, age: 30 }).ok(),
+                );
+            }
+            t.elapsed().as_nanos() as f64 / n as f64
+        })
+    };
+    let (mut ours, mut floor) = (f64::MAX, f64::MAX);
+    for _ in 0..5 {
+        ours = ours.min(round(node));
+        floor = floor.min(round(&alone));
+    }
+    Ok((ours, floor))
 }
 
 /// `cluster_snapshot_peak_mb`: the most heap a node of one holding 100k records takes

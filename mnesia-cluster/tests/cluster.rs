@@ -1784,3 +1784,139 @@ fn a_transform_on_one_node_reaches_every_node_and_one_too_large_is_refused() {
         assert_eq!(db.table_info::<MemberV2>().expect("info").size, 31);
     }
 }
+
+/// A table each node keeps for itself (`local_content`).
+#[derive(Table, Clone, Debug, PartialEq, Serialize, Deserialize)]
+struct Note {
+    #[key]
+    #[auto_increment]
+    id: u64,
+    text: String,
+}
+
+fn note_texts(db: &Database) -> Vec<String> {
+    let mut texts: Vec<String> = db.scope(Note::list).expect("notes").into_iter().map(|n| n.text).collect();
+    texts.sort();
+    texts
+}
+
+#[test]
+fn tables_each_node_keeps_for_itself_commit_there_with_no_round_trip() {
+    let mut run = three();
+    run.dbs[0].scope(|| Account::write(Account { id: 1, balance: 4 })).expect("write");
+    run.settle();
+    let before: Vec<u64> = run.dbs.iter().map(Database::applied_index).collect();
+    for (i, db) in run.dbs.iter().enumerate() {
+        db.create_table::<Note>(TableOptions::new().local_content()).expect("local table");
+        db.scope(|| -> mnesia::Result<()> {
+            for n in 0..3 {
+                Note::insert(Note { id: 0, text: format!("node {i}, note {n}") })?;
+            }
+            mnesia::transaction(|| {
+                let a = Account::read(&1)?.expect("account");
+                Note::write(Note { id: 10, text: format!("node {i} read {}", a.balance) })
+            })?;
+            Ok(())
+        })
+        .expect("local writes");
+    }
+    // No entry went through the log, and each node holds its own notes alone.
+    let after: Vec<u64> = run.dbs.iter().map(Database::applied_index).collect();
+    assert_eq!(after, before, "local commits took no log entry");
+    for (i, db) in run.dbs.iter().enumerate() {
+        let texts = note_texts(db);
+        assert_eq!(texts.len(), 4, "{texts:?}");
+        assert!(texts.iter().all(|t| t.starts_with(&format!("node {i}"))), "{texts:?}");
+        assert!(db.table_info::<Note>().expect("info").local_content);
+    }
+    // A transaction writing both kinds is refused; reading a node's own table and writing
+    // the cluster's commits everywhere.
+    let both = run.dbs[1].scope(|| {
+        mnesia::transaction(|| {
+            Note::write(Note { id: 20, text: "both".into() })?;
+            Account::write(Account { id: 2, balance: 1 })
+        })
+    });
+    assert!(matches!(&both, Err(Error::Invalid(m)) if m.contains("two transactions")), "{both:?}");
+    run.dbs[1]
+        .scope(|| {
+            mnesia::transaction(|| {
+                let notes = Note::count()? as i64;
+                Account::write(Account { id: 2, balance: notes })
+            })
+        })
+        .expect("own read, cluster write");
+    run.settle();
+    for i in 0..3 {
+        assert_eq!(run.accounts(i), [Account { id: 1, balance: 4 }, Account { id: 2, balance: 4 }]);
+    }
+    // A node joining with a table of its own that the others lack, and without theirs,
+    // is accepted.
+    let seed = run.nodes[0].as_ref().expect("node").local_addr();
+    let db = database("n4@127.0.0.1");
+    db.create_table::<Scratch>(TableOptions::new().local_content()).expect("local table");
+    db.scope(|| Scratch::write(Scratch { id: 1 })).expect("scratch");
+    let node = Node::start(&db, quick(4)).expect("node");
+    node.join(seed, Duration::from_secs(20)).expect("join with a table of its own");
+    run.dbs.push(db);
+    run.nodes.push(Some(node));
+    run.settle();
+    assert_eq!(run.accounts(3), run.accounts(0));
+    assert_eq!(run.dbs[3].scope(Scratch::count).expect("count"), 1);
+    assert!(!run.dbs[3].exists::<Note>());
+}
+
+/// A table only the fourth node has, for itself.
+#[derive(Table, Clone, Debug, PartialEq, Serialize, Deserialize)]
+struct Scratch {
+    #[key]
+    id: u32,
+}
+
+#[test]
+fn a_node_keeps_its_own_tables_on_disc_beside_its_raft_log_and_no_other() {
+    let (data, raft) = (tempfile::tempdir().expect("dir"), tempfile::tempdir().expect("dir"));
+    mnesia::Schema::create(data.path()).expect("schema");
+    let addr = free_addr();
+    let open = || {
+        let db = Database::open(Config::default().dir(data.path())).expect("open");
+        db.scope(|| -> mnesia::Result<()> {
+            Account::create_table(TableOptions::new())?;
+            if !Note::exists()? {
+                Note::create_table(TableOptions::new().disc_copies([db.node()]).local_content())?;
+            }
+            Ok(())
+        })
+        .expect("tables");
+        db
+    };
+    let start = |db: &Database| Node::start(db, quick(1).dir(raft.path()).listen(addr)).expect("node");
+    let db = open();
+    let node = start(&db);
+    node.initialize([(1, addr)]).expect("initialize");
+    node.wait_for_leader(Duration::from_secs(10)).expect("leader");
+    db.scope(|| Account::write(Account { id: 1, balance: 9 })).expect("cluster write");
+    db.scope(|| Note::insert(Note { id: 0, text: "on disc".into() })).expect("own write");
+    drop(node);
+    drop(db);
+    // Started again: its own table from its directory, the cluster's from the Raft log.
+    let db = open();
+    assert_eq!(note_texts(&db), ["on disc"]);
+    let node = start(&db);
+    node.wait_for_leader(Duration::from_secs(10)).expect("leader");
+    eventually("the node applied its log again", || {
+        db.scope(|| Account::read(&1)).expect("read").is_some_and(|a| a.balance == 9)
+    });
+    drop(node);
+    // A table of the cluster on disc in the directory: refused, saying which.
+    let (data, raft) = (tempfile::tempdir().expect("dir"), tempfile::tempdir().expect("dir"));
+    mnesia::Schema::create(data.path()).expect("schema");
+    let db = Database::open(Config::default().dir(data.path())).expect("open");
+    db.create_table::<Account>(TableOptions::new().disc_copies([db.node()])).expect("table");
+    let refused = Node::start(&db, quick(1).dir(raft.path()));
+    assert!(
+        matches!(&refused, Err(Error::Invalid(m)) if m.contains("table account is disc_copies")),
+        "{:?}",
+        refused.err()
+    );
+}
