@@ -1624,6 +1624,12 @@ fn wait_for_tables_returns_once_the_node_is_current_or_fails_cut_off() {
     let db = &run.dbs[follower];
     let refused = db.wait_for_tables(&["account"], Duration::from_millis(800));
     assert!(matches!(refused, Err(Error::NoMajority { .. })), "{refused:?}");
+    // A table the node keeps for itself needs no majority: waited for and written cut off.
+    db.create_table::<Note>(TableOptions::new().local_content()).expect("local table");
+    db.wait_for_tables(&["note"], Duration::from_millis(800)).expect("its own table is current");
+    db.scope(|| Note::insert(Note { id: 0, text: "cut off".into() })).expect("written cut off");
+    let both = db.wait_for_tables(&["note", "account"], Duration::from_millis(800));
+    assert!(matches!(both, Err(Error::NoMajority { .. })), "{both:?}");
     faults.heal();
     db.wait_for_tables(&["account", "member"], Duration::from_secs(20)).expect("current after healing");
     let missing = db.wait_for_tables(&["nope"], Duration::from_secs(20));

@@ -1081,9 +1081,19 @@ fn a_table_each_copy_keeps_for_itself_commits_here_alone() {
     );
     // Schema changes of a copy's own table are its own too.
     copies[0].db.clear_table::<Note>().expect("clear");
-    copies[0].db.scope(|| Note::add_index(Note::TEXT)).ok();
+    copies[0].db.scope(|| Note::remove_index(Note::TEXT)).expect("index removed");
+    copies[0].db.scope(|| Note::add_index(Note::TEXT)).expect("index added");
     copies[0].db.change_table_copy_type::<Note>(mnesia::StorageType::RamCopies).expect("no move needed");
     assert!(notes(&copies[0].db).is_empty());
+    copies[0].db.scope(|| Note::reset_counter(50)).expect("counter reset");
+    let id = copies[0]
+        .db
+        .scope(|| Note::insert(Note { id: 0, text: "after the reset".into() }))
+        .expect("insert")
+        .id;
+    assert_eq!(id, 50);
+    let next = copies[0].db.scope(Note::next_id).expect("next id");
+    assert_eq!(next, 51);
     assert_eq!(notes(&copies[1].db).len(), 5, "the other copy's table is untouched");
     copies[0].db.drop_table::<Note>().expect("drop");
     assert!(!copies[0].db.exists::<Note>());

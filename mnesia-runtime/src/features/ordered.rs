@@ -202,7 +202,8 @@ impl Database {
     /// until the node holds every commit decided in the cluster before the call (a node
     /// that restarted: until it has caught up; a table another node created: until it is
     /// here too), and fails with [`Error::NoMajority`] when that is not confirmed within
-    /// `timeout`.
+    /// `timeout` (tables the node keeps for itself, `TableOptions::local_content`, need no
+    /// wait: naming only those, it returns at once).
     ///
     /// ```
     /// use mnesia::prelude::*;
@@ -218,7 +219,11 @@ impl Database {
     /// # Ok::<(), mnesia::Error>(())
     /// ```
     pub fn wait_for_tables(&self, names: &[&str], timeout: std::time::Duration) -> Result<()> {
-        if let Some(sequencer) = self.sequencer() {
+        // (Tables this node keeps for itself are current as they are.)
+        let own = |name: &&str| self.any_table(name).is_ok_and(|t| t.is_local());
+        if let Some(sequencer) = self.sequencer()
+            && (names.is_empty() || !names.iter().all(own))
+        {
             sequencer.catch_up(timeout)?;
         }
         for name in names {
