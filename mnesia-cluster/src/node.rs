@@ -40,6 +40,8 @@ pub struct Options {
     snapshots: (u64, u64),
     /// The node's runtime's worker threads (see [`Options::worker_threads`]).
     workers: usize,
+    /// Start as the only member of the cluster (see [`Options::recover_alone`]).
+    recover_alone: bool,
     faults: Faults,
     #[cfg(feature = "tls")]
     tls: Option<crate::tls::Tls>,
@@ -75,6 +77,7 @@ impl Options {
             idle: Duration::from_secs(60),
             snapshots: (SNAPSHOT_EVERY, SNAPSHOT_KEEP),
             workers: 2,
+            recover_alone: false,
             faults: Faults::default(),
             #[cfg(feature = "tls")]
             tls: None,
@@ -148,6 +151,26 @@ impl Options {
     /// ```
     pub fn idle_timeout(mut self, idle: Duration) -> Options {
         self.idle = idle.max(Duration::from_secs(1));
+        self
+    }
+
+    /// Starts the node as the only member of its cluster, from its Raft directory
+    /// ([`Options::dir`], required): for a cluster that lost a majority of its members
+    /// for good (their machines gone), which can commit nothing any more. The node keeps
+    /// every entry of its log, commits them (those a majority had not confirmed too), and
+    /// goes on alone; start new nodes on empty directories and have them
+    /// [`join`](Node::join) it. What the lost members held that this node lacks is lost:
+    /// recover the member most advanced (the highest `status().last_applied`). The others,
+    /// should they come back, must not start on their old directories (they would form a
+    /// cluster of their own): empty them, and join. Done once: the recovery is in the
+    /// log, and the node starts as usual afterwards.
+    ///
+    /// ```
+    /// let options = mnesia_cluster::Options::new(1, "c").dir("/var/lib/myapp/raft").recover_alone();
+    /// # let _ = options;
+    /// ```
+    pub fn recover_alone(mut self) -> Options {
+        self.recover_alone = true;
         self
     }
 
@@ -964,7 +987,13 @@ impl Node {
             let membership = saved.as_ref().map(|s| s.meta.last_membership.membership());
             membership.and_then(|m| m.get_node(&options.id)).map(|n| n.addr.clone())
         });
-        if let Some(known) = known.filter(|k| k.parse().is_ok_and(|k| !reaches(k, addr))) {
+        // A member of a cluster from the start (its metrics tell it only later: a write
+        // right after a restart was refused as a node in no cluster's).
+        let was_member = known.is_some();
+        // (A node recovering alone may move: no other member sends to it.)
+        if let Some(known) =
+            known.filter(|k| !options.recover_alone && k.parse().is_ok_and(|k| !reaches(k, addr)))
+        {
             return Err(Error::Invalid(format!(
                 "node {} is a member of its cluster at {known}, and was started listening on {addr}: start it with Options::listen({known}) (a member's address does not change)",
                 options.id
@@ -977,6 +1006,26 @@ impl Node {
             machine
                 .start_from(saved)
                 .map_err(|why| Error::Invalid(format!("the snapshot in {}: {why}", dir.display())))?;
+        }
+        if options.recover_alone {
+            let Some(dir) = &options.dir else {
+                return Err(Error::Invalid(
+                    "recover_alone starts a node from its Raft log: give its directory (Options::dir)".into(),
+                ));
+            };
+            let at = log.recover_alone(options.id, addr).map_err(|why| {
+                Error::Invalid(format!(
+                    "node {} cannot recover alone from {}: {why}",
+                    options.id,
+                    dir.display()
+                ))
+            })?;
+            tracing::warn!(
+                target: "mnesia::cluster",
+                node = options.id,
+                entry = at.index,
+                "recovering alone: this node is now its cluster's only member"
+            );
         }
         let (type_ends, on_disc) = (machine.type_ends.subscribe(), log.snapshot_on_disc());
         // A peer nothing came from for three of the longest election timeouts is down.
@@ -1009,7 +1058,7 @@ impl Node {
             left_signal: tokio::sync::Notify::new(),
             removing: parking_lot::Mutex::default(),
             dir: options.dir.clone(),
-            in_a_cluster: std::sync::atomic::AtomicBool::new(false),
+            in_a_cluster: std::sync::atomic::AtomicBool::new(was_member || options.recover_alone),
         });
         runtime_ref.spawn(crate::net::serve(listener, Arc::clone(&shared)));
         runtime_ref.spawn(crate::members::retire(Arc::clone(&shared)));

@@ -202,6 +202,34 @@ impl LogStore {
         Ok(())
     }
 
+    /// Makes this log's node, `id`, the only member of its cluster, at `addr` (see
+    /// `Options::recover_alone`): a vote for itself in a term after any the log knows, and
+    /// after the last entry, one that gives the cluster this node alone as its members,
+    /// both written (synced) before Raft reads the log. Raft takes the members of the last
+    /// such entry of its log, committed or not: the node elects itself, and its first
+    /// entry as leader commits every entry of its log. `Err` (why) when the log holds none
+    /// (the node was never in a cluster).
+    pub(crate) fn recover_alone(&self, id: u64, addr: std::net::SocketAddr) -> Result<LogId<u64>, String> {
+        let mut inner = self.inner.lock();
+        let last = inner
+            .entries
+            .values()
+            .next_back()
+            .map(|e| e.log_id)
+            .or(inner.last_purged)
+            .ok_or("its Raft log holds nothing: it was never in a cluster")?;
+        let term = inner.vote.map_or(0, |v| v.leader_id().term).max(last.leader_id.term) + 1;
+        let log_id = LogId::new(openraft::CommittedLeaderId::new(term, id), last.index + 1);
+        let alone = openraft::Membership::new(
+            vec![std::collections::BTreeSet::from([id])],
+            BTreeMap::from([(id, BasicNode { addr: addr.to_string() })]),
+        );
+        let entry = Entry { log_id, payload: EntryPayload::Membership(alone) };
+        inner.change(LogOp::Vote(Vote::new(term, id))).map_err(|(_, e)| e.to_string())?;
+        inner.change(LogOp::Append(vec![entry])).map_err(|(_, e)| e.to_string())?;
+        Ok(log_id)
+    }
+
     /// Makes `op` to the log, written to its file first: a write that fails (a full disc)
     /// is tried again until it succeeds, Raft waiting meanwhile (see `writes.rs`), unless
     /// the node stops. Only the committed point, a hint that the leader tells again, is

@@ -1926,3 +1926,54 @@ fn a_node_keeps_its_own_tables_on_disc_beside_its_raft_log_and_no_other() {
         refused.err()
     );
 }
+
+/// A cluster whose majority is gone for good commits nothing; its last member recovers
+/// alone from its directory with what it held, commits, and takes new members.
+#[test]
+fn a_member_left_without_a_majority_for_good_recovers_alone_and_takes_new_members() {
+    let dirs: Vec<_> = (0..3).map(|_| tempfile::tempdir().expect("dir")).collect();
+    let mut run = three_options(|id| quick(id).dir(dirs[id as usize - 1].path()));
+    write_through(&run.dbs[0], 0..20);
+    run.settle();
+    let addr = run.nodes[0].as_ref().expect("node").local_addr();
+    // Nodes 2 and 3 are lost with their directories; node 1 stops too.
+    run.nodes = vec![None, None, None];
+    let start = |options: Options| {
+        let db = fresh();
+        let node = Node::start(&db, options.dir(dirs[0].path()).listen(addr));
+        (db, node)
+    };
+    // Started as usual, it has no majority: nothing commits.
+    let (db, node) = start(quick(1).write_timeout(Duration::from_millis(500)));
+    let node = node.expect("started again");
+    let write = db.scope(|| Account::write(Account { id: 100, balance: 1 }));
+    assert!(matches!(write, Err(Error::NoMajority { .. })), "{write:?}");
+    drop(node);
+    // Recovering alone: leader of itself, with every record it held.
+    let (db, node) = start(quick(1).recover_alone());
+    let node = node.expect("recovered");
+    assert_eq!(node.wait_for_leader(Duration::from_secs(10)).expect("leader"), 1);
+    assert_eq!(node.status().members, [1].into());
+    eventually("the records are back", || db.scope(Account::count).expect("count") >= 20);
+    write_through(&db, 100..105);
+    assert_eq!(db.scope(Account::count).expect("count"), 25);
+    // A new node joins it and holds the same records.
+    let joiner = fresh();
+    let new = Node::start(&joiner, quick(4)).expect("node");
+    new.join(addr, Duration::from_secs(20)).expect("join the recovered node");
+    eventually("the new node holds every record", || joiner.scope(Account::count).expect("count") == 25);
+    drop(new);
+    drop(node);
+    // The recovery is in its log: started as usual afterwards, it is a cluster of one and
+    // four (node 4 joined): it waits for node 4 as for any member.
+    let (db, node) = start(quick(1));
+    let node = node.expect("started again");
+    eventually("it counts itself and node 4", || node.status().members == [1, 4].into());
+    eventually("the records are back", || db.scope(Account::count).expect("count") == 25);
+    // Without a directory, or on a directory of no cluster: refused, saying why.
+    let no_dir = Node::start(&fresh(), quick(5).recover_alone()).err();
+    assert!(matches!(&no_dir, Some(Error::Invalid(why)) if why.contains("Options::dir")), "{no_dir:?}");
+    let empty = tempfile::tempdir().expect("dir");
+    let never = Node::start(&fresh(), quick(6).dir(empty.path()).recover_alone()).err();
+    assert!(matches!(&never, Some(Error::Invalid(why)) if why.contains("never in a cluster")), "{never:?}");
+}
