@@ -118,25 +118,31 @@ pub(crate) async fn watch_peers(raft: openraft::Raft<Types>, dialer: Dialer, hea
 
 /// Tells the database of each change of leader this node learns of, and lets its reaper
 /// run only while this node leads (its deletions reach every copy), until the Raft stops.
+/// A leader no majority has answered for `lease` knows no leader (see `node::led_by`):
+/// looked at every half `lease` too.
 ///
 /// (It watches the server's metrics, which change with the vote, the leader or the members
 /// alone: the whole metrics change at every step of Raft's core, several times a commit,
 /// and waking this task for each cost the commits' latency.)
-pub(crate) async fn watch_leader(raft: openraft::Raft<Types>, me: u64, db: Database) {
+pub(crate) async fn watch_leader(raft: openraft::Raft<Types>, me: u64, db: Database, lease: Duration) {
     let mut metrics = raft.server_metrics();
     let mut told: Option<Option<u64>> = None;
+    let mut tick = tokio::time::interval(lease / 2);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         let (leader, term) = {
-            let m = metrics.borrow_and_update();
-            (m.current_leader, m.vote.leader_id().get_term())
+            let m = raft.metrics();
+            let m = m.borrow();
+            (crate::node::led_by(&m, lease), m.vote.leader_id().get_term())
         };
         if told != Some(leader) {
             told = Some(leader);
             db.set_reaping(leader == Some(me));
             db.report_cluster_event(ClusterEvent::LeaderChanged { leader, term });
         }
-        if metrics.changed().await.is_err() {
-            return;
+        tokio::select! {
+            changed = metrics.changed() => if changed.is_err() { return },
+            _ = tick.tick() => {}
         }
     }
 }

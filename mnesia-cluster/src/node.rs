@@ -434,6 +434,9 @@ const NOT_MEMBER: &str = "not a member: ";
 /// What the node's tasks share.
 pub(crate) struct Shared {
     pub(crate) id: u64,
+    /// How long this node counts itself the leader without a majority's answer: the
+    /// longest election timeout (see `led_by`).
+    pub(crate) lease: Duration,
     /// How it opens connections (its liveness: which peers answer, told to the database's
     /// system event subscribers).
     pub(crate) dialer: Dialer,
@@ -521,9 +524,13 @@ pub(crate) fn reaches(given: SocketAddr, listening: SocketAddr) -> bool {
 }
 
 /// The leader `m` knows of: none once this node's Raft stopped (it is no member: see
-/// `members::retire`), whatever it last knew.
-fn led_by(m: &openraft::RaftMetrics<u64, BasicNode>) -> Option<u64> {
-    m.current_leader.filter(|_| m.state != openraft::ServerState::Shutdown)
+/// `members::retire`), whatever it last knew; none either when this node leads but no
+/// majority has answered it for `lease` (an election timeout: cut off, it still counted
+/// itself the leader while the others had elected another, and reported so).
+pub(crate) fn led_by(m: &openraft::RaftMetrics<u64, BasicNode>, lease: Duration) -> Option<u64> {
+    let leader = m.current_leader.filter(|_| m.state != openraft::ServerState::Shutdown)?;
+    let unanswered = m.millis_since_quorum_ack.is_some_and(|ms| u128::from(ms) > lease.as_millis());
+    (leader != m.id || !unanswered).then_some(leader)
 }
 
 /// If `node` is not among the members `m` gives: whether that membership is decided (its
@@ -678,7 +685,7 @@ impl Shared {
             .collect();
         mnesia_runtime::ClusterInfo::new(
             self.id,
-            led_by(&m),
+            led_by(&m, self.lease),
             m.current_term,
             m.last_applied.map_or(0, |l| l.index),
             members,
@@ -1044,6 +1051,7 @@ impl Node {
             .map_err(|e| Error::Internal(format!("starting the cluster node: {e}")))?;
         let shared = Arc::new(Shared {
             id: options.id,
+            lease: options.election.1,
             dialer,
             life,
             proposals: std::sync::atomic::AtomicU64::new(0),
@@ -1063,7 +1071,12 @@ impl Node {
         runtime_ref.spawn(crate::net::serve(listener, Arc::clone(&shared)));
         runtime_ref.spawn(crate::members::retire(Arc::clone(&shared)));
         runtime_ref.spawn(crate::snapshot::compact_after_type_ends(shared.raft.clone(), type_ends, on_disc));
-        runtime_ref.spawn(crate::liveness::watch_leader(shared.raft.clone(), shared.id, db.clone()));
+        runtime_ref.spawn(crate::liveness::watch_leader(
+            shared.raft.clone(),
+            shared.id,
+            db.clone(),
+            shared.lease,
+        ));
         runtime_ref.spawn(crate::liveness::watch_peers(
             shared.raft.clone(),
             shared.dialer.clone(),
@@ -1156,7 +1169,7 @@ impl Node {
         let membership = m.membership_config.membership();
         Status {
             node: self.shared.id,
-            leader: led_by(&m),
+            leader: led_by(&m, self.shared.lease),
             term: m.current_term,
             last_applied: m.last_applied.map_or(0, |l| l.index),
             members: membership.voter_ids().collect(),

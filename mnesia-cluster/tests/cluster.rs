@@ -425,6 +425,7 @@ fn a_leader_cut_off_cannot_commit_and_the_majority_goes_on() {
     // The leader is cut off from both others.
     let leader = run.leader();
     let id = leader as u64 + 1;
+    let events = run.dbs[leader].subscribe_system();
     faults.isolate(id, (1..=3).filter(|n| *n != id));
     let started = Instant::now();
     let refused = run.dbs[leader].scope(|| Account::write(Account { id: 2, balance: 99 }));
@@ -435,6 +436,15 @@ fn a_leader_cut_off_cannot_commit_and_the_majority_goes_on() {
     run.dbs[other].scope(|| Account::write(Account { id: 3, balance: 30 })).expect("the majority commits");
     // Reads on the cut-off side answer from its copy (stale).
     assert_eq!(run.dbs[leader].scope(|| Account::read(&3)).expect("read"), None);
+    // Unanswered by a majority, it no longer reports itself the leader (it did for ever).
+    let cut_off = run.nodes[leader].as_ref().expect("node");
+    eventually("the cut-off leader stops reporting itself", || cut_off.status().leader.is_none());
+    let info = run.dbs[leader].system_info();
+    assert_eq!(info.cluster.expect("cluster").leader, None);
+    wait_for_event(&events, |e| {
+        matches!(e, SystemEvent::Cluster(ClusterEvent::LeaderChanged { leader: None, .. }))
+    });
+    assert!(!run.dbs[leader].reaping(), "a leader cut off does not reap");
     // Joined again: it follows the new leader, and the write it could not commit is gone.
     faults.heal();
     run.settle();
