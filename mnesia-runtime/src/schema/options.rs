@@ -148,7 +148,9 @@ impl<T: Record> TableOptions<T> {
     /// database alone, with no round trip; each node keeps its own records under the name,
     /// or no such table at all. On a database alone it changes nothing. A transaction may
     /// read such tables and write the cluster's, or write such tables alone; one that
-    /// writes both is refused (see the README's "Cluster" section).
+    /// writes both is refused (see the README's "Cluster" section). A replica fed by
+    /// [`Database::replicate_to`](crate::Database::replicate_to) mirrors its database
+    /// whole, these tables included.
     ///
     /// ```
     /// # use mnesia::prelude::*;
