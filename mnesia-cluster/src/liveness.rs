@@ -4,12 +4,14 @@
 //! and one silent for `silence` is down.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use mnesia_runtime::{ClusterEvent, Database};
 use parking_lot::Mutex;
 
 use crate::net::{Dialer, Peer, Request};
+use crate::node::Shared;
 use crate::raft::Types;
 
 /// What this node last knew of a peer.
@@ -118,26 +120,27 @@ pub(crate) async fn watch_peers(raft: openraft::Raft<Types>, dialer: Dialer, hea
 
 /// Tells the database of each change of leader this node learns of, and lets its reaper
 /// run only while this node leads (its deletions reach every copy), until the Raft stops.
-/// A leader no majority has answered for `lease` knows no leader (see `node::led_by`):
-/// looked at every half `lease` too.
+/// A leader no majority has answered for an election timeout knows no leader (see
+/// `Shared::led_by`): looked at every half of one too.
 ///
 /// (It watches the server's metrics, which change with the vote, the leader or the members
 /// alone: the whole metrics change at every step of Raft's core, several times a commit,
 /// and waking this task for each cost the commits' latency.)
-pub(crate) async fn watch_leader(raft: openraft::Raft<Types>, me: u64, db: Database, lease: Duration) {
+pub(crate) async fn watch_leader(shared: Arc<Shared>, db: Database) {
+    let raft = shared.raft.clone();
     let mut metrics = raft.server_metrics();
     let mut told: Option<Option<u64>> = None;
-    let mut tick = tokio::time::interval(lease / 2);
+    let mut tick = tokio::time::interval(shared.lease / 2);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         let (leader, term) = {
             let m = raft.metrics();
             let m = m.borrow();
-            (crate::node::led_by(&m, lease), m.vote.leader_id().get_term())
+            (shared.led_by(&m), m.vote.leader_id().get_term())
         };
         if told != Some(leader) {
             told = Some(leader);
-            db.set_reaping(leader == Some(me));
+            db.set_reaping(leader == Some(shared.id));
             db.report_cluster_event(ClusterEvent::LeaderChanged { leader, term });
         }
         tokio::select! {

@@ -435,8 +435,10 @@ const NOT_MEMBER: &str = "not a member: ";
 pub(crate) struct Shared {
     pub(crate) id: u64,
     /// How long this node counts itself the leader without a majority's answer: the
-    /// longest election timeout (see `led_by`).
+    /// longest election timeout (see [`Shared::led_by`]).
     pub(crate) lease: Duration,
+    /// When this node last took the lead.
+    pub(crate) leading: Leading,
     /// How it opens connections (its liveness: which peers answer, told to the database's
     /// system event subscribers).
     pub(crate) dialer: Dialer,
@@ -523,14 +525,35 @@ pub(crate) fn reaches(given: SocketAddr, listening: SocketAddr) -> bool {
     given.port() == listening.port() && (listening.ip().is_unspecified() || given.ip() == listening.ip())
 }
 
-/// The leader `m` knows of: none once this node's Raft stopped (it is no member: see
-/// `members::retire`), whatever it last knew; none either when this node leads but no
-/// majority has answered it for `lease` (an election timeout: cut off, it still counted
-/// itself the leader while the others had elected another, and reported so).
-pub(crate) fn led_by(m: &openraft::RaftMetrics<u64, BasicNode>, lease: Duration) -> Option<u64> {
-    let leader = m.current_leader.filter(|_| m.state != openraft::ServerState::Shutdown)?;
-    let unanswered = m.millis_since_quorum_ack.is_some_and(|ms| u128::from(ms) > lease.as_millis());
-    (leader != m.id || !unanswered).then_some(leader)
+/// When this node last took the lead, and in which term (see [`Shared::led_by`]).
+#[derive(Default)]
+pub(crate) struct Leading(parking_lot::Mutex<Option<(u64, Instant)>>);
+
+impl Shared {
+    /// The leader `m` (this node's metrics) knows of: none once this node's Raft stopped
+    /// (it is no member: see `members::retire`), whatever it last knew; none either when
+    /// this node leads but no majority has answered it for `lease` (an election timeout),
+    /// or has not answered at all since it took the lead that long ago (openraft makes a
+    /// node that voted for itself the leader again as it starts, answered or not): cut
+    /// off, it counted itself the leader while the others had elected another.
+    pub(crate) fn led_by(&self, m: &openraft::RaftMetrics<u64, BasicNode>) -> Option<u64> {
+        let leader = m.current_leader.filter(|_| m.state != openraft::ServerState::Shutdown)?;
+        if leader != m.id {
+            return Some(leader);
+        }
+        let since = {
+            let mut leading = self.leading.0.lock();
+            match *leading {
+                Some((term, at)) if term == m.current_term => at,
+                _ => leading.insert((m.current_term, Instant::now())).1,
+            }
+        };
+        let unanswered = match m.millis_since_quorum_ack {
+            Some(ms) => u128::from(ms) > self.lease.as_millis(),
+            None => since.elapsed() > self.lease,
+        };
+        (!unanswered).then_some(leader)
+    }
 }
 
 /// If `node` is not among the members `m` gives: whether that membership is decided (its
@@ -685,7 +708,7 @@ impl Shared {
             .collect();
         mnesia_runtime::ClusterInfo::new(
             self.id,
-            led_by(&m, self.lease),
+            self.led_by(&m),
             m.current_term,
             m.last_applied.map_or(0, |l| l.index),
             members,
@@ -999,7 +1022,7 @@ impl Node {
         let was_member = known.is_some();
         // (A node recovering alone may move: no other member sends to it.)
         if let Some(known) =
-            known.filter(|k| !options.recover_alone && k.parse().is_ok_and(|k| !reaches(k, addr)))
+            known.as_ref().filter(|k| !options.recover_alone && k.parse().is_ok_and(|k| !reaches(k, addr)))
         {
             return Err(Error::Invalid(format!(
                 "node {} is a member of its cluster at {known}, and was started listening on {addr}: start it with Options::listen({known}) (a member's address does not change)",
@@ -1020,7 +1043,20 @@ impl Node {
                     "recover_alone starts a node from its Raft log: give its directory (Options::dir)".into(),
                 ));
             };
-            let at = log.recover_alone(options.id, addr).map_err(|why| {
+            // Known to the nodes that join it at the address its cluster knew, if it still
+            // listens there, else at the one it listens on (which they must reach it at).
+            let member_addr = known
+                .as_deref()
+                .and_then(|k| k.parse::<SocketAddr>().ok())
+                .filter(|k| reaches(*k, addr))
+                .unwrap_or(addr);
+            if member_addr.ip().is_unspecified() {
+                return Err(Error::Invalid(format!(
+                    "node {} recovering alone listens on {addr}, which the nodes that join it cannot send to: listen on the address they reach it at (Options::listen)",
+                    options.id
+                )));
+            }
+            let at = log.recover_alone(options.id, member_addr).map_err(|why| {
                 Error::Invalid(format!(
                     "node {} cannot recover alone from {}: {why}",
                     options.id,
@@ -1052,6 +1088,7 @@ impl Node {
         let shared = Arc::new(Shared {
             id: options.id,
             lease: options.election.1,
+            leading: Leading::default(),
             dialer,
             life,
             proposals: std::sync::atomic::AtomicU64::new(0),
@@ -1071,12 +1108,7 @@ impl Node {
         runtime_ref.spawn(crate::net::serve(listener, Arc::clone(&shared)));
         runtime_ref.spawn(crate::members::retire(Arc::clone(&shared)));
         runtime_ref.spawn(crate::snapshot::compact_after_type_ends(shared.raft.clone(), type_ends, on_disc));
-        runtime_ref.spawn(crate::liveness::watch_leader(
-            shared.raft.clone(),
-            shared.id,
-            db.clone(),
-            shared.lease,
-        ));
+        runtime_ref.spawn(crate::liveness::watch_leader(Arc::clone(&shared), db.clone()));
         runtime_ref.spawn(crate::liveness::watch_peers(
             shared.raft.clone(),
             shared.dialer.clone(),
@@ -1169,7 +1201,7 @@ impl Node {
         let membership = m.membership_config.membership();
         Status {
             node: self.shared.id,
-            leader: led_by(&m, self.shared.lease),
+            leader: self.shared.led_by(&m),
             term: m.current_term,
             last_applied: m.last_applied.map_or(0, |l| l.index),
             members: membership.voter_ids().collect(),

@@ -1845,8 +1845,8 @@ fn tables_each_node_keeps_for_itself_commit_there_with_no_round_trip() {
         assert!(texts.iter().all(|t| t.starts_with(&format!("node {i}"))), "{texts:?}");
         assert!(db.table_info::<Note>().expect("info").local_content);
     }
-    // A transaction writing both kinds is refused; reading a node's own table and writing
-    // the cluster's commits everywhere.
+    // A transaction writing the cluster's tables and touching a node's own is refused;
+    // read first, the value is written on every node.
     let both = run.dbs[1].scope(|| {
         mnesia::transaction(|| {
             Note::write(Note { id: 20, text: "both".into() })?;
@@ -1854,14 +1854,15 @@ fn tables_each_node_keeps_for_itself_commit_there_with_no_round_trip() {
         })
     });
     assert!(matches!(&both, Err(Error::Invalid(m)) if m.contains("two transactions")), "{both:?}");
-    run.dbs[1]
-        .scope(|| {
-            mnesia::transaction(|| {
-                let notes = Note::count()? as i64;
-                Account::write(Account { id: 2, balance: notes })
-            })
+    let read_here = run.dbs[1].scope(|| {
+        mnesia::transaction(|| {
+            let notes = Note::count()? as i64;
+            Account::write(Account { id: 2, balance: notes })
         })
-        .expect("own read, cluster write");
+    });
+    assert!(matches!(&read_here, Err(Error::Invalid(m)) if m.contains("read it before")), "{read_here:?}");
+    let notes = run.dbs[1].scope(Note::count).expect("count") as i64;
+    run.dbs[1].scope(|| Account::write(Account { id: 2, balance: notes })).expect("cluster write");
     run.settle();
     for i in 0..3 {
         assert_eq!(run.accounts(i), [Account { id: 1, balance: 4 }, Account { id: 2, balance: 4 }]);
@@ -1986,4 +1987,30 @@ fn a_member_left_without_a_majority_for_good_recovers_alone_and_takes_new_member
     let empty = tempfile::tempdir().expect("dir");
     let never = Node::start(&fresh(), quick(6).dir(empty.path()).recover_alone()).err();
     assert!(matches!(&never, Some(Error::Invalid(why)) if why.contains("never in a cluster")), "{never:?}");
+}
+
+/// A leader started again cut off from the others (openraft makes a node that voted for
+/// itself the leader again as it starts) is answered by no one: it does not report itself
+/// the leader for ever.
+#[test]
+fn a_leader_started_again_cut_off_does_not_report_itself_the_leader() {
+    let faults = Faults::new();
+    let dirs: Vec<_> = (0..3).map(|_| tempfile::tempdir().expect("dir")).collect();
+    let mut run = three_options(|id| quick(id).faults(faults.clone()).dir(dirs[id as usize - 1].path()));
+    write_through(&run.dbs[0], 0..3);
+    run.settle();
+    let leader = run.leader();
+    let id = leader as u64 + 1;
+    let addr = run.nodes[leader].take().expect("leader").local_addr();
+    faults.isolate(id, (1..=3).filter(|n| *n != id));
+    let db = fresh();
+    let node = Node::start(&db, quick(id).faults(faults.clone()).dir(dirs[leader].path()).listen(addr))
+        .expect("started");
+    // However it starts (leader at once, or a candidate), it ends knowing no leader.
+    std::thread::sleep(Duration::from_millis(1500));
+    eventually("it reports no leader", || node.status().leader.is_none());
+    std::thread::sleep(Duration::from_millis(600));
+    assert_eq!(node.status().leader, None, "still none");
+    faults.heal();
+    eventually("it follows the others' leader", || node.status().leader.is_some_and(|l| l != id));
 }

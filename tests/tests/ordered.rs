@@ -1123,17 +1123,29 @@ fn a_transaction_writing_a_local_table_and_an_ordered_one_is_refused_and_writes_
     assert_eq!(db.scope(Note::count).expect("count"), 0);
     assert_eq!(db.scope(Account::count).expect("count"), 0);
     assert!(log.entries.lock().expect("log").is_empty());
-    // Reading one and writing the other is fine, both ways.
+    // Reading one and writing ordered tables is refused too (what it read could not be
+    // held until the order's verdict); reading ordered tables and writing one is fine.
     db.scope(|| Note::write(Note { id: 1, text: "7".into() })).expect("note");
-    db.scope(|| {
+    let read_here = db.scope(|| {
         mnesia::transaction(|| {
             let n: i64 = Note::read(&1)?.expect("note").text.parse().expect("number");
             Account::write(Account { id: 1, balance: n })
         })
-    })
-    .expect("local read, ordered write");
+    });
+    assert!(
+        matches!(&read_here, Err(Error::Invalid(m)) if m.contains("reads table note") && m.contains("read it before")),
+        "{read_here:?}"
+    );
+    let async_read_here = mnesia::__private::block_on(db.scope(|| {
+        mnesia::transaction_async(|| {
+            let n = Note::count()? as i64;
+            Account::write(Account { id: 1, balance: n })
+        })
+    }));
+    assert!(matches!(&async_read_here, Err(Error::Invalid(_))), "{async_read_here:?}");
+    assert!(log.entries.lock().expect("log").is_empty());
+    db.scope(|| Account::write(Account { id: 1, balance: 7 })).expect("account");
     settle(&log, &copies);
-    assert_eq!(copies[2].db.scope(|| Account::read(&1)).expect("read").map(|a| a.balance), Some(7));
     db.scope(|| {
         mnesia::transaction(|| {
             let a = Account::read(&1)?.expect("account");
@@ -1143,79 +1155,6 @@ fn a_transaction_writing_a_local_table_and_an_ordered_one_is_refused_and_writes_
     .expect("ordered read, local write");
     assert_eq!(db.scope(|| Note::read(&2)).expect("read").map(|n| n.text).as_deref(), Some("7"));
     assert_eq!(log.entries.lock().expect("log").len(), 1, "only the account's write was ordered");
-}
-
-/// What [`Hooked`] runs once, before the next record it orders.
-type Hook = Arc<Mutex<Option<Box<dyn FnOnce() + Send>>>>;
-
-/// A sequencer that runs a hook before it hands a record to the order.
-struct Hooked {
-    inner: Propose,
-    hook: Hook,
-}
-
-impl Sequencer for Hooked {
-    fn order(&self, record: CommitRecord) -> mnesia::Result<()> {
-        let hook = self.hook.lock().expect("hook").take();
-        if let Some(hook) = hook {
-            hook();
-        }
-        self.inner.order(record)
-    }
-}
-
-#[test]
-fn what_a_transaction_read_of_a_local_table_is_held_until_its_ordered_write_is_decided() {
-    let log = Arc::new(Log::default());
-    let db = Database::in_memory().expect("db");
-    db.create_table::<Account>(TableOptions::new()).expect("accounts");
-    db.create_table::<Note>(TableOptions::new().local_content()).expect("notes");
-    db.scope(|| Note::write(Note { id: 1, text: "5".into() })).expect("note");
-    let verdicts = Arc::new(Verdicts::default());
-    let hook: Hook = Arc::default();
-    db.order_commits_with(Hooked {
-        inner: Propose { log: Arc::clone(&log), verdicts: Arc::clone(&verdicts) },
-        hook: Arc::clone(&hook),
-    });
-    let stop = Arc::new(AtomicBool::new(false));
-    let applier = {
-        let (db, log, stop) = (db.clone(), Arc::clone(&log), Arc::clone(&stop));
-        std::thread::spawn(move || apply_all(&db, &log, &verdicts, &stop))
-    };
-    // While the commit waits for the order, another thread writes the note it read.
-    let (done, finished) = std::sync::mpsc::channel();
-    let writer_db = db.clone();
-    let (held, seen) = std::sync::mpsc::channel();
-    *hook.lock().expect("hook") = Some(Box::new(move || {
-        let writer = std::thread::spawn(move || {
-            writer_db.scope(|| Note::write(Note { id: 1, text: "6".into() })).expect("note");
-            let _ = done.send(());
-        });
-        // The writer waits for the commit's verdict: what the commit read stays as it read it.
-        let _ = held.send(finished.recv_timeout(Duration::from_millis(300)).is_err());
-        std::mem::forget(writer);
-    }));
-    db.scope(|| {
-        mnesia::transaction(|| {
-            let n: i64 = Note::read(&1)?.expect("note").text.parse().expect("number");
-            Account::write(Account { id: 1, balance: n })
-        })
-    })
-    .expect("commit");
-    assert!(
-        seen.recv().expect("hook ran"),
-        "the note changed while the commit that read it waited for the order"
-    );
-    assert_eq!(db.scope(|| Account::read(&1)).expect("read").map(|a| a.balance), Some(5));
-    // The writer goes on once the verdict is in.
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while db.scope(|| Note::read(&1)).expect("read").map(|n| n.text).as_deref() != Some("6") {
-        assert!(Instant::now() < deadline, "the note's writer never went on");
-        std::thread::sleep(Duration::from_millis(5));
-    }
-    stop.store(true, Ordering::Release);
-    applier.join().expect("applier");
-    db.stop_ordering();
 }
 
 #[test]
@@ -1267,10 +1206,19 @@ fn a_table_kept_for_itself_stays_so_on_disc() {
         db.create_table::<Note>(TableOptions::new().disc_copies([db.node()]).local_content()).expect("local");
         db.create_table::<Account>(TableOptions::new().disc_copies([db.node()])).expect("shared");
         db.scope(|| Note::insert(Note { id: 0, text: "kept".into() })).expect("note");
-        // Moved and transformed, it stays its own.
+        // Moved, it stays its own.
         db.change_table_copy_type::<Note>(mnesia::StorageType::RamCopies).expect("to ram");
         db.change_table_copy_type::<Note>(mnesia::StorageType::DiscCopies).expect("to disc");
+    }
+    {
+        let db = open();
+        assert!(db.table_info::<Note>().expect("info").local_content, "moved to disc");
+        // Transformed, restored, and moved to disc only and back, too.
         db.transform::<Note, Note>(|n| Ok(Note { text: format!("{}!", n.text), ..n })).expect("transform");
+        let backup = dir.path().join("notes.bak");
+        db.backup_with(&backup, &mnesia::BackupOptions::new().tables(["note"])).expect("backup");
+        db.restore(&backup, &mnesia::RestoreOptions::new()).expect("restore");
+        assert!(db.table_info::<Note>().expect("info").local_content, "restored");
     }
     let db = open();
     let info = db.table_info::<Note>().expect("info");

@@ -14,7 +14,8 @@ pub(crate) struct Reaper {
     stop: parking_lot::Mutex<bool>,
     /// `stop`, readable without the lock.
     stopping: std::sync::atomic::AtomicBool,
-    /// Runs leave the records alone (another copy's reaper removes them).
+    /// Runs leave the records of the copies' shared tables alone (another copy's reaper
+    /// removes them); those of tables this node keeps for itself are still removed.
     paused: std::sync::atomic::AtomicBool,
     wake: parking_lot::Condvar,
 }
@@ -68,7 +69,7 @@ impl Reaper {
         self.paused.store(paused, std::sync::atomic::Ordering::Release);
     }
 
-    /// Whether the runs are paused.
+    /// Whether the runs are paused (see `paused`).
     pub(crate) fn paused(&self) -> bool {
         self.paused.load(std::sync::atomic::Ordering::Acquire)
     }

@@ -799,6 +799,20 @@ impl Database {
     pub(crate) fn ordering(&self) -> bool {
         self.inner.ordered.on.load(Ordering::Acquire)
     }
+
+    /// Whether commits to a table are ordered: by a sequencer, unless the table is one this
+    /// node keeps for itself (`local`: `TableOptions::local_content`).
+    pub(crate) fn orders(&self, local: bool) -> bool {
+        self.ordering() && !local
+    }
+
+    /// [`Database::sequencer`] for a table, unless it is one this node keeps for itself.
+    pub(crate) fn sequencer_of(
+        &self,
+        local: bool,
+    ) -> Option<Arc<Box<dyn crate::engine::sequencer::Sequencer>>> {
+        self.sequencer().filter(|_| !local)
+    }
 }
 
 thread_local! {

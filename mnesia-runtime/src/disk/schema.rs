@@ -72,6 +72,11 @@ impl TableDef {
         RecordFormat::from_stored(stored)
     }
 
+    /// This definition, of a table this node keeps for itself or not (`local`).
+    pub(crate) fn local(self, local_content: bool) -> TableDef {
+        TableDef { local_content, ..self }
+    }
+
     /// `T`'s definition as the schema file keeps it, its record format traced.
     pub(crate) fn of<T: Record>(id: u64, storage: StorageType, indexes: Vec<IndexInfo>) -> TableDef {
         TableDef::traced(&RecordFacts::of::<T>(), RecordFormat::of::<T>(), id, storage, indexes)

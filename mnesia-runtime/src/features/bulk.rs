@@ -112,6 +112,8 @@ impl<T: StoredRecord> TableLoader<T> {
             }
         };
         let fresh = TableStore::<T>::new(db.id(), db.clock().clone(), id, old.meta, indexes);
+        // This node's own table stays so.
+        fresh.local.store(old.is_local(), Ordering::Relaxed);
         fresh.reserve(usize::try_from(size_hint).unwrap_or(0));
         // Raised on the live table first: ids it hands out meanwhile (`next_id` needs no
         // lock) stay clear of the loaded ones.
@@ -228,7 +230,7 @@ impl<T: StoredRecord> TableLoader<T> {
                 self.fresh.index_infos(),
             );
             d.version = self.old.version.load(Ordering::Acquire);
-            def = Some(d);
+            def = Some(d.local(self.old.is_local()));
         }
         Ok(Switch { old: self.old.disk_id(), new: def })
     }

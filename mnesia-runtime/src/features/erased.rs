@@ -110,7 +110,8 @@ impl<T: StoredRecord> AnyTable for TableStore<T> {
 
     fn begin_backup(&self, seq: u64) -> crate::engine::backup_types::BackupTable {
         let infos = self.index_infos();
-        let mut def = TableDef::untraced(self.meta, self.disk_id().unwrap_or(0), self.storage(), infos);
+        let mut def = TableDef::untraced(self.meta, self.disk_id().unwrap_or(0), self.storage(), infos)
+            .local(self.is_local());
         def.version = self.version.load(Ordering::Acquire);
         let counter = self.counter.load(Ordering::Acquire);
         let size_hint = if def.storage == StorageType::DiscOnlyCopies { 0 } else { self.len() as u64 };

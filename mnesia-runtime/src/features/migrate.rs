@@ -77,7 +77,7 @@ impl Database {
         }
         // (Claims a disc table recovered from the directory: claiming takes the schema lock.)
         // (A table this node keeps for itself is converted here alone.)
-        if self.ordering() && !self.table::<Old>()?.is_local() {
+        if self.orders(self.table::<Old>()?.is_local()) {
             return self.order_transform(&mut f);
         }
         let _schema = self.inner.schema.lock();
@@ -231,7 +231,7 @@ impl Database {
             let mut def =
                 TableDef::traced(&meta.facts, (meta.format)(), new_id, StorageType::DiscCopies, infos);
             def.version = fresh.version.load(Ordering::Acquire);
-            def.local_content = old.is_local();
+            let def = def.local(old.is_local());
             // The new records are in the log before the schema change that names them: a
             // crash leaves the old table or the new one.
             disk.update_schema(|schema| {

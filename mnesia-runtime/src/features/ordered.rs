@@ -136,6 +136,7 @@ impl Database {
             crate::tx::counters::ensure(self)?;
         }
         let ordered = &self.inner.ordered;
+        self.refuse_own_tables(record.changes.iter().map(|c| c.table.as_str()))?;
         if record.whole_table().is_some() {
             return self.apply_whole(index, record);
         }
@@ -233,6 +234,25 @@ impl Database {
     }
 }
 
+impl Database {
+    /// `Err` (this copy's own failure: the place stays free) when one of `tables`, named
+    /// by the order, is one this node keeps for itself here (`TableOptions::local_content`):
+    /// the program makes it its own here and the cluster's on another node.
+    pub(crate) fn refuse_own_tables<'a>(&self, tables: impl IntoIterator<Item = &'a str>) -> Result<()> {
+        for name in tables {
+            if self.any_table(name).is_ok_and(|t| t.is_local()) {
+                return Err(Error::SchemaMismatch {
+                    table: name.to_owned(),
+                    differences: vec![
+                        "this node keeps it for itself (local_content), and the cluster orders it: make it alike on every node".into(),
+                    ],
+                });
+            }
+        }
+        Ok(())
+    }
+}
+
 /// `Err` unless `index` is a place after `applied`, the last one taken.
 fn next_place(index: u64, applied: u64) -> Result<()> {
     if index <= applied {
@@ -271,6 +291,27 @@ mod tests {
         copy.create_table::<Rec>(crate::TableOptions::new()).expect("table");
         copy.apply_ordered(1, &record).expect("applied once the table is there");
         assert_eq!(copy.applied_index(), 1);
+    }
+
+    #[test]
+    fn a_record_naming_a_table_this_copy_keeps_for_itself_leaves_its_place_free() {
+        let record = a_write();
+        let copy = Database::in_memory().expect("db");
+        copy.create_table::<Rec>(crate::TableOptions::new().local_content()).expect("table");
+        let own = copy.apply_ordered(1, &record);
+        assert!(
+            matches!(&own, Err(Error::SchemaMismatch { differences, .. }) if differences[0].contains("local_content")),
+            "{own:?}"
+        );
+        assert!(own.as_ref().is_err_and(Error::is_local_failure), "this copy's own failure");
+        assert_eq!(copy.applied_index(), 0, "the place is still free");
+        assert_eq!(copy.scope(|| Rec::read(&1)).expect("read"), None, "its own table untouched");
+        let mut snapshot = Vec::new();
+        let primary = Database::in_memory().expect("db");
+        primary.create_table::<Rec>(crate::TableOptions::new()).expect("table");
+        primary.write_ordered_snapshot(&mut snapshot).expect("snapshot");
+        let loaded = copy.load_ordered_snapshot(&snapshot[..]);
+        assert!(matches!(loaded, Err(Error::SchemaMismatch { .. })), "{loaded:?}");
     }
 
     #[test]

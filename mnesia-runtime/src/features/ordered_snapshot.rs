@@ -158,6 +158,7 @@ impl Database {
             )));
         }
         // Each table's indexes as the order left them (added or removed while the copies ran).
+        self.refuse_own_tables(reader.tables().iter().map(|t| t.def.name.as_str()))?;
         let mut indexes: Vec<(String, Vec<(String, bool)>)> = Vec::new();
         // The named counters' table, which a copy creates when a record first needs it, and
         // tables created through the order that this copy's program has not created (the

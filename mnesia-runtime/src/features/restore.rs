@@ -338,7 +338,7 @@ impl Database {
         let mut table = table;
         for _ in 0..RECREATE_ATTEMPTS {
             // (A table this node keeps for itself is recreated here alone.)
-            let done = match self.sequencer().filter(|_| !table.is_local()) {
+            let done = match self.sequencer_of(table.is_local()) {
                 Some(sequencer) => {
                     sequencer.order(CommitRecord::whole(table.name(), replace.clone(), self.applied_index()))
                 }

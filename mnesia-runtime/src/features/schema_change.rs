@@ -47,7 +47,7 @@ impl Database {
     /// # Ok::<(), mnesia::Error>(())
     /// ```
     pub fn create_table<T: Record>(&self, options: TableOptions<T>) -> Result<()> {
-        if self.ordering() && !options.is_local_content() {
+        if self.orders(options.is_local_content()) {
             return self.order_create(options);
         }
         self.create_table_here(options)
@@ -144,9 +144,9 @@ impl Database {
             let format = (meta.format)();
             let disk_id = disk.update_schema(|schema| {
                 let disk_id = schema.allocate_id()?;
-                let mut def = TableDef::traced(&meta.facts, format, disk_id, storage, infos);
+                let mut def = TableDef::traced(&meta.facts, format, disk_id, storage, infos)
+                    .local(making.local_content);
                 def.version = making.version;
-                def.local_content = making.local_content;
                 schema.tables.push(def);
                 Ok(disk_id)
             })??;
@@ -200,7 +200,7 @@ impl Database {
         for _ in 0..STORE_ATTEMPTS {
             let store = self.table::<T>()?;
             // (A table this node keeps for itself is changed here alone.)
-            let done = match self.sequencer().filter(|_| !store.is_local()) {
+            let done = match self.sequencer_of(store.is_local()) {
                 Some(sequencer) => sequencer.order(CommitRecord::whole(T::NAME, op(), self.applied_index())),
                 None => here(&store),
             };
@@ -459,7 +459,9 @@ impl Database {
                 let writes = store.entries_locked()?.into_iter().map(|e| (e.key, e.value)).collect();
                 self.sequence(&[TableOps { table: id, clear: true, counter, reset: false, writes }])?;
                 disk.update_schema(|schema| {
-                    schema.tables.push(TableDef::of::<T>(id, StorageType::DiscCopies, infos));
+                    schema
+                        .tables
+                        .push(TableDef::of::<T>(id, StorageType::DiscCopies, infos).local(store.is_local()));
                 })?;
                 store.disk_id.store(id, Ordering::Release);
             }
@@ -510,8 +512,7 @@ impl Database {
         disk.update_schema(|schema| {
             schema.tables.retain(|t| Some(t.id) != old_id);
             if let Some(id) = new_id {
-                let def = TableDef::of::<T>(id, to, infos.clone());
-                schema.tables.push(TableDef { local_content: store.is_local(), ..def });
+                schema.tables.push(TableDef::of::<T>(id, to, infos.clone()).local(store.is_local()));
             }
         })?;
         if let (Some(id), StorageType::DiscOnlyCopies) = (old_id, store.storage()) {

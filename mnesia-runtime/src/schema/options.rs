@@ -146,9 +146,9 @@ impl<T: Record> TableOptions<T> {
     /// Makes the table this node's own (Mnesia's `local_content`): on a cluster node its
     /// commits are neither ordered nor sent to the other nodes, they commit here as on a
     /// database alone, with no round trip; each node keeps its own records under the name,
-    /// or no such table at all. On a database alone it changes nothing. A transaction may
-    /// read such tables and write the cluster's, or write such tables alone; one that
-    /// writes both is refused (see the README's "Cluster" section). A replica fed by
+    /// or no such table at all. On a database alone it changes nothing. A transaction that
+    /// writes such tables may read the cluster's; one that writes the cluster's tables and
+    /// touches such a table is refused (see the README's "Cluster" section). A replica fed by
     /// [`Database::replicate_to`](crate::Database::replicate_to) mirrors its database
     /// whole, these tables included.
     ///

@@ -408,42 +408,30 @@ impl Tx {
 
     /// Whether the commit's writes go through the order: `false` when they are all to this
     /// node's own tables (`TableOptions::local_content`), which commit here as on a database
-    /// alone; an error when they are to both kinds (this node's part would be installed
-    /// apart from the order's verdict, and lost with a commit whose fate is unknown).
+    /// alone (what the transaction read of the others is checked here, under their commit
+    /// locks, as on a database alone). An error when it writes tables of the order and
+    /// touched this node's own: its writes to them would be installed apart from the
+    /// order's verdict (and lost with a commit whose fate is unknown), and what it read of
+    /// them could only be kept as it read it by holding their locks until the verdict,
+    /// which the applier of the order could end up waiting for (through a writer holding a
+    /// lock it needs while it waits for them).
     fn writes_ordered(&self) -> Result<bool> {
-        let mut written = self.parts.iter().filter(|p| p.has_writes());
-        let Some(first) = written.next() else { return Ok(false) };
-        match written.find(|p| p.is_local() != first.is_local()) {
-            None => Ok(!first.is_local()),
-            Some(other) => {
-                let (local, shared) = if first.is_local() { (first, other) } else { (other, first) };
-                Err(Error::Invalid(format!(
-                    "a transaction writes table {}, this node's own (local_content), and table {}, ordered with the cluster: write them in two transactions",
-                    local.table_name(),
-                    shared.table_name()
-                )))
-            }
+        let shared = self.parts.iter().find(|p| p.has_writes() && !p.is_local());
+        let Some(shared) = shared else { return Ok(false) };
+        match self.parts.iter().find(|p| p.is_local()) {
+            None => Ok(true),
+            Some(local) => Err(Error::Invalid(format!(
+                "a transaction writes table {}, ordered with the cluster, and {} table {}, this node's own (local_content): {}",
+                shared.table_name(),
+                if local.has_writes() { "writes" } else { "reads" },
+                local.table_name(),
+                if local.has_writes() {
+                    "write them in two transactions"
+                } else {
+                    "read it before, outside the transaction (its value is then not held until the commit)"
+                }
+            ))),
         }
-    }
-
-    /// Checks what the transaction read of this node's own tables and holds their commit
-    /// locks (shared: only their writers wait) until the order's verdict, so that what it
-    /// read stays what is committed until its writes are in everywhere. (The order's
-    /// record does not name them: the other nodes lack them; the appliers of the order
-    /// never write them, so never wait for these locks.) `None` when it read none.
-    fn hold_local_reads(&self) -> Result<Option<HeldLocks<'_>>> {
-        if !self.parts.iter().any(|p| p.is_local()) {
-            return Ok(None);
-        }
-        let mut reqs = Vec::new();
-        for p in self.parts.iter().filter(|p| p.is_local()) {
-            p.collect_locks(true, &mut reqs);
-        }
-        let held = HeldLocks::acquire(reqs);
-        if !self.parts.iter().filter(|p| p.is_local()).all(|p| p.reads_unchanged(true)) {
-            return Err(Error::Conflict);
-        }
-        Ok(Some(held))
     }
 
     /// The commit's time, read once: it decides what has expired for the unique check and
@@ -475,19 +463,10 @@ impl Tx {
         if !self.reads_unchanged() {
             return Err(Error::Conflict);
         }
-        // An async transaction's record is ordered once its attempt has ended: nothing can
-        // hold this node's own tables that long.
-        if self.defer && self.parts.iter().any(|p| p.is_local()) {
-            return Err(Error::Invalid(format!(
-                "an async transaction reads table {}, this node's own (local_content), and writes tables ordered with the cluster: read it in a transaction of its own, or commit with transaction",
-                self.parts.iter().find(|p| p.is_local()).map_or("", |p| p.table_name())
-            )));
-        }
-        let _local_reads = self.hold_local_reads()?;
         let time = self.time();
         let mut changes = Vec::new();
         let mut reads = Vec::new();
-        for p in self.parts.iter().filter(|p| !p.is_local()) {
+        for p in &self.parts {
             changes.extend(p.change()?);
             reads.extend(p.read_summary()?);
         }
