@@ -1157,6 +1157,54 @@ fn a_transaction_writing_a_local_table_and_an_ordered_one_is_refused_and_writes_
     assert_eq!(log.entries.lock().expect("log").len(), 1, "only the account's write was ordered");
 }
 
+/// A sequencer ordering alone (applying each record at once, on a thread of its own, as
+/// an applier does), counting its syncs.
+struct Counting {
+    db: Database,
+    last: Mutex<u64>,
+    syncs: Arc<std::sync::atomic::AtomicU32>,
+}
+
+impl Sequencer for Counting {
+    fn order(&self, record: CommitRecord) -> mnesia::Result<()> {
+        let mut last = self.last.lock().expect("last");
+        *last += 1;
+        let (db, at) = (&self.db, *last);
+        std::thread::scope(|s| s.spawn(|| db.apply_ordered(at, &record)).join().expect("applier"))
+    }
+
+    fn sync(&self) -> mnesia::Result<()> {
+        self.syncs.fetch_add(1, Ordering::SeqCst);
+        Ok(())
+    }
+}
+
+#[test]
+fn sync_transaction_waits_for_the_other_copies_only_after_an_ordered_commit() {
+    let db = Database::in_memory().expect("db");
+    db.create_table::<Account>(TableOptions::new()).expect("accounts");
+    db.create_table::<Note>(TableOptions::new().local_content()).expect("notes");
+    let syncs = Arc::new(std::sync::atomic::AtomicU32::new(0));
+    db.order_commits_with(Counting { db: db.clone(), last: Mutex::new(0), syncs: Arc::clone(&syncs) });
+    let count = || syncs.load(Ordering::SeqCst);
+    db.scope(|| mnesia::sync_transaction(|| Note::write(Note { id: 1, text: "here".into() })))
+        .expect("local");
+    db.scope(|| mnesia::sync_transaction(|| Note::read(&1))).expect("read only");
+    assert_eq!(count(), 0, "nothing went through the order");
+    db.scope(|| mnesia::sync_transaction(|| Account::write(Account { id: 1, balance: 1 }))).expect("ordered");
+    assert_eq!(count(), 1);
+    // A dirty write inside, ordered on its own, counts too.
+    db.scope(|| {
+        mnesia::sync_transaction(|| {
+            Account::dirty_write(Account { id: 2, balance: 2 })?;
+            Note::write(Note { id: 2, text: "here".into() })
+        })
+    })
+    .expect("dirty ordered write inside a local one");
+    assert_eq!(count(), 2);
+    db.stop_ordering();
+}
+
 #[test]
 fn a_copy_that_does_not_reap_still_reaps_the_tables_it_keeps_for_itself() {
     let db = Database::open(Config::default().cleanup_interval(Duration::from_millis(10))).expect("db");

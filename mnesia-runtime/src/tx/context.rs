@@ -17,6 +17,13 @@ thread_local! {
     /// The sequence numbers of the dirty commits this thread made while an attempt of its
     /// transaction ran: a conflict with one of them is the transaction's own doing.
     static OWN_DIRTY: RefCell<Vec<u64>> = const { RefCell::new(Vec::new()) };
+    /// Set when this thread hands a commit to the sequencer (see [`sync_transaction`]).
+    static PROPOSED: Cell<bool> = const { Cell::new(false) };
+}
+
+/// Notes that this thread handed a commit to the sequencer.
+pub(crate) fn note_proposed() {
+    PROPOSED.with(|p| p.set(true));
 }
 
 /// Notes that this thread made a dirty commit at `seq` on `db`, if a transaction of that
@@ -509,7 +516,9 @@ pub fn transaction<R, E: From<Error>>(f: impl FnMut() -> Result<R, E>) -> Result
 /// Like [`transaction`], and returns only once every live copy of the database has
 /// applied the commit: on one node it is the same; on a cluster node (any database whose
 /// commits are [ordered](crate::Database::order_commits_with)) it then waits until every
-/// other node it sees up has applied as far as this one ([`Sequencer::sync`](crate::Sequencer::sync)).
+/// other node it sees up has applied as far as this one ([`Sequencer::sync`](crate::Sequencer::sync)),
+/// unless nothing went through the order (it wrote nothing, or only tables this node
+/// keeps for itself: `TableOptions::local_content`).
 /// Inside another transaction it joins that one and does not wait (the commit is the
 /// outermost one's).
 ///
@@ -522,8 +531,20 @@ pub fn transaction<R, E: From<Error>>(f: impl FnMut() -> Result<R, E>) -> Result
 pub fn sync_transaction<R, E: From<Error>>(f: impl FnMut() -> Result<R, E>) -> Result<R, E> {
     let db = current_db()?;
     let outermost = !is_transaction();
-    let result = transact(db.clone(), f)?;
-    if outermost && let Some(sequencer) = db.sequencer() {
+    let before = PROPOSED.with(|p| p.replace(false));
+    let result = transact(db.clone(), f);
+    // (Only after a commit handed to the order: one that wrote only tables this node keeps
+    // for itself, or nothing, has no other copy to wait for.)
+    let proposed = PROPOSED.with(|p| {
+        let now = p.get();
+        p.set(before || now);
+        now
+    });
+    let result = result?;
+    if outermost
+        && proposed
+        && let Some(sequencer) = db.sequencer()
+    {
         sequencer.sync()?;
     }
     Ok(result)

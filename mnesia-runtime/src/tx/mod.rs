@@ -477,6 +477,7 @@ impl Tx {
             based_on: self.based_on,
             reads,
         };
+        crate::tx::context::note_proposed();
         if self.defer {
             crate::tx::deferral::leave(sequencer, record);
             return Ok(());
