@@ -46,7 +46,8 @@ pub(crate) fn write<T: Record>(mut rec: T) -> Result<T> {
 fn assign_id<T: Record>(tx: &mut Tx, rec: &mut T, fresh: bool) -> Result<()> {
     let db = tx.db.clone();
     // (Not for a table this node keeps for itself: no other copy hands out its ids.)
-    let ordered = db.orders(tx.table::<T>()?.store.is_local());
+    // (The table's part looked up only when ordering: not on a database alone's write path.)
+    let ordered = db.ordering() && !tx.table::<T>()?.store.is_local();
     if fresh && ordered {
         rec.set_auto_id(0)?;
     }
@@ -111,7 +112,9 @@ pub(crate) fn next_table_id<T: Record>() -> Result<T::Key> {
         return Err(Error::Invalid(format!("table {} has no #[auto_increment] key", T::NAME)));
     }
     let db = context::current_db()?;
-    if let Some(sequencer) = db.sequencer_of(db.table::<T>()?.is_local()) {
+    if db.ordering()
+        && let Some(sequencer) = db.sequencer_of(db.table::<T>()?.is_local())
+    {
         return claim_ordered_id::<T>(&db, &**sequencer);
     }
     take_id_locked::<T>(&db)
