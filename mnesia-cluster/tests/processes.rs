@@ -4,7 +4,9 @@
 //! catches up (a snapshot every 40 entries: the log before it goes, and a node far behind
 //! is sent one).
 //! Afterwards every acknowledged commit is on every node, the total is kept, and the
-//! nodes hold the same records.
+//! nodes hold the same records. Each node also marks each transfer it made in a table of
+//! its own on disc (`local_content`, in its database's directory beside its Raft log):
+//! every mark acknowledged before a kill is there after the restart.
 //!
 //! A node process reads commands on stdin and answers on stdout, each answer on a line of
 //! its own starting with `@@ ` (the test harness prints other lines).
@@ -43,6 +45,14 @@ struct Receipt {
     id: (u64, u64),
 }
 
+/// A node's own mark of each transfer it made: a `local_content` table on disc, written
+/// with no round trip to the others.
+#[derive(Table, Clone, Debug, PartialEq, Serialize, Deserialize)]
+struct Mark {
+    #[key]
+    seq: u64,
+}
+
 const COOKIE: &str = "processes test cookie";
 const ACCOUNTS: u32 = 8;
 
@@ -53,11 +63,18 @@ fn node_process() {
     let id: u64 = id.parse().expect("node id");
     let dir = std::env::var("MNESIA_TEST_DIR").expect("dir");
     let listen = std::env::var("MNESIA_TEST_LISTEN").unwrap_or_else(|_| "127.0.0.1:0".into());
-    let db = Database::in_memory().expect("db");
+    let data = std::path::PathBuf::from(&dir).with_extension("data");
+    if !data.exists() {
+        mnesia::Schema::create(&data).expect("schema");
+    }
+    let db = Database::open(Config::default().dir(&data)).expect("db");
     db.scope(|| -> mnesia::Result<()> {
         Account::create_table(TableOptions::new())?;
         Receipt::create_table(TableOptions::new())?;
         Tally::create_table(TableOptions::new())?;
+        if !Mark::exists()? {
+            Mark::create_table(TableOptions::new().disc_copies([db.node()]).local_content())?;
+        }
         Ok(())
     })
     .expect("tables");
@@ -128,6 +145,10 @@ fn node_process() {
                                         Tally::write(Tally { node: id, count: count + 1 })?;
                                         Ok::<_, Error>(())
                                     });
+                                    // Marked here, on this node's disc alone.
+                                    if r.is_ok() {
+                                        Mark::write(Mark { seq }).expect("mark");
+                                    }
                                     let mut o = out.lock().expect("stdout");
                                     match r {
                                         Ok(()) => writeln!(o, "@@ ack {seq}"),
@@ -158,6 +179,11 @@ fn node_process() {
                 ))
                 .expect("json");
                 say(format!("state {} {state}", db.applied_index()));
+            }
+            ["marks"] => {
+                let marks: Vec<u64> =
+                    db.scope(Mark::list).expect("marks").into_iter().map(|m| m.seq).collect();
+                say(format!("marks {}", serde_json::to_string(&marks).expect("json")));
             }
             other => panic!("unknown command {other:?}"),
         }
@@ -229,6 +255,12 @@ impl Proc {
         self.send(command);
         self.answer(Duration::from_secs(60))
     }
+}
+
+/// The transfers a node marked in its own table.
+fn marks(p: &mut Proc) -> BTreeSet<u64> {
+    let answer = p.ask("marks");
+    serde_json::from_str(answer.strip_prefix("marks ").expect("marks")).expect("json")
 }
 
 /// `(applied index, state)` of a node.
@@ -305,6 +337,12 @@ fn the_leader_killed_under_load_comes_back_and_nothing_acknowledged_is_lost() {
         let acked = acks.lock().expect("acks").clone();
         let lost: Vec<_> = acked.difference(&receipts).collect();
         assert!(lost.is_empty(), "round {round}: acknowledged commits lost: {lost:?}");
+        // The killed node's own marks, from its database's directory: each transfer it
+        // acknowledged was marked before (a mark whose write the kill cut may be missing
+        // only for a transfer not acknowledged yet).
+        let marks = marks(&mut procs[leader]);
+        let unmarked: Vec<_> = acked.iter().filter(|(n, seq)| *n == id && !marks.contains(seq)).collect();
+        assert!(unmarked.is_empty(), "round {round}: node {id}'s marks lost: {unmarked:?}");
     }
 
     // Every node killed at once, under load: what was acknowledged comes back from the logs.
@@ -329,6 +367,11 @@ fn the_leader_killed_under_load_comes_back_and_nothing_acknowledged_is_lost() {
     assert_eq!(balances.iter().sum::<i64>(), i64::from(ACCOUNTS) * 100, "total kept");
     let lost: Vec<_> = acked.difference(&receipts).collect();
     assert!(lost.is_empty(), "acknowledged commits lost when every node died: {lost:?}");
+    for p in procs.iter_mut() {
+        let (id, marks) = (p.id, marks(p));
+        let unmarked: Vec<_> = acked.iter().filter(|(n, seq)| *n == id && !marks.contains(seq)).collect();
+        assert!(unmarked.is_empty(), "node {id}'s marks lost when every node died: {unmarked:?}");
+    }
     // The nodes came back from snapshots, not only from their logs.
     for id in 1..=3 {
         let snapshot = dir.path().join(format!("node{id}")).join("raft.snapshot");
