@@ -82,6 +82,27 @@ pub(crate) fn mark_left(dir: &Path) -> mnesia_runtime::Result<()> {
         .map_err(|source| mnesia_runtime::Error::Io { path, source })
 }
 
+/// The file that says at which log entry the directory's node recovered alone (see
+/// `Options::recover_alone`).
+const RECOVERED: &str = "raft.recovered";
+
+/// Notes, durably, that the directory's node recovered alone at log entry `index`.
+pub(crate) fn mark_recovered(dir: &Path, index: u64) -> mnesia_runtime::Result<()> {
+    let path = dir.join(RECOVERED);
+    File::create(&path)
+        .and_then(|mut f| {
+            f.write_all(index.to_string().as_bytes())?;
+            f.sync_all()
+        })
+        .and_then(|()| File::open(dir)?.sync_all())
+        .map_err(|source| mnesia_runtime::Error::Io { path, source })
+}
+
+/// The log entry at which the directory's node last recovered alone, if it did.
+pub(crate) fn recovered_at(dir: &Path) -> Option<u64> {
+    std::fs::read_to_string(dir.join(RECOVERED)).ok()?.trim().parse().ok()
+}
+
 /// The file, open for appending.
 pub(crate) struct LogFile {
     file: File,

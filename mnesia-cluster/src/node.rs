@@ -163,7 +163,11 @@ impl Options {
     /// recover the member most advanced (the highest `status().last_applied`). The others,
     /// should they come back, must not start on their old directories (they would form a
     /// cluster of their own): empty them, and join. Done once: the recovery is in the
-    /// log, and the node starts as usual afterwards.
+    /// log (and noted in the directory), and the node starts as usual afterwards; started
+    /// with this option again it starts as usual while it is alone, and is refused once
+    /// members joined it (it would leave them a cluster of their own). Refused too when
+    /// it listens on every address (`0.0.0.0`): the nodes that join it must reach it at
+    /// the address it gives them.
     ///
     /// ```
     /// let options = mnesia_cluster::Options::new(1, "c").dir("/var/lib/myapp/raft").recover_alone();
@@ -962,8 +966,15 @@ impl Node {
             .find(|t| t.storage_type != StorageType::RamCopies && !t.local_content);
         let log = match (&options.dir, on_disc) {
             (Some(dir), Some(table)) => {
+                // (The named counters' table is made on disc when counters are used before
+                // the node starts, on a database with a directory.)
+                let counters = if table.name == "mnesia_counters" {
+                    " (the named counters' table, made on disc by counters used before the node started: use them once it runs)"
+                } else {
+                    ""
+                };
                 return Err(Error::Invalid(format!(
-                    "a node keeping its Raft log in {} fills its tables from that log, but table {} is {} in the database's directory: keep the cluster's tables in memory (only tables created with local_content() may be on disc)",
+                    "a node keeping its Raft log in {} fills its tables from that log, but table {}{counters} is {} in the database's directory: keep the cluster's tables in memory (only tables created with local_content() may be on disc)",
                     dir.display(),
                     table.name,
                     table.storage_type
@@ -1017,6 +1028,10 @@ impl Node {
             let membership = saved.as_ref().map(|s| s.meta.last_membership.membership());
             membership.and_then(|m| m.get_node(&options.id)).map(|n| n.addr.clone())
         });
+        // The last change of members, for a node asked to recover alone (see below).
+        let members_changed_at = log
+            .last_membership_at()
+            .or_else(|| saved.as_ref().and_then(|s| s.meta.last_membership.log_id().map(|l| l.index)));
         // A member of a cluster from the start (its metrics tell it only later: a write
         // right after a restart was refused as a node in no cluster's).
         let was_member = known.is_some();
@@ -1043,32 +1058,43 @@ impl Node {
                     "recover_alone starts a node from its Raft log: give its directory (Options::dir)".into(),
                 ));
             };
-            // Known to the nodes that join it at the address its cluster knew, if it still
-            // listens there, else at the one it listens on (which they must reach it at).
-            let member_addr = known
-                .as_deref()
-                .and_then(|k| k.parse::<SocketAddr>().ok())
-                .filter(|k| reaches(*k, addr))
-                .unwrap_or(addr);
-            if member_addr.ip().is_unspecified() {
+            // Known to the nodes that join it at the address it listens on: a given one (a
+            // node listening on every address might advertise a machine that is gone).
+            if addr.ip().is_unspecified() {
                 return Err(Error::Invalid(format!(
-                    "node {} recovering alone listens on {addr}, which the nodes that join it cannot send to: listen on the address they reach it at (Options::listen)",
+                    "node {} recovering alone listens on {addr}: listen on the address the nodes that join it reach it at (Options::listen)",
                     options.id
                 )));
             }
-            let at = log.recover_alone(options.id, member_addr).map_err(|why| {
-                Error::Invalid(format!(
-                    "node {} cannot recover alone from {}: {why}",
-                    options.id,
-                    dir.display()
-                ))
-            })?;
-            tracing::warn!(
-                target: "mnesia::cluster",
-                node = options.id,
-                entry = at.index,
-                "recovering alone: this node is now its cluster's only member"
-            );
+            // Started with the option again: alone since, it starts as usual; members
+            // joined since, it would leave them a cluster of their own: refused.
+            match (crate::log_file::recovered_at(dir), members_changed_at) {
+                (Some(at), Some(changed)) if changed == at => {
+                    tracing::info!(target: "mnesia::cluster", node = options.id, "recovered alone before: starting as usual");
+                }
+                (Some(at), Some(changed)) if changed > at => {
+                    return Err(Error::Invalid(format!(
+                        "node {} recovered alone at log entry {at}, and its members changed since (entry {changed}): recovering alone again would leave them a cluster of their own; start it without recover_alone",
+                        options.id
+                    )));
+                }
+                _ => {
+                    let at = log.recover_alone(options.id, addr).map_err(|why| {
+                        Error::Invalid(format!(
+                            "node {} cannot recover alone from {}: {why}",
+                            options.id,
+                            dir.display()
+                        ))
+                    })?;
+                    crate::log_file::mark_recovered(dir, at.index)?;
+                    tracing::warn!(
+                        target: "mnesia::cluster",
+                        node = options.id,
+                        entry = at.index,
+                        "recovering alone: this node is now its cluster's only member"
+                    );
+                }
+            }
         }
         let (type_ends, on_disc) = (machine.type_ends.subscribe(), log.snapshot_on_disc());
         // A peer nothing came from for three of the longest election timeouts is down.

@@ -263,6 +263,17 @@ impl LogStore {
         self.on_disc.clone()
     }
 
+    /// The index of the last membership entry this log holds, if it holds one.
+    pub(crate) fn last_membership_at(&self) -> Option<u64> {
+        let inner = self.inner.lock();
+        inner
+            .entries
+            .values()
+            .rev()
+            .find(|e| matches!(e.payload, openraft::EntryPayload::Membership(_)))
+            .map(|e| e.log_id.index)
+    }
+
     /// The address the last membership this log holds gives node `id`, if it holds one
     /// naming it.
     pub(crate) fn address_of(&self, id: u64) -> Option<Option<String>> {

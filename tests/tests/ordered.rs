@@ -1261,7 +1261,10 @@ fn a_table_kept_for_itself_stays_so_on_disc() {
     {
         let db = open();
         assert!(db.table_info::<Note>().expect("info").local_content, "moved to disc");
-        // Transformed, restored, and moved to disc only and back, too.
+        // Moved to disc only and back, transformed, and restored, too.
+        db.change_table_copy_type::<Note>(mnesia::StorageType::DiscOnlyCopies).expect("to disc only");
+        assert!(db.table_info::<Note>().expect("info").local_content, "moved to disc only");
+        db.change_table_copy_type::<Note>(mnesia::StorageType::DiscCopies).expect("back to disc");
         db.transform::<Note, Note>(|n| Ok(Note { text: format!("{}!", n.text), ..n })).expect("transform");
         let backup = dir.path().join("notes.bak");
         db.backup_with(&backup, &mnesia::BackupOptions::new().tables(["note"])).expect("backup");

@@ -154,6 +154,9 @@ impl RestoreOptions {
 pub struct BackupOptions {
     tables: Option<Vec<String>>,
     progress: Option<Progress>,
+    /// Leaves out the tables this node keeps for itself (`TableOptions::local_content`):
+    /// an ordered snapshot's.
+    pub(crate) shared_only: bool,
 }
 
 impl BackupOptions {
@@ -560,7 +563,11 @@ impl Database {
                 return Err(Error::no_such_table(name));
             }
         }
-        let mut names: Vec<&String> = tables.keys().filter(|n| options.wants(n)).collect();
+        let mut names: Vec<&String> = tables
+            .iter()
+            .filter(|(n, t)| options.wants(n) && !(options.shared_only && t.is_local()))
+            .map(|(n, _)| n)
+            .collect();
         names.sort();
         let open: Vec<&Arc<dyn AnyTable>> = names.iter().map(|n| &tables[*n]).collect();
         // The cut: with every commit lock held shared, every commit numbered so far is
@@ -589,7 +596,10 @@ impl Database {
         // disc-only table's records are in its file, not among the recovered rows.
         let mut pending: Vec<(BackupTable, EntryEncoder)> = Vec::new();
         if let Some(disk) = self.disk() {
-            for p in disk.pending.lock().values().filter(|p| options.wants(&p.def.name)) {
+            let wanted = |p: &&crate::disk::Pending| {
+                options.wants(&p.def.name) && !(options.shared_only && p.def.local_content)
+            };
+            for p in disk.pending.lock().values().filter(wanted) {
                 let mut enc = EntryEncoder::default();
                 if p.def.storage == crate::schema::record::StorageType::DiscOnlyCopies {
                     disk.disc_only()?.scan(p.def.id, |k, v, value| {

@@ -221,7 +221,13 @@ impl Database {
     /// ```
     pub fn wait_for_tables(&self, names: &[&str], timeout: std::time::Duration) -> Result<()> {
         // (Tables this node keeps for itself are current as they are.)
-        let own = |name: &&str| self.any_table(name).is_ok_and(|t| t.is_local());
+        let own = |name: &&str| match self.any_table(name) {
+            Ok(t) => t.is_local(),
+            // (One on disc not claimed yet: its definition says.)
+            Err(_) => {
+                self.disk().is_some_and(|d| d.pending.lock().get(*name).is_some_and(|p| p.def.local_content))
+            }
+        };
         if let Some(sequencer) = self.sequencer()
             && (names.is_empty() || !names.iter().all(own))
         {

@@ -97,16 +97,11 @@ impl Database {
         let mut head = None;
         // The backup, into memory first: the head, taken at the cut, comes before it.
         let mut w = BackupWriter::new(name, Vec::new())?;
-        // Every table but those this node keeps for itself (no other copy has them). None
-        // is created or dropped through the order meanwhile (`applying` is held).
-        let mut shared: Vec<String> =
-            self.inner.tables.load().iter().filter(|(_, t)| !t.is_local()).map(|(n, _)| n.clone()).collect();
-        if let Some(disk) = self.disk() {
-            shared.extend(
-                disk.pending.lock().values().filter(|p| !p.def.local_content).map(|p| p.def.name.clone()),
-            );
-        }
-        let info = self.backup_into(&mut w, &BackupOptions::new().tables(shared), || {
+        // Every table but those this node keeps for itself (no other copy has them), left
+        // out under the schema lock the backup takes.
+        let mut options = BackupOptions::new();
+        options.shared_only = true;
+        let info = self.backup_into(&mut w, &options, || {
             // Held across the cut: no record is being applied, every one applied is in.
             let versions = ordered.versions.lock();
             head = Some(Head { applied: ordered.applied(), versions: versions.image() });

@@ -269,6 +269,19 @@ impl Database {
         targets: Vec<Option<Arc<dyn AnyTable>>>,
         options: &RestoreOptions,
     ) -> Result<u64> {
+        // On a cluster node, tables of both kinds cannot be restored together (their writes
+        // are refused in one transaction): refused before anything is made.
+        if self.ordering() {
+            let local = targets.iter().flatten().find(|t| t.is_local());
+            let shared = targets.iter().flatten().find(|t| !t.is_local());
+            if let (Some(local), Some(shared)) = (local, shared) {
+                return Err(Error::Invalid(format!(
+                    "a restore on a cluster node of table {}, ordered with the cluster, and table {}, this node's own (local_content): restore them apart, skipping the others (RestoreOptions)",
+                    shared.name(),
+                    local.name()
+                )));
+            }
+        }
         let backups = reader.tables().to_vec();
         let mut entries: Vec<Vec<SnapshotEntry>> = vec![Vec::new(); targets.len()];
         let mut ticker = Ticker::new(options.progress.as_ref());

@@ -531,15 +531,18 @@ pub fn transaction<R, E: From<Error>>(f: impl FnMut() -> Result<R, E>) -> Result
 pub fn sync_transaction<R, E: From<Error>>(f: impl FnMut() -> Result<R, E>) -> Result<R, E> {
     let db = current_db()?;
     let outermost = !is_transaction();
-    let before = PROPOSED.with(|p| p.replace(false));
+    // What an enclosing call noted is kept for it, also on unwind.
+    struct Keep(bool);
+    impl Drop for Keep {
+        fn drop(&mut self) {
+            PROPOSED.with(|p| p.set(self.0 || p.get()));
+        }
+    }
+    let _keep = Keep(PROPOSED.with(|p| p.replace(false)));
     let result = transact(db.clone(), f);
     // (Only after a commit handed to the order: one that wrote only tables this node keeps
     // for itself, or nothing, has no other copy to wait for.)
-    let proposed = PROPOSED.with(|p| {
-        let now = p.get();
-        p.set(before || now);
-        now
-    });
+    let proposed = PROPOSED.with(Cell::get);
     let result = result?;
     if outermost
         && proposed
