@@ -1155,6 +1155,23 @@ fn a_transaction_writing_a_local_table_and_an_ordered_one_is_refused_and_writes_
     .expect("ordered read, local write");
     assert_eq!(db.scope(|| Note::read(&2)).expect("read").map(|n| n.text).as_deref(), Some("7"));
     assert_eq!(log.entries.lock().expect("log").len(), 1, "only the account's write was ordered");
+    // A restore of both kinds at once is refused before anything is made; apart, each is.
+    let dir = tempfile::tempdir().expect("tempdir");
+    let file = dir.path().join("both.bak");
+    db.backup(&file).expect("backup");
+    db.scope(|| Note::write(Note { id: 3, text: "after the backup".into() })).expect("note");
+    let both = db.restore(&file, &mnesia::RestoreOptions::new());
+    assert!(matches!(&both, Err(Error::Invalid(m)) if m.contains("restore them apart")), "{both:?}");
+    assert_eq!(db.scope(Note::count).expect("count"), 3, "nothing restored");
+    db.restore(
+        &file,
+        &mnesia::RestoreOptions::new()
+            .all(mnesia::RestoreMode::Skip)
+            .table("note", mnesia::RestoreMode::ClearAndLoad),
+    )
+    .expect("this node's own table alone");
+    assert_eq!(db.scope(Note::count).expect("count"), 2);
+    assert_eq!(log.entries.lock().expect("log").len(), 1, "not ordered");
 }
 
 /// A sequencer ordering alone (applying each record at once, on a thread of its own, as
