@@ -30,6 +30,7 @@ use mnesia::cluster::{Node, Options};
 use mnesia::prelude::*;
 use serde_json::json;
 
+use crate::ttl::{Session, session};
 use crate::{Report, User, round, user};
 
 /// A node's options: its Raft log in `dir`, or (`None`) in memory.
@@ -214,34 +215,19 @@ fn run(report: &mut Report, quick: bool, tx_write_floor: f64, durable: bool) -> 
     Ok(())
 }
 
-/// A table each node keeps for itself: the users' fields under another name.
-#[derive(Table, Clone, Debug, PartialEq, Serialize, Deserialize)]
-#[table(name = "local_users")]
-struct LocalUser {
-    #[key]
-    id: u64,
-    name: String,
-    #[index(unique)]
-    email: String,
-    age: u32,
-}
-
 /// Nanoseconds per single-record transaction to a `local_content` table of the cluster
-/// node `node`, and (the floor) to the same table on a database alone: the best of five
-/// alternated rounds of `n` each.
+/// node `node` (the users' fields, as `Session`s without a deadline), and (the floor) to
+/// the same table on a database alone: the best of five alternated rounds of `n` each.
 fn local_writes(node: &Database, n: u64) -> mnesia::Result<(f64, f64)> {
     let alone = Database::in_memory()?;
     for db in [node, &alone] {
-        db.create_table::<LocalUser>(TableOptions::new().local_content())?;
+        db.create_table::<Session>(TableOptions::new().local_content())?;
     }
     let round = |db: &Database| {
         db.scope(|| {
             let t = Instant::now();
             for i in 0..n {
-                let u = user(i % 1000);
-                black_box(
-                    LocalUser::write(LocalUser { id: u.id, name: u.name, email: u.email, age: 30 }).ok(),
-                );
+                black_box(Session::write(session(i % 1000)).ok());
             }
             t.elapsed().as_nanos() as f64 / n as f64
         })

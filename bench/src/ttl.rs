@@ -24,7 +24,7 @@ pub struct Session {
     expires_at: Option<SystemTime>,
 }
 
-fn session(id: u64) -> Session {
+pub fn session(id: u64) -> Session {
     let User { id, name, email, age } = user(id);
     Session { id, name, email, age, expires_at: None }
 }
