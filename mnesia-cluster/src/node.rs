@@ -1024,14 +1024,15 @@ impl Node {
         // A member started again at another address: the others would still send to the
         // old one (its commits waited for ever to be applied here; elected, it led nodes
         // that forwarded to the old address). Refused before the database is filled.
-        let known = log.address_of(options.id).unwrap_or_else(|| {
-            let membership = saved.as_ref().map(|s| s.meta.last_membership.membership());
-            membership.and_then(|m| m.get_node(&options.id)).map(|n| n.addr.clone())
+        // The last change of members this node knows of (its log's, else its snapshot's):
+        // where it is, and this node's address in it.
+        let last_members = log.last_membership().or_else(|| {
+            let stored = &saved.as_ref()?.meta.last_membership;
+            Some(((*stored.log_id())?.index, stored.membership().clone()))
         });
-        // The last change of members, for a node asked to recover alone (see below).
-        let members_changed_at = log
-            .last_membership_at()
-            .or_else(|| saved.as_ref().and_then(|s| s.meta.last_membership.log_id().map(|l| l.index)));
+        let known = last_members.as_ref().and_then(|(_, m)| m.get_node(&options.id)).map(|n| n.addr.clone());
+        // (For a node asked to recover alone: see below.)
+        let members_changed_at = last_members.as_ref().map(|(at, _)| *at);
         // A member of a cluster from the start (its metrics tell it only later: a write
         // right after a restart was refused as a node in no cluster's).
         let was_member = known.is_some();

@@ -263,23 +263,11 @@ impl LogStore {
         self.on_disc.clone()
     }
 
-    /// The index of the last membership entry this log holds, if it holds one.
-    pub(crate) fn last_membership_at(&self) -> Option<u64> {
-        let inner = self.inner.lock();
-        inner
-            .entries
-            .values()
-            .rev()
-            .find(|e| matches!(e.payload, openraft::EntryPayload::Membership(_)))
-            .map(|e| e.log_id.index)
-    }
-
-    /// The address the last membership this log holds gives node `id`, if it holds one
-    /// naming it.
-    pub(crate) fn address_of(&self, id: u64) -> Option<Option<String>> {
+    /// The last membership entry this log holds, if it holds one: its index and members.
+    pub(crate) fn last_membership(&self) -> Option<(u64, openraft::Membership<u64, BasicNode>)> {
         let inner = self.inner.lock();
         inner.entries.values().rev().find_map(|e| match &e.payload {
-            openraft::EntryPayload::Membership(m) => Some(m.get_node(&id).map(|n| n.addr.clone())),
+            openraft::EntryPayload::Membership(m) => Some((e.log_id.index, m.clone())),
             _ => None,
         })
     }
