@@ -236,7 +236,7 @@ impl Shared {
     }
 
     /// The other members this node sees up, with their addresses.
-    fn other_members(&self) -> Vec<(u64, String)> {
+    pub(crate) fn other_members(&self) -> Vec<(u64, String)> {
         let up = self.dialer.liveness.up();
         let metrics = self.raft.server_metrics();
         let m = metrics.borrow();

@@ -58,6 +58,7 @@ mod log_file;
 mod members;
 mod net;
 mod node;
+mod placed;
 mod raft;
 mod sequencer;
 mod snapshot;

@@ -102,6 +102,9 @@ const CATCH_UP_BEFORE_REMOVAL: Duration = Duration::from_secs(5);
 pub(crate) struct TableShape {
     shape: RecordShape,
     indexes: Vec<(String, bool)>,
+    /// The nodes holding a copy, when not every node (a joining node may lack such a
+    /// table: the cluster's snapshot or log makes it there).
+    nodes: Vec<String>,
 }
 
 /// The shapes of `db`'s tables, by name.
@@ -118,14 +121,17 @@ pub(crate) fn shapes(db: &mnesia_runtime::Database) -> Vec<TableShape> {
             let mut indexes: Vec<(String, bool)> =
                 t.indexes.iter().map(|i| (i.field.clone(), i.unique)).collect();
             indexes.sort();
-            TableShape { shape: t.shape(), indexes }
+            TableShape { shape: t.shape(), indexes, nodes: t.nodes }
         })
         .collect()
 }
 
 /// Why a node with the tables `theirs` cannot join a node with `ours`, if it cannot.
 fn mismatch(ours: &[TableShape], theirs: &[TableShape]) -> Option<String> {
-    let missing = ours.iter().find(|o| !theirs.iter().any(|t| t.shape.name() == o.shape.name()));
+    let missing = ours
+        .iter()
+        .filter(|o| o.nodes.is_empty())
+        .find(|o| !theirs.iter().any(|t| t.shape.name() == o.shape.name()));
     let extra = theirs.iter().find(|t| !ours.iter().any(|o| o.shape.name() == t.shape.name()));
     let differs = ours.iter().find(|o| theirs.iter().any(|t| t.shape.name() == o.shape.name() && t != *o));
     match (missing, extra, differs) {
@@ -134,7 +140,7 @@ fn mismatch(ours: &[TableShape], theirs: &[TableShape]) -> Option<String> {
             Some(format!("the joining node has table {}, which the cluster lacks", t.shape.name()))
         }
         (_, _, Some(o)) => Some(format!(
-            "table {} differs (type, fields, key, indexes or auto-increment) between the joining node and the cluster",
+            "table {} differs (type, fields, key, indexes, auto-increment or the nodes holding it) between the joining node and the cluster",
             o.shape.name()
         )),
         _ => None,

@@ -44,6 +44,16 @@ pub(crate) enum Request {
     Hold(crate::holds::Hold),
     /// End that hold.
     Release(crate::holds::HoldId),
+    /// The records of this key of this table, which you hold (a read of a node without
+    /// the table's records: see `placed.rs`).
+    Read {
+        table: String,
+        key: Vec<u8>,
+    },
+    /// An image of this table, which you hold (for a node whose copy waits to be filled).
+    Image {
+        table: String,
+    },
     /// Node `id`, you are no member any more (asked by node `by`: yourself when you left):
     /// the sender, the leader, removed you (you no longer hear from the leader, so you
     /// would not learn it otherwise).
@@ -81,6 +91,10 @@ pub(crate) enum Response {
     /// out, asked with a log that ends before they did (one removed while it was down,
     /// started again on its directory): why it is no member.
     NotMember(String),
+    /// The answer to [`Request::Read`]: the records (encoded), or why not.
+    Read(Result<Vec<Vec<u8>>, String>),
+    /// The answer to [`Request::Image`]: the image, or why not.
+    Image(Result<Vec<u8>, String>),
 }
 
 /// How long a request may wait for its answer.
@@ -463,6 +477,10 @@ async fn connection(tcp: TcpStream, node: &crate::node::Shared) -> Result<(), Wi
                     .unwrap_or_else(|_| Err(format!("not done within {CHANGE_TIMEOUT:?}"))),
             ),
             Request::Applied => Response::Applied(node.applied_here()),
+            Request::Read { table, key } => {
+                crate::placed::answer_read(node.dialer.liveness.database(), &table, &key)
+            }
+            Request::Image { table } => crate::placed::answer_image(node.dialer.liveness.database(), &table),
             Request::Hold(hold) => Response::Held(node.hold_here(from, hold).await),
             // (Another node at the address of the one removed is not told.)
             Request::Removed { id, by } if id == node.id => {

@@ -464,6 +464,9 @@ pub(crate) struct Shared {
     /// A connection to each member (with the address it was opened to), for
     /// `sync_transaction`'s questions.
     sync_links: crate::net::MemberLinks,
+    /// A connection to each member, for reads of tables this node holds no records of and
+    /// images of tables whose copy here waits to be filled (see `placed.rs`).
+    pub(crate) read_links: crate::net::MemberLinks,
     /// How writes to the node's directory fare (tried again until they succeed): those of
     /// its log, and those of the snapshots its leader sends (each fails and recovers on its
     /// own).
@@ -1125,6 +1128,7 @@ impl Node {
             leader: parking_lot::Mutex::new(None),
             holds: Arc::default(),
             sync_links: crate::net::MemberLinks::default(),
+            read_links: crate::net::MemberLinks::default(),
             writes,
             left: std::sync::OnceLock::new(),
             left_signal: tokio::sync::Notify::new(),
@@ -1136,6 +1140,7 @@ impl Node {
         runtime_ref.spawn(crate::members::retire(Arc::clone(&shared)));
         runtime_ref.spawn(crate::snapshot::compact_after_type_ends(shared.raft.clone(), type_ends, on_disc));
         runtime_ref.spawn(crate::liveness::watch_leader(Arc::clone(&shared), db.clone()));
+        runtime_ref.spawn(crate::placed::fill_copies(Arc::clone(&shared), db.clone()));
         runtime_ref.spawn(crate::liveness::watch_peers(
             shared.raft.clone(),
             shared.dialer.clone(),

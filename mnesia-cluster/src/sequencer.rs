@@ -361,6 +361,17 @@ impl Sequencer for ClusterSequencer {
         }
     }
 
+    /// Reads on a member holding the table's records (see `placed.rs`).
+    fn read_elsewhere(&self, table: &str, key: &[u8]) -> Result<Vec<Vec<u8>>> {
+        let shared = self.shared()?;
+        let (table, key) = (table.to_owned(), key.to_vec());
+        let (tx, rx) = std::sync::mpsc::sync_channel(1);
+        self.handle.spawn(async move {
+            let _ = tx.send(shared.read_elsewhere(table, key).await);
+        });
+        rx.recv().map_err(|_| Error::Closed { what: "the cluster node".into() })?
+    }
+
     /// Waits until this node holds every entry decided before the call.
     fn catch_up(&self, timeout: Duration) -> Result<()> {
         let shared = self.shared()?;

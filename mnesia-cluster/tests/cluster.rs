@@ -2037,3 +2037,64 @@ fn a_leader_started_again_cut_off_does_not_report_itself_the_leader() {
     faults.heal();
     eventually("it follows the others' leader", || node.status().leader.is_some_and(|l| l != id));
 }
+
+/// A table created while the cluster runs, on some nodes only.
+#[derive(Table, Clone, Debug, PartialEq, Serialize, Deserialize)]
+struct Spot {
+    #[key]
+    id: u32,
+    n: u32,
+}
+
+fn spots(db: &Database) -> Vec<u32> {
+    let mut ids: Vec<u32> = db.scope(Spot::list).expect("list").into_iter().map(|s| s.id).collect();
+    ids.sort_unstable();
+    ids
+}
+
+#[test]
+fn a_table_on_two_nodes_keeps_its_records_there_and_a_holder_far_behind_is_filled_from_the_other() {
+    let mut run = three_options(|id| quick(id).snapshots(20, 5));
+    let leader = run.leader();
+    // Its copies on the two followers; created from the leader, which holds none.
+    let (a, b) = ((leader + 1) % 3, (leader + 2) % 3);
+    let holders = [a, b].map(|i| format!("n{}@127.0.0.1", i + 1));
+    run.dbs[leader]
+        .create_table::<Spot>(TableOptions::new().ram_copies(holders.clone()))
+        .expect("create_table");
+    run.settle();
+    for id in 0..10 {
+        run.dbs[a].scope(|| Spot::write(Spot { id, n: id })).expect("write");
+    }
+    run.settle();
+    assert_eq!(spots(&run.dbs[b]), (0..10).collect::<Vec<_>>());
+    let info = run.dbs[leader].table_info::<Spot>().expect("info");
+    assert!(!info.held && info.size == 0 && info.nodes == holders, "{info:?}");
+    // The leader reads them from a holder, outside transactions only.
+    assert_eq!(run.dbs[leader].scope(|| Spot::read(&3)).expect("read"), Some(Spot { id: 3, n: 3 }));
+    let inside = run.dbs[leader].scope(|| mnesia::transaction(|| Spot::read(&3)));
+    assert!(matches!(&inside, Err(Error::NotHere { nodes, .. }) if *nodes == holders), "{inside:?}");
+
+    // Holder `b` stops; its database and log, in memory, are gone. Meanwhile the log moves
+    // past what the leader keeps: `b` comes back to the leader's snapshot, which lacks the
+    // table's records, and is filled from `a`.
+    let addr = run.nodes[b].as_ref().expect("node").local_addr();
+    run.nodes[b] = None;
+    for id in 10..120 {
+        run.dbs[a].scope(|| Spot::write(Spot { id, n: id })).expect("write without b");
+    }
+    let leader_node = run.nodes[leader].as_ref().expect("leader");
+    eventually("the leader purges its log", || leader_node.status().purged.is_some());
+    let db = database(&format!("n{}@127.0.0.1", b + 1));
+    let node = Node::start(&db, quick(b as u64 + 1).snapshots(20, 5).listen(addr)).expect("node");
+    node.join(run.nodes[a].as_ref().expect("seed").local_addr(), Duration::from_secs(20)).expect("join");
+    run.dbs[b] = db;
+    run.nodes[b] = Some(node);
+    run.dbs[b].wait_for_tables(&["spot"], Duration::from_secs(20)).expect("filled");
+    run.dbs[a].scope(|| Spot::write(Spot { id: 500, n: 5 })).expect("write");
+    run.settle();
+    eventually("b holds what a holds", || spots(&run.dbs[b]) == spots(&run.dbs[a]));
+    assert_eq!(spots(&run.dbs[b]).len(), 121);
+    assert!(run.dbs[b].table_info::<Spot>().expect("info").held);
+    assert_eq!(run.dbs[leader].table_info::<Spot>().expect("info").size, 0);
+}

@@ -263,6 +263,20 @@ pub enum Error {
         /// How long the commit waited.
         waited: std::time::Duration,
     },
+    /// The table's records are not on this node: its copies are on other nodes of the
+    /// cluster (`TableOptions::ram_copies([..])` naming them when it was created), or this
+    /// node's copy is being filled from one of them. A read outside a transaction
+    /// (`T::read`, `T::dirty_read`) is answered by a node holding a copy; run transactions
+    /// on the table on one of `nodes`.
+    #[error(
+        "table {table} has no copy on this node (its copies are on {nodes:?}): run transactions on it there"
+    )]
+    NotHere {
+        /// The table's name.
+        table: String,
+        /// The nodes holding a copy.
+        nodes: Vec<String>,
+    },
     /// An internal conflict signal: the transaction is retried. Callers only see it from
     /// code running outside a transaction's retry loop.
     #[error("transaction conflict")]

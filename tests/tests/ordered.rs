@@ -70,11 +70,13 @@ struct Later {
     text: String,
 }
 
-/// The shared order: what a replicated log holds.
+/// The shared order: what a replicated log holds; and the copies applying it (to answer
+/// the reads of a copy without a table's records).
 #[derive(Default)]
 struct Log {
     entries: Mutex<Vec<CommitRecord>>,
     grown: Condvar,
+    copies: Mutex<Vec<Database>>,
 }
 
 /// The places of a copy's own records, and their verdicts once decided.
@@ -114,6 +116,14 @@ impl Sequencer for Propose {
             mine = self.verdicts.decided.wait_timeout(mine, left).expect("verdicts").0;
         }
     }
+
+    fn read_elsewhere(&self, table: &str, key: &[u8]) -> mnesia::Result<Vec<Vec<u8>>> {
+        let copies = self.log.copies.lock().expect("copies").clone();
+        copies
+            .iter()
+            .find_map(|db| db.read_encoded(table, key).ok())
+            .ok_or_else(|| Error::NotHere { table: table.to_owned(), nodes: Vec::new() })
+    }
 }
 
 /// One copy: its database and the thread applying the log to it.
@@ -126,6 +136,7 @@ struct Copy {
 impl Copy {
     fn start(db: Database, log: &Arc<Log>) -> Copy {
         let verdicts = Arc::new(Verdicts::default());
+        log.copies.lock().expect("copies").push(db.clone());
         db.order_commits_with(Propose { log: Arc::clone(log), verdicts: Arc::clone(&verdicts) });
         let stop = Arc::new(AtomicBool::new(false));
         let applier = {
@@ -173,6 +184,7 @@ fn apply_all(db: &Database, log: &Log, verdicts: &Verdicts, stop: &AtomicBool) {
                         | Error::AlreadyExists { .. }
                         | Error::IndexExists { .. }
                         | Error::NoSuchTable { .. }
+                        | Error::Invalid(_)
                 ),
                 "record {next}: {e}"
             );
@@ -1294,4 +1306,143 @@ fn a_table_kept_for_itself_stays_so_on_disc() {
     assert!(info.to_string().contains("local content"), "{info}");
     assert!(!db.table_info::<Account>().expect("info").local_content);
     assert_eq!(notes(&db), ["kept!"]);
+}
+
+/// A table placed on some copies (no other struct has its shape).
+#[derive(Table, Clone, Debug, PartialEq, Serialize, Deserialize)]
+struct Placed {
+    #[key]
+    id: u32,
+}
+
+/// The keys of `Placed` on `db`, sorted.
+fn placed_keys(db: &Database) -> mnesia::Result<Vec<u32>> {
+    let mut keys: Vec<u32> = db.scope(Placed::list)?.into_iter().map(|l| l.id).collect();
+    keys.sort_unstable();
+    Ok(keys)
+}
+
+const HOLDERS: [&str; 2] = ["copy0@localhost", "copy1@localhost"];
+
+fn not_here<T: std::fmt::Debug>(result: mnesia::Result<T>) {
+    match result {
+        Err(Error::NotHere { table, nodes }) => {
+            assert_eq!((table.as_str(), nodes), ("placed", HOLDERS.map(String::from).to_vec()))
+        }
+        other => panic!("expected NotHere, got {other:?}"),
+    }
+}
+
+#[test]
+fn a_table_on_two_copies_keeps_its_records_there_and_the_third_reads_them_from_one() {
+    let (log, copies) = group(None);
+    // Created from the copy without a copy of it.
+    copies[2].db.create_table::<Placed>(TableOptions::new().ram_copies(HOLDERS)).expect("create_table");
+    settle(&log, &copies);
+    copies[0].db.scope(|| Placed::write(Placed { id: 1 })).expect("write");
+    // One transaction writing it and a table of every copy.
+    copies[1]
+        .db
+        .scope(|| {
+            mnesia::transaction(|| {
+                Placed::write(Placed { id: 2 })?;
+                Account::write(Account { id: 9, balance: 90 })
+            })
+        })
+        .expect("transaction");
+    settle(&log, &copies);
+    for c in &copies[..2] {
+        assert_eq!(placed_keys(&c.db).expect("list"), [1, 2]);
+        let info = c.db.table_info::<Placed>().expect("info");
+        assert!(info.held && info.nodes == HOLDERS);
+    }
+    let third = &copies[2].db;
+    assert_eq!(third.scope(|| Account::read(&9)).expect("read"), Some(Account { id: 9, balance: 90 }));
+    let info = third.table_info::<Placed>().expect("info");
+    assert!(!info.held && info.size == 0 && info.nodes == HOLDERS, "{info:?}");
+    assert!(info.to_string().contains("copies on copy0@localhost, copy1@localhost (none here)"), "{info}");
+    // Reads outside a transaction are answered by a copy holding the records; anything
+    // else on the table is refused, naming where it is.
+    assert_eq!(third.scope(|| Placed::read(&1)).expect("read"), Some(Placed { id: 1 }));
+    assert_eq!(third.scope(|| Placed::dirty_read(&2)).expect("dirty_read"), Some(Placed { id: 2 }));
+    assert_eq!(third.scope(|| Placed::read(&3)).expect("read"), None);
+    not_here(third.scope(Placed::list));
+    not_here(third.scope(|| mnesia::transaction(|| Placed::read(&1))));
+    not_here(third.scope(|| Placed::write(Placed { id: 3 })));
+    not_here(third.scope(|| Placed::dirty_write(Placed { id: 3 })));
+    not_here(third.scope(|| Placed::export_to(&mut Vec::new(), mnesia::Format::JsonLines)));
+    // A unique index: refused alike on every copy (a copy without the records could not
+    // tell whether a value is taken).
+    let unique =
+        copies[0].db.create_table::<Later>(TableOptions::new().ram_copies(HOLDERS).unique_index(Later::TEXT));
+    assert!(matches!(&unique, Err(Error::Invalid(m)) if m.contains("unique")), "{unique:?}");
+    copies[0].db.create_table::<Later>(TableOptions::new().ram_copies(["copy2@localhost"])).expect("create");
+    settle(&log, &copies);
+    let added = copies[0].db.add_index(Later::TEXT.index_spec(true));
+    assert!(matches!(&added, Err(Error::Invalid(m)) if m.contains("unique")), "{added:?}");
+    settle(&log, &copies);
+    for c in &copies {
+        let indexes = c.db.table_info::<Later>().expect("info").indexes;
+        assert!(indexes.iter().all(|i| !i.unique), "{indexes:?}");
+    }
+    // Inserted on the only copy with its records: ids from its counter.
+    copies[2].db.scope(|| Later::insert(Later { id: 0, n: 1, text: "x".into() })).expect("insert");
+    assert!(matches!(copies[0].db.scope(Later::next_id), Err(Error::NotHere { .. })));
+    // A drop from a copy without the records: gone everywhere.
+    copies[2].db.drop_table::<Placed>().expect("drop_table");
+    settle(&log, &copies);
+    assert!(copies.iter().all(|c| !c.db.exists::<Placed>()));
+}
+
+#[test]
+fn a_copy_loaded_from_a_snapshot_of_a_copy_without_a_table_is_filled_from_one_with_it() {
+    let (log, copies) = group(None);
+    copies[0].db.create_table::<Placed>(TableOptions::new().ram_copies(HOLDERS)).expect("create_table");
+    settle(&log, &copies);
+    let write = |from: usize, ids: std::ops::Range<u32>| {
+        for id in ids {
+            copies[from].db.scope(|| Placed::write(Placed { id })).expect("write");
+        }
+    };
+    write(0, 1..6);
+    settle(&log, &copies);
+    let mut early = Vec::new();
+    let early_at = copies[0].db.write_table_image("placed", &mut early).expect("image");
+    write(1, 6..11);
+    settle(&log, &copies);
+    // A snapshot of the copy without the table's records...
+    let mut snapshot = Vec::new();
+    let at = copies[2].db.write_ordered_snapshot(&mut snapshot).expect("snapshot").applied;
+    assert!(matches!(copies[2].db.write_table_image("placed", &mut Vec::new()), Err(Error::NotHere { .. })));
+    write(0, 11..16);
+    settle(&log, &copies);
+    let mut image = Vec::new();
+    let image_at = copies[0].db.write_table_image("placed", &mut image).expect("image");
+    assert!(early_at < at && at < image_at);
+    write(1, 16..21);
+    settle(&log, &copies);
+
+    // ...loaded by a copy that holds it (as a node far behind gets its leader's snapshot).
+    let fresh = Database::open(Config::default().node_name(HOLDERS[1])).expect("open");
+    fresh.scope(|| Account::create_table(TableOptions::new())).expect("table");
+    assert_eq!(fresh.load_ordered_snapshot(&snapshot[..]).expect("load"), at);
+    assert_eq!(fresh.unfilled_tables(), ["placed"]);
+    not_here(placed_keys(&fresh));
+    not_here(fresh.wait_for_tables(&["placed"], Duration::from_millis(50)));
+    // An image of a place before this copy's: not taken (asked again).
+    assert!(!fresh.fill_table(early).expect("stale image"));
+    // One of a later place: taken there; the table's records until then are in it.
+    assert!(fresh.fill_table(image).expect("image"));
+    assert_eq!(fresh.unfilled_tables(), ["placed"], "filled before its place");
+    let fresh = Copy::start(fresh, &log);
+    fresh.db.wait_for_tables(&["placed"], Duration::from_secs(30)).expect("filled");
+    write(0, 21..26);
+    settle(&log, &copies);
+    settle(&log, std::slice::from_ref(&fresh));
+    assert!(fresh.db.unfilled_tables().is_empty());
+    assert_eq!(placed_keys(&fresh.db).expect("list"), (1..26).collect::<Vec<_>>());
+    assert_eq!(placed_keys(&fresh.db).expect("list"), placed_keys(&copies[0].db).expect("list"));
+    // A snapshot of the filled copy holds the records.
+    let mut again = Vec::new();
+    assert_eq!(fresh.db.write_ordered_snapshot(&mut again).expect("snapshot").records, 25);
 }

@@ -269,10 +269,9 @@ pub trait Table: Record {
     /// # Ok::<(), mnesia::Error>(())
     /// ```
     fn current_id() -> Result<u64> {
-        Ok(crate::tx::context::current_db()?
-            .table::<Self>()?
-            .counter
-            .load(std::sync::atomic::Ordering::Acquire))
+        let store = crate::tx::context::current_db()?.table::<Self>()?;
+        store.place.check(Self::NAME)?;
+        Ok(store.counter.load(std::sync::atomic::Ordering::Acquire))
     }
 
     /// Makes `next` the next id `insert` hands out (at least 1), durably on a disc table. An id

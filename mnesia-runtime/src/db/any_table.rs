@@ -42,6 +42,12 @@ pub(crate) trait AnyTable: Send + Sync {
     fn storage(&self) -> StorageType;
     /// Whether the table is this node's own (`TableOptions::local_content`).
     fn is_local(&self) -> bool;
+    /// Where the table's copies are.
+    fn placement(&self) -> &crate::engine::placement::Placement;
+    /// The live records of the key `key` (encoded), each encoded as a commit record
+    /// carries it: a read this node answers for another ([`Error::NotHere`] when it
+    /// holds none).
+    fn read_encoded(&self, key: &[u8]) -> Result<Vec<Vec<u8>>>;
     /// Empties the table (it is dropped, or its database is gone).
     fn release(&self);
     /// Empties the table as a new store takes its place (a transform): its subscribers

@@ -191,6 +191,12 @@ impl fmt::Display for TableInfo {
         if self.local_content {
             write!(f, "; local content")?;
         }
+        if !self.nodes.is_empty() {
+            write!(f, "; copies on {}", self.nodes.join(", "))?;
+        }
+        if !self.held {
+            write!(f, " (none here)")?;
+        }
         if let Some(bytes) = self.disk_bytes {
             write!(f, "; {bytes} bytes on disc")?;
         }

@@ -355,7 +355,7 @@ impl Database {
             // A failure (a disc table closed meanwhile) is retried at the next run. Paused
             // (another copy reaps for this one), it still reaps the tables this node keeps
             // for itself.
-            let _ = db.reap_where(db.reaping());
+            let _ = db.reap_where(db.reaping(), false);
             true
         })
     }
@@ -397,15 +397,25 @@ impl Database {
     /// # Ok::<(), mnesia::Error>(())
     /// ```
     pub fn cleanup_expired(&self) -> Result<usize> {
-        self.reap_where(true)
+        self.reap_where(true, true)
     }
 
-    /// [`Database::cleanup_expired`] of every table (`all`), or of those this node keeps
-    /// for itself alone (`TableOptions::local_content`).
-    fn reap_where(&self, all: bool) -> Result<usize> {
+    /// [`Database::cleanup_expired`] of the tables whose records this node holds: every
+    /// one when `asked`; else those it keeps for itself alone (`TableOptions::local_content`),
+    /// those with copies on some nodes that name it first, and those of every node when
+    /// `leading` (one node reaps each table).
+    fn reap_where(&self, leading: bool, asked: bool) -> Result<usize> {
+        let me = self.inner.config.node();
+        let reaps = |t: &&Arc<dyn AnyTable>| {
+            let place = t.placement();
+            place.is_held()
+                && (asked
+                    || t.is_local()
+                    || place.holders().map_or(leading, |nodes| nodes.first().is_some_and(|n| n == me)))
+        };
         let tables = self.inner.tables.load_full();
         let mut removed = 0;
-        for t in tables.values().filter(|t| all || t.is_local()) {
+        for t in tables.values().filter(reaps) {
             match t.reap(self) {
                 Ok(n) => removed += n,
                 // Dropped meanwhile.
@@ -554,7 +564,7 @@ impl Database {
         let mut store = self.new_store(meta, &meta.specs_with(&p.def.indexes))?;
         store.disk_id.store(p.def.id, Ordering::Release);
         store.version.store(p.def.version, Ordering::Release);
-        store.local.store(p.def.local_content, Ordering::Relaxed);
+        store.place.set_local(p.def.local_content);
         if p.def.storage == StorageType::DiscOnlyCopies {
             store = store.into_disc_only(disk.disc_only()?, p.def.id);
             store.load_disc_only()?;

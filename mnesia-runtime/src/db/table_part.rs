@@ -20,6 +20,8 @@ pub(crate) trait TxPart: Any {
     /// Whether the table is this node's own (`TableOptions::local_content`): with ordered
     /// commits, a commit writing it is not ordered.
     fn is_local(&self) -> bool;
+    /// Where the table's copies are.
+    fn placement(&self) -> &crate::engine::placement::Placement;
     /// The table's name.
     fn table_name(&self) -> &'static str;
     /// Whether the table's records can expire (it has a `#[ttl]` field).

@@ -193,7 +193,17 @@ pub(crate) struct FrameReader<R> {
 
 impl<R: Read> FrameReader<R> {
     /// Reads and checks the magic.
-    pub(crate) fn new(path: &Path, mut inner: R, kind: &[u8; 6], version: u8) -> Result<Self> {
+    pub(crate) fn new(path: &Path, inner: R, kind: &[u8; 6], version: u8) -> Result<Self> {
+        Self::of_versions(path, inner, kind, version..=version).map(|(reader, _)| reader)
+    }
+
+    /// Reads and checks the magic, of one of `versions`; returns the version found.
+    pub(crate) fn of_versions(
+        path: &Path,
+        mut inner: R,
+        kind: &[u8; 6],
+        versions: Versions,
+    ) -> Result<(Self, u8)> {
         let mut head = [0u8; 8];
         let got = read_full(&mut inner, &mut head).map_err(|e| io_error(path, e))?;
         if got < 8 {
@@ -203,8 +213,8 @@ impl<R: Read> FrameReader<R> {
                 reason: "the file is too short to be of this kind".into(),
             });
         }
-        check_magic(path, &head, kind, version..=version)?;
-        Ok(FrameReader { inner, path: path.to_path_buf(), offset: 8, buf: Vec::new() })
+        let version = check_magic(path, &head, kind, versions)?;
+        Ok((FrameReader { inner, path: path.to_path_buf(), offset: 8, buf: Vec::new() }, version))
     }
 
     fn corrupt(&self, offset: u64, reason: &str) -> Error {

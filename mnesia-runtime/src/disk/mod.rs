@@ -132,6 +132,8 @@ impl Pending {
             version: d.version,
             disk_bytes: None,
             local_content: d.local_content,
+            nodes: Vec::new(),
+            held: true,
         }
     }
 

@@ -130,6 +130,26 @@ pub(crate) enum WholeTable {
         /// The next id handed out.
         next: u64,
     },
+    /// The table created as [`WholeTable::Create`], its copies on the nodes `nodes` alone
+    /// (`create_table` with a list of nodes): every copy registers it, those it names
+    /// hold its records.
+    CreateOn {
+        /// What the table's struct must be on every copy.
+        shape: crate::schema::shape::RecordShape,
+        /// The struct's Rust name where it was created.
+        type_name: String,
+        /// Every index of the table: (field, unique).
+        indexes: Vec<(String, bool)>,
+        /// The nodes holding a copy, by name (`Config::node_name`).
+        nodes: Vec<String>,
+    },
+}
+
+impl WholeTable {
+    /// Whether this creates the table (on every node, or on some).
+    pub(crate) fn creates(&self) -> bool {
+        matches!(self, WholeTable::Create { .. } | WholeTable::CreateOn { .. })
+    }
 }
 
 impl From<Logged> for Content {

@@ -6,6 +6,7 @@ pub(crate) mod commit_record;
 pub(crate) mod events;
 pub(crate) mod index;
 pub(crate) mod meta;
+pub(crate) mod placement;
 pub(crate) mod sequencer;
 pub(crate) mod store;
 pub(crate) mod system;

@@ -70,6 +70,16 @@ pub trait Sequencer: Send + Sync + 'static {
         Box::new(())
     }
 
+    /// The records of the key `key` (encoded) of table `table`, read on another copy that
+    /// holds the table's records (this one holds none: the table's copies are on other
+    /// nodes, or this one waits to be filled), each encoded as a commit record carries
+    /// it; `T::read` and `T::dirty_read` outside a transaction call it. The default finds
+    /// no such copy ([`Error::NotHere`]).
+    fn read_elsewhere(&self, table: &str, key: &[u8]) -> Result<Vec<Vec<u8>>> {
+        let _ = key;
+        Err(crate::Error::NotHere { table: table.to_owned(), nodes: Vec::new() })
+    }
+
     /// [`Sequencer::order`] as a future, for callers that must not block their thread
     /// ([`transaction_async`](crate::transaction_async)): it resolves to the verdict once
     /// this database has applied the record. The default orders at once, on the calling
@@ -152,7 +162,7 @@ impl Versions {
     /// the place the record's transaction started from is another table: the record
     /// conflicts (its transaction runs again, on the table as it is now).
     fn dropped(&self, record: &CommitRecord) -> Option<Error> {
-        if let Some((_, WholeTable::Create { .. })) = record.whole_table() {
+        if record.whole_table().is_some_and(|(_, op)| op.creates()) {
             return None;
         }
         record.changes.iter().find_map(|c| {
@@ -175,7 +185,7 @@ impl Versions {
         if let Some((table, op)) = record.whole_table() {
             let t = self.tables.entry(table.to_owned()).or_insert_with(TableVersions::new);
             match op {
-                WholeTable::Create { .. } => t.dropped = false,
+                WholeTable::Create { .. } | WholeTable::CreateOn { .. } => t.dropped = false,
                 WholeTable::Clear => t.fill(index),
                 // Another table from here on (another record type): what was made for the
                 // one before conflicts, blind writes included.
@@ -268,6 +278,8 @@ pub(crate) struct Ordered {
     pub(crate) applying: parking_lot::Mutex<()>,
     /// The versions, locked to decide a record and to note it, and across a snapshot's cut.
     pub(crate) versions: parking_lot::Mutex<Versions>,
+    /// Tables held here whose copies wait to be filled from another node.
+    pub(crate) fills: crate::engine::placement::Fills,
 }
 
 thread_local! {

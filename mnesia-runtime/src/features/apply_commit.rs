@@ -50,10 +50,43 @@ impl Database {
         if record.changes.iter().any(|c| c.table == crate::tx::counters::COUNTERS_TABLE) {
             crate::tx::counters::ensure(self)?;
         }
-        if let Some((_, WholeTable::Create { shape, type_name, indexes })) = record.whole_table() {
-            return self.create_ordered_here(shape, type_name, indexes);
+        match record.whole_table() {
+            Some((_, WholeTable::Create { shape, type_name, indexes })) => {
+                return self.create_ordered_here(shape, type_name, indexes, &[]);
+            }
+            Some((_, WholeTable::CreateOn { shape, type_name, indexes, nodes })) => {
+                return self.create_ordered_here(shape, type_name, indexes, nodes);
+            }
+            _ => {}
         }
         if let Some((name, op)) = record.whole_table() {
+            let unheld;
+            let op = match (op, self.any_table(name)?.placement()) {
+                // (Alike on every node: each knows where the table's copies are.)
+                (WholeTable::AddIndex { unique: true, .. }, place) if place.holders().is_some() => {
+                    return Err(crate::engine::placement::no_unique(name));
+                }
+                (WholeTable::Replace { indexes, .. }, place)
+                    if place.holders().is_some() && indexes.iter().any(|(_, unique)| *unique) =>
+                {
+                    return Err(crate::engine::placement::no_unique(name));
+                }
+                // A node without the table's records makes the new table empty.
+                (WholeTable::Replace { shape, type_name, indexes, version, counter, .. }, place)
+                    if !place.is_held() =>
+                {
+                    unheld = WholeTable::Replace {
+                        shape: shape.clone(),
+                        type_name: type_name.clone(),
+                        indexes: indexes.clone(),
+                        version: *version,
+                        counter: *counter,
+                        rows: Vec::new(),
+                    };
+                    &unheld
+                }
+                _ => op,
+            };
             // Made again on the store in place if one took the table's place meanwhile (a
             // copy moving its own table between storage types).
             for _ in 0..WHOLE_ATTEMPTS {
@@ -69,6 +102,11 @@ impl Database {
             crate::tx::context::with_tx(|tx| {
                 tx.commit_at(record.time);
                 for (table, change) in tables.iter().zip(&record.changes) {
+                    // A table whose records are on other nodes (or wait to be filled here):
+                    // nothing to decide (it has no unique index), nothing kept.
+                    if !table.placement().is_held() {
+                        continue;
+                    }
                     tx.part_of(table)?.apply_change(&change.writes)?;
                 }
                 Ok(())
@@ -86,7 +124,9 @@ impl Database {
                 crate::engine::commit_record::Content::Claim(id) => Some(id),
                 _ => None,
             });
-            if let Some(id) = claimed.max() {
+            if let Some(id) = claimed.max()
+                && self.any_table(&change.table)?.placement().is_held()
+            {
                 // (The table in place now: one moved to disc meanwhile logs it too.)
                 self.any_table(&change.table)?.claim(self, id)?;
             }
@@ -107,6 +147,7 @@ impl Database {
         shape: &crate::schema::shape::RecordShape,
         type_name: &str,
         indexes: &[(String, bool)],
+        nodes: &[String],
     ) -> Result<()> {
         // Whether the table is here at this place of the order is the same on every copy
         // (tables come and go through the order): a second creation is refused alike. A
@@ -126,7 +167,10 @@ impl Database {
             }
             return Err(Error::TableExists { table: shape.name().to_owned() });
         }
-        crate::features::kinds::create_declared(self, shape, type_name, indexes, 0)
+        if !nodes.is_empty() && indexes.iter().any(|(_, unique)| *unique) {
+            return Err(crate::engine::placement::no_unique(shape.name()));
+        }
+        crate::features::kinds::create_declared(self, shape, type_name, indexes, 0, nodes)
     }
 }
 

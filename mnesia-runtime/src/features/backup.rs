@@ -565,7 +565,9 @@ impl Database {
         }
         let mut names: Vec<&String> = tables
             .iter()
+            // (A user's backup leaves out the tables whose records are on other nodes.)
             .filter(|(n, t)| options.wants(n) && !(options.shared_only && t.is_local()))
+            .filter(|(_, t)| options.shared_only || t.placement().is_held())
             .map(|(n, _)| n)
             .collect();
         names.sort();

@@ -112,8 +112,8 @@ impl<T: StoredRecord> TableLoader<T> {
             }
         };
         let fresh = TableStore::<T>::new(db.id(), db.clock().clone(), id, old.meta, indexes);
-        // This node's own table stays so.
-        fresh.local.store(old.is_local(), Ordering::Relaxed);
+        // Placed as the old one (this node's own stays so).
+        fresh.place.copy_from(&old.place);
         fresh.reserve(usize::try_from(size_hint).unwrap_or(0));
         // Raised on the live table first: ids it hands out meanwhile (`next_id` needs no
         // lock) stay clear of the loaded ones.

@@ -57,6 +57,21 @@ impl<T: StoredRecord> AnyTable for TableStore<T> {
         TableStore::is_local(self)
     }
 
+    fn placement(&self) -> &crate::engine::placement::Placement {
+        &self.place
+    }
+
+    fn read_encoded(&self, key: &[u8]) -> Result<Vec<Vec<u8>>> {
+        self.place.check(self.meta.name)?;
+        let key: T::Key = crate::engine::commit_record::decode_whole(self.meta.name, key)?;
+        let alive = self.alive();
+        let found = self.get_with(&key, self.hash(&key), |_, recs| {
+            recs.iter().filter(|r| alive.keeps(*r)).map(|r| (self.meta.encode)(r)).collect::<Result<Vec<_>>>()
+        });
+        self.healthy()?;
+        found
+    }
+
     fn release(&self) {
         TableStore::release(self);
     }
@@ -77,7 +92,9 @@ impl<T: StoredRecord> AnyTable for TableStore<T> {
         use crate::engine::commit_record::WholeTable;
         match op {
             // (Made by `Database::apply_commit`: there is no table to ask yet.)
-            WholeTable::Create { .. } => Err(Error::TableExists { table: self.meta.name.to_owned() }),
+            WholeTable::Create { .. } | WholeTable::CreateOn { .. } => {
+                Err(Error::TableExists { table: self.meta.name.to_owned() })
+            }
             WholeTable::Clear => db.clear_store(&self),
             WholeTable::Drop => db.drop_store(&self),
             WholeTable::AddIndex { field, unique } => {
@@ -260,6 +277,8 @@ impl<T: StoredRecord> AnyTable for TableStore<T> {
             version: self.version.load(Ordering::Acquire),
             disk_bytes: None,
             local_content: self.is_local(),
+            nodes: self.place.holders().map(|h| h.to_vec()).unwrap_or_default(),
+            held: self.place.is_held(),
         }
     }
 }

@@ -24,7 +24,7 @@ pub struct TableKind {
     name: &'static str,
     type_name: fn() -> &'static str,
     shape: fn() -> RecordShape,
-    create: fn(&Database, &Indexes, u32) -> Result<()>,
+    create: fn(&Database, &Indexes, u32, &[String]) -> Result<()>,
     replace: fn(&Database, &Arc<dyn AnyTable>, &WholeTable) -> Result<()>,
     check_replace: fn(&Database, &WholeTable) -> Result<()>,
 }
@@ -54,9 +54,10 @@ impl TableKind {
 }
 
 /// Creates table `T` here (ram copies) at `version`, with exactly the indexes `indexes`
-/// (its struct may declare others: the table was created, or changed since, elsewhere).
-fn create_as<T: Record>(db: &Database, indexes: &Indexes, version: u32) -> Result<()> {
-    create_in(db, crate::engine::meta::meta_of::<T>(), indexes, version)
+/// (its struct may declare others: the table was created, or changed since, elsewhere),
+/// its copies on `nodes` (none: every node).
+fn create_as<T: Record>(db: &Database, indexes: &Indexes, version: u32, nodes: &[String]) -> Result<()> {
+    create_in(db, crate::engine::meta::meta_of::<T>(), indexes, version, nodes)
 }
 
 /// [`create_as`] for the table `meta` describes.
@@ -65,6 +66,7 @@ fn create_in<R: StoredRecord>(
     meta: &'static RecordMeta<R>,
     indexes: &Indexes,
     version: u32,
+    nodes: &[String],
 ) -> Result<()> {
     let declared = (meta.indexes)();
     let alike = |s: &IndexSpec<R>, field: &str, unique: bool| s.field() == field && s.is_unique() == unique;
@@ -80,7 +82,7 @@ fn create_in<R: StoredRecord>(
         .collect();
     let making = Making {
         storage: StorageType::RamCopies,
-        nodes: &[],
+        nodes,
         without: &without,
         extra,
         version,
@@ -108,15 +110,17 @@ pub(crate) fn check_replace(db: &Database, replace: &WholeTable) -> Result<()> {
 }
 
 /// Creates, here, the table of shape `shape` (ram copies) at `version`, with exactly
-/// `indexes`, with the type this program declares for it (see [`kind_of`]).
+/// `indexes`, its copies on `nodes` (none: every node), with the type this program declares
+/// for it (see [`kind_of`]).
 pub(crate) fn create_declared(
     db: &Database,
     shape: &RecordShape,
     type_name: &str,
     indexes: &Indexes,
     version: u32,
+    nodes: &[String],
 ) -> Result<()> {
-    (kind_of(shape, type_name)?.create)(db, indexes, version)
+    (kind_of(shape, type_name)?.create)(db, indexes, version, nodes)
 }
 
 /// The type this program declares of shape `shape`: of those of that shape, the one named

@@ -135,6 +135,8 @@ impl Database {
                 .ok_or_else(|| Error::Invalid("transform: commits are no longer ordered".into()))?;
             let old = self.table::<Old>()?;
             refuse_disc_only(&old)?;
+            // (It converts the records it holds: all of them, or it converts none.)
+            old.place.check(Old::NAME)?;
             // Read with every commit lock held, at the place of the order applied by then:
             // no record is applied to the table meanwhile.
             let (based_on, records, counter, version, infos) = {
@@ -208,8 +210,8 @@ impl Database {
         specs: &[IndexSpec<R>],
         replaced: Option<WholeTable>,
     ) -> Result<()> {
-        // This node's own table stays so.
-        fresh.local.store(old.is_local(), Ordering::Relaxed);
+        // Placed as the old one (this node's own stays so).
+        fresh.place.copy_from(old.placement());
         let mut seq = None;
         if let (Some(old_id), Some(disk)) = (old.disk_id(), self.disk()) {
             let new_id = disk.update_schema(|schema| schema.allocate_id())??;

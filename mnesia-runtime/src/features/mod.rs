@@ -13,6 +13,7 @@ pub(crate) mod making;
 pub(crate) mod migrate;
 pub(crate) mod ordered;
 pub(crate) mod ordered_snapshot;
+pub(crate) mod placed;
 pub(crate) mod restore;
 pub(crate) mod restore_unclaimed;
 pub(crate) mod schema;

@@ -130,6 +130,16 @@ impl Database {
     /// ```
     pub fn apply_ordered(&self, index: u64, record: &CommitRecord) -> Result<()> {
         let _one_at_a_time = self.inner.ordered.applying.lock();
+        let verdict = self.apply_in_order(index, record);
+        // Tables waiting to be filled whose image is of the place reached.
+        if self.inner.ordered.fills.any.load(Ordering::Acquire) {
+            let _ = self.fill_due();
+        }
+        verdict
+    }
+
+    /// [`Database::apply_ordered`], holding `applying`.
+    fn apply_in_order(&self, index: u64, record: &CommitRecord) -> Result<()> {
         // Before the versions' lock (the schema lock comes first on every path): the named
         // counters' table, which a copy creates when a record first needs it.
         if record.changes.iter().any(|c| c.table == crate::tx::counters::COUNTERS_TABLE) {
@@ -235,6 +245,16 @@ impl Database {
         }
         for name in names {
             self.any_table(name)?;
+        }
+        // Copies waiting to be filled from another node (after a snapshot made there).
+        let deadline = std::time::Instant::now() + timeout;
+        while let Some(name) =
+            names.iter().find(|n| self.inner.ordered.fills.waiting.lock().contains_key(**n))
+        {
+            if std::time::Instant::now() >= deadline {
+                return self.any_table(name)?.placement().check(name);
+            }
+            std::thread::sleep(std::time::Duration::from_millis(5));
         }
         Ok(())
     }

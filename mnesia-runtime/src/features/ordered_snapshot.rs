@@ -7,8 +7,9 @@
 //! A copy loaded from it decides every later record exactly as the copies that applied the
 //! whole order do.
 //!
-//! The bytes: a magic (`MNSSNP` and a version), one checksummed frame holding the place
-//! and the versions, then the backup as its file holds it (frames of its own, each checked).
+//! The bytes: a magic (`MNSSNP` and a version), one checksummed frame holding the place,
+//! the versions and where tables with copies on some nodes only are (version 3; version 2
+//! has none), then the backup as its file holds it (frames of its own, each checked).
 
 use std::io::{Read, Write};
 use std::path::Path;
@@ -24,15 +25,48 @@ use crate::engine::sequencer::VersionsImage;
 use crate::features::backup::{BackupOptions, BackupReader, BackupWriter, RestoreOptions};
 use crate::{Database, Error, Result};
 
-const KIND: &[u8; 6] = b"MNSSNP";
-const VERSION: u8 = 2;
+pub(crate) const KIND: &[u8; 6] = b"MNSSNP";
+const VERSION: u8 = 3;
 
 /// The frame before the backup.
 #[derive(Serialize, Deserialize)]
-struct Head {
+pub(crate) struct Head {
     /// The place of the last record the snapshot holds.
+    pub(crate) applied: u64,
+    versions: VersionsImage,
+    /// Where the tables are (from version 3 on).
+    pub(crate) places: Places,
+}
+
+/// Where a snapshot's tables are: those with copies on some nodes only, and those whose
+/// records its maker did not hold (their copy there was elsewhere, or waited to be filled).
+#[derive(Default, Serialize, Deserialize)]
+pub(crate) struct Places {
+    /// (table, the nodes holding a copy); the others are on every node.
+    pub(crate) placed: Vec<(String, Vec<String>)>,
+    /// Tables of the snapshot without their records.
+    pub(crate) unheld: Vec<String>,
+}
+
+/// The frame before the backup, in version 2.
+#[derive(Deserialize)]
+struct HeadV2 {
     applied: u64,
     versions: VersionsImage,
+}
+
+/// Reads the head of a snapshot (of version 2 or 3) from `input`, which is left at the backup.
+pub(crate) fn read_head(input: &mut dyn Read) -> Result<Head> {
+    let name = Path::new("ordered snapshot");
+    let corrupt = |offset, reason: String| Error::Corrupt { file: name.to_path_buf(), offset, reason };
+    let (mut frames, version) = FrameReader::of_versions(name, input, KIND, 2..=VERSION)?;
+    let (at, bytes) = frames.next_frame()?.ok_or_else(|| corrupt(8, "no head".into()))?;
+    let bad = |e: postcard::Error| corrupt(at, format!("bad head: {e}"));
+    if version == 2 {
+        let HeadV2 { applied, versions } = postcard::from_bytes(bytes).map_err(bad)?;
+        return Ok(Head { applied, versions, places: Places::default() });
+    }
+    postcard::from_bytes(bytes).map_err(bad)
 }
 
 /// What [`Database::write_ordered_snapshot`] wrote.
@@ -90,6 +124,16 @@ impl Database {
     /// # Ok::<(), mnesia::Error>(())
     /// ```
     pub fn write_ordered_snapshot(&self, out: &mut dyn Write) -> Result<OrderedSnapshot> {
+        self.write_snapshot_of(out, BackupOptions::new())
+    }
+
+    /// [`Database::write_ordered_snapshot`] of the tables `options` names (the caller holds
+    /// no lock of the order).
+    pub(crate) fn write_snapshot_of(
+        &self,
+        out: &mut dyn Write,
+        mut options: BackupOptions,
+    ) -> Result<OrderedSnapshot> {
         let name = Path::new("ordered snapshot");
         let ordered = &self.inner.ordered;
         // No record half applied (a schema change is made outside the versions' lock).
@@ -99,12 +143,13 @@ impl Database {
         let mut w = BackupWriter::new(name, Vec::new())?;
         // Every table but those this node keeps for itself (no other copy has them), left
         // out under the schema lock the backup takes.
-        let mut options = BackupOptions::new();
         options.shared_only = true;
+        // (Tables are placed, and filled, under `applying`.)
+        let places = self.places();
         let info = self.backup_into(&mut w, &options, || {
             // Held across the cut: no record is being applied, every one applied is in.
             let versions = ordered.versions.lock();
-            head = Some(Head { applied: ordered.applied(), versions: versions.image() });
+            head = Some(Head { applied: ordered.applied(), versions: versions.image(), places });
             versions
         })?;
         let head = head.ok_or_else(|| Error::Internal("the snapshot's cut was not made".into()))?;
@@ -136,11 +181,7 @@ impl Database {
         let _no_apply = self.inner.ordered.applying.lock();
         let name = Path::new("ordered snapshot");
         let corrupt = |offset, reason: String| Error::Corrupt { file: name.to_path_buf(), offset, reason };
-        let head: Head = {
-            let mut frames = FrameReader::new(name, &mut input, KIND, VERSION)?;
-            let (at, bytes) = frames.next_frame()?.ok_or_else(|| corrupt(8, "no head".into()))?;
-            postcard::from_bytes(bytes).map_err(|e| corrupt(at, format!("bad head: {e}")))?
-        };
+        let head = read_head(&mut input)?;
         let versions = head.versions.into_versions().map_err(|reason| corrupt(8, reason))?;
         let reader = BackupReader::new(name, input, u64::MAX)?;
         let ordered = &self.inner.ordered;
@@ -167,7 +208,7 @@ impl Database {
             }
             if self.any_table(&t.def.name).is_err() {
                 let shape = t.def.shape();
-                crate::features::kinds::create_declared(self, &shape, "", &wanted, t.def.version)?;
+                crate::features::kinds::create_declared(self, &shape, "", &wanted, t.def.version, &[])?;
             }
             indexes.push((t.def.name.clone(), wanted));
         }
@@ -175,7 +216,17 @@ impl Database {
         // then commit locks): no table changes meanwhile.
         let schema = self.inner.schema.lock();
         let mut current = ordered.versions.lock();
-        self.load_backup_here(reader, &RestoreOptions::new().all(RestoreMode::ClearAndLoad), schema)?;
+        // (Tables whose records are on other nodes: not loaded, emptied below.)
+        let mut modes = RestoreOptions::new().all(RestoreMode::ClearAndLoad);
+        for (table, _) in head
+            .places
+            .placed
+            .iter()
+            .filter(|(_, nodes)| !nodes.iter().any(|n| n == self.inner.config.node()))
+        {
+            modes = modes.table(table.clone(), RestoreMode::Skip);
+        }
+        self.load_backup_here(reader, &modes, schema)?;
         let dropped = versions.dropped_tables();
         *current = versions;
         ordered.applied.store(head.applied, Ordering::Release);
@@ -189,9 +240,10 @@ impl Database {
                 table.change_whole(self, &crate::engine::commit_record::WholeTable::Drop)?;
             }
         }
-        for (name, wanted) in indexes {
-            self.match_indexes(&name, &wanted)?;
+        for (name, wanted) in &indexes {
+            self.match_indexes(name, wanted)?;
         }
+        self.place_loaded(indexes.iter().map(|(name, _)| name.as_str()), &head.places)?;
         Ok(head.applied)
     }
 

@@ -24,10 +24,13 @@ use crate::schema::row::RowOf;
 use crate::schema::stored::StoredRecord;
 
 /// The record of creating the table `meta` describes with the indexes `specs` (each copy
-/// makes exactly these).
-fn creation<R: StoredRecord>(meta: &RecordMeta<R>, specs: &[IndexSpec<R>]) -> WholeTable {
+/// makes exactly these), on the nodes `nodes` (none: every node).
+fn creation<R: StoredRecord>(meta: &RecordMeta<R>, specs: &[IndexSpec<R>], nodes: &[String]) -> WholeTable {
     let (shape, type_name, indexes) = crate::features::migrate::described(meta, specs);
-    WholeTable::Create { shape, type_name, indexes }
+    if nodes.is_empty() {
+        return WholeTable::Create { shape, type_name, indexes };
+    }
+    WholeTable::CreateOn { shape, type_name, indexes, nodes: nodes.to_vec() }
 }
 
 impl Database {
@@ -71,9 +74,9 @@ impl Database {
         {
             return Err(Error::TableExists { table: name.to_owned() });
         }
-        if making.storage != StorageType::RamCopies || !making.nodes.is_empty() {
+        if making.storage != StorageType::RamCopies {
             return Err(Error::Invalid(format!(
-                "table {name}: a table created while commits are ordered (on a running cluster node) is ram_copies, on every copy: create disc tables before ordering"
+                "table {name}: a table created while commits are ordered (on a running cluster node) is ram_copies: create disc tables before ordering"
             )));
         }
         let shape = crate::schema::shape::RecordShape::of_facts(&meta.facts);
@@ -89,7 +92,11 @@ impl Database {
             )));
         };
         let specs = making.specs(meta)?;
-        sequencer.order(CommitRecord::whole(name, creation(meta, &specs), self.applied_index()))
+        if !making.nodes.is_empty() && specs.iter().any(IndexSpec::is_unique) {
+            return Err(crate::engine::placement::no_unique(name));
+        }
+        let made = creation(meta, &specs, making.nodes);
+        sequencer.order(CommitRecord::whole(name, made, self.applied_index()))
     }
 
     /// [`Database::create_table`] on this copy, ordered or not (the named counters' table,
@@ -105,9 +112,12 @@ impl Database {
         making: Making<'_, R>,
     ) -> Result<()> {
         let (name, storage) = (meta.name, making.storage);
-        if let Some(node) = making.nodes.iter().find(|n| n.as_str() != self.inner.config.node()) {
+        // A table the order places on some nodes (`create_table` with a list of nodes on a
+        // cluster node): registered on every node, held on those it names.
+        let placed = !making.nodes.is_empty() && crate::engine::sequencer::applying(self.id());
+        if let Some(node) = making.nodes.iter().find(|n| !placed && n.as_str() != self.inner.config.node()) {
             return Err(Error::Invalid(format!(
-                "table {name}: node {node} is not this node ({}): copies on other nodes come with distribution",
+                "table {name}: node {node} is not this node ({}): a table on other nodes is created on a node running in a cluster",
                 self.inner.config.node()
             )));
         }
@@ -135,7 +145,10 @@ impl Database {
         }
         let mut store = self.new_store(meta, &specs)?;
         store.version.store(making.version, Ordering::Release);
-        store.local.store(making.local_content, Ordering::Relaxed);
+        store.place.set_local(making.local_content);
+        if placed {
+            store.place.place(Some(making.nodes.into()), self.inner.config.node());
+        }
         if let (StorageType::DiscCopies | StorageType::DiscOnlyCopies, Some(disk)) = (storage, self.disk()) {
             let infos = specs
                 .iter()
@@ -161,7 +174,7 @@ impl Database {
         // Before the table can be written: its creation reaches the sink before any write.
         if self.replicating() {
             let seq = self.next_seq();
-            self.hand_whole(name, creation(meta, &specs), seq);
+            self.hand_whole(name, creation(meta, &specs, &[]), seq);
         }
         self.put_tables(next);
         self.inner
@@ -521,7 +534,7 @@ impl Database {
         // The new store, with indexes of its own.
         let meta = meta_of::<T>();
         let mut fresh = self.new_store(meta, &meta.specs_with(&infos))?;
-        fresh.local.store(store.is_local(), Ordering::Relaxed);
+        fresh.place.copy_from(&store.place);
         match (to, new_id) {
             (StorageType::DiscOnlyCopies, Some(id)) => {
                 fresh = fresh.into_disc_only(disk.disc_only()?, id);

@@ -165,6 +165,20 @@ pub struct TableInfo {
     /// cluster ([`TableOptions::local_content`](crate::TableOptions::local_content)).
     #[serde(default)]
     pub local_content: bool,
+    /// The nodes holding a copy, by name, when a cluster node created the table with a
+    /// list of them (`TableOptions::ram_copies([..])`); empty when every node of the
+    /// cluster holds one (or the database is alone).
+    #[serde(default)]
+    pub nodes: Vec<String>,
+    /// Whether this node holds the table's records: `false` on a cluster node that
+    /// `nodes` leaves out (its reads are answered by a node holding a copy), and on one
+    /// whose copy waits to be filled from another node.
+    #[serde(default = "held_by_default")]
+    pub held: bool,
+}
+
+fn held_by_default() -> bool {
+    true
 }
 
 /// What `upsert` did.

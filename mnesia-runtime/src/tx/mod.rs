@@ -281,6 +281,8 @@ impl Tx {
                     }
                     None => new(&self.db)?,
                 };
+                // A table whose records are on other nodes of the cluster.
+                part.placement().check(part.table_name())?;
                 if let Some(snapshot) = &self.snapshot {
                     if self.db.stores_older_than(snapshot.at) {
                         part.read_at(snapshot.at);

@@ -112,6 +112,8 @@ pub(crate) fn next_table_id<T: Record>() -> Result<T::Key> {
         return Err(Error::Invalid(format!("table {} has no #[auto_increment] key", T::NAME)));
     }
     let db = context::current_db()?;
+    // (A node without the table's records has no current counter either.)
+    db.table::<T>()?.place.check(T::NAME)?;
     if db.ordering()
         && let Some(sequencer) = db.sequencer_of(db.table::<T>()?.is_local())
     {
@@ -284,11 +286,32 @@ pub(crate) fn insert<T: Record>(mut rec: T) -> Result<T> {
 }
 
 pub(crate) fn read<T: Record>(key: &T::Key) -> Result<Option<T>> {
-    run_tx(|tx| tx.table_to_read::<T>()?.read_one_with(key, |r| as_record::<T>(r).cloned()).transpose())
+    match run_tx(|tx| tx.table_to_read::<T>()?.read_one_with(key, |r| as_record::<T>(r).cloned()).transpose())
+    {
+        Err(Error::NotHere { table, nodes }) => Ok(first_of(read_elsewhere::<T>(key, table, nodes)?)),
+        found => found,
+    }
 }
 
 pub(crate) fn read_all<T: Record>(key: &T::Key) -> Result<Vec<T>> {
-    run_tx(|tx| into_records(tx.table_to_read::<T>()?.read_group(key)))
+    match run_tx(|tx| into_records(tx.table_to_read::<T>()?.read_group(key))) {
+        Err(Error::NotHere { table, nodes }) => read_elsewhere::<T>(key, table, nodes),
+        found => found,
+    }
+}
+
+/// The records of `key` read on a node holding table `T` (a read outside a transaction on
+/// a node without its records); `table` and `nodes` say where the table is, for the error
+/// of a read inside a transaction, or on a database alone.
+fn read_elsewhere<T: Record>(key: &T::Key, table: String, nodes: Vec<String>) -> Result<Vec<T>> {
+    let db = context::current_db()?;
+    let sequencer = db.sequencer().filter(|_| !context::is_transaction());
+    let Some(sequencer) = sequencer else { return Err(Error::NotHere { table, nodes }) };
+    let found = match sequencer.read_elsewhere(T::NAME, &crate::disk::record::encode(key)?) {
+        Err(Error::NotHere { .. }) => return Err(Error::NotHere { table, nodes }),
+        found => found?,
+    };
+    found.iter().map(|bytes| into_record(meta_of::<T>().decode_whole(bytes)?)).collect()
 }
 
 pub(crate) fn update<T: Record>(key: &T::Key, mut f: impl FnMut(&mut T)) -> Result<T> {
@@ -486,6 +509,9 @@ pub(crate) fn dirty_write<T: Record>(mut rec: T) -> Result<T> {
 
 pub(crate) fn dirty_read<T: Record>(key: &T::Key) -> Result<Option<T>> {
     let store = context::current_db()?.table::<T>()?;
+    if let Err(Error::NotHere { table, nodes }) = store.place.check(T::NAME) {
+        return Ok(first_of(read_elsewhere::<T>(key, table, nodes)?));
+    }
     let hash = store.hash(key);
     let alive = store.alive();
     let found = store.get_with(key, hash, |_, recs| {

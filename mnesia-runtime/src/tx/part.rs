@@ -266,6 +266,10 @@ impl<T: StoredRecord> TxPart for TxTable<T> {
         self.store.is_local()
     }
 
+    fn placement(&self) -> &crate::engine::placement::Placement {
+        &self.store.place
+    }
+
     fn table_name(&self) -> &'static str {
         self.store.meta.name
     }

@@ -221,10 +221,9 @@ pub(crate) struct TableStore<T: StoredRecord> {
     pub(crate) gate: crate::base::priority::GateState,
     /// Some shard keeps replaced versions for snapshots (see `history.rs`).
     has_history: AtomicBool,
-    /// The table is this node's own (`TableOptions::local_content`): with ordered commits,
-    /// its commits are not ordered. Set before the store is published, carried to the
-    /// stores that take its place.
-    pub(crate) local: AtomicBool,
+    /// Where the table's copies are (this node's own, every node's, chosen nodes'): set
+    /// before the store is published, carried to the stores that take its place.
+    pub(crate) place: crate::engine::placement::Placement,
 }
 
 fn key_of<T: StoredRecord>(s: &T::Slot) -> &T::Key {
@@ -299,7 +298,7 @@ impl<T: StoredRecord> TableStore<T> {
             cut: arc_swap::ArcSwapOption::empty(),
             gate: crate::base::priority::GateState::default(),
             has_history: AtomicBool::new(false),
-            local: AtomicBool::new(false),
+            place: crate::engine::placement::Placement::default(),
         }
     }
 
@@ -325,9 +324,9 @@ impl<T: StoredRecord> TableStore<T> {
         }
     }
 
-    /// Whether the table is this node's own (see `local`).
+    /// Whether the table is this node's own (see `place`).
     pub(crate) fn is_local(&self) -> bool {
-        self.local.load(Ordering::Relaxed)
+        self.place.is_local()
     }
 
     pub(crate) fn storage(&self) -> StorageType {

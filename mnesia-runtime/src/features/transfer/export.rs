@@ -54,6 +54,7 @@ pub(crate) fn export_to<T: Record>(
 /// [`export_to`]'s work.
 fn export_records<T: Record>(out: impl Write, format: Format, progress: Option<&Progress>) -> Result<usize> {
     let store = crate::tx::context::current_db()?.table::<T>()?;
+    store.place.check(T::NAME)?;
     let mut ticker = Ticker::new(progress);
     let json = |e: serde_json::Error| Error::codec(format!("table {}", T::NAME), e);
     // serde_json writes a NaN or an infinity as `null`, which no import reads back as a

@@ -1,0 +1,138 @@
+//! Where a table's copies are: on every node of a cluster, on this node alone
+//! (`TableOptions::local_content`), or on the nodes its creation named.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use crate::{Error, Result};
+
+/// A table's placement, kept by its store and carried to every store that takes its place
+/// (set before a store is published, or under the applying of the order).
+#[derive(Debug)]
+pub(crate) struct Placement {
+    /// The table is this node's own (`TableOptions::local_content`): with ordered
+    /// commits, its commits are not ordered.
+    local: AtomicBool,
+    /// The nodes holding a copy, by name (`None`: every node).
+    holders: parking_lot::RwLock<Option<Arc<[String]>>>,
+    /// This node holds the table's records. `false` on a node its placement leaves out
+    /// (it keeps the table's registration, applies none of its changes and refuses its
+    /// reads), and on a holder whose copy waits to be filled from another holder.
+    held: AtomicBool,
+}
+
+impl Default for Placement {
+    fn default() -> Self {
+        Placement {
+            local: AtomicBool::new(false),
+            holders: parking_lot::RwLock::new(None),
+            held: AtomicBool::new(true),
+        }
+    }
+}
+
+impl Placement {
+    /// Whether the table is this node's own.
+    pub(crate) fn is_local(&self) -> bool {
+        self.local.load(Ordering::Relaxed)
+    }
+
+    /// Makes the table this node's own, or not.
+    pub(crate) fn set_local(&self, local: bool) {
+        self.local.store(local, Ordering::Relaxed);
+    }
+
+    /// The nodes holding a copy (`None`: every node).
+    pub(crate) fn holders(&self) -> Option<Arc<[String]>> {
+        self.holders.read().clone()
+    }
+
+    /// Places the table on `holders` (`None`: every node), held here when `me` is one.
+    pub(crate) fn place(&self, holders: Option<Arc<[String]>>, me: &str) {
+        let here = holders.as_ref().is_none_or(|h| h.iter().any(|n| n == me));
+        *self.holders.write() = holders;
+        self.held.store(here, Ordering::Release);
+    }
+
+    /// Whether this node's copy holds the table's records.
+    pub(crate) fn is_held(&self) -> bool {
+        self.held.load(Ordering::Acquire)
+    }
+
+    /// Marks this node's copy as holding the records (filled), or not (waiting to be).
+    pub(crate) fn set_held(&self, held: bool) {
+        self.held.store(held, Ordering::Release);
+    }
+
+    /// Takes `other`'s placement (a store taking the place of `other`'s).
+    pub(crate) fn copy_from(&self, other: &Placement) {
+        self.set_local(other.is_local());
+        *self.holders.write() = other.holders();
+        self.set_held(other.is_held());
+    }
+
+    /// `Ok` when table `table`'s records can be read and written here; else
+    /// [`Error::NotHere`], naming the nodes that hold them.
+    pub(crate) fn check(&self, table: &str) -> Result<()> {
+        if self.is_held() {
+            return Ok(());
+        }
+        Err(Error::NotHere {
+            table: table.to_owned(),
+            nodes: self.holders().map(|h| h.to_vec()).unwrap_or_default(),
+        })
+    }
+}
+
+/// Tables this node holds whose copy waits to be filled from a node holding one (this
+/// node loaded a snapshot made by a node without their records): each with the image
+/// taken for it at a later place of the order than this node's, if one came (kept until
+/// this node reaches that place; the table's changes up to it are in the image).
+#[derive(Debug, Default)]
+pub(crate) struct Fills {
+    /// By table name (changed while the order's applying is held).
+    pub(crate) waiting: parking_lot::Mutex<std::collections::BTreeMap<String, Option<Image>>>,
+    /// `waiting` is not empty (checked after each record applied without the lock).
+    pub(crate) any: AtomicBool,
+}
+
+/// A table's records at a place of the order (an ordered snapshot of that table alone).
+#[derive(Debug)]
+pub(crate) struct Image {
+    /// The place.
+    pub(crate) at: u64,
+    /// The snapshot's bytes.
+    pub(crate) bytes: Vec<u8>,
+}
+
+/// The refusal of a unique index on a table with copies on some nodes only: the nodes
+/// without a copy could not decide, as the others do, whether a value is taken.
+pub(crate) fn no_unique(table: &str) -> Error {
+    Error::Invalid(format!(
+        "table {table}: a table with copies on some nodes only has no unique index (the nodes without a copy could not tell whether a value is taken)"
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_node_holds_a_table_placed_on_it_or_on_every_node() {
+        let p = Placement::default();
+        assert!(p.is_held() && p.check("t").is_ok() && p.holders().is_none());
+        p.place(Some(Arc::from(["a".to_owned(), "b".to_owned()])), "c");
+        assert!(!p.is_held());
+        match p.check("t") {
+            Err(Error::NotHere { table, nodes }) => {
+                assert_eq!((table.as_str(), nodes), ("t", vec!["a".into(), "b".into()]))
+            }
+            other => panic!("{other:?}"),
+        }
+        let q = Placement::default();
+        q.copy_from(&p);
+        assert!(!q.is_held() && q.holders().is_some_and(|h| h.len() == 2));
+        p.place(None, "c");
+        assert!(p.is_held());
+    }
+}

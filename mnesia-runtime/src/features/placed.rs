@@ -1,0 +1,194 @@
+//! Tables with copies on some nodes of a cluster only (`create_table` with a list of
+//! nodes, on a node whose commits are ordered): what a snapshot says of them, and the
+//! filling of a copy from a node holding one.
+//!
+//! Every node registers such a table and applies the order's records alike (they decide
+//! nothing from its records: it has no unique index); the nodes its placement names keep
+//! its records, the others keep none. A node that loads a snapshot made by a node without
+//! the records of a table it holds waits for them: a node holding a copy writes an image
+//! of it ([`Database::write_table_image`], the table at one place of the order) and this
+//! node takes it at that place ([`Database::fill_table`]), having skipped the table's
+//! changes until then.
+
+use std::io::Write;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+
+use crate::engine::backup_types::RestoreMode;
+use crate::engine::commit_record::WholeTable;
+use crate::engine::placement::Image;
+use crate::features::backup::{BackupOptions, BackupReader, RestoreOptions};
+use crate::features::ordered_snapshot::{Places, read_head};
+use crate::{Database, Error, Result};
+
+impl Database {
+    /// Where this node's tables of the order are, for a snapshot (the caller holds the
+    /// order's `applying`, under which tables are placed and filled).
+    pub(crate) fn places(&self) -> Places {
+        let mut places = Places::default();
+        for (name, table) in self.inner.tables.load().iter() {
+            let place = table.placement();
+            if let Some(nodes) = place.holders() {
+                places.placed.push((name.clone(), nodes.to_vec()));
+            }
+            if !place.is_held() {
+                places.unheld.push(name.clone());
+            }
+        }
+        places
+    }
+
+    /// Places the tables `names` a snapshot loaded as `places` says (the caller holds the
+    /// order's `applying`): a table on other nodes only is emptied; one this node holds
+    /// but the snapshot's maker did not waits to be filled (a snapshot loaded ends the
+    /// waits of those before).
+    pub(crate) fn place_loaded<'a>(
+        &self,
+        names: impl Iterator<Item = &'a str>,
+        places: &Places,
+    ) -> Result<()> {
+        let me = self.inner.config.node();
+        let fills = &self.inner.ordered.fills;
+        let mut waiting = fills.waiting.lock();
+        waiting.clear();
+        for name in names {
+            let table = self.any_table(name)?;
+            let nodes =
+                places.placed.iter().find(|(n, _)| n == name).map(|(_, nodes)| Arc::from(nodes.as_slice()));
+            table.placement().place(nodes, me);
+            if !table.placement().is_held() {
+                if table.info().size > 0 {
+                    Arc::clone(&table).change_whole(self, &WholeTable::Clear)?;
+                }
+            } else if places.unheld.iter().any(|n| n == name) {
+                table.placement().set_held(false);
+                waiting.insert(name.to_owned(), None);
+            }
+        }
+        fills.any.store(!waiting.is_empty(), Ordering::Release);
+        Ok(())
+    }
+
+    /// The records of the key `key` of table `table`, both encoded as commit records
+    /// carry them (postcard): the answer to [`Sequencer::read_elsewhere`](crate::Sequencer::read_elsewhere) of a node without the table's
+    /// records. [`Error::NotHere`] when this node holds none either.
+    ///
+    /// ```
+    /// use mnesia::prelude::*;
+    /// #[derive(Table, Clone, Debug, Serialize, Deserialize)]
+    /// struct Item { #[key] id: u32, n: u8 }
+    /// let db = Database::in_memory()?;
+    /// db.create_table::<Item>(TableOptions::new())?;
+    /// db.scope(|| Item::write(Item { id: 1, n: 2 }))?;
+    /// let found = db.read_encoded("item", &postcard::to_allocvec(&1u32).expect("key"))?;
+    /// assert_eq!(found.len(), 1);
+    /// assert!(db.read_encoded("item", &postcard::to_allocvec(&9u32).expect("key"))?.is_empty());
+    /// # Ok::<(), mnesia::Error>(())
+    /// ```
+    pub fn read_encoded(&self, table: &str, key: &[u8]) -> Result<Vec<Vec<u8>>> {
+        self.any_table(table)?.read_encoded(key)
+    }
+
+    /// The tables this node holds whose copy waits to be filled from a node holding one
+    /// (it loaded a snapshot made by a node without their records): a cluster node asks
+    /// another for an image of each ([`Database::write_table_image`]) and gives it to
+    /// [`Database::fill_table`]. Their reads here fail with [`Error::NotHere`] meanwhile.
+    ///
+    /// ```
+    /// assert!(mnesia::Database::in_memory()?.unfilled_tables().is_empty());
+    /// # Ok::<(), mnesia::Error>(())
+    /// ```
+    pub fn unfilled_tables(&self) -> Vec<String> {
+        self.inner.ordered.fills.waiting.lock().keys().cloned().collect()
+    }
+
+    /// Writes into `out` an image of table `table` at this node's place in the shared
+    /// order (returned): its records, for a node whose copy waits to be filled
+    /// ([`Database::fill_table`]). [`Error::NotHere`] when this node does not hold them.
+    ///
+    /// ```
+    /// use mnesia::prelude::*;
+    /// #[derive(Table, Clone, Debug, Serialize, Deserialize)]
+    /// struct Item { #[key] id: u32 }
+    /// let db = Database::in_memory()?;
+    /// db.create_table::<Item>(TableOptions::new())?;
+    /// let mut image = Vec::new();
+    /// assert_eq!(db.write_table_image("item", &mut image)?, 0);
+    /// # Ok::<(), mnesia::Error>(())
+    /// ```
+    pub fn write_table_image(&self, table: &str, out: &mut dyn Write) -> Result<u64> {
+        self.any_table(table)?.placement().check(table)?;
+        Ok(self.write_snapshot_of(out, BackupOptions::new().tables([table]))?.applied)
+    }
+
+    /// Fills this node's copy of a table waiting for it ([`Database::unfilled_tables`])
+    /// from `image`, written by a node holding one ([`Database::write_table_image`]) at
+    /// a place of the shared order. An image of this node's place is loaded at once; one
+    /// of a later place is kept and loaded when this node reaches it (the table's changes
+    /// until then are in it). Returns `false`, changing nothing, for an image of an
+    /// earlier place than this node's (ask again: the other node is behind), or of a
+    /// table that waits for none.
+    ///
+    /// ```
+    /// let db = mnesia::Database::in_memory()?;
+    /// assert!(db.fill_table(b"not an image".to_vec()).is_err());
+    /// # Ok::<(), mnesia::Error>(())
+    /// ```
+    pub fn fill_table(&self, image: Vec<u8>) -> Result<bool> {
+        let _no_apply = self.inner.ordered.applying.lock();
+        let mut input = &image[..];
+        let head = read_head(&mut input)?;
+        let reader = BackupReader::new(std::path::Path::new("table image"), input, u64::MAX)?;
+        let [table] = reader.tables() else {
+            return Err(Error::Invalid("a table image holds one table".into()));
+        };
+        let name = table.def.name.clone();
+        let applied = self.applied_index();
+        let mut waiting = self.inner.ordered.fills.waiting.lock();
+        let Some(slot) = waiting.get_mut(&name) else { return Ok(false) };
+        if head.applied < applied {
+            return Ok(false);
+        }
+        *slot = Some(Image { at: head.applied, bytes: image });
+        drop(waiting);
+        self.fill_due()?;
+        Ok(true)
+    }
+
+    /// Loads each image kept for a table waiting to be filled that is of this node's
+    /// place (the caller holds the order's `applying`; called after each record applied
+    /// while any table waits); drops one of an earlier place (asked again).
+    pub(crate) fn fill_due(&self) -> Result<()> {
+        let fills = &self.inner.ordered.fills;
+        let applied = self.applied_index();
+        let mut waiting = fills.waiting.lock();
+        let mut outcome = Ok(());
+        for (name, slot) in waiting.iter_mut() {
+            match slot.take() {
+                Some(image) if image.at == applied => {
+                    if let Err(e) = self.load_image(name, &image.bytes) {
+                        tracing::warn!(table = %name, error = %e, "a table's image could not be loaded");
+                        outcome = Err(e);
+                    }
+                }
+                Some(image) if image.at > applied => *slot = Some(image),
+                _ => {}
+            }
+        }
+        waiting.retain(|name, _| self.any_table(name).is_ok_and(|t| !t.placement().is_held()));
+        fills.any.store(!waiting.is_empty(), Ordering::Release);
+        outcome
+    }
+
+    /// Clears table `name` and loads the records of `image` into it; the copy holds them
+    /// from now on.
+    fn load_image(&self, name: &str, mut image: &[u8]) -> Result<()> {
+        read_head(&mut image)?;
+        let reader = BackupReader::new(std::path::Path::new("table image"), image, u64::MAX)?;
+        let modes = RestoreOptions::new().all(RestoreMode::Skip).table(name, RestoreMode::ClearAndLoad);
+        self.load_backup_here(reader, &modes, self.inner.schema.lock())?;
+        // (The store in the table's place now: the load made a new one.)
+        self.any_table(name)?.placement().set_held(true);
+        Ok(())
+    }
+}
