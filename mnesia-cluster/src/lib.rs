@@ -34,8 +34,13 @@
 //! With the `tls` feature, every connection is TLS (`Options::tls`): each node proves
 //! itself with a certificate of the cluster's CA, both ways, before the cookie's handshake.
 //!
-//! What is not there yet: tables replicated on some nodes only (every table is on every
-//! node), and disc copies recovered from their own files.
+//! A table created on a running node with a list of nodes
+//! (`TableOptions::ram_copies([..])`) keeps its records on those nodes alone; the others
+//! forward its reads outside transactions to one of them, and a holder that loads a
+//! snapshot made by a node without the records is filled from another holder.
+//!
+//! What is not there yet: copies added to or removed from a table later, and disc copies
+//! recovered from their own files.
 //!
 //! ```no_run
 //! use mnesia_cluster::{Node, Options};

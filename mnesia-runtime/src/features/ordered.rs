@@ -33,7 +33,9 @@ impl Database {
     /// record's place (a unique index that the records break is refused alike on every
     /// copy); a transaction that read the table before a clear or a drop and commits after
     /// conflicts, and a record writing a table the order dropped is refused on every copy.
-    /// A table created while ordering is `ram_copies` on every copy, each making it with its
+    /// A table created while ordering is `ram_copies` on every copy (given a list of nodes,
+    /// `TableOptions::ram_copies([..])`, every copy registers it and those whose
+    /// `Config::node_name` it lists hold its records: see [`Error::NotHere`]), each making it with its
     /// own program's type of the same name and shape (every `#[derive(Table)]` registers
     /// its type, so a copy need not have named it yet; a copy whose program has none stops
     /// applying, [`Error::SchemaMismatch`]). `transform` is ordered as the converted

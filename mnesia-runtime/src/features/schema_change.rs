@@ -37,7 +37,8 @@ impl Database {
     /// Creates table `T` (what `T::create_table` calls). While commits are
     /// [ordered](Database::order_commits_with) (on a running cluster node) the table is
     /// created on every copy, as `ram_copies`, each copy with its own program's type for it
-    /// (`Error::TableExists` when it is here already), unless it is this node's own
+    /// (`Error::TableExists` when it is here already), holding its records on the nodes
+    /// the options list (on every node when they list none), unless it is this node's own
     /// ([`TableOptions::local_content`]): that one is made here alone.
     ///
     /// ```
