@@ -50,9 +50,11 @@ pub(crate) enum Request {
         table: String,
         key: Vec<u8>,
     },
-    /// An image of this table, which you hold (for a node whose copy waits to be filled).
+    /// An image of this table, which you hold, of place `at` of the order or a later one
+    /// (for a node at that place whose copy waits to be filled).
     Image {
         table: String,
+        at: u64,
     },
     /// Node `id`, you are no member any more (asked by node `by`: yourself when you left):
     /// the sender, the leader, removed you (you no longer hear from the leader, so you
@@ -480,7 +482,9 @@ async fn connection(tcp: TcpStream, node: &crate::node::Shared) -> Result<(), Wi
             Request::Read { table, key } => {
                 crate::placed::answer_read(node.dialer.liveness.database(), &table, &key)
             }
-            Request::Image { table } => crate::placed::answer_image(node.dialer.liveness.database(), &table),
+            Request::Image { table, at } => {
+                crate::placed::answer_image(node.dialer.liveness.database(), &table, at).await
+            }
             Request::Hold(hold) => Response::Held(node.hold_here(from, hold).await),
             // (Another node at the address of the one removed is not told.)
             Request::Removed { id, by } if id == node.id => {

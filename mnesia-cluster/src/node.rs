@@ -464,9 +464,13 @@ pub(crate) struct Shared {
     /// A connection to each member (with the address it was opened to), for
     /// `sync_transaction`'s questions.
     sync_links: crate::net::MemberLinks,
-    /// A connection to each member, for reads of tables this node holds no records of and
-    /// images of tables whose copy here waits to be filled (see `placed.rs`).
+    /// A connection to each member, for reads of tables this node holds no records of
+    /// (see `placed.rs`) ...
     pub(crate) read_links: crate::net::MemberLinks,
+    /// ... and one for images of tables whose copy here waits to be filled.
+    pub(crate) image_links: crate::net::MemberLinks,
+    /// The member that last answered a read of each table this node holds no records of.
+    pub(crate) read_from: parking_lot::Mutex<std::collections::HashMap<String, u64>>,
     /// How writes to the node's directory fare (tried again until they succeed): those of
     /// its log, and those of the snapshots its leader sends (each fails and recovers on its
     /// own).
@@ -1129,6 +1133,8 @@ impl Node {
             holds: Arc::default(),
             sync_links: crate::net::MemberLinks::default(),
             read_links: crate::net::MemberLinks::default(),
+            image_links: crate::net::MemberLinks::default(),
+            read_from: parking_lot::Mutex::default(),
             writes,
             left: std::sync::OnceLock::new(),
             left_signal: tokio::sync::Notify::new(),

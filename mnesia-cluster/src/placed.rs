@@ -23,17 +23,27 @@ const FILL_EVERY: Duration = Duration::from_millis(200);
 
 impl Shared {
     /// The records of the key `key` of table `table` (both encoded), read on a member
-    /// up that holds the table's records (each asked in turn); [`Error::NotHere`] when none
-    /// answers with them.
+    /// up that holds the table's records (the one that answered last first, then each in
+    /// turn); [`Error::NotHere`] when none answers with them.
     pub(crate) async fn read_elsewhere(
         self: &Arc<Self>,
         table: String,
         key: Vec<u8>,
     ) -> Result<Vec<Vec<u8>>> {
+        let mut members = self.other_members();
+        let last = self.read_from.lock().get(&table).copied();
+        members.sort_by_key(|(member, _)| Some(*member) != last);
         let request = Request::Read { table, key };
-        for (member, addr) in self.other_members() {
-            match self.ask_member(member, addr, &request, READ_WAIT).await {
-                Some(Response::Read(Ok(found))) => return Ok(found),
+        for (member, addr) in members {
+            match self.ask_member(&self.read_links, member, addr, &request, READ_WAIT).await {
+                Some(Response::Read(Ok(found))) => {
+                    if let Request::Read { table, .. } = &request
+                        && last != Some(member)
+                    {
+                        self.read_from.lock().insert(table.clone(), member);
+                    }
+                    return Ok(found);
+                }
                 Some(Response::Read(Err(why))) => {
                     tracing::debug!(target: "mnesia::cluster", member, %why, "a forwarded read not answered there");
                 }
@@ -44,12 +54,12 @@ impl Shared {
         Err(Error::NotHere { table, nodes: Vec::new() })
     }
 
-    /// An image of table `table` written by a member up that holds its records (each asked
-    /// in turn), if one gives it.
-    async fn image_elsewhere(self: &Arc<Self>, table: &str) -> Option<Vec<u8>> {
-        let request = Request::Image { table: table.to_owned() };
+    /// An image of table `table` of place `at` of the order or a later one, written by a
+    /// member up that holds the table's records (each asked in turn), if one gives it.
+    async fn image_elsewhere(self: &Arc<Self>, table: &str, at: u64) -> Option<Vec<u8>> {
+        let request = Request::Image { table: table.to_owned(), at };
         for (member, addr) in self.other_members() {
-            match self.ask_member(member, addr, &request, IMAGE_WAIT).await {
+            match self.ask_member(&self.image_links, member, addr, &request, IMAGE_WAIT).await {
                 Some(Response::Image(Ok(image))) => return Some(image),
                 Some(Response::Image(Err(why))) => {
                     tracing::debug!(target: "mnesia::cluster", member, %why, table, "no image of the table there");
@@ -60,17 +70,18 @@ impl Shared {
         None
     }
 
-    /// `request`'s answer from member `member` (at `addr`), over the connection kept to it
-    /// for these questions; `None` when it does not come within `wait`.
+    /// `request`'s answer from member `member` (at `addr`), over the connection of `links`
+    /// kept to it; `None` when it does not come within `wait`.
     async fn ask_member(
         &self,
+        links: &crate::net::MemberLinks,
         member: u64,
         addr: String,
         request: &Request,
         wait: Duration,
     ) -> Option<Response> {
-        let link = self.read_links.to(member, &addr);
-        let mut peer = link.lock().await;
+        let link = links.to(member, &addr);
+        let mut peer = tokio::time::timeout(wait, link.lock()).await.ok()?;
         let peer = peer.get_or_insert_with(|| self.dialer.peer(member, addr));
         // (Not told to the liveness: a slow answer here is no sign of a node down.)
         peer.exchange(request, wait).await.ok()
@@ -82,26 +93,34 @@ pub(crate) fn answer_read(db: &Database, table: &str, key: &[u8]) -> Response {
     Response::Read(tokio::task::block_in_place(|| db.read_encoded(table, key)).map_err(|e| e.to_string()))
 }
 
-/// The answer to a [`Request::Image`] of another member.
-pub(crate) fn answer_image(db: &Database, table: &str) -> Response {
+/// The answer to a [`Request::Image`] of another member at place `at`: once this node has
+/// applied as far (within half the asker's wait), the table's image.
+pub(crate) async fn answer_image(db: &Database, table: &str, at: u64) -> Response {
+    let deadline = tokio::time::Instant::now() + IMAGE_WAIT / 2;
+    while db.applied_index() < at {
+        if tokio::time::Instant::now() >= deadline {
+            return Response::Image(Err(format!("this node has not reached place {at} of the order")));
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
     let mut image = Vec::new();
     let written = tokio::task::block_in_place(|| db.write_table_image(table, &mut image));
     Response::Image(written.map(|_| image).map_err(|e| e.to_string()))
 }
 
 /// Fills, for as long as the node runs, each copy of `db` that waits to be filled, from an
-/// image another member writes (asked again while that member is behind this node).
+/// image another member writes.
 pub(crate) async fn fill_copies(shared: Arc<Shared>, db: Database) {
     let mut tick = tokio::time::interval(FILL_EVERY);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tick.tick().await;
-        for table in db.unfilled_tables() {
-            let Some(image) = shared.image_elsewhere(&table).await else { continue };
+        for (table, at) in db.unfilled_tables() {
+            let Some(image) = shared.image_elsewhere(&table, at).await else { continue };
             let filling = db.clone();
             match tokio::task::spawn_blocking(move || filling.fill_table(image)).await {
                 Ok(Ok(true)) => {
-                    tracing::info!(target: "mnesia::cluster", table, "a copy filled from another member")
+                    tracing::info!(target: "mnesia::cluster", table, "a copy's image taken from another member")
                 }
                 Ok(Ok(false)) => {}
                 Ok(Err(e)) => {
@@ -134,8 +153,10 @@ mod tests {
             let key = postcard::to_allocvec(&3u32).expect("key");
             assert!(matches!(answer_read(&db, "spot", &key), Response::Read(Ok(found)) if found.len() == 1));
             assert!(matches!(answer_read(&db, "nope", &key), Response::Read(Err(_))));
-            assert!(matches!(answer_image(&db, "spot"), Response::Image(Ok(image)) if !image.is_empty()));
-            assert!(matches!(answer_image(&db, "nope"), Response::Image(Err(_))));
+            assert!(
+                matches!(answer_image(&db, "spot", 0).await, Response::Image(Ok(image)) if !image.is_empty())
+            );
+            assert!(matches!(answer_image(&db, "nope", 0).await, Response::Image(Err(_))));
         });
     }
 }

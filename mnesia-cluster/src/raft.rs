@@ -442,7 +442,8 @@ impl StateMachine {
         // as a whole may wait for a backup or a checkpoint of this node, or scan the table:
         // off the worker.
         let record = &proposal.record;
-        let result = if record.changes_whole_table() {
+        // (So is loading a table's image kept for this place: see `placed.rs`.)
+        let result = if record.changes_whole_table() || self.db.fill_pending() {
             tokio::task::block_in_place(|| self.db.apply_ordered(place, record))
         } else {
             self.db.apply_ordered(place, record)

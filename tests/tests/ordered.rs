@@ -1371,6 +1371,21 @@ fn a_table_on_two_copies_keeps_its_records_there_and_the_third_reads_them_from_o
     not_here(third.scope(|| Placed::write(Placed { id: 3 })));
     not_here(third.scope(|| Placed::dirty_write(Placed { id: 3 })));
     not_here(third.scope(|| Placed::export_to(&mut Vec::new(), mnesia::Format::JsonLines)));
+    // A backup of a holder, restored on the third: refused there (it would replace the
+    // holders' records from a node holding none); a backup of the third leaves it out.
+    let dir = tempfile::tempdir().expect("dir");
+    let file = dir.path().join("placed.bak");
+    copies[0].db.backup(&file).expect("backup");
+    for mode in [mnesia::RestoreMode::Recreate, mnesia::RestoreMode::ClearAndLoad] {
+        let only = mnesia::RestoreOptions::new().all(mnesia::RestoreMode::Skip).table("placed", mode);
+        not_here(third.restore(&file, &only));
+    }
+    let theirs = dir.path().join("third.bak");
+    third.backup(&theirs).expect("backup");
+    let all = mnesia::RestoreOptions::new().all(mnesia::RestoreMode::ClearAndLoad);
+    copies[0].db.restore(&theirs, &all).expect("restore");
+    settle(&log, &copies);
+    assert_eq!(placed_keys(&copies[1].db).expect("list"), [1, 2], "the third's backup held the table");
     // A unique index: refused alike on every copy (a copy without the records could not
     // tell whether a value is taken).
     let unique =
@@ -1426,14 +1441,17 @@ fn a_copy_loaded_from_a_snapshot_of_a_copy_without_a_table_is_filled_from_one_wi
     let fresh = Database::open(Config::default().node_name(HOLDERS[1])).expect("open");
     fresh.scope(|| Account::create_table(TableOptions::new())).expect("table");
     assert_eq!(fresh.load_ordered_snapshot(&snapshot[..]).expect("load"), at);
-    assert_eq!(fresh.unfilled_tables(), ["placed"]);
+    assert_eq!(fresh.unfilled_tables(), [("placed".to_owned(), at)]);
     not_here(placed_keys(&fresh));
     not_here(fresh.wait_for_tables(&["placed"], Duration::from_millis(50)));
     // An image of a place before this copy's: not taken (asked again).
     assert!(!fresh.fill_table(early).expect("stale image"));
     // One of a later place: taken there; the table's records until then are in it.
     assert!(fresh.fill_table(image).expect("image"));
-    assert_eq!(fresh.unfilled_tables(), ["placed"], "filled before its place");
+    // Kept: not waiting for an image any more, but not filled before its place either.
+    assert!(fresh.unfilled_tables().is_empty());
+    not_here(placed_keys(&fresh));
+    assert!(fresh.fill_pending());
     let fresh = Copy::start(fresh, &log);
     fresh.db.wait_for_tables(&["placed"], Duration::from_secs(30)).expect("filled");
     write(0, 21..26);

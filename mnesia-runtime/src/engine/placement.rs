@@ -14,7 +14,7 @@ pub(crate) struct Placement {
     /// commits, its commits are not ordered.
     local: AtomicBool,
     /// The nodes holding a copy, by name (`None`: every node).
-    holders: parking_lot::RwLock<Option<Arc<[String]>>>,
+    holders: arc_swap::ArcSwapOption<Vec<String>>,
     /// This node holds the table's records. `false` on a node its placement leaves out
     /// (it keeps the table's registration, applies none of its changes and refuses its
     /// reads), and on a holder whose copy waits to be filled from another holder.
@@ -25,7 +25,7 @@ impl Default for Placement {
     fn default() -> Self {
         Placement {
             local: AtomicBool::new(false),
-            holders: parking_lot::RwLock::new(None),
+            holders: arc_swap::ArcSwapOption::empty(),
             held: AtomicBool::new(true),
         }
     }
@@ -43,18 +43,19 @@ impl Placement {
     }
 
     /// The nodes holding a copy (`None`: every node).
-    pub(crate) fn holders(&self) -> Option<Arc<[String]>> {
-        self.holders.read().clone()
+    pub(crate) fn holders(&self) -> Option<Arc<Vec<String>>> {
+        self.holders.load_full()
     }
 
     /// Places the table on `holders` (`None`: every node), held here when `me` is one.
-    pub(crate) fn place(&self, holders: Option<Arc<[String]>>, me: &str) {
+    pub(crate) fn place(&self, holders: Option<Vec<String>>, me: &str) {
         let here = holders.as_ref().is_none_or(|h| h.iter().any(|n| n == me));
-        *self.holders.write() = holders;
+        self.holders.store(holders.map(Arc::new));
         self.held.store(here, Ordering::Release);
     }
 
     /// Whether this node's copy holds the table's records.
+    #[inline]
     pub(crate) fn is_held(&self) -> bool {
         self.held.load(Ordering::Acquire)
     }
@@ -67,20 +68,27 @@ impl Placement {
     /// Takes `other`'s placement (a store taking the place of `other`'s).
     pub(crate) fn copy_from(&self, other: &Placement) {
         self.set_local(other.is_local());
-        *self.holders.write() = other.holders();
+        self.holders.store(other.holders());
         self.set_held(other.is_held());
     }
 
     /// `Ok` when table `table`'s records can be read and written here; else
     /// [`Error::NotHere`], naming the nodes that hold them.
+    #[inline]
     pub(crate) fn check(&self, table: &str) -> Result<()> {
         if self.is_held() {
             return Ok(());
         }
-        Err(Error::NotHere {
+        Err(self.not_here(table))
+    }
+
+    /// [`Error::NotHere`] for table `table`.
+    #[cold]
+    pub(crate) fn not_here(&self, table: &str) -> Error {
+        Error::NotHere {
             table: table.to_owned(),
             nodes: self.holders().map(|h| h.to_vec()).unwrap_or_default(),
-        })
+        }
     }
 }
 
@@ -121,7 +129,7 @@ mod tests {
     fn a_node_holds_a_table_placed_on_it_or_on_every_node() {
         let p = Placement::default();
         assert!(p.is_held() && p.check("t").is_ok() && p.holders().is_none());
-        p.place(Some(Arc::from(["a".to_owned(), "b".to_owned()])), "c");
+        p.place(Some(vec!["a".to_owned(), "b".to_owned()]), "c");
         assert!(!p.is_held());
         match p.check("t") {
             Err(Error::NotHere { table, nodes }) => {

@@ -240,6 +240,7 @@ impl Database {
                 self.disk().is_some_and(|d| d.pending.lock().get(*name).is_some_and(|p| p.def.local_content))
             }
         };
+        let deadline = std::time::Instant::now() + timeout;
         if let Some(sequencer) = self.sequencer()
             && (names.is_empty() || !names.iter().all(own))
         {
@@ -249,7 +250,6 @@ impl Database {
             self.any_table(name)?;
         }
         // Copies waiting to be filled from another node (after a snapshot made there).
-        let deadline = std::time::Instant::now() + timeout;
         while let Some(name) =
             names.iter().find(|n| self.inner.ordered.fills.waiting.lock().contains_key(**n))
         {

@@ -212,6 +212,8 @@ impl Database {
             }
             indexes.push((t.def.name.clone(), wanted));
         }
+        // Placed before they are loaded (the stores a load makes take the placement).
+        self.place_loaded(indexes.iter().map(|(name, _)| name.as_str()), &head.places)?;
         // Held throughout, in the order every path takes them (schema, then the versions,
         // then commit locks): no table changes meanwhile.
         let schema = self.inner.schema.lock();
@@ -243,7 +245,7 @@ impl Database {
         for (name, wanted) in &indexes {
             self.match_indexes(name, wanted)?;
         }
-        self.place_loaded(indexes.iter().map(|(name, _)| name.as_str()), &head.places)?;
+        self.empty_unheld(indexes.iter().map(|(name, _)| name.as_str()))?;
         Ok(head.applied)
     }
 

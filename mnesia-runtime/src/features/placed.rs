@@ -38,10 +38,9 @@ impl Database {
         places
     }
 
-    /// Places the tables `names` a snapshot loaded as `places` says (the caller holds the
-    /// order's `applying`): a table on other nodes only is emptied; one this node holds
-    /// but the snapshot's maker did not waits to be filled (a snapshot loaded ends the
-    /// waits of those before).
+    /// Places the tables `names` of a snapshot about to be loaded as its `places` say (the
+    /// caller holds the order's `applying`): one this node holds but the snapshot's maker
+    /// did not waits to be filled (a snapshot loaded ends the waits of those before).
     pub(crate) fn place_loaded<'a>(
         &self,
         names: impl Iterator<Item = &'a str>,
@@ -53,20 +52,42 @@ impl Database {
         waiting.clear();
         for name in names {
             let table = self.any_table(name)?;
-            let nodes =
-                places.placed.iter().find(|(n, _)| n == name).map(|(_, nodes)| Arc::from(nodes.as_slice()));
+            let nodes = places.placed.iter().find(|(n, _)| n == name).map(|(_, nodes)| nodes.clone());
             table.placement().place(nodes, me);
-            if !table.placement().is_held() {
-                if table.info().size > 0 {
-                    Arc::clone(&table).change_whole(self, &WholeTable::Clear)?;
-                }
-            } else if places.unheld.iter().any(|n| n == name) {
+            if table.placement().is_held() && places.unheld.iter().any(|n| n == name) {
                 table.placement().set_held(false);
                 waiting.insert(name.to_owned(), None);
             }
         }
         fills.any.store(!waiting.is_empty(), Ordering::Release);
         Ok(())
+    }
+
+    /// Empties the tables among `names` whose records are on other nodes only (a snapshot
+    /// loaded skipped them: what they held before goes).
+    pub(crate) fn empty_unheld<'a>(&self, names: impl Iterator<Item = &'a str>) -> Result<()> {
+        for name in names {
+            let table = self.any_table(name)?;
+            let elsewhere =
+                table.placement().holders().is_some_and(|h| !h.iter().any(|n| n == self.inner.config.node()));
+            if elsewhere && table.info().size > 0 {
+                Arc::clone(&table).change_whole(self, &WholeTable::Clear)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Whether an image of a table waiting to be filled is kept for a later place of the
+    /// order: applying the record of that place loads it, a longer step than most (a cluster
+    /// node applies it off its runtime's worker).
+    ///
+    /// ```
+    /// assert!(!mnesia::Database::in_memory()?.fill_pending());
+    /// # Ok::<(), mnesia::Error>(())
+    /// ```
+    pub fn fill_pending(&self) -> bool {
+        self.inner.ordered.fills.any.load(Ordering::Acquire)
+            && self.inner.ordered.fills.waiting.lock().values().any(Option::is_some)
     }
 
     /// The records of the key `key` of table `table`, both encoded as commit records
@@ -89,17 +110,24 @@ impl Database {
         self.any_table(table)?.read_encoded(key)
     }
 
-    /// The tables this node holds whose copy waits to be filled from a node holding one
-    /// (it loaded a snapshot made by a node without their records): a cluster node asks
+    /// The tables this node holds whose copy waits for an image from a node holding one
+    /// (it loaded a snapshot made by a node without their records), each with the place of
+    /// the shared order the image must be of, at least (this node's): a cluster node asks
     /// another for an image of each ([`Database::write_table_image`]) and gives it to
-    /// [`Database::fill_table`]. Their reads here fail with [`Error::NotHere`] meanwhile.
+    /// [`Database::fill_table`]. (A table whose image came, of a later place, is not
+    /// listed: it is loaded when this node reaches that place.) Meanwhile their reads
+    /// outside a transaction are answered by a node holding them
+    /// ([`Sequencer::read_elsewhere`](crate::Sequencer::read_elsewhere)), anything else on
+    /// their records fails with [`Error::NotHere`], and `wait_for_tables` waits for them.
     ///
     /// ```
     /// assert!(mnesia::Database::in_memory()?.unfilled_tables().is_empty());
     /// # Ok::<(), mnesia::Error>(())
     /// ```
-    pub fn unfilled_tables(&self) -> Vec<String> {
-        self.inner.ordered.fills.waiting.lock().keys().cloned().collect()
+    pub fn unfilled_tables(&self) -> Vec<(String, u64)> {
+        let applied = self.applied_index();
+        let waiting = self.inner.ordered.fills.waiting.lock();
+        waiting.iter().filter(|(_, image)| image.is_none()).map(|(name, _)| (name.clone(), applied)).collect()
     }
 
     /// Writes into `out` an image of table `table` at this node's place in the shared
@@ -125,9 +153,10 @@ impl Database {
     /// from `image`, written by a node holding one ([`Database::write_table_image`]) at
     /// a place of the shared order. An image of this node's place is loaded at once; one
     /// of a later place is kept and loaded when this node reaches it (the table's changes
-    /// until then are in it). Returns `false`, changing nothing, for an image of an
-    /// earlier place than this node's (ask again: the other node is behind), or of a
-    /// table that waits for none.
+    /// until then are in it; an image kept already stays). Returns `false`, changing
+    /// nothing, for an image of an earlier place than this node's (ask again: the other
+    /// node is behind), or of a table that waits for none. An image written by a node
+    /// without the table's records is refused.
     ///
     /// ```
     /// let db = mnesia::Database::in_memory()?;
@@ -143,9 +172,17 @@ impl Database {
             return Err(Error::Invalid("a table image holds one table".into()));
         };
         let name = table.def.name.clone();
+        if head.places.unheld.contains(&name) {
+            return Err(Error::Invalid(format!(
+                "an image of table {name} written by a node without its records"
+            )));
+        }
         let applied = self.applied_index();
         let mut waiting = self.inner.ordered.fills.waiting.lock();
         let Some(slot) = waiting.get_mut(&name) else { return Ok(false) };
+        if slot.as_ref().is_some_and(|kept| kept.at >= applied) {
+            return Ok(true);
+        }
         if head.applied < applied {
             return Ok(false);
         }
@@ -161,20 +198,24 @@ impl Database {
     pub(crate) fn fill_due(&self) -> Result<()> {
         let fills = &self.inner.ordered.fills;
         let applied = self.applied_index();
-        let mut waiting = fills.waiting.lock();
-        let mut outcome = Ok(());
-        for (name, slot) in waiting.iter_mut() {
+        // Taken out under the lock, loaded without it.
+        let mut due = Vec::new();
+        for (name, slot) in fills.waiting.lock().iter_mut() {
             match slot.take() {
-                Some(image) if image.at == applied => {
-                    if let Err(e) = self.load_image(name, &image.bytes) {
-                        tracing::warn!(table = %name, error = %e, "a table's image could not be loaded");
-                        outcome = Err(e);
-                    }
-                }
+                Some(image) if image.at == applied => due.push((name.clone(), image)),
                 Some(image) if image.at > applied => *slot = Some(image),
                 _ => {}
             }
         }
+        let mut outcome = Ok(());
+        for (name, image) in due {
+            if let Err(e) = self.load_image(&name, &image.bytes) {
+                tracing::warn!(table = %name, error = %e, "a table's image could not be loaded");
+                outcome = Err(e);
+            }
+        }
+        let mut waiting = fills.waiting.lock();
+        // (Filled, or dropped since.)
         waiting.retain(|name, _| self.any_table(name).is_ok_and(|t| !t.placement().is_held()));
         fills.any.store(!waiting.is_empty(), Ordering::Release);
         outcome

@@ -272,6 +272,10 @@ impl Database {
         // On a cluster node, tables of both kinds cannot be restored together (their writes
         // are refused in one transaction): refused before anything is made.
         if self.ordering() {
+            // (Nor a table whose records are on other nodes: restored on one holding them.)
+            if let Some(elsewhere) = targets.iter().flatten().find(|t| !t.placement().is_held()) {
+                return Err(elsewhere.placement().not_here(elsewhere.name()));
+            }
             let local = targets.iter().flatten().find(|t| t.is_local());
             let shared = targets.iter().flatten().find(|t| !t.is_local());
             if let (Some(local), Some(shared)) = (local, shared) {

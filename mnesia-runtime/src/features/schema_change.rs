@@ -148,7 +148,7 @@ impl Database {
         store.version.store(making.version, Ordering::Release);
         store.place.set_local(making.local_content);
         if placed {
-            store.place.place(Some(making.nodes.into()), self.inner.config.node());
+            store.place.place(Some(making.nodes.to_vec()), self.inner.config.node());
         }
         if let (StorageType::DiscCopies | StorageType::DiscOnlyCopies, Some(disk)) = (storage, self.disk()) {
             let infos = specs

@@ -509,16 +509,26 @@ pub(crate) fn dirty_write<T: Record>(mut rec: T) -> Result<T> {
 
 pub(crate) fn dirty_read<T: Record>(key: &T::Key) -> Result<Option<T>> {
     let store = context::current_db()?.table::<T>()?;
-    if let Err(Error::NotHere { table, nodes }) = store.place.check(T::NAME) {
-        return Ok(first_of(read_elsewhere::<T>(key, table, nodes)?));
-    }
     let hash = store.hash(key);
     let alive = store.alive();
     let found = store.get_with(key, hash, |_, recs| {
         recs.iter().find(|r| alive.keeps(*r)).map(|r| as_record::<T>(r).cloned())
     });
     store.healthy()?;
+    // (A copy without the table's records holds none: looked at only when none is found.)
+    if found.is_none() && !store.place.is_held() {
+        return dirty_read_elsewhere(&store, key);
+    }
     found.transpose()
+}
+
+/// [`dirty_read`] on a node without the table's records.
+#[cold]
+fn dirty_read_elsewhere<T: Record>(store: &TableStore<RowOf<T>>, key: &T::Key) -> Result<Option<T>> {
+    match store.place.not_here(T::NAME) {
+        Error::NotHere { table, nodes } => Ok(first_of(read_elsewhere::<T>(key, table, nodes)?)),
+        other => Err(other),
+    }
 }
 
 pub(crate) fn dirty_update<T: Record>(key: &T::Key, f: impl FnOnce(&mut T)) -> Result<T> {
