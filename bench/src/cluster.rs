@@ -11,7 +11,9 @@
 //!   transactions of 100) starts again on its log; the time until it holds them (`value`);
 //! - `cluster_local_write`: one writer's single-record transactions to a table the node
 //!   keeps for itself (`local_content`: no round trip), against the same on a database
-//!   alone, measured alternately in the same run.
+//!   alone, measured alternately in the same run;
+//! - `cluster_forwarded_read`: `read`s of a table with its copy on another node only
+//!   (answered there), against the same reads on that node.
 //!
 //! The same two commit figures with the Raft logs in memory (`_ram_log`), as Mnesia's
 //! ram copies keep them.
@@ -31,7 +33,7 @@ use mnesia::prelude::*;
 use serde_json::json;
 
 use crate::ttl::{Session, session};
-use crate::{Report, User, round, user};
+use crate::{Report, Ticket, User, round, user};
 
 /// A node's options: its Raft log in `dir`, or (`None`) in memory.
 fn options(id: u64, dir: Option<&std::path::Path>) -> Options {
@@ -43,8 +45,9 @@ fn options(id: u64, dir: Option<&std::path::Path>) -> Options {
     }
 }
 
-fn database() -> mnesia::Result<Database> {
-    let db = Database::in_memory()?;
+/// A node's database (node `id`, named `bench{id}`) with the users' table.
+fn database(id: u64) -> mnesia::Result<Database> {
+    let db = Database::open(Config::default().node_name(format!("bench{id}")))?;
     db.scope(|| User::create_table(TableOptions::new()))?;
     Ok(db)
 }
@@ -73,7 +76,7 @@ fn run(report: &mut Report, quick: bool, tx_write_floor: f64, durable: bool) -> 
     let name = |n: &str| format!("{n}{suffix}");
     let wanted = |r: &Report, n: &str| r.wants(&name(n));
     let commits = ["cluster_tx_write", "cluster_tx_write_32"].iter().any(|n| wanted(report, n))
-        || (durable && report.wants("cluster_local_write"));
+        || (durable && ["cluster_local_write", "cluster_forwarded_read"].iter().any(|n| report.wants(n)));
     let catch_up = durable
         && ["cluster_catch_up_100k_ms", "cluster_snapshot_100k_ms", "cluster_snapshot_peak_mb"]
             .iter()
@@ -83,7 +86,7 @@ fn run(report: &mut Report, quick: bool, tx_write_floor: f64, durable: bool) -> 
     }
     let dir = tempfile::tempdir().map_err(|e| mnesia::Error::Invalid(e.to_string()))?;
     let logs = durable.then_some(dir.path());
-    let dbs = [database()?, database()?, database()?];
+    let dbs = [database(1)?, database(2)?, database(3)?];
     let mut nodes: Vec<Option<Node>> = Vec::new();
     for (db, id) in dbs.iter().zip(1..) {
         nodes.push(Some(Node::start(db, options(id, logs))?));
@@ -142,6 +145,11 @@ fn run(report: &mut Report, quick: bool, tx_write_floor: f64, durable: bool) -> 
         report.add("cluster_local_write", ours, floor);
     }
 
+    if durable && report.wants("cluster_forwarded_read") {
+        let (ours, floor) = forwarded_reads(&dbs[0], &dbs[1], n)?;
+        report.add("cluster_forwarded_read", ours, floor);
+    }
+
     if durable && report.wants("cluster_catch_up_100k_ms") {
         let records: u64 = if quick { 20_000 } else { 100_000 };
         // Node 3 stops; 100k records are written on the others.
@@ -153,7 +161,7 @@ fn run(report: &mut Report, quick: bool, tx_write_floor: f64, durable: bool) -> 
             Ok(())
         })?;
         let target = dbs[0].applied_index();
-        let fresh = database()?;
+        let fresh = database(3)?;
         let t = Instant::now();
         let back = Node::start(&fresh, options(3, logs).listen(addrs[2]))?;
         wait_for(&fresh, target, Duration::from_secs(120))?;
@@ -183,7 +191,7 @@ fn run(report: &mut Report, quick: bool, tx_write_floor: f64, durable: bool) -> 
         let t = Instant::now();
         let taken = dbs[0].write_ordered_snapshot(&mut bytes)?;
         let write_ms = t.elapsed().as_secs_f64() * 1000.0;
-        let copy = database()?;
+        let copy = database(2)?;
         let t = Instant::now();
         copy.load_ordered_snapshot(&bytes[..])?;
         let load_ms = t.elapsed().as_secs_f64() * 1000.0;
@@ -240,13 +248,39 @@ fn local_writes(node: &Database, n: u64) -> mnesia::Result<(f64, f64)> {
     Ok((ours, floor))
 }
 
+/// Nanoseconds per `read` on node `here` of a table whose copy is on node `there` alone
+/// (each answered there), and (the floor) per the same read on `there`: the best of five
+/// alternated rounds of `n` each.
+fn forwarded_reads(here: &Database, there: &Database, n: u64) -> mnesia::Result<(f64, f64)> {
+    here.create_table::<Ticket>(TableOptions::new().ram_copies([there.node()]))?;
+    there.wait_for_tables(&["ticket"], Duration::from_secs(30))?;
+    there.scope(|| Ticket::batch_write((1..=1000).map(|id| Ticket { id, note: format!("ticket {id}") })))?;
+    let round = |db: &Database| {
+        db.scope(|| {
+            let t = Instant::now();
+            for i in 0..n {
+                black_box(Ticket::read(&(i % 1000 + 1)).ok());
+            }
+            t.elapsed().as_nanos() as f64 / n as f64
+        })
+    };
+    // (Each record there, once the write above has reached `here` too.)
+    here.wait_for_tables(&["ticket"], Duration::from_secs(30))?;
+    let (mut ours, mut floor) = (f64::MAX, f64::MAX);
+    for _ in 0..5 {
+        ours = ours.min(round(here));
+        floor = floor.min(round(there));
+    }
+    Ok((ours, floor))
+}
+
 /// `cluster_snapshot_peak_mb`: the most heap a node of one holding 100k records takes
 /// above what it held while it builds its Raft snapshot and writes it to its directory,
 /// against the floor of the snapshot's own size (a snapshot held whole in memory takes
 /// that at least).
 fn snapshot_peak(quick: bool, dir: &std::path::Path) -> mnesia::Result<serde_json::Value> {
     let records: u64 = if quick { 20_000 } else { 100_000 };
-    let db = database()?;
+    let db = database(1)?;
     // A snapshot every 200 entries: none while the records are loaded (in 1,000 per
     // commit, one entry each), the first once the writes below cross it.
     let node = Node::start(&db, options(9, Some(dir)).snapshots(200, 50))?;
