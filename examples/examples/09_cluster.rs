@@ -1,6 +1,7 @@
 //! A cluster of three node processes on 127.0.0.1: a write on one is read on the others
 //! (each node counts the reads it served in a table of its own, which no other node
-//! sees); the leader is killed, the other two elect another and go on; the killed node
+//! sees); a table created with its copies on nodes 1 and 2 only is read on node 3 through
+//! them; the leader is killed, the other two elect another and go on; the killed node
 //! starts again on its Raft log and catches up.
 //!
 //! Run: `cargo run -p examples --example 09_cluster`. The example starts three copies of
@@ -33,9 +34,18 @@ struct Served {
     count: u64,
 }
 
+/// Notes kept on nodes 1 and 2 only (created while the cluster runs).
+#[derive(Table, Clone, Debug, PartialEq, Serialize, Deserialize)]
+struct Note {
+    #[key]
+    id: u32,
+    text: String,
+}
+
 /// Node mode: a database and its cluster node, driven by commands on stdin.
 fn node(id: u64, dir: &str, listen: &str) -> mnesia::Result<()> {
-    let db = Database::in_memory()?;
+    // Each node named (a table's copies are placed on nodes by these names).
+    let db = Database::open(Config::default().node_name(format!("node{id}")))?;
     db.scope(|| Greeting::create_table(TableOptions::new()))?;
     db.scope(|| Served::create_table(TableOptions::new().local_content()))?;
     let served =
@@ -86,6 +96,28 @@ fn node(id: u64, dir: &str, listen: &str) -> mnesia::Result<()> {
                 say(found.map_or("none".into(), |g| g.text));
             }
             ["served"] => say(served(&db)?.to_string()),
+            ["place"] => {
+                db.create_table::<Note>(TableOptions::new().ram_copies(["node1", "node2"]))?;
+                say("ok".into());
+            }
+            ["note", id, text] => {
+                let id = id.parse().map_err(|_| mnesia::Error::Invalid("an id".into()))?;
+                db.wait_for_tables(&["note"], Duration::from_secs(20))?;
+                db.scope(|| Note::write(Note { id, text: (*text).to_owned() }))?;
+                say("ok".into());
+            }
+            ["readnote", id] => {
+                let id = id.parse().map_err(|_| mnesia::Error::Invalid("an id".into()))?;
+                db.wait_for_tables(&["note"], Duration::from_secs(20))?;
+                // On a node without a copy, answered by a node with one.
+                let found = db.scope(|| Note::read(&id))?;
+                let here = db.table_info::<Note>()?.held;
+                say(format!(
+                    "{} ({})",
+                    found.map_or("none".into(), |n| n.text),
+                    if here { "copy here" } else { "no copy here" }
+                ));
+            }
             _ => say(format!("unknown command {line:?}")),
         }
     }
@@ -167,6 +199,16 @@ fn main() -> mnesia::Result<()> {
     let served: Vec<String> = (1..=3).map(|id| procs.get_mut(&id).expect("node").ask("served")).collect();
     println!("reads served by nodes 1, 2, 3 (each node's own table): {served:?}");
     assert_eq!(served, ["1", "0", "1"]);
+
+    // A table on nodes 1 and 2 only, created from node 3: written on node 1, read on node
+    // 3 (through a node with a copy).
+    assert_eq!(procs.get_mut(&3).expect("node 3").ask("place"), "ok");
+    assert_eq!(procs.get_mut(&1).expect("node 1").ask("note 1 kept on nodes 1 and 2"), "ok");
+    for id in [2, 3] {
+        let read = procs.get_mut(&id).expect("node").ask("readnote 1");
+        println!("node {id} reads the note: {read}");
+    }
+    assert_eq!(procs.get_mut(&3).expect("node 3").ask("readnote 1"), "kept on nodes 1 and 2 (no copy here)");
 
     println!("== node {leader} (the leader) is killed");
     drop(procs.remove(&leader));
