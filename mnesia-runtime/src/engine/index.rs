@@ -238,7 +238,7 @@ impl<V: FieldValue + Hash + Eq, K: Ord + Clone> ValueIndex<V, K> {
     }
 
     fn shard_of(hash: u64) -> usize {
-        ((hash >> 40) as usize) & (INDEX_SHARDS - 1)
+        crate::base::hasher::shard_of(hash, INDEX_SHARDS)
     }
 
     fn shard_of_value(&self, v: &V) -> usize {

@@ -430,7 +430,7 @@ impl<T: StoredRecord> TableStore<T> {
     /// The shard of a key hash. Uses bits that the hash tables inside a shard do not use for
     /// their bucket position or tag, so keys spread evenly within each shard too.
     pub(crate) fn shard_of(&self, hash: u64) -> usize {
-        ((hash >> 40) as usize) & (self.shards.len() - 1)
+        crate::base::hasher::shard_of(hash, self.shards.len())
     }
 
     pub(crate) fn shard(&self, i: usize) -> &Shard<T> {
@@ -864,7 +864,7 @@ mod tests {
         let hasher = Hasher::default();
         let mut counts = [0u32; SHARDS];
         for k in 0u64..64_000 {
-            counts[((hasher.hash_one(k) >> 40) as usize) & (SHARDS - 1)] += 1;
+            counts[crate::base::hasher::shard_of(hasher.hash_one(k), SHARDS)] += 1;
         }
         let (min, max) =
             (counts.iter().min().copied().unwrap_or(0), counts.iter().max().copied().unwrap_or(0));
