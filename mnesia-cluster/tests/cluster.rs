@@ -2098,3 +2098,31 @@ fn a_table_on_two_nodes_keeps_its_records_there_and_a_holder_far_behind_is_fille
     assert!(run.dbs[b].table_info::<Spot>().expect("info").held);
     assert_eq!(run.dbs[leader].table_info::<Spot>().expect("info").size, 0);
 }
+
+#[test]
+fn a_copy_added_on_a_running_node_is_filled_there_and_one_removed_goes() {
+    let run = three();
+    let name = |i: usize| format!("n{}@127.0.0.1", i + 1);
+    run.dbs[0].create_table::<Spot>(TableOptions::new().ram_copies([name(0)])).expect("create_table");
+    run.settle();
+    for id in 0..50 {
+        run.dbs[0].scope(|| Spot::write(Spot { id, n: id })).expect("write");
+    }
+    // Node 2 takes a copy, asked from node 3; written to meanwhile.
+    run.dbs[2].add_table_copy::<Spot>(&name(1)).expect("add_table_copy");
+    for id in 50..60 {
+        run.dbs[0].scope(|| Spot::write(Spot { id, n: id })).expect("write");
+    }
+    run.dbs[1].wait_for_tables(&["spot"], Duration::from_secs(20)).expect("filled");
+    run.settle();
+    assert_eq!(spots(&run.dbs[1]), (0..60).collect::<Vec<_>>());
+    // The first copy goes: node 1 reads through node 2 from then on.
+    run.dbs[1].del_table_copy::<Spot>(&name(0)).expect("del_table_copy");
+    run.settle();
+    let info = run.dbs[0].table_info::<Spot>().expect("info");
+    assert!(!info.held && info.size == 0 && info.nodes == [name(1)], "{info:?}");
+    assert_eq!(run.dbs[0].scope(|| Spot::read(&7)).expect("read"), Some(Spot { id: 7, n: 7 }));
+    run.dbs[1].scope(|| Spot::write(Spot { id: 60, n: 60 })).expect("write on the copy");
+    run.settle();
+    assert_eq!(spots(&run.dbs[1]).len(), 61);
+}

@@ -1464,3 +1464,57 @@ fn a_copy_loaded_from_a_snapshot_of_a_copy_without_a_table_is_filled_from_one_wi
     let mut again = Vec::new();
     assert_eq!(fresh.db.write_ordered_snapshot(&mut again).expect("snapshot").records, 25);
 }
+
+#[test]
+fn a_copy_added_on_a_node_is_filled_there_and_a_copy_removed_empties_its_node() {
+    let (log, copies) = group(None);
+    copies[0].db.create_table::<Placed>(TableOptions::new().ram_copies([HOLDERS[0]])).expect("create_table");
+    settle(&log, &copies);
+    let write = |from: usize, ids: std::ops::Range<u32>| {
+        for id in ids {
+            copies[from].db.scope(|| Placed::write(Placed { id })).expect("write");
+        }
+    };
+    write(0, 1..6);
+    settle(&log, &copies);
+    // Asked from a node that holds none.
+    copies[2].db.scope(|| Placed::add_table_copy(HOLDERS[1])).expect("add_table_copy");
+    settle(&log, &copies);
+    let new = &copies[1].db;
+    let at = new.applied_index();
+    assert_eq!(new.unfilled_tables(), [("placed".to_owned(), at)]);
+    for c in &copies {
+        assert_eq!(c.db.table_info::<Placed>().expect("info").nodes, HOLDERS);
+    }
+    not_here(placed_keys(new));
+    // Written meanwhile: skipped on the new copy, which takes them from the image.
+    write(0, 6..9);
+    settle(&log, &copies);
+    let mut image = Vec::new();
+    copies[0].db.write_table_image("placed", &mut image).expect("image");
+    assert!(new.fill_table(image).expect("fill"));
+    assert!(new.unfilled_tables().is_empty());
+    assert_eq!(placed_keys(new).expect("list"), (1..9).collect::<Vec<_>>());
+    // Written on the new copy: reaches the first.
+    write(1, 9..12);
+    settle(&log, &copies);
+    assert_eq!(placed_keys(&copies[0].db).expect("list"), (1..12).collect::<Vec<_>>());
+    // Refused alike on every node: a copy there already, none to remove, the last one.
+    let again = copies[0].db.add_table_copy::<Placed>(HOLDERS[1]);
+    assert!(matches!(&again, Err(Error::Invalid(m)) if m.contains("already")), "{again:?}");
+    let none = copies[0].db.del_table_copy::<Placed>("copy2@localhost");
+    assert!(matches!(&none, Err(Error::Invalid(m)) if m.contains("no copy")), "{none:?}");
+    // The first copy removed: emptied there, its reads answered by the other.
+    copies[2].db.del_table_copy::<Placed>(HOLDERS[0]).expect("del_table_copy");
+    settle(&log, &copies);
+    let info = copies[0].db.table_info::<Placed>().expect("info");
+    assert!(!info.held && info.size == 0 && info.nodes == [HOLDERS[1]], "{info:?}");
+    assert_eq!(copies[0].db.scope(|| Placed::read(&3)).expect("read"), Some(Placed { id: 3 }));
+    let last = copies[0].db.del_table_copy::<Placed>(HOLDERS[1]);
+    assert!(matches!(&last, Err(Error::Invalid(m)) if m.contains("last copy")), "{last:?}");
+    // Not for a table of every node, nor on a database alone.
+    let every = copies[0].db.add_table_copy::<Account>("copy2@localhost");
+    assert!(matches!(&every, Err(Error::Invalid(m)) if m.contains("every node")), "{every:?}");
+    settle(&log, &copies);
+    assert_eq!(placed_keys(&copies[1].db).expect("list"), (1..12).collect::<Vec<_>>());
+}

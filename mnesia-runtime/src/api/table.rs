@@ -225,11 +225,48 @@ pub trait Table: Record {
         let db = crate::tx::context::current_db()?;
         if node != db.config().node() {
             return Err(Error::Invalid(format!(
-                "node {node} is not this node ({}): copies on other nodes come with distribution",
+                "node {node} is not this node ({}): a copy moves between storage types on its own node",
                 db.config().node()
             )));
         }
         db.change_table_copy_type::<Self>(to)
+    }
+
+    /// Adds a copy of the table on cluster node `node` (MnesiaEx's `add_table_copy`): see
+    /// [`crate::Database::add_table_copy`].
+    ///
+    /// ```
+    /// # use mnesia::prelude::*;
+    /// # #[derive(Table, Clone, Debug, Serialize, Deserialize)]
+    /// # struct User { #[key] id: u64 }
+    /// # let db = Database::in_memory()?;
+    /// # db.scope(|| -> mnesia::Result<()> {
+    /// User::create_table(TableOptions::new())?;
+    /// // On a database alone there is no other node.
+    /// assert!(User::add_table_copy("other@host").is_err());
+    /// # Ok(()) })?;
+    /// # Ok::<(), mnesia::Error>(())
+    /// ```
+    fn add_table_copy(node: &str) -> Result<()> {
+        crate::tx::context::current_db()?.add_table_copy::<Self>(node)
+    }
+
+    /// Removes the table's copy on cluster node `node` (MnesiaEx's `remove_table_copy`):
+    /// see [`crate::Database::del_table_copy`].
+    ///
+    /// ```
+    /// # use mnesia::prelude::*;
+    /// # #[derive(Table, Clone, Debug, Serialize, Deserialize)]
+    /// # struct User { #[key] id: u64 }
+    /// # let db = Database::in_memory()?;
+    /// # db.scope(|| -> mnesia::Result<()> {
+    /// User::create_table(TableOptions::new())?;
+    /// assert!(User::del_table_copy(&db.node()).is_err());
+    /// # Ok(()) })?;
+    /// # Ok::<(), mnesia::Error>(())
+    /// ```
+    fn del_table_copy(node: &str) -> Result<()> {
+        crate::tx::context::current_db()?.del_table_copy::<Self>(node)
     }
 
     /// Takes the next id of the table's `#[auto_increment]` key, as `insert` would (the id is

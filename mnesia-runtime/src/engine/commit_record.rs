@@ -143,6 +143,17 @@ pub(crate) enum WholeTable {
         /// The nodes holding a copy, by name (`Config::node_name`).
         nodes: Vec<String>,
     },
+    /// A copy of the table (one with copies on some nodes) added on node `node`
+    /// (`add_table_copy`): its records are taken there from a node holding them.
+    AddCopy {
+        /// The node, by name.
+        node: String,
+    },
+    /// The copy of the table on node `node` removed (`del_table_copy`).
+    DelCopy {
+        /// The node, by name.
+        node: String,
+    },
 }
 
 impl WholeTable {

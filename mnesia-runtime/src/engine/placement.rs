@@ -54,6 +54,13 @@ impl Placement {
         self.held.store(here, Ordering::Release);
     }
 
+    /// Places the table on `holders`, this node among them, its copy here waiting to be
+    /// filled (not held meanwhile).
+    pub(crate) fn place_waiting(&self, holders: Vec<String>) {
+        self.held.store(false, Ordering::Release);
+        self.holders.store(Some(Arc::new(holders)));
+    }
+
     /// Whether this node's copy holds the table's records.
     #[inline]
     pub(crate) fn is_held(&self) -> bool {

@@ -207,6 +207,9 @@ impl Versions {
                 // whole table conflicts (a transform, which carries the table's indexes:
                 // ordered after the change, it would undo it).
                 WholeTable::AddIndex { .. } | WholeTable::RemoveIndex { .. } => t.last = index,
+                // The records stay as they were (where they are kept changes); what read the
+                // whole table conflicts (a transform, made by a node holding it).
+                WholeTable::AddCopy { .. } | WholeTable::DelCopy { .. } => t.last = index,
             }
             return;
         }

@@ -57,6 +57,9 @@ impl Database {
             Some((_, WholeTable::CreateOn { shape, type_name, indexes, nodes })) => {
                 return self.create_ordered_here(shape, type_name, indexes, nodes);
             }
+            Some((name, change @ (WholeTable::AddCopy { .. } | WholeTable::DelCopy { .. }))) => {
+                return self.change_copies_here(name, change);
+            }
             _ => {}
         }
         if let Some((name, op)) = record.whole_table() {

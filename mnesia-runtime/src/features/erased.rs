@@ -95,6 +95,10 @@ impl<T: StoredRecord> AnyTable for TableStore<T> {
             WholeTable::Create { .. } | WholeTable::CreateOn { .. } => {
                 Err(Error::TableExists { table: self.meta.name.to_owned() })
             }
+            // (Nor a change of copies.)
+            WholeTable::AddCopy { .. } | WholeTable::DelCopy { .. } => {
+                Err(Error::Internal("a change of copies is made by apply_commit".into()))
+            }
             WholeTable::Clear => db.clear_store(&self),
             WholeTable::Drop => db.drop_store(&self),
             WholeTable::AddIndex { field, unique } => {

@@ -4,6 +4,7 @@ pub(crate) mod apply_commit;
 pub(crate) mod backup;
 pub(crate) mod browse;
 pub(crate) mod bulk;
+pub(crate) mod copies;
 pub(crate) mod dump;
 pub(crate) mod erased;
 pub(crate) mod hold;

@@ -53,10 +53,13 @@ impl Database {
         for name in names {
             let table = self.any_table(name)?;
             let nodes = places.placed.iter().find(|(n, _)| n == name).map(|(_, nodes)| nodes.clone());
-            table.placement().place(nodes, me);
-            if table.placement().is_held() && places.unheld.iter().any(|n| n == name) {
-                table.placement().set_held(false);
-                waiting.insert(name.to_owned(), None);
+            let named = nodes.as_ref().is_none_or(|nodes| nodes.iter().any(|n| n == me));
+            match nodes {
+                Some(nodes) if named && places.unheld.iter().any(|n| n == name) => {
+                    table.placement().place_waiting(nodes);
+                    waiting.insert(name.to_owned(), None);
+                }
+                nodes => table.placement().place(nodes, me),
             }
         }
         fills.any.store(!waiting.is_empty(), Ordering::Release);

@@ -1,0 +1,124 @@
+//! Copies of a table added and removed on a running cluster node (Mnesia's
+//! `add_table_copy` and `del_table_copy`), for a table with copies on some nodes only: each
+//! a record of the order, applied on every node at its place. A node given a copy waits
+//! for the table's records from a node holding them (see `placed.rs`); a node whose copy
+//! goes empties it.
+
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+
+use crate::engine::commit_record::{CommitRecord, WholeTable};
+use crate::{Database, Error, Record, Result};
+
+impl Database {
+    /// Adds a copy of table `T` on node `node` (a `Config::node_name`), on a running cluster
+    /// node (Mnesia's `add_table_copy`): every node notes it at the change's place in the
+    /// order, and `node` takes the table's records from a node holding them (an image of
+    /// the table at a later place; meanwhile its reads outside a transaction are answered
+    /// by another holder, see [`Database::unfilled_tables`]). Only for a table with copies
+    /// on some nodes (`TableOptions::ram_copies([..])` on a running node); one already on
+    /// `node` is refused (`Error::Invalid`, alike on every node). Any node may ask.
+    ///
+    /// ```
+    /// # use mnesia::prelude::*;
+    /// # #[derive(Table, Clone, Debug, Serialize, Deserialize)]
+    /// # struct Item { #[key] id: u32 }
+    /// let db = Database::in_memory()?;
+    /// db.create_table::<Item>(TableOptions::new())?;
+    /// // A database alone has no other node to put a copy on.
+    /// assert!(db.add_table_copy::<Item>("other@host").is_err());
+    /// # Ok::<(), mnesia::Error>(())
+    /// ```
+    pub fn add_table_copy<T: Record>(&self, node: &str) -> Result<()> {
+        self.order_copies::<T>(WholeTable::AddCopy { node: node.to_owned() })
+    }
+
+    /// Removes the copy of table `T` on node `node` (Mnesia's `del_table_copy`), on a
+    /// running cluster node: `node` empties its copy at the change's place in the order,
+    /// and its reads of the table outside a transaction are answered by a node holding it
+    /// from then on. Refused (`Error::Invalid`, alike on every node) for the last copy, or
+    /// a node without one; only for a table with copies on some nodes.
+    ///
+    /// ```
+    /// # use mnesia::prelude::*;
+    /// # #[derive(Table, Clone, Debug, Serialize, Deserialize)]
+    /// # struct Item { #[key] id: u32 }
+    /// let db = Database::in_memory()?;
+    /// db.create_table::<Item>(TableOptions::new())?;
+    /// assert!(db.del_table_copy::<Item>(&db.node()).is_err());
+    /// # Ok::<(), mnesia::Error>(())
+    /// ```
+    pub fn del_table_copy<T: Record>(&self, node: &str) -> Result<()> {
+        self.order_copies::<T>(WholeTable::DelCopy { node: node.to_owned() })
+    }
+
+    /// Orders `change` (an `AddCopy` or a `DelCopy`) of table `T`.
+    fn order_copies<T: Record>(&self, change: WholeTable) -> Result<()> {
+        let table = self.table::<T>()?;
+        let sequencer = self.sequencer().filter(|_| !table.is_local()).ok_or_else(|| {
+            Error::Invalid(format!(
+                "table {}: copies are added and removed on a node running in a cluster, for a table created there with a list of nodes",
+                T::NAME
+            ))
+        })?;
+        if table.place.holders().is_none() {
+            return Err(on_every_node(T::NAME));
+        }
+        sequencer.order(CommitRecord::whole(T::NAME, change, self.applied_index()))
+    }
+
+    /// Makes, here, the change of table `name`'s copies that `change` orders (`AddCopy`
+    /// or `DelCopy`), at its place in the order (the caller holds `applying`): the same
+    /// list of nodes on every node, or the same refusal.
+    pub(crate) fn change_copies_here(&self, name: &str, change: &WholeTable) -> Result<()> {
+        let table = self.any_table(name)?;
+        let place = table.placement();
+        let Some(holders) = place.holders() else { return Err(on_every_node(name)) };
+        let mut nodes = holders.to_vec();
+        let (node, adding) = match change {
+            WholeTable::AddCopy { node } => (node, true),
+            WholeTable::DelCopy { node } => (node, false),
+            _ => return Err(Error::Internal("a change of copies was expected".into())),
+        };
+        let named = nodes.iter().any(|n| n == node);
+        match (adding, named) {
+            (true, true) => {
+                return Err(Error::Invalid(format!("table {name} has a copy on node {node} already")));
+            }
+            (false, false) => return Err(Error::Invalid(format!("table {name} has no copy on node {node}"))),
+            (false, true) if nodes.len() == 1 => {
+                return Err(Error::Invalid(format!(
+                    "table {name}: node {node} holds its last copy (drop the table instead)"
+                )));
+            }
+            (true, false) => nodes.push(node.clone()),
+            (false, true) => nodes.retain(|n| n != node),
+        }
+        let me = self.inner.config.node();
+        let fills = &self.inner.ordered.fills;
+        if adding && node == me {
+            // Its records come from a node holding them (this node skips the table's
+            // changes until then).
+            place.place_waiting(nodes);
+            fills.waiting.lock().insert(name.to_owned(), None);
+            fills.any.store(true, Ordering::Release);
+            return Ok(());
+        }
+        place.place(Some(nodes), me);
+        if node != me {
+            return Ok(());
+        }
+        let mut waiting = fills.waiting.lock();
+        waiting.remove(name);
+        fills.any.store(!waiting.is_empty(), Ordering::Release);
+        drop(waiting);
+        Arc::clone(&table).change_whole(self, &WholeTable::Clear)
+    }
+}
+
+/// The refusal of a change of copies of a table that every node holds.
+fn on_every_node(table: &str) -> Error {
+    Error::Invalid(format!(
+        "table {table} is on every node: copies are added and removed for a table created on a running cluster node with a list of nodes"
+    ))
+}
