@@ -37,10 +37,11 @@
 //! A table created on a running node with a list of nodes
 //! (`TableOptions::ram_copies([..])`) keeps its records on those nodes alone; the others
 //! forward its reads outside transactions to one of them, and a holder that loads a
-//! snapshot made by a node without the records is filled from another holder.
+//! snapshot made by a node without the records is filled from another holder; copies are
+//! added and removed while the cluster runs (`Database::add_table_copy`,
+//! `Database::del_table_copy`).
 //!
-//! What is not there yet: copies added to or removed from a table later, and disc copies
-//! recovered from their own files.
+//! What is not there yet: disc copies recovered from their own files.
 //!
 //! ```no_run
 //! use mnesia_cluster::{Node, Options};

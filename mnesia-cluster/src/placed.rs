@@ -18,7 +18,7 @@ const READ_WAIT: Duration = Duration::from_secs(5);
 /// How long a member may take to write and send a table's image.
 const IMAGE_WAIT: Duration = Duration::from_secs(60);
 
-/// How often a node looks for copies waiting to be filled.
+/// How often a node looks for copies waiting to be filled (and filled ones to tell of).
 const FILL_EVERY: Duration = Duration::from_millis(200);
 
 impl Shared {
@@ -109,12 +109,24 @@ pub(crate) async fn answer_image(db: &Database, table: &str, at: u64) -> Respons
 }
 
 /// Fills, for as long as the node runs, each copy of `db` that waits to be filled, from an
-/// image another member writes.
+/// image another member writes; and tells the others, through the log, of the copies
+/// given to this node that are filled.
 pub(crate) async fn fill_copies(shared: Arc<Shared>, db: Database) {
     let mut tick = tokio::time::interval(FILL_EVERY);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tick.tick().await;
+        let confirming = db.clone();
+        match tokio::task::spawn_blocking(move || confirming.confirm_filled_copies()).await {
+            Ok(Ok(told)) if !told.is_empty() => {
+                tracing::info!(target: "mnesia::cluster", ?told, "copies given to this node are filled");
+            }
+            Ok(Ok(_)) => {}
+            Ok(Err(e)) => {
+                tracing::debug!(target: "mnesia::cluster", error = %e, "filled copies not told yet")
+            }
+            Err(_) => return,
+        }
         for (table, at) in db.unfilled_tables() {
             let Some(image) = shared.image_elsewhere(&table, at).await else { continue };
             let filling = db.clone();

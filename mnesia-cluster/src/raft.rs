@@ -443,7 +443,7 @@ impl StateMachine {
         // off the worker.
         let record = &proposal.record;
         // (So is loading a table's image kept for this place: see `placed.rs`.)
-        let result = if record.changes_whole_table() || self.db.fill_pending() {
+        let result = if record.changes_whole_table() || self.db.filling() {
             tokio::task::block_in_place(|| self.db.apply_ordered(place, record))
         } else {
             self.db.apply_ordered(place, record)

@@ -2116,7 +2116,11 @@ fn a_copy_added_on_a_running_node_is_filled_there_and_one_removed_goes() {
     run.dbs[1].wait_for_tables(&["spot"], Duration::from_secs(20)).expect("filled");
     run.settle();
     assert_eq!(spots(&run.dbs[1]), (0..60).collect::<Vec<_>>());
-    // The first copy goes: node 1 reads through node 2 from then on.
+    // Once node 2 has told the others that its copy is filled, the first copy may go:
+    // node 1 reads through node 2 from then on.
+    eventually("node 2's copy told filled", || {
+        run.dbs[0].table_info::<Spot>().is_ok_and(|i| i.filling.is_empty())
+    });
     run.dbs[1].del_table_copy::<Spot>(&name(0)).expect("del_table_copy");
     run.settle();
     let info = run.dbs[0].table_info::<Spot>().expect("info");

@@ -1451,7 +1451,7 @@ fn a_copy_loaded_from_a_snapshot_of_a_copy_without_a_table_is_filled_from_one_wi
     // Kept: not waiting for an image any more, but not filled before its place either.
     assert!(fresh.unfilled_tables().is_empty());
     not_here(placed_keys(&fresh));
-    assert!(fresh.fill_pending());
+    assert!(fresh.filling());
     let fresh = Copy::start(fresh, &log);
     fresh.db.wait_for_tables(&["placed"], Duration::from_secs(30)).expect("filled");
     write(0, 21..26);
@@ -1487,14 +1487,39 @@ fn a_copy_added_on_a_node_is_filled_there_and_a_copy_removed_empties_its_node() 
         assert_eq!(c.db.table_info::<Placed>().expect("info").nodes, HOLDERS);
     }
     not_here(placed_keys(new));
-    // Written meanwhile: skipped on the new copy, which takes them from the image.
+    // A copy added on the third node and removed again meanwhile: the second still waits
+    // (from the last change of the table's copies on).
+    copies[1].db.add_table_copy::<Placed>("copy2@localhost").expect("add_table_copy");
+    settle(&log, &copies);
+    assert!(!copies[2].db.unfilled_tables().is_empty());
+    copies[1].db.del_table_copy::<Placed>("copy2@localhost").expect("del_table_copy");
+    settle(&log, &copies);
+    assert!(
+        copies[2].db.unfilled_tables().is_empty() && !copies[2].db.table_info::<Placed>().expect("info").held
+    );
+    assert!(!new.table_info::<Placed>().expect("info").held);
+    not_here(placed_keys(new));
+    let [(_, since)] = new.unfilled_tables()[..] else { panic!("one table waits") };
+    assert!(since > at);
+    let at = since;
+    // An image of that place, then writes: skipped on the new copy while it waits, made
+    // again over the image.
+    let mut image = Vec::new();
+    assert_eq!(copies[0].db.write_table_image("placed", &mut image).expect("image"), at);
     write(0, 6..9);
     settle(&log, &copies);
-    let mut image = Vec::new();
-    copies[0].db.write_table_image("placed", &mut image).expect("image");
+    assert!(new.applied_index() > at);
+    // Until the new copy says it is filled, the first one stays.
+    let early = copies[2].db.del_table_copy::<Placed>(HOLDERS[0]);
+    assert!(matches!(&early, Err(Error::Invalid(m)) if m.contains("not filled")), "{early:?}");
     assert!(new.fill_table(image).expect("fill"));
     assert!(new.unfilled_tables().is_empty());
     assert_eq!(placed_keys(new).expect("list"), (1..9).collect::<Vec<_>>());
+    assert_eq!(new.table_info::<Placed>().expect("info").filling, [HOLDERS[1]]);
+    assert_eq!(new.confirm_filled_copies().expect("confirm"), ["placed"]);
+    settle(&log, &copies);
+    assert!(copies.iter().all(|c| c.db.table_info::<Placed>().expect("info").filling.is_empty()));
+    assert!(new.confirm_filled_copies().expect("confirm").is_empty());
     // Written on the new copy: reaches the first.
     write(1, 9..12);
     settle(&log, &copies);

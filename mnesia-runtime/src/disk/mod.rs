@@ -134,6 +134,7 @@ impl Pending {
             local_content: d.local_content,
             nodes: Vec::new(),
             held: true,
+            filling: Vec::new(),
         }
     }
 

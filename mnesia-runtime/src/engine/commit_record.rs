@@ -154,6 +154,11 @@ pub(crate) enum WholeTable {
         /// The node, by name.
         node: String,
     },
+    /// The copy of the table given to node `node` is filled (said by that node).
+    CopyFilled {
+        /// The node, by name.
+        node: String,
+    },
 }
 
 impl WholeTable {

@@ -19,6 +19,10 @@ pub(crate) struct Placement {
     /// (it keeps the table's registration, applies none of its changes and refuses its
     /// reads), and on a holder whose copy waits to be filled from another holder.
     held: AtomicBool,
+    /// The nodes given a copy (`add_table_copy`) that have not said, through the order,
+    /// that it is filled: the same list on every node, so that a copy is never removed
+    /// when the others are still empty.
+    filling: parking_lot::Mutex<Vec<String>>,
 }
 
 impl Default for Placement {
@@ -27,6 +31,7 @@ impl Default for Placement {
             local: AtomicBool::new(false),
             holders: arc_swap::ArcSwapOption::empty(),
             held: AtomicBool::new(true),
+            filling: parking_lot::Mutex::new(Vec::new()),
         }
     }
 }
@@ -54,11 +59,27 @@ impl Placement {
         self.held.store(here, Ordering::Release);
     }
 
+    /// Changes the nodes holding a copy to `holders`, this node's copy staying as it is
+    /// (held, waiting to be filled, or none).
+    pub(crate) fn set_holders(&self, holders: Vec<String>) {
+        self.holders.store(Some(Arc::new(holders)));
+    }
+
     /// Places the table on `holders`, this node among them, its copy here waiting to be
     /// filled (not held meanwhile).
     pub(crate) fn place_waiting(&self, holders: Vec<String>) {
         self.held.store(false, Ordering::Release);
         self.holders.store(Some(Arc::new(holders)));
+    }
+
+    /// The nodes given a copy not filled yet, as far as the order knows.
+    pub(crate) fn filling(&self) -> Vec<String> {
+        self.filling.lock().clone()
+    }
+
+    /// Sets the nodes given a copy not filled yet.
+    pub(crate) fn set_filling(&self, nodes: Vec<String>) {
+        *self.filling.lock() = nodes;
     }
 
     /// Whether this node's copy holds the table's records.
@@ -76,6 +97,7 @@ impl Placement {
     pub(crate) fn copy_from(&self, other: &Placement) {
         self.set_local(other.is_local());
         self.holders.store(other.holders());
+        self.set_filling(other.filling());
         self.set_held(other.is_held());
     }
 
@@ -100,16 +122,49 @@ impl Placement {
 }
 
 /// Tables this node holds whose copy waits to be filled from a node holding one (this
-/// node loaded a snapshot made by a node without their records): each with the image
-/// taken for it at a later place of the order than this node's, if one came (kept until
-/// this node reaches that place; the table's changes up to it are in the image).
+/// node loaded a snapshot made by a node without their records, or was given a copy).
 #[derive(Debug, Default)]
 pub(crate) struct Fills {
     /// By table name (changed while the order's applying is held).
-    pub(crate) waiting: parking_lot::Mutex<std::collections::BTreeMap<String, Option<Image>>>,
+    pub(crate) waiting: parking_lot::Mutex<std::collections::BTreeMap<String, Wait>>,
     /// `waiting` is not empty (checked after each record applied without the lock).
     pub(crate) any: AtomicBool,
 }
+
+/// A copy's wait to be filled.
+#[derive(Debug)]
+pub(crate) struct Wait {
+    /// The earliest place of the order an image can be of (where the wait began, or the
+    /// table's last change as a whole since).
+    pub(crate) since: u64,
+    /// An image of a later place than this node's, kept until it reaches it.
+    pub(crate) image: Option<Image>,
+    /// The table's changes of committed records since `since` (skipped here): made again
+    /// over an image of an earlier place than this node's.
+    pub(crate) skipped: Vec<Skipped>,
+}
+
+impl Wait {
+    /// A wait beginning at place `since`.
+    pub(crate) fn from(since: u64) -> Wait {
+        Wait { since, image: None, skipped: Vec::new() }
+    }
+}
+
+/// A table's writes in a committed record this node skipped while its copy waited.
+#[derive(Debug)]
+pub(crate) struct Skipped {
+    /// The record's place.
+    pub(crate) at: u64,
+    /// The record's commit time.
+    pub(crate) time: std::time::SystemTime,
+    /// The writes.
+    pub(crate) writes: Vec<crate::engine::commit_record::KeyChange>,
+}
+
+/// How many skipped changes a wait keeps at most: past it, it begins again (an image
+/// must then be of a later place).
+pub(crate) const SKIPPED_AT_MOST: usize = 100_000;
 
 /// A table's records at a place of the order (an ordered snapshot of that table alone).
 #[derive(Debug)]

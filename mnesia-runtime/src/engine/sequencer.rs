@@ -209,7 +209,9 @@ impl Versions {
                 WholeTable::AddIndex { .. } | WholeTable::RemoveIndex { .. } => t.last = index,
                 // The records stay as they were (where they are kept changes); what read the
                 // whole table conflicts (a transform, made by a node holding it).
-                WholeTable::AddCopy { .. } | WholeTable::DelCopy { .. } => t.last = index,
+                // What a node whose copy went read of it (emptied there) conflicts.
+                WholeTable::DelCopy { .. } => t.fill(index),
+                WholeTable::AddCopy { .. } | WholeTable::CopyFilled { .. } => t.last = index,
             }
             return;
         }

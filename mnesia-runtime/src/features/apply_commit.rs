@@ -57,7 +57,12 @@ impl Database {
             Some((_, WholeTable::CreateOn { shape, type_name, indexes, nodes })) => {
                 return self.create_ordered_here(shape, type_name, indexes, nodes);
             }
-            Some((name, change @ (WholeTable::AddCopy { .. } | WholeTable::DelCopy { .. }))) => {
+            Some((
+                name,
+                change @ (WholeTable::AddCopy { .. }
+                | WholeTable::DelCopy { .. }
+                | WholeTable::CopyFilled { .. }),
+            )) => {
                 return self.change_copies_here(name, change);
             }
             _ => {}

@@ -36,8 +36,10 @@ impl Database {
     /// Removes the copy of table `T` on node `node` (Mnesia's `del_table_copy`), on a
     /// running cluster node: `node` empties its copy at the change's place in the order,
     /// and its reads of the table outside a transaction are answered by a node holding it
-    /// from then on. Refused (`Error::Invalid`, alike on every node) for the last copy, or
-    /// a node without one; only for a table with copies on some nodes.
+    /// from then on. Refused (`Error::Invalid`, alike on every node) for the last copy, a
+    /// node without one, or while every other copy was given by `add_table_copy` and is not
+    /// filled yet (each node given one says so through the order once it is: see
+    /// [`Database::confirm_filled_copies`]); only for a table with copies on some nodes.
     ///
     /// ```
     /// # use mnesia::prelude::*;
@@ -50,6 +52,33 @@ impl Database {
     /// ```
     pub fn del_table_copy<T: Record>(&self, node: &str) -> Result<()> {
         self.order_copies::<T>(WholeTable::DelCopy { node: node.to_owned() })
+    }
+
+    /// Tells the other nodes, through the order, that this node's copies given by
+    /// `add_table_copy` are filled (a cluster node calls it after each image loaded), so
+    /// that the other copies may be removed; returns the tables told of. Each is a record
+    /// of the order: call it outside a transaction.
+    ///
+    /// ```
+    /// assert!(mnesia::Database::in_memory()?.confirm_filled_copies()?.is_empty());
+    /// # Ok::<(), mnesia::Error>(())
+    /// ```
+    pub fn confirm_filled_copies(&self) -> Result<Vec<String>> {
+        let me = self.inner.config.node();
+        let Some(sequencer) = self.sequencer() else { return Ok(Vec::new()) };
+        let filled: Vec<String> = self
+            .inner
+            .tables
+            .load()
+            .iter()
+            .filter(|(_, t)| t.placement().is_held() && t.placement().filling().iter().any(|n| n == me))
+            .map(|(name, _)| name.clone())
+            .collect();
+        for name in &filled {
+            let told = WholeTable::CopyFilled { node: me.to_owned() };
+            sequencer.order(CommitRecord::whole(name, told, self.applied_index()))?;
+        }
+        Ok(filled)
     }
 
     /// Orders `change` (an `AddCopy` or a `DelCopy`) of table `T`.
@@ -75,9 +104,16 @@ impl Database {
         let place = table.placement();
         let Some(holders) = place.holders() else { return Err(on_every_node(name)) };
         let mut nodes = holders.to_vec();
+        let mut filling = place.filling();
         let (node, adding) = match change {
             WholeTable::AddCopy { node } => (node, true),
             WholeTable::DelCopy { node } => (node, false),
+            WholeTable::CopyFilled { node } => {
+                // (Said again, or of a copy removed since: nothing more to note.)
+                filling.retain(|n| n != node);
+                place.set_filling(filling);
+                return Ok(());
+            }
             _ => return Err(Error::Internal("a change of copies was expected".into())),
         };
         let named = nodes.iter().any(|n| n == node);
@@ -91,23 +127,41 @@ impl Database {
                     "table {name}: node {node} holds its last copy (drop the table instead)"
                 )));
             }
-            (true, false) => nodes.push(node.clone()),
-            (false, true) => nodes.retain(|n| n != node),
+            (false, true) if nodes.iter().all(|n| n == node || filling.contains(n)) => {
+                return Err(Error::Invalid(format!(
+                    "table {name}: the copies other than node {node}'s are not filled yet ({}): remove it once they are",
+                    filling.join(", ")
+                )));
+            }
+            (true, false) => {
+                nodes.push(node.clone());
+                filling.push(node.clone());
+            }
+            (false, true) => {
+                nodes.retain(|n| n != node);
+                filling.retain(|n| n != node);
+            }
         }
+        place.set_filling(filling);
         let me = self.inner.config.node();
         let fills = &self.inner.ordered.fills;
         if adding && node == me {
             // Its records come from a node holding them (this node skips the table's
             // changes until then).
             place.place_waiting(nodes);
-            fills.waiting.lock().insert(name.to_owned(), None);
+            fills
+                .waiting
+                .lock()
+                .insert(name.to_owned(), crate::engine::placement::Wait::from(self.applied_index() + 1));
             fills.any.store(true, Ordering::Release);
             return Ok(());
         }
-        place.place(Some(nodes), me);
         if node != me {
+            // (This node's copy stays as it is: held, waiting, or none.)
+            place.set_holders(nodes);
             return Ok(());
         }
+        place.place(Some(nodes), me);
         let mut waiting = fills.waiting.lock();
         waiting.remove(name);
         fills.any.store(!waiting.is_empty(), Ordering::Release);

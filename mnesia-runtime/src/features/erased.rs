@@ -96,7 +96,7 @@ impl<T: StoredRecord> AnyTable for TableStore<T> {
                 Err(Error::TableExists { table: self.meta.name.to_owned() })
             }
             // (Nor a change of copies.)
-            WholeTable::AddCopy { .. } | WholeTable::DelCopy { .. } => {
+            WholeTable::AddCopy { .. } | WholeTable::DelCopy { .. } | WholeTable::CopyFilled { .. } => {
                 Err(Error::Internal("a change of copies is made by apply_commit".into()))
             }
             WholeTable::Clear => db.clear_store(&self),
@@ -283,6 +283,7 @@ impl<T: StoredRecord> AnyTable for TableStore<T> {
             local_content: self.is_local(),
             nodes: self.place.holders().map(|h| h.to_vec()).unwrap_or_default(),
             held: self.place.is_held(),
+            filling: self.place.filling(),
         }
     }
 }

@@ -133,8 +133,12 @@ impl Database {
     pub fn apply_ordered(&self, index: u64, record: &CommitRecord) -> Result<()> {
         let _one_at_a_time = self.inner.ordered.applying.lock();
         let verdict = self.apply_in_order(index, record);
-        // Tables waiting to be filled whose image is of the place reached.
+        // Tables waiting to be filled: what the record did to them, and those whose image
+        // is of the place reached.
         if self.inner.ordered.fills.any.load(Ordering::Acquire) {
+            if verdict.is_ok() {
+                self.note_skipped(index, record);
+            }
             let _ = self.fill_due();
         }
         verdict

@@ -46,6 +46,8 @@ pub(crate) struct Places {
     pub(crate) placed: Vec<(String, Vec<String>)>,
     /// Tables of the snapshot without their records.
     pub(crate) unheld: Vec<String>,
+    /// (table, the nodes given a copy not filled yet).
+    pub(crate) filling: Vec<(String, Vec<String>)>,
 }
 
 /// The frame before the backup, in version 2.
@@ -213,7 +215,7 @@ impl Database {
             indexes.push((t.def.name.clone(), wanted));
         }
         // Placed before they are loaded (the stores a load makes take the placement).
-        self.place_loaded(indexes.iter().map(|(name, _)| name.as_str()), &head.places)?;
+        self.place_loaded(indexes.iter().map(|(name, _)| name.as_str()), &head.places, head.applied)?;
         // Held throughout, in the order every path takes them (schema, then the versions,
         // then commit locks): no table changes meanwhile.
         let schema = self.inner.schema.lock();

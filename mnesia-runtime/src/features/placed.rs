@@ -16,7 +16,7 @@ use std::sync::atomic::Ordering;
 
 use crate::engine::backup_types::RestoreMode;
 use crate::engine::commit_record::WholeTable;
-use crate::engine::placement::Image;
+use crate::engine::placement::{Image, SKIPPED_AT_MOST, Skipped, Wait};
 use crate::features::backup::{BackupOptions, BackupReader, RestoreOptions};
 use crate::features::ordered_snapshot::{Places, read_head};
 use crate::{Database, Error, Result};
@@ -31,6 +31,10 @@ impl Database {
             if let Some(nodes) = place.holders() {
                 places.placed.push((name.clone(), nodes.to_vec()));
             }
+            let filling = place.filling();
+            if !filling.is_empty() {
+                places.filling.push((name.clone(), filling));
+            }
             if !place.is_held() {
                 places.unheld.push(name.clone());
             }
@@ -40,11 +44,13 @@ impl Database {
 
     /// Places the tables `names` of a snapshot about to be loaded as its `places` say (the
     /// caller holds the order's `applying`): one this node holds but the snapshot's maker
-    /// did not waits to be filled (a snapshot loaded ends the waits of those before).
+    /// did not waits to be filled from place `at`, the snapshot's (a snapshot loaded ends
+    /// the waits of those before).
     pub(crate) fn place_loaded<'a>(
         &self,
         names: impl Iterator<Item = &'a str>,
         places: &Places,
+        at: u64,
     ) -> Result<()> {
         let me = self.inner.config.node();
         let fills = &self.inner.ordered.fills;
@@ -57,10 +63,12 @@ impl Database {
             match nodes {
                 Some(nodes) if named && places.unheld.iter().any(|n| n == name) => {
                     table.placement().place_waiting(nodes);
-                    waiting.insert(name.to_owned(), None);
+                    waiting.insert(name.to_owned(), Wait::from(at));
                 }
                 nodes => table.placement().place(nodes, me),
             }
+            let filling = places.filling.iter().find(|(n, _)| n == name).map(|(_, f)| f.clone());
+            table.placement().set_filling(filling.unwrap_or_default());
         }
         fills.any.store(!waiting.is_empty(), Ordering::Release);
         Ok(())
@@ -80,17 +88,16 @@ impl Database {
         Ok(())
     }
 
-    /// Whether an image of a table waiting to be filled is kept for a later place of the
-    /// order: applying the record of that place loads it, a longer step than most (a cluster
-    /// node applies it off its runtime's worker).
+    /// Whether a copy here waits to be filled: the applying of a record may then wait for
+    /// an image being loaded, a longer step than most (a cluster node applies records off
+    /// its runtime's worker meanwhile).
     ///
     /// ```
-    /// assert!(!mnesia::Database::in_memory()?.fill_pending());
+    /// assert!(!mnesia::Database::in_memory()?.filling());
     /// # Ok::<(), mnesia::Error>(())
     /// ```
-    pub fn fill_pending(&self) -> bool {
+    pub fn filling(&self) -> bool {
         self.inner.ordered.fills.any.load(Ordering::Acquire)
-            && self.inner.ordered.fills.waiting.lock().values().any(Option::is_some)
     }
 
     /// The records of the key `key` of table `table`, both encoded as commit records
@@ -114,8 +121,9 @@ impl Database {
     }
 
     /// The tables this node holds whose copy waits for an image from a node holding one
-    /// (it loaded a snapshot made by a node without their records), each with the place of
-    /// the shared order the image must be of, at least (this node's): a cluster node asks
+    /// (it loaded a snapshot made by a node without their records, or was given a copy by
+    /// [`Database::add_table_copy`]), each with the place of the shared order the image
+    /// must be of, at least (where the wait began): a cluster node asks
     /// another for an image of each ([`Database::write_table_image`]) and gives it to
     /// [`Database::fill_table`]. (A table whose image came, of a later place, is not
     /// listed: it is loaded when this node reaches that place.) Meanwhile their reads
@@ -128,9 +136,12 @@ impl Database {
     /// # Ok::<(), mnesia::Error>(())
     /// ```
     pub fn unfilled_tables(&self) -> Vec<(String, u64)> {
-        let applied = self.applied_index();
         let waiting = self.inner.ordered.fills.waiting.lock();
-        waiting.iter().filter(|(_, image)| image.is_none()).map(|(name, _)| (name.clone(), applied)).collect()
+        waiting
+            .iter()
+            .filter(|(_, wait)| wait.image.is_none())
+            .map(|(name, wait)| (name.clone(), wait.since))
+            .collect()
     }
 
     /// Writes into `out` an image of table `table` at this node's place in the shared
@@ -154,12 +165,13 @@ impl Database {
 
     /// Fills this node's copy of a table waiting for it ([`Database::unfilled_tables`])
     /// from `image`, written by a node holding one ([`Database::write_table_image`]) at
-    /// a place of the shared order. An image of this node's place is loaded at once; one
-    /// of a later place is kept and loaded when this node reaches it (the table's changes
-    /// until then are in it; an image kept already stays). Returns `false`, changing
-    /// nothing, for an image of an earlier place than this node's (ask again: the other
-    /// node is behind), or of a table that waits for none. An image written by a node
-    /// without the table's records is refused.
+    /// a place of the shared order. An image of this node's place or an earlier one (but
+    /// not before the wait began) is loaded at once, and the table's changes this node
+    /// skipped since the image's place are made again over it; one of a later place is
+    /// kept and loaded when this node reaches it (an image kept already stays). Returns
+    /// `false`, changing nothing, for an image of a place before the wait began (ask
+    /// again: the other node is behind), or of a table that waits for none. An image
+    /// written by a node without the table's records is refused.
     ///
     /// ```
     /// let db = mnesia::Database::in_memory()?;
@@ -180,59 +192,113 @@ impl Database {
                 "an image of table {name} written by a node without its records"
             )));
         }
-        let applied = self.applied_index();
+        let at = head.applied;
         let mut waiting = self.inner.ordered.fills.waiting.lock();
-        let Some(slot) = waiting.get_mut(&name) else { return Ok(false) };
-        if slot.as_ref().is_some_and(|kept| kept.at >= applied) {
-            return Ok(true);
-        }
-        if head.applied < applied {
+        let Some(wait) = waiting.get_mut(&name) else { return Ok(false) };
+        if at < wait.since {
             return Ok(false);
         }
-        *slot = Some(Image { at: head.applied, bytes: image });
+        if wait.image.is_none() {
+            wait.image = Some(Image { at, bytes: image });
+        }
         drop(waiting);
         self.fill_due()?;
         Ok(true)
     }
 
+    /// Notes, for the tables waiting to be filled, what `record`, committed at place
+    /// `index`, did to them (the caller holds `applying`): their writes, made again over
+    /// an image of an earlier place; a change as a whole makes the wait begin again
+    /// (an image must be of a later place).
+    pub(crate) fn note_skipped(&self, index: u64, record: &crate::engine::commit_record::CommitRecord) {
+        let mut waiting = self.inner.ordered.fills.waiting.lock();
+        if let Some((name, op)) = record.whole_table() {
+            if matches!(op, WholeTable::Drop) || op.creates() {
+                // (Another table from here on, if any.)
+                waiting.remove(name);
+            } else if let Some(wait) = waiting.get_mut(name) {
+                *wait = Wait::from(index);
+            }
+            return;
+        }
+        for change in &record.changes {
+            let Some(wait) = waiting.get_mut(&change.table) else { continue };
+            if wait.skipped.len() >= SKIPPED_AT_MOST {
+                *wait = Wait::from(index);
+                continue;
+            }
+            wait.skipped.push(Skipped { at: index, time: record.time, writes: change.writes.clone() });
+        }
+    }
+
     /// Loads each image kept for a table waiting to be filled that is of this node's
-    /// place (the caller holds the order's `applying`; called after each record applied
-    /// while any table waits); drops one of an earlier place (asked again).
+    /// place or an earlier one, and makes the table's skipped changes after it again (the
+    /// caller holds the order's `applying`; called after each record applied while any
+    /// table waits).
     pub(crate) fn fill_due(&self) -> Result<()> {
         let fills = &self.inner.ordered.fills;
         let applied = self.applied_index();
         // Taken out under the lock, loaded without it.
         let mut due = Vec::new();
-        for (name, slot) in fills.waiting.lock().iter_mut() {
-            match slot.take() {
-                Some(image) if image.at == applied => due.push((name.clone(), image)),
-                Some(image) if image.at > applied => *slot = Some(image),
-                _ => {}
+        {
+            let mut waiting = fills.waiting.lock();
+            // (Dropped since: no wait.)
+            waiting.retain(|name, _| self.any_table(name).is_ok());
+            let ready: Vec<String> = waiting
+                .iter()
+                .filter(|(_, w)| w.image.as_ref().is_some_and(|i| i.at <= applied))
+                .map(|(name, _)| name.clone())
+                .collect();
+            for name in ready {
+                if let Some(wait) = waiting.remove(&name) {
+                    due.push((name, wait));
+                }
             }
+            fills.any.store(!waiting.is_empty() || !due.is_empty(), Ordering::Release);
         }
         let mut outcome = Ok(());
-        for (name, image) in due {
-            if let Err(e) = self.load_image(&name, &image.bytes) {
+        for (name, wait) in due {
+            if let Err(e) = self.load_image(&name, wait) {
                 tracing::warn!(table = %name, error = %e, "a table's image could not be loaded");
                 outcome = Err(e);
             }
         }
-        let mut waiting = fills.waiting.lock();
-        // (Filled, or dropped since.)
-        waiting.retain(|name, _| self.any_table(name).is_ok_and(|t| !t.placement().is_held()));
-        fills.any.store(!waiting.is_empty(), Ordering::Release);
+        fills.any.store(!fills.waiting.lock().is_empty(), Ordering::Release);
         outcome
     }
 
-    /// Clears table `name` and loads the records of `image` into it; the copy holds them
-    /// from now on.
-    fn load_image(&self, name: &str, mut image: &[u8]) -> Result<()> {
-        read_head(&mut image)?;
-        let reader = BackupReader::new(std::path::Path::new("table image"), image, u64::MAX)?;
-        let modes = RestoreOptions::new().all(RestoreMode::Skip).table(name, RestoreMode::ClearAndLoad);
-        self.load_backup_here(reader, &modes, self.inner.schema.lock())?;
-        // (The store in the table's place now: the load made a new one.)
-        self.any_table(name)?.placement().set_held(true);
-        Ok(())
+    /// Clears table `name`, loads the records of `wait`'s image into it and makes the
+    /// changes skipped after the image's place again; the copy holds them from then on. On
+    /// failure the table waits again, from this node's place.
+    fn load_image(&self, name: &str, wait: Wait) -> Result<()> {
+        let Some(image) = wait.image else { return Ok(()) };
+        let loaded = (|| {
+            let mut bytes = &image.bytes[..];
+            read_head(&mut bytes)?;
+            let reader = BackupReader::new(std::path::Path::new("table image"), bytes, u64::MAX)?;
+            let modes = RestoreOptions::new().all(RestoreMode::Skip).table(name, RestoreMode::ClearAndLoad);
+            self.load_backup_here(reader, &modes, self.inner.schema.lock())?;
+            // (The store in the table's place now: the load made a new one.)
+            let table = self.any_table(name)?;
+            table.placement().set_held(true);
+            let _applying = crate::engine::sequencer::Applying::enter(self.id());
+            for skipped in wait.skipped.iter().filter(|s| s.at > image.at) {
+                crate::tx::context::transact(self.clone(), || {
+                    crate::tx::context::with_tx(|tx| {
+                        tx.commit_at(skipped.time);
+                        tx.part_of(&table)?.apply_change(&skipped.writes)
+                    })
+                })?;
+            }
+            Ok(())
+        })();
+        if loaded.is_err() {
+            if let Ok(table) = self.any_table(name) {
+                table.placement().set_held(false);
+            }
+            self.inner.ordered.fills.waiting.lock().insert(name.to_owned(), Wait::from(self.applied_index()));
+            self.inner.ordered.fills.any.store(true, Ordering::Release);
+        }
+        loaded
     }
 }

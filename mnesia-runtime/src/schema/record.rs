@@ -175,6 +175,10 @@ pub struct TableInfo {
     /// whose copy waits to be filled from another node.
     #[serde(default = "held_by_default")]
     pub held: bool,
+    /// Of `nodes`, those given a copy (`add_table_copy`) that have not said yet that it
+    /// is filled (a copy is not removed while the others are all such).
+    #[serde(default)]
+    pub filling: Vec<String>,
 }
 
 fn held_by_default() -> bool {

@@ -427,8 +427,9 @@ impl<T: StoredRecord> TableStore<T> {
         self.shards.len()
     }
 
-    /// The shard of a key hash. Uses bits that the hash tables inside a shard do not use for
-    /// their bucket position or tag, so keys spread evenly within each shard too.
+    /// The shard of a key hash (see `hasher::shard_of`: every bit of the hash mixed in, so
+    /// keys spread evenly over the shards, and within each, whose tables use the hash's
+    /// own low and top bits).
     pub(crate) fn shard_of(&self, hash: u64) -> usize {
         crate::base::hasher::shard_of(hash, self.shards.len())
     }
