@@ -442,7 +442,8 @@ impl StateMachine {
         // as a whole may wait for a backup or a checkpoint of this node, or scan the table:
         // off the worker.
         let record = &proposal.record;
-        // (So is loading a table's image kept for this place: see `placed.rs`.)
+        // (So is every record while a copy here waits to be filled: applying may wait for
+        // an image being loaded, see `placed.rs`.)
         let result = if record.changes_whole_table() || self.db.filling() {
             tokio::task::block_in_place(|| self.db.apply_ordered(place, record))
         } else {

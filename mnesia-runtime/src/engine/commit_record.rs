@@ -154,10 +154,14 @@ pub(crate) enum WholeTable {
         /// The node, by name.
         node: String,
     },
-    /// The copy of the table given to node `node` is filled (said by that node).
+    /// The copy of the table given to node `node` at place `given` is filled (said by
+    /// that node).
     CopyFilled {
         /// The node, by name.
         node: String,
+        /// The place of the `AddCopy` that gave it (a word about an earlier copy, given
+        /// and removed since, changes nothing).
+        given: u64,
     },
 }
 

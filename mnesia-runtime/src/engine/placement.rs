@@ -20,9 +20,10 @@ pub(crate) struct Placement {
     /// reads), and on a holder whose copy waits to be filled from another holder.
     held: AtomicBool,
     /// The nodes given a copy (`add_table_copy`) that have not said, through the order,
-    /// that it is filled: the same list on every node, so that a copy is never removed
-    /// when the others are still empty.
-    filling: parking_lot::Mutex<Vec<String>>,
+    /// that it is filled, each with the place of the order that gave it: the same list on
+    /// every node, so that a copy given by `add_table_copy` is not counted on before it
+    /// is filled.
+    filling: parking_lot::Mutex<Vec<(String, u64)>>,
 }
 
 impl Default for Placement {
@@ -72,13 +73,14 @@ impl Placement {
         self.holders.store(Some(Arc::new(holders)));
     }
 
-    /// The nodes given a copy not filled yet, as far as the order knows.
-    pub(crate) fn filling(&self) -> Vec<String> {
+    /// The nodes given a copy not filled yet, as far as the order knows, each with the
+    /// place that gave it.
+    pub(crate) fn filling(&self) -> Vec<(String, u64)> {
         self.filling.lock().clone()
     }
 
     /// Sets the nodes given a copy not filled yet.
-    pub(crate) fn set_filling(&self, nodes: Vec<String>) {
+    pub(crate) fn set_filling(&self, nodes: Vec<(String, u64)>) {
         *self.filling.lock() = nodes;
     }
 

@@ -55,7 +55,7 @@ impl Database {
     }
 
     /// Tells the other nodes, through the order, that this node's copies given by
-    /// `add_table_copy` are filled (a cluster node calls it after each image loaded), so
+    /// `add_table_copy` are filled (a cluster node calls it every so often), so
     /// that the other copies may be removed; returns the tables told of. Each is a record
     /// of the order: call it outside a transaction.
     ///
@@ -66,19 +66,18 @@ impl Database {
     pub fn confirm_filled_copies(&self) -> Result<Vec<String>> {
         let me = self.inner.config.node();
         let Some(sequencer) = self.sequencer() else { return Ok(Vec::new()) };
-        let filled: Vec<String> = self
-            .inner
-            .tables
-            .load()
-            .iter()
-            .filter(|(_, t)| t.placement().is_held() && t.placement().filling().iter().any(|n| n == me))
-            .map(|(name, _)| name.clone())
-            .collect();
-        for name in &filled {
-            let told = WholeTable::CopyFilled { node: me.to_owned() };
+        let mut filled = Vec::new();
+        for (name, table) in self.inner.tables.load().iter() {
+            let given = table.placement().filling().into_iter().find(|(n, _)| n == me).map(|(_, at)| at);
+            if let Some(given) = given.filter(|_| table.placement().is_held()) {
+                filled.push((name.clone(), given));
+            }
+        }
+        for (name, given) in &filled {
+            let told = WholeTable::CopyFilled { node: me.to_owned(), given: *given };
             sequencer.order(CommitRecord::whole(name, told, self.applied_index()))?;
         }
-        Ok(filled)
+        Ok(filled.into_iter().map(|(name, _)| name).collect())
     }
 
     /// Orders `change` (an `AddCopy` or a `DelCopy`) of table `T`.
@@ -96,9 +95,9 @@ impl Database {
         sequencer.order(CommitRecord::whole(T::NAME, change, self.applied_index()))
     }
 
-    /// Makes, here, the change of table `name`'s copies that `change` orders (`AddCopy`
-    /// or `DelCopy`), at its place in the order (the caller holds `applying`): the same
-    /// list of nodes on every node, or the same refusal.
+    /// Makes, here, the change of table `name`'s copies that `change` orders (`AddCopy`,
+    /// `DelCopy` or `CopyFilled`), at its place in the order (the caller holds
+    /// `applying`): the same list of nodes on every node, or the same refusal.
     pub(crate) fn change_copies_here(&self, name: &str, change: &WholeTable) -> Result<()> {
         let table = self.any_table(name)?;
         let place = table.placement();
@@ -108,9 +107,9 @@ impl Database {
         let (node, adding) = match change {
             WholeTable::AddCopy { node } => (node, true),
             WholeTable::DelCopy { node } => (node, false),
-            WholeTable::CopyFilled { node } => {
+            WholeTable::CopyFilled { node, given } => {
                 // (Said again, or of a copy removed since: nothing more to note.)
-                filling.retain(|n| n != node);
+                filling.retain(|(n, at)| !(n == node && at == given));
                 place.set_filling(filling);
                 return Ok(());
             }
@@ -127,19 +126,20 @@ impl Database {
                     "table {name}: node {node} holds its last copy (drop the table instead)"
                 )));
             }
-            (false, true) if nodes.iter().all(|n| n == node || filling.contains(n)) => {
+            (false, true) if nodes.iter().all(|n| n == node || filling.iter().any(|(f, _)| f == n)) => {
+                let names: Vec<&str> = filling.iter().map(|(f, _)| f.as_str()).collect();
                 return Err(Error::Invalid(format!(
                     "table {name}: the copies other than node {node}'s are not filled yet ({}): remove it once they are",
-                    filling.join(", ")
+                    names.join(", ")
                 )));
             }
             (true, false) => {
                 nodes.push(node.clone());
-                filling.push(node.clone());
+                filling.push((node.clone(), self.applied_index() + 1));
             }
             (false, true) => {
                 nodes.retain(|n| n != node);
-                filling.retain(|n| n != node);
+                filling.retain(|(n, _)| n != node);
             }
         }
         place.set_filling(filling);

@@ -283,7 +283,7 @@ impl<T: StoredRecord> AnyTable for TableStore<T> {
             local_content: self.is_local(),
             nodes: self.place.holders().map(|h| h.to_vec()).unwrap_or_default(),
             held: self.place.is_held(),
-            filling: self.place.filling(),
+            filling: self.place.filling().into_iter().map(|(node, _)| node).collect(),
         }
     }
 }

@@ -134,7 +134,7 @@ impl Database {
         let _one_at_a_time = self.inner.ordered.applying.lock();
         let verdict = self.apply_in_order(index, record);
         // Tables waiting to be filled: what the record did to them, and those whose image
-        // is of the place reached.
+        // is of the place reached or an earlier one.
         if self.inner.ordered.fills.any.load(Ordering::Acquire) {
             if verdict.is_ok() {
                 self.note_skipped(index, record);

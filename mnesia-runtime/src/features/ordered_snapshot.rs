@@ -46,8 +46,8 @@ pub(crate) struct Places {
     pub(crate) placed: Vec<(String, Vec<String>)>,
     /// Tables of the snapshot without their records.
     pub(crate) unheld: Vec<String>,
-    /// (table, the nodes given a copy not filled yet).
-    pub(crate) filling: Vec<(String, Vec<String>)>,
+    /// (table, the nodes given a copy not filled yet, each with the place that gave it).
+    pub(crate) filling: Vec<(String, Vec<(String, u64)>)>,
 }
 
 /// The frame before the backup, in version 2.

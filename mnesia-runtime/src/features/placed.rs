@@ -5,10 +5,11 @@
 //! Every node registers such a table and applies the order's records alike (they decide
 //! nothing from its records: it has no unique index); the nodes its placement names keep
 //! its records, the others keep none. A node that loads a snapshot made by a node without
-//! the records of a table it holds waits for them: a node holding a copy writes an image
-//! of it ([`Database::write_table_image`], the table at one place of the order) and this
-//! node takes it at that place ([`Database::fill_table`]), having skipped the table's
-//! changes until then.
+//! the records of a table it holds, or is given a copy (`copies.rs`), waits for them: a
+//! node holding a copy writes an image of it ([`Database::write_table_image`], the table
+//! at one place of the order) and this node loads it ([`Database::fill_table`]), then
+//! makes again the table's writes it skipped after that place (or, for an image of a
+//! later place, loads it when it gets there).
 
 use std::io::Write;
 use std::sync::Arc;
@@ -223,6 +224,10 @@ impl Database {
         }
         for change in &record.changes {
             let Some(wait) = waiting.get_mut(&change.table) else { continue };
+            // (An image kept is of a later place: its records hold these writes.)
+            if wait.image.is_some() {
+                continue;
+            }
             if wait.skipped.len() >= SKIPPED_AT_MOST {
                 *wait = Wait::from(index);
                 continue;
@@ -278,9 +283,10 @@ impl Database {
             let reader = BackupReader::new(std::path::Path::new("table image"), bytes, u64::MAX)?;
             let modes = RestoreOptions::new().all(RestoreMode::Skip).table(name, RestoreMode::ClearAndLoad);
             self.load_backup_here(reader, &modes, self.inner.schema.lock())?;
-            // (The store in the table's place now: the load made a new one.)
+            // (The store in the table's place now: the load made a new one. Held once the
+            // writes after the image are made again: until then only this thread, the
+            // applier's, reads and writes it.)
             let table = self.any_table(name)?;
-            table.placement().set_held(true);
             let _applying = crate::engine::sequencer::Applying::enter(self.id());
             for skipped in wait.skipped.iter().filter(|s| s.at > image.at) {
                 crate::tx::context::transact(self.clone(), || {
@@ -290,6 +296,7 @@ impl Database {
                     })
                 })?;
             }
+            table.placement().set_held(true);
             Ok(())
         })();
         if loaded.is_err() {

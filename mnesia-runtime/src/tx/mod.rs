@@ -281,8 +281,11 @@ impl Tx {
                     }
                     None => new(&self.db)?,
                 };
-                // A table whose records are on other nodes of the cluster.
-                part.placement().check(part.table_name())?;
+                // A table whose records are on other nodes of the cluster (or a copy being
+                // filled, which only the applier of the order writes meanwhile).
+                if !part.placement().is_held() && !crate::engine::sequencer::applying(self.db.id()) {
+                    return Err(part.placement().not_here(part.table_name()));
+                }
                 if let Some(snapshot) = &self.snapshot {
                     if self.db.stores_older_than(snapshot.at) {
                         part.read_at(snapshot.at);
