@@ -1322,6 +1322,13 @@ fn placed_keys(db: &Database) -> mnesia::Result<Vec<u32>> {
     Ok(keys)
 }
 
+/// Writes `Placed` records of keys `ids` on `copy`, one transaction each.
+fn write_placed(copy: &Copy, ids: std::ops::Range<u32>) {
+    for id in ids {
+        copy.db.scope(|| Placed::write(Placed { id })).expect("write");
+    }
+}
+
 const HOLDERS: [&str; 2] = ["copy0@localhost", "copy1@localhost"];
 
 fn not_here<T: std::fmt::Debug>(result: mnesia::Result<T>) {
@@ -1414,11 +1421,7 @@ fn a_copy_loaded_from_a_snapshot_of_a_copy_without_a_table_is_filled_from_one_wi
     let (log, copies) = group(None);
     copies[0].db.create_table::<Placed>(TableOptions::new().ram_copies(HOLDERS)).expect("create_table");
     settle(&log, &copies);
-    let write = |from: usize, ids: std::ops::Range<u32>| {
-        for id in ids {
-            copies[from].db.scope(|| Placed::write(Placed { id })).expect("write");
-        }
-    };
+    let write = |from: usize, ids: std::ops::Range<u32>| write_placed(&copies[from], ids);
     write(0, 1..6);
     settle(&log, &copies);
     let mut early = Vec::new();
@@ -1470,11 +1473,7 @@ fn a_copy_added_on_a_node_is_filled_there_and_a_copy_removed_empties_its_node() 
     let (log, copies) = group(None);
     copies[0].db.create_table::<Placed>(TableOptions::new().ram_copies([HOLDERS[0]])).expect("create_table");
     settle(&log, &copies);
-    let write = |from: usize, ids: std::ops::Range<u32>| {
-        for id in ids {
-            copies[from].db.scope(|| Placed::write(Placed { id })).expect("write");
-        }
-    };
+    let write = |from: usize, ids: std::ops::Range<u32>| write_placed(&copies[from], ids);
     write(0, 1..6);
     settle(&log, &copies);
     // Asked from a node that holds none.

@@ -180,6 +180,11 @@ impl Database {
     /// # Ok::<(), mnesia::Error>(())
     /// ```
     pub fn fill_table(&self, image: Vec<u8>) -> Result<bool> {
+        if crate::tx::context::is_transaction() {
+            return Err(Error::Invalid(
+                "fill_table makes the writes after the image again in transactions of its own: call it outside one".into(),
+            ));
+        }
         let _no_apply = self.inner.ordered.applying.lock();
         let mut input = &image[..];
         let head = read_head(&mut input)?;
