@@ -188,6 +188,11 @@ fn main() -> mnesia::Result<()> {
     assert_eq!(procs.get_mut(&1).expect("node 1").ask(&format!("init {}", members.join(","))), "ok");
     let leader: u64 = procs.get_mut(&1).expect("node 1").ask("leader").parse().expect("leader");
     println!("== node {leader} leads");
+    // Every node knows it too (a node hears of its cluster from the leader) before it
+    // takes writes.
+    for id in [2, 3] {
+        assert_eq!(procs.get_mut(&id).expect("node").ask("leader"), leader.to_string());
+    }
 
     assert_eq!(procs.get_mut(&2).expect("node 2").ask("write 1 hello from node 2"), "ok");
     for id in [1, 3] {
