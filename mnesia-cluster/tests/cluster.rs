@@ -2130,3 +2130,21 @@ fn a_copy_added_on_a_running_node_is_filled_there_and_one_removed_goes() {
     run.settle();
     assert_eq!(spots(&run.dbs[1]).len(), 61);
 }
+
+#[test]
+fn a_copy_moved_to_another_node_holds_every_record_there_and_none_is_left_behind() {
+    let run = three();
+    let name = |i: usize| format!("n{}@127.0.0.1", i + 1);
+    run.dbs[0].create_table::<Spot>(TableOptions::new().ram_copies([name(0)])).expect("create_table");
+    run.settle();
+    for id in 0..40 {
+        run.dbs[0].scope(|| Spot::write(Spot { id, n: id })).expect("write");
+    }
+    // Asked from the third node: node 1's copy goes to node 2 once node 2's is filled.
+    run.dbs[2].move_table_copy::<Spot>(&name(0), &name(1), Duration::from_secs(20)).expect("move_table_copy");
+    run.settle();
+    assert_eq!(spots(&run.dbs[1]), (0..40).collect::<Vec<_>>());
+    let info = run.dbs[0].table_info::<Spot>().expect("info");
+    assert!(!info.held && info.size == 0 && info.nodes == [name(1)], "{info:?}");
+    assert_eq!(run.dbs[0].scope(|| Spot::read(&9)).expect("read"), Some(Spot { id: 9, n: 9 }));
+}

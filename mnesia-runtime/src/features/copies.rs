@@ -54,6 +54,42 @@ impl Database {
         self.order_copies::<T>(WholeTable::DelCopy { node: node.to_owned() })
     }
 
+    /// Moves the copy of table `T` on node `from` to node `to` (Mnesia's
+    /// `move_table_copy`): adds a copy on `to` ([`Database::add_table_copy`]), waits until
+    /// `to` has said that it is filled (`table_info().filling`), then removes the one on
+    /// `from` ([`Database::del_table_copy`]). When `to` has not said so within `timeout`,
+    /// both copies stay and the error says so (remove the one on `from` later).
+    ///
+    /// ```
+    /// # use mnesia::prelude::*;
+    /// # #[derive(Table, Clone, Debug, Serialize, Deserialize)]
+    /// # struct Item { #[key] id: u32 }
+    /// let db = Database::in_memory()?;
+    /// db.create_table::<Item>(TableOptions::new())?;
+    /// let moved = db.move_table_copy::<Item>(&db.node(), "other@host", std::time::Duration::from_secs(1));
+    /// assert!(moved.is_err());
+    /// # Ok::<(), mnesia::Error>(())
+    /// ```
+    pub fn move_table_copy<T: Record>(
+        &self,
+        from: &str,
+        to: &str,
+        timeout: std::time::Duration,
+    ) -> Result<()> {
+        self.add_table_copy::<T>(to)?;
+        let deadline = std::time::Instant::now() + timeout;
+        while self.table_info::<T>()?.filling.iter().any(|n| n == to) {
+            if std::time::Instant::now() >= deadline {
+                return Err(Error::Invalid(format!(
+                    "table {}: the copy added on node {to} was not filled within {timeout:?}; it stays, and so does the one on node {from}",
+                    T::NAME
+                )));
+            }
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
+        self.del_table_copy::<T>(from)
+    }
+
     /// Tells the other nodes, through the order, that this node's copies given by
     /// `add_table_copy` are filled (a cluster node calls it every so often), so
     /// that the other copies may be removed; returns the tables told of. Each is a record
