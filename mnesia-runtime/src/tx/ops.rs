@@ -112,10 +112,11 @@ pub(crate) fn next_table_id<T: Record>() -> Result<T::Key> {
         return Err(Error::Invalid(format!("table {} has no #[auto_increment] key", T::NAME)));
     }
     let db = context::current_db()?;
+    let store = db.table::<T>()?;
     // (A node without the table's records has no current counter either.)
-    db.table::<T>()?.place.check(T::NAME)?;
+    store.place.check(T::NAME)?;
     if db.ordering()
-        && let Some(sequencer) = db.sequencer_of(db.table::<T>()?.is_local())
+        && let Some(sequencer) = db.sequencer_of(store.is_local())
     {
         return claim_ordered_id::<T>(&db, &**sequencer);
     }
