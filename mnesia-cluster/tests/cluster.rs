@@ -2109,7 +2109,7 @@ fn a_copy_added_on_a_running_node_is_filled_there_and_one_removed_goes() {
         run.dbs[0].scope(|| Spot::write(Spot { id, n: id })).expect("write");
     }
     // Node 2 takes a copy, asked from node 3; written to meanwhile.
-    run.dbs[2].add_table_copy::<Spot>(&name(1)).expect("add_table_copy");
+    run.dbs[2].add_table_copy::<Spot>(&name(1), mnesia::StorageType::RamCopies).expect("add_table_copy");
     for id in 50..60 {
         run.dbs[0].scope(|| Spot::write(Spot { id, n: id })).expect("write");
     }

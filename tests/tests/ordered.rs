@@ -841,11 +841,11 @@ fn a_table_created_on_one_copy_is_created_on_every_copy_with_its_program_type() 
     // There already: refused here, without going through the order.
     let again = copies[1].db.create_table::<Late>(TableOptions::new());
     assert!(matches!(again, Err(Error::TableExists { .. })), "{again:?}");
-    // Tables made while ordering are ram copies on every copy.
+    // Tables made while ordering are in memory or on disc, not on disc only.
     copies[1].db.drop_table::<Later>().expect("drop_table");
     let node = copies[1].db.node();
-    let disc = copies[1].db.create_table::<Later>(TableOptions::new().disc_copies([node]));
-    assert!(matches!(disc, Err(Error::Invalid(ref m)) if m.contains("ram_copies")), "{disc:?}");
+    let disc = copies[1].db.create_table::<Later>(TableOptions::new().disc_only_copies([node]));
+    assert!(matches!(disc, Err(Error::Invalid(ref m)) if m.contains("disc_only_copies")), "{disc:?}");
     // Dropped, then created again (empty) from another copy, once that copy has applied
     // the drop (until then the table is there, on that copy).
     settle(&log, &copies);
@@ -1477,7 +1477,10 @@ fn a_copy_added_on_a_node_is_filled_there_and_a_copy_removed_empties_its_node() 
     write(0, 1..6);
     settle(&log, &copies);
     // Asked from a node that holds none.
-    copies[2].db.scope(|| Placed::add_table_copy(HOLDERS[1])).expect("add_table_copy");
+    copies[2]
+        .db
+        .scope(|| Placed::add_table_copy(HOLDERS[1], mnesia::StorageType::RamCopies))
+        .expect("add_table_copy");
     settle(&log, &copies);
     let new = &copies[1].db;
     let at = new.applied_index();
@@ -1488,7 +1491,10 @@ fn a_copy_added_on_a_node_is_filled_there_and_a_copy_removed_empties_its_node() 
     not_here(placed_keys(new));
     // A copy added on the third node and removed again meanwhile: the second still waits
     // (from the last change of the table's copies on).
-    copies[1].db.add_table_copy::<Placed>("copy2@localhost").expect("add_table_copy");
+    copies[1]
+        .db
+        .add_table_copy::<Placed>("copy2@localhost", mnesia::StorageType::RamCopies)
+        .expect("add_table_copy");
     settle(&log, &copies);
     assert!(!copies[2].db.unfilled_tables().is_empty());
     copies[1].db.del_table_copy::<Placed>("copy2@localhost").expect("del_table_copy");
@@ -1524,7 +1530,7 @@ fn a_copy_added_on_a_node_is_filled_there_and_a_copy_removed_empties_its_node() 
     settle(&log, &copies);
     assert_eq!(placed_keys(&copies[0].db).expect("list"), (1..12).collect::<Vec<_>>());
     // Refused alike on every node: a copy there already, none to remove, the last one.
-    let again = copies[0].db.add_table_copy::<Placed>(HOLDERS[1]);
+    let again = copies[0].db.add_table_copy::<Placed>(HOLDERS[1], mnesia::StorageType::RamCopies);
     assert!(matches!(&again, Err(Error::Invalid(m)) if m.contains("already")), "{again:?}");
     let none = copies[0].db.del_table_copy::<Placed>("copy2@localhost");
     assert!(matches!(&none, Err(Error::Invalid(m)) if m.contains("no copy")), "{none:?}");
@@ -1537,8 +1543,106 @@ fn a_copy_added_on_a_node_is_filled_there_and_a_copy_removed_empties_its_node() 
     let last = copies[0].db.del_table_copy::<Placed>(HOLDERS[1]);
     assert!(matches!(&last, Err(Error::Invalid(m)) if m.contains("last copy")), "{last:?}");
     // Not for a table of every node, nor on a database alone.
-    let every = copies[0].db.add_table_copy::<Account>("copy2@localhost");
+    let every = copies[0].db.add_table_copy::<Account>("copy2@localhost", mnesia::StorageType::RamCopies);
     assert!(matches!(&every, Err(Error::Invalid(m)) if m.contains("every node")), "{every:?}");
     settle(&log, &copies);
     assert_eq!(placed_keys(&copies[1].db).expect("list"), (1..12).collect::<Vec<_>>());
+}
+
+/// The records (every table's) of a snapshot of `db`, at its place.
+fn snapshot_records(db: &Database) -> (u64, u64) {
+    let info = db.write_ordered_snapshot(&mut Vec::new()).expect("snapshot");
+    (info.applied, info.records)
+}
+
+#[test]
+fn copies_on_disc_and_in_memory_are_known_alike_and_one_in_memory_is_left_out_of_its_snapshots() {
+    use mnesia::StorageType::{DiscCopies, DiscOnlyCopies, RamCopies};
+    let (log, copies) = group(None);
+    // Refused alike: a node named twice, copies only on disc.
+    let twice = copies[2]
+        .db
+        .create_table::<Placed>(TableOptions::new().ram_copies(HOLDERS).disc_copies([HOLDERS[0]]));
+    assert!(matches!(&twice, Err(Error::Invalid(m)) if m.contains("named twice")), "{twice:?}");
+    let disc_only = copies[2].db.create_table::<Placed>(TableOptions::new().disc_only_copies(HOLDERS));
+    assert!(matches!(&disc_only, Err(Error::Invalid(m)) if m.contains("disc_only_copies")), "{disc_only:?}");
+    // In memory on the first node, on disc on the second; created from the third.
+    let options = TableOptions::new().ram_copies([HOLDERS[0]]).disc_copies([HOLDERS[1]]);
+    copies[2].db.create_table::<Placed>(options).expect("create_table");
+    settle(&log, &copies);
+    write_placed(&copies[0], 1..6);
+    settle(&log, &copies);
+    let disc_nodes = |c: &Copy| c.db.table_info::<Placed>().expect("info").disc_copies;
+    for c in &copies {
+        let info = c.db.table_info::<Placed>().expect("info");
+        assert_eq!(
+            (info.nodes, info.disc_copies),
+            (HOLDERS.map(String::from).to_vec(), vec![HOLDERS[1].to_owned()])
+        );
+    }
+    assert_eq!(copies[0].db.table_info::<Placed>().expect("info").storage_type, RamCopies);
+    let on_disc = copies[1].db.table_info::<Placed>().expect("info");
+    assert_eq!(on_disc.storage_type, DiscCopies);
+    assert!(on_disc.to_string().contains("(on disc: copy1@localhost)"), "{on_disc}");
+    // The copy in memory leaves the records out of its snapshots (the one on disc holds
+    // them), and lists the table as one it holds no records of.
+    let ((at, in_memory), (at1, with_disc)) =
+        (snapshot_records(&copies[0].db), snapshot_records(&copies[1].db));
+    assert_eq!((at, with_disc - in_memory), (at1, 5));
+    let mut snapshot = Vec::new();
+    copies[0].db.write_ordered_snapshot(&mut snapshot).expect("snapshot");
+    // Its image of the table holds them.
+    let mut image = Vec::new();
+    assert_eq!(copies[0].db.write_table_image("placed", &mut image).expect("image"), at);
+
+    // The first node started again from its snapshot: its copy waits, and is filled from
+    // another node's image (as Mnesia loads a ram copy from another node).
+    let fresh = Database::open(Config::default().node_name(HOLDERS[0])).expect("open");
+    fresh.scope(|| Account::create_table(TableOptions::new())).expect("table");
+    assert_eq!(fresh.load_ordered_snapshot(&snapshot[..]).expect("load"), at);
+    assert_eq!(fresh.unfilled_tables(), [("placed".to_owned(), at)]);
+    not_here(placed_keys(&fresh));
+    assert_eq!(fresh.table_info::<Placed>().expect("info").disc_copies, [HOLDERS[1]]);
+    assert!(fresh.fill_table(image).expect("fill"));
+    assert_eq!(placed_keys(&fresh).expect("list"), (1..6).collect::<Vec<_>>());
+    drop(fresh);
+
+    // The first node's copy moved to disc (asked from the third): both snapshots hold them.
+    copies[2].db.scope(|| Placed::change_table_copy_type(HOLDERS[0], DiscCopies)).expect("to disc");
+    settle(&log, &copies);
+    assert!(copies.iter().all(|c| disc_nodes(c) == [HOLDERS[1], HOLDERS[0]]));
+    assert_eq!(copies[0].db.table_info::<Placed>().expect("info").storage_type, DiscCopies);
+    assert_eq!(snapshot_records(&copies[0].db), snapshot_records(&copies[1].db));
+    // The second's to memory, on its own node.
+    copies[1].db.change_table_copy_type::<Placed>(RamCopies).expect("to memory");
+    settle(&log, &copies);
+    assert!(copies.iter().all(|c| disc_nodes(c) == [HOLDERS[0]]));
+    assert_eq!(snapshot_records(&copies[0].db).1 - snapshot_records(&copies[1].db).1, 5);
+    let none = copies[2].db.change_table_copy_type::<Placed>(DiscCopies);
+    assert!(matches!(&none, Err(Error::Invalid(m)) if m.contains("no copy")), "{none:?}");
+    let disc_only = copies[0].db.change_table_copy_type::<Placed>(DiscOnlyCopies);
+    assert!(matches!(&disc_only, Err(Error::Invalid(m)) if m.contains("disc_only_copies")), "{disc_only:?}");
+
+    // A copy added on disc on the third node; the first's back to memory: while the only
+    // copy on disc is not filled, the copies in memory keep the records in their snapshots.
+    let refused = copies[2].db.add_table_copy::<Placed>("copy2@localhost", DiscOnlyCopies);
+    assert!(matches!(&refused, Err(Error::Invalid(m)) if m.contains("disc_only_copies")), "{refused:?}");
+    copies[2].db.add_table_copy::<Placed>("copy2@localhost", DiscCopies).expect("add_table_copy");
+    copies[0].db.change_table_copy_type::<Placed>(RamCopies).expect("to memory");
+    settle(&log, &copies);
+    assert!(copies.iter().all(|c| disc_nodes(c) == ["copy2@localhost"]));
+    assert_eq!(snapshot_records(&copies[0].db), snapshot_records(&copies[1].db));
+    let third = &copies[2].db;
+    let mut image = Vec::new();
+    copies[1].db.write_table_image("placed", &mut image).expect("image");
+    assert!(third.fill_table(image).expect("fill"));
+    assert_eq!(third.confirm_filled_copies().expect("confirm"), ["placed"]);
+    settle(&log, &copies);
+    assert_eq!(third.table_info::<Placed>().expect("info").storage_type, DiscCopies);
+    assert_eq!(snapshot_records(third).1 - snapshot_records(&copies[0].db).1, 5);
+    // Removed: no longer among the disc copies anywhere.
+    copies[0].db.del_table_copy::<Placed>("copy2@localhost").expect("del_table_copy");
+    settle(&log, &copies);
+    assert!(copies.iter().all(|c| disc_nodes(c).is_empty()));
+    assert_eq!(placed_keys(&copies[1].db).expect("list"), (1..6).collect::<Vec<_>>());
 }

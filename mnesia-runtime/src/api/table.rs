@@ -206,8 +206,10 @@ pub trait Table: Record {
         Ok(Self::table_info()?.storage_type)
     }
 
-    /// Moves the table between storage types on `node` (this node: copies on other nodes
-    /// come with distribution), online: see [`crate::Database::change_table_copy_type`].
+    /// Moves the table between storage types on `node`, online: see
+    /// [`crate::Database::change_table_copy_type`]. `node` is this node, or, for a table
+    /// created on a running cluster node with a list of nodes, any node holding a copy
+    /// (the change is then a record of the cluster's log).
     ///
     /// ```
     /// # use mnesia::prelude::*;
@@ -223,6 +225,9 @@ pub trait Table: Record {
     /// ```
     fn change_table_copy_type(node: &str, to: StorageType) -> Result<()> {
         let db = crate::tx::context::current_db()?;
+        if db.copies_ordered::<Self>()? {
+            return db.order_copy_type::<Self>(node, to);
+        }
         if node != db.config().node() {
             return Err(Error::Invalid(format!(
                 "node {node} is not this node ({}): a copy moves between storage types on its own node",
@@ -232,8 +237,8 @@ pub trait Table: Record {
         db.change_table_copy_type::<Self>(to)
     }
 
-    /// Adds a copy of the table on cluster node `node` (MnesiaEx's `add_table_copy`): see
-    /// [`crate::Database::add_table_copy`].
+    /// Adds a copy of the table on cluster node `node`, kept as `storage` says (MnesiaEx's
+    /// `add_table_copy`): see [`crate::Database::add_table_copy`].
     ///
     /// ```
     /// # use mnesia::prelude::*;
@@ -243,12 +248,12 @@ pub trait Table: Record {
     /// # db.scope(|| -> mnesia::Result<()> {
     /// User::create_table(TableOptions::new())?;
     /// // On a database alone there is no other node.
-    /// assert!(User::add_table_copy("other@host").is_err());
+    /// assert!(User::add_table_copy("other@host", StorageType::DiscCopies).is_err());
     /// # Ok(()) })?;
     /// # Ok::<(), mnesia::Error>(())
     /// ```
-    fn add_table_copy(node: &str) -> Result<()> {
-        crate::tx::context::current_db()?.add_table_copy::<Self>(node)
+    fn add_table_copy(node: &str, storage: StorageType) -> Result<()> {
+        crate::tx::context::current_db()?.add_table_copy::<Self>(node, storage)
     }
 
     /// Removes the table's copy on cluster node `node` (MnesiaEx's `remove_table_copy`):

@@ -194,6 +194,9 @@ impl fmt::Display for TableInfo {
         if !self.nodes.is_empty() {
             write!(f, "; copies on {}", self.nodes.join(", "))?;
         }
+        if !self.disc_copies.is_empty() {
+            write!(f, " (on disc: {})", self.disc_copies.join(", "))?;
+        }
         if !self.filling.is_empty() {
             write!(f, " ({} filling)", self.filling.join(", "))?;
         }

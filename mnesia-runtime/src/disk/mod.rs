@@ -135,6 +135,7 @@ impl Pending {
             nodes: Vec::new(),
             held: true,
             filling: Vec::new(),
+            disc_copies: Vec::new(),
         }
     }
 

@@ -163,12 +163,55 @@ pub(crate) enum WholeTable {
         /// and removed since, changes nothing).
         given: u64,
     },
+    /// The table created as [`WholeTable::CreateOn`], the nodes `disc` among `nodes`
+    /// keeping a disc copy (`TableOptions::disc_copies([..])`), the others one in memory.
+    CreateCopies {
+        /// What the table's struct must be on every copy.
+        shape: crate::schema::shape::RecordShape,
+        /// The struct's Rust name where it was created.
+        type_name: String,
+        /// Every index of the table: (field, unique).
+        indexes: Vec<(String, bool)>,
+        /// The nodes holding a copy, by name (`Config::node_name`).
+        nodes: Vec<String>,
+        /// Those of `nodes` whose copy is `disc_copies`.
+        disc: Vec<String>,
+    },
+    /// A copy of the table added on node `node`, as [`WholeTable::AddCopy`], kept on disc
+    /// there (`add_table_copy(node, StorageType::DiscCopies)`).
+    AddDiscCopy {
+        /// The node, by name.
+        node: String,
+    },
+    /// The copy of the table on node `node` made `disc_copies` (`disc`) or `ram_copies`
+    /// (`change_table_copy_type` on a running cluster node).
+    CopyType {
+        /// The node, by name.
+        node: String,
+        /// Whether its copy is kept on disc from now on.
+        disc: bool,
+    },
 }
 
 impl WholeTable {
     /// Whether this creates the table (on every node, or on some).
     pub(crate) fn creates(&self) -> bool {
-        matches!(self, WholeTable::Create { .. } | WholeTable::CreateOn { .. })
+        matches!(
+            self,
+            WholeTable::Create { .. } | WholeTable::CreateOn { .. } | WholeTable::CreateCopies { .. }
+        )
+    }
+
+    /// Whether this changes where the table's copies are, or what they are.
+    pub(crate) fn changes_copies(&self) -> bool {
+        matches!(
+            self,
+            WholeTable::AddCopy { .. }
+                | WholeTable::AddDiscCopy { .. }
+                | WholeTable::DelCopy { .. }
+                | WholeTable::CopyFilled { .. }
+                | WholeTable::CopyType { .. }
+        )
     }
 }
 

@@ -24,6 +24,10 @@ pub(crate) struct Placement {
     /// every node, so that a copy given by `add_table_copy` is not counted on before it
     /// is filled.
     filling: parking_lot::Mutex<Vec<(String, u64)>>,
+    /// Of the holders, those whose copy is `disc_copies` (the others' are `ram_copies`).
+    disc: parking_lot::Mutex<Vec<String>>,
+    /// This node is among `disc`.
+    disc_here: AtomicBool,
 }
 
 impl Default for Placement {
@@ -33,6 +37,8 @@ impl Default for Placement {
             holders: arc_swap::ArcSwapOption::empty(),
             held: AtomicBool::new(true),
             filling: parking_lot::Mutex::new(Vec::new()),
+            disc: parking_lot::Mutex::new(Vec::new()),
+            disc_here: AtomicBool::new(false),
         }
     }
 }
@@ -84,6 +90,35 @@ impl Placement {
         *self.filling.lock() = nodes;
     }
 
+    /// The holders whose copy is `disc_copies`.
+    pub(crate) fn disc(&self) -> Vec<String> {
+        self.disc.lock().clone()
+    }
+
+    /// Whether this node's copy is `disc_copies`.
+    pub(crate) fn is_disc_here(&self) -> bool {
+        self.disc_here.load(Ordering::Relaxed)
+    }
+
+    /// Sets the holders whose copy is `disc_copies` (`me`: this node's name).
+    pub(crate) fn set_disc(&self, disc: Vec<String>, me: &str) {
+        self.disc_here.store(disc.iter().any(|n| n == me), Ordering::Relaxed);
+        *self.disc.lock() = disc;
+    }
+
+    /// Whether this node's copy is kept in memory alone while another node keeps a filled
+    /// one on disc: its snapshots leave the records out (it takes them from a node holding them
+    /// when it starts again from its snapshot, as Mnesia fills a `ram_copies` table from
+    /// another node). A table whose copies are all in memory is kept in every holder's
+    /// snapshots, so that a cluster stopped whole loses none of it.
+    pub(crate) fn left_out_of_snapshots(&self) -> bool {
+        if !self.is_held() || self.is_disc_here() {
+            return false;
+        }
+        let filling = self.filling.lock();
+        self.disc.lock().iter().any(|n| !filling.iter().any(|(f, _)| f == n))
+    }
+
     /// Whether this node's copy holds the table's records.
     #[inline]
     pub(crate) fn is_held(&self) -> bool {
@@ -100,6 +135,8 @@ impl Placement {
         self.set_local(other.is_local());
         self.holders.store(other.holders());
         self.set_filling(other.filling());
+        *self.disc.lock() = other.disc();
+        self.disc_here.store(other.is_disc_here(), Ordering::Relaxed);
         self.set_held(other.is_held());
     }
 

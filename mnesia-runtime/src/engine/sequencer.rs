@@ -185,7 +185,9 @@ impl Versions {
         if let Some((table, op)) = record.whole_table() {
             let t = self.tables.entry(table.to_owned()).or_insert_with(TableVersions::new);
             match op {
-                WholeTable::Create { .. } | WholeTable::CreateOn { .. } => t.dropped = false,
+                WholeTable::Create { .. } | WholeTable::CreateOn { .. } | WholeTable::CreateCopies { .. } => {
+                    t.dropped = false
+                }
                 WholeTable::Clear => t.fill(index),
                 // Another table from here on (another record type): what was made for the
                 // one before conflicts, blind writes included.
@@ -211,7 +213,10 @@ impl Versions {
                 // whole table conflicts (a transform, made by a node holding it).
                 // What a node whose copy went read of it (emptied there) conflicts.
                 WholeTable::DelCopy { .. } => t.fill(index),
-                WholeTable::AddCopy { .. } | WholeTable::CopyFilled { .. } => t.last = index,
+                WholeTable::AddCopy { .. }
+                | WholeTable::AddDiscCopy { .. }
+                | WholeTable::CopyFilled { .. }
+                | WholeTable::CopyType { .. } => t.last = index,
             }
             return;
         }

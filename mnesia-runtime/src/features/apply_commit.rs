@@ -52,17 +52,15 @@ impl Database {
         }
         match record.whole_table() {
             Some((_, WholeTable::Create { shape, type_name, indexes })) => {
-                return self.create_ordered_here(shape, type_name, indexes, &[]);
+                return self.create_ordered_here(shape, type_name, indexes, &[], &[]);
             }
             Some((_, WholeTable::CreateOn { shape, type_name, indexes, nodes })) => {
-                return self.create_ordered_here(shape, type_name, indexes, nodes);
+                return self.create_ordered_here(shape, type_name, indexes, nodes, &[]);
             }
-            Some((
-                name,
-                change @ (WholeTable::AddCopy { .. }
-                | WholeTable::DelCopy { .. }
-                | WholeTable::CopyFilled { .. }),
-            )) => {
+            Some((_, WholeTable::CreateCopies { shape, type_name, indexes, nodes, disc })) => {
+                return self.create_ordered_here(shape, type_name, indexes, nodes, disc);
+            }
+            Some((name, change)) if change.changes_copies() => {
                 return self.change_copies_here(name, change);
             }
             _ => {}
@@ -156,6 +154,7 @@ impl Database {
         type_name: &str,
         indexes: &[(String, bool)],
         nodes: &[String],
+        disc: &[String],
     ) -> Result<()> {
         // Whether the table is here at this place of the order is the same on every copy
         // (tables come and go through the order): a second creation is refused alike. A
@@ -178,7 +177,11 @@ impl Database {
         if !nodes.is_empty() && indexes.iter().any(|(_, unique)| *unique) {
             return Err(crate::engine::placement::no_unique(shape.name()));
         }
-        crate::features::kinds::create_declared(self, shape, type_name, indexes, 0, nodes)
+        crate::features::kinds::create_declared(self, shape, type_name, indexes, 0, nodes)?;
+        if !disc.is_empty() {
+            self.any_table(shape.name())?.placement().set_disc(disc.to_vec(), self.inner.config.node());
+        }
+        Ok(())
     }
 }
 

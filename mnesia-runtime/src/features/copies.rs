@@ -8,16 +8,19 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
 use crate::engine::commit_record::{CommitRecord, WholeTable};
+use crate::schema::record::StorageType;
 use crate::{Database, Error, Record, Result};
 
 impl Database {
-    /// Adds a copy of table `T` on node `node` (a `Config::node_name`), on a running cluster
-    /// node (Mnesia's `add_table_copy`): every node notes it at the change's place in the
-    /// order, and `node` takes the table's records from a node holding them (an image of
-    /// the table at a later place; meanwhile its reads outside a transaction are answered
-    /// by another holder, see [`Database::unfilled_tables`]). Only for a table with copies
-    /// on some nodes (`TableOptions::ram_copies([..])` on a running node); one already on
-    /// `node` is refused (`Error::Invalid`, alike on every node). Any node may ask.
+    /// Adds a copy of table `T` on node `node` (a `Config::node_name`), kept as `storage`
+    /// says (`RamCopies` or `DiscCopies`: see the README's "Cluster" section), on a running
+    /// cluster node (Mnesia's `add_table_copy`): every node notes it at the change's place
+    /// in the order, and `node` takes the table's records from a node holding them (an
+    /// image of the table at a later place; meanwhile its reads outside a transaction are
+    /// answered by another holder, see [`Database::unfilled_tables`]). Only for a table
+    /// with copies on some nodes (`TableOptions::ram_copies([..])` or `disc_copies([..])`
+    /// on a running node); one already on `node` is refused (`Error::Invalid`, alike on
+    /// every node), and so is `DiscOnlyCopies`. Any node may ask.
     ///
     /// ```
     /// # use mnesia::prelude::*;
@@ -26,11 +29,36 @@ impl Database {
     /// let db = Database::in_memory()?;
     /// db.create_table::<Item>(TableOptions::new())?;
     /// // A database alone has no other node to put a copy on.
-    /// assert!(db.add_table_copy::<Item>("other@host").is_err());
+    /// assert!(db.add_table_copy::<Item>("other@host", StorageType::DiscCopies).is_err());
     /// # Ok::<(), mnesia::Error>(())
     /// ```
-    pub fn add_table_copy<T: Record>(&self, node: &str) -> Result<()> {
-        self.order_copies::<T>(WholeTable::AddCopy { node: node.to_owned() })
+    pub fn add_table_copy<T: Record>(&self, node: &str, storage: StorageType) -> Result<()> {
+        let node = node.to_owned();
+        let change = match storage {
+            StorageType::RamCopies => WholeTable::AddCopy { node },
+            StorageType::DiscCopies => WholeTable::AddDiscCopy { node },
+            StorageType::DiscOnlyCopies => return Err(no_disc_only(T::NAME)),
+        };
+        self.order_copies::<T>(change)
+    }
+
+    /// Makes the copy of table `T` on node `node` `ram_copies` or `disc_copies` (what
+    /// `change_table_copy_type` does for a table with copies on some nodes, on a running
+    /// cluster node): a record of the order, so every node knows it.
+    pub(crate) fn order_copy_type<T: Record>(&self, node: &str, to: StorageType) -> Result<()> {
+        let disc = match to {
+            StorageType::RamCopies => false,
+            StorageType::DiscCopies => true,
+            StorageType::DiscOnlyCopies => return Err(no_disc_only(T::NAME)),
+        };
+        self.order_copies::<T>(WholeTable::CopyType { node: node.to_owned(), disc })
+    }
+
+    /// Whether table `T`'s copies are chosen by the order (on a running cluster node, a
+    /// table created there with a list of nodes): its changes of copies are ordered.
+    pub(crate) fn copies_ordered<T: Record>(&self) -> Result<bool> {
+        let table = self.table::<T>()?;
+        Ok(self.sequencer().is_some() && !table.is_local() && table.place.holders().is_some())
     }
 
     /// Removes the copy of table `T` on node `node` (Mnesia's `del_table_copy`), on a
@@ -55,7 +83,8 @@ impl Database {
     }
 
     /// Moves the copy of table `T` on node `from` to node `to` (Mnesia's
-    /// `move_table_copy`): adds a copy on `to` ([`Database::add_table_copy`]), waits until
+    /// `move_table_copy`): adds a copy on `to` of the storage type of `from`'s
+    /// ([`Database::add_table_copy`]), waits until
     /// `to` has said that it is filled (`table_info().filling`), then removes the one on
     /// `from` ([`Database::del_table_copy`]). When `to` has not said so within `timeout`,
     /// both copies stay and the error says so (remove the one on `from` later).
@@ -76,7 +105,11 @@ impl Database {
         to: &str,
         timeout: std::time::Duration,
     ) -> Result<()> {
-        self.add_table_copy::<T>(to)?;
+        let storage = match self.table::<T>()?.place.disc().iter().any(|n| n == from) {
+            true => StorageType::DiscCopies,
+            false => StorageType::RamCopies,
+        };
+        self.add_table_copy::<T>(to, storage)?;
         let deadline = std::time::Instant::now() + timeout;
         while self.table_info::<T>()?.filling.iter().any(|n| n == to) {
             if std::time::Instant::now() >= deadline {
@@ -140,9 +173,30 @@ impl Database {
         let Some(holders) = place.holders() else { return Err(on_every_node(name)) };
         let mut nodes = holders.to_vec();
         let mut filling = place.filling();
+        let mut disc = place.disc();
         let (node, adding) = match change {
             WholeTable::AddCopy { node } => (node, true),
-            WholeTable::DelCopy { node } => (node, false),
+            WholeTable::AddDiscCopy { node } => {
+                if !nodes.contains(node) {
+                    disc.push(node.clone());
+                }
+                (node, true)
+            }
+            WholeTable::DelCopy { node } => {
+                disc.retain(|n| n != node);
+                (node, false)
+            }
+            WholeTable::CopyType { node, disc: to_disc } => {
+                if !nodes.contains(node) {
+                    return Err(Error::Invalid(format!("table {name} has no copy on node {node}")));
+                }
+                disc.retain(|n| n != node);
+                if *to_disc {
+                    disc.push(node.clone());
+                }
+                place.set_disc(disc, self.inner.config.node());
+                return Ok(());
+            }
             WholeTable::CopyFilled { node, given } => {
                 // (Said again, or of a copy removed since: nothing more to note.)
                 filling.retain(|(n, at)| !(n == node && at == given));
@@ -180,6 +234,7 @@ impl Database {
         }
         place.set_filling(filling);
         let me = self.inner.config.node();
+        place.set_disc(disc, me);
         let fills = &self.inner.ordered.fills;
         if adding && node == me {
             // Its records come from a node holding them (this node skips the table's
@@ -204,6 +259,13 @@ impl Database {
         drop(waiting);
         Arc::clone(&table).change_whole(self, &WholeTable::Clear)
     }
+}
+
+/// The refusal of a `disc_only_copies` copy of a cluster's table.
+fn no_disc_only(table: &str) -> Error {
+    Error::Invalid(format!(
+        "table {table}: a cluster's table is ram_copies or disc_copies on each node (disc_only_copies is not there yet)"
+    ))
 }
 
 /// The refusal of a change of copies of a table that every node holds.

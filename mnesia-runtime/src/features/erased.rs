@@ -92,11 +92,15 @@ impl<T: StoredRecord> AnyTable for TableStore<T> {
         use crate::engine::commit_record::WholeTable;
         match op {
             // (Made by `Database::apply_commit`: there is no table to ask yet.)
-            WholeTable::Create { .. } | WholeTable::CreateOn { .. } => {
+            WholeTable::Create { .. } | WholeTable::CreateOn { .. } | WholeTable::CreateCopies { .. } => {
                 Err(Error::TableExists { table: self.meta.name.to_owned() })
             }
             // (Nor a change of copies.)
-            WholeTable::AddCopy { .. } | WholeTable::DelCopy { .. } | WholeTable::CopyFilled { .. } => {
+            WholeTable::AddCopy { .. }
+            | WholeTable::AddDiscCopy { .. }
+            | WholeTable::DelCopy { .. }
+            | WholeTable::CopyFilled { .. }
+            | WholeTable::CopyType { .. } => {
                 Err(Error::Internal("a change of copies is made by apply_commit".into()))
             }
             WholeTable::Clear => db.clear_store(&self),
@@ -269,7 +273,7 @@ impl<T: StoredRecord> AnyTable for TableStore<T> {
             size: self.len(),
             memory: self.memory(),
             table_type: self.kind,
-            storage_type: self.storage(),
+            storage_type: if self.place.is_disc_here() { StorageType::DiscCopies } else { self.storage() },
             attributes: self.meta.fields.iter().map(|f| f.name.to_owned()).collect(),
             key: self.meta.fields.get(self.meta.key_position).map(|f| f.name.to_owned()).unwrap_or_default(),
             indexes: self.index_infos(),
@@ -284,6 +288,7 @@ impl<T: StoredRecord> AnyTable for TableStore<T> {
             nodes: self.place.holders().map(|h| h.to_vec()).unwrap_or_default(),
             held: self.place.is_held(),
             filling: self.place.filling().into_iter().map(|(node, _)| node).collect(),
+            disc_copies: self.place.disc(),
         }
     }
 }

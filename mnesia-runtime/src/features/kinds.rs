@@ -83,6 +83,7 @@ fn create_in<R: StoredRecord>(
     let making = Making {
         storage: StorageType::RamCopies,
         nodes,
+        kinds: &[],
         without: &without,
         extra,
         version,

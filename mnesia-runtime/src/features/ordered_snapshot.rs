@@ -8,8 +8,8 @@
 //! whole order do.
 //!
 //! The bytes: a magic (`MNSSNP` and a version), one checksummed frame holding the place,
-//! the versions and where tables with copies on some nodes only are (version 3; version 2
-//! has none), then the backup as its file holds it (frames of its own, each checked).
+//! the versions and where tables with copies on some nodes only are (version 4, which
+//! says which copies are on disc; version 3 does not; version 2 has none), then the backup as its file holds it (frames of its own, each checked).
 
 use std::io::{Read, Write};
 use std::path::Path;
@@ -26,7 +26,7 @@ use crate::features::backup::{BackupOptions, BackupReader, BackupWriter, Restore
 use crate::{Database, Error, Result};
 
 pub(crate) const KIND: &[u8; 6] = b"MNSSNP";
-const VERSION: u8 = 3;
+const VERSION: u8 = 4;
 
 /// The frame before the backup.
 #[derive(Serialize, Deserialize)]
@@ -36,6 +36,16 @@ pub(crate) struct Head {
     versions: VersionsImage,
     /// Where the tables are (from version 3 on).
     pub(crate) places: Places,
+}
+
+/// The frame before the backup, in version 3.
+#[derive(Deserialize)]
+struct HeadV3 {
+    applied: u64,
+    versions: VersionsImage,
+    placed: Vec<(String, Vec<String>)>,
+    unheld: Vec<String>,
+    filling: Vec<(String, Vec<(String, u64)>)>,
 }
 
 /// Where a snapshot's tables are: those with copies on some nodes only, and those whose
@@ -48,6 +58,8 @@ pub(crate) struct Places {
     pub(crate) unheld: Vec<String>,
     /// (table, the nodes given a copy not filled yet, each with the place that gave it).
     pub(crate) filling: Vec<(String, Vec<(String, u64)>)>,
+    /// (table, the nodes whose copy is `disc_copies`) (from version 4 on).
+    pub(crate) disc: Vec<(String, Vec<String>)>,
 }
 
 /// The frame before the backup, in version 2.
@@ -57,18 +69,25 @@ struct HeadV2 {
     versions: VersionsImage,
 }
 
-/// Reads the head of a snapshot (of version 2 or 3) from `input`, which is left at the backup.
+/// Reads the head of a snapshot (of version 2, 3 or 4) from `input`, which is left at the backup.
 pub(crate) fn read_head(input: &mut dyn Read) -> Result<Head> {
     let name = Path::new("ordered snapshot");
     let corrupt = |offset, reason: String| Error::Corrupt { file: name.to_path_buf(), offset, reason };
     let (mut frames, version) = FrameReader::of_versions(name, input, KIND, 2..=VERSION)?;
     let (at, bytes) = frames.next_frame()?.ok_or_else(|| corrupt(8, "no head".into()))?;
     let bad = |e: postcard::Error| corrupt(at, format!("bad head: {e}"));
-    if version == 2 {
-        let HeadV2 { applied, versions } = postcard::from_bytes(bytes).map_err(bad)?;
-        return Ok(Head { applied, versions, places: Places::default() });
+    match version {
+        2 => {
+            let HeadV2 { applied, versions } = postcard::from_bytes(bytes).map_err(bad)?;
+            Ok(Head { applied, versions, places: Places::default() })
+        }
+        3 => {
+            let HeadV3 { applied, versions, placed, unheld, filling } =
+                postcard::from_bytes(bytes).map_err(bad)?;
+            Ok(Head { applied, versions, places: Places { placed, unheld, filling, disc: Vec::new() } })
+        }
+        _ => postcard::from_bytes(bytes).map_err(bad),
     }
-    postcard::from_bytes(bytes).map_err(bad)
 }
 
 /// What [`Database::write_ordered_snapshot`] wrote.
@@ -126,15 +145,16 @@ impl Database {
     /// # Ok::<(), mnesia::Error>(())
     /// ```
     pub fn write_ordered_snapshot(&self, out: &mut dyn Write) -> Result<OrderedSnapshot> {
-        self.write_snapshot_of(out, BackupOptions::new())
+        self.write_snapshot_of(out, BackupOptions::new(), true)
     }
 
     /// [`Database::write_ordered_snapshot`] of the tables `options` names (the caller holds
-    /// no lock of the order).
+    /// no lock of the order): of every table (`whole`), or an image of one.
     pub(crate) fn write_snapshot_of(
         &self,
         out: &mut dyn Write,
         mut options: BackupOptions,
+        whole: bool,
     ) -> Result<OrderedSnapshot> {
         let name = Path::new("ordered snapshot");
         let ordered = &self.inner.ordered;
@@ -146,8 +166,12 @@ impl Database {
         // Every table but those this node keeps for itself (no other copy has them), left
         // out under the schema lock the backup takes.
         options.shared_only = true;
-        // (Tables are placed, and filled, under `applying`.)
-        let places = self.places();
+        // (Tables are placed, and filled, under `applying`.) An image of one table holds
+        // its records; a snapshot leaves out those of copies filled from others.
+        if whole {
+            options.without_records = self.left_out_of_snapshots();
+        }
+        let places = self.places(&options.without_records);
         let info = self.backup_into(&mut w, &options, || {
             // Held across the cut: no record is being applied, every one applied is in.
             let versions = ordered.versions.lock();

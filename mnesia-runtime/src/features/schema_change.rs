@@ -24,22 +24,31 @@ use crate::schema::row::RowOf;
 use crate::schema::stored::StoredRecord;
 
 /// The record of creating the table `meta` describes with the indexes `specs` (each copy
-/// makes exactly these), on the nodes `nodes` (none: every node).
-fn creation<R: StoredRecord>(meta: &RecordMeta<R>, specs: &[IndexSpec<R>], nodes: &[String]) -> WholeTable {
+/// makes exactly these), on the nodes `nodes` (none: every node), those of `disc` among
+/// them keeping a disc copy.
+fn creation<R: StoredRecord>(
+    meta: &RecordMeta<R>,
+    specs: &[IndexSpec<R>],
+    nodes: &[String],
+    disc: Vec<String>,
+) -> WholeTable {
     let (shape, type_name, indexes) = crate::features::migrate::described(meta, specs);
-    if nodes.is_empty() {
-        return WholeTable::Create { shape, type_name, indexes };
+    match (nodes.is_empty(), disc.is_empty()) {
+        (true, _) => WholeTable::Create { shape, type_name, indexes },
+        (false, true) => WholeTable::CreateOn { shape, type_name, indexes, nodes: nodes.to_vec() },
+        (false, false) => WholeTable::CreateCopies { shape, type_name, indexes, nodes: nodes.to_vec(), disc },
     }
-    WholeTable::CreateOn { shape, type_name, indexes, nodes: nodes.to_vec() }
 }
 
 impl Database {
     /// Creates table `T` (what `T::create_table` calls). While commits are
     /// [ordered](Database::order_commits_with) (on a running cluster node) the table is
-    /// created on every copy, as `ram_copies`, each copy with its own program's type for it
+    /// created on every copy, in memory, each copy with its own program's type for it
     /// (`Error::TableExists` when it is here already), holding its records on the nodes
-    /// the options list (on every node when they list none), unless it is this node's own
-    /// ([`TableOptions::local_content`]): that one is made here alone.
+    /// the options list (`ram_copies([..])`, `disc_copies([..])`, or both; on every node
+    /// when they list none), unless it is this node's own
+    /// ([`TableOptions::local_content`]): that one is made here alone. A node named
+    /// twice is refused.
     ///
     /// ```
     /// # use mnesia::prelude::*;
@@ -75,9 +84,12 @@ impl Database {
         {
             return Err(Error::TableExists { table: name.to_owned() });
         }
-        if making.storage != StorageType::RamCopies {
+        making.check_named_once(name)?;
+        if making.storage == StorageType::DiscOnlyCopies
+            || making.kinds.contains(&StorageType::DiscOnlyCopies)
+        {
             return Err(Error::Invalid(format!(
-                "table {name}: a table created while commits are ordered (on a running cluster node) is ram_copies: create disc tables before ordering"
+                "table {name}: a table created on a running cluster node is ram_copies or disc_copies on each node (disc_only_copies is not there yet)"
             )));
         }
         let shape = crate::schema::shape::RecordShape::of_facts(&meta.facts);
@@ -96,7 +108,7 @@ impl Database {
         if !making.nodes.is_empty() && specs.iter().any(IndexSpec::is_unique) {
             return Err(crate::engine::placement::no_unique(name));
         }
-        let made = creation(meta, &specs, making.nodes);
+        let made = creation(meta, &specs, making.nodes, making.disc_nodes());
         sequencer.order(CommitRecord::whole(name, made, self.applied_index()))
     }
 
@@ -116,6 +128,7 @@ impl Database {
         // A table the order places on some nodes (`create_table` with a list of nodes on a
         // cluster node): registered on every node, held on those it names.
         let placed = !making.nodes.is_empty() && crate::engine::sequencer::applying(self.id());
+        making.check_named_once(name)?;
         if let Some(node) = making.nodes.iter().find(|n| !placed && n.as_str() != self.inner.config.node()) {
             return Err(Error::Invalid(format!(
                 "table {name}: node {node} is not this node ({}): a table on other nodes is created on a node running in a cluster",
@@ -175,7 +188,7 @@ impl Database {
         // Before the table can be written: its creation reaches the sink before any write.
         if self.replicating() {
             let seq = self.next_seq();
-            self.hand_whole(name, creation(meta, &specs, &[]), seq);
+            self.hand_whole(name, creation(meta, &specs, &[], Vec::new()), seq);
         }
         self.put_tables(next);
         self.inner
@@ -415,7 +428,10 @@ impl Database {
     /// Moves table `T` between storage types on this node, online and atomically: its
     /// records reach their new home (and are durable there) before the schema says the table
     /// lives there. Commits to the table wait while it moves; a transaction that was running
-    /// meanwhile runs again. `disc_only_copies` takes `set` and `bag` tables.
+    /// meanwhile runs again. `disc_only_copies` takes `set` and `bag` tables. For a table
+    /// created on a running cluster node with a list of nodes, it changes this node's copy
+    /// between `ram_copies` and `disc_copies` through the cluster's log instead (see the
+    /// README's "Cluster" section).
     ///
     /// ```
     /// # use mnesia::prelude::*;
@@ -429,6 +445,9 @@ impl Database {
     /// # Ok::<(), mnesia::Error>(())
     /// ```
     pub fn change_table_copy_type<T: Record>(&self, to: StorageType) -> Result<()> {
+        if self.copies_ordered::<T>()? {
+            return self.order_copy_type::<T>(self.inner.config.node(), to);
+        }
         // Where this copy keeps the table is its own: a commit-record sink is not told
         // (the records stay as they are), but an ordered copy does not move its tables yet
         // (but those it keeps for itself).

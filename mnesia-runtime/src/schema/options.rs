@@ -17,7 +17,10 @@ use crate::schema::record::{Record, StorageType};
 /// ```
 pub struct TableOptions<T: Record> {
     storage: StorageType,
+    /// The nodes named by the lists of copies, in order given ...
     nodes: Vec<String>,
+    /// ... and the storage type of each one's copy.
+    kinds: Vec<StorageType>,
     indexes: Vec<IndexSpec<T>>,
     local_content: bool,
 }
@@ -27,6 +30,7 @@ impl<T: Record> Clone for TableOptions<T> {
         TableOptions {
             storage: self.storage,
             nodes: self.nodes.clone(),
+            kinds: self.kinds.clone(),
             indexes: self.indexes.clone(),
             local_content: self.local_content,
         }
@@ -38,6 +42,7 @@ impl<T: Record> fmt::Debug for TableOptions<T> {
         f.debug_struct("TableOptions")
             .field("storage", &self.storage)
             .field("nodes", &self.nodes)
+            .field("kinds", &self.kinds)
             .field("indexes", &self.indexes)
             .field("local_content", &self.local_content)
             .finish()
@@ -49,6 +54,7 @@ impl<T: Record> Default for TableOptions<T> {
         TableOptions {
             storage: StorageType::RamCopies,
             nodes: Vec::new(),
+            kinds: Vec::new(),
             indexes: Vec::new(),
             local_content: false,
         }
@@ -69,20 +75,29 @@ impl<T: Record> TableOptions<T> {
         TableOptions::default()
     }
 
+    /// Adds the copies of `storage` on `nodes` to those of the lists given before.
     fn copies(mut self, storage: StorageType, nodes: impl IntoIterator<Item = impl Into<String>>) -> Self {
         self.storage = storage;
-        self.nodes = nodes.into_iter().map(Into::into).collect();
+        for node in nodes {
+            self.nodes.push(node.into());
+            self.kinds.push(storage);
+        }
         self
     }
 
-    /// Keeps the table in memory on these nodes.
+    /// Keeps the table in memory on these nodes. The lists of copies add up, each node
+    /// in one of them (Mnesia's `ram_copies`, `disc_copies` and `disc_only_copies`):
+    /// `ram_copies([a]).disc_copies([b])` puts a copy in memory on `a` and one on disc
+    /// on `b` (on a running cluster node, see the README's "Cluster" section).
     ///
     /// ```
     /// # use mnesia::prelude::*;
     /// # #[derive(Table, Clone, Debug, Serialize, Deserialize)]
     /// # struct User { #[key] id: u64 }
-    /// let opts = TableOptions::<User>::new().ram_copies(["local@localhost"]);
-    /// assert_eq!(opts.nodes(), ["local@localhost"]);
+    /// let opts = TableOptions::<User>::new().ram_copies(["a@host"]).disc_copies(["b@host"]);
+    /// assert_eq!(opts.nodes(), ["a@host", "b@host"]);
+    /// assert_eq!(opts.storage_on("a@host"), Some(StorageType::RamCopies));
+    /// assert_eq!(opts.storage_on("b@host"), Some(StorageType::DiscCopies));
     /// ```
     pub fn ram_copies(self, nodes: impl IntoIterator<Item = impl Into<String>>) -> Self {
         self.copies(StorageType::RamCopies, nodes)
@@ -179,7 +194,7 @@ impl<T: Record> TableOptions<T> {
         self.local_content
     }
 
-    /// The chosen storage type.
+    /// The storage type of the last list of copies given (`ram_copies` when none was).
     ///
     /// ```
     /// # use mnesia::prelude::*;
@@ -191,7 +206,7 @@ impl<T: Record> TableOptions<T> {
         self.storage
     }
 
-    /// The nodes holding a copy (empty: this node).
+    /// The nodes holding a copy, of every list given, in order (empty: this node).
     ///
     /// ```
     /// # use mnesia::prelude::*;
@@ -201,6 +216,26 @@ impl<T: Record> TableOptions<T> {
     /// ```
     pub fn nodes(&self) -> &[String] {
         &self.nodes
+    }
+
+    /// The storage type of the copy on `node` (`None` when no list names it; the first
+    /// list naming it when several do, which `create_table` refuses).
+    ///
+    /// ```
+    /// # use mnesia::prelude::*;
+    /// # #[derive(Table, Clone, Debug, Serialize, Deserialize)]
+    /// # struct User { #[key] id: u64 }
+    /// let opts = TableOptions::<User>::new().disc_copies(["a@host"]);
+    /// assert_eq!(opts.storage_on("a@host"), Some(StorageType::DiscCopies));
+    /// assert_eq!(opts.storage_on("c@host"), None);
+    /// ```
+    pub fn storage_on(&self, node: &str) -> Option<StorageType> {
+        self.nodes.iter().position(|n| n == node).and_then(|i| self.kinds.get(i).copied())
+    }
+
+    /// The storage type of each node's copy, in the order of [`TableOptions::nodes`].
+    pub(crate) fn kinds(&self) -> &[StorageType] {
+        &self.kinds
     }
 
     pub(crate) fn indexes(&self) -> &[IndexSpec<T>] {

@@ -137,7 +137,8 @@ pub struct TableInfo {
     pub memory: usize,
     /// `set`, `ordered_set` or `bag`.
     pub table_type: TableType,
-    /// Where the table lives.
+    /// Where the table lives on this node (for a table on chosen nodes of a cluster, this
+    /// node's copy's type, as `disc_copies` lists it).
     pub storage_type: StorageType,
     /// The record's fields, in order.
     pub attributes: Vec<String>,
@@ -166,7 +167,7 @@ pub struct TableInfo {
     #[serde(default)]
     pub local_content: bool,
     /// The nodes holding a copy, by name, when a cluster node created the table with a
-    /// list of them (`TableOptions::ram_copies([..])`); empty when every node of the
+    /// list of them (`TableOptions::ram_copies([..])`, `disc_copies([..])`); empty when every node of the
     /// cluster holds one (or the database is alone).
     #[serde(default)]
     pub nodes: Vec<String>,
@@ -179,6 +180,10 @@ pub struct TableInfo {
     /// is filled (a copy is not removed while the others are all such).
     #[serde(default)]
     pub filling: Vec<String>,
+    /// Of `nodes`, those whose copy is `disc_copies` (`TableOptions::disc_copies([..])`,
+    /// `add_table_copy(node, StorageType::DiscCopies)`); the others' are `ram_copies`.
+    #[serde(default)]
+    pub disc_copies: Vec<String>,
 }
 
 fn held_by_default() -> bool {
