@@ -2148,3 +2148,54 @@ fn a_copy_moved_to_another_node_holds_every_record_there_and_none_is_left_behind
     assert!(!info.held && info.size == 0 && info.nodes == [name(1)], "{info:?}");
     assert_eq!(run.dbs[0].scope(|| Spot::read(&9)).expect("read"), Some(Spot { id: 9, n: 9 }));
 }
+
+#[test]
+fn a_copy_in_memory_started_again_from_its_directory_is_filled_from_the_copy_on_disc() {
+    let dirs: Vec<_> = (0..3).map(|_| tempfile::tempdir().expect("dir")).collect();
+    let options = |id: u64| quick(id).dir(dirs[id as usize - 1].path()).snapshots(20, 5);
+    let mut run = three_options(options);
+    let leader = run.leader();
+    let name = |i: usize| format!("n{}@127.0.0.1", i + 1);
+    // In memory on one follower, on disc on the other; created from the leader.
+    let (ram, disc) = ((leader + 1) % 3, (leader + 2) % 3);
+    let copies = TableOptions::new().ram_copies([name(ram)]).disc_copies([name(disc)]);
+    run.dbs[leader].create_table::<Spot>(copies).expect("create_table");
+    run.settle();
+    for id in 0..60 {
+        run.dbs[ram].scope(|| Spot::write(Spot { id, n: id })).expect("write");
+    }
+    run.settle();
+    for db in &run.dbs {
+        let info = db.table_info::<Spot>().expect("info");
+        assert_eq!((info.nodes, info.disc_copies), (vec![name(ram), name(disc)], vec![name(disc)]));
+    }
+    assert_eq!(run.dbs[disc].table_info::<Spot>().expect("info").storage_type, StorageType::DiscCopies);
+    for i in [ram, disc] {
+        let node = run.nodes[i].as_ref().expect("node");
+        eventually("the holders snapshot and purge their logs", || node.status().purged.is_some());
+    }
+    // The copy in memory stops; its snapshot holds none of the table's records, and its
+    // log none of the first writes: started again, it is filled from the copy on disc.
+    let restart = |run: &mut Running, i: usize| {
+        let addr = run.nodes[i].take().expect("node").local_addr();
+        let db = database(&name(i));
+        let node = Node::start(&db, options(i as u64 + 1).listen(addr)).expect("started again");
+        run.dbs[i] = db;
+        run.nodes[i] = Some(node);
+    };
+    restart(&mut run, ram);
+    run.dbs[ram].wait_for_tables(&["spot"], Duration::from_secs(20)).expect("filled");
+    run.dbs[ram].scope(|| Spot::write(Spot { id: 60, n: 60 })).expect("write");
+    run.settle();
+    eventually("the copy in memory holds every record", || {
+        spots(&run.dbs[ram]) == (0..61).collect::<Vec<_>>()
+    });
+    // The copy on disc stops and starts again while the one in memory is down: it has the
+    // records from its own directory.
+    run.nodes[ram] = None;
+    run.dbs[disc].scope(|| Spot::write(Spot { id: 61, n: 61 })).expect("write");
+    restart(&mut run, disc);
+    run.dbs[disc].wait_for_tables(&["spot"], Duration::from_secs(20)).expect("current");
+    assert_eq!(spots(&run.dbs[disc]), (0..62).collect::<Vec<_>>());
+    assert!(run.dbs[disc].table_info::<Spot>().expect("info").held);
+}

@@ -119,6 +119,12 @@ impl Placement {
         self.disc.lock().iter().any(|n| !filling.iter().any(|(f, _)| f == n))
     }
 
+    /// Whether this node (`me`) is one the table's copies are on and its copy does not
+    /// hold the records yet (it waits to be filled, or is being filled).
+    pub(crate) fn waits_here(&self, me: &str) -> bool {
+        !self.is_held() && self.holders().is_some_and(|h| h.iter().any(|n| n == me))
+    }
+
     /// Whether this node's copy holds the table's records.
     #[inline]
     pub(crate) fn is_held(&self) -> bool {

@@ -253,10 +253,11 @@ impl Database {
         for name in names {
             self.any_table(name)?;
         }
-        // Copies waiting to be filled from another node (after a snapshot made there).
-        while let Some(name) =
-            names.iter().find(|n| self.inner.ordered.fills.waiting.lock().contains_key(**n))
-        {
+        // Copies waiting to be filled from another node (after a snapshot made there), or
+        // being filled (an image being loaded: no longer waiting, not held yet).
+        let me = self.inner.config.node();
+        let unfilled = |name: &&&str| self.any_table(name).is_ok_and(|t| t.placement().waits_here(me));
+        while let Some(name) = names.iter().find(unfilled) {
             if std::time::Instant::now() >= deadline {
                 return self.any_table(name)?.placement().check(name);
             }
