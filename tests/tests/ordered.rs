@@ -1489,8 +1489,8 @@ fn a_copy_added_on_a_node_is_filled_there_and_a_copy_removed_empties_its_node() 
         assert_eq!(c.db.table_info::<Placed>().expect("info").nodes, HOLDERS);
     }
     not_here(placed_keys(new));
-    // A copy added on the third node and removed again meanwhile: the second still waits
-    // (from the last change of the table's copies on).
+    // A copy added on the third node and removed again meanwhile: the second still waits,
+    // from the same place (the records did not change).
     copies[1]
         .db
         .add_table_copy::<Placed>("copy2@localhost", mnesia::StorageType::RamCopies)
@@ -1504,16 +1504,15 @@ fn a_copy_added_on_a_node_is_filled_there_and_a_copy_removed_empties_its_node() 
     );
     assert!(!new.table_info::<Placed>().expect("info").held);
     not_here(placed_keys(new));
-    let [(_, since)] = new.unfilled_tables()[..] else { panic!("one table waits") };
-    assert!(since > at);
-    let at = since;
-    // An image of that place, then writes: skipped on the new copy while it waits, made
-    // again over the image.
+    assert_eq!(new.unfilled_tables(), [("placed".to_owned(), at)]);
+    // An image of a place since, then writes: skipped on the new copy while it waits,
+    // made again over the image.
     let mut image = Vec::new();
-    assert_eq!(copies[0].db.write_table_image("placed", &mut image).expect("image"), at);
+    let image_at = copies[0].db.write_table_image("placed", &mut image).expect("image");
+    assert!(image_at > at);
     write(0, 6..9);
     settle(&log, &copies);
-    assert!(new.applied_index() > at);
+    assert!(new.applied_index() > image_at);
     // Until the new copy says it is filled, the first one stays.
     let early = copies[2].db.del_table_copy::<Placed>(HOLDERS[0]);
     assert!(matches!(&early, Err(Error::Invalid(m)) if m.contains("not filled")), "{early:?}");
@@ -1603,8 +1602,23 @@ fn copies_on_disc_and_in_memory_are_known_alike_and_one_in_memory_is_left_out_of
     assert_eq!(fresh.unfilled_tables(), [("placed".to_owned(), at)]);
     not_here(placed_keys(&fresh));
     assert_eq!(fresh.table_info::<Placed>().expect("info").disc_copies, [HOLDERS[1]]);
-    assert!(fresh.fill_table(image).expect("fill"));
-    assert_eq!(placed_keys(&fresh).expect("list"), (1..6).collect::<Vec<_>>());
+    // Its copy waiting, it tells the others (which know nothing of it): the copy on disc,
+    // the only other, may not go meanwhile.
+    let fresh = Copy::start(fresh, &log);
+    assert!(fresh.db.confirm_filled_copies().expect("tell").is_empty());
+    settle(&log, &copies);
+    settle(&log, std::slice::from_ref(&fresh));
+    assert!(copies.iter().all(|c| c.db.table_info::<Placed>().expect("info").filling == [HOLDERS[0]]));
+    let early = copies[2].db.del_table_copy::<Placed>(HOLDERS[1]);
+    assert!(matches!(&early, Err(Error::Invalid(m)) if m.contains("not filled")), "{early:?}");
+    settle(&log, std::slice::from_ref(&fresh));
+    // (Those changes of copies left the wait as it was: the image is still of its place.)
+    assert!(fresh.db.fill_table(image).expect("fill"));
+    assert_eq!(placed_keys(&fresh.db).expect("list"), (1..6).collect::<Vec<_>>());
+    assert_eq!(fresh.db.confirm_filled_copies().expect("tell"), ["placed"]);
+    settle(&log, &copies);
+    settle(&log, std::slice::from_ref(&fresh));
+    assert!(copies.iter().all(|c| c.db.table_info::<Placed>().expect("info").filling.is_empty()));
     drop(fresh);
 
     // The first node's copy moved to disc (asked from the third): both snapshots hold them.

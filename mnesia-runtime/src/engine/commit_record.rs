@@ -183,6 +183,13 @@ pub(crate) enum WholeTable {
         /// The node, by name.
         node: String,
     },
+    /// The copy of the table on node `node` waits to be filled (it lost its records: that
+    /// node started again from a snapshot without them), said by that node: until it says
+    /// [`WholeTable::CopyFilled`], it is not counted on as a filled copy.
+    CopyWaits {
+        /// The node, by name.
+        node: String,
+    },
     /// The copy of the table on node `node` made `disc_copies` (`disc`) or `ram_copies`
     /// (`change_table_copy_type` on a running cluster node).
     CopyType {
@@ -210,6 +217,7 @@ impl WholeTable {
                 | WholeTable::AddDiscCopy { .. }
                 | WholeTable::DelCopy { .. }
                 | WholeTable::CopyFilled { .. }
+                | WholeTable::CopyWaits { .. }
                 | WholeTable::CopyType { .. }
         )
     }

@@ -216,6 +216,7 @@ impl Versions {
                 WholeTable::AddCopy { .. }
                 | WholeTable::AddDiscCopy { .. }
                 | WholeTable::CopyFilled { .. }
+                | WholeTable::CopyWaits { .. }
                 | WholeTable::CopyType { .. } => t.last = index,
             }
             return;

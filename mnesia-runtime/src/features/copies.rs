@@ -125,8 +125,11 @@ impl Database {
 
     /// Tells the other nodes, through the order, that this node's copies given by
     /// `add_table_copy` are filled (a cluster node calls it every so often), so
-    /// that the other copies may be removed; returns the tables told of. Each is a record
-    /// of the order: call it outside a transaction.
+    /// that the other copies may be removed; returns the tables told of. It tells them
+    /// too of this node's copies that wait to be filled without their knowing (this node
+    /// started again from a snapshot without their records), so that the other copies
+    /// are not all removed meanwhile. Each is a record of the order: call it outside a
+    /// transaction.
     ///
     /// ```
     /// assert!(mnesia::Database::in_memory()?.confirm_filled_copies()?.is_empty());
@@ -135,12 +138,19 @@ impl Database {
     pub fn confirm_filled_copies(&self) -> Result<Vec<String>> {
         let me = self.inner.config.node();
         let Some(sequencer) = self.sequencer() else { return Ok(Vec::new()) };
-        let mut filled = Vec::new();
+        let (mut filled, mut waits) = (Vec::new(), Vec::new());
         for (name, table) in self.inner.tables.load().iter() {
-            let given = table.placement().filling().into_iter().find(|(n, _)| n == me).map(|(_, at)| at);
-            if let Some(given) = given.filter(|_| table.placement().is_held()) {
-                filled.push((name.clone(), given));
+            let place = table.placement();
+            let given = place.filling().into_iter().find(|(n, _)| n == me).map(|(_, at)| at);
+            match given {
+                Some(given) if place.is_held() => filled.push((name.clone(), given)),
+                None if place.waits_here(me) => waits.push(name.clone()),
+                _ => {}
             }
+        }
+        for name in &waits {
+            let told = WholeTable::CopyWaits { node: me.to_owned() };
+            sequencer.order(CommitRecord::whole(name, told, self.applied_index()))?;
         }
         for (name, given) in &filled {
             let told = WholeTable::CopyFilled { node: me.to_owned(), given: *given };
@@ -185,6 +195,13 @@ impl Database {
             WholeTable::DelCopy { node } => {
                 disc.retain(|n| n != node);
                 (node, false)
+            }
+            WholeTable::CopyWaits { node } => {
+                if nodes.contains(node) && !filling.iter().any(|(n, _)| n == node) {
+                    filling.push((node.clone(), self.applied_index() + 1));
+                }
+                place.set_filling(filling);
+                return Ok(());
             }
             WholeTable::CopyType { node, disc: to_disc } => {
                 if !nodes.contains(node) {

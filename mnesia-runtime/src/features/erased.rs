@@ -100,6 +100,7 @@ impl<T: StoredRecord> AnyTable for TableStore<T> {
             | WholeTable::AddDiscCopy { .. }
             | WholeTable::DelCopy { .. }
             | WholeTable::CopyFilled { .. }
+            | WholeTable::CopyWaits { .. }
             | WholeTable::CopyType { .. } => {
                 Err(Error::Internal("a change of copies is made by apply_commit".into()))
             }

@@ -230,13 +230,16 @@ impl Database {
     /// Notes, for the tables waiting to be filled, what `record`, committed at place
     /// `index`, did to them (the caller holds `applying`): their writes, made again over
     /// an image of an earlier place; a change as a whole makes the wait begin again
-    /// (an image must be of a later place).
+    /// (an image must be of a later place), but a change of where its copies are.
     pub(crate) fn note_skipped(&self, index: u64, record: &crate::engine::commit_record::CommitRecord) {
         let mut waiting = self.inner.ordered.fills.waiting.lock();
         if let Some((name, op)) = record.whole_table() {
             if matches!(op, WholeTable::Drop) || op.creates() {
                 // (Another table from here on, if any.)
                 waiting.remove(name);
+            } else if op.changes_copies() {
+                // (The records stay as they are; a change of this node's own copy begins
+                // or ends its wait as it is applied.)
             } else if let Some(wait) = waiting.get_mut(name) {
                 *wait = Wait::from(index);
             }
