@@ -2190,6 +2190,11 @@ fn a_copy_in_memory_started_again_from_its_directory_is_filled_from_the_copy_on_
     eventually("the copy in memory holds every record", || {
         spots(&run.dbs[ram]) == (0..61).collect::<Vec<_>>()
     });
+    // (It told the others that it waited, then that it is filled.)
+    let none_filling = |run: &Running| {
+        run.live().iter().all(|(_, db)| db.table_info::<Spot>().is_ok_and(|i| i.filling.is_empty()))
+    };
+    eventually("no copy is left filling", || none_filling(&run));
     // The copy on disc stops and starts again while the one in memory is down: it has the
     // records from its own directory.
     run.nodes[ram] = None;
