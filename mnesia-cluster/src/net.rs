@@ -51,10 +51,15 @@ pub(crate) enum Request {
         key: Vec<u8>,
     },
     /// An image of this table, which you hold, of place `at` of the order or a later one
-    /// (for a node at that place whose copy waits to be filled).
+    /// (for a node at that place whose copy waits to be filled): its first part.
     Image {
         table: String,
         at: u64,
+    },
+    /// The part from byte `offset` of the image `id` you sent the first part of.
+    ImagePart {
+        id: u64,
+        offset: u64,
     },
     /// Node `id`, you are no member any more (asked by node `by`: yourself when you left):
     /// the sender, the leader, removed you (you no longer hear from the leader, so you
@@ -95,8 +100,9 @@ pub(crate) enum Response {
     NotMember(String),
     /// The answer to [`Request::Read`]: the records (encoded), or why not.
     Read(Result<Vec<Vec<u8>>, String>),
-    /// The answer to [`Request::Image`]: the image, or why not.
-    Image(Result<Vec<u8>, String>),
+    /// The answer to [`Request::Image`] and [`Request::ImagePart`]: a part of the image,
+    /// or why not.
+    Image(Result<crate::placed::ImagePart, String>),
 }
 
 /// How long a request may wait for its answer.
@@ -483,8 +489,9 @@ async fn connection(tcp: TcpStream, node: &crate::node::Shared) -> Result<(), Wi
                 crate::placed::answer_read(node.dialer.liveness.database(), &table, &key)
             }
             Request::Image { table, at } => {
-                crate::placed::answer_image(node.dialer.liveness.database(), &table, at).await
+                crate::placed::answer_image(&node.images, node.dialer.liveness.database(), &table, at).await
             }
+            Request::ImagePart { id, offset } => Response::Image(node.images.part(id, offset)),
             Request::Hold(hold) => Response::Held(node.hold_here(from, hold).await),
             // (Another node at the address of the one removed is not told.)
             Request::Removed { id, by } if id == node.id => {

@@ -42,6 +42,9 @@ pub struct Options {
     workers: usize,
     /// Start as the only member of the cluster (see [`Options::recover_alone`]).
     recover_alone: bool,
+    /// The bytes of each part of a table's image sent to a node filling its copy (see
+    /// [`Options::image_parts`]).
+    image_part: usize,
     faults: Faults,
     #[cfg(feature = "tls")]
     tls: Option<crate::tls::Tls>,
@@ -78,6 +81,7 @@ impl Options {
             snapshots: (SNAPSHOT_EVERY, SNAPSHOT_KEEP),
             workers: 2,
             recover_alone: false,
+            image_part: crate::placed::IMAGE_PART,
             faults: Faults::default(),
             #[cfg(feature = "tls")]
             tls: None,
@@ -208,6 +212,21 @@ impl Options {
     /// ```
     pub fn snapshots(mut self, every: u64, keep: u64) -> Options {
         self.snapshots = (every.max(1), keep);
+        self
+    }
+
+    /// The size of each part in which this node sends an image of a table (the table's
+    /// records at one place of the log) to a node whose copy of it waits to be filled: 8
+    /// MiB unless told, at least 1 KiB and at most 32 MiB (a frame holds 64 MiB at most).
+    /// The node keeps the image while the other takes its parts, one at a time (for 60 s
+    /// after the last part taken at most).
+    ///
+    /// ```
+    /// let options = mnesia_cluster::Options::new(1, "c").image_parts(4 << 20);
+    /// # let _ = options;
+    /// ```
+    pub fn image_parts(mut self, bytes: usize) -> Options {
+        self.image_part = bytes.clamp(1 << 10, 32 << 20);
         self
     }
 
@@ -469,6 +488,8 @@ pub(crate) struct Shared {
     pub(crate) read_links: crate::net::MemberLinks,
     /// ... and one for images of tables whose copy here waits to be filled.
     pub(crate) image_links: crate::net::MemberLinks,
+    /// The images of tables this node sends to others in parts.
+    pub(crate) images: crate::placed::KeptImages,
     /// The member that last answered a read of each table this node holds no records of.
     pub(crate) read_from: parking_lot::Mutex<std::collections::HashMap<String, u64>>,
     /// How writes to the node's directory fare (tried again until they succeed): those of
@@ -1134,6 +1155,7 @@ impl Node {
             sync_links: crate::net::MemberLinks::default(),
             read_links: crate::net::MemberLinks::default(),
             image_links: crate::net::MemberLinks::default(),
+            images: crate::placed::KeptImages::new(options.image_part),
             read_from: parking_lot::Mutex::default(),
             writes,
             left: std::sync::OnceLock::new(),

@@ -2,7 +2,8 @@
 //! without a table's records forwards a read outside a transaction to a member holding
 //! them ([`Request::Read`]), and a node whose copy waits to be filled (it loaded a snapshot
 //! made by a node without the records) asks a member holding them for an image of the
-//! table ([`Request::Image`]).
+//! table ([`Request::Image`]), in parts ([`Request::ImagePart`]): the member keeps the
+//! image while they are taken.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -20,6 +21,84 @@ const IMAGE_WAIT: Duration = Duration::from_secs(60);
 
 /// How often a node looks for copies waiting to be filled (and filled ones to tell of).
 const FILL_EVERY: Duration = Duration::from_millis(200);
+
+/// The bytes of each part of an image sent, unless told (`Options::image_parts`).
+pub(crate) const IMAGE_PART: usize = 8 << 20;
+
+/// Images a node keeps at most while others take their parts (the oldest goes first).
+const IMAGES_KEPT: usize = 4;
+
+/// A part of a table's image, sent to a node filling its copy.
+#[derive(Debug, serde::Serialize, serde::Deserialize)]
+pub(crate) struct ImagePart {
+    /// The image's number, for the next parts (kept by the sender).
+    id: u64,
+    /// The image's bytes in all.
+    total: u64,
+    /// This part's bytes.
+    bytes: Vec<u8>,
+}
+
+/// The images a node sends in parts: kept until their last part is taken, or for
+/// [`IMAGE_WAIT`] after the last part taken.
+pub(crate) struct KeptImages {
+    /// The bytes of each part.
+    part: usize,
+    next: std::sync::atomic::AtomicU64,
+    kept: parking_lot::Mutex<Vec<Kept>>,
+}
+
+struct Kept {
+    id: u64,
+    bytes: Vec<u8>,
+    until: std::time::Instant,
+}
+
+impl KeptImages {
+    /// None kept, sending parts of `part` bytes.
+    pub(crate) fn new(part: usize) -> KeptImages {
+        KeptImages { part: part.max(1), next: std::sync::atomic::AtomicU64::new(1), kept: Default::default() }
+    }
+
+    /// The first part of `image`; the image is kept for the others, if there are more.
+    fn first(&self, image: Vec<u8>) -> ImagePart {
+        let id = self.next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let total = image.len() as u64;
+        if image.len() <= self.part {
+            return ImagePart { id, total, bytes: image };
+        }
+        let bytes = image[..self.part].to_vec();
+        let now = std::time::Instant::now();
+        let mut kept = self.kept.lock();
+        kept.retain(|k| k.until > now);
+        if kept.len() >= IMAGES_KEPT {
+            kept.remove(0);
+        }
+        kept.push(Kept { id, bytes: image, until: now + IMAGE_WAIT });
+        ImagePart { id, total, bytes }
+    }
+
+    /// The part of image `id` from byte `offset` (the image goes with its last part).
+    pub(crate) fn part(&self, id: u64, offset: u64) -> std::result::Result<ImagePart, String> {
+        let mut kept = self.kept.lock();
+        let now = std::time::Instant::now();
+        kept.retain(|k| k.until > now);
+        let Some(at) = kept.iter().position(|k| k.id == id) else {
+            return Err(format!("no image {id} kept here (taken whole, or kept too long)"));
+        };
+        let image = &mut kept[at];
+        let total = image.bytes.len();
+        let start = usize::try_from(offset).ok().filter(|o| *o < total);
+        let Some(start) = start else { return Err(format!("image {id} has {total} bytes, not {offset}")) };
+        let end = start.saturating_add(self.part).min(total);
+        let bytes = image.bytes[start..end].to_vec();
+        image.until = now + IMAGE_WAIT;
+        if end == total {
+            kept.remove(at);
+        }
+        Ok(ImagePart { id, total: total as u64, bytes })
+    }
+}
 
 impl Shared {
     /// The records of the key `key` of table `table` (both encoded), read on a member
@@ -59,8 +138,13 @@ impl Shared {
     async fn image_elsewhere(self: &Arc<Self>, table: &str, at: u64) -> Option<Vec<u8>> {
         let request = Request::Image { table: table.to_owned(), at };
         for (member, addr) in self.other_members() {
-            match self.ask_member(&self.image_links, member, addr, &request, IMAGE_WAIT).await {
-                Some(Response::Image(Ok(image))) => return Some(image),
+            match self.ask_member(&self.image_links, member, addr.clone(), &request, IMAGE_WAIT).await {
+                Some(Response::Image(Ok(first))) => match self.image_rest(member, addr, first).await {
+                    Ok(image) => return Some(image),
+                    Err(why) => {
+                        tracing::debug!(target: "mnesia::cluster", member, %why, table, "an image not taken whole");
+                    }
+                },
                 Some(Response::Image(Err(why))) => {
                     tracing::debug!(target: "mnesia::cluster", member, %why, table, "no image of the table there");
                 }
@@ -68,6 +152,32 @@ impl Shared {
             }
         }
         None
+    }
+
+    /// The image whose first part member `member` sent, its other parts taken from it.
+    async fn image_rest(
+        &self,
+        member: u64,
+        addr: String,
+        first: ImagePart,
+    ) -> std::result::Result<Vec<u8>, String> {
+        let ImagePart { id, total, bytes: mut image } = first;
+        while (image.len() as u64) < total {
+            let request = Request::ImagePart { id, offset: image.len() as u64 };
+            match self.ask_member(&self.image_links, member, addr.clone(), &request, IMAGE_WAIT).await {
+                Some(Response::Image(Ok(part)))
+                    if part.id == id && part.total == total && !part.bytes.is_empty() =>
+                {
+                    image.extend_from_slice(&part.bytes);
+                }
+                Some(Response::Image(Err(why))) => return Err(why),
+                _ => return Err(format!("part from byte {} of image {id} not given", image.len())),
+            }
+        }
+        if image.len() as u64 != total {
+            return Err(format!("image {id}: {} bytes where {total} were said", image.len()));
+        }
+        Ok(image)
     }
 
     /// `request`'s answer from member `member` (at `addr`), over the connection of `links`
@@ -94,8 +204,9 @@ pub(crate) fn answer_read(db: &Database, table: &str, key: &[u8]) -> Response {
 }
 
 /// The answer to a [`Request::Image`] of another member at place `at`: once this node has
-/// applied as far (within half the asker's wait), the table's image.
-pub(crate) async fn answer_image(db: &Database, table: &str, at: u64) -> Response {
+/// applied as far (within half the asker's wait), the first part of the table's image
+/// (kept in `images` for the others).
+pub(crate) async fn answer_image(images: &KeptImages, db: &Database, table: &str, at: u64) -> Response {
     let deadline = tokio::time::Instant::now() + IMAGE_WAIT / 2;
     while db.applied_index() < at {
         if tokio::time::Instant::now() >= deadline {
@@ -105,7 +216,7 @@ pub(crate) async fn answer_image(db: &Database, table: &str, at: u64) -> Respons
     }
     let mut image = Vec::new();
     let written = tokio::task::block_in_place(|| db.write_table_image(table, &mut image));
-    Response::Image(written.map(|_| image).map_err(|e| e.to_string()))
+    Response::Image(written.map(|_| images.first(image)).map_err(|e| e.to_string()))
 }
 
 /// Fills, for as long as the node runs, each copy of `db` that waits to be filled, from an
@@ -165,10 +276,49 @@ mod tests {
             let key = postcard::to_allocvec(&3u32).expect("key");
             assert!(matches!(answer_read(&db, "spot", &key), Response::Read(Ok(found)) if found.len() == 1));
             assert!(matches!(answer_read(&db, "nope", &key), Response::Read(Err(_))));
-            assert!(
-                matches!(answer_image(&db, "spot", 0).await, Response::Image(Ok(image)) if !image.is_empty())
-            );
-            assert!(matches!(answer_image(&db, "nope", 0).await, Response::Image(Err(_))));
+            let images = KeptImages::new(IMAGE_PART);
+            let answer = answer_image(&images, &db, "spot", 0).await;
+            assert!(matches!(answer, Response::Image(Ok(part)) if part.bytes.len() as u64 == part.total));
+            assert!(matches!(answer_image(&images, &db, "nope", 0).await, Response::Image(Err(_))));
         });
+    }
+
+    #[test]
+    fn an_image_larger_than_a_part_is_sent_in_parts_and_kept_until_the_last() {
+        use mnesia::prelude::*;
+        #[derive(Table, Clone, Debug, Serialize, Deserialize)]
+        struct Spot {
+            #[key]
+            id: u32,
+            text: String,
+        }
+        let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(1).build().expect("runtime");
+        let db = Database::in_memory().expect("db");
+        db.create_table::<Spot>(TableOptions::new()).expect("table");
+        for id in 0..100 {
+            db.scope(|| Spot::write(Spot { id, text: format!("spot {id}") })).expect("write");
+        }
+        let mut whole = Vec::new();
+        db.write_table_image("spot", &mut whole).expect("image");
+        let images = KeptImages::new(100);
+        let Response::Image(Ok(first)) = rt.block_on(answer_image(&images, &db, "spot", 0)) else {
+            panic!("no image")
+        };
+        assert_eq!((first.bytes.len(), first.total), (100, whole.len() as u64));
+        let (id, mut image) = (first.id, first.bytes);
+        assert!(images.part(id, whole.len() as u64).is_err(), "no part past the end");
+        assert!(images.part(id + 1, 0).is_err(), "no such image");
+        while image.len() < whole.len() {
+            let part = images.part(id, image.len() as u64).expect("part");
+            assert!(part.bytes.len() <= 100 && part.total == whole.len() as u64);
+            image.extend(part.bytes);
+        }
+        assert_eq!(image, whole);
+        // Gone with its last part.
+        assert!(images.part(id, 0).is_err());
+        // At most a few kept at once: the oldest goes.
+        let ids: Vec<u64> = (0..IMAGES_KEPT + 1).map(|_| images.first(whole.clone()).id).collect();
+        assert!(images.part(ids[0], 100).is_err());
+        assert!(ids[1..].iter().all(|id| images.part(*id, 100).is_ok()));
     }
 }

@@ -29,7 +29,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 /// The version of the frames nodes exchange (their requests and answers): nodes of another
 /// version are refused at the handshake.
-pub(crate) const PROTOCOL: u16 = 1;
+pub(crate) const PROTOCOL: u16 = 2;
 
 /// The largest frame accepted after the handshake.
 pub(crate) const MAX_FRAME: u32 = 64 << 20;

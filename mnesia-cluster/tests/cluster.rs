@@ -2152,7 +2152,8 @@ fn a_copy_moved_to_another_node_holds_every_record_there_and_none_is_left_behind
 #[test]
 fn a_copy_in_memory_started_again_from_its_directory_is_filled_from_the_copy_on_disc() {
     let dirs: Vec<_> = (0..3).map(|_| tempfile::tempdir().expect("dir")).collect();
-    let options = |id: u64| quick(id).dir(dirs[id as usize - 1].path()).snapshots(20, 5);
+    // (Images in parts of 1 KiB: the table's, several.)
+    let options = |id: u64| quick(id).dir(dirs[id as usize - 1].path()).snapshots(20, 5).image_parts(1024);
     let mut run = three_options(options);
     let leader = run.leader();
     let name = |i: usize| format!("n{}@127.0.0.1", i + 1);
@@ -2161,7 +2162,7 @@ fn a_copy_in_memory_started_again_from_its_directory_is_filled_from_the_copy_on_
     let copies = TableOptions::new().ram_copies([name(ram)]).disc_copies([name(disc)]);
     run.dbs[leader].create_table::<Spot>(copies).expect("create_table");
     run.settle();
-    for id in 0..60 {
+    for id in 0..200 {
         run.dbs[ram].scope(|| Spot::write(Spot { id, n: id })).expect("write");
     }
     run.settle();
@@ -2185,10 +2186,10 @@ fn a_copy_in_memory_started_again_from_its_directory_is_filled_from_the_copy_on_
     };
     restart(&mut run, ram);
     run.dbs[ram].wait_for_tables(&["spot"], Duration::from_secs(20)).expect("filled");
-    run.dbs[ram].scope(|| Spot::write(Spot { id: 60, n: 60 })).expect("write");
+    run.dbs[ram].scope(|| Spot::write(Spot { id: 200, n: 200 })).expect("write");
     run.settle();
     eventually("the copy in memory holds every record", || {
-        spots(&run.dbs[ram]) == (0..61).collect::<Vec<_>>()
+        spots(&run.dbs[ram]) == (0..201).collect::<Vec<_>>()
     });
     // (It told the others that it waited, then that it is filled.)
     let none_filling = |run: &Running| {
@@ -2198,9 +2199,9 @@ fn a_copy_in_memory_started_again_from_its_directory_is_filled_from_the_copy_on_
     // The copy on disc stops and starts again while the one in memory is down: it has the
     // records from its own directory.
     run.nodes[ram] = None;
-    run.dbs[disc].scope(|| Spot::write(Spot { id: 61, n: 61 })).expect("write");
+    run.dbs[disc].scope(|| Spot::write(Spot { id: 201, n: 201 })).expect("write");
     restart(&mut run, disc);
     run.dbs[disc].wait_for_tables(&["spot"], Duration::from_secs(20)).expect("current");
-    assert_eq!(spots(&run.dbs[disc]), (0..62).collect::<Vec<_>>());
+    assert_eq!(spots(&run.dbs[disc]), (0..202).collect::<Vec<_>>());
     assert!(run.dbs[disc].table_info::<Spot>().expect("info").held);
 }
