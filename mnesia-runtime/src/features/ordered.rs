@@ -33,16 +33,18 @@ impl Database {
     /// record's place (a unique index that the records break is refused alike on every
     /// copy); a transaction that read the table before a clear or a drop and commits after
     /// conflicts, and a record writing a table the order dropped is refused on every copy.
-    /// A table created while ordering is `ram_copies` on every copy (given a list of nodes,
-    /// `TableOptions::ram_copies([..])`, every copy registers it and those whose
-    /// `Config::node_name` it lists hold its records: see [`Error::NotHere`]), each making it with its
+    /// A table created while ordering is in memory on every copy (given lists of nodes,
+    /// `TableOptions::ram_copies([..])`, `disc_copies([..])`, every copy registers it and
+    /// those whose `Config::node_name` they list hold its records: see
+    /// [`Error::NotHere`]), each making it with its
     /// own program's type of the same name and shape (every `#[derive(Table)]` registers
     /// its type, so a copy need not have named it yet; a copy whose program has none stops
     /// applying, [`Error::SchemaMismatch`]). `transform` is ordered as the converted
     /// records, which every copy makes the table anew with (see [`Database::transform`]).
     /// A restore orders each table it recreates the same way, and writes the others in one
     /// transaction. Not ordered yet, and refused while a sequencer is attached:
-    /// `change_table_copy_type` and restores into tables no type has claimed. A record written with an `#[auto_increment]` id
+    /// `change_table_copy_type` of a table of every copy (that of a table on chosen
+    /// nodes is ordered) and restores into tables no type has claimed. A record written with an `#[auto_increment]` id
     /// conflicts with another copy's record given the same one, and runs again with a new
     /// id; `next_id` claims its id through the order (a record that moves the table's
     /// counter on every copy), so that no two copies hand one out, and is refused inside a
