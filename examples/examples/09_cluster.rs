@@ -1,7 +1,7 @@
 //! A cluster of three node processes on 127.0.0.1: a write on one is read on the others
 //! (each node counts the reads it served in a table of its own, which no other node
-//! sees); a table created with its copies on nodes 1 (in memory) and 2 (on disc) only is
-//! read on node 3 through them; the leader is killed, the other two elect another and go on; the killed node
+//! sees); a table created with a `ram_copies` copy on node 1 and a `disc_copies` copy on
+//! node 2 only is read on node 3 through them; the leader is killed, the other two elect another and go on; the killed node
 //! starts again on its Raft log and catches up.
 //!
 //! Run: `cargo run -p examples --example 09_cluster`. The example starts three copies of
@@ -97,7 +97,8 @@ fn node(id: u64, dir: &str, listen: &str) -> mnesia::Result<()> {
             }
             ["served"] => say(served(&db)?.to_string()),
             ["place"] => {
-                // In memory on node 1, on disc (in its Raft directory) on node 2.
+                // A ram copy on node 1, a disc copy on node 2 (each node keeps what it holds
+                // in its Raft directory).
                 db.create_table::<Note>(TableOptions::new().ram_copies(["node1"]).disc_copies(["node2"]))?;
                 say("ok".into());
             }

@@ -39,9 +39,9 @@
 //! forward its reads outside transactions to one of them, and a holder that loads a
 //! snapshot made by a node without the records is filled from another holder; copies are
 //! added and removed while the cluster runs (`Database::add_table_copy`,
-//! `Database::del_table_copy`), each copy in memory or on disc (`disc_copies([..])`: kept
-//! in its node's Raft directory; a copy in memory is left out of its node's snapshots
-//! and filled from another node when it starts again).
+//! `Database::del_table_copy`), each copy of a storage type every node knows
+//! (`ram_copies([..])`, `disc_copies([..])`; a node with [`Options::dir`] keeps every
+//! copy it holds in that directory).
 //!
 //! What is not there yet: the cluster's tables in the database's own files (the Raft
 //! directory keeps them), `disc_only_copies` on a running node.

@@ -106,19 +106,6 @@ impl Placement {
         *self.disc.lock() = disc;
     }
 
-    /// Whether this node's copy is kept in memory alone while another node keeps a filled
-    /// one on disc: its snapshots leave the records out (it takes them from a node holding them
-    /// when it starts again from its snapshot, as Mnesia fills a `ram_copies` table from
-    /// another node). A table whose copies are all in memory is kept in every holder's
-    /// snapshots, so that a cluster stopped whole loses none of it.
-    pub(crate) fn left_out_of_snapshots(&self) -> bool {
-        if !self.is_held() || self.is_disc_here() {
-            return false;
-        }
-        let filling = self.filling.lock();
-        self.disc.lock().iter().any(|n| !filling.iter().any(|(f, _)| f == n))
-    }
-
     /// Whether this node (`me`) is one the table's copies are on and its copy does not
     /// hold the records yet (it waits to be filled, or is being filled).
     pub(crate) fn waits_here(&self, me: &str) -> bool {

@@ -157,9 +157,6 @@ pub struct BackupOptions {
     /// Leaves out the tables this node keeps for itself (`TableOptions::local_content`):
     /// an ordered snapshot's.
     pub(crate) shared_only: bool,
-    /// Tables written without their records (an ordered snapshot's tables whose copy here
-    /// is in memory while another node keeps one on disc).
-    pub(crate) without_records: Vec<String>,
 }
 
 impl BackupOptions {
@@ -588,12 +585,6 @@ impl Database {
             let seq = self.inner.seq.load(Ordering::Acquire);
             (seq, open.iter().map(|t| t.begin_backup(seq)).collect::<Vec<_>>())
         };
-        // (A table written without its records keeps no cut: nothing is saved for it.)
-        let bare: Vec<bool> = names.iter().map(|n| options.without_records.contains(n)).collect();
-        for ((t, head), _) in open.iter().zip(&mut heads).zip(&bare).filter(|(_, bare)| **bare) {
-            t.end_backup();
-            head.size_hint = 0;
-        }
         struct EndCuts<'a>(&'a [&'a Arc<dyn AnyTable>]);
         impl Drop for EndCuts<'_> {
             fn drop(&mut self) {
@@ -636,10 +627,6 @@ impl Database {
         for (i, t) in open.iter().enumerate() {
             let table = u32::try_from(i)
                 .map_err(|_| Error::Exhausted { what: "table numbers of a backup".into() })?;
-            if bare[i] {
-                counts.push(0);
-                continue;
-            }
             counts.push(t.backup_stream(&mut enc, &mut |enc| {
                 w.entries(table, enc)?;
                 ticker.at(enc.count);

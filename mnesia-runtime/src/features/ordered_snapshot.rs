@@ -145,16 +145,15 @@ impl Database {
     /// # Ok::<(), mnesia::Error>(())
     /// ```
     pub fn write_ordered_snapshot(&self, out: &mut dyn Write) -> Result<OrderedSnapshot> {
-        self.write_snapshot_of(out, BackupOptions::new(), true)
+        self.write_snapshot_of(out, BackupOptions::new())
     }
 
     /// [`Database::write_ordered_snapshot`] of the tables `options` names (the caller holds
-    /// no lock of the order): of every table (`whole`), or an image of one.
+    /// no lock of the order).
     pub(crate) fn write_snapshot_of(
         &self,
         out: &mut dyn Write,
         mut options: BackupOptions,
-        whole: bool,
     ) -> Result<OrderedSnapshot> {
         let name = Path::new("ordered snapshot");
         let ordered = &self.inner.ordered;
@@ -166,12 +165,8 @@ impl Database {
         // Every table but those this node keeps for itself (no other copy has them), left
         // out under the schema lock the backup takes.
         options.shared_only = true;
-        // (Tables are placed, and filled, under `applying`.) An image of one table holds
-        // its records; a snapshot leaves out those of copies filled from others.
-        if whole {
-            options.without_records = self.left_out_of_snapshots();
-        }
-        let places = self.places(&options.without_records);
+        // (Tables are placed, and filled, under `applying`.)
+        let places = self.places();
         let info = self.backup_into(&mut w, &options, || {
             // Held across the cut: no record is being applied, every one applied is in.
             let versions = ordered.versions.lock();

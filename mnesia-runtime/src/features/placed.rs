@@ -23,10 +23,9 @@ use crate::features::ordered_snapshot::{Places, read_head};
 use crate::{Database, Error, Result};
 
 impl Database {
-    /// Where this node's tables of the order are, for a snapshot leaving out the records
-    /// of the tables `left_out` (the caller holds the order's `applying`, under which
-    /// tables are placed and filled).
-    pub(crate) fn places(&self, left_out: &[String]) -> Places {
+    /// Where this node's tables of the order are, for a snapshot (the caller holds the
+    /// order's `applying`, under which tables are placed and filled).
+    pub(crate) fn places(&self) -> Places {
         let mut places = Places::default();
         for (name, table) in self.inner.tables.load().iter() {
             let place = table.placement();
@@ -41,19 +40,11 @@ impl Database {
             if !disc.is_empty() {
                 places.disc.push((name.clone(), disc));
             }
-            // (A copy left out of the snapshot is filled from another when loaded.)
-            if !place.is_held() || left_out.contains(name) {
+            if !place.is_held() {
                 places.unheld.push(name.clone());
             }
         }
         places
-    }
-
-    /// The tables whose records this node's snapshots leave out (see
-    /// `Placement::left_out_of_snapshots`; the caller holds the order's `applying`).
-    pub(crate) fn left_out_of_snapshots(&self) -> Vec<String> {
-        let tables = self.inner.tables.load();
-        tables.iter().filter(|(_, t)| t.placement().left_out_of_snapshots()).map(|(n, _)| n.clone()).collect()
     }
 
     /// Places the tables `names` of a snapshot about to be loaded as its `places` say (the
@@ -176,7 +167,7 @@ impl Database {
     /// ```
     pub fn write_table_image(&self, table: &str, out: &mut dyn Write) -> Result<u64> {
         self.any_table(table)?.placement().check(table)?;
-        Ok(self.write_snapshot_of(out, BackupOptions::new().tables([table]), false)?.applied)
+        Ok(self.write_snapshot_of(out, BackupOptions::new().tables([table]))?.applied)
     }
 
     /// Fills this node's copy of a table waiting for it ([`Database::unfilled_tables`])
