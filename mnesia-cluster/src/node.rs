@@ -218,8 +218,9 @@ impl Options {
     /// The size of each part in which this node sends an image of a table (the table's
     /// records at one place of the log) to a node whose copy of it waits to be filled: 8
     /// MiB unless told, at least 1 KiB and at most 32 MiB (a frame holds 64 MiB at most).
-    /// The node keeps the image while the other takes its parts, one at a time (for 60 s
-    /// after the last part taken at most).
+    /// The node keeps the image while the other takes its parts, one at a time, until the
+    /// last is taken or 60 s pass without one asked (it looks every 200 ms); it keeps four
+    /// at most, and refuses a fifth asker meanwhile (which asks again later).
     ///
     /// ```
     /// let options = mnesia_cluster::Options::new(1, "c").image_parts(4 << 20);

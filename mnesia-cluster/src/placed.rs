@@ -25,8 +25,11 @@ const FILL_EVERY: Duration = Duration::from_millis(200);
 /// The bytes of each part of an image sent, unless told (`Options::image_parts`).
 pub(crate) const IMAGE_PART: usize = 8 << 20;
 
-/// Images a node keeps at most while others take their parts (the oldest goes first).
+/// Images a node keeps at most while others take their parts (one more is refused).
 const IMAGES_KEPT: usize = 4;
+
+/// The largest image taken (1 TiB: a peer saying more is confused).
+const IMAGE_AT_MOST: u64 = 1 << 40;
 
 /// A part of a table's image, sent to a node filling its copy.
 #[derive(Debug, serde::Serialize, serde::Deserialize)]
@@ -60,29 +63,36 @@ impl KeptImages {
         KeptImages { part: part.max(1), next: std::sync::atomic::AtomicU64::new(1), kept: Default::default() }
     }
 
-    /// The first part of `image`; the image is kept for the others, if there are more.
-    fn first(&self, image: Vec<u8>) -> ImagePart {
+    /// The first part of `image`; the image is kept for the others, if there are more
+    /// (refused while [`IMAGES_KEPT`] others are being taken: ask again later).
+    fn first(&self, image: Vec<u8>) -> std::result::Result<ImagePart, String> {
         let id = self.next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let total = image.len() as u64;
         if image.len() <= self.part {
-            return ImagePart { id, total, bytes: image };
+            return Ok(ImagePart { id, total, bytes: image });
         }
         let bytes = image[..self.part].to_vec();
-        let now = std::time::Instant::now();
+        self.sweep();
         let mut kept = self.kept.lock();
-        kept.retain(|k| k.until > now);
         if kept.len() >= IMAGES_KEPT {
-            kept.remove(0);
+            return Err(format!("{IMAGES_KEPT} images are being sent from here already"));
         }
-        kept.push(Kept { id, bytes: image, until: now + IMAGE_WAIT });
-        ImagePart { id, total, bytes }
+        kept.push(Kept { id, bytes: image, until: std::time::Instant::now() + IMAGE_WAIT });
+        Ok(ImagePart { id, total, bytes })
+    }
+
+    /// Drops the images whose parts were not asked for [`IMAGE_WAIT`] (their asker gave
+    /// up, or stopped).
+    pub(crate) fn sweep(&self) {
+        let now = std::time::Instant::now();
+        self.kept.lock().retain(|k| k.until > now);
     }
 
     /// The part of image `id` from byte `offset` (the image goes with its last part).
     pub(crate) fn part(&self, id: u64, offset: u64) -> std::result::Result<ImagePart, String> {
-        let mut kept = self.kept.lock();
+        self.sweep();
         let now = std::time::Instant::now();
-        kept.retain(|k| k.until > now);
+        let mut kept = self.kept.lock();
         let Some(at) = kept.iter().position(|k| k.id == id) else {
             return Err(format!("no image {id} kept here (taken whole, or kept too long)"));
         };
@@ -162,6 +172,9 @@ impl Shared {
         first: ImagePart,
     ) -> std::result::Result<Vec<u8>, String> {
         let ImagePart { id, total, bytes: mut image } = first;
+        if total > IMAGE_AT_MOST {
+            return Err(format!("image {id} of {total} bytes: more than {IMAGE_AT_MOST} are not taken"));
+        }
         while (image.len() as u64) < total {
             let request = Request::ImagePart { id, offset: image.len() as u64 };
             match self.ask_member(&self.image_links, member, addr.clone(), &request, IMAGE_WAIT).await {
@@ -216,7 +229,7 @@ pub(crate) async fn answer_image(images: &KeptImages, db: &Database, table: &str
     }
     let mut image = Vec::new();
     let written = tokio::task::block_in_place(|| db.write_table_image(table, &mut image));
-    Response::Image(written.map(|_| images.first(image)).map_err(|e| e.to_string()))
+    Response::Image(written.map_err(|e| e.to_string()).and_then(|_| images.first(image)))
 }
 
 /// Fills, for as long as the node runs, each copy of `db` that waits to be filled, from an
@@ -238,6 +251,7 @@ pub(crate) async fn fill_copies(shared: Arc<Shared>, db: Database) {
             }
             Err(_) => return,
         }
+        shared.images.sweep();
         for (table, at) in db.unfilled_tables() {
             let Some(image) = shared.image_elsewhere(&table, at).await else { continue };
             let filling = db.clone();
@@ -316,9 +330,11 @@ mod tests {
         assert_eq!(image, whole);
         // Gone with its last part.
         assert!(images.part(id, 0).is_err());
-        // At most a few kept at once: the oldest goes.
-        let ids: Vec<u64> = (0..IMAGES_KEPT + 1).map(|_| images.first(whole.clone()).id).collect();
-        assert!(images.part(ids[0], 100).is_err());
-        assert!(ids[1..].iter().all(|id| images.part(*id, 100).is_ok()));
+        // At most a few kept at once: one more is refused (asked again later).
+        let ids: Vec<u64> = (0..IMAGES_KEPT).map(|_| images.first(whole.clone()).expect("kept").id).collect();
+        assert!(images.first(whole.clone()).is_err());
+        assert!(ids.iter().all(|id| images.part(*id, 100).is_ok()));
+        // (A small image is sent whole, never kept.)
+        assert!(KeptImages::new(whole.len()).first(whole.clone()).is_ok_and(|p| p.bytes == whole));
     }
 }

@@ -1559,6 +1559,8 @@ fn copies_on_disc_and_in_memory_are_known_alike_and_kept_through_snapshots() {
     assert!(matches!(&twice, Err(Error::Invalid(m)) if m.contains("named twice")), "{twice:?}");
     let disc_only = copies[2].db.create_table::<Placed>(TableOptions::new().disc_only_copies(HOLDERS));
     assert!(matches!(&disc_only, Err(Error::Invalid(m)) if m.contains("disc_only_copies")), "{disc_only:?}");
+    let every = copies[2].db.create_table::<Placed>(TableOptions::new().disc_copies(Vec::<String>::new()));
+    assert!(matches!(&every, Err(Error::Invalid(m)) if m.contains("name the nodes")), "{every:?}");
     // In memory on the first node, on disc on the second; created from the third.
     let options = TableOptions::new().ram_copies([HOLDERS[0]]).disc_copies([HOLDERS[1]]);
     copies[2].db.create_table::<Placed>(options).expect("create_table");

@@ -215,9 +215,10 @@ impl Versions {
                 WholeTable::DelCopy { .. } => t.fill(index),
                 WholeTable::AddCopy { .. }
                 | WholeTable::AddDiscCopy { .. }
-                | WholeTable::CopyFilled { .. }
-                | WholeTable::CopyWaits { .. }
-                | WholeTable::CopyType { .. } => t.last = index,
+                | WholeTable::CopyFilled { .. } => t.last = index,
+                // (What a copy is, or that it waits: nothing of the records, nor where
+                // they are kept, changes.)
+                WholeTable::CopyWaits { .. } | WholeTable::CopyType { .. } => {}
             }
             return;
         }

@@ -34,10 +34,9 @@ impl Database {
     /// ```
     pub fn add_table_copy<T: Record>(&self, node: &str, storage: StorageType) -> Result<()> {
         let node = node.to_owned();
-        let change = match storage {
-            StorageType::RamCopies => WholeTable::AddCopy { node },
-            StorageType::DiscCopies => WholeTable::AddDiscCopy { node },
-            StorageType::DiscOnlyCopies => return Err(no_disc_only(T::NAME)),
+        let change = match on_disc(T::NAME, storage)? {
+            false => WholeTable::AddCopy { node },
+            true => WholeTable::AddDiscCopy { node },
         };
         self.order_copies::<T>(change)
     }
@@ -46,11 +45,7 @@ impl Database {
     /// `change_table_copy_type` does for a table with copies on some nodes, on a running
     /// cluster node): a record of the order, so every node knows it.
     pub(crate) fn order_copy_type<T: Record>(&self, node: &str, to: StorageType) -> Result<()> {
-        let disc = match to {
-            StorageType::RamCopies => false,
-            StorageType::DiscCopies => true,
-            StorageType::DiscOnlyCopies => return Err(no_disc_only(T::NAME)),
-        };
+        let disc = on_disc(T::NAME, to)?;
         self.order_copies::<T>(WholeTable::CopyType { node: node.to_owned(), disc })
     }
 
@@ -125,11 +120,11 @@ impl Database {
 
     /// Tells the other nodes, through the order, that this node's copies given by
     /// `add_table_copy` are filled (a cluster node calls it every so often), so
-    /// that the other copies may be removed; returns the tables told of. It tells them
-    /// too of this node's copies that wait to be filled without their knowing (this node
-    /// started again from a snapshot without their records), so that the other copies
-    /// are not all removed meanwhile. Each is a record of the order: call it outside a
-    /// transaction.
+    /// that the other copies may be removed; returns the tables told filled. It tells
+    /// them too of this node's copies that wait to be filled without their knowing (this
+    /// node loaded a snapshot without their records), so that the other copies are not
+    /// all removed meanwhile. Each is a record of the order: call it outside a
+    /// transaction. Each is ordered even when another fails; the first error is returned.
     ///
     /// ```
     /// assert!(mnesia::Database::in_memory()?.confirm_filled_copies()?.is_empty());
@@ -148,18 +143,23 @@ impl Database {
                 _ => {}
             }
         }
+        // (Each told, whatever the others' fate: the first error is returned.)
+        let mut outcome = Ok(());
         for name in &waits {
             let told = WholeTable::CopyWaits { node: me.to_owned() };
-            sequencer.order(CommitRecord::whole(name, told, self.applied_index()))?;
+            let ordered = sequencer.order(CommitRecord::whole(name, told, self.applied_index()));
+            outcome = outcome.and(ordered);
         }
         for (name, given) in &filled {
             let told = WholeTable::CopyFilled { node: me.to_owned(), given: *given };
-            sequencer.order(CommitRecord::whole(name, told, self.applied_index()))?;
+            let ordered = sequencer.order(CommitRecord::whole(name, told, self.applied_index()));
+            outcome = outcome.and(ordered);
         }
-        Ok(filled.into_iter().map(|(name, _)| name).collect())
+        outcome.map(|()| filled.into_iter().map(|(name, _)| name).collect())
     }
 
-    /// Orders `change` (an `AddCopy` or a `DelCopy`) of table `T`.
+    /// Orders `change` (a change of table `T`'s copies: `AddCopy`, `AddDiscCopy`,
+    /// `DelCopy`, `CopyType`) of table `T`.
     fn order_copies<T: Record>(&self, change: WholeTable) -> Result<()> {
         let table = self.table::<T>()?;
         let sequencer = self.sequencer().filter(|_| !table.is_local()).ok_or_else(|| {
@@ -174,9 +174,9 @@ impl Database {
         sequencer.order(CommitRecord::whole(T::NAME, change, self.applied_index()))
     }
 
-    /// Makes, here, the change of table `name`'s copies that `change` orders (`AddCopy`,
-    /// `DelCopy` or `CopyFilled`), at its place in the order (the caller holds
-    /// `applying`): the same list of nodes on every node, or the same refusal.
+    /// Makes, here, the change of table `name`'s copies that `change` orders (see
+    /// `WholeTable::changes_copies`), at its place in the order (the caller holds
+    /// `applying`): the same lists of nodes on every node, or the same refusal.
     pub(crate) fn change_copies_here(&self, name: &str, change: &WholeTable) -> Result<()> {
         let table = self.any_table(name)?;
         let place = table.placement();
@@ -278,11 +278,16 @@ impl Database {
     }
 }
 
-/// The refusal of a `disc_only_copies` copy of a cluster's table.
-fn no_disc_only(table: &str) -> Error {
-    Error::Invalid(format!(
-        "table {table}: a cluster's table is ram_copies or disc_copies on each node (disc_only_copies is not there yet)"
-    ))
+/// Whether a copy of `storage` of the cluster's table `table` is a disc copy; an error for
+/// `disc_only_copies`, not there yet.
+fn on_disc(table: &str, storage: StorageType) -> Result<bool> {
+    match storage {
+        StorageType::RamCopies => Ok(false),
+        StorageType::DiscCopies => Ok(true),
+        StorageType::DiscOnlyCopies => Err(Error::Invalid(format!(
+            "table {table}: a cluster's table is ram_copies or disc_copies on each node (disc_only_copies is not there yet)"
+        ))),
+    }
 }
 
 /// The refusal of a change of copies of a table that every node holds.

@@ -85,11 +85,15 @@ impl Database {
             return Err(Error::TableExists { table: name.to_owned() });
         }
         making.check_named_once(name)?;
-        if making.storage == StorageType::DiscOnlyCopies
-            || making.kinds.contains(&StorageType::DiscOnlyCopies)
-        {
+        if making.kinds.contains(&StorageType::DiscOnlyCopies) {
             return Err(Error::Invalid(format!(
                 "table {name}: a table created on a running cluster node is ram_copies or disc_copies on each node (disc_only_copies is not there yet)"
+            )));
+        }
+        if making.nodes.is_empty() && making.storage != StorageType::RamCopies {
+            return Err(Error::Invalid(format!(
+                "table {name}: a table of every node created on a running cluster node is ram_copies (each node keeps it in its Raft directory): name the nodes to make them {}",
+                making.storage
             )));
         }
         let shape = crate::schema::shape::RecordShape::of_facts(&meta.facts);
