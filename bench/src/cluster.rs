@@ -13,7 +13,9 @@
 //!   keeps for itself (`local_content`: no round trip), against the same on a database
 //!   alone, measured alternately in the same run;
 //! - `cluster_forwarded_read`: `read`s of a table with its copy on another node only
-//!   (answered there), against the same reads on that node.
+//!   (answered there), against the same reads on that node;
+//! - `cluster_forwarded_read_8`: such reads per second of 8 readers at once (`value`),
+//!   against one reader's.
 //!
 //! The same two commit figures with the Raft logs in memory (`_ram_log`), as Mnesia's
 //! ram copies keep them.
@@ -76,7 +78,7 @@ fn run(report: &mut Report, quick: bool, tx_write_floor: f64, durable: bool) -> 
     let name = |n: &str| format!("{n}{suffix}");
     let wanted = |r: &Report, n: &str| r.wants(&name(n));
     let commits = ["cluster_tx_write", "cluster_tx_write_32"].iter().any(|n| wanted(report, n))
-        || (durable && ["cluster_local_write", "cluster_forwarded_read"].iter().any(|n| report.wants(n)));
+        || (durable && ["cluster_local_write", FORWARDED, FORWARDED_8].iter().any(|n| report.wants(n)));
     let catch_up = durable
         && ["cluster_catch_up_100k_ms", "cluster_snapshot_100k_ms", "cluster_snapshot_peak_mb"]
             .iter()
@@ -145,9 +147,18 @@ fn run(report: &mut Report, quick: bool, tx_write_floor: f64, durable: bool) -> 
         report.add("cluster_local_write", ours, floor);
     }
 
-    if durable && report.wants("cluster_forwarded_read") {
+    if durable && [FORWARDED, FORWARDED_8].iter().any(|n| report.wants(n)) {
         let (ours, floor) = forwarded_reads(&dbs[0], &dbs[1], n)?;
-        report.add("cluster_forwarded_read", ours, floor);
+        if report.wants(FORWARDED) {
+            report.add(FORWARDED, ours, floor);
+        }
+        if report.wants(FORWARDED_8) {
+            let (eight, one) = forwarded_reads_at_once(&dbs[0], n);
+            eprintln!("{FORWARDED_8:<22} {eight:>10.1} reads/s   1 reader {one:>10.1} reads/s");
+            let figure =
+                json!({ "value": round(eight), "one_reader": round(one), "ratio": round(eight / one) });
+            report.figures.insert(FORWARDED_8.into(), figure);
+        }
     }
 
     if durable && report.wants("cluster_catch_up_100k_ms") {
@@ -246,6 +257,37 @@ fn local_writes(node: &Database, n: u64) -> mnesia::Result<(f64, f64)> {
         floor = floor.min(round(&alone));
     }
     Ok((ours, floor))
+}
+
+const FORWARDED: &str = "cluster_forwarded_read";
+const FORWARDED_8: &str = "cluster_forwarded_read_8";
+
+/// Forwarded `read`s per second on node `here` (of the table [`forwarded_reads`] made)
+/// of 8 readers at once, and (the floor) of one: the best of three alternated rounds of `n`
+/// reads each.
+fn forwarded_reads_at_once(here: &Database, n: u64) -> (f64, f64) {
+    let rate = |readers: u64| {
+        let t = Instant::now();
+        std::thread::scope(|s| {
+            for r in 0..readers {
+                let db = here.clone();
+                s.spawn(move || {
+                    db.scope(|| {
+                        for i in 0..n / readers {
+                            black_box(Ticket::read(&((r * 7919 + i) % 1000 + 1)).ok());
+                        }
+                    })
+                });
+            }
+        });
+        (n / readers * readers) as f64 / t.elapsed().as_secs_f64()
+    };
+    let (mut eight, mut one) = (0.0f64, 0.0f64);
+    for _ in 0..3 {
+        one = one.max(rate(1));
+        eight = eight.max(rate(8));
+    }
+    (eight, one)
 }
 
 /// Nanoseconds per `read` on node `here` of a table whose copy is on node `there` alone

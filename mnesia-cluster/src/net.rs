@@ -192,23 +192,46 @@ impl Dialer {
     }
 }
 
-/// One connection kept to each member (for one kind of request), with the address it was
-/// opened to.
-#[derive(Default)]
-pub(crate) struct MemberLinks(parking_lot::Mutex<std::collections::BTreeMap<u64, MemberLink>>);
+/// The connections kept to each member (for one kind of request: one unless told), with
+/// the address they were opened to.
+pub(crate) struct MemberLinks {
+    /// Connections per member.
+    per_member: usize,
+    links: parking_lot::Mutex<std::collections::BTreeMap<u64, MemberLink>>,
+    /// The one given next when all of a member's are in use.
+    turn: std::sync::atomic::AtomicUsize,
+}
 
-type MemberLink = (String, Arc<tokio::sync::Mutex<Option<Peer>>>);
+type Link = Arc<tokio::sync::Mutex<Option<Peer>>>;
+type MemberLink = (String, Vec<Link>);
+
+impl Default for MemberLinks {
+    fn default() -> Self {
+        MemberLinks::several(1)
+    }
+}
 
 impl MemberLinks {
-    /// The connection to `member` at `addr` (opened at its first request); a new one for a
-    /// new member under this id, or one that moved.
-    pub(crate) fn to(&self, member: u64, addr: &str) -> Arc<tokio::sync::Mutex<Option<Peer>>> {
-        let mut links = self.0.lock();
-        let link = links.entry(member).or_insert_with(|| (String::new(), Arc::default()));
-        if link.0 != addr {
-            *link = (addr.to_owned(), Arc::new(tokio::sync::Mutex::new(None)));
+    /// `per_member` connections kept to each member (at least one).
+    pub(crate) fn several(per_member: usize) -> MemberLinks {
+        MemberLinks { per_member: per_member.max(1), links: Default::default(), turn: Default::default() }
+    }
+
+    /// A connection to `member` at `addr` (opened at its first request): one not in use
+    /// if there is one, else each in turn; new ones for a new member under this id, or one
+    /// that moved.
+    pub(crate) fn to(&self, member: u64, addr: &str) -> Link {
+        let mut links = self.links.lock();
+        let link = links.entry(member).or_insert_with(|| (String::new(), Vec::new()));
+        if link.0 != addr || link.1.is_empty() {
+            *link = (addr.to_owned(), (0..self.per_member).map(|_| Link::default()).collect());
         }
-        Arc::clone(&link.1)
+        let free = link.1.iter().find(|l| l.try_lock().is_ok());
+        let next = || {
+            let turn = self.turn.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            &link.1[turn % link.1.len()]
+        };
+        Arc::clone(free.unwrap_or_else(next))
     }
 }
 

@@ -484,8 +484,8 @@ pub(crate) struct Shared {
     /// A connection to each member (with the address it was opened to), for
     /// `sync_transaction`'s questions.
     sync_links: crate::net::MemberLinks,
-    /// A connection to each member, for reads of tables this node holds no records of
-    /// (see `placed.rs`) ...
+    /// A few connections to each member, for reads of tables this node holds no records
+    /// of (see `placed.rs`) ...
     pub(crate) read_links: crate::net::MemberLinks,
     /// ... and one for images of tables whose copy here waits to be filled.
     pub(crate) image_links: crate::net::MemberLinks,
@@ -1154,7 +1154,7 @@ impl Node {
             leader: parking_lot::Mutex::new(None),
             holds: Arc::default(),
             sync_links: crate::net::MemberLinks::default(),
-            read_links: crate::net::MemberLinks::default(),
+            read_links: crate::net::MemberLinks::several(crate::placed::READ_LINKS),
             image_links: crate::net::MemberLinks::default(),
             images: crate::placed::KeptImages::new(options.image_part),
             read_from: parking_lot::Mutex::default(),

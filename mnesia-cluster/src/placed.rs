@@ -13,6 +13,10 @@ use mnesia_runtime::{Database, Error, Result};
 use crate::net::{Request, Response};
 use crate::node::Shared;
 
+/// Connections kept to each member for forwarded reads (reads sent at once to one member
+/// travel on as many at once).
+pub(crate) const READ_LINKS: usize = 4;
+
 /// How long a member may take to answer a forwarded read.
 const READ_WAIT: Duration = Duration::from_secs(5);
 
