@@ -9,7 +9,8 @@
 //!
 //! The bytes: a magic (`MNSSNP` and a version), one checksummed frame holding the place,
 //! the versions and where tables with copies on some nodes only are (version 4, which
-//! says which copies are on disc; version 3 does not; version 2 has none), then the backup as its file holds it (frames of its own, each checked).
+//! says which copies are on disc; version 3 does not; version 2 has none), then the
+//! backup as its file holds it (frames of its own, each checked).
 
 use std::io::{Read, Write};
 use std::path::Path;
