@@ -15,7 +15,10 @@
 //! - `cluster_forwarded_read`: `read`s of a table with its copy on another node only
 //!   (answered there), against the same reads on that node;
 //! - `cluster_forwarded_read_8`: such reads per second of 8 readers at once (`value`),
-//!   against one reader's.
+//!   against one reader's;
+//! - `cluster_copy_fill_100k_ms`: a copy of a table of 100k records (12 MB) added on
+//!   another node (`add_table_copy`) and filled there from an image in parts, against
+//!   the floor of the image's writing on the holder.
 //!
 //! The same two commit figures with the Raft logs in memory (`_ram_log`), as Mnesia's
 //! ram copies keep them.
@@ -78,7 +81,8 @@ fn run(report: &mut Report, quick: bool, tx_write_floor: f64, durable: bool) -> 
     let name = |n: &str| format!("{n}{suffix}");
     let wanted = |r: &Report, n: &str| r.wants(&name(n));
     let commits = ["cluster_tx_write", "cluster_tx_write_32"].iter().any(|n| wanted(report, n))
-        || (durable && ["cluster_local_write", FORWARDED, FORWARDED_8].iter().any(|n| report.wants(n)));
+        || (durable
+            && ["cluster_local_write", FORWARDED, FORWARDED_8, COPY_FILL].iter().any(|n| report.wants(n)));
     let catch_up = durable
         && ["cluster_catch_up_100k_ms", "cluster_snapshot_100k_ms", "cluster_snapshot_peak_mb"]
             .iter()
@@ -159,6 +163,13 @@ fn run(report: &mut Report, quick: bool, tx_write_floor: f64, durable: bool) -> 
                 json!({ "value": round(eight), "one_reader": round(one), "ratio": round(eight / one) });
             report.figures.insert(FORWARDED_8.into(), figure);
         }
+    }
+
+    if durable && report.wants(COPY_FILL) {
+        let (ms, floor_ms, bytes) = copy_fill(&dbs[0], &dbs[1], if quick { 20_000 } else { 100_000 })?;
+        eprintln!("{COPY_FILL} {ms:>8.1} ms (image {bytes} bytes, written in {floor_ms:.1} ms)");
+        let figure = json!({ "value": round(ms), "floor_ms": round(floor_ms), "ratio": round(ms / floor_ms), "image_bytes": bytes });
+        report.figures.insert(COPY_FILL.into(), figure);
     }
 
     if durable && report.wants("cluster_catch_up_100k_ms") {
@@ -260,6 +271,41 @@ fn local_writes(node: &Database, n: u64) -> mnesia::Result<(f64, f64)> {
 }
 
 const FORWARDED: &str = "cluster_forwarded_read";
+const COPY_FILL: &str = "cluster_copy_fill_100k_ms";
+
+/// A table of `cluster_copy_fill_100k_ms`.
+#[derive(Table, Clone, Debug, Serialize, Deserialize)]
+struct Copied {
+    #[key]
+    id: u64,
+    note: String,
+}
+
+/// `cluster_copy_fill_100k_ms`: milliseconds from `add_table_copy` on node `there` of a
+/// table of `records` records held by node `here` alone until `there` holds them, the
+/// floor (milliseconds to write the table's image on `here`), and the image's bytes.
+fn copy_fill(here: &Database, there: &Database, records: u64) -> mnesia::Result<(f64, f64, usize)> {
+    here.create_table::<Copied>(TableOptions::new().ram_copies([here.node()]))?;
+    here.scope(|| -> mnesia::Result<()> {
+        for chunk in (0..records).collect::<Vec<_>>().chunks(1000) {
+            Copied::batch_write(chunk.iter().map(|&id| Copied { id, note: format!("{id:0>100}") }))?;
+        }
+        Ok(())
+    })?;
+    let mut image = Vec::new();
+    let t = Instant::now();
+    here.write_table_image("copied", &mut image)?;
+    let floor_ms = t.elapsed().as_secs_f64() * 1000.0;
+    let t = Instant::now();
+    here.add_table_copy::<Copied>(&there.node(), StorageType::RamCopies)?;
+    there.wait_for_tables(&["copied"], Duration::from_secs(120))?;
+    let ms = t.elapsed().as_secs_f64() * 1000.0;
+    let held = there.table_info::<Copied>()?.size as u64;
+    if held != records {
+        return Err(mnesia::Error::Invalid(format!("the copy holds {held} records, not {records}")));
+    }
+    Ok((ms, floor_ms, image.len()))
+}
 const FORWARDED_8: &str = "cluster_forwarded_read_8";
 
 /// Forwarded `read`s per second on node `here` (of the table [`forwarded_reads`] made)
