@@ -23,8 +23,11 @@ const READ_WAIT: Duration = Duration::from_secs(5);
 /// How long a member may take to write and send a table's image.
 const IMAGE_WAIT: Duration = Duration::from_secs(60);
 
-/// How often a node looks for copies waiting to be filled (and filled ones to tell of).
+/// How often a node looks for copies waiting to be filled (and filled ones to tell of) ...
 const FILL_EVERY: Duration = Duration::from_millis(200);
+
+/// ... and how often it looks whether a copy began or ended its wait (at once then).
+const FILL_LOOK: Duration = Duration::from_millis(10);
 
 /// The bytes of each part of an image sent, unless told (`Options::image_parts`).
 pub(crate) const IMAGE_PART: usize = 8 << 20;
@@ -240,10 +243,19 @@ pub(crate) async fn answer_image(images: &KeptImages, db: &Database, table: &str
 /// image another member writes; and tells the others, through the log, of the copies
 /// given to this node that are filled.
 pub(crate) async fn fill_copies(shared: Arc<Shared>, db: Database) {
-    let mut tick = tokio::time::interval(FILL_EVERY);
+    let mut tick = tokio::time::interval(FILL_LOOK);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let (mut was_filling, mut last) = (false, tokio::time::Instant::now());
     loop {
         tick.tick().await;
+        // At once when a copy begins or ends its wait, else every `FILL_EVERY`.
+        let filling = db.filling();
+        let changed = filling != was_filling;
+        was_filling = filling;
+        if !changed && last.elapsed() < FILL_EVERY {
+            continue;
+        }
+        last = tokio::time::Instant::now();
         let confirming = db.clone();
         match tokio::task::spawn_blocking(move || confirming.confirm_filled_copies()).await {
             Ok(Ok(told)) if !told.is_empty() => {
